@@ -1,0 +1,15 @@
+"""What the server mounts beside the webhooks, in start-up order.
+
+Each entry is ``setup(app) -> None``: it adds routes and, where it runs
+something in the background, a cleanup context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+__all__ = ["EXTENSIONS"]
+
+EXTENSIONS: list[Callable[[web.Application], None]] = []

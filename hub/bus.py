@@ -1,0 +1,61 @@
+"""In-process event bus: what changed, for the router and the WebSocket.
+
+Publishing never blocks the publisher: each subscriber gets its own queue and
+a slow subscriber only delays itself. Other hub processes learn of changes
+through the database (bus_log and the router's sweep), not through this bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BusEvent", "EventBus"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusEvent:
+    """``kind`` is dotted: ``message.created``, ``conversation.opened``, ``message.delivery``, ..."""
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    conversation_id: int | None = None
+    agent_id: int | None = None
+    queue_id: str | None = None
+    seq: int | None = None  # set when the event was logged for replay
+
+
+class EventBus:
+    def __init__(self, *, queue_size: int = 10_000) -> None:
+        self._subscribers: set[asyncio.Queue[BusEvent]] = set()
+        self._queue_size = queue_size
+        self.published = 0
+        self.dropped = 0
+
+    def publish(self, event: BusEvent) -> None:
+        self.published += 1
+        for queue in self._subscribers:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                logger.warning("bus subscriber is full; dropped %s", event.kind)
+
+    def publish_all(self, events: list[BusEvent]) -> None:
+        for event in events:
+            self.publish(event)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[BusEvent]]:
+        queue: asyncio.Queue[BusEvent] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)

@@ -1,0 +1,138 @@
+"""Ingest: normalised inbound events in, durable rows and bus events out.
+
+Webhook handlers call ``Ingestor.submit`` and answer the provider only when it
+returns: the delivery is then committed. Concurrent deliveries are grouped
+into one transaction (group commit): one fsync serves many requests, and each
+delivery still commits or rolls back on its own (a savepoint each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from hub.bus import EventBus
+from hub.model import ChannelAccount, InboundEvent
+from hub.store import DeliveryOutcome, Store, store_group
+
+__all__ = ["IngestResult", "Ingestor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    stored: int
+    duplicates: int
+    updated: int
+    ignored: tuple[str, ...]
+
+    @property
+    def duplicate_only(self) -> bool:
+        return self.duplicates > 0 and self.stored == 0 and self.updated == 0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ingestor:
+    """Group-committing writer of inbound deliveries.
+
+    ``max_group`` bounds one transaction; there is no artificial wait: a group
+    is whatever arrived while the previous commit was on disk.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        accounts: Sequence[ChannelAccount],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        max_group: int = 256,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._accounts = {a.id: a for a in accounts}
+        self._clock = clock
+        self._max_group = max_group
+        self._queue: asyncio.Queue[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.ignored_counts: Counter[str] = Counter()
+        self.groups = 0
+        self.deliveries = 0
+        self._busy = False
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ingest-group-commit")
+
+    async def stop(self) -> None:
+        """Finish what was submitted, then stop."""
+        if self._task is None:
+            return
+        while not self._queue.empty() or self._busy:
+            await asyncio.sleep(0.01)
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(self, events: Sequence[InboundEvent]) -> IngestResult:
+        """Store one delivery; returns once it is committed. Raises what rolled it back."""
+        for event in events:
+            if event.account_id not in self._accounts:
+                raise KeyError(f"unknown account {event.account_id!r}")
+        if self._task is None:
+            await self.start()
+        future: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((events, future))
+        outcome = await future
+        for kind in outcome.ignored:
+            self.ignored_counts[kind] += 1
+            logger.info("acknowledged an event kind we do not handle", extra={"event_kind": kind})
+        return IngestResult(
+            stored=outcome.stored,
+            duplicates=outcome.duplicates,
+            updated=outcome.updated,
+            ignored=tuple(outcome.ignored),
+        )
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            self._busy = True
+            while len(group) < self._max_group and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                await self._commit(group)
+            finally:
+                self._busy = False
+
+    async def _commit(
+        self, group: list[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]]
+    ) -> None:
+        try:
+            results = await store_group(self._store, [events for events, _ in group], self._accounts, self._clock())
+        except Exception as exc:  # the commit itself failed: every delivery in it fails
+            logger.exception("ingest transaction failed; %d deliveries not acknowledged", len(group))
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.groups += 1
+        self.deliveries += len(group)
+        for (_, future), result in zip(group, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                self._bus.publish_all(result.events)
+                future.set_result(result)

@@ -1,0 +1,466 @@
+"""The common conversation model: what every channel is reduced to.
+
+Plain, typed, frozen objects with no I/O. Adapters produce the ``Inbound*``
+events; the store turns rows into the domain objects below; policy, routing and
+the API reason about them. Stdlib only: nothing here knows a provider, a
+database or HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Agent",
+    "Attachment",
+    "Author",
+    "Channel",
+    "ChannelAccount",
+    "Contact",
+    "Conversation",
+    "ConversationState",
+    "DeliveryReceipt",
+    "DeliveryState",
+    "Direction",
+    "Echo",
+    "EventKind",
+    "Identity",
+    "IgnoredEvent",
+    "InboundEvent",
+    "InboundMessage",
+    "Location",
+    "Message",
+    "MessageKind",
+    "OutboundMessage",
+    "Presence",
+    "ProfileUpdate",
+    "Queue",
+    "Role",
+    "SendReceipt",
+    "Status",
+    "Subscription",
+    "SubscriptionChanged",
+    "TimelineEvent",
+    "utc_from_millis",
+    "utc_from_seconds",
+]
+
+
+class Channel(StrEnum):
+    MESSENGER = "messenger"
+    WHATSAPP = "whatsapp"
+    VIBER = "viber"
+
+
+class ConversationState(StrEnum):
+    """waiting (in a queue) -> offered (one agent, a deadline) -> active -> closed."""
+
+    WAITING = "waiting"
+    OFFERED = "offered"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Author(StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class MessageKind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+    FILE = "file"
+    LOCATION = "location"
+    STICKER = "sticker"
+    CONTACT = "contact"
+    TEMPLATE = "template"
+    POSTBACK = "postback"  # a button, postback or quick reply the customer tapped
+
+
+class DeliveryState(StrEnum):
+    """States only move forward; ``rank`` orders them (failed is terminal)."""
+
+    RECEIVED = "received"  # inbound messages
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return _DELIVERY_RANK[self]
+
+    def advances_to(self, other: DeliveryState) -> bool:
+        """True when moving from self to ``other`` is progress (receipts arrive out of order)."""
+        if self is DeliveryState.FAILED or self is DeliveryState.READ:
+            return False
+        return other.rank > self.rank
+
+
+_DELIVERY_RANK = {
+    DeliveryState.RECEIVED: 0,
+    DeliveryState.QUEUED: 1,
+    DeliveryState.SENT: 2,
+    DeliveryState.DELIVERED: 3,
+    DeliveryState.READ: 4,
+    DeliveryState.FAILED: 5,
+}
+
+
+class EventKind(StrEnum):
+    """The timeline beside messages; shown to agents, never sent to the customer."""
+
+    OPENED = "opened"
+    REOPENED = "reopened"
+    OFFERED = "offered"
+    OFFER_WITHDRAWN = "offer_withdrawn"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    ACCEPTED = "accepted"
+    TAKEN = "taken"
+    TRANSFERRED = "transferred"
+    INVITED = "invited"
+    LEFT = "left"
+    CLOSED = "closed"
+    IMPORTANT = "important"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+    TICKET_ASSIGNED = "ticket_assigned"
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class Presence(StrEnum):
+    READY = "ready"
+    PAUSED = "paused"
+    OFFLINE = "offline"
+
+
+class Subscription(StrEnum):
+    """Viber's view of a user; other channels leave it unknown (None)."""
+
+    OPENED = "opened"  # conversation_started: one welcome message allowed
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+def utc_from_millis(value: int | float | str) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def utc_from_seconds(value: int | float | str) -> datetime:
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    kind: MessageKind
+    url: str | None = None
+    mime_type: str | None = None
+    file_name: str | None = None
+    size: int | None = None
+    provider_media_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in _asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        return cls(
+            kind=MessageKind(data["kind"]),
+            url=data.get("url"),
+            mime_type=data.get("mime_type"),
+            file_name=data.get("file_name"),
+            size=data.get("size"),
+            provider_media_id=data.get("provider_media_id"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+# ------------------------------------------------------------------ inbound events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMessage:
+    """A customer wrote to us. (account_id, provider_message_id) is the
+    idempotency key: a redelivery must change nothing."""
+
+    channel: Channel
+    account_id: str
+    sender_id: str
+    provider_message_id: str
+    sent_at: datetime  # the provider's clock; every window rule starts here
+    kind: MessageKind = MessageKind.TEXT
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    location: Location | None = None
+    payload: str | None = None  # postback / quick-reply / button payload
+    reply_to: str | None = None  # provider id of the quoted message
+    sender_name: str | None = None
+    sender_avatar: str | None = None
+    sender_phone: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()  # provider facts worth keeping (referral, forwarded)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReceipt:
+    """The provider moved one or more of our messages forward (or failed them).
+
+    Either ``provider_message_ids`` names them, or ``watermark`` says "every
+    message to this recipient sent up to then" (Messenger)."""
+
+    channel: Channel
+    account_id: str
+    recipient_id: str | None
+    state: DeliveryState
+    occurred_at: datetime
+    provider_message_ids: tuple[str, ...] = ()
+    watermark: datetime | None = None
+    error_code: str | None = None
+    error_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionChanged:
+    """Viber subscribed / unsubscribed / conversation_started."""
+
+    channel: Channel
+    account_id: str
+    user_id: str
+    state: Subscription
+    occurred_at: datetime
+    display_name: str | None = None
+    avatar: str | None = None
+    provider_event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Echo:
+    """A message sent from our side of the channel, echoed back by the provider."""
+
+    channel: Channel
+    account_id: str
+    recipient_id: str
+    provider_message_id: str
+    sent_at: datetime
+    kind: MessageKind = MessageKind.TEXT
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileUpdate:
+    """Enrichment: a display name or avatar learned after the fact."""
+
+    channel: Channel
+    account_id: str
+    external_id: str
+    display_name: str | None = None
+    avatar: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IgnoredEvent:
+    """A delivery item we acknowledge but do not handle (standby, optin, reactions, ...)."""
+
+    channel: Channel
+    account_id: str
+    kind: str
+
+
+InboundEvent = InboundMessage | DeliveryReceipt | SubscriptionChanged | Echo | IgnoredEvent
+
+
+# ------------------------------------------------------------------- outbound side
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundMessage:
+    """What an adapter sends: the policy has already decided *how* (tag, template)."""
+
+    account_id: str
+    recipient_id: str
+    kind: MessageKind = MessageKind.TEXT
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    messaging_type: str | None = None  # Messenger: RESPONSE | UPDATE | MESSAGE_TAG
+    tag: str | None = None
+    template: TemplateBinding | None = None
+    idempotency_key: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplateBinding:
+    """A provider-approved template call: Twilio Content SID + variables, or a
+    Cloud API template name, language and body parameters."""
+
+    content_sid: str | None = None
+    content_variables: tuple[tuple[str, str], ...] = ()
+    name: str | None = None
+    language: str | None = None
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendReceipt:
+    provider_message_id: str
+    accepted_at: datetime
+
+
+# ---------------------------------------------------------------- domain objects
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelAccount:
+    id: str
+    channel: Channel
+    provider: str
+    queue: str
+    api_base: str
+    reopen_after_close: bool = False
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def adapter_name(self) -> str:
+        """The registry key: ``messenger``, ``whatsapp.twilio``, ``whatsapp.cloud``, ``viber``."""
+        return self.channel.value if self.channel is not Channel.WHATSAPP else f"whatsapp.{self.provider}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    id: int
+    account_id: str
+    channel: Channel
+    external_id: str
+    display_name: str | None = None
+    avatar_url: str | None = None
+    phone: str | None = None
+    first_inbound_at: datetime | None = None
+    last_inbound_at: datetime | None = None
+    subscription: Subscription | None = None
+    subscription_changed_at: datetime | None = None
+    contact_id: int | None = None
+    welcome_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Contact:
+    id: int
+    name: str
+    company: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    notes: str | None = None
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conversation:
+    id: int
+    account_id: str
+    channel: Channel
+    identity_id: int
+    queue_id: str
+    state: ConversationState
+    waiting_since: datetime | None
+    opened_at: datetime
+    owner_agent_id: int | None = None
+    offered_agent_id: int | None = None
+    offer_deadline: datetime | None = None
+    offered_at: datetime | None = None
+    important: bool = False
+    status_id: str | None = None
+    ticket_id: int | None = None
+    closed_at: datetime | None = None
+    last_message_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    id: int
+    conversation_id: int
+    direction: Direction
+    author: Author
+    kind: MessageKind
+    created_at: datetime
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    provider_message_id: str | None = None
+    sent_at: datetime | None = None
+    delivery_state: DeliveryState = DeliveryState.RECEIVED
+    error_code: str | None = None
+    error_reason: str | None = None
+    agent_id: int | None = None
+    template_name: str | None = None
+    template_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineEvent:
+    id: int
+    conversation_id: int
+    kind: EventKind
+    created_at: datetime
+    agent_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Agent:
+    id: int
+    login: str
+    display_name: str
+    role: Role
+    capacity: int
+    presence: Presence
+    queues: tuple[str, ...] = ()
+    pause_reason: str | None = None
+    pause_paid: bool | None = None
+    presence_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Queue:
+    id: str
+    name: str
+    number: int
+    offer_timeout: int  # seconds
+    statuses: tuple[str, ...] = ()  # allowed at close; empty means the whole catalogue
+    url_template: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    id: str
+    name: str

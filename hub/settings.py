@@ -1,0 +1,440 @@
+"""Configuration: one TOML file, every value overridable from the environment.
+
+Read once by the CLI and passed down as a frozen ``Settings``; no other module
+reads ``os.environ``. A wrong or missing value raises ``ConfigError`` naming
+the key, so start-up stops with one clear line.
+
+Environment overrides:
+
+* ``CHANNELHUB_CONFIG`` -- the file (``serve --config`` wins over it);
+* ``CHANNELHUB_<SECTION>_<KEY>`` -- a scalar in a table, e.g. ``CHANNELHUB_SERVER_PORT``,
+  ``CHANNELHUB_DATABASE_URL``;
+* ``CHANNELHUB_<LIST>_<ID>_<KEY>`` -- a key of one list entry, by its id, e.g.
+  ``CHANNELHUB_ACCOUNTS_FB_MAIN_APP_SECRET`` (id upper-cased, ``-`` and ``.`` as ``_``);
+* any string value ``env:NAME`` is replaced by the variable ``NAME`` (for secrets
+  kept out of the file).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hub.errors import ConfigError
+from hub.model import Channel, ChannelAccount, Queue, Status
+
+__all__ = ["ACCOUNT_CREDENTIALS", "ServerSettings", "Settings", "load_settings"]
+
+ENV_PREFIX = "CHANNELHUB_"
+
+#: the credential keys each provider needs; all required, all secrets unless listed in _PUBLIC
+ACCOUNT_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "messenger": ("page_id", "app_secret", "verify_token", "page_access_token"),
+    "whatsapp.twilio": ("account_sid", "auth_token", "from_number"),
+    "whatsapp.cloud": ("phone_number_id", "app_secret", "verify_token", "access_token"),
+    "viber": ("auth_token", "name"),
+}
+_PUBLIC_CREDENTIALS = {"page_id", "account_sid", "from_number", "phone_number_id", "name"}
+_DEFAULT_API_BASE = {
+    "messenger": "https://graph.facebook.com/v21.0",
+    "whatsapp.twilio": "https://api.twilio.com",
+    "whatsapp.cloud": "https://graph.facebook.com/v21.0",
+    "viber": "https://chatapi.viber.com/pa",
+}
+_WHATSAPP_PROVIDERS = ("twilio", "cloud")
+T = TypeVar("T")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 1024 * 1024
+    shutdown_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxSettings:
+    workers: int = 4
+    max_attempts: int = 8
+    base_backoff: float = 0.5  # seconds; doubled per attempt, with jitter
+    max_backoff: float = 60.0
+    rate_limit: float = 50.0  # messages/s per account unless the account says otherwise
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingSettings:
+    tick_seconds: float = 1.0  # how often deadlines and waiting queues are swept
+    missed_offer_reason: str = "missed offer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSettings:
+    session_hours: float = 12.0
+    cookie_secure: bool = False  # set true behind HTTPS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoSettings:
+    """The offline demo: start the provider emulators beside the hub."""
+
+    emulators: bool = False
+    emulator_host: str = "127.0.0.1"
+    emulator_port: int = 8090
+    admin_login: str | None = None
+    admin_password: str | None = None
+    agents: tuple[tuple[str, str, str], ...] = ()  # (login, password, role)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database_url: str = "sqlite:///channelhub.db"
+    queues: tuple[Queue, ...] = ()
+    statuses: tuple[Status, ...] = ()
+    accounts: tuple[ChannelAccount, ...] = ()
+    account_rate_limits: Mapping[str, float] = field(default_factory=dict)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    demo: DemoSettings = field(default_factory=DemoSettings)
+    templates_dir: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto | json | text
+
+    def account(self, account_id: str) -> ChannelAccount:
+        for account in self.accounts:
+            if account.id == account_id:
+                return account
+        raise KeyError(account_id)
+
+    def queue(self, queue_id: str) -> Queue:
+        for queue in self.queues:
+            if queue.id == queue_id:
+                return queue
+        raise KeyError(queue_id)
+
+    def secrets(self) -> frozenset[str]:
+        """Every secret value, so the log filter can redact them."""
+        values = {
+            value
+            for account in self.accounts
+            for key, value in account.credentials.items()
+            if key not in _PUBLIC_CREDENTIALS and value
+        }
+        if self.demo.admin_password:
+            values.add(self.demo.admin_password)
+        return frozenset(values)
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read ``path`` (or ``CHANNELHUB_CONFIG``; none means defaults), apply the
+    environment, validate everything. Raises ConfigError naming the key."""
+    raw: dict[str, Any] = {}
+    path = path or environ.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        file = Path(path)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("config", f"file {str(file)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{file}: not valid TOML ({exc})") from None
+    _apply_environment(raw, environ)
+    raw = _resolve_env_references(raw, environ, "")
+    return _build(raw)
+
+
+# ----------------------------------------------------------------- environment
+
+
+def _env_id(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", value).upper()
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    lists = {name for name, value in raw.items() if isinstance(value, list)} | {"accounts", "queues", "statuses"}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        matched = False
+        for list_name in lists:
+            prefix = list_name.upper() + "_"
+            if not rest.startswith(prefix):
+                continue
+            for entry in raw.get(list_name, []):
+                if not isinstance(entry, dict) or "id" not in entry:
+                    continue
+                entry_prefix = prefix + _env_id(str(entry["id"])) + "_"
+                if rest.startswith(entry_prefix):
+                    entry[rest[len(entry_prefix) :].lower()] = value
+                    matched = True
+        if matched:
+            continue
+        section, _, key = rest.partition("_")
+        section = section.lower()
+        if not key:
+            continue
+        if section in ("log",):
+            raw[f"log_{key.lower()}"] = value
+        elif section in ("templates",):
+            raw[f"templates_{key.lower()}"] = value
+        elif section not in lists:
+            table = raw.setdefault(section, {})
+            if isinstance(table, dict):
+                table[key.lower()] = value
+
+
+def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env_references(v, environ, f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env_references(v, environ, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith("env:"):
+        variable = value[4:]
+        if variable not in environ:
+            raise ConfigError(key, f"refers to environment variable {variable} which is not set")
+        return environ[variable]
+    return value
+
+
+# -------------------------------------------------------------------- building
+
+
+def _build(raw: dict[str, Any]) -> Settings:
+    known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
+    known |= {"log_level", "log_format", "templates_dir"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(key, "unknown section")
+    server = _section(raw, "server", ServerSettings)
+    database = _table(raw, "database")
+    _only(database, "database", {"url"})
+    database_url = _str(database, "database", "url", "sqlite:///channelhub.db")
+    statuses = _statuses(raw.get("statuses", []))
+    queues = _queues(raw.get("queues", []), {s.id for s in statuses})
+    accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
+    templates = _table(raw, "templates")
+    templates_dir = raw.get("templates_dir", templates.get("dir"))
+    demo_raw = _table(raw, "demo")
+    demo_agents = tuple(
+        (
+            _str(a, f"demo.agents[{i}]", "login"),
+            _str(a, f"demo.agents[{i}]", "password"),
+            _str(a, f"demo.agents[{i}]", "role", "agent"),
+        )
+        for i, a in enumerate(demo_raw.pop("agents", []))
+    )
+    demo = _coerce_dataclass(DemoSettings, demo_raw, "demo", extra={"agents": demo_agents})
+    log_format = str(raw.get("log_format", "auto"))
+    if log_format not in ("auto", "json", "text"):
+        raise ConfigError("log_format", f"{log_format!r} is not one of auto, json, text")
+    return Settings(
+        server=server,
+        database_url=_database_url(database_url),
+        queues=queues,
+        statuses=statuses,
+        accounts=accounts,
+        account_rate_limits=rates,
+        outbox=_section(raw, "outbox", OutboxSettings),
+        routing=_section(raw, "routing", RoutingSettings),
+        auth=_section(raw, "auth", AuthSettings),
+        demo=demo,
+        templates_dir=str(templates_dir) if templates_dir else None,
+        log_level=str(raw.get("log_level", "INFO")).upper(),
+        log_format=log_format,
+    )
+
+
+def _database_url(url: str) -> str:
+    if not url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+", "sqlite+")):
+        raise ConfigError("database.url", f"{url.split(':', 1)[0]!r} is not supported; use sqlite:/// or postgresql://")
+    return url
+
+
+def _table(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    return dict(value)
+
+
+def _only(table: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}", "unknown key")
+
+
+def _section(raw: Mapping[str, Any], key: str, cls: type[T]) -> T:
+    return _coerce_dataclass(cls, _table(raw, key), key)
+
+
+def _coerce_dataclass(cls: type[T], table: Mapping[str, Any], where: str, extra: Mapping[str, Any] | None = None) -> T:
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    values: dict[str, Any] = dict(extra or {})
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}", "unknown key")
+        kind = type(fields[key].default) if fields[key].default is not None else str
+        values[key] = _coerce(value, kind, f"{where}.{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, kind: type, key: str) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str | int):
+                raise ValueError
+            return str(value)
+    except ValueError:
+        raise ConfigError(key, f"{value!r} is not a valid {kind.__name__}") from None
+    return value
+
+
+def _str(table: Mapping[str, Any], where: str, key: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(f"{where}.{key}", "is required")
+    if not isinstance(value, str | int):
+        raise ConfigError(f"{where}.{key}", "must be a string")
+    return str(value)
+
+
+def _check_id(value: str, key: str) -> str:
+    if not _ID.match(value):
+        raise ConfigError(key, f"{value!r} is not a valid id (letters, digits, '_', '-', '.')")
+    return value
+
+
+def _entries(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(where, "must be an array of tables ([[...]])")
+    return value
+
+
+def _statuses(value: Any) -> tuple[Status, ...]:
+    statuses = []
+    seen: set[str] = set()
+    for i, entry in enumerate(_entries(value, "statuses")):
+        where = f"statuses[{i}]"
+        _only(entry, where, {"id", "name"})
+        status_id = _check_id(_str(entry, where, "id"), f"{where}.id")
+        if status_id in seen:
+            raise ConfigError(f"{where}.id", f"{status_id!r} is defined twice")
+        seen.add(status_id)
+        statuses.append(Status(id=status_id, name=_str(entry, where, "name", status_id)))
+    return tuple(statuses)
+
+
+def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
+    queues = []
+    seen: set[str] = set()
+    for i, entry in enumerate(_entries(value, "queues")):
+        where = f"queues[{i}]"
+        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template"})
+        queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
+        if queue_id in seen:
+            raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
+        seen.add(queue_id)
+        timeout = _coerce(entry.get("offer_timeout", 30), int, f"{where}.offer_timeout")
+        if timeout <= 0:
+            raise ConfigError(f"{where}.offer_timeout", "must be a positive number of seconds")
+        allowed = entry.get("statuses", [])
+        if isinstance(allowed, str):
+            allowed = [s.strip() for s in allowed.split(",") if s.strip()]
+        for status in allowed:
+            if status not in status_ids:
+                raise ConfigError(f"{where}.statuses", f"{status!r} is not a configured status")
+        queues.append(
+            Queue(
+                id=queue_id,
+                name=_str(entry, where, "name", queue_id),
+                number=_coerce(entry.get("number", 100 + i), int, f"{where}.number"),
+                offer_timeout=timeout,
+                statuses=tuple(allowed),
+                url_template=entry.get("url_template"),
+            )
+        )
+    return tuple(queues)
+
+
+def _accounts(value: Any, queue_ids: set[str]) -> tuple[tuple[ChannelAccount, ...], dict[str, float]]:
+    accounts = []
+    rates: dict[str, float] = {}
+    seen: set[str] = set()
+    for i, entry in enumerate(_entries(value, "accounts")):
+        where = f"accounts[{i}]"
+        account_id = _check_id(_str(entry, where, "id"), f"{where}.id")
+        if account_id in seen:
+            raise ConfigError(f"{where}.id", f"{account_id!r} is defined twice")
+        seen.add(account_id)
+        channel_name = _str(entry, where, "channel")
+        try:
+            channel = Channel(channel_name)
+        except ValueError:
+            choices = ", ".join(c.value for c in Channel)
+            raise ConfigError(f"{where}.channel", f"{channel_name!r} is not one of {choices}") from None
+        provider = str(entry.get("provider", "") or "")
+        if channel is Channel.WHATSAPP:
+            if provider not in _WHATSAPP_PROVIDERS:
+                raise ConfigError(
+                    f"{where}.provider", f"{provider or 'nothing'!r} is not one of {', '.join(_WHATSAPP_PROVIDERS)}"
+                )
+            adapter = f"whatsapp.{provider}"
+        else:
+            if provider and provider != channel.value:
+                raise ConfigError(f"{where}.provider", f"{channel.value} accounts take no provider")
+            provider = channel.value
+            adapter = channel.value
+        queue = _str(entry, where, "queue")
+        if queue not in queue_ids:
+            raise ConfigError(f"{where}.queue", f"{queue!r} is not a configured queue")
+        credentials = {key: _str(entry, where, key) for key in ACCOUNT_CREDENTIALS[adapter]}
+        after_close = str(entry.get("after_close", "new"))
+        if after_close not in ("new", "reopen"):
+            raise ConfigError(f"{where}.after_close", f"{after_close!r} is not one of new, reopen")
+        allowed = {"id", "channel", "provider", "queue", "api_base", "after_close", "rate_limit", "avatar"}
+        allowed |= set(ACCOUNT_CREDENTIALS[adapter])
+        _only(entry, where, allowed)
+        if "avatar" in entry:
+            credentials["avatar"] = str(entry["avatar"])
+        if "rate_limit" in entry:
+            rates[account_id] = _coerce(entry["rate_limit"], float, f"{where}.rate_limit")
+        api_base = str(entry.get("api_base") or _DEFAULT_API_BASE[adapter]).rstrip("/")
+        if not api_base.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.api_base", f"{api_base!r} is not an http(s) URL")
+        accounts.append(
+            ChannelAccount(
+                id=account_id,
+                channel=channel,
+                provider=provider,
+                queue=queue,
+                api_base=api_base,
+                reopen_after_close=after_close == "reopen",
+                credentials=credentials,
+            )
+        )
+    return tuple(accounts), rates

@@ -1,0 +1,71 @@
+"""The Store: engines, transactions, and small SQL helpers shared by store modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.store.engine import create_engine
+from hub.store.migrate import current_revision, head_revision, upgrade
+
+__all__ = ["Store", "upsert"]
+
+
+class Store:
+    """Owns the database engines.
+
+    ``write()`` opens a transaction that takes the write lock at once (SQLite:
+    ``BEGIN IMMEDIATE``); ``read()`` opens one that never writes, so readers do
+    not queue behind the writer on SQLite. On PostgreSQL both share one pool.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.writer: AsyncEngine = create_engine(url, pool_size=pool_size)
+        self.dialect = self.writer.dialect.name
+        if self.dialect == "sqlite":
+            self.reader: AsyncEngine = create_engine(url, pool_size=pool_size, immediate=False)
+        else:
+            self.reader = self.writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.writer.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as connection:
+            yield connection
+
+    async def migrate(self) -> None:
+        await upgrade(self.writer)
+
+    async def is_ready(self) -> tuple[bool, str]:
+        """Database reachable and migrations current (for /readyz)."""
+        try:
+            async with self.read() as connection:
+                await connection.execute(text("SELECT 1"))
+            current = await current_revision(self.writer)
+        except Exception as exc:  # readiness reports any failure, it never raises
+            return False, f"database unreachable: {type(exc).__name__}"
+        head = head_revision()
+        if current != head:
+            return False, f"migrations not current: at {current}, head is {head}"
+        return True, "ok"
+
+    async def close(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def upsert(dialect: str, table: Table, values: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
+    """INSERT for the dialect at hand, with ``on_conflict_*`` available (SQLite and PostgreSQL agree)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).values(values)

@@ -1,0 +1,79 @@
+"""Engines from the plain URLs users write, with the durability settings we promise.
+
+``sqlite:///path.db`` becomes aiosqlite in WAL mode with ``synchronous=FULL``
+and ``BEGIN IMMEDIATE`` transactions; ``postgresql://...`` becomes asyncpg with
+PostgreSQL's default ``synchronous_commit=on``. See
+docs/decisions/0003-durability-and-group-commit.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+__all__ = ["async_url", "create_engine", "sync_url"]
+
+
+def async_url(url: str) -> URL:
+    """The async driver URL for what a user wrote."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database {backend!r}")
+
+
+def sync_url(url: str) -> URL:
+    """Plain-driver URL for tools that are synchronous (nothing at run time)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    return parsed.set(drivername="sqlite" if backend == "sqlite" else "postgresql")
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, immediate: bool = True) -> AsyncEngine:
+    """``immediate=False`` gives SQLite readers a plain deferred BEGIN."""
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        return _sqlite_engine(target, echo=echo, immediate=immediate)
+    return create_async_engine(
+        target,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        echo=echo,
+    )
+
+
+def _sqlite_engine(target: URL, *, echo: bool, immediate: bool) -> AsyncEngine:
+    memory = target.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {"echo": echo}
+    if memory:
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs["pool_size"] = 5
+        kwargs["max_overflow"] = 5
+    engine = create_async_engine(target, connect_args={"timeout": 30}, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy, not the driver, open transactions (savepoints work)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk before we say 200
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # writers take the lock up front: no deadlock when a reader later writes
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

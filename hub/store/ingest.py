@@ -1,0 +1,545 @@
+"""Storing normalised inbound events: idempotent, all-or-nothing per delivery.
+
+``store_group`` writes several deliveries in one transaction (group commit),
+each inside its own savepoint, so one bad delivery never takes the others down
+and a commit (one fsync) serves them all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.bus import BusEvent
+from hub.model import (
+    Author,
+    ChannelAccount,
+    ConversationState,
+    DeliveryReceipt,
+    DeliveryState,
+    Direction,
+    Echo,
+    EventKind,
+    IgnoredEvent,
+    InboundEvent,
+    InboundMessage,
+    ProfileUpdate,
+    Subscription,
+    SubscriptionChanged,
+)
+from hub.store._db import Store, upsert
+from hub.store.tables import UTCDateTime, account_health, conversations, identities, messages, timeline_events
+
+__all__ = ["DeliveryOutcome", "store_group", "store_profile"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class DeliveryOutcome:
+    """What one webhook delivery changed."""
+
+    stored: int = 0
+    duplicates: int = 0
+    updated: int = 0
+    ignored: list[str] = field(default_factory=list)
+    events: list[BusEvent] = field(default_factory=list)
+
+
+class _ConcurrentDuplicate(Exception):
+    """Another process stored the same provider message between our check and insert."""
+
+
+async def store_group(
+    store: Store,
+    deliveries: Sequence[Sequence[InboundEvent]],
+    accounts: Mapping[str, ChannelAccount],
+    now: datetime,
+) -> list[DeliveryOutcome | BaseException]:
+    """Store each delivery atomically, all of them in one transaction."""
+    results: list[DeliveryOutcome | BaseException] = []
+    async with store.write() as connection:
+        touched_accounts: set[str] = set()
+        for delivery in deliveries:
+            results.append(await _store_one(connection, store.dialect, delivery, accounts, now))
+            touched_accounts.update(e.account_id for e in delivery)
+        for account_id in sorted(touched_accounts):
+            stmt = upsert(store.dialect, account_health, {"account_id": account_id, "last_webhook_at": now})
+            await connection.execute(
+                stmt.on_conflict_do_update(index_elements=["account_id"], set_={"last_webhook_at": now})
+            )
+    return results
+
+
+async def _store_one(
+    connection: AsyncConnection,
+    dialect: str,
+    delivery: Sequence[InboundEvent],
+    accounts: Mapping[str, ChannelAccount],
+    now: datetime,
+) -> DeliveryOutcome | BaseException:
+    for attempt in range(2):
+        outcome = DeliveryOutcome()
+        try:
+            async with connection.begin_nested():
+                for event in delivery:
+                    await _store_event(connection, dialect, event, accounts, now, outcome)
+            return outcome
+        except _ConcurrentDuplicate:
+            if attempt:
+                raise
+            continue  # the retry sees the other process's row and reports a duplicate
+        except Exception as exc:
+            logger.exception("delivery not stored: rolled back")
+            return exc
+    raise AssertionError("unreachable")
+
+
+async def _store_event(
+    connection: AsyncConnection,
+    dialect: str,
+    event: InboundEvent,
+    accounts: Mapping[str, ChannelAccount],
+    now: datetime,
+    outcome: DeliveryOutcome,
+) -> None:
+    match event:
+        case InboundMessage():
+            await _store_message(connection, dialect, event, accounts[event.account_id], now, outcome)
+        case DeliveryReceipt():
+            await _store_receipt(connection, event, now, outcome)
+        case SubscriptionChanged():
+            await _store_subscription(connection, dialect, event, now, outcome)
+        case Echo():
+            await _store_echo(connection, event, now, outcome)
+        case IgnoredEvent():
+            outcome.ignored.append(f"{event.channel.value}:{event.kind}")
+
+
+# ------------------------------------------------------------------ messages
+
+
+async def _existing_message(connection: AsyncConnection, account_id: str, provider_message_id: str) -> int | None:
+    row = await connection.execute(
+        select(messages.c.id).where(
+            messages.c.account_id == account_id, messages.c.provider_message_id == provider_message_id
+        )
+    )
+    return row.scalar_one_or_none()
+
+
+def _later(column: Any, value: datetime) -> Any:
+    """The later of the stored value and the new one (NULL-safe on both engines)."""
+    value = literal(value, UTCDateTime())
+    return case((column.is_(None), value), (value > column, value), else_=column)
+
+
+def _earlier(column: Any, value: datetime) -> Any:
+    value = literal(value, UTCDateTime())
+    return case((column.is_(None), value), (value < column, value), else_=column)
+
+
+async def _upsert_identity(
+    connection: AsyncConnection,
+    dialect: str,
+    *,
+    account_id: str,
+    channel: str,
+    external_id: str,
+    now: datetime,
+    values: Mapping[str, Any],
+    update_set: Mapping[str, Any],
+) -> int:
+    stmt = upsert(
+        dialect,
+        identities,
+        {"account_id": account_id, "channel": channel, "external_id": external_id, "created_at": now, **values},
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account_id", "external_id"], set_=dict(update_set) or {"external_id": external_id}
+    ).returning(identities.c.id)
+    return int((await connection.execute(stmt)).scalar_one())
+
+
+async def _store_message(
+    connection: AsyncConnection,
+    dialect: str,
+    event: InboundMessage,
+    account: ChannelAccount,
+    now: datetime,
+    outcome: DeliveryOutcome,
+) -> None:
+    if await _existing_message(connection, event.account_id, event.provider_message_id) is not None:
+        outcome.duplicates += 1
+        return
+    excluded = identities.c  # referenced through the upsert's EXCLUDED below
+    stmt_values: dict[str, Any] = {
+        "display_name": event.sender_name,
+        "avatar_url": event.sender_avatar,
+        "phone": event.sender_phone,
+        "first_inbound_at": event.sent_at,
+        "last_inbound_at": event.sent_at,
+        "last_received_at": now,
+    }
+    update_set: dict[str, Any] = {
+        "last_inbound_at": _later(excluded.last_inbound_at, event.sent_at),
+        "first_inbound_at": _earlier(excluded.first_inbound_at, event.sent_at),
+        "last_received_at": now,
+    }
+    if event.sender_name:
+        update_set["display_name"] = event.sender_name
+    if event.sender_avatar:
+        update_set["avatar_url"] = event.sender_avatar
+    if event.sender_phone:
+        update_set["phone"] = event.sender_phone
+    if event.channel.value == "viber":
+        # a Viber user who writes is subscribed (channels.md 4.7)
+        stmt_values["subscription"] = Subscription.SUBSCRIBED.value
+        stmt_values["subscription_changed_at"] = event.sent_at
+        update_set["subscription"] = case(
+            (
+                func.coalesce(excluded.subscription_changed_at, event.sent_at) <= event.sent_at,
+                Subscription.SUBSCRIBED.value,
+            ),
+            else_=excluded.subscription,
+        )
+        update_set["subscription_changed_at"] = _later(excluded.subscription_changed_at, event.sent_at)
+    identity_id = await _upsert_identity(
+        connection,
+        dialect,
+        account_id=event.account_id,
+        channel=event.channel.value,
+        external_id=event.sender_id,
+        now=now,
+        values=stmt_values,
+        update_set=update_set,
+    )
+    conversation_id, queue_id = await _open_conversation(connection, dialect, identity_id, account, now, outcome)
+    inserted = await connection.execute(
+        upsert(
+            dialect,
+            messages,
+            {
+                "conversation_id": conversation_id,
+                "identity_id": identity_id,
+                "account_id": event.account_id,
+                "direction": Direction.IN.value,
+                "author": Author.CUSTOMER.value,
+                "kind": event.kind.value,
+                "text": event.text,
+                "attachments": [a.to_json() for a in event.attachments] or None,
+                "location": _location_json(event),
+                "payload": event.payload,
+                "reply_to": event.reply_to,
+                "extra": dict(event.extra) or None,
+                "provider_message_id": event.provider_message_id,
+                "sent_at": event.sent_at,
+                "created_at": now,
+                "delivery_state": DeliveryState.RECEIVED.value,
+            },
+        )
+        .on_conflict_do_nothing(index_elements=["account_id", "provider_message_id"])
+        .returning(messages.c.id)
+    )
+    message_id = inserted.scalar_one_or_none()
+    if message_id is None:
+        raise _ConcurrentDuplicate(event.provider_message_id)
+    await connection.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(last_message_at=_later(conversations.c.last_message_at, now))
+    )
+    outcome.stored += 1
+    outcome.events.append(
+        BusEvent(
+            kind="message.created",
+            conversation_id=conversation_id,
+            queue_id=queue_id,
+            data={"message_id": message_id, "direction": "in", "identity_id": identity_id},
+        )
+    )
+
+
+def _location_json(event: InboundMessage) -> dict[str, Any] | None:
+    if event.location is None:
+        return None
+    loc = event.location
+    return {"latitude": loc.latitude, "longitude": loc.longitude, "name": loc.name, "address": loc.address}
+
+
+async def _open_conversation(
+    connection: AsyncConnection,
+    dialect: str,
+    identity_id: int,
+    account: ChannelAccount,
+    now: datetime,
+    outcome: DeliveryOutcome,
+) -> tuple[int, str]:
+    """The identity's open conversation; else reopen the last one or open a new one (per account)."""
+    open_row = (
+        await connection.execute(
+            select(conversations.c.id, conversations.c.queue_id).where(
+                conversations.c.identity_id == identity_id, conversations.c.state != ConversationState.CLOSED.value
+            )
+        )
+    ).first()
+    if open_row is not None:
+        return int(open_row.id), str(open_row.queue_id)
+    if account.reopen_after_close:
+        last = (
+            await connection.execute(
+                select(conversations.c.id, conversations.c.queue_id)
+                .where(conversations.c.identity_id == identity_id)
+                .order_by(conversations.c.opened_at.desc(), conversations.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if last is not None:
+            await connection.execute(
+                update(conversations)
+                .where(conversations.c.id == last.id)
+                .values(
+                    state=ConversationState.WAITING.value,
+                    waiting_since=now,
+                    closed_at=None,
+                    status_id=None,
+                    owner_agent_id=None,
+                    offered_agent_id=None,
+                    offer_deadline=None,
+                    offered_at=None,
+                    version=conversations.c.version + 1,
+                )
+            )
+            await _timeline(connection, int(last.id), EventKind.REOPENED, now)
+            outcome.events.append(
+                BusEvent(kind="conversation.waiting", conversation_id=int(last.id), queue_id=str(last.queue_id))
+            )
+            return int(last.id), str(last.queue_id)
+    inserted = await connection.execute(
+        upsert(
+            dialect,
+            conversations,
+            {
+                "account_id": account.id,
+                "channel": account.channel.value,
+                "identity_id": identity_id,
+                "queue_id": account.queue,
+                "state": ConversationState.WAITING.value,
+                "waiting_since": now,
+                "opened_at": now,
+            },
+        )
+        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=conversations.c.state != "closed")
+        .returning(conversations.c.id)
+    )
+    conversation_id = inserted.scalar_one_or_none()
+    if conversation_id is None:  # another writer opened it a moment ago
+        row = (
+            await connection.execute(
+                select(conversations.c.id, conversations.c.queue_id).where(
+                    conversations.c.identity_id == identity_id,
+                    conversations.c.state != ConversationState.CLOSED.value,
+                )
+            )
+        ).one()
+        return int(row.id), str(row.queue_id)
+    await _timeline(connection, int(conversation_id), EventKind.OPENED, now)
+    outcome.events.append(
+        BusEvent(kind="conversation.waiting", conversation_id=int(conversation_id), queue_id=account.queue)
+    )
+    return int(conversation_id), account.queue
+
+
+async def _timeline(
+    connection: AsyncConnection,
+    conversation_id: int,
+    kind: EventKind,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await connection.execute(
+        timeline_events.insert().values(conversation_id=conversation_id, kind=kind.value, data=data or {}, created_at=now)
+    )
+
+
+# ------------------------------------------------------------------ receipts
+
+_RANK = case(
+    *((messages.c.delivery_state == state.value, state.rank) for state in DeliveryState),
+    else_=0,
+)
+
+
+async def _store_receipt(
+    connection: AsyncConnection, event: DeliveryReceipt, now: datetime, outcome: DeliveryOutcome
+) -> None:
+    """Move our messages forward, never backward (receipts arrive out of order)."""
+    forward = and_(
+        messages.c.direction == Direction.OUT.value,
+        messages.c.account_id == event.account_id,
+        messages.c.delivery_state.notin_([DeliveryState.FAILED.value, DeliveryState.READ.value]),
+        _RANK < event.state.rank,
+    )
+    if event.provider_message_ids:
+        where = and_(forward, messages.c.provider_message_id.in_(event.provider_message_ids))
+    elif event.watermark is not None and event.recipient_id is not None:
+        identity_id = (
+            await connection.execute(
+                select(identities.c.id).where(
+                    identities.c.account_id == event.account_id, identities.c.external_id == event.recipient_id
+                )
+            )
+        ).scalar_one_or_none()
+        if identity_id is None:
+            return
+        where = and_(
+            forward,
+            messages.c.identity_id == identity_id,
+            messages.c.sent_at.is_not(None),
+            messages.c.sent_at <= event.watermark,
+        )
+    else:
+        return
+    values: dict[str, Any] = {"delivery_state": event.state.value, "delivery_changed_at": event.occurred_at}
+    if event.state is DeliveryState.FAILED:
+        values["error_code"] = event.error_code
+        values["error_reason"] = event.error_reason
+    rows = (
+        await connection.execute(
+            update(messages).where(where).values(values).returning(messages.c.id, messages.c.conversation_id)
+        )
+    ).all()
+    outcome.updated += len(rows)
+    for row in rows:
+        data: dict[str, Any] = {"message_id": int(row.id), "state": event.state.value}
+        if event.state is DeliveryState.FAILED:
+            data |= {"error_code": event.error_code, "error_reason": event.error_reason}
+        outcome.events.append(BusEvent(kind="message.delivery", conversation_id=int(row.conversation_id), data=data))
+
+
+# ------------------------------------------------------------- subscriptions
+
+
+async def _store_subscription(
+    connection: AsyncConnection, dialect: str, event: SubscriptionChanged, now: datetime, outcome: DeliveryOutcome
+) -> None:
+    c = identities.c
+    newer = func.coalesce(c.subscription_changed_at, event.occurred_at) <= event.occurred_at
+    # conversation_started never downgrades a subscribed user
+    state_value: Any = event.state.value
+    if event.state is Subscription.OPENED:
+        state_value = case((c.subscription == Subscription.SUBSCRIBED.value, c.subscription), else_=event.state.value)
+    update_set: dict[str, Any] = {
+        "subscription": case((newer, state_value), else_=c.subscription),
+        "subscription_changed_at": _later(c.subscription_changed_at, event.occurred_at),
+    }
+    if event.display_name:
+        update_set["display_name"] = event.display_name
+    if event.avatar:
+        update_set["avatar_url"] = event.avatar
+    identity_id = await _upsert_identity(
+        connection,
+        dialect,
+        account_id=event.account_id,
+        channel=event.channel.value,
+        external_id=event.user_id,
+        now=now,
+        values={
+            "subscription": event.state.value,
+            "subscription_changed_at": event.occurred_at,
+            "display_name": event.display_name,
+            "avatar_url": event.avatar,
+        },
+        update_set=update_set,
+    )
+    outcome.updated += 1
+    outcome.events.append(
+        BusEvent(kind="identity.subscription", data={"identity_id": identity_id, "state": event.state.value})
+    )
+    if event.state in (Subscription.SUBSCRIBED, Subscription.UNSUBSCRIBED):
+        open_id = (
+            await connection.execute(
+                select(conversations.c.id).where(
+                    conversations.c.identity_id == identity_id, conversations.c.state != ConversationState.CLOSED.value
+                )
+            )
+        ).scalar_one_or_none()
+        if open_id is not None:
+            kind = EventKind.SUBSCRIBED if event.state is Subscription.SUBSCRIBED else EventKind.UNSUBSCRIBED
+            await _timeline(connection, int(open_id), kind, now)
+
+
+# -------------------------------------------------------------------- echoes
+
+
+async def _store_echo(connection: AsyncConnection, event: Echo, now: datetime, outcome: DeliveryOutcome) -> None:
+    """Our own message, echoed. One we sent is already stored; one sent from the
+    provider's own inbox is added to the customer's latest conversation."""
+    if await _existing_message(connection, event.account_id, event.provider_message_id) is not None:
+        outcome.duplicates += 1
+        return
+    row = (
+        await connection.execute(
+            select(identities.c.id, conversations.c.id.label("conversation_id"))
+            .join(conversations, conversations.c.identity_id == identities.c.id)
+            .where(identities.c.account_id == event.account_id, identities.c.external_id == event.recipient_id)
+            .order_by(conversations.c.opened_at.desc(), conversations.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        outcome.ignored.append(f"{event.channel.value}:echo_without_conversation")
+        return
+    inserted = await connection.execute(
+        messages.insert()
+        .values(
+            conversation_id=row.conversation_id,
+            identity_id=row.id,
+            account_id=event.account_id,
+            direction=Direction.OUT.value,
+            author=Author.SYSTEM.value,
+            kind=event.kind.value,
+            text=event.text,
+            attachments=[a.to_json() for a in event.attachments] or None,
+            provider_message_id=event.provider_message_id,
+            sent_at=event.sent_at,
+            created_at=now,
+            delivery_state=DeliveryState.SENT.value,
+            extra={"echo": "sent outside the hub"},
+        )
+        .returning(messages.c.id)
+    )
+    outcome.stored += 1
+    outcome.events.append(
+        BusEvent(
+            kind="message.created",
+            conversation_id=int(row.conversation_id),
+            data={"message_id": int(inserted.scalar_one()), "direction": "out", "identity_id": int(row.id)},
+        )
+    )
+
+
+# ------------------------------------------------------------------ profiles
+
+
+async def store_profile(store: Store, update_: ProfileUpdate) -> None:
+    """Enrichment after the acknowledgement: fill what the provider told us later."""
+    values: dict[str, Any] = {}
+    if update_.display_name:
+        values["display_name"] = update_.display_name
+    if update_.avatar:
+        values["avatar_url"] = update_.avatar
+    if not values:
+        return
+    async with store.write() as connection:
+        await connection.execute(
+            update(identities)
+            .where(identities.c.account_id == update_.account_id, identities.c.external_id == update_.external_id)
+            .values(values)
+        )

@@ -1,0 +1,181 @@
+"""Shared fixtures: real databases (a SQLite file; a PostgreSQL server when
+available), settings factories, and a running hub on loopback.
+
+PostgreSQL: ``CHANNELHUB_TEST_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``). The tests skip when it is
+unreachable, unless ``CHANNELHUB_REQUIRE_POSTGRES=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.settings import Settings, load_settings
+from hub.store import Store
+
+PG_ADMIN_URL = os.environ.get("CHANNELHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_PG = os.environ.get("CHANNELHUB_REQUIRE_POSTGRES") == "1"
+ENGINES = ["sqlite", "postgres"]
+
+
+def _pg_available() -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+_PG_STATE: dict[str, Any] = {}
+
+
+def _pg_template() -> str:
+    """A migrated template database, made once per test session."""
+    if "template" in _PG_STATE:
+        return str(_PG_STATE["template"])
+    if not _pg_available():
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required (CHANNELHUB_REQUIRE_POSTGRES=1) but {PG_ADMIN_URL} is unreachable")
+        pytest.skip("PostgreSQL not reachable; set CHANNELHUB_TEST_POSTGRES_URL")
+    import asyncpg
+
+    name = f"chtest_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def make() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        store = Store(_pg_url(name))
+        await store.migrate()
+        await store.close()
+
+    asyncio.run(make())
+    _PG_STATE["template"] = name
+    return name
+
+
+def _pg_url(database: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+def make_database_url(engine: str, tmp_path: Path) -> Iterator[str]:
+    if engine == "sqlite":
+        yield f"sqlite:///{tmp_path / 'channelhub.db'}"
+        return
+    template = _pg_template()
+    import asyncpg
+
+    name = f"chtest_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(create())
+    try:
+        yield _pg_url(name)
+    finally:
+        asyncio.run(drop())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    template = _PG_STATE.get("template")
+    if not template:
+        return
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database on each engine (PostgreSQL: already migrated from a template)."""
+    yield from make_database_url(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'channelhub.db'}"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = Store(database_url)
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[Store]:
+    store = Store(sqlite_url)
+    await store.migrate()
+    yield store
+    await store.close()
+
+
+BASE_CONFIG = """
+[server]
+public_url = "http://127.0.0.1:8080"
+
+[[statuses]]
+id = "resolved"
+name = "Resolved"
+
+[[statuses]]
+id = "spam"
+name = "Spam"
+
+[[queues]]
+id = "support"
+name = "Support"
+number = 100
+offer_timeout = 30
+statuses = ["resolved", "spam"]
+
+[[queues]]
+id = "sales"
+name = "Sales"
+number = 200
+offer_timeout = 20
+"""
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """``make_settings(extra_toml="...", env={...}, database_url=...)`` -> validated Settings."""
+
+    def make(extra_toml: str = "", env: dict[str, str] | None = None, database_url: str | None = None) -> Settings:
+        path = tmp_path / f"config-{uuid.uuid4().hex[:6]}.toml"
+        path.write_text(BASE_CONFIG + extra_toml, encoding="utf-8")
+        environ = dict(env or {})
+        if database_url:
+            environ["CHANNELHUB_DATABASE_URL"] = database_url
+        return load_settings(path, environ)
+
+    return make
