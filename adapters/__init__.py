@@ -1,0 +1,1 @@
+"""One module per provider: verify, parse into hub.model events, send."""

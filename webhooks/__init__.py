@@ -1,0 +1,1 @@
+"""Provider-facing aiohttp routes: read body -> verify -> parse -> store -> acknowledge."""
