@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "TEXT_LIMITS",
     "Agent",
     "Attachment",
     "Author",
@@ -158,6 +159,14 @@ class Subscription(StrEnum):
     OPENED = "opened"  # conversation_started: one welcome message allowed
     SUBSCRIBED = "subscribed"
     UNSUBSCRIBED = "unsubscribed"
+
+
+#: the longest free text each channel takes in one message (channels.md 1.4, 4.5; WhatsApp body limit)
+TEXT_LIMITS: dict[Channel, int] = {
+    Channel.MESSENGER: 2000,
+    Channel.WHATSAPP: 4096,
+    Channel.VIBER: 7000,
+}
 
 
 def utc_from_millis(value: int | float | str) -> datetime:
