@@ -10,6 +10,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from hub.api import openapi
+
 __all__ = ["EXTENSIONS"]
 
-EXTENSIONS: list[Callable[[web.Application], None]] = []
+EXTENSIONS: list[Callable[[web.Application], None]] = [
+    openapi.setup,
+]
