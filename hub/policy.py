@@ -1,0 +1,531 @@
+"""Pure outbound rules: may this be sent to this identity now, and how? No I/O.
+
+The API (before queueing), the console (eligibility) and the delivery worker
+(right before the provider call) all ask this one module, so they cannot
+disagree. Every window is measured from the identity's last inbound message by
+the provider's clock (per identity, not per conversation). Facts and numbers:
+channels.md 1.5 (Messenger), 2.3 / 3.3 (WhatsApp), 4.7 (Viber), 5 (summary).
+
+Shape:
+
+* ``IdentityFacts`` + ``Draft`` + ``now`` -> ``decide`` -> ``Allowed`` | ``Refused``
+* ``IdentityFacts`` + ``now`` + templates -> ``eligibility`` -> ``Eligibility``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from hub.model import TEXT_LIMITS, Attachment, Channel, MessageKind, Subscription, TemplateBinding
+
+__all__ = [
+    "ATTACHMENT_LIMITS",
+    "CUSTOMER_SERVICE_WINDOW",
+    "MESSENGER_TAGS",
+    "RETIRED_TAGS",
+    "STANDARD_WINDOW",
+    "Allowed",
+    "Alternative",
+    "Decision",
+    "Draft",
+    "Eligibility",
+    "IdentityFacts",
+    "Refused",
+    "Rule",
+    "TagWindow",
+    "TemplateOption",
+    "binding_fits",
+    "decide",
+    "eligibility",
+]
+
+#: Messenger standard messaging window (channels.md 1.5)
+STANDARD_WINDOW = timedelta(hours=24)
+#: WhatsApp customer-service window, Twilio and Cloud API alike (channels.md 2.3, 3.3)
+CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
+#: Viber in-session period: outside it a message is "chatbot-initiated" and billable (channels.md 4.7)
+VIBER_SESSION = timedelta(hours=24)
+
+#: Messenger message tags still accepted, with their own limit after the last inbound (None = no time limit)
+MESSENGER_TAGS: dict[str, timedelta | None] = {
+    "HUMAN_AGENT": timedelta(days=7),
+    "CUSTOMER_FEEDBACK": timedelta(days=7),
+    "CONFIRMED_EVENT_UPDATE": None,
+    "POST_PURCHASE_UPDATE": None,
+    "ACCOUNT_UPDATE": None,
+}
+#: tags Meta retired on 4 March 2020 (and the News-Page-only one); refused by name
+RETIRED_TAGS: frozenset[str] = frozenset(
+    {
+        "APPLICATION_UPDATE",
+        "APPOINTMENT_UPDATE",
+        "CONFIRMED_EVENT_REMINDER",
+        "ISSUE_RESOLUTION",
+        "PAYMENT_UPDATE",
+        "PERSONAL_FINANCE_UPDATE",
+        "RESERVATION_UPDATE",
+        "SHIPPING_UPDATE",
+        "TICKET_UPDATE",
+        "TRANSPORTATION_UPDATE",
+        "COMMUNITY_ALERT",
+        "GAME_EVENT",
+        "PAIRING_UPDATE",
+        "FEATURE_FUNCTIONALITY_UPDATE",
+        "NON_PROMOTIONAL_SUBSCRIPTION",
+    }
+)
+
+_MB = 1024 * 1024
+#: attachment kinds each channel takes, with the largest size in bytes (provider limits; several unconfirmed)
+ATTACHMENT_LIMITS: dict[Channel, dict[MessageKind, int]] = {
+    Channel.MESSENGER: {
+        MessageKind.IMAGE: 25 * _MB,
+        MessageKind.VIDEO: 25 * _MB,
+        MessageKind.AUDIO: 25 * _MB,
+        MessageKind.FILE: 25 * _MB,
+    },
+    Channel.WHATSAPP: {
+        MessageKind.IMAGE: 5 * _MB,
+        MessageKind.VIDEO: 16 * _MB,
+        MessageKind.AUDIO: 16 * _MB,
+        MessageKind.FILE: 100 * _MB,
+    },
+    Channel.VIBER: {
+        MessageKind.IMAGE: 1 * _MB,
+        MessageKind.VIDEO: 26 * _MB,
+        MessageKind.FILE: 50 * _MB,
+    },
+}
+#: one provider call carries at most one attachment (Messenger: text or attachment; WhatsApp/Viber: one media)
+MAX_ATTACHMENTS = 1
+
+
+class Rule:
+    """The machine-readable refusal codes (``Refused.rule``)."""
+
+    NO_PREVIOUS_CONTACT = "no_previous_contact"
+    WINDOW_CLOSED = "window_closed"
+    TEMPLATE_BINDING_REQUIRED = "template_binding_required"
+    TAG_RETIRED = "tag_retired"
+    TAG_EXPIRED = "tag_expired"
+    TAG_UNKNOWN = "tag_unknown"
+    TAG_NOT_SUPPORTED = "tag_not_supported"
+    NOT_SUBSCRIBED = "not_subscribed"
+    WELCOME_ONLY = "welcome_only"
+    TEXT_TOO_LONG = "text_too_long"
+    ATTACHMENT_NOT_SUPPORTED = "attachment_not_supported"
+    EMPTY_MESSAGE = "empty_message"
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentityFacts:
+    """What the rules need to know about one customer on one channel account."""
+
+    channel: Channel
+    provider: str  # messenger | twilio | cloud | viber
+    first_inbound_at: datetime | None = None
+    last_inbound_at: datetime | None = None  # provider clock
+    subscription: Subscription | None = None
+    welcome_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draft:
+    """The message an agent wants to send. ``template`` names a hub template;
+    ``binding`` is its provider-approved counterpart, if it has one."""
+
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    template: str | None = None
+    binding: TemplateBinding | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplateOption:
+    """A template the agent could pick: which providers it has a binding for, and its Messenger tag."""
+
+    name: str
+    providers: frozenset[str] = frozenset()
+    tag: str | None = None
+
+
+# --------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alternative:
+    """Something still allowed: ``template`` (name), ``tag`` (name, until), ``wait_for_customer``."""
+
+    kind: str
+    name: str | None = None
+    until: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind}
+        if self.name is not None:
+            data["name"] = self.name
+        if self.kind == "tag":
+            data["until"] = self.until.isoformat() if self.until else None
+        return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Allowed:
+    """How to send it: what the provider call needs and why it is allowed."""
+
+    basis: str  # window | tag | template | subscribed
+    messaging_type: str | None = None  # Messenger: RESPONSE | MESSAGE_TAG
+    tag: str | None = None
+    use_template_binding: bool = False
+    free_text_until: datetime | None = None
+    billable: bool = False  # Viber chatbot-initiated (outside the 24 h session)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "basis": self.basis,
+            "messaging_type": self.messaging_type,
+            "tag": self.tag,
+            "use_template_binding": self.use_template_binding,
+            "free_text_until": self.free_text_until.isoformat() if self.free_text_until else None,
+            "billable": self.billable,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """Not allowed: the rule, a sentence for the agent, when the window closed, what is allowed instead."""
+
+    rule: str
+    message: str
+    window_closed_at: datetime | None = None
+    alternatives: tuple[Alternative, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "message": self.message,
+            "window_closed_at": self.window_closed_at.isoformat() if self.window_closed_at else None,
+            "alternatives": [a.to_json() for a in self.alternatives],
+        }
+
+
+Decision = Allowed | Refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagWindow:
+    tag: str
+    until: datetime | None  # None: no time limit
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tag": self.tag, "until": self.until.isoformat() if self.until else None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Eligibility:
+    """What an agent may send to this identity right now."""
+
+    free_text: bool
+    free_text_until: datetime | None
+    tags: tuple[TagWindow, ...]
+    templates: tuple[str, ...]
+    blocking: Refused | None = None
+    billable: bool = False
+    window_closed_at: datetime | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "free_text": self.free_text,
+            "free_text_until": self.free_text_until.isoformat() if self.free_text_until else None,
+            "tags": [t.to_json() for t in self.tags],
+            "templates": list(self.templates),
+            "rule": self.blocking.rule if self.blocking else None,
+            "message": self.blocking.message if self.blocking else None,
+            "window_closed_at": self.window_closed_at.isoformat() if self.window_closed_at else None,
+            "billable": self.billable,
+            "notes": list(self.notes),
+        }
+
+
+# ------------------------------------------------------------------- decisions
+
+
+def binding_fits(binding: TemplateBinding | None, provider: str) -> bool:
+    """True when ``binding`` is a provider-approved template this provider can send."""
+    if binding is None:
+        return False
+    if provider == "twilio":
+        return bool(binding.content_sid)
+    if provider == "cloud":
+        return bool(binding.name) and bool(binding.language)
+    return False
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 90:
+        return f"{max(seconds, 0)} seconds ago"
+    if seconds < 90 * 60:
+        return f"{seconds // 60} minutes ago"
+    if seconds < 36 * 3600:
+        return f"{seconds // 3600} hours ago"
+    return f"{seconds // 86400} days ago"
+
+
+def _is_open(last: datetime, length: timedelta, now: datetime) -> bool:
+    """A window is open strictly before its edge: at ``last + length`` it is closed."""
+    return now < last + length
+
+
+def decide(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequence[TemplateOption] = ()) -> Decision:
+    """May ``draft`` go to this identity at ``now``? ``templates`` feed the alternatives of a refusal."""
+    if not draft.text and not draft.attachments and draft.template is None:
+        return Refused(rule=Rule.EMPTY_MESSAGE, message="the message has no text, attachment or template")
+    contact = _previous_contact(facts, templates)
+    if contact is not None:
+        return contact
+    content = _content(facts, draft)
+    if content is not None:
+        return content
+    match facts.channel:
+        case Channel.MESSENGER:
+            return _messenger(facts, draft, now, templates)
+        case Channel.WHATSAPP:
+            return _whatsapp(facts, draft, now, templates)
+        case Channel.VIBER:
+            return _viber(facts, draft, now)
+    raise AssertionError(f"no rules for channel {facts.channel!r}")  # pragma: no cover
+
+
+def _previous_contact(facts: IdentityFacts, templates: Sequence[TemplateOption]) -> Refused | None:
+    """We never write first: the customer must have written to this account (a Viber subscription counts)."""
+    if facts.channel is Channel.VIBER:
+        if facts.subscription is Subscription.UNSUBSCRIBED:
+            return Refused(
+                rule=Rule.NOT_SUBSCRIBED,
+                message="this Viber user unsubscribed from the bot; they can be messaged again once they write to it",
+                alternatives=(Alternative(kind="wait_for_customer"),),
+            )
+        if facts.subscription is Subscription.OPENED and facts.first_inbound_at is None:
+            done = " and it was already sent" if facts.welcome_sent else ""
+            return Refused(
+                rule=Rule.WELCOME_ONLY,
+                message=(
+                    "this Viber user only opened the chat and did not subscribe: only the single welcome message "
+                    f"answering conversation_started is possible{done}; wait until they write"
+                ),
+                alternatives=(Alternative(kind="wait_for_customer"),),
+            )
+        if facts.subscription is Subscription.SUBSCRIBED or facts.first_inbound_at is not None:
+            return None
+    elif facts.first_inbound_at is not None and facts.last_inbound_at is not None:
+        return None
+    return Refused(
+        rule=Rule.NO_PREVIOUS_CONTACT,
+        message="this customer never wrote to this channel account; we never write first",
+    )
+
+
+def _content(facts: IdentityFacts, draft: Draft) -> Refused | None:
+    """Checks that do not depend on time: tag names, text length, attachments."""
+    if draft.tag is not None:
+        tag = draft.tag.strip().upper()
+        if facts.channel is not Channel.MESSENGER:
+            return Refused(
+                rule=Rule.TAG_NOT_SUPPORTED,
+                message=f"message tags exist only on Messenger, not on {facts.channel.value}",
+            )
+        if tag in RETIRED_TAGS:
+            return Refused(
+                rule=Rule.TAG_RETIRED,
+                message=f"the message tag {tag} was retired by Meta and is no longer accepted",
+                alternatives=tuple(Alternative(kind="tag", name=name) for name in MESSENGER_TAGS),
+            )
+        if tag not in MESSENGER_TAGS:
+            return Refused(
+                rule=Rule.TAG_UNKNOWN,
+                message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(MESSENGER_TAGS)})",
+                alternatives=tuple(Alternative(kind="tag", name=name) for name in MESSENGER_TAGS),
+            )
+    limit = TEXT_LIMITS[facts.channel]
+    if draft.text is not None and len(draft.text) > limit:
+        return Refused(
+            rule=Rule.TEXT_TOO_LONG,
+            message=f"{facts.channel.value} takes at most {limit} characters in one message; "
+            f"this one has {len(draft.text)}",
+        )
+    kinds = ATTACHMENT_LIMITS[facts.channel]
+    if len(draft.attachments) > MAX_ATTACHMENTS:
+        return Refused(
+            rule=Rule.ATTACHMENT_NOT_SUPPORTED,
+            message=f"{facts.channel.value} takes one attachment per message; send them one by one",
+        )
+    for attachment in draft.attachments:
+        if attachment.kind not in kinds:
+            takes = ", ".join(k.value for k in kinds)
+            return Refused(
+                rule=Rule.ATTACHMENT_NOT_SUPPORTED,
+                message=f"{facts.channel.value} does not take {attachment.kind.value} attachments (it takes {takes})",
+            )
+        if attachment.size is not None and attachment.size > kinds[attachment.kind]:
+            most = kinds[attachment.kind] // _MB
+            return Refused(
+                rule=Rule.ATTACHMENT_NOT_SUPPORTED,
+                message=f"{facts.channel.value} takes {attachment.kind.value} attachments up to {most} MB",
+            )
+    return None
+
+
+def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
+    tags = []
+    for tag, limit in MESSENGER_TAGS.items():
+        if limit is None:
+            tags.append(TagWindow(tag=tag, until=None))
+        elif _is_open(last, limit, now):
+            tags.append(TagWindow(tag=tag, until=last + limit))
+    return tags
+
+
+def _tag_alternatives(last: datetime, now: datetime, templates: Iterable[TemplateOption]) -> tuple[Alternative, ...]:
+    valid = _valid_tags(last, now)
+    names = {t.tag for t in valid}
+    alternatives = [Alternative(kind="tag", name=t.tag, until=t.until) for t in valid]
+    alternatives += [Alternative(kind="template", name=t.name) for t in templates if t.tag and t.tag.upper() in names]
+    return tuple(alternatives)
+
+
+def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequence[TemplateOption]) -> Decision:
+    assert facts.last_inbound_at is not None
+    last = facts.last_inbound_at
+    window_end = last + STANDARD_WINDOW
+    if _is_open(last, STANDARD_WINDOW, now):
+        return Allowed(basis="window", messaging_type="RESPONSE", free_text_until=window_end)
+    if draft.tag is None:
+        return Refused(
+            rule=Rule.WINDOW_CLOSED,
+            message=(
+                f"the 24-hour standard messaging window closed {_ago(now - window_end)}: "
+                "send with an allowed message tag (HUMAN_AGENT for a person's reply within 7 days)"
+            ),
+            window_closed_at=window_end,
+            alternatives=_tag_alternatives(last, now, templates),
+        )
+    tag = draft.tag.strip().upper()
+    limit = MESSENGER_TAGS[tag]
+    if limit is not None and not _is_open(last, limit, now):
+        closed = last + limit
+        return Refused(
+            rule=Rule.TAG_EXPIRED,
+            message=f"the {tag} tag may be used up to {limit.days} days after the customer's last message; "
+            f"that ended {_ago(now - closed)}",
+            window_closed_at=closed,
+            alternatives=_tag_alternatives(last, now, templates),
+        )
+    return Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag=tag)
+
+
+def _whatsapp(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequence[TemplateOption]) -> Decision:
+    assert facts.last_inbound_at is not None
+    last = facts.last_inbound_at
+    window_end = last + CUSTOMER_SERVICE_WINDOW
+    if _is_open(last, CUSTOMER_SERVICE_WINDOW, now):
+        # inside the window a hub template goes as its rendered text (a free service message)
+        return Allowed(basis="window", free_text_until=window_end)
+    usable = tuple(Alternative(kind="template", name=t.name) for t in templates if facts.provider in t.providers)
+    if draft.template is not None and not draft.attachments and binding_fits(draft.binding, facts.provider):
+        return Allowed(basis="template", use_template_binding=True)
+    if draft.template is not None:
+        return Refused(
+            rule=Rule.TEMPLATE_BINDING_REQUIRED,
+            message=(
+                f"the 24-hour customer-service window closed {_ago(now - window_end)}; template "
+                f"{draft.template!r} has no approved WhatsApp template for {facts.provider}, so it cannot be sent"
+            ),
+            window_closed_at=window_end,
+            alternatives=usable,
+        )
+    return Refused(
+        rule=Rule.WINDOW_CLOSED,
+        message=(
+            f"the 24-hour customer-service window closed {_ago(now - window_end)}: "
+            "only an approved WhatsApp template can be sent until the customer writes again"
+        ),
+        window_closed_at=window_end,
+        alternatives=usable or (Alternative(kind="wait_for_customer"),),
+    )
+
+
+def _viber(facts: IdentityFacts, draft: Draft, now: datetime) -> Allowed:
+    last = facts.last_inbound_at
+    in_session = last is not None and _is_open(last, VIBER_SESSION, now)
+    return Allowed(
+        basis="subscribed",
+        free_text_until=None,
+        billable=not in_session,
+    )
+
+
+# ----------------------------------------------------------------- eligibility
+
+
+def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption] = ()) -> Eligibility:
+    """Everything an agent may send right now, for the console's "send a message" panel."""
+    blocked = _previous_contact(facts, templates)
+    if blocked is not None:
+        return Eligibility(free_text=False, free_text_until=None, tags=(), templates=(), blocking=blocked)
+    names = tuple(t.name for t in templates)
+    match facts.channel:
+        case Channel.MESSENGER:
+            assert facts.last_inbound_at is not None
+            last = facts.last_inbound_at
+            tags = tuple(_valid_tags(last, now))
+            if _is_open(last, STANDARD_WINDOW, now):
+                return Eligibility(free_text=True, free_text_until=last + STANDARD_WINDOW, tags=tags, templates=names)
+            valid = {t.tag for t in tags}
+            usable = tuple(t.name for t in templates if t.tag and t.tag.upper() in valid)
+            refused = _messenger(facts, Draft(text="x"), now, templates)
+            assert isinstance(refused, Refused)
+            return Eligibility(
+                free_text=False,
+                free_text_until=None,
+                tags=tags,
+                templates=usable,
+                blocking=refused,
+                window_closed_at=last + STANDARD_WINDOW,
+                notes=("free text still possible with one of the tags",),
+            )
+        case Channel.WHATSAPP:
+            assert facts.last_inbound_at is not None
+            last = facts.last_inbound_at
+            if _is_open(last, CUSTOMER_SERVICE_WINDOW, now):
+                return Eligibility(
+                    free_text=True, free_text_until=last + CUSTOMER_SERVICE_WINDOW, tags=(), templates=names
+                )
+            refused = _whatsapp(facts, Draft(text="x"), now, templates)
+            assert isinstance(refused, Refused)
+            return Eligibility(
+                free_text=False,
+                free_text_until=None,
+                tags=(),
+                templates=tuple(t.name for t in templates if facts.provider in t.providers),
+                blocking=refused,
+                window_closed_at=last + CUSTOMER_SERVICE_WINDOW,
+            )
+        case Channel.VIBER:
+            allowed = _viber(facts, Draft(text="x"), now)
+            notes = ("outside the 24-hour session: chatbot-initiated, billable",) if allowed.billable else ()
+            return Eligibility(
+                free_text=True, free_text_until=None, tags=(), templates=names, billable=allowed.billable, notes=notes
+            )
+    raise AssertionError(f"no rules for channel {facts.channel!r}")  # pragma: no cover

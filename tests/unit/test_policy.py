@@ -1,0 +1,299 @@
+"""Table tests of the outbound rules, at the edges of every window (a second either side)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hub.model import Attachment, Channel, MessageKind, Subscription, TemplateBinding
+from hub.policy import (
+    RETIRED_TAGS,
+    Allowed,
+    Draft,
+    IdentityFacts,
+    Refused,
+    Rule,
+    TemplateOption,
+    decide,
+    eligibility,
+)
+
+LAST = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+TWILIO_BINDING = TemplateBinding(content_sid="HX123", content_variables=(("1", "Jane"),))
+CLOUD_BINDING = TemplateBinding(name="order_update", language="en_US", parameters=("Jane",))
+TEMPLATES = (
+    TemplateOption(name="order_update", providers=frozenset({"twilio", "cloud"})),
+    TemplateOption(name="plain_hello"),
+    TemplateOption(name="refund_done", tag="HUMAN_AGENT"),
+)
+
+
+def facts(channel: Channel, provider: str | None = None, **overrides: object) -> IdentityFacts:
+    values: dict[str, object] = {
+        "channel": channel,
+        "provider": provider or channel.value,
+        "first_inbound_at": LAST - DAY,
+        "last_inbound_at": LAST,
+    }
+    if channel is Channel.VIBER:
+        values["subscription"] = Subscription.SUBSCRIBED
+    values.update(overrides)
+    return IdentityFacts(**values)  # type: ignore[arg-type]
+
+
+MESSENGER = facts(Channel.MESSENGER)
+TWILIO = facts(Channel.WHATSAPP, "twilio")
+CLOUD = facts(Channel.WHATSAPP, "cloud")
+VIBER = facts(Channel.VIBER)
+
+# (name, identity facts, draft, now, expected rule or None for allowed)
+CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
+    # previous contact
+    ("messenger cold", facts(Channel.MESSENGER, first_inbound_at=None, last_inbound_at=None), Draft(text="hi"), LAST,
+     Rule.NO_PREVIOUS_CONTACT),
+    ("twilio cold", facts(Channel.WHATSAPP, "twilio", first_inbound_at=None, last_inbound_at=None),
+     Draft(template="order_update", binding=TWILIO_BINDING), LAST, Rule.NO_PREVIOUS_CONTACT),
+    ("viber cold", facts(Channel.VIBER, first_inbound_at=None, last_inbound_at=None, subscription=None),
+     Draft(text="hi"), LAST, Rule.NO_PREVIOUS_CONTACT),
+    # Messenger standard window: 24 h
+    ("messenger 1s before window edge", MESSENGER, Draft(text="hi"), LAST + DAY - SECOND, None),
+    ("messenger at window edge", MESSENGER, Draft(text="hi"), LAST + DAY, Rule.WINDOW_CLOSED),
+    ("messenger 1s after window edge", MESSENGER, Draft(text="hi"), LAST + DAY + SECOND, Rule.WINDOW_CLOSED),
+    ("messenger HUMAN_AGENT 1s before 7 days", MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), LAST + WEEK - SECOND,
+     None),
+    ("messenger HUMAN_AGENT 1s after 7 days", MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), LAST + WEEK + SECOND,
+     Rule.TAG_EXPIRED),
+    ("messenger CUSTOMER_FEEDBACK 1s after 7 days", MESSENGER, Draft(text="hi", tag="CUSTOMER_FEEDBACK"),
+     LAST + WEEK + SECOND, Rule.TAG_EXPIRED),
+    ("messenger ACCOUNT_UPDATE after 30 days", MESSENGER, Draft(text="hi", tag="ACCOUNT_UPDATE"), LAST + 30 * DAY,
+     None),
+    ("messenger POST_PURCHASE_UPDATE 1s after window", MESSENGER, Draft(text="hi", tag="POST_PURCHASE_UPDATE"),
+     LAST + DAY + SECOND, None),
+    ("messenger CONFIRMED_EVENT_UPDATE", MESSENGER, Draft(text="hi", tag="CONFIRMED_EVENT_UPDATE"), LAST + 3 * DAY,
+     None),
+    ("messenger lower-case tag", MESSENGER, Draft(text="hi", tag="human_agent"), LAST + 2 * DAY, None),
+    ("messenger retired tag inside window", MESSENGER, Draft(text="hi", tag="SHIPPING_UPDATE"), LAST,
+     Rule.TAG_RETIRED),
+    ("messenger unknown tag", MESSENGER, Draft(text="hi", tag="VIP_UPDATE"), LAST, Rule.TAG_UNKNOWN),
+    ("messenger text at limit", MESSENGER, Draft(text="x" * 2000), LAST, None),
+    ("messenger text over limit", MESSENGER, Draft(text="x" * 2001), LAST, Rule.TEXT_TOO_LONG),
+    ("messenger image", MESSENGER, Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a.png"),)),
+     LAST, None),
+    ("messenger sticker not taken", MESSENGER,
+     Draft(attachments=(Attachment(kind=MessageKind.STICKER, url="https://x/s"),)), LAST,
+     Rule.ATTACHMENT_NOT_SUPPORTED),
+    ("messenger file too large", MESSENGER,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=26 * 1024 * 1024),)), LAST,
+     Rule.ATTACHMENT_NOT_SUPPORTED),
+    ("two attachments", MESSENGER, Draft(attachments=(
+        Attachment(kind=MessageKind.IMAGE, url="https://x/1"), Attachment(kind=MessageKind.IMAGE, url="https://x/2"))),
+     LAST, Rule.ATTACHMENT_NOT_SUPPORTED),
+    ("empty message", MESSENGER, Draft(), LAST, Rule.EMPTY_MESSAGE),
+    # WhatsApp customer-service window: 24 h, both providers
+    ("twilio 1s before window edge", TWILIO, Draft(text="hi"), LAST + DAY - SECOND, None),
+    ("twilio 1s after window edge", TWILIO, Draft(text="hi"), LAST + DAY + SECOND, Rule.WINDOW_CLOSED),
+    ("cloud 1s before window edge", CLOUD, Draft(text="hi"), LAST + DAY - SECOND, None),
+    ("cloud 1s after window edge", CLOUD, Draft(text="hi"), LAST + DAY + SECOND, Rule.WINDOW_CLOSED),
+    ("twilio media after window", TWILIO,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a.png"),)), LAST + 2 * DAY,
+     Rule.WINDOW_CLOSED),
+    ("twilio template with content sid after window", TWILIO,
+     Draft(template="order_update", binding=TWILIO_BINDING), LAST + 30 * DAY, None),
+    ("cloud template with name after window", CLOUD, Draft(template="order_update", binding=CLOUD_BINDING),
+     LAST + DAY + SECOND, None),
+    ("twilio template without binding after window", TWILIO, Draft(template="plain_hello", text="hello"),
+     LAST + DAY + SECOND, Rule.TEMPLATE_BINDING_REQUIRED),
+    ("cloud template with only a twilio binding", CLOUD, Draft(template="order_update", binding=TWILIO_BINDING),
+     LAST + DAY + SECOND, Rule.TEMPLATE_BINDING_REQUIRED),
+    ("twilio template without binding inside window", TWILIO, Draft(template="plain_hello", text="hello"),
+     LAST + DAY - SECOND, None),
+    ("whatsapp tag refused", TWILIO, Draft(text="hi", tag="HUMAN_AGENT"), LAST, Rule.TAG_NOT_SUPPORTED),
+    ("whatsapp text at limit", CLOUD, Draft(text="x" * 4096), LAST, None),
+    ("whatsapp text over limit", CLOUD, Draft(text="x" * 4097), LAST, Rule.TEXT_TOO_LONG),
+    ("whatsapp image over 5 MB", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * 1024 * 1024 + 1),)), LAST,
+     Rule.ATTACHMENT_NOT_SUPPORTED),
+    # Viber: subscription, not a window
+    ("viber subscribed long after", VIBER, Draft(text="hi"), LAST + 90 * DAY, None),
+    ("viber subscribed without a message", facts(Channel.VIBER, first_inbound_at=None, last_inbound_at=None),
+     Draft(text="hi"), LAST, None),
+    ("viber unsubscribed", facts(Channel.VIBER, subscription=Subscription.UNSUBSCRIBED), Draft(text="hi"), LAST,
+     Rule.NOT_SUBSCRIBED),
+    ("viber opened only", facts(Channel.VIBER, first_inbound_at=None, last_inbound_at=None,
+                                subscription=Subscription.OPENED), Draft(text="hi"), LAST, Rule.WELCOME_ONLY),
+    ("viber opened, welcome already sent", facts(Channel.VIBER, first_inbound_at=None, last_inbound_at=None,
+                                                 subscription=Subscription.OPENED, welcome_sent=True),
+     Draft(text="hi"), LAST, Rule.WELCOME_ONLY),
+    ("viber text at limit", VIBER, Draft(text="x" * 7000), LAST, None),
+    ("viber text over limit", VIBER, Draft(text="x" * 7001), LAST, Rule.TEXT_TOO_LONG),
+    ("viber audio not taken", VIBER, Draft(attachments=(Attachment(kind=MessageKind.AUDIO, url="https://x/a"),)),
+     LAST, Rule.ATTACHMENT_NOT_SUPPORTED),
+    ("viber tag refused", VIBER, Draft(text="hi", tag="HUMAN_AGENT"), LAST, Rule.TAG_NOT_SUPPORTED),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("identity", "draft", "now", "rule"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_policy_table(identity: IdentityFacts, draft: Draft, now: datetime, rule: str | None) -> None:
+    decision = decide(identity, draft, now, TEMPLATES)
+    if rule is None:
+        assert isinstance(decision, Allowed), str(decision)
+    else:
+        assert isinstance(decision, Refused)
+        assert decision.rule == rule
+        assert decision.message
+
+
+@pytest.mark.parametrize("tag", sorted(RETIRED_TAGS))
+def test_every_retired_tag_is_refused_by_name(tag: str) -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag=tag), LAST + 2 * DAY)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.TAG_RETIRED
+    assert tag in decision.message
+
+
+def test_messenger_inside_window_is_a_response_without_tag() -> None:
+    decision = decide(MESSENGER, Draft(text="hi"), LAST + DAY - SECOND)
+    assert decision == Allowed(basis="window", messaging_type="RESPONSE", free_text_until=LAST + DAY)
+
+
+def test_messenger_outside_window_with_human_agent_is_a_message_tag() -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), LAST + 2 * DAY)
+    assert decision == Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+
+
+def test_messenger_window_closed_names_the_edge_and_the_tags_still_valid() -> None:
+    decision = decide(MESSENGER, Draft(text="hi"), LAST + 3 * DAY, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.window_closed_at == LAST + DAY
+    tags = {a.name: a.until for a in decision.alternatives if a.kind == "tag"}
+    assert tags["HUMAN_AGENT"] == LAST + WEEK
+    assert tags["ACCOUNT_UPDATE"] is None
+    assert "refund_done" in {a.name for a in decision.alternatives if a.kind == "template"}
+    assert "2 days ago" in decision.message
+
+
+def test_messenger_tag_expired_drops_the_expired_tag_from_alternatives() -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), LAST + WEEK + SECOND, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.window_closed_at == LAST + WEEK
+    names = {a.name for a in decision.alternatives}
+    assert "HUMAN_AGENT" not in names
+    assert "POST_PURCHASE_UPDATE" in names
+
+
+def test_whatsapp_window_closed_offers_only_templates_with_a_binding_for_the_provider() -> None:
+    decision = decide(TWILIO, Draft(text="hi"), LAST + DAY + SECOND, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.window_closed_at == LAST + DAY
+    assert [a.name for a in decision.alternatives] == ["order_update"]
+
+
+def test_whatsapp_window_closed_without_templates_says_wait_for_customer() -> None:
+    decision = decide(CLOUD, Draft(text="hi"), LAST + 2 * DAY, ())
+    assert isinstance(decision, Refused)
+    assert [a.kind for a in decision.alternatives] == ["wait_for_customer"]
+
+
+def test_whatsapp_template_outside_window_uses_the_binding() -> None:
+    decision = decide(CLOUD, Draft(template="order_update", binding=CLOUD_BINDING), LAST + 2 * DAY)
+    assert decision == Allowed(basis="template", use_template_binding=True)
+
+
+def test_whatsapp_template_inside_window_goes_as_text() -> None:
+    decision = decide(TWILIO, Draft(template="order_update", binding=TWILIO_BINDING, text="Hi Jane"), LAST)
+    assert isinstance(decision, Allowed)
+    assert decision.use_template_binding is False
+    assert decision.free_text_until == LAST + DAY
+
+
+def test_window_counts_from_the_provider_clock_even_when_it_is_ahead_of_ours() -> None:
+    assert isinstance(decide(TWILIO, Draft(text="hi"), LAST - timedelta(minutes=5)), Allowed)
+
+
+def test_viber_outside_the_session_is_allowed_but_billable() -> None:
+    inside = decide(VIBER, Draft(text="hi"), LAST + DAY - SECOND)
+    outside = decide(VIBER, Draft(text="hi"), LAST + DAY + SECOND)
+    assert isinstance(inside, Allowed)
+    assert isinstance(outside, Allowed)
+    assert (inside.billable, outside.billable) == (False, True)
+
+
+def test_viber_opened_only_explains_the_welcome_message() -> None:
+    opened = facts(Channel.VIBER, first_inbound_at=None, last_inbound_at=None, subscription=Subscription.OPENED)
+    decision = decide(opened, Draft(text="hi"), LAST)
+    assert isinstance(decision, Refused)
+    assert "welcome message" in decision.message
+    assert "conversation_started" in decision.message
+
+
+def test_viber_user_who_wrote_then_unsubscribed_is_refused() -> None:
+    gone = facts(Channel.VIBER, subscription=Subscription.UNSUBSCRIBED)
+    decision = decide(gone, Draft(text="hi"), LAST + SECOND)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.NOT_SUBSCRIBED
+
+
+def test_refusal_json_names_rule_edge_and_alternatives() -> None:
+    decision = decide(CLOUD, Draft(text="hi"), LAST + 2 * DAY, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.to_json() == {
+        "rule": "window_closed",
+        "message": decision.message,
+        "window_closed_at": (LAST + DAY).isoformat(),
+        "alternatives": [{"kind": "template", "name": "order_update"}],
+    }
+
+
+# ----------------------------------------------------------------- eligibility
+
+
+def test_eligibility_messenger_inside_window() -> None:
+    result = eligibility(MESSENGER, LAST + DAY - SECOND, TEMPLATES)
+    assert result.free_text is True
+    assert result.free_text_until == LAST + DAY
+    assert result.blocking is None
+    assert {t.tag for t in result.tags} >= {"HUMAN_AGENT", "ACCOUNT_UPDATE"}
+    assert result.templates == ("order_update", "plain_hello", "refund_done")
+
+
+def test_eligibility_messenger_after_window_lists_tags_until_and_tagged_templates() -> None:
+    result = eligibility(MESSENGER, LAST + DAY + SECOND, TEMPLATES)
+    assert result.free_text is False
+    assert result.blocking is not None
+    assert result.blocking.rule == Rule.WINDOW_CLOSED
+    assert result.window_closed_at == LAST + DAY
+    assert {t.tag: t.until for t in result.tags}["HUMAN_AGENT"] == LAST + WEEK
+    assert result.templates == ("refund_done",)
+
+
+def test_eligibility_messenger_after_seven_days_has_only_unlimited_tags() -> None:
+    result = eligibility(MESSENGER, LAST + WEEK + SECOND, TEMPLATES)
+    assert {t.tag for t in result.tags} == {"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE"}
+    assert result.templates == ()
+
+
+def test_eligibility_whatsapp_after_window_lists_bound_templates() -> None:
+    result = eligibility(CLOUD, LAST + DAY, TEMPLATES)
+    assert result.free_text is False
+    assert result.templates == ("order_update",)
+    assert result.blocking is not None
+    assert result.blocking.rule == Rule.WINDOW_CLOSED
+
+
+def test_eligibility_cold_identity_is_blocked_with_nothing_offered() -> None:
+    cold = facts(Channel.WHATSAPP, "twilio", first_inbound_at=None, last_inbound_at=None)
+    result = eligibility(cold, LAST, TEMPLATES)
+    assert result.blocking is not None
+    assert result.blocking.rule == Rule.NO_PREVIOUS_CONTACT
+    assert (result.free_text, result.templates, result.tags) == (False, (), ())
+
+
+def test_eligibility_viber_subscribed_out_of_session_is_billable() -> None:
+    result = eligibility(VIBER, LAST + 2 * DAY, TEMPLATES)
+    assert result.free_text is True
+    assert result.billable is True
+    assert result.to_json()["notes"]
