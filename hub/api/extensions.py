@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import openapi
+from hub.api import handoff, openapi
 
 __all__ = ["EXTENSIONS"]
 
 EXTENSIONS: list[Callable[[web.Application], None]] = [
     openapi.setup,
+    handoff.setup,
 ]

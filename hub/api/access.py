@@ -1,0 +1,53 @@
+"""Who may see and act on a conversation. One place, so every route agrees.
+
+An agent sees conversations offered to them, owned by them or shared with them
+(an active participant), and the waiting conversations of their own queues;
+they act only on those they own or take part in. Supervisors and admins see
+and act on everything.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.api.errors import ApiError
+from hub.api.keys import STORE
+from hub.model import Agent, Conversation, ConversationState, Role
+from hub.store.conversations import get_conversation
+
+__all__ = ["can_act", "can_see", "conversation_for", "is_supervisor"]
+
+
+def is_supervisor(agent: Agent) -> bool:
+    return agent.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+def can_see(
+    agent: Agent,
+    conversation: Conversation,
+    participants: dict[int, str],
+    former: set[int] | frozenset[int] = frozenset(),
+) -> bool:
+    if is_supervisor(agent) or agent.id in participants or agent.id in former:
+        return True
+    if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id == agent.id:
+        return True
+    if conversation.owner_agent_id == agent.id and conversation.state is not ConversationState.CLOSED:
+        return True
+    return conversation.state is ConversationState.WAITING and conversation.queue_id in agent.queues
+
+
+def can_act(agent: Agent, conversation: Conversation, participants: dict[int, str]) -> bool:
+    return is_supervisor(agent) or agent.id in participants
+
+
+async def conversation_for(request: web.Request, agent: Agent, conversation_id: int, *, act: bool) -> Conversation:
+    """The conversation if ``agent`` may see it (``act``: act on it); else 404 / 403."""
+    found = await get_conversation(request.app[STORE], conversation_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no conversation {conversation_id}")
+    conversation, participants, former = found
+    allowed = can_act(agent, conversation, participants) if act else can_see(agent, conversation, participants, former)
+    if not allowed:
+        raise ApiError(403, "forbidden", "this conversation is not yours")
+    return conversation

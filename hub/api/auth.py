@@ -1,0 +1,199 @@
+"""Who is calling: login, logout, sessions, bearer tokens, presence.
+
+Two credentials come out of one login: a bearer token for API clients and an
+HttpOnly, SameSite=Strict session cookie for the console. A cookie is sent by
+the browser on its own, so unsafe methods on a cookie session also need the
+session's CSRF token in ``X-CSRF-Token``; a bearer token is never sent
+implicitly and needs none.
+
+Other API modules call ``authenticated(request)`` and ``require_role(agent, ...)``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from hub.api._body import json_body, optional_str, required_str
+from hub.api.errors import ApiError
+from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
+from hub.bus import BusEvent
+from hub.model import Agent, Presence, Role
+from hub.passwords import verify_password
+from hub.store.agents import (
+    BEARER,
+    SESSION,
+    TokenSession,
+    create_token,
+    find_agent_by_login,
+    lookup_token,
+    revoke_token,
+    set_presence,
+)
+
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "agent_json",
+    "authenticated",
+    "require_role",
+    "session_for_token",
+    "setup",
+]
+
+SESSION_COOKIE = "channelhub_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+AUTH = web.RequestKey("auth", TokenSession)
+AUTH_TOKEN = web.RequestKey("auth_token", str)
+
+routes = web.RouteTableDef()
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "login": agent.login,
+        "display_name": agent.display_name,
+        "role": agent.role.value,
+        "capacity": agent.capacity,
+        "queues": list(agent.queues),
+        "presence": {
+            "state": agent.presence.value,
+            "reason": agent.pause_reason,
+            "paid": agent.pause_paid,
+            "since": agent.presence_since.isoformat() if agent.presence_since else None,
+        },
+    }
+
+
+def _unauthenticated(message: str = "log in first") -> ApiError:
+    return ApiError(401, "unauthenticated", message)
+
+
+async def session_for_token(request: web.Request, token: str, kind: str) -> TokenSession | None:
+    """The live token of that kind, or None (used by the WebSocket's ``?token=``)."""
+    session = await lookup_token(request.app[STORE], token, now=request.app[CLOCK]())
+    if session is None or session.kind != kind:
+        return None
+    return session
+
+
+async def authenticated(request: web.Request) -> Agent:
+    """The calling agent, from ``Authorization: Bearer`` or the session cookie; else 401.
+
+    The answer is remembered on the request, so calling it twice costs one lookup."""
+    if AUTH in request:
+        return request[AUTH].agent
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthenticated("Authorization must be 'Bearer <token>'")
+        session = await session_for_token(request, token.strip(), BEARER)
+        if session is None:
+            raise _unauthenticated("the token is unknown, expired or revoked")
+    else:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if not token:
+            raise _unauthenticated()
+        session = await session_for_token(request, token, SESSION)
+        if session is None:
+            raise _unauthenticated("the session has ended; log in again")
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            expected = session.csrf_token or ""
+            if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+                raise _unauthenticated(f"a session needs the {CSRF_HEADER} header for changes")
+    request[AUTH] = session
+    request[AUTH_TOKEN] = token.strip()
+    return session.agent
+
+
+def require_role(agent: Agent, *roles: Role) -> None:
+    """403 unless the agent has one of ``roles``."""
+    if agent.role not in roles:
+        raise ApiError(403, "forbidden", f"this needs the role {' or '.join(r.value for r in roles)}")
+
+
+# ------------------------------------------------------------------- routes
+
+
+@routes.post("/api/v1/auth/login")
+async def login(request: web.Request) -> web.Response:
+    """Password login: a bearer token in the body and the console session as a cookie."""
+    body = await json_body(request)
+    login_name = body.get("login")
+    password = body.get("password")
+    if not isinstance(login_name, str) or not isinstance(password, str) or not login_name or not password:
+        raise ApiError(401, "invalid_credentials", "wrong login or password")
+    store = request.app[STORE]
+    found = await find_agent_by_login(store, login_name)
+    ok = await verify_password(found[1] if found else None, password)
+    if found is None or not ok:
+        raise ApiError(401, "invalid_credentials", "wrong login or password")
+    agent = found[0]
+    now = request.app[CLOCK]()
+    ttl = timedelta(hours=request.app[SETTINGS].auth.session_hours)
+    bearer = await create_token(store, agent.id, BEARER, now=now, ttl=ttl)
+    session = await create_token(store, agent.id, SESSION, now=now, ttl=ttl)
+    response = web.json_response({"token": bearer.token, "agent": agent_json(agent), "csrf_token": session.csrf_token})
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        max_age=int(ttl.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.app[SETTINGS].auth.cookie_secure,
+    )
+    return response
+
+
+@routes.post("/api/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    """Ends the session, or revokes the bearer token, that made this request."""
+    await authenticated(request)
+    await revoke_token(request.app[STORE], request[AUTH_TOKEN], now=request.app[CLOCK]())
+    response = web.Response(status=204)
+    if request[AUTH].kind == SESSION:
+        response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    return web.json_response(agent_json(agent))
+
+
+@routes.put("/api/v1/me/presence")
+async def put_presence(request: web.Request) -> web.Response:
+    """ready | paused (with a reason; paid unless ``"paid": false``) | offline."""
+    agent = await authenticated(request)
+    body = await json_body(request)
+    state = required_str(body, "state")
+    try:
+        presence = Presence(state)
+    except ValueError:
+        raise ApiError(422, "invalid_presence", "state must be ready, paused or offline", field="state") from None
+    reason = optional_str(body, "reason")
+    paid = body.get("paid")
+    if paid is not None and not isinstance(paid, bool):
+        raise ApiError(422, "invalid_field", "'paid' must be true or false", field="paid")
+    if presence is Presence.PAUSED and not reason:
+        reason = "pause"
+    async with request.app[STORE].write() as connection:
+        updated = await set_presence(connection, agent.id, presence, now=request.app[CLOCK](), reason=reason, paid=paid)
+    if updated is None:
+        raise _unauthenticated()
+    request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(updated)}))
+    return web.json_response(agent_json(updated))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

@@ -1,0 +1,58 @@
+"""Test doubles that satisfy the hub's ports: no network, everything recorded."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from hub.errors import ProviderRejected, ProviderUnavailable
+from hub.model import ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
+
+__all__ = ["RecordingAdapter", "recording_factory"]
+
+_ids = itertools.count(1)
+
+
+class RecordingAdapter:
+    """Satisfies hub.ports.ChannelAdapter. Records every send; fails on demand.
+
+    ``adapter.fail_next(exc)`` makes the next send raise ``exc`` (e.g.
+    ``ProviderUnavailable("down", retry_after=1)`` or ``ProviderRejected("131047", "window closed")``);
+    ``adapter.fail_always = exc`` makes every send raise it until reset to None.
+    """
+
+    def __init__(self, account: ChannelAccount, session: Any = None) -> None:
+        self.account = account
+        self.capabilities: frozenset[MessageKind] = frozenset(MessageKind)
+        self.text_limit = 4096
+        self.sent: list[OutboundMessage] = []
+        self.attempts: list[OutboundMessage] = []
+        self._failures: list[Exception] = []
+        self.fail_always: Exception | None = None
+
+    def fail_next(self, exc: ProviderRejected | ProviderUnavailable | Exception) -> None:
+        self._failures.append(exc)
+
+    def verify(self, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        return None
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> Sequence[InboundEvent]:
+        return ()
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        self.attempts.append(message)
+        if self.fail_always is not None:
+            raise self.fail_always
+        if self._failures:
+            raise self._failures.pop(0)
+        self.sent.append(message)
+        return SendReceipt(provider_message_id=f"fake-{next(_ids)}", accepted_at=datetime.now(UTC))
+
+    async def check(self) -> str:
+        return f"fake adapter for {self.account.id}"
+
+
+def recording_factory(account: ChannelAccount, session: Any) -> RecordingAdapter:
+    return RecordingAdapter(account, session)
