@@ -66,6 +66,9 @@ class OutboxSettings:
     base_backoff: float = 0.5  # seconds; doubled per attempt, with jitter
     max_backoff: float = 60.0
     rate_limit: float = 50.0  # messages/s per account unless the account says otherwise
+    lease_seconds: float = 60.0  # a claimed row is another worker's to resume after this long
+    poll_seconds: float = 1.0  # idle workers look for due rows this often (a new send wakes them at once)
+    batch: int = 16  # rows one worker claims at a time (each from a different conversation)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
