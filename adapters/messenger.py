@@ -1,0 +1,478 @@
+"""Facebook Messenger (Messenger Platform over the Graph API).
+
+Owns everything Messenger: the webhook payload (``object: page``, ``entry[].messaging[]``),
+the Send API, its window and tag errors, and the user profile API. Produces
+``hub.model`` events; knows nothing of the store or the routes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from adapters import _graph
+from adapters._graph import COMMON_ERRORS, ErrorRule
+from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, UnknownAccount
+from hub.model import (
+    Attachment,
+    Channel,
+    ChannelAccount,
+    DeliveryReceipt,
+    DeliveryState,
+    Echo,
+    IgnoredEvent,
+    InboundEvent,
+    InboundMessage,
+    Location,
+    MessageKind,
+    OutboundMessage,
+    ProfileUpdate,
+    SendReceipt,
+    utc_from_millis,
+)
+
+__all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "Messenger"
+TEXT_LIMIT = 2000
+
+#: Messenger's error codes (channels.md 1.6) on top of the Graph codes both products share
+ERRORS: dict[int | tuple[int, int], ErrorRule] = {
+    **COMMON_ERRORS,
+    1200: ErrorRule(True, "Messenger had a temporary failure sending the message; it will be retried."),
+    2: ErrorRule(True, "Messenger reported an unexpected error; the message will be retried a few times."),
+    (4, 2018022): ErrorRule(
+        True, "Too many messages are being sent right now; the message will go out when the limit clears.", True
+    ),
+    (100, 2018001): ErrorRule(False, "This person cannot be reached on Messenger from this page (no matching user)."),
+    (100, 2018109): ErrorRule(False, "The attachment is larger than Messenger allows."),
+    10: ErrorRule(
+        False,
+        "Messenger refused the message: it is outside the allowed messaging window or the page lacks the permission.",
+    ),
+    (10, 2018278): ErrorRule(
+        False,
+        "The 24-hour messaging window has closed: the customer last wrote more than 24 hours ago. "
+        "Reply with an allowed message tag (HUMAN_AGENT within 7 days) or wait for the customer to write.",
+    ),
+    (10, 2018065): ErrorRule(
+        False, "Messenger refused the message: it is outside the allowed window or a permission is missing."
+    ),
+    (10, 2018108): ErrorRule(
+        False, "Messenger refused the message: it is outside the allowed window or a permission is missing."
+    ),
+    (200, 1545041): ErrorRule(
+        False, "Another app controls this conversation right now (handover protocol); the message was not sent."
+    ),
+    551: ErrorRule(False, "This person isn't available right now: they blocked the page or turned off messages."),
+}
+
+_ATTACHMENT_KINDS = {
+    "image": MessageKind.IMAGE,
+    "video": MessageKind.VIDEO,
+    "audio": MessageKind.AUDIO,
+    "file": MessageKind.FILE,
+    "location": MessageKind.LOCATION,
+    "template": MessageKind.TEMPLATE,
+    "fallback": MessageKind.TEXT,
+}
+_SEND_TYPES = {
+    MessageKind.IMAGE: "image",
+    MessageKind.VIDEO: "video",
+    MessageKind.AUDIO: "audio",
+    MessageKind.FILE: "file",
+    MessageKind.STICKER: "image",
+}
+_MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+
+
+def page_ids(data: Mapping[str, Any]) -> list[str]:
+    """The pages a delivery is for (``entry[].id``), in order, without repeats."""
+    seen: list[str] = []
+    for entry in data["entry"]:
+        page = entry.get("id")
+        if not isinstance(page, str | int) or not str(page):
+            raise PayloadMalformed("an entry has no 'id' (the page)", code="missing_field")
+        if str(page) not in seen:
+            seen.append(str(page))
+    return seen
+
+
+def parse_delivery(body: bytes, adapters: Mapping[str, MessengerAdapter]) -> list[InboundEvent]:
+    """Every event of a delivery that may span several pages, in order.
+
+    ``adapters`` maps page id -> that page's adapter; a page not in it raises UnknownAccount.
+    """
+    data = _graph.load_json(body, "page")
+    events: list[InboundEvent] = []
+    for entry in data["entry"]:
+        page = str(entry.get("id", ""))
+        adapter = adapters.get(page)
+        if adapter is None:
+            raise UnknownAccount(f"Messenger page {page!r} is not configured")
+        events.extend(adapter.parse_entry(entry))
+    return events
+
+
+class MessengerAdapter:
+    """One Facebook page: verify, parse, send, check, profile."""
+
+    capabilities = frozenset(
+        {MessageKind.TEXT, MessageKind.IMAGE, MessageKind.VIDEO, MessageKind.AUDIO, MessageKind.FILE}
+    )
+    text_limit = TEXT_LIMIT
+
+    def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
+        self.account = account
+        self._session = session
+        self.page_id = account.credentials["page_id"]
+        self._app_secret = account.credentials["app_secret"]
+        self._token = account.credentials["page_access_token"]
+        self.verify_token = account.credentials["verify_token"]
+
+    def __repr__(self) -> str:
+        return f"MessengerAdapter(account={self.account.id!r}, page_id={self.page_id!r})"
+
+    # ------------------------------------------------------------------ inbound
+
+    def verify(self, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        _graph.verify_signature(headers, body, self._app_secret)
+
+    def parse(self, body: bytes, headers: Mapping[str, str] | None = None) -> Sequence[InboundEvent]:
+        """Every event of the delivery, in order; every entry must be this page."""
+        return parse_delivery(body, {self.page_id: self})
+
+    def parse_entry(self, entry: Mapping[str, Any]) -> list[InboundEvent]:
+        """One ``entry`` (already known to be this page) -> its events, in order."""
+        if str(entry.get("id")) != self.page_id:
+            raise UnknownAccount(f"Messenger page {entry.get('id')!r} is not account {self.account.id!r}")
+        events: list[InboundEvent] = []
+        messaging = entry.get("messaging")
+        if messaging is not None:
+            if not isinstance(messaging, list):
+                raise PayloadMalformed("'messaging' must be a list", code="missing_field")
+            for item in messaging:
+                events.append(self._parse_item(item))
+        for key in ("standby", "changes"):
+            items = entry.get(key)
+            if isinstance(items, list):
+                events.extend(self._ignored(key) for _ in items)
+        if messaging is None and not any(isinstance(entry.get(k), list) for k in ("standby", "changes")):
+            events.append(self._ignored("entry_without_messaging"))
+        return events
+
+    def _ignored(self, kind: str) -> IgnoredEvent:
+        return IgnoredEvent(channel=Channel.MESSENGER, account_id=self.account.id, kind=kind)
+
+    def _parse_item(self, item: Any) -> InboundEvent:
+        if not isinstance(item, dict):
+            raise PayloadMalformed("a messaging item must be an object", code="missing_field")
+        sender = _id_of(item, "sender")
+        recipient = _id_of(item, "recipient")
+        timestamp = item.get("timestamp")
+        if not isinstance(timestamp, int | float):
+            raise PayloadMalformed("a messaging item has no numeric 'timestamp'", code="missing_field")
+        at = utc_from_millis(timestamp)
+        if "message" in item:
+            return self._parse_message(item["message"], sender, recipient, at)
+        if "postback" in item:
+            return self._parse_postback(item["postback"], sender, at)
+        if "delivery" in item:
+            delivery = _obj(item, "delivery")
+            mids = delivery.get("mids") or ()
+            watermark = delivery.get("watermark")
+            if not mids and not isinstance(watermark, int | float):
+                raise PayloadMalformed("a delivery has neither 'mids' nor 'watermark'", code="missing_field")
+            return DeliveryReceipt(
+                channel=Channel.MESSENGER,
+                account_id=self.account.id,
+                recipient_id=sender,
+                state=DeliveryState.DELIVERED,
+                occurred_at=at,
+                provider_message_ids=tuple(str(m) for m in mids),
+                watermark=utc_from_millis(watermark) if isinstance(watermark, int | float) else None,
+            )
+        if "read" in item:
+            watermark = _obj(item, "read").get("watermark")
+            if not isinstance(watermark, int | float):
+                raise PayloadMalformed("a read event has no numeric 'watermark'", code="missing_field")
+            return DeliveryReceipt(
+                channel=Channel.MESSENGER,
+                account_id=self.account.id,
+                recipient_id=sender,
+                state=DeliveryState.READ,
+                occurred_at=at,
+                watermark=utc_from_millis(watermark),
+            )
+        known = [k for k in item if k not in ("sender", "recipient", "timestamp")]
+        return self._ignored(known[0] if known else "empty")
+
+    def _parse_message(self, message: Any, sender: str, recipient: str, at: datetime) -> InboundEvent:
+        if not isinstance(message, dict):
+            raise PayloadMalformed("'message' must be an object", code="missing_field")
+        mid = message.get("mid")
+        if not isinstance(mid, str) or not mid:
+            raise PayloadMalformed("a message has no 'mid'", code="missing_field")
+        if message.get("is_deleted"):
+            return self._ignored("message_deleted")
+        text = message.get("text") if isinstance(message.get("text"), str) else None
+        kind = MessageKind.TEXT
+        attachments: list[Attachment] = []
+        location: Location | None = None
+        extra: list[tuple[str, str]] = []
+        raw_attachments = message.get("attachments") or []
+        if not isinstance(raw_attachments, list):
+            raise PayloadMalformed("'attachments' must be a list", code="missing_field")
+        for index, raw in enumerate(raw_attachments):
+            if not isinstance(raw, dict):
+                raise PayloadMalformed("an attachment must be an object", code="missing_field")
+            att_kind, attachment, found_location, facts = _parse_attachment(raw, message)
+            if index == 0:
+                kind = att_kind
+            if attachment is not None:
+                attachments.append(attachment)
+            location = location or found_location
+            extra.extend(facts)
+            if text is None and att_kind in (MessageKind.TEXT, MessageKind.TEMPLATE, MessageKind.LOCATION):
+                text = _attachment_text(raw)
+        payload = None
+        quick_reply = message.get("quick_reply")
+        if isinstance(quick_reply, dict) and quick_reply.get("payload") is not None:
+            kind = MessageKind.POSTBACK
+            payload = str(quick_reply["payload"])
+        reply_to = message.get("reply_to", {}).get("mid") if isinstance(message.get("reply_to"), dict) else None
+        if text is None and not attachments and location is None and payload is None:
+            return self._ignored("message_without_content")
+        if message.get("is_echo"):
+            return Echo(
+                channel=Channel.MESSENGER,
+                account_id=self.account.id,
+                recipient_id=recipient,
+                provider_message_id=mid,
+                sent_at=at,
+                kind=kind if kind is not MessageKind.POSTBACK else MessageKind.TEXT,
+                text=text,
+                attachments=tuple(attachments),
+            )
+        return InboundMessage(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            sender_id=sender,
+            provider_message_id=mid,
+            sent_at=at,
+            kind=kind,
+            text=text,
+            attachments=tuple(attachments),
+            location=location,
+            payload=payload,
+            reply_to=str(reply_to) if reply_to else None,
+            extra=tuple(extra),
+        )
+
+    def _parse_postback(self, postback: Any, sender: str, at: datetime) -> InboundEvent:
+        if not isinstance(postback, dict):
+            raise PayloadMalformed("'postback' must be an object", code="missing_field")
+        # older postbacks carry no mid; the sender and the millisecond make a stable key
+        mid = postback.get("mid") or f"postback:{sender}:{int(at.timestamp() * 1000)}"
+        extra: list[tuple[str, str]] = []
+        referral = postback.get("referral")
+        if isinstance(referral, dict):
+            extra.extend((f"referral_{k}", str(v)) for k, v in referral.items() if isinstance(v, str | int))
+        return InboundMessage(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            sender_id=sender,
+            provider_message_id=str(mid),
+            sent_at=at,
+            kind=MessageKind.POSTBACK,
+            text=postback.get("title") if isinstance(postback.get("title"), str) else None,
+            payload=str(postback["payload"]) if postback.get("payload") is not None else None,
+            extra=tuple(extra),
+        )
+
+    # ---------------------------------------------------------------- outbound
+
+    def _url(self, path: str) -> str:
+        return f"{self.account.api_base}/{path}"
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        body: dict[str, Any] = {
+            "recipient": {"id": message.recipient_id},
+            "messaging_type": self._messaging_type(message),
+            "message": self._message_body(message),
+        }
+        if message.tag:
+            body["tag"] = message.tag
+        data = await _graph.graph_request(
+            self._session,
+            "POST",
+            self._url(f"{self.page_id}/messages"),
+            rules=ERRORS,
+            provider=PROVIDER,
+            params={"access_token": self._token},
+            json_body=body,
+        )
+        message_id = data.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise ProviderRejected("no_message_id", "Messenger accepted the call but returned no message id.")
+        return SendReceipt(provider_message_id=message_id, accepted_at=datetime.now(UTC))
+
+    @staticmethod
+    def _messaging_type(message: OutboundMessage) -> str:
+        if message.tag:
+            return "MESSAGE_TAG"
+        if message.messaging_type:
+            if message.messaging_type not in _MESSAGING_TYPES:
+                raise ProviderRejected(
+                    "invalid_messaging_type", f"{message.messaging_type!r} is not a Messenger messaging type."
+                )
+            if message.messaging_type == "MESSAGE_TAG":
+                raise ProviderRejected("tag_missing", "A tagged Messenger message needs a message tag.")
+            return message.messaging_type
+        return "RESPONSE"
+
+    def _message_body(self, message: OutboundMessage) -> dict[str, Any]:
+        if message.attachments:
+            if len(message.attachments) > 1 or message.text:
+                raise ProviderRejected(
+                    "unsupported_content",
+                    "Messenger sends one file per message and no caption; send the text and each file separately.",
+                )
+            attachment = message.attachments[0]
+            kind = _SEND_TYPES.get(attachment.kind)
+            if kind is None:
+                raise ProviderRejected("unsupported_content", f"Messenger cannot send a {attachment.kind} attachment.")
+            payload: dict[str, Any]
+            if attachment.provider_media_id:
+                payload = {"attachment_id": attachment.provider_media_id}
+            elif attachment.url:
+                payload = {"url": attachment.url, "is_reusable": True}
+            else:
+                raise ProviderRejected("unsupported_content", "The attachment has neither a URL nor a media id.")
+            return {"attachment": {"type": kind, "payload": payload}}
+        if not message.text:
+            raise ProviderRejected("empty_message", "The message has no text and no attachment.")
+        if len(message.text) > TEXT_LIMIT:
+            raise ProviderRejected("text_too_long", f"Messenger messages are limited to {TEXT_LIMIT} characters.")
+        return {"text": message.text}
+
+    async def check(self) -> str:
+        data = await _graph.graph_request(
+            self._session,
+            "GET",
+            self._url(self.page_id),
+            rules=ERRORS,
+            provider=PROVIDER,
+            params={"fields": "name", "access_token": self._token},
+        )
+        return f"Messenger page {data.get('name', '?')} ({data.get('id', self.page_id)}): credentials accepted"
+
+    async def profile(self, psid: str) -> ProfileUpdate | None:
+        """The customer's name and picture (user profile API); None when Meta will not say."""
+        try:
+            data = await _graph.graph_request(
+                self._session,
+                "GET",
+                self._url(psid),
+                rules=ERRORS,
+                provider=PROVIDER,
+                params={"fields": "first_name,last_name,profile_pic", "access_token": self._token},
+            )
+        except (ProviderRejected, ProviderUnavailable) as exc:
+            logger.info("Messenger profile unavailable for account %s: %s", self.account.id, exc.reason)
+            return None
+        name = " ".join(str(data[k]) for k in ("first_name", "last_name") if data.get(k)) or data.get("name")
+        avatar = data.get("profile_pic")
+        if not name and not avatar:
+            return None
+        return ProfileUpdate(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            external_id=psid,
+            display_name=str(name) if name else None,
+            avatar=str(avatar) if avatar else None,
+        )
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _obj(item: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = item.get(key)
+    if not isinstance(value, dict):
+        raise PayloadMalformed(f"'{key}' must be an object", code="missing_field")
+    return value
+
+
+def _id_of(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    ident = value.get("id") if isinstance(value, dict) else None
+    if not isinstance(ident, str | int) or not str(ident):
+        raise PayloadMalformed(f"a messaging item has no '{key}.id'", code="missing_field")
+    return str(ident)
+
+
+def _parse_attachment(
+    raw: Mapping[str, Any], message: Mapping[str, Any]
+) -> tuple[MessageKind, Attachment | None, Location | None, list[tuple[str, str]]]:
+    """(kind, attachment, location, extra facts) for one inbound attachment."""
+    kind_name = raw.get("type")
+    payload: dict[str, Any] = raw["payload"] if isinstance(raw.get("payload"), dict) else {}
+    url = payload.get("url") if isinstance(payload.get("url"), str) else None
+    sticker = payload.get("sticker_id") or (message.get("sticker_id") if kind_name == "image" else None)
+    if kind_name == "image" and sticker:
+        return (
+            MessageKind.STICKER,
+            Attachment(kind=MessageKind.STICKER, url=url, provider_media_id=str(sticker)),
+            None,
+            [],
+        )
+    kind = _ATTACHMENT_KINDS.get(str(kind_name))
+    if kind is None:
+        # a type Meta added after this was written: keep what we can, as a file
+        return MessageKind.FILE, Attachment(kind=MessageKind.FILE, url=url), None, [("attachment_type", str(kind_name))]
+    if kind is MessageKind.LOCATION:
+        coordinates: dict[str, Any] = payload["coordinates"] if isinstance(payload.get("coordinates"), dict) else {}
+        try:
+            location = Location(
+                latitude=float(coordinates["lat"]),
+                longitude=float(coordinates["long"]),
+                name=raw.get("title") if isinstance(raw.get("title"), str) else None,
+            )
+        except (KeyError, TypeError, ValueError):
+            raise PayloadMalformed("a location attachment has no coordinates", code="missing_field") from None
+        facts = [("location_url", str(raw["url"]))] if isinstance(raw.get("url"), str) else []
+        return kind, None, location, facts
+    if kind is MessageKind.TEXT:  # fallback: a shared link Messenger cannot render
+        facts = [("fallback_url", url or str(raw.get("url", "")))]
+        if isinstance(raw.get("title"), str):
+            facts.append(("fallback_title", raw["title"]))
+        return kind, None, None, [f for f in facts if f[1]]
+    if kind is MessageKind.TEMPLATE:
+        facts = [("template_type", str(payload.get("template_type", "")))] if payload.get("template_type") else []
+        return kind, None, None, facts
+    return kind, Attachment(kind=kind, url=url), None, []
+
+
+def _attachment_text(raw: Mapping[str, Any]) -> str | None:
+    """What an agent should read for an attachment that is not a file (link, template, place)."""
+    if isinstance(raw.get("title"), str) and raw["title"]:
+        return str(raw["title"])
+    payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else None
+    if payload is None:
+        return str(raw["url"]) if isinstance(raw.get("url"), str) else None
+    elements = payload.get("elements")
+    if isinstance(elements, list) and elements and isinstance(elements[0], dict) and elements[0].get("title"):
+        return str(elements[0]["title"])
+    for key in ("title", "text", "url"):
+        if isinstance(payload.get(key), str) and payload[key]:
+            return str(payload[key])
+    if raw.get("type") == "template":
+        return f"[{payload.get('template_type') or 'template'}]"
+    return None

@@ -1,0 +1,469 @@
+"""WhatsApp through Meta's Cloud API (Graph API).
+
+Owns the Cloud API webhook (``object: whatsapp_business_account``,
+``entry[].changes[].value`` with ``messages`` and ``statuses``), the messages
+endpoint (text, media by link or id, approved templates) and its error codes.
+Identities are keyed on ``wa_id`` (``from``); a user who hides their number
+behind a username arrives with a business-scoped ``user_id`` only, and is keyed
+on that (see docs/decisions on WhatsApp identities).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from adapters import _graph
+from adapters._graph import COMMON_ERRORS, ErrorRule
+from hub.errors import PayloadMalformed, ProviderRejected, UnknownAccount
+from hub.model import (
+    Attachment,
+    Channel,
+    ChannelAccount,
+    DeliveryReceipt,
+    DeliveryState,
+    IgnoredEvent,
+    InboundEvent,
+    InboundMessage,
+    Location,
+    MessageKind,
+    OutboundMessage,
+    SendReceipt,
+    utc_from_seconds,
+)
+
+__all__ = ["ERRORS", "WhatsAppCloudAdapter", "parse_delivery", "phone_number_ids"]
+
+logger = logging.getLogger(__name__)
+
+PROVIDER = "WhatsApp"
+TEXT_LIMIT = 4096
+
+_WINDOW_CLOSED = (
+    "The 24-hour customer service window has closed: the customer last wrote more than 24 hours ago. "
+    "Send an approved template instead."
+)
+_RATE = "WhatsApp is limiting how fast we send; the message will go out when the limit clears."
+
+#: WhatsApp Cloud API error codes (channels.md 3.5) on top of the shared Graph codes
+ERRORS: dict[int | tuple[int, int], ErrorRule] = {
+    **COMMON_ERRORS,
+    131047: ErrorRule(False, _WINDOW_CLOSED),
+    131026: ErrorRule(
+        False,
+        "WhatsApp could not deliver the message: the number may not be on WhatsApp, or the customer's app "
+        "is too old or has not accepted the latest terms.",
+    ),
+    131056: ErrorRule(
+        True, "Too many messages were sent to this customer in a short time; the message will be retried later.", True
+    ),
+    130429: ErrorRule(True, _RATE, True),
+    80007: ErrorRule(True, _RATE, True),
+    131048: ErrorRule(
+        False, "WhatsApp restricted this number for spam (quality too low); send fewer messages and try later."
+    ),
+    131049: ErrorRule(
+        False, "Meta chose not to deliver this marketing message to the customer; do not resend it right away."
+    ),
+    131051: ErrorRule(False, "WhatsApp does not support this message type."),
+    132000: ErrorRule(False, "The template's parameters do not match its placeholders (wrong number of values)."),
+    132001: ErrorRule(False, "The template does not exist or is not approved in this language."),
+    132015: ErrorRule(False, "The template is paused because of low quality; choose another template."),
+    132016: ErrorRule(False, "The template is disabled because of low quality; choose another template."),
+    131008: ErrorRule(False, "WhatsApp refused the message: a required parameter is missing."),
+    131009: ErrorRule(False, "WhatsApp refused the message: a parameter value is not valid."),
+    131052: ErrorRule(False, "WhatsApp could not download the media; check the file link and send it again."),
+    131053: ErrorRule(False, "WhatsApp could not upload the media (wrong type or too large)."),
+    131000: ErrorRule(True, "WhatsApp reported an unknown error; the message will be retried a few times."),
+    131031: ErrorRule(False, "The WhatsApp business account is locked; an administrator must contact Meta."),
+}
+
+_MEDIA_KINDS = {
+    "image": MessageKind.IMAGE,
+    "video": MessageKind.VIDEO,
+    "audio": MessageKind.AUDIO,
+    "document": MessageKind.FILE,
+    "sticker": MessageKind.STICKER,
+}
+_SEND_MEDIA = {v: k for k, v in _MEDIA_KINDS.items()}
+_CAPTIONED = {"image", "video", "document"}
+_STATUSES = {
+    "sent": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "read": DeliveryState.READ,
+    "played": DeliveryState.READ,
+    "failed": DeliveryState.FAILED,
+}
+_IGNORED_TYPES = {"reaction", "order", "system", "unsupported", "ephemeral", "request_welcome", "unknown"}
+
+
+def phone_number_ids(data: Mapping[str, Any]) -> list[str]:
+    """The business numbers a delivery is for (``metadata.phone_number_id``), in order, no repeats."""
+    seen: list[str] = []
+    for entry in data["entry"]:
+        for change in _changes(entry):
+            value = change.get("value")
+            if change.get("field") != "messages" or not isinstance(value, dict):
+                continue
+            number = _metadata_number(value)
+            if number not in seen:
+                seen.append(number)
+    return seen
+
+
+def parse_delivery(body: bytes, adapters: Mapping[str, WhatsAppCloudAdapter]) -> list[InboundEvent]:
+    """Every event of a delivery (several numbers of one WABA may share it), in order.
+
+    ``adapters`` maps phone_number_id -> adapter; a number not in it raises UnknownAccount.
+    """
+    data = _graph.load_json(body, "whatsapp_business_account")
+    events: list[InboundEvent] = []
+    any_adapter = next(iter(adapters.values()), None)
+    for entry in data["entry"]:
+        for change in _changes(entry):
+            value = change.get("value")
+            if change.get("field") != "messages" or not isinstance(value, dict):
+                if any_adapter is not None:
+                    events.append(any_adapter._ignored(f"field:{change.get('field')}"))
+                continue
+            number = _metadata_number(value)
+            adapter = adapters.get(number)
+            if adapter is None:
+                raise UnknownAccount(f"WhatsApp phone number id {number!r} is not configured")
+            events.extend(adapter.parse_value(value))
+    return events
+
+
+class WhatsAppCloudAdapter:
+    """One WhatsApp business phone number on the Cloud API."""
+
+    capabilities = frozenset(
+        {
+            MessageKind.TEXT,
+            MessageKind.IMAGE,
+            MessageKind.VIDEO,
+            MessageKind.AUDIO,
+            MessageKind.FILE,
+            MessageKind.STICKER,
+            MessageKind.TEMPLATE,
+        }
+    )
+    text_limit = TEXT_LIMIT
+
+    def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
+        self.account = account
+        self._session = session
+        self.phone_number_id = account.credentials["phone_number_id"]
+        self._app_secret = account.credentials["app_secret"]
+        self._token = account.credentials["access_token"]
+        self.verify_token = account.credentials["verify_token"]
+
+    def __repr__(self) -> str:
+        return f"WhatsAppCloudAdapter(account={self.account.id!r}, phone_number_id={self.phone_number_id!r})"
+
+    # ------------------------------------------------------------------ inbound
+
+    def verify(self, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        _graph.verify_signature(headers, body, self._app_secret)
+
+    def parse(self, body: bytes, headers: Mapping[str, str] | None = None) -> Sequence[InboundEvent]:
+        return parse_delivery(body, {self.phone_number_id: self})
+
+    def _ignored(self, kind: str) -> IgnoredEvent:
+        return IgnoredEvent(channel=Channel.WHATSAPP, account_id=self.account.id, kind=kind)
+
+    def parse_value(self, value: Mapping[str, Any]) -> list[InboundEvent]:
+        """One ``changes[].value`` of field ``messages`` for this number -> its events, in order."""
+        if _metadata_number(value) != self.phone_number_id:
+            raise UnknownAccount(f"WhatsApp number {_metadata_number(value)!r} is not account {self.account.id!r}")
+        names: dict[str, str] = {}
+        for contact in _list(value, "contacts"):
+            profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+            name = profile.get("name") if profile else None
+            for key in ("wa_id", "user_id"):
+                if contact.get(key) and name:
+                    names[str(contact[key])] = str(name)
+        events: list[InboundEvent] = [self._parse_message(m, names) for m in _list(value, "messages")]
+        events.extend(self._parse_status(s) for s in _list(value, "statuses"))
+        if isinstance(value.get("errors"), list):
+            events.extend(self._ignored("system_error") for _ in value["errors"])
+        if not events:
+            events.append(self._ignored("empty_change"))
+        return events
+
+    def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
+        wamid = message.get("id")
+        if not isinstance(wamid, str) or not wamid:
+            raise PayloadMalformed("a message has no 'id'", code="missing_field")
+        wa_id = message.get("from")
+        user_id = message.get("user_id") or message.get("from_user_id")
+        sender = wa_id or user_id
+        if not isinstance(sender, str) or not sender:
+            raise PayloadMalformed("a message has neither 'from' nor 'user_id'", code="missing_field")
+        at = _seconds(message.get("timestamp"), "message")
+        kind_name = message.get("type")
+        if kind_name in _IGNORED_TYPES:
+            return self._ignored(str(kind_name))
+        body = message.get(str(kind_name)) if isinstance(message.get(str(kind_name)), dict) else None
+        kind = MessageKind.TEXT
+        text: str | None = None
+        payload: str | None = None
+        attachments: tuple[Attachment, ...] = ()
+        location: Location | None = None
+        extra: list[tuple[str, str]] = []
+        if kind_name == "text":
+            text = _required(body, "body", "text")
+        elif kind_name in _MEDIA_KINDS:
+            kind = _MEDIA_KINDS[str(kind_name)]
+            media_id = _required(body, "id", str(kind_name))
+            assert body is not None
+            attachments = (
+                Attachment(
+                    kind=kind,
+                    provider_media_id=media_id,
+                    mime_type=body.get("mime_type"),
+                    file_name=body.get("filename"),
+                    url=body.get("url") if isinstance(body.get("url"), str) else None,
+                ),
+            )
+            text = body.get("caption") if isinstance(body.get("caption"), str) else None
+            if body.get("sha256"):
+                extra.append(("media_sha256", str(body["sha256"])))
+            if kind_name == "audio" and body.get("voice"):
+                extra.append(("voice", "true"))
+        elif kind_name == "location":
+            if body is None:
+                raise PayloadMalformed("a location message has no 'location'", code="missing_field")
+            try:
+                location = Location(
+                    latitude=float(body["latitude"]),
+                    longitude=float(body["longitude"]),
+                    name=body.get("name"),
+                    address=body.get("address"),
+                )
+            except (KeyError, TypeError, ValueError):
+                raise PayloadMalformed("a location has no coordinates", code="missing_field") from None
+            kind = MessageKind.LOCATION
+            text = location.name or location.address
+        elif kind_name == "contacts":
+            kind = MessageKind.CONTACT
+            text = _contacts_text(message.get("contacts"))
+        elif kind_name == "button":
+            kind = MessageKind.POSTBACK
+            text = body.get("text") if body else None
+            payload = str(body["payload"]) if body and body.get("payload") is not None else None
+        elif kind_name == "interactive":
+            if body is None:
+                raise PayloadMalformed("an interactive message has no 'interactive'", code="missing_field")
+            reply_type = body.get("type")
+            reply = body.get(str(reply_type)) if isinstance(body.get(str(reply_type)), dict) else None
+            if reply_type not in ("button_reply", "list_reply") or reply is None:
+                return self._ignored(f"interactive:{reply_type}")
+            kind = MessageKind.POSTBACK
+            text = reply.get("title")
+            payload = str(reply["id"]) if reply.get("id") is not None else None
+            if reply.get("description"):
+                extra.append(("description", str(reply["description"])))
+        else:
+            return self._ignored(f"message:{kind_name}")
+        context = message.get("context") if isinstance(message.get("context"), dict) else {}
+        reply_to = context.get("id") if context else None
+        if context and context.get("forwarded"):
+            extra.append(("forwarded", "true"))
+        if context and context.get("frequently_forwarded"):
+            extra.append(("frequently_forwarded", "true"))
+        if wa_id and user_id:
+            extra.append(("user_id", str(user_id)))  # the BSUID, for when the number disappears
+        referral = message.get("referral")
+        if isinstance(referral, dict):
+            extra.extend((f"referral_{k}", str(v)) for k, v in referral.items() if isinstance(v, str | int))
+        return InboundMessage(
+            channel=Channel.WHATSAPP,
+            account_id=self.account.id,
+            sender_id=sender,
+            provider_message_id=wamid,
+            sent_at=at,
+            kind=kind,
+            text=text,
+            attachments=attachments,
+            location=location,
+            payload=payload,
+            reply_to=str(reply_to) if reply_to else None,
+            sender_name=names.get(sender) or (names.get(str(user_id)) if user_id else None),
+            sender_phone=f"+{wa_id}" if isinstance(wa_id, str) and wa_id.isdigit() else None,
+            extra=tuple(extra),
+        )
+
+    def _parse_status(self, status: Mapping[str, Any]) -> InboundEvent:
+        wamid = status.get("id")
+        if not isinstance(wamid, str) or not wamid:
+            raise PayloadMalformed("a status has no 'id'", code="missing_field")
+        state = _STATUSES.get(str(status.get("status")))
+        if state is None:
+            return self._ignored(f"status:{status.get('status')}")
+        error_code = error_reason = None
+        if state is DeliveryState.FAILED:
+            errors = status.get("errors")
+            first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+            code = first.get("code")
+            error_code = str(code) if code is not None else "unknown"
+            rule = ERRORS.get(code) if isinstance(code, int) else None
+            details = first.get("error_data", {}).get("details") if isinstance(first.get("error_data"), dict) else None
+            error_reason = (
+                rule.reason
+                if rule
+                else str(details or first.get("title") or first.get("message") or "Delivery failed.")
+            )
+        recipient = status.get("recipient_id") or status.get("recipient_user_id")
+        return DeliveryReceipt(
+            channel=Channel.WHATSAPP,
+            account_id=self.account.id,
+            recipient_id=str(recipient) if recipient else None,
+            state=state,
+            occurred_at=_seconds(status.get("timestamp"), "status"),
+            provider_message_ids=(wamid,),
+            error_code=error_code,
+            error_reason=error_reason,
+        )
+
+    # ---------------------------------------------------------------- outbound
+
+    def _url(self, path: str) -> str:
+        return f"{self.account.api_base}/{path}"
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": message.recipient_id.removeprefix("+"),
+            **self._content(message),
+        }
+        if message.reply_to:
+            body["context"] = {"message_id": message.reply_to}
+        data = await _graph.graph_request(
+            self._session,
+            "POST",
+            self._url(f"{self.phone_number_id}/messages"),
+            rules=ERRORS,
+            provider=PROVIDER,
+            headers=self._auth,
+            json_body=body,
+        )
+        sent = data.get("messages")
+        message_id = sent[0].get("id") if isinstance(sent, list) and sent and isinstance(sent[0], dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            raise ProviderRejected("no_message_id", "WhatsApp accepted the call but returned no message id.")
+        return SendReceipt(provider_message_id=message_id, accepted_at=datetime.now(UTC))
+
+    def _content(self, message: OutboundMessage) -> dict[str, Any]:
+        template = message.template
+        if template is not None and template.name:
+            spec: dict[str, Any] = {"name": template.name, "language": {"code": template.language or "en_US"}}
+            if template.parameters:
+                spec["components"] = [
+                    {"type": "body", "parameters": [{"type": "text", "text": p} for p in template.parameters]}
+                ]
+            return {"type": "template", "template": spec}
+        if message.attachments:
+            if len(message.attachments) > 1:
+                raise ProviderRejected("unsupported_content", "WhatsApp sends one file per message; send each file.")
+            attachment = message.attachments[0]
+            media_type = _SEND_MEDIA.get(attachment.kind)
+            if media_type is None:
+                raise ProviderRejected("unsupported_content", f"WhatsApp cannot send a {attachment.kind} attachment.")
+            media: dict[str, Any]
+            if attachment.provider_media_id:
+                media = {"id": attachment.provider_media_id}
+            elif attachment.url:
+                media = {"link": attachment.url}
+            else:
+                raise ProviderRejected("unsupported_content", "The attachment has neither a URL nor a media id.")
+            if message.text:
+                if media_type not in _CAPTIONED:
+                    raise ProviderRejected(
+                        "unsupported_content",
+                        f"WhatsApp cannot caption {media_type}; send the text separately.",
+                    )
+                media["caption"] = message.text
+            if media_type == "document" and attachment.file_name:
+                media["filename"] = attachment.file_name
+            return {"type": media_type, media_type: media}
+        if not message.text:
+            raise ProviderRejected("empty_message", "The message has no text, file or template.")
+        if len(message.text) > TEXT_LIMIT:
+            raise ProviderRejected("text_too_long", f"WhatsApp messages are limited to {TEXT_LIMIT} characters.")
+        return {"type": "text", "text": {"preview_url": False, "body": message.text}}
+
+    async def check(self) -> str:
+        data = await _graph.graph_request(
+            self._session,
+            "GET",
+            self._url(self.phone_number_id),
+            rules=ERRORS,
+            provider=PROVIDER,
+            headers=self._auth,
+            params={"fields": "display_phone_number,verified_name"},
+        )
+        number = data.get("display_phone_number", self.phone_number_id)
+        return f"WhatsApp number {number} ({data.get('verified_name', '?')}): credentials accepted"
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _changes(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    changes = entry.get("changes")
+    if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+        raise PayloadMalformed("an entry has no list of 'changes'", code="missing_field")
+    return changes
+
+
+def _metadata_number(value: Mapping[str, Any]) -> str:
+    metadata = value.get("metadata")
+    number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    if not isinstance(number, str | int) or not str(number):
+        raise PayloadMalformed("a change has no 'metadata.phone_number_id'", code="missing_field")
+    return str(number)
+
+
+def _list(value: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    items = value.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise PayloadMalformed(f"'{key}' must be a list of objects", code="missing_field")
+    return items
+
+
+def _seconds(value: Any, what: str) -> datetime:
+    try:
+        return utc_from_seconds(value)
+    except (TypeError, ValueError):
+        raise PayloadMalformed(f"a {what} has no 'timestamp' in seconds", code="missing_field") from None
+
+
+def _required(body: Mapping[str, Any] | None, key: str, what: str) -> str:
+    value = body.get(key) if body else None
+    if not isinstance(value, str | int) or value == "":
+        raise PayloadMalformed(f"a {what} message has no '{key}'", code="missing_field")
+    return str(value)
+
+
+def _contacts_text(contacts: Any) -> str | None:
+    """A shared contact card, as an agent would read it: "Jane Doe: +1 555 0100"."""
+    if not isinstance(contacts, list):
+        return None
+    lines = []
+    for card in contacts:
+        if not isinstance(card, dict):
+            continue
+        name = card.get("name", {}).get("formatted_name") if isinstance(card.get("name"), dict) else None
+        phones = [str(p.get("phone")) for p in card.get("phones", []) if isinstance(p, dict) and p.get("phone")]
+        lines.append(": ".join(x for x in (name, ", ".join(phones)) if x))
+    return "\n".join(line for line in lines if line) or None

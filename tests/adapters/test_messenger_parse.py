@@ -1,0 +1,274 @@
+"""MessengerAdapter.verify and .parse against recorded Messenger webhook payloads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters._graph import sign
+from adapters.messenger import MessengerAdapter, page_ids, parse_delivery
+from hub.errors import PayloadMalformed, SignatureInvalid, UnknownAccount
+from hub.model import (
+    Channel,
+    ChannelAccount,
+    DeliveryReceipt,
+    DeliveryState,
+    Echo,
+    IgnoredEvent,
+    InboundMessage,
+    MessageKind,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "messenger"
+PAGE = "104729435879226"
+PSID = "6284512397351040"
+SECRET = "messenger-app-secret"
+
+
+def payload(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def make_account(page_id: str = PAGE, account_id: str = "fb-main") -> ChannelAccount:
+    return ChannelAccount(
+        id=account_id,
+        channel=Channel.MESSENGER,
+        provider="messenger",
+        queue="support",
+        api_base="https://graph.example.test/v21.0",
+        credentials={
+            "page_id": page_id,
+            "app_secret": SECRET,
+            "verify_token": "verify-me",
+            "page_access_token": "page-token",
+        },
+    )
+
+
+@pytest.fixture
+async def adapter() -> AsyncIterator[MessengerAdapter]:
+    async with aiohttp.ClientSession() as session:
+        yield MessengerAdapter(make_account(), session)
+
+
+def one(adapter: MessengerAdapter, name: str) -> object:
+    events = adapter.parse(payload(name))
+    assert len(events) == 1
+    return events[0]
+
+
+def test_valid_signature_is_accepted(adapter: MessengerAdapter) -> None:
+    body = payload("text")
+    adapter.verify("https://hub.example/webhooks/messenger", {"X-Hub-Signature-256": sign(body, SECRET)}, body)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Hub-Signature-256": ""},
+        {"X-Hub-Signature-256": "sha1=0123"},
+        {"X-Hub-Signature-256": sign(b"{}", SECRET)},
+        {"X-Hub-Signature-256": sign(b'{"object":"page"}', "another-secret")},
+    ],
+    ids=["missing", "empty", "wrong-algorithm", "other-body", "wrong-secret"],
+)
+def test_bad_signatures_are_refused(adapter: MessengerAdapter, headers: dict[str, str]) -> None:
+    with pytest.raises(SignatureInvalid):
+        adapter.verify("https://hub.example/webhooks/messenger", headers, payload("text"))
+
+
+def test_body_altered_by_one_byte_is_refused(adapter: MessengerAdapter) -> None:
+    body = payload("text")
+    signature = sign(body, SECRET)
+    altered = body.replace(b"Hello", b"Hellp")
+    with pytest.raises(SignatureInvalid):
+        adapter.verify("https://hub.example/webhooks/messenger", {"x-hub-signature-256": signature}, altered)
+
+
+def test_text_message(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "text")
+    assert event == InboundMessage(
+        channel=Channel.MESSENGER,
+        account_id="fb-main",
+        sender_id=PSID,
+        provider_message_id="m_AbCdEf123text",
+        sent_at=datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        text="Hello, I need help with my order",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("image", MessageKind.IMAGE),
+        ("video", MessageKind.VIDEO),
+        ("audio", MessageKind.AUDIO),
+        ("file", MessageKind.FILE),
+    ],
+)
+def test_media_attachments_keep_their_kind_and_url(adapter: MessengerAdapter, name: str, kind: MessageKind) -> None:
+    event = one(adapter, name)
+    assert isinstance(event, InboundMessage)
+    assert event.kind is kind
+    assert len(event.attachments) == 1
+    assert event.attachments[0].kind is kind
+    assert event.attachments[0].url is not None
+    assert event.attachments[0].url.startswith("https://")
+
+
+def test_location_attachment_becomes_a_location(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "location")
+    assert isinstance(event, InboundMessage)
+    assert event.kind is MessageKind.LOCATION
+    assert event.location is not None
+    assert (event.location.latitude, event.location.longitude, event.location.name) == (
+        50.0911,
+        14.4016,
+        "Prague Castle",
+    )
+    assert event.text == "Prague Castle"
+
+
+def test_fallback_attachment_keeps_the_link(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "fallback")
+    assert isinstance(event, InboundMessage)
+    assert event.kind is MessageKind.TEXT
+    assert event.text == "look https://example.com/p/42"
+    assert ("fallback_url", "https://example.com/p/42") in event.extra
+
+
+def test_template_attachment_is_readable(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "template")
+    assert isinstance(event, InboundMessage)
+    assert event.kind is MessageKind.TEMPLATE
+    assert event.text == "Blue sneakers"
+    assert ("template_type", "generic") in event.extra
+
+
+def test_sticker_is_an_attachment_with_its_sticker_id(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "sticker")
+    assert isinstance(event, InboundMessage)
+    assert event.kind is MessageKind.STICKER
+    assert event.attachments[0].kind is MessageKind.STICKER
+    assert event.attachments[0].provider_media_id == "369239263222822"
+
+
+def test_quick_reply_is_a_postback_with_payload_and_text(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "quick_reply")
+    assert isinstance(event, InboundMessage)
+    assert (event.kind, event.text, event.payload) == (MessageKind.POSTBACK, "Yes", "CONFIRM_YES")
+
+
+def test_postback_uses_title_and_payload(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "postback")
+    assert isinstance(event, InboundMessage)
+    assert (event.kind, event.text, event.payload, event.provider_message_id) == (
+        MessageKind.POSTBACK,
+        "Get Started",
+        "GET_STARTED",
+        "m_postback1",
+    )
+
+
+def test_reply_to_names_the_quoted_message(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "reply_to")
+    assert isinstance(event, InboundMessage)
+    assert event.reply_to == "m_earlier_out_1"
+
+
+def test_delivery_by_mids(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "delivery_mids")
+    assert isinstance(event, DeliveryReceipt)
+    assert event.state is DeliveryState.DELIVERED
+    assert event.provider_message_ids == ("m_out_sent_1",)
+    assert event.recipient_id == PSID
+
+
+def test_delivery_by_watermark_names_the_customer(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "delivery_watermark")
+    assert isinstance(event, DeliveryReceipt)
+    assert event.provider_message_ids == ()
+    assert event.watermark == datetime(2023, 11, 14, 22, 13, 24, tzinfo=UTC)
+    assert event.recipient_id == PSID
+
+
+def test_read_by_watermark(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "read")
+    assert isinstance(event, DeliveryReceipt)
+    assert (event.state, event.recipient_id) == (DeliveryState.READ, PSID)
+    assert event.watermark == datetime(2023, 11, 14, 22, 13, 24, tzinfo=UTC)
+
+
+def test_echo_is_our_own_message_to_the_customer(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "echo")
+    assert isinstance(event, Echo)
+    assert (event.recipient_id, event.provider_message_id, event.text) == (
+        PSID,
+        "m_echo1",
+        "Hi, this is Anna from support",
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("referral", "referral"),
+        ("optin", "optin"),
+        ("reaction", "reaction"),
+        ("handover", "pass_thread_control"),
+        ("standby", "standby"),
+    ],
+)
+def test_unhandled_kinds_are_ignored_not_refused(adapter: MessengerAdapter, name: str, kind: str) -> None:
+    assert one(adapter, name) == IgnoredEvent(channel=Channel.MESSENGER, account_id="fb-main", kind=kind)
+
+
+def test_batch_returns_every_event_in_order(adapter: MessengerAdapter) -> None:
+    events = adapter.parse(payload("batch"))
+    ids = [e.provider_message_id if isinstance(e, InboundMessage) else type(e).__name__ for e in events]
+    assert ids == ["m_batch_1", "m_batch_2", "m_batch_3", "IgnoredEvent"]
+
+
+def test_entry_for_another_page_is_an_unknown_account(adapter: MessengerAdapter) -> None:
+    body = payload("text").replace(PAGE.encode(), b"999999999")
+    with pytest.raises(UnknownAccount):
+        adapter.parse(body)
+
+
+async def test_delivery_spanning_two_pages_goes_to_each_page() -> None:
+    data = json.loads(payload("text"))
+    second = json.loads(json.dumps(data["entry"][0]).replace(PAGE, "555"))
+    data["entry"].append(second)
+    async with aiohttp.ClientSession() as session:
+        first_page = MessengerAdapter(make_account(), session)
+        second_page = MessengerAdapter(make_account("555", "fb-second"), session)
+        assert page_ids(data) == [PAGE, "555"]
+        events = parse_delivery(json.dumps(data).encode(), {PAGE: first_page, "555": second_page})
+    assert [e.account_id for e in events] == ["fb-main", "fb-second"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"not json", "invalid_json"),
+        (b"[]", "invalid_json"),
+        (b'{"object":"instagram","entry":[]}', "unexpected_object"),
+        (b'{"object":"page"}', "missing_field"),
+        (b'{"object":"page","entry":[{"id":"104729435879226","messaging":[{"sender":{}}]}]}', "missing_field"),
+        (
+            b'{"object":"page","entry":[{"id":"104729435879226","messaging":[{"sender":{"id":"1"},'
+            b'"recipient":{"id":"2"},"timestamp":1,"message":{"text":"no mid"}}]}]}',
+            "missing_field",
+        ),
+    ],
+)
+def test_malformed_bodies_name_the_problem(adapter: MessengerAdapter, body: bytes, code: str) -> None:
+    with pytest.raises(PayloadMalformed) as caught:
+        adapter.parse(body)
+    assert caught.value.code == code
