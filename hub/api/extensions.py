@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import handoff, openapi
+from hub.api import contacts, handoff, openapi
 
 __all__ = ["EXTENSIONS"]
 
 EXTENSIONS: list[Callable[[web.Application], None]] = [
     openapi.setup,
     handoff.setup,
+    contacts.setup,
 ]

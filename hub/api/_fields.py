@@ -1,0 +1,165 @@
+"""Field-level input checks for the CRUD routes (contacts, identities, tickets, admin).
+
+Each check raises a 422 ``ApiError`` naming the field, so a client can put the
+message next to the right input; nothing is written before every field passed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from hub.api.errors import ApiError
+from hub.store._crud import BadCursor
+
+__all__ = [
+    "MISSING",
+    "bad_cursor",
+    "boolean",
+    "given",
+    "integer",
+    "invalid",
+    "json_ok",
+    "only_fields",
+    "page",
+    "path_id",
+    "query_flag",
+    "query_int",
+    "text",
+]
+
+MISSING: Any = object()
+MAX_PAGE = 200
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def json_ok(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer; datetimes as ISO 8601 with their UTC offset."""
+    if status == 204:
+        return web.Response(status=204)
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=_default))
+
+
+def invalid(field: str, message: str, code: str = "invalid_field") -> ApiError:
+    return ApiError(422, code, message, field=field)
+
+
+def only_fields(body: dict[str, Any], allowed: tuple[str, ...] | set[str]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ApiError(
+            422,
+            "unknown_field",
+            f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            field=unknown[0],
+        )
+
+
+def text(
+    body: dict[str, Any],
+    key: str,
+    *,
+    required: bool = False,
+    max_length: int = 200,
+    nullable: bool = True,
+) -> Any:
+    """A stripped string, ``None`` (when nullable and given as null or ""), or MISSING when absent."""
+    if key not in body:
+        if required:
+            raise invalid(key, f"{key!r} is required", "missing_field")
+        return MISSING
+    value = body[key]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required or not nullable:
+            raise invalid(key, f"{key!r} must not be empty")
+        return None
+    if not isinstance(value, str):
+        raise invalid(key, f"{key!r} must be a string")
+    value = value.strip()
+    if len(value) > max_length:
+        raise invalid(key, f"{key!r} is longer than {max_length} characters")
+    return value
+
+
+def integer(
+    body: dict[str, Any],
+    key: str,
+    *,
+    required: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    nullable: bool = False,
+) -> Any:
+    if key not in body:
+        if required:
+            raise invalid(key, f"{key!r} is required", "missing_field")
+        return MISSING
+    value = body[key]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(key, f"{key!r} must be an integer")
+    if minimum is not None and value < minimum:
+        raise invalid(key, f"{key!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise invalid(key, f"{key!r} must be at most {maximum}")
+    return value
+
+
+def boolean(body: dict[str, Any], key: str) -> Any:
+    if key not in body:
+        return MISSING
+    if not isinstance(body[key], bool):
+        raise invalid(key, f"{key!r} must be true or false")
+    return body[key]
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The fields that were present in the body (MISSING left out)."""
+    return {k: v for k, v in values.items() if v is not MISSING}
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """An integer id from the path; anything else names nothing, so 404."""
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "not_found", f"no such {name} {raw!r}")
+    return int(raw)
+
+
+def query_int(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(422, "invalid_query", f"{key!r} must be an integer id", field=key)
+    return int(raw)
+
+
+def query_flag(request: web.Request, key: str) -> bool:
+    raw = request.query.get(key, "").lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ApiError(422, "invalid_query", f"{key!r} must be 1 or 0", field=key)
+
+
+def page(request: web.Request) -> tuple[str | None, int]:
+    """``?after=<next cursor>&limit=N`` (default 50, at most 200)."""
+    limit = query_int(request, "limit") or 50
+    if limit > MAX_PAGE:
+        raise ApiError(422, "invalid_query", f"'limit' must be at most {MAX_PAGE}", field="limit")
+    return request.query.get("after") or None, limit
+
+
+def bad_cursor(exc: BadCursor) -> ApiError:
+    return ApiError(422, "invalid_cursor", "'after' is not a cursor this API handed out", field="after")
