@@ -1,0 +1,226 @@
+"""WhatsAppCloudAdapter.verify and .parse against recorded Cloud API webhook payloads."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters._graph import sign
+from adapters.whatsapp_cloud import WhatsAppCloudAdapter
+from hub.errors import PayloadMalformed, SignatureInvalid, UnknownAccount
+from hub.model import (
+    Channel,
+    ChannelAccount,
+    DeliveryReceipt,
+    DeliveryState,
+    IgnoredEvent,
+    InboundMessage,
+    Location,
+    MessageKind,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
+NUMBER = "106540352242922"
+WA_ID = "16505551234"
+SECRET = "whatsapp-app-secret"
+
+
+def payload(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+@pytest.fixture
+async def adapter() -> AsyncIterator[WhatsAppCloudAdapter]:
+    account = ChannelAccount(
+        id="wa-cloud",
+        channel=Channel.WHATSAPP,
+        provider="cloud",
+        queue="support",
+        api_base="https://graph.example.test/v21.0",
+        credentials={
+            "phone_number_id": NUMBER,
+            "app_secret": SECRET,
+            "verify_token": "verify-me",
+            "access_token": "system-user-token",
+        },
+    )
+    async with aiohttp.ClientSession() as session:
+        yield WhatsAppCloudAdapter(account, session)
+
+
+def message(adapter: WhatsAppCloudAdapter, name: str) -> InboundMessage:
+    events = adapter.parse(payload(name))
+    assert len(events) == 1
+    assert isinstance(events[0], InboundMessage)
+    return events[0]
+
+
+def test_signature_valid_missing_wrong_secret_and_altered(adapter: WhatsAppCloudAdapter) -> None:
+    body = payload("text")
+    adapter.verify("u", {"X-Hub-Signature-256": sign(body, SECRET)}, body)
+    for headers, sent in [
+        ({}, body),
+        ({"X-Hub-Signature-256": sign(body, "wrong-secret")}, body),
+        ({"X-Hub-Signature-256": sign(body, SECRET)}, body.replace(b"color", b"colour")),
+    ]:
+        with pytest.raises(SignatureInvalid):
+            adapter.verify("u", headers, sent)
+
+
+def test_text_with_profile_name_and_phone(adapter: WhatsAppCloudAdapter) -> None:
+    event = message(adapter, "text")
+    assert event.sender_id == WA_ID
+    assert event.sender_phone == "+16505551234"
+    assert event.sender_name == "Sheena Nelson"
+    assert event.text == "Does it come in another color?"
+    assert event.sent_at == datetime(2025, 6, 8, 20, 59, 43, tzinfo=UTC)  # a string of seconds
+    assert event.provider_message_id.startswith("wamid.")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "media_id", "mime", "caption", "filename"),
+    [
+        ("image", MessageKind.IMAGE, "1003383421387256", "image/jpeg", "Damaged box", None),
+        ("video", MessageKind.VIDEO, "1184502933052714", "video/mp4", None, None),
+        ("audio", MessageKind.AUDIO, "3074302059366789", "audio/ogg; codecs=opus", None, None),
+        ("document", MessageKind.FILE, "1225588235405932", "application/pdf", "My invoice", "invoice-2025-06.pdf"),
+        ("sticker", MessageKind.STICKER, "1287763302470427", "image/webp", None, None),
+    ],
+)
+def test_media_messages_carry_media_id_mime_caption_and_filename(
+    adapter: WhatsAppCloudAdapter,
+    name: str,
+    kind: MessageKind,
+    media_id: str,
+    mime: str,
+    caption: str | None,
+    filename: str | None,
+) -> None:
+    event = message(adapter, name)
+    assert event.kind is kind
+    assert event.text == caption
+    (attachment,) = event.attachments
+    assert (attachment.kind, attachment.provider_media_id, attachment.mime_type, attachment.file_name) == (
+        kind,
+        media_id,
+        mime,
+        filename,
+    )
+
+
+def test_location(adapter: WhatsAppCloudAdapter) -> None:
+    event = message(adapter, "location")
+    assert event.kind is MessageKind.LOCATION
+    assert event.location == Location(
+        latitude=37.483253479004,
+        longitude=-122.14960479736,
+        name="Meta Headquarters",
+        address="1 Hacker Way, Menlo Park, CA 94025",
+    )
+
+
+def test_contacts_are_readable_text(adapter: WhatsAppCloudAdapter) -> None:
+    event = message(adapter, "contacts")
+    assert event.kind is MessageKind.CONTACT
+    assert event.text == "Barbara J. Johnson: +1 (940) 555-1234"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "payload_value", "reply_to"),
+    [
+        ("button", "Yes, confirm", "confirm_yes", "wamid.template_out_1"),
+        ("interactive_button_reply", "Change", "change-button", "wamid.interactive_out_1"),
+        ("interactive_list_reply", "Express", "priority_express", "wamid.interactive_out_2"),
+    ],
+)
+def test_buttons_and_list_replies_are_postbacks(
+    adapter: WhatsAppCloudAdapter, name: str, text: str, payload_value: str, reply_to: str
+) -> None:
+    event = message(adapter, name)
+    assert (event.kind, event.text, event.payload, event.reply_to) == (
+        MessageKind.POSTBACK,
+        text,
+        payload_value,
+        reply_to,
+    )
+
+
+def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
+    assert message(adapter, "reply_context").reply_to == "wamid.earlier_out_1"
+
+
+@pytest.mark.parametrize("name", ["reaction", "order", "system", "unsupported"])
+def test_unhandled_message_types_are_ignored(adapter: WhatsAppCloudAdapter, name: str) -> None:
+    assert list(adapter.parse(payload(name))) == [
+        IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind=name)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [
+        ("status_sent", DeliveryState.SENT),
+        ("status_delivered", DeliveryState.DELIVERED),
+        ("status_read", DeliveryState.READ),
+    ],
+)
+def test_statuses_become_receipts(adapter: WhatsAppCloudAdapter, name: str, state: DeliveryState) -> None:
+    (event,) = adapter.parse(payload(name))
+    assert isinstance(event, DeliveryReceipt)
+    assert event.state is state
+    assert event.provider_message_ids == ("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA",)
+    assert event.recipient_id == WA_ID
+
+
+def test_failed_status_carries_code_and_a_reason_an_agent_understands(adapter: WhatsAppCloudAdapter) -> None:
+    (event,) = adapter.parse(payload("status_failed"))
+    assert isinstance(event, DeliveryReceipt)
+    assert (event.state, event.error_code) == (DeliveryState.FAILED, "131047")
+    assert event.error_reason is not None
+    assert "approved template" in event.error_reason
+
+
+def test_user_without_a_phone_number_is_keyed_on_the_bsuid(adapter: WhatsAppCloudAdapter) -> None:
+    event = message(adapter, "bsuid")
+    assert event.sender_id == "US.13491208655302741918"
+    assert event.sender_phone is None
+    assert event.sender_name == "Kofi"
+
+
+def test_batch_returns_every_message_in_order(adapter: WhatsAppCloudAdapter) -> None:
+    events = adapter.parse(payload("batch"))
+    assert [(e.provider_message_id, e.sender_name) for e in events if isinstance(e, InboundMessage)] == [
+        ("wamid.batch1", "Sheena Nelson"),
+        ("wamid.batch2", "Tomas"),
+        ("wamid.batch3", "Sheena Nelson"),
+    ]
+    assert len(events) == 3
+
+
+def test_another_phone_number_is_an_unknown_account(adapter: WhatsAppCloudAdapter) -> None:
+    with pytest.raises(UnknownAccount):
+        adapter.parse(payload("text").replace(NUMBER.encode(), b"999"))
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{", "invalid_json"),
+        (b'{"object":"page","entry":[]}', "unexpected_object"),
+        (b'{"object":"whatsapp_business_account","entry":[{"id":"1"}]}', "missing_field"),
+        (
+            b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",'
+            b'"value":{"metadata":{"phone_number_id":"106540352242922"},"messages":[{"id":"wamid.x","from":"1",'
+            b'"type":"text","text":{"body":"no timestamp"}}]}}]}]}',
+            "missing_field",
+        ),
+    ],
+)
+def test_malformed_bodies_name_the_problem(adapter: WhatsAppCloudAdapter, body: bytes, code: str) -> None:
+    with pytest.raises(PayloadMalformed) as caught:
+        adapter.parse(body)
+    assert caught.value.code == code
