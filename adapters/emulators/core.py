@@ -165,7 +165,8 @@ class EmulatorState:
     # ----------------------------------------------------------------- helpers
 
     def new_message_id(self, prefix: str) -> str:
-        return f"{prefix}{next(self._ids):06d}{secrets.token_hex(8)}"
+        """``prefix`` + 32 hex-ish characters (Twilio's SM.../MM... shape), unique in this run."""
+        return f"{prefix}{next(self._ids):08x}{secrets.token_hex(12)}"
 
     def record_sent(
         self, account_id: str, recipient: str, kind: str, body: dict[str, Any], provider_message_id: str
@@ -197,10 +198,14 @@ class EmulatorState:
         """POST ``body`` to the hub ``repeat`` times (providers redeliver); the last status."""
         status = 0
         for _ in range(max(1, repeat)):
-            async with self.session.post(self.hub_url + path, data=body, headers=headers) as response:
-                await response.read()
-                status = response.status
+            status = await self.post(self.hub_url + path, body, headers)
         return status
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """One POST to a full URL (a status callback URL the hub gave us); the HTTP status."""
+        async with self.session.post(url, data=body, headers=headers) as response:
+            await response.read()
+            return response.status
 
     def schedule(self, coro: Coroutine[Any, Any, Any], *, delay: float | None = None) -> asyncio.Task[Any]:
         """Run ``coro`` shortly after the current response (status callbacks, receipts)."""

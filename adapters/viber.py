@@ -1,0 +1,403 @@
+"""Viber REST Bot API: callback signature, callbacks, send_message and the account calls.
+
+Everything that knows Viber lives here: ``X-Viber-Content-Signature`` (HMAC-SHA256
+of the raw body with the bot token, compared in constant time -- viberbot's own
+check uses ``==``), the callback events (parsed with viberbot's request models,
+which are sound for reading), ``send_message`` (built with viberbot's message
+models, sent with our aiohttp session -- its sender blocks on ``requests``) and
+the status codes. ``message_token`` is a 64-bit integer: it is kept exact, as a
+decimal string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from viberbot.api.messages import FileMessage, PictureMessage, TextMessage, URLMessage, VideoMessage
+from viberbot.api.viber_requests import EVENT_TYPE_TO_CLASS, create_request
+
+from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, SignatureInvalid
+from hub.model import (
+    Attachment,
+    Channel,
+    ChannelAccount,
+    DeliveryReceipt,
+    DeliveryState,
+    IgnoredEvent,
+    InboundEvent,
+    InboundMessage,
+    Location,
+    MessageKind,
+    OutboundMessage,
+    ProfileUpdate,
+    SendReceipt,
+    Subscription,
+    SubscriptionChanged,
+    utc_from_millis,
+)
+
+__all__ = ["EVENT_TYPES", "STATUS_REASONS", "ViberAdapter", "sign"]
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Viber-Content-Signature"
+AUTH_HEADER = "X-Viber-Auth-Token"
+SENDER_NAME_LIMIT = 28
+#: the optional callbacks we ask for on set_webhook (message/subscribed/unsubscribed always come)
+EVENT_TYPES = ("delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started")
+_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+
+#: Viber status codes -> a sentence an agent understands (channels.md §4.6); all permanent except 12
+STATUS_REASONS: dict[int, str] = {
+    1: "Viber says the webhook URL is not valid.",
+    2: "Viber refused the bot's auth token; an administrator must fix the account.",
+    3: "Viber could not read the message we sent (bad data).",
+    4: "Viber says the message is missing required data.",
+    5: "The customer is not registered on Viber.",
+    6: "The customer is not subscribed to this Viber bot (they unsubscribed or never wrote); they must write first.",
+    7: "This Viber bot is blocked.",
+    8: "Viber does not know this bot (the token is not a bot's).",
+    9: "This Viber bot is suspended.",
+    10: "No webhook is set for this Viber bot; run `channelhub channels connect viber`.",
+    11: "The customer's device or Viber version cannot receive bot messages.",
+    12: "Viber is limiting how fast we send; the message will be tried again later.",
+    13: "The customer's Viber app is too old for this kind of message; send plain text.",
+    14: "This message is not compatible with the Viber API version we asked for.",
+    15: "This Viber bot is not authorised to send.",
+    16: "Viber does not allow inline replies here.",
+    17: "This Viber bot is not an inline bot.",
+    18: "This Viber bot has no public chat.",
+    19: "Viber cannot send this broadcast message.",
+    20: "Broadcast is not allowed for this Viber bot.",
+    21: "Viber does not deliver this message to the customer's country.",
+    22: "This Viber bot does not support payment messages.",
+    23: "This Viber bot used up its free messages outside a session this month.",
+    24: "This Viber bot has no balance left for messages outside a session.",
+}
+_TRANSIENT_STATUSES = frozenset({12})
+_RECEIPTS = {"delivered": DeliveryState.DELIVERED, "seen": DeliveryState.READ, "failed": DeliveryState.FAILED}
+_UNKNOWN_MEMORY = 1024  # sends that already got an unknown status once (the second time is permanent)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sign(body: bytes, auth_token: str) -> str:
+    """``X-Viber-Content-Signature`` of a callback body (tests and the emulator sign with this)."""
+    return hmac.new(auth_token.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, found in headers.items():
+        if key.lower() == lowered:
+            return found
+    return None
+
+
+def _token(value: Any) -> str:
+    """message_token as an exact decimal string (a float would have lost digits)."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise PayloadMalformed("message_token is not an integer", code="invalid_field")
+    return str(value)
+
+
+class ViberAdapter:
+    """One Viber bot."""
+
+    capabilities = frozenset({MessageKind.TEXT, MessageKind.IMAGE, MessageKind.VIDEO, MessageKind.FILE})
+    text_limit = 7000
+
+    def __init__(
+        self, account: ChannelAccount, session: aiohttp.ClientSession, *, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
+        self.account = account
+        self._session = session
+        self._clock = clock
+        self._token = account.credentials["auth_token"]
+        self.sender_name = account.credentials["name"][:SENDER_NAME_LIMIT]
+        self.sender_avatar = account.credentials.get("avatar") or None
+        self._unknown_once: OrderedDict[str, None] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"ViberAdapter({self.account.id!r})"
+
+    # ------------------------------------------------------------------ inbound
+
+    def verify(self, url: str, headers: Mapping[str, str], body: bytes) -> None:
+        signature = _header(headers, SIGNATURE_HEADER)
+        if not signature:
+            raise SignatureInvalid(f"{SIGNATURE_HEADER} is missing")
+        if not hmac.compare_digest(sign(body, self._token).encode(), signature.strip().lower().encode()):
+            raise SignatureInvalid(f"{SIGNATURE_HEADER} does not match")
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> Sequence[InboundEvent]:
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            raise PayloadMalformed("the body is not JSON", code="invalid_json") from None
+        if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+            raise PayloadMalformed("a Viber callback is a JSON object with an 'event'", code="missing_field")
+        event = data["event"]
+        if event not in EVENT_TYPE_TO_CLASS:
+            return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind=event)]
+        if event == "message" and not isinstance(data.get("message"), dict):
+            raise PayloadMalformed("a message callback needs 'message'", code="missing_field")
+        if event == "message" and data["message"].get("type") not in _MESSAGE_TYPES:
+            kind = f"message:{data['message'].get('type')}"
+            return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind=kind)]
+        try:
+            request = create_request(data)
+            at = utc_from_millis(data["timestamp"])
+        except PayloadMalformed:
+            raise
+        except Exception as exc:  # viberbot raises KeyError/TypeError/Exception for what is missing
+            raise PayloadMalformed(f"not a valid Viber {event} callback ({exc!s})", code="missing_field") from None
+        if event == "webhook":
+            return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind="webhook")]
+        if event == "message":
+            return [self._message(request, data, at)]
+        if event in _RECEIPTS:
+            return [self._receipt(event, data, at)]
+        return [self._subscription(event, request, data, at)]
+
+    def _message(self, request: Any, data: dict[str, Any], at: datetime) -> InboundMessage:
+        raw = data["message"]
+        message = request.message
+        sender = request.sender
+        if not sender.id:
+            raise PayloadMalformed("the message has no sender.id", code="missing_field")
+        kind, text, location = MessageKind.TEXT, raw.get("text") or None, None
+        attachments: tuple[Attachment, ...] = ()
+        extra: list[tuple[str, str]] = []
+        match raw["type"]:
+            case "text":
+                if not text:
+                    raise PayloadMalformed("a text message has no text", code="missing_field")
+            case "picture" | "video" | "file":
+                kind = {"picture": MessageKind.IMAGE, "video": MessageKind.VIDEO, "file": MessageKind.FILE}[raw["type"]]
+                if not message.media:
+                    raise PayloadMalformed(f"a {raw['type']} message has no media", code="missing_field")
+                size = raw.get("file_size", raw.get("size"))
+                attachments = (
+                    Attachment(
+                        kind=kind,
+                        url=message.media,
+                        file_name=raw.get("file_name") or None,
+                        size=int(size) if isinstance(size, int) else None,
+                    ),
+                )
+            case "sticker":
+                kind = MessageKind.STICKER
+                sticker_id = raw.get("sticker_id")
+                attachments = (
+                    Attachment(
+                        kind=MessageKind.STICKER,
+                        url=raw.get("media") or None,
+                        provider_media_id=str(sticker_id) if sticker_id is not None else None,
+                    ),
+                )
+            case "contact":
+                kind = MessageKind.CONTACT
+                contact = message.contact
+                if contact is None:
+                    raise PayloadMalformed("a contact message has no contact", code="missing_field")
+                text = " ".join(p for p in (contact.name, contact.phone_number) if p) or None
+                extra += [("contact_name", contact.name or ""), ("contact_phone", contact.phone_number or "")]
+            case "location":
+                kind = MessageKind.LOCATION
+                point = message.location
+                try:
+                    location = Location(latitude=float(point.latitude), longitude=float(point.longitude))
+                except (AttributeError, TypeError, ValueError):
+                    raise PayloadMalformed("a location message needs location.lat/lon", code="missing_field") from None
+            case "url":
+                if not message.media:
+                    raise PayloadMalformed("a url message has no media", code="missing_field")
+                text = message.media
+        if raw.get("tracking_data"):
+            extra.append(("tracking_data", str(raw["tracking_data"])))
+        return InboundMessage(
+            channel=Channel.VIBER,
+            account_id=self.account.id,
+            sender_id=str(sender.id),
+            provider_message_id=_token(data.get("message_token")),
+            sent_at=at,
+            kind=kind,
+            text=text,
+            attachments=attachments,
+            location=location,
+            sender_name=sender.name or None,
+            sender_avatar=sender.avatar or None,
+            extra=tuple((k, v) for k, v in extra if v),
+        )
+
+    def _receipt(self, event: str, data: dict[str, Any], at: datetime) -> DeliveryReceipt:
+        user_id = data.get("user_id")
+        state = _RECEIPTS[event]
+        return DeliveryReceipt(
+            channel=Channel.VIBER,
+            account_id=self.account.id,
+            recipient_id=str(user_id) if user_id else None,
+            state=state,
+            occurred_at=at,
+            provider_message_ids=(_token(data.get("message_token")),),
+            error_code="failed" if state is DeliveryState.FAILED else None,
+            error_reason=(f"Viber could not show the message: {data.get('desc') or 'no reason given'}")
+            if state is DeliveryState.FAILED
+            else None,
+        )
+
+    def _subscription(self, event: str, request: Any, data: dict[str, Any], at: datetime) -> SubscriptionChanged:
+        token = data.get("message_token")
+        event_id = _token(token) if token is not None else None
+        if event == "unsubscribed":
+            user_id, name, avatar = request.user_id, None, None
+            state = Subscription.UNSUBSCRIBED
+        else:
+            user = request.user
+            user_id, name, avatar = user.id, user.name, user.avatar
+            state = Subscription.SUBSCRIBED
+            if event == "conversation_started" and not data.get("subscribed"):
+                state = Subscription.OPENED
+        if not user_id:
+            raise PayloadMalformed(f"a {event} callback has no user id", code="missing_field")
+        return SubscriptionChanged(
+            channel=Channel.VIBER,
+            account_id=self.account.id,
+            user_id=str(user_id),
+            state=state,
+            occurred_at=at,
+            display_name=name or None,
+            avatar=avatar or None,
+            provider_event_id=event_id,
+        )
+
+    # ------------------------------------------------------------------ outbound
+
+    def _payloads(self, message: OutboundMessage) -> list[dict[str, Any]]:
+        """The send_message bodies for one outbound message (a caption only fits a picture)."""
+        bodies: list[dict[str, Any]] = []
+        text = message.text
+        for attachment in message.attachments:
+            if not attachment.url:
+                continue
+            if attachment.kind is MessageKind.IMAGE:
+                bodies.append(PictureMessage(media=attachment.url, text=text or "").to_dict())
+                text = None
+            elif attachment.kind is MessageKind.VIDEO and attachment.size:
+                bodies.append(VideoMessage(media=attachment.url, size=attachment.size).to_dict())
+            elif attachment.kind in (MessageKind.FILE, MessageKind.VIDEO, MessageKind.AUDIO):
+                name = attachment.file_name or attachment.url.rstrip("/").rsplit("/", 1)[-1] or "file"
+                bodies.append(FileMessage(media=attachment.url, size=attachment.size or 0, file_name=name).to_dict())
+            else:
+                bodies.append(URLMessage(media=attachment.url).to_dict())
+        if text:
+            bodies.insert(0, TextMessage(text=text).to_dict())
+        if not bodies:
+            raise ProviderRejected("empty_message", "The message has no text and no attachment to send.")
+        sender: dict[str, str] = {"name": self.sender_name}
+        if self.sender_avatar:
+            sender["avatar"] = self.sender_avatar
+        for body in bodies:
+            body.update({"receiver": message.recipient_id, "min_api_version": 1, "sender": sender})
+            if message.idempotency_key:
+                body["tracking_data"] = message.idempotency_key
+        return bodies
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        """One send_message per part (text, then each attachment); the receipt names the last."""
+        token = ""
+        for body in self._payloads(message):
+            data = await self._call("send_message", body, key=message.idempotency_key or message.recipient_id)
+            token = _token(data.get("message_token"))
+        return SendReceipt(provider_message_id=token, accepted_at=self._clock())
+
+    async def check(self) -> str:
+        data = await self._call("get_account_info", {})
+        webhook = data.get("webhook") or "no webhook"
+        count = data.get("subscribers_count")
+        subscribers = f", {count} subscribers" if count is not None else ""
+        return (
+            f"Viber bot {data.get('name') or '?'} ({data.get('uri') or data.get('id') or '?'}), {webhook}{subscribers}"
+        )
+
+    async def set_webhook(self, url: str) -> dict[str, Any]:
+        """Register ``url`` as this bot's callback URL (Viber calls it once, at once)."""
+        body = {"url": url, "event_types": list(EVENT_TYPES), "send_name": True, "send_photo": True}
+        return await self._call("set_webhook", body)
+
+    async def user_details(self, user_id: str) -> ProfileUpdate:
+        """Name and avatar of a user (Viber rate-limits this per user: call rarely, cache)."""
+        data = await self._call("get_user_details", {"id": user_id})
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        assert isinstance(user, dict)
+        return ProfileUpdate(
+            channel=Channel.VIBER,
+            account_id=self.account.id,
+            external_id=user_id,
+            display_name=user.get("name") or None,
+            avatar=user.get("avatar") or None,
+        )
+
+    async def _call(self, endpoint: str, body: dict[str, Any], *, key: str | None = None) -> dict[str, Any]:
+        url = f"{self.account.api_base}/{endpoint}"
+        headers = {AUTH_HEADER: self._token}
+        try:
+            async with self._session.post(url, json=body, headers=headers, timeout=_TIMEOUT) as response:
+                raw = await response.read()
+                http_status = response.status
+        except TimeoutError:
+            raise ProviderUnavailable("Viber did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise ProviderUnavailable(f"could not reach Viber ({exc.__class__.__name__})") from None
+        if http_status == 429 or http_status >= 500:
+            raise ProviderUnavailable(f"Viber had an error (HTTP {http_status})", provider_code=f"http_{http_status}")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            if http_status != 200:
+                raise ProviderRejected(f"http_{http_status}", f"Viber refused the call (HTTP {http_status}).")
+            raise ProviderUnavailable("Viber answered something that is not JSON")
+        status = data.get("status")
+        if status == 0:
+            return data
+        detail = str(data.get("status_message") or "")
+        if not isinstance(status, int) or status not in STATUS_REASONS:
+            return self._unknown_status(status, detail, key)
+        code = str(status)
+        if status in _TRANSIENT_STATUSES:
+            raise ProviderUnavailable(STATUS_REASONS[status], provider_code=code)
+        logger.warning("viber refused a call", extra={"account": self.account.id, "endpoint": endpoint, "code": code})
+        raise ProviderRejected(code, STATUS_REASONS[status], detail=detail or None)
+
+    def _unknown_status(self, status: Any, detail: str, key: str | None) -> dict[str, Any]:
+        """A status Viber has not documented: worth one more try, not more."""
+        code = str(status)
+        reason = f"Viber refused the message with an unknown status {code}" + (f" ({detail})." if detail else ".")
+        memory = f"{key}:{code}" if key else None
+        if memory is not None and memory in self._unknown_once:
+            del self._unknown_once[memory]
+            raise ProviderRejected(code, reason, detail=detail or None)
+        if memory is not None:
+            self._unknown_once[memory] = None
+            while len(self._unknown_once) > _UNKNOWN_MEMORY:
+                self._unknown_once.popitem(last=False)
+        raise ProviderUnavailable(reason, provider_code=code)
+
+
+_MESSAGE_TYPES = frozenset({"text", "picture", "video", "file", "sticker", "contact", "location", "url"})

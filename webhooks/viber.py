@@ -1,0 +1,78 @@
+"""Viber's callbacks, one URL per bot: ``/webhooks/viber/{account_id}``.
+
+Viber signs with the bot's own token and does not say which bot a callback is
+for, so the account is in the path (``channelhub channels connect viber``
+registers exactly this URL). Names and avatars missing from a callback are
+fetched with ``get_user_details`` after the acknowledgement, never before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from adapters.viber import ViberAdapter
+from hub.api.errors import ApiError
+from hub.api.keys import ADAPTERS, SETTINGS, STORE
+from hub.model import InboundEvent, InboundMessage, SubscriptionChanged
+from hub.store import store_profile
+from webhooks._common import acknowledge, adapter_errors, ingest, read_body, run_after_response
+
+__all__ = ["PATH", "setup", "webhook_path"]
+
+logger = logging.getLogger(__name__)
+
+PATH = "/webhooks/viber/{account_id}"
+_ASKED: web.AppKey[set[tuple[str, str]]] = web.AppKey("webhooks.viber.asked")
+
+
+def webhook_path(account_id: str) -> str:
+    return PATH.format(account_id=account_id)
+
+
+async def callback(request: web.Request) -> web.Response:
+    account_id = request.match_info["account_id"]
+    adapter = request.app[ADAPTERS].get(account_id)
+    if not isinstance(adapter, ViberAdapter):
+        logger.warning("viber callback for an account that is not configured", extra={"account": account_id})
+        raise ApiError(404, "unknown_account", f"no Viber account {account_id!r} is configured")
+    body = await read_body(request)
+    public_url = request.app[SETTINGS].server.public_url.rstrip("/")
+    with adapter_errors():
+        adapter.verify(public_url + request.raw_path, request.headers, body)
+        events = adapter.parse(body, request.headers)
+    result = await ingest(request, events)
+    _enrich_later(request.app, adapter, events)
+    if any(isinstance(e, SubscriptionChanged) for e in events):
+        # the body of an answer to conversation_started would be shown as a welcome message
+        return web.Response(status=200)
+    return acknowledge(result)
+
+
+def _enrich_later(app: web.Application, adapter: ViberAdapter, events: Sequence[InboundEvent]) -> None:
+    """Ask Viber for a name/avatar the callback left out, once per user per process (it is rate-limited)."""
+    asked = app[_ASKED]
+    for event in events:
+        if isinstance(event, InboundMessage):
+            user_id, complete = event.sender_id, bool(event.sender_name and event.sender_avatar)
+        elif isinstance(event, SubscriptionChanged) and event.display_name is None:
+            user_id, complete = event.user_id, False
+        else:
+            continue
+        key = (adapter.account.id, user_id)
+        if complete or key in asked:
+            continue
+        asked.add(key)
+        run_after_response(app, _enrich(app, adapter, user_id))
+
+
+async def _enrich(app: web.Application, adapter: ViberAdapter, user_id: str) -> None:
+    update = await adapter.user_details(user_id)
+    await store_profile(app[STORE], update)
+
+
+def setup(app: web.Application) -> None:
+    app[_ASKED] = set()
+    app.router.add_post(PATH, callback)
