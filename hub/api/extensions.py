@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import contacts, handoff, openapi
+from hub.api import contacts, handoff, openapi, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -18,4 +18,6 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     openapi.setup,
     handoff.setup,
     contacts.setup,
+    tickets.setup,
+    templates.setup,
 ]

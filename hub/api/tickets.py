@@ -1,0 +1,267 @@
+"""Tickets (lite): create, search, edit, favourites, and assign to a conversation.
+
+Every authenticated agent may read, create and edit tickets (the console's
+Ticket widget). Assigning one to a conversation needs act access on that
+conversation (``hub.api.access.conversation_for``), like any other change to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub.api._body import json_body
+from hub.api._fields import (
+    bad_cursor,
+    given,
+    integer,
+    invalid,
+    json_ok,
+    only_fields,
+    page,
+    path_id,
+    query_flag,
+    query_int,
+    text,
+)
+from hub.api.access import conversation_for
+from hub.api.auth import authenticated
+from hub.api.errors import ApiError
+from hub.api.keys import BUS, CLOCK, STORE
+from hub.api.openapi import documented, ref, schema
+from hub.bus import BusEvent
+from hub.store._crud import BadCursor, Invalid
+from hub.store.tickets import (
+    TICKET_STATES,
+    assign_ticket,
+    create_ticket,
+    get_ticket,
+    list_tickets,
+    set_favourite,
+    update_ticket,
+)
+
+__all__ = ["setup"]
+
+routes = web.RouteTableDef()
+
+_TICKET_PROPS: dict[str, Any] = {
+    "title": {"type": "string", "maxLength": 300},
+    "description": {"type": ["string", "null"], "maxLength": 20000},
+    "state": {"type": "string", "enum": list(TICKET_STATES), "default": "open"},
+    "contact": {"type": ["integer", "null"], "description": "contact id"},
+    "company": {"type": ["string", "null"], "description": "defaults to the contact's company"},
+    "assignee": {"type": ["integer", "null"], "description": "agent id"},
+}
+TICKET_INPUT = schema(
+    "TicketInput",
+    {
+        "type": "object",
+        "properties": _TICKET_PROPS,
+        "required": ["title"],
+        "additionalProperties": False,
+        "description": "On PUT every field is optional: the fields given replace the stored ones; null clears.",
+    },
+)
+TICKET = schema(
+    "Ticket",
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "title": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "state": {"type": "string", "enum": list(TICKET_STATES)},
+            "contact": {
+                "oneOf": [
+                    {"type": "null"},
+                    {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}},
+                ]
+            },
+            "company": {"type": ["string", "null"]},
+            "assignee": {"type": ["integer", "null"]},
+            "created_by": {"type": ["integer", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "favourite": {"type": "boolean", "description": "a favourite of the caller"},
+        },
+        "required": ["id", "title", "state", "favourite"],
+    },
+)
+TICKET_PAGE = schema(
+    "TicketPage",
+    {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": ref("Ticket")}, "next": {"type": ["string", "null"]}},
+        "required": ["items", "next"],
+    },
+)
+
+
+def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    only_fields(body, tuple(_TICKET_PROPS))
+    fields = given(
+        title=text(body, "title", required=creating, nullable=False, max_length=300),
+        description=text(body, "description", max_length=20000),
+        state=text(body, "state", nullable=False, max_length=16),
+        contact_id=integer(body, "contact", minimum=1, nullable=True),
+        company=text(body, "company"),
+        assignee_agent_id=integer(body, "assignee", minimum=1, nullable=True),
+    )
+    if "state" in fields and fields["state"] not in TICKET_STATES:
+        raise invalid("state", f"'state' must be one of {', '.join(TICKET_STATES)}")
+    return fields
+
+
+def _invalid_reference(exc: Invalid) -> ApiError:
+    return invalid(exc.field, exc.message, f"unknown_{exc.field}")
+
+
+def _no_ticket(ticket_id: int) -> ApiError:
+    return ApiError(404, "not_found", f"no ticket {ticket_id}")
+
+
+@routes.get("/api/v1/tickets")
+@documented(
+    "Search tickets",
+    description="Filters combine: `q` (title, description or #id), `mine=1` (assigned to me, or created by me and "
+    "unassigned), `contact=`, `company=` (exact, case-insensitive), `favourite=1`, `state=`. Newest first.",
+    query={
+        "q": {"type": "string"},
+        "mine": {"type": "integer", "enum": [0, 1]},
+        "contact": {"type": "integer"},
+        "company": {"type": "string"},
+        "favourite": {"type": "integer", "enum": [0, 1]},
+        "state": {"type": "string", "enum": list(TICKET_STATES)},
+        "after": {"type": "string"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+    },
+    ok=(200, TICKET_PAGE),
+    errors=(422,),
+    tag="tickets",
+)
+async def tickets_index(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    after, limit = page(request)
+    state = request.query.get("state") or None
+    if state is not None and state not in TICKET_STATES:
+        raise ApiError(422, "invalid_query", f"'state' must be one of {', '.join(TICKET_STATES)}", field="state")
+    try:
+        items, cursor = await list_tickets(
+            request.app[STORE],
+            agent.id,
+            q=request.query.get("q"),
+            mine=query_flag(request, "mine"),
+            contact_id=query_int(request, "contact"),
+            company=request.query.get("company") or None,
+            favourite=query_flag(request, "favourite"),
+            state=state,
+            after=after,
+            limit=limit,
+        )
+    except BadCursor as exc:
+        raise bad_cursor(exc) from None
+    return json_ok({"items": items, "next": cursor})
+
+
+@routes.post("/api/v1/tickets")
+@documented("Create a ticket", body=TICKET_INPUT, ok=(201, TICKET), errors=(400, 422), tag="tickets")
+async def tickets_create(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    fields = _parse(await json_body(request), creating=True)
+    try:
+        ticket = await create_ticket(request.app[STORE], fields, agent.id, request.app[CLOCK]())
+    except Invalid as exc:
+        raise _invalid_reference(exc) from None
+    return json_ok(ticket, status=201)
+
+
+@routes.get("/api/v1/tickets/{id}")
+@documented("One ticket", ok=(200, TICKET), errors=(404,), tag="tickets")
+async def tickets_show(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    ticket_id = path_id(request)
+    ticket = await get_ticket(request.app[STORE], ticket_id, agent.id)
+    if ticket is None:
+        raise _no_ticket(ticket_id)
+    return json_ok(ticket)
+
+
+@routes.put("/api/v1/tickets/{id}")
+@documented("Edit a ticket", body=TICKET_INPUT, ok=(200, TICKET), errors=(400, 404, 422), tag="tickets")
+async def tickets_update(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    ticket_id = path_id(request)
+    fields = _parse(await json_body(request), creating=False)
+    try:
+        ticket = await update_ticket(request.app[STORE], ticket_id, fields, agent.id, request.app[CLOCK]())
+    except Invalid as exc:
+        raise _invalid_reference(exc) from None
+    if ticket is None:
+        raise _no_ticket(ticket_id)
+    return json_ok(ticket)
+
+
+@routes.put("/api/v1/tickets/{id}/favourite")
+@documented("Mark a ticket as my favourite (idempotent)", ok=(200, TICKET), errors=(404,), tag="tickets")
+async def tickets_favourite(request: web.Request) -> web.Response:
+    return await _favourite(request, True)
+
+
+@routes.delete("/api/v1/tickets/{id}/favourite")
+@documented("Remove a ticket from my favourites (idempotent)", ok=(200, TICKET), errors=(404,), tag="tickets")
+async def tickets_unfavourite(request: web.Request) -> web.Response:
+    return await _favourite(request, False)
+
+
+async def _favourite(request: web.Request, favourite: bool) -> web.Response:
+    agent = await authenticated(request)
+    ticket_id = path_id(request)
+    ticket = await set_favourite(request.app[STORE], ticket_id, agent.id, favourite)
+    if ticket is None:
+        raise _no_ticket(ticket_id)
+    return json_ok(ticket)
+
+
+@routes.post("/api/v1/conversations/{id}/ticket")
+@documented(
+    "Assign a ticket to a conversation",
+    description="Needs act access on the conversation. Writes a `ticket_assigned` timeline event "
+    "(none when the conversation already has that ticket).",
+    body={
+        "type": "object",
+        "properties": {"ticket": {"type": "integer"}},
+        "required": ["ticket"],
+        "additionalProperties": False,
+    },
+    ok=(200, {"type": "object", "properties": {"conversation": {"type": "integer"}, "ticket": ref("Ticket")}}),
+    errors=(400, 403, 404, 422),
+    tag="tickets",
+)
+async def conversation_ticket(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation_id = path_id(request)
+    body = await json_body(request)
+    only_fields(body, ("ticket",))
+    ticket_id = integer(body, "ticket", required=True, minimum=1)
+    await conversation_for(request, agent, conversation_id, act=True)
+    try:
+        ticket = await assign_ticket(request.app[STORE], conversation_id, ticket_id, agent.id, request.app[CLOCK]())
+    except Invalid as exc:
+        raise _invalid_reference(exc) from None
+    if ticket is None:
+        raise ApiError(404, "not_found", f"no conversation {conversation_id}")
+    request.app[BUS].publish(
+        BusEvent(
+            kind="conversation.ticket",
+            conversation_id=conversation_id,
+            agent_id=agent.id,
+            data={"ticket": ticket["id"], "title": ticket["title"]},
+        )
+    )
+    return json_ok({"conversation": conversation_id, "ticket": ticket})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
