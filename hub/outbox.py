@@ -1,0 +1,355 @@
+"""Delivery workers: take due outbox rows, ask the policy again, send, record the outcome.
+
+Guarantees (docs/decisions/0010-outbox-delivery.md): an accepted send is never
+lost (it is a database row until the provider accepted or refused it for
+good); the provider's message id is stored in its own transaction right after
+the provider accepts, so a restart never sends that row again; messages of one
+conversation leave in order; transient failures are retried on tenacity's
+exponential schedule with jitter, never sooner than the provider's Retry-After;
+a per-account token bucket keeps us under the provider's rate.
+No aiohttp here: adapters are reached through hub.ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from datetime import datetime, timedelta
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter, wait_fixed
+from tenacity.wait import wait_base
+
+from hub.bus import EventBus
+from hub.errors import ConfigError, ProviderRejected, ProviderUnavailable
+from hub.model import MessageKind, OutboundMessage, TemplateBinding
+from hub.policy import Allowed, Draft, IdentityFacts, Refused, decide
+from hub.ports import ChannelAdapter
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.outbound import OutboxJob, claim_outbox, record_accepted, record_failed, record_retry
+
+__all__ = ["Outbox", "TokenBucket", "binding_from_json", "binding_to_json", "facts_for", "send_plan"]
+
+logger = logging.getLogger(__name__)
+
+
+def binding_to_json(binding: TemplateBinding | None) -> dict[str, Any] | None:
+    if binding is None:
+        return None
+    return {
+        "content_sid": binding.content_sid,
+        "content_variables": [list(pair) for pair in binding.content_variables],
+        "name": binding.name,
+        "language": binding.language,
+        "parameters": list(binding.parameters),
+    }
+
+
+def binding_from_json(data: Mapping[str, Any] | None) -> TemplateBinding | None:
+    if not data:
+        return None
+    return TemplateBinding(
+        content_sid=data.get("content_sid"),
+        content_variables=tuple((str(k), str(v)) for k, v in data.get("content_variables") or ()),
+        name=data.get("name"),
+        language=data.get("language"),
+        parameters=tuple(str(p) for p in data.get("parameters") or ()),
+    )
+
+
+def send_plan(
+    decision: Allowed,
+    *,
+    template: str | None = None,
+    version: int | None = None,
+    binding: TemplateBinding | None = None,
+) -> dict[str, Any]:
+    """What is stored beside a queued message: the policy's decision and the template it came from."""
+    return {
+        "decision": decision.to_json(),
+        "template": {"name": template, "version": version} if template else None,
+        "binding": binding_to_json(binding),
+    }
+
+
+def facts_for(identity: Any, provider: str) -> IdentityFacts:
+    """The policy's view of a stored identity (``provider`` from its channel account)."""
+    return IdentityFacts(
+        channel=identity.channel,
+        provider=provider,
+        first_inbound_at=identity.first_inbound_at,
+        last_inbound_at=identity.last_inbound_at,
+        subscription=identity.subscription,
+        welcome_sent=identity.welcome_sent,
+    )
+
+
+class TokenBucket:
+    """``rate`` sends per second on average, bursts up to ``burst``. Real (monotonic) time."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                stamp = time.monotonic()
+                self._tokens = min(self.capacity, self._tokens + (stamp - self._stamp) * self.rate)
+                self._stamp = stamp
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+class _wait_retry_after_or(wait_base):
+    """The provider's Retry-After when it gave one, never less than the backoff schedule."""
+
+    def __init__(self, backoff: wait_base) -> None:
+        self.backoff = backoff
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        delay = self.backoff(retry_state)
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        if isinstance(exc, ProviderUnavailable) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return float(delay)
+
+
+class Outbox:
+    """The delivery workers of one hub process; several processes may share one database."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        adapters: Mapping[str, ChannelAdapter],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        name: str | None = None,
+    ) -> None:
+        config = settings.outbox
+        for key in ("workers", "max_attempts", "batch"):
+            if getattr(config, key) < 1:
+                raise ConfigError(f"outbox.{key}", "must be at least 1")
+        for key in ("rate_limit", "lease_seconds", "poll_seconds"):
+            if getattr(config, key) <= 0:
+                raise ConfigError(f"outbox.{key}", "must be positive")
+        self._store = store
+        self._bus = bus
+        self._adapters = adapters
+        self._settings = settings
+        self._clock = clock
+        self.name = name or f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._lease = timedelta(seconds=config.lease_seconds)
+        self._providers = {a.id: a.provider for a in settings.accounts}
+        self._buckets = {
+            a.id: TokenBucket(settings.account_rate_limits.get(a.id, config.rate_limit)) for a in settings.accounts
+        }
+        # tenacity's strategies give the schedule; the attempt count lives in the database
+        self._schedule = AsyncRetrying(
+            wait=_wait_retry_after_or(
+                wait_exponential_jitter(initial=config.base_backoff, max=config.max_backoff, jitter=config.base_backoff)
+            ),
+            stop=stop_after_attempt(config.max_attempts),
+            reraise=True,
+        )
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def wake(self) -> None:
+        """A send was queued: idle workers look now instead of at their next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        for index in range(self._settings.outbox.workers):
+            self._tasks.append(asyncio.create_task(self._run(f"{self.name}/{index}"), name=f"outbox-{index}"))
+
+    async def stop(self) -> None:
+        """Stop claiming; a send in flight is cancelled and its row resumes after the lease."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _run(self, worker: str) -> None:
+        poll = self._settings.outbox.poll_seconds
+        while True:
+            try:
+                done = await self.run_once(worker)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database may be away for a moment; try again after a poll
+                logger.exception("outbox worker %s: claiming failed", worker)
+                done = 0
+            if done:
+                continue
+            self._wake.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+
+    async def run_once(self, worker: str | None = None) -> int:
+        """Claim one batch of due rows and deliver them; returns how many were handled."""
+        jobs = await claim_outbox(
+            self._store,
+            now=self._clock(),
+            worker=worker or self.name,
+            lease=self._lease,
+            limit=self._settings.outbox.batch,
+        )
+        if jobs:
+            await asyncio.gather(*(self.deliver(job) for job in jobs))
+        return len(jobs)
+
+    async def drain(self, *, max_rounds: int = 1000) -> int:
+        """Deliver until nothing is due at the clock's now (tests, the CLI, the bench)."""
+        total = 0
+        for _ in range(max_rounds):
+            handled = await self.run_once()
+            if not handled:
+                return total
+            total += handled
+        return total
+
+    # ------------------------------------------------------------- delivery
+
+    def plan(self, job: OutboxJob, now: datetime) -> tuple[Allowed | Refused, OutboundMessage | None]:
+        """Ask the policy again with the identity as it is now; build the provider call."""
+        provider = self._providers.get(job.account_id, job.identity.channel.value)
+        template = job.send_plan.get("template") or {}
+        binding = binding_from_json(job.send_plan.get("binding"))
+        message = job.message
+        draft = Draft(
+            text=message.text,
+            attachments=message.attachments,
+            template=template.get("name"),
+            binding=binding,
+            tag=job.tag,
+        )
+        decision = decide(facts_for(job.identity, provider), draft, now)
+        if isinstance(decision, Refused):
+            return decision, None
+        use_binding = decision.use_template_binding
+        kind = message.kind
+        if kind is MessageKind.TEMPLATE:
+            kind = MessageKind.TEMPLATE if use_binding else MessageKind.TEXT
+            if message.attachments and not use_binding:
+                kind = message.attachments[0].kind
+        outbound = OutboundMessage(
+            account_id=job.account_id,
+            recipient_id=job.identity.external_id,
+            kind=kind,
+            text=None if use_binding else message.text,
+            attachments=() if use_binding else message.attachments,
+            messaging_type=decision.messaging_type,
+            tag=decision.tag,
+            template=binding if use_binding else None,
+            idempotency_key=f"channelhub-outbox-{job.id}",
+        )
+        return decision, outbound
+
+    async def deliver(self, job: OutboxJob) -> None:
+        """One attempt for one claimed row; every outcome is recorded before this returns."""
+        now = self._clock()
+        if job.message.provider_message_id:
+            # accepted before a crash, recorded, but not marked done: never send it again
+            await self._publish(
+                await record_accepted(
+                    self._store,
+                    job,
+                    provider_message_id=job.message.provider_message_id,
+                    accepted_at=job.message.sent_at or now,
+                    now=now,
+                )
+            )
+            return
+        decision, outbound = self.plan(job, now)
+        if isinstance(decision, Refused) or outbound is None:
+            assert isinstance(decision, Refused)
+            logger.info("outbox %s stopped by the policy: %s", job.id, decision.rule)
+            self.failed += 1
+            await self._publish(
+                await record_failed(
+                    self._store, job, code=decision.rule, reason=decision.message, now=now, provider_error=False
+                )
+            )
+            return
+        adapter = self._adapters.get(job.account_id)
+        if adapter is None:
+            await self._retry(job, ProviderUnavailable(f"no adapter for account {job.account_id}"))
+            return
+        bucket = self._buckets.get(job.account_id)
+        if bucket is not None:
+            await bucket.acquire()
+        try:
+            receipt = await adapter.send(outbound)
+        except ProviderRejected as exc:
+            self.failed += 1
+            logger.info("outbox %s refused by the provider: %s", job.id, exc.provider_code)
+            await self._publish(
+                await record_failed(self._store, job, code=exc.provider_code, reason=exc.reason, now=self._clock())
+            )
+            return
+        except ProviderUnavailable as exc:
+            await self._retry(job, exc)
+            return
+        except Exception as exc:  # an adapter bug must not lose the row: treat it as transient
+            logger.exception("outbox %s: unexpected error from the adapter", job.id)
+            await self._retry(job, ProviderUnavailable(f"unexpected error: {type(exc).__name__}"))
+            return
+        self.sent += 1
+        await self._publish(await self._record_accepted(job, receipt.provider_message_id, receipt.accepted_at))
+
+    async def _record_accepted(self, job: OutboxJob, provider_message_id: str, accepted_at: datetime) -> list[Any]:
+        """The first thing after the provider said yes; retried briefly, because losing it means a resend."""
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_fixed(0.2), reraise=True):
+            with attempt:
+                return await record_accepted(
+                    self._store,
+                    job,
+                    provider_message_id=provider_message_id,
+                    accepted_at=accepted_at,
+                    now=self._clock(),
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _retry(self, job: OutboxJob, exc: ProviderUnavailable) -> None:
+        now = self._clock()
+        state = RetryCallState(self._schedule, None, (), {})
+        state.attempt_number = job.attempts
+        state.set_exception((type(exc), exc, None))
+        code = exc.provider_code or "unavailable"
+        if self._schedule.stop(state):
+            self.failed += 1
+            reason = f"the provider stayed unavailable after {job.attempts} attempts ({exc.reason})"
+            logger.warning("outbox %s: giving up after %d attempts", job.id, job.attempts)
+            await self._publish(await record_failed(self._store, job, code=code, reason=reason, now=now))
+            return
+        delay = self._schedule.wait(state)
+        self.retried += 1
+        logger.info("outbox %s: transient failure (%s), next attempt in %.2fs", job.id, code, delay)
+        await record_retry(
+            self._store, job, next_attempt_at=now + timedelta(seconds=delay), error=f"{code}: {exc.reason}", now=now
+        )
+
+    async def _publish(self, events: list[Any]) -> None:
+        self._bus.publish_all(events)

@@ -1,0 +1,557 @@
+"""Outbound messages and the outbox: accepting a send, claiming due rows, recording outcomes.
+
+A send is accepted by writing the message (queued) and its outbox row in one
+transaction; delivery workers claim due rows with a lease (``locked_until``),
+only the oldest unfinished row of each conversation (order within a
+conversation), and record each outcome in its own short transaction. See
+docs/decisions/0010-outbox-delivery.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.bus import BusEvent
+from hub.model import (
+    Attachment,
+    Author,
+    Channel,
+    Conversation,
+    ConversationState,
+    DeliveryState,
+    Direction,
+    EventKind,
+    Identity,
+    Message,
+    MessageKind,
+    Subscription,
+)
+from hub.store._db import Store, upsert
+from hub.store.conversations import conversation_from_row
+from hub.store.tables import (
+    account_health,
+    conversations,
+    identities,
+    messages,
+    outbox,
+    participants,
+    timeline_events,
+)
+
+__all__ = [
+    "ConversationTaken",
+    "NewOutbound",
+    "OutboxJob",
+    "OutboxState",
+    "Queued",
+    "claim_outbox",
+    "get_message",
+    "identity_from_row",
+    "load_identity",
+    "message_from_row",
+    "open_conversation_of",
+    "outbox_counts",
+    "queue_outbound",
+    "record_accepted",
+    "record_failed",
+    "record_retry",
+]
+
+
+class OutboxState:
+    PENDING = "pending"  # waiting for its (next) attempt
+    SENDING = "sending"  # claimed by a worker until locked_until
+    DONE = "done"  # the provider accepted it
+    FAILED = "failed"  # refused for good, out of attempts, or stopped by the policy
+
+
+_UNFINISHED = (OutboxState.PENDING, OutboxState.SENDING)
+
+
+class ConversationTaken(Exception):
+    """The identity's open conversation belongs to someone else (or appeared meanwhile)."""
+
+    def __init__(self, conversation_id: int | None) -> None:
+        super().__init__(f"conversation {conversation_id} is already open")
+        self.conversation_id = conversation_id
+
+
+# --------------------------------------------------------------------- rows
+
+
+def identity_from_row(row: Any) -> Identity:
+    return Identity(
+        id=int(row.id),
+        account_id=row.account_id,
+        channel=Channel(row.channel),
+        external_id=row.external_id,
+        display_name=row.display_name,
+        avatar_url=row.avatar_url,
+        phone=row.phone,
+        first_inbound_at=row.first_inbound_at,
+        last_inbound_at=row.last_inbound_at,
+        subscription=Subscription(row.subscription) if row.subscription else None,
+        subscription_changed_at=row.subscription_changed_at,
+        contact_id=row.contact_id,
+        welcome_sent=bool(row.welcome_sent),
+    )
+
+
+def message_from_row(row: Any) -> Message:
+    return Message(
+        id=int(row.id),
+        conversation_id=int(row.conversation_id),
+        direction=Direction(row.direction),
+        author=Author(row.author),
+        kind=MessageKind(row.kind),
+        created_at=row.created_at,
+        text=row.text,
+        attachments=tuple(Attachment.from_json(a) for a in row.attachments or ()),
+        provider_message_id=row.provider_message_id,
+        sent_at=row.sent_at,
+        delivery_state=DeliveryState(row.delivery_state),
+        error_code=row.error_code,
+        error_reason=row.error_reason,
+        agent_id=row.agent_id,
+        template_name=row.template_name,
+        template_version=row.template_version,
+    )
+
+
+async def load_identity(store: Store, identity_id: int) -> Identity | None:
+    async with store.read() as connection:
+        row = (await connection.execute(select(identities).where(identities.c.id == identity_id))).first()
+    return None if row is None else identity_from_row(row)
+
+
+async def get_message(store: Store, message_id: int) -> tuple[Message, dict[str, Any] | None, str | None] | None:
+    """The message, its send plan and its tag."""
+    async with store.read() as connection:
+        row = (await connection.execute(select(messages).where(messages.c.id == message_id))).first()
+    return None if row is None else (message_from_row(row), row.send_plan, row.tag)
+
+
+async def open_conversation_of(store: Store, identity_id: int) -> tuple[Conversation, dict[int, str]] | None:
+    """The identity's open conversation and its current participants, if any."""
+    async with store.read() as connection:
+        row = (
+            await connection.execute(
+                select(conversations).where(
+                    conversations.c.identity_id == identity_id,
+                    conversations.c.state != ConversationState.CLOSED.value,
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        people = await connection.execute(
+            select(participants.c.agent_id, participants.c.role).where(
+                participants.c.conversation_id == row.id, participants.c.left_at.is_(None)
+            )
+        )
+        return conversation_from_row(row), {int(p.agent_id): str(p.role) for p in people}
+
+
+# -------------------------------------------------------------- accepting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewOutbound:
+    """One accepted send, as the API hands it to the store."""
+
+    account_id: str
+    identity_id: int
+    agent_id: int
+    kind: MessageKind
+    send_plan: dict[str, Any]
+    conversation_id: int | None = None  # None: open an active conversation owned by the agent
+    queue_id: str | None = None  # for a new conversation
+    text: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    template_name: str | None = None
+    template_version: int | None = None
+    tag: str | None = None
+    close_status: str | None = None  # close the conversation with this status once queued
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Queued:
+    message: Message
+    conversation: Conversation
+    outbox_id: int
+    opened: bool
+    events: list[BusEvent] = field(default_factory=list)
+
+
+async def queue_outbound(store: Store, send: NewOutbound, now: datetime) -> Queued:
+    """Write the message and its outbox row in one transaction (opening or closing the conversation too)."""
+    events: list[BusEvent] = []
+    try:
+        async with store.write() as connection:
+            conversation_id = send.conversation_id
+            opened = conversation_id is None
+            if conversation_id is None:
+                conversation_id = await _open_for_agent(connection, store.dialect, send, now)
+                events.append(
+                    BusEvent(
+                        kind="conversation.opened",
+                        conversation_id=conversation_id,
+                        agent_id=send.agent_id,
+                        data={"identity_id": send.identity_id, "outbound": True},
+                    )
+                )
+            message_id = (
+                await connection.execute(
+                    insert(messages)
+                    .values(
+                        conversation_id=conversation_id,
+                        identity_id=send.identity_id,
+                        account_id=send.account_id,
+                        direction=Direction.OUT.value,
+                        author=Author.AGENT.value,
+                        agent_id=send.agent_id,
+                        kind=send.kind.value,
+                        text=send.text,
+                        attachments=[a.to_json() for a in send.attachments] or None,
+                        created_at=now,
+                        delivery_state=DeliveryState.QUEUED.value,
+                        delivery_changed_at=now,
+                        template_name=send.template_name,
+                        template_version=send.template_version,
+                        tag=send.tag,
+                        send_plan=send.send_plan,
+                    )
+                    .returning(messages.c.id)
+                )
+            ).scalar_one()
+            outbox_id = (
+                await connection.execute(
+                    insert(outbox)
+                    .values(
+                        message_id=message_id,
+                        account_id=send.account_id,
+                        conversation_id=conversation_id,
+                        state=OutboxState.PENDING,
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                    .returning(outbox.c.id)
+                )
+            ).scalar_one()
+            await connection.execute(
+                update(conversations).where(conversations.c.id == conversation_id).values(last_message_at=now)
+            )
+            if send.close_status is not None:
+                await _close(connection, conversation_id, send.agent_id, send.close_status, now)
+                events.append(
+                    BusEvent(
+                        kind="conversation.closed",
+                        conversation_id=conversation_id,
+                        agent_id=send.agent_id,
+                        data={"status": send.close_status},
+                    )
+                )
+            row = (await connection.execute(select(messages).where(messages.c.id == message_id))).one()
+            conversation_row = (
+                await connection.execute(select(conversations).where(conversations.c.id == conversation_id))
+            ).one()
+    except IntegrityError as exc:
+        if send.conversation_id is None:
+            raise ConversationTaken(None) from exc
+        raise
+    message = message_from_row(row)
+    events.insert(
+        1 if opened else 0,
+        BusEvent(
+            kind="message.created",
+            conversation_id=message.conversation_id,
+            agent_id=send.agent_id,
+            data={"message_id": message.id, "direction": "out", "identity_id": send.identity_id, "state": "queued"},
+        ),
+    )
+    return Queued(
+        message=message,
+        conversation=conversation_from_row(conversation_row),
+        outbox_id=int(outbox_id),
+        opened=opened,
+        events=events,
+    )
+
+
+async def _open_for_agent(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> int:
+    """An active conversation owned by the agent: "send a new message" in the manual."""
+    inserted = await connection.execute(
+        upsert(
+            dialect,
+            conversations,
+            {
+                "account_id": send.account_id,
+                "channel": (
+                    await connection.execute(select(identities.c.channel).where(identities.c.id == send.identity_id))
+                ).scalar_one(),
+                "identity_id": send.identity_id,
+                "queue_id": send.queue_id,
+                "state": ConversationState.ACTIVE.value,
+                "owner_agent_id": send.agent_id,
+                "opened_at": now,
+                "last_message_at": now,
+            },
+        )
+        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=conversations.c.state != "closed")
+        .returning(conversations.c.id)
+    )
+    conversation_id = inserted.scalar_one_or_none()
+    if conversation_id is None:
+        raise ConversationTaken(None)
+    await connection.execute(
+        insert(participants).values(
+            conversation_id=conversation_id, agent_id=send.agent_id, role="owner", joined_at=now
+        )
+    )
+    await connection.execute(
+        insert(timeline_events).values(
+            conversation_id=conversation_id,
+            kind=EventKind.OPENED.value,
+            agent_id=send.agent_id,
+            data={"outbound": True},
+            created_at=now,
+        )
+    )
+    return int(conversation_id)
+
+
+async def _close(connection: AsyncConnection, conversation_id: int, agent_id: int, status: str, now: datetime) -> None:
+    await connection.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(
+            state=ConversationState.CLOSED.value,
+            status_id=status,
+            closed_at=now,
+            waiting_since=None,
+            offered_agent_id=None,
+            offer_deadline=None,
+            version=conversations.c.version + 1,
+        )
+    )
+    await connection.execute(
+        update(participants)
+        .where(participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None))
+        .values(left_at=now)
+    )
+    await connection.execute(
+        insert(timeline_events).values(
+            conversation_id=conversation_id,
+            kind=EventKind.CLOSED.value,
+            agent_id=agent_id,
+            data={"status": status},
+            created_at=now,
+        )
+    )
+
+
+# ---------------------------------------------------------------- the outbox
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxJob:
+    """One claimed row with everything the worker needs (identity facts read at claim time)."""
+
+    id: int
+    attempts: int  # including this one
+    account_id: str
+    conversation_id: int
+    message: Message
+    tag: str | None
+    send_plan: dict[str, Any]
+    identity: Identity
+
+
+async def claim_outbox(
+    store: Store, *, now: datetime, worker: str, lease: timedelta, limit: int = 1
+) -> list[OutboxJob]:
+    """Claim up to ``limit`` due rows atomically: pending rows whose time has come, and rows
+    whose lease expired (their worker died). Only the oldest unfinished row of a
+    conversation is ever due, so a conversation's messages leave in order."""
+    earlier = outbox.alias("earlier")
+    blocked = exists().where(
+        earlier.c.conversation_id == outbox.c.conversation_id,
+        earlier.c.id < outbox.c.id,
+        earlier.c.state.in_(_UNFINISHED),
+    )
+    due = or_(
+        and_(outbox.c.state == OutboxState.PENDING, outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == OutboxState.SENDING, outbox.c.locked_until < now),
+    )
+    candidates = select(outbox.c.id).where(due, ~blocked).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+    if store.dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=outbox)
+    async with store.write() as connection:
+        claimed = (
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(candidates.scalar_subquery()))
+                .values(
+                    state=OutboxState.SENDING,
+                    locked_until=now + lease,
+                    locked_by=worker,
+                    attempts=outbox.c.attempts + 1,
+                )
+                .returning(outbox.c.id)
+            )
+        ).scalars()
+        ids = [int(i) for i in claimed]
+        if not ids:
+            return []
+        rows = (
+            await connection.execute(
+                select(
+                    outbox.c.id.label("outbox_id"),
+                    outbox.c.attempts.label("outbox_attempts"),
+                    messages,
+                    identities.c.id.label("i_id"),
+                )
+                .join(messages, messages.c.id == outbox.c.message_id)
+                .join(identities, identities.c.id == messages.c.identity_id)
+                .where(outbox.c.id.in_(ids))
+                .order_by(outbox.c.id)
+            )
+        ).all()
+        identity_rows = {
+            int(r.id): r
+            for r in await connection.execute(
+                select(identities).where(identities.c.id.in_([int(r.i_id) for r in rows]))
+            )
+        }
+    return [
+        OutboxJob(
+            id=int(r.outbox_id),
+            attempts=int(r.outbox_attempts),
+            account_id=r.account_id,
+            conversation_id=int(r.conversation_id),
+            message=message_from_row(r),
+            tag=r.tag,
+            send_plan=dict(r.send_plan or {}),
+            identity=identity_from_row(identity_rows[int(r.i_id)]),
+        )
+        for r in rows
+    ]
+
+
+async def record_accepted(
+    store: Store, job: OutboxJob, *, provider_message_id: str, accepted_at: datetime, now: datetime
+) -> list[BusEvent]:
+    """The provider accepted: store its id first of all (so a restart does not send again)."""
+    async with store.write() as connection:
+        # a Messenger echo of this very send may have arrived first and been stored on its own
+        await connection.execute(
+            delete(messages).where(
+                messages.c.account_id == job.account_id,
+                messages.c.provider_message_id == provider_message_id,
+                messages.c.id != job.message.id,
+                messages.c.author == Author.SYSTEM.value,
+            )
+        )
+        await connection.execute(
+            update(messages)
+            .where(messages.c.id == job.message.id)
+            .values(
+                provider_message_id=provider_message_id,
+                sent_at=accepted_at,
+                delivery_state=case(
+                    (messages.c.delivery_state == DeliveryState.QUEUED.value, DeliveryState.SENT.value),
+                    else_=messages.c.delivery_state,
+                ),
+                delivery_changed_at=now,
+            )
+        )
+        await connection.execute(
+            update(outbox)
+            .where(outbox.c.id == job.id)
+            .values(state=OutboxState.DONE, locked_until=None, last_error=None)
+        )
+        await _health(connection, store.dialect, job.account_id, {"last_send_at": now})
+    return [
+        BusEvent(
+            kind="message.delivery",
+            conversation_id=job.conversation_id,
+            data={"message_id": job.message.id, "state": DeliveryState.SENT.value},
+        )
+    ]
+
+
+async def record_retry(store: Store, job: OutboxJob, *, next_attempt_at: datetime, error: str, now: datetime) -> None:
+    """A transient failure: release the row until ``next_attempt_at``; the message stays queued."""
+    async with store.write() as connection:
+        await connection.execute(
+            update(outbox)
+            .where(outbox.c.id == job.id, outbox.c.state == OutboxState.SENDING)
+            .values(
+                state=OutboxState.PENDING,
+                next_attempt_at=next_attempt_at,
+                locked_until=None,
+                locked_by=None,
+                last_error=error[:1000],
+            )
+        )
+        await _health(connection, store.dialect, job.account_id, {"last_send_error": error, "last_send_error_at": now})
+
+
+async def record_failed(
+    store: Store, job: OutboxJob, *, code: str, reason: str, now: datetime, provider_error: bool = True
+) -> list[BusEvent]:
+    """Failed for good: the message shows the code and a reason an agent understands."""
+    async with store.write() as connection:
+        await connection.execute(
+            update(messages)
+            .where(messages.c.id == job.message.id)
+            .values(
+                delivery_state=DeliveryState.FAILED.value,
+                delivery_changed_at=now,
+                error_code=code[:64],
+                error_reason=reason,
+            )
+        )
+        await connection.execute(
+            update(outbox)
+            .where(outbox.c.id == job.id)
+            .values(state=OutboxState.FAILED, locked_until=None, last_error=f"{code}: {reason}"[:1000])
+        )
+        if provider_error:
+            await _health(
+                connection,
+                store.dialect,
+                job.account_id,
+                {"last_send_error": f"{code}: {reason}", "last_send_error_at": now},
+            )
+    return [
+        BusEvent(
+            kind="message.delivery",
+            conversation_id=job.conversation_id,
+            data={
+                "message_id": job.message.id,
+                "state": DeliveryState.FAILED.value,
+                "error_code": code,
+                "error_reason": reason,
+            },
+        )
+    ]
+
+
+async def _health(connection: AsyncConnection, dialect: str, account_id: str, values: dict[str, Any]) -> None:
+    stmt = upsert(dialect, account_health, {"account_id": account_id, **values})
+    await connection.execute(stmt.on_conflict_do_update(index_elements=["account_id"], set_=values))
+
+
+async def outbox_counts(store: Store) -> dict[str, int]:
+    """Rows per outbox state (for tests, metrics and the bench)."""
+    async with store.read() as connection:
+        rows = await connection.execute(select(outbox.c.state, func.count()).group_by(outbox.c.state))
+        return {str(state): int(count) for state, count in rows.all()}

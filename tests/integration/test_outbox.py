@@ -1,0 +1,447 @@
+"""The durable outbox on SQLite and PostgreSQL: retries, Retry-After, permanent refusals,
+crash recovery, order within a conversation, and concurrent workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from hub.bus import BusEvent, EventBus
+from hub.errors import ProviderRejected, ProviderUnavailable
+from hub.model import (
+    Channel,
+    DeliveryReceipt,
+    DeliveryState,
+    InboundMessage,
+    MessageKind,
+    OutboundMessage,
+    Role,
+    SendReceipt,
+)
+from hub.outbox import Outbox, TokenBucket, send_plan
+from hub.policy import Allowed, Draft, decide
+from hub.settings import Settings
+from hub.store import Store, store_group
+from hub.store.agents import create_agent
+from hub.store.outbound import (
+    NewOutbound,
+    OutboxState,
+    claim_outbox,
+    load_identity,
+    open_conversation_of,
+    outbox_counts,
+    queue_outbound,
+)
+from hub.store.tables import account_health, identities, messages, outbox
+from tests.fakes import RecordingAdapter
+
+ACCOUNTS = """
+[outbox]
+workers = 2
+max_attempts = 4
+base_backoff = 1.0
+max_backoff = 8.0
+rate_limit = 1000.0
+lease_seconds = 30.0
+
+[[accounts]]
+id = "wa"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+account_sid = "ACtest"
+auth_token = "secret-token"
+from_number = "+15550001111"
+
+[[accounts]]
+id = "fb"
+channel = "messenger"
+queue = "support"
+page_id = "100"
+app_secret = "app-secret"
+verify_token = "verify"
+page_access_token = "page-token"
+"""
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Hub:
+    store: Store
+    settings: Settings
+    clock: Clock
+    agent_id: int
+    adapters: dict[str, RecordingAdapter]
+    events: list[BusEvent] = field(default_factory=list)
+    bus: EventBus = field(default_factory=EventBus)
+    _ids: Any = field(default_factory=lambda: iter(range(1, 10_000)))
+
+    def outbox(self, store: Store | None = None, name: str | None = None) -> Outbox:
+        return Outbox(
+            store or self.store,
+            self.bus,
+            self.adapters,
+            self.settings,
+            clock=self.clock,
+            name=name,  # type: ignore[arg-type]
+        )
+
+    async def customer_writes(self, sender: str, *, account: str = "wa", ago: float = 3600) -> int:
+        """An inbound message ``ago`` seconds before now; returns the identity id."""
+        channel = self.settings.account(account).channel
+        event = InboundMessage(
+            channel=channel,
+            account_id=account,
+            sender_id=sender,
+            provider_message_id=f"in-{next(self._ids)}",
+            sent_at=self.clock() - timedelta(seconds=ago),
+            text="hello",
+        )
+        accounts = {a.id: a for a in self.settings.accounts}
+        (outcome,) = await store_group(self.store, [[event]], accounts, self.clock())
+        assert not isinstance(outcome, BaseException)
+        async with self.store.read() as connection:
+            return int(
+                (
+                    await connection.execute(
+                        select(identities.c.id).where(
+                            identities.c.account_id == account, identities.c.external_id == sender
+                        )
+                    )
+                ).scalar_one()
+            )
+
+    async def queue(self, identity_id: int, text: str, *, tag: str | None = None) -> int:
+        """Queue a reply in the identity's open conversation, as the API does; returns the message id."""
+        identity = await load_identity(self.store, identity_id)
+        assert identity is not None
+        account = self.settings.account(identity.account_id)
+        from hub.outbox import facts_for
+
+        decision = decide(facts_for(identity, account.provider), Draft(text=text, tag=tag), self.clock())
+        assert isinstance(decision, Allowed), decision
+        found = await open_conversation_of(self.store, identity_id)
+        assert found is not None
+        queued = await queue_outbound(
+            self.store,
+            NewOutbound(
+                account_id=identity.account_id,
+                identity_id=identity_id,
+                agent_id=self.agent_id,
+                kind=MessageKind.TEXT,
+                send_plan=send_plan(decision),
+                conversation_id=found[0].id,
+                text=text,
+                tag=tag,
+            ),
+            self.clock(),
+        )
+        return queued.message.id
+
+    async def message(self, message_id: int) -> Any:
+        async with self.store.read() as connection:
+            return (await connection.execute(select(messages).where(messages.c.id == message_id))).one()
+
+    async def outbox_row(self, message_id: int) -> Any:
+        async with self.store.read() as connection:
+            return (await connection.execute(select(outbox).where(outbox.c.message_id == message_id))).one()
+
+
+@pytest.fixture
+async def hub(store: Store, make_settings: Callable[..., Settings]) -> Hub:
+    settings = make_settings(ACCOUNTS)
+    clock = Clock()
+    agent = await create_agent(store, login="ana", password="pw-ana-12345", role=Role.AGENT, now=clock())
+    adapters = {a.id: RecordingAdapter(a) for a in settings.accounts}
+    hub = Hub(store=store, settings=settings, clock=clock, agent_id=agent.id, adapters=adapters)
+    return hub
+
+
+def texts(adapter: RecordingAdapter) -> list[str | None]:
+    return [m.text for m in adapter.sent]
+
+
+async def test_provider_down_then_back_loses_nothing_and_sends_each_message_once(hub: Hub) -> None:
+    ids = [await hub.customer_writes(f"+42060000000{i}") for i in range(3)]
+    queued = [await hub.queue(identity, f"reply {i}") for i, identity in enumerate(ids)]
+    adapter = hub.adapters["wa"]
+    adapter.fail_always = ProviderUnavailable("connection refused")
+    worker = hub.outbox()
+
+    assert await worker.run_once() == 3
+    assert adapter.sent == []
+    for message_id in queued:
+        row = await hub.outbox_row(message_id)
+        assert (row.state, row.attempts) == (OutboxState.PENDING, 1)
+        assert row.next_attempt_at > hub.clock()
+        assert (await hub.message(message_id)).delivery_state == DeliveryState.QUEUED.value
+
+    hub.clock.advance(60)
+    assert await worker.run_once() == 3  # still down: a second attempt each
+    adapter.fail_always = None
+    hub.clock.advance(60)
+    await worker.drain()
+
+    assert sorted(texts(adapter)) == ["reply 0", "reply 1", "reply 2"]
+    assert Counter(m.idempotency_key for m in adapter.sent).most_common(1)[0][1] == 1
+    for message_id in queued:
+        message = await hub.message(message_id)
+        assert message.delivery_state == DeliveryState.SENT.value
+        assert message.provider_message_id.startswith("fake-")
+    assert await outbox_counts(hub.store) == {OutboxState.DONE: 3}
+    hub.clock.advance(3600)
+    assert await worker.drain() == 0
+    assert len(adapter.sent) == 3
+
+
+async def test_rate_limited_send_waits_at_least_the_retry_after(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello again")
+    adapter = hub.adapters["wa"]
+    adapter.fail_next(ProviderUnavailable("too many requests", provider_code="20429", retry_after=30))
+    worker = hub.outbox()
+
+    await worker.run_once()
+    row = await hub.outbox_row(message_id)
+    assert row.next_attempt_at >= hub.clock() + timedelta(seconds=30)
+    assert row.last_error.startswith("20429")
+
+    hub.clock.advance(29)
+    assert await worker.run_once() == 0
+    assert adapter.sent == []
+    hub.clock.advance(2 + 8)  # past Retry-After plus the largest jitter of the schedule
+    assert await worker.run_once() == 1
+    assert texts(adapter) == ["hello again"]
+
+
+async def test_permanent_refusal_fails_the_message_with_code_and_reason_and_is_not_retried(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "are you there?")
+    adapter = hub.adapters["wa"]
+    adapter.fail_next(ProviderRejected("63016", "the 24-hour window is closed; send an approved template"))
+    worker = hub.outbox()
+
+    async with hub.bus.subscribe() as events:
+        await worker.run_once()
+        event = events.get_nowait()
+    message = await hub.message(message_id)
+    assert message.delivery_state == DeliveryState.FAILED.value
+    assert message.error_code == "63016"
+    assert "approved template" in message.error_reason
+    assert (await hub.outbox_row(message_id)).state == OutboxState.FAILED
+    assert event.kind == "message.delivery"
+    assert event.data["state"] == "failed"
+    assert event.data["error_code"] == "63016"
+    async with hub.store.read() as connection:
+        health = (await connection.execute(select(account_health).where(account_health.c.account_id == "wa"))).one()
+    assert health.last_send_error.startswith("63016")
+
+    hub.clock.advance(24 * 3600)
+    assert await worker.drain() == 0
+    assert len(adapter.attempts) == 1
+
+
+async def test_transient_failures_fail_the_message_after_max_attempts(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    hub.adapters["wa"].fail_always = ProviderUnavailable("timeout")
+    worker = hub.outbox()
+    for _ in range(hub.settings.outbox.max_attempts):
+        assert await worker.run_once() == 1
+        hub.clock.advance(hub.settings.outbox.max_backoff + hub.settings.outbox.base_backoff)
+    message = await hub.message(message_id)
+    assert message.delivery_state == DeliveryState.FAILED.value
+    assert "after 4 attempts" in message.error_reason
+    assert await worker.drain() == 0
+
+
+async def test_window_closed_while_queued_fails_with_the_rule_and_sends_nothing(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001", ago=24 * 3600 - 60)  # one minute of window left
+    message_id = await hub.queue(identity, "just in time?")
+    hub.clock.advance(61)
+    await hub.outbox().run_once()
+    message = await hub.message(message_id)
+    assert message.delivery_state == DeliveryState.FAILED.value
+    assert message.error_code == "window_closed"
+    assert hub.adapters["wa"].attempts == []
+
+
+async def test_messages_of_one_conversation_leave_in_order_under_retries(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    other = await hub.customer_writes("+420600000002")
+    for i in range(4):
+        await hub.queue(identity, f"m{i}")
+    await hub.queue(other, "other")
+    adapter = hub.adapters["wa"]
+    adapter.fail_next(ProviderUnavailable("502 bad gateway"))
+    worker = hub.outbox()
+
+    await worker.run_once()  # m0 fails; m1..m3 wait behind it; the other conversation goes on
+    assert [m.text for m in adapter.attempts] in (["m0", "other"], ["other", "m0"])
+    assert texts(adapter) == ["other"]
+    assert await worker.run_once() == 0
+    hub.clock.advance(60)
+    await worker.drain()
+    assert texts(adapter) == ["other", "m0", "m1", "m2", "m3"]
+
+
+async def test_two_workers_never_send_one_row_twice(hub: Hub, database_url: str) -> None:
+    senders = [f"+4206000001{i:02d}" for i in range(8)]
+    ids = [await hub.customer_writes(s) for s in senders]
+    for round_ in range(4):
+        for identity in ids:
+            await hub.queue(identity, f"{identity}:{round_}")
+    second_store = Store(database_url)
+    try:
+        first, second = hub.outbox(name="a"), hub.outbox(store=second_store, name="b")
+
+        async def run(worker: Outbox) -> None:
+            for _ in range(200):
+                await worker.run_once()
+                await asyncio.sleep(0)
+
+        await asyncio.gather(run(first), run(second), run(first), run(second))
+    finally:
+        await second_store.close()
+    sent = hub.adapters["wa"].sent
+    assert len(sent) == 32
+    assert max(Counter(m.idempotency_key for m in sent).values()) == 1
+    for identity in ids:  # and each conversation still in order
+        assert [m.text for m in sent if m.text and m.text.startswith(f"{identity}:")] == [
+            f"{identity}:{r}" for r in range(4)
+        ]
+    assert await outbox_counts(hub.store) == {OutboxState.DONE: 32}
+
+
+async def test_provider_accepted_but_hub_died_before_recording_resends_with_the_same_idempotency_key(
+    hub: Hub,
+) -> None:
+    """The remaining at-least-once window (ADR 0010): the provider accepted, the process died
+    before the id was stored. After the lease the row is resumed and sent again, with the same
+    idempotency key so providers that honour one drop the repeat."""
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    dying = hub.outbox(name="dying")
+    (job,) = await claim_outbox(hub.store, now=hub.clock(), worker="dying", lease=timedelta(seconds=30))
+    _, outbound = dying.plan(job, hub.clock())
+    assert outbound is not None
+    await hub.adapters["wa"].send(outbound)  # accepted ... and the process dies here
+
+    restarted = hub.outbox(name="restarted")
+    assert await restarted.drain() == 0  # the lease still holds
+    hub.clock.advance(31)
+    assert await restarted.drain() == 1
+    sent = hub.adapters["wa"].sent
+    assert len(sent) == 2
+    assert sent[0].idempotency_key == sent[1].idempotency_key == f"channelhub-outbox-{job.id}"
+    assert (await hub.message(message_id)).delivery_state == DeliveryState.SENT.value
+
+
+async def test_restart_after_the_provider_id_was_recorded_does_not_send_again(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    (_job,) = await claim_outbox(hub.store, now=hub.clock(), worker="dying", lease=timedelta(seconds=30))
+    # the provider accepted and its id was stored; the process died before the row was released
+    async with hub.store.write() as connection:
+        await connection.execute(
+            update(messages)
+            .where(messages.c.id == message_id)
+            .values(provider_message_id="SM-accepted", sent_at=hub.clock())
+        )
+    hub.clock.advance(31)
+    assert await hub.outbox(name="restarted").drain() == 1
+    assert hub.adapters["wa"].attempts == []
+    message = await hub.message(message_id)
+    assert (message.provider_message_id, message.delivery_state) == ("SM-accepted", DeliveryState.SENT.value)
+    assert (await hub.outbox_row(message_id)).state == OutboxState.DONE
+
+
+async def test_worker_cancelled_mid_send_is_resumed_after_the_lease_and_sends_once(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    adapter = hub.adapters["wa"]
+    started = asyncio.Event()
+    original = adapter.send
+
+    async def hanging(message: OutboundMessage) -> SendReceipt:
+        started.set()
+        await asyncio.Event().wait()  # the provider never answers; the process is stopped
+        return await original(message)
+
+    adapter.send = hanging  # type: ignore[method-assign]
+    worker = hub.outbox(name="w1")
+    await worker.start()
+    worker.wake()
+    await started.wait()
+    await worker.stop()
+    adapter.send = original  # type: ignore[method-assign]
+    assert (await hub.outbox_row(message_id)).state == OutboxState.SENDING
+
+    hub.clock.advance(31)
+    assert await hub.outbox(name="w2").drain() == 1
+    assert texts(adapter) == ["hello"]
+
+
+async def test_receipts_move_a_sent_message_forward_never_backward(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    await hub.outbox().drain()
+    provider_id = (await hub.message(message_id)).provider_message_id
+    accounts = {a.id: a for a in hub.settings.accounts}
+
+    def receipt(state: DeliveryState) -> DeliveryReceipt:
+        return DeliveryReceipt(
+            channel=Channel.WHATSAPP,
+            account_id="wa",
+            recipient_id="+420600000001",
+            state=state,
+            occurred_at=hub.clock(),
+            provider_message_ids=(provider_id,),
+        )
+
+    await store_group(hub.store, [[receipt(DeliveryState.READ)]], accounts, hub.clock())
+    await store_group(hub.store, [[receipt(DeliveryState.DELIVERED)]], accounts, hub.clock())
+    assert (await hub.message(message_id)).delivery_state == DeliveryState.READ.value
+
+
+async def test_messenger_reply_after_the_window_goes_with_its_tag(hub: Hub) -> None:
+    identity = await hub.customer_writes("psid-1", account="fb", ago=3 * 24 * 3600)
+    await hub.queue(identity, "your refund is approved", tag="HUMAN_AGENT")
+    await hub.outbox().drain()
+    (sent,) = hub.adapters["fb"].sent
+    assert (sent.messaging_type, sent.tag, sent.recipient_id) == ("MESSAGE_TAG", "HUMAN_AGENT", "psid-1")
+
+
+async def test_token_bucket_spaces_sends_beyond_the_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr("hub.outbox.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("hub.outbox.asyncio.sleep", fake_sleep)
+    bucket = TokenBucket(rate=2.0)
+    for _ in range(4):
+        await bucket.acquire()
+    assert waits == [pytest.approx(0.5), pytest.approx(0.5)]
