@@ -34,7 +34,8 @@ def can_see(
         return True
     if conversation.owner_agent_id == agent.id and conversation.state is not ConversationState.CLOSED:
         return True
-    return conversation.state is ConversationState.WAITING and conversation.queue_id in agent.queues
+    waiting = conversation.state in (ConversationState.WAITING, ConversationState.OFFERED)
+    return waiting and conversation.queue_id in agent.queues
 
 
 def can_act(agent: Agent, conversation: Conversation, participants: dict[int, str]) -> bool:

@@ -20,6 +20,8 @@ from aiohttp import web
 from hub.api._body import json_body, optional_str, required_str
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
+from hub.api.openapi import documented, schema
+from hub.api.routing import ROUTER
 from hub.bus import BusEvent
 from hub.model import Agent, Presence, Role
 from hub.passwords import verify_password
@@ -123,7 +125,56 @@ def require_role(agent: Agent, *roles: Role) -> None:
 # ------------------------------------------------------------------- routes
 
 
+AGENT = schema(
+    "Agent",
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "login": {"type": "string"},
+            "display_name": {"type": "string"},
+            "role": {"enum": [r.value for r in Role]},
+            "capacity": {"type": "integer"},
+            "queues": {"type": "array", "items": {"type": "string"}},
+            "presence": {
+                "type": "object",
+                "properties": {
+                    "state": {"enum": [p.value for p in Presence]},
+                    "reason": {"type": ["string", "null"]},
+                    "paid": {"type": ["boolean", "null"]},
+                    "since": {"type": ["string", "null"], "format": "date-time"},
+                },
+            },
+        },
+    },
+)
+
+
 @routes.post("/api/v1/auth/login")
+@documented(
+    "Log in with login and password",
+    description="Returns a bearer token and sets the console session cookie (HttpOnly, SameSite=Strict); "
+    "unsafe requests on the cookie session need the returned csrf_token in X-CSRF-Token.",
+    body={
+        "type": "object",
+        "required": ["login", "password"],
+        "properties": {"login": {"type": "string"}, "password": {"type": "string"}},
+    },
+    ok=(
+        200,
+        {
+            "type": "object",
+            "properties": {
+                "token": {"type": "string"},
+                "csrf_token": {"type": "string"},
+                "agent": {"$ref": "#/components/schemas/Agent"},
+            },
+        },
+    ),
+    errors=(400, 401),
+    tag="auth",
+    auth=False,
+)
 async def login(request: web.Request) -> web.Response:
     """Password login: a bearer token in the body and the console session as a cookie."""
     body = await json_body(request)
@@ -155,6 +206,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/logout")
+@documented("Log out: end this session or revoke this bearer token", ok=(204, None), errors=(401,), tag="auth")
 async def logout(request: web.Request) -> web.Response:
     """Ends the session, or revokes the bearer token, that made this request."""
     await authenticated(request)
@@ -166,12 +218,29 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/me")
+@documented("Who am I", ok=(200, AGENT), errors=(401,), tag="auth")
 async def me(request: web.Request) -> web.Response:
     agent = await authenticated(request)
     return web.json_response(agent_json(agent))
 
 
 @routes.put("/api/v1/me/presence")
+@documented(
+    "Set my presence",
+    description="ready | paused (reason; paid unless paid=false) | offline. Logging in does not make an agent ready.",
+    body={
+        "type": "object",
+        "required": ["state"],
+        "properties": {
+            "state": {"enum": [p.value for p in Presence]},
+            "reason": {"type": "string"},
+            "paid": {"type": "boolean"},
+        },
+    },
+    ok=(200, AGENT),
+    errors=(400, 401, 422),
+    tag="auth",
+)
 async def put_presence(request: web.Request) -> web.Response:
     """ready | paused (with a reason; paid unless ``"paid": false``) | offline."""
     agent = await authenticated(request)
@@ -191,7 +260,9 @@ async def put_presence(request: web.Request) -> web.Response:
         updated = await set_presence(connection, agent.id, presence, now=request.app[CLOCK](), reason=reason, paid=paid)
     if updated is None:
         raise _unauthenticated()
-    request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(updated)}))
+    request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent_id": agent.id}))
+    if presence is Presence.READY and ROUTER in request.app:
+        await request.app[ROUTER].sweep()  # an offer may be waiting for exactly this agent
     return web.json_response(agent_json(updated))
 
 

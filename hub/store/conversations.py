@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.model import Channel, Conversation, ConversationState
+from hub.model import Agent, Channel, Conversation, ConversationState, Queue
+from hub.routing import open_url
 from hub.store._db import Store
-from hub.store.tables import conversations, participants
+from hub.store.catalogue import load_queues
+from hub.store.tables import contacts, conversations, identities, participants
 
 __all__ = [
     "ConversationAccess",
     "conversation_from_row",
+    "conversation_view",
     "get_conversation",
+    "list_conversations",
     "load_conversation",
     "load_former_participants",
     "load_participants",
@@ -83,3 +88,146 @@ async def get_conversation(store: Store, conversation_id: int) -> ConversationAc
         current = await load_participants(connection, conversation_id)
         former = await load_former_participants(connection, conversation_id)
         return ConversationAccess(conversation, current, former - set(current))
+
+
+# ------------------------------------------------------------------- views
+
+
+def _view(row: Any, people: list[dict[str, Any]], queue: Queue | None) -> dict[str, Any]:
+    """A conversation as the API shows it (datetimes stay datetimes; the API formats them)."""
+    contact = None
+    if row.contact_id is not None:
+        contact = {"id": int(row.contact_id), "name": row.contact_name, "company": row.contact_company}
+    return {
+        "id": int(row.id),
+        "state": row.state,
+        "queue": row.queue_id,
+        "queue_name": queue.name if queue else row.queue_id,
+        "queue_number": queue.number if queue else None,
+        "channel": row.channel,
+        "account": row.account_id,
+        "identity": {
+            "id": int(row.identity_id),
+            "external_id": row.external_id,
+            "display_name": row.display_name,
+            "avatar_url": row.avatar_url,
+            "phone": row.phone,
+            "contact_id": int(row.contact_id) if row.contact_id is not None else None,
+        },
+        "contact": contact,
+        "waiting_since": row.waiting_since,
+        "opened_at": row.opened_at,
+        "closed_at": row.closed_at,
+        "last_message_at": row.last_message_at,
+        "important": bool(row.important),
+        "status": row.status_id,
+        "ticket_id": row.ticket_id,
+        "owner": row.owner_agent_id,
+        "offered_to": row.offered_agent_id,
+        "offered_at": row.offered_at,
+        "offer_deadline": row.offer_deadline,
+        "participants": people,
+        "open_url": open_url(queue, _url_fields(row)) if queue else None,
+    }
+
+
+def _url_fields(row: Any) -> dict[str, Any]:
+    return {
+        "conversation_id": row.id,
+        "identity_id": row.identity_id,
+        "external_id": row.external_id,
+        "channel": row.channel,
+        "account_id": row.account_id,
+        "queue_id": row.queue_id,
+        "contact_id": row.contact_id,
+        "display_name": row.display_name,
+        "phone": row.phone,
+    }
+
+
+def _view_query() -> Any:
+    return (
+        select(
+            conversations,
+            identities.c.external_id,
+            identities.c.display_name,
+            identities.c.avatar_url,
+            identities.c.phone,
+            identities.c.contact_id,
+            contacts.c.name.label("contact_name"),
+            contacts.c.company.label("contact_company"),
+        )
+        .join(identities, identities.c.id == conversations.c.identity_id)
+        .outerjoin(contacts, contacts.c.id == identities.c.contact_id)
+    )
+
+
+async def _views(connection: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    ids = [int(r.id) for r in rows]
+    people: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        found = await connection.execute(
+            select(
+                participants.c.conversation_id, participants.c.agent_id, participants.c.role, participants.c.joined_at
+            )
+            .where(participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None))
+            .order_by(participants.c.joined_at, participants.c.agent_id)
+        )
+        for p in found:
+            people[int(p.conversation_id)].append(
+                {"agent_id": int(p.agent_id), "role": p.role, "joined_at": p.joined_at}
+            )
+    queues = await load_queues(connection)
+    return [_view(r, people[int(r.id)], queues.get(r.queue_id)) for r in rows]
+
+
+async def conversation_view(connection: AsyncConnection, conversation_id: int) -> dict[str, Any] | None:
+    rows = (await connection.execute(_view_query().where(conversations.c.id == conversation_id))).all()
+    views = await _views(connection, rows)
+    return views[0] if views else None
+
+
+async def list_conversations(
+    store: Store,
+    *,
+    viewer: Agent,
+    everything: bool,
+    state: ConversationState | None = None,
+    queue: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first, keyset-paged by id; an agent sees only their own and their queues' waiting list."""
+    c = conversations.c
+    query = _view_query()
+    if not everything:
+        mine = exists(
+            select(participants.c.agent_id).where(
+                participants.c.conversation_id == c.id,
+                participants.c.agent_id == viewer.id,
+                participants.c.left_at.is_(None),
+            )
+        )
+        query = query.where(
+            or_(
+                and_(
+                    c.state.in_((ConversationState.WAITING.value, ConversationState.OFFERED.value)),
+                    c.queue_id.in_(viewer.queues),
+                ),
+                and_(c.state == ConversationState.OFFERED.value, c.offered_agent_id == viewer.id),
+                mine,
+            )
+        )
+    if state is not None:
+        query = query.where(c.state == state.value)
+    if queue is not None:
+        query = query.where(c.queue_id == queue)
+    if before_id is not None:
+        query = query.where(c.id < before_id)
+    query = query.order_by(c.id.desc()).limit(limit + 1)
+    async with store.read() as connection:
+        rows = (await connection.execute(query)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = await _views(connection, rows)
+    return items, (int(rows[-1].id) if more and rows else None)

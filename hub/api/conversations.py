@@ -1,0 +1,426 @@
+"""The conversation API: lists, one conversation, its history, and every hand-off action.
+
+Each action is one atomic change in hub.store.routing; it writes a timeline
+event, publishes bus events for the router and the WebSocket, and answers with
+the conversation as it is now. Refusals change nothing: 404 (no such
+conversation), 403 (not yours), 409 (someone got there first / wrong state),
+422 (a wrong status, queue or agent).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.api._body import json_body
+from hub.api.access import conversation_for, is_supervisor
+from hub.api.auth import authenticated
+from hub.api.errors import ApiError
+from hub.api.keys import BUS, CLOCK, STORE
+from hub.api.openapi import documented, schema
+from hub.api.routing import ROUTER
+from hub.model import ConversationState
+from hub.store.agents import find_agent_by_login
+from hub.store.conversations import conversation_view, list_conversations
+from hub.store.history import HistoryCursor, history_page
+from hub.store.routing import (
+    Change,
+    RoutingRefused,
+    accept_offer,
+    close_conversation,
+    invite,
+    leave,
+    reject_offer,
+    set_important,
+    take,
+    transfer_to_agent,
+    transfer_to_queue,
+)
+
+__all__ = ["conversation_json", "jsonable", "setup"]
+
+routes = web.RouteTableDef()
+
+_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422}
+
+CONVERSATION = schema(
+    "Conversation",
+    {
+        "type": "object",
+        "required": ["id", "state", "queue", "channel", "account", "identity", "waiting_since", "important"],
+        "properties": {
+            "id": {"type": "integer"},
+            "state": {"enum": [s.value for s in ConversationState]},
+            "queue": {"type": "string"},
+            "queue_name": {"type": "string"},
+            "queue_number": {"type": ["integer", "null"]},
+            "channel": {"type": "string"},
+            "account": {"type": "string"},
+            "identity": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "external_id": {"type": "string"},
+                    "display_name": {"type": ["string", "null"]},
+                },
+            },
+            "contact": {"type": ["object", "null"]},
+            "waiting_since": {"type": ["string", "null"], "format": "date-time"},
+            "important": {"type": "boolean"},
+            "owner": {"type": ["integer", "null"]},
+            "offered_to": {"type": ["integer", "null"]},
+            "offer_deadline": {"type": ["string", "null"], "format": "date-time"},
+            "participants": {"type": "array", "items": {"type": "object"}},
+            "status": {"type": ["string", "null"]},
+            "open_url": {"type": ["string", "null"]},
+        },
+    },
+)
+PAGE = schema(
+    "ConversationPage",
+    {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": CONVERSATION}, "next": {"type": ["string", "null"]}},
+    },
+)
+HISTORY = schema(
+    "HistoryPage",
+    {
+        "type": "object",
+        "description": "messages (type=message) and timeline events (type=event), oldest to newest in the page",
+        "properties": {"items": {"type": "array", "items": {"type": "object"}}, "next": {"type": ["string", "null"]}},
+    },
+)
+TARGET = schema(
+    "HandOffTarget",
+    {
+        "type": "object",
+        "description": "one of: agent (id or login), queue (id)",
+        "properties": {"agent": {"type": ["integer", "string"]}, "queue": {"type": "string"}},
+    },
+)
+IDEMPOTENCY = {
+    "Idempotency-Key": {"type": "string", "description": "a retry with the same key returns the first answer"}
+}
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def conversation_json(view: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = jsonable(view)
+    return out
+
+
+def _conversation_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such conversation") from None
+
+
+def _encode(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out")
+    return value
+
+
+def _limit(request: web.Request, default: int = 50, most: int = 200) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_limit", "limit must be a number") from None
+    return max(1, min(value, most))
+
+
+async def _respond(request: web.Request, change: Change, *, sweep: bool = False) -> web.Response:
+    request.app[BUS].publish_all(change.events)
+    if sweep:
+        await request.app[ROUTER].sweep()
+    else:
+        request.app[ROUTER].kick()
+    async with request.app[STORE].read() as connection:
+        view = await conversation_view(connection, change.conversation.id)
+    assert view is not None
+    return web.json_response(conversation_json(view))
+
+
+async def _run(action: Callable[[], Awaitable[Change]]) -> Change:
+    try:
+        return await action()
+    except RoutingRefused as exc:
+        raise ApiError(_STATUS.get(exc.kind, 409), exc.code, exc.message) from None
+    except SQLAlchemyError as exc:  # a serialisation or lock conflict with a concurrent change
+        if "deadlock" in str(exc).lower() or "could not serialize" in str(exc).lower():
+            raise ApiError(409, "conflict", "the conversation changed meanwhile; try again") from None
+        raise
+
+
+# ------------------------------------------------------------------ reading
+
+
+@routes.get("/api/v1/conversations")
+@documented(
+    "List conversations",
+    description="Newest first. Agents see their own conversations and the waiting list of their queues; "
+    "supervisors and admins see all.",
+    ok=(200, PAGE),
+    errors=(400, 401, 422),
+    query={
+        "state": {"enum": [s.value for s in ConversationState]},
+        "queue": {"type": "string"},
+        "cursor": {"type": "string"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+    },
+    tag="conversations",
+)
+async def list_(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    state = None
+    if "state" in request.query:
+        try:
+            state = ConversationState(request.query["state"])
+        except ValueError:
+            raise ApiError(422, "invalid_state", "state must be waiting, offered, active or closed") from None
+    before = None
+    if request.query.get("cursor"):
+        before = _decode(request.query["cursor"]).get("before")
+        if not isinstance(before, int):
+            raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out")
+    items, last = await list_conversations(
+        request.app[STORE],
+        viewer=agent,
+        everything=is_supervisor(agent),
+        state=state,
+        queue=request.query.get("queue") or None,
+        before_id=before,
+        limit=_limit(request),
+    )
+    return web.json_response(
+        {"items": [conversation_json(i) for i in items], "next": _encode({"before": last}) if last else None}
+    )
+
+
+@routes.get("/api/v1/conversations/{id}")
+@documented("One conversation", ok=(200, CONVERSATION), errors=(401, 403, 404), tag="conversations")
+async def get_one(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    async with request.app[STORE].read() as connection:
+        view = await conversation_view(connection, conversation.id)
+    assert view is not None
+    return web.json_response(conversation_json(view))
+
+
+@routes.get("/api/v1/conversations/{id}/messages")
+@documented(
+    "History: messages and timeline events",
+    description="Newest page first; items in a page run oldest to newest. When the conversation is exhausted, "
+    "pages continue into older closed conversations of the same identity or paired contact.",
+    ok=(200, HISTORY),
+    errors=(400, 401, 403, 404),
+    query={"before": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 200}},
+    tag="conversations",
+)
+async def history(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    before = None
+    if request.query.get("before"):
+        raw = _decode(request.query["before"])
+        try:
+            before = HistoryCursor(int(raw["c"]), datetime.fromisoformat(raw["t"]), int(raw["r"]), int(raw["i"]))
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
+    items, cursor = await history_page(request.app[STORE], conversation, before=before, limit=_limit(request))
+    next_cursor = None
+    if cursor is not None:
+        next_cursor = _encode(
+            {"c": cursor.conversation_id, "t": cursor.created_at.isoformat(), "r": cursor.rank, "i": cursor.id}
+        )
+    return web.json_response({"items": jsonable(items), "next": next_cursor})
+
+
+# ------------------------------------------------------------------ actions
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _action(
+    summary: str, *, body: dict[str, Any] | None = None, errors: tuple[int, ...] = (401, 403, 404, 409)
+) -> Callable[[Handler], Handler]:
+    return documented(
+        summary, body=body, ok=(200, CONVERSATION), errors=errors, headers=IDEMPOTENCY, tag="conversations"
+    )
+
+
+@routes.post("/api/v1/conversations/{id}/accept")
+@_action("Accept the offer: you become the owner")
+async def accept(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    now = request.app[CLOCK]()
+    change = await _run(lambda: accept_offer(request.app[STORE], conversation.id, agent.id, now=now))
+    return await _respond(request, change)
+
+
+@routes.post("/api/v1/conversations/{id}/reject")
+@_action("Reject the offer: it passes to the next agent")
+async def reject(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    now = request.app[CLOCK]()
+    change = await _run(lambda: reject_offer(request.app[STORE], conversation.id, agent.id, now=now))
+    return await _respond(request, change, sweep=True)
+
+
+@routes.post("/api/v1/conversations/{id}/take")
+@_action("Take a conversation from your queue's waiting list (409 when someone else got it)")
+async def take_(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    now = request.app[CLOCK]()
+    supervisor = is_supervisor(agent)
+    change = await _run(lambda: take(request.app[STORE], conversation.id, agent.id, now=now, any_queue=supervisor))
+    return await _respond(request, change)
+
+
+@routes.post("/api/v1/conversations/{id}/leave")
+@_action("Leave the conversation (the owner's part passes to another participant)")
+async def leave_(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+    now = request.app[CLOCK]()
+    change = await _run(lambda: leave(request.app[STORE], conversation.id, agent.id, now=now))
+    return await _respond(request, change, sweep=True)
+
+
+@routes.post("/api/v1/conversations/{id}/important")
+@_action(
+    'Mark important (toggle, or set with {"important": true|false})',
+    body={"type": "object", "properties": {"important": {"type": "boolean"}}},
+    errors=(401, 403, 404, 422),
+)
+async def important(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+    body = await json_body(request, allow_empty=True)
+    value = body.get("important")
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(422, "invalid_field", "'important' must be true or false", field="important")
+    now = request.app[CLOCK]()
+    change = await _run(lambda: set_important(request.app[STORE], conversation.id, agent.id, value, now=now))
+    return await _respond(request, change)
+
+
+async def _agent_id(request: web.Request, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ApiError(422, "invalid_field", "'agent' must be an agent id or login", field="agent")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip():
+        if value.isdigit():
+            return int(value)
+        found = await find_agent_by_login(request.app[STORE], value)
+        if found is None:
+            raise ApiError(422, "unknown_agent", f"no active agent {value!r}", field="agent")
+        return found[0].id
+    raise ApiError(422, "invalid_field", "'agent' must be an agent id or login", field="agent")
+
+
+async def _target(request: web.Request) -> tuple[int | None, str | None]:
+    body = await json_body(request)
+    agent_value, queue = body.get("agent"), body.get("queue")
+    if (agent_value is None) == (queue is None):
+        raise ApiError(422, "target_required", "give exactly one of 'agent' or 'queue'")
+    if queue is not None:
+        if not isinstance(queue, str) or not queue:
+            raise ApiError(422, "invalid_field", "'queue' must be a queue id", field="queue")
+        return None, queue
+    return await _agent_id(request, agent_value), None
+
+
+@routes.post("/api/v1/conversations/{id}/transfer")
+@_action(
+    "Transfer to an agent (they own it at once) or a queue (it waits there)",
+    body=TARGET,
+    errors=(401, 403, 404, 409, 422),
+)
+async def transfer(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+    target_agent, queue = await _target(request)
+    store, now = request.app[STORE], request.app[CLOCK]()
+    if queue is not None:
+        change = await _run(lambda: transfer_to_queue(store, conversation.id, agent.id, queue, now=now))
+    else:
+        assert target_agent is not None
+        change = await _run(lambda: transfer_to_agent(store, conversation.id, agent.id, target_agent, now=now))
+    return await _respond(request, change, sweep=True)
+
+
+@routes.post("/api/v1/conversations/{id}/invite")
+@_action(
+    "Invite an agent, or a free member of a queue, silently (the customer sees nothing)",
+    body=TARGET,
+    errors=(401, 403, 404, 409, 422),
+)
+async def invite_(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+    target_agent, queue = await _target(request)
+    now = request.app[CLOCK]()
+    change = await _run(
+        lambda: invite(request.app[STORE], conversation.id, agent.id, now=now, agent_id=target_agent, queue_id=queue)
+    )
+    return await _respond(request, change)
+
+
+@routes.post("/api/v1/conversations/{id}/close")
+@_action(
+    "Close with a status from the queue's allowed set (422 status_required / status_not_allowed)",
+    body={"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    errors=(401, 403, 404, 409, 422),
+)
+async def close(request: web.Request) -> web.Response:
+    agent = await authenticated(request)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+    body = await json_body(request, allow_empty=True)
+    status = body.get("status")
+    if status is not None and not isinstance(status, str):
+        raise ApiError(422, "status_not_allowed", "'status' must be a status id", field="status")
+    now = request.app[CLOCK]()
+    change = await _run(
+        lambda: close_conversation(request.app[STORE], conversation.id, agent.id, status or None, now=now)
+    )
+    return await _respond(request, change, sweep=True)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

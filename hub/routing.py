@@ -1,0 +1,90 @@
+"""Routing decisions, pure: who gets an offer, when it expires, what may close.
+
+No I/O. hub/store/routing.py asks these functions inside its transactions, so
+the decision and the write that makes it true happen atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from string import Formatter
+from typing import Any
+from urllib.parse import quote
+
+from hub.model import Queue
+
+__all__ = [
+    "Candidate",
+    "choose_agent",
+    "close_refusal",
+    "has_free_member",
+    "offer_deadline",
+    "open_url",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """A ready member of the conversation's queue, as the database sees them now."""
+
+    agent_id: int
+    idle_since: datetime
+    load: int  # active conversations owned + conversations offered to them
+    capacity: int
+    refused: bool = False  # rejected, missed or transferred it away during this waiting period
+
+    @property
+    def free(self) -> bool:
+        return self.load < self.capacity
+
+
+def choose_agent(candidates: Iterable[Candidate]) -> Candidate | None:
+    """The longest-idle member with free capacity who has not refused this conversation.
+
+    Someone who refused it gets it again only when every ready member has
+    refused it (there is nobody else); if a member who has not refused is
+    merely busy, the conversation waits for them."""
+    ready = list(candidates)
+    fresh = [c for c in ready if not c.refused]
+    pool = fresh or ready
+    free = [c for c in pool if c.free]
+    if not free:
+        return None
+    return min(free, key=lambda c: (c.idle_since, c.agent_id))
+
+
+def has_free_member(candidates: Iterable[Candidate]) -> bool:
+    return any(c.free for c in candidates)
+
+
+def offer_deadline(now: datetime, queue: Queue) -> datetime:
+    return now + timedelta(seconds=queue.offer_timeout)
+
+
+def close_refusal(status: str | None, queue: Queue, catalogue: Sequence[str]) -> tuple[str, str] | None:
+    """(code, message) when the status cannot close a conversation of ``queue``; None when it can."""
+    allowed = list(queue.statuses) or list(catalogue)
+    if not status:
+        return "status_required", f"choose a status to close; allowed: {', '.join(allowed) or 'none configured'}"
+    if status not in allowed:
+        return "status_not_allowed", f"{status!r} is not allowed in queue {queue.id}; allowed: {', '.join(allowed)}"
+    return None
+
+
+def open_url(queue: Queue, fields: Mapping[str, Any]) -> str | None:
+    """The queue's URL template filled for one conversation (values URL-quoted).
+
+    Placeholders: ``{conversation_id}``, ``{identity_id}``, ``{external_id}``,
+    ``{channel}``, ``{account_id}``, ``{queue_id}``, ``{contact_id}``,
+    ``{display_name}``, ``{phone}``; an unknown one is left empty."""
+    if not queue.url_template:
+        return None
+    parts = []
+    for literal, name, _spec, _conversion in Formatter().parse(queue.url_template):
+        parts.append(literal)
+        if name is not None:
+            value = fields.get(name)
+            parts.append(quote(str(value), safe="") if value is not None else "")
+    return "".join(parts)

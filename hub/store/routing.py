@@ -1,0 +1,781 @@
+"""Routing in SQL: offers, answers, hand-offs, each one short atomic transaction.
+
+Every state change is a conditional UPDATE (``WHERE state = ... AND version = ...``)
+so two tasks or two hub processes never offer one conversation twice; on
+PostgreSQL the waiting conversation is locked ``FOR UPDATE SKIP LOCKED`` and the
+chosen agent's row ``FOR UPDATE`` before their load is counted again, so an
+agent never exceeds their capacity (SQLite serialises writers with BEGIN
+IMMEDIATE). Deadlines are columns, so a restart loses and doubles nothing.
+Each function returns the bus events to publish once it has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.bus import BusEvent
+from hub.model import Conversation, ConversationState, EventKind, Presence, Queue
+from hub.routing import Candidate, choose_agent, close_refusal, has_free_member, offer_deadline
+from hub.store._db import Store, upsert
+from hub.store.agents import load_agent, set_presence
+from hub.store.catalogue import load_queue
+from hub.store.conversations import load_conversation, load_participants
+from hub.store.tables import agent_queues, agents, conversations, participants, statuses, timeline_events
+
+__all__ = [
+    "Change",
+    "RoutingRefused",
+    "SweepResult",
+    "accept_offer",
+    "assign_waiting",
+    "close_conversation",
+    "expire_offers",
+    "invite",
+    "leave",
+    "reject_offer",
+    "set_important",
+    "sweep",
+    "take",
+    "transfer_to_agent",
+    "transfer_to_queue",
+]
+
+logger = logging.getLogger(__name__)
+
+WAITING = ConversationState.WAITING.value
+OFFERED = ConversationState.OFFERED.value
+ACTIVE = ConversationState.ACTIVE.value
+CLOSED = ConversationState.CLOSED.value
+OWNER = "owner"
+INVITED = "invited"
+# an agent who did one of these is not offered the conversation again in the same waiting period
+_REFUSALS = (EventKind.REJECTED.value, EventKind.TIMED_OUT.value, EventKind.TRANSFERRED.value)
+
+
+class RoutingRefused(Exception):
+    """The action does not apply to the conversation as it is now; nothing changed.
+
+    ``kind``: ``not_found`` | ``conflict`` (someone else got there first, wrong state) |
+    ``invalid`` (the request itself is wrong, e.g. a status not allowed)."""
+
+    def __init__(self, kind: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Change:
+    conversation: Conversation
+    events: list[BusEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SweepResult:
+    offered: list[tuple[int, int]] = field(default_factory=list)  # (conversation, agent)
+    expired: list[tuple[int, int]] = field(default_factory=list)
+    events: list[BusEvent] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+async def _timeline(
+    connection: AsyncConnection,
+    conversation_id: int,
+    kind: EventKind,
+    now: datetime,
+    agent_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await connection.execute(
+        timeline_events.insert().values(
+            conversation_id=conversation_id, kind=kind.value, agent_id=agent_id, data=data or {}, created_at=now
+        )
+    )
+
+
+def _load_of(agent_id_column: Any) -> Any:
+    """Active conversations owned plus conversations offered: what counts against capacity."""
+    owned = (
+        select(func.count())
+        .select_from(conversations)
+        .where(conversations.c.owner_agent_id == agent_id_column, conversations.c.state == ACTIVE)
+        .scalar_subquery()
+    )
+    offered = (
+        select(func.count())
+        .select_from(conversations)
+        .where(conversations.c.state == OFFERED, conversations.c.offered_agent_id == agent_id_column)
+        .scalar_subquery()
+    )
+    return owned + offered
+
+
+async def _candidates(
+    connection: AsyncConnection, queue_id: str, conversation_id: int, waiting_since: datetime | None
+) -> list[Candidate]:
+    refused: set[int] = set()
+    if waiting_since is not None:
+        rows = await connection.execute(
+            select(timeline_events.c.agent_id).where(
+                timeline_events.c.conversation_id == conversation_id,
+                timeline_events.c.kind.in_(_REFUSALS),
+                timeline_events.c.created_at >= waiting_since,
+                timeline_events.c.agent_id.is_not(None),
+            )
+        )
+        refused = {int(a) for a in rows.scalars()}
+    rows = await connection.execute(
+        select(agents.c.id, agents.c.idle_since, agents.c.capacity, _load_of(agents.c.id).label("load"))
+        .join(agent_queues, agent_queues.c.agent_id == agents.c.id)
+        .where(agent_queues.c.queue_id == queue_id, agents.c.presence == Presence.READY.value, agents.c.active)
+    )
+    return [
+        Candidate(
+            agent_id=int(r.id),
+            idle_since=r.idle_since,
+            load=int(r.load),
+            capacity=int(r.capacity),
+            refused=int(r.id) in refused,
+        )
+        for r in rows
+    ]
+
+
+async def _lock_agent_and_count(connection: AsyncConnection, dialect: str, agent_id: int) -> tuple[bool, int, int]:
+    """(still ready, load, capacity) after locking the agent's row (PostgreSQL); SQLite is already serialised."""
+    query = select(agents.c.presence, agents.c.capacity, agents.c.active).where(agents.c.id == agent_id)
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    row = (await connection.execute(query)).one()
+    load = (await connection.execute(select(_load_of(agent_id)))).scalar_one()
+    return row.presence == Presence.READY.value and bool(row.active), int(load), int(row.capacity)
+
+
+async def _queue(connection: AsyncConnection, queue_id: str) -> Queue:
+    queue = await load_queue(connection, queue_id)
+    return queue or Queue(id=queue_id, name=queue_id, number=0, offer_timeout=30)
+
+
+async def _audience(connection: AsyncConnection, conversation_id: int) -> list[int]:
+    rows = await connection.execute(
+        select(participants.c.agent_id).where(participants.c.conversation_id == conversation_id)
+    )
+    return sorted({int(a) for a in rows.scalars()})
+
+
+def _updated(conversation_id: int, action: str, audience: Sequence[int], **data: Any) -> BusEvent:
+    return BusEvent(
+        kind="conversation.updated",
+        conversation_id=conversation_id,
+        data={"action": action, "audience": sorted(set(audience)), **data},
+    )
+
+
+def _queue_event(conversation_id: int, queue_id: str, waiting: bool) -> BusEvent:
+    kind = "conversation.waiting" if waiting else "conversation.left_queue"
+    return BusEvent(kind=kind, conversation_id=conversation_id, queue_id=queue_id)
+
+
+def _withdrawn(conversation_id: int, agent_id: int, reason: str) -> BusEvent:
+    return BusEvent(kind="offer.withdrawn", conversation_id=conversation_id, agent_id=agent_id, data={"reason": reason})
+
+
+async def _join(
+    connection: AsyncConnection, dialect: str, conversation_id: int, agent_id: int, role: str, now: datetime
+) -> None:
+    stmt = upsert(
+        dialect,
+        participants,
+        {"conversation_id": conversation_id, "agent_id": agent_id, "role": role, "joined_at": now, "left_at": None},
+    )
+    await connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["conversation_id", "agent_id"], set_={"role": role, "joined_at": now, "left_at": None}
+        )
+    )
+
+
+async def _leave_all(connection: AsyncConnection, conversation_id: int, now: datetime) -> None:
+    await connection.execute(
+        update(participants)
+        .where(participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None))
+        .values(left_at=now)
+    )
+
+
+async def _current(connection: AsyncConnection, conversation_id: int, dialect: str) -> Conversation:
+    query = select(conversations.c.id).where(conversations.c.id == conversation_id)
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    if (await connection.execute(query)).first() is None:
+        raise RoutingRefused("not_found", "not_found", f"no conversation {conversation_id}")
+    conversation = await load_conversation(connection, conversation_id)
+    assert conversation is not None
+    return conversation
+
+
+async def _reload(connection: AsyncConnection, conversation_id: int) -> Conversation:
+    conversation = await load_conversation(connection, conversation_id)
+    assert conversation is not None
+    return conversation
+
+
+async def _guarded_update(
+    connection: AsyncConnection, conversation: Conversation, version_of: int, values: dict[str, Any], *states: str
+) -> None:
+    result = await connection.execute(
+        update(conversations)
+        .where(
+            conversations.c.id == conversation.id,
+            conversations.c.state.in_(states),
+            conversations.c.version == version_of,
+        )
+        .values(version=conversations.c.version + 1, **values)
+    )
+    if result.rowcount != 1:
+        raise RoutingRefused("conflict", "conflict", "the conversation changed meanwhile; reload it")
+
+
+async def _version(connection: AsyncConnection, conversation_id: int) -> int:
+    return int(
+        (
+            await connection.execute(select(conversations.c.version).where(conversations.c.id == conversation_id))
+        ).scalar_one()
+    )
+
+
+# -------------------------------------------------------------------- sweep
+
+
+async def sweep(
+    store: Store, *, now: datetime, missed_offer_reason: str = "missed offer", batch: int = 500
+) -> SweepResult:
+    """One routing pass: expire overdue offers, then offer waiting conversations.
+
+    Safe to run from several tasks or processes at once."""
+    result = SweepResult()
+    await expire_offers(store, now=now, reason=missed_offer_reason, result=result)
+    await assign_waiting(store, now=now, batch=batch, result=result)
+    return result
+
+
+async def expire_offers(
+    store: Store, *, now: datetime, reason: str = "missed offer", result: SweepResult | None = None
+) -> SweepResult:
+    """Offers past their deadline go back to waiting; the agent is put on an unpaid pause."""
+    result = result or SweepResult()
+    async with store.read() as connection:
+        overdue = (
+            await connection.execute(
+                select(conversations.c.id, conversations.c.version, conversations.c.offered_agent_id)
+                .where(conversations.c.state == OFFERED, conversations.c.offer_deadline <= now)
+                .order_by(conversations.c.offer_deadline)
+            )
+        ).all()
+    for row in overdue:
+        try:
+            async with store.write() as connection:
+                changed = await connection.execute(
+                    update(conversations)
+                    .where(
+                        conversations.c.id == row.id,
+                        conversations.c.state == OFFERED,
+                        conversations.c.version == row.version,
+                        conversations.c.offer_deadline <= now,
+                    )
+                    .values(
+                        state=WAITING,
+                        offered_agent_id=None,
+                        offered_at=None,
+                        offer_deadline=None,
+                        version=conversations.c.version + 1,
+                    )
+                    .returning(conversations.c.queue_id)
+                )
+                queue_id = changed.scalar_one_or_none()
+                if queue_id is None:
+                    continue  # answered, or expired by another sweeper, meanwhile
+                events: list[BusEvent] = []
+                agent_id = row.offered_agent_id
+                if agent_id is not None:
+                    agent_id = int(agent_id)
+                    await _timeline(connection, row.id, EventKind.TIMED_OUT, now, agent_id)
+                    presence = (
+                        await connection.execute(select(agents.c.presence).where(agents.c.id == agent_id))
+                    ).scalar_one_or_none()
+                    if presence == Presence.READY.value:
+                        agent = await set_presence(
+                            connection, agent_id, Presence.PAUSED, now=now, reason=reason, paid=False
+                        )
+                        if agent is not None:
+                            events.append(
+                                BusEvent(kind="agent.presence", agent_id=agent_id, data={"agent_id": agent_id})
+                            )
+                    events.append(_withdrawn(row.id, agent_id, "timeout"))
+                    result.expired.append((int(row.id), agent_id))
+                events.append(_queue_event(int(row.id), str(queue_id), waiting=True))
+            result.events.extend(events)
+        except DBAPIError:
+            logger.warning("offer expiry of conversation %s failed; retried next sweep", row.id, exc_info=True)
+    return result
+
+
+async def assign_waiting(
+    store: Store, *, now: datetime, batch: int = 500, result: SweepResult | None = None
+) -> SweepResult:
+    """Offer waiting conversations, oldest waiting first, each to one free ready member."""
+    result = result or SweepResult()
+    async with store.read() as connection:
+        ready_queues = (
+            (
+                await connection.execute(
+                    select(agent_queues.c.queue_id)
+                    .join(agents, agents.c.id == agent_queues.c.agent_id)
+                    .where(
+                        agents.c.presence == Presence.READY.value,
+                        agents.c.active,
+                        _load_of(agents.c.id) < agents.c.capacity,
+                    )
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not ready_queues:
+            return result
+        waiting = (
+            await connection.execute(
+                select(conversations.c.id, conversations.c.queue_id)
+                .where(conversations.c.state == WAITING, conversations.c.queue_id.in_(ready_queues))
+                .order_by(conversations.c.waiting_since, conversations.c.id)
+                .limit(batch)
+            )
+        ).all()
+    full: set[str] = set()
+    for row in waiting:
+        if row.queue_id in full:
+            continue
+        try:
+            outcome = await _offer_one(store, int(row.id), now)
+        except DBAPIError:
+            logger.warning("offering conversation %s failed; retried next sweep", row.id, exc_info=True)
+            continue
+        if outcome == "full":
+            full.add(row.queue_id)
+        elif isinstance(outcome, tuple):
+            agent_id, events = outcome
+            result.offered.append((int(row.id), agent_id))
+            result.events.extend(events)
+    return result
+
+
+async def _offer_one(store: Store, conversation_id: int, now: datetime) -> str | tuple[int, list[BusEvent]]:
+    """ "full" when the queue has nobody free, "skip" when this one cannot go now, else (agent, events)."""
+    async with store.write() as connection:
+        query = select(conversations).where(conversations.c.id == conversation_id, conversations.c.state == WAITING)
+        if store.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        row = (await connection.execute(query)).first()
+        if row is None:
+            return "skip"  # taken, offered or being offered elsewhere
+        candidates = await _candidates(connection, row.queue_id, conversation_id, row.waiting_since)
+        if not has_free_member(candidates):
+            return "full"
+        queue = await _queue(connection, row.queue_id)
+        while candidates:
+            choice = choose_agent(candidates)
+            if choice is None:
+                return "skip"
+            ready, load, capacity = await _lock_agent_and_count(connection, store.dialect, choice.agent_id)
+            if not ready or load >= capacity:
+                candidates = [c for c in candidates if c.agent_id != choice.agent_id]
+                continue
+            changed = await connection.execute(
+                update(conversations)
+                .where(
+                    conversations.c.id == conversation_id,
+                    conversations.c.state == WAITING,
+                    conversations.c.version == row.version,
+                )
+                .values(
+                    state=OFFERED,
+                    offered_agent_id=choice.agent_id,
+                    offered_at=now,
+                    offer_deadline=offer_deadline(now, queue),
+                    version=conversations.c.version + 1,
+                )
+            )
+            if changed.rowcount != 1:
+                return "skip"
+            await connection.execute(update(agents).where(agents.c.id == choice.agent_id).values(idle_since=now))
+            await _timeline(connection, conversation_id, EventKind.OFFERED, now, choice.agent_id)
+            events = [
+                BusEvent(
+                    kind="offer",
+                    conversation_id=conversation_id,
+                    agent_id=choice.agent_id,
+                    queue_id=row.queue_id,
+                    data={"deadline": offer_deadline(now, queue).isoformat()},
+                ),
+                _queue_event(conversation_id, row.queue_id, waiting=False),
+            ]
+            return choice.agent_id, events
+        return "skip"
+
+
+# ------------------------------------------------------------------ answers
+
+
+async def accept_offer(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        if conversation.state is not ConversationState.OFFERED or conversation.offered_agent_id != agent_id:
+            raise RoutingRefused("conflict", "not_offered_to_you", "this conversation is not offered to you (any more)")
+        await _guarded_update(
+            connection,
+            conversation,
+            await _version(connection, conversation_id),
+            {
+                "state": ACTIVE,
+                "owner_agent_id": agent_id,
+                "offered_agent_id": None,
+                "offered_at": None,
+                "offer_deadline": None,
+            },
+            OFFERED,
+        )
+        await _join(connection, store.dialect, conversation_id, agent_id, OWNER, now)
+        await _timeline(connection, conversation_id, EventKind.ACCEPTED, now, agent_id)
+        audience = await _audience(connection, conversation_id)
+        return Change(
+            await _reload(connection, conversation_id),
+            [_updated(conversation_id, "accepted", audience, agent_id=agent_id)],
+        )
+
+
+async def reject_offer(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        if conversation.state is not ConversationState.OFFERED or conversation.offered_agent_id != agent_id:
+            raise RoutingRefused("conflict", "not_offered_to_you", "this conversation is not offered to you (any more)")
+        await _guarded_update(
+            connection,
+            conversation,
+            await _version(connection, conversation_id),
+            {"state": WAITING, "offered_agent_id": None, "offered_at": None, "offer_deadline": None},
+            OFFERED,
+        )
+        await _timeline(connection, conversation_id, EventKind.REJECTED, now, agent_id)
+        events = [
+            _withdrawn(conversation_id, agent_id, "rejected"),
+            _queue_event(conversation_id, conversation.queue_id, True),
+        ]
+        return Change(await _reload(connection, conversation_id), events)
+
+
+async def take(store: Store, conversation_id: int, agent_id: int, *, now: datetime, any_queue: bool = False) -> Change:
+    """A member takes a waiting (or offered to someone else) conversation of their queue; one winner."""
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        if conversation.state not in (ConversationState.WAITING, ConversationState.OFFERED):
+            raise RoutingRefused("conflict", "already_taken", "someone else has this conversation already")
+        if not any_queue:
+            member = (
+                await connection.execute(
+                    select(agent_queues.c.agent_id).where(
+                        agent_queues.c.agent_id == agent_id, agent_queues.c.queue_id == conversation.queue_id
+                    )
+                )
+            ).first()
+            if member is None:
+                raise RoutingRefused(
+                    "forbidden", "not_a_member", f"you are not a member of queue {conversation.queue_id}"
+                )
+        result = await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id, conversations.c.state.in_((WAITING, OFFERED)))
+            .values(
+                state=ACTIVE,
+                owner_agent_id=agent_id,
+                offered_agent_id=None,
+                offered_at=None,
+                offer_deadline=None,
+                version=conversations.c.version + 1,
+            )
+        )
+        if result.rowcount != 1:
+            raise RoutingRefused("conflict", "already_taken", "someone else has this conversation already")
+        await _join(connection, store.dialect, conversation_id, agent_id, OWNER, now)
+        await connection.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=now))
+        await _timeline(connection, conversation_id, EventKind.TAKEN, now, agent_id)
+        events: list[BusEvent] = []
+        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id not in (None, agent_id):
+            assert conversation.offered_agent_id is not None
+            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "taken"))
+        events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
+        events.append(
+            _updated(conversation_id, "taken", await _audience(connection, conversation_id), agent_id=agent_id)
+        )
+        return Change(await _reload(connection, conversation_id), events)
+
+
+# ---------------------------------------------------------------- hand-offs
+
+
+def _require_open(conversation: Conversation) -> None:
+    if conversation.state is ConversationState.CLOSED:
+        raise RoutingRefused("conflict", "conversation_closed", "the conversation is closed")
+
+
+async def leave(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
+    """A participant leaves; the owner's part passes to the longest-present other participant.
+    The last participant cannot leave: they close or transfer instead."""
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        _require_open(conversation)
+        present = await load_participants(connection, conversation_id)
+        if agent_id not in present:
+            raise RoutingRefused("conflict", "not_a_participant", "you are not in this conversation")
+        if len(present) == 1:
+            raise RoutingRefused("conflict", "last_participant", "you are the last agent here: close or transfer it")
+        audience = await _audience(connection, conversation_id)
+        await connection.execute(
+            update(participants)
+            .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == agent_id)
+            .values(left_at=now)
+        )
+        if conversation.owner_agent_id == agent_id or present[agent_id] == OWNER:
+            heir = (
+                await connection.execute(
+                    select(participants.c.agent_id)
+                    .where(participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None))
+                    .order_by(participants.c.joined_at, participants.c.agent_id)
+                    .limit(1)
+                )
+            ).scalar_one()
+            await connection.execute(
+                update(participants)
+                .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == heir)
+                .values(role=OWNER)
+            )
+            await _guarded_update(
+                connection, conversation, await _version(connection, conversation_id), {"owner_agent_id": heir}, ACTIVE
+            )
+        await _timeline(connection, conversation_id, EventKind.LEFT, now, agent_id)
+        return Change(
+            await _reload(connection, conversation_id), [_updated(conversation_id, "left", audience, agent_id=agent_id)]
+        )
+
+
+async def transfer_to_agent(
+    store: Store, conversation_id: int, actor_id: int, target_id: int, *, now: datetime
+) -> Change:
+    """The target becomes the owner at once; the transferring agent's part ends."""
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        _require_open(conversation)
+        target = await load_agent(connection, target_id)
+        if (
+            target is None
+            or not (await connection.execute(select(agents.c.active).where(agents.c.id == target_id))).scalar_one()
+        ):
+            raise RoutingRefused("invalid", "unknown_agent", f"no active agent {target_id}")
+        if target_id == actor_id:
+            raise RoutingRefused("invalid", "transfer_to_self", "you cannot transfer a conversation to yourself")
+        before = await _audience(connection, conversation_id)
+        events: list[BusEvent] = []
+        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id is not None:
+            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "transferred"))
+        if conversation.state is ConversationState.WAITING:
+            events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
+        leaving = {actor_id} | ({conversation.owner_agent_id} if conversation.owner_agent_id is not None else set())
+        leaving.discard(target_id)
+        await connection.execute(
+            update(participants)
+            .where(
+                participants.c.conversation_id == conversation_id,
+                participants.c.agent_id.in_(sorted(leaving)),
+                participants.c.left_at.is_(None),
+            )
+            .values(left_at=now)
+        )
+        await _guarded_update(
+            connection,
+            conversation,
+            await _version(connection, conversation_id),
+            {
+                "state": ACTIVE,
+                "owner_agent_id": target_id,
+                "offered_agent_id": None,
+                "offered_at": None,
+                "offer_deadline": None,
+            },
+            WAITING,
+            OFFERED,
+            ACTIVE,
+        )
+        await _join(connection, store.dialect, conversation_id, target_id, OWNER, now)
+        await _timeline(connection, conversation_id, EventKind.TRANSFERRED, now, actor_id, {"to_agent": target_id})
+        events.append(
+            _updated(conversation_id, "transferred", [*before, target_id], agent_id=actor_id, to_agent=target_id)
+        )
+        return Change(await _reload(connection, conversation_id), events)
+
+
+async def transfer_to_queue(
+    store: Store, conversation_id: int, actor_id: int, queue_id: str, *, now: datetime
+) -> Change:
+    """Back to waiting in ``queue_id`` (a new waiting period); every agent's part ends."""
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        _require_open(conversation)
+        if await load_queue(connection, queue_id) is None:
+            raise RoutingRefused("invalid", "unknown_queue", f"no queue {queue_id!r}")
+        before = await _audience(connection, conversation_id)
+        events: list[BusEvent] = []
+        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id is not None:
+            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "transferred"))
+        await _leave_all(connection, conversation_id, now)
+        await _guarded_update(
+            connection,
+            conversation,
+            await _version(connection, conversation_id),
+            {
+                "state": WAITING,
+                "queue_id": queue_id,
+                "waiting_since": now,
+                "owner_agent_id": None,
+                "offered_agent_id": None,
+                "offered_at": None,
+                "offer_deadline": None,
+            },
+            WAITING,
+            OFFERED,
+            ACTIVE,
+        )
+        await _timeline(
+            connection,
+            conversation_id,
+            EventKind.TRANSFERRED,
+            now,
+            actor_id,
+            {"to_queue": queue_id, "from_queue": conversation.queue_id},
+        )
+        if conversation.queue_id != queue_id and conversation.state is ConversationState.WAITING:
+            events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
+        events.append(_updated(conversation_id, "transferred", before, agent_id=actor_id, to_queue=queue_id))
+        events.append(_queue_event(conversation_id, queue_id, waiting=True))
+        return Change(await _reload(connection, conversation_id), events)
+
+
+async def invite(
+    store: Store,
+    conversation_id: int,
+    actor_id: int,
+    *,
+    now: datetime,
+    agent_id: int | None = None,
+    queue_id: str | None = None,
+) -> Change:
+    """Add an agent silently (the customer sees nothing). With a queue: its longest-idle
+    ready member with free capacity who is not already here."""
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        _require_open(conversation)
+        if conversation.state is not ConversationState.ACTIVE:
+            raise RoutingRefused("conflict", "not_active", "only an accepted conversation can have guests")
+        present = await load_participants(connection, conversation_id)
+        if queue_id is not None:
+            if await load_queue(connection, queue_id) is None:
+                raise RoutingRefused("invalid", "unknown_queue", f"no queue {queue_id!r}")
+            candidates = [
+                c for c in await _candidates(connection, queue_id, conversation_id, None) if c.agent_id not in present
+            ]
+            choice = choose_agent(candidates)
+            if choice is None:
+                raise RoutingRefused("conflict", "nobody_available", f"no ready member of {queue_id!r} is free")
+            agent_id = choice.agent_id
+        assert agent_id is not None
+        exists = (await connection.execute(select(agents.c.id).where(agents.c.id == agent_id, agents.c.active))).first()
+        if exists is None:
+            raise RoutingRefused("invalid", "unknown_agent", f"no active agent {agent_id}")
+        if agent_id in present:
+            raise RoutingRefused("conflict", "already_participant", "that agent is already in the conversation")
+        await _join(connection, store.dialect, conversation_id, agent_id, INVITED, now)
+        await _timeline(connection, conversation_id, EventKind.INVITED, now, actor_id, {"agent_id": agent_id})
+        audience = await _audience(connection, conversation_id)
+        return Change(
+            await _reload(connection, conversation_id),
+            [_updated(conversation_id, "invited", audience, agent_id=actor_id, invited=agent_id)],
+        )
+
+
+async def close_conversation(
+    store: Store, conversation_id: int, actor_id: int, status: str | None, *, now: datetime
+) -> Change:
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        _require_open(conversation)
+        queue = await _queue(connection, conversation.queue_id)
+        catalogue = list((await connection.execute(select(statuses.c.id))).scalars())
+        refusal = close_refusal(status, queue, catalogue)
+        if refusal is not None:
+            raise RoutingRefused("invalid", *refusal)
+        before = await _audience(connection, conversation_id)
+        events: list[BusEvent] = []
+        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id is not None:
+            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "closed"))
+        if conversation.state is ConversationState.WAITING:
+            events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
+        await _guarded_update(
+            connection,
+            conversation,
+            await _version(connection, conversation_id),
+            {
+                "state": CLOSED,
+                "status_id": status,
+                "closed_at": now,
+                "offered_agent_id": None,
+                "offered_at": None,
+                "offer_deadline": None,
+            },
+            WAITING,
+            OFFERED,
+            ACTIVE,
+        )
+        await _leave_all(connection, conversation_id, now)
+        await _timeline(connection, conversation_id, EventKind.CLOSED, now, actor_id, {"status": status})
+        events.append(_updated(conversation_id, "closed", before, agent_id=actor_id, status=status))
+        return Change(await _reload(connection, conversation_id), events)
+
+
+async def set_important(
+    store: Store, conversation_id: int, actor_id: int, important: bool | None, *, now: datetime
+) -> Change:
+    """Mark or unmark important; ``None`` toggles."""
+    async with store.write() as connection:
+        conversation = await _current(connection, conversation_id, store.dialect)
+        value = (not conversation.important) if important is None else important
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(important=value, version=conversations.c.version + 1)
+        )
+        await _timeline(connection, conversation_id, EventKind.IMPORTANT, now, actor_id, {"important": value})
+        audience = await _audience(connection, conversation_id)
+        return Change(
+            await _reload(connection, conversation_id),
+            [_updated(conversation_id, "important", audience, agent_id=actor_id, important=value)],
+        )
