@@ -67,7 +67,6 @@ class Ingestor:
         self.ignored_counts: Counter[str] = Counter()
         self.groups = 0
         self.deliveries = 0
-        self._busy = False
 
     async def start(self) -> None:
         if self._task is None:
@@ -77,8 +76,7 @@ class Ingestor:
         """Finish what was submitted, then stop."""
         if self._task is None:
             return
-        while not self._queue.empty() or self._busy:
-            await asyncio.sleep(0.01)
+        await self._queue.join()  # every submitted delivery has been committed or failed
         self._task.cancel()
         with suppress(asyncio.CancelledError):
             await self._task
@@ -107,17 +105,15 @@ class Ingestor:
     async def _run(self) -> None:
         while True:
             group = [await self._queue.get()]
-            self._busy = True
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             try:
                 await self._commit(group)
             finally:
-                self._busy = False
+                for _ in group:
+                    self._queue.task_done()
 
-    async def _commit(
-        self, group: list[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]]
-    ) -> None:
+    async def _commit(self, group: list[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]]) -> None:
         try:
             results = await store_group(self._store, [events for events, _ in group], self._accounts, self._clock())
         except Exception as exc:  # the commit itself failed: every delivery in it fails

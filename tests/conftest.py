@@ -9,7 +9,9 @@ unreachable, unless ``CHANNELHUB_REQUIRE_POSTGRES=1`` (CI), where they fail.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,18 +27,17 @@ REQUIRE_PG = os.environ.get("CHANNELHUB_REQUIRE_POSTGRES") == "1"
 ENGINES = ["sqlite", "postgres"]
 
 
+@functools.cache
 def _pg_available() -> bool:
-    import asyncpg
+    """A TCP probe (safe inside a running event loop), cached for the session."""
+    from sqlalchemy.engine import make_url
 
-    async def probe() -> bool:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-        except (OSError, asyncpg.PostgresError):
-            return False
-        await conn.close()
-        return True
-
-    return asyncio.run(probe())
+    url = make_url(PG_ADMIN_URL)
+    try:
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=3):
+            return True
+    except OSError:
+        return False
 
 
 _PG_STATE: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeAlias
 
 import aiohttp
 from aiohttp import web
@@ -22,4 +23,5 @@ BUS = web.AppKey("bus", EventBus)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 ADAPTERS = web.AppKey("adapters", dict[str, ChannelAdapter])
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+Clock: TypeAlias = Callable[[], datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")

@@ -26,6 +26,7 @@ __all__ = ["create_app", "run_server"]
 
 logger = logging.getLogger(__name__)
 
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -100,7 +101,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """The database is reachable and migrations are current."""
     ready, detail = await request.app[STORE].is_ready()
-    return web.json_response({"status": "ok" if ready else "unavailable", "detail": detail}, status=200 if ready else 503)
+    return web.json_response(
+        {"status": "ok" if ready else "unavailable", "detail": detail}, status=200 if ready else 503
+    )
 
 
 def run_server(settings: Settings) -> None:
@@ -108,7 +111,11 @@ def run_server(settings: Settings) -> None:
     app = create_app(settings)
     logger.info(
         "channelhub listening",
-        extra={"host": settings.server.host, "port": settings.server.port, "database": _safe_url(settings.database_url)},
+        extra={
+            "host": settings.server.host,
+            "port": settings.server.port,
+            "database": _safe_url(settings.database_url),
+        },
     )
     web.run_app(
         app,

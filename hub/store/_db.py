@@ -65,7 +65,11 @@ class Store:
             await self.reader.dispose()
 
 
-def upsert(dialect: str, table: Table, values: Mapping[str, Any] | list[dict[str, Any]]) -> Any:
-    """INSERT for the dialect at hand, with ``on_conflict_*`` available (SQLite and PostgreSQL agree)."""
+def upsert(dialect: str, table: Table, values: Mapping[str, Any] | None = None) -> Any:
+    """INSERT for the dialect at hand, with ``on_conflict_*`` available (SQLite and PostgreSQL agree).
+
+    Without ``values``, execute it with a list of rows: SQLAlchemy batches them into multi-row
+    statements from one cached compilation ("insertmanyvalues"), RETURNING included."""
     module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).values(values)
+    stmt = module.insert(table)
+    return stmt if values is None else stmt.values(values)

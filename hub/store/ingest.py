@@ -11,9 +11,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy import and_, case, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
@@ -33,10 +33,11 @@ from hub.model import (
     Subscription,
     SubscriptionChanged,
 )
+from hub.store._bulk_ingest import store_messages_bulk
 from hub.store._db import Store, upsert
 from hub.store.tables import UTCDateTime, account_health, conversations, identities, messages, timeline_events
 
-__all__ = ["DeliveryOutcome", "store_group", "store_profile"]
+__all__ = ["DeliveryOutcome", "open_conversation", "store_group", "store_profile"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,19 +63,33 @@ async def store_group(
     accounts: Mapping[str, ChannelAccount],
     now: datetime,
 ) -> list[DeliveryOutcome | BaseException]:
-    """Store each delivery atomically, all of them in one transaction."""
-    results: list[DeliveryOutcome | BaseException] = []
+    """Store each delivery atomically, all of them in one transaction.
+
+    Deliveries made only of customer messages (the bulk of the traffic) take the set-based fast path
+    together; if that fails they are retried one by one, so only a bad delivery fails.
+    """
+    results: dict[int, DeliveryOutcome | BaseException] = {}
     async with store.write() as connection:
-        touched_accounts: set[str] = set()
-        for delivery in deliveries:
-            results.append(await _store_one(connection, store.dialect, delivery, accounts, now))
-            touched_accounts.update(e.account_id for e in delivery)
-        for account_id in sorted(touched_accounts):
+        plain = [i for i, d in enumerate(deliveries) if d and all(isinstance(e, InboundMessage) for e in d)]
+        if len(plain) > 1:
+            try:
+                async with connection.begin_nested():
+                    batch = [cast(Sequence[InboundMessage], deliveries[i]) for i in plain]
+                    stored = await store_messages_bulk(connection, store.dialect, batch, accounts, now)
+                for i, (count, duplicates, events) in zip(plain, stored, strict=True):
+                    results[i] = DeliveryOutcome(stored=count, duplicates=duplicates, events=events)
+            except Exception:
+                logger.warning("group ingest failed; storing its deliveries one by one", exc_info=True)
+        for i, delivery in enumerate(deliveries):
+            if i not in results:
+                results[i] = await _store_one(connection, store.dialect, delivery, accounts, now)
+        touched_accounts = sorted({e.account_id for d in deliveries for e in d})
+        for account_id in touched_accounts:
             stmt = upsert(store.dialect, account_health, {"account_id": account_id, "last_webhook_at": now})
             await connection.execute(
                 stmt.on_conflict_do_update(index_elements=["account_id"], set_={"last_webhook_at": now})
             )
-    return results
+    return [results[i] for i in range(len(deliveries))]
 
 
 async def _store_one(
@@ -136,13 +151,13 @@ async def _existing_message(connection: AsyncConnection, account_id: str, provid
 
 def _later(column: Any, value: datetime) -> Any:
     """The later of the stored value and the new one (NULL-safe on both engines)."""
-    value = literal(value, UTCDateTime())
-    return case((column.is_(None), value), (value > column, value), else_=column)
+    bound = literal(value, UTCDateTime())
+    return case((column.is_(None), bound), (bound > column, bound), else_=column)
 
 
 def _earlier(column: Any, value: datetime) -> Any:
-    value = literal(value, UTCDateTime())
-    return case((column.is_(None), value), (value < column, value), else_=column)
+    bound = literal(value, UTCDateTime())
+    return case((column.is_(None), bound), (bound < column, bound), else_=column)
 
 
 async def _upsert_identity(
@@ -220,7 +235,9 @@ async def _store_message(
         values=stmt_values,
         update_set=update_set,
     )
-    conversation_id, queue_id = await _open_conversation(connection, dialect, identity_id, account, now, outcome)
+    conversation_id, queue_id, is_new = await open_conversation(connection, dialect, identity_id, account, now)
+    if is_new:
+        outcome.events.append(BusEvent(kind="conversation.waiting", conversation_id=conversation_id, queue_id=queue_id))
     inserted = await connection.execute(
         upsert(
             dialect,
@@ -273,15 +290,16 @@ def _location_json(event: InboundMessage) -> dict[str, Any] | None:
     return {"latitude": loc.latitude, "longitude": loc.longitude, "name": loc.name, "address": loc.address}
 
 
-async def _open_conversation(
+async def open_conversation(
     connection: AsyncConnection,
     dialect: str,
     identity_id: int,
     account: ChannelAccount,
     now: datetime,
-    outcome: DeliveryOutcome,
-) -> tuple[int, str]:
-    """The identity's open conversation; else reopen the last one or open a new one (per account)."""
+) -> tuple[int, str, bool]:
+    """The identity's open conversation; else reopen the last one or open a new one (per account).
+
+    Returns (conversation id, queue, whether it (re)entered the queue just now)."""
     open_row = (
         await connection.execute(
             select(conversations.c.id, conversations.c.queue_id).where(
@@ -290,7 +308,7 @@ async def _open_conversation(
         )
     ).first()
     if open_row is not None:
-        return int(open_row.id), str(open_row.queue_id)
+        return int(open_row.id), str(open_row.queue_id), False
     if account.reopen_after_close:
         last = (
             await connection.execute(
@@ -317,10 +335,7 @@ async def _open_conversation(
                 )
             )
             await _timeline(connection, int(last.id), EventKind.REOPENED, now)
-            outcome.events.append(
-                BusEvent(kind="conversation.waiting", conversation_id=int(last.id), queue_id=str(last.queue_id))
-            )
-            return int(last.id), str(last.queue_id)
+            return int(last.id), str(last.queue_id), True
     inserted = await connection.execute(
         upsert(
             dialect,
@@ -335,7 +350,7 @@ async def _open_conversation(
                 "opened_at": now,
             },
         )
-        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=conversations.c.state != "closed")
+        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=text("state != 'closed'"))
         .returning(conversations.c.id)
     )
     conversation_id = inserted.scalar_one_or_none()
@@ -348,12 +363,9 @@ async def _open_conversation(
                 )
             )
         ).one()
-        return int(row.id), str(row.queue_id)
+        return int(row.id), str(row.queue_id), False
     await _timeline(connection, int(conversation_id), EventKind.OPENED, now)
-    outcome.events.append(
-        BusEvent(kind="conversation.waiting", conversation_id=int(conversation_id), queue_id=account.queue)
-    )
-    return int(conversation_id), account.queue
+    return int(conversation_id), account.queue, True
 
 
 async def _timeline(
@@ -364,7 +376,9 @@ async def _timeline(
     data: dict[str, Any] | None = None,
 ) -> None:
     await connection.execute(
-        timeline_events.insert().values(conversation_id=conversation_id, kind=kind.value, data=data or {}, created_at=now)
+        timeline_events.insert().values(
+            conversation_id=conversation_id, kind=kind.value, data=data or {}, created_at=now
+        )
     )
 
 
@@ -384,7 +398,7 @@ async def _store_receipt(
         messages.c.direction == Direction.OUT.value,
         messages.c.account_id == event.account_id,
         messages.c.delivery_state.notin_([DeliveryState.FAILED.value, DeliveryState.READ.value]),
-        _RANK < event.state.rank,
+        event.state.rank > _RANK,
     )
     if event.provider_message_ids:
         where = and_(forward, messages.c.provider_message_id.in_(event.provider_message_ids))

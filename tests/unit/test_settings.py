@@ -1,0 +1,135 @@
+"""Configuration: TOML, environment overrides, and one clear line naming a wrong key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hub.errors import ConfigError
+from hub.model import Channel
+from hub.settings import Settings, load_settings
+
+MESSENGER = """
+[[accounts]]
+id = "fb-main"
+channel = "messenger"
+queue = "support"
+page_id = "1234"
+app_secret = "s3cret-app"
+verify_token = "verify-me"
+page_access_token = "EAAB-token"
+"""
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings(None, {})
+    assert settings.database_url == "sqlite:///channelhub.db"
+    assert settings.server.port == 8080
+    assert settings.server.max_body_bytes == 1024 * 1024
+
+
+def test_a_full_account_is_loaded_with_its_adapter_name(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(MESSENGER)
+    account = settings.account("fb-main")
+    assert account.channel is Channel.MESSENGER
+    assert account.adapter_name == "messenger"
+    assert account.credentials["page_id"] == "1234"
+    assert account.api_base == "https://graph.facebook.com/v21.0"
+    assert not account.reopen_after_close
+
+
+def test_an_unknown_channel_is_refused_naming_channel(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(MESSENGER.replace('"messenger"', '"telegraph"'))
+    assert caught.value.key == "accounts[0].channel"
+    assert "telegraph" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        (MESSENGER.replace('app_secret = "s3cret-app"\n', ""), "accounts[0].app_secret"),
+        (MESSENGER.replace('queue = "support"', 'queue = "nowhere"'), "accounts[0].queue"),
+        (MESSENGER.replace('channel = "messenger"', 'channel = "whatsapp"'), "accounts[0].provider"),
+        (MESSENGER + MESSENGER, "accounts[1].id"),
+        (MESSENGER.replace("[[accounts]]", '[[accounts]]\nafter_close = "maybe"'), "accounts[0].after_close"),
+        (MESSENGER.replace("[[accounts]]", '[[accounts]]\napi_base = "ftp://x"'), "accounts[0].api_base"),
+        ('\n[[queues]]\nid = "q3"\noffer_timeout = -1\n', "queues[2].offer_timeout"),
+        ('\n[[queues]]\nid = "q3"\nstatuses = ["lost"]\n', "queues[2].statuses"),
+        ('\n[outbox]\nworkers = "many"\n', "outbox.workers"),
+        ("\n[colour]\nred = 1\n", "colour"),
+    ],
+)
+def test_a_wrong_value_names_its_key(make_settings: Callable[..., Settings], toml: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(toml)
+    assert caught.value.key == key
+
+
+def test_environment_overrides_scalars_and_list_entries(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(
+        MESSENGER,
+        env={
+            "CHANNELHUB_SERVER_PORT": "9123",
+            "CHANNELHUB_DATABASE_URL": "postgresql://hub@db/hub",
+            "CHANNELHUB_ACCOUNTS_FB_MAIN_APP_SECRET": "from-env",
+            "CHANNELHUB_QUEUES_SUPPORT_OFFER_TIMEOUT": "45",
+        },
+    )
+    assert settings.server.port == 9123
+    assert settings.database_url == "postgresql://hub@db/hub"
+    assert settings.account("fb-main").credentials["app_secret"] == "from-env"
+    assert settings.queue("support").offer_timeout == 45
+
+
+def test_secrets_can_be_read_from_named_variables(make_settings: Callable[..., Settings]) -> None:
+    toml = MESSENGER.replace('"EAAB-token"', '"env:FB_PAGE_TOKEN"')
+    settings = make_settings(toml, env={"FB_PAGE_TOKEN": "EAAB-real"})
+    assert settings.account("fb-main").credentials["page_access_token"] == "EAAB-real"
+    with pytest.raises(ConfigError) as caught:
+        make_settings(toml)
+    assert caught.value.key == "accounts[0].page_access_token"
+
+
+def test_secrets_are_listed_for_redaction_but_ids_are_not(make_settings: Callable[..., Settings]) -> None:
+    secrets = make_settings(MESSENGER).secrets()
+    assert {"s3cret-app", "verify-me", "EAAB-token"} <= secrets
+    assert "1234" not in secrets
+
+
+def test_a_missing_file_and_bad_toml_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", {})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad, {})
+
+
+def test_unsupported_database_is_refused(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(env={"CHANNELHUB_DATABASE_URL": "mysql://x/y"})
+    assert caught.value.key == "database.url"
+
+
+def test_serve_with_a_wrong_channel_stops_with_one_line_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        '[[queues]]\nid = "support"\n' + MESSENGER.replace('"messenger"', '"telegraph"'), encoding="utf-8"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "accounts[0].channel" in lines[0]
+    assert "telegraph" in lines[0]
