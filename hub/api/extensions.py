@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import contacts, handoff, openapi, templates, tickets
+from hub.api import console, contacts, handoff, openapi, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -20,4 +20,5 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     contacts.setup,
     tickets.setup,
     templates.setup,
+    console.setup,
 ]

@@ -1,0 +1,111 @@
+// The WebSocket: one connection per page, reconnecting with back-off and
+// catching up with ?since=<last sequence number>, so a flaky link loses nothing.
+
+const listeners = new Set();
+const statusListeners = new Set();
+let socket = null;
+let lastSeq = null;
+let attempt = 0;
+let stopped = true;
+let timer = null;
+
+export function onEvent(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+export function onStatus(fn) {
+  statusListeners.add(fn);
+  return () => statusListeners.delete(fn);
+}
+
+function setStatus(state) {
+  for (const fn of statusListeners) fn(state);
+}
+
+export function lastSequence() {
+  return lastSeq;
+}
+
+export function start() {
+  stopped = false;
+  connect();
+}
+
+export function stop() {
+  stopped = true;
+  clearTimeout(timer);
+  if (socket) socket.close(1000, "logout");
+  socket = null;
+  lastSeq = null;
+}
+
+// for tests and for the "reconnect" button: drop the link as a bad network would
+export function dropForTest() {
+  if (socket) socket.close(4000, "dropped");
+}
+
+function connect() {
+  if (stopped) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const query = lastSeq !== null ? `?since=${encodeURIComponent(lastSeq)}` : "";
+  setStatus(lastSeq === null ? "connecting" : "reconnecting");
+  let ws;
+  try {
+    ws = new WebSocket(`${scheme}://${location.host}/api/v1/ws${query}`);
+  } catch {
+    schedule();
+    return;
+  }
+  socket = ws;
+  ws.addEventListener("open", () => {
+    attempt = 0;
+    setStatus("live");
+  });
+  ws.addEventListener("message", (msg) => {
+    let event;
+    try {
+      event = JSON.parse(msg.data);
+    } catch {
+      return;
+    }
+    for (const one of Array.isArray(event) ? event : [event]) dispatch(one);
+  });
+  ws.addEventListener("close", () => {
+    if (socket === ws) socket = null;
+    if (!stopped) {
+      setStatus("offline");
+      schedule();
+    }
+  });
+  ws.addEventListener("error", () => {
+    // "close" follows and schedules the reconnect
+  });
+}
+
+function schedule() {
+  attempt += 1;
+  const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.75 + Math.random() * 0.5);
+  clearTimeout(timer);
+  timer = setTimeout(connect, delay);
+}
+
+function dispatch(event) {
+  if (!event || typeof event !== "object") return;
+  const seq = event.seq ?? event.sequence;
+  if (typeof seq === "number") {
+    if (lastSeq !== null && seq <= lastSeq) return; // already seen (catch-up overlap)
+    lastSeq = seq;
+  }
+  const kind = event.kind || event.type || event.event || "";
+  if (kind === "hello" || kind === "welcome") {
+    if (typeof event.seq !== "number" && typeof event.last_seq === "number" && lastSeq === null) lastSeq = event.last_seq;
+  }
+  for (const fn of listeners) {
+    try {
+      fn(kind, event.data ?? event.payload ?? event, event);
+    } catch (err) {
+      console.warn("live event handler failed", kind, err);
+    }
+  }
+}
