@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import console, contacts, handoff, openapi, templates, tickets
+from hub.api import admin, console, contacts, handoff, openapi, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -19,6 +19,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     handoff.setup,
     contacts.setup,
     tickets.setup,
+    admin.setup,
     templates.setup,
     console.setup,
 ]

@@ -1,0 +1,411 @@
+"""Admin configuration in the database: queues (with members and live figures),
+statuses, agent administration, and channel-account health.
+
+The configuration file seeds queues and statuses (hub/store/catalogue.py); after
+that these tables are the truth and this module edits them. Channel accounts
+stay in the file (they hold secrets); only their health is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, type_coerce, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.model import Agent, ConversationState, Presence, Queue, Role, Status
+from hub.store._crud import Conflict, Invalid
+from hub.store._db import Store
+from hub.store.agents import load_agent
+from hub.store.catalogue import load_queue, load_queues
+from hub.store.tables import (
+    UTCDateTime,
+    account_health,
+    agent_queues,
+    agents,
+    auth_tokens,
+    conversations,
+    queues,
+    statuses,
+)
+
+__all__ = [
+    "AccountHealth",
+    "QueueFigures",
+    "agent_loads",
+    "create_queue",
+    "create_status",
+    "delete_queue",
+    "delete_status",
+    "get_queue",
+    "list_account_health",
+    "list_agents",
+    "list_queues",
+    "list_statuses",
+    "queue_figures",
+    "queue_members",
+    "set_queue_members",
+    "update_agent",
+    "update_queue",
+    "update_status",
+]
+
+_OPEN = (ConversationState.WAITING.value, ConversationState.OFFERED.value, ConversationState.ACTIVE.value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueFigures:
+    """What a supervisor watches: customers waiting and who could answer them.
+
+    ``ready`` agents have free capacity, ``busy`` ones are ready but full,
+    ``paused`` and ``offline`` are by presence; deactivated agents are not counted."""
+
+    waiting: int = 0
+    offered: int = 0
+    active: int = 0
+    longest_wait_seconds: int | None = None
+    ready: int = 0
+    busy: int = 0
+    paused: int = 0
+    offline: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountHealth:
+    account_id: str
+    last_webhook_at: datetime | None = None
+    last_send_at: datetime | None = None
+    last_send_error: str | None = None
+    last_send_error_at: datetime | None = None
+
+
+# ------------------------------------------------------------------- queues
+
+
+async def list_queues(store: Store) -> list[Queue]:
+    async with store.read() as connection:
+        found = await load_queues(connection)
+    return sorted(found.values(), key=lambda q: (q.number, q.id))
+
+
+async def get_queue(store: Store, queue_id: str) -> Queue | None:
+    async with store.read() as connection:
+        return await load_queue(connection, queue_id)
+
+
+async def queue_members(store: Store) -> dict[str, list[int]]:
+    """queue id -> ids of its active member agents."""
+    query = (
+        select(agent_queues.c.queue_id, agent_queues.c.agent_id)
+        .join(agents, agents.c.id == agent_queues.c.agent_id)
+        .where(agents.c.active.is_(True))
+        .order_by(agent_queues.c.queue_id, agent_queues.c.agent_id)
+    )
+    members: dict[str, list[int]] = {}
+    async with store.read() as connection:
+        for row in await connection.execute(query):
+            members.setdefault(row.queue_id, []).append(int(row.agent_id))
+    return members
+
+
+def _load_of(agent_id_column: Any) -> Any:
+    """Active conversations owned plus offers pending: the same count routing holds against capacity."""
+    owned = (
+        select(func.count())
+        .select_from(conversations)
+        .where(conversations.c.owner_agent_id == agent_id_column, conversations.c.state == ConversationState.ACTIVE)
+        .scalar_subquery()
+    )
+    offered = (
+        select(func.count())
+        .select_from(conversations)
+        .where(conversations.c.offered_agent_id == agent_id_column, conversations.c.state == ConversationState.OFFERED)
+        .scalar_subquery()
+    )
+    return owned + offered
+
+
+async def agent_loads(store: Store) -> dict[int, int]:
+    query = select(agents.c.id, _load_of(agents.c.id).label("load")).where(agents.c.active.is_(True))
+    async with store.read() as connection:
+        return {int(r.id): int(r.load) for r in await connection.execute(query)}
+
+
+async def queue_figures(store: Store, now: datetime) -> dict[str, QueueFigures]:
+    """Live figures per queue, from two grouped queries (independent of the number of conversations listed)."""
+    waiting_state = ConversationState.WAITING.value
+    offered_state = ConversationState.OFFERED.value
+    conversation_query = (
+        select(
+            conversations.c.queue_id,
+            func.sum(case((conversations.c.state == waiting_state, 1), else_=0)).label("waiting"),
+            func.sum(case((conversations.c.state == offered_state, 1), else_=0)).label("offered"),
+            func.sum(case((conversations.c.state == ConversationState.ACTIVE.value, 1), else_=0)).label("active"),
+            type_coerce(
+                func.min(
+                    case(
+                        (conversations.c.state.in_((waiting_state, offered_state)), conversations.c.waiting_since),
+                        else_=None,
+                    )
+                ),
+                UTCDateTime(),
+            ).label("oldest"),
+        )
+        .where(conversations.c.state.in_(_OPEN))
+        .group_by(conversations.c.queue_id)
+    )
+    load = _load_of(agents.c.id)
+    agent_query = select(
+        agent_queues.c.queue_id,
+        agents.c.presence,
+        (load >= agents.c.capacity).label("full"),
+    ).join(agents, agents.c.id == agent_queues.c.agent_id)
+    agent_query = agent_query.where(agents.c.active.is_(True))
+    figures: dict[str, dict[str, Any]] = {}
+    async with store.read() as connection:
+        for row in await connection.execute(conversation_query):
+            oldest = row.oldest
+            figures.setdefault(row.queue_id, {}).update(
+                waiting=int(row.waiting or 0),
+                offered=int(row.offered or 0),
+                active=int(row.active or 0),
+                longest_wait_seconds=max(0, int((now - oldest).total_seconds())) if oldest else None,
+            )
+        for row in await connection.execute(agent_query):
+            entry = figures.setdefault(row.queue_id, {})
+            if row.presence == Presence.READY.value:
+                key = "busy" if row.full else "ready"
+            elif row.presence == Presence.PAUSED.value:
+                key = "paused"
+            else:
+                key = "offline"
+            entry[key] = entry.get(key, 0) + 1
+    return {queue_id: QueueFigures(**values) for queue_id, values in figures.items()}
+
+
+def _queue_values(queue: Queue) -> dict[str, Any]:
+    return {
+        "name": queue.name,
+        "number": queue.number,
+        "offer_timeout": queue.offer_timeout,
+        "url_template": queue.url_template,
+        "statuses": list(queue.statuses),
+    }
+
+
+async def _check_statuses(connection: AsyncConnection, wanted: Iterable[str]) -> None:
+    wanted = list(wanted)
+    if not wanted:
+        return
+    known = set((await connection.execute(select(statuses.c.id).where(statuses.c.id.in_(wanted)))).scalars())
+    missing = [s for s in wanted if s not in known]
+    if missing:
+        raise Invalid("statuses", f"unknown status {missing[0]!r}")
+
+
+async def create_queue(store: Store, queue: Queue) -> Queue:
+    try:
+        async with store.write() as connection:
+            await _check_statuses(connection, queue.statuses)
+            await connection.execute(queues.insert().values(id=queue.id, **_queue_values(queue)))
+    except IntegrityError:
+        raise Conflict("queue_exists", f"a queue with id {queue.id!r} already exists") from None
+    return queue
+
+
+async def update_queue(store: Store, queue_id: str, fields: Mapping[str, Any]) -> Queue | None:
+    async with store.write() as connection:
+        if "statuses" in fields:
+            await _check_statuses(connection, fields["statuses"])
+        values = dict(fields)
+        if "statuses" in values:
+            values["statuses"] = list(values["statuses"])
+        if values:
+            result = await connection.execute(update(queues).where(queues.c.id == queue_id).values(**values))
+            if not result.rowcount:
+                return None
+        return await load_queue(connection, queue_id)
+
+
+async def delete_queue(store: Store, queue_id: str, *, used_by_accounts: Collection[str]) -> bool:
+    """Conflict while a channel account routes into it or a conversation in it is still open."""
+    if used_by_accounts:
+        raise Conflict(
+            "queue_in_use",
+            f"queue {queue_id!r} receives the traffic of account(s) {', '.join(sorted(used_by_accounts))}; "
+            "change the configuration first",
+            accounts=sorted(used_by_accounts),
+        )
+    async with store.write() as connection:
+        open_count = (
+            await connection.execute(
+                select(func.count())
+                .select_from(conversations)
+                .where(conversations.c.queue_id == queue_id, conversations.c.state.in_(_OPEN))
+            )
+        ).scalar_one()
+        if open_count:
+            raise Conflict(
+                "queue_in_use", f"queue {queue_id!r} still has {open_count} open conversation(s)", open=int(open_count)
+            )
+        result = await connection.execute(delete(queues).where(queues.c.id == queue_id))
+        if not result.rowcount:
+            return False
+        await connection.execute(delete(agent_queues).where(agent_queues.c.queue_id == queue_id))
+    return True
+
+
+async def set_queue_members(store: Store, queue_id: str, agent_ids: Collection[int]) -> list[int] | None:
+    """Replace the queue's members. None: no such queue; Invalid: an agent does not exist or is deactivated."""
+    wanted = sorted(set(agent_ids))
+    async with store.write() as connection:
+        if await load_queue(connection, queue_id) is None:
+            return None
+        if wanted:
+            known = set(
+                (
+                    await connection.execute(
+                        select(agents.c.id).where(agents.c.id.in_(wanted), agents.c.active.is_(True))
+                    )
+                ).scalars()
+            )
+            missing = [a for a in wanted if a not in known]
+            if missing:
+                raise Invalid("agents", f"agent {missing[0]} does not exist or is deactivated")
+        await connection.execute(delete(agent_queues).where(agent_queues.c.queue_id == queue_id))
+        if wanted:
+            await connection.execute(agent_queues.insert(), [{"agent_id": a, "queue_id": queue_id} for a in wanted])
+    return wanted
+
+
+# ----------------------------------------------------------------- statuses
+
+
+async def list_statuses(store: Store) -> list[Status]:
+    async with store.read() as connection:
+        rows = (await connection.execute(select(statuses).order_by(statuses.c.id))).all()
+    return [Status(id=r.id, name=r.name) for r in rows]
+
+
+async def create_status(store: Store, status: Status) -> Status:
+    try:
+        async with store.write() as connection:
+            await connection.execute(statuses.insert().values(id=status.id, name=status.name))
+    except IntegrityError:
+        raise Conflict("status_exists", f"a status with id {status.id!r} already exists") from None
+    return status
+
+
+async def update_status(store: Store, status_id: str, name: str) -> Status | None:
+    async with store.write() as connection:
+        result = await connection.execute(update(statuses).where(statuses.c.id == status_id).values(name=name))
+    return Status(id=status_id, name=name) if result.rowcount else None
+
+
+async def delete_status(store: Store, status_id: str) -> bool:
+    """Conflict while a queue allows it at close (remove it from the queue first).
+    Closed conversations keep the id they were closed with."""
+    async with store.write() as connection:
+        users = [q.id for q in (await load_queues(connection)).values() if status_id in q.statuses]
+        if users:
+            raise Conflict(
+                "status_in_use", f"status {status_id!r} is allowed in queue(s) {', '.join(sorted(users))}", queues=users
+            )
+        result = await connection.execute(delete(statuses).where(statuses.c.id == status_id))
+    return bool(result.rowcount)
+
+
+# ------------------------------------------------------------------- agents
+
+
+def _agent(row: Any, queue_ids: Iterable[str]) -> Agent:
+    return Agent(
+        id=int(row.id),
+        login=row.login,
+        display_name=row.display_name,
+        role=Role(row.role),
+        capacity=int(row.capacity),
+        presence=Presence(row.presence),
+        queues=tuple(sorted(queue_ids)),
+        pause_reason=row.pause_reason,
+        pause_paid=row.pause_paid,
+        presence_since=row.presence_since,
+    )
+
+
+async def list_agents(store: Store, *, include_inactive: bool = False) -> list[tuple[Agent, bool]]:
+    """(agent, active) ordered by login; two queries whatever the number of agents."""
+    query = select(agents).order_by(agents.c.login)
+    if not include_inactive:
+        query = query.where(agents.c.active.is_(True))
+    memberships: dict[int, list[str]] = {}
+    async with store.read() as connection:
+        rows = (await connection.execute(query)).all()
+        for row in await connection.execute(select(agent_queues)):
+            memberships.setdefault(int(row.agent_id), []).append(row.queue_id)
+    return [(_agent(row, memberships.get(int(row.id), [])), bool(row.active)) for row in rows]
+
+
+async def update_agent(
+    store: Store,
+    agent_id: int,
+    fields: Mapping[str, Any],
+    *,
+    now: datetime,
+    queue_ids: Collection[str] | None = None,
+    password_hash: str | None = None,
+) -> tuple[Agent, bool] | None:
+    """Change an agent's profile; a new password or a deactivation also revokes every live token
+    (and a deactivated agent goes offline, so routing stops offering to them)."""
+    values = dict(fields)
+    if password_hash is not None:
+        values["password_hash"] = password_hash
+    if values.get("active") is False:
+        values.update(presence=Presence.OFFLINE.value, presence_since=now, pause_reason=None, pause_paid=None)
+    async with store.write() as connection:
+        exists = (await connection.execute(select(agents.c.id).where(agents.c.id == agent_id))).first()
+        if exists is None:
+            return None
+        if queue_ids is not None:
+            wanted = sorted(set(queue_ids))
+            known = set((await connection.execute(select(queues.c.id).where(queues.c.id.in_(wanted)))).scalars())
+            missing = [q for q in wanted if q not in known]
+            if missing:
+                raise Invalid("queues", f"unknown queue {missing[0]!r}")
+            await connection.execute(delete(agent_queues).where(agent_queues.c.agent_id == agent_id))
+            if wanted:
+                await connection.execute(agent_queues.insert(), [{"agent_id": agent_id, "queue_id": q} for q in wanted])
+        if values:
+            await connection.execute(update(agents).where(agents.c.id == agent_id).values(**values))
+        if password_hash is not None or values.get("active") is False:
+            await connection.execute(
+                update(auth_tokens)
+                .where(auth_tokens.c.agent_id == agent_id, auth_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        agent = await load_agent(connection, agent_id)
+        active = (await connection.execute(select(agents.c.active).where(agents.c.id == agent_id))).scalar_one()
+    assert agent is not None
+    return agent, bool(active)
+
+
+# ---------------------------------------------------------- account health
+
+
+async def list_account_health(store: Store) -> dict[str, AccountHealth]:
+    async with store.read() as connection:
+        rows = (await connection.execute(select(account_health))).all()
+    return {
+        r.account_id: AccountHealth(
+            account_id=r.account_id,
+            last_webhook_at=r.last_webhook_at,
+            last_send_at=r.last_send_at,
+            last_send_error=r.last_send_error,
+            last_send_error_at=r.last_send_error_at,
+        )
+        for r in rows
+    }
