@@ -22,7 +22,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential_jitter, wait_fixed
+from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential, wait_fixed, wait_random
 from tenacity.wait import wait_base
 
 from hub.bus import EventBus
@@ -161,13 +161,15 @@ class Outbox:
         # tenacity's strategies give the schedule; the attempt count lives in the database
         self._schedule = AsyncRetrying(
             wait=_wait_retry_after_or(
-                wait_exponential_jitter(initial=config.base_backoff, max=config.max_backoff, jitter=config.base_backoff)
+                wait_exponential(multiplier=config.base_backoff, max=config.max_backoff)
+                + wait_random(0, config.base_backoff)
             ),
             stop=stop_after_attempt(config.max_attempts),
             reraise=True,
         )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -182,18 +184,24 @@ class Outbox:
         for index in range(self._settings.outbox.workers):
             self._tasks.append(asyncio.create_task(self._run(f"{self.name}/{index}"), name=f"outbox-{index}"))
 
-    async def stop(self) -> None:
-        """Stop claiming; a send in flight is cancelled and its row resumes after the lease."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """Stop claiming and let the batches in hand finish for up to ``grace`` seconds; a send
+        still in flight then is cancelled, and its row is resumed after the lease by any worker."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
         self._tasks.clear()
+        self._stopping = False
 
     async def _run(self, worker: str) -> None:
         poll = self._settings.outbox.poll_seconds
-        while True:
+        while not self._stopping:
             try:
                 done = await self.run_once(worker)
             except asyncio.CancelledError:
@@ -201,7 +209,7 @@ class Outbox:
             except Exception:  # the database may be away for a moment; try again after a poll
                 logger.exception("outbox worker %s: claiming failed", worker)
                 done = 0
-            if done:
+            if done or self._stopping:
                 continue
             self._wake.clear()
             with suppress(TimeoutError):

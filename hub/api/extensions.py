@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, templates, tickets
+from hub.api import admin, console, contacts, handoff, openapi, outbound, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -21,5 +21,6 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     tickets.setup,
     admin.setup,
     templates.setup,
+    outbound.setup,
     console.setup,
 ]

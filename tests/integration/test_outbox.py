@@ -392,7 +392,7 @@ async def test_worker_cancelled_mid_send_is_resumed_after_the_lease_and_sends_on
     await worker.start()
     worker.wake()
     await started.wait()
-    await worker.stop()
+    await worker.stop(grace=0)
     adapter.send = original  # type: ignore[method-assign]
     assert (await hub.outbox_row(message_id)).state == OutboxState.SENDING
 
