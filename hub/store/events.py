@@ -1,0 +1,117 @@
+"""The replayable event log (``bus_log``): what the WebSocket sent, numbered.
+
+Each event the consoles may need is stored once with a sequence number; a
+client that reconnects with ``since=<seq>`` is sent what it missed. Rows older
+than the retention are pruned; a client further behind than that is told to
+reload instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from hub.model import ConversationState
+from hub.store._db import Store
+from hub.store.tables import bus_log, conversations, participants
+
+__all__ = ["LoggedEvent", "audiences", "last_seq", "log_events", "oldest_seq", "prune_events", "read_events"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    seq: int
+    kind: str
+    conversation_id: int | None
+    agent_id: int | None
+    queue_id: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _row(row: Any) -> LoggedEvent:
+    return LoggedEvent(
+        seq=int(row.seq),
+        kind=row.kind,
+        conversation_id=row.conversation_id,
+        agent_id=row.agent_id,
+        queue_id=row.queue_id,
+        data=row.data or {},
+        created_at=row.created_at,
+    )
+
+
+async def log_events(store: Store, events: Sequence[dict[str, Any]], *, now: datetime) -> list[LoggedEvent]:
+    """Store events (dicts with kind, conversation_id, agent_id, queue_id, data); returns them numbered."""
+    if not events:
+        return []
+    values = [
+        {
+            "kind": e["kind"],
+            "conversation_id": e.get("conversation_id"),
+            "agent_id": e.get("agent_id"),
+            "queue_id": e.get("queue_id"),
+            "data": e.get("data") or {},
+            "created_at": now,
+        }
+        for e in events
+    ]
+    async with store.write() as connection:
+        rows = await connection.execute(bus_log.insert().returning(*bus_log.c, sort_by_parameter_order=True), values)
+        return [_row(r) for r in rows]
+
+
+async def read_events(store: Store, *, after: int, limit: int = 1000) -> list[LoggedEvent]:
+    async with store.read() as connection:
+        rows = await connection.execute(
+            select(bus_log).where(bus_log.c.seq > after).order_by(bus_log.c.seq).limit(limit)
+        )
+        return [_row(r) for r in rows]
+
+
+async def oldest_seq(store: Store) -> int | None:
+    async with store.read() as connection:
+        value = (await connection.execute(select(func.min(bus_log.c.seq)))).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+async def last_seq(store: Store) -> int:
+    async with store.read() as connection:
+        value = (await connection.execute(select(func.max(bus_log.c.seq)))).scalar_one_or_none()
+    return 0 if value is None else int(value)
+
+
+async def prune_events(store: Store, *, before: datetime) -> int:
+    async with store.write() as connection:
+        result = await connection.execute(delete(bus_log).where(bus_log.c.created_at < before))
+    return int(result.rowcount)
+
+
+async def audiences(store: Store, conversation_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Who should hear about each conversation: its current participants and the agent it is offered to."""
+    ids = sorted(set(conversation_ids))
+    found: dict[int, set[int]] = {i: set() for i in ids}
+    if not ids:
+        return {}
+    async with store.read() as connection:
+        rows = await connection.execute(
+            select(participants.c.conversation_id, participants.c.agent_id).where(
+                participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None)
+            )
+        )
+        for r in rows:
+            found[int(r.conversation_id)].add(int(r.agent_id))
+        rows = await connection.execute(
+            select(conversations.c.id, conversations.c.offered_agent_id).where(
+                conversations.c.id.in_(ids),
+                conversations.c.state == ConversationState.OFFERED.value,
+                conversations.c.offered_agent_id.is_not(None),
+            )
+        )
+        for r in rows:
+            found[int(r.id)].add(int(r.offered_agent_id))
+    return {i: sorted(a) for i, a in found.items()}
