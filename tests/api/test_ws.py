@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp import ClientWebSocketResponse, WSServerHandshakeError
 
 from tests.api.conftest import AgentHandle, Api
@@ -104,12 +105,9 @@ async def test_a_client_reconnecting_with_since_gets_what_it_missed(api: Api) ->
 
 
 async def test_the_websocket_needs_a_token_or_session(api: Api) -> None:
-    try:
+    with pytest.raises(WSServerHandshakeError) as refused:
         await api.client.ws_connect("/api/v1/ws?token=nonsense")
-    except WSServerHandshakeError as exc:
-        assert exc.status == 401
-    else:
-        raise AssertionError("connected without credentials")
+    assert refused.value.status == 401
     await api.agent("alice")
     await api.client.post("/api/v1/auth/login", json={"login": "alice", "password": "correct horse battery"})
     ws = await api.client.ws_connect("/api/v1/ws")  # the session cookie
