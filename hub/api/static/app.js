@@ -10,7 +10,7 @@ import {
   offeredTo, offerTimes, ownerId, loadCatalogue, upsertConversation, dropConversation, tryGet, queueUrl, hasRoute,
 } from "./js/state.js";
 import { modal, errorBox, busy, beep } from "./js/ui.js";
-import { renderConversation, conversationEvent } from "./js/conversation.js";
+import { renderConversation, conversationEvent, pollConversation } from "./js/conversation.js";
 import { openOutbound } from "./js/outbound.js";
 import { renderAdmin } from "./js/admin.js";
 import { renderTemplates } from "./js/templates.js";
@@ -136,7 +136,11 @@ async function startShell(me) {
     // no event stream on this hub: poll, and say so
     shell.connection.textContent = "No live updates (polling)";
     shell.connection.dataset.state = "polling";
-    pollTimer = setInterval(() => refreshConversations().catch(() => {}), 5000);
+    pollTimer = setInterval(() => {
+      refreshConversations().catch(() => {});
+      pollConversation();
+      supervisorEvent("queue.poll");
+    }, 3000);
   }
   tickTimer = setInterval(tick, 1000);
   show(state.view || "desk");
@@ -317,6 +321,10 @@ function onLiveEvent(kind, data, event) {
       if (c && c.state === "offered") dropConversation(convId);
       if (data.reason && /timeout|timed|missed/.test(data.reason)) toast("The offer timed out and was passed on.");
     }
+  } else if (kind === "resync") {
+    // the hub could not replay everything: read the state again
+    refreshConversations().catch(() => {});
+    pollConversation();
   } else if (kind.startsWith("conversation")) {
     scheduleRefresh();
   } else if (kind === "message.created" && convId !== undefined) {

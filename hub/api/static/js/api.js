@@ -82,7 +82,7 @@ export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   const el = h("div", { class: `toast toast-${kind}` }, message);
   box.appendChild(el);
-  setTimeout(() => el.remove(), kind === "error" ? 9000 : 4000);
+  setTimeout(() => el.remove(), kind === "error" ? 8000 : 3000);
 }
 
 // The refusal as the server worded it, plus what is still allowed (outbound rules).

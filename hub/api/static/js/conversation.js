@@ -4,7 +4,7 @@
 
 import { get, post, api, toast, fail, describeFailure, alternativeNames, ApiFailure, isMissingRoute } from "./api.js";
 import { h, clear, button, field, select, clock, dateTime, parseTime, items, idOf, pick, debounce, channelLabel } from "./util.js";
-import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl } from "./state.js";
+import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { renderContactPanel } from "./contact.js";
 
@@ -67,7 +67,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   // composer
   const text = h("textarea", { rows: 3, placeholder: "Type a message. Enter sends, Shift+Enter starts a new line.", "aria-label": "Message" });
   const sendButton = h("button", { type: "button", class: "primary" }, "Send");
-  const fileInput = h("input", { type: "file", multiple: true, class: "sr-only", id: `file-${id}`, tabindex: "-1" });
+  const fileInput = h("input", { type: "file", multiple: true, class: "sr-only", id: `file-${id}`, tabindex: "-1", "aria-hidden": "true" });
   const fileButton = h("button", { type: "button" }, "Select files");
   const attachmentsList = h("ul", { class: "attachments-pending", "aria-label": "Files to send" });
   const templateSelect = h("select", { "aria-label": "Template" }, h("option", { value: "" }, "Insert a template…"));
@@ -315,6 +315,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   async function addFiles(files) {
     for (const file of files) {
+      if (!hasRoute("POST", "/api/v1/uploads")) {
+        // this hub takes attachments by link only: ask where the file can be fetched
+        askForLink(file);
+        continue;
+      }
       const form = new FormData();
       form.append("file", file, file.name);
       try {
@@ -513,6 +518,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
 // ------------------------------------------------------------------ live updates for the open conversation
 
+// without the event stream: re-read the open conversation as an update would
+export function pollConversation() {
+  if (current) conversationEvent("conversation.updated", {}, { conversation_id: current.id });
+}
+
 export function conversationEvent(kind, data, event) {
   if (!current || !document.querySelector(`.conversation[data-conversation="${CSS.escape(current.id)}"]`)) {
     current = null;
@@ -616,7 +626,7 @@ export function describeWindow(e) {
   const templates = e.templates || e.approved_templates || [];
   if (templates.length || e.templates_only) return { mode: "templates", text: "Templates only" };
   const rule = e.rule || e.blocked_by || e.error?.code;
-  return { mode: "none", text: `Nothing can be sent now${rule ? ` (${String(rule).replace(/_/g, " ")})` : ""}` };
+  return { mode: "none", text: e.message ? `Nothing can be sent now: ${e.message}` : `Nothing can be sent now${rule ? ` (${String(rule).replace(/_/g, " ")})` : ""}` };
 }
 
 function guessVariable(key, conv) {

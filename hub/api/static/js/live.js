@@ -98,8 +98,10 @@ function dispatch(event) {
     lastSeq = seq;
   }
   const kind = event.kind || event.type || event.event || "";
-  if (kind === "hello" || kind === "welcome") {
-    if (typeof event.seq !== "number" && typeof event.last_seq === "number" && lastSeq === null) lastSeq = event.last_seq;
+  if (kind === "hello") {
+    // where the stream starts: a reconnect asks for everything after it
+    const start = event.data?.last_seq ?? event.last_seq;
+    if (typeof start === "number" && (lastSeq === null || start > lastSeq)) lastSeq = start;
   }
   for (const fn of listeners) {
     try {

@@ -20,7 +20,7 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
   const modeText = h("input", { type: "radio", name: "ob-kind", value: "text", checked: true });
   const modeTemplate = h("input", { type: "radio", name: "ob-kind", value: "template" });
   const text = h("textarea", { rows: 4, placeholder: "Message (optional when you start a chat)", "aria-label": "Message" });
-  const templateSelect = h("select", { "aria-label": "Template" }, h("option", { value: "" }, "Choose a template…"));
+  const templateSelect = h("select", { "aria-label": "Template to send" }, h("option", { value: "" }, "Choose a template…"));
   const varsBox = h("div", { class: "template-vars" });
   const rendered = h("pre", { class: "rendered", "data-testid": "outbound-rendered", hidden: true });
   const tagSelect = h("select", { "aria-label": "Message tag", hidden: true }, h("option", { value: "" }, "No tag"));

@@ -100,8 +100,9 @@ export function statusesFor(conv) {
 
 export function agentName(agentOrId) {
   if (agentOrId && typeof agentOrId === "object") return agentOrId.display_name || agentOrId.name || agentOrId.login;
+  if (agentOrId !== undefined && agentOrId !== null && String(agentOrId) === String(myId())) return state.me.display_name || state.me.login;
   const a = state.agents.find((x) => String(x.id) === String(agentOrId) || x.login === agentOrId);
-  return a ? a.display_name || a.login : agentOrId ? `agent ${agentOrId}` : "";
+  return a ? a.display_name || a.login : agentOrId ? `agent #${agentOrId}` : "";
 }
 
 // The routes this hub serves, from its OpenAPI document: the console asks only

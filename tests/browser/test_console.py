@@ -1,0 +1,276 @@
+"""The console in a real browser against a real hub and the provider emulators.
+
+Each test follows what agents and admins do, and takes the screenshots of the
+main screens into docs/screenshots (committed; the README shows one).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import OLD_CUSTOMER, PASSWORDS, RunningHub
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+WIDE = {"width": 1280, "height": 800}
+NARROW = {"width": 390, "height": 844}
+TIMEOUT = 20_000  # ms: offers and receipts travel hub -> emulator -> hub
+
+
+class Session:
+    """One person in one browser context, with what their console printed."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _console(self, message: Any) -> None:
+        if message.type != "error":
+            return
+        text = message.text
+        # the browser logs every 4xx answer; the refusals these tests provoke on purpose are expected
+        if re.search(r"status of (409|422)\b", text):
+            return
+        self.errors.append(text)
+
+
+async def open_console(browser: Any, hub: RunningHub, login: str, viewport: dict[str, int] = WIDE) -> Session:
+    context = await browser.new_context(viewport=viewport, base_url=hub.url)
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    session = Session(page)
+    await page.goto("/")
+    await page.get_by_label("Login").fill(login)
+    await page.get_by_label("Password").fill(PASSWORDS[login])
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator(".topbar")).to_be_visible()
+    return session
+
+
+async def set_presence(page: Page, state: str, reason: str | None = None) -> None:
+    await page.get_by_test_id("presence").select_option(state)
+    if state == "paused":
+        await page.get_by_label("Pause reason").fill(reason or "Break")
+        await page.get_by_role("button", name="Set", exact=True).click()
+    expected = {"ready": "Ready", "offline": "Offline", "paused": "Paused"}[state]
+    # shown only once the hub confirmed it
+    await expect(page.get_by_test_id("presence-badge")).to_contain_text(expected)
+
+
+async def test_customer_writes_agent_answers_hands_off_and_closes(
+    hub: RunningHub, browser: Any, screenshots: Path
+) -> None:
+    alice = await open_console(browser, hub, "alice")
+    bob = await open_console(browser, hub, "bob")
+    page = alice.page
+    await set_presence(page, "ready")
+
+    # a customer writes on WhatsApp -> the offer appears top right
+    await hub.say("+420600111222", "Hello, my parcel did not arrive.", name="Jana Novak")
+    offer = page.locator(".offer-card")
+    await expect(offer).to_be_visible()
+    await expect(offer).to_contain_text("Jana Novak")
+    await expect(offer).to_contain_text("100 Support")
+    await expect(offer.locator(".countdown")).to_contain_text("Answer within")
+    await page.screenshot(path=str(screenshots / "offer.png"))
+
+    # accept -> a tab labelled with the customer's name and the message widget
+    await offer.get_by_role("button", name="Accept").click()
+    await expect(page.get_by_role("tab", name=re.compile("Jana Novak"))).to_be_visible()
+    widget = page.locator(".message-widget")
+    await expect(widget.locator(".widget-head")).to_contain_text("100")
+    await expect(widget.locator(".widget-head")).to_contain_text("Support")
+    await expect(widget.locator(".history")).to_contain_text("my parcel did not arrive")
+    await expect(page.get_by_test_id("window-state")).to_contain_text("Free text until")
+
+    # the contact panel: add a new CRM contact for this customer
+    panel = page.locator(".contact-widget")
+    await panel.get_by_role("button", name="Add new contact").click()
+    dialog = page.locator("dialog[open]")
+    await expect(dialog.get_by_label("Name")).to_have_value("Jana Novak")
+    await dialog.get_by_label("Company").fill("Novak Logistics")
+    await dialog.get_by_role("button", name="Create and pair").click()
+    await expect(dialog).to_be_hidden()
+    await expect(panel).to_contain_text("Novak Logistics")
+
+    # reply with a template: previewed, then sent; the tick turns to delivered
+    await widget.get_by_label("Template").select_option("greeting")
+    await expect(page.get_by_test_id("template-rendered")).to_contain_text("How can I help you today?")
+    await widget.get_by_role("button", name="Send template").click()
+    tick = widget.locator(".msg-out [data-testid=tick]").last
+    await expect(tick).to_have_attribute("data-state", re.compile("^(delivered|read)$"))
+    await expect(widget.locator(".msg-out").last).to_contain_text("How can I help you today?")
+
+    # a free-text reply: Enter sends, Shift+Enter is a new line
+    box = widget.get_by_label("Message", exact=True)
+    await box.fill("We are looking into it.")
+    await box.press("Shift+Enter")
+    await box.press_sequentially("One moment please.")
+    await box.press("Enter")
+    await expect(widget.locator(".msg-out .text").last).to_have_text("We are looking into it.\nOne moment please.")
+    await expect(box).to_have_value("")
+    await page.screenshot(path=str(screenshots / "conversation.png"))
+
+    # invite a second agent (a second browser context): the conversation opens on their side
+    await widget.get_by_role("button", name="Invite").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_label("Agent login").fill("bob")
+    await dialog.get_by_role("button", name="Invite").click()
+    await expect(dialog).to_be_hidden()
+    await expect(widget.locator(".history")).to_contain_text("invited")
+    await expect(bob.page.get_by_role("tab", name=re.compile("Jana Novak"))).to_be_visible()
+
+    # transfer to a queue; alice pauses first so that the other agent gets the offer
+    await set_presence(page, "paused", "Lunch")
+    await set_presence(bob.page, "ready")
+    await widget.get_by_role("button", name="Transfer").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_role("searchbox").fill("sales")
+    await dialog.get_by_label(re.compile("200 Sales")).check()
+    await dialog.get_by_role("button", name="Transfer").click()
+    await expect(page.get_by_role("tab", name=re.compile("Jana Novak"))).to_have_count(0)
+
+    # the other agent accepts the offer
+    bob_offer = bob.page.locator(".offer-card")
+    await expect(bob_offer).to_be_visible()
+    await expect(bob_offer).to_contain_text("Sales")
+    await bob_offer.get_by_role("button", name="Accept").click()
+    bob_widget = bob.page.locator(".message-widget")
+    await expect(bob_widget.locator(".widget-head")).to_contain_text("Sales")
+    await expect(bob_widget.locator(".history")).to_contain_text("my parcel did not arrive")
+
+    # close without a status is refused with the hub's reason; with a status it closes
+    await bob_widget.get_by_role("button", name="Close").click()
+    refusal = bob_widget.locator(".bottom-bar .error-text")
+    await expect(refusal).to_be_visible()
+    await expect(refusal).not_to_be_empty()
+    await expect(bob.page.get_by_role("tab", name=re.compile("Jana Novak"))).to_be_visible()
+    statuses = bob_widget.get_by_test_id("status")
+    await expect(statuses).to_have_attribute("aria-invalid", "true")
+    await statuses.select_option("resolved")
+    await bob_widget.get_by_role("button", name="Close").click()
+    await expect(bob.page.get_by_role("tab", name=re.compile("Jana Novak"))).to_have_count(0)
+    await expect(bob.page.locator("#toasts")).to_contain_text("closed")
+
+    assert alice.errors == []
+    assert bob.errors == []
+
+
+async def test_new_message_outside_the_window_is_refused_then_sent_as_a_template(
+    hub: RunningHub, browser: Any, screenshots: Path
+) -> None:
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    number, name = OLD_CUSTOMER
+    await page.get_by_role("button", name="+ WhatsApp").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_label("Customer", exact=True).fill("Petr")
+    await dialog.get_by_role("option", name=re.compile(name)).click()
+    await expect(dialog.get_by_test_id("outbound-allowed")).to_contain_text("Templates only")
+
+    # the agent insists on free text: the hub refuses and offers what is allowed instead
+    await dialog.get_by_label("Text", exact=True).check()
+    await dialog.get_by_label("Message", exact=True).fill("Hello again, any news?")
+    await dialog.get_by_label("Status", exact=True).select_option("resolved")
+    await dialog.get_by_role("button", name="Send and close").click()
+    await expect(dialog.locator(".error-text").first).to_contain_text(re.compile("window|template", re.I))
+    alternative = dialog.get_by_role("button", name="Use template order_update")
+    await expect(alternative).to_be_visible()
+    await page.screenshot(path=str(screenshots / "send-new-message.png"))
+
+    # take the alternative: the approved template, with its variables
+    await alternative.click()
+    await expect(dialog.get_by_label("Template to send")).to_have_value("order_update")
+    await dialog.get_by_label("name", exact=True).fill("Petr")
+    await dialog.get_by_label("order", exact=True).fill("A-2001")
+    await dialog.get_by_label("status", exact=True).fill("shipped")
+    await dialog.get_by_label("eta", exact=True).fill("2026-12-01")
+    await dialog.get_by_role("button", name="Send and close").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator("#toasts")).to_contain_text("sent")
+
+    # the provider received the approved template (Twilio ContentSid), not free text
+    for _ in range(50):
+        sent = [s for s in await hub.sent() if number in str(s.get("recipient"))]
+        if sent:
+            break
+        await page.wait_for_timeout(200)
+    assert sent, "nothing reached the provider"
+    assert "HX0123456789abcdef0123456789abcdef" in str(sent[-1])
+    assert alice.errors == []
+
+
+async def test_admin_edits_a_template_and_sees_the_preview_and_the_overview(
+    hub: RunningHub, browser: Any, screenshots: Path
+) -> None:
+    admin = await open_console(browser, hub, "admin")
+    page = admin.page
+    await page.get_by_role("button", name="Templates", exact=True).click()
+    await page.get_by_role("button", name=re.compile("^greeting")).click()
+    body = page.get_by_label("Body (Jinja)")
+    await expect(body).to_have_value(re.compile("How can I help you today"))
+
+    # immediate validation of the draft, before saving
+    await body.fill("Hello {{ customer }}, how can I help?")
+    await expect(page.get_by_test_id("template-validation")).to_contain_text("not a declared variable")
+    await body.fill(
+        "Hello {{ contact.name | default('there') }}, this is {{ agent.display_name }}. "
+        "How can I help you today? Have a nice day."
+    )
+    await expect(page.get_by_test_id("template-validation")).to_contain_text("No problem found")
+    await expect(page.get_by_test_id("template-draft")).to_contain_text("Have a nice day.")
+
+    # saved: a new version, rendered by the hub, per channel, with history and diff
+    await page.get_by_role("button", name="Save new version").click()
+    await expect(page.get_by_test_id("template-preview")).to_contain_text("Have a nice day.")
+    await expect(page.locator(".history-box")).to_contain_text("v2")
+    await page.get_by_label("Preview channel").select_option("viber")
+    await expect(page.get_by_test_id("template-preview")).not_to_contain_text("Have a nice day.")
+    await page.get_by_label("Preview channel").select_option("whatsapp")
+    await page.get_by_role("button", name="Show diff").click()
+    await expect(page.get_by_test_id("template-diff")).to_contain_text("+")
+    await page.locator("#main").evaluate("main => main.scrollTo(0, 0)")
+    await page.screenshot(path=str(screenshots / "template-editor.png"))
+
+    # the supervisor overview: per queue the waiting count and agents, live
+    await page.get_by_role("button", name="Overview", exact=True).click()
+    overview = page.get_by_test_id("overview")
+    await expect(overview).to_contain_text("100 Support")
+    await expect(page.get_by_test_id("waiting-support")).to_have_text("0")
+    await hub.say("+420600333444", "Is anyone there?", name="Eva Waiting")
+    await expect(page.get_by_test_id("waiting-support")).to_have_text("1")
+    await page.screenshot(path=str(screenshots / "supervisor-overview.png"))
+    assert admin.errors == []
+
+
+async def test_console_is_usable_on_a_narrow_screen_and_by_keyboard(
+    hub: RunningHub, browser: Any, screenshots: Path
+) -> None:
+    alice = await open_console(browser, hub, "alice", viewport=NARROW)
+    page = alice.page
+    await set_presence(page, "ready")
+    await hub.say("+420600555666", "Hi from a phone", name="Karel Maly")
+    offer = page.locator(".offer-card")
+    await expect(offer).to_be_visible()
+    # keyboard only: focus the offer's Accept button and press Enter
+    await offer.get_by_role("button", name="Accept").focus()
+    await page.keyboard.press("Enter")
+    widget = page.locator(".message-widget")
+    await expect(widget.locator(".history")).to_contain_text("Hi from a phone")
+    box = widget.get_by_label("Message", exact=True)
+    await box.focus()
+    await page.keyboard.type("Hello Karel")
+    await page.keyboard.press("Enter")
+    await expect(widget.locator(".msg-out .text").last).to_have_text("Hello Karel")
+    # nothing is wider than the screen
+    overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    await page.screenshot(path=str(screenshots / "conversation-narrow.png"), full_page=True)
+    assert alice.errors == []
