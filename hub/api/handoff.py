@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from hub.api import auth, conversations, routing, ws
+from hub.api.idempotency import idempotency_middleware
 from hub.api.keys import CLOCK, SETTINGS, STORE
 from hub.model import Role
 from hub.store.agents import AgentExists, count_agents, create_agent, find_agent_by_login
@@ -52,6 +53,7 @@ async def _bootstrap(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_bootstrap)
+    app.middlewares.append(idempotency_middleware)
     ws.setup(app)  # the notifier listens before the router publishes anything
     routing.setup(app)
     auth.setup(app)
