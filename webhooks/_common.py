@@ -18,6 +18,8 @@ Public API:
   ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
 * ``acknowledge(result) -> web.Response`` -- the 200 JSON answer;
 * ``adapters_for(app, adapter_name)`` -- the configured adapters of one provider;
+* ``verified_adapters(adapters, request, body)`` -- those whose signature check passes
+  (SignatureInvalid when none does), for providers whose body names the account;
 * ``run_after_response(app, coro)`` -- enrichment work that must never delay an acknowledgement
   (tracked, awaited briefly then cancelled on shutdown; install with ``install(app)``).
 """
@@ -28,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -48,9 +50,12 @@ __all__ = [
     "install",
     "read_body",
     "run_after_response",
+    "verified_adapters",
 ]
 
 logger = logging.getLogger(__name__)
+
+AdapterT = TypeVar("AdapterT", bound=ChannelAdapter)
 
 BACKGROUND: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("webhooks.background")
 _SHUTDOWN_GRACE = 2.0  # seconds background enrichment may take to finish at shutdown
@@ -137,6 +142,29 @@ def acknowledge(result: IngestResult) -> web.Response:
 def adapters_for(app: web.Application, adapter_name: str) -> list[ChannelAdapter]:
     """The running adapters of one provider (``messenger``, ``whatsapp.cloud``, ...), in config order."""
     return [a for a in app[ADAPTERS].values() if a.account.adapter_name == adapter_name]
+
+
+def verified_adapters(adapters: Sequence[AdapterT], request: web.Request, body: bytes) -> list[AdapterT]:
+    """The adapters whose ``verify`` accepts this request; SignatureInvalid when none does.
+
+    Used before the body is interpreted at all: nothing unauthenticated is parsed.
+    With no adapter configured the delivery is for an unknown account.
+    """
+    if not adapters:
+        raise UnknownAccount("no account of this provider is configured")
+    url = str(request.url)
+    trusted: list[AdapterT] = []
+    failure: SignatureInvalid | None = None
+    for adapter in adapters:
+        try:
+            adapter.verify(url, request.headers, body)
+        except SignatureInvalid as exc:
+            failure = exc
+        else:
+            trusted.append(adapter)
+    if not trusted:
+        raise failure or SignatureInvalid("the request signature is missing or wrong")
+    return trusted
 
 
 def install(app: web.Application) -> None:

@@ -1,0 +1,396 @@
+"""POST/GET /webhooks/messenger on the real app, into the real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from adapters._graph import sign
+from hub.api.keys import INGESTOR
+from hub.api.server import create_app
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.tables import conversations, identities, messages
+from webhooks._common import BACKGROUND
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "messenger"
+PAGE = "104729435879226"
+PSID = "6284512397351040"
+SECRET = "messenger-app-secret"
+ROUTE = "/webhooks/messenger"
+
+ClientFactory = Callable[..., Any]
+
+
+def payload(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+def account_toml(api_base: str, *, page: str = PAGE, secret: str = SECRET, account_id: str = "fb-main") -> str:
+    return f"""
+[[accounts]]
+id = "{account_id}"
+channel = "messenger"
+queue = "support"
+api_base = "{api_base}"
+page_id = "{page}"
+app_secret = "{secret}"
+verify_token = "verify-{account_id}"
+page_access_token = "page-token"
+"""
+
+
+@pytest.fixture
+async def graph_base(aiohttp_server: Callable[..., Any]) -> str:
+    """A stand-in for the user profile API."""
+
+    async def profile(request: web.Request) -> web.Response:
+        assert request.query["access_token"] == "page-token"
+        return web.json_response(
+            {"first_name": "Peter", "last_name": "Chang", "profile_pic": "https://pics.example/p.jpg", "id": "x"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/graph/v21.0/{psid}", profile)
+    server: TestServer = await aiohttp_server(app)
+    return str(server.make_url("/graph/v21.0"))
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str, graph_base: str) -> Settings:
+    return make_settings(extra_toml=account_toml(graph_base), database_url=database_url)
+
+
+@pytest.fixture
+async def client(store: Store, settings: Settings, aiohttp_client: ClientFactory) -> AsyncIterator[TestClient]:
+    """The hub app; closed before the store is (its shutdown still writes)."""
+    result: TestClient = await aiohttp_client(create_app(settings, store=store))
+    yield result
+    await result.close()
+
+
+async def post(client: TestClient, body: bytes, *, secret: str | None = SECRET, **headers: str) -> Any:
+    if secret is not None:
+        headers.setdefault("X-Hub-Signature-256", sign(body, secret))
+    headers.setdefault("Content-Type", "application/json")
+    return await client.post(ROUTE, data=body, headers=headers)
+
+
+async def rows(store: Store, table: Any = messages) -> list[Any]:
+    async with store.read() as connection:
+        return list((await connection.execute(select(table).order_by(table.c.id))).all())
+
+
+async def count(store: Store, table: Any) -> int:
+    async with store.read() as connection:
+        return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def settle(client: TestClient) -> None:
+    """Wait for background enrichment started by the route (it never delays the 200)."""
+    tasks = list(client.app[BACKGROUND])
+    if tasks:
+        await asyncio.gather(*tasks)
+
+
+# ------------------------------------------------------------------ handshake
+
+
+async def test_handshake_echoes_the_challenge_for_the_configured_token(client: TestClient) -> None:
+    query = {"hub.mode": "subscribe", "hub.verify_token": "verify-fb-main", "hub.challenge": "1158201444"}
+    response = await client.get(ROUTE, params=query)
+    assert response.status == 200
+    assert await response.text() == "1158201444"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"},
+        {"hub.mode": "unsubscribe", "hub.verify_token": "verify-fb-main", "hub.challenge": "1"},
+        {},
+    ],
+)
+async def test_handshake_with_a_wrong_token_is_forbidden(client: TestClient, query: dict[str, str]) -> None:
+    response = await client.get(ROUTE, params=query)
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "verification_failed"
+
+
+# ------------------------------------------------------------------- messages
+
+INBOUND = [
+    ("text", "text", "Hello, I need help with my order", None),
+    ("image", "image", None, None),
+    ("video", "video", None, None),
+    ("audio", "audio", None, None),
+    ("file", "file", None, None),
+    ("location", "location", "Prague Castle", None),
+    ("fallback", "text", "look https://example.com/p/42", None),
+    ("template", "template", "Blue sneakers", None),
+    ("sticker", "sticker", None, None),
+    ("quick_reply", "postback", "Yes", "CONFIRM_YES"),
+    ("postback", "postback", "Get Started", "GET_STARTED"),
+    ("reply_to", "text", "This one, please", None),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "text", "payload_value"), INBOUND, ids=[i[0] for i in INBOUND])
+async def test_every_inbound_kind_is_stored(
+    client: TestClient, store: Store, name: str, kind: str, text: str | None, payload_value: str | None
+) -> None:
+    body = payload(name)
+    response = await post(client, body)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["stored"] == 1
+    (row,) = await rows(store)
+    message = json.loads(body)["entry"][0]["messaging"][0]
+    expected_id = (message.get("message") or message.get("postback"))["mid"]
+    assert (row.provider_message_id, row.kind, row.text, row.payload) == (expected_id, kind, text, payload_value)
+    assert (row.direction, row.author, row.delivery_state, row.account_id) == ("in", "customer", "received", "fb-main")
+    assert row.sent_at == datetime.fromtimestamp(message["timestamp"] / 1000, UTC)
+    if kind in ("image", "video", "audio", "file", "sticker"):
+        assert row.attachments[0]["kind"] == kind
+        assert row.attachments[0]["url"].startswith("https://")
+    if name == "sticker":
+        assert row.attachments[0]["provider_media_id"] == "369239263222822"
+    if name == "location":
+        assert row.location["latitude"] == 50.0911
+    if name == "reply_to":
+        assert row.reply_to == "m_earlier_out_1"
+    (identity,) = await rows(store, identities)
+    assert (identity.external_id, identity.channel) == (PSID, "messenger")
+    assert identity.last_inbound_at == row.sent_at
+    (conversation,) = await rows(store, conversations)
+    assert (conversation.state, conversation.queue_id) == ("waiting", "support")
+
+
+async def test_profile_is_fetched_after_the_acknowledgement(client: TestClient, store: Store) -> None:
+    response = await post(client, payload("text"))
+    assert response.status == 200
+    await settle(client)
+    (identity,) = await rows(store, identities)
+    assert (identity.display_name, identity.avatar_url) == ("Peter Chang", "https://pics.example/p.jpg")
+
+
+async def test_batch_stores_every_item_in_order(client: TestClient, store: Store) -> None:
+    response = await post(client, payload("batch"))
+    assert response.status == 200
+    assert await response.json() == {"stored": 3, "duplicates": 0, "updated": 0, "ignored": 1}
+    assert [r.provider_message_id for r in await rows(store)] == ["m_batch_1", "m_batch_2", "m_batch_3"]
+    assert await count(store, conversations) == 2
+
+
+async def test_batch_is_all_or_nothing_when_a_later_item_fails(
+    client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hub.store.ingest as ingest_module
+
+    original = ingest_module._store_message
+
+    async def failing(connection: Any, dialect: str, event: Any, *args: Any) -> None:
+        if event.provider_message_id == "m_batch_3":
+            raise RuntimeError("disk full")
+        await original(connection, dialect, event, *args)
+
+    monkeypatch.setattr(ingest_module, "_store_message", failing)
+    response = await post(client, payload("batch"))
+    assert response.status == 500
+    assert (await response.json())["error"]["code"] == "ingest_failed"
+    assert await count(store, messages) == 0
+    assert await count(store, identities) == 0
+    assert await count(store, conversations) == 0
+
+
+async def test_duplicate_delivery_is_acknowledged_and_changes_nothing(client: TestClient, store: Store) -> None:
+    body = payload("text")
+    assert (await post(client, body)).status == 200
+    before = [await rows(store), await rows(store, identities), await rows(store, conversations)]
+    response = await post(client, body)
+    assert response.status == 200
+    assert (await response.json())["duplicates"] == 1
+    assert [await rows(store), await rows(store, identities), await rows(store, conversations)] == before
+
+
+# ------------------------------------------------------------ receipts, echoes
+
+
+async def add_outbound(store: Store, provider_message_id: str, sent_ms: int) -> None:
+    """An agent's reply as the outbox would leave it after a successful send."""
+    async with store.write() as connection:
+        conversation = (await connection.execute(select(conversations))).first()
+        assert conversation is not None
+        await connection.execute(
+            messages.insert().values(
+                conversation_id=conversation.id,
+                identity_id=conversation.identity_id,
+                account_id="fb-main",
+                direction="out",
+                author="agent",
+                kind="text",
+                text="We are on it",
+                provider_message_id=provider_message_id,
+                sent_at=datetime.fromtimestamp(sent_ms / 1000, UTC),
+                created_at=datetime.fromtimestamp(sent_ms / 1000, UTC),
+                delivery_state="sent",
+            )
+        )
+
+
+async def outbound_state(store: Store, provider_message_id: str) -> str:
+    async with store.read() as connection:
+        return str(
+            (
+                await connection.execute(
+                    select(messages.c.delivery_state).where(messages.c.provider_message_id == provider_message_id)
+                )
+            ).scalar_one()
+        )
+
+
+async def test_delivery_by_mids_moves_the_message(client: TestClient, store: Store) -> None:
+    await post(client, payload("text"))
+    await add_outbound(store, "m_out_sent_1", 1700000003000)
+    response = await post(client, payload("delivery_mids"))
+    assert (await response.json())["updated"] == 1
+    assert await outbound_state(store, "m_out_sent_1") == "delivered"
+
+
+async def test_delivery_and_read_by_watermark_move_earlier_messages_only(client: TestClient, store: Store) -> None:
+    await post(client, payload("text"))
+    await add_outbound(store, "m_before", 1700000003000)
+    await add_outbound(store, "m_after", 1700000004500)  # after the watermark
+    assert (await post(client, payload("delivery_watermark"))).status == 200
+    assert (await outbound_state(store, "m_before"), await outbound_state(store, "m_after")) == ("delivered", "sent")
+    assert (await post(client, payload("read"))).status == 200
+    assert (await outbound_state(store, "m_before"), await outbound_state(store, "m_after")) == ("read", "sent")
+
+
+async def test_echo_of_a_message_sent_outside_the_hub_is_added(client: TestClient, store: Store) -> None:
+    await post(client, payload("text"))
+    response = await post(client, payload("echo"))
+    assert (await response.json())["stored"] == 1
+    echo = (await rows(store))[-1]
+    assert (echo.direction, echo.provider_message_id, echo.text) == ("out", "m_echo1", "Hi, this is Anna from support")
+
+
+@pytest.mark.parametrize("name", ["referral", "optin", "reaction", "handover", "standby"])
+async def test_unhandled_kinds_are_acknowledged_counted_and_not_stored(
+    client: TestClient, store: Store, name: str
+) -> None:
+    response = await post(client, payload(name))
+    assert response.status == 200
+    assert (await response.json())["ignored"] == 1
+    assert await count(store, messages) == 0
+    assert sum(client.app[INGESTOR].ignored_counts.values()) == 1
+
+
+# ------------------------------------------------------------------ refusals
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"X-Hub-Signature-256": sign(payload("text"), "not-the-app-secret")}, {"X-Hub-Signature-256": "sha256=00"}],
+    ids=["missing", "wrong-secret", "garbage"],
+)
+async def test_bad_signature_is_refused_and_nothing_stored(
+    client: TestClient, store: Store, headers: dict[str, str]
+) -> None:
+    response = await post(client, payload("text"), secret=None, **headers)
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "signature_invalid"
+    assert await count(store, messages) == 0
+
+
+async def test_body_altered_by_one_byte_after_signing_is_refused(client: TestClient, store: Store) -> None:
+    body = payload("text")
+    signature = sign(body, SECRET)
+    altered = body.replace(b"Hello", b"Jello")
+    response = await post(client, altered, secret=None, **{"X-Hub-Signature-256": signature})
+    assert response.status == 403
+    assert await count(store, messages) == 0
+
+
+async def test_unknown_page_is_refused_with_a_clear_code(
+    client: TestClient, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = payload("text").replace(PAGE.encode(), b"999000999")
+    response = await post(client, body)
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "unknown_account"
+    assert "999000999" in caplog.text
+    assert await count(store, messages) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b'{"object":"page"}', "missing_field"),
+        (b'{"object":"user","entry":[]}', "unexpected_object"),
+    ],
+)
+async def test_signed_but_malformed_body_is_400_with_a_code(
+    client: TestClient, store: Store, body: bytes, code: str
+) -> None:
+    response = await post(client, body)
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == code
+    assert await count(store, messages) == 0
+
+
+async def test_body_over_the_limit_is_413(
+    aiohttp_client: ClientFactory, make_settings: Callable[..., Settings], database_url: str, store: Store
+) -> None:
+    settings = make_settings(
+        extra_toml=account_toml("http://127.0.0.1:9"),
+        database_url=database_url,
+        env={"CHANNELHUB_SERVER_MAX_BODY_BYTES": "2048"},
+    )
+    client: TestClient = await aiohttp_client(create_app(settings, store=store))
+    try:
+        await check_too_large(client, store)
+    finally:
+        await client.close()
+
+
+async def check_too_large(client: TestClient, store: Store) -> None:
+    data = json.loads(payload("text"))
+    data["entry"][0]["messaging"][0]["message"]["text"] = "x" * 4000
+    response = await post(client, json.dumps(data).encode())
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "body_too_large"
+    assert await count(store, messages) == 0
+
+
+async def test_two_pages_with_their_own_app_secrets_share_the_endpoint(
+    aiohttp_client: ClientFactory, make_settings: Callable[..., Settings], database_url: str, store: Store
+) -> None:
+    settings = make_settings(
+        extra_toml=account_toml("http://127.0.0.1:9")
+        + account_toml("http://127.0.0.1:9", page="555", secret="second-secret", account_id="fb-second"),
+        database_url=database_url,
+    )
+    client: TestClient = await aiohttp_client(create_app(settings, store=store))
+    try:
+        await check_two_pages(client, store)
+    finally:
+        await client.close()
+
+
+async def check_two_pages(client: TestClient, store: Store) -> None:
+    second = payload("text").replace(PAGE.encode(), b"555")
+    assert (await post(client, second, secret="second-secret")).status == 200
+    # the first page's secret may not speak for the second page
+    forged = payload("postback").replace(PAGE.encode(), b"555")
+    assert (await post(client, forged, secret=SECRET)).status == 403
+    assert [(r.account_id, r.provider_message_id) for r in await rows(store)] == [("fb-second", "m_AbCdEf123text")]
