@@ -166,14 +166,19 @@ class Hub:
             return (await connection.execute(select(outbox).where(outbox.c.message_id == message_id))).one()
 
 
-@pytest.fixture
-async def hub(store: Store, make_settings: Callable[..., Settings]) -> Hub:
+async def make_hub(store: Store, make_settings: Callable[..., Settings]) -> Hub:
+    """The outbox's surroundings: settings with a WhatsApp (Twilio) and a Messenger account,
+    an agent, recording adapters and a clock that moves only when told to."""
     settings = make_settings(ACCOUNTS)
     clock = Clock()
     agent = await create_agent(store, login="ana", password="pw-ana-12345", role=Role.AGENT, now=clock())
     adapters = {a.id: RecordingAdapter(a) for a in settings.accounts}
-    hub = Hub(store=store, settings=settings, clock=clock, agent_id=agent.id, adapters=adapters)
-    return hub
+    return Hub(store=store, settings=settings, clock=clock, agent_id=agent.id, adapters=adapters)
+
+
+@pytest.fixture
+async def hub(store: Store, make_settings: Callable[..., Settings]) -> Hub:
+    return await make_hub(store, make_settings)
 
 
 def texts(adapter: RecordingAdapter) -> list[str | None]:
