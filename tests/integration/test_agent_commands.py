@@ -1,0 +1,67 @@
+"""``channelhub agents create``: the password comes from standard input, never the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.model import Role
+from hub.passwords import verify_password
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.agents import find_agent_by_login
+from tests.conftest import BASE_CONFIG
+
+
+def run_cli(config: Path, database_url: str, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHANNELHUB_DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", "agents", "create", *args, "--config", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+
+
+async def test_agents_create_reads_the_password_from_stdin(
+    tmp_path: Path, database_url: str, make_settings: Callable[..., Settings]
+) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    done = run_cli(
+        config, database_url, "root", "--role", "admin", "--queue", "support", "--name", "Root", stdin="s3cret-pass\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created admin root" in done.stdout
+    assert "s3cret-pass" not in done.stdout + done.stderr
+    store = Store(database_url)
+    try:
+        found = await find_agent_by_login(store, "root")
+    finally:
+        await store.close()
+    assert found is not None
+    agent, password_hash = found
+    assert agent.role is Role.ADMIN
+    assert agent.queues == ("support",)
+    assert agent.display_name == "Root"
+    assert await verify_password(password_hash, "s3cret-pass")
+    again = run_cli(config, database_url, "root", "--role", "agent", stdin="another-pass\n")
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+
+def test_agents_create_refuses_a_short_password_or_an_unknown_queue(tmp_path: Path, sqlite_url: str) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    short = run_cli(config, sqlite_url, "bob", "--role", "agent", stdin="short\n")
+    assert short.returncode == 2
+    assert "at least 8" in short.stderr
+    unknown = run_cli(config, sqlite_url, "bob", "--role", "agent", "--queue", "nowhere", stdin="long enough\n")
+    assert unknown.returncode == 2
+    assert "unknown queue nowhere" in unknown.stderr
