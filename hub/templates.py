@@ -633,6 +633,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return False
         return bool(super().is_safe_attribute(obj, attr, value))
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # context objects are records of fields, not Python objects: no dict methods
+        if type(obj) is _Record:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = _tick()
         if __obj is not safe_range and isinstance(getattr(__obj, "__self__", None), (str, list, tuple, dict)):
@@ -661,28 +670,26 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             raise _LimitExceeded("too_long", f"concatenation would exceed {MAX_OUTPUT_CHARS} characters")
         return super().call_binop(context, operator, left, right)
 
-    # reached from the rewritten AST as environment.guard_iter / guard_emit / guard_value
-    def guard_iter(self, iterable: Any) -> Iterator[Any]:
-        for item in iterable:
-            _tick()
-            yield item
 
-    def guard_emit(self, value: Any) -> Any:
-        budget = _tick()
-        size = len(value) if isinstance(value, str) else len(str(value))
-        budget.buffered += size
-        if budget.buffered > MAX_OUTPUT_CHARS:
-            raise _LimitExceeded("too_long", f"the output grew past {MAX_OUTPUT_CHARS} characters")
-        return value
+# Reached from the rewritten AST as filters (a direct call; users cannot name a filter
+# starting with "_"): every loop item, every buffered output and every ``~`` result.
+def _guard_iter(iterable: Any) -> Iterator[Any]:
+    for item in iterable:
+        _tick()
+        yield item
 
-    def guard_value(self, value: Any) -> Any:
-        _check_size(value)
-        return value
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        tree = super()._parse(source, name, filename)
-        _Guard().visit_node(tree, buffered=False)
-        return tree
+def _guard_emit(value: Any) -> Any:
+    budget = _tick()
+    budget.buffered += len(value) if type(value) is str else len(str(value))
+    if budget.buffered > MAX_OUTPUT_CHARS:
+        raise _LimitExceeded("too_long", f"the output grew past {MAX_OUTPUT_CHARS} characters")
+    return value
+
+
+def _guard_value(value: Any) -> Any:
+    _check_size(value)
+    return value
 
 
 class _Guard:
@@ -710,8 +717,8 @@ class _Guard:
                 self.visit_node(value, buffered=inner)
 
     @staticmethod
-    def _call(guard: str, arg: nodes.Node) -> nodes.Call:
-        return nodes.Call(nodes.EnvironmentAttribute(guard), [arg], [], None, None, lineno=arg.lineno)
+    def _call(guard: str, arg: nodes.Node) -> nodes.Filter:
+        return nodes.Filter(arg, f"_{guard}", [], [], None, None, lineno=arg.lineno)
 
 
 def _build_environment() -> _Sandbox:
@@ -727,11 +734,14 @@ def _build_environment() -> _Sandbox:
     env.filters["datetime"] = _guarded_filter(_datetime_filter)
     env.filters["time"] = _guarded_filter(_time_filter)
     env.filters["phone"] = _guarded_filter(_phone_filter)
+    env.filters["_guard_iter"] = _guard_iter
+    env.filters["_guard_emit"] = _guard_emit
+    env.filters["_guard_value"] = _guard_value
     return env
 
 
 _ENV = _build_environment()
-FILTERS: frozenset[str] = frozenset(_ENV.filters)
+FILTERS: frozenset[str] = frozenset(name for name in _ENV.filters if not name.startswith("_"))
 
 
 # -------------------------------------------------------------------- compilation
@@ -742,6 +752,43 @@ class _Compiled:
     template: Template
     names: frozenset[str]  # free names the template reads (variables and context objects)
     lines: Mapping[str, int]  # first line each free name appears on
+    # plain substitution templates (text, {{ name }}, {{ contact.name }} only) also compile to
+    # a list of parts joined without Jinja: (None, text) or (name, field-or-None)
+    pattern: str | None = None  # those parts as a str.format_map pattern (braces of the text doubled)
+    records: tuple[str, ...] = ()  # context objects the pattern indexes ({contact[name]})
+
+
+def _format_pattern(parts: tuple[tuple[str | None, str | None], ...] | None) -> str | None:
+    if parts is None:
+        return None
+    pattern = []
+    for name, text in parts:
+        if name is None:
+            pattern.append((text or "").replace("{", "{{").replace("}", "}}"))
+        else:
+            pattern.append("{" + name + (f"[{text}]" if text else "") + "}")
+    return "".join(pattern)
+
+
+def _substitution_parts(tree: nodes.Template) -> tuple[tuple[str | None, str | None], ...] | None:
+    parts: list[tuple[str | None, str | None]] = []
+    for output in tree.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                parts.append((None, node.data))
+            elif isinstance(node, nodes.Name) and node.ctx == "load":
+                parts.append((node.name, None))
+            elif (
+                isinstance(node, nodes.Getattr)
+                and isinstance(node.node, nodes.Name)
+                and node.node.name in CONTEXT_NAMES
+            ):
+                parts.append((node.node.name, node.attr))
+            else:
+                return None
+    return tuple(parts)
 
 
 def _static_check(tree: nodes.Template) -> None:
@@ -760,7 +807,7 @@ def _static_check(tree: nodes.Template) -> None:
         if isinstance(node, nodes.Const) and isinstance(node.value, str) and "__" in node.value:
             raise TemplateError("unsafe_template", "strings containing '__' are not allowed", line=line)
         if isinstance(node, nodes.Filter) and node.name:
-            if node.name in _UNSAFE_FILTERS:
+            if node.name in _UNSAFE_FILTERS or node.name.startswith("_"):
                 raise TemplateError("unsafe_template", f"filter {node.name!r} is not allowed", line=line)
             if node.name not in FILTERS:
                 known = ", ".join(sorted(FILTERS))
@@ -781,6 +828,7 @@ def _compile_source(source: str) -> _Compiled:
     except TemplateSyntaxError as exc:
         raise TemplateError("template_syntax", exc.message or "syntax error", line=exc.lineno) from None
     _static_check(tree)
+    _Guard().visit_node(tree, buffered=False)
     names = frozenset(meta.find_undeclared_variables(tree)) - set(_ENV.globals)
     lines: dict[str, int] = {}
     for node in tree.find_all(nodes.Name):
@@ -792,7 +840,9 @@ def _compile_source(source: str) -> _Compiled:
         raise TemplateError("template_syntax", exc.message or "syntax error", line=exc.lineno) from None
     except SecurityError as exc:
         raise TemplateError("unsafe_template", str(exc)) from None
-    return _Compiled(template, names, lines)
+    parts = _substitution_parts(tree)
+    records = tuple(sorted({name for name, field in parts or () if name and field}))
+    return _Compiled(template, names, lines, _format_pattern(parts), records)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -802,32 +852,42 @@ def _compiled(name: str, version: int, source: str) -> _Compiled:
     return _compile_source(source)
 
 
-def _compile(name: str, version: int, source: str) -> _Compiled:
-    # a failed compile is not cached (lru_cache does not keep exceptions)
-    return _compiled(name, version, source)
-
-
 # ----------------------------------------------------------------------- rendering
 
 
 def source_for(template: TemplateVersion | TemplateDraft, channel: Channel) -> str:
     """The channel's variant when there is one, else the default body."""
+    if not template.variants:
+        return template.body
     return template.variants.get(channel.value) or template.body
 
 
 def _run(compiled: _Compiled, values: dict[str, Any]) -> str:
+    if compiled.pattern is not None:
+        # the fast path of plain substitution templates; same text as Jinja would give
+        try:
+            for record in compiled.records:
+                if type(values[record]) is not _Record:
+                    raise KeyError(record)
+            joined = compiled.pattern.format_map(values)
+        except KeyError:
+            pass  # a context field is missing: Jinja renders it and names what is missing
+        else:
+            if len(joined) > MAX_OUTPUT_CHARS:
+                raise TemplateError("too_long", f"the output grew past {MAX_OUTPUT_CHARS} characters")
+            return joined
     budget = _Budget(deadline=time.monotonic() + RENDER_SECONDS)
     token = _BUDGET.set(budget)
     try:
+        # shared=True: the values are the whole namespace (no copy of the globals per render)
+        values["range"] = safe_range
         template = compiled.template
         chunks: list[str] = []
         size = 0
-        for chunk in template.root_render_func(template.new_context(values)):
+        for chunk in template.root_render_func(template.new_context(values, shared=True)):
             size += len(chunk)
             if size > MAX_OUTPUT_CHARS:
                 raise _LimitExceeded("too_long", f"the output grew past {MAX_OUTPUT_CHARS} characters")
-            if time.monotonic() > budget.deadline:
-                raise _LimitExceeded("render_timeout", f"the template took longer than {RENDER_SECONDS:g}s")
             chunks.append(chunk)
         return "".join(chunks)
     except _LimitExceeded as exc:
@@ -879,13 +939,16 @@ def _template_line(exc: BaseException) -> int | None:
 
 
 def _check_values(template: TemplateVersion | TemplateDraft, variables: Mapping[str, Any]) -> None:
-    unknown = sorted(set(variables) - set(template.variables))
-    if unknown:
+    if not variables.keys() <= template.variables.keys():
+        unknown = sorted(variables.keys() - template.variables.keys())
         raise TemplateError(
             "unknown_variables", f"template {template.name!r} has no variable(s) {', '.join(unknown)}", missing=unknown
         )
     for key, value in variables.items():
-        if value is not None and not isinstance(value, (str, int, float, bool, datetime, date)):
+        if type(value) is str:
+            if len(value) > MAX_OUTPUT_CHARS:
+                raise TemplateError("too_long", f"variable {key!r} is longer than {MAX_OUTPUT_CHARS} characters")
+        elif value is not None and not isinstance(value, (str, int, float, bool, datetime, date)):
             raise TemplateError("invalid_variables", f"variable {key!r} must be a string or a number")
 
 
@@ -922,14 +985,17 @@ def _render_source(
     context: Mapping[str, Any] | None,
 ) -> str:
     version = template.version if isinstance(template, TemplateVersion) else 0
-    compiled = _compile(template.name, version, source)
+    compiled = _compiled(template.name, version, source)
     values: dict[str, Any] = {}
-    for key, obj in (context or {}).items():
-        if key in CONTEXT_NAMES and obj is not None:
-            values[key] = _Record(key, obj if isinstance(obj, Mapping) else context_record(obj))
-    values.update({k: v for k, v in variables.items() if v is not None})
-    missing = sorted(name for name in compiled.names if name not in values)
-    if missing:
+    if context:
+        for key, obj in context.items():
+            if key in CONTEXT_NAMES and obj is not None:
+                values[key] = _Record(key, obj if isinstance(obj, Mapping) else context_record(obj))
+    for key, value in variables.items():
+        if value is not None:
+            values[key] = value
+    if not compiled.names <= values.keys():
+        missing = sorted(compiled.names - values.keys())
         first = min(compiled.lines.get(name, 0) for name in missing) or None
         raise TemplateError(
             "missing_variables",

@@ -279,3 +279,56 @@ def test_compiled_templates_are_cached_per_version() -> None:
     before = _compiled.cache_info().hits
     render(template, {"name": "b"}, channel=Channel.VIBER)
     assert _compiled.cache_info().hits == before + 1
+
+
+SUBSTITUTION_BODIES = [
+    "Hi {{ name }}!",
+    "Literal {braces} and {{ '{' }} and {0} stay: {{ name }}",
+    "{{ name }}{{ name }} {# a comment #} {{ contact.name }} / {{ agent.display_name }}",
+    "Trailing newline kept out\n",
+    "{{ contact.items }}",  # a field, never the dict method: missing here, on both paths
+]
+
+
+@pytest.mark.parametrize("body", SUBSTITUTION_BODIES)
+@pytest.mark.parametrize("value", ["Ann", "{name} {0} {{x}}", "ünï 🚚"])
+def test_the_substitution_fast_path_renders_exactly_like_jinja(body: str, value: str) -> None:
+    from dataclasses import replace
+
+    from hub.templates import _compile_source, _Record, _run
+
+    compiled = _compile_source(body)
+    slow = replace(compiled, pattern=None)
+    ctx = {k: _Record(k, v) for k, v in preview_context(Channel.VIBER).items()}
+    try:
+        expected: str | None = _run(slow, {**ctx, "name": value})
+    except TemplateError:
+        expected = None
+    if expected is None:
+        with pytest.raises(TemplateError):
+            _run(compiled, {**ctx, "name": value})
+    else:
+        assert _run(compiled, {**ctx, "name": value}) == expected
+
+
+def test_simple_templates_take_the_fast_path_and_logic_does_not() -> None:
+    from hub.templates import _compile_source
+
+    assert (
+        _compile_source("Hi {{ name }} from {{ agent.display_name }}").pattern == "Hi {name} from {agent[display_name]}"
+    )
+    assert _compile_source("Hi {{ name | upper }}").pattern is None
+    assert _compile_source("{% if a %}x{% endif %}").pattern is None
+
+
+def test_context_objects_expose_fields_not_methods() -> None:
+    template = version("{{ contact.keys }}")
+    with pytest.raises(TemplateError) as caught:
+        render(template, {}, channel=Channel.VIBER, context={"contact": {"name": "Ann"}})
+    assert caught.value.missing == ("contact.keys",)
+    assert render(template, {}, channel=Channel.VIBER, context={"contact": {"keys": "3 keys"}}).text == "3 keys"
+
+
+def test_internal_guard_filters_cannot_be_named_in_a_template() -> None:
+    error = refusal(TemplateDraft(name="t", body="{{ name | _guard_emit }}", variables={"name": "a"}))
+    assert error.code == "unsafe_template"
