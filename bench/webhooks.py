@@ -127,10 +127,14 @@ def make_request(provider: str, n: int, base_url: str, run: str) -> Request:
                 ],
             }
         ).encode()
-        return "/webhooks/messenger", body, {
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": _meta_signature(SECRETS[provider], body),
-        }
+        return (
+            "/webhooks/messenger",
+            body,
+            {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": _meta_signature(SECRETS[provider], body),
+            },
+        )
     if provider == "whatsapp":
         value = {
             "messaging_product": "whatsapp",
@@ -152,10 +156,14 @@ def make_request(provider: str, n: int, base_url: str, run: str) -> Request:
                 "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
             }
         ).encode()
-        return "/webhooks/whatsapp", body, {
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": _meta_signature(SECRETS[provider], body),
-        }
+        return (
+            "/webhooks/whatsapp",
+            body,
+            {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": _meta_signature(SECRETS[provider], body),
+            },
+        )
     if provider == "twilio":
         sid = f"SM{run}{n:028d}"[:34]
         params = {
@@ -172,10 +180,14 @@ def make_request(provider: str, n: int, base_url: str, run: str) -> Request:
             "ApiVersion": "2010-04-01",
         }
         url = base_url + "/webhooks/twilio"
-        return "/webhooks/twilio", urlencode(params).encode(), {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": _twilio_signature(SECRETS[provider], url, params),
-        }
+        return (
+            "/webhooks/twilio",
+            urlencode(params).encode(),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": _twilio_signature(SECRETS[provider], url, params),
+            },
+        )
     body = json.dumps(
         {
             "event": "message",
@@ -336,10 +348,11 @@ def main() -> None:
                     drive(hub_base, [make(n, hub_base) for n in range(args.requests)], args.concurrency)
                 )
                 results.append({"provider": provider, "hub": hub_result, "bare": bare_result})
+                ratio = hub_result["per_second"] / bare_result["per_second"]
                 print(
                     f"{provider:9} hub {hub_result['per_second']:7.0f}/s p99 {hub_result['p99_ms']:6.1f} ms "
                     f"(failures {hub_result['failures']:.0f}) | bare {bare_result['per_second']:7.0f}/s "
-                    f"p99 {bare_result['p99_ms']:6.1f} ms | ratio {hub_result['per_second'] / bare_result['per_second']:.2f}",
+                    f"p99 {bare_result['p99_ms']:6.1f} ms | ratio {ratio:.2f}",
                     flush=True,
                 )
         finally:
