@@ -1,0 +1,251 @@
+"""GET/POST /webhooks/whatsapp (Cloud API) on the real app, into the real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from adapters._graph import sign
+from hub.api.keys import INGESTOR
+from hub.api.server import create_app
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.tables import conversations, identities, messages
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
+NUMBER = "106540352242922"
+WA_ID = "16505551234"
+SECRET = "whatsapp-app-secret"
+ROUTE = "/webhooks/whatsapp"
+OUT_ID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA"
+
+ClientFactory = Callable[..., Any]
+
+ACCOUNT = f"""
+[[accounts]]
+id = "wa-cloud"
+channel = "whatsapp"
+provider = "cloud"
+queue = "sales"
+api_base = "http://127.0.0.1:9/graph/v21.0"
+phone_number_id = "{NUMBER}"
+app_secret = "{SECRET}"
+verify_token = "wa-verify"
+access_token = "system-user-token"
+"""
+
+
+def payload(name: str) -> bytes:
+    return (FIXTURES / f"{name}.json").read_bytes()
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], database_url: str) -> Settings:
+    return make_settings(extra_toml=ACCOUNT, database_url=database_url)
+
+
+@pytest.fixture
+async def client(store: Store, settings: Settings, aiohttp_client: ClientFactory) -> AsyncIterator[TestClient]:
+    """The hub app; closed before the store is (its shutdown still writes)."""
+    result: TestClient = await aiohttp_client(create_app(settings, store=store))
+    yield result
+    await result.close()
+
+
+async def post(client: TestClient, body: bytes, *, secret: str | None = SECRET, **headers: str) -> Any:
+    if secret is not None:
+        headers.setdefault("X-Hub-Signature-256", sign(body, secret))
+    headers.setdefault("Content-Type", "application/json")
+    return await client.post(ROUTE, data=body, headers=headers)
+
+
+async def rows(store: Store, table: Any = messages) -> list[Any]:
+    async with store.read() as connection:
+        return list((await connection.execute(select(table).order_by(table.c.id))).all())
+
+
+async def count(store: Store, table: Any) -> int:
+    async with store.read() as connection:
+        return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_handshake(client: TestClient) -> None:
+    ok = await client.get(
+        ROUTE, params={"hub.mode": "subscribe", "hub.verify_token": "wa-verify", "hub.challenge": "42"}
+    )
+    assert (ok.status, await ok.text()) == (200, "42")
+    refused = await client.get(
+        ROUTE, params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "4"}
+    )
+    assert refused.status == 403
+
+
+INBOUND = [
+    ("text", "text", "Does it come in another color?", None),
+    ("image", "image", "Damaged box", None),
+    ("video", "video", None, None),
+    ("audio", "audio", None, None),
+    ("document", "file", "My invoice", None),
+    ("sticker", "sticker", None, None),
+    ("location", "location", "Meta Headquarters", None),
+    ("contacts", "contact", "Barbara J. Johnson: +1 (940) 555-1234", None),
+    ("button", "postback", "Yes, confirm", "confirm_yes"),
+    ("interactive_button_reply", "postback", "Change", "change-button"),
+    ("interactive_list_reply", "postback", "Express", "priority_express"),
+    ("reply_context", "text", "Yes, that one", None),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "text", "payload_value"), INBOUND, ids=[i[0] for i in INBOUND])
+async def test_every_message_type_is_stored(
+    client: TestClient, store: Store, name: str, kind: str, text: str | None, payload_value: str | None
+) -> None:
+    body = payload(name)
+    response = await post(client, body)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["stored"] == 1
+    (row,) = await rows(store)
+    message = json.loads(body)["entry"][0]["changes"][0]["value"]["messages"][0]
+    assert (row.provider_message_id, row.kind, row.text, row.payload) == (message["id"], kind, text, payload_value)
+    assert row.sent_at == datetime.fromtimestamp(int(message["timestamp"]), UTC)
+    if kind in ("image", "video", "audio", "file", "sticker"):
+        assert row.attachments[0]["provider_media_id"] == message[message["type"]]["id"]
+        assert row.attachments[0]["mime_type"] == message[message["type"]]["mime_type"]
+    if name == "document":
+        assert row.attachments[0]["file_name"] == "invoice-2025-06.pdf"
+    if "context" in message:
+        assert row.reply_to == message["context"]["id"]
+    (identity,) = await rows(store, identities)
+    assert (identity.external_id, identity.phone, identity.display_name) == (WA_ID, "+16505551234", "Sheena Nelson")
+    (conversation,) = await rows(store, conversations)
+    assert (conversation.queue_id, conversation.channel) == ("sales", "whatsapp")
+
+
+async def test_user_with_only_a_bsuid_is_stored_under_it(client: TestClient, store: Store) -> None:
+    assert (await post(client, payload("bsuid"))).status == 200
+    (identity,) = await rows(store, identities)
+    assert (identity.external_id, identity.phone, identity.display_name) == ("US.13491208655302741918", None, "Kofi")
+
+
+async def test_batch_of_changes_is_stored_in_order(client: TestClient, store: Store) -> None:
+    response = await post(client, payload("batch"))
+    assert (await response.json())["stored"] == 3
+    assert [r.provider_message_id for r in await rows(store)] == ["wamid.batch1", "wamid.batch2", "wamid.batch3"]
+    assert await count(store, identities) == 2
+
+
+async def test_batch_is_all_or_nothing(client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub.store.ingest as ingest_module
+
+    original = ingest_module._store_message
+
+    async def failing(connection: Any, dialect: str, event: Any, *args: Any) -> None:
+        if event.provider_message_id == "wamid.batch3":
+            raise RuntimeError("constraint violated")
+        await original(connection, dialect, event, *args)
+
+    monkeypatch.setattr(ingest_module, "_store_message", failing)
+    response = await post(client, payload("batch"))
+    assert response.status == 500
+    assert (await count(store, messages), await count(store, identities)) == (0, 0)
+
+
+async def test_duplicate_delivery_is_acknowledged_and_changes_nothing(client: TestClient, store: Store) -> None:
+    assert (await post(client, payload("text"))).status == 200
+    before = (await rows(store), await rows(store, identities))
+    again = await post(client, payload("text"))
+    assert again.status == 200
+    assert (await again.json())["duplicates"] == 1
+    assert (await rows(store), await rows(store, identities)) == before
+
+
+async def add_outbound(store: Store) -> None:
+    async with store.write() as connection:
+        conversation = (await connection.execute(select(conversations))).first()
+        assert conversation is not None
+        now = datetime(2025, 6, 18, 16, 20, tzinfo=UTC)
+        await connection.execute(
+            messages.insert().values(
+                conversation_id=conversation.id,
+                identity_id=conversation.identity_id,
+                account_id="wa-cloud",
+                direction="out",
+                author="agent",
+                kind="text",
+                text="Yes, in blue and green.",
+                provider_message_id=OUT_ID,
+                sent_at=now,
+                created_at=now,
+                delivery_state="queued",
+            )
+        )
+
+
+async def outbound(store: Store) -> Any:
+    async with store.read() as connection:
+        return (await connection.execute(select(messages).where(messages.c.provider_message_id == OUT_ID))).one()
+
+
+async def test_statuses_move_the_message_forward_never_back(client: TestClient, store: Store) -> None:
+    await post(client, payload("text"))
+    await add_outbound(store)
+    for name, state in [
+        ("status_sent", "sent"),
+        ("status_read", "read"),
+        ("status_delivered", "read"),  # out of order: stays read
+    ]:
+        assert (await post(client, payload(name))).status == 200
+        assert (await outbound(store)).delivery_state == state
+
+
+async def test_failed_status_stores_code_and_reason(client: TestClient, store: Store) -> None:
+    await post(client, payload("text"))
+    await add_outbound(store)
+    assert (await post(client, payload("status_failed"))).status == 200
+    row = await outbound(store)
+    assert (row.delivery_state, row.error_code) == ("failed", "131047")
+    assert "approved template" in row.error_reason
+
+
+@pytest.mark.parametrize("name", ["reaction", "order", "system", "unsupported"])
+async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, store: Store, name: str) -> None:
+    response = await post(client, payload(name))
+    assert (response.status, (await response.json())["ignored"]) == (200, 1)
+    assert await count(store, messages) == 0
+    assert client.app[INGESTOR].ignored_counts[f"whatsapp:{name}"] == 1
+
+
+@pytest.mark.parametrize("variant", ["missing", "wrong-secret", "altered"])
+async def test_bad_signatures_are_refused_and_nothing_stored(client: TestClient, store: Store, variant: str) -> None:
+    body = payload("text")
+    headers = {
+        "missing": {},
+        "wrong-secret": {"X-Hub-Signature-256": sign(body, "another-app")},
+        "altered": {"X-Hub-Signature-256": sign(body, SECRET)},
+    }[variant]
+    if variant == "altered":
+        body = body.replace(b"color", b"colos")
+    response = await post(client, body, secret=None, **headers)
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "signature_invalid"
+    assert await count(store, messages) == 0
+
+
+async def test_unknown_number_is_404(client: TestClient, store: Store) -> None:
+    response = await post(client, payload("text").replace(NUMBER.encode(), b"123456789012345"))
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "unknown_account"
+    assert await count(store, messages) == 0
+
+
+async def test_malformed_signed_body_is_400(client: TestClient, store: Store) -> None:
+    response = await post(client, b'{"object":"whatsapp_business_account","entry":[{"id":"1"}]}')
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "missing_field"
