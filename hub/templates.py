@@ -50,6 +50,7 @@ __all__ = [
     "context_record",
     "preview_context",
     "render",
+    "render_context",
     "source_for",
     "usable_on",
     "validate",
@@ -336,6 +337,34 @@ def context_record(obj: Any, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
         elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
             out[key] = list(value)
     return out
+
+
+def render_context(
+    *, contact: Any = None, identity: Any = None, agent: Any = None, conversation: Any = None, queue: Any = None
+) -> dict[str, dict[str, Any]]:
+    """The render context of a conversation, the same for every caller (API render, outbound send).
+
+    Each argument is a model dataclass or a mapping (None leaves the object out). An identity
+    not paired with a contact still gives ``contact.name`` / ``contact.phone`` from what the
+    channel told us, so greeting templates work before anyone fills in the CRM."""
+    identity_fields = context_record(identity)
+    if contact is not None:
+        contact_fields = context_record(contact)
+    else:
+        contact_fields = {
+            key: identity_fields[source]
+            for key, source in (("name", "display_name"), ("phone", "phone"))
+            if identity_fields.get(source)
+        }
+    context = {
+        "contact": contact_fields,
+        "identity": identity_fields,
+        "agent": context_record(agent, exclude=("pause_reason", "pause_paid", "presence_since")),
+        "conversation": context_record(conversation),
+        "queue": context_record(queue),
+    }
+    given = {"identity": identity, "agent": agent, "conversation": conversation, "queue": queue}
+    return {key: value for key, value in context.items() if key == "contact" or given[key] is not None}
 
 
 _EXAMPLE_TIME = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)

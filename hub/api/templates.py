@@ -46,9 +46,9 @@ from hub.templates import (
     TemplateInUse,
     TemplateNotFound,
     TemplateVersion,
-    context_record,
     preview_context,
     render,
+    render_context,
     source_for,
     usable_on,
     validate,
@@ -503,26 +503,21 @@ async def conversation_template_render(request: web.Request) -> web.Response:
     identity = await get_identity(store, conversation.identity_id) or {}
     contact_id = (identity.get("contact") or {}).get("id")
     contact = await get_contact(store, contact_id) if contact_id else None
-    contact_fields = (
-        context_record(contact)
-        if contact
-        else {k: v for k, v in {"name": identity.get("display_name"), "phone": identity.get("phone")}.items() if v}
-    )
     try:
-        queue: dict[str, Any] = context_record(settings.queue(conversation.queue_id))
+        queue: Any = settings.queue(conversation.queue_id)
     except KeyError:
         queue = {"id": conversation.queue_id, "name": conversation.queue_id}
     try:
         provider: str | None = settings.account(conversation.account_id).provider
     except KeyError:
         provider = None
-    context = {
-        "contact": contact_fields,
-        "identity": context_record({k: v for k, v in identity.items() if k != "contact"}),
-        "agent": context_record(agent),
-        "conversation": context_record(conversation),
-        "queue": queue,
-    }
+    context = render_context(
+        contact=contact,
+        identity={k: v for k, v in identity.items() if k != "contact"},
+        agent=agent,
+        conversation=conversation,
+        queue=queue,
+    )
     rendered = await _guard(
         _off_loop(render, template, variables, channel=conversation.channel, context=context, provider=provider)
     )

@@ -332,3 +332,18 @@ def test_context_objects_expose_fields_not_methods() -> None:
 def test_internal_guard_filters_cannot_be_named_in_a_template() -> None:
     error = refusal(TemplateDraft(name="t", body="{{ name | _guard_emit }}", variables={"name": "a"}))
     assert error.code == "unsafe_template"
+
+
+def test_render_context_fills_contact_from_an_unpaired_identity() -> None:
+    from hub.model import Identity
+    from hub.templates import render_context
+
+    identity = Identity(
+        id=4, account_id="wa", channel=Channel.WHATSAPP, external_id="+1", display_name="Jo", phone="+1"
+    )
+    context = render_context(identity=identity)
+    assert context["contact"] == {"name": "Jo", "phone": "+1"}
+    assert context["identity"]["channel"] == "whatsapp"
+    assert set(context) == {"contact", "identity"}
+    paired = render_context(identity=identity, contact=Contact(id=1, name="Joanna Smith"))
+    assert paired["contact"] == {"id": 1, "name": "Joanna Smith"}
