@@ -1,0 +1,404 @@
+"""Conversation list and history pages at scale, as ratios against a primary-key lookup in the same run.
+
+    python bench/api.py [--conversations 100000] [--messages 1000000] [--samples 300] [--engines sqlite,postgres]
+
+For each engine: bulk-load ``conversations`` conversations over half as many identities (each identity has an
+older closed conversation, so history paging crosses into it), ``messages`` messages spread evenly, a few timeline
+events per conversation, and 200 agents; then time, page by page, through the store functions the API uses:
+
+* baseline: one conversation fetched by primary key (the cheapest useful query);
+* the supervisor's conversation list (everything, newest first), first page and a random deep page (keyset);
+* an agent's list (participants' conversations and their queues' waiting list), and ``?state=waiting&queue=``;
+* one conversation's history, newest page first, and the page before it ("load older messages").
+
+Loading uses executemany (SQLite) and COPY (PostgreSQL). Target: p99 under 50 ms per page. Figures are
+machine-dependent; compare the ratios. A quick run: ``--conversations 10000 --messages 100000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Table, func, select, text
+
+from hub.model import Agent, ConversationState, Presence, Role
+from hub.store import Store
+from hub.store.conversations import list_conversations, load_conversation
+from hub.store.history import history_page
+from hub.store.tables import agent_queues, agents, conversations, identities, messages, participants, timeline_events
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BATCH = 20_000
+AGENTS = 200
+QUEUES = ("support", "sales")
+
+
+# ------------------------------------------------------------------ databases
+
+
+@asynccontextmanager
+async def database(engine: str) -> AsyncIterator[Store]:
+    if engine == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            store = Store(f"sqlite:///{folder}/bench.db")
+            await store.migrate()
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    import asyncpg
+
+    name = f"bench_api_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = PG_ADMIN.rpartition("/")
+    store = Store(f"{base}/{name}")
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+# ---------------------------------------------------------------------- data
+
+
+def _state(n: int) -> str:
+    """The newer conversation of each identity: mostly closed, some active, some waiting."""
+    roll = n % 20
+    if roll == 0:
+        return ConversationState.WAITING.value
+    if roll in (1, 2):
+        return ConversationState.ACTIVE.value
+    return ConversationState.CLOSED.value
+
+
+def rows_agents(now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": a,
+            "login": f"agent{a}",
+            "display_name": f"Agent {a}",
+            "password_hash": "x",
+            "role": "agent",
+            "capacity": 5,
+            "presence": "offline",
+            "presence_since": now,
+            "idle_since": now,
+            "active": True,
+            "created_at": now,
+        }
+        for a in range(1, AGENTS + 1)
+    ]
+
+
+def rows_identities(count: int) -> Iterator[dict[str, Any]]:
+    for i in range(1, count + 1):
+        yield {
+            "id": i,
+            "account_id": "wa",
+            "channel": "whatsapp",
+            "external_id": f"+4206{i:08d}",
+            "display_name": f"Customer {i}",
+            "phone": f"+4206{i:08d}",
+            "first_inbound_at": T0,
+            "last_inbound_at": T0,
+            "welcome_sent": False,
+            "created_at": T0,
+        }
+
+
+def plan_conversations(count: int) -> list[dict[str, Any]]:
+    """Conversation n belongs to identity (n+1)//2; odd n is the older (closed) one."""
+    found = []
+    for n in range(1, count + 1):
+        identity = (n + 1) // 2
+        older = n % 2 == 1
+        state = ConversationState.CLOSED.value if older else _state(n)
+        opened = T0 + timedelta(seconds=n * 10)
+        owner = (n % AGENTS) + 1 if state != ConversationState.WAITING.value else None
+        found.append(
+            {
+                "id": n,
+                "account_id": "wa",
+                "channel": "whatsapp",
+                "identity_id": identity,
+                "queue_id": QUEUES[n % 2 if not older else 0],
+                "state": state,
+                "owner_agent_id": owner,
+                "waiting_since": opened if state == ConversationState.WAITING.value else None,
+                "opened_at": opened,
+                "closed_at": opened + timedelta(minutes=5) if state == ConversationState.CLOSED.value else None,
+                "last_message_at": opened,
+                "important": False,
+                "status_id": "resolved" if state == ConversationState.CLOSED.value else None,
+                "version": 0,
+            }
+        )
+    return found
+
+
+def rows_messages(plan: list[dict[str, Any]], total: int) -> Iterator[dict[str, Any]]:
+    per, extra = divmod(total, len(plan))
+    message_id = 0
+    for index, conversation in enumerate(plan):
+        count = per + (1 if index < extra else 0)
+        for k in range(count):
+            message_id += 1
+            inbound = k % 2 == 0
+            yield {
+                "id": message_id,
+                "conversation_id": conversation["id"],
+                "identity_id": conversation["identity_id"],
+                "account_id": "wa",
+                "direction": "in" if inbound else "out",
+                "author": "customer" if inbound else "agent",
+                "agent_id": None if inbound else conversation["owner_agent_id"],
+                "kind": "text",
+                "text": f"message {k} of conversation {conversation['id']}",
+                "provider_message_id": f"wamid.{message_id}",
+                "sent_at": conversation["opened_at"] + timedelta(seconds=k),
+                "created_at": conversation["opened_at"] + timedelta(seconds=k),
+                "delivery_state": "received" if inbound else "delivered",
+            }
+
+
+def rows_events(plan: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    event_id = 0
+    for conversation in plan:
+        kinds = ["opened"]
+        if conversation["owner_agent_id"] is not None:
+            kinds += ["offered", "accepted"]
+        if conversation["state"] == ConversationState.CLOSED.value:
+            kinds.append("closed")
+        for k, kind in enumerate(kinds):
+            event_id += 1
+            yield {
+                "id": event_id,
+                "conversation_id": conversation["id"],
+                "kind": kind,
+                "agent_id": conversation["owner_agent_id"],
+                "data": {},
+                "created_at": conversation["opened_at"] + timedelta(milliseconds=k),
+            }
+
+
+def rows_participants(plan: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for conversation in plan:
+        if conversation["owner_agent_id"] is None:
+            continue
+        closed = conversation["state"] == ConversationState.CLOSED.value
+        yield {
+            "conversation_id": conversation["id"],
+            "agent_id": conversation["owner_agent_id"],
+            "role": "owner",
+            "joined_at": conversation["opened_at"],
+            "left_at": conversation["closed_at"] if closed else None,
+        }
+
+
+def batches(rows: Iterator[dict[str, Any]] | list[dict[str, Any]], size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def _copy(store: Store, table: Table, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: COPY (binary) through asyncpg; SQLite: one executemany per batch."""
+    if store.dialect != "postgresql":
+        async with store.write() as connection:
+            await connection.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    records = [tuple(_pg_value(row[c]) for c in columns) for row in rows]
+    async with store.write() as connection:
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)  # type: ignore[union-attr]
+
+
+def _pg_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        import json
+
+        return json.dumps(value)
+    return value
+
+
+async def load(store: Store, conversation_count: int, message_count: int) -> dict[str, float]:
+    started = time.perf_counter()
+    now = T0 + timedelta(days=30)
+    await _copy(store, agents, rows_agents(now))
+    membership = [{"agent_id": a, "queue_id": QUEUES[a % 2]} for a in range(1, AGENTS + 1)]
+    await _copy(store, agent_queues, membership)
+    for batch in batches(rows_identities((conversation_count + 1) // 2)):
+        await _copy(store, identities, batch)
+    plan = plan_conversations(conversation_count)
+    for batch in batches(plan):
+        await _copy(store, conversations, batch)
+    for batch in batches(rows_participants(plan)):
+        await _copy(store, participants, batch)
+    for batch in batches(rows_events(plan)):
+        await _copy(store, timeline_events, batch)
+    loaded_messages = 0
+    for batch in batches(rows_messages(plan, message_count)):
+        await _copy(store, messages, batch)
+        loaded_messages += len(batch)
+    if store.dialect == "postgresql":
+        async with store.write() as connection:
+            for table in (agents, identities, conversations, timeline_events, messages):
+                # COPY with explicit ids leaves the sequences behind; later inserts must not collide
+                highest = (await connection.execute(select(func.max(table.c.id)))).scalar_one()
+                await connection.execute(select(func.setval(func.pg_get_serial_sequence(table.name, "id"), highest)))
+            await connection.execute(text("ANALYZE"))
+    else:
+        async with store.write() as connection:
+            await connection.execute(text("ANALYZE"))
+    return {"seconds": time.perf_counter() - started, "messages": loaded_messages}
+
+
+# ------------------------------------------------------------------- timing
+
+
+async def timed(samples: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
+    durations = []
+    for i in range(samples):
+        started = time.perf_counter()
+        await call(i)
+        durations.append((time.perf_counter() - started) * 1000)
+    return durations
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def measure(store: Store, conversation_count: int, samples: int, seed: int) -> dict[str, list[float]]:
+    rng = random.Random(seed)
+    ids = [rng.randint(1, conversation_count) for _ in range(samples)]
+    supervisor = Agent(
+        id=AGENTS + 1, login="boss", display_name="Boss", role=Role.SUPERVISOR, capacity=5, presence=Presence.READY
+    )
+
+    async def pk(i: int) -> None:
+        async with store.read() as connection:
+            await load_conversation(connection, ids[i])
+
+    async def list_first(i: int) -> None:
+        await list_conversations(store, viewer=supervisor, everything=True, limit=50)
+
+    async def list_deep(i: int) -> None:
+        await list_conversations(store, viewer=supervisor, everything=True, before_id=ids[i], limit=50)
+
+    async def list_agent(i: int) -> None:
+        agent_id = ids[i] % AGENTS + 1
+        viewer = Agent(
+            id=agent_id,
+            login=f"agent{agent_id}",
+            display_name="A",
+            role=Role.AGENT,
+            capacity=5,
+            presence=Presence.READY,
+            queues=(QUEUES[agent_id % 2],),
+        )
+        await list_conversations(store, viewer=viewer, everything=False, limit=50)
+
+    async def list_waiting(i: int) -> None:
+        await list_conversations(
+            store, viewer=supervisor, everything=True, state=ConversationState.WAITING, queue=QUEUES[i % 2], limit=50
+        )
+
+    # the newer conversation of an identity, so paging can cross into the older one
+    newer = [i + (i % 2) if i + (i % 2) <= conversation_count else i for i in ids]
+    loaded: dict[int, Any] = {}
+    async with store.read() as connection:
+        for conversation_id in set(newer):
+            loaded[conversation_id] = await load_conversation(connection, conversation_id)
+
+    async def history_first(i: int) -> None:
+        await history_page(store, loaded[newer[i]], limit=50)
+
+    cursors: dict[int, Any] = {}
+    for i in range(samples):
+        _, cursor = await history_page(store, loaded[newer[i]], limit=5)
+        cursors[i] = cursor
+
+    async def history_older(i: int) -> None:
+        await history_page(store, loaded[newer[i]], before=cursors[i], limit=50)
+
+    results: dict[str, list[float]] = {}
+    for name, call in [
+        ("baseline: conversation by primary key", pk),
+        ("list, supervisor, first page", list_first),
+        ("list, supervisor, deep page (keyset)", list_deep),
+        ("list, agent (own + queue waiting)", list_agent),
+        ("list, ?state=waiting&queue=", list_waiting),
+        ("history, newest page", history_first),
+        ("history, older page (crosses conversations)", history_older),
+    ]:
+        await call(0)  # warm the plan cache
+        results[name] = await timed(samples, call)
+    return results
+
+
+async def run(args: argparse.Namespace) -> None:
+    for engine in args.engines.split(","):
+        async with database(engine) as store:
+            loaded = await load(store, args.conversations, args.messages)
+            print(
+                f"\n## {engine}: {args.conversations:,} conversations, {int(loaded['messages']):,} messages "
+                f"(loaded in {loaded['seconds']:.0f} s)"
+            )
+            results = await measure(store, args.conversations, args.samples, args.seed)
+            base = results["baseline: conversation by primary key"]
+            base50, base99 = pct(base, 0.5), pct(base, 0.99)
+            print(f"\n| query ({args.samples} samples) | p50 ms | p99 ms | p50 / base | p99 / base | p99 < 50 ms |")
+            print("|---|---|---|---|---|---|")
+            for name, durations in results.items():
+                p50, p99 = pct(durations, 0.5), pct(durations, 0.99)
+                print(
+                    f"| {name} | {p50:.2f} | {p99:.2f} | {p50 / base50:.1f}x | {p99 / base99:.1f}x | "
+                    f"{'yes' if p99 < 50 else 'NO'} |"
+                )
+            pages = [d for name, values in results.items() if not name.startswith("baseline") for d in values]
+            print(f"\nmean of all list/history pages: {statistics.mean(pages):.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conversations", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.conversations < 2 or args.messages < args.conversations:
+        parser.error("need at least 2 conversations and one message per conversation")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
