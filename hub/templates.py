@@ -550,6 +550,32 @@ def _replace_filter(value: Any, old: str, new: str, count: int | None = None) ->
     return text.replace(old, new) if count is None else text.replace(old, new, int(count))
 
 
+def _join_filter(value: Any, d: str = "") -> str:
+    """``join`` that counts the characters before building the string."""
+    separator = str(d)
+    parts: list[str] = []
+    size = 0
+    for item in value:
+        text = item if type(item) is str else str(item)
+        size += len(text) + len(separator)
+        if size > MAX_OUTPUT_CHARS + len(separator):
+            raise _LimitExceeded("too_long", f"join would exceed {MAX_OUTPUT_CHARS} characters")
+        parts.append(text)
+    return separator.join(parts)
+
+
+# Methods of str, list and dict a template may call: their output is bounded by the
+# input and by integer arguments (which the sandbox caps). No format, expandtabs, encode.
+_SAFE_METHODS = frozenset(
+    {
+        "capitalize", "casefold", "center", "count", "endswith", "find", "get", "index", "isalnum",
+        "isalpha", "isdecimal", "isdigit", "islower", "isnumeric", "isspace", "istitle", "isupper",
+        "items", "join", "keys", "ljust", "lower", "lstrip", "partition", "removeprefix", "removesuffix",
+        "replace", "rfind", "rjust", "rpartition", "rsplit", "rstrip", "split", "splitlines", "startswith",
+        "strip", "swapcase", "title", "upper", "values", "zfill",
+    }
+)  # fmt: skip
+
 _FILTER_NAMES = (
     "abs",
     "capitalize",
@@ -560,7 +586,6 @@ _FILTER_NAMES = (
     "first",
     "float",
     "int",
-    "join",
     "last",
     "length",
     "list",
@@ -577,7 +602,6 @@ _FILTER_NAMES = (
     "unique",
     "upper",
     "wordcount",
-    "wordwrap",
 )
 
 
@@ -660,6 +684,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_") or attr in _UNSAFE_ATTRIBUTES:
             return False
+        if callable(value) and isinstance(obj, (str, list, tuple, dict)):
+            # methods of plain values: only those whose output cannot explode (see _SAFE_METHODS)
+            return attr in _SAFE_METHODS and bool(super().is_safe_attribute(obj, attr, value))
         return bool(super().is_safe_attribute(obj, attr, value))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -676,8 +703,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if __obj is not safe_range and isinstance(getattr(__obj, "__self__", None), (str, list, tuple, dict)):
             for arg in (*args, *kwargs.values()):
                 _check_argument(arg)
-            if getattr(__obj, "__name__", "") == "replace" and isinstance(__obj.__self__, str) and len(args) >= 2:
-                _replace_filter(__obj.__self__, args[0], args[1], args[2] if len(args) > 2 else None)
+            method = getattr(__obj, "__name__", "")
+            if method == "replace" and isinstance(__obj.__self__, str) and len(args) >= 2:
+                return _replace_filter(__obj.__self__, args[0], args[1], args[2] if len(args) > 2 else None)
+            if method == "join" and isinstance(__obj.__self__, str) and len(args) == 1 and not kwargs:
+                return _join_filter(args[0], __obj.__self__)
         result = ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
         _check_size(result, budget)
         return result
@@ -759,6 +789,7 @@ def _build_environment() -> _Sandbox:
     for name in _FILTER_NAMES:
         env.filters[name] = _guarded_filter(builtin[name])
     env.filters["replace"] = _guarded_filter(_replace_filter)
+    env.filters["join"] = _guarded_filter(_join_filter)
     env.filters["date"] = _guarded_filter(_date_filter)
     env.filters["datetime"] = _guarded_filter(_datetime_filter)
     env.filters["time"] = _guarded_filter(_time_filter)

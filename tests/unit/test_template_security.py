@@ -73,6 +73,17 @@ BOMBS = [
     "{% macro m() %}{% for i in range(99999) %}static text repeated {% endfor %}{% endmacro %}{{ m() }}",
     "{% for x in [1] recursive %}{{ loop(range(100000)) }}{% endfor %}",
     "{{ range(100000)|join }}",
+    "{{ range(100000)|join('x' * 60000) }}",
+    "{{ ('x' * 60000).join(range(100000)) }}",
+]
+
+# methods and filters whose output is not bounded by their input are simply not there
+UNAVAILABLE = [
+    "{{ ('\t' * 60000).expandtabs(60000) }}",
+    "{{ ('x ' * 30000)|wordwrap(1, wrapstring='y' * 60000) }}",
+    "{{ name.encode() }}",
+    "{{ name.translate({}) }}",
+    "{{ name|indent(60000) }}",
 ]
 
 
@@ -166,3 +177,13 @@ def test_rendering_outside_the_sandbox_entry_point_is_refused() -> None:
     compiled = _compile_source("{% for i in range(3) %}{{ i }}{% endfor %}")
     with pytest.raises(Exception, match="only through"):
         compiled.template.render()
+
+
+@pytest.mark.parametrize("payload", UNAVAILABLE)
+def test_unbounded_methods_and_filters_are_unavailable(payload: str) -> None:
+    with pytest.raises(TemplateError) as at_save:
+        validate(draft(payload))
+    assert at_save.value.code in {"unsafe_template", "template_syntax"}
+    with pytest.raises(TemplateError) as at_render:
+        render(stored(payload), {"name": "Ann"}, channel=Channel.VIBER, context=preview_context(Channel.VIBER))
+    assert at_render.value.code in {"unsafe_template", "template_syntax"}
