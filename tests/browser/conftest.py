@@ -112,6 +112,22 @@ name = "Sales"
 number = 200
 offer_timeout = 120
 
+[[queues]]
+id = "callback"
+name = "Call-backs"
+number = 300
+offer_timeout = 3
+
+[[accounts]]
+id = "wa-callback"
+channel = "whatsapp"
+provider = "twilio"
+queue = "callback"
+account_sid = "AC00000000000000000000000000000002"
+auth_token = "twilio-test-auth-token-2"
+from_number = "+15550002222"
+api_base = "http://127.0.0.1:{emulator_port}/twilio"
+
 [[accounts]]
 id = "wa-main"
 channel = "whatsapp"

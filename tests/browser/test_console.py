@@ -247,6 +247,27 @@ async def test_admin_edits_a_template_and_sees_the_preview_and_the_overview(
     await hub.say("+420600333444", "Is anyone there?", name="Eva Waiting")
     await expect(page.get_by_test_id("waiting-support")).to_have_text("1")
     await page.screenshot(path=str(screenshots / "supervisor-overview.png"))
+
+    # the admin screens: account health, queues, statuses, agents
+    await page.get_by_role("button", name="Admin", exact=True).click()
+    await expect(page.locator(".admin-body")).to_contain_text("wa-main")
+    await expect(page.locator(".admin-body")).to_contain_text("Last webhook")
+    await page.screenshot(path=str(screenshots / "admin-accounts.png"))
+    await page.get_by_role("tab", name="Queues").click()
+    await expect(page.locator(".admin-body")).to_contain_text("200")
+    await page.get_by_role("button", name="Edit queue Sales").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_label("Offer timeout (seconds)").fill("45")
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.locator(".admin-body")).to_contain_text("45 s")
+    await page.get_by_role("tab", name="Statuses").click()
+    await page.get_by_label("New status id").fill("callback")
+    await page.get_by_label("New status name").fill("Call back later")
+    await page.get_by_role("button", name="Add status").click()
+    await expect(page.locator(".admin-body")).to_contain_text("Call back later")
+    await page.get_by_role("tab", name="Agents").click()
+    await expect(page.locator(".admin-body")).to_contain_text("alice")
     assert admin.errors == []
 
 
@@ -273,4 +294,57 @@ async def test_console_is_usable_on_a_narrow_screen_and_by_keyboard(
     overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     await page.screenshot(path=str(screenshots / "conversation-narrow.png"), full_page=True)
+    assert alice.errors == []
+
+
+async def test_a_missed_offer_pauses_the_agent_and_the_console_says_why(hub: RunningHub, browser: Any) -> None:
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await set_presence(page, "ready")
+    await hub.say("+420600777888", "Please call me back", name="Olga Rychla", account="wa-callback")
+    offer = page.locator(".offer-card")
+    await expect(offer).to_be_visible()
+    await expect(offer).to_contain_text("300 Call-backs")
+    # nobody answers within the queue's 3 seconds: the hub withdraws the offer and pauses the agent
+    await expect(offer).to_have_count(0)
+    badge = page.get_by_test_id("presence-badge")
+    await expect(badge).to_contain_text("missed offer")
+    await expect(badge).to_contain_text("unpaid")
+    await expect(page.get_by_test_id("presence")).to_have_value("paused")
+
+    # the waiting badge counts it; the agent takes it from the waiting list anyway
+    await expect(page.get_by_test_id("waiting-count")).not_to_have_text("0")
+    await page.get_by_role("button", name=re.compile("^Waiting")).click()
+    dialog = page.locator("dialog[open]")
+    await expect(dialog).to_contain_text("Olga Rychla")
+    await dialog.get_by_role("button", name="Take").first.click()
+    await expect(page.get_by_role("tab", name=re.compile("Olga Rychla"))).to_be_visible()
+    assert alice.errors == []
+
+
+async def test_a_lost_connection_reconnects_and_catches_up(hub: RunningHub, browser: Any) -> None:
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await set_presence(page, "ready")
+    await hub.say("+420600121212", "First message", name="Tomas Ztraceny")
+    await page.locator(".offer-card").get_by_role("button", name="Accept").click()
+    widget = page.locator(".message-widget")
+    await expect(widget.locator(".history")).to_contain_text("First message")
+
+    # the link drops; meanwhile the customer writes twice
+    await page.evaluate("import('/console/js/live.js').then((live) => live.suspend())")
+    await expect(page.locator(".connection")).to_contain_text("Offline")
+    await hub.say("+420600121212", "Are you still there?")
+    await hub.say("+420600121212", "Hello?")
+    await page.wait_for_timeout(500)
+    await expect(widget.locator(".history")).not_to_contain_text("Hello?")
+
+    # back online: the console asks for what it missed (since=<last seq>) and shows it
+    await page.evaluate("import('/console/js/live.js').then((live) => live.resume())")
+    await expect(page.locator(".connection")).to_have_text("Live")
+    await expect(widget.locator(".history")).to_contain_text("Are you still there?")
+    await expect(widget.locator(".history")).to_contain_text("Hello?")
+    assert any("since=" in url for url in sockets), sockets
     assert alice.errors == []

@@ -49,7 +49,7 @@ async function accounts(body) {
     h("h1", {}, "Channel accounts"),
     h("p", { class: "muted" }, "Accounts are configured in the hub's configuration file; their health is shown here."),
     h("table", {},
-      h("thead", {}, h("tr", {}, ["Account", "Channel", "Queue", "Last webhook", "Last send", "Last send error"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Account", "Channel", "Queue", "Health", "Last webhook", "Last send", "Last send error"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, list.map((a) => {
         const health = a.health || a;
         const error = health.last_send_error;
@@ -57,6 +57,7 @@ async function accounts(body) {
           h("th", { scope: "row" }, a.id),
           h("td", {}, `${channelLabel[a.channel] || a.channel}${a.provider && a.provider !== a.channel ? ` (${a.provider})` : ""}`),
           h("td", {}, idOf(a.queue) || ""),
+          h("td", {}, h("span", { class: `chip health-${health.state || "unknown"}` }, health.state || "unknown")),
           h("td", {}, health.last_webhook_at ? dateTime(health.last_webhook_at) : "never"),
           h("td", {}, health.last_send_at ? dateTime(health.last_send_at) : "never"),
           h("td", { class: error ? "error-text" : "muted" }, error ? `${error}${health.last_send_error_at ? ` (${dateTime(health.last_send_error_at)})` : ""}` : "none"),

@@ -40,13 +40,22 @@ export function stop() {
   lastSeq = null;
 }
 
-// for tests and for the "reconnect" button: drop the link as a bad network would
-export function dropForTest() {
-  if (socket) socket.close(4000, "dropped");
+// Tests use these to lose the link as a bad network would, and to get it back.
+let suspended = false;
+export function suspend() {
+  suspended = true;
+  clearTimeout(timer);
+  if (socket) socket.close(4000, "suspended");
+}
+export function resume() {
+  suspended = false;
+  attempt = 0;
+  clearTimeout(timer);
+  if (!socket) connect();
 }
 
 function connect() {
-  if (stopped) return;
+  if (stopped || suspended) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const query = lastSeq !== null ? `?since=${encodeURIComponent(lastSeq)}` : "";
   setStatus(lastSeq === null ? "connecting" : "reconnecting");
