@@ -58,6 +58,8 @@ API_PREFIX = "/api/v1"
 H = TypeVar("H", bound=Callable[..., Any])
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 _SKIPPED_METHODS = {"HEAD", "OPTIONS", "*"}
+_UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+_IDEMPOTENCY_KEY = {"type": "string", "description": "a retry with the same key returns the first answer"}
 
 _REASONS = {
     200: "OK",
@@ -250,8 +252,12 @@ def _render(method: str, path: str, op: Operation) -> dict[str, Any]:
     params += [
         {"name": name, "in": "query", "required": False, "schema": dict(s)} for name, s in sorted(op.query.items())
     ]
+    headers = dict(op.headers)
+    if op.auth and method in _UNSAFE_METHODS:
+        # the idempotency middleware serves every state-changing route (hub/api/idempotency.py)
+        headers.setdefault("Idempotency-Key", _IDEMPOTENCY_KEY)
     params += [
-        {"name": name, "in": "header", "required": False, "schema": dict(s)} for name, s in sorted(op.headers.items())
+        {"name": name, "in": "header", "required": False, "schema": dict(s)} for name, s in sorted(headers.items())
     ]
     if params:
         out["parameters"] = params

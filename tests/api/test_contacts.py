@@ -175,3 +175,13 @@ async def test_contacts_need_authentication(api: Api) -> None:
     response = await api.client.post("/api/v1/contacts", json={"name": "Jana"})
     assert response.status == 401
     assert await _count_contacts(api) == 0
+
+
+async def test_retried_create_with_the_same_idempotency_key_creates_one_contact(api: Api) -> None:
+    alice = await api.agent("alice")
+    key = {"Idempotency-Key": "create-jana-1"}
+    first = await alice.post("/api/v1/contacts", json={"name": "Jana"}, headers=key)
+    again = await alice.post("/api/v1/contacts", json={"name": "Jana"}, headers=key)
+    assert (first.status, again.status) == (201, 201)
+    assert (await first.json())["id"] == (await again.json())["id"]
+    assert await _count_contacts(api) == 1

@@ -85,3 +85,14 @@ async def test_document_is_served_without_authentication(
     body = await response.json()
     assert body["openapi"] == "3.1.0"
     assert "/openapi.json" in body["paths"]
+
+
+def test_state_changing_routes_document_the_idempotency_key(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    doc = build_document(_app(make_settings, sqlite_url))
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in ("post", "put", "delete") and op["security"]:
+                headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
+                assert "Idempotency-Key" in headers, f"{method} {path}"
