@@ -18,6 +18,7 @@ from adapters import _graph
 from adapters._graph import COMMON_ERRORS, ErrorRule
 from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, UnknownAccount
 from hub.model import (
+    TEXT_LIMITS,
     Attachment,
     Channel,
     ChannelAccount,
@@ -40,7 +41,8 @@ __all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
 logger = logging.getLogger(__name__)
 
 PROVIDER = "Messenger"
-TEXT_LIMIT = 2000
+PART_METADATA = "channelhub:part"  # marks the leading parts of a multi-part send (their echoes are ours)
+TEXT_LIMIT = TEXT_LIMITS[Channel.MESSENGER]
 
 #: Messenger's error codes (channels.md 1.6) on top of the Graph codes both products share
 ERRORS: dict[int | tuple[int, int], ErrorRule] = {
@@ -250,6 +252,8 @@ class MessengerAdapter:
         if text is None and not attachments and location is None and payload is None:
             return self._ignored("message_without_content")
         if message.get("is_echo"):
+            if message.get("metadata") == PART_METADATA:
+                return self._ignored("echo_of_a_message_part")
             return Echo(
                 channel=Channel.MESSENGER,
                 account_id=self.account.id,
@@ -302,25 +306,39 @@ class MessengerAdapter:
         return f"{self.account.api_base}/{path}"
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
-        body: dict[str, Any] = {
-            "recipient": {"id": message.recipient_id},
-            "messaging_type": self._messaging_type(message),
-            "message": self._message_body(message),
-        }
-        if message.tag:
-            body["tag"] = message.tag
-        data = await _graph.graph_request(
-            self._session,
-            "POST",
-            self._url(f"{self.page_id}/messages"),
-            rules=ERRORS,
-            provider=PROVIDER,
-            params={"access_token": self._token},
-            json_body=body,
-        )
-        message_id = data.get("message_id")
-        if not isinstance(message_id, str) or not message_id:
-            raise ProviderRejected("no_message_id", "Messenger accepted the call but returned no message id.")
+        """One message; text with files goes out as several Messenger messages.
+
+        Messenger has no captions and one file per message, so the text goes first, then
+        each file; the last one's id is the receipt (watermark receipts cover them all).
+        The leading parts carry ``metadata`` so their echoes are not taken for messages
+        sent outside the hub. Everything is validated before the first call; a failure
+        after a leading part went out is retried whole (that part may then repeat).
+        """
+        messaging_type = self._messaging_type(message)
+        parts = self._message_parts(message)
+        message_id = ""
+        for index, part in enumerate(parts):
+            if index < len(parts) - 1:
+                part = {**part, "metadata": PART_METADATA}
+            body: dict[str, Any] = {
+                "recipient": {"id": message.recipient_id},
+                "messaging_type": messaging_type,
+                "message": part,
+            }
+            if message.tag:
+                body["tag"] = message.tag
+            data = await _graph.graph_request(
+                self._session,
+                "POST",
+                self._url(f"{self.page_id}/messages"),
+                rules=ERRORS,
+                provider=PROVIDER,
+                params={"access_token": self._token},
+                json_body=body,
+            )
+            message_id = data.get("message_id") or ""
+            if not isinstance(message_id, str) or not message_id:
+                raise ProviderRejected("no_message_id", "Messenger accepted the call but returned no message id.")
         return SendReceipt(provider_message_id=message_id, accepted_at=datetime.now(UTC))
 
     @staticmethod
@@ -337,14 +355,13 @@ class MessengerAdapter:
             return message.messaging_type
         return "RESPONSE"
 
-    def _message_body(self, message: OutboundMessage) -> dict[str, Any]:
-        if message.attachments:
-            if len(message.attachments) > 1 or message.text:
-                raise ProviderRejected(
-                    "unsupported_content",
-                    "Messenger sends one file per message and no caption; send the text and each file separately.",
-                )
-            attachment = message.attachments[0]
+    def _message_parts(self, message: OutboundMessage) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        if message.text:
+            if len(message.text) > TEXT_LIMIT:
+                raise ProviderRejected("text_too_long", f"Messenger messages are limited to {TEXT_LIMIT} characters.")
+            parts.append({"text": message.text})
+        for attachment in message.attachments:
             kind = _SEND_TYPES.get(attachment.kind)
             if kind is None:
                 raise ProviderRejected("unsupported_content", f"Messenger cannot send a {attachment.kind} attachment.")
@@ -355,12 +372,10 @@ class MessengerAdapter:
                 payload = {"url": attachment.url, "is_reusable": True}
             else:
                 raise ProviderRejected("unsupported_content", "The attachment has neither a URL nor a media id.")
-            return {"attachment": {"type": kind, "payload": payload}}
-        if not message.text:
+            parts.append({"attachment": {"type": kind, "payload": payload}})
+        if not parts:
             raise ProviderRejected("empty_message", "The message has no text and no attachment.")
-        if len(message.text) > TEXT_LIMIT:
-            raise ProviderRejected("text_too_long", f"Messenger messages are limited to {TEXT_LIMIT} characters.")
-        return {"text": message.text}
+        return parts
 
     async def check(self) -> str:
         data = await _graph.graph_request(

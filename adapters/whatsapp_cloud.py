@@ -21,6 +21,7 @@ from adapters import _graph
 from adapters._graph import COMMON_ERRORS, ErrorRule
 from hub.errors import PayloadMalformed, ProviderRejected, UnknownAccount
 from hub.model import (
+    TEXT_LIMITS,
     Attachment,
     Channel,
     ChannelAccount,
@@ -41,7 +42,7 @@ __all__ = ["ERRORS", "WhatsAppCloudAdapter", "parse_delivery", "phone_number_ids
 logger = logging.getLogger(__name__)
 
 PROVIDER = "WhatsApp"
-TEXT_LIMIT = 4096
+TEXT_LIMIT = TEXT_LIMITS[Channel.WHATSAPP]
 
 _WINDOW_CLOSED = (
     "The 24-hour customer service window has closed: the customer last wrote more than 24 hours ago. "

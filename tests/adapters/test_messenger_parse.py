@@ -272,3 +272,16 @@ def test_malformed_bodies_name_the_problem(adapter: MessengerAdapter, body: byte
     with pytest.raises(PayloadMalformed) as caught:
         adapter.parse(body)
     assert caught.value.code == code
+
+
+def test_echo_of_a_leading_message_part_is_ours_and_ignored(adapter: MessengerAdapter) -> None:
+    body = payload("echo").replace(b'"metadata":"sent from inbox"', b'"metadata":"channelhub:part"')
+    assert one(adapter, "echo") != one_from(adapter, body)
+    assert one_from(adapter, body) == IgnoredEvent(
+        channel=Channel.MESSENGER, account_id="fb-main", kind="echo_of_a_message_part"
+    )
+
+
+def one_from(adapter: MessengerAdapter, body: bytes) -> object:
+    (event,) = adapter.parse(body)
+    return event

@@ -214,3 +214,35 @@ async def test_profile_returns_name_and_picture(adapter: MessengerAdapter, graph
 async def test_profile_failure_is_none_not_an_error(adapter: MessengerAdapter, graph: Any) -> None:
     graph.get(re.compile(rf"^{re.escape(API)}/6284512397351040\?"), status=400, payload=graph_error(100))
     assert await adapter.profile("6284512397351040") is None
+
+
+async def test_text_with_a_file_goes_out_as_two_messages_text_first(adapter: MessengerAdapter, graph: Any) -> None:
+    graph.post(SEND_URL, payload={"message_id": "m_caption"})
+    graph.post(SEND_URL, payload={"message_id": "m_file"})
+    message = OutboundMessage(
+        account_id="fb-main",
+        recipient_id="1",
+        kind=MessageKind.IMAGE,
+        text="Here is the label",
+        attachments=(Attachment(kind=MessageKind.IMAGE, url="https://files.example/label.png"),),
+    )
+    receipt = await adapter.send(message)
+    assert receipt.provider_message_id == "m_file"
+    bodies = [call.kwargs["json"]["message"] for calls in graph.requests.values() for call in calls]
+    assert bodies == [
+        {"text": "Here is the label", "metadata": "channelhub:part"},
+        {"attachment": {"type": "image", "payload": {"url": "https://files.example/label.png", "is_reusable": True}}},
+    ]
+
+
+async def test_unsendable_attachment_is_refused_before_any_call(adapter: MessengerAdapter, graph: Any) -> None:
+    message = OutboundMessage(
+        account_id="fb-main",
+        recipient_id="1",
+        text="caption",
+        attachments=(Attachment(kind=MessageKind.LOCATION, url="https://maps.example/x"),),
+    )
+    with pytest.raises(ProviderRejected) as caught:
+        await adapter.send(message)
+    assert caught.value.provider_code == "unsupported_content"
+    assert not graph.requests
