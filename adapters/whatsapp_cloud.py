@@ -5,7 +5,7 @@ Owns the Cloud API webhook (``object: whatsapp_business_account``,
 endpoint (text, media by link or id, approved templates) and its error codes.
 Identities are keyed on ``wa_id`` (``from``); a user who hides their number
 behind a username arrives with a business-scoped ``user_id`` only, and is keyed
-on that (see docs/decisions on WhatsApp identities).
+on that (docs/decisions/0007).
 """
 
 from __future__ import annotations
