@@ -116,7 +116,29 @@ async def test_customer_writes_agent_answers_hands_off_and_closes(
     await box.press("Enter")
     await expect(widget.locator(".msg-out .text").last).to_have_text("We are looking into it.\nOne moment please.")
     await expect(box).to_have_value("")
+
+    # mark important (shown pressed only once the hub answered) and assign a new ticket
+    important = widget.get_by_role("button", name="★ Important")
+    await important.click()
+    await expect(important).to_have_attribute("aria-pressed", "true")
+    tickets = page.locator(".ticket-widget")
+    await tickets.get_by_role("button", name="New ticket").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_label("Title").fill("Jana Novak: parcel lost")
+    await dialog.get_by_role("button", name="Create").click()
+    await expect(dialog).to_be_hidden()
+    await expect(tickets.locator(".assigned-ticket")).to_contain_text("parcel lost")
+    await expect(widget.locator(".history")).to_contain_text("Ticket")
     await page.screenshot(path=str(screenshots / "conversation.png"))
+
+    # another screen is shown: a new message makes the tab flash
+    await page.get_by_role("button", name="Desk", exact=True).click()
+    await hub.say("+420600111222", "Any news?")
+    tab = page.get_by_role("tab", name=re.compile("Jana Novak"))
+    await expect(tab).to_have_class(re.compile("flash"))
+    await tab.click()
+    await expect(tab).not_to_have_class(re.compile("flash"))
+    await expect(widget.locator(".history")).to_contain_text("Any news?")
 
     # invite a second agent (a second browser context): the conversation opens on their side
     await widget.get_by_role("button", name="Invite").click()
@@ -204,6 +226,15 @@ async def test_new_message_outside_the_window_is_refused_then_sent_as_a_template
         await page.wait_for_timeout(200)
     assert sent, "nothing reached the provider"
     assert "HX0123456789abcdef0123456789abcdef" in str(sent[-1])
+
+    # the customer answers: the new conversation's history runs on into the earlier ones
+    await set_presence(page, "ready")
+    await hub.say(number, "Thanks for the update!", name=name)
+    await page.locator(".offer-card").get_by_role("button", name="Accept").click()
+    history = page.locator(".message-widget .history")
+    await expect(history).to_contain_text("Thanks for the update!")
+    await expect(history).to_contain_text("your order A-2001 is shipped")
+    await expect(history.get_by_test_id("conversation-divider").first).to_contain_text("Earlier conversation")
     assert alice.errors == []
 
 

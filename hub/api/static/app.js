@@ -216,7 +216,6 @@ function buildPresence() {
       try {
         const answer = await put("me/presence", body);
         state.me = { ...state.me, ...(answer?.agent || answer) };
-        toast(`Presence: ${presenceOf(state.me).state}`);
       } catch (err) {
         fail(err, "Presence");
       }

@@ -82,6 +82,7 @@ export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
   const el = h("div", { class: `toast toast-${kind}` }, message);
   box.appendChild(el);
+  while (box.children.length > 3) box.firstChild.remove();
   setTimeout(() => el.remove(), kind === "error" ? 8000 : 3000);
 }
 

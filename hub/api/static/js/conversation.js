@@ -136,6 +136,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     const existing = history.querySelector(`[data-key="${CSS.escape(key)}"]`);
     const el = isMessage(item) ? messageEl(item) : eventEl(item);
     el.dataset.key = key;
+    if (item.conversation_id !== undefined) el.dataset.conv = String(item.conversation_id);
     el.dataset.at = String(parseTime(item.created_at || item.sent_at)?.getTime() || Date.now());
     if (existing) {
       existing.replaceWith(el);
@@ -166,6 +167,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
       clear(history);
       seen.clear();
       for (const item of list) addItem(item);
+      markConversations();
       nextCursor = pick(page, "next", "before", "cursor") || null;
       olderConversations = pick(page, "older", "previous_conversations") || [];
       olderButton.hidden = !nextCursor && !olderConversations.length;
@@ -175,11 +177,26 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     }
   }
 
+  // the history runs on into this customer's earlier conversations: mark where each one starts
+  function markConversations() {
+    for (const divider of history.querySelectorAll(".divider")) divider.remove();
+    let previous = null;
+    for (const li of [...history.children]) {
+      const conv = li.dataset.conv;
+      if (!conv) continue;
+      if (conv !== previous && (previous !== null || conv !== id)) {
+        history.insertBefore(h("li", { class: "divider", "data-testid": "conversation-divider" }, conv === id ? "This conversation" : `Earlier conversation #${conv}`), li);
+      }
+      previous = conv;
+    }
+  }
+
   // new messages and events: read the newest page again and merge it in place
   async function mergeLatest() {
     try {
       const page = await get(`conversations/${id}/messages`);
       for (const item of items(page)) addItem(item);
+      markConversations();
       if (!nextCursor) {
         nextCursor = pick(page, "next") || null;
         olderButton.hidden = !nextCursor;
@@ -195,11 +212,8 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
         const page = await get(`conversations/${id}/messages?before=${encodeURIComponent(nextCursor || "")}`);
         const list = items(page).slice();
         sortByTime(list);
-        const firstConversation = list[0]?.conversation_id;
         for (const item of list.reverse()) addItem(item, { prepend: true });
-        if (firstConversation && String(firstConversation) !== id) {
-          history.insertBefore(h("li", { class: "divider" }, `Earlier conversation #${firstConversation}`), history.firstChild);
-        }
+        markConversations();
         nextCursor = pick(page, "next", "before", "cursor") || null;
         olderButton.hidden = !nextCursor;
         if (!list.length) toast("No older messages.");
