@@ -124,6 +124,8 @@ class EmulatorState:
         self._owns_session = session is None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
+        self._callbacks_open = asyncio.Event()
+        self._callbacks_open.set()
 
     # ---------------------------------------------------------------- customers
 
@@ -212,6 +214,7 @@ class EmulatorState:
 
         async def later() -> None:
             await asyncio.sleep(self.callback_delay if delay is None else delay)
+            await self._callbacks_open.wait()
             try:
                 await coro
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -221,6 +224,13 @@ class EmulatorState:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def hold_callbacks(self) -> None:
+        """Keep scheduled callbacks back until ``release_callbacks`` (tests that must record a send first)."""
+        self._callbacks_open.clear()
+
+    def release_callbacks(self) -> None:
+        self._callbacks_open.set()
 
     async def drain(self) -> None:
         """Wait for every scheduled callback (tests)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,14 @@ ClientFactory = Callable[..., Any]
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
 )
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_inside_the_test() -> Iterator[None]:
+    """So what leaks is reported (and filtered) here, not at interpreter exit."""
+    yield
+    gc.collect()
+
 
 ACCOUNTS = f"""
 [[accounts]]

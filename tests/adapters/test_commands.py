@@ -1,0 +1,184 @@
+"""``channelhub channels check|connect`` and ``channelhub emulate say`` against the emulators over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from adapters.emulators.core import EmulatorState, build_emulator_app
+from adapters.emulators.viber import WEBHOOKS
+from hub.api.server import create_app
+from hub.cli import main
+from hub.settings import Settings, load_settings
+from hub.store import Store
+from hub.store.tables import messages
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
+)
+
+VIBER_USER = "01234567890A="
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_inside_the_test() -> Iterator[None]:
+    yield
+    gc.collect()
+
+
+def config_text(hub_url: str, emulator_url: str, database_url: str, *, twilio_token: str = "twilio-auth-token") -> str:
+    return f"""
+[server]
+public_url = "{hub_url}"
+
+[database]
+url = "{database_url}"
+
+[demo]
+emulator_port = {emulator_url.rsplit(":", 1)[1]}
+
+[[queues]]
+id = "support"
+name = "Support"
+
+[[accounts]]
+id = "wa-twilio"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+api_base = "{emulator_url}/twilio"
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "{twilio_token}"
+from_number = "+14155238886"
+
+[[accounts]]
+id = "viber-main"
+channel = "viber"
+queue = "support"
+api_base = "{emulator_url}/viber/pa"
+auth_token = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
+name = "Acme Support"
+"""
+
+
+@dataclass
+class Running:
+    config: Path
+    settings: Settings
+    emulator_url: str
+    state: EmulatorState
+    store: Store
+    emulator_app: web.Application
+
+
+@pytest.fixture
+async def running(
+    tmp_path: Path,
+    aiohttp_server: Callable[..., Any],
+    database_url: str,
+    store: Store,
+    unused_tcp_port_factory: Callable[[], int],
+) -> Running:
+    """The hub and the emulators, both listening; a configuration file that names them."""
+    hub_port, emulator_port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    hub_url, emulator_url = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{emulator_port}"
+    config = tmp_path / "channelhub.toml"
+    config.write_text(config_text(hub_url, emulator_url, database_url), encoding="utf-8")
+    settings = load_settings(config, {})
+    state = EmulatorState(settings, hub_url, callback_delay=0)
+    emulator_app = build_emulator_app(state)
+    await aiohttp_server(emulator_app, port=emulator_port)
+    hub: TestServer = await aiohttp_server(create_app(settings, store=store), port=hub_port)
+    assert hub.port == hub_port
+    return Running(
+        config=config, settings=settings, emulator_url=emulator_url, state=state, store=store, emulator_app=emulator_app
+    )
+
+
+async def run(*argv: str) -> int:
+    """The CLI runs its own event loop, so it runs in a thread beside the servers."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+async def inbound(store: Store, account_id: str) -> list[Any]:
+    async with store.read() as connection:
+        query = select(messages).where(messages.c.account_id == account_id).order_by(messages.c.id)
+        return list((await connection.execute(query)).all())
+
+
+async def test_channels_check_reports_each_account_ok(running: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run("channels", "check", "--config", str(running.config)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("wa-twilio (whatsapp.twilio) ok: Twilio account")
+    assert lines[1].startswith("viber-main (viber) ok: Viber bot Acme Support")
+
+
+async def test_channels_check_fails_when_a_credential_is_wrong(
+    running: Running, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    text = running.config.read_text(encoding="utf-8").replace('"twilio-auth-token"', '"not-the-token"')
+    bad.write_text(text, encoding="utf-8")
+    assert await run("channels", "check", "--config", str(bad)) == 1
+    out = capsys.readouterr().out
+    assert "wa-twilio (whatsapp.twilio) FAILED: Twilio refused our credentials" in out
+    assert "viber-main (viber) ok" in out
+
+
+async def test_channels_connect_registers_the_viber_webhook(
+    running: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("channels", "connect", "viber", "viber-main", "--config", str(running.config)) == 0
+    expected = f"{running.settings.server.public_url}/webhooks/viber/viber-main"
+    assert capsys.readouterr().out.strip() == f"viber-main: Viber now calls {expected}"
+    assert running.emulator_app[WEBHOOKS]["viber-main"] == expected
+
+
+async def test_channels_connect_refuses_an_account_that_is_not_viber(
+    running: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("channels", "connect", "viber", "wa-twilio", "--config", str(running.config)) == 2
+    assert "not Viber" in capsys.readouterr().err
+
+
+async def test_emulate_say_makes_a_viber_user_write_to_the_hub(
+    running: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["emulate", "say", "--config", str(running.config), "--channel", "viber", "--from", VIBER_USER]
+    assert await run(*argv, "--repeat", "2", "Ahoj, kde je zásilka?") == 0
+    assert '"status": 200' in capsys.readouterr().out
+    (message,) = await inbound(running.store, "viber-main")
+    assert message.text == "Ahoj, kde je zásilka?"
+
+
+async def test_emulate_say_on_whatsapp_through_the_emulator_control_api(running: Running) -> None:
+    argv = ["emulate", "say", "--config", str(running.config), "--emulator", running.emulator_url]
+    assert await run(*argv, "--channel", "whatsapp", "--from", "+420601234567", "--name", "Jana", "Hello") == 0
+    (message,) = await inbound(running.store, "wa-twilio")
+    assert message.text == "Hello"
+    assert running.state.window_open("wa-twilio", "+420601234567")
+
+
+async def test_emulate_say_direct_posts_the_signed_webhook_without_an_emulator(running: Running) -> None:
+    argv = ["emulate", "say", "--config", str(running.config), "--direct", "--account", "wa-twilio"]
+    assert await run(*argv, "--from", "+420601234568", "Straight to the hub") == 0
+    (message,) = await inbound(running.store, "wa-twilio")
+    assert message.text == "Straight to the hub"
+
+
+async def test_emulate_say_fails_when_nothing_listens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        config_text("http://127.0.0.1:9", "http://127.0.0.1:9", f"sqlite:///{tmp_path / 'x.db'}"), encoding="utf-8"
+    )
+    assert await run("emulate", "say", "--config", str(config), "--channel", "viber", "--from", VIBER_USER, "x") == 1
+    assert "could not reach" in capsys.readouterr().err
