@@ -214,6 +214,7 @@ async def test_batch_is_all_or_nothing_when_a_later_item_fails(
 async def test_duplicate_delivery_is_acknowledged_and_changes_nothing(client: TestClient, store: Store) -> None:
     body = payload("text")
     assert (await post(client, body)).status == 200
+    await settle(client)  # profile enrichment of the first delivery
     before = [await rows(store), await rows(store, identities), await rows(store, conversations)]
     response = await post(client, body)
     assert response.status == 200
