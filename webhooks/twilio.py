@@ -14,6 +14,7 @@ from aiohttp import web
 
 from adapters.twilio_whatsapp import STATUS_CALLBACK_PATH, TwilioWhatsAppAdapter, adapter_for_delivery
 from hub.api.keys import SETTINGS
+from hub.ingest import IngestResult
 from webhooks._common import acknowledge, adapter_errors, adapters_for, ingest, read_body
 
 __all__ = ["INBOUND_PATH", "STATUS_PATH", "setup"]
@@ -27,8 +28,8 @@ def _adapters(app: web.Application) -> list[TwilioWhatsAppAdapter]:
     return [a for a in adapters_for(app, "whatsapp.twilio") if isinstance(a, TwilioWhatsAppAdapter)]
 
 
-async def _receive(request: web.Request) -> int:
-    """Verify, parse and store one delivery; the number of events stored or updated."""
+async def _receive(request: web.Request) -> IngestResult | None:
+    """Verify, parse and store one delivery; None when there was nothing to keep."""
     body = await read_body(request)
     public_url = request.app[SETTINGS].server.public_url.rstrip("/")
     with adapter_errors():
@@ -36,9 +37,8 @@ async def _receive(request: web.Request) -> int:
         adapter.verify(public_url + request.raw_path, request.headers, body)
         events = adapter.parse(body, request.headers)
     if not events:
-        return 0  # a status before "sent": nothing to keep
-    result = await ingest(request, events)
-    return result.stored + result.updated
+        return None  # a status before "sent": the message is still on Twilio's side
+    return await ingest(request, events)
 
 
 async def inbound(request: web.Request) -> web.Response:
@@ -49,15 +49,8 @@ async def inbound(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """A message we sent moved on (sent, delivered, read, failed)."""
-    body = await read_body(request)
-    public_url = request.app[SETTINGS].server.public_url.rstrip("/")
-    with adapter_errors():
-        adapter = adapter_for_delivery(_adapters(request.app), body)
-        adapter.verify(public_url + request.raw_path, request.headers, body)
-        events = adapter.parse(body, request.headers)
-    if not events:
-        return web.json_response({"stored": 0, "duplicates": 0, "updated": 0, "ignored": 1})
-    return acknowledge(await ingest(request, events))
+    result = await _receive(request)
+    return acknowledge(result or IngestResult(stored=0, duplicates=0, updated=0, ignored=()))
 
 
 async def _status_callbacks(app: web.Application) -> AsyncIterator[None]:

@@ -286,3 +286,34 @@ async def test_receipts_for_unknown_messages_change_nothing(world: World) -> Non
     assert sent.status == "read"
     assert await rows(world.store, "wa-twilio", "out") == []
     assert len(await rows(world.store, "wa-twilio")) == 1
+
+
+# ------------------------------------------------------------------------- offline demo
+
+
+async def test_the_demo_runs_the_emulators_beside_the_hub(
+    aiohttp_server: Callable[..., Any],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    store: Store,
+    unused_tcp_port_factory: Callable[[], int],
+) -> None:
+    hub_port, emulator_port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    env = {
+        "CHANNELHUB_SERVER_PUBLIC_URL": f"http://127.0.0.1:{hub_port}",
+        "CHANNELHUB_DEMO_EMULATORS": "true",
+        "CHANNELHUB_DEMO_EMULATOR_PORT": str(emulator_port),
+    }
+    emulator = f"http://127.0.0.1:{emulator_port}"
+    settings = make_settings(extra_toml=accounts_toml(emulator), database_url=database_url, env=env)
+    await aiohttp_server(create_app(settings, store=store), port=hub_port)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{emulator}/_emulator/say", json={"account": "viber-main", "from": VIBER_USER, "text": "demo"}
+        ) as response,
+    ):
+        said = await response.json()
+    assert (response.status, said["status"]) == (200, 200)
+    (message,) = await rows(store, "viber-main")
+    assert message.text == "demo"
