@@ -348,14 +348,7 @@ def render_context(
     not paired with a contact still gives ``contact.name`` / ``contact.phone`` from what the
     channel told us, so greeting templates work before anyone fills in the CRM."""
     identity_fields = context_record(identity)
-    if contact is not None:
-        contact_fields = context_record(contact)
-    else:
-        contact_fields = {
-            key: identity_fields[source]
-            for key, source in (("name", "display_name"), ("phone", "phone"))
-            if identity_fields.get(source)
-        }
+    contact_fields = context_record(contact) if contact is not None else _contact_from_identity(identity_fields)
     context = {
         "contact": contact_fields,
         "identity": identity_fields,
@@ -365,6 +358,11 @@ def render_context(
     }
     given = {"identity": identity, "agent": agent, "conversation": conversation, "queue": queue}
     return {key: value for key, value in context.items() if key == "contact" or given[key] is not None}
+
+
+def _contact_from_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    pairs = (("name", "display_name"), ("phone", "phone"))
+    return {key: identity[source] for key, source in pairs if identity.get(source)}
 
 
 _EXAMPLE_TIME = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
@@ -1051,6 +1049,9 @@ def _render_source(
         for key, obj in context.items():
             if key in CONTEXT_NAMES and obj is not None:
                 values[key] = _Record(key, obj if isinstance(obj, Mapping) else context_record(obj))
+        if "contact" not in values and "identity" in values:
+            # an identity nobody paired with a contact yet: the same stand-in as render_context
+            values["contact"] = _Record("contact", _contact_from_identity(values["identity"]))
     for key, value in variables.items():
         if value is not None:
             values[key] = value

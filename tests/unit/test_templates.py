@@ -347,3 +347,11 @@ def test_render_context_fills_contact_from_an_unpaired_identity() -> None:
     assert set(context) == {"contact", "identity"}
     paired = render_context(identity=identity, contact=Contact(id=1, name="Joanna Smith"))
     assert paired["contact"] == {"id": 1, "name": "Joanna Smith"}
+
+
+def test_render_stands_in_a_contact_for_an_unpaired_identity() -> None:
+    from hub.model import Identity
+
+    identity = Identity(id=4, account_id="wa", channel=Channel.WHATSAPP, external_id="+1", display_name="Jo")
+    template = version("Hi {{ contact.name }}")
+    assert render(template, {}, channel=Channel.WHATSAPP, context={"identity": identity}).text == "Hi Jo"
