@@ -5,12 +5,13 @@ Pure: no I/O, no database, no HTTP. Admin-written Jinja runs in a locked-down
 filters and no globals but ``range``; every loop iteration, call and buffered
 output is counted against a per-render budget (steps, characters, wall time),
 so a hostile or careless template fails fast instead of hanging the server.
-See docs/decisions for why a template is refused at save time rather than at send.
+See docs/decisions/0005-message-templates-sandbox-and-validation.md.
 
 Error codes (``TemplateError.code``): ``invalid_template`` (name, variables,
 variants, tag or bindings malformed), ``template_syntax``, ``unsafe_template``,
 ``undeclared_variables``, ``missing_variables``, ``unknown_variables``,
-``render_error``, ``render_timeout``, ``empty_output``, ``too_long``.
+``render_error``, ``render_timeout``, ``empty_output``, ``too_long``,
+``invalid_variables`` (a value that is not a string, number or date).
 """
 
 from __future__ import annotations
@@ -608,11 +609,11 @@ def _guarded_filter(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        budget = _tick()
+        _tick()
         for arg in (*args[1:], *kwargs.values()):
             _check_argument(arg)
         result = func(*args, **kwargs)
-        _check_size(result, budget)
+        _check_size(result)
         return result
 
     return guarded
@@ -649,7 +650,7 @@ def _tick() -> _Budget:
     return budget
 
 
-def _check_size(value: Any, budget: _Budget | None = None) -> None:
+def _check_size(value: Any) -> None:
     if isinstance(value, (str, list, tuple, dict)) and len(value) > MAX_OUTPUT_CHARS:
         raise _LimitExceeded("too_long", f"a value grew past {MAX_OUTPUT_CHARS} characters")
 
@@ -697,7 +698,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        budget = _tick()
+        _tick()
         if __obj is not safe_range and isinstance(getattr(__obj, "__self__", None), (str, list, tuple, dict)):
             for arg in (*args, *kwargs.values()):
                 _check_argument(arg)
@@ -707,7 +708,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             if method == "join" and isinstance(__obj.__self__, str) and len(args) == 1 and not kwargs:
                 return _join_filter(args[0], __obj.__self__)
         result = ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
-        _check_size(result, budget)
+        _check_size(result)
         return result
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
