@@ -52,7 +52,15 @@ QUEUES = ("support", "sales")
 
 
 @asynccontextmanager
-async def database(engine: str) -> AsyncIterator[Store]:
+async def database(engine: str, keep: str | None = None) -> AsyncIterator[Store]:
+    if engine == "sqlite" and keep:
+        store = Store(f"sqlite:///{keep}")
+        await store.migrate()
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
     if engine == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
             store = Store(f"sqlite:///{folder}/bench.db")
@@ -366,8 +374,13 @@ async def measure(store: Store, conversation_count: int, samples: int, seed: int
 
 async def run(args: argparse.Namespace) -> None:
     for engine in args.engines.split(","):
-        async with database(engine) as store:
-            loaded = await load(store, args.conversations, args.messages)
+        keep = args.keep_sqlite if engine == "sqlite" else None
+        reuse = bool(keep) and args.reuse
+        async with database(engine, keep) as store:
+            if reuse:
+                loaded = {"seconds": 0.0, "messages": float(args.messages)}  # loaded by an earlier run
+            else:
+                loaded = await load(store, args.conversations, args.messages)
             print(
                 f"\n## {engine}: {args.conversations:,} conversations, {int(loaded['messages']):,} messages "
                 f"(loaded in {loaded['seconds']:.0f} s)"
@@ -394,7 +407,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--keep-sqlite", metavar="FILE", help="load into FILE and keep it; a later run with the same FILE only measures"
+    )
     args = parser.parse_args()
+    args.reuse = bool(args.keep_sqlite) and Path(args.keep_sqlite).exists()
     if args.conversations < 2 or args.messages < args.conversations:
         parser.error("need at least 2 conversations and one message per conversation")
     asyncio.run(run(args))
