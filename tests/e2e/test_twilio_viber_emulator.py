@@ -209,6 +209,14 @@ async def test_injected_twilio_faults_are_classified(world: World) -> None:
         await adapter.send(outbound)
 
 
+async def test_a_dropped_connection_is_transient(world: World) -> None:
+    await twilio_emulator.say(world.state, world.account("wa-twilio"), CUSTOMER, "hi")
+    world.state.add_fault("wa-twilio", {"kind": "drop_connection"})
+    with pytest.raises(ProviderUnavailable, match="could not reach"):
+        await world.adapter("wa-twilio").send(OutboundMessage(account_id="wa-twilio", recipient_id=CUSTOMER, text="x"))
+    assert world.state.sent == []
+
+
 # ----------------------------------------------------------------------------- Viber
 
 
@@ -243,6 +251,20 @@ async def test_an_unsubscribed_viber_user_cannot_be_messaged(world: World) -> No
             await connection.execute(select(identities.c.subscription).where(identities.c.external_id == VIBER_USER))
         ).scalar_one()
     assert subscription == "unsubscribed"
+
+
+async def test_injected_viber_faults_are_classified(world: World) -> None:
+    account = world.account("viber-main")
+    await viber_emulator.say(world.state, account, VIBER_USER, "Ahoj")
+    world.state.add_fault("viber-main", {"kind": "rate_limit"})
+    world.state.add_fault("viber-main", {"kind": "provider_error", "code": 24})
+    outbound = OutboundMessage(account_id="viber-main", recipient_id=VIBER_USER, text="x")
+    with pytest.raises(ProviderUnavailable) as limited:
+        await world.adapter("viber-main").send(outbound)
+    assert limited.value.provider_code == "12"
+    with pytest.raises(ProviderRejected) as broke:
+        await world.adapter("viber-main").send(outbound)
+    assert broke.value.provider_code == "24"
 
 
 async def test_check_and_set_webhook_work_against_the_emulator(world: World) -> None:
