@@ -18,8 +18,8 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import suppress
-from datetime import datetime, timedelta
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_exponential, wait_fixed, wait_random
@@ -32,7 +32,15 @@ from hub.policy import Allowed, Draft, IdentityFacts, Refused, decide
 from hub.ports import ChannelAdapter
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.outbound import OutboxJob, claim_outbox, record_accepted, record_failed, record_retry
+from hub.store.outbound import (
+    Accepted,
+    OutboxJob,
+    claim_outbox,
+    record_accepted,
+    record_accepted_many,
+    record_failed,
+    record_retry,
+)
 
 __all__ = ["Outbox", "TokenBucket", "binding_from_json", "binding_to_json", "facts_for", "send_plan"]
 
@@ -88,6 +96,10 @@ def facts_for(identity: Any, provider: str) -> IdentityFacts:
         subscription=identity.subscription,
         welcome_sent=identity.welcome_sent,
     )
+
+
+_HEALTH_EVERY = timedelta(seconds=1)  # account_health.last_send_at is stamped about this often
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 class TokenBucket:
@@ -170,7 +182,12 @@ class Outbox:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.sent = 0
+        self._accepted: list[tuple[Accepted, asyncio.Future[list[Any]]]] = []
+        self._recorder: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._health_at: dict[str, datetime] = {}
+        self.sent = 0  # provider calls that succeeded
+        self.recorded = 0  # acceptances durably stored
         self.failed = 0
         self.retried = 0
 
@@ -197,6 +214,8 @@ class Outbox:
                 with suppress(asyncio.CancelledError):
                     await task
         self._tasks.clear()
+        if self._recorder is not None:
+            await self._recorder  # acceptances already in hand are always stored
         self._stopping = False
 
     async def _run(self, worker: str) -> None:
@@ -217,13 +236,14 @@ class Outbox:
 
     async def run_once(self, worker: str | None = None) -> int:
         """Claim one batch of due rows and deliver them; returns how many were handled."""
-        jobs = await claim_outbox(
-            self._store,
-            now=self._clock(),
-            worker=worker or self.name,
-            lease=self._lease,
-            limit=self._settings.outbox.batch,
-        )
+        async with self._writing():
+            jobs = await claim_outbox(
+                self._store,
+                now=self._clock(),
+                worker=worker or self.name,
+                lease=self._lease,
+                limit=self._settings.outbox.batch,
+            )
         if jobs:
             await asyncio.gather(*(self.deliver(job) for job in jobs))
         return len(jobs)
@@ -328,16 +348,51 @@ class Outbox:
         await self._publish(await self._record_accepted(job, receipt.provider_message_id, receipt.accepted_at))
 
     async def _record_accepted(self, job: OutboxJob, provider_message_id: str, accepted_at: datetime) -> list[Any]:
-        """The first thing after the provider said yes; retried briefly, because losing it means a resend."""
+        """The first thing after the provider said yes. Concurrent acceptances share one
+        transaction (group commit): a worker waits for the commit in progress plus its own,
+        never for a timer. The commit runs as its own task, so a worker cancelled meanwhile
+        (shutdown) does not stop its acceptance from being stored."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._accepted.append(
+            (Accepted(job=job, provider_message_id=provider_message_id, accepted_at=accepted_at), future)
+        )
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._commit_accepted(), name="outbox-recorder")
+        return await asyncio.shield(future)
+
+    async def _commit_accepted(self) -> None:
+        while self._accepted:
+            batch, self._accepted = self._accepted, []
+            try:
+                events = await self._store_accepted([item for item, _ in batch])
+            except Exception:
+                # one bad row must not sink the others: store them one by one
+                logger.exception("outbox: storing %d acceptances together failed; storing them one by one", len(batch))
+                for item, future in batch:
+                    try:
+                        result = await self._store_accepted([item])
+                    except Exception as exc:
+                        future.set_exception(exc)
+                    else:
+                        self.recorded += 1
+                        future.set_result(result)
+                continue
+            self.recorded += len(batch)
+            by_message = {e.data["message_id"]: e for e in events}
+            for item, future in batch:
+                future.set_result([by_message[item.job.message.id]])
+
+    async def _store_accepted(self, items: list[Accepted]) -> list[Any]:
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_fixed(0.2), reraise=True):
             with attempt:
-                return await record_accepted(
-                    self._store,
-                    job,
-                    provider_message_id=provider_message_id,
-                    accepted_at=accepted_at,
-                    now=self._clock(),
-                )
+                now = self._clock()
+                accounts = {item.job.account_id for item in items}
+                stale = any(now - self._health_at.get(a, _LONG_AGO) >= _HEALTH_EVERY for a in accounts)
+                async with self._writing():
+                    events = await record_accepted_many(self._store, items, now=now, health=stale)
+                if stale:
+                    self._health_at.update(dict.fromkeys(accounts, now))
+                return events
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _retry(self, job: OutboxJob, exc: ProviderUnavailable) -> None:
@@ -358,6 +413,11 @@ class Outbox:
         await record_retry(
             self._store, job, next_attempt_at=now + timedelta(seconds=delay), error=f"{code}: {exc.reason}", now=now
         )
+
+    def _writing(self) -> AbstractAsyncContextManager[Any]:
+        """SQLite has one writer at a time and its busy handler waits by sleeping: the workers of
+        this process take turns in memory instead (claims and acceptances are the hot writes)."""
+        return self._write_lock if self._store.dialect == "sqlite" else nullcontext()
 
     async def _publish(self, events: list[Any]) -> None:
         self._bus.publish_all(events)

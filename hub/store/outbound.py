@@ -9,11 +9,12 @@ docs/decisions/0010-outbox-delivery.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import String, and_, case, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +36,7 @@ from hub.model import (
 from hub.store._db import Store, upsert
 from hub.store.conversations import conversation_from_row
 from hub.store.tables import (
+    UTCDateTime,
     account_health,
     conversations,
     identities,
@@ -45,6 +47,7 @@ from hub.store.tables import (
 )
 
 __all__ = [
+    "Accepted",
     "ConversationTaken",
     "NewOutbound",
     "OutboxJob",
@@ -59,6 +62,7 @@ __all__ = [
     "outbox_counts",
     "queue_outbound",
     "record_accepted",
+    "record_accepted_many",
     "record_failed",
     "record_retry",
 ]
@@ -410,13 +414,14 @@ async def claim_outbox(
         ids = [int(i) for i in claimed]
         if not ids:
             return []
+        identity_columns = [c.label(f"i_{c.name}") for c in identities.c]
         rows = (
             await connection.execute(
                 select(
                     outbox.c.id.label("outbox_id"),
                     outbox.c.attempts.label("outbox_attempts"),
                     messages,
-                    identities.c.id.label("i_id"),
+                    *identity_columns,
                 )
                 .join(messages, messages.c.id == outbox.c.message_id)
                 .join(identities, identities.c.id == messages.c.identity_id)
@@ -424,12 +429,6 @@ async def claim_outbox(
                 .order_by(outbox.c.id)
             )
         ).all()
-        identity_rows = {
-            int(r.id): r
-            for r in await connection.execute(
-                select(identities).where(identities.c.id.in_([int(r.i_id) for r in rows]))
-            )
-        }
     return [
         OutboxJob(
             id=int(r.outbox_id),
@@ -439,32 +438,77 @@ async def claim_outbox(
             message=message_from_row(r),
             tag=r.tag,
             send_plan=dict(r.send_plan or {}),
-            identity=identity_from_row(identity_rows[int(r.i_id)]),
+            identity=identity_from_row(_Prefixed(r._mapping, "i_")),
         )
         for r in rows
     ]
+
+
+class _Prefixed:
+    """Attribute access to the ``i_``-labelled identity columns of a joined row."""
+
+    __slots__ = ("_mapping", "_prefix")
+
+    def __init__(self, mapping: Any, prefix: str) -> None:
+        self._mapping = mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._mapping[self._prefix + name]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """The provider accepted ``job``'s message under ``provider_message_id``."""
+
+    job: OutboxJob
+    provider_message_id: str
+    accepted_at: datetime
 
 
 async def record_accepted(
     store: Store, job: OutboxJob, *, provider_message_id: str, accepted_at: datetime, now: datetime
 ) -> list[BusEvent]:
     """The provider accepted: store its id first of all (so a restart does not send again)."""
+    accepted = Accepted(job=job, provider_message_id=provider_message_id, accepted_at=accepted_at)
+    return await record_accepted_many(store, [accepted], now=now)
+
+
+async def record_accepted_many(
+    store: Store, items: Sequence[Accepted], *, now: datetime, health: bool = True
+) -> list[BusEvent]:
+    """Several acceptances in one transaction (the workers' group commit); all or none.
+    ``health``: also stamp ``account_health.last_send_at`` (the workers do it about once a second)."""
+    if not items:
+        return []
     async with store.write() as connection:
-        # a Messenger echo of this very send may have arrived first and been stored on its own
-        await connection.execute(
-            delete(messages).where(
-                messages.c.account_id == job.account_id,
-                messages.c.provider_message_id == provider_message_id,
-                messages.c.id != job.message.id,
-                messages.c.author == Author.SYSTEM.value,
+        by_account: dict[str, list[Accepted]] = {}
+        for item in items:
+            by_account.setdefault(item.job.account_id, []).append(item)
+        for account_id, group in by_account.items():
+            if group[0].job.identity.channel is not Channel.MESSENGER:
+                continue
+            # a Messenger echo of one of these sends may have arrived first and been stored on its own
+            await connection.execute(
+                delete(messages).where(
+                    messages.c.account_id == account_id,
+                    messages.c.provider_message_id.in_([i.provider_message_id for i in group]),
+                    messages.c.id.notin_([i.job.message.id for i in group]),
+                    messages.c.author == Author.SYSTEM.value,
+                )
             )
-        )
+        # one statement for the whole group (an executemany costs a round trip per row on asyncpg)
+        ids = [i.job.message.id for i in items]
         await connection.execute(
             update(messages)
-            .where(messages.c.id == job.message.id)
+            .where(messages.c.id.in_(ids))
             .values(
-                provider_message_id=provider_message_id,
-                sent_at=accepted_at,
+                provider_message_id=case(
+                    {i.job.message.id: literal(i.provider_message_id, String()) for i in items}, value=messages.c.id
+                ),
+                sent_at=case(
+                    {i.job.message.id: literal(i.accepted_at, UTCDateTime()) for i in items}, value=messages.c.id
+                ),
                 delivery_state=case(
                     (messages.c.delivery_state == DeliveryState.QUEUED.value, DeliveryState.SENT.value),
                     else_=messages.c.delivery_state,
@@ -474,16 +518,18 @@ async def record_accepted(
         )
         await connection.execute(
             update(outbox)
-            .where(outbox.c.id == job.id)
+            .where(outbox.c.id.in_([i.job.id for i in items]))
             .values(state=OutboxState.DONE, locked_until=None, last_error=None)
         )
-        await _health(connection, store.dialect, job.account_id, {"last_send_at": now})
+        for account_id in sorted(by_account) if health else ():
+            await _health(connection, store.dialect, account_id, {"last_send_at": now})
     return [
         BusEvent(
             kind="message.delivery",
-            conversation_id=job.conversation_id,
-            data={"message_id": job.message.id, "state": DeliveryState.SENT.value},
+            conversation_id=i.job.conversation_id,
+            data={"message_id": i.job.message.id, "state": DeliveryState.SENT.value},
         )
+        for i in items
     ]
 
 

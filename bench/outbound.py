@@ -1,0 +1,276 @@
+"""Outbound throughput: policy + outbox + delivery workers to the emulator, as a ratio against direct
+adapter sends to the same emulator measured in the same run.
+
+    python bench/outbound.py [--messages 2000] [--customers 200] [--concurrency 64] [--engines sqlite,postgres]
+
+For each engine, with one WhatsApp (Twilio) account served by the Twilio emulator on loopback and the real adapter:
+
+1. direct: ``concurrency`` concurrent callers of ``adapter.send`` for ``messages`` texts (no database at all);
+2. accept: ``concurrency`` concurrent callers doing what ``POST /conversations/{id}/messages`` does after
+   authentication: load the identity, ask the policy, write message + outbox row in one durable transaction;
+3. deliver: the outbox's workers (``outbox.workers`` x ``outbox.batch`` rows in flight) drain those rows:
+   claim with a lease, ask the policy again, send through the same adapter, store the provider id durably;
+4. end to end: accept and deliver at the same time, from the first accept to the last stored provider id.
+
+The ratio that the target (>= 70 %) is about is deliver / direct: the delivery path against the bare provider
+calls it wraps. Figures are machine-dependent; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from adapters.emulators.core import EmulatorState, build_emulator_app
+from adapters.twilio_whatsapp import TwilioWhatsAppAdapter
+from hub.bus import EventBus
+from hub.model import Channel, InboundMessage, MessageKind, OutboundMessage, Role
+from hub.outbox import Outbox, facts_for, send_plan
+from hub.policy import Allowed, Draft, decide
+from hub.settings import Settings, load_settings
+from hub.store import Store, store_group
+from hub.store.agents import create_agent
+from hub.store.outbound import NewOutbound, load_identity, open_conversation_of, outbox_counts, queue_outbound
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CONFIG = """
+[[statuses]]
+id = "resolved"
+name = "Resolved"
+
+[[queues]]
+id = "support"
+name = "Support"
+
+[outbox]
+workers = {workers}
+batch = {batch}
+rate_limit = 1000000.0
+
+[[accounts]]
+id = "wa"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+account_sid = "ACbench"
+auth_token = "bench-token"
+from_number = "+15550001111"
+"""
+
+
+@asynccontextmanager
+async def database(engine: str) -> AsyncIterator[Store]:
+    if engine == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            store = Store(f"sqlite:///{folder}/bench.db")
+            await store.migrate()
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    import asyncpg
+
+    name = f"chbench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    store = Store(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def emulator(settings: Settings) -> AsyncIterator[tuple[EmulatorState, str]]:
+    state = EmulatorState(settings, "http://127.0.0.1:9")
+    runner = web.AppRunner(build_emulator_app(state), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield state, f"http://127.0.0.1:{port}/twilio"
+    finally:
+        await state.close()
+        await runner.cleanup()
+
+
+def numbers(customers: int) -> list[str]:
+    return [f"+4207{n:08d}" for n in range(customers)]
+
+
+async def seed(store: Store, settings: Settings, state: EmulatorState, customers: int) -> tuple[list[int], int]:
+    """Customers who wrote an hour ago (hub and emulator agree), and one agent."""
+    now = datetime.now(UTC)
+    accounts = {a.id: a for a in settings.accounts}
+    events = [
+        [
+            InboundMessage(
+                channel=Channel.WHATSAPP,
+                account_id="wa",
+                sender_id=number,
+                provider_message_id=f"in-{number}",
+                sent_at=now - timedelta(hours=1),
+                text="hello",
+            )
+        ]
+        for number in numbers(customers)
+    ]
+    await store_group(store, events, accounts, now)
+    for number in numbers(customers):
+        state.record_inbound("wa", number, now - timedelta(hours=1))
+    agent = await create_agent(store, login=f"bench-{uuid.uuid4().hex[:6]}", password="bench-pass", role=Role.AGENT, now=now)
+    from sqlalchemy import select
+
+    from hub.store.tables import identities
+
+    async with store.read() as connection:
+        ids = [int(i) for i in (await connection.execute(select(identities.c.id).order_by(identities.c.id))).scalars()]
+    return ids, agent.id
+
+
+async def direct(adapter: TwilioWhatsAppAdapter, count: int, customers: int, concurrency: int) -> float:
+    targets = numbers(customers)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+
+    async def caller() -> None:
+        while not queue.empty():
+            n = queue.get_nowait()
+            await adapter.send(
+                OutboundMessage(account_id="wa", recipient_id=targets[n % customers], kind=MessageKind.TEXT, text=f"m{n}")
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+async def accept(store: Store, settings: Settings, ids: list[int], agent_id: int, count: int, concurrency: int) -> float:
+    """What the reply route does after authentication: identity, policy, one durable write."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+    provider = settings.account("wa").provider
+    conversations = {}
+    for identity_id in ids:
+        found = await open_conversation_of(store, identity_id)
+        assert found is not None
+        conversations[identity_id] = found[0].id
+
+    async def caller() -> None:
+        while not queue.empty():
+            n = queue.get_nowait()
+            identity_id = ids[n % len(ids)]
+            identity = await load_identity(store, identity_id)
+            assert identity is not None
+            decision = decide(facts_for(identity, provider), Draft(text=f"m{n}"), datetime.now(UTC))
+            assert isinstance(decision, Allowed)
+            await queue_outbound(
+                store,
+                NewOutbound(
+                    account_id="wa",
+                    identity_id=identity_id,
+                    agent_id=agent_id,
+                    kind=MessageKind.TEXT,
+                    send_plan=send_plan(decision),
+                    conversation_id=conversations[identity_id],
+                    text=f"m{n}",
+                ),
+                datetime.now(UTC),
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return count / (time.perf_counter() - started)
+
+
+async def deliver(outbox: Outbox, store: Store, count: int) -> float:
+    started = time.perf_counter()
+    await outbox.start()
+    outbox.wake()
+    while outbox.recorded < count:
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    await outbox.stop()
+    assert (await outbox_counts(store)).get("done", 0) == count
+    return count / elapsed
+
+
+async def run(engine: str, count: int, customers: int, concurrency: int, workers: int, batch: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.toml"
+        path.write_text(CONFIG.format(workers=workers, batch=batch), encoding="utf-8")
+        settings = load_settings(path, {})
+    async with emulator(settings) as (state, api_base), aiohttp.ClientSession() as session:
+        account = replace(settings.account("wa"), api_base=api_base)
+        adapter = TwilioWhatsAppAdapter(account, session)
+        async with database(engine) as store:
+            ids, agent_id = await seed(store, settings, state, customers)
+            direct_rate = await direct(adapter, count, customers, concurrency)
+            accept_rate = await accept(store, settings, ids, agent_id, count, concurrency)
+            outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
+            deliver_rate = await deliver(outbox, store, count)
+            # end to end: accepting and delivering at once
+            outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
+            started = time.perf_counter()
+            await outbox.start()
+            await accept(store, settings, ids, agent_id, count, concurrency)
+            outbox.wake()
+            while outbox.recorded < count:
+                await asyncio.sleep(0.005)
+            end_to_end = count / (time.perf_counter() - started)
+            await outbox.stop()
+            sent = sum(1 for r in state.sent)
+    return {
+        "engine": engine,
+        "messages": count,
+        "direct_per_second": round(direct_rate, 1),
+        "accept_per_second": round(accept_rate, 1),
+        "deliver_per_second": round(deliver_rate, 1),
+        "end_to_end_per_second": round(end_to_end, 1),
+        "deliver_ratio": round(deliver_rate / direct_rate, 3),
+        "end_to_end_ratio": round(end_to_end / direct_rate, 3),
+        "emulator_received": sent,
+        "expected_received": 3 * count,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--engines", default="sqlite,postgres")
+    args = parser.parse_args()
+    for engine in args.engines.split(","):
+        result = asyncio.run(run(engine, args.messages, args.customers, args.concurrency, args.workers, args.batch))
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
