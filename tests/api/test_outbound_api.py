@@ -541,3 +541,17 @@ async def test_window_uses_the_providers_timestamp_not_our_receipt_time(hub: Api
         ).scalar_one()
     await close_all(hub)
     await refused(hub, agent, "/api/v1/outbound", {"identity": identity, "text": "hi"}, "window_closed")
+
+
+async def test_retry_with_the_same_idempotency_key_gets_the_first_answer_and_queues_once(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent)
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    headers = {"Idempotency-Key": "reply-1"}
+    first = await agent.post(path, json={"text": "only once"}, headers=headers)
+    again = await agent.post(path, json={"text": "only once"}, headers=headers)
+    assert (first.status, again.status) == (201, 201)
+    assert (await first.json())["id"] == (await again.json())["id"]
+    assert await counts(hub) == (1, 1)
+    await delivered(hub)
+    assert [m.text for m in hub.adapter.sent] == ["only once"]
