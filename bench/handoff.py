@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--hub-log", type=Path, help="write the hub's log here (default: discard it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         database_url = args.database_url or f"sqlite:///{folder}/bench.db"
@@ -226,11 +227,12 @@ def main() -> None:
             CONFIG.format(port=port, database_url=database_url, page_id=PAGE_ID, secret=SECRET), encoding="utf-8"
         )
         logins = asyncio.run(create_agents(database_url, args.agents))
+        log = args.hub_log.open("wb") if args.hub_log else subprocess.DEVNULL
         hub = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
             env={**os.environ},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
         )
         try:
             results = asyncio.run(run(f"http://127.0.0.1:{port}", logins, args.rate, args.seconds))

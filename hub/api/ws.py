@@ -33,7 +33,7 @@ from hub.api.openapi import document
 from hub.bus import BusEvent
 from hub.model import Agent
 from hub.store.agents import BEARER, SESSION, get_agent
-from hub.store.conversations import conversation_view
+from hub.store.conversations import conversation_views
 from hub.store.events import LoggedEvent, audiences, last_seq, log_events, oldest_seq, prune_events, read_events
 
 __all__ = ["NOTIFIER", "Notifier", "setup"]
@@ -131,11 +131,11 @@ class Notifier:
         store = self._app[STORE]
         need = [e.conversation_id for e in wanted if e.conversation_id is not None and "audience" not in e.data]
         known = await audiences(store, [c for c in need if c is not None]) if need else {}
+        viewed = [e.conversation_id for e in wanted if e.kind in _VIEWED and e.conversation_id is not None]
         views: dict[int, Any] = {}
-        async with store.read() as connection:
-            for e in wanted:
-                if e.kind in _VIEWED and e.conversation_id is not None and e.conversation_id not in views:
-                    views[e.conversation_id] = await conversation_view(connection, e.conversation_id)
+        if viewed:
+            async with store.read() as connection:
+                views = await conversation_views(connection, [c for c in viewed if c is not None])
         rows = []
         for e in wanted:
             data = dict(e.data)
@@ -280,7 +280,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         notifier.disconnect(client)
         if sender is not None:
             sender.cancel()
-            with suppress(asyncio.CancelledError):
+            with suppress(asyncio.CancelledError, ConnectionError):
                 await sender
     return ws
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
 from hub.model import Conversation, ConversationState, EventKind, Presence, Queue
-from hub.routing import Candidate, choose_agent, close_refusal, has_free_member, offer_deadline
+from hub.routing import Candidate, choose_agent, close_refusal, offer_deadline
 from hub.store._db import Store, upsert
 from hub.store.agents import load_agent, set_presence
 from hub.store.catalogue import load_queue
@@ -150,16 +150,6 @@ async def _candidates(
         )
         for r in rows
     ]
-
-
-async def _lock_agent_and_count(connection: AsyncConnection, dialect: str, agent_id: int) -> tuple[bool, int, int]:
-    """(still ready, load, capacity) after locking the agent's row (PostgreSQL); SQLite is already serialised."""
-    query = select(agents.c.presence, agents.c.capacity, agents.c.active).where(agents.c.id == agent_id)
-    if dialect == "postgresql":
-        query = query.with_for_update()
-    row = (await connection.execute(query)).one()
-    load = (await connection.execute(select(_load_of(agent_id)))).scalar_one()
-    return row.presence == Presence.READY.value and bool(row.active), int(load), int(row.capacity)
 
 
 async def _queue(connection: AsyncConnection, queue_id: str) -> Queue:
@@ -332,107 +322,173 @@ async def expire_offers(
 
 
 async def assign_waiting(
-    store: Store, *, now: datetime, batch: int = 500, result: SweepResult | None = None
+    store: Store, *, now: datetime, batch: int = 200, result: SweepResult | None = None
 ) -> SweepResult:
-    """Offer waiting conversations, oldest waiting first, each to one free ready member."""
+    """Offer waiting conversations, oldest waiting first, each to one free ready member.
+
+    Works in batches: one transaction locks up to ``batch`` waiting conversations
+    (``SKIP LOCKED``: a concurrent sweeper takes others), locks the ready members
+    of their queues and counts their load again, then offers as many as the
+    free capacity allows. One commit serves the whole batch."""
     result = result or SweepResult()
-    async with store.read() as connection:
-        ready_queues = (
-            (
-                await connection.execute(
-                    select(agent_queues.c.queue_id)
-                    .join(agents, agents.c.id == agent_queues.c.agent_id)
-                    .where(
-                        agents.c.presence == Presence.READY.value,
-                        agents.c.active,
-                        _load_of(agents.c.id) < agents.c.capacity,
-                    )
-                    .distinct()
+    while True:
+        try:
+            offered, events, more = await _offer_batch(store, now, batch)
+        except DBAPIError:
+            logger.warning("offering waiting conversations failed; retried next sweep", exc_info=True)
+            return result
+        result.offered.extend(offered)
+        result.events.extend(events)
+        if not offered or not more:
+            return result
+
+
+async def _offer_batch(store: Store, now: datetime, batch: int) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
+    """(offers made, events, whether a full batch was looked at)."""
+    postgres = store.dialect == "postgresql"
+    async with store.write() as connection:
+        free_member = (
+            select(agent_queues.c.queue_id)
+            .join(agents, agents.c.id == agent_queues.c.agent_id)
+            .where(
+                agents.c.presence == Presence.READY.value,
+                agents.c.active,
+                _load_of(agents.c.id) < agents.c.capacity,
+            )
+            .distinct()
+        )
+        ready_queues = list((await connection.execute(free_member)).scalars())
+        if not ready_queues:
+            return [], [], False
+        query = (
+            select(conversations.c.id, conversations.c.queue_id, conversations.c.version, conversations.c.waiting_since)
+            .where(conversations.c.state == WAITING, conversations.c.queue_id.in_(ready_queues))
+            .order_by(conversations.c.waiting_since, conversations.c.id)
+            .limit(batch)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True, of=conversations)
+        waiting = (await connection.execute(query)).all()
+        if not waiting:
+            return [], [], False
+        ids = [int(w.id) for w in waiting]
+        refused: dict[int, set[int]] = {i: set() for i in ids}
+        since = {int(w.id): w.waiting_since for w in waiting}
+        rows = await connection.execute(
+            select(timeline_events.c.conversation_id, timeline_events.c.agent_id, timeline_events.c.created_at).where(
+                timeline_events.c.conversation_id.in_(ids),
+                timeline_events.c.kind.in_(_REFUSALS),
+                timeline_events.c.agent_id.is_not(None),
+            )
+        )
+        for r in rows:
+            start = since[int(r.conversation_id)]
+            if start is None or r.created_at >= start:
+                refused[int(r.conversation_id)].add(int(r.agent_id))
+        queue_ids = sorted({w.queue_id for w in waiting})
+        members = (
+            await connection.execute(
+                select(agent_queues.c.queue_id, agent_queues.c.agent_id)
+                .join(agents, agents.c.id == agent_queues.c.agent_id)
+                .where(
+                    agent_queues.c.queue_id.in_(queue_ids),
+                    agents.c.presence == Presence.READY.value,
+                    agents.c.active,
                 )
             )
-            .scalars()
-            .all()
-        )
-        if not ready_queues:
-            return result
-        waiting = (
-            await connection.execute(
-                select(conversations.c.id, conversations.c.queue_id)
-                .where(conversations.c.state == WAITING, conversations.c.queue_id.in_(ready_queues))
-                .order_by(conversations.c.waiting_since, conversations.c.id)
-                .limit(batch)
-            )
         ).all()
-    full: set[str] = set()
-    for row in waiting:
-        if row.queue_id in full:
-            continue
-        try:
-            outcome = await _offer_one(store, int(row.id), now)
-        except DBAPIError:
-            logger.warning("offering conversation %s failed; retried next sweep", row.id, exc_info=True)
-            continue
-        if outcome == "full":
-            full.add(row.queue_id)
-        elif isinstance(outcome, tuple):
-            agent_id, events = outcome
-            result.offered.append((int(row.id), agent_id))
-            result.events.extend(events)
-    return result
-
-
-async def _offer_one(store: Store, conversation_id: int, now: datetime) -> str | tuple[int, list[BusEvent]]:
-    """ "full" when the queue has nobody free, "skip" when this one cannot go now, else (agent, events)."""
-    async with store.write() as connection:
-        query = select(conversations).where(conversations.c.id == conversation_id, conversations.c.state == WAITING)
-        if store.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        row = (await connection.execute(query)).first()
-        if row is None:
-            return "skip"  # taken, offered or being offered elsewhere
-        candidates = await _candidates(connection, row.queue_id, conversation_id, row.waiting_since)
-        if not has_free_member(candidates):
-            return "full"
-        queue = await _queue(connection, row.queue_id)
-        while candidates:
+        by_queue: dict[str, list[int]] = {}
+        for m in members:
+            by_queue.setdefault(m.queue_id, []).append(int(m.agent_id))
+        agent_ids = sorted({int(m.agent_id) for m in members})
+        if not agent_ids:
+            return [], [], False
+        # lock the candidates (in id order, so sweepers never deadlock) and count their load afresh
+        lock = select(agents.c.id, agents.c.idle_since, agents.c.capacity).where(
+            agents.c.id.in_(agent_ids), agents.c.presence == Presence.READY.value, agents.c.active
+        )
+        if postgres:
+            lock = lock.order_by(agents.c.id).with_for_update(of=agents)
+        state: dict[int, list[Any]] = {
+            int(a.id): [a.idle_since, int(a.capacity), 0] for a in await connection.execute(lock)
+        }
+        owned = await connection.execute(
+            select(conversations.c.owner_agent_id, func.count())
+            .where(conversations.c.owner_agent_id.in_(agent_ids), conversations.c.state == ACTIVE)
+            .group_by(conversations.c.owner_agent_id)
+        )
+        offered_now = await connection.execute(
+            select(conversations.c.offered_agent_id, func.count())
+            .where(conversations.c.state == OFFERED, conversations.c.offered_agent_id.in_(agent_ids))
+            .group_by(conversations.c.offered_agent_id)
+        )
+        for agent_id, count in [*owned, *offered_now]:
+            if agent_id is not None and int(agent_id) in state:
+                state[int(agent_id)][2] += int(count)
+        queues = {q: await _queue(connection, q) for q in queue_ids}
+        made: list[tuple[int, int]] = []
+        events: list[BusEvent] = []
+        for w in waiting:
+            candidates = [
+                Candidate(
+                    agent_id=a,
+                    idle_since=state[a][0],
+                    capacity=state[a][1],
+                    load=state[a][2],
+                    refused=a in refused[int(w.id)],
+                )
+                for a in by_queue.get(w.queue_id, [])
+                if a in state
+            ]
             choice = choose_agent(candidates)
             if choice is None:
-                return "skip"
-            ready, load, capacity = await _lock_agent_and_count(connection, store.dialect, choice.agent_id)
-            if not ready or load >= capacity:
-                candidates = [c for c in candidates if c.agent_id != choice.agent_id]
                 continue
+            deadline = offer_deadline(now, queues[w.queue_id])
             changed = await connection.execute(
                 update(conversations)
                 .where(
-                    conversations.c.id == conversation_id,
-                    conversations.c.state == WAITING,
-                    conversations.c.version == row.version,
+                    conversations.c.id == w.id, conversations.c.state == WAITING, conversations.c.version == w.version
                 )
                 .values(
                     state=OFFERED,
                     offered_agent_id=choice.agent_id,
                     offered_at=now,
-                    offer_deadline=offer_deadline(now, queue),
+                    offer_deadline=deadline,
                     version=conversations.c.version + 1,
                 )
             )
             if changed.rowcount != 1:
-                return "skip"
-            await connection.execute(update(agents).where(agents.c.id == choice.agent_id).values(idle_since=now))
-            await _timeline(connection, conversation_id, EventKind.OFFERED, now, choice.agent_id)
-            events = [
+                continue
+            state[choice.agent_id][2] += 1
+            state[choice.agent_id][0] = now
+            made.append((int(w.id), choice.agent_id))
+            events.append(
                 BusEvent(
                     kind="offer",
-                    conversation_id=conversation_id,
+                    conversation_id=int(w.id),
                     agent_id=choice.agent_id,
-                    queue_id=row.queue_id,
-                    data={"deadline": offer_deadline(now, queue).isoformat()},
-                ),
-                _queue_event(conversation_id, row.queue_id, waiting=False),
-            ]
-            return choice.agent_id, events
-        return "skip"
+                    queue_id=w.queue_id,
+                    data={"deadline": deadline.isoformat()},
+                )
+            )
+            events.append(_queue_event(int(w.id), w.queue_id, waiting=False))
+        if made:
+            await connection.execute(
+                timeline_events.insert(),
+                [
+                    {
+                        "conversation_id": c,
+                        "kind": EventKind.OFFERED.value,
+                        "agent_id": a,
+                        "data": {},
+                        "created_at": now,
+                    }
+                    for c, a in made
+                ],
+            )
+            for agent_id in sorted({a for _, a in made}):
+                await connection.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=now))
+        return made, events, len(waiting) == batch
 
 
 # ------------------------------------------------------------------ answers
