@@ -89,9 +89,10 @@ def _authorised(request: web.Request, state: EmulatorState) -> list[ChannelAccou
     return accounts
 
 
-async def _fault(request: web.Request, state: EmulatorState, account: ChannelAccount) -> web.Response | None:
-    fault = state.next_fault(account.id)
-    if fault is None:
+def _fault(request: web.Request, fault: dict[str, Any] | None) -> web.Response | None:
+    """The refusal an injected fault causes (a ``provider_error`` with ``after_accept`` is
+    accepted and then fails in its status callback, as WhatsApp errors often do)."""
+    if fault is None or fault.get("after_accept"):
         return None
     kind = fault["kind"]
     if kind == "drop_connection":
@@ -125,9 +126,11 @@ async def create_message(request: web.Request) -> web.Response:
     recipient = _number(to)
     if not to.startswith("whatsapp:") or not _E164.match(recipient):
         return _twilio_error(400, 21211, _MESSAGES[21211].format(to=to))
-    fault = await _fault(request, state, account)
-    if fault is not None:
-        return fault
+    fault = state.next_fault(account.id)
+    refusal = _fault(request, fault)
+    if refusal is not None:
+        return refusal
+    late_error = str(fault.get("code", "63024")) if fault is not None else None
     content_sid = form.get("ContentSid")
     media = form.getall("MediaUrl", [])
     if content_sid:
@@ -152,7 +155,7 @@ async def create_message(request: web.Request) -> web.Response:
     record.status = "queued"
     callback = form.get("StatusCallback")
     if callback:
-        state.schedule(_status_callbacks(state, account, recipient, sid, callback))
+        state.schedule(_status_callbacks(state, account, recipient, sid, callback, late_error))
     created = state.clock().astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
     sid_path = f"{_API}/Accounts/{account.credentials['account_sid']}/Messages/{sid}.json"
     return web.json_response(
@@ -180,10 +183,12 @@ async def create_message(request: web.Request) -> web.Response:
     )
 
 
-async def _status_callbacks(state: EmulatorState, account: ChannelAccount, recipient: str, sid: str, url: str) -> None:
-    """sent, delivered, read: each a signed form POST, like Twilio's."""
+async def _status_callbacks(
+    state: EmulatorState, account: ChannelAccount, recipient: str, sid: str, url: str, error: str | None = None
+) -> None:
+    """sent, delivered, read (or sent, failed with ``error``): each a signed form POST, like Twilio's."""
     record = state.find_sent(sid)
-    for status in ("sent", "delivered", "read"):
+    for status in ("sent", "failed") if error else ("sent", "delivered", "read"):
         params = [
             ("MessageSid", sid),
             ("SmsSid", sid),
@@ -195,6 +200,8 @@ async def _status_callbacks(state: EmulatorState, account: ChannelAccount, recip
             ("ApiVersion", "2010-04-01"),
             ("ChannelPrefix", "whatsapp"),
         ]
+        if status == "failed" and error:
+            params.append(("ErrorCode", error))
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "X-Twilio-Signature": sign(url, params, account.credentials["auth_token"]),

@@ -63,9 +63,10 @@ async def _body(request: web.Request) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _fault(state: EmulatorState, account: ChannelAccount, request: web.Request) -> web.Response | None:
-    fault = state.next_fault(account.id)
-    if fault is None:
+def _fault(fault: dict[str, Any] | None, request: web.Request) -> web.Response | None:
+    """The refusal an injected fault causes (a ``provider_error`` with ``after_accept`` is
+    accepted and then reported by a ``failed`` callback)."""
+    if fault is None or fault.get("after_accept"):
         return None
     kind = fault["kind"]
     if kind == "drop_connection":
@@ -109,9 +110,10 @@ async def send_message(request: web.Request) -> web.Response:
         return _status(4)
     if kind in ("picture", "video", "file", "url") and not data.get("media"):
         return _status(4)
-    fault = _fault(state, account, request)
-    if fault is not None:
-        return fault
+    fault = state.next_fault(account.id)
+    refusal = _fault(fault, request)
+    if refusal is not None:
+        return refusal
     customer = state.customers.get((account.id, str(receiver)))
     if customer is None or not customer.subscribed:
         return _status(6)
@@ -119,20 +121,25 @@ async def send_message(request: web.Request) -> web.Response:
     body = {k: v for k, v in data.items() if k not in ("auth_token", "receiver")}
     state.record_sent(account.id, str(receiver), str(kind), body, str(token))
     url = webhook_url(state, request.app, account)
-    state.schedule(_receipts(state, account, url, str(receiver), token))
+    failure = str(fault.get("message") or "failure description") if fault is not None else None
+    state.schedule(_receipts(state, account, url, str(receiver), token, failure))
     return _status(0, message_token=token, chat_hostname=_HOSTNAME, billing_status=1)
 
 
-async def _receipts(state: EmulatorState, account: ChannelAccount, url: str, user_id: str, token: int) -> None:
+async def _receipts(
+    state: EmulatorState, account: ChannelAccount, url: str, user_id: str, token: int, failure: str | None = None
+) -> None:
     record = state.find_sent(str(token))
-    for event in ("delivered", "seen"):
-        payload = {
+    for event in ("failed",) if failure else ("delivered", "seen"):
+        payload: dict[str, Any] = {
             "event": event,
             "timestamp": _millis(state),
             "chat_hostname": _HOSTNAME,
             "message_token": token,
             "user_id": user_id,
         }
+        if failure:
+            payload["desc"] = failure
         await _callback(state, account, url, payload)
         if record is not None:
             record.status = event

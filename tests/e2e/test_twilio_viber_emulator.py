@@ -177,6 +177,14 @@ async def test_a_whatsapp_reply_reaches_the_emulator_and_its_receipts_come_back(
     assert row.delivery_state == "read"
 
 
+async def test_a_whatsapp_failure_reported_after_acceptance_fails_the_message(world: World) -> None:
+    await twilio_emulator.say(world.state, world.account("wa-twilio"), CUSTOMER, "Where is my parcel?")
+    world.state.add_fault("wa-twilio", {"kind": "provider_error", "code": "63024", "after_accept": True})
+    row = await reply_and_follow(world, "wa-twilio", CUSTOMER)
+    assert (row.delivery_state, row.error_code) == ("failed", "63024")
+    assert row.error_reason == "The customer is not a valid WhatsApp recipient."
+
+
 async def test_free_text_outside_the_window_is_refused_with_63016(world: World) -> None:
     await twilio_emulator.say(world.state, world.account("wa-twilio"), CUSTOMER, "old message")
     world.state.customer("wa-twilio", CUSTOMER).last_inbound_at = datetime.now(UTC) - timedelta(hours=25)
@@ -235,6 +243,15 @@ async def test_a_viber_reply_reaches_the_emulator_and_its_receipts_come_back(wor
     assert sent.body["sender"] == {"name": "Acme Support"}
     assert sent.status == "seen"
     assert row.delivery_state == "read"
+
+
+async def test_a_viber_failed_callback_fails_the_message_with_its_description(world: World) -> None:
+    await viber_emulator.say(world.state, world.account("viber-main"), VIBER_USER, "Ahoj")
+    fault = {"kind": "provider_error", "after_accept": True, "message": "keyboard is invalid"}
+    world.state.add_fault("viber-main", fault)
+    row = await reply_and_follow(world, "viber-main", VIBER_USER)
+    assert row.delivery_state == "failed"
+    assert "keyboard is invalid" in row.error_reason
 
 
 async def test_an_unsubscribed_viber_user_cannot_be_messaged(world: World) -> None:
