@@ -34,8 +34,11 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.outbound import (
     Accepted,
+    NewOutbound,
     OutboxJob,
+    Queued,
     claim_outbox,
+    queue_outbound_group,
     record_accepted,
     record_accepted_many,
     record_failed,
@@ -98,6 +101,7 @@ def facts_for(identity: Any, provider: str) -> IdentityFacts:
     )
 
 
+_MAX_GROUP = 256  # accepted sends in one transaction at most
 _HEALTH_EVERY = timedelta(seconds=1)  # account_health.last_send_at is stamped about this often
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
@@ -185,11 +189,44 @@ class Outbox:
         self._accepted: list[tuple[Accepted, asyncio.Future[list[Any]]]] = []
         self._recorder: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
+        self._incoming: list[tuple[NewOutbound, datetime, asyncio.Future[Queued | BaseException]]] = []
+        self._acceptor: asyncio.Task[None] | None = None
         self._health_at: dict[str, datetime] = {}
         self.sent = 0  # provider calls that succeeded
         self.recorded = 0  # acceptances durably stored
         self.failed = 0
         self.retried = 0
+
+    # ------------------------------------------------------------ accepting
+
+    async def accept(self, send: NewOutbound, now: datetime) -> Queued:
+        """Queue one accepted send durably; returns once committed. Concurrent callers share one
+        transaction (group commit, each in its own savepoint), as ingest does for webhooks."""
+        future: asyncio.Future[Queued | BaseException] = asyncio.get_running_loop().create_future()
+        self._incoming.append((send, now, future))
+        if self._acceptor is None or self._acceptor.done():
+            self._acceptor = asyncio.create_task(self._commit_incoming(), name="outbox-acceptor")
+        result = await asyncio.shield(future)
+        if isinstance(result, BaseException):
+            raise result
+        self.wake()
+        return result
+
+    async def _commit_incoming(self) -> None:
+        while self._incoming:
+            batch, self._incoming = self._incoming[:_MAX_GROUP], self._incoming[_MAX_GROUP:]
+            try:
+                # one clock reading per group: the latest of the callers' (they arrived within one commit)
+                async with self._writing():
+                    results = await queue_outbound_group(
+                        self._store, [send for send, _, _ in batch], max(n for _, n, _ in batch)
+                    )
+            except Exception as exc:  # the commit failed: none of them was accepted
+                for _, _, future in batch:
+                    future.set_result(exc)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
 
     # ------------------------------------------------------------ lifecycle
 

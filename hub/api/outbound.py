@@ -43,7 +43,7 @@ from hub.policy import Draft, Refused, TemplateOption, binding_fits, decide, eli
 from hub.routing import close_refusal
 from hub.store.contacts import get_contact
 from hub.store.conversations import get_conversation
-from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of, queue_outbound
+from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 
@@ -377,8 +377,6 @@ async def _plan(
 
 def _published(request: web.Request, events: list[Any]) -> None:
     request.app[BUS].publish_all(events)
-    if OUTBOX in request.app:
-        request.app[OUTBOX].wake()
 
 
 # ------------------------------------------------------------------ routes
@@ -438,7 +436,7 @@ async def post_reply(request: web.Request) -> web.Response:
     identity = await _identity(request, conversation.identity_id)
     account = _account(request, identity)
     new, plan = await _plan(request, agent, identity, account, send, conversation)
-    queued = await queue_outbound(request.app[STORE], new, request.app[CLOCK]())
+    queued = await request.app[OUTBOX].accept(new, request.app[CLOCK]())
     _published(request, queued.events)
     return json_ok(message_json(queued.message, plan=plan, tag=new.tag), status=201)
 
@@ -503,18 +501,20 @@ async def post_outbound(request: web.Request) -> web.Response:
     if close_status is not None:
         new = replace(new, close_status=close_status)
     try:
-        queued = await queue_outbound(store, new, request.app[CLOCK]())
+        queued = await request.app[OUTBOX].accept(new, request.app[CLOCK]())
     except ConversationTaken:
         raise ApiError(409, "conversation_taken", "this customer's conversation was opened meanwhile") from None
+    result = queued.conversation or conversation  # read back when opened or closed; else unchanged
+    assert result is not None
     events = list(queued.events)
     if close_status is not None:
-        events.append(_conversation_event(queued.conversation.id, "closed", agent.id, status=close_status))
+        events.append(_conversation_event(result.id, "closed", agent.id, status=close_status))
     elif queued.opened:
-        events.append(_conversation_event(queued.conversation.id, "opened", agent.id))
+        events.append(_conversation_event(result.id, "opened", agent.id))
     _published(request, events)
     return json_ok(
         {
-            "conversation": _conversation_json(queued.conversation),
+            "conversation": _conversation_json(result),
             "message": message_json(queued.message, plan=plan, tag=new.tag),
         },
         status=201,

@@ -61,6 +61,7 @@ __all__ = [
     "open_conversation_of",
     "outbox_counts",
     "queue_outbound",
+    "queue_outbound_group",
     "record_accepted",
     "record_accepted_many",
     "record_failed",
@@ -187,7 +188,7 @@ class NewOutbound:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Queued:
     message: Message
-    conversation: Conversation
+    conversation: Conversation | None  # read back when the send opened or closed it
     outbox_id: int
     opened: bool
     events: list[BusEvent] = field(default_factory=list)
@@ -195,82 +196,117 @@ class Queued:
 
 async def queue_outbound(store: Store, send: NewOutbound, now: datetime) -> Queued:
     """Write the message and its outbox row in one transaction (opening or closing the conversation too)."""
+    (result,) = await queue_outbound_group(store, [send], now)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+async def queue_outbound_group(
+    store: Store, sends: Sequence[NewOutbound], now: datetime
+) -> list[Queued | BaseException]:
+    """Several accepted sends in one transaction (group commit), each in its own savepoint: one
+    that fails (say, a conversation opened meanwhile) is reported and does not sink the others.
+    Raises only when the commit itself fails (then none of them was accepted)."""
+    results: list[Queued | BaseException] = []
+    async with store.write() as connection:
+        for send in sends:
+            try:
+                async with connection.begin_nested():
+                    results.append(await _queue_one(connection, store.dialect, send, now))
+            except IntegrityError as exc:
+                results.append(ConversationTaken(None) if send.conversation_id is None else exc)
+            except Exception as exc:  # reported to that sender; the others go on
+                results.append(exc)
+    return results
+
+
+async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> Queued:
     events: list[BusEvent] = []
-    try:
-        async with store.write() as connection:
-            conversation_id = send.conversation_id
-            opened = conversation_id is None
-            if conversation_id is None:
-                conversation_id = await _open_for_agent(connection, store.dialect, send, now)
-                events.append(
-                    BusEvent(
-                        kind="conversation.opened",
-                        conversation_id=conversation_id,
-                        agent_id=send.agent_id,
-                        data={"identity_id": send.identity_id, "outbound": True},
-                    )
-                )
-            message_id = (
-                await connection.execute(
-                    insert(messages)
-                    .values(
-                        conversation_id=conversation_id,
-                        identity_id=send.identity_id,
-                        account_id=send.account_id,
-                        direction=Direction.OUT.value,
-                        author=Author.AGENT.value,
-                        agent_id=send.agent_id,
-                        kind=send.kind.value,
-                        text=send.text,
-                        attachments=[a.to_json() for a in send.attachments] or None,
-                        created_at=now,
-                        delivery_state=DeliveryState.QUEUED.value,
-                        delivery_changed_at=now,
-                        template_name=send.template_name,
-                        template_version=send.template_version,
-                        tag=send.tag,
-                        send_plan=send.send_plan,
-                    )
-                    .returning(messages.c.id)
-                )
-            ).scalar_one()
-            outbox_id = (
-                await connection.execute(
-                    insert(outbox)
-                    .values(
-                        message_id=message_id,
-                        account_id=send.account_id,
-                        conversation_id=conversation_id,
-                        state=OutboxState.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                    .returning(outbox.c.id)
-                )
-            ).scalar_one()
-            await connection.execute(
-                update(conversations).where(conversations.c.id == conversation_id).values(last_message_at=now)
+    conversation_id = send.conversation_id
+    opened = conversation_id is None
+    if conversation_id is None:
+        conversation_id = await _open_for_agent(connection, dialect, send, now)
+        events.append(
+            BusEvent(
+                kind="conversation.opened",
+                conversation_id=conversation_id,
+                agent_id=send.agent_id,
+                data={"identity_id": send.identity_id, "outbound": True},
             )
-            if send.close_status is not None:
-                await _close(connection, conversation_id, send.agent_id, send.close_status, now)
-                events.append(
-                    BusEvent(
-                        kind="conversation.closed",
-                        conversation_id=conversation_id,
-                        agent_id=send.agent_id,
-                        data={"status": send.close_status},
-                    )
-                )
-            row = (await connection.execute(select(messages).where(messages.c.id == message_id))).one()
-            conversation_row = (
-                await connection.execute(select(conversations).where(conversations.c.id == conversation_id))
-            ).one()
-    except IntegrityError as exc:
-        if send.conversation_id is None:
-            raise ConversationTaken(None) from exc
-        raise
-    message = message_from_row(row)
+        )
+    message_id = (
+        await connection.execute(
+            insert(messages)
+            .values(
+                conversation_id=conversation_id,
+                identity_id=send.identity_id,
+                account_id=send.account_id,
+                direction=Direction.OUT.value,
+                author=Author.AGENT.value,
+                agent_id=send.agent_id,
+                kind=send.kind.value,
+                text=send.text,
+                attachments=[a.to_json() for a in send.attachments] or None,
+                created_at=now,
+                delivery_state=DeliveryState.QUEUED.value,
+                delivery_changed_at=now,
+                template_name=send.template_name,
+                template_version=send.template_version,
+                tag=send.tag,
+                send_plan=send.send_plan,
+            )
+            .returning(messages.c.id)
+        )
+    ).scalar_one()
+    outbox_id = (
+        await connection.execute(
+            insert(outbox)
+            .values(
+                message_id=message_id,
+                account_id=send.account_id,
+                conversation_id=conversation_id,
+                state=OutboxState.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            .returning(outbox.c.id)
+        )
+    ).scalar_one()
+    await connection.execute(
+        update(conversations).where(conversations.c.id == conversation_id).values(last_message_at=now)
+    )
+    if send.close_status is not None:
+        await _close(connection, conversation_id, send.agent_id, send.close_status, now)
+        events.append(
+            BusEvent(
+                kind="conversation.closed",
+                conversation_id=conversation_id,
+                agent_id=send.agent_id,
+                data={"status": send.close_status},
+            )
+        )
+    conversation: Conversation | None = None
+    if opened or send.close_status is not None:
+        conversation_row = (
+            await connection.execute(select(conversations).where(conversations.c.id == conversation_id))
+        ).one()
+        conversation = conversation_from_row(conversation_row)
+    message = Message(
+        id=int(message_id),
+        conversation_id=conversation_id,
+        direction=Direction.OUT,
+        author=Author.AGENT,
+        kind=send.kind,
+        created_at=now,
+        text=send.text,
+        attachments=send.attachments,
+        delivery_state=DeliveryState.QUEUED,
+        agent_id=send.agent_id,
+        template_name=send.template_name,
+        template_version=send.template_version,
+    )
     events.insert(
         1 if opened else 0,
         BusEvent(
@@ -282,7 +318,7 @@ async def queue_outbound(store: Store, send: NewOutbound, now: datetime) -> Queu
     )
     return Queued(
         message=message,
-        conversation=conversation_from_row(conversation_row),
+        conversation=conversation,
         outbox_id=int(outbox_id),
         opened=opened,
         events=events,
