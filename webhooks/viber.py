@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 PATH = "/webhooks/viber/{account_id}"
 _ASKED: web.AppKey[set[tuple[str, str]]] = web.AppKey("webhooks.viber.asked")
+_ASKED_LIMIT = 100_000
 
 
 def webhook_path(account_id: str) -> str:
@@ -64,6 +65,8 @@ def _enrich_later(app: web.Application, adapter: ViberAdapter, events: Sequence[
         key = (adapter.account.id, user_id)
         if complete or key in asked:
             continue
+        if len(asked) >= _ASKED_LIMIT:
+            asked.clear()  # bounded memory; a user may then be looked up once more
         asked.add(key)
         run_after_response(app, _enrich(app, adapter, user_id))
 
