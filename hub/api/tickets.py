@@ -253,11 +253,11 @@ async def conversation_ticket(request: web.Request) -> web.Response:
     if ticket is None:
         raise ApiError(404, "not_found", f"no conversation {conversation_id}")
     request.app[BUS].publish(
+        # no agent_id: that would address the event to the actor alone; every participant's console wants it
         BusEvent(
             kind="conversation.ticket",
             conversation_id=conversation_id,
-            agent_id=agent.id,
-            data={"ticket": ticket["id"], "title": ticket["title"]},
+            data={"ticket": ticket["id"], "title": ticket["title"], "by": agent.id},
         )
     )
     return json_ok({"conversation": conversation_id, "ticket": ticket})

@@ -174,3 +174,28 @@ async def test_assigning_an_unknown_ticket_is_422_and_unknown_conversation_404(a
     ticket = await boss.json("POST", "/api/v1/tickets", {"title": "Refund"}, status=201)
     response = await boss.post("/api/v1/conversations/999999/ticket", json={"ticket": ticket["id"]})
     assert response.status == 404
+
+
+async def test_every_participant_hears_of_the_assigned_ticket(api: Api) -> None:
+    alice = await api.agent("alice")
+    bob = await api.agent("bob")
+    conversation_id = await api.customer_writes()
+    await make_owner(api, conversation_id, alice)
+    async with api.store.write() as connection:
+        await connection.execute(
+            participants.insert().values(
+                conversation_id=conversation_id, agent_id=bob.id, role="invited", joined_at=api.clock()
+            )
+        )
+    ticket = await alice.json("POST", "/api/v1/tickets", {"title": "Refund"}, status=201)
+    ws = await api.client.ws_connect(f"/api/v1/ws?token={bob.token}")
+    assert (await ws.receive_json(timeout=10))["kind"] == "hello"
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/ticket", {"ticket": ticket["id"]})
+    while True:
+        event = await ws.receive_json(timeout=10)
+        if event["kind"] == "conversation.ticket":
+            break
+    await ws.close()
+    assert event["conversation_id"] == conversation_id
+    assert event["data"]["ticket"] == ticket["id"]
+    assert event["data"]["by"] == alice.id
