@@ -1,9 +1,9 @@
 """Browser tests: Debian's Chromium driven by Playwright against a real hub.
 
 The hub runs as ``channelhub serve`` in a subprocess (its own event loop, as in
-production) on a free loopback port, with a SQLite file and the provider
-emulators started beside it (``[demo] emulators = true``) on another free port.
-Playwright's async API runs in the test's loop; nothing is shared with the hub.
+production) on a free loopback port, with a SQLite file. The provider emulators
+(``build_emulator_app`` over an ``EmulatorState``) run on another free port in
+the test's own loop, beside Playwright's async API; nothing is shared with the hub.
 
 Chromium: ``/usr/bin/chromium`` (``apt-get install chromium``; never a browser
 downloaded by Playwright). The tests skip when it is missing, unless
@@ -83,9 +83,7 @@ url = "sqlite:///{database}"
 tick_seconds = 0.5
 
 [demo]
-emulators = true
-emulator_host = "127.0.0.1"
-emulator_port = {emulator_port}
+emulators = false  # the test runs them (tests/browser/conftest.py: hub fixture)
 admin_login = "admin"
 admin_password = "{PASSWORDS["admin"]}"
 agents = [{agents}]
@@ -237,14 +235,24 @@ async def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) 
     raise RuntimeError(f"the hub did not come up at {url}:\n{await asyncio.to_thread(_tail, log)}")
 
 
+#: a real provider calls back after a while, not at once; this keeps receipts behind the send's commit
+CALLBACK_DELAY = 0.5
+
+
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
-    """A real hub process with the emulators, on free loopback ports, with a SQLite file."""
+    """A real hub process, and the provider emulators in this test's loop, on free loopback ports."""
+    from adapters.emulators.core import EmulatorState, run_emulator
+    from hub.settings import load_settings
+
     hub_port, emulator_port = _free_port(), _free_port()
     config = tmp_path / "hub.toml"
     config.write_text(_config(hub_port, emulator_port, tmp_path / "hub.db"), encoding="utf-8")
     log = tmp_path / "hub.log"
     await _seed_old_customer(config)
+    settings = load_settings(config, {})
+    emulators = EmulatorState(settings, f"http://127.0.0.1:{hub_port}", callback_delay=CALLBACK_DELAY)
+    emulator_runner = await run_emulator(emulators, "127.0.0.1", emulator_port)
     log_file = log.open("ab")
     process = _channelhub("serve", "--config", str(config), log=log_file)
     running = RunningHub(
@@ -266,6 +274,7 @@ async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
             process.kill()
             process.wait()
         log_file.close()
+        await emulator_runner.cleanup()
 
 
 @pytest.fixture

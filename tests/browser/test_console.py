@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WIDE = {"width": 1280, "height": 800}
 NARROW = {"width": 390, "height": 844}
 TIMEOUT = 20_000  # ms: offers and receipts travel hub -> emulator -> hub
+expect.set_options(timeout=TIMEOUT)
 
 
 class Session:
@@ -266,9 +267,14 @@ async def test_admin_edits_a_template_and_sees_the_preview_and_the_overview(
     await expect(page.get_by_test_id("template-preview")).not_to_contain_text("Have a nice day.")
     await page.get_by_label("Preview channel").select_option("whatsapp")
     await page.get_by_role("button", name="Show diff").click()
-    await expect(page.get_by_test_id("template-diff")).to_contain_text("+")
+    await expect(page.get_by_test_id("template-diff")).to_contain_text("+Hello {{ contact.name | default('there') }}")
     await page.locator("#main").evaluate("main => main.scrollTo(0, 0)")
     await page.screenshot(path=str(screenshots / "template-editor.png"))
+
+    # restore the first version: it becomes the current one (v3)
+    await page.locator(".history-box li", has_text="v1").get_by_role("button", name="Restore").click()
+    await expect(page.locator(".history-box")).to_contain_text("v3")
+    await expect(body).to_have_value(re.compile("How can I help you today\\?$"))
 
     # the supervisor overview: per queue the waiting count and agents, live
     await page.get_by_role("button", name="Overview", exact=True).click()
@@ -350,6 +356,14 @@ async def test_a_missed_offer_pauses_the_agent_and_the_console_says_why(hub: Run
     await expect(dialog).to_contain_text("Olga Rychla")
     await dialog.get_by_role("button", name="Take").first.click()
     await expect(page.get_by_role("tab", name=re.compile("Olga Rychla"))).to_be_visible()
+
+    # logout ends the session: the login form again (after the page's own reads settled, so that
+    # none of them races the logout and gets a 401 the browser would log)
+    await page.wait_for_load_state("networkidle")
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    await page.reload()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
     assert alice.errors == []
 
 

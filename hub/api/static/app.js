@@ -2,7 +2,7 @@
 // and the switch between the agent desk and the admin and supervisor screens.
 // Every change is shown as done only after the hub answered it.
 
-import { api, get, post, put, setCsrf, toast, fail, whenUnauthenticated, ApiFailure } from "./js/api.js";
+import { api, get, post, put, setCsrf, toast, fail, whenUnauthenticated, ApiFailure, beginSession, endSession } from "./js/api.js";
 import * as live from "./js/live.js";
 import { h, clear, button, field, select, since, duration, parseTime, items, idOf, channelLabel } from "./js/util.js";
 import {
@@ -70,6 +70,7 @@ function showLogin(notice) {
     error.clear();
     await busy(submit, async () => {
       try {
+        beginSession();
         const answer = await post("auth/login", { login: loginInput.value.trim(), password: passwordInput.value }, { quiet401: true });
         setCsrf(answer.csrf_token || answer.csrf);
         sessionStorage.setItem(STORAGE, JSON.stringify({ csrf: answer.csrf_token || answer.csrf, token: answer.token }));
@@ -86,10 +87,20 @@ function showLogin(notice) {
 }
 
 async function logout() {
+  // stop listening first: nothing may ask the hub anything once the session ends
+  live.stop();
+  clearInterval(pollTimer);
+  clearTimeout(refreshTimer);
+  await endSession();
   try {
     await post("auth/logout", {});
   } catch (err) {
-    if (!(err instanceof ApiFailure) || err.status !== 401) return fail(err, "Logout");
+    if (!(err instanceof ApiFailure) || err.status !== 401) {
+      fail(err, "Logout");
+      beginSession();
+      live.start();
+      return;
+    }
   }
   sessionStorage.removeItem(STORAGE);
   setCsrf(null);
@@ -102,6 +113,7 @@ function teardown() {
   if (unsubscribeLive) unsubscribeLive();
   clearInterval(tickTimer);
   clearInterval(pollTimer);
+  clearTimeout(refreshTimer);
   state.me = null;
   state.conversations.clear();
   state.openTabs = [];
@@ -292,6 +304,7 @@ async function reloadConversation(id) {
 // Events: offer, offer.withdrawn, conversation.waiting|left_queue|updated,
 // message.created, message.delivery, agent.presence (each with a sequence number).
 function onLiveEvent(kind, data, event) {
+  if (!state.me) return;
   data = data || {};
   const convId = event?.conversation_id ?? data.conversation_id ?? data.conversation?.id;
   const me = String(myId());
@@ -578,7 +591,7 @@ function renderDesk() {
 subscribe(() => renderChrome());
 window.addEventListener("unhandledrejection", (ev) => {
   ev.preventDefault();
-  fail(ev.reason);
+  if (ev.reason?.code !== "logged_out") fail(ev.reason);
 });
 
 export { changed, api };

@@ -16,6 +16,18 @@ export class ApiFailure extends Error {
   }
 }
 
+// Logging out: new requests (debounced searches, late timers) fail here, quietly, and the
+// ones already on their way finish before the session ends, so none of them races the logout.
+let ended = false;
+let inflight = 0;
+export async function endSession() {
+  ended = true;
+  for (let i = 0; i < 150 && inflight > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+export function beginSession() {
+  ended = false;
+}
+
 export function setCsrf(token) {
   csrfToken = token || null;
 }
@@ -33,6 +45,7 @@ function csrfFromCookie() {
 }
 
 export async function api(method, path, body, { idempotencyKey, quiet401 = false, raw = false } = {}) {
+  if (ended && path !== "auth/login" && path !== "auth/logout") throw new ApiFailure(401, { code: "logged_out", message: "You are logged out." });
   const headers = { Accept: "application/json" };
   const init = { method, headers, credentials: "same-origin" };
   if (body !== undefined) {
@@ -49,13 +62,17 @@ export async function api(method, path, body, { idempotencyKey, quiet401 = false
     headers["Idempotency-Key"] = idempotencyKey || crypto.randomUUID();
   }
   let response;
+  let text;
+  inflight += 1;
   try {
     response = await fetch(path.startsWith("/") ? path : `${BASE}/${path}`, init);
+    if (raw) return response;
+    text = await response.text();
   } catch (err) {
     throw new ApiFailure(0, { code: "network", message: "The hub cannot be reached. Check the connection and try again." });
+  } finally {
+    inflight -= 1;
   }
-  if (raw) return response;
-  const text = await response.text();
   let data = null;
   if (text) {
     try {
