@@ -205,20 +205,123 @@ async def queue_outbound(store: Store, send: NewOutbound, now: datetime) -> Queu
 async def queue_outbound_group(
     store: Store, sends: Sequence[NewOutbound], now: datetime
 ) -> list[Queued | BaseException]:
-    """Several accepted sends in one transaction (group commit), each in its own savepoint: one
-    that fails (say, a conversation opened meanwhile) is reported and does not sink the others.
-    Raises only when the commit itself fails (then none of them was accepted)."""
-    results: list[Queued | BaseException] = []
+    """Several accepted sends in one transaction (group commit). Replies in an existing
+    conversation (the common case) are written set-based, three statements for the whole group;
+    a send that opens or closes a conversation gets its own savepoint, so one that fails (say, a
+    conversation opened meanwhile) is reported and does not sink the others. Raises only when the
+    commit itself fails (then none of them was accepted)."""
+    results: list[Queued | BaseException | None] = [None] * len(sends)
+    simple = [i for i, send in enumerate(sends) if send.conversation_id is not None and send.close_status is None]
     async with store.write() as connection:
-        for send in sends:
+        if simple:
+            for i, queued in zip(
+                simple, await _queue_replies(connection, [sends[i] for i in simple], now), strict=True
+            ):
+                results[i] = queued
+        for i, send in enumerate(sends):
+            if results[i] is not None:
+                continue
             try:
                 async with connection.begin_nested():
-                    results.append(await _queue_one(connection, store.dialect, send, now))
+                    results[i] = await _queue_one(connection, store.dialect, send, now)
             except IntegrityError as exc:
-                results.append(ConversationTaken(None) if send.conversation_id is None else exc)
+                results[i] = ConversationTaken(None) if send.conversation_id is None else exc
             except Exception as exc:  # reported to that sender; the others go on
-                results.append(exc)
-    return results
+                results[i] = exc
+    return [r for r in results if r is not None]
+
+
+def _message_values(send: NewOutbound, conversation_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "identity_id": send.identity_id,
+        "account_id": send.account_id,
+        "direction": Direction.OUT.value,
+        "author": Author.AGENT.value,
+        "agent_id": send.agent_id,
+        "kind": send.kind.value,
+        "text": send.text,
+        "attachments": [a.to_json() for a in send.attachments] or None,
+        "created_at": now,
+        "delivery_state": DeliveryState.QUEUED.value,
+        "delivery_changed_at": now,
+        "template_name": send.template_name,
+        "template_version": send.template_version,
+        "tag": send.tag,
+        "send_plan": send.send_plan,
+    }
+
+
+def _queued_message(send: NewOutbound, message_id: int, conversation_id: int, now: datetime) -> Message:
+    return Message(
+        id=int(message_id),
+        conversation_id=conversation_id,
+        direction=Direction.OUT,
+        author=Author.AGENT,
+        kind=send.kind,
+        created_at=now,
+        text=send.text,
+        attachments=send.attachments,
+        delivery_state=DeliveryState.QUEUED,
+        agent_id=send.agent_id,
+        template_name=send.template_name,
+        template_version=send.template_version,
+    )
+
+
+def _created(send: NewOutbound, message: Message) -> BusEvent:
+    return BusEvent(
+        kind="message.created",
+        conversation_id=message.conversation_id,
+        agent_id=send.agent_id,
+        data={"message_id": message.id, "direction": "out", "identity_id": send.identity_id, "state": "queued"},
+    )
+
+
+async def _queue_replies(connection: AsyncConnection, sends: Sequence[NewOutbound], now: datetime) -> list[Queued]:
+    message_ids = [
+        int(i)
+        for i in (
+            await connection.execute(
+                insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                [_message_values(send, int(send.conversation_id or 0), now) for send in sends],
+            )
+        ).scalars()
+    ]
+    outbox_ids = [
+        int(i)
+        for i in (
+            await connection.execute(
+                insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "message_id": message_id,
+                        "account_id": send.account_id,
+                        "conversation_id": send.conversation_id,
+                        "state": OutboxState.PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for send, message_id in zip(sends, message_ids, strict=True)
+                ],
+            )
+        ).scalars()
+    ]
+    await connection.execute(
+        update(conversations)
+        .where(conversations.c.id.in_({int(send.conversation_id or 0) for send in sends}))
+        .values(last_message_at=now)
+    )
+    queued = []
+    for send, message_id, outbox_id in zip(sends, message_ids, outbox_ids, strict=True):
+        message = _queued_message(send, message_id, int(send.conversation_id or 0), now)
+        queued.append(
+            Queued(
+                message=message, conversation=None, outbox_id=outbox_id, opened=False, events=[_created(send, message)]
+            )
+        )
+    return queued
 
 
 async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> Queued:
