@@ -52,7 +52,7 @@ def choose_agent(candidates: Iterable[Candidate]) -> Candidate | None:
     free = [c for c in pool if c.free]
     if not free:
         return None
-    return min(free, key=lambda c: (c.idle_since, c.agent_id))
+    return min(free, key=lambda c: (c.idle_since, c.load, c.agent_id))  # equally idle: the less loaded first
 
 
 def has_free_member(candidates: Iterable[Candidate]) -> bool:

@@ -27,6 +27,12 @@ def test_the_longest_idle_free_agent_gets_the_offer() -> None:
     assert chosen.agent_id == 2
 
 
+def test_between_equally_idle_agents_the_less_loaded_gets_the_offer() -> None:
+    chosen = choose_agent([candidate(1, 5, load=1), candidate(2, 5, load=0)])
+    assert chosen is not None
+    assert chosen.agent_id == 2
+
+
 def test_nobody_free_means_no_offer() -> None:
     assert choose_agent([candidate(1, 5, load=2), candidate(2, 10, load=1, capacity=1)]) is None
     assert choose_agent([]) is None
