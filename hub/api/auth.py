@@ -35,6 +35,7 @@ from hub.store.agents import (
     revoke_token,
     set_presence,
 )
+from hub.store.routing import withdraw_offers
 
 __all__ = [
     "CSRF_HEADER",
@@ -261,8 +262,10 @@ async def put_presence(request: web.Request) -> web.Response:
     if updated is None:
         raise _unauthenticated()
     request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent_id": agent.id}))
-    if presence is Presence.READY and ROUTER in request.app:
-        await request.app[ROUTER].sweep()  # an offer may be waiting for exactly this agent
+    if presence is not Presence.READY:
+        request.app[BUS].publish_all(await withdraw_offers(request.app[STORE], agent.id, now=request.app[CLOCK]()))
+    if ROUTER in request.app:
+        await request.app[ROUTER].sweep()  # an offer may wait for this agent, or move on from them
     return web.json_response(agent_json(updated))
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "take",
     "transfer_to_agent",
     "transfer_to_queue",
+    "withdraw_offers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -489,6 +490,31 @@ async def _offer_batch(store: Store, now: datetime, batch: int) -> tuple[list[tu
             for agent_id in sorted({a for _, a in made}):
                 await connection.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=now))
         return made, events, len(waiting) == batch
+
+
+async def withdraw_offers(store: Store, agent_id: int, *, now: datetime) -> list[BusEvent]:
+    """An agent who pauses or goes offline gives back their open offers at once (no penalty)."""
+    async with store.write() as connection:
+        rows = (
+            await connection.execute(
+                update(conversations)
+                .where(conversations.c.state == OFFERED, conversations.c.offered_agent_id == agent_id)
+                .values(
+                    state=WAITING,
+                    offered_agent_id=None,
+                    offered_at=None,
+                    offer_deadline=None,
+                    version=conversations.c.version + 1,
+                )
+                .returning(conversations.c.id, conversations.c.queue_id)
+            )
+        ).all()
+        events: list[BusEvent] = []
+        for row in rows:
+            await _timeline(connection, int(row.id), EventKind.OFFER_WITHDRAWN, now, agent_id, {"reason": "presence"})
+            events.append(_withdrawn(int(row.id), agent_id, "presence"))
+            events.append(_queue_event(int(row.id), str(row.queue_id), waiting=True))
+        return events
 
 
 # ------------------------------------------------------------------ answers

@@ -124,3 +124,15 @@ async def test_a_restart_in_the_middle_of_an_offer_keeps_the_offer_and_its_deadl
     result = await second.sweep()
     assert result.expired == [(conversation_id, alice.id)]
     assert api_bob.id not in [agent for _, agent in result.offered]  # bob is not ready
+
+
+async def test_pausing_gives_back_an_open_offer_at_once(api: Api) -> None:
+    alice = await api.agent("alice", ready=True)
+    api.clock.advance(1)
+    bob = await api.agent("bob", ready=True)
+    conversation_id = await api.customer_writes()
+    await api.sweep()
+    assert await offered_to(api, conversation_id) == alice.id
+    paused = await alice.json("PUT", "/api/v1/me/presence", {"state": "paused", "reason": "coffee"})
+    assert paused["presence"]["paid"] is True
+    assert await offered_to(api, conversation_id) == bob.id
