@@ -267,6 +267,9 @@ async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
         await _wait_until_up(f"{running.emulator_url}/_emulator/customers", process, log)
         yield running
     finally:
+        # let the receipts already scheduled reach the hub before it stops
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(emulators.drain(), timeout=5)
         process.terminate()
         try:
             process.wait(timeout=15)

@@ -327,6 +327,15 @@ async def test_console_is_usable_on_a_narrow_screen_and_by_keyboard(
     await page.keyboard.type("Hello Karel")
     await page.keyboard.press("Enter")
     await expect(widget.locator(".msg-out .text").last).to_have_text("Hello Karel")
+
+    # a file goes by link (the API takes attachments as URLs the provider fetches)
+    await widget.get_by_role("button", name="Attach link").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_label("File URL").fill("https://files.example.com/invoice-2001.pdf")
+    await dialog.get_by_role("button", name="Attach").click()
+    await expect(widget.get_by_role("list", name="Files to send")).to_contain_text("invoice-2001.pdf")
+    await widget.get_by_role("button", name="Send", exact=True).click()
+    await expect(widget.locator(".msg-out").last).to_contain_text("Attachment: invoice-2001.pdf")
     # nothing is wider than the screen
     overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
