@@ -266,6 +266,7 @@ async def test_admin_edits_a_template_and_sees_the_preview_and_the_overview(
     await page.get_by_label("Preview channel").select_option("viber")
     await expect(page.get_by_test_id("template-preview")).not_to_contain_text("Have a nice day.")
     await page.get_by_label("Preview channel").select_option("whatsapp")
+    await expect(page.get_by_test_id("template-preview")).to_contain_text("Have a nice day.")
     await page.get_by_role("button", name="Show diff").click()
     await expect(page.get_by_test_id("template-diff")).to_contain_text("+Hello {{ contact.name | default('there') }}")
     await page.locator("#main").evaluate("main => main.scrollTo(0, 0)")

@@ -99,7 +99,9 @@ export async function renderTemplates(main) {
 
     // Immediate checks in the page (the hub repeats them, with the Jinja compiler, on save),
     // then the hub's own rendering of the saved version for the chosen channel.
+    let generation = 0; // only the newest answer is shown (answers may arrive out of order)
     const preview = debounce(async () => {
+      const mine = ++generation;
       const d = draft();
       error.clear();
       const problems = checkDraft(d, channel.value);
@@ -119,6 +121,7 @@ export async function renderTemplates(main) {
       }
       try {
         const answer = await post(`templates/${encodeURIComponent(d.name)}/preview`, { variables: d.variables, channel: channel.value });
+        if (mine !== generation) return;
         previewOut.textContent = answer.text ?? "";
         previewOut.classList.remove("error-text");
         const bind = answer.binding;
@@ -130,6 +133,7 @@ export async function renderTemplates(main) {
           bind?.cloud ? `Cloud API ${bind.cloud.name} (${bind.cloud.language}) ${JSON.stringify(bind.cloud.parameters || bind.cloud.components || [])}` : "",
         ].filter(Boolean).join(" · ");
       } catch (err) {
+        if (mine !== generation) return;
         previewOut.classList.add("error-text");
         previewOut.textContent = `${err.message}${err.details?.line ? ` (line ${err.details.line})` : ""}`;
         previewMeta.textContent = "";
