@@ -25,12 +25,13 @@ from hub.model import (
     Role,
     SendReceipt,
 )
-from hub.outbox import Outbox, TokenBucket, send_plan
+from hub.outbox import Outbox, TokenBucket, facts_for, send_plan
 from hub.policy import Allowed, Draft, decide
 from hub.settings import Settings
 from hub.store import Store, store_group
 from hub.store.agents import create_agent
 from hub.store.outbound import (
+    ConversationTaken,
     NewOutbound,
     OutboxState,
     claim_outbox,
@@ -38,6 +39,7 @@ from hub.store.outbound import (
     open_conversation_of,
     outbox_counts,
     queue_outbound,
+    queue_outbound_group,
 )
 from hub.store.tables import account_health, identities, messages, outbox
 from tests.fakes import RecordingAdapter
@@ -135,7 +137,6 @@ class Hub:
         identity = await load_identity(self.store, identity_id)
         assert identity is not None
         account = self.settings.account(identity.account_id)
-        from hub.outbox import facts_for
 
         decision = decide(facts_for(identity, account.provider), Draft(text=text, tag=tag), self.clock())
         assert isinstance(decision, Allowed), decision
@@ -450,3 +451,37 @@ async def test_token_bucket_spaces_sends_beyond_the_burst(monkeypatch: pytest.Mo
     for _ in range(4):
         await bucket.acquire()
     assert waits == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_others(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    found = await open_conversation_of(hub.store, identity)
+    assert found is not None
+    decision = decide(
+        facts_for(await load_identity(hub.store, identity), "twilio"),  # type: ignore[arg-type]
+        Draft(text="x"),
+        hub.clock(),
+    )
+    assert isinstance(decision, Allowed)
+
+    def reply(text: str, conversation_id: int | None) -> NewOutbound:
+        return NewOutbound(
+            account_id="wa",
+            identity_id=identity,
+            agent_id=hub.agent_id,
+            kind=MessageKind.TEXT,
+            send_plan=send_plan(decision),
+            conversation_id=conversation_id,
+            queue_id="support",
+            text=text,
+        )
+
+    results = await queue_outbound_group(
+        hub.store,
+        [reply("first", found[0].id), reply("opens a second conversation", None), reply("second", found[0].id)],
+        hub.clock(),
+    )
+    assert isinstance(results[1], ConversationTaken)  # the customer already has an open conversation
+    assert [r.message.text for r in results if not isinstance(r, BaseException)] == ["first", "second"]
+    await hub.outbox().drain()
+    assert texts(hub.adapters["wa"]) == ["first", "second"]
