@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import and_, case, func, literal, select, text, update
+from sqlalchemy import and_, case, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
 from hub.model import (
     Author,
+    Channel,
     ChannelAccount,
     ConversationState,
     DeliveryReceipt,
@@ -35,9 +36,17 @@ from hub.model import (
 )
 from hub.store._bulk_ingest import store_messages_bulk
 from hub.store._db import Store, upsert
-from hub.store.tables import UTCDateTime, account_health, conversations, identities, messages, timeline_events
+from hub.store.tables import (
+    UTCDateTime,
+    account_health,
+    pending_receipts,
+    conversations,
+    identities,
+    messages,
+    timeline_events,
+)
 
-__all__ = ["DeliveryOutcome", "open_conversation", "store_group", "store_profile"]
+__all__ = ["DeliveryOutcome", "apply_pending_receipts", "open_conversation", "store_group", "store_profile"]
 
 logger = logging.getLogger(__name__)
 
@@ -430,11 +439,88 @@ async def _store_receipt(
         )
     ).all()
     outcome.updated += len(rows)
+    if event.provider_message_ids and len(rows) < len(event.provider_message_ids):
+        await _keep_early_receipt(connection, event, now)
     for row in rows:
         data: dict[str, Any] = {"message_id": int(row.id), "state": event.state.value}
         if event.state is DeliveryState.FAILED:
             data |= {"error_code": event.error_code, "error_reason": event.error_reason}
         outcome.events.append(BusEvent(kind="message.delivery", conversation_id=int(row.conversation_id), data=data))
+
+
+async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceipt, now: datetime) -> None:
+    """Receipts for ids we do not know yet: the provider may call back before the outbox has stored the id
+    it was given. Kept, they are applied when it is stored (hub/store/outbound.py, ``apply_pending_receipts``)."""
+    known = {
+        row.provider_message_id
+        for row in await connection.execute(
+            select(messages.c.provider_message_id).where(
+                messages.c.account_id == event.account_id,
+                messages.c.provider_message_id.in_(event.provider_message_ids),
+            )
+        )
+    }
+    unknown = [pid for pid in dict.fromkeys(event.provider_message_ids) if pid not in known]
+    if not unknown:
+        return
+    dialect = connection.dialect.name
+    await connection.execute(
+        upsert(dialect, pending_receipts).on_conflict_do_nothing(
+            index_elements=["account_id", "provider_message_id", "state"]
+        ),
+        [
+            {
+                "account_id": event.account_id,
+                "provider_message_id": pid,
+                "state": event.state.value,
+                "occurred_at": event.occurred_at,
+                "error_code": event.error_code,
+                "error_reason": event.error_reason,
+                "created_at": now,
+            }
+            for pid in unknown
+        ],
+    )
+
+
+async def apply_pending_receipts(
+    connection: AsyncConnection, account_ids: Sequence[str], provider_message_ids: Sequence[str], now: datetime
+) -> list[BusEvent]:
+    """Apply (forward only) and forget the early receipts of messages whose provider ids were just stored."""
+    if not provider_message_ids:
+        return []
+    pending = (
+        await connection.execute(
+            select(pending_receipts).where(
+                pending_receipts.c.account_id.in_(sorted(set(account_ids))),
+                pending_receipts.c.provider_message_id.in_(provider_message_ids),
+            )
+        )
+    ).all()
+    await connection.execute(delete(pending_receipts).where(pending_receipts.c.created_at < now - timedelta(days=1)))
+    events: list[BusEvent] = []
+    for row in sorted(pending, key=lambda r: DeliveryState(r.state).rank):
+        receipt = DeliveryReceipt(
+            channel=Channel.MESSENGER,  # not read by _store_receipt
+            account_id=row.account_id,
+            recipient_id=None,
+            state=DeliveryState(row.state),
+            occurred_at=row.occurred_at,
+            provider_message_ids=(row.provider_message_id,),
+            error_code=row.error_code,
+            error_reason=row.error_reason,
+        )
+        outcome = DeliveryOutcome()
+        await _store_receipt(connection, receipt, now, outcome)
+        events.extend(outcome.events)
+        await connection.execute(
+            delete(pending_receipts).where(
+                pending_receipts.c.account_id == row.account_id,
+                pending_receipts.c.provider_message_id == row.provider_message_id,
+                pending_receipts.c.state == row.state,
+            )
+        )
+    return events
 
 
 # ------------------------------------------------------------- subscriptions

@@ -34,6 +34,7 @@ from hub.model import (
     Subscription,
 )
 from hub.store._db import Store, upsert
+from hub.store.ingest import apply_pending_receipts
 from hub.store.conversations import conversation_from_row
 from hub.store.tables import (
     UTCDateTime,
@@ -660,6 +661,7 @@ async def record_accepted_many(
             .where(outbox.c.id.in_([i.job.id for i in items]))
             .values(state=OutboxState.DONE, locked_until=None, last_error=None)
         )
+        early = await apply_pending_receipts(connection, list(by_account), [i.provider_message_id for i in items], now)
         for account_id in sorted(by_account) if health else ():
             await _health(connection, store.dialect, account_id, {"last_send_at": now})
     return [
@@ -669,7 +671,7 @@ async def record_accepted_many(
             data={"message_id": i.job.message.id, "state": DeliveryState.SENT.value},
         )
         for i in items
-    ]
+    ] + early
 
 
 async def record_retry(store: Store, job: OutboxJob, *, next_attempt_at: datetime, error: str, now: datetime) -> None:

@@ -323,6 +323,20 @@ outbox = Table(
     Index("ix_outbox_conversation", "conversation_id", "state", "id"),
 )
 
+pending_receipts = Table(
+    "pending_receipts",
+    metadata,
+    # a receipt that arrived before the outbox stored the provider's id for that message (providers call back fast)
+    Column("account_id", String(64), primary_key=True),
+    Column("provider_message_id", String(200), primary_key=True),
+    Column("state", String(16), primary_key=True),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("error_code", String(64)),
+    Column("error_reason", Text),
+    _now_column(),
+    Index("ix_pending_receipts_created", "created_at"),
+)
+
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,

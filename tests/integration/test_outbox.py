@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from hub.bus import BusEvent, EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
@@ -41,7 +41,7 @@ from hub.store.outbound import (
     queue_outbound,
     queue_outbound_group,
 )
-from hub.store.tables import account_health, identities, messages, outbox
+from hub.store.tables import account_health, identities, messages, outbox, pending_receipts
 from tests.fakes import RecordingAdapter
 
 ACCOUNTS = """
@@ -485,3 +485,33 @@ async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_othe
     assert [r.message.text for r in results if not isinstance(r, BaseException)] == ["first", "second"]
     await hub.outbox().drain()
     assert texts(hub.adapters["wa"]) == ["first", "second"]
+
+
+async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_afterwards(hub: Hub) -> None:
+    """Providers may call back before their own HTTP answer reaches us: the receipt is kept, not lost."""
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    accounts = {a.id: a for a in hub.settings.accounts}
+    original_send = hub.adapters["wa"].send
+
+    async def send_with_a_fast_callback(message: OutboundMessage) -> SendReceipt:
+        receipt = await original_send(message)
+        early = DeliveryReceipt(
+            channel=Channel.WHATSAPP,
+            account_id="wa",
+            recipient_id="+420600000001",
+            state=DeliveryState.DELIVERED,
+            occurred_at=hub.clock(),
+            provider_message_ids=(receipt.provider_message_id,),
+        )
+        (outcome,) = await store_group(hub.store, [[early]], accounts, hub.clock())
+        assert not isinstance(outcome, BaseException)
+        assert outcome.updated == 0  # nothing to move yet: the id is not stored
+        return receipt
+
+    hub.adapters["wa"].send = send_with_a_fast_callback  # type: ignore[method-assign]
+    await hub.outbox().drain()
+    assert (await hub.message(message_id)).delivery_state == DeliveryState.DELIVERED.value
+    async with hub.store.read() as connection:
+        left = (await connection.execute(select(func.count()).select_from(pending_receipts))).scalar_one()
+    assert left == 0

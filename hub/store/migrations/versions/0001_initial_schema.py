@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 18:42:33.938683
+Create Date: 2026-11-29 19:45:09.775938
 """
 
 from collections.abc import Sequence
@@ -83,6 +83,19 @@ def upgrade() -> None:
     sa.Column('updated_at', hub.store.tables.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_message_templates'))
     )
+    op.create_table('pending_receipts',
+    sa.Column('account_id', sa.String(length=64), nullable=False),
+    sa.Column('provider_message_id', sa.String(length=200), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('occurred_at', hub.store.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('error_code', sa.String(length=64), nullable=True),
+    sa.Column('error_reason', sa.Text(), nullable=True),
+    sa.Column('created_at', hub.store.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('account_id', 'provider_message_id', 'state', name=op.f('pk_pending_receipts'))
+    )
+    with op.batch_alter_table('pending_receipts', schema=None) as batch_op:
+        batch_op.create_index('ix_pending_receipts_created', ['created_at'], unique=False)
+
     op.create_table('queues',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -374,6 +387,10 @@ def downgrade() -> None:
     op.drop_table('agent_queues')
     op.drop_table('statuses')
     op.drop_table('queues')
+    with op.batch_alter_table('pending_receipts', schema=None) as batch_op:
+        batch_op.drop_index('ix_pending_receipts_created')
+
+    op.drop_table('pending_receipts')
     op.drop_table('message_templates')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index('ix_contacts_phone')
