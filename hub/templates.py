@@ -34,6 +34,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 
 from hub.model import TEXT_LIMITS, Channel, TemplateBinding  # TEXT_LIMITS re-exported
+from hub.policy import MESSENGER_TAGS as _POLICY_TAGS
 
 __all__ = [
     "CONTEXT_NAMES",
@@ -61,7 +62,8 @@ __all__ = [
 CONTEXT_NAMES: tuple[str, ...] = ("contact", "identity", "agent", "conversation", "queue")
 
 #: Messenger message tags a template may be sent with outside the standard window
-MESSENGER_TAGS = frozenset({"CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "HUMAN_AGENT"})
+#: the tags a template may carry: exactly those the outbound policy accepts (one list, hub/policy.py)
+MESSENGER_TAGS = frozenset(_POLICY_TAGS)
 
 MAX_SOURCE_CHARS = 20_000
 MAX_OUTPUT_CHARS = 64 * 1024  # any intermediate string or the whole output, before the channel limit
