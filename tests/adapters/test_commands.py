@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,7 @@ from hub.settings import Settings, load_settings
 from hub.store import Store
 from hub.store.tables import messages
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
-)
-
 VIBER_USER = "01234567890A="
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage_inside_the_test() -> Iterator[None]:
-    yield
-    gc.collect()
 
 
 def config_text(hub_url: str, emulator_url: str, database_url: str, *, twilio_token: str = "twilio-auth-token") -> str:
@@ -82,10 +71,10 @@ class Running:
 
 @pytest.fixture
 async def running(
+    store: Store,
     tmp_path: Path,
     aiohttp_server: Callable[..., Any],
     database_url: str,
-    store: Store,
     unused_tcp_port_factory: Callable[[], int],
 ) -> Running:
     """The hub and the emulators, both listening; a configuration file that names them."""

@@ -7,8 +7,7 @@ move the message forward; the emulators enforce the providers' rules with their 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,20 +28,6 @@ from hub.ports import ChannelAdapter
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.tables import identities, messages
-
-# Some API extension's background worker is cancelled at app shutdown while holding a SQLite
-# connection, which the garbage collector then reports; it is not the emulators' doing (reported).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage_inside_the_test() -> Iterator[None]:
-    """So what leaks is reported (and filtered) here, not at interpreter exit."""
-    yield
-    gc.collect()
-
 
 CUSTOMER = "+420601234567"
 VIBER_USER = "3SQNc4FPUQmysaM/AQEhXg=="
@@ -87,10 +72,10 @@ class World:
 
 @pytest.fixture
 async def world(
+    store: Store,
     aiohttp_server: Callable[..., Any],
     make_settings: Callable[..., Settings],
     database_url: str,
-    store: Store,
     unused_tcp_port_factory: Callable[[], int],
 ) -> AsyncIterator[World]:
     hub_port, emulator_port = unused_tcp_port_factory(), unused_tcp_port_factory()
@@ -331,10 +316,10 @@ async def test_receipts_for_unknown_messages_change_nothing(world: World) -> Non
 
 
 async def test_the_demo_runs_the_emulators_beside_the_hub(
+    store: Store,
     aiohttp_server: Callable[..., Any],
     make_settings: Callable[..., Settings],
     database_url: str,
-    store: Store,
     unused_tcp_port_factory: Callable[[], int],
 ) -> None:
     hub_port, emulator_port = unused_tcp_port_factory(), unused_tcp_port_factory()

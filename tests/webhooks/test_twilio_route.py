@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,20 +28,6 @@ STATUS = "/webhooks/twilio/status"
 OUTBOUND_SID = "SMfe0123456789abcdef0123456789abcd"
 
 ClientFactory = Callable[..., Any]
-
-# Some API extension's background worker is cancelled at app shutdown while holding a SQLite
-# connection, which the garbage collector then reports; it is not this route's doing (reported).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage_inside_the_test() -> Iterator[None]:
-    """So what leaks is reported (and filtered) here, not at interpreter exit."""
-    yield
-    gc.collect()
-
 
 ACCOUNTS = f"""
 [[accounts]]
@@ -77,7 +62,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str) -> Setti
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, settings: Settings, store: Store) -> TestClient:
+async def client(store: Store, aiohttp_client: ClientFactory, settings: Settings) -> TestClient:
     result: TestClient = await aiohttp_client(create_app(settings, store=store))
     return result
 
@@ -266,7 +251,10 @@ async def test_a_signed_form_without_message_sid_is_malformed(client: TestClient
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(
-    aiohttp_client: ClientFactory, make_settings: Callable[..., Settings], database_url: str, store: Store
+    store: Store,
+    aiohttp_client: ClientFactory,
+    make_settings: Callable[..., Settings],
+    database_url: str,
 ) -> None:
     settings = make_settings(
         extra_toml=ACCOUNTS, database_url=database_url, env={"CHANNELHUB_SERVER_MAX_BODY_BYTES": "2048"}

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,6 @@ USER = "01234567890A="
 OUR_TOKEN = "5466297578174182639"  # the message_token Viber gave our earlier send (fixtures' receipts)
 
 ClientFactory = Callable[..., Any]
-
-# Some API extension's background worker is cancelled at app shutdown while holding a SQLite
-# connection, which the garbage collector then reports; it is not this route's doing (reported).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function Connection.__del__:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage_inside_the_test() -> Iterator[None]:
-    """So what leaks is reported (and filtered) here, not at interpreter exit."""
-    yield
-    gc.collect()
 
 
 def payload(name: str) -> bytes:
@@ -91,7 +77,7 @@ def settings(make_settings: Callable[..., Settings], database_url: str, viber_ba
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, settings: Settings, store: Store) -> TestClient:
+async def client(store: Store, aiohttp_client: ClientFactory, settings: Settings) -> TestClient:
     result: TestClient = await aiohttp_client(create_app(settings, store=store))
     return result
 
@@ -305,11 +291,11 @@ async def test_a_signed_message_without_sender_is_malformed(client: TestClient, 
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(
+    store: Store,
     aiohttp_client: ClientFactory,
     make_settings: Callable[..., Settings],
     database_url: str,
     viber_base: str,
-    store: Store,
 ) -> None:
     limit = {"CHANNELHUB_SERVER_MAX_BODY_BYTES": "1024"}
     settings = make_settings(extra_toml=accounts_toml(viber_base), database_url=database_url, env=limit)
