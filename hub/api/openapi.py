@@ -329,7 +329,4 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    from hub.api import openapi_routes  # entries for undecorated handlers; imported late (it imports us)
-
-    openapi_routes.register()
     app.router.add_get(f"{API_PREFIX}/openapi.json", openapi_json)
