@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -42,6 +41,7 @@ from hub.model import (
 from hub.outbox import Outbox, facts_for, send_plan
 from hub.policy import Draft, Refused, TemplateOption, binding_fits, decide, eligibility
 from hub.routing import close_refusal
+from hub.store.admin import get_queue, list_statuses
 from hub.store.contacts import get_contact
 from hub.store.conversations import get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
@@ -333,8 +333,9 @@ async def _plan(
             raise ApiError(422, "template_not_found", f"no template {send.template!r}", field="template") from None
         queue_id = conversation.queue_id if conversation else account.queue
         context: dict[str, Any] = {"identity": identity, "agent": agent, "conversation": conversation}
-        with suppress(KeyError):
-            context["queue"] = request.app[SETTINGS].queue(queue_id)
+        queue = await get_queue(store, queue_id)
+        if queue is not None:
+            context["queue"] = queue
         if identity.contact_id is not None:
             context["contact"] = await get_contact(store, identity.contact_id)
         provider = account.provider if account.provider in _PROVIDER_KEYS else None
@@ -493,11 +494,15 @@ async def post_outbound(request: web.Request) -> web.Response:
                 "this customer already has an open conversation that is not yours",
                 conversation_id=conversation.id,
             )
-    settings = request.app[SETTINGS]
     close_status = None
     if mode == "close":
+        # queues and statuses live in the database (the API edits them); the config only seeded them
+        store = request.app[STORE]
         queue_id = conversation.queue_id if conversation else account.queue
-        refusal = close_refusal(status, settings.queue(queue_id), [s.id for s in settings.statuses])
+        queue = await get_queue(store, queue_id)
+        if queue is None:
+            raise ApiError(422, "queue_not_found", f"the queue {queue_id!r} no longer exists", field="status")
+        refusal = close_refusal(status, queue, [s.id for s in await list_statuses(store)])
         if refusal is not None:
             raise ApiError(422, refusal[0], refusal[1], field="status")
         close_status = status

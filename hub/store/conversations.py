@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Agent, Channel, Conversation, ConversationState, Queue
@@ -211,23 +211,18 @@ async def list_conversations(
     c = conversations.c
     query = _view_query()
     if not everything:
-        mine = exists(
-            select(participants.c.agent_id).where(
-                participants.c.conversation_id == c.id,
-                participants.c.agent_id == viewer.id,
-                participants.c.left_at.is_(None),
-            )
+        # a UNION of three indexed lookups: an OR with EXISTS made SQLite scan every conversation
+        visible = union_all(
+            select(c.id).where(
+                c.state.in_((ConversationState.WAITING.value, ConversationState.OFFERED.value)),
+                c.queue_id.in_(viewer.queues),
+            ),
+            select(c.id).where(c.state == ConversationState.OFFERED.value, c.offered_agent_id == viewer.id),
+            select(participants.c.conversation_id).where(
+                participants.c.agent_id == viewer.id, participants.c.left_at.is_(None)
+            ),
         )
-        query = query.where(
-            or_(
-                and_(
-                    c.state.in_((ConversationState.WAITING.value, ConversationState.OFFERED.value)),
-                    c.queue_id.in_(viewer.queues),
-                ),
-                and_(c.state == ConversationState.OFFERED.value, c.offered_agent_id == viewer.id),
-                mine,
-            )
-        )
+        query = query.where(c.id.in_(select(visible.subquery().c[0])))
     if state is not None:
         query = query.where(c.state == state.value)
     if queue is not None:
