@@ -39,10 +39,10 @@ from hub.store._db import Store, upsert
 from hub.store.tables import (
     UTCDateTime,
     account_health,
-    pending_receipts,
     conversations,
     identities,
     messages,
+    pending_receipts,
     timeline_events,
 )
 

@@ -34,8 +34,8 @@ from hub.model import (
     Subscription,
 )
 from hub.store._db import Store, upsert
-from hub.store.ingest import apply_pending_receipts
 from hub.store.conversations import conversation_from_row
+from hub.store.ingest import apply_pending_receipts
 from hub.store.tables import (
     UTCDateTime,
     account_health,
