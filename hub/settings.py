@@ -30,6 +30,8 @@ from hub.model import Channel, ChannelAccount, Queue, Status
 __all__ = ["ACCOUNT_CREDENTIALS", "ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
+#: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
+_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log")
 
 #: the credential keys each provider needs; all required, all secrets unless listed in _PUBLIC
 ACCOUNT_CREDENTIALS: dict[str, tuple[str, ...]] = {
@@ -183,13 +185,13 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             continue
         section, _, key = rest.partition("_")
         section = section.lower()
-        if not key:
-            continue
+        if not key or section not in _ENV_SECTIONS:
+            continue  # not ours to read (CHANNELHUB_REQUIRE_POSTGRES and such belong to other tools)
         if section in ("log",):
             raw[f"log_{key.lower()}"] = value
         elif section in ("templates",):
             raw[f"templates_{key.lower()}"] = value
-        elif section not in lists:
+        else:
             table = raw.setdefault(section, {})
             if isinstance(table, dict):
                 table[key.lower()] = value

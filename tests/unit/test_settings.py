@@ -86,6 +86,16 @@ def test_environment_overrides_scalars_and_list_entries(make_settings: Callable[
     assert settings.queue("support").offer_timeout == 45
 
 
+def test_other_tools_variables_with_our_prefix_are_not_configuration(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(
+        env={"CHANNELHUB_REQUIRE_POSTGRES": "1", "CHANNELHUB_TEST_POSTGRES_URL": "postgresql://x/y"}
+    )
+    assert settings.database_url == "sqlite:///channelhub.db"
+    with pytest.raises(ConfigError) as caught:
+        make_settings(env={"CHANNELHUB_SERVER_PROT": "1"})  # a typo inside a section we own is still refused
+    assert caught.value.key == "server.prot"
+
+
 def test_secrets_can_be_read_from_named_variables(make_settings: Callable[..., Settings]) -> None:
     toml = MESSENGER.replace('"EAAB-token"', '"env:FB_PAGE_TOKEN"')
     settings = make_settings(toml, env={"FB_PAGE_TOKEN": "EAAB-real"})
