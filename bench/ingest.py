@@ -15,23 +15,19 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._databases import database
 from hub.bus import EventBus
 from hub.ingest import Ingestor
 from hub.model import Channel, ChannelAccount, InboundMessage
 from hub.store import Store
 from hub.store.tables import conversations, identities, messages
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 ACCOUNT = ChannelAccount(id="wa", channel=Channel.WHATSAPP, provider="cloud", queue="support", api_base="http://x")
 
@@ -49,34 +45,6 @@ def events(count: int, customers: int) -> list[InboundMessage]:
         )
         for n in range(count)
     ]
-
-
-@asynccontextmanager
-async def database(engine: str) -> AsyncIterator[Store]:
-    if engine == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            store = Store(f"sqlite:///{folder}/bench.db")
-            await store.migrate()
-            try:
-                yield store
-            finally:
-                await store.close()
-        return
-    import asyncpg
-
-    name = f"chbench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    store = Store(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def bare_loop(store: Store, batch: list[InboundMessage]) -> dict[str, float]:

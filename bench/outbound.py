@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.emulators.core import EmulatorState, build_emulator_app
 from adapters.twilio_whatsapp import TwilioWhatsAppAdapter
+from bench._databases import database
 from hub.bus import EventBus
 from hub.model import Channel, InboundMessage, MessageKind, OutboundMessage, Role
 from hub.outbox import Outbox, facts_for, send_plan
@@ -49,7 +50,6 @@ from hub.store import Store, store_group
 from hub.store.agents import create_agent
 from hub.store.outbound import NewOutbound, load_identity, open_conversation_of, outbox_counts
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONFIG = """
 [[statuses]]
 id = "resolved"
@@ -73,34 +73,6 @@ account_sid = "ACbench"
 auth_token = "bench-token"
 from_number = "+15550001111"
 """
-
-
-@asynccontextmanager
-async def database(engine: str) -> AsyncIterator[Store]:
-    if engine == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            store = Store(f"sqlite:///{folder}/bench.db")
-            await store.migrate()
-            try:
-                yield store
-            finally:
-                await store.close()
-        return
-    import asyncpg
-
-    name = f"chbench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    store = Store(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @asynccontextmanager
