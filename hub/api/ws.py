@@ -14,8 +14,9 @@ gets what it missed first, then the live stream; one too far behind gets a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ def envelope(event: LoggedEvent) -> dict[str, Any]:
 class Notifier:
     def __init__(self, app: web.Application) -> None:
         self._app = app
+        # one JSON text per event, however many sockets it goes to (a waiting conversation reaches a whole queue)
+        self._encoded: OrderedDict[int, str] = OrderedDict()
         self._clients: set[_Client] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatched: deque[int] = deque(maxlen=20_000)
@@ -196,6 +199,15 @@ class Notifier:
                     except asyncio.QueueFull:
                         client.overflowed = True
 
+    def encoded(self, event: LoggedEvent) -> str:
+        text = self._encoded.get(event.seq)
+        if text is None:
+            text = json.dumps(envelope(event))
+            self._encoded[event.seq] = text
+            if len(self._encoded) > 4096:
+                self._encoded.popitem(last=False)
+        return text
+
     # ------------------------------------------------------------ clients
 
     def connect(self, agent: Agent) -> _Client:
@@ -268,7 +280,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 if client.overflowed:
                     await ws.send_json({"seq": None, "kind": "resync", "data": {"reason": "too slow; reload"}})
                     client.overflowed = False
-                await ws.send_json(envelope(event))
+                await ws.send_str(notifier.encoded(event))
 
         sender = asyncio.create_task(send_live())
         async for message in ws:
