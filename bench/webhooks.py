@@ -165,7 +165,7 @@ def make_request(provider: str, n: int, base_url: str, run: str) -> Request:
             },
         )
     if provider == "twilio":
-        sid = f"SM{run}{n:028d}"[:34]
+        sid = f"SM{run}{n:024d}"  # 34 characters, unique per request
         params = {
             "MessageSid": sid,
             "SmsMessageSid": sid,
