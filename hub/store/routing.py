@@ -347,17 +347,22 @@ async def assign_waiting(
 async def _offer_batch(store: Store, now: datetime, batch: int) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
     """(offers made, events, whether a full batch was looked at)."""
     postgres = store.dialect == "postgresql"
-    async with store.write() as connection:
-        free_member = (
-            select(agent_queues.c.queue_id)
-            .join(agents, agents.c.id == agent_queues.c.agent_id)
-            .where(
-                agents.c.presence == Presence.READY.value,
-                agents.c.active,
-                _load_of(agents.c.id) < agents.c.capacity,
-            )
-            .distinct()
+    free_member = (
+        select(agent_queues.c.queue_id)
+        .join(agents, agents.c.id == agent_queues.c.agent_id)
+        .where(
+            agents.c.presence == Presence.READY.value,
+            agents.c.active,
+            _load_of(agents.c.id) < agents.c.capacity,
         )
+        .distinct()
+    )
+    # look before taking the write lock: with nobody free there is nothing to offer, and on SQLite
+    # a write transaction would queue the webhooks' commits behind an empty one
+    async with store.read() as connection:
+        if not (await connection.execute(free_member.limit(1))).first():
+            return [], [], False
+    async with store.write() as connection:
         ready_queues = list((await connection.execute(free_member)).scalars())
         if not ready_queues:
             return [], [], False
