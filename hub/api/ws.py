@@ -71,6 +71,10 @@ def concerns(agent: Agent, event: LoggedEvent) -> bool:
     return supervisor and event.kind.startswith("conversation.")
 
 
+def _needs_audience(event: BusEvent) -> bool:
+    return event.conversation_id is not None and event.agent_id is None and "audience" not in event.data
+
+
 def envelope(event: LoggedEvent) -> dict[str, Any]:
     data = {k: v for k, v in event.data.items() if k != "audience"}
     return {
@@ -132,18 +136,22 @@ class Notifier:
         if not wanted:
             return []
         store = self._app[STORE]
-        need = [e.conversation_id for e in wanted if e.conversation_id is not None and "audience" not in e.data]
-        known = await audiences(store, [c for c in need if c is not None]) if need else {}
+        # an event addressed to one agent goes to that agent whatever its audience (see ``concerns``)
+        need = [e.conversation_id for e in wanted if _needs_audience(e)]
         viewed = [e.conversation_id for e in wanted if e.kind in _VIEWED and e.conversation_id is not None]
+        known: dict[int, list[int]] = {}
         views: dict[int, Any] = {}
-        if viewed:
-            async with store.read() as connection:
-                views = await conversation_views(connection, [c for c in viewed if c is not None])
+        if need or viewed:
+            async with store.read() as connection:  # one checkout for both
+                if need:
+                    known = await audiences(connection, [c for c in need if c is not None])
+                if viewed:
+                    views = await conversation_views(connection, [c for c in viewed if c is not None])
         rows = []
         for e in wanted:
             data = dict(e.data)
-            if e.conversation_id is not None and "audience" not in data:
-                data["audience"] = known.get(e.conversation_id, [])
+            if _needs_audience(e):
+                data["audience"] = known.get(e.conversation_id or 0, [])
             if e.kind in _VIEWED and views.get(e.conversation_id or 0) is not None:
                 data["conversation"] = jsonable(views[e.conversation_id or 0])
             if e.kind == "agent.presence" and e.agent_id is not None:

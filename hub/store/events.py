@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import ConversationState
 from hub.store._db import Store
@@ -61,8 +62,33 @@ async def log_events(store: Store, events: Sequence[dict[str, Any]], *, now: dat
         for e in events
     ]
     async with store.write() as connection:
-        rows = await connection.execute(bus_log.insert().returning(*bus_log.c, sort_by_parameter_order=True), values)
-        return [_row(r) for r in rows]
+        if store.dialect == "sqlite":
+            # An ordered RETURNING makes SQLAlchemy insert SQLite rows one statement at a time. The write
+            # transaction holds SQLite's only write lock (BEGIN IMMEDIATE), so numbering the rows here from
+            # max(seq) gives exactly the numbers, in exactly the order, SQLite itself would have given; one
+            # executemany then stores them all.
+            top = (await connection.execute(select(func.max(bus_log.c.seq)))).scalar_one_or_none()
+            first = int(top or 0) + 1
+            for offset, value in enumerate(values):
+                value["seq"] = first + offset
+            await connection.execute(bus_log.insert(), values)
+            numbered = [(int(v["seq"]), now) for v in values]
+        else:
+            # only the numbers come back: the rows' JSON need not be decoded again
+            statement = bus_log.insert().returning(bus_log.c.seq, bus_log.c.created_at, sort_by_parameter_order=True)
+            numbered = [(int(r.seq), r.created_at) for r in await connection.execute(statement, values)]
+    return [
+        LoggedEvent(
+            seq=seq,
+            kind=v["kind"],
+            conversation_id=v["conversation_id"],
+            agent_id=v["agent_id"],
+            queue_id=v["queue_id"],
+            data=v["data"],
+            created_at=created_at,
+        )
+        for v, (seq, created_at) in zip(values, numbered, strict=True)
+    ]
 
 
 async def read_events(store: Store, *, after: int, limit: int = 1000) -> list[LoggedEvent]:
@@ -91,27 +117,29 @@ async def prune_events(store: Store, *, before: datetime) -> int:
     return int(result.rowcount)
 
 
-async def audiences(store: Store, conversation_ids: Sequence[int]) -> dict[int, list[int]]:
-    """Who should hear about each conversation: its current participants and the agent it is offered to."""
+async def audiences(connection: AsyncConnection, conversation_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Who should hear about each conversation: its current participants and the agent it is offered to.
+
+    Takes a connection so the notifier reads audiences and conversation views in one checkout.
+    """
     ids = sorted(set(conversation_ids))
     found: dict[int, set[int]] = {i: set() for i in ids}
     if not ids:
         return {}
-    async with store.read() as connection:
-        rows = await connection.execute(
-            select(participants.c.conversation_id, participants.c.agent_id).where(
-                participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None)
-            )
+    rows = await connection.execute(
+        select(participants.c.conversation_id, participants.c.agent_id).where(
+            participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None)
         )
-        for r in rows:
-            found[int(r.conversation_id)].add(int(r.agent_id))
-        rows = await connection.execute(
-            select(conversations.c.id, conversations.c.offered_agent_id).where(
-                conversations.c.id.in_(ids),
-                conversations.c.state == ConversationState.OFFERED.value,
-                conversations.c.offered_agent_id.is_not(None),
-            )
+    )
+    for r in rows:
+        found[int(r.conversation_id)].add(int(r.agent_id))
+    rows = await connection.execute(
+        select(conversations.c.id, conversations.c.offered_agent_id).where(
+            conversations.c.id.in_(ids),
+            conversations.c.state == ConversationState.OFFERED.value,
+            conversations.c.offered_agent_id.is_not(None),
         )
-        for r in rows:
-            found[int(r.id)].add(int(r.offered_agent_id))
+    )
+    for r in rows:
+        found[int(r.id)].add(int(r.offered_agent_id))
     return {i: sorted(a) for i, a in found.items()}
