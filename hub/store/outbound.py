@@ -14,7 +14,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -518,12 +532,17 @@ class OutboxJob:
     identity: Identity
 
 
-async def claim_outbox(
-    store: Store, *, now: datetime, worker: str, lease: timedelta, limit: int = 1
-) -> list[OutboxJob]:
-    """Claim up to ``limit`` due rows atomically: pending rows whose time has come, and rows
-    whose lease expired (their worker died). Only the oldest unfinished row of a
-    conversation is ever due, so a conversation's messages leave in order."""
+_CLAIM_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _claim_statements(dialect: str) -> tuple[Any, Any]:
+    """The claim's two statements, built once per dialect with bound parameters: building them
+    (the alias, its columns, the operators) and their cache keys on every call cost more CPU than
+    running them."""
+    found = _CLAIM_STATEMENTS.get(dialect)
+    if found is not None:
+        return found
+    now = bindparam("claim_now", type_=outbox.c.next_attempt_at.type)
     earlier = outbox.alias("earlier")
     blocked = exists().where(
         earlier.c.conversation_id == outbox.c.conversation_id,
@@ -534,41 +553,54 @@ async def claim_outbox(
         and_(outbox.c.state == OutboxState.PENDING, outbox.c.next_attempt_at <= now),
         and_(outbox.c.state == OutboxState.SENDING, outbox.c.locked_until < now),
     )
-    candidates = select(outbox.c.id).where(due, ~blocked).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
-    if store.dialect == "postgresql":
+    candidates = (
+        select(outbox.c.id)
+        .where(due, ~blocked)
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(bindparam("claim_limit", type_=Integer()))
+    )
+    if dialect == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=outbox)
+    claim = (
+        update(outbox)
+        .where(outbox.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            state=OutboxState.SENDING,
+            locked_until=bindparam("claim_until", type_=outbox.c.locked_until.type),
+            locked_by=bindparam("claim_worker", type_=outbox.c.locked_by.type),
+            attempts=outbox.c.attempts + 1,
+        )
+        .returning(outbox.c.id)
+    )
+    identity_columns = [c.label(f"i_{c.name}") for c in identities.c]
+    load = (
+        select(outbox.c.id.label("outbox_id"), outbox.c.attempts.label("outbox_attempts"), messages, *identity_columns)
+        .join(messages, messages.c.id == outbox.c.message_id)
+        .join(identities, identities.c.id == messages.c.identity_id)
+        .where(outbox.c.id.in_(bindparam("claim_ids", expanding=True)))
+        .order_by(outbox.c.id)
+    )
+    _CLAIM_STATEMENTS[dialect] = (claim, load)
+    return claim, load
+
+
+async def claim_outbox(
+    store: Store, *, now: datetime, worker: str, lease: timedelta, limit: int = 1
+) -> list[OutboxJob]:
+    """Claim up to ``limit`` due rows atomically: pending rows whose time has come, and rows
+    whose lease expired (their worker died). Only the oldest unfinished row of a
+    conversation is ever due, so a conversation's messages leave in order."""
+    claim, load = _claim_statements(store.dialect)
     async with store.write() as connection:
         claimed = (
             await connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(candidates.scalar_subquery()))
-                .values(
-                    state=OutboxState.SENDING,
-                    locked_until=now + lease,
-                    locked_by=worker,
-                    attempts=outbox.c.attempts + 1,
-                )
-                .returning(outbox.c.id)
+                claim, {"claim_now": now, "claim_until": now + lease, "claim_worker": worker, "claim_limit": limit}
             )
         ).scalars()
         ids = [int(i) for i in claimed]
         if not ids:
             return []
-        identity_columns = [c.label(f"i_{c.name}") for c in identities.c]
-        rows = (
-            await connection.execute(
-                select(
-                    outbox.c.id.label("outbox_id"),
-                    outbox.c.attempts.label("outbox_attempts"),
-                    messages,
-                    *identity_columns,
-                )
-                .join(messages, messages.c.id == outbox.c.message_id)
-                .join(identities, identities.c.id == messages.c.identity_id)
-                .where(outbox.c.id.in_(ids))
-                .order_by(outbox.c.id)
-            )
-        ).all()
+        rows = (await connection.execute(load, {"claim_ids": ids})).all()
     return [
         OutboxJob(
             id=int(r.outbox_id),
