@@ -40,7 +40,7 @@ async def _bootstrap(app: web.Application) -> AsyncIterator[None]:
             continue
         try:
             await create_agent(store, login=login, password=password, role=role, now=app[CLOCK](), queues=all_queues)
-            logger.info("created demo agent", extra={"login": login, "role": role.value})
+            logger.info("created demo agent %s (%s)", login, role.value, extra={"login": login, "role": role.value})
         except AgentExists:
             pass  # another process created it a moment ago
     if await count_agents(store, role=Role.ADMIN) == 0:
