@@ -211,6 +211,9 @@ class Location:
     name: str | None = None
     address: str | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        return _asdict(self)
+
 
 def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}

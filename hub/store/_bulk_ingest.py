@@ -9,7 +9,7 @@ savepoint back and stores the deliveries one by one, so a bad delivery still fai
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,7 +59,7 @@ async def store_messages_bulk(
     opened: dict[int, int] = {}
     conversation_of: dict[int, tuple[int, str]] = {}
     if identity_ids:
-        conversation_of, opened = await _open_conversations(connection, dialect, identity_ids, people, accounts, now)
+        conversation_of, opened = await _open_conversations(connection, dialect, identity_ids, accounts, now)
     message_ids = await _insert_messages(connection, dialect, fresh, identity_ids, conversation_of, now)
     if message_ids:
         touched = sorted({conversation_of[identity_ids[(e.account_id, e.sender_id)]][0] for e in fresh.values()})
@@ -113,7 +113,7 @@ async def _known_message_ids(connection: AsyncConnection, flat: Sequence[Inbound
     return known
 
 
-def _people(fresh: Any) -> dict[tuple[str, str], _Person]:
+def _people(fresh: Iterable[InboundMessage]) -> dict[tuple[str, str], _Person]:
     people: dict[tuple[str, str], _Person] = {}
     for event in fresh:
         key = (event.account_id, event.sender_id)
@@ -203,7 +203,6 @@ async def _open_conversations(
     connection: AsyncConnection,
     dialect: str,
     identity_ids: Mapping[tuple[str, str], int],
-    people: Mapping[tuple[str, str], _Person],
     accounts: Mapping[str, ChannelAccount],
     now: datetime,
 ) -> tuple[dict[int, tuple[int, str]], dict[int, int]]:
@@ -254,7 +253,6 @@ async def _open_conversations(
         late = [int(row["identity_id"]) for row in to_insert if row["identity_id"] not in found]
         if late:  # another writer opened them a moment ago
             found.update(await _open_rows(connection, late))
-    del people  # the rows carry everything needed
     return found, opened
 
 
@@ -280,7 +278,6 @@ async def _insert_messages(
     rows = []
     for event in fresh.values():
         identity_id = identity_ids[(event.account_id, event.sender_id)]
-        location = event.location
         rows.append(
             {
                 "conversation_id": conversation_of[identity_id][0],
@@ -291,14 +288,7 @@ async def _insert_messages(
                 "kind": event.kind.value,
                 "text": event.text,
                 "attachments": [a.to_json() for a in event.attachments] or None,
-                "location": None
-                if location is None
-                else {
-                    "latitude": location.latitude,
-                    "longitude": location.longitude,
-                    "name": location.name,
-                    "address": location.address,
-                },
+                "location": event.location.to_json() if event.location else None,
                 "payload": event.payload,
                 "reply_to": event.reply_to,
                 "extra": dict(event.extra) or None,

@@ -260,7 +260,7 @@ async def _store_message(
                 "kind": event.kind.value,
                 "text": event.text,
                 "attachments": [a.to_json() for a in event.attachments] or None,
-                "location": _location_json(event),
+                "location": event.location.to_json() if event.location else None,
                 "payload": event.payload,
                 "reply_to": event.reply_to,
                 "extra": dict(event.extra) or None,
@@ -290,13 +290,6 @@ async def _store_message(
             data={"message_id": message_id, "direction": "in", "identity_id": identity_id},
         )
     )
-
-
-def _location_json(event: InboundMessage) -> dict[str, Any] | None:
-    if event.location is None:
-        return None
-    loc = event.location
-    return {"latitude": loc.latitude, "longitude": loc.longitude, "name": loc.name, "address": loc.address}
 
 
 async def open_conversation(
@@ -484,15 +477,20 @@ async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceip
 
 
 async def apply_pending_receipts(
-    connection: AsyncConnection, account_ids: Sequence[str], provider_message_ids: Sequence[str], now: datetime
+    connection: AsyncConnection,
+    channels: Mapping[str, Channel],
+    provider_message_ids: Sequence[str],
+    now: datetime,
 ) -> list[BusEvent]:
-    """Apply (forward only) and forget the early receipts of messages whose provider ids were just stored."""
+    """Apply (forward only) and forget the early receipts of messages whose provider ids were just stored.
+
+    ``channels``: the channel of each account the ids belong to."""
     if not provider_message_ids:
         return []
     pending = (
         await connection.execute(
             select(pending_receipts).where(
-                pending_receipts.c.account_id.in_(sorted(set(account_ids))),
+                pending_receipts.c.account_id.in_(sorted(channels)),
                 pending_receipts.c.provider_message_id.in_(provider_message_ids),
             )
         )
@@ -501,7 +499,7 @@ async def apply_pending_receipts(
     events: list[BusEvent] = []
     for row in sorted(pending, key=lambda r: DeliveryState(r.state).rank):
         receipt = DeliveryReceipt(
-            channel=Channel.MESSENGER,  # not read by _store_receipt
+            channel=channels[row.account_id],
             account_id=row.account_id,
             recipient_id=None,
             state=DeliveryState(row.state),

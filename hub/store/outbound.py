@@ -693,7 +693,8 @@ async def record_accepted_many(
             .where(outbox.c.id.in_([i.job.id for i in items]))
             .values(state=OutboxState.DONE, locked_until=None, last_error=None)
         )
-        early = await apply_pending_receipts(connection, list(by_account), [i.provider_message_id for i in items], now)
+        channels = {account_id: group[0].job.identity.channel for account_id, group in by_account.items()}
+        early = await apply_pending_receipts(connection, channels, [i.provider_message_id for i in items], now)
         for account_id in sorted(by_account) if health else ():
             await _health(connection, store.dialect, account_id, {"last_send_at": now})
     return [
