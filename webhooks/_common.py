@@ -68,16 +68,19 @@ async def read_body(request: web.Request) -> bytes:
     so an oversized body is refused without reading it, and answer with our error shape.
     """
     limit = request.app[SETTINGS].server.max_body_bytes
-    too_large = ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise _too_large(limit) from None
     if len(body) > limit:
-        raise too_large
+        raise _too_large(limit)
     return body
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
 
 
 def adapter_error_response(exc: AdapterError) -> web.Response:
