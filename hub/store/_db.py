@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,21 +24,43 @@ class Store:
     ``write()`` opens a transaction that takes the write lock at once (SQLite:
     ``BEGIN IMMEDIATE``); ``read()`` opens one that never writes, so readers do
     not queue behind the writer on SQLite. On PostgreSQL both share one pool.
+
+    SQLite has one writer. Left to themselves, this process's writers (ingest,
+    notifier, router, outbox) would meet at ``BEGIN IMMEDIATE`` and all but one
+    would sleep in SQLite's busy handler, which backs off in steps of up to
+    100 ms whether or not the lock is free by then. So on SQLite ``write()``
+    first queues on an asyncio lock (first come, first served); the busy
+    handler is left for writers in other processes.
     """
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.writer: AsyncEngine = create_engine(url, pool_size=pool_size)
         self.dialect = self.writer.dialect.name
+        self._write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         if self.dialect == "sqlite":
             self.reader: AsyncEngine = create_engine(url, pool_size=pool_size, immediate=False)
+            self._write_turns = weakref.WeakKeyDictionary()
         else:
             self.reader = self.writer
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.writer.begin() as connection:
+        if self._write_turns is None:
+            async with self.writer.begin() as connection:
+                yield connection
+            return
+        async with self._write_turn(), self.writer.begin() as connection:
             yield connection
+
+    def _write_turn(self) -> asyncio.Lock:
+        # one lock per event loop: a Store may outlive the loop it was first used on (CLI, tests)
+        loop = asyncio.get_running_loop()
+        assert self._write_turns is not None
+        lock = self._write_turns.get(loop)
+        if lock is None:
+            lock = self._write_turns[loop] = asyncio.Lock()
+        return lock
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

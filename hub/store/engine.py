@@ -1,7 +1,8 @@
 """Engines from the plain URLs users write, with the durability settings we promise.
 
-``sqlite:///path.db`` becomes aiosqlite in WAL mode with ``synchronous=FULL``
-and ``BEGIN IMMEDIATE`` transactions; ``postgresql://...`` becomes asyncpg with
+``sqlite:///path.db`` becomes aiosqlite (one thread trip per statement, see
+``_sqlite_driver``) in WAL mode with ``synchronous=FULL`` and ``BEGIN IMMEDIATE``
+transactions; ``postgresql://...`` becomes asyncpg with
 PostgreSQL's default ``synchronous_commit=on``. See
 docs/decisions/0003-durability-and-group-commit.md.
 """
@@ -14,6 +15,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from hub.store._sqlite_driver import OneTripConnection, connect
 
 __all__ = ["async_url", "create_engine", "sync_url"]
 
@@ -58,7 +61,13 @@ def _sqlite_engine(target: URL, *, echo: bool, immediate: bool) -> AsyncEngine:
     else:
         kwargs["pool_size"] = 5
         kwargs["max_overflow"] = 5
-    engine = create_async_engine(target, connect_args={"timeout": 30}, **kwargs)
+
+    def one_trip_connection() -> OneTripConnection:
+        # what SQLAlchemy would pass to aiosqlite.connect, to our connection instead (see _sqlite_driver)
+        arguments, options = engine.dialect.create_connect_args(target)
+        return connect(*arguments, **{**options, "timeout": 30})
+
+    engine = create_async_engine(target, async_creator=one_trip_connection, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

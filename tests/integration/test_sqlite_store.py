@@ -1,0 +1,98 @@
+"""SQLite under the Store: one thread trip per statement, and writers of one process taking turns."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.store import Store
+from hub.store._sqlite_driver import OneTripConnection
+
+queues = Table("scratch", MetaData(), Column("id", String, primary_key=True), Column("name", String))
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'hub.db'}")
+    async with store.write() as connection:
+        await connection.run_sync(queues.metadata.create_all)
+    yield store
+    await store.close()
+
+
+async def test_statements_answer_as_the_driver_would(sqlite_store: Store) -> None:
+    async with sqlite_store.write() as connection:
+        await connection.execute(insert(queues), [{"id": f"q{n}", "name": f"Queue {n}"} for n in range(3)])
+        changed = await connection.execute(update(queues).where(queues.c.id != "q0").values(name="renamed"))
+        assert changed.rowcount == 2
+        found = (await connection.execute(select(queues.c.id, queues.c.name).order_by(queues.c.id))).all()
+        assert [tuple(r) for r in found] == [("q0", "Queue 0"), ("q1", "renamed"), ("q2", "renamed")]
+        streamed = await connection.execute(select(queues.c.id).order_by(queues.c.id))
+        assert streamed.first() == ("q0",)
+        assert (await connection.execute(text("SELECT 1 WHERE 0"))).first() is None
+        removed = await connection.execute(delete(queues).where(queues.c.id == "q2"))
+        assert removed.rowcount == 1
+
+
+async def test_errors_and_savepoints_behave_as_before(sqlite_store: Store) -> None:
+    async with sqlite_store.write() as connection:
+        await connection.execute(insert(queues).values(id="kept", name="Kept"))
+        with pytest.raises(IntegrityError):
+            async with connection.begin_nested():
+                await connection.execute(insert(queues).values(id="kept", name="Twice"))
+        await connection.execute(insert(queues).values(id="after", name="After"))
+    async with sqlite_store.read() as connection:
+        names = (await connection.execute(select(queues.c.name).order_by(queues.c.id))).scalars().all()
+    assert names == ["After", "Kept"]
+
+
+async def test_a_statement_crosses_to_the_connection_thread_once(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = 0
+    original = OneTripConnection._execute
+
+    async def counted(self: OneTripConnection, *args: object, **kwargs: object) -> object:
+        nonlocal trips
+        trips += 1
+        return await original(self, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async with sqlite_store.read() as connection:
+        await connection.execute(text("SELECT 1"))  # the transaction is open
+        monkeypatch.setattr(OneTripConnection, "_execute", counted)
+        rows = (await connection.execute(select(queues.c.id))).all()
+        assert rows == []
+        assert trips == 1  # aiosqlite's own cursor took four: open, execute, fetch, close
+
+
+async def test_writers_of_one_process_take_turns_in_arrival_order(sqlite_store: Store) -> None:
+    """No writer of this process sleeps in SQLite's busy handler: they queue, first come first served."""
+    order: list[int] = []
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with sqlite_store.write() as connection:
+            await connection.execute(insert(queues).values(id="first", name="First"))
+            holding.set()
+            await release.wait()
+
+    async def writer(n: int) -> None:
+        async with sqlite_store.write() as connection:
+            order.append(n)
+            await connection.execute(insert(queues).values(id=f"w{n}", name=f"Writer {n}"))
+
+    holder = asyncio.create_task(first())
+    await holding.wait()
+    writers = []
+    for n in range(8):
+        writers.append(asyncio.create_task(writer(n)))
+        await asyncio.sleep(0)  # each has asked for its turn before the next is created
+    release.set()
+    await asyncio.gather(holder, *writers)
+    assert order == list(range(8))
