@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 __all__ = ["BusEvent", "EventBus"]
@@ -28,7 +29,8 @@ class BusEvent:
     conversation_id: int | None = None
     agent_id: int | None = None
     queue_id: str | None = None
-    seq: int | None = None  # set when the event was logged for replay
+    seq: int | None = None  # set, with ``at``, when the event was logged for replay
+    at: datetime | None = None
 
 
 class EventBus:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from hub.bus import EventBus
 from hub.model import ChannelAccount, InboundEvent
-from hub.store import DeliveryOutcome, Store, store_group
+from hub.store import DeliveryOutcome, Journal, Store, store_group
 
 __all__ = ["IngestResult", "Ingestor"]
 
@@ -67,6 +67,7 @@ class Ingestor:
         self.ignored_counts: Counter[str] = Counter()
         self.groups = 0
         self.deliveries = 0
+        self.journal: Journal | None = None  # set by whoever wants the events recorded with the messages
 
     async def start(self) -> None:
         if self._task is None:
@@ -115,7 +116,9 @@ class Ingestor:
 
     async def _commit(self, group: list[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]]) -> None:
         try:
-            results = await store_group(self._store, [events for events, _ in group], self._accounts, self._clock())
+            results = await store_group(
+                self._store, [events for events, _ in group], self._accounts, self._clock(), journal=self.journal
+            )
         except Exception as exc:  # the commit itself failed: every delivery in it fails
             logger.exception("ingest transaction failed; %d deliveries not acknowledged", len(group))
             for _, future in group:

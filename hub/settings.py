@@ -76,6 +76,7 @@ class OutboxSettings:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingSettings:
     tick_seconds: float = 1.0  # how often deadlines and waiting queues are swept
+    waiting_update_seconds: float = 0.25  # consoles hear of waiting-list changes at most this often per queue
     missed_offer_reason: str = "missed offer"
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from aiohttp import web
 
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
+from hub.store import Journal
 from hub.store.routing import SweepResult, sweep
 
 __all__ = ["ROUTER", "Router", "setup", "sweep_app"]
@@ -36,6 +37,7 @@ class Router:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.sweeps = 0
+        self.journal: Journal | None = None  # records the offers' events with the offers (the notifier's)
 
     async def sweep(self, now: datetime | None = None) -> SweepResult:
         """One pass now; publishes what it changed. Concurrent calls in one process queue up."""
@@ -45,6 +47,7 @@ class Router:
                 app[STORE],
                 now=now or app[CLOCK](),
                 missed_offer_reason=app[SETTINGS].routing.missed_offer_reason,
+                journal=self.journal,
             )
             self.sweeps += 1
         app[BUS].publish_all(result.events)
@@ -99,6 +102,10 @@ async def sweep_app(app: web.Application, *, now: datetime | None = None) -> Swe
 async def _router_context(app: web.Application) -> AsyncIterator[None]:
     router = Router(app)
     app[ROUTER] = router
+    from hub.api.ws import NOTIFIER  # here, not at the top: ws imports auth, which imports this module
+
+    if NOTIFIER in app:  # it starts first (hub.api.handoff.setup)
+        router.journal = app[NOTIFIER].journal
     await router.start()
     yield
     await router.stop()

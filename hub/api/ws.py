@@ -4,11 +4,14 @@ One ``Notifier`` per process listens to the bus, stores every event a console
 may need in ``bus_log`` (which numbers it), and hands it to the connected
 agents it concerns: offers and their withdrawal to the agent addressed; new
 messages, delivery states and hand-offs to the conversation's participants;
-waiting-list changes to the queue's members; presence to the agent and the
-supervisors. Events written by another hub process are picked up by polling
-``bus_log`` every routing tick. A client reconnecting with ``?since=<seq>``
-gets what it missed first, then the live stream; one too far behind gets a
-``resync`` event and should reload.
+presence to the agent and the supervisors. Changes to a queue's waiting list
+reach its members and the supervisors as ``queue.waiting`` updates, coalesced
+per queue (``routing.waiting_update_seconds``), not one event per change. The
+ingest and the router have their events logged in their own transactions
+(``journal``); other events are logged here. Events written by another hub
+process are picked up by polling ``bus_log`` every routing tick. A client
+reconnecting with ``?since=<seq>`` gets what it missed first, then the live
+stream; one too far behind gets a ``resync`` event and should reload.
 """
 
 from __future__ import annotations
@@ -19,23 +22,34 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.api.access import is_supervisor
 from hub.api.auth import SESSION_COOKIE, agent_json, session_for_token
 from hub.api.conversations import jsonable
 from hub.api.errors import ApiError
-from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
+from hub.api.keys import BUS, CLOCK, INGESTOR, SETTINGS, STORE
 from hub.api.openapi import document
 from hub.bus import BusEvent
 from hub.model import Agent
-from hub.store.agents import BEARER, SESSION, get_agent
-from hub.store.conversations import conversation_views
-from hub.store.events import LoggedEvent, audiences, last_seq, log_events, oldest_seq, prune_events, read_events
+from hub.store.agents import BEARER, SESSION, load_agent
+from hub.store.catalogue import load_queues
+from hub.store.conversations import conversation_views, waiting_lists
+from hub.store.events import (
+    LoggedEvent,
+    audiences,
+    insert_events,
+    last_seq,
+    log_events,
+    oldest_seq,
+    prune_events,
+    read_events,
+)
 
 __all__ = ["NOTIFIER", "Notifier", "setup"]
 
@@ -49,30 +63,101 @@ RETENTION = timedelta(hours=24)
 @dataclass(eq=False)
 class _Client:
     agent: Agent
-    queue: asyncio.Queue[LoggedEvent] = field(default_factory=lambda: asyncio.Queue(10_000))
+    # logged events, or the text of a waiting-list update (not logged: a snapshot, sent again on reconnect)
+    queue: asyncio.Queue[LoggedEvent | str] = field(default_factory=lambda: asyncio.Queue(10_000))
     overflowed: bool = False
 
-    def concerns(self, event: LoggedEvent) -> bool:
-        return concerns(self.agent, event)
+    def offer(self, item: LoggedEvent | str) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed = True
 
 
 def concerns(agent: Agent, event: LoggedEvent) -> bool:
-    """Whether ``agent``'s console should get ``event``."""
-    supervisor = is_supervisor(agent)
+    """Whether ``agent``'s console gets ``event`` itself (queue-wide changes come as waiting-list updates)."""
     if event.agent_id is not None:
-        return event.agent_id == agent.id or (supervisor and event.kind == "agent.presence")
+        return event.agent_id == agent.id or (is_supervisor(agent) and event.kind == "agent.presence")
     audience = event.data.get("audience")
     if isinstance(audience, list) and agent.id in audience:
         return True
-    if event.kind.startswith("message."):
-        return False
-    if event.queue_id is not None and event.kind.startswith(("conversation.", "queue.")):
-        return supervisor or event.queue_id in agent.queues
-    return supervisor and event.kind.startswith("conversation.")
+    if event.kind.startswith("queue.") and event.queue_id is not None:
+        return is_supervisor(agent) or event.queue_id in agent.queues
+    return is_supervisor(agent) and event.kind.startswith("conversation.") and event.queue_id is None
+
+
+def waiting_list_of(event: LoggedEvent) -> str | None:
+    """The queue whose waiting list ``event`` changes, for its members and the supervisors."""
+    if event.agent_id is None and event.queue_id is not None and event.kind.startswith("conversation."):
+        return event.queue_id
+    return None
 
 
 def _needs_audience(event: BusEvent) -> bool:
     return event.conversation_id is not None and event.agent_id is None and "audience" not in event.data
+
+
+def _wanted(event: BusEvent) -> bool:
+    return event.seq is None and event.kind.startswith(_PREFIXES)
+
+
+def _is_logged(event: BusEvent) -> bool:
+    return event.seq is not None and event.at is not None
+
+
+def _as_logged(event: BusEvent) -> LoggedEvent:
+    assert event.seq is not None
+    assert event.at is not None
+    return LoggedEvent(
+        seq=event.seq,
+        kind=event.kind,
+        conversation_id=event.conversation_id,
+        agent_id=event.agent_id,
+        queue_id=event.queue_id,
+        data=event.data,
+        created_at=event.at,
+    )
+
+
+async def _rows(connection: AsyncConnection, events: list[BusEvent]) -> list[dict[str, Any]]:
+    """``bus_log`` rows for the events: each with its audience, conversation view or agent, as it needs."""
+    need = [e.conversation_id for e in events if _needs_audience(e) and e.conversation_id is not None]
+    viewed = [e.conversation_id for e in events if e.kind in _VIEWED and e.conversation_id is not None]
+    known = await audiences(connection, need) if need else {}
+    views = await conversation_views(connection, viewed) if viewed else {}
+    rows = []
+    for e in events:
+        data = dict(e.data)
+        if _needs_audience(e):
+            data["audience"] = known.get(e.conversation_id or 0, [])
+        if e.kind in _VIEWED and views.get(e.conversation_id or 0) is not None:
+            data["conversation"] = jsonable(views[e.conversation_id or 0])
+        if e.kind == "agent.presence" and e.agent_id is not None:
+            agent = await load_agent(connection, e.agent_id)
+            if agent is not None:
+                data["agent"] = agent_json(agent)
+        rows.append(
+            {
+                "kind": e.kind,
+                "conversation_id": e.conversation_id,
+                "agent_id": e.agent_id,
+                "queue_id": e.queue_id,
+                "data": jsonable(data),
+            }
+        )
+    return rows
+
+
+def waiting_list_update(queue_id: str, state: tuple[int, datetime | None], changed: list[int]) -> str:
+    """``queue.waiting``: how the queue's waiting list stands now, and which conversations moved."""
+    count, oldest = state
+    data = {
+        "queue_id": queue_id,
+        "waiting": count,
+        "oldest_waiting_since": oldest.isoformat() if oldest else None,
+        "changed": [c for c in changed if c][:200],
+    }
+    return json.dumps({"seq": None, "kind": "queue.waiting", "queue_id": queue_id, "data": data})
 
 
 def envelope(event: LoggedEvent) -> dict[str, Any]:
@@ -94,6 +179,10 @@ class Notifier:
         # one JSON text per event, however many sockets it goes to (a waiting conversation reaches a whole queue)
         self._encoded: OrderedDict[int, str] = OrderedDict()
         self._clients: set[_Client] = set()
+        self._by_agent: dict[int, set[_Client]] = {}
+        self._supervisors: set[_Client] = set()
+        self._changed: dict[str, set[int]] = {}  # queue -> conversations whose waiting-list state changed
+        self._changes = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatched: deque[int] = deque(maxlen=20_000)
         self._dispatched_set: set[int] = set()
@@ -105,6 +194,7 @@ class Notifier:
         self._tasks = [
             asyncio.create_task(self._listen(), name="ws-notifier"),
             asyncio.create_task(self._poll(), name="ws-poll"),
+            asyncio.create_task(self._announce_waiting_lists(), name="ws-waiting-lists"),
         ]
 
     async def stop(self) -> None:
@@ -124,53 +214,56 @@ class Notifier:
                 while not queue.empty() and len(batch) < 500:
                     batch.append(queue.get_nowait())
                 try:
-                    await self.publish(batch)
+                    await self._take(batch)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # one bad batch must not stop the stream
                     logger.exception("could not log %d events for the consoles", len(batch))
 
+    async def _take(self, batch: list[BusEvent]) -> None:
+        """Dispatch what the ingest already logged; log the rest first. In order, run by run."""
+        start = 0
+        while start < len(batch):
+            logged = _is_logged(batch[start])
+            end = start + 1
+            while end < len(batch) and _is_logged(batch[end]) == logged:
+                end += 1
+            run = batch[start:end]
+            if logged:
+                self._dispatch(_as_logged(e) for e in run if e.kind.startswith(_PREFIXES))
+            else:
+                await self.publish(run)
+            start = end
+
     async def publish(self, events: Iterable[BusEvent]) -> list[LoggedEvent]:
         """Log the events that consoles care about and dispatch them to connected clients."""
-        wanted = [e for e in events if e.kind.startswith(_PREFIXES) and e.seq is None]
+        wanted = [e for e in events if _wanted(e)]
         if not wanted:
             return []
         store = self._app[STORE]
-        # an event addressed to one agent goes to that agent whatever its audience (see ``concerns``)
-        need = [e.conversation_id for e in wanted if _needs_audience(e)]
-        viewed = [e.conversation_id for e in wanted if e.kind in _VIEWED and e.conversation_id is not None]
-        known: dict[int, list[int]] = {}
-        views: dict[int, Any] = {}
-        if need or viewed:
-            async with store.read() as connection:  # one checkout for both
-                if need:
-                    known = await audiences(connection, [c for c in need if c is not None])
-                if viewed:
-                    views = await conversation_views(connection, [c for c in viewed if c is not None])
-        rows = []
-        for e in wanted:
-            data = dict(e.data)
-            if _needs_audience(e):
-                data["audience"] = known.get(e.conversation_id or 0, [])
-            if e.kind in _VIEWED and views.get(e.conversation_id or 0) is not None:
-                data["conversation"] = jsonable(views[e.conversation_id or 0])
-            if e.kind == "agent.presence" and e.agent_id is not None:
-                agent = await get_agent(store, e.agent_id)
-                if agent is not None:
-                    data["agent"] = agent_json(agent)
-            rows.append(
-                {
-                    "kind": e.kind,
-                    "conversation_id": e.conversation_id,
-                    "agent_id": e.agent_id,
-                    "queue_id": e.queue_id,
-                    "data": jsonable(data),
-                }
-            )
+        async with store.read() as connection:  # one checkout for audiences, views and agents
+            rows = await _rows(connection, wanted)
         logged = await log_events(store, rows, now=self._app[CLOCK]())
         self.logged += len(logged)
         self._dispatch(logged)
         return logged
+
+    async def journal(self, connection: AsyncConnection, events: list[BusEvent]) -> list[BusEvent]:
+        """The journal of the ingest and the router: log events in their transaction (``hub.store.Journal``).
+
+        The events come back numbered and carrying what the consoles need; ``_take`` dispatches them when
+        they are published, after the commit, so no console hears of a change that was rolled back.
+        """
+        positions = [i for i, e in enumerate(events) if _wanted(e)]
+        if not positions:
+            return events
+        rows = await _rows(connection, [events[i] for i in positions])
+        logged = await insert_events(connection, self._app[STORE].dialect, rows, now=self._app[CLOCK]())
+        self.logged += len(logged)
+        recorded = list(events)
+        for i, entry in zip(positions, logged, strict=True):
+            recorded[i] = replace(events[i], seq=entry.seq, at=entry.created_at, data=entry.data)
+        return recorded
 
     async def _poll(self) -> None:
         """Events logged by other hub processes; pruning of old ones."""
@@ -192,6 +285,7 @@ class Notifier:
                 logger.exception("polling the event log failed")
 
     def _dispatch(self, events: Iterable[LoggedEvent]) -> None:
+        """Each event to the consoles it concerns; a queue-wide change marks that queue's waiting list."""
         for event in events:
             if event.seq in self._dispatched_set:
                 continue
@@ -200,12 +294,61 @@ class Notifier:
             self._dispatched.append(event.seq)
             self._dispatched_set.add(event.seq)
             self._floor = max(self._floor, event.seq)
+            for client in self._recipients(event):
+                client.offer(event)
+            queue_id = waiting_list_of(event)
+            if queue_id is not None:
+                self._changed.setdefault(queue_id, set()).add(event.conversation_id or 0)
+                self._changes.set()
+
+    def _recipients(self, event: LoggedEvent) -> set[_Client]:
+        """``concerns`` answered by lookup: one event must not cost a test per connected console."""
+        found: set[_Client] = set()
+        if event.agent_id is not None:
+            found |= self._by_agent.get(event.agent_id, set())
+            if event.kind == "agent.presence":
+                found |= self._supervisors
+            return found
+        audience = event.data.get("audience")
+        if isinstance(audience, list):
+            for agent_id in audience:
+                found |= self._by_agent.get(agent_id, set())
+        if event.kind.startswith("queue.") and event.queue_id is not None:
+            found |= {c for c in self._clients if concerns(c.agent, event)}
+        elif event.kind.startswith("conversation.") and event.queue_id is None:
+            found |= self._supervisors
+        return found
+
+    async def _announce_waiting_lists(self) -> None:
+        """Waiting-list changes, coalesced per queue: at most one update per queue per interval.
+
+        A new conversation used to go to every member of its queue as it happened; with hundreds of agents
+        and hundreds of conversations a second that is tens of thousands of socket writes a second, and the
+        offers queued behind them. A console needs to know that its waiting list changed, not each step.
+        """
+        interval = self._app[SETTINGS].routing.waiting_update_seconds
+        while True:
+            await self._changes.wait()
+            await asyncio.sleep(interval)  # let changes gather
+            self._changes.clear()
+            changed, self._changed = self._changed, {}
+            try:
+                await self._send_waiting_lists(changed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("could not announce waiting-list changes")
+
+    async def _send_waiting_lists(self, changed: dict[str, set[int]]) -> None:
+        watched = {q for q in changed if self._supervisors or any(q in c.agent.queues for c in self._clients)}
+        if not watched:
+            return
+        lists = await waiting_lists(self._app[STORE], sorted(watched))
+        for queue_id in sorted(watched):
+            text = waiting_list_update(queue_id, lists[queue_id], sorted(changed[queue_id]))
             for client in self._clients:
-                if client.concerns(event):
-                    try:
-                        client.queue.put_nowait(event)
-                    except asyncio.QueueFull:
-                        client.overflowed = True
+                if queue_id in client.agent.queues or client in self._supervisors:
+                    client.offer(text)
 
     def encoded(self, event: LoggedEvent) -> str:
         text = self._encoded.get(event.seq)
@@ -221,10 +364,19 @@ class Notifier:
     def connect(self, agent: Agent) -> _Client:
         client = _Client(agent)
         self._clients.add(client)
+        self._by_agent.setdefault(agent.id, set()).add(client)
+        if is_supervisor(agent):
+            self._supervisors.add(client)
         return client
 
     def disconnect(self, client: _Client) -> None:
         self._clients.discard(client)
+        self._supervisors.discard(client)
+        mine = self._by_agent.get(client.agent.id)
+        if mine is not None:
+            mine.discard(client)
+            if not mine:
+                del self._by_agent[client.agent.id]
 
     @property
     def connected(self) -> int:
@@ -262,6 +414,16 @@ async def _replay(request: web.Request, ws: web.WebSocketResponse, agent: Agent,
         last = found[-1].seq
 
 
+async def _send_waiting_lists(request: web.Request, ws: web.WebSocketResponse, agent: Agent) -> None:
+    """Where the agent's waiting lists stand, on (re)connect: what the live stream then keeps current."""
+    queue_ids = sorted(agent.queues)
+    if is_supervisor(agent):
+        async with request.app[STORE].read() as connection:
+            queue_ids = sorted(await load_queues(connection))
+    for queue_id, state in (await waiting_lists(request.app[STORE], queue_ids)).items():
+        await ws.send_str(waiting_list_update(queue_id, state, []))
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     agent = await _authenticate(request)
     try:
@@ -279,16 +441,18 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             last = await _replay(request, ws, agent, since)
         else:
             last = await last_seq(request.app[STORE])
+        await _send_waiting_lists(request, ws, agent)
 
         async def send_live() -> None:
             while True:
-                event = await client.queue.get()
-                if event.seq <= last:
-                    continue
+                item = await client.queue.get()
                 if client.overflowed:
                     await ws.send_json({"seq": None, "kind": "resync", "data": {"reason": "too slow; reload"}})
                     client.overflowed = False
-                await ws.send_str(notifier.encoded(event))
+                if isinstance(item, str):
+                    await ws.send_str(item)
+                elif item.seq > last:
+                    await ws.send_str(notifier.encoded(item))
 
         sender = asyncio.create_task(send_live())
         async for message in ws:
@@ -311,8 +475,10 @@ document(
     "Event stream (WebSocket)",
     description="Authenticate with the session cookie or ?token=<bearer>. Every event has a sequence number; "
     "reconnect with ?since=<last seq> to receive what was missed. Kinds: offer, offer.withdrawn, "
-    "conversation.waiting, conversation.left_queue, conversation.updated, message.created, message.delivery, "
-    "agent.presence, plus hello and resync.",
+    "conversation.updated (to its participants), message.created, message.delivery, agent.presence, "
+    "queue.changed; queue.waiting (a queue's waiting list: count, oldest_waiting_since and the conversations "
+    "that changed, at most every routing.waiting_update_seconds per queue and once on connect; no seq); "
+    "plus hello and resync.",
     query={"token": {"type": "string"}, "since": {"type": "integer"}},
     ok=(101, None),
     errors=(400, 401),
@@ -324,7 +490,12 @@ async def _notifier_context(app: web.Application) -> AsyncIterator[None]:
     notifier = Notifier(app)
     app[NOTIFIER] = notifier
     await notifier.start()
+    ingestor = app.get(INGESTOR)
+    if ingestor is not None:
+        ingestor.journal = notifier.journal
     yield
+    if ingestor is not None:
+        ingestor.journal = None
     await notifier.stop()
 
 

@@ -1,6 +1,7 @@
 """Storage: the only package that imports SQLAlchemy."""
 
 from hub.store._db import Store
+from hub.store.events import Journal
 from hub.store.ingest import DeliveryOutcome, store_group, store_profile
 
-__all__ = ["DeliveryOutcome", "Store", "store_group", "store_profile"]
+__all__ = ["DeliveryOutcome", "Journal", "Store", "store_group", "store_profile"]

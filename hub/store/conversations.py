@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, union_all
+from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Agent, Channel, Conversation, ConversationState, Queue
@@ -24,6 +25,7 @@ __all__ = [
     "load_conversation",
     "load_former_participants",
     "load_participants",
+    "waiting_lists",
 ]
 
 
@@ -236,3 +238,20 @@ async def list_conversations(
         rows = rows[:limit]
         items = await _views(connection, rows)
     return items, (int(rows[-1].id) if more and rows else None)
+
+
+async def waiting_lists(store: Store, queue_ids: Sequence[str]) -> dict[str, tuple[int, datetime | None]]:
+    """Per queue: how many conversations wait, and since when the longest has (one indexed query)."""
+    found: dict[str, tuple[int, datetime | None]] = dict.fromkeys(queue_ids, (0, None))
+    if not queue_ids:
+        return found
+    c = conversations.c
+    query = (
+        select(c.queue_id, func.count(), func.min(c.waiting_since))
+        .where(c.queue_id.in_(sorted(set(queue_ids))), c.state == ConversationState.WAITING.value)
+        .group_by(c.queue_id)
+    )
+    async with store.read() as connection:
+        for queue_id, count, oldest in await connection.execute(query):
+            found[str(queue_id)] = (int(count), oldest)
+    return found

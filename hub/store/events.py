@@ -8,7 +8,8 @@ reload instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,11 +17,57 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.bus import BusEvent
 from hub.model import ConversationState
 from hub.store._db import Store
 from hub.store.tables import bus_log, conversations, participants
 
-__all__ = ["LoggedEvent", "audiences", "last_seq", "log_events", "oldest_seq", "prune_events", "read_events"]
+__all__ = [
+    "Journal",
+    "LoggedEvent",
+    "audiences",
+    "insert_events",
+    "journal_events",
+    "last_seq",
+    "log_events",
+    "oldest_seq",
+    "prune_events",
+    "read_events",
+]
+
+
+logger = logging.getLogger(__name__)
+
+Journal = Callable[[AsyncConnection, list[BusEvent]], Awaitable[list[BusEvent]]]
+"""Records events in the caller's own write transaction and returns them as they are to be published.
+
+The WebSocket notifier is one: writing its replay log in the transaction that made the change (an ingest
+group, a routing sweep) saves a second write transaction each time, and on SQLite a second turn at its one
+write lock behind every other writer.
+"""
+
+
+async def journal_events(
+    connection: AsyncConnection, journal: Journal | None, events: list[BusEvent]
+) -> list[BusEvent]:
+    """``events`` as ``journal`` recorded them, or as they are if there is none or it fails.
+
+    A failure is contained in a savepoint: the change that caused the events matters more than their replay
+    log, and events published unrecorded are recorded by their subscribers like any other.
+    """
+    if journal is None or not events:
+        return events
+    try:
+        async with connection.begin_nested():
+            recorded = await journal(connection, events)
+            if len(recorded) != len(events):
+                raise RuntimeError(f"the journal returned {len(recorded)} events for {len(events)}")
+    except Exception:
+        logger.warning(
+            "could not record %d events in their transaction; publishing them as they are", len(events), exc_info=True
+        )
+        return events
+    return recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +97,16 @@ async def log_events(store: Store, events: Sequence[dict[str, Any]], *, now: dat
     """Store events (dicts with kind, conversation_id, agent_id, queue_id, data); returns them numbered."""
     if not events:
         return []
+    async with store.write() as connection:
+        return await insert_events(connection, store.dialect, events, now=now)
+
+
+async def insert_events(
+    connection: AsyncConnection, dialect: str, events: Sequence[dict[str, Any]], *, now: datetime
+) -> list[LoggedEvent]:
+    """``log_events`` inside a write transaction the caller already holds (ingest logs with its own commit)."""
+    if not events:
+        return []
     values = [
         {
             "kind": e["kind"],
@@ -61,22 +118,21 @@ async def log_events(store: Store, events: Sequence[dict[str, Any]], *, now: dat
         }
         for e in events
     ]
-    async with store.write() as connection:
-        if store.dialect == "sqlite":
-            # An ordered RETURNING makes SQLAlchemy insert SQLite rows one statement at a time. The write
-            # transaction holds SQLite's only write lock (BEGIN IMMEDIATE), so numbering the rows here from
-            # max(seq) gives exactly the numbers, in exactly the order, SQLite itself would have given; one
-            # executemany then stores them all.
-            top = (await connection.execute(select(func.max(bus_log.c.seq)))).scalar_one_or_none()
-            first = int(top or 0) + 1
-            for offset, value in enumerate(values):
-                value["seq"] = first + offset
-            await connection.execute(bus_log.insert(), values)
-            numbered = [(int(v["seq"]), now) for v in values]
-        else:
-            # only the numbers come back: the rows' JSON need not be decoded again
-            statement = bus_log.insert().returning(bus_log.c.seq, bus_log.c.created_at, sort_by_parameter_order=True)
-            numbered = [(int(r.seq), r.created_at) for r in await connection.execute(statement, values)]
+    if dialect == "sqlite":
+        # An ordered RETURNING makes SQLAlchemy insert SQLite rows one statement at a time. A write
+        # transaction holds SQLite's only write lock (BEGIN IMMEDIATE), so numbering the rows here from
+        # max(seq) gives exactly the numbers, in exactly the order, SQLite itself would have given; one
+        # executemany then stores them all.
+        top = (await connection.execute(select(func.max(bus_log.c.seq)))).scalar_one_or_none()
+        first = int(top or 0) + 1
+        for offset, value in enumerate(values):
+            value["seq"] = first + offset
+        await connection.execute(bus_log.insert(), values)
+        numbered = [(int(v["seq"]), now) for v in values]
+    else:
+        # only the numbers come back: the rows' JSON need not be decoded again
+        statement = bus_log.insert().returning(bus_log.c.seq, bus_log.c.created_at, sort_by_parameter_order=True)
+        numbered = [(int(r.seq), r.created_at) for r in await connection.execute(statement, values)]
     return [
         LoggedEvent(
             seq=seq,

@@ -36,6 +36,7 @@ from hub.model import (
 )
 from hub.store._bulk_ingest import store_messages_bulk
 from hub.store._db import Store, upsert
+from hub.store.events import Journal, journal_events
 from hub.store.tables import (
     UTCDateTime,
     account_health,
@@ -46,7 +47,13 @@ from hub.store.tables import (
     timeline_events,
 )
 
-__all__ = ["DeliveryOutcome", "apply_pending_receipts", "open_conversation", "store_group", "store_profile"]
+__all__ = [
+    "DeliveryOutcome",
+    "apply_pending_receipts",
+    "open_conversation",
+    "store_group",
+    "store_profile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +78,15 @@ async def store_group(
     deliveries: Sequence[Sequence[InboundEvent]],
     accounts: Mapping[str, ChannelAccount],
     now: datetime,
+    *,
+    journal: Journal | None = None,
 ) -> list[DeliveryOutcome | BaseException]:
     """Store each delivery atomically, all of them in one transaction.
 
     Deliveries made only of customer messages (the bulk of the traffic) take the set-based fast path
-    together; if that fails they are retried one by one, so only a bad delivery fails.
+    together; if that fails they are retried one by one, so only a bad delivery fails. ``journal``, if
+    given, records the stored deliveries' events before the commit; if it fails, the events are published
+    unrecorded (their subscribers record them as they would any other event) and the deliveries still commit.
     """
     results: dict[int, DeliveryOutcome | BaseException] = {}
     async with store.write() as connection:
@@ -98,7 +109,19 @@ async def store_group(
             await connection.execute(
                 stmt.on_conflict_do_update(index_elements=["account_id"], set_={"last_webhook_at": now})
             )
+        if journal is not None:
+            await _record(connection, journal, [r for r in results.values() if isinstance(r, DeliveryOutcome)])
     return [results[i] for i in range(len(deliveries))]
+
+
+async def _record(connection: AsyncConnection, journal: Journal, outcomes: list[DeliveryOutcome]) -> None:
+    events = [event for outcome in outcomes for event in outcome.events]
+    recorded = await journal_events(connection, journal, events)
+    position = 0
+    for outcome in outcomes:
+        count = len(outcome.events)
+        outcome.events = recorded[position : position + count]
+        position += count
 
 
 async def _store_one(

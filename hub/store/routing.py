@@ -28,6 +28,7 @@ from hub.store._db import Store, upsert
 from hub.store.agents import load_agent, set_presence
 from hub.store.catalogue import load_queue
 from hub.store.conversations import load_conversation, load_participants
+from hub.store.events import Journal, journal_events
 from hub.store.tables import agent_queues, agents, conversations, participants, statuses, timeline_events
 
 __all__ = [
@@ -250,14 +251,20 @@ async def _version(connection: AsyncConnection, conversation_id: int) -> int:
 
 
 async def sweep(
-    store: Store, *, now: datetime, missed_offer_reason: str = "missed offer", batch: int = 500
+    store: Store,
+    *,
+    now: datetime,
+    missed_offer_reason: str = "missed offer",
+    batch: int = 500,
+    journal: Journal | None = None,
 ) -> SweepResult:
     """One routing pass: expire overdue offers, then offer waiting conversations.
 
-    Safe to run from several tasks or processes at once."""
+    Safe to run from several tasks or processes at once. ``journal`` records the offers' events in the
+    transaction that makes them (see ``hub.store.events.Journal``)."""
     result = SweepResult()
     await expire_offers(store, now=now, reason=missed_offer_reason, result=result)
-    await assign_waiting(store, now=now, batch=batch, result=result)
+    await assign_waiting(store, now=now, batch=batch, result=result, journal=journal)
     return result
 
 
@@ -323,7 +330,12 @@ async def expire_offers(
 
 
 async def assign_waiting(
-    store: Store, *, now: datetime, batch: int = 200, result: SweepResult | None = None
+    store: Store,
+    *,
+    now: datetime,
+    batch: int = 200,
+    result: SweepResult | None = None,
+    journal: Journal | None = None,
 ) -> SweepResult:
     """Offer waiting conversations, oldest waiting first, each to one free ready member.
 
@@ -334,7 +346,7 @@ async def assign_waiting(
     result = result or SweepResult()
     while True:
         try:
-            offered, events, more = await _offer_batch(store, now, batch)
+            offered, events, more = await _offer_batch(store, now, batch, journal)
         except DBAPIError:
             logger.warning("offering waiting conversations failed; retried next sweep", exc_info=True)
             return result
@@ -344,7 +356,9 @@ async def assign_waiting(
             return result
 
 
-async def _offer_batch(store: Store, now: datetime, batch: int) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
+async def _offer_batch(
+    store: Store, now: datetime, batch: int, journal: Journal | None
+) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
     """(offers made, events, whether a full batch was looked at)."""
     postgres = store.dialect == "postgresql"
     free_member = (
@@ -494,6 +508,7 @@ async def _offer_batch(store: Store, now: datetime, batch: int) -> tuple[list[tu
             )
             for agent_id in sorted({a for _, a in made}):
                 await connection.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=now))
+        events = await journal_events(connection, journal, events)
         return made, events, len(waiting) == batch
 
 

@@ -73,10 +73,37 @@ async def test_new_messages_reach_the_owner_only(api: Api) -> None:
     await api.customer_writes(text="are you there?")
     message = await next_event(alice_ws, "message.created")
     assert message["conversation_id"] == conversation_id
-    await api.customer_writes(sender="+420600000009", text="new customer")
-    waiting = await next_event(bob_ws, "conversation.waiting")  # bob hears of his queue, not of alice's chat
-    assert waiting["conversation_id"] != conversation_id
+    other = await api.customer_writes(sender="+420600000009", text="new customer")
+    kinds = []
+    while True:  # bob hears of his queue's waiting list, not of alice's chat
+        event = await bob_ws.receive_json(timeout=10)
+        kinds.append(event["kind"])
+        if event["kind"] == "queue.waiting" and other in event["data"]["changed"]:
+            break
+    assert "message.created" not in kinds
     await alice_ws.close()
+    await bob_ws.close()
+
+
+async def test_waiting_list_changes_reach_the_queue_coalesced(api: Api) -> None:
+    """Ten new conversations do not mean ten events on every console of the queue: one update says it all."""
+    bob = await api.agent("bob")
+    bob_ws = await connect(api, bob)
+    first = await next_event(bob_ws, "queue.waiting")  # where the list stands when the console connects
+    assert first["data"] == {"queue_id": "support", "waiting": 0, "oldest_waiting_since": None, "changed": []}
+    opened = set()
+    for n in range(10):
+        opened.add(await api.customer_writes(sender=f"+42060000010{n}"))
+    updates = []
+    heard: set[int] = set()
+    while heard != opened:
+        update = await next_event(bob_ws, "queue.waiting")
+        updates.append(update)
+        heard |= set(update["data"]["changed"])
+    assert updates[-1]["data"]["waiting"] == 10
+    assert updates[-1]["data"]["oldest_waiting_since"]
+    assert updates[-1]["seq"] is None  # a snapshot: a reconnecting console gets a fresh one, not a replay
+    assert len(updates) < 10
     await bob_ws.close()
 
 
@@ -112,4 +139,56 @@ async def test_the_websocket_needs_a_token_or_session(api: Api) -> None:
     await api.client.post("/api/v1/auth/login", json={"login": "alice", "password": "correct horse battery"})
     ws = await api.client.ws_connect("/api/v1/ws")  # the session cookie
     assert (await ws.receive_json(timeout=10))["kind"] == "hello"
+    await ws.close()
+
+
+async def test_an_ingested_message_is_in_the_event_log_when_its_webhook_is_acknowledged(api: Api) -> None:
+    """The ingest writes the consoles' log rows in its own transaction: acknowledged means replayable."""
+    from hub.store.events import read_events
+
+    alice = await api.agent("alice")
+    conversation_id = await api.customer_writes()
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    ws = await connect(api, alice)
+    await api.customer_writes(text="is it logged?")
+    # nothing has waited for the notifier: the row was committed with the message
+    rows = [e for e in await read_events(api.store, after=0) if e.kind == "message.created"]
+    assert rows[-1].conversation_id == conversation_id
+    assert rows[-1].data["audience"] == [alice.id]
+    live = await next_event(ws, "message.created")
+    assert live["seq"] == rows[-1].seq  # the live event is that row, not a second copy
+    assert "audience" not in live["data"]
+    created = [e for e in await read_events(api.store, after=0) if e.kind == "message.created"]
+    assert len(created) == 2  # the first message and this one, each logged once
+    await ws.close()
+
+
+async def test_if_the_ingest_cannot_log_events_the_messages_still_commit_and_reach_the_consoles(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.api import ws as ws_module
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("views unavailable")
+
+    alice = await api.agent("alice")
+    conversation_id = await api.customer_writes()
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    ws = await connect(api, alice)
+    original = ws_module._rows
+    calls = 0
+
+    async def fails_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await broken()
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(ws_module, "_rows", fails_once)
+    await api.customer_writes(text="still stored")
+    live = await next_event(ws, "message.created")  # logged by the notifier instead, after the commit
+    assert live["conversation_id"] == conversation_id
+    assert live["seq"] > 0
+    assert calls == 2
     await ws.close()

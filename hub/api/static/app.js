@@ -4,7 +4,7 @@
 
 import { api, get, post, put, setCsrf, toast, fail, whenUnauthenticated, ApiFailure, beginSession, endSession } from "./js/api.js";
 import * as live from "./js/live.js";
-import { h, clear, button, field, select, since, duration, parseTime, items, idOf, channelLabel } from "./js/util.js";
+import { h, clear, button, field, select, since, duration, parseTime, items, idOf, channelLabel, throttle } from "./js/util.js";
 import {
   state, changed, subscribe, isAdmin, isSupervisor, myId, presenceOf, queueOf, customerName, companyOf,
   offeredTo, offerTimes, ownerId, loadCatalogue, upsertConversation, dropConversation, tryGet, queueUrl, hasRoute,
@@ -90,7 +90,7 @@ async function logout() {
   // stop listening first: nothing may ask the hub anything once the session ends
   live.stop();
   clearInterval(pollTimer);
-  clearTimeout(refreshTimer);
+  scheduleRefresh.cancel();
   await endSession();
   try {
     await post("auth/logout", {});
@@ -113,7 +113,7 @@ function teardown() {
   if (unsubscribeLive) unsubscribeLive();
   clearInterval(tickTimer);
   clearInterval(pollTimer);
-  clearTimeout(refreshTimer);
+  scheduleRefresh.cancel();
   state.me = null;
   state.conversations.clear();
   state.openTabs = [];
@@ -301,8 +301,9 @@ async function reloadConversation(id) {
   }
 }
 
-// Events: offer, offer.withdrawn, conversation.waiting|left_queue|updated,
-// message.created, message.delivery, agent.presence (each with a sequence number).
+// Events: offer, offer.withdrawn, conversation.updated (for its participants), message.created,
+// message.delivery, agent.presence (each with a sequence number); queue.waiting (how a queue's waiting list
+// stands, at most a few times a second per queue, no sequence number).
 function onLiveEvent(kind, data, event) {
   if (!state.me) return;
   data = data || {};
@@ -337,7 +338,7 @@ function onLiveEvent(kind, data, event) {
     // the hub could not replay everything: read the state again
     refreshConversations().catch(() => {});
     pollConversation();
-  } else if (kind.startsWith("conversation")) {
+  } else if (kind.startsWith("conversation") || kind === "queue.waiting") {
     scheduleRefresh();
   } else if (kind === "message.created" && convId !== undefined) {
     const key = String(convId);
@@ -348,11 +349,8 @@ function onLiveEvent(kind, data, event) {
   renderChrome();
 }
 
-let refreshTimer = null;
-function scheduleRefresh() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => refreshConversations().catch(() => {}), 150);
-}
+// a busy queue updates several times a second; the lists are read again at most once a second
+const scheduleRefresh = throttle(() => refreshConversations().catch(() => {}), 1000);
 
 const flashing = new Set();
 function flashTab(key) {

@@ -3,11 +3,10 @@
 // event on the WebSocket re-reads the figures (debounced).
 
 import { describeFailure } from "./api.js";
-import { h, clear, since, duration, items } from "./util.js";
+import { h, clear, since, duration, items, throttle } from "./util.js";
 import { state, presenceOf, tryGet } from "./state.js";
 
 let mounted = null;
-let timer = null;
 
 export function renderSupervisor(main) {
   const table = h("div", { class: "overview", "data-testid": "overview" });
@@ -23,11 +22,10 @@ export function supervisorEvent(kind) {
     mounted = null;
     return;
   }
-  if (/queue|presence|conversation|offer|agent/.test(kind)) {
-    clearTimeout(timer);
-    timer = setTimeout(refresh, 200);
-  }
+  if (/queue|presence|conversation|offer|agent/.test(kind)) refreshSoon();
 }
+
+const refreshSoon = throttle(() => refresh(), 1000, 200);
 
 async function refresh() {
   if (!mounted) return;

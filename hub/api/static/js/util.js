@@ -94,6 +94,27 @@ export function debounce(fn, ms = 250) {
 }
 
 // names the API might use for the same thing; the console reads whichever is present
+// Run fn soon after the first call, then at most once every `ms`: a steady stream of calls (a busy queue's
+// updates) still gets a run every `ms`, where a debounce would wait for a quiet moment that never comes.
+export function throttle(fn, ms = 1000, soon = 150) {
+  let timer = null;
+  let last = 0;
+  const run = (...args) => {
+    if (timer !== null) return;
+    const wait = Math.max(soon, last + ms - Date.now());
+    timer = setTimeout(() => {
+      timer = null;
+      last = Date.now();
+      fn(...args);
+    }, wait);
+  };
+  run.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+  };
+  return run;
+}
+
 export function pick(obj, ...keys) {
   if (!obj) return undefined;
   for (const key of keys) {
