@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, text, update
+from sqlalchemy import and_, bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
@@ -63,9 +64,7 @@ async def store_messages_bulk(
     message_ids = await _insert_messages(connection, dialect, fresh, identity_ids, conversation_of, now)
     if message_ids:
         touched = sorted({conversation_of[identity_ids[(e.account_id, e.sender_id)]][0] for e in fresh.values()})
-        await connection.execute(
-            update(conversations).where(conversations.c.id.in_(touched)).values(last_message_at=now)
-        )
+        await connection.execute(_TOUCH_CONVERSATIONS, {"touched": touched, "now": now})
 
     results: list[tuple[int, int, list[BusEvent]]] = []
     announced: set[int] = set()
@@ -104,11 +103,7 @@ async def _known_message_ids(connection: AsyncConnection, flat: Sequence[Inbound
         by_account.setdefault(event.account_id, []).append(event.provider_message_id)
     known: set[tuple[str, str]] = set()
     for account_id, ids in by_account.items():
-        rows = await connection.execute(
-            select(messages.c.provider_message_id).where(
-                messages.c.account_id == account_id, messages.c.provider_message_id.in_(ids)
-            )
-        )
+        rows = await connection.execute(_KNOWN_IDS, {"account": account_id, "ids": ids})
         known.update((account_id, row.provider_message_id) for row in rows)
     return known
 
@@ -143,29 +138,9 @@ def _later_of(current: Any, new: Any) -> Any:
     return case((new.is_(None), current), (current.is_(None), new), (new > current, new), else_=current)
 
 
-async def _upsert_identities(
-    connection: AsyncConnection, dialect: str, people: Mapping[tuple[str, str], _Person], now: datetime
-) -> dict[tuple[str, str], int]:
-    rows = []
-    for person in people.values():
-        viber = person.channel == Channel.VIBER.value
-        rows.append(
-            {
-                "account_id": person.account_id,
-                "channel": person.channel,
-                "external_id": person.external_id,
-                "display_name": person.name,
-                "avatar_url": person.avatar,
-                "phone": person.phone,
-                "first_inbound_at": person.first,
-                "last_inbound_at": person.last,
-                "last_received_at": now,
-                # a Viber user who writes is subscribed (channels.md 4.7)
-                "subscription": "subscribed" if viber else None,
-                "subscription_changed_at": person.last if viber else None,
-                "created_at": now,
-            }
-        )
+@cache
+def _identity_upsert(dialect: str) -> Any:
+    """The identities' multi-row upsert, built once per dialect (building it cost more CPU than running it)."""
     stmt = upsert(dialect, identities)
     new, c = stmt.excluded, identities.c
     stmt = stmt.on_conflict_do_update(
@@ -195,7 +170,33 @@ async def _upsert_identities(
             "subscription_changed_at": _later_of(c.subscription_changed_at, new.subscription_changed_at),
         },
     ).returning(identities.c.id, identities.c.account_id, identities.c.external_id)
-    result = await connection.execute(stmt, rows)
+    return stmt
+
+
+async def _upsert_identities(
+    connection: AsyncConnection, dialect: str, people: Mapping[tuple[str, str], _Person], now: datetime
+) -> dict[tuple[str, str], int]:
+    rows = []
+    for person in people.values():
+        viber = person.channel == Channel.VIBER.value
+        rows.append(
+            {
+                "account_id": person.account_id,
+                "channel": person.channel,
+                "external_id": person.external_id,
+                "display_name": person.name,
+                "avatar_url": person.avatar,
+                "phone": person.phone,
+                "first_inbound_at": person.first,
+                "last_inbound_at": person.last,
+                "last_received_at": now,
+                # a Viber user who writes is subscribed (channels.md 4.7)
+                "subscription": "subscribed" if viber else None,
+                "subscription_changed_at": person.last if viber else None,
+                "created_at": now,
+            }
+        )
+    result = await connection.execute(_identity_upsert(dialect), rows)
     return {(row.account_id, row.external_id): int(row.id) for row in result}
 
 
@@ -235,12 +236,7 @@ async def _open_conversations(
             }
         )
     if to_insert:
-        inserted = await connection.execute(
-            upsert(dialect, conversations)
-            .on_conflict_do_nothing(index_elements=["identity_id"], index_where=text("state != 'closed'"))
-            .returning(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id),
-            to_insert,
-        )
+        inserted = await connection.execute(_conversation_insert(dialect), to_insert)
         new_rows = inserted.all()
         for row in new_rows:
             found[int(row.identity_id)] = (int(row.id), str(row.queue_id))
@@ -256,12 +252,17 @@ async def _open_conversations(
     return found, opened
 
 
-async def _open_rows(connection: AsyncConnection, identity_ids: list[int]) -> dict[int, tuple[int, str]]:
-    rows = await connection.execute(
-        select(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id).where(
-            conversations.c.identity_id.in_(identity_ids), conversations.c.state != ConversationState.CLOSED.value
-        )
+@cache
+def _conversation_insert(dialect: str) -> Any:
+    return (
+        upsert(dialect, conversations)
+        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=text("state != 'closed'"))
+        .returning(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id)
     )
+
+
+async def _open_rows(connection: AsyncConnection, identity_ids: list[int]) -> dict[int, tuple[int, str]]:
+    rows = await connection.execute(_OPEN_ROWS, {"identities": identity_ids})
     return {int(row.identity_id): (int(row.id), str(row.queue_id)) for row in rows}
 
 
@@ -298,11 +299,31 @@ async def _insert_messages(
                 "delivery_state": DeliveryState.RECEIVED.value,
             }
         )
-    result = await connection.execute(
-        upsert(dialect, messages)
-        .on_conflict_do_nothing(index_elements=["account_id", "provider_message_id"])
-        .returning(messages.c.id, messages.c.account_id, messages.c.provider_message_id),
-        rows,
-    )
+    result = await connection.execute(_message_insert(dialect), rows)
     # a row missing here was stored by another process a moment ago: a duplicate, nothing to undo
     return {(row.account_id, row.provider_message_id): int(row.id) for row in result}
+
+
+@cache
+def _message_insert(dialect: str) -> Any:
+    return (
+        upsert(dialect, messages)
+        .on_conflict_do_nothing(index_elements=["account_id", "provider_message_id"])
+        .returning(messages.c.id, messages.c.account_id, messages.c.provider_message_id)
+    )
+
+
+# The group's other statements, built once with bound parameters (expanding ones for the id lists).
+_KNOWN_IDS = select(messages.c.provider_message_id).where(
+    messages.c.account_id == bindparam("account"),
+    messages.c.provider_message_id.in_(bindparam("ids", expanding=True)),
+)
+_OPEN_ROWS = select(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id).where(
+    conversations.c.identity_id.in_(bindparam("identities", expanding=True)),
+    conversations.c.state != ConversationState.CLOSED.value,
+)
+_TOUCH_CONVERSATIONS = (
+    update(conversations)
+    .where(conversations.c.id.in_(bindparam("touched", expanding=True)))
+    .values(last_message_at=bindparam("now", type_=conversations.c.last_message_at.type))
+)

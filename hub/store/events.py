@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
@@ -182,20 +182,18 @@ async def audiences(connection: AsyncConnection, conversation_ids: Sequence[int]
     found: dict[int, set[int]] = {i: set() for i in ids}
     if not ids:
         return {}
-    rows = await connection.execute(
-        select(participants.c.conversation_id, participants.c.agent_id).where(
-            participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None)
-        )
-    )
-    for r in rows:
+    for r in await connection.execute(_PARTICIPANTS, {"ids": ids}):
         found[int(r.conversation_id)].add(int(r.agent_id))
-    rows = await connection.execute(
-        select(conversations.c.id, conversations.c.offered_agent_id).where(
-            conversations.c.id.in_(ids),
-            conversations.c.state == ConversationState.OFFERED.value,
-            conversations.c.offered_agent_id.is_not(None),
-        )
-    )
-    for r in rows:
+    for r in await connection.execute(_OFFERED_TO, {"ids": ids}):
         found[int(r.id)].add(int(r.offered_agent_id))
     return {i: sorted(a) for i, a in found.items()}
+
+
+_PARTICIPANTS = select(participants.c.conversation_id, participants.c.agent_id).where(
+    participants.c.conversation_id.in_(bindparam("ids", expanding=True)), participants.c.left_at.is_(None)
+)
+_OFFERED_TO = select(conversations.c.id, conversations.c.offered_agent_id).where(
+    conversations.c.id.in_(bindparam("ids", expanding=True)),
+    conversations.c.state == ConversationState.OFFERED.value,
+    conversations.c.offered_agent_id.is_not(None),
+)

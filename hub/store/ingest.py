@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import and_, case, delete, func, literal, select, text, update
@@ -104,14 +105,21 @@ async def store_group(
             if i not in results:
                 results[i] = await _store_one(connection, store.dialect, delivery, accounts, now)
         touched_accounts = sorted({e.account_id for d in deliveries for e in d})
-        for account_id in touched_accounts:
-            stmt = upsert(store.dialect, account_health, {"account_id": account_id, "last_webhook_at": now})
+        if touched_accounts:
             await connection.execute(
-                stmt.on_conflict_do_update(index_elements=["account_id"], set_={"last_webhook_at": now})
+                _health_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
             )
         if journal is not None:
             await _record(connection, journal, [r for r in results.values() if isinstance(r, DeliveryOutcome)])
     return [results[i] for i in range(len(deliveries))]
+
+
+@cache
+def _health_stamp(dialect: str) -> Any:
+    stmt = upsert(dialect, account_health)
+    return stmt.on_conflict_do_update(
+        index_elements=["account_id"], set_={"last_webhook_at": stmt.excluded.last_webhook_at}
+    )
 
 
 async def _record(connection: AsyncConnection, journal: Journal, outcomes: list[DeliveryOutcome]) -> None:
