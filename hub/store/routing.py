@@ -372,14 +372,13 @@ async def _offer_batch(
         .distinct()
     )
     # look before taking the write lock: with nobody free there is nothing to offer, and on SQLite
-    # a write transaction would queue the webhooks' commits behind an empty one
+    # a write transaction would queue the webhooks' commits behind an empty one. The queues found here
+    # only narrow the search; the members are locked and their load counted again inside the transaction.
     async with store.read() as connection:
-        if not (await connection.execute(free_member.limit(1))).first():
-            return [], [], False
-    async with store.write() as connection:
         ready_queues = list((await connection.execute(free_member)).scalars())
-        if not ready_queues:
-            return [], [], False
+    if not ready_queues:
+        return [], [], False
+    async with store.write() as connection:
         query = (
             select(conversations.c.id, conversations.c.queue_id, conversations.c.version, conversations.c.waiting_since)
             .where(conversations.c.state == WAITING, conversations.c.queue_id.in_(ready_queues))
