@@ -54,8 +54,9 @@ class EventBus:
             self.publish(event)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[BusEvent]]:
-        queue: asyncio.Queue[BusEvent] = asyncio.Queue(self._queue_size)
+    async def subscribe(self, queue: asyncio.Queue[BusEvent] | None = None) -> AsyncIterator[asyncio.Queue[BusEvent]]:
+        """A queue of every event published from now on (``queue``, if the subscriber brings its own kind)."""
+        queue = queue if queue is not None else asyncio.Queue(self._queue_size)
         self._subscribers.add(queue)
         try:
             yield queue

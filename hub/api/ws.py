@@ -173,6 +173,23 @@ def envelope(event: LoggedEvent) -> dict[str, Any]:
     }
 
 
+class _Inbox(asyncio.Queue[BusEvent]):
+    """The notifier's bus subscription, counting the events in it that it has yet to log."""
+
+    unlogged = 0
+
+    def _put(self, item: BusEvent) -> None:
+        super()._put(item)
+        if _wanted(item):
+            self.unlogged += 1
+
+    def _get(self) -> BusEvent:
+        item: BusEvent = super()._get()
+        if _wanted(item):
+            self.unlogged -= 1
+        return item
+
+
 class Notifier:
     def __init__(self, app: web.Application) -> None:
         self._app = app
@@ -183,6 +200,8 @@ class Notifier:
         self._supervisors: set[_Client] = set()
         self._changed: dict[str, set[int]] = {}  # queue -> conversations whose waiting-list state changed
         self._changes = asyncio.Event()
+        self._inbox = _Inbox(10_000)
+        self._logging = 0  # events of the batch in hand that are not logged yet
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatched: deque[int] = deque(maxlen=20_000)
         self._dispatched_set: set[int] = set()
@@ -208,17 +227,20 @@ class Notifier:
     # ------------------------------------------------------------- intake
 
     async def _listen(self) -> None:
-        async with self._app[BUS].subscribe() as queue:
+        async with self._app[BUS].subscribe(self._inbox) as queue:
             while True:
                 batch = [await queue.get()]
                 while not queue.empty() and len(batch) < 500:
                     batch.append(queue.get_nowait())
+                self._logging = sum(1 for e in batch if _wanted(e))
                 try:
                     await self._take(batch)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # one bad batch must not stop the stream
                     logger.exception("could not log %d events for the consoles", len(batch))
+                finally:
+                    self._logging = 0
 
     async def _take(self, batch: list[BusEvent]) -> None:
         """Dispatch what the ingest already logged; log the rest first. In order, run by run."""
@@ -255,7 +277,9 @@ class Notifier:
         they are published, after the commit, so no console hears of a change that was rolled back.
         """
         positions = [i for i, e in enumerate(events) if _wanted(e)]
-        if not positions:
+        if not positions or self._inbox.unlogged or self._logging:
+            # Earlier events still wait to be logged here: numbering these first would put them before
+            # what happened before them. Published as they are, they are logged after those, in order.
             return events
         rows = await _rows(connection, [events[i] for i in positions])
         logged = await insert_events(connection, self._app[STORE].dialect, rows, now=self._app[CLOCK]())

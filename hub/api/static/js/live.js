@@ -5,6 +5,9 @@ const listeners = new Set();
 const statusListeners = new Set();
 let socket = null;
 let lastSeq = null;
+// Sequence numbers already handled. Several hub processes (or two writers in one) may commit numbers out of
+// order, so "at or below the highest seen" would drop an event that was merely late; a set does not.
+const seen = new Set();
 let attempt = 0;
 let stopped = true;
 let timer = null;
@@ -38,6 +41,7 @@ export function stop() {
   if (socket) socket.close(1000, "logout");
   socket = null;
   lastSeq = null;
+  seen.clear();
 }
 
 // Tests use these to lose the link as a bad network would, and to get it back.
@@ -103,8 +107,10 @@ function dispatch(event) {
   if (!event || typeof event !== "object") return;
   const seq = event.seq ?? event.sequence;
   if (typeof seq === "number") {
-    if (lastSeq !== null && seq <= lastSeq) return; // already seen (catch-up overlap)
-    lastSeq = seq;
+    if (seen.has(seq)) return; // already seen (catch-up overlap)
+    seen.add(seq);
+    if (seen.size > 5000) seen.delete(seen.values().next().value);
+    if (lastSeq === null || seq > lastSeq) lastSeq = seq;
   }
   const kind = event.kind || event.type || event.event || "";
   if (kind === "hello") {
