@@ -35,8 +35,9 @@ async def test_deactivating_an_owner_requeues_the_conversation_and_the_next_read
     root = await api.agent("root", role="admin", queues=())
     alice = await api.agent("alice")
     conversation_id = await accepted(api, alice)
-    bob = await api.agent("bob", ready=True)
+    # move the clock before anyone is ready: a sweep in flight would otherwise make the offer at the old time
     api.clock.advance(60)
+    bob = await api.agent("bob", ready=True)
     async with api.app[BUS].subscribe() as bus:
         await root.json("DELETE", f"/api/v1/agents/{alice.id}", status=204)
         published = drain(bus)
