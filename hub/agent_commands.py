@@ -3,7 +3,9 @@
 The password is read from standard input: a hidden prompt (asked twice) on a
 terminal, the first line otherwise (``printf '%s\\n' "$PW" | channelhub agents
 create ...``), so it never appears in the process list or shell history.
-This is how the first admin of an empty database is created.
+This is how the first admin of an empty database is created. ``--queue`` takes
+any queue that exists: one from the configuration file or one created through
+the admin API (the database).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from hub.model import Agent, Role
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import AgentExists, create_agent
+from hub.store.catalogue import load_queues
 
-__all__ = ["create", "read_password", "register"]
+__all__ = ["create", "known_queues", "read_password", "register", "unknown_queue_message"]
 
 MIN_PASSWORD = 8
 
@@ -56,6 +59,30 @@ def read_password(stdin: TextIO = sys.stdin) -> str:
     return password
 
 
+async def known_queues(settings: Settings) -> set[str]:
+    """Queue ids an agent may join: the configuration file's and the database's.
+
+    The file's queues reach the database only when the hub starts, and the API's
+    exist only there, so neither alone is the whole list."""
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+        async with store.read() as connection:
+            stored = await load_queues(connection)
+    finally:
+        await store.close()
+    return {q.id for q in settings.queues} | set(stored)
+
+
+def unknown_queue_message(wanted: list[str], known: set[str]) -> str | None:
+    """One line naming the unknown queues and listing the known ones, or None when all exist."""
+    unknown = list(dict.fromkeys(q for q in wanted if q not in known))
+    if not unknown:
+        return None
+    noun = "queue" if len(unknown) == 1 else "queues"
+    return f"unknown {noun} {', '.join(unknown)} (known: {', '.join(sorted(known)) or 'none'})"
+
+
 async def create(
     settings: Settings,
     *,
@@ -85,16 +112,14 @@ async def create(
 
 def _create(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    known = {q.id for q in settings.queues}
-    unknown = [q for q in args.queue if q not in known]
-    if unknown:
-        print(
-            f"channelhub: unknown queue {', '.join(unknown)} (configured: {', '.join(sorted(known))})", file=sys.stderr
-        )
-        return 2
     if args.capacity < 1:
         print("channelhub: --capacity must be at least 1", file=sys.stderr)
         return 2
+    if args.queue:
+        problem = unknown_queue_message(args.queue, asyncio.run(known_queues(settings)))
+        if problem is not None:
+            print(f"channelhub: {problem}", file=sys.stderr)
+            return 2
     try:
         password = read_password()
     except PasswordError as exc:

@@ -15,6 +15,7 @@ from string import Formatter
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
@@ -22,12 +23,14 @@ from hub.api.auth import agent_json, authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
+from hub.api.routing import ROUTER
 from hub.bus import BusEvent
 from hub.model import Agent, Queue, Role, Status
 from hub.passwords import hash_password
 from hub.store._crud import Conflict, Invalid
 from hub.store.admin import (
     AccountHealth,
+    AgentUpdate,
     QueueFigures,
     agent_loads,
     create_queue,
@@ -47,6 +50,7 @@ from hub.store.admin import (
     update_status,
 )
 from hub.store.agents import AgentExists, create_agent
+from hub.store.routing import Released, RoutingRefused
 
 __all__ = ["setup"]
 
@@ -72,6 +76,8 @@ URL_PLACEHOLDERS = frozenset(
 )
 #: the one non-secret credential that names each kind of account (page, number, bot)
 _ADDRESS_KEYS = ("page_id", "from_number", "phone_number_id", "name")
+#: a deactivation that meets a concurrent hand-off on one of the agent's conversations tries again
+_DEADLOCK_RETRIES = 3
 _ADMIN = (Role.ADMIN,)
 _SUPERVISION = (Role.SUPERVISOR, Role.ADMIN)
 
@@ -139,6 +145,40 @@ STATUS = schema(
         "required": ["id", "name"],
     },
 )
+DEACTIVATION = schema(
+    "AgentDeactivation",
+    {
+        "type": "object",
+        "description": "What a deactivation did, by conversation id. Repeating it finds nothing more to do.",
+        "properties": {
+            "tokens_revoked": {"type": "integer", "description": "sessions and bearer tokens ended"},
+            "offers_withdrawn": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "pending offers given back; offered to the next agent by the normal routing",
+            },
+            "requeued": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "conversations they owned alone, back in their queue's waiting list",
+            },
+            "handed_over": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"conversation": {"type": "integer"}, "owner": {"type": "integer"}},
+                },
+                "description": "conversations they owned with others; the longest-present participant owns them",
+            },
+            "left": {
+                "type": "array",
+                "items": {"type": "integer"},
+                "description": "conversations they were invited to",
+            },
+        },
+        "required": ["tokens_revoked", "offers_withdrawn", "requeued", "handed_over", "left"],
+    },
+)
 ADMIN_AGENT = schema(
     "AdminAgent",
     {
@@ -149,6 +189,7 @@ ADMIN_AGENT = schema(
                 "properties": {
                     "active": {"type": "boolean"},
                     "load": {"type": "integer", "description": "active conversations owned plus offers pending"},
+                    "deactivation": {**DEACTIVATION, "description": "only in the answer to a deactivating PUT"},
                 },
             },
         ]
@@ -599,8 +640,10 @@ async def agents_create(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/agents/{id}")
 @documented(
-    "Change an agent (admin): role, queues, capacity, display name, password reset, reactivation",
-    description="Nobody changes their own role or deactivates themselves (403 `own_account`).",
+    "Change an agent (admin): role, queues, capacity, display name, password reset, (de)activation",
+    description="Nobody changes their own role or deactivates themselves (403 `own_account`). "
+    "`active: false` deactivates as DELETE does, and the answer carries `deactivation`: what was given back, "
+    "by conversation id.",
     body=AGENT_INPUT,
     ok=(200, ADMIN_AGENT),
     errors=(400, 403, 404, 422),
@@ -616,39 +659,86 @@ async def agents_update(request: web.Request) -> web.Response:
             raise ApiError(403, "own_account", "nobody changes their own role")
         if fields.get("active") is False:
             raise ApiError(403, "own_account", "nobody deactivates themselves")
-    return await _apply_agent_change(request, agent_id, fields)
+    deactivating = fields.get("active") is False
+    body, updated = await _apply_agent_change(request, agent_id, fields, actor_id=caller.id)
+    if deactivating:
+        body["deactivation"] = _deactivation_json(updated)
+    return json_ok(body)
 
 
-async def _apply_agent_change(request: web.Request, agent_id: int, fields: dict[str, Any]) -> web.Response:
+async def _apply_agent_change(
+    request: web.Request, agent_id: int, fields: dict[str, Any], *, actor_id: int
+) -> tuple[dict[str, Any], AgentUpdate]:
+    """Apply the change, tell the consoles and the router, and return the agent's JSON."""
     queues = fields.pop("queues", None)
     if queues is not None:
         await _known_queues(request, queues)
     password = fields.pop("password", None)
     password_hash = await hash_password(password) if password is not None else None
     now: datetime = request.app[CLOCK]()
-    try:
-        updated = await update_agent(
-            request.app[STORE], agent_id, fields, now=now, queue_ids=queues, password_hash=password_hash
-        )
-    except Invalid as exc:
-        raise _invalid(exc) from None
+    for attempt in range(_DEADLOCK_RETRIES):
+        try:
+            updated = await update_agent(
+                request.app[STORE],
+                agent_id,
+                fields,
+                now=now,
+                queue_ids=queues,
+                password_hash=password_hash,
+                actor_id=actor_id,
+            )
+            break
+        except Invalid as exc:
+            raise _invalid(exc) from None
+        except (RoutingRefused, DBAPIError) as exc:
+            # a hand-off racing the deactivation on the same conversation; nothing was committed
+            if attempt + 1 == _DEADLOCK_RETRIES or not _lost_race(exc):
+                if isinstance(exc, RoutingRefused):
+                    raise ApiError(409, "conflict", "the agent's conversations changed meanwhile; try again") from None
+                raise
     if updated is None:
         raise ApiError(404, "not_found", f"no agent {agent_id}")
-    agent, active = updated
+    agent = updated.agent
+    bus = request.app[BUS]
     if queues is not None:
         for queue_id in queues:
             _publish_queue(request, queue_id, "members")
-    if fields.get("active") is False:
-        request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(agent)}))
+    if updated.released is not None:
+        bus.publish_all(updated.released.events)
+    if updated.went_offline or updated.deactivated:
+        bus.publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(agent)}))
+    if updated.released is not None and ROUTER in request.app:
+        await request.app[ROUTER].sweep()  # the next agent's offer exists when the admin gets the answer
     loads = await agent_loads(request.app[STORE])
-    return json_ok(_admin_agent_json(agent, active, loads.get(agent.id, 0)))
+    return _admin_agent_json(agent, updated.active, loads.get(agent.id, 0)), updated
+
+
+def _lost_race(exc: Exception) -> bool:
+    if isinstance(exc, RoutingRefused):
+        return exc.code == "conflict"
+    text = str(exc).lower()
+    return "deadlock" in text or "could not serialize" in text
+
+
+def _deactivation_json(updated: AgentUpdate) -> dict[str, Any]:
+    released = updated.released or Released()
+    return {
+        "tokens_revoked": updated.tokens_revoked,
+        "offers_withdrawn": released.offers_withdrawn,
+        "requeued": released.requeued,
+        "handed_over": [{"conversation": c, "owner": a} for c, a in released.handed_over],
+        "left": released.left,
+    }
 
 
 @routes.delete("/api/v1/agents/{id}")
 @documented(
     "Deactivate an agent (admin)",
-    description="The agent can no longer log in, their sessions and tokens are revoked and they go offline; "
-    'their history stays. `PUT {"active": true}` reactivates.',
+    description="In one transaction: the agent can no longer log in, their sessions and tokens are revoked and "
+    "they go offline; their pending offers go back to waiting; each conversation they own passes to the "
+    "longest-present other participant, or back to its queue's waiting list when they were alone; they leave "
+    "conversations they were invited to. Their history stays. Repeating it changes nothing. "
+    "PUT with `active: false` does the same and says what it gave back; `active: true` reactivates.",
     ok=(204, None),
     errors=(403, 404),
     tag="admin",
@@ -659,7 +749,7 @@ async def agents_deactivate(request: web.Request) -> web.Response:
     agent_id = path_id(request)
     if agent_id == caller.id:
         raise ApiError(403, "own_account", "nobody deactivates themselves")
-    await _apply_agent_change(request, agent_id, {"active": False})
+    await _apply_agent_change(request, agent_id, {"active": False}, actor_id=caller.id)
     return json_ok(None, status=204)
 
 

@@ -22,6 +22,7 @@ from hub.store._crud import Conflict, Invalid
 from hub.store._db import Store
 from hub.store.agents import load_agent
 from hub.store.catalogue import load_queue, load_queues
+from hub.store.routing import Released, release_agent
 from hub.store.tables import (
     UTCDateTime,
     account_health,
@@ -35,6 +36,7 @@ from hub.store.tables import (
 
 __all__ = [
     "AccountHealth",
+    "AgentUpdate",
     "QueueFigures",
     "agent_loads",
     "create_queue",
@@ -72,6 +74,18 @@ class QueueFigures:
     busy: int = 0
     paused: int = 0
     offline: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentUpdate:
+    """An agent after ``update_agent``, and what a deactivation did on the way."""
+
+    agent: Agent
+    active: bool
+    deactivated: bool = False  # this change made an active agent inactive
+    went_offline: bool = False
+    tokens_revoked: int = 0
+    released: Released | None = None  # their work given back (deactivation only)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -358,18 +372,30 @@ async def update_agent(
     now: datetime,
     queue_ids: Collection[str] | None = None,
     password_hash: str | None = None,
-) -> tuple[Agent, bool] | None:
-    """Change an agent's profile; a new password or a deactivation also revokes every live token
-    (and a deactivated agent goes offline, so routing stops offering to them)."""
+    actor_id: int | None = None,
+) -> AgentUpdate | None:
+    """Change an agent's profile, in one transaction.
+
+    A new password revokes every live token. A deactivation (``active: False``)
+    also sets them offline and gives back their work (``hub.store.routing.release_agent``):
+    all of it commits together or not at all, so no conversation is left with an
+    owner who can no longer log in. Deactivating an inactive agent again changes
+    nothing (it only releases what an older hub may have left behind)."""
     values = dict(fields)
+    deactivating = values.get("active") is False
     if password_hash is not None:
         values["password_hash"] = password_hash
-    if values.get("active") is False:
-        values.update(presence=Presence.OFFLINE.value, presence_since=now, pause_reason=None, pause_paid=None)
     async with store.write() as connection:
-        exists = (await connection.execute(select(agents.c.id).where(agents.c.id == agent_id))).first()
-        if exists is None:
+        # lock the agent first: the sweeper, take and transfers check this row, so nothing new
+        # reaches them once it is inactive
+        query = select(agents.c.active, agents.c.presence).where(agents.c.id == agent_id)
+        if store.dialect == "postgresql":
+            query = query.with_for_update()
+        before = (await connection.execute(query)).first()
+        if before is None:
             return None
+        if deactivating and before.presence != Presence.OFFLINE.value:
+            values.update(presence=Presence.OFFLINE.value, presence_since=now, pause_reason=None, pause_paid=None)
         if queue_ids is not None:
             wanted = sorted(set(queue_ids))
             known = set((await connection.execute(select(queues.c.id).where(queues.c.id.in_(wanted)))).scalars())
@@ -381,16 +407,30 @@ async def update_agent(
                 await connection.execute(agent_queues.insert(), [{"agent_id": agent_id, "queue_id": q} for q in wanted])
         if values:
             await connection.execute(update(agents).where(agents.c.id == agent_id).values(**values))
-        if password_hash is not None or values.get("active") is False:
-            await connection.execute(
+        revoked = 0
+        if password_hash is not None or deactivating:
+            result = await connection.execute(
                 update(auth_tokens)
                 .where(auth_tokens.c.agent_id == agent_id, auth_tokens.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+            revoked = int(result.rowcount)
+        released = (
+            await release_agent(connection, store.dialect, agent_id, now=now, actor_id=actor_id)
+            if deactivating
+            else None
+        )
         agent = await load_agent(connection, agent_id)
         active = (await connection.execute(select(agents.c.active).where(agents.c.id == agent_id))).scalar_one()
     assert agent is not None
-    return agent, bool(active)
+    return AgentUpdate(
+        agent=agent,
+        active=bool(active),
+        deactivated=deactivating and bool(before.active),
+        went_offline=deactivating and before.presence != Presence.OFFLINE.value,
+        tokens_revoked=revoked,
+        released=released,
+    )
 
 
 # ---------------------------------------------------------- account health

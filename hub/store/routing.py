@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,7 +25,7 @@ from hub.bus import BusEvent
 from hub.model import Conversation, ConversationState, EventKind, Presence, Queue
 from hub.routing import Candidate, choose_agent, close_refusal, offer_deadline
 from hub.store._db import Store, upsert
-from hub.store.agents import load_agent, set_presence
+from hub.store.agents import set_presence
 from hub.store.catalogue import load_queue
 from hub.store.conversations import load_conversation, load_participants
 from hub.store.events import Journal, journal_events
@@ -33,6 +33,7 @@ from hub.store.tables import agent_queues, agents, conversations, participants, 
 
 __all__ = [
     "Change",
+    "Released",
     "RoutingRefused",
     "SweepResult",
     "accept_offer",
@@ -42,6 +43,7 @@ __all__ = [
     "invite",
     "leave",
     "reject_offer",
+    "release_agent",
     "set_important",
     "sweep",
     "take",
@@ -78,6 +80,17 @@ class RoutingRefused(Exception):
 @dataclass(slots=True)
 class Change:
     conversation: Conversation
+    events: list[BusEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Released:
+    """What ``release_agent`` gave back, by conversation id, and the bus events to publish."""
+
+    offers_withdrawn: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    handed_over: list[tuple[int, int]] = field(default_factory=list)  # (conversation, new owner)
+    left: list[int] = field(default_factory=list)  # conversations they were invited to
     events: list[BusEvent] = field(default_factory=list)
 
 
@@ -237,6 +250,15 @@ async def _guarded_update(
     )
     if result.rowcount != 1:
         raise RoutingRefused("conflict", "conflict", "the conversation changed meanwhile; reload it")
+
+
+async def _is_active(connection: AsyncConnection, dialect: str, agent_id: int) -> bool:
+    """Whether the agent exists and is active. On PostgreSQL the row is share-locked, so a
+    deactivation committing meanwhile (it updates that row) is waited for and seen."""
+    query = select(agents.c.active).where(agents.c.id == agent_id)
+    if dialect == "postgresql":
+        query = query.with_for_update(read=True)
+    return bool((await connection.execute(query)).scalar_one_or_none())
 
 
 async def _version(connection: AsyncConnection, conversation_id: int) -> int:
@@ -604,6 +626,8 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
                 raise RoutingRefused(
                     "forbidden", "not_a_member", f"you are not a member of queue {conversation.queue_id}"
                 )
+        if not await _is_active(connection, store.dialect, agent_id):
+            raise RoutingRefused("forbidden", "agent_inactive", "your account has been deactivated")
         result = await connection.execute(
             update(conversations)
             .where(conversations.c.id == conversation_id, conversations.c.state.in_((WAITING, OFFERED)))
@@ -687,11 +711,7 @@ async def transfer_to_agent(
     async with store.write() as connection:
         conversation = await _current(connection, conversation_id, store.dialect)
         _require_open(conversation)
-        target = await load_agent(connection, target_id)
-        if (
-            target is None
-            or not (await connection.execute(select(agents.c.active).where(agents.c.id == target_id))).scalar_one()
-        ):
+        if not await _is_active(connection, store.dialect, target_id):
             raise RoutingRefused("invalid", "unknown_agent", f"no active agent {target_id}")
         if target_id == actor_id:
             raise RoutingRefused("invalid", "transfer_to_self", "you cannot transfer a conversation to yourself")
@@ -809,8 +829,7 @@ async def invite(
                 raise RoutingRefused("conflict", "nobody_available", f"no ready member of {queue_id!r} is free")
             agent_id = choice.agent_id
         assert agent_id is not None
-        exists = (await connection.execute(select(agents.c.id).where(agents.c.id == agent_id, agents.c.active))).first()
-        if exists is None:
+        if not await _is_active(connection, store.dialect, agent_id):
             raise RoutingRefused("invalid", "unknown_agent", f"no active agent {agent_id}")
         if agent_id in present:
             raise RoutingRefused("conflict", "already_participant", "that agent is already in the conversation")
@@ -880,3 +899,186 @@ async def set_important(
             await _reload(connection, conversation_id),
             [_updated(conversation_id, "important", audience, agent_id=actor_id, important=value)],
         )
+
+
+# ------------------------------------------------------------- deactivation
+
+
+async def release_agent(
+    connection: AsyncConnection, dialect: str, agent_id: int, *, now: datetime, actor_id: int | None = None
+) -> Released:
+    """Give back everything an agent holds, inside the caller's transaction (deactivation).
+
+    Open offers go back to waiting (time in queue keeps running, as when an agent
+    pauses); a conversation they own passes to the longest-present other active
+    participant, or, when they were alone, back to its queue's waiting list as a new
+    waiting period (as a transfer to the queue); conversations they were invited to
+    they leave. Each writes the timeline event and returns the bus events of the
+    matching hand-off, with ``reason: "deactivated"`` (and ``by``: the admin).
+
+    The caller has already made the agent inactive in this transaction, so no sweep
+    offers them anything meanwhile; an agent holding nothing is not an error, which
+    makes a repeated deactivation change nothing."""
+    released = Released()
+    held = await _held_by(connection, dialect, agent_id)
+    why: dict[str, Any] = {"reason": "deactivated"} | ({"by": actor_id} if actor_id is not None else {})
+    for conversation_id in held:
+        conversation = await _reload(connection, conversation_id)
+        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id == agent_id:
+            await _withdraw_for_deactivation(connection, conversation, agent_id, now, why, released)
+            continue
+        present = await load_participants(connection, conversation_id)
+        owns = conversation.owner_agent_id == agent_id or present.get(agent_id) == OWNER
+        if owns and conversation.state is ConversationState.ACTIVE:
+            heir = await _heir(connection, conversation_id, agent_id)
+            if heir is None:
+                await _requeue_for_deactivation(connection, conversation, agent_id, now, why, released)
+            else:
+                await _hand_over_for_deactivation(connection, conversation, agent_id, heir, now, why, released)
+        elif agent_id in present:
+            audience = await _audience(connection, conversation_id)
+            await _mark_left(connection, conversation_id, agent_id, now)
+            await _timeline(connection, conversation_id, EventKind.LEFT, now, agent_id, why)
+            released.left.append(conversation_id)
+            released.events.append(_updated(conversation_id, "left", audience, agent_id=agent_id, **why))
+    return released
+
+
+async def _held_by(connection: AsyncConnection, dialect: str, agent_id: int) -> list[int]:
+    """Open conversations offered to, owned by or shared with the agent, locked in id order.
+
+    Three indexed lookups rather than one OR over the whole table (as the agents'
+    conversation list does); on PostgreSQL the rows are then locked ``FOR UPDATE``."""
+    c = conversations.c
+    found = union_all(
+        select(c.id).where(c.state == OFFERED, c.offered_agent_id == agent_id),
+        select(c.id).where(c.owner_agent_id == agent_id, c.state == ACTIVE),
+        select(participants.c.conversation_id).where(
+            participants.c.agent_id == agent_id, participants.c.left_at.is_(None)
+        ),
+    )
+    ids = sorted({int(i) for i in (await connection.execute(found)).scalars()})
+    if not ids:
+        return []
+    lock = select(c.id).where(c.id.in_(ids), c.state != CLOSED).order_by(c.id)
+    if dialect == "postgresql":
+        lock = lock.with_for_update()
+    return [int(i) for i in (await connection.execute(lock)).scalars()]
+
+
+async def _mark_left(connection: AsyncConnection, conversation_id: int, agent_id: int, now: datetime) -> None:
+    await connection.execute(
+        update(participants)
+        .where(
+            participants.c.conversation_id == conversation_id,
+            participants.c.agent_id == agent_id,
+            participants.c.left_at.is_(None),
+        )
+        .values(left_at=now)
+    )
+
+
+async def _heir(connection: AsyncConnection, conversation_id: int, leaving: int) -> int | None:
+    """The longest-present other participant who is still active (as ``leave`` picks)."""
+    found = (
+        await connection.execute(
+            select(participants.c.agent_id)
+            .join(agents, agents.c.id == participants.c.agent_id)
+            .where(
+                participants.c.conversation_id == conversation_id,
+                participants.c.left_at.is_(None),
+                participants.c.agent_id != leaving,
+                agents.c.active,
+            )
+            .order_by(participants.c.joined_at, participants.c.agent_id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+async def _withdraw_for_deactivation(
+    connection: AsyncConnection,
+    conversation: Conversation,
+    agent_id: int,
+    now: datetime,
+    why: dict[str, Any],
+    released: Released,
+) -> None:
+    await _guarded_update(
+        connection,
+        conversation,
+        await _version(connection, conversation.id),
+        {"state": WAITING, "offered_agent_id": None, "offered_at": None, "offer_deadline": None},
+        OFFERED,
+    )
+    await _timeline(connection, conversation.id, EventKind.OFFER_WITHDRAWN, now, agent_id, why)
+    released.offers_withdrawn.append(conversation.id)
+    released.events.append(_withdrawn(conversation.id, agent_id, "deactivated"))
+    released.events.append(_queue_event(conversation.id, conversation.queue_id, waiting=True))
+
+
+async def _hand_over_for_deactivation(
+    connection: AsyncConnection,
+    conversation: Conversation,
+    agent_id: int,
+    heir: int,
+    now: datetime,
+    why: dict[str, Any],
+    released: Released,
+) -> None:
+    """As ``leave`` by the owner: the heir becomes the owner, nobody else notices."""
+    audience = await _audience(connection, conversation.id)
+    await _mark_left(connection, conversation.id, agent_id, now)
+    await connection.execute(
+        update(participants)
+        .where(participants.c.conversation_id == conversation.id, participants.c.agent_id == heir)
+        .values(role=OWNER)
+    )
+    await _guarded_update(
+        connection, conversation, await _version(connection, conversation.id), {"owner_agent_id": heir}, ACTIVE
+    )
+    await _timeline(connection, conversation.id, EventKind.LEFT, now, agent_id, {**why, "owner": heir})
+    released.handed_over.append((conversation.id, heir))
+    released.events.append(_updated(conversation.id, "left", audience, agent_id=agent_id, owner=heir, **why))
+
+
+async def _requeue_for_deactivation(
+    connection: AsyncConnection,
+    conversation: Conversation,
+    agent_id: int,
+    now: datetime,
+    why: dict[str, Any],
+    released: Released,
+) -> None:
+    """As a transfer to the conversation's own queue: every part ends, a new waiting period starts."""
+    queue_id = conversation.queue_id
+    audience = await _audience(connection, conversation.id)
+    await _leave_all(connection, conversation.id, now)
+    await _guarded_update(
+        connection,
+        conversation,
+        await _version(connection, conversation.id),
+        {
+            "state": WAITING,
+            "waiting_since": now,
+            "owner_agent_id": None,
+            "offered_agent_id": None,
+            "offered_at": None,
+            "offer_deadline": None,
+        },
+        ACTIVE,
+    )
+    await _timeline(
+        connection,
+        conversation.id,
+        EventKind.TRANSFERRED,
+        now,
+        agent_id,
+        {"to_queue": queue_id, "from_queue": queue_id, **why},
+    )
+    released.requeued.append(conversation.id)
+    released.events.append(
+        _updated(conversation.id, "transferred", audience, agent_id=agent_id, to_queue=queue_id, **why)
+    )
+    released.events.append(_queue_event(conversation.id, queue_id, waiting=True))

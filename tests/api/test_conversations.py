@@ -91,9 +91,11 @@ async def test_taking_a_conversation_offered_to_a_colleague_withdraws_their_offe
 
 async def test_transfer_to_a_queue_ends_the_agents_part_and_offers_it_there(api: Api) -> None:
     alice = await api.agent("alice", queues=("support", "sales"))
-    sam = await api.agent("sam", queues=("sales",), ready=True)
     conversation_id = await accepted(api, alice)
+    # move the clock before sam is ready: the sweep his readiness starts in the background could otherwise
+    # offer at the old time, and the handler's sweep would then find that offer overdue
     api.clock.advance(60)
+    sam = await api.agent("sam", queues=("sales",), ready=True)
     view = await alice.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "sales"})
     assert view["queue"] == "sales"
     assert view["state"] == "offered"

@@ -8,6 +8,11 @@ the test's own loop, beside Playwright's async API; nothing is shared with the h
 Chromium: ``/usr/bin/chromium`` (``apt-get install chromium``; never a browser
 downloaded by Playwright). The tests skip when it is missing, unless
 ``CHANNELHUB_REQUIRE_BROWSER=1`` (CI), where they fail.
+
+Screenshots: every run takes them (so a screen that fails to render still
+fails the test), into a temporary directory; ``CHANNELHUB_UPDATE_SCREENSHOTS=1``
+writes them into docs/screenshots instead, for a commit that refreshes the
+pictures the README shows. A plain ``make test`` leaves the working tree clean.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import pytest
 
 CHROMIUM = os.environ.get("CHANNELHUB_CHROMIUM", "/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("CHANNELHUB_REQUIRE_BROWSER") == "1"
+UPDATE_SCREENSHOTS = os.environ.get("CHANNELHUB_UPDATE_SCREENSHOTS") == "1"
 LAUNCH_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -293,6 +299,8 @@ async def browser() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def screenshots() -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS
+def screenshots(tmp_path: Path) -> Path:
+    """Where the tests save their screenshots: docs/screenshots only when asked."""
+    target = SCREENSHOTS if UPDATE_SCREENSHOTS else tmp_path / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target

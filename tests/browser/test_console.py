@@ -1,7 +1,9 @@
 """The console in a real browser against a real hub and the provider emulators.
 
 Each test follows what agents and admins do, and takes the screenshots of the
-main screens into docs/screenshots (committed; the README shows one).
+main screens; with ``CHANNELHUB_UPDATE_SCREENSHOTS=1`` they go into
+docs/screenshots (committed; the README shows one), otherwise into a temporary
+directory.
 """
 
 from __future__ import annotations

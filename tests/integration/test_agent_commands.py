@@ -1,4 +1,5 @@
-"""``channelhub agents create``: the password comes from standard input, never the command line."""
+"""``channelhub agents create``: the password comes from standard input, never the command line;
+``--queue`` takes a queue from the configuration file or the database."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hub.model import Role
+from hub.model import Queue, Role
 from hub.passwords import verify_password
 from hub.settings import Settings
 from hub.store import Store
+from hub.store.admin import create_queue
 from hub.store.agents import find_agent_by_login
 from tests.conftest import BASE_CONFIG
 
@@ -65,3 +67,30 @@ def test_agents_create_refuses_a_short_password_or_an_unknown_queue(tmp_path: Pa
     unknown = run_cli(config, sqlite_url, "bob", "--role", "agent", "--queue", "nowhere", stdin="long enough\n")
     assert unknown.returncode == 2
     assert "unknown queue nowhere" in unknown.stderr
+
+
+async def test_agents_create_accepts_a_queue_created_through_the_api(tmp_path: Path, database_url: str) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    store = Store(database_url)
+    try:
+        await store.migrate()
+        await create_queue(store, Queue(id="vip", name="VIP", number=300, offer_timeout=30))
+    finally:
+        await store.close()
+    done = run_cli(
+        config, database_url, "vera", "--role", "agent", "--queue", "vip", "--queue", "support", stdin="long enough\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "created agent vera" in done.stdout
+    store = Store(database_url)
+    try:
+        found = await find_agent_by_login(store, "vera")
+    finally:
+        await store.close()
+    assert found is not None
+    assert found[0].queues == ("support", "vip")
+    unknown = run_cli(config, database_url, "otto", "--role", "agent", "--queue", "nowhere", stdin="long enough\n")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == ["channelhub: unknown queue nowhere (known: sales, support, vip)"]
+    assert "long enough" not in unknown.stdout + unknown.stderr

@@ -620,7 +620,8 @@ function eventEl(e) {
     ticket: data.ticket_id ?? data.ticket ?? "",
   };
   if (kind === "invited") values.target = agentName(data.agent_id ?? data.invited ?? data.to_agent ?? data.agent) || (data.queue_id || data.queue ? `a member of ${queueOf({ queue: data.queue_id ?? data.queue }).name}` : "");
-  const line = template.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? "").replace(/\s+/g, " ").trim();
+  let line = template.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? "").replace(/\s+/g, " ").trim();
+  if (data.reason === "deactivated") line += " (account deactivated)";
   const li = h("li", { class: `event event-${kind}` }, h("span", {}, line), h("time", { datetime: e.created_at || "" }, clock(e.created_at)));
   return li;
 }
