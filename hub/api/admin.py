@@ -707,6 +707,8 @@ async def _apply_agent_change(
         bus.publish_all(updated.released.events)
     if updated.went_offline or updated.deactivated:
         bus.publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(agent)}))
+    if updated.deactivated:  # the consoles the agent still has open are closed (hub.api.ws)
+        bus.publish(BusEvent(kind="agent.deactivated", agent_id=agent.id, data={"agent_id": agent.id}))
     if updated.released is not None and ROUTER in request.app:
         await request.app[ROUTER].sweep()  # the next agent's offer exists when the admin gets the answer
     loads = await agent_loads(request.app[STORE])

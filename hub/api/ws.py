@@ -63,11 +63,12 @@ RETENTION = timedelta(hours=24)
 @dataclass(eq=False)
 class _Client:
     agent: Agent
-    # logged events, or the text of a waiting-list update (not logged: a snapshot, sent again on reconnect)
-    queue: asyncio.Queue[LoggedEvent | str] = field(default_factory=lambda: asyncio.Queue(10_000))
+    # logged events, the text of a waiting-list update (not logged: a snapshot, sent again on reconnect),
+    # or None: close this console (its agent was deactivated)
+    queue: asyncio.Queue[LoggedEvent | str | None] = field(default_factory=lambda: asyncio.Queue(10_000))
     overflowed: bool = False
 
-    def offer(self, item: LoggedEvent | str) -> None:
+    def offer(self, item: LoggedEvent | str | None) -> None:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -320,6 +321,8 @@ class Notifier:
             self._floor = max(self._floor, event.seq)
             for client in self._recipients(event):
                 client.offer(event)
+                if event.kind == "agent.deactivated" and client.agent.id == event.agent_id:
+                    client.offer(None)
             queue_id = waiting_list_of(event)
             if queue_id is not None:
                 self._changed.setdefault(queue_id, set()).add(event.conversation_id or 0)
@@ -473,6 +476,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 if client.overflowed:
                     await ws.send_json({"seq": None, "kind": "resync", "data": {"reason": "too slow; reload"}})
                     client.overflowed = False
+                if item is None:
+                    await ws.close(code=4001, message=b"agent deactivated")
+                    return
                 if isinstance(item, str):
                     await ws.send_str(item)
                 elif item.seq > last:
@@ -500,7 +506,8 @@ document(
     description="Authenticate with the session cookie or ?token=<bearer>. Every event has a sequence number; "
     "reconnect with ?since=<last seq> to receive what was missed. Kinds: offer, offer.withdrawn, "
     "conversation.updated (to its participants), message.created, message.delivery, agent.presence, "
-    "queue.changed; queue.waiting (a queue's waiting list: count, oldest_waiting_since and the conversations "
+    "queue.changed, agent.deactivated (then the socket closes with code 4001); "
+    "queue.waiting (a queue's waiting list: count, oldest_waiting_since and the conversations "
     "that changed, at most every routing.waiting_update_seconds per queue and once on connect; no seq); "
     "plus hello and resync.",
     query={"token": {"type": "string"}, "since": {"type": "integer"}},

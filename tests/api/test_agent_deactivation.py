@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
+
+from aiohttp import WSMsgType
 
 from hub.api.keys import BUS
 from hub.bus import BusEvent
@@ -186,3 +189,20 @@ async def test_a_take_racing_the_deactivation_never_leaves_an_inactive_owner(api
         assert view["owner"] is None
         assert view["state"] == "waiting"
         assert view["participants"] == []
+
+
+async def test_the_consoles_a_deactivated_agent_has_open_are_closed(api: Api) -> None:
+    root = await api.agent("root", role="admin", queues=())
+    alice = await api.agent("alice")
+    ws = await api.client.ws_connect(f"/api/v1/ws?token={alice.token}")
+    assert (await ws.receive_json(timeout=10))["kind"] == "hello"
+    await root.json("DELETE", f"/api/v1/agents/{alice.id}", status=204)
+    kinds = []
+    while True:
+        message = await ws.receive(timeout=10)
+        if message.type != WSMsgType.TEXT:
+            break
+        kinds.append(json.loads(message.data)["kind"])
+    assert "agent.deactivated" in kinds
+    assert (message.type, message.data) == (WSMsgType.CLOSE, 4001)
+    await ws.close()
