@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, union_all, update
+from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -468,6 +468,7 @@ async def _offer_batch(
                 state[int(agent_id)][2] += int(count)
         queues = {q: await _queue(connection, q) for q in queue_ids}
         made: list[tuple[int, int]] = []
+        offers: list[dict[str, Any]] = []
         events: list[BusEvent] = []
         for w in waiting:
             candidates = [
@@ -485,24 +486,12 @@ async def _offer_batch(
             if choice is None:
                 continue
             deadline = offer_deadline(now, queues[w.queue_id])
-            changed = await connection.execute(
-                update(conversations)
-                .where(
-                    conversations.c.id == w.id, conversations.c.state == WAITING, conversations.c.version == w.version
-                )
-                .values(
-                    state=OFFERED,
-                    offered_agent_id=choice.agent_id,
-                    offered_at=now,
-                    offer_deadline=deadline,
-                    version=conversations.c.version + 1,
-                )
-            )
-            if changed.rowcount != 1:
-                continue
             state[choice.agent_id][2] += 1
             state[choice.agent_id][0] = now
             made.append((int(w.id), choice.agent_id))
+            offers.append(
+                {"c_id": int(w.id), "c_version": w.version, "c_agent": choice.agent_id, "c_deadline": deadline}
+            )
             events.append(
                 BusEvent(
                     kind="offer",
@@ -514,6 +503,11 @@ async def _offer_batch(
             )
             events.append(_queue_event(int(w.id), w.queue_id, waiting=False))
         if made:
+            # one statement for all the offers: the rows are ours (SQLite's write lock; FOR UPDATE on
+            # PostgreSQL), so each update matches; if one did not, the whole batch rolls back
+            changed = await connection.execute(_OFFER, [{**o, "c_now": now} for o in offers])
+            if changed.rowcount not in (-1, len(offers)):
+                raise RuntimeError(f"an offer batch matched {changed.rowcount} of {len(offers)} conversations")
             await connection.execute(
                 timeline_events.insert(),
                 [
@@ -527,10 +521,31 @@ async def _offer_batch(
                     for c, a in made
                 ],
             )
-            for agent_id in sorted({a for _, a in made}):
-                await connection.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=now))
+            await connection.execute(_IDLE_SINCE, {"agents": sorted({a for _, a in made}), "now": now})
         events = await journal_events(connection, journal, events)
         return made, events, len(waiting) == batch
+
+
+_OFFER = (
+    update(conversations)
+    .where(
+        conversations.c.id == bindparam("c_id"),
+        conversations.c.state == WAITING,
+        conversations.c.version == bindparam("c_version"),
+    )
+    .values(
+        state=OFFERED,
+        offered_agent_id=bindparam("c_agent"),
+        offered_at=bindparam("c_now", type_=conversations.c.offered_at.type),
+        offer_deadline=bindparam("c_deadline", type_=conversations.c.offer_deadline.type),
+        version=conversations.c.version + 1,
+    )
+)
+_IDLE_SINCE = (
+    update(agents)
+    .where(agents.c.id.in_(bindparam("agents", expanding=True)))
+    .values(idle_since=bindparam("now", type_=agents.c.idle_since.type))
+)
 
 
 async def withdraw_offers(store: Store, agent_id: int, *, now: datetime) -> list[BusEvent]:

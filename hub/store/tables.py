@@ -243,6 +243,7 @@ conversations = Table(
     Index("ix_conversations_waiting", "queue_id", "state", "waiting_since"),
     Index("ix_conversations_offer_deadline", "state", "offer_deadline"),
     Index("ix_conversations_owner", "owner_agent_id", "state"),
+    Index("ix_conversations_offered", "offered_agent_id", "state"),  # an agent's load, counted on every sweep
     Index("ix_conversations_identity_opened", "identity_id", "opened_at"),
     Index("ix_conversations_state_id", "state", "id"),
 )

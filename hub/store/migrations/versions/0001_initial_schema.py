@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 19:45:09.775938
+Create Date: 2026-11-29 22:15:25.882003
 """
 
 from collections.abc import Sequence
@@ -235,6 +235,7 @@ def upgrade() -> None:
     with op.batch_alter_table('conversations', schema=None) as batch_op:
         batch_op.create_index('ix_conversations_identity_opened', ['identity_id', 'opened_at'], unique=False)
         batch_op.create_index('ix_conversations_offer_deadline', ['state', 'offer_deadline'], unique=False)
+        batch_op.create_index('ix_conversations_offered', ['offered_agent_id', 'state'], unique=False)
         batch_op.create_index('ix_conversations_owner', ['owner_agent_id', 'state'], unique=False)
         batch_op.create_index('ix_conversations_state_id', ['state', 'id'], unique=False)
         batch_op.create_index('ix_conversations_waiting', ['queue_id', 'state', 'waiting_since'], unique=False)
@@ -359,6 +360,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_conversations_waiting')
         batch_op.drop_index('ix_conversations_state_id')
         batch_op.drop_index('ix_conversations_owner')
+        batch_op.drop_index('ix_conversations_offered')
         batch_op.drop_index('ix_conversations_offer_deadline')
         batch_op.drop_index('ix_conversations_identity_opened')
 
