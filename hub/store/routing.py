@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
 from hub.model import Conversation, ConversationState, EventKind, Presence, Queue
-from hub.routing import Candidate, choose_agent, close_refusal, offer_deadline
+from hub.routing import BatchChooser, Candidate, choose_agent, close_refusal, offer_deadline
 from hub.store._db import Store, upsert
 from hub.store.agents import set_presence
 from hub.store.catalogue import load_queue
@@ -470,33 +470,20 @@ async def _offer_batch(
         made: list[tuple[int, int]] = []
         offers: list[dict[str, Any]] = []
         events: list[BusEvent] = []
+        chooser = BatchChooser(by_queue, {a: (v[0], v[1], v[2]) for a, v in state.items()})
         for w in waiting:
-            candidates = [
-                Candidate(
-                    agent_id=a,
-                    idle_since=state[a][0],
-                    capacity=state[a][1],
-                    load=state[a][2],
-                    refused=a in refused[int(w.id)],
-                )
-                for a in by_queue.get(w.queue_id, [])
-                if a in state
-            ]
-            choice = choose_agent(candidates)
-            if choice is None:
+            chosen = chooser.choose(w.queue_id, refused[int(w.id)])
+            if chosen is None:
                 continue
             deadline = offer_deadline(now, queues[w.queue_id])
-            state[choice.agent_id][2] += 1
-            state[choice.agent_id][0] = now
-            made.append((int(w.id), choice.agent_id))
-            offers.append(
-                {"c_id": int(w.id), "c_version": w.version, "c_agent": choice.agent_id, "c_deadline": deadline}
-            )
+            chooser.offered(chosen, now)
+            made.append((int(w.id), chosen))
+            offers.append({"c_id": int(w.id), "c_version": w.version, "c_agent": chosen, "c_deadline": deadline})
             events.append(
                 BusEvent(
                     kind="offer",
                     conversation_id=int(w.id),
-                    agent_id=choice.agent_id,
+                    agent_id=chosen,
                     queue_id=w.queue_id,
                     data={"deadline": deadline.isoformat()},
                 )

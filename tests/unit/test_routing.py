@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.model import Queue
-from hub.routing import Candidate, choose_agent, close_refusal, offer_deadline, open_url
+from hub.routing import BatchChooser, Candidate, choose_agent, close_refusal, offer_deadline, open_url
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 QUEUE = Queue(id="support", name="Support", number=100, offer_timeout=30, statuses=("resolved",))
@@ -74,3 +78,77 @@ def test_open_url_fills_and_quotes_placeholders() -> None:
     queue = Queue(id="q", name="Q", number=1, offer_timeout=5, url_template="https://crm/x?p={external_id}&n={nope}")
     assert open_url(queue, {"external_id": "+420 600"}) == "https://crm/x?p=%2B420%20600&n="
     assert open_url(QUEUE, {}) is None
+
+
+# ------------------------------------------------------------ a batch of offers
+
+
+def _reference(
+    members: dict[str, list[int]],
+    agents: dict[int, tuple[datetime, int, int]],
+    waiting: list[tuple[str, frozenset[int]]],
+    now: datetime,
+) -> list[int | None]:
+    """choose_agent, one conversation after another, each offer counted before the next."""
+    state = {a: list(v) for a, v in agents.items()}
+    chosen: list[int | None] = []
+    for queue_id, refused in waiting:
+        candidates = [
+            Candidate(agent_id=a, idle_since=state[a][0], capacity=state[a][1], load=state[a][2], refused=a in refused)
+            for a in members.get(queue_id, [])
+            if a in state
+        ]
+        choice = choose_agent(candidates)
+        chosen.append(None if choice is None else choice.agent_id)
+        if choice is not None:
+            state[choice.agent_id][0] = now
+            state[choice.agent_id][2] += 1
+    return chosen
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> tuple[Any, ...]:
+    agent_ids = draw(st.lists(st.integers(1, 12), min_size=1, max_size=8, unique=True))
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    agents = {
+        a: (base + timedelta(seconds=draw(st.integers(0, 5))), draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        for a in agent_ids
+    }
+    queues = ["support", "sales"]
+    members = {q: draw(st.lists(st.sampled_from([*agent_ids, 99]), unique=True, max_size=8)) for q in queues}
+    waiting = draw(
+        st.lists(
+            st.tuples(st.sampled_from(queues), st.frozensets(st.sampled_from([*agent_ids, 99]), max_size=3)),
+            max_size=12,
+        )
+    )
+    return members, agents, waiting
+
+
+@given(batches())
+def test_a_batch_chooses_what_choose_agent_would_one_by_one(batch: tuple[Any, ...]) -> None:
+    members, agents, waiting = batch
+    now = datetime(2026, 11, 1, 0, 1, tzinfo=UTC)
+    chooser = BatchChooser(members, agents)
+    chosen: list[int | None] = []
+    for queue_id, refused in waiting:
+        agent_id = chooser.choose(queue_id, refused)
+        chosen.append(agent_id)
+        if agent_id is not None:
+            chooser.offered(agent_id, now)
+    assert chosen == _reference(members, agents, waiting, now)
+
+
+def test_a_batch_spreads_offers_longest_idle_first_within_capacity() -> None:
+    base = datetime(2026, 11, 1, tzinfo=UTC)
+    chooser = BatchChooser(
+        {"support": [1, 2, 3]}, {1: (base, 2, 1), 2: (base - timedelta(minutes=1), 1, 0), 3: (base, 1, 1)}
+    )
+    now = base + timedelta(minutes=5)
+    picks = []
+    for _ in range(3):
+        agent_id = chooser.choose("support")
+        picks.append(agent_id)
+        if agent_id is not None:
+            chooser.offered(agent_id, now)
+    assert picks == [2, 1, None]  # the longest idle, then the other with room; agent 3 is full
