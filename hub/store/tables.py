@@ -321,7 +321,15 @@ outbox = Table(
     Column("last_error", Text),
     _now_column(),
     Index("ix_outbox_due", "state", "next_attempt_at"),
-    Index("ix_outbox_conversation", "conversation_id", "state", "id"),
+    # the claim's "no earlier unfinished row in this conversation" probe: only unfinished rows, so the probe
+    # costs the same however many done rows a conversation has (the claim spells this predicate out literally)
+    Index(
+        "ix_outbox_unfinished",
+        "conversation_id",
+        "id",
+        sqlite_where=text("state IN ('pending', 'sending')"),
+        postgresql_where=text("state IN ('pending', 'sending')"),
+    ),
 )
 
 pending_receipts = Table(
