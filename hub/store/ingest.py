@@ -512,10 +512,13 @@ async def apply_pending_receipts(
     channels: Mapping[str, Channel],
     provider_message_ids: Sequence[str],
     now: datetime,
+    *,
+    prune: bool = True,
 ) -> list[BusEvent]:
     """Apply (forward only) and forget the early receipts of messages whose provider ids were just stored.
 
-    ``channels``: the channel of each account the ids belong to."""
+    ``channels``: the channel of each account the ids belong to. ``prune``: also drop early receipts older
+    than a day that never found their message (the outbox does it about once a second, not per group)."""
     if not provider_message_ids:
         return []
     pending = (
@@ -526,7 +529,10 @@ async def apply_pending_receipts(
             )
         )
     ).all()
-    await connection.execute(delete(pending_receipts).where(pending_receipts.c.created_at < now - timedelta(days=1)))
+    if prune:
+        await connection.execute(
+            delete(pending_receipts).where(pending_receipts.c.created_at < now - timedelta(days=1))
+        )
     events: list[BusEvent] = []
     for row in sorted(pending, key=lambda r: DeliveryState(r.state).rank):
         receipt = DeliveryReceipt(

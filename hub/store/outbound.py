@@ -16,14 +16,12 @@ from typing import Any
 
 from sqlalchemy import (
     Integer,
-    String,
     and_,
     bindparam,
     case,
     delete,
     func,
     insert,
-    literal,
     literal_column,
     or_,
     select,
@@ -647,6 +645,26 @@ class Accepted:
     accepted_at: datetime
 
 
+_ACCEPT_MESSAGE = (
+    update(messages)
+    .where(messages.c.id == bindparam("a_id"))
+    .values(
+        provider_message_id=bindparam("a_pid"),
+        sent_at=bindparam("a_at", type_=UTCDateTime()),
+        delivery_state=case(
+            (messages.c.delivery_state == DeliveryState.QUEUED.value, DeliveryState.SENT.value),
+            else_=messages.c.delivery_state,
+        ),
+        delivery_changed_at=bindparam("a_now", type_=UTCDateTime()),
+    )
+)
+_OUTBOX_DONE = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("done_ids", expanding=True)))
+    .values(state=OutboxState.DONE, locked_until=None, last_error=None)
+)
+
+
 async def record_accepted(
     store: Store, job: OutboxJob, *, provider_message_id: str, accepted_at: datetime, now: datetime
 ) -> list[BusEvent]:
@@ -678,32 +696,20 @@ async def record_accepted_many(
                     messages.c.author == Author.SYSTEM.value,
                 )
             )
-        # one statement for the whole group (an executemany costs a round trip per row on asyncpg)
-        ids = [i.job.message.id for i in items]
+        # statements built once: one executemany (asyncpg pipelines it, aiosqlite runs it in one call) and one
+        # expanding IN; building a CASE of literals per group cost more CPU than running it
         await connection.execute(
-            update(messages)
-            .where(messages.c.id.in_(ids))
-            .values(
-                provider_message_id=case(
-                    {i.job.message.id: literal(i.provider_message_id, String()) for i in items}, value=messages.c.id
-                ),
-                sent_at=case(
-                    {i.job.message.id: literal(i.accepted_at, UTCDateTime()) for i in items}, value=messages.c.id
-                ),
-                delivery_state=case(
-                    (messages.c.delivery_state == DeliveryState.QUEUED.value, DeliveryState.SENT.value),
-                    else_=messages.c.delivery_state,
-                ),
-                delivery_changed_at=now,
-            )
+            _ACCEPT_MESSAGE,
+            [
+                {"a_id": i.job.message.id, "a_pid": i.provider_message_id, "a_at": i.accepted_at, "a_now": now}
+                for i in items
+            ],
         )
-        await connection.execute(
-            update(outbox)
-            .where(outbox.c.id.in_([i.job.id for i in items]))
-            .values(state=OutboxState.DONE, locked_until=None, last_error=None)
-        )
+        await connection.execute(_OUTBOX_DONE, {"done_ids": [i.job.id for i in items]})
         channels = {account_id: group[0].job.identity.channel for account_id, group in by_account.items()}
-        early = await apply_pending_receipts(connection, channels, [i.provider_message_id for i in items], now)
+        early = await apply_pending_receipts(
+            connection, channels, [i.provider_message_id for i in items], now, prune=health
+        )
         for account_id in sorted(by_account) if health else ():
             await _health(connection, store.dialect, account_id, {"last_send_at": now})
     return [
