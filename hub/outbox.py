@@ -17,6 +17,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
@@ -37,10 +38,8 @@ from hub.store.outbound import (
     NewOutbound,
     OutboxJob,
     Queued,
-    claim_outbox,
     queue_outbound_group,
-    record_accepted,
-    record_accepted_many,
+    record_and_claim,
     record_failed,
     record_retry,
 )
@@ -186,8 +185,9 @@ class Outbox:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._accepted: list[tuple[Accepted, asyncio.Future[list[Any]]]] = []
-        self._recorder: asyncio.Task[None] | None = None
+        self._accepted: list[tuple[Accepted, asyncio.Future[None]]] = []
+        self._claims: list[tuple[str, int, asyncio.Future[list[OutboxJob]]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._incoming: list[tuple[NewOutbound, datetime, asyncio.Future[Queued | BaseException]]] = []
         self._acceptor: asyncio.Task[None] | None = None
@@ -251,36 +251,74 @@ class Outbox:
                 with suppress(asyncio.CancelledError):
                     await task
         self._tasks.clear()
-        if self._recorder is not None:
-            await self._recorder  # acceptances already in hand are always stored
+        if self._writer is not None:
+            await self._writer  # acceptances already in hand are always stored
         self._stopping = False
 
     async def _run(self, worker: str) -> None:
+        """Keep up to ``outbox.batch`` sends in flight and up to one batch more claimed ahead, so a
+        finished send is followed by the next one at once and the claim's transaction (which also
+        stores the acceptances, see ``_write``) runs while sends go on. With a batch barrier instead,
+        every slot stood idle for a whole claim round trip and the event loop waited for the database."""
         poll = self._settings.outbox.poll_seconds
-        while not self._stopping:
-            try:
-                done = await self.run_once(worker)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database may be away for a moment; try again after a poll
-                logger.exception("outbox worker %s: claiming failed", worker)
-                done = 0
-            if done or self._stopping:
-                continue
-            self._wake.clear()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=poll)
+        batch = self._settings.outbox.batch
+        ready: deque[OutboxJob] = deque()
+        in_flight: set[asyncio.Task[Any]] = set()
+        changed = asyncio.Event()
+
+        def launch() -> None:
+            while ready and len(in_flight) < batch:
+                task = asyncio.create_task(self._attempt(ready.popleft()))
+                in_flight.add(task)
+                task.add_done_callback(finished)
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("outbox worker %s: storing an outcome failed", worker, exc_info=task.exception())
+            launch()
+            changed.set()
+
+        try:
+            while not self._stopping:
+                held = len(ready) + len(in_flight)
+                if held > batch:  # enough in hand: wait until a send finishes
+                    changed.clear()
+                    await changed.wait()
+                    continue
+                try:
+                    jobs = await self._claim(worker, 2 * batch - held)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the database may be away for a moment; try again after a poll
+                    logger.exception("outbox worker %s: claiming failed", worker)
+                    jobs = []
+                ready.extend(jobs)
+                launch()
+                if jobs:
+                    continue
+                if in_flight:
+                    # nothing due now: claim again once a send of ours is done, in the transaction that
+                    # stores its acceptance (which may free the next message of its conversation)
+                    changed.clear()
+                    await changed.wait()
+                    continue
+                if self._stopping:
+                    break
+                self._wake.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=poll)
+            while in_flight:  # stopping: the rows in hand are sent (stop() cancels us, and them, after its grace)
+                changed.clear()
+                await changed.wait()
+        finally:
+            for task in in_flight:
+                task.cancel()
 
     async def run_once(self, worker: str | None = None) -> int:
-        """Claim one batch of due rows and deliver them; returns how many were handled."""
-        async with self._writing():
-            jobs = await claim_outbox(
-                self._store,
-                now=self._clock(),
-                worker=worker or self.name,
-                lease=self._lease,
-                limit=self._settings.outbox.batch,
-            )
+        """Claim one batch of due rows and deliver them; returns how many were handled (every outcome
+        is stored when this returns)."""
+        jobs = await self._claim(worker or self.name, self._settings.outbox.batch)
         if jobs:
             await asyncio.gather(*(self.deliver(job) for job in jobs))
         return len(jobs)
@@ -299,32 +337,31 @@ class Outbox:
 
     def plan(self, job: OutboxJob, now: datetime) -> tuple[Allowed | Refused, OutboundMessage | None]:
         """Ask the policy again with the identity as it is now; build the provider call."""
-        provider = self._providers.get(job.account_id, job.identity.channel.value)
+        provider = self._providers.get(job.account_id, job.channel.value)
         template = job.send_plan.get("template") or {}
         binding = binding_from_json(job.send_plan.get("binding"))
-        message = job.message
         draft = Draft(
-            text=message.text,
-            attachments=message.attachments,
+            text=job.text,
+            attachments=job.attachments,
             template=template.get("name"),
             binding=binding,
             tag=job.tag,
         )
-        decision = decide(facts_for(job.identity, provider), draft, now)
+        decision = decide(facts_for(job, provider), draft, now)
         if isinstance(decision, Refused):
             return decision, None
         use_binding = decision.use_template_binding
-        kind = message.kind
+        kind = job.kind
         if kind is MessageKind.TEMPLATE:
             kind = MessageKind.TEMPLATE if use_binding else MessageKind.TEXT
-            if message.attachments and not use_binding:
-                kind = message.attachments[0].kind
+            if job.attachments and not use_binding:
+                kind = job.attachments[0].kind
         outbound = OutboundMessage(
             account_id=job.account_id,
-            recipient_id=job.identity.external_id,
+            recipient_id=job.recipient_id,
             kind=kind,
-            text=None if use_binding else message.text,
-            attachments=() if use_binding else message.attachments,
+            text=None if use_binding else job.text,
+            attachments=() if use_binding else job.attachments,
             messaging_type=decision.messaging_type,
             tag=decision.tag,
             template=binding if use_binding else None,
@@ -333,20 +370,18 @@ class Outbox:
         return decision, outbound
 
     async def deliver(self, job: OutboxJob) -> None:
-        """One attempt for one claimed row; every outcome is recorded before this returns."""
+        """One attempt for one claimed row; every outcome is stored (and published) before this returns."""
+        stored = await self._attempt(job)
+        if stored is not None:
+            await asyncio.shield(stored)
+
+    async def _attempt(self, job: OutboxJob) -> asyncio.Future[None] | None:
+        """One attempt. Failures are stored before this returns; an acceptance is handed to the writer
+        and the returned future completes once it is stored (the writer publishes its events)."""
         now = self._clock()
-        if job.message.provider_message_id:
+        if job.provider_message_id:
             # accepted before a crash, recorded, but not marked done: never send it again
-            await self._publish(
-                await record_accepted(
-                    self._store,
-                    job,
-                    provider_message_id=job.message.provider_message_id,
-                    accepted_at=job.message.sent_at or now,
-                    now=now,
-                )
-            )
-            return
+            return self._accepted_by_provider(job, job.provider_message_id, job.sent_at or now)
         decision, outbound = self.plan(job, now)
         if isinstance(decision, Refused) or outbound is None:
             assert isinstance(decision, Refused)
@@ -357,11 +392,11 @@ class Outbox:
                     self._store, job, code=decision.rule, reason=decision.message, now=now, provider_error=False
                 )
             )
-            return
+            return None
         adapter = self._adapters.get(job.account_id)
         if adapter is None:
             await self._retry(job, ProviderUnavailable(f"no adapter for account {job.account_id}"))
-            return
+            return None
         bucket = self._buckets.get(job.account_id)
         if bucket is not None:
             await bucket.acquire()
@@ -373,63 +408,96 @@ class Outbox:
             await self._publish(
                 await record_failed(self._store, job, code=exc.provider_code, reason=exc.reason, now=self._clock())
             )
-            return
+            return None
         except ProviderUnavailable as exc:
             await self._retry(job, exc)
-            return
+            return None
         except Exception as exc:  # an adapter bug must not lose the row: treat it as transient
             logger.exception("outbox %s: unexpected error from the adapter", job.id)
             await self._retry(job, ProviderUnavailable(f"unexpected error: {type(exc).__name__}"))
-            return
+            return None
         self.sent += 1
-        await self._publish(await self._record_accepted(job, receipt.provider_message_id, receipt.accepted_at))
+        return self._accepted_by_provider(job, receipt.provider_message_id, receipt.accepted_at)
 
-    async def _record_accepted(self, job: OutboxJob, provider_message_id: str, accepted_at: datetime) -> list[Any]:
-        """The first thing after the provider said yes. Concurrent acceptances share one
-        transaction (group commit): a worker waits for the commit in progress plus its own,
-        never for a timer. The commit runs as its own task, so a worker cancelled meanwhile
-        (shutdown) does not stop its acceptance from being stored."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+    # --------------------------------------------------------------- writer
+
+    def _accepted_by_provider(
+        self, job: OutboxJob, provider_message_id: str, accepted_at: datetime
+    ) -> asyncio.Future[None]:
+        """The first thing after the provider said yes: hand the id to the writer, which stores it in
+        its next transaction (group commit: every acceptance that arrived meanwhile, and the claims
+        waiting, share one commit; never a timer). The writer is its own task, so a worker cancelled
+        meanwhile (shutdown) does not stop its acceptance from being stored."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._accepted.append(
             (Accepted(job=job, provider_message_id=provider_message_id, accepted_at=accepted_at), future)
         )
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._commit_accepted(), name="outbox-recorder")
-        return await asyncio.shield(future)
+        self._kick_writer()
+        return future
 
-    async def _commit_accepted(self) -> None:
-        while self._accepted:
-            batch, self._accepted = self._accepted, []
+    async def _claim(self, worker: str, limit: int) -> list[OutboxJob]:
+        """Up to ``limit`` rows for ``worker``, claimed in the writer's next transaction (with the
+        acceptances queued by then)."""
+        future: asyncio.Future[list[OutboxJob]] = asyncio.get_running_loop().create_future()
+        self._claims.append((worker, limit, future))
+        self._kick_writer()
+        return await future
+
+    def _kick_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="outbox-writer")
+
+    async def _write(self) -> None:
+        while self._accepted or self._claims:
+            batch, self._accepted = self._accepted[:_MAX_GROUP], self._accepted[_MAX_GROUP:]
+            claims, self._claims = [c for c in self._claims if not c[2].done()], []
             try:
-                events = await self._store_accepted([item for item, _ in batch])
-            except Exception:
-                # one bad row must not sink the others: store them one by one
+                events, jobs = await self._store_and_claim([item for item, _ in batch], sum(n for _, n, _ in claims))
+            except Exception as exc:
+                if not batch:
+                    for _, _, claimed in claims:
+                        if not claimed.done():
+                            claimed.set_exception(exc)
+                    continue
+                # one bad row must not sink the others: store them one by one, then claim again
                 logger.exception("outbox: storing %d acceptances together failed; storing them one by one", len(batch))
+                self._claims[:0] = claims
                 for item, future in batch:
                     try:
-                        result = await self._store_accepted([item])
-                    except Exception as exc:
-                        future.set_exception(exc)
+                        events, _ = await self._store_and_claim([item], 0)
+                    except Exception as one:
+                        future.set_exception(one)
                     else:
                         self.recorded += 1
-                        future.set_result(result)
+                        self._bus.publish_all(events)
+                        future.set_result(None)
                 continue
             self.recorded += len(batch)
-            by_message = {e.data["message_id"]: e for e in events}
-            for item, future in batch:
-                future.set_result([by_message[item.job.message.id]])
+            self._bus.publish_all(events)
+            for _, future in batch:
+                future.set_result(None)
+            # one claim for every worker waiting: rows in claim order, each worker up to its limit
+            start = 0
+            for worker, limit, claimed in claims:
+                got, start = jobs[start : start + limit], start + limit
+                if claimed.done():  # its worker was cancelled meanwhile: the rows wait for their lease
+                    logger.info("outbox worker %s stopped; %d claimed rows resume after the lease", worker, len(got))
+                else:
+                    claimed.set_result(got)
 
-    async def _store_accepted(self, items: list[Accepted]) -> list[Any]:
+    async def _store_and_claim(self, items: list[Accepted], limit: int) -> tuple[list[Any], list[OutboxJob]]:
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_fixed(0.2), reraise=True):
             with attempt:
                 now = self._clock()
                 accounts = {item.job.account_id for item in items}
                 stale = any(now - self._health_at.get(a, _LONG_AGO) >= _HEALTH_EVERY for a in accounts)
                 async with self._writing():
-                    events = await record_accepted_many(self._store, items, now=now, health=stale)
+                    events, jobs = await record_and_claim(
+                        self._store, items, limit, worker=self.name, now=now, lease=self._lease, health=stale
+                    )
                 if stale:
                     self._health_at.update(dict.fromkeys(accounts, now))
-                return events
+                return events, jobs
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _retry(self, job: OutboxJob, exc: ProviderUnavailable) -> None:

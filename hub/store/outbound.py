@@ -77,6 +77,7 @@ __all__ = [
     "queue_outbound_group",
     "record_accepted",
     "record_accepted_many",
+    "record_and_claim",
     "record_failed",
     "record_retry",
 ]
@@ -518,16 +519,28 @@ async def _close(connection: AsyncConnection, conversation_id: int, agent_id: in
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxJob:
-    """One claimed row with everything the worker needs (identity facts read at claim time)."""
+    """One claimed row with what its delivery needs, read at claim time (the identity's window facts
+    included, so the policy is asked with them as they are now). Only the columns the worker uses:
+    building whole Message and Identity objects for every claimed row cost more CPU than the claim's SQL."""
 
     id: int
     attempts: int  # including this one
     account_id: str
     conversation_id: int
-    message: Message
+    message_id: int
+    kind: MessageKind
+    text: str | None
+    attachments: tuple[Attachment, ...]
+    provider_message_id: str | None  # set: the provider accepted it before a crash
+    sent_at: datetime | None
     tag: str | None
     send_plan: dict[str, Any]
-    identity: Identity
+    channel: Channel  # the identity's
+    recipient_id: str  # the identity's id on the provider
+    first_inbound_at: datetime | None
+    last_inbound_at: datetime | None
+    subscription: Subscription | None
+    welcome_sent: bool
 
 
 _CLAIM_STATEMENTS: dict[str, tuple[Any, Any]] = {}
@@ -579,9 +592,27 @@ def _claim_statements(dialect: str) -> tuple[Any, Any]:
         )
         .returning(outbox.c.id)
     )
-    identity_columns = [c.label(f"i_{c.name}") for c in identities.c]
     load = (
-        select(outbox.c.id.label("outbox_id"), outbox.c.attempts.label("outbox_attempts"), messages, *identity_columns)
+        select(
+            outbox.c.id,
+            outbox.c.attempts,
+            messages.c.account_id,
+            messages.c.conversation_id,
+            messages.c.id,
+            messages.c.kind,
+            messages.c.text,
+            messages.c.attachments,
+            messages.c.provider_message_id,
+            messages.c.sent_at,
+            messages.c.tag,
+            messages.c.send_plan,
+            identities.c.channel,
+            identities.c.external_id,
+            identities.c.first_inbound_at,
+            identities.c.last_inbound_at,
+            identities.c.subscription,
+            identities.c.welcome_sent,
+        )
         .join(messages, messages.c.id == outbox.c.message_id)
         .join(identities, identities.c.id == messages.c.identity_id)
         .where(outbox.c.id.in_(bindparam("claim_ids", expanding=True)))
@@ -591,49 +622,68 @@ def _claim_statements(dialect: str) -> tuple[Any, Any]:
     return claim, load
 
 
+def _job(row: Any) -> OutboxJob:
+    (
+        outbox_id,
+        attempts,
+        account_id,
+        conversation_id,
+        message_id,
+        kind,
+        text,
+        attachments,
+        provider_message_id,
+        sent_at,
+        tag,
+        plan,
+        channel,
+        external_id,
+        first_inbound_at,
+        last_inbound_at,
+        subscription,
+        welcome_sent,
+    ) = row
+    return OutboxJob(
+        id=int(outbox_id),
+        attempts=int(attempts),
+        account_id=account_id,
+        conversation_id=int(conversation_id),
+        message_id=int(message_id),
+        kind=MessageKind(kind),
+        text=text,
+        attachments=tuple(Attachment.from_json(a) for a in attachments) if attachments else (),
+        provider_message_id=provider_message_id,
+        sent_at=sent_at,
+        tag=tag,
+        send_plan=dict(plan or {}),
+        channel=Channel(channel),
+        recipient_id=external_id,
+        first_inbound_at=first_inbound_at,
+        last_inbound_at=last_inbound_at,
+        subscription=Subscription(subscription) if subscription else None,
+        welcome_sent=bool(welcome_sent),
+    )
+
+
 async def claim_outbox(
     store: Store, *, now: datetime, worker: str, lease: timedelta, limit: int = 1
 ) -> list[OutboxJob]:
     """Claim up to ``limit`` due rows atomically: pending rows whose time has come, and rows
     whose lease expired (their worker died). Only the oldest unfinished row of a
     conversation is ever due, so a conversation's messages leave in order."""
-    claim, load = _claim_statements(store.dialect)
     async with store.write() as connection:
-        claimed = (
-            await connection.execute(
-                claim, {"claim_now": now, "claim_until": now + lease, "claim_worker": worker, "claim_limit": limit}
-            )
-        ).scalars()
-        ids = [int(i) for i in claimed]
-        if not ids:
-            return []
-        rows = (await connection.execute(load, {"claim_ids": ids})).all()
-    return [
-        OutboxJob(
-            id=int(r.outbox_id),
-            attempts=int(r.outbox_attempts),
-            account_id=r.account_id,
-            conversation_id=int(r.conversation_id),
-            message=message_from_row(r),
-            tag=r.tag,
-            send_plan=dict(r.send_plan or {}),
-            identity=identity_from_row(_Prefixed(r._mapping, "i_")),
-        )
-        for r in rows
-    ]
+        return await _claim(connection, store.dialect, now=now, worker=worker, lease=lease, limit=limit)
 
 
-class _Prefixed:
-    """Attribute access to the ``i_``-labelled identity columns of a joined row."""
-
-    __slots__ = ("_mapping", "_prefix")
-
-    def __init__(self, mapping: Any, prefix: str) -> None:
-        self._mapping = mapping
-        self._prefix = prefix
-
-    def __getattr__(self, name: str) -> Any:
-        return self._mapping[self._prefix + name]
+async def _claim(
+    connection: AsyncConnection, dialect: str, *, now: datetime, worker: str, lease: timedelta, limit: int
+) -> list[OutboxJob]:
+    claim, load = _claim_statements(dialect)
+    parameters = {"claim_now": now, "claim_until": now + lease, "claim_worker": worker, "claim_limit": limit}
+    ids = [int(i) for i in (await connection.execute(claim, parameters)).scalars()]
+    if not ids:
+        return []
+    return [_job(row) for row in (await connection.execute(load, {"claim_ids": ids})).all()]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -681,42 +731,69 @@ async def record_accepted_many(
     if not items:
         return []
     async with store.write() as connection:
-        by_account: dict[str, list[Accepted]] = {}
-        for item in items:
-            by_account.setdefault(item.job.account_id, []).append(item)
-        for account_id, group in by_account.items():
-            if group[0].job.identity.channel is not Channel.MESSENGER:
-                continue
-            # a Messenger echo of one of these sends may have arrived first and been stored on its own
-            await connection.execute(
-                delete(messages).where(
-                    messages.c.account_id == account_id,
-                    messages.c.provider_message_id.in_([i.provider_message_id for i in group]),
-                    messages.c.id.notin_([i.job.message.id for i in group]),
-                    messages.c.author == Author.SYSTEM.value,
-                )
-            )
-        # statements built once: one executemany (asyncpg pipelines it, aiosqlite runs it in one call) and one
-        # expanding IN; building a CASE of literals per group cost more CPU than running it
+        return await _record_accepted(connection, store.dialect, items, now=now, health=health)
+
+
+async def record_and_claim(
+    store: Store,
+    items: Sequence[Accepted],
+    limit: int,
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+    health: bool = True,
+) -> tuple[list[BusEvent], list[OutboxJob]]:
+    """Store acceptances, then claim up to ``limit`` due rows for ``worker``, in one transaction (all
+    or none): the delivery workers of a process share one commit for both. The claim sees the
+    acceptances, so the next message of a conversation whose previous one was just accepted is due."""
+    async with store.write() as connection:
+        events = await _record_accepted(connection, store.dialect, items, now=now, health=health) if items else []
+        jobs = (
+            await _claim(connection, store.dialect, now=now, worker=worker, lease=lease, limit=limit) if limit else []
+        )
+    return events, jobs
+
+
+async def _record_accepted(
+    connection: AsyncConnection, dialect: str, items: Sequence[Accepted], *, now: datetime, health: bool
+) -> list[BusEvent]:
+    by_account: dict[str, list[Accepted]] = {}
+    for item in items:
+        by_account.setdefault(item.job.account_id, []).append(item)
+    for account_id, group in by_account.items():
+        if group[0].job.channel is not Channel.MESSENGER:
+            continue
+        # a Messenger echo of one of these sends may have arrived first and been stored on its own
         await connection.execute(
-            _ACCEPT_MESSAGE,
-            [
-                {"a_id": i.job.message.id, "a_pid": i.provider_message_id, "a_at": i.accepted_at, "a_now": now}
-                for i in items
-            ],
+            delete(messages).where(
+                messages.c.account_id == account_id,
+                messages.c.provider_message_id.in_([i.provider_message_id for i in group]),
+                messages.c.id.notin_([i.job.message_id for i in group]),
+                messages.c.author == Author.SYSTEM.value,
+            )
         )
-        await connection.execute(_OUTBOX_DONE, {"done_ids": [i.job.id for i in items]})
-        channels = {account_id: group[0].job.identity.channel for account_id, group in by_account.items()}
-        early = await apply_pending_receipts(
-            connection, channels, [i.provider_message_id for i in items], now, prune=health
-        )
-        for account_id in sorted(by_account) if health else ():
-            await _health(connection, store.dialect, account_id, {"last_send_at": now})
+    # statements built once: one executemany (asyncpg pipelines it, aiosqlite runs it in one call) and one
+    # expanding IN; building a CASE of literals per group cost more CPU than running it
+    await connection.execute(
+        _ACCEPT_MESSAGE,
+        [
+            {"a_id": i.job.message_id, "a_pid": i.provider_message_id, "a_at": i.accepted_at, "a_now": now}
+            for i in items
+        ],
+    )
+    await connection.execute(_OUTBOX_DONE, {"done_ids": [i.job.id for i in items]})
+    channels = {account_id: group[0].job.channel for account_id, group in by_account.items()}
+    early = await apply_pending_receipts(
+        connection, channels, [i.provider_message_id for i in items], now, prune=health
+    )
+    for account_id in sorted(by_account) if health else ():
+        await _health(connection, dialect, account_id, {"last_send_at": now})
     return [
         BusEvent(
             kind="message.delivery",
             conversation_id=i.job.conversation_id,
-            data={"message_id": i.job.message.id, "state": DeliveryState.SENT.value},
+            data={"message_id": i.job.message_id, "state": DeliveryState.SENT.value},
         )
         for i in items
     ] + early
@@ -746,7 +823,7 @@ async def record_failed(
     async with store.write() as connection:
         await connection.execute(
             update(messages)
-            .where(messages.c.id == job.message.id)
+            .where(messages.c.id == job.message_id)
             .values(
                 delivery_state=DeliveryState.FAILED.value,
                 delivery_changed_at=now,
@@ -771,7 +848,7 @@ async def record_failed(
             kind="message.delivery",
             conversation_id=job.conversation_id,
             data={
-                "message_id": job.message.id,
+                "message_id": job.message_id,
                 "state": DeliveryState.FAILED.value,
                 "error_code": code,
                 "error_reason": reason,
