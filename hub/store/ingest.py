@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, func, literal, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
@@ -507,6 +507,13 @@ async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceip
     )
 
 
+# built once: the outbox asks this for every group of acceptances
+_PENDING_FOR = select(pending_receipts).where(
+    pending_receipts.c.account_id.in_(bindparam("pending_accounts", expanding=True)),
+    pending_receipts.c.provider_message_id.in_(bindparam("pending_ids", expanding=True)),
+)
+
+
 async def apply_pending_receipts(
     connection: AsyncConnection,
     channels: Mapping[str, Channel],
@@ -523,10 +530,7 @@ async def apply_pending_receipts(
         return []
     pending = (
         await connection.execute(
-            select(pending_receipts).where(
-                pending_receipts.c.account_id.in_(sorted(channels)),
-                pending_receipts.c.provider_message_id.in_(provider_message_ids),
-            )
+            _PENDING_FOR, {"pending_accounts": sorted(channels), "pending_ids": list(provider_message_ids)}
         )
     ).all()
     if prune:

@@ -622,6 +622,12 @@ def _claim_statements(dialect: str) -> tuple[Any, Any]:
     return claim, load
 
 
+# value -> member, looked up per claimed row (calling the Enum class costs several times more)
+_KINDS = {k.value: k for k in MessageKind}
+_CHANNELS = {c.value: c for c in Channel}
+_SUBSCRIPTIONS = {s.value: s for s in Subscription}
+
+
 def _job(row: Any) -> OutboxJob:
     (
         outbox_id,
@@ -649,18 +655,18 @@ def _job(row: Any) -> OutboxJob:
         account_id=account_id,
         conversation_id=int(conversation_id),
         message_id=int(message_id),
-        kind=MessageKind(kind),
+        kind=_KINDS[kind],
         text=text,
         attachments=tuple(Attachment.from_json(a) for a in attachments) if attachments else (),
         provider_message_id=provider_message_id,
         sent_at=sent_at,
         tag=tag,
         send_plan=dict(plan or {}),
-        channel=Channel(channel),
+        channel=_CHANNELS[channel],
         recipient_id=external_id,
         first_inbound_at=first_inbound_at,
         last_inbound_at=last_inbound_at,
-        subscription=Subscription(subscription) if subscription else None,
+        subscription=_SUBSCRIPTIONS[subscription] if subscription else None,
         welcome_sent=bool(welcome_sent),
     )
 
