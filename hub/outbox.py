@@ -268,10 +268,12 @@ class Outbox:
         self._stopping = False
 
     async def _run(self, worker: str) -> None:
-        """Keep up to ``outbox.batch`` sends in flight and up to one batch more claimed ahead, so a
-        finished send is followed by the next one at once and the claim's transaction (which also
-        stores the acceptances, see ``_write``) runs while sends go on. With a batch barrier instead,
-        every slot stood idle for a whole claim round trip and the event loop waited for the database."""
+        """Keep up to ``outbox.batch`` sends in flight and up to one batch more claimed ahead, asking
+        for more as soon as there is room (one claim outstanding per worker; the writer serves every
+        waiting worker with one statement, in the transaction that stores the acceptances). A finished
+        send is followed by the next one at once, and the claim's round trips overlap with sends. With a
+        batch barrier instead, every slot stood idle for a whole claim round trip and the event loop
+        waited for the database."""
         poll = self._settings.outbox.poll_seconds
         batch = self._settings.outbox.batch
         ready: deque[OutboxJob] = deque()
@@ -294,7 +296,7 @@ class Outbox:
         try:
             while not self._stopping:
                 held = len(ready) + len(in_flight)
-                if held > batch:  # enough in hand: wait until a send finishes
+                if held >= 2 * batch:  # enough in hand: wait until a send finishes
                     changed.clear()
                     await changed.wait()
                     continue
