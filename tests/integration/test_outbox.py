@@ -31,6 +31,7 @@ from hub.settings import Settings
 from hub.store import Store, store_group
 from hub.store.agents import create_agent
 from hub.store.outbound import (
+    Accepted,
     ConversationTaken,
     NewOutbound,
     OutboxState,
@@ -40,6 +41,7 @@ from hub.store.outbound import (
     outbox_counts,
     queue_outbound,
     queue_outbound_group,
+    record_and_claim,
 )
 from hub.store.tables import account_health, identities, messages, outbox, pending_receipts
 from tests.fakes import RecordingAdapter
@@ -515,3 +517,59 @@ async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_aft
     async with hub.store.read() as connection:
         left = (await connection.execute(select(func.count()).select_from(pending_receipts))).scalar_one()
     assert left == 0
+
+
+async def test_running_workers_send_every_message_once_and_each_conversation_in_order(hub: Hub) -> None:
+    """The workers' own loop (claim ahead, the writer storing acceptances and claiming in one
+    transaction), not run_once: more messages than the workers hold at once, several per conversation."""
+    ids = [await hub.customer_writes(f"+4206000002{i:02d}") for i in range(6)]
+    for round_ in range(10):
+        for identity in ids:
+            await hub.queue(identity, f"{identity}:{round_}")
+    worker = hub.outbox(name="w")
+    async with hub.bus.subscribe() as events:
+        await worker.start()
+        worker.wake()
+        while worker.recorded < 60:  # noqa: ASYNC110  (the workers signal nothing else to wait on)
+            await asyncio.sleep(0.01)
+        await worker.stop()
+        delivered = [events.get_nowait() for _ in range(events.qsize())]
+    sent = hub.adapters["wa"].sent
+    assert len(sent) == 60
+    assert max(Counter(m.idempotency_key for m in sent).values()) == 1
+    for identity in ids:
+        assert [m.text for m in sent if m.text and m.text.startswith(f"{identity}:")] == [
+            f"{identity}:{r}" for r in range(10)
+        ]
+    assert await outbox_counts(hub.store) == {OutboxState.DONE: 60}
+    assert sum(1 for e in delivered if e.kind == "message.delivery" and e.data["state"] == "sent") == 60
+
+
+async def test_a_message_failed_for_good_does_not_hold_back_the_next_one_in_its_conversation(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    first = await hub.queue(identity, "first")
+    await hub.queue(identity, "second")
+    adapter = hub.adapters["wa"]
+    adapter.fail_next(ProviderRejected("21211", "not a valid number"))
+    worker = hub.outbox()
+    assert await worker.run_once() == 1  # only the first: the second waits behind it
+    assert (await hub.outbox_row(first)).state == OutboxState.FAILED
+    assert await worker.run_once() == 1
+    assert texts(adapter) == ["second"]
+
+
+async def test_storing_an_acceptance_and_claiming_in_one_transaction_frees_the_next_message(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    first = await hub.queue(identity, "first")
+    second = await hub.queue(identity, "second")
+    lease = timedelta(seconds=30)
+    (job,) = await claim_outbox(hub.store, now=hub.clock(), worker="w", lease=lease, limit=5)
+    assert job.message_id == first
+    accepted = Accepted(job=job, provider_message_id="SM-first", accepted_at=hub.clock())
+
+    events, jobs = await record_and_claim(hub.store, [accepted], 5, worker="w", now=hub.clock(), lease=lease)
+
+    assert [j.message_id for j in jobs] == [second]
+    assert [e.data["message_id"] for e in events] == [first]
+    assert (await hub.message(first)).provider_message_id == "SM-first"
+    assert (await hub.outbox_row(first)).state == OutboxState.DONE
