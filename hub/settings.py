@@ -70,7 +70,7 @@ class OutboxSettings:
     rate_limit: float = 50.0  # messages/s per account unless the account says otherwise
     lease_seconds: float = 60.0  # a claimed row is another worker's to resume after this long
     poll_seconds: float = 1.0  # idle workers look for due rows this often (a new send wakes them at once)
-    batch: int = 16  # rows one worker claims at a time (each from a different conversation)
+    batch: int = 16  # sends one worker keeps in flight; it holds up to one batch more claimed ahead
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
