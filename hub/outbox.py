@@ -2,8 +2,9 @@
 
 Guarantees (docs/decisions/0010-outbox-delivery.md): an accepted send is never
 lost (it is a database row until the provider accepted or refused it for
-good); the provider's message id is stored in its own transaction right after
-the provider accepts, so a restart never sends that row again; messages of one
+good); the provider's message id goes to the writer right after the provider
+accepts and is stored in its next transaction (with the next claim, ADR 0011),
+so a restart never sends that row again; messages of one
 conversation leave in order; transient failures are retried on tenacity's
 exponential schedule with jitter, never sooner than the provider's Retry-After;
 a per-account token bucket keeps us under the provider's rate.

@@ -3,8 +3,9 @@
 A send is accepted by writing the message (queued) and its outbox row in one
 transaction; delivery workers claim due rows with a lease (``locked_until``),
 only the oldest unfinished row of each conversation (order within a
-conversation), and record each outcome in its own short transaction. See
-docs/decisions/0010-outbox-delivery.md.
+conversation). Acceptances are stored together with the next claim in one
+transaction (``record_and_claim``); failures and retries in their own short
+ones. See docs/decisions/0010-outbox-delivery.md and 0011.
 """
 
 from __future__ import annotations
@@ -75,8 +76,6 @@ __all__ = [
     "outbox_counts",
     "queue_outbound",
     "queue_outbound_group",
-    "record_accepted",
-    "record_accepted_many",
     "record_and_claim",
     "record_failed",
     "record_retry",
@@ -719,25 +718,6 @@ _OUTBOX_DONE = (
     .where(outbox.c.id.in_(bindparam("done_ids", expanding=True)))
     .values(state=OutboxState.DONE, locked_until=None, last_error=None)
 )
-
-
-async def record_accepted(
-    store: Store, job: OutboxJob, *, provider_message_id: str, accepted_at: datetime, now: datetime
-) -> list[BusEvent]:
-    """The provider accepted: store its id first of all (so a restart does not send again)."""
-    accepted = Accepted(job=job, provider_message_id=provider_message_id, accepted_at=accepted_at)
-    return await record_accepted_many(store, [accepted], now=now)
-
-
-async def record_accepted_many(
-    store: Store, items: Sequence[Accepted], *, now: datetime, health: bool = True
-) -> list[BusEvent]:
-    """Several acceptances in one transaction (the workers' group commit); all or none.
-    ``health``: also stamp ``account_health.last_send_at`` (the workers do it about once a second)."""
-    if not items:
-        return []
-    async with store.write() as connection:
-        return await _record_accepted(connection, store.dialect, items, now=now, health=health)
 
 
 async def record_and_claim(
