@@ -63,12 +63,11 @@ RETENTION = timedelta(hours=24)
 @dataclass(eq=False)
 class _Client:
     agent: Agent
-    # logged events, the text of a waiting-list update (not logged: a snapshot, sent again on reconnect),
-    # or None: close this console (its agent was deactivated)
-    queue: asyncio.Queue[LoggedEvent | str | None] = field(default_factory=lambda: asyncio.Queue(10_000))
+    # logged events, or None: close this console (its agent was deactivated)
+    queue: asyncio.Queue[LoggedEvent | None] = field(default_factory=lambda: asyncio.Queue(10_000))
     overflowed: bool = False
 
-    def offer(self, item: LoggedEvent | str | None) -> None:
+    def offer(self, item: LoggedEvent | None) -> None:
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -149,16 +148,15 @@ async def _rows(connection: AsyncConnection, events: list[BusEvent]) -> list[dic
     return rows
 
 
-def waiting_list_update(queue_id: str, state: tuple[int, datetime | None], changed: list[int]) -> str:
-    """``queue.waiting``: how the queue's waiting list stands now, and which conversations moved."""
+def waiting_list(queue_id: str, state: tuple[int, datetime | None], changed: list[int]) -> dict[str, Any]:
+    """``queue.waiting``'s data: how the queue's waiting list stands now, and which conversations moved."""
     count, oldest = state
-    data = {
+    return {
         "queue_id": queue_id,
         "waiting": count,
         "oldest_waiting_since": oldest.isoformat() if oldest else None,
         "changed": [c for c in changed if c][:200],
     }
-    return json.dumps({"seq": None, "kind": "queue.waiting", "queue_id": queue_id, "data": data})
 
 
 def envelope(event: LoggedEvent) -> dict[str, Any]:
@@ -301,7 +299,8 @@ class Notifier:
             try:
                 # a window behind the floor catches rows another process committed late with a lower number
                 found = await read_events(store, after=max(0, self._floor - 200), limit=5000)
-                self._dispatch([e for e in found if e.seq not in self._dispatched_set])
+                # another process summarises its own waiting-list changes (queue.waiting rows arrive here too)
+                self._dispatch([e for e in found if e.seq not in self._dispatched_set], local=False)
                 if rounds % 600 == 0:
                     await prune_events(store, before=self._app[CLOCK]() - RETENTION)
             except asyncio.CancelledError:
@@ -309,8 +308,8 @@ class Notifier:
             except Exception:
                 logger.exception("polling the event log failed")
 
-    def _dispatch(self, events: Iterable[LoggedEvent]) -> None:
-        """Each event to the consoles it concerns; a queue-wide change marks that queue's waiting list."""
+    def _dispatch(self, events: Iterable[LoggedEvent], *, local: bool = True) -> None:
+        """Each event to the consoles it concerns; a queue-wide change made here marks that queue's waiting list."""
         for event in events:
             if event.seq in self._dispatched_set:
                 continue
@@ -323,7 +322,7 @@ class Notifier:
                 client.offer(event)
                 if event.kind == "agent.deactivated" and client.agent.id == event.agent_id:
                     client.offer(None)
-            queue_id = waiting_list_of(event)
+            queue_id = waiting_list_of(event) if local else None
             if queue_id is not None:
                 self._changed.setdefault(queue_id, set()).add(event.conversation_id or 0)
                 self._changes.set()
@@ -367,15 +366,19 @@ class Notifier:
                 logger.exception("could not announce waiting-list changes")
 
     async def _send_waiting_lists(self, changed: dict[str, set[int]]) -> None:
-        watched = {q for q in changed if self._supervisors or any(q in c.agent.queues for c in self._clients)}
-        if not watched:
-            return
-        lists = await waiting_lists(self._app[STORE], sorted(watched))
-        for queue_id in sorted(watched):
-            text = waiting_list_update(queue_id, lists[queue_id], sorted(changed[queue_id]))
-            for client in self._clients:
-                if queue_id in client.agent.queues or client in self._supervisors:
-                    client.offer(text)
+        """Log one ``queue.waiting`` per changed queue (numbered and replayable like any event) and send it.
+
+        Only changes this process made are summarised here; other processes' summaries arrive by polling.
+        """
+        store = self._app[STORE]
+        lists = await waiting_lists(store, sorted(changed))
+        rows = [
+            {"kind": "queue.waiting", "queue_id": q, "data": waiting_list(q, lists[q], sorted(changed[q]))}
+            for q in sorted(changed)
+        ]
+        logged = await log_events(store, rows, now=self._app[CLOCK]())
+        self.logged += len(logged)
+        self._dispatch(logged)
 
     def encoded(self, event: LoggedEvent) -> str:
         text = self._encoded.get(event.seq)
@@ -448,7 +451,13 @@ async def _send_waiting_lists(request: web.Request, ws: web.WebSocketResponse, a
         async with request.app[STORE].read() as connection:
             queue_ids = sorted(await load_queues(connection))
     for queue_id, state in (await waiting_lists(request.app[STORE], queue_ids)).items():
-        await ws.send_str(waiting_list_update(queue_id, state, []))
+        snapshot = {
+            "seq": None,
+            "kind": "queue.waiting",
+            "queue_id": queue_id,
+            "data": waiting_list(queue_id, state, []),
+        }
+        await ws.send_json(snapshot)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -479,9 +488,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 if item is None:
                     await ws.close(code=4001, message=b"agent deactivated")
                     return
-                if isinstance(item, str):
-                    await ws.send_str(item)
-                elif item.seq > last:
+                if item.seq > last:
                     await ws.send_str(notifier.encoded(item))
 
         sender = asyncio.create_task(send_live())
@@ -508,7 +515,7 @@ document(
     "conversation.updated (to its participants), message.created, message.delivery, agent.presence, "
     "queue.changed, agent.deactivated (then the socket closes with code 4001); "
     "queue.waiting (a queue's waiting list: count, oldest_waiting_since and the conversations "
-    "that changed, at most every routing.waiting_update_seconds per queue and once on connect; no seq); "
+    "that changed, at most every routing.waiting_update_seconds per queue; one more, without seq, on connect); "
     "plus hello and resync.",
     query={"token": {"type": "string"}, "since": {"type": "integer"}},
     ok=(101, None),

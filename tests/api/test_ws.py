@@ -102,9 +102,32 @@ async def test_waiting_list_changes_reach_the_queue_coalesced(api: Api) -> None:
         heard |= set(update["data"]["changed"])
     assert updates[-1]["data"]["waiting"] == 10
     assert updates[-1]["data"]["oldest_waiting_since"]
-    assert updates[-1]["seq"] is None  # a snapshot: a reconnecting console gets a fresh one, not a replay
+    assert all(isinstance(u["seq"], int) for u in updates)  # numbered like any event: replayable
+    assert first["seq"] is None  # the snapshot on connect is this console's own
     assert len(updates) < 10
     await bob_ws.close()
+
+
+async def test_a_console_that_was_away_gets_the_waiting_list_updates_it_missed(api: Api) -> None:
+    bob = await api.agent("bob")
+    carol = await api.agent("carol")  # stays connected: she sees when the update has been made
+    bob_ws = await connect(api, bob)
+    carol_ws = await connect(api, carol)
+    first = await api.customer_writes(sender="+420600000201")
+    update = await next_event(bob_ws, "queue.waiting")
+    while first not in update["data"]["changed"]:
+        update = await next_event(bob_ws, "queue.waiting")
+    await bob_ws.close()
+    missed = await api.customer_writes(sender="+420600000202")
+    seen = await next_event(carol_ws, "queue.waiting")
+    while missed not in seen["data"]["changed"]:
+        seen = await next_event(carol_ws, "queue.waiting")
+    again = await connect(api, bob, since=update["seq"])
+    replayed = await next_event(again, "queue.waiting")
+    assert replayed["seq"] == seen["seq"]  # the update bob missed, as carol got it
+    assert replayed["data"]["waiting"] == 2
+    await again.close()
+    await carol_ws.close()
 
 
 async def test_a_client_reconnecting_with_since_gets_what_it_missed(api: Api) -> None:
