@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.emulators.core import EmulatorState, build_emulator_app
 from adapters.twilio_whatsapp import TwilioWhatsAppAdapter
 from bench._databases import database
+from hub.api.server import settle_garbage_collector
 from hub.bus import EventBus
 from hub.model import Channel, InboundMessage, MessageKind, OutboundMessage, Role
 from hub.outbox import Outbox, facts_for, send_plan
@@ -261,6 +262,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args()
+    settle_garbage_collector()  # as `channelhub serve` does after start-up; both phases run with it
     for engine in args.engines.split(","):
         result = asyncio.run(
             run(engine, args.messages, args.customers, args.concurrency, args.workers, args.batch, args.rounds)
