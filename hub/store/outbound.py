@@ -409,20 +409,7 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
             await connection.execute(select(conversations).where(conversations.c.id == conversation_id))
         ).one()
         conversation = conversation_from_row(conversation_row)
-    message = Message(
-        id=int(message_id),
-        conversation_id=conversation_id,
-        direction=Direction.OUT,
-        author=Author.AGENT,
-        kind=send.kind,
-        created_at=now,
-        text=send.text,
-        attachments=send.attachments,
-        delivery_state=DeliveryState.QUEUED,
-        agent_id=send.agent_id,
-        template_name=send.template_name,
-        template_version=send.template_version,
-    )
+    message = _queued_message(send, message_id, conversation_id, now)
     events.insert(
         1 if opened else 0,
         BusEvent(
