@@ -109,8 +109,9 @@ async def store_group(
             await connection.execute(
                 _health_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
             )
-        if journal is not None:
-            await _record(connection, journal, [r for r in results.values() if isinstance(r, DeliveryOutcome)])
+        if journal is not None:  # in delivery order: the fast path's results were filled in first
+            in_order = [results[i] for i in range(len(deliveries))]
+            await _record(connection, journal, [r for r in in_order if isinstance(r, DeliveryOutcome)])
     return [results[i] for i in range(len(deliveries))]
 
 

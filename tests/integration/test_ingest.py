@@ -435,3 +435,27 @@ async def test_when_the_fast_path_fails_each_delivery_is_stored_alone(
     assert [r.stored for r in results if not isinstance(r, BaseException)] == [1, 1]
     assert await count(store, messages) == 2
     assert await count(store, identities) == 2
+
+
+async def test_a_journal_records_a_groups_events_in_delivery_order(store: Store) -> None:
+    """The fast path stores its deliveries first; the journal still numbers events as the deliveries came."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from hub.bus import BusEvent
+
+    seen: list[BusEvent] = []
+
+    async def journal(connection: AsyncConnection, events: list[BusEvent]) -> list[BusEvent]:
+        seen.extend(events)
+        return events
+
+    ignored = IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa", kind="standby")
+    deliveries: list[list[InboundEvent]] = [
+        [make_message(1, sender_id="first"), ignored],  # not all messages: stored one by one, after the others
+        [make_message(2, sender_id="second")],
+        [make_message(3, sender_id="third")],
+    ]
+    results = await store_group(store, deliveries, ACCOUNTS, T0 + timedelta(hours=1), journal=journal)
+    in_order = [e for r in results if not isinstance(r, BaseException) for e in r.events]
+    assert len(in_order) == 6  # three new customers: a waiting conversation and a message each
+    assert seen == in_order
