@@ -410,15 +410,7 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
         ).one()
         conversation = conversation_from_row(conversation_row)
     message = _queued_message(send, message_id, conversation_id, now)
-    events.insert(
-        1 if opened else 0,
-        BusEvent(
-            kind="message.created",
-            conversation_id=message.conversation_id,
-            agent_id=send.agent_id,
-            data={"message_id": message.id, "direction": "out", "identity_id": send.identity_id, "state": "queued"},
-        ),
-    )
+    events.insert(1 if opened else 0, _created(send, message))
     return Queued(
         message=message,
         conversation=conversation,
