@@ -383,21 +383,11 @@ async def _offer_batch(
 ) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
     """(offers made, events, whether a full batch was looked at)."""
     postgres = store.dialect == "postgresql"
-    free_member = (
-        select(agent_queues.c.queue_id)
-        .join(agents, agents.c.id == agent_queues.c.agent_id)
-        .where(
-            agents.c.presence == Presence.READY.value,
-            agents.c.active,
-            _load_of(agents.c.id) < agents.c.capacity,
-        )
-        .distinct()
-    )
     # look before taking the write lock: with nobody free there is nothing to offer, and on SQLite
     # a write transaction would queue the webhooks' commits behind an empty one. The queues found here
     # only narrow the search; the members are locked and their load counted again inside the transaction.
     async with store.read() as connection:
-        ready_queues = list((await connection.execute(free_member)).scalars())
+        ready_queues = list((await connection.execute(_FREE_MEMBER_QUEUES)).scalars())
     if not ready_queues:
         return [], [], False
     async with store.write() as connection:
@@ -513,6 +503,17 @@ async def _offer_batch(
         return made, events, len(waiting) == batch
 
 
+# queues with a ready member below capacity; built once, as the sweep runs it every time
+_FREE_MEMBER_QUEUES = (
+    select(agent_queues.c.queue_id)
+    .join(agents, agents.c.id == agent_queues.c.agent_id)
+    .where(
+        agents.c.presence == Presence.READY.value,
+        agents.c.active,
+        _load_of(agents.c.id) < agents.c.capacity,
+    )
+    .distinct()
+)
 _OFFER = (
     update(conversations)
     .where(
