@@ -444,7 +444,7 @@ async def _replay(request: web.Request, ws: web.WebSocketResponse, agent: Agent,
         last = found[-1].seq
 
 
-async def _send_waiting_lists(request: web.Request, ws: web.WebSocketResponse, agent: Agent) -> None:
+async def _send_waiting_list_snapshots(request: web.Request, ws: web.WebSocketResponse, agent: Agent) -> None:
     """Where the agent's waiting lists stand, on (re)connect: what the live stream then keeps current."""
     queue_ids = sorted(agent.queues)
     if is_supervisor(agent):
@@ -477,7 +477,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             last = await _replay(request, ws, agent, since)
         else:
             last = await last_seq(request.app[STORE])
-        await _send_waiting_lists(request, ws, agent)
+        await _send_waiting_list_snapshots(request, ws, agent)
 
         async def send_live() -> None:
             while True:
