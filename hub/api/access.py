@@ -15,7 +15,7 @@ from hub.api.keys import STORE
 from hub.model import Agent, Conversation, ConversationState, Role
 from hub.store.conversations import get_conversation
 
-__all__ = ["can_act", "can_see", "conversation_for", "is_supervisor"]
+__all__ = ["can_act", "can_see", "can_take", "conversation_for", "is_supervisor"]
 
 
 def is_supervisor(agent: Agent) -> bool:
@@ -38,17 +38,39 @@ def can_see(
     return waiting and conversation.queue_id in agent.queues
 
 
+def can_take(
+    agent: Agent,
+    conversation: Conversation,
+    participants: dict[int, str],
+    former: set[int] | frozenset[int] = frozenset(),
+) -> bool:
+    """Members of the conversation's queue may try, whatever state we read.
+
+    The state can change between this read and the write that takes it; the
+    write decides the race and answers 409, so a member who lost must not be
+    told 403 because the read happened after the winner's commit.
+    """
+    return conversation.queue_id in agent.queues or can_see(agent, conversation, participants, former)
+
+
 def can_act(agent: Agent, conversation: Conversation, participants: dict[int, str]) -> bool:
     return is_supervisor(agent) or agent.id in participants
 
 
-async def conversation_for(request: web.Request, agent: Agent, conversation_id: int, *, act: bool) -> Conversation:
-    """The conversation if ``agent`` may see it (``act``: act on it); else 404 / 403."""
+async def conversation_for(
+    request: web.Request, agent: Agent, conversation_id: int, *, act: bool, take: bool = False
+) -> Conversation:
+    """The conversation if ``agent`` may see it (``act``: act on it; ``take``: try to take it); else 404 / 403."""
     found = await get_conversation(request.app[STORE], conversation_id)
     if found is None:
         raise ApiError(404, "not_found", f"no conversation {conversation_id}")
     conversation, participants, former = found
-    allowed = can_act(agent, conversation, participants) if act else can_see(agent, conversation, participants, former)
+    if act:
+        allowed = can_act(agent, conversation, participants)
+    elif take:
+        allowed = can_take(agent, conversation, participants, former)
+    else:
+        allowed = can_see(agent, conversation, participants, former)
     if not allowed:
         raise ApiError(403, "forbidden", "this conversation is not yours")
     return conversation

@@ -304,7 +304,7 @@ async def reject(request: web.Request) -> web.Response:
 @_action("Take a conversation from your queue's waiting list (409 when someone else got it)")
 async def take_(request: web.Request) -> web.Response:
     agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    conversation = await conversation_for(request, agent, _conversation_id(request), act=False, take=True)
     now = request.app[CLOCK]()
     supervisor = is_supervisor(agent)
     change = await _run(lambda: take(request.app[STORE], conversation.id, agent.id, now=now, any_queue=supervisor))

@@ -80,6 +80,15 @@ def sees(role: str, ownership: str) -> Expected:
     return ALLOWED if ownership in ("own", "waiting_mine", "offered_me") else 403
 
 
+def takes(role: str, ownership: str) -> Expected:
+    """Members of the conversation's queue may try, whatever its state: the write answers 409 if it is taken."""
+    if role == "anonymous":
+        return 401
+    if role != "agent":
+        return ALLOWED
+    return 403 if ownership == "waiting_other" else ALLOWED
+
+
 def acts(role: str, ownership: str) -> Expected:
     """Only a participant acts on a conversation (supervisors: everything)."""
     if role == "anonymous":
@@ -127,7 +136,7 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/conversations/{conv}/messages", sees, area="conversations", ok=200),
     Route("POST", "/api/v1/conversations/{conv}/accept", sees, area="conversations"),
     Route("POST", "/api/v1/conversations/{conv}/reject", sees, area="conversations"),
-    Route("POST", "/api/v1/conversations/{conv}/take", sees, area="conversations"),
+    Route("POST", "/api/v1/conversations/{conv}/take", takes, area="conversations"),
     Route("POST", "/api/v1/conversations/{conv}/leave", acts, area="conversations"),
     Route("POST", "/api/v1/conversations/{conv}/important", acts, {"important": True}, area="conversations"),
     Route("POST", "/api/v1/conversations/{conv}/transfer", acts, {"queue": "sales"}, area="conversations"),

@@ -68,6 +68,18 @@ async def test_two_agents_taking_the_same_conversation_one_wins_the_other_gets_4
     assert [p["agent_id"] for p in view["participants"]] == [winner.id]
 
 
+async def test_a_member_who_takes_after_the_winner_committed_gets_409_not_403(api: Api) -> None:
+    # The concurrent test above can interleave either way; this is the order in
+    # which the loser reads the conversation after the winner's commit.
+    alice = await api.agent("alice")
+    bob = await api.agent("bob")
+    conversation_id = await api.customer_writes()
+    assert (await alice.post(f"/api/v1/conversations/{conversation_id}/take")).status == 200
+    late = await bob.post(f"/api/v1/conversations/{conversation_id}/take")
+    assert late.status == 409
+    assert (await late.json())["error"]["code"] == "already_taken"
+
+
 async def test_any_member_may_take_whatever_their_presence_but_not_another_queues(api: Api) -> None:
     alice = await api.agent("alice", ready=False)
     sam = await api.agent("sam", queues=("sales",))
@@ -228,7 +240,10 @@ async def test_acting_on_someone_elses_conversation_is_403_and_changes_nothing(a
     ):
         response = await bob.post(f"/api/v1/conversations/{conversation_id}/{action}", body)
         assert response.status == 403, action
-    assert (await bob.post(f"/api/v1/conversations/{conversation_id}/take")).status == 403
+    # bob is a member of the queue: taking is within his rights, but it is no longer waiting.
+    taken = await bob.post(f"/api/v1/conversations/{conversation_id}/take")
+    assert taken.status == 409
+    assert (await taken.json())["error"]["code"] == "already_taken"
     view = await alice.json("GET", f"/api/v1/conversations/{conversation_id}")
     assert view["important"] is False
     assert view["state"] == "active"
