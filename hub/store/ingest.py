@@ -92,7 +92,7 @@ async def store_group(
     results: dict[int, DeliveryOutcome | BaseException] = {}
     async with store.write() as connection:
         plain = [i for i, d in enumerate(deliveries) if d and all(isinstance(e, InboundMessage) for e in d)]
-        if len(plain) > 1:
+        if plain:
             try:
                 async with connection.begin_nested():
                     batch = [cast(Sequence[InboundMessage], deliveries[i]) for i in plain]

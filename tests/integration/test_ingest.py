@@ -199,9 +199,13 @@ async def test_a_submit_of_a_failing_delivery_raises_and_stores_nothing(
             raise RuntimeError("boom")
         await original(*args, **kwargs)
 
+    async def fail_bulk(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("bulk boom")
+
+    monkeypatch.setattr(store_ingest, "store_messages_bulk", fail_bulk)  # so it falls back to one by one
     monkeypatch.setattr(store_ingest, "_store_message", fail_second)
     ingestor = make_ingestor(store)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match=r"^boom$"):
         await ingestor.submit([make_message(1), make_message(2)])
     await ingestor.stop()
     assert await count(store, messages) == 0

@@ -151,6 +151,14 @@ async def test_batch_is_all_or_nothing(client: TestClient, store: Store, monkeyp
             raise RuntimeError("constraint violated")
         await original(connection, dialect, event, *args)
 
+    original_bulk = ingest_module.store_messages_bulk
+
+    async def failing_bulk(*args: Any) -> None:
+        # the set-based path stores every row, then fails: its savepoint must take them back
+        await original_bulk(*args)
+        raise RuntimeError("bulk constraint violated")
+
+    monkeypatch.setattr(ingest_module, "store_messages_bulk", failing_bulk)
     monkeypatch.setattr(ingest_module, "_store_message", failing)
     response = await post(client, payload("batch"))
     assert response.status == 500
