@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from hub.store._sqlite_driver import OneTripConnection, connect
+from hub.store._sqlite_driver import BEGIN_WRITE, OneTripConnection, connect
 
 __all__ = ["async_url", "create_engine", "sync_url"]
 
@@ -83,6 +83,6 @@ def _sqlite_engine(target: URL, *, echo: bool, immediate: bool) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # writers take the lock up front: no deadlock when a reader later writes
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.exec_driver_sql(BEGIN_WRITE if immediate else "BEGIN")
 
     return engine

@@ -1,8 +1,10 @@
-"""SQLite under the Store: one thread trip per statement, and writers of one process taking turns."""
+"""SQLite under the Store: one thread trip per statement (none inside a write transaction), and writers of one
+process taking turns."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -96,3 +98,66 @@ async def test_writers_of_one_process_take_turns_in_arrival_order(sqlite_store: 
     release.set()
     await asyncio.gather(holder, *writers)
     assert order == list(range(8))
+
+
+def count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What crossed to a connection's thread from now on (the function's name, per crossing)."""
+    trips: list[str] = []
+    original = OneTripConnection._execute
+
+    async def counted(self: OneTripConnection, function: object, *args: object, **kwargs: object) -> object:
+        trips.append(getattr(function, "__name__", repr(function)))
+        return await original(self, function, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(OneTripConnection, "_execute", counted)
+    return trips
+
+
+async def test_a_write_transaction_crosses_to_the_thread_only_to_commit(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside BEGIN IMMEDIATE ... COMMIT the statements run here (ADR 0016); the commit waits for the disk there."""
+    trips = count_trips(monkeypatch)
+    async with sqlite_store.write() as connection:
+        await connection.execute(insert(queues), [{"id": f"q{n}", "name": f"Queue {n}"} for n in range(3)])
+        await connection.execute(update(queues).where(queues.c.id == "q1").values(name="renamed"))
+        assert len((await connection.execute(select(queues.c.id))).all()) == 3
+        assert trips == []
+    assert trips == ["commit"]
+    async with sqlite_store.read() as connection:  # a reader's statements still go to the thread
+        assert (await connection.execute(select(queues.c.name).where(queues.c.id == "q1"))).scalar() == "renamed"
+    assert "_run" in trips
+
+
+async def test_a_write_lock_held_by_another_process_is_waited_for_on_the_thread(
+    sqlite_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's writer (here: a plain sqlite3 connection) holds the lock: BEGIN IMMEDIATE goes to the
+    connection's thread and waits there, so the event loop keeps running meanwhile."""
+    other = sqlite3.connect(tmp_path / "hub.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    trips = count_trips(monkeypatch)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def write() -> None:
+        async with sqlite_store.write() as connection:
+            await connection.execute(insert(queues).values(id="waited", name="Waited"))
+
+    ticker = asyncio.create_task(ticking())
+    writing = asyncio.create_task(write())
+    await asyncio.sleep(0.3)
+    assert not writing.done()  # still waiting for the other writer
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(writing, 10)
+    ticker.cancel()
+    assert ticks >= 10  # the loop was never blocked by the wait
+    assert trips[0] == "execute"  # the waiting BEGIN IMMEDIATE, on the thread
+    async with sqlite_store.read() as connection:
+        assert (await connection.execute(select(queues.c.name).where(queues.c.id == "waited"))).scalar() == "Waited"
