@@ -19,8 +19,9 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +44,7 @@ from hub.store.outbound import (
     record_and_claim,
     record_failed,
     record_retry,
+    release_claims,
 )
 
 __all__ = ["Outbox", "TokenBucket", "binding_from_json", "binding_to_json", "facts_for", "send_plan"]
@@ -102,6 +104,7 @@ def facts_for(identity: Any, provider: str) -> IdentityFacts:
 
 
 _MAX_GROUP = 256  # accepted sends in one transaction at most
+_RUN = 8  # rows of one conversation a worker claims together and sends one after another (ADR 0015)
 _HEALTH_EVERY = timedelta(seconds=1)  # account_health.last_send_at is stamped about this often
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
@@ -155,6 +158,22 @@ class _wait_retry_after_or(wait_base):
         return float(delay)
 
 
+@dataclass(slots=True)
+class _Attempted:
+    """How one attempt ended, as far as the rest of its conversation's run cares."""
+
+    stored: asyncio.Future[None] | None = None  # the provider accepted it: completes once that is stored
+    retrying: bool = False  # a transient failure: the row waits for its next attempt, and so do the rows behind it
+
+
+def _runs(jobs: Sequence[OutboxJob]) -> list[list[OutboxJob]]:
+    """Claimed rows (ordered by id) grouped per conversation, in the order of each run's first row."""
+    runs: dict[int, list[OutboxJob]] = {}
+    for job in jobs:
+        runs.setdefault(job.conversation_id, []).append(job)
+    return sorted(runs.values(), key=lambda run: run[0].id)
+
+
 class Outbox:
     """The delivery workers of one hub process; several processes may share one database."""
 
@@ -199,7 +218,8 @@ class Outbox:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._accepted: list[tuple[Accepted, asyncio.Future[None]]] = []
-        self._claims: list[tuple[str, int, asyncio.Future[list[OutboxJob]]]] = []
+        self._claims: list[tuple[str, int, asyncio.Future[list[list[OutboxJob]]]]] = []
+        self._follow = 0  # the longest run any waiting claim asked for
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._incoming: list[tuple[NewOutbound, datetime, asyncio.Future[Queued | BaseException]]] = []
@@ -269,21 +289,23 @@ class Outbox:
         self._stopping = False
 
     async def _run(self, worker: str) -> None:
-        """Keep up to ``outbox.batch`` sends in flight and up to one batch more claimed ahead, asking
+        """Keep up to ``outbox.batch`` runs in flight and up to one batch more claimed ahead, asking
         for more as soon as there is room (one claim outstanding per worker; the writer serves every
-        waiting worker with one statement, in the transaction that stores the acceptances). A finished
-        send is followed by the next one at once, and the claim's round trips overlap with sends. With a
-        batch barrier instead, every slot stood idle for a whole claim round trip and the event loop
-        waited for the database."""
+        waiting worker with one statement, in the transaction that stores the acceptances). A run is a
+        conversation's due rows, up to ``_RUN``, claimed together and sent one after another, each as
+        soon as the provider accepted the one before (ADR 0015): a conversation's next message need not
+        wait for the writer to store the previous one and claim it. A finished run is followed by the
+        next one at once, and the claim's round trips overlap with sends."""
         poll = self._settings.outbox.poll_seconds
         batch = self._settings.outbox.batch
-        ready: deque[OutboxJob] = deque()
+        ready: deque[tuple[list[OutboxJob], float]] = deque()
         in_flight: set[asyncio.Task[Any]] = set()
         changed = asyncio.Event()
 
         def launch() -> None:
             while ready and len(in_flight) < batch:
-                task = asyncio.create_task(self._attempt(ready.popleft()))
+                run, deadline = ready.popleft()
+                task = asyncio.create_task(self._send_run(run, deadline))
                 in_flight.add(task)
                 task.add_done_callback(finished)
 
@@ -297,24 +319,26 @@ class Outbox:
         try:
             while not self._stopping:
                 held = len(ready) + len(in_flight)
-                if held >= 2 * batch:  # enough in hand: wait until a send finishes
+                if held >= 2 * batch:  # enough in hand: wait until a run is done
                     changed.clear()
                     await changed.wait()
                     continue
                 try:
-                    jobs = await self._claim(worker, 2 * batch - held)
+                    runs = await self._claim(worker, 2 * batch - held, follow=_RUN - 1)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the database may be away for a moment; try again after a poll
                     logger.exception("outbox worker %s: claiming failed", worker)
-                    jobs = []
-                ready.extend(jobs)
+                    runs = []
+                # the rows behind a run's first are sent only while their lease has well over half to go
+                deadline = time.monotonic() + self._lease.total_seconds() / 2
+                ready.extend((run, deadline) for run in runs)
                 launch()
-                if jobs:
+                if runs:
                     continue
                 if in_flight:
-                    # nothing due now: claim again once a send of ours is done, in the transaction that
-                    # stores its acceptance (which may free the next message of its conversation)
+                    # nothing due now: claim again once a run of ours is done, in the transaction that
+                    # stores its acceptances (which may free the next message of its conversation)
                     changed.clear()
                     await changed.wait()
                     continue
@@ -323,20 +347,42 @@ class Outbox:
                 self._wake.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=poll)
-            while in_flight:  # stopping: the rows in hand are sent (stop() cancels us, and them, after its grace)
+            while in_flight:  # stopping: the runs in hand are sent (stop() cancels us, and them, after its grace)
                 changed.clear()
                 await changed.wait()
         finally:
             for task in in_flight:
                 task.cancel()
 
+    async def _send_run(self, run: list[OutboxJob], deadline: float, *, settle: bool = False) -> int:
+        """A conversation's claimed rows in order, each once the provider has taken the one before. A
+        transient failure gives the rest back unattempted: they must not overtake the row that waits.
+        ``settle``: return only once every outcome is stored. Returns how many rows were attempted."""
+        stored: list[asyncio.Future[None]] = []
+        attempted = 0
+        for index, job in enumerate(run):
+            if index and (self._stopping or time.monotonic() > deadline):
+                await release_claims(self._store, [j.id for j in run[index:]], worker=self.name)
+                break
+            outcome = await self._attempt(job)
+            attempted += 1
+            if outcome.stored is not None:
+                stored.append(outcome.stored)
+            if outcome.retrying:
+                await release_claims(self._store, [j.id for j in run[index + 1 :]], worker=self.name)
+                break
+        if settle and stored:
+            await asyncio.shield(asyncio.gather(*stored))
+        return attempted
+
     async def run_once(self, worker: str | None = None) -> int:
         """Claim one batch of due rows and deliver them; returns how many were handled (every outcome
         is stored when this returns)."""
-        jobs = await self._claim(worker or self.name, self._settings.outbox.batch)
-        if jobs:
-            await asyncio.gather(*(self.deliver(job) for job in jobs))
-        return len(jobs)
+        worker = worker or self.name
+        runs = await self._claim(worker, self._settings.outbox.batch)
+        # runs only hold one row unless workers of this process asked for longer ones in the same transaction
+        deadline = time.monotonic() + self._lease.total_seconds() / 2
+        return sum(await asyncio.gather(*(self._send_run(run, deadline, settle=True) for run in runs)))
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Deliver until nothing is due at the clock's now (tests, the CLI, the bench)."""
@@ -386,17 +432,17 @@ class Outbox:
 
     async def deliver(self, job: OutboxJob) -> None:
         """One attempt for one claimed row; every outcome is stored (and published) before this returns."""
-        stored = await self._attempt(job)
+        stored = (await self._attempt(job)).stored
         if stored is not None:
             await asyncio.shield(stored)
 
-    async def _attempt(self, job: OutboxJob) -> asyncio.Future[None] | None:
+    async def _attempt(self, job: OutboxJob) -> _Attempted:
         """One attempt. Failures are stored before this returns; an acceptance is handed to the writer
-        and the returned future completes once it is stored (the writer publishes its events)."""
+        and ``stored`` completes once it is stored (the writer publishes its events)."""
         now = self._clock()
         if job.provider_message_id:
             # accepted before a crash, recorded, but not marked done: never send it again
-            return self._accepted_by_provider(job, job.provider_message_id, job.sent_at or now)
+            return _Attempted(self._accepted_by_provider(job, job.provider_message_id, job.sent_at or now))
         decision, outbound = self.plan(job, now)
         if isinstance(decision, Refused) or outbound is None:
             assert isinstance(decision, Refused)
@@ -407,11 +453,10 @@ class Outbox:
                     self._store, job, code=decision.rule, reason=decision.message, now=now, provider_error=False
                 )
             )
-            return None
+            return _Attempted()
         adapter = self._adapters.get(job.account_id)
         if adapter is None:
-            await self._retry(job, ProviderUnavailable(f"no adapter for account {job.account_id}"))
-            return None
+            return await self._retry(job, ProviderUnavailable(f"no adapter for account {job.account_id}"))
         bucket = self._buckets.get(job.account_id)
         if bucket is not None and not bucket.try_acquire():
             await bucket.acquire()
@@ -423,16 +468,14 @@ class Outbox:
             await self._publish(
                 await record_failed(self._store, job, code=exc.provider_code, reason=exc.reason, now=self._clock())
             )
-            return None
+            return _Attempted()
         except ProviderUnavailable as exc:
-            await self._retry(job, exc)
-            return None
+            return await self._retry(job, exc)
         except Exception as exc:  # an adapter bug must not lose the row: treat it as transient
             logger.exception("outbox %s: unexpected error from the adapter", job.id)
-            await self._retry(job, ProviderUnavailable(f"unexpected error: {type(exc).__name__}"))
-            return None
+            return await self._retry(job, ProviderUnavailable(f"unexpected error: {type(exc).__name__}"))
         self.sent += 1
-        return self._accepted_by_provider(job, receipt.provider_message_id, receipt.accepted_at)
+        return _Attempted(self._accepted_by_provider(job, receipt.provider_message_id, receipt.accepted_at))
 
     # --------------------------------------------------------------- writer
 
@@ -450,11 +493,13 @@ class Outbox:
         self._kick_writer()
         return future
 
-    async def _claim(self, worker: str, limit: int) -> list[OutboxJob]:
-        """Up to ``limit`` rows for ``worker``, claimed in the writer's next transaction (with the
-        acceptances queued by then)."""
-        future: asyncio.Future[list[OutboxJob]] = asyncio.get_running_loop().create_future()
+    async def _claim(self, worker: str, limit: int, *, follow: int = 0) -> list[list[OutboxJob]]:
+        """Up to ``limit`` runs for ``worker`` (each a conversation's oldest due row and, with ``follow``, up
+        to that many due rows behind it), claimed in the writer's next transaction (with the acceptances
+        queued by then)."""
+        future: asyncio.Future[list[list[OutboxJob]]] = asyncio.get_running_loop().create_future()
         self._claims.append((worker, limit, future))
+        self._follow = max(self._follow, follow)
         self._kick_writer()
         return await future
 
@@ -466,8 +511,11 @@ class Outbox:
         while self._accepted or self._claims:
             batch, self._accepted = self._accepted[:_MAX_GROUP], self._accepted[_MAX_GROUP:]
             claims, self._claims = [c for c in self._claims if not c[2].done()], []
+            follow, self._follow = self._follow, 0
             try:
-                events, jobs = await self._store_and_claim([item for item, _ in batch], sum(n for _, n, _ in claims))
+                events, jobs = await self._store_and_claim(
+                    [item for item, _ in batch], sum(n for _, n, _ in claims), follow=follow
+                )
             except Exception as exc:
                 if not batch:
                     for _, _, claimed in claims:
@@ -477,6 +525,7 @@ class Outbox:
                 # one bad row must not sink the others: store them one by one, then claim again
                 logger.exception("outbox: storing %d acceptances together failed; storing them one by one", len(batch))
                 self._claims[:0] = claims
+                self._follow = max(self._follow, follow)
                 for item, future in batch:
                     try:
                         events, _ = await self._store_and_claim([item], 0)
@@ -491,16 +540,20 @@ class Outbox:
             self._bus.publish_all(events)
             for _, future in batch:
                 future.set_result(None)
-            # one claim for every worker waiting: rows in claim order, each worker up to its limit
+            # one claim for every worker waiting: runs in claim order, each worker up to its limit
+            runs = _runs(jobs)
             start = 0
             for worker, limit, claimed in claims:
-                got, start = jobs[start : start + limit], start + limit
+                got, start = runs[start : start + limit], start + limit
                 if claimed.done():  # its worker was cancelled meanwhile: the rows wait for their lease
-                    logger.info("outbox worker %s stopped; %d claimed rows resume after the lease", worker, len(got))
+                    rows = sum(len(run) for run in got)
+                    logger.info("outbox worker %s stopped; %d claimed rows resume after the lease", worker, rows)
                 else:
                     claimed.set_result(got)
 
-    async def _store_and_claim(self, items: list[Accepted], limit: int) -> tuple[list[Any], list[OutboxJob]]:
+    async def _store_and_claim(
+        self, items: list[Accepted], limit: int, *, follow: int = 0
+    ) -> tuple[list[Any], list[OutboxJob]]:
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_fixed(0.2), reraise=True):
             with attempt:
                 now = self._clock()
@@ -508,14 +561,21 @@ class Outbox:
                 stale = any(now - self._health_at.get(a, _LONG_AGO) >= _HEALTH_EVERY for a in accounts)
                 async with self._writing():
                     events, jobs = await record_and_claim(
-                        self._store, items, limit, worker=self.name, now=now, lease=self._lease, health=stale
+                        self._store,
+                        items,
+                        limit,
+                        worker=self.name,
+                        now=now,
+                        lease=self._lease,
+                        health=stale,
+                        follow=follow,
                     )
                 if stale:
                     self._health_at.update(dict.fromkeys(accounts, now))
                 return events, jobs
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _retry(self, job: OutboxJob, exc: ProviderUnavailable) -> None:
+    async def _retry(self, job: OutboxJob, exc: ProviderUnavailable) -> _Attempted:
         now = self._clock()
         state = RetryCallState(self._schedule, None, (), {})
         state.attempt_number = job.attempts
@@ -526,13 +586,14 @@ class Outbox:
             reason = f"the provider stayed unavailable after {job.attempts} attempts ({exc.reason})"
             logger.warning("outbox %s: giving up after %d attempts", job.id, job.attempts)
             await self._publish(await record_failed(self._store, job, code=code, reason=reason, now=now))
-            return
+            return _Attempted()
         delay = self._schedule.wait(state)
         self.retried += 1
         logger.info("outbox %s: transient failure (%s), next attempt in %.2fs", job.id, code, delay)
         await record_retry(
             self._store, job, next_attempt_at=now + timedelta(seconds=delay), error=f"{code}: {exc.reason}", now=now
         )
+        return _Attempted(retrying=True)
 
     def _writing(self) -> AbstractAsyncContextManager[Any]:
         """SQLite has one writer at a time and its busy handler waits by sleeping: the workers of

@@ -79,6 +79,7 @@ __all__ = [
     "record_and_claim",
     "record_failed",
     "record_retry",
+    "release_claims",
 ]
 
 
@@ -568,7 +569,7 @@ def _claim_statements(dialect: str) -> tuple[Any, Any]:
             locked_by=bindparam("claim_worker", type_=outbox.c.locked_by.type),
             attempts=outbox.c.attempts + 1,
         )
-        .returning(outbox.c.id)
+        .returning(outbox.c.id, outbox.c.conversation_id)
     )
     load = (
         select(
@@ -598,6 +599,60 @@ def _claim_statements(dialect: str) -> tuple[Any, Any]:
     )
     _CLAIM_STATEMENTS[dialect] = (claim, load)
     return claim, load
+
+
+_FOLLOWER_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _follower_statements(dialect: str) -> tuple[Any, Any]:
+    """The rows queued behind claimed heads, and the update that claims some of them; built once."""
+    found = _FOLLOWER_STATEMENTS.get(dialect)
+    if found is not None:
+        return found
+    behind = (
+        select(outbox.c.id, outbox.c.conversation_id, outbox.c.state, outbox.c.next_attempt_at, outbox.c.locked_until)
+        .where(
+            outbox.c.conversation_id.in_(bindparam("follow_conversations", expanding=True)),
+            outbox.c.state.in_([literal_column(f"'{state}'") for state in _UNFINISHED]),
+            outbox.c.id.notin_(bindparam("follow_heads", expanding=True)),
+        )
+        .order_by(outbox.c.conversation_id, outbox.c.id)
+    )
+    if dialect == "postgresql":
+        behind = behind.with_for_update(of=outbox)
+    take = (
+        update(outbox)
+        .where(outbox.c.id.in_(bindparam("follow_ids", expanding=True)))
+        .values(
+            state=OutboxState.SENDING,
+            locked_until=bindparam("claim_until", type_=outbox.c.locked_until.type),
+            locked_by=bindparam("claim_worker", type_=outbox.c.locked_by.type),
+            attempts=outbox.c.attempts + 1,
+        )
+    )
+    _FOLLOWER_STATEMENTS[dialect] = (behind, take)
+    return behind, take
+
+
+def _followers(rows: Sequence[Any], now: datetime, follow: int) -> list[int]:
+    """Of each conversation's unfinished rows behind its head (in order), the leading ones that are due
+    now, at most ``follow``: the run stops at the first row that is not, so it has no gap."""
+    taken: list[int] = []
+    conversation, count, stopped = None, 0, False
+    for row in rows:
+        if row.conversation_id != conversation:
+            conversation, count, stopped = row.conversation_id, 0, False
+        if stopped or count >= follow:
+            continue
+        due = (row.state == OutboxState.PENDING and row.next_attempt_at <= now) or (
+            row.state == OutboxState.SENDING and row.locked_until is not None and row.locked_until < now
+        )
+        if not due:
+            stopped = True
+            continue
+        taken.append(int(row.id))
+        count += 1
+    return taken
 
 
 # value -> member, looked up per claimed row (calling the Enum class costs several times more)
@@ -660,14 +715,52 @@ async def claim_outbox(
 
 
 async def _claim(
-    connection: AsyncConnection, dialect: str, *, now: datetime, worker: str, lease: timedelta, limit: int
+    connection: AsyncConnection,
+    dialect: str,
+    *,
+    now: datetime,
+    worker: str,
+    lease: timedelta,
+    limit: int,
+    follow: int = 0,
 ) -> list[OutboxJob]:
+    """Up to ``limit`` heads (each the oldest unfinished row of its conversation) and, with ``follow``,
+    up to that many due rows queued behind each head, in the same transaction. Ordered by id, so each
+    conversation's rows come in the order they must leave."""
     claim, load = _claim_statements(dialect)
     parameters = {"claim_now": now, "claim_until": now + lease, "claim_worker": worker, "claim_limit": limit}
-    ids = [int(i) for i in (await connection.execute(claim, parameters)).scalars()]
-    if not ids:
+    heads = (await connection.execute(claim, parameters)).all()
+    if not heads:
         return []
+    ids = [int(outbox_id) for outbox_id, _ in heads]
+    if follow:
+        behind, take = _follower_statements(dialect)
+        conversations = sorted({int(conversation_id) for _, conversation_id in heads})
+        rows = (await connection.execute(behind, {"follow_conversations": conversations, "follow_heads": ids})).all()
+        followers = _followers(rows, now, follow)
+        if followers:
+            await connection.execute(
+                take, {"follow_ids": followers, "claim_until": now + lease, "claim_worker": worker}
+            )
+            ids += followers
     return [_job(row) for row in (await connection.execute(load, {"claim_ids": ids})).all()]
+
+
+async def release_claims(store: Store, outbox_ids: Sequence[int], *, worker: str) -> None:
+    """Give back claimed rows that were never attempted (the rest of a run whose earlier message must
+    wait for a retry, or whose lease ran short): pending again, the claim's attempt not counted."""
+    if not outbox_ids:
+        return
+    async with store.write() as connection:
+        await connection.execute(
+            update(outbox)
+            .where(
+                outbox.c.id.in_(list(outbox_ids)),
+                outbox.c.state == OutboxState.SENDING,
+                outbox.c.locked_by == worker,
+            )
+            .values(state=OutboxState.PENDING, locked_until=None, locked_by=None, attempts=outbox.c.attempts - 1)
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -708,14 +801,18 @@ async def record_and_claim(
     now: datetime,
     lease: timedelta,
     health: bool = True,
+    follow: int = 0,
 ) -> tuple[list[BusEvent], list[OutboxJob]]:
-    """Store acceptances, then claim up to ``limit`` due rows for ``worker``, in one transaction (all
-    or none): the delivery workers of a process share one commit for both. The claim sees the
-    acceptances, so the next message of a conversation whose previous one was just accepted is due."""
+    """Store acceptances, then claim up to ``limit`` heads for ``worker`` (with ``follow``: and the due rows
+    queued behind each, see ``_claim``), in one transaction (all or none): the delivery workers of a process
+    share one commit for both. The claim sees the acceptances, so the next message of a conversation whose
+    previous one was just accepted is due."""
     async with store.write() as connection:
         events = await _record_accepted(connection, store.dialect, items, now=now, health=health) if items else []
         jobs = (
-            await _claim(connection, store.dialect, now=now, worker=worker, lease=lease, limit=limit) if limit else []
+            await _claim(connection, store.dialect, now=now, worker=worker, lease=lease, limit=limit, follow=follow)
+            if limit
+            else []
         )
     return events, jobs
 

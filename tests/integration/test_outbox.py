@@ -573,3 +573,116 @@ async def test_storing_an_acceptance_and_claiming_in_one_transaction_frees_the_n
     assert [e.data["message_id"] for e in events] == [first]
     assert (await hub.message(first)).provider_message_id == "SM-first"
     assert (await hub.outbox_row(first)).state == OutboxState.DONE
+
+
+# ------------------------------------------------------------------ runs (ADR 0015)
+
+
+def record_releases(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The outbox row ids each ``release_claims`` gave back (the real one still runs)."""
+    import hub.outbox
+
+    released: list[list[int]] = []
+    real = hub.outbox.release_claims
+
+    async def recording(store: Store, outbox_ids: Any, *, worker: str) -> None:
+        released.append(list(outbox_ids))
+        await real(store, outbox_ids, worker=worker)
+
+    monkeypatch.setattr(hub.outbox, "release_claims", recording)
+    return released
+
+
+async def run_workers_until(worker: Outbox, done: Callable[[], bool]) -> None:
+    """The workers' own loop (start, claim runs, send, store) until ``done()``, then a clean stop."""
+    await worker.start()
+    worker.wake()
+    async with asyncio.timeout(10):
+        while not done():  # noqa: ASYNC110  (the workers signal nothing else to wait on)
+            await asyncio.sleep(0.01)
+    await worker.stop()
+
+
+async def test_a_claim_takes_the_due_rows_behind_each_conversations_first_as_one_run(hub: Hub) -> None:
+    first, second = await hub.customer_writes("+420600000001"), await hub.customer_writes("+420600000002")
+    ours = [await hub.queue(first, f"a{i}") for i in range(3)]
+    theirs = [await hub.queue(second, f"b{i}") for i in range(3)]
+    lease = timedelta(seconds=30)
+
+    _, short = await record_and_claim(hub.store, [], 5, worker="w", now=hub.clock(), lease=lease, follow=1)
+    assert [j.message_id for j in short] == [ours[0], ours[1], theirs[0], theirs[1]]  # at most one behind each
+    _, rest = await record_and_claim(hub.store, [], 5, worker="w", now=hub.clock(), lease=lease, follow=7)
+    assert rest == []  # a conversation's rows behind a claimed one are not heads of their own
+    hub.clock.advance(31)  # the lease ran out: the run is claimed again whole, in order, with what was left
+    _, again = await record_and_claim(hub.store, [], 5, worker="w2", now=hub.clock(), lease=lease, follow=7)
+    assert [j.message_id for j in again] == ours + theirs
+
+
+async def test_a_run_stops_at_a_row_that_is_not_due_yet(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    queued = [await hub.queue(identity, f"m{i}") for i in range(3)]
+    async with hub.store.write() as connection:
+        await connection.execute(
+            update(outbox)
+            .where(outbox.c.message_id == queued[1])
+            .values(next_attempt_at=hub.clock() + timedelta(minutes=5))
+        )
+    _, jobs = await record_and_claim(
+        hub.store, [], 5, worker="w", now=hub.clock(), lease=timedelta(seconds=30), follow=7
+    )
+    assert [j.message_id for j in jobs] == [queued[0]]  # m2 must not overtake m1
+
+
+async def test_a_transient_failure_inside_a_run_gives_the_rest_back_and_the_order_holds(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = record_releases(monkeypatch)
+    identity = await hub.customer_writes("+420600000001")
+    queued = [await hub.queue(identity, f"m{i}") for i in range(4)]
+    adapter = hub.adapters["wa"]
+    send = adapter.send
+    failed: list[str | None] = []
+
+    async def m1_fails_once(message: OutboundMessage) -> SendReceipt:
+        if message.text == "m1" and not failed:
+            failed.append(message.text)
+            adapter.attempts.append(message)
+            raise ProviderUnavailable("503 from the provider")
+        return await send(message)
+
+    adapter.send = m1_fails_once  # type: ignore[method-assign]
+    worker = hub.outbox(name="w")
+    await run_workers_until(worker, lambda: worker.recorded >= 1 and worker.retried >= 1)
+
+    assert texts(adapter) == ["m0"]
+    rows = [await hub.outbox_row(message_id) for message_id in queued]
+    assert [(r.state, r.attempts) for r in rows] == [
+        (OutboxState.DONE, 1),
+        (OutboxState.PENDING, 1),  # waits for its retry
+        (OutboxState.PENDING, 0),  # given back unattempted: the claim's attempt is not counted
+        (OutboxState.PENDING, 0),
+    ]
+    assert [r.locked_by for r in rows[1:]] == [None, None, None]
+    assert released == [[rows[2].id, rows[3].id]]  # claimed with m0 as one run, never sent
+    hub.clock.advance(60)
+    assert await worker.drain() == 3
+    assert texts(adapter) == ["m0", "m1", "m2", "m3"]
+    assert [(await hub.outbox_row(m)).attempts for m in queued] == [1, 2, 1, 1]
+
+
+async def test_rows_behind_a_run_are_given_back_when_the_lease_runs_short(
+    store: Store, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = record_releases(monkeypatch)
+    # half a lease of 0.1 µs has passed before the second row of any run could go: each run sends its
+    # first row only and gives back the rest, which later claims take in order
+    hub = await make_hub(
+        store, lambda toml: make_settings(toml.replace("lease_seconds = 30.0", "lease_seconds = 0.0000001"))
+    )
+    identity = await hub.customer_writes("+420600000001")
+    queued = [await hub.queue(identity, f"m{i}") for i in range(4)]
+    worker = hub.outbox(name="w")
+    await run_workers_until(worker, lambda: worker.recorded >= 4)
+    assert texts(hub.adapters["wa"]) == ["m0", "m1", "m2", "m3"]
+    assert [(await hub.outbox_row(m)).attempts for m in queued] == [1, 1, 1, 1]
+    assert released  # runs were claimed, and their rest given back
