@@ -1,7 +1,8 @@
 """Outbound throughput: policy + outbox + delivery workers to the emulator, as a ratio against direct
 adapter sends to the same emulator measured in the same run.
 
-    python bench/outbound.py [--messages 1000] [--rounds 3] [--workers 4] [--batch 16] [--engines sqlite,postgres]
+    python bench/outbound.py [--messages 1000] [--rounds 3] [--warmup 1] [--workers 4] [--batch 16]
+                             [--engines sqlite,postgres]
 
 For each engine, with one WhatsApp (Twilio) account served by the Twilio emulator on loopback and the real adapter:
 
@@ -201,10 +202,18 @@ async def deliver(outbox: Outbox, store: Store, count: int) -> float:
 
 
 async def run(
-    engine: str, count: int, customers: int, concurrency: int, workers: int, batch: int, rounds: int
+    engine: str,
+    count: int,
+    customers: int,
+    concurrency: int,
+    workers: int,
+    batch: int,
+    rounds: int,
+    warmup: int = 1,
 ) -> dict[str, object]:
-    """``rounds`` alternating rounds of direct / accept / deliver (the machine's load moves; each ratio
-    compares neighbours), then one end-to-end round; medians are reported."""
+    """``warmup`` unmeasured rounds of each phase (statements compiled, connections open on both sides), then
+    ``rounds`` alternating rounds of direct / accept / deliver (the machine's load moves; each ratio compares
+    neighbours), then one end-to-end round; medians are reported."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.toml"
         path.write_text(CONFIG.format(workers=workers, batch=batch), encoding="utf-8")
@@ -215,6 +224,11 @@ async def run(
         adapter = TwilioWhatsAppAdapter(account, session)
         async with database(engine) as store:
             ids, agent_id = await seed(store, settings, state, customers)
+            for _ in range(warmup):
+                await direct(adapter, count, customers, concurrency)
+                outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
+                await accept(outbox, store, settings, ids, agent_id, count, concurrency)
+                await deliver(outbox, store, count)
             for _ in range(rounds):
                 directs.append(await direct(adapter, count, customers, concurrency))
                 outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
@@ -237,6 +251,7 @@ async def run(
         "engine": engine,
         "messages_per_round": count,
         "rounds": rounds,
+        "warmup_rounds": warmup,
         "workers": workers,
         "batch": batch,
         "direct_per_second": round(statistics.median(directs), 1),
@@ -247,7 +262,7 @@ async def run(
         "end_to_end_per_second": round(end_to_end, 1),
         "end_to_end_ratio": round(end_to_end / end_direct, 3),
         "provider_received": sent,
-        "expected_received": (2 * rounds + 2) * count,
+        "expected_received": (2 * rounds + 2 + 2 * warmup) * count,
         "outbox_rows": counts,
     }
 
@@ -260,12 +275,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (0: the first round is cold)")
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args()
     settle_garbage_collector()  # as `channelhub serve` does after start-up; both phases run with it
     for engine in args.engines.split(","):
         result = asyncio.run(
-            run(engine, args.messages, args.customers, args.concurrency, args.workers, args.batch, args.rounds)
+            run(
+                engine,
+                args.messages,
+                args.customers,
+                args.concurrency,
+                args.workers,
+                args.batch,
+                args.rounds,
+                args.warmup,
+            )
         )
         print(json.dumps(result))
 
