@@ -43,7 +43,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, immediat
     """``immediate=False`` gives SQLite readers a plain deferred BEGIN."""
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
-        return _sqlite_engine(target, echo=echo, immediate=immediate)
+        return _sqlite_engine(target, echo=echo, immediate=immediate, pool_size=pool_size)
     return create_async_engine(
         target,
         pool_size=pool_size,
@@ -53,14 +53,17 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, immediat
     )
 
 
-def _sqlite_engine(target: URL, *, echo: bool, immediate: bool) -> AsyncEngine:
+def _sqlite_engine(target: URL, *, echo: bool, immediate: bool, pool_size: int) -> AsyncEngine:
     memory = target.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"echo": echo}
     if memory:
         kwargs["poolclass"] = NullPool
     else:
-        kwargs["pool_size"] = 5
-        kwargs["max_overflow"] = 5
+        # Connections kept, none made for a moment: an overflow connection is a new thread, a file open and four
+        # pragmas, thrown away on return, and under more concurrent readers than the pool holds every read made
+        # one. Readers beyond the pool wait for a connection instead (SQLite serves them one at a time anyway).
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = 0
 
     def one_trip_connection() -> OneTripConnection:
         # what SQLAlchemy would pass to aiosqlite.connect, to our connection instead (see _sqlite_driver)
