@@ -1,11 +1,13 @@
-"""``channelhub agents create LOGIN --role agent|supervisor|admin [--queue ID ...]``.
+"""``channelhub agents create|list``: agent accounts, for when nobody can log in to the console.
 
-The password is read from standard input: a hidden prompt (asked twice) on a
+``create LOGIN --role agent|supervisor|admin [--queue ID ...]`` is how the first
+admin of an empty database is created. ``--queue`` takes any queue that exists:
+one from the configuration file or one created through the admin API (the
+database). ``list [--inactive]`` prints one aligned line per agent, by login.
+
+Passwords are read from standard input: a hidden prompt (asked twice) on a
 terminal, the first line otherwise (``printf '%s\\n' "$PW" | channelhub agents
-create ...``), so it never appears in the process list or shell history.
-This is how the first admin of an empty database is created. ``--queue`` takes
-any queue that exists: one from the configuration file or one created through
-the admin API (the database).
+create ...``), so they never appear in the process list or shell history.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from hub.cli import add_config_argument, settings_from_args
-from hub.model import Agent, Role
+from hub.model import Agent, Presence, Role
 from hub.settings import Settings
 from hub.store import Store
+from hub.store.admin import list_agents
 from hub.store.agents import AgentExists, create_agent
 from hub.store.catalogue import load_queues
 
-__all__ = ["create", "known_queues", "read_password", "register", "unknown_queue_message"]
+__all__ = ["agent_lines", "create", "known_queues", "listing", "read_password", "register", "unknown_queue_message"]
 
 MIN_PASSWORD = 8
 
@@ -40,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     do_create.add_argument("--capacity", type=int, default=2, help="concurrent conversations (default 2)")
     add_config_argument(do_create)
     do_create.set_defaults(handler=_create)
+    do_list = actions.add_parser("list", help="one line per agent: login, role, state, queues, presence")
+    do_list.add_argument("--inactive", action="store_true", help="include deactivated agents")
+    add_config_argument(do_list)
+    do_list.set_defaults(handler=_list)
 
 
 class PasswordError(Exception):
@@ -142,4 +149,45 @@ def _create(args: argparse.Namespace) -> int:
         return 1
     queues = ", ".join(agent.queues) or "no queues"
     print(f"created {agent.role.value} {agent.login} (id {agent.id}; {queues}; capacity {agent.capacity})")
+    return 0
+
+
+async def listing(settings: Settings, *, inactive: bool = False) -> list[tuple[Agent, bool]]:
+    """(agent, active) by login; deactivated agents only with ``inactive``."""
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+        found = await list_agents(store, include_inactive=inactive)
+    finally:
+        await store.close()
+    # by code point: a database's collation has its own order (PostgreSQL's may ignore case)
+    return sorted(found, key=lambda pair: pair[0].login)
+
+
+def agent_lines(found: list[tuple[Agent, bool]]) -> list[str]:
+    """``login  role  active|inactive  queues  presence``, the columns aligned."""
+    rows = [
+        (agent.login, agent.role.value, "active" if active else "inactive", ",".join(agent.queues) or "-")
+        for agent, active in found
+    ]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(4)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + "  " + _presence(agent)
+        for row, (agent, _) in zip(rows, found, strict=True)
+    ]
+
+
+def _presence(agent: Agent) -> str:
+    if agent.presence is Presence.PAUSED and agent.pause_reason:
+        return f"{agent.presence.value} ({agent.pause_reason})"
+    return agent.presence.value
+
+
+def _list(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    found = asyncio.run(listing(settings, inactive=args.inactive))
+    for line in agent_lines(found):
+        print(line)
+    if not found:  # on standard error, so a script reading the lines finds none
+        print("no agents" if args.inactive else "no active agents", file=sys.stderr)
     return 0

@@ -1,5 +1,6 @@
 """``channelhub agents create``: the password comes from standard input, never the command line;
-``--queue`` takes a queue from the configuration file or the database."""
+``--queue`` takes a queue from the configuration file or the database. ``agents list`` shows the
+accounts, active ones unless asked otherwise."""
 
 from __future__ import annotations
 
@@ -7,21 +8,23 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-from hub.model import Queue, Role
+from hub.model import Presence, Queue, Role
 from hub.passwords import verify_password
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.admin import create_queue
-from hub.store.agents import find_agent_by_login
+from hub.store.admin import create_queue, update_agent
+from hub.store.agents import create_agent, find_agent_by_login, set_presence
 from tests.conftest import BASE_CONFIG
 
 
-def run_cli(config: Path, database_url: str, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+def run_cli(config: Path, database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``channelhub agents ARGS --config CONFIG`` in its own process, as an operator runs it."""
     env = {**os.environ, "CHANNELHUB_DATABASE_URL": database_url}
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", "agents", "create", *args, "--config", str(config)],
+        [sys.executable, "-m", "hub.cli", "agents", *args, "--config", str(config)],
         input=stdin,
         capture_output=True,
         text=True,
@@ -37,7 +40,17 @@ async def test_agents_create_reads_the_password_from_stdin(
     config = tmp_path / "hub.toml"
     config.write_text(BASE_CONFIG, encoding="utf-8")
     done = run_cli(
-        config, database_url, "root", "--role", "admin", "--queue", "support", "--name", "Root", stdin="s3cret-pass\n"
+        config,
+        database_url,
+        "create",
+        "root",
+        "--role",
+        "admin",
+        "--queue",
+        "support",
+        "--name",
+        "Root",
+        stdin="s3cret-pass\n",
     )
     assert done.returncode == 0, done.stderr
     assert "created admin root" in done.stdout
@@ -53,7 +66,7 @@ async def test_agents_create_reads_the_password_from_stdin(
     assert agent.queues == ("support",)
     assert agent.display_name == "Root"
     assert await verify_password(password_hash, "s3cret-pass")
-    again = run_cli(config, database_url, "root", "--role", "agent", stdin="another-pass\n")
+    again = run_cli(config, database_url, "create", "root", "--role", "agent", stdin="another-pass\n")
     assert again.returncode == 1
     assert "already exists" in again.stderr
 
@@ -61,10 +74,12 @@ async def test_agents_create_reads_the_password_from_stdin(
 def test_agents_create_refuses_a_short_password_or_an_unknown_queue(tmp_path: Path, sqlite_url: str) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(BASE_CONFIG, encoding="utf-8")
-    short = run_cli(config, sqlite_url, "bob", "--role", "agent", stdin="short\n")
+    short = run_cli(config, sqlite_url, "create", "bob", "--role", "agent", stdin="short\n")
     assert short.returncode == 2
     assert "at least 8" in short.stderr
-    unknown = run_cli(config, sqlite_url, "bob", "--role", "agent", "--queue", "nowhere", stdin="long enough\n")
+    unknown = run_cli(
+        config, sqlite_url, "create", "bob", "--role", "agent", "--queue", "nowhere", stdin="long enough\n"
+    )
     assert unknown.returncode == 2
     assert "unknown queue nowhere" in unknown.stderr
 
@@ -79,7 +94,17 @@ async def test_agents_create_accepts_a_queue_created_through_the_api(tmp_path: P
     finally:
         await store.close()
     done = run_cli(
-        config, database_url, "vera", "--role", "agent", "--queue", "vip", "--queue", "support", stdin="long enough\n"
+        config,
+        database_url,
+        "create",
+        "vera",
+        "--role",
+        "agent",
+        "--queue",
+        "vip",
+        "--queue",
+        "support",
+        stdin="long enough\n",
     )
     assert done.returncode == 0, done.stderr
     assert "created agent vera" in done.stdout
@@ -90,7 +115,52 @@ async def test_agents_create_accepts_a_queue_created_through_the_api(tmp_path: P
         await store.close()
     assert found is not None
     assert found[0].queues == ("support", "vip")
-    unknown = run_cli(config, database_url, "otto", "--role", "agent", "--queue", "nowhere", stdin="long enough\n")
+    unknown = run_cli(
+        config, database_url, "create", "otto", "--role", "agent", "--queue", "nowhere", stdin="long enough\n"
+    )
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == ["channelhub: unknown queue nowhere (known: sales, support, vip)"]
     assert "long enough" not in unknown.stdout + unknown.stderr
+
+
+async def test_agents_list_shows_active_agents_by_login_and_deactivated_ones_only_when_asked(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    now = datetime.now(UTC)
+    store = Store(database_url)
+    try:
+        await store.migrate()
+        zoe = await create_agent(
+            store, login="zoe", password="long enough", role=Role.AGENT, now=now, queues=["support", "sales"]
+        )
+        await create_agent(store, login="anna", password="long enough", role=Role.ADMIN, now=now)
+        bert = await create_agent(
+            store, login="Bert", password="long enough", role=Role.SUPERVISOR, now=now, queues=["sales"]
+        )
+        max_ = await create_agent(
+            store, login="max", password="long enough", role=Role.AGENT, now=now, queues=["sales"]
+        )
+        async with store.write() as connection:
+            await set_presence(connection, zoe.id, Presence.READY, now=now)
+            await set_presence(connection, bert.id, Presence.PAUSED, now=now, reason="lunch")
+        await update_agent(store, max_.id, {"active": False}, now=now)
+    finally:
+        await store.close()
+    listed = run_cli(config, database_url, "list")
+    assert listed.returncode == 0, listed.stderr
+    # by login as code points (upper case first) on both engines; the last column is not padded
+    assert listed.stdout.splitlines() == [
+        "Bert  supervisor  active  sales          paused (lunch)",
+        "anna  admin       active  -              offline",
+        "zoe   agent       active  sales,support  ready",
+    ]
+    everyone = run_cli(config, database_url, "list", "--inactive")
+    assert everyone.returncode == 0, everyone.stderr
+    assert everyone.stdout.splitlines() == [
+        "Bert  supervisor  active    sales          paused (lunch)",
+        "anna  admin       active    -              offline",
+        "max   agent       inactive  sales          offline",
+        "zoe   agent       active    sales,support  ready",
+    ]
