@@ -1,9 +1,21 @@
-"""``channelhub agents create|list``: agent accounts, for when nobody can log in to the console.
+"""``channelhub agents create|list|deactivate|reactivate``: agent accounts, for when nobody can
+log in to the console.
 
 ``create LOGIN --role agent|supervisor|admin [--queue ID ...]`` is how the first
 admin of an empty database is created. ``--queue`` takes any queue that exists:
 one from the configuration file or one created through the admin API (the
 database). ``list [--inactive]`` prints one aligned line per agent, by login.
+
+``deactivate LOGIN`` and ``reactivate LOGIN`` are the admin API's
+``PUT {"active": false|true}``, through the same store function
+(``hub.store.admin.update_agent``): one transaction makes the agent inactive and
+offline, revokes their sessions and tokens and gives back their work. Repeating
+either changes nothing. A hub that is running routes the given-back
+conversations on its next sweep and closes the agent's open consoles (the
+``agent.deactivated`` event is logged for it). Other consoles, supervisors'
+included, see the hand-offs and the agent's presence when they next load them:
+the events the API publishes in its own process are not sent from here. The
+timeline events name no admin (no ``by``).
 
 Passwords are read from standard input: a hidden prompt (asked twice) on a
 terminal, the first line otherwise (``printf '%s\\n' "$PW" | channelhub agents
@@ -16,6 +28,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -23,11 +36,26 @@ from hub.cli import add_config_argument, settings_from_args
 from hub.model import Agent, Presence, Role
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.admin import list_agents
+from hub.store.admin import AgentUpdate, list_agents, update_agent
 from hub.store.agents import AgentExists, create_agent
 from hub.store.catalogue import load_queues
+from hub.store.events import log_events
+from hub.store.routing import Released, RoutingRefused
 
-__all__ = ["agent_lines", "create", "known_queues", "listing", "read_password", "register", "unknown_queue_message"]
+__all__ = [
+    "Deactivation",
+    "UnknownAgent",
+    "agent_lines",
+    "create",
+    "deactivate",
+    "deactivation_lines",
+    "known_queues",
+    "listing",
+    "reactivate",
+    "read_password",
+    "register",
+    "unknown_queue_message",
+]
 
 MIN_PASSWORD = 8
 
@@ -47,10 +75,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     do_list.add_argument("--inactive", action="store_true", help="include deactivated agents")
     add_config_argument(do_list)
     do_list.set_defaults(handler=_list)
+    do_deactivate = actions.add_parser(
+        "deactivate", help="no more logins; sessions and tokens revoked; their conversations given back"
+    )
+    do_deactivate.add_argument("login")
+    add_config_argument(do_deactivate)
+    do_deactivate.set_defaults(handler=_deactivate)
+    do_reactivate = actions.add_parser("reactivate", help="let a deactivated agent log in again (they start offline)")
+    do_reactivate.add_argument("login")
+    add_config_argument(do_reactivate)
+    do_reactivate.set_defaults(handler=_reactivate)
 
 
 class PasswordError(Exception):
     pass
+
+
+class UnknownAgent(Exception):
+    """No agent, active or not, has the login."""
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"no agent with login {login!r}")
+        self.login = login
+
+
+@dataclass(frozen=True, slots=True)
+class Deactivation:
+    """What ``update_agent`` did, and every agent's login by id to name who took a conversation over."""
+
+    update: AgentUpdate
+    logins: dict[int, str]
 
 
 def read_password(stdin: TextIO = sys.stdin) -> str:
@@ -190,4 +244,110 @@ def _list(args: argparse.Namespace) -> int:
         print(line)
     if not found:  # on standard error, so a script reading the lines finds none
         print("no agents" if args.inactive else "no active agents", file=sys.stderr)
+    return 0
+
+
+def _find(found: list[tuple[Agent, bool]], login: str) -> tuple[Agent, bool]:
+    for agent, active in found:
+        if agent.login == login:
+            return agent, active
+    raise UnknownAgent(login)
+
+
+async def deactivate(settings: Settings, login: str) -> Deactivation:
+    """Deactivate as ``DELETE /api/v1/agents/{id}`` does. Raises UnknownAgent, or RoutingRefused when a
+    hand-off on one of the agent's conversations got there first (nothing changed; try again)."""
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+        everyone = await list_agents(store, include_inactive=True)
+        agent, _ = _find(everyone, login)
+        now = datetime.now(UTC)
+        updated = await update_agent(store, agent.id, {"active": False}, now=now)
+        if updated is None:  # agents are never deleted, but the id came from another transaction
+            raise UnknownAgent(login)
+        if updated.deactivated:
+            # what the API publishes for hub.api.ws, logged so each running hub closes the agent's consoles
+            await log_events(
+                store,
+                [{"kind": "agent.deactivated", "agent_id": agent.id, "data": {"agent_id": agent.id}}],
+                now=now,
+            )
+    finally:
+        await store.close()
+    return Deactivation(update=updated, logins={a.id: a.login for a, _ in everyone})
+
+
+def deactivation_lines(done: Deactivation) -> list[str]:
+    """One line for the agent, one for their conversations when anything was given back (or it is news)."""
+    agent = done.update.agent
+    released = done.update.released or Released()
+    given = _given_back(released, done.logins)
+    if not done.update.deactivated:
+        first = f"{agent.role.value} {agent.login} was already inactive"
+        return [first, given] if given else [first + "; nothing changed"]
+    revoked = done.update.tokens_revoked
+    first = f"deactivated {agent.role.value} {agent.login} (id {agent.id}; sessions and tokens revoked: {revoked})"
+    return [first, given or "no conversations to give back"]
+
+
+def _given_back(released: Released, logins: dict[int, str]) -> str | None:
+    parts = []
+    if released.offers_withdrawn:
+        parts.append(f"offers withdrawn {_ids(released.offers_withdrawn)}")
+    if released.requeued:
+        parts.append(f"back to waiting {_ids(released.requeued)}")
+    if released.handed_over:
+        parts.append("handed over " + ", ".join(f"{c} to {logins.get(a, a)}" for c, a in released.handed_over))
+    if released.left:
+        parts.append(f"left {_ids(released.left)}")
+    return "conversations given back: " + "; ".join(parts) if parts else None
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(str(i) for i in ids)
+
+
+async def reactivate(settings: Settings, login: str) -> tuple[Agent, bool]:
+    """The agent and whether this changed anything, as ``PUT {"active": true}``. Raises UnknownAgent."""
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+        agent, active = _find(await list_agents(store, include_inactive=True), login)
+        if active:
+            return agent, False
+        updated = await update_agent(store, agent.id, {"active": True}, now=datetime.now(UTC))
+        if updated is None:
+            raise UnknownAgent(login)
+        return updated.agent, True
+    finally:
+        await store.close()
+
+
+def _deactivate(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    try:
+        done = asyncio.run(deactivate(settings, args.login))
+    except UnknownAgent as exc:
+        print(f"channelhub: {exc}", file=sys.stderr)
+        return 2
+    except RoutingRefused:
+        print("channelhub: the agent's conversations changed meanwhile; nothing changed, try again", file=sys.stderr)
+        return 1
+    for line in deactivation_lines(done):
+        print(line)
+    return 0
+
+
+def _reactivate(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    try:
+        agent, changed = asyncio.run(reactivate(settings, args.login))
+    except UnknownAgent as exc:
+        print(f"channelhub: {exc}", file=sys.stderr)
+        return 2
+    if changed:
+        print(f"reactivated {agent.role.value} {agent.login} (id {agent.id}); they log in again and start offline")
+    else:
+        print(f"{agent.role.value} {agent.login} is already active; nothing changed")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType
@@ -11,6 +12,8 @@ from aiohttp import WSMsgType
 from hub.api.keys import BUS
 from hub.bus import BusEvent
 from tests.api.conftest import AgentHandle, Api, MakeApi
+from tests.conftest import BASE_CONFIG
+from tests.integration.test_agent_commands import run_cli
 
 
 async def accepted(api: Api, agent: AgentHandle, sender: str = "+420600000001") -> int:
@@ -197,6 +200,45 @@ async def test_the_consoles_a_deactivated_agent_has_open_are_closed(api: Api) ->
     ws = await api.client.ws_connect(f"/api/v1/ws?token={alice.token}")
     assert (await ws.receive_json(timeout=10))["kind"] == "hello"
     await root.json("DELETE", f"/api/v1/agents/{alice.id}", status=204)
+    kinds = []
+    while True:
+        message = await ws.receive(timeout=10)
+        if message.type != WSMsgType.TEXT:
+            break
+        kinds.append(json.loads(message.data)["kind"])
+    assert "agent.deactivated" in kinds
+    assert (message.type, message.data) == (WSMsgType.CLOSE, 4001)
+    await ws.close()
+
+
+async def test_channelhub_agents_deactivate_gives_back_the_work_of_an_agent_while_the_hub_runs(
+    api: Api, tmp_path: Path
+) -> None:
+    alice = await api.agent("alice")
+    bob = await api.agent("bob")
+    alone = await accepted(api, alice)
+    shared = await accepted(api, alice, sender="+420600000002")
+    await alice.json("POST", f"/api/v1/conversations/{shared}/invite", {"agent": bob.id})
+    ws = await api.client.ws_connect(f"/api/v1/ws?token={alice.token}")
+    assert (await ws.receive_json(timeout=10))["kind"] == "hello"
+    config = tmp_path / "cli.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    # in a thread: the hub in this process keeps serving (and holding SQLite's lock in turn) meanwhile
+    done = await asyncio.to_thread(run_cli, config, api.settings.database_url, "deactivate", "alice")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"deactivated agent alice (id {alice.id}; sessions and tokens revoked: 2)",  # the login's session and bearer
+        f"conversations given back: back to waiting {alone}; handed over {shared} to bob",
+    ]
+    assert (await alice.get("/api/v1/me")).status == 401
+    view = await bob.json("GET", f"/api/v1/conversations/{shared}")
+    assert (view["state"], view["owner"]) == ("active", bob.id)
+    view = await bob.json("GET", f"/api/v1/conversations/{alone}")
+    assert (view["state"], view["owner"], view["participants"]) == ("waiting", None, [])
+    _, agent_id, data = (await timeline(bob, alone))[-1]
+    assert agent_id == alice.id
+    assert data == {"to_queue": "support", "from_queue": "support", "reason": "deactivated"}  # no admin: no "by"
+    # the hub picks the logged event up on its next routing tick and closes the agent's console
     kinds = []
     while True:
         message = await ws.receive(timeout=10)

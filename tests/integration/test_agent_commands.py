@@ -1,6 +1,7 @@
 """``channelhub agents create``: the password comes from standard input, never the command line;
 ``--queue`` takes a queue from the configuration file or the database. ``agents list`` shows the
-accounts, active ones unless asked otherwise."""
+accounts, active ones unless asked otherwise; ``deactivate`` and ``reactivate`` change them as the
+admin API does (tests/api/test_agent_deactivation.py runs ``deactivate`` beside a running hub)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hub.model import Presence, Queue, Role
@@ -16,7 +17,15 @@ from hub.passwords import verify_password
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.admin import create_queue, update_agent
-from hub.store.agents import create_agent, find_agent_by_login, set_presence
+from hub.store.agents import (
+    BEARER,
+    SESSION,
+    create_agent,
+    create_token,
+    find_agent_by_login,
+    lookup_token,
+    set_presence,
+)
 from tests.conftest import BASE_CONFIG
 
 
@@ -164,3 +173,64 @@ async def test_agents_list_shows_active_agents_by_login_and_deactivated_ones_onl
         "max   agent       inactive  sales          offline",
         "zoe   agent       active    sales,support  ready",
     ]
+
+
+async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    now = datetime.now(UTC)
+    store = Store(database_url)
+    try:
+        await store.migrate()
+        anna = await create_agent(store, login="anna", password="long enough", role=Role.AGENT, now=now)
+        session = await create_token(store, anna.id, SESSION, now=now, ttl=timedelta(hours=8))
+        bearer = await create_token(store, anna.id, BEARER, now=now, ttl=timedelta(days=30))
+        assert await lookup_token(store, bearer.token, now=now) is not None
+    finally:
+        await store.close()
+
+    done = run_cli(config, database_url, "deactivate", "anna")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"deactivated agent anna (id {anna.id}; sessions and tokens revoked: 2)",
+        "no conversations to give back",
+    ]
+    again = run_cli(config, database_url, "deactivate", "anna")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == ["agent anna was already inactive; nothing changed"]
+    store = Store(database_url)
+    try:
+        later = datetime.now(UTC)
+        assert await lookup_token(store, session.token, now=later) is None
+        assert await lookup_token(store, bearer.token, now=later) is None
+        assert await find_agent_by_login(store, "anna") is None  # the login check finds no active agent
+    finally:
+        await store.close()
+
+    back = run_cli(config, database_url, "reactivate", "anna")
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.splitlines() == [f"reactivated agent anna (id {anna.id}); they log in again and start offline"]
+    assert run_cli(config, database_url, "reactivate", "anna").stdout.splitlines() == [
+        "agent anna is already active; nothing changed"
+    ]
+    store = Store(database_url)
+    try:
+        found = await find_agent_by_login(store, "anna")
+        assert found is not None
+        assert await verify_password(found[1], "long enough")
+        assert found[0].presence is Presence.OFFLINE
+        assert await lookup_token(store, bearer.token, now=datetime.now(UTC)) is None  # revoked stays revoked
+    finally:
+        await store.close()
+
+
+def test_agents_deactivate_and_reactivate_refuse_an_unknown_login(tmp_path: Path, sqlite_url: str) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    for action in ("deactivate", "reactivate"):
+        done = run_cli(config, sqlite_url, action, "ghost")
+        assert done.returncode == 2, action
+        assert done.stderr.splitlines() == ["channelhub: no agent with login 'ghost'"]
+        assert done.stdout == ""
