@@ -1,5 +1,5 @@
-"""``channelhub agents create|list|deactivate|reactivate``: agent accounts, for when nobody can
-log in to the console.
+"""``channelhub agents create|list|deactivate|reactivate|password``: agent accounts, for when
+nobody can log in to the console.
 
 ``create LOGIN --role agent|supervisor|admin [--queue ID ...]`` is how the first
 admin of an empty database is created. ``--queue`` takes any queue that exists:
@@ -16,6 +16,9 @@ conversations on its next sweep and closes the agent's open consoles (the
 included, see the hand-offs and the agent's presence when they next load them:
 the events the API publishes in its own process are not sent from here. The
 timeline events name no admin (no ``by``).
+
+``password LOGIN`` is the API's password reset (``PUT {"password": ...}``): the
+new hash and the revocation of every session and token commit together.
 
 Passwords are read from standard input: a hidden prompt (asked twice) on a
 terminal, the first line otherwise (``printf '%s\\n' "$PW" | channelhub agents
@@ -34,6 +37,7 @@ from typing import TextIO
 
 from hub.cli import add_config_argument, settings_from_args
 from hub.model import Agent, Presence, Role
+from hub.passwords import hash_password
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.admin import AgentUpdate, list_agents, update_agent
@@ -46,9 +50,11 @@ __all__ = [
     "Deactivation",
     "UnknownAgent",
     "agent_lines",
+    "change_password",
     "create",
     "deactivate",
     "deactivation_lines",
+    "find",
     "known_queues",
     "listing",
     "reactivate",
@@ -85,6 +91,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     do_reactivate.add_argument("login")
     add_config_argument(do_reactivate)
     do_reactivate.set_defaults(handler=_reactivate)
+    do_password = actions.add_parser(
+        "password", help="set a new password, read from standard input; ends the agent's sessions and tokens"
+    )
+    do_password.add_argument("login")
+    add_config_argument(do_password)
+    do_password.set_defaults(handler=_password)
 
 
 class PasswordError(Exception):
@@ -350,4 +362,48 @@ def _reactivate(args: argparse.Namespace) -> int:
         print(f"reactivated {agent.role.value} {agent.login} (id {agent.id}); they log in again and start offline")
     else:
         print(f"{agent.role.value} {agent.login} is already active; nothing changed")
+    return 0
+
+
+async def find(settings: Settings, login: str) -> tuple[Agent, bool]:
+    """(agent, active) for the login. Raises UnknownAgent."""
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+        return _find(await list_agents(store, include_inactive=True), login)
+    finally:
+        await store.close()
+
+
+async def change_password(settings: Settings, login: str, password: str) -> AgentUpdate:
+    """A new password, hashed as ``create`` hashes it; every live token is revoked in the same
+    transaction (``update_agent``, as the API's reset). Raises UnknownAgent."""
+    password_hash = await hash_password(password)
+    store = Store(settings.database_url)
+    try:
+        await store.migrate()
+        agent, _ = _find(await list_agents(store, include_inactive=True), login)
+        updated = await update_agent(store, agent.id, {}, now=datetime.now(UTC), password_hash=password_hash)
+    finally:
+        await store.close()
+    if updated is None:
+        raise UnknownAgent(login)
+    return updated
+
+
+def _password(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    try:
+        asyncio.run(find(settings, args.login))  # before asking: a typo in the login costs no typing
+        password = read_password()
+        updated = asyncio.run(change_password(settings, args.login, password))
+    except (UnknownAgent, PasswordError) as exc:
+        print(f"channelhub: {exc}", file=sys.stderr)
+        return 2
+    agent = updated.agent
+    note = "" if updated.active else "; still inactive: reactivate to let them log in"
+    print(
+        f"changed the password of {agent.role.value} {agent.login} (id {agent.id}; "
+        f"sessions and tokens revoked: {updated.tokens_revoked}){note}"
+    )
     return 0

@@ -1,7 +1,8 @@
 """``channelhub agents create``: the password comes from standard input, never the command line;
 ``--queue`` takes a queue from the configuration file or the database. ``agents list`` shows the
-accounts, active ones unless asked otherwise; ``deactivate`` and ``reactivate`` change them as the
-admin API does (tests/api/test_agent_deactivation.py runs ``deactivate`` beside a running hub)."""
+accounts, active ones unless asked otherwise; ``deactivate``, ``reactivate`` and ``password`` change
+them as the admin API does (tests/api/test_agent_deactivation.py runs ``deactivate`` beside a running
+hub)."""
 
 from __future__ import annotations
 
@@ -226,11 +227,63 @@ async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_no
         await store.close()
 
 
-def test_agents_deactivate_and_reactivate_refuse_an_unknown_login(tmp_path: Path, sqlite_url: str) -> None:
+def test_agents_deactivate_reactivate_and_password_refuse_an_unknown_login(tmp_path: Path, sqlite_url: str) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(BASE_CONFIG, encoding="utf-8")
-    for action in ("deactivate", "reactivate"):
-        done = run_cli(config, sqlite_url, action, "ghost")
+    for action in ("deactivate", "reactivate", "password"):
+        done = run_cli(config, sqlite_url, action, "ghost", stdin="long enough\n")
         assert done.returncode == 2, action
         assert done.stderr.splitlines() == ["channelhub: no agent with login 'ghost'"]
         assert done.stdout == ""
+
+
+async def test_agents_password_sets_the_new_password_and_revokes_the_agents_tokens(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(BASE_CONFIG, encoding="utf-8")
+    now = datetime.now(UTC)
+    store = Store(database_url)
+    try:
+        await store.migrate()
+        anna = await create_agent(store, login="anna", password="old password", role=Role.SUPERVISOR, now=now)
+        bob = await create_agent(store, login="bob", password="bobs password", role=Role.AGENT, now=now)
+        session = await create_token(store, anna.id, SESSION, now=now, ttl=timedelta(hours=8))
+        bearer = await create_token(store, anna.id, BEARER, now=now, ttl=timedelta(days=30))
+        bobs = await create_token(store, bob.id, BEARER, now=now, ttl=timedelta(days=30))
+    finally:
+        await store.close()
+
+    done = run_cli(config, database_url, "password", "anna", stdin="new password\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"changed the password of supervisor anna (id {anna.id}; sessions and tokens revoked: 2)"
+    ]
+    assert "new password" not in done.stdout + done.stderr
+    store = Store(database_url)
+    try:
+        found = await find_agent_by_login(store, "anna")
+        assert found is not None
+        assert await verify_password(found[1], "new password")
+        assert not await verify_password(found[1], "old password")
+        later = datetime.now(UTC)
+        assert await lookup_token(store, session.token, now=later) is None
+        assert await lookup_token(store, bearer.token, now=later) is None
+        assert await lookup_token(store, bobs.token, now=later) is not None  # only anna's
+        fresh = await create_token(store, anna.id, BEARER, now=later, ttl=timedelta(days=30))
+    finally:
+        await store.close()
+
+    # create's rule and message; a refused password changes nothing and revokes nothing
+    for typed in ("short\n", "\n"):
+        refused = run_cli(config, database_url, "password", "anna", stdin=typed)
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == ["channelhub: the password needs at least 8 characters"]
+    store = Store(database_url)
+    try:
+        found = await find_agent_by_login(store, "anna")
+        assert found is not None
+        assert await verify_password(found[1], "new password")
+        assert await lookup_token(store, fresh.token, now=datetime.now(UTC)) is not None
+    finally:
+        await store.close()
