@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType
+from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from hub.api.keys import BUS
 from hub.bus import BusEvent
@@ -26,6 +26,18 @@ async def accepted(api: Api, agent: AgentHandle, sender: str = "+420600000001") 
 async def timeline(reader: AgentHandle, conversation_id: int) -> list[tuple[str, int | None, dict[str, Any]]]:
     history = await reader.json("GET", f"/api/v1/conversations/{conversation_id}/messages")
     return [(i["kind"], i["agent_id"], i["data"]) for i in history["items"] if i["type"] == "event"]
+
+
+async def closed_for_deactivation(ws: ClientWebSocketResponse) -> None:
+    """Reads the console's events until the socket closes: it must say why, then close with 4001."""
+    kinds = []
+    while True:
+        message = await ws.receive(timeout=10)
+        if message.type != WSMsgType.TEXT:
+            break
+        kinds.append(json.loads(message.data)["kind"])
+    assert "agent.deactivated" in kinds
+    assert (message.type, message.data) == (WSMsgType.CLOSE, 4001)
 
 
 def drain(queue: asyncio.Queue[BusEvent]) -> list[BusEvent]:
@@ -200,14 +212,7 @@ async def test_the_consoles_a_deactivated_agent_has_open_are_closed(api: Api) ->
     ws = await api.client.ws_connect(f"/api/v1/ws?token={alice.token}")
     assert (await ws.receive_json(timeout=10))["kind"] == "hello"
     await root.json("DELETE", f"/api/v1/agents/{alice.id}", status=204)
-    kinds = []
-    while True:
-        message = await ws.receive(timeout=10)
-        if message.type != WSMsgType.TEXT:
-            break
-        kinds.append(json.loads(message.data)["kind"])
-    assert "agent.deactivated" in kinds
-    assert (message.type, message.data) == (WSMsgType.CLOSE, 4001)
+    await closed_for_deactivation(ws)
     await ws.close()
 
 
@@ -239,12 +244,5 @@ async def test_channelhub_agents_deactivate_gives_back_the_work_of_an_agent_whil
     assert agent_id == alice.id
     assert data == {"to_queue": "support", "from_queue": "support", "reason": "deactivated"}  # no admin: no "by"
     # the hub picks the logged event up on its next routing tick and closes the agent's console
-    kinds = []
-    while True:
-        message = await ws.receive(timeout=10)
-        if message.type != WSMsgType.TEXT:
-            break
-        kinds.append(json.loads(message.data)["kind"])
-    assert "agent.deactivated" in kinds
-    assert (message.type, message.data) == (WSMsgType.CLOSE, 4001)
+    await closed_for_deactivation(ws)
     await ws.close()
