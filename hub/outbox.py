@@ -216,6 +216,7 @@ class Outbox:
         )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._changed: set[asyncio.Event] = set()  # one per running worker: set when a run of theirs is done
         self._stopping = False
         self._accepted: list[tuple[Accepted, asyncio.Future[None]]] = []
         self._claims: list[tuple[str, int, asyncio.Future[list[list[OutboxJob]]]]] = []
@@ -272,10 +273,13 @@ class Outbox:
             self._tasks.append(asyncio.create_task(self._run(f"{self.name}/{index}"), name=f"outbox-{index}"))
 
     async def stop(self, *, grace: float = 5.0) -> None:
-        """Stop claiming and let the batches in hand finish for up to ``grace`` seconds; a send
-        still in flight then is cancelled, and its row is resumed after the lease by any worker."""
+        """Stop claiming, give back the runs claimed but not started, and let the runs in hand finish for up
+        to ``grace`` seconds; a send still in flight then is cancelled, and its row is resumed after the lease by
+        any worker."""
         self._stopping = True
         self._wake.set()
+        for changed in self._changed:  # workers waiting for a send to finish look up now
+            changed.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
@@ -301,9 +305,10 @@ class Outbox:
         ready: deque[tuple[list[OutboxJob], float]] = deque()
         in_flight: set[asyncio.Task[Any]] = set()
         changed = asyncio.Event()
+        self._changed.add(changed)
 
         def launch() -> None:
-            while ready and len(in_flight) < batch:
+            while ready and len(in_flight) < batch and not self._stopping:
                 run, deadline = ready.popleft()
                 task = asyncio.create_task(self._send_run(run, deadline))
                 in_flight.add(task)
@@ -347,10 +352,15 @@ class Outbox:
                 self._wake.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=poll)
+            if ready:  # stopping: runs claimed but not started go back now, not when their lease runs out
+                rows = [job.id for run, _ in ready for job in run]
+                ready.clear()
+                await release_claims(self._store, rows, worker=self.name)
             while in_flight:  # stopping: the runs in hand are sent (stop() cancels us, and them, after its grace)
                 changed.clear()
                 await changed.wait()
         finally:
+            self._changed.discard(changed)
             for task in in_flight:
                 task.cancel()
 

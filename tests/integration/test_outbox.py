@@ -686,3 +686,40 @@ async def test_rows_behind_a_run_are_given_back_when_the_lease_runs_short(
     assert texts(hub.adapters["wa"]) == ["m0", "m1", "m2", "m3"]
     assert [(await hub.outbox_row(m)).attempts for m in queued] == [1, 1, 1, 1]
     assert released  # runs were claimed, and their rest given back
+
+
+async def test_stopping_gives_back_the_runs_claimed_but_not_started(
+    store: Store, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graceful stop does not leave claimed rows to wait out their lease: another process sends them at once."""
+    released = record_releases(monkeypatch)
+    one_at_a_time = ACCOUNTS.replace("workers = 2", "workers = 1\nbatch = 1")
+    hub = await make_hub(store, lambda toml: make_settings(toml.replace(ACCOUNTS, one_at_a_time)))
+    queued = [await hub.queue(await hub.customer_writes(f"+42060000000{i}"), f"m{i}") for i in range(2)]
+    adapter = hub.adapters["wa"]
+    send = adapter.send
+    sending, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held(message: OutboundMessage) -> SendReceipt:
+        sending.set()
+        await go_on.wait()
+        return await send(message)
+
+    adapter.send = held  # type: ignore[method-assign]
+    worker = hub.outbox(name="w")
+    await worker.start()
+    worker.wake()
+    await asyncio.wait_for(sending.wait(), 10)  # one run in flight, the other claimed and waiting its turn
+    stopping = asyncio.create_task(worker.stop())
+    await asyncio.sleep(0.05)
+    go_on.set()
+    await stopping
+
+    rows = [await hub.outbox_row(message_id) for message_id in queued]
+    assert sorted((r.state, r.attempts, r.locked_by) for r in rows) == [
+        (OutboxState.DONE, 1, "w"),
+        (OutboxState.PENDING, 0, None),  # given back, not waiting for its lease
+    ]
+    assert len(released) == 1
+    assert await hub.outbox(name="next").drain() == 1  # at the same clock: no lease to wait out
+    assert sorted(texts(adapter)) == ["m0", "m1"]
