@@ -81,22 +81,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     do_list.add_argument("--inactive", action="store_true", help="include deactivated agents")
     add_config_argument(do_list)
     do_list.set_defaults(handler=_list)
-    do_deactivate = actions.add_parser(
-        "deactivate", help="no more logins; sessions and tokens revoked; their conversations given back"
-    )
-    do_deactivate.add_argument("login")
-    add_config_argument(do_deactivate)
-    do_deactivate.set_defaults(handler=_deactivate)
-    do_reactivate = actions.add_parser("reactivate", help="let a deactivated agent log in again (they start offline)")
-    do_reactivate.add_argument("login")
-    add_config_argument(do_reactivate)
-    do_reactivate.set_defaults(handler=_reactivate)
-    do_password = actions.add_parser(
-        "password", help="set a new password, read from standard input; ends the agent's sessions and tokens"
-    )
-    do_password.add_argument("login")
-    add_config_argument(do_password)
-    do_password.set_defaults(handler=_password)
+    for action, handler, help_ in (
+        ("deactivate", _deactivate, "no more logins; sessions and tokens revoked; their conversations given back"),
+        ("reactivate", _reactivate, "let a deactivated agent log in again (they start offline)"),
+        ("password", _password, "set a new password, read from standard input; ends the agent's sessions and tokens"),
+    ):
+        on_one = actions.add_parser(action, help=help_)
+        on_one.add_argument("login")
+        add_config_argument(on_one)
+        on_one.set_defaults(handler=handler)
 
 
 class PasswordError(Exception):

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from hub.model import Presence, Queue, Role
 from hub.passwords import verify_password
 from hub.settings import Settings
@@ -30,6 +32,14 @@ from hub.store.agents import (
 from tests.conftest import BASE_CONFIG
 
 
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The hub's configuration file (the test's database comes in through the environment)."""
+    path = tmp_path / "hub.toml"
+    path.write_text(BASE_CONFIG, encoding="utf-8")
+    return path
+
+
 def run_cli(config: Path, database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """``channelhub agents ARGS --config CONFIG`` in its own process, as an operator runs it."""
     env = {**os.environ, "CHANNELHUB_DATABASE_URL": database_url}
@@ -45,10 +55,8 @@ def run_cli(config: Path, database_url: str, *args: str, stdin: str = "") -> sub
 
 
 async def test_agents_create_reads_the_password_from_stdin(
-    tmp_path: Path, database_url: str, make_settings: Callable[..., Settings]
+    config: Path, database_url: str, make_settings: Callable[..., Settings]
 ) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
     done = run_cli(
         config,
         database_url,
@@ -81,9 +89,7 @@ async def test_agents_create_reads_the_password_from_stdin(
     assert "already exists" in again.stderr
 
 
-def test_agents_create_refuses_a_short_password_or_an_unknown_queue(tmp_path: Path, sqlite_url: str) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
+def test_agents_create_refuses_a_short_password_or_an_unknown_queue(config: Path, sqlite_url: str) -> None:
     short = run_cli(config, sqlite_url, "create", "bob", "--role", "agent", stdin="short\n")
     assert short.returncode == 2
     assert "at least 8" in short.stderr
@@ -94,9 +100,7 @@ def test_agents_create_refuses_a_short_password_or_an_unknown_queue(tmp_path: Pa
     assert "unknown queue nowhere" in unknown.stderr
 
 
-async def test_agents_create_accepts_a_queue_created_through_the_api(tmp_path: Path, database_url: str) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
+async def test_agents_create_accepts_a_queue_created_through_the_api(config: Path, database_url: str) -> None:
     store = Store(database_url)
     try:
         await store.migrate()
@@ -134,10 +138,8 @@ async def test_agents_create_accepts_a_queue_created_through_the_api(tmp_path: P
 
 
 async def test_agents_list_shows_active_agents_by_login_and_deactivated_ones_only_when_asked(
-    tmp_path: Path, database_url: str
+    config: Path, database_url: str
 ) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
     now = datetime.now(UTC)
     store = Store(database_url)
     try:
@@ -177,10 +179,8 @@ async def test_agents_list_shows_active_agents_by_login_and_deactivated_ones_onl
 
 
 async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_nothing(
-    tmp_path: Path, database_url: str
+    config: Path, database_url: str
 ) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
     now = datetime.now(UTC)
     store = Store(database_url)
     try:
@@ -227,9 +227,7 @@ async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_no
         await store.close()
 
 
-def test_agents_deactivate_reactivate_and_password_refuse_an_unknown_login(tmp_path: Path, sqlite_url: str) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
+def test_agents_deactivate_reactivate_and_password_refuse_an_unknown_login(config: Path, sqlite_url: str) -> None:
     for action in ("deactivate", "reactivate", "password"):
         done = run_cli(config, sqlite_url, action, "ghost", stdin="long enough\n")
         assert done.returncode == 2, action
@@ -238,10 +236,8 @@ def test_agents_deactivate_reactivate_and_password_refuse_an_unknown_login(tmp_p
 
 
 async def test_agents_password_sets_the_new_password_and_revokes_the_agents_tokens(
-    tmp_path: Path, database_url: str
+    config: Path, database_url: str
 ) -> None:
-    config = tmp_path / "hub.toml"
-    config.write_text(BASE_CONFIG, encoding="utf-8")
     now = datetime.now(UTC)
     store = Store(database_url)
     try:
