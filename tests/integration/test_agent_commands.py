@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +39,17 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "hub.toml"
     path.write_text(BASE_CONFIG, encoding="utf-8")
     return path
+
+
+@asynccontextmanager
+async def opened(database_url: str) -> AsyncIterator[Store]:
+    """The database the commands use, migrated, for a test to set up or to look at; closed afterwards."""
+    store = Store(database_url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
 
 
 def run_cli(config: Path, database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -73,11 +85,8 @@ async def test_agents_create_reads_the_password_from_stdin(
     assert done.returncode == 0, done.stderr
     assert "created admin root" in done.stdout
     assert "s3cret-pass" not in done.stdout + done.stderr
-    store = Store(database_url)
-    try:
+    async with opened(database_url) as store:
         found = await find_agent_by_login(store, "root")
-    finally:
-        await store.close()
     assert found is not None
     agent, password_hash = found
     assert agent.role is Role.ADMIN
@@ -101,12 +110,8 @@ def test_agents_create_refuses_a_short_password_or_an_unknown_queue(config: Path
 
 
 async def test_agents_create_accepts_a_queue_created_through_the_api(config: Path, database_url: str) -> None:
-    store = Store(database_url)
-    try:
-        await store.migrate()
+    async with opened(database_url) as store:
         await create_queue(store, Queue(id="vip", name="VIP", number=300, offer_timeout=30))
-    finally:
-        await store.close()
     done = run_cli(
         config,
         database_url,
@@ -122,11 +127,8 @@ async def test_agents_create_accepts_a_queue_created_through_the_api(config: Pat
     )
     assert done.returncode == 0, done.stderr
     assert "created agent vera" in done.stdout
-    store = Store(database_url)
-    try:
+    async with opened(database_url) as store:
         found = await find_agent_by_login(store, "vera")
-    finally:
-        await store.close()
     assert found is not None
     assert found[0].queues == ("support", "vip")
     unknown = run_cli(
@@ -141,9 +143,7 @@ async def test_agents_list_shows_active_agents_by_login_and_deactivated_ones_onl
     config: Path, database_url: str
 ) -> None:
     now = datetime.now(UTC)
-    store = Store(database_url)
-    try:
-        await store.migrate()
+    async with opened(database_url) as store:
         zoe = await create_agent(
             store, login="zoe", password="long enough", role=Role.AGENT, now=now, queues=["support", "sales"]
         )
@@ -158,8 +158,6 @@ async def test_agents_list_shows_active_agents_by_login_and_deactivated_ones_onl
             await set_presence(connection, zoe.id, Presence.READY, now=now)
             await set_presence(connection, bert.id, Presence.PAUSED, now=now, reason="lunch")
         await update_agent(store, max_.id, {"active": False}, now=now)
-    finally:
-        await store.close()
     listed = run_cli(config, database_url, "list")
     assert listed.returncode == 0, listed.stderr
     # by login as code points (upper case first) on both engines; the last column is not padded
@@ -182,15 +180,11 @@ async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_no
     config: Path, database_url: str
 ) -> None:
     now = datetime.now(UTC)
-    store = Store(database_url)
-    try:
-        await store.migrate()
+    async with opened(database_url) as store:
         anna = await create_agent(store, login="anna", password="long enough", role=Role.AGENT, now=now)
         session = await create_token(store, anna.id, SESSION, now=now, ttl=timedelta(hours=8))
         bearer = await create_token(store, anna.id, BEARER, now=now, ttl=timedelta(days=30))
         assert await lookup_token(store, bearer.token, now=now) is not None
-    finally:
-        await store.close()
 
     done = run_cli(config, database_url, "deactivate", "anna")
     assert done.returncode == 0, done.stderr
@@ -201,14 +195,11 @@ async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_no
     again = run_cli(config, database_url, "deactivate", "anna")
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == ["agent anna was already inactive; nothing changed"]
-    store = Store(database_url)
-    try:
+    async with opened(database_url) as store:
         later = datetime.now(UTC)
         assert await lookup_token(store, session.token, now=later) is None
         assert await lookup_token(store, bearer.token, now=later) is None
         assert await find_agent_by_login(store, "anna") is None  # the login check finds no active agent
-    finally:
-        await store.close()
 
     back = run_cli(config, database_url, "reactivate", "anna")
     assert back.returncode == 0, back.stderr
@@ -216,15 +207,12 @@ async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_no
     assert run_cli(config, database_url, "reactivate", "anna").stdout.splitlines() == [
         "agent anna is already active; nothing changed"
     ]
-    store = Store(database_url)
-    try:
+    async with opened(database_url) as store:
         found = await find_agent_by_login(store, "anna")
         assert found is not None
         assert await verify_password(found[1], "long enough")
         assert found[0].presence is Presence.OFFLINE
         assert await lookup_token(store, bearer.token, now=datetime.now(UTC)) is None  # revoked stays revoked
-    finally:
-        await store.close()
 
 
 def test_agents_deactivate_reactivate_and_password_refuse_an_unknown_login(config: Path, sqlite_url: str) -> None:
@@ -239,16 +227,12 @@ async def test_agents_password_sets_the_new_password_and_revokes_the_agents_toke
     config: Path, database_url: str
 ) -> None:
     now = datetime.now(UTC)
-    store = Store(database_url)
-    try:
-        await store.migrate()
+    async with opened(database_url) as store:
         anna = await create_agent(store, login="anna", password="old password", role=Role.SUPERVISOR, now=now)
         bob = await create_agent(store, login="bob", password="bobs password", role=Role.AGENT, now=now)
         session = await create_token(store, anna.id, SESSION, now=now, ttl=timedelta(hours=8))
         bearer = await create_token(store, anna.id, BEARER, now=now, ttl=timedelta(days=30))
         bobs = await create_token(store, bob.id, BEARER, now=now, ttl=timedelta(days=30))
-    finally:
-        await store.close()
 
     done = run_cli(config, database_url, "password", "anna", stdin="new password\n")
     assert done.returncode == 0, done.stderr
@@ -256,8 +240,7 @@ async def test_agents_password_sets_the_new_password_and_revokes_the_agents_toke
         f"changed the password of supervisor anna (id {anna.id}; sessions and tokens revoked: 2)"
     ]
     assert "new password" not in done.stdout + done.stderr
-    store = Store(database_url)
-    try:
+    async with opened(database_url) as store:
         found = await find_agent_by_login(store, "anna")
         assert found is not None
         assert await verify_password(found[1], "new password")
@@ -267,19 +250,14 @@ async def test_agents_password_sets_the_new_password_and_revokes_the_agents_toke
         assert await lookup_token(store, bearer.token, now=later) is None
         assert await lookup_token(store, bobs.token, now=later) is not None  # only anna's
         fresh = await create_token(store, anna.id, BEARER, now=later, ttl=timedelta(days=30))
-    finally:
-        await store.close()
 
     # create's rule and message; a refused password changes nothing and revokes nothing
     for typed in ("short\n", "\n"):
         refused = run_cli(config, database_url, "password", "anna", stdin=typed)
         assert refused.returncode == 2
         assert refused.stderr.splitlines() == ["channelhub: the password needs at least 8 characters"]
-    store = Store(database_url)
-    try:
+    async with opened(database_url) as store:
         found = await find_agent_by_login(store, "anna")
         assert found is not None
         assert await verify_password(found[1], "new password")
         assert await lookup_token(store, fresh.token, now=datetime.now(UTC)) is not None
-    finally:
-        await store.close()
