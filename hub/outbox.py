@@ -219,8 +219,8 @@ class Outbox:
         self._changed: set[asyncio.Event] = set()  # one per running worker: set when a run of theirs is done
         self._stopping = False
         self._accepted: list[tuple[Accepted, asyncio.Future[None]]] = []
-        self._claims: list[tuple[str, int, asyncio.Future[list[list[OutboxJob]]]]] = []
-        self._follow = 0  # the longest run any waiting claim asked for
+        # (worker, runs wanted, rows wanted behind each run's first, answer)
+        self._claims: list[tuple[str, int, int, asyncio.Future[list[list[OutboxJob]]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._incoming: list[tuple[NewOutbound, datetime, asyncio.Future[Queued | BaseException]]] = []
@@ -508,8 +508,7 @@ class Outbox:
         to that many due rows behind it), claimed in the writer's next transaction (with the acceptances
         queued by then)."""
         future: asyncio.Future[list[list[OutboxJob]]] = asyncio.get_running_loop().create_future()
-        self._claims.append((worker, limit, future))
-        self._follow = max(self._follow, follow)
+        self._claims.append((worker, limit, follow, future))
         self._kick_writer()
         return await future
 
@@ -520,22 +519,21 @@ class Outbox:
     async def _write(self) -> None:
         while self._accepted or self._claims:
             batch, self._accepted = self._accepted[:_MAX_GROUP], self._accepted[_MAX_GROUP:]
-            claims, self._claims = [c for c in self._claims if not c[2].done()], []
-            follow, self._follow = self._follow, 0
+            claims, self._claims = [c for c in self._claims if not c[3].done()], []
+            follow = max((f for _, _, f, _ in claims), default=0)
             try:
                 events, jobs = await self._store_and_claim(
-                    [item for item, _ in batch], sum(n for _, n, _ in claims), follow=follow
+                    [item for item, _ in batch], sum(n for _, n, _, _ in claims), follow=follow
                 )
             except Exception as exc:
                 if not batch:
-                    for _, _, claimed in claims:
+                    for _, _, _, claimed in claims:
                         if not claimed.done():
                             claimed.set_exception(exc)
                     continue
                 # one bad row must not sink the others: store them one by one, then claim again
                 logger.exception("outbox: storing %d acceptances together failed; storing them one by one", len(batch))
                 self._claims[:0] = claims
-                self._follow = max(self._follow, follow)
                 for item, future in batch:
                     try:
                         events, _ = await self._store_and_claim([item], 0)
@@ -553,7 +551,7 @@ class Outbox:
             # one claim for every worker waiting: runs in claim order, each worker up to its limit
             runs = _runs(jobs)
             start = 0
-            for worker, limit, claimed in claims:
+            for worker, limit, _, claimed in claims:
                 got, start = runs[start : start + limit], start + limit
                 if claimed.done():  # its worker was cancelled meanwhile: the rows wait for their lease
                     rows = sum(len(run) for run in got)
