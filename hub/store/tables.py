@@ -64,6 +64,36 @@ class UTCDateTime(TypeDecorator[datetime]):
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # On SQLite every value crosses as text, and the hub binds and reads a dozen per stored message. One
+    # function each way instead of ours wrapped around SQLAlchemy's own: the same text (SQLAlchemy's storage
+    # format, "YYYY-MM-DD HH:MM:SS.ffffff"), in less than half the time per bound value.
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is not UTC:
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime given to the store")
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+
+        return to_text
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        process_result_value = self.process_result_value
+
+        def from_text(value: Any) -> datetime | None:
+            if isinstance(value, str):
+                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return process_result_value(value, dialect)
+
+        return from_text
+
 
 def _now_column(name: str = "created_at") -> Column[datetime]:
     return Column(name, UTCDateTime(), nullable=False)
@@ -271,11 +301,12 @@ messages = Table(
     Column("agent_id", Id, ForeignKey("agents.id", ondelete="SET NULL")),
     Column("kind", String(16), nullable=False),
     Column("text", Text),
-    Column("attachments", JSON),
-    Column("location", JSON),
+    # usually empty: stored as SQL NULL, not JSON 'null', so that neither writing nor reading them parses JSON
+    Column("attachments", JSON(none_as_null=True)),
+    Column("location", JSON(none_as_null=True)),
     Column("payload", Text),
     Column("reply_to", String(200)),
-    Column("extra", JSON),
+    Column("extra", JSON(none_as_null=True)),
     Column("provider_message_id", String(200)),
     Column("sent_at", UTCDateTime()),  # provider clock (inbound) / provider acceptance (outbound)
     _now_column(),  # our clock
