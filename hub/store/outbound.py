@@ -772,17 +772,17 @@ class Accepted:
     accepted_at: datetime
 
 
+_ACCEPTED_AT = bindparam("a_at", type_=UTCDateTime())
+_STILL_QUEUED = messages.c.delivery_state == DeliveryState.QUEUED.value
+# the state moves forward only (an early receipt may have moved it further), and with it the time it changed
 _ACCEPT_MESSAGE = (
     update(messages)
     .where(messages.c.id == bindparam("a_id"))
     .values(
         provider_message_id=bindparam("a_pid"),
-        sent_at=bindparam("a_at", type_=UTCDateTime()),
-        delivery_state=case(
-            (messages.c.delivery_state == DeliveryState.QUEUED.value, DeliveryState.SENT.value),
-            else_=messages.c.delivery_state,
-        ),
-        delivery_changed_at=bindparam("a_now", type_=UTCDateTime()),
+        sent_at=_ACCEPTED_AT,
+        delivery_state=case((_STILL_QUEUED, DeliveryState.SENT.value), else_=messages.c.delivery_state),
+        delivery_changed_at=case((_STILL_QUEUED, _ACCEPTED_AT), else_=messages.c.delivery_changed_at),
     )
 )
 _OUTBOX_DONE = (
@@ -839,10 +839,7 @@ async def _record_accepted(
     # expanding IN; building a CASE of literals per group cost more CPU than running it
     await connection.execute(
         _ACCEPT_MESSAGE,
-        [
-            {"a_id": i.job.message_id, "a_pid": i.provider_message_id, "a_at": i.accepted_at, "a_now": now}
-            for i in items
-        ],
+        [{"a_id": i.job.message_id, "a_pid": i.provider_message_id, "a_at": i.accepted_at} for i in items],
     )
     await connection.execute(_OUTBOX_DONE, {"done_ids": [i.job.id for i in items]})
     channels = {account_id: group[0].job.channel for account_id, group in by_account.items()}
