@@ -47,6 +47,7 @@ from hub.model import (
     Subscription,
 )
 from hub.store._db import Store, upsert
+from hub.store._per_row import PerRow
 from hub.store.conversations import conversation_from_row
 from hub.store.ingest import apply_pending_receipts
 from hub.store.tables import (
@@ -775,7 +776,7 @@ class Accepted:
 _ACCEPTED_AT = bindparam("a_at", type_=UTCDateTime())
 _STILL_QUEUED = messages.c.delivery_state == DeliveryState.QUEUED.value
 # the state moves forward only (an early receipt may have moved it further), and with it the time it changed
-_ACCEPT_MESSAGE = (
+_ACCEPT_MESSAGE = PerRow(
     update(messages)
     .where(messages.c.id == bindparam("a_id"))
     .values(
@@ -783,12 +784,14 @@ _ACCEPT_MESSAGE = (
         sent_at=_ACCEPTED_AT,
         delivery_state=case((_STILL_QUEUED, DeliveryState.SENT.value), else_=messages.c.delivery_state),
         delivery_changed_at=case((_STILL_QUEUED, _ACCEPTED_AT), else_=messages.c.delivery_changed_at),
-    )
+    ),
+    ("a_id", "a_pid", "a_at"),
 )
-_OUTBOX_DONE = (
+_OUTBOX_DONE = PerRow(
     update(outbox)
-    .where(outbox.c.id.in_(bindparam("done_ids", expanding=True)))
-    .values(state=OutboxState.DONE, locked_until=None, last_error=None)
+    .where(outbox.c.id == bindparam("done_id"))
+    .values(state=OutboxState.DONE, locked_until=None, last_error=None),
+    ("done_id",),
 )
 
 
@@ -835,13 +838,9 @@ async def _record_accepted(
                 messages.c.author == Author.SYSTEM.value,
             )
         )
-    # statements built once: one executemany (asyncpg pipelines it, aiosqlite runs it in one call) and one
-    # expanding IN; building a CASE of literals per group cost more CPU than running it
-    await connection.execute(
-        _ACCEPT_MESSAGE,
-        [{"a_id": i.job.message_id, "a_pid": i.provider_message_id, "a_at": i.accepted_at} for i in items],
-    )
-    await connection.execute(_OUTBOX_DONE, {"done_ids": [i.job.id for i in items]})
+    # two executemanys of statements compiled once (asyncpg pipelines them, SQLite runs each in one call)
+    await _ACCEPT_MESSAGE.run(connection, [(i.job.message_id, i.provider_message_id, i.accepted_at) for i in items])
+    await _OUTBOX_DONE.run(connection, [(i.job.id,) for i in items])
     channels = {account_id: group[0].job.channel for account_id, group in by_account.items()}
     early = await apply_pending_receipts(
         connection, channels, [i.provider_message_id for i in items], now, prune=health
