@@ -1,7 +1,7 @@
 """Outbound throughput: policy + outbox + delivery workers to the emulator, as a ratio against direct
 adapter sends to the same emulator measured in the same run.
 
-    python bench/outbound.py [--messages 1000] [--rounds 3] [--warmup 1] [--workers 4] [--batch 16]
+    python bench/outbound.py [--messages 1000] [--rounds 7] [--warmup 1] [--workers 4] [--batch 16]
                              [--engines sqlite,postgres]
 
 For each engine, with one WhatsApp (Twilio) account served by the Twilio emulator on loopback and the real adapter:
@@ -212,8 +212,8 @@ async def run(
     warmup: int = 1,
 ) -> dict[str, object]:
     """``warmup`` unmeasured rounds of each phase (statements compiled, connections open on both sides), then
-    ``rounds`` alternating rounds of direct / accept / deliver (the machine's load moves; each ratio compares
-    neighbours), then one end-to-end round; medians are reported."""
+    ``rounds`` rounds of accept / deliver, each deliver round between two direct rounds and compared with their
+    mean (the machine's load moves), then one end-to-end round; medians (and the ratios' quartiles) are reported."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.toml"
         path.write_text(CONFIG.format(workers=workers, batch=batch), encoding="utf-8")
@@ -229,14 +229,16 @@ async def run(
                 outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
                 await accept(outbox, store, settings, ids, agent_id, count, concurrency)
                 await deliver(outbox, store, count)
+            # each deliver round between two direct rounds, against their mean: the machine's load drifts
+            directs.append(await direct(adapter, count, customers, concurrency))
             for _ in range(rounds):
-                directs.append(await direct(adapter, count, customers, concurrency))
                 outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
                 accepts.append(await accept(outbox, store, settings, ids, agent_id, count, concurrency))
                 delivers.append(await deliver(outbox, store, count))
-                ratios.append(delivers[-1] / directs[-1])
-            # end to end: accepting and delivering at once, against a direct round just before
-            end_direct = await direct(adapter, count, customers, concurrency)
+                directs.append(await direct(adapter, count, customers, concurrency))
+                ratios.append(delivers[-1] / statistics.mean(directs[-2:]))
+            # end to end: accepting and delivering at once, against the direct round just before
+            end_direct = directs[-1]
             outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
             started = time.perf_counter()
             await outbox.start()
@@ -258,6 +260,7 @@ async def run(
         "accept_per_second": round(statistics.median(accepts), 1),
         "deliver_per_second": round(statistics.median(delivers), 1),
         "deliver_ratio": round(statistics.median(ratios), 3),
+        "deliver_ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)] if rounds > 1 else [],
         "deliver_ratios": [round(r, 3) for r in ratios],
         "end_to_end_per_second": round(end_to_end, 1),
         "end_to_end_ratio": round(end_to_end / end_direct, 3),
@@ -274,7 +277,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (0: the first round is cold)")
     parser.add_argument("--engines", default="sqlite,postgres")
     args = parser.parse_args()
