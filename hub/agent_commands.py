@@ -260,8 +260,9 @@ def _find(found: list[tuple[Agent, bool]], login: str) -> tuple[Agent, bool]:
 
 
 async def deactivate(settings: Settings, login: str) -> Deactivation:
-    """Deactivate as ``DELETE /api/v1/agents/{id}`` does. Raises UnknownAgent, or RoutingRefused when a
-    hand-off on one of the agent's conversations got there first (nothing changed; try again)."""
+    """Deactivate as ``DELETE /api/v1/agents/{id}`` does. Raises UnknownAgent, or RoutingRefused when
+    hand-offs on the agent's conversations kept getting there first (``update_agent`` tries three times;
+    nothing changed)."""
     store = Store(settings.database_url)
     try:
         await store.migrate()

@@ -15,7 +15,6 @@ from string import Formatter
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
 
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
@@ -76,8 +75,6 @@ URL_PLACEHOLDERS = frozenset(
 )
 #: the one non-secret credential that names each kind of account (page, number, bot)
 _ADDRESS_KEYS = ("page_id", "from_number", "phone_number_id", "name")
-#: a deactivation that meets a concurrent hand-off on one of the agent's conversations tries again
-_DEADLOCK_RETRIES = 3
 _ADMIN = (Role.ADMIN,)
 _SUPERVISION = (Role.SUPERVISOR, Role.ADMIN)
 
@@ -676,26 +673,20 @@ async def _apply_agent_change(
     password = fields.pop("password", None)
     password_hash = await hash_password(password) if password is not None else None
     now: datetime = request.app[CLOCK]()
-    for attempt in range(_DEADLOCK_RETRIES):
-        try:
-            updated = await update_agent(
-                request.app[STORE],
-                agent_id,
-                fields,
-                now=now,
-                queue_ids=queues,
-                password_hash=password_hash,
-                actor_id=actor_id,
-            )
-            break
-        except Invalid as exc:
-            raise _invalid(exc) from None
-        except (RoutingRefused, DBAPIError) as exc:
-            # a hand-off racing the deactivation on the same conversation; nothing was committed
-            if attempt + 1 == _DEADLOCK_RETRIES or not _lost_race(exc):
-                if isinstance(exc, RoutingRefused):
-                    raise ApiError(409, "conflict", "the agent's conversations changed meanwhile; try again") from None
-                raise
+    try:  # a hand-off racing a deactivation is retried inside update_agent
+        updated = await update_agent(
+            request.app[STORE],
+            agent_id,
+            fields,
+            now=now,
+            queue_ids=queues,
+            password_hash=password_hash,
+            actor_id=actor_id,
+        )
+    except Invalid as exc:
+        raise _invalid(exc) from None
+    except RoutingRefused:
+        raise ApiError(409, "conflict", "the agent's conversations changed meanwhile; try again") from None
     if updated is None:
         raise ApiError(404, "not_found", f"no agent {agent_id}")
     agent = updated.agent
@@ -713,13 +704,6 @@ async def _apply_agent_change(
         await request.app[ROUTER].sweep()  # the next agent's offer exists when the admin gets the answer
     loads = await agent_loads(request.app[STORE])
     return _admin_agent_json(agent, updated.active, loads.get(agent.id, 0)), updated
-
-
-def _lost_race(exc: Exception) -> bool:
-    if isinstance(exc, RoutingRefused):
-        return exc.code == "conflict"
-    text = str(exc).lower()
-    return "deadlock" in text or "could not serialize" in text
 
 
 def _deactivation_json(updated: AgentUpdate) -> dict[str, Any]:

@@ -14,15 +14,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, type_coerce, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from hub.model import Agent, ConversationState, Presence, Queue, Role, Status
 from hub.store._crud import Conflict, Invalid
 from hub.store._db import Store
 from hub.store.agents import load_agent
 from hub.store.catalogue import load_queue, load_queues
-from hub.store.routing import Released, release_agent
+from hub.store.routing import Released, RoutingRefused, release_agent
 from hub.store.tables import (
     UTCDateTime,
     account_health,
@@ -364,6 +365,20 @@ async def list_agents(store: Store, *, include_inactive: bool = False) -> list[t
     return [(_agent(row, memberships.get(int(row.id), [])), bool(row.active)) for row in rows]
 
 
+_RACE_ATTEMPTS = 3
+
+
+def _lost_race(exc: BaseException) -> bool:
+    """A hand-off on one of the agent's conversations committed first (or PostgreSQL chose this transaction as
+    a deadlock's victim): nothing of ours was committed, and trying again sees the conversation as it is now."""
+    if isinstance(exc, RoutingRefused):
+        return exc.code == "conflict"
+    if isinstance(exc, DBAPIError):
+        text = str(exc).lower()
+        return "deadlock" in text or "could not serialize" in text
+    return False
+
+
 async def update_agent(
     store: Store,
     agent_id: int,
@@ -380,7 +395,32 @@ async def update_agent(
     also sets them offline and gives back their work (``hub.store.routing.release_agent``):
     all of it commits together or not at all, so no conversation is left with an
     owner who can no longer log in. Deactivating an inactive agent again changes
-    nothing (it only releases what an older hub may have left behind)."""
+    nothing (it only releases what an older hub may have left behind).
+
+    A transaction that loses a race with a concurrent hand-off is tried again (up to three times in all),
+    here rather than in each caller, so the admin API and ``channelhub agents`` behave alike; after that the
+    last error is raised (``RoutingRefused`` with code ``conflict``, or the database's)."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_lost_race), stop=stop_after_attempt(_RACE_ATTEMPTS), reraise=True
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await _update_agent_once(
+                store, agent_id, fields, now=now, queue_ids=queue_ids, password_hash=password_hash, actor_id=actor_id
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _update_agent_once(
+    store: Store,
+    agent_id: int,
+    fields: Mapping[str, Any],
+    *,
+    now: datetime,
+    queue_ids: Collection[str] | None,
+    password_hash: str | None,
+    actor_id: int | None,
+) -> AgentUpdate | None:
     values = dict(fields)
     deactivating = values.get("active") is False
     if password_hash is not None:
