@@ -89,7 +89,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
         def from_text(value: Any) -> datetime | None:
             if isinstance(value, str):
-                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+                parsed = datetime.fromisoformat(value)
+                if parsed.tzinfo is None:  # what the hub writes
+                    return parsed.replace(tzinfo=UTC)
             return process_result_value(value, dialect)
 
         return from_text

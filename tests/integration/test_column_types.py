@@ -41,11 +41,12 @@ async def test_sqlite_keeps_sqlalchemys_text_and_reads_rows_written_before(sqlit
                 account_id="new", last_webhook_at=datetime(2026, 11, 30, 3, 0, tzinfo=PRAGUE_WINTER)
             )
         )
-        # as SQLAlchemy's own processor wrote them, and as SQL's CURRENT_TIMESTAMP would (no fraction)
+        # as SQLAlchemy's own processor wrote them, as SQL's CURRENT_TIMESTAMP would (no fraction), and with an
+        # offset (the hub never writes one; read as the instant it names)
         await connection.execute(
             text(
-                "INSERT INTO account_health (account_id, last_webhook_at, last_send_at) "
-                "VALUES ('old', '2026-11-30 01:00:00.000000', '2026-11-30 01:00:00')"
+                "INSERT INTO account_health (account_id, last_webhook_at, last_send_at, last_send_error_at) "
+                "VALUES ('old', '2026-11-30 01:00:00.000000', '2026-11-30 01:00:00', '2026-11-30 02:00:00+01:00')"
             )
         )
     async with sqlite_store.read() as connection:
@@ -54,9 +55,11 @@ async def test_sqlite_keeps_sqlalchemys_text_and_reads_rows_written_before(sqlit
         ).scalar_one()
         old = (
             await connection.execute(
-                select(account_health.c.last_webhook_at, account_health.c.last_send_at).where(
-                    account_health.c.account_id == "old"
-                )
+                select(
+                    account_health.c.last_webhook_at,
+                    account_health.c.last_send_at,
+                    account_health.c.last_send_error_at,
+                ).where(account_health.c.account_id == "old")
             )
         ).one()
         # text comparison in SQL (what every window and lease query relies on) sees the same order
@@ -68,7 +71,7 @@ async def test_sqlite_keeps_sqlalchemys_text_and_reads_rows_written_before(sqlit
             )
         ).scalars()
     assert stored == "2026-11-30 02:00:00.000000"
-    assert tuple(old) == (datetime(2026, 11, 30, 1, 0, tzinfo=UTC),) * 2
+    assert tuple(old) == (datetime(2026, 11, 30, 1, 0, tzinfo=UTC),) * 3
     assert list(later) == ["new"]
 
 
