@@ -104,6 +104,11 @@ def facts_for(identity: Any, provider: str) -> IdentityFacts:
 
 
 _MAX_GROUP = 256  # accepted sends in one transaction at most
+# On PostgreSQL the writer's statements wait for the server, not the event loop's thread, so a larger group
+# stalls nothing; it matters at the end of a burst, when acceptances queued behind one slow transaction (each
+# round trip waits a turn of a loop serving a hundred sends) are stored in one transaction instead of four
+# (bench/README, Outbound). On SQLite they run on the loop's thread (ADR 0016): a group stays small.
+_MAX_ACCEPTED_POSTGRESQL = 1024
 _RUN = 8  # rows of one conversation a worker claims together and sends one after another (ADR 0015)
 _HEALTH_EVERY = timedelta(seconds=1)  # account_health.last_send_at is stamped about this often
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
@@ -195,6 +200,7 @@ class Outbox:
             if getattr(config, key) <= 0:
                 raise ConfigError(f"outbox.{key}", "must be positive")
         self._store = store
+        self._most_accepted = _MAX_ACCEPTED_POSTGRESQL if store.dialect == "postgresql" else _MAX_GROUP
         self._bus = bus
         self._adapters = adapters
         self._settings = settings
@@ -518,7 +524,8 @@ class Outbox:
 
     async def _write(self) -> None:
         while self._accepted or self._claims:
-            batch, self._accepted = self._accepted[:_MAX_GROUP], self._accepted[_MAX_GROUP:]
+            most = self._most_accepted
+            batch, self._accepted = self._accepted[:most], self._accepted[most:]
             claims, self._claims = [c for c in self._claims if not c[3].done()], []
             follow = max((f for _, _, f, _ in claims), default=0)
             try:
