@@ -334,8 +334,9 @@ class Outbox:
                     changed.clear()
                     await changed.wait()
                     continue
+                asked = 2 * batch - held
                 try:
-                    runs = await self._claim(worker, 2 * batch - held, follow=_RUN - 1)
+                    runs = await self._claim(worker, asked, follow=_RUN - 1)
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # the database may be away for a moment; try again after a poll
@@ -345,11 +346,13 @@ class Outbox:
                 deadline = time.monotonic() + self._lease.total_seconds() / 2
                 ready.extend((run, deadline) for run in runs)
                 launch()
-                if runs:
+                if len(runs) == asked:  # there may be more due: ask again at once
                     continue
                 if in_flight:
-                    # nothing due now: claim again once a run of ours is done, in the transaction that
-                    # stores its acceptances (which may free the next message of its conversation)
+                    # nothing more due now: claim again once a run of ours is done, in the transaction that
+                    # stores its acceptances (which may free the next message of its conversation), not in
+                    # a transaction of its own that finds nothing (on PostgreSQL under load such a claim held
+                    # the writer, and the acceptances queued behind it, for 100 ms)
                     changed.clear()
                     await changed.wait()
                     continue
