@@ -723,3 +723,42 @@ async def test_stopping_gives_back_the_runs_claimed_but_not_started(
     assert len(released) == 1
     assert await hub.outbox(name="next").drain() == 1  # at the same clock: no lease to wait out
     assert sorted(texts(adapter)) == ["m0", "m1"]
+
+
+async def test_a_worker_given_fewer_runs_than_it_asked_claims_again_only_with_acceptances(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a claim that came back short, the next claim rides in the transaction that stores the worker's
+    acceptances: no transaction of its own that stores nothing and finds nothing while sends are in flight."""
+    import hub.outbox as outbox_module
+
+    conversations = [await hub.customer_writes(f"+4206000003{i:02d}") for i in range(3)]
+    for identity in conversations:
+        for n in range(2):
+            await hub.queue(identity, f"{identity}:{n}")
+    transactions: list[tuple[int, int]] = []  # (acceptances stored, rows claimed)
+    real = outbox_module.record_and_claim
+
+    async def recording(store: Store, items: Any, limit: int, **kwargs: Any) -> Any:
+        events, jobs = await real(store, items, limit, **kwargs)
+        transactions.append((len(items), len(jobs)))
+        return events, jobs
+
+    monkeypatch.setattr(outbox_module, "record_and_claim", recording)
+    adapter = hub.adapters["wa"]
+    send = adapter.send
+
+    async def slow_send(message: Any) -> Any:  # sends still in flight when the first claim comes back
+        await asyncio.sleep(0.05)
+        return await send(message)
+
+    adapter.send = slow_send  # type: ignore[method-assign]
+    worker = hub.outbox(name="w")
+    await run_workers_until(worker, lambda: worker.recorded >= 6)
+
+    assert transactions[0] == (0, 6)  # the first claim: three runs of two
+    # the next transaction is the writer storing the first acceptance (a send takes 50 ms), not a claim of
+    # the worker's own at once that could only find nothing
+    assert transactions[1][0] > 0
+    assert sum(stored for stored, _ in transactions) == 6
+    assert len(adapter.sent) == 6
