@@ -16,7 +16,6 @@ from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from hub.api._body import json_body
 from hub.api.access import conversation_for, is_supervisor
@@ -26,6 +25,7 @@ from hub.api.keys import BUS, CLOCK, STORE
 from hub.api.openapi import documented, schema
 from hub.api.routing import ROUTER
 from hub.model import ConversationState
+from hub.store import lost_to_a_concurrent_change
 from hub.store.agents import find_agent_by_login
 from hub.store.conversations import conversation_view, list_conversations
 from hub.store.history import HistoryCursor, history_page
@@ -175,8 +175,8 @@ async def _run(action: Callable[[], Awaitable[Change]]) -> Change:
         return await action()
     except RoutingRefused as exc:
         raise ApiError(_STATUS.get(exc.kind, 409), exc.code, exc.message) from None
-    except SQLAlchemyError as exc:  # a serialisation or lock conflict with a concurrent change
-        if "deadlock" in str(exc).lower() or "could not serialize" in str(exc).lower():
+    except Exception as exc:  # a serialisation or lock conflict with a concurrent change is a 409
+        if lost_to_a_concurrent_change(exc):
             raise ApiError(409, "conflict", "the conversation changed meanwhile; try again") from None
         raise
 

@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["Store", "upsert"]
+__all__ = ["Store", "lost_to_a_concurrent_change", "upsert"]
 
 
 class Store:
@@ -97,3 +98,12 @@ def upsert(dialect: str, table: Table, values: Mapping[str, Any] | None = None) 
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table)
     return stmt if values is None else stmt.values(values)
+
+
+def lost_to_a_concurrent_change(exc: BaseException) -> bool:
+    """PostgreSQL rolled this transaction back for a concurrent one (a deadlock's victim, or a serialisation
+    failure): nothing of it was committed, and trying again sees the other change."""
+    if not isinstance(exc, SQLAlchemyError):
+        return False
+    text = str(exc).lower()
+    return "deadlock" in text or "could not serialize" in text

@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, select, type_coerce, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from hub.model import Agent, ConversationState, Presence, Queue, Role, Status
 from hub.store._crud import Conflict, Invalid
-from hub.store._db import Store
+from hub.store._db import Store, lost_to_a_concurrent_change
 from hub.store.agents import load_agent
 from hub.store.catalogue import load_queue, load_queues
 from hub.store.routing import Released, RoutingRefused, release_agent
@@ -373,10 +373,7 @@ def _lost_race(exc: BaseException) -> bool:
     a deadlock's victim): nothing of ours was committed, and trying again sees the conversation as it is now."""
     if isinstance(exc, RoutingRefused):
         return exc.code == "conflict"
-    if isinstance(exc, DBAPIError):
-        text = str(exc).lower()
-        return "deadlock" in text or "could not serialize" in text
-    return False
+    return lost_to_a_concurrent_change(exc)
 
 
 async def update_agent(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 import hub.store.admin as admin
 from hub.model import Role
@@ -59,3 +60,13 @@ async def test_other_errors_are_not_retried(store: Store, monkeypatch: pytest.Mo
     with pytest.raises(RoutingRefused, match="no"):
         await update_agent(store, agent.id, {"active": False}, now=NOW)
     assert attempts == [1]
+
+
+async def test_a_deadlock_victim_is_tried_again(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = await create_agent(store, login="ann", password="secret-pass", role=Role.AGENT, now=NOW)
+    deadlock = DBAPIError("UPDATE conversations ...", {}, Exception("deadlock detected"))
+    attempts = losing(1, deadlock, monkeypatch)
+    updated = await update_agent(store, agent.id, {"active": False}, now=NOW)
+    assert updated is not None
+    assert updated.deactivated
+    assert attempts == [1, 2]
