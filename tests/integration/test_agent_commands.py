@@ -24,6 +24,7 @@ from hub.store.admin import create_queue, update_agent
 from hub.store.agents import (
     BEARER,
     SESSION,
+    IssuedToken,
     create_agent,
     create_token,
     find_agent_by_login,
@@ -39,6 +40,13 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "hub.toml"
     path.write_text(BASE_CONFIG, encoding="utf-8")
     return path
+
+
+async def logged_in(store: Store, agent_id: int, now: datetime) -> tuple[IssuedToken, IssuedToken]:
+    """A console session and an API bearer token for the agent, as a login and a token request leave them."""
+    session = await create_token(store, agent_id, SESSION, now=now, ttl=timedelta(hours=8))
+    bearer = await create_token(store, agent_id, BEARER, now=now, ttl=timedelta(days=30))
+    return session, bearer
 
 
 @asynccontextmanager
@@ -182,8 +190,7 @@ async def test_agents_deactivate_revokes_every_token_and_repeating_it_changes_no
     now = datetime.now(UTC)
     async with opened(database_url) as store:
         anna = await create_agent(store, login="anna", password="long enough", role=Role.AGENT, now=now)
-        session = await create_token(store, anna.id, SESSION, now=now, ttl=timedelta(hours=8))
-        bearer = await create_token(store, anna.id, BEARER, now=now, ttl=timedelta(days=30))
+        session, bearer = await logged_in(store, anna.id, now)
         assert await lookup_token(store, bearer.token, now=now) is not None
 
     done = run_cli(config, database_url, "deactivate", "anna")
@@ -230,8 +237,7 @@ async def test_agents_password_sets_the_new_password_and_revokes_the_agents_toke
     async with opened(database_url) as store:
         anna = await create_agent(store, login="anna", password="old password", role=Role.SUPERVISOR, now=now)
         bob = await create_agent(store, login="bob", password="bobs password", role=Role.AGENT, now=now)
-        session = await create_token(store, anna.id, SESSION, now=now, ttl=timedelta(hours=8))
-        bearer = await create_token(store, anna.id, BEARER, now=now, ttl=timedelta(days=30))
+        session, bearer = await logged_in(store, anna.id, now)
         bobs = await create_token(store, bob.id, BEARER, now=now, ttl=timedelta(days=30))
 
     done = run_cli(config, database_url, "password", "anna", stdin="new password\n")
