@@ -51,9 +51,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        value = value.astimezone(UTC)
+        value = _in_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
@@ -74,11 +72,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         def to_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is not UTC:
-                if value.tzinfo is None:
-                    raise ValueError("naive datetime given to the store")
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
+            return _in_utc(value).isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
         return to_text
 
@@ -95,6 +89,15 @@ class UTCDateTime(TypeDecorator[datetime]):
             return process_result_value(value, dialect)
 
         return from_text
+
+
+def _in_utc(value: datetime) -> datetime:
+    """The same instant with UTC as its zone; a naive value is refused, whatever zone it was meant in."""
+    if value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return value.astimezone(UTC)
 
 
 def _now_column(name: str = "created_at") -> Column[datetime]:
