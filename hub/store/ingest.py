@@ -50,8 +50,10 @@ from hub.store.tables import (
 
 __all__ = [
     "DeliveryOutcome",
+    "apply_found_receipts",
     "apply_pending_receipts",
     "open_conversation",
+    "prune_pending_receipts",
     "store_group",
     "store_profile",
 ]
@@ -535,9 +537,20 @@ async def apply_pending_receipts(
         )
     ).all()
     if prune:
-        await connection.execute(
-            delete(pending_receipts).where(pending_receipts.c.created_at < now - timedelta(days=1))
-        )
+        await prune_pending_receipts(connection, now)
+    return await apply_found_receipts(connection, channels, pending, now)
+
+
+async def prune_pending_receipts(connection: AsyncConnection, now: datetime) -> None:
+    """Forget early receipts older than a day: their message never came."""
+    await connection.execute(delete(pending_receipts).where(pending_receipts.c.created_at < now - timedelta(days=1)))
+
+
+async def apply_found_receipts(
+    connection: AsyncConnection, channels: Mapping[str, Channel], pending: Sequence[Any], now: datetime
+) -> list[BusEvent]:
+    """Apply ``pending`` (rows of ``pending_receipts`` whose messages now have their provider ids), in the
+    order their states go, and forget them."""
     events: list[BusEvent] = []
     for row in sorted(pending, key=lambda r: DeliveryState(r.state).rank):
         receipt = DeliveryReceipt(

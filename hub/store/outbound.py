@@ -16,10 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Integer,
     and_,
+    any_,
     bindparam,
     case,
+    column,
     delete,
     func,
     insert,
@@ -28,6 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,7 +53,7 @@ from hub.model import (
 from hub.store._db import Store, upsert
 from hub.store._per_row import PerRow
 from hub.store.conversations import conversation_from_row
-from hub.store.ingest import apply_pending_receipts
+from hub.store.ingest import apply_found_receipts, apply_pending_receipts, prune_pending_receipts
 from hub.store.tables import (
     UTCDateTime,
     account_health,
@@ -58,6 +62,7 @@ from hub.store.tables import (
     messages,
     outbox,
     participants,
+    pending_receipts,
     timeline_events,
 )
 
@@ -526,6 +531,15 @@ class OutboxJob:
 _CLAIM_STATEMENTS: dict[str, tuple[Any, Any]] = {}
 
 
+def _among(id_column: Any, name: str, dialect: str) -> Any:
+    """``id_column`` is one of the ids bound as ``name``. On PostgreSQL one array parameter, so the statement
+    is prepared once: an expanding ``IN`` is a new statement for every length (a claim's lists run from one
+    id to a thousand), prepared and planned anew, and rendered by SQLAlchemy one parameter per id."""
+    if dialect == "postgresql":
+        return id_column == any_(bindparam(name, type_=ARRAY(BigInteger)))
+    return id_column.in_(bindparam(name, expanding=True))
+
+
 def _claim_statements(dialect: str) -> tuple[Any, Any]:
     """The claim's two statements, built once per dialect with bound parameters: building them
     (the alias, its columns, the operators) and their cache keys on every call cost more CPU than
@@ -595,7 +609,7 @@ def _claim_statements(dialect: str) -> tuple[Any, Any]:
         )
         .join(messages, messages.c.id == outbox.c.message_id)
         .join(identities, identities.c.id == messages.c.identity_id)
-        .where(outbox.c.id.in_(bindparam("claim_ids", expanding=True)))
+        .where(_among(outbox.c.id, "claim_ids", dialect))
         .order_by(outbox.c.id)
     )
     _CLAIM_STATEMENTS[dialect] = (claim, load)
@@ -606,16 +620,16 @@ _FOLLOWER_STATEMENTS: dict[str, tuple[Any, Any]] = {}
 
 
 def _follower_statements(dialect: str) -> tuple[Any, Any]:
-    """The rows queued behind claimed heads, and the update that claims some of them; built once."""
+    """The unfinished rows of the claimed heads' conversations, and the update that claims some of them;
+    built once."""
     found = _FOLLOWER_STATEMENTS.get(dialect)
     if found is not None:
         return found
     behind = (
         select(outbox.c.id, outbox.c.conversation_id, outbox.c.state, outbox.c.next_attempt_at, outbox.c.locked_until)
         .where(
-            outbox.c.conversation_id.in_(bindparam("follow_conversations", expanding=True)),
+            _among(outbox.c.conversation_id, "follow_conversations", dialect),
             outbox.c.state.in_([literal_column(f"'{state}'") for state in _UNFINISHED]),
-            outbox.c.id.notin_(bindparam("follow_heads", expanding=True)),
         )
         .order_by(outbox.c.conversation_id, outbox.c.id)
     )
@@ -623,7 +637,7 @@ def _follower_statements(dialect: str) -> tuple[Any, Any]:
         behind = behind.with_for_update(of=outbox)
     take = (
         update(outbox)
-        .where(outbox.c.id.in_(bindparam("follow_ids", expanding=True)))
+        .where(_among(outbox.c.id, "follow_ids", dialect))
         .values(
             state=OutboxState.SENDING,
             locked_until=bindparam("claim_until", type_=outbox.c.locked_until.type),
@@ -635,12 +649,15 @@ def _follower_statements(dialect: str) -> tuple[Any, Any]:
     return behind, take
 
 
-def _followers(rows: Sequence[Any], now: datetime, follow: int) -> list[int]:
+def _followers(rows: Sequence[Any], heads: set[int], now: datetime, follow: int) -> list[int]:
     """Of each conversation's unfinished rows behind its head (in order), the leading ones that are due
-    now, at most ``follow``: the run stops at the first row that is not, so it has no gap."""
+    now, at most ``follow``: the run stops at the first row that is not, so it has no gap. ``rows`` hold the
+    heads too (leaving them out in SQL made PostgreSQL compare every row with every head)."""
     taken: list[int] = []
     conversation, count, stopped = None, 0, False
     for row in rows:
+        if row.id in heads:
+            continue
         if row.conversation_id != conversation:
             conversation, count, stopped = row.conversation_id, 0, False
         if stopped or count >= follow:
@@ -737,8 +754,8 @@ async def _claim(
     if follow:
         behind, take = _follower_statements(dialect)
         conversations = sorted({int(conversation_id) for _, conversation_id in heads})
-        rows = (await connection.execute(behind, {"follow_conversations": conversations, "follow_heads": ids})).all()
-        followers = _followers(rows, now, follow)
+        rows = (await connection.execute(behind, {"follow_conversations": conversations})).all()
+        followers = _followers(rows, set(ids), now, follow)
         if followers:
             await connection.execute(
                 take, {"follow_ids": followers, "claim_until": now + lease, "claim_worker": worker}
@@ -795,6 +812,84 @@ _OUTBOX_DONE = PerRow(
 )
 
 
+def _accept_all_postgresql() -> Any:
+    """PostgreSQL: both acceptance updates and the early-receipts lookup in one statement, the rows as arrays.
+    The writer's transactions run while a hundred sends are in flight, and each round trip then waits a turn
+    of the busy event loop (10-20 ms): three fewer round trips per transaction, and no statement prepared anew
+    for every length of an ``IN`` list."""
+    message_ids = bindparam("a_message_ids", type_=ARRAY(BigInteger))
+    provider_ids = bindparam("a_provider_ids", type_=ARRAY(messages.c.provider_message_id.type))
+    outbox_ids = bindparam("a_outbox_ids", type_=ARRAY(BigInteger))
+    accepted = (
+        func.unnest(message_ids, provider_ids, bindparam("a_accepted_at", type_=ARRAY(UTCDateTime())), outbox_ids)
+        .table_valued(
+            column("message_id", BigInteger),
+            column("provider_message_id", messages.c.provider_message_id.type),
+            column("accepted_at", UTCDateTime()),
+            column("outbox_id", BigInteger),
+        )
+        .render_derived(name="accepted")
+    )
+    sent = (
+        update(messages)
+        # the array's ids again, as a condition on the table's own key: joined to the unnest alone, the
+        # planner may pick a hash join over a scan of the whole table
+        .where(messages.c.id == accepted.c.message_id, messages.c.id == any_(message_ids))
+        .values(
+            provider_message_id=accepted.c.provider_message_id,
+            sent_at=accepted.c.accepted_at,
+            delivery_state=case((_STILL_QUEUED, DeliveryState.SENT.value), else_=messages.c.delivery_state),
+            delivery_changed_at=case((_STILL_QUEUED, accepted.c.accepted_at), else_=messages.c.delivery_changed_at),
+        )
+        .cte("sent")
+    )
+    done = (
+        update(outbox)
+        .where(outbox.c.id == accepted.c.outbox_id, outbox.c.id == any_(outbox_ids))
+        .values(state=OutboxState.DONE, locked_until=None, last_error=None)
+        .cte("done")
+    )
+    # the CTEs' updates run to completion whether or not the query reads them; pending_receipts is not one
+    # of the tables they change, so reading it in the same statement sees what a later statement would
+    return (
+        select(pending_receipts)
+        .add_cte(sent, done)
+        .where(
+            pending_receipts.c.account_id
+            == any_(bindparam("a_accounts", type_=ARRAY(pending_receipts.c.account_id.type))),
+            pending_receipts.c.provider_message_id == any_(provider_ids),
+        )
+    )
+
+
+_ACCEPT_ALL_POSTGRESQL = _accept_all_postgresql()
+
+
+async def _accept_in_one_statement(
+    connection: AsyncConnection,
+    items: Sequence[Accepted],
+    channels: dict[str, Channel],
+    now: datetime,
+    *,
+    prune: bool,
+) -> list[BusEvent]:
+    pending = (
+        await connection.execute(
+            _ACCEPT_ALL_POSTGRESQL,
+            {
+                "a_message_ids": [i.job.message_id for i in items],
+                "a_provider_ids": [i.provider_message_id for i in items],
+                "a_accepted_at": [i.accepted_at for i in items],
+                "a_outbox_ids": [i.job.id for i in items],
+                "a_accounts": sorted(channels),
+            },
+        )
+    ).all()
+    if prune:
+        await prune_pending_receipts(connection, now)
+    return await apply_found_receipts(connection, channels, pending, now) if pending else []
+
+
 async def record_and_claim(
     store: Store,
     items: Sequence[Accepted],
@@ -838,13 +933,16 @@ async def _record_accepted(
                 messages.c.author == Author.SYSTEM.value,
             )
         )
-    # two executemanys of statements compiled once (asyncpg pipelines them, SQLite runs each in one call)
-    await _ACCEPT_MESSAGE.run(connection, [(i.job.message_id, i.provider_message_id, i.accepted_at) for i in items])
-    await _OUTBOX_DONE.run(connection, [(i.job.id,) for i in items])
     channels = {account_id: group[0].job.channel for account_id, group in by_account.items()}
-    early = await apply_pending_receipts(
-        connection, channels, [i.provider_message_id for i in items], now, prune=health
-    )
+    if dialect == "postgresql":
+        early = await _accept_in_one_statement(connection, items, channels, now, prune=health)
+    else:
+        # two executemanys of statements compiled once, each one call into SQLite
+        await _ACCEPT_MESSAGE.run(connection, [(i.job.message_id, i.provider_message_id, i.accepted_at) for i in items])
+        await _OUTBOX_DONE.run(connection, [(i.job.id,) for i in items])
+        early = await apply_pending_receipts(
+            connection, channels, [i.provider_message_id for i in items], now, prune=health
+        )
     for account_id in sorted(by_account) if health else ():
         await _health(connection, dialect, account_id, {"last_send_at": now})
     return [

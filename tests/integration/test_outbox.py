@@ -575,6 +575,37 @@ async def test_storing_an_acceptance_and_claiming_in_one_transaction_frees_the_n
     assert (await hub.outbox_row(first)).state == OutboxState.DONE
 
 
+async def test_an_acceptance_never_moves_a_message_state_back(hub: Hub) -> None:
+    """Several acceptances stored together, one of whose messages a receipt already moved further: that
+    one keeps its state and the time it changed; the others become sent, at their own acceptance times."""
+    identity = await hub.customer_writes("+420600000001")
+    other = await hub.customer_writes("+420600000002")
+    ahead, behind = await hub.queue(identity, "ahead"), await hub.queue(other, "behind")
+    lease = timedelta(seconds=30)
+    jobs = await claim_outbox(hub.store, now=hub.clock(), worker="w", lease=lease, limit=5)
+    assert sorted(j.message_id for j in jobs) == sorted([ahead, behind])
+    read_at = hub.clock() - timedelta(seconds=5)
+    async with hub.store.write() as connection:
+        await connection.execute(
+            update(messages)
+            .where(messages.c.id == ahead)
+            .values(delivery_state=DeliveryState.READ.value, delivery_changed_at=read_at)
+        )
+    accepted_at = {ahead: hub.clock() - timedelta(seconds=2), behind: hub.clock() - timedelta(seconds=1)}
+    items = [
+        Accepted(job=j, provider_message_id=f"SM-{j.message_id}", accepted_at=accepted_at[j.message_id]) for j in jobs
+    ]
+
+    await record_and_claim(hub.store, items, 0, worker="w", now=hub.clock(), lease=lease)
+
+    first, second = await hub.message(ahead), await hub.message(behind)
+    assert (first.delivery_state, first.delivery_changed_at) == (DeliveryState.READ.value, read_at)
+    assert (first.provider_message_id, first.sent_at) == (f"SM-{ahead}", accepted_at[ahead])
+    assert (second.delivery_state, second.delivery_changed_at) == (DeliveryState.SENT.value, accepted_at[behind])
+    assert (second.provider_message_id, second.sent_at) == (f"SM-{behind}", accepted_at[behind])
+    assert {(await hub.outbox_row(m)).state for m in (ahead, behind)} == {OutboxState.DONE}
+
+
 # ------------------------------------------------------------------ runs (ADR 0015)
 
 
