@@ -360,7 +360,8 @@ class Outbox:
                     break
                 self._wake.clear()
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=poll)
+                    async with asyncio.timeout(poll):  # not wait_for: see Router._loop
+                        await self._wake.wait()
             if ready:  # stopping: runs claimed but not started go back now, not when their lease runs out
                 rows = [job.id for run, _ in ready for job in run]
                 ready.clear()

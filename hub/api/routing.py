@@ -80,8 +80,11 @@ class Router:
     async def _loop(self) -> None:
         tick = self._app[SETTINGS].routing.tick_seconds
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as
+            # the event is set, and stop() then waited for this loop forever (tests/unit/test_stopping.py)
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=tick)
+                async with asyncio.timeout(tick):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.sweep()
