@@ -110,6 +110,11 @@ class Ingestor:
                 group.append(self._queue.get_nowait())
             try:
                 await self._commit(group)
+            except Exception as exc:  # a bug of ours: fail this group's deliveries, keep serving the next ones
+                logger.exception("ingest failed outside its transaction; %d deliveries not acknowledged", len(group))
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
             finally:
                 for _ in group:
                     self._queue.task_done()
@@ -132,6 +137,10 @@ class Ingestor:
                 continue
             if isinstance(result, BaseException):
                 future.set_exception(result)
-            else:
+                continue
+            future.set_result(result)  # stored: acknowledged whatever happens to the news of it below
+            try:
                 self._bus.publish_all(result.events)
-                future.set_result(result)
+            except Exception:  # consoles catch up from bus_log when they reconnect; the router's next sweep (a tick)
+                # finds the conversation
+                logger.exception("stored a delivery but could not publish its %d events", len(result.events))

@@ -463,3 +463,44 @@ async def test_a_journal_records_a_groups_events_in_delivery_order(store: Store)
     in_order = [e for r in results if not isinstance(r, BaseException) for e in r.events]
     assert len(in_order) == 6  # three new customers: a waiting conversation and a message each
     assert seen == in_order
+
+
+async def test_a_delivery_stored_is_acknowledged_even_if_publishing_its_events_fails(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = EventBus()
+    ingestor = make_ingestor(store, bus)
+
+    def broken(events: list[Any]) -> None:
+        raise RuntimeError("a subscriber broke")
+
+    monkeypatch.setattr(bus, "publish_all", broken)
+    result = await ingestor.submit([make_message(1)])
+    assert result.stored == 1  # durable, so acknowledged: the provider must not send it again
+    monkeypatch.undo()
+    assert (await ingestor.submit([make_message(2)])).stored == 1
+    await ingestor.stop()
+    assert await count(store, messages) == 2
+
+
+async def test_an_unexpected_failure_fails_its_group_and_the_ingest_keeps_serving(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, such a failure ended the group-commit task: every later delivery waited for ever, and so did
+    the server's shutdown."""
+    ingestor = make_ingestor(store)
+    real_commit = ingestor._commit
+    failures = [RuntimeError("a bug")]
+
+    async def commit_once_broken(group: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await real_commit(group)
+
+    monkeypatch.setattr(ingestor, "_commit", commit_once_broken)
+    # bounds on a hang, not measures of speed
+    with pytest.raises(RuntimeError, match="a bug"):
+        await asyncio.wait_for(ingestor.submit([make_message(1)]), timeout=10)
+    assert (await asyncio.wait_for(ingestor.submit([make_message(2)]), timeout=10)).stored == 1
+    await asyncio.wait_for(ingestor.stop(), timeout=10)
+    assert await count(store, messages) == 1
