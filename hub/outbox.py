@@ -552,13 +552,13 @@ class Outbox:
                         future.set_exception(one)
                     else:
                         self.recorded += 1
-                        self._bus.publish_all(events)
                         future.set_result(None)
+                        self._announce(events)
                 continue
             self.recorded += len(batch)
-            self._bus.publish_all(events)
             for _, future in batch:
                 future.set_result(None)
+            self._announce(events)
             # one claim for every worker waiting: runs in claim order, each worker up to its limit
             runs = _runs(jobs)
             start = 0
@@ -620,4 +620,13 @@ class Outbox:
         return self._write_lock if self._store.dialect == "sqlite" else nullcontext()
 
     async def _publish(self, events: list[Any]) -> None:
-        self._bus.publish_all(events)
+        self._announce(events)
+
+    def _announce(self, events: list[Any]) -> None:
+        """Publish what was stored. It is durable already, and a failure here must not stop the writer: the
+        workers would wait for ever for the acceptances it holds. Consoles then see the new states when they next
+        read the conversation."""
+        try:
+            self._bus.publish_all(events)
+        except Exception:
+            logger.exception("outbox: stored %d changes but could not publish them", len(events))

@@ -793,3 +793,18 @@ async def test_a_worker_given_fewer_runs_than_it_asked_claims_again_only_with_ac
     assert transactions[1][0] > 0
     assert sum(stored for stored, _ in transactions) == 6
     assert len(adapter.sent) == 6
+
+
+async def test_a_failure_to_publish_does_not_stop_the_writer(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the writer stored is stored: the workers go on, and every message is sent once."""
+    ids = [await hub.customer_writes(f"+4206000003{i:02d}") for i in range(3)]
+    queued = [await hub.queue(identity, f"{identity}:{n}") for n in range(2) for identity in ids]
+
+    def broken(events: list[BusEvent]) -> None:
+        raise RuntimeError("a subscriber broke")
+
+    monkeypatch.setattr(hub.bus, "publish_all", broken)
+    worker = hub.outbox(name="w")
+    await run_workers_until(worker, lambda: worker.recorded >= len(queued))
+    assert len(hub.adapters["wa"].sent) == len(queued)
+    assert await outbox_counts(hub.store) == {OutboxState.DONE: len(queued)}
