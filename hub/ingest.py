@@ -139,8 +139,9 @@ class Ingestor:
                 future.set_exception(result)
                 continue
             future.set_result(result)  # stored: acknowledged whatever happens to the news of it below
+            # a failure to publish is logged, not raised: consoles catch up from bus_log when they reconnect,
+            # and the router's next sweep (a tick later) finds the conversation
             try:
                 self._bus.publish_all(result.events)
-            except Exception:  # consoles catch up from bus_log when they reconnect; the router's next sweep (a tick)
-                # finds the conversation
+            except Exception:
                 logger.exception("stored a delivery but could not publish its %d events", len(result.events))

@@ -54,7 +54,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False, immediat
 PING_AFTER_IDLE = 30.0
 """Seconds a pooled PostgreSQL connection may sit unused before it is checked on its way out of the pool (as
 PgBouncer's ``server_check_delay``). SQLAlchemy's ``pool_pre_ping`` checks every checkout: one more round trip
-per transaction, which under load waits a turn of a busy event loop (20-30 ms measured with a hundred sends in
+per transaction, which under load waits a turn of a busy event loop (20-60 ms measured with a hundred sends in
 flight). A connection in steady use that the server dropped fails its statement instead, and SQLAlchemy then
 discards every connection of the pool opened before the failure."""
 
