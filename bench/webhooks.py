@@ -274,6 +274,31 @@ async def drive(base_url: str, requests: list[Request], concurrency: int) -> dic
     }
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system time of a process, all its threads (Linux's /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(
+    name: str, server: subprocess.Popen[bytes], base_url: str, requests: list[Request], concurrency: int
+) -> tuple[dict[str, float], dict[str, float | None]]:
+    """``drive`` against ``server``; also the CPU seconds the server and this load generator spent meanwhile,
+    which say which of the two is the limit (the bare handler's figure is the load generator's, on two cores)."""
+    server_before, generator_before = _cpu_seconds(server.pid), time.process_time()
+    result = asyncio.run(drive(base_url, requests, concurrency))
+    server_after, generator_after = _cpu_seconds(server.pid), time.process_time()
+    server_seconds = None if server_before is None or server_after is None else server_after - server_before
+    return result, {name: server_seconds, f"load generator for {name}": generator_after - generator_before}
+
+
+def _per_request(seconds: float | None, requests: int) -> float | None:
+    return None if seconds is None else round(seconds * 1e6 / requests)
+
+
 def wait_ready(url: str, timeout: float = 60) -> None:
     import urllib.request
 
@@ -343,21 +368,28 @@ def main() -> None:
 
                 bare_base, hub_base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{hub_port}"
                 bare_requests = [make(n, bare_base) for n in range(args.requests)]
+                hub_requests = [make(n, hub_base) for n in range(args.requests)]
                 # the hub between two bare runs, against their mean: the machine's load drifts
-                bare_before = asyncio.run(drive(bare_base, bare_requests, args.concurrency))
-                hub_result = asyncio.run(
-                    drive(hub_base, [make(n, hub_base) for n in range(args.requests)], args.concurrency)
-                )
-                bare_after = asyncio.run(drive(bare_base, bare_requests, args.concurrency))
+                bare_before, bare_cpu = measured("bare", bare, bare_base, bare_requests, args.concurrency)
+                hub_result, hub_cpu = measured("hub", hub, hub_base, hub_requests, args.concurrency)
+                bare_after, _ = measured("bare", bare, bare_base, bare_requests, args.concurrency)
                 bare_rate = statistics.mean([bare_before["per_second"], bare_after["per_second"]])
                 ratio = hub_result["per_second"] / bare_rate
+                cpu = {name: _per_request(seconds, args.requests) for name, seconds in (bare_cpu | hub_cpu).items()}
                 results.append(
-                    {"provider": provider, "hub": hub_result, "bare": [bare_before, bare_after], "ratio": ratio}
+                    {
+                        "provider": provider,
+                        "hub": hub_result,
+                        "bare": [bare_before, bare_after],
+                        "ratio": ratio,
+                        "cpu_us_per_request": cpu,
+                    }
                 )
                 print(
                     f"{provider:9} hub {hub_result['per_second']:7.0f}/s p99 {hub_result['p99_ms']:6.1f} ms "
                     f"(failures {hub_result['failures']:.0f}) | bare {bare_before['per_second']:6.0f} and "
-                    f"{bare_after['per_second']:6.0f}/s p99 {bare_before['p99_ms']:5.1f} ms | ratio {ratio:.2f}",
+                    f"{bare_after['per_second']:6.0f}/s p99 {bare_before['p99_ms']:5.1f} ms | ratio {ratio:.2f} | "
+                    "CPU µs/request: " + ", ".join(f"{name} {value}" for name, value in cpu.items()),
                     flush=True,
                 )
         finally:
