@@ -60,14 +60,14 @@ discards every connection of the pool opened before the failure."""
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
-    pool_events = engine.sync_engine.pool
+    pool = engine.sync_engine.pool
     dialect = engine.sync_engine.dialect
 
-    @event.listens_for(pool_events, "checkin")
+    @event.listens_for(pool, "checkin")
     def _idle_from_now(dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
-    @event.listens_for(pool_events, "checkout")
+    @event.listens_for(pool, "checkout")
     def _ping_if_idle_long(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
