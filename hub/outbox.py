@@ -419,12 +419,11 @@ class Outbox:
     def plan(self, job: OutboxJob, now: datetime) -> tuple[Allowed | Refused, OutboundMessage | None]:
         """Ask the policy again with the identity as it is now; build the provider call."""
         provider = self._providers.get(job.account_id, job.channel.value)
-        template = job.send_plan.get("template") or {}
-        binding = binding_from_json(job.send_plan.get("binding"))
+        binding = binding_from_json(job.binding)
         draft = Draft(
             text=job.text,
             attachments=job.attachments,
-            template=template.get("name"),
+            template=job.template_name,
             binding=binding,
             tag=job.tag,
         )

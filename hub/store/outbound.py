@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Integer,
     and_,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -519,7 +521,8 @@ class OutboxJob:
     provider_message_id: str | None  # set: the provider accepted it before a crash
     sent_at: datetime | None
     tag: str | None
-    send_plan: dict[str, Any]
+    template_name: str | None  # of the send plan: the rest of it is the API's decision, asked again at send time
+    binding: dict[str, Any] | None  # the send plan's approved provider template, as stored
     channel: Channel  # the identity's
     recipient_id: str  # the identity's id on the provider
     first_inbound_at: datetime | None
@@ -528,131 +531,164 @@ class OutboxJob:
     welcome_sent: bool
 
 
-_CLAIM_STATEMENTS: dict[str, tuple[Any, Any]] = {}
+# what a claimed row's delivery needs beside its outbox id and attempt count, in ``_job``'s order
+_JOB_COLUMNS = (
+    messages.c.account_id,
+    messages.c.conversation_id,
+    messages.c.id,
+    messages.c.kind,
+    messages.c.text,
+    messages.c.attachments,
+    messages.c.provider_message_id,
+    messages.c.sent_at,
+    messages.c.tag,
+    # only the parts delivery reads: parsing the whole plan (the API's decision, with its times) was a
+    # quarter of the claim's CPU on SQLite
+    messages.c.send_plan[("template", "name")].as_string(),
+    messages.c.send_plan["binding"],
+    identities.c.channel,
+    identities.c.external_id,
+    identities.c.first_inbound_at,
+    identities.c.last_inbound_at,
+    identities.c.subscription,
+    identities.c.welcome_sent,
+)
+_CLAIM_NOW = bindparam("claim_now", type_=outbox.c.next_attempt_at.type)
+# a claimed row: sending under this worker's lease, one more attempt counted
+_CLAIMED = {
+    "state": OutboxState.SENDING,
+    "locked_until": bindparam("claim_until", type_=outbox.c.locked_until.type),
+    "locked_by": bindparam("claim_worker", type_=outbox.c.locked_by.type),
+    "attempts": outbox.c.attempts + 1,
+}
 
 
-def _among(id_column: Any, name: str, dialect: str) -> Any:
-    """``id_column`` is one of the ids bound as ``name``. On PostgreSQL one array parameter, so the statement
-    is prepared once: an expanding ``IN`` is a new statement for every length (a claim's lists run from one
-    id to a thousand), prepared and planned anew, and rendered by SQLAlchemy one parameter per id."""
-    if dialect == "postgresql":
-        return id_column == any_(bindparam(name, type_=ARRAY(BigInteger)))
-    return id_column.in_(bindparam(name, expanding=True))
+def _due(table: Any) -> Any:
+    """The row may be attempted at ``claim_now``: pending and its time has come, or claimed by a worker whose
+    lease ran out (it died)."""
+    return or_(
+        and_(table.c.state == OutboxState.PENDING, table.c.next_attempt_at <= _CLAIM_NOW),
+        and_(table.c.state == OutboxState.SENDING, table.c.locked_until < _CLAIM_NOW),
+    )
 
 
-def _claim_statements(dialect: str) -> tuple[Any, Any]:
-    """The claim's two statements, built once per dialect with bound parameters: building them
-    (the alias, its columns, the operators) and their cache keys on every call cost more CPU than
-    running them."""
-    found = _CLAIM_STATEMENTS.get(dialect)
-    if found is not None:
-        return found
-    now = bindparam("claim_now", type_=outbox.c.next_attempt_at.type)
+def _unfinished(table: Any) -> Any:
+    # literals, so that the partial index's predicate is provable under a generic (prepared) plan too
+    return table.c.state.in_([literal_column(f"'{state}'") for state in _UNFINISHED])
+
+
+def _claim_heads(dialect: str) -> Any:
+    """Claim up to ``claim_limit`` heads, each the oldest unfinished row of its conversation (only a head is
+    ever due on its own, so a conversation's messages leave in order); returns their ids and conversations."""
     earlier = outbox.alias("earlier")
     # A scalar subquery, not NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join, and with the stale
     # statistics of a queue that just filled up it picked a nested loop over the whole backlog (about 160 ms
-    # for 4,000 due rows). A scalar subquery stays one probe of ix_outbox_unfinished per candidate. The states
-    # are literals so that the partial index's predicate is provable under a generic (prepared) plan too.
+    # for 4,000 due rows). A scalar subquery stays one probe of ix_outbox_unfinished per candidate.
     blocked = (
         select(earlier.c.id)
-        .where(
-            earlier.c.conversation_id == outbox.c.conversation_id,
-            earlier.c.id < outbox.c.id,
-            earlier.c.state.in_([literal_column(f"'{state}'") for state in _UNFINISHED]),
-        )
+        .where(earlier.c.conversation_id == outbox.c.conversation_id, earlier.c.id < outbox.c.id, _unfinished(earlier))
         .limit(1)
         .scalar_subquery()
     )
-    due = or_(
-        and_(outbox.c.state == OutboxState.PENDING, outbox.c.next_attempt_at <= now),
-        and_(outbox.c.state == OutboxState.SENDING, outbox.c.locked_until < now),
-    )
     candidates = (
         select(outbox.c.id)
-        .where(due, blocked.is_(None))
+        .where(_due(outbox), blocked.is_(None))
         .order_by(outbox.c.next_attempt_at, outbox.c.id)
         .limit(bindparam("claim_limit", type_=Integer()))
     )
     if dialect == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=outbox)
-    claim = (
+    return (
         update(outbox)
         .where(outbox.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            state=OutboxState.SENDING,
-            locked_until=bindparam("claim_until", type_=outbox.c.locked_until.type),
-            locked_by=bindparam("claim_worker", type_=outbox.c.locked_by.type),
-            attempts=outbox.c.attempts + 1,
-        )
+        .values(_CLAIMED)
         .returning(outbox.c.id, outbox.c.conversation_id)
     )
-    load = (
+
+
+def _claim_in_one_statement_postgresql() -> Any:
+    """PostgreSQL: the heads, the due rows behind them and what their delivery needs, in one statement (two
+    data-modifying CTEs). The first claim of a burst takes everything due at once (ADR 0015), and nothing is
+    sent until it is back: as four statements that was four round trips and three result sets to process on
+    the client (heads, the rows behind them, the load) before the first send.
+
+    The rows behind a head are not locked by a ``SELECT ... FOR UPDATE`` first (a window function cannot
+    take one): nobody else can claim them while their head is claimed (a claimed head is unfinished, so
+    every row behind it is blocked), and the ``taken`` update locks the ones it takes."""
+    heads = _claim_heads("postgresql").returning(outbox.c.message_id, outbox.c.attempts).cte("heads")
+    behind = (
         select(
             outbox.c.id,
-            outbox.c.attempts,
-            messages.c.account_id,
-            messages.c.conversation_id,
-            messages.c.id,
-            messages.c.kind,
-            messages.c.text,
-            messages.c.attachments,
-            messages.c.provider_message_id,
-            messages.c.sent_at,
-            messages.c.tag,
-            messages.c.send_plan,
-            identities.c.channel,
-            identities.c.external_id,
-            identities.c.first_inbound_at,
-            identities.c.last_inbound_at,
-            identities.c.subscription,
-            identities.c.welcome_sent,
+            func.row_number().over(partition_by=outbox.c.conversation_id, order_by=outbox.c.id).label("place"),
+            # rows at or before this one that are not due: the run stops at the first of them, leaving no gap
+            func.sum(case((_due(outbox), 0), else_=1))
+            .over(partition_by=outbox.c.conversation_id, order_by=outbox.c.id)
+            .label("not_due"),
         )
-        .join(messages, messages.c.id == outbox.c.message_id)
-        .join(identities, identities.c.id == messages.c.identity_id)
-        .where(_among(outbox.c.id, "claim_ids", dialect))
-        .order_by(outbox.c.id)
-    )
-    _CLAIM_STATEMENTS[dialect] = (claim, load)
-    return claim, load
-
-
-_FOLLOWER_STATEMENTS: dict[str, tuple[Any, Any]] = {}
-
-
-def _follower_statements(dialect: str) -> tuple[Any, Any]:
-    """The unfinished rows of the claimed heads' conversations, and the update that claims some of them;
-    built once."""
-    found = _FOLLOWER_STATEMENTS.get(dialect)
-    if found is not None:
-        return found
-    behind = (
-        select(outbox.c.id, outbox.c.conversation_id, outbox.c.state, outbox.c.next_attempt_at, outbox.c.locked_until)
         .where(
-            _among(outbox.c.conversation_id, "follow_conversations", dialect),
-            outbox.c.state.in_([literal_column(f"'{state}'") for state in _UNFINISHED]),
+            outbox.c.conversation_id.in_(select(heads.c.conversation_id)),
+            _unfinished(outbox),
+            outbox.c.id.notin_(select(heads.c.id)),
         )
-        .order_by(outbox.c.conversation_id, outbox.c.id)
+        .cte("behind")
     )
-    if dialect == "postgresql":
-        behind = behind.with_for_update(of=outbox)
-    take = (
+    follow = bindparam("claim_follow", type_=Integer())
+    taken = (
         update(outbox)
-        .where(_among(outbox.c.id, "follow_ids", dialect))
-        .values(
-            state=OutboxState.SENDING,
-            locked_until=bindparam("claim_until", type_=outbox.c.locked_until.type),
-            locked_by=bindparam("claim_worker", type_=outbox.c.locked_by.type),
-            attempts=outbox.c.attempts + 1,
-        )
+        .where(outbox.c.id.in_(select(behind.c.id).where(behind.c.not_due == 0, behind.c.place <= follow)))
+        .values(_CLAIMED)
+        .returning(outbox.c.id, outbox.c.message_id, outbox.c.attempts)
+        .cte("taken")
     )
-    _FOLLOWER_STATEMENTS[dialect] = (behind, take)
-    return behind, take
+    # this statement's own reads of outbox do not see its CTEs' updates: the ids and the attempt counts come
+    # from their RETURNING
+    claimed = union_all(
+        select(heads.c.id, heads.c.message_id, heads.c.attempts),
+        select(taken.c.id, taken.c.message_id, taken.c.attempts),
+    ).subquery("claimed")
+    return (
+        select(claimed.c.id, claimed.c.attempts, *_JOB_COLUMNS)
+        .select_from(
+            claimed.join(messages, messages.c.id == claimed.c.message_id).join(
+                identities, identities.c.id == messages.c.identity_id
+            )
+        )
+        .order_by(claimed.c.id)
+    )
 
 
-def _followers(rows: Sequence[Any], heads: set[int], now: datetime, follow: int) -> list[int]:
+def _among_sqlite(id_column: Any, name: str) -> Any:
+    """``id_column`` is one of the ids bound as ``name``, a JSON array: one parameter, so one statement text
+    whatever the length (an expanding ``IN`` is rendered by SQLAlchemy one parameter per id, and a claim's
+    lists run from one id to a thousand)."""
+    ids = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
+    return id_column.in_(select(ids.c.value))
+
+
+# SQLite: the heads; their conversations' unfinished rows, each with whether it is due; the update that takes
+# the followers; the load. Built once: building them and their cache keys on every call cost more CPU than
+# running them.
+_CLAIM_HEADS_SQLITE = _claim_heads("sqlite")
+_BEHIND_SQLITE = (
+    select(outbox.c.id, outbox.c.conversation_id, _due(outbox).label("due"))
+    .where(_among_sqlite(outbox.c.conversation_id, "follow_conversations"), _unfinished(outbox))
+    .order_by(outbox.c.conversation_id, outbox.c.id)
+)
+_TAKE_SQLITE = update(outbox).where(_among_sqlite(outbox.c.id, "follow_ids")).values(_CLAIMED)
+_LOAD_SQLITE = (
+    select(outbox.c.id, outbox.c.attempts, *_JOB_COLUMNS)
+    .join(messages, messages.c.id == outbox.c.message_id)
+    .join(identities, identities.c.id == messages.c.identity_id)
+    .where(_among_sqlite(outbox.c.id, "claim_ids"))
+    .order_by(outbox.c.id)
+)
+_CLAIM_POSTGRESQL = _claim_in_one_statement_postgresql()
+
+
+def _followers(rows: Sequence[Any], heads: set[int], follow: int) -> list[int]:
     """Of each conversation's unfinished rows behind its head (in order), the leading ones that are due
     now, at most ``follow``: the run stops at the first row that is not, so it has no gap. ``rows`` hold the
-    heads too (leaving them out in SQL made PostgreSQL compare every row with every head)."""
+    heads too."""
     taken: list[int] = []
     conversation, count, stopped = None, 0, False
     for row in rows:
@@ -662,10 +698,7 @@ def _followers(rows: Sequence[Any], heads: set[int], now: datetime, follow: int)
             conversation, count, stopped = row.conversation_id, 0, False
         if stopped or count >= follow:
             continue
-        due = (row.state == OutboxState.PENDING and row.next_attempt_at <= now) or (
-            row.state == OutboxState.SENDING and row.locked_until is not None and row.locked_until < now
-        )
-        if not due:
+        if not row.due:
             stopped = True
             continue
         taken.append(int(row.id))
@@ -692,7 +725,8 @@ def _job(row: Any) -> OutboxJob:
         provider_message_id,
         sent_at,
         tag,
-        plan,
+        template_name,
+        binding,
         channel,
         external_id,
         first_inbound_at,
@@ -712,7 +746,8 @@ def _job(row: Any) -> OutboxJob:
         provider_message_id=provider_message_id,
         sent_at=sent_at,
         tag=tag,
-        send_plan=dict(plan or {}),
+        template_name=template_name,
+        binding=binding,
         channel=_CHANNELS[channel],
         recipient_id=external_id,
         first_inbound_at=first_inbound_at,
@@ -745,23 +780,26 @@ async def _claim(
     """Up to ``limit`` heads (each the oldest unfinished row of its conversation) and, with ``follow``,
     up to that many due rows queued behind each head, in the same transaction. Ordered by id, so each
     conversation's rows come in the order they must leave."""
-    claim, load = _claim_statements(dialect)
     parameters = {"claim_now": now, "claim_until": now + lease, "claim_worker": worker, "claim_limit": limit}
-    heads = (await connection.execute(claim, parameters)).all()
+    if dialect == "postgresql":
+        claimed = await connection.execute(_CLAIM_POSTGRESQL, {**parameters, "claim_follow": follow})
+        return [_job(row) for row in claimed.all()]
+    heads = (await connection.execute(_CLAIM_HEADS_SQLITE, parameters)).all()
     if not heads:
         return []
     ids = [int(outbox_id) for outbox_id, _ in heads]
     if follow:
-        behind, take = _follower_statements(dialect)
         conversations = sorted({int(conversation_id) for _, conversation_id in heads})
-        rows = (await connection.execute(behind, {"follow_conversations": conversations})).all()
-        followers = _followers(rows, set(ids), now, follow)
+        rows = (
+            await connection.execute(_BEHIND_SQLITE, {"claim_now": now, "follow_conversations": conversations})
+        ).all()
+        followers = _followers(rows, set(ids), follow)
         if followers:
             await connection.execute(
-                take, {"follow_ids": followers, "claim_until": now + lease, "claim_worker": worker}
+                _TAKE_SQLITE, {"follow_ids": followers, "claim_until": now + lease, "claim_worker": worker}
             )
             ids += followers
-    return [_job(row) for row in (await connection.execute(load, {"claim_ids": ids})).all()]
+    return [_job(row) for row in (await connection.execute(_LOAD_SQLITE, {"claim_ids": ids})).all()]
 
 
 async def release_claims(store: Store, outbox_ids: Sequence[int], *, worker: str) -> None:

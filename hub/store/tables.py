@@ -42,6 +42,9 @@ metadata = MetaData(naming_convention=naming)
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
+_STORED_TEXT_LENGTH = len("2026-01-31 12:00:00.000000")  # SQLite: how every timestamp is written
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in Python on both engines (SQLite keeps naive ISO text)."""
 
@@ -83,8 +86,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
         def from_text(value: Any) -> datetime | None:
             if isinstance(value, str):
+                if len(value) == _STORED_TEXT_LENGTH and value[19] == ".":  # what the hub writes, no offset:
+                    return datetime.fromisoformat(value + "+00:00")  # UTC in a seventh of the time of replace()
                 parsed = datetime.fromisoformat(value)
-                if parsed.tzinfo is None:  # what the hub writes
+                if parsed.tzinfo is None:
                     return parsed.replace(tzinfo=UTC)
             return process_result_value(value, dialect)
 
