@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import JSON, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["Store", "lost_to_a_concurrent_change", "upsert"]
+__all__ = ["Store", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
 
 
 class Store:
@@ -98,6 +98,14 @@ def upsert(dialect: str, table: Table, values: Mapping[str, Any] | None = None) 
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table)
     return stmt if values is None else stmt.values(values)
+
+
+def in_json_array(column: Any, name: str) -> Any:
+    """SQLite: ``column`` is one of the values bound as ``name``, a list sent as one JSON array (``json_each``).
+    One parameter, so one statement text whatever the length: an expanding ``IN`` is rendered by SQLAlchemy
+    one parameter per value, and its text (and SQLite's prepared statement) changes with every length."""
+    values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
+    return column.in_(select(values.c.value))
 
 
 def lost_to_a_concurrent_change(exc: BaseException) -> bool:

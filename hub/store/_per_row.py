@@ -11,6 +11,7 @@ columns' own type processing applied where a value needs it (timestamps on SQLit
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -53,21 +54,29 @@ def _compile(statement: Any, names: tuple[str, ...], dialect: Dialect) -> tuple[
     missing = set(names) - set(positions)
     if missing:
         raise ValueError(f"the statement has no parameters {sorted(missing)}")
-    steps: list[tuple[int, Any, Callable[[Any], Any] | None]] = []  # (index in the row or -1, constant, processor)
+    # each row's values, type-processed once per name (a name may be bound at several places), then the
+    # statement's constants; ``arrange`` picks them in the statement's order (C, not a Python loop per value)
+    processors: list[Callable[[Any], Any] | None] = [None] * len(names)
+    constants: list[Any] = []
+    order: list[int] = []
     for name in positions:
         bind = compiled.binds[name]
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if name in names:
-            steps.append((names.index(name), None, processor))
+            processors[names.index(name)] = processor
+            order.append(names.index(name))
         else:
             value = bind.effective_value
-            steps.append((-1, processor(value) if processor else value, None))
-    plan = tuple(steps)
+            constants.append(processor(value) if processor else value)
+            order.append(len(names) + len(constants) - 1)
+    arrange = operator.itemgetter(*order)
+    processed = tuple((index, processor) for index, processor in enumerate(processors) if processor is not None)
 
     def build(row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(
-            constant if index < 0 else (processor(row[index]) if processor else row[index])
-            for index, constant, processor in plan
-        )
+        values = [*row, *constants]
+        for index, processor in processed:
+            values[index] = processor(values[index])
+        picked = arrange(values)
+        return picked if len(order) > 1 else (picked,)
 
     return str(compiled), build

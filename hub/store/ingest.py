@@ -36,7 +36,7 @@ from hub.model import (
     SubscriptionChanged,
 )
 from hub.store._bulk_ingest import store_messages_bulk
-from hub.store._db import Store, upsert
+from hub.store._db import Store, in_json_array, upsert
 from hub.store.events import Journal, journal_events
 from hub.store.tables import (
     UTCDateTime,
@@ -510,11 +510,18 @@ async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceip
     )
 
 
-# built once: the outbox asks this for every group of acceptances
-_PENDING_FOR = select(pending_receipts).where(
-    pending_receipts.c.account_id.in_(bindparam("pending_accounts", expanding=True)),
-    pending_receipts.c.provider_message_id.in_(bindparam("pending_ids", expanding=True)),
-)
+# built once: the outbox asks this for every group of acceptances (on SQLite: PostgreSQL's acceptance
+# statement looks them up itself), so the ids go as one JSON array
+_PENDING_FOR = {
+    "sqlite": select(pending_receipts).where(
+        in_json_array(pending_receipts.c.account_id, "pending_accounts"),
+        in_json_array(pending_receipts.c.provider_message_id, "pending_ids"),
+    ),
+    "postgresql": select(pending_receipts).where(
+        pending_receipts.c.account_id.in_(bindparam("pending_accounts", expanding=True)),
+        pending_receipts.c.provider_message_id.in_(bindparam("pending_ids", expanding=True)),
+    ),
+}
 
 
 async def apply_pending_receipts(
@@ -533,7 +540,8 @@ async def apply_pending_receipts(
         return []
     pending = (
         await connection.execute(
-            _PENDING_FOR, {"pending_accounts": sorted(channels), "pending_ids": list(provider_message_ids)}
+            _PENDING_FOR[connection.dialect.name],
+            {"pending_accounts": sorted(channels), "pending_ids": list(provider_message_ids)},
         )
     ).all()
     if prune:

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Integer,
     and_,
@@ -52,7 +51,7 @@ from hub.model import (
     MessageKind,
     Subscription,
 )
-from hub.store._db import Store, upsert
+from hub.store._db import Store, in_json_array, upsert
 from hub.store._per_row import PerRow
 from hub.store.conversations import conversation_from_row
 from hub.store.ingest import apply_found_receipts, apply_pending_receipts, prune_pending_receipts
@@ -657,29 +656,21 @@ def _claim_in_one_statement_postgresql() -> Any:
     )
 
 
-def _among_sqlite(id_column: Any, name: str) -> Any:
-    """``id_column`` is one of the ids bound as ``name``, a JSON array: one parameter, so one statement text
-    whatever the length (an expanding ``IN`` is rendered by SQLAlchemy one parameter per id, and a claim's
-    lists run from one id to a thousand)."""
-    ids = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
-    return id_column.in_(select(ids.c.value))
-
-
 # SQLite: the heads; their conversations' unfinished rows, each with whether it is due; the update that takes
 # the followers; the load. Built once: building them and their cache keys on every call cost more CPU than
 # running them.
 _CLAIM_HEADS_SQLITE = _claim_heads("sqlite")
 _BEHIND_SQLITE = (
     select(outbox.c.id, outbox.c.conversation_id, _due(outbox).label("due"))
-    .where(_among_sqlite(outbox.c.conversation_id, "follow_conversations"), _unfinished(outbox))
+    .where(in_json_array(outbox.c.conversation_id, "follow_conversations"), _unfinished(outbox))
     .order_by(outbox.c.conversation_id, outbox.c.id)
 )
-_TAKE_SQLITE = update(outbox).where(_among_sqlite(outbox.c.id, "follow_ids")).values(_CLAIMED)
+_TAKE_SQLITE = update(outbox).where(in_json_array(outbox.c.id, "follow_ids")).values(_CLAIMED)
 _LOAD_SQLITE = (
     select(outbox.c.id, outbox.c.attempts, *_JOB_COLUMNS)
     .join(messages, messages.c.id == outbox.c.message_id)
     .join(identities, identities.c.id == messages.c.identity_id)
-    .where(_among_sqlite(outbox.c.id, "claim_ids"))
+    .where(in_json_array(outbox.c.id, "claim_ids"))
     .order_by(outbox.c.id)
 )
 _CLAIM_POSTGRESQL = _claim_in_one_statement_postgresql()
