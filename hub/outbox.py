@@ -3,7 +3,8 @@
 Guarantees (docs/decisions/0010-outbox-delivery.md): an accepted send is never
 lost (it is a database row until the provider accepted or refused it for
 good); the provider's message id goes to the writer right after the provider
-accepts and is stored in its next transaction (with the next claim, ADR 0011),
+accepts and is stored in its next transaction (with the next claim, ADR 0011;
+on PostgreSQL in a statement of its own, ADR 0019),
 so a restart never sends that row again; messages of one
 conversation leave in order; transient failures are retried on tenacity's
 exponential schedule with jitter, never sooner than the provider's Retry-After;
@@ -40,6 +41,7 @@ from hub.store.outbound import (
     NewOutbound,
     OutboxJob,
     Queued,
+    outbox_upkeep,
     queue_outbound_group,
     record_and_claim,
     record_failed,
@@ -232,6 +234,9 @@ class Outbox:
         self._incoming: list[tuple[NewOutbound, datetime, asyncio.Future[Queued | BaseException]]] = []
         self._acceptor: asyncio.Task[None] | None = None
         self._health_at: dict[str, datetime] = {}
+        self._upkeeping: asyncio.Task[None] | None = None
+        # PostgreSQL: acceptances are stored apart from claims, one statement each (see _write)
+        self._accept_apart = store.dialect == "postgresql"
         self.sent = 0  # provider calls that succeeded
         self.recorded = 0  # acceptances durably stored
         self.failed = 0
@@ -296,6 +301,7 @@ class Outbox:
         self._tasks.clear()
         if self._writer is not None:
             await self._writer  # acceptances already in hand are always stored
+        await self._upkept()
         self._stopping = False
 
     async def _run(self, worker: str) -> None:
@@ -402,7 +408,9 @@ class Outbox:
         runs = await self._claim(worker, self._settings.outbox.batch)
         # runs only hold one row unless workers of this process asked for longer ones in the same transaction
         deadline = time.monotonic() + self._lease.total_seconds() / 2
-        return sum(await asyncio.gather(*(self._send_run(run, deadline, settle=True) for run in runs)))
+        handled = sum(await asyncio.gather(*(self._send_run(run, deadline, settle=True) for run in runs)))
+        await self._upkept()
+        return handled
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Deliver until nothing is due at the clock's now (tests, the CLI, the bench)."""
@@ -454,6 +462,7 @@ class Outbox:
         stored = (await self._attempt(job)).stored
         if stored is not None:
             await asyncio.shield(stored)
+        await self._upkept()
 
     async def _attempt(self, job: OutboxJob) -> _Attempted:
         """One attempt. Failures are stored before this returns; an acceptance is handed to the writer
@@ -526,10 +535,20 @@ class Outbox:
             self._writer = asyncio.create_task(self._write(), name="outbox-writer")
 
     async def _write(self) -> None:
+        claims_first = False
         while self._accepted or self._claims:
-            most = self._most_accepted
-            batch, self._accepted = self._accepted[:most], self._accepted[most:]
             claims, self._claims = [c for c in self._claims if not c[3].done()], []
+            if claims_first and claims:  # set aside last time: they go before any later acceptances
+                batch: list[tuple[Accepted, asyncio.Future[None]]] = []
+            else:
+                batch, self._accepted = self._accepted[: self._most_accepted], self._accepted[self._most_accepted :]
+            claims_first = False
+            if batch and claims and self._accept_apart:
+                # PostgreSQL: acceptances alone are one statement that commits on its own, one round trip
+                # instead of a transaction's three (each waits a turn of a loop busy with a hundred sends), and
+                # their workers hear at once; the claims go in the next transaction (ADR 0019)
+                self._claims[:0] = claims
+                claims, claims_first = [], True
             follow = max((f for _, _, f, _ in claims), default=0)
             try:
                 events, jobs = await self._store_and_claim(
@@ -568,30 +587,45 @@ class Outbox:
                     logger.info("outbox worker %s stopped; %d claimed rows resume after the lease", worker, rows)
                 else:
                     claimed.set_result(got)
+            if batch:
+                self._upkeep_if_due({item.job.account_id for item, _ in batch})
 
     async def _store_and_claim(
         self, items: list[Accepted], limit: int, *, follow: int = 0
     ) -> tuple[list[Any], list[OutboxJob]]:
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_fixed(0.2), reraise=True):
             with attempt:
-                now = self._clock()
-                accounts = {item.job.account_id for item in items}
-                stale = any(now - self._health_at.get(a, _LONG_AGO) >= _HEALTH_EVERY for a in accounts)
                 async with self._writing():
-                    events, jobs = await record_and_claim(
-                        self._store,
-                        items,
-                        limit,
-                        worker=self.name,
-                        now=now,
-                        lease=self._lease,
-                        health=stale,
-                        follow=follow,
+                    return await record_and_claim(
+                        self._store, items, limit, worker=self.name, now=self._clock(), lease=self._lease, follow=follow
                     )
-                if stale:
-                    self._health_at.update(dict.fromkeys(accounts, now))
-                return events, jobs
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _upkeep_if_due(self, accounts: set[str]) -> None:
+        """About once a second for an account that sends: ``outbox_upkeep``, in a task of its own, so that the
+        writer (and the acceptances behind it) does not wait for it."""
+        now = self._clock()
+        stale = sorted(a for a in accounts if now - self._health_at.get(a, _LONG_AGO) >= _HEALTH_EVERY)
+        if stale and (self._upkeeping is None or self._upkeeping.done()):
+            self._health_at.update(dict.fromkeys(stale, now))
+            self._upkeeping = asyncio.create_task(self._upkeep(stale, now), name="outbox-upkeep")
+
+    async def _upkept(self) -> None:
+        """Callers that return once every outcome is stored (``run_once``, ``deliver``) also wait for the upkeep
+        those outcomes started: nothing of theirs is left running when they return."""
+        if self._upkeeping is not None:
+            await asyncio.shield(self._upkeeping)
+
+    async def _upkeep(self, accounts: list[str], now: datetime) -> None:
+        try:
+            async with self._writing():
+                events = await outbox_upkeep(self._store, accounts, now=now)
+        except Exception:  # account health is a stamp, the rest waits: the next acceptances try again
+            logger.exception("outbox: the upkeep of %s failed", ", ".join(accounts))
+            for account in accounts:
+                self._health_at.pop(account, None)
+            return
+        self._announce(events)
 
     async def _retry(self, job: OutboxJob, exc: ProviderUnavailable) -> _Attempted:
         now = self._clock()

@@ -64,6 +64,18 @@ class Store:
         return lock
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement commits on its own: for a write that is one statement, atomic
+        by itself. On PostgreSQL that saves the transaction's ``BEGIN`` and ``COMMIT`` round trips. SQLite:
+        the same write lock turn as ``write()``."""
+        if self._write_turns is not None:
+            async with self.write() as connection:
+                yield connection
+            return
+        async with self.writer.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as connection:
             yield connection

@@ -51,6 +51,7 @@ from hub.store.tables import (
 __all__ = [
     "DeliveryOutcome",
     "apply_found_receipts",
+    "apply_known_receipts",
     "apply_pending_receipts",
     "open_conversation",
     "prune_pending_receipts",
@@ -529,13 +530,10 @@ async def apply_pending_receipts(
     channels: Mapping[str, Channel],
     provider_message_ids: Sequence[str],
     now: datetime,
-    *,
-    prune: bool = True,
 ) -> list[BusEvent]:
     """Apply (forward only) and forget the early receipts of messages whose provider ids were just stored.
 
-    ``channels``: the channel of each account the ids belong to. ``prune``: also drop early receipts older
-    than a day that never found their message (the outbox does it about once a second, not per group)."""
+    ``channels``: the channel of each account the ids belong to."""
     if not provider_message_ids:
         return []
     pending = (
@@ -544,9 +542,34 @@ async def apply_pending_receipts(
             {"pending_accounts": sorted(channels), "pending_ids": list(provider_message_ids)},
         )
     ).all()
-    if prune:
-        await prune_pending_receipts(connection, now)
     return await apply_found_receipts(connection, channels, pending, now)
+
+
+# early receipts whose message is stored with its provider id by now
+_KNOWN_PENDING = (
+    select(pending_receipts, identities.c.channel)
+    .join(
+        messages,
+        and_(
+            messages.c.account_id == pending_receipts.c.account_id,
+            messages.c.provider_message_id == pending_receipts.c.provider_message_id,
+        ),
+    )
+    .join(identities, identities.c.id == messages.c.identity_id)
+)
+
+
+async def apply_known_receipts(connection: AsyncConnection, now: datetime) -> list[BusEvent]:
+    """Apply and forget the early receipts whose message has its provider id by now.
+
+    Storing an acceptance looks for its early receipts, so this finds one only when that look missed it: a
+    receipt stored concurrently with the acceptance (on PostgreSQL neither transaction sees the other's row),
+    or an acceptance committed on its own whose process stopped before it applied them. The outbox runs this
+    about once a second."""
+    rows = (await connection.execute(_KNOWN_PENDING)).all()
+    if not rows:
+        return []
+    return await apply_found_receipts(connection, {row.account_id: Channel(row.channel) for row in rows}, rows, now)
 
 
 async def prune_pending_receipts(connection: AsyncConnection, now: datetime) -> None:

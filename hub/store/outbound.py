@@ -4,8 +4,9 @@ A send is accepted by writing the message (queued) and its outbox row in one
 transaction; delivery workers claim due rows with a lease (``locked_until``),
 only the oldest unfinished row of each conversation (order within a
 conversation). Acceptances are stored together with the next claim in one
-transaction (``record_and_claim``); failures and retries in their own short
-ones. See docs/decisions/0010-outbox-delivery.md and 0011.
+transaction (``record_and_claim``; on PostgreSQL the outbox stores them apart,
+each one statement, ADR 0019); failures and retries in their own short ones.
+See docs/decisions/0010-outbox-delivery.md and 0011.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ from hub.model import (
 from hub.store._db import Store, in_json_array, upsert
 from hub.store._per_row import PerRow
 from hub.store.conversations import conversation_from_row
-from hub.store.ingest import apply_found_receipts, apply_pending_receipts, prune_pending_receipts
+from hub.store.ingest import (
+    apply_found_receipts,
+    apply_known_receipts,
+    apply_pending_receipts,
+    prune_pending_receipts,
+)
 from hub.store.tables import (
     UTCDateTime,
     account_health,
@@ -81,6 +87,7 @@ __all__ = [
     "message_from_row",
     "open_conversation_of",
     "outbox_counts",
+    "outbox_upkeep",
     "queue_outbound",
     "queue_outbound_group",
     "record_and_claim",
@@ -895,28 +902,20 @@ _ACCEPT_ALL_POSTGRESQL = _accept_all_postgresql()
 
 
 async def _accept_in_one_statement(
-    connection: AsyncConnection,
-    items: Sequence[Accepted],
-    channels: dict[str, Channel],
-    now: datetime,
-    *,
-    prune: bool,
-) -> list[BusEvent]:
-    pending = (
-        await connection.execute(
-            _ACCEPT_ALL_POSTGRESQL,
-            {
-                "a_message_ids": [i.job.message_id for i in items],
-                "a_provider_ids": [i.provider_message_id for i in items],
-                "a_accepted_at": [i.accepted_at for i in items],
-                "a_outbox_ids": [i.job.id for i in items],
-                "a_accounts": sorted(channels),
-            },
-        )
-    ).all()
-    if prune:
-        await prune_pending_receipts(connection, now)
-    return await apply_found_receipts(connection, channels, pending, now) if pending else []
+    connection: AsyncConnection, items: Sequence[Accepted], channels: dict[str, Channel]
+) -> list[Any]:
+    """Store the acceptances; returns the early receipts found for them (not applied yet)."""
+    found = await connection.execute(
+        _ACCEPT_ALL_POSTGRESQL,
+        {
+            "a_message_ids": [i.job.message_id for i in items],
+            "a_provider_ids": [i.provider_message_id for i in items],
+            "a_accepted_at": [i.accepted_at for i in items],
+            "a_outbox_ids": [i.job.id for i in items],
+            "a_accounts": sorted(channels),
+        },
+    )
+    return list(found.all())
 
 
 async def record_and_claim(
@@ -927,15 +926,21 @@ async def record_and_claim(
     worker: str,
     now: datetime,
     lease: timedelta,
-    health: bool = True,
     follow: int = 0,
 ) -> tuple[list[BusEvent], list[OutboxJob]]:
     """Store acceptances, then claim up to ``limit`` heads for ``worker`` (with ``follow``: and the due rows
     queued behind each, see ``_claim``), in one transaction (all or none): the delivery workers of a process
     share one commit for both. The claim sees the acceptances, so the next message of a conversation whose
-    previous one was just accepted is due."""
+    previous one was just accepted is due.
+
+    On PostgreSQL, acceptances without a claim (and without a Messenger echo to clean up) are one statement
+    that commits on its own: atomic by itself, and one round trip instead of a transaction's three
+    (``BEGIN``, the statement, ``COMMIT``), each of which waits a turn of an event loop busy with a hundred
+    sends (ADR 0019)."""
+    if store.dialect == "postgresql" and items and not limit and not _echoes_possible(items):
+        return await _record_accepted_alone(store, items, now), []
     async with store.write() as connection:
-        events = await _record_accepted(connection, store.dialect, items, now=now, health=health) if items else []
+        events = await _record_accepted(connection, store.dialect, items, now=now) if items else []
         jobs = (
             await _claim(connection, store.dialect, now=now, worker=worker, lease=lease, limit=limit, follow=follow)
             if limit
@@ -944,8 +949,47 @@ async def record_and_claim(
     return events, jobs
 
 
+def _echoes_possible(items: Sequence[Accepted]) -> bool:
+    return any(item.job.channel is Channel.MESSENGER for item in items)
+
+
+def _sent_events(items: Sequence[Accepted]) -> list[BusEvent]:
+    return [
+        BusEvent(
+            kind="message.delivery",
+            conversation_id=i.job.conversation_id,
+            data={"message_id": i.job.message_id, "state": DeliveryState.SENT.value},
+        )
+        for i in items
+    ]
+
+
+async def _record_accepted_alone(store: Store, items: Sequence[Accepted], now: datetime) -> list[BusEvent]:
+    """PostgreSQL: the acceptance statement on its own (autocommit). Early receipts it found are applied in a
+    transaction after it; any left behind by a stop in between are applied by ``outbox_upkeep``."""
+    channels = {item.job.account_id: item.job.channel for item in items}
+    async with store.autocommit() as connection:
+        pending = await _accept_in_one_statement(connection, items, channels)
+    early: list[BusEvent] = []
+    if pending:
+        async with store.write() as connection:
+            early = await apply_found_receipts(connection, channels, pending, now)
+    return _sent_events(items) + early
+
+
+async def outbox_upkeep(store: Store, account_ids: Sequence[str], *, now: datetime) -> list[BusEvent]:
+    """What the outbox does about once a second, apart from the acceptances: stamp the accounts' last send
+    (account health), forget early receipts older than a day, and apply early receipts whose message has its
+    provider id by now (``apply_known_receipts``)."""
+    async with store.write() as connection:
+        for account_id in sorted(account_ids):
+            await _health(connection, store.dialect, account_id, {"last_send_at": now})
+        await prune_pending_receipts(connection, now)
+        return await apply_known_receipts(connection, now)
+
+
 async def _record_accepted(
-    connection: AsyncConnection, dialect: str, items: Sequence[Accepted], *, now: datetime, health: bool
+    connection: AsyncConnection, dialect: str, items: Sequence[Accepted], *, now: datetime
 ) -> list[BusEvent]:
     by_account: dict[str, list[Accepted]] = {}
     for item in items:
@@ -964,24 +1008,14 @@ async def _record_accepted(
         )
     channels = {account_id: group[0].job.channel for account_id, group in by_account.items()}
     if dialect == "postgresql":
-        early = await _accept_in_one_statement(connection, items, channels, now, prune=health)
+        pending = await _accept_in_one_statement(connection, items, channels)
+        early = await apply_found_receipts(connection, channels, pending, now) if pending else []
     else:
         # two executemanys of statements compiled once, each one call into SQLite
         await _ACCEPT_MESSAGE.run(connection, [(i.job.message_id, i.provider_message_id, i.accepted_at) for i in items])
         await _OUTBOX_DONE.run(connection, [(i.job.id,) for i in items])
-        early = await apply_pending_receipts(
-            connection, channels, [i.provider_message_id for i in items], now, prune=health
-        )
-    for account_id in sorted(by_account) if health else ():
-        await _health(connection, dialect, account_id, {"last_send_at": now})
-    return [
-        BusEvent(
-            kind="message.delivery",
-            conversation_id=i.job.conversation_id,
-            data={"message_id": i.job.message_id, "state": DeliveryState.SENT.value},
-        )
-        for i in items
-    ] + early
+        early = await apply_pending_receipts(connection, channels, [i.provider_message_id for i in items], now)
+    return _sent_events(items) + early
 
 
 async def record_retry(store: Store, job: OutboxJob, *, next_attempt_at: datetime, error: str, now: datetime) -> None:

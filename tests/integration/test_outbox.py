@@ -4,6 +4,7 @@ crash recovery, order within a conversation, and concurrent workers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from hub.store.outbound import (
     load_identity,
     open_conversation_of,
     outbox_counts,
+    outbox_upkeep,
     queue_outbound,
     queue_outbound_group,
     record_and_claim,
@@ -519,6 +521,75 @@ async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_aft
     assert left == 0
 
 
+async def test_a_receipt_that_missed_its_acceptance_is_applied_by_the_upkeep(hub: Hub) -> None:
+    """On PostgreSQL a receipt stored as early while its acceptance was being stored is seen by neither
+    transaction (and an acceptance stored on its own may stop before applying what it found): the upkeep
+    applies early receipts whose message has its provider id by now, and stamps the account's last send."""
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    lease = timedelta(seconds=30)
+    _, (job,) = await record_and_claim(hub.store, [], 1, worker="w", now=hub.clock(), lease=lease)
+    await record_and_claim(
+        hub.store,
+        [Accepted(job=job, provider_message_id="SM-raced", accepted_at=hub.clock())],
+        0,
+        worker="w",
+        now=hub.clock(),
+        lease=lease,
+    )
+    delivered_at = hub.clock() + timedelta(seconds=1)
+    async with hub.store.write() as connection:  # what the webhook stored, not having seen the provider id
+        await connection.execute(
+            pending_receipts.insert().values(
+                account_id="wa",
+                provider_message_id="SM-raced",
+                state=DeliveryState.DELIVERED.value,
+                occurred_at=delivered_at,
+                created_at=hub.clock(),
+            )
+        )
+    hub.clock.advance(2)
+
+    events = await outbox_upkeep(hub.store, ["wa"], now=hub.clock())
+
+    message = await hub.message(message_id)
+    assert (message.delivery_state, message.delivery_changed_at) == (DeliveryState.DELIVERED.value, delivered_at)
+    assert [(e.kind, e.data["state"]) for e in events] == [("message.delivery", DeliveryState.DELIVERED.value)]
+    async with hub.store.read() as connection:
+        assert (await connection.execute(select(func.count()).select_from(pending_receipts))).scalar_one() == 0
+        health = (await connection.execute(select(account_health).where(account_health.c.account_id == "wa"))).one()
+    assert health.last_send_at == hub.clock()
+    assert await outbox_upkeep(hub.store, ["wa"], now=hub.clock()) == []  # nothing left to apply
+
+
+async def change_then_fail(store: Store, message_id: int) -> None:
+    with contextlib.suppress(RuntimeError):
+        async with store.write() as connection:
+            await connection.execute(update(messages).where(messages.c.id == message_id).values(text="changed"))
+            raise RuntimeError("roll it back")
+
+
+async def test_an_acceptance_stored_on_its_own_leaves_later_transactions_whole(hub: Hub) -> None:
+    """On PostgreSQL acceptances without a claim commit statement by statement (autocommit): the pooled
+    connection must come back to the next caller transactional."""
+    identity = await hub.customer_writes("+420600000001")
+    message_id = await hub.queue(identity, "hello")
+    lease = timedelta(seconds=30)
+    _, (job,) = await record_and_claim(hub.store, [], 1, worker="w", now=hub.clock(), lease=lease)
+    await record_and_claim(
+        hub.store,
+        [Accepted(job=job, provider_message_id="SM-1", accepted_at=hub.clock())],
+        0,
+        worker="w",
+        now=hub.clock(),
+        lease=lease,
+    )
+    for _ in range(3):  # whichever pooled connection comes next
+        await change_then_fail(hub.store, message_id)
+    assert (await hub.message(message_id)).text == "hello"
+    assert (await hub.message(message_id)).provider_message_id == "SM-1"
+
+
 async def test_running_workers_send_every_message_once_and_each_conversation_in_order(hub: Hub) -> None:
     """The workers' own loop (claim ahead, the writer storing acceptances and claiming in one
     transaction), not run_once: more messages than the workers hold at once, several per conversation."""
@@ -793,6 +864,37 @@ async def test_a_worker_given_fewer_runs_than_it_asked_claims_again_only_with_ac
     assert transactions[1][0] > 0
     assert sum(stored for stored, _ in transactions) == 6
     assert len(adapter.sent) == 6
+
+
+async def test_on_postgresql_acceptances_are_stored_apart_from_the_claims_that_wait_with_them(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: acceptances go alone (one statement that commits on its own) and the claim waiting with
+    them goes next; SQLite: one transaction carries both (ADR 0019). Either way the claim sees the acceptance,
+    so the next message of its conversation is due."""
+    import hub.outbox as outbox_module
+
+    identity = await hub.customer_writes("+420600000001")
+    first, second = await hub.queue(identity, "first"), await hub.queue(identity, "second")
+    calls: list[tuple[int, int]] = []  # (acceptances, runs asked for)
+    real = outbox_module.record_and_claim
+
+    async def recording(store: Store, items: Any, limit: int, **kwargs: Any) -> Any:
+        calls.append((len(items), limit))
+        return await real(store, items, limit, **kwargs)
+
+    _, (job,) = await record_and_claim(hub.store, [], 1, worker="w", now=hub.clock(), lease=timedelta(seconds=30))
+    monkeypatch.setattr(outbox_module, "record_and_claim", recording)
+    worker = hub.outbox(name="w")
+    # an acceptance and a claim both waiting when the writer starts (as when a run ends while others send)
+    claimed = asyncio.create_task(worker._claim("w", 5))
+    stored = worker._accepted_by_provider(job, "SM-first", hub.clock())
+    await stored
+    runs = await claimed
+
+    assert [[j.message_id for j in run] for run in runs] == [[second]]
+    assert (await hub.message(first)).provider_message_id == "SM-first"
+    assert calls == ([(1, 0), (0, 5)] if hub.store.dialect == "postgresql" else [(1, 5)])
 
 
 async def test_a_failure_to_publish_does_not_stop_the_writer(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
