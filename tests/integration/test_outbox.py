@@ -521,22 +521,21 @@ async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_aft
     assert left == 0
 
 
+async def accepted_by_the_provider(hub: Hub, text: str, provider_message_id: str) -> int:
+    """A message queued, claimed, and its acceptance stored on its own (as the writer does on PostgreSQL)."""
+    message_id = await hub.queue(await hub.customer_writes("+420600000001"), text)
+    lease = timedelta(seconds=30)
+    _, (job,) = await record_and_claim(hub.store, [], 1, worker="w", now=hub.clock(), lease=lease)
+    accepted = Accepted(job=job, provider_message_id=provider_message_id, accepted_at=hub.clock())
+    await record_and_claim(hub.store, [accepted], 0, worker="w", now=hub.clock(), lease=lease)
+    return message_id
+
+
 async def test_a_receipt_that_missed_its_acceptance_is_applied_by_the_upkeep(hub: Hub) -> None:
     """On PostgreSQL a receipt stored as early while its acceptance was being stored is seen by neither
     transaction (and an acceptance stored on its own may stop before applying what it found): the upkeep
     applies early receipts whose message has its provider id by now, and stamps the account's last send."""
-    identity = await hub.customer_writes("+420600000001")
-    message_id = await hub.queue(identity, "hello")
-    lease = timedelta(seconds=30)
-    _, (job,) = await record_and_claim(hub.store, [], 1, worker="w", now=hub.clock(), lease=lease)
-    await record_and_claim(
-        hub.store,
-        [Accepted(job=job, provider_message_id="SM-raced", accepted_at=hub.clock())],
-        0,
-        worker="w",
-        now=hub.clock(),
-        lease=lease,
-    )
+    message_id = await accepted_by_the_provider(hub, "hello", "SM-raced")
     delivered_at = hub.clock() + timedelta(seconds=1)
     async with hub.store.write() as connection:  # what the webhook stored, not having seen the provider id
         await connection.execute(
@@ -572,18 +571,7 @@ async def change_then_fail(store: Store, message_id: int) -> None:
 async def test_an_acceptance_stored_on_its_own_leaves_later_transactions_whole(hub: Hub) -> None:
     """On PostgreSQL acceptances without a claim commit statement by statement (autocommit): the pooled
     connection must come back to the next caller transactional."""
-    identity = await hub.customer_writes("+420600000001")
-    message_id = await hub.queue(identity, "hello")
-    lease = timedelta(seconds=30)
-    _, (job,) = await record_and_claim(hub.store, [], 1, worker="w", now=hub.clock(), lease=lease)
-    await record_and_claim(
-        hub.store,
-        [Accepted(job=job, provider_message_id="SM-1", accepted_at=hub.clock())],
-        0,
-        worker="w",
-        now=hub.clock(),
-        lease=lease,
-    )
+    message_id = await accepted_by_the_provider(hub, "hello", "SM-1")
     for _ in range(3):  # whichever pooled connection comes next
         await change_then_fail(hub.store, message_id)
     assert (await hub.message(message_id)).text == "hello"
