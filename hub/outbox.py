@@ -476,7 +476,7 @@ class Outbox:
             assert isinstance(decision, Refused)
             logger.info("outbox %s stopped by the policy: %s", job.id, decision.rule)
             self.failed += 1
-            await self._publish(
+            self._announce(
                 await record_failed(
                     self._store, job, code=decision.rule, reason=decision.message, now=now, provider_error=False
                 )
@@ -493,7 +493,7 @@ class Outbox:
         except ProviderRejected as exc:
             self.failed += 1
             logger.info("outbox %s refused by the provider: %s", job.id, exc.provider_code)
-            await self._publish(
+            self._announce(
                 await record_failed(self._store, job, code=exc.provider_code, reason=exc.reason, now=self._clock())
             )
             return _Attempted()
@@ -637,7 +637,7 @@ class Outbox:
             self.failed += 1
             reason = f"the provider stayed unavailable after {job.attempts} attempts ({exc.reason})"
             logger.warning("outbox %s: giving up after %d attempts", job.id, job.attempts)
-            await self._publish(await record_failed(self._store, job, code=code, reason=reason, now=now))
+            self._announce(await record_failed(self._store, job, code=code, reason=reason, now=now))
             return _Attempted()
         delay = self._schedule.wait(state)
         self.retried += 1
@@ -651,9 +651,6 @@ class Outbox:
         """SQLite has one writer at a time and its busy handler waits by sleeping: the workers of
         this process take turns in memory instead (claims and acceptances are the hot writes)."""
         return self._write_lock if self._store.dialect == "sqlite" else nullcontext()
-
-    async def _publish(self, events: list[Any]) -> None:
-        self._announce(events)
 
     def _announce(self, events: list[Any]) -> None:
         """Publish what was stored. It is durable already, and a failure here must not stop the writer: the
