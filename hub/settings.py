@@ -102,6 +102,7 @@ class DemoSettings:
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database_url: str = "sqlite:///channelhub.db"
+    database_pool_size: int | None = None  # connections per process; None: the engine's default (20 PostgreSQL)
     queues: tuple[Queue, ...] = ()
     statuses: tuple[Status, ...] = ()
     accounts: tuple[ChannelAccount, ...] = ()
@@ -222,8 +223,11 @@ def _build(raw: dict[str, Any]) -> Settings:
             raise ConfigError(key, "unknown section")
     server = _section(raw, "server", ServerSettings)
     database = _table(raw, "database")
-    _only(database, "database", {"url"})
+    _only(database, "database", {"url", "pool_size"})
     database_url = _str(database, "database", "url", "sqlite:///channelhub.db")
+    pool_size = _coerce(database["pool_size"], int, "database.pool_size") if "pool_size" in database else None
+    if pool_size is not None and pool_size < 1:
+        raise ConfigError("database.pool_size", "must be at least 1")
     statuses = _statuses(raw.get("statuses", []))
     queues = _queues(raw.get("queues", []), {s.id for s in statuses})
     accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
@@ -245,6 +249,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     return Settings(
         server=server,
         database_url=_database_url(database_url),
+        database_pool_size=pool_size,
         queues=queues,
         statuses=statuses,
         accounts=accounts,

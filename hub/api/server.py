@@ -68,7 +68,7 @@ def create_app(
 async def _database(app: web.Application) -> AsyncIterator[None]:
     owned = STORE not in app
     if owned:
-        app[STORE] = Store(app[SETTINGS].database_url)
+        app[STORE] = Store(app[SETTINGS].database_url, pool_size=app[SETTINGS].database_pool_size)
     await app[STORE].migrate()
     yield
     if owned:

@@ -34,7 +34,7 @@ class Store:
     handler is left for writers in other processes.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
         self.url = url
         self.writer: AsyncEngine = create_engine(url, pool_size=pool_size)
         self.dialect = self.writer.dialect.name

@@ -1,14 +1,17 @@
-"""PostgreSQL connections are checked on their way out of the pool only after they sat idle a while."""
+"""The PostgreSQL pool: a fixed set of connections, the one used last handed out first, each checked on its way out
+of the pool only after it sat idle a while."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store import Store
 from hub.store import engine as engine_module
@@ -73,3 +76,44 @@ async def test_without_the_ping_a_dropped_connection_fails_once_then_the_pool_re
         await _backend_pid(pg_store)
     assert failed.value.connection_invalidated
     assert await _backend_pid(pg_store) != dropped
+
+
+async def test_a_burst_beyond_the_pool_waits_for_its_connections_and_opens_none(postgres_url: str) -> None:
+    """Six transactions at once on a pool of two: the two connections serve them all, one after another, instead of
+    four connections opened for one transaction each and closed on return (each a new server backend, and a fresh
+    prepare of every statement it runs)."""
+    store = Store(postgres_url, pool_size=2)
+    opened: list[object] = []
+    event.listen(store.writer.sync_engine.pool, "connect", lambda *_: opened.append(1))
+    release = asyncio.Event()
+
+    async def hold() -> int:
+        async with store.write() as connection:
+            pid = int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+            await release.wait()
+            return pid
+
+    try:
+        holders = [asyncio.create_task(hold()) for _ in range(6)]
+        await asyncio.sleep(0.2)
+        assert len(opened) == 2  # the other four wait for a connection
+        release.set()
+        pids = await asyncio.gather(*holders)
+        assert len(set(pids)) == 2
+        assert len(opened) == 2
+    finally:
+        await store.close()
+
+
+async def test_the_connection_used_last_is_handed_out_first(pg_store: Store) -> None:
+    """Its statements are prepared already; the pool's other connections age out of use."""
+
+    async def pid(connection: AsyncConnection) -> int:
+        return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    async with pg_store.write() as outer:
+        async with pg_store.write() as inner:
+            returned_first = await pid(inner)
+        returned_last = await pid(outer)
+    assert returned_first != returned_last
+    assert await _backend_pid(pg_store) == returned_last

@@ -126,6 +126,21 @@ def test_unsupported_database_is_refused(make_settings: Callable[..., Settings])
     assert caught.value.key == "database.url"
 
 
+def test_the_pool_size_comes_from_the_file_or_the_environment(make_settings: Callable[..., Settings]) -> None:
+    assert make_settings().database_pool_size is None  # the engine's default for its database
+    assert make_settings("[database]\npool_size = 5\n").database_pool_size == 5
+    assert make_settings(env={"CHANNELHUB_DATABASE_POOL_SIZE": "7"}).database_pool_size == 7
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_pool_size_that_is_not_a_positive_number_is_refused(
+    make_settings: Callable[..., Settings], value: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(env={"CHANNELHUB_DATABASE_POOL_SIZE": value})
+    assert caught.value.key == "database.pool_size"
+
+
 def test_serve_with_a_wrong_channel_stops_with_one_line_naming_it(tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(
