@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -43,7 +43,7 @@ from adapters.emulators.core import EmulatorState, build_emulator_app
 from adapters.twilio_whatsapp import TwilioWhatsAppAdapter
 from bench._databases import database
 from hub.api.server import settle_garbage_collector
-from hub.bus import EventBus
+from hub.bus import BusEvent, EventBus
 from hub.model import Channel, InboundMessage, MessageKind, OutboundMessage, Role
 from hub.outbox import Outbox, facts_for, send_plan
 from hub.policy import Allowed, Draft, decide
@@ -188,13 +188,39 @@ async def accept(
     return count / (time.perf_counter() - started)
 
 
-async def deliver(outbox: Outbox, store: Store, count: int) -> float:
-    started = time.perf_counter()
-    await outbox.start()
-    outbox.wake()
-    while outbox.recorded < count:  # noqa: ASYNC110  (a measurement loop, not a wait for an event)
-        await asyncio.sleep(0.005)
-    elapsed = time.perf_counter() - started
+class SentCounter(asyncio.Queue[BusEvent]):
+    """A bus subscriber that only counts the "sent" changes (each published once its acceptance is stored) and
+    says when ``target`` were: the end of a round to the event, not to a poll's next tick."""
+
+    def __init__(self, target: int) -> None:
+        super().__init__()
+        self.target = target
+        self.sent = 0
+        self.reached = asyncio.Event()
+
+    def put_nowait(self, item: BusEvent) -> None:
+        if item.kind == "message.delivery" and item.data.get("state") == "sent":
+            self.sent += 1
+            if self.sent >= self.target:
+                self.reached.set()
+
+
+async def stored(bus: EventBus, count: int, work: Awaitable[object]) -> float:
+    """Seconds from the start of ``work`` until ``count`` acceptances are stored (``work`` may go on)."""
+    async with bus.subscribe(SentCounter(count)) as counter:
+        assert isinstance(counter, SentCounter)
+        started = time.perf_counter()
+        await work
+        await counter.reached.wait()
+        return time.perf_counter() - started
+
+
+async def deliver(outbox: Outbox, bus: EventBus, store: Store, count: int) -> float:
+    async def begin() -> None:
+        await outbox.start()
+        outbox.wake()
+
+    elapsed = await stored(bus, count, begin())
     await outbox.stop()
     unfinished = {k: v for k, v in (await outbox_counts(store)).items() if k in ("pending", "sending")}
     assert not unfinished, unfinished
@@ -226,26 +252,26 @@ async def run(
             ids, agent_id = await seed(store, settings, state, customers)
             for _ in range(warmup):
                 await direct(adapter, count, customers, concurrency)
-                outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
+                outbox = Outbox(store, bus := EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
                 await accept(outbox, store, settings, ids, agent_id, count, concurrency)
-                await deliver(outbox, store, count)
+                await deliver(outbox, bus, store, count)
             # each deliver round between two direct rounds, against their mean: the machine's load drifts
             directs.append(await direct(adapter, count, customers, concurrency))
             for _ in range(rounds):
-                outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
+                outbox = Outbox(store, bus := EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
                 accepts.append(await accept(outbox, store, settings, ids, agent_id, count, concurrency))
-                delivers.append(await deliver(outbox, store, count))
+                delivers.append(await deliver(outbox, bus, store, count))
                 directs.append(await direct(adapter, count, customers, concurrency))
                 ratios.append(delivers[-1] / statistics.mean(directs[-2:]))
             # end to end: accepting and delivering at once, against the direct round just before
             end_direct = directs[-1]
-            outbox = Outbox(store, EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
-            started = time.perf_counter()
-            await outbox.start()
-            await accept(outbox, store, settings, ids, agent_id, count, concurrency)
-            while outbox.recorded < count:  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-            end_to_end = count / (time.perf_counter() - started)
+            outbox = Outbox(store, bus := EventBus(), {"wa": adapter}, settings, clock=lambda: datetime.now(UTC))
+
+            async def accept_while_delivering() -> None:
+                await outbox.start()
+                await accept(outbox, store, settings, ids, agent_id, count, concurrency)
+
+            end_to_end = count / await stored(bus, count, accept_while_delivering())
             await outbox.stop()
             sent = len(state.sent)
             counts = await outbox_counts(store)
