@@ -11,22 +11,27 @@ See docs/decisions/0010-outbox-delivery.md and 0011.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Integer,
+    Text,
     and_,
     any_,
     bindparam,
     case,
+    cast,
     column,
     delete,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -243,7 +248,7 @@ async def queue_outbound_group(
     async with store.write() as connection:
         if simple:
             for i, queued in zip(
-                simple, await _queue_replies(connection, [sends[i] for i in simple], now), strict=True
+                simple, await _queue_replies(connection, store.dialect, [sends[i] for i in simple], now), strict=True
             ):
                 results[i] = queued
         for i, send in enumerate(sends):
@@ -306,7 +311,143 @@ def _created(send: NewOutbound, message: Message) -> BusEvent:
     )
 
 
-async def _queue_replies(connection: AsyncConnection, sends: Sequence[NewOutbound], now: datetime) -> list[Queued]:
+def _queue_replies_postgresql() -> Any:
+    """PostgreSQL: a group's replies in one statement of fixed text, the rows as arrays. The multi-row ``INSERT``
+    the other path builds differs in text with every group size: each size was a statement prepared anew (a round
+    trip that waits a turn of the busy loop), about fifty of them a burst, and they pushed the outbox writer's own
+    statements out of each connection's cache of prepared statements (ADR 0020). The messages are inserted in the
+    arrays' order, so their new ids rise in it; the outbox rows and the conversations' last activity go in
+    data-modifying CTEs of the same statement."""
+    conversation_ids = bindparam("q_conversation_ids", type_=ARRAY(BigInteger))
+    now = bindparam("q_now", type_=UTCDateTime())
+    rows = (
+        func.unnest(
+            conversation_ids,
+            bindparam("q_identity_ids", type_=ARRAY(BigInteger)),
+            bindparam("q_account_ids", type_=ARRAY(messages.c.account_id.type)),
+            bindparam("q_agent_ids", type_=ARRAY(BigInteger)),
+            bindparam("q_kinds", type_=ARRAY(messages.c.kind.type)),
+            bindparam("q_texts", type_=ARRAY(Text)),
+            bindparam("q_attachments", type_=ARRAY(Text)),
+            bindparam("q_template_names", type_=ARRAY(messages.c.template_name.type)),
+            bindparam("q_template_versions", type_=ARRAY(Integer)),
+            bindparam("q_tags", type_=ARRAY(messages.c.tag.type)),
+            bindparam("q_send_plans", type_=ARRAY(Text)),
+        )
+        .table_valued(
+            column("conversation_id", BigInteger),
+            column("identity_id", BigInteger),
+            column("account_id", messages.c.account_id.type),
+            column("agent_id", BigInteger),
+            column("kind", messages.c.kind.type),
+            column("text", Text),
+            column("attachments", Text),
+            column("template_name", messages.c.template_name.type),
+            column("template_version", Integer),
+            column("tag", messages.c.tag.type),
+            column("send_plan", Text),
+            with_ordinality="place",
+        )
+        .render_derived(name="queued")
+    )
+    inserted = (
+        insert(messages)
+        .from_select(
+            [
+                "conversation_id",
+                "identity_id",
+                "account_id",
+                "direction",
+                "author",
+                "agent_id",
+                "kind",
+                "text",
+                "attachments",
+                "created_at",
+                "delivery_state",
+                "delivery_changed_at",
+                "template_name",
+                "template_version",
+                "tag",
+                "send_plan",
+            ],
+            select(
+                rows.c.conversation_id,
+                rows.c.identity_id,
+                rows.c.account_id,
+                literal(Direction.OUT.value, messages.c.direction.type),
+                literal(Author.AGENT.value, messages.c.author.type),
+                rows.c.agent_id,
+                rows.c.kind,
+                rows.c.text,
+                cast(rows.c.attachments, JSON),
+                now,
+                literal(DeliveryState.QUEUED.value, messages.c.delivery_state.type),
+                now,
+                rows.c.template_name,
+                rows.c.template_version,
+                rows.c.tag,
+                cast(rows.c.send_plan, JSON),
+            ).order_by(rows.c.place),
+        )
+        .returning(messages.c.id, messages.c.account_id, messages.c.conversation_id)
+        .cte("inserted")
+    )
+    boxed = (
+        insert(outbox)
+        .from_select(
+            ["message_id", "account_id", "conversation_id", "state", "attempts", "next_attempt_at", "created_at"],
+            select(
+                inserted.c.id,
+                inserted.c.account_id,
+                inserted.c.conversation_id,
+                literal(OutboxState.PENDING, outbox.c.state.type),
+                literal(0, Integer),
+                now,
+                now,
+            ).order_by(inserted.c.id),
+        )
+        .returning(outbox.c.id, outbox.c.message_id)
+        .cte("boxed")
+    )
+    touched = (
+        update(conversations).where(conversations.c.id == any_(conversation_ids)).values(last_message_at=now)
+    ).cte("touched")
+    return select(boxed.c.message_id, boxed.c.id).add_cte(touched).order_by(boxed.c.message_id)
+
+
+_QUEUE_REPLIES_POSTGRESQL = _queue_replies_postgresql()
+
+
+async def _queue_replies(
+    connection: AsyncConnection, dialect: str, sends: Sequence[NewOutbound], now: datetime
+) -> list[Queued]:
+    if dialect == "postgresql":
+        pairs = (
+            await connection.execute(
+                _QUEUE_REPLIES_POSTGRESQL,
+                {
+                    "q_now": now,
+                    "q_conversation_ids": [int(send.conversation_id or 0) for send in sends],
+                    "q_identity_ids": [send.identity_id for send in sends],
+                    "q_account_ids": [send.account_id for send in sends],
+                    "q_agent_ids": [send.agent_id for send in sends],
+                    "q_kinds": [send.kind.value for send in sends],
+                    "q_texts": [send.text for send in sends],
+                    "q_attachments": [
+                        json.dumps([a.to_json() for a in send.attachments]) if send.attachments else None
+                        for send in sends
+                    ],
+                    "q_template_names": [send.template_name for send in sends],
+                    "q_template_versions": [send.template_version for send in sends],
+                    "q_tags": [send.tag for send in sends],
+                    "q_send_plans": [json.dumps(send.send_plan) for send in sends],
+                },
+            )
+        ).all()
+        if len(pairs) != len(sends):
+            raise RuntimeError(f"queued {len(pairs)} replies of {len(sends)}")  # the transaction rolls back
+        return _queued_replies(sends, [int(m) for m, _ in pairs], [int(o) for _, o in pairs], now)
     message_ids = [
         int(i)
         for i in (
@@ -341,6 +482,12 @@ async def _queue_replies(connection: AsyncConnection, sends: Sequence[NewOutboun
         .where(conversations.c.id.in_({int(send.conversation_id or 0) for send in sends}))
         .values(last_message_at=now)
     )
+    return _queued_replies(sends, message_ids, outbox_ids, now)
+
+
+def _queued_replies(
+    sends: Sequence[NewOutbound], message_ids: Sequence[int], outbox_ids: Sequence[int], now: datetime
+) -> list[Queued]:
     queued = []
     for send, message_id, outbox_id in zip(sends, message_ids, outbox_ids, strict=True):
         message = _queued_message(send, message_id, int(send.conversation_id or 0), now)

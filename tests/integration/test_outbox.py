@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from hub.bus import BusEvent, EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
 from hub.model import (
+    Attachment,
     Channel,
     DeliveryReceipt,
     DeliveryState,
@@ -45,7 +46,7 @@ from hub.store.outbound import (
     queue_outbound_group,
     record_and_claim,
 )
-from hub.store.tables import account_health, identities, messages, outbox, pending_receipts
+from hub.store.tables import account_health, conversations, identities, messages, outbox, pending_receipts
 from tests.fakes import RecordingAdapter
 
 ACCOUNTS = """
@@ -489,6 +490,82 @@ async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_othe
     assert [r.message.text for r in results if not isinstance(r, BaseException)] == ["first", "second"]
     await hub.outbox().drain()
     assert texts(hub.adapters["wa"]) == ["first", "second"]
+
+
+async def test_a_group_of_replies_is_stored_whole_and_in_order(hub: Hub) -> None:
+    """Replies group-committed together (one statement of fixed text on PostgreSQL, three on SQLite): each message
+    with its own values and outbox row, ids rising in the order the replies came, the conversations' last activity
+    moved to the group's time."""
+    first, second = [await hub.customer_writes(f"+42060000000{i}", ago=7200) for i in (1, 2)]
+    conversations_of = {}
+    for identity in (first, second):
+        found = await open_conversation_of(hub.store, identity)
+        assert found is not None
+        conversations_of[identity] = found[0].id
+    decision = decide(
+        facts_for(await load_identity(hub.store, first), "twilio"),  # type: ignore[arg-type]
+        Draft(text="x"),
+        hub.clock(),
+    )
+    assert isinstance(decision, Allowed)
+    photo = Attachment(kind=MessageKind.IMAGE, url="https://example.com/p.jpg", mime_type="image/jpeg")
+
+    def reply(identity: int, text: str | None, **extra: Any) -> NewOutbound:
+        return NewOutbound(
+            account_id="wa",
+            identity_id=identity,
+            agent_id=hub.agent_id,
+            kind=extra.pop("kind", MessageKind.TEXT),
+            send_plan=send_plan(decision, template="welcome", version=3) if extra.get("template_name") else {},
+            conversation_id=conversations_of[identity],
+            text=text,
+            **extra,
+        )
+
+    sends = [
+        reply(first, "one"),
+        reply(second, None, kind=MessageKind.IMAGE, attachments=(photo,)),
+        reply(first, "two", template_name="welcome", template_version=3, tag="HUMAN_AGENT"),
+        reply(second, "three"),
+    ]
+    later = hub.clock() + timedelta(seconds=5)
+    results = await queue_outbound_group(hub.store, sends, later)
+
+    queued = [r for r in results if not isinstance(r, BaseException)]
+    assert len(queued) == 4
+    ids = [q.message.id for q in queued]
+    assert ids == sorted(ids)
+    for send, result in zip(sends, queued, strict=True):
+        row = await hub.message(result.message.id)
+        assert (row.conversation_id, row.identity_id, row.text, row.kind) == (
+            send.conversation_id,
+            send.identity_id,
+            send.text,
+            send.kind.value,
+        )
+        assert (row.direction, row.author, row.agent_id, row.delivery_state) == ("out", "agent", hub.agent_id, "queued")
+        assert (row.template_name, row.template_version, row.tag) == (
+            send.template_name,
+            send.template_version,
+            send.tag,
+        )
+        assert row.send_plan == send.send_plan
+        assert row.attachments == ([a.to_json() for a in send.attachments] or None)
+        assert row.created_at == later
+        box = await hub.outbox_row(result.message.id)
+        assert (box.id, box.state, box.attempts, box.conversation_id) == (
+            result.outbox_id,
+            "pending",
+            0,
+            send.conversation_id,
+        )
+    async with hub.store.read() as connection:
+        touched = (
+            await connection.execute(
+                select(conversations.c.last_message_at).where(conversations.c.id.in_(conversations_of.values()))
+            )
+        ).scalars()
+        assert set(touched) == {later}
 
 
 async def test_a_receipt_that_arrives_before_the_send_is_recorded_is_applied_afterwards(hub: Hub) -> None:
