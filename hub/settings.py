@@ -102,7 +102,7 @@ class DemoSettings:
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database_url: str = "sqlite:///channelhub.db"
-    database_pool_size: int | None = None  # connections per process; None: the engine's default (20 PostgreSQL)
+    database_pool_size: int | None = None  # connections per process; None: 20 on PostgreSQL, 10 on SQLite
     queues: tuple[Queue, ...] = ()
     statuses: tuple[Status, ...] = ()
     accounts: tuple[ChannelAccount, ...] = ()

@@ -53,8 +53,8 @@ def create_engine(url: str, *, pool_size: int | None = None, echo: bool = False,
         return _sqlite_engine(target, echo=echo, immediate=immediate, pool_size=size)
     # A fixed set of connections, the one used last handed out first. An overflow connection (one beyond the pool,
     # closed on its return) costs the server a new backend and the driver a type lookup and a fresh prepare of
-    # every statement it runs: with 64 requests at once that was a connection a few requests, and the accept
-    # bench ran at less than half its speed. Most recently used first keeps the writer's hot statements on
+    # every statement it runs: with 64 requests at once that was a new connection every few requests, and the
+    # accept bench ran at less than half its speed. Most recently used first keeps the writer's hot statements on
     # connections that have them prepared. Requests beyond the pool wait for a connection instead (ADR 0020).
     engine = create_async_engine(
         target,
