@@ -274,7 +274,7 @@ def _message_values(send: NewOutbound, conversation_id: int, now: datetime) -> d
         "agent_id": send.agent_id,
         "kind": send.kind.value,
         "text": send.text,
-        "attachments": [a.to_json() for a in send.attachments] or None,
+        "attachments": _attachments_json(send),
         "created_at": now,
         "delivery_state": DeliveryState.QUEUED.value,
         "delivery_changed_at": now,
@@ -283,6 +283,24 @@ def _message_values(send: NewOutbound, conversation_id: int, now: datetime) -> d
         "tag": send.tag,
         "send_plan": send.send_plan,
     }
+
+
+def _outbox_values(send: NewOutbound, message_id: int, conversation_id: int, now: datetime) -> dict[str, Any]:
+    """A new outbox row: due now, not attempted."""
+    return {
+        "message_id": message_id,
+        "account_id": send.account_id,
+        "conversation_id": conversation_id,
+        "state": OutboxState.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _attachments_json(send: NewOutbound) -> list[dict[str, Any]] | None:
+    """As stored: SQL NULL when there are none."""
+    return [a.to_json() for a in send.attachments] or None
 
 
 def _queued_message(send: NewOutbound, message_id: int, conversation_id: int, now: datetime) -> Message:
@@ -435,7 +453,7 @@ async def _queue_replies(
                     "q_kinds": [send.kind.value for send in sends],
                     "q_texts": [send.text for send in sends],
                     "q_attachments": [
-                        json.dumps([a.to_json() for a in send.attachments]) if send.attachments else None
+                        None if (attachments := _attachments_json(send)) is None else json.dumps(attachments)
                         for send in sends
                     ],
                     "q_template_names": [send.template_name for send in sends],
@@ -463,15 +481,7 @@ async def _queue_replies(
             await connection.execute(
                 insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
                 [
-                    {
-                        "message_id": message_id,
-                        "account_id": send.account_id,
-                        "conversation_id": send.conversation_id,
-                        "state": OutboxState.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
+                    _outbox_values(send, message_id, int(send.conversation_id or 0), now)
                     for send, message_id in zip(sends, message_ids, strict=True)
                 ],
             )
@@ -515,41 +525,12 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
         )
     message_id = (
         await connection.execute(
-            insert(messages)
-            .values(
-                conversation_id=conversation_id,
-                identity_id=send.identity_id,
-                account_id=send.account_id,
-                direction=Direction.OUT.value,
-                author=Author.AGENT.value,
-                agent_id=send.agent_id,
-                kind=send.kind.value,
-                text=send.text,
-                attachments=[a.to_json() for a in send.attachments] or None,
-                created_at=now,
-                delivery_state=DeliveryState.QUEUED.value,
-                delivery_changed_at=now,
-                template_name=send.template_name,
-                template_version=send.template_version,
-                tag=send.tag,
-                send_plan=send.send_plan,
-            )
-            .returning(messages.c.id)
+            insert(messages).values(_message_values(send, conversation_id, now)).returning(messages.c.id)
         )
     ).scalar_one()
     outbox_id = (
         await connection.execute(
-            insert(outbox)
-            .values(
-                message_id=message_id,
-                account_id=send.account_id,
-                conversation_id=conversation_id,
-                state=OutboxState.PENDING,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-            .returning(outbox.c.id)
+            insert(outbox).values(_outbox_values(send, message_id, conversation_id, now)).returning(outbox.c.id)
         )
     ).scalar_one()
     await connection.execute(
