@@ -61,7 +61,11 @@ def adapters_installed(*classes: AdapterClass) -> Iterator[None]:
     """Register adapter classes as their entry points would, until the block ends: a channel that is
     not installed as a package (tests, a plugin loaded by hand) is validated, configured and built
     like the others."""
-    added = {cls.facts.name: _checked(cls.facts.name, cls) for cls in classes}
+    added: dict[str, AdapterClass] = {}
+    for cls in classes:
+        facts = getattr(cls, "facts", None)
+        name = facts.name if isinstance(facts, ProviderFacts) else getattr(cls, "__name__", repr(cls))
+        added[name] = _checked(name, cls)
     taken = sorted(set(added) & set(adapter_classes()))
     if taken:
         raise ValueError(f"adapters already installed: {', '.join(taken)}")

@@ -443,5 +443,5 @@ def _provider(channel: Channel, provider: str, where: str) -> ProviderFacts:
             raise ConfigError(f"{where}.provider", f"{channel.value} accounts take no provider")
         return offered[channel.value]
     if provider not in offered:
-        raise ConfigError(f"{where}.provider", f"{provider or 'nothing'!r} is not one of {', '.join(offered)}")
+        raise ConfigError(f"{where}.provider", f"{provider or 'nothing'!r} is not one of {', '.join(sorted(offered))}")
     return offered[provider]
