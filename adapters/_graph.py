@@ -25,6 +25,7 @@ from hub.errors import AdapterError, PayloadMalformed, ProviderRejected, Provide
 
 __all__ = [
     "COMMON_ERRORS",
+    "DEFAULT_API_BASE",
     "DEFAULT_TIMEOUT",
     "SIGNATURE_HEADER",
     "ErrorRule",
@@ -39,6 +40,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+DEFAULT_API_BASE = "https://graph.facebook.com/v21.0"  # the Graph API version the adapters are written for
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
 _RATE_LIMIT_DEFAULT_WAIT = 60.0  # seconds, when Meta gives no hint (app-level limits clear slowly)
 

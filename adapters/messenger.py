@@ -35,6 +35,7 @@ from hub.model import (
     SendReceipt,
     utc_from_millis,
 )
+from hub.ports import ProviderFacts
 
 __all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
 
@@ -129,6 +130,16 @@ class MessengerAdapter:
         {MessageKind.TEXT, MessageKind.IMAGE, MessageKind.VIDEO, MessageKind.AUDIO, MessageKind.FILE}
     )
     text_limit = TEXT_LIMIT
+    facts = ProviderFacts(
+        channel=Channel.MESSENGER,
+        provider="messenger",
+        credentials=("page_id", "app_secret", "verify_token", "page_access_token"),
+        public=frozenset({"page_id"}),
+        address="page_id",
+        api_base=_graph.DEFAULT_API_BASE,
+        # the page's own sends come back as echoes, sometimes before the send's acceptance is stored
+        echoes_own_sends=True,
+    )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
         self.account = account

@@ -37,6 +37,7 @@ from hub.model import (
     OutboundMessage,
     SendReceipt,
 )
+from hub.ports import ProviderFacts
 
 __all__ = [
     "ERROR_REASONS",
@@ -159,6 +160,14 @@ class TwilioWhatsAppAdapter:
         }
     )
     text_limit = 1600
+    facts = ProviderFacts(
+        channel=Channel.WHATSAPP,
+        provider="twilio",
+        credentials=("account_sid", "auth_token", "from_number"),
+        public=frozenset({"account_sid", "from_number"}),
+        address="from_number",
+        api_base="https://api.twilio.com",
+    )
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ from hub.model import (
     SubscriptionChanged,
     utc_from_millis,
 )
+from hub.ports import ProviderFacts
 
 __all__ = ["EVENT_TYPES", "STATUS_REASONS", "ViberAdapter", "sign"]
 
@@ -119,6 +120,15 @@ class ViberAdapter:
 
     capabilities = frozenset({MessageKind.TEXT, MessageKind.IMAGE, MessageKind.VIDEO, MessageKind.FILE})
     text_limit = 7000
+    facts = ProviderFacts(
+        channel=Channel.VIBER,
+        provider="viber",
+        credentials=("auth_token", "name"),  # name: the sender name shown to customers
+        public=frozenset({"name"}),
+        address="name",
+        api_base="https://chatapi.viber.com/pa",
+        subscribes_on_message=True,  # a user who writes to a bot is subscribed to it (channels.md 4.7)
+    )
 
     def __init__(
         self, account: ChannelAccount, session: aiohttp.ClientSession, *, clock: Callable[[], datetime] = _utc_now

@@ -36,6 +36,7 @@ from hub.model import (
     SendReceipt,
     utc_from_seconds,
 )
+from hub.ports import ProviderFacts
 
 __all__ = ["ERRORS", "WhatsAppCloudAdapter", "parse_delivery", "phone_number_ids"]
 
@@ -154,6 +155,14 @@ class WhatsAppCloudAdapter:
         }
     )
     text_limit = TEXT_LIMIT
+    facts = ProviderFacts(
+        channel=Channel.WHATSAPP,
+        provider="cloud",
+        credentials=("phone_number_id", "app_secret", "verify_token", "access_token"),
+        public=frozenset({"phone_number_id"}),
+        address="phone_number_id",
+        api_base=_graph.DEFAULT_API_BASE,
+    )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
         self.account = account

@@ -362,11 +362,15 @@ class ChannelAccount:
     api_base: str
     reopen_after_close: bool = False
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    # the provider's behaviour, from its adapter's declared facts (hub.ports.ProviderFacts; the settings copy them)
+    subscribes_on_message: bool = False  # a customer who writes is thereby subscribed (Viber)
+    echoes_own_sends: bool = False  # our sends come back as echo webhooks, maybe before their acceptance (Messenger)
 
     @property
     def adapter_name(self) -> str:
-        """The registry key: ``messenger``, ``whatsapp.twilio``, ``whatsapp.cloud``, ``viber``."""
-        return self.channel.value if self.channel is not Channel.WHATSAPP else f"whatsapp.{self.provider}"
+        """The registry key: the channel, or ``channel.provider`` when the channel has several providers
+        (``messenger``, ``whatsapp.twilio``, ``whatsapp.cloud``, ``viber``)."""
+        return self.channel.value if self.provider == self.channel.value else f"{self.channel.value}.{self.provider}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -210,6 +210,7 @@ class Outbox:
         self.name = name or f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._lease = timedelta(seconds=config.lease_seconds)
         self._providers = {a.id: a.provider for a in settings.accounts}
+        self._echoing = frozenset(a.id for a in settings.accounts if a.echoes_own_sends)
         self._buckets = {
             a.id: TokenBucket(settings.account_rate_limits.get(a.id, config.rate_limit)) for a in settings.accounts
         }
@@ -516,7 +517,15 @@ class Outbox:
         meanwhile (shutdown) does not stop its acceptance from being stored."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._accepted.append(
-            (Accepted(job=job, provider_message_id=provider_message_id, accepted_at=accepted_at), future)
+            (
+                Accepted(
+                    job=job,
+                    provider_message_id=provider_message_id,
+                    accepted_at=accepted_at,
+                    echoed=job.account_id in self._echoing,
+                ),
+                future,
+            )
         )
         self._kick_writer()
         return future

@@ -1,20 +1,59 @@
-"""The port every channel adapter satisfies (structurally) and the registry's unit.
+"""The port every channel adapter satisfies (structurally), and the facts each adapter class declares.
 
-The hub knows providers only through this protocol; adapters are found by name
-through the ``channelhub.adapters`` entry points (see hub/registry.py).
+The hub knows providers only through this module: adapters are found by name
+through the ``channelhub.adapters`` entry points (see hub/registry.py), and what
+the core must know about a provider before any adapter is built (its credential
+keys, default API base, the address shown to admins, how it behaves) is read
+from the adapter class's ``facts``, never written in hub/.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
-from hub.model import ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
+from hub.model import Channel, ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
 
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AdapterFactory", "ChannelAdapter"]
+__all__ = ["AdapterClass", "AdapterFactory", "ChannelAdapter", "ProviderFacts"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderFacts:
+    """What the core needs to know about one provider, declared by its adapter class.
+
+    Settings validate an account's keys with it, the admin API shows the account's
+    address with it, and the store and the outbox follow its behaviour flags (copied
+    onto each ``ChannelAccount`` when the settings are read, so no hot path looks
+    them up). A new channel or provider declares its own; hub/ does not change.
+    """
+
+    channel: Channel
+    provider: str  # ``provider`` in the configuration; the channel's own name when the channel has one provider
+    credentials: tuple[str, ...]  # the account keys this provider needs: all required, in documented order
+    api_base: str  # the provider's base URL, unless the account sets ``api_base``
+    public: frozenset[str] = frozenset()  # the credentials that are no secret (ids, numbers, names)
+    address: str | None = None  # the public credential that names the account to admins (page, number, bot)
+    # a customer who writes is thereby subscribed to the account (Viber: writing to a bot subscribes)
+    subscribes_on_message: bool = False
+    # the provider echoes our own sends back as webhooks, possibly before the send's acceptance is stored
+    echoes_own_sends: bool = False
+
+    def __post_init__(self) -> None:
+        strangers = self.public - set(self.credentials)
+        if strangers:
+            raise ValueError(f"{self.name}: the public keys {sorted(strangers)} are not credentials")
+        if self.address is not None and self.address not in self.public:
+            raise ValueError(f"{self.name}: the address {self.address!r} must be a public credential")
+
+    @property
+    def name(self) -> str:
+        """The registry name (the entry point's, and ``ChannelAccount.adapter_name``): the channel, or
+        ``channel.provider`` when the channel has several providers (``whatsapp.twilio``)."""
+        return self.channel.value if self.provider == self.channel.value else f"{self.channel.value}.{self.provider}"
 
 
 @runtime_checkable
@@ -41,3 +80,9 @@ class ChannelAdapter(Protocol):
 
 class AdapterFactory(Protocol):
     def __call__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> ChannelAdapter: ...
+
+
+class AdapterClass(AdapterFactory, Protocol):
+    """What an entry point of ``channelhub.adapters`` names: a factory that declares its provider's facts."""
+
+    facts: ClassVar[ProviderFacts]

@@ -26,28 +26,15 @@ from typing import Any, TypeVar
 
 from hub.errors import ConfigError
 from hub.model import Channel, ChannelAccount, Queue, Status
+from hub.ports import ProviderFacts
+from hub.registry import provider_facts
 
-__all__ = ["ACCOUNT_CREDENTIALS", "ServerSettings", "Settings", "load_settings"]
+__all__ = ["ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
 _ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log")
 
-#: the credential keys each provider needs; all required, all secrets unless listed in _PUBLIC
-ACCOUNT_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "messenger": ("page_id", "app_secret", "verify_token", "page_access_token"),
-    "whatsapp.twilio": ("account_sid", "auth_token", "from_number"),
-    "whatsapp.cloud": ("phone_number_id", "app_secret", "verify_token", "access_token"),
-    "viber": ("auth_token", "name"),
-}
-_PUBLIC_CREDENTIALS = {"page_id", "account_sid", "from_number", "phone_number_id", "name"}
-_DEFAULT_API_BASE = {
-    "messenger": "https://graph.facebook.com/v21.0",
-    "whatsapp.twilio": "https://api.twilio.com",
-    "whatsapp.cloud": "https://graph.facebook.com/v21.0",
-    "viber": "https://chatapi.viber.com/pa",
-}
-_WHATSAPP_PROVIDERS = ("twilio", "cloud")
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -128,12 +115,14 @@ class Settings:
         raise KeyError(queue_id)
 
     def secrets(self) -> frozenset[str]:
-        """Every secret value, so the log filter can redact them."""
+        """Every secret value, so the log filter can redact them: every credential its provider does not
+        declare public (all of them, for a provider that is not installed)."""
+        facts = provider_facts()
         values = {
             value
             for account in self.accounts
             for key, value in account.credentials.items()
-            if key not in _PUBLIC_CREDENTIALS and value
+            if value and not (account.adapter_name in facts and key in facts[account.adapter_name].public)
         }
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
@@ -409,43 +398,50 @@ def _accounts(value: Any, queue_ids: set[str]) -> tuple[tuple[ChannelAccount, ..
             choices = ", ".join(c.value for c in Channel)
             raise ConfigError(f"{where}.channel", f"{channel_name!r} is not one of {choices}") from None
         provider = str(entry.get("provider", "") or "")
-        if channel is Channel.WHATSAPP:
-            if provider not in _WHATSAPP_PROVIDERS:
-                raise ConfigError(
-                    f"{where}.provider", f"{provider or 'nothing'!r} is not one of {', '.join(_WHATSAPP_PROVIDERS)}"
-                )
-            adapter = f"whatsapp.{provider}"
-        else:
-            if provider and provider != channel.value:
-                raise ConfigError(f"{where}.provider", f"{channel.value} accounts take no provider")
-            provider = channel.value
-            adapter = channel.value
+        facts = _provider(channel, provider, where)
         queue = _str(entry, where, "queue")
         if queue not in queue_ids:
             raise ConfigError(f"{where}.queue", f"{queue!r} is not a configured queue")
-        credentials = {key: _str(entry, where, key) for key in ACCOUNT_CREDENTIALS[adapter]}
+        credentials = {key: _str(entry, where, key) for key in facts.credentials}
         after_close = str(entry.get("after_close", "new"))
         if after_close not in ("new", "reopen"):
             raise ConfigError(f"{where}.after_close", f"{after_close!r} is not one of new, reopen")
         allowed = {"id", "channel", "provider", "queue", "api_base", "after_close", "rate_limit", "avatar"}
-        allowed |= set(ACCOUNT_CREDENTIALS[adapter])
+        allowed |= set(facts.credentials)
         _only(entry, where, allowed)
         if "avatar" in entry:
             credentials["avatar"] = str(entry["avatar"])
         if "rate_limit" in entry:
             rates[account_id] = _coerce(entry["rate_limit"], float, f"{where}.rate_limit")
-        api_base = str(entry.get("api_base") or _DEFAULT_API_BASE[adapter]).rstrip("/")
+        api_base = str(entry.get("api_base") or facts.api_base).rstrip("/")
         if not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"{where}.api_base", f"{api_base!r} is not an http(s) URL")
         accounts.append(
             ChannelAccount(
                 id=account_id,
                 channel=channel,
-                provider=provider,
+                provider=facts.provider,
                 queue=queue,
                 api_base=api_base,
                 reopen_after_close=after_close == "reopen",
                 credentials=credentials,
+                subscribes_on_message=facts.subscribes_on_message,
+                echoes_own_sends=facts.echoes_own_sends,
             )
         )
     return tuple(accounts), rates
+
+
+def _provider(channel: Channel, provider: str, where: str) -> ProviderFacts:
+    """The installed provider an account entry names: its channel's only one (``provider`` left out or the
+    channel's name), or the one ``provider`` names when the channel has several (WhatsApp)."""
+    offered = {facts.provider: facts for facts in provider_facts().values() if facts.channel is channel}
+    if not offered:
+        raise ConfigError(f"{where}.channel", f"no adapter is installed for {channel.value!r}")
+    if list(offered) == [channel.value]:
+        if provider and provider != channel.value:
+            raise ConfigError(f"{where}.provider", f"{channel.value} accounts take no provider")
+        return offered[channel.value]
+    if provider not in offered:
+        raise ConfigError(f"{where}.provider", f"{provider or 'nothing'!r} is not one of {', '.join(sorted(offered))}")
+    return offered[provider]

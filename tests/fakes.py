@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hub.errors import ProviderRejected, ProviderUnavailable
-from hub.model import ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
+from hub.model import Channel, ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
+from hub.ports import ProviderFacts
 
-__all__ = ["RecordingAdapter", "recording_factory"]
+__all__ = ["RecordingAdapter", "RelayAdapter", "recording_factory"]
 
 _ids = itertools.count(1)
 
@@ -56,3 +57,29 @@ class RecordingAdapter:
 
 def recording_factory(account: ChannelAccount, session: Any) -> RecordingAdapter:
     return RecordingAdapter(account, session)
+
+
+class RelayAdapter(RecordingAdapter):
+    """A fifth adapter that nothing in hub/ names: a third WhatsApp provider, installed by hand with
+    ``hub.registry.adapters_installed(RelayAdapter)``. It declares every fact and behaviour flag, so a
+    test sees the settings, the admin API, the ingest and the outbox follow the declaration alone.
+    ``accept_as`` names the provider id its next send is accepted under (default: a fresh one)."""
+
+    facts = ProviderFacts(
+        channel=Channel.WHATSAPP,
+        provider="relay",
+        credentials=("relay_key", "relay_secret", "line"),
+        api_base="https://relay.example/v2",
+        public=frozenset({"relay_key", "line"}),
+        address="line",
+        subscribes_on_message=True,
+        echoes_own_sends=True,
+    )
+
+    accept_as: str | None = None
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        receipt = await super().send(message)
+        if self.accept_as is None:
+            return receipt
+        return SendReceipt(provider_message_id=self.accept_as, accepted_at=receipt.accepted_at)

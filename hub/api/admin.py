@@ -26,6 +26,7 @@ from hub.api.routing import ROUTER
 from hub.bus import BusEvent
 from hub.model import Agent, Queue, Role, Status
 from hub.passwords import hash_password
+from hub.registry import provider_facts
 from hub.store._crud import Conflict, Invalid
 from hub.store.admin import (
     AccountHealth,
@@ -73,8 +74,6 @@ URL_PLACEHOLDERS = frozenset(
         "phone",
     }
 )
-#: the one non-secret credential that names each kind of account (page, number, bot)
-_ADDRESS_KEYS = ("page_id", "from_number", "phone_number_id", "name")
 _ADMIN = (Role.ADMIN,)
 _SUPERVISION = (Role.SUPERVISOR, Role.ADMIN)
 
@@ -767,7 +766,8 @@ async def accounts_index(request: web.Request) -> web.Response:
     items = []
     for account in request.app[SETTINGS].accounts:
         h = health.get(account.id)
-        address = next((account.credentials[k] for k in _ADDRESS_KEYS if account.credentials.get(k)), None)
+        facts = provider_facts().get(account.adapter_name)  # names the credential that is the account's address
+        address = (account.credentials.get(facts.address) or None) if facts and facts.address else None
         items.append(
             {
                 "id": account.id,

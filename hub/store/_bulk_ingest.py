@@ -19,7 +19,7 @@ from sqlalchemy import and_, bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
-from hub.model import Author, Channel, ChannelAccount, ConversationState, DeliveryState, Direction, InboundMessage
+from hub.model import Author, ChannelAccount, ConversationState, DeliveryState, Direction, InboundMessage
 from hub.store._db import upsert
 from hub.store.tables import conversations, identities, messages, timeline_events
 
@@ -56,7 +56,7 @@ async def store_messages_bulk(
         if key not in known and key not in fresh:
             fresh[key] = event
     people = _people(fresh.values())
-    identity_ids = await _upsert_identities(connection, dialect, people, now) if people else {}
+    identity_ids = await _upsert_identities(connection, dialect, people, accounts, now) if people else {}
     opened: dict[int, int] = {}
     conversation_of: dict[int, tuple[int, str]] = {}
     if identity_ids:
@@ -174,11 +174,15 @@ def _identity_upsert(dialect: str) -> Any:
 
 
 async def _upsert_identities(
-    connection: AsyncConnection, dialect: str, people: Mapping[tuple[str, str], _Person], now: datetime
+    connection: AsyncConnection,
+    dialect: str,
+    people: Mapping[tuple[str, str], _Person],
+    accounts: Mapping[str, ChannelAccount],
+    now: datetime,
 ) -> dict[tuple[str, str], int]:
     rows = []
     for person in people.values():
-        viber = person.channel == Channel.VIBER.value
+        subscribes = accounts[person.account_id].subscribes_on_message
         rows.append(
             {
                 "account_id": person.account_id,
@@ -191,8 +195,8 @@ async def _upsert_identities(
                 "last_inbound_at": person.last,
                 "last_received_at": now,
                 # a Viber user who writes is subscribed (channels.md 4.7)
-                "subscription": "subscribed" if viber else None,
-                "subscription_changed_at": person.last if viber else None,
+                "subscription": "subscribed" if subscribes else None,
+                "subscription_changed_at": person.last if subscribes else None,
                 "created_at": now,
             }
         )

@@ -257,7 +257,7 @@ async def _store_message(
         update_set["avatar_url"] = event.sender_avatar
     if event.sender_phone:
         update_set["phone"] = event.sender_phone
-    if event.channel.value == "viber":
+    if account.subscribes_on_message:
         # a Viber user who writes is subscribed (channels.md 4.7)
         stmt_values["subscription"] = Subscription.SUBSCRIBED.value
         stmt_values["subscription_changed_at"] = event.sent_at

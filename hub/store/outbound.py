@@ -952,6 +952,9 @@ class Accepted:
     job: OutboxJob
     provider_message_id: str
     accepted_at: datetime
+    #: the account's provider echoes its sends (``ChannelAccount.echoes_own_sends``): an echo of this one
+    #: stored before it (as a message sent outside the hub) is removed with the acceptance
+    echoed: bool = False
 
 
 _ACCEPTED_AT = bindparam("a_at", type_=UTCDateTime())
@@ -1061,7 +1064,7 @@ async def record_and_claim(
     share one commit for both. The claim sees the acceptances, so the next message of a conversation whose
     previous one was just accepted is due.
 
-    On PostgreSQL, acceptances without a claim (and without a Messenger echo to clean up) are one statement
+    On PostgreSQL, acceptances without a claim (and without an echo to clean up) are one statement
     that commits on its own: atomic by itself, and one round trip instead of a transaction's three
     (``BEGIN``, the statement, ``COMMIT``), each of which waits a turn of an event loop busy with a hundred
     sends (ADR 0019)."""
@@ -1078,7 +1081,7 @@ async def record_and_claim(
 
 
 def _echoes_possible(items: Sequence[Accepted]) -> bool:
-    return any(item.job.channel is Channel.MESSENGER for item in items)
+    return any(item.echoed for item in items)
 
 
 def _sent_events(items: Sequence[Accepted]) -> list[BusEvent]:
@@ -1123,9 +1126,9 @@ async def _record_accepted(
     for item in items:
         by_account.setdefault(item.job.account_id, []).append(item)
     for account_id, group in by_account.items():
-        if group[0].job.channel is not Channel.MESSENGER:
+        if not group[0].echoed:
             continue
-        # a Messenger echo of one of these sends may have arrived first and been stored on its own
+        # an echo of one of these sends (Messenger's) may have arrived first and been stored on its own
         await connection.execute(
             delete(messages).where(
                 messages.c.account_id == account_id,

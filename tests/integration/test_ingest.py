@@ -33,7 +33,9 @@ from hub.store.tables import conversations, identities, messages, timeline_event
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WA = ChannelAccount(id="wa", channel=Channel.WHATSAPP, provider="cloud", queue="support", api_base="http://x")
-VB = ChannelAccount(id="vb", channel=Channel.VIBER, provider="viber", queue="sales", api_base="http://x")
+VB = ChannelAccount(
+    id="vb", channel=Channel.VIBER, provider="viber", queue="sales", api_base="http://x", subscribes_on_message=True
+)
 WA_REOPEN = ChannelAccount(
     id="wa2", channel=Channel.WHATSAPP, provider="cloud", queue="support", api_base="http://x", reopen_after_close=True
 )
