@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,6 +93,11 @@ def handshake_challenge(query: Mapping[str, str], verify_tokens: Iterable[str]) 
     return challenge if matched else None
 
 
+#: ``\u0000`` not itself escaped (an odd number of backslashes before the ``u``): PostgreSQL cannot store NUL in
+#: text, so a customer's NUL becomes U+FFFD before anything is read
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
@@ -100,8 +106,11 @@ def strict_json(body: bytes) -> Any:
     """The body as JSON (RFC 8259: no NaN or Infinity), or PayloadMalformed.
 
     Nesting deeper than the interpreter's recursion limit is refused as ``too_deep``
-    instead of escaping as a RecursionError (a 500 the provider would retry for ever).
+    instead of escaping as a RecursionError (a 500 the provider would retry for ever). An
+    escaped NUL character becomes U+FFFD (the database's text columns cannot hold it).
     """
+    if b"\\u0000" in body:
+        body = _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
     try:
         return json.loads(body, parse_constant=_not_json)
     except RecursionError:

@@ -216,7 +216,8 @@ class TwilioWhatsAppAdapter:
             raise SignatureInvalid(f"{SIGNATURE_HEADER} does not match")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> Sequence[InboundEvent]:
-        form = parse_form(body)
+        # after the signature check (computed over the values as sent): a NUL cannot be stored as text
+        form = MultiDict((name, value.replace("\x00", "\ufffd")) for name, value in parse_form(body).items())
         if "MessageStatus" in form:
             return self._parse_status(form)
         return [self._parse_message(form)]

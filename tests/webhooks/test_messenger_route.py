@@ -459,3 +459,12 @@ async def test_sticker_attachment_is_stored_as_a_sticker(client: TestClient, sto
     assert row.kind == "sticker"
     assert row.attachments[0]["kind"] == "sticker"
     assert row.attachments[0]["provider_media_id"] == "1505197612960309"
+
+
+async def test_a_nul_character_in_a_text_is_stored_as_a_replacement_character(client: TestClient, store: Store) -> None:
+    """PostgreSQL cannot store NUL in text: it would be a 500 on every retry of a signed delivery."""
+    body = payload("text").replace(b"Hello, I need", b"Hello\\u0000, I need")
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert row.text == "Hello\ufffd, I need help with my order"

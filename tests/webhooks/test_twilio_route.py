@@ -368,3 +368,12 @@ async def test_a_dead_letter_that_cannot_be_stored_is_a_500_so_twilio_retries(cl
     response = await post(client, body)
     assert response.status == 500
     assert (await response.json())["error"]["code"] == "ingest_failed"
+
+
+async def test_a_nul_character_in_a_form_is_stored_as_a_replacement_character(client: TestClient, store: Store) -> None:
+    body = form("inbound_text").replace(b"Body=", b"Body=%00", 1)
+    assert b"Body=%00" in body
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert row.text.startswith("\ufffd")
