@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ __all__ = [
     "handshake_challenge",
     "load_json",
     "sign",
+    "strict_json",
     "verify_signature",
 ]
 
@@ -93,12 +95,35 @@ def handshake_challenge(query: Mapping[str, str], verify_tokens: Iterable[str]) 
     return challenge if matched else None
 
 
-def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
-    """The webhook JSON, checked for Meta's envelope (``object`` and a list of ``entry``)."""
+#: ``\u0000`` not itself escaped (an odd number of backslashes before the ``u``): PostgreSQL cannot store NUL in
+#: text, so a customer's NUL becomes U+FFFD before anything is read
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def strict_json(body: bytes) -> Any:
+    """The body as JSON (RFC 8259: no NaN or Infinity), or PayloadMalformed.
+
+    Nesting deeper than the interpreter's recursion limit is refused as ``too_deep``
+    instead of escaping as a RecursionError (a 500 the provider would retry for ever). An
+    escaped NUL character becomes U+FFFD (the database's text columns cannot hold it).
+    """
+    if b"\\u0000" in body:
+        body = _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
     try:
-        data = json.loads(body)
+        return json.loads(body, parse_constant=_not_json)
+    except RecursionError:
+        raise PayloadMalformed("the JSON is nested too deeply", code="too_deep") from None
     except (ValueError, UnicodeDecodeError):
         raise PayloadMalformed("the body is not JSON", code="invalid_json") from None
+
+
+def load_json(body: bytes, expected_object: str) -> dict[str, Any]:
+    """The webhook JSON, checked for Meta's envelope (``object`` and a list of ``entry``)."""
+    data = strict_json(body)
     if not isinstance(data, dict):
         raise PayloadMalformed("the body must be a JSON object", code="invalid_json")
     if data.get("object") != expected_object:

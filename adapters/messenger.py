@@ -15,7 +15,9 @@ from typing import Any
 import aiohttp
 
 from adapters import _graph
+from adapters._checks import coordinate as _coordinate
 from adapters._graph import COMMON_ERRORS, ErrorRule
+from adapters._time import plausible_time, utc_now
 from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, UnknownAccount
 from hub.model import (
     TEXT_LIMITS,
@@ -33,7 +35,6 @@ from hub.model import (
     OutboundMessage,
     ProfileUpdate,
     SendReceipt,
-    utc_from_millis,
 )
 from hub.ports import ProviderFacts
 
@@ -167,11 +168,12 @@ class MessengerAdapter:
             raise UnknownAccount(f"Messenger page {entry.get('id')!r} is not account {self.account.id!r}")
         events: list[InboundEvent] = []
         messaging = entry.get("messaging")
+        received_at = utc_now()
         if messaging is not None:
             if not isinstance(messaging, list):
                 raise PayloadMalformed("'messaging' must be a list", code="missing_field")
             for item in messaging:
-                events.append(self._parse_item(item))
+                events.append(self._parse_item(item, entry.get("time"), received_at))
         for key in ("standby", "changes"):
             items = entry.get(key)
             if isinstance(items, list):
@@ -183,24 +185,23 @@ class MessengerAdapter:
     def _ignored(self, kind: str) -> IgnoredEvent:
         return IgnoredEvent(channel=Channel.MESSENGER, account_id=self.account.id, kind=kind)
 
-    def _parse_item(self, item: Any) -> InboundEvent:
+    def _parse_item(self, item: Any, entry_time: Any, received_at: datetime) -> InboundEvent:
         if not isinstance(item, dict):
             raise PayloadMalformed("a messaging item must be an object", code="missing_field")
         sender = _id_of(item, "sender")
         recipient = _id_of(item, "recipient")
-        timestamp = item.get("timestamp")
-        if not isinstance(timestamp, int | float):
-            raise PayloadMalformed("a messaging item has no numeric 'timestamp'", code="missing_field")
-        at = utc_from_millis(timestamp)
+        at = _item_time(item.get("timestamp"), entry_time, received_at)
         if "message" in item:
             return self._parse_message(item["message"], sender, recipient, at)
         if "postback" in item:
             return self._parse_postback(item["postback"], sender, at)
         if "delivery" in item:
             delivery = _obj(item, "delivery")
-            mids = delivery.get("mids") or ()
-            watermark = delivery.get("watermark")
-            if not mids and not isinstance(watermark, int | float):
+            mids = delivery.get("mids") or []
+            if not isinstance(mids, list) or not all(isinstance(m, str | int) for m in mids):
+                raise PayloadMalformed("'delivery.mids' must be a list of ids", code="invalid_field")
+            raw_watermark = delivery.get("watermark")
+            if not mids and raw_watermark is None:
                 raise PayloadMalformed("a delivery has neither 'mids' nor 'watermark'", code="missing_field")
             return DeliveryReceipt(
                 channel=Channel.MESSENGER,
@@ -209,19 +210,19 @@ class MessengerAdapter:
                 state=DeliveryState.DELIVERED,
                 occurred_at=at,
                 provider_message_ids=tuple(str(m) for m in mids),
-                watermark=utc_from_millis(watermark) if isinstance(watermark, int | float) else None,
+                watermark=_watermark(raw_watermark, received_at) if raw_watermark is not None else None,
             )
         if "read" in item:
-            watermark = _obj(item, "read").get("watermark")
-            if not isinstance(watermark, int | float):
-                raise PayloadMalformed("a read event has no numeric 'watermark'", code="missing_field")
+            raw_watermark = _obj(item, "read").get("watermark")
+            if raw_watermark is None:
+                raise PayloadMalformed("a read event has no 'watermark'", code="missing_field")
             return DeliveryReceipt(
                 channel=Channel.MESSENGER,
                 account_id=self.account.id,
                 recipient_id=sender,
                 state=DeliveryState.READ,
                 occurred_at=at,
-                watermark=utc_from_millis(watermark),
+                watermark=_watermark(raw_watermark, received_at),
             )
         known = [k for k in item if k not in ("sender", "recipient", "timestamp")]
         return self._ignored(known[0] if known else "empty")
@@ -254,6 +255,10 @@ class MessengerAdapter:
             extra.extend(facts)
             if text is None and att_kind in (MessageKind.TEXT, MessageKind.TEMPLATE, MessageKind.LOCATION):
                 text = _attachment_text(raw)
+            link = dict(facts).get("fallback_url")
+            if link and link not in (text or ""):
+                # a shared link Messenger cannot render: the agent reads it in the text (the history has no links)
+                text = f"{text}\n{link}" if text else link
         payload = None
         quick_reply = message.get("quick_reply")
         if isinstance(quick_reply, dict) and quick_reply.get("payload") is not None:
@@ -429,6 +434,28 @@ class MessengerAdapter:
 # ------------------------------------------------------------------ helpers
 
 
+def _item_time(timestamp: Any, entry_time: Any, received_at: datetime) -> datetime:
+    """When a messaging item happened: its ``timestamp``, else the entry's ``time``, else when it reached us.
+
+    Meta's own delivery-receipt sample has no ``timestamp``; ``entry.time`` is documented in
+    milliseconds but some senders give seconds (read by magnitude). An implausible value
+    (negative, 1e17, thousands of digits) is not believed: see adapters/_time.py.
+    """
+    for candidate in (timestamp, entry_time):
+        at = plausible_time(candidate, unit="auto", received_at=received_at)
+        if at is not None:
+            return at
+    return received_at
+
+
+def _watermark(value: Any, received_at: datetime) -> datetime:
+    """A receipt's watermark ("everything sent before this"): never guessed, so an unusable one is malformed."""
+    at = plausible_time(value, unit="auto", received_at=received_at)
+    if at is None:
+        raise PayloadMalformed("the receipt's 'watermark' is not a plausible time", code="invalid_field")
+    return at
+
+
 def _obj(item: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = item.get(key)
     if not isinstance(value, dict):
@@ -451,13 +478,14 @@ def _parse_attachment(
     kind_name = raw.get("type")
     payload: dict[str, Any] = raw["payload"] if isinstance(raw.get("payload"), dict) else {}
     url = payload.get("url") if isinstance(payload.get("url"), str) else None
-    sticker = payload.get("sticker_id") or (message.get("sticker_id") if kind_name == "image" else None)
-    if kind_name == "image" and sticker:
+    sticker = payload.get("sticker_id") or (message.get("sticker_id") if kind_name in ("image", "sticker") else None)
+    if kind_name == "sticker" or (kind_name == "image" and sticker):
+        sticker_id = str(sticker) if isinstance(sticker, str | int) and not isinstance(sticker, bool) else None
         return (
             MessageKind.STICKER,
-            Attachment(kind=MessageKind.STICKER, url=url, provider_media_id=str(sticker)),
+            Attachment(kind=MessageKind.STICKER, url=url, provider_media_id=sticker_id),
             None,
-            [],
+            [("sticker_id", sticker_id)] if sticker_id else [],
         )
     kind = _ATTACHMENT_KINDS.get(str(kind_name))
     if kind is None:
@@ -465,15 +493,17 @@ def _parse_attachment(
         return MessageKind.FILE, Attachment(kind=MessageKind.FILE, url=url), None, [("attachment_type", str(kind_name))]
     if kind is MessageKind.LOCATION:
         coordinates: dict[str, Any] = payload["coordinates"] if isinstance(payload.get("coordinates"), dict) else {}
+        place_url = raw["url"] if isinstance(raw.get("url"), str) and raw["url"] else None
         try:
             location = Location(
-                latitude=float(coordinates["lat"]),
-                longitude=float(coordinates["long"]),
+                latitude=_coordinate(coordinates["lat"], 90),
+                longitude=_coordinate(coordinates["long"], 180),
                 name=raw.get("title") if isinstance(raw.get("title"), str) else None,
+                url=place_url,
             )
         except (KeyError, TypeError, ValueError):
-            raise PayloadMalformed("a location attachment has no coordinates", code="missing_field") from None
-        facts = [("location_url", str(raw["url"]))] if isinstance(raw.get("url"), str) else []
+            raise PayloadMalformed("a location attachment has no usable coordinates", code="missing_field") from None
+        facts = [("location_url", place_url)] if place_url else []
         return kind, None, location, facts
     if kind is MessageKind.TEXT:  # fallback: a shared link Messenger cannot render
         facts = [("fallback_url", url or str(raw.get("url", "")))]

@@ -41,6 +41,8 @@ from hub.ports import ProviderFacts
 
 __all__ = [
     "ERROR_REASONS",
+    "MAX_FORM_BYTES",
+    "MAX_FORM_FIELDS",
     "STATUS_CALLBACK_PATH",
     "TwilioWhatsAppAdapter",
     "adapter_for_delivery",
@@ -51,6 +53,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+#: what one of Twilio's forms may cost us before its signature is known: its inbound forms have a few dozen
+#: fields (ten media of two fields each included) and a few KiB; these bounds are generous and still cheap
+MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 300
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 _PREFIX = "whatsapp:"
 _API_VERSION = "2010-04-01"
@@ -106,7 +112,13 @@ def _address(value: str) -> str:
 
 
 def parse_form(body: bytes) -> MultiDict[str]:
-    """Every parameter as received (names may repeat), or PayloadMalformed."""
+    """Every parameter as received (names may repeat), or PayloadMalformed.
+
+    The fields are counted on the raw bytes first: a form of more than ``MAX_FORM_FIELDS``
+    is refused (``too_many_fields``) before any of it is decoded or parsed.
+    """
+    if body.count(b"&") >= MAX_FORM_FIELDS:
+        raise PayloadMalformed(f"the form has more than {MAX_FORM_FIELDS} fields", code="too_many_fields")
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), errors="strict")
@@ -213,7 +225,8 @@ class TwilioWhatsAppAdapter:
             raise SignatureInvalid(f"{SIGNATURE_HEADER} does not match")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> Sequence[InboundEvent]:
-        form = parse_form(body)
+        # after the signature check (computed over the values as sent): a NUL cannot be stored as text
+        form = MultiDict((name, value.replace("\x00", "\ufffd")) for name, value in parse_form(body).items())
         if "MessageStatus" in form:
             return self._parse_status(form)
         return [self._parse_message(form)]

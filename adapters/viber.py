@@ -24,6 +24,9 @@ import aiohttp
 from viberbot.api.messages import FileMessage, PictureMessage, TextMessage, URLMessage, VideoMessage
 from viberbot.api.viber_requests import EVENT_TYPE_TO_CLASS, create_request
 
+from adapters._checks import coordinate
+from adapters._graph import strict_json
+from adapters._time import plausible_time
 from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from hub.model import (
     Attachment,
@@ -41,7 +44,6 @@ from hub.model import (
     SendReceipt,
     Subscription,
     SubscriptionChanged,
-    utc_from_millis,
 )
 from hub.ports import ProviderFacts
 
@@ -108,6 +110,15 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _joined(text: str | None, addition: str | None) -> str | None:
+    """The customer's own text, then what a contact or link message adds (once)."""
+    if not text:
+        return addition
+    if not addition or addition in text:
+        return text
+    return f"{text}\n{addition}"
+
+
 def _token(value: Any) -> str:
     """message_token as an exact decimal string (a float would have lost digits)."""
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
@@ -154,29 +165,28 @@ class ViberAdapter:
             raise SignatureInvalid(f"{SIGNATURE_HEADER} does not match")
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> Sequence[InboundEvent]:
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            raise PayloadMalformed("the body is not JSON", code="invalid_json") from None
+        data = strict_json(body)
         if not isinstance(data, dict) or not isinstance(data.get("event"), str):
             raise PayloadMalformed("a Viber callback is a JSON object with an 'event'", code="missing_field")
         event = data["event"]
+        if event == "webhook":
+            # set_webhook's check carries no message; whatever its timestamp, it must get its 200
+            return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind="webhook")]
         if event not in EVENT_TYPE_TO_CLASS:
             return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind=event)]
         if event == "message" and not isinstance(data.get("message"), dict):
             raise PayloadMalformed("a message callback needs 'message'", code="missing_field")
-        if event == "message" and data["message"].get("type") not in _MESSAGE_TYPES:
-            kind = f"message:{data['message'].get('type')}"
+        message_type = data["message"].get("type") if event == "message" else None
+        if event == "message" and (not isinstance(message_type, str) or message_type not in _MESSAGE_TYPES):
+            kind = f"message:{message_type if isinstance(message_type, str) else '?'}"
             return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind=kind)]
         try:
             request = create_request(data)
-            at = utc_from_millis(data["timestamp"])
-        except PayloadMalformed:
-            raise
         except Exception as exc:  # viberbot raises KeyError/TypeError/Exception for what is missing
             raise PayloadMalformed(f"not a valid Viber {event} callback ({exc!s})", code="missing_field") from None
-        if event == "webhook":
-            return [IgnoredEvent(channel=Channel.VIBER, account_id=self.account.id, kind="webhook")]
+        received_at = self._clock()
+        # the time Viber stamped, unless it is implausible; then the time the callback reached us
+        at = plausible_time(data.get("timestamp"), unit="ms", received_at=received_at) or received_at
         if event == "message":
             return [self._message(request, data, at)]
         if event in _RECEIPTS:
@@ -189,7 +199,8 @@ class ViberAdapter:
         sender = request.sender
         if not sender.id:
             raise PayloadMalformed("the message has no sender.id", code="missing_field")
-        kind, text, location = MessageKind.TEXT, raw.get("text") or None, None
+        kind, location = MessageKind.TEXT, None
+        text = raw["text"] if isinstance(raw.get("text"), str) and raw["text"] else None
         attachments: tuple[Attachment, ...] = ()
         extra: list[tuple[str, str]] = []
         match raw["type"]:
@@ -224,19 +235,21 @@ class ViberAdapter:
                 contact = message.contact
                 if contact is None:
                     raise PayloadMalformed("a contact message has no contact", code="missing_field")
-                text = " ".join(p for p in (contact.name, contact.phone_number) if p) or None
-                extra += [("contact_name", contact.name or ""), ("contact_phone", contact.phone_number or "")]
+                card = " ".join(str(p) for p in (contact.name, contact.phone_number) if p) or None
+                text = _joined(text, card)  # the words the customer wrote with the card are kept
+                extra += [("contact_name", str(contact.name or "")), ("contact_phone", str(contact.phone_number or ""))]
             case "location":
                 kind = MessageKind.LOCATION
                 point = message.location
                 try:
-                    location = Location(latitude=float(point.latitude), longitude=float(point.longitude))
+                    latitude, longitude = coordinate(point.latitude, 90), coordinate(point.longitude, 180)
+                    location = Location(latitude=latitude, longitude=longitude)
                 except (AttributeError, TypeError, ValueError):
                     raise PayloadMalformed("a location message needs location.lat/lon", code="missing_field") from None
             case "url":
                 if not message.media:
                     raise PayloadMalformed("a url message has no media", code="missing_field")
-                text = message.media
+                text = _joined(text, str(message.media))
         if raw.get("tracking_data"):
             extra.append(("tracking_data", str(raw["tracking_data"])))
         return InboundMessage(

@@ -10,15 +10,19 @@ on that (docs/decisions/0007).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
 from adapters import _graph
+from adapters._checks import coordinate
 from adapters._graph import COMMON_ERRORS, ErrorRule
+from adapters._time import plausible_time, utc_now
 from hub.errors import PayloadMalformed, ProviderRejected, UnknownAccount
 from hub.model import (
     TEXT_LIMITS,
@@ -34,7 +38,6 @@ from hub.model import (
     MessageKind,
     OutboundMessage,
     SendReceipt,
-    utc_from_seconds,
 )
 from hub.ports import ProviderFacts
 
@@ -100,7 +103,8 @@ _STATUSES = {
     "played": DeliveryState.READ,
     "failed": DeliveryState.FAILED,
 }
-_IGNORED_TYPES = {"reaction", "order", "system", "unsupported", "ephemeral", "request_welcome", "unknown"}
+_IGNORED_TYPES = {"reaction", "system", "unsupported", "ephemeral", "request_welcome", "unknown"}
+_FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
 
 
 def phone_number_ids(data: Mapping[str, Any]) -> list[str]:
@@ -214,8 +218,10 @@ class WhatsAppCloudAdapter:
         sender = wa_id or user_id
         if not isinstance(sender, str) or not sender:
             raise PayloadMalformed("a message has neither 'from' nor 'user_id'", code="missing_field")
-        at = _seconds(message.get("timestamp"), "message")
+        at = _seconds(message.get("timestamp"))
         kind_name = message.get("type")
+        if not isinstance(kind_name, str):
+            raise PayloadMalformed("a message has no 'type'", code="missing_field")
         if kind_name in _IGNORED_TYPES:
             return self._ignored(str(kind_name))
         body = message.get(str(kind_name)) if isinstance(message.get(str(kind_name)), dict) else None
@@ -245,18 +251,34 @@ class WhatsAppCloudAdapter:
                 extra.append(("media_sha256", str(body["sha256"])))
             if kind_name == "audio" and body.get("voice"):
                 extra.append(("voice", "true"))
+        elif kind_name == "voice":  # a voice note sent with its own type (newer clients)
+            kind = MessageKind.AUDIO
+            media_id = _required(body, "id", "voice")
+            assert body is not None
+            attachments = (
+                Attachment(
+                    kind=kind,
+                    provider_media_id=media_id,
+                    mime_type=body.get("mime_type") if isinstance(body.get("mime_type"), str) else None,
+                    url=body.get("url") if isinstance(body.get("url"), str) else None,
+                ),
+            )
+            extra.append(("voice", "true"))
+            if body.get("sha256"):
+                extra.append(("media_sha256", str(body["sha256"])))
         elif kind_name == "location":
             if body is None:
                 raise PayloadMalformed("a location message has no 'location'", code="missing_field")
             try:
                 location = Location(
-                    latitude=float(body["latitude"]),
-                    longitude=float(body["longitude"]),
-                    name=body.get("name"),
-                    address=body.get("address"),
+                    latitude=coordinate(body["latitude"], 90),
+                    longitude=coordinate(body["longitude"], 180),
+                    name=_text(body.get("name")),
+                    address=_text(body.get("address")),
+                    url=_text(body.get("url")),
                 )
             except (KeyError, TypeError, ValueError):
-                raise PayloadMalformed("a location has no coordinates", code="missing_field") from None
+                raise PayloadMalformed("a location has no usable coordinates", code="missing_field") from None
             kind = MessageKind.LOCATION
             text = location.name or location.address
         elif kind_name == "contacts":
@@ -271,13 +293,23 @@ class WhatsAppCloudAdapter:
                 raise PayloadMalformed("an interactive message has no 'interactive'", code="missing_field")
             reply_type = body.get("type")
             reply = body.get(str(reply_type)) if isinstance(body.get(str(reply_type)), dict) else None
-            if reply_type not in ("button_reply", "list_reply") or reply is None:
+            if reply_type == "nfm_reply" and reply is not None:
+                text, flow_facts = _flow_reply(reply)
+                extra.extend(flow_facts)
+            elif reply_type not in ("button_reply", "list_reply") or reply is None:
                 return self._ignored(f"interactive:{reply_type}")
-            kind = MessageKind.POSTBACK
-            text = reply.get("title")
-            payload = str(reply["id"]) if reply.get("id") is not None else None
-            if reply.get("description"):
-                extra.append(("description", str(reply["description"])))
+            else:
+                kind = MessageKind.POSTBACK
+                text = _text(reply.get("title"))
+                payload = str(reply["id"]) if isinstance(reply.get("id"), str | int) else None
+                if reply.get("description"):
+                    extra.append(("description", str(reply["description"])))
+        elif kind_name == "order":
+            if body is None:
+                raise PayloadMalformed("an order message has no 'order'", code="missing_field")
+            text = _order_text(body)
+            if isinstance(body.get("catalog_id"), str | int):
+                extra.append(("catalog_id", str(body["catalog_id"])))
         else:
             return self._ignored(f"message:{kind_name}")
         context = message.get("context") if isinstance(message.get("context"), dict) else {}
@@ -334,7 +366,7 @@ class WhatsAppCloudAdapter:
             account_id=self.account.id,
             recipient_id=str(recipient) if recipient else None,
             state=state,
-            occurred_at=_seconds(status.get("timestamp"), "status"),
+            occurred_at=_seconds(status.get("timestamp")),
             provider_message_ids=(wamid,),
             error_code=error_code,
             error_reason=error_reason,
@@ -451,11 +483,93 @@ def _list(value: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     return items
 
 
-def _seconds(value: Any, what: str) -> datetime:
+def _seconds(value: Any) -> datetime:
+    """A message's or status's ``timestamp`` (epoch seconds, as a string); when missing or implausible
+    (1e308, negative, centuries ahead) the time it reached us: the event itself is still usable."""
+    received_at = utc_now()
+    return plausible_time(value, unit="s", received_at=received_at) or received_at
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _flow_reply(reply: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A WhatsApp Flows answer (``nfm_reply``): its fields as "name: value" lines an agent reads.
+
+    ``response_json`` is a JSON string chosen by the flow; one that does not parse is shown as sent.
+    """
+    raw = reply.get("response_json")
+    facts: list[tuple[str, str]] = []
+    if isinstance(reply.get("name"), str):
+        facts.append(("flow_name", reply["name"]))
+    lines: list[str] = []
+    if isinstance(raw, str) and raw:
+        facts.append(("flow_response", raw))
+        try:
+            fields = _graph.strict_json(raw.encode())
+        except PayloadMalformed:
+            fields = None
+        if isinstance(fields, dict):
+            for name, value in fields.items():
+                if name == _FLOW_TOKEN:
+                    facts.append((_FLOW_TOKEN, str(value)))
+                    continue
+                shown = value if isinstance(value, str) else _compact_json(value)
+                lines.append(f"{name}: {shown}")
+        else:
+            lines.append(raw)
+    heading = _text(reply.get("body"))
+    if not lines:
+        return heading or "[flow reply]", facts
+    return "\n".join(lines), facts
+
+
+def _compact_json(value: Any) -> str:
     try:
-        return utc_from_seconds(value)
-    except (TypeError, ValueError):
-        raise PayloadMalformed(f"a {what} has no 'timestamp' in seconds", code="missing_field") from None
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    except (ValueError, RecursionError):
+        return str(type(value).__name__)
+
+
+def _order_text(order: Mapping[str, Any]) -> str:
+    """An order from a catalog as an agent reads it: the customer's note, one line per item, the total."""
+    lines = [order["text"]] if isinstance(order.get("text"), str) and order["text"] else []
+    totals: dict[str, Decimal] = {}
+    items = order.get("product_items")
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        product = str(item["product_retailer_id"]) if isinstance(item.get("product_retailer_id"), str | int) else "?"
+        quantity = _amount(item.get("quantity"))
+        price = _amount(item.get("item_price"))
+        currency = item["currency"] if isinstance(item.get("currency"), str) else ""
+        line = f"{_plain(quantity) if quantity is not None else '?'} x {product}"
+        if price is not None:
+            line += f" at {_plain(price)} {currency}".rstrip()
+            if quantity is not None:
+                totals[currency] = totals.get(currency, Decimal(0)) + quantity * price
+        lines.append(line)
+    if totals:
+        lines.append("Total: " + ", ".join(f"{_plain(v)} {c}".rstrip() for c, v in totals.items()))
+    return "\n".join(lines) or "[order]"
+
+
+_AMOUNT_LIMIT = Decimal(10) ** 15  # larger than any real price or quantity
+
+
+def _amount(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        return None
+    return amount if amount.is_finite() and abs(amount) < _AMOUNT_LIMIT else None
+
+
+def _plain(amount: Decimal) -> str:
+    return f"{amount:f}"
 
 
 def _required(body: Mapping[str, Any] | None, key: str, what: str) -> str:

@@ -210,9 +210,13 @@ class Location:
     longitude: float
     name: str | None = None
     address: str | None = None
+    url: str | None = None  # the place's page, when the provider gives one
 
     def to_json(self) -> dict[str, Any]:
-        return _asdict(self)
+        found = _asdict(self)
+        if self.url is None:
+            del found["url"]  # the JSON of a location without one stays as it was
+        return found
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

@@ -7,8 +7,12 @@ them inside ``adapter_errors()``). This module knows no provider.
 
 Public API:
 
-* ``read_body(request) -> bytes`` -- the raw body, refused with 413 ``body_too_large``
-  over ``settings.server.max_body_bytes``;
+* ``read_body(request, limit=None) -> bytes`` -- the raw body, refused with 413 ``body_too_large``
+  over ``settings.server.max_body_bytes`` (or the route's smaller ``limit``), never read past it;
+* ``keep_unusable(request, ...)`` -- a correctly signed delivery the hub can never use
+  (``PayloadMalformed`` after the signature check) is kept as a dead letter; the route then
+  answers 200, since a provider retries anything else (ADR 0024). 500 ``ingest_failed`` if it
+  cannot be stored; ``rejected()`` is that 200;
 * ``adapter_error_response(exc) -> web.Response`` -- 403 ``signature_invalid``,
   400 ``<PayloadMalformed.code>``, 404 ``unknown_account`` (logged), 502 otherwise;
 * ``adapter_errors()`` -- a context manager turning an ``AdapterError`` into that response
@@ -35,11 +39,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from hub.api.errors import ApiError, error_response
-from hub.api.keys import ADAPTERS, INGESTOR, SETTINGS
+from hub.api.keys import ADAPTERS, CLOCK, INGESTOR, SETTINGS, STORE
 from hub.errors import AdapterError, PayloadMalformed, SignatureInvalid, UnknownAccount
 from hub.ingest import IngestResult
-from hub.model import InboundEvent
+from hub.model import Channel, InboundEvent
 from hub.ports import ChannelAdapter
+from hub.store.dead_letters import keep_dead_letter
 
 __all__ = [
     "acknowledge",
@@ -48,7 +53,9 @@ __all__ = [
     "adapters_for",
     "ingest",
     "install",
+    "keep_unusable",
     "read_body",
+    "rejected",
     "run_after_response",
     "verified_adapters",
 ]
@@ -59,24 +66,30 @@ AdapterT = TypeVar("AdapterT", bound=ChannelAdapter)
 
 BACKGROUND: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("webhooks.background")
 _SHUTDOWN_GRACE = 2.0  # seconds background enrichment may take to finish at shutdown
+_READ_CHUNK = 64 * 1024
 
 
-async def read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     """The exact bytes received (signatures are computed over them), size-limited.
 
-    aiohttp already enforces ``client_max_size``; we check the declared length first
-    so an oversized body is refused without reading it, and answer with our error shape.
+    ``limit`` is a route's own bound (Twilio's forms are small), never above
+    ``server.max_body_bytes``. The declared length is checked first, so an oversized
+    body is refused without reading it; a body without one (chunked) is read only up
+    to the limit. Nothing is parsed here: this is what an unauthenticated request costs.
     """
-    limit = request.app[SETTINGS].server.max_body_bytes
+    configured = request.app[SETTINGS].server.max_body_bytes
+    limit = configured if limit is None else min(limit, configured)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
+    body = bytearray()
     try:
-        body = await request.read()
+        async for chunk in request.content.iter_chunked(_READ_CHUNK):
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(limit) from None
-    if len(body) > limit:
-        raise _too_large(limit)
-    return body
+    return bytes(body)
 
 
 def _too_large(limit: int) -> ApiError:
@@ -128,6 +141,37 @@ async def ingest(request: web.Request, events: Sequence[InboundEvent]) -> Ingest
     if result.ignored:
         logger.debug("acknowledged without handling: %s", ", ".join(result.ignored))
     return result
+
+
+async def keep_unusable(
+    request: web.Request, *, channel: Channel, account_id: str | None, error: PayloadMalformed, body: bytes
+) -> None:
+    """Keep a signed delivery the hub can never use as a dead letter; the caller then answers 200.
+
+    Only after the signature check: an unsigned request is refused (403) and stores nothing.
+    When the dead letter cannot be stored the answer is 500 ``ingest_failed`` (a retry may succeed).
+    """
+    try:
+        await keep_dead_letter(
+            request.app[STORE],
+            channel=channel.value,
+            account_id=account_id,
+            received_at=request.app[CLOCK](),
+            reason_code=error.code,
+            reason=str(error) or error.code,
+            body=body,
+        )
+    except Exception:
+        logger.exception("unusable webhook delivery not stored on %s; the provider will retry", request.path)
+        raise ApiError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+    logger.warning(
+        "signed webhook delivery kept as a dead letter (%s): %s", error.code, error, extra={"account": account_id}
+    )
+
+
+def rejected() -> web.Response:
+    """The 200 for a delivery kept as a dead letter: the provider must not deliver it again."""
+    return web.json_response({"stored": 0, "duplicates": 0, "updated": 0, "ignored": 0, "rejected": 1})
 
 
 def acknowledge(result: IngestResult) -> web.Response:

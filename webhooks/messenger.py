@@ -16,8 +16,8 @@ from adapters._graph import handshake_challenge
 from adapters.messenger import MessengerAdapter, parse_delivery
 from hub.api.errors import ApiError
 from hub.api.keys import SETTINGS, STORE
-from hub.errors import SignatureInvalid
-from hub.model import InboundEvent, InboundMessage
+from hub.errors import PayloadMalformed, SignatureInvalid
+from hub.model import Channel, InboundEvent, InboundMessage
 from hub.store import Store, store_profile
 from webhooks._common import (
     acknowledge,
@@ -25,7 +25,9 @@ from webhooks._common import (
     adapters_for,
     ingest,
     install,
+    keep_unusable,
     read_body,
+    rejected,
     run_after_response,
     verified_adapters,
 )
@@ -66,7 +68,12 @@ async def receive_messenger_webhook(request: web.Request) -> web.Response:
     adapters = _messenger_adapters(request.app)
     with adapter_errors():
         trusted = {a.account.id for a in verified_adapters(adapters, request, body)}
-        events = parse_delivery(body, {a.page_id: a for a in adapters})
+        try:
+            events = parse_delivery(body, {a.page_id: a for a in adapters})
+        except PayloadMalformed as exc:  # signed, and never usable: a dead letter, not a retry
+            account = next(iter(trusted)) if len(trusted) == 1 else None
+            await keep_unusable(request, channel=Channel.MESSENGER, account_id=account, error=exc, body=body)
+            return rejected()
         if any(event.account_id not in trusted for event in events):
             raise SignatureInvalid("the delivery is not signed with that page's app secret")
     result = await ingest(request, events)

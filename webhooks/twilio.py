@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from adapters.twilio_whatsapp import STATUS_CALLBACK_PATH, TwilioWhatsAppAdapter, adapter_for_delivery
+from adapters.twilio_whatsapp import MAX_FORM_BYTES, STATUS_CALLBACK_PATH, TwilioWhatsAppAdapter, adapter_for_delivery
 from hub.api.keys import SETTINGS
+from hub.errors import PayloadMalformed
 from hub.ingest import IngestResult
-from webhooks._common import acknowledge, adapter_errors, adapters_for, ingest, read_body
+from hub.model import Channel
+from webhooks._common import acknowledge, adapter_errors, adapters_for, ingest, keep_unusable, read_body
 
 __all__ = ["INBOUND_PATH", "STATUS_PATH", "setup"]
 
@@ -29,13 +31,21 @@ def _adapters(app: web.Application) -> list[TwilioWhatsAppAdapter]:
 
 
 async def _receive(request: web.Request) -> IngestResult | None:
-    """Verify, parse and store one delivery; None when there was nothing to keep."""
-    body = await read_body(request)
+    """Verify, parse and store one delivery; None when there was nothing to keep (or it was kept as a
+    dead letter: signed but never usable; Twilio gets its 200 all the same).
+
+    Before the signature is known the request costs at most ``MAX_FORM_BYTES`` read and a form of at
+    most ``MAX_FORM_FIELDS`` fields parsed (413 / 400 ``too_many_fields`` beyond them)."""
+    body = await read_body(request, MAX_FORM_BYTES)
     public_url = request.app[SETTINGS].server.public_url.rstrip("/")
     with adapter_errors():
         adapter = adapter_for_delivery(_adapters(request.app), body)
         adapter.verify(public_url + request.raw_path, request.headers, body)
-        events = adapter.parse(body, request.headers)
+        try:
+            events = adapter.parse(body, request.headers)
+        except PayloadMalformed as exc:
+            await keep_unusable(request, channel=Channel.WHATSAPP, account_id=adapter.account.id, error=exc, body=body)
+            return None
     if not events:
         return None  # a status before "sent": the message is still on Twilio's side
     return await ingest(request, events)

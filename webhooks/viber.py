@@ -16,15 +16,26 @@ from aiohttp import web
 from adapters.viber import ViberAdapter
 from hub.api.errors import ApiError
 from hub.api.keys import ADAPTERS, SETTINGS, STORE
-from hub.model import InboundEvent, InboundMessage, SubscriptionChanged
+from hub.errors import PayloadMalformed
+from hub.model import Channel, InboundEvent, InboundMessage, SubscriptionChanged
 from hub.store import store_profile
-from webhooks._common import acknowledge, adapter_errors, ingest, read_body, run_after_response
+from webhooks._common import (
+    acknowledge,
+    adapter_errors,
+    ingest,
+    keep_unusable,
+    read_body,
+    rejected,
+    run_after_response,
+)
 
 __all__ = ["PATH", "setup", "webhook_path"]
 
 logger = logging.getLogger(__name__)
 
 PATH = "/webhooks/viber/{account_id}"
+#: Viber's callbacks are small JSON objects (a text is at most 7,000 characters); a generous bound
+MAX_BODY_BYTES = 256 * 1024
 _ASKED: web.AppKey[set[tuple[str, str]]] = web.AppKey("webhooks.viber.asked")
 _ASKED_LIMIT = 100_000
 
@@ -39,11 +50,15 @@ async def callback(request: web.Request) -> web.Response:
     if not isinstance(adapter, ViberAdapter):
         logger.warning("viber callback for an account that is not configured", extra={"account": account_id})
         raise ApiError(404, "unknown_account", f"no Viber account {account_id!r} is configured")
-    body = await read_body(request)
+    body = await read_body(request, MAX_BODY_BYTES)
     public_url = request.app[SETTINGS].server.public_url.rstrip("/")
     with adapter_errors():
         adapter.verify(public_url + request.raw_path, request.headers, body)
-        events = adapter.parse(body, request.headers)
+        try:
+            events = adapter.parse(body, request.headers)
+        except PayloadMalformed as exc:  # signed, and never usable: a dead letter, not a retry
+            await keep_unusable(request, channel=Channel.VIBER, account_id=adapter.account.id, error=exc, body=body)
+            return rejected()
     result = await ingest(request, events)
     _enrich_later(request.app, adapter, events)
     if any(isinstance(e, SubscriptionChanged) for e in events):

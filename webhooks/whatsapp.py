@@ -15,8 +15,19 @@ from adapters._graph import handshake_challenge
 from adapters.whatsapp_cloud import WhatsAppCloudAdapter, parse_delivery
 from hub.api.errors import ApiError
 from hub.api.keys import SETTINGS
-from hub.errors import SignatureInvalid
-from webhooks._common import acknowledge, adapter_errors, adapters_for, ingest, install, read_body, verified_adapters
+from hub.errors import PayloadMalformed, SignatureInvalid
+from hub.model import Channel
+from webhooks._common import (
+    acknowledge,
+    adapter_errors,
+    adapters_for,
+    ingest,
+    install,
+    keep_unusable,
+    read_body,
+    rejected,
+    verified_adapters,
+)
 
 __all__ = ["setup"]
 
@@ -46,7 +57,12 @@ async def receive_whatsapp_webhook(request: web.Request) -> web.Response:
     adapters = [a for a in adapters_for(request.app, ADAPTER_NAME) if isinstance(a, WhatsAppCloudAdapter)]
     with adapter_errors():
         trusted = {a.account.id for a in verified_adapters(adapters, request, body)}
-        events = parse_delivery(body, {a.phone_number_id: a for a in adapters})
+        try:
+            events = parse_delivery(body, {a.phone_number_id: a for a in adapters})
+        except PayloadMalformed as exc:  # signed, and never usable: a dead letter, not a retry
+            account = next(iter(trusted)) if len(trusted) == 1 else None
+            await keep_unusable(request, channel=Channel.WHATSAPP, account_id=account, error=exc, body=body)
+            return rejected()
         if any(event.account_id not in trusted for event in events):
             raise SignatureInvalid("the delivery is not signed with that number's app secret")
     result = await ingest(request, events)

@@ -89,12 +89,71 @@ PAGE = schema(
         "properties": {"items": {"type": "array", "items": CONVERSATION}, "next": {"type": ["string", "null"]}},
     },
 )
+HISTORY_MESSAGE = schema(
+    "HistoryMessage",
+    {
+        "type": "object",
+        "required": ["type", "id", "conversation_id", "direction", "kind", "created_at"],
+        "properties": {
+            "type": {"const": "message"},
+            "id": {"type": "integer"},
+            "conversation_id": {"type": "integer"},
+            "direction": {"enum": ["in", "out"]},
+            "author": {"type": "string"},
+            "agent_id": {"type": ["integer", "null"]},
+            "kind": {"type": "string"},
+            "text": {"type": ["string", "null"]},
+            "attachments": {"type": "array", "items": {"type": "object"}},
+            "location": {
+                "type": ["object", "null"],
+                "description": "latitude, longitude, name, address, and url when the provider gives one",
+            },
+            "payload": {"type": ["string", "null"], "description": "the button, postback or quick reply payload"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "sent_at": {"type": ["string", "null"], "format": "date-time"},
+            "delivery_state": {"type": "string"},
+            "error_code": {"type": ["string", "null"]},
+            "error_reason": {"type": ["string", "null"]},
+            "template_name": {"type": ["string", "null"]},
+            "provider_message_id": {
+                "type": ["string", "null"],
+                "description": "the provider's id of the message (Messenger mid, WhatsApp wamid or SID, Viber token)",
+            },
+            "reply_to": {"type": ["string", "null"], "description": "the provider's id of the message it quotes"},
+            "referral": {
+                "type": ["object", "null"],
+                "description": "the ad or link that brought the customer (source, type, ref, source_url, ...)",
+                "additionalProperties": {"type": "string"},
+            },
+            "forwarded": {"type": "boolean", "description": "the customer forwarded it from another chat"},
+        },
+    },
+)
+HISTORY_EVENT = schema(
+    "HistoryEvent",
+    {
+        "type": "object",
+        "required": ["type", "id", "conversation_id", "kind", "created_at"],
+        "properties": {
+            "type": {"const": "event"},
+            "id": {"type": "integer"},
+            "conversation_id": {"type": "integer"},
+            "kind": {"type": "string"},
+            "agent_id": {"type": ["integer", "null"]},
+            "data": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+)
 HISTORY = schema(
     "HistoryPage",
     {
         "type": "object",
         "description": "messages (type=message) and timeline events (type=event), oldest to newest in the page",
-        "properties": {"items": {"type": "array", "items": {"type": "object"}}, "next": {"type": ["string", "null"]}},
+        "properties": {
+            "items": {"type": "array", "items": {"oneOf": [HISTORY_MESSAGE, HISTORY_EVENT]}},
+            "next": {"type": ["string", "null"]},
+        },
     },
 )
 TARGET = schema(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, outbound, templates, tickets
+from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -20,6 +20,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     contacts.setup,
     tickets.setup,
     admin.setup,
+    rejected.setup,
     templates.setup,
     outbound.setup,
     console.setup,

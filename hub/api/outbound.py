@@ -100,6 +100,10 @@ MESSAGE = schema(
             "text": {"type": ["string", "null"]},
             "attachments": {"type": "array"},
             "delivery_state": {"enum": ["queued", "sent", "delivered", "read", "failed"]},
+            "provider_message_id": {"type": ["string", "null"], "description": "the provider's id, once sent"},
+            "reply_to": {"type": ["string", "null"]},
+            "referral": {"type": ["object", "null"]},
+            "forwarded": {"type": "boolean"},
             "template": {"type": ["object", "null"]},
             "tag": {"type": ["string", "null"]},
             "plan": {"type": "object", "description": "what the policy decided (messaging_type, tag, template)"},
@@ -167,6 +171,9 @@ def message_json(message: Message, *, plan: dict[str, Any] | None = None, tag: s
         "created_at": message.created_at,
         "delivery_state": message.delivery_state.value,
         "provider_message_id": message.provider_message_id,
+        "reply_to": None,  # the same fields as the history's messages; an agent's reply quotes nothing yet
+        "referral": None,
+        "forwarded": False,
         "error_code": message.error_code,
         "error_reason": message.error_reason,
         "template": (

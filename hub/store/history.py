@@ -53,7 +53,32 @@ def _message(row: Any) -> dict[str, Any]:
         "error_code": row.error_code,
         "error_reason": row.error_reason,
         "template_name": row.template_name,
+        "provider_message_id": row.provider_message_id,
+        "reply_to": row.reply_to,
+        "referral": _referral(row.extra),
+        "forwarded": _forwarded(row.extra),
     }
+
+
+def _referral(extra: dict[str, Any] | None) -> dict[str, str] | None:
+    """The ad or link that brought the customer, from the provider facts kept with the message:
+    ``referral_*`` (Meta) or ``Referral*`` (Twilio), as snake_case names without the prefix."""
+    found = {}
+    for key, value in (extra or {}).items():
+        if key.startswith("referral_"):
+            found[key.removeprefix("referral_")] = value
+        elif key.startswith("Referral") and len(key) > len("Referral"):
+            found[_snake(key.removeprefix("Referral"))] = value
+    return found if set(found) - {"num_media"} else None  # Twilio sends ReferralNumMedia=0 with every message
+
+
+def _forwarded(extra: dict[str, Any] | None) -> bool:
+    facts = extra or {}
+    return any(str(facts.get(key, "")).lower() == "true" for key in ("forwarded", "Forwarded"))
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _event(row: Any) -> dict[str, Any]:

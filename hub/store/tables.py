@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -436,4 +437,20 @@ template_versions = Table(
     Column("bindings", JSON, nullable=False),
     Column("created_by", Id, ForeignKey("agents.id", ondelete="SET NULL")),
     _now_column(),
+)
+
+# ---------------------------------------------------------------- dead letters
+
+rejected_webhooks = Table(
+    "rejected_webhooks",
+    metadata,
+    # a correctly signed delivery the hub can never use, answered 200 and kept for an admin to read (ADR 0024)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("account_id", String(64)),  # null when the delivery does not say which of our accounts it is for
+    Column("received_at", UTCDateTime(), nullable=False),  # our clock
+    Column("reason_code", String(64), nullable=False),  # machine-readable: invalid_json, too_deep, ...
+    Column("reason", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the bytes as received (and signed), NUL bytes included
+    Index("ix_rejected_webhooks_received", "received_at", "id"),
 )

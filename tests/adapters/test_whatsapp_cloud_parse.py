@@ -120,6 +120,7 @@ def test_location(adapter: WhatsAppCloudAdapter) -> None:
         longitude=-122.14960479736,
         name="Meta Headquarters",
         address="1 Hacker Way, Menlo Park, CA 94025",
+        url="https://meta.com",
     )
 
 
@@ -153,7 +154,7 @@ def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
     assert message(adapter, "reply_context").reply_to == "wamid.earlier_out_1"
 
 
-@pytest.mark.parametrize("name", ["reaction", "order", "system", "unsupported"])
+@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
 def test_unhandled_message_types_are_ignored(adapter: WhatsAppCloudAdapter, name: str) -> None:
     assert list(adapter.parse(payload(name))) == [
         IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind=name)
@@ -215,8 +216,14 @@ def test_another_phone_number_is_an_unknown_account(adapter: WhatsAppCloudAdapte
         (
             b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",'
             b'"value":{"metadata":{"phone_number_id":"106540352242922"},"messages":[{"id":"wamid.x","from":"1",'
-            b'"type":"text","text":{"body":"no timestamp"}}]}}]}]}',
+            b'"timestamp":"1749416383","text":{"body":"no type"}}]}}]}]}',
             "missing_field",
+        ),
+        (
+            b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",'
+            b'"value":{"metadata":{"phone_number_id":"106540352242922"},"messages":[{"id":"wamid.x","from":"1",'
+            b'"timestamp":NaN,"type":"text","text":{"body":"NaN is not JSON"}}]}}]}]}',
+            "invalid_json",
         ),
     ],
 )

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
@@ -308,7 +309,34 @@ async def test_admin_edits_a_template_and_sees_the_preview_and_the_overview(
     await expect(page.locator(".admin-body")).to_contain_text("Call back later")
     await page.get_by_role("tab", name="Agents").click()
     await expect(page.locator(".admin-body")).to_contain_text("alice")
+
+    # a signed delivery the hub can never use: answered 200, listed for admins
+    await page.get_by_role("tab", name="Rejected webhooks").click()
+    await expect(page.get_by_test_id("rejected-empty")).to_be_visible()
+    await post_unusable_twilio_form(hub)
+    await page.get_by_role("tab", name="Rejected webhooks").click()
+    rejected = page.get_by_test_id("rejected-webhooks")
+    await expect(rejected).to_contain_text("missing_field")
+    await expect(rejected).to_contain_text("wa-main")
+    await rejected.locator("summary").first.click()
+    await expect(rejected.locator(".raw-body").first).to_contain_text("Body=no+sid")
     assert admin.errors == []
+
+
+async def post_unusable_twilio_form(hub: RunningHub) -> None:
+    """Signed with wa-main's token, but without a MessageSid: Twilio gets its 200, the admin a dead letter."""
+    from urllib.parse import parse_qsl
+
+    from adapters.twilio_whatsapp import sign
+
+    body = "Body=no+sid&From=whatsapp%3A%2B420600999000&To=whatsapp%3A%2B15550001111"
+    url = f"{hub.url}/webhooks/twilio"
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": sign(url, parse_qsl(body), "twilio-test-auth-token"),
+    }
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
+        assert response.status == 200, await response.text()
 
 
 async def test_console_is_usable_on_a_narrow_screen_and_by_keyboard(

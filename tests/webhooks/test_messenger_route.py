@@ -19,7 +19,7 @@ from hub.api.keys import INGESTOR
 from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.tables import conversations, identities, messages
+from hub.store.tables import conversations, identities, messages, rejected_webhooks
 from webhooks._common import BACKGROUND
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "messenger"
@@ -340,13 +340,15 @@ async def test_unknown_page_is_refused_with_a_clear_code(
         (b'{"object":"user","entry":[]}', "unexpected_object"),
     ],
 )
-async def test_signed_but_malformed_body_is_400_with_a_code(
+async def test_signed_but_malformed_body_is_acknowledged_and_kept_as_a_dead_letter(
     client: TestClient, store: Store, body: bytes, code: str
 ) -> None:
     response = await post(client, body)
-    assert response.status == 400
-    assert (await response.json())["error"]["code"] == code
+    assert response.status == 200  # Meta retries anything else, and disables a webhook that keeps failing
+    assert (await response.json())["rejected"] == 1
     assert await count(store, messages) == 0
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.account_id, letter.reason_code, letter.body) == ("messenger", "fb-main", code, body)
 
 
 async def test_body_over_the_limit_is_413(
@@ -395,3 +397,74 @@ async def check_two_pages(client: TestClient, store: Store) -> None:
     forged = payload("postback").replace(PAGE.encode(), b"555")
     assert (await post(client, forged, secret=SECRET)).status == 403
     assert [(r.account_id, r.provider_message_id) for r in await rows(store)] == [("fb-second", "m_AbCdEf123text")]
+
+
+# --------------------------------------------------- signed but unusable, and real payloads
+
+
+DEEP = b'{"object":"page","entry":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+async def test_signed_json_nested_100000_levels_is_acknowledged_and_kept(client: TestClient, store: Store) -> None:
+    response = await post(client, DEEP)
+    assert response.status == 200
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.reason_code, len(letter.body)) == ("messenger", "too_deep", len(DEEP))
+    assert await count(store, messages) == 0
+
+
+async def test_unsigned_deep_json_is_403_and_nothing_is_kept(client: TestClient, store: Store) -> None:
+    response = await post(client, DEEP, secret="not-our-secret")
+    assert response.status == 403
+    assert await count(store, rejected_webhooks) == 0
+    assert await count(store, messages) == 0
+
+
+@pytest.mark.parametrize("timestamp", [b"1e17", b"-5", b"1" * 4000, b"-1e17"])
+async def test_signed_message_with_an_absurd_timestamp_is_stored_at_the_entry_time(
+    client: TestClient, store: Store, timestamp: bytes
+) -> None:
+    body = payload("text").replace(b'"timestamp":1700000000000', b'"timestamp":' + timestamp)
+    body = body.replace(b'"time":1700000000000', b'"time":1700000009000')
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert row.sent_at == datetime.fromtimestamp(1700000009, UTC)
+    assert await count(store, rejected_webhooks) == 0
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity"])
+async def test_signed_message_with_nan_or_infinity_is_a_dead_letter(
+    client: TestClient, store: Store, constant: bytes
+) -> None:
+    body = payload("text").replace(b'"timestamp":1700000000000', b'"timestamp":' + constant)
+    response = await post(client, body)
+    assert response.status == 200
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.reason_code, letter.account_id) == ("invalid_json", "fb-main")
+    assert await count(store, messages) == 0
+
+
+async def test_delivery_receipt_without_timestamp_moves_the_message(client: TestClient, store: Store) -> None:
+    await post(client, payload("text"))
+    await add_outbound(store, "m_out_sent_1", 1700000003000)
+    response = await post(client, payload("delivery_without_timestamp"))
+    assert response.status == 200
+    assert await outbound_state(store, "m_out_sent_1") == "delivered"
+
+
+async def test_sticker_attachment_is_stored_as_a_sticker(client: TestClient, store: Store) -> None:
+    assert (await post(client, payload("sticker_type"))).status == 200
+    (row,) = await rows(store)
+    assert row.kind == "sticker"
+    assert row.attachments[0]["kind"] == "sticker"
+    assert row.attachments[0]["provider_media_id"] == "1505197612960309"
+
+
+async def test_a_nul_character_in_a_text_is_stored_as_a_replacement_character(client: TestClient, store: Store) -> None:
+    """PostgreSQL cannot store NUL in text: it would be a 500 on every retry of a signed delivery."""
+    body = payload("text").replace(b"Hello, I need", b"Hello\\u0000, I need")
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert row.text == "Hello\ufffd, I need help with my order"

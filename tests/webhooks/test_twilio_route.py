@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from hub.api.keys import ADAPTERS
 from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.tables import conversations, identities, messages
+from hub.store.tables import conversations, identities, messages, rejected_webhooks
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "twilio"
 PUBLIC = "http://127.0.0.1:8080"  # server.public_url in the test configuration
@@ -242,12 +242,13 @@ async def test_a_form_without_to_is_malformed(client: TestClient, store: Store) 
     assert (await response.json())["error"]["code"] == "missing_field"
 
 
-async def test_a_signed_form_without_message_sid_is_malformed(client: TestClient, store: Store) -> None:
+async def test_a_signed_form_without_message_sid_is_kept_as_a_dead_letter(client: TestClient, store: Store) -> None:
     body = b"Body=hi&From=whatsapp%3A%2B447700900123&To=whatsapp%3A%2B14155238886"
     response = await post(client, body)
-    assert response.status == 400
-    assert (await response.json())["error"]["code"] == "missing_field"
+    assert response.status == 200
     assert await rows(store) == []
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.reason_code, letter.body) == ("whatsapp", "missing_field", body)
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(
@@ -312,3 +313,67 @@ async def test_the_adapters_ask_for_status_callbacks_at_the_public_url(client: T
     adapters = [a for a in client.app[ADAPTERS].values() if isinstance(a, TwilioWhatsAppAdapter)]
     assert len(adapters) == 2
     assert {a.status_callback_url for a in adapters} == {PUBLIC + STATUS}
+
+
+# ----------------------------------------------------- what an unsigned request may cost
+
+
+async def test_an_unsigned_form_over_64_kib_is_refused_with_413_before_any_parsing(
+    client: TestClient, store: Store
+) -> None:
+    body = form("inbound_text") + b"&Padding=" + b"x" * (64 * 1024)
+    response = await post(client, body, token=None)
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "body_too_large"
+    assert await rows(store) == []
+
+
+async def test_a_form_over_64_kib_without_a_declared_length_is_refused_with_413(
+    client: TestClient, store: Store
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield form("inbound_text")
+        for _ in range(40):
+            yield b"&Padding=" + b"x" * 4096
+
+    response = await client.post(ROUTE, data=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 413
+    assert await rows(store) == []
+
+
+async def test_an_unsigned_form_with_thousands_of_fields_is_400_too_many_fields(
+    client: TestClient, store: Store
+) -> None:
+    body = form("inbound_text") + b"".join(b"&p%d=1" % i for i in range(5000))
+    assert len(body) < 64 * 1024
+    response = await post(client, body, token=None)
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "too_many_fields"
+    assert await rows(store) == []
+    assert await rows(store, rejected_webhooks) == []
+
+
+async def test_a_signed_form_with_a_few_dozen_fields_more_is_still_stored(client: TestClient, store: Store) -> None:
+    body = form("inbound_text") + b"".join(b"&Extra%d=1" % i for i in range(100))
+    response = await post(client, body)
+    assert response.status == 200
+    assert len(await rows(store)) == 1
+
+
+async def test_a_dead_letter_that_cannot_be_stored_is_a_500_so_twilio_retries(client: TestClient, store: Store) -> None:
+    async with store.write() as connection:
+        await connection.execute(rejected_webhooks.delete())
+        await connection.exec_driver_sql("DROP TABLE rejected_webhooks")
+    body = b"Body=hi&From=whatsapp%3A%2B447700900123&To=whatsapp%3A%2B14155238886"
+    response = await post(client, body)
+    assert response.status == 500
+    assert (await response.json())["error"]["code"] == "ingest_failed"
+
+
+async def test_a_nul_character_in_a_form_is_stored_as_a_replacement_character(client: TestClient, store: Store) -> None:
+    body = form("inbound_text").replace(b"Body=", b"Body=%00", 1)
+    assert b"Body=%00" in body
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert row.text.startswith("\ufffd")

@@ -18,7 +18,7 @@ from adapters.viber import sign
 from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.tables import conversations, identities, messages
+from hub.store.tables import conversations, identities, messages, rejected_webhooks
 from webhooks._common import BACKGROUND
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "viber"
@@ -275,19 +275,21 @@ async def test_a_body_altered_after_signing_is_refused(client: TestClient, store
     assert await rows(store) == []
 
 
-async def test_a_signed_body_that_is_not_json_is_malformed(client: TestClient, store: Store) -> None:
+async def test_a_signed_body_that_is_not_json_is_kept_as_a_dead_letter(client: TestClient, store: Store) -> None:
     response = await post(client, b"{not json")
-    assert response.status == 400
-    assert (await response.json())["error"]["code"] == "invalid_json"
+    assert response.status == 200  # Viber retries anything else
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.reason_code, letter.body) == ("viber", "invalid_json", b"{not json")
 
 
-async def test_a_signed_message_without_sender_is_malformed(client: TestClient, store: Store) -> None:
+async def test_a_signed_message_without_sender_is_kept_as_a_dead_letter(client: TestClient, store: Store) -> None:
     body = json.loads(payload("message_text"))
     del body["sender"]
     response = await post(client, json.dumps(body).encode())
-    assert response.status == 400
-    assert (await response.json())["error"]["code"] == "missing_field"
+    assert response.status == 200
     assert await rows(store) == []
+    [letter] = await rows(store, rejected_webhooks)
+    assert letter.reason_code == "missing_field"
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(
@@ -306,3 +308,49 @@ async def test_a_body_over_the_limit_is_refused_with_413(
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "body_too_large"
     assert await rows(store) == []
+
+
+# --------------------------------------------------- signed but unusable, and real payloads
+
+
+async def test_signed_json_nested_100000_levels_is_acknowledged_and_kept(client: TestClient, store: Store) -> None:
+    body = b'{"event":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await post(client, body)
+    assert response.status == 200
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.account_id, letter.reason_code) == ("viber", "viber-main", "too_deep")
+
+
+async def test_unsigned_garbage_is_403_and_nothing_is_kept(client: TestClient, store: Store) -> None:
+    response = await post(client, b"{not json", token="another-bot-token")
+    assert response.status == 403
+    assert await rows(store, rejected_webhooks) == []
+
+
+async def test_the_webhook_check_with_an_implausible_timestamp_is_acknowledged(
+    client: TestClient, store: Store
+) -> None:
+    response = await post(client, payload("webhook_implausible_timestamp"))
+    assert response.status == 200
+    assert await rows(store, rejected_webhooks) == []
+
+
+async def test_a_callback_over_256_kib_is_refused_with_413(client: TestClient, store: Store) -> None:
+    body = json.loads(payload("message_text"))
+    body["message"]["text"] = "x" * (300 * 1024)
+    response = await post(client, json.dumps(body).encode())
+    assert response.status == 413
+    assert await rows(store) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("message_contact_with_text", "my colleague, call him\nItamar +972511123123"),
+        ("message_url_with_text", "is this still in stock?\nhttps://www.example.com/order/42"),
+    ],
+)
+async def test_contact_and_url_messages_keep_their_text(client: TestClient, store: Store, name: str, text: str) -> None:
+    assert (await post(client, payload(name))).status == 200
+    (row,) = await rows(store)
+    assert row.text == text

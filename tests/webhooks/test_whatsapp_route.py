@@ -17,7 +17,7 @@ from hub.api.keys import INGESTOR
 from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.tables import conversations, identities, messages
+from hub.store.tables import conversations, identities, messages, rejected_webhooks
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
 NUMBER = "106540352242922"
@@ -222,7 +222,7 @@ async def test_failed_status_stores_code_and_reason(client: TestClient, store: S
     assert "approved template" in row.error_reason
 
 
-@pytest.mark.parametrize("name", ["reaction", "order", "system", "unsupported"])
+@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
 async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, store: Store, name: str) -> None:
     response = await post(client, payload(name))
     assert (response.status, (await response.json())["ignored"]) == (200, 1)
@@ -253,7 +253,66 @@ async def test_unknown_number_is_404(client: TestClient, store: Store) -> None:
     assert await count(store, messages) == 0
 
 
-async def test_malformed_signed_body_is_400(client: TestClient, store: Store) -> None:
-    response = await post(client, b'{"object":"whatsapp_business_account","entry":[{"id":"1"}]}')
-    assert response.status == 400
-    assert (await response.json())["error"]["code"] == "missing_field"
+async def test_malformed_signed_body_is_acknowledged_and_kept_as_a_dead_letter(
+    client: TestClient, store: Store
+) -> None:
+    body = b'{"object":"whatsapp_business_account","entry":[{"id":"1"}]}'
+    response = await post(client, body)
+    assert response.status == 200  # Meta retries anything else, and disables a webhook that keeps failing
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.account_id, letter.reason_code, letter.body) == (
+        "whatsapp",
+        "wa-cloud",
+        "missing_field",
+        body,
+    )
+
+
+# --------------------------------------------------- signed but unusable, and real payloads
+
+
+async def test_signed_json_nested_100000_levels_is_acknowledged_and_kept(client: TestClient, store: Store) -> None:
+    body = b'{"object":"whatsapp_business_account","entry":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = await post(client, body)
+    assert response.status == 200
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.reason_code) == ("whatsapp", "too_deep")
+    assert await count(store, messages) == 0
+
+
+async def test_signed_message_with_timestamp_1e308_is_stored_at_the_receive_time(
+    client: TestClient, store: Store
+) -> None:
+    body = payload("text").replace(b'"timestamp":"1749416383"', b'"timestamp":1e308')
+    before = datetime.now(UTC)
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert before <= row.sent_at <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "text"),
+    [
+        ("voice", "audio", None),
+        ("flow_reply", "text", "date: 2026-12-08\npeople: 3\nnotes: window seat"),
+        (
+            "order_two_items",
+            "text",
+            "for Friday please\n2 x mug-blue at 12.5 EUR\n1 x tea-earl-grey at 7.25 EUR\nTotal: 32.25 EUR",
+        ),
+    ],
+)
+async def test_voice_flow_replies_and_orders_are_stored_for_agents(
+    client: TestClient, store: Store, name: str, kind: str, text: str | None
+) -> None:
+    response = await post(client, payload(name))
+    assert (response.status, (await response.json())["stored"]) == (200, 1)
+    (row,) = await rows(store)
+    assert (row.kind, row.text) == (kind, text)
+
+
+async def test_location_url_is_kept(client: TestClient, store: Store) -> None:
+    assert (await post(client, payload("location"))).status == 200
+    (row,) = await rows(store)
+    assert row.location["url"] == "https://meta.com"

@@ -1,5 +1,6 @@
 // Admin screens: channel accounts with their health, queues (members, offer
-// timeout, allowed statuses, URL), the status catalogue, agents and roles.
+// timeout, allowed statuses, URL), the status catalogue, agents and roles, and
+// the webhook deliveries the hub rejected (signed, but never usable).
 // Each save waits for the hub's answer and shows its reason when refused.
 
 import { get, post, put, del, toast, describeFailure, isMissingRoute } from "./api.js";
@@ -12,6 +13,7 @@ const SECTIONS = [
   ["queues", "Queues"],
   ["statuses", "Statuses"],
   ["agents", "Agents"],
+  ["rejected", "Rejected webhooks"],
 ];
 
 export function renderAdmin(main) {
@@ -20,7 +22,7 @@ export function renderAdmin(main) {
   clear(main, tabs, body);
   const open = (name) => {
     for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.section === name));
-    ({ accounts, queues, statuses, agents })[name](body);
+    ({ accounts, queues, statuses, agents, rejected })[name](body);
   };
   for (const [name, label] of SECTIONS) tabs.appendChild(h("button", { type: "button", role: "tab", dataset: { section: name }, onclick: () => open(name) }, label));
   open("accounts");
@@ -262,4 +264,43 @@ function editAgent(agent, done) {
       }
     }),
   );
+}
+
+// ---------------------------------------------------------- rejected webhooks
+
+const REJECTED = "webhooks/rejected";
+
+async function rejected(body, after = null, shown = []) {
+  let page;
+  try {
+    if (!hasRoute("GET", REJECTED)) throw Object.assign(new Error("missing"), { status: 404, code: "not_found", message: "Not Found" });
+    page = await get(after ? `${REJECTED}?after=${encodeURIComponent(after)}` : REJECTED);
+  } catch (err) {
+    return unavailable(body, "Rejected webhooks", err);
+  }
+  const list = shown.concat(items(page));
+  clear(
+    body,
+    h("h1", {}, "Rejected webhooks"),
+    h("p", { class: "muted" }, "Deliveries that were correctly signed but that the hub can never use. Each was answered 200 so that the provider stops sending it again; it is kept here as received."),
+    list.length === 0
+      ? h("p", { class: "notice", "data-testid": "rejected-empty" }, "No delivery has been rejected.")
+      : h("table", { "data-testid": "rejected-webhooks" },
+        h("thead", {}, h("tr", {}, ["Received", "Channel", "Account", "Reason", "Body"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, list.map((r) => h("tr", {},
+          h("td", {}, dateTime(r.received_at)),
+          h("td", {}, channelLabel[r.channel] || r.channel),
+          h("td", {}, r.account || h("span", { class: "muted" }, "unknown")),
+          h("td", {}, h("code", {}, r.reason_code), " ", r.reason),
+          h("td", {}, h("details", {}, h("summary", {}, `${r.size ?? r.body.length} bytes`), h("pre", { class: "raw-body" }, shownBody(r.body)))),
+        ))),
+      ),
+    page && page.next ? button("Show older", () => rejected(body, page.next, list)) : null,
+  );
+}
+
+const SHOWN_BODY = 64 * 1024; // characters: a body may be up to the hub's body limit
+
+function shownBody(text) {
+  return text.length > SHOWN_BODY ? `${text.slice(0, SHOWN_BODY)}\n… (${text.length - SHOWN_BODY} more characters)` : text;
 }
