@@ -66,6 +66,7 @@ from hub.store.ingest import (
     apply_pending_receipts,
     prune_pending_receipts,
 )
+from hub.store.routing import RoutingRefused, close_within
 from hub.store.tables import (
     UTCDateTime,
     account_health,
@@ -606,33 +607,12 @@ async def _open_for_agent(connection: AsyncConnection, dialect: str, send: NewOu
 
 
 async def _close(connection: AsyncConnection, conversation_id: int, agent_id: int, status: str, now: datetime) -> None:
-    await connection.execute(
-        update(conversations)
-        .where(conversations.c.id == conversation_id)
-        .values(
-            state=ConversationState.CLOSED.value,
-            status_id=status,
-            closed_at=now,
-            waiting_since=None,
-            offered_agent_id=None,
-            offer_deadline=None,
-            version=conversations.c.version + 1,
-        )
-    )
-    await connection.execute(
-        update(participants)
-        .where(participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None))
-        .values(left_at=now)
-    )
-    await connection.execute(
-        insert(timeline_events).values(
-            conversation_id=conversation_id,
-            kind=EventKind.CLOSED.value,
-            agent_id=agent_id,
-            data={"status": status},
-            created_at=now,
-        )
-    )
+    """Close as the close action does (``hub.store.routing.close_within``: the lifecycle's rule, one
+    guarded update); a conversation closed or changed meanwhile is no longer this sender's to close."""
+    try:
+        await close_within(connection, conversation_id, agent_id, status, now=now)
+    except RoutingRefused:
+        raise ConversationTaken(conversation_id) from None
 
 
 # ---------------------------------------------------------------- the outbox

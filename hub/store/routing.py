@@ -1,18 +1,22 @@
 """Routing in SQL: offers, answers, hand-offs, each one short atomic transaction.
 
-Every state change is a conditional UPDATE (``WHERE state = ... AND version = ...``)
-so two tasks or two hub processes never offer one conversation twice; on
-PostgreSQL the waiting conversation is locked ``FOR UPDATE SKIP LOCKED`` and the
-chosen agent's row ``FOR UPDATE`` before their load is counted again, so an
-agent never exceeds their capacity (SQLite serialises writers with BEGIN
-IMMEDIATE). Deadlines are columns, so a restart loses and doubles nothing.
-Each function returns the bus events to publish once it has committed.
+What an action may do and what it changes is decided by the pure ``hub.lifecycle``;
+this module gathers the facts it needs inside the transaction (the conversation row,
+locked ``FOR UPDATE`` on PostgreSQL, with its version, and its participants), asks
+``lifecycle.transition`` and applies the ``Change`` with ``_apply``: one conditional
+UPDATE (``WHERE state = ... AND version = ...``), then the participants and the
+timeline. So two tasks or two hub processes never offer one conversation twice; in
+the sweep the waiting conversation is locked ``FOR UPDATE SKIP LOCKED`` and the
+chosen agent's row ``FOR UPDATE`` before their load is counted again, so an agent
+never exceeds their capacity (SQLite serialises writers with BEGIN IMMEDIATE).
+Deadlines are columns, so a restart loses and doubles nothing. Each function
+returns the bus events to publish once it has committed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,13 +25,14 @@ from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub import lifecycle
 from hub.bus import BusEvent
-from hub.model import Conversation, ConversationState, EventKind, Presence, Queue
-from hub.routing import BatchChooser, Candidate, choose_agent, close_refusal, offer_deadline
+from hub.model import Conversation, ConversationState, EventKind, Presence, Queue, Role
+from hub.routing import BatchChooser, Candidate, choose_agent, offer_deadline
 from hub.store._db import Store, upsert
 from hub.store.agents import set_presence
 from hub.store.catalogue import load_queue
-from hub.store.conversations import load_conversation, load_participants
+from hub.store.conversations import conversation_from_row
 from hub.store.events import Journal, journal_events
 from hub.store.tables import agent_queues, agents, conversations, participants, statuses, timeline_events
 
@@ -39,6 +44,7 @@ __all__ = [
     "accept_offer",
     "assign_waiting",
     "close_conversation",
+    "close_within",
     "expire_offers",
     "invite",
     "leave",
@@ -58,8 +64,7 @@ WAITING = ConversationState.WAITING.value
 OFFERED = ConversationState.OFFERED.value
 ACTIVE = ConversationState.ACTIVE.value
 CLOSED = ConversationState.CLOSED.value
-OWNER = "owner"
-INVITED = "invited"
+OWNER = lifecycle.OWNER
 # an agent who did one of these is not offered the conversation again in the same waiting period
 _REFUSALS = (EventKind.REJECTED.value, EventKind.TIMED_OUT.value, EventKind.TRANSFERRED.value)
 
@@ -67,14 +72,19 @@ _REFUSALS = (EventKind.REJECTED.value, EventKind.TIMED_OUT.value, EventKind.TRAN
 class RoutingRefused(Exception):
     """The action does not apply to the conversation as it is now; nothing changed.
 
-    ``kind``: ``not_found`` | ``conflict`` (someone else got there first, wrong state) |
-    ``invalid`` (the request itself is wrong, e.g. a status not allowed)."""
+    ``kind``: ``not_found`` | ``forbidden`` | ``conflict`` (someone else got there first, wrong state) |
+    ``invalid`` (the request itself is wrong, e.g. a status not allowed). A ``hub.lifecycle.Refusal``
+    raised."""
 
     def __init__(self, kind: str, code: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.code = code
         self.message = message
+
+    @classmethod
+    def of(cls, refusal: lifecycle.Refusal) -> RoutingRefused:
+        return cls(refusal.kind, refusal.code, refusal.message)
 
 
 @dataclass(slots=True)
@@ -110,11 +120,11 @@ async def _timeline(
     kind: EventKind,
     now: datetime,
     agent_id: int | None = None,
-    data: dict[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> None:
     await connection.execute(
         timeline_events.insert().values(
-            conversation_id=conversation_id, kind=kind.value, agent_id=agent_id, data=data or {}, created_at=now
+            conversation_id=conversation_id, kind=kind.value, agent_id=agent_id, data=dict(data or {}), created_at=now
         )
     )
 
@@ -172,13 +182,6 @@ async def _queue(connection: AsyncConnection, queue_id: str) -> Queue:
     return queue or Queue(id=queue_id, name=queue_id, number=0, offer_timeout=30)
 
 
-async def _audience(connection: AsyncConnection, conversation_id: int) -> list[int]:
-    rows = await connection.execute(
-        select(participants.c.agent_id).where(participants.c.conversation_id == conversation_id)
-    )
-    return sorted({int(a) for a in rows.scalars()})
-
-
 def _updated(conversation_id: int, action: str, audience: Sequence[int], **data: Any) -> BusEvent:
     return BusEvent(
         kind="conversation.updated",
@@ -211,47 +214,6 @@ async def _join(
     )
 
 
-async def _leave_all(connection: AsyncConnection, conversation_id: int, now: datetime) -> None:
-    await connection.execute(
-        update(participants)
-        .where(participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None))
-        .values(left_at=now)
-    )
-
-
-async def _current(connection: AsyncConnection, conversation_id: int, dialect: str) -> Conversation:
-    query = select(conversations.c.id).where(conversations.c.id == conversation_id)
-    if dialect == "postgresql":
-        query = query.with_for_update()
-    if (await connection.execute(query)).first() is None:
-        raise RoutingRefused("not_found", "not_found", f"no conversation {conversation_id}")
-    conversation = await load_conversation(connection, conversation_id)
-    assert conversation is not None
-    return conversation
-
-
-async def _reload(connection: AsyncConnection, conversation_id: int) -> Conversation:
-    conversation = await load_conversation(connection, conversation_id)
-    assert conversation is not None
-    return conversation
-
-
-async def _guarded_update(
-    connection: AsyncConnection, conversation: Conversation, version_of: int, values: dict[str, Any], *states: str
-) -> None:
-    result = await connection.execute(
-        update(conversations)
-        .where(
-            conversations.c.id == conversation.id,
-            conversations.c.state.in_(states),
-            conversations.c.version == version_of,
-        )
-        .values(version=conversations.c.version + 1, **values)
-    )
-    if result.rowcount != 1:
-        raise RoutingRefused("conflict", "conflict", "the conversation changed meanwhile; reload it")
-
-
 async def _is_active(connection: AsyncConnection, dialect: str, agent_id: int) -> bool:
     """Whether the agent exists and is active. On PostgreSQL the row is share-locked, so a
     deactivation committing meanwhile (it updates that row) is waited for and seen."""
@@ -261,12 +223,102 @@ async def _is_active(connection: AsyncConnection, dialect: str, agent_id: int) -
     return bool((await connection.execute(query)).scalar_one_or_none())
 
 
-async def _version(connection: AsyncConnection, conversation_id: int) -> int:
-    return int(
-        (
-            await connection.execute(select(conversations.c.version).where(conversations.c.id == conversation_id))
-        ).scalar_one()
+# ------------------------------------------------------- facts and changes
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """A conversation as ``hub.lifecycle`` needs it, read inside the transaction that will change it."""
+
+    conversation: Conversation
+    version: int
+    participants: tuple[lifecycle.Participant, ...] = ()
+
+    def audience(self, *joining: int) -> list[int]:
+        """Everyone who is or was in the conversation (and ``joining``): who hears of the change."""
+        return sorted({p.agent_id for p in self.participants} | set(joining))
+
+
+_PARTICIPANTS = (
+    select(
+        participants.c.agent_id, participants.c.role, participants.c.joined_at, participants.c.left_at, agents.c.active
     )
+    .select_from(participants.outerjoin(agents, agents.c.id == participants.c.agent_id))
+    .where(participants.c.conversation_id == bindparam("conversation_id"))
+)
+
+
+async def _facts(
+    connection: AsyncConnection, dialect: str, conversation_id: int, *, people: bool = True, lock: bool = True
+) -> _Facts:
+    """The conversation (locked ``FOR UPDATE`` on PostgreSQL, so a concurrent change waits for this one
+    and then reads its outcome) with its row version, and, with ``people``, everyone who is or was in it."""
+    query = select(conversations).where(conversations.c.id == conversation_id)
+    if lock and dialect == "postgresql":
+        query = query.with_for_update()
+    row = (await connection.execute(query)).first()
+    if row is None:
+        raise RoutingRefused("not_found", "not_found", f"no conversation {conversation_id}")
+    found: tuple[lifecycle.Participant, ...] = ()
+    if people:
+        found = tuple(
+            lifecycle.Participant(
+                agent_id=int(p.agent_id),
+                role=str(p.role),
+                joined_at=p.joined_at,
+                left_at=p.left_at,
+                active=bool(p.active),
+            )
+            for p in await connection.execute(_PARTICIPANTS, {"conversation_id": conversation_id})
+        )
+    return _Facts(conversation_from_row(row), int(row.version), found)
+
+
+def _decide(facts: _Facts, action: lifecycle.Action, now: datetime) -> lifecycle.Change:
+    decision = lifecycle.transition(facts.conversation, facts.participants, action, now)
+    if isinstance(decision, lifecycle.Refusal):
+        raise RoutingRefused.of(decision)
+    return decision
+
+
+def _column(value: Any) -> Any:
+    return value.value if isinstance(value, ConversationState) else value
+
+
+async def _apply(
+    connection: AsyncConnection, dialect: str, facts: _Facts, change: lifecycle.Change, now: datetime
+) -> Conversation:
+    """Make ``change`` true: one update of the conversation guarded by the state and version read with the
+    facts (none other matches: raise ``change.lost``), then the participants, the timeline and the idle time.
+    Returns the conversation as it is now."""
+    conversation_id = facts.conversation.id
+    c = conversations.c
+    result = await connection.execute(
+        update(conversations)
+        .where(c.id == conversation_id, c.state == facts.conversation.state.value, c.version == facts.version)
+        .values(version=c.version + 1, **{name: _column(value) for name, value in change.sets.items()})
+    )
+    if result.rowcount != 1:
+        raise RoutingRefused.of(change.lost)
+    if change.everyone_leaves or change.leaves:
+        here = [participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None)]
+        if not change.everyone_leaves:
+            here.append(participants.c.agent_id.in_(sorted(change.leaves)))
+        await connection.execute(update(participants).where(*here).values(left_at=now))
+    if change.promotes is not None:
+        await connection.execute(
+            update(participants)
+            .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == change.promotes)
+            .values(role=OWNER)
+        )
+    for agent_id, role in change.joins:
+        await _join(connection, dialect, conversation_id, agent_id, role, now)
+    entry = change.entry
+    if entry is not None:
+        await _timeline(connection, conversation_id, entry.kind, now, entry.agent_id, entry.data)
+    if change.restarts_idle is not None:
+        await connection.execute(update(agents).where(agents.c.id == change.restarts_idle).values(idle_since=now))
+    return change.after
 
 
 # -------------------------------------------------------------------- sweep
@@ -298,39 +350,22 @@ async def expire_offers(
     async with store.read() as connection:
         overdue = (
             await connection.execute(
-                select(conversations.c.id, conversations.c.version, conversations.c.offered_agent_id)
+                select(conversations)
                 .where(conversations.c.state == OFFERED, conversations.c.offer_deadline <= now)
                 .order_by(conversations.c.offer_deadline)
             )
         ).all()
     for row in overdue:
+        facts = _Facts(conversation_from_row(row), int(row.version))
+        decision = lifecycle.transition(facts.conversation, (), lifecycle.ExpireOffer(), now)
+        if isinstance(decision, lifecycle.Refusal):
+            continue
         try:
             async with store.write() as connection:
-                changed = await connection.execute(
-                    update(conversations)
-                    .where(
-                        conversations.c.id == row.id,
-                        conversations.c.state == OFFERED,
-                        conversations.c.version == row.version,
-                        conversations.c.offer_deadline <= now,
-                    )
-                    .values(
-                        state=WAITING,
-                        offered_agent_id=None,
-                        offered_at=None,
-                        offer_deadline=None,
-                        version=conversations.c.version + 1,
-                    )
-                    .returning(conversations.c.queue_id)
-                )
-                queue_id = changed.scalar_one_or_none()
-                if queue_id is None:
-                    continue  # answered, or expired by another sweeper, meanwhile
+                await _apply(connection, store.dialect, facts, decision, now)
                 events: list[BusEvent] = []
-                agent_id = row.offered_agent_id
+                agent_id = facts.conversation.offered_agent_id
                 if agent_id is not None:
-                    agent_id = int(agent_id)
-                    await _timeline(connection, row.id, EventKind.TIMED_OUT, now, agent_id)
                     presence = (
                         await connection.execute(select(agents.c.presence).where(agents.c.id == agent_id))
                     ).scalar_one_or_none()
@@ -344,8 +379,10 @@ async def expire_offers(
                             )
                     events.append(_withdrawn(row.id, agent_id, "timeout"))
                     result.expired.append((int(row.id), agent_id))
-                events.append(_queue_event(int(row.id), str(queue_id), waiting=True))
+                events.append(_queue_event(int(row.id), facts.conversation.queue_id, waiting=True))
             result.events.extend(events)
+        except RoutingRefused:
+            continue  # answered, or expired by another sweeper, meanwhile
         except DBAPIError:
             logger.warning("offer expiry of conversation %s failed; retried next sweep", row.id, exc_info=True)
     return result
@@ -514,6 +551,7 @@ _FREE_MEMBER_QUEUES = (
     )
     .distinct()
 )
+# ``lifecycle.Offer`` for a whole batch in one statement (the sweep has chosen and locked the rows)
 _OFFER = (
     update(conversations)
     .where(
@@ -537,18 +575,17 @@ _IDLE_SINCE = (
 
 
 async def withdraw_offers(store: Store, agent_id: int, *, now: datetime) -> list[BusEvent]:
-    """An agent who pauses or goes offline gives back their open offers at once (no penalty)."""
+    """An agent who pauses or goes offline gives back their open offers at once (no penalty).
+
+    ``lifecycle.WithdrawOffer`` for each, made set-based: one update for all of them."""
     async with store.write() as connection:
         rows = (
             await connection.execute(
                 update(conversations)
                 .where(conversations.c.state == OFFERED, conversations.c.offered_agent_id == agent_id)
                 .values(
-                    state=WAITING,
-                    offered_agent_id=None,
-                    offered_at=None,
-                    offer_deadline=None,
                     version=conversations.c.version + 1,
+                    **{name: _column(value) for name, value in lifecycle.BACK_TO_WAITING.items()},
                 )
                 .returning(conversations.c.id, conversations.c.queue_id)
             )
@@ -566,145 +603,72 @@ async def withdraw_offers(store: Store, agent_id: int, *, now: datetime) -> list
 
 async def accept_offer(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        if conversation.state is not ConversationState.OFFERED or conversation.offered_agent_id != agent_id:
-            raise RoutingRefused("conflict", "not_offered_to_you", "this conversation is not offered to you (any more)")
-        await _guarded_update(
-            connection,
-            conversation,
-            await _version(connection, conversation_id),
-            {
-                "state": ACTIVE,
-                "owner_agent_id": agent_id,
-                "offered_agent_id": None,
-                "offered_at": None,
-                "offer_deadline": None,
-            },
-            OFFERED,
-        )
-        await _join(connection, store.dialect, conversation_id, agent_id, OWNER, now)
-        await _timeline(connection, conversation_id, EventKind.ACCEPTED, now, agent_id)
-        audience = await _audience(connection, conversation_id)
+        facts = await _facts(connection, store.dialect, conversation_id)
+        change = _decide(facts, lifecycle.Accept(agent_id=agent_id), now)
+        conversation = await _apply(connection, store.dialect, facts, change, now)
         return Change(
-            await _reload(connection, conversation_id),
-            [_updated(conversation_id, "accepted", audience, agent_id=agent_id)],
+            conversation,
+            [_updated(conversation_id, "accepted", facts.audience(agent_id), agent_id=agent_id)],
         )
 
 
 async def reject_offer(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        if conversation.state is not ConversationState.OFFERED or conversation.offered_agent_id != agent_id:
-            raise RoutingRefused("conflict", "not_offered_to_you", "this conversation is not offered to you (any more)")
-        await _guarded_update(
-            connection,
-            conversation,
-            await _version(connection, conversation_id),
-            {"state": WAITING, "offered_agent_id": None, "offered_at": None, "offer_deadline": None},
-            OFFERED,
-        )
-        await _timeline(connection, conversation_id, EventKind.REJECTED, now, agent_id)
+        facts = await _facts(connection, store.dialect, conversation_id, people=False)
+        change = _decide(facts, lifecycle.Reject(agent_id=agent_id), now)
+        conversation = await _apply(connection, store.dialect, facts, change, now)
         events = [
             _withdrawn(conversation_id, agent_id, "rejected"),
             _queue_event(conversation_id, conversation.queue_id, True),
         ]
-        return Change(await _reload(connection, conversation_id), events)
+        return Change(conversation, events)
 
 
 async def take(store: Store, conversation_id: int, agent_id: int, *, now: datetime, any_queue: bool = False) -> Change:
-    """A member takes a waiting (or offered to someone else) conversation of their queue; one winner."""
+    """A member takes a waiting (or offered to someone else) conversation of their queue; one winner.
+
+    ``any_queue``: the taker may take from every queue (the API passes it for supervisors and admins)."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        if conversation.state not in (ConversationState.WAITING, ConversationState.OFFERED):
-            raise RoutingRefused("conflict", "already_taken", "someone else has this conversation already")
-        if not any_queue:
+        facts = await _facts(connection, store.dialect, conversation_id)
+        before = facts.conversation
+        queues: frozenset[str] = frozenset()
+        if not any_queue and before.state in lifecycle.IN_QUEUE:
             member = (
                 await connection.execute(
                     select(agent_queues.c.agent_id).where(
-                        agent_queues.c.agent_id == agent_id, agent_queues.c.queue_id == conversation.queue_id
+                        agent_queues.c.agent_id == agent_id, agent_queues.c.queue_id == before.queue_id
                     )
                 )
             ).first()
-            if member is None:
-                raise RoutingRefused(
-                    "forbidden", "not_a_member", f"you are not a member of queue {conversation.queue_id}"
-                )
-        if not await _is_active(connection, store.dialect, agent_id):
-            raise RoutingRefused("forbidden", "agent_inactive", "your account has been deactivated")
-        result = await connection.execute(
-            update(conversations)
-            .where(conversations.c.id == conversation_id, conversations.c.state.in_((WAITING, OFFERED)))
-            .values(
-                state=ACTIVE,
-                owner_agent_id=agent_id,
-                offered_agent_id=None,
-                offered_at=None,
-                offer_deadline=None,
-                version=conversations.c.version + 1,
-            )
+            queues = frozenset({before.queue_id}) if member is not None else frozenset()
+        actor = lifecycle.Actor(
+            agent_id=agent_id,
+            role=Role.SUPERVISOR if any_queue else Role.AGENT,
+            queues=queues,
+            active=before.state not in lifecycle.IN_QUEUE or await _is_active(connection, store.dialect, agent_id),
         )
-        if result.rowcount != 1:
-            raise RoutingRefused("conflict", "already_taken", "someone else has this conversation already")
-        await _join(connection, store.dialect, conversation_id, agent_id, OWNER, now)
-        await connection.execute(update(agents).where(agents.c.id == agent_id).values(idle_since=now))
-        await _timeline(connection, conversation_id, EventKind.TAKEN, now, agent_id)
+        change = _decide(facts, lifecycle.Take(actor=actor), now)
+        conversation = await _apply(connection, store.dialect, facts, change, now)
         events: list[BusEvent] = []
-        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id not in (None, agent_id):
-            assert conversation.offered_agent_id is not None
-            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "taken"))
-        events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
-        events.append(
-            _updated(conversation_id, "taken", await _audience(connection, conversation_id), agent_id=agent_id)
-        )
-        return Change(await _reload(connection, conversation_id), events)
+        if before.state is ConversationState.OFFERED and before.offered_agent_id not in (None, agent_id):
+            assert before.offered_agent_id is not None
+            events.append(_withdrawn(conversation_id, before.offered_agent_id, "taken"))
+        events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
+        events.append(_updated(conversation_id, "taken", facts.audience(agent_id), agent_id=agent_id))
+        return Change(conversation, events)
 
 
 # ---------------------------------------------------------------- hand-offs
-
-
-def _require_open(conversation: Conversation) -> None:
-    if conversation.state is ConversationState.CLOSED:
-        raise RoutingRefused("conflict", "conversation_closed", "the conversation is closed")
 
 
 async def leave(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
     """A participant leaves; the owner's part passes to the longest-present other participant.
     The last participant cannot leave: they close or transfer instead."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        _require_open(conversation)
-        present = await load_participants(connection, conversation_id)
-        if agent_id not in present:
-            raise RoutingRefused("conflict", "not_a_participant", "you are not in this conversation")
-        if len(present) == 1:
-            raise RoutingRefused("conflict", "last_participant", "you are the last agent here: close or transfer it")
-        audience = await _audience(connection, conversation_id)
-        await connection.execute(
-            update(participants)
-            .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == agent_id)
-            .values(left_at=now)
-        )
-        if conversation.owner_agent_id == agent_id or present[agent_id] == OWNER:
-            heir = (
-                await connection.execute(
-                    select(participants.c.agent_id)
-                    .where(participants.c.conversation_id == conversation_id, participants.c.left_at.is_(None))
-                    .order_by(participants.c.joined_at, participants.c.agent_id)
-                    .limit(1)
-                )
-            ).scalar_one()
-            await connection.execute(
-                update(participants)
-                .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == heir)
-                .values(role=OWNER)
-            )
-            await _guarded_update(
-                connection, conversation, await _version(connection, conversation_id), {"owner_agent_id": heir}, ACTIVE
-            )
-        await _timeline(connection, conversation_id, EventKind.LEFT, now, agent_id)
-        return Change(
-            await _reload(connection, conversation_id), [_updated(conversation_id, "left", audience, agent_id=agent_id)]
-        )
+        facts = await _facts(connection, store.dialect, conversation_id)
+        change = _decide(facts, lifecycle.Leave(agent_id=agent_id), now)
+        conversation = await _apply(connection, store.dialect, facts, change, now)
+        return Change(conversation, [_updated(conversation_id, "left", facts.audience(), agent_id=agent_id)])
 
 
 async def transfer_to_agent(
@@ -712,50 +676,20 @@ async def transfer_to_agent(
 ) -> Change:
     """The target becomes the owner at once; the transferring agent's part ends."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        _require_open(conversation)
-        if not await _is_active(connection, store.dialect, target_id):
-            raise RoutingRefused("invalid", "unknown_agent", f"no active agent {target_id}")
-        if target_id == actor_id:
-            raise RoutingRefused("invalid", "transfer_to_self", "you cannot transfer a conversation to yourself")
-        before = await _audience(connection, conversation_id)
+        facts = await _facts(connection, store.dialect, conversation_id)
+        before = facts.conversation
+        active = before.state is not ConversationState.CLOSED and await _is_active(connection, store.dialect, target_id)
+        change = _decide(facts, lifecycle.TransferToAgent(by=actor_id, to=target_id, to_active=active), now)
         events: list[BusEvent] = []
-        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id is not None:
-            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "transferred"))
-        if conversation.state is ConversationState.WAITING:
-            events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
-        leaving = {actor_id} | ({conversation.owner_agent_id} if conversation.owner_agent_id is not None else set())
-        leaving.discard(target_id)
-        await connection.execute(
-            update(participants)
-            .where(
-                participants.c.conversation_id == conversation_id,
-                participants.c.agent_id.in_(sorted(leaving)),
-                participants.c.left_at.is_(None),
-            )
-            .values(left_at=now)
-        )
-        await _guarded_update(
-            connection,
-            conversation,
-            await _version(connection, conversation_id),
-            {
-                "state": ACTIVE,
-                "owner_agent_id": target_id,
-                "offered_agent_id": None,
-                "offered_at": None,
-                "offer_deadline": None,
-            },
-            WAITING,
-            OFFERED,
-            ACTIVE,
-        )
-        await _join(connection, store.dialect, conversation_id, target_id, OWNER, now)
-        await _timeline(connection, conversation_id, EventKind.TRANSFERRED, now, actor_id, {"to_agent": target_id})
+        if before.state is ConversationState.OFFERED and before.offered_agent_id is not None:
+            events.append(_withdrawn(conversation_id, before.offered_agent_id, "transferred"))
+        if before.state is ConversationState.WAITING:
+            events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
+        conversation = await _apply(connection, store.dialect, facts, change, now)
         events.append(
-            _updated(conversation_id, "transferred", [*before, target_id], agent_id=actor_id, to_agent=target_id)
+            _updated(conversation_id, "transferred", facts.audience(target_id), agent_id=actor_id, to_agent=target_id)
         )
-        return Change(await _reload(connection, conversation_id), events)
+        return Change(conversation, events)
 
 
 async def transfer_to_queue(
@@ -763,45 +697,19 @@ async def transfer_to_queue(
 ) -> Change:
     """Back to waiting in ``queue_id`` (a new waiting period); every agent's part ends."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        _require_open(conversation)
-        if await load_queue(connection, queue_id) is None:
-            raise RoutingRefused("invalid", "unknown_queue", f"no queue {queue_id!r}")
-        before = await _audience(connection, conversation_id)
+        facts = await _facts(connection, store.dialect, conversation_id)
+        before = facts.conversation
+        known = before.state is not ConversationState.CLOSED and await load_queue(connection, queue_id) is not None
+        change = _decide(facts, lifecycle.TransferToQueue(by=actor_id, queue_id=queue_id, queue_known=known), now)
         events: list[BusEvent] = []
-        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id is not None:
-            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "transferred"))
-        await _leave_all(connection, conversation_id, now)
-        await _guarded_update(
-            connection,
-            conversation,
-            await _version(connection, conversation_id),
-            {
-                "state": WAITING,
-                "queue_id": queue_id,
-                "waiting_since": now,
-                "owner_agent_id": None,
-                "offered_agent_id": None,
-                "offered_at": None,
-                "offer_deadline": None,
-            },
-            WAITING,
-            OFFERED,
-            ACTIVE,
-        )
-        await _timeline(
-            connection,
-            conversation_id,
-            EventKind.TRANSFERRED,
-            now,
-            actor_id,
-            {"to_queue": queue_id, "from_queue": conversation.queue_id},
-        )
-        if conversation.queue_id != queue_id and conversation.state is ConversationState.WAITING:
-            events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
-        events.append(_updated(conversation_id, "transferred", before, agent_id=actor_id, to_queue=queue_id))
+        if before.state is ConversationState.OFFERED and before.offered_agent_id is not None:
+            events.append(_withdrawn(conversation_id, before.offered_agent_id, "transferred"))
+        conversation = await _apply(connection, store.dialect, facts, change, now)
+        if before.queue_id != queue_id and before.state is ConversationState.WAITING:
+            events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
+        events.append(_updated(conversation_id, "transferred", facts.audience(), agent_id=actor_id, to_queue=queue_id))
         events.append(_queue_event(conversation_id, queue_id, waiting=True))
-        return Change(await _reload(connection, conversation_id), events)
+        return Change(conversation, events)
 
 
 async def invite(
@@ -816,72 +724,74 @@ async def invite(
     """Add an agent silently (the customer sees nothing). With a queue: its longest-idle
     ready member with free capacity who is not already here."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        _require_open(conversation)
-        if conversation.state is not ConversationState.ACTIVE:
-            raise RoutingRefused("conflict", "not_active", "only an accepted conversation can have guests")
-        present = await load_participants(connection, conversation_id)
-        if queue_id is not None:
-            if await load_queue(connection, queue_id) is None:
-                raise RoutingRefused("invalid", "unknown_queue", f"no queue {queue_id!r}")
-            candidates = [
-                c for c in await _candidates(connection, queue_id, conversation_id, None) if c.agent_id not in present
-            ]
-            choice = choose_agent(candidates)
-            if choice is None:
-                raise RoutingRefused("conflict", "nobody_available", f"no ready member of {queue_id!r} is free")
-            agent_id = choice.agent_id
-        assert agent_id is not None
-        if not await _is_active(connection, store.dialect, agent_id):
-            raise RoutingRefused("invalid", "unknown_agent", f"no active agent {agent_id}")
-        if agent_id in present:
-            raise RoutingRefused("conflict", "already_participant", "that agent is already in the conversation")
-        await _join(connection, store.dialect, conversation_id, agent_id, INVITED, now)
-        await _timeline(connection, conversation_id, EventKind.INVITED, now, actor_id, {"agent_id": agent_id})
-        audience = await _audience(connection, conversation_id)
+        facts = await _facts(connection, store.dialect, conversation_id)
+        action = await _invitation(connection, store.dialect, facts, actor_id, agent_id, queue_id)
+        change = _decide(facts, action, now)
+        conversation = await _apply(connection, store.dialect, facts, change, now)
+        guest = action.guest
+        assert guest is not None
         return Change(
-            await _reload(connection, conversation_id),
-            [_updated(conversation_id, "invited", audience, agent_id=actor_id, invited=agent_id)],
+            conversation,
+            [_updated(conversation_id, "invited", facts.audience(guest), agent_id=actor_id, invited=guest)],
         )
+
+
+async def _invitation(
+    connection: AsyncConnection, dialect: str, facts: _Facts, by: int, agent_id: int | None, queue_id: str | None
+) -> lifecycle.Invite:
+    """The invitation with the facts it needs: whether the queue exists and whom it offers, whether the
+    guest is active. Looked up only where the conversation can have guests at all."""
+    invite = lifecycle.Invite(by=by, guest=agent_id, guest_active=False, queue_id=queue_id)
+    if facts.conversation.state is not ConversationState.ACTIVE:
+        return invite
+    if queue_id is not None:
+        if await load_queue(connection, queue_id) is None:
+            return lifecycle.Invite(by=by, guest=None, guest_active=False, queue_id=queue_id, queue_known=False)
+        here = lifecycle.present(facts.participants)
+        candidates = [
+            c for c in await _candidates(connection, queue_id, facts.conversation.id, None) if c.agent_id not in here
+        ]
+        choice = choose_agent(candidates)
+        if choice is None:
+            return lifecycle.Invite(by=by, guest=None, guest_active=False, queue_id=queue_id)
+        agent_id = choice.agent_id
+    active = agent_id is not None and await _is_active(connection, dialect, agent_id)
+    return lifecycle.Invite(by=by, guest=agent_id, guest_active=active, queue_id=queue_id)
 
 
 async def close_conversation(
     store: Store, conversation_id: int, actor_id: int, status: str | None, *, now: datetime
 ) -> Change:
+    """Close with a status the conversation's queue allows; every agent's part ends."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        _require_open(conversation)
-        queue = await _queue(connection, conversation.queue_id)
-        catalogue = list((await connection.execute(select(statuses.c.id))).scalars())
-        refusal = close_refusal(status, queue, catalogue)
-        if refusal is not None:
-            raise RoutingRefused("invalid", *refusal)
-        before = await _audience(connection, conversation_id)
+        facts = await _facts(connection, store.dialect, conversation_id)
+        before = facts.conversation
+        queue: Queue | None = None
+        catalogue: tuple[str, ...] = ()
+        if before.state is not ConversationState.CLOSED:
+            queue = await _queue(connection, before.queue_id)
+            catalogue = tuple((await connection.execute(select(statuses.c.id))).scalars())
+        action = lifecycle.Close(by=actor_id, status=status, queue=queue, catalogue=catalogue)
+        change = _decide(facts, action, now)
         events: list[BusEvent] = []
-        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id is not None:
-            events.append(_withdrawn(conversation_id, conversation.offered_agent_id, "closed"))
-        if conversation.state is ConversationState.WAITING:
-            events.append(_queue_event(conversation_id, conversation.queue_id, waiting=False))
-        await _guarded_update(
-            connection,
-            conversation,
-            await _version(connection, conversation_id),
-            {
-                "state": CLOSED,
-                "status_id": status,
-                "closed_at": now,
-                "offered_agent_id": None,
-                "offered_at": None,
-                "offer_deadline": None,
-            },
-            WAITING,
-            OFFERED,
-            ACTIVE,
-        )
-        await _leave_all(connection, conversation_id, now)
-        await _timeline(connection, conversation_id, EventKind.CLOSED, now, actor_id, {"status": status})
-        events.append(_updated(conversation_id, "closed", before, agent_id=actor_id, status=status))
-        return Change(await _reload(connection, conversation_id), events)
+        if before.state is ConversationState.OFFERED and before.offered_agent_id is not None:
+            events.append(_withdrawn(conversation_id, before.offered_agent_id, "closed"))
+        if before.state is ConversationState.WAITING:
+            events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
+        conversation = await _apply(connection, store.dialect, facts, change, now)
+        events.append(_updated(conversation_id, "closed", facts.audience(), agent_id=actor_id, status=status))
+        return Change(conversation, events)
+
+
+async def close_within(
+    connection: AsyncConnection, conversation_id: int, actor_id: int, status: str, *, now: datetime
+) -> Conversation:
+    """Close inside the caller's transaction, the status already checked ("send and close" checks it
+    before the message is queued): the same rule and guarded update as ``close_conversation``."""
+    dialect = connection.dialect.name
+    facts = await _facts(connection, dialect, conversation_id, people=False)
+    change = _decide(facts, lifecycle.Close(by=actor_id, status=status), now)
+    return await _apply(connection, dialect, facts, change, now)
 
 
 async def set_important(
@@ -889,18 +799,13 @@ async def set_important(
 ) -> Change:
     """Mark or unmark important; ``None`` toggles."""
     async with store.write() as connection:
-        conversation = await _current(connection, conversation_id, store.dialect)
-        value = (not conversation.important) if important is None else important
-        await connection.execute(
-            update(conversations)
-            .where(conversations.c.id == conversation_id)
-            .values(important=value, version=conversations.c.version + 1)
-        )
-        await _timeline(connection, conversation_id, EventKind.IMPORTANT, now, actor_id, {"important": value})
-        audience = await _audience(connection, conversation_id)
+        facts = await _facts(connection, store.dialect, conversation_id)
+        change = _decide(facts, lifecycle.MarkImportant(by=actor_id, important=important), now)
+        conversation = await _apply(connection, store.dialect, facts, change, now)
+        value = conversation.important
         return Change(
-            await _reload(connection, conversation_id),
-            [_updated(conversation_id, "important", audience, agent_id=actor_id, important=value)],
+            conversation,
+            [_updated(conversation_id, "important", facts.audience(), agent_id=actor_id, important=value)],
         )
 
 
@@ -916,34 +821,45 @@ async def release_agent(
     pauses); a conversation they own passes to the longest-present other active
     participant, or, when they were alone, back to its queue's waiting list as a new
     waiting period (as a transfer to the queue); conversations they were invited to
-    they leave. Each writes the timeline event and returns the bus events of the
-    matching hand-off, with ``reason: "deactivated"`` (and ``by``: the admin).
+    they leave (``lifecycle.Release``). Each writes the timeline event and returns the
+    bus events of the matching hand-off, with ``reason: "deactivated"`` (and ``by``: the admin).
 
     The caller has already made the agent inactive in this transaction, so no sweep
     offers them anything meanwhile; an agent holding nothing is not an error, which
     makes a repeated deactivation change nothing."""
     released = Released()
-    held = await _held_by(connection, dialect, agent_id)
     why: dict[str, Any] = {"reason": "deactivated"} | ({"by": actor_id} if actor_id is not None else {})
-    for conversation_id in held:
-        conversation = await _reload(connection, conversation_id)
-        if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id == agent_id:
-            await _withdraw_for_deactivation(connection, conversation, agent_id, now, why, released)
+    for conversation_id in await _held_by(connection, dialect, agent_id):
+        facts = await _facts(connection, dialect, conversation_id, lock=False)  # locked by _held_by
+        decision = lifecycle.transition(
+            facts.conversation, facts.participants, lifecycle.Release(agent_id=agent_id, by=actor_id), now
+        )
+        if isinstance(decision, lifecycle.Refusal):
             continue
-        present = await load_participants(connection, conversation_id)
-        owns = conversation.owner_agent_id == agent_id or present.get(agent_id) == OWNER
-        if owns and conversation.state is ConversationState.ACTIVE:
-            heir = await _heir(connection, conversation_id, agent_id)
-            if heir is None:
-                await _requeue_for_deactivation(connection, conversation, agent_id, now, why, released)
-            else:
-                await _hand_over_for_deactivation(connection, conversation, agent_id, heir, now, why, released)
-        elif agent_id in present:
-            audience = await _audience(connection, conversation_id)
-            await _mark_left(connection, conversation_id, agent_id, now)
-            await _timeline(connection, conversation_id, EventKind.LEFT, now, agent_id, why)
-            released.left.append(conversation_id)
-            released.events.append(_updated(conversation_id, "left", audience, agent_id=agent_id, **why))
+        conversation = await _apply(connection, dialect, facts, decision, now)
+        audience = facts.audience()
+        match decision.outcome:
+            case lifecycle.Outcome.WITHDRAWN:
+                released.offers_withdrawn.append(conversation_id)
+                released.events.append(_withdrawn(conversation_id, agent_id, "deactivated"))
+                released.events.append(_queue_event(conversation_id, conversation.queue_id, waiting=True))
+            case lifecycle.Outcome.REQUEUED:
+                queue_id = conversation.queue_id
+                released.requeued.append(conversation_id)
+                released.events.append(
+                    _updated(conversation_id, "transferred", audience, agent_id=agent_id, to_queue=queue_id, **why)
+                )
+                released.events.append(_queue_event(conversation_id, queue_id, waiting=True))
+            case lifecycle.Outcome.HANDED_OVER:
+                heir = decision.promotes
+                assert heir is not None
+                released.handed_over.append((conversation_id, heir))
+                released.events.append(
+                    _updated(conversation_id, "left", audience, agent_id=agent_id, owner=heir, **why)
+                )
+            case _:
+                released.left.append(conversation_id)
+                released.events.append(_updated(conversation_id, "left", audience, agent_id=agent_id, **why))
     return released
 
 
@@ -967,121 +883,3 @@ async def _held_by(connection: AsyncConnection, dialect: str, agent_id: int) -> 
     if dialect == "postgresql":
         lock = lock.with_for_update()
     return [int(i) for i in (await connection.execute(lock)).scalars()]
-
-
-async def _mark_left(connection: AsyncConnection, conversation_id: int, agent_id: int, now: datetime) -> None:
-    await connection.execute(
-        update(participants)
-        .where(
-            participants.c.conversation_id == conversation_id,
-            participants.c.agent_id == agent_id,
-            participants.c.left_at.is_(None),
-        )
-        .values(left_at=now)
-    )
-
-
-async def _heir(connection: AsyncConnection, conversation_id: int, leaving: int) -> int | None:
-    """The longest-present other participant who is still active (as ``leave`` picks)."""
-    found = (
-        await connection.execute(
-            select(participants.c.agent_id)
-            .join(agents, agents.c.id == participants.c.agent_id)
-            .where(
-                participants.c.conversation_id == conversation_id,
-                participants.c.left_at.is_(None),
-                participants.c.agent_id != leaving,
-                agents.c.active,
-            )
-            .order_by(participants.c.joined_at, participants.c.agent_id)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-    return None if found is None else int(found)
-
-
-async def _withdraw_for_deactivation(
-    connection: AsyncConnection,
-    conversation: Conversation,
-    agent_id: int,
-    now: datetime,
-    why: dict[str, Any],
-    released: Released,
-) -> None:
-    await _guarded_update(
-        connection,
-        conversation,
-        await _version(connection, conversation.id),
-        {"state": WAITING, "offered_agent_id": None, "offered_at": None, "offer_deadline": None},
-        OFFERED,
-    )
-    await _timeline(connection, conversation.id, EventKind.OFFER_WITHDRAWN, now, agent_id, why)
-    released.offers_withdrawn.append(conversation.id)
-    released.events.append(_withdrawn(conversation.id, agent_id, "deactivated"))
-    released.events.append(_queue_event(conversation.id, conversation.queue_id, waiting=True))
-
-
-async def _hand_over_for_deactivation(
-    connection: AsyncConnection,
-    conversation: Conversation,
-    agent_id: int,
-    heir: int,
-    now: datetime,
-    why: dict[str, Any],
-    released: Released,
-) -> None:
-    """As ``leave`` by the owner: the heir becomes the owner, nobody else notices."""
-    audience = await _audience(connection, conversation.id)
-    await _mark_left(connection, conversation.id, agent_id, now)
-    await connection.execute(
-        update(participants)
-        .where(participants.c.conversation_id == conversation.id, participants.c.agent_id == heir)
-        .values(role=OWNER)
-    )
-    await _guarded_update(
-        connection, conversation, await _version(connection, conversation.id), {"owner_agent_id": heir}, ACTIVE
-    )
-    await _timeline(connection, conversation.id, EventKind.LEFT, now, agent_id, {**why, "owner": heir})
-    released.handed_over.append((conversation.id, heir))
-    released.events.append(_updated(conversation.id, "left", audience, agent_id=agent_id, owner=heir, **why))
-
-
-async def _requeue_for_deactivation(
-    connection: AsyncConnection,
-    conversation: Conversation,
-    agent_id: int,
-    now: datetime,
-    why: dict[str, Any],
-    released: Released,
-) -> None:
-    """As a transfer to the conversation's own queue: every part ends, a new waiting period starts."""
-    queue_id = conversation.queue_id
-    audience = await _audience(connection, conversation.id)
-    await _leave_all(connection, conversation.id, now)
-    await _guarded_update(
-        connection,
-        conversation,
-        await _version(connection, conversation.id),
-        {
-            "state": WAITING,
-            "waiting_since": now,
-            "owner_agent_id": None,
-            "offered_agent_id": None,
-            "offered_at": None,
-            "offer_deadline": None,
-        },
-        ACTIVE,
-    )
-    await _timeline(
-        connection,
-        conversation.id,
-        EventKind.TRANSFERRED,
-        now,
-        agent_id,
-        {"to_queue": queue_id, "from_queue": queue_id, **why},
-    )
-    released.requeued.append(conversation.id)
-    released.events.append(
-        _updated(conversation.id, "transferred", audience, agent_id=agent_id, to_queue=queue_id, **why)
-    )
-    released.events.append(_queue_event(conversation.id, queue_id, waiting=True))
