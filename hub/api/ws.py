@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.api._fields import parse_id
 from hub.api.access import is_supervisor
 from hub.api.auth import SESSION_COOKIE, agent_json, session_for_token
 from hub.api.conversations import jsonable
@@ -462,10 +463,9 @@ async def _send_waiting_list_snapshots(request: web.Request, ws: web.WebSocketRe
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     agent = await _authenticate(request)
-    try:
-        since = int(request.query.get("since", "0") or 0)
-    except ValueError:
-        raise ApiError(400, "invalid_since", "since must be a sequence number") from None
+    since = parse_id(request.query.get("since", "0") or "0")
+    if since is None:
+        raise ApiError(400, "invalid_since", "since must be a sequence number")
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     notifier = request.app[NOTIFIER]
