@@ -59,6 +59,7 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout: float = 10.0
+    read_timeout: float = 30.0  # a request body (or the next request's headers) may pause this long
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,6 +229,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         if key not in known:
             raise ConfigError(key, "unknown section")
     server = _section(raw, "server", ServerSettings)
+    if not server.read_timeout > 0:
+        raise ConfigError("server.read_timeout", "must be greater than 0")
     database = _table(raw, "database")
     _only(database, "database", {"url", "pool_size"})
     database_url = _str(database, "database", "url", "sqlite:///channelhub.db")
