@@ -134,3 +134,17 @@ async def test_a_template_with_thousands_of_nested_brackets_is_422(api: Api) -> 
     body = {"name": "nested", "body": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "variables": {}}
     response = await admin.post("/api/v1/templates", json=body)
     assert await _error(response, 422) == "template_syntax"
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "data:text/html,<b>x</b>", "file:///etc/passwd", "//evil.example/x"]
+)
+async def test_an_outbound_attachment_url_that_is_not_http_is_refused(api: Api, url: str) -> None:
+    agent = await api.agent("alice", ready=True)
+    conversation = await api.customer_writes()
+    await api.sweep()
+    await agent.json("POST", f"/api/v1/conversations/{conversation}/accept")
+    body = {"text": "see", "attachments": [{"kind": "file", "url": url}]}
+    response = await agent.post(f"/api/v1/conversations/{conversation}/messages", json=body)
+    assert await _error(response, 422) == "invalid_field"
+    assert (await response.json())["error"]["field"] == "attachments[0].url"
