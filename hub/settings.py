@@ -46,6 +46,7 @@ class ServerSettings:
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout: float = 10.0
+    read_timeout: float = 30.0  # a request body (or the next request's headers) may pause this long
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +72,12 @@ class RoutingSettings:
 class AuthSettings:
     session_hours: float = 12.0
     cookie_secure: bool = False  # set true behind HTTPS
+    login_attempts: int = 5  # per login name in one window; past it the login is locked for a while
+    login_address_attempts: int = 50  # per client address in one window (0: no limit per address)
+    login_window_seconds: float = 900.0
+    login_lockout_seconds: float = 60.0  # the first lockout; each further one in a row lasts twice as long
+    login_max_lockout_seconds: float = 3600.0
+    password_checks: int = 2  # password hashes computed at once per process (argon2: 64 MiB each)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +218,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         if key not in known:
             raise ConfigError(key, "unknown section")
     server = _section(raw, "server", ServerSettings)
+    if not server.read_timeout > 0:
+        raise ConfigError("server.read_timeout", "must be greater than 0")
     database = _table(raw, "database")
     _only(database, "database", {"url", "pool_size"})
     database_url = _str(database, "database", "url", "sqlite:///channelhub.db")
@@ -245,7 +254,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         account_rate_limits=rates,
         outbox=_section(raw, "outbox", OutboxSettings),
         routing=_section(raw, "routing", RoutingSettings),
-        auth=_section(raw, "auth", AuthSettings),
+        auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
@@ -257,6 +266,23 @@ def _database_url(url: str) -> str:
     if not url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+", "sqlite+")):
         raise ConfigError("database.url", f"{url.split(':', 1)[0]!r} is not supported; use sqlite:/// or postgresql://")
     return url
+
+
+def _auth(auth: AuthSettings) -> AuthSettings:
+    at_least = {
+        "login_attempts": (auth.login_attempts, 1),
+        "login_address_attempts": (auth.login_address_attempts, 0),
+        "password_checks": (auth.password_checks, 1),
+    }
+    for key, (value, least) in at_least.items():
+        if value < least:
+            raise ConfigError(f"auth.{key}", f"must be at least {least}")
+    for key in ("session_hours", "login_window_seconds", "login_lockout_seconds", "login_max_lockout_seconds"):
+        if not getattr(auth, key) > 0:
+            raise ConfigError(f"auth.{key}", "must be greater than 0")
+    if auth.login_max_lockout_seconds < auth.login_lockout_seconds:
+        raise ConfigError("auth.login_max_lockout_seconds", "must be at least auth.login_lockout_seconds")
+    return auth
 
 
 def _table(raw: Mapping[str, Any], key: str) -> dict[str, Any]:

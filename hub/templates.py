@@ -541,8 +541,8 @@ _TWO_DIGIT_COUNTRY_CODES = frozenset(
 
 
 def _replace_filter(value: Any, old: str, new: str, count: int | None = None) -> str:
-    text = str(value)
-    old, new = str(old), str(new)
+    text = _text(value)
+    old, new = _text(old), _text(new)
     hits = (len(text) + 1) if old == "" else text.count(old)
     if count is not None:
         hits = min(hits, max(int(count), 0))
@@ -557,7 +557,7 @@ def _join_filter(value: Any, d: str = "") -> str:
     parts: list[str] = []
     size = 0
     for item in value:
-        text = item if type(item) is str else str(item)
+        text = _text(item)
         size += len(text) + len(separator)
         if size > MAX_OUTPUT_CHARS + len(separator):
             raise _LimitExceeded("too_long", f"join would exceed {MAX_OUTPUT_CHARS} characters")
@@ -606,12 +606,22 @@ _FILTER_NAMES = (
 )
 
 
-def _guarded_filter(func: Callable[..., Any]) -> Callable[..., Any]:
+# Filters that turn their value into text first: a list's text is sized before it is built.
+_TEXT_FILTERS = frozenset(
+    {"capitalize", "center", "lower", "string", "title", "trim", "truncate", "upper", "wordcount"}
+)
+
+
+def _guarded_filter(func: Callable[..., Any], *, text: bool = False) -> Callable[..., Any]:
     """Count the call and keep arguments and result within the size limits."""
+
+    value_at = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0  # after the environment or context
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         _tick()
+        if text and len(args) > value_at:
+            _text(args[value_at])
         for arg in (*args[1:], *kwargs.values()):
             _check_argument(arg)
         result = func(*args, **kwargs)
@@ -661,6 +671,40 @@ def _check_argument(value: Any) -> None:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT_CHARS:
         raise _LimitExceeded("too_long", f"argument {value} is larger than {MAX_OUTPUT_CHARS}")
     _check_size(value)
+
+
+def _text_size(value: Any, limit: int) -> int:
+    """About how long ``str(value)`` would be, counted without building it; stops once past ``limit``.
+
+    A list of 60,000 references to one 60,000-character string is small, but its text is 3.6 GB."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += 2 + 2 * len(item)
+            stack.extend(item)
+        else:
+            total += 24  # numbers (their size is capped), None, dates
+    return total
+
+
+def _text(value: Any) -> str:
+    """``str(value)``, refused before it is built when it would pass the size limit."""
+    if type(value) is str:
+        return value
+    container = isinstance(value, (list, tuple, dict, set, frozenset))
+    if container and _text_size(value, MAX_OUTPUT_CHARS) > MAX_OUTPUT_CHARS:
+        raise _LimitExceeded("too_long", f"a value's text would exceed {MAX_OUTPUT_CHARS} characters")
+    text = str(value)
+    _check_size(text)
+    return text
 
 
 class _Undefined(StrictUndefined):
@@ -741,15 +785,29 @@ def _guard_iter(iterable: Any) -> Iterator[Any]:
 
 def _guard_emit(value: Any) -> Any:
     budget = _tick()
-    budget.buffered += len(value) if type(value) is str else len(str(value))
+    budget.buffered += len(_text(value))
     if budget.buffered > MAX_OUTPUT_CHARS:
         raise _LimitExceeded("too_long", f"the output grew past {MAX_OUTPUT_CHARS} characters")
     return value
 
 
-def _guard_value(value: Any) -> Any:
-    _check_size(value)
-    return value
+def _guard_concat(operands: tuple[Any, ...]) -> str:
+    """``a ~ b ~ c``: the running length is checked before each operand is added, so a chain of thousands
+    of long operands stops at the first one past the limit instead of after joining them all."""
+    parts: list[str] = []
+    size = 0
+    for operand in operands:
+        text = _text(operand)
+        size += len(text)
+        if size > MAX_OUTPUT_CHARS:
+            raise _LimitExceeded("too_long", f"concatenation would exceed {MAX_OUTPUT_CHARS} characters")
+        parts.append(text)
+    return "".join(parts)
+
+
+def _finalize(value: Any) -> Any:
+    """What every ``{{ ... }}`` prints, sized before it is turned into text."""
+    return _text(value)
 
 
 class _Guard:
@@ -768,27 +826,39 @@ class _Guard:
             if isinstance(value, list):
                 for i, item in enumerate(value):
                     if isinstance(item, nodes.Concat):
-                        value[i] = self._call("guard_value", item)
+                        value[i] = self._concat(item)
                     if isinstance(item, nodes.Node):
                         self.visit_node(item, buffered=inner)
             elif isinstance(value, nodes.Node):
                 if isinstance(value, nodes.Concat):
-                    setattr(node, name, self._call("guard_value", value))
+                    setattr(node, name, self._concat(value))
                 self.visit_node(value, buffered=inner)
 
     @staticmethod
     def _call(guard: str, arg: nodes.Node) -> nodes.Filter:
         return nodes.Filter(arg, f"_{guard}", [], [], None, None, lineno=arg.lineno)
 
+    @classmethod
+    def _concat(cls, concat: nodes.Concat) -> nodes.Filter:
+        # the operands as a tuple (references, no text yet), joined by _guard_concat
+        return cls._call("guard_concat", nodes.Tuple(concat.nodes, "load", lineno=concat.lineno))
+
 
 def _build_environment() -> _Sandbox:
-    env = _Sandbox(undefined=_Undefined, autoescape=False, trim_blocks=True, lstrip_blocks=True, cache_size=0)
+    env = _Sandbox(
+        undefined=_Undefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        cache_size=0,
+        finalize=_finalize,
+    )
     env.globals.clear()
     env.globals["range"] = safe_range
     builtin = jinja_filters.FILTERS
     env.filters.clear()
     for name in _FILTER_NAMES:
-        env.filters[name] = _guarded_filter(builtin[name])
+        env.filters[name] = _guarded_filter(builtin[name], text=name in _TEXT_FILTERS)
     env.filters["replace"] = _guarded_filter(_replace_filter)
     env.filters["join"] = _guarded_filter(_join_filter)
     env.filters["date"] = _guarded_filter(_date_filter)
@@ -797,7 +867,7 @@ def _build_environment() -> _Sandbox:
     env.filters["phone"] = _guarded_filter(_phone_filter)
     env.filters["_guard_iter"] = _guard_iter
     env.filters["_guard_emit"] = _guard_emit
-    env.filters["_guard_value"] = _guard_value
+    env.filters["_guard_concat"] = _guard_concat
     return env
 
 
@@ -884,6 +954,14 @@ def _unsafe_attribute(name: str) -> bool:
 def _compile_source(source: str) -> _Compiled:
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateError("too_long", f"the template source is longer than {MAX_SOURCE_CHARS} characters")
+    try:
+        return _compile_tree(source)
+    except (RecursionError, SyntaxError):
+        # thousands of nested brackets: Jinja's parser, its code generator and Python's compiler all recurse
+        raise TemplateError("template_syntax", "the template nests brackets or blocks too deeply") from None
+
+
+def _compile_tree(source: str) -> _Compiled:
     try:
         tree = _ENV.parse(source)
     except TemplateSyntaxError as exc:

@@ -1,15 +1,84 @@
-"""Reading request bodies the same way everywhere: a JSON object or a 400 with a code."""
+"""Reading request bodies the same way everywhere: a JSON object or a 400 with a code.
+
+``parse_json`` is the one JSON reader for what a client sends (bodies, cursors): it
+refuses what would otherwise fail later as a 500 — nesting deeper than ``MAX_DEPTH``
+(100,000 levels would exhaust the recursion of any reader), integers outside 64 bits
+(the database drivers overflow), ``NaN``/``Infinity``, and NUL characters (PostgreSQL
+cannot store them in text).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
 
 from hub.api.errors import ApiError
 
-__all__ = ["json_body", "optional_str", "required_str"]
+__all__ = ["MAX_DEPTH", "JsonRefused", "json_body", "optional_str", "parse_json", "required_str"]
+
+MAX_DEPTH = 64
+_INT64 = 2**63
+_MAX_INT_DIGITS = len(str(_INT64)) + 1  # a sign and the digits of 2**63
+
+
+class JsonRefused(ValueError):
+    """Valid JSON the hub will not take; ``code`` is the API error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _integer(text: str) -> int:
+    value = int(text) if len(text) <= _MAX_INT_DIGITS else _INT64
+    if not -_INT64 <= value < _INT64:
+        raise JsonRefused("number_out_of_range", "integers must fit in 64 bits (-2^63 to 2^63-1)")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRefused("number_out_of_range", f"the number {text[:30]} is too large")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise JsonRefused("invalid_json", f"{name} is not a JSON number")
+
+
+def _check_tree(value: Any, *, nul: bool) -> None:
+    """Depth at most MAX_DEPTH and, when ``nul``, no NUL character in a key or string; no recursion."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise JsonRefused("json_too_deep", f"the JSON is nested deeper than {MAX_DEPTH} levels")
+            children = item.items() if isinstance(item, dict) else ((None, child) for child in item)
+            for key, child in children:
+                if nul and isinstance(key, str) and "\x00" in key:
+                    raise JsonRefused("invalid_json", "strings must not contain NUL characters")
+                stack.append((child, depth + 1))
+        elif nul and isinstance(item, str) and "\x00" in item:
+            raise JsonRefused("invalid_json", "strings must not contain NUL characters")
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """``json.loads`` within the hub's limits; raises ValueError (JsonRefused for the limits)."""
+    try:
+        value = json.loads(raw, parse_int=_integer, parse_float=_float, parse_constant=_constant)
+    except RecursionError:
+        raise JsonRefused("json_too_deep", f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    nul = b"\\u0000" in data
+    if nul or data.count(b"[") + data.count(b"{") > MAX_DEPTH:  # else neither can be there
+        _check_tree(value, nul=nul)
+    return value
 
 
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -19,7 +88,9 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[
             return {}
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)
+    except JsonRefused as exc:
+        raise ApiError(400, exc.code, exc.message) from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -25,6 +25,7 @@ __all__ = [
     "json_ok",
     "only_fields",
     "page",
+    "parse_id",
     "path_id",
     "query_flag",
     "query_int",
@@ -33,6 +34,8 @@ __all__ = [
 
 MISSING: Any = object()
 MAX_PAGE = 200
+_MAX_ID = 2**63 - 1
+_MAX_ID_DIGITS = len(str(_MAX_ID))
 
 
 def _default(value: Any) -> Any:
@@ -127,21 +130,34 @@ def given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not MISSING}
 
 
+def parse_id(raw: str) -> int | None:
+    """A non-negative id written in ASCII digits that fits the database's 64-bit integers, else None.
+
+    ``int()`` alone would take "-1", " 7", "1_000", "²" (a ValueError) and numbers past 2^63 (an
+    OverflowError in the driver, a 500)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_ID_DIGITS:
+        return None
+    value = int(raw)
+    return value if value <= _MAX_ID else None
+
+
 def path_id(request: web.Request, name: str = "id") -> int:
     """An integer id from the path; anything else names nothing, so 404."""
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(404, "not_found", f"no such {name} {raw!r}")
-    return int(raw)
+    value = parse_id(raw)
+    if value is None:
+        raise ApiError(404, "not_found", f"no such {name} {raw[:40]!r}")
+    return value
 
 
 def query_int(request: web.Request, key: str) -> int | None:
     raw = request.query.get(key)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    value = parse_id(raw)
+    if value is None:
         raise ApiError(422, "invalid_query", f"{key!r} must be an integer id", field=key)
-    return int(raw)
+    return value
 
 
 def query_flag(request: web.Request, key: str) -> bool:

@@ -18,11 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._body import json_body, optional_str, required_str
-from hub.api.errors import ApiError
+from hub.api.errors import ApiError, error_response
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, schema
 from hub.api.routing import ROUTER
 from hub.bus import BusEvent
+from hub.login_limits import LoginLimiter, LoginLimits, TooManyAttempts
 from hub.model import Agent, Presence, Role
 from hub.passwords import verify_password
 from hub.store.agents import (
@@ -53,6 +54,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 AUTH = web.RequestKey("auth", TokenSession)
 AUTH_TOKEN = web.RequestKey("auth_token", str)
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 
 routes = web.RouteTableDef()
 
@@ -172,7 +174,7 @@ AGENT = schema(
             },
         },
     ),
-    errors=(400, 401),
+    errors=(400, 401, 429),
     tag="auth",
     auth=False,
 )
@@ -184,10 +186,19 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(login_name, str) or not isinstance(password, str) or not login_name or not password:
         raise ApiError(401, "invalid_credentials", "wrong login or password")
     store = request.app[STORE]
+    limiter = request.app[LOGIN_LIMITER]
+    try:
+        await limiter.admit(store, login_name, request.remote, now=request.app[CLOCK]())
+    except TooManyAttempts as exc:
+        refused = error_response(429, "too_many_attempts", str(exc), retry_after=exc.retry_after)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     found = await find_agent_by_login(store, login_name)
-    ok = await verify_password(found[1] if found else None, password)
+    async with limiter.checking():
+        ok = await verify_password(found[1] if found else None, password)
     if found is None or not ok:
         raise ApiError(401, "invalid_credentials", "wrong login or password")
+    await limiter.succeeded(store, login_name, request.remote)
     agent = found[0]
     now = request.app[CLOCK]()
     ttl = timedelta(hours=request.app[SETTINGS].auth.session_hours)
@@ -270,4 +281,15 @@ async def put_presence(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    auth = app[SETTINGS].auth
+    app[LOGIN_LIMITER] = LoginLimiter(
+        LoginLimits(
+            attempts=auth.login_attempts,
+            address_attempts=auth.login_address_attempts,
+            window=timedelta(seconds=auth.login_window_seconds),
+            lockout=timedelta(seconds=auth.login_lockout_seconds),
+            max_lockout=timedelta(seconds=auth.login_max_lockout_seconds),
+            concurrent_checks=auth.password_checks,
+        )
+    )
     app.router.add_routes(routes)

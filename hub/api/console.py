@@ -60,8 +60,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def asset(request: web.Request) -> web.StreamResponse:
     """One committed asset; never a path outside the static folder."""
     relative = request.match_info["path"]
-    target = (STATIC_DIR / relative).resolve()
-    if not target.is_relative_to(STATIC_DIR.resolve()) or not target.is_file():
+    try:
+        target = (STATIC_DIR / relative).resolve()
+        found = target.is_relative_to(STATIC_DIR.resolve()) and target.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long for the file system
+        found = False
+    if not found:
         raise web.HTTPNotFound(reason="no such console file")
     return _file(target)
 

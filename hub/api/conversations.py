@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._body import json_body
+from hub.api._body import json_body, parse_json
+from hub.api._fields import parse_id
 from hub.api.access import conversation_for, is_supervisor
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
@@ -185,10 +186,10 @@ def conversation_json(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _conversation_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such conversation") from None
+    found = parse_id(request.match_info["id"])
+    if found is None:
+        raise ApiError(404, "not_found", "no such conversation")
+    return found
 
 
 def _encode(payload: dict[str, Any]) -> str:
@@ -198,7 +199,7 @@ def _encode(payload: dict[str, Any]) -> str:
 def _decode(cursor: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value = json.loads(raw)
+        value = parse_json(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
     if not isinstance(value, dict):
@@ -404,8 +405,9 @@ async def _agent_id(request: web.Request, value: Any) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip():
-        if value.isdigit():
-            return int(value)
+        agent_id = parse_id(value)
+        if agent_id is not None:
+            return agent_id
         found = await find_agent_by_login(request.app[STORE], value)
         if found is None:
             raise ApiError(422, "unknown_agent", f"no active agent {value!r}", field="agent")

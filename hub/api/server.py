@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import aiohttp
 from aiohttp import web
 
+from hub.api._timeouts import read_timeout_middleware
 from hub.api.errors import error_middleware
 from hub.api.extensions import EXTENSIONS
 from hub.api.keys import ADAPTERS, BUS, CLOCK, HTTP, INGESTOR, SETTINGS, STORE
@@ -39,7 +40,10 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     http: aiohttp.ClientSession | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[error_middleware, read_timeout_middleware(settings.server.read_timeout)],
+    )
     app[SETTINGS] = settings
     app[BUS] = EventBus()
     app[CLOCK] = clock or _utc_now
@@ -124,6 +128,7 @@ def run_server(settings: Settings) -> None:
         host=settings.server.host,
         port=settings.server.port,
         shutdown_timeout=settings.server.shutdown_timeout,
+        keepalive_timeout=settings.server.read_timeout,  # also ends connections whose headers never finish
         print=None,
         access_log=None,
         handle_signals=True,

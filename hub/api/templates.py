@@ -409,7 +409,7 @@ def _query_version(request: web.Request, key: str) -> int | None:
     raw = request.query.get(key)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
         raise ApiError(422, "invalid_query", f"{key!r} must be a version number", field=key)
     return int(raw)
 

@@ -29,6 +29,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.api._fields import parse_id
+from hub.api._origin import origin_allowed
 from hub.api.access import is_supervisor
 from hub.api.auth import SESSION_COOKIE, agent_json, session_for_token
 from hub.api.conversations import jsonable
@@ -422,6 +424,9 @@ async def _authenticate(request: web.Request) -> Agent:
         session = await session_for_token(request, token, BEARER)
     else:
         cookie = request.cookies.get(SESSION_COOKIE, "")
+        public_url = request.app[SETTINGS].server.public_url
+        if cookie and not origin_allowed(request.headers.get("Origin"), public_url=public_url, host=request.host):
+            raise ApiError(403, "forbidden_origin", "the session's WebSocket must come from the hub's own pages")
         session = await session_for_token(request, cookie, SESSION) if cookie else None
     if session is None:
         raise ApiError(401, "unauthenticated", "log in first (session cookie or ?token=)")
@@ -462,10 +467,9 @@ async def _send_waiting_list_snapshots(request: web.Request, ws: web.WebSocketRe
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     agent = await _authenticate(request)
-    try:
-        since = int(request.query.get("since", "0") or 0)
-    except ValueError:
-        raise ApiError(400, "invalid_since", "since must be a sequence number") from None
+    since = parse_id(request.query.get("since", "0") or "0")
+    if since is None:
+        raise ApiError(400, "invalid_since", "since must be a sequence number")
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     notifier = request.app[NOTIFIER]
@@ -510,7 +514,8 @@ document(
     "GET",
     "/api/v1/ws",
     "Event stream (WebSocket)",
-    description="Authenticate with the session cookie or ?token=<bearer>. Every event has a sequence number; "
+    description="Authenticate with the session cookie (from the hub's own pages: another Origin is 403) or "
+    "?token=<bearer>. Every event has a sequence number; "
     "reconnect with ?since=<last seq> to receive what was missed. Kinds: offer, offer.withdrawn, "
     "conversation.updated (to its participants), message.created, message.delivery, agent.presence, "
     "queue.changed, agent.deactivated (then the socket closes with code 4001); "
@@ -519,7 +524,7 @@ document(
     "plus hello and resync.",
     query={"token": {"type": "string"}, "since": {"type": "integer"}},
     ok=(101, None),
-    errors=(400, 401),
+    errors=(400, 401, 403),
     tag="ws",
 )
 

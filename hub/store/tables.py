@@ -225,6 +225,18 @@ auth_tokens = Table(
     Index("ix_auth_tokens_agent", "agent_id"),
 )
 
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    # "login:<login>" or "address:<client address>": one row per thing that is limited
+    Column("key", String(200), primary_key=True),
+    Column("attempts", Integer, nullable=False),  # counted in the window that started at window_started_at
+    Column("window_started_at", UTCDateTime(), nullable=False),
+    Column("locked_until", UTCDateTime()),
+    Column("lockouts", Integer, nullable=False),  # lockouts in a row: each one lasts twice as long
+    Index("ix_login_attempts_window", "window_started_at"),
+)
+
 # ---------------------------------------------------------------- conversations
 
 tickets = Table(

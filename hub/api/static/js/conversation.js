@@ -3,7 +3,7 @@
 // and the contact panel beside it.
 
 import { get, post, api, toast, fail, describeFailure, alternativeNames, ApiFailure, isMissingRoute } from "./api.js";
-import { h, clear, button, field, select, clock, dateTime, parseTime, items, idOf, pick, debounce, channelLabel } from "./util.js";
+import { h, clear, button, field, select, clock, dateTime, parseTime, items, idOf, pick, debounce, channelLabel, safeHref, fileNameOf } from "./util.js";
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { renderContactPanel } from "./contact.js";
@@ -94,7 +94,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   const statuses = statusesFor(conv);
   const statusSelect = select([["", "Status…"], ...statuses.map((s) => [s.id, s.name || s.id])], conv.status || conv.status_id || "", { "aria-label": "Status (required to close)", "data-testid": "status" });
   const importantButton = h("button", { type: "button", "aria-pressed": String(Boolean(conv.important)) }, "★ Important");
-  const url = queueUrl(conv);
+  const url = safeHref(queueUrl(conv));
   const urlButton = url ? h("a", { class: "button", href: url, target: "_blank", rel: "noopener" }, "Open URL") : h("button", { type: "button", disabled: true, title: "This queue has no URL" }, "Open URL");
   const inviteButton = h("button", { type: "button" }, "Invite");
   const transferButton = h("button", { type: "button" }, "Transfer");
@@ -369,7 +369,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   }
 
   function addLink(url, file) {
-    const name = file?.name || decodeURIComponent(url.split("/").pop() || "file");
+    const name = file?.name || fileNameOf(url) || "file";
     pendingAttachments.push({ kind: kindOfMime(file?.type || guessMime(name)), url, file_name: name, mime_type: file?.type || undefined });
     renderPending();
   }
@@ -600,12 +600,17 @@ function messageEl(m) {
 }
 
 function attachmentEl(a) {
-  const name = a.file_name || (a.url ? decodeURIComponent(a.url.split("/").pop() || "") : a.kind) || "attachment";
-  if (a.kind === "image" && a.url) {
-    return h("a", { href: a.url, target: "_blank", rel: "noopener", class: "attachment" }, h("img", { src: a.url, alt: name, loading: "lazy" }));
+  const name = a.file_name || (a.url ? fileNameOf(a.url) : a.kind) || "attachment";
+  const href = safeHref(a.url);
+  if (a.url && !href) {
+    // not http(s): kept and shown, but as inert text, never as a link or an image source
+    return h("span", { class: "attachment attachment-inert", "data-testid": "attachment-inert" }, `Attachment: ${name} (${a.kind || "file"}) ${a.url}`);
   }
-  return a.url
-    ? h("a", { href: a.url, target: "_blank", rel: "noopener", class: "attachment" }, `Attachment: ${name}`)
+  if (a.kind === "image" && href) {
+    return h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "attachment" }, h("img", { src: href, alt: name, loading: "lazy" }));
+  }
+  return href
+    ? h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "attachment" }, `Attachment: ${name}`)
     : h("span", { class: "attachment" }, `Attachment: ${name} (${a.kind || "file"})`);
 }
 

@@ -134,4 +134,27 @@ export function items(response) {
   return pick(response, "items", "results", "data") || [];
 }
 
+// A URL that may become a link or an image source: http(s) only (relative URLs resolve against the hub's
+// own page). Anything else — javascript:, data:, a malformed URL — gets null and is shown as plain text.
+export function safeHref(url) {
+  if (typeof url !== "string" || !url.trim()) return null;
+  try {
+    const parsed = new URL(url, window.location.href);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// The last path segment of a URL, %-decoded where it can be: one malformed escape ("%E0%A4%A") must not
+// throw out of a render and blank a whole history.
+export function fileNameOf(url) {
+  const last = String(url ?? "").split(/[?#]/)[0].split("/").pop() || "";
+  try {
+    return decodeURIComponent(last);
+  } catch {
+    return last;
+  }
+}
+
 export const channelLabel = { whatsapp: "WhatsApp", messenger: "Messenger", viber: "Viber" };

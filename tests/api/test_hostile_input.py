@@ -1,0 +1,150 @@
+"""Hostile input gets a 4xx with a machine-readable code, never a 500 with a traceback in the log."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import WSServerHandshakeError
+
+from tests.api.conftest import Api
+
+DEEP = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECT = '{"a":' * 100_000 + "1" + "}" * 100_000
+HUGE = 2**64
+
+
+_REQUEST_LOGGERS = ("hub.api.errors", "aiohttp.server", "aiohttp.web")
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Any:
+    """Every case here must be answered without a request's error logged (the 500 handler's traceback)."""
+    caplog.set_level(logging.ERROR)
+    yield
+    logged = [r.getMessage() for r in caplog.records if r.name in _REQUEST_LOGGERS and r.levelno >= logging.ERROR]
+    assert not logged
+
+
+async def _error(response: Any, status: int) -> str:
+    body = await response.json()
+    assert response.status == status, body
+    code: str = body["error"]["code"]
+    return code
+
+
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT, '{"login": ' + DEEP + "}"])
+async def test_deeply_nested_json_to_login_is_400(api: Api, body: str) -> None:
+    response = await api.client.post("/api/v1/auth/login", data=body, headers={"Content-Type": "application/json"})
+    assert await _error(response, 400) == "json_too_deep"
+
+
+async def test_json_nested_past_the_limit_is_400_on_any_json_route(api: Api) -> None:
+    admin = await api.agent("root", role="admin")
+    nested = '{"name": "x", "custom": ' + "[" * 65 + "]" * 65 + "}"
+    for path in ("/api/v1/contacts", "/api/v1/queues", "/api/v1/templates"):
+        response = await admin.client.post(
+            path, data=DEEP, headers={**admin.headers, "Content-Type": "application/json"}
+        )
+        assert await _error(response, 400) == "json_too_deep"
+    response = await admin.client.post(
+        "/api/v1/contacts", data=nested, headers={**admin.headers, "Content-Type": "application/json"}
+    )
+    assert await _error(response, 400) == "json_too_deep"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"name": NaN}', '{"name": Infinity}', '{"name": -Infinity}', '{"name": 1e999}', '{"name": "a\\u0000b"}'],
+)
+async def test_numbers_json_does_not_have_and_nul_characters_are_400(api: Api, raw: str) -> None:
+    admin = await api.agent("root", role="admin")
+    response = await admin.client.post(
+        "/api/v1/contacts", data=raw, headers={**admin.headers, "Content-Type": "application/json"}
+    )
+    assert await _error(response, 400) in {"invalid_json", "number_out_of_range"}
+
+
+async def test_integers_past_64_bits_in_a_body_are_400(api: Api) -> None:
+    agent = await api.agent("alice", ready=True)
+    conversation = await api.customer_writes()
+    await api.sweep()
+    await agent.json("POST", f"/api/v1/conversations/{conversation}/accept")
+    for body in ({"agent": HUGE}, {"agent": -HUGE}, {"agent": 2**63}):
+        response = await agent.post(f"/api/v1/conversations/{conversation}/transfer", json=body)
+        assert await _error(response, 400) == "number_out_of_range"
+    response = await agent.post(f"/api/v1/conversations/{conversation}/transfer", json={"agent": str(HUGE)})
+    assert await _error(response, 422) == "unknown_agent"
+    assert (await agent.json("GET", f"/api/v1/conversations/{conversation}"))["state"] == "active"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/api/v1/conversations/{HUGE}",
+        f"/api/v1/conversations/{HUGE}/messages",
+        f"/api/v1/contacts/{HUGE}",
+        f"/api/v1/identities/{HUGE}",
+        f"/api/v1/tickets/{HUGE}",
+        f"/api/v1/agents/{HUGE}",
+        f"/api/v1/conversations/{2**63}",
+        "/api/v1/conversations/-1",
+        "/api/v1/conversations/%C2%B2",  # "²" is a digit to str.isdigit, not to int()
+        "/api/v1/contacts/%C2%B2",
+        "/api/v1/conversations/1_0",
+    ],
+)
+async def test_ids_in_paths_that_cannot_exist_are_404(api: Api, path: str) -> None:
+    admin = await api.agent("root", role="admin")
+    assert await _error(await admin.get(path), 404) == "not_found"
+
+
+@pytest.mark.parametrize("query", [f"contact={HUGE}", "contact=%C2%B2", f"limit={HUGE}"])
+async def test_ids_in_queries_that_cannot_exist_are_422(api: Api, query: str) -> None:
+    admin = await api.agent("root", role="admin")
+    assert await _error(await admin.get(f"/api/v1/tickets?{query}"), 422) == "invalid_query"
+
+
+async def test_cursors_with_huge_or_deep_values_are_400(api: Api) -> None:
+    admin = await api.agent("root", role="admin")
+    for payload in (f'{{"before": {HUGE}}}', "[" * 1500 + "]" * 1500):
+        cursor = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+        response = await admin.get(f"/api/v1/conversations?cursor={cursor}")
+        assert await _error(response, 400) == "invalid_cursor"
+
+
+@pytest.mark.parametrize("since", [str(HUGE), str(2**63), "-1", "%C2%B2", "1_0", "abc"])
+async def test_a_websocket_since_that_is_no_sequence_number_is_400(api: Api, since: str) -> None:
+    agent = await api.agent("alice")
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await api.client.ws_connect(f"/api/v1/ws?token={agent.token}&since={since}")
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("path", ["/console/%00", "/console/js/%00.js", "/console/" + "a" * 5000])
+async def test_console_paths_the_file_system_cannot_hold_are_404(api: Api, path: str) -> None:
+    response = await api.client.get(path)
+    assert response.status == 404
+
+
+async def test_a_template_with_thousands_of_nested_brackets_is_422(api: Api) -> None:
+    admin = await api.agent("root", role="admin")
+    body = {"name": "nested", "body": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "variables": {}}
+    response = await admin.post("/api/v1/templates", json=body)
+    assert await _error(response, 422) == "template_syntax"
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "data:text/html,<b>x</b>", "file:///etc/passwd", "//evil.example/x"]
+)
+async def test_an_outbound_attachment_url_that_is_not_http_is_refused(api: Api, url: str) -> None:
+    agent = await api.agent("alice", ready=True)
+    conversation = await api.customer_writes()
+    await api.sweep()
+    await agent.json("POST", f"/api/v1/conversations/{conversation}/accept")
+    body = {"text": "see", "attachments": [{"kind": "file", "url": url}]}
+    response = await agent.post(f"/api/v1/conversations/{conversation}/messages", json=body)
+    assert await _error(response, 422) == "invalid_field"
+    assert (await response.json())["error"]["field"] == "attachments[0].url"
