@@ -38,6 +38,7 @@ __all__ = [
     "RangeNotSatisfiable",
     "StoredBlob",
     "check_key",
+    "is_key",
 ]
 
 #: the size of the chunks a store hands out when it reads a blob
@@ -74,6 +75,11 @@ class InvalidKey(MediaError):
     def __init__(self, key: str) -> None:
         super().__init__(f"{key!r} is not a blob key (a SHA-256 hex digest)")
         self.key = key
+
+
+def is_key(name: str) -> bool:
+    """Whether ``name`` is a blob key (a scan skips anything else it finds)."""
+    return bool(_KEY.match(name))
 
 
 def check_key(key: str) -> str:

@@ -23,6 +23,7 @@ from hub.media.blobs import (
     StoredBlob,
     byte_range,
     check_key,
+    is_key,
 )
 
 __all__ = ["LocalBlobStore"]
@@ -167,7 +168,7 @@ async def _read(file: BinaryIO, first: int, last: int) -> AsyncIterator[bytes]:
 def _stats_under(folder: Path) -> list[BlobStat]:
     stats = []
     for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
+        for name in filter(is_key, files):
             with contextlib.suppress(FileNotFoundError):  # deleted while we walk
                 stats.append(_blob_stat(name, os.stat(os.path.join(dirpath, name))))
     return stats

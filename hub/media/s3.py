@@ -29,6 +29,7 @@ from hub.media.blobs import (
     StoredBlob,
     byte_range,
     check_key,
+    is_key,
 )
 
 __all__ = ["S3BlobStore"]
@@ -180,6 +181,8 @@ class S3BlobStore:
         listed = f"{self.prefix}blobs/"
         async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed):
             for item in page.get("Contents", []):
+                if not is_key(item["Key"][len(listed) :]):
+                    continue
                 yield BlobStat(
                     key=item["Key"][len(listed) :],
                     size=int(item["Size"]),
