@@ -1,5 +1,6 @@
 """Dimensions and a small thumbnail of a stored image, computed in a worker thread and bounded: an image whose
-header claims more than ``max_pixels`` is refused before any pixel is decoded (decompression bombs).
+header claims more than ``max_pixels`` (or Pillow's own ``MAX_IMAGE_PIXELS``) is refused before any pixel is
+decoded (decompression bombs).
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import tempfile
-import warnings
 from dataclasses import dataclass
 from typing import IO
 
@@ -47,27 +47,27 @@ def describe_image(
     file: IO[bytes], *, max_pixels: int = MAX_PIXELS, thumbnail_size: tuple[int, int] = THUMBNAIL_SIZE
 ) -> ImageFacts:
     """Read the image in ``file`` (blocking: run it in a thread). ImageRefused when it is not one or too big."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(file) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageRefused(f"{width}x{height} pixels is more than the limit of {max_pixels}")
-                if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):  # shown turned a quarter
-                    width, height = height, width
-                image.draft("RGB", thumbnail_size)  # JPEG: decode at a reduced scale when that is enough
-                upright = ImageOps.exif_transpose(image)
-                upright.thumbnail(thumbnail_size)
-                if upright.mode not in ("RGB", "RGBA"):
-                    alpha = "A" in upright.getbands() or "transparency" in upright.info
-                    upright = upright.convert("RGBA" if alpha else "RGB")
-                out = io.BytesIO()
-                upright.save(out, "WEBP", quality=80)
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageRefused(str(exc)) from None
-        except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-            raise ImageRefused(f"cannot decode the image: {exc}") from None
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    try:
+        with Image.open(file) as image:
+            width, height = image.size
+            if width * height > limit:
+                raise ImageRefused(f"{width}x{height} pixels is more than the limit of {limit}")
+            if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8):  # shown turned a quarter
+                width, height = height, width
+            image.draft("RGB", thumbnail_size)  # JPEG: decode at a reduced scale when that is enough
+            upright = ImageOps.exif_transpose(image)
+            upright.thumbnail(thumbnail_size)
+            if upright.mode not in ("RGB", "RGBA"):
+                alpha = "A" in upright.getbands() or "transparency" in upright.info
+                upright = upright.convert("RGBA" if alpha else "RGB")
+            out = io.BytesIO()
+            upright.save(out, "WEBP", quality=80)
+    # Pillow itself warns past MAX_IMAGE_PIXELS (an error where warnings are errors) and refuses twice that
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRefused(str(exc)) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise ImageRefused(f"cannot decode the image: {exc}") from None
     return ImageFacts(width=width, height=height, thumbnail=out.getvalue())
 
 
