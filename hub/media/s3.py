@@ -109,17 +109,7 @@ class S3BlobStore:
                 Bucket=self.bucket, Key=incoming, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
             upload_id = None
-            try:
-                if not await self._exists(name):
-                    await s3.copy_object(
-                        Bucket=self.bucket,
-                        Key=name,
-                        CopySource={"Bucket": self.bucket, "Key": incoming},
-                        ContentType=blob.mime,
-                        MetadataDirective="REPLACE",
-                    )
-            finally:
-                await s3.delete_object(Bucket=self.bucket, Key=incoming)
+            await self._move(incoming, name, blob.mime)
             return blob
         except BaseException:
             if upload_id is not None:
@@ -206,6 +196,22 @@ class S3BlobStore:
         data.seek(0)
         sent = await s3.upload_part(Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=data)
         return {"ETag": sent["ETag"], "PartNumber": number}
+
+    async def _move(self, incoming: str, name: str, mime: str) -> None:
+        """Copy a finished upload to its blob's name inside the server (unless the same content is there), then
+        remove the upload."""
+        s3 = await self._s3()
+        try:
+            if not await self._exists(name):
+                await s3.copy_object(
+                    Bucket=self.bucket,
+                    Key=name,
+                    CopySource={"Bucket": self.bucket, "Key": incoming},
+                    ContentType=mime,
+                    MetadataDirective="REPLACE",
+                )
+        finally:
+            await s3.delete_object(Bucket=self.bucket, Key=incoming)
 
     async def _exists(self, name: str) -> bool:
         try:
