@@ -29,11 +29,11 @@ from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
 
-__all__ = ["ServerSettings", "Settings", "load_settings"]
+__all__ = ["MediaSettings", "ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
-_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log")
+_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media")
 
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -93,6 +93,22 @@ class DemoSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MediaSettings:
+    """Where attachments are kept (``hub/media``): a directory (``path``) or an S3-compatible bucket (``url``).
+    Neither set: a ``media/`` folder beside the SQLite file; a PostgreSQL hub must name one (see
+    ``hub.media.open_blob_store``)."""
+
+    path: str | None = None
+    url: str | None = None  # s3://bucket/prefix
+    endpoint_url: str | None = None  # an S3-compatible server; None: AWS
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+    keep_days: int = 0  # 0: kept until their contact's data is deleted
+    max_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database_url: str = "sqlite:///channelhub.db"
@@ -105,6 +121,7 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
@@ -133,6 +150,7 @@ class Settings:
         }
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
+        values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
         return frozenset(values)
 
 
@@ -213,6 +231,7 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
+    known |= {"media"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
@@ -256,10 +275,33 @@ def _build(raw: dict[str, Any]) -> Settings:
         routing=_section(raw, "routing", RoutingSettings),
         auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
+        media=_media(raw),
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,
     )
+
+
+def _media(raw: Mapping[str, Any]) -> MediaSettings:
+    media = _section(raw, "media", MediaSettings)
+    if media.path is not None and media.url is not None:
+        raise ConfigError("media.url", "set either media.path (a directory) or media.url (s3://...), not both")
+    if media.path is not None and not media.path.strip():
+        raise ConfigError("media.path", "must not be empty")
+    if media.url is not None:
+        bucket = media.url.removeprefix("s3://").partition("/")[0]
+        if not media.url.startswith("s3://") or not bucket:
+            raise ConfigError("media.url", f"{media.url!r} is not an s3://bucket/prefix URL")
+    if media.endpoint_url is not None and not media.endpoint_url.startswith(("http://", "https://")):
+        raise ConfigError("media.endpoint_url", f"{media.endpoint_url!r} is not an http(s) URL")
+    if (media.access_key is None) != (media.secret_key is None):
+        missing = "secret_key" if media.secret_key is None else "access_key"
+        raise ConfigError(f"media.{missing}", "is required with the other S3 credential")
+    if media.keep_days < 0:
+        raise ConfigError("media.keep_days", "must be 0 (keep) or a positive number of days")
+    if media.max_bytes < 1:
+        raise ConfigError("media.max_bytes", "must be a positive number of bytes")
+    return media
 
 
 def _database_url(url: str) -> str:

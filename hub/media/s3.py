@@ -1,0 +1,227 @@
+"""Blobs in an S3-compatible bucket (AWS, MinIO, Ceph, R2, ...): ``<prefix>blobs/<sha256>``.
+
+The key is known only once every byte went by, so a blob larger than one part is uploaded in parts to
+``<prefix>incoming/<random>``, then copied to its key inside the server and the upload removed; a small one is
+sent once, straight to its key. Reads are ranged GETs streamed in chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC
+from typing import Any
+
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from hub.media.blobs import (
+    CHUNK_BYTES,
+    BlobNotFound,
+    BlobStat,
+    BlobStream,
+    Digest,
+    RangeNotSatisfiable,
+    StoredBlob,
+    byte_range,
+    check_key,
+    is_key,
+)
+
+__all__ = ["S3BlobStore"]
+
+#: the size of each part of a multipart upload (S3's minimum is 5 MiB for every part but the last)
+PART_BYTES = 8 * 1024 * 1024
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+class S3BlobStore:
+    """A ``BlobStore`` in ``url`` (``s3://bucket/prefix``). ``endpoint_url`` names an S3-compatible server
+    (path-style addressing then); credentials left out fall back to the platform's (instance role, ...)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        part_bytes: int = PART_BYTES,
+    ) -> None:
+        if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+            raise ValueError(f"{url!r} is not an s3://bucket/prefix URL")
+        self.bucket, _, prefix = url[5:].partition("/")
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self._part_bytes = max(part_bytes, 5 * 1024 * 1024)
+        self._client_args: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "aws_access_key_id": access_key,
+            "aws_secret_access_key": secret_key,
+            "config": Config(
+                s3={"addressing_style": "path"} if endpoint_url else {},
+                # S3-compatible servers differ in the newer default checksums; S3 itself accepts both
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"mode": "standard"},
+            ),
+        }
+        self._exits = contextlib.AsyncExitStack()
+        self._client: Any = None
+
+    def object_name(self, key: str) -> str:
+        """The object that holds the blob ``key``."""
+        return f"{self.prefix}blobs/{check_key(key)}"
+
+    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredBlob:
+        s3 = await self._s3()
+        digest = Digest(max_bytes)
+        incoming = f"{self.prefix}incoming/{uuid.uuid4().hex}"
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        part = io.BytesIO()  # a file, not bytes: the HTTP client streams it rather than send one large write
+        try:
+            async for chunk in chunks:
+                digest.update(chunk)
+                part.write(chunk)
+                if part.tell() >= self._part_bytes:
+                    if upload_id is None:
+                        started = await s3.create_multipart_upload(Bucket=self.bucket, Key=incoming)
+                        upload_id = str(started["UploadId"])
+                    parts.append(await self._upload_part(incoming, upload_id, len(parts) + 1, part))
+                    part = io.BytesIO()
+            blob = digest.result()
+            name = self.object_name(blob.key)
+            if upload_id is None:  # one part: straight to its name
+                if not await self._exists(name):
+                    part.seek(0)
+                    await s3.put_object(Bucket=self.bucket, Key=name, Body=part, ContentType=blob.mime)
+                return blob
+            if part.tell():
+                parts.append(await self._upload_part(incoming, upload_id, len(parts) + 1, part))
+            del part
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=incoming, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+            upload_id = None
+            await self._move(incoming, name, blob.mime)
+            return blob
+        except BaseException:
+            if upload_id is not None:
+                with contextlib.suppress(ClientError):
+                    await s3.abort_multipart_upload(Bucket=self.bucket, Key=incoming, UploadId=upload_id)
+            raise
+
+    async def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
+        s3 = await self._s3()
+        name = self.object_name(key)
+        ranged: dict[str, str] = {}
+        if start is not None or end is not None:
+            first = start or 0
+            if first < 0 or (end is not None and end < first):
+                raise ValueError(f"invalid byte range {start}-{end}")
+            ranged["Range"] = f"bytes={first}-{'' if end is None else end}"
+        try:
+            response = await s3.get_object(Bucket=self.bucket, Key=name, **ranged)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise BlobNotFound(key) from None
+            if _code(exc) == "InvalidRange":
+                raise RangeNotSatisfiable(key, start or 0, (await self.stat(key)).size) from None
+            raise
+        body = response["Body"]
+        matched = _CONTENT_RANGE.match(str(response.get("ContentRange", "")))
+        if matched:
+            first, last, size = (int(group) for group in matched.groups())
+        else:
+            size = int(response["ContentLength"])
+            first, last = byte_range(key, size, start, end)
+
+        async def release() -> None:
+            body.close()
+
+        return BlobStream(
+            key=key, size=size, start=first, end=last, chunks=body.iter_chunks(CHUNK_BYTES), release=release
+        )
+
+    async def stat(self, key: str) -> BlobStat:
+        s3 = await self._s3()
+        try:
+            head = await s3.head_object(Bucket=self.bucket, Key=self.object_name(key))
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise BlobNotFound(key) from None
+            raise
+        return BlobStat(key=key, size=int(head["ContentLength"]), stored_at=head["LastModified"].astimezone(UTC))
+
+    async def delete(self, key: str) -> bool:
+        name = self.object_name(key)
+        if not await self._exists(name):
+            return False
+        await (await self._s3()).delete_object(Bucket=self.bucket, Key=name)
+        return True
+
+    async def scan(self) -> AsyncIterator[BlobStat]:
+        s3 = await self._s3()
+        listed = f"{self.prefix}blobs/"
+        async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed):
+            for item in page.get("Contents", []):
+                if not is_key(item["Key"][len(listed) :]):
+                    continue
+                yield BlobStat(
+                    key=item["Key"][len(listed) :],
+                    size=int(item["Size"]),
+                    stored_at=item["LastModified"].astimezone(UTC),
+                )
+
+    async def close(self) -> None:
+        await self._exits.aclose()
+        self._client = None
+
+    async def _s3(self) -> Any:
+        """The client, made on first use (it needs a running event loop)."""
+        if self._client is None:
+            client = await self._exits.enter_async_context(get_session().create_client("s3", **self._client_args))
+            if self._client is None:
+                self._client = client
+        return self._client
+
+    async def _upload_part(self, name: str, upload_id: str, number: int, data: io.BytesIO) -> dict[str, Any]:
+        s3 = await self._s3()
+        data.seek(0)
+        sent = await s3.upload_part(Bucket=self.bucket, Key=name, UploadId=upload_id, PartNumber=number, Body=data)
+        return {"ETag": sent["ETag"], "PartNumber": number}
+
+    async def _move(self, incoming: str, name: str, mime: str) -> None:
+        """Copy a finished upload to its blob's name inside the server (unless the same content is there), then
+        remove the upload."""
+        s3 = await self._s3()
+        try:
+            if not await self._exists(name):
+                await s3.copy_object(
+                    Bucket=self.bucket,
+                    Key=name,
+                    CopySource={"Bucket": self.bucket, "Key": incoming},
+                    ContentType=mime,
+                    MetadataDirective="REPLACE",
+                )
+        finally:
+            await s3.delete_object(Bucket=self.bucket, Key=incoming)
+
+    async def _exists(self, name: str) -> bool:
+        try:
+            await (await self._s3()).head_object(Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        return True
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

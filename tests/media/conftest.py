@@ -1,0 +1,89 @@
+"""Blob stores on real parts: a temporary directory, and moto's S3 server in its own process on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiobotocore.session import get_session
+
+from hub.media import BlobStore, LocalBlobStore, S3BlobStore
+
+S3_CREDENTIALS = {"access_key": "test-access", "secret_key": "test-secret"}
+#: S3's smallest part, so that the multipart path is taken by blobs of a few MiB
+PART_BYTES = 5 * 1024 * 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3-compatible server, started once for the test session in its own process."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+async def make_bucket(endpoint: str) -> str:
+    name = f"media-{uuid.uuid4().hex[:12]}"
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_CREDENTIALS["access_key"],
+        aws_secret_access_key=S3_CREDENTIALS["secret_key"],
+    ) as s3:
+        await s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+async def s3_store(s3_endpoint: str) -> AsyncIterator[S3BlobStore]:
+    bucket = await make_bucket(s3_endpoint)
+    store = S3BlobStore(f"s3://{bucket}/hub/media", endpoint_url=s3_endpoint, part_bytes=PART_BYTES, **S3_CREDENTIALS)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def local_store(tmp_path: Path) -> LocalBlobStore:
+    return LocalBlobStore(tmp_path / "media")
+
+
+@pytest.fixture(params=["local", "s3"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
+    """Each contract test runs against both stores."""
+    if request.param == "local":
+        yield LocalBlobStore(tmp_path / "media")
+        return
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = await make_bucket(endpoint)
+    s3 = S3BlobStore(f"s3://{bucket}/hub/media", endpoint_url=endpoint, part_bytes=PART_BYTES, **S3_CREDENTIALS)
+    yield s3
+    await s3.close()
