@@ -15,13 +15,15 @@ Our exception hierarchy:
     x Forbidden            -- the actor may not do this (403)
     x Conflict             -- the state is not what the action needs, or someone got there first (409)
     x Invalid              -- the request itself is wrong: a status, queue or agent that does not fit (422)
+      x PolicyRefusal      -- the outbound policy forbids this send now: rule, window_closed_at, alternatives
 
 The API answers a refusal from its fields alone (``hub.api.errors``); a CLI prints its message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "Invalid",
     "NotFound",
     "PayloadMalformed",
+    "PolicyRefusal",
     "ProviderRejected",
     "ProviderUnavailable",
     "Refusal",
@@ -146,6 +149,30 @@ class Conflict(Refusal):
 
 class Invalid(Refusal):
     kind = "invalid"
+
+
+class PolicyRefusal(Invalid):
+    """hub.policy refused the send: the ``rule`` (also the code), when the window closed, and what is
+    still allowed instead (``alternatives``, as the API shows them: kind, name, until)."""
+
+    def __init__(
+        self,
+        rule: str,
+        message: str,
+        *,
+        window_closed_at: datetime | None = None,
+        alternatives: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(
+            rule,
+            message,
+            rule=rule,
+            window_closed_at=window_closed_at.isoformat() if window_closed_at else None,
+            alternatives=[dict(a) for a in alternatives],
+        )
+        self.rule = rule
+        self.window_closed_at = window_closed_at
+        self.alternatives = tuple(alternatives)
 
 
 _BY_KIND: dict[str, type[Refusal]] = {c.kind: c for c in (NotFound, Forbidden, Conflict, Invalid)}

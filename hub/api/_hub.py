@@ -10,14 +10,18 @@ from hub.api.routing import ROUTER
 from hub.outbox import Outbox
 from hub.usecases import HubParts, Parts, Principal
 
-__all__ = ["OUTBOX", "actor", "hub_of"]
+__all__ = ["OUTBOX", "actor", "hub_of", "parts_of"]
 
 OUTBOX = web.AppKey("outbox", Outbox)
 
 
 def hub_of(request: web.Request) -> HubParts:
     """The parts of the hub serving ``request``, as use cases take them."""
-    app = request.app
+    return parts_of(request.app)
+
+
+def parts_of(app: web.Application) -> HubParts:
+    """The parts of the hub that ``app`` serves (the router and the outbox once they have started)."""
     return Parts(
         settings=app[SETTINGS],
         store=app[STORE],

@@ -13,7 +13,7 @@ from aiohttp import web
 from hub.api.keys import STORE
 from hub.model import Agent, Conversation
 from hub.usecases import access
-from hub.usecases.access import can_act, can_see, can_take, is_supervisor
+from hub.usecases.permissions import can_act, can_see, can_take, is_supervisor
 
 __all__ = ["can_act", "can_see", "can_take", "conversation_for", "is_supervisor"]
 

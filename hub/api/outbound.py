@@ -277,9 +277,10 @@ async def get_eligibility(request: web.Request) -> web.Response:
 )
 async def post_reply(request: web.Request) -> web.Response:
     by = await actor(request)
+    hub, conversation_id = hub_of(request), path_id(request)
     body = await json_body(request)
     only_fields(body, ("text", "template", "variables", "tag", "attachments"))
-    replied = await reply(hub_of(request), by, path_id(request), _parse_send(body))
+    replied = await reply(hub, by, conversation_id, _parse_send(body))
     return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag), status=201)
 
 

@@ -1,74 +1,13 @@
-"""Who may see and act on a conversation. One place, so every actor and every route agrees.
-
-An agent sees conversations offered to them, owned by them or shared with them
-(an active participant), and the waiting conversations of their own queues;
-they act only on those they own or take part in. Supervisors and admins see
-and act on everything. Pure rules, plus one loader that applies them.
-"""
+"""Load a conversation for an actor, checked against hub.usecases.permissions."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Protocol
-
-from hub.errors import Forbidden, NotFound
-from hub.model import Conversation, ConversationState, Role
+from hub.model import Conversation
 from hub.store import Store
 from hub.store.conversations import get_conversation
+from hub.usecases.permissions import Actor, permitted
 
-__all__ = ["Actor", "can_act", "can_see", "can_take", "conversation_for", "is_supervisor"]
-
-
-class Actor(Protocol):
-    """An ``Agent`` or a ``Principal``: an id (None for an operator), a role and queues."""
-
-    @property
-    def id(self) -> int | None: ...
-
-    @property
-    def role(self) -> Role: ...
-
-    @property
-    def queues(self) -> tuple[str, ...]: ...
-
-
-def is_supervisor(actor: Actor) -> bool:
-    return actor.role in (Role.SUPERVISOR, Role.ADMIN)
-
-
-def can_see(
-    actor: Actor,
-    conversation: Conversation,
-    participants: Collection[int],
-    former: Collection[int] = frozenset(),
-) -> bool:
-    if is_supervisor(actor) or actor.id in participants or actor.id in former:
-        return True
-    if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id == actor.id:
-        return True
-    if conversation.owner_agent_id == actor.id and conversation.state is not ConversationState.CLOSED:
-        return True
-    waiting = conversation.state in (ConversationState.WAITING, ConversationState.OFFERED)
-    return waiting and conversation.queue_id in actor.queues
-
-
-def can_take(
-    actor: Actor,
-    conversation: Conversation,
-    participants: Collection[int],
-    former: Collection[int] = frozenset(),
-) -> bool:
-    """Members of the conversation's queue may try, whatever state we read.
-
-    The state can change between this read and the write that takes it; the
-    write decides the race and answers 409, so a member who lost must not be
-    told 403 because the read happened after the winner's commit.
-    """
-    return conversation.queue_id in actor.queues or can_see(actor, conversation, participants, former)
-
-
-def can_act(actor: Actor, conversation: Conversation, participants: Collection[int]) -> bool:
-    return is_supervisor(actor) or actor.id in participants
+__all__ = ["conversation_for"]
 
 
 async def conversation_for(
@@ -77,16 +16,4 @@ async def conversation_for(
     """The conversation if ``actor`` may see it (``act``: act on it; ``take``: try to take it).
 
     Raises NotFound (no such conversation) or Forbidden (not theirs)."""
-    found = await get_conversation(store, conversation_id)
-    if found is None:
-        raise NotFound("not_found", f"no conversation {conversation_id}")
-    conversation, participants, former = found
-    if act:
-        allowed = can_act(actor, conversation, participants)
-    elif take:
-        allowed = can_take(actor, conversation, participants, former)
-    else:
-        allowed = can_see(actor, conversation, participants, former)
-    if not allowed:
-        raise Forbidden("forbidden", "this conversation is not yours")
-    return conversation
+    return permitted(actor, await get_conversation(store, conversation_id), conversation_id, act=act, take=take)

@@ -32,7 +32,8 @@ from hub.store.routing import (
     transfer_to_queue,
 )
 from hub.usecases._parts import HubParts
-from hub.usecases.access import conversation_for, is_supervisor
+from hub.usecases.access import conversation_for
+from hub.usecases.permissions import is_supervisor
 from hub.usecases.principal import Principal
 
 __all__ = [

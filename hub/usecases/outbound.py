@@ -7,20 +7,22 @@ This module puts them in order for any actor, and turns each "no" into a ``Refus
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hub.bus import BusEvent
-from hub.errors import Conflict, Invalid, NotFound
+from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
 from hub.model import (
     Attachment,
     Channel,
-    ChannelAccount,
+    Contact,
     Conversation,
     ConversationState,
     Identity,
     Message,
     MessageKind,
+    Queue,
     TemplateBinding,
 )
 from hub.outbox import facts_for, send_plan
@@ -28,16 +30,16 @@ from hub.policy import Draft, Eligibility, Refused, TemplateOption, binding_fits
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
 from hub.store.contacts import get_contact
+from hub.store.conversations import ConversationAccess, get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 from hub.usecases._parts import HubParts, OutboxPort
-from hub.usecases.access import can_act, conversation_for
+from hub.usecases.permissions import can_act, permitted
 from hub.usecases.principal import Principal
 
 __all__ = [
     "PROVIDER_KEYS",
-    "PolicyRefusal",
     "Replied",
     "Send",
     "Sent",
@@ -58,20 +60,6 @@ class Send:
     variables: dict[str, Any] = field(default_factory=dict)
     tag: str | None = None  # a Messenger message tag, upper case
     attachments: tuple[Attachment, ...] = ()
-
-
-class PolicyRefusal(Invalid):
-    """The outbound policy does not allow this send now: the rule, when the window closed, what instead."""
-
-    def __init__(self, refused: Refused) -> None:
-        super().__init__(
-            refused.rule,
-            refused.message,
-            rule=refused.rule,
-            window_closed_at=refused.window_closed_at.isoformat() if refused.window_closed_at else None,
-            alternatives=[a.to_json() for a in refused.alternatives],
-        )
-        self.refused = refused
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,22 +87,60 @@ class Sent:
 
 # ---------------------------------------------------------------- helpers
 
+_NOT_CONFIGURED = "channel account {!r} is no longer configured; nothing can be sent to it"
 
-def _account(hub: HubParts, identity: Identity) -> ChannelAccount:
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reads:
+    """Everything a send reads before anything is decided: read first, then decide, then write once."""
+
+    found: ConversationAccess | None = None  # a reply's conversation, with who takes part
+    open_: tuple[Conversation, dict[int, str]] | None = None  # a new message's identity's open conversation
+    identity: Identity | None = None
+    templates: list[TemplateVersion] = field(default_factory=list)
+    template: TemplateVersion | None = None  # the one the send names, if it exists
+    queue: Queue | None = None  # for the template's context
+    contact: Contact | None = None
+
+
+async def _read(
+    hub: HubParts, send: Send, *, conversation_id: int | None = None, identity_id: int | None = None
+) -> _Reads:
+    """What a reply (``conversation_id``) or a new message (``identity_id``) needs to be decided."""
+    store = hub.store
+    found = open_ = None
+    if conversation_id is not None:
+        found = await get_conversation(store, conversation_id)
+        identity_id = found.conversation.identity_id if found is not None else None
+    identity = await load_identity(store, identity_id) if identity_id is not None else None
+    if identity is not None and conversation_id is None:
+        open_ = await open_conversation_of(store, identity.id)
+    templates = await list_templates(store)
+    template = queue = contact = None
+    if send.template is not None and identity is not None:
+        conversation = found.conversation if found is not None else open_[0] if open_ is not None else None
+        queue_id = conversation.queue_id if conversation is not None else _home_queue(hub, identity)
+        queue = await get_queue(store, queue_id) if queue_id is not None else None
+        if identity.contact_id is not None:
+            contact = await get_contact(store, identity.contact_id)
+        with suppress(TemplateNotFound):  # refused as template_not_found once the actor may send at all
+            template = await get_template(store, send.template)
+    return _Reads(
+        found=found,
+        open_=open_,
+        identity=identity,
+        templates=templates,
+        template=template,
+        queue=queue,
+        contact=contact,
+    )
+
+
+def _home_queue(hub: HubParts, identity: Identity) -> str | None:
     try:
-        return hub.settings.account(identity.account_id)
+        return hub.settings.account(identity.account_id).queue
     except KeyError:
-        raise Invalid(
-            "account_not_configured",
-            f"channel account {identity.account_id!r} is no longer configured; nothing can be sent to it",
-        ) from None
-
-
-async def _identity(hub: HubParts, identity_id: int) -> Identity:
-    identity = await load_identity(hub.store, identity_id)
-    if identity is None:
-        raise NotFound("identity_not_found", f"no identity {identity_id}")
-    return identity
+        return None  # refused as account_not_configured before the template is rendered
 
 
 def _options(templates: list[TemplateVersion]) -> list[TemplateOption]:
@@ -137,30 +163,32 @@ def _outbox(hub: HubParts) -> OutboxPort:
 async def _plan(
     hub: HubParts,
     actor: Principal,
-    identity: Identity,
-    account: ChannelAccount,
+    reads: _Reads,
     send: Send,
     conversation: Conversation | None,
 ) -> tuple[NewOutbound, dict[str, Any]]:
-    """Render (if a template), ask the policy; a refusal raises, an allowed send becomes a NewOutbound."""
-    store = hub.store
-    now = hub.clock()
+    """The identity's account checked, the template rendered (if any), the policy asked; a refusal raises,
+    an allowed send becomes a NewOutbound. Reads nothing."""
+    identity = reads.identity
+    assert identity is not None
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    facts = facts_for(identity, account.provider)
     text = send.text
     tag = send.tag
     binding: TemplateBinding | None = None
     version: int | None = None
     if send.template is not None:
-        try:
-            template = await get_template(store, send.template)
-        except TemplateNotFound:
-            raise Invalid("template_not_found", f"no template {send.template!r}", field="template") from None
-        queue_id = conversation.queue_id if conversation else account.queue
+        template = reads.template
+        if template is None:
+            raise Invalid("template_not_found", f"no template {send.template!r}", field="template")
         context: dict[str, Any] = {"identity": identity, "agent": actor.agent, "conversation": conversation}
-        queue = await get_queue(store, queue_id)
-        if queue is not None:
-            context["queue"] = queue
+        if reads.queue is not None:
+            context["queue"] = reads.queue
         if identity.contact_id is not None:
-            context["contact"] = await get_contact(store, identity.contact_id)
+            context["contact"] = reads.contact
         provider = account.provider if account.provider in PROVIDER_KEYS else None
         try:
             # bounded, but up to a second of CPU: never on the event loop
@@ -173,10 +201,14 @@ async def _plan(
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
         tag = tag or rendered.tag
     draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
-    options = _options(await list_templates(store))
-    decision = decide(facts_for(identity, account.provider), draft, now, options)
+    decision = decide(facts, draft, hub.clock(), _options(reads.templates))
     if isinstance(decision, Refused):
-        raise PolicyRefusal(decision)
+        raise PolicyRefusal(
+            decision.rule,
+            decision.message,
+            window_closed_at=decision.window_closed_at,
+            alternatives=[a.to_json() for a in decision.alternatives],
+        )
     if send.template is not None:
         kind = MessageKind.TEMPLATE
     elif send.attachments:
@@ -217,21 +249,28 @@ def _conversation_event(conversation_id: int, action: str, agent_id: int, **data
 
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
     """What may be sent to the identity now, by the policy, with the templates there are."""
-    identity = await _identity(hub, identity_id)
-    account = _account(hub, identity)
-    options = _options(await list_templates(hub.store))
-    return identity, eligibility(facts_for(identity, account.provider), hub.clock(), options)
+    identity = await load_identity(hub.store, identity_id)
+    templates = await list_templates(hub.store)
+    if identity is None:
+        raise NotFound("identity_not_found", f"no identity {identity_id}")
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    return identity, eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
 
 
 async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Send) -> Replied:
     """Queue a reply in an open conversation the actor takes part in (or supervises)."""
-    conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
+    outbox = _outbox(hub)
+    reads = await _read(hub, send, conversation_id=conversation_id)
+    conversation = permitted(actor, reads.found, conversation_id, act=True)
     if conversation.state is ConversationState.CLOSED:
         raise Conflict("conversation_closed", "the conversation is closed; start a new one with /api/v1/outbound")
-    identity = await _identity(hub, conversation.identity_id)
-    account = _account(hub, identity)
-    new, plan = await _plan(hub, actor, identity, account, send, conversation)
-    queued = await _outbox(hub).accept(new, hub.clock())
+    if reads.identity is None:
+        raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
+    new, plan = await _plan(hub, actor, reads, send, conversation)
+    queued = await outbox.accept(new, hub.clock())
     hub.bus.publish_all(queued.events)
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
@@ -241,13 +280,18 @@ async def send_new(
 ) -> Sent:
     """Send to an identity that wrote before: in their open conversation when the actor may act on it,
     else in a new active one the actor owns; ``close`` closes it with ``status`` once queued."""
-    identity = await _identity(hub, identity_id)
-    account = _account(hub, identity)
-    store = hub.store
-    open_ = await open_conversation_of(store, identity.id)
+    outbox = _outbox(hub)
+    reads = await _read(hub, send, identity_id=identity_id)
+    identity = reads.identity
+    if identity is None:
+        raise NotFound("identity_not_found", f"no identity {identity_id}")
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
     conversation = None
-    if open_ is not None:
-        conversation, participants = open_
+    if reads.open_ is not None:
+        conversation, participants = reads.open_
         if not can_act(actor, conversation, participants):
             raise Conflict(
                 "conversation_taken",
@@ -257,6 +301,7 @@ async def send_new(
     close_status = None
     if close:
         # queues and statuses live in the database (the API edits them); the config only seeded them
+        store = hub.store
         queue_id = conversation.queue_id if conversation else account.queue
         queue = await get_queue(store, queue_id)
         if queue is None:
@@ -265,11 +310,11 @@ async def send_new(
         if refusal is not None:
             raise Invalid(refusal[0], refusal[1], field="status")
         close_status = status
-    new, plan = await _plan(hub, actor, identity, account, send, conversation)
+    new, plan = await _plan(hub, actor, reads, send, conversation)
     if close_status is not None:
         new = replace(new, close_status=close_status)
     try:
-        queued = await _outbox(hub).accept(new, hub.clock())
+        queued = await outbox.accept(new, hub.clock())
     except ConversationTaken:
         raise Conflict("conversation_taken", "this customer's conversation was opened meanwhile") from None
     result = queued.conversation or conversation  # read back when opened or closed; else unchanged
