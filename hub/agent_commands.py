@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
+from hub.bootstrap import build_store
 from hub.cli import add_config_argument, settings_from_args
 from hub.model import Agent, Presence, Role
 from hub.passwords import hash_password
 from hub.settings import Settings
-from hub.store import Store
 from hub.store.admin import AgentUpdate, list_agents, update_agent
 from hub.store.agents import AgentExists, create_agent
 from hub.store.catalogue import load_queues
@@ -130,7 +130,7 @@ async def known_queues(settings: Settings) -> set[str]:
 
     The file's queues reach the database only when the hub starts, and the API's
     exist only there, so neither alone is the whole list."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         async with store.read() as connection:
@@ -159,7 +159,7 @@ async def create(
     name: str | None = None,
     capacity: int = 2,
 ) -> Agent:
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return await create_agent(
@@ -213,7 +213,7 @@ def _create(args: argparse.Namespace) -> int:
 
 async def listing(settings: Settings, *, inactive: bool = False) -> list[tuple[Agent, bool]]:
     """(agent, active) by login; deactivated agents only with ``inactive``."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         found = await list_agents(store, include_inactive=inactive)
@@ -263,7 +263,7 @@ async def deactivate(settings: Settings, login: str) -> Deactivation:
     """Deactivate as ``DELETE /api/v1/agents/{id}`` does. Raises UnknownAgent, or RoutingRefused when
     hand-offs on the agent's conversations kept getting there first (``update_agent`` tries three times;
     nothing changed)."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         everyone = await list_agents(store, include_inactive=True)
@@ -316,7 +316,7 @@ def _ids(ids: list[int]) -> str:
 
 async def reactivate(settings: Settings, login: str) -> tuple[Agent, bool]:
     """The agent and whether this changed anything, as ``PUT {"active": true}``. Raises UnknownAgent."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         agent, active = _find(await list_agents(store, include_inactive=True), login)
@@ -361,7 +361,7 @@ def _reactivate(args: argparse.Namespace) -> int:
 
 async def find(settings: Settings, login: str) -> tuple[Agent, bool]:
     """(agent, active) for the login. Raises UnknownAgent."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return _find(await list_agents(store, include_inactive=True), login)
@@ -373,7 +373,7 @@ async def change_password(settings: Settings, login: str, password: str) -> Agen
     """A new password, hashed as ``create`` hashes it; every live token is revoked in the same
     transaction (``update_agent``, as the API's reset). Raises UnknownAgent."""
     password_hash = await hash_password(password)
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         agent, _ = _find(await list_agents(store, include_inactive=True), login)

@@ -14,9 +14,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hub.bootstrap import build_store
 from hub.cli import add_config_argument, settings_from_args
 from hub.settings import Settings
-from hub.store import Store
 from hub.store.templates import import_templates, list_templates
 from hub.template_files import TemplateFileError, read_dir, write_dir
 from hub.templates import TemplateError, validate
@@ -45,7 +45,7 @@ async def import_dir(settings: Settings, directory: Path) -> dict[str, str]:
             validate(draft)
         except TemplateError as exc:
             raise TemplateFileError(f"{draft.name}.j2", str(exc), exc.line) from None
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return await import_templates(store, drafts, now=datetime.now(UTC))
@@ -54,7 +54,7 @@ async def import_dir(settings: Settings, directory: Path) -> dict[str, str]:
 
 
 async def export_dir(settings: Settings, directory: Path) -> list[Path]:
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         templates = await list_templates(store)

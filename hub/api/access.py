@@ -12,14 +12,11 @@ from aiohttp import web
 
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
-from hub.model import Agent, Conversation, ConversationState, Role
+from hub.model import Agent, Conversation, ConversationState
 from hub.store.conversations import get_conversation
+from hub.views import is_supervisor
 
 __all__ = ["can_act", "can_see", "can_take", "conversation_for", "is_supervisor"]
-
-
-def is_supervisor(agent: Agent) -> bool:
-    return agent.role in (Role.SUPERVISOR, Role.ADMIN)
 
 
 def can_see(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,9 +21,8 @@ from hub.api._body import json_body
 from hub.api.access import conversation_for, is_supervisor
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import BUS, CLOCK, STORE
+from hub.api.keys import BUS, CLOCK, ROUTER, STORE
 from hub.api.openapi import documented, schema
-from hub.api.routing import ROUTER
 from hub.model import ConversationState
 from hub.store import lost_to_a_concurrent_change
 from hub.store.agents import find_agent_by_login
@@ -42,6 +41,7 @@ from hub.store.routing import (
     transfer_to_agent,
     transfer_to_queue,
 )
+from hub.views import jsonable
 
 __all__ = ["conversation_json", "jsonable", "setup"]
 
@@ -108,16 +108,6 @@ TARGET = schema(
 IDEMPOTENCY = {
     "Idempotency-Key": {"type": "string", "description": "a retry with the same key returns the first answer"}
 }
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def conversation_json(view: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +22,7 @@ from hub.api._fields import json_ok, only_fields, path_id
 from hub.api.access import can_act
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import ADAPTERS, BUS, CLOCK, SETTINGS, STORE
+from hub.api.keys import BUS, CLOCK, OUTBOX, SETTINGS, STORE
 from hub.api.openapi import documented, schema
 from hub.bus import BusEvent
 from hub.model import (
@@ -38,7 +37,7 @@ from hub.model import (
     MessageKind,
     TemplateBinding,
 )
-from hub.outbox import Outbox, facts_for, send_plan
+from hub.outbox import facts_for, send_plan
 from hub.policy import Draft, Refused, TemplateOption, binding_fits, decide, eligibility
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
@@ -51,8 +50,6 @@ from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, rend
 __all__ = ["OUTBOX", "message_json", "setup"]
 
 logger = logging.getLogger(__name__)
-
-OUTBOX = web.AppKey("outbox", Outbox)
 
 routes = web.RouteTableDef()
 
@@ -539,19 +536,5 @@ def _conversation_event(conversation_id: int, action: str, agent_id: int, **data
     )
 
 
-# ---------------------------------------------------------------- workers
-
-
-async def _delivery_workers(app: web.Application) -> AsyncIterator[None]:
-    adapters = app[ADAPTERS]
-    outbox = Outbox(app[STORE], app[BUS], adapters, app[SETTINGS], clock=app[CLOCK])
-    app[OUTBOX] = outbox
-    await outbox.start()
-    logger.debug("outbox workers started", extra={"workers": app[SETTINGS].outbox.workers})
-    yield
-    await outbox.stop()
-
-
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(_delivery_workers)
