@@ -24,7 +24,6 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 import aiohttp
 
@@ -172,7 +171,3 @@ class Hub:
                 "no admin exists yet; create the first one with: "
                 "channelhub agents create LOGIN --role admin (the password is read from standard input)"
             )
-
-    def __repr__(self) -> str:
-        parts: dict[str, Any] = {"database": self.store.dialect, "accounts": len(self.settings.accounts)}
-        return f"Hub({', '.join(f'{k}={v!r}' for k, v in parts.items())})"

@@ -22,20 +22,33 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.bus import BusEvent, EventBus
+from hub.bus import EventBus
+from hub.events import (
+    AgentDeactivated,
+    AgentPresence,
+    ConversationUpdated,
+    ConversationWaiting,
+    HubEvent,
+    IdentitySubscription,
+    LoggedEvent,
+    Offer,
+    QueueWaiting,
+    Recorded,
+    Topic,
+    topic_of,
+)
 from hub.model import Agent
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import load_agent
 from hub.store.conversations import conversation_views, waiting_lists
 from hub.store.events import (
-    LoggedEvent,
     audiences,
     insert_events,
     last_seq,
@@ -49,8 +62,6 @@ __all__ = ["Client", "Notifier", "concerns", "envelope", "waiting_list"]
 
 logger = logging.getLogger(__name__)
 
-_PREFIXES = ("offer", "conversation.", "message.", "agent.", "queue.")
-_VIEWED = frozenset({"offer", "conversation.waiting", "conversation.updated"})
 RETENTION = timedelta(hours=24)
 
 
@@ -71,65 +82,80 @@ class Client:
 def concerns(agent: Agent, event: LoggedEvent) -> bool:
     """Whether ``agent``'s console gets ``event`` itself (queue-wide changes come as waiting-list updates)."""
     if event.agent_id is not None:
-        return event.agent_id == agent.id or (is_supervisor(agent) and event.kind == "agent.presence")
+        return event.agent_id == agent.id or (is_supervisor(agent) and event.kind == AgentPresence.kind)
     audience = event.data.get("audience")
     if isinstance(audience, list) and agent.id in audience:
         return True
-    if event.kind.startswith("queue.") and event.queue_id is not None:
-        return is_supervisor(agent) or event.queue_id in agent.queues
-    return is_supervisor(agent) and event.kind.startswith("conversation.") and event.queue_id is None
+    match topic_of(event.kind):
+        case Topic.QUEUE if event.queue_id is not None:
+            return is_supervisor(agent) or event.queue_id in agent.queues
+        case Topic.CONVERSATION if event.queue_id is None:
+            return is_supervisor(agent)
+        case _:
+            return False
 
 
 def waiting_list_of(event: LoggedEvent) -> str | None:
     """The queue whose waiting list ``event`` changes, for its members and the supervisors."""
-    if event.agent_id is None and event.queue_id is not None and event.kind.startswith("conversation."):
+    if event.agent_id is None and event.queue_id is not None and topic_of(event.kind) is Topic.CONVERSATION:
         return event.queue_id
     return None
 
 
-def _needs_audience(event: BusEvent) -> bool:
-    return event.conversation_id is not None and event.agent_id is None and "audience" not in event.data
+def _for_consoles(event: HubEvent) -> bool:
+    """Whether ``event`` is yet to be logged for the consoles (the journal logged the ``Recorded`` ones)."""
+    match event:
+        case Recorded() | IdentitySubscription():
+            return False
+        case _:
+            return True
 
 
-def _wanted(event: BusEvent) -> bool:
-    return event.seq is None and event.kind.startswith(_PREFIXES)
+def _entry(event: HubEvent) -> LoggedEvent | None:
+    """The log entry of an event the journal recorded, or None."""
+    match event:
+        case Recorded(entry=entry):
+            return entry
+        case _:
+            return None
 
 
-def _is_logged(event: BusEvent) -> bool:
-    return event.seq is not None and event.at is not None
+def _needs_audience(event: HubEvent) -> bool:
+    """Addressed to whoever takes part in its conversation, found when it is logged."""
+    match event:
+        case ConversationUpdated():  # it names its own audience
+            return False
+        case _:
+            return event.conversation_id is not None and event.agent_id is None
 
 
-def _as_logged(event: BusEvent) -> LoggedEvent:
-    assert event.seq is not None
-    assert event.at is not None
-    return LoggedEvent(
-        seq=event.seq,
-        kind=event.kind,
-        conversation_id=event.conversation_id,
-        agent_id=event.agent_id,
-        queue_id=event.queue_id,
-        data=event.data,
-        created_at=event.at,
-    )
+def _viewed(event: HubEvent) -> bool:
+    """Sent with the conversation as the consoles list it."""
+    match event:
+        case Offer() | ConversationWaiting() | ConversationUpdated():
+            return True
+        case _:
+            return False
 
 
-async def _rows(connection: AsyncConnection, events: list[BusEvent]) -> list[dict[str, Any]]:
+async def _rows(connection: AsyncConnection, events: list[HubEvent]) -> list[dict[str, Any]]:
     """``bus_log`` rows for the events: each with its audience, conversation view or agent, as it needs."""
     need = [e.conversation_id for e in events if _needs_audience(e) and e.conversation_id is not None]
-    viewed = [e.conversation_id for e in events if e.kind in _VIEWED and e.conversation_id is not None]
+    viewed = [e.conversation_id for e in events if _viewed(e) and e.conversation_id is not None]
     known = await audiences(connection, need) if need else {}
     views = await conversation_views(connection, viewed) if viewed else {}
     rows = []
     for e in events:
-        data = dict(e.data)
+        data = e.data  # a new dict, ours to complete
         if _needs_audience(e):
             data["audience"] = known.get(e.conversation_id or 0, [])
-        if e.kind in _VIEWED and views.get(e.conversation_id or 0) is not None:
+        if _viewed(e) and views.get(e.conversation_id or 0) is not None:
             data["conversation"] = jsonable(views[e.conversation_id or 0])
-        if e.kind == "agent.presence" and e.agent_id is not None:
-            agent = await load_agent(connection, e.agent_id)
-            if agent is not None:
-                data["agent"] = agent_json(agent)
+        match e:
+            case AgentPresence(agent_id=agent_id):
+                agent = await load_agent(connection, agent_id)
+                if agent is not None:
+                    data["agent"] = agent_json(agent)
         rows.append(
             {
                 "kind": e.kind,
@@ -145,12 +171,7 @@ async def _rows(connection: AsyncConnection, events: list[BusEvent]) -> list[dic
 def waiting_list(queue_id: str, state: tuple[int, datetime | None], changed: list[int]) -> dict[str, Any]:
     """``queue.waiting``'s data: how the queue's waiting list stands now, and which conversations moved."""
     count, oldest = state
-    return {
-        "queue_id": queue_id,
-        "waiting": count,
-        "oldest_waiting_since": oldest.isoformat() if oldest else None,
-        "changed": [c for c in changed if c][:200],
-    }
+    return QueueWaiting(queue_id=queue_id, waiting=count, oldest_waiting_since=oldest, changed=tuple(changed)).data
 
 
 def envelope(event: LoggedEvent) -> dict[str, Any]:
@@ -166,19 +187,19 @@ def envelope(event: LoggedEvent) -> dict[str, Any]:
     }
 
 
-class _Inbox(asyncio.Queue[BusEvent]):
+class _Inbox(asyncio.Queue[HubEvent]):
     """The notifier's bus subscription, counting the events in it that it has yet to log."""
 
     unlogged = 0
 
-    def _put(self, item: BusEvent) -> None:
+    def _put(self, item: HubEvent) -> None:
         super()._put(item)
-        if _wanted(item):
+        if _for_consoles(item):
             self.unlogged += 1
 
-    def _get(self) -> BusEvent:
-        item: BusEvent = super()._get()
-        if _wanted(item):
+    def _get(self) -> HubEvent:
+        item: HubEvent = super()._get()
+        if _for_consoles(item):
             self.unlogged -= 1
         return item
 
@@ -228,7 +249,7 @@ class Notifier:
                 batch = [await queue.get()]
                 while not queue.empty() and len(batch) < 500:
                     batch.append(queue.get_nowait())
-                self._logging = sum(1 for e in batch if _wanted(e))
+                self._logging = sum(1 for e in batch if _for_consoles(e))
                 try:
                     await self._take(batch)
                 except asyncio.CancelledError:
@@ -238,24 +259,24 @@ class Notifier:
                 finally:
                     self._logging = 0
 
-    async def _take(self, batch: list[BusEvent]) -> None:
-        """Dispatch what the ingest already logged; log the rest first. In order, run by run."""
+    async def _take(self, batch: list[HubEvent]) -> None:
+        """Dispatch what the ingest and the router already logged; log the rest first. In order, run by run."""
+        entries = [_entry(e) for e in batch]
         start = 0
         while start < len(batch):
-            logged = _is_logged(batch[start])
+            logged = entries[start] is not None
             end = start + 1
-            while end < len(batch) and _is_logged(batch[end]) == logged:
+            while end < len(batch) and (entries[end] is not None) == logged:
                 end += 1
-            run = batch[start:end]
             if logged:
-                self._dispatch(_as_logged(e) for e in run if e.kind.startswith(_PREFIXES))
+                self._dispatch(e for e in entries[start:end] if e is not None)
             else:
-                await self.publish(run)
+                await self.publish(batch[start:end])
             start = end
 
-    async def publish(self, events: Iterable[BusEvent]) -> list[LoggedEvent]:
+    async def publish(self, events: Iterable[HubEvent]) -> list[LoggedEvent]:
         """Log the events that consoles care about and dispatch them to connected clients."""
-        wanted = [e for e in events if _wanted(e)]
+        wanted = [e for e in events if _for_consoles(e)]
         if not wanted:
             return []
         store = self._store
@@ -266,13 +287,13 @@ class Notifier:
         self._dispatch(logged)
         return logged
 
-    async def journal(self, connection: AsyncConnection, events: list[BusEvent]) -> list[BusEvent]:
+    async def journal(self, connection: AsyncConnection, events: list[HubEvent]) -> list[HubEvent]:
         """The journal of the ingest and the router: log events in their transaction (``hub.store.Journal``).
 
         The events come back numbered and carrying what the consoles need; ``_take`` dispatches them when
         they are published, after the commit, so no console hears of a change that was rolled back.
         """
-        positions = [i for i, e in enumerate(events) if _wanted(e)]
+        positions = [i for i, e in enumerate(events) if _for_consoles(e)]
         if not positions or self._inbox.unlogged or self._logging:
             # Earlier events still wait to be logged here: numbering these first would put them before
             # what happened before them. Published as they are, they are logged after those, in order.
@@ -282,7 +303,7 @@ class Notifier:
         self.logged += len(logged)
         recorded = list(events)
         for i, entry in zip(positions, logged, strict=True):
-            recorded[i] = replace(events[i], seq=entry.seq, at=entry.created_at, data=entry.data)
+            recorded[i] = Recorded(event=events[i], entry=entry)
         return recorded
 
     async def _poll(self) -> None:
@@ -317,7 +338,7 @@ class Notifier:
             self._floor = max(self._floor, event.seq)
             for client in self._recipients(event):
                 client.offer(event)
-                if event.kind == "agent.deactivated" and client.agent.id == event.agent_id:
+                if event.kind == AgentDeactivated.kind and client.agent.id == event.agent_id:
                     client.offer(None)
             queue_id = waiting_list_of(event) if local else None
             if queue_id is not None:
@@ -329,17 +350,18 @@ class Notifier:
         found: set[Client] = set()
         if event.agent_id is not None:
             found |= self._by_agent.get(event.agent_id, set())
-            if event.kind == "agent.presence":
+            if event.kind == AgentPresence.kind:
                 found |= self._supervisors
             return found
         audience = event.data.get("audience")
         if isinstance(audience, list):
             for agent_id in audience:
                 found |= self._by_agent.get(agent_id, set())
-        if event.kind.startswith("queue.") and event.queue_id is not None:
-            found |= {c for c in self._clients if concerns(c.agent, event)}
-        elif event.kind.startswith("conversation.") and event.queue_id is None:
-            found |= self._supervisors
+        match topic_of(event.kind):
+            case Topic.QUEUE if event.queue_id is not None:
+                found |= {c for c in self._clients if concerns(c.agent, event)}
+            case Topic.CONVERSATION if event.queue_id is None:
+                found |= self._supervisors
         return found
 
     async def _announce_waiting_lists(self) -> None:
@@ -370,7 +392,7 @@ class Notifier:
         store = self._store
         lists = await waiting_lists(store, sorted(changed))
         rows = [
-            {"kind": "queue.waiting", "queue_id": q, "data": waiting_list(q, lists[q], sorted(changed[q]))}
+            {"kind": QueueWaiting.kind, "queue_id": q, "data": waiting_list(q, lists[q], sorted(changed[q]))}
             for q in sorted(changed)
         ]
         logged = await log_events(store, rows, now=self._clock())

@@ -14,19 +14,43 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
 
-from hub.bus import BusEvent, EventBus
+from hub.bus import EventBus
+from hub.events import (
+    AgentPresence,
+    ConversationClosed,
+    ConversationUpdated,
+    ConversationWaiting,
+    HubEvent,
+    OfferWithdrawn,
+    QueueChanged,
+    Recorded,
+)
 from hub.settings import Settings
 from hub.store import Journal, Store
 from hub.store.routing import SweepResult, sweep
 
-__all__ = ["Router"]
+__all__ = ["Router", "wakes_the_router"]
 
 logger = logging.getLogger(__name__)
 
-#: bus events after which a waiting conversation may find an agent
-KICKERS = frozenset(
-    {"conversation.waiting", "agent.presence", "conversation.updated", "offer.withdrawn", "agents.changed"}
-)
+
+def wakes_the_router(event: HubEvent) -> bool:
+    """Whether a waiting conversation may find an agent after ``event``: one started waiting, an agent's
+    presence changed, a hand-off or a close freed capacity, an offer ended, or a queue's members changed."""
+    match event:
+        case Recorded(event=inner):
+            return wakes_the_router(inner)
+        case (
+            ConversationWaiting()
+            | ConversationUpdated()
+            | ConversationClosed()
+            | OfferWithdrawn()
+            | AgentPresence()
+            | QueueChanged()
+        ):
+            return True
+        case _:
+            return False
 
 
 class Router:
@@ -89,8 +113,7 @@ class Router:
     async def _listen(self) -> None:
         async with self._bus.subscribe() as queue:
             while True:
-                event: BusEvent = await queue.get()
-                if event.kind in KICKERS:
+                if wakes_the_router(await queue.get()):
                     self._wake.set()
 
     async def _loop(self) -> None:

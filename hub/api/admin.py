@@ -23,7 +23,7 @@ from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
 from hub.api.routing import ROUTER
-from hub.bus import BusEvent
+from hub.events import AgentDeactivated, AgentPresence, QueueChanged
 from hub.model import Agent, Queue, Role, Status
 from hub.passwords import hash_password
 from hub.store._crud import Conflict, Invalid
@@ -322,9 +322,7 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 
 
 def _publish_queue(request: web.Request, queue_id: str, action: str) -> None:
-    request.app[BUS].publish(
-        BusEvent(kind="queue.changed", queue_id=queue_id, data={"queue": queue_id, "action": action})
-    )
+    request.app[BUS].publish(QueueChanged(queue_id=queue_id, action=action))
 
 
 # ------------------------------------------------------------------- queues
@@ -697,9 +695,9 @@ async def _apply_agent_change(
     if updated.released is not None:
         bus.publish_all(updated.released.events)
     if updated.went_offline or updated.deactivated:
-        bus.publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(agent)}))
+        bus.publish(AgentPresence(agent_id=agent.id, agent=agent_json(agent)))
     if updated.deactivated:  # the consoles the agent still has open are closed (hub.api.ws)
-        bus.publish(BusEvent(kind="agent.deactivated", agent_id=agent.id, data={"agent_id": agent.id}))
+        bus.publish(AgentDeactivated(agent_id=agent.id))
     if updated.released is not None and ROUTER in request.app:
         await request.app[ROUTER].sweep()  # the next agent's offer exists when the admin gets the answer
     loads = await agent_loads(request.app[STORE])

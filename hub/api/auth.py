@@ -20,7 +20,7 @@ from hub.api._body import json_body, optional_str, required_str
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, ROUTER, SETTINGS, STORE
 from hub.api.openapi import documented, schema
-from hub.bus import BusEvent
+from hub.events import AgentPresence
 from hub.model import Agent, Presence, Role
 from hub.passwords import verify_password
 from hub.store.agents import (
@@ -243,7 +243,7 @@ async def put_presence(request: web.Request) -> web.Response:
         updated = await set_presence(connection, agent.id, presence, now=request.app[CLOCK](), reason=reason, paid=paid)
     if updated is None:
         raise _unauthenticated()
-    request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent_id": agent.id}))
+    request.app[BUS].publish(AgentPresence(agent_id=agent.id))
     if presence is not Presence.READY:
         request.app[BUS].publish_all(await withdraw_offers(request.app[STORE], agent.id, now=request.app[CLOCK]()))
     if ROUTER in request.app:

@@ -24,7 +24,7 @@ from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, OUTBOX, SETTINGS, STORE
 from hub.api.openapi import documented, schema
-from hub.bus import BusEvent
+from hub.events import ConversationUpdated
 from hub.model import (
     Agent,
     Attachment,
@@ -527,12 +527,9 @@ async def post_outbound(request: web.Request) -> web.Response:
     )
 
 
-def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> BusEvent:
-    return BusEvent(
-        kind="conversation.updated",
-        conversation_id=conversation_id,
-        agent_id=agent_id,
-        data={"action": action, "audience": [agent_id], **data},
+def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:
+    return ConversationUpdated(
+        conversation_id=conversation_id, action=action, by=agent_id, audience=(agent_id,), details=data
     )
 
 

@@ -30,7 +30,7 @@ from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, STORE
 from hub.api.openapi import documented, ref, schema
-from hub.bus import BusEvent
+from hub.events import ConversationTicket
 from hub.store._crud import BadCursor, Invalid
 from hub.store.tickets import (
     TICKET_STATES,
@@ -254,11 +254,7 @@ async def conversation_ticket(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no conversation {conversation_id}")
     request.app[BUS].publish(
         # no agent_id: that would address the event to the actor alone; every participant's console wants it
-        BusEvent(
-            kind="conversation.ticket",
-            conversation_id=conversation_id,
-            data={"ticket": ticket["id"], "title": ticket["title"], "by": agent.id},
-        )
+        ConversationTicket(conversation_id=conversation_id, ticket=ticket["id"], title=ticket["title"], by=agent.id)
     )
     return json_ok({"conversation": conversation_id, "ticket": ticket})
 

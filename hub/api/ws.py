@@ -18,6 +18,7 @@ from hub.api.auth import SESSION_COOKIE, session_for_token
 from hub.api.errors import ApiError
 from hub.api.keys import NOTIFIER, STORE
 from hub.api.openapi import document
+from hub.events import QueueWaiting
 from hub.model import Agent
 from hub.notifier import concerns, envelope, waiting_list
 from hub.store.agents import BEARER, SESSION
@@ -68,7 +69,7 @@ async def _send_waiting_list_snapshots(request: web.Request, ws: web.WebSocketRe
     for queue_id, state in (await waiting_lists(request.app[STORE], queue_ids)).items():
         snapshot = {
             "seq": None,
-            "kind": "queue.waiting",
+            "kind": QueueWaiting.kind,
             "queue_id": queue_id,
             "data": waiting_list(queue_id, state, []),
         }
