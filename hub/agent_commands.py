@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+from hub.bootstrap import build_store
 from hub.bus import BusEvent, EventBus
 from hub.cli import add_config_argument, settings_from_args
 from hub.errors import Conflict
+from hub.events import AgentDeactivated
 from hub.model import Agent, Presence, Role
 from hub.settings import Settings
-from hub.store import Store
 from hub.store.admin import AgentUpdate, list_agents
 from hub.store.agents import AgentExists, create_agent
 from hub.store.catalogue import load_queues
@@ -126,7 +127,7 @@ def _now() -> datetime:
 @asynccontextmanager
 async def _hub(settings: Settings, bus: EventBus | None = None) -> AsyncIterator[Parts]:
     """The hub's parts a command needs: the database and a bus of its own (no router, no outbox)."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         yield Parts(settings=settings, store=store, bus=bus or EventBus(), clock=_now)
@@ -152,7 +153,7 @@ async def known_queues(settings: Settings) -> set[str]:
 
     The file's queues reach the database only when the hub starts, and the API's
     exist only there, so neither alone is the whole list."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         async with store.read() as connection:
@@ -181,7 +182,7 @@ async def create(
     name: str | None = None,
     capacity: int = 2,
 ) -> Agent:
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return await create_agent(
@@ -235,7 +236,7 @@ def _create(args: argparse.Namespace) -> int:
 
 async def listing(settings: Settings, *, inactive: bool = False) -> list[tuple[Agent, bool]]:
     """(agent, active) by login; deactivated agents only with ``inactive``."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         found = await list_agents(store, include_inactive=inactive)
@@ -290,7 +291,7 @@ async def deactivate(settings: Settings, login: str, *, bus: EventBus | None = N
         agent, _ = _find(everyone, login)
         changed = await deactivate_agent(hub, Principal.operator(), agent.id)
         # a running hub learns only from its log: the event that closes the agent's consoles goes there
-        closing = [e for e in changed.events if e.kind == "agent.deactivated"]
+        closing = [e for e in changed.events if isinstance(e, AgentDeactivated)]
         if closing:
             rows = [{"kind": e.kind, "agent_id": e.agent_id, "data": e.data} for e in closing]
             await log_events(hub.store, rows, now=hub.clock())
@@ -368,7 +369,7 @@ def _reactivate(args: argparse.Namespace) -> int:
 
 async def find(settings: Settings, login: str) -> tuple[Agent, bool]:
     """(agent, active) for the login. Raises UnknownAgent."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return _find(await list_agents(store, include_inactive=True), login)

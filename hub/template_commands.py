@@ -14,10 +14,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hub.bootstrap import build_store
 from hub.bus import EventBus
 from hub.cli import add_config_argument, settings_from_args
 from hub.settings import Settings
-from hub.store import Store
 from hub.store.templates import list_templates
 from hub.template_files import TemplateFileError, read_dir, write_dir
 from hub.usecases import Parts, Principal
@@ -43,7 +43,7 @@ async def import_dir(settings: Settings, directory: Path) -> dict[str, str]:
     """Validate every file, then save all in one transaction (``hub.usecases.templates.import_drafts``, as the
     operator). Raises TemplateFileError naming the file that failed."""
     drafts = read_dir(directory)
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         hub = Parts(settings=settings, store=store, bus=EventBus(), clock=lambda: datetime.now(UTC))
@@ -55,7 +55,7 @@ async def import_dir(settings: Settings, directory: Path) -> dict[str, str]:
 
 
 async def export_dir(settings: Settings, directory: Path) -> list[Path]:
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         templates = await list_templates(store)

@@ -14,11 +14,19 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from adapters.viber import ViberAdapter
-from hub.api.errors import ApiError
-from hub.api.keys import ADAPTERS, SETTINGS, STORE
+from hub.app import Hub
 from hub.model import InboundEvent, InboundMessage, SubscriptionChanged
 from hub.store import store_profile
-from webhooks._common import acknowledge, adapter_errors, ingest, read_body, run_after_response
+from webhooks._common import (
+    WebhookError,
+    acknowledge,
+    adapter_errors,
+    hub_of,
+    ingest,
+    install,
+    read_body,
+    run_after_response,
+)
 
 __all__ = ["PATH", "setup", "webhook_path"]
 
@@ -35,12 +43,13 @@ def webhook_path(account_id: str) -> str:
 
 async def callback(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    adapter = request.app[ADAPTERS].get(account_id)
+    hub = hub_of(request.app)
+    adapter = hub.adapters.get(account_id)
     if not isinstance(adapter, ViberAdapter):
         logger.warning("viber callback for an account that is not configured", extra={"account": account_id})
-        raise ApiError(404, "unknown_account", f"no Viber account {account_id!r} is configured")
+        raise WebhookError(404, "unknown_account", f"no Viber account {account_id!r} is configured")
     body = await read_body(request)
-    public_url = request.app[SETTINGS].server.public_url.rstrip("/")
+    public_url = hub.settings.server.public_url.rstrip("/")
     with adapter_errors():
         adapter.verify(public_url + request.raw_path, request.headers, body)
         events = adapter.parse(body, request.headers)
@@ -73,9 +82,10 @@ def _enrich_later(app: web.Application, adapter: ViberAdapter, events: Sequence[
 
 async def _enrich(app: web.Application, adapter: ViberAdapter, user_id: str) -> None:
     update = await adapter.user_details(user_id)
-    await store_profile(app[STORE], update)
+    await store_profile(hub_of(app).store, update)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, hub: Hub) -> None:
+    install(app, hub)
     app[_ASKED] = set()
     app.router.add_post(PATH, callback)

@@ -1,35 +1,25 @@
-"""How a handler reaches the hub's parts for a use case: the one place to swap for the hub's own root."""
+"""How a handler reaches the hub for a use case: the running ``Hub`` is what use cases take."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from hub.api.auth import authenticated
-from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
-from hub.api.routing import ROUTER
-from hub.outbox import Outbox
-from hub.usecases import HubParts, Parts, Principal
+from hub.api.keys import HUB
+from hub.app import Hub
+from hub.usecases import Principal
 
-__all__ = ["OUTBOX", "actor", "hub_of", "parts_of"]
-
-OUTBOX = web.AppKey("outbox", Outbox)
+__all__ = ["actor", "hub_of", "parts_of"]
 
 
-def hub_of(request: web.Request) -> HubParts:
-    """The parts of the hub serving ``request``, as use cases take them."""
-    return parts_of(request.app)
+def hub_of(request: web.Request) -> Hub:
+    """The hub serving ``request``."""
+    return request.app[HUB]
 
 
-def parts_of(app: web.Application) -> HubParts:
-    """The parts of the hub that ``app`` serves (the router and the outbox once they have started)."""
-    return Parts(
-        settings=app[SETTINGS],
-        store=app[STORE],
-        bus=app[BUS],
-        clock=app[CLOCK],
-        router=app.get(ROUTER),
-        outbox=app.get(OUTBOX),
-    )
+def parts_of(app: web.Application) -> Hub:
+    """The hub that ``app`` serves."""
+    return app[HUB]
 
 
 async def actor(request: web.Request) -> Principal:

@@ -22,7 +22,7 @@ from hub.api.auth import agent_json, authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
-from hub.bus import BusEvent
+from hub.events import QueueChanged
 from hub.model import Agent, Queue, Role, Status
 from hub.store._crud import Conflict, Invalid
 from hub.store.admin import (
@@ -321,9 +321,7 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 
 
 def _publish_queue(request: web.Request, queue_id: str, action: str) -> None:
-    request.app[BUS].publish(
-        BusEvent(kind="queue.changed", queue_id=queue_id, data={"queue": queue_id, "action": action})
-    )
+    request.app[BUS].publish(QueueChanged(queue_id=queue_id, action=action))
 
 
 # ------------------------------------------------------------------- queues

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +40,7 @@ from hub.usecases.conversations import (
     take_over,
     transfer,
 )
+from hub.views import jsonable
 
 __all__ = ["conversation_json", "jsonable", "setup"]
 
@@ -104,16 +105,6 @@ TARGET = schema(
 IDEMPOTENCY = {
     "Idempotency-Key": {"type": "string", "description": "a retry with the same key returns the first answer"}
 }
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def conversation_json(view: dict[str, Any]) -> dict[str, Any]:

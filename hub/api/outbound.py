@@ -11,20 +11,18 @@ The "send a new message" search is ``GET /api/v1/identities?q=&channel=&contacte
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, path_id
-from hub.api._hub import OUTBOX, actor, hub_of
+from hub.api._hub import actor, hub_of
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import ADAPTERS, BUS, CLOCK, SETTINGS, STORE
+from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
 from hub.model import Attachment, Conversation, Message, MessageKind
-from hub.outbox import Outbox
 from hub.usecases.outbound import Send, check_eligibility, reply, send_new
 
 __all__ = ["OUTBOX", "message_json", "setup"]
@@ -327,19 +325,5 @@ async def post_outbound(request: web.Request) -> web.Response:
     )
 
 
-# ---------------------------------------------------------------- workers
-
-
-async def _delivery_workers(app: web.Application) -> AsyncIterator[None]:
-    adapters = app[ADAPTERS]
-    outbox = Outbox(app[STORE], app[BUS], adapters, app[SETTINGS], clock=app[CLOCK])
-    app[OUTBOX] = outbox
-    await outbox.start()
-    logger.debug("outbox workers started", extra={"workers": app[SETTINGS].outbox.workers})
-    yield
-    await outbox.stop()
-
-
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(_delivery_workers)

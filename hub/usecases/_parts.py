@@ -57,7 +57,8 @@ class HubParts(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parts:
-    """A plain ``HubParts``: what the CLI builds, and what the API hands over until the hub has one root."""
+    """A plain ``HubParts``: what a command builds to run use cases outside a running hub (no router, no
+    outbox); a running ``hub.app.Hub`` is one too."""
 
     settings: Settings
     store: Store

@@ -13,6 +13,7 @@ from typing import Any
 
 from hub.bus import BusEvent
 from hub.errors import Conflict, Forbidden, Invalid, NotFound
+from hub.events import AgentDeactivated, AgentPresence, QueueChanged
 from hub.model import Role
 from hub.passwords import hash_password
 from hub.store import _crud
@@ -21,6 +22,7 @@ from hub.store.routing import RoutingRefused
 from hub.usecases._parts import HubParts
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
+from hub.views import agent_json
 
 __all__ = ["AgentChange", "AgentChanged", "change_agent", "deactivate_agent", "reactivate_agent"]
 
@@ -57,10 +59,6 @@ class AgentChanged:
     events: list[BusEvent]
 
 
-def _queue_event(queue_id: str, action: str) -> BusEvent:
-    return BusEvent(kind="queue.changed", queue_id=queue_id, data={"queue": queue_id, "action": action})
-
-
 async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: AgentChange) -> AgentChanged:
     """Apply the change as an admin, tell the consoles and the router, and return the agent as it is now.
 
@@ -95,13 +93,13 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
     if updated is None:
         raise NotFound("not_found", f"no agent {agent_id}")
     agent = updated.agent
-    events = [_queue_event(queue_id, "members") for queue_id in change.queues or ()]
+    events: list[BusEvent] = [QueueChanged(queue_id=queue_id, action="members") for queue_id in change.queues or ()]
     if updated.released is not None:
         events.extend(updated.released.events)
     if updated.went_offline or updated.deactivated:
-        events.append(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent_id": agent.id}))
+        events.append(AgentPresence(agent_id=agent.id, agent=agent_json(agent)))
     if updated.deactivated:  # the consoles the agent still has open are closed (hub.api.ws)
-        events.append(BusEvent(kind="agent.deactivated", agent_id=agent.id, data={"agent_id": agent.id}))
+        events.append(AgentDeactivated(agent_id=agent.id))
     hub.bus.publish_all(events)
     if updated.released is not None and hub.router is not None:
         await hub.router.sweep()  # the next agent's offer exists when the admin gets the answer

@@ -13,6 +13,7 @@ from typing import Any
 
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
+from hub.events import ConversationUpdated
 from hub.model import (
     Attachment,
     Channel,
@@ -235,12 +236,9 @@ async def _plan(
     )
 
 
-def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> BusEvent:
-    return BusEvent(
-        kind="conversation.updated",
-        conversation_id=conversation_id,
-        agent_id=agent_id,
-        data={"action": action, "audience": [agent_id], **data},
+def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:
+    return ConversationUpdated(
+        conversation_id=conversation_id, action=action, by=agent_id, audience=(agent_id,), details=data
     )
 
 

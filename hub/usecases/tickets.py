@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.bus import BusEvent
 from hub.errors import Invalid, NotFound
+from hub.events import ConversationTicket
 from hub.store import _crud
 from hub.store.tickets import assign_ticket, create_ticket, set_favourite, update_ticket
 from hub.usecases._parts import HubParts
@@ -60,7 +60,7 @@ class TicketAssigned:
     """The ticket as it is now, and the event that told the conversation's consoles."""
 
     ticket: Mapping[str, Any]
-    event: BusEvent
+    event: ConversationTicket
 
 
 async def assign(hub: HubParts, actor: Principal, conversation_id: int, ticket_id: int) -> TicketAssigned:
@@ -73,10 +73,8 @@ async def assign(hub: HubParts, actor: Principal, conversation_id: int, ticket_i
     if ticket is None:
         raise NotFound("not_found", f"no conversation {conversation_id}")
     # no agent_id: that would address the event to the actor alone; every participant's console wants it
-    event = BusEvent(
-        kind="conversation.ticket",
-        conversation_id=conversation_id,
-        data={"ticket": ticket["id"], "title": ticket["title"], "by": actor.id},
+    event = ConversationTicket(
+        conversation_id=conversation_id, ticket=ticket["id"], title=ticket["title"], by=actor.agent_id()
     )
     hub.bus.publish(event)
     return TicketAssigned(ticket, event)

@@ -17,6 +17,7 @@ from hub.api._hub import parts_of
 from hub.api.keys import BUS
 from hub.bus import BusEvent, EventBus
 from hub.errors import Conflict, Forbidden, Invalid, NotFound, PolicyRefusal, Refusal
+from hub.events import unwrapped
 from hub.model import Role
 from hub.store.agents import find_agent_by_login
 from hub.store.routing import RoutingRefused
@@ -181,10 +182,13 @@ def shape(events: list[BusEvent], agent_id: int, conversation_id: int) -> list[t
             return "AGENT"
         if value == conversation_id:
             return "CONVERSATION"
-        if isinstance(value, list):
+        if isinstance(value, dict) and value.get("id") == agent_id:
+            return "AGENT"  # the agent's JSON
+        if isinstance(value, list | tuple):
             return [plain(v) for v in value]
         return value
 
+    events = [unwrapped(e) for e in events]
     return [
         (
             e.kind,
