@@ -7,18 +7,18 @@ one from the configuration file or one created through the admin API (the
 database). ``list [--inactive]`` prints one aligned line per agent, by login.
 
 ``deactivate LOGIN`` and ``reactivate LOGIN`` are the admin API's
-``PUT {"active": false|true}``, through the same store function
-(``hub.store.admin.update_agent``): one transaction makes the agent inactive and
-offline, revokes their sessions and tokens and gives back their work. Repeating
-either changes nothing. A hub that is running routes the given-back
-conversations on its next sweep and closes the agent's open consoles (the
+``PUT {"active": false|true}``, through the same use case
+(``hub.usecases.agents.change_agent``, acting as the operator): one transaction makes the agent
+inactive and offline, revokes their sessions and tokens and gives back their work, and the
+same events are published. Repeating either changes nothing. A hub that is running routes the
+given-back conversations on its next sweep and closes the agent's open consoles (the
 ``agent.deactivated`` event is logged for it). Other consoles, supervisors'
 included, see the hand-offs and the agent's presence when they next load them:
 the events the API publishes in its own process are not sent from here. The
 timeline events name no admin (no ``by``).
 
-``password LOGIN`` is the API's password reset (``PUT {"password": ...}``): the
-new hash and the revocation of every session and token commit together.
+``password LOGIN`` is the API's password reset (``PUT {"password": ...}``, the same use case):
+the new hash and the revocation of every session and token commit together.
 
 Passwords are read from standard input: a hidden prompt (asked twice) on a
 terminal, the first line otherwise (``printf '%s\\n' "$PW" | channelhub agents
@@ -31,20 +31,26 @@ import argparse
 import asyncio
 import getpass
 import sys
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+from hub.bootstrap import build_store
+from hub.bus import BusEvent, EventBus
 from hub.cli import add_config_argument, settings_from_args
+from hub.errors import Conflict
+from hub.events import AgentDeactivated
 from hub.model import Agent, Presence, Role
-from hub.passwords import hash_password
 from hub.settings import Settings
-from hub.store import Store
-from hub.store.admin import AgentUpdate, list_agents, update_agent
+from hub.store.admin import AgentUpdate, list_agents
 from hub.store.agents import AgentExists, create_agent
 from hub.store.catalogue import load_queues
 from hub.store.events import log_events
-from hub.store.routing import Released, RoutingRefused
+from hub.store.routing import Released
+from hub.usecases import Parts, Principal
+from hub.usecases.agents import AgentChange, change_agent, deactivate_agent, reactivate_agent
 
 __all__ = [
     "Deactivation",
@@ -106,10 +112,27 @@ class UnknownAgent(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Deactivation:
-    """What ``update_agent`` did, and every agent's login by id to name who took a conversation over."""
+    """What the deactivation did, every agent's login by id to name who took a conversation over,
+    and the events it published (as the admin API publishes them)."""
 
     update: AgentUpdate
     logins: dict[int, str]
+    events: list[BusEvent] = field(default_factory=list)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def _hub(settings: Settings, bus: EventBus | None = None) -> AsyncIterator[Parts]:
+    """The hub's parts a command needs: the database and a bus of its own (no router, no outbox)."""
+    store = build_store(settings)
+    try:
+        await store.migrate()
+        yield Parts(settings=settings, store=store, bus=bus or EventBus(), clock=_now)
+    finally:
+        await store.close()
 
 
 def read_password(stdin: TextIO = sys.stdin) -> str:
@@ -130,7 +153,7 @@ async def known_queues(settings: Settings) -> set[str]:
 
     The file's queues reach the database only when the hub starts, and the API's
     exist only there, so neither alone is the whole list."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         async with store.read() as connection:
@@ -159,7 +182,7 @@ async def create(
     name: str | None = None,
     capacity: int = 2,
 ) -> Agent:
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return await create_agent(
@@ -213,7 +236,7 @@ def _create(args: argparse.Namespace) -> int:
 
 async def listing(settings: Settings, *, inactive: bool = False) -> list[tuple[Agent, bool]]:
     """(agent, active) by login; deactivated agents only with ``inactive``."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         found = await list_agents(store, include_inactive=inactive)
@@ -259,29 +282,20 @@ def _find(found: list[tuple[Agent, bool]], login: str) -> tuple[Agent, bool]:
     raise UnknownAgent(login)
 
 
-async def deactivate(settings: Settings, login: str) -> Deactivation:
-    """Deactivate as ``DELETE /api/v1/agents/{id}`` does. Raises UnknownAgent, or RoutingRefused when
-    hand-offs on the agent's conversations kept getting there first (``update_agent`` tries three times;
-    nothing changed)."""
-    store = Store(settings.database_url)
-    try:
-        await store.migrate()
-        everyone = await list_agents(store, include_inactive=True)
+async def deactivate(settings: Settings, login: str, *, bus: EventBus | None = None) -> Deactivation:
+    """Deactivate as ``DELETE /api/v1/agents/{id}`` does, publishing its events on ``bus``. Raises UnknownAgent,
+    or hub.errors.Conflict when hand-offs on the agent's conversations kept getting there first (nothing
+    changed)."""
+    async with _hub(settings, bus) as hub:
+        everyone = await list_agents(hub.store, include_inactive=True)
         agent, _ = _find(everyone, login)
-        now = datetime.now(UTC)
-        updated = await update_agent(store, agent.id, {"active": False}, now=now)
-        if updated is None:  # agents are never deleted, but the id came from another transaction
-            raise UnknownAgent(login)
-        if updated.deactivated:
-            # what the API publishes for hub.api.ws, logged so each running hub closes the agent's consoles
-            await log_events(
-                store,
-                [{"kind": "agent.deactivated", "agent_id": agent.id, "data": {"agent_id": agent.id}}],
-                now=now,
-            )
-    finally:
-        await store.close()
-    return Deactivation(update=updated, logins={a.id: a.login for a, _ in everyone})
+        changed = await deactivate_agent(hub, Principal.operator(), agent.id)
+        # a running hub learns only from its log: the event that closes the agent's consoles goes there
+        closing = [e for e in changed.events if isinstance(e, AgentDeactivated)]
+        if closing:
+            rows = [{"kind": e.kind, "agent_id": e.agent_id, "data": e.data} for e in closing]
+            await log_events(hub.store, rows, now=hub.clock())
+    return Deactivation(update=changed.update, logins={a.id: a.login for a, _ in everyone}, events=changed.events)
 
 
 def deactivation_lines(done: Deactivation) -> list[str]:
@@ -316,18 +330,12 @@ def _ids(ids: list[int]) -> str:
 
 async def reactivate(settings: Settings, login: str) -> tuple[Agent, bool]:
     """The agent and whether this changed anything, as ``PUT {"active": true}``. Raises UnknownAgent."""
-    store = Store(settings.database_url)
-    try:
-        await store.migrate()
-        agent, active = _find(await list_agents(store, include_inactive=True), login)
+    async with _hub(settings) as hub:
+        agent, active = _find(await list_agents(hub.store, include_inactive=True), login)
         if active:
             return agent, False
-        updated = await update_agent(store, agent.id, {"active": True}, now=datetime.now(UTC))
-        if updated is None:
-            raise UnknownAgent(login)
-        return updated.agent, True
-    finally:
-        await store.close()
+        changed = await reactivate_agent(hub, Principal.operator(), agent.id)
+        return changed.update.agent, True
 
 
 def _deactivate(args: argparse.Namespace) -> int:
@@ -337,7 +345,7 @@ def _deactivate(args: argparse.Namespace) -> int:
     except UnknownAgent as exc:
         print(f"channelhub: {exc}", file=sys.stderr)
         return 2
-    except RoutingRefused:
+    except Conflict:
         print("channelhub: the agent's conversations changed meanwhile; nothing changed, try again", file=sys.stderr)
         return 1
     for line in deactivation_lines(done):
@@ -361,7 +369,7 @@ def _reactivate(args: argparse.Namespace) -> int:
 
 async def find(settings: Settings, login: str) -> tuple[Agent, bool]:
     """(agent, active) for the login. Raises UnknownAgent."""
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         return _find(await list_agents(store, include_inactive=True), login)
@@ -371,18 +379,11 @@ async def find(settings: Settings, login: str) -> tuple[Agent, bool]:
 
 async def change_password(settings: Settings, login: str, password: str) -> AgentUpdate:
     """A new password, hashed as ``create`` hashes it; every live token is revoked in the same
-    transaction (``update_agent``, as the API's reset). Raises UnknownAgent."""
-    password_hash = await hash_password(password)
-    store = Store(settings.database_url)
-    try:
-        await store.migrate()
-        agent, _ = _find(await list_agents(store, include_inactive=True), login)
-        updated = await update_agent(store, agent.id, {}, now=datetime.now(UTC), password_hash=password_hash)
-    finally:
-        await store.close()
-    if updated is None:
-        raise UnknownAgent(login)
-    return updated
+    transaction (the API's reset, through the same use case). Raises UnknownAgent."""
+    async with _hub(settings) as hub:
+        agent, _ = _find(await list_agents(hub.store, include_inactive=True), login)
+        changed = await change_agent(hub, Principal.operator(), agent.id, AgentChange(password=password))
+    return changed.update
 
 
 def _password(args: argparse.Namespace) -> int:

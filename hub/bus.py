@@ -1,4 +1,4 @@
-"""In-process event bus: what changed, for the router and the WebSocket.
+"""In-process event bus: what changed (hub/events.py), for the router and the WebSocket.
 
 Publishing never blocks the publisher: each subscriber gets its own queue and
 a slow subscriber only delays itself. Other hub processes learn of changes
@@ -11,29 +11,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import TypeAlias
+
+from hub.events import HubEvent
 
 __all__ = ["BusEvent", "EventBus"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BusEvent:
-    """``kind`` is dotted: ``message.created``, ``conversation.opened``, ``message.delivery``, ..."""
-
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-    conversation_id: int | None = None
-    agent_id: int | None = None
-    queue_id: str | None = None
-    seq: int | None = None  # set, with ``at``, when the event was logged for replay
-    at: datetime | None = None
+BusEvent: TypeAlias = HubEvent
+"""What the bus carries (the typed events of hub/events.py), under the name the store's signatures use."""
 
 
 class EventBus:
+    """Every published event to every subscriber's queue, in publishing order."""
+
     def __init__(self, *, queue_size: int = 10_000) -> None:
         self._subscribers: set[asyncio.Queue[BusEvent]] = set()
         self._queue_size = queue_size

@@ -63,11 +63,11 @@ def _replace_server(settings: Settings, **changes: Any) -> Settings:
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    from hub.store import Store
+    from hub.bootstrap import build_store
     from hub.store.migrate import current_revision
 
     async def run() -> str | None:
-        store = Store(settings.database_url)
+        store = build_store(settings)
         try:
             await store.migrate()
             return await current_revision(store.writer)

@@ -10,17 +10,35 @@ Our exception hierarchy:
     x UnknownAccount       -- a page, number or bot we do not serve (404)
     x ProviderRejected     -- permanent send failure; never retried
     x ProviderUnavailable  -- transient send failure; retried, may carry retry_after
+  + Refusal                -- a use case said no; nothing changed. code, message and extra fields
+    x NotFound             -- what the action names does not exist (404)
+    x Forbidden            -- the actor may not do this (403)
+    x Conflict             -- the state is not what the action needs, or someone got there first (409)
+    x Invalid              -- the request itself is wrong: a status, queue or agent that does not fit (422)
+      x PolicyRefusal      -- the outbound policy forbids this send now: rule, window_closed_at, alternatives
+
+The API answers a refusal from its fields alone (``hub.api.errors``); a CLI prints its message.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
 
 __all__ = [
     "AdapterError",
     "ChannelhubError",
     "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
     "PayloadMalformed",
+    "PolicyRefusal",
     "ProviderRejected",
     "ProviderUnavailable",
+    "Refusal",
     "SignatureInvalid",
     "UnknownAccount",
 ]
@@ -85,3 +103,76 @@ class ProviderUnavailable(AdapterError):
         self.reason = reason
         self.provider_code = provider_code
         self.retry_after = retry_after
+
+
+class Refusal(ChannelhubError):
+    """An action that does not apply as things are now; nothing changed.
+
+    ``kind`` names the family member (``not_found``, ``forbidden``, ``conflict``, ``invalid``, the
+    kinds the routing store raises), ``code`` is machine-readable, ``message`` is a sentence for the
+    person who asked, and ``fields`` are JSON-ready details (``field``, ``conversation_id``, ...).
+    """
+
+    kind: ClassVar[str] = "conflict"
+
+    def __init__(self, code: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields: Mapping[str, Any] = fields
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.fields.items())
+        return f"{type(self).__name__}({self.code!r}, {self.message!r}{extra})"
+
+    @staticmethod
+    def of_kind(kind: str, code: str, message: str, **fields: Any) -> Refusal:
+        """The family member for one of the routing store's string kinds (an unknown kind is a conflict)."""
+        cls = _BY_KIND.get(kind, Conflict)
+        return cls(code, message, **fields)
+
+
+class NotFound(Refusal):
+    kind = "not_found"
+
+
+class Forbidden(Refusal):
+    kind = "forbidden"
+
+
+class Conflict(Refusal):
+    kind = "conflict"
+
+
+class Invalid(Refusal):
+    kind = "invalid"
+
+
+class PolicyRefusal(Invalid):
+    """hub.policy refused the send: the ``rule`` (also the code), when the window closed, and what is
+    still allowed instead (``alternatives``, as the API shows them: kind, name, until)."""
+
+    def __init__(
+        self,
+        rule: str,
+        message: str,
+        *,
+        window_closed_at: datetime | None = None,
+        alternatives: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        super().__init__(
+            rule,
+            message,
+            rule=rule,
+            window_closed_at=window_closed_at.isoformat() if window_closed_at else None,
+            alternatives=[dict(a) for a in alternatives],
+        )
+        self.rule = rule
+        self.window_closed_at = window_closed_at
+        self.alternatives = tuple(alternatives)
+
+
+_BY_KIND: dict[str, type[Refusal]] = {c.kind: c for c in (NotFound, Forbidden, Conflict, Invalid)}

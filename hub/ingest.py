@@ -56,6 +56,7 @@ class Ingestor:
         *,
         clock: Callable[[], datetime] = utc_now,
         max_group: int = 256,
+        journal: Journal | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -67,7 +68,7 @@ class Ingestor:
         self.ignored_counts: Counter[str] = Counter()
         self.groups = 0
         self.deliveries = 0
-        self.journal: Journal | None = None  # set by whoever wants the events recorded with the messages
+        self.journal = journal  # records the events with the messages, in their transaction (the notifier's)
 
     async def start(self) -> None:
         if self._task is None:

@@ -34,7 +34,7 @@ __all__ = [
 
 ADAPTER_GROUP = "channelhub.adapters"
 WEBHOOK_GROUP = "channelhub.webhooks"
-EMULATOR_GROUP = "channelhub.emulators"  # cleanup contexts that run provider emulators (offline demo)
+EMULATOR_GROUP = "channelhub.emulators"  # (settings) -> async generator: provider emulators (offline demo)
 COMMAND_GROUP = "channelhub.commands"  # CLI subcommands contributed by other packages
 
 

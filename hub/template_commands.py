@@ -14,12 +14,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hub.bootstrap import build_store
+from hub.bus import EventBus
 from hub.cli import add_config_argument, settings_from_args
 from hub.settings import Settings
-from hub.store import Store
-from hub.store.templates import import_templates, list_templates
+from hub.store.templates import list_templates
 from hub.template_files import TemplateFileError, read_dir, write_dir
-from hub.templates import TemplateError, validate
+from hub.usecases import Parts, Principal
+from hub.usecases.templates import TemplateRefused, import_drafts
 
 __all__ = ["export_dir", "import_dir", "register"]
 
@@ -38,23 +40,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def import_dir(settings: Settings, directory: Path) -> dict[str, str]:
-    """Validate every file, then save all in one transaction. Raises TemplateFileError / TemplateError."""
+    """Validate every file, then save all in one transaction (``hub.usecases.templates.import_drafts``, as the
+    operator). Raises TemplateFileError naming the file that failed."""
     drafts = read_dir(directory)
-    for draft in drafts:
-        try:
-            validate(draft)
-        except TemplateError as exc:
-            raise TemplateFileError(f"{draft.name}.j2", str(exc), exc.line) from None
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
-        return await import_templates(store, drafts, now=datetime.now(UTC))
+        hub = Parts(settings=settings, store=store, bus=EventBus(), clock=lambda: datetime.now(UTC))
+        return await import_drafts(hub, Principal.operator(), drafts)
+    except TemplateRefused as exc:
+        raise TemplateFileError(f"{exc.name}.j2", str(exc.error), exc.error.line) from None
     finally:
         await store.close()
 
 
 async def export_dir(settings: Settings, directory: Path) -> list[Path]:
-    store = Store(settings.database_url)
+    store = build_store(settings)
     try:
         await store.migrate()
         templates = await list_templates(store)

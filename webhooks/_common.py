@@ -3,9 +3,16 @@
 A webhook handler is thin: ``read_body`` -> find the account(s) -> adapter
 ``verify`` -> adapter ``parse`` -> ``ingest`` -> ``acknowledge``. Adapter errors
 become our JSON error body through ``adapter_error_response`` (or by raising
-them inside ``adapter_errors()``). This module knows no provider.
+them inside ``adapter_errors()``). This module knows no provider, and nothing
+of the agent API: each route module's ``setup(app, hub)`` is given the hub
+(hub/app.py) and keeps it under this package's own key.
 
 Public API:
+
+* ``install(app, hub)`` -- once per app: the hub, the error answers, the background work;
+* ``hub_of(app)`` -- the hub the routes serve;
+* ``WebhookError(status, code, message)`` -- raise it for our JSON error body
+  (``{"error": {"code", "message"}}``, the agent API's shape);
 
 * ``read_body(request, limit=None) -> bytes`` -- the raw body, refused with 413 ``body_too_large``
   over ``settings.server.max_body_bytes`` (or the route's smaller ``limit``), never read past it;
@@ -16,7 +23,7 @@ Public API:
 * ``adapter_error_response(exc) -> web.Response`` -- 403 ``signature_invalid``,
   400 ``<PayloadMalformed.code>``, 404 ``unknown_account`` (logged), 502 otherwise;
 * ``adapter_errors()`` -- a context manager turning an ``AdapterError`` into that response
-  (raised as ``ApiError``, so the error middleware answers);
+  (raised as ``WebhookError``);
 * ``ingest(request, events) -> IngestResult`` -- store durably; 500 ``ingest_failed``
   (the provider retries) when the store refuses; ignored event kinds are counted by the
   ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
@@ -25,21 +32,20 @@ Public API:
 * ``verified_adapters(adapters, request, body)`` -- those whose signature check passes
   (SignatureInvalid when none does), for providers whose body names the account;
 * ``run_after_response(app, coro)`` -- enrichment work that must never delay an acknowledgement
-  (tracked, awaited briefly then cancelled on shutdown; install with ``install(app)``).
+  (tracked, awaited briefly then cancelled on shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from hub.api.errors import ApiError, error_response
-from hub.api.keys import ADAPTERS, CLOCK, INGESTOR, SETTINGS, STORE
+from hub.app import Hub
 from hub.errors import AdapterError, PayloadMalformed, SignatureInvalid, UnknownAccount
 from hub.ingest import IngestResult
 from hub.model import Channel, InboundEvent
@@ -47,10 +53,12 @@ from hub.ports import ChannelAdapter
 from hub.store.dead_letters import keep_dead_letter
 
 __all__ = [
+    "WebhookError",
     "acknowledge",
     "adapter_error_response",
     "adapter_errors",
     "adapters_for",
+    "hub_of",
     "ingest",
     "install",
     "keep_unusable",
@@ -64,9 +72,39 @@ logger = logging.getLogger(__name__)
 
 AdapterT = TypeVar("AdapterT", bound=ChannelAdapter)
 
+HUB = web.AppKey("webhooks.hub", Hub)
 BACKGROUND: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("webhooks.background")
 _SHUTDOWN_GRACE = 2.0  # seconds background enrichment may take to finish at shutdown
 _READ_CHUNK = 64 * 1024
+
+
+class WebhookError(Exception):
+    """A refusal of a provider's request; answered with our JSON error body and ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """``{"error": {"code", "message"}}``: the same body the agent API answers with."""
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def _answer_refusals(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except WebhookError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+
+
+def hub_of(app: web.Application) -> Hub:
+    return app[HUB]
 
 
 async def read_body(request: web.Request, limit: int | None = None) -> bytes:
@@ -77,7 +115,7 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     body is refused without reading it; a body without one (chunked) is read only up
     to the limit. Nothing is parsed here: this is what an unauthenticated request costs.
     """
-    configured = request.app[SETTINGS].server.max_body_bytes
+    configured = request.app[HUB].settings.server.max_body_bytes
     limit = configured if limit is None else min(limit, configured)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
@@ -92,8 +130,8 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
     return bytes(body)
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"the body is larger than {limit} bytes")
+def _too_large(limit: int) -> WebhookError:
+    return WebhookError(413, "body_too_large", f"the body is larger than {limit} bytes")
 
 
 def adapter_error_response(exc: AdapterError) -> web.Response:
@@ -116,7 +154,7 @@ def adapter_errors() -> Iterator[None]:
         yield
     except AdapterError as exc:
         response = adapter_error_response(exc)
-        raise ApiError(response.status, _code_of(exc), str(exc) or response.reason or "") from None
+        raise WebhookError(response.status, _code_of(exc), str(exc) or response.reason or "") from None
 
 
 def _code_of(exc: AdapterError) -> str:
@@ -134,10 +172,10 @@ async def ingest(request: web.Request, events: Sequence[InboundEvent]) -> Ingest
     provider delivers it again.
     """
     try:
-        result = await request.app[INGESTOR].submit(events)
+        result = await request.app[HUB].ingestor.submit(events)
     except Exception:
         logger.exception("webhook delivery not stored on %s; the provider will retry", request.path)
-        raise ApiError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+        raise WebhookError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
     if result.ignored:
         logger.debug("acknowledged without handling: %s", ", ".join(result.ignored))
     return result
@@ -153,17 +191,17 @@ async def keep_unusable(
     """
     try:
         await keep_dead_letter(
-            request.app[STORE],
+            request.app[HUB].store,
             channel=channel.value,
             account_id=account_id,
-            received_at=request.app[CLOCK](),
+            received_at=request.app[HUB].clock(),
             reason_code=error.code,
             reason=str(error) or error.code,
             body=body,
         )
     except Exception:
         logger.exception("unusable webhook delivery not stored on %s; the provider will retry", request.path)
-        raise ApiError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+        raise WebhookError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
     logger.warning(
         "signed webhook delivery kept as a dead letter (%s): %s", error.code, error, extra={"account": account_id}
     )
@@ -188,7 +226,7 @@ def acknowledge(result: IngestResult) -> web.Response:
 
 def adapters_for(app: web.Application, adapter_name: str) -> list[ChannelAdapter]:
     """The running adapters of one provider (``messenger``, ``whatsapp.cloud``, ...), in config order."""
-    return [a for a in app[ADAPTERS].values() if a.account.adapter_name == adapter_name]
+    return [a for a in app[HUB].adapters.values() if a.account.adapter_name == adapter_name]
 
 
 def verified_adapters(adapters: Sequence[AdapterT], request: web.Request, body: bytes) -> list[AdapterT]:
@@ -214,11 +252,14 @@ def verified_adapters(adapters: Sequence[AdapterT], request: web.Request, body: 
     return trusted
 
 
-def install(app: web.Application) -> None:
-    """Once per app (idempotent): track background enrichment and stop it on shutdown."""
-    if BACKGROUND in app:
+def install(app: web.Application, hub: Hub) -> None:
+    """Once per app (idempotent): keep the hub, answer refusals, track background enrichment and stop it
+    on shutdown (before the hub stops: it may still write)."""
+    if HUB in app:
         return
+    app[HUB] = hub
     app[BACKGROUND] = set()
+    app.middlewares.append(_answer_refusals)
     app.cleanup_ctx.append(_background_tasks)
 
 
@@ -241,7 +282,6 @@ def run_after_response(app: web.Application, coro: Coroutine[Any, Any, None]) ->
     Call it just before returning the acknowledgement: the task first runs once the
     handler has yielded, so it cannot delay the 200.
     """
-    install(app)
     task = asyncio.get_running_loop().create_task(_logged(coro))
     tasks = app[BACKGROUND]
     tasks.add(task)

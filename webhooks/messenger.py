@@ -14,15 +14,16 @@ from aiohttp import web
 
 from adapters._graph import handshake_challenge
 from adapters.messenger import MessengerAdapter, parse_delivery
-from hub.api.errors import ApiError
-from hub.api.keys import SETTINGS, STORE
+from hub.app import Hub
 from hub.errors import PayloadMalformed, SignatureInvalid
 from hub.model import Channel, InboundEvent, InboundMessage
 from hub.store import Store, store_profile
 from webhooks._common import (
+    WebhookError,
     acknowledge,
     adapter_errors,
     adapters_for,
+    hub_of,
     ingest,
     install,
     keep_unusable,
@@ -43,8 +44,8 @@ _PROFILED_MAX = 10_000  # customers whose profile this process already asked for
 PROFILED: web.AppKey[OrderedDict[tuple[str, str], None]] = web.AppKey("webhooks.messenger.profiled")
 
 
-def setup(app: web.Application) -> None:
-    install(app)
+def setup(app: web.Application, hub: Hub) -> None:
+    install(app, hub)
     app[PROFILED] = OrderedDict()
     app.router.add_get(ROUTE, verify_messenger_subscription)
     app.router.add_post(ROUTE, receive_messenger_webhook)
@@ -52,10 +53,11 @@ def setup(app: web.Application) -> None:
 
 async def verify_messenger_subscription(request: web.Request) -> web.Response:
     """Meta's subscription handshake: echo ``hub.challenge`` for a configured verify token."""
-    tokens = [a.credentials["verify_token"] for a in request.app[SETTINGS].accounts if a.adapter_name == ADAPTER_NAME]
+    accounts = hub_of(request.app).settings.accounts
+    tokens = [a.credentials["verify_token"] for a in accounts if a.adapter_name == ADAPTER_NAME]
     challenge = handshake_challenge(request.query, tokens)
     if challenge is None:
-        raise ApiError(403, "verification_failed", "hub.mode or hub.verify_token does not match a configured page")
+        raise WebhookError(403, "verification_failed", "hub.mode or hub.verify_token does not match a configured page")
     return web.Response(text=challenge, content_type="text/plain")
 
 
@@ -95,7 +97,7 @@ def _enrich_profiles(app: web.Application, adapters: list[MessengerAdapter], eve
         profiled[key] = None
         if len(profiled) > _PROFILED_MAX:
             profiled.popitem(last=False)
-        run_after_response(app, _fetch_profile(by_account[event.account_id], event.sender_id, app[STORE]))
+        run_after_response(app, _fetch_profile(by_account[event.account_id], event.sender_id, hub_of(app).store))
 
 
 async def _fetch_profile(adapter: MessengerAdapter, psid: str, store: Store) -> None:

@@ -8,16 +8,26 @@ not what Twilio signed), parse, store, and only then answer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from adapters.twilio_whatsapp import MAX_FORM_BYTES, STATUS_CALLBACK_PATH, TwilioWhatsAppAdapter, adapter_for_delivery
-from hub.api.keys import SETTINGS
+from hub.app import Hub
 from hub.errors import PayloadMalformed
 from hub.ingest import IngestResult
 from hub.model import Channel
-from webhooks._common import acknowledge, adapter_errors, adapters_for, ingest, keep_unusable, read_body
+from hub.ports import ChannelAdapter
+from webhooks._common import (
+    acknowledge,
+    adapter_errors,
+    adapters_for,
+    hub_of,
+    ingest,
+    install,
+    keep_unusable,
+    read_body,
+)
 
 __all__ = ["INBOUND_PATH", "STATUS_PATH", "setup"]
 
@@ -37,7 +47,7 @@ async def _receive(request: web.Request) -> IngestResult | None:
     Before the signature is known the request costs at most ``MAX_FORM_BYTES`` read and a form of at
     most ``MAX_FORM_FIELDS`` fields parsed (413 / 400 ``too_many_fields`` beyond them)."""
     body = await read_body(request, MAX_FORM_BYTES)
-    public_url = request.app[SETTINGS].server.public_url.rstrip("/")
+    public_url = hub_of(request.app).settings.server.public_url.rstrip("/")
     with adapter_errors():
         adapter = adapter_for_delivery(_adapters(request.app), body)
         adapter.verify(public_url + request.raw_path, request.headers, body)
@@ -63,19 +73,16 @@ async def status(request: web.Request) -> web.Response:
     return acknowledge(result or IngestResult(stored=0, duplicates=0, updated=0, ignored=()))
 
 
-async def _status_callbacks(app: web.Application) -> AsyncIterator[None]:
-    """Tell each Twilio adapter where its status callbacks go, once the adapters exist.
-
-    Runs after the server's adapter context (webhook setup comes after it) and
-    before any extension's workers start sending.
-    """
-    url = app[SETTINGS].server.public_url.rstrip("/") + STATUS_PATH
-    for adapter in _adapters(app):
-        adapter.status_callback_url = url
-    yield
-
-
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, hub: Hub) -> None:
+    install(app, hub)
     app.router.add_post(INBOUND_PATH, inbound)
     app.router.add_post(STATUS_PATH, status)
-    app.cleanup_ctx.append(_status_callbacks)
+    url = hub.settings.server.public_url.rstrip("/") + STATUS_PATH
+
+    def tell_where_statuses_go(adapters: Mapping[str, ChannelAdapter]) -> None:
+        """Each Twilio adapter's status callback URL, set before the hub's delivery workers send anything."""
+        for adapter in adapters.values():
+            if isinstance(adapter, TwilioWhatsAppAdapter):
+                adapter.status_callback_url = url
+
+    hub.configure_adapters(tell_where_statuses_go)

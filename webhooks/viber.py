@@ -14,15 +14,17 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from adapters.viber import ViberAdapter
-from hub.api.errors import ApiError
-from hub.api.keys import ADAPTERS, SETTINGS, STORE
+from hub.app import Hub
 from hub.errors import PayloadMalformed
 from hub.model import Channel, InboundEvent, InboundMessage, SubscriptionChanged
 from hub.store import store_profile
 from webhooks._common import (
+    WebhookError,
     acknowledge,
     adapter_errors,
+    hub_of,
     ingest,
+    install,
     keep_unusable,
     read_body,
     rejected,
@@ -46,12 +48,13 @@ def webhook_path(account_id: str) -> str:
 
 async def callback(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
-    adapter = request.app[ADAPTERS].get(account_id)
+    hub = hub_of(request.app)
+    adapter = hub.adapters.get(account_id)
     if not isinstance(adapter, ViberAdapter):
         logger.warning("viber callback for an account that is not configured", extra={"account": account_id})
-        raise ApiError(404, "unknown_account", f"no Viber account {account_id!r} is configured")
+        raise WebhookError(404, "unknown_account", f"no Viber account {account_id!r} is configured")
     body = await read_body(request, MAX_BODY_BYTES)
-    public_url = request.app[SETTINGS].server.public_url.rstrip("/")
+    public_url = hub.settings.server.public_url.rstrip("/")
     with adapter_errors():
         adapter.verify(public_url + request.raw_path, request.headers, body)
         try:
@@ -88,9 +91,10 @@ def _enrich_later(app: web.Application, adapter: ViberAdapter, events: Sequence[
 
 async def _enrich(app: web.Application, adapter: ViberAdapter, user_id: str) -> None:
     update = await adapter.user_details(user_id)
-    await store_profile(app[STORE], update)
+    await store_profile(hub_of(app).store, update)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, hub: Hub) -> None:
+    install(app, hub)
     app[_ASKED] = set()
     app.router.add_post(PATH, callback)

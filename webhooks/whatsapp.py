@@ -13,14 +13,15 @@ from aiohttp import web
 
 from adapters._graph import handshake_challenge
 from adapters.whatsapp_cloud import WhatsAppCloudAdapter, parse_delivery
-from hub.api.errors import ApiError
-from hub.api.keys import SETTINGS
+from hub.app import Hub
 from hub.errors import PayloadMalformed, SignatureInvalid
 from hub.model import Channel
 from webhooks._common import (
+    WebhookError,
     acknowledge,
     adapter_errors,
     adapters_for,
+    hub_of,
     ingest,
     install,
     keep_unusable,
@@ -37,18 +38,21 @@ ROUTE = "/webhooks/whatsapp"
 ADAPTER_NAME = "whatsapp.cloud"
 
 
-def setup(app: web.Application) -> None:
-    install(app)
+def setup(app: web.Application, hub: Hub) -> None:
+    install(app, hub)
     app.router.add_get(ROUTE, verify_whatsapp_subscription)
     app.router.add_post(ROUTE, receive_whatsapp_webhook)
 
 
 async def verify_whatsapp_subscription(request: web.Request) -> web.Response:
     """Meta's subscription handshake: echo ``hub.challenge`` for a configured verify token."""
-    tokens = [a.credentials["verify_token"] for a in request.app[SETTINGS].accounts if a.adapter_name == ADAPTER_NAME]
+    accounts = hub_of(request.app).settings.accounts
+    tokens = [a.credentials["verify_token"] for a in accounts if a.adapter_name == ADAPTER_NAME]
     challenge = handshake_challenge(request.query, tokens)
     if challenge is None:
-        raise ApiError(403, "verification_failed", "hub.mode or hub.verify_token does not match a configured number")
+        raise WebhookError(
+            403, "verification_failed", "hub.mode or hub.verify_token does not match a configured number"
+        )
     return web.Response(text=challenge, content_type="text/plain")
 
 

@@ -401,11 +401,9 @@ async def run_emulator(state: EmulatorState, host: str, port: int) -> web.AppRun
     return runner
 
 
-async def demo_context(app: web.Application) -> AsyncIterator[None]:
-    """Hub cleanup context (``channelhub.emulators`` / ``all``): the emulators beside the hub."""
-    from hub.api.keys import SETTINGS
-
-    settings = app[SETTINGS]
+async def demo_context(settings: Settings) -> AsyncIterator[None]:
+    """The emulators beside the hub, for as long as it serves (``channelhub.emulators`` / ``all``): the server
+    runs this around its hub, with the hub's settings."""
     state = EmulatorState(settings, settings.server.public_url)
     runner = await run_emulator(state, settings.demo.emulator_host, settings.demo.emulator_port)
     logger.info(

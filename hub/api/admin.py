@@ -10,7 +10,6 @@ are read-only here; their secrets never leave the hub.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from string import Formatter
 from typing import Any
 
@@ -18,14 +17,13 @@ from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
+from hub.api._hub import hub_of
 from hub.api.auth import agent_json, authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
-from hub.api.routing import ROUTER
-from hub.bus import BusEvent
+from hub.events import QueueChanged
 from hub.model import Agent, Queue, Role, Status
-from hub.passwords import hash_password
 from hub.registry import provider_facts
 from hub.store._crud import Conflict, Invalid
 from hub.store.admin import (
@@ -45,12 +43,13 @@ from hub.store.admin import (
     queue_figures,
     queue_members,
     set_queue_members,
-    update_agent,
     update_queue,
     update_status,
 )
 from hub.store.agents import AgentExists, create_agent
-from hub.store.routing import Released, RoutingRefused
+from hub.store.routing import Released
+from hub.usecases import Principal
+from hub.usecases.agents import AgentChange, change_agent, deactivate_agent
 
 __all__ = ["setup"]
 
@@ -321,9 +320,7 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 
 
 def _publish_queue(request: web.Request, queue_id: str, action: str) -> None:
-    request.app[BUS].publish(
-        BusEvent(kind="queue.changed", queue_id=queue_id, data={"queue": queue_id, "action": action})
-    )
+    request.app[BUS].publish(QueueChanged(queue_id=queue_id, action=action))
 
 
 # ------------------------------------------------------------------- queues
@@ -650,59 +647,20 @@ async def agents_update(request: web.Request) -> web.Response:
     require_role(caller, *_ADMIN)
     agent_id = path_id(request)
     fields = _agent_fields(await json_body(request), creating=False)
-    if agent_id == caller.id:
-        if "role" in fields and fields["role"] != caller.role.value:
-            raise ApiError(403, "own_account", "nobody changes their own role")
-        if fields.get("active") is False:
-            raise ApiError(403, "own_account", "nobody deactivates themselves")
-    deactivating = fields.get("active") is False
-    body, updated = await _apply_agent_change(request, agent_id, fields, actor_id=caller.id)
-    if deactivating:
-        body["deactivation"] = _deactivation_json(updated)
+    role = fields.get("role")
+    change = AgentChange(
+        role=Role(role) if role is not None else None,
+        display_name=fields.get("display_name"),
+        capacity=fields.get("capacity"),
+        queues=tuple(fields["queues"]) if "queues" in fields else None,
+        password=fields.get("password"),
+        active=fields.get("active"),
+    )
+    changed = await change_agent(hub_of(request), Principal.of_agent(caller), agent_id, change)
+    body = _admin_agent_json(changed.update.agent, changed.update.active, changed.load)
+    if change.active is False:
+        body["deactivation"] = _deactivation_json(changed.update)
     return json_ok(body)
-
-
-async def _apply_agent_change(
-    request: web.Request, agent_id: int, fields: dict[str, Any], *, actor_id: int
-) -> tuple[dict[str, Any], AgentUpdate]:
-    """Apply the change, tell the consoles and the router, and return the agent's JSON."""
-    queues = fields.pop("queues", None)
-    if queues is not None:
-        await _known_queues(request, queues)
-    password = fields.pop("password", None)
-    password_hash = await hash_password(password) if password is not None else None
-    now: datetime = request.app[CLOCK]()
-    try:  # a hand-off racing a deactivation is retried inside update_agent
-        updated = await update_agent(
-            request.app[STORE],
-            agent_id,
-            fields,
-            now=now,
-            queue_ids=queues,
-            password_hash=password_hash,
-            actor_id=actor_id,
-        )
-    except Invalid as exc:
-        raise _invalid(exc) from None
-    except RoutingRefused:
-        raise ApiError(409, "conflict", "the agent's conversations changed meanwhile; try again") from None
-    if updated is None:
-        raise ApiError(404, "not_found", f"no agent {agent_id}")
-    agent = updated.agent
-    bus = request.app[BUS]
-    if queues is not None:
-        for queue_id in queues:
-            _publish_queue(request, queue_id, "members")
-    if updated.released is not None:
-        bus.publish_all(updated.released.events)
-    if updated.went_offline or updated.deactivated:
-        bus.publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent": agent_json(agent)}))
-    if updated.deactivated:  # the consoles the agent still has open are closed (hub.api.ws)
-        bus.publish(BusEvent(kind="agent.deactivated", agent_id=agent.id, data={"agent_id": agent.id}))
-    if updated.released is not None and ROUTER in request.app:
-        await request.app[ROUTER].sweep()  # the next agent's offer exists when the admin gets the answer
-    loads = await agent_loads(request.app[STORE])
-    return _admin_agent_json(agent, updated.active, loads.get(agent.id, 0)), updated
 
 
 def _deactivation_json(updated: AgentUpdate) -> dict[str, Any]:
@@ -731,10 +689,7 @@ def _deactivation_json(updated: AgentUpdate) -> dict[str, Any]:
 async def agents_deactivate(request: web.Request) -> web.Response:
     caller = await authenticated(request)
     require_role(caller, *_ADMIN)
-    agent_id = path_id(request)
-    if agent_id == caller.id:
-        raise ApiError(403, "own_account", "nobody deactivates themselves")
-    await _apply_agent_change(request, agent_id, {"active": False}, actor_id=caller.id)
+    await deactivate_agent(hub_of(request), Principal.of_agent(caller), path_id(request))
     return json_ok(None, status=204)
 
 

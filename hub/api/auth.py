@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import hmac
 from datetime import timedelta
-from typing import Any
 
 from aiohttp import web
 
 from hub.api._body import json_body, optional_str, required_str
 from hub.api.errors import ApiError, error_response
-from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
+from hub.api.keys import BUS, CLOCK, ROUTER, SETTINGS, STORE
 from hub.api.openapi import documented, schema
-from hub.api.routing import ROUTER
-from hub.bus import BusEvent
+from hub.events import AgentPresence
 from hub.login_limits import LoginLimiter, LoginLimits, TooManyAttempts
 from hub.model import Agent, Presence, Role
 from hub.passwords import verify_password
@@ -37,6 +35,7 @@ from hub.store.agents import (
     set_presence,
 )
 from hub.store.routing import withdraw_offers
+from hub.views import agent_json
 
 __all__ = [
     "CSRF_HEADER",
@@ -57,23 +56,6 @@ AUTH_TOKEN = web.RequestKey("auth_token", str)
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 
 routes = web.RouteTableDef()
-
-
-def agent_json(agent: Agent) -> dict[str, Any]:
-    return {
-        "id": agent.id,
-        "login": agent.login,
-        "display_name": agent.display_name,
-        "role": agent.role.value,
-        "capacity": agent.capacity,
-        "queues": list(agent.queues),
-        "presence": {
-            "state": agent.presence.value,
-            "reason": agent.pause_reason,
-            "paid": agent.pause_paid,
-            "since": agent.presence_since.isoformat() if agent.presence_since else None,
-        },
-    }
 
 
 def _unauthenticated(message: str = "log in first") -> ApiError:
@@ -272,7 +254,7 @@ async def put_presence(request: web.Request) -> web.Response:
         updated = await set_presence(connection, agent.id, presence, now=request.app[CLOCK](), reason=reason, paid=paid)
     if updated is None:
         raise _unauthenticated()
-    request.app[BUS].publish(BusEvent(kind="agent.presence", agent_id=agent.id, data={"agent_id": agent.id}))
+    request.app[BUS].publish(AgentPresence(agent_id=agent.id))
     if presence is not Presence.READY:
         request.app[BUS].publish_all(await withdraw_offers(request.app[STORE], agent.id, now=request.app[CLOCK]()))
     if ROUTER in request.app:

@@ -25,12 +25,13 @@ from hub.api._fields import (
     query_flag,
     text,
 )
+from hub.api._hub import actor, hub_of
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import CLOCK, STORE
 from hub.api.openapi import documented, ref, schema
 from hub.model import Channel, Contact, Role
-from hub.store._crud import BadCursor, Invalid
+from hub.store._crud import BadCursor
 from hub.store.contacts import (
     contact_conversations,
     contact_identities,
@@ -41,12 +42,10 @@ from hub.store.contacts import (
     update_contact,
 )
 from hub.store.identities import (
-    create_contact_and_pair,
     get_identity,
     list_identities,
-    pair_identity,
-    unpair_identity,
 )
+from hub.usecases import contacts as contact_usecases
 
 __all__ = ["contact_json", "parse_contact", "setup"]
 
@@ -388,17 +387,12 @@ async def identities_show(request: web.Request) -> web.Response:
     tag="identities",
 )
 async def identities_pair(request: web.Request) -> web.Response:
-    await authenticated(request)
+    by = await actor(request)
     identity_id = path_id(request)
     body = await json_body(request)
     only_fields(body, ("contact",))
     contact_id = integer(body, "contact", required=True, minimum=1)
-    try:
-        identity = await pair_identity(request.app[STORE], identity_id, contact_id)
-    except Invalid as exc:
-        raise invalid(exc.field, exc.message, "unknown_contact") from None
-    if identity is None:
-        raise _no_identity(identity_id)
+    identity = await contact_usecases.pair(hub_of(request), by, identity_id, contact_id)
     return json_ok(identity)
 
 
@@ -411,23 +405,18 @@ async def identities_pair(request: web.Request) -> web.Response:
     tag="identities",
 )
 async def identities_new_contact(request: web.Request) -> web.Response:
-    await authenticated(request)
+    by = await actor(request)
     identity_id = path_id(request)
     fields = parse_contact(await json_body(request), creating=True)
-    identity = await create_contact_and_pair(request.app[STORE], identity_id, fields, request.app[CLOCK]())
-    if identity is None:
-        raise _no_identity(identity_id)
+    identity = await contact_usecases.new_contact_for(hub_of(request), by, identity_id, fields)
     return json_ok(identity, status=201)
 
 
 @routes.delete("/api/v1/identities/{id}/contact")
 @documented("Unpair the identity from its contact", ok=(200, IDENTITY), errors=(404,), tag="identities")
 async def identities_unpair(request: web.Request) -> web.Response:
-    await authenticated(request)
-    identity_id = path_id(request)
-    identity = await unpair_identity(request.app[STORE], identity_id)
-    if identity is None:
-        raise _no_identity(identity_id)
+    by = await actor(request)
+    identity = await contact_usecases.unpair(hub_of(request), by, path_id(request))
     return json_ok(identity)
 
 

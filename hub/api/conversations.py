@@ -1,8 +1,8 @@
 """The conversation API: lists, one conversation, its history, and every hand-off action.
 
-Each action is one atomic change in hub.store.routing; it writes a timeline
-event, publishes bus events for the router and the WebSocket, and answers with
-the conversation as it is now. Refusals change nothing: 404 (no such
+Each action is a use case in hub.usecases.conversations (one atomic change in
+hub.store.routing, its events published for the router and the WebSocket); the
+route answers with the conversation as it is now. Refusals change nothing: 404 (no such
 conversation), 403 (not yours), 409 (someone got there first / wrong state),
 422 (a wrong status, queue or agent).
 """
@@ -12,43 +12,40 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from hub.api._body import json_body, parse_json
 from hub.api._fields import parse_id
+from hub.api._hub import actor, hub_of
 from hub.api.access import conversation_for, is_supervisor
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import BUS, CLOCK, STORE
+from hub.api.keys import STORE
 from hub.api.openapi import documented, schema
-from hub.api.routing import ROUTER
 from hub.model import ConversationState
-from hub.store import lost_to_a_concurrent_change
-from hub.store.agents import find_agent_by_login
 from hub.store.conversations import conversation_view, list_conversations
 from hub.store.history import HistoryCursor, history_page
-from hub.store.routing import (
-    Change,
-    RoutingRefused,
-    accept_offer,
-    close_conversation,
-    invite,
-    leave,
-    reject_offer,
-    set_important,
-    take,
-    transfer_to_agent,
-    transfer_to_queue,
+from hub.usecases import HubParts, Principal
+from hub.usecases.conversations import (
+    Changed,
+    Target,
+    accept,
+    close,
+    invite_to,
+    leave_conversation,
+    mark_important,
+    reject,
+    take_over,
+    transfer,
 )
+from hub.views import jsonable
 
 __all__ = ["conversation_json", "jsonable", "setup"]
 
 routes = web.RouteTableDef()
-
-_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422}
 
 CONVERSATION = schema(
     "Conversation",
@@ -170,16 +167,6 @@ IDEMPOTENCY = {
 }
 
 
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def conversation_json(view: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(view)
     return out
@@ -216,29 +203,6 @@ def _limit(request: web.Request, default: int = 50, most: int = 200) -> int:
     except ValueError:
         raise ApiError(400, "invalid_limit", "limit must be a number") from None
     return max(1, min(value, most))
-
-
-async def _respond(request: web.Request, change: Change, *, sweep: bool = False) -> web.Response:
-    request.app[BUS].publish_all(change.events)
-    if sweep:
-        await request.app[ROUTER].sweep()
-    else:
-        request.app[ROUTER].kick()
-    async with request.app[STORE].read() as connection:
-        view = await conversation_view(connection, change.conversation.id)
-    assert view is not None
-    return web.json_response(conversation_json(view))
-
-
-async def _run(action: Callable[[], Awaitable[Change]]) -> Change:
-    try:
-        return await action()
-    except RoutingRefused as exc:
-        raise ApiError(_STATUS.get(exc.kind, 409), exc.code, exc.message) from None
-    except Exception as exc:  # a serialisation or lock conflict with a concurrent change is a 409
-        if lost_to_a_concurrent_change(exc):
-            raise ApiError(409, "conflict", "the conversation changed meanwhile; try again") from None
-        raise
 
 
 # ------------------------------------------------------------------ reading
@@ -340,45 +304,36 @@ def _action(
     )
 
 
+async def _changed(
+    request: web.Request, action: Callable[[HubParts, Principal, int], Awaitable[Changed]]
+) -> web.Response:
+    by = await actor(request)
+    changed = await action(hub_of(request), by, _conversation_id(request))
+    return web.json_response(conversation_json(dict(changed.view)))
+
+
 @routes.post("/api/v1/conversations/{id}/accept")
 @_action("Accept the offer: you become the owner")
-async def accept(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
-    now = request.app[CLOCK]()
-    change = await _run(lambda: accept_offer(request.app[STORE], conversation.id, agent.id, now=now))
-    return await _respond(request, change)
+async def accept_(request: web.Request) -> web.Response:
+    return await _changed(request, accept)
 
 
 @routes.post("/api/v1/conversations/{id}/reject")
 @_action("Reject the offer: it passes to the next agent")
-async def reject(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
-    now = request.app[CLOCK]()
-    change = await _run(lambda: reject_offer(request.app[STORE], conversation.id, agent.id, now=now))
-    return await _respond(request, change, sweep=True)
+async def reject_(request: web.Request) -> web.Response:
+    return await _changed(request, reject)
 
 
 @routes.post("/api/v1/conversations/{id}/take")
 @_action("Take a conversation from your queue's waiting list (409 when someone else got it)")
 async def take_(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=False, take=True)
-    now = request.app[CLOCK]()
-    supervisor = is_supervisor(agent)
-    change = await _run(lambda: take(request.app[STORE], conversation.id, agent.id, now=now, any_queue=supervisor))
-    return await _respond(request, change)
+    return await _changed(request, take_over)
 
 
 @routes.post("/api/v1/conversations/{id}/leave")
 @_action("Leave the conversation (the owner's part passes to another participant)")
 async def leave_(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
-    now = request.app[CLOCK]()
-    change = await _run(lambda: leave(request.app[STORE], conversation.id, agent.id, now=now))
-    return await _respond(request, change, sweep=True)
+    return await _changed(request, leave_conversation)
 
 
 @routes.post("/api/v1/conversations/{id}/important")
@@ -388,34 +343,28 @@ async def leave_(request: web.Request) -> web.Response:
     errors=(401, 403, 404, 422),
 )
 async def important(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+    by = await actor(request)
+    conversation_id = _conversation_id(request)
     body = await json_body(request, allow_empty=True)
     value = body.get("important")
     if value is not None and not isinstance(value, bool):
         raise ApiError(422, "invalid_field", "'important' must be true or false", field="important")
-    now = request.app[CLOCK]()
-    change = await _run(lambda: set_important(request.app[STORE], conversation.id, agent.id, value, now=now))
-    return await _respond(request, change)
+    changed = await mark_important(hub_of(request), by, conversation_id, value)
+    return web.json_response(conversation_json(dict(changed.view)))
 
 
-async def _agent_id(request: web.Request, value: Any) -> int:
+def _agent_value(value: Any) -> int | str:
     if isinstance(value, bool):
         raise ApiError(422, "invalid_field", "'agent' must be an agent id or login", field="agent")
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip():
         agent_id = parse_id(value)
-        if agent_id is not None:
-            return agent_id
-        found = await find_agent_by_login(request.app[STORE], value)
-        if found is None:
-            raise ApiError(422, "unknown_agent", f"no active agent {value!r}", field="agent")
-        return found[0].id
+        return agent_id if agent_id is not None else value  # a login (or no agent: the use case says so)
     raise ApiError(422, "invalid_field", "'agent' must be an agent id or login", field="agent")
 
 
-async def _target(request: web.Request) -> tuple[int | None, str | None]:
+async def _target(request: web.Request) -> Target:
     body = await json_body(request)
     agent_value, queue = body.get("agent"), body.get("queue")
     if (agent_value is None) == (queue is None):
@@ -423,8 +372,8 @@ async def _target(request: web.Request) -> tuple[int | None, str | None]:
     if queue is not None:
         if not isinstance(queue, str) or not queue:
             raise ApiError(422, "invalid_field", "'queue' must be a queue id", field="queue")
-        return None, queue
-    return await _agent_id(request, agent_value), None
+        return Target(queue_id=queue)
+    return Target(agent=_agent_value(agent_value))
 
 
 @routes.post("/api/v1/conversations/{id}/transfer")
@@ -433,17 +382,11 @@ async def _target(request: web.Request) -> tuple[int | None, str | None]:
     body=TARGET,
     errors=(401, 403, 404, 409, 422),
 )
-async def transfer(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
-    target_agent, queue = await _target(request)
-    store, now = request.app[STORE], request.app[CLOCK]()
-    if queue is not None:
-        change = await _run(lambda: transfer_to_queue(store, conversation.id, agent.id, queue, now=now))
-    else:
-        assert target_agent is not None
-        change = await _run(lambda: transfer_to_agent(store, conversation.id, agent.id, target_agent, now=now))
-    return await _respond(request, change, sweep=True)
+async def transfer_(request: web.Request) -> web.Response:
+    by = await actor(request)
+    conversation_id = _conversation_id(request)
+    changed = await transfer(hub_of(request), by, conversation_id, await _target(request))
+    return web.json_response(conversation_json(dict(changed.view)))
 
 
 @routes.post("/api/v1/conversations/{id}/invite")
@@ -453,14 +396,10 @@ async def transfer(request: web.Request) -> web.Response:
     errors=(401, 403, 404, 409, 422),
 )
 async def invite_(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
-    target_agent, queue = await _target(request)
-    now = request.app[CLOCK]()
-    change = await _run(
-        lambda: invite(request.app[STORE], conversation.id, agent.id, now=now, agent_id=target_agent, queue_id=queue)
-    )
-    return await _respond(request, change)
+    by = await actor(request)
+    conversation_id = _conversation_id(request)
+    changed = await invite_to(hub_of(request), by, conversation_id, await _target(request))
+    return web.json_response(conversation_json(dict(changed.view)))
 
 
 @routes.post("/api/v1/conversations/{id}/close")
@@ -469,18 +408,15 @@ async def invite_(request: web.Request) -> web.Response:
     body={"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     errors=(401, 403, 404, 409, 422),
 )
-async def close(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=True)
+async def close_(request: web.Request) -> web.Response:
+    by = await actor(request)
+    conversation_id = _conversation_id(request)
     body = await json_body(request, allow_empty=True)
     status = body.get("status")
     if status is not None and not isinstance(status, str):
         raise ApiError(422, "status_not_allowed", "'status' must be a status id", field="status")
-    now = request.app[CLOCK]()
-    change = await _run(
-        lambda: close_conversation(request.app[STORE], conversation.id, agent.id, status or None, now=now)
-    )
-    return await _respond(request, change, sweep=True)
+    changed = await close(hub_of(request), by, conversation_id, status or None)
+    return web.json_response(conversation_json(dict(changed.view)))
 
 
 def setup(app: web.Application) -> None:

@@ -1,4 +1,9 @@
-"""The API's error shape: ``{"error": {"code", "message", ...}}`` with the right status."""
+"""The API's error shape: ``{"error": {"code", "message", ...}}`` with the right status.
+
+Handlers raise ``ApiError`` for what is wrong with the HTTP request itself; use cases raise a
+``hub.errors.Refusal``, which is answered here from its fields alone: the status from its kind,
+then its code, message and extra fields.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["ApiError", "error_middleware", "error_response"]
+from hub.errors import Refusal
+
+__all__ = ["REFUSAL_STATUS", "ApiError", "error_middleware", "error_response", "refusal_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +35,15 @@ class ApiError(Exception):
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
     body = {"error": {"code": code, "message": message, **extra}}
     return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422}
+"""A refusal's HTTP status by its kind; the one mapping from use-case refusals to HTTP."""
+
+
+def refusal_response(refusal: Refusal) -> web.Response:
+    status = REFUSAL_STATUS.get(refusal.kind, 409)
+    return error_response(status, refusal.code, refusal.message, **refusal.fields)
 
 
 _HTTP_CODES = {
@@ -52,6 +68,8 @@ async def error_middleware(
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, **exc.extra)
+    except Refusal as exc:
+        return refusal_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

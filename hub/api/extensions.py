@@ -1,7 +1,7 @@
 """What the server mounts beside the webhooks, in start-up order.
 
-Each entry is ``setup(app) -> None``: it adds routes and, where it runs
-something in the background, a cleanup context.
+Each entry is ``setup(app) -> None``: it adds routes (and middlewares). What
+runs in the background is the hub's (hub/app.py), started before any route serves.
 """
 
 from __future__ import annotations

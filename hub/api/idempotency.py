@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from hub.api.auth import authenticated
-from hub.api.errors import ApiError, error_response
+from hub.api.errors import ApiError, error_response, refusal_response
 from hub.api.keys import CLOCK, STORE
+from hub.errors import Refusal
 from hub.store.idempotency import claim_key, complete_key, release_key
 
 __all__ = ["HEADER", "idempotency_middleware"]
@@ -71,6 +72,10 @@ async def idempotency_middleware(request: web.Request, handler: Handler) -> web.
         else:
             answer = error_response(exc.status, exc.code, exc.message, **exc.extra)
             await complete_key(store, agent.id, key, exc.status, _body_of(answer))
+        raise
+    except Refusal as exc:
+        answer = refusal_response(exc)
+        await complete_key(store, agent.id, key, answer.status, _body_of(answer))
         raise
     except BaseException:
         await release_key(store, agent.id, key)

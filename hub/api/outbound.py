@@ -10,54 +10,28 @@ The "send a new message" search is ``GET /api/v1/identities?q=&channel=&contacte
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, path_id
-from hub.api.access import can_act
+from hub.api._hub import actor, hub_of
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import ADAPTERS, BUS, CLOCK, SETTINGS, STORE
+from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
-from hub.bus import BusEvent
-from hub.model import (
-    Agent,
-    Attachment,
-    Channel,
-    ChannelAccount,
-    Conversation,
-    ConversationState,
-    Identity,
-    Message,
-    MessageKind,
-    TemplateBinding,
-)
-from hub.outbox import Outbox, facts_for, send_plan
-from hub.policy import Draft, Refused, TemplateOption, binding_fits, decide, eligibility
-from hub.routing import close_refusal
-from hub.store.admin import get_queue, list_statuses
-from hub.store.contacts import get_contact
-from hub.store.conversations import get_conversation
-from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
-from hub.store.templates import get_template, list_templates
-from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
+from hub.model import Attachment, Conversation, Message, MessageKind
+from hub.usecases.outbound import Send, check_eligibility, reply, send_new
 
 __all__ = ["OUTBOX", "message_json", "setup"]
 
 logger = logging.getLogger(__name__)
 
-OUTBOX = web.AppKey("outbox", Outbox)
-
 routes = web.RouteTableDef()
 
 _ATTACHMENT_KINDS = {k.value: k for k in (MessageKind.IMAGE, MessageKind.VIDEO, MessageKind.AUDIO, MessageKind.FILE)}
-_PROVIDER_KEYS = ("twilio", "cloud")
 
 REFUSAL = schema(
     "OutboundRefusal",
@@ -199,59 +173,10 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-def refusal_error(refused: Refused) -> ApiError:
-    return ApiError(
-        422,
-        refused.rule,
-        refused.message,
-        rule=refused.rule,
-        window_closed_at=refused.window_closed_at.isoformat() if refused.window_closed_at else None,
-        alternatives=[a.to_json() for a in refused.alternatives],
-    )
+# ---------------------------------------------------------------- parsing
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def _account(request: web.Request, identity: Identity) -> ChannelAccount:
-    try:
-        return request.app[SETTINGS].account(identity.account_id)
-    except KeyError:
-        raise ApiError(
-            422,
-            "account_not_configured",
-            f"channel account {identity.account_id!r} is no longer configured; nothing can be sent to it",
-        ) from None
-
-
-async def _identity(request: web.Request, identity_id: int) -> Identity:
-    identity = await load_identity(request.app[STORE], identity_id)
-    if identity is None:
-        raise ApiError(404, "identity_not_found", f"no identity {identity_id}")
-    return identity
-
-
-def _options(templates: list[TemplateVersion]) -> list[TemplateOption]:
-    return [
-        TemplateOption(
-            name=t.name,
-            providers=frozenset(p for p in _PROVIDER_KEYS if (t.bindings or {}).get(p)),
-            tag=t.tag,
-        )
-        for t in templates
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    text: str | None
-    template: str | None
-    variables: dict[str, Any]
-    tag: str | None
-    attachments: tuple[Attachment, ...]
-
-
-def _parse_send(body: dict[str, Any]) -> _Request:
+def _parse_send(body: dict[str, Any]) -> Send:
     text = body.get("text")
     if text is not None and (not isinstance(text, str) or not text.strip()):
         raise ApiError(422, "invalid_field", "'text' must be a non-empty string", field="text")
@@ -274,7 +199,7 @@ def _parse_send(body: dict[str, Any]) -> _Request:
     attachments = tuple(_attachment(item, i) for i, item in enumerate(raw_attachments))
     if text is None and template is None and not attachments:
         raise ApiError(422, "empty_message", "send 'text', a 'template' or 'attachments'")
-    return _Request(
+    return Send(
         text=text,
         template=template.strip() if template else None,
         variables=variables,
@@ -318,79 +243,6 @@ def _attachment(item: Any, index: int) -> Attachment:
     )
 
 
-async def _plan(
-    request: web.Request,
-    agent: Agent,
-    identity: Identity,
-    account: ChannelAccount,
-    send: _Request,
-    conversation: Conversation | None,
-) -> tuple[NewOutbound, dict[str, Any]]:
-    """Render (if a template), ask the policy; a refusal raises, an allowed send becomes a NewOutbound."""
-    store = request.app[STORE]
-    now = request.app[CLOCK]()
-    text = send.text
-    tag = send.tag
-    binding: TemplateBinding | None = None
-    version: int | None = None
-    if send.template is not None:
-        try:
-            template = await get_template(store, send.template)
-        except TemplateNotFound:
-            raise ApiError(422, "template_not_found", f"no template {send.template!r}", field="template") from None
-        queue_id = conversation.queue_id if conversation else account.queue
-        context: dict[str, Any] = {"identity": identity, "agent": agent, "conversation": conversation}
-        queue = await get_queue(store, queue_id)
-        if queue is not None:
-            context["queue"] = queue
-        if identity.contact_id is not None:
-            context["contact"] = await get_contact(store, identity.contact_id)
-        provider = account.provider if account.provider in _PROVIDER_KEYS else None
-        try:
-            # bounded, but up to a second of CPU: never on the event loop
-            rendered = await asyncio.to_thread(
-                render, template, send.variables, channel=identity.channel, context=context, provider=provider
-            )
-        except TemplateError as exc:
-            raise ApiError(422, exc.code, exc.message, **exc.to_json()) from None
-        text, version = rendered.text, rendered.version
-        binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
-        tag = tag or rendered.tag
-    draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
-    options = _options(await list_templates(store))
-    decision = decide(facts_for(identity, account.provider), draft, now, options)
-    if isinstance(decision, Refused):
-        raise refusal_error(decision)
-    if send.template is not None:
-        kind = MessageKind.TEMPLATE
-    elif send.attachments:
-        kind = send.attachments[0].kind
-    else:
-        kind = MessageKind.TEXT
-    plan = send_plan(decision, template=send.template, version=version, binding=binding)
-    return (
-        NewOutbound(
-            account_id=identity.account_id,
-            identity_id=identity.id,
-            agent_id=agent.id,
-            kind=kind,
-            send_plan=plan,
-            conversation_id=conversation.id if conversation else None,
-            queue_id=account.queue,
-            text=text,
-            attachments=send.attachments,
-            template_name=send.template,
-            template_version=version,
-            tag=(decision.tag or tag) if identity.channel is Channel.MESSENGER else None,
-        ),
-        plan,
-    )
-
-
-def _published(request: web.Request, events: list[Any]) -> None:
-    request.app[BUS].publish_all(events)
-
-
 # ------------------------------------------------------------------ routes
 
 
@@ -406,10 +258,7 @@ def _published(request: web.Request, events: list[Any]) -> None:
 )
 async def get_eligibility(request: web.Request) -> web.Response:
     await authenticated(request)
-    identity = await _identity(request, path_id(request))
-    account = _account(request, identity)
-    options = _options(await list_templates(request.app[STORE]))
-    result = eligibility(facts_for(identity, account.provider), request.app[CLOCK](), options)
+    identity, result = await check_eligibility(hub_of(request), path_id(request))
     blocking = result.blocking
     return json_ok(
         {
@@ -432,25 +281,12 @@ async def get_eligibility(request: web.Request) -> web.Response:
     tag="outbound",
 )
 async def post_reply(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    conversation_id = path_id(request)
-    found = await get_conversation(request.app[STORE], conversation_id)
-    if found is None:
-        raise ApiError(404, "not_found", f"no conversation {conversation_id}")
-    conversation, participants = found.conversation, found.participants
-    if not can_act(agent, conversation, participants):
-        raise ApiError(403, "forbidden", "this conversation is not yours")
-    if conversation.state is ConversationState.CLOSED:
-        raise ApiError(409, "conversation_closed", "the conversation is closed; start a new one with /api/v1/outbound")
+    by = await actor(request)
+    hub, conversation_id = hub_of(request), path_id(request)
     body = await json_body(request)
     only_fields(body, ("text", "template", "variables", "tag", "attachments"))
-    send = _parse_send(body)
-    identity = await _identity(request, conversation.identity_id)
-    account = _account(request, identity)
-    new, plan = await _plan(request, agent, identity, account, send, conversation)
-    queued = await request.app[OUTBOX].accept(new, request.app[CLOCK]())
-    _published(request, queued.events)
-    return json_ok(message_json(queued.message, plan=plan, tag=new.tag), status=201)
+    replied = await reply(hub, by, conversation_id, _parse_send(body))
+    return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag), status=201)
 
 
 @routes.post("/api/v1/outbound")
@@ -474,7 +310,7 @@ async def post_reply(request: web.Request) -> web.Response:
     tag="outbound",
 )
 async def post_outbound(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
+    by = await actor(request)
     body = await json_body(request)
     only_fields(body, ("identity", "text", "template", "variables", "tag", "attachments", "mode", "status"))
     identity_id = body.get("identity")
@@ -486,79 +322,15 @@ async def post_outbound(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and not isinstance(status, str):
         raise ApiError(422, "invalid_field", "'status' must be a status id", field="status")
-    send = _parse_send(body)
-    identity = await _identity(request, identity_id)
-    account = _account(request, identity)
-    store = request.app[STORE]
-    open_ = await open_conversation_of(store, identity.id)
-    conversation = None
-    if open_ is not None:
-        conversation, participants = open_
-        if not can_act(agent, conversation, participants):
-            raise ApiError(
-                409,
-                "conversation_taken",
-                "this customer already has an open conversation that is not yours",
-                conversation_id=conversation.id,
-            )
-    close_status = None
-    if mode == "close":
-        # queues and statuses live in the database (the API edits them); the config only seeded them
-        store = request.app[STORE]
-        queue_id = conversation.queue_id if conversation else account.queue
-        queue = await get_queue(store, queue_id)
-        if queue is None:
-            raise ApiError(422, "queue_not_found", f"the queue {queue_id!r} no longer exists", field="status")
-        refusal = close_refusal(status, queue, [s.id for s in await list_statuses(store)])
-        if refusal is not None:
-            raise ApiError(422, refusal[0], refusal[1], field="status")
-        close_status = status
-    new, plan = await _plan(request, agent, identity, account, send, conversation)
-    if close_status is not None:
-        new = replace(new, close_status=close_status)
-    try:
-        queued = await request.app[OUTBOX].accept(new, request.app[CLOCK]())
-    except ConversationTaken:
-        raise ApiError(409, "conversation_taken", "this customer's conversation was opened meanwhile") from None
-    result = queued.conversation or conversation  # read back when opened or closed; else unchanged
-    assert result is not None
-    events = list(queued.events)
-    if close_status is not None:
-        events.append(_conversation_event(result.id, "closed", agent.id, status=close_status))
-    elif queued.opened:
-        events.append(_conversation_event(result.id, "opened", agent.id))
-    _published(request, events)
+    sent = await send_new(hub_of(request), by, identity_id, _parse_send(body), close=mode == "close", status=status)
     return json_ok(
         {
-            "conversation": _conversation_json(result),
-            "message": message_json(queued.message, plan=plan, tag=new.tag),
+            "conversation": _conversation_json(sent.conversation),
+            "message": message_json(sent.message, plan=sent.plan, tag=sent.tag),
         },
         status=201,
     )
 
 
-def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> BusEvent:
-    return BusEvent(
-        kind="conversation.updated",
-        conversation_id=conversation_id,
-        agent_id=agent_id,
-        data={"action": action, "audience": [agent_id], **data},
-    )
-
-
-# ---------------------------------------------------------------- workers
-
-
-async def _delivery_workers(app: web.Application) -> AsyncIterator[None]:
-    adapters = app[ADAPTERS]
-    outbox = Outbox(app[STORE], app[BUS], adapters, app[SETTINGS], clock=app[CLOCK])
-    app[OUTBOX] = outbox
-    await outbox.start()
-    logger.debug("outbox workers started", extra={"workers": app[SETTINGS].outbox.workers})
-    yield
-    await outbox.stop()
-
-
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(_delivery_workers)

@@ -1,7 +1,9 @@
-"""The composition root of the HTTP server: one aiohttp app for webhooks, API and console.
+"""The HTTP server: one aiohttp app for webhooks, API and console, around one hub.
 
-Each long-lived part (database, HTTP client and adapters, ingest, workers) is one
-``cleanup_ctx`` entry that starts and stops it side by side.
+The hub (hub/app.py, built by hub/bootstrap.py) starts and stops in one cleanup
+context; in the offline demo the provider emulators start before it and stop
+after it. Webhook routes are given the hub when they are set up; the API
+reaches it as ``request.app[HUB]``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import aiohttp
 from aiohttp import web
@@ -17,10 +19,10 @@ from aiohttp import web
 from hub.api._timeouts import read_timeout_middleware
 from hub.api.errors import error_middleware
 from hub.api.extensions import EXTENSIONS
-from hub.api.keys import ADAPTERS, BUS, CLOCK, HTTP, INGESTOR, SETTINGS, STORE
-from hub.bus import EventBus
-from hub.ingest import Ingestor
-from hub.registry import build_adapter, emulator_contexts, webhook_setups
+from hub.api.keys import ADAPTERS, BUS, CLOCK, HTTP, HUB, INGESTOR, NOTIFIER, OUTBOX, ROUTER, SETTINGS, STORE
+from hub.app import Hub
+from hub.bootstrap import build_hub
+from hub.registry import emulator_contexts, webhook_setups
 from hub.settings import Settings
 from hub.store import Store
 
@@ -29,73 +31,65 @@ __all__ = ["create_app", "run_server"]
 logger = logging.getLogger(__name__)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def create_app(
     settings: Settings,
     *,
     store: Store | None = None,
     clock: Callable[[], datetime] | None = None,
     http: aiohttp.ClientSession | None = None,
+    hub: Hub | None = None,
 ) -> web.Application:
+    """The server around ``hub``, or around a hub built here from the other arguments (see ``build_hub``)."""
+    if hub is None:
+        hub = build_hub(settings, store=store, clock=clock, http=http)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[error_middleware, read_timeout_middleware(settings.server.read_timeout)],
     )
-    app[SETTINGS] = settings
-    app[BUS] = EventBus()
-    app[CLOCK] = clock or _utc_now
-    if store is not None:
-        app[STORE] = store
-    if http is not None:
-        app[HTTP] = http
+    app[HUB] = hub
+    # views of the hub's parts, for the handlers and tests that use them
+    app[SETTINGS] = hub.settings
+    app[STORE] = hub.store
+    app[BUS] = hub.bus
+    app[CLOCK] = hub.clock
+    app[ADAPTERS] = hub.adapters
+    app[INGESTOR] = hub.ingestor
+    app[NOTIFIER] = hub.notifier
+    app[ROUTER] = hub.router
+    app[OUTBOX] = hub.outbox
     if settings.demo.emulators:
         # the offline demo: provider emulators start first and stop last
         for name, emulators in sorted(emulator_contexts().items()):
             logger.debug("emulators: %s", name)
-            app.cleanup_ctx.append(emulators)
-    app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_http_and_adapters)
-    app.cleanup_ctx.append(_ingest)
+            app.cleanup_ctx.append(_emulators(emulators, settings))
+    app.cleanup_ctx.append(_running_hub)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for name, setup in sorted(webhook_setups().items()):
         logger.debug("webhook routes: %s", name)
-        setup(app)
+        setup(app, hub)
     for extend in EXTENSIONS:
         extend(app)
     return app
 
 
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    owned = STORE not in app
-    if owned:
-        app[STORE] = Store(app[SETTINGS].database_url, pool_size=app[SETTINGS].database_pool_size)
-    await app[STORE].migrate()
-    yield
-    if owned:
-        await app[STORE].close()
+def _emulators(
+    context: Callable[[Settings], AsyncIterator[None]], settings: Settings
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    def cleanup_context(app: web.Application) -> AsyncIterator[None]:
+        return context(settings)
+
+    return cleanup_context
 
 
-async def _http_and_adapters(app: web.Application) -> AsyncIterator[None]:
-    owned = HTTP not in app
-    if owned:
-        timeout = aiohttp.ClientTimeout(total=15, connect=5)
-        app[HTTP] = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
-    app[ADAPTERS] = {account.id: build_adapter(account, app[HTTP]) for account in app[SETTINGS].accounts}
-    yield
-    if owned:
-        await app[HTTP].close()
-
-
-async def _ingest(app: web.Application) -> AsyncIterator[None]:
-    ingestor = Ingestor(app[STORE], app[BUS], app[SETTINGS].accounts, clock=app[CLOCK])
-    app[INGESTOR] = ingestor
-    await ingestor.start()
-    yield
-    await ingestor.stop()
+async def _running_hub(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    await hub.start()
+    app[HTTP] = hub.http
+    try:
+        yield
+    finally:
+        await hub.stop()
 
 
 async def healthz(request: web.Request) -> web.Response:

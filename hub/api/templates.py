@@ -20,6 +20,7 @@ from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, path_id
+from hub.api._hub import hub_of
 from hub.api.access import conversation_for
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
@@ -29,14 +30,10 @@ from hub.model import Agent, Channel, Role
 from hub.store.contacts import get_contact
 from hub.store.identities import get_identity
 from hub.store.templates import (
-    create_template,
-    delete_template,
     get_template,
     import_templates,
     list_templates,
-    restore_template,
     template_versions_of,
-    update_template,
 )
 from hub.template_files import TemplateFileError, dump_template, read_dir
 from hub.templates import (
@@ -53,6 +50,8 @@ from hub.templates import (
     usable_on,
     validate,
 )
+from hub.usecases import Principal
+from hub.usecases import templates as template_usecases
 
 __all__ = ["default_templates_dir", "seed_templates", "setup"]
 
@@ -299,9 +298,7 @@ async def templates_create(request: web.Request) -> web.Response:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise ApiError(422, "missing_field", "'name' is required", field="name")
-    draft = _draft(body, name)
-    await _guard(_off_loop(validate, draft))
-    saved = await _guard(create_template(request.app[STORE], draft, now=request.app[CLOCK](), created_by=agent.id))
+    saved = await template_usecases.create(hub_of(request), Principal.of_agent(agent), _draft(body, name))
     return json_ok(saved.to_json(), status=201)
 
 
@@ -362,10 +359,8 @@ async def templates_update(request: web.Request) -> web.Response:
     body = await json_body(request)
     if body.get("name") not in (None, name):
         raise ApiError(422, "invalid_field", "a template cannot be renamed; 'name' must match the path", field="name")
-    await _guard(get_template(request.app[STORE], name))
     draft = _draft({k: v for k, v in body.items() if k != "name"}, name)
-    await _guard(_off_loop(validate, draft))
-    saved = await _guard(update_template(request.app[STORE], draft, now=request.app[CLOCK](), created_by=agent.id))
+    saved = await template_usecases.save(hub_of(request), Principal.of_agent(agent), draft)
     return json_ok(saved.to_json())
 
 
@@ -457,12 +452,7 @@ async def templates_restore(request: web.Request) -> web.Response:
     version = body.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ApiError(422, "invalid_field", "'version' must be a version number", field="version")
-    store = request.app[STORE]
-    old = await _guard(get_template(store, _name(request), version))
-    await _guard(_off_loop(validate, old.draft()))  # the rules may have tightened since it was saved
-    saved = await _guard(
-        restore_template(store, _name(request), version, now=request.app[CLOCK](), created_by=agent.id)
-    )
+    saved = await template_usecases.restore(hub_of(request), Principal.of_agent(agent), _name(request), version)
     return json_ok(saved.to_json())
 
 
@@ -475,8 +465,8 @@ async def templates_restore(request: web.Request) -> web.Response:
     tag="templates",
 )
 async def templates_delete(request: web.Request) -> web.Response:
-    await _admin(request)
-    await _guard(delete_template(request.app[STORE], _name(request)))
+    agent = await _admin(request)
+    await template_usecases.delete(hub_of(request), Principal.of_agent(agent), _name(request))
     return json_ok(None, status=204)
 
 

@@ -25,22 +25,19 @@ from hub.api._fields import (
     query_int,
     text,
 )
-from hub.api.access import conversation_for
+from hub.api._hub import hub_of
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import BUS, CLOCK, STORE
+from hub.api.keys import STORE
 from hub.api.openapi import documented, ref, schema
-from hub.bus import BusEvent
-from hub.store._crud import BadCursor, Invalid
+from hub.store._crud import BadCursor
 from hub.store.tickets import (
     TICKET_STATES,
-    assign_ticket,
-    create_ticket,
     get_ticket,
     list_tickets,
-    set_favourite,
-    update_ticket,
 )
+from hub.usecases import Principal
+from hub.usecases import tickets as ticket_usecases
 
 __all__ = ["setup"]
 
@@ -114,10 +111,6 @@ def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return fields
 
 
-def _invalid_reference(exc: Invalid) -> ApiError:
-    return invalid(exc.field, exc.message, f"unknown_{exc.field}")
-
-
 def _no_ticket(ticket_id: int) -> ApiError:
     return ApiError(404, "not_found", f"no ticket {ticket_id}")
 
@@ -170,10 +163,7 @@ async def tickets_index(request: web.Request) -> web.Response:
 async def tickets_create(request: web.Request) -> web.Response:
     agent = await authenticated(request)
     fields = _parse(await json_body(request), creating=True)
-    try:
-        ticket = await create_ticket(request.app[STORE], fields, agent.id, request.app[CLOCK]())
-    except Invalid as exc:
-        raise _invalid_reference(exc) from None
+    ticket = await ticket_usecases.create(hub_of(request), Principal.of_agent(agent), fields)
     return json_ok(ticket, status=201)
 
 
@@ -194,12 +184,7 @@ async def tickets_update(request: web.Request) -> web.Response:
     agent = await authenticated(request)
     ticket_id = path_id(request)
     fields = _parse(await json_body(request), creating=False)
-    try:
-        ticket = await update_ticket(request.app[STORE], ticket_id, fields, agent.id, request.app[CLOCK]())
-    except Invalid as exc:
-        raise _invalid_reference(exc) from None
-    if ticket is None:
-        raise _no_ticket(ticket_id)
+    ticket = await ticket_usecases.update(hub_of(request), Principal.of_agent(agent), ticket_id, fields)
     return json_ok(ticket)
 
 
@@ -217,10 +202,7 @@ async def tickets_unfavourite(request: web.Request) -> web.Response:
 
 async def _favourite(request: web.Request, favourite: bool) -> web.Response:
     agent = await authenticated(request)
-    ticket_id = path_id(request)
-    ticket = await set_favourite(request.app[STORE], ticket_id, agent.id, favourite)
-    if ticket is None:
-        raise _no_ticket(ticket_id)
+    ticket = await ticket_usecases.favourite(hub_of(request), Principal.of_agent(agent), path_id(request), favourite)
     return json_ok(ticket)
 
 
@@ -245,22 +227,8 @@ async def conversation_ticket(request: web.Request) -> web.Response:
     body = await json_body(request)
     only_fields(body, ("ticket",))
     ticket_id = integer(body, "ticket", required=True, minimum=1)
-    await conversation_for(request, agent, conversation_id, act=True)
-    try:
-        ticket = await assign_ticket(request.app[STORE], conversation_id, ticket_id, agent.id, request.app[CLOCK]())
-    except Invalid as exc:
-        raise _invalid_reference(exc) from None
-    if ticket is None:
-        raise ApiError(404, "not_found", f"no conversation {conversation_id}")
-    request.app[BUS].publish(
-        # no agent_id: that would address the event to the actor alone; every participant's console wants it
-        BusEvent(
-            kind="conversation.ticket",
-            conversation_id=conversation_id,
-            data={"ticket": ticket["id"], "title": ticket["title"], "by": agent.id},
-        )
-    )
-    return json_ok({"conversation": conversation_id, "ticket": ticket})
+    assigned = await ticket_usecases.assign(hub_of(request), Principal.of_agent(agent), conversation_id, ticket_id)
+    return json_ok({"conversation": conversation_id, "ticket": assigned.ticket})
 
 
 def setup(app: web.Application) -> None:

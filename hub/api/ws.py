@@ -1,421 +1,37 @@
 """The agents' event stream: ``GET /api/v1/ws`` (cookie session or ``?token=``).
 
-One ``Notifier`` per process listens to the bus, stores every event a console
-may need in ``bus_log`` (which numbers it), and hands it to the connected
-agents it concerns: offers and their withdrawal to the agent addressed; new
-messages, delivery states and hand-offs to the conversation's participants;
-presence to the agent and the supervisors. Changes to a queue's waiting list
-reach its members and the supervisors as ``queue.waiting`` updates, coalesced
-per queue (``routing.waiting_update_seconds``), not one event per change. The
-ingest and the router have their events logged in their own transactions
-(``journal``); other events are logged here. Events written by another hub
-process are picked up by polling ``bus_log`` every routing tick. A client
-reconnecting with ``?since=<seq>`` gets what it missed first, then the live
-stream; one too far behind gets a ``resync`` event and should reload.
+The hub's notifier (hub/notifier.py) decides which events reach which agent;
+this route authenticates, replays what a reconnecting client missed
+(``?since=<seq>``; one too far behind gets a ``resync`` event and should
+reload), sends the waiting-list snapshots, then the live stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any
 
 from aiohttp import WSMsgType, web
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.api._fields import parse_id
 from hub.api._origin import origin_allowed
-from hub.api.access import is_supervisor
-from hub.api.auth import SESSION_COOKIE, agent_json, session_for_token
-from hub.api.conversations import jsonable
+from hub.api.auth import SESSION_COOKIE, session_for_token
 from hub.api.errors import ApiError
-from hub.api.keys import BUS, CLOCK, INGESTOR, SETTINGS, STORE
+from hub.api.keys import NOTIFIER, STORE
 from hub.api.openapi import document
-from hub.bus import BusEvent
+from hub.events import QueueWaiting
 from hub.model import Agent
-from hub.store.agents import BEARER, SESSION, load_agent
+from hub.notifier import concerns, envelope, waiting_list
+from hub.store.agents import BEARER, SESSION
 from hub.store.catalogue import load_queues
-from hub.store.conversations import conversation_views, waiting_lists
-from hub.store.events import (
-    LoggedEvent,
-    audiences,
-    insert_events,
-    last_seq,
-    log_events,
-    oldest_seq,
-    prune_events,
-    read_events,
-)
+from hub.store.conversations import waiting_lists
+from hub.store.events import last_seq, oldest_seq, read_events
+from hub.views import agent_json, is_supervisor
 
-__all__ = ["NOTIFIER", "Notifier", "setup"]
+__all__ = ["NOTIFIER", "setup"]
 
 logger = logging.getLogger(__name__)
-
-_PREFIXES = ("offer", "conversation.", "message.", "agent.", "queue.")
-_VIEWED = frozenset({"offer", "conversation.waiting", "conversation.updated"})
-RETENTION = timedelta(hours=24)
-
-
-@dataclass(eq=False)
-class _Client:
-    agent: Agent
-    # logged events, or None: close this console (its agent was deactivated)
-    queue: asyncio.Queue[LoggedEvent | None] = field(default_factory=lambda: asyncio.Queue(10_000))
-    overflowed: bool = False
-
-    def offer(self, item: LoggedEvent | None) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.overflowed = True
-
-
-def concerns(agent: Agent, event: LoggedEvent) -> bool:
-    """Whether ``agent``'s console gets ``event`` itself (queue-wide changes come as waiting-list updates)."""
-    if event.agent_id is not None:
-        return event.agent_id == agent.id or (is_supervisor(agent) and event.kind == "agent.presence")
-    audience = event.data.get("audience")
-    if isinstance(audience, list) and agent.id in audience:
-        return True
-    if event.kind.startswith("queue.") and event.queue_id is not None:
-        return is_supervisor(agent) or event.queue_id in agent.queues
-    return is_supervisor(agent) and event.kind.startswith("conversation.") and event.queue_id is None
-
-
-def waiting_list_of(event: LoggedEvent) -> str | None:
-    """The queue whose waiting list ``event`` changes, for its members and the supervisors."""
-    if event.agent_id is None and event.queue_id is not None and event.kind.startswith("conversation."):
-        return event.queue_id
-    return None
-
-
-def _needs_audience(event: BusEvent) -> bool:
-    return event.conversation_id is not None and event.agent_id is None and "audience" not in event.data
-
-
-def _wanted(event: BusEvent) -> bool:
-    return event.seq is None and event.kind.startswith(_PREFIXES)
-
-
-def _is_logged(event: BusEvent) -> bool:
-    return event.seq is not None and event.at is not None
-
-
-def _as_logged(event: BusEvent) -> LoggedEvent:
-    assert event.seq is not None
-    assert event.at is not None
-    return LoggedEvent(
-        seq=event.seq,
-        kind=event.kind,
-        conversation_id=event.conversation_id,
-        agent_id=event.agent_id,
-        queue_id=event.queue_id,
-        data=event.data,
-        created_at=event.at,
-    )
-
-
-async def _rows(connection: AsyncConnection, events: list[BusEvent]) -> list[dict[str, Any]]:
-    """``bus_log`` rows for the events: each with its audience, conversation view or agent, as it needs."""
-    need = [e.conversation_id for e in events if _needs_audience(e) and e.conversation_id is not None]
-    viewed = [e.conversation_id for e in events if e.kind in _VIEWED and e.conversation_id is not None]
-    known = await audiences(connection, need) if need else {}
-    views = await conversation_views(connection, viewed) if viewed else {}
-    rows = []
-    for e in events:
-        data = dict(e.data)
-        if _needs_audience(e):
-            data["audience"] = known.get(e.conversation_id or 0, [])
-        if e.kind in _VIEWED and views.get(e.conversation_id or 0) is not None:
-            data["conversation"] = jsonable(views[e.conversation_id or 0])
-        if e.kind == "agent.presence" and e.agent_id is not None:
-            agent = await load_agent(connection, e.agent_id)
-            if agent is not None:
-                data["agent"] = agent_json(agent)
-        rows.append(
-            {
-                "kind": e.kind,
-                "conversation_id": e.conversation_id,
-                "agent_id": e.agent_id,
-                "queue_id": e.queue_id,
-                "data": jsonable(data),
-            }
-        )
-    return rows
-
-
-def waiting_list(queue_id: str, state: tuple[int, datetime | None], changed: list[int]) -> dict[str, Any]:
-    """``queue.waiting``'s data: how the queue's waiting list stands now, and which conversations moved."""
-    count, oldest = state
-    return {
-        "queue_id": queue_id,
-        "waiting": count,
-        "oldest_waiting_since": oldest.isoformat() if oldest else None,
-        "changed": [c for c in changed if c][:200],
-    }
-
-
-def envelope(event: LoggedEvent) -> dict[str, Any]:
-    data = {k: v for k, v in event.data.items() if k != "audience"}
-    return {
-        "seq": event.seq,
-        "kind": event.kind,
-        "conversation_id": event.conversation_id,
-        "agent_id": event.agent_id,
-        "queue_id": event.queue_id,
-        "at": event.created_at.isoformat(),
-        "data": data,
-    }
-
-
-class _Inbox(asyncio.Queue[BusEvent]):
-    """The notifier's bus subscription, counting the events in it that it has yet to log."""
-
-    unlogged = 0
-
-    def _put(self, item: BusEvent) -> None:
-        super()._put(item)
-        if _wanted(item):
-            self.unlogged += 1
-
-    def _get(self) -> BusEvent:
-        item: BusEvent = super()._get()
-        if _wanted(item):
-            self.unlogged -= 1
-        return item
-
-
-class Notifier:
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-        # one JSON text per event, however many sockets it goes to (a waiting conversation reaches a whole queue)
-        self._encoded: OrderedDict[int, str] = OrderedDict()
-        self._clients: set[_Client] = set()
-        self._by_agent: dict[int, set[_Client]] = {}
-        self._supervisors: set[_Client] = set()
-        self._changed: dict[str, set[int]] = {}  # queue -> conversations whose waiting-list state changed
-        self._changes = asyncio.Event()
-        self._inbox = _Inbox(10_000)
-        self._logging = 0  # events of the batch in hand that are not logged yet
-        self._tasks: list[asyncio.Task[None]] = []
-        self._dispatched: deque[int] = deque(maxlen=20_000)
-        self._dispatched_set: set[int] = set()
-        self._floor = 0
-        self.logged = 0
-
-    async def start(self) -> None:
-        self._floor = await last_seq(self._app[STORE])
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="ws-notifier"),
-            asyncio.create_task(self._poll(), name="ws-poll"),
-            asyncio.create_task(self._announce_waiting_lists(), name="ws-waiting-lists"),
-        ]
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-
-    # ------------------------------------------------------------- intake
-
-    async def _listen(self) -> None:
-        async with self._app[BUS].subscribe(self._inbox) as queue:
-            while True:
-                batch = [await queue.get()]
-                while not queue.empty() and len(batch) < 500:
-                    batch.append(queue.get_nowait())
-                self._logging = sum(1 for e in batch if _wanted(e))
-                try:
-                    await self._take(batch)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # one bad batch must not stop the stream
-                    logger.exception("could not log %d events for the consoles", len(batch))
-                finally:
-                    self._logging = 0
-
-    async def _take(self, batch: list[BusEvent]) -> None:
-        """Dispatch what the ingest already logged; log the rest first. In order, run by run."""
-        start = 0
-        while start < len(batch):
-            logged = _is_logged(batch[start])
-            end = start + 1
-            while end < len(batch) and _is_logged(batch[end]) == logged:
-                end += 1
-            run = batch[start:end]
-            if logged:
-                self._dispatch(_as_logged(e) for e in run if e.kind.startswith(_PREFIXES))
-            else:
-                await self.publish(run)
-            start = end
-
-    async def publish(self, events: Iterable[BusEvent]) -> list[LoggedEvent]:
-        """Log the events that consoles care about and dispatch them to connected clients."""
-        wanted = [e for e in events if _wanted(e)]
-        if not wanted:
-            return []
-        store = self._app[STORE]
-        async with store.read() as connection:  # one checkout for audiences, views and agents
-            rows = await _rows(connection, wanted)
-        logged = await log_events(store, rows, now=self._app[CLOCK]())
-        self.logged += len(logged)
-        self._dispatch(logged)
-        return logged
-
-    async def journal(self, connection: AsyncConnection, events: list[BusEvent]) -> list[BusEvent]:
-        """The journal of the ingest and the router: log events in their transaction (``hub.store.Journal``).
-
-        The events come back numbered and carrying what the consoles need; ``_take`` dispatches them when
-        they are published, after the commit, so no console hears of a change that was rolled back.
-        """
-        positions = [i for i, e in enumerate(events) if _wanted(e)]
-        if not positions or self._inbox.unlogged or self._logging:
-            # Earlier events still wait to be logged here: numbering these first would put them before
-            # what happened before them. Published as they are, they are logged after those, in order.
-            return events
-        rows = await _rows(connection, [events[i] for i in positions])
-        logged = await insert_events(connection, self._app[STORE].dialect, rows, now=self._app[CLOCK]())
-        self.logged += len(logged)
-        recorded = list(events)
-        for i, entry in zip(positions, logged, strict=True):
-            recorded[i] = replace(events[i], seq=entry.seq, at=entry.created_at, data=entry.data)
-        return recorded
-
-    async def _poll(self) -> None:
-        """Events logged by other hub processes; pruning of old ones."""
-        tick = self._app[SETTINGS].routing.tick_seconds
-        store = self._app[STORE]
-        rounds = 0
-        while True:
-            await asyncio.sleep(tick)
-            rounds += 1
-            try:
-                # a window behind the floor catches rows another process committed late with a lower number
-                found = await read_events(store, after=max(0, self._floor - 200), limit=5000)
-                # another process summarises its own waiting-list changes (queue.waiting rows arrive here too)
-                self._dispatch([e for e in found if e.seq not in self._dispatched_set], local=False)
-                if rounds % 600 == 0:
-                    await prune_events(store, before=self._app[CLOCK]() - RETENTION)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("polling the event log failed")
-
-    def _dispatch(self, events: Iterable[LoggedEvent], *, local: bool = True) -> None:
-        """Each event to the consoles it concerns; a queue-wide change made here marks that queue's waiting list."""
-        for event in events:
-            if event.seq in self._dispatched_set:
-                continue
-            if len(self._dispatched) == self._dispatched.maxlen:
-                self._dispatched_set.discard(self._dispatched[0])
-            self._dispatched.append(event.seq)
-            self._dispatched_set.add(event.seq)
-            self._floor = max(self._floor, event.seq)
-            for client in self._recipients(event):
-                client.offer(event)
-                if event.kind == "agent.deactivated" and client.agent.id == event.agent_id:
-                    client.offer(None)
-            queue_id = waiting_list_of(event) if local else None
-            if queue_id is not None:
-                self._changed.setdefault(queue_id, set()).add(event.conversation_id or 0)
-                self._changes.set()
-
-    def _recipients(self, event: LoggedEvent) -> set[_Client]:
-        """``concerns`` answered by lookup: one event must not cost a test per connected console."""
-        found: set[_Client] = set()
-        if event.agent_id is not None:
-            found |= self._by_agent.get(event.agent_id, set())
-            if event.kind == "agent.presence":
-                found |= self._supervisors
-            return found
-        audience = event.data.get("audience")
-        if isinstance(audience, list):
-            for agent_id in audience:
-                found |= self._by_agent.get(agent_id, set())
-        if event.kind.startswith("queue.") and event.queue_id is not None:
-            found |= {c for c in self._clients if concerns(c.agent, event)}
-        elif event.kind.startswith("conversation.") and event.queue_id is None:
-            found |= self._supervisors
-        return found
-
-    async def _announce_waiting_lists(self) -> None:
-        """Waiting-list changes, coalesced per queue: at most one update per queue per interval.
-
-        A new conversation used to go to every member of its queue as it happened; with hundreds of agents
-        and hundreds of conversations a second that is tens of thousands of socket writes a second, and the
-        offers queued behind them. A console needs to know that its waiting list changed, not each step.
-        """
-        interval = self._app[SETTINGS].routing.waiting_update_seconds
-        while True:
-            await self._changes.wait()
-            await asyncio.sleep(interval)  # let changes gather
-            self._changes.clear()
-            changed, self._changed = self._changed, {}
-            try:
-                await self._send_waiting_lists(changed)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("could not announce waiting-list changes")
-
-    async def _send_waiting_lists(self, changed: dict[str, set[int]]) -> None:
-        """Log one ``queue.waiting`` per changed queue (numbered and replayable like any event) and send it.
-
-        Only changes this process made are summarised here; other processes' summaries arrive by polling.
-        """
-        store = self._app[STORE]
-        lists = await waiting_lists(store, sorted(changed))
-        rows = [
-            {"kind": "queue.waiting", "queue_id": q, "data": waiting_list(q, lists[q], sorted(changed[q]))}
-            for q in sorted(changed)
-        ]
-        logged = await log_events(store, rows, now=self._app[CLOCK]())
-        self.logged += len(logged)
-        self._dispatch(logged)
-
-    def encoded(self, event: LoggedEvent) -> str:
-        text = self._encoded.get(event.seq)
-        if text is None:
-            text = json.dumps(envelope(event))
-            self._encoded[event.seq] = text
-            if len(self._encoded) > 4096:
-                self._encoded.popitem(last=False)
-        return text
-
-    # ------------------------------------------------------------ clients
-
-    def connect(self, agent: Agent) -> _Client:
-        client = _Client(agent)
-        self._clients.add(client)
-        self._by_agent.setdefault(agent.id, set()).add(client)
-        if is_supervisor(agent):
-            self._supervisors.add(client)
-        return client
-
-    def disconnect(self, client: _Client) -> None:
-        self._clients.discard(client)
-        self._supervisors.discard(client)
-        mine = self._by_agent.get(client.agent.id)
-        if mine is not None:
-            mine.discard(client)
-            if not mine:
-                del self._by_agent[client.agent.id]
-
-    @property
-    def connected(self) -> int:
-        return len(self._clients)
-
-
-NOTIFIER = web.AppKey("notifier", Notifier)
 
 
 async def _authenticate(request: web.Request) -> Agent:
@@ -458,7 +74,7 @@ async def _send_waiting_list_snapshots(request: web.Request, ws: web.WebSocketRe
     for queue_id, state in (await waiting_lists(request.app[STORE], queue_ids)).items():
         snapshot = {
             "seq": None,
-            "kind": "queue.waiting",
+            "kind": QueueWaiting.kind,
             "queue_id": queue_id,
             "data": waiting_list(queue_id, state, []),
         }
@@ -529,19 +145,5 @@ document(
 )
 
 
-async def _notifier_context(app: web.Application) -> AsyncIterator[None]:
-    notifier = Notifier(app)
-    app[NOTIFIER] = notifier
-    await notifier.start()
-    ingestor = app.get(INGESTOR)
-    if ingestor is not None:
-        ingestor.journal = notifier.journal
-    yield
-    if ingestor is not None:
-        ingestor.journal = None
-    await notifier.stop()
-
-
 def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_notifier_context)
     app.router.add_get("/api/v1/ws", websocket)

@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
+from hub.events import ConversationWaiting, MessageCreated
 from hub.model import Author, ChannelAccount, ConversationState, DeliveryState, Direction, InboundMessage
 from hub.store._db import upsert
 from hub.store.tables import conversations, identities, messages, timeline_events
@@ -84,13 +85,14 @@ async def store_messages_bulk(
             conversation_id, queue_id = conversation_of[identity_id]
             if conversation_id in opened and conversation_id not in announced:
                 announced.add(conversation_id)
-                events.append(BusEvent(kind="conversation.waiting", conversation_id=conversation_id, queue_id=queue_id))
+                events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
             events.append(
-                BusEvent(
-                    kind="message.created",
+                MessageCreated(
                     conversation_id=conversation_id,
                     queue_id=queue_id,
-                    data={"message_id": message_id, "direction": "in", "identity_id": identity_id},
+                    message_id=message_id,
+                    direction="in",
+                    identity_id=identity_id,
                 )
             )
         results.append((stored, duplicates, events))

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.bus import BusEvent
+from hub.events import HubEvent, LoggedEvent
 from hub.model import ConversationState
 from hub.store._db import Store
 from hub.store.tables import bus_log, conversations, participants
@@ -38,7 +37,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Journal = Callable[[AsyncConnection, list[BusEvent]], Awaitable[list[BusEvent]]]
+Journal = Callable[[AsyncConnection, list[HubEvent]], Awaitable[list[HubEvent]]]
 """Records events in the caller's own write transaction and returns them as they are to be published.
 
 The WebSocket notifier is one: writing its replay log in the transaction that made the change (an ingest
@@ -48,8 +47,8 @@ write lock behind every other writer.
 
 
 async def journal_events(
-    connection: AsyncConnection, journal: Journal | None, events: list[BusEvent]
-) -> list[BusEvent]:
+    connection: AsyncConnection, journal: Journal | None, events: list[HubEvent]
+) -> list[HubEvent]:
     """``events`` as ``journal`` recorded them, or as they are if there is none or it fails.
 
     A failure is contained in a savepoint: the change that caused the events matters more than their replay
@@ -68,17 +67,6 @@ async def journal_events(
         )
         return events
     return recorded
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    seq: int
-    kind: str
-    conversation_id: int | None
-    agent_id: int | None
-    queue_id: str | None
-    data: dict[str, Any]
-    created_at: datetime
 
 
 def _row(row: Any) -> LoggedEvent:

@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, case, delete, func, literal, select, tex
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
+from hub.events import ConversationWaiting, IdentitySubscription, MessageCreated, MessageDelivery
 from hub.model import (
     Author,
     Channel,
@@ -281,7 +282,7 @@ async def _store_message(
     )
     conversation_id, queue_id, is_new = await open_conversation(connection, dialect, identity_id, account, now)
     if is_new:
-        outcome.events.append(BusEvent(kind="conversation.waiting", conversation_id=conversation_id, queue_id=queue_id))
+        outcome.events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
     inserted = await connection.execute(
         upsert(
             dialect,
@@ -318,11 +319,12 @@ async def _store_message(
     )
     outcome.stored += 1
     outcome.events.append(
-        BusEvent(
-            kind="message.created",
+        MessageCreated(
             conversation_id=conversation_id,
             queue_id=queue_id,
-            data={"message_id": message_id, "direction": "in", "identity_id": identity_id},
+            message_id=message_id,
+            direction="in",
+            identity_id=identity_id,
         )
     )
 
@@ -470,10 +472,15 @@ async def _store_receipt(
     if event.provider_message_ids and len(rows) < len(event.provider_message_ids):
         await _keep_early_receipt(connection, event, now)
     for row in rows:
-        data: dict[str, Any] = {"message_id": int(row.id), "state": event.state.value}
-        if event.state is DeliveryState.FAILED:
-            data |= {"error_code": event.error_code, "error_reason": event.error_reason}
-        outcome.events.append(BusEvent(kind="message.delivery", conversation_id=int(row.conversation_id), data=data))
+        outcome.events.append(
+            MessageDelivery(
+                conversation_id=int(row.conversation_id),
+                message_id=int(row.id),
+                state=event.state.value,
+                error_code=event.error_code,
+                error_reason=event.error_reason,
+            )
+        )
 
 
 async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceipt, now: datetime) -> None:
@@ -643,9 +650,7 @@ async def _store_subscription(
         update_set=update_set,
     )
     outcome.updated += 1
-    outcome.events.append(
-        BusEvent(kind="identity.subscription", data={"identity_id": identity_id, "state": event.state.value})
-    )
+    outcome.events.append(IdentitySubscription(identity_id=identity_id, state=event.state.value))
     if event.state in (Subscription.SUBSCRIBED, Subscription.UNSUBSCRIBED):
         open_id = (
             await connection.execute(
@@ -701,10 +706,11 @@ async def _store_echo(connection: AsyncConnection, event: Echo, now: datetime, o
     )
     outcome.stored += 1
     outcome.events.append(
-        BusEvent(
-            kind="message.created",
+        MessageCreated(
             conversation_id=int(row.conversation_id),
-            data={"message_id": int(inserted.scalar_one()), "direction": "out", "identity_id": int(row.id)},
+            message_id=int(inserted.scalar_one()),
+            direction="out",
+            identity_id=int(row.id),
         )
     )
 

@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
+from hub.events import ConversationClosed, ConversationOpened, MessageCreated, MessageDelivery
 from hub.model import (
     Attachment,
     Author,
@@ -322,11 +323,13 @@ def _queued_message(send: NewOutbound, message_id: int, conversation_id: int, no
 
 
 def _created(send: NewOutbound, message: Message) -> BusEvent:
-    return BusEvent(
-        kind="message.created",
+    return MessageCreated(
         conversation_id=message.conversation_id,
         agent_id=send.agent_id,
-        data={"message_id": message.id, "direction": "out", "identity_id": send.identity_id, "state": "queued"},
+        message_id=message.id,
+        direction="out",
+        identity_id=send.identity_id,
+        state="queued",
     )
 
 
@@ -517,12 +520,7 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
     if conversation_id is None:
         conversation_id = await _open_for_agent(connection, dialect, send, now)
         events.append(
-            BusEvent(
-                kind="conversation.opened",
-                conversation_id=conversation_id,
-                agent_id=send.agent_id,
-                data={"identity_id": send.identity_id, "outbound": True},
-            )
+            ConversationOpened(conversation_id=conversation_id, agent_id=send.agent_id, identity_id=send.identity_id)
         )
     message_id = (
         await connection.execute(
@@ -540,12 +538,7 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
     if send.close_status is not None:
         await _close(connection, conversation_id, send.agent_id, send.close_status, now)
         events.append(
-            BusEvent(
-                kind="conversation.closed",
-                conversation_id=conversation_id,
-                agent_id=send.agent_id,
-                data={"status": send.close_status},
-            )
+            ConversationClosed(conversation_id=conversation_id, agent_id=send.agent_id, status=send.close_status)
         )
     conversation: Conversation | None = None
     if opened or send.close_status is not None:
@@ -1066,10 +1059,8 @@ def _echoes_possible(items: Sequence[Accepted]) -> bool:
 
 def _sent_events(items: Sequence[Accepted]) -> list[BusEvent]:
     return [
-        BusEvent(
-            kind="message.delivery",
-            conversation_id=i.job.conversation_id,
-            data={"message_id": i.job.message_id, "state": DeliveryState.SENT.value},
+        MessageDelivery(
+            conversation_id=i.job.conversation_id, message_id=i.job.message_id, state=DeliveryState.SENT.value
         )
         for i in items
     ]
@@ -1174,15 +1165,12 @@ async def record_failed(
                 {"last_send_error": f"{code}: {reason}", "last_send_error_at": now},
             )
     return [
-        BusEvent(
-            kind="message.delivery",
+        MessageDelivery(
             conversation_id=job.conversation_id,
-            data={
-                "message_id": job.message_id,
-                "state": DeliveryState.FAILED.value,
-                "error_code": code,
-                "error_reason": reason,
-            },
+            message_id=job.message_id,
+            state=DeliveryState.FAILED.value,
+            error_code=code,
+            error_reason=reason,
         )
     ]
 

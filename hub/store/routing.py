@@ -27,6 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import lifecycle
 from hub.bus import BusEvent
+from hub.events import (
+    AgentPresence,
+    ConversationLeftQueue,
+    ConversationUpdated,
+    ConversationWaiting,
+    Offer,
+    OfferWithdrawn,
+)
 from hub.model import Conversation, ConversationState, EventKind, Presence, Queue, Role
 from hub.routing import BatchChooser, Candidate, choose_agent, offer_deadline
 from hub.store._db import Store, upsert
@@ -182,21 +190,20 @@ async def _queue(connection: AsyncConnection, queue_id: str) -> Queue:
     return queue or Queue(id=queue_id, name=queue_id, number=0, offer_timeout=30)
 
 
-def _updated(conversation_id: int, action: str, audience: Sequence[int], **data: Any) -> BusEvent:
-    return BusEvent(
-        kind="conversation.updated",
-        conversation_id=conversation_id,
-        data={"action": action, "audience": sorted(set(audience)), **data},
+def _updated(conversation_id: int, action: str, audience: Sequence[int], *, agent_id: int, **data: Any) -> BusEvent:
+    return ConversationUpdated(
+        conversation_id=conversation_id, action=action, by=agent_id, audience=tuple(audience), details=data
     )
 
 
 def _queue_event(conversation_id: int, queue_id: str, waiting: bool) -> BusEvent:
-    kind = "conversation.waiting" if waiting else "conversation.left_queue"
-    return BusEvent(kind=kind, conversation_id=conversation_id, queue_id=queue_id)
+    if waiting:
+        return ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id)
+    return ConversationLeftQueue(conversation_id=conversation_id, queue_id=queue_id)
 
 
 def _withdrawn(conversation_id: int, agent_id: int, reason: str) -> BusEvent:
-    return BusEvent(kind="offer.withdrawn", conversation_id=conversation_id, agent_id=agent_id, data={"reason": reason})
+    return OfferWithdrawn(conversation_id=conversation_id, agent_id=agent_id, reason=reason)
 
 
 async def _join(
@@ -374,9 +381,7 @@ async def expire_offers(
                             connection, agent_id, Presence.PAUSED, now=now, reason=reason, paid=False
                         )
                         if agent is not None:
-                            events.append(
-                                BusEvent(kind="agent.presence", agent_id=agent_id, data={"agent_id": agent_id})
-                            )
+                            events.append(AgentPresence(agent_id=agent_id))
                     events.append(_withdrawn(row.id, agent_id, "timeout"))
                     result.expired.append((int(row.id), agent_id))
                 events.append(_queue_event(int(row.id), facts.conversation.queue_id, waiting=True))
@@ -506,15 +511,7 @@ async def _offer_batch(
             chooser.offered(chosen, now)
             made.append((int(w.id), chosen))
             offers.append({"c_id": int(w.id), "c_version": w.version, "c_agent": chosen, "c_deadline": deadline})
-            events.append(
-                BusEvent(
-                    kind="offer",
-                    conversation_id=int(w.id),
-                    agent_id=chosen,
-                    queue_id=w.queue_id,
-                    data={"deadline": deadline.isoformat()},
-                )
-            )
+            events.append(Offer(conversation_id=int(w.id), agent_id=chosen, queue_id=w.queue_id, deadline=deadline))
             events.append(_queue_event(int(w.id), w.queue_id, waiting=False))
         if made:
             # one statement for all the offers: the rows are ours (SQLite's write lock; FOR UPDATE on

@@ -192,7 +192,7 @@ async def test_an_ingested_message_is_in_the_event_log_when_its_webhook_is_ackno
 async def test_if_the_ingest_cannot_log_events_the_messages_still_commit_and_reach_the_consoles(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hub.api import ws as ws_module
+    from hub import notifier as ws_module
 
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("views unavailable")

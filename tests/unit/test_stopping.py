@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
-from aiohttp import web
 
-from hub.api.keys import BUS, SETTINGS
-from hub.api.routing import Router
 from hub.bus import EventBus
+from hub.router import Router
 from hub.settings import Settings
+from hub.store import Store
 
 
 @pytest.mark.parametrize("turns", range(6))  # how many turns of the loop pass between the wake-up and stop()
-async def test_the_router_stops_even_when_woken_just_before(make_settings: Callable[..., Settings], turns: int) -> None:
-    app = web.Application()
-    app[SETTINGS] = make_settings()
-    app[BUS] = EventBus()
-    router = Router(app)
+async def test_the_router_stops_even_when_woken_just_before(
+    make_settings: Callable[..., Settings], sqlite_url: str, turns: int
+) -> None:
+    settings = make_settings()
+    store = Store(sqlite_url)  # never connected to: the loop is what is tested
+    router = Router(store, EventBus(), settings, clock=lambda: datetime.now(UTC))
     sweeps: list[None] = []
 
     async def sweep(now: object = None) -> None:
@@ -38,3 +39,4 @@ async def test_the_router_stops_even_when_woken_just_before(make_settings: Calla
     stopping = asyncio.create_task(router.stop())
     done, _ = await asyncio.wait([stopping], timeout=3)  # a bound on a hang, not a measure of speed (tick: 1 s)
     assert stopping in done, "the routing loop did not stop"
+    await store.close()

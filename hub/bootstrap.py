@@ -1,0 +1,80 @@
+"""The composition root: the one place that builds the hub's parts and wires them by hand.
+
+``build_hub(settings)`` gives a ``hub.app.Hub`` that nobody has started; the
+HTTP server (hub/api/server.py), the tests and the benchmarks start it. What a
+caller passes in (a store shared by a test, a fake clock, an HTTP session, fake
+adapters) is used as it is and left for the caller to close; what is built here
+the hub closes. Each part receives what it needs through its constructor: the
+ingest and the router get the notifier's journal, so that their events are
+numbered for the consoles in the transaction that made the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import aiohttp
+
+from hub.app import Hub
+from hub.bus import EventBus
+from hub.ingest import Ingestor
+from hub.notifier import Notifier
+from hub.outbox import Outbox
+from hub.ports import ChannelAdapter
+from hub.registry import build_adapter
+from hub.router import Router
+from hub.settings import Settings
+from hub.store import Store
+
+__all__ = ["build_hub", "build_store", "utc_now"]
+
+
+def utc_now() -> datetime:
+    """The hub's clock unless a test brings its own."""
+    return datetime.now(UTC)
+
+
+def build_store(settings: Settings) -> Store:
+    """The configured database (not migrated yet): for the hub, and for commands that need nothing else."""
+    return Store(settings.database_url, pool_size=settings.database_pool_size)
+
+
+def build_hub(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Callable[[], datetime] | None = None,
+    http: aiohttp.ClientSession | None = None,
+    adapters: Mapping[str, ChannelAdapter] | None = None,
+) -> Hub:
+    """Every part of one hub process, wired; start it with ``await hub.start()`` (or ``async with hub``).
+
+    Without ``adapters``, one is built per configured account when the hub starts, on ``http`` or on an
+    HTTP session the hub opens then (it needs a running event loop, which building does not).
+    """
+    owns_store = store is None
+    store = store if store is not None else build_store(settings)
+    clock = clock or utc_now
+    bus = EventBus()
+    built: dict[str, ChannelAdapter] = dict(adapters) if adapters is not None else {}
+    if adapters is None and http is not None:
+        built.update({account.id: build_adapter(account, http) for account in settings.accounts})
+    notifier = Notifier(store, bus, settings, clock=clock)
+    ingestor = Ingestor(store, bus, settings.accounts, clock=clock, journal=notifier.journal)
+    router = Router(store, bus, settings, clock=clock, journal=notifier.journal)
+    outbox = Outbox(store, bus, built, settings, clock=clock)
+    return Hub(
+        settings=settings,
+        store=store,
+        clock=clock,
+        http=http,
+        adapters=built,
+        bus=bus,
+        notifier=notifier,
+        router=router,
+        ingestor=ingestor,
+        outbox=outbox,
+        owns_store=owns_store,
+        build_adapters=adapters is None and http is None,
+    )

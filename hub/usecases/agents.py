@@ -1,0 +1,117 @@
+"""Change an agent's account: role, queues, capacity, name, password, (de)activation.
+
+A deactivation gives back the agent's work in the same transaction
+(hub.store.admin.update_agent); this module adds who may ask, and the events that
+tell the consoles and the router, so the admin API and ``channelhub agents`` do
+exactly the same thing. Nobody changes their own role or deactivates themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hub.bus import BusEvent
+from hub.errors import Conflict, Forbidden, Invalid, NotFound
+from hub.events import AgentDeactivated, AgentPresence, QueueChanged
+from hub.model import Role
+from hub.passwords import hash_password
+from hub.store import _crud
+from hub.store.admin import AgentUpdate, agent_loads, list_queues, update_agent
+from hub.store.routing import RoutingRefused
+from hub.usecases._parts import HubParts
+from hub.usecases.permissions import require_role
+from hub.usecases.principal import Principal
+from hub.views import agent_json
+
+__all__ = ["AgentChange", "AgentChanged", "change_agent", "deactivate_agent", "reactivate_agent"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentChange:
+    """What to change; None leaves a field as it is. ``queues`` replaces the memberships."""
+
+    role: Role | None = None
+    display_name: str | None = None
+    capacity: int | None = None
+    queues: tuple[str, ...] | None = None
+    password: str | None = None
+    active: bool | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The profile fields ``update_agent`` takes (queues and password go separately)."""
+        given = {
+            "role": self.role.value if self.role is not None else None,
+            "display_name": self.display_name,
+            "capacity": self.capacity,
+            "active": self.active,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentChanged:
+    """The agent after the change (``update.released``: what a deactivation gave back), their load now,
+    and the events published."""
+
+    update: AgentUpdate
+    load: int
+    events: list[BusEvent]
+
+
+async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: AgentChange) -> AgentChanged:
+    """Apply the change as an admin, tell the consoles and the router, and return the agent as it is now.
+
+    Raises Forbidden (not an admin; their own role or deactivation), Invalid (an unknown queue), NotFound (no
+    such agent) or Conflict (hand-offs on the agent's conversations kept getting there first)."""
+    require_role(actor, Role.ADMIN)
+    if agent_id == actor.id:
+        if change.role is not None and change.role is not actor.role:
+            raise Forbidden("own_account", "nobody changes their own role")
+        if change.active is False:
+            raise Forbidden("own_account", "nobody deactivates themselves")
+    if change.queues is not None:
+        known = {q.id for q in await list_queues(hub.store)}
+        missing = [q for q in change.queues if q not in known]
+        if missing:
+            raise Invalid("unknown_queue", f"unknown queue {missing[0]!r}", field="queues")
+    password_hash = await hash_password(change.password) if change.password is not None else None
+    try:  # a hand-off racing a deactivation is retried inside update_agent
+        updated = await update_agent(
+            hub.store,
+            agent_id,
+            change.fields(),
+            now=hub.clock(),
+            queue_ids=list(change.queues) if change.queues is not None else None,
+            password_hash=password_hash,
+            actor_id=actor.id,
+        )
+    except _crud.Invalid as exc:
+        raise Invalid(f"unknown_{exc.field.rstrip('s')}", exc.message, field=exc.field) from None
+    except RoutingRefused:
+        raise Conflict("conflict", "the agent's conversations changed meanwhile; try again") from None
+    if updated is None:
+        raise NotFound("not_found", f"no agent {agent_id}")
+    agent = updated.agent
+    events: list[BusEvent] = [QueueChanged(queue_id=queue_id, action="members") for queue_id in change.queues or ()]
+    if updated.released is not None:
+        events.extend(updated.released.events)
+    if updated.went_offline or updated.deactivated:
+        events.append(AgentPresence(agent_id=agent.id, agent=agent_json(agent)))
+    if updated.deactivated:  # the consoles the agent still has open are closed (hub.api.ws)
+        events.append(AgentDeactivated(agent_id=agent.id))
+    hub.bus.publish_all(events)
+    if updated.released is not None and hub.router is not None:
+        await hub.router.sweep()  # the next agent's offer exists when the admin gets the answer
+    loads = await agent_loads(hub.store)
+    return AgentChanged(update=updated, load=loads.get(agent.id, 0), events=events)
+
+
+async def deactivate_agent(hub: HubParts, actor: Principal, agent_id: int) -> AgentChanged:
+    """No more logins, sessions and tokens revoked, offline, their work given back. Repeating changes nothing."""
+    return await change_agent(hub, actor, agent_id, AgentChange(active=False))
+
+
+async def reactivate_agent(hub: HubParts, actor: Principal, agent_id: int) -> AgentChanged:
+    """Let a deactivated agent log in again; they start offline."""
+    return await change_agent(hub, actor, agent_id, AgentChange(active=True))

@@ -1,0 +1,50 @@
+"""Pair an identity (a customer on one channel) with a contact, create one for it, or unpair it.
+
+Any agent may do these: contacts are the desk's shared address book.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hub.errors import Invalid, NotFound
+from hub.store import _crud
+from hub.store.identities import create_contact_and_pair, pair_identity, unpair_identity
+from hub.usecases._parts import HubParts
+from hub.usecases.principal import Principal
+
+__all__ = ["new_contact_for", "pair", "unpair"]
+
+
+def _no_identity(identity_id: int) -> NotFound:
+    return NotFound("not_found", f"no identity {identity_id}")
+
+
+async def pair(hub: HubParts, actor: Principal, identity_id: int, contact_id: int) -> Mapping[str, Any]:
+    """Pair (or re-pair) the identity with an existing contact; the identity as it is now."""
+    try:
+        identity = await pair_identity(hub.store, identity_id, contact_id)
+    except _crud.Invalid as exc:
+        raise Invalid("unknown_contact", exc.message, field=exc.field) from None
+    if identity is None:
+        raise _no_identity(identity_id)
+    return identity
+
+
+async def new_contact_for(
+    hub: HubParts, actor: Principal, identity_id: int, fields: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """ "Add new contact": create it from ``fields`` and pair the identity with it, both or neither."""
+    identity = await create_contact_and_pair(hub.store, identity_id, fields, hub.clock())
+    if identity is None:
+        raise _no_identity(identity_id)
+    return identity
+
+
+async def unpair(hub: HubParts, actor: Principal, identity_id: int) -> Mapping[str, Any]:
+    """The identity no longer belongs to a contact; the identity as it is now."""
+    identity = await unpair_identity(hub.store, identity_id)
+    if identity is None:
+        raise _no_identity(identity_id)
+    return identity

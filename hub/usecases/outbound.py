@@ -1,0 +1,335 @@
+"""Reply in a conversation, send a new message to an identity: render, ask the policy, queue.
+
+What may be sent is hub.policy's decision; rendering is hub.templates'; queueing is the outbox's.
+This module puts them in order for any actor, and turns each "no" into a ``Refusal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hub.bus import BusEvent
+from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
+from hub.events import ConversationUpdated
+from hub.model import (
+    Attachment,
+    Channel,
+    Contact,
+    Conversation,
+    ConversationState,
+    Identity,
+    Message,
+    MessageKind,
+    Queue,
+    TemplateBinding,
+)
+from hub.outbox import facts_for, send_plan
+from hub.policy import Draft, Eligibility, Refused, TemplateOption, binding_fits, decide, eligibility
+from hub.routing import close_refusal
+from hub.store.admin import get_queue, list_statuses
+from hub.store.contacts import get_contact
+from hub.store.conversations import ConversationAccess, get_conversation
+from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
+from hub.store.templates import get_template, list_templates
+from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
+from hub.usecases._parts import HubParts, OutboxPort
+from hub.usecases.permissions import can_act, permitted
+from hub.usecases.principal import Principal
+
+__all__ = [
+    "PROVIDER_KEYS",
+    "Replied",
+    "Send",
+    "Sent",
+    "check_eligibility",
+    "reply",
+    "send_new",
+]
+
+PROVIDER_KEYS = ("twilio", "cloud")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    """What the actor wants sent: ``text`` or a ``template`` (with ``variables``), and/or attachments."""
+
+    text: str | None = None
+    template: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    tag: str | None = None  # a Messenger message tag, upper case
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replied:
+    """The queued message, the policy's plan for it, and the Messenger tag it goes with."""
+
+    message: Message
+    plan: dict[str, Any]
+    tag: str | None
+    events: list[BusEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sent:
+    """A new message: its conversation as it is now (opened, reused or closed) and the queued message."""
+
+    conversation: Conversation
+    message: Message
+    plan: dict[str, Any]
+    tag: str | None
+    opened: bool
+    closed: bool
+    events: list[BusEvent]
+
+
+# ---------------------------------------------------------------- helpers
+
+_NOT_CONFIGURED = "channel account {!r} is no longer configured; nothing can be sent to it"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reads:
+    """Everything a send reads before anything is decided: read first, then decide, then write once."""
+
+    found: ConversationAccess | None = None  # a reply's conversation, with who takes part
+    open_: tuple[Conversation, dict[int, str]] | None = None  # a new message's identity's open conversation
+    identity: Identity | None = None
+    templates: list[TemplateVersion] = field(default_factory=list)
+    template: TemplateVersion | None = None  # the one the send names, if it exists
+    queue: Queue | None = None  # for the template's context
+    contact: Contact | None = None
+
+
+async def _read(
+    hub: HubParts, send: Send, *, conversation_id: int | None = None, identity_id: int | None = None
+) -> _Reads:
+    """What a reply (``conversation_id``) or a new message (``identity_id``) needs to be decided."""
+    store = hub.store
+    found = open_ = None
+    if conversation_id is not None:
+        found = await get_conversation(store, conversation_id)
+        identity_id = found.conversation.identity_id if found is not None else None
+    identity = await load_identity(store, identity_id) if identity_id is not None else None
+    if identity is not None and conversation_id is None:
+        open_ = await open_conversation_of(store, identity.id)
+    templates = await list_templates(store)
+    template = queue = contact = None
+    if send.template is not None and identity is not None:
+        conversation = found.conversation if found is not None else open_[0] if open_ is not None else None
+        queue_id = conversation.queue_id if conversation is not None else _home_queue(hub, identity)
+        queue = await get_queue(store, queue_id) if queue_id is not None else None
+        if identity.contact_id is not None:
+            contact = await get_contact(store, identity.contact_id)
+        with suppress(TemplateNotFound):  # refused as template_not_found once the actor may send at all
+            template = await get_template(store, send.template)
+    return _Reads(
+        found=found,
+        open_=open_,
+        identity=identity,
+        templates=templates,
+        template=template,
+        queue=queue,
+        contact=contact,
+    )
+
+
+def _home_queue(hub: HubParts, identity: Identity) -> str | None:
+    try:
+        return hub.settings.account(identity.account_id).queue
+    except KeyError:
+        return None  # refused as account_not_configured before the template is rendered
+
+
+def _options(templates: list[TemplateVersion]) -> list[TemplateOption]:
+    return [
+        TemplateOption(
+            name=t.name,
+            providers=frozenset(p for p in PROVIDER_KEYS if (t.bindings or {}).get(p)),
+            tag=t.tag,
+        )
+        for t in templates
+    ]
+
+
+def _outbox(hub: HubParts) -> OutboxPort:
+    if hub.outbox is None:
+        raise RuntimeError("sending needs a running outbox")
+    return hub.outbox
+
+
+async def _plan(
+    hub: HubParts,
+    actor: Principal,
+    reads: _Reads,
+    send: Send,
+    conversation: Conversation | None,
+) -> tuple[NewOutbound, dict[str, Any]]:
+    """The identity's account checked, the template rendered (if any), the policy asked; a refusal raises,
+    an allowed send becomes a NewOutbound. Reads nothing."""
+    identity = reads.identity
+    assert identity is not None
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    facts = facts_for(identity, account.provider)
+    text = send.text
+    tag = send.tag
+    binding: TemplateBinding | None = None
+    version: int | None = None
+    if send.template is not None:
+        template = reads.template
+        if template is None:
+            raise Invalid("template_not_found", f"no template {send.template!r}", field="template")
+        context: dict[str, Any] = {"identity": identity, "agent": actor.agent, "conversation": conversation}
+        if reads.queue is not None:
+            context["queue"] = reads.queue
+        if identity.contact_id is not None:
+            context["contact"] = reads.contact
+        provider = account.provider if account.provider in PROVIDER_KEYS else None
+        try:
+            # bounded, but up to a second of CPU: never on the event loop
+            rendered = await asyncio.to_thread(
+                render, template, send.variables, channel=identity.channel, context=context, provider=provider
+            )
+        except TemplateError as exc:
+            raise Invalid(exc.code, exc.message, **exc.to_json()) from None
+        text, version = rendered.text, rendered.version
+        binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
+        tag = tag or rendered.tag
+    draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
+    decision = decide(facts, draft, hub.clock(), _options(reads.templates))
+    if isinstance(decision, Refused):
+        raise PolicyRefusal(
+            decision.rule,
+            decision.message,
+            window_closed_at=decision.window_closed_at,
+            alternatives=[a.to_json() for a in decision.alternatives],
+        )
+    if send.template is not None:
+        kind = MessageKind.TEMPLATE
+    elif send.attachments:
+        kind = send.attachments[0].kind
+    else:
+        kind = MessageKind.TEXT
+    plan = send_plan(decision, template=send.template, version=version, binding=binding)
+    return (
+        NewOutbound(
+            account_id=identity.account_id,
+            identity_id=identity.id,
+            agent_id=actor.agent_id(),
+            kind=kind,
+            send_plan=plan,
+            conversation_id=conversation.id if conversation else None,
+            queue_id=account.queue,
+            text=text,
+            attachments=send.attachments,
+            template_name=send.template,
+            template_version=version,
+            tag=(decision.tag or tag) if identity.channel is Channel.MESSENGER else None,
+        ),
+        plan,
+    )
+
+
+def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:
+    return ConversationUpdated(
+        conversation_id=conversation_id, action=action, by=agent_id, audience=(agent_id,), details=data
+    )
+
+
+# -------------------------------------------------------------- use cases
+
+
+async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
+    """What may be sent to the identity now, by the policy, with the templates there are."""
+    identity = await load_identity(hub.store, identity_id)
+    templates = await list_templates(hub.store)
+    if identity is None:
+        raise NotFound("identity_not_found", f"no identity {identity_id}")
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    return identity, eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
+
+
+async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Send) -> Replied:
+    """Queue a reply in an open conversation the actor takes part in (or supervises)."""
+    outbox = _outbox(hub)
+    reads = await _read(hub, send, conversation_id=conversation_id)
+    conversation = permitted(actor, reads.found, conversation_id, act=True)
+    if conversation.state is ConversationState.CLOSED:
+        raise Conflict("conversation_closed", "the conversation is closed; start a new one with /api/v1/outbound")
+    if reads.identity is None:
+        raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
+    new, plan = await _plan(hub, actor, reads, send, conversation)
+    queued = await outbox.accept(new, hub.clock())
+    hub.bus.publish_all(queued.events)
+    return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
+
+
+async def send_new(
+    hub: HubParts, actor: Principal, identity_id: int, send: Send, *, close: bool = False, status: str | None = None
+) -> Sent:
+    """Send to an identity that wrote before: in their open conversation when the actor may act on it,
+    else in a new active one the actor owns; ``close`` closes it with ``status`` once queued."""
+    outbox = _outbox(hub)
+    reads = await _read(hub, send, identity_id=identity_id)
+    identity = reads.identity
+    if identity is None:
+        raise NotFound("identity_not_found", f"no identity {identity_id}")
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    conversation = None
+    if reads.open_ is not None:
+        conversation, participants = reads.open_
+        if not can_act(actor, conversation, participants):
+            raise Conflict(
+                "conversation_taken",
+                "this customer already has an open conversation that is not yours",
+                conversation_id=conversation.id,
+            )
+    close_status = None
+    if close:
+        # queues and statuses live in the database (the API edits them); the config only seeded them
+        store = hub.store
+        queue_id = conversation.queue_id if conversation else account.queue
+        queue = await get_queue(store, queue_id)
+        if queue is None:
+            raise Invalid("queue_not_found", f"the queue {queue_id!r} no longer exists", field="status")
+        refusal = close_refusal(status, queue, [s.id for s in await list_statuses(store)])
+        if refusal is not None:
+            raise Invalid(refusal[0], refusal[1], field="status")
+        close_status = status
+    new, plan = await _plan(hub, actor, reads, send, conversation)
+    if close_status is not None:
+        new = replace(new, close_status=close_status)
+    try:
+        queued = await outbox.accept(new, hub.clock())
+    except ConversationTaken:
+        raise Conflict("conversation_taken", "this customer's conversation was opened meanwhile") from None
+    result = queued.conversation or conversation  # read back when opened or closed; else unchanged
+    assert result is not None
+    events = list(queued.events)
+    agent_id = actor.agent_id()
+    if close_status is not None:
+        events.append(_conversation_event(result.id, "closed", agent_id, status=close_status))
+    elif queued.opened:
+        events.append(_conversation_event(result.id, "opened", agent_id))
+    hub.bus.publish_all(events)
+    return Sent(
+        conversation=result,
+        message=queued.message,
+        plan=plan,
+        tag=new.tag,
+        opened=queued.opened,
+        closed=close_status is not None,
+        events=events,
+    )

@@ -1,0 +1,98 @@
+"""Who may see and act on a conversation, and who may do admin work. Pure rules: no I/O.
+
+One place, so every actor and every route agrees. An agent sees conversations
+offered to them, owned by them or shared with them (an active participant), and
+the waiting conversations of their own queues; they act only on those they own or
+take part in. Supervisors and admins see and act on everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Protocol
+
+from hub.errors import Forbidden, NotFound
+from hub.model import Conversation, ConversationState, Role
+
+__all__ = ["Actor", "Found", "can_act", "can_see", "can_take", "is_supervisor", "permitted", "require_role"]
+
+Found = tuple[Conversation, Collection[int], Collection[int]]
+"""A conversation as read for a permission check: it, its participants, and its former participants."""
+
+
+class Actor(Protocol):
+    """An ``Agent`` or a ``Principal``: an id (None for an operator), a role and queues."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def role(self) -> Role: ...
+
+    @property
+    def queues(self) -> tuple[str, ...]: ...
+
+
+def require_role(actor: Actor, *roles: Role) -> None:
+    """Forbidden unless the actor has one of ``roles``."""
+    if actor.role not in roles:
+        raise Forbidden("forbidden", f"this needs the role {' or '.join(r.value for r in roles)}")
+
+
+def is_supervisor(actor: Actor) -> bool:
+    return actor.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+def can_see(
+    actor: Actor,
+    conversation: Conversation,
+    participants: Collection[int],
+    former: Collection[int] = frozenset(),
+) -> bool:
+    if is_supervisor(actor) or actor.id in participants or actor.id in former:
+        return True
+    if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id == actor.id:
+        return True
+    if conversation.owner_agent_id == actor.id and conversation.state is not ConversationState.CLOSED:
+        return True
+    waiting = conversation.state in (ConversationState.WAITING, ConversationState.OFFERED)
+    return waiting and conversation.queue_id in actor.queues
+
+
+def can_take(
+    actor: Actor,
+    conversation: Conversation,
+    participants: Collection[int],
+    former: Collection[int] = frozenset(),
+) -> bool:
+    """Members of the conversation's queue may try, whatever state we read.
+
+    The state can change between this read and the write that takes it; the
+    write decides the race and answers 409, so a member who lost must not be
+    told 403 because the read happened after the winner's commit.
+    """
+    return conversation.queue_id in actor.queues or can_see(actor, conversation, participants, former)
+
+
+def can_act(actor: Actor, conversation: Conversation, participants: Collection[int]) -> bool:
+    return is_supervisor(actor) or actor.id in participants
+
+
+def permitted(
+    actor: Actor, found: Found | None, conversation_id: int, *, act: bool, take: bool = False
+) -> Conversation:
+    """The conversation if ``actor`` may see it (``act``: act on it; ``take``: try to take it).
+
+    Raises NotFound (``found`` is None: no such conversation) or Forbidden (not theirs)."""
+    if found is None:
+        raise NotFound("not_found", f"no conversation {conversation_id}")
+    conversation, participants, former = found
+    if act:
+        allowed = can_act(actor, conversation, participants)
+    elif take:
+        allowed = can_take(actor, conversation, participants, former)
+    else:
+        allowed = can_see(actor, conversation, participants, former)
+    if not allowed:
+        raise Forbidden("forbidden", "this conversation is not yours")
+    return conversation

@@ -1,0 +1,51 @@
+"""Who is acting: the principal a use case checks and records. Not only a logged-in agent.
+
+An agent acts through the console or the API; an operator acts through the CLI, with an admin's
+rights and no agent id (the timeline then names nobody); a bot will act with its own id and role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from hub.model import Agent, Role
+
+__all__ = ["ActorKind", "Principal"]
+
+
+class ActorKind(StrEnum):
+    AGENT = "agent"
+    OPERATOR = "operator"  # someone at the hub's command line
+    BOT = "bot"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """The acting party. ``id`` is the agent id recorded as ``by`` (None: nobody to name)."""
+
+    id: int | None
+    kind: ActorKind
+    role: Role
+    queues: tuple[str, ...] = ()
+    agent: Agent | None = field(default=None, compare=False, repr=False)  # the record, for templates
+
+    @classmethod
+    def of_agent(cls, agent: Agent) -> Principal:
+        return cls(id=agent.id, kind=ActorKind.AGENT, role=agent.role, queues=tuple(agent.queues), agent=agent)
+
+    @classmethod
+    def operator(cls) -> Principal:
+        """The CLI: an admin's rights, named by no agent id."""
+        return cls(id=None, kind=ActorKind.OPERATOR, role=Role.ADMIN)
+
+    @property
+    def supervises(self) -> bool:
+        """Supervisors and admins see and act on every conversation."""
+        return self.role in (Role.SUPERVISOR, Role.ADMIN)
+
+    def agent_id(self) -> int:
+        """The id of an actor that must be an agent to do this (it takes part in conversations)."""
+        if self.id is None:
+            raise ValueError(f"a {self.kind.value} without an agent id cannot take part in a conversation")
+        return self.id

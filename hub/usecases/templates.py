@@ -1,0 +1,119 @@
+"""Save, restore, delete and import message templates (admin work), for the API and the CLI alike.
+
+Every draft is validated before anything is saved (off the event loop: validation is CPU work
+bounded by hub.templates' budget); an import saves all its drafts in one transaction or none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from hub.errors import Conflict, Invalid, NotFound
+from hub.model import Role
+from hub.store.templates import (
+    create_template,
+    delete_template,
+    get_template,
+    import_templates,
+    restore_template,
+    update_template,
+)
+from hub.templates import (
+    TemplateDraft,
+    TemplateError,
+    TemplateExists,
+    TemplateInUse,
+    TemplateNotFound,
+    TemplateVersion,
+    validate,
+)
+from hub.usecases._parts import HubParts
+from hub.usecases.permissions import require_role
+from hub.usecases.principal import Principal
+
+__all__ = [
+    "TemplateRefused",
+    "create",
+    "delete",
+    "import_drafts",
+    "restore",
+    "save",
+]
+
+
+class TemplateRefused(Invalid):
+    """A template that cannot be saved or rendered; ``error`` says where (line, channel, missing names)."""
+
+    def __init__(self, error: TemplateError, *, name: str | None = None) -> None:
+        super().__init__(error.code, error.message, **error.to_json())
+        self.error = error
+        self.name = name
+
+
+@asynccontextmanager
+async def _refusals() -> AsyncIterator[None]:
+    """The template store's and the validator's exceptions, as refusals."""
+    try:
+        yield
+    except TemplateError as exc:
+        raise TemplateRefused(exc) from None
+    except TemplateNotFound as exc:
+        raise NotFound("not_found", str(exc)) from None
+    except TemplateExists as exc:
+        raise Conflict("template_exists", str(exc)) from None
+    except TemplateInUse as exc:
+        raise Conflict("template_in_use", str(exc), pending=exc.pending) from None
+
+
+async def _validated(draft: TemplateDraft) -> None:
+    try:
+        await asyncio.to_thread(validate, draft)
+    except TemplateError as exc:
+        raise TemplateRefused(exc, name=draft.name) from None
+
+
+async def create(hub: HubParts, actor: Principal, draft: TemplateDraft) -> TemplateVersion:
+    """A new template, version 1. Conflict ``template_exists`` when the name is taken."""
+    require_role(actor, Role.ADMIN)
+    await _validated(draft)
+    async with _refusals():
+        return await create_template(hub.store, draft, now=hub.clock(), created_by=actor.id)
+
+
+async def save(hub: HubParts, actor: Principal, draft: TemplateDraft) -> TemplateVersion:
+    """A new version of an existing template. NotFound when there is none by that name."""
+    require_role(actor, Role.ADMIN)
+    async with _refusals():
+        await get_template(hub.store, draft.name)
+    await _validated(draft)
+    async with _refusals():
+        return await update_template(hub.store, draft, now=hub.clock(), created_by=actor.id)
+
+
+async def restore(hub: HubParts, actor: Principal, name: str, version: int) -> TemplateVersion:
+    """An old version saved again as the current one, if it still passes today's rules."""
+    require_role(actor, Role.ADMIN)
+    async with _refusals():
+        old = await get_template(hub.store, name, version)
+    await _validated(old.draft())  # the rules may have tightened since it was saved
+    async with _refusals():
+        return await restore_template(hub.store, name, version, now=hub.clock(), created_by=actor.id)
+
+
+async def delete(hub: HubParts, actor: Principal, name: str) -> None:
+    """The template and its history. Conflict ``template_in_use`` while a queued message was rendered from it."""
+    require_role(actor, Role.ADMIN)
+    async with _refusals():
+        await delete_template(hub.store, name)
+
+
+async def import_drafts(hub: HubParts, actor: Principal, drafts: Sequence[TemplateDraft]) -> dict[str, str]:
+    """Validate every draft, then save them all in one transaction: new versions only where changed.
+
+    Returns what happened to each name; a draft that fails raises TemplateRefused naming it (``name``)."""
+    require_role(actor, Role.ADMIN)
+    for draft in drafts:
+        await _validated(draft)
+    return await import_templates(hub.store, drafts, now=hub.clock(), created_by=actor.id)

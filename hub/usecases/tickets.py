@@ -1,0 +1,80 @@
+"""Ticket actions: create, edit, mark as a favourite, assign to a conversation.
+
+Assigning needs act access on the conversation, like any other change to it, and tells
+every participant's console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hub.errors import Invalid, NotFound
+from hub.events import ConversationTicket
+from hub.store import _crud
+from hub.store.tickets import assign_ticket, create_ticket, set_favourite, update_ticket
+from hub.usecases._parts import HubParts
+from hub.usecases.access import conversation_for
+from hub.usecases.principal import Principal
+
+__all__ = ["TicketAssigned", "assign", "create", "favourite", "update"]
+
+
+def _unknown(exc: _crud.Invalid) -> Invalid:
+    return Invalid(f"unknown_{exc.field}", exc.message, field=exc.field)
+
+
+def _no_ticket(ticket_id: int) -> NotFound:
+    return NotFound("not_found", f"no ticket {ticket_id}")
+
+
+async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A new ticket by the actor; Invalid when it names a contact or an agent that does not exist."""
+    try:
+        return await create_ticket(hub.store, fields, actor.agent_id(), hub.clock())
+    except _crud.Invalid as exc:
+        raise _unknown(exc) from None
+
+
+async def update(hub: HubParts, actor: Principal, ticket_id: int, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        ticket = await update_ticket(hub.store, ticket_id, fields, actor.agent_id(), hub.clock())
+    except _crud.Invalid as exc:
+        raise _unknown(exc) from None
+    if ticket is None:
+        raise _no_ticket(ticket_id)
+    return ticket
+
+
+async def favourite(hub: HubParts, actor: Principal, ticket_id: int, favourite: bool) -> Mapping[str, Any]:
+    """Mark or unmark the ticket as one of the actor's favourites (idempotent both ways)."""
+    ticket = await set_favourite(hub.store, ticket_id, actor.agent_id(), favourite)
+    if ticket is None:
+        raise _no_ticket(ticket_id)
+    return ticket
+
+
+@dataclass(frozen=True, slots=True)
+class TicketAssigned:
+    """The ticket as it is now, and the event that told the conversation's consoles."""
+
+    ticket: Mapping[str, Any]
+    event: ConversationTicket
+
+
+async def assign(hub: HubParts, actor: Principal, conversation_id: int, ticket_id: int) -> TicketAssigned:
+    """Set the conversation's ticket (a ``ticket_assigned`` timeline event, none when it already had it)."""
+    await conversation_for(hub.store, actor, conversation_id, act=True)
+    try:
+        ticket = await assign_ticket(hub.store, conversation_id, ticket_id, actor.agent_id(), hub.clock())
+    except _crud.Invalid as exc:
+        raise _unknown(exc) from None
+    if ticket is None:
+        raise NotFound("not_found", f"no conversation {conversation_id}")
+    # no agent_id: that would address the event to the actor alone; every participant's console wants it
+    event = ConversationTicket(
+        conversation_id=conversation_id, ticket=ticket["id"], title=ticket["title"], by=actor.agent_id()
+    )
+    hub.bus.publish(event)
+    return TicketAssigned(ticket, event)

@@ -1,0 +1,47 @@
+"""What an agent's console is sent: JSON shapes shared by the REST API and the event stream.
+
+Plain functions over the model (no aiohttp), so the notifier, which logs events for the consoles outside any
+HTTP request, words an agent or a conversation exactly as the API does.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from hub.model import Agent, Role
+
+__all__ = ["agent_json", "is_supervisor", "jsonable"]
+
+
+def is_supervisor(agent: Agent) -> bool:
+    """Supervisors and admins see and act on every conversation, and hear of every agent's presence."""
+    return agent.role in (Role.SUPERVISOR, Role.ADMIN)
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "login": agent.login,
+        "display_name": agent.display_name,
+        "role": agent.role.value,
+        "capacity": agent.capacity,
+        "queues": list(agent.queues),
+        "presence": {
+            "state": agent.presence.value,
+            "reason": agent.pause_reason,
+            "paid": agent.pause_paid,
+            "since": agent.presence_since.isoformat() if agent.presence_since else None,
+        },
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with its dates and datetimes as ISO strings and its tuples as lists, ready for ``json.dumps``."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
