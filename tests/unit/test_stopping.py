@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+
 from hub.bus import EventBus
 from hub.router import Router
 from hub.settings import Settings
