@@ -90,10 +90,9 @@ class Hub:
         self.started = False
 
     @property
-    def http(self) -> aiohttp.ClientSession:
-        """The HTTP session the adapters send through (the hub's own exists once it has started)."""
-        if self._http is None:
-            raise RuntimeError("the hub has not started: it has no HTTP session yet")
+    def http(self) -> aiohttp.ClientSession | None:
+        """The HTTP session the adapters send through: the caller's, or the hub's own once it has started
+        (None before that, and when the caller brought the adapters)."""
         return self._http
 
     def configure_adapters(self, configure: Callable[[Mapping[str, ChannelAdapter]], None]) -> None:
@@ -107,7 +106,14 @@ class Hub:
             self._configure.append(configure)
 
     async def start(self) -> None:
-        """Start every part, in the order the module docstring gives."""
+        """Start every part, in the order the module docstring gives; if one fails, stop what started."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.store.migrate()
         await self._seed()
         if self._build_adapters:

@@ -85,7 +85,8 @@ def _emulators(
 async def _running_hub(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
     await hub.start()
-    app[HTTP] = hub.http
+    if hub.http is not None:
+        app[HTTP] = hub.http
     try:
         yield
     finally:

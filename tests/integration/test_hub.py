@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.bootstrap import build_hub
+from hub.errors import ConfigError
 from hub.events import ConversationWaiting, HubEvent, MessageCreated, Recorded, unwrapped
 from hub.model import Channel, InboundMessage
 from hub.ports import ChannelAdapter
@@ -101,6 +102,17 @@ async def test_stopping_drains_the_ingest_before_the_database_is_released(settin
     await hub.stop()
     assert [task.result().stored for task in submitted] == [1] * 20
     assert await count(store, messages) == 20
+
+
+async def test_a_hub_that_cannot_start_stops_what_it_started(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(adapter_factories(), "whatsapp.twilio")  # the account's adapter is not installed
+    hub = build_hub(settings, store=store)
+    with pytest.raises(ConfigError, match="no adapter is installed"):
+        await hub.start()
+    assert hub.http is None  # the session it opened is closed again
+    assert not hub.started
 
 
 async def _queues(store: Store) -> list[str]:
