@@ -50,7 +50,9 @@ from hub.policy import Allowed, Draft, decide
 from hub.settings import Settings, load_settings
 from hub.store import Store, store_group
 from hub.store.agents import create_agent
-from hub.store.outbound import NewOutbound, load_identity, open_conversation_of, outbox_counts
+from hub.store.messages import load_identity, open_conversation_of
+from hub.store.outbound import NewOutbound
+from hub.store.outbox import outbox_counts
 
 CONFIG = """
 [[statuses]]

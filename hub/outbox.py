@@ -36,13 +36,11 @@ from hub.policy import Allowed, Draft, IdentityFacts, Refused, decide
 from hub.ports import ChannelAdapter
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.outbound import (
+from hub.store.outbound import NewOutbound, Queued, queue_outbound_group
+from hub.store.outbox import (
     Accepted,
-    NewOutbound,
     OutboxJob,
-    Queued,
     outbox_upkeep,
-    queue_outbound_group,
     record_and_claim,
     record_failed,
     record_retry,

@@ -18,7 +18,7 @@ from hub.api._fields import parse_id
 from hub.api._origin import origin_allowed
 from hub.api.auth import SESSION_COOKIE, session_for_token
 from hub.api.errors import ApiError
-from hub.api.keys import NOTIFIER, STORE
+from hub.api.keys import NOTIFIER, SETTINGS, STORE
 from hub.api.openapi import document
 from hub.events import QueueWaiting
 from hub.model import Agent

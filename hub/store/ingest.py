@@ -11,10 +11,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, delete, func, literal, select, text, update
+from sqlalchemy import and_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
@@ -37,23 +36,23 @@ from hub.model import (
     SubscriptionChanged,
 )
 from hub.store._bulk_ingest import store_messages_bulk
-from hub.store._db import Store, in_json_array, upsert
+from hub.store._db import Store, upsert
+from hub.store._inbound import message_insert, message_row, people, upsert_identities
+from hub.store._opening import add_timeline_event, open_conversation
 from hub.store.events import Journal, journal_events
+from hub.store.health import webhook_stamp
 from hub.store.tables import (
     UTCDateTime,
-    account_health,
     conversations,
     identities,
     messages,
     pending_receipts,
-    timeline_events,
 )
 
 __all__ = [
     "DeliveryOutcome",
     "apply_found_receipts",
     "apply_known_receipts",
-    "apply_pending_receipts",
     "open_conversation",
     "prune_pending_receipts",
     "store_group",
@@ -111,20 +110,12 @@ async def store_group(
         touched_accounts = sorted({e.account_id for d in deliveries for e in d})
         if touched_accounts:
             await connection.execute(
-                _health_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
+                webhook_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
             )
         if journal is not None:  # in delivery order: the fast path's results were filled in first
             in_order = [results[i] for i in range(len(deliveries))]
             await _record(connection, journal, [r for r in in_order if isinstance(r, DeliveryOutcome)])
     return [results[i] for i in range(len(deliveries))]
-
-
-@cache
-def _health_stamp(dialect: str) -> Any:
-    stmt = upsert(dialect, account_health)
-    return stmt.on_conflict_do_update(
-        index_elements=["account_id"], set_={"last_webhook_at": stmt.excluded.last_webhook_at}
-    )
 
 
 async def _record(connection: AsyncConnection, journal: Journal, outcomes: list[DeliveryOutcome]) -> None:
@@ -200,11 +191,6 @@ def _later(column: Any, value: datetime) -> Any:
     return case((column.is_(None), bound), (bound > column, bound), else_=column)
 
 
-def _earlier(column: Any, value: datetime) -> Any:
-    bound = literal(value, UTCDateTime())
-    return case((column.is_(None), bound), (bound < column, bound), else_=column)
-
-
 async def _upsert_identity(
     connection: AsyncConnection,
     dialect: str,
@@ -238,80 +224,18 @@ async def _store_message(
     if await _existing_message(connection, event.account_id, event.provider_message_id) is not None:
         outcome.duplicates += 1
         return
-    excluded = identities.c  # referenced through the upsert's EXCLUDED below
-    stmt_values: dict[str, Any] = {
-        "display_name": event.sender_name,
-        "avatar_url": event.sender_avatar,
-        "phone": event.sender_phone,
-        "first_inbound_at": event.sent_at,
-        "last_inbound_at": event.sent_at,
-        "last_received_at": now,
-    }
-    update_set: dict[str, Any] = {
-        "last_inbound_at": _later(excluded.last_inbound_at, event.sent_at),
-        "first_inbound_at": _earlier(excluded.first_inbound_at, event.sent_at),
-        "last_received_at": now,
-    }
-    if event.sender_name:
-        update_set["display_name"] = event.sender_name
-    if event.sender_avatar:
-        update_set["avatar_url"] = event.sender_avatar
-    if event.sender_phone:
-        update_set["phone"] = event.sender_phone
-    if account.subscribes_on_message:
-        # a Viber user who writes is subscribed (channels.md 4.7)
-        stmt_values["subscription"] = Subscription.SUBSCRIBED.value
-        stmt_values["subscription_changed_at"] = event.sent_at
-        update_set["subscription"] = case(
-            (
-                func.coalesce(excluded.subscription_changed_at, event.sent_at) <= event.sent_at,
-                Subscription.SUBSCRIBED.value,
-            ),
-            else_=excluded.subscription,
-        )
-        update_set["subscription_changed_at"] = _later(excluded.subscription_changed_at, event.sent_at)
-    identity_id = await _upsert_identity(
-        connection,
-        dialect,
-        account_id=event.account_id,
-        channel=event.channel.value,
-        external_id=event.sender_id,
-        now=now,
-        values=stmt_values,
-        update_set=update_set,
-    )
+    senders = people([event])
+    identities_ = await upsert_identities(connection, dialect, senders, {account.id: account}, now)
+    identity_id = identities_[(event.account_id, event.sender_id)]
     conversation_id, queue_id, is_new = await open_conversation(connection, dialect, identity_id, account, now)
     if is_new:
         outcome.events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
-    inserted = await connection.execute(
-        upsert(
-            dialect,
-            messages,
-            {
-                "conversation_id": conversation_id,
-                "identity_id": identity_id,
-                "account_id": event.account_id,
-                "direction": Direction.IN.value,
-                "author": Author.CUSTOMER.value,
-                "kind": event.kind.value,
-                "text": event.text,
-                "attachments": [a.to_json() for a in event.attachments] or None,
-                "location": event.location.to_json() if event.location else None,
-                "payload": event.payload,
-                "reply_to": event.reply_to,
-                "extra": dict(event.extra) or None,
-                "provider_message_id": event.provider_message_id,
-                "sent_at": event.sent_at,
-                "created_at": now,
-                "delivery_state": DeliveryState.RECEIVED.value,
-            },
-        )
-        .on_conflict_do_nothing(index_elements=["account_id", "provider_message_id"])
-        .returning(messages.c.id)
-    )
-    message_id = inserted.scalar_one_or_none()
-    if message_id is None:
+    inserted = (
+        await connection.execute(message_insert(dialect), [message_row(event, identity_id, conversation_id, now)])
+    ).first()
+    if inserted is None:
         raise _ConcurrentDuplicate(event.provider_message_id)
+    message_id = int(inserted.id)
     await connection.execute(
         update(conversations)
         .where(conversations.c.id == conversation_id)
@@ -325,98 +249,6 @@ async def _store_message(
             message_id=message_id,
             direction="in",
             identity_id=identity_id,
-        )
-    )
-
-
-async def open_conversation(
-    connection: AsyncConnection,
-    dialect: str,
-    identity_id: int,
-    account: ChannelAccount,
-    now: datetime,
-) -> tuple[int, str, bool]:
-    """The identity's open conversation; else reopen the last one or open a new one (per account).
-
-    Returns (conversation id, queue, whether it (re)entered the queue just now)."""
-    open_row = (
-        await connection.execute(
-            select(conversations.c.id, conversations.c.queue_id).where(
-                conversations.c.identity_id == identity_id, conversations.c.state != ConversationState.CLOSED.value
-            )
-        )
-    ).first()
-    if open_row is not None:
-        return int(open_row.id), str(open_row.queue_id), False
-    if account.reopen_after_close:
-        last = (
-            await connection.execute(
-                select(conversations.c.id, conversations.c.queue_id)
-                .where(conversations.c.identity_id == identity_id)
-                .order_by(conversations.c.opened_at.desc(), conversations.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        if last is not None:
-            await connection.execute(
-                update(conversations)
-                .where(conversations.c.id == last.id)
-                .values(
-                    state=ConversationState.WAITING.value,
-                    waiting_since=now,
-                    closed_at=None,
-                    status_id=None,
-                    owner_agent_id=None,
-                    offered_agent_id=None,
-                    offer_deadline=None,
-                    offered_at=None,
-                    version=conversations.c.version + 1,
-                )
-            )
-            await _timeline(connection, int(last.id), EventKind.REOPENED, now)
-            return int(last.id), str(last.queue_id), True
-    inserted = await connection.execute(
-        upsert(
-            dialect,
-            conversations,
-            {
-                "account_id": account.id,
-                "channel": account.channel.value,
-                "identity_id": identity_id,
-                "queue_id": account.queue,
-                "state": ConversationState.WAITING.value,
-                "waiting_since": now,
-                "opened_at": now,
-            },
-        )
-        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=text("state != 'closed'"))
-        .returning(conversations.c.id)
-    )
-    conversation_id = inserted.scalar_one_or_none()
-    if conversation_id is None:  # another writer opened it a moment ago
-        row = (
-            await connection.execute(
-                select(conversations.c.id, conversations.c.queue_id).where(
-                    conversations.c.identity_id == identity_id,
-                    conversations.c.state != ConversationState.CLOSED.value,
-                )
-            )
-        ).one()
-        return int(row.id), str(row.queue_id), False
-    await _timeline(connection, int(conversation_id), EventKind.OPENED, now)
-    return int(conversation_id), account.queue, True
-
-
-async def _timeline(
-    connection: AsyncConnection,
-    conversation_id: int,
-    kind: EventKind,
-    now: datetime,
-    data: dict[str, Any] | None = None,
-) -> None:
-    await connection.execute(
-        timeline_events.insert().values(
-            conversation_id=conversation_id, kind=kind.value, data=data or {}, created_at=now
         )
     )
 
@@ -485,7 +317,7 @@ async def _store_receipt(
 
 async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceipt, now: datetime) -> None:
     """Receipts for ids we do not know yet: the provider may call back before the outbox has stored the id
-    it was given. Kept, they are applied when it is stored (hub/store/outbound.py, ``apply_pending_receipts``)."""
+    it was given. Kept, they are applied when it is stored (``hub.store.outbox``, with ``apply_found_receipts``)."""
     known = {
         row.provider_message_id
         for row in await connection.execute(
@@ -516,40 +348,6 @@ async def _keep_early_receipt(connection: AsyncConnection, event: DeliveryReceip
             for pid in unknown
         ],
     )
-
-
-# built once: the outbox asks this for every group of acceptances (on SQLite: PostgreSQL's acceptance
-# statement looks them up itself), so the ids go as one JSON array
-_PENDING_FOR = {
-    "sqlite": select(pending_receipts).where(
-        in_json_array(pending_receipts.c.account_id, "pending_accounts"),
-        in_json_array(pending_receipts.c.provider_message_id, "pending_ids"),
-    ),
-    "postgresql": select(pending_receipts).where(
-        pending_receipts.c.account_id.in_(bindparam("pending_accounts", expanding=True)),
-        pending_receipts.c.provider_message_id.in_(bindparam("pending_ids", expanding=True)),
-    ),
-}
-
-
-async def apply_pending_receipts(
-    connection: AsyncConnection,
-    channels: Mapping[str, Channel],
-    provider_message_ids: Sequence[str],
-    now: datetime,
-) -> list[BusEvent]:
-    """Apply (forward only) and forget the early receipts of messages whose provider ids were just stored.
-
-    ``channels``: the channel of each account the ids belong to."""
-    if not provider_message_ids:
-        return []
-    pending = (
-        await connection.execute(
-            _PENDING_FOR[connection.dialect.name],
-            {"pending_accounts": sorted(channels), "pending_ids": list(provider_message_ids)},
-        )
-    ).all()
-    return await apply_found_receipts(connection, channels, pending, now)
 
 
 # early receipts whose message is stored with its provider id by now
@@ -661,7 +459,7 @@ async def _store_subscription(
         ).scalar_one_or_none()
         if open_id is not None:
             kind = EventKind.SUBSCRIBED if event.state is Subscription.SUBSCRIBED else EventKind.UNSUBSCRIBED
-            await _timeline(connection, int(open_id), kind, now)
+            await add_timeline_event(connection, int(open_id), kind, now)
 
 
 # -------------------------------------------------------------------- echoes

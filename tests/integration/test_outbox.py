@@ -32,20 +32,9 @@ from hub.policy import Allowed, Draft, decide
 from hub.settings import Settings
 from hub.store import Store, store_group
 from hub.store.agents import create_agent
-from hub.store.outbound import (
-    Accepted,
-    ConversationTaken,
-    NewOutbound,
-    OutboxState,
-    claim_outbox,
-    load_identity,
-    open_conversation_of,
-    outbox_counts,
-    outbox_upkeep,
-    queue_outbound,
-    queue_outbound_group,
-    record_and_claim,
-)
+from hub.store.messages import load_identity, open_conversation_of
+from hub.store.outbound import ConversationTaken, NewOutbound, queue_outbound, queue_outbound_group
+from hub.store.outbox import Accepted, OutboxState, claim_outbox, outbox_counts, outbox_upkeep, record_and_claim
 from hub.store.tables import account_health, conversations, identities, messages, outbox, pending_receipts
 from tests.fakes import RecordingAdapter
 

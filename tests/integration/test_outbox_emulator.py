@@ -17,7 +17,7 @@ from hub.model import DeliveryState
 from hub.outbox import Outbox
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.outbound import OutboxState
+from hub.store.outbox import OutboxState
 from hub.store.tables import messages, outbox
 from tests.integration.test_outbox import Hub, make_hub
 

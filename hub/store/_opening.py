@@ -1,0 +1,150 @@
+"""Opening a conversation: the one statement that inserts open conversations, and which conversation a
+customer's message goes to.
+
+The webhook's per-row and bulk paths and an agent's new outbound conversation all insert through
+``insert_open``: at most one open conversation per identity (a partial unique index), so a row whose
+identity has one by now is skipped, and every conversation inserted gets its "opened" timeline event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.model import ChannelAccount, ConversationState, EventKind
+from hub.store._db import upsert
+from hub.store.tables import conversations, timeline_events
+
+__all__ = ["add_timeline_event", "insert_open", "open_conversation", "waiting_row"]
+
+
+@cache
+def _insert(dialect: str) -> Any:
+    """Built once per dialect, executed with a list of rows (one statement for the whole list)."""
+    return (
+        upsert(dialect, conversations)
+        .on_conflict_do_nothing(index_elements=["identity_id"], index_where=text("state != 'closed'"))
+        .returning(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id)
+    )
+
+
+def waiting_row(account: ChannelAccount, identity_id: int, now: datetime) -> dict[str, Any]:
+    """A customer wrote: a new conversation waits in the account's queue."""
+    return {
+        "account_id": account.id,
+        "channel": account.channel.value,
+        "identity_id": identity_id,
+        "queue_id": account.queue,
+        "state": ConversationState.WAITING.value,
+        "waiting_since": now,
+        "opened_at": now,
+    }
+
+
+async def insert_open(
+    connection: AsyncConnection,
+    dialect: str,
+    rows: Sequence[dict[str, Any]],
+    now: datetime,
+    *,
+    agent_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Insert open conversations and their "opened" timeline events (by ``agent_id``, with ``data``).
+    Returns (id, identity_id, queue_id) of those inserted; a row whose identity has an open conversation
+    already (another writer opened it a moment ago) is left out."""
+    inserted = list((await connection.execute(_insert(dialect), list(rows))).all())
+    if inserted:
+        await connection.execute(
+            timeline_events.insert(),
+            [
+                {
+                    "conversation_id": int(row.id),
+                    "kind": EventKind.OPENED.value,
+                    "agent_id": agent_id,
+                    "data": data or {},
+                    "created_at": now,
+                }
+                for row in inserted
+            ],
+        )
+    return inserted
+
+
+async def open_conversation(
+    connection: AsyncConnection,
+    dialect: str,
+    identity_id: int,
+    account: ChannelAccount,
+    now: datetime,
+) -> tuple[int, str, bool]:
+    """The identity's open conversation; else reopen the last one or open a new one (per account).
+
+    Returns (conversation id, queue, whether it (re)entered the queue just now)."""
+    open_row = (
+        await connection.execute(
+            select(conversations.c.id, conversations.c.queue_id).where(
+                conversations.c.identity_id == identity_id, conversations.c.state != ConversationState.CLOSED.value
+            )
+        )
+    ).first()
+    if open_row is not None:
+        return int(open_row.id), str(open_row.queue_id), False
+    if account.reopen_after_close:
+        last = (
+            await connection.execute(
+                select(conversations.c.id, conversations.c.queue_id)
+                .where(conversations.c.identity_id == identity_id)
+                .order_by(conversations.c.opened_at.desc(), conversations.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if last is not None:
+            await connection.execute(
+                update(conversations)
+                .where(conversations.c.id == last.id)
+                .values(
+                    state=ConversationState.WAITING.value,
+                    waiting_since=now,
+                    closed_at=None,
+                    status_id=None,
+                    owner_agent_id=None,
+                    offered_agent_id=None,
+                    offer_deadline=None,
+                    offered_at=None,
+                    version=conversations.c.version + 1,
+                )
+            )
+            await add_timeline_event(connection, int(last.id), EventKind.REOPENED, now)
+            return int(last.id), str(last.queue_id), True
+    inserted = await insert_open(connection, dialect, [waiting_row(account, identity_id, now)], now)
+    if not inserted:  # another writer opened it a moment ago
+        row = (
+            await connection.execute(
+                select(conversations.c.id, conversations.c.queue_id).where(
+                    conversations.c.identity_id == identity_id,
+                    conversations.c.state != ConversationState.CLOSED.value,
+                )
+            )
+        ).one()
+        return int(row.id), str(row.queue_id), False
+    return int(inserted[0].id), account.queue, True
+
+
+async def add_timeline_event(
+    connection: AsyncConnection,
+    conversation_id: int,
+    kind: EventKind,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await connection.execute(
+        timeline_events.insert().values(
+            conversation_id=conversation_id, kind=kind.value, data=data or {}, created_at=now
+        )
+    )
