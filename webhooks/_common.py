@@ -13,7 +13,7 @@ Public API:
   400 ``<PayloadMalformed.code>``, 404 ``unknown_account`` (logged), 502 otherwise;
 * ``adapter_errors()`` -- a context manager turning an ``AdapterError`` into that response
   (raised as ``ApiError``, so the error middleware answers);
-* ``ingest(request, events) -> IngestResult`` -- store durably; 500 ``ingest_failed``
+* ``ingest(request, events) -> IngestResult`` -- store durably; 503 ``ingest_failed``
   (the provider retries) when the store refuses; ignored event kinds are counted by the
   ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
 * ``acknowledge(result) -> web.Response`` -- the 200 JSON answer;
@@ -117,14 +117,15 @@ def _code_of(exc: AdapterError) -> str:
 async def ingest(request: web.Request, events: Sequence[InboundEvent]) -> IngestResult:
     """Store one delivery; returns only when it is durable (then, and only then, acknowledge).
 
-    A failure answers 500 ``ingest_failed``: nothing of the delivery is kept and the
-    provider delivers it again.
+    A failure answers 503 ``ingest_failed``: nothing of the delivery is kept and the
+    provider delivers it again (the database is away or the disk is full: a retry cures it, and a 503
+    says so to the provider and to whoever watches the logs).
     """
     try:
         result = await request.app[INGESTOR].submit(events)
     except Exception:
         logger.exception("webhook delivery not stored on %s; the provider will retry", request.path)
-        raise ApiError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+        raise ApiError(503, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
     if result.ignored:
         logger.debug("acknowledged without handling: %s", ", ".join(result.ignored))
     return result
