@@ -73,10 +73,11 @@ async def queue_sends(
             ).all()
         )
     plans: list[tuple[int, int, dict[str, Any]]] = []
-    for c, n in enumerate(numbers):
+    for _c, n in enumerate(numbers):
         identity = await load_identity(store, ids[n])
         found = await open_conversation_of(store, ids[n])
-        assert identity is not None and found is not None
+        assert identity is not None
+        assert found is not None
         decision = decide(facts_for(identity, "twilio"), Draft(text="x"), now)
         assert isinstance(decision, Allowed), decision
         plans.append((ids[n], found[0].id, send_plan(decision)))

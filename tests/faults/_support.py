@@ -160,7 +160,9 @@ class HubProcess:
             return "(no log)"
 
 
-def make_hub(folder: Path, database_url: str, *, twilio_base: str = "http://127.0.0.1:9/twilio", extra: str = "") -> HubProcess:
+def make_hub(
+    folder: Path, database_url: str, *, twilio_base: str = "http://127.0.0.1:9/twilio", extra: str = ""
+) -> HubProcess:
     port = free_port()
     config = folder / "hub.toml"
     config.write_text(hub_config(port, database_url, twilio_base=twilio_base, extra=extra), encoding="utf-8")
