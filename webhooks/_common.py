@@ -13,9 +13,9 @@ Public API:
   400 ``<PayloadMalformed.code>``, 404 ``unknown_account`` (logged), 502 otherwise;
 * ``adapter_errors()`` -- a context manager turning an ``AdapterError`` into that response
   (raised as ``ApiError``, so the error middleware answers);
-* ``ingest(request, events) -> IngestResult`` -- store durably; 503 ``ingest_failed``
-  (the provider retries) when the store refuses; ignored event kinds are counted by the
-  ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
+* ``ingest(request, events) -> IngestResult`` -- store durably; ``ingest_failed`` when
+  the store refuses (503 when the database is away or full, else 500; the provider retries both);
+  ignored event kinds are counted by the ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
 * ``acknowledge(result) -> web.Response`` -- the 200 JSON answer;
 * ``adapters_for(app, adapter_name)`` -- the configured adapters of one provider;
 * ``verified_adapters(adapters, request, body)`` -- those whose signature check passes
@@ -40,6 +40,7 @@ from hub.errors import AdapterError, PayloadMalformed, SignatureInvalid, Unknown
 from hub.ingest import IngestResult
 from hub.model import InboundEvent
 from hub.ports import ChannelAdapter
+from hub.store import database_unavailable
 
 __all__ = [
     "acknowledge",
@@ -117,15 +118,19 @@ def _code_of(exc: AdapterError) -> str:
 async def ingest(request: web.Request, events: Sequence[InboundEvent]) -> IngestResult:
     """Store one delivery; returns only when it is durable (then, and only then, acknowledge).
 
-    A failure answers 503 ``ingest_failed``: nothing of the delivery is kept and the
-    provider delivers it again (the database is away or the disk is full: a retry cures it, and a 503
-    says so to the provider and to whoever watches the logs).
+    A failure answers ``ingest_failed``: nothing of the delivery is kept and the provider delivers it
+    again. 503 when the database is away or its disk full (a retry cures that, and a 503 says so to the
+    provider and to whoever reads the logs), 500 for any other failure.
     """
     try:
         result = await request.app[INGESTOR].submit(events)
-    except Exception:
+    except Exception as exc:
         logger.exception("webhook delivery not stored on %s; the provider will retry", request.path)
-        raise ApiError(503, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+        raise ApiError(
+            503 if database_unavailable(exc) else 500,
+            "ingest_failed",
+            "the delivery could not be stored; nothing was acknowledged",
+        ) from None
     if result.ignored:
         logger.debug("acknowledged without handling: %s", ", ".join(result.ignored))
     return result

@@ -12,13 +12,20 @@ from typing import Any
 from sqlalchemy import JSON, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["Store", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
+__all__ = ["Store", "database_unavailable", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
 
 
 class Store:
@@ -142,6 +149,17 @@ def in_json_array(column: Any, name: str) -> Any:
     one parameter per value, and its text (and SQLite's prepared statement) changes with every length."""
     values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
     return column.in_(select(values.c.value))
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or could not write (connection refused or lost, disk full): what a
+    retry a moment later cures, unlike a statement the database refused. A transaction whose connection was
+    lost under it ends in ``PendingRollbackError`` ("can't reconnect until invalid transaction is rolled
+    back")."""
+    unavailable = (OSError, TimeoutError, DisconnectionError, OperationalError, InterfaceError, PendingRollbackError)
+    if isinstance(exc, unavailable):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def lost_to_a_concurrent_change(exc: BaseException) -> bool:

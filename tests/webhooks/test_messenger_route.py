@@ -204,7 +204,7 @@ async def test_batch_is_all_or_nothing_when_a_later_item_fails(
 
     monkeypatch.setattr(ingest_module, "_store_message", failing)
     response = await post(client, payload("batch"))
-    assert response.status == 503
+    assert response.status == 500
     assert (await response.json())["error"]["code"] == "ingest_failed"
     assert await count(store, messages) == 0
     assert await count(store, identities) == 0
