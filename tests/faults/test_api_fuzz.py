@@ -32,7 +32,7 @@ from hub.api.server import create_app
 from hub.settings import load_settings
 from tests.faults._support import HubProcess, make_hub, messenger_delivery
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults-fuzz")]  # one set of role hubs
 
 EXAMPLES = 6  # generated cases per route and role
 ROLES = ("agent", "supervisor", "admin")
