@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,7 @@ async def stored(database_url: str, run: str) -> tuple[int, int]:
 
 
 async def outage_under_load(
-    hub: HubProcess, take_away: Any, bring_back: Any, *, readyz_detail: str | None
+    hub: HubProcess, take_away: Callable[[], Awaitable[None]], bring_back: Callable[[], Awaitable[None]]
 ) -> tuple[Deliveries, list[tuple[int, dict[str, Any]]]]:
     """Deliveries run; after a second the database is taken away for ``OUTAGE`` seconds, then brought back;
     the deliveries go on until the hub has acknowledged some more. Returns the deliveries and what
@@ -167,7 +167,7 @@ async def test_postgres_going_away_is_503_and_the_hub_recovers_by_itself(tmp_pat
     hub = make_hub(tmp_path, through_proxy)
     try:
         await hub.started()
-        deliveries, ready_during = await outage_under_load(hub, proxy.cut, proxy.restore, readyz_detail=None)
+        deliveries, ready_during = await outage_under_load(hub, proxy.cut, proxy.restore)
     finally:
         hub.stop()
         await proxy.close()
@@ -228,7 +228,7 @@ async def test_sqlite_disk_full_is_503_and_the_hub_recovers_when_space_returns(
 
     try:
         await hub.started()
-        deliveries, ready_during = await outage_under_load(hub, take_away, bring_back, readyz_detail=None)
+        deliveries, ready_during = await outage_under_load(hub, take_away, bring_back)
     finally:
         hub.stop()
     distinct, rows = await stored(database_url, deliveries.run)
