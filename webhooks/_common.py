@@ -18,15 +18,15 @@ Public API:
   over ``settings.server.max_body_bytes`` (or the route's smaller ``limit``), never read past it;
 * ``keep_unusable(request, ...)`` -- a correctly signed delivery the hub can never use
   (``PayloadMalformed`` after the signature check) is kept as a dead letter; the route then
-  answers 200, since a provider retries anything else (ADR 0024). 500 ``ingest_failed`` if it
-  cannot be stored; ``rejected()`` is that 200;
+  answers 200, since a provider retries anything else (ADR 0024). ``ingest_failed`` (503 or 500,
+  as for ``ingest``) if it cannot be stored; ``rejected()`` is that 200;
 * ``adapter_error_response(exc) -> web.Response`` -- 403 ``signature_invalid``,
   400 ``<PayloadMalformed.code>``, 404 ``unknown_account`` (logged), 502 otherwise;
 * ``adapter_errors()`` -- a context manager turning an ``AdapterError`` into that response
   (raised as ``WebhookError``);
-* ``ingest(request, events) -> IngestResult`` -- store durably; 500 ``ingest_failed``
-  (the provider retries) when the store refuses; ignored event kinds are counted by the
-  ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
+* ``ingest(request, events) -> IngestResult`` -- store durably; ``ingest_failed`` when
+  the store refuses (503 when the database is away or full, else 500; the provider retries both);
+  ignored event kinds are counted by the ingestor (``Ingestor.ignored_counts``) and logged here at DEBUG;
 * ``acknowledge(result) -> web.Response`` -- the 200 JSON answer;
 * ``adapters_for(app, adapter_name)`` -- the configured adapters of one provider;
 * ``verified_adapters(adapters, request, body)`` -- those whose signature check passes
@@ -50,6 +50,7 @@ from hub.errors import AdapterError, PayloadMalformed, SignatureInvalid, Unknown
 from hub.ingest import IngestResult
 from hub.model import Channel, InboundEvent
 from hub.ports import ChannelAdapter
+from hub.store import database_unavailable
 from hub.store.dead_letters import keep_dead_letter
 
 __all__ = [
@@ -168,14 +169,19 @@ def _code_of(exc: AdapterError) -> str:
 async def ingest(request: web.Request, events: Sequence[InboundEvent]) -> IngestResult:
     """Store one delivery; returns only when it is durable (then, and only then, acknowledge).
 
-    A failure answers 500 ``ingest_failed``: nothing of the delivery is kept and the
-    provider delivers it again.
+    A failure answers ``ingest_failed``: nothing of the delivery is kept and the provider delivers it
+    again. 503 when the database is away or its disk full (a retry cures that, and a 503 says so to the
+    provider and to whoever reads the logs), 500 for any other failure.
     """
     try:
         result = await request.app[HUB].ingestor.submit(events)
-    except Exception:
+    except Exception as exc:
         logger.exception("webhook delivery not stored on %s; the provider will retry", request.path)
-        raise WebhookError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+        raise WebhookError(
+            503 if database_unavailable(exc) else 500,
+            "ingest_failed",
+            "the delivery could not be stored; nothing was acknowledged",
+        ) from None
     if result.ignored:
         logger.debug("acknowledged without handling: %s", ", ".join(result.ignored))
     return result
@@ -199,9 +205,13 @@ async def keep_unusable(
             reason=str(error) or error.code,
             body=body,
         )
-    except Exception:
+    except Exception as exc:
         logger.exception("unusable webhook delivery not stored on %s; the provider will retry", request.path)
-        raise WebhookError(500, "ingest_failed", "the delivery could not be stored; nothing was acknowledged") from None
+        raise WebhookError(
+            503 if database_unavailable(exc) else 500,
+            "ingest_failed",
+            "the delivery could not be stored; nothing was acknowledged",
+        ) from None
     logger.warning(
         "signed webhook delivery kept as a dead letter (%s): %s", error.code, error, extra={"account": account_id}
     )

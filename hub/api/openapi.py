@@ -253,7 +253,8 @@ def _render(method: str, path: str, op: Operation) -> dict[str, Any]:
         {"name": name, "in": "query", "required": False, "schema": dict(s)} for name, s in sorted(op.query.items())
     ]
     headers = dict(op.headers)
-    if op.auth and method in _UNSAFE_METHODS:
+    idempotent = op.auth and method in _UNSAFE_METHODS
+    if idempotent:
         # the idempotency middleware serves every state-changing route (hub/api/idempotency.py)
         headers.setdefault("Idempotency-Key", _IDEMPOTENCY_KEY)
     params += [
@@ -270,6 +271,8 @@ def _render(method: str, path: str, op: Operation) -> dict[str, Any]:
     errors = set(op.errors)
     if op.auth:
         errors.add(401)
+    if idempotent:
+        errors.add(422)  # idempotency_key_reused: the key came with another request before
     for code in sorted(errors):
         responses[str(code)] = {
             "description": _REASONS.get(code, "Error"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -10,13 +11,21 @@ from typing import Any
 
 from sqlalchemy import JSON, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["Store", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
+__all__ = ["Store", "database_unavailable", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
 
 
 class Store:
@@ -94,12 +103,34 @@ class Store:
         head = head_revision()
         if current != head:
             return False, f"migrations not current: at {current}, head is {head}"
+        if self.dialect == "sqlite" and (full := _sqlite_disk_full(self.url)):
+            return False, full
         return True, "ok"
 
     async def close(self) -> None:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+SQLITE_MIN_FREE_BYTES = 1024 * 1024
+"""Below this much free space where the SQLite file lives, /readyz reports the disk full: every write fails
+there (the write-ahead log grows by pages) while reads, and so ``SELECT 1``, still work."""
+
+
+def _sqlite_disk_full(url: str) -> str | None:
+    """What /readyz says when the SQLite database's file system is (nearly) full; None when it is not."""
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    try:
+        stats = os.statvfs(os.path.dirname(os.path.abspath(database)))
+    except OSError:
+        return None
+    free = stats.f_bavail * stats.f_frsize
+    if free >= SQLITE_MIN_FREE_BYTES:
+        return None
+    return f"disk full: {free} bytes free where the database is"
 
 
 def upsert(dialect: str, table: Table, values: Mapping[str, Any] | None = None) -> Any:
@@ -118,6 +149,17 @@ def in_json_array(column: Any, name: str) -> Any:
     one parameter per value, and its text (and SQLite's prepared statement) changes with every length."""
     values = func.json_each(bindparam(name, type_=JSON())).table_valued("value")
     return column.in_(select(values.c.value))
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or could not write (connection refused or lost, disk full): what a
+    retry a moment later cures, unlike a statement the database refused. A transaction whose connection was
+    lost under it ends in ``PendingRollbackError`` ("can't reconnect until invalid transaction is rolled
+    back")."""
+    unavailable = (OSError, TimeoutError, DisconnectionError, OperationalError, InterfaceError, PendingRollbackError)
+    if isinstance(exc, unavailable):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def lost_to_a_concurrent_change(exc: BaseException) -> bool:
