@@ -277,6 +277,10 @@ async def history(request: web.Request) -> web.Response:
     before = None
     if request.query.get("before"):
         raw = _decode(request.query["before"])
+        numbers = [raw.get(key) for key in ("c", "r", "i")]
+        # the cursor's numbers are the ones this API wrote (already bounded to 64 bits by the JSON reader)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+            raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out")
         try:
             before = HistoryCursor(int(raw["c"]), datetime.fromisoformat(raw["t"]), int(raw["r"]), int(raw["i"]))
         except (KeyError, TypeError, ValueError):

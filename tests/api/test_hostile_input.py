@@ -115,6 +115,16 @@ async def test_cursors_with_huge_or_deep_values_are_400(api: Api) -> None:
         assert await _error(response, 400) == "invalid_cursor"
 
 
+@pytest.mark.parametrize("number", [f'"{HUGE}"', '"7"', "-1", "true", "null"])
+async def test_a_history_cursor_with_numbers_this_api_never_wrote_is_400(api: Api, number: str) -> None:
+    conversation_id = await api.customer_writes()
+    admin = await api.agent("root", role="admin")
+    payload = f'{{"c": {number}, "t": "2026-01-01T00:00:00+00:00", "r": 0, "i": 1}}'
+    cursor = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    response = await admin.get(f"/api/v1/conversations/{conversation_id}/messages?before={cursor}")
+    assert await _error(response, 400) == "invalid_cursor"
+
+
 @pytest.mark.parametrize("since", [str(HUGE), str(2**63), "-1", "%C2%B2", "1_0", "abc"])
 async def test_a_websocket_since_that_is_no_sequence_number_is_400(api: Api, since: str) -> None:
     agent = await api.agent("alice")
