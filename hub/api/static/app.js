@@ -12,6 +12,7 @@ import {
 import { modal, errorBox, busy, beep } from "./js/ui.js";
 import { renderConversation, conversationEvent, pollConversation } from "./js/conversation.js";
 import { openOutbound } from "./js/outbound.js";
+import { onNavigate } from "./js/nav.js";
 import { renderAdmin } from "./js/admin.js";
 import { renderTemplates } from "./js/templates.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
@@ -524,6 +525,8 @@ async function openWaiting() {
 }
 
 // ------------------------------------------------------------------ views
+
+onNavigate(show); // widgets that app.js imports switch views through js/nav.js
 
 export function show(view) {
   if (!shell) return;

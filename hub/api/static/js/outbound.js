@@ -3,7 +3,8 @@
 // close with a status. A refusal shows the hub's reason and the alternatives,
 // each one a button that switches the form to it.
 
-import { get, post, describeFailure, alternativeNames, isMissingRoute } from "./api.js";
+import { get, post, toast, describeFailure, alternativeNames, isMissingRoute } from "./api.js";
+import { navigate } from "./nav.js";
 import { h, clear, field, select, dateTime, items, debounce, channelLabel, pick } from "./util.js";
 import { state, upsertConversation, isAdmin } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
@@ -198,10 +199,8 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
         if (mode === "chat" && conv?.id !== undefined) {
           upsertConversation({ ...conv, state: conv.state || "active" });
           if (!state.openTabs.includes(String(conv.id))) state.openTabs.push(String(conv.id));
-          const { show } = await import("../app.js");
-          show(`conv:${conv.id}`);
+          navigate(`conv:${conv.id}`);
         } else {
-          const { toast } = await import("./api.js");
           toast("Message sent and the conversation closed.");
         }
       } catch (err) {
