@@ -130,8 +130,8 @@ async def test_sigkill_mid_delivery_sends_every_message_and_repeats_at_most_thos
 # ------------------------------------------------------------------------------------ outage
 
 
-OUTAGE_503 = 5.0  # seconds the provider answers 503
-OUTAGE_REFUSED = 5.0  # then seconds its port is closed
+OUTAGE_503 = 30.0  # seconds the provider answers 503
+OUTAGE_REFUSED = 30.0  # then seconds its port is closed (60 s of outage in all, as the issue asks)
 BACKOFF = {"base_backoff": 0.5, "max_backoff": 4.0, "max_attempts": 40}
 
 
