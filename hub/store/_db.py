@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -156,10 +157,23 @@ def database_unavailable(exc: BaseException) -> bool:
     retry a moment later cures, unlike a statement the database refused. A transaction whose connection was
     lost under it ends in ``PendingRollbackError`` ("can't reconnect until invalid transaction is rolled
     back")."""
-    unavailable = (OSError, TimeoutError, DisconnectionError, OperationalError, InterfaceError, PendingRollbackError)
-    if isinstance(exc, unavailable):
+    if isinstance(exc, (OSError, TimeoutError, DisconnectionError, InterfaceError, PendingRollbackError)):
+        return True
+    if isinstance(exc, OperationalError):
+        if isinstance(exc.orig, sqlite3.Error):
+            # SQLite calls nearly every error "operational", a missing table too: only these pass by themselves
+            return any(passing in str(exc.orig).lower() for passing in _SQLITE_PASSING)
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+_SQLITE_PASSING = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database file",
+)
 
 
 def lost_to_a_concurrent_change(exc: BaseException) -> bool:
