@@ -21,13 +21,13 @@ import json
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub._tasks import cancel_and_wait
 from hub.bus import EventBus
 from hub.events import (
     AgentDeactivated,
@@ -234,11 +234,7 @@ class Notifier:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     # ------------------------------------------------------------- intake

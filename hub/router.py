@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
 
+from hub._tasks import cancel_and_wait
 from hub.bus import EventBus
 from hub.events import (
     AgentPresence,
@@ -103,11 +104,7 @@ class Router:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def _listen(self) -> None:
