@@ -422,7 +422,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template"})
+        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back"})
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
@@ -444,6 +444,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 offer_timeout=timeout,
                 statuses=tuple(allowed),
                 url_template=entry.get("url_template"),
+                transfer_back=_coerce(entry.get("transfer_back", False), bool, f"{where}.transfer_back"),
             )
         )
     return tuple(queues)

@@ -121,6 +121,8 @@ queues = Table(
     Column("offer_timeout", Integer, nullable=False),
     Column("url_template", Text),
     Column("statuses", JSON, nullable=False),  # allowed at close; [] = the whole catalogue
+    # a transfer here may go back to the agent who made it when they are its only member (ADR 0030)
+    Column("transfer_back", Boolean, nullable=False, server_default=text("false")),
 )
 
 statuses = Table(
@@ -309,6 +311,7 @@ participants = Table(
     Column("role", String(16), nullable=False),  # owner | invited
     Column("joined_at", UTCDateTime(), nullable=False),
     Column("left_at", UTCDateTime()),
+    Column("status_id", String(64)),  # the status this agent closed their part with (ADR 0030)
     Index("ix_participants_agent", "agent_id", "left_at"),
 )
 
@@ -465,4 +468,15 @@ rejected_webhooks = Table(
     Column("reason", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),  # the bytes as received (and signed), NUL bytes included
     Index("ix_rejected_webhooks_received", "received_at", "id"),
+)
+
+# ---------------------------------------------------------------- the agent desk: widget layout (ADR 0030)
+
+agent_layouts = Table(
+    "agent_layouts",
+    metadata,
+    # which side-panel widgets an agent shows, in order; no row: the console's default
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("widgets", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
