@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import layout as desk_layout
 
 __all__ = ["EXTENSIONS"]
 
@@ -23,5 +24,6 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     rejected.setup,
     templates.setup,
     outbound.setup,
+    desk_layout.setup,
     console.setup,
 ]
