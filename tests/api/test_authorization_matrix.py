@@ -129,6 +129,8 @@ TABLE: list[Route] = [
     Route("POST", "/api/v1/auth/logout", anyone, area="auth", fresh_session=True, ok=204),
     Route("GET", "/api/v1/me", anyone, area="auth", ok=200),
     Route("PUT", "/api/v1/me/presence", anyone, {"state": "offline"}, area="auth", ok=200),
+    Route("GET", "/api/v1/me/layout", anyone, area="auth", ok=200),
+    Route("PUT", "/api/v1/me/layout", anyone, {"widgets": ["contact"]}, area="auth", ok=200),
     Route("GET", "/api/v1/ws", anyone, area="auth", websocket=True, ok=101),
     # conversations
     Route("GET", "/api/v1/conversations", anyone, area="conversations", ok=200),
