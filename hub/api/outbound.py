@@ -103,6 +103,15 @@ ELIGIBILITY = schema(
         },
     },
 )
+STARTED = schema(
+    "ChatStarted",
+    {
+        "type": "object",
+        "required": ["conversation", "message"],
+        "description": "a chat started without a message: nothing was sent",
+        "properties": {"conversation": {"type": "object"}, "message": {"type": "null"}},
+    },
+)
 SEND_PROPERTIES: dict[str, Any] = {
     "text": {"type": "string"},
     "template": {"type": "string"},
@@ -317,6 +326,7 @@ async def post_reply(request: web.Request) -> web.Response:
     errors=(400, 401, 404, 409, 422),
     headers=IDEMPOTENCY,
     tag="outbound",
+    also_ok=((200, STARTED),),
 )
 async def post_outbound(request: web.Request) -> web.Response:
     by = await actor(request)

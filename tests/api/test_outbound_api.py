@@ -622,3 +622,10 @@ async def test_start_chat_with_an_unknown_identity_is_404(hub: Api) -> None:
     response = await agent.post("/api/v1/outbound", json={"identity": 424242})
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "identity_not_found"
+
+
+async def test_the_openapi_document_gives_start_chat_its_200(hub: Api) -> None:
+    document = await (await hub.client.get("/api/v1/openapi.json")).json()
+    responses = document["paths"]["/outbound"]["post"]["responses"]
+    assert {"200", "201"} <= set(responses)
+    assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatStarted"}
