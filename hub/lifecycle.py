@@ -298,7 +298,7 @@ class Invite:
 class Close:
     """Close with ``status``. ``queue`` and ``catalogue`` decide which statuses may close it; without
     ``queue`` the status was checked by whoever accepted the request ("send and close" checks it before
-    the message is queued)."""
+    the message is queued). By one of several participants it ends only their part (``CLOSED_PART``)."""
 
     by: int
     status: str | None
