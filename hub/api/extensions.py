@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import admin, calendar, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -24,4 +24,5 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     templates.setup,
     outbound.setup,
     console.setup,
+    calendar.setup,  # calendar and its feed (issue 20)
 ]
