@@ -96,11 +96,10 @@ async def window_warnings(hub: HubParts, event: Mapping[str, Any]) -> list[dict[
         if allowed.free_text:
             continue
         closed_at = allowed.window_closed_at
-        when = f" (it closes at {closed_at.isoformat()})" if closed_at else ""
         warnings.append(
             {
                 "code": WINDOW_CLOSED,
-                "message": f"the customer's messaging window will be closed at that time{when}; "
+                "message": "the customer's messaging window will be closed at that time; "
                 "only a template or a tag will be allowed then",
                 "identity": identity.id,
                 "rule": allowed.blocking.rule if allowed.blocking else None,

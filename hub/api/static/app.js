@@ -17,6 +17,7 @@ import { renderAdmin } from "./js/admin.js";
 import { renderTemplates } from "./js/templates.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
+import { startReminders, stopReminders } from "./js/calendar.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -111,6 +112,7 @@ async function logout() {
 
 function teardown() {
   live.stop();
+  stopReminders();
   if (unsubscribeLive) unsubscribeLive();
   clearInterval(tickTimer);
   clearInterval(pollTimer);
@@ -156,6 +158,7 @@ async function startShell(me) {
     }, 3000);
   }
   tickTimer = setInterval(tick, 1000);
+  startReminders({ sound: () => state.sound }); // calendar reminders (js/calendar.js)
   show(state.view || "desk");
 }
 

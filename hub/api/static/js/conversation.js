@@ -7,6 +7,8 @@ import { h, clear, button, field, select, clock, dateTime, parseTime, items, idO
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { renderContactPanel } from "./contact.js";
+import { mountCalendar } from "./calendar.js";
+import { mountRooms } from "./rooms.js";
 
 let current = null; // the conversation screen on display: { id, conv, addItem, refresh... }
 
@@ -517,6 +519,8 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   // ------------------------------------------------------------- start
 
   renderContactPanel(side, conv, { onChanged: () => reloadHistory() });
+  mountCalendar(side, { conversation: conv }); // issue 20's widgets; the widget layout will place them
+  mountRooms(side, conv);
   reloadHistory();
   refreshWindow();
   loadTemplates();
