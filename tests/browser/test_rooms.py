@@ -97,7 +97,7 @@ async def test_agent_and_customer_see_each_other_and_a_third_party_is_refused(
     await agent.goto(room["agent_url"])
     await expect(agent.locator("#room-status")).to_contain_text("Waiting for the customer")
     # the customer: no account, another browser context, the link they were sent
-    customer_context = await media_browser.new_context()
+    customer_context = await media_browser.new_context(viewport={"width": 900, "height": 620})
     customer = await customer_context.new_page()
     await customer.goto(room["customer_url"])
 
@@ -140,3 +140,33 @@ async def test_an_expired_link_is_refused(hub: RunningHub, media_browser: Any) -
     answer = await agent.goto(room["agent_url"])
     assert answer is not None
     assert answer.status == 410
+
+
+async def test_the_co_browsing_widget_opens_the_room_beside_the_conversation(
+    hub: RunningHub, media_browser: Any, screenshots: Path
+) -> None:
+    console, _ = await conversation_with(hub, media_browser, "+420600777999", "Ivana Mala")
+    widget = console.locator(".rooms-widget")
+    await widget.get_by_role("button", name="Create video room").click()
+    await expect(widget.get_by_role("status")).to_have_text("The customer was sent the link.")
+    link = await widget.get_by_label("Customer's link").input_value()
+    assert "/rooms/" in link
+    assert "token=" in link
+    room = widget.frame_locator(".room-frame")
+    await expect(room.locator("#room-status")).to_contain_text("Waiting for the customer")
+
+    customer = await (await media_browser.new_context()).new_page()
+    await customer.goto(link)
+    await customer.get_by_role("button", name="Camera").click()
+    await room.get_by_role("button", name="Camera").click()
+    await remote_video_plays(customer)
+    frame = next(f for f in console.frames if "/rooms/" in f.url)
+    await frame.wait_for_function(
+        """() => {
+            const v = document.getElementById("remote-video");
+            return Boolean(v && v.srcObject && !v.paused && v.readyState >= 2 && v.videoWidth > 0);
+        }""",
+        timeout=TIMEOUT,
+    )
+    await console.evaluate("document.getElementById('toasts').replaceChildren()")
+    await widget.screenshot(path=str(screenshots / "rooms-widget.png"))
