@@ -7,7 +7,7 @@ needs no login (a calendar app cannot log in): the secret in the URL is the cred
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -96,10 +96,10 @@ def _moment(raw: Any, key: str, *, query: bool = False) -> datetime:
     if isinstance(raw, str) and 10 <= len(raw) <= 40:
         try:
             value = datetime.fromisoformat(raw)
-        except ValueError:
-            value = None
-        if value is not None and value.tzinfo is not None:
-            return value
+            if value.tzinfo is not None:
+                return value.astimezone(UTC)  # year 1 or 9999 with an offset may not fit: refused below
+        except (ValueError, OverflowError):
+            pass
     message = f"{key!r} must be an ISO 8601 date and time with its UTC offset, e.g. 2026-03-03T10:00:00+01:00"
     if query:
         raise ApiError(422, "invalid_query", message, field=key)
@@ -199,6 +199,7 @@ async def calendar_feed_url(request: web.Request) -> web.Response:
     "Replace the secret of my iCalendar feed",
     description="The old URL stops working at once; the answer is the new one.",
     ok=(200, FEED),
+    errors=(400,),
     tag="calendar",
 )
 async def calendar_feed_rotate(request: web.Request) -> web.Response:

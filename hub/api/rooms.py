@@ -92,7 +92,7 @@ ROOM = schema(
     description="Needs act access on the conversation. The customer is sent the room's link as a reply, under "
     "the same outbound rules as any reply; a refusal is reported in `warnings` and the room is made anyway.",
     ok=(201, ROOM),
-    errors=(403, 404),
+    errors=(400, 403, 404),
     tag="rooms",
 )
 async def rooms_create(request: web.Request) -> web.Response:

@@ -78,6 +78,8 @@ async def test_invalid_event_input_is_422_and_writes_nothing(api: Api) -> None:
         ({"title": "x", "starts_at": _at(timedelta(hours=1)), "ticket": 999}, "ticket"),
         ({"title": "x", "starts_at": _at(timedelta(hours=1)), "colour": "red"}, "colour"),
         ({"title": "x", "starts_at": 17}, "starts_at"),
+        ({"title": "x", "starts_at": "0001-01-01T00:00:00+05:00"}, "starts_at"),  # before year 1 in UTC
+        ({"title": "x", "starts_at": "9999-12-31T23:59:59-05:00"}, "starts_at"),  # after year 9999 in UTC
     ]:
         response = await alice.post("/api/v1/events", json=body)
         assert response.status == 422, body
