@@ -111,6 +111,18 @@ async def test_agent_and_customer_see_each_other_and_a_third_party_is_refused(
     await expect(agent.get_by_role("button", name="Unmute")).to_be_visible()  # the customer's microphone
     await customer.screenshot(path=str(screenshots / "room-customer.png"))
 
+    # desktop sharing replaces the camera in the same video sender; the customer keeps seeing a live track
+    local_label = "document.getElementById('local-video').srcObject.getVideoTracks()[0].label"
+    camera = await agent.evaluate(local_label)
+    share = agent.get_by_role("button", name="Share screen")
+    await share.click()
+    await expect(share).to_have_attribute("aria-pressed", "true")
+    assert await agent.evaluate(local_label) != camera  # the screen, not the camera
+    await remote_video_plays(customer)
+    await share.click()  # stop sharing: back to the camera
+    await expect(share).to_have_attribute("aria-pressed", "false")
+    assert await agent.evaluate(local_label) == camera
+
     # a third party with the same link is refused while the customer is in the room
     intruder_context = await media_browser.new_context()
     intruder = await intruder_context.new_page()
