@@ -2,8 +2,9 @@
 // events are coloured and the selected day is bold, that day's list, a follow-up created from the
 // open conversation (and its ticket), the personal iCalendar feed; and the reminders on the console.
 //
-// mountCalendar(container, { conversation }) adds the widget to a side panel; startReminders() runs
-// once per console session (stopReminders() on logout).
+// mountCalendar(container, { conversation }) adds the widget to a side panel; scheduleFollowUp({ conversation,
+// ticket }) opens the follow-up form on its own (for the ticket widget); startReminders() runs once per console
+// session (stopReminders() on logout).
 
 import { get, post, del, toast, fail, describeFailure } from "./api.js";
 import { h, clear, button, field, clock, pick, idOf } from "./util.js";
@@ -157,59 +158,18 @@ export function mountCalendar(container, { conversation } = {}) {
     load();
   }
 
-  function openFollowUp() {
+  async function openFollowUp() {
     const conv = conversation;
-    const ticket = pick(conv, "ticket_id") ?? idOf(conv.ticket);
-    const when = new Date(Math.max(selected.getTime(), startOfDay(new Date()).getTime()));
-    when.setHours(10, 0, 0, 0);
-    if (when < new Date()) when.setDate(when.getDate() + 1);
-    const title = h("input", { type: "text", value: `Write to ${customerName(conv)}`, maxlength: "300", required: true });
-    const starts = h("input", { type: "datetime-local", value: localInput(when), required: true });
-    const minutes = h("input", { type: "number", min: "0", max: "1440", value: "15", inputmode: "numeric" });
-    const note = h("textarea", { rows: "3", maxlength: "5000" });
-    const withTicket = ticket ? h("input", { type: "checkbox", checked: true }) : null;
-    const error = errorBox();
-    const dialog = modal("Schedule a follow-up", { label: "follow-up" });
-    const save = button("Schedule", submit, { class: "primary" });
-    clear(
-      dialog.body,
-      field("Title", title),
-      field("When", starts, "Your own time zone"),
-      field("Minutes", minutes, "0: no end time"),
-      field("Note", note),
-      h("p", { class: "muted" }, `About conversation #${conv.id}`),
-      withTicket ? h("label", { class: "check" }, withTicket, ` and its ticket #${ticket}`) : null,
-      error.el,
-    );
-    clear(dialog.footer, button("Cancel", dialog.close), save);
-    title.focus();
-
-    async function submit() {
-      const start = starts.value ? new Date(starts.value) : null;
-      if (!title.value.trim() || !start || Number.isNaN(start.getTime())) {
-        error.show("Give the follow-up a title and a time.");
-        return;
-      }
-      const body = { title: title.value.trim(), starts_at: start.toISOString(), conversation: conv.id };
-      const length = Number(minutes.value || 0);
-      if (length > 0) body.ends_at = new Date(start.getTime() + length * 60000).toISOString();
-      if (note.value.trim()) body.note = note.value.trim();
-      if (withTicket?.checked) body.ticket = ticket;
-      await busy(save, async () => {
-      try {
-        const created = await post("events", body);
-        dialog.close();
-        selected = startOfDay(new Date(created.starts_at));
-        shown = new Date(selected.getFullYear(), selected.getMonth(), 1);
-        const warnings = created.warnings || [];
-        notice.show(warnings.map((w) => `Note: ${w.message}${w.window_closed_at ? ` (it closes ${new Date(w.window_closed_at).toLocaleString()})` : ""}.`).join(" "));
-        toast(`Follow-up scheduled for ${new Date(created.starts_at).toLocaleString()}.`);
-        announce();
-      } catch (err) {
-        error.show(describeFailure(err));
-      }
-      });
-    }
+    const created = await scheduleFollowUp({
+      conversation: conv,
+      ticket: pick(conv, "ticket_id") ?? idOf(conv.ticket),
+      day: new Date(Math.max(selected.getTime(), startOfDay(new Date()).getTime())),
+    });
+    if (!created) return;
+    selected = startOfDay(new Date(created.starts_at));
+    shown = new Date(selected.getFullYear(), selected.getMonth(), 1);
+    notice.show(describeWarnings(created.warnings));
+    load();
   }
 
   async function openFeed() {
@@ -262,6 +222,69 @@ export function mountCalendar(container, { conversation } = {}) {
   render();
   load();
   return { el: box, reload: load };
+}
+
+function describeWarnings(warnings) {
+  return (warnings || [])
+    .map((w) => `Note: ${w.message}${w.window_closed_at ? ` (it closes ${new Date(w.window_closed_at).toLocaleString()})` : ""}.`)
+    .join(" ");
+}
+
+// The follow-up form, for a conversation and/or a ticket (the ticket widget may call it too): resolves with
+// the created event (its warnings included), or null when the agent cancels.
+export function scheduleFollowUp({ conversation = null, ticket = null, day = new Date() } = {}) {
+  return new Promise((resolve) => {
+    let created = null;
+    const when = new Date(day);
+    when.setHours(10, 0, 0, 0);
+    if (when < new Date()) when.setDate(when.getDate() + 1);
+    const who = conversation ? customerName(conversation) : `ticket #${ticket}`;
+    const title = h("input", { type: "text", value: `Write to ${who}`, maxlength: "300", required: true });
+    const starts = h("input", { type: "datetime-local", value: localInput(when), required: true });
+    const minutes = h("input", { type: "number", min: "0", max: "1440", value: "15", inputmode: "numeric" });
+    const note = h("textarea", { rows: "3", maxlength: "5000" });
+    const withTicket = conversation && ticket ? h("input", { type: "checkbox", checked: true }) : null;
+    const error = errorBox();
+    const dialog = modal("Schedule a follow-up", { label: "follow-up", onClose: () => resolve(created) });
+    const save = button("Schedule", submit, { class: "primary" });
+    clear(
+      dialog.body,
+      field("Title", title),
+      field("When", starts, "Your own time zone"),
+      field("Minutes", minutes, "0: no end time"),
+      field("Note", note),
+      h("p", { class: "muted" }, conversation ? `About conversation #${conversation.id}` : `About ticket #${ticket}`),
+      withTicket ? h("label", { class: "check" }, withTicket, ` and its ticket #${ticket}`) : null,
+      error.el,
+    );
+    clear(dialog.footer, button("Cancel", dialog.close), save);
+    title.focus();
+
+    async function submit() {
+      const start = starts.value ? new Date(starts.value) : null;
+      if (!title.value.trim() || !start || Number.isNaN(start.getTime())) {
+        error.show("Give the follow-up a title and a time.");
+        return;
+      }
+      const body = { title: title.value.trim(), starts_at: start.toISOString() };
+      if (conversation) body.conversation = conversation.id;
+      if (ticket && (!conversation || withTicket?.checked)) body.ticket = ticket;
+      const length = Number(minutes.value || 0);
+      if (length > 0) body.ends_at = new Date(start.getTime() + length * 60000).toISOString();
+      if (note.value.trim()) body.note = note.value.trim();
+      await busy(save, async () => {
+        try {
+          created = await post("events", body);
+        } catch (err) {
+          error.show(describeFailure(err));
+          return;
+        }
+        toast(`Follow-up scheduled for ${new Date(created.starts_at).toLocaleString()}.`);
+        dialog.close(); // resolves the promise
+        announce();
+      });
+    }
+  });
 }
 
 // ------------------------------------------------------------------ reminders
