@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from contextlib import suppress
 from datetime import datetime
 
 from aiohttp import WSMsgType, web
@@ -195,7 +196,8 @@ async def _serve(
                     continue
                 await _relay_one(relay, room, side, message.data)
     except TimeoutError:
-        await ws.send_json({"type": "expired"})
+        with suppress(ConnectionError, RuntimeError):  # the party may be leaving at that very moment
+            await ws.send_json({"type": "expired"})
         await ws.close(code=4410, message=b"the room's links have expired")
 
 

@@ -156,3 +156,14 @@ async def test_signalling_relays_between_the_agent_and_the_customer_and_refuses_
     assert (await customer.receive_json())["peer"] is True
     await customer.close()
     await agent.close()
+
+
+async def test_a_connection_still_open_when_the_links_expire_is_closed(api: Api) -> None:
+    _, _, room = await _room(api)
+    api.clock.advance(60 * 60 - 0.2)  # a moment before the room's links expire
+    customer = await api.client.ws_connect(_path(room["customer_url"]).replace("?", "/ws?"))
+    assert (await customer.receive_json())["type"] == "welcome"
+    assert await customer.receive_json() == {"type": "expired"}
+    closing = await customer.receive()
+    assert closing.type is aiohttp.WSMsgType.CLOSE
+    assert customer.close_code == 4410
