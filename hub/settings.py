@@ -28,12 +28,13 @@ from hub.errors import ConfigError
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
+from hub.room_settings import RoomsSettings, rooms_settings
 
 __all__ = ["MediaSettings", "ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
-_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media")
+_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media", "rooms")
 
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -122,6 +123,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    rooms: RoomsSettings = field(default_factory=RoomsSettings)  # co-browsing rooms (hub/room_settings.py)
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
@@ -151,6 +153,7 @@ class Settings:
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
         values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
+        values |= self.rooms.secrets()
         return frozenset(values)
 
 
@@ -232,6 +235,7 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
     known |= {"media"}
+    known |= {"rooms"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
@@ -276,6 +280,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
         media=_media(raw),
+        rooms=rooms_settings(_table(raw, "rooms")),
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import admin, calendar, console, contacts, handoff, openapi, outbound, rejected, rooms, templates, tickets
 from hub.api import layout as desk_layout
 
 __all__ = ["EXTENSIONS"]
@@ -26,4 +26,6 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     outbound.setup,
     desk_layout.setup,
     console.setup,
+    calendar.setup,  # calendar and its feed (issue 20)
+    rooms.setup,  # co-browsing rooms (issue 20)
 ]

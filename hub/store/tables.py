@@ -480,3 +480,44 @@ agent_layouts = Table(
     Column("widgets", JSON, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# ------------------------------------------------------- calendar and co-browsing rooms
+
+calendar_events = Table(
+    "calendar_events",
+    metadata,
+    # an agent's own scheduled follow-up; nobody else reads it (hub/usecases/calendar.py)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("note", Text),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime()),
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="SET NULL")),
+    Column("ticket_id", Id, ForeignKey("tickets.id", ondelete="SET NULL")),
+    _now_column(),
+    _now_column("updated_at"),
+    Index("ix_calendar_events_agent", "agent_id", "starts_at"),
+)
+
+calendar_feeds = Table(
+    "calendar_feeds",
+    metadata,
+    # the secret in the agent's iCalendar feed URL; rotating it replaces the row
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", String(64), nullable=False, unique=True),
+    _now_column(),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    # a co-browsing video room between one agent and one customer (ADR 0032)
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("customer_token_hash", String(64), nullable=False),  # sha256 of the token in the customer's link
+    _now_column(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_rooms_conversation", "conversation_id"),
+)

@@ -18,6 +18,7 @@ import { renderTemplates } from "./js/templates.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
+import { startReminders, stopReminders } from "./js/calendar.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -112,6 +113,7 @@ async function logout() {
 
 function teardown() {
   live.stop();
+  stopReminders();
   if (unsubscribeLive) unsubscribeLive();
   clearInterval(tickTimer);
   clearInterval(pollTimer);
@@ -158,6 +160,7 @@ async function startShell(me) {
     }, 3000);
   }
   tickTimer = setInterval(tick, 1000);
+  startReminders({ sound: () => state.sound }); // calendar reminders (js/calendar.js)
   show(state.view || "desk");
 }
 

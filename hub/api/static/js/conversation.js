@@ -7,8 +7,13 @@ import { h, clear, button, field, select, clock, dateTime, parseTime, items, idO
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import "./contact.js"; // registers the contact, past conversations and ticket widgets
-import { renderSidePanel } from "./widgets.js";
+import { renderSidePanel, registerWidget } from "./widgets.js";
 import { ruleText } from "./restrictions.js";
+import { mountCalendar } from "./calendar.js";
+import { mountRooms } from "./rooms.js";
+
+registerWidget("calendar", { title: "Calendar", order: 50, render: (box, conv) => mountCalendar(box, { conversation: conv }) });
+registerWidget("rooms", { title: "Co-browsing", order: 60, render: (box, conv) => mountRooms(box, conv) });
 
 let current = null; // the conversation screen on display: { id, conv, addItem, refresh... }
 
