@@ -29,6 +29,7 @@ import aiohttp
 
 from hub.bus import EventBus
 from hub.ingest import Ingestor
+from hub.metrics import HubMetrics
 from hub.model import Role
 from hub.notifier import Notifier
 from hub.outbox import Outbox
@@ -70,6 +71,7 @@ class Hub:
         outbox: Outbox,
         owns_store: bool,
         build_adapters: bool,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +82,7 @@ class Hub:
         self.router = router
         self.ingestor = ingestor
         self.outbox = outbox
+        self.metrics = metrics if metrics is not None else HubMetrics()  # this hub's own registry (hub/metrics.py)
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store

@@ -14,6 +14,7 @@ from typing import Any
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
 from hub.events import ConversationUpdated
+from hub.metrics import template_render_refused
 from hub.model import (
     Attachment,
     Channel,
@@ -197,6 +198,7 @@ async def _plan(
                 render, template, send.variables, channel=identity.channel, context=context, provider=provider
             )
         except TemplateError as exc:
+            template_render_refused(hub, exc.code)
             raise Invalid(exc.code, exc.message, **exc.to_json()) from None
         text, version = rendered.text, rendered.version
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
