@@ -27,6 +27,7 @@ from types import TracebackType
 
 import aiohttp
 
+from hub.audit import AuditKeeper
 from hub.bus import EventBus
 from hub.ingest import Ingestor
 from hub.metrics import HubMetrics
@@ -83,6 +84,7 @@ class Hub:
         self.ingestor = ingestor
         self.outbox = outbox
         self.metrics = metrics if metrics is not None else HubMetrics()  # this hub's own registry (hub/metrics.py)
+        self.audit = AuditKeeper(store, settings.audit, clock=clock)  # the audit log's retention (hub/audit.py)
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -131,12 +133,14 @@ class Hub:
         await self.ingestor.start()
         await self.router.start()
         await self.outbox.start()
+        await self.audit.start()
         self.started = True
         logger.debug("hub started", extra={"workers": self.settings.outbox.workers})
 
     async def stop(self) -> None:
         """Stop every part in the reverse order; the ingest drains before the database closes."""
         self.started = False
+        await self.audit.stop()
         await self.outbox.stop()
         await self.router.stop()
         await self.ingestor.stop()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import admin, audit, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -21,6 +21,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     tickets.setup,
     admin.setup,
     rejected.setup,
+    audit.setup,
     templates.setup,
     outbound.setup,
     console.setup,

@@ -11,6 +11,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
 from hub.events import ConversationUpdated
@@ -247,6 +248,40 @@ def _conversation_event(conversation_id: int, action: str, agent_id: int, **data
 # -------------------------------------------------------------- use cases
 
 
+async def _audit_send(
+    hub: HubParts,
+    actor: Principal,
+    conversation_id: int,
+    message_id: int,
+    send: Send,
+    *,
+    close_status: str | None = None,
+) -> None:
+    """``message.sent`` in the audit log: a message queued to send (and, with ``close_status``, the close)."""
+    after: dict[str, Any] = {"message_id": message_id, "template": send.template}
+    if close_status is not None:
+        after["closed_with"] = close_status
+    await record(
+        hub.store,
+        "message.sent",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{conversation_id}",
+        conversation_id=conversation_id,
+        after=after,
+    )
+    if close_status is not None:  # "send and close" closes it too: found under conversation.closed as well
+        await record(
+            hub.store,
+            "conversation.closed",
+            actor=actor,
+            at=hub.clock(),
+            target=f"conversation:{conversation_id}",
+            conversation_id=conversation_id,
+            after={"state": "closed", "status": close_status},
+        )
+
+
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
     """What may be sent to the identity now, by the policy, with the templates there are."""
     identity = await load_identity(hub.store, identity_id)
@@ -271,6 +306,7 @@ async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Sen
         raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
     new, plan = await _plan(hub, actor, reads, send, conversation)
     queued = await outbox.accept(new, hub.clock())
+    await _audit_send(hub, actor, conversation.id, queued.message.id, send)
     hub.bus.publish_all(queued.events)
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
@@ -321,6 +357,7 @@ async def send_new(
     assert result is not None
     events = list(queued.events)
     agent_id = actor.agent_id()
+    await _audit_send(hub, actor, result.id, queued.message.id, send, close_status=close_status)
     if close_status is not None:
         events.append(_conversation_event(result.id, "closed", agent_id, status=close_status))
     elif queued.opened:
