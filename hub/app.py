@@ -13,9 +13,10 @@ Start-up order (stop is the reverse):
 3. the notifier, so that it numbers and sends everything that follows;
 4. the ingest and the router, which record their events through the notifier's journal;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
+6. the audit log's retention sweep (hub/audit.py).
 
-On the way down the outbox stops first, and the ingest drains what was submitted before the notifier
-stops and the database closes.
+On the way down the audit sweep and then the outbox stop first, and the ingest drains what was submitted before
+the notifier stops and the database closes.
 """
 
 from __future__ import annotations
