@@ -20,6 +20,8 @@ from hub.api.server import create_app
 from hub.errors import ProviderRejected
 from hub.settings import Settings
 from hub.store.tables import outbox
+from hub.store.templates import create_template
+from hub.templates import TemplateDraft
 from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi
 
 TOKEN = "metrics-token-0123456789"
@@ -177,6 +179,28 @@ async def test_a_missed_offer_and_a_provider_failure_are_counted(make_api: MakeA
     assert value(samples, "channelhub_sends_total", result="failed") == 1
     assert value(samples, "channelhub_send_failures_total", code="63016") == 1
     assert ana.login == "ana"
+
+
+async def test_a_refused_template_render_is_counted_by_its_code(make_api: MakeApi) -> None:
+    api = await make_api(WITH_TOKEN, fake_adapter=True)
+    await create_template(
+        api.store,
+        TemplateDraft(name="order", body="Hi {{ name }}, order {{ order }}.", variables={"name": "J", "order": "1"}),
+        now=api.clock(),
+    )
+    ana = await api.agent("ana", ready=True)
+    conversation_id = await api.customer_writes()
+    await api.sweep()
+    await ana.json("POST", f"/api/v1/conversations/{conversation_id}/accept")
+    refused = await ana.post(
+        f"/api/v1/conversations/{conversation_id}/messages", json={"template": "order", "variables": {"name": "Jane"}}
+    )
+    assert refused.status == 422
+
+    samples = await scrape(api)
+
+    assert value(samples, "channelhub_template_renders_refused_total", code="missing_variables") == 1
+    assert value(samples, "channelhub_sends_total", result="sent") == 0
 
 
 async def test_waiting_conversations_and_the_longest_wait_per_queue(make_api: MakeApi) -> None:

@@ -62,6 +62,15 @@ async def test_every_answer_carries_a_request_id(api: Api) -> None:
     assert [a.status for a in answers][:2] == [200, 404]
 
 
+async def test_the_websocket_upgrade_carries_a_request_id_too(api: Api) -> None:
+    agent = await api.agent("ana")
+    ws = await api.client.ws_connect(f"/api/v1/ws?token={agent.token}", headers={HEADER: "ws-trace-1"})
+    try:
+        assert ws._response.headers[HEADER] == "ws-trace-1"
+    finally:
+        await ws.close()
+
+
 async def test_a_sane_incoming_id_is_honoured_and_another_is_replaced(api: Api) -> None:
     honoured = await api.client.get("/healthz", headers={HEADER: "lb-7f3a:42"})
     assert honoured.headers[HEADER] == "lb-7f3a:42"
