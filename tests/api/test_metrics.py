@@ -94,8 +94,8 @@ async def scrape(api: Api, headers: dict[str, str] | None = None) -> Samples:
 
 async def twilio_webhook(api: Api, message_sid: str, *, signed: bool = True) -> aiohttp.ClientResponse:
     """A customer's WhatsApp message as Twilio posts it to /webhooks/twilio."""
-    fields = [
-        ("MessageSid", message_sid),
+    fields = [("MessageSid", message_sid)] if message_sid else []
+    fields += [
         ("Body", "hello"),
         ("From", "whatsapp:+447700900123"),
         ("To", "whatsapp:+15550001111"),
@@ -131,6 +131,7 @@ async def test_a_webhook_an_offer_and_a_send_are_counted(served: MakeServed) -> 
     assert (await twilio_webhook(api, "SM0001")).status == 200
     assert (await twilio_webhook(api, "SM0001")).status == 200  # Twilio delivers it again
     assert (await twilio_webhook(api, "SM0002", signed=False)).status == 403
+    assert (await twilio_webhook(api, "")).status == 200  # signed but unusable: kept as a dead letter
     conversation_id = await api.open_conversation("wa-test", "+447700900123")
     await api.sweep()
     await ana.json("POST", f"/api/v1/conversations/{conversation_id}/accept")
@@ -139,9 +140,10 @@ async def test_a_webhook_an_offer_and_a_send_are_counted(served: MakeServed) -> 
 
     samples = await scrape(api)
 
-    assert value(samples, "channelhub_webhooks_received_total", channel="twilio") == 3
+    assert value(samples, "channelhub_webhooks_received_total", channel="twilio") == 4
     assert value(samples, "channelhub_webhooks_duplicated_total", channel="twilio") == 1
     assert value(samples, "channelhub_webhooks_refused_total", channel="twilio", code="signature_invalid") == 1
+    assert value(samples, "channelhub_webhooks_refused_total", channel="twilio", code="missing_field") == 1
     assert value(samples, "channelhub_ingest_group_size_count") >= 2
     assert value(samples, "channelhub_ingest_commit_seconds_count") >= 2
     assert value(samples, "channelhub_offers_total", outcome="made") == 1
