@@ -7,9 +7,10 @@ from aiohttp import web
 from hub.api.auth import authenticated
 from hub.api.keys import HUB
 from hub.app import Hub
+from hub.model import Agent
 from hub.usecases import Principal
 
-__all__ = ["actor", "hub_of", "parts_of"]
+__all__ = ["actor", "hub_of", "parts_of", "principal"]
 
 
 def hub_of(request: web.Request) -> Hub:
@@ -24,4 +25,9 @@ def parts_of(app: web.Application) -> Hub:
 
 async def actor(request: web.Request) -> Principal:
     """The logged-in agent as the acting principal (401 when nobody is logged in)."""
-    return Principal.of_agent(await authenticated(request))
+    return principal(request, await authenticated(request))
+
+
+def principal(request: web.Request, agent: Agent) -> Principal:
+    """``agent`` acting through ``request``: the principal, with the client's address for the audit log."""
+    return Principal.of_agent(agent, address=request.remote)

@@ -10,7 +10,20 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, calendar, console, contacts, handoff, openapi, outbound, rejected, rooms, templates, tickets
+from hub.api import (
+    admin,
+    audit,
+    calendar,
+    console,
+    contacts,
+    handoff,
+    openapi,
+    outbound,
+    rejected,
+    rooms,
+    templates,
+    tickets,
+)
 from hub.api import layout as desk_layout
 
 __all__ = ["EXTENSIONS"]
@@ -22,6 +35,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     tickets.setup,
     admin.setup,
     rejected.setup,
+    audit.setup,
     templates.setup,
     outbound.setup,
     desk_layout.setup,

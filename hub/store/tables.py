@@ -521,3 +521,25 @@ rooms = Table(
     Column("expires_at", UTCDateTime(), nullable=False),
     Index("ix_rooms_conversation", "conversation_id"),
 )
+
+# ---------------------------------------------------------------- audit log (ADR 0033)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # append-only: who changed what, when and from where; only the retention sweep deletes (hub/audit.py)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(100)),  # the acting login; null for the system
+    Column("actor_kind", String(16), nullable=False),  # agent | bot | cli | system
+    Column("action", String(64), nullable=False),  # dotted: auth.login, conversation.closed, ...
+    Column("address", String(64)),  # the client's address, when it came over HTTP
+    Column("target", String(200)),  # what it changed: conversation:12, agent:ana, queue:support, ...
+    Column("conversation_id", Id),  # no foreign key: the record outlives a deleted conversation
+    Column("before", JSON),
+    Column("after", JSON),
+    Index("ix_audit_log_at", "at", "id"),
+    Index("ix_audit_log_actor", "actor", "id"),
+    Index("ix_audit_log_action", "action", "id"),
+    Index("ix_audit_log_conversation", "conversation_id", "id"),
+)

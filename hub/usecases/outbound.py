@@ -11,9 +11,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
 from hub.events import ConversationOpened, ConversationUpdated
+from hub.metrics import template_render_refused
 from hub.model import (
     Attachment,
     Channel,
@@ -209,6 +211,7 @@ async def _plan(
                 render, template, send.variables, channel=identity.channel, context=context, provider=provider
             )
         except TemplateError as exc:
+            template_render_refused(hub, exc.code)
             raise Invalid(exc.code, exc.message, **exc.to_json()) from None
         text, version = rendered.text, rendered.version
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
@@ -257,6 +260,40 @@ def _conversation_event(conversation_id: int, action: str, agent_id: int, **data
 # -------------------------------------------------------------- use cases
 
 
+async def _audit_send(
+    hub: HubParts,
+    actor: Principal,
+    conversation_id: int,
+    message_id: int,
+    send: Send,
+    *,
+    close_status: str | None = None,
+) -> None:
+    """``message.sent`` in the audit log: a message queued to send (and, with ``close_status``, the close)."""
+    after: dict[str, Any] = {"message_id": message_id, "template": send.template}
+    if close_status is not None:
+        after["closed_with"] = close_status
+    await record(
+        hub.store,
+        "message.sent",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{conversation_id}",
+        conversation_id=conversation_id,
+        after=after,
+    )
+    if close_status is not None:  # "send and close" closes it too: found under conversation.closed as well
+        await record(
+            hub.store,
+            "conversation.closed",
+            actor=actor,
+            at=hub.clock(),
+            target=f"conversation:{conversation_id}",
+            conversation_id=conversation_id,
+            after={"state": "closed", "status": close_status},
+        )
+
+
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
     """What may be sent to the identity now, by the policy, with the templates there are."""
     identity = await load_identity(hub.store, identity_id)
@@ -281,6 +318,7 @@ async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Sen
         raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
     new, plan = await _plan(hub, actor, reads, send, conversation)
     queued = await outbox.accept(new, hub.clock())
+    await _audit_send(hub, actor, conversation.id, queued.message.id, send)
     hub.bus.publish_all(queued.events)
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
@@ -331,6 +369,7 @@ async def send_new(
     assert result is not None
     events = list(queued.events)
     agent_id = actor.agent_id()
+    await _audit_send(hub, actor, result.id, queued.message.id, send, close_status=close_status)
     if close_status is not None:
         events.append(_conversation_event(result.id, "closed", agent_id, status=close_status))
     elif queued.opened:

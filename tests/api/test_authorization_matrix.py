@@ -225,6 +225,10 @@ TABLE: list[Route] = [
     Route("DELETE", "/api/v1/agents/{agent}", admin_only, area="admin", ok=204),
     Route("GET", "/api/v1/accounts", supervision, area="admin", ok=200),
     Route("GET", "/api/v1/webhooks/rejected", admin_only, area="admin", ok=200),
+    # the audit log (ADR 0033)
+    Route("GET", "/api/v1/audit", admin_only, area="admin", ok=200),
+    Route("GET", "/api/v1/audit.csv", admin_only, area="admin", ok=200),
+    Route("GET", "/api/v1/audit.jsonl", admin_only, area="admin", ok=200),
     # templates
     Route("GET", "/api/v1/templates", anyone, area="templates", ok=200),
     Route(

@@ -14,6 +14,7 @@ import { renderConversation, conversationEvent, pollConversation } from "./js/co
 import { openOutbound } from "./js/outbound.js";
 import { onNavigate } from "./js/nav.js";
 import { renderAdmin } from "./js/admin.js";
+import { renderAudit } from "./js/audit.js";
 import { renderTemplates } from "./js/templates.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
@@ -171,6 +172,7 @@ function buildShell() {
   const navItems = [["desk", "Desk"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
+  if (isAdmin()) navItems.push(["audit", "Audit log"]);
   for (const [view, label] of navItems) nav.appendChild(h("button", { type: "button", dataset: { view }, onclick: () => show(view) }, label));
   const newMessage = h("div", { class: "new-message", role: "group", "aria-label": "Send a new message" });
   for (const channel of channelsAvailable()) {
@@ -570,6 +572,7 @@ export function show(view) {
   } else if (view === "supervisor") renderSupervisor(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
+  else if (view === "audit") renderAudit(main);
   else renderDesk();
   renderChrome();
 }
