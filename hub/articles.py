@@ -28,9 +28,12 @@ __all__ = [
     "ArticleDraft",
     "ArticleNotFound",
     "ArticleVersion",
+    "edit_distance",
+    "normalise_tags",
     "plain_text",
     "render_markdown",
     "search_words",
+    "typo_limit",
 ]
 
 MAX_TITLE = 300

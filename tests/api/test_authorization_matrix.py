@@ -30,10 +30,12 @@ import pytest
 from sqlalchemy import select, update
 
 from hub.api.openapi import routes_under_api
+from hub.articles import ArticleDraft, render_markdown
 from hub.model import Queue, Role, Status
 from hub.store._db import Store
 from hub.store.admin import create_queue, create_status
 from hub.store.agents import create_agent
+from hub.store.articles import create_article
 from hub.store.contacts import create_contact
 from hub.store.tables import conversations, metadata, participants
 from hub.store.tickets import create_ticket
@@ -104,7 +106,7 @@ def acts(role: str, ownership: str) -> Expected:
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template}
+    path: str  # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template} {article}
     rule: Rule
     body: Callable[[World], Any] | dict[str, Any] | None = None
     area: str = ""
@@ -238,6 +240,14 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/templates/{template}/diff", admin_only, area="templates"),
     Route("POST", "/api/v1/templates/{template}/restore", admin_only, {"version": 1}, area="templates"),
     Route("DELETE", "/api/v1/templates/{template}", admin_only, area="templates"),
+    # knowledge articles (agents read those for everyone and of their queues; admins write)
+    Route("GET", "/api/v1/articles", anyone, area="articles", ok=200),
+    Route("POST", "/api/v1/articles", admin_only, {"title": "New", "body": "Text"}, area="articles", ok=201),
+    Route("POST", "/api/v1/articles/preview", admin_only, {"body": "*Text*"}, area="articles", ok=200),
+    Route("GET", "/api/v1/articles/{article}", anyone, area="articles", ok=200),
+    Route("PUT", "/api/v1/articles/{article}", admin_only, {"title": "Renamed"}, area="articles", ok=200),
+    Route("DELETE", "/api/v1/articles/{article}", admin_only, area="articles", ok=204),
+    Route("GET", "/api/v1/articles/{article}/versions", anyone, area="articles", ok=200),
     # outbound
     Route(
         "POST",
@@ -335,6 +345,9 @@ class World:
                 self.store, login=_unique(self, "target"), password=PASSWORD, role=Role.AGENT, now=now
             )
             ids["agent"] = target.id
+        if "{article}" in route.path:
+            draft = ArticleDraft(title=_unique(self, "Article "), body="Text")
+            ids["article"] = (await create_article(self.store, draft, render_markdown(draft.body), now=now)).id
         if "{template}" in route.path:
             name = _unique(self, "tpl")
             root = self.handles["admin"]
