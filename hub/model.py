@@ -478,6 +478,9 @@ class Queue:
     offer_timeout: int  # seconds
     statuses: tuple[str, ...] = ()  # allowed at close; empty means the whole catalogue
     url_template: str | None = None
+    # the side panel's "Page in iframe": a URL template and the hosts it may name (configuration file only)
+    iframe_url: str | None = None
+    iframe_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, articles, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import admin, articles, console, contacts, handoff, iframe, openapi, outbound, rejected, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -24,5 +24,6 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     templates.setup,
     outbound.setup,
     articles.setup,
+    iframe.setup,
     console.setup,
 ]

@@ -153,6 +153,7 @@ TABLE: list[Route] = [
         uses=("ticket",),
         ok=200,
     ),
+    Route("GET", "/api/v1/conversations/{conv}/iframe", sees, area="conversations"),
     Route("POST", "/api/v1/conversations/{conv}/messages", acts, {"text": "hello"}, area="outbound"),
     Route("POST", "/api/v1/conversations/{conv}/templates/{template}/render", acts, {}, area="templates"),
     # contacts and identities
