@@ -28,5 +28,17 @@ async def conversation_iframe(request: web.Request) -> web.Response:
     return json_ok({"url": url})
 
 
+@routes.get("/api/v1/iframe/queues")
+@documented(
+    "The queues whose conversations have a page in an iframe",
+    description="So that a console asks for a conversation's page only where there is one.",
+    ok=(200, {"type": "object", "properties": {"queues": {"type": "array", "items": {"type": "string"}}}}),
+    tag="conversations",
+)
+async def iframe_queues(request: web.Request) -> web.Response:
+    await actor(request)
+    return json_ok({"queues": iframe_usecases.queues_with_pages(hub_of(request))})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)

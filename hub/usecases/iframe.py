@@ -18,7 +18,7 @@ from hub.usecases._parts import HubParts
 from hub.usecases.access import conversation_for
 from hub.usecases.principal import Principal
 
-__all__ = ["iframe_url", "iframe_values"]
+__all__ = ["iframe_url", "iframe_values", "queues_with_pages"]
 
 
 def iframe_values(view: Mapping[str, Any]) -> dict[str, object]:
@@ -59,3 +59,8 @@ async def iframe_url(hub: HubParts, actor: Principal, conversation_id: int) -> s
         return build_iframe_url(queue.iframe_url, queue.iframe_hosts, iframe_values(view))
     except IframeRefused as exc:
         raise Invalid(exc.code, exc.message) from None
+
+
+def queues_with_pages(hub: HubParts) -> list[str]:
+    """The ids of the configured queues that show a page in an iframe (any logged-in agent may know)."""
+    return [queue.id for queue in hub.settings.queues if queue.iframe_url]

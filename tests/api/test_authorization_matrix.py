@@ -154,6 +154,7 @@ TABLE: list[Route] = [
         ok=200,
     ),
     Route("GET", "/api/v1/conversations/{conv}/iframe", sees, area="conversations"),
+    Route("GET", "/api/v1/iframe/queues", anyone, area="conversations", ok=200),
     Route("POST", "/api/v1/conversations/{conv}/messages", acts, {"text": "hello"}, area="outbound"),
     Route("POST", "/api/v1/conversations/{conv}/templates/{template}/render", acts, {}, area="templates"),
     # contacts and identities

@@ -47,6 +47,7 @@ async def test_the_page_address_is_built_from_the_conversation(make_api: MakeApi
 async def test_a_queue_without_a_page_answers_404_with_a_code(make_api: MakeApi) -> None:
     api = await make_api(PAGES)
     boss = await api.agent("boss", role="supervisor")
+    assert await boss.json("GET", "/api/v1/iframe/queues") == {"queues": ["pages"]}
     conversation_id = await api.customer_writes()
     refused = await boss.json("GET", f"/api/v1/conversations/{conversation_id}/iframe", status=404)
     assert refused["error"]["code"] == "iframe_not_configured"

@@ -19,6 +19,7 @@ from hub.store.articles import (
     create_article,
     delete_article,
     get_article,
+    import_articles,
     list_articles,
     update_article,
 )
@@ -135,3 +136,14 @@ async def test_an_edit_replaces_the_words_the_search_finds(store: Store) -> None
     await update_article(store, article_id, draft, render_markdown(draft.body), now=NOW, created_by=None)
     assert await titles(store, "thirty") == []
     assert await titles(store, "fourteen") == ["Returns"]
+
+
+async def test_an_import_saves_every_article_searchable_in_one_go(store: Store) -> None:
+    drafts = [
+        ArticleDraft(title=f"Imported {n}", body=f"bulk body {n}", queues=("sales",) if n % 2 else ()) for n in range(4)
+    ]
+    ids = await import_articles(store, [(d, render_markdown(d.body)) for d in drafts], now=NOW)
+    assert len(ids) == 4
+    assert await count_articles(store) == 4
+    assert set(await titles(store, "bulk", ("support",))) == {"Imported 0", "Imported 2"}
+    assert [v.version for v in await article_versions_of(store, ids[1])] == [1]

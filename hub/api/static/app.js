@@ -15,6 +15,8 @@ import { openOutbound } from "./js/outbound.js";
 import { onNavigate } from "./js/nav.js";
 import { renderAdmin } from "./js/admin.js";
 import { renderTemplates } from "./js/templates.js";
+import { renderArticlePage } from "./js/articles.js";
+import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
 
@@ -156,7 +158,8 @@ async function startShell(me) {
     }, 3000);
   }
   tickTimer = setInterval(tick, 1000);
-  show(state.view || "desk");
+  const linked = /^#article\/([0-9]+)$/.exec(window.location.hash); // an article's link, as "Insert link" writes it
+  show(linked ? `article:${linked[1]}` : state.view || "desk");
 }
 
 function buildShell() {
@@ -166,6 +169,7 @@ function buildShell() {
   const navItems = [["desk", "Desk"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
+  if (isAdmin()) navItems.push(["articles", "Articles"]);
   for (const [view, label] of navItems) nav.appendChild(h("button", { type: "button", dataset: { view }, onclick: () => show(view) }, label));
   const newMessage = h("div", { class: "new-message", role: "group", "aria-label": "Send a new message" });
   for (const channel of channelsAvailable()) {
@@ -555,6 +559,8 @@ export function show(view) {
   } else if (view === "supervisor") renderSupervisor(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
+  else if (view === "articles") renderArticlesAdmin(main);
+  else if (view.startsWith("article:")) renderArticlePage(main, view.slice(8), { onBack: () => show(state.previousView && state.previousView !== view ? state.previousView : "desk") });
   else renderDesk();
   renderChrome();
 }

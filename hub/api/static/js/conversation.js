@@ -7,6 +7,8 @@ import { h, clear, button, field, select, clock, dateTime, parseTime, items, idO
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { renderContactPanel } from "./contact.js";
+import { mountArticlesWidget } from "./articles.js";
+import { mountIframeWidget } from "./iframe.js";
 
 let current = null; // the conversation screen on display: { id, conv, addItem, refresh... }
 
@@ -514,9 +516,25 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     ),
   );
 
+  // Text from a side-panel widget, put into the reply at the cursor (the agent still sends it).
+  function insertIntoComposer(snippet) {
+    const start = text.selectionStart ?? text.value.length;
+    const end = text.selectionEnd ?? start;
+    const before = text.value.slice(0, start);
+    const spacer = before && !/\s$/.test(before) ? " " : "";
+    text.value = `${before}${spacer}${snippet}${text.value.slice(end)}`;
+    const caret = before.length + spacer.length + snippet.length;
+    text.focus();
+    text.setSelectionRange(caret, caret);
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
   // ------------------------------------------------------------- start
 
   renderContactPanel(side, conv, { onChanged: () => reloadHistory() });
+  // knowledge articles and the queue's page (self-contained widgets; see js/articles.js, js/iframe.js)
+  mountArticlesWidget(side, conv, { insertText: insertIntoComposer });
+  mountIframeWidget(side, conv).catch(() => {});
   reloadHistory();
   refreshWindow();
   loadTemplates();
