@@ -7,9 +7,12 @@ rows and the search index move together or not at all.
 
 Search is one interface over two engines (a contract test runs it on both):
 
-* SQLite: the FTS5 table ``article_search`` (rowid = article id), words matched as prefixes
-  (``"pass"*``), ranked by bm25 with the title weighing most, then the tags, then the body. When
-  that finds nothing, each word is corrected against the index's vocabulary
+* SQLite: the FTS5 table ``article_search`` (rowid = article id; its ``audience`` column holds who
+  may read it, so visibility is part of the match and a search reads the index alone), words matched
+  as prefixes (``"pass"*``), ranked by bm25 with the title weighing most, then the tags, then the
+  body. A search whose rarest word is in most articles is not ranked by bm25 (that costs a score per
+  matching article and tells little): title matches first, then the rest, newest first. When a
+  search finds nothing, each word is corrected against the index's vocabulary
   (``article_search_terms``, edit distance 1, or 2 for long words) and the search runs again.
 * PostgreSQL: ``articles.search_vector`` (title weight A, tags B, body C; the ``simple``
   configuration, so no language's stemming is imposed) under a GIN index, words matched as
@@ -29,7 +32,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     cast,
-    column,
     delete,
     exists,
     func,
@@ -37,7 +39,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    table,
     text,
     update,
 )
@@ -148,8 +149,17 @@ async def _index(connection: AsyncConnection, article_id: int, draft: ArticleDra
         return
     await connection.execute(text("DELETE FROM article_search WHERE rowid = :id"), {"id": article_id})
     await connection.execute(
-        text("INSERT INTO article_search (rowid, title, tags, body) VALUES (:id, :title, :tags, :body)"),
-        {"id": article_id, "title": draft.title, "tags": " ".join(draft.tags), "body": plain_text(html)},
+        text(
+            "INSERT INTO article_search (rowid, title, tags, body, audience) "
+            "VALUES (:id, :title, :tags, :body, :audience)"
+        ),
+        {
+            "id": article_id,
+            "title": draft.title,
+            "tags": " ".join(draft.tags),
+            "body": plain_text(html),
+            "audience": " ".join(_audience_tokens(draft.queues)),
+        },
     )
 
 
@@ -399,13 +409,18 @@ async def _newest(
 
 # SQLite ---------------------------------------------------------------------------------------
 
-_FTS_TABLE = table("article_search", column("rowid"))
-_FTS: ColumnElement[Any] = literal_column("article_search")
-_BM25 = func.bm25(_FTS, 10.0, 4.0, 1.0)  # title, tags, body; lower is better
+_EVERYONE = "qall"
+_BROAD = 2000  # a search whose rarest word is in more articles than this is not ranked by bm25 (see _broad)
 
 
-def _fts_match(groups: Sequence[Sequence[str]]) -> str:
-    """An FTS5 query: every group must match, any word of a group may (the words are \\w+ only,
+def _audience_tokens(queue_ids: Sequence[str]) -> list[str]:
+    """What the FTS5 ``audience`` column holds: one token per queue (hex, so any queue id is one word), or
+    the everyone token."""
+    return [f"q{queue_id.encode().hex()}" for queue_id in queue_ids] or [_EVERYONE]
+
+
+def _fts_words(groups: Sequence[Sequence[str]]) -> str:
+    """An FTS5 expression: every group must match, any word of a group may (the words are \\w+ only,
     and each is quoted, so no FTS5 operator can come from the searcher). The first word of a group
     is matched as a prefix, corrections exactly."""
     parts = []
@@ -415,23 +430,59 @@ def _fts_match(groups: Sequence[Sequence[str]]) -> str:
     return " AND ".join(parts)
 
 
-async def _fts_rows(
-    connection: AsyncConnection,
-    match: str,
-    reader_queues: Sequence[str] | None,
-    offset: int,
-    limit: int,
-) -> Sequence[RowMapping]:
-    query = (
-        select(*_COLUMNS)
-        .select_from(articles.join(_FTS_TABLE, _FTS_TABLE.c.rowid == articles.c.id))
-        .where(_FTS.op("MATCH")(bindparam("match", match)))
+def _fts_match(words: str, reader_queues: Sequence[str] | None, *, title_only: bool = False) -> str:
+    expression = f"title : ({words})" if title_only else f"({words})"
+    if reader_queues is None:
+        return expression
+    audience = " OR ".join(_audience_tokens([]) + [f"q{q.encode().hex()}" for q in reader_queues])
+    return f"audience : ({audience}) AND {expression}"
+
+
+async def _fts_ids(connection: AsyncConnection, match: str, *, ranked: bool, offset: int, limit: int) -> list[int]:
+    """Article ids from the FTS5 index alone: by bm25, or newest first (rowid order needs no sort)."""
+    order = "bm25(article_search, 10.0, 4.0, 1.0, 0.0), rowid DESC" if ranked else "rowid DESC"
+    rows = await connection.execute(
+        text(f"SELECT rowid FROM article_search WHERE article_search MATCH :match ORDER BY {order} LIMIT :n OFFSET :o"),  # noqa: S608 - fixed text
+        {"match": match, "n": limit, "o": offset},
     )
-    visible = _visible(reader_queues)
-    if visible is not None:
-        query = query.where(visible)
-    query = query.order_by(_BM25, articles.c.id.desc()).offset(offset).limit(limit)
-    return (await connection.execute(query)).mappings().all()
+    return [int(row[0]) for row in rows]
+
+
+async def _documents_with(connection: AsyncConnection, word: str) -> int:
+    """How many articles hold a word starting with ``word`` (an upper bound: summed over the words it starts)."""
+    found = await connection.execute(
+        text("SELECT coalesce(sum(doc), 0) FROM article_search_terms WHERE term >= :low AND term < :high"),
+        {"low": word, "high": word + "\U0010ffff"},
+    )
+    return int(found.scalar_one())
+
+
+async def _broad(connection: AsyncConnection, words: Sequence[str]) -> bool:
+    """Whether even the rarest word is in so many articles that bm25 over all of them costs more than its
+    ranking is worth (a word in most articles tells little); such a search lists title matches first, newest first."""
+    return min([await _documents_with(connection, word) for word in words]) > _BROAD
+
+
+async def _by_ids(connection: AsyncConnection, ids: Sequence[int]) -> list[RowMapping]:
+    if not ids:
+        return []
+    rows = (await connection.execute(_select().where(articles.c.id.in_(ids)))).mappings().all()
+    by_id = {int(row["id"]): row for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def _fts_search(
+    connection: AsyncConnection, words: str, reader_queues: Sequence[str] | None, broad: bool, offset: int, limit: int
+) -> list[int]:
+    match = _fts_match(words, reader_queues)
+    if not broad:
+        return await _fts_ids(connection, match, ranked=True, offset=offset, limit=limit)
+    titled = await _fts_ids(
+        connection, _fts_match(words, reader_queues, title_only=True), ranked=False, offset=0, limit=offset + limit
+    )
+    rest = await _fts_ids(connection, match, ranked=False, offset=0, limit=offset + limit + len(titled))
+    seen = set(titled)
+    return [*titled, *(i for i in rest if i not in seen)][offset : offset + limit]
 
 
 async def _corrections(connection: AsyncConnection, word: str) -> list[str]:
@@ -461,22 +512,47 @@ async def _search_sqlite(
     offset: int,
     limit: int,
 ) -> Sequence[RowMapping]:
-    rows = await _fts_rows(connection, _fts_match([[w] for w in words]), reader_queues, offset, limit)
-    if rows or offset:
-        return rows
+    broad = await _broad(connection, words)
+    ids = await _fts_search(connection, _fts_words([[w] for w in words]), reader_queues, broad, offset, limit)
+    if ids or offset:
+        return await _by_ids(connection, ids)
     groups = [[word, *await _corrections(connection, word)] for word in words]
     if all(len(group) == 1 for group in groups):
-        return rows
-    return await _fts_rows(connection, _fts_match(groups), reader_queues, offset, limit)
+        return []
+    return await _by_ids(connection, await _fts_search(connection, _fts_words(groups), reader_queues, False, 0, limit))
 
 
 # PostgreSQL -----------------------------------------------------------------------------------
 
 
-def _tsquery(words: Sequence[str]) -> Any:
-    # each word is \w+ only and quoted as a lexeme; ':*' matches it as a prefix
-    source = " & ".join(f"'{word}':*" for word in words)
-    return func.to_tsquery(literal_column("'simple'::regconfig"), bindparam("tsquery", source, type_=Text))
+def _tsquery(words: Sequence[str], *, weights: str = "") -> Any:
+    # each word is \w+ only and quoted as a lexeme; ':*' matches it as a prefix (':*A' only in the title)
+    source = " & ".join(f"'{word}':*{weights}" for word in words)
+    return func.to_tsquery(literal_column("'simple'::regconfig"), bindparam(None, source, type_=Text))
+
+
+async def _matching(
+    connection: AsyncConnection,
+    tsquery: Any,
+    visible: ColumnElement[bool] | None,
+    *,
+    order: Any,
+    offset: int,
+    limit: int,
+) -> Sequence[RowMapping]:
+    query = select(*_COLUMNS).where(articles.c.search_vector.op("@@")(tsquery))
+    if visible is not None:
+        query = query.where(visible)
+    return (await connection.execute(query.order_by(*order).offset(offset).limit(limit))).mappings().all()
+
+
+async def _pg_broad(connection: AsyncConnection, tsquery: Any) -> bool:
+    """Whether more than _BROAD articles match (counted no further): ranking them all costs more than it tells."""
+    capped: Select[Any] = (
+        select(literal_column("1")).where(articles.c.search_vector.op("@@")(tsquery)).limit(_BROAD + 1)
+    )
+    count = (await connection.execute(select(func.count()).select_from(capped.subquery()))).scalar_one()
+    return int(count) > _BROAD
 
 
 async def _search_postgresql(
@@ -488,12 +564,16 @@ async def _search_postgresql(
 ) -> Sequence[RowMapping]:
     tsquery = _tsquery(words)
     visible = _visible(reader_queues)
-    query = select(*_COLUMNS).where(articles.c.search_vector.op("@@")(tsquery))
-    if visible is not None:
-        query = query.where(visible)
+    newest = (articles.c.id.desc(),)
+    if await _pg_broad(connection, tsquery):
+        titled = await _matching(
+            connection, _tsquery(words, weights="A"), visible, order=newest, offset=0, limit=offset + limit
+        )
+        rest = await _matching(connection, tsquery, visible, order=newest, offset=0, limit=offset + limit + len(titled))
+        seen = {row["id"] for row in titled}
+        return [*titled, *(row for row in rest if row["id"] not in seen)][offset : offset + limit]
     rank = func.ts_rank(articles.c.search_vector, tsquery)
-    query = query.order_by(rank.desc(), articles.c.id.desc()).offset(offset).limit(limit)
-    rows = (await connection.execute(query)).mappings().all()
+    rows = await _matching(connection, tsquery, visible, order=(rank.desc(), *newest), offset=offset, limit=limit)
     if rows or offset or not await _has_trigrams(connection):
         return rows
     phrase = " ".join(words)

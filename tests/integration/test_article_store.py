@@ -12,6 +12,7 @@ import pytest
 
 from hub.articles import ArticleDraft, ArticleNotFound, render_markdown
 from hub.store import Store
+from hub.store import articles as articles_store
 from hub.store._crud import BadCursor
 from hub.store.articles import (
     article_versions_of,
@@ -147,3 +148,19 @@ async def test_an_import_saves_every_article_searchable_in_one_go(store: Store) 
     assert await count_articles(store) == 4
     assert set(await titles(store, "bulk", ("support",))) == {"Imported 0", "Imported 2"}
     assert [v.version for v in await article_versions_of(store, ids[1])] == [1]
+
+
+async def test_a_word_in_most_articles_lists_title_matches_first_then_the_newest(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(articles_store, "_BROAD", 2)  # "most articles" at this size
+    await write(store, "Common questions", "answers")
+    await write(store, "Older", "a common word", queues=("sales",))
+    await write(store, "Newer", "a common word")
+    await write(store, "Newest", "a common word")
+    assert await titles(store, "common") == ["Common questions", "Newest", "Newer", "Older"]
+    assert await titles(store, "common", ("support",)) == ["Common questions", "Newest", "Newer"]
+    first, cursor = await list_articles(store, q="common", limit=2)
+    second, end = await list_articles(store, q="common", after=cursor, limit=2)
+    assert [a.title for a in first + second] == ["Common questions", "Newest", "Newer", "Older"]
+    assert end is None

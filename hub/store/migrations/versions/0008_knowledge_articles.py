@@ -82,10 +82,11 @@ def upgrade() -> None:
 
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
-        # rowid = articles.id; remove_diacritics folds "café" into "cafe"; prefix indexes speed up "pass*"
+        # rowid = articles.id; remove_diacritics folds "café" into "cafe"; prefix indexes speed up "pass*";
+        # audience holds who may read it (a token per queue, or one for everyone), so visibility is part of the match
         op.execute(
             "CREATE VIRTUAL TABLE article_search USING fts5("
-            "title, tags, body, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')"
+            "title, tags, body, audience, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3')"
         )
         # its vocabulary, read to correct a mistyped word when a search finds nothing
         op.execute("CREATE VIRTUAL TABLE article_search_terms USING fts5vocab(article_search, 'row')")
