@@ -479,6 +479,9 @@ class Queue:
     statuses: tuple[str, ...] = ()  # allowed at close; empty means the whole catalogue
     url_template: str | None = None
     transfer_back: bool = False  # a transfer here may go back to its transferrer when they are the only member
+    # the side panel's "Page in iframe": a URL template and the hosts it may name (configuration file only)
+    iframe_url: str | None = None
+    iframe_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.errors import ConfigError
+from hub.iframe import IframeRefused, check_iframe_template, normalise_host
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
@@ -475,7 +476,12 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back"})
+        _only(
+            entry,
+            where,
+            {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back"}
+            | {"iframe_url", "iframe_hosts"},
+        )
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
@@ -498,9 +504,30 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 statuses=tuple(allowed),
                 url_template=entry.get("url_template"),
                 transfer_back=_coerce(entry.get("transfer_back", False), bool, f"{where}.transfer_back"),
+                **_iframe(entry, where),
             )
         )
     return tuple(queues)
+
+
+def _iframe(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A queue's ``iframe_url`` and ``iframe_hosts``, the template checked against the hosts (hub.iframe)."""
+    hosts = entry.get("iframe_hosts", [])
+    if isinstance(hosts, str):
+        hosts = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise ConfigError(f"{where}.iframe_hosts", "must be a list of host names")
+    template = entry.get("iframe_url")
+    if template is None:
+        return {"iframe_url": None, "iframe_hosts": tuple(normalise_host(h) for h in hosts)}
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f"{where}.iframe_url", "must be a URL template")
+    try:
+        check_iframe_template(template.strip(), hosts)
+    except IframeRefused as exc:
+        key = "iframe_hosts" if exc.code == "iframe_host_not_allowed" else "iframe_url"
+        raise ConfigError(f"{where}.{key}", exc.message) from None
+    return {"iframe_url": template.strip(), "iframe_hosts": tuple(normalise_host(h) for h in hosts)}
 
 
 def _accounts(value: Any, queue_ids: set[str]) -> tuple[tuple[ChannelAccount, ...], dict[str, float]]:

@@ -12,11 +12,13 @@ from aiohttp import web
 
 from hub.api import (
     admin,
+    articles,
     audit,
     calendar,
     console,
     contacts,
     handoff,
+    iframe,
     openapi,
     outbound,
     rejected,
@@ -39,6 +41,8 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     templates.setup,
     outbound.setup,
     desk_layout.setup,
+    articles.setup,
+    iframe.setup,
     console.setup,
     calendar.setup,  # calendar and its feed (issue 20)
     rooms.setup,  # co-browsing rooms (issue 20)

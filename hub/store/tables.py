@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["metadata"]
@@ -542,4 +543,52 @@ audit_log = Table(
     Index("ix_audit_log_actor", "actor", "id"),
     Index("ix_audit_log_action", "action", "id"),
     Index("ix_audit_log_conversation", "conversation_id", "id"),
+)
+
+# ------------------------------------------------------------ knowledge articles
+
+# What an engine searches. PostgreSQL: a tsvector kept beside the row (GIN index). SQLite keeps no
+# value here: its full-text index is the FTS5 table ``article_search`` that migration 0008 creates
+# (a virtual table, so not described here; hub/store/articles.py keeps it in step with the rows).
+ArticleSearchVector = Text().with_variant(TSVECTOR(), "postgresql")
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("current_version", Integer, nullable=False),
+    Column("title", String(300), nullable=False),  # the current version's, copied for lists and search
+    Column("body", Text, nullable=False),  # Markdown
+    Column("html", Text, nullable=False),  # the body rendered and sanitised when it was saved
+    Column("tags", JSON, nullable=False),
+    Column("queues", JSON, nullable=False),  # [] = every queue
+    Column("everyone", Boolean, nullable=False),  # no queues: every agent may read it
+    Column("search_vector", ArticleSearchVector),
+    Column("created_by", Id, ForeignKey("agents.id", ondelete="SET NULL")),
+    _now_column(),
+    _now_column("updated_at"),
+    Index("ix_articles_search_vector", "search_vector", postgresql_using="gin"),
+)
+
+article_versions = Table(
+    "article_versions",
+    metadata,
+    Column("article_id", Id, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("title", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("queues", JSON, nullable=False),
+    Column("created_by", Id, ForeignKey("agents.id", ondelete="SET NULL")),
+    _now_column(),
+)
+
+article_queues = Table(
+    "article_queues",
+    metadata,
+    # which queues' agents may read an article (none: everyone); the visibility filter joins here
+    Column("article_id", Id, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("queue_id", String(64), primary_key=True),
+    Index("ix_article_queues_queue", "queue_id", "article_id"),
 )

@@ -30,10 +30,12 @@ import pytest
 from sqlalchemy import select, update
 
 from hub.api.openapi import routes_under_api
+from hub.articles import ArticleDraft, render_markdown
 from hub.model import Queue, Role, Status
 from hub.store._db import Store
 from hub.store.admin import create_queue, create_status
 from hub.store.agents import create_agent
+from hub.store.articles import create_article
 from hub.store.calendar import create_event
 from hub.store.contacts import create_contact
 from hub.store.tables import conversations, metadata, participants
@@ -105,7 +107,8 @@ def acts(role: str, ownership: str) -> Expected:
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template} {event}
+    # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template} {event} {article}
+    path: str
     rule: Rule
     body: Callable[[World], Any] | dict[str, Any] | None = None
     area: str = ""
@@ -154,6 +157,8 @@ TABLE: list[Route] = [
         uses=("ticket",),
         ok=200,
     ),
+    Route("GET", "/api/v1/conversations/{conv}/iframe", sees, area="conversations"),
+    Route("GET", "/api/v1/iframe/queues", anyone, area="conversations", ok=200),
     Route("POST", "/api/v1/conversations/{conv}/messages", acts, {"text": "hello"}, area="outbound"),
     Route("POST", "/api/v1/conversations/{conv}/templates/{template}/render", acts, {}, area="templates"),
     # contacts and identities
@@ -245,6 +250,14 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/templates/{template}/diff", admin_only, area="templates"),
     Route("POST", "/api/v1/templates/{template}/restore", admin_only, {"version": 1}, area="templates"),
     Route("DELETE", "/api/v1/templates/{template}", admin_only, area="templates"),
+    # knowledge articles (agents read those for everyone and of their queues; admins write)
+    Route("GET", "/api/v1/articles", anyone, area="articles", ok=200),
+    Route("POST", "/api/v1/articles", admin_only, {"title": "New", "body": "Text"}, area="articles", ok=201),
+    Route("POST", "/api/v1/articles/preview", admin_only, {"body": "*Text*"}, area="articles", ok=200),
+    Route("GET", "/api/v1/articles/{article}", anyone, area="articles", ok=200),
+    Route("PUT", "/api/v1/articles/{article}", admin_only, {"title": "Renamed"}, area="articles", ok=200),
+    Route("DELETE", "/api/v1/articles/{article}", admin_only, area="articles", ok=204),
+    Route("GET", "/api/v1/articles/{article}/versions", anyone, area="articles", ok=200),
     # outbound
     Route(
         "POST",
@@ -360,6 +373,9 @@ class World:
                 self.store, login=_unique(self, "target"), password=PASSWORD, role=Role.AGENT, now=now
             )
             ids["agent"] = target.id
+        if "{article}" in route.path:
+            draft = ArticleDraft(title=_unique(self, "Article "), body="Text")
+            ids["article"] = (await create_article(self.store, draft, render_markdown(draft.body), now=now)).id
         if "{template}" in route.path:
             name = _unique(self, "tpl")
             root = self.handles["admin"]

@@ -108,7 +108,7 @@ async def test_an_agent_chooses_and_orders_the_side_panel_widgets_and_it_is_reme
     await set_presence(page, "ready")
     await accept_new_customer(hub, page)
     side = page.locator(".side-panel")
-    order = side.locator("section.widget[data-widget]")
+    order = side.locator(":scope > section.widget[data-widget]")
 
     async def shown() -> list[str | None]:
         return [await w.get_attribute("data-widget") for w in await order.all()]

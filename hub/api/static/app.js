@@ -16,6 +16,8 @@ import { onNavigate } from "./js/nav.js";
 import { renderAdmin } from "./js/admin.js";
 import { renderAudit } from "./js/audit.js";
 import { renderTemplates } from "./js/templates.js";
+import { renderArticlePage } from "./js/articles.js";
+import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
@@ -162,7 +164,8 @@ async function startShell(me) {
   }
   tickTimer = setInterval(tick, 1000);
   startReminders({ sound: () => state.sound }); // calendar reminders (js/calendar.js)
-  show(state.view || "desk");
+  const linked = /^#article\/([0-9]+)$/.exec(window.location.hash); // an article's link, as "Insert link" writes it
+  show(linked ? `article:${linked[1]}` : state.view || "desk");
 }
 
 function buildShell() {
@@ -173,6 +176,7 @@ function buildShell() {
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
   if (isAdmin()) navItems.push(["audit", "Audit log"]);
+  if (isAdmin()) navItems.push(["articles", "Articles"]);
   for (const [view, label] of navItems) nav.appendChild(h("button", { type: "button", dataset: { view }, onclick: () => show(view) }, label));
   const newMessage = h("div", { class: "new-message", role: "group", "aria-label": "Send a new message" });
   for (const channel of channelsAvailable()) {
@@ -573,6 +577,8 @@ export function show(view) {
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
   else if (view === "audit") renderAudit(main);
+  else if (view === "articles") renderArticlesAdmin(main);
+  else if (view.startsWith("article:")) renderArticlePage(main, view.slice(8), { onBack: () => show(state.previousView && state.previousView !== view ? state.previousView : "desk") });
   else renderDesk();
   renderChrome();
 }

@@ -11,7 +11,11 @@ import { renderSidePanel, registerWidget } from "./widgets.js";
 import { ruleText } from "./restrictions.js";
 import { mountCalendar } from "./calendar.js";
 import { mountRooms } from "./rooms.js";
+import { mountArticlesWidget } from "./articles.js";
+import { mountIframeWidget } from "./iframe.js";
 
+registerWidget("articles", { title: "Knowledge articles", order: 40, render: (box, conv, ctx) => mountArticlesWidget(box, conv, { insertText: ctx.insertText }) });
+registerWidget("iframe", { title: "Page in iframe", order: 45, render: (box, conv) => mountIframeWidget(box, conv).catch(() => {}) });
 registerWidget("calendar", { title: "Calendar", order: 50, render: (box, conv) => mountCalendar(box, { conversation: conv }) });
 registerWidget("rooms", { title: "Co-browsing", order: 60, render: (box, conv) => mountRooms(box, conv) });
 
@@ -529,9 +533,22 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     ),
   );
 
+  // Text from a side-panel widget, put into the reply at the cursor (the agent still sends it).
+  function insertIntoComposer(snippet) {
+    const start = text.selectionStart ?? text.value.length;
+    const end = text.selectionEnd ?? start;
+    const before = text.value.slice(0, start);
+    const spacer = before && !/\s$/.test(before) ? " " : "";
+    text.value = `${before}${spacer}${snippet}${text.value.slice(end)}`;
+    const caret = before.length + spacer.length + snippet.length;
+    text.focus();
+    text.setSelectionRange(caret, caret);
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
   // ------------------------------------------------------------- start
 
-  renderSidePanel(side, conv, { onChanged: () => reloadHistory() });
+  renderSidePanel(side, conv, { onChanged: () => reloadHistory(), insertText: insertIntoComposer });
   reloadHistory();
   refreshWindow();
   loadTemplates();

@@ -9,7 +9,7 @@
 //     render(box, conv, ctx) { ... },          // fill `box` (a <section class="widget">) for conversation `conv`
 //   });
 //
-// `ctx` holds { onChanged, shared } for the one conversation on screen: `onChanged()` asks the
+// `ctx` holds { onChanged, insertText, shared } for the one conversation on screen: `onChanged()` asks the
 // message widget to reload its history; `shared` is a plain object the widgets of one screen may use to
 // share work (the contact widgets read the contact once). The agent's layout (which widgets are shown
 // and in what order) is kept by the hub per agent: GET/PUT /api/v1/me/layout {"widgets": [...]}.
@@ -64,9 +64,9 @@ export async function saveLayout(widgets) {
 }
 
 // Fill the side panel of conversation `conv`: the layout control, then each shown widget in order.
-export async function renderSidePanel(side, conv, { onChanged } = {}) {
+export async function renderSidePanel(side, conv, { onChanged, insertText } = {}) {
   await loadLayout();
-  const ctx = { onChanged: onChanged || (() => {}), shared: {} };
+  const ctx = { onChanged: onChanged || (() => {}), insertText: insertText || (() => {}), shared: {} };
   const draw = () => {
     ctx.shared = {};
     const head = h("div", { class: "side-head" },
