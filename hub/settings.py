@@ -28,12 +28,13 @@ from hub.errors import ConfigError
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
+from hub.room_settings import RoomsSettings, rooms_settings
 
 __all__ = ["AuditSettings", "MediaSettings", "MetricsSettings", "ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
-_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media")
+_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media", "rooms")
 _OPERATIONS_SECTIONS = ("metrics", "audit")  # [metrics] and [audit]: docs/operations.md
 
 T = TypeVar("T")
@@ -141,6 +142,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    rooms: RoomsSettings = field(default_factory=RoomsSettings)  # co-browsing rooms (hub/room_settings.py)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     templates_dir: str | None = None
@@ -172,6 +174,7 @@ class Settings:
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
         values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
+        values |= self.rooms.secrets()
         if self.metrics.token:
             values.add(self.metrics.token)
         return frozenset(values)
@@ -255,6 +258,7 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
     known |= {"media"}
+    known |= {"rooms"}
     known |= {"metrics", "audit"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
@@ -300,6 +304,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
         media=_media(raw),
+        rooms=rooms_settings(_table(raw, "rooms")),
         metrics=_metrics(raw),
         audit=_audit(raw),
         templates_dir=str(templates_dir) if templates_dir else None,
@@ -470,7 +475,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template"})
+        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back"})
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
@@ -492,6 +497,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 offer_timeout=timeout,
                 statuses=tuple(allowed),
                 url_template=entry.get("url_template"),
+                transfer_back=_coerce(entry.get("transfer_back", False), bool, f"{where}.transfer_back"),
             )
         )
     return tuple(queues)

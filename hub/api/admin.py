@@ -93,6 +93,11 @@ _QUEUE_PROPS: dict[str, Any] = {
         "type": ["string", "null"],
         "description": "http(s) URL; placeholders: " + ", ".join(f"{{{p}}}" for p in sorted(URL_PLACEHOLDERS)),
     },
+    "transfer_back": {
+        "type": "boolean",
+        "description": "a conversation transferred here may be offered back to the agent who transferred it "
+        "when they are the queue's only member (default false: it waits for another member)",
+    },
 }
 QUEUE_INPUT = schema(
     "QueueInput",
@@ -264,6 +269,7 @@ def _queue_json(queue: Queue, members: list[int], figures: QueueFigures | None) 
         "offer_timeout": queue.offer_timeout,
         "statuses": list(queue.statuses),
         "url_template": queue.url_template,
+        "transfer_back": queue.transfer_back,
         "members": members,
         "figures": {
             "waiting": f.waiting,
@@ -317,6 +323,7 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         offer_timeout=integer(body, "offer_timeout", minimum=1, maximum=3600),
         statuses=_string_list(body, "statuses"),
         url_template=_url_template(text(body, "url_template", max_length=2000)),
+        transfer_back=boolean(body, "transfer_back"),
     )
 
 
@@ -389,6 +396,7 @@ async def queues_create(request: web.Request) -> web.Response:
         offer_timeout=fields.get("offer_timeout", 30),
         statuses=tuple(fields.get("statuses", ())),
         url_template=fields.get("url_template"),
+        transfer_back=fields.get("transfer_back", False),
     )
     try:
         await create_queue(request.app[STORE], queue)

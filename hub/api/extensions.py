@@ -10,7 +10,21 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, audit, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import (
+    admin,
+    audit,
+    calendar,
+    console,
+    contacts,
+    handoff,
+    openapi,
+    outbound,
+    rejected,
+    rooms,
+    templates,
+    tickets,
+)
+from hub.api import layout as desk_layout
 
 __all__ = ["EXTENSIONS"]
 
@@ -24,5 +38,8 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     audit.setup,
     templates.setup,
     outbound.setup,
+    desk_layout.setup,
     console.setup,
+    calendar.setup,  # calendar and its feed (issue 20)
+    rooms.setup,  # co-browsing rooms (issue 20)
 ]

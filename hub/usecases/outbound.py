@@ -14,7 +14,7 @@ from typing import Any
 from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
-from hub.events import ConversationUpdated
+from hub.events import ConversationOpened, ConversationUpdated
 from hub.metrics import template_render_refused
 from hub.model import (
     Attachment,
@@ -35,6 +35,7 @@ from hub.store.admin import get_queue, list_statuses
 from hub.store.contacts import get_contact
 from hub.store.conversations import ConversationAccess, get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
+from hub.store.outbound import start_chat as open_owned_chat
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 from hub.usecases._parts import HubParts, OutboxPort
@@ -46,9 +47,11 @@ __all__ = [
     "Replied",
     "Send",
     "Sent",
+    "Started",
     "check_eligibility",
     "reply",
     "send_new",
+    "start_chat",
 ]
 
 PROVIDER_KEYS = ("twilio", "cloud")
@@ -85,6 +88,15 @@ class Sent:
     tag: str | None
     opened: bool
     closed: bool
+    events: list[BusEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """A chat started with no message: the conversation (new, or the identity's open one the actor is in)."""
+
+    conversation: Conversation
+    opened: bool
     events: list[BusEvent]
 
 
@@ -372,3 +384,54 @@ async def send_new(
         closed=close_status is not None,
         events=events,
     )
+
+
+async def start_chat(hub: HubParts, actor: Principal, identity_id: int) -> Started:
+    """Start a chat without a message ("start chat": the manual makes it optional): an active conversation owned by the
+    actor, or the identity's open one when the actor may act on it; nothing is sent, so no window rule is
+    asked now: it applies to the first message the agent sends in it."""
+    store = hub.store
+    identity = await load_identity(store, identity_id)
+    if identity is None:
+        raise NotFound("identity_not_found", f"no identity {identity_id}")
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    agent_id = actor.agent_id()
+    found = await open_conversation_of(store, identity.id)
+    if found is not None:
+        conversation, participants = found
+        if not can_act(actor, conversation, participants):
+            raise Conflict(
+                "conversation_taken",
+                "this customer already has an open conversation that is not yours",
+                conversation_id=conversation.id,
+            )
+        return Started(conversation=conversation, opened=False, events=[])
+    try:
+        conversation = await open_owned_chat(
+            store,
+            account_id=identity.account_id,
+            identity_id=identity.id,
+            queue_id=account.queue,
+            agent_id=agent_id,
+            now=hub.clock(),
+        )
+    except ConversationTaken:
+        raise Conflict("conversation_taken", "this customer's conversation was opened meanwhile") from None
+    await record(
+        store,
+        "conversation.opened",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{conversation.id}",
+        conversation_id=conversation.id,
+        after={"state": conversation.state.value, "queue": conversation.queue_id, "identity": identity.id},
+    )
+    events: list[BusEvent] = [
+        ConversationOpened(conversation_id=conversation.id, agent_id=agent_id, identity_id=identity.id),
+        _conversation_event(conversation.id, "opened", agent_id),
+    ]
+    hub.bus.publish_all(events)
+    return Started(conversation=conversation, opened=True, events=events)

@@ -1,7 +1,7 @@
 """audit log: an append-only record of who changed what, when and from where (ADR 0033)
 
 Revision ID: 0010
-Revises: 0003
+Revises: 0009
 Create Date: 2026-12-06 06:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0010"
-down_revision: str | None = "0003"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
