@@ -130,6 +130,22 @@ async def test_send_and_close_is_found_under_conversation_closed(api: Api) -> No
     assert (closed["actor"], closed["after"]["state"], closed["after"]["status"]) == ("ana", "closed", "resolved")
 
 
+async def test_start_chat_is_recorded_as_conversation_opened(api: Api) -> None:
+    ana = await api.agent("ana", ready=True)
+    first = await api.customer_writes()
+    await api.sweep()
+    await ana.json("POST", f"/api/v1/conversations/{first}/accept")
+    await ana.json("POST", f"/api/v1/conversations/{first}/close", {"status": "resolved"})
+    identity = (await ana.json("GET", f"/api/v1/conversations/{first}"))["identity"]
+    identity_id = identity["id"] if isinstance(identity, dict) else identity
+    started = await ana.json("POST", "/api/v1/outbound", {"identity": identity_id, "mode": "chat"})
+
+    [opened] = await entries(api, "&action=conversation.opened")
+
+    assert opened["target"] == f"conversation:{started['conversation']['id']}"
+    assert (opened["actor"], opened["after"]["state"], opened["after"]["identity"]) == ("ana", "active", identity_id)
+
+
 async def test_template_edits_are_recorded_with_before_and_after(api: Api) -> None:
     admin = await _admin(api)
     await admin.json("POST", "/api/v1/templates", SIMPLE, status=201)
