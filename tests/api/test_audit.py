@@ -357,4 +357,3 @@ async def test_a_running_hub_sweeps_old_entries_itself(make_api: MakeApi) -> Non
         await asyncio.sleep(0.02)
     assert sum(k.swept for k in keepers) == 1
     assert "system.ancient" not in [i["action"] for i in await entries(second)]
-
