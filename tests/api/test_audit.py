@@ -216,6 +216,24 @@ async def test_deleting_a_contact_is_recorded_without_its_data(api: Api) -> None
     assert "+420600000009" not in json.dumps(items)
 
 
+async def test_ticket_changes_are_recorded_without_their_text(api: Api) -> None:
+    ana = await api.agent("ana", ready=True)
+    conversation_id = await api.customer_writes()
+    await api.sweep()
+    await ana.json("POST", f"/api/v1/conversations/{conversation_id}/accept")
+    ticket = await ana.json("POST", "/api/v1/tickets", {"title": "Refund for Jane Private"}, 201)
+    await ana.json("PUT", f"/api/v1/tickets/{ticket['id']}", {"title": "Refund, Jane Private"})
+    await ana.json("POST", f"/api/v1/conversations/{conversation_id}/ticket", {"ticket": ticket["id"]})
+
+    items = await entries(api, "&action=ticket.")
+
+    assert [i["action"] for i in reversed(items)] == ["ticket.created", "ticket.updated", "ticket.assigned"]
+    assert {i["target"] for i in items} == {f"ticket:{ticket['id']}"}
+    assert items[0]["conversation"] == conversation_id
+    assert items[1]["after"] == {"fields": ["title"]}
+    assert "Jane" not in json.dumps(items)
+
+
 # ------------------------------------------------------------------ searching and paging
 
 
