@@ -180,8 +180,10 @@ class HubMetrics:
         self.webhooks_received.labels(channel=channel).inc()
         self.webhooks_refused.labels(channel=channel, code=code).inc()
 
-    def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http_seconds.labels(route=route, method=method).observe(seconds)
+    def observe_http(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        """One answered request; ``seconds`` None: not timed (a WebSocket session)."""
+        if seconds is not None:
+            self.http_seconds.labels(route=route, method=method).observe(seconds)
         self.http_requests.labels(route=route, method=method, status=str(status)).inc()
 
     # ---------------------------------------------------------------- events

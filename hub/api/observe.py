@@ -58,17 +58,21 @@ async def observe_middleware(
     request[REQUEST_ID] = request_id
     began = time.perf_counter()
     status = 500
+    session = False
     try:
         with correlated(request_id):
             response = await handler(request)
         status = response.status
+        session = isinstance(response, web.WebSocketResponse)
         return response
     except web.HTTPException as exc:
         status = exc.status
         exc.headers[HEADER] = request_id
         raise
     finally:
-        request.app[HUB].metrics.observe_http(_route_of(request), request.method, status, time.perf_counter() - began)
+        # a WebSocket's handler returns when the session ends: counted, but its length is no request latency
+        seconds = None if session else time.perf_counter() - began
+        request.app[HUB].metrics.observe_http(_route_of(request), request.method, status, seconds)
 
 
 async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:

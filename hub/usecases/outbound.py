@@ -420,6 +420,15 @@ async def start_chat(hub: HubParts, actor: Principal, identity_id: int) -> Start
         )
     except ConversationTaken:
         raise Conflict("conversation_taken", "this customer's conversation was opened meanwhile") from None
+    await record(
+        store,
+        "conversation.opened",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{conversation.id}",
+        conversation_id=conversation.id,
+        after={"state": conversation.state.value, "queue": conversation.queue_id, "identity": identity.id},
+    )
     events: list[BusEvent] = [
         ConversationOpened(conversation_id=conversation.id, agent_id=agent_id, identity_id=identity.id),
         _conversation_event(conversation.id, "opened", agent_id),

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.api.keys import OUTBOX
 from hub.logs import CorrelationIds, JsonFormatter, correlated
@@ -69,6 +70,21 @@ async def test_the_websocket_upgrade_carries_a_request_id_too(api: Api) -> None:
         assert ws._response.headers[HEADER] == "ws-trace-1"
     finally:
         await ws.close()
+    for _ in range(100):  # the server's side of the session ends a moment after the close
+        metrics = await api.client.get("/metrics")
+        text = await metrics.text()
+        if 'route="/api/v1/ws"' in text:
+            break
+        await asyncio.sleep(0.02)
+    # counted as a request, but a session's length is not timed as a request's latency
+    samples = {
+        (sample.name, sample.labels.get("route"), sample.labels.get("status")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("channelhub_http_requests_total", "/api/v1/ws", "101")] == 1
+    assert ("channelhub_http_request_duration_seconds_count", "/api/v1/ws", None) not in samples
+    assert ("channelhub_http_request_duration_seconds_count", "/api/v1/auth/login", None) in samples
 
 
 async def test_a_sane_incoming_id_is_honoured_and_another_is_replaced(api: Api) -> None:

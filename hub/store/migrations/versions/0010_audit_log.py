@@ -1,7 +1,7 @@
 """audit log: an append-only record of who changed what, when and from where (ADR 0033)
 
 Revision ID: 0010
-Revises: 0003
+Revises: 0009
 Create Date: 2026-12-06 06:20:00.000000
 """
 
