@@ -12,6 +12,7 @@ Start-up order (stop is the reverse):
 2. the HTTP session and the adapters (unless given), then whoever asked to configure them;
 3. the notifier, so that it numbers and sends everything that follows;
 4. the ingest and the router, which record their events through the notifier's journal;
+4b. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
 
 On the way down the outbox stops first, and the ingest drains what was submitted before the notifier
@@ -29,6 +30,8 @@ import aiohttp
 
 from hub.bus import EventBus
 from hub.ingest import Ingestor
+from hub.media import BlobStore
+from hub.media_fetch import MediaFetcher
 from hub.model import Role
 from hub.notifier import Notifier
 from hub.outbox import Outbox
@@ -68,6 +71,8 @@ class Hub:
         router: Router,
         ingestor: Ingestor,
         outbox: Outbox,
+        blobs: BlobStore,
+        media: MediaFetcher,
         owns_store: bool,
         build_adapters: bool,
     ) -> None:
@@ -80,6 +85,8 @@ class Hub:
         self.router = router
         self.ingestor = ingestor
         self.outbox = outbox
+        self.blobs = blobs
+        self.media = media
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -127,6 +134,7 @@ class Hub:
         await self.notifier.start()
         await self.ingestor.start()
         await self.router.start()
+        await self.media.start(self._http)
         await self.outbox.start()
         self.started = True
         logger.debug("hub started", extra={"workers": self.settings.outbox.workers})
@@ -135,6 +143,7 @@ class Hub:
         """Stop every part in the reverse order; the ingest drains before the database closes."""
         self.started = False
         await self.outbox.stop()
+        await self.media.stop()
         await self.router.stop()
         await self.ingestor.stop()
         await self.notifier.stop()
@@ -143,6 +152,7 @@ class Hub:
             self._http = None
         if self._owns_store:
             await self.store.close()
+        await self.blobs.close()
 
     async def __aenter__(self) -> Hub:
         await self.start()

@@ -177,6 +177,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         environ = dict(env or {})
         if database_url:
             environ["CHANNELHUB_DATABASE_URL"] = database_url
+        if "[media]" not in extra_toml and not any(k.startswith("CHANNELHUB_MEDIA_") for k in environ):
+            environ["CHANNELHUB_MEDIA_PATH"] = str(tmp_path / "media")  # media: a test's own, on every engine
         return load_settings(path, environ)
 
     return make

@@ -38,7 +38,10 @@ __all__ = [
     "insert_attachments",
     "insert_sent_attachments",
     "load_attachment",
+    "load_attachment_row",
+    "load_linked",
     "load_upload",
+    "new_link_token",
     "record_fetch_failed",
     "record_fetch_retry",
     "record_stored",
@@ -323,6 +326,13 @@ async def load_linked(store: Store, token: str, *, now: datetime) -> AttachmentR
             )
         ).first()
     return None if row is None else _record(row)
+
+
+async def load_attachment_row(store: Store, attachment_id: int) -> dict[str, Any] | None:
+    """The attachment's JSON as the message JSON gives it, or None."""
+    async with store.read() as connection:
+        row = (await connection.execute(select(attachments).where(attachments.c.id == attachment_id))).first()
+    return None if row is None else attachment_json(row)
 
 
 def attachment_json(row: Any) -> dict[str, Any]:
