@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.model import Attachment, MessageKind
+from hub.model import Attachment, Message, MessageKind
 from hub.store._db import Store
 from hub.store.tables import attachments, identities, messages, uploads
 
@@ -30,6 +30,7 @@ __all__ = [
     "attachment_json",
     "attachment_rows",
     "attachments_by_message",
+    "attachments_json",
     "blob_in_use",
     "claim_fetches",
     "contact_attachment_keys",
@@ -381,6 +382,15 @@ async def attachments_by_message(connection: AsyncConnection, message_ids: Itera
     for row in rows:
         found.setdefault(int(row.message_id), {})[int(row.position)] = row
     return found
+
+
+async def attachments_json(store: Store, message: Message) -> list[dict[str, Any]]:
+    """A message's attachments as the message JSON gives them, read back from the store."""
+    if not message.attachments:
+        return []
+    async with store.read() as connection:
+        rows = await attachments_by_message(connection, [message.id])
+    return render_attachments([a.to_json() for a in message.attachments], rows.get(message.id))
 
 
 def render_attachments(raw: Sequence[Mapping[str, Any]] | None, rows: Mapping[int, Any] | None) -> list[dict[str, Any]]:
