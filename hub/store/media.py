@@ -130,8 +130,9 @@ def attachment_rows(message_id: int, found: Sequence[Attachment], now: datetime)
     """The ``pending`` rows of a customer's message: one per attachment whose bytes can be fetched."""
     rows = []
     for position, attachment in enumerate(found):
-        if attachment.kind not in FETCHABLE or not (attachment.url or attachment.provider_media_id):
-            continue
+        url = attachment.url if attachment.url and attachment.url.startswith(("https://", "http://")) else None
+        if attachment.kind not in FETCHABLE or not (url or attachment.provider_media_id):
+            continue  # nothing the hub could fetch: shown as the provider gave it
         rows.append(
             {
                 "message_id": message_id,
@@ -141,7 +142,7 @@ def attachment_rows(message_id: int, found: Sequence[Attachment], now: datetime)
                 "mime": attachment.mime_type,
                 "file_name": attachment.file_name,
                 "provider_media_id": attachment.provider_media_id,
-                "provider_url": attachment.url,
+                "provider_url": url,
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,
