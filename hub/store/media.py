@@ -131,8 +131,11 @@ def attachment_rows(message_id: int, found: Sequence[Attachment], now: datetime)
     rows = []
     for position, attachment in enumerate(found):
         url = attachment.url if attachment.url and attachment.url.startswith(("https://", "http://")) else None
-        if attachment.kind not in FETCHABLE or not (url or attachment.provider_media_id):
-            continue  # nothing the hub could fetch: shown as the provider gave it
+        # a URL that is not http(s) is nothing the hub fetches (shown as the provider gave it); without any
+        # URL the media id is the way (WhatsApp Cloud)
+        fetchable = url is not None if attachment.url else attachment.provider_media_id is not None
+        if attachment.kind not in FETCHABLE or not fetchable:
+            continue
         rows.append(
             {
                 "message_id": message_id,

@@ -330,6 +330,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     target.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
     target.addEventListener("drop", (ev) => {
       ev.preventDefault();
+      ev.stopPropagation(); // the drop zone is inside the composer: one drop, one upload
       dropZone.classList.remove("dragging");
       const files = [...(ev.dataTransfer?.files || [])];
       if (files.length) addFiles(files);

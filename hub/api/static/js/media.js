@@ -3,7 +3,7 @@
 // updates of an attachment when the hub fetched it, and uploads from the composer with a progress bar and
 // errors in plain words. conversation.js calls these; the hub's side is hub/api/media.py.
 
-import { post, ApiFailure } from "./api.js";
+import { post, ApiFailure, currentCsrf } from "./api.js";
 import { h, safeHref, fileNameOf } from "./util.js";
 import { isAdmin } from "./state.js";
 import { modal } from "./ui.js";
@@ -111,14 +111,6 @@ export function applyAttachmentEvent(data) {
 
 // ------------------------------------------------------------------ uploads
 
-function csrf() {
-  for (const part of document.cookie.split(";")) {
-    const [name, ...rest] = part.trim().split("=");
-    if (/csrf/i.test(name)) return decodeURIComponent(rest.join("="));
-  }
-  return null;
-}
-
 // What went wrong, in words an agent understands
 export function uploadProblem(file, status, error) {
   const code = error?.code;
@@ -137,7 +129,7 @@ export function uploadFile(file, onProgress, csrfToken) {
     xhr.open("POST", "/api/v1/uploads");
     xhr.withCredentials = true;
     xhr.setRequestHeader("Accept", "application/json");
-    const token = csrfToken || csrf();
+    const token = csrfToken || currentCsrf();
     if (token) xhr.setRequestHeader("X-CSRF-Token", token);
     xhr.setRequestHeader("Idempotency-Key", crypto.randomUUID());
     xhr.upload.addEventListener("progress", (ev) => {
