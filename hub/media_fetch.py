@@ -62,6 +62,7 @@ class FetchPolicy:
     lease: float = 300.0
     poll_seconds: float = 2.0
     batch: int = 8
+    sweep_seconds: float = 3600.0
 
 
 class _Transient(Exception):
@@ -108,6 +109,7 @@ class MediaFetcher:
         self._tasks = [
             asyncio.create_task(self._run(), name="media-fetch"),
             asyncio.create_task(self._listen(), name="media-fetch-wake"),
+            asyncio.create_task(self._retention(), name="media-retention"),
         ]
 
     async def stop(self) -> None:
@@ -129,6 +131,21 @@ class MediaFetcher:
                 event = unwrapped(await queue.get())
                 if isinstance(event, MessageCreated) and event.direction == "in":
                     self._wake.set()
+
+    async def _retention(self) -> None:
+        """The retention sweep (``[media] keep_days``, unsent uploads) at start and then every hour."""
+        from hub.usecases import Parts
+        from hub.usecases.media import sweep_media
+
+        parts = Parts(settings=self.settings, store=self.store, bus=self.bus, clock=self.clock)
+        while True:
+            try:
+                removed = await sweep_media(parts, self.blobs)
+                if removed:
+                    logger.info("media retention removed %s blobs", removed)
+            except Exception:
+                logger.exception("media retention sweep failed")
+            await asyncio.sleep(self.policy.sweep_seconds)
 
     async def _run(self) -> None:
         while True:

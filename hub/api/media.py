@@ -24,7 +24,7 @@ from hub.errors import Invalid
 from hub.media import BlobNotFound, RangeNotSatisfiable
 from hub.media.blobs import CHUNK_BYTES
 from hub.store.media import AttachmentRecord
-from hub.usecases.media import attachment_for, linked_attachment, retry_fetch, upload_file
+from hub.usecases.media import attachment_for, delete_contact_media, linked_attachment, retry_fetch, upload_file
 
 __all__ = ["setup"]
 
@@ -229,6 +229,22 @@ async def _stream(
                 await response.write(chunk)
         await response.write_eof()
     return response
+
+
+@routes.delete("/api/v1/contacts/{id}/data")
+@documented(
+    "Delete a contact's data (admin)",
+    description="Removes the media of every conversation of the contact's identities: the bytes go from the "
+    "blob store (unless another message still has the same file) and each attachment keeps only its place, "
+    "`failed` with the reason. Answers how many attachments and blobs went.",
+    ok=(200, None),
+    errors=(403, 404),
+    tag="contacts",
+)
+async def delete_contact_data(request: web.Request) -> web.Response:
+    by = await actor(request)
+    hub = hub_of(request)
+    return json_ok(await delete_contact_media(hub, hub.blobs, by, path_id(request)))
 
 
 def setup(app: web.Application) -> None:

@@ -33,9 +33,9 @@ __all__ = [
     "attachments_json",
     "blob_in_use",
     "claim_fetches",
-    "contact_attachment_keys",
     "create_upload",
     "expire_attachments",
+    "forget_contact_media",
     "insert_attachments",
     "insert_sent_attachments",
     "load_attachment",
@@ -43,6 +43,7 @@ __all__ = [
     "load_linked",
     "load_upload",
     "new_link_token",
+    "prune_uploads",
     "record_fetch_failed",
     "record_fetch_retry",
     "record_stored",
@@ -510,8 +511,21 @@ async def blob_in_use(store: Store, key: str) -> bool:
     return bool(kept)
 
 
+async def prune_uploads(store: Store, *, before: datetime) -> set[str]:
+    """Forget uploads made before ``before`` (a message that sent one has its own attachment row); the blob
+    keys they named (the caller deletes the blobs no other row still uses)."""
+    async with store.write() as connection:
+        old = (
+            await connection.execute(
+                select(uploads.c.sha256, uploads.c.thumbnail_key).where(uploads.c.created_at < before)
+            )
+        ).all()
+        await connection.execute(delete(uploads).where(uploads.c.created_at < before))
+    return {k for row in old for k in (row.sha256, row.thumbnail_key) if k}
+
+
 async def expire_attachments(store: Store, *, before: datetime) -> set[str]:
-    """Forget the bytes of attachments stored before ``before`` and of uploads made before it: the rows say
+    """Forget the bytes of attachments stored before ``before`` (``[media] keep_days``): the rows say
     ``failed`` (``expired``) and keep their facts. Returns the blob keys they named (the caller deletes the
     blobs no other row still uses)."""
     a = attachments.c
@@ -535,26 +549,47 @@ async def expire_attachments(store: Store, *, before: datetime) -> set[str]:
                     link_expires_at=None,
                 )
             )
-        old = (
-            await connection.execute(
-                select(uploads.c.sha256, uploads.c.thumbnail_key).where(uploads.c.created_at < before)
-            )
-        ).all()
-        keys |= {k for row in old for k in (row.sha256, row.thumbnail_key) if k}
-        await connection.execute(delete(uploads).where(uploads.c.created_at < before))
     return keys
 
 
-async def contact_attachment_keys(connection: AsyncConnection, contact_id: int) -> set[str]:
-    """The blob keys of every attachment in the conversations of the contact's identities."""
+async def forget_contact_media(store: Store, contact_id: int) -> tuple[int, set[str]]:
+    """Remove the media of every message to or from the contact's identities: each attachment row keeps its
+    place (``failed``, ``removed``) but no facts about the file. Returns how many rows, and the blob keys they
+    named (the caller deletes the blobs no other row still uses)."""
     a = attachments.c
-    rows = await connection.execute(
-        select(a.blob_key, a.thumbnail_key)
-        .join(messages, messages.c.id == a.message_id)
-        .join(identities, identities.c.id == messages.c.identity_id)
-        .where(identities.c.contact_id == contact_id)
-    )
-    return {k for row in rows for k in (row.blob_key, row.thumbnail_key) if k}
+    async with store.write() as connection:
+        rows = (
+            await connection.execute(
+                select(a.id, a.blob_key, a.thumbnail_key)
+                .join(messages, messages.c.id == a.message_id)
+                .join(identities, identities.c.id == messages.c.identity_id)
+                .where(identities.c.contact_id == contact_id)
+            )
+        ).all()
+        if rows:
+            await connection.execute(
+                update(attachments)
+                .where(a.id.in_([int(row.id) for row in rows]))
+                .values(
+                    state=FAILED,
+                    error="removed: the contact's data was deleted",
+                    mime=None,
+                    size=None,
+                    sha256=None,
+                    file_name=None,
+                    blob_key=None,
+                    thumbnail_key=None,
+                    width=None,
+                    height=None,
+                    provider_media_id=None,
+                    provider_url=None,
+                    link_token=None,
+                    link_expires_at=None,
+                    next_attempt_at=None,
+                    locked_until=None,
+                )
+            )
+    return len(rows), {k for row in rows for k in (row.blob_key, row.thumbnail_key) if k}
 
 
 async def conversation_of_message(connection: AsyncConnection, message_id: int) -> int | None:

@@ -7,27 +7,33 @@ The bytes go through ``hub.media`` (the blob store); the metadata through ``hub.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import secrets
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 
 from hub.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.events import AttachmentChanged
 from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image, types_disagree
 from hub.media.sniff import UNKNOWN
 from hub.model import Attachment, MessageKind, Role
+from hub.store.contacts import get_contact
 from hub.store.media import (
     STORED,
     AttachmentRecord,
     Upload,
     blob_in_use,
     create_upload,
+    expire_attachments,
+    forget_contact_media,
     load_attachment,
     load_attachment_row,
     load_linked,
     load_upload,
     new_link_token,
+    prune_uploads,
     retry_failed,
 )
 from hub.usecases._parts import HubParts
@@ -37,15 +43,22 @@ from hub.usecases.principal import Principal
 
 __all__ = [
     "attachment_for",
+    "delete_contact_media",
+    "drop_unused_blobs",
     "kind_of",
     "linked_attachment",
     "resolve_uploads",
     "retry_fetch",
+    "sweep_media",
     "upload_file",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: the longest file name kept (longer ones are cut, keeping the extension)
 _NAME_LENGTH = 300
+#: how long an upload no message sent is kept
+UPLOADS_KEPT = timedelta(days=1)
 
 
 def kind_of(mime: str) -> MessageKind:
@@ -220,6 +233,43 @@ async def resolve_uploads(hub: HubParts, actor: Principal, attachments: Sequence
             )
         )
     return tuple(resolved)
+
+
+async def drop_unused_blobs(hub: HubParts, blobs: BlobStore, keys: set[str]) -> int:
+    """Delete the blobs of ``keys`` that no attachment or upload names any more; how many went."""
+    removed = 0
+    for key in sorted(keys):
+        if not await blob_in_use(hub.store, key) and await blobs.delete(key):
+            removed += 1
+    return removed
+
+
+async def sweep_media(hub: HubParts, blobs: BlobStore) -> int:
+    """Retention: attachments stored more than ``[media] keep_days`` ago lose their bytes (0: kept), uploads
+    never sent are forgotten after a day; their blobs go once nothing names them. How many blobs went."""
+    now = hub.clock()
+    keys = await prune_uploads(hub.store, before=now - UPLOADS_KEPT)
+    keep_days = hub.settings.media.keep_days
+    if keep_days > 0:
+        keys |= await expire_attachments(hub.store, before=now - timedelta(days=keep_days))
+    return await drop_unused_blobs(hub, blobs, keys)
+
+
+async def delete_contact_media(hub: HubParts, blobs: BlobStore, actor: Principal, contact_id: int) -> dict[str, int]:
+    """An admin deletes a contact's data: the media of every conversation of their identities goes (rows
+    keep their place, without facts; blobs go once nothing names them). Logged for the audit trail."""
+    require_role(actor, Role.ADMIN)
+    if await get_contact(hub.store, contact_id) is None:
+        raise NotFound("not_found", f"no contact {contact_id}")
+    count, keys = await forget_contact_media(hub.store, contact_id)
+    removed = await drop_unused_blobs(hub, blobs, keys)
+    logger.info(
+        "contact data deleted: %s attachments, %s blobs",
+        count,
+        removed,
+        extra={"audit": "contact.data_deleted", "contact_id": contact_id, "by": actor.id},
+    )
+    return {"attachments": count, "blobs": removed}
 
 
 def may_upload(actor: Principal) -> None:

@@ -298,3 +298,62 @@ async def test_a_failed_fetch_is_shown_and_an_admin_retries_it(
     assert stored["mime"] == "application/pdf"
     again = await admin.post(f"/api/v1/media/{failed['id']}/retry")
     assert (again.status, (await again.json())["error"]["code"]) == (409, "not_failed")
+
+
+# ------------------------------------------------------------------ retention and a contact's data
+
+
+async def _blob_count(api: Api) -> int:
+    from hub.api.keys import HUB
+
+    return len([blob async for blob in api.app[HUB].blobs.scan()])
+
+
+async def test_retention_removes_old_media_and_unsent_uploads(
+    make_api: MakeApi, provider: tuple[Provider, str]
+) -> None:
+    from hub.api.keys import HUB
+    from hub.usecases.media import sweep_media
+
+    host, base = provider
+    host.files["old"] = png()
+    api = await make_api("\n[media]\nkeep_days = 30\n")
+    boss = await api.agent("boss", role="supervisor")
+    conversation_id = await _customer_sends(api, base + "old", MessageKind.IMAGE, "MM-old")
+    await _attachment(boss, conversation_id, "stored")
+    await upload(boss, PDF, "never-sent.pdf", "application/pdf")
+    assert await _blob_count(api) == 3  # the image, its thumbnail, the upload
+    hub = api.app[HUB]
+    api.clock.advance(29 * 86400)
+    assert await sweep_media(hub, hub.blobs) == 1  # the unsent upload, a day old
+    api.clock.advance(2 * 86400)
+    assert await sweep_media(hub, hub.blobs) == 2
+    assert await _blob_count(api) == 0
+    later = await api.agent("later", role="supervisor")  # a month on: a fresh login
+    expired = await _attachment(later, conversation_id, "failed")
+    assert expired["error"].startswith("expired")
+    assert expired["url"] is None
+
+
+async def test_deleting_a_contacts_data_removes_their_media(make_api: MakeApi, provider: tuple[Provider, str]) -> None:
+    host, base = provider
+    host.files["id-card"] = png((30, 20))
+    api = await make_api()
+    admin = await api.agent("root", role="admin")
+    conversation_id = await _customer_sends(api, base + "id-card", MessageKind.IMAGE, "MM-id")
+    stored = await _attachment(admin, conversation_id, "stored")
+    conversation = await admin.json("GET", f"/api/v1/conversations/{conversation_id}")
+    identity_id = conversation.get("identity_id") or conversation["identity"]
+    identity_id = identity_id["id"] if isinstance(identity_id, dict) else identity_id
+    paired = await admin.json("POST", f"/api/v1/identities/{identity_id}/contact", {"name": "Iva"}, status=201)
+    contact_id = paired.get("contact_id") or paired["contact"]["id"]
+    agent = await api.agent("plain")
+    assert (await agent.delete(f"/api/v1/contacts/{contact_id}/data")).status == 403
+    assert (await admin.delete("/api/v1/contacts/999999/data")).status == 404
+    outcome = await admin.json("DELETE", f"/api/v1/contacts/{contact_id}/data")
+    assert outcome == {"attachments": 1, "blobs": 2}
+    assert await _blob_count(api) == 0
+    removed = await _attachment(admin, conversation_id, "failed")
+    assert removed["id"] == stored["id"]
+    assert (removed["file_name"], removed["sha256"], removed["url"]) == (None, None, None)
+    assert (await admin.get(stored["url"])).status == 409
