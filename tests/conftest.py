@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -177,7 +178,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         environ = dict(env or {})
         if database_url:
             environ["CHANNELHUB_DATABASE_URL"] = database_url
-        if "[media]" not in extra_toml and not any(k.startswith("CHANNELHUB_MEDIA_") for k in environ):
+        media = extra_toml.partition("[media]")[2].partition("\n[")[0]
+        names_store = re.search(r"^\s*(path|url)\s*=", media, re.MULTILINE)
+        if not names_store and not any(k.startswith("CHANNELHUB_MEDIA_") for k in environ):
             environ["CHANNELHUB_MEDIA_PATH"] = str(tmp_path / "media")  # media: a test's own, on every engine
         return load_settings(path, environ)
 

@@ -314,7 +314,9 @@ async def test_a_redelivered_webhook_makes_no_second_attachment(rig: Rig) -> Non
 async def test_a_file_past_max_bytes_fails_with_the_limit_named(
     database_url: str, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings(ACCOUNTS + "\n[media]\nmax_bytes = 10\npath = 'x'\n", database_url=database_url)
+    settings = make_settings(
+        ACCOUNTS + f"\n[media]\nmax_bytes = 10\npath = '{tmp_path / 'b'}'\n", database_url=database_url
+    )
     store = Store(database_url)
     await store.migrate()
     try:
