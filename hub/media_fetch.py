@@ -36,12 +36,12 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.media import (
     FetchJob,
+    FetchOutcome,
     ImageFacts,
+    StoredFile,
     claim_fetches,
-    load_attachment_row,
-    record_fetch_failed,
-    record_fetch_retry,
-    record_stored,
+    load_attachment_rows,
+    record_fetch_outcomes,
 )
 
 __all__ = ["FetchPolicy", "MediaFetcher"]
@@ -161,36 +161,46 @@ class MediaFetcher:
             self._wake.clear()
 
     async def fetch_due(self, now: datetime | None = None) -> int:
-        """Claim the due rows (up to a batch) and fetch them, together; how many were claimed."""
+        """Claim the due rows (up to a batch), fetch them together, and record every outcome in one
+        transaction (one commit for the batch); how many were claimed."""
         when = now or self.clock()
         jobs = await claim_fetches(
             self.store, now=when, lease=timedelta(seconds=self.policy.lease), limit=self.policy.batch
         )
-        if jobs:
-            await asyncio.gather(*(self.fetch(job) for job in jobs))
+        if not jobs:
+            return 0
+        outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
+        changed = await record_fetch_outcomes(self.store, outcomes, now=self.clock())
+        if changed:
+            rows = await load_attachment_rows(self.store, sorted(changed))
+            for job in jobs:
+                if job.id in rows:
+                    self.bus.publish(
+                        AttachmentChanged(
+                            conversation_id=job.conversation_id, message_id=job.message_id, attachment=rows[job.id]
+                        )
+                    )
         return len(jobs)
 
-    async def fetch(self, job: FetchJob) -> None:
-        """Fetch one claimed row and record what happened; never raises for the provider's failures."""
+    async def fetch(self, job: FetchJob) -> FetchOutcome:
+        """Fetch one claimed row: what to record (stored, to retry, failed); never raises for the provider's
+        failures."""
         try:
-            await self._fetch(job)
+            return await self._fetch(job)
         except _Permanent as exc:
-            await self._failed(job, str(exc))
+            return self._failed(job, str(exc))
         except (_Transient, ProviderUnavailable, aiohttp.ClientError, TimeoutError) as exc:
             reason = _reason(exc)
             if job.attempts >= self.policy.max_attempts:
-                await self._failed(job, f"gave up after {job.attempts} attempts: {reason}")
-                return
+                return self._failed(job, f"gave up after {job.attempts} attempts: {reason}")
             delay = min(self.policy.max_backoff, self.policy.base_backoff * 2 ** (job.attempts - 1))
             delay *= random.uniform(0.8, 1.2)
-            await record_fetch_retry(
-                self.store, job.id, next_attempt_at=self.clock() + timedelta(seconds=delay), error=reason
-            )
             logger.info("media fetch %s failed (attempt %s), retrying: %s", job.id, job.attempts, reason)
+            return FetchOutcome(job.id, retry_at=self.clock() + timedelta(seconds=delay), error=reason)
         except ProviderRejected as exc:
-            await self._failed(job, exc.reason)
+            return self._failed(job, exc.reason)
 
-    async def _fetch(self, job: FetchJob) -> None:
+    async def _fetch(self, job: FetchJob) -> FetchOutcome:
         adapter = self.adapters.get(job.account_id)
         reference = MediaReference(media_id=job.provider_media_id, url=job.provider_url, mime=job.mime)
         if isinstance(adapter, MediaSource):
@@ -205,18 +215,9 @@ class MediaFetcher:
         if mime == UNKNOWN and declared:
             mime = declared.split(";", 1)[0].strip()
         image = await self._describe(stored.key) if mime.startswith("image/") else None
-        changed = await record_stored(
-            self.store,
-            job.id,
-            key=stored.key,
-            size=stored.size,
-            mime=mime,
-            file_name=job.file_name,
-            image=image,
-            now=self.clock(),
+        return FetchOutcome(
+            job.id, stored=StoredFile(key=stored.key, size=stored.size, mime=mime, file_name=job.file_name, image=image)
         )
-        if changed:
-            await self._publish(job)
 
     async def _download(self, location: MediaLocation) -> _Stored:
         assert self._http is not None, "the fetcher is not started"
@@ -241,17 +242,9 @@ class MediaFetcher:
         thumbnail = await self.blobs.put(_one(facts.thumbnail))
         return ImageFacts(width=facts.width, height=facts.height, thumbnail_key=thumbnail.key)
 
-    async def _failed(self, job: FetchJob, reason: str) -> None:
+    def _failed(self, job: FetchJob, reason: str) -> FetchOutcome:
         logger.warning("media fetch %s failed for good: %s", job.id, reason)
-        if await record_fetch_failed(self.store, job.id, error=reason):
-            await self._publish(job)
-
-    async def _publish(self, job: FetchJob) -> None:
-        row = await load_attachment_row(self.store, job.id)
-        if row is not None:
-            self.bus.publish(
-                AttachmentChanged(conversation_id=job.conversation_id, message_id=job.message_id, attachment=row)
-            )
+        return FetchOutcome(job.id, error=reason, failed=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,13 @@ Routes: ``POST /api/v1/uploads`` (multipart, field ``file``), ``GET /api/v1/medi
 ``POST /api/v1/media/{id}/retry`` (admin), and the public ``GET /media/{token}`` (no login: the token is the
 capability, valid for a few days). Bytes are streamed chunk by chunk in both directions, never read whole.
 Every media response carries ``X-Content-Type-Options: nosniff`` and a CSP that lets nothing run; anything
-but an image, audio or video is sent as an attachment (a download), never shown inline.
+but an image, audio or video is sent as an attachment (a download), never shown inline. From a local blob store
+the kernel sends the file (``FileResponse``: sendfile, ranges); from S3 the chunks are relayed as they come.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -21,7 +23,7 @@ from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
 from hub.api.openapi import documented, schema
 from hub.errors import Invalid
-from hub.media import BlobNotFound, RangeNotSatisfiable
+from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable
 from hub.media.blobs import CHUNK_BYTES
 from hub.store.media import AttachmentRecord
 from hub.usecases.media import attachment_for, delete_contact_media, linked_attachment, retry_fetch, upload_file
@@ -202,6 +204,18 @@ async def _stream(
     if mime in _ACTIVE:
         mime = "application/octet-stream"  # never run as a page, even when downloaded and opened
     ranged = not thumbnail and mime.startswith(("audio/", "video/"))
+    headers = {
+        **_SECURITY_HEADERS,
+        "Content-Type": mime,
+        "Content-Disposition": _disposition(record, mime, thumbnail=thumbnail),
+        "Cache-Control": "private, max-age=86400, immutable",
+    }
+    if isinstance(blobs, LocalBlobStore):
+        # a file on this machine: the kernel sends it (sendfile), ranges and all, with nothing read into memory
+        path = blobs.path(key)
+        if not await asyncio.to_thread(path.is_file):
+            raise ApiError(404, "not_found", "the attachment's bytes are no longer kept")
+        return web.FileResponse(path, headers=headers)
     start = end = None
     if ranged:
         size = record.size if record.size is not None else (await blobs.stat(key)).size
@@ -213,12 +227,8 @@ async def _stream(
     except BlobNotFound:
         raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
     async with stream:
-        response = web.StreamResponse(status=206 if start is not None else 200)
-        response.content_type = mime
+        response = web.StreamResponse(status=206 if start is not None else 200, headers=headers)
         response.content_length = stream.length
-        response.headers.update(_SECURITY_HEADERS)
-        response.headers["Content-Disposition"] = _disposition(record, mime, thumbnail=thumbnail)
-        response.headers["Cache-Control"] = "private, max-age=86400, immutable"
         if ranged:
             response.headers["Accept-Ranges"] = "bytes"
         if start is not None:

@@ -25,7 +25,9 @@ __all__ = [
     "FETCHABLE",
     "AttachmentRecord",
     "FetchJob",
+    "FetchOutcome",
     "ImageFacts",
+    "StoredFile",
     "Upload",
     "attachment_json",
     "attachment_rows",
@@ -40,13 +42,12 @@ __all__ = [
     "insert_sent_attachments",
     "load_attachment",
     "load_attachment_row",
+    "load_attachment_rows",
     "load_linked",
     "load_upload",
     "new_link_token",
     "prune_uploads",
-    "record_fetch_failed",
-    "record_fetch_retry",
-    "record_stored",
+    "record_fetch_outcomes",
     "render_attachments",
     "retry_failed",
 ]
@@ -221,59 +222,81 @@ async def claim_fetches(store: Store, *, now: datetime, lease: timedelta, limit:
         ]
 
 
-async def record_stored(
-    store: Store,
-    attachment_id: int,
-    *,
-    key: str,
-    size: int,
-    mime: str,
-    file_name: str | None,
-    image: ImageFacts | None,
-    now: datetime,
-) -> bool:
-    """The bytes are kept under ``key``: the row is ``stored``. False when the row is gone (its message was
-    deleted meanwhile) or no longer pending."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFile:
+    """Bytes a fetch kept: the blob key (SHA-256), size, sniffed type, name, and for images their facts."""
+
+    key: str
+    size: int
+    mime: str
+    file_name: str | None
+    image: ImageFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    """What one fetch came to: ``stored``; or ``failed`` for good; or to try again at ``retry_at``."""
+
+    attachment_id: int
+    stored: StoredFile | None = None
+    retry_at: datetime | None = None
+    error: str | None = None
+    failed: bool = False
+
+
+async def record_fetch_outcomes(store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime) -> set[int]:
+    """Record a batch of fetches in one transaction; the ids of the rows that changed state (stored or
+    failed: what consoles hear of). A row no longer pending (deleted, retried meanwhile) is left alone."""
+    changed: set[int] = set()
+    a = attachments.c
+    async with store.write() as connection:
+        for outcome in outcomes:
+            pending = and_(a.id == outcome.attachment_id, a.state == PENDING)
+            if outcome.stored is not None:
+                values = _stored_values(outcome.stored, now)
+            elif outcome.failed:
+                values = {
+                    "state": FAILED,
+                    "error": (outcome.error or "")[:1000],
+                    "locked_until": None,
+                    "next_attempt_at": None,
+                }
+            else:
+                values = {
+                    "next_attempt_at": outcome.retry_at,
+                    "locked_until": None,
+                    "error": (outcome.error or "")[:1000],
+                }
+            result = await connection.execute(update(attachments).where(pending).values(values))
+            if result.rowcount and (outcome.stored is not None or outcome.failed):
+                changed.add(outcome.attachment_id)
+    return changed
+
+
+def _stored_values(found: StoredFile, now: datetime) -> dict[str, Any]:
     values: dict[str, Any] = {
         "state": STORED,
-        "sha256": key,
-        "blob_key": key,
-        "size": size,
-        "mime": mime,
-        "file_name": file_name,
+        "sha256": found.key,
+        "blob_key": found.key,
+        "size": found.size,
+        "mime": found.mime,
+        "file_name": found.file_name,
         "error": None,
         "locked_until": None,
         "next_attempt_at": None,
         "stored_at": now,
     }
-    if image is not None:
+    if found.image is not None:
+        image = found.image
         values |= {"width": image.width, "height": image.height, "thumbnail_key": image.thumbnail_key}
-    async with store.write() as connection:
-        result = await connection.execute(
-            update(attachments).where(attachments.c.id == attachment_id, attachments.c.state == PENDING).values(values)
-        )
-        return bool(result.rowcount)
+    return values
 
 
-async def record_fetch_retry(store: Store, attachment_id: int, *, next_attempt_at: datetime, error: str) -> None:
-    """A transient failure: the row stays pending, due again at ``next_attempt_at``."""
-    async with store.write() as connection:
-        await connection.execute(
-            update(attachments)
-            .where(attachments.c.id == attachment_id, attachments.c.state == PENDING)
-            .values(next_attempt_at=next_attempt_at, locked_until=None, error=error[:1000])
-        )
-
-
-async def record_fetch_failed(store: Store, attachment_id: int, *, error: str) -> bool:
-    """A permanent failure (or too many attempts): ``failed`` with the reason in words."""
-    async with store.write() as connection:
-        result = await connection.execute(
-            update(attachments)
-            .where(attachments.c.id == attachment_id, attachments.c.state == PENDING)
-            .values(state=FAILED, error=error[:1000], locked_until=None, next_attempt_at=None)
-        )
-        return bool(result.rowcount)
+async def load_attachment_rows(store: Store, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Attachments' JSON by id, as the message JSON gives them."""
+    async with store.read() as connection:
+        rows = await connection.execute(select(attachments).where(attachments.c.id.in_(list(ids))))
+        return {int(row.id): attachment_json(row) for row in rows}
 
 
 async def retry_failed(store: Store, attachment_id: int, *, now: datetime) -> bool:
