@@ -41,6 +41,7 @@ from hub.store.media import (
     StoredFile,
     claim_fetches,
     load_attachment_rows,
+    record_and_claim_fetches,
     record_fetch_outcomes,
 )
 
@@ -150,7 +151,7 @@ class MediaFetcher:
     async def _run(self) -> None:
         while True:
             try:
-                done = await self.fetch_due()
+                done = await self.drain()
             except Exception:
                 logger.exception("media fetch pass failed")
                 done = 0
@@ -171,16 +172,36 @@ class MediaFetcher:
             return 0
         outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
         changed = await record_fetch_outcomes(self.store, outcomes, now=self.clock())
-        if changed:
-            rows = await load_attachment_rows(self.store, sorted(changed))
-            for job in jobs:
-                if job.id in rows:
-                    self.bus.publish(
-                        AttachmentChanged(
-                            conversation_id=job.conversation_id, message_id=job.message_id, attachment=rows[job.id]
-                        )
-                    )
+        await self._publish(jobs, changed)
         return len(jobs)
+
+    async def drain(self) -> int:
+        """Fetch batch after batch while rows are due, each batch's outcomes recorded in the transaction that
+        claims the next one (one commit per batch); how many were fetched."""
+        lease = timedelta(seconds=self.policy.lease)
+        jobs = await claim_fetches(self.store, now=self.clock(), lease=lease, limit=self.policy.batch)
+        done = 0
+        while jobs:
+            outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
+            done += len(jobs)
+            changed, following = await record_and_claim_fetches(
+                self.store, outcomes, now=self.clock(), lease=lease, limit=self.policy.batch
+            )
+            await self._publish(jobs, changed)
+            jobs = following
+        return done
+
+    async def _publish(self, jobs: list[FetchJob], changed: set[int]) -> None:
+        if not changed:
+            return
+        rows = await load_attachment_rows(self.store, sorted(changed))
+        for job in jobs:
+            if job.id in rows:
+                self.bus.publish(
+                    AttachmentChanged(
+                        conversation_id=job.conversation_id, message_id=job.message_id, attachment=rows[job.id]
+                    )
+                )
 
     async def fetch(self, job: FetchJob) -> FetchOutcome:
         """Fetch one claimed row: what to record (stored, to retry, failed); never raises for the provider's

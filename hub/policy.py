@@ -82,10 +82,10 @@ RETIRED_TAGS: frozenset[str] = frozenset(
 )
 
 _MB = 1024 * 1024
-#: attachment kinds each channel takes, with the largest size in bytes (provider limits; several unconfirmed)
+#: attachment kinds each channel takes, with the largest size in bytes (docs/channels.md, "Media limits")
 ATTACHMENT_LIMITS: dict[Channel, dict[MessageKind, int]] = {
     Channel.MESSENGER: {
-        MessageKind.IMAGE: 25 * _MB,
+        MessageKind.IMAGE: 8 * _MB,  # by URL (the hub sends by link); 25 MB for an upload
         MessageKind.VIDEO: 25 * _MB,
         MessageKind.AUDIO: 25 * _MB,
         MessageKind.FILE: 25 * _MB,

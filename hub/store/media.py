@@ -47,6 +47,7 @@ __all__ = [
     "load_upload",
     "new_link_token",
     "prune_uploads",
+    "record_and_claim_fetches",
     "record_fetch_outcomes",
     "render_attachments",
     "retry_failed",
@@ -169,57 +170,72 @@ async def claim_fetches(store: Store, *, now: datetime, lease: timedelta, limit:
     """Due pending rows, leased to the caller until ``now + lease``; a row whose lease ran out (its fetcher
     stopped mid-way) is due again. Each claim counts as an attempt. The guarded update decides races between
     processes: a row another process claimed meanwhile is not returned."""
+    async with store.write() as connection:
+        return await _claim(connection, now=now, lease=lease, limit=limit)
+
+
+async def record_and_claim_fetches(
+    store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime, lease: timedelta, limit: int
+) -> tuple[set[int], list[FetchJob]]:
+    """``record_fetch_outcomes`` and ``claim_fetches`` in one transaction: a busy fetcher pays one commit per
+    batch. Returns the rows that changed state and the next claimed batch."""
+    async with store.write() as connection:
+        changed = await _record_outcomes(connection, outcomes, now=now)
+        return changed, await _claim(connection, now=now, lease=lease, limit=limit)
+
+
+async def _claim(connection: AsyncConnection, *, now: datetime, lease: timedelta, limit: int) -> list[FetchJob]:
     a = attachments.c
     due = and_(
         a.state == PENDING,
         a.next_attempt_at <= now,
         or_(a.locked_until.is_(None), a.locked_until <= now),
     )
-    async with store.write() as connection:
-        ids = [
-            int(i)
-            for i in (
-                await connection.execute(select(a.id).where(due).order_by(a.next_attempt_at, a.id).limit(limit))
-            ).scalars()
-        ]
-        if not ids:
-            return []
-        await connection.execute(
-            update(attachments)
-            .where(a.id.in_(ids), due)
-            .values(locked_until=now + lease, attempts=a.attempts + 1, next_attempt_at=now + lease)
+    # the claim's statements, in the caller's transaction
+    ids = [
+        int(i)
+        for i in (
+            await connection.execute(select(a.id).where(due).order_by(a.next_attempt_at, a.id).limit(limit))
+        ).scalars()
+    ]
+    if not ids:
+        return []
+    await connection.execute(
+        update(attachments)
+        .where(a.id.in_(ids), due)
+        .values(locked_until=now + lease, attempts=a.attempts + 1, next_attempt_at=now + lease)
+    )
+    rows = await connection.execute(
+        select(
+            a.id,
+            a.message_id,
+            a.kind,
+            a.mime,
+            a.file_name,
+            a.provider_media_id,
+            a.provider_url,
+            a.attempts,
+            messages.c.conversation_id,
+            messages.c.account_id,
         )
-        rows = await connection.execute(
-            select(
-                a.id,
-                a.message_id,
-                a.kind,
-                a.mime,
-                a.file_name,
-                a.provider_media_id,
-                a.provider_url,
-                a.attempts,
-                messages.c.conversation_id,
-                messages.c.account_id,
-            )
-            .join(messages, messages.c.id == a.message_id)
-            .where(a.id.in_(ids), a.locked_until == now + lease)
+        .join(messages, messages.c.id == a.message_id)
+        .where(a.id.in_(ids), a.locked_until == now + lease)
+    )
+    return [
+        FetchJob(
+            id=int(row.id),
+            message_id=int(row.message_id),
+            conversation_id=int(row.conversation_id),
+            account_id=str(row.account_id),
+            kind=str(row.kind),
+            mime=row.mime,
+            file_name=row.file_name,
+            provider_media_id=row.provider_media_id,
+            provider_url=row.provider_url,
+            attempts=int(row.attempts),
         )
-        return [
-            FetchJob(
-                id=int(row.id),
-                message_id=int(row.message_id),
-                conversation_id=int(row.conversation_id),
-                account_id=str(row.account_id),
-                kind=str(row.kind),
-                mime=row.mime,
-                file_name=row.file_name,
-                provider_media_id=row.provider_media_id,
-                provider_url=row.provider_url,
-                attempts=int(row.attempts),
-            )
-            for row in rows
-        ]
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,29 +263,34 @@ class FetchOutcome:
 async def record_fetch_outcomes(store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime) -> set[int]:
     """Record a batch of fetches in one transaction; the ids of the rows that changed state (stored or
     failed: what consoles hear of). A row no longer pending (deleted, retried meanwhile) is left alone."""
+    async with store.write() as connection:
+        return await _record_outcomes(connection, outcomes, now=now)
+
+
+async def _record_outcomes(connection: AsyncConnection, outcomes: Sequence[FetchOutcome], *, now: datetime) -> set[int]:
     changed: set[int] = set()
     a = attachments.c
-    async with store.write() as connection:
-        for outcome in outcomes:
-            pending = and_(a.id == outcome.attachment_id, a.state == PENDING)
-            if outcome.stored is not None:
-                values = _stored_values(outcome.stored, now)
-            elif outcome.failed:
-                values = {
-                    "state": FAILED,
-                    "error": (outcome.error or "")[:1000],
-                    "locked_until": None,
-                    "next_attempt_at": None,
-                }
-            else:
-                values = {
-                    "next_attempt_at": outcome.retry_at,
-                    "locked_until": None,
-                    "error": (outcome.error or "")[:1000],
-                }
-            result = await connection.execute(update(attachments).where(pending).values(values))
-            if result.rowcount and (outcome.stored is not None or outcome.failed):
-                changed.add(outcome.attachment_id)
+    # one guarded update per outcome, in the caller's transaction
+    for outcome in outcomes:
+        pending = and_(a.id == outcome.attachment_id, a.state == PENDING)
+        if outcome.stored is not None:
+            values = _stored_values(outcome.stored, now)
+        elif outcome.failed:
+            values = {
+                "state": FAILED,
+                "error": (outcome.error or "")[:1000],
+                "locked_until": None,
+                "next_attempt_at": None,
+            }
+        else:
+            values = {
+                "next_attempt_at": outcome.retry_at,
+                "locked_until": None,
+                "error": (outcome.error or "")[:1000],
+            }
+        result = await connection.execute(update(attachments).where(pending).values(values))
+        if result.rowcount and (outcome.stored is not None or outcome.failed):
+            changed.add(outcome.attachment_id)
     return changed
 
 
