@@ -180,8 +180,11 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             environ["CHANNELHUB_DATABASE_URL"] = database_url
         media = extra_toml.partition("[media]")[2].partition("\n[")[0]
         names_store = re.search(r"^\s*(path|url)\s*=", media, re.MULTILINE)
-        if not names_store and not any(k.startswith("CHANNELHUB_MEDIA_") for k in environ):
-            environ["CHANNELHUB_MEDIA_PATH"] = str(tmp_path / "media")  # media: a test's own, on every engine
+        on_test_postgres = bool(database_url and "/chtest_" in database_url)
+        if on_test_postgres and not names_store and not any(k.startswith("CHANNELHUB_MEDIA_") for k in environ):
+            # a hub on a test's PostgreSQL database keeps its media in the test's folder (on SQLite the default,
+            # beside the database file, is in it already)
+            environ["CHANNELHUB_MEDIA_PATH"] = str(tmp_path / "media")
         return load_settings(path, environ)
 
     return make
