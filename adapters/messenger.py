@@ -36,7 +36,7 @@ from hub.model import (
     ProfileUpdate,
     SendReceipt,
 )
-from hub.ports import ProviderFacts
+from hub.ports import MediaLocation, MediaReference, ProviderFacts
 
 __all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
 
@@ -392,6 +392,14 @@ class MessengerAdapter:
         if not parts:
             raise ProviderRejected("empty_message", "The message has no text and no attachment.")
         return parts
+
+    # ------------------------------------------------------------------ media
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """Messenger gives a CDN URL that anyone may fetch for a while (days): fetched at once, no credentials."""
+        if not media.url:
+            raise ProviderRejected("no_media_url", "Messenger gave no URL for this attachment.")
+        return MediaLocation(url=media.url)
 
     async def check(self) -> str:
         data = await _graph.graph_request(

@@ -45,7 +45,7 @@ from hub.model import (
     Subscription,
     SubscriptionChanged,
 )
-from hub.ports import ProviderFacts
+from hub.ports import MediaLocation, MediaReference, ProviderFacts
 
 __all__ = ["EVENT_TYPES", "STATUS_REASONS", "ViberAdapter", "sign"]
 
@@ -347,6 +347,14 @@ class ViberAdapter:
             data = await self._call("send_message", body, key=message.idempotency_key or message.recipient_id)
             token = _token(data.get("message_token"))
         return SendReceipt(provider_message_id=token, accepted_at=self._clock())
+
+    # ------------------------------------------------------------------ media
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """Viber gives a CDN URL that anyone may fetch for a while (days): fetched at once, no credentials."""
+        if not media.url:
+            raise ProviderRejected("no_media_url", "Viber gave no URL for this attachment.")
+        return MediaLocation(url=media.url)
 
     async def check(self) -> str:
         data = await self._call("get_account_info", {})

@@ -12,6 +12,7 @@ Start-up order (stop is the reverse):
 2. the HTTP session and the adapters (unless given), then whoever asked to configure them;
 3. the notifier, so that it numbers and sends everything that follows;
 4. the ingest and the router, which record their events through the notifier's journal;
+4b. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
 6. the audit log's retention sweep (hub/audit.py).
 
@@ -31,6 +32,8 @@ import aiohttp
 from hub.audit import AuditKeeper
 from hub.bus import EventBus
 from hub.ingest import Ingestor
+from hub.media import BlobStore
+from hub.media_fetch import MediaFetcher
 from hub.metrics import HubMetrics
 from hub.model import Role
 from hub.notifier import Notifier
@@ -71,6 +74,8 @@ class Hub:
         router: Router,
         ingestor: Ingestor,
         outbox: Outbox,
+        blobs: BlobStore,
+        media: MediaFetcher,
         owns_store: bool,
         build_adapters: bool,
         metrics: HubMetrics | None = None,
@@ -86,6 +91,8 @@ class Hub:
         self.outbox = outbox
         self.metrics = metrics if metrics is not None else HubMetrics()  # this hub's own registry (hub/metrics.py)
         self.audit = AuditKeeper(store, settings.audit, clock=clock)  # the audit log's retention (hub/audit.py)
+        self.blobs = blobs
+        self.media = media
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -133,6 +140,7 @@ class Hub:
         await self.notifier.start()
         await self.ingestor.start()
         await self.router.start()
+        await self.media.start(self._http)
         await self.outbox.start()
         await self.audit.start()
         self.started = True
@@ -143,6 +151,7 @@ class Hub:
         self.started = False
         await self.audit.stop()
         await self.outbox.stop()
+        await self.media.stop()
         await self.router.stop()
         await self.ingestor.stop()
         await self.notifier.stop()
@@ -151,6 +160,7 @@ class Hub:
             self._http = None
         if self._owns_store:
             await self.store.close()
+        await self.blobs.close()
 
     async def __aenter__(self) -> Hub:
         await self.start()

@@ -23,6 +23,7 @@ from hub.model import DeliveryState
 __all__ = [
     "AgentDeactivated",
     "AgentPresence",
+    "AttachmentChanged",
     "ConversationClosed",
     "ConversationLeftQueue",
     "ConversationOpened",
@@ -258,6 +259,24 @@ class MessageDelivery:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentChanged:
+    """An attachment of a message was stored, failed, or is being fetched again; ``attachment`` is its JSON
+    as the message JSON gives it (hub/store/media.py), so a console replaces it in place."""
+
+    kind: ClassVar[str] = "message.attachment"
+    topic: ClassVar[Topic] = Topic.MESSAGE
+    agent_id: ClassVar[None] = None
+    queue_id: ClassVar[None] = None
+    conversation_id: int
+    message_id: int
+    attachment: dict[str, Any]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "attachment": dict(self.attachment)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IdentitySubscription:
     """A customer subscribed to or unsubscribed from a channel account (Viber). Not sent to consoles."""
 
@@ -409,6 +428,7 @@ HubEvent = (
     | ConversationTicket
     | MessageCreated
     | MessageDelivery
+    | AttachmentChanged
     | IdentitySubscription
     | AgentPresence
     | AgentDeactivated
@@ -440,6 +460,7 @@ _TOPICS: dict[str, Topic] = {
         ConversationTicket,
         MessageCreated,
         MessageDelivery,
+        AttachmentChanged,
         IdentitySubscription,
         AgentPresence,
         AgentDeactivated,

@@ -188,6 +188,8 @@ class Attachment:
     file_name: str | None = None
     size: int | None = None
     provider_media_id: str | None = None
+    upload_id: str | None = None  # an agent's upload (``POST /api/v1/uploads``) this attachment sends
+    link_token: str | None = None  # the token of the hub's public link (``url``) to the upload's bytes
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in _asdict(self).items() if v is not None}
@@ -201,6 +203,8 @@ class Attachment:
             file_name=data.get("file_name"),
             size=data.get("size"),
             provider_media_id=data.get("provider_media_id"),
+            upload_id=data.get("upload_id"),
+            link_token=data.get("link_token"),
         )
 
 

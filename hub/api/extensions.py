@@ -19,6 +19,7 @@ from hub.api import (
     contacts,
     handoff,
     iframe,
+    media,
     openapi,
     outbound,
     rejected,
@@ -43,6 +44,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     desk_layout.setup,
     articles.setup,
     iframe.setup,
+    media.setup,
     console.setup,
     calendar.setup,  # calendar and its feed (issue 20)
     rooms.setup,  # co-browsing rooms (issue 20)

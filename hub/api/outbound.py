@@ -23,6 +23,7 @@ from hub.api.errors import ApiError
 from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
 from hub.model import Attachment, Conversation, Message, MessageKind
+from hub.store.media import attachments_json, render_attachments
 from hub.usecases.outbound import Send, check_eligibility, reply, send_new, start_chat
 
 __all__ = ["OUTBOX", "message_json", "setup"]
@@ -121,8 +122,9 @@ SEND_PROPERTIES: dict[str, Any] = {
         "type": "array",
         "items": {
             "type": "object",
-            "required": ["url", "kind"],
+            "description": "either a file uploaded with POST /api/v1/uploads (`upload`), or a public `url` and `kind`",
             "properties": {
+                "upload": {"type": "string", "description": "an upload's id (POST /api/v1/uploads)"},
                 "url": {"type": "string"},
                 "kind": {"enum": list(_ATTACHMENT_KINDS)},
                 "file_name": {"type": "string"},
@@ -141,7 +143,15 @@ IDEMPOTENCY = {
 # ------------------------------------------------------------------ views
 
 
-def message_json(message: Message, *, plan: dict[str, Any] | None = None, tag: str | None = None) -> dict[str, Any]:
+def message_json(
+    message: Message,
+    *,
+    plan: dict[str, Any] | None = None,
+    tag: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A queued message as the API answers it; ``attachments`` as the message JSON gives them (with their
+    ids and the hub's own URLs) when the caller read them back, else from the message itself."""
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -150,7 +160,9 @@ def message_json(message: Message, *, plan: dict[str, Any] | None = None, tag: s
         "agent_id": message.agent_id,
         "kind": message.kind.value,
         "text": message.text,
-        "attachments": [a.to_json() for a in message.attachments],
+        "attachments": attachments
+        if attachments is not None
+        else render_attachments([a.to_json() for a in message.attachments], None),
         "created_at": message.created_at,
         "delivery_state": message.delivery_state.value,
         "provider_message_id": message.provider_message_id,
@@ -228,6 +240,13 @@ def _attachment(item: Any, index: int) -> Attachment:
     where = f"attachments[{index}]"
     if not isinstance(item, dict):
         raise ApiError(422, "invalid_field", f"{where} must be an object", field=where)
+    if "upload" in item:
+        upload = item["upload"]
+        if set(item) != {"upload"}:
+            raise ApiError(422, "unknown_field", f"{where}: an upload takes no other field", field=where)
+        if not isinstance(upload, str) or not upload.strip() or len(upload) > 64:
+            raise ApiError(422, "invalid_field", f"{where}.upload must be an upload's id", field=f"{where}.upload")
+        return Attachment(kind=MessageKind.FILE, upload_id=upload)  # its kind comes from the upload's bytes
     unknown = set(item) - {"url", "kind", "file_name", "mime_type", "size"}
     if unknown:
         raise ApiError(422, "unknown_field", f"{where}: unknown field {sorted(unknown)[0]!r}", field=where)
@@ -302,7 +321,8 @@ async def post_reply(request: web.Request) -> web.Response:
     body = await json_body(request)
     only_fields(body, ("text", "template", "variables", "tag", "attachments"))
     replied = await reply(hub, by, conversation_id, _parse_send(body))
-    return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag), status=201)
+    media = await attachments_json(hub_of(request).store, replied.message)
+    return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag, attachments=media), status=201)
 
 
 @routes.post("/api/v1/outbound")
@@ -348,7 +368,12 @@ async def post_outbound(request: web.Request) -> web.Response:
     return json_ok(
         {
             "conversation": _conversation_json(sent.conversation),
-            "message": message_json(sent.message, plan=sent.plan, tag=sent.tag),
+            "message": message_json(
+                sent.message,
+                plan=sent.plan,
+                tag=sent.tag,
+                attachments=await attachments_json(hub_of(request).store, sent.message),
+            ),
         },
         status=201,
     )

@@ -41,6 +41,7 @@ from hub.store._inbound import message_insert, message_row, people, upsert_ident
 from hub.store._opening import add_timeline_event, open_conversation
 from hub.store.events import Journal, journal_events
 from hub.store.health import webhook_stamp
+from hub.store.media import attachment_rows, insert_attachments
 from hub.store.tables import (
     UTCDateTime,
     conversations,
@@ -236,6 +237,8 @@ async def _store_message(
     if inserted is None:
         raise _ConcurrentDuplicate(event.provider_message_id)
     message_id = int(inserted.id)
+    if event.attachments:  # pending: the media fetcher brings the bytes
+        await insert_attachments(connection, attachment_rows(message_id, event.attachments, now))
     await connection.execute(
         update(conversations)
         .where(conversations.c.id == conversation_id)

@@ -22,6 +22,7 @@ from hub.store._db import Store
 from hub.store._opening import insert_open
 from hub.store._outbox_rows import NewOutbound, message_values, outbox_values
 from hub.store.conversations import conversation_from_row
+from hub.store.media import insert_sent_attachments
 from hub.store.messages import load_identity, open_conversation_of
 from hub.store.outbox import outbox_writer
 from hub.store.routing import RoutingRefused, close_within
@@ -90,6 +91,9 @@ async def queue_outbound_group(
                 results[i] = ConversationTaken(None) if send.conversation_id is None else exc
             except Exception as exc:  # reported to that sender; the others go on
                 results[i] = exc
+        for result in results:  # an agent's uploaded files: kept with the message, in its transaction
+            if isinstance(result, Queued) and any(a.upload_id for a in result.message.attachments):
+                await insert_sent_attachments(connection, result.message.id, result.message.attachments, now)
     return [r for r in results if r is not None]
 
 

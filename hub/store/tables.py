@@ -592,3 +592,59 @@ article_queues = Table(
     Column("queue_id", String(64), primary_key=True),
     Index("ix_article_queues_queue", "queue_id", "article_id"),
 )
+
+# ---------------------------------------------------------------- media (attachments and agents' uploads)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    # one file of one message: a customer's (fetched from the provider after the webhook is acknowledged)
+    # or an agent's (from an upload). The bytes live in the blob store under ``blob_key`` (their SHA-256).
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),  # its place in the message's ``attachments`` list
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | stored | failed
+    Column("mime", String(200)),
+    Column("size", BigInteger),
+    Column("sha256", String(64)),
+    Column("file_name", String(300)),
+    Column("blob_key", String(64)),  # the blob store's key (the SHA-256) while the bytes are kept
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("thumbnail_key", String(64)),
+    Column("error", Text),  # why a fetch failed for good, in words
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime()),  # a pending fetch is due then
+    Column("locked_until", UTCDateTime()),  # a fetcher's lease: another process takes the row over after it
+    Column("provider_media_id", String(300)),  # WhatsApp Cloud's media id, Twilio's media SID, ...
+    Column("provider_url", Text),  # where the provider said the bytes are
+    # an agent's file sent by link (Twilio, Viber): the provider fetches /media/{link_token} until then
+    Column("link_token", String(64)),
+    Column("link_expires_at", UTCDateTime()),
+    _now_column(),
+    Column("stored_at", UTCDateTime()),
+    UniqueConstraint("message_id", "position", name="uq_attachments_message_position"),
+    Index("ix_attachments_due", "state", "next_attempt_at"),
+    Index("ix_attachments_blob", "blob_key"),
+    Index("ix_attachments_stored", "stored_at"),
+    Index("ix_attachments_link", "link_token", unique=True),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    # a file an agent uploaded to attach to a message; its id is what ``{"upload": id}`` names
+    Column("id", String(32), primary_key=True),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("mime", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("file_name", String(300)),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("thumbnail_key", String(64)),
+    _now_column(),
+    Index("ix_uploads_created", "created_at"),
+    Index("ix_uploads_sha256", "sha256"),
+)

@@ -39,6 +39,7 @@ from hub.store.outbound import start_chat as open_owned_chat
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 from hub.usecases._parts import HubParts, OutboxPort
+from hub.usecases.media import resolve_uploads
 from hub.usecases.permissions import can_act, permitted
 from hub.usecases.principal import Principal
 
@@ -310,6 +311,7 @@ async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, 
 async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Send) -> Replied:
     """Queue a reply in an open conversation the actor takes part in (or supervises)."""
     outbox = _outbox(hub)
+    send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
     reads = await _read(hub, send, conversation_id=conversation_id)
     conversation = permitted(actor, reads.found, conversation_id, act=True)
     if conversation.state is ConversationState.CLOSED:
@@ -329,6 +331,7 @@ async def send_new(
     """Send to an identity that wrote before: in their open conversation when the actor may act on it,
     else in a new active one the actor owns; ``close`` closes it with ``status`` once queued."""
     outbox = _outbox(hub)
+    send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
     reads = await _read(hub, send, identity_id=identity_id)
     identity = reads.identity
     if identity is None:

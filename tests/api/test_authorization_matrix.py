@@ -38,7 +38,7 @@ from hub.store.agents import create_agent
 from hub.store.articles import create_article
 from hub.store.calendar import create_event
 from hub.store.contacts import create_contact
-from hub.store.tables import conversations, metadata, participants
+from hub.store.tables import attachments, conversations, messages, metadata, participants
 from hub.store.tickets import create_ticket
 from tests.api.conftest import AgentHandle, Api
 
@@ -282,6 +282,11 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/me/calendar-feed", anyone, area="calendar", ok=200),
     Route("POST", "/api/v1/me/calendar-feed/rotate", anyone, area="calendar", ok=200),
     Route("POST", "/api/v1/conversations/{conv}/rooms", acts, area="rooms", ok=201),
+    # media: an attachment of someone else's conversation (agents may not see it)
+    Route("POST", "/api/v1/uploads", anyone, {"file": "not multipart"}, area="media", ok=415),
+    Route("GET", "/api/v1/media/{attachment}", sees, area="media"),
+    Route("POST", "/api/v1/media/{attachment}/retry", admin_only, area="media", ok=409),
+    Route("DELETE", "/api/v1/contacts/{contact}/data", admin_only, area="media", ok=200),
 ]
 
 AREAS = sorted({r.area for r in TABLE})
@@ -335,6 +340,34 @@ class World:
                 )
         return conversation_id
 
+    async def attachment(self, conversation_id: int) -> int:
+        """A stored attachment on the conversation's first message (its bytes are not in the blob store)."""
+        now = self.api.clock()
+        async with self.store.write() as connection:
+            message_id = (
+                await connection.execute(
+                    select(messages.c.id).where(messages.c.conversation_id == conversation_id).limit(1)
+                )
+            ).scalar_one()
+            inserted = await connection.execute(
+                attachments.insert()
+                .values(
+                    message_id=message_id,
+                    position=0,
+                    kind="image",
+                    state="stored",
+                    mime="image/png",
+                    size=1,
+                    sha256="0" * 64,
+                    blob_key="0" * 64,
+                    attempts=0,
+                    created_at=now,
+                    stored_at=now,
+                )
+                .returning(attachments.c.id)
+            )
+            return int(inserted.scalar_one())
+
     async def identity_of(self, conversation_id: int) -> int:
         async with self.store.read() as connection:
             return int(
@@ -376,6 +409,8 @@ class World:
         if "{article}" in route.path:
             draft = ArticleDraft(title=_unique(self, "Article "), body="Text")
             ids["article"] = (await create_article(self.store, draft, render_markdown(draft.body), now=now)).id
+        if "{attachment}" in route.path:
+            ids["attachment"] = await self.attachment(await self.conversation("others", caller_id))
         if "{template}" in route.path:
             name = _unique(self, "tpl")
             root = self.handles["admin"]

@@ -272,14 +272,14 @@ async def test_text_over_the_channel_limit_is_refused(hub: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "attachment",
+    ("attachment", "rule"),
     [
-        {"url": "https://files.example/a.webp", "kind": "sticker"},
-        {"url": "https://files.example/a.png", "kind": "image", "size": 6 * 1024 * 1024},
+        ({"url": "https://files.example/a.webp", "kind": "sticker"}, "attachment_not_supported"),
+        ({"url": "https://files.example/a.png", "kind": "image", "size": 6 * 1024 * 1024}, "attachment_too_large"),
     ],
     ids=["kind", "size"],
 )
-async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachment: dict[str, Any]) -> None:
+async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachment: dict[str, Any], rule: str) -> None:
     agent = await hub.agent("ana")
     conversation_id = await owned_conversation(hub, agent)
     await refused(
@@ -287,7 +287,7 @@ async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachm
         agent,
         f"/api/v1/conversations/{conversation_id}/messages",
         {"attachments": [attachment]},
-        "attachment_not_supported",
+        rule,
     )
 
 
@@ -301,7 +301,13 @@ async def test_image_reply_is_queued_as_an_image(hub: Api) -> None:
         201,
     )
     assert body["kind"] == "image"
-    assert body["attachments"] == [{"kind": "image", "url": "https://files.example/label.png"}]
+    [attachment] = body["attachments"]  # a link the hub keeps no bytes of: the message JSON's fields, as given
+    assert (attachment["kind"], attachment["url"], attachment["state"], attachment["id"]) == (
+        "image",
+        "https://files.example/label.png",
+        "stored",
+        None,
+    )
 
 
 async def test_messenger_retired_tag_is_refused_by_name(hub: Api) -> None:

@@ -13,6 +13,7 @@ import { mountCalendar } from "./calendar.js";
 import { mountRooms } from "./rooms.js";
 import { mountArticlesWidget } from "./articles.js";
 import { mountIframeWidget } from "./iframe.js";
+import { attachmentView, applyAttachmentEvent, uploadFile, pendingView, kindOfUpload } from "./media.js";
 
 registerWidget("articles", { title: "Knowledge articles", order: 40, render: (box, conv, ctx) => mountArticlesWidget(box, conv, { insertText: ctx.insertText }) });
 registerWidget("iframe", { title: "Page in iframe", order: 45, render: (box, conv) => mountIframeWidget(box, conv).catch(() => {}) });
@@ -299,15 +300,27 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     if (!value && !pendingAttachments.length) return;
     const body = {};
     if (value) body.text = value;
-    if (pendingAttachments.length) body.attachments = pendingAttachments.map(({ kind, url, file_name, mime_type }) => ({ kind, url, file_name, mime_type }));
+    if (pendingAttachments.some((a) => !a.upload && !a.url)) return composerError.show("Wait until every file is uploaded.");
     const w = eligibility ? describeWindow(eligibility) : null;
     if (w?.mode === "tag" && w.tag) body.tag = w.tag;
-    if (await send(body, [sendButton, text])) {
-      text.value = "";
-      pendingAttachments = [];
-      renderPending();
-      text.focus();
-    }
+    // every channel takes one file per message: several files go as several messages, the text with the first
+    const files = pendingAttachments.slice();
+    let first = true;
+    do {
+      const one = { ...(first ? body : {}), ...(body.tag ? { tag: body.tag } : {}) };
+      const a = files[0];
+      if (a) one.attachments = [a.upload ? { upload: a.upload } : { kind: a.kind, url: a.url, file_name: a.file_name, mime_type: a.mime_type }];
+      if (!(await send(one, [sendButton, text]))) {
+        renderPending();
+        return;
+      }
+      if (first) text.value = "";
+      first = false;
+      if (a) pendingAttachments.splice(pendingAttachments.indexOf(a), 1);
+      files.shift();
+    } while (files.length);
+    renderPending();
+    text.focus();
   }
 
   text.addEventListener("keydown", (ev) => {
@@ -332,6 +345,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     target.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
     target.addEventListener("drop", (ev) => {
       ev.preventDefault();
+      ev.stopPropagation(); // the drop zone is inside the composer: one drop, one upload
       dropZone.classList.remove("dragging");
       const files = [...(ev.dataTransfer?.files || [])];
       if (files.length) addFiles(files);
@@ -342,27 +356,33 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     });
   }
 
-  async function addFiles(files) {
-    for (const file of files) {
-      if (!hasRoute("POST", "/api/v1/uploads")) {
-        // this hub takes attachments by link only: ask where the file can be fetched
-        askForLink(file);
-        continue;
-      }
-      const form = new FormData();
-      form.append("file", file, file.name);
-      try {
-        const answer = await api("POST", "/api/v1/uploads", form);
-        pendingAttachments.push({ kind: kindOfMime(file.type), url: answer.url, file_name: file.name, mime_type: file.type });
-      } catch (err) {
-        if (isMissingRoute(err) || err.status === 404) {
-          askForLink(file);
-          continue;
-        }
-        composerError.show(`${file.name}: ${err.message}`);
-      }
+  text.addEventListener("paste", (ev) => {
+    const files = [...(ev.clipboardData?.files || [])];
+    if (files.length) {
+      ev.preventDefault();
+      addFiles(files);
     }
-    renderPending();
+  });
+
+  async function addFiles(files) {
+    composerError.clear();
+    await Promise.all(files.map(async (file) => {
+      const item = { file_name: file.name, kind: kindOfMime(file.type), progress: 0 };
+      pendingAttachments.push(item);
+      renderPending();
+      try {
+        const answer = await uploadFile(file, (share) => {
+          item.progress = share;
+          if (item.bar) item.bar.value = share;
+        });
+        Object.assign(item, { upload: answer.id, kind: kindOfUpload(answer.mime), size: answer.size, mime_type: answer.mime });
+      } catch (err) {
+        pendingAttachments.splice(pendingAttachments.indexOf(item), 1);
+        if (err.status === 404 || err.status === 405) askForLink(file); // a hub without uploads: by link
+        else composerError.show(err.message);
+      }
+      renderPending();
+    }));
   }
 
   function askForLink(file) {
@@ -391,11 +411,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   function renderPending() {
     clear(attachmentsList);
-    pendingAttachments.forEach((a, i) =>
-      attachmentsList.appendChild(h("li", {}, `${a.file_name} (${a.kind}) `, button("Remove", () => {
-        pendingAttachments.splice(i, 1);
+    pendingAttachments.forEach((a) =>
+      attachmentsList.appendChild(pendingView(a, () => {
+        pendingAttachments.splice(pendingAttachments.indexOf(a), 1);
         renderPending();
-      }, { class: "link", "aria-label": `Remove ${a.file_name}` }))),
+      })),
     );
     if (pendingAttachments.length === 0) attachmentsList.appendChild(h("li", { hidden: true }));
   }
@@ -576,7 +596,9 @@ export function conversationEvent(kind, data, event) {
   }
   const convId = String(event?.conversation_id ?? data?.conversation_id ?? data?.conversation?.id ?? "");
   if (convId !== current.id) return;
-  if (kind === "message.delivery") {
+  if (kind === "message.attachment") {
+    if (!applyAttachmentEvent(data)) current.mergeLatest();
+  } else if (kind === "message.delivery") {
     current.updateDelivery(data);
   } else if (kind === "message.created") {
     current.mergeLatest();
@@ -616,7 +638,7 @@ function messageEl(m) {
   if (m.template_name || m.template) body.appendChild(h("span", { class: "chip template-chip" }, `template ${m.template_name || m.template}${m.template_version ? ` v${m.template_version}` : ""}`));
   if (m.text) body.appendChild(h("p", { class: "text" }, m.text));
   else if (m.kind && m.kind !== "text" && !(m.attachments || []).length) body.appendChild(h("p", { class: "muted" }, `[${m.kind}]`));
-  for (const a of m.attachments || []) body.appendChild(attachmentEl(a));
+  for (const a of m.attachments || []) body.appendChild(attachmentView(a));
   if (m.location) body.appendChild(h("p", {}, `Location: ${m.location.name || ""} ${m.location.latitude}, ${m.location.longitude}`));
   const meta = h("div", { class: "meta" }, h("time", { datetime: m.created_at || m.sent_at || "" }, dateTime(m.created_at || m.sent_at)));
   if (direction === "out") {
@@ -629,21 +651,6 @@ function messageEl(m) {
   if (dstate === "failed") li.appendChild(h("p", { class: "failure", role: "note" }, `Not delivered: ${m.error_reason || "the provider refused it"}${m.error_code ? ` (code ${m.error_code})` : ""}`));
   li.dataset.item = JSON.stringify({ ...m, delivery_state: dstate });
   return li;
-}
-
-function attachmentEl(a) {
-  const name = a.file_name || (a.url ? fileNameOf(a.url) : a.kind) || "attachment";
-  const href = safeHref(a.url);
-  if (a.url && !href) {
-    // not http(s): kept and shown, but as inert text, never as a link or an image source
-    return h("span", { class: "attachment attachment-inert", "data-testid": "attachment-inert" }, `Attachment: ${name} (${a.kind || "file"}) ${a.url}`);
-  }
-  if (a.kind === "image" && href) {
-    return h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "attachment" }, h("img", { src: href, alt: name, loading: "lazy" }));
-  }
-  return href
-    ? h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "attachment" }, `Attachment: ${name}`)
-    : h("span", { class: "attachment" }, `Attachment: ${name} (${a.kind || "file"})`);
 }
 
 function eventEl(e) {
