@@ -57,8 +57,10 @@ class Channel(StrEnum):
 
 
 class ConversationState(StrEnum):
-    """waiting (in a queue) -> offered (one agent, a deadline) -> active -> closed."""
+    """bot (a queue's bot answers first) -> waiting (in a queue) -> offered (one agent, a deadline) -> active
+    -> closed."""
 
+    BOT = "bot"
     WAITING = "waiting"
     OFFERED = "offered"
     ACTIVE = "active"
@@ -74,6 +76,7 @@ class Author(StrEnum):
     CUSTOMER = "customer"
     AGENT = "agent"
     SYSTEM = "system"
+    BOT = "bot"  # a queue's bot (hub/bots/) answered
 
 
 class MessageKind(StrEnum):
@@ -139,6 +142,8 @@ class EventKind(StrEnum):
     SUBSCRIBED = "subscribed"
     UNSUBSCRIBED = "unsubscribed"
     TICKET_ASSIGNED = "ticket_assigned"
+    HANDED_OFF = "handed_off"  # the bot's part ended: ``reason`` bot_asked | customer_asked | bot_silent | bot_failed
+    BOT_TOOK_OVER = "bot_took_over"  # handed (back) to a bot
 
 
 class Role(StrEnum):
@@ -369,6 +374,7 @@ class ChannelAccount:
     # the provider's behaviour, from its adapter's declared facts (hub.ports.ProviderFacts; the settings copy them)
     subscribes_on_message: bool = False  # a customer who writes is thereby subscribed (Viber)
     echoes_own_sends: bool = False  # our sends come back as echo webhooks, maybe before their acceptance (Messenger)
+    bot: str | None = None  # the bot that answers new conversations in ``queue`` first ([[bots]] queues)
 
     @property
     def adapter_name(self) -> str:

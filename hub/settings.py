@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
@@ -122,6 +123,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    bots: tuple[BotSettings, ...] = ()  # [[bots]] (hub/bot_settings.py)
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
@@ -131,6 +133,12 @@ class Settings:
             if account.id == account_id:
                 return account
         raise KeyError(account_id)
+
+    def bot(self, bot_id: str) -> BotSettings:
+        for bot in self.bots:
+            if bot.id == bot_id:
+                return bot
+        raise KeyError(bot_id)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -151,6 +159,7 @@ class Settings:
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
         values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
+        values |= {value for bot in self.bots for value in (bot.secret, bot.token) if value}
         return frozenset(values)
 
 
@@ -181,6 +190,7 @@ def _env_id(value: str) -> str:
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     lists = {name for name, value in raw.items() if isinstance(value, list)} | {"accounts", "queues", "statuses"}
+    lists |= {"bots"}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
             continue
@@ -232,6 +242,7 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
     known |= {"media"}
+    known |= {"bots"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
@@ -248,6 +259,9 @@ def _build(raw: dict[str, Any]) -> Settings:
     statuses = _statuses(raw.get("statuses", []))
     queues = _queues(raw.get("queues", []), {s.id for s in statuses})
     accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
+    bots = parse_bots(raw.get("bots", []), {q.id for q in queues})
+    answered_by = bot_for_queue(bots)
+    accounts = tuple(replace(a, bot=answered_by.get(a.queue)) for a in accounts)
     templates = _table(raw, "templates")
     templates_dir = raw.get("templates_dir", templates.get("dir"))
     demo_raw = _table(raw, "demo")
@@ -276,6 +290,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
         media=_media(raw),
+        bots=bots,
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,

@@ -50,7 +50,7 @@ class NewOutbound:
 
     account_id: str
     identity_id: int
-    agent_id: int
+    agent_id: int | None  # None only for a bot's message (``author`` bot)
     kind: MessageKind
     send_plan: dict[str, Any]
     conversation_id: int | None = None  # None: open an active conversation owned by the agent
@@ -61,6 +61,7 @@ class NewOutbound:
     template_version: int | None = None
     tag: str | None = None
     close_status: str | None = None  # close the conversation with this status once queued
+    author: Author = Author.AGENT  # or a bot (hub/usecases/bots.py), written one by one, never set-based
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,7 +151,7 @@ def message_values(send: NewOutbound, conversation_id: int, now: datetime) -> di
         "identity_id": send.identity_id,
         "account_id": send.account_id,
         "direction": Direction.OUT.value,
-        "author": Author.AGENT.value,
+        "author": send.author.value,
         "agent_id": send.agent_id,
         "kind": send.kind.value,
         "text": send.text,

@@ -16,6 +16,7 @@ from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
 from hub.events import ConversationUpdated
 from hub.model import (
     Attachment,
+    Author,
     Channel,
     Contact,
     Conversation,
@@ -36,7 +37,7 @@ from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, op
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 from hub.usecases._parts import HubParts, OutboxPort
-from hub.usecases.permissions import can_act, permitted
+from hub.usecases.permissions import can_act, is_bot, permitted
 from hub.usecases.principal import Principal
 
 __all__ = [
@@ -221,7 +222,8 @@ async def _plan(
         NewOutbound(
             account_id=identity.account_id,
             identity_id=identity.id,
-            agent_id=actor.agent_id(),
+            agent_id=None if is_bot(actor) else actor.agent_id(),
+            author=Author.BOT if is_bot(actor) else Author.AGENT,
             kind=kind,
             send_plan=plan,
             conversation_id=conversation.id if conversation else None,

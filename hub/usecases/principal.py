@@ -29,6 +29,13 @@ class Principal:
     role: Role
     queues: tuple[str, ...] = ()
     agent: Agent | None = field(default=None, compare=False, repr=False)  # the record, for templates
+    bot_id: str | None = None  # a bot's principal: its configured id
+
+    @classmethod
+    def of_bot(cls, bot_id: str, queues: tuple[str, ...]) -> Principal:
+        """A configured bot ([[bots]]): no agent id, an agent's rights in its own queues only, and only
+        while a conversation is with a bot (hub/usecases/permissions.py)."""
+        return cls(id=None, kind=ActorKind.BOT, role=Role.AGENT, queues=queues, bot_id=bot_id)
 
     @classmethod
     def of_agent(cls, agent: Agent) -> Principal:
@@ -42,7 +49,7 @@ class Principal:
     @property
     def supervises(self) -> bool:
         """Supervisors and admins see and act on every conversation."""
-        return self.role in (Role.SUPERVISOR, Role.ADMIN)
+        return self.role in (Role.SUPERVISOR, Role.ADMIN) and self.kind is not ActorKind.BOT
 
     def agent_id(self) -> int:
         """The id of an actor that must be an agent to do this (it takes part in conversations)."""
