@@ -11,7 +11,8 @@ Start-up order (stop is the reverse):
 1. the database: migrations, then the configured queues and statuses and the demo agents;
 2. the HTTP session and the adapters (unless given), then whoever asked to configure them;
 3. the notifier, so that it numbers and sends everything that follows;
-4. the ingest and the router, which record their events through the notifier's journal;
+4. the ingest and the router, which record their events through the notifier's journal, then the bot
+   runner (hub/bots/runner.py), which answers through the use cases;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
 
 On the way down the outbox stops first, and the ingest drains what was submitted before the notifier
@@ -27,6 +28,7 @@ from types import TracebackType
 
 import aiohttp
 
+from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
 from hub.model import Role
@@ -70,6 +72,7 @@ class Hub:
         outbox: Outbox,
         owns_store: bool,
         build_adapters: bool,
+        bots: BotRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +83,7 @@ class Hub:
         self.router = router
         self.ingestor = ingestor
         self.outbox = outbox
+        self.bots = bots if bots is not None else BotRunner(settings.bots)
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -127,6 +131,7 @@ class Hub:
         await self.notifier.start()
         await self.ingestor.start()
         await self.router.start()
+        await self.bots.start(self, self._http)
         await self.outbox.start()
         self.started = True
         logger.debug("hub started", extra={"workers": self.settings.outbox.workers})
@@ -135,6 +140,7 @@ class Hub:
         """Stop every part in the reverse order; the ingest drains before the database closes."""
         self.started = False
         await self.outbox.stop()
+        await self.bots.stop()
         await self.router.stop()
         await self.ingestor.stop()
         await self.notifier.stop()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from hub.app import Hub
+from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
 from hub.notifier import Notifier
@@ -64,6 +65,7 @@ def build_hub(
     ingestor = Ingestor(store, bus, settings.accounts, clock=clock, journal=notifier.journal)
     router = Router(store, bus, settings, clock=clock, journal=notifier.journal)
     outbox = Outbox(store, bus, built, settings, clock=clock)
+    bots = BotRunner(settings.bots, tick_seconds=settings.routing.tick_seconds)
     return Hub(
         settings=settings,
         store=store,
@@ -77,4 +79,5 @@ def build_hub(
         outbox=outbox,
         owns_store=owns_store,
         build_adapters=adapters is None and http is None,
+        bots=bots,
     )

@@ -31,6 +31,7 @@ from hub.outbox import facts_for, send_plan
 from hub.policy import Draft, Eligibility, Refused, TemplateOption, binding_fits, decide, eligibility
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
+from hub.store.bots import answered
 from hub.store.contacts import get_contact
 from hub.store.conversations import ConversationAccess, get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
@@ -272,6 +273,8 @@ async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Sen
     new, plan = await _plan(hub, actor, reads, send, conversation)
     queued = await outbox.accept(new, hub.clock())
     hub.bus.publish_all(queued.events)
+    if is_bot(actor):  # the bot answered: its silence clock stops (hub/bots/runner.py)
+        await answered(hub.store, conversation.id, hub.clock())
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
 
