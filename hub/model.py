@@ -18,6 +18,7 @@ __all__ = [
     "Agent",
     "Attachment",
     "Author",
+    "Button",
     "Channel",
     "ChannelAccount",
     "Contact",
@@ -228,6 +229,17 @@ def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Button:
+    """A quick reply or button, one model for every channel: ``title`` shown, ``payload`` returned when pressed."""
+
+    title: str
+    payload: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"title": self.title, "payload": self.payload}
+
+
 # ------------------------------------------------------------------ inbound events
 
 
@@ -339,6 +351,7 @@ class OutboundMessage:
     template: TemplateBinding | None = None
     idempotency_key: str | None = None
     reply_to: str | None = None
+    buttons: tuple[Button, ...] = ()  # quick replies / buttons, for a channel that shows them (ButtonLimits)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

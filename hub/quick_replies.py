@@ -8,20 +8,10 @@ customer's answer (the number or the title) is read back as the choice (``chosen
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from hub.model import Button
 
 __all__ = ["Button", "chosen", "with_choices"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Button:
-    """One choice: ``title`` shown, ``payload`` returned (the title itself when the sender gave none)."""
-
-    title: str
-    payload: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"title": self.title, "payload": self.payload}
 
 
 def with_choices(text: str | None, buttons: Sequence[Button]) -> str:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol
 from sqlalchemy import Integer, and_, bindparam, case, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.model import Attachment, Author, Channel, DeliveryState, Direction, MessageKind, Subscription
+from hub.model import Attachment, Author, Button, Channel, DeliveryState, Direction, MessageKind, Subscription
 from hub.store.tables import identities, messages, outbox
 
 __all__ = [
@@ -89,6 +89,7 @@ class OutboxJob:
     last_inbound_at: datetime | None
     subscription: Subscription | None
     welcome_sent: bool
+    buttons: tuple[Button, ...] = ()  # the send plan's quick replies, for a provider that shows them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +218,7 @@ JOB_COLUMNS = (
     identities.c.last_inbound_at,
     identities.c.subscription,
     identities.c.welcome_sent,
+    messages.c.send_plan["buttons"],  # quick replies (hub/quick_replies.py); JSON null when there are none
 )
 _CLAIM_NOW = bindparam("claim_now", type_=outbox.c.next_attempt_at.type)
 # a claimed row: sending under this worker's lease, one more attempt counted
@@ -300,6 +302,7 @@ def job(row: Any) -> OutboxJob:
         last_inbound_at,
         subscription,
         welcome_sent,
+        buttons,
     ) = row
     return OutboxJob(
         id=int(outbox_id),
@@ -321,4 +324,5 @@ def job(row: Any) -> OutboxJob:
         last_inbound_at=last_inbound_at,
         subscription=_SUBSCRIPTIONS[subscription] if subscription else None,
         welcome_sent=bool(welcome_sent),
+        buttons=tuple(Button(title=str(b["title"]), payload=str(b["payload"])) for b in buttons or ()),
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from hub.errors import Forbidden, Invalid
 from hub.lifecycle import HANDOFF_REASONS
-from hub.quick_replies import Button, with_choices
+from hub.model import Button
 from hub.store.bots import bot_state, save_progress, to_bot
 from hub.store.bots import hand_off as store_hand_off
 from hub.usecases._parts import HubParts
@@ -64,8 +64,7 @@ async def say(hub: HubParts, actor: Principal, conversation_id: int, message: Bo
     customer who answers with a number or a title has chosen that button."""
     if not is_bot(actor):
         raise Forbidden("forbidden", "only a bot speaks as a bot")
-    text = with_choices(message.text, message.buttons) if message.buttons else message.text
-    send = Send(text=text)
+    send = Send(text=message.text, buttons=message.buttons)
     if message.template is not None:
         send = Send(template=message.template, variables=dict(message.variables))
     replied = await reply(hub, actor, conversation_id, send)

@@ -17,6 +17,7 @@ from hub.events import ConversationUpdated
 from hub.model import (
     Attachment,
     Author,
+    Button,
     Channel,
     Contact,
     Conversation,
@@ -28,7 +29,19 @@ from hub.model import (
     TemplateBinding,
 )
 from hub.outbox import facts_for, send_plan
-from hub.policy import Draft, Eligibility, Refused, TemplateOption, binding_fits, decide, eligibility
+from hub.policy import (
+    Draft,
+    Eligibility,
+    Refused,
+    TemplateOption,
+    binding_fits,
+    button_refusal,
+    decide,
+    eligibility,
+)
+from hub.ports import ButtonLimits
+from hub.quick_replies import with_choices
+from hub.registry import provider_facts
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
 from hub.store.bots import answered
@@ -63,6 +76,7 @@ class Send:
     variables: dict[str, Any] = field(default_factory=dict)
     tag: str | None = None  # a Messenger message tag, upper case
     attachments: tuple[Attachment, ...] = ()
+    buttons: tuple[Button, ...] = ()  # quick replies: native where the channel shows them, else numbered text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +217,14 @@ async def _plan(
         text, version = rendered.text, rendered.version
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
         tag = tag or rendered.tag
+    buttons = send.buttons
+    if buttons:
+        limits = _button_limits(account.adapter_name)
+        refused = button_refusal(buttons, limits)
+        if refused is not None:
+            raise PolicyRefusal(refused.rule, refused.message)
+        if limits is None:  # the channel cannot show them: the text lists them, numbered
+            text, buttons = with_choices(text, buttons), ()
     draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
     decision = decide(facts, draft, hub.clock(), _options(reads.templates))
     if isinstance(decision, Refused):
@@ -219,6 +241,8 @@ async def _plan(
     else:
         kind = MessageKind.TEXT
     plan = send_plan(decision, template=send.template, version=version, binding=binding)
+    if buttons:
+        plan["buttons"] = [b.to_json() for b in buttons]
     return (
         NewOutbound(
             account_id=identity.account_id,
@@ -237,6 +261,11 @@ async def _plan(
         ),
         plan,
     )
+
+
+def _button_limits(adapter_name: str) -> ButtonLimits | None:
+    facts = provider_facts().get(adapter_name)
+    return facts.buttons if facts is not None else None
 
 
 def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:
