@@ -17,6 +17,7 @@ import { renderAdmin } from "./js/admin.js";
 import { renderTemplates } from "./js/templates.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
+import { botButton } from "./js/bots.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -187,6 +188,7 @@ function buildShell() {
     newMessage,
     h("div", { class: "spacer" }),
     waitingButton,
+    botButton({ onTaken: tookFromBot }),
     presence.el,
     soundToggle,
     connection,
@@ -481,6 +483,12 @@ function tick() {
 }
 
 // ------------------------------------------------------------------ waiting list
+
+function tookFromBot(conv) {
+  upsertConversation({ ...conv, state: "active" });
+  if (!state.openTabs.includes(String(conv.id))) state.openTabs.push(String(conv.id));
+  show(`conv:${conv.id}`);
+}
 
 async function openWaiting() {
   const dlg = modal("Waiting conversations", { wide: true, label: "waiting" });
