@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
+from hub.hours import BusinessHours, parse_hours
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
@@ -124,6 +125,7 @@ class Settings:
     demo: DemoSettings = field(default_factory=DemoSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     bots: tuple[BotSettings, ...] = ()  # [[bots]] (hub/bot_settings.py)
+    queue_hours: Mapping[str, BusinessHours] = field(default_factory=dict)  # [queues.hours] (hub/hours.py)
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
@@ -260,6 +262,11 @@ def _build(raw: dict[str, Any]) -> Settings:
     queues = _queues(raw.get("queues", []), {s.id for s in statuses})
     accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
     bots = parse_bots(raw.get("bots", []), {q.id for q in queues})
+    queue_hours = {
+        str(entry["id"]): parse_hours(entry["hours"], f"queues[{i}].hours")
+        for i, entry in enumerate(raw.get("queues", []))
+        if "hours" in entry
+    }
     answered_by = bot_for_queue(bots)
     accounts = tuple(replace(a, bot=answered_by.get(a.queue)) for a in accounts)
     templates = _table(raw, "templates")
@@ -291,6 +298,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         demo=demo,
         media=_media(raw),
         bots=bots,
+        queue_hours=queue_hours,
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,
@@ -437,7 +445,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template"})
+        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template", "hours"})
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")

@@ -19,6 +19,7 @@ from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
 from hub.api._hub import hub_of
 from hub.api.auth import agent_json, authenticated, require_role
+from hub.api.bot_figures import add_bot_figures
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
@@ -114,6 +115,7 @@ QUEUE = schema(
                 "type": "object",
                 "properties": {
                     "waiting": {"type": "integer"},
+                    "bot": {"type": "integer", "description": "conversations the queue's bot is answering"},
                     "offered": {"type": "integer"},
                     "active": {"type": "integer"},
                     "longest_wait_seconds": {"type": ["integer", "null"]},
@@ -340,6 +342,7 @@ async def queues_index(request: web.Request) -> web.Response:
     members = await queue_members(store)
     figures = await queue_figures(store, request.app[CLOCK]())
     items = [_queue_json(q, members.get(q.id, []), figures.get(q.id)) for q in await list_queues(store)]
+    await add_bot_figures(request, items)
     return json_ok({"items": items})
 
 

@@ -340,3 +340,52 @@ async def test_a_bad_hand_off_is_a_clear_422_and_changes_nothing(
     assert response.status == 422, await response.text()
     assert (await response.json())["error"]["code"] == code
     assert await state_is(api, conversation_id, "bot")
+
+
+NIGHT = """
+[[queues]]
+id = "night"
+name = "Night desk"
+number = 300
+
+[queues.hours]
+time_zone = "UTC"
+mon = "12:00-17:00"
+message = "We are closed; we open {opening}."
+
+[[accounts]]
+id = "wa-night"
+channel = "whatsapp"
+provider = "twilio"
+queue = "night"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACnight"
+auth_token = "night-auth-token"
+from_number = "+15550009999"
+"""
+
+
+async def test_out_of_hours_the_bot_answers_and_the_conversation_waits_for_the_opening(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    bot_server.script = [
+        (200, {"actions": [{"text": "Hello from the night bot."}]}),
+        (200, {"actions": [{"type": "handoff", "reason": "bot_asked"}]}),
+    ]
+    config = NIGHT + bot_config(bot_server.url).replace('queues = ["support"]', 'queues = ["night"]')
+    api = await make_api(config, fake_adapter=True)  # the clock: Monday 09:00 UTC, before the 12:00 opening
+    supervisor = await api.agent("sue", role="supervisor", queues=("night",))
+    conversation_id = await api.customer_writes(account_id="wa-night", sender="+420600000009", text="hi")
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the bot's answer")
+    queues = {q["id"]: q for q in (await supervisor.json("GET", "/api/v1/queues"))["items"]}
+    assert queues["night"]["figures"]["bot"] == 1
+    assert queues["night"]["hours"] == {"open": False, "opens_at": "2026-03-02T12:00:00+00:00", "time_zone": "UTC"}
+    assert queues["support"]["hours"] is None
+
+    await api.customer_writes(account_id="wa-night", sender="+420600000009", text="can someone help?")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off")
+    items = await history(api, conversation_id)
+    assert bot_messages(items) == ["Hello from the night bot.", "We are closed; we open Mon 02 Mar 12:00."]
+    queues = {q["id"]: q for q in (await supervisor.json("GET", "/api/v1/queues"))["items"]}
+    assert queues["night"]["figures"]["bot"] == 0
+    assert queues["night"]["figures"]["waiting"] == 1
