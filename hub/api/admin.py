@@ -280,7 +280,9 @@ async def _one_queue_json(request: web.Request, queue: Queue) -> dict[str, Any]:
     store = request.app[STORE]
     members = (await queue_members(store)).get(queue.id, [])
     figures = (await queue_figures(store, request.app[CLOCK]())).get(queue.id)
-    return _queue_json(queue, members, figures)
+    found = _queue_json(queue, members, figures)
+    await add_bot_figures(request, [found])
+    return found
 
 
 def _string_list(body: dict[str, Any], key: str, pattern: re.Pattern[str] = _ID) -> Any:
