@@ -389,3 +389,32 @@ async def test_out_of_hours_the_bot_answers_and_the_conversation_waits_for_the_o
     queues = {q["id"]: q for q in (await supervisor.json("GET", "/api/v1/queues"))["items"]}
     assert queues["night"]["figures"]["bot"] == 0
     assert queues["night"]["figures"]["waiting"] == 1
+
+
+async def test_the_example_faq_bot_answers_and_hands_off_on_agent(make_api: MakeApi, aiohttp_server: Any) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "faq_bot.py"
+    spec = importlib.util.spec_from_file_location("faq_bot", path)
+    assert spec is not None
+    assert spec.loader is not None
+    faq_bot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faq_bot)
+    running = await aiohttp_server(faq_bot.make_app(SECRET))
+    api = await make_api(bot_config(str(running.make_url("/bot")), handoff_keywords="[]"))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the menu")
+    (menu,) = bot_messages(await history(api, conversation_id))
+    assert menu.endswith("1. Opening hours\n2. Delivery\n3. Returns")
+    await api.customer_writes(text="2")
+    await eventually(lambda: _bot_said(api, conversation_id, 2), "the answer to the choice")
+    assert bot_messages(await history(api, conversation_id))[-1].startswith("Parcels arrive in 2 to 4 working days")
+    await api.customer_writes(text="I want an agent")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off")
+    (event,) = handoffs(await history(api, conversation_id))
+    assert event["data"]["reason"] == "bot_asked"
+
+
+async def _bot_said(api: Api, conversation_id: int, count: int) -> bool:
+    return len(bot_messages(await history(api, conversation_id))) >= count
