@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from hub.api.keys import HUB
 from hub.store.tables import bot_conversations
 from tests.api.conftest import Api, MakeApi
 
+FAQ_BOT = Path(__file__).resolve().parents[2] / "examples" / "faq_bot.py"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BOT_TOKEN = "bot-token-0123456789abcdef"
 
@@ -393,10 +395,8 @@ async def test_out_of_hours_the_bot_answers_and_the_conversation_waits_for_the_o
 
 async def test_the_example_faq_bot_answers_and_hands_off_on_agent(make_api: MakeApi, aiohttp_server: Any) -> None:
     import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "examples" / "faq_bot.py"
-    spec = importlib.util.spec_from_file_location("faq_bot", path)
+    spec = importlib.util.spec_from_file_location("faq_bot", FAQ_BOT)
     assert spec is not None
     assert spec.loader is not None
     faq_bot = importlib.util.module_from_spec(spec)
