@@ -4,11 +4,12 @@ It listens to the bus for ``MessageCreated`` (a customer's message) in a queue t
 message at a time per conversation:
 
 1. a conversation no longer with a bot is left alone (an agent took it over meanwhile);
-2. the silence clock starts (``bot_conversations.awaiting_since``);
-3. a customer who asks for a person (a hand-off keyword, as a whole word) is handed off: ``customer_asked``;
-4. the bot is asked (its kind: webhook, rasa, rules); a failed call is retried after ``retry_delays``
+2. a customer who asks for a person (a hand-off keyword, as a whole word) is handed off: ``customer_asked``;
+3. the bot is asked (its kind: webhook, rasa, rules); a failed call is retried after ``retry_delays``
    and, still failing, the conversation is handed off: ``bot_failed``;
-5. what it answers is done through the use cases an agent's console uses (hub/usecases/bots.py).
+4. what it answers is done through the use cases an agent's console uses (hub/usecases/bots.py); a bot that
+   answers nothing now (it will, through the API) starts the silence clock (``bot_conversations.awaiting_since``),
+   as a failed call does. A turn that answers at once writes nothing of the bot's own: the reply is its record.
 
 A second loop hands off conversations whose bot stayed silent ``handoff_after`` seconds (``bot_silent``),
 by the hub's clock, so a test can move time and call ``check_silence``.
@@ -162,8 +163,6 @@ class BotRunner:
         if view["state"] != "bot" or bot is None:
             return
         self.handled += 1
-        now = parts.clock()
-        await waiting_for_bot(parts.store, conversation_id, bot.id, message["created_at"], now)
         state = await bot_state(parts.store, conversation_id)
         variables = dict(state.variables) if state is not None else {}
         choice = chosen(offered_choices(variables), message.get("text"), message.get("payload"))
@@ -179,6 +178,8 @@ class BotRunner:
             variables=variables,
         )
         answer = await self._ask(bot, turn)
+        if answer is not None and not answer.actions:  # it answers later, through the API: the silence clock runs
+            await waiting_for_bot(parts.store, conversation_id, bot.id, message["created_at"], parts.clock())
         if answer is None:
             await self._hand_off(bot, conversation_id, HandOffRequest(reason="bot_failed"))
             return
@@ -196,6 +197,8 @@ class BotRunner:
             try:
                 return await self._kinds[bot.kind].answer(turn)
             except BotUnavailable as exc:
+                since = turn.message["created_at"]
+                await waiting_for_bot(parts.store, conversation_id, bot.id, since, parts.clock())
                 failures = await failed(parts.store, conversation_id, parts.clock())
                 logger.warning(
                     "bot %s failed: %s", bot.id, exc, extra={"conversation_id": conversation_id, "failures": failures}

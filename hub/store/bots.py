@@ -117,7 +117,19 @@ async def waiting_for_bot(store: Store, conversation_id: int, bot_id: str, since
 
 
 async def answered(store: Store, conversation_id: int, now: datetime) -> None:
-    """The bot answered: nothing is awaited, and its failures in a row are forgotten."""
+    """The bot answered: nothing is awaited, and its failures in a row are forgotten (a read first: most
+    answers come in the turn itself, with nothing to forget, and need no write)."""
+    c = bot_conversations.c
+    async with store.read() as connection:
+        pending = (
+            await connection.execute(
+                select(c.conversation_id).where(
+                    c.conversation_id == conversation_id, (c.awaiting_since.is_not(None)) | (c.failures > 0)
+                )
+            )
+        ).first()
+    if pending is None:
+        return
     async with store.write() as connection:
         await connection.execute(
             update(bot_conversations)
