@@ -77,6 +77,13 @@ CONVERSATION = schema(
             "participants": {"type": "array", "items": {"type": "object"}},
             "status": {"type": ["string", "null"]},
             "open_url": {"type": ["string", "null"]},
+            "bot": {"type": ["string", "null"], "description": "the bot that has or had it (docs/bots.md)"},
+            "handoff": {
+                "type": ["object", "null"],
+                "description": "why the bot handed it over: reason (bot_asked, customer_asked, bot_silent, "
+                "bot_failed), note, at",
+            },
+            "variables": {"type": "object", "description": "fields a bot collected from the customer"},
         },
     },
 )

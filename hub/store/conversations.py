@@ -140,7 +140,8 @@ def _bot_fields(row: Any) -> dict[str, Any]:
     handoff = None
     if row.handoff_reason is not None:
         handoff = {"reason": row.handoff_reason, "note": row.handoff_note, "at": row.handed_off_at}
-    return {"bot": row.bot_id, "handoff": handoff}
+    variables = {k: v for k, v in (row.bot_variables or {}).items() if not k.startswith("_")}
+    return {"bot": row.bot_id, "handoff": handoff, "variables": variables}
 
 
 def _url_fields(row: Any) -> dict[str, Any]:
@@ -172,6 +173,7 @@ def _view_query() -> Any:
             bot_conversations.c.handoff_reason,
             bot_conversations.c.handoff_note,
             bot_conversations.c.handed_off_at,
+            bot_conversations.c.variables.label("bot_variables"),
         )
         .join(identities, identities.c.id == conversations.c.identity_id)
         .outerjoin(contacts, contacts.c.id == identities.c.contact_id)

@@ -175,3 +175,4 @@ async def test_the_demo_rules_flow_answers_routes_collects_and_hands_off(make_ap
     conversation = await view(api, conversation_id)
     assert conversation["queue"] == "sales"
     assert conversation["handoff"]["note"] == "name: Jana Nováková; order: 123456"
+    assert conversation["variables"] == {"name": "Jana Nováková", "order": "123456"}
