@@ -14,9 +14,10 @@ Start-up order (stop is the reverse):
 4. the ingest and the router, which record their events through the notifier's journal, then the bot
    runner (hub/bots/runner.py), which answers through the use cases;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
+6. the audit log's retention sweep (hub/audit.py).
 
-On the way down the outbox stops first, and the ingest drains what was submitted before the notifier
-stops and the database closes.
+On the way down the audit sweep and then the outbox stop first, and the ingest drains what was submitted before
+the notifier stops and the database closes.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from types import TracebackType
 
 import aiohttp
 
+from hub.audit import AuditKeeper
 from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
+from hub.metrics import HubMetrics
 from hub.model import Role
 from hub.notifier import Notifier
 from hub.outbox import Outbox
@@ -72,6 +75,7 @@ class Hub:
         outbox: Outbox,
         owns_store: bool,
         build_adapters: bool,
+        metrics: HubMetrics | None = None,
         bots: BotRunner | None = None,
     ) -> None:
         self.settings = settings
@@ -83,6 +87,8 @@ class Hub:
         self.router = router
         self.ingestor = ingestor
         self.outbox = outbox
+        self.metrics = metrics if metrics is not None else HubMetrics()  # this hub's own registry (hub/metrics.py)
+        self.audit = AuditKeeper(store, settings.audit, clock=clock)  # the audit log's retention (hub/audit.py)
         self.bots = bots if bots is not None else BotRunner(settings.bots)
         self._http = http
         self._adapters = adapters
@@ -133,12 +139,14 @@ class Hub:
         await self.router.start()
         await self.bots.start(self, self._http)
         await self.outbox.start()
+        await self.audit.start()
         self.started = True
         logger.debug("hub started", extra={"workers": self.settings.outbox.workers})
 
     async def stop(self) -> None:
         """Stop every part in the reverse order; the ingest drains before the database closes."""
         self.started = False
+        await self.audit.stop()
         await self.outbox.stop()
         await self.bots.stop()
         await self.router.stop()

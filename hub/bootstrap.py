@@ -20,6 +20,7 @@ from hub.app import Hub
 from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
+from hub.metrics import HubMetrics
 from hub.notifier import Notifier
 from hub.outbox import Outbox
 from hub.ports import ChannelAdapter
@@ -65,6 +66,10 @@ def build_hub(
     ingestor = Ingestor(store, bus, settings.accounts, clock=clock, journal=notifier.journal)
     router = Router(store, bus, settings, clock=clock, journal=notifier.journal)
     outbox = Outbox(store, bus, built, settings, clock=clock)
+    metrics = HubMetrics()  # counts what the bus carries and what the ingest and outbox report
+    bus.listen(metrics.on_event)
+    ingestor.on_group = metrics.observe_ingest_group
+    metrics.watch_outbox(outbox)
     bots = BotRunner(settings.bots, tick_seconds=settings.routing.tick_seconds)
     return Hub(
         settings=settings,
@@ -79,5 +84,6 @@ def build_hub(
         outbox=outbox,
         owns_store=owns_store,
         build_adapters=adapters is None and http is None,
+        metrics=metrics,
         bots=bots,
     )

@@ -188,6 +188,7 @@ class Outcome(StrEnum):
     REQUEUED = "requeued"  # back to its own queue's waiting list, a new waiting period
     INVITED = "invited"
     CLOSED = "closed"
+    CLOSED_PART = "closed_part"  # one of several participants closed: their part ended, the others go on
     IMPORTANT = "important"
     HANDED_OFF = "handed_off"  # the bot's part ended: the conversation waits in a queue
     TO_BOT = "to_bot"  # a bot answers it (again)
@@ -211,7 +212,8 @@ class Change:
     that update finds the row changed meanwhile. ``leaves`` end their part (``everyone_leaves``: all who
     are present, as a close does), ``promotes`` becomes the owner among those present, ``joins`` become
     (or stay) present with a role. ``restarts_idle``: the
-    agent whose idle time restarts now (longest idle is offered first)."""
+    agent whose idle time restarts now (longest idle is offered first). ``part_status``: (agent, status)
+    recorded on that agent's part when their close ends it."""
 
     outcome: Outcome
     before: Conversation
@@ -222,6 +224,7 @@ class Change:
     promotes: int | None = None
     joins: tuple[tuple[int, str], ...] = ()
     restarts_idle: int | None = None
+    part_status: tuple[int, str | None] | None = None
     lost: Refusal = CONFLICT
 
     @property
@@ -309,7 +312,7 @@ class Invite:
 class Close:
     """Close with ``status``. ``queue`` and ``catalogue`` decide which statuses may close it; without
     ``queue`` the status was checked by whoever accepted the request ("send and close" checks it before
-    the message is queued)."""
+    the message is queued). By one of several participants it ends only their part (``CLOSED_PART``)."""
 
     by: int
     status: str | None
@@ -508,15 +511,35 @@ def _invite(c: Conversation, ps: Sequence[Participant], a: Invite, now: datetime
 
 
 def _close(c: Conversation, ps: Sequence[Participant], a: Close, now: datetime) -> Change | Refusal:
+    """One of several participants closing ends only their part (their status recorded on it; an owner's
+    part passes to the heir, as a leave would): the customer goes on with the others and never notices.
+    The last participant's close, or the close of someone not taking part (a supervisor), closes it."""
     if c.state is CLOSED:
         return _CLOSED
     if a.queue is not None:
         refused = close_refusal(a.status, a.queue, a.catalogue)
         if refused is not None:
             return Refusal("invalid", *refused)
+    here = present(ps)
+    if a.by in here and len(here) > 1 and c.state is ACTIVE:
+        return _close_part(c, ps, a, here)
     sets = {"state": CLOSED, "status_id": a.status, "closed_at": now, **_NO_OFFER}
     entry = Entry(EventKind.CLOSED, a.by, {"status": a.status})
-    return _change(Outcome.CLOSED, c, sets, entry, everyone_leaves=True)
+    part = (a.by, a.status) if a.by in here else None
+    return _change(Outcome.CLOSED, c, sets, entry, everyone_leaves=True, part_status=part)
+
+
+def _close_part(c: Conversation, ps: Sequence[Participant], a: Close, here: Mapping[int, str]) -> Change:
+    """The closer's part ends with their status; the conversation stays active with the others."""
+    leaves = frozenset({a.by})
+    if c.owner_agent_id != a.by and here[a.by] != OWNER:
+        entry = Entry(EventKind.LEFT, a.by, {"status": a.status, "closed": True})
+        return _change(Outcome.CLOSED_PART, c, {}, entry, leaves=leaves, part_status=(a.by, a.status))
+    successor = heir(ps, a.by)
+    assert successor is not None  # someone else is present
+    entry = Entry(EventKind.LEFT, a.by, {"status": a.status, "closed": True, "owner": successor})
+    sets = {"owner_agent_id": successor}
+    return _change(Outcome.CLOSED_PART, c, sets, entry, leaves=leaves, promotes=successor, part_status=(a.by, a.status))
 
 
 def _important(c: Conversation, ps: Sequence[Participant], a: MarkImportant, now: datetime) -> Change | Refusal:

@@ -497,6 +497,7 @@ class Queue:
     offer_timeout: int  # seconds
     statuses: tuple[str, ...] = ()  # allowed at close; empty means the whole catalogue
     url_template: str | None = None
+    transfer_back: bool = False  # a transfer here may go back to its transferrer when they are the only member
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -297,7 +297,7 @@ def decide(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequenc
     contact = _previous_contact(facts, templates)
     if contact is not None:
         return contact
-    content = _content(facts, draft)
+    content = _content(facts, draft, now, templates)
     if content is not None:
         return content
     match facts.channel:
@@ -339,8 +339,19 @@ def _previous_contact(facts: IdentityFacts, templates: Sequence[TemplateOption])
     )
 
 
-def _content(facts: IdentityFacts, draft: Draft) -> Refused | None:
-    """Checks that do not depend on time: tag names, text length, attachments."""
+def _tags_instead(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption]) -> tuple[Alternative, ...]:
+    """The tags (and tagged templates) a refused tag can be swapped for now: only those whose own window
+    is still open (HUMAN_AGENT: 7 days after the customer's last message), each with its end."""
+    if facts.last_inbound_at is None:
+        return ()
+    return _tag_alternatives(facts.last_inbound_at, now, templates)
+
+
+def _content(
+    facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequence[TemplateOption] = ()
+) -> Refused | None:
+    """Checks of the message itself: tag names, text length, attachments. Only the alternatives offered for
+    a wrong tag depend on time (a tag whose window has passed is no alternative)."""
     if draft.tag is not None:
         tag = draft.tag.strip().upper()
         if facts.channel is not Channel.MESSENGER:
@@ -352,13 +363,13 @@ def _content(facts: IdentityFacts, draft: Draft) -> Refused | None:
             return Refused(
                 rule=Rule.TAG_RETIRED,
                 message=f"the message tag {tag} was retired by Meta and is no longer accepted",
-                alternatives=tuple(Alternative(kind="tag", name=name) for name in MESSENGER_TAGS),
+                alternatives=_tags_instead(facts, now, templates),
             )
         if tag not in MESSENGER_TAGS:
             return Refused(
                 rule=Rule.TAG_UNKNOWN,
                 message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(MESSENGER_TAGS)})",
-                alternatives=tuple(Alternative(kind="tag", name=name) for name in MESSENGER_TAGS),
+                alternatives=_tags_instead(facts, now, templates),
             )
     limit = TEXT_LIMITS[facts.channel]
     if draft.text is not None and len(draft.text) > limit:

@@ -30,12 +30,14 @@ from hub.hours import BusinessHours, parse_hours
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
+from hub.room_settings import RoomsSettings, rooms_settings
 
-__all__ = ["MediaSettings", "ServerSettings", "Settings", "load_settings"]
+__all__ = ["AuditSettings", "MediaSettings", "MetricsSettings", "ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
-_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media")
+_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media", "rooms")
+_OPERATIONS_SECTIONS = ("metrics", "audit")  # [metrics] and [audit]: docs/operations.md
 
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -111,6 +113,24 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    """``/metrics`` (hub/metrics.py): behind a bearer ``token``, or on a listener of its own (``port``, on
+    ``host``), or both. Neither set: served to loopback clients only (docs/operations.md)."""
+
+    token: str | None = None
+    port: int | None = None  # 0: any free port (tests)
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditSettings:
+    """The audit log (hub/audit.py): entries older than ``keep_days`` are swept away."""
+
+    keep_days: int = 365
+    sweep_seconds: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database_url: str = "sqlite:///channelhub.db"
@@ -124,6 +144,9 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    rooms: RoomsSettings = field(default_factory=RoomsSettings)  # co-browsing rooms (hub/room_settings.py)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     bots: tuple[BotSettings, ...] = ()  # [[bots]] (hub/bot_settings.py)
     queue_hours: Mapping[str, BusinessHours] = field(default_factory=dict)  # [queues.hours] (hub/hours.py)
     templates_dir: str | None = None
@@ -161,6 +184,9 @@ class Settings:
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
         values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
+        values |= self.rooms.secrets()
+        if self.metrics.token:
+            values.add(self.metrics.token)
         values |= {value for bot in self.bots for value in (bot.secret, bot.token) if value}
         return frozenset(values)
 
@@ -213,7 +239,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             continue
         section, _, key = rest.partition("_")
         section = section.lower()
-        if not key or section not in _ENV_SECTIONS:
+        if not key or section not in (*_ENV_SECTIONS, *_OPERATIONS_SECTIONS):
             continue  # not ours to read (CHANNELHUB_REQUIRE_POSTGRES and such belong to other tools)
         if section in ("log",):
             raw[f"log_{key.lower()}"] = value
@@ -244,6 +270,8 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
     known |= {"media"}
+    known |= {"rooms"}
+    known |= {"metrics", "audit"}
     known |= {"bots"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
@@ -297,6 +325,9 @@ def _build(raw: dict[str, Any]) -> Settings:
         auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
         media=_media(raw),
+        rooms=rooms_settings(_table(raw, "rooms")),
+        metrics=_metrics(raw),
+        audit=_audit(raw),
         bots=bots,
         queue_hours=queue_hours,
         templates_dir=str(templates_dir) if templates_dir else None,
@@ -325,6 +356,28 @@ def _media(raw: Mapping[str, Any]) -> MediaSettings:
     if media.max_bytes < 1:
         raise ConfigError("media.max_bytes", "must be a positive number of bytes")
     return media
+
+
+def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
+    table = _table(raw, "metrics")
+    _only(table, "metrics", {"token", "port", "host"})
+    token = table.get("token")
+    if token is not None and (not isinstance(token, str) or len(token.strip()) < 16):
+        raise ConfigError("metrics.token", "must be a string of at least 16 characters")
+    port = _coerce(table["port"], int, "metrics.port") if "port" in table else None
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError("metrics.port", f"{port} is not a TCP port")
+    host = _str(table, "metrics", "host", "127.0.0.1")
+    return MetricsSettings(token=token, port=port, host=host)
+
+
+def _audit(raw: Mapping[str, Any]) -> AuditSettings:
+    audit = _section(raw, "audit", AuditSettings)
+    if audit.keep_days < 1:
+        raise ConfigError("audit.keep_days", "must be at least 1 day")
+    if not audit.sweep_seconds > 0:
+        raise ConfigError("audit.sweep_seconds", "must be greater than 0")
+    return audit
 
 
 def _database_url(url: str) -> str:
@@ -445,7 +498,11 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template", "hours"})
+        _only(
+            entry,
+            where,
+            {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back", "hours"},
+        )
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
@@ -467,6 +524,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 offer_timeout=timeout,
                 statuses=tuple(allowed),
                 url_template=entry.get("url_template"),
+                transfer_back=_coerce(entry.get("transfer_back", False), bool, f"{where}.transfer_back"),
             )
         )
     return tuple(queues)

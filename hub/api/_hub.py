@@ -8,9 +8,10 @@ from hub.api._bot_auth import bot_principal
 from hub.api.auth import authenticated
 from hub.api.keys import HUB
 from hub.app import Hub
+from hub.model import Agent
 from hub.usecases import Principal
 
-__all__ = ["actor", "hub_of", "parts_of"]
+__all__ = ["actor", "hub_of", "parts_of", "principal"]
 
 
 def hub_of(request: web.Request) -> Hub:
@@ -28,4 +29,9 @@ async def actor(request: web.Request) -> Principal:
     bot = bot_principal(request)
     if bot is not None:
         return bot
-    return Principal.of_agent(await authenticated(request))
+    return principal(request, await authenticated(request))
+
+
+def principal(request: web.Request, agent: Agent) -> Principal:
+    """``agent`` acting through ``request``: the principal, with the client's address for the audit log."""
+    return Principal.of_agent(agent, address=request.remote)

@@ -75,6 +75,11 @@ CONVERSATION = schema(
             "offered_to": {"type": ["integer", "null"]},
             "offer_deadline": {"type": ["string", "null"], "format": "date-time"},
             "participants": {"type": "array", "items": {"type": "object"}},
+            "closed_parts": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "agents who closed their own part while colleagues went on: agent_id, status, closed_at",
+            },
             "status": {"type": ["string", "null"]},
             "open_url": {"type": ["string", "null"]},
             "bot": {"type": ["string", "null"], "description": "the bot that has or had it (docs/bots.md)"},

@@ -10,7 +10,22 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, bots, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import (
+    admin,
+    audit,
+    bots,
+    calendar,
+    console,
+    contacts,
+    handoff,
+    openapi,
+    outbound,
+    rejected,
+    rooms,
+    templates,
+    tickets,
+)
+from hub.api import layout as desk_layout
 
 __all__ = ["EXTENSIONS"]
 
@@ -21,8 +36,12 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     tickets.setup,
     admin.setup,
     rejected.setup,
+    audit.setup,
     templates.setup,
     outbound.setup,
     bots.setup,
+    desk_layout.setup,
     console.setup,
+    calendar.setup,  # calendar and its feed (issue 20)
+    rooms.setup,  # co-browsing rooms (issue 20)
 ]

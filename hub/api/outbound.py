@@ -23,7 +23,7 @@ from hub.api.errors import ApiError
 from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
 from hub.model import Attachment, Button, Conversation, Message, MessageKind
-from hub.usecases.outbound import Send, check_eligibility, reply, send_new
+from hub.usecases.outbound import Send, check_eligibility, reply, send_new, start_chat
 
 __all__ = ["OUTBOX", "message_json", "setup"]
 
@@ -101,6 +101,15 @@ ELIGIBILITY = schema(
             "window_closed_at": {"type": ["string", "null"], "format": "date-time"},
             "billable": {"type": "boolean"},
         },
+    },
+)
+STARTED = schema(
+    "ChatStarted",
+    {
+        "type": "object",
+        "required": ["conversation", "message"],
+        "description": "a chat started without a message: nothing was sent",
+        "properties": {"conversation": {"type": "object"}, "message": {"type": "null"}},
     },
 )
 SEND_PROPERTIES: dict[str, Any] = {
@@ -184,6 +193,13 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- parsing
+
+
+def _is_empty(body: dict[str, Any]) -> bool:
+    """Nothing to send: no text, template or attachment given at all ("start chat" without a message)."""
+    return all(body.get(key) is None for key in ("text", "template", "variables", "tag")) and not body.get(
+        "attachments"
+    )
 
 
 def _parse_send(body: dict[str, Any]) -> Send:
@@ -318,7 +334,9 @@ async def post_reply(request: web.Request) -> web.Response:
 @documented(
     "Send a new message to an identity that wrote before",
     description="`mode: chat` (default) opens an active conversation owned by you (or reuses the identity's "
-    "open one when you may act on it) and returns it; `mode: close` sends and closes it with `status`.",
+    "open one when you may act on it) and returns it; `mode: close` sends and closes it with `status`. "
+    "`mode: chat` without `text`, `template` or `attachments` starts the chat with no message sent: 200 with "
+    '`{"conversation", "message": null}`; the window rules apply to the first message you send in it.',
     body={
         "type": "object",
         "required": ["identity"],
@@ -333,6 +351,7 @@ async def post_reply(request: web.Request) -> web.Response:
     errors=(400, 401, 404, 409, 422),
     headers=IDEMPOTENCY,
     tag="outbound",
+    also_ok=((200, STARTED),),
 )
 async def post_outbound(request: web.Request) -> web.Response:
     by = await actor(request)
@@ -347,6 +366,9 @@ async def post_outbound(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and not isinstance(status, str):
         raise ApiError(422, "invalid_field", "'status' must be a status id", field="status")
+    if mode == "chat" and _is_empty(body):
+        started = await start_chat(hub_of(request), by, identity_id)
+        return json_ok({"conversation": _conversation_json(started.conversation), "message": None})
     sent = await send_new(hub_of(request), by, identity_id, _parse_send(body), close=mode == "close", status=status)
     return json_ok(
         {

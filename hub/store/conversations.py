@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Agent, Channel, Conversation, ConversationState, Queue
@@ -184,20 +184,30 @@ def _view_query() -> Any:
 async def _views(connection: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     ids = [int(r.id) for r in rows]
     people: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    closed_parts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
+        p = participants.c
         found = await connection.execute(
-            select(
-                participants.c.conversation_id, participants.c.agent_id, participants.c.role, participants.c.joined_at
-            )
-            .where(participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None))
-            .order_by(participants.c.joined_at, participants.c.agent_id)
+            select(p.conversation_id, p.agent_id, p.role, p.joined_at, p.left_at, p.status_id)
+            .where(p.conversation_id.in_(ids), or_(p.left_at.is_(None), p.status_id.is_not(None)))
+            .order_by(p.joined_at, p.agent_id)
         )
-        for p in found:
-            people[int(p.conversation_id)].append(
-                {"agent_id": int(p.agent_id), "role": p.role, "joined_at": p.joined_at}
-            )
+        for part in found:
+            if part.left_at is None:
+                people[int(part.conversation_id)].append(
+                    {"agent_id": int(part.agent_id), "role": part.role, "joined_at": part.joined_at}
+                )
+            else:  # someone who closed their part while colleagues went on (ADR 0030)
+                closed_parts[int(part.conversation_id)].append(
+                    {"agent_id": int(part.agent_id), "status": part.status_id, "closed_at": part.left_at}
+                )
     queues = await load_queues(connection)
-    return [_view(r, people[int(r.id)], queues.get(r.queue_id)) for r in rows]
+    views = []
+    for r in rows:
+        view = _view(r, people[int(r.id)], queues.get(r.queue_id))
+        view["closed_parts"] = closed_parts[int(r.id)]
+        views.append(view)
+    return views
 
 
 async def conversation_views(connection: AsyncConnection, conversation_ids: Sequence[int]) -> dict[int, dict[str, Any]]:

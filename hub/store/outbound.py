@@ -35,6 +35,7 @@ __all__ = [
     "open_conversation_of",
     "queue_outbound",
     "queue_outbound_group",
+    "start_chat",
 ]
 
 
@@ -193,29 +194,74 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
 
 async def _open_for_agent(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> int:
     """An active conversation owned by the agent: "send a new message" in the manual."""
+    return await _open_owned(
+        connection,
+        dialect,
+        account_id=send.account_id,
+        identity_id=send.identity_id,
+        queue_id=send.queue_id,
+        agent_id=_sender(send),
+        now=now,
+        last_message_at=now,
+    )
+
+
+async def _open_owned(
+    connection: AsyncConnection,
+    dialect: str,
+    *,
+    account_id: str,
+    identity_id: int,
+    queue_id: str | None,
+    agent_id: int,
+    now: datetime,
+    last_message_at: datetime | None,
+) -> int:
+    """Insert an active conversation owned by ``agent_id`` (ConversationTaken: the identity has one open)."""
     channel = (
-        await connection.execute(select(identities.c.channel).where(identities.c.id == send.identity_id))
+        await connection.execute(select(identities.c.channel).where(identities.c.id == identity_id))
     ).scalar_one()
     row = {
-        "account_id": send.account_id,
+        "account_id": account_id,
         "channel": channel,
-        "identity_id": send.identity_id,
-        "queue_id": send.queue_id,
+        "identity_id": identity_id,
+        "queue_id": queue_id,
         "state": ConversationState.ACTIVE.value,
-        "owner_agent_id": send.agent_id,
+        "owner_agent_id": agent_id,
         "opened_at": now,
-        "last_message_at": now,
+        "last_message_at": last_message_at,
     }
-    inserted = await insert_open(connection, dialect, [row], now, agent_id=send.agent_id, data={"outbound": True})
+    inserted = await insert_open(connection, dialect, [row], now, agent_id=agent_id, data={"outbound": True})
     if not inserted:
         raise ConversationTaken(None)
     conversation_id = int(inserted[0].id)
     await connection.execute(
-        insert(participants).values(
-            conversation_id=conversation_id, agent_id=send.agent_id, role="owner", joined_at=now
-        )
+        insert(participants).values(conversation_id=conversation_id, agent_id=agent_id, role="owner", joined_at=now)
     )
     return conversation_id
+
+
+async def start_chat(
+    store: Store, *, account_id: str, identity_id: int, queue_id: str, agent_id: int, now: datetime
+) -> Conversation:
+    """Start a chat with no message: an active conversation owned by the agent, nothing sent (the window
+    rules apply to the first message they send). ConversationTaken: the identity has one open already."""
+    try:
+        async with store.write() as connection:
+            conversation_id = await _open_owned(
+                connection,
+                store.dialect,
+                account_id=account_id,
+                identity_id=identity_id,
+                queue_id=queue_id,
+                agent_id=agent_id,
+                now=now,
+                last_message_at=None,
+            )
+            row = (await connection.execute(select(conversations).where(conversations.c.id == conversation_id))).one()
+            return conversation_from_row(row)
+    except IntegrityError:
+        raise ConversationTaken(None) from None
 
 
 async def _close(connection: AsyncConnection, conversation_id: int, agent_id: int, status: str, now: datetime) -> None:

@@ -121,6 +121,8 @@ queues = Table(
     Column("offer_timeout", Integer, nullable=False),
     Column("url_template", Text),
     Column("statuses", JSON, nullable=False),  # allowed at close; [] = the whole catalogue
+    # a transfer here may go back to the agent who made it when they are its only member (ADR 0030)
+    Column("transfer_back", Boolean, nullable=False, server_default=text("false")),
 )
 
 statuses = Table(
@@ -309,6 +311,7 @@ participants = Table(
     Column("role", String(16), nullable=False),  # owner | invited
     Column("joined_at", UTCDateTime(), nullable=False),
     Column("left_at", UTCDateTime()),
+    Column("status_id", String(64)),  # the status this agent closed their part with (ADR 0030)
     Index("ix_participants_agent", "agent_id", "left_at"),
 )
 
@@ -465,6 +468,80 @@ rejected_webhooks = Table(
     Column("reason", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),  # the bytes as received (and signed), NUL bytes included
     Index("ix_rejected_webhooks_received", "received_at", "id"),
+)
+
+# ---------------------------------------------------------------- the agent desk: widget layout (ADR 0030)
+
+agent_layouts = Table(
+    "agent_layouts",
+    metadata,
+    # which side-panel widgets an agent shows, in order; no row: the console's default
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("widgets", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# ------------------------------------------------------- calendar and co-browsing rooms
+
+calendar_events = Table(
+    "calendar_events",
+    metadata,
+    # an agent's own scheduled follow-up; nobody else reads it (hub/usecases/calendar.py)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("note", Text),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime()),
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="SET NULL")),
+    Column("ticket_id", Id, ForeignKey("tickets.id", ondelete="SET NULL")),
+    _now_column(),
+    _now_column("updated_at"),
+    Index("ix_calendar_events_agent", "agent_id", "starts_at"),
+)
+
+calendar_feeds = Table(
+    "calendar_feeds",
+    metadata,
+    # the secret in the agent's iCalendar feed URL; rotating it replaces the row
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", String(64), nullable=False, unique=True),
+    _now_column(),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    # a co-browsing video room between one agent and one customer (ADR 0032)
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("customer_token_hash", String(64), nullable=False),  # sha256 of the token in the customer's link
+    _now_column(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_rooms_conversation", "conversation_id"),
+)
+
+# ---------------------------------------------------------------- audit log (ADR 0033)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # append-only: who changed what, when and from where; only the retention sweep deletes (hub/audit.py)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(100)),  # the acting login; null for the system
+    Column("actor_kind", String(16), nullable=False),  # agent | bot | cli | system
+    Column("action", String(64), nullable=False),  # dotted: auth.login, conversation.closed, ...
+    Column("address", String(64)),  # the client's address, when it came over HTTP
+    Column("target", String(200)),  # what it changed: conversation:12, agent:ana, queue:support, ...
+    Column("conversation_id", Id),  # no foreign key: the record outlives a deleted conversation
+    Column("before", JSON),
+    Column("after", JSON),
+    Index("ix_audit_log_at", "at", "id"),
+    Index("ix_audit_log_actor", "actor", "id"),
+    Index("ix_audit_log_action", "action", "id"),
+    Index("ix_audit_log_conversation", "conversation_id", "id"),
 )
 
 # ---------------------------------------------------------------- bots (a queue's bot answers first)

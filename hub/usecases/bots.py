@@ -111,7 +111,7 @@ async def hand_off(hub: HubParts, actor: Principal, conversation_id: int, reques
             by=by,
         )
     )
-    return await _done(hub, change, sweep=True)
+    return await _done(hub, actor, "handed_off", conversation, change, sweep=True)
 
 
 async def return_to_bot(hub: HubParts, actor: Principal, conversation_id: int, bot_id: str) -> Changed:
@@ -122,4 +122,4 @@ async def return_to_bot(hub: HubParts, actor: Principal, conversation_id: int, b
     known = any(b.id == bot_id and conversation.queue_id in b.queues for b in hub.settings.bots)
     now, by = hub.clock(), actor.id
     change = await _run(lambda: to_bot(hub.store, conversation.id, bot_id=bot_id, bot_known=known, by=by, now=now))
-    return await _done(hub, change)
+    return await _done(hub, actor, "to_bot", conversation, change)

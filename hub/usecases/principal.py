@@ -29,6 +29,7 @@ class Principal:
     role: Role
     queues: tuple[str, ...] = ()
     agent: Agent | None = field(default=None, compare=False, repr=False)  # the record, for templates
+    address: str | None = None  # where the request came from (the audit log records it), when over HTTP
     bot_id: str | None = None  # a bot's principal: its configured id
 
     @classmethod
@@ -38,8 +39,15 @@ class Principal:
         return cls(id=None, kind=ActorKind.BOT, role=Role.AGENT, queues=queues, bot_id=bot_id)
 
     @classmethod
-    def of_agent(cls, agent: Agent) -> Principal:
-        return cls(id=agent.id, kind=ActorKind.AGENT, role=agent.role, queues=tuple(agent.queues), agent=agent)
+    def of_agent(cls, agent: Agent, *, address: str | None = None) -> Principal:
+        return cls(
+            id=agent.id, kind=ActorKind.AGENT, role=agent.role, queues=tuple(agent.queues), agent=agent, address=address
+        )
+
+    @property
+    def login(self) -> str | None:
+        """The acting agent's (or bot's) login, as the audit log names them; None for the command line."""
+        return self.agent.login if self.agent is not None else None
 
     @classmethod
     def operator(cls) -> Principal:

@@ -34,6 +34,7 @@ from hub.model import Queue, Role, Status
 from hub.store._db import Store
 from hub.store.admin import create_queue, create_status
 from hub.store.agents import create_agent
+from hub.store.calendar import create_event
 from hub.store.contacts import create_contact
 from hub.store.tables import conversations, metadata, participants
 from hub.store.tickets import create_ticket
@@ -104,7 +105,7 @@ def acts(role: str, ownership: str) -> Expected:
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template}
+    path: str  # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template} {event}
     rule: Rule
     body: Callable[[World], Any] | dict[str, Any] | None = None
     area: str = ""
@@ -129,6 +130,8 @@ TABLE: list[Route] = [
     Route("POST", "/api/v1/auth/logout", anyone, area="auth", fresh_session=True, ok=204),
     Route("GET", "/api/v1/me", anyone, area="auth", ok=200),
     Route("PUT", "/api/v1/me/presence", anyone, {"state": "offline"}, area="auth", ok=200),
+    Route("GET", "/api/v1/me/layout", anyone, area="auth", ok=200),
+    Route("PUT", "/api/v1/me/layout", anyone, {"widgets": ["contact"]}, area="auth", ok=200),
     Route("GET", "/api/v1/ws", anyone, area="auth", websocket=True, ok=101),
     # conversations
     Route("GET", "/api/v1/conversations", anyone, area="conversations", ok=200),
@@ -225,6 +228,10 @@ TABLE: list[Route] = [
     Route("DELETE", "/api/v1/agents/{agent}", admin_only, area="admin", ok=204),
     Route("GET", "/api/v1/accounts", supervision, area="admin", ok=200),
     Route("GET", "/api/v1/webhooks/rejected", admin_only, area="admin", ok=200),
+    # the audit log (ADR 0033)
+    Route("GET", "/api/v1/audit", admin_only, area="admin", ok=200),
+    Route("GET", "/api/v1/audit.csv", admin_only, area="admin", ok=200),
+    Route("GET", "/api/v1/audit.jsonl", admin_only, area="admin", ok=200),
     # templates
     Route("GET", "/api/v1/templates", anyone, area="templates", ok=200),
     Route(
@@ -250,6 +257,21 @@ TABLE: list[Route] = [
         area="outbound",
         uses=("identity",),
     ),
+    # calendar and co-browsing rooms (issue 20): events are their owner's alone ({event} is another agent's: 404)
+    Route("GET", "/api/v1/events", anyone, area="calendar", ok=200),
+    Route(
+        "POST",
+        "/api/v1/events",
+        anyone,
+        {"title": "Call back", "starts_at": "2026-03-03T10:00:00Z"},
+        area="calendar",
+        ok=201,
+    ),
+    Route("PUT", "/api/v1/events/{event}", anyone, {"title": "Mine now?"}, area="calendar", ok=404),
+    Route("DELETE", "/api/v1/events/{event}", anyone, area="calendar", ok=404),
+    Route("GET", "/api/v1/me/calendar-feed", anyone, area="calendar", ok=200),
+    Route("POST", "/api/v1/me/calendar-feed/rotate", anyone, area="calendar", ok=200),
+    Route("POST", "/api/v1/conversations/{conv}/rooms", acts, area="rooms", ok=201),
 ]
 
 AREAS = sorted({r.area for r in TABLE})
@@ -327,6 +349,9 @@ class World:
             ids["contact"] = (await create_contact(self.store, {"name": _unique(self, "Contact ")}, now)).id
         if "{ticket}" in needs:
             ids["ticket"] = (await create_ticket(self.store, {"title": "T"}, self.other.id, now))["id"]
+        if "{event}" in needs:
+            event = await create_event(self.store, self.other.id, {"title": "E", "starts_at": now}, now)
+            ids["event"] = event["id"]
         if "{queue}" in route.path:
             queue_id = _unique(self, "queue")
             await create_queue(self.store, Queue(id=queue_id, name="Q", number=500, offer_timeout=30))

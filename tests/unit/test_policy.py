@@ -297,3 +297,38 @@ def test_eligibility_viber_subscribed_out_of_session_is_billable() -> None:
     assert result.free_text is True
     assert result.billable is True
     assert result.to_json()["notes"]
+
+
+# ------------------------------------------------------------------ a wrong tag's alternatives are timely
+
+
+def _tag_names(decision: Refused) -> dict[str, datetime | None]:
+    return {a.name: a.until for a in decision.alternatives if a.kind == "tag" and a.name}
+
+
+@pytest.mark.parametrize(
+    ("now", "offers_human_agent"),
+    [(LAST + 2 * DAY, True), (LAST + WEEK - SECOND, True), (LAST + WEEK, False), (LAST + 30 * DAY, False)],
+)
+def test_a_retired_tag_offers_human_agent_only_while_its_own_window_is_open(
+    now: datetime, offers_human_agent: bool
+) -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag="SHIPPING_UPDATE"), now, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.TAG_RETIRED
+    tags = _tag_names(decision)
+    assert ("HUMAN_AGENT" in tags) is offers_human_agent
+    assert ("CUSTOMER_FEEDBACK" in tags) is offers_human_agent  # the other 7-day tag
+    if offers_human_agent:
+        assert tags["HUMAN_AGENT"] == LAST + WEEK  # with the end of its window
+        assert any(a.kind == "template" and a.name == "refund_done" for a in decision.alternatives)
+    else:
+        assert all(a.name != "refund_done" for a in decision.alternatives)
+    assert {"ACCOUNT_UPDATE", "POST_PURCHASE_UPDATE", "CONFIRMED_EVENT_UPDATE"} <= set(tags)  # no time limit
+
+
+def test_an_unknown_tag_offers_only_the_tags_still_valid() -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag="NOT_A_TAG"), LAST + 10 * DAY)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.TAG_UNKNOWN
+    assert "HUMAN_AGENT" not in _tag_names(decision)

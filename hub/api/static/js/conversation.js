@@ -6,8 +6,15 @@ import { get, post, api, toast, fail, describeFailure, alternativeNames, ApiFail
 import { h, clear, button, field, select, clock, dateTime, parseTime, items, idOf, pick, debounce, channelLabel, safeHref, fileNameOf } from "./util.js";
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
-import { renderContactPanel } from "./contact.js";
 import { botPanel } from "./bots.js";
+import "./contact.js"; // registers the contact, past conversations and ticket widgets
+import { renderSidePanel, registerWidget } from "./widgets.js";
+import { ruleText } from "./restrictions.js";
+import { mountCalendar } from "./calendar.js";
+import { mountRooms } from "./rooms.js";
+
+registerWidget("calendar", { title: "Calendar", order: 50, render: (box, conv) => mountCalendar(box, { conversation: conv }) });
+registerWidget("rooms", { title: "Co-browsing", order: 60, render: (box, conv) => mountRooms(box, conv) });
 
 let current = null; // the conversation screen on display: { id, conv, addItem, refresh... }
 
@@ -31,6 +38,7 @@ const EVENT_TEXT = {
   transferred: "Transferred {target}",
   invited: "{agent} invited {target}",
   left: "{agent} left",
+  left_closed: "{agent} closed their part with status {status}",
   closed: "Closed with status {status}",
   important: "Marked important",
   subscribed: "Customer subscribed",
@@ -108,7 +116,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   const bar = h("div", { class: "bottom-bar", role: "toolbar", "aria-label": "Conversation actions" }, statusSelect, importantButton, urlButton, inviteButton, transferButton, leaveButton, closeButton, barError.el);
 
   const widget = h("section", { class: "message-widget", "aria-label": "Message widget" }, header, olderButton, history, composer, bar);
-  const side = h("aside", { class: "side-panel", "aria-label": "Contact and tickets" });
+  const side = h("aside", { class: "side-panel", "aria-label": "Widgets" });
   clear(main, h("div", { class: "conversation", dataset: { conversation: id } }, widget, side));
 
   const seen = new Set();
@@ -123,6 +131,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   function setConv(next) {
     Object.assign(conv, next);
+    header.querySelector(".customer-name").textContent = customerName(conv); // a started chat learns the name later
     importantButton.setAttribute("aria-pressed", String(Boolean(conv.important)));
     const mine = String(ownerId(conv)) === String(myId());
     leaveButton.hidden = mine;
@@ -250,6 +259,8 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
       const w = describeWindow(eligibility);
       windowBadge.textContent = w.text;
       windowBadge.dataset.mode = w.mode;
+      windowBadge.dataset.rule = eligibility.rule || "";
+      windowBadge.title = eligibility.rule ? ruleText(eligibility.rule, conv.channel) : "";
       text.disabled = w.mode === "templates" || w.mode === "none";
       text.placeholder = w.mode === "free" ? "Type a message. Enter sends, Shift+Enter starts a new line." : w.mode === "tag" ? `Free text is sent with the ${w.tag} tag. Enter sends.` : "Only an approved template may be sent now: pick one below.";
       if (w.mode === "tag") text.disabled = false;
@@ -498,7 +509,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   closeButton.addEventListener("click", () => {
     const body = statusSelect.value ? { status: statusSelect.value } : {};
-    act("close", body, [closeButton], () => onGone("Conversation closed."));
+    act("close", body, [closeButton], (answer) => {
+      // one of several agents closes only their own part: the colleagues carry on with the customer
+      const after = answer?.conversation || answer || {};
+      onGone(after.state === "active" ? "You closed your part; your colleague carries on with the customer." : "Conversation closed.");
+    });
   });
 
   leaveButton.addEventListener("click", () => act("leave", {}, [leaveButton], () => onGone("You left the conversation.")));
@@ -520,7 +535,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   // ------------------------------------------------------------- start
 
-  renderContactPanel(side, conv, { onChanged: () => reloadHistory() });
+  renderSidePanel(side, conv, { onChanged: () => reloadHistory() });
   reloadHistory();
   refreshWindow();
   loadTemplates();
@@ -621,7 +636,7 @@ function attachmentEl(a) {
 function eventEl(e) {
   const data = e.data || {};
   const kind = e.kind || e.event || "event";
-  const template = EVENT_TEXT[kind] || kind.replace(/_/g, " ");
+  const template = (kind === "left" && data.closed ? EVENT_TEXT.left_closed : EVENT_TEXT[kind]) || kind.replace(/_/g, " ");
   const values = {
     agent: agentName(e.agent ?? e.agent_id ?? data.agent ?? data.agent_id) || "An agent",
     target: data.to_agent || data.agent_to || data.target_agent ? `to ${agentName(data.to_agent ?? data.agent_to ?? data.target_agent)}` : data.to_queue || data.queue ? `to queue ${queueOf({ queue: data.to_queue ?? data.queue }).name}` : data.invited ? agentName(data.invited) : "",

@@ -1,7 +1,7 @@
 """bots: each conversation's part with a bot (which bot, unanswered since, collected variables, hand-off)
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0010
 Create Date: 2026-12-06 06:10:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
