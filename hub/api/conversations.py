@@ -242,7 +242,7 @@ async def list_(request: web.Request) -> web.Response:
         try:
             state = ConversationState(request.query["state"])
         except ValueError:
-            raise ApiError(422, "invalid_state", "state must be waiting, offered, active or closed") from None
+            raise ApiError(422, "invalid_state", "state must be bot, waiting, offered, active or closed") from None
     before = None
     if request.query.get("cursor"):
         before = _decode(request.query["cursor"]).get("before")
