@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from hub.errors import Forbidden
 from hub.model import Agent, Role
 
 __all__ = ["ActorKind", "Principal"]
@@ -61,6 +62,8 @@ class Principal:
 
     def agent_id(self) -> int:
         """The id of an actor that must be an agent to do this (it takes part in conversations)."""
+        if self.kind is ActorKind.BOT:  # a refusal, not a fault: a bot's token reached an agent's action
+            raise Forbidden("agents_only", "a bot replies, hands off or closes; this action is for agents")
         if self.id is None:
             raise ValueError(f"a {self.kind.value} without an agent id cannot take part in a conversation")
         return self.id

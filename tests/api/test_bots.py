@@ -418,3 +418,26 @@ async def test_the_example_faq_bot_answers_and_hands_off_on_agent(make_api: Make
 
 async def _bot_said(api: Api, conversation_id: int, count: int) -> bool:
     return len(bot_messages(await history(api, conversation_id))) >= count
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("take", {}),
+        ("accept", {}),
+        ("leave", {}),
+        ("important", {}),
+        ("close", {"status": "resolved"}),
+        ("transfer", {"queue": "sales"}),
+        ("bot", {"bot": "faq"}),
+    ],
+)
+async def test_a_bot_on_an_agents_action_is_refused_not_a_fault(
+    make_api: MakeApi, bot_server: BotServer, path: str, body: dict[str, Any]
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    response = await api.client.post(f"/api/v1/conversations/{conversation_id}/{path}", json=body, headers=as_bot(api))
+    assert response.status == 403, await response.text()
+    assert await state_is(api, conversation_id, "bot")
