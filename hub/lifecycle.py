@@ -48,6 +48,7 @@ __all__ = [
     "Accept",
     "Action",
     "Actor",
+    "BotClose",
     "Change",
     "Close",
     "Entry",
@@ -353,6 +354,16 @@ class HandOff:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BotClose:
+    """The bot closes its conversation with ``status``, checked against the queue as an agent's close is."""
+
+    bot_id: str
+    status: str | None
+    queue: Queue | None = None
+    catalogue: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToBot:
     """Hand the conversation (back) to a bot of its queue: every agent's part ends, no offer stands."""
 
@@ -377,6 +388,7 @@ Action = (
     | Release
     | HandOff
     | ToBot
+    | BotClose
 )
 
 
@@ -597,6 +609,20 @@ def _to_bot(c: Conversation, ps: Sequence[Participant], a: ToBot, now: datetime)
     return _change(Outcome.TO_BOT, c, sets, entry, everyone_leaves=True)
 
 
+def _bot_close(c: Conversation, ps: Sequence[Participant], a: BotClose, now: datetime) -> Change | Refusal:
+    if c.state is CLOSED:
+        return _CLOSED
+    if c.state is not BOT:
+        return Refusal("conflict", "not_with_bot", "the conversation is not with a bot (any more)")
+    if a.queue is not None:
+        refused = close_refusal(a.status, a.queue, a.catalogue)
+        if refused is not None:
+            return Refusal("invalid", *refused)
+    sets = {"state": CLOSED, "status_id": a.status, "closed_at": now, **_NO_OFFER}
+    entry = Entry(EventKind.CLOSED, None, {"status": a.status, "bot": a.bot_id})
+    return _change(Outcome.CLOSED, c, sets, entry, everyone_leaves=True)
+
+
 _RULES: dict[type[Any], Callable[[Conversation, Sequence[Participant], Any, datetime], Change | Refusal]] = {
     Offer: _offer,
     Accept: _accept,
@@ -613,6 +639,7 @@ _RULES: dict[type[Any], Callable[[Conversation, Sequence[Participant], Any, date
     Release: _release,
     HandOff: _hand_off,
     ToBot: _to_bot,
+    BotClose: _bot_close,
 }
 
 

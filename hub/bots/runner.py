@@ -40,7 +40,7 @@ from hub.quick_replies import chosen
 from hub.store.bots import bot_state, delivery_of, failed, save_progress, silent_since, waiting_for_bot
 from hub.store.conversations import get_conversation
 from hub.usecases._parts import HubParts
-from hub.usecases.bots import BotSay, HandOffRequest, hand_off, offered_choices, say
+from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
 from hub.usecases.principal import Principal
 
 __all__ = ["BotRunner", "asks_for_person"]
@@ -228,10 +228,8 @@ class BotRunner:
                             parts, principal, conversation_id, HandOffRequest(reason=reason, queue=queue, note=note)
                         )
                         return
-                    case Close():
-                        logger.info("bot %s asked to close; it is handed off instead", bot.id)
-                        request = HandOffRequest(reason="bot_asked", note=f"the bot closed it ({action.status})")
-                        await hand_off(parts, principal, conversation_id, request)
+                    case Close(status=status):
+                        await bot_close(parts, principal, conversation_id, status)
                         return
             except Refusal as exc:  # the policy or the lifecycle said no: a person takes over
                 logger.warning("bot %s was refused: %s", bot.id, exc, extra={"conversation_id": conversation_id})

@@ -30,12 +30,13 @@ from hub.store.catalogue import load_queue
 from hub.store.conversations import conversation_view
 from hub.store.history import _message as history_item  # a message as the history renders it
 from hub.store.routing import Change, RoutingRefused, _apply, _facts  # the one way an action is applied
-from hub.store.tables import bot_conversations, conversations, messages
+from hub.store.tables import bot_conversations, conversations, messages, statuses
 
 __all__ = [
     "BotState",
     "answered",
     "bot_state",
+    "close_by_bot",
     "count_with_bots",
     "delivery_of",
     "failed",
@@ -297,3 +298,21 @@ async def delivery_of(
     if view is None or row is None:
         return None
     return view, history_item(row)
+
+
+async def close_by_bot(store: Store, conversation_id: int, *, bot_id: str, status: str | None, now: datetime) -> Change:
+    """The bot closes its conversation with a status its queue allows (``lifecycle.BotClose``)."""
+    async with store.write() as connection:
+        facts = await _facts(connection, store.dialect, conversation_id)
+        before = facts.conversation
+        queue = await load_queue(connection, before.queue_id)
+        catalogue = tuple((await connection.execute(select(statuses.c.id))).scalars())
+        action = lifecycle.BotClose(bot_id=bot_id, status=status, queue=queue, catalogue=catalogue)
+        decision = lifecycle.transition(before, facts.participants, action, now)
+        if isinstance(decision, lifecycle.Refusal):
+            raise RoutingRefused.of(decision)
+        conversation = await _apply(connection, store.dialect, facts, decision, now)
+        await _put(
+            connection, store.dialect, conversation_id, {"bot_id": bot_id, "awaiting_since": None, "updated_at": now}
+        )
+        return Change(conversation, [])

@@ -16,7 +16,7 @@ from typing import Any
 from hub.errors import Forbidden, Invalid
 from hub.lifecycle import HANDOFF_REASONS
 from hub.model import Button
-from hub.store.bots import bot_state, save_progress, to_bot
+from hub.store.bots import bot_state, close_by_bot, save_progress, to_bot
 from hub.store.bots import hand_off as store_hand_off
 from hub.usecases._parts import HubParts
 from hub.usecases.access import conversation_for
@@ -25,7 +25,7 @@ from hub.usecases.outbound import Replied, Send, reply
 from hub.usecases.permissions import is_bot, is_supervisor
 from hub.usecases.principal import Principal
 
-__all__ = ["BotSay", "HandOffRequest", "bot_of_queue", "hand_off", "return_to_bot", "say"]
+__all__ = ["BotSay", "HandOffRequest", "bot_close", "bot_of_queue", "hand_off", "return_to_bot", "say"]
 
 #: where the last choices offered are remembered between a bot's message and the customer's answer
 CHOICES_KEY = "_choices"
@@ -123,3 +123,15 @@ async def return_to_bot(hub: HubParts, actor: Principal, conversation_id: int, b
     now, by = hub.clock(), actor.id
     change = await _run(lambda: to_bot(hub.store, conversation.id, bot_id=bot_id, bot_known=known, by=by, now=now))
     return await _done(hub, actor, "to_bot", conversation, change)
+
+
+async def bot_close(hub: HubParts, actor: Principal, conversation_id: int, status: str | None) -> Changed:
+    """The bot closes its conversation with a status its queue allows (Invalid ``status_required`` /
+    ``status_not_allowed`` otherwise, as for an agent)."""
+    if not is_bot(actor):
+        raise Forbidden("forbidden", "only a bot closes as a bot")
+    assert actor.bot_id is not None
+    conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
+    bot_id, now = actor.bot_id, hub.clock()
+    change = await _run(lambda: close_by_bot(hub.store, conversation.id, bot_id=bot_id, status=status, now=now))
+    return await _done(hub, actor, "closed", conversation, change)

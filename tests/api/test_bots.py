@@ -441,3 +441,23 @@ async def test_a_bot_on_an_agents_action_is_refused_not_a_fault(
     response = await api.client.post(f"/api/v1/conversations/{conversation_id}/{path}", json=body, headers=as_bot(api))
     assert response.status == 403, await response.text()
     assert await state_is(api, conversation_id, "bot")
+
+
+async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.script = [
+        (200, {"actions": [{"text": "Glad I could help."}, {"type": "close", "status": "resolved"}]}),
+        (200, {"actions": [{"type": "close", "status": "nonsense"}]}),
+    ]
+    api = await make_api(bot_config(bot_server.url))
+    closed = await api.customer_writes(text="thanks, that was all")
+    await eventually(lambda: state_is(api, closed, "closed"), "the bot's close")
+    view = await conversation(api, closed)
+    assert view["status"] == "resolved"
+    events = [i for i in await history(api, closed) if i["type"] == "event" and i["kind"] == "closed"]
+    assert events[0]["data"] == {"status": "resolved", "bot": "faq"}
+
+    refused = await api.customer_writes(sender="+420600000077", text="close it please")
+    await eventually(lambda: state_is(api, refused, "waiting"), "the hand-off after a refused close")
+    (event,) = handoffs(await history(api, refused))
+    assert event["data"]["reason"] == "bot_failed"
+    assert event["data"]["note"].startswith("status_not_allowed")
