@@ -13,6 +13,7 @@ Start-up order (stop is the reverse):
 3. the notifier, so that it numbers and sends everything that follows;
 4. the ingest and the router, which record their events through the notifier's journal;
 4b. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
+4c. the bot runner (hub/bots/runner.py), which answers through the use cases;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
 6. the audit log's retention sweep (hub/audit.py).
 
@@ -30,6 +31,7 @@ from types import TracebackType
 import aiohttp
 
 from hub.audit import AuditKeeper
+from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
 from hub.media import BlobStore
@@ -79,6 +81,7 @@ class Hub:
         owns_store: bool,
         build_adapters: bool,
         metrics: HubMetrics | None = None,
+        bots: BotRunner | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -93,6 +96,7 @@ class Hub:
         self.audit = AuditKeeper(store, settings.audit, clock=clock)  # the audit log's retention (hub/audit.py)
         self.blobs = blobs
         self.media = media
+        self.bots = bots if bots is not None else BotRunner(settings.bots)
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -141,6 +145,7 @@ class Hub:
         await self.ingestor.start()
         await self.router.start()
         await self.media.start(self._http)
+        await self.bots.start(self, self._http)
         await self.outbox.start()
         await self.audit.start()
         self.started = True
@@ -151,6 +156,7 @@ class Hub:
         self.started = False
         await self.audit.stop()
         await self.outbox.stop()
+        await self.bots.stop()
         await self.media.stop()
         await self.router.stop()
         await self.ingestor.stop()

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from hub.app import Hub
+from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.errors import ConfigError
 from hub.ingest import Ingestor
@@ -92,6 +93,7 @@ def build_hub(
     metrics.watch_outbox(outbox)
     blobs = blobs if blobs is not None else _blob_store(settings)
     media = MediaFetcher(store, bus, built, blobs, settings, clock=clock)
+    bots = BotRunner(settings.bots, tick_seconds=settings.routing.tick_seconds)
     return Hub(
         settings=settings,
         store=store,
@@ -108,4 +110,5 @@ def build_hub(
         owns_store=owns_store,
         build_adapters=adapters is None and http is None,
         metrics=metrics,
+        bots=bots,
     )

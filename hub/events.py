@@ -25,11 +25,13 @@ __all__ = [
     "AgentPresence",
     "AttachmentChanged",
     "ConversationClosed",
+    "ConversationHandedOff",
     "ConversationLeftQueue",
     "ConversationOpened",
     "ConversationTicket",
     "ConversationUpdated",
     "ConversationWaiting",
+    "ConversationWithBot",
     "HubEvent",
     "IdentitySubscription",
     "LoggedEvent",
@@ -201,6 +203,46 @@ class ConversationTicket:
     @property
     def data(self) -> dict[str, Any]:
         return {"ticket": self.ticket, "title": self.title, "by": self.by}
+
+
+# ------------------------------------------------------------------ bots
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationWithBot:
+    """A conversation is with a bot: new in a queue that has one, or handed (back) to one (``by`` the agent)."""
+
+    kind: ClassVar[str] = "conversation.bot"
+    topic: ClassVar[Topic] = Topic.CONVERSATION
+    agent_id: ClassVar[None] = None
+    conversation_id: int
+    queue_id: str
+    bot: str
+    by: int | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"bot": self.bot} | ({"by": self.by} if self.by is not None else {})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationHandedOff:
+    """A bot's part ended: the conversation waits in ``queue_id`` for a person, and ``reason`` says why
+    (bot_asked, customer_asked, bot_silent, bot_failed)."""
+
+    kind: ClassVar[str] = "conversation.handed_off"
+    topic: ClassVar[Topic] = Topic.CONVERSATION
+    agent_id: ClassVar[None] = None
+    conversation_id: int
+    queue_id: str
+    reason: str
+    bot: str | None = None
+    note: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"reason": self.reason, "queue": self.queue_id}
+        return found | {k: v for k, v in (("bot", self.bot), ("note", self.note)) if v is not None}
 
 
 # ------------------------------------------------------------------ messages
@@ -434,6 +476,8 @@ HubEvent = (
     | AgentDeactivated
     | QueueChanged
     | Recorded
+    | ConversationWithBot
+    | ConversationHandedOff
 )
 """Everything the bus carries."""
 
@@ -466,6 +510,8 @@ _TOPICS: dict[str, Topic] = {
         AgentDeactivated,
         QueueChanged,
         QueueWaiting,
+        ConversationWithBot,
+        ConversationHandedOff,
     )
 }
 

@@ -18,6 +18,7 @@ __all__ = [
     "Agent",
     "Attachment",
     "Author",
+    "Button",
     "Channel",
     "ChannelAccount",
     "Contact",
@@ -57,8 +58,10 @@ class Channel(StrEnum):
 
 
 class ConversationState(StrEnum):
-    """waiting (in a queue) -> offered (one agent, a deadline) -> active -> closed."""
+    """bot (a queue's bot answers first) -> waiting (in a queue) -> offered (one agent, a deadline) -> active
+    -> closed."""
 
+    BOT = "bot"
     WAITING = "waiting"
     OFFERED = "offered"
     ACTIVE = "active"
@@ -74,6 +77,7 @@ class Author(StrEnum):
     CUSTOMER = "customer"
     AGENT = "agent"
     SYSTEM = "system"
+    BOT = "bot"  # a queue's bot (hub/bots/) answered
 
 
 class MessageKind(StrEnum):
@@ -139,6 +143,8 @@ class EventKind(StrEnum):
     SUBSCRIBED = "subscribed"
     UNSUBSCRIBED = "unsubscribed"
     TICKET_ASSIGNED = "ticket_assigned"
+    HANDED_OFF = "handed_off"  # the bot's part ended: ``reason`` bot_asked | customer_asked | bot_silent | bot_failed
+    BOT_TOOK_OVER = "bot_took_over"  # handed (back) to a bot
 
 
 class Role(StrEnum):
@@ -225,6 +231,17 @@ class Location:
 
 def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Button:
+    """A quick reply or button, one model for every channel: ``title`` shown, ``payload`` returned when pressed."""
+
+    title: str
+    payload: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"title": self.title, "payload": self.payload}
 
 
 # ------------------------------------------------------------------ inbound events
@@ -338,6 +355,7 @@ class OutboundMessage:
     template: TemplateBinding | None = None
     idempotency_key: str | None = None
     reply_to: str | None = None
+    buttons: tuple[Button, ...] = ()  # quick replies / buttons, for a channel that shows them (ButtonLimits)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -373,6 +391,7 @@ class ChannelAccount:
     # the provider's behaviour, from its adapter's declared facts (hub.ports.ProviderFacts; the settings copy them)
     subscribes_on_message: bool = False  # a customer who writes is thereby subscribed (Viber)
     echoes_own_sends: bool = False  # our sends come back as echo webhooks, maybe before their acceptance (Messenger)
+    bot: str | None = None  # the bot that answers new conversations in ``queue`` first ([[bots]] queues)
 
     @property
     def adapter_name(self) -> str:

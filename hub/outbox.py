@@ -454,6 +454,7 @@ class Outbox:
             tag=decision.tag,
             template=binding if use_binding else None,
             idempotency_key=f"channelhub-outbox-{job.id}",
+            buttons=() if use_binding else job.buttons,
         )
         return decision, outbound
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.model import TEXT_LIMITS, Attachment, Channel, MessageKind, Subscription, TemplateBinding
+from hub.model import TEXT_LIMITS, Attachment, Button, Channel, MessageKind, Subscription, TemplateBinding
+from hub.ports import ButtonLimits
 
 __all__ = [
     "ATTACHMENT_LIMITS",
@@ -41,6 +42,7 @@ __all__ = [
     "TagWindow",
     "TemplateOption",
     "binding_fits",
+    "button_refusal",
     "decide",
     "eligibility",
 ]
@@ -601,3 +603,35 @@ def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[Templat
                 free_text=True, free_text_until=None, tags=(), templates=names, billable=allowed.billable, notes=notes
             )
     raise AssertionError(f"no rules for channel {facts.channel!r}")  # pragma: no cover
+
+
+# ------------------------------------------------------------------ quick replies and buttons
+
+
+def button_refusal(buttons: Sequence[Button], limits: ButtonLimits | None) -> Refused | None:
+    """Whether the provider can show these quick replies / buttons (``limits`` None: it cannot, and they go
+    as numbered text, which always fits). The refusal names the rule and the limit."""
+    for button in buttons:
+        if not button.title.strip():
+            return Refused(rule="button_title_empty", message="every button needs a title")
+        if not button.payload:
+            return Refused(rule="button_payload_empty", message=f"the button {button.title!r} needs a payload")
+    if limits is None:
+        return None
+    if len(buttons) > limits.most:
+        return Refused(
+            rule="too_many_buttons", message=f"this channel shows at most {limits.most} buttons; {len(buttons)} given"
+        )
+    for button in buttons:
+        if len(button.title) > limits.title_length:
+            return Refused(
+                rule="button_title_too_long",
+                message=f"the button title {button.title!r} is longer than this channel's "
+                f"{limits.title_length} characters",
+            )
+        if len(button.payload) > limits.payload_length:
+            return Refused(
+                rule="button_payload_too_long",
+                message=f"a button payload is longer than this channel's {limits.payload_length} characters",
+            )
+    return None

@@ -21,12 +21,23 @@ if TYPE_CHECKING:
 __all__ = [
     "AdapterClass",
     "AdapterFactory",
+    "ButtonLimits",
     "ChannelAdapter",
     "MediaLocation",
     "MediaReference",
     "MediaSource",
     "ProviderFacts",
 ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ButtonLimits:
+    """How many quick replies / buttons one message of the provider shows, and how long a title may be
+    (hub/policy.py ``button_refusal`` enforces them; docs/channels.md gives the sources)."""
+
+    most: int
+    title_length: int
+    payload_length: int = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +60,8 @@ class ProviderFacts:
     subscribes_on_message: bool = False
     # the provider echoes our own sends back as webhooks, possibly before the send's acceptance is stored
     echoes_own_sends: bool = False
+    # quick replies / buttons the provider shows natively; None: they are sent as numbered text
+    buttons: ButtonLimits | None = None
 
     def __post_init__(self) -> None:
         strangers = self.public - set(self.credentials)

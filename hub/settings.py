@@ -20,11 +20,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
+from hub.hours import BusinessHours, parse_hours
 from hub.iframe import IframeRefused, check_iframe_template, normalise_host
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
@@ -146,6 +148,8 @@ class Settings:
     rooms: RoomsSettings = field(default_factory=RoomsSettings)  # co-browsing rooms (hub/room_settings.py)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    bots: tuple[BotSettings, ...] = ()  # [[bots]] (hub/bot_settings.py)
+    queue_hours: Mapping[str, BusinessHours] = field(default_factory=dict)  # [queues.hours] (hub/hours.py)
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
@@ -155,6 +159,12 @@ class Settings:
             if account.id == account_id:
                 return account
         raise KeyError(account_id)
+
+    def bot(self, bot_id: str) -> BotSettings:
+        for bot in self.bots:
+            if bot.id == bot_id:
+                return bot
+        raise KeyError(bot_id)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -178,6 +188,7 @@ class Settings:
         values |= self.rooms.secrets()
         if self.metrics.token:
             values.add(self.metrics.token)
+        values |= {value for bot in self.bots for value in (bot.secret, bot.token) if value}
         return frozenset(values)
 
 
@@ -208,6 +219,7 @@ def _env_id(value: str) -> str:
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     lists = {name for name, value in raw.items() if isinstance(value, list)} | {"accounts", "queues", "statuses"}
+    lists |= {"bots"}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
             continue
@@ -261,6 +273,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     known |= {"media"}
     known |= {"rooms"}
     known |= {"metrics", "audit"}
+    known |= {"bots"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
@@ -277,6 +290,14 @@ def _build(raw: dict[str, Any]) -> Settings:
     statuses = _statuses(raw.get("statuses", []))
     queues = _queues(raw.get("queues", []), {s.id for s in statuses})
     accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
+    bots = parse_bots(raw.get("bots", []), {q.id for q in queues})
+    queue_hours = {
+        str(entry["id"]): parse_hours(entry["hours"], f"queues[{i}].hours")
+        for i, entry in enumerate(raw.get("queues", []))
+        if "hours" in entry
+    }
+    answered_by = bot_for_queue(bots)
+    accounts = tuple(replace(a, bot=answered_by.get(a.queue)) for a in accounts)
     templates = _table(raw, "templates")
     templates_dir = raw.get("templates_dir", templates.get("dir"))
     demo_raw = _table(raw, "demo")
@@ -308,6 +329,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         rooms=rooms_settings(_table(raw, "rooms")),
         metrics=_metrics(raw),
         audit=_audit(raw),
+        bots=bots,
+        queue_hours=queue_hours,
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,
@@ -479,7 +502,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
         _only(
             entry,
             where,
-            {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back"}
+            {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back", "hours"}
             | {"iframe_url", "iframe_hosts"},
         )
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from hub.api._bot_auth import bot_principal
 from hub.api.auth import authenticated
 from hub.api.keys import HUB
 from hub.app import Hub
@@ -24,7 +25,10 @@ def parts_of(app: web.Application) -> Hub:
 
 
 async def actor(request: web.Request) -> Principal:
-    """The logged-in agent as the acting principal (401 when nobody is logged in)."""
+    """The logged-in agent as the acting principal, or a bot by its token (401 when nobody is logged in)."""
+    bot = bot_principal(request)
+    if bot is not None:
+        return bot
     return principal(request, await authenticated(request))
 
 

@@ -20,6 +20,7 @@ from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
 from hub.api._hub import actor, hub_of, principal
 from hub.api.auth import agent_json, authenticated, require_role
+from hub.api.bot_figures import add_bot_figures
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
@@ -120,6 +121,7 @@ QUEUE = schema(
                 "type": "object",
                 "properties": {
                     "waiting": {"type": "integer"},
+                    "bot": {"type": "integer", "description": "conversations the queue's bot is answering"},
                     "offered": {"type": "integer"},
                     "active": {"type": "integer"},
                     "longest_wait_seconds": {"type": ["integer", "null"]},
@@ -285,7 +287,9 @@ async def _one_queue_json(request: web.Request, queue: Queue) -> dict[str, Any]:
     store = request.app[STORE]
     members = (await queue_members(store)).get(queue.id, [])
     figures = (await queue_figures(store, request.app[CLOCK]())).get(queue.id)
-    return _queue_json(queue, members, figures)
+    found = _queue_json(queue, members, figures)
+    await add_bot_figures(request, [found])
+    return found
 
 
 def _string_list(body: dict[str, Any], key: str, pattern: re.Pattern[str] = _ID) -> Any:
@@ -377,6 +381,7 @@ async def queues_index(request: web.Request) -> web.Response:
     members = await queue_members(store)
     figures = await queue_figures(store, request.app[CLOCK]())
     items = [_queue_json(q, members.get(q.id, []), figures.get(q.id)) for q in await list_queues(store)]
+    await add_bot_figures(request, items)
     return json_ok({"items": items})
 
 

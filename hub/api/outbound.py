@@ -22,7 +22,7 @@ from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
-from hub.model import Attachment, Conversation, Message, MessageKind
+from hub.model import Attachment, Button, Conversation, Message, MessageKind
 from hub.store.media import attachments_json, render_attachments
 from hub.usecases.outbound import Send, check_eligibility, reply, send_new, start_chat
 
@@ -134,6 +134,16 @@ SEND_PROPERTIES: dict[str, Any] = {
         },
     },
 }
+SEND_PROPERTIES["buttons"] = {
+    "type": "array",
+    "description": "quick replies / buttons, shown natively where the channel can (within its limits, else 422), "
+    "else listed as numbered text",
+    "items": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {"title": {"type": "string"}, "payload": {"type": "string"}},
+    },
+}
 SEND_BODY = {"type": "object", "properties": SEND_PROPERTIES}
 IDEMPOTENCY = {
     "Idempotency-Key": {"type": "string", "description": "a retry with the same key returns the first answer"}
@@ -233,7 +243,22 @@ def _parse_send(body: dict[str, Any]) -> Send:
         variables=variables,
         tag=tag.strip().upper() if tag else None,
         attachments=attachments,
+        buttons=_buttons(body.get("buttons", [])),
     )
+
+
+def _buttons(value: Any) -> tuple[Button, ...]:
+    """Quick replies: each ``{"title", "payload"?}`` (the payload defaults to the title)."""
+    if not isinstance(value, list):
+        raise ApiError(422, "invalid_field", "'buttons' must be a list", field="buttons")
+    found = []
+    for i, item in enumerate(value):
+        title = item.get("title") if isinstance(item, dict) else None
+        payload = item.get("payload", title) if isinstance(item, dict) else None
+        if not isinstance(title, str) or not isinstance(payload, str) or set(item) - {"title", "payload"}:
+            raise ApiError(422, "invalid_field", f"buttons[{i}] must be {{title, payload?}} strings", field="buttons")
+        found.append(Button(title=title, payload=payload))
+    return tuple(found)
 
 
 def _attachment(item: Any, index: int) -> Attachment:
@@ -319,7 +344,7 @@ async def post_reply(request: web.Request) -> web.Response:
     by = await actor(request)
     hub, conversation_id = hub_of(request), path_id(request)
     body = await json_body(request)
-    only_fields(body, ("text", "template", "variables", "tag", "attachments"))
+    only_fields(body, ("text", "template", "variables", "tag", "attachments", "buttons"))
     replied = await reply(hub, by, conversation_id, _parse_send(body))
     media = await attachments_json(hub_of(request).store, replied.message)
     return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag, attachments=media), status=201)

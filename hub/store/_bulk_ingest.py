@@ -18,10 +18,10 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
-from hub.events import ConversationWaiting, MessageCreated
+from hub.events import MessageCreated
 from hub.model import ChannelAccount, ConversationState, InboundMessage
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
-from hub.store._opening import insert_open, open_conversation, waiting_row
+from hub.store._opening import entered, insert_open, open_conversation, waiting_row
 from hub.store.media import attachment_rows, insert_attachments
 from hub.store.tables import conversations, messages
 
@@ -79,7 +79,7 @@ async def store_messages_bulk(
             conversation_id, queue_id = conversation_of[identity_id]
             if conversation_id in opened and conversation_id not in announced:
                 announced.add(conversation_id)
-                events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
+                events.append(entered(accounts[event.account_id], conversation_id, queue_id))
             events.append(
                 MessageCreated(
                     conversation_id=conversation_id,

@@ -13,7 +13,7 @@ from hub.model import Agent, Channel, Conversation, ConversationState, Queue
 from hub.routing import open_url
 from hub.store._db import Store
 from hub.store.catalogue import load_queues
-from hub.store.tables import contacts, conversations, identities, participants
+from hub.store.tables import bot_conversations, contacts, conversations, identities, participants
 
 __all__ = [
     "ConversationAccess",
@@ -131,7 +131,17 @@ def _view(row: Any, people: list[dict[str, Any]], queue: Queue | None) -> dict[s
         "offer_deadline": row.offer_deadline,
         "participants": people,
         "open_url": open_url(queue, _url_fields(row)) if queue else None,
+        **_bot_fields(row),
     }
+
+
+def _bot_fields(row: Any) -> dict[str, Any]:
+    """The bot's part (ADR 0028): which bot has or had it, and why it handed the conversation over."""
+    handoff = None
+    if row.handoff_reason is not None:
+        handoff = {"reason": row.handoff_reason, "note": row.handoff_note, "at": row.handed_off_at}
+    variables = {k: v for k, v in (row.bot_variables or {}).items() if not k.startswith("_")}
+    return {"bot": row.bot_id, "handoff": handoff, "variables": variables}
 
 
 def _url_fields(row: Any) -> dict[str, Any]:
@@ -159,9 +169,15 @@ def _view_query() -> Any:
             identities.c.contact_id,
             contacts.c.name.label("contact_name"),
             contacts.c.company.label("contact_company"),
+            bot_conversations.c.bot_id,
+            bot_conversations.c.handoff_reason,
+            bot_conversations.c.handoff_note,
+            bot_conversations.c.handed_off_at,
+            bot_conversations.c.variables.label("bot_variables"),
         )
         .join(identities, identities.c.id == conversations.c.identity_id)
         .outerjoin(contacts, contacts.c.id == identities.c.contact_id)
+        .outerjoin(bot_conversations, bot_conversations.c.conversation_id == conversations.c.id)
     )
 
 
@@ -226,7 +242,9 @@ async def list_conversations(
         # a UNION of three indexed lookups: an OR with EXISTS made SQLite scan every conversation
         visible = union_all(
             select(c.id).where(
-                c.state.in_((ConversationState.WAITING.value, ConversationState.OFFERED.value)),
+                c.state.in_(
+                    (ConversationState.WAITING.value, ConversationState.OFFERED.value, ConversationState.BOT.value)
+                ),
                 c.queue_id.in_(viewer.queues),
             ),
             select(c.id).where(c.state == ConversationState.OFFERED.value, c.offered_agent_id == viewer.id),

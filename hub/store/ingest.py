@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
-from hub.events import ConversationWaiting, IdentitySubscription, MessageCreated, MessageDelivery
+from hub.events import IdentitySubscription, MessageCreated, MessageDelivery
 from hub.model import (
     Author,
     Channel,
@@ -38,7 +38,7 @@ from hub.model import (
 from hub.store._bulk_ingest import store_messages_bulk
 from hub.store._db import Store, upsert
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
-from hub.store._opening import add_timeline_event, open_conversation
+from hub.store._opening import add_timeline_event, entered, open_conversation
 from hub.store.events import Journal, journal_events
 from hub.store.health import webhook_stamp
 from hub.store.media import attachment_rows, insert_attachments
@@ -230,7 +230,7 @@ async def _store_message(
     identity_id = identities_[(event.account_id, event.sender_id)]
     conversation_id, queue_id, is_new = await open_conversation(connection, dialect, identity_id, account, now)
     if is_new:
-        outcome.events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
+        outcome.events.append(entered(account, conversation_id, queue_id))
     inserted = (
         await connection.execute(message_insert(dialect), [message_row(event, identity_id, conversation_id, now)])
     ).first()

@@ -74,7 +74,11 @@ async def queue_outbound_group(
     conversation opened meanwhile) is reported and does not sink the others. Raises only when the
     commit itself fails (then none of them was accepted)."""
     results: list[Queued | BaseException | None] = [None] * len(sends)
-    simple = [i for i, send in enumerate(sends) if send.conversation_id is not None and send.close_status is None]
+    simple = [
+        i
+        for i, send in enumerate(sends)
+        if send.conversation_id is not None and send.close_status is None and send.author is Author.AGENT
+    ]
     async with store.write() as connection:
         if simple:
             for i, queued in zip(
@@ -102,7 +106,7 @@ def _queued_message(send: NewOutbound, message_id: int, conversation_id: int, no
         id=int(message_id),
         conversation_id=conversation_id,
         direction=Direction.OUT,
-        author=Author.AGENT,
+        author=send.author,
         kind=send.kind,
         created_at=now,
         text=send.text,
@@ -141,6 +145,13 @@ async def _queue_replies(
     return queued
 
 
+def _sender(send: NewOutbound) -> int:
+    """The agent who opens or closes by sending (a bot only replies in a conversation it has)."""
+    if send.agent_id is None:
+        raise ValueError("only an agent's send may open or close a conversation")
+    return send.agent_id
+
+
 async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> Queued:
     events: list[BusEvent] = []
     conversation_id = send.conversation_id
@@ -148,7 +159,7 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
     if conversation_id is None:
         conversation_id = await _open_for_agent(connection, dialect, send, now)
         events.append(
-            ConversationOpened(conversation_id=conversation_id, agent_id=send.agent_id, identity_id=send.identity_id)
+            ConversationOpened(conversation_id=conversation_id, agent_id=_sender(send), identity_id=send.identity_id)
         )
     message_id = (
         await connection.execute(
@@ -164,9 +175,9 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
         update(conversations).where(conversations.c.id == conversation_id).values(last_message_at=now)
     )
     if send.close_status is not None:
-        await _close(connection, conversation_id, send.agent_id, send.close_status, now)
+        await _close(connection, conversation_id, _sender(send), send.close_status, now)
         events.append(
-            ConversationClosed(conversation_id=conversation_id, agent_id=send.agent_id, status=send.close_status)
+            ConversationClosed(conversation_id=conversation_id, agent_id=_sender(send), status=send.close_status)
         )
     conversation: Conversation | None = None
     if opened or send.close_status is not None:
@@ -193,7 +204,7 @@ async def _open_for_agent(connection: AsyncConnection, dialect: str, send: NewOu
         account_id=send.account_id,
         identity_id=send.identity_id,
         queue_id=send.queue_id,
-        agent_id=send.agent_id,
+        agent_id=_sender(send),
         now=now,
         last_message_at=now,
     )

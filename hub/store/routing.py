@@ -666,7 +666,7 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
         facts = await _facts(connection, store.dialect, conversation_id)
         before = facts.conversation
         queues: frozenset[str] = frozenset()
-        if not any_queue and before.state in lifecycle.IN_QUEUE:
+        if not any_queue and before.state in lifecycle.TAKEABLE:
             member = (
                 await connection.execute(
                     select(agent_queues.c.agent_id).where(
@@ -679,7 +679,7 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
             agent_id=agent_id,
             role=Role.SUPERVISOR if any_queue else Role.AGENT,
             queues=queues,
-            active=before.state not in lifecycle.IN_QUEUE or await _is_active(connection, store.dialect, agent_id),
+            active=before.state not in lifecycle.TAKEABLE or await _is_active(connection, store.dialect, agent_id),
         )
         change = _decide(facts, lifecycle.Take(actor=actor), now)
         conversation = await _apply(connection, store.dialect, facts, change, now)
@@ -687,7 +687,8 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
         if before.state is ConversationState.OFFERED and before.offered_agent_id not in (None, agent_id):
             assert before.offered_agent_id is not None
             events.append(_withdrawn(conversation_id, before.offered_agent_id, "taken"))
-        events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
+        if before.state is not ConversationState.BOT:  # a bot's conversation was on no waiting list
+            events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
         events.append(_updated(conversation_id, "taken", facts.audience(agent_id), agent_id=agent_id))
         return Change(conversation, events)
 

@@ -648,3 +648,22 @@ uploads = Table(
     Index("ix_uploads_created", "created_at"),
     Index("ix_uploads_sha256", "sha256"),
 )
+
+# ---------------------------------------------------------------- bots (a queue's bot answers first)
+
+bot_conversations = Table(
+    "bot_conversations",
+    metadata,
+    # a conversation's part with a bot (ADR 0028): which bot, what it has not answered yet, what it collected
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
+    Column("bot_id", String(64), nullable=False),
+    Column("awaiting_since", UTCDateTime()),  # the customer's oldest message the bot has not answered
+    Column("failures", Integer, nullable=False, server_default=text("0")),  # calls in a row that failed
+    Column("step", String(64)),  # a rules bot's place in its flow
+    Column("variables", JSON, nullable=False),  # fields collected from the customer (name, order number...)
+    Column("handoff_reason", String(32)),  # bot_asked | customer_asked | bot_silent | bot_failed
+    Column("handoff_note", Text),
+    Column("handed_off_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_bot_conversations_awaiting", "bot_id", "awaiting_since"),
+)

@@ -18,6 +18,8 @@ from hub.events import ConversationOpened, ConversationUpdated
 from hub.metrics import template_render_refused
 from hub.model import (
     Attachment,
+    Author,
+    Button,
     Channel,
     Contact,
     Conversation,
@@ -29,9 +31,22 @@ from hub.model import (
     TemplateBinding,
 )
 from hub.outbox import facts_for, send_plan
-from hub.policy import Draft, Eligibility, Refused, TemplateOption, binding_fits, decide, eligibility
+from hub.policy import (
+    Draft,
+    Eligibility,
+    Refused,
+    TemplateOption,
+    binding_fits,
+    button_refusal,
+    decide,
+    eligibility,
+)
+from hub.ports import ButtonLimits
+from hub.quick_replies import with_choices
+from hub.registry import provider_facts
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
+from hub.store.bots import answered
 from hub.store.contacts import get_contact
 from hub.store.conversations import ConversationAccess, get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
@@ -40,7 +55,7 @@ from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 from hub.usecases._parts import HubParts, OutboxPort
 from hub.usecases.media import resolve_uploads
-from hub.usecases.permissions import can_act, permitted
+from hub.usecases.permissions import can_act, is_bot, permitted
 from hub.usecases.principal import Principal
 
 __all__ = [
@@ -67,6 +82,7 @@ class Send:
     variables: dict[str, Any] = field(default_factory=dict)
     tag: str | None = None  # a Messenger message tag, upper case
     attachments: tuple[Attachment, ...] = ()
+    buttons: tuple[Button, ...] = ()  # quick replies: native where the channel shows them, else numbered text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,6 +233,14 @@ async def _plan(
         text, version = rendered.text, rendered.version
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
         tag = tag or rendered.tag
+    buttons = send.buttons
+    if buttons:
+        limits = _button_limits(account.adapter_name)
+        refused = button_refusal(buttons, limits)
+        if refused is not None:
+            raise PolicyRefusal(refused.rule, refused.message)
+        if limits is None:  # the channel cannot show them: the text lists them, numbered
+            text, buttons = with_choices(text, buttons), ()
     draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
     decision = decide(facts, draft, hub.clock(), _options(reads.templates))
     if isinstance(decision, Refused):
@@ -233,11 +257,14 @@ async def _plan(
     else:
         kind = MessageKind.TEXT
     plan = send_plan(decision, template=send.template, version=version, binding=binding)
+    if buttons:
+        plan["buttons"] = [b.to_json() for b in buttons]
     return (
         NewOutbound(
             account_id=identity.account_id,
             identity_id=identity.id,
-            agent_id=actor.agent_id(),
+            agent_id=None if is_bot(actor) else actor.agent_id(),
+            author=Author.BOT if is_bot(actor) else Author.AGENT,
             kind=kind,
             send_plan=plan,
             conversation_id=conversation.id if conversation else None,
@@ -250,6 +277,11 @@ async def _plan(
         ),
         plan,
     )
+
+
+def _button_limits(adapter_name: str) -> ButtonLimits | None:
+    facts = provider_facts().get(adapter_name)
+    return facts.buttons if facts is not None else None
 
 
 def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:
@@ -322,6 +354,8 @@ async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Sen
     queued = await outbox.accept(new, hub.clock())
     await _audit_send(hub, actor, conversation.id, queued.message.id, send)
     hub.bus.publish_all(queued.events)
+    if is_bot(actor):  # the bot answered: its silence clock stops (hub/bots/runner.py)
+        await answered(hub.store, conversation.id, hub.clock())
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
 

@@ -160,6 +160,9 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/conversations/{conv}/iframe", sees, area="conversations"),
     Route("GET", "/api/v1/iframe/queues", anyone, area="conversations", ok=200),
     Route("POST", "/api/v1/conversations/{conv}/messages", acts, {"text": "hello"}, area="outbound"),
+    # bots (an agent never hands off for a bot; a bot's own token is tested in tests/api/test_bots.py)
+    Route("POST", "/api/v1/conversations/{conv}/handoff", supervision, {"reason": "bot_asked"}, area="bots"),
+    Route("POST", "/api/v1/conversations/{conv}/bot", acts, {"bot": "faq"}, area="bots"),
     Route("POST", "/api/v1/conversations/{conv}/templates/{template}/render", acts, {}, area="templates"),
     # contacts and identities
     Route("GET", "/api/v1/contacts", anyone, area="contacts", ok=200),

@@ -20,6 +20,7 @@ from hub.lifecycle import (
     Close,
     Entry,
     ExpireOffer,
+    HandOff,
     Invite,
     Leave,
     MarkImportant,
@@ -30,6 +31,7 @@ from hub.lifecycle import (
     Reject,
     Release,
     Take,
+    ToBot,
     TransferToAgent,
     TransferToQueue,
     Verb,
@@ -48,6 +50,7 @@ DEADLINE = NOW + timedelta(seconds=30)
 SUPPORT = Queue(id="support", name="Support", number=100, offer_timeout=30, statuses=("resolved", "spam"))
 CATALOGUE = ("resolved", "spam", "callback")
 
+BOT = ConversationState.BOT
 WAITING, OFFERED, ACTIVE, CLOSED = (
     ConversationState.WAITING,
     ConversationState.OFFERED,
@@ -115,6 +118,8 @@ ACTIONS: dict[str, Callable[[Actor], Action]] = {
     "invite": lambda a: Invite(by=a.agent_id, guest=COLLEAGUE, guest_active=True),
     "close": lambda a: Close(by=a.agent_id, status="resolved", queue=SUPPORT, catalogue=CATALOGUE),
     "mark important": lambda a: MarkImportant(by=a.agent_id),
+    "hand off": lambda a: HandOff(reason="bot_asked", bot_id="faq", by=a.agent_id),
+    "to bot": lambda a: ToBot(by=a.agent_id, bot_id="faq", bot_known=True),
 }
 
 NOT_OFFERED = "not_offered_to_you"
@@ -127,58 +132,81 @@ NOT_HERE = "not_a_participant"
 #   owner, guest, offeree, member, stranger, supervisor, admin     ("ok": the change applies; else the refusal code)
 GRID: dict[str, dict[ConversationState, tuple[str, ...]]] = {
     "accept": {
+        BOT: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         WAITING: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         OFFERED: (NOT_OFFERED, NOT_OFFERED, "ok", NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         ACTIVE: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
         CLOSED: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
     },
     "reject": {
+        BOT: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         WAITING: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         OFFERED: (NOT_OFFERED, NOT_OFFERED, "ok", NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         ACTIVE: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
         CLOSED: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
     },
     "take": {
+        BOT: ("ok", "ok", "ok", "ok", NO, "ok", "ok"),
         WAITING: ("ok", "ok", "ok", "ok", NO, "ok", "ok"),
         OFFERED: ("ok", "ok", "ok", "ok", NO, "ok", "ok"),
         ACTIVE: (TAKEN, TAKEN, TAKEN, TAKEN, NO, TAKEN, TAKEN),
         CLOSED: (TAKEN, TAKEN, TAKEN, TAKEN, NO, TAKEN, TAKEN),
     },
     "leave": {
+        BOT: (NO, NO, NO, NO, NO, NOT_HERE, NOT_HERE),
         WAITING: (NO, NO, NO, NO, NO, NOT_HERE, NOT_HERE),
         OFFERED: (NO, NO, NO, NO, NO, NOT_HERE, NOT_HERE),
         ACTIVE: ("ok", "ok", NO, NO, NO, NOT_HERE, NOT_HERE),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "transfer to agent": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "transfer to queue": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "invite": {
+        BOT: (NO, NO, NO, NO, NO, "not_active", "not_active"),
         WAITING: (NO, NO, NO, NO, NO, "not_active", "not_active"),
         OFFERED: (NO, NO, NO, NO, NO, "not_active", "not_active"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "close": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "mark important": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, "ok", "ok"),
+    },
+    "hand off": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
+        WAITING: (NO, NO, NO, NO, NO, "not_with_bot", "not_with_bot"),
+        OFFERED: (NO, NO, NO, NO, NO, "not_with_bot", "not_with_bot"),
+        ACTIVE: ("not_with_bot", "not_with_bot", NO, NO, NO, "not_with_bot", "not_with_bot"),
+        CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
+    },
+    "to bot": {
+        BOT: (NO, NO, NO, NO, NO, "already_with_bot", "already_with_bot"),
+        WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
+        OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
+        ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
+        CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
 }
 
@@ -190,6 +218,8 @@ KINDS = {
     NO: "forbidden",
     NOT_HERE: "conflict",
     "not_active": "conflict",
+    "not_with_bot": "conflict",
+    "already_with_bot": "conflict",
 }
 
 CASES = [

@@ -22,6 +22,7 @@ import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
 import { startReminders, stopReminders } from "./js/calendar.js";
+import { botButton } from "./js/bots.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -198,6 +199,7 @@ function buildShell() {
     newMessage,
     h("div", { class: "spacer" }),
     waitingButton,
+    botButton({ onTaken: tookFromBot }),
     presence.el,
     soundToggle,
     connection,
@@ -502,6 +504,12 @@ function tick() {
 }
 
 // ------------------------------------------------------------------ waiting list
+
+function tookFromBot(conv) {
+  upsertConversation({ ...conv, state: "active" });
+  if (!state.openTabs.includes(String(conv.id))) state.openTabs.push(String(conv.id));
+  show(`conv:${conv.id}`);
+}
 
 async function openWaiting() {
   const dlg = modal("Waiting conversations", { wide: true, label: "waiting" });

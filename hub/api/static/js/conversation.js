@@ -6,6 +6,7 @@ import { get, post, api, toast, fail, describeFailure, alternativeNames, ApiFail
 import { h, clear, button, field, select, clock, dateTime, parseTime, items, idOf, pick, debounce, channelLabel, safeHref, fileNameOf } from "./util.js";
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
+import { botPanel } from "./bots.js";
 import "./contact.js"; // registers the contact, past conversations and ticket widgets
 import { renderSidePanel, registerWidget } from "./widgets.js";
 import { ruleText } from "./restrictions.js";
@@ -48,6 +49,8 @@ const EVENT_TEXT = {
   subscribed: "Customer subscribed",
   unsubscribed: "Customer unsubscribed",
   ticket_assigned: "Ticket {ticket} assigned",
+  handed_off: "The bot handed over {target} ({reason})",
+  bot_took_over: "Handed to the bot {bot}",
 };
 
 export function renderConversation(main, conv, { onGone: whenGone, onChanged }) {
@@ -75,6 +78,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     ),
     h("span", { class: `chip ch-${conv.channel}` }, channelLabel[conv.channel] || conv.channel),
     windowBadge,
+    botPanel(conv, { onReturned: () => onGone("Handed back to the bot.") }),
   );
 
   // composer
@@ -662,6 +666,8 @@ function eventEl(e) {
     target: data.to_agent || data.agent_to || data.target_agent ? `to ${agentName(data.to_agent ?? data.agent_to ?? data.target_agent)}` : data.to_queue || data.queue ? `to queue ${queueOf({ queue: data.to_queue ?? data.queue }).name}` : data.invited ? agentName(data.invited) : "",
     status: data.status_name || data.status || "",
     ticket: data.ticket_id ?? data.ticket ?? "",
+    reason: (data.reason || "").replace(/_/g, " "),
+    bot: data.bot || "",
   };
   if (kind === "invited") values.target = agentName(data.agent_id ?? data.invited ?? data.to_agent ?? data.agent) || (data.queue_id || data.queue ? `a member of ${queueOf({ queue: data.queue_id ?? data.queue }).name}` : "");
   let line = template.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? "").replace(/\s+/g, " ").trim();
