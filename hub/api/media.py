@@ -108,7 +108,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     "`file_too_large`). The type is sniffed from the bytes; a file whose bytes disagree with its name or "
     'declared type is refused (422 `type_mismatch`). Attach it with `"attachments": [{"upload": id}]`.',
     ok=(201, UPLOAD),
-    errors=(413, 415, 422),
+    errors=(400, 413, 415, 422),
     tag="media",
 )
 async def post_upload(request: web.Request) -> web.Response:

@@ -81,7 +81,7 @@ export function attachmentView(a) {
       h(
         "a",
         { href, class: "attachment file-card", target: "_blank", download: a.file_name || "", rel: "noopener noreferrer", "data-testid": "file-card" },
-        h("span", { class: "file-name" }, nameOf(a)),
+        h("span", { class: "file-name" }, h("span", { class: "sr-only" }, "Attachment: "), nameOf(a)),
         h("span", { class: "muted" }, [a.mime, humanSize(a.size)].filter(Boolean).join(" · ")),
       ),
     );
