@@ -579,13 +579,17 @@ async def _through_gin(connection: AsyncConnection) -> AsyncIterator[None]:
     """The next queries find their rows through the GIN index (a bitmap scan). With a LIMIT the planner may
     bet on meeting matches early in a scan of the table or of the primary key, which for a rare word reads
     (and decompresses) every row. Lasts for the queries inside only; the others plan freely."""
-    await connection.execute(text("SET LOCAL enable_seqscan = off"))
-    await connection.execute(text("SET LOCAL enable_indexscan = off"))
+    await connection.execute(_PLANNER_SETTINGS, {"scans": "off"})
     try:
         yield
     finally:
-        await connection.execute(text("SET LOCAL enable_seqscan = on"))
-        await connection.execute(text("SET LOCAL enable_indexscan = on"))
+        await connection.execute(_PLANNER_SETTINGS, {"scans": "on"})
+
+
+# SET LOCAL as a function, both settings in one round trip
+_PLANNER_SETTINGS = text(
+    "SELECT set_config('enable_seqscan', :scans, true), set_config('enable_indexscan', :scans, true)"
+)
 
 
 async def _search_postgresql(
