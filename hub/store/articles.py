@@ -34,6 +34,7 @@ from sqlalchemy import (
     Select,
     Text,
     bindparam,
+    cast,
     delete,
     exists,
     func,
@@ -44,6 +45,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import ARRAY
@@ -135,6 +137,7 @@ def _words_of(value: str) -> Any:
 
 
 _TITLE_MARK = "~"  # PostgreSQL: the title's words once more, marked, so "in the title" is an indexed match
+_AUDIENCE_MARK = "@"  # PostgreSQL: who may read it (as SQLite's audience column), so visibility is in the match
 
 
 def _title_marks(title: str) -> list[str]:
@@ -144,8 +147,10 @@ def _title_marks(title: str) -> list[str]:
 def _vector(draft: ArticleDraft, html: str) -> Any:
     """Title (weight A) and tags (B) with positions; the body's words without positions (``strip``: they
     rank as weight D), which keeps the vector small enough to stay in the row, uncompressed; and the
-    title's words marked (``~word``), which a weight-restricted query cannot replace once the body is stripped."""
-    marks = func.array_to_tsvector(bindparam(None, _title_marks(draft.title), type_=ARRAY(Text)))
+    title's words marked (``~word``), which a weight-restricted query cannot replace once the body is stripped;
+    and who may read it (``@`` and SQLite's audience tokens), so a search needs no visibility join."""
+    lexemes = _title_marks(draft.title) + [f"{_AUDIENCE_MARK}{token}" for token in _audience_tokens(draft.queues)]
+    marks = func.array_to_tsvector(bindparam(None, lexemes, type_=ARRAY(Text)))
     return (
         func.setweight(_words_of(draft.title), literal_column("'A'"))
         .op("||")(func.setweight(_words_of(" ".join(draft.tags)), literal_column("'B'")))
@@ -543,10 +548,16 @@ async def _search_sqlite(
 # PostgreSQL -----------------------------------------------------------------------------------
 
 
-def _tsquery(words: Sequence[str]) -> Any:
-    # each word is \w+ only (perhaps marked as a title word) and quoted as a lexeme; ':*' matches a prefix
-    source = " & ".join(f"'{word}':*" for word in words)
-    return func.to_tsquery(literal_column("'simple'::regconfig"), bindparam(None, source, type_=Text))
+def _tsquery(words: Sequence[str], reader_queues: Sequence[str] | None = None) -> Any:
+    """The search as a tsquery, written out rather than parsed (``to_tsquery`` would strip the ``~`` and ``@``
+    marks): each word is \\w+ only, lower-case, split at underscores as PostgreSQL's parser splits it, quoted as
+    a lexeme, ``:*`` for a prefix; the audience lexemes are hex or fixed text."""
+    parts = [part for word in words for part in word.split("_") if part]
+    source = " & ".join(f"'{part}':*" for part in parts)
+    if reader_queues is not None:
+        tokens = dict.fromkeys(_audience_tokens([]) + _audience_tokens(reader_queues))
+        source += " & (" + " | ".join(f"'{_AUDIENCE_MARK}{token}'" for token in tokens) + ")"
+    return cast(bindparam(None, source, type_=Text), TSQUERY)
 
 
 async def _matching(
@@ -599,24 +610,24 @@ async def _search_postgresql(
     offset: int,
     limit: int,
 ) -> Sequence[RowMapping]:
-    tsquery = _tsquery(words)
-    visible = _visible(reader_queues)
+    tsquery = _tsquery(words, reader_queues)  # visibility included: no join while matching or ranking
     newest = (articles.c.id.desc(),)
     if await _pg_broad(connection, tsquery):
-        in_title = _tsquery([f"{_TITLE_MARK}{word}" for word in words])
+        in_title = _tsquery([f"{_TITLE_MARK}{word}" for word in words], reader_queues)
         async with _through_gin(connection):  # few titles match: walking the primary key backwards would read many rows
-            titled = await _matching(connection, in_title, visible, order=newest, offset=0, limit=offset + limit)
-        rest = await _matching(connection, tsquery, visible, order=newest, offset=0, limit=offset + limit + len(titled))
+            titled = await _matching(connection, in_title, None, order=newest, offset=0, limit=offset + limit)
+        rest = await _matching(connection, tsquery, None, order=newest, offset=0, limit=offset + limit + len(titled))
         seen = {row["id"] for row in titled}
         return [*titled, *(row for row in rest if row["id"] not in seen)][offset : offset + limit]
     rank = func.ts_rank(articles.c.search_vector, tsquery)
-    rows = await _matching(connection, tsquery, visible, order=(rank.desc(), *newest), offset=offset, limit=limit)
+    rows = await _matching(connection, tsquery, None, order=(rank.desc(), *newest), offset=offset, limit=limit)
     if rows or offset or not await _has_trigrams(connection):
         return rows
     phrase = bindparam("phrase", " ".join(words), type_=Text)
     similarity = func.word_similarity(phrase, articles.c.title)
     # '<%': word similarity above pg_trgm.word_similarity_threshold (0.6), answered by ix_articles_title_trgm
     fuzzy = select(*_COLUMNS).where(phrase.op("<%")(articles.c.title))
+    visible = _visible(reader_queues)
     if visible is not None:
         fuzzy = fuzzy.where(visible)
     fuzzy = fuzzy.order_by(similarity.desc(), articles.c.id.desc()).limit(limit)
