@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
@@ -289,6 +290,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         raise ConfigError("database.pool_size", "must be at least 1")
     statuses = _statuses(raw.get("statuses", []))
     queues = _queues(raw.get("queues", []), {s.id for s in statuses})
+    _iframes_elsewhere(queues, server.public_url)
     accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
     bots = parse_bots(raw.get("bots", []), {q.id for q in queues})
     queue_hours = {
@@ -531,6 +533,15 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
             )
         )
     return tuple(queues)
+
+
+def _iframes_elsewhere(queues: tuple[Queue, ...], public_url: str) -> None:
+    """No queue's page in an iframe may come from the hub's own host: the frame runs the page's scripts
+    with the page's origin, which on the hub's host could reach the console."""
+    own = normalise_host(urlsplit(public_url).hostname or "")
+    for i, queue in enumerate(queues):
+        if own and own in queue.iframe_hosts:
+            raise ConfigError(f"queues[{i}].iframe_hosts", f"{own!r} is the hub's own host (server.public_url)")
 
 
 def _iframe(entry: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -10,19 +10,22 @@ Search is one interface over two engines (a contract test runs it on both):
 * SQLite: the FTS5 table ``article_search`` (rowid = article id; its ``audience`` column holds who
   may read it, so visibility is part of the match and a search reads the index alone), words matched
   as prefixes (``"pass"*``), ranked by bm25 with the title weighing most, then the tags, then the
-  body. A search whose rarest word is in most articles is not ranked by bm25 (that costs a score per
-  matching article and tells little): title matches first, then the rest, newest first. When a
+  body. A search whose rarest word is in more than 500 articles is not ranked by bm25 (that costs a
+  score per matching article and tells little): title matches first, then the rest, newest first. When a
   search finds nothing, each word is corrected against the index's vocabulary
   (``article_search_terms``, edit distance 1, or 2 for long words) and the search runs again.
-* PostgreSQL: ``articles.search_vector`` (title weight A, tags B, body C; the ``simple``
+* PostgreSQL: ``articles.search_vector`` (title weight A, tags B, body words without positions; the ``simple``
   configuration, so no language's stemming is imposed) under a GIN index, words matched as
-  prefixes (``'pass':*``), ranked by ``ts_rank``. When that finds nothing and the pg_trgm extension
-  is installed, titles and tags are matched by trigram word similarity instead.
+  prefixes (``'pass':*``), ranked by ``ts_rank``; more than 500 matches are listed as on SQLite.
+  When that finds nothing and the pg_trgm extension is installed, titles are matched by trigram
+  word similarity instead (through a trigram index).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +45,10 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import ARRAY
 
 from hub.articles import (
     Article,
@@ -71,8 +76,8 @@ __all__ = [
     "update_article",
 ]
 
+_TITLE_WORD = re.compile(r"\w+", re.UNICODE)
 _TYPO_CANDIDATES = 3  # corrections tried per mistyped word
-_TRIGRAM_THRESHOLD = 0.4  # PostgreSQL: how alike a title must be to a mistyped search
 
 
 # ------------------------------------------------------------------ rows
@@ -127,16 +132,30 @@ def _visible(reader_queues: Sequence[str] | None) -> ColumnElement[bool] | None:
 # ------------------------------------------------------------------ search index
 
 
-def _weighted(value: Any, weight: str) -> Any:
-    vector = func.to_tsvector(literal_column("'simple'::regconfig"), bindparam(None, value, type_=Text))
-    return func.setweight(vector, literal_column(f"'{weight}'"))
+def _words_of(value: str) -> Any:
+    return func.to_tsvector(literal_column("'simple'::regconfig"), bindparam(None, value, type_=Text))
+
+
+_TITLE_MARK = "~"  # PostgreSQL: the title's words once more, marked, so "in the title" is an indexed match
+_AUDIENCE_MARK = "@"  # PostgreSQL: who may read it (as SQLite's audience column), so visibility is in the match
+
+
+def _title_marks(title: str) -> list[str]:
+    return sorted({f"{_TITLE_MARK}{word}" for word in _TITLE_WORD.findall(title.lower())})
 
 
 def _vector(draft: ArticleDraft, html: str) -> Any:
+    """Title (weight A) and tags (B) with positions; the body's words without positions (``strip``: they
+    rank as weight D), which keeps the vector small enough to stay in the row, uncompressed; and the
+    title's words marked (``~word``), which a weight-restricted query cannot replace once the body is stripped;
+    and who may read it (``@`` and SQLite's audience tokens), so a search needs no visibility join."""
+    lexemes = _title_marks(draft.title) + [f"{_AUDIENCE_MARK}{token}" for token in _audience_tokens(draft.queues)]
+    marks = func.array_to_tsvector(bindparam(None, lexemes, type_=ARRAY(Text)))
     return (
-        _weighted(draft.title, "A")
-        .op("||")(_weighted(" ".join(draft.tags), "B"))
-        .op("||")(_weighted(plain_text(html), "C"))
+        func.setweight(_words_of(draft.title), literal_column("'A'"))
+        .op("||")(func.setweight(_words_of(" ".join(draft.tags)), literal_column("'B'")))
+        .op("||")(func.strip(_words_of(plain_text(html))))
+        .op("||")(marks)
     )
 
 
@@ -410,7 +429,7 @@ async def _newest(
 # SQLite ---------------------------------------------------------------------------------------
 
 _EVERYONE = "qall"
-_BROAD = 2000  # a search whose rarest word is in more articles than this is not ranked by bm25 (see _broad)
+_BROAD = 500  # a search matching more articles than this is not ranked by score (see _broad, _pg_broad)
 
 
 def _audience_tokens(queue_ids: Sequence[str]) -> list[str]:
@@ -457,10 +476,12 @@ async def _documents_with(connection: AsyncConnection, word: str) -> int:
     return int(found.scalar_one())
 
 
-async def _broad(connection: AsyncConnection, words: Sequence[str]) -> bool:
-    """Whether even the rarest word is in so many articles that bm25 over all of them costs more than its
-    ranking is worth (a word in most articles tells little); such a search lists title matches first, newest first."""
-    return min([await _documents_with(connection, word) for word in words]) > _BROAD
+async def _broad(connection: AsyncConnection, groups: Sequence[Sequence[str]]) -> bool:
+    """Whether even the rarest group of words (any of which may match) is in so many articles that bm25 over
+    all of them costs more than its ranking is worth (a word in most articles tells little); such a search
+    lists title matches first, newest first."""
+    counts = [sum([await _documents_with(connection, word) for word in group]) for group in groups]
+    return min(counts) > _BROAD
 
 
 async def _by_ids(connection: AsyncConnection, ids: Sequence[int]) -> list[RowMapping]:
@@ -512,23 +533,31 @@ async def _search_sqlite(
     offset: int,
     limit: int,
 ) -> Sequence[RowMapping]:
-    broad = await _broad(connection, words)
-    ids = await _fts_search(connection, _fts_words([[w] for w in words]), reader_queues, broad, offset, limit)
+    exact = [[word] for word in words]
+    broad = await _broad(connection, exact)
+    ids = await _fts_search(connection, _fts_words(exact), reader_queues, broad, offset, limit)
     if ids or offset:
         return await _by_ids(connection, ids)
     groups = [[word, *await _corrections(connection, word)] for word in words]
     if all(len(group) == 1 for group in groups):
         return []
-    return await _by_ids(connection, await _fts_search(connection, _fts_words(groups), reader_queues, False, 0, limit))
+    broad = await _broad(connection, groups)
+    return await _by_ids(connection, await _fts_search(connection, _fts_words(groups), reader_queues, broad, 0, limit))
 
 
 # PostgreSQL -----------------------------------------------------------------------------------
 
 
-def _tsquery(words: Sequence[str], *, weights: str = "") -> Any:
-    # each word is \w+ only and quoted as a lexeme; ':*' matches it as a prefix (':*A' only in the title)
-    source = " & ".join(f"'{word}':*{weights}" for word in words)
-    return func.to_tsquery(literal_column("'simple'::regconfig"), bindparam(None, source, type_=Text))
+def _tsquery(words: Sequence[str], reader_queues: Sequence[str] | None = None) -> Any:
+    """The search as a tsquery, written out rather than parsed (``to_tsquery`` would strip the ``~`` and ``@``
+    marks): each word is \\w+ only, lower-case, split at underscores as PostgreSQL's parser splits it, quoted as
+    a lexeme, ``:*`` for a prefix; the audience lexemes are hex or fixed text."""
+    parts = [part for word in words for part in word.split("_") if part]
+    source = " & ".join(f"'{part}':*" for part in parts)
+    if reader_queues is not None:
+        tokens = dict.fromkeys(_audience_tokens([]) + _audience_tokens(reader_queues))
+        source += " & (" + " | ".join(f"'{_AUDIENCE_MARK}{token}'" for token in tokens) + ")"
+    return cast(bindparam(None, source, type_=Text), TSQUERY)
 
 
 async def _matching(
@@ -551,8 +580,27 @@ async def _pg_broad(connection: AsyncConnection, tsquery: Any) -> bool:
     capped: Select[Any] = (
         select(literal_column("1")).where(articles.c.search_vector.op("@@")(tsquery)).limit(_BROAD + 1)
     )
-    count = (await connection.execute(select(func.count()).select_from(capped.subquery()))).scalar_one()
+    async with _through_gin(connection):
+        count = (await connection.execute(select(func.count()).select_from(capped.subquery()))).scalar_one()
     return int(count) > _BROAD
+
+
+@asynccontextmanager
+async def _through_gin(connection: AsyncConnection) -> AsyncIterator[None]:
+    """The next queries find their rows through the GIN index (a bitmap scan). With a LIMIT the planner may
+    bet on meeting matches early in a scan of the table or of the primary key, which for a rare word reads
+    (and decompresses) every row. Lasts for the queries inside only; the others plan freely."""
+    await connection.execute(_PLANNER_SETTINGS, {"scans": "off"})
+    try:
+        yield
+    finally:
+        await connection.execute(_PLANNER_SETTINGS, {"scans": "on"})
+
+
+# SET LOCAL as a function, both settings in one round trip
+_PLANNER_SETTINGS = text(
+    "SELECT set_config('enable_seqscan', :scans, true), set_config('enable_indexscan', :scans, true)"
+)
 
 
 async def _search_postgresql(
@@ -562,24 +610,24 @@ async def _search_postgresql(
     offset: int,
     limit: int,
 ) -> Sequence[RowMapping]:
-    tsquery = _tsquery(words)
-    visible = _visible(reader_queues)
+    tsquery = _tsquery(words, reader_queues)  # visibility included: no join while matching or ranking
     newest = (articles.c.id.desc(),)
     if await _pg_broad(connection, tsquery):
-        titled = await _matching(
-            connection, _tsquery(words, weights="A"), visible, order=newest, offset=0, limit=offset + limit
-        )
-        rest = await _matching(connection, tsquery, visible, order=newest, offset=0, limit=offset + limit + len(titled))
+        in_title = _tsquery([f"{_TITLE_MARK}{word}" for word in words], reader_queues)
+        async with _through_gin(connection):  # few titles match: walking the primary key backwards would read many rows
+            titled = await _matching(connection, in_title, None, order=newest, offset=0, limit=offset + limit)
+        rest = await _matching(connection, tsquery, None, order=newest, offset=0, limit=offset + limit + len(titled))
         seen = {row["id"] for row in titled}
         return [*titled, *(row for row in rest if row["id"] not in seen)][offset : offset + limit]
     rank = func.ts_rank(articles.c.search_vector, tsquery)
-    rows = await _matching(connection, tsquery, visible, order=(rank.desc(), *newest), offset=offset, limit=limit)
+    rows = await _matching(connection, tsquery, None, order=(rank.desc(), *newest), offset=offset, limit=limit)
     if rows or offset or not await _has_trigrams(connection):
         return rows
-    phrase = " ".join(words)
-    haystack = articles.c.title.concat(" ").concat(cast(articles.c.tags, Text))
-    similarity = func.word_similarity(bindparam("phrase", phrase, type_=Text), haystack)
-    fuzzy = select(*_COLUMNS).where(similarity >= _TRIGRAM_THRESHOLD)
+    phrase = bindparam("phrase", " ".join(words), type_=Text)
+    similarity = func.word_similarity(phrase, articles.c.title)
+    # '<%': word similarity above pg_trgm.word_similarity_threshold (0.6), answered by ix_articles_title_trgm
+    fuzzy = select(*_COLUMNS).where(phrase.op("<%")(articles.c.title))
+    visible = _visible(reader_queues)
     if visible is not None:
         fuzzy = fuzzy.where(visible)
     fuzzy = fuzzy.order_by(similarity.desc(), articles.c.id.desc()).limit(limit)

@@ -109,6 +109,7 @@ def test_the_configuration_carries_a_checked_template(tmp_path: Path) -> None:
         ('iframe_url = "https://crm.example.com/{secret}"\niframe_hosts = ["crm.example.com"]', "queues[0].iframe_url"),
         ('iframe_url = 5\niframe_hosts = ["crm.example.com"]', "queues[0].iframe_url"),
         ('iframe_url = "https://crm.example.com/"\niframe_hosts = [1]', "queues[0].iframe_hosts"),
+        ('iframe_url = "http://127.0.0.1:9000/x"\niframe_hosts = ["127.0.0.1"]', "queues[0].iframe_hosts"),
     ],
 )
 def test_the_configuration_refuses_a_template_off_the_allow_list(tmp_path: Path, lines: str, key: str) -> None:

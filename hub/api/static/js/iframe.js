@@ -4,8 +4,8 @@
 // template with URL-encoded values on an allowed host; the console only shows it. The sandbox lets
 // the page run its scripts and forms with its own origin (its own login cookies) and open links in
 // new tabs, but never navigate the console's page (no allow-top-navigation), and no referrer is
-// sent. The allowed hosts must not include the hub's own host (a same-origin page with scripts
-// could lift its own sandbox): docs/articles.md says so.
+// sent. The configuration refuses the hub's own host among the allowed ones (a same-origin page with
+// scripts could lift its own sandbox).
 
 import { get, describeFailure } from "./api.js";
 import { h, safeHref } from "./util.js";
