@@ -478,6 +478,10 @@ class Queue:
     offer_timeout: int  # seconds
     statuses: tuple[str, ...] = ()  # allowed at close; empty means the whole catalogue
     url_template: str | None = None
+    # service-level targets (reports): a share of contacts accepted within a time; a first answer within a time
+    sla_accept_seconds: int | None = None
+    sla_accept_share: float | None = None  # 0..1
+    sla_first_response_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -422,7 +422,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template"})
+        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template", *_SLA_KEYS})
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
@@ -444,9 +444,32 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 offer_timeout=timeout,
                 statuses=tuple(allowed),
                 url_template=entry.get("url_template"),
+                **_sla(entry, where),
             )
         )
     return tuple(queues)
+
+
+# ----------------------------------------------------------------- queue SLA targets (reports)
+
+_SLA_KEYS = ("sla_accept_seconds", "sla_accept_share", "sla_first_response_seconds")
+
+
+def _sla(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A queue's service-level targets: positive seconds, and a share between 0 and 1; each optional."""
+    found: dict[str, Any] = {}
+    for key in ("sla_accept_seconds", "sla_first_response_seconds"):
+        if key in entry:
+            seconds = _coerce(entry[key], int, f"{where}.{key}")
+            if seconds <= 0:
+                raise ConfigError(f"{where}.{key}", "must be a positive number of seconds")
+            found[key] = seconds
+    if "sla_accept_share" in entry:
+        share = _coerce(entry["sla_accept_share"], float, f"{where}.sla_accept_share")
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{where}.sla_accept_share", "must be a share between 0 and 1 (0.8 for 80%)")
+        found["sla_accept_share"] = share
+    return found
 
 
 def _accounts(value: Any, queue_ids: set[str]) -> tuple[tuple[ChannelAccount, ...], dict[str, float]]:

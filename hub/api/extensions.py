@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, reports, templates, tickets
 
 __all__ = ["EXTENSIONS"]
 
@@ -23,5 +23,6 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     rejected.setup,
     templates.setup,
     outbound.setup,
+    reports.setup,
     console.setup,
 ]

@@ -466,3 +466,8 @@ rejected_webhooks = Table(
     Column("body", LargeBinary, nullable=False),  # the bytes as received (and signed), NUL bytes included
     Index("ix_rejected_webhooks_received", "received_at", "id"),
 )
+
+# ------------------------------------------------------------- reports (migration 0011)
+
+# reports find the contacts customers started in a period by the kind and time of their timeline rows
+Index("ix_timeline_events_kind_created", timeline_events.c.kind, timeline_events.c.created_at)

@@ -247,6 +247,13 @@ TABLE: list[Route] = [
         area="outbound",
         uses=("identity",),
     ),
+    # reports
+    *(
+        Route("GET", f"/api/v1/reports/{key}{suffix}", supervision, area="reports", ok=200)
+        for key in ("queues", "agents", "channels")
+        for suffix in ("", ".csv")
+    ),
+    Route("GET", "/api/v1/reports/sla", anyone, area="reports", ok=200),
 ]
 
 AREAS = sorted({r.area for r in TABLE})
