@@ -67,6 +67,7 @@ _QUERY: dict[str, dict[str, Any]] = {
     "from": {"type": "string", "format": "date-time", "description": f"default: {DEFAULT_DAYS} days before 'to'"},
     "to": {"type": "string", "format": "date-time", "description": "default: now"},
     "bucket": {"type": "string", "enum": [b.value for b in Bucket], "default": "day"},
+    "queue": {"type": "string", "description": "only the contacts that started in this queue"},
 }
 SLA_TODAY = schema(
     "SlaToday",
@@ -115,7 +116,8 @@ def _query(request: web.Request, kind: ReportKind) -> ReportQuery:
         raise invalid("bucket", "'bucket' must be 'hour' or 'day'", code="invalid_bucket") from None
     end = _instant(request, "to") or hub_of(request).clock()
     start = _instant(request, "from") or end - timedelta(days=DEFAULT_DAYS)
-    return ReportQuery(kind=kind, start=start, end=end, bucket=bucket)
+    queue = request.query.get("queue") or None
+    return ReportQuery(kind=kind, start=start, end=end, bucket=bucket, queue=queue)
 
 
 async def _items(request: web.Request, kind: ReportKind) -> list[dict[str, Any]]:

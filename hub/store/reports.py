@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, exists, func, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Author, Direction
@@ -25,17 +26,36 @@ __all__ = ["agent_names", "report_timelines"]
 _STARTS = ("opened", "reopened")
 # what the figures are made of; the rest (important, invited, left, ...) is not read
 _READ = (*_STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "transferred", "closed")
+# only these rows' data is read (where a transfer went, the status at close): the rest is not decoded
+_data_read = case((timeline_events.c.kind.in_(("transferred", "closed")), timeline_events.c.data), else_=null()).label(
+    "data"
+)
 
 
-async def report_timelines(store: Store, start: datetime, end: datetime) -> list[Timeline]:
-    """The timelines of every conversation with a period starting in ``[start, end)``, from ``start`` on."""
+async def report_timelines(store: Store, start: datetime, end: datetime, *, queue: str | None = None) -> list[Timeline]:
+    """The timelines of every conversation with a period starting in ``[start, end)``, from ``start`` on.
+
+    With ``queue``, only conversations that may have started in it: those in it now, and those transferred
+    since ``start`` (a transfer names the queue it left); the caller keeps the contacts that did."""
     async with store.read() as connection:
-        return await _timelines(connection, start, end)
+        return await _timelines(connection, start, end, queue)
 
 
-async def _timelines(connection: AsyncConnection, start: datetime, end: datetime) -> list[Timeline]:
+async def _timelines(connection: AsyncConnection, start: datetime, end: datetime, queue: str | None) -> list[Timeline]:
     e, m, c = timeline_events.c, messages.c, conversations.c
-    in_window = (e.kind.in_(_STARTS), e.created_at >= start, e.created_at < end)
+    in_window: tuple[Any, ...] = (e.kind.in_(_STARTS), e.created_at >= start, e.created_at < end)
+    if queue is not None:
+        moved = timeline_events.alias("moved")
+        in_window += (
+            or_(
+                exists().where(c.id == e.conversation_id, c.queue_id == queue),
+                exists().where(
+                    moved.c.conversation_id == e.conversation_id,
+                    moved.c.kind == "transferred",
+                    moved.c.created_at >= start,
+                ),
+            ),
+        )
     first_response = (
         select(func.min(m.created_at))
         .where(
@@ -61,7 +81,7 @@ async def _timelines(connection: AsyncConnection, start: datetime, end: datetime
     }
     events: dict[int, list[TimelineEvent]] = {}
     rows = await connection.execute(
-        select(e.conversation_id, e.kind, e.agent_id, e.created_at, e.data)
+        select(e.conversation_id, e.kind, e.agent_id, e.created_at, _data_read)
         .where(e.conversation_id.in_(ids), e.created_at >= start, e.kind.in_(_READ))
         .order_by(e.conversation_id, e.created_at, e.id)
     )

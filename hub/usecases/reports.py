@@ -40,6 +40,7 @@ class ReportQuery:
     start: datetime
     end: datetime
     bucket: Bucket
+    queue: str | None = None  # only the contacts that started in this queue
 
 
 def _check(query: ReportQuery) -> None:
@@ -67,8 +68,10 @@ def sla_lookup(hub: HubParts) -> Callable[[str], SlaTargets | None]:
     return targets.get
 
 
-async def _contacts(hub: HubParts, start: datetime, end: datetime) -> list[Contact]:
-    return [c for t in await report_timelines(hub.store, start, end) for c in contacts_of(t, start, end)]
+async def _contacts(hub: HubParts, start: datetime, end: datetime, queue: str | None = None) -> list[Contact]:
+    timelines = await report_timelines(hub.store, start, end, queue=queue)
+    found = [c for t in timelines for c in contacts_of(t, start, end)]
+    return found if queue is None else [c for c in found if c.queue_id == queue]
 
 
 def _agents_in(contact: Contact) -> set[int]:
@@ -94,7 +97,7 @@ async def report(hub: HubParts, actor: Principal, query: ReportQuery) -> list[di
     """One item per key and bucket with at least one contact, ordered by key, then time."""
     require_role(actor, Role.SUPERVISOR, Role.ADMIN)
     _check(query)
-    contacts = await _contacts(hub, query.start, query.end)
+    contacts = await _contacts(hub, query.start, query.end, query.queue)
     part = _agent_part if query.kind is ReportKind.AGENTS else whole
     table = figures_by(contacts, _KEYS[query.kind], query.bucket, sla_lookup(hub), hub.clock(), part=part)
     names = await agent_names(hub.store, {k for k, _ in table}) if query.kind is ReportKind.AGENTS else {}

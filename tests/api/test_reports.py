@@ -162,6 +162,11 @@ async def test_day_buckets_agents_and_channels_and_a_second_hub_reads_the_same(m
     bob_ten = _row(agents, "agent", people["bob"].id, "2026-03-02T10:00:00+00:00")
     assert (bob_ten["handled"], bob_ten["transfers"], bob_ten["sla_met_share"]) == (1, 1, 0.0)
 
+    # C is in sales now, but it started in care: a queue's filter goes by where contacts started
+    assert (await sue.json("GET", f"/api/v1/reports/queues?{DAY}&queue=sales"))["items"] == []
+    only_care = (await sue.json("GET", f"/api/v1/reports/agents?{HOUR}&queue=care"))["items"]
+    assert only_care == agents
+
     channels = (await sue.json("GET", f"/api/v1/reports/channels?{DAY}"))["items"]
     assert [(c["channel"], c["received"], c["handled"]) for c in channels] == [("whatsapp", 3, 2)]
 
