@@ -17,6 +17,7 @@ import { renderAdmin } from "./js/admin.js";
 import { renderTemplates } from "./js/templates.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
+import { renderReports } from "./js/reports.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -165,6 +166,7 @@ function buildShell() {
   const nav = h("nav", { class: "main-nav", "aria-label": "Screens" });
   const navItems = [["desk", "Desk"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
+  if (isSupervisor()) navItems.push(["reports", "Reports"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
   for (const [view, label] of navItems) nav.appendChild(h("button", { type: "button", dataset: { view }, onclick: () => show(view) }, label));
   const newMessage = h("div", { class: "new-message", role: "group", "aria-label": "Send a new message" });
@@ -553,6 +555,7 @@ export function show(view) {
       });
     }
   } else if (view === "supervisor") renderSupervisor(main);
+  else if (view === "reports") renderReports(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
   else renderDesk();

@@ -6,6 +6,7 @@ import { get, post, put, del, toast, fail, describeFailure, isMissingRoute } fro
 import { h, clear, button, field, dateTime, items, idOf, pick, debounce, channelLabel } from "./util.js";
 import { customerName, identityId, queueOf, agentName } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
+import { slaWidget } from "./reports.js";
 
 const CONTACT_FIELDS = [
   ["name", "Name", "text"],
@@ -20,7 +21,7 @@ export function renderContactPanel(side, conv, { onChanged } = {}) {
   const contactBox = h("section", { class: "widget contact-widget", "aria-labelledby": `contact-h-${conv.id}` });
   const activitiesBox = h("section", { class: "widget", "aria-labelledby": `acts-h-${conv.id}` });
   const ticketBox = h("section", { class: "widget ticket-widget", "aria-labelledby": `ticket-h-${conv.id}` });
-  clear(side, contactBox, activitiesBox, ticketBox);
+  clear(side, contactBox, slaWidget(conv), activitiesBox, ticketBox);
   const identity = identityId(conv);
   let contact = null;
 
