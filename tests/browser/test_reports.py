@@ -54,7 +54,8 @@ async def test_reports_chart_the_figures_export_csv_and_show_the_service_level(
 
     # the CSV link serves the same rows, with the session of the console
     href = await page.get_by_test_id("report-csv").get_attribute("href")
-    assert href is not None and href.startswith("/api/v1/reports/queues.csv?")
+    assert href is not None
+    assert href.startswith("/api/v1/reports/queues.csv?")
     response = await page.request.get(href)
     assert response.status == 200
     lines = (await response.text()).splitlines()
