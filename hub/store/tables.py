@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -467,7 +468,16 @@ rejected_webhooks = Table(
     Index("ix_rejected_webhooks_received", "received_at", "id"),
 )
 
-# ------------------------------------------------------------- reports (migration 0011)
+# ------------------------------------------- reports and several processes (migration 0011)
 
 # reports find the contacts customers started in a period by the kind and time of their timeline rows
 Index("ix_timeline_events_kind_created", timeline_events.c.kind, timeline_events.c.created_at)
+
+# the per-account send rate, one token bucket shared by every process (hub/store/send_rate.py)
+send_rate_buckets = Table(
+    "send_rate_buckets",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),  # left after the last lease
+    Column("updated_at", UTCDateTime(), nullable=False),  # when they were counted
+)

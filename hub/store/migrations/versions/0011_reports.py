@@ -8,7 +8,10 @@ Create Date: 2026-12-06 06:20:00.000000
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
+
+import hub.store.tables
 
 revision: str = "0011"
 down_revision: str | None = "0003"
@@ -34,6 +37,13 @@ REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION channelhub
 def upgrade() -> None:
     with op.batch_alter_table("timeline_events", schema=None) as batch_op:
         batch_op.create_index("ix_timeline_events_kind_created", ["kind", "created_at"], unique=False)
+    op.create_table(
+        "send_rate_buckets",
+        sa.Column("account_id", sa.String(length=64), nullable=False),
+        sa.Column("tokens", sa.Float(), nullable=False),
+        sa.Column("updated_at", hub.store.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_send_rate_buckets")),
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_NOTIFY_FUNCTION)
         op.execute(_NOTIFY_TRIGGER)
@@ -43,5 +53,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS bus_log_notify ON bus_log")
         op.execute("DROP FUNCTION IF EXISTS channelhub_bus_log_notify()")
+    op.drop_table("send_rate_buckets")
     with op.batch_alter_table("timeline_events", schema=None) as batch_op:
         batch_op.drop_index("ix_timeline_events_kind_created")
