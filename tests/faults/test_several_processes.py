@@ -89,9 +89,11 @@ class Desk:
                     conversation_id = int(event["data"]["conversation"]["id"])
                     self.offers.append(conversation_id)
                     path = f"{self.hub.url}/api/v1/conversations/{conversation_id}/accept"
-                    async with session.post(path, headers=self.headers()) as response:
-                        if response.status == 200:
-                            self.accepted.append(conversation_id)
+                    # a slow answer (a loaded machine) is a missed offer, not the end of this desk
+                    with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                        async with session.post(path, headers=self.headers()) as response:
+                            if response.status == 200:
+                                self.accepted.append(conversation_id)
 
 
 async def deliver(hubs: list[HubProcess], session: aiohttp.ClientSession, mid: str, customer: int) -> None:
@@ -212,6 +214,9 @@ async def test_two_processes_share_offers_takes_and_survive_a_sigkill(tmp_path: 
 
             deadline = time.monotonic() + RUN_TIMEOUT
             while not await all_active():
+                # an offer bob could not answer in time paused him (a missed offer): he comes back, as agents do
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    await bob.presence(session, "ready")
                 assert time.monotonic() < deadline, (
                     f"not every conversation was accepted: {await facts(postgres_url, run)}"
                 )
