@@ -85,6 +85,9 @@ class Contact:
     offered_to: set[int] = field(default_factory=set)
     missed_by: list[int] = field(default_factory=list)  # one entry per rejected or timed-out offer
     transferred_by: list[int | None] = field(default_factory=list)
+    # how many of each; counted in SQL where the agents are not read (queue and channel reports)
+    missed_offers: int = 0
+    transfers: int = 0
 
     @property
     def abandoned(self) -> bool:
@@ -147,10 +150,12 @@ def _apply(contact: Contact, event: TimelineEvent) -> None:
             contact.offered_to.add(agent)
     elif kind in _MISSES and agent is not None:
         contact.missed_by.append(agent)
+        contact.missed_offers += 1
     elif kind in ("accepted", "taken"):
         _handled(contact, agent, event.at)
     elif kind == "transferred":
         contact.transferred_by.append(agent)
+        contact.transfers += 1
         to_agent = event.data.get("to_agent")
         if to_agent is not None:
             _handled(contact, int(to_agent), event.at)
@@ -307,7 +312,7 @@ class Part:
 
 def whole(contact: Contact, key: Any) -> Part:
     """All of the contact is the key's (queues, channels)."""
-    return Part(True, len(contact.missed_by), len(contact.transferred_by))
+    return Part(True, contact.missed_offers, contact.transfers)
 
 
 def figures_by(

@@ -15,7 +15,7 @@ from typing import Any
 from hub.errors import Invalid
 from hub.model import Role
 from hub.reports import Bucket, Contact, Part, SlaTargets, bucket_start, contacts_of, figures_by, whole
-from hub.store.reports import agent_names, report_timelines
+from hub.store.reports import agent_names, report_contacts, report_timelines
 from hub.usecases._parts import HubParts
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
@@ -68,9 +68,18 @@ def sla_lookup(hub: HubParts) -> Callable[[str], SlaTargets | None]:
     return targets.get
 
 
-async def _contacts(hub: HubParts, start: datetime, end: datetime, queue: str | None = None) -> list[Contact]:
-    timelines = await report_timelines(hub.store, start, end, queue=queue)
-    found = [c for t in timelines for c in contacts_of(t, start, end)]
+async def _contacts(
+    hub: HubParts, start: datetime, end: datetime, queue: str | None = None, *, agents: bool = False
+) -> list[Contact]:
+    """The contacts started in ``[start, end)``; with ``agents``, with the agents involved in each (read row by
+    row), else counted by the database where it can."""
+    if agents:
+        found = [
+            c for t in await report_timelines(hub.store, start, end, queue=queue) for c in contacts_of(t, start, end)
+        ]
+    else:
+        counted, timelines = await report_contacts(hub.store, start, end, queue=queue)
+        found = counted + [c for t in timelines for c in contacts_of(t, start, end)]
     return found if queue is None else [c for c in found if c.queue_id == queue]
 
 
@@ -97,8 +106,9 @@ async def report(hub: HubParts, actor: Principal, query: ReportQuery) -> list[di
     """One item per key and bucket with at least one contact, ordered by key, then time."""
     require_role(actor, Role.SUPERVISOR, Role.ADMIN)
     _check(query)
-    contacts = await _contacts(hub, query.start, query.end, query.queue)
-    part = _agent_part if query.kind is ReportKind.AGENTS else whole
+    agents = query.kind is ReportKind.AGENTS
+    contacts = await _contacts(hub, query.start, query.end, query.queue, agents=agents)
+    part = _agent_part if agents else whole
     table = figures_by(contacts, _KEYS[query.kind], query.bucket, sla_lookup(hub), hub.clock(), part=part)
     names = await agent_names(hub.store, {k for k, _ in table}) if query.kind is ReportKind.AGENTS else {}
     items = []
