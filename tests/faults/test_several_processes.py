@@ -23,11 +23,13 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.model import Role
+from hub.settings import load_settings
 from hub.store import Store
 from hub.store.agents import create_agent
 from hub.store.tables import conversations, messages
 from tests.conftest import make_database_url
-from tests.faults._support import HubProcess, make_hub, messenger_delivery, utc_now, wait_until
+from tests.faults._outbox import Provider, delivery_counts, queue_sends
+from tests.faults._support import HubProcess, free_port, make_hub, messenger_delivery, utc_now, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -234,3 +236,60 @@ async def test_two_processes_share_offers_takes_and_survive_a_sigkill(tmp_path: 
                     await desk.task
         for hub in hubs:
             hub.stop()
+
+
+# ---------------------------------------------------------------- the outbox across processes
+
+SENDS_CONVERSATIONS = 30
+SENDS_EACH = 20  # 600 sends: at twice the rate (a bucket per process) they would break the bound below
+RATE = 100.0  # the account's limit, per second, for both processes together
+KILL_AT_SENDS = 60
+
+
+async def test_two_processes_keep_one_send_rate_and_the_survivor_sends_what_the_killed_one_held(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """600 sends queued; both processes send them, together within the account's rate; one is SIGKILLed
+    mid-delivery and the other sends what it had leased: every message once (but for ADR 0010's window)."""
+    provider_port = free_port()
+    outbox = f"[outbox]\nrate_limit = {RATE}\nlease_seconds = 2\npoll_seconds = 0.2\n"
+    hubs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        hubs.append(
+            make_hub(folder, postgres_url, twilio_base=f"http://127.0.0.1:{provider_port}/twilio", extra=outbox)
+        )
+    a, b = hubs
+    settings = load_settings(a.config, {})
+    store = Store(postgres_url)
+    await store.migrate()
+    provider = Provider(settings, a.url, provider_port)
+    total = SENDS_CONVERSATIONS * SENDS_EACH
+    try:
+        numbers = await queue_sends(store, settings, SENDS_CONVERSATIONS, SENDS_EACH)
+        await provider.start(numbers)
+        await asyncio.gather(a.started(), b.started())
+        await wait_until(lambda: len(provider.log.accepted()) >= KILL_AT_SENDS, RUN_TIMEOUT, f"{KILL_AT_SENDS} sends")
+        a.kill()
+        await wait_until(
+            lambda: len({x.text for x in provider.log.accepted()}) >= total, RUN_TIMEOUT, f"all {total} sends"
+        )
+        for _ in range(300):  # the last acceptances are being stored
+            if (await delivery_counts(store)).get("outbox:done", 0) >= total:
+                break
+            await asyncio.sleep(0.1)
+        counts = await delivery_counts(store)
+        accepted = provider.log.accepted()
+        assert counts.get("outbox:done") == total
+        assert len({x.text for x in accepted}) == total  # every message sent
+        assert provider.duplicates() <= 2 * RATE / 4  # at most what the killed process held in flight
+        # one bucket for both processes: never more than its burst (a second's worth) plus a lease per process
+        # beyond the rate, over the whole run
+        span = accepted[-1].at - accepted[0].at
+        assert len(accepted) <= RATE * span + RATE + 2 * RATE / 4 + 1
+    finally:
+        for hub in hubs:
+            hub.stop()
+        await provider.close()
+        await store.close()
