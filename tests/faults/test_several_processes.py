@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections import Counter
@@ -240,19 +241,21 @@ async def test_two_processes_share_offers_takes_and_survive_a_sigkill(tmp_path: 
 
 # ---------------------------------------------------------------- the outbox across processes
 
-SENDS_CONVERSATIONS = 30
-SENDS_EACH = 20  # 600 sends: at twice the rate (a bucket per process) they would break the bound below
-RATE = 100.0  # the account's limit, per second, for both processes together
-KILL_AT_SENDS = 60
+SENDS_CONVERSATIONS = 20
+SENDS_EACH = 5  # 100 sends
+RATE = 5.0  # the account's limit, per second, for both processes together: low enough for a loaded machine
+KILL_AT_SENDS = 40  # sends while both run: with a bucket per process they break the bound below
 
 
 async def test_two_processes_keep_one_send_rate_and_the_survivor_sends_what_the_killed_one_held(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    """600 sends queued; both processes send them, together within the account's rate; one is SIGKILLed
+    """100 sends queued; both processes send them, together within the account's rate; one is SIGKILLed
     mid-delivery and the other sends what it had leased: every message once (but for ADR 0010's window)."""
     provider_port = free_port()
-    outbox = f"[outbox]\nrate_limit = {RATE}\nlease_seconds = 2\npoll_seconds = 0.2\n"
+    # small claims (a run per worker at a time), so that both processes hold work at once; leases longer than a
+    # claimed run waits for its tokens at this rate
+    outbox = f"[outbox]\nrate_limit = {RATE}\nlease_seconds = 15\nbatch = 1\nworkers = 2\npoll_seconds = 0.2\n"
     hubs = []
     for name in ("a", "b"):
         folder = tmp_path / name
@@ -271,7 +274,12 @@ async def test_two_processes_keep_one_send_rate_and_the_survivor_sends_what_the_
         await provider.start(numbers)
         await asyncio.gather(a.started(), b.started())
         await wait_until(lambda: len(provider.log.accepted()) >= KILL_AT_SENDS, RUN_TIMEOUT, f"{KILL_AT_SENDS} sends")
+        killed_at = time.monotonic()
         a.kill()
+        await asyncio.sleep(0.5)  # requests the dead process had already sent finish at the provider
+        accepted_at_kill = len({x.text for x in provider.log.accepted()})
+        at_kill = await delivery_counts(store)
+        window = accepted_at_kill - at_kill.get("sent", 0)  # accepted, never stored (ADR 0010), by either process
         await wait_until(
             lambda: len({x.text for x in provider.log.accepted()}) >= total, RUN_TIMEOUT, f"all {total} sends"
         )
@@ -281,13 +289,14 @@ async def test_two_processes_keep_one_send_rate_and_the_survivor_sends_what_the_
             await asyncio.sleep(0.1)
         counts = await delivery_counts(store)
         accepted = provider.log.accepted()
+        # while both ran, one bucket for both: never more than its burst (a second's worth) and a lease per
+        # process beyond the rate (half a second allowed for the first send to arrive after the first lease)
+        both = [x for x in accepted if x.at < killed_at]
+        span = both[-1].at - both[0].at
+        assert len(both) <= RATE * (span + 0.5) + RATE + 2 * math.ceil(RATE / 4) + 1
         assert counts.get("outbox:done") == total
         assert len({x.text for x in accepted}) == total  # every message sent
-        assert provider.duplicates() <= 2 * RATE / 4  # at most what the killed process held in flight
-        # one bucket for both processes: never more than its burst (a second's worth) plus a lease per process
-        # beyond the rate, over the whole run
-        span = accepted[-1].at - accepted[0].at
-        assert len(accepted) <= RATE * span + RATE + 2 * RATE / 4 + 1
+        assert provider.duplicates() <= max(window, 0)  # none twice beyond what was in flight at the kill
     finally:
         for hub in hubs:
             hub.stop()
