@@ -18,6 +18,11 @@ Knowledge articles (``--articles 10000``, first): made-up text with a long-taile
 of the articles for everyone and the rest split between two queues; an agent of one queue searches (one
 word, two words, a prefix, a mistyped word) and reads one, against an article fetched by primary key.
 Only the articles: ``python bench/api.py --no-conversations``. Target: p99 under 50 ms per search.
+Reports (``--reports``, instead of the pages): ``messages`` messages, ten per conversation, over ``--report-days``
+days (default a year) in two queues, each conversation with a realistic timeline (opened, offered, some rejected
+offers, accepted, closed; some abandoned, some transferred, some reopened); then a month's report for one queue
+(``/api/v1/reports/queues?queue=...&bucket=day`` through its use case) against the same baseline.
+Target: p99 under 500 ms at 1 M messages.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Table, func, select, text
 
-from hub.model import Agent, ConversationState, Presence, Role
+from hub.model import Agent, ConversationState, Presence, Queue, Role
 from hub.store import Store
 from hub.store.conversations import list_conversations, load_conversation
 from hub.store.history import history_page
@@ -526,6 +531,190 @@ async def run(args: argparse.Namespace) -> None:
             print(f"\nmean of all list/history pages: {statistics.mean(pages):.2f} ms")
 
 
+# -------------------------------------------------------------------- reports
+
+
+def plan_report(conversation_count: int, days: int) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Conversations spread evenly over ``days``, each with its timeline; every 7th abandoned, every 11th
+    transferred to the other queue, every 13th reopened, every 5th with a rejected offer first."""
+    step = days * 86400 / conversation_count
+    for n in range(1, conversation_count + 1):
+        opened = T0 + timedelta(seconds=n * step)
+        queue = QUEUES[n % 2]
+        agent = (n % AGENTS) + 1
+        events: list[tuple[str, float, int | None, dict[str, Any]]] = [("opened", 0, None, {})]
+        abandoned = n % 7 == 0
+        if abandoned:
+            events.append(("closed", 300 + n % 120, agent, {"status": "spam"}))
+        else:
+            offer = 2 + n % 20
+            if n % 5 == 0:
+                events += [("offered", offer, agent % AGENTS + 1, {}), ("rejected", offer + 5, agent % AGENTS + 1, {})]
+                offer += 5
+            events += [("offered", offer, agent, {}), ("accepted", offer + 3 + n % 40, agent, {})]
+            if n % 11 == 0:
+                other = QUEUES[(n + 1) % 2]
+                events.append(("transferred", 200, agent, {"from_queue": queue, "to_queue": other}))
+                queue = other
+            events.append(("closed", 600 + n % 900, agent, {"status": "resolved"}))
+            if n % 13 == 0:
+                events += [("reopened", 2000, None, {}), ("taken", 2030, agent, {}), ("closed", 2400, agent, {})]
+        state = ConversationState.CLOSED.value
+        conversation = {
+            "id": n,
+            "account_id": "wa",
+            "channel": "whatsapp",
+            "identity_id": n,
+            "queue_id": queue,
+            "state": state,
+            "owner_agent_id": None if abandoned else agent,
+            "opened_at": opened,
+            "closed_at": opened + timedelta(seconds=events[-1][1]),
+            "last_message_at": opened,
+            "important": False,
+            "status_id": events[-1][3].get("status"),
+            "version": 0,
+        }
+        timeline = [
+            {
+                "conversation_id": n,
+                "kind": kind,
+                "agent_id": who,
+                "data": data,
+                "created_at": opened + timedelta(seconds=at),
+            }
+            for kind, at, who, data in events
+        ]
+        yield conversation, timeline
+
+
+def rows_report_messages(conversation: dict[str, Any], first_id: int, per: int) -> list[dict[str, Any]]:
+    """``per`` messages, alternating customer and agent, the first answer 30-90 s after opening."""
+    rows = []
+    for k in range(per):
+        inbound = k % 2 == 0
+        at = conversation["opened_at"] + timedelta(seconds=0 if k == 0 else 30 + conversation["id"] % 60 + k * 20)
+        rows.append(
+            {
+                "id": first_id + k,
+                "conversation_id": conversation["id"],
+                "identity_id": conversation["identity_id"],
+                "account_id": "wa",
+                "direction": "in" if inbound else "out",
+                "author": "customer" if inbound else "agent",
+                "agent_id": None if inbound else conversation["owner_agent_id"],
+                "kind": "text",
+                "text": f"message {k}",
+                "provider_message_id": f"wamid.{first_id + k}",
+                "sent_at": at,
+                "created_at": at,
+                "delivery_state": "received" if inbound else "delivered",
+            }
+        )
+    return rows
+
+
+async def load_report(store: Store, message_count: int, days: int) -> dict[str, float]:
+    started = time.perf_counter()
+    per = 10
+    count = max(1, message_count // per)
+    now = T0 + timedelta(days=days)
+    await _copy(store, agents, rows_agents(now))
+    for batch in batches(rows_identities(count)):
+        await _copy(store, identities, batch)
+    pending: dict[str, list[dict[str, Any]]] = {"conversations": [], "events": [], "messages": []}
+    event_id = 0
+    tables = {"conversations": conversations, "events": timeline_events, "messages": messages}
+
+    async def flush(force: bool = False) -> None:
+        for name in ("conversations", "events", "messages"):  # parents first
+            if pending[name] and (force or len(pending["messages"]) >= BATCH):
+                await _copy(store, tables[name], pending[name])
+                pending[name] = []
+
+    for conversation, timeline in plan_report(count, days):
+        pending["conversations"].append(conversation)
+        for event in timeline:
+            event_id += 1
+            pending["events"].append({"id": event_id, **event})
+        pending["messages"] += rows_report_messages(conversation, (conversation["id"] - 1) * per + 1, per)
+        if len(pending["messages"]) >= BATCH:
+            await flush(force=True)
+    await flush(force=True)
+    if store.dialect == "postgresql":
+        async with store.write() as connection:
+            for table in (agents, identities, conversations, timeline_events, messages):
+                highest = (await connection.execute(select(func.max(table.c.id)))).scalar_one()
+                await connection.execute(select(func.setval(func.pg_get_serial_sequence(table.name, "id"), highest)))
+            await connection.execute(text("ANALYZE"))
+    else:
+        async with store.write() as connection:
+            await connection.execute(text("ANALYZE"))
+    return {"seconds": time.perf_counter() - started, "messages": count * per, "conversations": count}
+
+
+async def measure_report(store: Store, days: int, samples: int, seed: int) -> dict[str, Any]:
+    from hub.bus import EventBus
+    from hub.reports import Bucket
+    from hub.settings import Settings
+    from hub.usecases import reports as report_usecases
+    from hub.usecases._parts import Parts
+    from hub.usecases.principal import ActorKind, Principal
+
+    rng = random.Random(seed)
+    months = max(1, days // 30)
+    targets = {"sla_accept_seconds": 60, "sla_accept_share": 0.8, "sla_first_response_seconds": 300}
+    queues = tuple(Queue(id=q, name=q, number=i, offer_timeout=30, **targets) for i, q in enumerate(QUEUES))
+    settings = Settings(database_url="sqlite://", queues=queues)
+    parts = Parts(settings=settings, store=store, bus=EventBus(), clock=lambda: T0 + timedelta(days=days))
+    boss = Principal(id=AGENTS + 1, kind=ActorKind.AGENT, role=Role.SUPERVISOR)
+    starts = [T0 + timedelta(days=30 * rng.randrange(months)) for _ in range(samples)]
+    sizes: list[int] = []
+
+    async def pk(i: int) -> None:
+        async with store.read() as connection:
+            await load_conversation(connection, rng.randint(1, 1000))
+
+    async def month(i: int) -> None:
+        query = report_usecases.ReportQuery(
+            kind=report_usecases.ReportKind.QUEUES,
+            start=starts[i],
+            end=starts[i] + timedelta(days=30),
+            bucket=Bucket.DAY,
+            queue=QUEUES[i % 2],
+        )
+        items = await report_usecases.report(parts, boss, query)
+        sizes.append(sum(item["received"] for item in items))
+
+    results: dict[str, Any] = {}
+    for name, call in [("baseline: conversation by primary key", pk), ("a month's report for a queue, by day", month)]:
+        await call(0)
+        results[name] = await timed(samples, call)
+    results["contacts per report"] = statistics.mean(sizes) if sizes else 0
+    return results
+
+
+async def run_reports(args: argparse.Namespace) -> None:
+    for engine in args.engines.split(","):
+        async with database(engine) as store:
+            loaded = await load_report(store, args.messages, args.report_days)
+            print(
+                f"\n## {engine}: reports over {int(loaded['conversations']):,} conversations, "
+                f"{int(loaded['messages']):,} messages in {args.report_days} days (loaded in {loaded['seconds']:.0f} s)"
+            )
+            results = await measure_report(store, args.report_days, args.samples, args.seed)
+            contacts = results.pop("contacts per report")
+            base = results["baseline: conversation by primary key"]
+            print(f"\n| query ({args.samples} samples) | p50 ms | p99 ms | p50 / base | p99 < 500 ms |")
+            print("|---|---|---|---|---|")
+            for name, durations in results.items():
+                p50, p99 = pct(durations, 0.5), pct(durations, 0.99)
+                print(
+                    f"| {name} | {p50:.2f} | {p99:.2f} | {p50 / pct(base, 0.5):.0f}x | {'yes' if p99 < 500 else 'NO'} |"
+                )
+            print(f"\ncontacts per report (mean): {contacts:,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=100_000)
@@ -533,6 +722,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--reports", action="store_true", help="measure the reports instead of the pages")
+    parser.add_argument("--report-days", type=int, default=365, help="days the reports' data is spread over")
     parser.add_argument(
         "--keep-sqlite", metavar="FILE", help="load into FILE and keep it; a later run with the same FILE only measures"
     )
@@ -540,6 +731,9 @@ def main() -> None:
     parser.add_argument("--no-conversations", action="store_true", help="only the article search")
     args = parser.parse_args()
     args.reuse = bool(args.keep_sqlite) and Path(args.keep_sqlite).exists()
+    if args.reports:
+        asyncio.run(run_reports(args))
+        return
     if args.conversations < 2 or args.messages < args.conversations:
         parser.error("need at least 2 conversations and one message per conversation")
     asyncio.run(run(args))

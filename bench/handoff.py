@@ -1,6 +1,7 @@
 """Webhook -> offer on an agent's WebSocket, against the webhook's own acknowledgement, in the same run.
 
     python bench/handoff.py [--rate 200] [--seconds 10] [--agents 200] [--database-url postgresql://...]
+                            [--processes 2]
 
 The hub runs as a real `channelhub serve` process (SQLite file by default). Before it starts, this script
 creates the agents (all in queue `support`, capacity high enough never to fill), then logs each in over HTTP,
@@ -9,6 +10,10 @@ sets them ready and opens their WebSockets. It then sends signed Messenger webho
 (acknowledgement latency) and when the offer for that customer's conversation arrived on one of the sockets
 (hand-off latency, from the same start). Reported: p50/p99 of both, the p50/p99 of the difference
 ("added over the acknowledgement") and the ratio handoff/ack.
+
+``--processes 2`` (PostgreSQL only) starts two hub processes on the one database: the webhooks go to the first,
+the agents log in and listen on the second, so every offer crosses from one process to the other (LISTEN/NOTIFY,
+docs/scaling.md). Run it beside a one-process run for the figure it adds.
 """
 
 from __future__ import annotations
@@ -146,10 +151,15 @@ async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
     raise RuntimeError("the hub did not become ready")
 
 
-async def run(base: str, logins: list[str], rate: float, seconds: float) -> dict[str, list[float]]:
+async def run(
+    base: str, logins: list[str], rate: float, seconds: float, webhook_base: str | None = None
+) -> dict[str, list[float]]:
+    """Agents on ``base``; webhooks to ``webhook_base`` (another process on the same database) or ``base``."""
+    hook = webhook_base or base
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         await wait_ready(session, base)
+        await wait_ready(session, hook)
         tokens: list[str] = []
         for start in range(0, len(logins), 16):
             batch = logins[start : start + 16]
@@ -190,7 +200,7 @@ async def run(base: str, logins: list[str], rate: float, seconds: float) -> dict
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
             psid, body, headers = webhook(run_id, n)
             sent[psid] = time.perf_counter()
-            async with session.post(f"{base}/webhooks/messenger", data=body, headers=headers) as response:
+            async with session.post(f"{hook}/webhooks/messenger", data=body, headers=headers) as response:
                 await response.read()
                 if response.status == 200:
                     acks[psid] = time.perf_counter()
@@ -218,33 +228,50 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--hub-log", type=Path, help="write the hub's log here (default: discard it)")
+    parser.add_argument(
+        "--processes", type=int, choices=(1, 2), default=1, help="2: webhooks on one, agents on another"
+    )
     args = parser.parse_args()
+    if args.processes == 2 and not (args.database_url or "").startswith("postgres"):
+        parser.error("--processes 2 needs --database-url postgresql://... (processes share the database)")
     with tempfile.TemporaryDirectory() as folder:
         database_url = args.database_url or f"sqlite:///{folder}/bench.db"
-        port = free_port()
-        config = Path(folder) / "bench.toml"
-        config.write_text(
-            CONFIG.format(port=port, database_url=database_url, page_id=PAGE_ID, secret=SECRET), encoding="utf-8"
-        )
         logins = asyncio.run(create_agents(database_url, args.agents))
-        log = args.hub_log.open("wb") if args.hub_log else subprocess.DEVNULL
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
-            env={**os.environ},
-            stdout=log,
-            stderr=log,
-        )
+        ports = [free_port() for _ in range(args.processes)]
+        hubs = []
+        for index, port in enumerate(ports):
+            config = Path(folder) / f"bench-{index}.toml"
+            config.write_text(
+                CONFIG.format(port=port, database_url=database_url, page_id=PAGE_ID, secret=SECRET), encoding="utf-8"
+            )
+            log = args.hub_log.open("ab") if args.hub_log else subprocess.DEVNULL
+            hubs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+                    env={**os.environ},
+                    stdout=log,
+                    stderr=log,
+                )
+            )
         try:
-            results = asyncio.run(run(f"http://127.0.0.1:{port}", logins, args.rate, args.seconds))
+            agents_on = f"http://127.0.0.1:{ports[-1]}"
+            webhooks_to = f"http://127.0.0.1:{ports[0]}"
+            results = asyncio.run(run(agents_on, logins, args.rate, args.seconds, webhooks_to))
         finally:
-            hub.send_signal(signal.SIGTERM)
-            try:
-                hub.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                hub.kill()
+            for hub in hubs:
+                hub.send_signal(signal.SIGTERM)
+            for hub in hubs:
+                try:
+                    hub.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    hub.kill()
     engine = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
     ack, offer, added = results["ack"], results["offer"], results["added"]
-    print(f"engine {engine}; {args.agents} agents on WebSockets; {args.rate:.0f} webhooks/s for {args.seconds:.0f} s")
+    where = "webhooks on process A, agents on process B" if args.processes == 2 else "one process"
+    print(
+        f"engine {engine}; {where}; {args.agents} agents on WebSockets; "
+        f"{args.rate:.0f} webhooks/s for {args.seconds:.0f} s"
+    )
     print(f"webhooks acknowledged: {len(ack)}; offers received: {len(offer)}; missing: {int(results['missing'][0])}")
     print(f"ack      p50 {percentile(ack, 50):7.1f} ms   p99 {percentile(ack, 99):7.1f} ms")
     print(f"offer    p50 {percentile(offer, 50):7.1f} ms   p99 {percentile(offer, 99):7.1f} ms")

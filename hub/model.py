@@ -505,6 +505,10 @@ class Queue:
     # the side panel's "Page in iframe": a URL template and the hosts it may name (configuration file only)
     iframe_url: str | None = None
     iframe_hosts: tuple[str, ...] = ()
+    # service-level targets (reports): a share of contacts accepted within a time; a first answer within a time
+    sla_accept_seconds: int | None = None
+    sla_accept_share: float | None = None  # 0..1
+    sla_first_response_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

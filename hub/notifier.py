@@ -9,8 +9,10 @@ supervisors as ``queue.waiting`` updates, coalesced per queue
 (``routing.waiting_update_seconds``), not one event per change. The ingest and
 the router have their events logged in their own transactions (``journal``,
 given to them by the composition root, hub/bootstrap.py); other events are
-logged here. Events written by another hub process are picked up by polling
-``bus_log`` every routing tick. No aiohttp here: the WebSocket route
+logged here. Events written by another hub process arrive at once on PostgreSQL
+(``LISTEN``: a trigger names the new ``bus_log`` rows at commit, hub/store/listen.py)
+and are read in order; polling ``bus_log`` every routing tick stays as the
+fallback (SQLite, or while the listening connection is lost). No aiohttp here: the WebSocket route
 (hub/api/ws.py) connects clients and sends what they are given.
 """
 
@@ -21,6 +23,7 @@ import json
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +59,7 @@ from hub.store.events import (
     prune_events,
     read_events,
 )
+from hub.store.listen import BusLogListener
 from hub.views import agent_json, is_supervisor, jsonable
 
 __all__ = ["Client", "Notifier", "concerns", "envelope", "waiting_list"]
@@ -63,6 +67,7 @@ __all__ = ["Client", "Notifier", "concerns", "envelope", "waiting_list"]
 logger = logging.getLogger(__name__)
 
 RETENTION = timedelta(hours=24)
+PRUNE_EVERY = timedelta(minutes=10)
 
 
 @dataclass(eq=False)
@@ -224,6 +229,10 @@ class Notifier:
         self._dispatched_set: set[int] = set()
         self._floor = 0
         self.logged = 0
+        # rows other processes logged, announced by PostgreSQL: the lowest sequence number not read yet
+        self._announced: int | None = None
+        self._read_now = asyncio.Event()
+        self._listener: BusLogListener | None = None
 
     async def start(self) -> None:
         self._floor = await last_seq(self._store)
@@ -232,6 +241,9 @@ class Notifier:
             asyncio.create_task(self._poll(), name="ws-poll"),
             asyncio.create_task(self._announce_waiting_lists(), name="ws-waiting-lists"),
         ]
+        if self._store.dialect == "postgresql":
+            self._listener = BusLogListener(self._store, self._heard, self._read_now.set)
+            self._tasks.append(asyncio.create_task(self._listener.run(), name="ws-listen"))
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
@@ -302,21 +314,34 @@ class Notifier:
             recorded[i] = Recorded(event=events[i], entry=entry)
         return recorded
 
+    def _heard(self, first: int, last: int) -> None:
+        """Another process committed event-log rows ``first..last``: read them now."""
+        if all(seq in self._dispatched_set for seq in range(first, min(last, first + 50) + 1)):
+            return
+        self._announced = first if self._announced is None else min(self._announced, first)
+        self._read_now.set()
+
     async def _poll(self) -> None:
-        """Events logged by other hub processes; pruning of old ones."""
+        """Events logged by other hub processes: at once when announced, else every tick; pruning of old ones."""
         tick = self._settings.routing.tick_seconds
         store = self._store
-        rounds = 0
+        pruned = self._clock()
         while True:
-            await asyncio.sleep(tick)
-            rounds += 1
+            with suppress(TimeoutError):
+                async with asyncio.timeout(tick):
+                    await self._read_now.wait()
+            self._read_now.clear()
+            announced, self._announced = self._announced, None
             try:
-                # a window behind the floor catches rows another process committed late with a lower number
-                found = await read_events(store, after=max(0, self._floor - 200), limit=5000)
+                # a window behind the floor catches rows another process committed late with a lower number;
+                # announced rows are read from the first one named (commit order is not number order)
+                after = max(0, self._floor - 200) if announced is None else max(0, min(announced - 1, self._floor))
+                found = await read_events(store, after=after, limit=5000)
                 # another process summarises its own waiting-list changes (queue.waiting rows arrive here too)
                 self._dispatch([e for e in found if e.seq not in self._dispatched_set], local=False)
-                if rounds % 600 == 0:
-                    await prune_events(store, before=self._clock() - RETENTION)
+                if self._clock() - pruned > PRUNE_EVERY:
+                    pruned = self._clock()
+                    await prune_events(store, before=pruned - RETENTION)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -8,7 +8,7 @@ on PostgreSQL in a statement of its own, ADR 0019),
 so a restart never sends that row again; messages of one
 conversation leave in order; transient failures are retried on tenacity's
 exponential schedule with jitter, never sooner than the provider's Retry-After;
-a per-account token bucket keeps us under the provider's rate.
+a per-account token bucket, shared by every process (hub/send_rate.py), keeps us under the provider's rate.
 No aiohttp here: adapters are reached through hub.ports.
 """
 
@@ -35,6 +35,7 @@ from hub.logs import correlated, new_correlation_id
 from hub.model import MessageKind, OutboundMessage, TemplateBinding
 from hub.policy import Allowed, Draft, IdentityFacts, Refused, decide
 from hub.ports import ChannelAdapter
+from hub.send_rate import SharedTokenBucket
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.outbound import NewOutbound, Queued, queue_outbound_group
@@ -48,7 +49,7 @@ from hub.store.outbox import (
     release_claims,
 )
 
-__all__ = ["Outbox", "TokenBucket", "binding_from_json", "binding_to_json", "facts_for", "send_plan"]
+__all__ = ["Outbox", "binding_from_json", "binding_to_json", "facts_for", "send_plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -115,40 +116,6 @@ _HEALTH_EVERY = timedelta(seconds=1)  # account_health.last_send_at is stamped a
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
-class TokenBucket:
-    """``rate`` sends per second on average, bursts up to ``burst``. Real (monotonic) time."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.capacity
-        self._stamp = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    def try_acquire(self) -> bool:
-        """Take a token now if one is there and nobody is waiting (no await: the common case at speed)."""
-        if self._lock.locked():
-            return False
-        stamp = time.monotonic()
-        self._tokens = min(self.capacity, self._tokens + (stamp - self._stamp) * self.rate)
-        self._stamp = stamp
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                stamp = time.monotonic()
-                self._tokens = min(self.capacity, self._tokens + (stamp - self._stamp) * self.rate)
-                self._stamp = stamp
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
-
-
 class _wait_retry_after_or(wait_base):
     """The provider's Retry-After when it gave one, never less than the backoff schedule."""
 
@@ -210,8 +177,10 @@ class Outbox:
         self._lease = timedelta(seconds=config.lease_seconds)
         self._providers = {a.id: a.provider for a in settings.accounts}
         self._echoing = frozenset(a.id for a in settings.accounts if a.echoes_own_sends)
+        # one bucket per account shared by every process on the database (hub/send_rate.py, docs/scaling.md)
         self._buckets = {
-            a.id: TokenBucket(settings.account_rate_limits.get(a.id, config.rate_limit)) for a in settings.accounts
+            a.id: SharedTokenBucket(store, a.id, settings.account_rate_limits.get(a.id, config.rate_limit))
+            for a in settings.accounts
         }
         # tenacity's strategies give the schedule; the attempt count lives in the database
         self._schedule = AsyncRetrying(

@@ -505,7 +505,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
             entry,
             where,
             {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back", "hours"}
-            | {"iframe_url", "iframe_hosts"},
+            | {"iframe_url", "iframe_hosts", *_SLA_KEYS},
         )
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
@@ -530,6 +530,7 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 url_template=entry.get("url_template"),
                 transfer_back=_coerce(entry.get("transfer_back", False), bool, f"{where}.transfer_back"),
                 **_iframe(entry, where),
+                **_sla(entry, where),
             )
         )
     return tuple(queues)
@@ -562,6 +563,28 @@ def _iframe(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
         key = "iframe_hosts" if exc.code == "iframe_host_not_allowed" else "iframe_url"
         raise ConfigError(f"{where}.{key}", exc.message) from None
     return {"iframe_url": template.strip(), "iframe_hosts": tuple(normalise_host(h) for h in hosts)}
+
+
+# ----------------------------------------------------------------- queue SLA targets (reports)
+
+_SLA_KEYS = ("sla_accept_seconds", "sla_accept_share", "sla_first_response_seconds")
+
+
+def _sla(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A queue's service-level targets: positive seconds, and a share between 0 and 1; each optional."""
+    found: dict[str, Any] = {}
+    for key in ("sla_accept_seconds", "sla_first_response_seconds"):
+        if key in entry:
+            seconds = _coerce(entry[key], int, f"{where}.{key}")
+            if seconds <= 0:
+                raise ConfigError(f"{where}.{key}", "must be a positive number of seconds")
+            found[key] = seconds
+    if "sla_accept_share" in entry:
+        share = _coerce(entry["sla_accept_share"], float, f"{where}.sla_accept_share")
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{where}.sla_accept_share", "must be a share between 0 and 1 (0.8 for 80%)")
+        found["sla_accept_share"] = share
+    return found
 
 
 def _accounts(value: Any, queue_ids: set[str]) -> tuple[tuple[ChannelAccount, ...], dict[str, float]]:

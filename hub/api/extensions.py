@@ -24,6 +24,7 @@ from hub.api import (
     openapi,
     outbound,
     rejected,
+    reports,
     rooms,
     templates,
     tickets,
@@ -47,6 +48,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     articles.setup,
     iframe.setup,
     media.setup,
+    reports.setup,
     console.setup,
     calendar.setup,  # calendar and its feed (issue 20)
     rooms.setup,  # co-browsing rooms (issue 20)

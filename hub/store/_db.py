@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, func, select, text
+from sqlalchemy import JSON, Table, bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -54,6 +54,10 @@ class Store:
             self._write_turns = weakref.WeakKeyDictionary()
         else:
             self.reader = self.writer
+        # the server pids of this store's own connections: a LISTEN for event-log rows skips what they wrote
+        self.backend_pids: set[int] = set()
+        if self.dialect == "postgresql":
+            _remember_backend_pids(self.writer, self.backend_pids)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -117,6 +121,12 @@ class Store:
 SQLITE_MIN_FREE_BYTES = 1024 * 1024
 """Below this much free space where the SQLite file lives, /readyz reports the disk full: every write fails
 there (the write-ahead log grows by pages) while reads, and so ``SELECT 1``, still work."""
+
+
+def _remember_backend_pids(engine: AsyncEngine, pids: set[int]) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connected(dbapi_connection: Any, _record: Any) -> None:
+        pids.add(int(dbapi_connection.driver_connection.get_server_pid()))
 
 
 def _sqlite_disk_full(url: str) -> str | None:

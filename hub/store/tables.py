@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -666,4 +667,18 @@ bot_conversations = Table(
     Column("handed_off_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
     Index("ix_bot_conversations_awaiting", "bot_id", "awaiting_since"),
+)
+
+# ------------------------------------------- reports and several processes (migration 0011)
+
+# reports find the contacts customers started in a period by the kind and time of their timeline rows
+Index("ix_timeline_events_kind_created", timeline_events.c.kind, timeline_events.c.created_at)
+
+# the per-account send rate, one token bucket shared by every process (hub/store/send_rate.py)
+send_rate_buckets = Table(
+    "send_rate_buckets",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),  # left after the last lease
+    Column("updated_at", UTCDateTime(), nullable=False),  # when they were counted
 )

@@ -290,6 +290,13 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/media/{attachment}", sees, area="media"),
     Route("POST", "/api/v1/media/{attachment}/retry", admin_only, area="media", ok=409),
     Route("DELETE", "/api/v1/contacts/{contact}/data", admin_only, area="media", ok=200),
+    # reports
+    *(
+        Route("GET", f"/api/v1/reports/{key}{suffix}", supervision, area="reports", ok=200)
+        for key in ("queues", "agents", "channels")
+        for suffix in ("", ".csv")
+    ),
+    Route("GET", "/api/v1/reports/sla", anyone, area="reports", ok=200),
 ]
 
 AREAS = sorted({r.area for r in TABLE})

@@ -109,6 +109,9 @@ number = 100
 offer_timeout = 120
 statuses = ["resolved", "spam"]
 url_template = "https://crm.example/customers?phone={{external_id}}"
+sla_accept_seconds = 60
+sla_accept_share = 0.8
+sla_first_response_seconds = 300
 
 [[queues]]
 id = "sales"

@@ -27,8 +27,9 @@ from hub.model import (
     Role,
     SendReceipt,
 )
-from hub.outbox import Outbox, TokenBucket, facts_for, send_plan
+from hub.outbox import Outbox, facts_for, send_plan
 from hub.policy import Allowed, Draft, decide
+from hub.send_rate import SharedTokenBucket
 from hub.settings import Settings
 from hub.store import Store, store_group
 from hub.store.agents import create_agent
@@ -431,20 +432,27 @@ async def test_messenger_reply_after_the_window_goes_with_its_tag(hub: Hub) -> N
     assert (sent.messaging_type, sent.tag, sent.recipient_id) == ("MESSAGE_TAG", "HUMAN_AGENT", "psid-1")
 
 
-async def test_token_bucket_spaces_sends_beyond_the_burst(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [100.0]
+async def test_the_send_rate_is_one_bucket_shared_by_every_process(
+    monkeypatch: pytest.MonkeyPatch, store: Store
+) -> None:
+    """Two processes' buckets for one account (two outboxes on one database): together they keep to the rate."""
+    now = [datetime(2026, 3, 2, 9, 0, tzinfo=UTC)]
     waits: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
         waits.append(seconds)
-        now[0] += seconds
+        now[0] += timedelta(seconds=seconds)
 
-    monkeypatch.setattr("hub.outbox.time.monotonic", lambda: now[0])
-    monkeypatch.setattr("hub.outbox.asyncio.sleep", fake_sleep)
-    bucket = TokenBucket(rate=2.0)
-    for _ in range(4):
+    monkeypatch.setattr("hub.send_rate.asyncio.sleep", fake_sleep)
+    first = SharedTokenBucket(store, "wa", rate=2.0, clock=lambda: now[0])
+    second = SharedTokenBucket(store, "wa", rate=2.0, clock=lambda: now[0])
+    # the burst (two tokens) is shared: one each, then each further send waits for the bucket to refill
+    for bucket in (first, second, first, second, first, second):
         await bucket.acquire()
-    assert waits == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert sum(waits) == pytest.approx(2.0)  # four sends beyond the burst at two per second
+    other = SharedTokenBucket(store, "fb", rate=2.0, clock=lambda: now[0])
+    await other.acquire()  # another account has its own bucket
+    assert sum(waits) == pytest.approx(2.0)
 
 
 async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_others(hub: Hub) -> None:

@@ -23,6 +23,7 @@ import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
 import { startReminders, stopReminders } from "./js/calendar.js";
 import { botButton } from "./js/bots.js";
+import { renderReports } from "./js/reports.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -175,6 +176,7 @@ function buildShell() {
   const nav = h("nav", { class: "main-nav", "aria-label": "Screens" });
   const navItems = [["desk", "Desk"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
+  if (isSupervisor()) navItems.push(["reports", "Reports"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
   if (isAdmin()) navItems.push(["audit", "Audit log"]);
   if (isAdmin()) navItems.push(["articles", "Articles"]);
@@ -582,6 +584,7 @@ export function show(view) {
       });
     }
   } else if (view === "supervisor") renderSupervisor(main);
+  else if (view === "reports") renderReports(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
   else if (view === "audit") renderAudit(main);

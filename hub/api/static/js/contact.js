@@ -8,6 +8,7 @@ import { customerName, identityId, queueOf, agentName } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { registerWidget } from "./widgets.js";
 import { openOutbound } from "./outbound.js";
+import { slaWidget } from "./reports.js";
 
 const CONTACT_FIELDS = [
   ["name", "Name", "text"],
@@ -32,6 +33,8 @@ function contactGroup(conv, ctx) {
 registerWidget("contact", { title: "Contact", order: 10, render: (box, conv, ctx) => (contactGroup(conv, ctx).contact = box) });
 registerWidget("activities", { title: "Past conversations", order: 20, render: (box, conv, ctx) => (contactGroup(conv, ctx).activities = box) });
 registerWidget("ticket", { title: "Ticket", order: 30, render: (box, conv, ctx) => (contactGroup(conv, ctx).ticket = box) });
+// the queue's service level today (js/reports.js); hidden when the queue has no SLA targets
+registerWidget("sla", { title: "SLA", order: 15, render: (box, conv) => box.append(slaWidget(conv)) });
 
 // every widget at once, outside the side panel (the offer's customer name opens them in a dialog)
 export function renderContactPanel(side, conv, { onChanged } = {}) {

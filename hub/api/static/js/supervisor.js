@@ -5,6 +5,7 @@
 import { describeFailure } from "./api.js";
 import { h, clear, since, duration, items, throttle } from "./util.js";
 import { state, presenceOf, tryGet } from "./state.js";
+import { slaSummary } from "./reports.js";
 
 let mounted = null;
 
@@ -19,8 +20,9 @@ export function renderSupervisor(main) {
   const table = h("div", { class: "overview", "data-testid": "overview" });
   const agentsBox = h("section", { class: "panel" });
   const stamp = h("p", { class: "muted", role: "status" });
-  clear(main, h("section", { class: "panel" }, h("h1", {}, "Queues overview"), stamp, table), agentsBox);
-  mounted = { main, table, agentsBox, stamp };
+  const slaBox = h("div", { class: "sla-today" });
+  clear(main, h("section", { class: "panel" }, h("h1", {}, "Queues overview"), stamp, table), slaBox, agentsBox);
+  mounted = { main, table, agentsBox, stamp, slaBox };
   refresh();
 }
 
@@ -88,5 +90,7 @@ async function refresh() {
         }))
       : h("p", { class: "muted" }, "The agent list is not available on this hub."),
   );
+  const sla = await slaSummary();
+  if (mounted) clear(mounted.slaBox, sla);
   stamp.textContent = `Updated ${new Date().toLocaleTimeString()} · live`;
 }

@@ -1,0 +1,335 @@
+"""Report figures from a conversation's stored timeline. Pure: no I/O.
+
+The unit is the *contact*: one waiting period that a customer started (an ``opened`` event that no agent
+made, or a ``reopened`` one), up to the next one of the same conversation. Everything that happened in
+that period is counted in the bucket where it started, for the queue it started in, so a figure never
+moves between buckets when the report is read again later. docs/reports.md defines each figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Bucket",
+    "Contact",
+    "Figures",
+    "Part",
+    "SlaTargets",
+    "Timeline",
+    "TimelineEvent",
+    "bucket_start",
+    "contacts_of",
+    "figures_by",
+    "percentile",
+    "whole",
+]
+
+
+class Bucket(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One stored timeline row, as far as reports read it."""
+
+    kind: str
+    agent_id: int | None
+    at: datetime
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """A conversation's facts and its timeline from the report's start on, oldest first.
+
+    ``first_responses`` maps each period start to the first agent message at or after it."""
+
+    conversation_id: int
+    channel: str
+    queue_id: str  # the queue it is in now
+    events: Sequence[TimelineEvent]
+    first_responses: Mapping[datetime, datetime | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlaTargets:
+    """A queue's targets: ``accept_share`` of contacts accepted within ``accept_seconds``; first response
+    within ``first_response_seconds``. None: no target."""
+
+    accept_seconds: int | None = None
+    accept_share: float | None = None
+    first_response_seconds: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Contact:
+    """One waiting period a customer started, and what came of it."""
+
+    conversation_id: int
+    queue_id: str
+    channel: str
+    started_at: datetime
+    first_offer_at: datetime | None = None
+    handled_at: datetime | None = None
+    handled_by: int | None = None
+    first_response_at: datetime | None = None
+    closed_at: datetime | None = None
+    status: str | None = None
+    offered_to: set[int] = field(default_factory=set)
+    missed_by: list[int] = field(default_factory=list)  # one entry per rejected or timed-out offer
+    transferred_by: list[int | None] = field(default_factory=list)
+    # how many of each; counted in SQL where the agents are not read (queue and channel reports)
+    missed_offers: int = 0
+    transfers: int = 0
+
+    @property
+    def abandoned(self) -> bool:
+        """Closed before any agent accepted or took it."""
+        return self.closed_at is not None and self.handled_at is None
+
+
+_STARTS = frozenset({"opened", "reopened"})
+_MISSES = frozenset({"rejected", "timed_out"})
+
+
+def _starts(event: TimelineEvent) -> bool:
+    """A customer started a waiting period (an agent who opened one to write first did not)."""
+    return event.kind == "reopened" or (event.kind == "opened" and event.agent_id is None)
+
+
+def _queue_at(timeline: Timeline, index: int) -> str:
+    """The queue a conversation was in at its ``index``-th event: only a transfer to a queue moves it, and
+    that transfer names where it came from."""
+    for event in timeline.events[index:]:
+        if event.kind == "transferred" and event.data.get("from_queue") is not None:
+            return str(event.data["from_queue"])
+    return timeline.queue_id
+
+
+def contacts_of(timeline: Timeline, start: datetime, end: datetime) -> list[Contact]:
+    """The contacts of one conversation that started in ``[start, end)``."""
+    found: list[Contact] = []
+    current: Contact | None = None
+    for index, event in enumerate(timeline.events):
+        if event.kind in _STARTS:
+            if not _starts(event):
+                current = None
+                continue
+            current = None
+            if start <= event.at < end:
+                current = Contact(
+                    conversation_id=timeline.conversation_id,
+                    queue_id=_queue_at(timeline, index),
+                    channel=timeline.channel,
+                    started_at=event.at,
+                )
+                found.append(current)
+            continue
+        if current is not None:
+            _apply(current, event)
+    for contact in found:
+        _first_response(contact, timeline)
+    return found
+
+
+def _apply(contact: Contact, event: TimelineEvent) -> None:
+    kind, agent = event.kind, event.agent_id
+    if contact.closed_at is not None:
+        return
+    if kind == "offered":
+        if contact.first_offer_at is None:
+            contact.first_offer_at = event.at
+        if agent is not None:
+            contact.offered_to.add(agent)
+    elif kind in _MISSES and agent is not None:
+        contact.missed_by.append(agent)
+        contact.missed_offers += 1
+    elif kind in ("accepted", "taken"):
+        _handled(contact, agent, event.at)
+    elif kind == "transferred":
+        contact.transferred_by.append(agent)
+        contact.transfers += 1
+        to_agent = event.data.get("to_agent")
+        if to_agent is not None:
+            _handled(contact, int(to_agent), event.at)
+    elif kind == "closed":
+        contact.closed_at = event.at
+        status = event.data.get("status")
+        contact.status = None if status is None else str(status)
+
+
+def _handled(contact: Contact, agent: int | None, at: datetime) -> None:
+    if contact.handled_at is None:
+        contact.handled_at = at
+        contact.handled_by = agent
+
+
+def _first_response(contact: Contact, timeline: Timeline) -> None:
+    """The first agent message at or after the start, if it came before the next period began."""
+    answered = timeline.first_responses.get(contact.started_at)
+    if answered is None:
+        return
+    later = [e.at for e in timeline.events if e.kind in _STARTS and e.at > contact.started_at]
+    if later and answered >= min(later):
+        return
+    contact.first_response_at = answered
+
+
+def bucket_start(at: datetime, bucket: Bucket) -> datetime:
+    """The start (UTC) of the hour or day ``at`` falls in."""
+    at = at.astimezone(UTC)
+    if bucket is Bucket.HOUR:
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile (``share`` in 0..1) of ``values``; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * share // 1))  # ceil(n * share), at least the first
+    return ordered[int(rank) - 1]
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return (later - earlier).total_seconds()
+
+
+@dataclass(slots=True)
+class Figures:
+    """The figures of one key in one bucket, gathered contact by contact."""
+
+    received: int = 0
+    handled: int = 0
+    abandoned: int = 0
+    missed_offers: int = 0
+    transfers: int = 0
+    first_offer: list[float] = field(default_factory=list)
+    wait: list[float] = field(default_factory=list)
+    first_response: list[float] = field(default_factory=list)
+    handle: list[float] = field(default_factory=list)
+    sla_accept: list[bool] = field(default_factory=list)
+    sla_first_response: list[bool] = field(default_factory=list)
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def add(self, contact: Contact, part: Part, sla: SlaTargets | None, now: datetime) -> None:
+        """Count a contact this key received; what followed its acceptance only if ``part.handled``."""
+        self.received += 1
+        self.missed_offers += part.missed
+        self.transfers += part.transfers
+        if contact.abandoned:
+            self.abandoned += 1
+        if contact.closed_at is not None:
+            status = contact.status or "none"
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+        _add(self.first_offer, _seconds(contact.first_offer_at, contact.started_at))
+        if not part.handled:
+            return
+        if contact.handled_at is not None:
+            self.handled += 1
+        _add(self.wait, _seconds(contact.handled_at, contact.started_at))
+        _add(self.first_response, _seconds(contact.first_response_at, contact.started_at))
+        _add(self.handle, _seconds(contact.closed_at, contact.handled_at))
+        if sla is not None:
+            _judge(self.sla_accept, contact.started_at, contact.handled_at, contact.closed_at, sla.accept_seconds, now)
+            _judge(
+                self.sla_first_response,
+                contact.started_at,
+                contact.first_response_at,
+                contact.closed_at,
+                sla.first_response_seconds,
+                now,
+            )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "handled": self.handled,
+            "abandoned": self.abandoned,
+            "missed_offers": self.missed_offers,
+            "transfers": self.transfers,
+            "first_offer_p50_s": percentile(self.first_offer, 0.5),
+            "first_offer_p90_s": percentile(self.first_offer, 0.9),
+            "wait_p50_s": percentile(self.wait, 0.5),
+            "wait_p90_s": percentile(self.wait, 0.9),
+            "first_response_p50_s": percentile(self.first_response, 0.5),
+            "first_response_p90_s": percentile(self.first_response, 0.9),
+            "handle_p50_s": percentile(self.handle, 0.5),
+            "handle_p90_s": percentile(self.handle, 0.9),
+            "sla_met_share": _share(self.sla_accept),
+            "sla_first_response_met_share": _share(self.sla_first_response),
+            "by_status": dict(sorted(self.by_status.items())),
+        }
+
+
+def _add(values: list[float], value: float | None) -> None:
+    if value is not None:
+        values.append(value)
+
+
+def _judge(
+    verdicts: list[bool],
+    started: datetime,
+    reached: datetime | None,
+    closed: datetime | None,
+    target: int | None,
+    now: datetime,
+) -> None:
+    """Met when reached within the target; missed when reached later, closed first, or still not reached
+    past the target; not judged yet while the target time has not run out."""
+    if target is None:
+        return
+    limit = started + timedelta(seconds=target)
+    if reached is not None:
+        verdicts.append(reached <= limit)
+    elif closed is not None or now > limit:
+        verdicts.append(False)
+
+
+def _share(verdicts: Sequence[bool]) -> float | None:
+    return None if not verdicts else round(sum(verdicts) / len(verdicts), 4)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A key's part in a contact: whether the figures after acceptance are its own (a queue's and a
+    channel's always; an agent's when they handled it), and the missed offers and transfers it counts."""
+
+    handled: bool
+    missed: int
+    transfers: int
+
+
+def whole(contact: Contact, key: Any) -> Part:
+    """All of the contact is the key's (queues, channels)."""
+    return Part(True, contact.missed_offers, contact.transfers)
+
+
+def figures_by(
+    contacts: Iterable[Contact],
+    keys: Callable[[Contact], Iterable[Any]],
+    bucket: Bucket,
+    sla_of: Callable[[str], SlaTargets | None],
+    now: datetime,
+    *,
+    part: Callable[[Contact, Any], Part] = whole,
+) -> dict[tuple[Any, datetime], Figures]:
+    """Figures per (key, bucket start). ``keys`` names the keys a contact counts for (its queue, its
+    channel, the agents involved); ``part`` says what of it each key counts."""
+    table: dict[tuple[Any, datetime], Figures] = {}
+    for contact in contacts:
+        start = bucket_start(contact.started_at, bucket)
+        sla = sla_of(contact.queue_id)
+        for key in keys(contact):
+            table.setdefault((key, start), Figures()).add(contact, part(contact, key), sla, now)
+    return table
