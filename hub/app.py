@@ -10,7 +10,8 @@ Start-up order (stop is the reverse):
 
 1. the database: migrations, then the configured queues and statuses and the demo agents;
 2. the HTTP session and the adapters (unless given), then whoever asked to configure them;
-3. the notifier, so that it numbers and sends everything that follows;
+3. the notifier, so that it numbers and sends everything that follows; then the outgoing webhooks'
+   dispatcher, which seeds the configured integrations before any change is recorded for them;
 4. the ingest and the router, which record their events through the notifier's journal;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
 
@@ -39,6 +40,7 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import AgentExists, count_agents, create_agent, find_agent_by_login
 from hub.store.catalogue import seed_catalogue
+from hub.webhooks_out import WebhookDispatcher
 
 __all__ = ["Hub"]
 
@@ -70,6 +72,7 @@ class Hub:
         outbox: Outbox,
         owns_store: bool,
         build_adapters: bool,
+        webhooks_out: WebhookDispatcher,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +83,7 @@ class Hub:
         self.router = router
         self.ingestor = ingestor
         self.outbox = outbox
+        self.webhooks_out = webhooks_out
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -125,6 +129,7 @@ class Hub:
             configure(self.adapters)
         self._configure.clear()
         await self.notifier.start()
+        await self.webhooks_out.start()
         await self.ingestor.start()
         await self.router.start()
         await self.outbox.start()
@@ -137,6 +142,7 @@ class Hub:
         await self.outbox.stop()
         await self.router.stop()
         await self.ingestor.stop()
+        await self.webhooks_out.stop()
         await self.notifier.stop()
         if self._owns_http and self._http is not None:
             await self._http.close()

@@ -26,6 +26,7 @@ from hub.registry import build_adapter
 from hub.router import Router
 from hub.settings import Settings
 from hub.store import Store
+from hub.webhooks_out import WebhookDispatcher
 
 __all__ = ["build_hub", "build_store", "utc_now"]
 
@@ -77,4 +78,5 @@ def build_hub(
         outbox=outbox,
         owns_store=owns_store,
         build_adapters=adapters is None and http is None,
+        webhooks_out=WebhookDispatcher(store, bus, settings, clock=clock),
     )

@@ -23,7 +23,9 @@ from hub.model import DeliveryState
 __all__ = [
     "AgentDeactivated",
     "AgentPresence",
+    "ContactUpdated",
     "ConversationClosed",
+    "ConversationHandedOff",
     "ConversationLeftQueue",
     "ConversationOpened",
     "ConversationTicket",
@@ -354,6 +356,41 @@ class QueueWaiting:
         }
 
 
+# ------------------------------------------------------------------ integrations (outgoing webhooks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationHandedOff:
+    """A bot handed a conversation over to people: it now waits in ``queue_id`` (``reason`` says why)."""
+
+    kind: ClassVar[str] = "conversation.handed_off"
+    topic: ClassVar[Topic] = Topic.CONVERSATION
+    agent_id: ClassVar[None] = None
+    conversation_id: int
+    queue_id: str
+    reason: str
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"queue": self.queue_id, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactUpdated:
+    """A contact's fields changed. Recorded for integrations in the change's transaction; consoles reload
+    contacts themselves, so it is not published on the bus."""
+
+    kind: ClassVar[str] = "contact.updated"
+    conversation_id: ClassVar[None] = None
+    agent_id: ClassVar[None] = None
+    queue_id: ClassVar[None] = None
+    contact_id: int
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"contact_id": self.contact_id}
+
+
 # ------------------------------------------------------------------ the log
 
 
@@ -407,6 +444,7 @@ HubEvent = (
     | ConversationOpened
     | ConversationClosed
     | ConversationTicket
+    | ConversationHandedOff
     | MessageCreated
     | MessageDelivery
     | IdentitySubscription
@@ -438,6 +476,7 @@ _TOPICS: dict[str, Topic] = {
         ConversationOpened,
         ConversationClosed,
         ConversationTicket,
+        ConversationHandedOff,
         MessageCreated,
         MessageDelivery,
         IdentitySubscription,

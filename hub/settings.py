@@ -28,6 +28,7 @@ from hub.errors import ConfigError
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
+from hub.webhooks_out_config import WebhookOut, WebhooksDelivery, parse_webhooks_delivery, parse_webhooks_out
 
 __all__ = ["MediaSettings", "ServerSettings", "Settings", "load_settings"]
 
@@ -125,6 +126,9 @@ class Settings:
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
+    # outgoing webhooks (integrations): [[webhooks_out]] and [webhooks_delivery]
+    webhooks_out: tuple[WebhookOut, ...] = ()
+    webhooks_delivery: WebhooksDelivery = field(default_factory=WebhooksDelivery)
 
     def account(self, account_id: str) -> ChannelAccount:
         for account in self.accounts:
@@ -151,6 +155,7 @@ class Settings:
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
         values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
+        values |= {hook.secret for hook in self.webhooks_out}
         return frozenset(values)
 
 
@@ -232,6 +237,7 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
     known |= {"media"}
+    known |= {"webhooks_out", "webhooks_delivery"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
@@ -279,6 +285,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,
+        webhooks_out=parse_webhooks_out(raw.get("webhooks_out", []), {q.id for q in queues}),
+        webhooks_delivery=parse_webhooks_delivery(_table(raw, "webhooks_delivery")),
     )
 
 

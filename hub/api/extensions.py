@@ -11,6 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import webhooks_out as webhooks_out_api
 
 __all__ = ["EXTENSIONS"]
 
@@ -22,6 +23,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     admin.setup,
     rejected.setup,
     templates.setup,
+    webhooks_out_api.setup,
     outbound.setup,
     console.setup,
 ]

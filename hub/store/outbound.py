@@ -26,6 +26,7 @@ from hub.store.messages import load_identity, open_conversation_of
 from hub.store.outbox import outbox_writer
 from hub.store.routing import RoutingRefused, close_within
 from hub.store.tables import conversations, identities, messages, outbox, participants
+from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "ConversationTaken",
@@ -89,6 +90,8 @@ async def queue_outbound_group(
                 results[i] = ConversationTaken(None) if send.conversation_id is None else exc
             except Exception as exc:  # reported to that sender; the others go on
                 results[i] = exc
+        accepted = [event for r in results if isinstance(r, Queued) for event in r.events]
+        await record_outgoing(connection, accepted, now=now)
     return [r for r in results if r is not None]
 
 
