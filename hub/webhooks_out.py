@@ -10,7 +10,6 @@ and a process that stops mid-delivery leaves nothing behind (its leases are give
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -31,8 +30,7 @@ from hub.store import Store
 from hub.store.webhooks_out import (
     AttemptResult,
     DueDelivery,
-    claim_due,
-    record_attempts,
+    record_and_claim,
     release_claims,
     seed_subscriptions,
 )
@@ -42,6 +40,8 @@ __all__ = ["WebhookDispatcher", "signed_headers", "webhook_id"]
 logger = logging.getLogger(__name__)
 
 _USER_AGENT = "channelhub-webhooks/1"
+_LANES = 3
+_BATCH = 4  # deliveries leased per lane and round, per request in flight allowed
 
 
 def webhook_id(delivery_id: int) -> str:
@@ -85,7 +85,8 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
-        self._in_flight: list[int] = []
+        self._in_flight: set[int] = set()
+        self._gate = asyncio.Semaphore(self._tuning.concurrency)
         self.delivered = 0
         self.failed_attempts = 0
 
@@ -96,10 +97,9 @@ class WebhookDispatcher:
             timeout=aiohttp.ClientTimeout(total=self._tuning.timeout_seconds),
             connector=aiohttp.TCPConnector(limit=self._tuning.concurrency * 2),
         )
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="webhooks-out-wake"),
-            asyncio.create_task(self._run(), name="webhooks-out"),
-        ]
+        self._tasks = [asyncio.create_task(self._listen(), name="webhooks-out-wake")]
+        # lanes: while one records its batch or leases the next, the others' requests are on the wire
+        self._tasks += [asyncio.create_task(self._run(), name=f"webhooks-out-{n}") for n in range(_LANES)]
 
     async def stop(self) -> None:
         """Stop sending; leases of attempts cut short are given back, so they are sent again at once."""
@@ -107,10 +107,10 @@ class WebhookDispatcher:
         self._tasks = []
         if self._in_flight:
             try:
-                await release_claims(self._store, self._in_flight, owner=self.owner)
+                await release_claims(self._store, sorted(self._in_flight), owner=self.owner)
             except Exception:  # the lease runs out by itself
                 logger.warning("could not give back %d webhook leases", len(self._in_flight), exc_info=True)
-            self._in_flight = []
+            self._in_flight = set()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -124,37 +124,52 @@ class WebhookDispatcher:
             await asyncio.Event().wait()  # until cancelled
 
     async def _run(self) -> None:
+        """One lane: record the last round's attempts and lease the next round in one transaction, send."""
+        results: list[AttemptResult] = []
         while True:
             self._wake.clear()  # before looking: a change committed meanwhile wakes the next round
             try:
-                sent = await self.deliver_due()
+                results = await self._round(results)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("delivering outgoing webhooks failed")
-                sent = 0
-            if sent:
+                results = []  # unrecorded attempts: their leases run out and they are sent again
+            if results:
                 continue  # the next in each line may be due now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._tuning.poll_seconds)
+            await self._nap()
 
-    async def deliver_due(self) -> int:
-        """One round: lease due deliveries, attempt each, record the attempts. Returns how many it attempted."""
-        limit = self._tuning.concurrency * 4
-        due = await claim_due(
-            self._store, owner=self.owner, now=self._clock(), lease=self._tuning.lease_seconds, limit=limit
+    async def _nap(self) -> None:
+        """Until woken or ``poll_seconds`` passed. Not ``wait_for``: on Python 3.11 it can swallow the
+        cancellation that stops the dispatcher when the wake-up comes at the same moment."""
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=self._tuning.poll_seconds)
+        finally:
+            waiter.cancel()
+
+    async def _round(self, done: list[AttemptResult]) -> list[AttemptResult]:
+        tuning = self._tuning
+        due = await record_and_claim(
+            self._store,
+            done,
+            owner=self.owner,
+            now=self._clock(),
+            lease=tuning.lease_seconds,
+            limit=tuning.concurrency * _BATCH,
+            tuning=tuning,
         )
+        self._count(done)
+        self._in_flight -= {r.delivery_id for r in done}
         if not due:
-            return 0
-        self._in_flight = [d.id for d in due]
-        gate = asyncio.Semaphore(self._tuning.concurrency)
-        results = await asyncio.gather(*(self._attempt(d, gate) for d in due))
-        await record_attempts(self._store, results, owner=self.owner, now=self._clock(), tuning=self._tuning)
-        self._in_flight = []
+            return []
+        self._in_flight |= {d.id for d in due}
+        return list(await asyncio.gather(*(self._attempt(d, self._gate) for d in due)))
+
+    def _count(self, results: list[AttemptResult]) -> None:
         delivered = sum(1 for r in results if r.delivered)
         self.delivered += delivered
         self.failed_attempts += len(results) - delivered
-        return len(results)
 
     async def _attempt(self, delivery: DueDelivery, gate: asyncio.Semaphore) -> AttemptResult:
         assert self._http is not None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store._db import Store
@@ -426,6 +426,30 @@ async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, li
     The lease is taken by one guarded update (still pending and not leased by someone else), so two
     processes that found the same rows never both send them; a crashed owner's lease simply runs out.
     """
+    async with store.write() as connection:
+        return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
+
+
+async def record_and_claim(
+    store: Store,
+    results: Sequence[AttemptResult],
+    *,
+    owner: str,
+    now: datetime,
+    lease: float,
+    limit: int,
+    tuning: WebhooksDelivery,
+) -> list[DueDelivery]:
+    """``record_attempts`` and ``claim_due`` in one transaction: one commit per round instead of two, and the
+    next delivery of each conversation just delivered is already due."""
+    async with store.write() as connection:
+        await _record(connection, results, now=now, tuning=tuning)
+        return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
+
+
+async def _claim(
+    connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
+) -> list[DueDelivery]:
     query = (
         select(D.id)
         .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
@@ -433,36 +457,35 @@ async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, li
         .order_by(D.id)
         .limit(limit)
     )
-    async with store.write() as connection:
-        ids = list((await connection.execute(query)).scalars())
-        if not ids:
-            return []
-        claimed = await connection.execute(
-            update(webhook_deliveries)
-            .where(D.id.in_(ids), D.status == PENDING, _free(now))
-            .values(leased_until=now + timedelta(seconds=lease), lease_owner=owner)
-            .returning(D.id)
+    ids = list((await connection.execute(query)).scalars())
+    if not ids:
+        return []
+    claimed = await connection.execute(
+        update(webhook_deliveries)
+        .where(D.id.in_(ids), D.status == PENDING, _free(now))
+        .values(leased_until=now + timedelta(seconds=lease), lease_owner=owner)
+        .returning(D.id)
+    )
+    taken = sorted(int(i) for i in claimed.scalars())
+    if not taken:
+        return []
+    rows = await connection.execute(
+        select(D.id, D.subscription_id, D.payload, D.created_at, S.url, S.secret)
+        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
+        .where(D.id.in_(taken))
+        .order_by(D.id)
+    )
+    return [
+        DueDelivery(
+            id=int(r.id),
+            subscription_id=r.subscription_id,
+            url=r.url,
+            secret=r.secret,
+            payload=r.payload,
+            created_at=r.created_at,
         )
-        taken = sorted(int(i) for i in claimed.scalars())
-        if not taken:
-            return []
-        rows = await connection.execute(
-            select(D.id, D.subscription_id, D.payload, D.created_at, S.url, S.secret)
-            .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
-            .where(D.id.in_(taken))
-            .order_by(D.id)
-        )
-        return [
-            DueDelivery(
-                id=int(r.id),
-                subscription_id=r.subscription_id,
-                url=r.url,
-                secret=r.secret,
-                payload=r.payload,
-                created_at=r.created_at,
-            )
-            for r in rows
-        ]
+        for r in rows
+    ]
 
 
 async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
@@ -490,52 +513,83 @@ async def record_attempts(
     threshold. One transaction for the whole batch."""
     if not results:
         return
-    give_up = timedelta(hours=tuning.give_up_after_hours)
     async with store.write() as connection:
+        await _record(connection, results, now=now, tuning=tuning)
+
+
+async def _record(
+    connection: AsyncConnection, results: Sequence[AttemptResult], *, now: datetime, tuning: WebhooksDelivery
+) -> None:
+    if not results:
+        return
+    give_up = timedelta(hours=tuning.give_up_after_hours)
+    delivered = [r for r in results if r.delivered]
+    failed = [r for r in results if not r.delivered]
+    await connection.execute(
+        insert(webhook_attempts),
+        [
+            {
+                "delivery_id": r.delivery_id,
+                "attempted_at": now,
+                "status_code": r.status_code,
+                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
+                "duration_ms": r.duration_ms,
+            }
+            for r in results
+        ],
+    )
+    if delivered:  # one statement for the batch (executemany)
         await connection.execute(
-            insert(webhook_attempts),
-            [
-                {
-                    "delivery_id": r.delivery_id,
-                    "attempted_at": now,
-                    "status_code": r.status_code,
-                    "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
-                    "duration_ms": r.duration_ms,
-                }
-                for r in results
-            ],
+            _DELIVERED, [{"b_id": r.delivery_id, "b_code": r.status_code, "b_now": now} for r in delivered]
         )
+    if failed:
         counts = {
             int(r.id): int(r.attempts)
-            for r in await connection.execute(
-                select(D.id, D.attempts).where(D.id.in_([r.delivery_id for r in results]))
-            )
+            for r in await connection.execute(select(D.id, D.attempts).where(D.id.in_([r.delivery_id for r in failed])))
         }
-        streaks: dict[str, list[bool]] = {}
-        for r in results:
-            streaks.setdefault(r.subscription_id, []).append(r.delivered)
-            attempts = counts.get(r.delivery_id, 0) + 1
-            common = {
-                "attempts": attempts,
-                "last_status_code": r.status_code,
-                "leased_until": None,
-                "lease_owner": None,
-            }
-            if r.delivered:
-                values = {**common, "status": DELIVERED, "delivered_at": now, "last_error": None}
-            else:
-                expired = now - r.created_at >= give_up
-                values = {
-                    **common,
-                    "status": FAILED if expired else PENDING,
-                    "last_error": r.error or f"HTTP {r.status_code}",
-                    "next_attempt_at": now + timedelta(seconds=retry_delay(attempts, tuning)),
+        await connection.execute(
+            _FAILED,
+            [
+                {
+                    "b_id": r.delivery_id,
+                    "b_code": r.status_code,
+                    "b_status": FAILED if now - r.created_at >= give_up else PENDING,
+                    "b_error": r.error or f"HTTP {r.status_code}",
+                    "b_next": now + timedelta(seconds=retry_delay(counts.get(r.delivery_id, 0) + 1, tuning)),
                 }
-            await connection.execute(
-                update(webhook_deliveries).where(D.id == r.delivery_id, D.status == PENDING).values(**values)
-            )
-        for subscription_id, outcomes in streaks.items():
-            await _count_failures(connection, subscription_id, outcomes, now)
+                for r in failed
+            ],
+        )
+    streaks: dict[str, list[bool]] = {}
+    for r in results:
+        streaks.setdefault(r.subscription_id, []).append(r.delivered)
+    for subscription_id, outcomes in streaks.items():
+        await _count_failures(connection, subscription_id, outcomes, now)
+
+
+_LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
+_DELIVERED = (
+    update(webhook_deliveries)
+    .where(D.id == bindparam("b_id"), D.status == PENDING)
+    .values(
+        status=DELIVERED,
+        delivered_at=bindparam("b_now"),
+        last_status_code=bindparam("b_code"),
+        last_error=None,
+        **_LEASE_ENDS,
+    )
+)
+_FAILED = (
+    update(webhook_deliveries)
+    .where(D.id == bindparam("b_id"), D.status == PENDING)
+    .values(
+        status=bindparam("b_status"),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        next_attempt_at=bindparam("b_next"),
+        **_LEASE_ENDS,
+    )
+)
 
 
 async def _count_failures(

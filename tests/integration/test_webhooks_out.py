@@ -274,6 +274,7 @@ async def test_a_dispatcher_stopped_mid_delivery_loses_nothing(
                 await again.stop()
             hub.webhooks_out = again  # what the hub stops on its way out
     finally:
+        receiver.hold.set()  # type: ignore[union-attr]
         await receiver.stop()
     assert (await statuses(store)) == {"delivered": 3}
     assert [r.data["message"]["text"] for r in receiver.unique()] == [f"customer 0 says {n}" for n in range(3)]
