@@ -21,8 +21,8 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import create_agent
 from hub.store.contacts import create_contact, update_contact
-from hub.store.routing import close_conversation, take, transfer_to_queue
-from hub.store.tables import webhook_deliveries
+from hub.store.routing import RoutingRefused, close_conversation, take, transfer_to_queue
+from hub.store.tables import conversations, webhook_deliveries
 from hub.store.webhooks_out import get_subscription, list_deliveries, replay_delivery, resume_subscription
 from hub.webhooks_out import WebhookDispatcher
 from tests.fakes import recording_factory
@@ -302,3 +302,22 @@ async def test_two_dispatchers_on_one_database_never_send_a_delivery_twice(
 
 def test_the_free_port_helper_gives_a_port() -> None:
     assert 0 < free_port() < 65536
+
+
+async def test_a_change_that_is_refused_leaves_no_delivery_and_one_that_commits_leaves_one(
+    settings_for: Callable[[str], Settings], store: Store
+) -> None:
+    settings = settings_for(hook("crm", f"http://127.0.0.1:{free_port()}/hook", '"conversation.closed"'))
+    async with build_hub(settings, store=store) as hub:
+        await hub.webhooks_out.stop()  # nothing is sent: only what is recorded counts here
+        agent = await create_agent(store, login="ann", password="pw-123456789", role=Role.SUPERVISOR, now=T0)
+        await ingest(hub, customers=1, each=1)
+        async with store.read() as connection:
+            conversation_id = (await connection.execute(select(conversations.c.id))).scalar_one()
+        now = datetime.now(UTC)
+        await take(store, conversation_id, agent.id, now=now, any_queue=True)
+        with pytest.raises(RoutingRefused):  # not a status the queue allows: rolled back
+            await close_conversation(store, conversation_id, agent.id, "no-such-status", now=now)
+        assert await statuses(store) == {}
+        await close_conversation(store, conversation_id, agent.id, "resolved", now=now)
+        assert await statuses(store) == {"pending": 1}
