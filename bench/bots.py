@@ -8,8 +8,9 @@ of the same bodies, with the same concurrency, to the same loopback receiver, in
 are spread over ``--conversations`` conversations (each conversation's are sent one after another, in order).
 Target: the hub at least 70% of the direct rate.
 
-Further measures (bot reply latency) go beside ``measure_outgoing``, each a function returning its figures,
-and a line in ``MEASURES``.
+**bot-replies** — the time the hub adds to a bot's reply (``bench/bot_replies.py``'s ``run``), listed when that
+file is in the tree. Further measures go beside these, each a function returning its figures, and a line in
+``MEASURES``.
 
 The code measured is the tree the script is run from (the current directory comes first on the path).
 """
@@ -215,6 +216,12 @@ def _outgoing(args: argparse.Namespace) -> Awaitable[None]:
 MEASURES: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
     "outgoing": _outgoing,
 }
+try:  # the bots' reply latency (bench/bot_replies.py, issue 18's bots work), when it is in the tree
+    import bot_replies
+
+    MEASURES["bot-replies"] = bot_replies.run
+except ImportError:
+    pass
 
 
 def main() -> None:
@@ -225,6 +232,8 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="direct and hub alternate; the best of each counts")
+    parser.add_argument("--rate", type=float, default=100.0, help="bot-replies: new conversations per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="bot-replies: how long")
     args = parser.parse_args()
 
     async def run_all() -> None:
