@@ -128,6 +128,11 @@ def register_emulate(subparsers: Any) -> None:
     say.add_argument("--name", help="the customer's display name")
     say.add_argument("--kind", default="text", help="text (default), image, file, location, ... or a Viber event")
     say.add_argument("--media-url", help="a media URL for image/video/file messages")
+    say.add_argument(
+        "--payload",
+        help="press a quick reply or button: its payload (with --kind quick_reply or postback on Messenger, "
+        "button_reply or list_reply on WhatsApp Cloud, button on Twilio; on Viber a button sends its payload as text)",
+    )
     say.add_argument("--repeat", type=int, default=1, help="deliver the same webhook this many times")
     say.add_argument("--emulator", help="the running emulator (default: http://demo.emulator_host:emulator_port)")
     say.add_argument("--direct", action="store_true", help="no emulator: sign and post the webhook to the hub")
@@ -162,6 +167,8 @@ def _say(args: argparse.Namespace) -> int:
             request[key] = value
     if args.media_url:
         request["media_url"] = args.media_url
+    if args.payload:
+        request["payload"] = args.payload
     try:
         if args.direct:
             status, answer = asyncio.run(_say_direct(settings, request))
@@ -205,6 +212,7 @@ async def _say_direct(settings: Settings, request: dict[str, Any]) -> tuple[int,
             media_url=request.get("media_url"),
             name=request.get("name"),
             repeat=int(request.get("repeat", 1)),
+            **({"payload": request["payload"]} if request.get("payload") else {}),
         )
         return 200, {"account": account.id, **result}
     finally:

@@ -22,6 +22,7 @@ from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, 
 from hub.model import (
     TEXT_LIMITS,
     Attachment,
+    Button,
     Channel,
     ChannelAccount,
     DeliveryReceipt,
@@ -36,7 +37,7 @@ from hub.model import (
     ProfileUpdate,
     SendReceipt,
 )
-from hub.ports import ProviderFacts
+from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
 
 __all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
 
@@ -140,6 +141,8 @@ class MessengerAdapter:
         api_base=_graph.DEFAULT_API_BASE,
         # the page's own sends come back as echoes, sometimes before the send's acceptance is stored
         echoes_own_sends=True,
+        # quick replies: up to 13, titles up to 20 characters; payloads up to 1000 (docs/channels.md)
+        buttons=ButtonLimits(most=13, title_length=20, payload_length=1000),
     )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
@@ -373,10 +376,11 @@ class MessengerAdapter:
 
     def _message_parts(self, message: OutboundMessage) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = []
-        if message.text:
-            if len(message.text) > TEXT_LIMIT:
+        if message.text or message.buttons:
+            text = message.text or _CHOOSE
+            if len(text) > TEXT_LIMIT:
                 raise ProviderRejected("text_too_long", f"Messenger messages are limited to {TEXT_LIMIT} characters.")
-            parts.append({"text": message.text})
+            parts.append(_with_buttons(text, message.buttons))
         for attachment in message.attachments:
             kind = _SEND_TYPES.get(attachment.kind)
             if kind is None:
@@ -392,6 +396,14 @@ class MessengerAdapter:
         if not parts:
             raise ProviderRejected("empty_message", "The message has no text and no attachment.")
         return parts
+
+    # ------------------------------------------------------------------ media
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """Messenger gives a CDN URL that anyone may fetch for a while (days): fetched at once, no credentials."""
+        if not media.url:
+            raise ProviderRejected("no_media_url", "Messenger gave no URL for this attachment.")
+        return MediaLocation(url=media.url)
 
     async def check(self) -> str:
         data = await _graph.graph_request(
@@ -532,3 +544,26 @@ def _attachment_text(raw: Mapping[str, Any]) -> str | None:
     if raw.get("type") == "template":
         return f"[{payload.get('template_type') or 'template'}]"
     return None
+
+
+_CHOOSE = "Please choose:"
+_BUTTON_TEMPLATE_TEXT = 640  # a button template's text (quick replies take the whole 2000)
+_BUTTON_TEMPLATE_MOST = 3
+
+
+def _with_buttons(text: str, buttons: Sequence[Button]) -> dict[str, Any]:
+    """Text alone; with up to three buttons, a button template (they stay in the chat); with more, or a
+    longer text, quick replies (they go once one is tapped). Both come back as postback payloads."""
+    if not buttons:
+        return {"text": text}
+    if len(buttons) <= _BUTTON_TEMPLATE_MOST and len(text) <= _BUTTON_TEMPLATE_TEXT:
+        template = {
+            "template_type": "button",
+            "text": text,
+            "buttons": [{"type": "postback", "title": b.title, "payload": b.payload} for b in buttons],
+        }
+        return {"attachment": {"type": "template", "payload": template}}
+    return {
+        "text": text,
+        "quick_replies": [{"content_type": "text", "title": b.title, "payload": b.payload} for b in buttons],
+    }

@@ -37,7 +37,7 @@ from hub.model import (
     OutboundMessage,
     SendReceipt,
 )
-from hub.ports import ProviderFacts
+from hub.ports import MediaLocation, MediaReference, ProviderFacts
 
 __all__ = [
     "ERROR_REASONS",
@@ -378,6 +378,17 @@ class TwilioWhatsAppAdapter:
         if not isinstance(sid, str) or not sid:
             raise ProviderUnavailable("Twilio accepted the message but returned no sid")
         return SendReceipt(provider_message_id=sid, accepted_at=self._clock())
+
+    # ------------------------------------------------------------------ media
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """``MediaUrl{N}``, fetched with the account's basic auth when the account asks for it (HTTP basic
+        auth on media). The credentials go only to Twilio's own API host (or the configured ``api_base``)."""
+        if not media.url:
+            raise ProviderRejected("no_media_url", "Twilio gave no MediaUrl for this attachment.")
+        host = urlsplit(media.url).hostname or ""
+        ours = host == (urlsplit(self.account.api_base).hostname or "") or host.endswith(".twilio.com")
+        return MediaLocation(url=media.url, headers={"Authorization": self._authorization} if ours else {})
 
     async def check(self) -> str:
         url = f"{self.account.api_base}/{_API_VERSION}/Accounts/{self.account_sid}.json"

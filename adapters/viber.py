@@ -30,6 +30,7 @@ from adapters._time import plausible_time
 from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, SignatureInvalid
 from hub.model import (
     Attachment,
+    Button,
     Channel,
     ChannelAccount,
     DeliveryReceipt,
@@ -45,7 +46,7 @@ from hub.model import (
     Subscription,
     SubscriptionChanged,
 )
-from hub.ports import ProviderFacts
+from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
 
 __all__ = ["EVENT_TYPES", "STATUS_REASONS", "ViberAdapter", "sign"]
 
@@ -139,6 +140,9 @@ class ViberAdapter:
         address="name",
         api_base="https://chatapi.viber.com/pa",
         subscribes_on_message=True,  # a user who writes to a bot is subscribed to it (channels.md 4.7)
+        # a keyboard: one full-width reply button per row, up to 12 rows; a pressed button sends its
+        # ActionBody back as the user's text (docs/channels.md)
+        buttons=ButtonLimits(most=12, title_length=250, payload_length=250),
     )
 
     def __init__(
@@ -327,8 +331,8 @@ class ViberAdapter:
                 bodies.append(FileMessage(media=attachment.url, size=attachment.size or 0, file_name=name).to_dict())
             else:
                 bodies.append(URLMessage(media=attachment.url).to_dict())
-        if text:
-            bodies.insert(0, TextMessage(text=text).to_dict())
+        if text or message.buttons:
+            bodies.insert(0, TextMessage(text=text or _CHOOSE).to_dict())
         if not bodies:
             raise ProviderRejected("empty_message", "The message has no text and no attachment to send.")
         sender: dict[str, str] = {"name": self.sender_name}
@@ -338,6 +342,8 @@ class ViberAdapter:
             body.update({"receiver": message.recipient_id, "min_api_version": 1, "sender": sender})
             if message.idempotency_key:
                 body["tracking_data"] = message.idempotency_key
+        if message.buttons:  # the keyboard goes with the last part, so it stays shown
+            bodies[-1]["keyboard"] = _keyboard(message.buttons)
         return bodies
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
@@ -347,6 +353,14 @@ class ViberAdapter:
             data = await self._call("send_message", body, key=message.idempotency_key or message.recipient_id)
             token = _token(data.get("message_token"))
         return SendReceipt(provider_message_id=token, accepted_at=self._clock())
+
+    # ------------------------------------------------------------------ media
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """Viber gives a CDN URL that anyone may fetch for a while (days): fetched at once, no credentials."""
+        if not media.url:
+            raise ProviderRejected("no_media_url", "Viber gave no URL for this attachment.")
+        return MediaLocation(url=media.url)
 
     async def check(self) -> str:
         data = await self._call("get_account_info", {})
@@ -424,3 +438,17 @@ class ViberAdapter:
 
 
 _MESSAGE_TYPES = frozenset({"text", "picture", "video", "file", "sticker", "contact", "location", "url"})
+
+
+_CHOOSE = "Please choose:"
+
+
+def _keyboard(buttons: Sequence[Button]) -> dict[str, Any]:
+    """Reply buttons, one full-width row each; a press sends ``ActionBody`` (the payload) as the user's text."""
+    return {
+        "Type": "keyboard",
+        "DefaultHeight": False,
+        "Buttons": [
+            {"ActionType": "reply", "ActionBody": b.payload, "Text": b.title, "Columns": 6, "Rows": 1} for b in buttons
+        ],
+    }

@@ -27,6 +27,7 @@ from hub.errors import PayloadMalformed, ProviderRejected, UnknownAccount
 from hub.model import (
     TEXT_LIMITS,
     Attachment,
+    Button,
     Channel,
     ChannelAccount,
     DeliveryReceipt,
@@ -39,7 +40,7 @@ from hub.model import (
     OutboundMessage,
     SendReceipt,
 )
-from hub.ports import ProviderFacts
+from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
 
 __all__ = ["ERRORS", "WhatsAppCloudAdapter", "parse_delivery", "phone_number_ids"]
 
@@ -166,6 +167,9 @@ class WhatsAppCloudAdapter:
         public=frozenset({"phone_number_id"}),
         address="phone_number_id",
         api_base=_graph.DEFAULT_API_BASE,
+        # interactive messages: up to 3 reply buttons, or a list of up to 10 rows; titles up to 20 characters
+        # (a row may take 24, a button 20: one limit for both); ids up to 256 (docs/channels.md)
+        buttons=ButtonLimits(most=10, title_length=20, payload_length=200),
     )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
@@ -438,11 +442,34 @@ class WhatsAppCloudAdapter:
             if media_type == "document" and attachment.file_name:
                 media["filename"] = attachment.file_name
             return {"type": media_type, media_type: media}
+        if message.buttons:
+            return _interactive(message.text or _CHOOSE, message.buttons)
         if not message.text:
             raise ProviderRejected("empty_message", "The message has no text, file or template.")
         if len(message.text) > TEXT_LIMIT:
             raise ProviderRejected("text_too_long", f"WhatsApp messages are limited to {TEXT_LIMIT} characters.")
         return {"type": "text", "text": {"preview_url": False, "body": message.text}}
+
+    # ------------------------------------------------------------------ media
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """Cloud API media: ``GET /{media-id}`` (with the token) gives a URL that lives about five minutes,
+        fetched with the same token (channels.md 3.4). A webhook's media id is valid for 7 days."""
+        if not media.media_id:
+            raise ProviderRejected("no_media_id", "WhatsApp gave no media id for this attachment.")
+        data = await _graph.graph_request(
+            self._session,
+            "GET",
+            self._url(media.media_id),
+            rules=ERRORS,
+            provider=PROVIDER,
+            headers=self._auth,
+        )
+        url = data.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ProviderRejected("no_media_url", "WhatsApp's media lookup returned no URL.")
+        mime = data.get("mime_type") if isinstance(data.get("mime_type"), str) else None
+        return MediaLocation(url=url, headers=self._auth, mime=mime)
 
     async def check(self) -> str:
         data = await _graph.graph_request(
@@ -591,3 +618,23 @@ def _contacts_text(contacts: Any) -> str | None:
         phones = [str(p.get("phone")) for p in card.get("phones", []) if isinstance(p, dict) and p.get("phone")]
         lines.append(": ".join(x for x in (name, ", ".join(phones)) if x))
     return "\n".join(line for line in lines if line) or None
+
+
+_CHOOSE = "Please choose:"
+_INTERACTIVE_BODY = 1024  # an interactive message's body text
+_REPLY_BUTTONS_MOST = 3
+
+
+def _interactive(text: str, buttons: Sequence[Button]) -> dict[str, Any]:
+    """Up to three reply buttons; more become a list (one section). A tap comes back as ``interactive``
+    ``button_reply`` / ``list_reply`` with the id we gave (the button's payload)."""
+    if len(text) > _INTERACTIVE_BODY:
+        raise ProviderRejected("text_too_long", f"WhatsApp's text above buttons is limited to {_INTERACTIVE_BODY}.")
+    if len(buttons) <= _REPLY_BUTTONS_MOST:
+        action: dict[str, Any] = {
+            "buttons": [{"type": "reply", "reply": {"id": b.payload, "title": b.title}} for b in buttons]
+        }
+        return {"type": "interactive", "interactive": {"type": "button", "body": {"text": text}, "action": action}}
+    rows = [{"id": b.payload, "title": b.title} for b in buttons]
+    action = {"button": "Choose", "sections": [{"title": "Options", "rows": rows}]}
+    return {"type": "interactive", "interactive": {"type": "list", "body": {"text": text}, "action": action}}

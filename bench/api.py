@@ -13,6 +13,11 @@ events per conversation, and 200 agents; then time, page by page, through the st
 
 Loading uses executemany (SQLite) and COPY (PostgreSQL). Target: p99 under 50 ms per page. Figures are
 machine-dependent; compare the ratios. A quick run: ``--conversations 10000 --messages 100000``.
+
+Knowledge articles (``--articles 10000``, first): made-up text with a long-tailed word frequency, a third
+of the articles for everyone and the rest split between two queues; an agent of one queue searches (one
+word, two words, a prefix, a mistyped word) and reads one, against an article fetched by primary key.
+Only the articles: ``python bench/api.py --no-conversations``. Target: p99 under 50 ms per search.
 """
 
 from __future__ import annotations
@@ -372,7 +377,128 @@ async def measure(store: Store, conversation_count: int, samples: int, seed: int
     return results
 
 
+# ----------------------------------------------------------------- articles
+
+ARTICLE_TAGS = [f"topic{t}" for t in range(50)]
+
+
+def article_vocabulary(seed: int) -> list[str]:
+    """Made-up words (2,000), so that word frequencies follow a long tail as in real text."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words: set[str] = set()
+    while len(words) < 2000:
+        words.add("".join(rng.choice(letters) for _ in range(rng.randint(4, 10))))
+    return sorted(words)
+
+
+def article_drafts(count: int, vocabulary: list[str], seed: int) -> Iterator[Any]:
+    """Titles of 4-8 words, bodies of 120-300 words in a few paragraphs; a third for everyone, the rest per queue."""
+    from hub.articles import ArticleDraft
+
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]  # Zipf-like: a few words are everywhere
+    for n in range(count):
+        title = " ".join(rng.choices(vocabulary, weights, k=rng.randint(4, 8))).capitalize()
+        words = rng.choices(vocabulary, weights, k=rng.randint(120, 300))
+        paragraphs = [" ".join(words[i : i + 60]) for i in range(0, len(words), 60)]
+        body = "\n\n".join(f"**{p.split()[0]}** {p}" for p in paragraphs)
+        queues = () if n % 3 == 0 else (QUEUES[n % 2],)
+        yield ArticleDraft(title=title, body=body, tags=tuple(rng.sample(ARTICLE_TAGS, 2)), queues=queues)
+
+
+async def load_articles(store: Store, count: int, seed: int) -> tuple[float, list[str]]:
+    from hub.articles import render_markdown
+    from hub.store.articles import import_articles
+
+    started = time.perf_counter()
+    vocabulary = article_vocabulary(seed)
+    batch: list[Any] = []
+    for draft in article_drafts(count, vocabulary, seed):
+        batch.append((draft, render_markdown(draft.body)))
+        if len(batch) == 1000:
+            await import_articles(store, batch, now=T0)
+            batch = []
+    if batch:
+        await import_articles(store, batch, now=T0)
+    async with store.write() as connection:
+        await connection.execute(text("ANALYZE"))
+    return time.perf_counter() - started, vocabulary
+
+
+async def measure_articles(
+    store: Store, count: int, vocabulary: list[str], samples: int, seed: int
+) -> dict[str, list[float]]:
+    """What an agent's article widget asks: a search of one or two words, a prefix, a typo; and one article."""
+    from hub.store.articles import get_article, list_articles
+
+    rng = random.Random(seed)
+    mine = ("support",)
+    visible = [i for i in range(1, count + 1) if (i - 1) % 3 == 0 or (i - 1) % 2 == 0]  # see article_drafts
+    ids = [rng.choice(visible) for _ in range(samples)]
+    # words across the frequency range (the vocabulary is sorted, the weights go by that order)
+    singles = [rng.choice(vocabulary[:400]) for _ in range(samples)]
+    pairs = [f"{rng.choice(vocabulary[:100])} {rng.choice(vocabulary[:400])}" for _ in range(samples)]
+    prefixes = [rng.choice(vocabulary)[:4] for _ in range(samples)]
+
+    def typo(word: str) -> str:
+        at = rng.randint(1, len(word) - 2)
+        return word[:at] + word[at + 1 :]  # one letter dropped
+
+    typos = [typo(rng.choice([w for w in vocabulary[:400] if len(w) >= 6])) for _ in range(samples)]
+
+    async def by_id(i: int) -> None:
+        await get_article(store, ids[i], mine)
+
+    def search(queries: list[str]) -> Callable[[int], Awaitable[Any]]:
+        async def call(i: int) -> None:
+            await list_articles(store, q=queries[i], reader_queues=mine, limit=10)
+
+        return call
+
+    async def newest(i: int) -> None:
+        await list_articles(store, reader_queues=mine, limit=10)
+
+    results: dict[str, list[float]] = {}
+    for name, call in [
+        ("baseline: article by primary key", by_id),
+        ("articles, newest first (no q)", newest),
+        ("search, one word", search(singles)),
+        ("search, two words", search(pairs)),
+        ("search, a prefix of four letters", search(prefixes)),
+        ("search, a mistyped word (corrected)", search(typos)),
+    ]:
+        await call(0)
+        results[name] = await timed(samples, call)
+    return results
+
+
+def print_table(results: dict[str, list[float]], samples: int) -> None:
+    base = next(iter(results.values()))
+    base50, base99 = pct(base, 0.5), pct(base, 0.99)
+    print(f"\n| query ({samples} samples) | p50 ms | p99 ms | p50 / base | p99 / base | p99 < 50 ms |")
+    print("|---|---|---|---|---|---|")
+    for name, durations in results.items():
+        p50, p99 = pct(durations, 0.5), pct(durations, 0.99)
+        print(
+            f"| {name} | {p50:.2f} | {p99:.2f} | {p50 / base50:.1f}x | {p99 / base99:.1f}x | "
+            f"{'yes' if p99 < 50 else 'NO'} |"
+        )
+
+
+async def run_articles(args: argparse.Namespace) -> None:
+    for engine in args.engines.split(","):
+        async with database(engine) as store:
+            seconds, vocabulary = await load_articles(store, args.articles, args.seed)
+            print(f"\n## {engine}: {args.articles:,} knowledge articles (loaded in {seconds:.0f} s)")
+            print_table(await measure_articles(store, args.articles, vocabulary, args.samples, args.seed), args.samples)
+
+
 async def run(args: argparse.Namespace) -> None:
+    if args.articles:
+        await run_articles(args)
+    if args.no_conversations:
+        return
     for engine in args.engines.split(","):
         keep = args.keep_sqlite if engine == "sqlite" else None
         reuse = bool(keep) and args.reuse
@@ -410,6 +536,8 @@ def main() -> None:
     parser.add_argument(
         "--keep-sqlite", metavar="FILE", help="load into FILE and keep it; a later run with the same FILE only measures"
     )
+    parser.add_argument("--articles", type=int, default=10_000, help="knowledge articles to search (0: none)")
+    parser.add_argument("--no-conversations", action="store_true", help="only the article search")
     args = parser.parse_args()
     args.reuse = bool(args.keep_sqlite) and Path(args.keep_sqlite).exists()
     if args.conversations < 2 or args.messages < args.conversations:

@@ -13,10 +13,13 @@ Start-up order (stop is the reverse):
 3. the notifier, so that it numbers and sends everything that follows; then the outgoing webhooks'
    dispatcher, which seeds the configured integrations before any change is recorded for them;
 4. the ingest and the router, which record their events through the notifier's journal;
+4b. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
+4c. the bot runner (hub/bots/runner.py), which answers through the use cases;
 5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
+6. the audit log's retention sweep (hub/audit.py).
 
-On the way down the outbox stops first, and the ingest drains what was submitted before the notifier
-stops and the database closes.
+On the way down the audit sweep and then the outbox stop first, and the ingest drains what was submitted before
+the notifier stops and the database closes.
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from types import TracebackType
 
 import aiohttp
 
+from hub.audit import AuditKeeper
+from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
+from hub.media import BlobStore
+from hub.media_fetch import MediaFetcher
+from hub.metrics import HubMetrics
 from hub.model import Role
 from hub.notifier import Notifier
 from hub.outbox import Outbox
@@ -70,9 +78,13 @@ class Hub:
         router: Router,
         ingestor: Ingestor,
         outbox: Outbox,
+        blobs: BlobStore,
+        media: MediaFetcher,
         owns_store: bool,
         build_adapters: bool,
-        webhooks_out: WebhookDispatcher,
+        metrics: HubMetrics | None = None,
+        bots: BotRunner | None = None,
+        webhooks_out: WebhookDispatcher | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -83,7 +95,14 @@ class Hub:
         self.router = router
         self.ingestor = ingestor
         self.outbox = outbox
-        self.webhooks_out = webhooks_out
+        self.metrics = metrics if metrics is not None else HubMetrics()  # this hub's own registry (hub/metrics.py)
+        self.audit = AuditKeeper(store, settings.audit, clock=clock)  # the audit log's retention (hub/audit.py)
+        self.blobs = blobs
+        self.media = media
+        self.bots = bots if bots is not None else BotRunner(settings.bots)
+        self.webhooks_out = (
+            webhooks_out if webhooks_out is not None else WebhookDispatcher(store, bus, settings, clock=clock)
+        )
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -132,14 +151,20 @@ class Hub:
         await self.webhooks_out.start()
         await self.ingestor.start()
         await self.router.start()
+        await self.media.start(self._http)
+        await self.bots.start(self, self._http)
         await self.outbox.start()
+        await self.audit.start()
         self.started = True
         logger.debug("hub started", extra={"workers": self.settings.outbox.workers})
 
     async def stop(self) -> None:
         """Stop every part in the reverse order; the ingest drains before the database closes."""
         self.started = False
+        await self.audit.stop()
         await self.outbox.stop()
+        await self.bots.stop()
+        await self.media.stop()
         await self.router.stop()
         await self.ingestor.stop()
         await self.webhooks_out.stop()
@@ -149,6 +174,7 @@ class Hub:
             self._http = None
         if self._owns_store:
             await self.store.close()
+        await self.blobs.close()
 
     async def __aenter__(self) -> Hub:
         await self.start()

@@ -11,14 +11,21 @@ numbered for the consoles in the transaction that made the change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
 from hub.app import Hub
+from hub.bots.runner import BotRunner
 from hub.bus import EventBus
+from hub.errors import ConfigError
 from hub.ingest import Ingestor
+from hub.media import BlobStore, LocalBlobStore, open_blob_store
+from hub.media_fetch import MediaFetcher
+from hub.metrics import HubMetrics
 from hub.notifier import Notifier
 from hub.outbox import Outbox
 from hub.ports import ChannelAdapter
@@ -29,6 +36,8 @@ from hub.store import Store
 from hub.webhooks_out import WebhookDispatcher
 
 __all__ = ["build_hub", "build_store", "utc_now"]
+
+logger = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -41,6 +50,19 @@ def build_store(settings: Settings) -> Store:
     return Store(settings.database_url, pool_size=settings.database_pool_size)
 
 
+def _blob_store(settings: Settings) -> BlobStore:
+    """The configured blob store; a PostgreSQL hub that names none keeps media in ``./media`` (one process
+    only: several must share a directory or a bucket, so the hub says so in its log)."""
+    try:
+        return open_blob_store(settings)
+    except ConfigError:
+        logger.warning(
+            "[media] path or url is not set: attachments are kept in ./media; "
+            "set one that every hub process shares when running several"
+        )
+        return LocalBlobStore(Path("media"))
+
+
 def build_hub(
     settings: Settings,
     *,
@@ -48,6 +70,7 @@ def build_hub(
     clock: Callable[[], datetime] | None = None,
     http: aiohttp.ClientSession | None = None,
     adapters: Mapping[str, ChannelAdapter] | None = None,
+    blobs: BlobStore | None = None,
 ) -> Hub:
     """Every part of one hub process, wired; start it with ``await hub.start()`` (or ``async with hub``).
 
@@ -65,6 +88,13 @@ def build_hub(
     ingestor = Ingestor(store, bus, settings.accounts, clock=clock, journal=notifier.journal)
     router = Router(store, bus, settings, clock=clock, journal=notifier.journal)
     outbox = Outbox(store, bus, built, settings, clock=clock)
+    metrics = HubMetrics()  # counts what the bus carries and what the ingest and outbox report
+    bus.listen(metrics.on_event)
+    ingestor.on_group = metrics.observe_ingest_group
+    metrics.watch_outbox(outbox)
+    blobs = blobs if blobs is not None else _blob_store(settings)
+    media = MediaFetcher(store, bus, built, blobs, settings, clock=clock)
+    bots = BotRunner(settings.bots, tick_seconds=settings.routing.tick_seconds)
     return Hub(
         settings=settings,
         store=store,
@@ -76,7 +106,11 @@ def build_hub(
         router=router,
         ingestor=ingestor,
         outbox=outbox,
+        blobs=blobs,
+        media=media,
         owns_store=owns_store,
         build_adapters=adapters is None and http is None,
+        metrics=metrics,
+        bots=bots,
         webhooks_out=WebhookDispatcher(store, bus, settings, clock=clock),
     )

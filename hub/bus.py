@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 
@@ -28,12 +28,23 @@ class EventBus:
 
     def __init__(self, *, queue_size: int = 10_000) -> None:
         self._subscribers: set[asyncio.Queue[BusEvent]] = set()
+        self._listeners: list[Callable[[BusEvent], None]] = []
         self._queue_size = queue_size
         self.published = 0
         self.dropped = 0
 
+    def listen(self, listener: Callable[[BusEvent], None]) -> None:
+        """Call ``listener`` with every event as it is published, in the publisher's turn (it must be quick and
+        never wait: the metrics' counters). Its failure is logged, never raised to the publisher."""
+        self._listeners.append(listener)
+
     def publish(self, event: BusEvent) -> None:
         self.published += 1
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("bus listener failed on %s", event.kind)
         for queue in self._subscribers:
             try:
                 queue.put_nowait(event)

@@ -23,6 +23,7 @@ from hub.model import DeliveryState
 __all__ = [
     "AgentDeactivated",
     "AgentPresence",
+    "AttachmentChanged",
     "ContactUpdated",
     "ConversationClosed",
     "ConversationHandedOff",
@@ -31,6 +32,7 @@ __all__ = [
     "ConversationTicket",
     "ConversationUpdated",
     "ConversationWaiting",
+    "ConversationWithBot",
     "HubEvent",
     "IdentitySubscription",
     "LoggedEvent",
@@ -204,6 +206,46 @@ class ConversationTicket:
         return {"ticket": self.ticket, "title": self.title, "by": self.by}
 
 
+# ------------------------------------------------------------------ bots
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationWithBot:
+    """A conversation is with a bot: new in a queue that has one, or handed (back) to one (``by`` the agent)."""
+
+    kind: ClassVar[str] = "conversation.bot"
+    topic: ClassVar[Topic] = Topic.CONVERSATION
+    agent_id: ClassVar[None] = None
+    conversation_id: int
+    queue_id: str
+    bot: str
+    by: int | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"bot": self.bot} | ({"by": self.by} if self.by is not None else {})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationHandedOff:
+    """A bot's part ended: the conversation waits in ``queue_id`` for a person, and ``reason`` says why
+    (bot_asked, customer_asked, bot_silent, bot_failed)."""
+
+    kind: ClassVar[str] = "conversation.handed_off"
+    topic: ClassVar[Topic] = Topic.CONVERSATION
+    agent_id: ClassVar[None] = None
+    conversation_id: int
+    queue_id: str
+    reason: str
+    bot: str | None = None
+    note: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"reason": self.reason, "queue": self.queue_id}
+        return found | {k: v for k, v in (("bot", self.bot), ("note", self.note)) if v is not None}
+
+
 # ------------------------------------------------------------------ messages
 
 
@@ -257,6 +299,24 @@ class MessageDelivery:
             data["error_code"] = self.error_code
             data["error_reason"] = self.error_reason
         return data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentChanged:
+    """An attachment of a message was stored, failed, or is being fetched again; ``attachment`` is its JSON
+    as the message JSON gives it (hub/store/media.py), so a console replaces it in place."""
+
+    kind: ClassVar[str] = "message.attachment"
+    topic: ClassVar[Topic] = Topic.MESSAGE
+    agent_id: ClassVar[None] = None
+    queue_id: ClassVar[None] = None
+    conversation_id: int
+    message_id: int
+    attachment: dict[str, Any]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "attachment": dict(self.attachment)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -360,22 +420,6 @@ class QueueWaiting:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ConversationHandedOff:
-    """A bot handed a conversation over to people: it now waits in ``queue_id`` (``reason`` says why)."""
-
-    kind: ClassVar[str] = "conversation.handed_off"
-    topic: ClassVar[Topic] = Topic.CONVERSATION
-    agent_id: ClassVar[None] = None
-    conversation_id: int
-    queue_id: str
-    reason: str
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return {"queue": self.queue_id, "reason": self.reason}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ContactUpdated:
     """A contact's fields changed. Recorded for integrations in the change's transaction; consoles reload
     contacts themselves, so it is not published on the bus."""
@@ -444,14 +488,16 @@ HubEvent = (
     | ConversationOpened
     | ConversationClosed
     | ConversationTicket
-    | ConversationHandedOff
     | MessageCreated
     | MessageDelivery
+    | AttachmentChanged
     | IdentitySubscription
     | AgentPresence
     | AgentDeactivated
     | QueueChanged
     | Recorded
+    | ConversationWithBot
+    | ConversationHandedOff
 )
 """Everything the bus carries."""
 
@@ -476,14 +522,16 @@ _TOPICS: dict[str, Topic] = {
         ConversationOpened,
         ConversationClosed,
         ConversationTicket,
-        ConversationHandedOff,
         MessageCreated,
         MessageDelivery,
+        AttachmentChanged,
         IdentitySubscription,
         AgentPresence,
         AgentDeactivated,
         QueueChanged,
         QueueWaiting,
+        ConversationWithBot,
+        ConversationHandedOff,
     )
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hub.bus import EventBus
+from hub.logs import correlated
 from hub.model import ChannelAccount, InboundEvent
 from hub.store import DeliveryOutcome, Journal, Store, store_group
 
@@ -69,6 +71,8 @@ class Ingestor:
         self.groups = 0
         self.deliveries = 0
         self.journal = journal  # records the events with the messages, in their transaction (the notifier's)
+        # told of each committed group: (deliveries in it, seconds the transaction took); hub/metrics.py
+        self.on_group: Callable[[int, float], None] | None = None
 
     async def start(self) -> None:
         if self._task is None:
@@ -92,6 +96,7 @@ class Ingestor:
         if self._task is None:
             await self.start()
         future: asyncio.Future[DeliveryOutcome] = asyncio.get_running_loop().create_future()
+        logger.debug("delivery submitted", extra={"events": len(events)})
         await self._queue.put((events, future))
         outcome = await future
         for kind in outcome.ignored:
@@ -110,7 +115,8 @@ class Ingestor:
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             try:
-                await self._commit(group)
+                with correlated(prefix="ingest"):
+                    await self._commit(group)
             except Exception as exc:  # a bug of ours: fail this group's deliveries, keep serving the next ones
                 logger.exception("ingest failed outside its transaction; %d deliveries not acknowledged", len(group))
                 for _, future in group:
@@ -121,6 +127,7 @@ class Ingestor:
                     self._queue.task_done()
 
     async def _commit(self, group: list[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]]) -> None:
+        began = time.perf_counter()
         try:
             results = await store_group(
                 self._store, [events for events, _ in group], self._accounts, self._clock(), journal=self.journal
@@ -133,6 +140,9 @@ class Ingestor:
             return
         self.groups += 1
         self.deliveries += len(group)
+        logger.debug("ingest group committed", extra={"deliveries": len(group)})
+        if self.on_group is not None:
+            self.on_group(len(group), time.perf_counter() - began)
         for (_, future), result in zip(group, results, strict=True):
             if future.done():
                 continue

@@ -18,7 +18,9 @@ Facts that need the database (is the target agent active, does the queue exist, 
 close, which queue member is free) travel in the action; the store looks them up before asking.
 
 States are grouped in the sets below, so that a new state (a queue's bot answering first) slots in by
-joining the groups it belongs to and the actions that start or end it.
+joining the groups it belongs to and the actions that start or end it. ``bot`` is one such: it is open
+but not in the queue; ``HandOff`` ends it (into the queue), ``Take`` lets a member take it over, and
+``ToBot`` starts it again (see the "bots" block below).
 """
 
 from __future__ import annotations
@@ -35,18 +37,23 @@ from hub.routing import close_refusal
 
 __all__ = [
     "BACK_TO_WAITING",
+    "BOT",
     "CONFLICT",
+    "HANDOFF_REASONS",
     "INVITED",
     "IN_QUEUE",
     "OPEN",
     "OWNER",
+    "TAKEABLE",
     "Accept",
     "Action",
     "Actor",
+    "BotClose",
     "Change",
     "Close",
     "Entry",
     "ExpireOffer",
+    "HandOff",
     "Invite",
     "Leave",
     "MarkImportant",
@@ -57,6 +64,7 @@ __all__ = [
     "Reject",
     "Release",
     "Take",
+    "ToBot",
     "TransferToAgent",
     "TransferToQueue",
     "Verb",
@@ -73,11 +81,16 @@ WAITING = ConversationState.WAITING
 OFFERED = ConversationState.OFFERED
 ACTIVE = ConversationState.ACTIVE
 CLOSED = ConversationState.CLOSED
+BOT = ConversationState.BOT
 
 #: states in which a conversation is still being handled (everything but closed)
-OPEN: frozenset[ConversationState] = frozenset({WAITING, OFFERED, ACTIVE})
+OPEN: frozenset[ConversationState] = frozenset({BOT, WAITING, OFFERED, ACTIVE})
 #: states in which a conversation is in its queue's waiting list: any member may take it
 IN_QUEUE: frozenset[ConversationState] = frozenset({WAITING, OFFERED})
+#: states a member of the queue may take a conversation from: the waiting list, and a bot's conversation
+TAKEABLE: frozenset[ConversationState] = IN_QUEUE | {BOT}
+#: why a bot's part ended (the hand-off's timeline event says which)
+HANDOFF_REASONS: frozenset[str] = frozenset({"bot_asked", "customer_asked", "bot_silent", "bot_failed"})
 
 #: a participant's role
 OWNER = "owner"
@@ -176,7 +189,10 @@ class Outcome(StrEnum):
     REQUEUED = "requeued"  # back to its own queue's waiting list, a new waiting period
     INVITED = "invited"
     CLOSED = "closed"
+    CLOSED_PART = "closed_part"  # one of several participants closed: their part ended, the others go on
     IMPORTANT = "important"
+    HANDED_OFF = "handed_off"  # the bot's part ended: the conversation waits in a queue
+    TO_BOT = "to_bot"  # a bot answers it (again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +213,8 @@ class Change:
     that update finds the row changed meanwhile. ``leaves`` end their part (``everyone_leaves``: all who
     are present, as a close does), ``promotes`` becomes the owner among those present, ``joins`` become
     (or stay) present with a role. ``restarts_idle``: the
-    agent whose idle time restarts now (longest idle is offered first)."""
+    agent whose idle time restarts now (longest idle is offered first). ``part_status``: (agent, status)
+    recorded on that agent's part when their close ends it."""
 
     outcome: Outcome
     before: Conversation
@@ -208,6 +225,7 @@ class Change:
     promotes: int | None = None
     joins: tuple[tuple[int, str], ...] = ()
     restarts_idle: int | None = None
+    part_status: tuple[int, str | None] | None = None
     lost: Refusal = CONFLICT
 
     @property
@@ -295,7 +313,7 @@ class Invite:
 class Close:
     """Close with ``status``. ``queue`` and ``catalogue`` decide which statuses may close it; without
     ``queue`` the status was checked by whoever accepted the request ("send and close" checks it before
-    the message is queued)."""
+    the message is queued). By one of several participants it ends only their part (``CLOSED_PART``)."""
 
     by: int
     status: str | None
@@ -319,6 +337,41 @@ class Release:
     by: int | None = None  # the admin who deactivated them
 
 
+# ------------------------------------------------------------------ bots
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandOff:
+    """The bot's part ends: the conversation waits in ``queue_id`` (None: its own queue), a new waiting
+    period. ``reason`` is one of ``HANDOFF_REASONS``; ``note`` is for the agent who takes it."""
+
+    reason: str
+    bot_id: str | None = None
+    queue_id: str | None = None
+    queue_known: bool = True
+    note: str | None = None
+    by: int | None = None  # an agent who asked for it on the bot's behalf (None: the bot or the hub)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotClose:
+    """The bot closes its conversation with ``status``, checked against the queue as an agent's close is."""
+
+    bot_id: str
+    status: str | None
+    queue: Queue | None = None
+    catalogue: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToBot:
+    """Hand the conversation (back) to a bot of its queue: every agent's part ends, no offer stands."""
+
+    by: int | None
+    bot_id: str
+    bot_known: bool  # ``bot_id`` is a configured bot that serves the conversation's queue
+
+
 Action = (
     Offer
     | Accept
@@ -333,6 +386,9 @@ Action = (
     | Close
     | MarkImportant
     | Release
+    | HandOff
+    | ToBot
+    | BotClose
 )
 
 
@@ -385,14 +441,14 @@ def _withdraw(c: Conversation, ps: Sequence[Participant], a: WithdrawOffer, now:
 
 def _take(c: Conversation, ps: Sequence[Participant], a: Take, now: datetime) -> Change | Refusal:
     actor = a.actor
-    if c.state not in IN_QUEUE:
+    if c.state not in TAKEABLE:
         return _TAKEN
     if not actor.supervises and c.queue_id not in actor.queues:
         return Refusal("forbidden", "not_a_member", f"you are not a member of queue {c.queue_id}")
     if not actor.active:
         return Refusal("forbidden", "agent_inactive", "your account has been deactivated")
     sets = {"state": ACTIVE, "owner_agent_id": actor.agent_id, **_NO_OFFER}
-    entry = Entry(EventKind.TAKEN, actor.agent_id)
+    entry = Entry(EventKind.TAKEN, actor.agent_id, {"from_bot": True} if c.state is BOT else {})
     joins = ((actor.agent_id, OWNER),)
     return _change(Outcome.TAKEN, c, sets, entry, joins=joins, restarts_idle=actor.agent_id, lost=_TAKEN)
 
@@ -467,15 +523,35 @@ def _invite(c: Conversation, ps: Sequence[Participant], a: Invite, now: datetime
 
 
 def _close(c: Conversation, ps: Sequence[Participant], a: Close, now: datetime) -> Change | Refusal:
+    """One of several participants closing ends only their part (their status recorded on it; an owner's
+    part passes to the heir, as a leave would): the customer goes on with the others and never notices.
+    The last participant's close, or the close of someone not taking part (a supervisor), closes it."""
     if c.state is CLOSED:
         return _CLOSED
     if a.queue is not None:
         refused = close_refusal(a.status, a.queue, a.catalogue)
         if refused is not None:
             return Refusal("invalid", *refused)
+    here = present(ps)
+    if a.by in here and len(here) > 1 and c.state is ACTIVE:
+        return _close_part(c, ps, a, here)
     sets = {"state": CLOSED, "status_id": a.status, "closed_at": now, **_NO_OFFER}
     entry = Entry(EventKind.CLOSED, a.by, {"status": a.status})
-    return _change(Outcome.CLOSED, c, sets, entry, everyone_leaves=True)
+    part = (a.by, a.status) if a.by in here else None
+    return _change(Outcome.CLOSED, c, sets, entry, everyone_leaves=True, part_status=part)
+
+
+def _close_part(c: Conversation, ps: Sequence[Participant], a: Close, here: Mapping[int, str]) -> Change:
+    """The closer's part ends with their status; the conversation stays active with the others."""
+    leaves = frozenset({a.by})
+    if c.owner_agent_id != a.by and here[a.by] != OWNER:
+        entry = Entry(EventKind.LEFT, a.by, {"status": a.status, "closed": True})
+        return _change(Outcome.CLOSED_PART, c, {}, entry, leaves=leaves, part_status=(a.by, a.status))
+    successor = heir(ps, a.by)
+    assert successor is not None  # someone else is present
+    entry = Entry(EventKind.LEFT, a.by, {"status": a.status, "closed": True, "owner": successor})
+    sets = {"owner_agent_id": successor}
+    return _change(Outcome.CLOSED_PART, c, sets, entry, leaves=leaves, promotes=successor, part_status=(a.by, a.status))
 
 
 def _important(c: Conversation, ps: Sequence[Participant], a: MarkImportant, now: datetime) -> Change | Refusal:
@@ -505,6 +581,48 @@ def _release(c: Conversation, ps: Sequence[Participant], a: Release, now: dateti
     return Refusal("conflict", "nothing_held", f"agent {agent} holds nothing in this conversation")
 
 
+def _hand_off(c: Conversation, ps: Sequence[Participant], a: HandOff, now: datetime) -> Change | Refusal:
+    if c.state is CLOSED:
+        return _CLOSED
+    if c.state is not BOT:
+        return Refusal("conflict", "not_with_bot", "the conversation is not with a bot (any more)")
+    if a.reason not in HANDOFF_REASONS:
+        return Refusal("invalid", "invalid_reason", f"reason must be one of {', '.join(sorted(HANDOFF_REASONS))}")
+    queue_id = a.queue_id or c.queue_id
+    if not a.queue_known:
+        return Refusal("invalid", "unknown_queue", f"no queue {queue_id!r}")
+    data: dict[str, Any] = {"reason": a.reason, "from_queue": c.queue_id, "to_queue": queue_id}
+    data |= {k: v for k, v in (("bot", a.bot_id), ("note", a.note)) if v is not None}
+    entry = Entry(EventKind.HANDED_OFF, a.by, data)
+    return _change(Outcome.HANDED_OFF, c, _to_waiting(c, queue_id, now), entry, everyone_leaves=True)
+
+
+def _to_bot(c: Conversation, ps: Sequence[Participant], a: ToBot, now: datetime) -> Change | Refusal:
+    if c.state is CLOSED:
+        return _CLOSED
+    if c.state is BOT:
+        return Refusal("conflict", "already_with_bot", "a bot has this conversation already")
+    if not a.bot_known:
+        return Refusal("invalid", "unknown_bot", f"no bot {a.bot_id!r} serves queue {c.queue_id!r}")
+    sets = {"state": BOT, "waiting_since": None, "owner_agent_id": None, **_NO_OFFER}
+    entry = Entry(EventKind.BOT_TOOK_OVER, a.by, {"bot": a.bot_id})
+    return _change(Outcome.TO_BOT, c, sets, entry, everyone_leaves=True)
+
+
+def _bot_close(c: Conversation, ps: Sequence[Participant], a: BotClose, now: datetime) -> Change | Refusal:
+    if c.state is CLOSED:
+        return _CLOSED
+    if c.state is not BOT:
+        return Refusal("conflict", "not_with_bot", "the conversation is not with a bot (any more)")
+    if a.queue is not None:
+        refused = close_refusal(a.status, a.queue, a.catalogue)
+        if refused is not None:
+            return Refusal("invalid", *refused)
+    sets = {"state": CLOSED, "status_id": a.status, "closed_at": now, **_NO_OFFER}
+    entry = Entry(EventKind.CLOSED, None, {"status": a.status, "bot": a.bot_id})
+    return _change(Outcome.CLOSED, c, sets, entry, everyone_leaves=True)
+
+
 _RULES: dict[type[Any], Callable[[Conversation, Sequence[Participant], Any, datetime], Change | Refusal]] = {
     Offer: _offer,
     Accept: _accept,
@@ -519,6 +637,9 @@ _RULES: dict[type[Any], Callable[[Conversation, Sequence[Participant], Any, date
     Close: _close,
     MarkImportant: _important,
     Release: _release,
+    HandOff: _hand_off,
+    ToBot: _to_bot,
+    BotClose: _bot_close,
 }
 
 
@@ -572,7 +693,7 @@ def may(actor: Actor, verb: Verb, conversation: Conversation, participants: Coll
         return True
     if conversation.owner_agent_id == actor.agent_id and conversation.state is not CLOSED:
         return True
-    return conversation.state in IN_QUEUE and conversation.queue_id in actor.queues
+    return conversation.state in TAKEABLE and conversation.queue_id in actor.queues
 
 
 def decide(

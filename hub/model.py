@@ -18,6 +18,7 @@ __all__ = [
     "Agent",
     "Attachment",
     "Author",
+    "Button",
     "Channel",
     "ChannelAccount",
     "Contact",
@@ -57,8 +58,10 @@ class Channel(StrEnum):
 
 
 class ConversationState(StrEnum):
-    """waiting (in a queue) -> offered (one agent, a deadline) -> active -> closed."""
+    """bot (a queue's bot answers first) -> waiting (in a queue) -> offered (one agent, a deadline) -> active
+    -> closed."""
 
+    BOT = "bot"
     WAITING = "waiting"
     OFFERED = "offered"
     ACTIVE = "active"
@@ -74,6 +77,7 @@ class Author(StrEnum):
     CUSTOMER = "customer"
     AGENT = "agent"
     SYSTEM = "system"
+    BOT = "bot"  # a queue's bot (hub/bots/) answered
 
 
 class MessageKind(StrEnum):
@@ -139,6 +143,8 @@ class EventKind(StrEnum):
     SUBSCRIBED = "subscribed"
     UNSUBSCRIBED = "unsubscribed"
     TICKET_ASSIGNED = "ticket_assigned"
+    HANDED_OFF = "handed_off"  # the bot's part ended: ``reason`` bot_asked | customer_asked | bot_silent | bot_failed
+    BOT_TOOK_OVER = "bot_took_over"  # handed (back) to a bot
 
 
 class Role(StrEnum):
@@ -188,6 +194,8 @@ class Attachment:
     file_name: str | None = None
     size: int | None = None
     provider_media_id: str | None = None
+    upload_id: str | None = None  # an agent's upload (``POST /api/v1/uploads``) this attachment sends
+    link_token: str | None = None  # the token of the hub's public link (``url``) to the upload's bytes
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in _asdict(self).items() if v is not None}
@@ -201,6 +209,8 @@ class Attachment:
             file_name=data.get("file_name"),
             size=data.get("size"),
             provider_media_id=data.get("provider_media_id"),
+            upload_id=data.get("upload_id"),
+            link_token=data.get("link_token"),
         )
 
 
@@ -221,6 +231,17 @@ class Location:
 
 def _asdict(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Button:
+    """A quick reply or button, one model for every channel: ``title`` shown, ``payload`` returned when pressed."""
+
+    title: str
+    payload: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"title": self.title, "payload": self.payload}
 
 
 # ------------------------------------------------------------------ inbound events
@@ -334,6 +355,7 @@ class OutboundMessage:
     template: TemplateBinding | None = None
     idempotency_key: str | None = None
     reply_to: str | None = None
+    buttons: tuple[Button, ...] = ()  # quick replies / buttons, for a channel that shows them (ButtonLimits)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -369,6 +391,7 @@ class ChannelAccount:
     # the provider's behaviour, from its adapter's declared facts (hub.ports.ProviderFacts; the settings copy them)
     subscribes_on_message: bool = False  # a customer who writes is thereby subscribed (Viber)
     echoes_own_sends: bool = False  # our sends come back as echo webhooks, maybe before their acceptance (Messenger)
+    bot: str | None = None  # the bot that answers new conversations in ``queue`` first ([[bots]] queues)
 
     @property
     def adapter_name(self) -> str:
@@ -478,6 +501,10 @@ class Queue:
     offer_timeout: int  # seconds
     statuses: tuple[str, ...] = ()  # allowed at close; empty means the whole catalogue
     url_template: str | None = None
+    transfer_back: bool = False  # a transfer here may go back to its transferrer when they are the only member
+    # the side panel's "Page in iframe": a URL template and the hosts it may name (configuration file only)
+    iframe_url: str | None = None
+    iframe_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

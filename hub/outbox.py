@@ -31,6 +31,7 @@ from tenacity.wait import wait_base
 
 from hub.bus import EventBus
 from hub.errors import ConfigError, ProviderRejected, ProviderUnavailable
+from hub.logs import correlated, new_correlation_id
 from hub.model import MessageKind, OutboundMessage, TemplateBinding
 from hub.policy import Allowed, Draft, IdentityFacts, Refused, decide
 from hub.ports import ChannelAdapter
@@ -453,6 +454,7 @@ class Outbox:
             tag=decision.tag,
             template=binding if use_binding else None,
             idempotency_key=f"channelhub-outbox-{job.id}",
+            buttons=() if use_binding else job.buttons,
         )
         return decision, outbound
 
@@ -465,7 +467,12 @@ class Outbox:
 
     async def _attempt(self, job: OutboxJob) -> _Attempted:
         """One attempt. Failures are stored before this returns; an acceptance is handed to the writer
-        and ``stored`` completes once it is stored (the writer publishes its events)."""
+        and ``stored`` completes once it is stored (the writer publishes its events). Its log lines carry
+        one correlation id, ``send-<row>-…``."""
+        with correlated(new_correlation_id(f"send-{job.id}")):
+            return await self._attempt_once(job)
+
+    async def _attempt_once(self, job: OutboxJob) -> _Attempted:
         now = self._clock()
         if job.provider_message_id:
             # accepted before a crash, recorded, but not marked done: never send it again
@@ -502,6 +509,7 @@ class Outbox:
             logger.exception("outbox %s: unexpected error from the adapter", job.id)
             return await self._retry(job, ProviderUnavailable(f"unexpected error: {type(exc).__name__}"))
         self.sent += 1
+        logger.debug("outbox %s accepted by the provider", job.id)
         return _Attempted(self._accepted_by_provider(job, receipt.provider_message_id, receipt.accepted_at))
 
     # --------------------------------------------------------------- writer

@@ -19,14 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.model import TEXT_LIMITS, Attachment, Channel, MessageKind, Subscription, TemplateBinding
+from hub.model import TEXT_LIMITS, Attachment, Button, Channel, MessageKind, Subscription, TemplateBinding
+from hub.ports import ButtonLimits
 
 __all__ = [
     "ATTACHMENT_LIMITS",
+    "ATTACHMENT_TYPES",
     "CUSTOMER_SERVICE_WINDOW",
     "MESSENGER_TAGS",
+    "PROVIDER_ATTACHMENT_LIMITS",
     "RETIRED_TAGS",
     "STANDARD_WINDOW",
+    "UNCAPTIONED",
     "Allowed",
     "Alternative",
     "Decision",
@@ -38,6 +42,7 @@ __all__ = [
     "TagWindow",
     "TemplateOption",
     "binding_fits",
+    "button_refusal",
     "decide",
     "eligibility",
 ]
@@ -79,10 +84,10 @@ RETIRED_TAGS: frozenset[str] = frozenset(
 )
 
 _MB = 1024 * 1024
-#: attachment kinds each channel takes, with the largest size in bytes (provider limits; several unconfirmed)
+#: attachment kinds each channel takes, with the largest size in bytes (docs/channels.md, "Media limits")
 ATTACHMENT_LIMITS: dict[Channel, dict[MessageKind, int]] = {
     Channel.MESSENGER: {
-        MessageKind.IMAGE: 25 * _MB,
+        MessageKind.IMAGE: 8 * _MB,  # by URL (the hub sends by link); 25 MB for an upload
         MessageKind.VIDEO: 25 * _MB,
         MessageKind.AUDIO: 25 * _MB,
         MessageKind.FILE: 25 * _MB,
@@ -98,6 +103,39 @@ ATTACHMENT_LIMITS: dict[Channel, dict[MessageKind, int]] = {
         MessageKind.VIDEO: 26 * _MB,
         MessageKind.FILE: 50 * _MB,
     },
+}
+#: a provider's own limits where they are tighter than its channel's (Twilio: 16 MB for any WhatsApp media)
+PROVIDER_ATTACHMENT_LIMITS: dict[str, dict[MessageKind, int]] = {
+    "twilio": {
+        MessageKind.IMAGE: 5 * _MB,
+        MessageKind.VIDEO: 16 * _MB,
+        MessageKind.AUDIO: 16 * _MB,
+        MessageKind.FILE: 16 * _MB,
+    },
+}
+#: the file types each channel takes per kind (None: any type); sources in docs/channels.md
+ATTACHMENT_TYPES: dict[Channel, dict[MessageKind, frozenset[str] | None]] = {
+    Channel.MESSENGER: {
+        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"}),
+        MessageKind.VIDEO: frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+        MessageKind.AUDIO: frozenset({"audio/mpeg", "audio/mp4", "audio/aac", "audio/ogg", "audio/wav"}),
+        MessageKind.FILE: None,
+    },
+    Channel.WHATSAPP: {
+        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png"}),
+        MessageKind.VIDEO: frozenset({"video/mp4", "video/3gpp"}),
+        MessageKind.AUDIO: frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}),
+        MessageKind.FILE: None,
+    },
+    Channel.VIBER: {
+        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png", "image/gif"}),
+        MessageKind.VIDEO: frozenset({"video/mp4"}),
+        MessageKind.FILE: None,
+    },
+}
+#: kinds a WhatsApp message cannot caption: the text must go in a message of its own
+UNCAPTIONED: dict[Channel, frozenset[MessageKind]] = {
+    Channel.WHATSAPP: frozenset({MessageKind.AUDIO, MessageKind.STICKER}),
 }
 #: one provider call carries at most one attachment (Messenger: text or attachment; WhatsApp/Viber: one media)
 MAX_ATTACHMENTS = 1
@@ -117,6 +155,10 @@ class Rule:
     WELCOME_ONLY = "welcome_only"
     TEXT_TOO_LONG = "text_too_long"
     ATTACHMENT_NOT_SUPPORTED = "attachment_not_supported"
+    ATTACHMENT_TOO_LARGE = "attachment_too_large"
+    ATTACHMENT_TYPE_NOT_ALLOWED = "attachment_type_not_allowed"
+    TOO_MANY_ATTACHMENTS = "too_many_attachments"
+    CAPTION_NOT_ALLOWED = "caption_not_allowed"
     EMPTY_MESSAGE = "empty_message"
 
 
@@ -295,7 +337,7 @@ def decide(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequenc
     contact = _previous_contact(facts, templates)
     if contact is not None:
         return contact
-    content = _content(facts, draft)
+    content = _content(facts, draft, now, templates)
     if content is not None:
         return content
     match facts.channel:
@@ -337,8 +379,19 @@ def _previous_contact(facts: IdentityFacts, templates: Sequence[TemplateOption])
     )
 
 
-def _content(facts: IdentityFacts, draft: Draft) -> Refused | None:
-    """Checks that do not depend on time: tag names, text length, attachments."""
+def _tags_instead(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption]) -> tuple[Alternative, ...]:
+    """The tags (and tagged templates) a refused tag can be swapped for now: only those whose own window
+    is still open (HUMAN_AGENT: 7 days after the customer's last message), each with its end."""
+    if facts.last_inbound_at is None:
+        return ()
+    return _tag_alternatives(facts.last_inbound_at, now, templates)
+
+
+def _content(
+    facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequence[TemplateOption] = ()
+) -> Refused | None:
+    """Checks of the message itself: tag names, text length, attachments. Only the alternatives offered for
+    a wrong tag depend on time (a tag whose window has passed is no alternative)."""
     if draft.tag is not None:
         tag = draft.tag.strip().upper()
         if facts.channel is not Channel.MESSENGER:
@@ -350,13 +403,13 @@ def _content(facts: IdentityFacts, draft: Draft) -> Refused | None:
             return Refused(
                 rule=Rule.TAG_RETIRED,
                 message=f"the message tag {tag} was retired by Meta and is no longer accepted",
-                alternatives=tuple(Alternative(kind="tag", name=name) for name in MESSENGER_TAGS),
+                alternatives=_tags_instead(facts, now, templates),
             )
         if tag not in MESSENGER_TAGS:
             return Refused(
                 rule=Rule.TAG_UNKNOWN,
                 message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(MESSENGER_TAGS)})",
-                alternatives=tuple(Alternative(kind="tag", name=name) for name in MESSENGER_TAGS),
+                alternatives=_tags_instead(facts, now, templates),
             )
     limit = TEXT_LIMITS[facts.channel]
     if draft.text is not None and len(draft.text) > limit:
@@ -365,24 +418,45 @@ def _content(facts: IdentityFacts, draft: Draft) -> Refused | None:
             message=f"{facts.channel.value} takes at most {limit} characters in one message; "
             f"this one has {len(draft.text)}",
         )
-    kinds = ATTACHMENT_LIMITS[facts.channel]
+    return _media(facts, draft)
+
+
+def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
+    """The channel's media rules: how many per message, which kinds and types, how large, which captioned."""
+    channel = facts.channel.value
+    kinds = {**ATTACHMENT_LIMITS[facts.channel]}
+    kinds.update({k: v for k, v in PROVIDER_ATTACHMENT_LIMITS.get(facts.provider, {}).items() if k in kinds})
     if len(draft.attachments) > MAX_ATTACHMENTS:
         return Refused(
-            rule=Rule.ATTACHMENT_NOT_SUPPORTED,
-            message=f"{facts.channel.value} takes one attachment per message; send them one by one",
+            rule=Rule.TOO_MANY_ATTACHMENTS,
+            message=f"{channel} takes one attachment per message; send them one by one",
         )
     for attachment in draft.attachments:
+        kind = attachment.kind.value
         if attachment.kind not in kinds:
             takes = ", ".join(k.value for k in kinds)
             return Refused(
                 rule=Rule.ATTACHMENT_NOT_SUPPORTED,
-                message=f"{facts.channel.value} does not take {attachment.kind.value} attachments (it takes {takes})",
+                message=f"{channel} does not take {kind} attachments (it takes {takes})",
+            )
+        types = ATTACHMENT_TYPES[facts.channel].get(attachment.kind)
+        mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
+        if types is not None and mime and mime not in types:
+            return Refused(
+                rule=Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
+                message=f"{channel} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
             )
         if attachment.size is not None and attachment.size > kinds[attachment.kind]:
-            most = kinds[attachment.kind] // _MB
+            most = kinds[attachment.kind] / _MB
+            shown = f"{most:g} MB" if most >= 1 else f"{kinds[attachment.kind] // 1024} KB"
             return Refused(
-                rule=Rule.ATTACHMENT_NOT_SUPPORTED,
-                message=f"{facts.channel.value} takes {attachment.kind.value} attachments up to {most} MB",
+                rule=Rule.ATTACHMENT_TOO_LARGE,
+                message=f"{channel} takes {kind} attachments up to {shown}; this one is {attachment.size / _MB:.1f} MB",
+            )
+        if draft.text and attachment.kind in UNCAPTIONED.get(facts.channel, frozenset()):
+            return Refused(
+                rule=Rule.CAPTION_NOT_ALLOWED,
+                message=f"{channel} cannot caption {kind}; send the text in a message of its own",
             )
     return None
 
@@ -529,3 +603,35 @@ def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[Templat
                 free_text=True, free_text_until=None, tags=(), templates=names, billable=allowed.billable, notes=notes
             )
     raise AssertionError(f"no rules for channel {facts.channel!r}")  # pragma: no cover
+
+
+# ------------------------------------------------------------------ quick replies and buttons
+
+
+def button_refusal(buttons: Sequence[Button], limits: ButtonLimits | None) -> Refused | None:
+    """Whether the provider can show these quick replies / buttons (``limits`` None: it cannot, and they go
+    as numbered text, which always fits). The refusal names the rule and the limit."""
+    for button in buttons:
+        if not button.title.strip():
+            return Refused(rule="button_title_empty", message="every button needs a title")
+        if not button.payload:
+            return Refused(rule="button_payload_empty", message=f"the button {button.title!r} needs a payload")
+    if limits is None:
+        return None
+    if len(buttons) > limits.most:
+        return Refused(
+            rule="too_many_buttons", message=f"this channel shows at most {limits.most} buttons; {len(buttons)} given"
+        )
+    for button in buttons:
+        if len(button.title) > limits.title_length:
+            return Refused(
+                rule="button_title_too_long",
+                message=f"the button title {button.title!r} is longer than this channel's "
+                f"{limits.title_length} characters",
+            )
+        if len(button.payload) > limits.payload_length:
+            return Refused(
+                rule="button_payload_too_long",
+                message=f"a button payload is longer than this channel's {limits.payload_length} characters",
+            )
+    return None

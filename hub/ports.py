@@ -10,7 +10,7 @@ from the adapter class's ``facts``, never written in hub/.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from hub.model import Channel, ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
@@ -18,7 +18,26 @@ from hub.model import Channel, ChannelAccount, InboundEvent, MessageKind, Outbou
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AdapterClass", "AdapterFactory", "ChannelAdapter", "ProviderFacts"]
+__all__ = [
+    "AdapterClass",
+    "AdapterFactory",
+    "ButtonLimits",
+    "ChannelAdapter",
+    "MediaLocation",
+    "MediaReference",
+    "MediaSource",
+    "ProviderFacts",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ButtonLimits:
+    """How many quick replies / buttons one message of the provider shows, and how long a title may be
+    (hub/policy.py ``button_refusal`` enforces them; docs/channels.md gives the sources)."""
+
+    most: int
+    title_length: int
+    payload_length: int = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +60,8 @@ class ProviderFacts:
     subscribes_on_message: bool = False
     # the provider echoes our own sends back as webhooks, possibly before the send's acceptance is stored
     echoes_own_sends: bool = False
+    # quick replies / buttons the provider shows natively; None: they are sent as numbered text
+    buttons: ButtonLimits | None = None
 
     def __post_init__(self) -> None:
         strangers = self.public - set(self.credentials)
@@ -76,6 +97,34 @@ class ChannelAdapter(Protocol):
 
     async def check(self) -> str:
         """Verify the credentials against the provider; return a one-line description."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaReference:
+    """What a provider's webhook said of one attachment's bytes: its media id and/or a URL."""
+
+    media_id: str | None = None
+    url: str | None = None
+    mime: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaLocation:
+    """Where the bytes of an attachment can be fetched now: a URL and the headers that fetch must send
+    (a bearer token, basic auth). ``mime`` when the provider's lookup said it."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    mime: str | None = None
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """An adapter that knows how to reach its provider's inbound media (hub/media_fetch.py uses it)."""
+
+    async def locate_media(self, media: MediaReference) -> MediaLocation:
+        """The URL to GET now, with its headers (one provider call at most, as WhatsApp Cloud's media lookup).
+        Raise ProviderRejected (permanent: gone, refused) or ProviderUnavailable (transient)."""
 
 
 class AdapterFactory(Protocol):

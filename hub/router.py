@@ -26,6 +26,7 @@ from hub.events import (
     QueueChanged,
     Recorded,
 )
+from hub.logs import correlated
 from hub.settings import Settings
 from hub.store import Journal, Store
 from hub.store.routing import SweepResult, sweep
@@ -90,6 +91,8 @@ class Router:
                 journal=self._journal,
             )
             self.sweeps += 1
+        if result.offered or result.expired:
+            logger.debug("routing sweep", extra={"offered": len(result.offered), "expired": len(result.expired)})
         self._bus.publish_all(result.events)
         return result
 
@@ -123,7 +126,8 @@ class Router:
                     await self._wake.wait()
             self._wake.clear()
             try:
-                await self.sweep()
+                with correlated(prefix="sweep"):
+                    await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the next tick tries again; routing must not die

@@ -24,6 +24,7 @@ __all__ = [
     "has_free_member",
     "offer_deadline",
     "open_url",
+    "transfer_excluded",
 ]
 
 
@@ -42,13 +43,14 @@ class Candidate:
         return self.load < self.capacity
 
 
-def choose_agent(candidates: Iterable[Candidate]) -> Candidate | None:
+def choose_agent(candidates: Iterable[Candidate], excluded: Collection[int] = ()) -> Candidate | None:
     """The longest-idle member with free capacity who has not refused this conversation.
 
     Someone who refused it gets it again only when every ready member has
     refused it (there is nobody else); if a member who has not refused is
-    merely busy, the conversation waits for them."""
-    ready = list(candidates)
+    merely busy, the conversation waits for them. ``excluded`` (who transferred
+    it here, see ``transfer_excluded``) never get it: with nobody else it waits."""
+    ready = [c for c in candidates if c.agent_id not in excluded]
     fresh = [c for c in ready if not c.refused]
     pool = fresh or ready
     free = [c for c in pool if c.free]
@@ -79,9 +81,11 @@ class BatchChooser:
         self._members = {q: [a for a in ids if a in self._agents] for q, ids in members.items()}
         self._heaps: dict[str, list[tuple[datetime, int, int]]] = {}
 
-    def choose(self, queue_id: str, refused: Collection[int] = ()) -> int | None:
+    def choose(self, queue_id: str, refused: Collection[int] = (), excluded: Collection[int] = ()) -> int | None:
         members = self._members.get(queue_id, [])
-        if any(a in refused for a in members):
+        if excluded:
+            members = [a for a in members if a not in excluded]
+        if any(a in refused for a in members) or excluded:
             return self._choose_exactly(members, refused)
         heap = self._heaps.get(queue_id)
         if heap is None:
@@ -124,6 +128,18 @@ class BatchChooser:
         ]
         choice = choose_agent(candidates)
         return None if choice is None else choice.agent_id
+
+
+def transfer_excluded(transferrers: Collection[int], queue: Queue, members: Collection[int]) -> frozenset[int]:
+    """Who may not be offered a conversation transferred to ``queue``, in this waiting period.
+
+    A transfer hands the customer to someone else: it never comes straight back to the agent who
+    made it. The one exception is a queue whose supervisor allowed it (``transfer_back``) and whose
+    only member is that agent: then it waits for them rather than for nobody. ``members``: every
+    member of the queue, ready or not."""
+    if queue.transfer_back and set(members) <= set(transferrers):
+        return frozenset()
+    return frozenset(transferrers)
 
 
 def has_free_member(candidates: Iterable[Candidate]) -> bool:

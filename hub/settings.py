@@ -20,21 +20,26 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
+from hub.hours import BusinessHours, parse_hours
+from hub.iframe import IframeRefused, check_iframe_template, normalise_host
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
+from hub.room_settings import RoomsSettings, rooms_settings
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery, parse_webhooks_delivery, parse_webhooks_out
 
-__all__ = ["MediaSettings", "ServerSettings", "Settings", "load_settings"]
+__all__ = ["AuditSettings", "MediaSettings", "MetricsSettings", "ServerSettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
-_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media")
+_ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media", "rooms")
+_OPERATIONS_SECTIONS = ("metrics", "audit")  # [metrics] and [audit]: docs/operations.md
 
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -110,6 +115,24 @@ class MediaSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSettings:
+    """``/metrics`` (hub/metrics.py): behind a bearer ``token``, or on a listener of its own (``port``, on
+    ``host``), or both. Neither set: served to loopback clients only (docs/operations.md)."""
+
+    token: str | None = None
+    port: int | None = None  # 0: any free port (tests)
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditSettings:
+    """The audit log (hub/audit.py): entries older than ``keep_days`` are swept away."""
+
+    keep_days: int = 365
+    sweep_seconds: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database_url: str = "sqlite:///channelhub.db"
@@ -123,6 +146,11 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     demo: DemoSettings = field(default_factory=DemoSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    rooms: RoomsSettings = field(default_factory=RoomsSettings)  # co-browsing rooms (hub/room_settings.py)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    bots: tuple[BotSettings, ...] = ()  # [[bots]] (hub/bot_settings.py)
+    queue_hours: Mapping[str, BusinessHours] = field(default_factory=dict)  # [queues.hours] (hub/hours.py)
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
@@ -135,6 +163,12 @@ class Settings:
             if account.id == account_id:
                 return account
         raise KeyError(account_id)
+
+    def bot(self, bot_id: str) -> BotSettings:
+        for bot in self.bots:
+            if bot.id == bot_id:
+                return bot
+        raise KeyError(bot_id)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -155,6 +189,10 @@ class Settings:
         if self.demo.admin_password:
             values.add(self.demo.admin_password)
         values |= {value for value in (self.media.access_key, self.media.secret_key) if value}
+        values |= self.rooms.secrets()
+        if self.metrics.token:
+            values.add(self.metrics.token)
+        values |= {value for bot in self.bots for value in (bot.secret, bot.token) if value}
         values |= {hook.secret for hook in self.webhooks_out}
         return frozenset(values)
 
@@ -186,6 +224,7 @@ def _env_id(value: str) -> str:
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     lists = {name for name, value in raw.items() if isinstance(value, list)} | {"accounts", "queues", "statuses"}
+    lists |= {"bots"}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
             continue
@@ -206,7 +245,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             continue
         section, _, key = rest.partition("_")
         section = section.lower()
-        if not key or section not in _ENV_SECTIONS:
+        if not key or section not in (*_ENV_SECTIONS, *_OPERATIONS_SECTIONS):
             continue  # not ours to read (CHANNELHUB_REQUIRE_POSTGRES and such belong to other tools)
         if section in ("log",):
             raw[f"log_{key.lower()}"] = value
@@ -237,6 +276,9 @@ def _resolve_env_references(value: Any, environ: Mapping[str, str], key: str) ->
 def _build(raw: dict[str, Any]) -> Settings:
     known = {"server", "database", "queues", "statuses", "accounts", "outbox", "routing", "auth", "demo", "templates"}
     known |= {"media"}
+    known |= {"rooms"}
+    known |= {"metrics", "audit"}
+    known |= {"bots"}
     known |= {"webhooks_out", "webhooks_delivery"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
@@ -254,6 +296,14 @@ def _build(raw: dict[str, Any]) -> Settings:
     statuses = _statuses(raw.get("statuses", []))
     queues = _queues(raw.get("queues", []), {s.id for s in statuses})
     accounts, rates = _accounts(raw.get("accounts", []), {q.id for q in queues})
+    bots = parse_bots(raw.get("bots", []), {q.id for q in queues})
+    queue_hours = {
+        str(entry["id"]): parse_hours(entry["hours"], f"queues[{i}].hours")
+        for i, entry in enumerate(raw.get("queues", []))
+        if "hours" in entry
+    }
+    answered_by = bot_for_queue(bots)
+    accounts = tuple(replace(a, bot=answered_by.get(a.queue)) for a in accounts)
     templates = _table(raw, "templates")
     templates_dir = raw.get("templates_dir", templates.get("dir"))
     demo_raw = _table(raw, "demo")
@@ -282,6 +332,11 @@ def _build(raw: dict[str, Any]) -> Settings:
         auth=_auth(_section(raw, "auth", AuthSettings)),
         demo=demo,
         media=_media(raw),
+        rooms=rooms_settings(_table(raw, "rooms")),
+        metrics=_metrics(raw),
+        audit=_audit(raw),
+        bots=bots,
+        queue_hours=queue_hours,
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,
@@ -310,6 +365,28 @@ def _media(raw: Mapping[str, Any]) -> MediaSettings:
     if media.max_bytes < 1:
         raise ConfigError("media.max_bytes", "must be a positive number of bytes")
     return media
+
+
+def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
+    table = _table(raw, "metrics")
+    _only(table, "metrics", {"token", "port", "host"})
+    token = table.get("token")
+    if token is not None and (not isinstance(token, str) or len(token.strip()) < 16):
+        raise ConfigError("metrics.token", "must be a string of at least 16 characters")
+    port = _coerce(table["port"], int, "metrics.port") if "port" in table else None
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError("metrics.port", f"{port} is not a TCP port")
+    host = _str(table, "metrics", "host", "127.0.0.1")
+    return MetricsSettings(token=token, port=port, host=host)
+
+
+def _audit(raw: Mapping[str, Any]) -> AuditSettings:
+    audit = _section(raw, "audit", AuditSettings)
+    if audit.keep_days < 1:
+        raise ConfigError("audit.keep_days", "must be at least 1 day")
+    if not audit.sweep_seconds > 0:
+        raise ConfigError("audit.sweep_seconds", "must be greater than 0")
+    return audit
 
 
 def _database_url(url: str) -> str:
@@ -430,7 +507,12 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
     seen: set[str] = set()
     for i, entry in enumerate(_entries(value, "queues")):
         where = f"queues[{i}]"
-        _only(entry, where, {"id", "name", "number", "offer_timeout", "statuses", "url_template"})
+        _only(
+            entry,
+            where,
+            {"id", "name", "number", "offer_timeout", "statuses", "url_template", "transfer_back", "hours"}
+            | {"iframe_url", "iframe_hosts"},
+        )
         queue_id = _check_id(_str(entry, where, "id"), f"{where}.id")
         if queue_id in seen:
             raise ConfigError(f"{where}.id", f"{queue_id!r} is defined twice")
@@ -452,9 +534,31 @@ def _queues(value: Any, status_ids: set[str]) -> tuple[Queue, ...]:
                 offer_timeout=timeout,
                 statuses=tuple(allowed),
                 url_template=entry.get("url_template"),
+                transfer_back=_coerce(entry.get("transfer_back", False), bool, f"{where}.transfer_back"),
+                **_iframe(entry, where),
             )
         )
     return tuple(queues)
+
+
+def _iframe(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A queue's ``iframe_url`` and ``iframe_hosts``, the template checked against the hosts (hub.iframe)."""
+    hosts = entry.get("iframe_hosts", [])
+    if isinstance(hosts, str):
+        hosts = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise ConfigError(f"{where}.iframe_hosts", "must be a list of host names")
+    template = entry.get("iframe_url")
+    if template is None:
+        return {"iframe_url": None, "iframe_hosts": tuple(normalise_host(h) for h in hosts)}
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f"{where}.iframe_url", "must be a URL template")
+    try:
+        check_iframe_template(template.strip(), hosts)
+    except IframeRefused as exc:
+        key = "iframe_hosts" if exc.code == "iframe_host_not_allowed" else "iframe_url"
+        raise ConfigError(f"{where}.{key}", exc.message) from None
+    return {"iframe_url": template.strip(), "iframe_hosts": tuple(normalise_host(h) for h in hosts)}
 
 
 def _accounts(value: Any, queue_ids: set[str]) -> tuple[tuple[ChannelAccount, ...], dict[str, float]]:

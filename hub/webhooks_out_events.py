@@ -15,6 +15,7 @@ from hub.events import (
     ConversationOpened,
     ConversationUpdated,
     ConversationWaiting,
+    ConversationWithBot,
     HubEvent,
     MessageCreated,
     MessageDelivery,
@@ -70,7 +71,7 @@ def outgoing_of(source: OutgoingSource, *, new_conversation: bool = False) -> Ou
             )
         case ConversationOpened(conversation_id=cid, agent_id=agent):
             return _conversation("conversation.opened", cid, by=agent, outbound=True)
-        case ConversationWaiting(conversation_id=cid) if new_conversation:
+        case ConversationWaiting(conversation_id=cid) | ConversationWithBot(conversation_id=cid) if new_conversation:
             return _conversation("conversation.opened", cid, outbound=False)
         case ConversationUpdated(conversation_id=cid, action="accepted" | "taken" as action, by=by):
             return _conversation("conversation.assigned", cid, by=by, how=action)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -177,6 +178,13 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         environ = dict(env or {})
         if database_url:
             environ["CHANNELHUB_DATABASE_URL"] = database_url
+        media = extra_toml.partition("[media]")[2].partition("\n[")[0]
+        names_store = re.search(r"^\s*(path|url)\s*=", media, re.MULTILINE)
+        on_test_postgres = bool(database_url and "/chtest_" in database_url)
+        if on_test_postgres and not names_store and not any(k.startswith("CHANNELHUB_MEDIA_") for k in environ):
+            # a hub on a test's PostgreSQL database keeps its media in the test's folder (on SQLite the default,
+            # beside the database file, is in it already)
+            environ["CHANNELHUB_MEDIA_PATH"] = str(tmp_path / "media")
         return load_settings(path, environ)
 
     return make

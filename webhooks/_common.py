@@ -94,14 +94,37 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+_OUTCOME: web.RequestKey[tuple[str, str | None]] = web.RequestKey("webhooks.outcome", tuple)
+"""What ``ingest`` or ``keep_unusable`` made of a delivery: ("duplicate" | "stored" | "refused", code)."""
+
+
 @web.middleware
 async def _answer_refusals(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except WebhookError as exc:
+        _count(request, exc.code)
         return error_response(exc.status, exc.code, exc.message)
+    _count(request, None)
+    return response
+
+
+def _count(request: web.Request, refused: str | None) -> None:
+    """Count a provider's POST to a webhook route on the hub's metrics, labelled by the route's first segment
+    after ``/webhooks/`` (its endpoint: messenger, whatsapp, twilio, viber)."""
+    route = request.match_info.route.resource
+    path = route.canonical if route is not None else ""
+    if request.method != "POST" or not path.startswith("/webhooks/"):
+        return
+    channel = path.split("/")[2]
+    metrics = request.app[HUB].metrics
+    outcome, code = request.get(_OUTCOME, ("stored", None))
+    if refused is not None or outcome == "refused":
+        metrics.webhook_refused(channel, refused or code or "refused")
+    else:
+        metrics.webhook_received(channel, duplicate=outcome == "duplicate")
 
 
 def hub_of(app: web.Application) -> Hub:
@@ -184,6 +207,7 @@ async def ingest(request: web.Request, events: Sequence[InboundEvent]) -> Ingest
         ) from None
     if result.ignored:
         logger.debug("acknowledged without handling: %s", ", ".join(result.ignored))
+    request[_OUTCOME] = ("duplicate" if result.duplicate_only else "stored", None)
     return result
 
 
@@ -215,6 +239,7 @@ async def keep_unusable(
     logger.warning(
         "signed webhook delivery kept as a dead letter (%s): %s", error.code, error, extra={"account": account_id}
     )
+    request[_OUTCOME] = ("refused", error.code)
 
 
 def rejected() -> web.Response:

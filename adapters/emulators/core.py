@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from adapters.emulators.media import SAMPLE_KINDS, fetch_sent_media, media_urls, shelf_of
+from adapters.emulators.media import setup as media_routes
 from hub.model import ChannelAccount
 from hub.settings import Settings
 
@@ -182,7 +184,13 @@ class EmulatorState:
             at=self.clock(),
         )
         self.sent.append(record)
+        urls = media_urls(body)
+        if urls:  # the provider downloads what the hub sends by link
+            self.schedule(self._fetch_media(record, urls))
         return record
+
+    async def _fetch_media(self, record: SentRecord, urls: list[str]) -> None:
+        record.body["media_fetched"] = await fetch_sent_media(self.session, urls)
 
     def find_sent(self, provider_message_id: str) -> SentRecord | None:
         for record in reversed(self.sent):
@@ -318,6 +326,12 @@ async def _say(request: web.Request) -> web.Response:
     customer = data.get("from")
     if not customer:
         return _error(400, "missing_field", "'from' (the customer's id or number) is required")
+    shelf = shelf_of(state)
+    shelf.base = shelf.base or str(request.url.origin())
+    kind = str(data.get("kind") or "text")
+    if kind in SAMPLE_KINDS and not data.get("media_url"):  # the provider holds the customer's file
+        data["media_url"], mime = shelf.sample_url(SAMPLE_KINDS[kind])
+        data.setdefault("content_type", mime)
     module = _module_for(account)
     extra = {k: v for k, v in data.items() if k not in _SAY_KEYS}
     try:
@@ -377,6 +391,7 @@ def build_emulator_app(state: EmulatorState) -> web.Application:
             logger.warning("emulator for %s is not available", name)
             continue
         module.setup(app, state)
+    media_routes(app)
     app.router.add_post("/_emulator/say", _say)
     app.router.add_get("/_emulator/sent", _sent)
     app.router.add_post("/_emulator/fault", _fault)

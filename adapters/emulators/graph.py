@@ -22,6 +22,7 @@ from aiohttp import web
 
 from adapters._graph import SIGNATURE_HEADER, sign
 from adapters.emulators.core import EMULATOR_STATE, EmulatorState
+from adapters.emulators.media import shelf_of
 from hub.model import ChannelAccount
 
 __all__ = ["MESSENGER_PATH", "PREFIX", "WHATSAPP_PATH", "say", "setup"]
@@ -152,6 +153,11 @@ async def get_node(request: web.Request) -> web.Response:
             return web.json_response(
                 {"display_phone_number": f"+1 555 0{node[-6:]}", "verified_name": f"Emulated {account.id}", "id": node}
             )
+    media_url = shelf_of(state).ids.get(node)
+    if media_url is not None:  # a customer's media: a short-lived URL, fetched with the same token
+        if not any(token == a.credentials["access_token"] for a in _cloud_accounts(state)):
+            return _invalid_token()
+        return web.json_response({"url": media_url, "id": node, "messaging_product": "whatsapp"})
     for account in _messenger_accounts(state):
         if token != account.credentials["page_access_token"]:
             continue
@@ -427,6 +433,8 @@ async def _whatsapp_say(
             "sha256": secrets.token_urlsafe(32),
             "id": str(secrets.randbelow(10**15) + 10**15),
         }
+        if media_url:  # looked up by the hub through GET /{media-id}, as on the Cloud API
+            shelf_of(state).ids[media["id"]] = media_url
         if text and media_kind in ("image", "video", "document"):
             media["caption"] = text
         if media_kind == "document":

@@ -10,6 +10,7 @@ are read-only here; their secrets never leave the hub.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from string import Formatter
 from typing import Any
 
@@ -17,11 +18,13 @@ from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
-from hub.api._hub import hub_of
+from hub.api._hub import actor, hub_of, principal
 from hub.api.auth import agent_json, authenticated, require_role
+from hub.api.bot_figures import add_bot_figures
 from hub.api.errors import ApiError
 from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
 from hub.api.openapi import documented, ref, schema
+from hub.audit import record
 from hub.events import QueueChanged
 from hub.model import Agent, Queue, Role, Status
 from hub.registry import provider_facts
@@ -48,7 +51,6 @@ from hub.store.admin import (
 )
 from hub.store.agents import AgentExists, create_agent
 from hub.store.routing import Released
-from hub.usecases import Principal
 from hub.usecases.agents import AgentChange, change_agent, deactivate_agent
 
 __all__ = ["setup"]
@@ -92,6 +94,11 @@ _QUEUE_PROPS: dict[str, Any] = {
         "type": ["string", "null"],
         "description": "http(s) URL; placeholders: " + ", ".join(f"{{{p}}}" for p in sorted(URL_PLACEHOLDERS)),
     },
+    "transfer_back": {
+        "type": "boolean",
+        "description": "a conversation transferred here may be offered back to the agent who transferred it "
+        "when they are the queue's only member (default false: it waits for another member)",
+    },
 }
 QUEUE_INPUT = schema(
     "QueueInput",
@@ -114,6 +121,7 @@ QUEUE = schema(
                 "type": "object",
                 "properties": {
                     "waiting": {"type": "integer"},
+                    "bot": {"type": "integer", "description": "conversations the queue's bot is answering"},
                     "offered": {"type": "integer"},
                     "active": {"type": "integer"},
                     "longest_wait_seconds": {"type": ["integer", "null"]},
@@ -263,6 +271,7 @@ def _queue_json(queue: Queue, members: list[int], figures: QueueFigures | None) 
         "offer_timeout": queue.offer_timeout,
         "statuses": list(queue.statuses),
         "url_template": queue.url_template,
+        "transfer_back": queue.transfer_back,
         "members": members,
         "figures": {
             "waiting": f.waiting,
@@ -278,7 +287,9 @@ async def _one_queue_json(request: web.Request, queue: Queue) -> dict[str, Any]:
     store = request.app[STORE]
     members = (await queue_members(store)).get(queue.id, [])
     figures = (await queue_figures(store, request.app[CLOCK]())).get(queue.id)
-    return _queue_json(queue, members, figures)
+    found = _queue_json(queue, members, figures)
+    await add_bot_figures(request, [found])
+    return found
 
 
 def _string_list(body: dict[str, Any], key: str, pattern: re.Pattern[str] = _ID) -> Any:
@@ -316,11 +327,41 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         offer_timeout=integer(body, "offer_timeout", minimum=1, maximum=3600),
         statuses=_string_list(body, "statuses"),
         url_template=_url_template(text(body, "url_template", max_length=2000)),
+        transfer_back=boolean(body, "transfer_back"),
     )
 
 
 def _publish_queue(request: web.Request, queue_id: str, action: str) -> None:
     request.app[BUS].publish(QueueChanged(queue_id=queue_id, action=action))
+
+
+async def _audit(
+    request: web.Request,
+    action: str,
+    target: str,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> None:
+    """Record the caller's change in the audit log (hub/audit.py), right after it committed."""
+    await record(
+        request.app[STORE],
+        action,
+        actor=await actor(request),
+        at=request.app[CLOCK](),
+        target=target,
+        before=before,
+        after=after,
+    )
+
+
+def _queue_audited(queue: Queue) -> dict[str, Any]:
+    return {
+        "name": queue.name,
+        "number": queue.number,
+        "offer_timeout": queue.offer_timeout,
+        "statuses": list(queue.statuses),
+        "url_template": queue.url_template,
+    }
 
 
 # ------------------------------------------------------------------- queues
@@ -340,6 +381,7 @@ async def queues_index(request: web.Request) -> web.Response:
     members = await queue_members(store)
     figures = await queue_figures(store, request.app[CLOCK]())
     items = [_queue_json(q, members.get(q.id, []), figures.get(q.id)) for q in await list_queues(store)]
+    await add_bot_figures(request, items)
     return json_ok({"items": items})
 
 
@@ -359,6 +401,7 @@ async def queues_create(request: web.Request) -> web.Response:
         offer_timeout=fields.get("offer_timeout", 30),
         statuses=tuple(fields.get("statuses", ())),
         url_template=fields.get("url_template"),
+        transfer_back=fields.get("transfer_back", False),
     )
     try:
         await create_queue(request.app[STORE], queue)
@@ -366,6 +409,7 @@ async def queues_create(request: web.Request) -> web.Response:
         raise _conflict(exc) from None
     except Invalid as exc:
         raise _invalid(exc) from None
+    await _audit(request, "queue.created", f"queue:{queue.id}", after=_queue_audited(queue))
     _publish_queue(request, queue.id, "created")
     return json_ok(await _one_queue_json(request, queue), status=201)
 
@@ -386,12 +430,20 @@ async def queues_update(request: web.Request) -> web.Response:
     require_role(await authenticated(request), *_ADMIN)
     fields = _queue_fields(await json_body(request), creating=False)
     queue_id = request.match_info["id"]
+    before = await get_queue(request.app[STORE], queue_id)
     try:
         queue = await update_queue(request.app[STORE], queue_id, fields)
     except Invalid as exc:
         raise _invalid(exc) from None
     if queue is None:
         raise ApiError(404, "not_found", f"no queue {queue_id!r}")
+    await _audit(
+        request,
+        "queue.updated",
+        f"queue:{queue_id}",
+        before=_queue_audited(before) if before is not None else None,
+        after=_queue_audited(queue),
+    )
     _publish_queue(request, queue_id, "updated")
     return json_ok(await _one_queue_json(request, queue))
 
@@ -407,7 +459,8 @@ async def queues_update(request: web.Request) -> web.Response:
 async def queues_delete(request: web.Request) -> web.Response:
     require_role(await authenticated(request), *_ADMIN)
     queue_id = request.match_info["id"]
-    if await get_queue(request.app[STORE], queue_id) is None:
+    before = await get_queue(request.app[STORE], queue_id)
+    if before is None:
         raise ApiError(404, "not_found", f"no queue {queue_id!r}")
     used_by = [a.id for a in request.app[SETTINGS].accounts if a.queue == queue_id]
     try:
@@ -416,6 +469,7 @@ async def queues_delete(request: web.Request) -> web.Response:
         raise _conflict(exc) from None
     if not deleted:
         raise ApiError(404, "not_found", f"no queue {queue_id!r}")
+    await _audit(request, "queue.deleted", f"queue:{queue_id}", before=_queue_audited(before))
     _publish_queue(request, queue_id, "deleted")
     return json_ok(None, status=204)
 
@@ -445,6 +499,7 @@ async def queues_members(request: web.Request) -> web.Response:
             "missing_field" if "agents" not in body else "invalid_field",
         )
     queue_id = request.match_info["id"]
+    members_before = (await queue_members(request.app[STORE])).get(queue_id, [])
     try:
         members = await set_queue_members(request.app[STORE], queue_id, agent_ids)
     except Invalid as exc:
@@ -453,6 +508,13 @@ async def queues_members(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"no queue {queue_id!r}")
     queue = await get_queue(request.app[STORE], queue_id)
     assert queue is not None
+    await _audit(
+        request,
+        "queue.members_changed",
+        f"queue:{queue_id}",
+        before={"members": sorted(members_before)},
+        after={"members": sorted(members)},
+    )
     _publish_queue(request, queue_id, "members")
     return json_ok(await _one_queue_json(request, queue))
 
@@ -493,6 +555,7 @@ async def statuses_create(request: web.Request) -> web.Response:
         status = await create_status(request.app[STORE], Status(id=status_id, name=name))
     except Conflict as exc:
         raise _conflict(exc) from None
+    await _audit(request, "status.created", f"status:{status.id}", after={"name": status.name})
     return json_ok({"id": status.id, "name": status.name}, status=201)
 
 
@@ -514,9 +577,11 @@ async def statuses_update(request: web.Request) -> web.Response:
     body = await json_body(request)
     only_fields(body, ("name",))
     name = text(body, "name", required=True, nullable=False)
+    before = {s.id: s.name for s in await list_statuses(request.app[STORE])}.get(request.match_info["id"])
     status = await update_status(request.app[STORE], request.match_info["id"], name)
     if status is None:
         raise ApiError(404, "not_found", f"no status {request.match_info['id']!r}")
+    await _audit(request, "status.updated", f"status:{status.id}", before={"name": before}, after={"name": status.name})
     return json_ok({"id": status.id, "name": status.name})
 
 
@@ -536,6 +601,7 @@ async def statuses_delete(request: web.Request) -> web.Response:
         raise _conflict(exc) from None
     if not deleted:
         raise ApiError(404, "not_found", f"no status {request.match_info['id']!r}")
+    await _audit(request, "status.deleted", f"status:{request.match_info['id']}")
     return json_ok(None, status=204)
 
 
@@ -628,6 +694,12 @@ async def agents_create(request: web.Request) -> web.Response:
         )
     except AgentExists:
         raise ApiError(409, "agent_exists", f"an agent with login {login!r} already exists") from None
+    await _audit(
+        request,
+        "agent.created",
+        f"agent:{agent.login}",
+        after={"role": agent.role.value, "capacity": agent.capacity, "queues": sorted(agent.queues)},
+    )
     return json_ok(_admin_agent_json(agent, True, 0), status=201)
 
 
@@ -656,7 +728,7 @@ async def agents_update(request: web.Request) -> web.Response:
         password=fields.get("password"),
         active=fields.get("active"),
     )
-    changed = await change_agent(hub_of(request), Principal.of_agent(caller), agent_id, change)
+    changed = await change_agent(hub_of(request), principal(request, caller), agent_id, change)
     body = _admin_agent_json(changed.update.agent, changed.update.active, changed.load)
     if change.active is False:
         body["deactivation"] = _deactivation_json(changed.update)
@@ -689,7 +761,7 @@ def _deactivation_json(updated: AgentUpdate) -> dict[str, Any]:
 async def agents_deactivate(request: web.Request) -> web.Response:
     caller = await authenticated(request)
     require_role(caller, *_ADMIN)
-    await deactivate_agent(hub_of(request), Principal.of_agent(caller), path_id(request))
+    await deactivate_agent(hub_of(request), principal(request, caller), path_id(request))
     return json_ok(None, status=204)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from hub.api._body import json_body, optional_str, required_str
 from hub.api.errors import ApiError, error_response
 from hub.api.keys import BUS, CLOCK, ROUTER, SETTINGS, STORE
 from hub.api.openapi import documented, schema
+from hub.audit import record
 from hub.events import AgentPresence
 from hub.login_limits import LoginLimiter, LoginLimits, TooManyAttempts
 from hub.model import Agent, Presence, Role
@@ -35,6 +37,7 @@ from hub.store.agents import (
     set_presence,
 )
 from hub.store.routing import withdraw_offers
+from hub.usecases.principal import Principal
 from hub.views import agent_json
 
 __all__ = [
@@ -172,6 +175,7 @@ async def login(request: web.Request) -> web.Response:
     try:
         await limiter.admit(store, login_name, request.remote, now=request.app[CLOCK]())
     except TooManyAttempts as exc:
+        await _audit_failed_login(request, login_name, "too_many_attempts")
         refused = error_response(429, "too_many_attempts", str(exc), retry_after=exc.retry_after)
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
@@ -179,10 +183,12 @@ async def login(request: web.Request) -> web.Response:
     async with limiter.checking():
         ok = await verify_password(found[1] if found else None, password)
     if found is None or not ok:
+        await _audit_failed_login(request, login_name, "invalid_credentials")
         raise ApiError(401, "invalid_credentials", "wrong login or password")
     await limiter.succeeded(store, login_name, request.remote)
     agent = found[0]
     now = request.app[CLOCK]()
+    await record(store, "auth.login", actor=Principal.of_agent(agent, address=request.remote), at=now)
     ttl = timedelta(hours=request.app[SETTINGS].auth.session_hours)
     bearer = await create_token(store, agent.id, BEARER, now=now, ttl=ttl)
     session = await create_token(store, agent.id, SESSION, now=now, ttl=ttl)
@@ -203,8 +209,10 @@ async def login(request: web.Request) -> web.Response:
 @documented("Log out: end this session or revoke this bearer token", ok=(204, None), errors=(401,), tag="auth")
 async def logout(request: web.Request) -> web.Response:
     """Ends the session, or revokes the bearer token, that made this request."""
-    await authenticated(request)
+    agent = await authenticated(request)
     await revoke_token(request.app[STORE], request[AUTH_TOKEN], now=request.app[CLOCK]())
+    actor = Principal.of_agent(agent, address=request.remote)
+    await record(request.app[STORE], "auth.logout", actor=actor, at=request.app[CLOCK]())
     response = web.Response(status=204)
     if request[AUTH].kind == SESSION:
         response.del_cookie(SESSION_COOKIE, path="/")
@@ -250,8 +258,20 @@ async def put_presence(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_field", "'paid' must be true or false", field="paid")
     if presence is Presence.PAUSED and not reason:
         reason = "pause"
+    now = request.app[CLOCK]()
     async with request.app[STORE].write() as connection:
-        updated = await set_presence(connection, agent.id, presence, now=request.app[CLOCK](), reason=reason, paid=paid)
+        updated = await set_presence(connection, agent.id, presence, now=now, reason=reason, paid=paid)
+        if updated is not None:  # in the same transaction as the change
+            await record(
+                request.app[STORE],
+                "presence.changed",
+                actor=Principal.of_agent(agent, address=request.remote),
+                at=now,
+                target=f"agent:{agent.login}",
+                before=_presence_of(agent),
+                after=_presence_of(updated),
+                connection=connection,
+            )
     if updated is None:
         raise _unauthenticated()
     request.app[BUS].publish(AgentPresence(agent_id=agent.id))
@@ -260,6 +280,23 @@ async def put_presence(request: web.Request) -> web.Response:
     if ROUTER in request.app:
         await request.app[ROUTER].sweep()  # an offer may wait for this agent, or move on from them
     return web.json_response(agent_json(updated))
+
+
+def _presence_of(agent: Agent) -> dict[str, Any]:
+    return {"state": agent.presence.value, "reason": agent.pause_reason, "paid": agent.pause_paid}
+
+
+async def _audit_failed_login(request: web.Request, login_name: str, reason: str) -> None:
+    """``auth.login_failed``: the login that was tried (it may name nobody) and why it failed."""
+    await record(
+        request.app[STORE],
+        "auth.login_failed",
+        actor=None,
+        login=login_name,
+        address=request.remote,
+        at=request.app[CLOCK](),
+        after={"reason": reason},
+    )
 
 
 def setup(app: web.Application) -> None:

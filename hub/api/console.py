@@ -12,6 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hub.api.keys import SETTINGS
+from hub.settings import Settings
+
 __all__ = ["STATIC_DIR", "setup"]
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -25,17 +28,19 @@ _CSP = "; ".join(
         "img-src 'self' data: blob: http: https:",
         "media-src 'self' blob: http: https:",
         "connect-src 'self' ws: wss:",
+        "frame-src {frames}",  # the queues' pages in an iframe (iframe_hosts), nothing else
         "frame-ancestors 'none'",
         "base-uri 'none'",
         "form-action 'self'",
     ]
 )
 _SECURITY_HEADERS = {
-    "Content-Security-Policy": _CSP,
+    "Content-Security-Policy": _CSP.format(frames="'none'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+_HEADERS = web.AppKey("console_security_headers", dict[str, str])
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -46,15 +51,22 @@ _CONTENT_TYPES = {
 }
 
 
+def frame_sources(settings: Settings) -> str:
+    """The CSP ``frame-src`` list: every queue's allowed iframe hosts (any port, http or https), or 'none'."""
+    hosts = sorted({host for queue in settings.queues for host in queue.iframe_hosts})
+    return " ".join(f"http://{host}:* https://{host}:* http://{host} https://{host}" for host in hosts) or "'none'"
+
+
 def setup(app: web.Application) -> None:
     """Mount the console at ``/`` and its assets under ``/console/``."""
+    app[_HEADERS] = {**_SECURITY_HEADERS, "Content-Security-Policy": _CSP.format(frames=frame_sources(app[SETTINGS]))}
     app.router.add_get("/", index, name="console_index")
     app.router.add_get("/console/{path:.+}", asset, name="console_asset")
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     """The single page; login happens inside it, against ``/api/v1/auth/login``."""
-    return _file(STATIC_DIR / "index.html")
+    return _file(STATIC_DIR / "index.html", request.app[_HEADERS])
 
 
 async def asset(request: web.Request) -> web.StreamResponse:
@@ -67,13 +79,13 @@ async def asset(request: web.Request) -> web.StreamResponse:
         found = False
     if not found:
         raise web.HTTPNotFound(reason="no such console file")
-    return _file(target)
+    return _file(target, request.app[_HEADERS])
 
 
-def _file(path: Path) -> web.StreamResponse:
+def _file(path: Path, security: dict[str, str]) -> web.StreamResponse:
     # assets change with the hub's version and are small: always revalidate
     headers = {
-        **_SECURITY_HEADERS,
+        **security,
         "Cache-Control": "no-cache",
         "Content-Type": _CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
     }

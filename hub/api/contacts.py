@@ -7,6 +7,7 @@ console's Contact widget); deleting a contact is for supervisors and admins.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +31,7 @@ from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import CLOCK, STORE
 from hub.api.openapi import documented, ref, schema
+from hub.audit import record
 from hub.model import Channel, Contact, Role
 from hub.store._crud import BadCursor
 from hub.store.contacts import (
@@ -248,6 +250,7 @@ async def contacts_create(request: web.Request) -> web.Response:
     await authenticated(request)
     fields = parse_contact(await json_body(request), creating=True)
     contact = await create_contact(request.app[STORE], fields, request.app[CLOCK]())
+    await _audit(request, "contact.created", contact.id, fields)
     return json_ok(contact_json(contact), status=201)
 
 
@@ -279,6 +282,7 @@ async def contacts_update(request: web.Request) -> web.Response:
     contact = await update_contact(request.app[STORE], contact_id, fields, request.app[CLOCK]())
     if contact is None:
         raise _no_contact(contact_id)
+    await _audit(request, "contact.updated", contact_id, fields)
     return json_ok(contact_json(contact))
 
 
@@ -296,7 +300,21 @@ async def contacts_delete(request: web.Request) -> web.Response:
     contact_id = path_id(request)
     if not await delete_contact(request.app[STORE], contact_id):
         raise _no_contact(contact_id)
+    await _audit(request, "contact.deleted", contact_id, {})
     return json_ok(None, status=204)
+
+
+async def _audit(request: web.Request, action: str, contact_id: int, fields: Mapping[str, Any]) -> None:
+    """The change in the audit log: which contact and which fields, never their values (customers' data)."""
+    after = {"fields": sorted(fields)} if fields else None
+    await record(
+        request.app[STORE],
+        action,
+        actor=await actor(request),
+        at=request.app[CLOCK](),
+        target=f"contact:{contact_id}",
+        after=after,
+    )
 
 
 @routes.get("/api/v1/contacts/{id}/conversations")

@@ -75,8 +75,20 @@ CONVERSATION = schema(
             "offered_to": {"type": ["integer", "null"]},
             "offer_deadline": {"type": ["string", "null"], "format": "date-time"},
             "participants": {"type": "array", "items": {"type": "object"}},
+            "closed_parts": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "agents who closed their own part while colleagues went on: agent_id, status, closed_at",
+            },
             "status": {"type": ["string", "null"]},
             "open_url": {"type": ["string", "null"]},
+            "bot": {"type": ["string", "null"], "description": "the bot that has or had it (docs/bots.md)"},
+            "handoff": {
+                "type": ["object", "null"],
+                "description": "why the bot handed it over: reason (bot_asked, customer_asked, bot_silent, "
+                "bot_failed), note, at",
+            },
+            "variables": {"type": "object", "description": "fields a bot collected from the customer"},
         },
     },
 )
@@ -230,7 +242,7 @@ async def list_(request: web.Request) -> web.Response:
         try:
             state = ConversationState(request.query["state"])
         except ValueError:
-            raise ApiError(422, "invalid_state", "state must be waiting, offered, active or closed") from None
+            raise ApiError(422, "invalid_state", "state must be bot, waiting, offered, active or closed") from None
     before = None
     if request.query.get("cursor"):
         before = _decode(request.query["cursor"]).get("before")

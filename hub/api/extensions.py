@@ -10,7 +10,25 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from hub.api import admin, console, contacts, handoff, openapi, outbound, rejected, templates, tickets
+from hub.api import (
+    admin,
+    articles,
+    audit,
+    bots,
+    calendar,
+    console,
+    contacts,
+    handoff,
+    iframe,
+    media,
+    openapi,
+    outbound,
+    rejected,
+    rooms,
+    templates,
+    tickets,
+)
+from hub.api import layout as desk_layout
 from hub.api import webhooks_out as webhooks_out_api
 
 __all__ = ["EXTENSIONS"]
@@ -22,8 +40,16 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     tickets.setup,
     admin.setup,
     rejected.setup,
+    audit.setup,
     templates.setup,
     webhooks_out_api.setup,
     outbound.setup,
+    bots.setup,
+    desk_layout.setup,
+    articles.setup,
+    iframe.setup,
+    media.setup,
     console.setup,
+    calendar.setup,  # calendar and its feed (issue 20)
+    rooms.setup,  # co-browsing rooms (issue 20)
 ]

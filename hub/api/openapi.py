@@ -91,6 +91,7 @@ class Operation:
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tag: str | None = None
     auth: bool = True
+    also_ok: tuple[tuple[int, Mapping[str, Any] | None], ...] = ()  # other success answers (status, body)
 
 
 _SCHEMAS: dict[str, dict[str, Any]] = {}
@@ -139,6 +140,7 @@ def _operation(
     headers: Mapping[str, Mapping[str, Any]] | None = None,
     tag: str | None = None,
     auth: bool = True,
+    also_ok: Iterable[tuple[int, Mapping[str, Any] | None]] = (),
 ) -> Operation:
     return Operation(
         summary=summary,
@@ -150,6 +152,7 @@ def _operation(
         headers=dict(headers or {}),
         tag=tag,
         auth=auth,
+        also_ok=tuple(also_ok),
     )
 
 
@@ -164,8 +167,10 @@ def documented(
     headers: Mapping[str, Mapping[str, Any]] | None = None,
     tag: str | None = None,
     auth: bool = True,
+    also_ok: Iterable[tuple[int, Mapping[str, Any] | None]] = (),
 ) -> Callable[[H], H]:
-    """Attach documentation to a handler; the handler itself is unchanged."""
+    """Attach documentation to a handler; the handler itself is unchanged. ``also_ok``: other success
+    answers the route gives, as (status, body schema)."""
     op = _operation(
         summary,
         description=description,
@@ -176,6 +181,7 @@ def documented(
         headers=headers,
         tag=tag,
         auth=auth,
+        also_ok=also_ok,
     )
 
     def mark(handler: H) -> H:
@@ -268,6 +274,10 @@ def _render(method: str, path: str, op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {str(status): {"description": _REASONS.get(status, "OK")}}
     if body is not None:
         responses[str(status)]["content"] = {"application/json": {"schema": dict(body)}}
+    for other, other_body in op.also_ok:
+        responses[str(other)] = {"description": _REASONS.get(other, "OK")}
+        if other_body is not None:
+            responses[str(other)]["content"] = {"application/json": {"schema": dict(other_body)}}
     errors = set(op.errors)
     if op.auth:
         errors.add(401)

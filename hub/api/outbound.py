@@ -22,8 +22,9 @@ from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
-from hub.model import Attachment, Conversation, Message, MessageKind
-from hub.usecases.outbound import Send, check_eligibility, reply, send_new
+from hub.model import Attachment, Button, Conversation, Message, MessageKind
+from hub.store.media import attachments_json, render_attachments
+from hub.usecases.outbound import Send, check_eligibility, reply, send_new, start_chat
 
 __all__ = ["OUTBOX", "message_json", "setup"]
 
@@ -103,6 +104,15 @@ ELIGIBILITY = schema(
         },
     },
 )
+STARTED = schema(
+    "ChatStarted",
+    {
+        "type": "object",
+        "required": ["conversation", "message"],
+        "description": "a chat started without a message: nothing was sent",
+        "properties": {"conversation": {"type": "object"}, "message": {"type": "null"}},
+    },
+)
 SEND_PROPERTIES: dict[str, Any] = {
     "text": {"type": "string"},
     "template": {"type": "string"},
@@ -112,8 +122,9 @@ SEND_PROPERTIES: dict[str, Any] = {
         "type": "array",
         "items": {
             "type": "object",
-            "required": ["url", "kind"],
+            "description": "either a file uploaded with POST /api/v1/uploads (`upload`), or a public `url` and `kind`",
             "properties": {
+                "upload": {"type": "string", "description": "an upload's id (POST /api/v1/uploads)"},
                 "url": {"type": "string"},
                 "kind": {"enum": list(_ATTACHMENT_KINDS)},
                 "file_name": {"type": "string"},
@@ -121,6 +132,16 @@ SEND_PROPERTIES: dict[str, Any] = {
                 "size": {"type": "integer"},
             },
         },
+    },
+}
+SEND_PROPERTIES["buttons"] = {
+    "type": "array",
+    "description": "quick replies / buttons, shown natively where the channel can (within its limits, else 422), "
+    "else listed as numbered text",
+    "items": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {"title": {"type": "string"}, "payload": {"type": "string"}},
     },
 }
 SEND_BODY = {"type": "object", "properties": SEND_PROPERTIES}
@@ -132,7 +153,15 @@ IDEMPOTENCY = {
 # ------------------------------------------------------------------ views
 
 
-def message_json(message: Message, *, plan: dict[str, Any] | None = None, tag: str | None = None) -> dict[str, Any]:
+def message_json(
+    message: Message,
+    *,
+    plan: dict[str, Any] | None = None,
+    tag: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A queued message as the API answers it; ``attachments`` as the message JSON gives them (with their
+    ids and the hub's own URLs) when the caller read them back, else from the message itself."""
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -141,7 +170,9 @@ def message_json(message: Message, *, plan: dict[str, Any] | None = None, tag: s
         "agent_id": message.agent_id,
         "kind": message.kind.value,
         "text": message.text,
-        "attachments": [a.to_json() for a in message.attachments],
+        "attachments": attachments
+        if attachments is not None
+        else render_attachments([a.to_json() for a in message.attachments], None),
         "created_at": message.created_at,
         "delivery_state": message.delivery_state.value,
         "provider_message_id": message.provider_message_id,
@@ -176,6 +207,13 @@ def _conversation_json(conversation: Conversation) -> dict[str, Any]:
 # ---------------------------------------------------------------- parsing
 
 
+def _is_empty(body: dict[str, Any]) -> bool:
+    """Nothing to send: no text, template or attachment given at all ("start chat" without a message)."""
+    return all(body.get(key) is None for key in ("text", "template", "variables", "tag")) and not body.get(
+        "attachments"
+    )
+
+
 def _parse_send(body: dict[str, Any]) -> Send:
     text = body.get("text")
     if text is not None and (not isinstance(text, str) or not text.strip()):
@@ -205,13 +243,35 @@ def _parse_send(body: dict[str, Any]) -> Send:
         variables=variables,
         tag=tag.strip().upper() if tag else None,
         attachments=attachments,
+        buttons=_buttons(body.get("buttons", [])),
     )
+
+
+def _buttons(value: Any) -> tuple[Button, ...]:
+    """Quick replies: each ``{"title", "payload"?}`` (the payload defaults to the title)."""
+    if not isinstance(value, list):
+        raise ApiError(422, "invalid_field", "'buttons' must be a list", field="buttons")
+    found = []
+    for i, item in enumerate(value):
+        title = item.get("title") if isinstance(item, dict) else None
+        payload = item.get("payload", title) if isinstance(item, dict) else None
+        if not isinstance(title, str) or not isinstance(payload, str) or set(item) - {"title", "payload"}:
+            raise ApiError(422, "invalid_field", f"buttons[{i}] must be {{title, payload?}} strings", field="buttons")
+        found.append(Button(title=title, payload=payload))
+    return tuple(found)
 
 
 def _attachment(item: Any, index: int) -> Attachment:
     where = f"attachments[{index}]"
     if not isinstance(item, dict):
         raise ApiError(422, "invalid_field", f"{where} must be an object", field=where)
+    if "upload" in item:
+        upload = item["upload"]
+        if set(item) != {"upload"}:
+            raise ApiError(422, "unknown_field", f"{where}: an upload takes no other field", field=where)
+        if not isinstance(upload, str) or not upload.strip() or len(upload) > 64:
+            raise ApiError(422, "invalid_field", f"{where}.upload must be an upload's id", field=f"{where}.upload")
+        return Attachment(kind=MessageKind.FILE, upload_id=upload)  # its kind comes from the upload's bytes
     unknown = set(item) - {"url", "kind", "file_name", "mime_type", "size"}
     if unknown:
         raise ApiError(422, "unknown_field", f"{where}: unknown field {sorted(unknown)[0]!r}", field=where)
@@ -284,16 +344,19 @@ async def post_reply(request: web.Request) -> web.Response:
     by = await actor(request)
     hub, conversation_id = hub_of(request), path_id(request)
     body = await json_body(request)
-    only_fields(body, ("text", "template", "variables", "tag", "attachments"))
+    only_fields(body, ("text", "template", "variables", "tag", "attachments", "buttons"))
     replied = await reply(hub, by, conversation_id, _parse_send(body))
-    return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag), status=201)
+    media = await attachments_json(hub_of(request).store, replied.message)
+    return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag, attachments=media), status=201)
 
 
 @routes.post("/api/v1/outbound")
 @documented(
     "Send a new message to an identity that wrote before",
     description="`mode: chat` (default) opens an active conversation owned by you (or reuses the identity's "
-    "open one when you may act on it) and returns it; `mode: close` sends and closes it with `status`.",
+    "open one when you may act on it) and returns it; `mode: close` sends and closes it with `status`. "
+    "`mode: chat` without `text`, `template` or `attachments` starts the chat with no message sent: 200 with "
+    '`{"conversation", "message": null}`; the window rules apply to the first message you send in it.',
     body={
         "type": "object",
         "required": ["identity"],
@@ -308,6 +371,7 @@ async def post_reply(request: web.Request) -> web.Response:
     errors=(400, 401, 404, 409, 422),
     headers=IDEMPOTENCY,
     tag="outbound",
+    also_ok=((200, STARTED),),
 )
 async def post_outbound(request: web.Request) -> web.Response:
     by = await actor(request)
@@ -322,11 +386,19 @@ async def post_outbound(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and not isinstance(status, str):
         raise ApiError(422, "invalid_field", "'status' must be a status id", field="status")
+    if mode == "chat" and _is_empty(body):
+        started = await start_chat(hub_of(request), by, identity_id)
+        return json_ok({"conversation": _conversation_json(started.conversation), "message": None})
     sent = await send_new(hub_of(request), by, identity_id, _parse_send(body), close=mode == "close", status=status)
     return json_ok(
         {
             "conversation": _conversation_json(sent.conversation),
-            "message": message_json(sent.message, plan=sent.plan, tag=sent.tag),
+            "message": message_json(
+                sent.message,
+                plan=sent.plan,
+                tag=sent.tag,
+                attachments=await attachments_json(hub_of(request).store, sent.message),
+            ),
         },
         status=201,
     )

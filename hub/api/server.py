@@ -16,10 +16,12 @@ from datetime import datetime
 import aiohttp
 from aiohttp import web
 
+from hub.api import observe
 from hub.api._timeouts import read_timeout_middleware
 from hub.api.errors import error_middleware
 from hub.api.extensions import EXTENSIONS
 from hub.api.keys import ADAPTERS, BUS, CLOCK, HTTP, HUB, INGESTOR, NOTIFIER, OUTBOX, ROUTER, SETTINGS, STORE
+from hub.api.observe import observe_middleware
 from hub.app import Hub
 from hub.bootstrap import build_hub
 from hub.registry import emulator_contexts, webhook_setups
@@ -44,7 +46,7 @@ def create_app(
         hub = build_hub(settings, store=store, clock=clock, http=http)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[error_middleware, read_timeout_middleware(settings.server.read_timeout)],
+        middlewares=[observe_middleware, error_middleware, read_timeout_middleware(settings.server.read_timeout)],
     )
     app[HUB] = hub
     # views of the hub's parts, for the handlers and tests that use them
@@ -63,6 +65,7 @@ def create_app(
             logger.debug("emulators: %s", name)
             app.cleanup_ctx.append(_emulators(emulators, settings))
     app.cleanup_ctx.append(_running_hub)
+    observe.setup(app)  # X-Request-Id and /metrics (its own listener starts after the hub)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for name, setup in sorted(webhook_setups().items()):

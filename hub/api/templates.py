@@ -20,7 +20,7 @@ from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, path_id
-from hub.api._hub import hub_of
+from hub.api._hub import hub_of, principal
 from hub.api.access import conversation_for
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
@@ -50,7 +50,6 @@ from hub.templates import (
     usable_on,
     validate,
 )
-from hub.usecases import Principal
 from hub.usecases import templates as template_usecases
 
 __all__ = ["default_templates_dir", "seed_templates", "setup"]
@@ -298,7 +297,7 @@ async def templates_create(request: web.Request) -> web.Response:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise ApiError(422, "missing_field", "'name' is required", field="name")
-    saved = await template_usecases.create(hub_of(request), Principal.of_agent(agent), _draft(body, name))
+    saved = await template_usecases.create(hub_of(request), principal(request, agent), _draft(body, name))
     return json_ok(saved.to_json(), status=201)
 
 
@@ -360,7 +359,7 @@ async def templates_update(request: web.Request) -> web.Response:
     if body.get("name") not in (None, name):
         raise ApiError(422, "invalid_field", "a template cannot be renamed; 'name' must match the path", field="name")
     draft = _draft({k: v for k, v in body.items() if k != "name"}, name)
-    saved = await template_usecases.save(hub_of(request), Principal.of_agent(agent), draft)
+    saved = await template_usecases.save(hub_of(request), principal(request, agent), draft)
     return json_ok(saved.to_json())
 
 
@@ -452,7 +451,7 @@ async def templates_restore(request: web.Request) -> web.Response:
     version = body.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ApiError(422, "invalid_field", "'version' must be a version number", field="version")
-    saved = await template_usecases.restore(hub_of(request), Principal.of_agent(agent), _name(request), version)
+    saved = await template_usecases.restore(hub_of(request), principal(request, agent), _name(request), version)
     return json_ok(saved.to_json())
 
 
@@ -466,7 +465,7 @@ async def templates_restore(request: web.Request) -> web.Response:
 )
 async def templates_delete(request: web.Request) -> web.Response:
     agent = await _admin(request)
-    await template_usecases.delete(hub_of(request), Principal.of_agent(agent), _name(request))
+    await template_usecases.delete(hub_of(request), principal(request, agent), _name(request))
     return json_ok(None, status=204)
 
 

@@ -25,7 +25,7 @@ from hub.api._fields import (
     query_int,
     text,
 )
-from hub.api._hub import hub_of
+from hub.api._hub import hub_of, principal
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
@@ -36,7 +36,6 @@ from hub.store.tickets import (
     get_ticket,
     list_tickets,
 )
-from hub.usecases import Principal
 from hub.usecases import tickets as ticket_usecases
 
 __all__ = ["setup"]
@@ -163,7 +162,7 @@ async def tickets_index(request: web.Request) -> web.Response:
 async def tickets_create(request: web.Request) -> web.Response:
     agent = await authenticated(request)
     fields = _parse(await json_body(request), creating=True)
-    ticket = await ticket_usecases.create(hub_of(request), Principal.of_agent(agent), fields)
+    ticket = await ticket_usecases.create(hub_of(request), principal(request, agent), fields)
     return json_ok(ticket, status=201)
 
 
@@ -184,7 +183,7 @@ async def tickets_update(request: web.Request) -> web.Response:
     agent = await authenticated(request)
     ticket_id = path_id(request)
     fields = _parse(await json_body(request), creating=False)
-    ticket = await ticket_usecases.update(hub_of(request), Principal.of_agent(agent), ticket_id, fields)
+    ticket = await ticket_usecases.update(hub_of(request), principal(request, agent), ticket_id, fields)
     return json_ok(ticket)
 
 
@@ -202,7 +201,7 @@ async def tickets_unfavourite(request: web.Request) -> web.Response:
 
 async def _favourite(request: web.Request, favourite: bool) -> web.Response:
     agent = await authenticated(request)
-    ticket = await ticket_usecases.favourite(hub_of(request), Principal.of_agent(agent), path_id(request), favourite)
+    ticket = await ticket_usecases.favourite(hub_of(request), principal(request, agent), path_id(request), favourite)
     return json_ok(ticket)
 
 
@@ -227,7 +226,7 @@ async def conversation_ticket(request: web.Request) -> web.Response:
     body = await json_body(request)
     only_fields(body, ("ticket",))
     ticket_id = integer(body, "ticket", required=True, minimum=1)
-    assigned = await ticket_usecases.assign(hub_of(request), Principal.of_agent(agent), conversation_id, ticket_id)
+    assigned = await ticket_usecases.assign(hub_of(request), principal(request, agent), conversation_id, ticket_id)
     return json_ok({"conversation": conversation_id, "ticket": assigned.ticket})
 
 

@@ -56,11 +56,9 @@ class LocalBlobStore:
                 if len(buffer) >= _WRITE_BYTES:
                     await asyncio.to_thread(_write, file, digest, bytes(buffer))
                     buffer.clear()
-            await asyncio.to_thread(_write, file, digest, bytes(buffer))
+            # the last write, the fsync and the rename in one trip to a worker thread (small files: two in all)
+            blob = await asyncio.to_thread(self._finish, file, digest, bytes(buffer), temp)
             del buffer
-            await asyncio.to_thread(_sync_and_close, file)
-            blob = digest.result()
-            await asyncio.to_thread(self._move_into_place, temp, blob.key)
         except BaseException:
             await asyncio.to_thread(_discard, file, temp)
             raise
@@ -114,6 +112,13 @@ class LocalBlobStore:
         self._incoming.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self._incoming, suffix=".part")
         return os.fdopen(fd, "wb"), Path(name)
+
+    def _finish(self, file: BinaryIO, digest: Digest, data: bytes, temp: Path) -> StoredBlob:
+        _write(file, digest, data)
+        _sync_and_close(file)
+        blob = digest.result()
+        self._move_into_place(temp, blob.key)
+        return blob
 
     def _move_into_place(self, temp: Path, key: str) -> None:
         final = self.path(key)

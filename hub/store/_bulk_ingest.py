@@ -18,10 +18,11 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
-from hub.events import ConversationWaiting, MessageCreated
+from hub.events import MessageCreated
 from hub.model import ChannelAccount, ConversationState, InboundMessage
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
-from hub.store._opening import insert_open, open_conversation, waiting_row
+from hub.store._opening import entered, insert_open, open_conversation, waiting_row
+from hub.store.media import attachment_rows, insert_attachments
 from hub.store.tables import conversations, messages
 
 __all__ = ["store_messages_bulk"]
@@ -49,6 +50,13 @@ async def store_messages_bulk(
     if identity_ids:
         conversation_of, opened = await _open_conversations(connection, dialect, identity_ids, accounts, now)
     message_ids = await _insert_messages(connection, dialect, fresh, identity_ids, conversation_of, now)
+    media = [
+        row
+        for key, event in fresh.items()
+        if event.attachments and key in message_ids
+        for row in attachment_rows(message_ids[key], event.attachments, now)
+    ]
+    await insert_attachments(connection, media)  # pending: the media fetcher brings the bytes
     if message_ids:
         touched = sorted({conversation_of[identity_ids[(e.account_id, e.sender_id)]][0] for e in fresh.values()})
         await connection.execute(_TOUCH_CONVERSATIONS, {"touched": touched, "now": now})
@@ -71,7 +79,7 @@ async def store_messages_bulk(
             conversation_id, queue_id = conversation_of[identity_id]
             if conversation_id in opened and conversation_id not in announced:
                 announced.add(conversation_id)
-                events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
+                events.append(entered(accounts[event.account_id], conversation_id, queue_id))
             events.append(
                 MessageCreated(
                     conversation_id=conversation_id,

@@ -16,11 +16,13 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.bus import BusEvent
+from hub.events import ConversationWaiting, ConversationWithBot
 from hub.model import ChannelAccount, ConversationState, EventKind
 from hub.store._db import upsert
 from hub.store.tables import conversations, timeline_events
 
-__all__ = ["add_timeline_event", "insert_open", "open_conversation", "waiting_row"]
+__all__ = ["add_timeline_event", "entered", "insert_open", "open_conversation", "waiting_row"]
 
 
 @cache
@@ -34,16 +36,29 @@ def _insert(dialect: str) -> Any:
 
 
 def waiting_row(account: ChannelAccount, identity_id: int, now: datetime) -> dict[str, Any]:
-    """A customer wrote: a new conversation waits in the account's queue."""
+    """A customer wrote: a new conversation waits in the account's queue, or is its bot's first."""
     return {
         "account_id": account.id,
         "channel": account.channel.value,
         "identity_id": identity_id,
         "queue_id": account.queue,
-        "state": ConversationState.WAITING.value,
-        "waiting_since": now,
+        **_entry_state(account, now),
         "opened_at": now,
     }
+
+
+def _entry_state(account: ChannelAccount, now: datetime) -> dict[str, Any]:
+    """How a conversation (re)opened by a customer starts: with the queue's bot, else waiting in the queue."""
+    if account.bot is not None:
+        return {"state": ConversationState.BOT.value, "waiting_since": None}
+    return {"state": ConversationState.WAITING.value, "waiting_since": now}
+
+
+def entered(account: ChannelAccount, conversation_id: int, queue_id: str) -> BusEvent:
+    """The event of a conversation a customer (re)opened: it waits in its queue, or is with the queue's bot."""
+    if account.bot is not None:
+        return ConversationWithBot(conversation_id=conversation_id, queue_id=queue_id, bot=account.bot)
+    return ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id)
 
 
 async def insert_open(
@@ -109,8 +124,7 @@ async def open_conversation(
                 update(conversations)
                 .where(conversations.c.id == last.id)
                 .values(
-                    state=ConversationState.WAITING.value,
-                    waiting_since=now,
+                    **_entry_state(account, now),
                     closed_at=None,
                     status_id=None,
                     owner_agent_id=None,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol
 from sqlalchemy import Integer, and_, bindparam, case, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.model import Attachment, Author, Channel, DeliveryState, Direction, MessageKind, Subscription
+from hub.model import Attachment, Author, Button, Channel, DeliveryState, Direction, MessageKind, Subscription
 from hub.store.tables import identities, messages, outbox
 
 __all__ = [
@@ -50,7 +50,7 @@ class NewOutbound:
 
     account_id: str
     identity_id: int
-    agent_id: int
+    agent_id: int | None  # None only for a bot's message (``author`` bot)
     kind: MessageKind
     send_plan: dict[str, Any]
     conversation_id: int | None = None  # None: open an active conversation owned by the agent
@@ -61,6 +61,7 @@ class NewOutbound:
     template_version: int | None = None
     tag: str | None = None
     close_status: str | None = None  # close the conversation with this status once queued
+    author: Author = Author.AGENT  # or a bot (hub/usecases/bots.py), written one by one, never set-based
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +89,7 @@ class OutboxJob:
     last_inbound_at: datetime | None
     subscription: Subscription | None
     welcome_sent: bool
+    buttons: tuple[Button, ...] = ()  # the send plan's quick replies, for a provider that shows them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,7 +152,7 @@ def message_values(send: NewOutbound, conversation_id: int, now: datetime) -> di
         "identity_id": send.identity_id,
         "account_id": send.account_id,
         "direction": Direction.OUT.value,
-        "author": Author.AGENT.value,
+        "author": send.author.value,
         "agent_id": send.agent_id,
         "kind": send.kind.value,
         "text": send.text,
@@ -216,6 +218,7 @@ JOB_COLUMNS = (
     identities.c.last_inbound_at,
     identities.c.subscription,
     identities.c.welcome_sent,
+    messages.c.send_plan["buttons"],  # quick replies (hub/quick_replies.py); JSON null when there are none
 )
 _CLAIM_NOW = bindparam("claim_now", type_=outbox.c.next_attempt_at.type)
 # a claimed row: sending under this worker's lease, one more attempt counted
@@ -299,6 +302,7 @@ def job(row: Any) -> OutboxJob:
         last_inbound_at,
         subscription,
         welcome_sent,
+        buttons,
     ) = row
     return OutboxJob(
         id=int(outbox_id),
@@ -320,4 +324,5 @@ def job(row: Any) -> OutboxJob:
         last_inbound_at=last_inbound_at,
         subscription=_SUBSCRIPTIONS[subscription] if subscription else None,
         welcome_sent=bool(welcome_sent),
+        buttons=tuple(Button(title=str(b["title"]), payload=str(b["payload"])) for b in buttons or ()),
     )

@@ -209,6 +209,7 @@ def _queue_values(queue: Queue) -> dict[str, Any]:
         "offer_timeout": queue.offer_timeout,
         "url_template": queue.url_template,
         "statuses": list(queue.statuses),
+        "transfer_back": queue.transfer_back,
     }
 
 

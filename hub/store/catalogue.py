@@ -36,6 +36,7 @@ async def seed_catalogue(store: Store, queue_list: Sequence[Queue], status_list:
                 "offer_timeout": queue.offer_timeout,
                 "url_template": queue.url_template,
                 "statuses": list(queue.statuses),
+                "transfer_back": queue.transfer_back,
             }
             await connection.execute(
                 upsert(store.dialect, queues, values).on_conflict_do_nothing(index_elements=["id"])
@@ -50,6 +51,7 @@ def _queue(row: Any) -> Queue:
         offer_timeout=int(row.offer_timeout),
         statuses=tuple(row.statuses or ()),
         url_template=row.url_template,
+        transfer_back=bool(row.transfer_back),
     )
 
 

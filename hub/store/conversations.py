@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Agent, Channel, Conversation, ConversationState, Queue
 from hub.routing import open_url
 from hub.store._db import Store
 from hub.store.catalogue import load_queues
-from hub.store.tables import contacts, conversations, identities, participants
+from hub.store.tables import bot_conversations, contacts, conversations, identities, participants
 
 __all__ = [
     "ConversationAccess",
@@ -131,7 +131,17 @@ def _view(row: Any, people: list[dict[str, Any]], queue: Queue | None) -> dict[s
         "offer_deadline": row.offer_deadline,
         "participants": people,
         "open_url": open_url(queue, _url_fields(row)) if queue else None,
+        **_bot_fields(row),
     }
+
+
+def _bot_fields(row: Any) -> dict[str, Any]:
+    """The bot's part (ADR 0028): which bot has or had it, and why it handed the conversation over."""
+    handoff = None
+    if row.handoff_reason is not None:
+        handoff = {"reason": row.handoff_reason, "note": row.handoff_note, "at": row.handed_off_at}
+    variables = {k: v for k, v in (row.bot_variables or {}).items() if not k.startswith("_")}
+    return {"bot": row.bot_id, "handoff": handoff, "variables": variables}
 
 
 def _url_fields(row: Any) -> dict[str, Any]:
@@ -159,29 +169,45 @@ def _view_query() -> Any:
             identities.c.contact_id,
             contacts.c.name.label("contact_name"),
             contacts.c.company.label("contact_company"),
+            bot_conversations.c.bot_id,
+            bot_conversations.c.handoff_reason,
+            bot_conversations.c.handoff_note,
+            bot_conversations.c.handed_off_at,
+            bot_conversations.c.variables.label("bot_variables"),
         )
         .join(identities, identities.c.id == conversations.c.identity_id)
         .outerjoin(contacts, contacts.c.id == identities.c.contact_id)
+        .outerjoin(bot_conversations, bot_conversations.c.conversation_id == conversations.c.id)
     )
 
 
 async def _views(connection: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     ids = [int(r.id) for r in rows]
     people: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    closed_parts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
+        p = participants.c
         found = await connection.execute(
-            select(
-                participants.c.conversation_id, participants.c.agent_id, participants.c.role, participants.c.joined_at
-            )
-            .where(participants.c.conversation_id.in_(ids), participants.c.left_at.is_(None))
-            .order_by(participants.c.joined_at, participants.c.agent_id)
+            select(p.conversation_id, p.agent_id, p.role, p.joined_at, p.left_at, p.status_id)
+            .where(p.conversation_id.in_(ids), or_(p.left_at.is_(None), p.status_id.is_not(None)))
+            .order_by(p.joined_at, p.agent_id)
         )
-        for p in found:
-            people[int(p.conversation_id)].append(
-                {"agent_id": int(p.agent_id), "role": p.role, "joined_at": p.joined_at}
-            )
+        for part in found:
+            if part.left_at is None:
+                people[int(part.conversation_id)].append(
+                    {"agent_id": int(part.agent_id), "role": part.role, "joined_at": part.joined_at}
+                )
+            else:  # someone who closed their part while colleagues went on (ADR 0030)
+                closed_parts[int(part.conversation_id)].append(
+                    {"agent_id": int(part.agent_id), "status": part.status_id, "closed_at": part.left_at}
+                )
     queues = await load_queues(connection)
-    return [_view(r, people[int(r.id)], queues.get(r.queue_id)) for r in rows]
+    views = []
+    for r in rows:
+        view = _view(r, people[int(r.id)], queues.get(r.queue_id))
+        view["closed_parts"] = closed_parts[int(r.id)]
+        views.append(view)
+    return views
 
 
 async def conversation_views(connection: AsyncConnection, conversation_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -216,7 +242,9 @@ async def list_conversations(
         # a UNION of three indexed lookups: an OR with EXISTS made SQLite scan every conversation
         visible = union_all(
             select(c.id).where(
-                c.state.in_((ConversationState.WAITING.value, ConversationState.OFFERED.value)),
+                c.state.in_(
+                    (ConversationState.WAITING.value, ConversationState.OFFERED.value, ConversationState.BOT.value)
+                ),
                 c.queue_id.in_(viewer.queues),
             ),
             select(c.id).where(c.state == ConversationState.OFFERED.value, c.offered_agent_id == viewer.id),

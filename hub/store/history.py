@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Conversation, ConversationState
 from hub.store._db import Store
+from hub.store.media import attachments_by_message, render_attachments
 from hub.store.tables import conversations, identities, messages, timeline_events
 
 __all__ = ["HistoryCursor", "history_page", "message_view"]
@@ -169,10 +170,14 @@ async def history_page(
             if older is None:
                 break
             conversation_id, position = older, None
+        page = collected[:limit]
+        media = await attachments_by_message(connection, [int(i["id"]) for _, i in page if i["type"] == "message"])
     more = len(collected) > limit
-    page = collected[:limit]
     cursor = None
     if more and page:
         (created_at, rank, item_id), item = page[-1]
         cursor = HistoryCursor(int(item["conversation_id"]), created_at, rank, item_id)
+    for _, item in page:
+        if item["type"] == "message":
+            item["attachments"] = render_attachments(item["attachments"], media.get(int(item["id"])))
     return [item for _, item in reversed(page)], cursor

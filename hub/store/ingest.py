@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
-from hub.events import ConversationWaiting, IdentitySubscription, MessageCreated, MessageDelivery
+from hub.events import ConversationWaiting, ConversationWithBot, IdentitySubscription, MessageCreated, MessageDelivery
 from hub.model import (
     Author,
     Channel,
@@ -38,9 +38,10 @@ from hub.model import (
 from hub.store._bulk_ingest import store_messages_bulk
 from hub.store._db import Store, upsert
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
-from hub.store._opening import add_timeline_event, open_conversation
+from hub.store._opening import add_timeline_event, entered, open_conversation
 from hub.store.events import Journal, journal_events
 from hub.store.health import webhook_stamp
+from hub.store.media import attachment_rows, insert_attachments
 from hub.store.tables import (
     UTCDateTime,
     conversations,
@@ -123,9 +124,9 @@ async def store_group(
 
 async def _record_outgoing(connection: AsyncConnection, outcomes: list[DeliveryOutcome], now: datetime) -> None:
     """The outgoing webhooks' deliveries of what was stored, in its transaction (a new conversation is
-    announced by ``ConversationWaiting`` here, and only here it means "opened")."""
+    announced by ``ConversationWaiting`` or, for a bot, ``ConversationWithBot`` here: only here it means "opened")."""
     events = [event for outcome in outcomes for event in outcome.events]
-    opened = {e.conversation_id for e in events if isinstance(e, ConversationWaiting)}
+    opened = {e.conversation_id for e in events if isinstance(e, ConversationWaiting | ConversationWithBot)}
     await record_outgoing(connection, events, now=now, new_conversations=opened)
 
 
@@ -240,13 +241,15 @@ async def _store_message(
     identity_id = identities_[(event.account_id, event.sender_id)]
     conversation_id, queue_id, is_new = await open_conversation(connection, dialect, identity_id, account, now)
     if is_new:
-        outcome.events.append(ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id))
+        outcome.events.append(entered(account, conversation_id, queue_id))
     inserted = (
         await connection.execute(message_insert(dialect), [message_row(event, identity_id, conversation_id, now)])
     ).first()
     if inserted is None:
         raise _ConcurrentDuplicate(event.provider_message_id)
     message_id = int(inserted.id)
+    if event.attachments:  # pending: the media fetcher brings the bytes
+        await insert_attachments(connection, attachment_rows(message_id, event.attachments, now))
     await connection.execute(
         update(conversations)
         .where(conversations.c.id == conversation_id)

@@ -22,6 +22,7 @@ from hub.store._db import Store
 from hub.store._opening import insert_open
 from hub.store._outbox_rows import NewOutbound, message_values, outbox_values
 from hub.store.conversations import conversation_from_row
+from hub.store.media import insert_sent_attachments
 from hub.store.messages import load_identity, open_conversation_of
 from hub.store.outbox import outbox_writer
 from hub.store.routing import RoutingRefused, close_within
@@ -36,6 +37,7 @@ __all__ = [
     "open_conversation_of",
     "queue_outbound",
     "queue_outbound_group",
+    "start_chat",
 ]
 
 
@@ -73,7 +75,11 @@ async def queue_outbound_group(
     conversation opened meanwhile) is reported and does not sink the others. Raises only when the
     commit itself fails (then none of them was accepted)."""
     results: list[Queued | BaseException | None] = [None] * len(sends)
-    simple = [i for i, send in enumerate(sends) if send.conversation_id is not None and send.close_status is None]
+    simple = [
+        i
+        for i, send in enumerate(sends)
+        if send.conversation_id is not None and send.close_status is None and send.author is Author.AGENT
+    ]
     async with store.write() as connection:
         if simple:
             for i, queued in zip(
@@ -90,6 +96,9 @@ async def queue_outbound_group(
                 results[i] = ConversationTaken(None) if send.conversation_id is None else exc
             except Exception as exc:  # reported to that sender; the others go on
                 results[i] = exc
+        for result in results:  # an agent's uploaded files: kept with the message, in its transaction
+            if isinstance(result, Queued) and any(a.upload_id for a in result.message.attachments):
+                await insert_sent_attachments(connection, result.message.id, result.message.attachments, now)
         accepted = [event for r in results if isinstance(r, Queued) for event in r.events]
         await record_outgoing(connection, accepted, now=now)
     return [r for r in results if r is not None]
@@ -100,7 +109,7 @@ def _queued_message(send: NewOutbound, message_id: int, conversation_id: int, no
         id=int(message_id),
         conversation_id=conversation_id,
         direction=Direction.OUT,
-        author=Author.AGENT,
+        author=send.author,
         kind=send.kind,
         created_at=now,
         text=send.text,
@@ -139,6 +148,13 @@ async def _queue_replies(
     return queued
 
 
+def _sender(send: NewOutbound) -> int:
+    """The agent who opens or closes by sending (a bot only replies in a conversation it has)."""
+    if send.agent_id is None:
+        raise ValueError("only an agent's send may open or close a conversation")
+    return send.agent_id
+
+
 async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> Queued:
     events: list[BusEvent] = []
     conversation_id = send.conversation_id
@@ -146,7 +162,7 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
     if conversation_id is None:
         conversation_id = await _open_for_agent(connection, dialect, send, now)
         events.append(
-            ConversationOpened(conversation_id=conversation_id, agent_id=send.agent_id, identity_id=send.identity_id)
+            ConversationOpened(conversation_id=conversation_id, agent_id=_sender(send), identity_id=send.identity_id)
         )
     message_id = (
         await connection.execute(
@@ -162,9 +178,9 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
         update(conversations).where(conversations.c.id == conversation_id).values(last_message_at=now)
     )
     if send.close_status is not None:
-        await _close(connection, conversation_id, send.agent_id, send.close_status, now)
+        await _close(connection, conversation_id, _sender(send), send.close_status, now)
         events.append(
-            ConversationClosed(conversation_id=conversation_id, agent_id=send.agent_id, status=send.close_status)
+            ConversationClosed(conversation_id=conversation_id, agent_id=_sender(send), status=send.close_status)
         )
     conversation: Conversation | None = None
     if opened or send.close_status is not None:
@@ -185,29 +201,74 @@ async def _queue_one(connection: AsyncConnection, dialect: str, send: NewOutboun
 
 async def _open_for_agent(connection: AsyncConnection, dialect: str, send: NewOutbound, now: datetime) -> int:
     """An active conversation owned by the agent: "send a new message" in the manual."""
+    return await _open_owned(
+        connection,
+        dialect,
+        account_id=send.account_id,
+        identity_id=send.identity_id,
+        queue_id=send.queue_id,
+        agent_id=_sender(send),
+        now=now,
+        last_message_at=now,
+    )
+
+
+async def _open_owned(
+    connection: AsyncConnection,
+    dialect: str,
+    *,
+    account_id: str,
+    identity_id: int,
+    queue_id: str | None,
+    agent_id: int,
+    now: datetime,
+    last_message_at: datetime | None,
+) -> int:
+    """Insert an active conversation owned by ``agent_id`` (ConversationTaken: the identity has one open)."""
     channel = (
-        await connection.execute(select(identities.c.channel).where(identities.c.id == send.identity_id))
+        await connection.execute(select(identities.c.channel).where(identities.c.id == identity_id))
     ).scalar_one()
     row = {
-        "account_id": send.account_id,
+        "account_id": account_id,
         "channel": channel,
-        "identity_id": send.identity_id,
-        "queue_id": send.queue_id,
+        "identity_id": identity_id,
+        "queue_id": queue_id,
         "state": ConversationState.ACTIVE.value,
-        "owner_agent_id": send.agent_id,
+        "owner_agent_id": agent_id,
         "opened_at": now,
-        "last_message_at": now,
+        "last_message_at": last_message_at,
     }
-    inserted = await insert_open(connection, dialect, [row], now, agent_id=send.agent_id, data={"outbound": True})
+    inserted = await insert_open(connection, dialect, [row], now, agent_id=agent_id, data={"outbound": True})
     if not inserted:
         raise ConversationTaken(None)
     conversation_id = int(inserted[0].id)
     await connection.execute(
-        insert(participants).values(
-            conversation_id=conversation_id, agent_id=send.agent_id, role="owner", joined_at=now
-        )
+        insert(participants).values(conversation_id=conversation_id, agent_id=agent_id, role="owner", joined_at=now)
     )
     return conversation_id
+
+
+async def start_chat(
+    store: Store, *, account_id: str, identity_id: int, queue_id: str, agent_id: int, now: datetime
+) -> Conversation:
+    """Start a chat with no message: an active conversation owned by the agent, nothing sent (the window
+    rules apply to the first message they send). ConversationTaken: the identity has one open already."""
+    try:
+        async with store.write() as connection:
+            conversation_id = await _open_owned(
+                connection,
+                store.dialect,
+                account_id=account_id,
+                identity_id=identity_id,
+                queue_id=queue_id,
+                agent_id=agent_id,
+                now=now,
+                last_message_at=None,
+            )
+            row = (await connection.execute(select(conversations).where(conversations.c.id == conversation_id))).one()
+            return conversation_from_row(row)
+    except IntegrityError:
+        raise ConversationTaken(None) from None
 
 
 async def _close(connection: AsyncConnection, conversation_id: int, agent_id: int, status: str, now: datetime) -> None:

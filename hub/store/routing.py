@@ -36,7 +36,7 @@ from hub.events import (
     OfferWithdrawn,
 )
 from hub.model import Conversation, ConversationState, EventKind, Presence, Queue, Role
-from hub.routing import BatchChooser, Candidate, choose_agent, offer_deadline
+from hub.routing import BatchChooser, Candidate, choose_agent, offer_deadline, transfer_excluded
 from hub.store._db import Store, upsert
 from hub.store.agents import set_presence
 from hub.store.catalogue import load_queue
@@ -319,6 +319,13 @@ async def _apply(
             .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == change.promotes)
             .values(role=OWNER)
         )
+    if change.part_status is not None:
+        agent_id, status = change.part_status
+        await connection.execute(
+            update(participants)
+            .where(participants.c.conversation_id == conversation_id, participants.c.agent_id == agent_id)
+            .values(status_id=status)
+        )
     for agent_id, role in change.joins:
         await _join(connection, dialect, conversation_id, agent_id, role, now)
     entry = change.entry
@@ -457,16 +464,24 @@ async def _offer_batch(
         refused: dict[int, set[int]] = {i: set() for i in ids}
         since = {int(w.id): w.waiting_since for w in waiting}
         rows = await connection.execute(
-            select(timeline_events.c.conversation_id, timeline_events.c.agent_id, timeline_events.c.created_at).where(
+            select(
+                timeline_events.c.conversation_id,
+                timeline_events.c.agent_id,
+                timeline_events.c.created_at,
+                timeline_events.c.kind,
+            ).where(
                 timeline_events.c.conversation_id.in_(ids),
                 timeline_events.c.kind.in_(_REFUSALS),
                 timeline_events.c.agent_id.is_not(None),
             )
         )
+        transferred: dict[int, set[int]] = {}
         for r in rows:
             start = since[int(r.conversation_id)]
             if start is None or r.created_at >= start:
                 refused[int(r.conversation_id)].add(int(r.agent_id))
+                if r.kind == EventKind.TRANSFERRED.value:
+                    transferred.setdefault(int(r.conversation_id), set()).add(int(r.agent_id))
         queue_ids = sorted({w.queue_id for w in waiting})
         members = (
             await connection.execute(
@@ -508,12 +523,13 @@ async def _offer_batch(
             if agent_id is not None and int(agent_id) in state:
                 state[int(agent_id)][2] += int(count)
         queues = {q: await _queue(connection, q) for q in queue_ids}
+        excluded = await _transfer_exclusions(connection, transferred, {int(w.id): w.queue_id for w in waiting}, queues)
         made: list[tuple[int, int]] = []
         offers: list[dict[str, Any]] = []
         events: list[BusEvent] = []
         chooser = BatchChooser(by_queue, {a: (v[0], v[1], v[2]) for a, v in state.items()})
         for w in waiting:
-            chosen = chooser.choose(w.queue_id, refused[int(w.id)])
+            chosen = chooser.choose(w.queue_id, refused[int(w.id)], excluded.get(int(w.id), frozenset()))
             if chosen is None:
                 continue
             deadline = offer_deadline(now, queues[w.queue_id])
@@ -544,6 +560,27 @@ async def _offer_batch(
             await connection.execute(_IDLE_SINCE, {"agents": sorted({a for _, a in made}), "now": now})
         events = await journal_events(connection, journal, events)
         return made, events, len(waiting) == batch
+
+
+async def _transfer_exclusions(
+    connection: AsyncConnection,
+    transferred: Mapping[int, set[int]],
+    queue_of: Mapping[int, str],
+    queues: Mapping[str, Queue],
+) -> dict[int, frozenset[int]]:
+    """conversation -> agents who transferred it into its queue in this waiting period and may not have it
+    back (``hub.routing.transfer_excluded``); the queues' members are read only when there are any."""
+    if not transferred:
+        return {}
+    wanted = sorted({queue_of[c] for c in transferred})
+    members: dict[str, set[int]] = {q: set() for q in wanted}
+    for row in await connection.execute(
+        select(agent_queues.c.queue_id, agent_queues.c.agent_id).where(agent_queues.c.queue_id.in_(wanted))
+    ):
+        members[row.queue_id].add(int(row.agent_id))
+    return {
+        c: transfer_excluded(agents_, queues[queue_of[c]], members[queue_of[c]]) for c, agents_ in transferred.items()
+    }
 
 
 # queues with a ready member below capacity; built once, as the sweep runs it every time
@@ -636,7 +673,7 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
         facts = await _facts(connection, store.dialect, conversation_id)
         before = facts.conversation
         queues: frozenset[str] = frozenset()
-        if not any_queue and before.state in lifecycle.IN_QUEUE:
+        if not any_queue and before.state in lifecycle.TAKEABLE:
             member = (
                 await connection.execute(
                     select(agent_queues.c.agent_id).where(
@@ -649,7 +686,7 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
             agent_id=agent_id,
             role=Role.SUPERVISOR if any_queue else Role.AGENT,
             queues=queues,
-            active=before.state not in lifecycle.IN_QUEUE or await _is_active(connection, store.dialect, agent_id),
+            active=before.state not in lifecycle.TAKEABLE or await _is_active(connection, store.dialect, agent_id),
         )
         change = _decide(facts, lifecycle.Take(actor=actor), now)
         conversation = await _apply(connection, store.dialect, facts, change, now)
@@ -657,7 +694,8 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
         if before.state is ConversationState.OFFERED and before.offered_agent_id not in (None, agent_id):
             assert before.offered_agent_id is not None
             events.append(_withdrawn(conversation_id, before.offered_agent_id, "taken"))
-        events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
+        if before.state is not ConversationState.BOT:  # a bot's conversation was on no waiting list
+            events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
         events.append(_updated(conversation_id, "taken", facts.audience(agent_id), agent_id=agent_id))
         return await _reported(connection, conversation, events, now)
 
@@ -766,7 +804,8 @@ async def _invitation(
 async def close_conversation(
     store: Store, conversation_id: int, actor_id: int, status: str | None, *, now: datetime
 ) -> Change:
-    """Close with a status the conversation's queue allows; every agent's part ends."""
+    """Close with a status the conversation's queue allows. One of several participants closes only their
+    part (``lifecycle.Close``): the conversation stays active with the others; the last one closes it."""
     async with store.write() as connection:
         facts = await _facts(connection, store.dialect, conversation_id)
         before = facts.conversation
@@ -783,7 +822,14 @@ async def close_conversation(
         if before.state is ConversationState.WAITING:
             events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
         conversation = await _apply(connection, store.dialect, facts, change, now)
-        events.append(_updated(conversation_id, "closed", facts.audience(), agent_id=actor_id, status=status))
+        if change.outcome is lifecycle.Outcome.CLOSED_PART:
+            # the others go on: the console of the one who closed drops it, the others' update
+            details: dict[str, Any] = {"status": status, "closed": True}
+            if change.promotes is not None:
+                details["owner"] = change.promotes
+            events.append(_updated(conversation_id, "left", facts.audience(), agent_id=actor_id, **details))
+        else:
+            events.append(_updated(conversation_id, "closed", facts.audience(), agent_id=actor_id, status=status))
         return await _reported(connection, conversation, events, now)
 
 

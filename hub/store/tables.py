@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["metadata"]
@@ -121,6 +122,8 @@ queues = Table(
     Column("offer_timeout", Integer, nullable=False),
     Column("url_template", Text),
     Column("statuses", JSON, nullable=False),  # allowed at close; [] = the whole catalogue
+    # a transfer here may go back to the agent who made it when they are its only member (ADR 0030)
+    Column("transfer_back", Boolean, nullable=False, server_default=text("false")),
 )
 
 statuses = Table(
@@ -309,6 +312,7 @@ participants = Table(
     Column("role", String(16), nullable=False),  # owner | invited
     Column("joined_at", UTCDateTime(), nullable=False),
     Column("left_at", UTCDateTime()),
+    Column("status_id", String(64)),  # the status this agent closed their part with (ADR 0030)
     Index("ix_participants_agent", "agent_id", "left_at"),
 )
 
@@ -465,6 +469,203 @@ rejected_webhooks = Table(
     Column("reason", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),  # the bytes as received (and signed), NUL bytes included
     Index("ix_rejected_webhooks_received", "received_at", "id"),
+)
+
+# ---------------------------------------------------------------- the agent desk: widget layout (ADR 0030)
+
+agent_layouts = Table(
+    "agent_layouts",
+    metadata,
+    # which side-panel widgets an agent shows, in order; no row: the console's default
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("widgets", JSON, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# ------------------------------------------------------- calendar and co-browsing rooms
+
+calendar_events = Table(
+    "calendar_events",
+    metadata,
+    # an agent's own scheduled follow-up; nobody else reads it (hub/usecases/calendar.py)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("note", Text),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime()),
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="SET NULL")),
+    Column("ticket_id", Id, ForeignKey("tickets.id", ondelete="SET NULL")),
+    _now_column(),
+    _now_column("updated_at"),
+    Index("ix_calendar_events_agent", "agent_id", "starts_at"),
+)
+
+calendar_feeds = Table(
+    "calendar_feeds",
+    metadata,
+    # the secret in the agent's iCalendar feed URL; rotating it replaces the row
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", String(64), nullable=False, unique=True),
+    _now_column(),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    # a co-browsing video room between one agent and one customer (ADR 0032)
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("customer_token_hash", String(64), nullable=False),  # sha256 of the token in the customer's link
+    _now_column(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index("ix_rooms_conversation", "conversation_id"),
+)
+
+# ---------------------------------------------------------------- audit log (ADR 0033)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # append-only: who changed what, when and from where; only the retention sweep deletes (hub/audit.py)
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(100)),  # the acting login; null for the system
+    Column("actor_kind", String(16), nullable=False),  # agent | bot | cli | system
+    Column("action", String(64), nullable=False),  # dotted: auth.login, conversation.closed, ...
+    Column("address", String(64)),  # the client's address, when it came over HTTP
+    Column("target", String(200)),  # what it changed: conversation:12, agent:ana, queue:support, ...
+    Column("conversation_id", Id),  # no foreign key: the record outlives a deleted conversation
+    Column("before", JSON),
+    Column("after", JSON),
+    Index("ix_audit_log_at", "at", "id"),
+    Index("ix_audit_log_actor", "actor", "id"),
+    Index("ix_audit_log_action", "action", "id"),
+    Index("ix_audit_log_conversation", "conversation_id", "id"),
+)
+
+# ------------------------------------------------------------ knowledge articles
+
+# What an engine searches. PostgreSQL: a tsvector kept beside the row (GIN index). SQLite keeps no
+# value here: its full-text index is the FTS5 table ``article_search`` that migration 0008 creates
+# (a virtual table, so not described here; hub/store/articles.py keeps it in step with the rows).
+ArticleSearchVector = Text().with_variant(TSVECTOR(), "postgresql")
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("current_version", Integer, nullable=False),
+    Column("title", String(300), nullable=False),  # the current version's, copied for lists and search
+    Column("body", Text, nullable=False),  # Markdown
+    Column("html", Text, nullable=False),  # the body rendered and sanitised when it was saved
+    Column("tags", JSON, nullable=False),
+    Column("queues", JSON, nullable=False),  # [] = every queue
+    Column("everyone", Boolean, nullable=False),  # no queues: every agent may read it
+    Column("search_vector", ArticleSearchVector),
+    Column("created_by", Id, ForeignKey("agents.id", ondelete="SET NULL")),
+    _now_column(),
+    _now_column("updated_at"),
+    Index("ix_articles_search_vector", "search_vector", postgresql_using="gin"),
+)
+
+article_versions = Table(
+    "article_versions",
+    metadata,
+    Column("article_id", Id, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("title", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("queues", JSON, nullable=False),
+    Column("created_by", Id, ForeignKey("agents.id", ondelete="SET NULL")),
+    _now_column(),
+)
+
+article_queues = Table(
+    "article_queues",
+    metadata,
+    # which queues' agents may read an article (none: everyone); the visibility filter joins here
+    Column("article_id", Id, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("queue_id", String(64), primary_key=True),
+    Index("ix_article_queues_queue", "queue_id", "article_id"),
+)
+
+# ---------------------------------------------------------------- media (attachments and agents' uploads)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    # one file of one message: a customer's (fetched from the provider after the webhook is acknowledged)
+    # or an agent's (from an upload). The bytes live in the blob store under ``blob_key`` (their SHA-256).
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", Id, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),  # its place in the message's ``attachments`` list
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | stored | failed
+    Column("mime", String(200)),
+    Column("size", BigInteger),
+    Column("sha256", String(64)),
+    Column("file_name", String(300)),
+    Column("blob_key", String(64)),  # the blob store's key (the SHA-256) while the bytes are kept
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("thumbnail_key", String(64)),
+    Column("error", Text),  # why a fetch failed for good, in words
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime()),  # a pending fetch is due then
+    Column("locked_until", UTCDateTime()),  # a fetcher's lease: another process takes the row over after it
+    Column("provider_media_id", String(300)),  # WhatsApp Cloud's media id, Twilio's media SID, ...
+    Column("provider_url", Text),  # where the provider said the bytes are
+    # an agent's file sent by link (Twilio, Viber): the provider fetches /media/{link_token} until then
+    Column("link_token", String(64)),
+    Column("link_expires_at", UTCDateTime()),
+    _now_column(),
+    Column("stored_at", UTCDateTime()),
+    UniqueConstraint("message_id", "position", name="uq_attachments_message_position"),
+    Index("ix_attachments_due", "state", "next_attempt_at"),
+    Index("ix_attachments_blob", "blob_key"),
+    Index("ix_attachments_stored", "stored_at"),
+    Index("ix_attachments_link", "link_token", unique=True),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    # a file an agent uploaded to attach to a message; its id is what ``{"upload": id}`` names
+    Column("id", String(32), primary_key=True),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("mime", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("file_name", String(300)),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("thumbnail_key", String(64)),
+    _now_column(),
+    Index("ix_uploads_created", "created_at"),
+    Index("ix_uploads_sha256", "sha256"),
+)
+
+# ---------------------------------------------------------------- bots (a queue's bot answers first)
+
+bot_conversations = Table(
+    "bot_conversations",
+    metadata,
+    # a conversation's part with a bot (ADR 0028): which bot, what it has not answered yet, what it collected
+    Column("conversation_id", Id, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
+    Column("bot_id", String(64), nullable=False),
+    Column("awaiting_since", UTCDateTime()),  # the customer's oldest message the bot has not answered
+    Column("failures", Integer, nullable=False, server_default=text("0")),  # calls in a row that failed
+    Column("step", String(64)),  # a rules bot's place in its flow
+    Column("variables", JSON, nullable=False),  # fields collected from the customer (name, order number...)
+    Column("handoff_reason", String(32)),  # bot_asked | customer_asked | bot_silent | bot_failed
+    Column("handoff_note", Text),
+    Column("handed_off_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_bot_conversations_awaiting", "bot_id", "awaiting_since"),
 )
 
 # ---------------------------------------------------------------- outgoing webhooks (integrations)

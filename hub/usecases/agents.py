@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.events import AgentDeactivated, AgentPresence, QueueChanged
-from hub.model import Role
+from hub.model import Agent, Role
 from hub.passwords import hash_password
 from hub.store import _crud
 from hub.store.admin import AgentUpdate, agent_loads, list_queues, update_agent
+from hub.store.agents import get_agent
 from hub.store.routing import RoutingRefused
 from hub.usecases._parts import HubParts
 from hub.usecases.permissions import require_role
@@ -76,6 +78,7 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
         if missing:
             raise Invalid("unknown_queue", f"unknown queue {missing[0]!r}", field="queues")
     password_hash = await hash_password(change.password) if change.password is not None else None
+    before = await get_agent(hub.store, agent_id)
     try:  # a hand-off racing a deactivation is retried inside update_agent
         updated = await update_agent(
             hub.store,
@@ -93,6 +96,7 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
     if updated is None:
         raise NotFound("not_found", f"no agent {agent_id}")
     agent = updated.agent
+    await _audit(hub, actor, change, before, updated)
     events: list[BusEvent] = [QueueChanged(queue_id=queue_id, action="members") for queue_id in change.queues or ()]
     if updated.released is not None:
         events.extend(updated.released.events)
@@ -105,6 +109,41 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
         await hub.router.sweep()  # the next agent's offer exists when the admin gets the answer
     loads = await agent_loads(hub.store)
     return AgentChanged(update=updated, load=loads.get(agent.id, 0), events=events)
+
+
+def _audited(agent: Agent) -> dict[str, Any]:
+    return {
+        "login": agent.login,
+        "display_name": agent.display_name,
+        "role": agent.role.value,
+        "capacity": agent.capacity,
+        "queues": sorted(agent.queues),
+    }
+
+
+async def _audit(
+    hub: HubParts, actor: Principal, change: AgentChange, before: Agent | None, updated: AgentUpdate
+) -> None:
+    """``agent.updated`` (or ``agent.deactivated`` / ``agent.reactivated``) with the profile before and after;
+    a new password is noted, never recorded."""
+    if change.active is False:
+        action = "agent.deactivated"
+    elif change.active is True:
+        action = "agent.reactivated"
+    else:
+        action = "agent.updated"
+    after: dict[str, Any] = {**_audited(updated.agent), "active": updated.active}
+    if change.password is not None:
+        after["password_changed"] = True
+    await record(
+        hub.store,
+        action,
+        actor=actor,
+        at=hub.clock(),
+        target=f"agent:{updated.agent.login}",
+        before=_audited(before) if before is not None else None,
+        after=after,
+    )
 
 
 async def deactivate_agent(hub: HubParts, actor: Principal, agent_id: int) -> AgentChanged:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hub.audit import record
 from hub.errors import Invalid, NotFound
 from hub.store import _crud
 from hub.store.identities import create_contact_and_pair, pair_identity, unpair_identity
@@ -29,7 +30,17 @@ async def pair(hub: HubParts, actor: Principal, identity_id: int, contact_id: in
         raise Invalid("unknown_contact", exc.message, field=exc.field) from None
     if identity is None:
         raise _no_identity(identity_id)
+    await _audit(hub, actor, "identity.paired", identity_id, identity)
     return identity
+
+
+async def _audit(hub: HubParts, actor: Principal, action: str, identity_id: int, identity: Mapping[str, Any]) -> None:
+    """Which contact the identity now belongs to (ids only: the audit log keeps no customer's data)."""
+    contact = identity.get("contact")
+    contact_id = contact.get("id") if isinstance(contact, Mapping) else identity.get("contact_id")
+    await record(
+        hub.store, action, actor=actor, at=hub.clock(), target=f"identity:{identity_id}", after={"contact": contact_id}
+    )
 
 
 async def new_contact_for(
@@ -39,6 +50,7 @@ async def new_contact_for(
     identity = await create_contact_and_pair(hub.store, identity_id, fields, hub.clock())
     if identity is None:
         raise _no_identity(identity_id)
+    await _audit(hub, actor, "identity.paired", identity_id, identity)
     return identity
 
 
@@ -47,4 +59,5 @@ async def unpair(hub: HubParts, actor: Principal, identity_id: int) -> Mapping[s
     identity = await unpair_identity(hub.store, identity_id)
     if identity is None:
         raise _no_identity(identity_id)
+    await _audit(hub, actor, "identity.unpaired", identity_id, identity)
     return identity

@@ -1,9 +1,9 @@
 """Hand-off actions on one conversation: accept, reject, take, leave, transfer, invite, close, mark important.
 
 Each is one atomic change in hub.store.routing, checked first against who may act
-(hub.usecases.access). The use case publishes the change's events, wakes the router
-(or runs a pass at once when the action may free the conversation for someone
-else), and returns the conversation as it is now. Refusals change nothing.
+(hub.usecases.access). The use case records it in the audit log (hub/audit.py), publishes
+the change's events, wakes the router (or runs a pass at once when the action may free the
+conversation for someone else), and returns the conversation as it is now. Refusals change nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, Refusal
+from hub.events import ConversationUpdated, unwrapped
 from hub.model import Conversation
 from hub.store import lost_to_a_concurrent_change
 from hub.store.agents import find_agent_by_login
@@ -89,8 +91,39 @@ async def _run(action: Callable[[], Awaitable[Change]]) -> Change:
         raise
 
 
-async def _done(hub: HubParts, change: Change, *, sweep: bool = False) -> Changed:
-    """Publish, wake the router (``sweep``: one pass before answering), and read the conversation back."""
+def _audited(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "state": conversation.state.value,
+        "queue": conversation.queue_id,
+        "owner": conversation.owner_agent_id,
+        "important": conversation.important,
+        "status": conversation.status_id,
+    }
+
+
+async def _done(
+    hub: HubParts, actor: Principal, action: str, before: Conversation, change: Change, *, sweep: bool = False
+) -> Changed:
+    """Record ``conversation.<action>`` in the audit log, publish, wake the router (``sweep``: one pass before
+    answering), and read the conversation back."""
+    details: dict[str, Any] = {}
+    for event in change.events:
+        match unwrapped(event):
+            case ConversationUpdated(conversation_id=changed, by=by, details=found) if changed == before.id:
+                if by == actor.id:
+                    details = dict(found)
+            case _:
+                pass
+    await record(
+        hub.store,
+        f"conversation.{action}",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{before.id}",
+        conversation_id=before.id,
+        before=_audited(before),
+        after={**_audited(change.conversation), **details},
+    )
     hub.bus.publish_all(change.events)
     if hub.router is not None:
         if sweep:
@@ -108,7 +141,7 @@ async def accept(hub: HubParts, actor: Principal, conversation_id: int) -> Chang
     conversation = await conversation_for(hub.store, actor, conversation_id, act=False)
     now, me = hub.clock(), actor.agent_id()
     change = await _run(lambda: accept_offer(hub.store, conversation.id, me, now=now))
-    return await _done(hub, change)
+    return await _done(hub, actor, "accepted", conversation, change)
 
 
 async def reject(hub: HubParts, actor: Principal, conversation_id: int) -> Changed:
@@ -116,7 +149,7 @@ async def reject(hub: HubParts, actor: Principal, conversation_id: int) -> Chang
     conversation = await conversation_for(hub.store, actor, conversation_id, act=False)
     now, me = hub.clock(), actor.agent_id()
     change = await _run(lambda: reject_offer(hub.store, conversation.id, me, now=now))
-    return await _done(hub, change, sweep=True)
+    return await _done(hub, actor, "rejected", conversation, change, sweep=True)
 
 
 async def take_over(hub: HubParts, actor: Principal, conversation_id: int) -> Changed:
@@ -124,7 +157,7 @@ async def take_over(hub: HubParts, actor: Principal, conversation_id: int) -> Ch
     conversation = await conversation_for(hub.store, actor, conversation_id, act=False, take=True)
     now, me, supervisor = hub.clock(), actor.agent_id(), is_supervisor(actor)
     change = await _run(lambda: take(hub.store, conversation.id, me, now=now, any_queue=supervisor))
-    return await _done(hub, change)
+    return await _done(hub, actor, "taken", conversation, change)
 
 
 async def leave_conversation(hub: HubParts, actor: Principal, conversation_id: int) -> Changed:
@@ -132,7 +165,7 @@ async def leave_conversation(hub: HubParts, actor: Principal, conversation_id: i
     conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
     now, me = hub.clock(), actor.agent_id()
     change = await _run(lambda: leave(hub.store, conversation.id, me, now=now))
-    return await _done(hub, change, sweep=True)
+    return await _done(hub, actor, "left", conversation, change, sweep=True)
 
 
 async def mark_important(hub: HubParts, actor: Principal, conversation_id: int, important: bool | None) -> Changed:
@@ -140,7 +173,7 @@ async def mark_important(hub: HubParts, actor: Principal, conversation_id: int, 
     conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
     now, me = hub.clock(), actor.agent_id()
     change = await _run(lambda: set_important(hub.store, conversation.id, me, important, now=now))
-    return await _done(hub, change)
+    return await _done(hub, actor, "important", conversation, change)
 
 
 async def agent_named(hub: HubParts, login: str) -> int:
@@ -162,7 +195,7 @@ async def transfer(hub: HubParts, actor: Principal, conversation_id: int, target
     else:
         assert agent_id is not None
         change = await _run(lambda: transfer_to_agent(store, conversation.id, me, agent_id, now=now))
-    return await _done(hub, change, sweep=True)
+    return await _done(hub, actor, "transferred", conversation, change, sweep=True)
 
 
 async def invite_to(hub: HubParts, actor: Principal, conversation_id: int, target: Target) -> Changed:
@@ -173,7 +206,7 @@ async def invite_to(hub: HubParts, actor: Principal, conversation_id: int, targe
     change = await _run(
         lambda: invite(hub.store, conversation.id, me, now=now, agent_id=agent_id, queue_id=target.queue_id)
     )
-    return await _done(hub, change)
+    return await _done(hub, actor, "invited", conversation, change)
 
 
 async def close(hub: HubParts, actor: Principal, conversation_id: int, status: str | None) -> Changed:
@@ -181,4 +214,4 @@ async def close(hub: HubParts, actor: Principal, conversation_id: int, status: s
     conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
     now, me = hub.clock(), actor.agent_id()
     change = await _run(lambda: close_conversation(hub.store, conversation.id, me, status or None, now=now))
-    return await _done(hub, change, sweep=True)
+    return await _done(hub, actor, "closed", conversation, change, sweep=True)

@@ -11,11 +11,15 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
-from hub.events import ConversationUpdated
+from hub.events import ConversationOpened, ConversationUpdated
+from hub.metrics import template_render_refused
 from hub.model import (
     Attachment,
+    Author,
+    Button,
     Channel,
     Contact,
     Conversation,
@@ -27,16 +31,31 @@ from hub.model import (
     TemplateBinding,
 )
 from hub.outbox import facts_for, send_plan
-from hub.policy import Draft, Eligibility, Refused, TemplateOption, binding_fits, decide, eligibility
+from hub.policy import (
+    Draft,
+    Eligibility,
+    Refused,
+    TemplateOption,
+    binding_fits,
+    button_refusal,
+    decide,
+    eligibility,
+)
+from hub.ports import ButtonLimits
+from hub.quick_replies import with_choices
+from hub.registry import provider_facts
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
+from hub.store.bots import answered
 from hub.store.contacts import get_contact
 from hub.store.conversations import ConversationAccess, get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
+from hub.store.outbound import start_chat as open_owned_chat
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
 from hub.usecases._parts import HubParts, OutboxPort
-from hub.usecases.permissions import can_act, permitted
+from hub.usecases.media import resolve_uploads
+from hub.usecases.permissions import can_act, is_bot, permitted
 from hub.usecases.principal import Principal
 
 __all__ = [
@@ -44,9 +63,11 @@ __all__ = [
     "Replied",
     "Send",
     "Sent",
+    "Started",
     "check_eligibility",
     "reply",
     "send_new",
+    "start_chat",
 ]
 
 PROVIDER_KEYS = ("twilio", "cloud")
@@ -61,6 +82,7 @@ class Send:
     variables: dict[str, Any] = field(default_factory=dict)
     tag: str | None = None  # a Messenger message tag, upper case
     attachments: tuple[Attachment, ...] = ()
+    buttons: tuple[Button, ...] = ()  # quick replies: native where the channel shows them, else numbered text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +105,15 @@ class Sent:
     tag: str | None
     opened: bool
     closed: bool
+    events: list[BusEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Started:
+    """A chat started with no message: the conversation (new, or the identity's open one the actor is in)."""
+
+    conversation: Conversation
+    opened: bool
     events: list[BusEvent]
 
 
@@ -197,10 +228,19 @@ async def _plan(
                 render, template, send.variables, channel=identity.channel, context=context, provider=provider
             )
         except TemplateError as exc:
+            template_render_refused(hub, exc.code)
             raise Invalid(exc.code, exc.message, **exc.to_json()) from None
         text, version = rendered.text, rendered.version
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
         tag = tag or rendered.tag
+    buttons = send.buttons
+    if buttons:
+        limits = _button_limits(account.adapter_name)
+        refused = button_refusal(buttons, limits)
+        if refused is not None:
+            raise PolicyRefusal(refused.rule, refused.message)
+        if limits is None:  # the channel cannot show them: the text lists them, numbered
+            text, buttons = with_choices(text, buttons), ()
     draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
     decision = decide(facts, draft, hub.clock(), _options(reads.templates))
     if isinstance(decision, Refused):
@@ -217,11 +257,14 @@ async def _plan(
     else:
         kind = MessageKind.TEXT
     plan = send_plan(decision, template=send.template, version=version, binding=binding)
+    if buttons:
+        plan["buttons"] = [b.to_json() for b in buttons]
     return (
         NewOutbound(
             account_id=identity.account_id,
             identity_id=identity.id,
-            agent_id=actor.agent_id(),
+            agent_id=None if is_bot(actor) else actor.agent_id(),
+            author=Author.BOT if is_bot(actor) else Author.AGENT,
             kind=kind,
             send_plan=plan,
             conversation_id=conversation.id if conversation else None,
@@ -236,6 +279,11 @@ async def _plan(
     )
 
 
+def _button_limits(adapter_name: str) -> ButtonLimits | None:
+    facts = provider_facts().get(adapter_name)
+    return facts.buttons if facts is not None else None
+
+
 def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:
     return ConversationUpdated(
         conversation_id=conversation_id, action=action, by=agent_id, audience=(agent_id,), details=data
@@ -243,6 +291,40 @@ def _conversation_event(conversation_id: int, action: str, agent_id: int, **data
 
 
 # -------------------------------------------------------------- use cases
+
+
+async def _audit_send(
+    hub: HubParts,
+    actor: Principal,
+    conversation_id: int,
+    message_id: int,
+    send: Send,
+    *,
+    close_status: str | None = None,
+) -> None:
+    """``message.sent`` in the audit log: a message queued to send (and, with ``close_status``, the close)."""
+    after: dict[str, Any] = {"message_id": message_id, "template": send.template}
+    if close_status is not None:
+        after["closed_with"] = close_status
+    await record(
+        hub.store,
+        "message.sent",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{conversation_id}",
+        conversation_id=conversation_id,
+        after=after,
+    )
+    if close_status is not None:  # "send and close" closes it too: found under conversation.closed as well
+        await record(
+            hub.store,
+            "conversation.closed",
+            actor=actor,
+            at=hub.clock(),
+            target=f"conversation:{conversation_id}",
+            conversation_id=conversation_id,
+            after={"state": "closed", "status": close_status},
+        )
 
 
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
@@ -261,6 +343,7 @@ async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, 
 async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Send) -> Replied:
     """Queue a reply in an open conversation the actor takes part in (or supervises)."""
     outbox = _outbox(hub)
+    send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
     reads = await _read(hub, send, conversation_id=conversation_id)
     conversation = permitted(actor, reads.found, conversation_id, act=True)
     if conversation.state is ConversationState.CLOSED:
@@ -269,7 +352,10 @@ async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Sen
         raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
     new, plan = await _plan(hub, actor, reads, send, conversation)
     queued = await outbox.accept(new, hub.clock())
+    await _audit_send(hub, actor, conversation.id, queued.message.id, send)
     hub.bus.publish_all(queued.events)
+    if is_bot(actor):  # the bot answered: its silence clock stops (hub/bots/runner.py)
+        await answered(hub.store, conversation.id, hub.clock())
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
 
@@ -279,6 +365,7 @@ async def send_new(
     """Send to an identity that wrote before: in their open conversation when the actor may act on it,
     else in a new active one the actor owns; ``close`` closes it with ``status`` once queued."""
     outbox = _outbox(hub)
+    send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
     reads = await _read(hub, send, identity_id=identity_id)
     identity = reads.identity
     if identity is None:
@@ -319,6 +406,7 @@ async def send_new(
     assert result is not None
     events = list(queued.events)
     agent_id = actor.agent_id()
+    await _audit_send(hub, actor, result.id, queued.message.id, send, close_status=close_status)
     if close_status is not None:
         events.append(_conversation_event(result.id, "closed", agent_id, status=close_status))
     elif queued.opened:
@@ -333,3 +421,54 @@ async def send_new(
         closed=close_status is not None,
         events=events,
     )
+
+
+async def start_chat(hub: HubParts, actor: Principal, identity_id: int) -> Started:
+    """Start a chat without a message ("start chat": the manual makes it optional): an active conversation owned by the
+    actor, or the identity's open one when the actor may act on it; nothing is sent, so no window rule is
+    asked now: it applies to the first message the agent sends in it."""
+    store = hub.store
+    identity = await load_identity(store, identity_id)
+    if identity is None:
+        raise NotFound("identity_not_found", f"no identity {identity_id}")
+    try:
+        account = hub.settings.account(identity.account_id)
+    except KeyError:
+        raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
+    agent_id = actor.agent_id()
+    found = await open_conversation_of(store, identity.id)
+    if found is not None:
+        conversation, participants = found
+        if not can_act(actor, conversation, participants):
+            raise Conflict(
+                "conversation_taken",
+                "this customer already has an open conversation that is not yours",
+                conversation_id=conversation.id,
+            )
+        return Started(conversation=conversation, opened=False, events=[])
+    try:
+        conversation = await open_owned_chat(
+            store,
+            account_id=identity.account_id,
+            identity_id=identity.id,
+            queue_id=account.queue,
+            agent_id=agent_id,
+            now=hub.clock(),
+        )
+    except ConversationTaken:
+        raise Conflict("conversation_taken", "this customer's conversation was opened meanwhile") from None
+    await record(
+        store,
+        "conversation.opened",
+        actor=actor,
+        at=hub.clock(),
+        target=f"conversation:{conversation.id}",
+        conversation_id=conversation.id,
+        after={"state": conversation.state.value, "queue": conversation.queue_id, "identity": identity.id},
+    )
+    events: list[BusEvent] = [
+        ConversationOpened(conversation_id=conversation.id, agent_id=agent_id, identity_id=identity.id),
+        _conversation_event(conversation.id, "opened", agent_id),
+    ]
+    hub.bus.publish_all(events)
+    return Started(conversation=conversation, opened=True, events=events)

@@ -14,7 +14,7 @@ from typing import Protocol
 from hub.errors import Forbidden, NotFound
 from hub.model import Conversation, ConversationState, Role
 
-__all__ = ["Actor", "Found", "can_act", "can_see", "can_take", "is_supervisor", "permitted", "require_role"]
+__all__ = ["Actor", "Found", "can_act", "can_see", "can_take", "is_bot", "is_supervisor", "permitted", "require_role"]
 
 Found = tuple[Conversation, Collection[int], Collection[int]]
 """A conversation as read for a permission check: it, its participants, and its former participants."""
@@ -40,7 +40,13 @@ def require_role(actor: Actor, *roles: Role) -> None:
 
 
 def is_supervisor(actor: Actor) -> bool:
-    return actor.role in (Role.SUPERVISOR, Role.ADMIN)
+    return actor.role in (Role.SUPERVISOR, Role.ADMIN) and not is_bot(actor)
+
+
+def is_bot(actor: Actor) -> bool:
+    """A bot's principal (hub/usecases/principal.py): it sees and acts only in its queues, only while the
+    conversation is with a bot."""
+    return getattr(actor, "bot_id", None) is not None
 
 
 def can_see(
@@ -55,7 +61,8 @@ def can_see(
         return True
     if conversation.owner_agent_id == actor.id and conversation.state is not ConversationState.CLOSED:
         return True
-    waiting = conversation.state in (ConversationState.WAITING, ConversationState.OFFERED)
+    # the waiting list of their queues, and what their queues' bots are answering
+    waiting = conversation.state in (ConversationState.WAITING, ConversationState.OFFERED, ConversationState.BOT)
     return waiting and conversation.queue_id in actor.queues
 
 
@@ -87,6 +94,13 @@ def permitted(
     if found is None:
         raise NotFound("not_found", f"no conversation {conversation_id}")
     conversation, participants, former = found
+    if is_bot(actor):
+        # a bot never sees a conversation outside its queues: not even that it exists
+        if conversation.queue_id not in actor.queues:
+            raise NotFound("not_found", f"no conversation {conversation_id}")
+        if (act or take) and conversation.state is not ConversationState.BOT:
+            raise Forbidden("not_with_bot", "the conversation is no longer with a bot")
+        return conversation
     if act:
         allowed = can_act(actor, conversation, participants)
     elif take:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from hub.errors import Forbidden
 from hub.model import Agent, Role
 
 __all__ = ["ActorKind", "Principal"]
@@ -29,10 +30,25 @@ class Principal:
     role: Role
     queues: tuple[str, ...] = ()
     agent: Agent | None = field(default=None, compare=False, repr=False)  # the record, for templates
+    address: str | None = None  # where the request came from (the audit log records it), when over HTTP
+    bot_id: str | None = None  # a bot's principal: its configured id
 
     @classmethod
-    def of_agent(cls, agent: Agent) -> Principal:
-        return cls(id=agent.id, kind=ActorKind.AGENT, role=agent.role, queues=tuple(agent.queues), agent=agent)
+    def of_bot(cls, bot_id: str, queues: tuple[str, ...]) -> Principal:
+        """A configured bot ([[bots]]): no agent id, an agent's rights in its own queues only, and only
+        while a conversation is with a bot (hub/usecases/permissions.py)."""
+        return cls(id=None, kind=ActorKind.BOT, role=Role.AGENT, queues=queues, bot_id=bot_id)
+
+    @classmethod
+    def of_agent(cls, agent: Agent, *, address: str | None = None) -> Principal:
+        return cls(
+            id=agent.id, kind=ActorKind.AGENT, role=agent.role, queues=tuple(agent.queues), agent=agent, address=address
+        )
+
+    @property
+    def login(self) -> str | None:
+        """The acting agent's (or bot's) login, as the audit log names them; None for the command line."""
+        return self.agent.login if self.agent is not None else None
 
     @classmethod
     def operator(cls) -> Principal:
@@ -42,10 +58,12 @@ class Principal:
     @property
     def supervises(self) -> bool:
         """Supervisors and admins see and act on every conversation."""
-        return self.role in (Role.SUPERVISOR, Role.ADMIN)
+        return self.role in (Role.SUPERVISOR, Role.ADMIN) and self.kind is not ActorKind.BOT
 
     def agent_id(self) -> int:
         """The id of an actor that must be an agent to do this (it takes part in conversations)."""
+        if self.kind is ActorKind.BOT:  # a refusal, not a fault: a bot's token reached an agent's action
+            raise Forbidden("agents_only", "a bot replies, hands off or closes; this action is for agents")
         if self.id is None:
             raise ValueError(f"a {self.kind.value} without an agent id cannot take part in a conversation")
         return self.id

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from hub.audit import record
 from hub.errors import Conflict, Invalid, NotFound
 from hub.model import Role
 from hub.store.templates import (
@@ -79,17 +80,21 @@ async def create(hub: HubParts, actor: Principal, draft: TemplateDraft) -> Templ
     require_role(actor, Role.ADMIN)
     await _validated(draft)
     async with _refusals():
-        return await create_template(hub.store, draft, now=hub.clock(), created_by=actor.id)
+        saved = await create_template(hub.store, draft, now=hub.clock(), created_by=actor.id)
+    await _audit(hub, actor, "template.created", saved.name, None, saved)
+    return saved
 
 
 async def save(hub: HubParts, actor: Principal, draft: TemplateDraft) -> TemplateVersion:
     """A new version of an existing template. NotFound when there is none by that name."""
     require_role(actor, Role.ADMIN)
     async with _refusals():
-        await get_template(hub.store, draft.name)
+        current = await get_template(hub.store, draft.name)
     await _validated(draft)
     async with _refusals():
-        return await update_template(hub.store, draft, now=hub.clock(), created_by=actor.id)
+        saved = await update_template(hub.store, draft, now=hub.clock(), created_by=actor.id)
+    await _audit(hub, actor, "template.updated", saved.name, current, saved)
+    return saved
 
 
 async def restore(hub: HubParts, actor: Principal, name: str, version: int) -> TemplateVersion:
@@ -99,14 +104,19 @@ async def restore(hub: HubParts, actor: Principal, name: str, version: int) -> T
         old = await get_template(hub.store, name, version)
     await _validated(old.draft())  # the rules may have tightened since it was saved
     async with _refusals():
-        return await restore_template(hub.store, name, version, now=hub.clock(), created_by=actor.id)
+        current = await get_template(hub.store, name)
+        saved = await restore_template(hub.store, name, version, now=hub.clock(), created_by=actor.id)
+    await _audit(hub, actor, "template.restored", name, current, saved)
+    return saved
 
 
 async def delete(hub: HubParts, actor: Principal, name: str) -> None:
     """The template and its history. Conflict ``template_in_use`` while a queued message was rendered from it."""
     require_role(actor, Role.ADMIN)
     async with _refusals():
+        current = await get_template(hub.store, name)
         await delete_template(hub.store, name)
+    await _audit(hub, actor, "template.deleted", name, current, None)
 
 
 async def import_drafts(hub: HubParts, actor: Principal, drafts: Sequence[TemplateDraft]) -> dict[str, str]:
@@ -116,4 +126,26 @@ async def import_drafts(hub: HubParts, actor: Principal, drafts: Sequence[Templa
     require_role(actor, Role.ADMIN)
     for draft in drafts:
         await _validated(draft)
-    return await import_templates(hub.store, drafts, now=hub.clock(), created_by=actor.id)
+    outcome = await import_templates(hub.store, drafts, now=hub.clock(), created_by=actor.id)
+    await record(hub.store, "template.imported", actor=actor, at=hub.clock(), target="templates", after=outcome)
+    return outcome
+
+
+async def _audit(
+    hub: HubParts,
+    actor: Principal,
+    action: str,
+    name: str,
+    before: TemplateVersion | None,
+    after: TemplateVersion | None,
+) -> None:
+    """The template's content before and after, in the audit log."""
+    await record(
+        hub.store,
+        action,
+        actor=actor,
+        at=hub.clock(),
+        target=f"template:{name}",
+        before={"version": before.version, **before.draft().content()} if before is not None else None,
+        after={"version": after.version, **after.draft().content()} if after is not None else None,
+    )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hub.audit import record
 from hub.errors import Invalid, NotFound
 from hub.events import ConversationTicket
 from hub.store import _crud
@@ -32,9 +33,31 @@ def _no_ticket(ticket_id: int) -> NotFound:
 async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> Mapping[str, Any]:
     """A new ticket by the actor; Invalid when it names a contact or an agent that does not exist."""
     try:
-        return await create_ticket(hub.store, fields, actor.agent_id(), hub.clock())
+        ticket = await create_ticket(hub.store, fields, actor.agent_id(), hub.clock())
     except _crud.Invalid as exc:
         raise _unknown(exc) from None
+    await _audit(hub, actor, "ticket.created", ticket, fields)
+    return ticket
+
+
+async def _audit(
+    hub: HubParts,
+    actor: Principal,
+    action: str,
+    ticket: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    conversation_id: int | None = None,
+) -> None:
+    """The ticket and the names of the fields set (its text may quote a customer: never the values)."""
+    await record(
+        hub.store,
+        action,
+        actor=actor,
+        at=hub.clock(),
+        target=f"ticket:{ticket['id']}",
+        conversation_id=conversation_id,
+        after={"fields": sorted(fields)} if fields else None,
+    )
 
 
 async def update(hub: HubParts, actor: Principal, ticket_id: int, fields: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -44,6 +67,7 @@ async def update(hub: HubParts, actor: Principal, ticket_id: int, fields: Mappin
         raise _unknown(exc) from None
     if ticket is None:
         raise _no_ticket(ticket_id)
+    await _audit(hub, actor, "ticket.updated", ticket, fields)
     return ticket
 
 
@@ -76,5 +100,6 @@ async def assign(hub: HubParts, actor: Principal, conversation_id: int, ticket_i
     event = ConversationTicket(
         conversation_id=conversation_id, ticket=ticket["id"], title=ticket["title"], by=actor.agent_id()
     )
+    await _audit(hub, actor, "ticket.assigned", ticket, {}, conversation_id=conversation_id)
     hub.bus.publish(event)
     return TicketAssigned(ticket, event)

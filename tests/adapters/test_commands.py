@@ -171,3 +171,14 @@ async def test_emulate_say_fails_when_nothing_listens(tmp_path: Path, capsys: py
     )
     assert await run("emulate", "say", "--config", str(config), "--channel", "viber", "--from", VIBER_USER, "x") == 1
     assert "could not reach" in capsys.readouterr().err
+
+
+async def test_emulate_say_presses_a_button(running: Running) -> None:
+    argv = ["emulate", "say", "--config", str(running.config), "--emulator", running.emulator_url]
+    pressed = ("--kind", "button", "--payload", "confirm_yes", "Yes")
+    assert await run(*argv, "--channel", "whatsapp", "--from", "+420601234569", *pressed) == 0
+    direct = ["emulate", "say", "--config", str(running.config), "--direct", "--account", "wa-twilio"]
+    assert await run(*direct, "--from", "+420601234569", "--kind", "button", "--payload", "call_me", "Call me") == 0
+    first, second = await inbound(running.store, "wa-twilio")
+    assert (first.text, first.payload) == ("Yes", "confirm_yes")
+    assert (second.text, second.payload) == ("Call me", "call_me")

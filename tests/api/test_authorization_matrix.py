@@ -30,12 +30,15 @@ import pytest
 from sqlalchemy import select, update
 
 from hub.api.openapi import routes_under_api
+from hub.articles import ArticleDraft, render_markdown
 from hub.model import Queue, Role, Status
 from hub.store._db import Store
 from hub.store.admin import create_queue, create_status
 from hub.store.agents import create_agent
+from hub.store.articles import create_article
+from hub.store.calendar import create_event
 from hub.store.contacts import create_contact
-from hub.store.tables import conversations, metadata, participants
+from hub.store.tables import attachments, conversations, messages, metadata, participants
 from hub.store.tickets import create_ticket
 from hub.store.webhooks_out import create_subscription, list_deliveries
 from hub.webhooks_out_config import WebhookOut
@@ -107,8 +110,9 @@ def acts(role: str, ownership: str) -> Expected:
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str  # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template}
+    # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template} {event} {article}
     #   {webhook} {delivery}
+    path: str
     rule: Rule
     body: Callable[[World], Any] | dict[str, Any] | None = None
     area: str = ""
@@ -133,6 +137,8 @@ TABLE: list[Route] = [
     Route("POST", "/api/v1/auth/logout", anyone, area="auth", fresh_session=True, ok=204),
     Route("GET", "/api/v1/me", anyone, area="auth", ok=200),
     Route("PUT", "/api/v1/me/presence", anyone, {"state": "offline"}, area="auth", ok=200),
+    Route("GET", "/api/v1/me/layout", anyone, area="auth", ok=200),
+    Route("PUT", "/api/v1/me/layout", anyone, {"widgets": ["contact"]}, area="auth", ok=200),
     Route("GET", "/api/v1/ws", anyone, area="auth", websocket=True, ok=101),
     # conversations
     Route("GET", "/api/v1/conversations", anyone, area="conversations", ok=200),
@@ -155,7 +161,12 @@ TABLE: list[Route] = [
         uses=("ticket",),
         ok=200,
     ),
+    Route("GET", "/api/v1/conversations/{conv}/iframe", sees, area="conversations"),
+    Route("GET", "/api/v1/iframe/queues", anyone, area="conversations", ok=200),
     Route("POST", "/api/v1/conversations/{conv}/messages", acts, {"text": "hello"}, area="outbound"),
+    # bots (an agent never hands off for a bot; a bot's own token is tested in tests/api/test_bots.py)
+    Route("POST", "/api/v1/conversations/{conv}/handoff", supervision, {"reason": "bot_asked"}, area="bots"),
+    Route("POST", "/api/v1/conversations/{conv}/bot", acts, {"bot": "faq"}, area="bots"),
     Route("POST", "/api/v1/conversations/{conv}/templates/{template}/render", acts, {}, area="templates"),
     # contacts and identities
     Route("GET", "/api/v1/contacts", anyone, area="contacts", ok=200),
@@ -226,6 +237,10 @@ TABLE: list[Route] = [
     Route("DELETE", "/api/v1/agents/{agent}", admin_only, area="admin", ok=204),
     Route("GET", "/api/v1/accounts", supervision, area="admin", ok=200),
     Route("GET", "/api/v1/webhooks/rejected", admin_only, area="admin", ok=200),
+    # the audit log (ADR 0033)
+    Route("GET", "/api/v1/audit", admin_only, area="admin", ok=200),
+    Route("GET", "/api/v1/audit.csv", admin_only, area="admin", ok=200),
+    Route("GET", "/api/v1/audit.jsonl", admin_only, area="admin", ok=200),
     # templates
     Route("GET", "/api/v1/templates", anyone, area="templates", ok=200),
     Route(
@@ -242,6 +257,14 @@ TABLE: list[Route] = [
     Route("GET", "/api/v1/templates/{template}/diff", admin_only, area="templates"),
     Route("POST", "/api/v1/templates/{template}/restore", admin_only, {"version": 1}, area="templates"),
     Route("DELETE", "/api/v1/templates/{template}", admin_only, area="templates"),
+    # knowledge articles (agents read those for everyone and of their queues; admins write)
+    Route("GET", "/api/v1/articles", anyone, area="articles", ok=200),
+    Route("POST", "/api/v1/articles", admin_only, {"title": "New", "body": "Text"}, area="articles", ok=201),
+    Route("POST", "/api/v1/articles/preview", admin_only, {"body": "*Text*"}, area="articles", ok=200),
+    Route("GET", "/api/v1/articles/{article}", anyone, area="articles", ok=200),
+    Route("PUT", "/api/v1/articles/{article}", admin_only, {"title": "Renamed"}, area="articles", ok=200),
+    Route("DELETE", "/api/v1/articles/{article}", admin_only, area="articles", ok=204),
+    Route("GET", "/api/v1/articles/{article}/versions", anyone, area="articles", ok=200),
     # outgoing webhooks (integrations)
     Route("GET", "/api/v1/webhooks-out", admin_only, area="webhooks-out", ok=200),
     Route(
@@ -281,6 +304,26 @@ TABLE: list[Route] = [
         area="outbound",
         uses=("identity",),
     ),
+    # calendar and co-browsing rooms (issue 20): events are their owner's alone ({event} is another agent's: 404)
+    Route("GET", "/api/v1/events", anyone, area="calendar", ok=200),
+    Route(
+        "POST",
+        "/api/v1/events",
+        anyone,
+        {"title": "Call back", "starts_at": "2026-03-03T10:00:00Z"},
+        area="calendar",
+        ok=201,
+    ),
+    Route("PUT", "/api/v1/events/{event}", anyone, {"title": "Mine now?"}, area="calendar", ok=404),
+    Route("DELETE", "/api/v1/events/{event}", anyone, area="calendar", ok=404),
+    Route("GET", "/api/v1/me/calendar-feed", anyone, area="calendar", ok=200),
+    Route("POST", "/api/v1/me/calendar-feed/rotate", anyone, area="calendar", ok=200),
+    Route("POST", "/api/v1/conversations/{conv}/rooms", acts, area="rooms", ok=201),
+    # media: an attachment of someone else's conversation (agents may not see it)
+    Route("POST", "/api/v1/uploads", anyone, {"file": "not multipart"}, area="media", ok=415),
+    Route("GET", "/api/v1/media/{attachment}", sees, area="media"),
+    Route("POST", "/api/v1/media/{attachment}/retry", admin_only, area="media", ok=409),
+    Route("DELETE", "/api/v1/contacts/{contact}/data", admin_only, area="media", ok=200),
 ]
 
 AREAS = sorted({r.area for r in TABLE})
@@ -334,6 +377,34 @@ class World:
                 )
         return conversation_id
 
+    async def attachment(self, conversation_id: int) -> int:
+        """A stored attachment on the conversation's first message (its bytes are not in the blob store)."""
+        now = self.api.clock()
+        async with self.store.write() as connection:
+            message_id = (
+                await connection.execute(
+                    select(messages.c.id).where(messages.c.conversation_id == conversation_id).limit(1)
+                )
+            ).scalar_one()
+            inserted = await connection.execute(
+                attachments.insert()
+                .values(
+                    message_id=message_id,
+                    position=0,
+                    kind="image",
+                    state="stored",
+                    mime="image/png",
+                    size=1,
+                    sha256="0" * 64,
+                    blob_key="0" * 64,
+                    attempts=0,
+                    created_at=now,
+                    stored_at=now,
+                )
+                .returning(attachments.c.id)
+            )
+            return int(inserted.scalar_one())
+
     async def identity_of(self, conversation_id: int) -> int:
         async with self.store.read() as connection:
             return int(
@@ -358,6 +429,9 @@ class World:
             ids["contact"] = (await create_contact(self.store, {"name": _unique(self, "Contact ")}, now)).id
         if "{ticket}" in needs:
             ids["ticket"] = (await create_ticket(self.store, {"title": "T"}, self.other.id, now))["id"]
+        if "{event}" in needs:
+            event = await create_event(self.store, self.other.id, {"title": "E", "starts_at": now}, now)
+            ids["event"] = event["id"]
         if "{queue}" in route.path:
             queue_id = _unique(self, "queue")
             await create_queue(self.store, Queue(id=queue_id, name="Q", number=500, offer_timeout=30))
@@ -369,6 +443,11 @@ class World:
                 self.store, login=_unique(self, "target"), password=PASSWORD, role=Role.AGENT, now=now
             )
             ids["agent"] = target.id
+        if "{article}" in route.path:
+            draft = ArticleDraft(title=_unique(self, "Article "), body="Text")
+            ids["article"] = (await create_article(self.store, draft, render_markdown(draft.body), now=now)).id
+        if "{attachment}" in route.path:
+            ids["attachment"] = await self.attachment(await self.conversation("others", caller_id))
         if "{template}" in route.path:
             name = _unique(self, "tpl")
             root = self.handles["admin"]

@@ -272,14 +272,14 @@ async def test_text_over_the_channel_limit_is_refused(hub: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "attachment",
+    ("attachment", "rule"),
     [
-        {"url": "https://files.example/a.webp", "kind": "sticker"},
-        {"url": "https://files.example/a.png", "kind": "image", "size": 6 * 1024 * 1024},
+        ({"url": "https://files.example/a.webp", "kind": "sticker"}, "attachment_not_supported"),
+        ({"url": "https://files.example/a.png", "kind": "image", "size": 6 * 1024 * 1024}, "attachment_too_large"),
     ],
     ids=["kind", "size"],
 )
-async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachment: dict[str, Any]) -> None:
+async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachment: dict[str, Any], rule: str) -> None:
     agent = await hub.agent("ana")
     conversation_id = await owned_conversation(hub, agent)
     await refused(
@@ -287,7 +287,7 @@ async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachm
         agent,
         f"/api/v1/conversations/{conversation_id}/messages",
         {"attachments": [attachment]},
-        "attachment_not_supported",
+        rule,
     )
 
 
@@ -301,7 +301,13 @@ async def test_image_reply_is_queued_as_an_image(hub: Api) -> None:
         201,
     )
     assert body["kind"] == "image"
-    assert body["attachments"] == [{"kind": "image", "url": "https://files.example/label.png"}]
+    [attachment] = body["attachments"]  # a link the hub keeps no bytes of: the message JSON's fields, as given
+    assert (attachment["kind"], attachment["url"], attachment["state"], attachment["id"]) == (
+        "image",
+        "https://files.example/label.png",
+        "stored",
+        None,
+    )
 
 
 async def test_messenger_retired_tag_is_refused_by_name(hub: Api) -> None:
@@ -555,3 +561,77 @@ async def test_retry_with_the_same_idempotency_key_gets_the_first_answer_and_que
     assert await counts(hub) == (1, 1)
     await delivered(hub)
     assert [m.text for m in hub.adapter.sent] == ["only once"]
+
+
+# ----------------------------------------------------------------- "start chat" without a message
+
+
+async def test_start_chat_without_a_message_opens_the_conversation_and_sends_nothing(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    identity = await identity_of(hub, await hub.customer_writes())
+    await close_all(hub)
+    hub.clock.advance(HOUR)
+    response = await agent.post("/api/v1/outbound", json={"identity": identity, "mode": "chat"})
+    assert response.status == 200
+    body = await response.json()
+    conversation = body["conversation"]
+    assert (conversation["state"], conversation["owner"], conversation["identity"]) == ("active", agent.id, identity)
+    assert body["message"] is None
+    assert await counts(hub) == (0, 0)  # nothing queued, nothing sent
+    seen = await agent.json("GET", f"/api/v1/conversations/{conversation['id']}")
+    assert (seen["state"], [p["agent_id"] for p in seen["participants"]]) == ("active", [agent.id])
+    # the first message goes through the window rules as any reply does
+    sent = await agent.json("POST", f"/api/v1/conversations/{conversation['id']}/messages", {"text": "Hi!"}, 201)
+    assert sent["conversation_id"] == conversation["id"]
+
+
+async def test_start_chat_after_the_window_opens_and_the_first_message_meets_the_rules(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    identity = await identity_of(hub, await hub.customer_writes())
+    await close_all(hub)
+    hub.clock.advance(2 * DAY)
+    body = await agent.json("POST", "/api/v1/outbound", {"identity": identity}, 200)
+    conversation_id = body["conversation"]["id"]
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    await refused(hub, agent, path, {"text": "Hello again"}, "window_closed")
+
+
+async def test_start_chat_reuses_the_agents_own_open_conversation(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent)
+    identity = await identity_of(hub, conversation_id)
+    body = await agent.json("POST", "/api/v1/outbound", {"identity": identity, "mode": "chat"}, 200)
+    assert body["conversation"]["id"] == conversation_id
+
+
+async def test_start_chat_where_someone_else_has_the_customer_is_409(hub: Api) -> None:
+    owner, other = await hub.agent("ana"), await hub.agent("ben")
+    conversation_id = await owned_conversation(hub, owner)
+    identity = await identity_of(hub, conversation_id)
+    response = await other.post("/api/v1/outbound", json={"identity": identity})
+    assert response.status == 409
+    assert (await response.json())["error"]["code"] == "conversation_taken"
+
+
+async def test_send_and_close_still_needs_a_message(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    identity = await identity_of(hub, await hub.customer_writes())
+    await close_all(hub)
+    response = await agent.post("/api/v1/outbound", json={"identity": identity, "mode": "close", "status": "resolved"})
+    assert response.status == 422
+    assert (await response.json())["error"]["code"] == "empty_message"
+    assert await counts(hub) == (0, 0)
+
+
+async def test_start_chat_with_an_unknown_identity_is_404(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    response = await agent.post("/api/v1/outbound", json={"identity": 424242})
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "identity_not_found"
+
+
+async def test_the_openapi_document_gives_start_chat_its_200(hub: Api) -> None:
+    document = await (await hub.client.get("/api/v1/openapi.json")).json()
+    responses = document["paths"]["/outbound"]["post"]["responses"]
+    assert {"200", "201"} <= set(responses)
+    assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatStarted"}

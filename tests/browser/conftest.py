@@ -23,7 +23,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -246,14 +246,20 @@ CALLBACK_DELAY = 0.5
 
 
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
+def hub_config_edit() -> Callable[[str], str]:
+    """How a test module changes the hub's configuration text before the hub starts (override it)."""
+    return lambda text: text
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, hub_config_edit: Callable[[str], str]) -> AsyncIterator[RunningHub]:
     """A real hub process, and the provider emulators in this test's loop, on free loopback ports."""
     from adapters.emulators.core import EmulatorState, run_emulator
     from hub.settings import load_settings
 
     hub_port, emulator_port = _free_port(), _free_port()
     config = tmp_path / "hub.toml"
-    config.write_text(_config(hub_port, emulator_port, tmp_path / "hub.db"), encoding="utf-8")
+    config.write_text(hub_config_edit(_config(hub_port, emulator_port, tmp_path / "hub.db")), encoding="utf-8")
     log = tmp_path / "hub.log"
     await _seed_old_customer(config)
     settings = load_settings(config, {})

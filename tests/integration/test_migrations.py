@@ -43,6 +43,12 @@ async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
         await conn.close()
 
 
+def _described_by_tables(name: str | None, type_: str, parent_names: object) -> bool:
+    """SQLite's full-text index for articles is a virtual table (and its shadow tables) that the
+    migration makes and tables.py cannot describe; everything else must match."""
+    return not (type_ == "table" and name is not None and name.startswith("article_search"))
+
+
 async def test_migrations_go_up_from_empty_and_match_the_tables(empty_database_url: str) -> None:
     store = Store(empty_database_url)
     try:
@@ -56,7 +62,9 @@ async def test_migrations_go_up_from_empty_and_match_the_tables(empty_database_u
         await store.migrate()  # a second run is a no-op
 
         def differences(connection: Connection) -> list[object]:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_name": _described_by_tables}
+            )
             return list(compare_metadata(context, metadata))
 
         def table_names(connection: Connection) -> set[str]:

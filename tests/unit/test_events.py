@@ -11,6 +11,7 @@ import pytest
 from hub.events import (
     AgentDeactivated,
     AgentPresence,
+    AttachmentChanged,
     ConversationClosed,
     ConversationLeftQueue,
     ConversationOpened,
@@ -99,6 +100,12 @@ WIRE: list[tuple[HubEvent | QueueWaiting, str, tuple[int | None, int | None, str
         "message.delivery",
         (1, None, None),
         {"message_id": 5, "state": "failed", "error_code": None, "error_reason": None},
+    ),
+    (
+        AttachmentChanged(conversation_id=1, message_id=5, attachment={"id": 3, "state": "stored"}),
+        "message.attachment",
+        (1, None, None),
+        {"message_id": 5, "attachment": {"id": 3, "state": "stored"}},
     ),
     (
         IdentitySubscription(identity_id=7, state="subscribed"),

@@ -20,6 +20,7 @@ from hub.lifecycle import (
     Close,
     Entry,
     ExpireOffer,
+    HandOff,
     Invite,
     Leave,
     MarkImportant,
@@ -30,6 +31,7 @@ from hub.lifecycle import (
     Reject,
     Release,
     Take,
+    ToBot,
     TransferToAgent,
     TransferToQueue,
     Verb,
@@ -48,6 +50,7 @@ DEADLINE = NOW + timedelta(seconds=30)
 SUPPORT = Queue(id="support", name="Support", number=100, offer_timeout=30, statuses=("resolved", "spam"))
 CATALOGUE = ("resolved", "spam", "callback")
 
+BOT = ConversationState.BOT
 WAITING, OFFERED, ACTIVE, CLOSED = (
     ConversationState.WAITING,
     ConversationState.OFFERED,
@@ -115,6 +118,8 @@ ACTIONS: dict[str, Callable[[Actor], Action]] = {
     "invite": lambda a: Invite(by=a.agent_id, guest=COLLEAGUE, guest_active=True),
     "close": lambda a: Close(by=a.agent_id, status="resolved", queue=SUPPORT, catalogue=CATALOGUE),
     "mark important": lambda a: MarkImportant(by=a.agent_id),
+    "hand off": lambda a: HandOff(reason="bot_asked", bot_id="faq", by=a.agent_id),
+    "to bot": lambda a: ToBot(by=a.agent_id, bot_id="faq", bot_known=True),
 }
 
 NOT_OFFERED = "not_offered_to_you"
@@ -127,58 +132,81 @@ NOT_HERE = "not_a_participant"
 #   owner, guest, offeree, member, stranger, supervisor, admin     ("ok": the change applies; else the refusal code)
 GRID: dict[str, dict[ConversationState, tuple[str, ...]]] = {
     "accept": {
+        BOT: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         WAITING: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         OFFERED: (NOT_OFFERED, NOT_OFFERED, "ok", NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         ACTIVE: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
         CLOSED: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
     },
     "reject": {
+        BOT: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         WAITING: (NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         OFFERED: (NOT_OFFERED, NOT_OFFERED, "ok", NOT_OFFERED, NO, NOT_OFFERED, NOT_OFFERED),
         ACTIVE: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
         CLOSED: (NOT_OFFERED, NOT_OFFERED, NO, NO, NO, NOT_OFFERED, NOT_OFFERED),
     },
     "take": {
+        BOT: ("ok", "ok", "ok", "ok", NO, "ok", "ok"),
         WAITING: ("ok", "ok", "ok", "ok", NO, "ok", "ok"),
         OFFERED: ("ok", "ok", "ok", "ok", NO, "ok", "ok"),
         ACTIVE: (TAKEN, TAKEN, TAKEN, TAKEN, NO, TAKEN, TAKEN),
         CLOSED: (TAKEN, TAKEN, TAKEN, TAKEN, NO, TAKEN, TAKEN),
     },
     "leave": {
+        BOT: (NO, NO, NO, NO, NO, NOT_HERE, NOT_HERE),
         WAITING: (NO, NO, NO, NO, NO, NOT_HERE, NOT_HERE),
         OFFERED: (NO, NO, NO, NO, NO, NOT_HERE, NOT_HERE),
         ACTIVE: ("ok", "ok", NO, NO, NO, NOT_HERE, NOT_HERE),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "transfer to agent": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "transfer to queue": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "invite": {
+        BOT: (NO, NO, NO, NO, NO, "not_active", "not_active"),
         WAITING: (NO, NO, NO, NO, NO, "not_active", "not_active"),
         OFFERED: (NO, NO, NO, NO, NO, "not_active", "not_active"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "close": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
     "mark important": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
         WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
         OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
         ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
         CLOSED: (NO, NO, NO, NO, NO, "ok", "ok"),
+    },
+    "hand off": {
+        BOT: (NO, NO, NO, NO, NO, "ok", "ok"),
+        WAITING: (NO, NO, NO, NO, NO, "not_with_bot", "not_with_bot"),
+        OFFERED: (NO, NO, NO, NO, NO, "not_with_bot", "not_with_bot"),
+        ACTIVE: ("not_with_bot", "not_with_bot", NO, NO, NO, "not_with_bot", "not_with_bot"),
+        CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
+    },
+    "to bot": {
+        BOT: (NO, NO, NO, NO, NO, "already_with_bot", "already_with_bot"),
+        WAITING: (NO, NO, NO, NO, NO, "ok", "ok"),
+        OFFERED: (NO, NO, NO, NO, NO, "ok", "ok"),
+        ACTIVE: ("ok", "ok", NO, NO, NO, "ok", "ok"),
+        CLOSED: (NO, NO, NO, NO, NO, CLOSED_, CLOSED_),
     },
 }
 
@@ -190,6 +218,8 @@ KINDS = {
     NO: "forbidden",
     NOT_HERE: "conflict",
     "not_active": "conflict",
+    "not_with_bot": "conflict",
+    "already_with_bot": "conflict",
 }
 
 CASES = [
@@ -498,7 +528,7 @@ def test_a_queue_without_its_own_statuses_closes_with_the_catalogue() -> None:
 
 def test_a_close_whose_status_was_checked_before_closes_without_the_catalogue() -> None:
     """Send and close: the status was checked before the message was queued."""
-    decision = transition(conversation(ACTIVE), cast(ACTIVE), Close(by=OWNER, status="resolved"), NOW)
+    decision = transition(conversation(ACTIVE), cast(ACTIVE)[:1], Close(by=OWNER, status="resolved"), NOW)
     assert isinstance(decision, Change)
     assert decision.after.status_id == "resolved"
     assert answer(transition(conversation(CLOSED), (), Close(by=OWNER, status="resolved"), NOW)) == CLOSED_
@@ -688,3 +718,82 @@ def test_any_run_of_actions_keeps_the_conversation_consistent(run: list[Action])
         assert decision.before is c
         c, people = decision.after, applied(decision, people, now)
         check(c, people)
+
+
+# ------------------------------------------------------------------ closing with colleagues (ADR 0030)
+
+THIRD = 9
+
+
+def trio() -> tuple[Participant, ...]:
+    """The owner and two invited colleagues, all present."""
+    return (
+        *cast(ACTIVE),
+        Participant(agent_id=THIRD, role="invited", joined_at=T0 + timedelta(minutes=2)),
+    )
+
+
+def closing(by: int, status: str | None = "resolved") -> Close:
+    return Close(by=by, status=status, queue=SUPPORT, catalogue=CATALOGUE)
+
+
+# who closes, who is present -> outcome, the conversation's owner after, who leaves, part status recorded
+CLOSE_CASES = [
+    pytest.param(GUEST, cast(ACTIVE), Outcome.CLOSED_PART, OWNER, {GUEST}, id="guest-of-two"),
+    pytest.param(OWNER, cast(ACTIVE), Outcome.CLOSED_PART, GUEST, {OWNER}, id="owner-of-two-hands-over"),
+    pytest.param(THIRD, trio(), Outcome.CLOSED_PART, OWNER, {THIRD}, id="guest-of-three"),
+    pytest.param(OWNER, trio(), Outcome.CLOSED_PART, GUEST, {OWNER}, id="owner-of-three-to-longest-present"),
+    pytest.param(OWNER, cast(ACTIVE)[:1], Outcome.CLOSED, OWNER, set(), id="last-participant-closes-it"),
+    pytest.param(SUPERVISOR, trio(), Outcome.CLOSED, OWNER, set(), id="supervisor-not-taking-part-closes-it"),
+]
+
+
+@pytest.mark.parametrize(("by", "people", "outcome", "owner", "leaves"), CLOSE_CASES)
+def test_a_close_ends_only_the_closers_part_while_colleagues_remain(
+    by: int, people: tuple[Participant, ...], outcome: Outcome, owner: int, leaves: set[int]
+) -> None:
+    decision = transition(conversation(ACTIVE), people, closing(by), NOW)
+    assert isinstance(decision, Change)
+    assert decision.outcome is outcome
+    after = decision.after
+    assert after.owner_agent_id == owner
+    if outcome is Outcome.CLOSED_PART:
+        assert (after.state, after.status_id, after.closed_at) == (ACTIVE, None, None)
+        assert decision.leaves == leaves
+        assert not decision.everyone_leaves
+        assert decision.part_status == (by, "resolved")
+        assert decision.entry is not None
+        assert decision.entry.kind is EventKind.LEFT
+        assert decision.entry.data["status"] == "resolved"
+        assert decision.entry.data["closed"] is True
+        assert decision.promotes == (owner if by == OWNER else None)
+    else:
+        assert (after.state, after.status_id, after.closed_at) == (CLOSED, "resolved", NOW)
+        assert decision.everyone_leaves
+        assert decision.entry == Entry(EventKind.CLOSED, by, {"status": "resolved"})
+        assert decision.part_status == ((by, "resolved") if by in present(people) else None)
+
+
+def test_a_participants_close_still_needs_an_allowed_status() -> None:
+    refused = transition(conversation(ACTIVE), trio(), closing(GUEST, status=None), NOW)
+    assert isinstance(refused, Refusal)
+    assert refused.code == "status_required"
+    refused = transition(conversation(ACTIVE), trio(), closing(GUEST, status="callback"), NOW)
+    assert isinstance(refused, Refusal)
+    assert refused.code == "status_not_allowed"
+
+
+def test_closing_one_by_one_closes_it_with_the_last_ones_status() -> None:
+    c, people, now = conversation(ACTIVE), trio(), NOW
+    for by, status in ((OWNER, "spam"), (THIRD, "resolved")):
+        now += timedelta(minutes=1)
+        decision = transition(c, people, closing(by, status), now)
+        assert isinstance(decision, Change)
+        assert decision.outcome is Outcome.CLOSED_PART
+        c, people = decision.after, applied(decision, people, now)
+        check(c, people)
+    assert present(people) == {GUEST: "owner"}
+    decision = transition(c, people, closing(GUEST, "resolved"), now)
+    assert isinstance(decision, Change)
+    assert decision.outcome is Outcome.CLOSED
+    assert decision.after.status_id == "resolved"

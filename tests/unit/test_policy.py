@@ -88,10 +88,10 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
      Rule.ATTACHMENT_NOT_SUPPORTED),
     ("messenger file too large", MESSENGER,
      Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=26 * 1024 * 1024),)), LAST,
-     Rule.ATTACHMENT_NOT_SUPPORTED),
+     Rule.ATTACHMENT_TOO_LARGE),
     ("two attachments", MESSENGER, Draft(attachments=(
         Attachment(kind=MessageKind.IMAGE, url="https://x/1"), Attachment(kind=MessageKind.IMAGE, url="https://x/2"))),
-     LAST, Rule.ATTACHMENT_NOT_SUPPORTED),
+     LAST, Rule.TOO_MANY_ATTACHMENTS),
     ("empty message", MESSENGER, Draft(), LAST, Rule.EMPTY_MESSAGE),
     # WhatsApp customer-service window: 24 h, both providers
     ("twilio 1s before window edge", TWILIO, Draft(text="hi"), LAST + DAY - SECOND, None),
@@ -116,7 +116,7 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
     ("whatsapp text over limit", CLOUD, Draft(text="x" * 4097), LAST, Rule.TEXT_TOO_LONG),
     ("whatsapp image over 5 MB", CLOUD,
      Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * 1024 * 1024 + 1),)), LAST,
-     Rule.ATTACHMENT_NOT_SUPPORTED),
+     Rule.ATTACHMENT_TOO_LARGE),
     # Viber: subscription, not a window
     ("viber subscribed long after", VIBER, Draft(text="hi"), LAST + 90 * DAY, None),
     ("viber subscribed without a message", facts(Channel.VIBER, first_inbound_at=None, last_inbound_at=None),
@@ -132,6 +132,22 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
     ("viber text over limit", VIBER, Draft(text="x" * 7001), LAST, Rule.TEXT_TOO_LONG),
     ("viber audio not taken", VIBER, Draft(attachments=(Attachment(kind=MessageKind.AUDIO, url="https://x/a"),)),
      LAST, Rule.ATTACHMENT_NOT_SUPPORTED),
+    ("twilio file over 16 MB", TWILIO,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=16 * 1024 * 1024 + 1),)), LAST,
+     Rule.ATTACHMENT_TOO_LARGE),
+    ("cloud file at 100 MB", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=100 * 1024 * 1024),)), LAST, None),
+    ("whatsapp gif image refused", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", mime_type="image/gif"),)), LAST,
+     Rule.ATTACHMENT_TYPE_NOT_ALLOWED),
+    ("whatsapp voice note with a caption", CLOUD,
+     Draft(text="listen", attachments=(Attachment(kind=MessageKind.AUDIO, url="https://x/a.ogg"),)), LAST,
+     Rule.CAPTION_NOT_ALLOWED),
+    ("viber image at 1 MB", VIBER,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=1024 * 1024),)), LAST, None),
+    ("viber image one byte over 1 MB", VIBER,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=1024 * 1024 + 1),)), LAST,
+     Rule.ATTACHMENT_TOO_LARGE),
     ("viber tag refused", VIBER, Draft(text="hi", tag="HUMAN_AGENT"), LAST, Rule.TAG_NOT_SUPPORTED),
 ]  # fmt: skip
 
@@ -297,3 +313,38 @@ def test_eligibility_viber_subscribed_out_of_session_is_billable() -> None:
     assert result.free_text is True
     assert result.billable is True
     assert result.to_json()["notes"]
+
+
+# ------------------------------------------------------------------ a wrong tag's alternatives are timely
+
+
+def _tag_names(decision: Refused) -> dict[str, datetime | None]:
+    return {a.name: a.until for a in decision.alternatives if a.kind == "tag" and a.name}
+
+
+@pytest.mark.parametrize(
+    ("now", "offers_human_agent"),
+    [(LAST + 2 * DAY, True), (LAST + WEEK - SECOND, True), (LAST + WEEK, False), (LAST + 30 * DAY, False)],
+)
+def test_a_retired_tag_offers_human_agent_only_while_its_own_window_is_open(
+    now: datetime, offers_human_agent: bool
+) -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag="SHIPPING_UPDATE"), now, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.TAG_RETIRED
+    tags = _tag_names(decision)
+    assert ("HUMAN_AGENT" in tags) is offers_human_agent
+    assert ("CUSTOMER_FEEDBACK" in tags) is offers_human_agent  # the other 7-day tag
+    if offers_human_agent:
+        assert tags["HUMAN_AGENT"] == LAST + WEEK  # with the end of its window
+        assert any(a.kind == "template" and a.name == "refund_done" for a in decision.alternatives)
+    else:
+        assert all(a.name != "refund_done" for a in decision.alternatives)
+    assert {"ACCOUNT_UPDATE", "POST_PURCHASE_UPDATE", "CONFIRMED_EVENT_UPDATE"} <= set(tags)  # no time limit
+
+
+def test_an_unknown_tag_offers_only_the_tags_still_valid() -> None:
+    decision = decide(MESSENGER, Draft(text="hi", tag="NOT_A_TAG"), LAST + 10 * DAY)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.TAG_UNKNOWN
+    assert "HUMAN_AGENT" not in _tag_names(decision)

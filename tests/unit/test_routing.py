@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.model import Queue
-from hub.routing import BatchChooser, Candidate, choose_agent, close_refusal, offer_deadline, open_url
+from hub.routing import (
+    BatchChooser,
+    Candidate,
+    choose_agent,
+    close_refusal,
+    offer_deadline,
+    open_url,
+    transfer_excluded,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 QUEUE = Queue(id="support", name="Support", number=100, offer_timeout=30, statuses=("resolved",))
@@ -152,3 +160,32 @@ def test_a_batch_spreads_offers_longest_idle_first_within_capacity() -> None:
         if agent_id is not None:
             chooser.offered(agent_id, now)
     assert picks == [2, 1, None]  # the longest idle, then the other with room; agent 3 is full
+
+
+# ------------------------------------------------------------------ a transfer never comes straight back
+
+
+def test_the_agent_who_transferred_it_is_never_offered_it_back() -> None:
+    chosen = choose_agent([candidate(1, 50), candidate(2, 1)], excluded={1})
+    assert chosen is not None
+    assert chosen.agent_id == 2
+
+
+def test_with_only_the_transferrer_ready_it_waits() -> None:
+    assert choose_agent([candidate(1, 50)], excluded={1}) is None
+    assert choose_agent([candidate(1, 50), candidate(2, 1, load=2)], excluded={1}) is None  # waits for 2
+
+
+def test_the_batch_chooser_skips_the_transferrer_too() -> None:
+    chooser = BatchChooser({"support": [1, 2]}, {1: (T0 - timedelta(hours=1), 2, 0), 2: (T0, 2, 0)})
+    assert chooser.choose("support", excluded={1}) == 2
+    assert BatchChooser({"support": [1]}, {1: (T0, 2, 0)}).choose("support", excluded={1}) is None
+
+
+def test_transfer_exclusion_follows_the_queues_transfer_back_setting() -> None:
+    strict = QUEUE
+    allowing = Queue(id="support", name="Support", number=100, offer_timeout=30, transfer_back=True)
+    assert transfer_excluded({1}, strict, {1}) == {1}  # the only member, not allowed: it waits
+    assert transfer_excluded({1}, allowing, {1}) == set()  # the only member, allowed: back to them
+    assert transfer_excluded({1}, allowing, {1, 2}) == {1}  # others are members: never back
+    assert transfer_excluded({1}, strict, {1, 2}) == {1}

@@ -14,9 +14,15 @@ import { renderConversation, conversationEvent, pollConversation } from "./js/co
 import { openOutbound } from "./js/outbound.js";
 import { onNavigate } from "./js/nav.js";
 import { renderAdmin } from "./js/admin.js";
+import { renderAudit } from "./js/audit.js";
 import { renderTemplates } from "./js/templates.js";
+import { renderArticlePage } from "./js/articles.js";
+import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { openContact } from "./js/contact.js";
+import { forgetLayout } from "./js/widgets.js";
+import { startReminders, stopReminders } from "./js/calendar.js";
+import { botButton } from "./js/bots.js";
 
 const root = document.getElementById("app");
 const STORAGE = "channelhub.session";
@@ -111,6 +117,7 @@ async function logout() {
 
 function teardown() {
   live.stop();
+  stopReminders();
   if (unsubscribeLive) unsubscribeLive();
   clearInterval(tickTimer);
   clearInterval(pollTimer);
@@ -120,6 +127,7 @@ function teardown() {
   state.openTabs = [];
   state.waiting = [];
   state.view = "desk";
+  forgetLayout(); // the next agent to log in here has a layout of their own
   document.querySelectorAll("dialog").forEach((d) => d.close());
 }
 
@@ -156,7 +164,9 @@ async function startShell(me) {
     }, 3000);
   }
   tickTimer = setInterval(tick, 1000);
-  show(state.view || "desk");
+  startReminders({ sound: () => state.sound }); // calendar reminders (js/calendar.js)
+  const linked = /^#article\/([0-9]+)$/.exec(window.location.hash); // an article's link, as "Insert link" writes it
+  show(linked ? `article:${linked[1]}` : state.view || "desk");
 }
 
 function buildShell() {
@@ -166,12 +176,14 @@ function buildShell() {
   const navItems = [["desk", "Desk"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
+  if (isAdmin()) navItems.push(["audit", "Audit log"]);
+  if (isAdmin()) navItems.push(["articles", "Articles"]);
   for (const [view, label] of navItems) nav.appendChild(h("button", { type: "button", dataset: { view }, onclick: () => show(view) }, label));
   const newMessage = h("div", { class: "new-message", role: "group", "aria-label": "Send a new message" });
   for (const channel of channelsAvailable()) {
     newMessage.appendChild(h("button", { type: "button", class: `channel-button ch-${channel}`, title: `Send a new ${channelLabel[channel]} message`, onclick: () => openOutbound({ channel }) }, `+ ${channelLabel[channel]}`));
   }
-  const soundToggle = h("button", { type: "button", class: "icon-button", "aria-pressed": String(state.sound), title: "Sound on new offers", onclick: () => {
+  const soundToggle = h("button", { type: "button", class: "icon-button", "aria-pressed": String(state.sound), title: "Sound on new offers and on new messages in conversations not on screen", onclick: () => {
     state.sound = !state.sound;
     localStorage.setItem("channelhub.sound", state.sound ? "on" : "off");
     soundToggle.setAttribute("aria-pressed", String(state.sound));
@@ -187,6 +199,7 @@ function buildShell() {
     newMessage,
     h("div", { class: "spacer" }),
     waitingButton,
+    botButton({ onTaken: tookFromBot }),
     presence.el,
     soundToggle,
     connection,
@@ -324,7 +337,7 @@ function onLiveEvent(kind, data, event) {
     if (forMe && convId !== undefined) {
       reloadConversation(convId).then((conv) => {
         if (conv && conv.state === "offered") {
-          if (state.sound) beep();
+          if (state.sound) notify("offer", String(convId));
           renderChrome();
         }
       }).catch(() => {});
@@ -343,7 +356,10 @@ function onLiveEvent(kind, data, event) {
     scheduleRefresh();
   } else if (kind === "message.created" && convId !== undefined) {
     const key = String(convId);
-    if (state.conversations.has(key) && state.view !== `conv:${key}` && data.direction !== "out") flashTab(key);
+    if (state.conversations.has(key) && state.view !== `conv:${key}` && data.direction !== "out") {
+      flashTab(key);
+      if (state.sound) notify("message", key); // a customer wrote in a conversation not on screen
+    }
   }
   conversationEvent(kind, data, event);
   supervisorEvent(kind, data, event);
@@ -352,6 +368,13 @@ function onLiveEvent(kind, data, event) {
 
 // a busy queue updates several times a second; the lists are read again at most once a second
 const scheduleRefresh = throttle(() => refreshConversations().catch(() => {}), 1000);
+
+// every notification sound played, newest last: window.channelhubSounds lets a test (or an add-on) see them
+window.channelhubSounds = window.channelhubSounds || [];
+function notify(reason, conversation) {
+  window.channelhubSounds.push({ reason, conversation, at: Date.now() });
+  beep();
+}
 
 const flashing = new Set();
 function flashTab(key) {
@@ -482,6 +505,12 @@ function tick() {
 
 // ------------------------------------------------------------------ waiting list
 
+function tookFromBot(conv) {
+  upsertConversation({ ...conv, state: "active" });
+  if (!state.openTabs.includes(String(conv.id))) state.openTabs.push(String(conv.id));
+  show(`conv:${conv.id}`);
+}
+
 async function openWaiting() {
   const dlg = modal("Waiting conversations", { wide: true, label: "waiting" });
   const list = h("ul", { class: "list" });
@@ -555,6 +584,9 @@ export function show(view) {
   } else if (view === "supervisor") renderSupervisor(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
+  else if (view === "audit") renderAudit(main);
+  else if (view === "articles") renderArticlesAdmin(main);
+  else if (view.startsWith("article:")) renderArticlePage(main, view.slice(8), { onBack: () => show(state.previousView && state.previousView !== view ? state.previousView : "desk") });
   else renderDesk();
   renderChrome();
 }

@@ -44,6 +44,11 @@ function csrfFromCookie() {
   return null;
 }
 
+// the CSRF token an unsafe request on the session carries (for requests not made through api(): uploads)
+export function currentCsrf() {
+  return csrfToken || csrfFromCookie();
+}
+
 export async function api(method, path, body, { idempotencyKey, quiet401 = false, raw = false } = {}) {
   if (ended && path !== "auth/login" && path !== "auth/logout") throw new ApiFailure(401, { code: "logged_out", message: "You are logged out." });
   const headers = { Accept: "application/json" };

@@ -6,6 +6,8 @@ import { get, post, put, del, toast, fail, describeFailure, isMissingRoute } fro
 import { h, clear, button, field, dateTime, items, idOf, pick, debounce, channelLabel } from "./util.js";
 import { customerName, identityId, queueOf, agentName } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
+import { registerWidget } from "./widgets.js";
+import { openOutbound } from "./outbound.js";
 
 const CONTACT_FIELDS = [
   ["name", "Name", "text"],
@@ -16,13 +18,62 @@ const CONTACT_FIELDS = [
   ["notes", "Notes", "textarea"],
 ];
 
+// the three widgets share one read of the contact: each registered widget hands its box to the group,
+// which loads once the side panel has placed them all (a widget the agent hides gets no box and no request)
+function contactGroup(conv, ctx) {
+  if (!ctx.shared.contactGroup) {
+    const boxes = {};
+    ctx.shared.contactGroup = boxes;
+    Promise.resolve().then(() => fillContactWidgets(boxes, conv, { onChanged: ctx.onChanged }));
+  }
+  return ctx.shared.contactGroup;
+}
+
+registerWidget("contact", { title: "Contact", order: 10, render: (box, conv, ctx) => (contactGroup(conv, ctx).contact = box) });
+registerWidget("activities", { title: "Past conversations", order: 20, render: (box, conv, ctx) => (contactGroup(conv, ctx).activities = box) });
+registerWidget("ticket", { title: "Ticket", order: 30, render: (box, conv, ctx) => (contactGroup(conv, ctx).ticket = box) });
+
+// every widget at once, outside the side panel (the offer's customer name opens them in a dialog)
 export function renderContactPanel(side, conv, { onChanged } = {}) {
-  const contactBox = h("section", { class: "widget contact-widget", "aria-labelledby": `contact-h-${conv.id}` });
-  const activitiesBox = h("section", { class: "widget", "aria-labelledby": `acts-h-${conv.id}` });
-  const ticketBox = h("section", { class: "widget ticket-widget", "aria-labelledby": `ticket-h-${conv.id}` });
-  clear(side, contactBox, activitiesBox, ticketBox);
+  const boxes = { contact: h("section", { class: "widget" }), activities: h("section", { class: "widget" }), ticket: h("section", { class: "widget" }) };
+  clear(side, boxes.contact, boxes.activities, boxes.ticket);
+  fillContactWidgets(boxes, conv, { onChanged });
+}
+
+// "Send a new message" to this contact: their identities that wrote to us, preselected in the Send message window
+async function messageContact(contact, fallbackIdentity) {
+  let identities = Array.isArray(contact.identities) ? contact.identities : [];
+  if (!identities.length) {
+    try {
+      identities = (await get(`contacts/${contact.id}`)).identities || [];
+    } catch {
+      identities = [];
+    }
+  }
+  if (!identities.length && fallbackIdentity) identities = [fallbackIdentity];
+  // only customers who wrote to us can be messaged: those identities, the most recent writer first
+  const wrote = identities.filter((i) => i.last_inbound_at).sort((a, b) => String(b.last_inbound_at).localeCompare(String(a.last_inbound_at)));
+  openOutbound({ channel: (wrote[0] || identities[0])?.channel, identities: wrote, contact });
+}
+
+function newMessageButton(contact, ident) {
+  return button("Send a new message", () => messageContact(contact, ident), { "data-testid": "contact-new-message" });
+}
+
+function fillContactWidgets(boxes, conv, { onChanged } = {}) {
+  const contactBox = boxes.contact || h("section");
+  const activitiesBox = boxes.activities || null;
+  const ticketBox = boxes.ticket || null;
+  contactBox.classList.add("contact-widget");
+  contactBox.setAttribute("aria-labelledby", `contact-h-${conv.id}`);
+  activitiesBox?.setAttribute("aria-labelledby", `acts-h-${conv.id}`);
+  if (ticketBox) {
+    ticketBox.classList.add("ticket-widget");
+    ticketBox.setAttribute("aria-labelledby", `ticket-h-${conv.id}`);
+  }
   const identity = identityId(conv);
   let contact = null;
+  let currentIdent = null;
 
   async function load() {
     let ident = conv.identity || {};
@@ -42,9 +93,10 @@ export function renderContactPanel(side, conv, { onChanged } = {}) {
         contact = typeof paired === "object" ? paired : { id: paired };
       }
     }
-    renderContact(ident);
-    renderActivities();
-    renderTickets();
+    currentIdent = { ...ident, id: ident.id ?? identity, channel: ident.channel || conv.channel };
+    if (boxes.contact) renderContact(ident);
+    if (activitiesBox) renderActivities();
+    if (ticketBox) renderTickets();
   }
 
   function renderContact(ident) {
@@ -80,6 +132,7 @@ export function renderContactPanel(side, conv, { onChanged } = {}) {
         ...rows,
       ]),
       h("div", { class: "row" },
+        newMessageButton(contact, currentIdent),
         button("Edit", () => editContact(contact, ident)),
         button("Unpair", async (ev) => {
           await busy(ev.currentTarget, async () => {
@@ -206,7 +259,24 @@ export function renderContactPanel(side, conv, { onChanged } = {}) {
     const list = h("ul", { class: "list compact" });
     const error = errorBox();
     const create = button("New ticket", () => newTicket());
-    clear(ticketBox, head, assigned, search, filterRow, list, error.el, h("div", { class: "row" }, create));
+    // "Send a new message" from the ticket: to its contact (or this conversation's), through the identities that wrote
+    const messageButton = button("Send a new message", () => messageFromTicket(), { "data-testid": "ticket-new-message" });
+    clear(ticketBox, head, assigned, search, filterRow, list, error.el, h("div", { class: "row" }, create, messageButton));
+    async function messageFromTicket() {
+      const ticketId = idOf(conv.ticket) ?? conv.ticket_id;
+      let target = contact;
+      if (ticketId) {
+        try {
+          const ticket = await get(`tickets/${ticketId}`);
+          const ticketContact = idOf(ticket.contact) ?? ticket.contact_id;
+          if (ticketContact !== undefined && ticketContact !== null) target = { id: ticketContact };
+        } catch {
+          // the conversation's own contact will do
+        }
+      }
+      if (target) messageContact(target, currentIdent);
+      else openOutbound({ channel: conv.channel, identities: currentIdent ? [currentIdent] : [] });
+    }
     const ticketId = idOf(conv.ticket) ?? conv.ticket_id;
     assigned.textContent = ticketId ? `Assigned: ticket #${ticketId}${conv.ticket?.title ? ` ${conv.ticket.title}` : ""}` : "No ticket assigned.";
 

@@ -6,7 +6,20 @@ import { get, post, api, toast, fail, describeFailure, alternativeNames, ApiFail
 import { h, clear, button, field, select, clock, dateTime, parseTime, items, idOf, pick, debounce, channelLabel, safeHref, fileNameOf } from "./util.js";
 import { state, queueOf, customerName, identityId, statusesFor, agentName, upsertConversation, myId, ownerId, queueUrl, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
-import { renderContactPanel } from "./contact.js";
+import { botPanel } from "./bots.js";
+import "./contact.js"; // registers the contact, past conversations and ticket widgets
+import { renderSidePanel, registerWidget } from "./widgets.js";
+import { ruleText } from "./restrictions.js";
+import { mountCalendar } from "./calendar.js";
+import { mountRooms } from "./rooms.js";
+import { mountArticlesWidget } from "./articles.js";
+import { mountIframeWidget } from "./iframe.js";
+import { attachmentView, applyAttachmentEvent, uploadFile, pendingView, kindOfUpload } from "./media.js";
+
+registerWidget("articles", { title: "Knowledge articles", order: 40, render: (box, conv, ctx) => mountArticlesWidget(box, conv, { insertText: ctx.insertText }) });
+registerWidget("iframe", { title: "Page in iframe", order: 45, render: (box, conv) => mountIframeWidget(box, conv).catch(() => {}) });
+registerWidget("calendar", { title: "Calendar", order: 50, render: (box, conv) => mountCalendar(box, { conversation: conv }) });
+registerWidget("rooms", { title: "Co-browsing", order: 60, render: (box, conv) => mountRooms(box, conv) });
 
 let current = null; // the conversation screen on display: { id, conv, addItem, refresh... }
 
@@ -30,11 +43,14 @@ const EVENT_TEXT = {
   transferred: "Transferred {target}",
   invited: "{agent} invited {target}",
   left: "{agent} left",
+  left_closed: "{agent} closed their part with status {status}",
   closed: "Closed with status {status}",
   important: "Marked important",
   subscribed: "Customer subscribed",
   unsubscribed: "Customer unsubscribed",
   ticket_assigned: "Ticket {ticket} assigned",
+  handed_off: "The bot handed over {target} ({reason})",
+  bot_took_over: "Handed to the bot {bot}",
 };
 
 export function renderConversation(main, conv, { onGone: whenGone, onChanged }) {
@@ -62,6 +78,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     ),
     h("span", { class: `chip ch-${conv.channel}` }, channelLabel[conv.channel] || conv.channel),
     windowBadge,
+    botPanel(conv, { onReturned: () => onGone("Handed back to the bot.") }),
   );
 
   // composer
@@ -104,7 +121,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   const bar = h("div", { class: "bottom-bar", role: "toolbar", "aria-label": "Conversation actions" }, statusSelect, importantButton, urlButton, inviteButton, transferButton, leaveButton, closeButton, barError.el);
 
   const widget = h("section", { class: "message-widget", "aria-label": "Message widget" }, header, olderButton, history, composer, bar);
-  const side = h("aside", { class: "side-panel", "aria-label": "Contact and tickets" });
+  const side = h("aside", { class: "side-panel", "aria-label": "Widgets" });
   clear(main, h("div", { class: "conversation", dataset: { conversation: id } }, widget, side));
 
   const seen = new Set();
@@ -119,6 +136,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   function setConv(next) {
     Object.assign(conv, next);
+    header.querySelector(".customer-name").textContent = customerName(conv); // a started chat learns the name later
     importantButton.setAttribute("aria-pressed", String(Boolean(conv.important)));
     const mine = String(ownerId(conv)) === String(myId());
     leaveButton.hidden = mine;
@@ -246,6 +264,8 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
       const w = describeWindow(eligibility);
       windowBadge.textContent = w.text;
       windowBadge.dataset.mode = w.mode;
+      windowBadge.dataset.rule = eligibility.rule || "";
+      windowBadge.title = eligibility.rule ? ruleText(eligibility.rule, conv.channel) : "";
       text.disabled = w.mode === "templates" || w.mode === "none";
       text.placeholder = w.mode === "free" ? "Type a message. Enter sends, Shift+Enter starts a new line." : w.mode === "tag" ? `Free text is sent with the ${w.tag} tag. Enter sends.` : "Only an approved template may be sent now: pick one below.";
       if (w.mode === "tag") text.disabled = false;
@@ -284,15 +304,27 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     if (!value && !pendingAttachments.length) return;
     const body = {};
     if (value) body.text = value;
-    if (pendingAttachments.length) body.attachments = pendingAttachments.map(({ kind, url, file_name, mime_type }) => ({ kind, url, file_name, mime_type }));
+    if (pendingAttachments.some((a) => !a.upload && !a.url)) return composerError.show("Wait until every file is uploaded.");
     const w = eligibility ? describeWindow(eligibility) : null;
     if (w?.mode === "tag" && w.tag) body.tag = w.tag;
-    if (await send(body, [sendButton, text])) {
-      text.value = "";
-      pendingAttachments = [];
-      renderPending();
-      text.focus();
-    }
+    // every channel takes one file per message: several files go as several messages, the text with the first
+    const files = pendingAttachments.slice();
+    let first = true;
+    do {
+      const one = { ...(first ? body : {}), ...(body.tag ? { tag: body.tag } : {}) };
+      const a = files[0];
+      if (a) one.attachments = [a.upload ? { upload: a.upload } : { kind: a.kind, url: a.url, file_name: a.file_name, mime_type: a.mime_type }];
+      if (!(await send(one, [sendButton, text]))) {
+        renderPending();
+        return;
+      }
+      if (first) text.value = "";
+      first = false;
+      if (a) pendingAttachments.splice(pendingAttachments.indexOf(a), 1);
+      files.shift();
+    } while (files.length);
+    renderPending();
+    text.focus();
   }
 
   text.addEventListener("keydown", (ev) => {
@@ -317,6 +349,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     target.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
     target.addEventListener("drop", (ev) => {
       ev.preventDefault();
+      ev.stopPropagation(); // the drop zone is inside the composer: one drop, one upload
       dropZone.classList.remove("dragging");
       const files = [...(ev.dataTransfer?.files || [])];
       if (files.length) addFiles(files);
@@ -327,27 +360,33 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     });
   }
 
-  async function addFiles(files) {
-    for (const file of files) {
-      if (!hasRoute("POST", "/api/v1/uploads")) {
-        // this hub takes attachments by link only: ask where the file can be fetched
-        askForLink(file);
-        continue;
-      }
-      const form = new FormData();
-      form.append("file", file, file.name);
-      try {
-        const answer = await api("POST", "/api/v1/uploads", form);
-        pendingAttachments.push({ kind: kindOfMime(file.type), url: answer.url, file_name: file.name, mime_type: file.type });
-      } catch (err) {
-        if (isMissingRoute(err) || err.status === 404) {
-          askForLink(file);
-          continue;
-        }
-        composerError.show(`${file.name}: ${err.message}`);
-      }
+  text.addEventListener("paste", (ev) => {
+    const files = [...(ev.clipboardData?.files || [])];
+    if (files.length) {
+      ev.preventDefault();
+      addFiles(files);
     }
-    renderPending();
+  });
+
+  async function addFiles(files) {
+    composerError.clear();
+    await Promise.all(files.map(async (file) => {
+      const item = { file_name: file.name, kind: kindOfMime(file.type), progress: 0 };
+      pendingAttachments.push(item);
+      renderPending();
+      try {
+        const answer = await uploadFile(file, (share) => {
+          item.progress = share;
+          if (item.bar) item.bar.value = share;
+        });
+        Object.assign(item, { upload: answer.id, kind: kindOfUpload(answer.mime), size: answer.size, mime_type: answer.mime });
+      } catch (err) {
+        pendingAttachments.splice(pendingAttachments.indexOf(item), 1);
+        if (err.status === 404 || err.status === 405) askForLink(file); // a hub without uploads: by link
+        else composerError.show(err.message);
+      }
+      renderPending();
+    }));
   }
 
   function askForLink(file) {
@@ -376,11 +415,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   function renderPending() {
     clear(attachmentsList);
-    pendingAttachments.forEach((a, i) =>
-      attachmentsList.appendChild(h("li", {}, `${a.file_name} (${a.kind}) `, button("Remove", () => {
-        pendingAttachments.splice(i, 1);
+    pendingAttachments.forEach((a) =>
+      attachmentsList.appendChild(pendingView(a, () => {
+        pendingAttachments.splice(pendingAttachments.indexOf(a), 1);
         renderPending();
-      }, { class: "link", "aria-label": `Remove ${a.file_name}` }))),
+      })),
     );
     if (pendingAttachments.length === 0) attachmentsList.appendChild(h("li", { hidden: true }));
   }
@@ -494,7 +533,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   closeButton.addEventListener("click", () => {
     const body = statusSelect.value ? { status: statusSelect.value } : {};
-    act("close", body, [closeButton], () => onGone("Conversation closed."));
+    act("close", body, [closeButton], (answer) => {
+      // one of several agents closes only their own part: the colleagues carry on with the customer
+      const after = answer?.conversation || answer || {};
+      onGone(after.state === "active" ? "You closed your part; your colleague carries on with the customer." : "Conversation closed.");
+    });
   });
 
   leaveButton.addEventListener("click", () => act("leave", {}, [leaveButton], () => onGone("You left the conversation.")));
@@ -514,9 +557,22 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     ),
   );
 
+  // Text from a side-panel widget, put into the reply at the cursor (the agent still sends it).
+  function insertIntoComposer(snippet) {
+    const start = text.selectionStart ?? text.value.length;
+    const end = text.selectionEnd ?? start;
+    const before = text.value.slice(0, start);
+    const spacer = before && !/\s$/.test(before) ? " " : "";
+    text.value = `${before}${spacer}${snippet}${text.value.slice(end)}`;
+    const caret = before.length + spacer.length + snippet.length;
+    text.focus();
+    text.setSelectionRange(caret, caret);
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
   // ------------------------------------------------------------- start
 
-  renderContactPanel(side, conv, { onChanged: () => reloadHistory() });
+  renderSidePanel(side, conv, { onChanged: () => reloadHistory(), insertText: insertIntoComposer });
   reloadHistory();
   refreshWindow();
   loadTemplates();
@@ -544,7 +600,9 @@ export function conversationEvent(kind, data, event) {
   }
   const convId = String(event?.conversation_id ?? data?.conversation_id ?? data?.conversation?.id ?? "");
   if (convId !== current.id) return;
-  if (kind === "message.delivery") {
+  if (kind === "message.attachment") {
+    if (!applyAttachmentEvent(data)) current.mergeLatest();
+  } else if (kind === "message.delivery") {
     current.updateDelivery(data);
   } else if (kind === "message.created") {
     current.mergeLatest();
@@ -584,7 +642,7 @@ function messageEl(m) {
   if (m.template_name || m.template) body.appendChild(h("span", { class: "chip template-chip" }, `template ${m.template_name || m.template}${m.template_version ? ` v${m.template_version}` : ""}`));
   if (m.text) body.appendChild(h("p", { class: "text" }, m.text));
   else if (m.kind && m.kind !== "text" && !(m.attachments || []).length) body.appendChild(h("p", { class: "muted" }, `[${m.kind}]`));
-  for (const a of m.attachments || []) body.appendChild(attachmentEl(a));
+  for (const a of m.attachments || []) body.appendChild(attachmentView(a));
   if (m.location) body.appendChild(h("p", {}, `Location: ${m.location.name || ""} ${m.location.latitude}, ${m.location.longitude}`));
   const meta = h("div", { class: "meta" }, h("time", { datetime: m.created_at || m.sent_at || "" }, dateTime(m.created_at || m.sent_at)));
   if (direction === "out") {
@@ -599,30 +657,17 @@ function messageEl(m) {
   return li;
 }
 
-function attachmentEl(a) {
-  const name = a.file_name || (a.url ? fileNameOf(a.url) : a.kind) || "attachment";
-  const href = safeHref(a.url);
-  if (a.url && !href) {
-    // not http(s): kept and shown, but as inert text, never as a link or an image source
-    return h("span", { class: "attachment attachment-inert", "data-testid": "attachment-inert" }, `Attachment: ${name} (${a.kind || "file"}) ${a.url}`);
-  }
-  if (a.kind === "image" && href) {
-    return h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "attachment" }, h("img", { src: href, alt: name, loading: "lazy" }));
-  }
-  return href
-    ? h("a", { href, target: "_blank", rel: "noopener noreferrer", class: "attachment" }, `Attachment: ${name}`)
-    : h("span", { class: "attachment" }, `Attachment: ${name} (${a.kind || "file"})`);
-}
-
 function eventEl(e) {
   const data = e.data || {};
   const kind = e.kind || e.event || "event";
-  const template = EVENT_TEXT[kind] || kind.replace(/_/g, " ");
+  const template = (kind === "left" && data.closed ? EVENT_TEXT.left_closed : EVENT_TEXT[kind]) || kind.replace(/_/g, " ");
   const values = {
     agent: agentName(e.agent ?? e.agent_id ?? data.agent ?? data.agent_id) || "An agent",
     target: data.to_agent || data.agent_to || data.target_agent ? `to ${agentName(data.to_agent ?? data.agent_to ?? data.target_agent)}` : data.to_queue || data.queue ? `to queue ${queueOf({ queue: data.to_queue ?? data.queue }).name}` : data.invited ? agentName(data.invited) : "",
     status: data.status_name || data.status || "",
     ticket: data.ticket_id ?? data.ticket ?? "",
+    reason: (data.reason || "").replace(/_/g, " "),
+    bot: data.bot || "",
   };
   if (kind === "invited") values.target = agentName(data.agent_id ?? data.invited ?? data.to_agent ?? data.agent) || (data.queue_id || data.queue ? `a member of ${queueOf({ queue: data.queue_id ?? data.queue }).name}` : "");
   let line = template.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? "").replace(/\s+/g, " ").trim();

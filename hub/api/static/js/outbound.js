@@ -9,8 +9,11 @@ import { h, clear, field, select, dateTime, items, debounce, channelLabel, pick 
 import { state, upsertConversation, isAdmin } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { describeWindow } from "./conversation.js";
+import { CHANNEL_RESTRICTIONS, ruleText } from "./restrictions.js";
 
-export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
+// `identities`: the customer's identities that wrote to us (from a CRM contact or a ticket), the first one
+// preselected; the agent may pick another of them or search as from the top bar.
+export function openOutbound({ channel = "whatsapp", identity = null, identities = null, contact = null } = {}) {
   const dlg = modal("Send a new message", { wide: true, label: "outbound" });
   const channels = [...new Set([...(state.accounts.map((a) => a.channel).filter(Boolean)), "whatsapp", "messenger", "viber"])];
   const channelSelect = select(channels.map((c) => [c, channelLabel[c] || c]), channel, { "data-testid": "outbound-channel" });
@@ -28,6 +31,8 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
   const statusSelect = select([["", "Status (needed to send and close)…"], ...state.statuses.map((s) => [s.id, s.name || s.id])], "", { "aria-label": "Status" });
   const error = errorBox();
   const alternatives = h("div", { class: "alternatives", "data-testid": "outbound-alternatives" });
+  const pickList = h("div", { class: "choice-list", role: "radiogroup", "aria-label": "The contact's identities that wrote to us", "data-testid": "outbound-identities" });
+  const restrictions = h("details", { class: "restrictions", "data-testid": "outbound-restrictions" });
   const startChat = h("button", { type: "button" }, "Start chat");
   const sendClose = h("button", { type: "button", class: "primary" }, "Send and close");
 
@@ -36,11 +41,13 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
       h("div", {},
         field("Channel", channelSelect),
         field("Customer", search, "Only customers who wrote to us before can be found."),
+        pickList,
         results,
         chosenBox,
       ),
       h("div", {},
         allowedBox,
+        restrictions,
         h("fieldset", { class: "kind" }, h("legend", {}, "What to send"), h("label", {}, modeText, " Text"), h("label", {}, modeTemplate, " Template")),
         text,
         templateSelect,
@@ -88,7 +95,14 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
     }
   }, 250);
   search.addEventListener("input", find);
+  function showRestrictions() {
+    const lines = CHANNEL_RESTRICTIONS[channelSelect.value] || [];
+    clear(restrictions, h("summary", {}, `Restrictions on ${channelLabel[channelSelect.value] || channelSelect.value}`), h("ul", {}, lines.map((l) => h("li", {}, l))));
+  }
+  showRestrictions();
+
   channelSelect.addEventListener("change", () => {
+    showRestrictions();
     identity_ = null;
     clear(chosenBox);
     clear(allowedBox);
@@ -110,7 +124,13 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
       eligibility = await get(`identities/${identity_.id}/eligibility`);
       const w = describeWindow(eligibility);
       const closed = pick(eligibility, "window_closed_at", "closed_at");
-      clear(allowedBox, h("p", { class: `window-state`, dataset: { mode: w.mode } }, w.text), closed && w.mode !== "free" ? h("p", { class: "muted" }, `The window closed ${dateTime(closed)}.`) : null);
+      const rule = eligibility.rule || "";
+      clear(
+        allowedBox,
+        h("p", { class: `window-state`, dataset: { mode: w.mode, rule } }, w.text),
+        rule ? h("p", { class: "rule-text", "data-testid": "outbound-rule", dataset: { rule } }, ruleText(rule, identity_.channel || channelSelect.value)) : null,
+        closed && w.mode !== "free" ? h("p", { class: "muted" }, `The window closed ${dateTime(closed)}.`) : null,
+      );
       clear(tagSelect, h("option", { value: "" }, "No tag"));
       for (const t of eligibility.tags || []) {
         const name = typeof t === "string" ? t : t.tag || t.name;
@@ -204,7 +224,11 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
           toast("Message sent and the conversation closed.");
         }
       } catch (err) {
-        error.show(err.message);
+        // the hub's refusal in the words of its code, then its own sentence and what is allowed instead
+        const rule = err.details?.rule || err.code;
+        const known = rule && ruleText(rule, identity_.channel || channelSelect.value);
+        error.show(known && known !== err.message ? `${known} (${err.message})` : describeFailure(err));
+        error.el.dataset.rule = rule || "";
         offerAlternatives(err.details?.alternatives, err.details?.window_closed_at);
       }
     });
@@ -251,6 +275,33 @@ export function openOutbound({ channel = "whatsapp", identity = null } = {}) {
   startChat.addEventListener("click", () => submit("chat", startChat));
   sendClose.addEventListener("click", () => submit("close", sendClose));
   loadTemplates();
+  // from a contact or a ticket: their identities that wrote to us, the first preselected
+  const offered = (identities || []).filter((i) => i && i.id !== undefined);
+  if (offered.length) {
+    const name = `ob-ident-${Math.random().toString(36).slice(2, 7)}`;
+    pickList.append(h("p", { class: "muted" }, contact?.name ? `${contact.name} wrote to us as:` : "Wrote to us as:"));
+    offered.forEach((ident, i) => {
+      const radio = h("input", { type: "radio", name, value: String(ident.id), checked: i === 0 });
+      radio.addEventListener("change", () => {
+        if (ident.channel && ident.channel !== channelSelect.value) {
+          channelSelect.value = ident.channel;
+          showRestrictions();
+          loadTemplates();
+        }
+        choose(ident);
+      });
+      const label = `${channelLabel[ident.channel] || ident.channel} ${ident.external_id || ""}${ident.display_name ? ` · ${ident.display_name}` : ""}`;
+      pickList.append(h("label", { class: "choice", dataset: { identity: String(ident.id) } }, radio, ` ${label}`, ident.last_inbound_at ? h("small", { class: "muted" }, ` last wrote ${dateTime(ident.last_inbound_at)}`) : null));
+    });
+    if (offered[0].channel && offered[0].channel !== channelSelect.value) {
+      channelSelect.value = offered[0].channel;
+      loadTemplates();
+    }
+    showRestrictions();
+    choose(offered[0]);
+  } else if (identities) {
+    pickList.append(h("p", { class: "muted", "data-testid": "outbound-none-wrote" }, "None of this contact's identities wrote to us: we never write first. Search for the customer instead."));
+  }
   if (identity) choose(identity);
   search.focus();
 }

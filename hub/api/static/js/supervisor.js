@@ -8,6 +8,13 @@ import { state, presenceOf, tryGet } from "./state.js";
 
 let mounted = null;
 
+// "open", or when a queue outside its business hours opens again
+function hoursText(hours) {
+  if (!hours) return "–";
+  if (hours.open) return "open";
+  return hours.opens_at ? `closed until ${new Date(hours.opens_at).toLocaleString()}` : "closed";
+}
+
 export function renderSupervisor(main) {
   const table = h("div", { class: "overview", "data-testid": "overview" });
   const agentsBox = h("section", { class: "panel" });
@@ -50,13 +57,15 @@ async function refresh() {
   clear(
     table,
     h("table", {},
-      h("thead", {}, h("tr", {}, ["Queue", "Waiting", "Offered", "Active", "Longest wait", "Ready", "Paused", "Busy", "Offline"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Queue", "Hours", "Bot", "Waiting", "Offered", "Active", "Longest wait", "Ready", "Paused", "Busy", "Offline"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, queues.map((q) => {
         const f = q.figures || {};
         const a = f.agents || {};
         const longest = f.longest_wait_seconds;
         return h("tr", { dataset: { queue: q.id } },
           h("th", { scope: "row" }, `${q.number ?? ""} ${q.name || q.id}`.trim()),
+          h("td", { "data-testid": `hours-${q.id}` }, hoursText(q.hours)),
+          h("td", { class: "num", "data-testid": `bot-${q.id}` }, String(f.bot ?? 0)),
           h("td", { class: f.waiting ? "num hot" : "num", "data-testid": `waiting-${q.id}` }, String(f.waiting ?? 0)),
           h("td", { class: "num" }, String(f.offered ?? 0)),
           h("td", { class: "num" }, String(f.active ?? 0)),

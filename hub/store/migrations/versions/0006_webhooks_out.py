@@ -1,7 +1,7 @@
 """outgoing webhooks: subscriptions, the deliveries written with the changes they report, their attempts
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-06 06:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,145 @@
+"""Media in the emulators, as the providers handle it: a customer's file is kept and served by the emulated
+provider (a CDN link for Messenger and Viber, a media URL for Twilio, a media id looked up through the Graph
+API for WhatsApp Cloud), and a file the hub sends by link is fetched from the hub, the way a provider
+downloads it, with the outcome kept on the sent record (``media_fetched``) for ``/_emulator/sent``.
+
+Routes: ``GET /_emulator/media/{name}`` (the bytes), ``POST /_emulator/media`` (keep a file for a later
+``say``: multipart field ``file``; answers its ``media_url``).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from PIL import Image
+
+__all__ = ["MediaShelf", "fetch_sent_media", "sample", "setup"]
+
+_SAMPLE_TYPES = {
+    "image": "image/png",
+    "sticker": "image/png",
+    "audio": "audio/ogg",
+    "video": "video/mp4",
+    "file": "application/pdf",
+    "document": "application/pdf",
+}
+
+
+def sample(kind: str) -> tuple[bytes, str]:
+    """A small file of the kind a customer sends in the demo: a real PNG for images, plausible bytes else."""
+    if kind in ("image", "sticker"):
+        out = io.BytesIO()
+        Image.new("RGB", (320, 200), (58, 110, 165)).save(out, "PNG")
+        return out.getvalue(), "image/png"
+    if kind == "audio":
+        return b"OggS\x00\x02" + bytes(4090), "audio/ogg"
+    if kind == "video":
+        return b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(4000), "video/mp4"
+    return b"%PDF-1.4\n% an emulated document\n%%EOF\n", "application/pdf"
+
+
+class MediaShelf:
+    """The files the emulated providers hold, by name; ``base`` is where the emulator is reached."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.ids: dict[str, str] = {}  # WhatsApp Cloud media id -> its URL here
+        self.base = ""
+
+    def keep(self, data: bytes, mime: str, extension: str = "") -> str:
+        """Keep ``data``; its URL on the emulator."""
+        name = secrets.token_hex(8) + (f".{extension}" if extension else "")
+        self.files[name] = (data, mime)
+        return f"{self.base}/_emulator/media/{name}"
+
+    def sample_url(self, kind: str) -> tuple[str, str]:
+        """A sample file of ``kind``, kept; (its URL, its type)."""
+        data, mime = sample(kind)
+        return self.keep(data, mime, mime.rsplit("/", 1)[-1]), mime
+
+
+#: the ``say`` kinds that carry a file, and the sample each gets when the caller gives no ``media_url``
+SAMPLE_KINDS = {
+    "image": "image",
+    "picture": "image",
+    "audio": "audio",
+    "video": "video",
+    "file": "file",
+    "document": "file",
+}
+
+
+def shelf_of(state: Any) -> MediaShelf:
+    found = getattr(state, "media", None)
+    if not isinstance(found, MediaShelf):
+        found = MediaShelf()
+        state.media = found
+    return found
+
+
+async def _serve(request: web.Request) -> web.Response:
+    from adapters.emulators.core import EMULATOR_STATE
+
+    found = shelf_of(request.app[EMULATOR_STATE]).files.get(request.match_info["name"])
+    if found is None:
+        return web.Response(status=404, text="no such media")
+    data, mime = found
+    return web.Response(body=data, content_type=mime)
+
+
+async def _keep(request: web.Request) -> web.Response:
+    from adapters.emulators.core import EMULATOR_STATE
+
+    shelf = shelf_of(request.app[EMULATOR_STATE])
+    shelf.base = shelf.base or str(request.url.origin())
+    reader = await request.multipart()
+    async for part in reader:
+        if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
+            data = await part.read(decode=False)
+            mime = part.headers.get("Content-Type") or "application/octet-stream"
+            return web.json_response({"media_url": shelf.keep(bytes(data), mime), "mime": mime})
+    return web.json_response({"error": {"code": "missing_field", "message": "no field 'file'"}}, status=400)
+
+
+def media_urls(body: dict[str, Any]) -> list[str]:
+    """The links a send asks the provider to fetch: Twilio's ``MediaUrl``, Viber's ``media``, Messenger's
+    attachment ``payload.url``, WhatsApp Cloud's ``link``."""
+    found: list[str] = []
+
+    def walk(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, str) and key in ("MediaUrl", "media", "url", "link") and value.startswith("http"):
+            found.append(value)
+
+    walk(body)
+    return found
+
+
+async def fetch_sent_media(session: aiohttp.ClientSession, urls: Iterable[str]) -> list[dict[str, Any]]:
+    """Download each link as the provider would (no credentials); what each fetch gave."""
+    results = []
+    for url in urls:
+        try:
+            async with session.get(url) as response:
+                data = await response.read()
+                results.append(
+                    {"url": url, "status": response.status, "bytes": len(data), "type": response.content_type}
+                )
+        except (aiohttp.ClientError, OSError) as exc:
+            results.append({"url": url, "status": 0, "error": str(exc)})
+    return results
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/_emulator/media/{name}", _serve)
+    app.router.add_post("/_emulator/media", _keep)

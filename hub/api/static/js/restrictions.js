@@ -1,0 +1,47 @@
+// What each channel allows, in the words of the hub's refusal codes (hub/policy.py `Rule`): the
+// "Send message window" and the conversation's window badge explain a block with the text for its
+// code, so what the agent reads is what the hub decided. tests/unit/test_console_wording.py keeps
+// RULE_TEXT in line with the codes.
+
+export const RULE_TEXT = {
+  no_previous_contact: "This customer never wrote to this channel account: we never write first.",
+  window_closed: {
+    messenger: "The 24-hour standard messaging window is closed: free text goes only with a message tag (HUMAN_AGENT up to 7 days after the customer's last message).",
+    whatsapp: "The 24-hour customer-service window is closed: only an approved WhatsApp template can be sent until the customer writes again.",
+    default: "The messaging window is closed.",
+  },
+  template_binding_required: "The 24-hour window is closed and this template has no approved WhatsApp template for the provider, so it cannot be sent.",
+  tag_retired: "That message tag was retired by Meta and is refused.",
+  tag_expired: "That message tag's own limit after the customer's last message has passed.",
+  tag_unknown: "That is not a Messenger message tag.",
+  tag_not_supported: "Message tags exist only on Messenger.",
+  not_subscribed: "This Viber user unsubscribed from the bot: they can be messaged again once they write to it.",
+  welcome_only: "This Viber user only opened the chat and did not subscribe: wait until they write.",
+  text_too_long: "The text is longer than the channel takes in one message.",
+  attachment_not_supported: "The channel does not take this attachment (kind, size or number).",
+  empty_message: "The message has no text, attachment or template.",
+};
+
+// each channel's restrictions, as the manual's Send message window lists them
+export const CHANNEL_RESTRICTIONS = {
+  messenger: [
+    "Only customers who wrote to this Page can be messaged (no_previous_contact).",
+    "Free text within 24 hours of the customer's last message: the standard messaging window (window_closed).",
+    "After that, only with a message tag: HUMAN_AGENT or CUSTOMER_FEEDBACK up to 7 days (tag_expired); ACCOUNT_UPDATE, CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE without a limit; retired tags are refused (tag_retired).",
+  ],
+  whatsapp: [
+    "Only customers who wrote to this number can be messaged (no_previous_contact).",
+    "Free text within 24 hours of the customer's last message: the customer-service window (window_closed).",
+    "After that, only an approved WhatsApp template (template_binding_required).",
+  ],
+  viber: [
+    "Only users subscribed to the bot, or who wrote to it, can be messaged (not_subscribed, welcome_only).",
+    "Outside the 24-hour session a message is chatbot-initiated and billable.",
+  ],
+};
+
+export function ruleText(rule, channel) {
+  const text = RULE_TEXT[rule];
+  if (!text) return rule ? String(rule).replace(/_/g, " ") : "";
+  return typeof text === "string" ? text : text[channel] || text.default;
+}

@@ -1,0 +1,291 @@
+"""The bot runner: the hub's part that gives each customer message of a bot's conversation to its bot.
+
+It listens to the bus for ``MessageCreated`` (a customer's message) in a queue that has a bot, and, one
+message at a time per conversation:
+
+1. a conversation no longer with a bot is left alone (an agent took it over meanwhile);
+2. a customer who asks for a person (a hand-off keyword, as a whole word) is handed off: ``customer_asked``;
+3. the bot is asked (its kind: webhook, rasa, rules); a failed call is retried after ``retry_delays``
+   and, still failing, the conversation is handed off: ``bot_failed``;
+4. what it answers is done through the use cases an agent's console uses (hub/usecases/bots.py); a bot that
+   answers nothing now (it will, through the API) starts the silence clock (``bot_conversations.awaiting_since``),
+   as a failed call does. A turn that answers at once writes nothing of the bot's own: the reply is its record.
+
+A second loop hands off conversations whose bot stayed silent ``handoff_after`` seconds (``bot_silent``),
+by the hub's clock, so a test can move time and call ``check_silence``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from hub._tasks import cancel_and_wait
+from hub.bot_settings import BotSettings
+from hub.bots.rasa import RasaBot
+from hub.bots.rules import RulesBot
+from hub.bots.turns import Answer, BotKind, BotUnavailable, Close, HandOver, Say, Turn
+from hub.bots.webhook import WebhookBot
+from hub.errors import Refusal
+from hub.events import MessageCreated, unwrapped
+from hub.hours import is_open, next_opening
+from hub.quick_replies import chosen
+from hub.store.bots import bot_state, delivery_of, failed, save_progress, silent_since, waiting_for_bot
+from hub.store.conversations import get_conversation
+from hub.usecases._parts import HubParts
+from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
+from hub.usecases.principal import Principal
+
+__all__ = ["BotRunner", "asks_for_person"]
+
+logger = logging.getLogger(__name__)
+
+_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
+
+
+def asks_for_person(bot: BotSettings, text: str | None) -> bool:
+    """Whether the customer's text holds one of the bot's hand-off keywords as a whole word (any language)."""
+    if not text:
+        return False
+    folded = text.casefold()
+    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", folded) for word in bot.keywords())
+
+
+class BotRunner:
+    """Started and stopped by the hub (hub/app.py) with the hub's parts and its HTTP session."""
+
+    def __init__(
+        self, bots: Sequence[BotSettings], *, tick_seconds: float = 1.0, retry_delays: Sequence[float] = (0.5, 2.0)
+    ) -> None:
+        self._bots = {bot.id: bot for bot in bots}
+        self._by_queue = {queue: bot for bot in bots for queue in bot.queues}
+        self._tick = tick_seconds
+        self.retry_delays = tuple(retry_delays)
+        self._parts: HubParts | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._owns_http = False
+        self._kinds: dict[str, BotKind] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._turns: set[asyncio.Task[None]] = set()
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # conversation -> its lock, turns using it
+        self.handled = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self._bots)
+
+    async def start(self, parts: HubParts, http: aiohttp.ClientSession | None) -> None:
+        """Listen and sweep (nothing to do when no bot is configured)."""
+        if not self._bots:
+            return
+        self._parts = parts
+        if http is None:
+            http, self._owns_http = aiohttp.ClientSession(timeout=_TIMEOUT), True
+        self._http = http
+        self._kinds = {"webhook": WebhookBot(http), "rasa": RasaBot(http), "rules": RulesBot()}
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="bots-listen"),
+            asyncio.create_task(self._silence_loop(), name="bots-silence"),
+        ]
+
+    async def stop(self) -> None:
+        await cancel_and_wait([*self._tasks, *self._turns])
+        self._tasks, self._turns = [], set()
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+        self._http, self._owns_http = None, False
+
+    async def idle(self) -> None:
+        """Wait until every turn that has started is done (tests, benchmarks)."""
+        while self._turns:
+            await asyncio.gather(*list(self._turns), return_exceptions=True)
+
+    # ------------------------------------------------------------------ listening
+
+    async def _listen(self) -> None:
+        assert self._parts is not None
+        async with self._parts.bus.subscribe() as queue:
+            while True:
+                event = unwrapped(await queue.get())
+                match event:
+                    case MessageCreated(direction="in", queue_id=queue_id) if queue_id in self._by_queue:
+                        self._spawn(event.conversation_id, event.message_id)
+                    case _:
+                        pass
+
+    def _spawn(self, conversation_id: int, message_id: int) -> None:
+        task = asyncio.create_task(self._turn(conversation_id, message_id), name=f"bot-turn-{conversation_id}")
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+
+    async def _turn(self, conversation_id: int, message_id: int) -> None:
+        """One message at a time per conversation, in the order they arrived."""
+        lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
+        self._locks[conversation_id] = (lock, users + 1)
+        try:
+            async with lock:
+                await self.handle(conversation_id, message_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("bot turn failed", extra={"conversation_id": conversation_id})
+        finally:
+            lock, users = self._locks[conversation_id]
+            if users <= 1:
+                del self._locks[conversation_id]
+            else:
+                self._locks[conversation_id] = (lock, users - 1)
+
+    # ------------------------------------------------------------------ one turn
+
+    def _bot_for(self, view: Mapping[str, Any]) -> BotSettings | None:
+        named = view.get("bot")
+        if named in self._bots:
+            return self._bots[named]
+        return self._by_queue.get(str(view["queue"]))
+
+    async def handle(self, conversation_id: int, message_id: int) -> None:
+        """Give one customer message to the conversation's bot and do what it answers."""
+        parts = self._parts
+        assert parts is not None
+        found = await delivery_of(parts.store, conversation_id, message_id)
+        if found is None:
+            return
+        view, message = found
+        bot = self._bot_for(view)
+        if view["state"] != "bot" or bot is None:
+            return
+        self.handled += 1
+        state = await bot_state(parts.store, conversation_id)
+        variables = dict(state.variables) if state is not None else {}
+        choice = chosen(offered_choices(variables), message.get("text"), message.get("payload"))
+        if choice is None and asks_for_person(bot, message.get("text")):
+            await self._hand_off(bot, conversation_id, HandOffRequest(reason="customer_asked"))
+            return
+        turn = Turn(
+            bot=bot,
+            conversation=view,
+            message=message,
+            choice=choice,
+            step=state.step if state is not None else None,
+            variables=variables,
+        )
+        answer = await self._ask(bot, turn)
+        if answer is not None and not answer.actions:  # it answers later, through the API: the silence clock runs
+            await waiting_for_bot(parts.store, conversation_id, bot.id, message["created_at"], parts.clock())
+        if answer is None:
+            await self._hand_off(bot, conversation_id, HandOffRequest(reason="bot_failed"))
+            return
+        if answer.variables is not None or answer.step != turn.step:
+            kept = dict(answer.variables if answer.variables is not None else variables)
+            await save_progress(parts.store, conversation_id, bot.id, answer.step, kept, parts.clock())
+        await self._perform(bot, conversation_id, answer)
+
+    async def _ask(self, bot: BotSettings, turn: Turn) -> Answer | None:
+        """The bot's answer, retried after each of ``retry_delays``; None when it never came."""
+        parts = self._parts
+        assert parts is not None
+        conversation_id = int(turn.conversation["id"])
+        for attempt in range(len(self.retry_delays) + 1):
+            try:
+                return await self._kinds[bot.kind].answer(turn)
+            except BotUnavailable as exc:
+                since = turn.message["created_at"]
+                await waiting_for_bot(parts.store, conversation_id, bot.id, since, parts.clock())
+                failures = await failed(parts.store, conversation_id, parts.clock())
+                logger.warning(
+                    "bot %s failed: %s", bot.id, exc, extra={"conversation_id": conversation_id, "failures": failures}
+                )
+            if attempt < len(self.retry_delays):
+                await asyncio.sleep(self.retry_delays[attempt])
+        return None
+
+    async def _perform(self, bot: BotSettings, conversation_id: int, answer: Answer) -> None:
+        parts = self._parts
+        assert parts is not None
+        principal = Principal.of_bot(bot.id, bot.queues)
+        for action in answer.actions:
+            try:
+                match action:
+                    case Say():
+                        message = BotSay(
+                            text=action.text,
+                            buttons=action.buttons,
+                            template=action.template,
+                            variables=action.variables,
+                        )
+                        await say(parts, principal, conversation_id, message)
+                    case HandOver(reason=reason, queue=queue, note=note):
+                        await self._tell_if_closed(bot, conversation_id, queue)
+                        await hand_off(
+                            parts, principal, conversation_id, HandOffRequest(reason=reason, queue=queue, note=note)
+                        )
+                        return
+                    case Close(status=status):
+                        await bot_close(parts, principal, conversation_id, status)
+                        return
+            except Refusal as exc:  # the policy or the lifecycle said no: a person takes over
+                logger.warning("bot %s was refused: %s", bot.id, exc, extra={"conversation_id": conversation_id})
+                note = f"{exc.code}: {exc.message}"
+                with suppress(Refusal):
+                    await hand_off(parts, principal, conversation_id, HandOffRequest(reason="bot_failed", note=note))
+                return
+
+    async def _hand_off(self, bot: BotSettings, conversation_id: int, request: HandOffRequest) -> None:
+        parts = self._parts
+        assert parts is not None
+        with suppress(Refusal):  # taken over meanwhile: nothing to hand off
+            await self._tell_if_closed(bot, conversation_id, request.queue)
+            await hand_off(parts, Principal.of_bot(bot.id, bot.queues), conversation_id, request)
+
+    async def _tell_if_closed(self, bot: BotSettings, conversation_id: int, queue_id: str | None) -> None:
+        """Outside the receiving queue's business hours, tell the customer when it opens (the queue's message
+        or template), before the conversation goes to wait there."""
+        parts = self._parts
+        assert parts is not None
+        if queue_id is None:
+            found = await get_conversation(parts.store, conversation_id)
+            if found is None:
+                return
+            queue_id = found[0].queue_id
+        hours = parts.settings.queue_hours.get(queue_id)
+        now = parts.clock()
+        if hours is None or is_open(hours, now):
+            return
+        opening = next_opening(hours, now)
+        when = opening.astimezone(hours.zone).strftime("%a %d %b %H:%M") if opening is not None else "later"
+        message = BotSay(text=hours.message.replace("{opening}", when))
+        if hours.template is not None:
+            message = BotSay(template=hours.template, variables={"opening": when})
+        await say(parts, Principal.of_bot(bot.id, bot.queues), conversation_id, message)
+
+    # ------------------------------------------------------------------ silence
+
+    async def check_silence(self, now: datetime | None = None) -> list[int]:
+        """Hand off every conversation whose bot has been silent ``handoff_after`` seconds; returns them."""
+        parts = self._parts
+        assert parts is not None
+        now = now or parts.clock()
+        handed: list[int] = []
+        for bot in self._bots.values():
+            for conversation_id in await silent_since(parts.store, bot.id, now - timedelta(seconds=bot.handoff_after)):
+                await self._hand_off(bot, conversation_id, HandOffRequest(reason="bot_silent"))
+                handed.append(conversation_id)
+        return handed
+
+    async def _silence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            try:
+                await self.check_silence()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("bot silence check failed")

@@ -1,0 +1,297 @@
+"""The media fetcher: brings the bytes of customers' attachments into the blob store, after the webhook was
+acknowledged, durably.
+
+Each attachment row is written ``pending`` with its message (hub/store/ingest.py). The fetcher claims due
+rows with a lease (hub/store/media.py ``claim_fetches``), asks the account's adapter where the bytes are now
+(``hub.ports.MediaSource.locate_media``: WhatsApp Cloud's two-step lookup with the token, Twilio's basic auth,
+Messenger's and Viber's CDN links), streams them into the blob store (identical bytes are kept once, under
+their SHA-256), sniffs their real type, and for images keeps the dimensions and a thumbnail. A transient
+failure (5xx, 429, a timeout, a refused connection) is tried again later, with exponential back-off; a
+permanent one (404, 410, a provider's refusal, a file past ``[media] max_bytes``) marks the row ``failed``
+with the reason. A fetch cut short by a stop or a crash is taken up again when its lease runs out. Every
+change is published as ``AttachmentChanged`` so consoles update live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiohttp
+
+from hub._tasks import cancel_and_wait
+from hub.bus import EventBus
+from hub.errors import ProviderRejected, ProviderUnavailable
+from hub.events import AttachmentChanged, MessageCreated, unwrapped
+from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image
+from hub.media.blobs import CHUNK_BYTES
+from hub.media.sniff import UNKNOWN
+from hub.ports import ChannelAdapter, MediaLocation, MediaReference, MediaSource
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.media import (
+    FetchJob,
+    FetchOutcome,
+    ImageFacts,
+    StoredFile,
+    claim_fetches,
+    load_attachment_rows,
+    record_and_claim_fetches,
+    record_fetch_outcomes,
+)
+
+__all__ = ["FetchPolicy", "MediaFetcher"]
+
+logger = logging.getLogger(__name__)
+
+_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10, sock_read=60)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchPolicy:
+    """How hard the fetcher tries: ``max_attempts`` claims per row, back-off doubling from ``base_backoff``
+    seconds up to ``max_backoff``; ``lease`` seconds before another worker may take a claimed row over."""
+
+    max_attempts: int = 10
+    base_backoff: float = 2.0
+    max_backoff: float = 600.0
+    lease: float = 300.0
+    poll_seconds: float = 2.0
+    batch: int = 8
+    sweep_seconds: float = 3600.0
+
+
+class _Transient(Exception):
+    """Try again later."""
+
+
+class _Permanent(Exception):
+    """Trying again will not help: the row fails with this reason."""
+
+
+class MediaFetcher:
+    """One hub process's fetch worker. ``start`` opens its HTTP session if the hub brings none."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        adapters: Mapping[str, ChannelAdapter],
+        blobs: BlobStore,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        policy: FetchPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.adapters = adapters
+        self.blobs = blobs
+        self.settings = settings
+        self.clock = clock
+        self.policy = policy or FetchPolicy()
+        self._http: aiohttp.ClientSession | None = None
+        self._owns_http = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, http: aiohttp.ClientSession | None) -> None:
+        """Begin fetching (on ``http``, or a session of its own), woken by every customer's message."""
+        if http is None:
+            self._http = aiohttp.ClientSession(timeout=_TIMEOUT)
+            self._owns_http = True
+        else:
+            self._http = http
+        self._tasks = [
+            asyncio.create_task(self._run(), name="media-fetch"),
+            asyncio.create_task(self._listen(), name="media-fetch-wake"),
+            asyncio.create_task(self._retention(), name="media-retention"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop at once: a fetch cut short stays leased and is taken up again when its lease runs out."""
+        await cancel_and_wait(self._tasks)
+        self._tasks = []
+        if self._owns_http and self._http is not None:
+            await self._http.close()
+        self._http = None
+        self._owns_http = False
+
+    def kick(self) -> None:
+        """Look for due rows now (a new message, an admin's retry)."""
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        async with self.bus.subscribe() as queue:
+            while True:
+                event = unwrapped(await queue.get())
+                if isinstance(event, MessageCreated) and event.direction == "in":
+                    self._wake.set()
+
+    async def _retention(self) -> None:
+        """The retention sweep (``[media] keep_days``, unsent uploads) at start and then every hour."""
+        from hub.usecases import Parts
+        from hub.usecases.media import sweep_media
+
+        parts = Parts(settings=self.settings, store=self.store, bus=self.bus, clock=self.clock)
+        while True:
+            try:
+                removed = await sweep_media(parts, self.blobs)
+                if removed:
+                    logger.info("media retention removed %s blobs", removed)
+            except Exception:
+                logger.exception("media retention sweep failed")
+            await asyncio.sleep(self.policy.sweep_seconds)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                done = await self.drain()
+            except Exception:
+                logger.exception("media fetch pass failed")
+                done = 0
+            if done:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.policy.poll_seconds)
+            self._wake.clear()
+
+    async def fetch_due(self, now: datetime | None = None) -> int:
+        """Claim the due rows (up to a batch), fetch them together, and record every outcome in one
+        transaction (one commit for the batch); how many were claimed."""
+        when = now or self.clock()
+        jobs = await claim_fetches(
+            self.store, now=when, lease=timedelta(seconds=self.policy.lease), limit=self.policy.batch
+        )
+        if not jobs:
+            return 0
+        outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
+        changed = await record_fetch_outcomes(self.store, outcomes, now=self.clock())
+        await self._publish(jobs, changed)
+        return len(jobs)
+
+    async def drain(self) -> int:
+        """Fetch batch after batch while rows are due, each batch's outcomes recorded in the transaction that
+        claims the next one (one commit per batch); how many were fetched."""
+        lease = timedelta(seconds=self.policy.lease)
+        jobs = await claim_fetches(self.store, now=self.clock(), lease=lease, limit=self.policy.batch)
+        done = 0
+        while jobs:
+            outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
+            done += len(jobs)
+            changed, following = await record_and_claim_fetches(
+                self.store, outcomes, now=self.clock(), lease=lease, limit=self.policy.batch
+            )
+            await self._publish(jobs, changed)
+            jobs = following
+        return done
+
+    async def _publish(self, jobs: list[FetchJob], changed: set[int]) -> None:
+        if not changed:
+            return
+        rows = await load_attachment_rows(self.store, sorted(changed))
+        for job in jobs:
+            if job.id in rows:
+                self.bus.publish(
+                    AttachmentChanged(
+                        conversation_id=job.conversation_id, message_id=job.message_id, attachment=rows[job.id]
+                    )
+                )
+
+    async def fetch(self, job: FetchJob) -> FetchOutcome:
+        """Fetch one claimed row: what to record (stored, to retry, failed); never raises for the provider's
+        failures."""
+        try:
+            return await self._fetch(job)
+        except _Permanent as exc:
+            return self._failed(job, str(exc))
+        except (_Transient, ProviderUnavailable, aiohttp.ClientError, TimeoutError) as exc:
+            reason = _reason(exc)
+            if job.attempts >= self.policy.max_attempts:
+                return self._failed(job, f"gave up after {job.attempts} attempts: {reason}")
+            delay = min(self.policy.max_backoff, self.policy.base_backoff * 2 ** (job.attempts - 1))
+            delay *= random.uniform(0.8, 1.2)
+            logger.info("media fetch %s failed (attempt %s), retrying: %s", job.id, job.attempts, reason)
+            return FetchOutcome(job.id, retry_at=self.clock() + timedelta(seconds=delay), error=reason)
+        except ProviderRejected as exc:
+            return self._failed(job, exc.reason)
+
+    async def _fetch(self, job: FetchJob) -> FetchOutcome:
+        adapter = self.adapters.get(job.account_id)
+        reference = MediaReference(media_id=job.provider_media_id, url=job.provider_url, mime=job.mime)
+        if isinstance(adapter, MediaSource):
+            location = await adapter.locate_media(reference)
+        elif job.provider_url:
+            location = MediaLocation(url=job.provider_url)
+        else:
+            raise _Transient(f"no adapter for account {job.account_id} can fetch this media")
+        stored = await self._download(location)
+        mime = stored.mime
+        declared = location.mime or job.mime
+        if mime == UNKNOWN and declared:
+            mime = declared.split(";", 1)[0].strip()
+        image = await self._describe(stored.key) if mime.startswith("image/") else None
+        return FetchOutcome(
+            job.id, stored=StoredFile(key=stored.key, size=stored.size, mime=mime, file_name=job.file_name, image=image)
+        )
+
+    async def _download(self, location: MediaLocation) -> _Stored:
+        assert self._http is not None, "the fetcher is not started"
+        async with self._http.get(location.url, headers=dict(location.headers), timeout=_TIMEOUT) as response:
+            if response.status >= 500 or response.status in (408, 425, 429):
+                raise _Transient(f"the provider answered HTTP {response.status}")
+            if response.status >= 400:
+                raise _Permanent(_gone(response.status))
+            try:
+                blob = await self.blobs.put(_chunks(response), max_bytes=self.settings.media.max_bytes)
+            except BlobTooLarge as exc:
+                raise _Permanent(f"the file is larger than the hub keeps ([media] max_bytes = {exc.limit})") from None
+        return _Stored(key=blob.key, size=blob.size, mime=blob.mime)
+
+    async def _describe(self, key: str) -> ImageFacts | None:
+        """Dimensions and a thumbnail (itself a blob); None when the image cannot be decoded (still stored)."""
+        try:
+            facts = await describe_stored_image(self.blobs, key)
+        except ImageRefused as exc:
+            logger.info("image %s not described: %s", key, exc.reason)
+            return None
+        thumbnail = await self.blobs.put(_one(facts.thumbnail))
+        return ImageFacts(width=facts.width, height=facts.height, thumbnail_key=thumbnail.key)
+
+    def _failed(self, job: FetchJob, reason: str) -> FetchOutcome:
+        logger.warning("media fetch %s failed for good: %s", job.id, reason)
+        return FetchOutcome(job.id, error=reason, failed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    key: str
+    size: int
+    mime: str
+
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+        yield chunk
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _gone(status: int) -> str:
+    if status in (404, 410):
+        return f"the provider no longer has this file (HTTP {status})"
+    if status in (401, 403):
+        return f"the provider refused to hand over this file (HTTP {status})"
+    return f"the provider refused the download (HTTP {status})"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, _Transient) else f"{type(exc).__name__}: {text}"

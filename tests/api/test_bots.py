@@ -1,0 +1,463 @@
+"""Bots as actors, end to end on both engines: a real bot server on loopback answers each customer message
+(its Standard Webhooks signature checked with the ``standardwebhooks`` package), and the conversation
+moves between the bot and people as issue 18 says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook
+
+from hub.api.keys import HUB
+from hub.store.tables import bot_conversations
+from tests.api.conftest import Api, MakeApi
+
+FAQ_BOT = Path(__file__).resolve().parents[2] / "examples" / "faq_bot.py"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+BOT_TOKEN = "bot-token-0123456789abcdef"
+
+
+@dataclass
+class BotServer:
+    """A webhook bot on loopback: answers from ``script`` in order (then ``otherwise``), records what it got."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    script: list[tuple[int, Any]] = field(default_factory=list)
+    otherwise: tuple[int, Any] = (200, {"actions": []})
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        # raises WebhookVerificationError (a 500 here, and the test fails) when the signature is wrong
+        payload = Webhook(SECRET).verify(body, dict(request.headers))
+        self.received.append(payload)
+        status, answer = self.script.pop(0) if self.script else self.otherwise
+        if answer is None:
+            return web.Response(status=status)
+        return web.json_response(answer, status=status)
+
+
+@pytest.fixture
+async def bot_server(aiohttp_server: Any) -> BotServer:
+    server = BotServer()
+    app = web.Application()
+    app.router.add_post("/bot", server.handle)
+    running = await aiohttp_server(app)
+    server.url = str(running.make_url("/bot"))
+    return server
+
+
+def bot_config(url: str, **extra: str) -> str:
+    lines = "\n".join(f"{k} = {v}" for k, v in extra.items())
+    return f"""
+[[bots]]
+id = "faq"
+kind = "webhook"
+queues = ["support"]
+url = "{url}"
+secret = "{SECRET}"
+token = "{BOT_TOKEN}"
+{lines}
+"""
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for an outcome of background work (the bot runner); fail with ``what`` if it never comes."""
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def conversation(api: Api, conversation_id: int) -> dict[str, Any]:
+    admin = getattr(api, "_bots_admin", None)
+    if admin is None:
+        admin = await api.agent("boss", role="admin", queues=())
+        api._bots_admin = admin  # type: ignore[attr-defined]
+    found: dict[str, Any] = await admin.json("GET", f"/api/v1/conversations/{conversation_id}")
+    return found
+
+
+async def history(api: Api, conversation_id: int) -> list[dict[str, Any]]:
+    await conversation(api, conversation_id)
+    admin = api._bots_admin  # type: ignore[attr-defined]
+    body = await admin.json("GET", f"/api/v1/conversations/{conversation_id}/messages?limit=200")
+    items: list[dict[str, Any]] = body["items"]
+    return items
+
+
+async def state_is(api: Api, conversation_id: int, state: str) -> bool:
+    return (await conversation(api, conversation_id))["state"] == state
+
+
+def bot_messages(items: list[dict[str, Any]]) -> list[str]:
+    return [i["text"] for i in items if i["type"] == "message" and i["author"] == "bot"]
+
+
+def handoffs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [i for i in items if i["type"] == "event" and i["kind"] == "handed_off"]
+
+
+def as_bot(api: Api) -> dict[str, str]:
+    return {"Authorization": f"Bearer {BOT_TOKEN}"}
+
+
+# ------------------------------------------------------------------ scenarios
+
+
+async def test_the_bot_answers_first_then_hands_off_with_its_transcript(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    bot_server.script = [
+        (200, {"actions": [{"type": "message", "text": "Hi! I am the FAQ bot."}]}),
+        (200, {"actions": [{"type": "handoff", "reason": "bot_asked", "note": "wants a refund"}]}),
+    ]
+    api = await make_api(bot_config(bot_server.url))
+    agent = await api.agent("ann", ready=True)
+    conversation_id = await api.customer_writes(text="hello")
+    assert (await conversation(api, conversation_id))["state"] == "bot"
+    await api.sweep()
+    assert await state_is(api, conversation_id, "bot"), "a bot's conversation is not offered to people"
+
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the bot's answer")
+    delivered = bot_server.received[0]
+    assert delivered["type"] == "message.created"
+    assert delivered["conversation"]["id"] == conversation_id
+    assert delivered["conversation"]["state"] == "bot"
+    assert delivered["message"]["text"] == "hello"
+
+    await api.customer_writes(text="I want my money back")
+    # handed off, it enters its queue and is offered at once to the ready agent
+    await eventually(lambda: state_is(api, conversation_id, "offered"), "the hand-off")
+    items = await history(api, conversation_id)
+    assert bot_messages(items) == ["Hi! I am the FAQ bot."]
+    (event,) = handoffs(items)
+    assert event["data"]["reason"] == "bot_asked"
+    assert event["data"]["note"] == "wants a refund"
+    view = await conversation(api, conversation_id)
+    assert view["bot"] == "faq"
+    assert view["handoff"]["reason"] == "bot_asked"
+    assert view["offered_to"] == agent.id
+
+
+async def _has_bot_message(api: Api, conversation_id: int) -> bool:
+    return bool(bot_messages(await history(api, conversation_id)))
+
+
+async def test_a_customer_who_asks_for_a_person_is_handed_off(make_api: MakeApi, bot_server: BotServer) -> None:
+    api = await make_api(bot_config(bot_server.url, handoff_keywords='{ en = ["agent"], de = ["mitarbeiter"] }'))
+    conversation_id = await api.customer_writes(text="Ich möchte einen Mitarbeiter sprechen")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off")
+    (event,) = handoffs(await history(api, conversation_id))
+    assert event["data"]["reason"] == "customer_asked"
+    again = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/handoff", json={"reason": "bot_asked"}, headers=as_bot(api)
+    )
+    assert again.status == 403
+    assert (await again.json())["error"]["code"] == "not_with_bot"
+    assert bot_server.received == [], "the bot is not asked what to do with a customer who wants a person"
+
+
+async def test_a_silent_bot_hands_off_after_handoff_after_seconds(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.otherwise = (202, None)  # "I will answer later" - and it never does
+    api = await make_api(bot_config(bot_server.url, handoff_after="30"))
+    runner = api.app[HUB].bots
+    conversation_id = await api.customer_writes(text="hello?")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    api.clock.advance(29)
+    assert await runner.check_silence() == []
+    assert await state_is(api, conversation_id, "bot")
+    api.clock.advance(2)
+    assert await runner.check_silence() == [conversation_id]
+    assert await state_is(api, conversation_id, "waiting")
+    (event,) = handoffs(await history(api, conversation_id))
+    assert event["data"]["reason"] == "bot_silent"
+
+
+async def _awaited(api: Api, conversation_id: int) -> bool:
+    async with api.store.read() as connection:
+        row = (
+            await connection.execute(
+                select(bot_conversations.c.awaiting_since).where(bot_conversations.c.conversation_id == conversation_id)
+            )
+        ).first()
+    return row is not None and row.awaiting_since is not None
+
+
+async def test_a_bot_that_answers_later_through_the_api_stops_the_silence_clock(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url, handoff_after="30"))
+    conversation_id = await api.customer_writes(text="hello?")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    response = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/messages", json={"text": "Let me check."}, headers=as_bot(api)
+    )
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert body["author"] == "bot"
+    api.clock.advance(31)
+    assert await api.app[HUB].bots.check_silence() == []
+    assert await state_is(api, conversation_id, "bot")
+
+
+async def test_a_bot_error_is_retried_and_the_bot_recovers(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.script = [(500, {"error": "boom"}), (200, {"actions": [{"text": "Sorry, back now."}]})]
+    api = await make_api(bot_config(bot_server.url))
+    api.app[HUB].bots.retry_delays = (0.01, 0.01)
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the bot's answer after its error")
+    assert len(bot_server.received) == 2
+    assert await state_is(api, conversation_id, "bot")
+    async with api.store.read() as connection:
+        failures = (
+            await connection.execute(
+                select(bot_conversations.c.failures).where(bot_conversations.c.conversation_id == conversation_id)
+            )
+        ).scalar_one()
+    assert failures == 0, "an answer forgives the failures before it"
+
+
+async def test_a_bot_that_keeps_failing_hands_off(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.otherwise = (500, {"error": "down"})
+    api = await make_api(bot_config(bot_server.url))
+    api.app[HUB].bots.retry_delays = (0.01, 0.01)
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off")
+    (event,) = handoffs(await history(api, conversation_id))
+    assert event["data"]["reason"] == "bot_failed"
+    assert len(bot_server.received) == 3
+
+
+async def test_an_agent_takes_over_mid_bot_and_hands_it_back(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.otherwise = (200, {"actions": [{"text": "bot here"}]})
+    api = await make_api(bot_config(bot_server.url))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the bot's answer")
+    listed = await agent.json("GET", "/api/v1/conversations?state=bot")
+    assert [c["id"] for c in listed["items"]] == [conversation_id]
+
+    taken = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    assert taken["state"] == "active"
+    assert taken["owner"] == agent.id
+    asked = len(bot_server.received)
+    await api.customer_writes(text="are you a person?")
+    await agent.json(
+        "POST", f"/api/v1/conversations/{conversation_id}/messages", {"text": "Yes, Ann here."}, status=201
+    )
+    assert len(bot_server.received) == asked, "the bot is no longer asked"
+
+    back = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/bot", {"bot": "faq"})
+    assert back["state"] == "bot"
+    assert back["participants"] == []
+    await api.customer_writes(text="thanks")
+    await eventually(lambda: _asked(bot_server, asked + 1), "the bot is asked again")
+
+    refused = await agent.post(f"/api/v1/conversations/{conversation_id}/bot", json={"bot": "nobody"})
+    assert refused.status in (403, 409, 422)
+
+
+async def _asked(server: BotServer, times: int) -> bool:
+    return len(server.received) >= times
+
+
+async def test_a_hand_off_to_a_queue_with_nobody_ready_waits_until_someone_is(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    agent = await api.agent("sam", queues=("sales",))
+    conversation_id = await api.customer_writes(text="I want to buy")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    handed = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/handoff",
+        json={"reason": "bot_asked", "queue": "sales", "note": "a buyer"},
+        headers=as_bot(api),
+    )
+    assert handed.status == 200, await handed.text()
+    body = await handed.json()
+    assert body["state"] == "waiting"
+    assert body["queue"] == "sales"
+    await api.sweep()
+    assert (await conversation(api, conversation_id))["offered_to"] is None
+    await agent.json("PUT", "/api/v1/me/presence", {"state": "ready"})
+    await api.sweep()
+    assert (await conversation(api, conversation_id))["offered_to"] == agent.id
+    again = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/handoff", json={"reason": "bot_asked"}, headers=as_bot(api)
+    )
+    assert again.status == 404, "handed to another queue, it is out of the bot's sight"
+
+
+async def test_a_bot_never_sees_a_conversation_outside_its_queues(make_api: MakeApi, bot_server: BotServer) -> None:
+    extra = """
+[[accounts]]
+id = "wa-sales"
+channel = "whatsapp"
+provider = "twilio"
+queue = "sales"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACsales"
+auth_token = "sales-auth-token"
+from_number = "+15550002222"
+"""
+    api = await make_api(bot_config(bot_server.url) + extra, fake_adapter=True)
+    other = await api.customer_writes(account_id="wa-sales", sender="+420600000002", text="hi sales")
+    assert (await conversation(api, other))["state"] == "waiting"
+    for path, payload in (("messages", {"text": "hello"}), ("handoff", {"reason": "bot_asked"})):
+        response = await api.client.post(f"/api/v1/conversations/{other}/{path}", json=payload, headers=as_bot(api))
+        assert response.status == 404, (path, await response.text())
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "invalid_reason"),
+        ({"reason": "tired"}, "invalid_reason"),
+        ({"reason": "bot_asked", "queue": 5}, "invalid_field"),
+        ({"reason": "bot_asked", "colour": "red"}, "unknown_field"),
+        ({"reason": "bot_asked", "queue": "nowhere"}, "unknown_queue"),
+    ],
+)
+async def test_a_bad_hand_off_is_a_clear_422_and_changes_nothing(
+    make_api: MakeApi, bot_server: BotServer, body: dict[str, Any], code: str
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    response = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/handoff", data=json.dumps(body), headers=as_bot(api)
+    )
+    assert response.status == 422, await response.text()
+    assert (await response.json())["error"]["code"] == code
+    assert await state_is(api, conversation_id, "bot")
+
+
+NIGHT = """
+[[queues]]
+id = "night"
+name = "Night desk"
+number = 300
+
+[queues.hours]
+time_zone = "UTC"
+mon = "12:00-17:00"
+message = "We are closed; we open {opening}."
+
+[[accounts]]
+id = "wa-night"
+channel = "whatsapp"
+provider = "twilio"
+queue = "night"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACnight"
+auth_token = "night-auth-token"
+from_number = "+15550009999"
+"""
+
+
+async def test_out_of_hours_the_bot_answers_and_the_conversation_waits_for_the_opening(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    bot_server.script = [
+        (200, {"actions": [{"text": "Hello from the night bot."}]}),
+        (200, {"actions": [{"type": "handoff", "reason": "bot_asked"}]}),
+    ]
+    config = NIGHT + bot_config(bot_server.url).replace('queues = ["support"]', 'queues = ["night"]')
+    api = await make_api(config, fake_adapter=True)  # the clock: Monday 09:00 UTC, before the 12:00 opening
+    supervisor = await api.agent("sue", role="supervisor", queues=("night",))
+    conversation_id = await api.customer_writes(account_id="wa-night", sender="+420600000009", text="hi")
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the bot's answer")
+    queues = {q["id"]: q for q in (await supervisor.json("GET", "/api/v1/queues"))["items"]}
+    assert queues["night"]["figures"]["bot"] == 1
+    assert queues["night"]["hours"] == {"open": False, "opens_at": "2026-03-02T12:00:00+00:00", "time_zone": "UTC"}
+    assert queues["support"]["hours"] is None
+
+    await api.customer_writes(account_id="wa-night", sender="+420600000009", text="can someone help?")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off")
+    items = await history(api, conversation_id)
+    assert bot_messages(items) == ["Hello from the night bot.", "We are closed; we open Mon 02 Mar 12:00."]
+    queues = {q["id"]: q for q in (await supervisor.json("GET", "/api/v1/queues"))["items"]}
+    assert queues["night"]["figures"]["bot"] == 0
+    assert queues["night"]["figures"]["waiting"] == 1
+
+
+async def test_the_example_faq_bot_answers_and_hands_off_on_agent(make_api: MakeApi, aiohttp_server: Any) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("faq_bot", FAQ_BOT)
+    assert spec is not None
+    assert spec.loader is not None
+    faq_bot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faq_bot)
+    running = await aiohttp_server(faq_bot.make_app(SECRET))
+    api = await make_api(bot_config(str(running.make_url("/bot")), handoff_keywords="[]"))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _has_bot_message(api, conversation_id), "the menu")
+    (menu,) = bot_messages(await history(api, conversation_id))
+    assert menu.endswith("1. Opening hours\n2. Delivery\n3. Returns")
+    await api.customer_writes(text="2")
+    await eventually(lambda: _bot_said(api, conversation_id, 2), "the answer to the choice")
+    assert bot_messages(await history(api, conversation_id))[-1].startswith("Parcels arrive in 2 to 4 working days")
+    await api.customer_writes(text="I want an agent")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off")
+    (event,) = handoffs(await history(api, conversation_id))
+    assert event["data"]["reason"] == "bot_asked"
+
+
+async def _bot_said(api: Api, conversation_id: int, count: int) -> bool:
+    return len(bot_messages(await history(api, conversation_id))) >= count
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("take", {}),
+        ("accept", {}),
+        ("leave", {}),
+        ("important", {}),
+        ("close", {"status": "resolved"}),
+        ("transfer", {"queue": "sales"}),
+        ("bot", {"bot": "faq"}),
+    ],
+)
+async def test_a_bot_on_an_agents_action_is_refused_not_a_fault(
+    make_api: MakeApi, bot_server: BotServer, path: str, body: dict[str, Any]
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    response = await api.client.post(f"/api/v1/conversations/{conversation_id}/{path}", json=body, headers=as_bot(api))
+    assert response.status == 403, await response.text()
+    assert await state_is(api, conversation_id, "bot")
+
+
+async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.script = [
+        (200, {"actions": [{"text": "Glad I could help."}, {"type": "close", "status": "resolved"}]}),
+        (200, {"actions": [{"type": "close", "status": "nonsense"}]}),
+    ]
+    api = await make_api(bot_config(bot_server.url))
+    closed = await api.customer_writes(text="thanks, that was all")
+    await eventually(lambda: state_is(api, closed, "closed"), "the bot's close")
+    view = await conversation(api, closed)
+    assert view["status"] == "resolved"
+    events = [i for i in await history(api, closed) if i["type"] == "event" and i["kind"] == "closed"]
+    assert events[0]["data"] == {"status": "resolved", "bot": "faq"}
+
+    refused = await api.customer_writes(sender="+420600000077", text="close it please")
+    await eventually(lambda: state_is(api, refused, "waiting"), "the hand-off after a refused close")
+    (event,) = handoffs(await history(api, refused))
+    assert event["data"]["reason"] == "bot_failed"
+    assert event["data"]["note"].startswith("status_not_allowed")

@@ -1,0 +1,56 @@
+"""Quick replies through the API on both engines: within a channel's limits they reach the adapter as
+buttons; past them the policy answers 422 naming the rule; a channel without them gets numbered text."""
+
+from __future__ import annotations
+
+from hub.api.keys import ADAPTERS, OUTBOX
+from tests.api.conftest import MakeApi
+
+VIBER = """
+[[accounts]]
+id = "vb"
+channel = "viber"
+queue = "support"
+api_base = "http://127.0.0.1:9"
+auth_token = "viber-token"
+name = "Shop"
+"""
+
+
+async def test_buttons_within_the_limits_reach_the_adapter(make_api: MakeApi) -> None:
+    api = await make_api(VIBER, fake_adapter=True)
+    agent = await api.agent("ann", ready=True)
+    conversation_id = await api.customer_writes(account_id="vb", sender="viber-user==", text="hi")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    buttons = [{"title": "Yes", "payload": "yes"}, {"title": "No"}]
+    body = {"text": "Shall we call you?", "buttons": buttons}
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=201)
+    await api.app[OUTBOX].drain()
+    (sent,) = api.app[ADAPTERS]["vb"].sent
+    assert sent.text == "Shall we call you?"
+    assert [(b.title, b.payload) for b in sent.buttons] == [("Yes", "yes"), ("No", "No")]
+
+
+async def test_too_many_buttons_is_a_422_naming_the_rule(make_api: MakeApi) -> None:
+    api = await make_api(VIBER, fake_adapter=True)
+    agent = await api.agent("ann", ready=True)
+    conversation_id = await api.customer_writes(account_id="vb", sender="viber-user==", text="hi")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    body = {"text": "Pick", "buttons": [{"title": f"Option {i}"} for i in range(13)]}
+    refused = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=422)
+    assert refused["error"]["code"] == "too_many_buttons"
+    await api.app[OUTBOX].drain()
+    assert api.app[ADAPTERS]["vb"].sent == []
+
+
+async def test_a_channel_without_buttons_gets_them_as_numbered_text(make_api: MakeApi) -> None:
+    api = await make_api(fake_adapter=True)  # wa-test: WhatsApp through Twilio
+    agent = await api.agent("ann", ready=True)
+    conversation_id = await api.customer_writes(text="hi")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    body = {"text": "Shall we call you?", "buttons": [{"title": "Yes"}, {"title": "No"}]}
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=201)
+    await api.app[OUTBOX].drain()
+    (sent,) = api.adapter.sent
+    assert sent.text == "Shall we call you?\n\n1. Yes\n2. No"
+    assert sent.buttons == ()

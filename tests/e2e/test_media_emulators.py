@@ -1,0 +1,175 @@
+"""Media end to end with the provider emulators over real HTTP on loopback, on SQLite and PostgreSQL: a
+customer's photo on each provider is fetched the provider's way and kept once; an agent's upload goes out by
+the hub's public link and the emulated provider downloads it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from adapters.emulators.core import EmulatorState, build_emulator_app
+from hub.api.server import create_app
+from hub.model import Role
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.agents import create_agent
+from hub.store.tables import attachments
+
+PDF = b"%PDF-1.4\n% an invoice\n%%EOF\n"
+
+
+def accounts_toml(emulator: str) -> str:
+    return f"""
+[[accounts]]
+id = "wa-twilio"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+api_base = "{emulator}/twilio"
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "twilio-auth-token"
+from_number = "+14155238886"
+
+[[accounts]]
+id = "viber-main"
+channel = "viber"
+queue = "support"
+api_base = "{emulator}/viber/pa"
+auth_token = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
+name = "Acme Support"
+
+[[accounts]]
+id = "fb-main"
+channel = "messenger"
+queue = "support"
+api_base = "{emulator}/graph/v21.0"
+page_id = "104729435879226"
+app_secret = "fb-app-secret"
+verify_token = "fb-verify"
+page_access_token = "fb-page-token"
+
+[[accounts]]
+id = "wa-cloud"
+channel = "whatsapp"
+provider = "cloud"
+queue = "support"
+api_base = "{emulator}/graph/v21.0"
+phone_number_id = "106540352242922"
+app_secret = "wa-app-secret"
+verify_token = "wa-verify"
+access_token = "wa-token"
+"""
+
+
+CUSTOMERS = {
+    "wa-twilio": "+420601234567",
+    "viber-main": "3SQNc4FPUQmysaM/AQEhXg==",
+    "fb-main": "6543210987654321",
+    "wa-cloud": "+420602345678",
+}
+
+
+@dataclass
+class World:
+    hub: TestServer
+    emulator: TestServer
+    state: EmulatorState
+    store: Store
+
+    async def say(self, account: str, **body: Any) -> None:
+        async with aiohttp.ClientSession() as session:
+            url = f"{self.emulator.make_url('/_emulator/say')}"
+            async with session.post(url, json={"account": account, "from": CUSTOMERS[account], **body}) as response:
+                assert response.status == 200, await response.text()
+
+    async def attachment_rows(self) -> list[Any]:
+        async with self.store.read() as connection:
+            return list(await connection.execute(select(attachments).order_by(attachments.c.id)))
+
+    async def settled(self, count: int) -> list[Any]:
+        for _ in range(500):  # the fetcher works in the background: bounded wait
+            rows = await self.attachment_rows()
+            if len(rows) >= count and all(row.state != "pending" for row in rows):
+                return rows
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"attachments still pending: {await self.attachment_rows()}")
+
+
+@pytest.fixture
+async def world(
+    store: Store,
+    aiohttp_server: Callable[..., Any],
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    unused_tcp_port_factory: Callable[[], int],
+) -> AsyncIterator[World]:
+    hub_port, emulator_port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    settings = make_settings(
+        extra_toml=accounts_toml(f"http://127.0.0.1:{emulator_port}"),
+        database_url=database_url,
+        env={"CHANNELHUB_SERVER_PUBLIC_URL": hub_url},
+    )
+    state = EmulatorState(settings, hub_url, callback_delay=0)
+    emulator: TestServer = await aiohttp_server(build_emulator_app(state), port=emulator_port)
+    hub: TestServer = await aiohttp_server(create_app(settings, store=store), port=hub_port)
+    yield World(hub=hub, emulator=emulator, state=state, store=store)
+    await state.drain()
+
+
+async def test_a_customers_photo_arrives_on_every_provider(world: World) -> None:
+    for account in CUSTOMERS:
+        await world.say(account, kind="picture" if account == "viber-main" else "image", text="the parcel")
+    rows = await world.settled(4)
+    assert [row.state for row in rows] == ["stored"] * 4
+    assert {row.mime for row in rows} == {"image/png"}
+    assert {(row.width, row.height) for row in rows} == {(320, 200)}
+    assert len({row.blob_key for row in rows}) == 1  # the same picture four times: kept once
+
+
+async def test_an_agents_upload_is_downloaded_by_the_provider_from_the_hub(world: World) -> None:
+    await world.say("wa-twilio", text="please send the invoice")
+    created = await create_agent(
+        world.store,
+        login="ana",
+        password="pw-ana-12345",
+        role=Role.SUPERVISOR,
+        now=datetime.now(UTC),
+        queues=["support"],
+    )
+    base = str(world.hub.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession() as session:
+        login = await session.post(f"{base}/api/v1/auth/login", json={"login": "ana", "password": "pw-ana-12345"})
+        token = (await login.json())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        listed = await (await session.get(f"{base}/api/v1/conversations?state=waiting", headers=auth)).json()
+        [conversation] = listed["items"]
+        taken = await session.post(f"{base}/api/v1/conversations/{conversation['id']}/take", headers=auth)
+        assert taken.status == 200, await taken.text()
+        form = aiohttp.FormData()
+        form.add_field("file", io.BytesIO(PDF), filename="invoice.pdf", content_type="application/pdf")
+        upload = await (await session.post(f"{base}/api/v1/uploads", data=form, headers=auth)).json()
+        sent = await session.post(
+            f"{base}/api/v1/conversations/{conversation['id']}/messages",
+            json={"text": "here it is", "attachments": [{"upload": upload["id"]}]},
+            headers=auth,
+        )
+        assert sent.status == 201, await sent.text()
+    for _ in range(500):
+        fetched = [r.body.get("media_fetched") for r in world.state.sent if r.body.get("media_fetched")]
+        if fetched:
+            break
+        await asyncio.sleep(0.02)
+    [[result]] = fetched
+    assert (result["status"], result["bytes"], result["type"]) == (200, len(PDF), "application/pdf")
+    assert result["url"].startswith(base + "/media/")
+    assert created.id

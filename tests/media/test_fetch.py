@@ -1,0 +1,344 @@
+"""Customers' attachments are fetched after the webhook, per provider, durably: retried through transient
+failures, failed with a reason for good, taken up again after a crash, stored once per content."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from PIL import Image
+from sqlalchemy import func, select
+
+from hub.bus import EventBus
+from hub.events import AttachmentChanged
+from hub.media import LocalBlobStore
+from hub.media_fetch import FetchPolicy, MediaFetcher
+from hub.model import Attachment, InboundMessage, MessageKind
+from hub.ports import ChannelAdapter
+from hub.registry import build_adapter
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.ingest import store_group
+from hub.store.tables import attachments, messages
+from tests.adapters.conftest import _aioresponses_compat  # noqa: F401 -- aioresponses on aiohttp 3.14 (autouse)
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+GRAPH = "http://graph.test/v21.0"
+TWILIO = "http://twilio.test"
+
+ACCOUNTS = f"""
+[[accounts]]
+id = "wa-cloud"
+channel = "whatsapp"
+provider = "cloud"
+queue = "support"
+api_base = "{GRAPH}"
+phone_number_id = "1065"
+app_secret = "s"
+verify_token = "v"
+access_token = "cloud-token"
+
+[[accounts]]
+id = "wa-twilio"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+api_base = "{TWILIO}"
+account_sid = "ACsid"
+auth_token = "twilio-token"
+from_number = "+15550001111"
+
+[[accounts]]
+id = "fb"
+channel = "messenger"
+queue = "support"
+api_base = "{GRAPH}"
+page_id = "1047"
+app_secret = "s"
+verify_token = "v"
+page_access_token = "page-token"
+
+[[accounts]]
+id = "vb"
+channel = "viber"
+queue = "support"
+auth_token = "viber-token"
+name = "Shop"
+"""
+
+
+def png(size: tuple[int, int] = (40, 30), colour: str = "red") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Rig:
+    store: Store
+    blobs: LocalBlobStore
+    fetcher: MediaFetcher
+    clock: Clock
+    settings: Settings
+    bus: EventBus
+    events: list[AttachmentChanged]
+    _count: int = 0
+
+    async def customer_sends(self, account_id: str, *found: Attachment, message_id: str | None = None) -> str:
+        self._count += 1
+        message_id = message_id or f"m-{self._count}"
+        account = self.settings.account(account_id)
+        event = InboundMessage(
+            channel=account.channel,
+            account_id=account_id,
+            sender_id="+420600000001",
+            provider_message_id=message_id,
+            sent_at=self.clock(),
+            kind=found[0].kind if found else MessageKind.TEXT,
+            attachments=found,
+        )
+        accounts = {a.id: a for a in self.settings.accounts}
+        [outcome] = await store_group(self.store, [[event]], accounts, self.clock())
+        assert not isinstance(outcome, BaseException)
+        return message_id
+
+    async def rows(self) -> list[Any]:
+        async with self.store.read() as connection:
+            return list(await connection.execute(select(attachments).order_by(attachments.c.id)))
+
+    async def fetch(self) -> int:
+        return await self.fetcher.fetch_due(self.clock())
+
+
+@pytest.fixture
+async def rig(database_url: str, make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = make_settings(ACCOUNTS, database_url=database_url)
+    store = Store(database_url)
+    await store.migrate()
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    clock = Clock()
+    bus = EventBus()
+    async with aiohttp.ClientSession() as http:
+        adapters: dict[str, ChannelAdapter] = {a.id: build_adapter(a, http) for a in settings.accounts}
+        fetcher = MediaFetcher(
+            store, bus, adapters, blobs, settings, clock=clock, policy=FetchPolicy(max_attempts=3, lease=60)
+        )
+        await fetcher.start(http)
+        await fetcher.stop()  # its tasks are not wanted: the tests call fetch_due themselves
+        fetcher._http = http
+        events: list[AttachmentChanged] = []
+        original = bus.publish
+
+        def record(event: Any) -> None:
+            if isinstance(event, AttachmentChanged):
+                events.append(event)
+            original(event)
+
+        bus.publish = record  # type: ignore[method-assign]
+        yield Rig(store=store, blobs=blobs, fetcher=fetcher, clock=clock, settings=settings, bus=bus, events=events)
+    await store.close()
+
+
+def _header(call: Any, name: str) -> str | None:
+    headers = call.kwargs.get("headers") or {}
+    return headers.get(name)
+
+
+async def test_whatsapp_cloud_looks_the_media_up_then_fetches_it_with_the_token(rig: Rig) -> None:
+    image = png()
+    await rig.customer_sends(
+        "wa-cloud", Attachment(kind=MessageKind.IMAGE, provider_media_id="MEDIA1", mime_type="image/jpeg")
+    )
+    with aioresponses() as mock:
+        mock.get(f"{GRAPH}/MEDIA1", payload={"url": "https://lookaside.test/media/1?ext=1", "mime_type": "image/png"})
+        mock.get("https://lookaside.test/media/1?ext=1", body=image)
+        assert await rig.fetch() == 1
+        calls = [call for (method, url), found in mock.requests.items() for call in found]
+    assert all(_header(call, "Authorization") == "Bearer cloud-token" for call in calls)
+    [row] = await rig.rows()
+    assert (row.state, row.mime, row.size, row.width, row.height) == ("stored", "image/png", len(image), 40, 30)
+    assert row.sha256 == row.blob_key
+    assert row.thumbnail_key
+    async with await rig.blobs.open(row.blob_key) as stream:
+        assert await stream.read_all() == image
+    [event] = rig.events
+    assert event.attachment["state"] == "stored"
+    assert event.attachment["url"] == f"/api/v1/media/{row.id}"
+
+
+async def test_twilio_media_are_fetched_with_the_account_credentials(rig: Rig) -> None:
+    url = f"{TWILIO}/2010-04-01/Accounts/ACsid/Messages/MM1/Media/ME1"
+    await rig.customer_sends("wa-twilio", Attachment(kind=MessageKind.FILE, url=url, mime_type="application/pdf"))
+    with aioresponses() as mock:
+        mock.get(url, body=b"%PDF-1.4\n%fake\n")
+        assert await rig.fetch() == 1
+        [[call]] = list(mock.requests.values())
+    expected = "Basic " + base64.b64encode(b"ACsid:twilio-token").decode()
+    assert _header(call, "Authorization") == expected
+    [row] = await rig.rows()
+    assert (row.state, row.mime) == ("stored", "application/pdf")
+
+
+async def test_twilio_credentials_never_go_to_another_host(rig: Rig) -> None:
+    url = "http://elsewhere.test/file"
+    await rig.customer_sends("wa-twilio", Attachment(kind=MessageKind.FILE, url=url))
+    with aioresponses() as mock:
+        mock.get(url, body=b"plain words")
+        await rig.fetch()
+        [[call]] = list(mock.requests.values())
+    assert _header(call, "Authorization") is None
+
+
+@pytest.mark.parametrize("account", ["fb", "vb"])
+async def test_messenger_and_viber_cdn_links_are_fetched_without_credentials(rig: Rig, account: str) -> None:
+    url = f"https://cdn.test/{account}/voice.ogg"
+    await rig.customer_sends(account, Attachment(kind=MessageKind.AUDIO, url=url))
+    ogg = b"OggS\x00\x02" + b"\x00" * 60
+    with aioresponses() as mock:
+        mock.get(url, body=ogg)
+        assert await rig.fetch() == 1
+        [[call]] = list(mock.requests.values())
+    assert _header(call, "Authorization") is None
+    [row] = await rig.rows()
+    assert (row.state, row.kind, row.mime, row.size) == ("stored", "audio", "audio/ogg", len(ogg))
+
+
+async def test_a_5xx_is_retried_and_the_attachment_arrives_once(rig: Rig) -> None:
+    await rig.customer_sends("wa-cloud", Attachment(kind=MessageKind.IMAGE, provider_media_id="M5"))
+    with aioresponses() as mock:
+        mock.get(f"{GRAPH}/M5", status=503, payload={"error": {"message": "busy", "code": 2}})
+        assert await rig.fetch() == 1
+        [row] = await rig.rows()
+        assert (row.state, row.attempts) == ("pending", 1)
+        assert row.error
+        assert row.next_attempt_at > rig.clock.now
+        assert await rig.fetch() == 0  # not due yet: back-off
+        rig.clock.now = row.next_attempt_at
+        mock.get(f"{GRAPH}/M5", payload={"url": "https://lookaside.test/5"})
+        mock.get("https://lookaside.test/5", body=png())
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert (row.state, row.attempts, row.error) == ("stored", 2, None)
+    assert len(rig.events) == 1
+    assert len([blob async for blob in rig.blobs.scan()]) == 2  # the image and its thumbnail
+
+
+async def test_a_404_fails_for_good_with_a_reason_and_the_message_stays(rig: Rig) -> None:
+    url = "https://cdn.test/gone.jpg"
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.IMAGE, url=url))
+    with aioresponses() as mock:
+        mock.get(url, status=404)
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert row.state == "failed"
+    assert "404" in row.error
+    assert "no longer has" in row.error
+    async with rig.store.read() as connection:
+        assert (await connection.execute(select(func.count()).select_from(messages))).scalar_one() == 1
+    rig.clock.now += timedelta(hours=1)
+    assert await rig.fetch() == 0  # failed rows wait for an admin's retry
+    [event] = rig.events
+    assert event.attachment["state"] == "failed"
+    assert event.attachment["error"] == row.error
+
+
+async def test_transient_failures_give_up_after_the_last_attempt(rig: Rig) -> None:
+    url = "https://cdn.test/flaky.jpg"
+    await rig.customer_sends("vb", Attachment(kind=MessageKind.IMAGE, url=url))
+    with aioresponses() as mock:
+        for _ in range(3):
+            mock.get(url, status=502)
+            assert await rig.fetch() == 1
+            [row] = await rig.rows()
+            if row.next_attempt_at is not None:
+                rig.clock.now = row.next_attempt_at
+    [row] = await rig.rows()
+    assert row.state == "failed"
+    assert "after 3 attempts" in row.error
+
+
+async def test_a_fetch_cut_short_by_a_restart_is_taken_up_when_its_lease_runs_out(rig: Rig) -> None:
+    from hub.store.media import claim_fetches
+
+    url = "https://cdn.test/cut.pdf"
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=url))
+    [claimed] = await claim_fetches(rig.store, now=rig.clock.now, lease=timedelta(seconds=60), limit=5)
+    # the process that claimed it stops here, before recording anything
+    assert await rig.fetch() == 0  # leased: nobody else touches it
+    rig.clock.now += timedelta(seconds=61)
+    with aioresponses() as mock:
+        mock.get(url, body=b"%PDF-1.4 whole")
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert (row.id, row.state, row.attempts) == (claimed.id, "stored", 2)
+
+
+async def test_the_same_file_from_two_messages_is_stored_once(rig: Rig) -> None:
+    image = png((64, 64), "blue")
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.IMAGE, url="https://cdn.test/a.png"))
+    await rig.customer_sends("vb", Attachment(kind=MessageKind.IMAGE, url="https://cdn.test/b.png"))
+    with aioresponses() as mock:
+        mock.get("https://cdn.test/a.png", body=image)
+        mock.get("https://cdn.test/b.png", body=image)
+        assert await rig.fetch() == 2
+    first, second = await rig.rows()
+    assert first.message_id != second.message_id
+    assert first.blob_key == second.blob_key
+    assert first.state == second.state == "stored"
+    assert len([blob async for blob in rig.blobs.scan()]) == 2  # one image, one thumbnail
+
+
+async def test_a_redelivered_webhook_makes_no_second_attachment(rig: Rig) -> None:
+    found = Attachment(kind=MessageKind.VIDEO, url="https://cdn.test/v.mp4")
+    await rig.customer_sends("fb", found, message_id="same")
+    await rig.customer_sends("fb", found, message_id="same")
+    assert len(await rig.rows()) == 1
+
+
+async def test_a_file_past_max_bytes_fails_with_the_limit_named(
+    database_url: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(
+        ACCOUNTS + f"\n[media]\nmax_bytes = 10\npath = '{tmp_path / 'b'}'\n", database_url=database_url
+    )
+    store = Store(database_url)
+    await store.migrate()
+    try:
+        async with aiohttp.ClientSession() as http:
+            adapters: dict[str, ChannelAdapter] = {a.id: build_adapter(a, http) for a in settings.accounts}
+            fetcher = MediaFetcher(store, EventBus(), adapters, LocalBlobStore(tmp_path / "b"), settings, clock=Clock())
+            fetcher._http = http
+            rig = Rig(
+                store=store,
+                blobs=LocalBlobStore(tmp_path / "b"),
+                fetcher=fetcher,
+                clock=Clock(),
+                settings=settings,
+                bus=EventBus(),
+                events=[],
+            )
+            await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/big"))
+            with aioresponses() as mock:
+                mock.get("https://cdn.test/big", body=b"x" * 11)
+                await rig.fetch()
+            [row] = await rig.rows()
+            assert row.state == "failed"
+            assert "max_bytes = 10" in row.error
+    finally:
+        await store.close()
