@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,7 @@ from hub.registry import adapter_factories
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import create_agent
+from hub.store.bots import hand_off
 from hub.store.contacts import create_contact, update_contact
 from hub.store.routing import RoutingRefused, close_conversation, take, transfer_to_queue
 from hub.store.tables import conversations, webhook_deliveries
@@ -321,3 +323,36 @@ async def test_a_change_that_is_refused_leaves_no_delivery_and_one_that_commits_
         assert await statuses(store) == {}
         await close_conversation(store, conversation_id, agent.id, "resolved", now=now)
         assert await statuses(store) == {"pending": 1}
+
+
+async def test_a_bot_conversation_opened_and_handed_off_reaches_the_integration(
+    settings_for: Callable[[str], Settings], store: Store
+) -> None:
+    receiver = Receiver(SECRET)
+    bot = f"""
+[[bots]]
+id = "faq"
+kind = "webhook"
+queues = ["support"]
+url = "http://127.0.0.1:{free_port()}/bot"
+secret = "{SECRET}"
+token = "bot-token-0123456789"
+"""
+    settings = settings_for(hook("crm", receiver.url, '"conversation.opened", "conversation.handed_off"') + bot)
+    await receiver.start()
+    try:
+        async with build_hub(settings, store=store) as hub:
+            await ingest(hub, customers=1, each=1)
+            async with store.read() as connection:
+                conversation_id = (await connection.execute(select(conversations.c.id))).scalar_one()
+            with contextlib.suppress(RoutingRefused):  # the bot runner may have handed it off already
+                await hand_off(store, conversation_id, reason="bot_asked", bot_id="faq", now=datetime.now(UTC))
+            await until(lambda: len(receiver.accepted) == 2)
+    finally:
+        await receiver.stop()
+    opened, handed_off = receiver.accepted
+    assert (opened.type, handed_off.type) == ("conversation.opened", "conversation.handed_off")
+    assert opened.data["conversation"]["state"] == "bot"
+    assert handed_off.data["queue"] == "support"
+    assert handed_off.data["reason"] in ("bot_asked", "bot_failed")
+    assert handed_off.data["conversation"]["state"] == "waiting"
