@@ -10,7 +10,8 @@ Start-up order (stop is the reverse):
 
 1. the database: migrations, then the configured queues and statuses and the demo agents;
 2. the HTTP session and the adapters (unless given), then whoever asked to configure them;
-3. the notifier, so that it numbers and sends everything that follows;
+3. the notifier, so that it numbers and sends everything that follows; then the outgoing webhooks'
+   dispatcher, which seeds the configured integrations before any change is recorded for them;
 4. the ingest and the router, which record their events through the notifier's journal;
 4b. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
 4c. the bot runner (hub/bots/runner.py), which answers through the use cases;
@@ -47,6 +48,7 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import AgentExists, count_agents, create_agent, find_agent_by_login
 from hub.store.catalogue import seed_catalogue
+from hub.webhooks_out import WebhookDispatcher
 
 __all__ = ["Hub"]
 
@@ -82,6 +84,7 @@ class Hub:
         build_adapters: bool,
         metrics: HubMetrics | None = None,
         bots: BotRunner | None = None,
+        webhooks_out: WebhookDispatcher | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,6 +100,9 @@ class Hub:
         self.blobs = blobs
         self.media = media
         self.bots = bots if bots is not None else BotRunner(settings.bots)
+        self.webhooks_out = (
+            webhooks_out if webhooks_out is not None else WebhookDispatcher(store, bus, settings, clock=clock)
+        )
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store
@@ -142,6 +148,7 @@ class Hub:
             configure(self.adapters)
         self._configure.clear()
         await self.notifier.start()
+        await self.webhooks_out.start()
         await self.ingestor.start()
         await self.router.start()
         await self.media.start(self._http)
@@ -160,6 +167,7 @@ class Hub:
         await self.media.stop()
         await self.router.stop()
         await self.ingestor.stop()
+        await self.webhooks_out.stop()
         await self.notifier.stop()
         if self._owns_http and self._http is not None:
             await self._http.close()

@@ -33,6 +33,7 @@ from hub.registry import build_adapter
 from hub.router import Router
 from hub.settings import Settings
 from hub.store import Store
+from hub.webhooks_out import WebhookDispatcher
 
 __all__ = ["build_hub", "build_store", "utc_now"]
 
@@ -111,4 +112,5 @@ def build_hub(
         build_adapters=adapters is None and http is None,
         metrics=metrics,
         bots=bots,
+        webhooks_out=WebhookDispatcher(store, bus, settings, clock=clock),
     )

@@ -24,6 +24,7 @@ __all__ = [
     "AgentDeactivated",
     "AgentPresence",
     "AttachmentChanged",
+    "ContactUpdated",
     "ConversationClosed",
     "ConversationHandedOff",
     "ConversationLeftQueue",
@@ -413,6 +414,25 @@ class QueueWaiting:
             "oldest_waiting_since": self.oldest_waiting_since.isoformat() if self.oldest_waiting_since else None,
             "changed": [c for c in self.changed if c][:200],
         }
+
+
+# ------------------------------------------------------------------ integrations (outgoing webhooks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactUpdated:
+    """A contact's fields changed. Recorded for integrations in the change's transaction; consoles reload
+    contacts themselves, so it is not published on the bus."""
+
+    kind: ClassVar[str] = "contact.updated"
+    conversation_id: ClassVar[None] = None
+    agent_id: ClassVar[None] = None
+    queue_id: ClassVar[None] = None
+    contact_id: int
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"contact_id": self.contact_id}
 
 
 # ------------------------------------------------------------------ the log

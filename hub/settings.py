@@ -33,6 +33,7 @@ from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
 from hub.room_settings import RoomsSettings, rooms_settings
+from hub.webhooks_out_config import WebhookOut, WebhooksDelivery, parse_webhooks_delivery, parse_webhooks_out
 
 __all__ = ["AuditSettings", "MediaSettings", "MetricsSettings", "ServerSettings", "Settings", "load_settings"]
 
@@ -154,6 +155,9 @@ class Settings:
     templates_dir: str | None = None
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
+    # outgoing webhooks (integrations): [[webhooks_out]] and [webhooks_delivery]
+    webhooks_out: tuple[WebhookOut, ...] = ()
+    webhooks_delivery: WebhooksDelivery = field(default_factory=WebhooksDelivery)
 
     def account(self, account_id: str) -> ChannelAccount:
         for account in self.accounts:
@@ -190,6 +194,7 @@ class Settings:
         if self.metrics.token:
             values.add(self.metrics.token)
         values |= {value for bot in self.bots for value in (bot.secret, bot.token) if value}
+        values |= {hook.secret for hook in self.webhooks_out}
         return frozenset(values)
 
 
@@ -275,6 +280,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     known |= {"rooms"}
     known |= {"metrics", "audit"}
     known |= {"bots"}
+    known |= {"webhooks_out", "webhooks_delivery"}
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
@@ -336,6 +342,8 @@ def _build(raw: dict[str, Any]) -> Settings:
         templates_dir=str(templates_dir) if templates_dir else None,
         log_level=str(raw.get("log_level", "INFO")).upper(),
         log_format=log_format,
+        webhooks_out=parse_webhooks_out(raw.get("webhooks_out", []), {q.id for q in queues}),
+        webhooks_delivery=parse_webhooks_delivery(_table(raw, "webhooks_delivery")),
     )
 
 

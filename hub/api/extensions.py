@@ -30,6 +30,7 @@ from hub.api import (
     tickets,
 )
 from hub.api import layout as desk_layout
+from hub.api import webhooks_out as webhooks_out_api
 
 __all__ = ["EXTENSIONS"]
 
@@ -42,6 +43,7 @@ EXTENSIONS: list[Callable[[web.Application], None]] = [
     rejected.setup,
     audit.setup,
     templates.setup,
+    webhooks_out_api.setup,
     outbound.setup,
     bots.setup,
     desk_layout.setup,

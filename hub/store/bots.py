@@ -31,6 +31,7 @@ from hub.store.conversations import conversation_view
 from hub.store.history import _message as history_item  # a message as the history renders it
 from hub.store.routing import Change, RoutingRefused, _apply, _facts  # the one way an action is applied
 from hub.store.tables import bot_conversations, conversations, messages, statuses
+from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "BotState",
@@ -230,6 +231,7 @@ async def hand_off(
             ),
             ConversationWaiting(conversation_id=conversation_id, queue_id=conversation.queue_id),
         ]
+        await record_outgoing(connection, events, now=now)  # the integrations' deliveries, in this transaction
         return Change(conversation, events)
 
 

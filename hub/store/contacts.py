@@ -15,10 +15,12 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
+from hub.events import ContactUpdated
 from hub.model import Contact
 from hub.store._crud import aware_datetime, decode_cursor, encode_cursor, like_pattern, normalise_phone
 from hub.store._db import Store
 from hub.store.tables import contacts, conversations, identities, tickets
+from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "CONTACT_FIELDS",
@@ -135,6 +137,8 @@ async def update_contact(store: Store, contact_id: int, fields: Mapping[str, Any
             update(contacts).where(contacts.c.id == contact_id).values(**values, updated_at=now).returning(contacts)
         )
         row = result.mappings().first()
+        if row is not None:
+            await record_outgoing(connection, [ContactUpdated(contact_id=contact_id)], now=now)
     return contact_from_row(row) if row else None
 
 

@@ -20,7 +20,7 @@ from hub.store._db import Store
 from hub.store.media import attachments_by_message, render_attachments
 from hub.store.tables import conversations, identities, messages, timeline_events
 
-__all__ = ["HistoryCursor", "history_page"]
+__all__ = ["HistoryCursor", "history_page", "message_view"]
 
 _EVENT, _MESSAGE = 0, 1  # at the same instant an event (offered, accepted) sorts before a message
 
@@ -59,6 +59,11 @@ def _message(row: Any) -> dict[str, Any]:
         "referral": _referral(row.extra),
         "forwarded": _forwarded(row.extra),
     }
+
+
+def message_view(row: Any) -> dict[str, Any]:
+    """A ``messages`` row as the history (and the outgoing webhooks) show it."""
+    return _message(row)
 
 
 def _referral(extra: dict[str, Any] | None) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ from sqlalchemy import and_, case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus import BusEvent
-from hub.events import IdentitySubscription, MessageCreated, MessageDelivery
+from hub.events import ConversationWaiting, ConversationWithBot, IdentitySubscription, MessageCreated, MessageDelivery
 from hub.model import (
     Author,
     Channel,
@@ -49,6 +49,7 @@ from hub.store.tables import (
     messages,
     pending_receipts,
 )
+from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "DeliveryOutcome",
@@ -113,10 +114,20 @@ async def store_group(
             await connection.execute(
                 webhook_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
             )
+        in_order = [results[i] for i in range(len(deliveries))]
+        await _record_outgoing(connection, [r for r in in_order if isinstance(r, DeliveryOutcome)], now)
         if journal is not None:  # in delivery order: the fast path's results were filled in first
             in_order = [results[i] for i in range(len(deliveries))]
             await _record(connection, journal, [r for r in in_order if isinstance(r, DeliveryOutcome)])
     return [results[i] for i in range(len(deliveries))]
+
+
+async def _record_outgoing(connection: AsyncConnection, outcomes: list[DeliveryOutcome], now: datetime) -> None:
+    """The outgoing webhooks' deliveries of what was stored, in its transaction (a new conversation is
+    announced by ``ConversationWaiting`` or, for a bot, ``ConversationWithBot`` here: only here it means "opened")."""
+    events = [event for outcome in outcomes for event in outcome.events]
+    opened = {e.conversation_id for e in events if isinstance(e, ConversationWaiting | ConversationWithBot)}
+    await record_outgoing(connection, events, now=now, new_conversations=opened)
 
 
 async def _record(connection: AsyncConnection, journal: Journal, outcomes: list[DeliveryOutcome]) -> None:

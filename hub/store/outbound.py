@@ -27,6 +27,7 @@ from hub.store.messages import load_identity, open_conversation_of
 from hub.store.outbox import outbox_writer
 from hub.store.routing import RoutingRefused, close_within
 from hub.store.tables import conversations, identities, messages, outbox, participants
+from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "ConversationTaken",
@@ -98,6 +99,8 @@ async def queue_outbound_group(
         for result in results:  # an agent's uploaded files: kept with the message, in its transaction
             if isinstance(result, Queued) and any(a.upload_id for a in result.message.attachments):
                 await insert_sent_attachments(connection, result.message.id, result.message.attachments, now)
+        accepted = [event for r in results if isinstance(r, Queued) for event in r.events]
+        await record_outgoing(connection, accepted, now=now)
     return [r for r in results if r is not None]
 
 

@@ -26,6 +26,7 @@ from hub.store._outbox_sqlite import SqliteOutbox
 from hub.store.health import stamp_health
 from hub.store.ingest import apply_found_receipts, apply_known_receipts, prune_pending_receipts
 from hub.store.tables import messages, outbox
+from hub.store.webhooks_out import hears_of, record_outgoing
 
 __all__ = [
     "Accepted",
@@ -97,10 +98,17 @@ async def record_and_claim(
     itself, and one round trip instead of a transaction's three (``BEGIN``, the statement, ``COMMIT``),
     each of which waits a turn of an event loop busy with a hundred sends (ADR 0019)."""
     writer = outbox_writer(store)
-    if writer.accepts_alone and items and not limit and not _echoes_possible(items):
+    if (
+        writer.accepts_alone
+        and items
+        and not limit
+        and not _echoes_possible(items)
+        and not await hears_of(store, "message.delivery")  # its deliveries are written with the acceptance
+    ):
         return await _record_accepted_alone(store, writer, items, now), []
     async with store.write() as connection:
         events = await _record_accepted(connection, writer, items, now=now) if items else []
+        await record_outgoing(connection, events, now=now)
         jobs = (
             await writer.claim(connection, now=now, worker=worker, lease=lease, limit=limit, follow=follow)
             if limit
@@ -134,6 +142,7 @@ async def _record_accepted_alone(
     if pending:
         async with store.write() as connection:
             early = await apply_found_receipts(connection, channels, pending, now)
+            await record_outgoing(connection, early, now=now)
     return _sent_events(items) + early
 
 
@@ -169,7 +178,9 @@ async def outbox_upkeep(store: Store, account_ids: Sequence[str], *, now: dateti
         for account_id in sorted(account_ids):
             await stamp_health(connection, store.dialect, account_id, {"last_send_at": now})
         await prune_pending_receipts(connection, now)
-        return await apply_known_receipts(connection, now)
+        applied = await apply_known_receipts(connection, now)
+        await record_outgoing(connection, applied, now=now)
+        return applied
 
 
 async def record_retry(store: Store, job: OutboxJob, *, next_attempt_at: datetime, error: str, now: datetime) -> None:
@@ -218,15 +229,17 @@ async def record_failed(
                 job.account_id,
                 {"last_send_error": f"{code}: {reason}", "last_send_error_at": now},
             )
-    return [
-        MessageDelivery(
-            conversation_id=job.conversation_id,
-            message_id=job.message_id,
-            state=DeliveryState.FAILED.value,
-            error_code=code,
-            error_reason=reason,
-        )
-    ]
+        failed: list[BusEvent] = [
+            MessageDelivery(
+                conversation_id=job.conversation_id,
+                message_id=job.message_id,
+                state=DeliveryState.FAILED.value,
+                error_code=code,
+                error_reason=reason,
+            )
+        ]
+        await record_outgoing(connection, failed, now=now)
+    return failed
 
 
 async def outbox_counts(store: Store) -> dict[str, int]:

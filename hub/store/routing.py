@@ -43,6 +43,7 @@ from hub.store.catalogue import load_queue
 from hub.store.conversations import conversation_from_row
 from hub.store.events import Journal, journal_events
 from hub.store.tables import agent_queues, agents, conversations, participants, statuses, timeline_events
+from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "Change",
@@ -333,6 +334,14 @@ async def _apply(
     if change.restarts_idle is not None:
         await connection.execute(update(agents).where(agents.c.id == change.restarts_idle).values(idle_since=now))
     return change.after
+
+
+async def _reported(
+    connection: AsyncConnection, conversation: Conversation, events: list[BusEvent], now: datetime
+) -> Change:
+    """The change, with its outgoing webhook deliveries written in its transaction."""
+    await record_outgoing(connection, events, now=now)
+    return Change(conversation, events)
 
 
 # -------------------------------------------------------------------- sweep
@@ -640,10 +649,8 @@ async def accept_offer(store: Store, conversation_id: int, agent_id: int, *, now
         facts = await _facts(connection, store.dialect, conversation_id)
         change = _decide(facts, lifecycle.Accept(agent_id=agent_id), now)
         conversation = await _apply(connection, store.dialect, facts, change, now)
-        return Change(
-            conversation,
-            [_updated(conversation_id, "accepted", facts.audience(agent_id), agent_id=agent_id)],
-        )
+        accepted = [_updated(conversation_id, "accepted", facts.audience(agent_id), agent_id=agent_id)]
+        return await _reported(connection, conversation, accepted, now)
 
 
 async def reject_offer(store: Store, conversation_id: int, agent_id: int, *, now: datetime) -> Change:
@@ -690,7 +697,7 @@ async def take(store: Store, conversation_id: int, agent_id: int, *, now: dateti
         if before.state is not ConversationState.BOT:  # a bot's conversation was on no waiting list
             events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
         events.append(_updated(conversation_id, "taken", facts.audience(agent_id), agent_id=agent_id))
-        return Change(conversation, events)
+        return await _reported(connection, conversation, events, now)
 
 
 # ---------------------------------------------------------------- hand-offs
@@ -724,7 +731,7 @@ async def transfer_to_agent(
         events.append(
             _updated(conversation_id, "transferred", facts.audience(target_id), agent_id=actor_id, to_agent=target_id)
         )
-        return Change(conversation, events)
+        return await _reported(connection, conversation, events, now)
 
 
 async def transfer_to_queue(
@@ -744,7 +751,7 @@ async def transfer_to_queue(
             events.append(_queue_event(conversation_id, before.queue_id, waiting=False))
         events.append(_updated(conversation_id, "transferred", facts.audience(), agent_id=actor_id, to_queue=queue_id))
         events.append(_queue_event(conversation_id, queue_id, waiting=True))
-        return Change(conversation, events)
+        return await _reported(connection, conversation, events, now)
 
 
 async def invite(
@@ -823,7 +830,7 @@ async def close_conversation(
             events.append(_updated(conversation_id, "left", facts.audience(), agent_id=actor_id, **details))
         else:
             events.append(_updated(conversation_id, "closed", facts.audience(), agent_id=actor_id, status=status))
-        return Change(conversation, events)
+        return await _reported(connection, conversation, events, now)
 
 
 async def close_within(

@@ -682,3 +682,59 @@ send_rate_buckets = Table(
     Column("tokens", Float, nullable=False),  # left after the last lease
     Column("updated_at", UTCDateTime(), nullable=False),  # when they were counted
 )
+
+# ---------------------------------------------------------------- outgoing webhooks (integrations)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    # one integration: seeded from [[webhooks_out]] (source "config") or created by an admin (source "admin")
+    Column("id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),  # whsec_<base64>: signs every delivery (Standard Webhooks)
+    Column("events", JSON, nullable=False),  # the event types it hears of
+    Column("queues", JSON),  # the queues it may see; null: every queue
+    Column("source", String(16), nullable=False),
+    Column("pause_after", Integer, nullable=False),  # consecutive failed attempts before it is paused
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("paused_at", UTCDateTime()),  # null: deliveries go out
+    Column("paused_reason", Text),
+    _now_column(),
+    _now_column("updated_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    # one event for one subscription, written in the transaction of the change it reports (ADR 0029)
+    Column("id", Id, primary_key=True, autoincrement=True),  # also the stable webhook-id receivers dedupe on
+    Column("subscription_id", String(64), ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("order_key", String(64), nullable=False),  # conversation:<id> or contact:<id>: delivered in id order
+    Column("conversation_id", Id),
+    Column("payload", JSON, nullable=False),  # the body as sent: {"type", "timestamp", "data"}
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("leased_until", UTCDateTime()),  # a dispatcher is sending it until then
+    Column("lease_owner", String(64)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime()),
+    _now_column(),
+    Index("ix_webhook_deliveries_due", "status", "id"),  # the pending ones in order: the claim stops at its limit
+    Index("ix_webhook_deliveries_order", "subscription_id", "order_key", "status", "id"),
+    Index("ix_webhook_deliveries_listing", "subscription_id", "id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("status_code", Integer),  # null: no HTTP answer (refused, timed out)
+    Column("error", Text),  # null: delivered
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)

@@ -40,12 +40,15 @@ from hub.store.calendar import create_event
 from hub.store.contacts import create_contact
 from hub.store.tables import attachments, conversations, messages, metadata, participants
 from hub.store.tickets import create_ticket
+from hub.store.webhooks_out import create_subscription, list_deliveries
+from hub.webhooks_out_config import WebhookOut
 from tests.api.conftest import AgentHandle, Api
 
 ALLOWED = "allowed"
 ROLES = ("agent", "supervisor", "admin", "anonymous")
 OWNERSHIPS = ("own", "others", "waiting_mine", "waiting_other", "offered_me")
 PASSWORD = "correct horse battery"
+_SECRET = "whsec_" + "a" * 44
 
 Expected = int | str
 Rule = Callable[[str, str], Expected]
@@ -108,6 +111,7 @@ def acts(role: str, ownership: str) -> Expected:
 class Route:
     method: str
     # placeholders: {conv} {contact} {identity} {ticket} {queue} {status} {agent} {template} {event} {article}
+    #   {webhook} {delivery}
     path: str
     rule: Rule
     body: Callable[[World], Any] | dict[str, Any] | None = None
@@ -261,6 +265,36 @@ TABLE: list[Route] = [
     Route("PUT", "/api/v1/articles/{article}", admin_only, {"title": "Renamed"}, area="articles", ok=200),
     Route("DELETE", "/api/v1/articles/{article}", admin_only, area="articles", ok=204),
     Route("GET", "/api/v1/articles/{article}/versions", anyone, area="articles", ok=200),
+    # outgoing webhooks (integrations)
+    Route("GET", "/api/v1/webhooks-out", admin_only, area="webhooks-out", ok=200),
+    Route(
+        "POST",
+        "/api/v1/webhooks-out",
+        admin_only,
+        lambda w: {"id": _unique(w, "hook"), "url": "http://127.0.0.1:9/hook", "events": ["message.created"]},
+        area="webhooks-out",
+        ok=201,
+    ),
+    Route("GET", "/api/v1/webhooks-out/{webhook}", admin_only, area="webhooks-out", ok=200),
+    Route(
+        "PUT",
+        "/api/v1/webhooks-out/{webhook}",
+        admin_only,
+        {"events": ["message.created", "conversation.closed"]},
+        area="webhooks-out",
+        ok=200,
+    ),
+    Route("DELETE", "/api/v1/webhooks-out/{webhook}", admin_only, area="webhooks-out", ok=204),
+    Route("POST", "/api/v1/webhooks-out/{webhook}/resume", admin_only, {}, area="webhooks-out", ok=200),
+    Route("GET", "/api/v1/webhooks-out/{webhook}/deliveries", admin_only, area="webhooks-out", ok=200),
+    Route(
+        "POST",
+        "/api/v1/webhooks-out/{webhook}/deliveries/{delivery}/replay",
+        admin_only,
+        {},
+        area="webhooks-out",
+        ok=202,
+    ),
     # outbound
     Route(
         "POST",
@@ -427,6 +461,16 @@ class World:
             await root.json("POST", "/api/v1/templates", {"name": name, "body": "Hello {{ contact.name }}"}, status=201)
             await root.json("PUT", f"/api/v1/templates/{name}", {"body": "Hello again"})
             ids["template"] = name
+        if "{webhook}" in route.path:
+            hook = WebhookOut(
+                id=_unique(self, "hook"), url="http://127.0.0.1:9/hook", secret=_SECRET, events=("message.created",)
+            )
+            await create_subscription(self.store, hook, now=now)
+            ids["webhook"] = hook.id
+        if "{delivery}" in route.path:
+            await self.api.customer_writes(sender=f"+4208{next(self.counter):08d}")
+            (delivery, *_), _ = await list_deliveries(self.store, ids["webhook"], before=None, limit=1)
+            ids["delivery"] = delivery.id
         return ids
 
     async def caller(self, role: str, route: Route) -> AgentHandle | None:
@@ -455,8 +499,9 @@ class World:
         return tables
 
 
-_BACKGROUND_TABLES = {"bus_log", "account_health", "outbox"}
+_BACKGROUND_TABLES = {"bus_log", "account_health", "outbox", "webhook_deliveries", "webhook_attempts"}
 _BACKGROUND_COLUMNS = {
+    "webhook_subscriptions": ("consecutive_failures", "paused_at", "paused_reason"),
     "messages": (
         "delivery_state",
         "delivery_changed_at",

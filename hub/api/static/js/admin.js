@@ -7,6 +7,7 @@ import { get, post, put, del, toast, describeFailure, isMissingRoute } from "./a
 import { h, clear, button, field, select, dateTime, items, idOf, channelLabel } from "./util.js";
 import { state, presenceOf, hasRoute } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
+import { renderWebhooksOut } from "./webhooks_out.js";
 
 const SECTIONS = [
   ["accounts", "Channel accounts"],
@@ -14,6 +15,7 @@ const SECTIONS = [
   ["statuses", "Statuses"],
   ["agents", "Agents"],
   ["rejected", "Rejected webhooks"],
+  ["webhooks-out", "Outgoing webhooks"],
 ];
 
 export function renderAdmin(main) {
@@ -22,7 +24,7 @@ export function renderAdmin(main) {
   clear(main, tabs, body);
   const open = (name) => {
     for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.section === name));
-    ({ accounts, queues, statuses, agents, rejected })[name](body);
+    ({ accounts, queues, statuses, agents, rejected, "webhooks-out": renderWebhooksOut })[name](body);
   };
   for (const [name, label] of SECTIONS) tabs.appendChild(h("button", { type: "button", role: "tab", dataset: { section: name }, onclick: () => open(name) }, label));
   open("accounts");

@@ -13,7 +13,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0004"
-down_revision: str | None = "0008"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

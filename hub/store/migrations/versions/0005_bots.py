@@ -1,7 +1,7 @@
 """bots: each conversation's part with a bot (which bot, unanswered since, collected variables, hand-off)
 
 Revision ID: 0005
-Revises: 0010
+Revises: 0004
 Create Date: 2026-12-06 06:10:00.000000
 """
 

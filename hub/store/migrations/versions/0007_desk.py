@@ -1,7 +1,7 @@
 """the agent desk: a participant's own close status, a queue's transfer-back setting, widget layouts
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-06 06:10:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0007"
-down_revision: str | None = "0003"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,7 +5,7 @@ short words) and its vocabulary ``article_search_terms``; PostgreSQL a GIN index
 the pg_trgm extension and a trigram index on titles for typo-tolerant title matches (the hub works without them).
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0007
 Create Date: 2026-12-06 06:10:00.000000
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 import hub.store.tables
 
 revision: str = "0008"
-down_revision: str | None = "0010"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """calendar and rooms: agents' scheduled events, their feed secrets, co-browsing rooms
 
 Revision ID: 0009
-Revises: 0003
+Revises: 0008
 Create Date: 2026-12-06 06:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,7 +2,7 @@
 of a period; on PostgreSQL a trigger that announces new event-log rows (NOTIFY); the shared send-rate buckets
 
 Revision ID: 0011
-Revises: 0003
+Revises: 0010
 Create Date: 2026-12-06 06:20:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import hub.store.tables
 
 revision: str = "0011"
-down_revision: str | None = "0005"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,247 @@
+"""Bots and integrations: one function per measure, and a ``main`` that runs them all (or those named).
+
+    python bench/bots.py [--only outgoing] [--engine sqlite|postgres] [--deliveries 2000] [--conversations 200]
+
+**outgoing** — outgoing webhook deliveries per second: the hub's dispatcher (lease a batch of due deliveries,
+sign each with the Standard Webhooks scheme, POST them concurrently, record every attempt) against direct POSTs
+of the same bodies, with the same concurrency, to the same loopback receiver, in the same run. The deliveries
+are spread over ``--conversations`` conversations (each conversation's are sent one after another, in order).
+Target: the hub at least 70% of the direct rate.
+
+**bot-replies** — the time the hub adds to a bot's reply (``bench/bot_replies.py``'s ``run``), listed when that
+file is in the tree. Further measures go beside these, each a function returning its figures, and a line in
+``MEASURES``.
+
+The code measured is the tree the script is run from (the current directory comes first on the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path.cwd()))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aiohttp
+from _databases import database
+from aiohttp import web
+from sqlalchemy import func, insert, select
+
+from hub.bus import EventBus
+from hub.settings import Settings
+from hub.store.tables import webhook_deliveries
+from hub.webhooks_out import WebhookDispatcher, signed_headers
+from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
+
+SECRET = "whsec_" + base64.b64encode(b"bench-secret-bench-secret-123456").decode()
+
+
+# ------------------------------------------------------------------ a loopback receiver
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Receiver:
+    """A bare aiohttp handler that reads the body and answers 204: what both sides send to."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.received = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.received += 1
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+def payload(n: int, conversation: int, now: datetime) -> dict[str, Any]:
+    """A body the size of a real ``message.created`` (a conversation view and a message)."""
+    return {
+        "type": "message.created",
+        "timestamp": now.isoformat(),
+        "data": {
+            "conversation": {
+                "id": conversation,
+                "state": "waiting",
+                "queue": "support",
+                "queue_name": "Support",
+                "channel": "whatsapp",
+                "account": "wa-main",
+                "identity": {"id": conversation, "external_id": f"+4206{conversation:08d}", "display_name": "Jana"},
+                "opened_at": now.isoformat(),
+                "last_message_at": now.isoformat(),
+                "participants": [],
+            },
+            "message": {
+                "id": n,
+                "conversation_id": conversation,
+                "direction": "in",
+                "author": "customer",
+                "kind": "text",
+                "text": f"Hello, this is message {n}; where is my parcel?",
+                "attachments": [],
+                "created_at": now.isoformat(),
+                "delivery_state": "received",
+            },
+        },
+    }
+
+
+# ------------------------------------------------------------------ measures
+
+
+async def _direct(url: str, bodies: list[tuple[int, bytes]], concurrency: int) -> float:
+    """Seconds for ``concurrency`` workers to POST every body, signed the same way, one session."""
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for item in bodies:
+        queue.put_nowait(item)
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            while not queue.empty():
+                n, body = queue.get_nowait()
+                headers = signed_headers(SECRET, n, body, datetime.now(UTC))
+                async with session.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    assert answer.status == 204
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def _delivered(store: Any) -> int:
+    async with store.read() as connection:
+        query = select(func.count()).where(webhook_deliveries.c.status == "delivered")
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def measure_outgoing(
+    engine: str, deliveries: int, conversations: int, concurrency: int, rounds: int = 3
+) -> dict[str, float]:
+    """Outgoing webhook deliveries/s through the dispatcher, and direct POSTs/s, to one loopback receiver.
+
+    The two alternate ``rounds`` times (direct, hub, direct, hub, ...) and the best round of each counts: on a
+    shared machine a round's rate is what the load around it left, and alternating exposes both to the same.
+    """
+    direct_best = hub_best = 0.0
+    async with Receiver() as receiver, database(engine) as store:
+        hook = WebhookOut(id="bench", url=receiver.url, secret=SECRET, events=("message.created",))
+        tuning = WebhooksDelivery(concurrency=concurrency, poll_seconds=0.05)
+        settings = Settings(webhooks_out=(hook,), webhooks_delivery=tuning)
+        dispatcher = WebhookDispatcher(store, EventBus(), settings, clock=lambda: datetime.now(UTC))
+        await dispatcher.start()
+        try:
+            for round_ in range(rounds):
+                now = datetime.now(UTC)
+                first = round_ * deliveries
+                rows = [_row(n, n % conversations, now) for n in range(first, first + deliveries)]
+                bodies = [(n, json.dumps(r["payload"], separators=(",", ":")).encode()) for n, r in enumerate(rows)]
+                direct_best = max(direct_best, deliveries / await _direct(receiver.url, bodies, concurrency))
+                async with store.write() as connection:
+                    await connection.execute(insert(webhook_deliveries), rows)
+                started = time.perf_counter()
+                dispatcher.kick()
+                while dispatcher.delivered < first + deliveries:  # noqa: ASYNC110 - polling a counter is the point
+                    await asyncio.sleep(0.002)
+                hub_best = max(hub_best, deliveries / (time.perf_counter() - started))
+        finally:
+            await dispatcher.stop()
+        assert await _delivered(store) == rounds * deliveries
+        assert receiver.received == 2 * rounds * deliveries
+    return {"direct_per_s": direct_best, "hub_per_s": hub_best, "ratio": hub_best / direct_best}
+
+
+def _row(n: int, conversation: int, now: datetime) -> dict[str, Any]:
+    """A pending delivery as the store records it: what the dispatcher finds due."""
+    return {
+        "subscription_id": "bench",
+        "event_type": "message.created",
+        "order_key": f"conversation:{conversation}",
+        "conversation_id": conversation,
+        "payload": payload(n, conversation, now),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _outgoing(args: argparse.Namespace) -> Awaitable[None]:
+    async def run() -> None:
+        figures = await measure_outgoing(
+            args.engine, args.deliveries, args.conversations, args.concurrency, args.rounds
+        )
+        print(
+            f"outgoing webhooks ({args.engine}, {args.deliveries} deliveries over {args.conversations} conversations, "
+            f"concurrency {args.concurrency}, best of {args.rounds} rounds): hub {figures['hub_per_s']:,.0f}/s, "
+            f"direct {figures['direct_per_s']:,.0f}/s, ratio {figures['ratio']:.0%} (target >= 70%)"
+        )
+
+    return run()
+
+
+MEASURES: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
+    "outgoing": _outgoing,
+}
+try:  # the bots' reply latency (bench/bot_replies.py, issue 18's bots work), when it is in the tree
+    import bot_replies
+
+    MEASURES["bot-replies"] = bot_replies.run
+except ImportError:
+    pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(MEASURES), action="append", help="run only these measures")
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--deliveries", type=int, default=2000)
+    parser.add_argument("--conversations", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="direct and hub alternate; the best of each counts")
+    parser.add_argument("--rate", type=float, default=100.0, help="bot-replies: new conversations per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="bot-replies: how long")
+    args = parser.parse_args()
+
+    async def run_all() -> None:
+        for name in args.only or list(MEASURES):
+            await MEASURES[name](args)
+
+    asyncio.run(run_all())
+
+
+if __name__ == "__main__":
+    main()

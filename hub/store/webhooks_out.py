@@ -1,0 +1,684 @@
+"""Outgoing webhooks in the database: subscriptions, deliveries written with their change, attempts.
+
+``record_outgoing`` runs inside the write transaction of the change it reports (the ingest's group, a routing
+change, a queued send, a delivery report, a contact's edit), so a delivery exists exactly when its change
+committed. ``claim_due`` leases the head of each conversation's line (an earlier pending delivery of the same
+``order_key`` holds the later ones back) with one guarded update, so several processes never send one twice at
+once; ``record_attempts`` stores what each attempt got and schedules the next. The HTTP side is hub/webhooks_out.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.store._db import Store
+from hub.store.conversations import conversation_views
+from hub.store.history import message_view
+from hub.store.tables import contacts, messages, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from hub.views import jsonable
+from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
+from hub.webhooks_out_events import Outgoing, OutgoingSource, outgoing_of
+
+__all__ = [
+    "Attempt",
+    "AttemptResult",
+    "Delivery",
+    "DueDelivery",
+    "Subscription",
+    "claim_due",
+    "create_subscription",
+    "delete_subscription",
+    "get_subscription",
+    "hears_of",
+    "list_deliveries",
+    "list_subscriptions",
+    "record_attempts",
+    "record_outgoing",
+    "release_claims",
+    "replay_delivery",
+    "resume_subscription",
+    "seed_subscriptions",
+    "update_subscription",
+]
+
+logger = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+S, D = webhook_subscriptions.c, webhook_deliveries.c
+
+
+# ------------------------------------------------------------------ shapes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscription:
+    """An integration as admins see it (the secret is never shown back)."""
+
+    id: str
+    url: str
+    events: tuple[str, ...]
+    queues: tuple[str, ...] | None
+    source: str
+    pause_after: int
+    consecutive_failures: int
+    paused_at: datetime | None
+    paused_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt:
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """One delivery with its attempts, newest attempt last."""
+
+    id: int
+    subscription_id: str
+    event_type: str
+    conversation_id: int | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+    payload: dict[str, Any]
+    history: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueDelivery:
+    """A delivery leased to one dispatcher: what it needs to send it."""
+
+    id: int
+    subscription_id: str
+    url: str
+    secret: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptResult:
+    """What one attempt got: a status code (2xx: delivered) and/or an error, and how long it took."""
+
+    delivery_id: int
+    subscription_id: str
+    created_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def _subscription(row: Any) -> Subscription:
+    return Subscription(
+        id=row.id,
+        url=row.url,
+        events=tuple(row.events or ()),
+        queues=tuple(row.queues) if row.queues is not None else None,
+        source=row.source,
+        pause_after=int(row.pause_after),
+        consecutive_failures=int(row.consecutive_failures),
+        paused_at=row.paused_at,
+        paused_reason=row.paused_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+# ------------------------------------------------------------------ subscriptions
+
+
+async def seed_subscriptions(store: Store, hooks: Sequence[WebhookOut], *, now: datetime) -> None:
+    """Make the configured integrations true: add or update each (its pause state kept), and drop the
+    configured ones the configuration no longer names (admin-created ones stay)."""
+    async with store.write() as connection:
+        known = {r.id: r.source for r in await connection.execute(select(S.id, S.source))}
+        for hook in hooks:
+            values = {
+                "url": hook.url,
+                "secret": hook.secret,
+                "events": list(hook.events),
+                "queues": list(hook.queues) if hook.queues is not None else None,
+                "pause_after": hook.pause_after,
+                "source": "config",
+                "updated_at": now,
+            }
+            if hook.id in known:
+                await connection.execute(update(webhook_subscriptions).where(S.id == hook.id).values(**values))
+            else:
+                await connection.execute(insert(webhook_subscriptions).values(id=hook.id, created_at=now, **values))
+        gone = [i for i, source in known.items() if source == "config" and i not in {h.id for h in hooks}]
+        if gone:
+            await connection.execute(delete(webhook_subscriptions).where(S.id.in_(gone)))
+    _forget_heard(store)
+
+
+async def list_subscriptions(store: Store) -> list[Subscription]:
+    async with store.read() as connection:
+        rows = await connection.execute(select(webhook_subscriptions).order_by(S.id))
+        return [_subscription(r) for r in rows]
+
+
+async def get_subscription(store: Store, subscription_id: str) -> Subscription | None:
+    async with store.read() as connection:
+        row = (await connection.execute(select(webhook_subscriptions).where(S.id == subscription_id))).first()
+    return _subscription(row) if row is not None else None
+
+
+async def create_subscription(store: Store, hook: WebhookOut, *, now: datetime) -> Subscription | None:
+    """A new admin-created integration; None when the id is taken."""
+    async with store.write() as connection:
+        if (await connection.execute(select(S.id).where(S.id == hook.id))).first() is not None:
+            return None
+        await connection.execute(
+            insert(webhook_subscriptions).values(
+                id=hook.id,
+                url=hook.url,
+                secret=hook.secret,
+                events=list(hook.events),
+                queues=list(hook.queues) if hook.queues is not None else None,
+                pause_after=hook.pause_after,
+                source="admin",
+                consecutive_failures=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        row = (await connection.execute(select(webhook_subscriptions).where(S.id == hook.id))).one()
+    _forget_heard(store)
+    return _subscription(row)
+
+
+async def update_subscription(
+    store: Store, subscription_id: str, fields: Mapping[str, Any], *, now: datetime
+) -> Subscription | None:
+    """Change the given fields (url, secret, events, queues, pause_after); None when there is no such one."""
+    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}
+    async with store.write() as connection:
+        result = await connection.execute(
+            update(webhook_subscriptions).where(S.id == subscription_id).values(**values, updated_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        row = (await connection.execute(select(webhook_subscriptions).where(S.id == subscription_id))).one()
+    _forget_heard(store)
+    return _subscription(row)
+
+
+async def delete_subscription(store: Store, subscription_id: str) -> bool:
+    """Remove an integration with its deliveries."""
+    async with store.write() as connection:
+        await connection.execute(
+            delete(webhook_attempts).where(
+                webhook_attempts.c.delivery_id.in_(select(D.id).where(D.subscription_id == subscription_id))
+            )
+        )
+        await connection.execute(delete(webhook_deliveries).where(D.subscription_id == subscription_id))
+        result = await connection.execute(delete(webhook_subscriptions).where(S.id == subscription_id))
+    _forget_heard(store)
+    return bool(result.rowcount)
+
+
+async def resume_subscription(store: Store, subscription_id: str, *, now: datetime) -> Subscription | None:
+    """Deliver again to a paused integration: its failure count starts over and what waits is due now."""
+    async with store.write() as connection:
+        result = await connection.execute(
+            update(webhook_subscriptions)
+            .where(S.id == subscription_id)
+            .values(paused_at=None, paused_reason=None, consecutive_failures=0, updated_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        await connection.execute(
+            update(webhook_deliveries)
+            .where(D.subscription_id == subscription_id, D.status == PENDING)
+            .values(next_attempt_at=now)
+        )
+        row = (await connection.execute(select(webhook_subscriptions).where(S.id == subscription_id))).one()
+    return _subscription(row)
+
+
+# ------------------------------------------------------------------ recording
+
+_HEARD_FOR = 2.0  # seconds a process trusts what it read of the subscribed event types
+_heard: weakref.WeakKeyDictionary[Store, tuple[float, frozenset[str]]] = weakref.WeakKeyDictionary()
+
+
+async def hears_of(store: Store, event_type: str) -> bool:
+    """Whether any subscription hears of ``event_type`` (read at most every two seconds per store).
+
+    For the outbox's one-statement acceptance (PostgreSQL), which it may use only when nobody needs a
+    delivery written in the same transaction.
+    """
+    now = time.monotonic()
+    known = _heard.get(store)
+    if known is None or known[0] < now:
+        async with store.read() as connection:
+            rows = await connection.execute(select(S.events))
+            types = frozenset(t for events in rows.scalars() for t in (events or ()))
+        known = (now + _HEARD_FOR, types)
+        _heard[store] = known
+    return event_type in known[1]
+
+
+def _forget_heard(store: Store) -> None:
+    _heard.pop(store, None)
+
+
+async def record_outgoing(
+    connection: AsyncConnection,
+    sources: Sequence[OutgoingSource],
+    *,
+    now: datetime,
+    new_conversations: Collection[int] = (),
+) -> int:
+    """Write a delivery per event and subscription that hears of it, in the caller's transaction.
+
+    ``new_conversations``: conversations the caller just opened (their ``ConversationWaiting`` is "opened").
+    A subscription scoped to queues hears only of conversations in those queues, and of no contact.
+    Returns how many deliveries were written.
+    """
+    if not sources:
+        return 0
+    wanted = [o for o in (outgoing_of(s, new_conversation=_is_new(s, new_conversations)) for s in sources) if o]
+    if not wanted:
+        return 0
+    subscriptions = (await connection.execute(select(S.id, S.events, S.queues))).all()
+    interested = [(s, o) for o in wanted for s in subscriptions if o.type in (s.events or ())]
+    if not interested:
+        return 0
+    conversations = await _conversations(connection, {o.conversation_id for _, o in interested})
+    message_ids = {o.message_id for _, o in interested if o.message_id is not None}
+    message_rows = await _messages(connection, message_ids)
+    contact_rows = await _contacts(connection, {o.contact_id for _, o in interested if o.contact_id is not None})
+    rows = []
+    for subscription, outgoing in interested:
+        data = _data(outgoing, conversations, message_rows, contact_rows)
+        if data is None or not _in_scope(subscription.queues, outgoing, conversations):
+            continue
+        rows.append(
+            {
+                "subscription_id": subscription.id,
+                "event_type": outgoing.type,
+                "order_key": outgoing.order_key,
+                "conversation_id": outgoing.conversation_id,
+                "payload": {"type": outgoing.type, "timestamp": now.isoformat(), "data": data},
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+    if rows:
+        await connection.execute(insert(webhook_deliveries), rows)
+    return len(rows)
+
+
+def _is_new(source: OutgoingSource, new_conversations: Collection[int]) -> bool:
+    return source.conversation_id is not None and source.conversation_id in new_conversations
+
+
+def _in_scope(queues: Any, outgoing: Outgoing, conversations: Mapping[int, dict[str, Any]]) -> bool:
+    if queues is None:
+        return True
+    if outgoing.conversation_id is None:
+        return False  # a contact belongs to no queue: scoped integrations never hear of contacts
+    view = conversations.get(outgoing.conversation_id)
+    return view is not None and view.get("queue") in queues
+
+
+def _data(
+    outgoing: Outgoing,
+    conversations: Mapping[int, dict[str, Any]],
+    message_rows: Mapping[int, dict[str, Any]],
+    contact_rows: Mapping[int, dict[str, Any]],
+) -> dict[str, Any] | None:
+    data: dict[str, Any] = {}
+    if outgoing.conversation_id is not None:
+        view = conversations.get(outgoing.conversation_id)
+        if view is None:
+            return None
+        data["conversation"] = view
+    if outgoing.message_id is not None:
+        message = message_rows.get(outgoing.message_id)
+        if message is None:
+            return None
+        data["message"] = message
+    if outgoing.contact_id is not None:
+        contact = contact_rows.get(outgoing.contact_id)
+        if contact is None:
+            return None
+        data["contact"] = contact
+    data.update(jsonable(outgoing.extra or {}))
+    return data
+
+
+async def _conversations(connection: AsyncConnection, ids: set[int | None]) -> dict[int, dict[str, Any]]:
+    wanted = sorted(i for i in ids if i is not None)
+    if not wanted:
+        return {}
+    views = await conversation_views(connection, wanted)
+    return {i: jsonable(v) for i, v in views.items()}
+
+
+async def _messages(connection: AsyncConnection, ids: set[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = await connection.execute(select(messages).where(messages.c.id.in_(sorted(ids))))
+    return {int(r.id): jsonable(message_view(r)) for r in rows}
+
+
+async def _contacts(connection: AsyncConnection, ids: set[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    c = contacts.c
+    rows = await connection.execute(
+        select(c.id, c.name, c.company, c.phone, c.email, c.notes, c.time_zone).where(c.id.in_(sorted(ids)))
+    )
+    return {int(r.id): dict(r._mapping) for r in rows}
+
+
+# ------------------------------------------------------------------ dispatching
+
+
+def _head_of_line() -> Any:
+    """No earlier pending delivery of the same subscription and order key: the later ones wait for it."""
+    earlier = webhook_deliveries.alias("earlier")
+    return ~exists(
+        select(earlier.c.id).where(
+            earlier.c.subscription_id == D.subscription_id,
+            earlier.c.order_key == D.order_key,
+            earlier.c.status == PENDING,
+            earlier.c.id < D.id,
+        )
+    )
+
+
+def _free(now: datetime) -> Any:
+    return or_(D.leased_until.is_(None), D.leased_until < now)
+
+
+async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, limit: int) -> list[DueDelivery]:
+    """Lease up to ``limit`` due deliveries, each the head of its conversation's line, to ``owner``.
+
+    The lease is taken by one guarded update (still pending and not leased by someone else), so two
+    processes that found the same rows never both send them; a crashed owner's lease simply runs out.
+    """
+    async with store.write() as connection:
+        return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
+
+
+async def record_and_claim(
+    store: Store,
+    results: Sequence[AttemptResult],
+    *,
+    owner: str,
+    now: datetime,
+    lease: float,
+    limit: int,
+    tuning: WebhooksDelivery,
+) -> list[DueDelivery]:
+    """``record_attempts`` and ``claim_due`` in one transaction: one commit per round instead of two, and the
+    next delivery of each conversation just delivered is already due."""
+    async with store.write() as connection:
+        await _record(connection, results, now=now, tuning=tuning)
+        return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
+
+
+async def _claim(
+    connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
+) -> list[DueDelivery]:
+    query = (
+        select(D.id)
+        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
+        .where(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now), _head_of_line())
+        .order_by(D.id)
+        .limit(limit)
+    )
+    ids = list((await connection.execute(query)).scalars())
+    if not ids:
+        return []
+    claimed = await connection.execute(
+        update(webhook_deliveries)
+        .where(D.id.in_(ids), D.status == PENDING, _free(now))
+        .values(leased_until=now + timedelta(seconds=lease), lease_owner=owner)
+        .returning(D.id)
+    )
+    taken = sorted(int(i) for i in claimed.scalars())
+    if not taken:
+        return []
+    rows = await connection.execute(
+        select(D.id, D.subscription_id, D.payload, D.created_at, S.url, S.secret)
+        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
+        .where(D.id.in_(taken))
+        .order_by(D.id)
+    )
+    return [
+        DueDelivery(
+            id=int(r.id),
+            subscription_id=r.subscription_id,
+            url=r.url,
+            secret=r.secret,
+            payload=r.payload,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
+    """Give back leases whose attempts never finished (the dispatcher is stopping): due again at once."""
+    if not ids:
+        return
+    async with store.write() as connection:
+        await connection.execute(
+            update(webhook_deliveries)
+            .where(D.id.in_(sorted(ids)), D.lease_owner == owner, D.status == PENDING)
+            .values(leased_until=None, lease_owner=None)
+        )
+
+
+def retry_delay(attempts: int, tuning: WebhooksDelivery) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones: doubling from the first, capped."""
+    return float(min(tuning.first_retry_seconds * (2 ** max(0, attempts - 1)), tuning.max_retry_seconds))
+
+
+async def record_attempts(
+    store: Store, results: Sequence[AttemptResult], *, owner: str, now: datetime, tuning: WebhooksDelivery
+) -> None:
+    """Store each attempt, move its delivery on (delivered, retried later, or failed for good once it is
+    older than the retry window), and count each subscription's consecutive failures, pausing it at its
+    threshold. One transaction for the whole batch."""
+    if not results:
+        return
+    async with store.write() as connection:
+        await _record(connection, results, now=now, tuning=tuning)
+
+
+async def _record(
+    connection: AsyncConnection, results: Sequence[AttemptResult], *, now: datetime, tuning: WebhooksDelivery
+) -> None:
+    if not results:
+        return
+    give_up = timedelta(hours=tuning.give_up_after_hours)
+    delivered = [r for r in results if r.delivered]
+    failed = [r for r in results if not r.delivered]
+    await connection.execute(
+        insert(webhook_attempts),
+        [
+            {
+                "delivery_id": r.delivery_id,
+                "attempted_at": now,
+                "status_code": r.status_code,
+                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
+                "duration_ms": r.duration_ms,
+            }
+            for r in results
+        ],
+    )
+    if delivered:  # one statement for the batch (executemany)
+        await connection.execute(
+            _DELIVERED, [{"b_id": r.delivery_id, "b_code": r.status_code, "b_now": now} for r in delivered]
+        )
+    if failed:
+        counts = {
+            int(r.id): int(r.attempts)
+            for r in await connection.execute(select(D.id, D.attempts).where(D.id.in_([r.delivery_id for r in failed])))
+        }
+        await connection.execute(
+            _FAILED,
+            [
+                {
+                    "b_id": r.delivery_id,
+                    "b_code": r.status_code,
+                    "b_status": FAILED if now - r.created_at >= give_up else PENDING,
+                    "b_error": r.error or f"HTTP {r.status_code}",
+                    "b_next": now + timedelta(seconds=retry_delay(counts.get(r.delivery_id, 0) + 1, tuning)),
+                }
+                for r in failed
+            ],
+        )
+    streaks: dict[str, list[bool]] = {}
+    for r in results:
+        streaks.setdefault(r.subscription_id, []).append(r.delivered)
+    for subscription_id, outcomes in streaks.items():
+        await _count_failures(connection, subscription_id, outcomes, now)
+
+
+_LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
+_DELIVERED = (
+    update(webhook_deliveries)
+    .where(D.id == bindparam("b_id"), D.status == PENDING)
+    .values(
+        status=DELIVERED,
+        delivered_at=bindparam("b_now"),
+        last_status_code=bindparam("b_code"),
+        last_error=None,
+        **_LEASE_ENDS,
+    )
+)
+_FAILED = (
+    update(webhook_deliveries)
+    .where(D.id == bindparam("b_id"), D.status == PENDING)
+    .values(
+        status=bindparam("b_status"),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        next_attempt_at=bindparam("b_next"),
+        **_LEASE_ENDS,
+    )
+)
+
+
+async def _count_failures(
+    connection: AsyncConnection, subscription_id: str, outcomes: list[bool], now: datetime
+) -> None:
+    """Consecutive failures after this batch: the failures since its last success, added to the earlier
+    streak when the batch had no success at all. Paused when the streak reaches the threshold."""
+    row = (
+        await connection.execute(
+            select(S.consecutive_failures, S.pause_after, S.paused_at).where(S.id == subscription_id)
+        )
+    ).first()
+    if row is None:
+        return
+    last_success = max((i for i, ok in enumerate(outcomes) if ok), default=-1)
+    trailing = len(outcomes) - (last_success + 1)
+    streak = trailing if last_success >= 0 else int(row.consecutive_failures) + trailing
+    values: dict[str, Any] = {"consecutive_failures": streak}
+    if row.paused_at is None and streak >= int(row.pause_after):
+        values.update(paused_at=now, paused_reason=f"paused after {streak} consecutive failed attempts")
+        logger.warning("outgoing webhook %s paused after %d consecutive failed attempts", subscription_id, streak)
+    await connection.execute(update(webhook_subscriptions).where(S.id == subscription_id).values(**values))
+
+
+# ------------------------------------------------------------------ admin views
+
+
+async def list_deliveries(
+    store: Store, subscription_id: str, *, before: int | None, limit: int
+) -> tuple[list[Delivery], int | None]:
+    """Newest first, with their attempts; the cursor for the next (older) page, or None at the end."""
+    query = select(webhook_deliveries).where(D.subscription_id == subscription_id)
+    if before is not None:
+        query = query.where(D.id < before)
+    async with store.read() as connection:
+        rows = list(await connection.execute(query.order_by(D.id.desc()).limit(limit + 1)))
+        page = rows[:limit]
+        ids = [int(r.id) for r in page]
+        attempts: dict[int, list[Attempt]] = {i: [] for i in ids}
+        if ids:
+            a = webhook_attempts.c
+            for r in await connection.execute(
+                select(webhook_attempts).where(a.delivery_id.in_(ids)).order_by(a.delivery_id, a.id)
+            ):
+                attempts[int(r.delivery_id)].append(
+                    Attempt(
+                        attempted_at=r.attempted_at,
+                        status_code=r.status_code,
+                        error=r.error,
+                        duration_ms=int(r.duration_ms),
+                    )
+                )
+    deliveries = [_delivery(r, attempts.get(int(r.id), [])) for r in page]
+    return deliveries, (ids[-1] if len(rows) > limit else None)
+
+
+def _delivery(row: Any, history: list[Attempt]) -> Delivery:
+    return Delivery(
+        id=int(row.id),
+        subscription_id=row.subscription_id,
+        event_type=row.event_type,
+        conversation_id=row.conversation_id,
+        status=row.status,
+        attempts=int(row.attempts),
+        next_attempt_at=row.next_attempt_at if row.status == PENDING else None,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+        created_at=row.created_at,
+        payload=row.payload,
+        history=tuple(history),
+    )
+
+
+async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, *, now: datetime) -> Delivery | None:
+    """Send a delivery again (same id and body, so receivers can tell it is the same event): pending, due now.
+    None when the subscription has no such delivery."""
+    here = and_(D.id == delivery_id, D.subscription_id == subscription_id)
+    async with store.write() as connection:
+        status = (await connection.execute(select(D.status).where(here))).scalar_one_or_none()
+        if status is None:
+            return None
+        if status == PENDING:  # it may be in flight: only brought forward, its lease left alone
+            await connection.execute(update(webhook_deliveries).where(here).values(next_attempt_at=now))
+        else:
+            await connection.execute(
+                update(webhook_deliveries)
+                .where(here)
+                .values(status=PENDING, next_attempt_at=now, leased_until=None, lease_owner=None, delivered_at=None)
+            )
+        row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).one()
+    return _delivery(row, [])
