@@ -18,7 +18,11 @@ export const RULE_TEXT = {
   not_subscribed: "This Viber user unsubscribed from the bot: they can be messaged again once they write to it.",
   welcome_only: "This Viber user only opened the chat and did not subscribe: wait until they write.",
   text_too_long: "The text is longer than the channel takes in one message.",
-  attachment_not_supported: "The channel does not take this attachment (kind, size or number).",
+  attachment_not_supported: "The channel does not take this kind of attachment.",
+  attachment_too_large: "The file is larger than the channel takes for its kind (see the channel's limits below).",
+  attachment_type_not_allowed: "The channel does not take this file type for its kind.",
+  too_many_attachments: "One file per message on every channel: send several files as several messages.",
+  caption_not_allowed: "The channel takes no text with this kind of file (WhatsApp audio and stickers).",
   empty_message: "The message has no text, attachment or template.",
 };
 
@@ -28,15 +32,18 @@ export const CHANNEL_RESTRICTIONS = {
     "Only customers who wrote to this Page can be messaged (no_previous_contact).",
     "Free text within 24 hours of the customer's last message: the standard messaging window (window_closed).",
     "After that, only with a message tag: HUMAN_AGENT or CUSTOMER_FEEDBACK up to 7 days (tag_expired); ACCOUNT_UPDATE, CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE without a limit; retired tags are refused (tag_retired).",
+    "Files: images up to 8 MB, video, audio and other files up to 25 MB, one per message (attachment_too_large, too_many_attachments).",
   ],
   whatsapp: [
     "Only customers who wrote to this number can be messaged (no_previous_contact).",
     "Free text within 24 hours of the customer's last message: the customer-service window (window_closed).",
     "After that, only an approved WhatsApp template (template_binding_required).",
+    "Files: images up to 5 MB (JPEG, PNG), audio and video up to 16 MB, documents up to 100 MB (16 MB through Twilio); no caption on audio or stickers (attachment_too_large, caption_not_allowed).",
   ],
   viber: [
     "Only users subscribed to the bot, or who wrote to it, can be messaged (not_subscribed, welcome_only).",
     "Outside the 24-hour session a message is chatbot-initiated and billable.",
+    "Files: images up to 1 MB (JPEG, PNG, GIF), video up to 26 MB (MP4), other files up to 50 MB; a voice note goes as a file (attachment_too_large, attachment_type_not_allowed).",
   ],
 };
 
