@@ -13,13 +13,14 @@ Start-up order (stop is the reverse):
 3. the notifier, so that it numbers and sends everything that follows; then the outgoing webhooks'
    dispatcher, which seeds the configured integrations before any change is recorded for them;
 4. the ingest and the router, which record their events through the notifier's journal;
-4b. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
-4c. the bot runner (hub/bots/runner.py), which answers through the use cases;
-5. the outbox's delivery workers, last: nothing is sent before everything that reports on it runs.
-6. the audit log's retention sweep (hub/audit.py).
+5. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
+6. the bot runner (hub/bots/runner.py), which answers through the same use cases as agents;
+7. the outbox's delivery workers: nothing is sent before everything that reports on it runs;
+8. the audit log's retention sweep (hub/audit.py), last.
 
-On the way down the audit sweep and then the outbox stop first, and the ingest drains what was submitted before
-the notifier stops and the database closes.
+On the way down the audit sweep and then the outbox stop first, the bots and the media fetcher stop before the
+router, and the ingest drains what was submitted before the dispatcher and the notifier stop and the database
+closes.
 """
 
 from __future__ import annotations
