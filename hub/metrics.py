@@ -5,8 +5,8 @@ in one process (tests, benchmarks) keep apart. It listens to the bus (hub/bus.py
 say: offers made, missed and accepted, sends and failures by provider code. What no event carries is counted
 by the part that knows it, through one small hook each: the ingest's group sizes and commit time
 (``Ingestor.on_group``), webhook outcomes per channel (webhooks/_common.py), refused template renders
-(``template_render_refused``), media fetches (``media_fetches``, for the media worker), and HTTP latency
-(hub/api/observe.py). Gauges of what the database holds (waiting conversations and the longest wait per
+(``template_render_refused``), media fetches (``media_fetches``, from the fetcher's ``AttachmentChanged``),
+and HTTP latency (hub/api/observe.py). Gauges of what the database holds (waiting conversations and the longest wait per
 queue, agents per presence, outbox rows per state) and the outbox's retry count are read when scraped
 (``HubMetrics.scrape``). Every name starts with ``channelhub_``; docs/operations.md lists them.
 """
@@ -22,7 +22,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from hub.events import ConversationUpdated, HubEvent, MessageDelivery, Offer, OfferWithdrawn, unwrapped
+from hub.events import (
+    AttachmentChanged,
+    ConversationUpdated,
+    HubEvent,
+    MessageDelivery,
+    Offer,
+    OfferWithdrawn,
+    unwrapped,
+)
 from hub.model import DeliveryState
 from hub.store import Store
 from hub.store.admin import queue_figures
@@ -202,6 +210,8 @@ class HubMetrics:
             case MessageDelivery(state=state, error_code=code) if state == DeliveryState.FAILED.value:
                 self.sends.labels(result="failed").inc()
                 self.send_failures.labels(code=code or "unknown").inc()
+            case AttachmentChanged(attachment=attachment) if attachment.get("state") in ("stored", "failed"):
+                self.media_fetches.labels(result=str(attachment["state"])).inc()  # the media fetcher's outcomes
             case _:
                 pass
 

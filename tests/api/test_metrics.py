@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
@@ -18,6 +19,8 @@ from hub.api.keys import OUTBOX
 from hub.api.observe import METRICS_LISTENER
 from hub.api.server import create_app
 from hub.errors import ProviderRejected
+from hub.events import AttachmentChanged
+from hub.metrics import HubMetrics
 from hub.settings import Settings
 from hub.store.tables import outbox
 from hub.store.templates import create_template
@@ -261,3 +264,15 @@ async def test_two_hubs_in_one_process_keep_their_own_counts(make_api: MakeApi) 
     one, other = await scrape(first), await scrape(second)
     assert value(one, "channelhub_http_requests_total", route="/healthz", method="GET", status="200") == 2
     assert value(other, "channelhub_http_requests_total", route="/healthz", method="GET", status="200") == 0
+
+
+def test_the_media_fetchers_outcomes_are_counted_from_its_events() -> None:
+    metrics = HubMetrics()
+    for state in ("stored", "failed", "pending", "stored"):  # pending: an admin's retry, not an outcome
+        metrics.on_event(AttachmentChanged(conversation_id=1, message_id=2, attachment={"id": 3, "state": state}))
+
+    samples = parse(generate_latest(metrics.registry).decode())
+
+    assert value(samples, "channelhub_media_fetches_total", result="stored") == 2
+    assert value(samples, "channelhub_media_fetches_total", result="failed") == 1
+    assert value(samples, "channelhub_media_fetches_total", result="pending") == 0
