@@ -137,10 +137,13 @@ async def test_a_customers_photo_arrives_on_every_provider(world: World) -> None
     assert len({row.blob_key for row in rows}) == 1  # the same picture four times: kept once
 
 
-async def agent_replies_with_an_upload(world: World, account: str) -> str:
+async def agent_replies_with_an_upload(world: World, account: str, fault: dict[str, Any] | None = None) -> str:
     """A customer writes on ``account``; an agent takes the conversation, uploads the invoice through
-    ``POST /api/v1/uploads`` and replies with it. The hub's base URL."""
+    ``POST /api/v1/uploads`` and replies with it (the provider's next call failing with ``fault`` if given).
+    The hub's base URL."""
     await world.say(account, text="please send the invoice")
+    if fault is not None:
+        world.state.add_fault(account, fault)
     await create_agent(
         world.store,
         login="ana",
@@ -197,3 +200,12 @@ async def test_an_agents_upload_reaches_whatsapp_cloud_by_media_upload(world: Wo
     assert record.body["document"] == {"id": result["id"], "caption": "here it is", "filename": "invoice.pdf"}
     shelf = shelf_of(world.state)
     assert shelf.files[shelf.ids[result["id"]].rsplit("/", 1)[-1]] == (PDF, "application/pdf")  # byte for byte
+
+
+async def test_a_failed_whatsapp_cloud_upload_is_retried_by_the_outbox(world: World) -> None:
+    await agent_replies_with_an_upload(world, "wa-cloud", fault={"kind": "http", "status": 503})
+    [[result]] = await media_fetched(world)
+    assert (result["via"], result["bytes"]) == ("upload", len(PDF))
+    assert list(shelf_of(world.state).uploads) == [result["id"]]  # the refused upload kept nothing
+    assert not world.state.faults["wa-cloud"]  # the 503 was met (by the first upload, the first call made)
+    assert len([r for r in world.state.sent if r.account_id == "wa-cloud"]) == 1  # then one message went out
