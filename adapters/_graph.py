@@ -257,14 +257,16 @@ async def graph_request(
     json_body: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     client_timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    form: aiohttp.MultipartWriter | None = None,
 ) -> dict[str, Any]:
     """One Graph API call with a timeout; the JSON object on 2xx, else a classified AdapterError.
 
-    Network faults and timeouts are transient. No retry here: the outbox owns retries.
+    ``form``: a multipart body instead of JSON (a media upload). Network faults and timeouts are transient.
+    No retry here: the outbox owns retries.
     """
     try:
         async with session.request(
-            method, url, params=params, json=json_body, headers=headers, timeout=client_timeout
+            method, url, params=params, json=json_body, data=form, headers=headers, timeout=client_timeout
         ) as response:
             raw = await response.read()
             status = response.status

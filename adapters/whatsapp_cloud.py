@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,7 +42,7 @@ from hub.model import (
     OutboundMessage,
     SendReceipt,
 )
-from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
+from hub.ports import ButtonLimits, FileOpener, MediaLocation, MediaReference, ProviderFacts, StoredFile
 
 __all__ = ["ERRORS", "WhatsAppCloudAdapter", "parse_delivery", "phone_number_ids"]
 
@@ -104,6 +106,11 @@ _STATUSES = {
     "played": DeliveryState.READ,
     "failed": DeliveryState.FAILED,
 }
+#: an uploaded media id lives 30 days at Meta; reused for a day less, then the file is uploaded again
+_MEDIA_ID_REUSE = timedelta(days=29)
+_MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
+#: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
+_UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
 _IGNORED_TYPES = {"reaction", "system", "unsupported", "ephemeral", "request_welcome", "unknown"}
 _FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
 
@@ -179,6 +186,8 @@ class WhatsAppCloudAdapter:
         self._app_secret = account.credentials["app_secret"]
         self._token = account.credentials["access_token"]
         self.verify_token = account.credentials["verify_token"]
+        self._files: FileOpener | None = None
+        self._media_ids: OrderedDict[tuple[str, str], tuple[str, datetime]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"WhatsAppCloudAdapter(account={self.account.id!r}, phone_number_id={self.phone_number_id!r})"
@@ -385,7 +394,13 @@ class WhatsAppCloudAdapter:
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"}
 
+    def use_files(self, opener: FileOpener) -> None:
+        """The hub's opener of agents' files: an upload goes to Meta as bytes (``/{phone-number-id}/media``),
+        not as the hub's link, so ``server.public_url`` need not be reachable from Meta for it."""
+        self._files = opener
+
     async def send(self, message: OutboundMessage) -> SendReceipt:
+        message = await self._with_uploaded_media(message)
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -394,15 +409,19 @@ class WhatsAppCloudAdapter:
         }
         if message.reply_to:
             body["context"] = {"message_id": message.reply_to}
-        data = await _graph.graph_request(
-            self._session,
-            "POST",
-            self._url(f"{self.phone_number_id}/messages"),
-            rules=ERRORS,
-            provider=PROVIDER,
-            headers=self._auth,
-            json_body=body,
-        )
+        try:
+            data = await _graph.graph_request(
+                self._session,
+                "POST",
+                self._url(f"{self.phone_number_id}/messages"),
+                rules=ERRORS,
+                provider=PROVIDER,
+                headers=self._auth,
+                json_body=body,
+            )
+        except ProviderRejected:
+            self._forget_media_ids(message)  # the id may be what Meta refused: a later send uploads again
+            raise
         sent = data.get("messages")
         message_id = sent[0].get("id") if isinstance(sent, list) and sent and isinstance(sent[0], dict) else None
         if not isinstance(message_id, str) or not message_id:
@@ -451,6 +470,68 @@ class WhatsAppCloudAdapter:
         return {"type": "text", "text": {"preview_url": False, "body": message.text}}
 
     # ------------------------------------------------------------------ media
+
+    async def _with_uploaded_media(self, message: OutboundMessage) -> OutboundMessage:
+        """The message with its one attachment sent by media id when the hub has the file's bytes: they are
+        uploaded first (or an id uploaded earlier for the same bytes is reused). Anything else is unchanged
+        and goes by link. A refused or failed upload raises like a send (ERRORS), so the outbox retries it
+        or gives up the same way."""
+        if self._files is None or message.template is not None or len(message.attachments) != 1:
+            return message
+        attachment = message.attachments[0]
+        media_type = _SEND_MEDIA.get(attachment.kind)
+        if media_type is None or attachment.provider_media_id:
+            return message
+        async with self._files(attachment) as stored:
+            if stored is None:
+                return message
+            media_id = self._reusable_media_id(stored)
+            if media_id is None:
+                media_id = await self._upload(stored, media_type)
+        named = replace(attachment, provider_media_id=media_id, file_name=attachment.file_name or stored.file_name)
+        return replace(message, attachments=(named,))
+
+    def _forget_media_ids(self, message: OutboundMessage) -> None:
+        sent = {a.provider_media_id for a in message.attachments if a.provider_media_id}
+        for key in [k for k, (media_id, _) in self._media_ids.items() if media_id in sent]:
+            del self._media_ids[key]
+
+    def _reusable_media_id(self, stored: StoredFile) -> str | None:
+        found = self._media_ids.get((stored.key, stored.mime))
+        if found is None:
+            return None
+        media_id, uploaded_at = found
+        if datetime.now(UTC) - uploaded_at > _MEDIA_ID_REUSE:
+            del self._media_ids[(stored.key, stored.mime)]
+            return None
+        return media_id
+
+    async def _upload(self, stored: StoredFile, media_type: str) -> str:
+        """``POST /{phone-number-id}/media`` (multipart: ``messaging_product``, ``type`` = the MIME type,
+        ``file`` streamed from the blob store); Meta answers the media id to send."""
+        with aiohttp.MultipartWriter("form-data") as form:
+            form.append("whatsapp").set_content_disposition("form-data", name="messaging_product")
+            form.append(stored.mime).set_content_disposition("form-data", name="type")
+            part = form.append(stored.chunks, {"Content-Type": stored.mime})
+            part.set_content_disposition("form-data", name="file", filename=stored.file_name or media_type)
+            data = await _graph.graph_request(
+                self._session,
+                "POST",
+                self._url(f"{self.phone_number_id}/media"),
+                rules=ERRORS,
+                provider=PROVIDER,
+                headers=self._auth,
+                form=form,
+                client_timeout=_UPLOAD_TIMEOUT,
+            )
+        media_id = data.get("id")
+        if not isinstance(media_id, str | int) or not str(media_id):
+            raise ProviderRejected("no_media_id", "WhatsApp accepted the file but returned no media id.")
+        self._media_ids[(stored.key, stored.mime)] = (str(media_id), datetime.now(UTC))
+        while len(self._media_ids) > _MEDIA_IDS_KEPT:
+            self._media_ids.popitem(last=False)
+        logger.debug("file uploaded to WhatsApp", extra={"bytes": stored.size, "mime": stored.mime})
+        return str(media_id)
 
     async def locate_media(self, media: MediaReference) -> MediaLocation:
         """Cloud API media: ``GET /{media-id}`` (with the token) gives a URL that lives about five minutes,

@@ -25,6 +25,7 @@ from hub.errors import ConfigError
 from hub.ingest import Ingestor
 from hub.media import BlobStore, LocalBlobStore, open_blob_store
 from hub.media_fetch import MediaFetcher
+from hub.media_send import file_opener, give_files
 from hub.metrics import HubMetrics
 from hub.notifier import Notifier
 from hub.outbox import Outbox
@@ -95,7 +96,7 @@ def build_hub(
     blobs = blobs if blobs is not None else _blob_store(settings)
     media = MediaFetcher(store, bus, built, blobs, settings, clock=clock)
     bots = BotRunner(settings.bots, tick_seconds=settings.routing.tick_seconds)
-    return Hub(
+    hub = Hub(
         settings=settings,
         store=store,
         clock=clock,
@@ -114,3 +115,6 @@ def build_hub(
         bots=bots,
         webhooks_out=WebhookDispatcher(store, bus, settings, clock=clock),
     )
+    # adapters that upload an agent's file to their provider read it from the blob store (hub/media_send.py)
+    hub.configure_adapters(give_files(file_opener(store, blobs, clock)))
+    return hub

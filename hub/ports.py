@@ -9,11 +9,12 @@ from the adapter class's ``facts``, never written in hub/.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
-from hub.model import Channel, ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
+from hub.model import Attachment, Channel, ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
 
 if TYPE_CHECKING:
     import aiohttp
@@ -23,10 +24,13 @@ __all__ = [
     "AdapterFactory",
     "ButtonLimits",
     "ChannelAdapter",
+    "FileOpener",
+    "FileUploader",
     "MediaLocation",
     "MediaReference",
     "MediaSource",
     "ProviderFacts",
+    "StoredFile",
 ]
 
 
@@ -125,6 +129,34 @@ class MediaSource(Protocol):
     async def locate_media(self, media: MediaReference) -> MediaLocation:
         """The URL to GET now, with its headers (one provider call at most, as WhatsApp Cloud's media lookup).
         Raise ProviderRejected (permanent: gone, refused) or ProviderUnavailable (transient)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFile:
+    """An agent's file the hub keeps, opened for an adapter that uploads it to its provider: its facts and
+    its bytes as a stream (read once, in chunks; never whole)."""
+
+    key: str  # the content's identity (its SHA-256): the same bytes have the same key
+    mime: str
+    size: int
+    file_name: str | None
+    chunks: AsyncIterator[bytes] = field(repr=False)
+
+
+class FileOpener(Protocol):
+    """Opens the bytes of an attachment the hub keeps (an agent's upload); yields None when the hub has no
+    bytes for it (a public ``url`` the agent gave, an expired or removed file): the adapter sends the link."""
+
+    def __call__(self, attachment: Attachment) -> AbstractAsyncContextManager[StoredFile | None]: ...
+
+
+@runtime_checkable
+class FileUploader(Protocol):
+    """An adapter whose provider takes a file's bytes better than a link (WhatsApp Cloud's media upload):
+    the hub hands it the opener once the adapters exist (hub/bootstrap.py)."""
+
+    def use_files(self, opener: FileOpener) -> None:
+        """Keep ``opener`` for the sends that carry an agent's file."""
 
 
 class AdapterFactory(Protocol):

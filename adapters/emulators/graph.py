@@ -6,7 +6,9 @@ Messenger's 24-hour window (``RESPONSE``/``UPDATE``), message tags (``HUMAN_AGEN
 7 days, the three non-promotional tags any time, retired tags refused) -> 10/2018278,
 an unknown PSID -> 100/2018001, a wrong token -> 190; Cloud API free-form outside
 the 24-hour window -> 131047 (templates always allowed), a template without a name
-or language -> 131008. Accepted sends are followed by signed webhooks back to the hub:
+or language -> 131008. A Cloud API media upload (``POST /{phone-number-id}/media``, multipart) is kept and
+answers its media id; a message naming that id records the file it resolves to (``media_fetched``).
+Accepted sends are followed by signed webhooks back to the hub:
 Messenger ``delivery`` then ``read`` (by watermark), Cloud API ``statuses`` sent,
 delivered, read.
 """
@@ -18,6 +20,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from adapters._graph import SIGNATURE_HEADER, sign
@@ -139,6 +142,43 @@ async def post_messages(request: web.Request) -> web.Response:
     if any(node == a.credentials["page_id"] for a in _messenger_accounts(state)):
         return _invalid_token()
     return _graph_error(400, 100, f"(#100) Unsupported post request. Object with ID '{node}' does not exist")
+
+
+async def post_media(request: web.Request) -> web.Response:
+    """``POST /{phone-number-id}/media``: a WhatsApp Cloud upload (multipart ``messaging_product``, ``type``,
+    ``file``); the bytes are kept on the shelf and the answer is their media id, as Meta's."""
+    state = request.app[EMULATOR_STATE]
+    node = request.match_info["node"]
+    account = next((a for a in _cloud_accounts(state) if a.credentials["phone_number_id"] == node), None)
+    if account is None:
+        return _graph_error(400, 100, f"(#100) Unsupported post request. Object with ID '{node}' does not exist")
+    if _bearer(request) != account.credentials["access_token"]:
+        return _invalid_token()
+    if not request.content_type.startswith("multipart/"):
+        return _graph_error(400, 100, "(#100) The upload must be multipart/form-data")
+    fields: dict[str, str] = {}
+    upload: tuple[bytes, str, str | None] | None = None
+    async for part in await request.multipart():
+        if not isinstance(part, aiohttp.BodyPartReader):
+            continue
+        if part.name == "file":
+            data = bytes(await part.read(decode=False))
+            upload = (data, part.headers.get("Content-Type") or "application/octet-stream", part.filename)
+        elif part.name:
+            fields[part.name] = await part.text()
+    if fields.get("messaging_product") != "whatsapp":
+        return _graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+    if upload is None or not upload[0]:
+        return _graph_error(400, 100, "(#100) The parameter file is required.")
+    fault = await _fault(request, state, account)
+    if fault is not None:
+        return fault
+    data, part_type, file_name = upload
+    mime = fields.get("type") or part_type
+    shelf = shelf_of(state)
+    shelf.base = shelf.base or str(request.url.origin())
+    media_id = shelf.upload(data, mime, file_name)
+    return web.json_response({"id": media_id})
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -266,8 +306,16 @@ async def _whatsapp_send(request: web.Request, state: EmulatorState, account: Ch
             details="Message failed to send because more than 24 hours have passed since the customer last "
             "replied to this number.",
         )
+    media = data.get(str(kind)) if kind != "template" else None
+    uploaded = None
+    if isinstance(media, dict) and "id" in media:  # sent by media id: it must be one uploaded here
+        uploaded = shelf_of(state).uploaded_file(str(media["id"]))
+        if uploaded is None:
+            return _graph_error(400, 131009, "(#131009) Parameter value is not valid", details="unknown media id")
     wamid = "wamid." + state.new_message_id("HBgL")
-    state.record_sent(account.id, to, str(kind), data, wamid)
+    record = state.record_sent(account.id, to, str(kind), data, wamid)
+    if uploaded is not None:  # what the customer receives: the file the id names
+        record.body["media_fetched"] = [uploaded]
     state.schedule(_whatsapp_statuses(state, account, to, wamid))
     return web.json_response(
         {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": wamid}]}
@@ -325,6 +373,7 @@ async def _post_signed(
 
 def setup(app: web.Application, state: EmulatorState) -> None:
     app.router.add_post(PREFIX + "/{node}/messages", post_messages)
+    app.router.add_post(PREFIX + "/{node}/media", post_media)
     app.router.add_get(PREFIX + "/{node}", get_node)
 
 

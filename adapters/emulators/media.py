@@ -49,6 +49,7 @@ class MediaShelf:
     def __init__(self) -> None:
         self.files: dict[str, tuple[bytes, str]] = {}
         self.ids: dict[str, str] = {}  # WhatsApp Cloud media id -> its URL here
+        self.uploads: dict[str, str | None] = {}  # a media id the hub uploaded -> the file name it gave
         self.base = ""
 
     def keep(self, data: bytes, mime: str, extension: str = "") -> str:
@@ -56,6 +57,28 @@ class MediaShelf:
         name = secrets.token_hex(8) + (f".{extension}" if extension else "")
         self.files[name] = (data, mime)
         return f"{self.base}/_emulator/media/{name}"
+
+    def upload(self, data: bytes, mime: str, file_name: str | None) -> str:
+        """Keep a file the hub uploaded (WhatsApp Cloud's ``/{phone-number-id}/media``); its media id, which
+        ``GET /{media-id}`` also resolves, as Meta's."""
+        media_id = str(secrets.randbelow(10**15) + 10**15)
+        self.ids[media_id] = self.keep(data, mime)
+        self.uploads[media_id] = file_name
+        return media_id
+
+    def uploaded_file(self, media_id: str) -> dict[str, Any] | None:
+        """What a media id the hub uploaded holds, in the shape of ``media_fetched``; None if it is unknown."""
+        if media_id not in self.uploads:
+            return None
+        data, mime = self.files[self.ids[media_id].rsplit("/", 1)[-1]]
+        return {
+            "id": media_id,
+            "via": "upload",
+            "status": 200,
+            "bytes": len(data),
+            "type": mime,
+            "file_name": self.uploads[media_id],
+        }
 
     def sample_url(self, kind: str) -> tuple[str, str]:
         """A sample file of ``kind``, kept; (its URL, its type)."""

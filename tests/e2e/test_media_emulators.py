@@ -1,6 +1,6 @@
 """Media end to end with the provider emulators over real HTTP on loopback, on SQLite and PostgreSQL: a
 customer's photo on each provider is fetched the provider's way and kept once; an agent's upload goes out by
-the hub's public link and the emulated provider downloads it."""
+the hub's public link and the emulated provider downloads it, or, on WhatsApp Cloud, by media upload."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from adapters.emulators.core import EmulatorState, build_emulator_app
+from adapters.emulators.media import shelf_of
 from hub.api.server import create_app
 from hub.model import Role
 from hub.settings import Settings
@@ -136,9 +137,14 @@ async def test_a_customers_photo_arrives_on_every_provider(world: World) -> None
     assert len({row.blob_key for row in rows}) == 1  # the same picture four times: kept once
 
 
-async def test_an_agents_upload_is_downloaded_by_the_provider_from_the_hub(world: World) -> None:
-    await world.say("wa-twilio", text="please send the invoice")
-    created = await create_agent(
+async def agent_replies_with_an_upload(world: World, account: str, fault: dict[str, Any] | None = None) -> str:
+    """A customer writes on ``account``; an agent takes the conversation, uploads the invoice through
+    ``POST /api/v1/uploads`` and replies with it (the provider's next call failing with ``fault`` if given).
+    The hub's base URL."""
+    await world.say(account, text="please send the invoice")
+    if fault is not None:
+        world.state.add_fault(account, fault)
+    await create_agent(
         world.store,
         login="ana",
         password="pw-ana-12345",
@@ -164,12 +170,42 @@ async def test_an_agents_upload_is_downloaded_by_the_provider_from_the_hub(world
             headers=auth,
         )
         assert sent.status == 201, await sent.text()
-    for _ in range(500):
+    return base
+
+
+async def media_fetched(world: World) -> list[Any]:
+    """What the emulated provider got of the files the hub sent (by link or by upload), once it has."""
+    for _ in range(500):  # the provider downloads in the background: bounded wait
         fetched = [r.body.get("media_fetched") for r in world.state.sent if r.body.get("media_fetched")]
         if fetched:
-            break
+            return fetched
         await asyncio.sleep(0.02)
-    [[result]] = fetched
+    raise AssertionError(f"no media reached the provider: {[r.body for r in world.state.sent]}")
+
+
+async def test_an_agents_upload_is_downloaded_by_the_provider_from_the_hub(world: World) -> None:
+    base = await agent_replies_with_an_upload(world, "wa-twilio")
+    [[result]] = await media_fetched(world)
     assert (result["status"], result["bytes"], result["type"]) == (200, len(PDF), "application/pdf")
     assert result["url"].startswith(base + "/media/")
-    assert created.id
+
+
+async def test_an_agents_upload_reaches_whatsapp_cloud_by_media_upload(world: World) -> None:
+    await agent_replies_with_an_upload(world, "wa-cloud")
+    [[result]] = await media_fetched(world)
+    assert result["via"] == "upload"  # the bytes, not the hub's link
+    assert (result["status"], result["bytes"], result["type"]) == (200, len(PDF), "application/pdf")
+    assert result["file_name"] == "invoice.pdf"
+    [record] = [r for r in world.state.sent if r.body.get("media_fetched")]
+    assert record.body["document"] == {"id": result["id"], "caption": "here it is", "filename": "invoice.pdf"}
+    shelf = shelf_of(world.state)
+    assert shelf.files[shelf.ids[result["id"]].rsplit("/", 1)[-1]] == (PDF, "application/pdf")  # byte for byte
+
+
+async def test_a_failed_whatsapp_cloud_upload_is_retried_by_the_outbox(world: World) -> None:
+    await agent_replies_with_an_upload(world, "wa-cloud", fault={"kind": "http", "status": 503})
+    [[result]] = await media_fetched(world)
+    assert (result["via"], result["bytes"]) == ("upload", len(PDF))
+    assert list(shelf_of(world.state).uploads) == [result["id"]]  # the refused upload kept nothing
+    assert not world.state.faults["wa-cloud"]  # the 503 was met (by the first upload, the first call made)
+    assert len([r for r in world.state.sent if r.account_id == "wa-cloud"]) == 1  # then one message went out
