@@ -125,3 +125,17 @@ async def test_a_closed_date_keeps_the_queue_closed_until_its_next_open_day(make
     api.clock.advance(2 * 3600)
     await api.sweep()
     assert await offered_to(api, conversation_id) == agent.id
+
+
+async def test_a_configured_template_is_the_answer_and_it_is_sent_once(make_api: MakeApi) -> None:
+    config = NIGHT.replace('message = "We are closed; we open {opening}."', 'template = "out_of_hours"')
+    api = await make_api(config, fake_adapter=True)  # Monday 09:00 UTC: closed
+    admin = await api.agent("root", role="admin", queues=())
+    template = {"name": "out_of_hours", "body": "Closed until {{ opening }}.", "variables": {"opening": "Mon 12:00"}}
+    await admin.json("POST", "/api/v1/templates", template, status=201)
+    conversation_id = await api.customer_writes(account_id="wa-night", sender=CUSTOMER, text="hi")
+    await api.customer_writes(account_id="wa-night", sender=CUSTOMER, text="hello?")
+    await handled(api, 2)
+    items = await history(api, conversation_id)
+    answers = [i for i in items if i["type"] == "message" and i["author"] == "system"]
+    assert [(a["text"], a["kind"]) for a in answers] == [("Closed until Mon 02 Mar 12:00.", "template")]
