@@ -14,7 +14,7 @@ from datetime import datetime
 from hub.hours import BusinessHours, is_open, opening_text
 from hub.model import ConversationState
 from hub.store.conversations import get_conversation
-from hub.store.out_of_hours import out_of_hours_answered, record_out_of_hours
+from hub.store.out_of_hours import claim_out_of_hours, out_of_hours_answered, release_out_of_hours
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import bot_of_queue
 from hub.usecases.outbound import Replied, Send, reply
@@ -35,7 +35,8 @@ async def answer_out_of_hours(hub: HubParts, conversation_id: int) -> Replied | 
     """Answer a customer who wrote to a waiting conversation of a closed queue without a bot, once per
     conversation; None when there is nothing to say (open, a bot's queue, with an agent, answered before).
 
-    A refusal (the policy, the template) is raised to the caller as for any reply."""
+    The conversation is claimed first (hub/store/out_of_hours.py), so two processes answer once; a refusal
+    (the policy, the template) gives the claim back and is raised to the caller as for any reply."""
     found = await get_conversation(hub.store, conversation_id)
     if found is None:
         return None
@@ -50,7 +51,11 @@ async def answer_out_of_hours(hub: HubParts, conversation_id: int) -> Replied | 
         or await out_of_hours_answered(hub.store, conversation_id)
     ):
         return None
-    replied = await reply(hub, Principal.system(), conversation_id, closed_answer(hours, now))
-    opening = opening_text(hours, now)
-    await record_out_of_hours(hub.store, conversation_id, message_id=replied.message.id, opening=opening, now=now)
-    return replied
+    claim = await claim_out_of_hours(hub.store, conversation_id, opening=opening_text(hours, now), now=now)
+    if claim is None:  # another process answered meanwhile
+        return None
+    try:
+        return await reply(hub, Principal.system(), conversation_id, closed_answer(hours, now))
+    except Exception:  # refused (the policy, the template) or failed: a later message may try again
+        await release_out_of_hours(hub.store, claim)
+        raise

@@ -5,6 +5,7 @@ On both engines, with the test clock (Monday 2026-03-02 09:00 UTC)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,7 @@ auth_token = "night-auth-token"
 from_number = "+15550009999"
 """
 CUSTOMER = "+420600000009"
+_readers = itertools.count()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -58,7 +60,7 @@ async def handled(api: Api, count: int) -> None:
 
 
 async def history(api: Api, conversation_id: int) -> list[dict[str, Any]]:
-    admin = await api.agent(f"boss{len(api.adapter.sent)}-{conversation_id}", role="admin", queues=())
+    admin = await api.agent(f"reader{next(_readers)}", role="admin", queues=())
     body = await admin.json("GET", f"/api/v1/conversations/{conversation_id}/messages?limit=200")
     items: list[dict[str, Any]] = body["items"]
     return items
@@ -69,7 +71,7 @@ def system_messages(items: list[dict[str, Any]]) -> list[str]:
 
 
 async def offered_to(api: Api, conversation_id: int) -> Any:
-    admin = await api.agent(f"sup-{api.clock().timestamp():.0f}-{conversation_id}", role="admin", queues=())
+    admin = await api.agent(f"reader{next(_readers)}", role="admin", queues=())
     return (await admin.json("GET", f"/api/v1/conversations/{conversation_id}"))["offered_to"]
 
 
@@ -139,3 +141,20 @@ async def test_a_configured_template_is_the_answer_and_it_is_sent_once(make_api:
     items = await history(api, conversation_id)
     answers = [i for i in items if i["type"] == "message" and i["author"] == "system"]
     assert [(a["text"], a["kind"]) for a in answers] == [("Closed until Mon 02 Mar 12:00.", "template")]
+
+
+async def test_a_refused_answer_is_not_counted_and_the_next_message_tries_again(make_api: MakeApi) -> None:
+    config = NIGHT.replace('message = "We are closed; we open {opening}."', 'template = "out_of_hours"')
+    api = await make_api(config, fake_adapter=True)  # closed, and the template does not exist yet
+    conversation_id = await api.customer_writes(account_id="wa-night", sender=CUSTOMER, text="hi")
+    await handled(api, 1)
+    items = await history(api, conversation_id)
+    assert system_messages(items) == []
+    assert [i for i in items if i["type"] == "event" and i["kind"] == "out_of_hours"] == []
+
+    admin = await api.agent("root", role="admin", queues=())
+    template = {"name": "out_of_hours", "body": "Closed until {{ opening }}.", "variables": {"opening": "Mon 12:00"}}
+    await admin.json("POST", "/api/v1/templates", template, status=201)
+    await api.customer_writes(account_id="wa-night", sender=CUSTOMER, text="hello?")
+    await handled(api, 2)
+    assert system_messages(await history(api, conversation_id)) == ["Closed until Mon 02 Mar 12:00."]
