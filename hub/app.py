@@ -14,7 +14,8 @@ Start-up order (stop is the reverse):
    dispatcher, which seeds the configured integrations before any change is recorded for them;
 4. the ingest and the router, which record their events through the notifier's journal;
 5. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
-6. the bot runner (hub/bots/runner.py), which answers through the same use cases as agents;
+6. the bot runner (hub/bots/runner.py), which answers through the same use cases as agents, and the
+   out-of-hours answer of queues without a bot (hub/out_of_hours.py);
 7. the outbox's delivery workers: nothing is sent before everything that reports on it runs;
 8. the audit log's retention sweep (hub/audit.py), last.
 
@@ -41,6 +42,7 @@ from hub.media_fetch import MediaFetcher
 from hub.metrics import HubMetrics
 from hub.model import Role
 from hub.notifier import Notifier
+from hub.out_of_hours import OutOfHours
 from hub.outbox import Outbox
 from hub.ports import ChannelAdapter
 from hub.registry import build_adapter
@@ -101,6 +103,7 @@ class Hub:
         self.blobs = blobs
         self.media = media
         self.bots = bots if bots is not None else BotRunner(settings.bots)
+        self.out_of_hours = OutOfHours(settings)  # a closed queue without a bot answers (hub/out_of_hours.py)
         self.webhooks_out = (
             webhooks_out if webhooks_out is not None else WebhookDispatcher(store, bus, settings, clock=clock)
         )
@@ -154,6 +157,7 @@ class Hub:
         await self.router.start()
         await self.media.start(self._http)
         await self.bots.start(self, self._http)
+        await self.out_of_hours.start(self)
         await self.outbox.start()
         await self.audit.start()
         self.started = True
@@ -164,6 +168,7 @@ class Hub:
         self.started = False
         await self.audit.stop()
         await self.outbox.stop()
+        await self.out_of_hours.stop()
         await self.bots.stop()
         await self.media.stop()
         await self.router.stop()

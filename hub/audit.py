@@ -32,7 +32,7 @@ __all__ = ["ACTOR_KINDS", "AuditKeeper", "actor_kind_of", "entry_values", "recor
 logger = logging.getLogger(__name__)
 
 ACTOR_KINDS = ("agent", "bot", "cli", "system")
-_KINDS = {ActorKind.AGENT: "agent", ActorKind.BOT: "bot", ActorKind.OPERATOR: "cli"}
+_KINDS = {ActorKind.AGENT: "agent", ActorKind.BOT: "bot", ActorKind.OPERATOR: "cli", ActorKind.SYSTEM: "system"}
 _MAX_ADDRESS = 64
 _MAX_ACTOR = 100
 _MAX_TARGET = 200

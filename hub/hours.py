@@ -1,8 +1,11 @@
 """A queue's business hours (``[queues.hours]``): a weekly table in a time zone, and dates that are closed.
 
 Pure (stdlib only): ``parse_hours`` validates the configuration, ``is_open`` and ``next_opening`` answer for
-an instant. Outside hours a queue's bot still answers first, and what it hands over is told when the queue
-opens again (hub/bots/runner.py); the supervisor overview shows whether each queue is open.
+an instant, ``closed_queues`` for every configured queue at once. Outside hours a queue's bot still answers
+first, and what it hands over is told when the queue opens again (hub/bots/runner.py); a queue without a bot
+answers with its message or template once per conversation (hub/out_of_hours.py). The router offers nothing
+of a closed queue (hub/router.py): its conversations wait for the opening. The supervisor overview shows
+whether each queue is open.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.errors import ConfigError
 
-__all__ = ["DAYS", "BusinessHours", "is_open", "next_opening", "parse_hours"]
+__all__ = ["DAYS", "BusinessHours", "closed_queues", "is_open", "next_opening", "opening_text", "parse_hours"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -118,3 +121,14 @@ def next_opening(hours: BusinessHours, now: datetime) -> datetime | None:
             if opening > now:
                 return opening
     return None
+
+
+def closed_queues(queue_hours: Mapping[str, BusinessHours], now: datetime) -> frozenset[str]:
+    """The queues (by id) whose business hours do not include ``now``; a queue without hours is always open."""
+    return frozenset(queue_id for queue_id, hours in queue_hours.items() if not is_open(hours, now))
+
+
+def opening_text(hours: BusinessHours, now: datetime) -> str:
+    """The next opening as the customer reads it, local to the queue ("Mon 02 Mar 12:00"), or "later"."""
+    opening = next_opening(hours, now)
+    return opening.astimezone(hours.zone).strftime("%a %d %b %H:%M") if opening is not None else "later"

@@ -145,6 +145,7 @@ class EventKind(StrEnum):
     TICKET_ASSIGNED = "ticket_assigned"
     HANDED_OFF = "handed_off"  # the bot's part ended: ``reason`` bot_asked | customer_asked | bot_silent | bot_failed
     BOT_TOOK_OVER = "bot_took_over"  # handed (back) to a bot
+    OUT_OF_HOURS = "out_of_hours"  # the hub answered outside the queue's business hours (``opening``)
 
 
 class Role(StrEnum):

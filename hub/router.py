@@ -26,6 +26,7 @@ from hub.events import (
     QueueChanged,
     Recorded,
 )
+from hub.hours import closed_queues
 from hub.logs import correlated
 from hub.settings import Settings
 from hub.store import Journal, Store
@@ -82,13 +83,16 @@ class Router:
         self.sweeps = 0
 
     async def sweep(self, now: datetime | None = None) -> SweepResult:
-        """One pass now; publishes what it changed. Concurrent calls in one process queue up."""
+        """One pass now; publishes what it changed. Concurrent calls in one process queue up. A queue outside
+        its business hours (``[queues.hours]``) is offered nothing: the tick after its opening offers it."""
+        now = now or self._clock()
         async with self._lock:
             result = await sweep(
                 self._store,
-                now=now or self._clock(),
+                now=now,
                 missed_offer_reason=self._settings.routing.missed_offer_reason,
                 journal=self._journal,
+                closed=closed_queues(self._settings.queue_hours, now),
             )
             self.sweeps += 1
         if result.offered or result.expired:

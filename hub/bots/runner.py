@@ -35,7 +35,7 @@ from hub.bots.turns import Answer, BotKind, BotUnavailable, Close, HandOver, Say
 from hub.bots.webhook import WebhookBot
 from hub.errors import Refusal
 from hub.events import MessageCreated, unwrapped
-from hub.hours import is_open, next_opening
+from hub.hours import is_open, opening_text
 from hub.quick_replies import chosen
 from hub.store.bots import bot_state, delivery_of, failed, save_progress, silent_since, waiting_for_bot
 from hub.store.conversations import get_conversation
@@ -259,8 +259,7 @@ class BotRunner:
         now = parts.clock()
         if hours is None or is_open(hours, now):
             return
-        opening = next_opening(hours, now)
-        when = opening.astimezone(hours.zone).strftime("%a %d %b %H:%M") if opening is not None else "later"
+        when = opening_text(hours, now)
         message = BotSay(text=hours.message.replace("{opening}", when))
         if hours.template is not None:
             message = BotSay(template=hours.template, variables={"opening": when})

@@ -16,7 +16,7 @@ returns the bus events to publish once it has committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -354,14 +354,16 @@ async def sweep(
     missed_offer_reason: str = "missed offer",
     batch: int = 500,
     journal: Journal | None = None,
+    closed: Collection[str] = frozenset(),
 ) -> SweepResult:
     """One routing pass: expire overdue offers, then offer waiting conversations.
 
     Safe to run from several tasks or processes at once. ``journal`` records the offers' events in the
-    transaction that makes them (see ``hub.store.events.Journal``)."""
+    transaction that makes them (see ``hub.store.events.Journal``). ``closed``: queues outside their business
+    hours now (``hub.hours.closed_queues``); their conversations keep waiting and are not offered."""
     result = SweepResult()
     await expire_offers(store, now=now, reason=missed_offer_reason, result=result)
-    await assign_waiting(store, now=now, batch=batch, result=result, journal=journal)
+    await assign_waiting(store, now=now, batch=batch, result=result, journal=journal, closed=closed)
     return result
 
 
@@ -416,8 +418,10 @@ async def assign_waiting(
     batch: int = 200,
     result: SweepResult | None = None,
     journal: Journal | None = None,
+    closed: Collection[str] = frozenset(),
 ) -> SweepResult:
-    """Offer waiting conversations, oldest waiting first, each to one free ready member.
+    """Offer waiting conversations, oldest waiting first, each to one free ready member; none of a queue in
+    ``closed`` (outside its business hours: they wait for the opening).
 
     Works in batches: one transaction locks up to ``batch`` waiting conversations
     (``SKIP LOCKED``: a concurrent sweeper takes others), locks the ready members
@@ -426,7 +430,7 @@ async def assign_waiting(
     result = result or SweepResult()
     while True:
         try:
-            offered, events, more = await _offer_batch(store, now, batch, journal)
+            offered, events, more = await _offer_batch(store, now, batch, journal, closed)
         except DBAPIError:
             logger.warning("offering waiting conversations failed; retried next sweep", exc_info=True)
             return result
@@ -437,7 +441,7 @@ async def assign_waiting(
 
 
 async def _offer_batch(
-    store: Store, now: datetime, batch: int, journal: Journal | None
+    store: Store, now: datetime, batch: int, journal: Journal | None, closed: Collection[str] = frozenset()
 ) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
     """(offers made, events, whether a full batch was looked at)."""
     postgres = store.dialect == "postgresql"
@@ -445,7 +449,7 @@ async def _offer_batch(
     # a write transaction would queue the webhooks' commits behind an empty one. The queues found here
     # only narrow the search; the members are locked and their load counted again inside the transaction.
     async with store.read() as connection:
-        ready_queues = list((await connection.execute(_FREE_MEMBER_QUEUES)).scalars())
+        ready_queues = [q for q in (await connection.execute(_FREE_MEMBER_QUEUES)).scalars() if q not in closed]
     if not ready_queues:
         return [], [], False
     async with store.write() as connection:

@@ -56,7 +56,7 @@ from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, rend
 from hub.usecases._parts import HubParts, OutboxPort
 from hub.usecases.media import resolve_uploads
 from hub.usecases.permissions import can_act, is_bot, permitted
-from hub.usecases.principal import Principal
+from hub.usecases.principal import ActorKind, Principal
 
 __all__ = [
     "PROVIDER_KEYS",
@@ -263,8 +263,8 @@ async def _plan(
         NewOutbound(
             account_id=identity.account_id,
             identity_id=identity.id,
-            agent_id=None if is_bot(actor) else actor.agent_id(),
-            author=Author.BOT if is_bot(actor) else Author.AGENT,
+            agent_id=None if is_bot(actor) or actor.kind is ActorKind.SYSTEM else actor.agent_id(),
+            author=_author(actor),
             kind=kind,
             send_plan=plan,
             conversation_id=conversation.id if conversation else None,
@@ -277,6 +277,13 @@ async def _plan(
         ),
         plan,
     )
+
+
+def _author(actor: Principal) -> Author:
+    """Who the message is from: a bot, the hub itself (system), or an agent."""
+    if is_bot(actor):
+        return Author.BOT
+    return Author.SYSTEM if actor.kind is ActorKind.SYSTEM else Author.AGENT
 
 
 def _button_limits(adapter_name: str) -> ButtonLimits | None:

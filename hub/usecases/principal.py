@@ -19,6 +19,7 @@ class ActorKind(StrEnum):
     AGENT = "agent"
     OPERATOR = "operator"  # someone at the hub's command line
     BOT = "bot"
+    SYSTEM = "system"  # the hub itself (the out-of-hours answer, hub/out_of_hours.py)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +55,11 @@ class Principal:
     def operator(cls) -> Principal:
         """The CLI: an admin's rights, named by no agent id."""
         return cls(id=None, kind=ActorKind.OPERATOR, role=Role.ADMIN)
+
+    @classmethod
+    def system(cls) -> Principal:
+        """The hub itself, answering on its own (author ``system``): an admin's reach, no agent id."""
+        return cls(id=None, kind=ActorKind.SYSTEM, role=Role.ADMIN)
 
     @property
     def supervises(self) -> bool:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from hub.errors import ConfigError
-from hub.hours import is_open, next_opening, parse_hours
+from hub.hours import DAYS, closed_queues, is_open, next_opening, opening_text, parse_hours
+from hub.usecases.out_of_hours import closed_answer
+from hub.usecases.outbound import Send
 
 PRAGUE = parse_hours(
     {
@@ -57,3 +59,25 @@ def test_mistakes_name_their_key(raw: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_hours(raw, "queues[0].hours")
     assert caught.value.key == key
+
+
+def test_closed_queues_are_those_outside_their_hours_now() -> None:
+    always = parse_hours({"time_zone": "UTC", **dict.fromkeys(DAYS, "00:00-24:00")}, "queues[1].hours")
+    hours = {"prague": PRAGUE, "always": always}
+    assert closed_queues(hours, datetime(2026, 3, 2, 8, 30, tzinfo=UTC)) == frozenset()
+    assert closed_queues(hours, datetime(2026, 3, 2, 11, 30, tzinfo=UTC)) == {"prague"}
+    assert closed_queues(hours, datetime(2026, 12, 24, 10, 0, tzinfo=UTC)) == {"prague"}  # a closed date
+    assert closed_queues({}, datetime(2026, 3, 2, 11, 30, tzinfo=UTC)) == frozenset()
+
+
+def test_the_opening_is_told_in_the_queues_time_zone() -> None:
+    assert opening_text(PRAGUE, datetime(2026, 3, 6, 14, 0, tzinfo=UTC)) == "Mon 09 Mar 09:00"
+    assert opening_text(PRAGUE, datetime(2026, 3, 2, 8, 30, tzinfo=UTC)) == "Mon 02 Mar 09:30"  # open: now
+
+
+def test_a_closed_queue_answers_with_its_template_or_its_message() -> None:
+    now = datetime(2026, 3, 2, 11, 30, tzinfo=UTC)
+    message = parse_hours({"time_zone": "UTC", "mon": "12:00-17:00", "message": "Back at {opening}."}, "q")
+    assert closed_answer(message, now) == Send(text="Back at Mon 02 Mar 12:00.")
+    template = parse_hours({"time_zone": "UTC", "mon": "12:00-17:00", "template": "out_of_hours"}, "q")
+    assert closed_answer(template, now) == Send(template="out_of_hours", variables={"opening": "Mon 02 Mar 12:00"})

@@ -51,6 +51,7 @@ const EVENT_TEXT = {
   ticket_assigned: "Ticket {ticket} assigned",
   handed_off: "The bot handed over {target} ({reason})",
   bot_took_over: "Handed to the bot {bot}",
+  out_of_hours: "Answered outside business hours (opens {opening})",
 };
 
 export function renderConversation(main, conv, { onGone: whenGone, onChanged }) {
@@ -668,6 +669,7 @@ function eventEl(e) {
     ticket: data.ticket_id ?? data.ticket ?? "",
     reason: (data.reason || "").replace(/_/g, " "),
     bot: data.bot || "",
+    opening: data.opening || "",
   };
   if (kind === "invited") values.target = agentName(data.agent_id ?? data.invited ?? data.to_agent ?? data.agent) || (data.queue_id || data.queue ? `a member of ${queueOf({ queue: data.queue_id ?? data.queue }).name}` : "");
   let line = template.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? "").replace(/\s+/g, " ").trim();
