@@ -11,6 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from hub.api import console
+from hub.api.keys import SETTINGS
+from hub.settings import load_settings
 
 _IMPORT = re.compile(r"""(?:^|\n)\s*import\s+(?:[^'";]+?\s+from\s+)?["']([^"']+)["']""")
 _DYNAMIC_IMPORT = re.compile(r"""import\(\s*["']([^"']+)["']\s*\)""")
@@ -18,6 +20,7 @@ _DYNAMIC_IMPORT = re.compile(r"""import\(\s*["']([^"']+)["']\s*\)""")
 
 def _app() -> web.Application:
     app = web.Application()
+    app[SETTINGS] = load_settings(None, {})  # the CSP's frame-src comes from the queues' iframe hosts
     console.setup(app)
     return app
 
@@ -84,8 +87,8 @@ async def test_every_module_the_page_imports_is_served(aiohttp_client: Any) -> N
 
 
 def test_the_console_loads_nothing_from_outside_the_hub() -> None:
-    for file in console.STATIC_DIR.rglob("*"):
-        if file.suffix not in (".html", ".js", ".css"):
+    for file in console.STATIC_DIR.rglob("*"):  # the vendored chart library included
+        if not file.is_file() or file.suffix not in (".html", ".js", ".css"):
             continue
         text = file.read_text(encoding="utf-8")
         assert not re.search(r"""(src|href)=["']https?://""", text), file.name

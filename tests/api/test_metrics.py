@@ -11,21 +11,18 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
 
 from adapters.emulators.core import EmulatorState, build_emulator_app
 from adapters.twilio_whatsapp import sign
-from hub.api.keys import OUTBOX
 from hub.api.observe import METRICS_LISTENER
 from hub.api.server import create_app
 from hub.errors import ProviderRejected
 from hub.events import AttachmentChanged
 from hub.metrics import HubMetrics
 from hub.settings import Settings
-from hub.store.tables import outbox
 from hub.store.templates import create_template
 from hub.templates import TemplateDraft
-from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi
+from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi, delivered
 
 TOKEN = "metrics-token-0123456789"
 WITH_TOKEN = f"""
@@ -111,19 +108,6 @@ async def twilio_webhook(api: Api, message_sid: str, *, signed: bool = True) -> 
         data=fields,
         headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
     )
-
-
-async def delivered(api: Api) -> None:
-    """Let the outbox finish every row (the background workers may hold some of them)."""
-    for _ in range(500):
-        await api.app[OUTBOX].drain()
-        async with api.store.read() as connection:
-            unfinished = (
-                await connection.execute(select(func.count()).where(outbox.c.state.in_(("pending", "sending"))))
-            ).scalar_one()
-        if not unfinished:
-            return
-    raise AssertionError("the outbox never finished")
 
 
 async def test_a_webhook_an_offer_and_a_send_are_counted(served: MakeServed) -> None:

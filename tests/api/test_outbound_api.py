@@ -3,7 +3,6 @@ refusal answered 4xx with its own code and nothing queued."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,7 @@ from hub.store.outbound import load_identity
 from hub.store.tables import conversations, identities, messages, outbox
 from hub.store.templates import create_template
 from hub.templates import TemplateDraft
-from tests.api.conftest import Api, MakeApi
+from tests.api.conftest import Api, MakeApi, delivered
 
 ACCOUNTS = """
 [outbox]
@@ -66,20 +65,6 @@ async def hub(make_api: MakeApi) -> Api:
         now=api.clock(),
     )
     return api
-
-
-async def delivered(api: Api) -> None:
-    """Let the outbox finish every row (the background workers may hold some of them)."""
-    for _ in range(500):
-        await api.app[OUTBOX].drain()
-        async with api.store.read() as connection:
-            unfinished = (
-                await connection.execute(select(func.count()).where(outbox.c.state.in_(("pending", "sending"))))
-            ).scalar_one()
-        if not unfinished:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the outbox did not finish")
 
 
 async def counts(api: Api) -> tuple[int, int]:

@@ -3,8 +3,8 @@ buttons; past them the policy answers 422 naming the rule; a channel without the
 
 from __future__ import annotations
 
-from hub.api.keys import ADAPTERS, OUTBOX
-from tests.api.conftest import MakeApi
+from hub.api.keys import ADAPTERS
+from tests.api.conftest import MakeApi, delivered
 
 VIBER = """
 [[accounts]]
@@ -25,7 +25,7 @@ async def test_buttons_within_the_limits_reach_the_adapter(make_api: MakeApi) ->
     buttons = [{"title": "Yes", "payload": "yes"}, {"title": "No"}]
     body = {"text": "Shall we call you?", "buttons": buttons}
     await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=201)
-    await api.app[OUTBOX].drain()
+    await delivered(api)
     (sent,) = api.app[ADAPTERS]["vb"].sent
     assert sent.text == "Shall we call you?"
     assert [(b.title, b.payload) for b in sent.buttons] == [("Yes", "yes"), ("No", "No")]
@@ -39,7 +39,7 @@ async def test_too_many_buttons_is_a_422_naming_the_rule(make_api: MakeApi) -> N
     body = {"text": "Pick", "buttons": [{"title": f"Option {i}"} for i in range(13)]}
     refused = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=422)
     assert refused["error"]["code"] == "too_many_buttons"
-    await api.app[OUTBOX].drain()
+    await delivered(api)
     assert api.app[ADAPTERS]["vb"].sent == []
 
 
@@ -50,7 +50,7 @@ async def test_a_channel_without_buttons_gets_them_as_numbered_text(make_api: Ma
     await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
     body = {"text": "Shall we call you?", "buttons": [{"title": "Yes"}, {"title": "No"}]}
     await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=201)
-    await api.app[OUTBOX].drain()
+    await delivered(api)
     (sent,) = api.adapter.sent
     assert sent.text == "Shall we call you?\n\n1. Yes\n2. No"
     assert sent.buttons == ()
