@@ -11,9 +11,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.api.keys import OUTBOX
 from hub.logs import CorrelationIds, JsonFormatter, correlated
-from tests.api.conftest import Api, MakeApi
+from tests.api.conftest import Api, MakeApi, delivered
 
 HEADER = "X-Request-Id"
 
@@ -116,7 +115,7 @@ async def test_background_jobs_log_under_ids_of_their_own(make_api: MakeApi, col
         await asyncio.sleep(0.05)
     await ana.json("POST", f"/api/v1/conversations/{conversation_id}/accept")
     await ana.json("POST", f"/api/v1/conversations/{conversation_id}/messages", {"text": "On it!"}, 201)
-    await api.app[OUTBOX].drain()
+    await delivered(api)
 
     [ingest] = collected.ids_of("ingest group committed")
     assert ingest is not None
