@@ -283,6 +283,7 @@ def _render(method: str, path: str, op: Operation) -> dict[str, Any]:
         errors.add(401)
     if idempotent:
         errors.add(422)  # idempotency_key_reused: the key came with another request before
+        errors.add(400)  # invalid_idempotency_key: empty or longer than 200 characters
     for code in sorted(errors):
         responses[str(code)] = {
             "description": _REASONS.get(code, "Error"),
