@@ -28,14 +28,14 @@ _CSP = "; ".join(
         "img-src 'self' data: blob: http: https:",
         "media-src 'self' blob: http: https:",
         "connect-src 'self' ws: wss:",
-        "frame-src {frames}",  # the queues' pages in an iframe (iframe_hosts), nothing else
+        "frame-src {frames}",  # the hub's own co-browsing room, and the queues' pages in an iframe (iframe_hosts)
         "frame-ancestors 'none'",
         "base-uri 'none'",
         "form-action 'self'",
     ]
 )
 _SECURITY_HEADERS = {
-    "Content-Security-Policy": _CSP.format(frames="'none'"),
+    "Content-Security-Policy": _CSP.format(frames="'self'"),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
@@ -52,9 +52,11 @@ _CONTENT_TYPES = {
 
 
 def frame_sources(settings: Settings) -> str:
-    """The CSP ``frame-src`` list: every queue's allowed iframe hosts (any port, http or https), or 'none'."""
+    """The CSP ``frame-src`` list: the hub itself (the co-browsing room the widget shows, served under /rooms/)
+    and every queue's allowed iframe hosts (any port, http or https); a queue's page is never the hub's own host
+    (hub/settings.py refuses it)."""
     hosts = sorted({host for queue in settings.queues for host in queue.iframe_hosts})
-    return " ".join(f"http://{host}:* https://{host}:* http://{host} https://{host}" for host in hosts) or "'none'"
+    return " ".join(["'self'", *(f"http://{host}:* https://{host}:* http://{host} https://{host}" for host in hosts)])
 
 
 def setup(app: web.Application) -> None:

@@ -34,7 +34,7 @@ registerWidget("contact", { title: "Contact", order: 10, render: (box, conv, ctx
 registerWidget("activities", { title: "Past conversations", order: 20, render: (box, conv, ctx) => (contactGroup(conv, ctx).activities = box) });
 registerWidget("ticket", { title: "Ticket", order: 30, render: (box, conv, ctx) => (contactGroup(conv, ctx).ticket = box) });
 // the queue's service level today (js/reports.js); hidden when the queue has no SLA targets
-registerWidget("sla", { title: "SLA", order: 15, render: (box, conv) => box.append(slaWidget(conv)) });
+registerWidget("sla", { title: "SLA", order: 35, render: (box, conv) => box.append(slaWidget(conv)) });
 
 // every widget at once, outside the side panel (the offer's customer name opens them in a dialog)
 export function renderContactPanel(side, conv, { onChanged } = {}) {
