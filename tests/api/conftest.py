@@ -235,7 +235,17 @@ async def api(make_api: MakeApi) -> Api:
     return await make_api()
 
 
-__all__ = ["API_CONFIG", "START", "AgentHandle", "Api", "Channel", "Clock", "MakeApi", "delivered"]
+__all__ = ["API_CONFIG", "START", "AgentHandle", "Api", "Channel", "Clock", "MakeApi", "delivered", "eventually"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for an outcome of the hub's background work (the bot runner, the out-of-hours answer, the outbox's
+    workers); fail naming ``what`` if it never comes."""
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
 
 
 async def delivered(api: Api) -> None:

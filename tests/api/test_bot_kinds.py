@@ -3,8 +3,6 @@ documents it (a list of messages with text, buttons, image or custom), and the d
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +10,9 @@ import pytest
 from aiohttp import web
 
 from hub.api.keys import HUB
-from tests.api.conftest import Api, MakeApi
+from tests.api.conftest import Api, MakeApi, eventually
 
 DEMO_FLOW = Path(__file__).resolve().parents[2] / "deploy" / "demo-flow.toml"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def items(api: Api, conversation_id: int) -> list[dict[str, Any]]:

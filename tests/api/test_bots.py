@@ -4,9 +4,7 @@ moves between the bot and people as issue 18 says."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from hub.api.keys import HUB
 from hub.store.tables import bot_conversations
-from tests.api.conftest import Api, MakeApi
+from tests.api.conftest import Api, MakeApi, eventually
 
 FAQ_BOT = Path(__file__).resolve().parents[2] / "examples" / "faq_bot.py"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -67,15 +65,6 @@ secret = "{SECRET}"
 token = "{BOT_TOKEN}"
 {lines}
 """
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait for an outcome of background work (the bot runner); fail with ``what`` if it never comes."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def conversation(api: Api, conversation_id: int) -> dict[str, Any]:

@@ -4,15 +4,13 @@ On both engines, with the test clock (Monday 2026-03-02 09:00 UTC)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 from hub.api.keys import HUB
 from hub.usecases.out_of_hours import answer_out_of_hours
-from tests.api.conftest import START, Api, Clock, MakeApi
+from tests.api.conftest import START, Api, Clock, MakeApi, eventually
 
 NIGHT = """
 [[queues]]
@@ -39,15 +37,6 @@ from_number = "+15550009999"
 """
 CUSTOMER = "+420600000009"
 _readers = itertools.count()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait for background work (the out-of-hours listener); fail with ``what`` if it never comes."""
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def handled(api: Api, count: int) -> None:
