@@ -9,7 +9,7 @@ import { modal, errorBox, busy } from "./ui.js";
 import { botPanel } from "./bots.js";
 import "./contact.js"; // registers the contact, past conversations and ticket widgets
 import { renderSidePanel, registerWidget } from "./widgets.js";
-import { ruleText } from "./restrictions.js";
+import { ruleText, describeWindow } from "./restrictions.js";
 import { mountCalendar } from "./calendar.js";
 import { mountRooms } from "./rooms.js";
 import { mountArticlesWidget } from "./articles.js";
@@ -676,24 +676,6 @@ function eventEl(e) {
   if (data.reason === "deactivated") line += " (account deactivated)";
   const li = h("li", { class: `event event-${kind}` }, h("span", {}, line), h("time", { datetime: e.created_at || "" }, clock(e.created_at)));
   return li;
-}
-
-export function describeWindow(e) {
-  if (!e) return { mode: "unknown", text: "Window unknown" };
-  const free = e.free_text && typeof e.free_text === "object" ? e.free_text : null;
-  const freeUntil = pick(free || {}, "until", "expires_at") || pick(e, "free_text_until", "window_until", "until");
-  const freeAllowed = free ? free.allowed !== false && (free.allowed === true || Boolean(freeUntil)) : e.free_text === true || Boolean(pick(e, "free_text_allowed")) || Boolean(freeUntil && parseTime(freeUntil) > new Date());
-  if (freeAllowed) return { mode: "free", text: freeUntil ? `Free text until ${dateTime(freeUntil)}` : "Free text allowed" };
-  const tags = (e.tags || []).filter((t) => (typeof t === "string" ? true : t.allowed !== false));
-  if (tags.length) {
-    const tag = typeof tags[0] === "string" ? tags[0] : tags[0].tag || tags[0].name;
-    const until = typeof tags[0] === "object" ? tags[0].until : null;
-    return { mode: "tag", tag, text: `Only with the ${tag} tag${until ? ` until ${dateTime(until)}` : ""}` };
-  }
-  const templates = e.templates || e.approved_templates || [];
-  if (templates.length || e.templates_only) return { mode: "templates", text: "Templates only" };
-  const rule = e.rule || e.blocked_by || e.error?.code;
-  return { mode: "none", text: e.message ? `Nothing can be sent now: ${e.message}` : `Nothing can be sent now${rule ? ` (${String(rule).replace(/_/g, " ")})` : ""}` };
 }
 
 function guessVariable(key, conv) {

@@ -8,8 +8,7 @@ import { navigate } from "./nav.js";
 import { h, clear, field, select, dateTime, items, debounce, channelLabel, pick } from "./util.js";
 import { state, upsertConversation, isAdmin } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
-import { describeWindow } from "./conversation.js";
-import { CHANNEL_RESTRICTIONS, ruleText } from "./restrictions.js";
+import { CHANNEL_RESTRICTIONS, ruleText, describeWindow } from "./restrictions.js";
 
 // `identities`: the customer's identities that wrote to us (from a CRM contact or a ticket), the first one
 // preselected; the agent may pick another of them or search as from the top bar.

@@ -3,6 +3,8 @@
 // code, so what the agent reads is what the hub decided. tests/unit/test_console_wording.py keeps
 // RULE_TEXT in line with the codes.
 
+import { pick, dateTime, parseTime } from "./util.js";
+
 export const RULE_TEXT = {
   no_previous_contact: "This customer never wrote to this channel account: we never write first.",
   window_closed: {
@@ -51,4 +53,23 @@ export function ruleText(rule, channel) {
   const text = RULE_TEXT[rule];
   if (!text) return rule ? String(rule).replace(/_/g, " ") : "";
   return typeof text === "string" ? text : text[channel] || text.default;
+}
+
+// What the window allows now, from the hub's eligibility answer: free text, a tag, templates only, or nothing.
+export function describeWindow(e) {
+  if (!e) return { mode: "unknown", text: "Window unknown" };
+  const free = e.free_text && typeof e.free_text === "object" ? e.free_text : null;
+  const freeUntil = pick(free || {}, "until", "expires_at") || pick(e, "free_text_until", "window_until", "until");
+  const freeAllowed = free ? free.allowed !== false && (free.allowed === true || Boolean(freeUntil)) : e.free_text === true || Boolean(pick(e, "free_text_allowed")) || Boolean(freeUntil && parseTime(freeUntil) > new Date());
+  if (freeAllowed) return { mode: "free", text: freeUntil ? `Free text until ${dateTime(freeUntil)}` : "Free text allowed" };
+  const tags = (e.tags || []).filter((t) => (typeof t === "string" ? true : t.allowed !== false));
+  if (tags.length) {
+    const tag = typeof tags[0] === "string" ? tags[0] : tags[0].tag || tags[0].name;
+    const until = typeof tags[0] === "object" ? tags[0].until : null;
+    return { mode: "tag", tag, text: `Only with the ${tag} tag${until ? ` until ${dateTime(until)}` : ""}` };
+  }
+  const templates = e.templates || e.approved_templates || [];
+  if (templates.length || e.templates_only) return { mode: "templates", text: "Templates only" };
+  const rule = e.rule || e.blocked_by || e.error?.code;
+  return { mode: "none", text: e.message ? `Nothing can be sent now: ${e.message}` : `Nothing can be sent now${rule ? ` (${String(rule).replace(/_/g, " ")})` : ""}` };
 }
