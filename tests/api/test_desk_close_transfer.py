@@ -161,7 +161,9 @@ async def test_a_queue_allowing_transfer_back_offers_it_to_its_only_member(make_
     await api.sweep()
     await alice.json("POST", f"/api/v1/conversations/{conversation_id}/accept")
     api.clock.advance(60)
-    view = await alice.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "solo"})
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "solo"})
+    await api.sweep()  # the transfer's own offer or the router's, whichever ran first
+    view = await alice.json("GET", f"/api/v1/conversations/{conversation_id}")
     assert (view["state"], view["offered_to"]) == ("offered", alice.id)
     queue = await alice.json("GET", "/api/v1/queues")
     assert {q["id"]: q["transfer_back"] for q in queue["items"]} == {"support": False, "sales": False, "solo": True}

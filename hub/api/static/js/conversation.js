@@ -132,7 +132,8 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
   let eligibility = null;
   let templates = [];
 
-  const screen = { id, conv, addItem, reloadHistory, mergeLatest, refreshWindow, updateDelivery, onGone, onChanged, setConv };
+  // leaving: this agent's own close is on its way; its answer says what happened, not the live event it causes
+  const screen = { id, conv, addItem, reloadHistory, mergeLatest, refreshWindow, updateDelivery, onGone, onChanged, setConv, leaving: false };
   current = screen;
 
   function setConv(next) {
@@ -534,10 +535,13 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   closeButton.addEventListener("click", () => {
     const body = statusSelect.value ? { status: statusSelect.value } : {};
+    screen.leaving = true;
     act("close", body, [closeButton], (answer) => {
       // one of several agents closes only their own part: the colleagues carry on with the customer
       const after = answer?.conversation || answer || {};
       onGone(after.state === "active" ? "You closed your part; your colleague carries on with the customer." : "Conversation closed.");
+    }).then((closed) => {
+      if (!closed) screen.leaving = false;
     });
   });
 
@@ -612,6 +616,7 @@ export function conversationEvent(kind, data, event) {
     current.mergeLatest();
     get(`conversations/${current.id}`)
       .then((conv) => {
+        if (current?.leaving) return; // our own close: its answer tells the agent
         current?.setConv(conv);
         const me = String(myId());
         const mine = String(ownerId(conv)) === me || (conv.participants || []).some((p) => String(p.agent_id ?? idOf(p.agent)) === me);
