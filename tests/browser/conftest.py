@@ -249,20 +249,22 @@ CALLBACK_DELAY = 0.5
 
 
 @pytest.fixture
-def hub_config_edit() -> Callable[[str], str]:
-    """How a test module changes the hub's configuration text before the hub starts (override it)."""
-    return lambda text: text
+def hub_config_edit() -> Callable[[str, str], str]:
+    """How a test module changes the hub's configuration text before the hub starts (override it): called with
+    the text and the provider emulators' base URL, which an account the module adds points its ``api_base`` at."""
+    return lambda text, emulator_url: text
 
 
 @pytest.fixture
-async def hub(tmp_path: Path, hub_config_edit: Callable[[str], str]) -> AsyncIterator[RunningHub]:
+async def hub(tmp_path: Path, hub_config_edit: Callable[[str, str], str]) -> AsyncIterator[RunningHub]:
     """A real hub process, and the provider emulators in this test's loop, on free loopback ports."""
     from adapters.emulators.core import EmulatorState, run_emulator
     from hub.settings import load_settings
 
     hub_port, emulator_port = _free_port(), _free_port()
     config = tmp_path / "hub.toml"
-    config.write_text(hub_config_edit(_config(hub_port, emulator_port, tmp_path / "hub.db")), encoding="utf-8")
+    text = _config(hub_port, emulator_port, tmp_path / "hub.db")
+    config.write_text(hub_config_edit(text, f"http://127.0.0.1:{emulator_port}"), encoding="utf-8")
     log = tmp_path / "hub.log"
     await _seed_old_customer(config)
     settings = load_settings(config, {})

@@ -67,13 +67,13 @@ async def page_server() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def hub_config_edit(page_server: str) -> Callable[[str], str]:
+def hub_config_edit(page_server: str) -> Callable[[str, str], str]:
     lines = (
         f'iframe_url = "{page_server}/card?name={{customer_name}}&conv={{conversation_id}}&queue={{queue}}"\n'
         'iframe_hosts = ["localhost"]\n'
     )
 
-    def edit(text: str) -> str:
+    def edit(text: str, emulator_url: str) -> str:
         marker = 'url_template = "https://crm.example/customers?phone={external_id}"\n'
         assert marker in text
         return text.replace(marker, marker + lines, 1)

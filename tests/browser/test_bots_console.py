@@ -3,11 +3,8 @@ conversation over from the bot, "Return to bot", and the hand-off reason on a co
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +12,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import (
-    CALLBACK_DELAY,
     RunningHub,
-    _channelhub,
-    _config,
-    _free_port,
-    _seed_old_customer,
-    _wait_until_up,
 )
 from tests.browser.test_console import open_console, set_presence
 
@@ -36,8 +27,16 @@ reply = "We are open 9 to 17."
 """
 
 
-def _bot_config(flow: Path, emulator_port: int) -> str:
-    return f"""
+@pytest.fixture
+def hub_config_edit(tmp_path: Path) -> Callable[[str, str], str]:
+    """The browser tests' hub with a rules bot answering the sales queue first, on an account of its own."""
+    flow = tmp_path / "flow.toml"
+    flow.write_text(FLOW, encoding="utf-8")
+
+    def edit(text: str, emulator_url: str) -> str:
+        return (
+            text
+            + f"""
 [[accounts]]
 id = "wa-bot"
 channel = "whatsapp"
@@ -46,7 +45,7 @@ queue = "sales"
 account_sid = "AC00000000000000000000000000000003"
 auth_token = "twilio-test-auth-token-3"
 from_number = "+15550003333"
-api_base = "http://127.0.0.1:{emulator_port}/twilio"
+api_base = "{emulator_url}/twilio"
 
 [[bots]]
 id = "concierge"
@@ -54,58 +53,18 @@ kind = "rules"
 queues = ["sales"]
 flow = "{flow}"
 """
+        )
 
-
-@pytest.fixture
-async def bot_hub(tmp_path: Path) -> AsyncIterator[RunningHub]:
-    """The browser tests' hub with a rules bot answering the sales queue first."""
-    from adapters.emulators.core import EmulatorState, run_emulator
-    from hub.settings import load_settings
-
-    hub_port, emulator_port = _free_port(), _free_port()
-    flow = tmp_path / "flow.toml"
-    flow.write_text(FLOW, encoding="utf-8")
-    config = tmp_path / "hub.toml"
-    text = _config(hub_port, emulator_port, tmp_path / "hub.db") + _bot_config(flow, emulator_port)
-    config.write_text(text, encoding="utf-8")
-    await _seed_old_customer(config)
-    settings = load_settings(config, {})
-    emulators = EmulatorState(settings, f"http://127.0.0.1:{hub_port}", callback_delay=CALLBACK_DELAY)
-    emulator_runner = await run_emulator(emulators, "127.0.0.1", emulator_port)
-    log = tmp_path / "hub.log"
-    log_file = log.open("ab")
-    process = _channelhub("serve", "--config", str(config), log=log_file)
-    running = RunningHub(
-        url=f"http://127.0.0.1:{hub_port}",
-        emulator_url=f"http://127.0.0.1:{emulator_port}",
-        config=config,
-        log=log,
-        process=process,
-    )
-    try:
-        await _wait_until_up(f"{running.url}/readyz", process, log)
-        await _wait_until_up(f"{running.emulator_url}/_emulator/customers", process, log)
-        yield running
-    finally:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(emulators.drain(), timeout=5)
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_file.close()
-        await emulator_runner.cleanup()
+    return edit
 
 
 async def test_the_bot_list_take_over_return_to_bot_and_the_hand_off_reason(
-    bot_hub: RunningHub, browser: Any, screenshots: Path
+    hub: RunningHub, browser: Any, screenshots: Path
 ) -> None:
-    alice = await open_console(browser, bot_hub, "alice")
+    alice = await open_console(browser, hub, "alice")
     page = alice.page
     customer = "+420600222333"
-    await bot_hub.say(customer, "hello", name="Eva Bot", account="wa-bot")
+    await hub.say(customer, "hello", name="Eva Bot", account="wa-bot")
 
     # the bot answers first; the conversation is in the Bot list with its badge, not offered
     bots = page.get_by_test_id("bot-filter")
@@ -133,7 +92,7 @@ async def test_the_bot_list_take_over_return_to_bot_and_the_hand_off_reason(
 
     # the customer asks for a person: handed off, offered, and the console says why
     await set_presence(page, "ready")
-    await bot_hub.say(customer, "I want to talk to an agent please", account="wa-bot")
+    await hub.say(customer, "I want to talk to an agent please", account="wa-bot")
     offer = page.locator(".offer-card")
     await expect(offer).to_be_visible()
     await offer.get_by_role("button", name="Accept").click()
