@@ -232,31 +232,42 @@ async def _get(connection: AsyncConnection, article_id: int, reader_queues: Sequ
     return _article(row) if row else None
 
 
+async def _insert_new(
+    connection: AsyncConnection, draft: ArticleDraft, html: str, *, now: datetime, created_by: int | None
+) -> int:
+    """Write a new article as version 1 (its row, its version, its queues, its search entry); its id."""
+    article_id = int(
+        (
+            await connection.execute(
+                insert(articles)
+                .values(
+                    current_version=1,
+                    created_by=created_by,
+                    created_at=now,
+                    updated_at=now,
+                    **_current_values(draft, html),
+                )
+                .returning(articles.c.id)
+            )
+        ).scalar_one()
+    )
+    await connection.execute(
+        insert(article_versions).values(**_version_values(article_id, 1, draft, html, created_by, now))
+    )
+    if draft.queues:  # a new article has no queues to replace
+        await connection.execute(
+            insert(article_queues), [{"article_id": article_id, "queue_id": q} for q in draft.queues]
+        )
+    await _index(connection, article_id, draft, html)
+    return article_id
+
+
 async def create_article(
     store: Store, draft: ArticleDraft, html: str, *, now: datetime, created_by: int | None = None
 ) -> Article:
     """Version 1 of a new article (``html`` is the body already rendered and sanitised)."""
     async with store.write() as connection:
-        article_id = int(
-            (
-                await connection.execute(
-                    insert(articles)
-                    .values(
-                        current_version=1,
-                        created_by=created_by,
-                        created_at=now,
-                        updated_at=now,
-                        **_current_values(draft, html),
-                    )
-                    .returning(articles.c.id)
-                )
-            ).scalar_one()
-        )
-        await connection.execute(
-            insert(article_versions).values(**_version_values(article_id, 1, draft, html, created_by, now))
-        )
-        await _set_queues(connection, article_id, draft.queues)
-        await _index(connection, article_id, draft, html)
+        article_id = await _insert_new(connection, draft, html, now=now, created_by=created_by)
         created = await _get(connection, article_id, None)
     assert created is not None  # written in this transaction
     return created
@@ -274,30 +285,7 @@ async def import_articles(
     ids: list[int] = []
     async with store.write() as connection:
         for draft, html in drafts:
-            article_id = int(
-                (
-                    await connection.execute(
-                        insert(articles)
-                        .values(
-                            current_version=1,
-                            created_by=created_by,
-                            created_at=now,
-                            updated_at=now,
-                            **_current_values(draft, html),
-                        )
-                        .returning(articles.c.id)
-                    )
-                ).scalar_one()
-            )
-            await connection.execute(
-                insert(article_versions).values(**_version_values(article_id, 1, draft, html, created_by, now))
-            )
-            if draft.queues:
-                await connection.execute(
-                    insert(article_queues), [{"article_id": article_id, "queue_id": q} for q in draft.queues]
-                )
-            await _index(connection, article_id, draft, html)
-            ids.append(article_id)
+            ids.append(await _insert_new(connection, draft, html, now=now, created_by=created_by))
     return ids
 
 
