@@ -24,30 +24,17 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.agents import create_agent
 from hub.store.tables import attachments
+from tests.e2e.test_twilio_viber_emulator import accounts_toml as twilio_and_viber_accounts
 
 PDF = b"%PDF-1.4\n% an invoice\n%%EOF\n"
 
 
 def accounts_toml(emulator: str) -> str:
-    return f"""
-[[accounts]]
-id = "wa-twilio"
-channel = "whatsapp"
-provider = "twilio"
-queue = "support"
-api_base = "{emulator}/twilio"
-account_sid = "AC0123456789abcdef0123456789abcdef"
-auth_token = "twilio-auth-token"
-from_number = "+14155238886"
-
-[[accounts]]
-id = "viber-main"
-channel = "viber"
-queue = "support"
-api_base = "{emulator}/viber/pa"
-auth_token = "445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9"
-name = "Acme Support"
-
+    """The Twilio and Viber accounts of the emulator tests, and one Messenger and one Cloud API account, all
+    answering the support queue."""
+    return (
+        twilio_and_viber_accounts(emulator)
+        + f"""
 [[accounts]]
 id = "fb-main"
 channel = "messenger"
@@ -69,6 +56,7 @@ app_secret = "wa-app-secret"
 verify_token = "wa-verify"
 access_token = "wa-token"
 """
+    )
 
 
 CUSTOMERS = {
