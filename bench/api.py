@@ -181,22 +181,28 @@ def rows_messages(plan: list[dict[str, Any]], total: int) -> Iterator[dict[str, 
         count = per + (1 if index < extra else 0)
         for k in range(count):
             message_id += 1
-            inbound = k % 2 == 0
-            yield {
-                "id": message_id,
-                "conversation_id": conversation["id"],
-                "identity_id": conversation["identity_id"],
-                "account_id": "wa",
-                "direction": "in" if inbound else "out",
-                "author": "customer" if inbound else "agent",
-                "agent_id": None if inbound else conversation["owner_agent_id"],
-                "kind": "text",
-                "text": f"message {k} of conversation {conversation['id']}",
-                "provider_message_id": f"wamid.{message_id}",
-                "sent_at": conversation["opened_at"] + timedelta(seconds=k),
-                "created_at": conversation["opened_at"] + timedelta(seconds=k),
-                "delivery_state": "received" if inbound else "delivered",
-            }
+            text = f"message {k} of conversation {conversation['id']}"
+            yield message_row(conversation, message_id, k, text, conversation["opened_at"] + timedelta(seconds=k))
+
+
+def message_row(conversation: dict[str, Any], message_id: int, k: int, text: str, at: datetime) -> dict[str, Any]:
+    """The ``k``-th message of ``conversation``: the customer's when ``k`` is even, the owner's answer otherwise."""
+    inbound = k % 2 == 0
+    return {
+        "id": message_id,
+        "conversation_id": conversation["id"],
+        "identity_id": conversation["identity_id"],
+        "account_id": "wa",
+        "direction": "in" if inbound else "out",
+        "author": "customer" if inbound else "agent",
+        "agent_id": None if inbound else conversation["owner_agent_id"],
+        "kind": "text",
+        "text": text,
+        "provider_message_id": f"wamid.{message_id}",
+        "sent_at": at,
+        "created_at": at,
+        "delivery_state": "received" if inbound else "delivered",
+    }
 
 
 def rows_events(plan: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -592,25 +598,8 @@ def rows_report_messages(conversation: dict[str, Any], first_id: int, per: int) 
     """``per`` messages, alternating customer and agent, the first answer 30-90 s after opening."""
     rows = []
     for k in range(per):
-        inbound = k % 2 == 0
         at = conversation["opened_at"] + timedelta(seconds=0 if k == 0 else 30 + conversation["id"] % 60 + k * 20)
-        rows.append(
-            {
-                "id": first_id + k,
-                "conversation_id": conversation["id"],
-                "identity_id": conversation["identity_id"],
-                "account_id": "wa",
-                "direction": "in" if inbound else "out",
-                "author": "customer" if inbound else "agent",
-                "agent_id": None if inbound else conversation["owner_agent_id"],
-                "kind": "text",
-                "text": f"message {k}",
-                "provider_message_id": f"wamid.{first_id + k}",
-                "sent_at": at,
-                "created_at": at,
-                "delivery_state": "received" if inbound else "delivered",
-            }
-        )
+        rows.append(message_row(conversation, first_id + k, k, f"message {k}", at))
     return rows
 
 
