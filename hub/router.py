@@ -85,14 +85,14 @@ class Router:
     async def sweep(self, now: datetime | None = None) -> SweepResult:
         """One pass now; publishes what it changed. Concurrent calls in one process queue up. A queue outside
         its business hours (``[queues.hours]``) is offered nothing: the tick after its opening offers it."""
-        now = now or self._clock()
+        clock = self._clock if now is None else _stopped_at(now)
         async with self._lock:
             result = await sweep(
                 self._store,
-                now=now,
+                clock=clock,
                 missed_offer_reason=self._settings.routing.missed_offer_reason,
                 journal=self._journal,
-                closed=closed_queues(self._settings.queue_hours, now),
+                closed=closed_queues(self._settings.queue_hours, clock()),
             )
             self.sweeps += 1
         if result.offered or result.expired:
@@ -136,3 +136,8 @@ class Router:
                 raise
             except Exception:  # the next tick tries again; routing must not die
                 logger.exception("routing sweep failed")
+
+
+def _stopped_at(now: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``now`` (a sweep asked for at a given time, as tests and tools do)."""
+    return lambda: now

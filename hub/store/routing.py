@@ -16,7 +16,7 @@ returns the bus events to publish once it has committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -350,7 +350,7 @@ async def _reported(
 async def sweep(
     store: Store,
     *,
-    now: datetime,
+    clock: Callable[[], datetime],
     missed_offer_reason: str = "missed offer",
     batch: int = 500,
     journal: Journal | None = None,
@@ -360,10 +360,13 @@ async def sweep(
 
     Safe to run from several tasks or processes at once. ``journal`` records the offers' events in the
     transaction that makes them (see ``hub.store.events.Journal``). ``closed``: queues outside their business
-    hours now (``hub.hours.closed_queues``); their conversations keep waiting and are not offered."""
+    hours now (``hub.hours.closed_queues``); their conversations keep waiting and are not offered.
+
+    ``clock`` is read as each step begins, and for an offer batch once its write transaction holds the lock:
+    the offers are then dated after any presence change they read, never before it."""
     result = SweepResult()
-    await expire_offers(store, now=now, reason=missed_offer_reason, result=result)
-    await assign_waiting(store, now=now, batch=batch, result=result, journal=journal, closed=closed)
+    await expire_offers(store, now=clock(), reason=missed_offer_reason, result=result)
+    await assign_waiting(store, clock=clock, batch=batch, result=result, journal=journal, closed=closed)
     return result
 
 
@@ -414,7 +417,7 @@ async def expire_offers(
 async def assign_waiting(
     store: Store,
     *,
-    now: datetime,
+    clock: Callable[[], datetime],
     batch: int = 200,
     result: SweepResult | None = None,
     journal: Journal | None = None,
@@ -430,7 +433,7 @@ async def assign_waiting(
     result = result or SweepResult()
     while True:
         try:
-            offered, events, more = await _offer_batch(store, now, batch, journal, closed)
+            offered, events, more = await _offer_batch(store, clock, batch, journal, closed)
         except DBAPIError:
             logger.warning("offering waiting conversations failed; retried next sweep", exc_info=True)
             return result
@@ -441,7 +444,11 @@ async def assign_waiting(
 
 
 async def _offer_batch(
-    store: Store, now: datetime, batch: int, journal: Journal | None, closed: Collection[str] = frozenset()
+    store: Store,
+    clock: Callable[[], datetime],
+    batch: int,
+    journal: Journal | None,
+    closed: Collection[str] = frozenset(),
 ) -> tuple[list[tuple[int, int]], list[BusEvent], bool]:
     """(offers made, events, whether a full batch was looked at)."""
     postgres = store.dialect == "postgresql"
@@ -453,6 +460,7 @@ async def _offer_batch(
     if not ready_queues:
         return [], [], False
     async with store.write() as connection:
+        now = clock()
         query = (
             select(conversations.c.id, conversations.c.queue_id, conversations.c.version, conversations.c.waiting_since)
             .where(conversations.c.state == WAITING, conversations.c.queue_id.in_(ready_queues))

@@ -20,7 +20,7 @@ async def test_concurrent_sweeps_never_double_offer_nor_exceed_capacity(api: Api
         await api.customer_writes(sender=f"+4207000000{n:02d}")
     stores = [Store(api.settings.database_url) for _ in range(4)]
     try:
-        results = await asyncio.gather(*(sweep(s, now=api.clock()) for s in stores for _ in range(2)))
+        results = await asyncio.gather(*(sweep(s, clock=api.clock) for s in stores for _ in range(2)))
         await api.sweep()
     finally:
         for s in stores:
