@@ -30,10 +30,12 @@ from hub.store import Store
 from hub.store.webhooks_out import (
     AttemptResult,
     DueDelivery,
+    any_due,
     record_and_claim,
     release_claims,
     seed_subscriptions,
 )
+from hub.webhooks_out_events import outgoing_of
 
 __all__ = ["WebhookDispatcher", "signed_headers", "webhook_id"]
 
@@ -62,14 +64,19 @@ def signed_headers(secret: str, delivery_id: int, body: bytes, at: datetime) -> 
 
 
 class _Wake(asyncio.Queue[BusEvent]):
-    """A bus subscription that keeps nothing: any published event just wakes the dispatcher."""
+    """A bus subscription that keeps nothing: an event that integrations may hear of wakes the dispatcher.
+
+    Offers, presence and waiting-list changes never become a delivery (``outgoing_of``): waking a round for
+    each of them cost every lane a write transaction, on SQLite a turn at its one write lock, for nothing.
+    """
 
     def __init__(self, wake: asyncio.Event) -> None:
         super().__init__()
         self._wake = wake
 
     def _put(self, item: BusEvent) -> None:
-        self._wake.set()
+        if outgoing_of(item, new_conversation=True) is not None:
+            self._wake.set()
 
 
 class WebhookDispatcher:
@@ -150,6 +157,8 @@ class WebhookDispatcher:
 
     async def _round(self, done: list[AttemptResult]) -> list[AttemptResult]:
         tuning = self._tuning
+        if not done and not await any_due(self._store, now=self._clock()):
+            return []  # looked without the write lock: nothing to record, nothing to lease
         due = await record_and_claim(
             self._store,
             done,

@@ -34,6 +34,7 @@ __all__ = [
     "Delivery",
     "DueDelivery",
     "Subscription",
+    "any_due",
     "claim_due",
     "create_subscription",
     "delete_subscription",
@@ -418,6 +419,16 @@ def _head_of_line() -> Any:
 
 def _free(now: datetime) -> Any:
     return or_(D.leased_until.is_(None), D.leased_until < now)
+
+
+async def any_due(store: Store, *, now: datetime) -> bool:
+    """Whether some pending delivery may be due now (a subscription's pause or a lease may still keep it back):
+    read without the write lock, so that a dispatcher with nothing to do never takes it."""
+    async with store.read() as connection:
+        found = await connection.execute(
+            select(D.id).where(D.status == PENDING, D.next_attempt_at <= now, _free(now)).limit(1)
+        )
+        return found.first() is not None
 
 
 async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, limit: int) -> list[DueDelivery]:
