@@ -85,6 +85,25 @@ def test_allowed_at_t_is_allowed_at_any_earlier_time_after_the_last_inbound(
 
 
 @given(identities(), drafts(), seconds, templates)
+def test_the_templates_change_only_a_refusals_alternatives_never_the_decision(
+    identity: IdentityFacts, draft: Draft, offset: int, options: list[TemplateOption]
+) -> None:
+    # the reply use case reads the templates only when the policy refuses without them (hub/usecases/outbound.py)
+    now = EPOCH + timedelta(seconds=offset)
+    without, with_them = decide(identity, draft, now), decide(identity, draft, now, options)
+    assert type(without) is type(with_them)
+    if isinstance(without, Allowed):
+        assert without == with_them
+    else:
+        assert isinstance(with_them, Refused)
+        assert (without.rule, without.message, without.window_closed_at) == (
+            with_them.rule,
+            with_them.message,
+            with_them.window_closed_at,
+        )
+
+
+@given(identities(), drafts(), seconds, templates)
 def test_every_refusal_names_a_known_rule_and_explains_itself(
     identity: IdentityFacts, draft: Draft, offset: int, options: list[TemplateOption]
 ) -> None:
