@@ -4,7 +4,7 @@ each engine implements in its own module (``_outbox_sqlite``, ``_outbox_postgres
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
@@ -62,6 +62,9 @@ class NewOutbound:
     tag: str | None = None
     close_status: str | None = None  # close the conversation with this status once queued
     author: Author = Author.AGENT  # or a bot (hub/usecases/bots.py), written one by one, never set-based
+    # the audit log's entries for this send (hub.audit.entry_values), given its conversation and message ids
+    # once written: appended in the send's own transaction, so a queued send is never missing from the log
+    audit: Callable[[int, int], Sequence[Mapping[str, Any]]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

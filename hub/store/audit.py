@@ -5,7 +5,7 @@ Nothing here updates a row; the only delete is the retention sweep's (ADR 0033).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.store._db import Store
 from hub.store.tables import audit_log
 
-__all__ = ["AuditFilter", "AuditRow", "append_entry", "delete_entries_before", "list_entries"]
+__all__ = ["AuditFilter", "AuditRow", "append_entries", "append_entry", "delete_entries_before", "list_entries"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +55,12 @@ async def append_entry(store: Store, values: Mapping[str, Any], *, connection: A
         return int((await connection.execute(statement)).scalar_one())
     async with store.write() as own:
         return int((await own.execute(statement)).scalar_one())
+
+
+async def append_entries(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append several entries in ``connection``'s transaction (the change's own), in one statement."""
+    if rows:
+        await connection.execute(insert(audit_log), [dict(row) for row in rows])
 
 
 async def list_entries(store: Store, wanted: AuditFilter, *, limit: int) -> list[AuditRow]:

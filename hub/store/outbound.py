@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from hub.model import Author, Conversation, ConversationState, DeliveryState, Di
 from hub.store._db import Store
 from hub.store._opening import insert_open
 from hub.store._outbox_rows import NewOutbound, message_values, outbox_values
+from hub.store.audit import append_entries
 from hub.store.conversations import conversation_from_row
 from hub.store.media import insert_sent_attachments
 from hub.store.messages import load_identity, open_conversation_of
@@ -101,7 +103,18 @@ async def queue_outbound_group(
                 await insert_sent_attachments(connection, result.message.id, result.message.attachments, now)
         accepted = [event for r in results if isinstance(r, Queued) for event in r.events]
         await record_outgoing(connection, accepted, now=now)
+        await append_entries(connection, _audit_entries(sends, results))
     return [r for r in results if r is not None]
+
+
+def _audit_entries(sends: Sequence[NewOutbound], results: Sequence[Queued | BaseException | None]) -> list[Any]:
+    """The audit entries of the sends that were queued (a send that failed has none: nothing happened)."""
+    return [
+        entry
+        for send, result in zip(sends, results, strict=True)
+        if send.audit is not None and isinstance(result, Queued)
+        for entry in send.audit(result.message.conversation_id, result.message.id)
+    ]
 
 
 def _queued_message(send: NewOutbound, message_id: int, conversation_id: int, now: datetime) -> Message:

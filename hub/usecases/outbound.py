@@ -7,11 +7,12 @@ This module puts them in order for any actor, and turns each "no" into a ``Refus
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hub.audit import record
+from hub.audit import entry_values, record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
 from hub.events import ConversationOpened, ConversationUpdated
@@ -302,38 +303,38 @@ def _conversation_event(conversation_id: int, action: str, agent_id: int, **data
 # -------------------------------------------------------------- use cases
 
 
-async def _audit_send(
-    hub: HubParts,
-    actor: Principal,
-    conversation_id: int,
-    message_id: int,
-    send: Send,
-    *,
-    close_status: str | None = None,
-) -> None:
-    """``message.sent`` in the audit log: a message queued to send (and, with ``close_status``, the close)."""
-    after: dict[str, Any] = {"message_id": message_id, "template": send.template}
-    if close_status is not None:
-        after["closed_with"] = close_status
-    await record(
-        hub.store,
-        "message.sent",
-        actor=actor,
-        at=hub.clock(),
-        target=f"conversation:{conversation_id}",
-        conversation_id=conversation_id,
-        after=after,
-    )
-    if close_status is not None:  # "send and close" closes it too: found under conversation.closed as well
-        await record(
-            hub.store,
-            "conversation.closed",
-            actor=actor,
-            at=hub.clock(),
-            target=f"conversation:{conversation_id}",
-            conversation_id=conversation_id,
-            after={"state": "closed", "status": close_status},
-        )
+def _send_audit(
+    hub: HubParts, actor: Principal, send: Send, *, close_status: str | None = None
+) -> Callable[[int, int], list[dict[str, Any]]]:
+    """``message.sent`` in the audit log for a message queued to send (and, with ``close_status``, the close,
+    found under ``conversation.closed`` as well): entries the outbox appends in the send's own transaction."""
+    at = hub.clock()
+
+    def entries(conversation_id: int, message_id: int) -> list[dict[str, Any]]:
+        after: dict[str, Any] = {"message_id": message_id, "template": send.template}
+        if close_status is not None:
+            after["closed_with"] = close_status
+        target = f"conversation:{conversation_id}"
+        found = [
+            entry_values(
+                "message.sent", actor=actor, at=at, target=target, conversation_id=conversation_id, after=after
+            )
+        ]
+        if close_status is not None:
+            closed = {"state": "closed", "status": close_status}
+            found.append(
+                entry_values(
+                    "conversation.closed",
+                    actor=actor,
+                    at=at,
+                    target=target,
+                    conversation_id=conversation_id,
+                    after=closed,
+                )
+            )
+        return found
+
+    return entries
 
 
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
@@ -360,8 +361,7 @@ async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Sen
     if reads.identity is None:
         raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
     new, plan = await _plan(hub, actor, reads, send, conversation)
-    queued = await outbox.accept(new, hub.clock())
-    await _audit_send(hub, actor, conversation.id, queued.message.id, send)
+    queued = await outbox.accept(replace(new, audit=_send_audit(hub, actor, send)), hub.clock())
     hub.bus.publish_all(queued.events)
     if is_bot(actor):  # the bot answered: its silence clock stops (hub/bots/runner.py)
         await answered(hub.store, conversation.id, hub.clock())
@@ -405,8 +405,7 @@ async def send_new(
             raise Invalid(refusal[0], refusal[1], field="status")
         close_status = status
     new, plan = await _plan(hub, actor, reads, send, conversation)
-    if close_status is not None:
-        new = replace(new, close_status=close_status)
+    new = replace(new, close_status=close_status, audit=_send_audit(hub, actor, send, close_status=close_status))
     try:
         queued = await outbox.accept(new, hub.clock())
     except ConversationTaken:
@@ -415,7 +414,6 @@ async def send_new(
     assert result is not None
     events = list(queued.events)
     agent_id = actor.agent_id()
-    await _audit_send(hub, actor, result.id, queued.message.id, send, close_status=close_status)
     if close_status is not None:
         events.append(_conversation_event(result.id, "closed", agent_id, status=close_status))
     elif queued.opened:

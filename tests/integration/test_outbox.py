@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from hub.audit import entry_values
 from hub.bus import BusEvent, EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
 from hub.model import (
@@ -36,7 +37,7 @@ from hub.store.agents import create_agent
 from hub.store.messages import load_identity, open_conversation_of
 from hub.store.outbound import ConversationTaken, NewOutbound, queue_outbound, queue_outbound_group
 from hub.store.outbox import Accepted, OutboxState, claim_outbox, outbox_counts, outbox_upkeep, record_and_claim
-from hub.store.tables import account_health, conversations, identities, messages, outbox, pending_receipts
+from hub.store.tables import account_health, audit_log, conversations, identities, messages, outbox, pending_receipts
 from tests.fakes import RecordingAdapter
 
 ACCOUNTS = """
@@ -467,6 +468,17 @@ async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_othe
     assert isinstance(decision, Allowed)
 
     def reply(text: str, conversation_id: int | None) -> NewOutbound:
+        def audit(conversation: int, message: int) -> list[dict[str, Any]]:
+            return [
+                entry_values(
+                    "message.sent",
+                    actor=None,
+                    at=hub.clock(),
+                    conversation_id=conversation,
+                    after={"message_id": message, "text": text},
+                )
+            ]
+
         return NewOutbound(
             account_id="wa",
             identity_id=identity,
@@ -476,6 +488,7 @@ async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_othe
             conversation_id=conversation_id,
             queue_id="support",
             text=text,
+            audit=audit,
         )
 
     results = await queue_outbound_group(
@@ -484,7 +497,14 @@ async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_othe
         hub.clock(),
     )
     assert isinstance(results[1], ConversationTaken)  # the customer already has an open conversation
-    assert [r.message.text for r in results if not isinstance(r, BaseException)] == ["first", "second"]
+    queued = [r for r in results if not isinstance(r, BaseException)]
+    assert [r.message.text for r in queued] == ["first", "second"]
+    # the queued sends' audit entries are in the group's transaction, with their ids; the failed one has none
+    async with hub.store.read() as connection:
+        entries = (await connection.execute(select(audit_log).order_by(audit_log.c.id))).all()
+    assert [(e.action, e.conversation_id, e.after) for e in entries] == [
+        ("message.sent", found[0].id, {"message_id": r.message.id, "text": r.message.text}) for r in queued
+    ]
     await hub.outbox().drain()
     assert texts(hub.adapters["wa"]) == ["first", "second"]
 
