@@ -26,6 +26,7 @@ __all__ = [
     "AttachmentChanged",
     "ContactUpdated",
     "ConversationClosed",
+    "ConversationClosedByBot",
     "ConversationHandedOff",
     "ConversationLeftQueue",
     "ConversationOpened",
@@ -244,6 +245,24 @@ class ConversationHandedOff:
     def data(self) -> dict[str, Any]:
         found: dict[str, Any] = {"reason": self.reason, "queue": self.queue_id}
         return found | {k: v for k, v in (("bot", self.bot), ("note", self.note)) if v is not None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationClosedByBot:
+    """A bot closed its conversation with ``status`` (its queue's rule, as for an agent): the consoles drop it
+    from their bot lists and integrations hear ``conversation.closed``."""
+
+    kind: ClassVar[str] = "conversation.bot_closed"
+    topic: ClassVar[Topic] = Topic.CONVERSATION
+    agent_id: ClassVar[None] = None
+    conversation_id: int
+    queue_id: str
+    bot: str
+    status: str | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {"bot": self.bot, "status": self.status}
 
 
 # ------------------------------------------------------------------ messages
@@ -498,6 +517,7 @@ HubEvent = (
     | Recorded
     | ConversationWithBot
     | ConversationHandedOff
+    | ConversationClosedByBot
 )
 """Everything the bus carries."""
 
@@ -532,6 +552,7 @@ _TOPICS: dict[str, Topic] = {
         QueueWaiting,
         ConversationWithBot,
         ConversationHandedOff,
+        ConversationClosedByBot,
     )
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 from hub.events import (
     ContactUpdated,
     ConversationClosed,
+    ConversationClosedByBot,
     ConversationHandedOff,
     ConversationOpened,
     ConversationUpdated,
@@ -81,6 +82,8 @@ def outgoing_of(source: OutgoingSource, *, new_conversation: bool = False) -> Ou
             return _conversation("conversation.closed", cid, by=by, **details)
         case ConversationClosed(conversation_id=cid, agent_id=agent, status=status):
             return _conversation("conversation.closed", cid, by=agent, status=status)
+        case ConversationClosedByBot(conversation_id=cid, bot=bot, status=status):
+            return _conversation("conversation.closed", cid, by=None, bot=bot, status=status)
         case ConversationHandedOff(conversation_id=cid, queue_id=queue, reason=reason):
             return _conversation("conversation.handed_off", cid, queue=queue, reason=reason)
         case ContactUpdated(contact_id=contact):

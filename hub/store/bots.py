@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import lifecycle
 from hub.bus import BusEvent
 from hub.events import (
+    ConversationClosedByBot,
     ConversationHandedOff,
     ConversationLeftQueue,
     ConversationUpdated,
@@ -317,4 +318,10 @@ async def close_by_bot(store: Store, conversation_id: int, *, bot_id: str, statu
         await _put(
             connection, store.dialect, conversation_id, {"bot_id": bot_id, "awaiting_since": None, "updated_at": now}
         )
-        return Change(conversation, [])
+        events: list[BusEvent] = [
+            ConversationClosedByBot(
+                conversation_id=conversation_id, queue_id=before.queue_id, bot=bot_id, status=status
+            )
+        ]
+        await record_outgoing(connection, events, now=now)  # the integrations' deliveries, in this transaction
+        return Change(conversation, events)

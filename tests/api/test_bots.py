@@ -15,6 +15,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from hub.api.keys import HUB
+from hub.events import ConversationClosedByBot, unwrapped
 from hub.store.tables import bot_conversations
 from tests.api.conftest import Api, MakeApi, eventually
 
@@ -438,8 +439,14 @@ async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bo
         (200, {"actions": [{"type": "close", "status": "nonsense"}]}),
     ]
     api = await make_api(bot_config(bot_server.url))
-    closed = await api.customer_writes(text="thanks, that was all")
-    await eventually(lambda: state_is(api, closed, "closed"), "the bot's close")
+    async with api.app[HUB].bus.subscribe() as heard:
+        closed = await api.customer_writes(text="thanks, that was all")
+        await eventually(lambda: state_is(api, closed, "closed"), "the bot's close")
+        published = [unwrapped(heard.get_nowait()) for _ in range(heard.qsize())]
+    # the consoles and the integrations hear of it (conversation.closed, by the bot)
+    assert (
+        ConversationClosedByBot(conversation_id=closed, queue_id="support", bot="faq", status="resolved") in published
+    )
     view = await conversation(api, closed)
     assert view["status"] == "resolved"
     events = [i for i in await history(api, closed) if i["type"] == "event" and i["kind"] == "closed"]

@@ -10,6 +10,7 @@ import pytest
 from hub.errors import ConfigError
 from hub.events import (
     ContactUpdated,
+    ConversationClosedByBot,
     ConversationHandedOff,
     ConversationOpened,
     ConversationUpdated,
@@ -120,6 +121,9 @@ def test_each_hub_event_maps_to_its_outgoing_type_and_offers_to_none() -> None:
         "contact.updated",
     ]
     assert {m.type for m in mapped if m} == set(EVENT_TYPES)
+    by_bot = outgoing_of(ConversationClosedByBot(conversation_id=1, queue_id="q", bot="faq", status="resolved"))
+    assert by_bot is not None
+    assert (by_bot.type, by_bot.extra) == ("conversation.closed", {"by": None, "bot": "faq", "status": "resolved"})
     assert outgoing_of(ConversationWaiting(conversation_id=1, queue_id="q")) is None  # requeued, not opened
     assert outgoing_of(ConversationUpdated(conversation_id=1, action="invited", by=4, audience=(4,))) is None
     assert outgoing_of(Offer(conversation_id=1, agent_id=4, queue_id="q", deadline=None)) is None  # type: ignore[arg-type]
