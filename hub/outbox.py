@@ -47,6 +47,7 @@ from hub.store.outbox import (
     record_failed,
     record_retry,
     release_claims,
+    renew_claim,
 )
 
 __all__ = ["Outbox", "binding_from_json", "binding_to_json", "facts_for", "send_plan"]
@@ -137,6 +138,7 @@ class _Attempted:
 
     stored: asyncio.Future[None] | None = None  # the provider accepted it: completes once that is stored
     retrying: bool = False  # a transient failure: the row waits for its next attempt, and so do the rows behind it
+    lost: bool = False  # its lease ran out while it waited and another claim has it: so may the rows behind it
 
 
 def _runs(jobs: Sequence[OutboxJob]) -> list[list[OutboxJob]]:
@@ -361,6 +363,8 @@ class Outbox:
                 break
             outcome = await self._attempt(job)
             attempted += 1
+            if outcome.lost:
+                break  # the rows behind it are leased as it was: theirs run out, or another claim has them
             if outcome.stored is not None:
                 stored.append(outcome.stored)
             if outcome.retrying:
@@ -463,6 +467,14 @@ class Outbox:
         bucket = self._buckets.get(job.account_id)
         if bucket is not None and not bucket.try_acquire():
             await bucket.acquire()
+            # the wait for the shared send rate may outlast the claim's lease, and a row whose lease ran out may
+            # be claimed and sent by another worker: send only with the claim renewed, never on a lost one
+            renewed = await renew_claim(
+                self._store, job.id, worker=self.name, attempts=job.attempts, now=self._clock(), lease=self._lease
+            )
+            if not renewed:
+                logger.warning("outbox %s: the lease ran out while waiting for the send rate; not sent here", job.id)
+                return _Attempted(lost=True)
         try:
             receipt = await adapter.send(outbound)
         except ProviderRejected as exc:

@@ -41,6 +41,7 @@ __all__ = [
     "record_failed",
     "record_retry",
     "release_claims",
+    "renew_claim",
 ]
 
 _WRITERS: dict[str, OutboxWriter] = {"sqlite": SqliteOutbox(), "postgresql": PostgresqlOutbox()}
@@ -76,6 +77,26 @@ async def release_claims(store: Store, outbox_ids: Sequence[int], *, worker: str
             )
             .values(state=OutboxState.PENDING, locked_until=None, locked_by=None, attempts=outbox.c.attempts - 1)
         )
+
+
+async def renew_claim(
+    store: Store, outbox_id: int, *, worker: str, attempts: int, now: datetime, lease: timedelta
+) -> bool:
+    """A fresh lease for a claimed row that is still this claim's: sending under ``worker`` with the claim's
+    attempt count (whoever claims it after the lease ran out, another process or a sibling worker of this
+    one, counts one more). False: it is someone else's now and must not be sent by this claim."""
+    async with store.write() as connection:
+        renewed = await connection.execute(
+            update(outbox)
+            .where(
+                outbox.c.id == outbox_id,
+                outbox.c.state == OutboxState.SENDING,
+                outbox.c.locked_by == worker,
+                outbox.c.attempts == attempts,
+            )
+            .values(locked_until=now + lease)
+        )
+        return renewed.rowcount == 1
 
 
 async def record_and_claim(

@@ -334,6 +334,51 @@ async def test_two_workers_never_send_one_row_twice(hub: Hub, database_url: str)
     assert await outbox_counts(hub.store) == {OutboxState.DONE: 32}
 
 
+class _SlowRate:
+    """A send-rate bucket that is empty: ``acquire`` runs ``meanwhile`` (time passes, others work), then grants."""
+
+    def __init__(self, meanwhile: Callable[[], Any]) -> None:
+        self._meanwhile = meanwhile
+
+    def try_acquire(self) -> bool:
+        return False
+
+    async def acquire(self) -> None:
+        await self._meanwhile()
+
+
+async def test_a_send_whose_rate_wait_outlasted_its_lease_is_left_to_the_claim_that_took_it_over(hub: Hub) -> None:
+    """The shared send rate can hold a claimed row past its lease; another process then claims and sends it.
+    The first worker must not send it as well (the row's attempt count tells the claims apart)."""
+    identity = await hub.customer_writes("+420600000001")
+    await hub.queue(identity, "only once")
+    first, second = hub.outbox(name="a"), hub.outbox(name="b")
+
+    async def lease_runs_out_and_b_sends() -> None:
+        hub.clock.advance(31)  # past lease_seconds
+        assert await second.run_once() == 1
+
+    first._buckets["wa"] = _SlowRate(lease_runs_out_and_b_sends)  # type: ignore[assignment]
+    assert await first.run_once() == 1  # attempted: it found the row taken over and sent nothing
+    assert texts(hub.adapters["wa"]) == ["only once"]
+    assert await outbox_counts(hub.store) == {OutboxState.DONE: 1}
+
+
+async def test_a_send_that_waited_for_the_rate_past_its_lease_still_goes_when_nobody_took_it_over(hub: Hub) -> None:
+    identity = await hub.customer_writes("+420600000001")
+    await hub.queue(identity, "after the wait")
+    worker, other = hub.outbox(name="a"), hub.outbox(name="b")
+
+    async def wait_past_the_lease() -> None:
+        hub.clock.advance(35)  # the lease (30 s) ran out, but no other claim came meanwhile
+
+    worker._buckets["wa"] = _SlowRate(wait_past_the_lease)  # type: ignore[assignment]
+    assert await worker.run_once() == 1
+    assert texts(hub.adapters["wa"]) == ["after the wait"]
+    assert await other.run_once() == 0  # renewed, then done: nothing left for another claim
+    assert await outbox_counts(hub.store) == {OutboxState.DONE: 1}
+
+
 async def test_provider_accepted_but_hub_died_before_recording_resends_with_the_same_idempotency_key(
     hub: Hub,
 ) -> None:
