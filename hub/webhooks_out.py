@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -31,6 +32,7 @@ from hub.store.webhooks_out import (
     AttemptResult,
     DueDelivery,
     any_due,
+    has_subscriptions,
     record_and_claim,
     release_claims,
     seed_subscriptions,
@@ -94,6 +96,8 @@ class WebhookDispatcher:
         self._http: aiohttp.ClientSession | None = None
         self._in_flight: set[int] = set()
         self._gate = asyncio.Semaphore(self._tuning.concurrency)
+        self._subscribed_checked = -math.inf  # monotonic time of the last look at whether any subscription exists
+        self._subscribed = True
         self.delivered = 0
         self.failed_attempts = 0
 
@@ -123,7 +127,8 @@ class WebhookDispatcher:
             self._http = None
 
     def kick(self) -> None:
-        """Look for due deliveries now (an admin resumed or replayed something)."""
+        """Look for due deliveries now (an admin subscribed, resumed or replayed something)."""
+        self._subscribed_checked = -math.inf
         self._wake.set()
 
     async def _listen(self) -> None:
@@ -157,7 +162,7 @@ class WebhookDispatcher:
 
     async def _round(self, done: list[AttemptResult]) -> list[AttemptResult]:
         tuning = self._tuning
-        if not done and not await any_due(self._store, now=self._clock()):
+        if not done and not (await self._any_subscription() and await any_due(self._store, now=self._clock())):
             return []  # looked without the write lock: nothing to record, nothing to lease
         due = await record_and_claim(
             self._store,
@@ -174,6 +179,15 @@ class WebhookDispatcher:
             return []
         self._in_flight |= {d.id for d in due}
         return list(await asyncio.gather(*(self._attempt(d, self._gate) for d in due)))
+
+    async def _any_subscription(self) -> bool:
+        """Whether any subscription exists, looked up at most every ``poll_seconds`` (and after a kick): without
+        one no delivery is ever written, so a hub with no integrations does not look for due ones on every
+        event. A subscription made in another process is seen within ``poll_seconds``."""
+        if time.monotonic() - self._subscribed_checked >= self._tuning.poll_seconds:
+            self._subscribed = await has_subscriptions(self._store)
+            self._subscribed_checked = time.monotonic()
+        return self._subscribed
 
     def _count(self, results: list[AttemptResult]) -> None:
         delivered = sum(1 for r in results if r.delivered)

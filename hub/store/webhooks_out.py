@@ -39,6 +39,7 @@ __all__ = [
     "create_subscription",
     "delete_subscription",
     "get_subscription",
+    "has_subscriptions",
     "hears_of",
     "list_deliveries",
     "list_subscriptions",
@@ -419,6 +420,12 @@ def _head_of_line() -> Any:
 
 def _free(now: datetime) -> Any:
     return or_(D.leased_until.is_(None), D.leased_until < now)
+
+
+async def has_subscriptions(store: Store) -> bool:
+    """Whether any outgoing webhook subscription exists (paused ones included: they are resumed in place)."""
+    async with store.read() as connection:
+        return (await connection.execute(select(S.id).limit(1))).first() is not None
 
 
 async def any_due(store: Store, *, now: datetime) -> bool:
