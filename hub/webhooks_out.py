@@ -77,7 +77,12 @@ class _Wake(asyncio.Queue[BusEvent]):
         self._wake = wake
 
     def _put(self, item: BusEvent) -> None:
-        if outgoing_of(item, new_conversation=True) is not None:
+        try:
+            heard = outgoing_of(item, new_conversation=True) is not None
+        except Exception:  # called by whoever publishes: never fail them; a round that finds nothing is cheap
+            logger.exception("could not tell whether integrations hear of %s", type(item).__name__)
+            heard = True
+        if heard:
             self._wake.set()
 
 

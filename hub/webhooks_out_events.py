@@ -45,6 +45,16 @@ class Outgoing:
     extra: dict[str, Any] | None = None
 
 
+def _acted(by: int, details: dict[str, Any]) -> dict[str, Any]:
+    """``by`` the agent whose conversation it was, with the action's details. When an admin acted for them
+    (deactivating the agent hands their conversations on), the details' own ``by`` is that admin:
+    ``released_by``."""
+    extra = dict(details)
+    if "by" in extra:
+        extra["released_by"] = extra.pop("by")
+    return {"by": by, **extra}
+
+
 def _conversation(event_type: str, conversation_id: int, **extra: Any) -> Outgoing:
     return Outgoing(
         type=event_type,
@@ -77,9 +87,9 @@ def outgoing_of(source: OutgoingSource, *, new_conversation: bool = False) -> Ou
         case ConversationUpdated(conversation_id=cid, action="accepted" | "taken" as action, by=by):
             return _conversation("conversation.assigned", cid, by=by, how=action)
         case ConversationUpdated(conversation_id=cid, action="transferred", by=by, details=details):
-            return _conversation("conversation.transferred", cid, by=by, **details)
+            return _conversation("conversation.transferred", cid, **_acted(by, details))
         case ConversationUpdated(conversation_id=cid, action="closed", by=by, details=details):
-            return _conversation("conversation.closed", cid, by=by, **details)
+            return _conversation("conversation.closed", cid, **_acted(by, details))
         case ConversationClosed(conversation_id=cid, agent_id=agent, status=status):
             return _conversation("conversation.closed", cid, by=agent, status=status)
         case ConversationClosedByBot(conversation_id=cid, bot=bot, status=status):

@@ -121,6 +121,18 @@ def test_each_hub_event_maps_to_its_outgoing_type_and_offers_to_none() -> None:
         "contact.updated",
     ]
     assert {m.type for m in mapped if m} == set(EVENT_TYPES)
+    # deactivating an agent hands their conversations on: the admin who did it is not the agent who had them
+    released = outgoing_of(
+        ConversationUpdated(
+            conversation_id=1,
+            action="transferred",
+            by=4,
+            audience=(4,),
+            details={"to_queue": "q", "reason": "deactivated", "by": 7},
+        )
+    )
+    assert released is not None
+    assert released.extra == {"by": 4, "to_queue": "q", "reason": "deactivated", "released_by": 7}
     by_bot = outgoing_of(ConversationClosedByBot(conversation_id=1, queue_id="q", bot="faq", status="resolved"))
     assert by_bot is not None
     assert (by_bot.type, by_bot.extra) == ("conversation.closed", {"by": None, "bot": "faq", "status": "resolved"})
