@@ -3,7 +3,7 @@
 A conversation waits in a queue, is offered to one agent with a deadline, is active with one owner (and
 maybe invited guests), and is closed with a status. Every hand-off between those states is an *action*;
 ``transition`` says whether it applies to the conversation as it is now and, if so, exactly what it
-changes. hub/store/routing.py gathers the facts inside its transaction, asks ``transition`` and applies
+changes. hub/store/_changes.py gathers the facts inside its transaction, asks ``transition`` and applies
 the ``Change`` through one guarded update (row version check), so the rule and the write that makes it
 true happen atomically, and every rule lives here, in one place:
 

@@ -3,7 +3,7 @@
 It sweeps every ``routing.tick_seconds`` (offer deadlines, waiting queues) and
 at once when the bus says something routing cares about happened (a
 conversation started waiting, an agent became ready, capacity was freed).
-Several processes may sweep the same database; hub.store.routing keeps that safe.
+Several processes may sweep the same database; hub.store.offers keeps that safe.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from hub.hours import closed_queues
 from hub.logs import correlated
 from hub.settings import Settings
 from hub.store import Journal, Store
-from hub.store.routing import SweepResult, sweep
+from hub.store.offers import SweepResult, sweep
 
 __all__ = ["Router", "wakes_the_router"]
 

@@ -1,6 +1,6 @@
 """Routing decisions, pure: who gets an offer, when it expires, what may close.
 
-No I/O. hub/store/routing.py asks these functions inside its transactions, so
+No I/O. hub/store/offers.py and hub/store/routing.py ask these functions inside their transactions, so
 the decision and the write that makes it true happen atomically.
 """
 

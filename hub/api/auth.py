@@ -36,7 +36,7 @@ from hub.store.agents import (
     revoke_token,
     set_presence,
 )
-from hub.store.routing import withdraw_offers
+from hub.store.offers import withdraw_offers
 from hub.usecases.principal import Principal
 from hub.views import agent_json
 

@@ -26,11 +26,11 @@ from hub.events import (
     OfferWithdrawn,
 )
 from hub.model import ConversationState
+from hub.store._changes import Change, RoutingRefused, apply_change, load_facts  # the one way an action is applied
 from hub.store._db import Store, upsert
 from hub.store.catalogue import load_queue
 from hub.store.conversations import conversation_view
 from hub.store.history import _message as history_item  # a message as the history renders it
-from hub.store.routing import Change, RoutingRefused, _apply, _facts  # the one way an action is applied
 from hub.store.tables import bot_conversations, conversations, messages, statuses
 from hub.store.webhooks_out import record_outgoing
 
@@ -211,13 +211,13 @@ async def hand_off(
     """The bot's part ends: the conversation waits in ``queue_id`` (its own when None) with the reason and
     the note kept for the agent; the transcript is simply its history."""
     async with store.write() as connection:
-        facts = await _facts(connection, store.dialect, conversation_id)
+        facts = await load_facts(connection, store.dialect, conversation_id)
         known = queue_id is None or await load_queue(connection, queue_id) is not None
         action = lifecycle.HandOff(reason=reason, bot_id=bot_id, queue_id=queue_id, queue_known=known, note=note, by=by)
         decision = lifecycle.transition(facts.conversation, facts.participants, action, now)
         if isinstance(decision, lifecycle.Refusal):
             raise RoutingRefused.of(decision)
-        conversation = await _apply(connection, store.dialect, facts, decision, now)
+        conversation = await apply_change(connection, store.dialect, facts, decision, now)
         values: dict[str, Any] = {
             "awaiting_since": None,
             "handoff_reason": reason,
@@ -242,13 +242,13 @@ async def to_bot(
     """Hand the conversation (back) to ``bot_id``: every agent's part ends, an offer is withdrawn, and the
     bot starts afresh (nothing awaited, no failures, no step; collected variables are kept)."""
     async with store.write() as connection:
-        facts = await _facts(connection, store.dialect, conversation_id)
+        facts = await load_facts(connection, store.dialect, conversation_id)
         before = facts.conversation
         action = lifecycle.ToBot(by=by, bot_id=bot_id, bot_known=bot_known)
         decision = lifecycle.transition(before, facts.participants, action, now)
         if isinstance(decision, lifecycle.Refusal):
             raise RoutingRefused.of(decision)
-        conversation = await _apply(connection, store.dialect, facts, decision, now)
+        conversation = await apply_change(connection, store.dialect, facts, decision, now)
         await _put(
             connection,
             store.dialect,
@@ -306,7 +306,7 @@ async def delivery_of(
 async def close_by_bot(store: Store, conversation_id: int, *, bot_id: str, status: str | None, now: datetime) -> Change:
     """The bot closes its conversation with a status its queue allows (``lifecycle.BotClose``)."""
     async with store.write() as connection:
-        facts = await _facts(connection, store.dialect, conversation_id)
+        facts = await load_facts(connection, store.dialect, conversation_id)
         before = facts.conversation
         queue = await load_queue(connection, before.queue_id)
         catalogue = tuple((await connection.execute(select(statuses.c.id))).scalars())
@@ -314,7 +314,7 @@ async def close_by_bot(store: Store, conversation_id: int, *, bot_id: str, statu
         decision = lifecycle.transition(before, facts.participants, action, now)
         if isinstance(decision, lifecycle.Refusal):
             raise RoutingRefused.of(decision)
-        conversation = await _apply(connection, store.dialect, facts, decision, now)
+        conversation = await apply_change(connection, store.dialect, facts, decision, now)
         await _put(
             connection, store.dialect, conversation_id, {"bot_id": bot_id, "awaiting_since": None, "updated_at": now}
         )

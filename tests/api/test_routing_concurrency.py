@@ -8,7 +8,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from hub.store import Store
-from hub.store.routing import sweep
+from hub.store.offers import sweep
 from hub.store.tables import conversations, timeline_events
 from tests.api.conftest import Api
 
