@@ -10,7 +10,6 @@ and a process that stops mid-delivery leaves nothing behind (its leases are give
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -173,7 +172,7 @@ class WebhookDispatcher:
 
     async def _attempt(self, delivery: DueDelivery, gate: asyncio.Semaphore) -> AttemptResult:
         assert self._http is not None
-        body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = delivery.body
         status: int | None = None
         error: str | None = None
         async with gate:

@@ -727,6 +727,16 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_listing", "subscription_id", "id"),
 )
 
+webhook_heads = Table(
+    "webhook_heads",
+    metadata,
+    # the head of each line: the delivery of (subscription, order key) that goes next; the claim reads only these
+    Column("subscription_id", String(64), ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), primary_key=True),
+    Column("order_key", String(64), primary_key=True),
+    Column("delivery_id", Id, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_webhook_heads_delivery", "delivery_id", unique=True),
+)
+
 webhook_attempts = Table(
     "webhook_attempts",
     metadata,

@@ -2,9 +2,12 @@
 
 ``record_outgoing`` runs inside the write transaction of the change it reports (the ingest's group, a routing
 change, a queued send, a delivery report, a contact's edit), so a delivery exists exactly when its change
-committed. ``claim_due`` leases the head of each conversation's line (an earlier pending delivery of the same
-``order_key`` holds the later ones back) with one guarded update, so several processes never send one twice at
-once; ``record_attempts`` stores what each attempt got and schedules the next. The HTTP side is hub/webhooks_out.py.
+committed. Deliveries of one subscription and ``order_key`` (a conversation's, a contact's) form a line that is
+sent one at a time, in order: ``webhook_heads`` names the delivery at the front of each line (ADR 0035), kept in
+the transactions that add to a line, finish its head or replay one of its deliveries. ``claim_due`` leases due
+heads with one guarded update, so several processes never send one twice at once; ``record_attempts`` stores
+what each attempt got, schedules the next, and moves a finished head's line on. The HTTP side is
+hub/webhooks_out.py.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import Text, and_, bindparam, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store._db import Store
+from hub.store._db import Store, upsert
 from hub.store.conversations import conversation_views
 from hub.store.history import message_view
-from hub.store.tables import contacts, messages, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from hub.store.tables import (
+    contacts,
+    messages,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_heads,
+    webhook_subscriptions,
+)
 from hub.views import jsonable
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
 from hub.webhooks_out_events import Outgoing, OutgoingSource, outgoing_of
@@ -39,6 +49,7 @@ __all__ = [
     "delete_subscription",
     "get_subscription",
     "hears_of",
+    "insert_deliveries",
     "list_deliveries",
     "list_subscriptions",
     "record_attempts",
@@ -53,7 +64,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-S, D = webhook_subscriptions.c, webhook_deliveries.c
+S, D, H = webhook_subscriptions.c, webhook_deliveries.c, webhook_heads.c
 
 
 # ------------------------------------------------------------------ shapes
@@ -105,13 +116,14 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DueDelivery:
-    """A delivery leased to one dispatcher: what it needs to send it."""
+    """A delivery leased to one dispatcher: what it needs to send it. ``body`` is the payload as stored, sent
+    as it is (the same bytes on every attempt and replay)."""
 
     id: int
     subscription_id: str
     url: str
     secret: str
-    payload: dict[str, Any]
+    body: bytes
     created_at: datetime
 
 
@@ -235,6 +247,7 @@ async def delete_subscription(store: Store, subscription_id: str) -> bool:
                 webhook_attempts.c.delivery_id.in_(select(D.id).where(D.subscription_id == subscription_id))
             )
         )
+        await connection.execute(delete(webhook_heads).where(H.subscription_id == subscription_id))
         await connection.execute(delete(webhook_deliveries).where(D.subscription_id == subscription_id))
         result = await connection.execute(delete(webhook_subscriptions).where(S.id == subscription_id))
     _forget_heard(store)
@@ -331,9 +344,34 @@ async def record_outgoing(
                 "created_at": now,
             }
         )
-    if rows:
-        await connection.execute(insert(webhook_deliveries), rows)
+    return await insert_deliveries(connection, rows)
+
+
+async def insert_deliveries(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Write pending deliveries (full ``webhook_deliveries`` rows without ids) in the caller's transaction, and
+    make the first of each line the head of its line unless the line already has one. Returns how many."""
+    if not rows:
+        return 0
+    written = await connection.execute(insert(webhook_deliveries).returning(D.id, D.subscription_id, D.order_key), rows)
+    firsts: dict[tuple[str, str], int] = {}
+    for r in written:
+        line = (r.subscription_id, r.order_key)
+        firsts[line] = min(firsts.get(line, r.id), r.id)
+    await _join_lines(connection, firsts)
     return len(rows)
+
+
+async def _join_lines(connection: AsyncConnection, firsts: Mapping[tuple[str, str], int]) -> None:
+    """Each delivery becomes the head of its line when the line has none. A line that has one keeps it, and
+    the upsert's (unchanged) update locks that head's row until this transaction ends: a dispatcher moving the
+    line on waits for it and then sees this transaction's delivery (PostgreSQL; ``_advance``). Lines in key
+    order, so two writers lock in the same order."""
+    statement = upsert(connection.dialect.name, webhook_heads)
+    statement = statement.on_conflict_do_update(
+        index_elements=[H.subscription_id, H.order_key], set_={"delivery_id": webhook_heads.c.delivery_id}
+    )
+    heads = [{"subscription_id": s, "order_key": k, "delivery_id": i} for (s, k), i in sorted(firsts.items())]
+    await connection.execute(statement, heads)
 
 
 def _is_new(source: OutgoingSource, new_conversations: Collection[int]) -> bool:
@@ -403,21 +441,32 @@ async def _contacts(connection: AsyncConnection, ids: set[int]) -> dict[int, dic
 # ------------------------------------------------------------------ dispatching
 
 
-def _head_of_line() -> Any:
-    """No earlier pending delivery of the same subscription and order key: the later ones wait for it."""
-    earlier = webhook_deliveries.alias("earlier")
-    return ~exists(
-        select(earlier.c.id).where(
-            earlier.c.subscription_id == D.subscription_id,
-            earlier.c.order_key == D.order_key,
-            earlier.c.status == PENDING,
-            earlier.c.id < D.id,
+def _free(now: Any) -> Any:
+    return or_(D.leased_until.is_(None), D.leased_until < now)
+
+
+_DUE_HEADS = (  # only the heads: one row per line, however many wait behind them
+    select(D.id, S.id.label("subscription_id"), S.url, S.secret)
+    .select_from(
+        webhook_heads.join(webhook_deliveries, D.id == H.delivery_id).join(
+            webhook_subscriptions, S.id == H.subscription_id
         )
     )
-
-
-def _free(now: datetime) -> Any:
-    return or_(D.leased_until.is_(None), D.leased_until < now)
+    .where(
+        D.status == PENDING,
+        D.next_attempt_at <= bindparam("b_now"),
+        S.paused_at.is_(None),
+        _free(bindparam("b_now")),
+    )
+    .order_by(D.id)
+    .limit(bindparam("b_limit"))
+)
+_LEASE = (  # guarded: still pending and nobody else's, whatever another process did since the read
+    update(webhook_deliveries)
+    .where(D.id.in_(bindparam("b_ids", expanding=True)), D.status == PENDING, _free(bindparam("b_now")))
+    .values(leased_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
+    .returning(D.id, cast(D.payload, Text).label("body"), D.created_at)
+)
 
 
 async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, limit: int) -> list[DueDelivery]:
@@ -450,42 +499,27 @@ async def record_and_claim(
 async def _claim(
     connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
 ) -> list[DueDelivery]:
-    query = (
-        select(D.id)
-        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
-        .where(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now), _head_of_line())
-        .order_by(D.id)
-        .limit(limit)
-    )
-    ids = list((await connection.execute(query)).scalars())
-    if not ids:
+    found = {int(r.id): r for r in await connection.execute(_DUE_HEADS, {"b_now": now, "b_limit": limit})}
+    if not found:
         return []
+    until = now + timedelta(seconds=lease)
     claimed = await connection.execute(
-        update(webhook_deliveries)
-        .where(D.id.in_(ids), D.status == PENDING, _free(now))
-        .values(leased_until=now + timedelta(seconds=lease), lease_owner=owner)
-        .returning(D.id)
+        _LEASE, {"b_ids": sorted(found), "b_now": now, "b_until": until, "b_owner": owner}
     )
-    taken = sorted(int(i) for i in claimed.scalars())
-    if not taken:
-        return []
-    rows = await connection.execute(
-        select(D.id, D.subscription_id, D.payload, D.created_at, S.url, S.secret)
-        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
-        .where(D.id.in_(taken))
-        .order_by(D.id)
-    )
-    return [
-        DueDelivery(
-            id=int(r.id),
-            subscription_id=r.subscription_id,
-            url=r.url,
-            secret=r.secret,
-            payload=r.payload,
-            created_at=r.created_at,
+    due = []
+    for r in claimed:
+        head = found[int(r.id)]
+        due.append(
+            DueDelivery(
+                id=int(r.id),
+                subscription_id=head.subscription_id,
+                url=head.url,
+                secret=head.secret,
+                body=r.body.encode(),
+                created_at=r.created_at,
+            )
         )
-        for r in rows
-    ]
+    return sorted(due, key=lambda d: d.id)
 
 
 async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
@@ -542,6 +576,7 @@ async def _record(
         await connection.execute(
             _DELIVERED, [{"b_id": r.delivery_id, "b_code": r.status_code, "b_now": now} for r in delivered]
         )
+    given_up = {r.delivery_id for r in failed if now - r.created_at >= give_up}
     if failed:
         counts = {
             int(r.id): int(r.attempts)
@@ -553,13 +588,14 @@ async def _record(
                 {
                     "b_id": r.delivery_id,
                     "b_code": r.status_code,
-                    "b_status": FAILED if now - r.created_at >= give_up else PENDING,
+                    "b_status": FAILED if r.delivery_id in given_up else PENDING,
                     "b_error": r.error or f"HTTP {r.status_code}",
                     "b_next": now + timedelta(seconds=retry_delay(counts.get(r.delivery_id, 0) + 1, tuning)),
                 }
                 for r in failed
             ],
         )
+    await _advance(connection, sorted({r.delivery_id for r in delivered} | given_up))
     streaks: dict[str, list[bool]] = {}
     for r in results:
         streaks.setdefault(r.subscription_id, []).append(r.delivered)
@@ -567,6 +603,11 @@ async def _record(
         await _count_failures(connection, subscription_id, outcomes, now)
 
 
+_STREAK_OVER = (
+    update(webhook_subscriptions)
+    .where(S.id == bindparam("b_subscription"), S.consecutive_failures != 0)
+    .values(consecutive_failures=0)
+)
 _LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
 _DELIVERED = (
     update(webhook_deliveries)
@@ -592,11 +633,51 @@ _FAILED = (
 )
 
 
+_FINISHED_HEADS = H.delivery_id.in_(bindparam("b_finished", expanding=True))
+_LOCK_LINES = (
+    select(H.subscription_id, H.order_key)
+    .where(_FINISHED_HEADS)
+    .order_by(H.subscription_id, H.order_key)
+    .with_for_update()
+)
+_WAITING = webhook_deliveries.alias("waiting")
+_FOLLOWING = (
+    select(func.min(_WAITING.c.id))
+    .where(
+        _WAITING.c.subscription_id == H.subscription_id,
+        _WAITING.c.order_key == H.order_key,
+        _WAITING.c.status == PENDING,
+    )
+    .scalar_subquery()
+)
+_MOVE_ON = update(webhook_heads).where(_FINISHED_HEADS).values(delivery_id=func.coalesce(_FOLLOWING, H.delivery_id))
+_LINES_DONE = delete(webhook_heads).where(_FINISHED_HEADS)  # still a finished one: nothing left in line
+
+
+async def _advance(connection: AsyncConnection, finished: Sequence[int]) -> None:
+    """The lines whose heads are among ``finished`` (no longer pending): the next pending delivery of each
+    becomes its head, or the line is gone.
+
+    On PostgreSQL the heads' rows are locked first, and the next ones read by a later statement: a writer
+    adding to one of these lines holds its head's row (``_join_lines``) until it commits, so the read sees its
+    delivery; a writer that comes after the lock waits, and finds the line gone or moved on."""
+    if not finished:
+        return
+    parameters = {"b_finished": list(finished)}
+    if connection.dialect.name == "postgresql":
+        await connection.execute(_LOCK_LINES, parameters)
+    await connection.execute(_MOVE_ON, parameters)
+    await connection.execute(_LINES_DONE, parameters)
+
+
 async def _count_failures(
     connection: AsyncConnection, subscription_id: str, outcomes: list[bool], now: datetime
 ) -> None:
     """Consecutive failures after this batch: the failures since its last success, added to the earlier
     streak when the batch had no success at all. Paused when the streak reaches the threshold."""
+    if outcomes and outcomes[-1]:  # ends with a success: the streak is over, nothing to pause
+        await connection.execute(_STREAK_OVER, {"b_subscription": subscription_id})
+        return
     row = (
         await connection.execute(
             select(S.consecutive_failures, S.pause_after, S.paused_at).where(S.id == subscription_id)
@@ -681,4 +762,24 @@ async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, 
                 .values(status=PENDING, next_attempt_at=now, leased_until=None, lease_owner=None, delivered_at=None)
             )
         row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).one()
+        if status != PENDING:
+            await _rejoin_line(connection, row.subscription_id, row.order_key, int(row.id))
     return _delivery(row, [])
+
+
+async def _rejoin_line(connection: AsyncConnection, subscription_id: str, order_key: str, delivery_id: int) -> None:
+    """A replayed delivery goes back to its place in its line: the head when the line is empty or its
+    head came later (the later ones wait for it, as they did the first time)."""
+    statement = upsert(connection.dialect.name, webhook_heads)
+    statement = statement.on_conflict_do_update(
+        index_elements=[H.subscription_id, H.order_key],
+        set_={
+            "delivery_id": case(
+                (statement.excluded.delivery_id < H.delivery_id, statement.excluded.delivery_id),
+                else_=H.delivery_id,
+            )
+        },
+    )
+    await connection.execute(
+        statement, {"subscription_id": subscription_id, "order_key": order_key, "delivery_id": delivery_id}
+    )
