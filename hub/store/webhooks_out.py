@@ -12,6 +12,7 @@ hub/webhooks_out.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import weakref
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Text, and_, any_, bindparam, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store._db import Store, upsert
+from hub.store._db import Store, in_json_array, upsert
 from hub.store.conversations import conversation_views
 from hub.store.history import message_view
 from hub.store.tables import (
@@ -445,28 +447,96 @@ def _free(now: Any) -> Any:
     return or_(D.leased_until.is_(None), D.leased_until < now)
 
 
-_DUE_HEADS = (  # only the heads: one row per line, however many wait behind them
-    select(D.id, S.id.label("subscription_id"), S.url, S.secret)
-    .select_from(
-        webhook_heads.join(webhook_deliveries, D.id == H.delivery_id).join(
-            webhook_subscriptions, S.id == H.subscription_id
+def _among(column: Any, name: str, dialect: str) -> Any:
+    """``column`` is one of the ids bound as ``name``, one parameter whatever their number (PostgreSQL: an
+    array; SQLite: a JSON array), so the statement's text never changes with it."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
+    return in_json_array(column, name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The dispatcher's statements, built once per dialect."""
+
+    due_heads: Any  # SQLite: the due heads, leased by ``lease``
+    lease: Any  # SQLite: the found heads; PostgreSQL: finds and leases the due heads in one statement
+    delivered: Any
+    lock_lines: Any
+    move_on: Any
+    lines_done: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    now: Any = bindparam("b_now")
+    due = and_(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now))
+    due_heads = (  # only the heads: one row per line, however many wait behind them
+        select(D.id, S.id.label("subscription_id"), S.url, S.secret)
+        .select_from(
+            webhook_heads.join(webhook_deliveries, D.id == H.delivery_id).join(
+                webhook_subscriptions, S.id == H.subscription_id
+            )
+        )
+        .where(due)
+        .order_by(D.id)
+        .limit(bindparam("b_limit"))
+    )
+    body = cast(D.payload, Text).label("body")
+    leased: dict[str, Any] = {"leased_until": bindparam("b_until"), "lease_owner": bindparam("b_owner")}
+    # guarded: still pending and nobody else's, whatever another process did since the heads were read
+    guard = and_(D.status == PENDING, _free(now))
+    if dialect == "postgresql":
+        # one round trip; the due heads' rows that another process is leasing are skipped, not waited for
+        picked = due_heads.with_for_update(of=webhook_deliveries, skip_locked=True).cte("picked")
+        lease = (
+            update(webhook_deliveries)
+            .where(D.id == picked.c.id, guard)
+            .values(**leased)
+            .returning(D.id, picked.c.subscription_id, picked.c.url, picked.c.secret, body, D.created_at)
+        )
+    else:
+        lease = (
+            update(webhook_deliveries)
+            .where(_among(D.id, "b_ids", dialect), guard)
+            .values(**leased)
+            .returning(D.id, D.subscription_id, body, D.created_at)
+        )
+    delivered = (
+        update(webhook_deliveries)
+        .where(_among(D.id, "b_ids", dialect), D.status == PENDING)
+        .values(
+            status=DELIVERED,
+            delivered_at=now,
+            last_status_code=bindparam("b_code"),
+            last_error=None,
+            **_LEASE_ENDS,
         )
     )
-    .where(
-        D.status == PENDING,
-        D.next_attempt_at <= bindparam("b_now"),
-        S.paused_at.is_(None),
-        _free(bindparam("b_now")),
+    finished = _among(H.delivery_id, "b_finished", dialect)
+    waiting = webhook_deliveries.alias("waiting")
+    following = (
+        select(func.min(waiting.c.id))
+        .where(
+            waiting.c.subscription_id == H.subscription_id,
+            waiting.c.order_key == H.order_key,
+            waiting.c.status == PENDING,
+        )
+        .scalar_subquery()
     )
-    .order_by(D.id)
-    .limit(bindparam("b_limit"))
-)
-_LEASE = (  # guarded: still pending and nobody else's, whatever another process did since the read
-    update(webhook_deliveries)
-    .where(D.id.in_(bindparam("b_ids", expanding=True)), D.status == PENDING, _free(bindparam("b_now")))
-    .values(leased_until=bindparam("b_until"), lease_owner=bindparam("b_owner"))
-    .returning(D.id, cast(D.payload, Text).label("body"), D.created_at)
-)
+    return _Statements(
+        due_heads=due_heads,
+        lease=lease,
+        delivered=delivered,
+        lock_lines=(
+            select(H.subscription_id, H.order_key)
+            .where(finished)
+            .order_by(H.subscription_id, H.order_key)
+            .with_for_update()
+        ),
+        move_on=update(webhook_heads).where(finished).values(delivery_id=func.coalesce(following, H.delivery_id)),
+        lines_done=delete(webhook_heads).where(finished),  # still a finished one: nothing left in line
+    )
 
 
 async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, limit: int) -> list[DueDelivery]:
@@ -499,26 +569,33 @@ async def record_and_claim(
 async def _claim(
     connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
 ) -> list[DueDelivery]:
-    found = {int(r.id): r for r in await connection.execute(_DUE_HEADS, {"b_now": now, "b_limit": limit})}
-    if not found:
-        return []
-    until = now + timedelta(seconds=lease)
-    claimed = await connection.execute(
-        _LEASE, {"b_ids": sorted(found), "b_now": now, "b_until": until, "b_owner": owner}
-    )
-    due = []
-    for r in claimed:
-        head = found[int(r.id)]
-        due.append(
-            DueDelivery(
-                id=int(r.id),
-                subscription_id=head.subscription_id,
-                url=head.url,
-                secret=head.secret,
-                body=r.body.encode(),
-                created_at=r.created_at,
-            )
+    statements = _statements(connection.dialect.name)
+    parameters: dict[str, Any] = {
+        "b_now": now,
+        "b_limit": limit,
+        "b_until": now + timedelta(seconds=lease),
+        "b_owner": owner,
+    }
+    pairs: list[tuple[Any, Any]]  # (the leased delivery, its subscription's url and secret)
+    if connection.dialect.name == "postgresql":
+        pairs = [(r, r) for r in await connection.execute(statements.lease, parameters)]
+    else:
+        found = {int(r.id): r for r in await connection.execute(statements.due_heads, parameters)}
+        if not found:
+            return []
+        claimed = await connection.execute(statements.lease, {**parameters, "b_ids": sorted(found)})
+        pairs = [(r, found[int(r.id)]) for r in claimed]
+    due = [
+        DueDelivery(
+            id=int(r.id),
+            subscription_id=head.subscription_id,
+            url=head.url,
+            secret=head.secret,
+            body=r.body.encode(),
+            created_at=r.created_at,
         )
+        for r, head in pairs
+    ]
     return sorted(due, key=lambda d: d.id)
 
 
@@ -572,10 +649,12 @@ async def _record(
             for r in results
         ],
     )
-    if delivered:  # one statement for the batch (executemany)
-        await connection.execute(
-            _DELIVERED, [{"b_id": r.delivery_id, "b_code": r.status_code, "b_now": now} for r in delivered]
-        )
+    statements = _statements(connection.dialect.name)
+    by_code: dict[int | None, list[int]] = {}
+    for r in delivered:
+        by_code.setdefault(r.status_code, []).append(r.delivery_id)
+    for code, ids in sorted(by_code.items(), key=lambda item: item[0] or 0):  # one statement per status code
+        await connection.execute(statements.delivered, {"b_ids": sorted(ids), "b_code": code, "b_now": now})
     given_up = {r.delivery_id for r in failed if now - r.created_at >= give_up}
     if failed:
         counts = {
@@ -609,17 +688,6 @@ _STREAK_OVER = (
     .values(consecutive_failures=0)
 )
 _LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
-_DELIVERED = (
-    update(webhook_deliveries)
-    .where(D.id == bindparam("b_id"), D.status == PENDING)
-    .values(
-        status=DELIVERED,
-        delivered_at=bindparam("b_now"),
-        last_status_code=bindparam("b_code"),
-        last_error=None,
-        **_LEASE_ENDS,
-    )
-)
 _FAILED = (
     update(webhook_deliveries)
     .where(D.id == bindparam("b_id"), D.status == PENDING)
@@ -633,27 +701,6 @@ _FAILED = (
 )
 
 
-_FINISHED_HEADS = H.delivery_id.in_(bindparam("b_finished", expanding=True))
-_LOCK_LINES = (
-    select(H.subscription_id, H.order_key)
-    .where(_FINISHED_HEADS)
-    .order_by(H.subscription_id, H.order_key)
-    .with_for_update()
-)
-_WAITING = webhook_deliveries.alias("waiting")
-_FOLLOWING = (
-    select(func.min(_WAITING.c.id))
-    .where(
-        _WAITING.c.subscription_id == H.subscription_id,
-        _WAITING.c.order_key == H.order_key,
-        _WAITING.c.status == PENDING,
-    )
-    .scalar_subquery()
-)
-_MOVE_ON = update(webhook_heads).where(_FINISHED_HEADS).values(delivery_id=func.coalesce(_FOLLOWING, H.delivery_id))
-_LINES_DONE = delete(webhook_heads).where(_FINISHED_HEADS)  # still a finished one: nothing left in line
-
-
 async def _advance(connection: AsyncConnection, finished: Sequence[int]) -> None:
     """The lines whose heads are among ``finished`` (no longer pending): the next pending delivery of each
     becomes its head, or the line is gone.
@@ -663,11 +710,12 @@ async def _advance(connection: AsyncConnection, finished: Sequence[int]) -> None
     delivery; a writer that comes after the lock waits, and finds the line gone or moved on."""
     if not finished:
         return
+    statements = _statements(connection.dialect.name)
     parameters = {"b_finished": list(finished)}
     if connection.dialect.name == "postgresql":
-        await connection.execute(_LOCK_LINES, parameters)
-    await connection.execute(_MOVE_ON, parameters)
-    await connection.execute(_LINES_DONE, parameters)
+        await connection.execute(statements.lock_lines, parameters)
+    await connection.execute(statements.move_on, parameters)
+    await connection.execute(statements.lines_done, parameters)
 
 
 async def _count_failures(
