@@ -722,7 +722,6 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Column("delivered_at", UTCDateTime()),
     _now_column(),
-    Index("ix_webhook_deliveries_due", "status", "id"),  # the pending ones in order: the claim stops at its limit
     Index("ix_webhook_deliveries_order", "subscription_id", "order_key", "status", "id"),
     Index("ix_webhook_deliveries_listing", "subscription_id", "id"),
 )

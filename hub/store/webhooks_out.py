@@ -569,6 +569,8 @@ async def record_and_claim(
 async def _claim(
     connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
 ) -> list[DueDelivery]:
+    if limit <= 0:
+        return []
     statements = _statements(connection.dialect.name)
     parameters: dict[str, Any] = {
         "b_now": now,

@@ -1,4 +1,5 @@
-"""outgoing webhooks: the head of each delivery line in its own table, so that a claim reads only the heads
+"""outgoing webhooks: the head of each delivery line in its own table, so that a claim reads only the heads;
+the (status, id) index the claim used to walk goes (every delivery's lease and outcome updated it)
 
 Revision ID: 0012
 Revises: 0011
@@ -48,9 +49,13 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook_heads", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_heads_delivery", ["delivery_id"], unique=True)
     op.execute(_BACKFILL)
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_due")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.create_index("ix_webhook_deliveries_due", ["status", "id"], unique=False)
     with op.batch_alter_table("webhook_heads", schema=None) as batch_op:
         batch_op.drop_index("ix_webhook_heads_delivery")
     op.drop_table("webhook_heads")
