@@ -35,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiohttp
 from _databases import database
 from aiohttp import web
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from hub.bus import EventBus
 from hub.settings import Settings
 from hub.store.tables import webhook_deliveries
+from hub.store.webhooks_out import insert_deliveries
 from hub.webhooks_out import WebhookDispatcher, signed_headers
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
 
@@ -171,7 +172,7 @@ async def measure_outgoing(
                 bodies = [(n, json.dumps(r["payload"], separators=(",", ":")).encode()) for n, r in enumerate(rows)]
                 direct_best = max(direct_best, deliveries / await _direct(receiver.url, bodies, concurrency))
                 async with store.write() as connection:
-                    await connection.execute(insert(webhook_deliveries), rows)
+                    await insert_deliveries(connection, rows)
                 started = time.perf_counter()
                 dispatcher.kick()
                 while dispatcher.delivered < first + deliveries:  # noqa: ASYNC110 - polling a counter is the point

@@ -1,16 +1,18 @@
 """The outgoing webhooks' dispatcher: sends the deliveries the store recorded, signed, in order, with retries.
 
-Owned by the ``Hub`` (started after the notifier, stopped before it). Each round leases a batch of due
-deliveries (the head of each conversation's line, hub/store/webhooks_out.py), POSTs them concurrently,
-each signed with the Standard Webhooks scheme, and stores every attempt in one transaction. The bus only
-wakes it early; deliveries are found in the database, so those another process recorded are sent too,
-and a process that stops mid-delivery leaves nothing behind (its leases are given back or run out).
+Owned by the ``Hub`` (started after the notifier, stopped before it). ``concurrency`` senders take leased
+deliveries from a local queue and POST them, each signed with the Standard Webhooks scheme. One recorder
+runs rounds back to back while attempts finish: each round stores the attempts finished since the last one
+and leases more due deliveries (the head of each conversation's line, hub/store/webhooks_out.py) in one
+transaction, so the next delivery of a line is sent as soon as its previous one is recorded, not when a
+whole batch is done. The bus only wakes it early; deliveries are found in the database, so those another
+process recorded are sent too, and a process that stops mid-delivery leaves nothing behind (what it sent is
+recorded, its other leases are given back or run out).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -34,6 +36,7 @@ from hub.store.webhooks_out import (
     any_due,
     has_subscriptions,
     record_and_claim,
+    record_attempts,
     release_claims,
     seed_subscriptions,
 )
@@ -44,8 +47,13 @@ __all__ = ["WebhookDispatcher", "signed_headers", "webhook_id"]
 logger = logging.getLogger(__name__)
 
 _USER_AGENT = "channelhub-webhooks/1"
-_LANES = 3
-_BATCH = 4  # deliveries leased per lane and round, per request in flight allowed
+_AHEAD = 12  # deliveries leased and not yet finished, per request in flight allowed: the senders' queue
+_RECORDERS = 2  # rounds that may run at once (PostgreSQL overlaps them; SQLite's writers take turns)
+# SQLite: a round waits for this many finished attempts per request in flight allowed, unless the senders' queue
+# is below _QUEUE_LOW per request: its rounds take turns and cost the event loop's thread, so fewer and larger.
+# PostgreSQL's rounds overlap and mostly wait for round trips: one starts as soon as an attempt finished.
+_ROUND_EVERY = {"sqlite": 4}
+_QUEUE_LOW = 2
 
 
 def webhook_id(delivery_id: int) -> str:
@@ -99,8 +107,12 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
-        self._in_flight: set[int] = set()
-        self._gate = asyncio.Semaphore(self._tuning.concurrency)
+        self._in_flight: set[int] = set()  # leased and not yet recorded (queued, being sent, or finished)
+        self._queue: asyncio.Queue[DueDelivery] = asyncio.Queue()
+        self._finished: list[AttemptResult] = []  # attempts not yet recorded
+        self._finishing = asyncio.Event()  # set when an attempt finishes
+        self._leasing = 0  # leases asked for by rounds in progress
+        self._round_every = _ROUND_EVERY.get(store.dialect, 0) * self._tuning.concurrency
         self._subscribed_checked = -math.inf  # monotonic time of the last look at whether any subscription exists
         self._subscribed = True
         self.delivered = 0
@@ -114,13 +126,25 @@ class WebhookDispatcher:
             connector=aiohttp.TCPConnector(limit=self._tuning.concurrency * 2),
         )
         self._tasks = [asyncio.create_task(self._listen(), name="webhooks-out-wake")]
-        # lanes: while one records its batch or leases the next, the others' requests are on the wire
-        self._tasks += [asyncio.create_task(self._run(), name=f"webhooks-out-{n}") for n in range(_LANES)]
+        self._tasks += [asyncio.create_task(self._run(), name=f"webhooks-out-recorder-{n}") for n in range(_RECORDERS)]
+        self._tasks += [
+            asyncio.create_task(self._send(), name=f"webhooks-out-sender-{n}") for n in range(self._tuning.concurrency)
+        ]
 
     async def stop(self) -> None:
-        """Stop sending; leases of attempts cut short are given back, so they are sent again at once."""
+        """Stop sending; finished attempts are recorded, the leases of the others (queued or cut short) given
+        back, so they are sent again at once."""
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        self._queue = asyncio.Queue()
+        finished, self._finished = self._finished, []
+        if finished:
+            try:
+                await record_attempts(self._store, finished, owner=self.owner, now=self._clock(), tuning=self._tuning)
+                self._count(finished)
+                self._in_flight -= {r.delivery_id for r in finished}
+            except Exception:  # their leases run out: sent again, and receivers deduplicate
+                logger.warning("could not record %d webhook attempts", len(finished), exc_info=True)
         if self._in_flight:
             try:
                 await release_claims(self._store, sorted(self._in_flight), owner=self.owner)
@@ -141,49 +165,76 @@ class WebhookDispatcher:
             await asyncio.Event().wait()  # until cancelled
 
     async def _run(self) -> None:
-        """One lane: record the last round's attempts and lease the next round in one transaction, send."""
-        results: list[AttemptResult] = []
+        """A recorder: a round when enough attempts finished or the senders run short (or something woke it),
+        at the latest every ``poll_seconds``."""
         while True:
             self._wake.clear()  # before looking: a change committed meanwhile wakes the next round
             try:
-                results = await self._round(results)
+                await self._round()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("delivering outgoing webhooks failed")
-                results = []  # unrecorded attempts: their leases run out and they are sent again
-            if results:
-                continue  # the next in each line may be due now
-            await self._nap()
+            await self._until_worth_a_round()
 
-    async def _nap(self) -> None:
-        """Until woken or ``poll_seconds`` passed. Not ``wait_for``: on Python 3.11 it can swallow the
-        cancellation that stops the dispatcher when the wake-up comes at the same moment."""
-        waiter = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({waiter}, timeout=self._tuning.poll_seconds)
-        finally:
-            waiter.cancel()
-
-    async def _round(self, done: list[AttemptResult]) -> list[AttemptResult]:
-        tuning = self._tuning
-        if not done and not (await self._any_subscription() and await any_due(self._store, now=self._clock())):
-            return []  # looked without the write lock: nothing to record, nothing to lease
-        due = await record_and_claim(
-            self._store,
-            done,
-            owner=self.owner,
-            now=self._clock(),
-            lease=tuning.lease_seconds,
-            limit=tuning.concurrency * _BATCH,
-            tuning=tuning,
+    def _worth_a_round(self) -> bool:
+        """Enough finished attempts to record, or few left queued: fewer, larger rounds while the senders are
+        busy, and no wait when they are about to run dry."""
+        return bool(self._finished) and (
+            len(self._finished) >= self._round_every or self._queue.qsize() < self._tuning.concurrency * _QUEUE_LOW
         )
+
+    async def _until_worth_a_round(self) -> None:
+        """Until woken, worth a round, or ``poll_seconds`` passed. Not ``wait_for``: on Python 3.11 it can
+        swallow the cancellation that stops the dispatcher when the wake-up comes at the same moment."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._tuning.poll_seconds
+        while not self._wake.is_set() and not self._worth_a_round():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._finishing.clear()
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._finishing.wait())}
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _round(self) -> None:
+        """Record what finished and lease what the queue has room for, in one transaction."""
+        done, self._finished = self._finished, []
+        room = max(self._tuning.concurrency * _AHEAD - (len(self._in_flight) - len(done)) - self._leasing, 0)
+        if not done and not room:
+            return
+        if not done and not (await self._any_subscription() and await any_due(self._store, now=self._clock())):
+            return  # looked without the write lock: nothing to record, nothing to lease
+        self._leasing += room
+        try:
+            due = await record_and_claim(
+                self._store,
+                done,
+                owner=self.owner,
+                now=self._clock(),
+                lease=self._tuning.lease_seconds,
+                limit=room,
+                tuning=self._tuning,
+            )
+        finally:  # recorded, or not: then their leases run out and they are sent again
+            self._leasing -= room
+            self._in_flight -= {r.delivery_id for r in done}
         self._count(done)
-        self._in_flight -= {r.delivery_id for r in done}
-        if not due:
-            return []
         self._in_flight |= {d.id for d in due}
-        return list(await asyncio.gather(*(self._attempt(d, self._gate) for d in due)))
+        for delivery in due:
+            self._queue.put_nowait(delivery)
+
+    async def _send(self) -> None:
+        """One sender: the next leased delivery, one attempt, handed to the recorder."""
+        while True:
+            delivery = await self._queue.get()
+            result = await self._attempt(delivery)
+            self._finished.append(result)
+            self._finishing.set()
 
     async def _any_subscription(self) -> bool:
         """Whether any subscription exists, looked up at most every ``poll_seconds`` (and after a kick): without
@@ -199,25 +250,24 @@ class WebhookDispatcher:
         self.delivered += delivered
         self.failed_attempts += len(results) - delivered
 
-    async def _attempt(self, delivery: DueDelivery, gate: asyncio.Semaphore) -> AttemptResult:
+    async def _attempt(self, delivery: DueDelivery) -> AttemptResult:
         assert self._http is not None
-        body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        body = delivery.body
         status: int | None = None
         error: str | None = None
-        async with gate:
-            started = time.monotonic()
-            try:
-                # the receiver checks the timestamp against its own clock: the wall clock, not the hub's
-                headers = signed_headers(delivery.secret, delivery.id, body, datetime.now(UTC))
-                async with self._http.post(delivery.url, data=body, headers=headers, allow_redirects=False) as answer:
-                    status = answer.status
-                    if not 200 <= status < 300:
-                        error = f"HTTP {status}: {(await answer.text(errors='replace'))[:300]}"
-            except TimeoutError:
-                error = f"timed out after {self._tuning.timeout_seconds:g} s"
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
-                error = _describe(exc)
-            duration = int((time.monotonic() - started) * 1000)
+        started = time.monotonic()
+        try:
+            # the receiver checks the timestamp against its own clock: the wall clock, not the hub's
+            headers = signed_headers(delivery.secret, delivery.id, body, datetime.now(UTC))
+            async with self._http.post(delivery.url, data=body, headers=headers, allow_redirects=False) as answer:
+                status = answer.status
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}: {(await answer.text(errors='replace'))[:300]}"
+        except TimeoutError:
+            error = f"timed out after {self._tuning.timeout_seconds:g} s"
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            error = _describe(exc)
+        duration = int((time.monotonic() - started) * 1000)
         if error is not None:
             logger.info(
                 "outgoing webhook %s to %s failed: %s", webhook_id(delivery.id), delivery.subscription_id, error

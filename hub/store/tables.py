@@ -722,9 +722,18 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Column("delivered_at", UTCDateTime()),
     _now_column(),
-    Index("ix_webhook_deliveries_due", "status", "id"),  # the pending ones in order: the claim stops at its limit
     Index("ix_webhook_deliveries_order", "subscription_id", "order_key", "status", "id"),
     Index("ix_webhook_deliveries_listing", "subscription_id", "id"),
+)
+
+webhook_heads = Table(
+    "webhook_heads",
+    metadata,
+    # the head of each line: the delivery of (subscription, order key) that goes next; the claim reads only these
+    Column("subscription_id", String(64), ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), primary_key=True),
+    Column("order_key", String(64), primary_key=True),
+    Column("delivery_id", Id, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_webhook_heads_delivery", "delivery_id", unique=True),
 )
 
 webhook_attempts = Table(

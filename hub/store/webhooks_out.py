@@ -2,13 +2,17 @@
 
 ``record_outgoing`` runs inside the write transaction of the change it reports (the ingest's group, a routing
 change, a queued send, a delivery report, a contact's edit), so a delivery exists exactly when its change
-committed. ``claim_due`` leases the head of each conversation's line (an earlier pending delivery of the same
-``order_key`` holds the later ones back) with one guarded update, so several processes never send one twice at
-once; ``record_attempts`` stores what each attempt got and schedules the next. The HTTP side is hub/webhooks_out.py.
+committed. Deliveries of one subscription and ``order_key`` (a conversation's, a contact's) form a line that is
+sent one at a time, in order: ``webhook_heads`` names the delivery at the front of each line (ADR 0035), kept in
+the transactions that add to a line, finish its head or replay one of its deliveries. ``claim_due`` leases due
+heads with one guarded update, so several processes never send one twice at once; ``record_attempts`` stores
+what each attempt got, schedules the next, and moves a finished head's line on. The HTTP side is
+hub/webhooks_out.py.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import weakref
@@ -17,13 +21,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import BigInteger, Text, and_, any_, bindparam, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store._db import Store
+from hub.store._db import Store, in_json_array, upsert
 from hub.store.conversations import conversation_views
 from hub.store.history import message_view
-from hub.store.tables import contacts, messages, webhook_attempts, webhook_deliveries, webhook_subscriptions
+from hub.store.tables import (
+    contacts,
+    messages,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_heads,
+    webhook_subscriptions,
+)
 from hub.views import jsonable
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
 from hub.webhooks_out_events import Outgoing, OutgoingSource, outgoing_of
@@ -41,6 +53,7 @@ __all__ = [
     "get_subscription",
     "has_subscriptions",
     "hears_of",
+    "insert_deliveries",
     "list_deliveries",
     "list_subscriptions",
     "record_attempts",
@@ -55,7 +68,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-S, D = webhook_subscriptions.c, webhook_deliveries.c
+S, D, H = webhook_subscriptions.c, webhook_deliveries.c, webhook_heads.c
 
 
 # ------------------------------------------------------------------ shapes
@@ -107,13 +120,14 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DueDelivery:
-    """A delivery leased to one dispatcher: what it needs to send it."""
+    """A delivery leased to one dispatcher: what it needs to send it. ``body`` is the payload as stored, sent
+    as it is (the same bytes on every attempt and replay)."""
 
     id: int
     subscription_id: str
     url: str
     secret: str
-    payload: dict[str, Any]
+    body: bytes
     created_at: datetime
 
 
@@ -237,6 +251,7 @@ async def delete_subscription(store: Store, subscription_id: str) -> bool:
                 webhook_attempts.c.delivery_id.in_(select(D.id).where(D.subscription_id == subscription_id))
             )
         )
+        await connection.execute(delete(webhook_heads).where(H.subscription_id == subscription_id))
         await connection.execute(delete(webhook_deliveries).where(D.subscription_id == subscription_id))
         result = await connection.execute(delete(webhook_subscriptions).where(S.id == subscription_id))
     _forget_heard(store)
@@ -333,9 +348,34 @@ async def record_outgoing(
                 "created_at": now,
             }
         )
-    if rows:
-        await connection.execute(insert(webhook_deliveries), rows)
+    return await insert_deliveries(connection, rows)
+
+
+async def insert_deliveries(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Write pending deliveries (full ``webhook_deliveries`` rows without ids) in the caller's transaction, and
+    make the first of each line the head of its line unless the line already has one. Returns how many."""
+    if not rows:
+        return 0
+    written = await connection.execute(insert(webhook_deliveries).returning(D.id, D.subscription_id, D.order_key), rows)
+    firsts: dict[tuple[str, str], int] = {}
+    for r in written:
+        line = (r.subscription_id, r.order_key)
+        firsts[line] = min(firsts.get(line, r.id), r.id)
+    await _join_lines(connection, firsts)
     return len(rows)
+
+
+async def _join_lines(connection: AsyncConnection, firsts: Mapping[tuple[str, str], int]) -> None:
+    """Each delivery becomes the head of its line when the line has none. A line that has one keeps it, and
+    the upsert's (unchanged) update locks that head's row until this transaction ends: a dispatcher moving the
+    line on waits for it and then sees this transaction's delivery (PostgreSQL; ``_advance``). Lines in key
+    order, so two writers lock in the same order."""
+    statement = upsert(connection.dialect.name, webhook_heads)
+    statement = statement.on_conflict_do_update(
+        index_elements=[H.subscription_id, H.order_key], set_={"delivery_id": webhook_heads.c.delivery_id}
+    )
+    heads = [{"subscription_id": s, "order_key": k, "delivery_id": i} for (s, k), i in sorted(firsts.items())]
+    await connection.execute(statement, heads)
 
 
 def _is_new(source: OutgoingSource, new_conversations: Collection[int]) -> bool:
@@ -405,21 +445,100 @@ async def _contacts(connection: AsyncConnection, ids: set[int]) -> dict[int, dic
 # ------------------------------------------------------------------ dispatching
 
 
-def _head_of_line() -> Any:
-    """No earlier pending delivery of the same subscription and order key: the later ones wait for it."""
-    earlier = webhook_deliveries.alias("earlier")
-    return ~exists(
-        select(earlier.c.id).where(
-            earlier.c.subscription_id == D.subscription_id,
-            earlier.c.order_key == D.order_key,
-            earlier.c.status == PENDING,
-            earlier.c.id < D.id,
+def _free(now: Any) -> Any:
+    return or_(D.leased_until.is_(None), D.leased_until < now)
+
+
+def _among(column: Any, name: str, dialect: str) -> Any:
+    """``column`` is one of the ids bound as ``name``, one parameter whatever their number (PostgreSQL: an
+    array; SQLite: a JSON array), so the statement's text never changes with it."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
+    return in_json_array(column, name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The dispatcher's statements, built once per dialect."""
+
+    due_heads: Any  # SQLite: the due heads, leased by ``lease``
+    lease: Any  # SQLite: the found heads; PostgreSQL: finds and leases the due heads in one statement
+    delivered: Any
+    lock_lines: Any
+    move_on: Any
+    lines_done: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    now: Any = bindparam("b_now")
+    due = and_(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now))
+    due_heads = (  # only the heads: one row per line, however many wait behind them
+        select(D.id, S.id.label("subscription_id"), S.url, S.secret)
+        .select_from(
+            webhook_heads.join(webhook_deliveries, D.id == H.delivery_id).join(
+                webhook_subscriptions, S.id == H.subscription_id
+            )
+        )
+        .where(due)
+        .order_by(D.id)
+        .limit(bindparam("b_limit"))
+    )
+    body = cast(D.payload, Text).label("body")
+    leased: dict[str, Any] = {"leased_until": bindparam("b_until"), "lease_owner": bindparam("b_owner")}
+    # guarded: still pending and nobody else's, whatever another process did since the heads were read
+    guard = and_(D.status == PENDING, _free(now))
+    if dialect == "postgresql":
+        # one round trip; the due heads' rows that another process is leasing are skipped, not waited for
+        picked = due_heads.with_for_update(of=webhook_deliveries, skip_locked=True).cte("picked")
+        lease = (
+            update(webhook_deliveries)
+            .where(D.id == picked.c.id, guard)
+            .values(**leased)
+            .returning(D.id, picked.c.subscription_id, picked.c.url, picked.c.secret, body, D.created_at)
+        )
+    else:
+        lease = (
+            update(webhook_deliveries)
+            .where(_among(D.id, "b_ids", dialect), guard)
+            .values(**leased)
+            .returning(D.id, D.subscription_id, body, D.created_at)
+        )
+    delivered = (
+        update(webhook_deliveries)
+        .where(_among(D.id, "b_ids", dialect), D.status == PENDING)
+        .values(
+            status=DELIVERED,
+            delivered_at=now,
+            last_status_code=bindparam("b_code"),
+            last_error=None,
+            **_LEASE_ENDS,
         )
     )
-
-
-def _free(now: datetime) -> Any:
-    return or_(D.leased_until.is_(None), D.leased_until < now)
+    finished = _among(H.delivery_id, "b_finished", dialect)
+    waiting = webhook_deliveries.alias("waiting")
+    following = (
+        select(func.min(waiting.c.id))
+        .where(
+            waiting.c.subscription_id == H.subscription_id,
+            waiting.c.order_key == H.order_key,
+            waiting.c.status == PENDING,
+        )
+        .scalar_subquery()
+    )
+    return _Statements(
+        due_heads=due_heads,
+        lease=lease,
+        delivered=delivered,
+        lock_lines=(
+            select(H.subscription_id, H.order_key)
+            .where(finished)
+            .order_by(H.subscription_id, H.order_key)
+            .with_for_update()
+        ),
+        move_on=update(webhook_heads).where(finished).values(delivery_id=func.coalesce(following, H.delivery_id)),
+        lines_done=delete(webhook_heads).where(finished),  # still a finished one: nothing left in line
+    )
 
 
 async def has_subscriptions(store: Store) -> bool:
@@ -429,11 +548,14 @@ async def has_subscriptions(store: Store) -> bool:
 
 
 async def any_due(store: Store, *, now: datetime) -> bool:
-    """Whether some pending delivery may be due now (a subscription's pause or a lease may still keep it back):
+    """Whether the head of some line may be due now (a subscription's pause or a lease may still keep it back):
     read without the write lock, so that a dispatcher with nothing to do never takes it."""
     async with store.read() as connection:
         found = await connection.execute(
-            select(D.id).where(D.status == PENDING, D.next_attempt_at <= now, _free(now)).limit(1)
+            select(H.delivery_id)
+            .select_from(webhook_heads.join(webhook_deliveries, D.id == H.delivery_id))
+            .where(D.next_attempt_at <= now, _free(now))
+            .limit(1)
         )
         return found.first() is not None
 
@@ -468,42 +590,36 @@ async def record_and_claim(
 async def _claim(
     connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
 ) -> list[DueDelivery]:
-    query = (
-        select(D.id)
-        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
-        .where(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now), _head_of_line())
-        .order_by(D.id)
-        .limit(limit)
-    )
-    ids = list((await connection.execute(query)).scalars())
-    if not ids:
+    if limit <= 0:
         return []
-    claimed = await connection.execute(
-        update(webhook_deliveries)
-        .where(D.id.in_(ids), D.status == PENDING, _free(now))
-        .values(leased_until=now + timedelta(seconds=lease), lease_owner=owner)
-        .returning(D.id)
-    )
-    taken = sorted(int(i) for i in claimed.scalars())
-    if not taken:
-        return []
-    rows = await connection.execute(
-        select(D.id, D.subscription_id, D.payload, D.created_at, S.url, S.secret)
-        .select_from(webhook_deliveries.join(webhook_subscriptions, S.id == D.subscription_id))
-        .where(D.id.in_(taken))
-        .order_by(D.id)
-    )
-    return [
+    statements = _statements(connection.dialect.name)
+    parameters: dict[str, Any] = {
+        "b_now": now,
+        "b_limit": limit,
+        "b_until": now + timedelta(seconds=lease),
+        "b_owner": owner,
+    }
+    pairs: list[tuple[Any, Any]]  # (the leased delivery, its subscription's url and secret)
+    if connection.dialect.name == "postgresql":
+        pairs = [(r, r) for r in await connection.execute(statements.lease, parameters)]
+    else:
+        found = {int(r.id): r for r in await connection.execute(statements.due_heads, parameters)}
+        if not found:
+            return []
+        claimed = await connection.execute(statements.lease, {**parameters, "b_ids": sorted(found)})
+        pairs = [(r, found[int(r.id)]) for r in claimed]
+    due = [
         DueDelivery(
             id=int(r.id),
-            subscription_id=r.subscription_id,
-            url=r.url,
-            secret=r.secret,
-            payload=r.payload,
+            subscription_id=head.subscription_id,
+            url=head.url,
+            secret=head.secret,
+            body=r.body.encode(),
             created_at=r.created_at,
         )
-        for r in rows
+        for r, head in pairs
     ]
+    return sorted(due, key=lambda d: d.id)
 
 
 async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
@@ -556,10 +672,13 @@ async def _record(
             for r in results
         ],
     )
-    if delivered:  # one statement for the batch (executemany)
-        await connection.execute(
-            _DELIVERED, [{"b_id": r.delivery_id, "b_code": r.status_code, "b_now": now} for r in delivered]
-        )
+    statements = _statements(connection.dialect.name)
+    by_code: dict[int | None, list[int]] = {}
+    for r in delivered:
+        by_code.setdefault(r.status_code, []).append(r.delivery_id)
+    for code, ids in sorted(by_code.items(), key=lambda item: item[0] or 0):  # one statement per status code
+        await connection.execute(statements.delivered, {"b_ids": sorted(ids), "b_code": code, "b_now": now})
+    given_up = {r.delivery_id for r in failed if now - r.created_at >= give_up}
     if failed:
         counts = {
             int(r.id): int(r.attempts)
@@ -571,13 +690,14 @@ async def _record(
                 {
                     "b_id": r.delivery_id,
                     "b_code": r.status_code,
-                    "b_status": FAILED if now - r.created_at >= give_up else PENDING,
+                    "b_status": FAILED if r.delivery_id in given_up else PENDING,
                     "b_error": r.error or f"HTTP {r.status_code}",
                     "b_next": now + timedelta(seconds=retry_delay(counts.get(r.delivery_id, 0) + 1, tuning)),
                 }
                 for r in failed
             ],
         )
+    await _advance(connection, sorted({r.delivery_id for r in delivered} | given_up))
     streaks: dict[str, list[bool]] = {}
     for r in results:
         streaks.setdefault(r.subscription_id, []).append(r.delivered)
@@ -585,18 +705,12 @@ async def _record(
         await _count_failures(connection, subscription_id, outcomes, now)
 
 
-_LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
-_DELIVERED = (
-    update(webhook_deliveries)
-    .where(D.id == bindparam("b_id"), D.status == PENDING)
-    .values(
-        status=DELIVERED,
-        delivered_at=bindparam("b_now"),
-        last_status_code=bindparam("b_code"),
-        last_error=None,
-        **_LEASE_ENDS,
-    )
+_STREAK_OVER = (
+    update(webhook_subscriptions)
+    .where(S.id == bindparam("b_subscription"), S.consecutive_failures != 0)
+    .values(consecutive_failures=0)
 )
+_LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
 _FAILED = (
     update(webhook_deliveries)
     .where(D.id == bindparam("b_id"), D.status == PENDING)
@@ -610,11 +724,31 @@ _FAILED = (
 )
 
 
+async def _advance(connection: AsyncConnection, finished: Sequence[int]) -> None:
+    """The lines whose heads are among ``finished`` (no longer pending): the next pending delivery of each
+    becomes its head, or the line is gone.
+
+    On PostgreSQL the heads' rows are locked first, and the next ones read by a later statement: a writer
+    adding to one of these lines holds its head's row (``_join_lines``) until it commits, so the read sees its
+    delivery; a writer that comes after the lock waits, and finds the line gone or moved on."""
+    if not finished:
+        return
+    statements = _statements(connection.dialect.name)
+    parameters = {"b_finished": list(finished)}
+    if connection.dialect.name == "postgresql":
+        await connection.execute(statements.lock_lines, parameters)
+    await connection.execute(statements.move_on, parameters)
+    await connection.execute(statements.lines_done, parameters)
+
+
 async def _count_failures(
     connection: AsyncConnection, subscription_id: str, outcomes: list[bool], now: datetime
 ) -> None:
     """Consecutive failures after this batch: the failures since its last success, added to the earlier
     streak when the batch had no success at all. Paused when the streak reaches the threshold."""
+    if outcomes and outcomes[-1]:  # ends with a success: the streak is over, nothing to pause
+        await connection.execute(_STREAK_OVER, {"b_subscription": subscription_id})
+        return
     row = (
         await connection.execute(
             select(S.consecutive_failures, S.pause_after, S.paused_at).where(S.id == subscription_id)
@@ -699,4 +833,24 @@ async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, 
                 .values(status=PENDING, next_attempt_at=now, leased_until=None, lease_owner=None, delivered_at=None)
             )
         row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).one()
+        if status != PENDING:
+            await _rejoin_line(connection, row.subscription_id, row.order_key, int(row.id))
     return _delivery(row, [])
+
+
+async def _rejoin_line(connection: AsyncConnection, subscription_id: str, order_key: str, delivery_id: int) -> None:
+    """A replayed delivery goes back to its place in its line: the head when the line is empty or its
+    head came later (the later ones wait for it, as they did the first time)."""
+    statement = upsert(connection.dialect.name, webhook_heads)
+    statement = statement.on_conflict_do_update(
+        index_elements=[H.subscription_id, H.order_key],
+        set_={
+            "delivery_id": case(
+                (statement.excluded.delivery_id < H.delivery_id, statement.excluded.delivery_id),
+                else_=H.delivery_id,
+            )
+        },
+    )
+    await connection.execute(
+        statement, {"subscription_id": subscription_id, "order_key": order_key, "delivery_id": delivery_id}
+    )
