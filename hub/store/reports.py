@@ -120,10 +120,12 @@ async def _starts(connection: AsyncConnection, start: datetime, end: datetime, q
         )
         query = query.where(or_(c.queue_id == queue, transferred))
     found: dict[int, _Starts] = {}
-    for row in await connection.execute(query):
-        customer = row.kind == "reopened" or row.agent_id is None
-        conversation = found.setdefault(int(row.conversation_id), _Starts(str(row.channel), str(row.queue_id), {}))
-        conversation.periods[row.created_at] = (row.answered, customer)
+    # rows unpacked, not read by name: thousands of rows a report, and a name costs a lookup per column
+    for conversation_id, at, kind, agent_id, channel, queue_id, answered in (await connection.execute(query)).all():
+        conversation = found.get(conversation_id)
+        if conversation is None:
+            conversation = found[int(conversation_id)] = _Starts(str(channel), str(queue_id), {})
+        conversation.periods[at] = (answered, kind == "reopened" or agent_id is None)
     return found
 
 
@@ -136,7 +138,7 @@ async def _events(connection: AsyncConnection, ids: list[int], start: datetime) 
         .order_by(e.conversation_id, e.created_at, e.id),
         {"conversation_ids": ids},
     )
-    for row in rows:
+    for row in rows.all():
         events.setdefault(int(row.conversation_id), []).append(
             TimelineEvent(
                 kind=row.kind,
@@ -159,9 +161,13 @@ async def report_contacts(
         return await _contacts(connection, start, end, queue)
 
 
-async def _first_queues(connection: AsyncConnection, ids: list[int], start: datetime) -> dict[int, str]:
-    """Where each conversation transferred since ``start`` was before its first transfer."""
+async def _where_started(connection: AsyncConnection, transferred: list[Contact], start: datetime) -> None:
+    """Put each transferred contact in the queue it was in before its first transfer (since ``start``), which
+    the transfer names; the others stay in the queue their conversation is in now."""
+    if not transferred:
+        return
     e = timeline_events.c
+    ids = [contact.conversation_id for contact in transferred]
     first_queue: dict[int, str] = {}
     moves = await connection.execute(
         select(e.conversation_id, e.data["from_queue"].as_string().label("from_queue"))
@@ -169,10 +175,11 @@ async def _first_queues(connection: AsyncConnection, ids: list[int], start: date
         .order_by(e.conversation_id, e.created_at, e.id),
         {"conversation_ids": ids},
     )
-    for row in moves:
+    for row in moves.all():
         if row.from_queue is not None:
             first_queue.setdefault(int(row.conversation_id), str(row.from_queue))
-    return first_queue
+    for contact in transferred:
+        contact.queue_id = first_queue.get(contact.conversation_id, contact.queue_id)
 
 
 def _grouped(connection: AsyncConnection, start: datetime) -> Any:
@@ -193,7 +200,8 @@ def _grouped(connection: AsyncConnection, start: datetime) -> Any:
             ),
             func.sum(case((e.kind == "transferred", 1), else_=0)).label("transfers"),
             func.sum(case((e.kind.in_(_STARTS), 1), else_=0)).label("periods"),
-            func.min(e.created_at).label("earliest"),
+            # rows before its one period's start: the end of a period that began before the report
+            (func.min(e.created_at) < func.min(case((e.kind.in_(_STARTS), e.created_at)))).label("began_before"),
         )
         .where(_one_of(connection, e.conversation_id), e.created_at >= start, e.kind.in_(_READ))
         .group_by(e.conversation_id)
@@ -206,37 +214,33 @@ async def _contacts(
     starts = await _starts(connection, start, end, queue)
     if not starts:
         return [], []
-    ids = list(starts)
-    first_queue = await _first_queues(connection, ids, start)
     several: list[int] = []  # read row by row: more than one period, or rows of one that began before the report
     contacts: list[Contact] = []
-    for row in await connection.execute(_grouped(connection, start), {"conversation_ids": ids}):
-        conversation_id = int(row.conversation_id)
+    grouped = await connection.execute(_grouped(connection, start), {"conversation_ids": list(starts)})
+    for conversation_id, first_offer, handled, closed, status, missed, transfers, periods, before in grouped.all():
+        if periods > 1 or before:
+            several.append(int(conversation_id))
+            continue
         found = starts[conversation_id]
-        if row.periods > 1:
-            several.append(conversation_id)
-            continue
         ((started_at, (answered, customer)),) = found.periods.items()
-        if row.earliest < started_at:
-            several.append(conversation_id)
-            continue
         if not customer:
             continue
         contacts.append(
             Contact(
-                conversation_id=conversation_id,
-                queue_id=first_queue.get(conversation_id, found.queue_id),
+                conversation_id=int(conversation_id),
+                queue_id=found.queue_id,
                 channel=found.channel,
                 started_at=started_at,
-                first_offer_at=row.first_offer,
-                handled_at=row.handled_at,
+                first_offer_at=first_offer,
+                handled_at=handled,
                 first_response_at=answered,
-                closed_at=row.closed_at,
-                status=row.status,
-                missed_offers=int(row.missed or 0),
-                transfers=int(row.transfers or 0),
+                closed_at=closed,
+                status=status,
+                missed_offers=int(missed or 0),
+                transfers=int(transfers or 0),
             )
         )
+    await _where_started(connection, [c for c in contacts if c.transfers], start)
     if not several:
         return contacts, []
     events = await _events(connection, several, start)
