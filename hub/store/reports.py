@@ -10,10 +10,11 @@ happens: the figures are whatever the timeline says, so they agree across restar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import BigInteger, and_, any_, bindparam, case, exists, func, null, or_, select, text
@@ -34,6 +35,8 @@ _READ = (*_STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "tra
 _data_read = case((timeline_events.c.kind.in_(("transferred", "closed")), timeline_events.c.data), else_=null()).label(
     "data"
 )
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})  # one for every row without data, not a new dict each
+
 # SET LOCAL jit = off, as a function: a report's statements touch many rows each, so PostgreSQL's estimates may
 # pass the cost at which it compiles them first (tens of milliseconds each), which an index walk never repays
 _NO_JIT = text("SELECT set_config('jit', 'off', true)")
@@ -138,15 +141,12 @@ async def _events(connection: AsyncConnection, ids: list[int], start: datetime) 
         .order_by(e.conversation_id, e.created_at, e.id),
         {"conversation_ids": ids},
     )
-    for row in rows.all():
-        events.setdefault(int(row.conversation_id), []).append(
-            TimelineEvent(
-                kind=row.kind,
-                agent_id=None if row.agent_id is None else int(row.agent_id),
-                at=row.created_at,
-                data=row.data or {},
-            )
-        )
+    for conversation_id, kind, agent_id, at, data in rows.all():
+        timeline = events.get(conversation_id)
+        if timeline is None:
+            timeline = events[int(conversation_id)] = []
+        agent = None if agent_id is None else int(agent_id)
+        timeline.append(TimelineEvent(kind=kind, agent_id=agent, at=at, data=data or _NO_DATA))
     return events
 
 
