@@ -333,5 +333,8 @@ def figures_by(
         start = bucket_start(contact.started_at, bucket)
         sla = sla_of(contact.queue_id)
         for key in keys(contact):
-            table.setdefault((key, start), Figures()).add(contact, part(contact, key), sla, now)
+            figures = table.get((key, start))
+            if figures is None:  # not setdefault: that would build (and drop) a Figures for every contact
+                figures = table[key, start] = Figures()
+            figures.add(contact, part(contact, key), sla, now)
     return table
