@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, and_, any_, bindparam, case, exists, func, null, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -51,14 +50,14 @@ async def _reading(store: Store) -> AsyncIterator[AsyncConnection]:
         yield connection
 
 
-@dataclass(slots=True)
-class _Starts:
-    """A conversation with a period starting in the report: where it is now, and per period start the first
-    agent message at or after it and whether a customer started it."""
+class _Starts(NamedTuple):
+    """A conversation with a period starting in the report: where it is now, and per period (start, first agent
+    message at or after it, whether a customer started it). Tuples of plain values: thousands of them a report,
+    which the garbage collector stops tracking instead of walking them at every collection."""
 
     channel: str
     queue_id: str
-    periods: dict[datetime, tuple[datetime | None, bool]]
+    periods: tuple[tuple[datetime, datetime | None, bool], ...]
 
     def timeline(self, conversation_id: int, events: Sequence[TimelineEvent]) -> Timeline:
         return Timeline(
@@ -66,7 +65,7 @@ class _Starts:
             channel=self.channel,
             queue_id=self.queue_id,
             events=events,
-            first_responses={at: answered for at, (answered, _) in self.periods.items()},
+            first_responses={at: answered for at, answered, _ in self.periods},
         )
 
 
@@ -125,10 +124,12 @@ async def _starts(connection: AsyncConnection, start: datetime, end: datetime, q
     found: dict[int, _Starts] = {}
     # rows unpacked, not read by name: thousands of rows a report, and a name costs a lookup per column
     for conversation_id, at, kind, agent_id, channel, queue_id, answered in (await connection.execute(query)).all():
+        period = (at, answered, kind == "reopened" or agent_id is None)
         conversation = found.get(conversation_id)
         if conversation is None:
-            conversation = found[int(conversation_id)] = _Starts(str(channel), str(queue_id), {})
-        conversation.periods[at] = (answered, kind == "reopened" or agent_id is None)
+            found[int(conversation_id)] = _Starts(str(channel), str(queue_id), (period,))
+        else:
+            found[int(conversation_id)] = conversation._replace(periods=(*conversation.periods, period))
     return found
 
 
@@ -222,7 +223,7 @@ async def _contacts(
             several.append(int(conversation_id))
             continue
         found = starts[conversation_id]
-        ((started_at, (answered, customer)),) = found.periods.items()
+        ((started_at, answered, customer),) = found.periods
         if not customer:
             continue
         contacts.append(
