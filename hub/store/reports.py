@@ -1,10 +1,10 @@
 """What reports read: the stored timeline of the conversations a customer started in a period.
 
-First the periods starting in ``[start, end)`` (by the ``(kind, created_at)`` index), with their
-conversation's channel and queue and, per period, the first agent message at or after its start (one probe
-of the messages' ``(conversation_id, created_at)`` index each). Then the timeline rows of those
-conversations from ``start`` on (by the ``(conversation_id, created_at)`` index), named by their ids bound
-as one array: the periods are found once, not again in every later statement. Nothing is counted as it
+The periods starting in ``[start, end)`` are found by the ``(kind, created_at)`` index, with their conversation's
+channel and queue and the first agent message at or after each (one probe of the messages'
+``(conversation_id, created_at)`` index). Queue and channel reports count each period's timeline rows from
+``start`` on in the same statement (joined by the timeline's ``(conversation_id, created_at)`` index); the
+conversations read row by row afterwards are named by their ids bound as one array. Nothing is counted as it
 happens: the figures are whatever the timeline says, so they agree across restarts and processes.
 """
 
@@ -91,9 +91,13 @@ def _one_of(connection: AsyncConnection, column: Any) -> Any:
     return in_json_array(column, "conversation_ids")
 
 
-async def _starts(connection: AsyncConnection, start: datetime, end: datetime, queue: str | None) -> dict[int, _Starts]:
-    """The conversations with a period starting in ``[start, end)``, in one statement (their facts joined)."""
-    e, m, c = timeline_events.c, messages.c, conversations.c
+_period = timeline_events.alias("period")
+
+
+def _periods(start: datetime, end: datetime, queue: str | None) -> Any:
+    """The periods starting in ``[start, end)`` (rows of ``_period``), their conversation's channel and queue, and
+    the first agent message at or after each."""
+    e, m, c = _period.c, messages.c, conversations.c
     # the first in index order, not min(): the probe stops at the first agent message instead of reading all
     # the conversation's later messages
     first_response = (
@@ -112,24 +116,33 @@ async def _starts(connection: AsyncConnection, start: datetime, end: datetime, q
         select(
             e.conversation_id, e.created_at, e.kind, e.agent_id, c.channel, c.queue_id, first_response.label("answered")
         )
-        .join_from(timeline_events, conversations, c.id == e.conversation_id)
+        .join_from(_period, conversations, c.id == e.conversation_id)
         .where(e.kind.in_(_STARTS), e.created_at >= start, e.created_at < end)
     )
-    if queue is not None:
-        moved = timeline_events.alias("moved")
-        transferred = exists().where(
-            moved.c.conversation_id == e.conversation_id, moved.c.kind == "transferred", moved.c.created_at >= start
-        )
-        query = query.where(or_(c.queue_id == queue, transferred))
+    if queue is None:
+        return query
+    moved = timeline_events.alias("moved")
+    transferred = exists().where(
+        moved.c.conversation_id == e.conversation_id, moved.c.kind == "transferred", moved.c.created_at >= start
+    )
+    return query.where(or_(c.queue_id == queue, transferred))
+
+
+def _add_period(found: dict[int, _Starts], row: Sequence[Any]) -> None:
+    conversation_id, at, kind, agent_id, channel, queue_id, answered = row[:7]
+    period = (at, answered, kind == "reopened" or agent_id is None)
+    conversation = found.get(conversation_id)
+    if conversation is None:
+        found[int(conversation_id)] = _Starts(str(channel), str(queue_id), (period,))
+    else:
+        found[int(conversation_id)] = conversation._replace(periods=(*conversation.periods, period))
+
+
+async def _starts(connection: AsyncConnection, start: datetime, end: datetime, queue: str | None) -> dict[int, _Starts]:
+    """The conversations with a period starting in ``[start, end)``, in one statement (their facts joined)."""
     found: dict[int, _Starts] = {}
-    # rows unpacked, not read by name: thousands of rows a report, and a name costs a lookup per column
-    for conversation_id, at, kind, agent_id, channel, queue_id, answered in (await connection.execute(query)).all():
-        period = (at, answered, kind == "reopened" or agent_id is None)
-        conversation = found.get(conversation_id)
-        if conversation is None:
-            found[int(conversation_id)] = _Starts(str(channel), str(queue_id), (period,))
-        else:
-            found[int(conversation_id)] = conversation._replace(periods=(*conversation.periods, period))
+    for row in (await connection.execute(_periods(start, end, queue))).all():
+        _add_period(found, row)
     return found
 
 
@@ -183,15 +196,16 @@ async def _where_started(connection: AsyncConnection, transferred: list[Contact]
         contact.queue_id = first_queue.get(contact.conversation_id, contact.queue_id)
 
 
-def _grouped(connection: AsyncConnection, start: datetime) -> Any:
-    """Per conversation, its timeline rows from ``start`` on counted in one pass (conditional aggregates)."""
-    e = timeline_events.c
+def _counted(start: datetime, end: datetime, queue: str | None) -> Any:
+    """Per period starting in the report, its conversation's timeline rows from ``start`` on counted in one pass
+    (conditional aggregates), joined to each period row by the ``(conversation_id, created_at)`` index."""
+    e, p, c = timeline_events.c, _period.c, conversations.c
     handled = or_(
         e.kind.in_(("accepted", "taken")), and_(e.kind == "transferred", e.data["to_agent"].as_string().is_not(None))
     )
     return (
-        select(
-            e.conversation_id,
+        _periods(start, end, queue)
+        .add_columns(
             func.min(case((e.kind == "offered", e.created_at))).label("first_offer"),
             func.min(case((handled, e.created_at))).label("handled_at"),
             func.min(case((e.kind == "closed", e.created_at))).label("closed_at"),
@@ -204,33 +218,29 @@ def _grouped(connection: AsyncConnection, start: datetime) -> Any:
             # rows before its one period's start: the end of a period that began before the report
             (func.min(e.created_at) < func.min(case((e.kind.in_(_STARTS), e.created_at)))).label("began_before"),
         )
-        .where(_one_of(connection, e.conversation_id), e.created_at >= start, e.kind.in_(_READ))
-        .group_by(e.conversation_id)
+        .join(timeline_events, and_(e.conversation_id == p.conversation_id, e.created_at >= start, e.kind.in_(_READ)))
+        .group_by(p.id, p.conversation_id, p.created_at, p.kind, p.agent_id, c.channel, c.queue_id)
     )
 
 
 async def _contacts(
     connection: AsyncConnection, start: datetime, end: datetime, queue: str | None
 ) -> tuple[list[Contact], list[Timeline]]:
-    starts = await _starts(connection, start, end, queue)
-    if not starts:
-        return [], []
-    several: list[int] = []  # read row by row: more than one period, or rows of one that began before the report
+    several: dict[int, _Starts] = {}  # read row by row: several periods, or rows of one begun before the report
     contacts: list[Contact] = []
-    grouped = await connection.execute(_grouped(connection, start), {"conversation_ids": list(starts)})
-    for conversation_id, first_offer, handled, closed, status, missed, transfers, periods, before in grouped.all():
+    for row in (await connection.execute(_counted(start, end, queue))).all():
+        conversation_id, started_at, kind, agent_id, channel, queue_id, answered = row[:7]
+        first_offer, handled, closed, status, missed, transfers, periods, before = row[7:]
         if periods > 1 or before:
-            several.append(int(conversation_id))
+            _add_period(several, row)
             continue
-        found = starts[conversation_id]
-        ((started_at, answered, customer),) = found.periods
-        if not customer:
+        if kind != "reopened" and agent_id is not None:  # an agent opened it to write first
             continue
         contacts.append(
             Contact(
                 conversation_id=int(conversation_id),
-                queue_id=found.queue_id,
-                channel=found.channel,
+                queue_id=str(queue_id),
+                channel=str(channel),
                 started_at=started_at,
                 first_offer_at=first_offer,
                 handled_at=handled,
@@ -244,8 +254,8 @@ async def _contacts(
     await _where_started(connection, [c for c in contacts if c.transfers], start)
     if not several:
         return contacts, []
-    events = await _events(connection, several, start)
-    return contacts, [starts[cid].timeline(cid, events.get(cid, [])) for cid in several]
+    events = await _events(connection, list(several), start)
+    return contacts, [found.timeline(cid, events.get(cid, [])) for cid, found in several.items()]
 
 
 async def agent_names(store: Store, ids: Collection[int]) -> dict[int, tuple[str, str]]:
