@@ -82,9 +82,11 @@ class Contact:
     first_response_at: datetime | None = None
     closed_at: datetime | None = None
     status: str | None = None
-    offered_to: set[int] = field(default_factory=set)
-    missed_by: list[int] = field(default_factory=list)  # one entry per rejected or timed-out offer
-    transferred_by: list[int | None] = field(default_factory=list)
+    # immutable, shared while empty: a report makes thousands of contacts whose agents are not read (queue and
+    # channel reports), and three new containers each were three more objects for the garbage collector
+    offered_to: frozenset[int] = frozenset()
+    missed_by: tuple[int, ...] = ()  # one entry per rejected or timed-out offer
+    transferred_by: tuple[int | None, ...] = ()
     # how many of each; counted in SQL where the agents are not read (queue and channel reports)
     missed_offers: int = 0
     transfers: int = 0
@@ -147,14 +149,14 @@ def _apply(contact: Contact, event: TimelineEvent) -> None:
         if contact.first_offer_at is None:
             contact.first_offer_at = event.at
         if agent is not None:
-            contact.offered_to.add(agent)
+            contact.offered_to |= {agent}
     elif kind in _MISSES and agent is not None:
-        contact.missed_by.append(agent)
+        contact.missed_by += (agent,)
         contact.missed_offers += 1
     elif kind in ("accepted", "taken"):
         _handled(contact, agent, event.at)
     elif kind == "transferred":
-        contact.transferred_by.append(agent)
+        contact.transferred_by += (agent,)
         contact.transfers += 1
         to_agent = event.data.get("to_agent")
         if to_agent is not None:
@@ -331,5 +333,8 @@ def figures_by(
         start = bucket_start(contact.started_at, bucket)
         sla = sla_of(contact.queue_id)
         for key in keys(contact):
-            table.setdefault((key, start), Figures()).add(contact, part(contact, key), sla, now)
+            figures = table.get((key, start))
+            if figures is None:  # not setdefault: that would build (and drop) a Figures for every contact
+                figures = table[key, start] = Figures()
+            figures.add(contact, part(contact, key), sla, now)
     return table

@@ -1,24 +1,28 @@
 """What reports read: the stored timeline of the conversations a customer started in a period.
 
-Three queries, whatever the size of the database: the conversations with a contact starting in
-``[start, end)`` (by the ``(kind, created_at)`` index), their timeline rows from ``start`` on (by the
-``(conversation_id, created_at)`` index), and, per contact, the first agent message at or after its
-start (one probe of the messages' ``(conversation_id, created_at)`` index each). Nothing is counted as
-it happens: the figures are whatever the timeline says, so they agree across restarts and processes.
+The periods starting in ``[start, end)`` are found by the ``(kind, created_at)`` index, with their conversation's
+channel and queue and the first agent message at or after each (one probe of the messages'
+``(conversation_id, created_at)`` index). Queue and channel reports count each period's timeline rows from
+``start`` on in the same statement (joined by the timeline's ``(conversation_id, created_at)`` index); the
+conversations read row by row afterwards are named by their ids bound as one array. Nothing is counted as it
+happens: the figures are whatever the timeline says, so they agree across restarts and processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, exists, func, null, or_, select
+from sqlalchemy import BigInteger, and_, any_, bindparam, case, exists, func, null, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import ARRAY
 
 from hub.model import Author, Direction
 from hub.reports import Contact, Timeline, TimelineEvent
-from hub.store._db import Store
+from hub.store._db import Store, in_json_array
 from hub.store.tables import agents, conversations, messages, timeline_events
 
 __all__ = ["agent_names", "report_contacts", "report_timelines"]
@@ -30,6 +34,39 @@ _READ = (*_STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "tra
 _data_read = case((timeline_events.c.kind.in_(("transferred", "closed")), timeline_events.c.data), else_=null()).label(
     "data"
 )
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})  # one for every row without data, not a new dict each
+
+# SET LOCAL jit = off, as a function: a report's statements touch many rows each, so PostgreSQL's estimates may
+# pass the cost at which it compiles them first (tens of milliseconds each), which an index walk never repays
+_NO_JIT = text("SELECT set_config('jit', 'off', true)")
+
+
+@asynccontextmanager
+async def _reading(store: Store) -> AsyncIterator[AsyncConnection]:
+    """A read transaction for one report's statements."""
+    async with store.read() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(_NO_JIT)
+        yield connection
+
+
+class _Starts(NamedTuple):
+    """A conversation with a period starting in the report: where it is now, and per period (start, first agent
+    message at or after it, whether a customer started it). Tuples of plain values: thousands of them a report,
+    which the garbage collector stops tracking instead of walking them at every collection."""
+
+    channel: str
+    queue_id: str
+    periods: tuple[tuple[datetime, datetime | None, bool], ...]
+
+    def timeline(self, conversation_id: int, events: Sequence[TimelineEvent]) -> Timeline:
+        return Timeline(
+            conversation_id=conversation_id,
+            channel=self.channel,
+            queue_id=self.queue_id,
+            events=events,
+            first_responses={at: answered for at, answered, _ in self.periods},
+        )
 
 
 async def report_timelines(store: Store, start: datetime, end: datetime, *, queue: str | None = None) -> list[Timeline]:
@@ -37,101 +74,94 @@ async def report_timelines(store: Store, start: datetime, end: datetime, *, queu
 
     With ``queue``, only conversations that may have started in it: those in it now, and those transferred
     since ``start`` (a transfer names the queue it left); the caller keeps the contacts that did."""
-    async with store.read() as connection:
-        return await _timelines(connection, start, end, queue)
+    async with _reading(store) as connection:
+        starts = await _starts(connection, start, end, queue)
+        if not starts:
+            return []
+        events = await _events(connection, list(starts), start)
+        return [found.timeline(cid, events.get(cid, [])) for cid, found in starts.items()]
 
 
-def _in_window(start: datetime, end: datetime, queue: str | None) -> tuple[Any, ...]:
-    e, c = timeline_events.c, conversations.c
-    in_window: tuple[Any, ...] = (e.kind.in_(_STARTS), e.created_at >= start, e.created_at < end)
-    if queue is not None:
-        moved = timeline_events.alias("moved")
-        in_window += (
-            or_(
-                exists().where(c.id == e.conversation_id, c.queue_id == queue),
-                exists().where(
-                    moved.c.conversation_id == e.conversation_id,
-                    moved.c.kind == "transferred",
-                    moved.c.created_at >= start,
-                ),
-            ),
-        )
-    return in_window
+def _one_of(connection: AsyncConnection, column: Any) -> Any:
+    """``column`` is one of the conversation ids bound as ``conversation_ids``: one array (PostgreSQL) or one
+    JSON array (SQLite). One parameter whatever the number of conversations (an expanding ``IN`` binds one
+    per value, past the drivers' limits for a busy year) and one statement text, so one prepared plan."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam("conversation_ids", type_=ARRAY(BigInteger)))
+    return in_json_array(column, "conversation_ids")
 
 
-async def _starts(
-    connection: AsyncConnection, in_window: tuple[Any, ...]
-) -> dict[int, dict[datetime, tuple[datetime | None, bool]]]:
-    """conversation -> {start: (first agent message at or after it, whether a customer started it)}."""
-    e, m = timeline_events.c, messages.c
+_period = timeline_events.alias("period")
+
+
+def _periods(start: datetime, end: datetime, queue: str | None) -> Any:
+    """The periods starting in ``[start, end)`` (rows of ``_period``), their conversation's channel and queue, and
+    the first agent message at or after each."""
+    e, m, c = _period.c, messages.c, conversations.c
+    # the first in index order, not min(): the probe stops at the first agent message instead of reading all
+    # the conversation's later messages
     first_response = (
-        select(func.min(m.created_at))
+        select(m.created_at)
         .where(
             m.conversation_id == e.conversation_id,
             m.created_at >= e.created_at,
             m.direction == Direction.OUT.value,
             m.author == Author.AGENT.value,
         )
+        .order_by(m.created_at)
+        .limit(1)
         .scalar_subquery()
     )
-    found: dict[int, dict[datetime, tuple[datetime | None, bool]]] = {}
-    rows = await connection.execute(
-        select(e.conversation_id, e.created_at, e.kind, e.agent_id, first_response.label("first_response")).where(
-            *in_window
+    query = (
+        select(
+            e.conversation_id, e.created_at, e.kind, e.agent_id, c.channel, c.queue_id, first_response.label("answered")
         )
+        .join_from(_period, conversations, c.id == e.conversation_id)
+        .where(e.kind.in_(_STARTS), e.created_at >= start, e.created_at < end)
     )
-    for row in rows:
-        customer = row.kind == "reopened" or row.agent_id is None
-        found.setdefault(int(row.conversation_id), {})[row.created_at] = (row.first_response, customer)
+    if queue is None:
+        return query
+    moved = timeline_events.alias("moved")
+    transferred = exists().where(
+        moved.c.conversation_id == e.conversation_id, moved.c.kind == "transferred", moved.c.created_at >= start
+    )
+    return query.where(or_(c.queue_id == queue, transferred))
+
+
+def _add_period(found: dict[int, _Starts], row: Sequence[Any]) -> None:
+    conversation_id, at, kind, agent_id, channel, queue_id, answered = row[:7]
+    period = (at, answered, kind == "reopened" or agent_id is None)
+    conversation = found.get(conversation_id)
+    if conversation is None:
+        found[int(conversation_id)] = _Starts(str(channel), str(queue_id), (period,))
+    else:
+        found[int(conversation_id)] = conversation._replace(periods=(*conversation.periods, period))
+
+
+async def _starts(connection: AsyncConnection, start: datetime, end: datetime, queue: str | None) -> dict[int, _Starts]:
+    """The conversations with a period starting in ``[start, end)``, in one statement (their facts joined)."""
+    found: dict[int, _Starts] = {}
+    for row in (await connection.execute(_periods(start, end, queue))).all():
+        _add_period(found, row)
     return found
 
 
-async def _facts(connection: AsyncConnection, ids: Any) -> dict[int, tuple[str, str]]:
-    c = conversations.c
-    rows = await connection.execute(select(c.id, c.channel, c.queue_id).where(c.id.in_(ids)))
-    return {int(row.id): (str(row.channel), str(row.queue_id)) for row in rows}
-
-
-async def _events(connection: AsyncConnection, ids: Any, start: datetime) -> dict[int, list[TimelineEvent]]:
+async def _events(connection: AsyncConnection, ids: list[int], start: datetime) -> dict[int, list[TimelineEvent]]:
     e = timeline_events.c
     events: dict[int, list[TimelineEvent]] = {}
     rows = await connection.execute(
         select(e.conversation_id, e.kind, e.agent_id, e.created_at, _data_read)
-        .where(e.conversation_id.in_(ids), e.created_at >= start, e.kind.in_(_READ))
-        .order_by(e.conversation_id, e.created_at, e.id)
+        .where(_one_of(connection, e.conversation_id), e.created_at >= start, e.kind.in_(_READ))
+        .order_by(e.conversation_id, e.created_at, e.id),
+        {"conversation_ids": ids},
     )
-    for row in rows:
-        events.setdefault(int(row.conversation_id), []).append(
-            TimelineEvent(
-                kind=row.kind,
-                agent_id=None if row.agent_id is None else int(row.agent_id),
-                at=row.created_at,
-                data=row.data or {},
-            )
-        )
+    for conversation_id, kind, agent_id, at, data in rows.all():
+        timeline = events.get(conversation_id)
+        if timeline is None:
+            timeline = events[int(conversation_id)] = []
+        agent = None if agent_id is None else int(agent_id)
+        timeline.append(TimelineEvent(kind=kind, agent_id=agent, at=at, data=data or _NO_DATA))
     return events
-
-
-async def _timelines(connection: AsyncConnection, start: datetime, end: datetime, queue: str | None) -> list[Timeline]:
-    e = timeline_events.c
-    in_window = _in_window(start, end, queue)
-    starts = await _starts(connection, in_window)
-    if not starts:
-        return []
-    ids = select(e.conversation_id).where(*in_window).distinct().scalar_subquery()
-    facts = await _facts(connection, ids)
-    events = await _events(connection, ids, start)
-    return [
-        Timeline(
-            conversation_id=conversation_id,
-            channel=facts[conversation_id][0],
-            queue_id=facts[conversation_id][1],
-            events=events.get(conversation_id, []),
-            first_responses={at: answered for at, (answered, _) in found.items()},
-        )
-        for conversation_id, found in starts.items()
-        if conversation_id in facts
-    ]
 
 
 async def report_contacts(
@@ -141,45 +171,41 @@ async def report_contacts(
     on, counted by the database (one grouped pass over their timeline rows, no agents named), and the timelines
     of the few conversations with more (reopened), to be split into contacts by ``hub.reports.contacts_of``.
     ``queue`` as in ``report_timelines``."""
-    async with store.read() as connection:
+    async with _reading(store) as connection:
         return await _contacts(connection, start, end, queue)
 
 
-async def _contacts(
-    connection: AsyncConnection, start: datetime, end: datetime, queue: str | None
-) -> tuple[list[Contact], list[Timeline]]:
+async def _where_started(connection: AsyncConnection, transferred: list[Contact], start: datetime) -> None:
+    """Put each transferred contact in the queue it was in before its first transfer (since ``start``), which
+    the transfer names; the others stay in the queue their conversation is in now."""
+    if not transferred:
+        return
     e = timeline_events.c
-    in_window = _in_window(start, end, queue)
-    starts = await _starts(connection, in_window)
-    if not starts:
-        return [], []
-    ids = select(e.conversation_id).where(*in_window).distinct().scalar_subquery()
-    facts = await _facts(connection, ids)
-    several = set(
-        (
-            await connection.execute(
-                select(e.conversation_id)
-                .where(e.conversation_id.in_(ids), e.kind.in_(_STARTS), e.created_at >= start)
-                .group_by(e.conversation_id)
-                .having(func.count() > 1)
-            )
-        ).scalars()
-    )
-    first_queue: dict[int, str] = {}  # where each transferred conversation was before its first transfer
+    ids = [contact.conversation_id for contact in transferred]
+    first_queue: dict[int, str] = {}
     moves = await connection.execute(
         select(e.conversation_id, e.data["from_queue"].as_string().label("from_queue"))
-        .where(e.conversation_id.in_(ids), e.kind == "transferred", e.created_at >= start)
-        .order_by(e.conversation_id, e.created_at, e.id)
+        .where(_one_of(connection, e.conversation_id), e.kind == "transferred", e.created_at >= start)
+        .order_by(e.conversation_id, e.created_at, e.id),
+        {"conversation_ids": ids},
     )
-    for row in moves:
+    for row in moves.all():
         if row.from_queue is not None:
             first_queue.setdefault(int(row.conversation_id), str(row.from_queue))
+    for contact in transferred:
+        contact.queue_id = first_queue.get(contact.conversation_id, contact.queue_id)
+
+
+def _counted(start: datetime, end: datetime, queue: str | None) -> Any:
+    """Per period starting in the report, its conversation's timeline rows from ``start`` on counted in one pass
+    (conditional aggregates), joined to each period row by the ``(conversation_id, created_at)`` index."""
+    e, p, c = timeline_events.c, _period.c, conversations.c
     handled = or_(
         e.kind.in_(("accepted", "taken")), and_(e.kind == "transferred", e.data["to_agent"].as_string().is_not(None))
     )
-    grouped = await connection.execute(
-        select(
-            e.conversation_id,
+    return (
+        _periods(start, end, queue)
+        .add_columns(
             func.min(case((e.kind == "offered", e.created_at))).label("first_offer"),
             func.min(case((handled, e.created_at))).label("handled_at"),
             func.min(case((e.kind == "closed", e.created_at))).label("closed_at"),
@@ -188,56 +214,48 @@ async def _contacts(
                 "missed"
             ),
             func.sum(case((e.kind == "transferred", 1), else_=0)).label("transfers"),
-            func.min(e.created_at).label("earliest"),
+            func.sum(case((e.kind.in_(_STARTS), 1), else_=0)).label("periods"),
+            # rows before its one period's start: the end of a period that began before the report
+            (func.min(e.created_at) < func.min(case((e.kind.in_(_STARTS), e.created_at)))).label("began_before"),
         )
-        .where(e.conversation_id.in_(ids), e.created_at >= start, e.kind.in_(_READ))
-        .group_by(e.conversation_id)
+        .join(timeline_events, and_(e.conversation_id == p.conversation_id, e.created_at >= start, e.kind.in_(_READ)))
+        .group_by(p.id, p.conversation_id, p.created_at, p.kind, p.agent_id, c.channel, c.queue_id)
     )
+
+
+async def _contacts(
+    connection: AsyncConnection, start: datetime, end: datetime, queue: str | None
+) -> tuple[list[Contact], list[Timeline]]:
+    several: dict[int, _Starts] = {}  # read row by row: several periods, or rows of one begun before the report
     contacts: list[Contact] = []
-    for row in grouped:
-        conversation_id = int(row.conversation_id)
-        if conversation_id in several or conversation_id not in facts:
+    for row in (await connection.execute(_counted(start, end, queue))).all():
+        conversation_id, started_at, kind, agent_id, channel, queue_id, answered = row[:7]
+        first_offer, handled, closed, status, missed, transfers, periods, before = row[7:]
+        if periods > 1 or before:
+            _add_period(several, row)
             continue
-        ((started_at, (answered, customer)),) = starts[conversation_id].items()
-        if row.earliest < started_at:  # rows of a period that began before the report's: read them one by one
-            several.add(conversation_id)
+        if kind != "reopened" and agent_id is not None:  # an agent opened it to write first
             continue
-        if not customer:
-            continue
-        channel, queue_now = facts[conversation_id]
         contacts.append(
             Contact(
-                conversation_id=conversation_id,
-                queue_id=first_queue.get(conversation_id, queue_now),
-                channel=channel,
+                conversation_id=int(conversation_id),
+                queue_id=str(queue_id),
+                channel=str(channel),
                 started_at=started_at,
-                first_offer_at=row.first_offer,
-                handled_at=row.handled_at,
+                first_offer_at=first_offer,
+                handled_at=handled,
                 first_response_at=answered,
-                closed_at=row.closed_at,
-                status=row.status,
-                missed_offers=int(row.missed or 0),
-                transfers=int(row.transfers or 0),
+                closed_at=closed,
+                status=status,
+                missed_offers=int(missed or 0),
+                transfers=int(transfers or 0),
             )
         )
-    timelines = []
-    if several:
-        chosen = list(several)
-        events = await _events(connection, chosen, start)
-        for conversation_id in chosen:
-            if conversation_id not in facts or conversation_id not in starts:
-                continue
-            channel, queue_now = facts[conversation_id]
-            timelines.append(
-                Timeline(
-                    conversation_id=conversation_id,
-                    channel=channel,
-                    queue_id=queue_now,
-                    events=events.get(conversation_id, []),
-                    first_responses={at: answered for at, (answered, _) in starts[conversation_id].items()},
-                )
-            )
-    return contacts, timelines
+    await _where_started(connection, [c for c in contacts if c.transfers], start)
+    if not several:
+        return contacts, []
+    events = await _events(connection, list(several), start)
+    return contacts, [found.timeline(cid, events.get(cid, [])) for cid, found in several.items()]
 
 
 async def agent_names(store: Store, ids: Collection[int]) -> dict[int, tuple[str, str]]:

@@ -127,3 +127,38 @@ async def test_the_database_counts_what_the_rows_say(store: Store) -> None:
     assert support["by_status"] == {"none": 1, "resolved": 1, "spam": 1}
     assert sorted([support["wait_p50_s"], support["wait_p90_s"]]) == [20, 30]
     assert support["first_response_p50_s"] == 30
+
+
+async def test_a_queue_report_reads_the_conversations_that_started_in_it(store: Store) -> None:
+    # in sales now, transferred out of support inside the report: support's
+    await _conversation(
+        store,
+        1,
+        "sales",
+        [
+            ("opened", 100, None, {}),
+            ("transferred", 140, None, {"from_queue": "support", "to_queue": "sales"}),
+            ("closed", 400, None, {"status": "resolved"}),
+        ],
+        answers=[150],
+    )
+    # in support all along
+    await _conversation(store, 2, "support", [("opened", 200, None, {}), ("closed", 260, None, {"status": "spam"})], [])
+    # in sales all along: not read for support
+    await _conversation(store, 3, "sales", [("opened", 300, None, {}), ("closed", 330, None, {})], [310])
+    # support's, reopened inside the report: read row by row
+    await _conversation(
+        store,
+        4,
+        "support",
+        [("opened", 400, None, {}), ("closed", 450, None, {}), ("reopened", 500, None, {}), ("closed", 600, None, {})],
+        answers=[420, 510],
+    )
+    start, end = at(50), at(3600)
+    counted, timelines = await report_contacts(store, start, end, queue="support")
+    assert sorted((c.conversation_id, c.queue_id) for c in counted) == [(1, "support"), (2, "support")]
+    assert [c.first_response_at for c in counted if c.conversation_id == 1] == [at(150)]
+    assert [t.conversation_id for t in timelines] == [4]
+    assert [t.first_responses for t in timelines] == [{at(400): at(420), at(500): at(510)}]
+    slow = await report_timelines(store, start, end, queue="support")
+    assert sorted(t.conversation_id for t in slow) == [1, 2, 4]

@@ -42,7 +42,7 @@ def test_a_reopened_conversation_is_two_contacts_each_with_its_own_answer() -> N
     first, second = contacts_of(timeline, T0, at(3600))
     assert (first.queue_id, first.handled_by, first.first_response_at, first.status) == ("support", 7, None, "resolved")
     assert (second.queue_id, second.handled_by, second.first_response_at) == ("support", 8, at(1040))
-    assert second.transferred_by == [8]
+    assert second.transferred_by == (8,)
     assert second.first_offer_at is None
     assert [c.started_at for c in contacts_of(timeline, at(500), at(3600))] == [at(1000)]
 
