@@ -15,12 +15,15 @@ change is published as ``AttachmentChanged`` so consoles update live.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiohttp
 
@@ -29,7 +32,6 @@ from hub.bus import EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
 from hub.events import AttachmentChanged, MessageCreated, unwrapped
 from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image
-from hub.media.blobs import CHUNK_BYTES
 from hub.media.sniff import UNKNOWN
 from hub.ports import ChannelAdapter, MediaLocation, MediaReference, MediaSource
 from hub.settings import Settings
@@ -40,7 +42,6 @@ from hub.store.media import (
     ImageFacts,
     StoredFile,
     claim_fetches,
-    load_attachment_rows,
     record_and_claim_fetches,
     record_fetch_outcomes,
 )
@@ -55,7 +56,8 @@ _TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10, sock_read=60)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchPolicy:
     """How hard the fetcher tries: ``max_attempts`` claims per row, back-off doubling from ``base_backoff``
-    seconds up to ``max_backoff``; ``lease`` seconds before another worker may take a claimed row over."""
+    seconds up to ``max_backoff``; ``lease`` seconds before another worker may take a claimed row over;
+    ``batch`` downloads in flight at once."""
 
     max_attempts: int = 10
     base_backoff: float = 2.0
@@ -172,34 +174,20 @@ class MediaFetcher:
             return 0
         outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
         changed = await record_fetch_outcomes(self.store, outcomes, now=self.clock())
-        await self._publish(jobs, changed)
+        self._announce(jobs, changed)
         return len(jobs)
 
     async def drain(self) -> int:
-        """Fetch batch after batch while rows are due, each batch's outcomes recorded in the transaction that
-        claims the next one (one commit per batch); how many were fetched."""
-        lease = timedelta(seconds=self.policy.lease)
-        jobs = await claim_fetches(self.store, now=self.clock(), lease=lease, limit=self.policy.batch)
-        done = 0
-        while jobs:
-            outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
-            done += len(jobs)
-            changed, following = await record_and_claim_fetches(
-                self.store, outcomes, now=self.clock(), lease=lease, limit=self.policy.batch
-            )
-            await self._publish(jobs, changed)
-            jobs = following
-        return done
+        """Fetch while rows are due; how many were fetched. See ``_Pipeline``."""
+        return await _Pipeline(self).run()
 
-    async def _publish(self, jobs: list[FetchJob], changed: set[int]) -> None:
-        if not changed:
-            return
-        rows = await load_attachment_rows(self.store, sorted(changed))
+    def _announce(self, jobs: list[FetchJob], changed: Mapping[int, dict[str, Any]]) -> None:
+        """``AttachmentChanged`` for each of ``jobs`` whose row changed state (its JSON in ``changed``)."""
         for job in jobs:
-            if job.id in rows:
+            if job.id in changed:
                 self.bus.publish(
                     AttachmentChanged(
-                        conversation_id=job.conversation_id, message_id=job.message_id, attachment=rows[job.id]
+                        conversation_id=job.conversation_id, message_id=job.message_id, attachment=changed[job.id]
                     )
                 )
 
@@ -248,7 +236,8 @@ class MediaFetcher:
             if response.status >= 400:
                 raise _Permanent(_gone(response.status))
             try:
-                blob = await self.blobs.put(_chunks(response), max_bytes=self.settings.media.max_bytes)
+                # the chunks as they arrive, not joined or cut to a size: no copy on the way
+                blob = await self.blobs.put(response.content.iter_any(), max_bytes=self.settings.media.max_bytes)
             except BlobTooLarge as exc:
                 raise _Permanent(f"the file is larger than the hub keeps ([media] max_bytes = {exc.limit})") from None
         return _Stored(key=blob.key, size=blob.size, mime=blob.mime)
@@ -275,9 +264,97 @@ class _Stored:
     mime: str
 
 
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-        yield chunk
+class _Pipeline:
+    """One drain: a batch of downloads in flight all along, and up to two batches of claimed rows in reserve.
+
+    A finished fetch hands its place to the next reserved row at once (a callback, no database trip between).
+    One database round at a time records every outcome that has finished and claims rows to refill the
+    reserve, in one transaction; a round starts once a batch has finished, or the reserve runs low, or nothing
+    is left running, so a busy fetcher pays about one commit per batch and never waits for one before starting
+    the next download. A reserved row not started within a tenth of its lease (slow downloads ahead of it) is
+    given back in the next round rather than fetched late. When the drain stops (cancelled, or a round fails),
+    fetches still running are cancelled and the reserve dropped: their rows stay leased and are taken up again
+    when the lease runs out."""
+
+    def __init__(self, fetcher: MediaFetcher) -> None:
+        self.fetcher = fetcher
+        self.width = fetcher.policy.batch
+        self.lease = timedelta(seconds=fetcher.policy.lease)
+        self.running: dict[asyncio.Task[FetchOutcome], FetchJob] = {}
+        self.reserve: collections.deque[tuple[FetchJob, float]] = collections.deque()  # (job, start by: monotonic)
+        self.stale: list[FetchJob] = []  # reserved too long: given back in the next round
+        self.finished: list[tuple[FetchJob, asyncio.Task[FetchOutcome]]] = []
+        self.wake = asyncio.Event()
+
+    async def run(self) -> int:
+        fetcher = self.fetcher
+        done = 0
+        try:
+            self._take(await claim_fetches(fetcher.store, now=fetcher.clock(), lease=self.lease, limit=self._room()))
+            while self.running or self.finished or self.stale:
+                while not self._round_due():
+                    self.wake.clear()
+                    await self.wake.wait()
+                finished, self.finished = self.finished, []
+                stale, self.stale = self.stale, []
+                outcomes = [task.result() for _job, task in finished]
+                done += len(outcomes)
+                changed, jobs = await record_and_claim_fetches(
+                    fetcher.store, outcomes, now=fetcher.clock(), lease=self.lease, limit=self._room(), release=stale
+                )
+                fetcher._announce([job for job, _task in finished], changed)
+                self._take(jobs)
+            return done
+        finally:
+            await self._cancel()
+
+    def _room(self) -> int:
+        """How many rows to claim: enough for every place and two batches in reserve."""
+        return 3 * self.width - len(self.running) - len(self.reserve)
+
+    def _round_due(self) -> bool:
+        if not self.finished and not self.stale:
+            return False
+        return len(self.finished) >= self.width or len(self.reserve) < self.width or not self.running
+
+    def _take(self, jobs: list[FetchJob]) -> None:
+        """Reserve claimed jobs and start as many as there are free places."""
+        start_by = time.monotonic() + self.lease.total_seconds() / 10
+        self.reserve.extend((job, start_by) for job in jobs)
+        while len(self.running) < self.width and self._start_next():
+            pass
+
+    def _start_next(self) -> bool:
+        """Start the next reserved job still fresh enough; False when the reserve is empty."""
+        while self.reserve:
+            job, start_by = self.reserve.popleft()
+            if time.monotonic() > start_by:
+                self.stale.append(job)
+                continue
+            task = asyncio.create_task(self.fetcher.fetch(job), name=f"media-fetch-{job.id}")
+            self.running[task] = job
+            task.add_done_callback(self._finish)
+            return True
+        return False
+
+    def _finish(self, task: asyncio.Task[FetchOutcome]) -> None:
+        job = self.running.pop(task)
+        if task.cancelled():
+            return
+        self.finished.append((job, task))
+        self._start_next()
+        self.wake.set()
+
+    async def _cancel(self) -> None:
+        self.reserve.clear()
+        tasks = list(self.running)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        for _job, task in self.finished:  # finished, never recorded: their rows' leases run out
+            task.exception()  # retrieved, so asyncio does not warn about it
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:

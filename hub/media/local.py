@@ -48,21 +48,22 @@ class LocalBlobStore:
 
     async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredBlob:
         digest = Digest(max_bytes)
-        file, temp = await asyncio.to_thread(self._create_temp)
+        incoming: _Incoming | None = None  # created by the first write: a blob smaller than one has one trip
         try:
-            buffer = bytearray()
+            parts: list[bytes] = []  # the chunks as they came (no copy), up to about one write's worth
+            gathered = 0
             async for chunk in chunks:
-                buffer += chunk
-                if len(buffer) >= _WRITE_BYTES:
-                    await asyncio.to_thread(_write, file, digest, bytes(buffer))
-                    buffer.clear()
-            # the last write, the fsync and the rename in one trip to a worker thread (small files: two in all)
-            blob = await asyncio.to_thread(self._finish, file, digest, bytes(buffer), temp)
-            del buffer
+                parts.append(chunk)
+                gathered += len(chunk)
+                if gathered >= _WRITE_BYTES:
+                    incoming = await asyncio.to_thread(self._write, incoming, digest, parts)
+                    parts, gathered = [], 0
+            # the last write, the fsync and the rename in one trip to a worker thread
+            return await asyncio.to_thread(self._finish, incoming, digest, parts)
         except BaseException:
-            await asyncio.to_thread(_discard, file, temp)
+            if incoming is not None:
+                await asyncio.to_thread(incoming.discard)
             raise
-        return blob
 
     async def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
         path = self.path(key)
@@ -108,45 +109,85 @@ class LocalBlobStore:
     async def close(self) -> None:
         return None
 
-    def _create_temp(self) -> tuple[BinaryIO, Path]:
-        self._incoming.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self._incoming, suffix=".part")
-        return os.fdopen(fd, "wb"), Path(name)
+    def _write(self, incoming: _Incoming | None, digest: Digest, parts: list[bytes]) -> _Incoming:
+        """Hash and write ``parts`` to the incoming file, created first if there is none yet."""
+        if incoming is None:
+            incoming = self._create_incoming()
+        for part in parts:
+            digest.update(part)
+            incoming.write(part)
+        return incoming
 
-    def _finish(self, file: BinaryIO, digest: Digest, data: bytes, temp: Path) -> StoredBlob:
-        _write(file, digest, data)
-        _sync_and_close(file)
-        blob = digest.result()
-        self._move_into_place(temp, blob.key)
+    def _finish(self, incoming: _Incoming | None, digest: Digest, parts: list[bytes]) -> StoredBlob:
+        """The last write, the fsync, and the rename into place (where the folder is synced)."""
+        if incoming is None:
+            incoming = self._create_incoming()
+        try:
+            self._write(incoming, digest, parts)
+            incoming.sync_and_close()
+            blob = digest.result()
+            self._move_into_place(incoming.path, blob.key)
+        except BaseException:
+            incoming.discard()
+            raise
         return blob
 
-    def _move_into_place(self, temp: Path, key: str) -> None:
-        final = self.path(key)
-        if final.exists():  # the same content is here already: keep one copy
-            temp.unlink()
+    # The calls below run in a worker thread, and every system call there hands the interpreter's lock to the
+    # event loop and back: they use plain file descriptors and string paths, one system call per step.
+
+    def _create_incoming(self) -> _Incoming:
+        folder = str(self._incoming)
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, suffix=".part")
+        except FileNotFoundError:  # the first blob of this store
+            os.makedirs(folder, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, suffix=".part")
+        return _Incoming(fd, name)
+
+    def _move_into_place(self, temp: str, key: str) -> None:
+        final = str(self.path(key))
+        if os.path.exists(final):  # the same content is here already: keep one copy
+            os.unlink(temp)
             return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
-        _sync_directory(final.parent)
+        folder = os.path.dirname(final)
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError:  # the first blob of its fan-out folder
+            os.makedirs(folder, exist_ok=True)
+            os.replace(temp, final)
+        _sync_directory(folder)
 
 
-def _write(file: BinaryIO, digest: Digest, data: bytes) -> None:
-    digest.update(data)
-    file.write(data)
+class _Incoming:
+    """A blob being written: the open file descriptor of its file in ``incoming/``, and that file's path."""
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def sync_and_close(self) -> None:
+        os.fsync(self.fd)
+        self._close()
+
+    def discard(self) -> None:
+        self._close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
-def _sync_and_close(file: BinaryIO) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
-
-
-def _discard(file: BinaryIO, temp: Path) -> None:
-    file.close()
-    temp.unlink(missing_ok=True)
-
-
-def _sync_directory(path: Path) -> None:
+def _sync_directory(path: str | Path) -> None:
     """Make a rename in ``path`` durable (POSIX: the directory entry is data of the directory)."""
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Attachment, Message, MessageKind
@@ -85,6 +85,7 @@ class FetchJob:
     provider_media_id: str | None
     provider_url: str | None
     attempts: int  # this one included
+    leased_until: datetime  # the claim's lease: nobody else fetches the row before then
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,6 +166,84 @@ async def insert_attachments(connection: AsyncConnection, rows: Sequence[Mapping
 
 # ------------------------------------------------------------------ the fetcher's claims
 
+# The fetcher's statements are built once, with bound parameters: a busy fetcher runs them many times a
+# second, and building a statement costs more than running it.
+_a = attachments.c
+_WHEN = _a.next_attempt_at.type
+_DUE = and_(
+    _a.state == PENDING,
+    _a.next_attempt_at <= bindparam("now", type_=_WHEN),
+    or_(_a.locked_until.is_(None), _a.locked_until <= bindparam("now", type_=_WHEN)),
+)
+_CLAIMABLE = (
+    select(
+        _a.id,
+        _a.message_id,
+        _a.kind,
+        _a.mime,
+        _a.file_name,
+        _a.provider_media_id,
+        _a.provider_url,
+        _a.attempts,
+        messages.c.conversation_id,
+        messages.c.account_id,
+    )
+    .join(messages, messages.c.id == _a.message_id)
+    .where(_DUE)
+    .order_by(_a.next_attempt_at, _a.id)
+    .limit(bindparam("limit"))
+)
+_LEASE = (
+    update(attachments)
+    .where(_a.id.in_(bindparam("ids", expanding=True)), _DUE)
+    .values(
+        locked_until=bindparam("until", type_=_WHEN),
+        attempts=_a.attempts + 1,
+        next_attempt_at=bindparam("until", type_=_WHEN),
+    )
+)
+_LEASED = (
+    select(*_CLAIMABLE.selected_columns)
+    .join_from(attachments, messages, messages.c.id == _a.message_id)
+    .where(_a.id.in_(bindparam("ids", expanding=True)), _a.locked_until == bindparam("until", type_=_WHEN))
+)
+_RELEASE = (
+    update(attachments)
+    .where(_a.id == bindparam("row_id"), _a.state == PENDING, _a.locked_until == bindparam("until", type_=_WHEN))
+    .values(locked_until=None, next_attempt_at=bindparam("now", type_=_WHEN), attempts=_a.attempts - 1)
+)
+_STILL_PENDING = select(_a.id).where(_a.id.in_(bindparam("ids", expanding=True)), _a.state == PENDING)
+_RECORD_STORED = (
+    update(attachments)
+    .where(_a.id == bindparam("row_id"), _a.state == PENDING)
+    .values(
+        state=STORED,
+        sha256=bindparam("key"),
+        blob_key=bindparam("key"),
+        size=bindparam("size"),
+        mime=bindparam("mime"),
+        file_name=bindparam("name"),
+        width=bindparam("image_width"),
+        height=bindparam("image_height"),
+        thumbnail_key=bindparam("thumbnail"),
+        error=None,
+        locked_until=None,
+        next_attempt_at=None,
+        stored_at=bindparam("now", type_=_WHEN),
+    )
+)
+_RECORD_FAILED = (
+    update(attachments)
+    .where(_a.id == bindparam("row_id"), _a.state == PENDING)
+    .values(state=FAILED, error=bindparam("reason"), locked_until=None, next_attempt_at=None)
+)
+_RECORD_RETRY = (
+    update(attachments)
+    .where(_a.id == bindparam("row_id"), _a.state == PENDING)
+    .values(next_attempt_at=bindparam("retry_at", type_=_WHEN), locked_until=None, error=bindparam("reason"))
+)
+_CHANGED = select(attachments).where(_a.id.in_(bindparam("ids", expanding=True)))
+
 
 async def claim_fetches(store: Store, *, now: datetime, lease: timedelta, limit: int) -> list[FetchJob]:
     """Due pending rows, leased to the caller until ``now + lease``; a row whose lease ran out (its fetcher
@@ -175,67 +254,60 @@ async def claim_fetches(store: Store, *, now: datetime, lease: timedelta, limit:
 
 
 async def record_and_claim_fetches(
-    store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime, lease: timedelta, limit: int
-) -> tuple[set[int], list[FetchJob]]:
-    """``record_fetch_outcomes`` and ``claim_fetches`` in one transaction: a busy fetcher pays one commit per
-    batch. Returns the rows that changed state and the next claimed batch."""
+    store: Store,
+    outcomes: Sequence[FetchOutcome],
+    *,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    release: Sequence[FetchJob] = (),
+) -> tuple[dict[int, dict[str, Any]], list[FetchJob]]:
+    """``record_fetch_outcomes`` and ``claim_fetches`` (up to ``limit`` rows; none for 0) in one transaction: a
+    busy fetcher pays one commit per round. Claimed jobs the caller will not start (``release``) are given
+    back first: due at once, their unused attempt not counted. Returns the JSON of the rows that changed state
+    and the claimed jobs."""
     async with store.write() as connection:
+        if release:
+            await _release(connection, release, now=now)
         changed = await _record_outcomes(connection, outcomes, now=now)
-        return changed, await _claim(connection, now=now, lease=lease, limit=limit)
+        return changed, await _claim(connection, now=now, lease=lease, limit=limit) if limit > 0 else []
 
 
 async def _claim(connection: AsyncConnection, *, now: datetime, lease: timedelta, limit: int) -> list[FetchJob]:
-    a = attachments.c
-    due = and_(
-        a.state == PENDING,
-        a.next_attempt_at <= now,
-        or_(a.locked_until.is_(None), a.locked_until <= now),
-    )
-    # the claim's statements, in the caller's transaction
-    ids = [
-        int(i)
-        for i in (
-            await connection.execute(select(a.id).where(due).order_by(a.next_attempt_at, a.id).limit(limit))
-        ).scalars()
-    ]
-    if not ids:
+    """The claim's statements, in the caller's transaction: the due rows, then one guarded update that leases
+    them. When the update took every row (always on SQLite, whose writer holds the lock) the rows read first
+    are the claim; otherwise another process took some meanwhile and what is ours is read again."""
+    until = now + lease
+    found = (await connection.execute(_CLAIMABLE, {"now": now, "limit": limit})).all()
+    if not found:
         return []
-    await connection.execute(
-        update(attachments)
-        .where(a.id.in_(ids), due)
-        .values(locked_until=now + lease, attempts=a.attempts + 1, next_attempt_at=now + lease)
+    ids = [int(row.id) for row in found]
+    leased = await connection.execute(_LEASE, {"ids": ids, "now": now, "until": until})
+    if leased.rowcount == len(ids):
+        return [_job(row, until, attempts=int(row.attempts) + 1) for row in found]
+    rows = await connection.execute(_LEASED, {"ids": ids, "until": until})
+    return [_job(row, until, attempts=int(row.attempts)) for row in rows]
+
+
+def _job(row: Any, until: datetime, *, attempts: int) -> FetchJob:
+    return FetchJob(
+        id=int(row.id),
+        message_id=int(row.message_id),
+        conversation_id=int(row.conversation_id),
+        account_id=str(row.account_id),
+        kind=str(row.kind),
+        mime=row.mime,
+        file_name=row.file_name,
+        provider_media_id=row.provider_media_id,
+        provider_url=row.provider_url,
+        attempts=attempts,
+        leased_until=until,
     )
-    rows = await connection.execute(
-        select(
-            a.id,
-            a.message_id,
-            a.kind,
-            a.mime,
-            a.file_name,
-            a.provider_media_id,
-            a.provider_url,
-            a.attempts,
-            messages.c.conversation_id,
-            messages.c.account_id,
-        )
-        .join(messages, messages.c.id == a.message_id)
-        .where(a.id.in_(ids), a.locked_until == now + lease)
-    )
-    return [
-        FetchJob(
-            id=int(row.id),
-            message_id=int(row.message_id),
-            conversation_id=int(row.conversation_id),
-            account_id=str(row.account_id),
-            kind=str(row.kind),
-            mime=row.mime,
-            file_name=row.file_name,
-            provider_media_id=row.provider_media_id,
-            provider_url=row.provider_url,
-            attempts=int(row.attempts),
-        )
-        for row in rows
-    ]
+
+
+async def _release(connection: AsyncConnection, jobs: Sequence[FetchJob], *, now: datetime) -> None:
+    """Give claimed rows back unfetched, unless their lease ran out and another process holds them now."""
+    await connection.execute(_RELEASE, [{"row_id": job.id, "until": job.leased_until, "now": now} for job in jobs])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,57 +332,58 @@ class FetchOutcome:
     failed: bool = False
 
 
-async def record_fetch_outcomes(store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime) -> set[int]:
-    """Record a batch of fetches in one transaction; the ids of the rows that changed state (stored or
-    failed: what consoles hear of). A row no longer pending (deleted, retried meanwhile) is left alone."""
+async def record_fetch_outcomes(
+    store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime
+) -> dict[int, dict[str, Any]]:
+    """Record a batch of fetches in one transaction; the JSON (as ``attachment_json`` gives it) of the rows
+    that changed state (stored or failed: what consoles hear of), by id. A row no longer pending (deleted,
+    retried meanwhile) is left alone."""
     async with store.write() as connection:
         return await _record_outcomes(connection, outcomes, now=now)
 
 
-async def _record_outcomes(connection: AsyncConnection, outcomes: Sequence[FetchOutcome], *, now: datetime) -> set[int]:
-    changed: set[int] = set()
-    a = attachments.c
-    # one guarded update per outcome, in the caller's transaction
-    for outcome in outcomes:
-        pending = and_(a.id == outcome.attachment_id, a.state == PENDING)
-        if outcome.stored is not None:
-            values = _stored_values(outcome.stored, now)
-        elif outcome.failed:
-            values = {
-                "state": FAILED,
-                "error": (outcome.error or "")[:1000],
-                "locked_until": None,
-                "next_attempt_at": None,
-            }
-        else:
-            values = {
-                "next_attempt_at": outcome.retry_at,
-                "locked_until": None,
-                "error": (outcome.error or "")[:1000],
-            }
-        result = await connection.execute(update(attachments).where(pending).values(values))
-        if result.rowcount and (outcome.stored is not None or outcome.failed):
-            changed.add(outcome.attachment_id)
-    return changed
+async def _record_outcomes(
+    connection: AsyncConnection, outcomes: Sequence[FetchOutcome], *, now: datetime
+) -> dict[int, dict[str, Any]]:
+    """A few statements whatever the number of outcomes, in the caller's transaction: which rows are still
+    pending, one guarded update per kind of outcome (stored, failed, to retry) for all its rows, and the
+    changed rows read back for the announcement."""
+    final = [o.attachment_id for o in outcomes if o.stored is not None or o.failed]
+    pending = set((await connection.execute(_STILL_PENDING, {"ids": final})).scalars()) if final else set[int]()
+    stored = [_stored_parameters(o.attachment_id, o.stored, now) for o in outcomes if o.stored is not None]
+    failed = [{"row_id": o.attachment_id, "reason": _reason(o)} for o in outcomes if o.stored is None and o.failed]
+    retry = [
+        {"row_id": o.attachment_id, "retry_at": o.retry_at, "reason": _reason(o)}
+        for o in outcomes
+        if o.stored is None and not o.failed
+    ]
+    for statement, parameters in ((_RECORD_STORED, stored), (_RECORD_FAILED, failed), (_RECORD_RETRY, retry)):
+        if parameters:
+            await connection.execute(statement, parameters)
+    changed = [i for i in final if i in pending]
+    if not changed:
+        return {}
+    rows = await connection.execute(_CHANGED, {"ids": changed})
+    return {int(row.id): attachment_json(row) for row in rows}
 
 
-def _stored_values(found: StoredFile, now: datetime) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "state": STORED,
-        "sha256": found.key,
-        "blob_key": found.key,
+def _reason(outcome: FetchOutcome) -> str:
+    return (outcome.error or "")[:1000]
+
+
+def _stored_parameters(row_id: int, found: StoredFile, now: datetime) -> dict[str, Any]:
+    image = found.image
+    return {
+        "row_id": row_id,
+        "key": found.key,
         "size": found.size,
         "mime": found.mime,
-        "file_name": found.file_name,
-        "error": None,
-        "locked_until": None,
-        "next_attempt_at": None,
-        "stored_at": now,
+        "name": found.file_name,
+        "image_width": None if image is None else image.width,
+        "image_height": None if image is None else image.height,
+        "thumbnail": None if image is None else image.thumbnail_key,
+        "now": now,
     }
-    if found.image is not None:
-        image = found.image
-        values |= {"width": image.width, "height": image.height, "thumbnail_key": image.thumbnail_key}
-    return values
 
 
 async def load_attachment_rows(store: Store, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -3,6 +3,7 @@ failures, failed with a reason for good, taken up again after a crash, stored on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -27,6 +28,7 @@ from hub.registry import build_adapter
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.ingest import store_group
+from hub.store.media import claim_fetches, record_and_claim_fetches
 from hub.store.tables import attachments, messages
 from tests.adapters.conftest import _aioresponses_compat  # noqa: F401 -- aioresponses on aiohttp 3.14 (autouse)
 
@@ -274,7 +276,6 @@ async def test_transient_failures_give_up_after_the_last_attempt(rig: Rig) -> No
 
 
 async def test_a_fetch_cut_short_by_a_restart_is_taken_up_when_its_lease_runs_out(rig: Rig) -> None:
-    from hub.store.media import claim_fetches
 
     url = "https://cdn.test/cut.pdf"
     await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=url))
@@ -342,3 +343,68 @@ async def test_a_file_past_max_bytes_fails_with_the_limit_named(
             assert "max_bytes = 10" in row.error
     finally:
         await store.close()
+
+
+async def test_a_drain_fetches_every_due_row_keeping_at_most_a_batch_in_flight(rig: Rig) -> None:
+    rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, batch=3)
+    urls = [f"https://cdn.test/many/{n}.bin" for n in range(10)]
+    for url in urls:
+        await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=url))
+    in_flight, most = 0, 0
+
+    async def slow(url: Any, **_: Any) -> CallbackResult:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return CallbackResult(body=f"bytes of {url}".encode())
+
+    with aioresponses() as mock:
+        for url in urls:
+            mock.get(url, callback=slow)
+        assert await rig.fetcher.drain() == 10
+    assert most == 3
+    rows = await rig.rows()
+    assert [(row.state, row.attempts, row.locked_until) for row in rows] == [("stored", 1, None)] * 10
+    assert sorted(event.attachment["id"] for event in rig.events) == [row.id for row in rows]
+
+
+async def test_a_drain_records_each_outcome_as_its_own(rig: Rig) -> None:
+    rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, batch=2)
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/gone"))
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/busy"))
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/fine"))
+    with aioresponses() as mock:
+        mock.get("https://cdn.test/gone", status=404)
+        mock.get("https://cdn.test/busy", status=503)
+        mock.get("https://cdn.test/fine", body=b"fine words")
+        assert await rig.fetcher.drain() == 3
+    gone, busy, fine = await rig.rows()
+    assert (gone.state, gone.next_attempt_at, gone.locked_until) == ("failed", None, None)
+    assert "no longer has this file" in gone.error
+    assert (busy.state, busy.attempts, busy.locked_until) == ("pending", 1, None)
+    assert busy.next_attempt_at > rig.clock.now
+    assert (fine.state, fine.size, fine.error) == ("stored", len(b"fine words"), None)
+    assert sorted(event.attachment["state"] for event in rig.events) == ["failed", "stored"]
+
+
+async def test_a_claimed_row_given_back_unfetched_is_due_again_without_a_spent_attempt(rig: Rig) -> None:
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/later"))
+    lease = timedelta(seconds=60)
+    [job] = await claim_fetches(rig.store, now=rig.clock.now, lease=lease, limit=5)
+    assert (job.attempts, job.leased_until) == (1, rig.clock.now + lease)
+    await record_and_claim_fetches(rig.store, [], now=rig.clock.now, lease=lease, limit=0, release=[job])
+    [row] = await rig.rows()
+    assert (row.state, row.attempts, row.locked_until, row.next_attempt_at) == ("pending", 0, None, rig.clock.now)
+
+
+async def test_giving_back_a_claim_whose_lease_ran_out_leaves_the_new_holder_alone(rig: Rig) -> None:
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/taken"))
+    lease = timedelta(seconds=60)
+    [old] = await claim_fetches(rig.store, now=rig.clock.now, lease=lease, limit=5)
+    rig.clock.now += timedelta(seconds=61)
+    [new] = await claim_fetches(rig.store, now=rig.clock.now, lease=lease, limit=5)  # another process
+    await record_and_claim_fetches(rig.store, [], now=rig.clock.now, lease=lease, limit=0, release=[old])
+    [row] = await rig.rows()
+    assert (row.attempts, row.locked_until) == (2, new.leased_until)

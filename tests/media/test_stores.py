@@ -80,3 +80,10 @@ async def test_a_failed_multipart_put_leaves_no_upload(
         await s3_store.put(broken_after(os.urandom(12 * MiB), MiB), max_bytes=max_bytes)
     assert await incoming_and_uploads(s3_store) == ([], [])
     assert [stat async for stat in s3_store.scan()] == []
+
+
+async def test_a_small_put_over_the_limit_leaves_no_file(local_store: LocalBlobStore) -> None:
+    with pytest.raises(BlobTooLarge):
+        await local_store.put(one(b"more than ten bytes"), max_bytes=10)
+    assert list((local_store.root / "incoming").iterdir()) == []
+    assert [stat async for stat in local_store.scan()] == []
