@@ -41,6 +41,7 @@ from hub.store.media import (
     FetchOutcome,
     ImageFacts,
     StoredFile,
+    any_fetch_due,
     claim_fetches,
     record_and_claim_fetches,
     record_fetch_outcomes,
@@ -289,6 +290,8 @@ class _Pipeline:
     async def run(self) -> int:
         fetcher = self.fetcher
         done = 0
+        if not await any_fetch_due(fetcher.store, now=fetcher.clock()):
+            return done
         try:
             self._take(await claim_fetches(fetcher.store, now=fetcher.clock(), lease=self.lease, limit=self._room()))
             while self.running or self.finished or self.stale:

@@ -29,6 +29,7 @@ __all__ = [
     "ImageFacts",
     "StoredFile",
     "Upload",
+    "any_fetch_due",
     "attachment_json",
     "attachment_rows",
     "attachments_by_message",
@@ -243,6 +244,14 @@ _RECORD_RETRY = (
     .values(next_attempt_at=bindparam("retry_at", type_=_WHEN), locked_until=None, error=bindparam("reason"))
 )
 _CHANGED = select(attachments).where(_a.id.in_(bindparam("ids", expanding=True)))
+
+
+async def any_fetch_due(store: Store, *, now: datetime) -> bool:
+    """Whether some row may be due for fetching now, read without the write lock: most inbound messages carry
+    no media, and a fetcher woken by each of them must not take SQLite's one write turn to find nothing."""
+    async with store.read() as connection:
+        found = await connection.execute(select(_a.id).where(_DUE).limit(1), {"now": now})
+        return found.first() is not None
 
 
 async def claim_fetches(store: Store, *, now: datetime, lease: timedelta, limit: int) -> list[FetchJob]:
