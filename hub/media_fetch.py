@@ -349,15 +349,34 @@ class _Pipeline:
         self.wake.set()
 
     async def _cancel(self) -> None:
+        """Stopped (or done): what finished is recorded and what was not fetched is given back, due at once with
+        no attempt spent, rather than left leased until the lease runs out (minutes) after a restart."""
+        give_back = [job for job, _start_by in self.reserve] + self.stale
         self.reserve.clear()
-        tasks = list(self.running)
-        for task in tasks:
+        self.stale = []
+        running = dict(self.running)
+        for task in running:
             task.cancel()
-        for task in tasks:
+        for task, job in running.items():
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
-        for _job, task in self.finished:  # finished, never recorded: their rows' leases run out
-            task.exception()  # retrieved, so asyncio does not warn about it
+            if task.cancelled():
+                give_back.append(job)
+        finished, self.finished = self.finished, []
+        outcomes = [task.result() for _job, task in finished if not task.cancelled() and task.exception() is None]
+        if not give_back and not outcomes:
+            return
+        fetcher = self.fetcher
+        try:
+            changed, _ = await asyncio.shield(
+                record_and_claim_fetches(
+                    fetcher.store, outcomes, now=fetcher.clock(), lease=self.lease, limit=0, release=give_back
+                )
+            )
+        except Exception:  # the database is away: the leases run out and the rows are fetched again then
+            logger.warning("media fetcher stopping: %d rows left to their lease", len(give_back), exc_info=True)
+            return
+        fetcher._announce([job for job, _task in finished], changed)
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -397,6 +398,39 @@ async def test_a_claimed_row_given_back_unfetched_is_due_again_without_a_spent_a
     await record_and_claim_fetches(rig.store, [], now=rig.clock.now, lease=lease, limit=0, release=[job])
     [row] = await rig.rows()
     assert (row.state, row.attempts, row.locked_until, row.next_attempt_at) == ("pending", 0, None, rig.clock.now)
+
+
+async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_rest(rig: Rig) -> None:
+    rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, batch=2)
+    quick, *slow = [f"https://cdn.test/stop/{n}.bin" for n in range(5)]
+    for url in (quick, *slow):
+        await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=url))
+    quick_done = asyncio.Event()
+
+    async def hang(url: Any, **_: Any) -> CallbackResult:
+        await asyncio.sleep(60)
+        return CallbackResult(body=b"never")
+
+    async def fast(url: Any, **_: Any) -> CallbackResult:
+        quick_done.set()
+        return CallbackResult(body=b"quick bytes")
+
+    with aioresponses() as mock:
+        mock.get(quick, callback=fast)
+        for url in slow:
+            mock.get(url, callback=hang)
+        drain = asyncio.create_task(rig.fetcher.drain())
+        await quick_done.wait()
+        await asyncio.sleep(0.05)  # the quick one finished; one slow one runs, the rest wait in the reserve
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+    first, *rest = await rig.rows()
+    assert (first.state, first.attempts) == ("stored", 1)
+    # running or reserved: pending again, due now, no attempt spent, nobody's lease
+    assert [(r.state, r.attempts, r.locked_until, r.next_attempt_at) for r in rest] == [
+        ("pending", 0, None, rig.clock.now)
+    ] * 4
 
 
 async def test_giving_back_a_claim_whose_lease_ran_out_leaves_the_new_holder_alone(rig: Rig) -> None:
