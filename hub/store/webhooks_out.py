@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 import weakref
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -370,12 +370,17 @@ async def _join_lines(connection: AsyncConnection, firsts: Mapping[tuple[str, st
     the upsert's (unchanged) update locks that head's row until this transaction ends: a dispatcher moving the
     line on waits for it and then sees this transaction's delivery (PostgreSQL; ``_advance``). Lines in key
     order, so two writers lock in the same order."""
-    statement = upsert(connection.dialect.name, webhook_heads)
-    statement = statement.on_conflict_do_update(
-        index_elements=[H.subscription_id, H.order_key], set_={"delivery_id": webhook_heads.c.delivery_id}
-    )
+    statement = _head_upsert(connection, lambda _proposed: H.delivery_id)
     heads = [{"subscription_id": s, "order_key": k, "delivery_id": i} for (s, k), i in sorted(firsts.items())]
     await connection.execute(statement, heads)
+
+
+def _head_upsert(connection: AsyncConnection, head: Callable[[Any], Any]) -> Any:
+    """Insert a line's head; a line that has one sets it to ``head(the proposed delivery id)``."""
+    statement = upsert(connection.dialect.name, webhook_heads)
+    return statement.on_conflict_do_update(
+        index_elements=[H.subscription_id, H.order_key], set_={"delivery_id": head(statement.excluded.delivery_id)}
+    )
 
 
 def _is_new(source: OutgoingSource, new_conversations: Collection[int]) -> bool:
@@ -548,16 +553,11 @@ async def has_subscriptions(store: Store) -> bool:
 
 
 async def any_due(store: Store, *, now: datetime) -> bool:
-    """Whether the head of some line may be due now (a subscription's pause or a lease may still keep it back):
-    read without the write lock, so that a dispatcher with nothing to do never takes it."""
+    """Whether the claim would find a due head now (the claim's own query, one row): read without the write
+    lock, so that a dispatcher with nothing to do, or only paused subscriptions' deliveries, never takes it."""
     async with store.read() as connection:
-        found = await connection.execute(
-            select(H.delivery_id)
-            .select_from(webhook_heads.join(webhook_deliveries, D.id == H.delivery_id))
-            .where(D.next_attempt_at <= now, _free(now))
-            .limit(1)
-        )
-        return found.first() is not None
+        due_heads = _statements(connection.dialect.name).due_heads
+        return (await connection.execute(due_heads, {"b_now": now, "b_limit": 1})).first() is not None
 
 
 async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, limit: int) -> list[DueDelivery]:
@@ -841,15 +841,8 @@ async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, 
 async def _rejoin_line(connection: AsyncConnection, subscription_id: str, order_key: str, delivery_id: int) -> None:
     """A replayed delivery goes back to its place in its line: the head when the line is empty or its
     head came later (the later ones wait for it, as they did the first time)."""
-    statement = upsert(connection.dialect.name, webhook_heads)
-    statement = statement.on_conflict_do_update(
-        index_elements=[H.subscription_id, H.order_key],
-        set_={
-            "delivery_id": case(
-                (statement.excluded.delivery_id < H.delivery_id, statement.excluded.delivery_id),
-                else_=H.delivery_id,
-            )
-        },
+    statement = _head_upsert(
+        connection, lambda proposed: case((proposed < H.delivery_id, proposed), else_=H.delivery_id)
     )
     await connection.execute(
         statement, {"subscription_id": subscription_id, "order_key": order_key, "delivery_id": delivery_id}

@@ -19,6 +19,7 @@ from hub.store.tables import webhook_deliveries, webhook_heads
 from hub.store.webhooks_out import (
     AttemptResult,
     DueDelivery,
+    any_due,
     claim_due,
     get_subscription,
     insert_deliveries,
@@ -162,9 +163,11 @@ async def test_a_paused_subscription_keeps_its_heads_and_sends_them_once_resumed
     assert subscription is not None
     assert subscription.paused_at is not None
     await record_attempts(store, answered(due[1:], 204), owner="one", now=T0, tuning=TUNING)
+    assert not await any_due(store, now=T0 + timedelta(minutes=5))  # the dispatcher's look agrees with its claim
     assert await claim(store, T0 + timedelta(minutes=5)) == []  # paused: nothing goes out, heads stay
     assert await heads(store) == await first_pending(store)
     await resume_subscription(store, "crm", now=T0 + timedelta(minutes=5))
+    assert await any_due(store, now=T0 + timedelta(minutes=5))
     assert numbers(await claim(store, T0 + timedelta(minutes=5))) == [("a", 1)]
 
 
