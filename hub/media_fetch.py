@@ -44,7 +44,6 @@ from hub.store.media import (
     any_fetch_due,
     claim_fetches,
     record_and_claim_fetches,
-    record_fetch_outcomes,
 )
 
 __all__ = ["FetchPolicy", "MediaFetcher"]
@@ -164,20 +163,6 @@ class MediaFetcher:
                 await asyncio.wait_for(self._wake.wait(), self.policy.poll_seconds)
             self._wake.clear()
 
-    async def fetch_due(self, now: datetime | None = None) -> int:
-        """Claim the due rows (up to a batch), fetch them together, and record every outcome in one
-        transaction (one commit for the batch); how many were claimed."""
-        when = now or self.clock()
-        jobs = await claim_fetches(
-            self.store, now=when, lease=timedelta(seconds=self.policy.lease), limit=self.policy.batch
-        )
-        if not jobs:
-            return 0
-        outcomes = await asyncio.gather(*(self.fetch(job) for job in jobs))
-        changed = await record_fetch_outcomes(self.store, outcomes, now=self.clock())
-        self._announce(jobs, changed)
-        return len(jobs)
-
     async def drain(self) -> int:
         """Fetch while rows are due; how many were fetched. See ``_Pipeline``."""
         return await _Pipeline(self).run()
@@ -274,8 +259,8 @@ class _Pipeline:
     is left running, so a busy fetcher pays about one commit per batch and never waits for one before starting
     the next download. A reserved row not started within a tenth of its lease (slow downloads ahead of it) is
     given back in the next round rather than fetched late. When the drain stops (cancelled, or a round fails),
-    fetches still running are cancelled and the reserve dropped: their rows stay leased and are taken up again
-    when the lease runs out."""
+    fetches still running are cancelled, and in one last transaction what finished is recorded and the rest
+    given back (``_cancel``); only if that fails do the rows stay leased until the lease runs out."""
 
     def __init__(self, fetcher: MediaFetcher) -> None:
         self.fetcher = fetcher

@@ -43,13 +43,11 @@ __all__ = [
     "insert_sent_attachments",
     "load_attachment",
     "load_attachment_row",
-    "load_attachment_rows",
     "load_linked",
     "load_upload",
     "new_link_token",
     "prune_uploads",
     "record_and_claim_fetches",
-    "record_fetch_outcomes",
     "render_attachments",
     "retry_failed",
 ]
@@ -271,10 +269,10 @@ async def record_and_claim_fetches(
     limit: int,
     release: Sequence[FetchJob] = (),
 ) -> tuple[dict[int, dict[str, Any]], list[FetchJob]]:
-    """``record_fetch_outcomes`` and ``claim_fetches`` (up to ``limit`` rows; none for 0) in one transaction: a
-    busy fetcher pays one commit per round. Claimed jobs the caller will not start (``release``) are given
-    back first: due at once, their unused attempt not counted. Returns the JSON of the rows that changed state
-    and the claimed jobs."""
+    """Record fetches' outcomes and ``claim_fetches`` (up to ``limit`` rows; none for 0) in one transaction: a
+    busy fetcher pays one commit per round. A row no longer pending (deleted, retried meanwhile) is left alone.
+    Claimed jobs the caller will not start (``release``) are given back first: due at once, their unused
+    attempt not counted. Returns the JSON of the rows that changed state and the claimed jobs."""
     async with store.write() as connection:
         if release:
             await _release(connection, release, now=now)
@@ -341,16 +339,6 @@ class FetchOutcome:
     failed: bool = False
 
 
-async def record_fetch_outcomes(
-    store: Store, outcomes: Sequence[FetchOutcome], *, now: datetime
-) -> dict[int, dict[str, Any]]:
-    """Record a batch of fetches in one transaction; the JSON (as ``attachment_json`` gives it) of the rows
-    that changed state (stored or failed: what consoles hear of), by id. A row no longer pending (deleted,
-    retried meanwhile) is left alone."""
-    async with store.write() as connection:
-        return await _record_outcomes(connection, outcomes, now=now)
-
-
 async def _record_outcomes(
     connection: AsyncConnection, outcomes: Sequence[FetchOutcome], *, now: datetime
 ) -> dict[int, dict[str, Any]]:
@@ -393,13 +381,6 @@ def _stored_parameters(row_id: int, found: StoredFile, now: datetime) -> dict[st
         "thumbnail": None if image is None else image.thumbnail_key,
         "now": now,
     }
-
-
-async def load_attachment_rows(store: Store, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Attachments' JSON by id, as the message JSON gives them."""
-    async with store.read() as connection:
-        rows = await connection.execute(select(attachments).where(attachments.c.id.in_(list(ids))))
-        return {int(row.id): attachment_json(row) for row in rows}
 
 
 async def retry_failed(store: Store, attachment_id: int, *, now: datetime) -> bool:
