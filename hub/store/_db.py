@@ -58,6 +58,7 @@ class Store:
         self.backend_pids: set[int] = set()
         if self.dialect == "postgresql":
             _remember_backend_pids(self.writer, self.backend_pids)
+        self._lent = [_lent_connections(engine) for engine in {self.writer, self.reader}]
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -113,14 +114,41 @@ class Store:
         return True, "ok"
 
     async def close(self) -> None:
+        """Close every connection, including those a task still holds.
+
+        ``dispose()`` closes only the connections in the pool. One still checked out (a task cancelled after
+        this, say) would go back to a pool nobody owns and be collected unclosed: the server keeps its backend
+        until the socket is gone, and the driver warns from the garbage collector. Those are ended here, at
+        once, without a round trip; their holder gets an error on its next statement."""
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+        for lent in self._lent:
+            for record in list(lent):
+                if record.dbapi_connection is not None:
+                    record.dbapi_connection.terminate()
+            lent.clear()
 
 
 SQLITE_MIN_FREE_BYTES = 1024 * 1024
 """Below this much free space where the SQLite file lives, /readyz reports the disk full: every write fails
 there (the write-ahead log grows by pages) while reads, and so ``SELECT 1``, still work."""
+
+
+def _lent_connections(engine: AsyncEngine) -> set[Any]:
+    """The pool records of ``engine``'s connections checked out now, kept up to date by pool events."""
+    lent: set[Any] = set()
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkout")
+    def _lent(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        lent.add(record)
+
+    @event.listens_for(pool, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        lent.discard(record)
+
+    return lent
 
 
 def _remember_backend_pids(engine: AsyncEngine, pids: set[int]) -> None:

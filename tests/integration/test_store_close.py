@@ -1,0 +1,72 @@
+"""Closing the store ends every connection, also those a task still holds when it closes.
+
+Before, ``Store.close()`` closed only the pool's idle connections: one still checked out went back later to a pool
+nobody owned and was collected unclosed, which kept its PostgreSQL backend alive until the socket was collected and
+made the driver warn from the garbage collector, in whichever test happened to collect it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from hub.store import Store
+from tests.conftest import PG_ADMIN_URL
+
+
+async def _hold_until_cancelled(store: Store, held: asyncio.Event, pid: list[int]) -> None:
+    async with store.read() as connection:
+        if store.dialect == "postgresql":
+            pid.append(int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()))
+        else:
+            await connection.execute(text("SELECT 1"))
+        held.set()
+        await asyncio.Event().wait()
+
+
+async def _backend_alive(pid: int) -> bool:
+    connection = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        return bool(await connection.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid))
+    finally:
+        await connection.close()
+
+
+async def test_a_connection_still_held_when_the_store_closes_is_closed_with_it(database_url: str) -> None:
+    store = Store(database_url)
+    held, pid = asyncio.Event(), []
+    holder = asyncio.create_task(_hold_until_cancelled(store, held, pid))
+    await held.wait()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await store.close()
+        holder.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await holder
+        del holder
+        gc.collect()
+
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    if pid:
+        # the server's backend is gone too (it notices the closed socket; give it a moment)
+        for _ in range(100):
+            if not await _backend_alive(pid[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert not await _backend_alive(pid[0])
+
+
+async def test_a_store_closes_cleanly_when_nothing_is_held(database_url: str) -> None:
+    store = Store(database_url)
+    async with store.read() as connection:
+        await connection.execute(text("SELECT 1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await store.close()
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
