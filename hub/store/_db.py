@@ -118,15 +118,24 @@ class Store:
 
         ``dispose()`` closes only the connections in the pool. One still checked out (a task cancelled after
         this, say) would go back to a pool nobody owns and be collected unclosed: the server keeps its backend
-        until the socket is gone, and the driver warns from the garbage collector. Those are ended here, at
-        once, without a round trip; their holder gets an error on its next statement."""
+        until the socket is gone, and the driver warns from the garbage collector. Those are ended here; their
+        holder gets an error on its next statement.
+
+        PostgreSQL: ``terminate()`` drops the socket at once. SQLite: the connection is closed on its own thread
+        (``terminate()`` would stop that thread, and a later ``close()`` by the pool would then wait forever for
+        it)."""
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
         for lent in self._lent:
             for record in list(lent):
-                if record.dbapi_connection is not None:
-                    record.dbapi_connection.terminate()
+                connection = record.dbapi_connection
+                if connection is None:
+                    continue
+                if self.dialect == "sqlite":
+                    await connection.driver_connection.close()
+                else:
+                    connection.terminate()
             lent.clear()
 
 

@@ -47,7 +47,8 @@ async def test_a_connection_still_held_when_the_store_closes_is_closed_with_it(d
         await store.close()
         holder.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await holder
+            async with asyncio.timeout(30):  # the holder's way out must not wait for a closed connection forever
+                await holder
         del holder
         gc.collect()
 
