@@ -8,19 +8,18 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, SUPERVISION, audit, string_list
+from hub.api._admin import ADMIN, SUPERVISION, string_list
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
 from hub.api._hub import hub_of, principal
 from hub.api.auth import agent_json, authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import CLOCK, STORE
+from hub.api.keys import STORE
 from hub.api.openapi import documented, list_schema, ref, schema
 from hub.model import Agent, Role
-from hub.store.admin import AgentUpdate, agent_loads, list_agents, list_queues
-from hub.store.agents import AgentExists, create_agent
+from hub.store.admin import AgentUpdate, agent_loads, list_agents
 from hub.store.routing import Released
-from hub.usecases.agents import AgentChange, change_agent, deactivate_agent
+from hub.usecases.agents import AgentChange, NewAgent, change_agent, create_agent, deactivate_agent
 
 __all__ = ["setup"]
 
@@ -127,13 +126,6 @@ def _agent_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     )
 
 
-async def _known_queues(request: web.Request, wanted: list[str]) -> None:
-    known = {q.id for q in await list_queues(request.app[STORE])}
-    missing = [q for q in wanted if q not in known]
-    if missing:
-        raise invalid("queues", f"unknown queue {missing[0]!r}", "unknown_queue")
-
-
 @routes.get("/api/v1/agents")
 @documented(
     "List agents (supervisor, admin)",
@@ -167,33 +159,22 @@ async def agents_show(request: web.Request) -> web.Response:
     "Create an agent (admin)", body=AGENT_INPUT, ok=(201, ADMIN_AGENT), errors=(400, 403, 409, 422), tag="admin"
 )
 async def agents_create(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
     body = await json_body(request)
     login = text(body, "login", required=True, nullable=False, max_length=100)
     if not _LOGIN.match(login):
         raise invalid("login", "'login' may hold letters, digits and _ . @ + - (at most 100)")
     fields = _agent_fields({k: v for k, v in body.items() if k != "login"}, creating=True)
-    queues = fields.get("queues", [])
-    await _known_queues(request, queues)
-    try:
-        agent = await create_agent(
-            request.app[STORE],
-            login=login,
-            password=fields["password"],
-            role=Role(fields.get("role", Role.AGENT.value)),
-            now=request.app[CLOCK](),
-            display_name=fields.get("display_name"),
-            capacity=fields.get("capacity", 2),
-            queues=queues,
-        )
-    except AgentExists:
-        raise ApiError(409, "agent_exists", f"an agent with login {login!r} already exists") from None
-    await audit(
-        request,
-        "agent.created",
-        f"agent:{agent.login}",
-        after={"role": agent.role.value, "capacity": agent.capacity, "queues": sorted(agent.queues)},
+    new = NewAgent(
+        login=login,
+        password=fields["password"],
+        role=Role(fields.get("role", Role.AGENT.value)),
+        display_name=fields.get("display_name"),
+        capacity=fields.get("capacity", 2),
+        queues=tuple(fields.get("queues", ())),
     )
+    agent = await create_agent(hub_of(request), principal(request, caller), new)
     return json_ok(_admin_agent_json(agent, True, 0), status=201)
 
 

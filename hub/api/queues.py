@@ -8,28 +8,24 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, ID, SUPERVISION, audit, conflict_error, invalid_error, string_list
+from hub.api._admin import ADMIN, ID, SUPERVISION, string_list
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, text
+from hub.api._hub import hub_of, principal
 from hub.api.auth import authenticated, require_role
 from hub.api.bot_figures import add_bot_figures
 from hub.api.errors import ApiError
-from hub.api.keys import BUS, CLOCK, SETTINGS, STORE
+from hub.api.keys import CLOCK, STORE
 from hub.api.openapi import documented, list_schema, schema
-from hub.events import QueueChanged
 from hub.model import Queue
-from hub.store._crud import Conflict, Invalid
 from hub.store.admin import (
     QueueFigures,
-    create_queue,
-    delete_queue,
     get_queue,
     list_queues,
     queue_figures,
     queue_members,
-    set_queue_members,
-    update_queue,
 )
+from hub.usecases import queues as queue_usecases
 
 __all__ = ["setup"]
 
@@ -172,20 +168,6 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     )
 
 
-def _publish_queue(request: web.Request, queue_id: str, action: str) -> None:
-    request.app[BUS].publish(QueueChanged(queue_id=queue_id, action=action))
-
-
-def _queue_audited(queue: Queue) -> dict[str, Any]:
-    return {
-        "name": queue.name,
-        "number": queue.number,
-        "offer_timeout": queue.offer_timeout,
-        "statuses": list(queue.statuses),
-        "url_template": queue.url_template,
-    }
-
-
 @routes.get("/api/v1/queues")
 @documented(
     "List queues with members and live figures",
@@ -207,7 +189,8 @@ async def queues_index(request: web.Request) -> web.Response:
 @routes.post("/api/v1/queues")
 @documented("Create a queue (admin)", body=QUEUE_INPUT, ok=(201, QUEUE), errors=(400, 403, 409, 422), tag="admin")
 async def queues_create(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
     body = await json_body(request)
     queue_id = text(body, "id", required=True, nullable=False, max_length=64)
     if not ID.match(queue_id):
@@ -222,15 +205,8 @@ async def queues_create(request: web.Request) -> web.Response:
         url_template=fields.get("url_template"),
         transfer_back=fields.get("transfer_back", False),
     )
-    try:
-        await create_queue(request.app[STORE], queue)
-    except Conflict as exc:
-        raise conflict_error(exc) from None
-    except Invalid as exc:
-        raise invalid_error(exc) from None
-    await audit(request, "queue.created", f"queue:{queue.id}", after=_queue_audited(queue))
-    _publish_queue(request, queue.id, "created")
-    return json_ok(await _one_queue_json(request, queue), status=201)
+    created = await queue_usecases.create_queue(hub_of(request), principal(request, caller), queue)
+    return json_ok(await _one_queue_json(request, created), status=201)
 
 
 @routes.get("/api/v1/queues/{id}")
@@ -246,24 +222,12 @@ async def queues_show(request: web.Request) -> web.Response:
 @routes.put("/api/v1/queues/{id}")
 @documented("Change a queue (admin)", body=QUEUE_INPUT, ok=(200, QUEUE), errors=(400, 403, 404, 422), tag="admin")
 async def queues_update(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
     fields = _queue_fields(await json_body(request), creating=False)
-    queue_id = request.match_info["id"]
-    before = await get_queue(request.app[STORE], queue_id)
-    try:
-        queue = await update_queue(request.app[STORE], queue_id, fields)
-    except Invalid as exc:
-        raise invalid_error(exc) from None
-    if queue is None:
-        raise ApiError(404, "not_found", f"no queue {queue_id!r}")
-    await audit(
-        request,
-        "queue.updated",
-        f"queue:{queue_id}",
-        before=_queue_audited(before) if before is not None else None,
-        after=_queue_audited(queue),
+    queue = await queue_usecases.update_queue(
+        hub_of(request), principal(request, caller), request.match_info["id"], fields
     )
-    _publish_queue(request, queue_id, "updated")
     return json_ok(await _one_queue_json(request, queue))
 
 
@@ -276,20 +240,9 @@ async def queues_update(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def queues_delete(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
-    queue_id = request.match_info["id"]
-    before = await get_queue(request.app[STORE], queue_id)
-    if before is None:
-        raise ApiError(404, "not_found", f"no queue {queue_id!r}")
-    used_by = [a.id for a in request.app[SETTINGS].accounts if a.queue == queue_id]
-    try:
-        deleted = await delete_queue(request.app[STORE], queue_id, used_by_accounts=used_by)
-    except Conflict as exc:
-        raise conflict_error(exc) from None
-    if not deleted:
-        raise ApiError(404, "not_found", f"no queue {queue_id!r}")
-    await audit(request, "queue.deleted", f"queue:{queue_id}", before=_queue_audited(before))
-    _publish_queue(request, queue_id, "deleted")
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
+    await queue_usecases.delete_queue(hub_of(request), principal(request, caller), request.match_info["id"])
     return json_ok(None, status=204)
 
 
@@ -307,7 +260,8 @@ async def queues_delete(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def queues_members(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *SUPERVISION)
+    caller = await authenticated(request)
+    require_role(caller, *SUPERVISION)
     body = await json_body(request)
     only_fields(body, ("agents",))
     agent_ids = body.get("agents")
@@ -317,24 +271,9 @@ async def queues_members(request: web.Request) -> web.Response:
             "'agents' must be a list of agent ids",
             "missing_field" if "agents" not in body else "invalid_field",
         )
-    queue_id = request.match_info["id"]
-    members_before = (await queue_members(request.app[STORE])).get(queue_id, [])
-    try:
-        members = await set_queue_members(request.app[STORE], queue_id, agent_ids)
-    except Invalid as exc:
-        raise invalid_error(exc) from None
-    if members is None:
-        raise ApiError(404, "not_found", f"no queue {queue_id!r}")
-    queue = await get_queue(request.app[STORE], queue_id)
-    assert queue is not None
-    await audit(
-        request,
-        "queue.members_changed",
-        f"queue:{queue_id}",
-        before={"members": sorted(members_before)},
-        after={"members": sorted(members)},
+    queue = await queue_usecases.set_members(
+        hub_of(request), principal(request, caller), request.match_info["id"], agent_ids
     )
-    _publish_queue(request, queue_id, "members")
     return json_ok(await _one_queue_json(request, queue))
 
 

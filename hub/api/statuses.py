@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, ID, audit, conflict_error
+from hub.api._admin import ADMIN, ID
 from hub.api._body import json_body
 from hub.api._fields import invalid, json_ok, only_fields, text
+from hub.api._hub import hub_of, principal
 from hub.api.auth import authenticated, require_role
-from hub.api.errors import ApiError
 from hub.api.keys import STORE
 from hub.api.openapi import documented, list_schema, schema
 from hub.model import Status
-from hub.store._crud import Conflict
-from hub.store.admin import create_status, delete_status, list_statuses, update_status
+from hub.store.admin import list_statuses
+from hub.usecases import queues as queue_usecases
 
 __all__ = ["setup"]
 
@@ -51,18 +51,17 @@ async def statuses_index(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def statuses_create(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
     body = await json_body(request)
     only_fields(body, ("id", "name"))
     status_id = text(body, "id", required=True, nullable=False, max_length=64)
     if not ID.match(status_id):
         raise invalid("id", "'id' may hold letters, digits, '_', '-' and '.' (at most 64)")
     name = text(body, "name", required=True, nullable=False)
-    try:
-        status = await create_status(request.app[STORE], Status(id=status_id, name=name))
-    except Conflict as exc:
-        raise conflict_error(exc) from None
-    await audit(request, "status.created", f"status:{status.id}", after={"name": status.name})
+    status = await queue_usecases.create_status(
+        hub_of(request), principal(request, caller), Status(id=status_id, name=name)
+    )
     return json_ok({"id": status.id, "name": status.name}, status=201)
 
 
@@ -80,15 +79,14 @@ async def statuses_create(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def statuses_update(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
     body = await json_body(request)
     only_fields(body, ("name",))
     name = text(body, "name", required=True, nullable=False)
-    before = {s.id: s.name for s in await list_statuses(request.app[STORE])}.get(request.match_info["id"])
-    status = await update_status(request.app[STORE], request.match_info["id"], name)
-    if status is None:
-        raise ApiError(404, "not_found", f"no status {request.match_info['id']!r}")
-    await audit(request, "status.updated", f"status:{status.id}", before={"name": before}, after={"name": status.name})
+    status = await queue_usecases.rename_status(
+        hub_of(request), principal(request, caller), request.match_info["id"], name
+    )
     return json_ok({"id": status.id, "name": status.name})
 
 
@@ -101,14 +99,9 @@ async def statuses_update(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def statuses_delete(request: web.Request) -> web.Response:
-    require_role(await authenticated(request), *ADMIN)
-    try:
-        deleted = await delete_status(request.app[STORE], request.match_info["id"])
-    except Conflict as exc:
-        raise conflict_error(exc) from None
-    if not deleted:
-        raise ApiError(404, "not_found", f"no status {request.match_info['id']!r}")
-    await audit(request, "status.deleted", f"status:{request.match_info['id']}")
+    caller = await authenticated(request)
+    require_role(caller, *ADMIN)
+    await queue_usecases.delete_status(hub_of(request), principal(request, caller), request.match_info["id"])
     return json_ok(None, status=204)
 
 
