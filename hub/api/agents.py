@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, SUPERVISION, string_list
+from hub.api._admin import ADMIN, SUPERVISION, acting_as, string_list
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
-from hub.api._hub import hub_of, principal
+from hub.api._hub import hub_of
 from hub.api.auth import agent_json, authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
@@ -159,8 +159,7 @@ async def agents_show(request: web.Request) -> web.Response:
     "Create an agent (admin)", body=AGENT_INPUT, ok=(201, ADMIN_AGENT), errors=(400, 403, 409, 422), tag="admin"
 )
 async def agents_create(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
+    acting = await acting_as(request, *ADMIN)
     body = await json_body(request)
     login = text(body, "login", required=True, nullable=False, max_length=100)
     if not _LOGIN.match(login):
@@ -174,7 +173,7 @@ async def agents_create(request: web.Request) -> web.Response:
         capacity=fields.get("capacity", 2),
         queues=tuple(fields.get("queues", ())),
     )
-    agent = await create_agent(hub_of(request), principal(request, caller), new)
+    agent = await create_agent(hub_of(request), acting, new)
     return json_ok(_admin_agent_json(agent, True, 0), status=201)
 
 
@@ -190,8 +189,7 @@ async def agents_create(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def agents_update(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
+    acting = await acting_as(request, *ADMIN)
     agent_id = path_id(request)
     fields = _agent_fields(await json_body(request), creating=False)
     role = fields.get("role")
@@ -203,7 +201,7 @@ async def agents_update(request: web.Request) -> web.Response:
         password=fields.get("password"),
         active=fields.get("active"),
     )
-    changed = await change_agent(hub_of(request), principal(request, caller), agent_id, change)
+    changed = await change_agent(hub_of(request), acting, agent_id, change)
     body = _admin_agent_json(changed.update.agent, changed.update.active, changed.load)
     if change.active is False:
         body["deactivation"] = _deactivation_json(changed.update)
@@ -234,9 +232,8 @@ def _deactivation_json(updated: AgentUpdate) -> dict[str, Any]:
     tag="admin",
 )
 async def agents_deactivate(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
-    await deactivate_agent(hub_of(request), principal(request, caller), path_id(request))
+    acting = await acting_as(request, *ADMIN)
+    await deactivate_agent(hub_of(request), acting, path_id(request))
     return json_ok(None, status=204)
 
 

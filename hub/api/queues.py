@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, ID, SUPERVISION, string_list
+from hub.api._admin import ADMIN, ID, SUPERVISION, acting_as, string_list
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, text
-from hub.api._hub import hub_of, principal
-from hub.api.auth import authenticated, require_role
+from hub.api._hub import hub_of
+from hub.api.auth import authenticated
 from hub.api.bot_figures import add_bot_figures
 from hub.api.errors import ApiError
 from hub.api.keys import CLOCK, STORE
@@ -189,8 +189,7 @@ async def queues_index(request: web.Request) -> web.Response:
 @routes.post("/api/v1/queues")
 @documented("Create a queue (admin)", body=QUEUE_INPUT, ok=(201, QUEUE), errors=(400, 403, 409, 422), tag="admin")
 async def queues_create(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
+    acting = await acting_as(request, *ADMIN)
     body = await json_body(request)
     queue_id = text(body, "id", required=True, nullable=False, max_length=64)
     if not ID.match(queue_id):
@@ -205,7 +204,7 @@ async def queues_create(request: web.Request) -> web.Response:
         url_template=fields.get("url_template"),
         transfer_back=fields.get("transfer_back", False),
     )
-    created = await queue_usecases.create_queue(hub_of(request), principal(request, caller), queue)
+    created = await queue_usecases.create_queue(hub_of(request), acting, queue)
     return json_ok(await _one_queue_json(request, created), status=201)
 
 
@@ -222,12 +221,9 @@ async def queues_show(request: web.Request) -> web.Response:
 @routes.put("/api/v1/queues/{id}")
 @documented("Change a queue (admin)", body=QUEUE_INPUT, ok=(200, QUEUE), errors=(400, 403, 404, 422), tag="admin")
 async def queues_update(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
+    acting = await acting_as(request, *ADMIN)
     fields = _queue_fields(await json_body(request), creating=False)
-    queue = await queue_usecases.update_queue(
-        hub_of(request), principal(request, caller), request.match_info["id"], fields
-    )
+    queue = await queue_usecases.update_queue(hub_of(request), acting, request.match_info["id"], fields)
     return json_ok(await _one_queue_json(request, queue))
 
 
@@ -240,9 +236,8 @@ async def queues_update(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def queues_delete(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
-    await queue_usecases.delete_queue(hub_of(request), principal(request, caller), request.match_info["id"])
+    acting = await acting_as(request, *ADMIN)
+    await queue_usecases.delete_queue(hub_of(request), acting, request.match_info["id"])
     return json_ok(None, status=204)
 
 
@@ -260,8 +255,7 @@ async def queues_delete(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def queues_members(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *SUPERVISION)
+    acting = await acting_as(request, *SUPERVISION)
     body = await json_body(request)
     only_fields(body, ("agents",))
     agent_ids = body.get("agents")
@@ -271,9 +265,7 @@ async def queues_members(request: web.Request) -> web.Response:
             "'agents' must be a list of agent ids",
             "missing_field" if "agents" not in body else "invalid_field",
         )
-    queue = await queue_usecases.set_members(
-        hub_of(request), principal(request, caller), request.match_info["id"], agent_ids
-    )
+    queue = await queue_usecases.set_members(hub_of(request), acting, request.match_info["id"], agent_ids)
     return json_ok(await _one_queue_json(request, queue))
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, ID
+from hub.api._admin import ADMIN, ID, acting_as
 from hub.api._body import json_body
 from hub.api._fields import invalid, json_ok, only_fields, text
-from hub.api._hub import hub_of, principal
-from hub.api.auth import authenticated, require_role
+from hub.api._hub import hub_of
+from hub.api.auth import authenticated
 from hub.api.keys import STORE
 from hub.api.openapi import documented, list_schema, schema
 from hub.model import Status
@@ -51,17 +51,14 @@ async def statuses_index(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def statuses_create(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
+    acting = await acting_as(request, *ADMIN)
     body = await json_body(request)
     only_fields(body, ("id", "name"))
     status_id = text(body, "id", required=True, nullable=False, max_length=64)
     if not ID.match(status_id):
         raise invalid("id", "'id' may hold letters, digits, '_', '-' and '.' (at most 64)")
     name = text(body, "name", required=True, nullable=False)
-    status = await queue_usecases.create_status(
-        hub_of(request), principal(request, caller), Status(id=status_id, name=name)
-    )
+    status = await queue_usecases.create_status(hub_of(request), acting, Status(id=status_id, name=name))
     return json_ok({"id": status.id, "name": status.name}, status=201)
 
 
@@ -79,14 +76,11 @@ async def statuses_create(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def statuses_update(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
+    acting = await acting_as(request, *ADMIN)
     body = await json_body(request)
     only_fields(body, ("name",))
     name = text(body, "name", required=True, nullable=False)
-    status = await queue_usecases.rename_status(
-        hub_of(request), principal(request, caller), request.match_info["id"], name
-    )
+    status = await queue_usecases.rename_status(hub_of(request), acting, request.match_info["id"], name)
     return json_ok({"id": status.id, "name": status.name})
 
 
@@ -99,9 +93,8 @@ async def statuses_update(request: web.Request) -> web.Response:
     tag="admin",
 )
 async def statuses_delete(request: web.Request) -> web.Response:
-    caller = await authenticated(request)
-    require_role(caller, *ADMIN)
-    await queue_usecases.delete_status(hub_of(request), principal(request, caller), request.match_info["id"])
+    acting = await acting_as(request, *ADMIN)
+    await queue_usecases.delete_status(hub_of(request), acting, request.match_info["id"])
     return json_ok(None, status=204)
 
 
