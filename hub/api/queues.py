@@ -18,13 +18,7 @@ from hub.api.errors import ApiError
 from hub.api.keys import CLOCK, STORE
 from hub.api.openapi import documented, list_schema, schema
 from hub.model import Queue
-from hub.store.admin import (
-    QueueFigures,
-    get_queue,
-    list_queues,
-    queue_figures,
-    queue_members,
-)
+from hub.store.admin import QueueFigures, get_queue, list_queues, queue_figures, queue_members
 from hub.usecases import queues as queue_usecases
 
 __all__ = ["setup"]
