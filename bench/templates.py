@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable
 
 from hub.model import Channel
-from hub.templates import TemplateVersion, _compiled, _run, render
+from hub.templates import TemplateVersion, render
+from hub.templates._compile import compile_cached
+from hub.templates._render import run
 
 BODY = "Hi {{ name }}, your order {{ order }} is {{ status }}. Expected on {{ eta }}; reply here with any question."
 FORMAT = "Hi {name}, your order {order} is {status}. Expected on {eta}; reply here with any question."
@@ -57,11 +59,11 @@ def main() -> None:
     template = TemplateVersion("order_update", 1, None, BODY, variables, {}, None, {})
     logic = TemplateVersion("order_logic", 1, None, LOGIC, {**variables, "items": "x"}, {}, None, {})
     logic_values = {**VALUES, "items": "shoes,socks,hat"}
-    compiled = _compiled(template.name, template.version, template.body)
+    compiled = compile_cached(template.name, template.version, template.body)
     assert render(template, VALUES, channel=Channel.WHATSAPP).text == FORMAT.format(**VALUES)
 
     floor = per_second(lambda: FORMAT.format(**VALUES), args.seconds)
-    cached = per_second(lambda: _run(compiled, dict(VALUES)), args.seconds)
+    cached = per_second(lambda: run(compiled, dict(VALUES)), args.seconds)
     public = per_second(lambda: render(template, VALUES, channel=Channel.WHATSAPP), args.seconds)
     jinja = per_second(lambda: render(logic, logic_values, channel=Channel.WHATSAPP), args.seconds)
 

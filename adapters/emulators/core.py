@@ -391,7 +391,7 @@ def build_emulator_app(state: EmulatorState) -> web.Application:
             logger.warning("emulator for %s is not available", name)
             continue
         module.setup(app, state)
-    media_routes(app)
+    media_routes(app, shelf_of(state))
     app.router.add_post("/_emulator/say", _say)
     app.router.add_get("/_emulator/sent", _sent)
     app.router.add_post("/_emulator/fault", _fault)

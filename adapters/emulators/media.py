@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
-__all__ = ["MediaShelf", "fetch_sent_media", "sample", "setup"]
+__all__ = ["MEDIA_SHELF", "MediaShelf", "fetch_sent_media", "sample", "setup"]
 
 _SAMPLE_TYPES = {
     "image": "image/png",
@@ -97,6 +97,10 @@ SAMPLE_KINDS = {
 }
 
 
+MEDIA_SHELF = web.AppKey("emulator_media", MediaShelf)
+"""The shelf the media routes serve from (``setup`` puts it on the emulator app)."""
+
+
 def shelf_of(state: Any) -> MediaShelf:
     found = getattr(state, "media", None)
     if not isinstance(found, MediaShelf):
@@ -106,9 +110,7 @@ def shelf_of(state: Any) -> MediaShelf:
 
 
 async def _serve(request: web.Request) -> web.Response:
-    from adapters.emulators.core import EMULATOR_STATE
-
-    found = shelf_of(request.app[EMULATOR_STATE]).files.get(request.match_info["name"])
+    found = request.app[MEDIA_SHELF].files.get(request.match_info["name"])
     if found is None:
         return web.Response(status=404, text="no such media")
     data, mime = found
@@ -116,9 +118,7 @@ async def _serve(request: web.Request) -> web.Response:
 
 
 async def _keep(request: web.Request) -> web.Response:
-    from adapters.emulators.core import EMULATOR_STATE
-
-    shelf = shelf_of(request.app[EMULATOR_STATE])
+    shelf = request.app[MEDIA_SHELF]
     shelf.base = shelf.base or str(request.url.origin())
     reader = await request.multipart()
     async for part in reader:
@@ -163,6 +163,8 @@ async def fetch_sent_media(session: aiohttp.ClientSession, urls: Iterable[str]) 
     return results
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, shelf: MediaShelf) -> None:
+    """The media routes, serving ``shelf`` (the emulator state's: ``shelf_of(state)``)."""
+    app[MEDIA_SHELF] = shelf
     app.router.add_get("/_emulator/media/{name}", _serve)
     app.router.add_post("/_emulator/media", _keep)

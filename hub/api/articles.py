@@ -14,7 +14,7 @@ from hub.api._body import json_body
 from hub.api._fields import bad_cursor, invalid, json_ok, only_fields, page, path_id
 from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
-from hub.api.openapi import documented, ref, schema
+from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
 from hub.articles import (
     MAX_BODY,
     MAX_TAG_LENGTH,
@@ -74,14 +74,7 @@ ARTICLE = schema(
     "Article",
     {"type": "object", "properties": _ARTICLE_PROPS, "required": ["id", "version", "title", "body", "html"]},
 )
-ARTICLE_PAGE = schema(
-    "ArticlePage",
-    {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": ref("Article")}, "next": {"type": ["string", "null"]}},
-        "required": ["items", "next"],
-    },
-)
+ARTICLE_PAGE = page_schema("ArticlePage", ref("Article"))
 ARTICLE_VERSIONS = schema(
     "ArticleVersions",
     {
@@ -179,11 +172,7 @@ def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     description="With `q`, the best matches first (title, then tags, then body; words match as prefixes, and a "
     "mistyped word is corrected where the engine allows); without, the newest first. Agents get the articles "
     "of their queues and those for everyone; supervisors and admins every article.",
-    query={
-        "q": {"type": "string"},
-        "after": {"type": "string"},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 200},
-    },
+    query={"q": {"type": "string"}, **PAGE_QUERY},
     ok=(200, ARTICLE_PAGE),
     errors=(422,),
     tag="articles",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from hub.api._fields import bad_cursor, json_ok, page
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
-from hub.api.openapi import documented, schema
+from hub.api.openapi import PAGE_QUERY, documented, page_schema, schema
 from hub.audit import ACTOR_KINDS
 from hub.model import Role
 from hub.store._crud import BadCursor, decode_cursor, encode_cursor
@@ -52,14 +53,7 @@ AUDIT_ENTRY = schema(
         },
     },
 )
-AUDIT_PAGE = schema(
-    "AuditPage",
-    {
-        "type": "object",
-        "required": ["items", "next"],
-        "properties": {"items": {"type": "array", "items": AUDIT_ENTRY}, "next": {"type": ["string", "null"]}},
-    },
-)
+AUDIT_PAGE = page_schema("AuditPage", AUDIT_ENTRY)
 _FILTERS: dict[str, dict[str, Any]] = {
     "actor": {"type": "string", "description": "the acting login"},
     "action": {"type": "string", "description": "an action, or a prefix ending in '.' (conversation.)"},
@@ -67,11 +61,7 @@ _FILTERS: dict[str, dict[str, Any]] = {
     "from": {"type": "string", "format": "date-time", "description": "at or after (ISO 8601)"},
     "to": {"type": "string", "format": "date-time", "description": "before (ISO 8601)"},
 }
-_PAGE_QUERY: dict[str, dict[str, Any]] = {
-    **_FILTERS,
-    "after": {"type": "string", "description": "the `next` cursor of the previous page"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-}
+_QUERY: dict[str, Mapping[str, Any]] = {**_FILTERS, **PAGE_QUERY}
 
 
 def audit_json(row: AuditRow) -> dict[str, Any]:
@@ -125,7 +115,7 @@ async def _admin(request: web.Request) -> None:
     "The audit log: who changed what, when and from where (admins)",
     description="Newest first. Entries are appended by the actions themselves and can never be changed or "
     "deleted through the API; they are kept for `[audit] keep_days`.",
-    query=_PAGE_QUERY,
+    query=_QUERY,
     ok=(200, AUDIT_PAGE),
     errors=(401, 403, 422),
     tag="admin",

@@ -30,7 +30,7 @@ from hub.api._hub import actor, hub_of
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import CLOCK, STORE
-from hub.api.openapi import documented, ref, schema
+from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
 from hub.audit import record
 from hub.model import Channel, Contact, Role
 from hub.store._crud import BadCursor
@@ -95,40 +95,23 @@ CONTACT_DETAIL = schema(
         ]
     },
 )
-CONTACT_PAGE = schema(
-    "ContactPage",
-    {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": ref("Contact")}, "next": {"type": ["string", "null"]}},
-        "required": ["items", "next"],
-    },
-)
-CONTACT_CONVERSATIONS = schema(
+CONTACT_PAGE = page_schema("ContactPage", ref("Contact"))
+CONTACT_CONVERSATIONS = page_schema(
     "ContactConversationPage",
     {
         "type": "object",
         "properties": {
-            "items": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "state": {"type": "string"},
-                        "queue": {"type": "string"},
-                        "channel": {"type": "string"},
-                        "account": {"type": "string"},
-                        "identity": {"type": "object"},
-                        "opened_at": {"type": "string", "format": "date-time"},
-                        "closed_at": {"type": ["string", "null"], "format": "date-time"},
-                        "status": {"type": ["string", "null"]},
-                        "ticket": {"type": ["integer", "null"]},
-                    },
-                },
-            },
-            "next": {"type": ["string", "null"]},
+            "id": {"type": "integer"},
+            "state": {"type": "string"},
+            "queue": {"type": "string"},
+            "channel": {"type": "string"},
+            "account": {"type": "string"},
+            "identity": {"type": "object"},
+            "opened_at": {"type": "string", "format": "date-time"},
+            "closed_at": {"type": ["string", "null"], "format": "date-time"},
+            "status": {"type": ["string", "null"]},
+            "ticket": {"type": ["integer", "null"]},
         },
-        "required": ["items", "next"],
     },
 )
 IDENTITY = schema(
@@ -163,18 +146,7 @@ IDENTITY = schema(
         "required": ["id", "account", "channel", "external_id", "contact"],
     },
 )
-IDENTITY_PAGE = schema(
-    "IdentityPage",
-    {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": ref("Identity")}, "next": {"type": ["string", "null"]}},
-        "required": ["items", "next"],
-    },
-)
-_PAGE_QUERY: dict[str, dict[str, Any]] = {
-    "after": {"type": "string", "description": "the `next` cursor of the previous page"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-}
+IDENTITY_PAGE = page_schema("IdentityPage", ref("Identity"))
 
 # ------------------------------------------------------------------ helpers
 
@@ -229,7 +201,7 @@ def _no_identity(identity_id: int) -> ApiError:
 @documented(
     "Search contacts",
     description="`q` matches name, company or phone (case-insensitive, part of the value). Ordered by name.",
-    query={"q": {"type": "string"}, **_PAGE_QUERY},
+    query={"q": {"type": "string"}, **PAGE_QUERY},
     ok=(200, CONTACT_PAGE),
     errors=(422,),
     tag="contacts",
@@ -320,7 +292,7 @@ async def _audit(request: web.Request, action: str, contact_id: int, fields: Map
 @routes.get("/api/v1/contacts/{id}/conversations")
 @documented(
     "A contact's conversations (through its paired identities), newest first",
-    query=_PAGE_QUERY,
+    query=PAGE_QUERY,
     ok=(200, CONTACT_CONVERSATIONS),
     errors=(404, 422),
     tag="contacts",
@@ -353,7 +325,7 @@ async def contacts_conversations(request: web.Request) -> web.Response:
         "channel": {"type": "string", "enum": [c.value for c in Channel]},
         "account": {"type": "string"},
         "contacted": {"type": "integer", "enum": [0, 1]},
-        **_PAGE_QUERY,
+        **PAGE_QUERY,
     },
     ok=(200, IDENTITY_PAGE),
     errors=(422,),

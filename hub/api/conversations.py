@@ -24,7 +24,7 @@ from hub.api.access import conversation_for, is_supervisor
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
-from hub.api.openapi import documented, schema
+from hub.api.openapi import PAGE_LIMIT, documented, page_schema, schema
 from hub.model import ConversationState
 from hub.store.conversations import conversation_view, list_conversations
 from hub.store.history import HistoryCursor, history_page
@@ -92,13 +92,7 @@ CONVERSATION = schema(
         },
     },
 )
-PAGE = schema(
-    "ConversationPage",
-    {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": CONVERSATION}, "next": {"type": ["string", "null"]}},
-    },
-)
+PAGE = page_schema("ConversationPage", CONVERSATION)
 HISTORY_MESSAGE = schema(
     "HistoryMessage",
     {
@@ -155,16 +149,10 @@ HISTORY_EVENT = schema(
         },
     },
 )
-HISTORY = schema(
+HISTORY = page_schema(
     "HistoryPage",
-    {
-        "type": "object",
-        "description": "messages (type=message) and timeline events (type=event), oldest to newest in the page",
-        "properties": {
-            "items": {"type": "array", "items": {"oneOf": [HISTORY_MESSAGE, HISTORY_EVENT]}},
-            "next": {"type": ["string", "null"]},
-        },
-    },
+    {"oneOf": [HISTORY_MESSAGE, HISTORY_EVENT]},
+    description="messages (type=message) and timeline events (type=event), oldest to newest in the page",
 )
 TARGET = schema(
     "HandOffTarget",
@@ -230,8 +218,8 @@ def _limit(request: web.Request, default: int = 50, most: int = 200) -> int:
     query={
         "state": {"enum": [s.value for s in ConversationState]},
         "queue": {"type": "string"},
-        "cursor": {"type": "string"},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+        "cursor": {"type": "string", "description": "the `next` cursor of the previous page"},
+        "limit": PAGE_LIMIT,
     },
     tag="conversations",
 )
@@ -280,7 +268,7 @@ async def get_one(request: web.Request) -> web.Response:
     "pages continue into older closed conversations of the same identity or paired contact.",
     ok=(200, HISTORY),
     errors=(400, 401, 403, 404),
-    query={"before": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 200}},
+    query={"before": {"type": "string", "description": "the `next` cursor of the previous page"}, "limit": PAGE_LIMIT},
     tag="conversations",
 )
 async def history(request: web.Request) -> web.Response:

@@ -25,6 +25,11 @@ How to document a route (everyone who adds one under ``/api/v1``):
 
        document("GET", "/api/v1/ws", "Event stream (WebSocket)", ok=(101, None), tag="ws")
 
+3. A cursor-paged list answers ``{"items": [...], "next": cursor or null}``: describe it with
+   ``page_schema("ContactPage", ref("Contact"))`` and take its query parameters from ``PAGE_QUERY``
+   (``after``, ``limit``) or, for another cursor name, ``PAGE_LIMIT``. A list answered whole is
+   ``list_schema(item)``.
+
 ``GET /api/v1/openapi.json`` walks ``app.router`` and emits every route under
 ``/api/v1`` with its documentation; ``tests/api/test_openapi.py`` fails when a
 route has none or when a documented route does not exist, so the document
@@ -40,14 +45,20 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from hub.api._fields import MAX_PAGE
+
 __all__ = [
     "API_PREFIX",
     "ERROR_SCHEMA",
+    "PAGE_LIMIT",
+    "PAGE_QUERY",
     "Operation",
     "build_document",
     "document",
     "documented",
+    "list_schema",
     "operation_for",
+    "page_schema",
     "ref",
     "routes_under_api",
     "schema",
@@ -107,6 +118,33 @@ def schema(name: str, definition: Mapping[str, Any]) -> dict[str, Any]:
     """Register a reusable component schema; returns its ``$ref``."""
     _SCHEMAS[name] = dict(definition)
     return ref(name)
+
+
+def page_schema(name: str, item: Mapping[str, Any], *, description: str | None = None) -> dict[str, Any]:
+    """Register ``name``, one page of a cursor-paged list of ``item``; returns its ``$ref``.
+
+    ``next`` is the cursor of the following page (the ``after`` of the next request), null on the last one.
+    """
+    definition: dict[str, Any] = {"type": "object"}
+    if description is not None:
+        definition["description"] = description
+    definition["properties"] = {"items": {"type": "array", "items": dict(item)}, "next": {"type": ["string", "null"]}}
+    definition["required"] = ["items", "next"]
+    return schema(name, definition)
+
+
+def list_schema(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A list answered whole, ``{"items": [item, ...]}`` (inline; give it to ``schema`` to name it)."""
+    return {"type": "object", "properties": {"items": {"type": "array", "items": dict(item)}}, "required": ["items"]}
+
+
+PAGE_LIMIT: Mapping[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50}
+"""The ``limit`` query parameter of every paged list (hub.api._fields.page reads it)."""
+PAGE_QUERY: Mapping[str, Mapping[str, Any]] = {
+    "after": {"type": "string", "description": "the `next` cursor of the previous page"},
+    "limit": PAGE_LIMIT,
+}
+"""``?after=<next cursor>&limit=N``: the query parameters of a paged list; spread it beside a route's own."""
 
 
 ERROR_SCHEMA = schema(

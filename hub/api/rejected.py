@@ -15,7 +15,7 @@ from aiohttp import web
 from hub.api._fields import bad_cursor, json_ok, page
 from hub.api.auth import authenticated, require_role
 from hub.api.keys import STORE
-from hub.api.openapi import documented, schema
+from hub.api.openapi import PAGE_QUERY, documented, page_schema, schema
 from hub.model import Role
 from hub.store._crud import BadCursor
 from hub.store.dead_letters import DeadLetter, list_dead_letters
@@ -48,18 +48,7 @@ REJECTED_WEBHOOK = schema(
         },
     },
 )
-REJECTED_PAGE = schema(
-    "RejectedWebhookPage",
-    {
-        "type": "object",
-        "required": ["items", "next"],
-        "properties": {"items": {"type": "array", "items": REJECTED_WEBHOOK}, "next": {"type": ["string", "null"]}},
-    },
-)
-_PAGE_QUERY: dict[str, dict[str, Any]] = {
-    "after": {"type": "string", "description": "the `next` cursor of the previous page"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-}
+REJECTED_PAGE = page_schema("RejectedWebhookPage", REJECTED_WEBHOOK)
 
 
 def rejected_json(letter: DeadLetter) -> dict[str, Any]:
@@ -86,7 +75,7 @@ def rejected_json(letter: DeadLetter) -> dict[str, Any]:
     "Rejected webhook deliveries (dead letters)",
     description="Correctly signed deliveries the hub could never use (not JSON, nested too deeply, an unknown "
     "shape, absurd values). Each was answered 200 so that the provider stops retrying it. Newest first. Admins only.",
-    query=_PAGE_QUERY,
+    query=PAGE_QUERY,
     ok=(200, REJECTED_PAGE),
     errors=(401, 403, 422),
     tag="admin",

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from hub.api._fields import invalid, json_ok
 from hub.api._hub import actor, hub_of
-from hub.api.openapi import documented, schema
+from hub.api.openapi import documented, list_schema, schema
 from hub.reports import Bucket
 from hub.usecases import reports as report_usecases
 from hub.usecases.reports import ReportKind, ReportQuery
@@ -57,10 +57,7 @@ def _report_schema(kind: ReportKind) -> dict[str, Any]:
         "properties": {kind.value: key, "bucket_start": {"type": "string", "format": "date-time"}, **extra, **_FIGURES},
         "required": [kind.value, "bucket_start", *_FIGURES],
     }
-    return schema(
-        f"Report{kind.value.title()}s",
-        {"type": "object", "properties": {"items": {"type": "array", "items": item}}, "required": ["items"]},
-    )
+    return schema(f"Report{kind.value.title()}s", list_schema(item))
 
 
 _QUERY: dict[str, dict[str, Any]] = {

@@ -29,7 +29,7 @@ from hub.api._hub import hub_of, principal
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
-from hub.api.openapi import documented, ref, schema
+from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
 from hub.store._crud import BadCursor
 from hub.store.tickets import (
     TICKET_STATES,
@@ -85,14 +85,7 @@ TICKET = schema(
         "required": ["id", "title", "state", "favourite"],
     },
 )
-TICKET_PAGE = schema(
-    "TicketPage",
-    {
-        "type": "object",
-        "properties": {"items": {"type": "array", "items": ref("Ticket")}, "next": {"type": ["string", "null"]}},
-        "required": ["items", "next"],
-    },
-)
+TICKET_PAGE = page_schema("TicketPage", ref("Ticket"))
 
 
 def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -126,8 +119,7 @@ def _no_ticket(ticket_id: int) -> ApiError:
         "company": {"type": "string"},
         "favourite": {"type": "integer", "enum": [0, 1]},
         "state": {"type": "string", "enum": list(TICKET_STATES)},
-        "after": {"type": "string"},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 200},
+        **PAGE_QUERY,
     },
     ok=(200, TICKET_PAGE),
     errors=(422,),

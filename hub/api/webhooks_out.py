@@ -11,7 +11,7 @@ from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, parse_id, query_int
 from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
-from hub.api.openapi import documented, ref, schema
+from hub.api.openapi import PAGE_QUERY, documented, list_schema, page_schema, ref, schema
 from hub.store.webhooks_out import Delivery, Subscription
 from hub.usecases import webhooks_out as usecases
 from hub.webhooks_out import webhook_id
@@ -61,10 +61,7 @@ WEBHOOK = schema(
         "required": ["id", "url", "events", "queues", "source", "paused"],
     },
 )
-WEBHOOK_LIST = schema(
-    "WebhookOutList",
-    {"type": "object", "properties": {"items": {"type": "array", "items": ref("WebhookOut")}}, "required": ["items"]},
-)
+WEBHOOK_LIST = schema("WebhookOutList", list_schema(ref("WebhookOut")))
 DELIVERY = schema(
     "WebhookDelivery",
     {
@@ -98,17 +95,7 @@ DELIVERY = schema(
         "required": ["id", "webhook_id", "type", "status", "attempts"],
     },
 )
-DELIVERY_PAGE = schema(
-    "WebhookDeliveryPage",
-    {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": ref("WebhookDelivery")},
-            "next": {"type": ["string", "null"]},
-        },
-        "required": ["items", "next"],
-    },
-)
+DELIVERY_PAGE = page_schema("WebhookDeliveryPage", ref("WebhookDelivery"))
 
 
 def webhook_json(found: Subscription) -> dict[str, Any]:
@@ -249,7 +236,7 @@ async def webhooks_out_resume(request: web.Request) -> web.Response:
 @routes.get("/api/v1/webhooks-out/{id}/deliveries")
 @documented(
     "Deliveries of an outgoing webhook, newest first, with their attempts (admins)",
-    query={"after": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 200}},
+    query=PAGE_QUERY,
     ok=(200, DELIVERY_PAGE),
     errors=(401, 403, 404, 422),
     tag="webhooks-out",

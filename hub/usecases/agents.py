@@ -1,4 +1,4 @@
-"""Change an agent's account: role, queues, capacity, name, password, (de)activation.
+"""Create an agent, or change their account: role, queues, capacity, name, password, (de)activation.
 
 A deactivation gives back the agent's work in the same transaction
 (hub.store.admin.update_agent); this module adds who may ask, and the events that
@@ -18,15 +18,36 @@ from hub.events import AgentDeactivated, AgentPresence, QueueChanged
 from hub.model import Agent, Role
 from hub.passwords import hash_password
 from hub.store import _crud
+from hub.store import agents as agent_store
 from hub.store.admin import AgentUpdate, agent_loads, list_queues, update_agent
-from hub.store.agents import get_agent
+from hub.store.agents import AgentExists, get_agent
 from hub.store.routing import RoutingRefused
 from hub.usecases._parts import HubParts
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 from hub.views import agent_json
 
-__all__ = ["AgentChange", "AgentChanged", "change_agent", "deactivate_agent", "reactivate_agent"]
+__all__ = [
+    "AgentChange",
+    "AgentChanged",
+    "NewAgent",
+    "change_agent",
+    "create_agent",
+    "deactivate_agent",
+    "reactivate_agent",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewAgent:
+    """An agent to create; ``password`` in clear, hashed by the store."""
+
+    login: str
+    password: str
+    role: Role = Role.AGENT
+    display_name: str | None = None
+    capacity: int = 2
+    queues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +82,42 @@ class AgentChanged:
     events: list[BusEvent]
 
 
+async def create_agent(hub: HubParts, actor: Principal, new: NewAgent) -> Agent:
+    """Create the agent as an admin (active, offline). Raises Forbidden (not an admin), Invalid (an unknown
+    queue) or Conflict (``agent_exists``: the login is taken)."""
+    require_role(actor, Role.ADMIN)
+    await _require_known_queues(hub, new.queues)
+    try:
+        agent = await agent_store.create_agent(
+            hub.store,
+            login=new.login,
+            password=new.password,
+            role=new.role,
+            now=hub.clock(),
+            display_name=new.display_name,
+            capacity=new.capacity,
+            queues=list(new.queues),
+        )
+    except AgentExists:
+        raise Conflict("agent_exists", f"an agent with login {new.login!r} already exists") from None
+    await record(
+        hub.store,
+        "agent.created",
+        actor=actor,
+        at=hub.clock(),
+        target=f"agent:{agent.login}",
+        after={"role": agent.role.value, "capacity": agent.capacity, "queues": sorted(agent.queues)},
+    )
+    return agent
+
+
+async def _require_known_queues(hub: HubParts, wanted: tuple[str, ...]) -> None:
+    known = {q.id for q in await list_queues(hub.store)}
+    missing = [q for q in wanted if q not in known]
+    if missing:
+        raise Invalid("unknown_queue", f"unknown queue {missing[0]!r}", field="queues")
+
+
 async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: AgentChange) -> AgentChanged:
     """Apply the change as an admin, tell the consoles and the router, and return the agent as it is now.
 
@@ -73,10 +130,7 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
         if change.active is False:
             raise Forbidden("own_account", "nobody deactivates themselves")
     if change.queues is not None:
-        known = {q.id for q in await list_queues(hub.store)}
-        missing = [q for q in change.queues if q not in known]
-        if missing:
-            raise Invalid("unknown_queue", f"unknown queue {missing[0]!r}", field="queues")
+        await _require_known_queues(hub, change.queues)
     password_hash = await hash_password(change.password) if change.password is not None else None
     before = await get_agent(hub.store, agent_id)
     try:  # a hand-off racing a deactivation is retried inside update_agent

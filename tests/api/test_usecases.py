@@ -17,12 +17,12 @@ from hub.api._hub import parts_of
 from hub.api.keys import BUS
 from hub.bus import BusEvent, EventBus
 from hub.errors import Conflict, Forbidden, Invalid, NotFound, PolicyRefusal, Refusal
-from hub.events import unwrapped
-from hub.model import Role
+from hub.events import QueueChanged, unwrapped
+from hub.model import Queue, Role, Status
 from hub.store.agents import find_agent_by_login
 from hub.store.routing import RoutingRefused
-from hub.usecases import ActorKind, HubParts, Principal
-from hub.usecases.agents import deactivate_agent
+from hub.usecases import ActorKind, HubParts, Principal, queues
+from hub.usecases.agents import NewAgent, create_agent, deactivate_agent
 from hub.usecases.conversations import Target, close, take_over, transfer
 from hub.usecases.outbound import Send, reply, send_new
 from tests.api.conftest import Api
@@ -281,3 +281,41 @@ async def test_pairing_and_a_ticket_assignment_go_through_use_cases_and_the_assi
         ticket["id"],
         alice.id,
     )
+
+
+async def test_queues_statuses_and_new_agents_are_changed_through_use_cases_that_refuse_with_their_code(
+    api: Api,
+) -> None:
+    await api.agent("root", role="admin", queues=())
+    await api.agent("sup", role="supervisor")
+    hub = parts_of(api.app)
+    root, sup = await principal(api, "root"), await principal(api, "sup")
+    vip = Queue(id="vip", name="VIP", number=77, offer_timeout=30, statuses=("won",))
+    with pytest.raises(Invalid) as no_status:
+        await queues.create_queue(hub, root, vip)
+    assert (no_status.value.message, no_status.value.fields) == ("unknown status 'won'", {"field": "statuses"})
+    with pytest.raises(Forbidden):
+        await queues.create_status(hub, sup, Status(id="won", name="Won"))
+    await queues.create_status(hub, root, Status(id="won", name="Won"))
+    async with api.app[BUS].subscribe() as bus:
+        await queues.create_queue(hub, root, vip)
+        await queues.set_members(hub, sup, "vip", [sup.agent_id()])  # supervisors may set who is in a queue
+        with pytest.raises(Forbidden):
+            await queues.update_queue(hub, sup, "vip", {"name": "Very"})
+        await queues.update_queue(hub, root, "vip", {"name": "Very"})
+        published = [unwrapped(e) for e in drain(bus)]
+    changes = [(e.queue_id, e.action) for e in published if isinstance(e, QueueChanged)]
+    assert changes == [("vip", "created"), ("vip", "members"), ("vip", "updated")]
+    with pytest.raises(Conflict) as in_use:
+        await queues.delete_status(hub, root, "won")
+    assert in_use.value.code == "status_in_use"
+    with pytest.raises(NotFound):
+        await queues.delete_queue(hub, root, "nowhere")
+    with pytest.raises(Invalid) as unknown_queue:
+        await create_agent(hub, root, NewAgent(login="carol", password="long enough", queues=("nowhere",)))
+    assert unknown_queue.value.code == "unknown_queue"
+    carol = await create_agent(hub, root, NewAgent(login="carol", password="long enough", queues=("vip",)))
+    assert (carol.login, carol.queues) == ("carol", ("vip",))
+    with pytest.raises(Conflict) as taken_login:
+        await create_agent(hub, root, NewAgent(login="carol", password="long enough"))
+    assert taken_login.value.code == "agent_exists"

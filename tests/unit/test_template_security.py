@@ -172,9 +172,9 @@ def test_variable_values_are_data_not_code() -> None:
 
 
 def test_rendering_outside_the_sandbox_entry_point_is_refused() -> None:
-    from hub.templates import _compile_source
+    from hub.templates._compile import compile_source
 
-    compiled = _compile_source("{% for i in range(3) %}{{ i }}{% endfor %}")
+    compiled = compile_source("{% for i in range(3) %}{{ i }}{% endfor %}")
     with pytest.raises(Exception, match="only through"):
         compiled.template.render()
 

@@ -272,13 +272,13 @@ def test_filters(body: str, zone: str | None, expected: str) -> None:
 
 
 def test_compiled_templates_are_cached_per_version() -> None:
-    from hub.templates import _compiled
+    from hub.templates._compile import compile_cached
 
     template = version("Hi {{ name }}", {"name": "a"}, name="cache-probe", version=7)
     render(template, {"name": "a"}, channel=Channel.VIBER)
-    before = _compiled.cache_info().hits
+    before = compile_cached.cache_info().hits
     render(template, {"name": "b"}, channel=Channel.VIBER)
-    assert _compiled.cache_info().hits == before + 1
+    assert compile_cached.cache_info().hits == before + 1
 
 
 SUBSTITUTION_BODIES = [
@@ -295,30 +295,32 @@ SUBSTITUTION_BODIES = [
 def test_the_substitution_fast_path_renders_exactly_like_jinja(body: str, value: str) -> None:
     from dataclasses import replace
 
-    from hub.templates import _compile_source, _Record, _run
+    from hub.templates._compile import compile_source
+    from hub.templates._context import Record
+    from hub.templates._render import run
 
-    compiled = _compile_source(body)
+    compiled = compile_source(body)
     slow = replace(compiled, pattern=None)
-    ctx = {k: _Record(k, v) for k, v in preview_context(Channel.VIBER).items()}
+    ctx = {k: Record(k, v) for k, v in preview_context(Channel.VIBER).items()}
     try:
-        expected: str | None = _run(slow, {**ctx, "name": value})
+        expected: str | None = run(slow, {**ctx, "name": value})
     except TemplateError:
         expected = None
     if expected is None:
         with pytest.raises(TemplateError):
-            _run(compiled, {**ctx, "name": value})
+            run(compiled, {**ctx, "name": value})
     else:
-        assert _run(compiled, {**ctx, "name": value}) == expected
+        assert run(compiled, {**ctx, "name": value}) == expected
 
 
 def test_simple_templates_take_the_fast_path_and_logic_does_not() -> None:
-    from hub.templates import _compile_source
+    from hub.templates._compile import compile_source
 
     assert (
-        _compile_source("Hi {{ name }} from {{ agent.display_name }}").pattern == "Hi {name} from {agent[display_name]}"
+        compile_source("Hi {{ name }} from {{ agent.display_name }}").pattern == "Hi {name} from {agent[display_name]}"
     )
-    assert _compile_source("Hi {{ name | upper }}").pattern is None
-    assert _compile_source("{% if a %}x{% endif %}").pattern is None
+    assert compile_source("Hi {{ name | upper }}").pattern is None
+    assert compile_source("{% if a %}x{% endif %}").pattern is None
 
 
 def test_context_objects_expose_fields_not_methods() -> None:

@@ -1,0 +1,189 @@
+"""Queues and the status catalogue as admins change them.
+
+Each use case checks who may, changes the store, writes the audit log and, for a queue, tells the consoles
+and the router (``QueueChanged``), so the admin API and any other caller do exactly the same thing. Admins
+create, change and delete queues and statuses; supervisors and admins set a queue's members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from hub.audit import record
+from hub.errors import Conflict, Invalid, NotFound
+from hub.events import QueueChanged
+from hub.model import Queue, Role, Status
+from hub.store import _crud
+from hub.store import admin as admin_store
+from hub.usecases._parts import HubParts
+from hub.usecases.permissions import require_role
+from hub.usecases.principal import Principal
+
+__all__ = [
+    "create_queue",
+    "create_status",
+    "delete_queue",
+    "delete_status",
+    "rename_status",
+    "set_members",
+    "update_queue",
+]
+
+_SUPERVISION = (Role.SUPERVISOR, Role.ADMIN)
+
+
+def _conflict(exc: _crud.Conflict) -> Conflict:
+    return Conflict(exc.code, exc.message, **exc.extra)
+
+
+def _unknown(exc: _crud.Invalid) -> Invalid:
+    """A status or an agent the change names does not exist. The code is ``unknown_`` and the field with its
+    trailing s's stripped, as the API has always answered: ``unknown_agent``, ``unknown_statuse``."""
+    return Invalid(f"unknown_{exc.field.rstrip('s')}", exc.message, field=exc.field)
+
+
+def _no_queue(queue_id: str) -> NotFound:
+    return NotFound("not_found", f"no queue {queue_id!r}")
+
+
+def _audited(queue: Queue) -> dict[str, Any]:
+    return {
+        "name": queue.name,
+        "number": queue.number,
+        "offer_timeout": queue.offer_timeout,
+        "statuses": list(queue.statuses),
+        "url_template": queue.url_template,
+    }
+
+
+async def _audit(
+    hub: HubParts,
+    actor: Principal,
+    action: str,
+    target: str,
+    *,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> None:
+    await record(hub.store, action, actor=actor, at=hub.clock(), target=target, before=before, after=after)
+
+
+def _changed(hub: HubParts, queue_id: str, action: str) -> None:
+    hub.bus.publish(QueueChanged(queue_id=queue_id, action=action))
+
+
+# ------------------------------------------------------------------- queues
+
+
+async def create_queue(hub: HubParts, actor: Principal, queue: Queue) -> Queue:
+    """Conflict when the id or number is taken; Invalid when a status it allows does not exist."""
+    require_role(actor, Role.ADMIN)
+    try:
+        await admin_store.create_queue(hub.store, queue)
+    except _crud.Conflict as exc:
+        raise _conflict(exc) from None
+    except _crud.Invalid as exc:
+        raise _unknown(exc) from None
+    await _audit(hub, actor, "queue.created", f"queue:{queue.id}", after=_audited(queue))
+    _changed(hub, queue.id, "created")
+    return queue
+
+
+async def update_queue(hub: HubParts, actor: Principal, queue_id: str, fields: Mapping[str, Any]) -> Queue:
+    """Change the given fields (those of ``hub.store.admin.update_queue``); the queue as it is now."""
+    require_role(actor, Role.ADMIN)
+    before = await admin_store.get_queue(hub.store, queue_id)
+    try:
+        queue = await admin_store.update_queue(hub.store, queue_id, fields)
+    except _crud.Invalid as exc:
+        raise _unknown(exc) from None
+    if queue is None:
+        raise _no_queue(queue_id)
+    await _audit(
+        hub,
+        actor,
+        "queue.updated",
+        f"queue:{queue_id}",
+        before=_audited(before) if before is not None else None,
+        after=_audited(queue),
+    )
+    _changed(hub, queue_id, "updated")
+    return queue
+
+
+async def delete_queue(hub: HubParts, actor: Principal, queue_id: str) -> None:
+    """Conflict (``queue_in_use``) while a channel account routes into it or a conversation in it is open."""
+    require_role(actor, Role.ADMIN)
+    before = await admin_store.get_queue(hub.store, queue_id)
+    if before is None:
+        raise _no_queue(queue_id)
+    used_by = [a.id for a in hub.settings.accounts if a.queue == queue_id]
+    try:
+        deleted = await admin_store.delete_queue(hub.store, queue_id, used_by_accounts=used_by)
+    except _crud.Conflict as exc:
+        raise _conflict(exc) from None
+    if not deleted:
+        raise _no_queue(queue_id)
+    await _audit(hub, actor, "queue.deleted", f"queue:{queue_id}", before=_audited(before))
+    _changed(hub, queue_id, "deleted")
+
+
+async def set_members(hub: HubParts, actor: Principal, queue_id: str, agent_ids: Collection[int]) -> Queue:
+    """Replace the queue's members; Invalid when an agent does not exist or is deactivated."""
+    require_role(actor, *_SUPERVISION)
+    members_before = (await admin_store.queue_members(hub.store)).get(queue_id, [])
+    try:
+        members = await admin_store.set_queue_members(hub.store, queue_id, agent_ids)
+    except _crud.Invalid as exc:
+        raise _unknown(exc) from None
+    if members is None:
+        raise _no_queue(queue_id)
+    queue = await admin_store.get_queue(hub.store, queue_id)
+    assert queue is not None
+    await _audit(
+        hub,
+        actor,
+        "queue.members_changed",
+        f"queue:{queue_id}",
+        before={"members": sorted(members_before)},
+        after={"members": sorted(members)},
+    )
+    _changed(hub, queue_id, "members")
+    return queue
+
+
+# ----------------------------------------------------------------- statuses
+
+
+async def create_status(hub: HubParts, actor: Principal, status: Status) -> Status:
+    """Conflict when the id is taken."""
+    require_role(actor, Role.ADMIN)
+    try:
+        created = await admin_store.create_status(hub.store, status)
+    except _crud.Conflict as exc:
+        raise _conflict(exc) from None
+    await _audit(hub, actor, "status.created", f"status:{created.id}", after={"name": created.name})
+    return created
+
+
+async def rename_status(hub: HubParts, actor: Principal, status_id: str, name: str) -> Status:
+    require_role(actor, Role.ADMIN)
+    before = {s.id: s.name for s in await admin_store.list_statuses(hub.store)}.get(status_id)
+    status = await admin_store.update_status(hub.store, status_id, name)
+    if status is None:
+        raise NotFound("not_found", f"no status {status_id!r}")
+    await _audit(hub, actor, "status.updated", f"status:{status.id}", before={"name": before}, after={"name": name})
+    return status
+
+
+async def delete_status(hub: HubParts, actor: Principal, status_id: str) -> None:
+    """Conflict (``status_in_use``) while a queue allows it at close."""
+    require_role(actor, Role.ADMIN)
+    try:
+        deleted = await admin_store.delete_status(hub.store, status_id)
+    except _crud.Conflict as exc:
+        raise _conflict(exc) from None
+    if not deleted:
+        raise NotFound("not_found", f"no status {status_id!r}")
+    await _audit(hub, actor, "status.deleted", f"status:{status_id}")
