@@ -1,7 +1,7 @@
 """Blobs in a directory on local disk: ``blobs/ab/<sha256>`` (fan-out by the first byte of the hash: 256 folders,
-so none grows huge and few are ever created), written to ``incoming/`` first and renamed into place once complete
-and synced. Stores written before kept ``blobs/ab/cd/<sha256>``: a blob is looked for there too, and the old
-folders are left as they are. Every blocking call runs in a worker thread, never on the event loop.
+so none grows huge; all made with the store's first blob), written to ``incoming/`` first and renamed into place
+once complete and synced. Stores written before kept ``blobs/ab/cd/<sha256>``: a blob is looked for there too, and
+the old folders are left as they are. Every blocking call runs in a worker thread, never on the event loop.
 
 A blob is durable once its file is synced (before the rename) and its folder is synced (after the rename, so that
 the folder keeps its name). ``put`` does both, unless told ``sync=False``: then the folder's sync waits for
@@ -176,17 +176,18 @@ class LocalBlobStore:
         else:
             try:
                 os.replace(temp, final)
-            except FileNotFoundError:  # the first blob of its fan-out folder (or of the store)
-                self._make_folder(folder)
+            except FileNotFoundError:  # the first blob of the store
+                self._make_folders()
                 os.replace(temp, final)
         if sync:
             _sync_directory(folder)
 
-    def _make_folder(self, folder: str) -> None:
-        """Make a fan-out folder, and sync the folders above it so that it keeps its name (a few times in a
-        store's life: 256 folders)."""
+    def _make_folders(self) -> None:
+        """Make every fan-out folder at once, and sync them into ``blobs/`` (and ``blobs/`` into the root): once in
+        a store's life, rather than a new folder, and its sync, for most of the first few hundred blobs."""
         made_blobs = not os.path.isdir(self._blobs)
-        os.makedirs(folder, exist_ok=True)
+        for first in range(256):
+            os.makedirs(self._blobs / f"{first:02x}", exist_ok=True)
         _sync_directory(self._blobs)
         if made_blobs:
             _sync_directory(self.root)

@@ -33,6 +33,8 @@ async def test_local_blobs_fan_out_by_the_first_byte_of_their_hash(local_store: 
     assert local_store.path(key) == local_store.root / "blobs" / key[:2] / key
     assert local_store.path(key).read_bytes() == b"photo of the parcel"
     assert await local_store.locate(key) == local_store.path(key)
+    # the store's first blob made every fan-out folder: no later blob makes (and syncs) one
+    assert sorted(p.name for p in (local_store.root / "blobs").iterdir()) == [f"{n:02x}" for n in range(256)]
 
 
 def kept_by_an_older_store(store: LocalBlobStore, data: bytes) -> str:
