@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -101,6 +101,7 @@ class MediaFetcher:
         self._owns_http = False
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._locates: dict[type, bool] = {}  # adapter class: whether it is a MediaSource
 
     async def start(self, http: aiohttp.ClientSession | None) -> None:
         """Begin fetching (on ``http``, or a session of its own), woken by every customer's message."""
@@ -196,10 +197,10 @@ class MediaFetcher:
             return self._failed(job, exc.reason)
 
     async def _fetch(self, job: FetchJob) -> FetchOutcome:
-        adapter = self.adapters.get(job.account_id)
+        source = self._source(job.account_id)
         reference = MediaReference(media_id=job.provider_media_id, url=job.provider_url, mime=job.mime)
-        if isinstance(adapter, MediaSource):
-            location = await adapter.locate_media(reference)
+        if source is not None:
+            location = await source.locate_media(reference)
         elif job.provider_url:
             location = MediaLocation(url=job.provider_url)
         else:
@@ -214,6 +215,18 @@ class MediaFetcher:
             job.id, stored=StoredFile(key=stored.key, size=stored.size, mime=mime, file_name=job.file_name, image=image)
         )
 
+    def _source(self, account_id: str) -> MediaSource | None:
+        """The account's adapter if it locates media itself. The check against the runtime protocol is made once
+        per adapter class: it costs more than the rest of a fetch's bookkeeping."""
+        adapter = self.adapters.get(account_id)
+        if adapter is None:
+            return None
+        kind = type(adapter)
+        locates = self._locates.get(kind)
+        if locates is None:
+            locates = self._locates[kind] = isinstance(adapter, MediaSource)
+        return cast(MediaSource, adapter) if locates else None
+
     async def _download(self, location: MediaLocation) -> _Stored:
         assert self._http is not None, "the fetcher is not started"
         async with self._http.get(location.url, headers=dict(location.headers), timeout=_TIMEOUT) as response:
@@ -223,7 +236,9 @@ class MediaFetcher:
                 raise _Permanent(_gone(response.status))
             try:
                 # the chunks as they arrive, not joined or cut to a size: no copy on the way
-                blob = await self.blobs.put(response.content.iter_any(), max_bytes=self.settings.media.max_bytes)
+                blob = await self.blobs.put(
+                    response.content.iter_any(), max_bytes=self.settings.media.max_bytes, sync=False
+                )
             except BlobTooLarge as exc:
                 raise _Permanent(f"the file is larger than the hub keeps ([media] max_bytes = {exc.limit})") from None
         return _Stored(key=blob.key, size=blob.size, mime=blob.mime)
@@ -235,7 +250,7 @@ class MediaFetcher:
         except ImageRefused as exc:
             logger.info("image %s not described: %s", key, exc.reason)
             return None
-        thumbnail = await self.blobs.put(_one(facts.thumbnail))
+        thumbnail = await self.blobs.put(_one(facts.thumbnail), sync=False)
         return ImageFacts(width=facts.width, height=facts.height, thumbnail_key=thumbnail.key)
 
     def _failed(self, job: FetchJob, reason: str) -> FetchOutcome:
@@ -253,14 +268,16 @@ class _Stored:
 class _Pipeline:
     """One drain: a batch of downloads in flight all along, and up to two batches of claimed rows in reserve.
 
-    A finished fetch hands its place to the next reserved row at once (a callback, no database trip between).
-    One database round at a time records every outcome that has finished and claims rows to refill the
-    reserve, in one transaction; a round starts once a batch has finished, or the reserve runs low, or nothing
-    is left running, so a busy fetcher pays about one commit per batch and never waits for one before starting
-    the next download. A reserved row not started within a tenth of its lease (slow downloads ahead of it) is
-    given back in the next round rather than fetched late. When the drain stops (cancelled, or a round fails),
-    fetches still running are cancelled, and in one last transaction what finished is recorded and the rest
-    given back (``_cancel``); only if that fails do the rows stay leased until the lease runs out."""
+    A finished fetch hands its place to the next reserved row at once (a callback, no database trip between). One
+    database round at a time records every outcome that has finished and claims rows to refill the reserve, in one
+    transaction; the blob store first syncs the round's files (``BlobStore.sync``: their folders once for the
+    round), so no row says ``stored`` before its file would survive a crash. A round starts once a batch has
+    finished, or the reserve runs low, or nothing is left running, so a busy fetcher pays about one commit per batch
+    and never waits for one before starting the next download. A reserved row not started within a tenth of its
+    lease (slow downloads ahead of it) is given back in the next round rather than fetched late. When the drain
+    stops (cancelled, or a round fails), fetches still running are cancelled, and in one last transaction what
+    finished is recorded and the rest given back (``_cancel``); only if that fails do the rows stay leased until the
+    lease runs out."""
 
     def __init__(self, fetcher: MediaFetcher) -> None:
         self.fetcher = fetcher
@@ -287,6 +304,7 @@ class _Pipeline:
                 stale, self.stale = self.stale, []
                 outcomes = [task.result() for _job, task in finished]
                 done += len(outcomes)
+                await fetcher.blobs.sync(_kept(outcomes))
                 changed, jobs = await record_and_claim_fetches(
                     fetcher.store, outcomes, now=fetcher.clock(), lease=self.lease, limit=self._room(), release=stale
                 )
@@ -353,15 +371,31 @@ class _Pipeline:
             return
         fetcher = self.fetcher
         try:
-            changed, _ = await asyncio.shield(
-                record_and_claim_fetches(
-                    fetcher.store, outcomes, now=fetcher.clock(), lease=self.lease, limit=0, release=give_back
-                )
-            )
-        except Exception:  # the database is away: the leases run out and the rows are fetched again then
+            changed, _ = await asyncio.shield(self._record_last(outcomes, give_back))
+        except Exception:  # the disk or the database is away: the leases run out and the rows are fetched again then
             logger.warning("media fetcher stopping: %d rows left to their lease", len(give_back), exc_info=True)
             return
         fetcher._announce([job for job, _task in finished], changed)
+
+    async def _record_last(
+        self, outcomes: list[FetchOutcome], give_back: list[FetchJob]
+    ) -> tuple[dict[int, dict[str, Any]], list[FetchJob]]:
+        fetcher = self.fetcher
+        await fetcher.blobs.sync(_kept(outcomes))
+        return await record_and_claim_fetches(
+            fetcher.store, outcomes, now=fetcher.clock(), lease=self.lease, limit=0, release=give_back
+        )
+
+
+def _kept(outcomes: list[FetchOutcome]) -> list[str]:
+    """The blob keys that ``outcomes`` record as stored (files and thumbnails): synced before they are."""
+    keys = []
+    for outcome in outcomes:
+        if outcome.stored is not None:
+            keys.append(outcome.stored.key)
+            if outcome.stored.image is not None and outcome.stored.image.thumbnail_key is not None:
+                keys.append(outcome.stored.image.thumbnail_key)
+    return keys
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:

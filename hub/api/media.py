@@ -11,7 +11,6 @@ the kernel sends the file (``FileResponse``: sendfile, ranges); from S3 the chun
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -212,9 +211,10 @@ async def _stream(
     }
     if isinstance(blobs, LocalBlobStore):
         # a file on this machine: the kernel sends it (sendfile), ranges and all, with nothing read into memory
-        path = blobs.path(key)
-        if not await asyncio.to_thread(path.is_file):
-            raise ApiError(404, "not_found", "the attachment's bytes are no longer kept")
+        try:
+            path = await blobs.locate(key)
+        except BlobNotFound:
+            raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
         return web.FileResponse(path, headers=headers)
     start = end = None
     if ranged:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -161,9 +161,16 @@ class BlobStream:
 class BlobStore(Protocol):
     """Bytes by content. Implementations: ``LocalBlobStore`` (a directory), ``S3BlobStore`` (a bucket)."""
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredBlob:
+    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None, sync: bool = True) -> StoredBlob:
         """Keep the bytes, streamed: SHA-256 and type computed on the way, the blob visible under its key only
-        once complete. The same content twice is kept once. BlobTooLarge (nothing kept) past ``max_bytes``."""
+        once complete. The same content twice is kept once. BlobTooLarge (nothing kept) past ``max_bytes``.
+
+        Returned, the blob survives a crash; with ``sync=False`` only once ``sync`` was called with its key
+        (its bytes are written, the last step that makes it durable is left to ``sync``)."""
+
+    async def sync(self, keys: Iterable[str]) -> None:
+        """Make the blobs ``keys``, kept by ``put(..., sync=False)``, survive a crash: one call for many blobs
+        costs about what one blob's last step does. Nothing to do for a blob already durable."""
 
     async def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
         """The blob, or the inclusive byte range ``start``..``end`` of it (``end`` past the last byte means to

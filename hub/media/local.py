@@ -1,6 +1,12 @@
-"""Blobs in a directory on local disk: ``blobs/ab/cd/<sha256>`` (fan-out by hash prefix, so no folder grows
-huge), written to ``incoming/`` first and renamed into place once complete and synced. Every blocking call runs
-in a worker thread, never on the event loop.
+"""Blobs in a directory on local disk: ``blobs/ab/<sha256>`` (fan-out by the first byte of the hash: 256 folders,
+so none grows huge; all made with the store's first blob), written to ``incoming/`` first and renamed into place
+once complete and synced. Stores written before kept ``blobs/ab/cd/<sha256>``: a blob is looked for there too, and
+the old folders are left as they are. Every blocking call runs in a worker thread, never on the event loop.
+
+A blob is durable once its file is synced (before the rename) and its folder is synced (after the rename, so that
+the folder keeps its name). ``put`` does both, unless told ``sync=False``: then the folder's sync waits for
+``sync(keys)``, which syncs each folder once for all the blobs renamed into it meanwhile (the fetcher calls it
+once per round, before it records the round's files as stored).
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -42,11 +48,26 @@ class LocalBlobStore:
         self._incoming = self.root / "incoming"
 
     def path(self, key: str) -> Path:
-        """Where the blob ``key`` lives (a checked key: no path tricks)."""
+        """Where the blob ``key`` is written (a checked key: no path tricks). A blob of an older store may be at
+        ``legacy_path`` instead: ``locate`` finds either."""
+        check_key(key)
+        return self._blobs / key[:2] / key
+
+    def legacy_path(self, key: str) -> Path:
+        """Where stores written before the one-level fan-out kept the blob ``key``: ``blobs/ab/cd/<key>``."""
         check_key(key)
         return self._blobs / key[:2] / key[2:4] / key
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredBlob:
+    async def locate(self, key: str) -> Path:
+        """The file that holds the blob ``key``, in either layout (for a response that sends the file itself).
+        BlobNotFound."""
+        path, legacy = self.path(key), self.legacy_path(key)
+        found = await asyncio.to_thread(_first_file, path, legacy)
+        if found is None:
+            raise BlobNotFound(key)
+        return found
+
+    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None, sync: bool = True) -> StoredBlob:
         digest = Digest(max_bytes)
         incoming: _Incoming | None = None  # created by the first write: a blob smaller than one has one trip
         try:
@@ -59,18 +80,22 @@ class LocalBlobStore:
                     incoming = await asyncio.to_thread(self._write, incoming, digest, parts)
                     parts, gathered = [], 0
             # the last write, the fsync and the rename in one trip to a worker thread
-            return await asyncio.to_thread(self._finish, incoming, digest, parts)
+            return await asyncio.to_thread(self._finish, incoming, digest, parts, sync)
         except BaseException:
             if incoming is not None:
                 await asyncio.to_thread(incoming.discard)
             raise
 
+    async def sync(self, keys: Iterable[str]) -> None:
+        folders = {os.path.dirname(self.path(key)) for key in keys}
+        if folders:
+            await asyncio.to_thread(_sync_directories, sorted(folders))
+
     async def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
-        path = self.path(key)
-        try:
-            file = await asyncio.to_thread(path.open, "rb")
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+        path, legacy = self.path(key), self.legacy_path(key)
+        file = await asyncio.to_thread(_open_first, path, legacy)
+        if file is None:
+            raise BlobNotFound(key)
         try:
             size = os.fstat(file.fileno()).st_size
             first, last = byte_range(key, size, start, end)
@@ -84,20 +109,15 @@ class LocalBlobStore:
         return BlobStream(key=key, size=size, start=first, end=last, chunks=_read(file, first, last), release=release)
 
     async def stat(self, key: str) -> BlobStat:
-        path = self.path(key)
-        try:
-            info = await asyncio.to_thread(path.stat)
-        except FileNotFoundError:
-            raise BlobNotFound(key) from None
+        path, legacy = self.path(key), self.legacy_path(key)
+        info = await asyncio.to_thread(_stat_first, path, legacy)
+        if info is None:
+            raise BlobNotFound(key)
         return _blob_stat(key, info)
 
     async def delete(self, key: str) -> bool:
-        path = self.path(key)
-        try:
-            await asyncio.to_thread(path.unlink)
-        except FileNotFoundError:
-            return False
-        return True
+        path, legacy = self.path(key), self.legacy_path(key)
+        return await asyncio.to_thread(_unlink_both, path, legacy)
 
     async def scan(self) -> AsyncIterator[BlobStat]:
         if not await asyncio.to_thread(self._blobs.is_dir):
@@ -118,15 +138,15 @@ class LocalBlobStore:
             incoming.write(part)
         return incoming
 
-    def _finish(self, incoming: _Incoming | None, digest: Digest, parts: list[bytes]) -> StoredBlob:
-        """The last write, the fsync, and the rename into place (where the folder is synced)."""
+    def _finish(self, incoming: _Incoming | None, digest: Digest, parts: list[bytes], sync: bool) -> StoredBlob:
+        """The last write, the fsync, and the rename into place (where the folder is synced, now or by ``sync``)."""
         if incoming is None:
             incoming = self._create_incoming()
         try:
             self._write(incoming, digest, parts)
             incoming.sync_and_close()
             blob = digest.result()
-            self._move_into_place(incoming.path, blob.key)
+            self._move_into_place(incoming.path, blob.key, sync)
         except BaseException:
             incoming.discard()
             raise
@@ -144,18 +164,33 @@ class LocalBlobStore:
             fd, name = tempfile.mkstemp(dir=folder, suffix=".part")
         return _Incoming(fd, name)
 
-    def _move_into_place(self, temp: str, key: str) -> None:
+    def _move_into_place(self, temp: str, key: str, sync: bool) -> None:
         final = str(self.path(key))
+        folder = os.path.dirname(final)
         if os.path.exists(final):  # the same content is here already: keep one copy
             os.unlink(temp)
+        elif os.path.exists(legacy := str(self.legacy_path(key))):  # kept by an older store, in the old layout
+            os.unlink(temp)
+            _sync_directory(os.path.dirname(legacy))  # a rare path: synced now, ``sync`` looks in the new layout
             return
-        folder = os.path.dirname(final)
-        try:
-            os.replace(temp, final)
-        except FileNotFoundError:  # the first blob of its fan-out folder
-            os.makedirs(folder, exist_ok=True)
-            os.replace(temp, final)
-        _sync_directory(folder)
+        else:
+            try:
+                os.replace(temp, final)
+            except FileNotFoundError:  # the first blob of the store
+                self._make_folders()
+                os.replace(temp, final)
+        if sync:
+            _sync_directory(folder)
+
+    def _make_folders(self) -> None:
+        """Make every fan-out folder at once, and sync them into ``blobs/`` (and ``blobs/`` into the root): once in
+        a store's life, rather than a new folder, and its sync, for most of the first few hundred blobs."""
+        made_blobs = not os.path.isdir(self._blobs)
+        for first in range(256):
+            os.makedirs(self._blobs / f"{first:02x}", exist_ok=True)
+        _sync_directory(self._blobs)
+        if made_blobs:
+            _sync_directory(self.root)
 
 
 class _Incoming:
@@ -194,6 +229,40 @@ def _sync_directory(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sync_directories(paths: list[str]) -> None:
+    """``_sync_directory`` for each of ``paths`` (one still missing has nothing to sync: no blob went there)."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            _sync_directory(path)
+
+
+def _first_file(*paths: Path) -> Path | None:
+    return next((path for path in paths if path.is_file()), None)
+
+
+def _open_first(*paths: Path) -> BinaryIO | None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            return path.open("rb")
+    return None
+
+
+def _stat_first(*paths: Path) -> os.stat_result | None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            return path.stat()
+    return None
+
+
+def _unlink_both(*paths: Path) -> bool:
+    removed = False
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed = True
+    return removed
 
 
 async def _read(file: BinaryIO, first: int, last: int) -> AsyncIterator[bytes]:

@@ -11,7 +11,7 @@ import contextlib
 import io
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC
 from typing import Any
 
@@ -78,7 +78,8 @@ class S3BlobStore:
         """The object that holds the blob ``key``."""
         return f"{self.prefix}blobs/{check_key(key)}"
 
-    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredBlob:
+    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None, sync: bool = True) -> StoredBlob:
+        # an object S3 acknowledged is durable: nothing is left for ``sync``
         s3 = await self._s3()
         digest = Digest(max_bytes)
         incoming = f"{self.prefix}incoming/{uuid.uuid4().hex}"
@@ -116,6 +117,9 @@ class S3BlobStore:
                 with contextlib.suppress(ClientError):
                     await s3.abort_multipart_upload(Bucket=self.bucket, Key=incoming, UploadId=upload_id)
             raise
+
+    async def sync(self, keys: Iterable[str]) -> None:
+        return None
 
     async def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
         s3 = await self._s3()

@@ -74,6 +74,15 @@ async def test_concurrent_puts_of_the_same_content_keep_one_blob(store: BlobStor
     assert await read(store, blobs[0].key) == data
 
 
+async def test_a_blob_put_without_sync_is_readable_and_synced_with_others_later(store: BlobStore) -> None:
+    first, second = os.urandom(2000), os.urandom(3000)
+    kept = [await store.put(chunks_of(data), sync=False) for data in (first, second)]
+    assert [await read(store, blob.key) for blob in kept] == [first, second]
+    await store.sync([blob.key for blob in kept])
+    await store.sync([])
+    assert await keys(store) == sorted(blob.key for blob in kept)
+
+
 @pytest.mark.parametrize(
     ("start", "end", "expected"),
     [

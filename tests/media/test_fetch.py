@@ -7,7 +7,7 @@ import asyncio
 import base64
 import contextlib
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from hub.bus import EventBus
 from hub.events import AttachmentChanged
-from hub.media import LocalBlobStore
+from hub.media import LocalBlobStore, StoredBlob
 from hub.media_fetch import FetchPolicy, MediaFetcher
 from hub.model import Attachment, InboundMessage, MessageKind
 from hub.ports import ChannelAdapter
@@ -442,3 +442,70 @@ async def test_giving_back_a_claim_whose_lease_ran_out_leaves_the_new_holder_alo
     await record_and_claim_fetches(rig.store, [], now=rig.clock.now, lease=lease, limit=0, release=[old])
     [row] = await rig.rows()
     assert (row.attempts, row.locked_until) == (2, new.leased_until)
+
+
+class WatchedBlobs(LocalBlobStore):
+    """A local store that notes how blobs were put and, at each ``sync``, which rows were stored already."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.store: Store | None = None
+        self.put_synced: list[bool] = []
+        self.syncs: list[tuple[set[str], set[str]]] = []  # (keys synced, blob keys of rows stored before it)
+        self.fail = False
+
+    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None, sync: bool = True) -> StoredBlob:
+        self.put_synced.append(sync)
+        return await super().put(chunks, max_bytes=max_bytes, sync=sync)
+
+    async def sync(self, keys: Iterable[str]) -> None:
+        keys = set(keys)
+        if self.fail and keys:
+            raise OSError(5, "Input/output error")
+        assert self.store is not None
+        async with self.store.read() as connection:
+            found = await connection.execute(select(attachments.c.blob_key).where(attachments.c.state == "stored"))
+            self.syncs.append((keys, {key for key in found.scalars() if key is not None}))
+        await super().sync(keys)
+
+
+@pytest.fixture
+async def watched(rig: Rig, tmp_path: Path) -> WatchedBlobs:
+    blobs = WatchedBlobs(tmp_path / "watched")
+    blobs.store = rig.store
+    rig.blobs = rig.fetcher.blobs = blobs
+    rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, batch=2)
+    return blobs
+
+
+async def test_a_round_syncs_its_files_once_before_it_records_them_stored(rig: Rig, watched: WatchedBlobs) -> None:
+    image = png((50, 20), "green")
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.IMAGE, url="https://cdn.test/sync/photo.png"))
+    for n in range(4):
+        await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=f"https://cdn.test/sync/{n}.bin"))
+    with aioresponses() as mock:
+        mock.get("https://cdn.test/sync/photo.png", body=image)
+        for n in range(4):
+            mock.get(f"https://cdn.test/sync/{n}.bin", body=f"file {n}".encode())
+        assert await rig.fetch() == 5
+    rows = await rig.rows()
+    assert [row.state for row in rows] == ["stored"] * 5
+    assert watched.put_synced == [False] * 6  # five files and one thumbnail, each left to its round's sync
+    kept = {row.blob_key for row in rows} | {rows[0].thumbnail_key}
+    synced = set().union(*(keys for keys, _stored in watched.syncs))
+    assert synced == kept
+    for keys, stored_before in watched.syncs:
+        assert not keys & stored_before  # no row said "stored" before its file's sync
+
+
+async def test_a_round_whose_sync_fails_records_no_file_as_stored(rig: Rig, watched: WatchedBlobs) -> None:
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url="https://cdn.test/sync/lost.bin"))
+    watched.fail = True
+    with aioresponses() as mock:
+        mock.get("https://cdn.test/sync/lost.bin", body=b"written, never synced")
+        with pytest.raises(OSError, match="Input/output error"):
+            await rig.fetch()
+    [row] = await rig.rows()
+    assert (row.state, row.blob_key) == ("pending", None)
+    assert row.locked_until is not None  # fetched again once its lease runs out
+    assert rig.events == []

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hub.media import BlobTooLarge, LocalBlobStore, S3BlobStore
+from hub.media import BlobNotFound, BlobTooLarge, LocalBlobStore, S3BlobStore
 
 MiB = 1024 * 1024
 
@@ -27,11 +27,52 @@ async def one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def test_local_blobs_fan_out_by_hash_prefix(local_store: LocalBlobStore) -> None:
+async def test_local_blobs_fan_out_by_the_first_byte_of_their_hash(local_store: LocalBlobStore) -> None:
     blob = await local_store.put(one(b"photo of the parcel"))
     key = blob.key
-    assert local_store.path(key) == local_store.root / "blobs" / key[:2] / key[2:4] / key
+    assert local_store.path(key) == local_store.root / "blobs" / key[:2] / key
     assert local_store.path(key).read_bytes() == b"photo of the parcel"
+    assert await local_store.locate(key) == local_store.path(key)
+    # the store's first blob made every fan-out folder: no later blob makes (and syncs) one
+    assert sorted(p.name for p in (local_store.root / "blobs").iterdir()) == [f"{n:02x}" for n in range(256)]
+
+
+def kept_by_an_older_store(store: LocalBlobStore, data: bytes) -> str:
+    """The blob as stores before the one-level fan-out wrote it: ``blobs/ab/cd/<key>``."""
+    key = hashlib.sha256(data).hexdigest()
+    old = store.root / "blobs" / key[:2] / key[2:4] / key
+    old.parent.mkdir(parents=True)
+    old.write_bytes(data)
+    return key
+
+
+async def test_a_blob_in_the_old_two_level_layout_is_still_read_found_and_deleted(local_store: LocalBlobStore) -> None:
+    data = b"%PDF-1.4\n" + os.urandom(1000)
+    key = kept_by_an_older_store(local_store, data)
+    newer = await local_store.put(one(b"stored since"))
+    async with await local_store.open(key, 0, 7) as stream:
+        assert await stream.read_all() == b"%PDF-1.4"
+    assert (await local_store.stat(key)).size == len(data)
+    assert await local_store.locate(key) == local_store.legacy_path(key)
+    assert sorted([stat.key async for stat in local_store.scan()]) == sorted([key, newer.key])
+    again = await local_store.put(one(data))  # the same content again: still one copy, where it was
+    assert (again.key, again.mime) == (key, "application/pdf")
+    assert not local_store.path(key).exists()
+    await local_store.sync([key, newer.key])
+    assert await local_store.delete(key)
+    assert not local_store.legacy_path(key).exists()
+    assert [stat.key async for stat in local_store.scan()] == [newer.key]
+    with pytest.raises(BlobNotFound):
+        await local_store.locate(key)
+    assert not await local_store.delete(key)
+
+
+async def test_a_local_put_left_to_sync_is_in_place_at_once(local_store: LocalBlobStore) -> None:
+    blob = await local_store.put(one(b"synced with its round"), sync=False)
+    assert local_store.path(blob.key).read_bytes() == b"synced with its round"  # renamed into place already
+    assert list((local_store.root / "incoming").iterdir()) == []
+    await local_store.sync([blob.key, hashlib.sha256(b"never stored").hexdigest()])  # no folder yet: nothing to do
+    await local_store.sync([])
 
 
 # the sender goes away after the last chunk; with a limit, the store gives up first
