@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import lifecycle
@@ -29,7 +30,7 @@ from hub.events import (
 )
 from hub.model import Channel, Conversation, ConversationState, Identity, Subscription
 from hub.store._changes import Change, RoutingRefused, apply_change, load_facts  # the one way an action is applied
-from hub.store._db import Store, upsert
+from hub.store._db import Store, in_json_array, upsert
 from hub.store._per_row import PerRow
 from hub.store.catalogue import load_queue
 from hub.store.conversations import (  # a conversation as the API renders it
@@ -147,29 +148,41 @@ async def answered(connection: AsyncConnection, conversation_ids: Collection[int
     await _ANSWERED.run(connection, [(conversation_id, now) for conversation_id in sorted(set(conversation_ids))])
 
 
-_WITH_BOTS = (
-    select(conversations.c.id, conversations.c.queue_id, conversations.c.state)
-    .where(conversations.c.id.in_(bindparam("with_bots_ids", expanding=True)))
-    .order_by(conversations.c.id)
-    .with_for_update(key_share=True)  # PostgreSQL: until the reply is written, no hand-off can take it
-)
+def _with_bots(ids: Any) -> Any:
+    return (
+        select(conversations.c.id, conversations.c.queue_id, conversations.c.state)
+        .where(ids)
+        .order_by(conversations.c.id)
+        .with_for_update(key_share=True)  # PostgreSQL: until the replies are written, no hand-off or take commits
+    )
 
 
-async def with_bots(connection: AsyncConnection, wanted: Mapping[int, Sequence[str]]) -> dict[int, str]:
-    """Of the conversations a bot's reply is about to be written in (id -> the bot's queues), those it may no
-    longer answer, with why: ``not_found`` (gone, or no longer in one of its queues: a bot never sees a
+# the ids as one parameter, so one statement text (and one prepared statement) whatever their number
+_WITH_BOTS = {
+    "sqlite": _with_bots(in_json_array(conversations.c.id, "with_bots_ids")),
+    "postgresql": _with_bots(conversations.c.id == any_(bindparam("with_bots_ids", type_=ARRAY(BigInteger)))),
+}
+
+
+async def with_bots(connection: AsyncConnection, replies: Sequence[tuple[int, Sequence[str]]]) -> list[str | None]:
+    """For each bot's reply about to be written (its conversation, the bot's queues), None when the bot may still
+    answer, else why not: ``not_found`` (gone, or no longer in one of its queues: a bot never sees a
     conversation outside them) or ``not_with_bot`` (an agent has it now). Run in the transaction that writes
     the replies, so what it finds holds until they are written (on PostgreSQL the rows stay locked)."""
-    if not wanted:
-        return {}
-    rows = {int(row.id): row for row in await connection.execute(_WITH_BOTS, {"with_bots_ids": sorted(wanted)})}
-    refused = {}
-    for conversation_id, queues in wanted.items():
+    if not replies:
+        return []
+    ids = sorted({conversation_id for conversation_id, _ in replies})
+    found = await connection.execute(_WITH_BOTS[connection.dialect.name], {"with_bots_ids": ids})
+    rows = {int(row.id): row for row in found}
+    refused: list[str | None] = []
+    for conversation_id, queues in replies:
         row = rows.get(conversation_id)
         if row is None or row.queue_id not in queues:
-            refused[conversation_id] = "not_found"
+            refused.append("not_found")
         elif row.state != ConversationState.BOT.value:
-            refused[conversation_id] = "not_with_bot"
+            refused.append("not_with_bot")
+        else:
+            refused.append(None)
     return refused
 
 

@@ -90,11 +90,10 @@ async def queue_outbound_group(
     while its conversation is still the bot's (``NotTheBots`` otherwise), and stops the bot's silence clock
     in the same transaction. Raises only when the commit itself fails (then none of them was accepted)."""
     results: list[Queued | BaseException | None] = [None] * len(sends)
-    bots = {i for i, send in enumerate(sends) if send.author is Author.BOT and send.conversation_id is not None}
+    bots = [i for i, send in enumerate(sends) if send.author is Author.BOT and send.conversation_id is not None]
     async with store.write() as connection:
-        refused = await with_bots(connection, {int(sends[i].conversation_id or 0): sends[i].bot_queues for i in bots})
-        for i in bots:
-            reason = refused.get(int(sends[i].conversation_id or 0))
+        checked = await with_bots(connection, [(int(sends[i].conversation_id or 0), sends[i].bot_queues) for i in bots])
+        for i, reason in zip(bots, checked, strict=True):
             if reason is not None:
                 results[i] = NotTheBots(int(sends[i].conversation_id or 0), reason)
         simple = [
