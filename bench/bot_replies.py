@@ -1,6 +1,6 @@
 """Bots: the time the hub adds between a customer's message and the bot's reply reaching the provider.
 
-    python bench/bot_replies.py [--engine sqlite|postgres] [--rate 100] [--seconds 5]
+    python bench/bot_replies.py [--engine sqlite|postgres] [--rate 100] [--seconds 5] [--together]
 
 **reply** — customer message → bot webhook → bot reply → provider, at ``--rate`` new conversations per second for
 ``--seconds``. Each customer writes once (the ingest's submit, as the webhook route calls it after checking the
@@ -8,6 +8,11 @@ signature); the hub's bot runner POSTs the signed message to a loopback webhook 
 response body; the reply goes through the policy and the outbox to a loopback receiver that answers as Twilio's
 Messages API does. Per conversation: the time from the customer's message to the reply's arrival at the provider,
 minus the bot's own time (its handler, measured in the bot). Target: p99 under 50 ms added.
+
+The bot and the provider are external systems: by default they run in a process of their own (serving on
+loopback), so the hub's event loop is the hub's alone, as in production. Both processes stamp times with the same
+system-wide monotonic clock. ``--together`` runs them in the hub's process instead, competing for its event loop
+(the structure of the first measurements, kept so that figures taken either way can be compared).
 
 This is a measure of the bots work (issue 18); bench/bots.py (outgoing webhooks) lists it among its measures when
 both are in the tree. The code measured is the tree the script is run from.
@@ -19,11 +24,13 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing
 import socket
 import statistics
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -50,30 +57,83 @@ def _free_port() -> int:
 
 
 class Timings:
-    """When each conversation's message left the customer, what the bot spent, when the reply reached the provider."""
+    """What the bot spent on each conversation's message and when its reply reached the provider (stamped with
+    ``time.monotonic``, one clock for every process of the machine); the hub's side stamps when it was sent."""
 
-    def __init__(self) -> None:
-        self.sent: dict[str, float] = {}
+    def __init__(self, expected: int) -> None:
         self.bot_own: dict[str, float] = {}
         self.arrived: dict[str, float] = {}
         self.done = asyncio.Event()
-        self.expected = 0
+        self.expected = expected
 
     async def bot(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
+        started = time.monotonic()
         event = json.loads(await request.read())
         token = str(event["message"]["text"])
         answer = web.json_response({"actions": [{"type": "message", "text": f"re {token}"}]})
-        self.bot_own[token] = time.perf_counter() - started
+        self.bot_own[token] = time.monotonic() - started
         return answer
 
     async def provider(self, request: web.Request) -> web.Response:
         form = await request.post()
         token = str(form.get("Body", "")).removeprefix("re ")
-        self.arrived[token] = time.perf_counter()
+        self.arrived[token] = time.monotonic()
         if len(self.arrived) >= self.expected:
             self.done.set()
         return web.json_response({"sid": f"SM{token}", "status": "queued"}, status=201)
+
+    async def serve(self) -> tuple[list[web.AppRunner], int, int]:
+        """The bot and the provider on loopback: their runners and ports."""
+        bot_port, provider_port = _free_port(), _free_port()
+        bot_app, provider_app = web.Application(), web.Application()
+        bot_app.router.add_post("/bot", self.bot)
+        provider_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.provider)
+        return [await _serve(bot_app, bot_port), await _serve(provider_app, provider_port)], bot_port, provider_port
+
+
+def _outside(expected: int, pipe: Connection) -> None:
+    """The bot and the provider in a process of their own: sends their ports, then, once every reply arrived
+    (or the hub's side says stop), what was timed."""
+
+    async def serve() -> None:
+        timings = Timings(expected)
+        runners, bot_port, provider_port = await timings.serve()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_reader(pipe.fileno(), stop.set)
+        pipe.send((bot_port, provider_port))
+        try:
+            done = asyncio.create_task(timings.done.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([done, stopped], return_when=asyncio.FIRST_COMPLETED)
+            done.cancel()
+            stopped.cancel()
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+        pipe.send((timings.bot_own, timings.arrived))
+
+    asyncio.run(serve())
+
+
+class _Outside:
+    """The hub's handle on the other process."""
+
+    def __init__(self, expected: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, theirs = context.Pipe()
+        self._process = context.Process(target=_outside, args=(expected, theirs), daemon=True)
+
+    async def start(self) -> tuple[int, int]:
+        self._process.start()
+        bot_port, provider_port = await asyncio.to_thread(self._pipe.recv)
+        return int(bot_port), int(provider_port)
+
+    async def results(self, wait: float) -> tuple[dict[str, float], dict[str, float]]:
+        if not await asyncio.to_thread(self._pipe.poll, wait):
+            self._pipe.send("stop")
+        bot_own, arrived = await asyncio.to_thread(self._pipe.recv)
+        await asyncio.to_thread(self._process.join, 10)
+        return bot_own, arrived
 
 
 def _config(folder: Path, bot_port: int, provider_port: int) -> Path:
@@ -124,16 +184,17 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
-async def measure_bot_reply(engine: str, rate: float, seconds: float) -> dict[str, Any]:
-    """p50 / p99 / max of the time the hub adds (ms), and how many conversations were measured."""
-    timings = Timings()
-    bot_port, provider_port = _free_port(), _free_port()
-    bot_app, provider_app = web.Application(), web.Application()
-    bot_app.router.add_post("/bot", timings.bot)
-    provider_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", timings.provider)
-    runners = [await _serve(bot_app, bot_port), await _serve(provider_app, provider_port)]
+async def measure_bot_reply(engine: str, rate: float, seconds: float, *, together: bool = False) -> dict[str, Any]:
+    """p50 / p99 / max of the time the hub adds (ms), and how many conversations were measured. ``together``:
+    the bot and the provider share the hub's process and event loop."""
     count = int(rate * seconds)
-    timings.expected = count
+    sent: dict[str, float] = {}
+    timings, outside, runners = Timings(count), None, []
+    if together:
+        runners, bot_port, provider_port = await timings.serve()
+    else:
+        outside = _Outside(count)
+        bot_port, provider_port = await outside.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
             settings = load_settings(_config(Path(folder), bot_port, provider_port), {})
@@ -141,22 +202,23 @@ async def measure_bot_reply(engine: str, rate: float, seconds: float) -> dict[st
             async with database(engine) as store:
                 hub = build_hub(settings, store=store)
                 async with hub:
-                    start = time.perf_counter()
+                    start = time.monotonic()
                     tasks = []
                     for i in range(count):
-                        delay = start + i / rate - time.perf_counter()
+                        delay = start + i / rate - time.monotonic()
                         if delay > 0:
                             await asyncio.sleep(delay)
-                        tasks.append(asyncio.create_task(_customer_writes(hub, timings, i)))
+                        tasks.append(asyncio.create_task(_customer_writes(hub, sent, i)))
                     await asyncio.gather(*tasks)
-                    await asyncio.wait_for(timings.done.wait(), timeout=60)
+                    if outside is not None:
+                        bot_own, arrived = await outside.results(60)
+                    else:
+                        await asyncio.wait_for(timings.done.wait(), timeout=60)
+                        bot_own, arrived = timings.bot_own, timings.arrived
     finally:
         for runner in runners:
             await runner.cleanup()
-    added = sorted(
-        (timings.arrived[token] - timings.sent[token] - timings.bot_own.get(token, 0.0)) * 1000
-        for token in timings.arrived
-    )
+    added = sorted((arrived[token] - sent[token] - bot_own.get(token, 0.0)) * 1000 for token in arrived)
     return {
         "conversations": len(added),
         "p50_ms": statistics.median(added),
@@ -165,7 +227,7 @@ async def measure_bot_reply(engine: str, rate: float, seconds: float) -> dict[st
     }
 
 
-async def _customer_writes(hub: Any, timings: Timings, i: int) -> None:
+async def _customer_writes(hub: Any, sent: dict[str, float], i: int) -> None:
     token = f"c{i}"
     message = InboundMessage(
         channel=Channel.WHATSAPP,
@@ -175,15 +237,17 @@ async def _customer_writes(hub: Any, timings: Timings, i: int) -> None:
         sent_at=hub.clock(),
         text=token,
     )
-    timings.sent[token] = time.perf_counter()
+    sent[token] = time.monotonic()
     await hub.ingestor.submit([message])
 
 
 async def run(args: argparse.Namespace) -> None:
     """The measure as bench/bots.py's ``MEASURES`` calls it."""
-    figures = await measure_bot_reply(args.engine, args.rate, args.seconds)
+    together = bool(getattr(args, "together", False))
+    figures = await measure_bot_reply(args.engine, args.rate, args.seconds, together=together)
+    where = "bot and provider in the hub's process" if together else "bot and provider in their own process"
     print(
-        f"bot replies ({args.engine}, {args.rate:g} conversations/s for {args.seconds:g} s): "
+        f"bot replies ({args.engine}, {args.rate:g} conversations/s for {args.seconds:g} s, {where}): "
         f"{figures['conversations']} measured, time added by the hub p50 {figures['p50_ms']:.1f} ms, "
         f"p99 {figures['p99_ms']:.1f} ms, max {figures['max_ms']:.1f} ms (target p99 < 50 ms)"
     )
@@ -194,6 +258,9 @@ def main() -> None:
     parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rate", type=float, default=100.0, help="new conversations per second")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--together", action="store_true", help="run the bot and the provider in the hub's process (the old structure)"
+    )
     asyncio.run(run(parser.parse_args()))
 
 

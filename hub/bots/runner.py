@@ -11,6 +11,9 @@ message at a time per conversation:
    answers nothing now (it will, through the API) starts the silence clock (``bot_conversations.awaiting_since``),
    as a failed call does. A turn that answers at once writes nothing of the bot's own: the reply is its record.
 
+A turn reads once, before the bot is asked (``hub.store.bots.turn_of``): what the bot is sent, and what its
+replies need; whether the conversation is still the bot's is checked again where each reply is written.
+
 A second loop hands off conversations whose bot stayed silent ``handoff_after`` seconds (``bot_silent``),
 by the hub's clock, so a test can move time and call ``check_silence``.
 """
@@ -37,10 +40,11 @@ from hub.errors import Refusal
 from hub.events import MessageCreated, unwrapped
 from hub.hours import is_open, opening_text
 from hub.quick_replies import chosen
-from hub.store.bots import bot_state, delivery_of, failed, save_progress, silent_since, waiting_for_bot
+from hub.store.bots import failed, save_progress, silent_since, turn_of, waiting_for_bot
 from hub.store.conversations import get_conversation
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
+from hub.usecases.outbound import ReadByTurn
 from hub.usecases.principal import Principal
 
 __all__ = ["BotRunner", "asks_for_person"]
@@ -155,15 +159,14 @@ class BotRunner:
         """Give one customer message to the conversation's bot and do what it answers."""
         parts = self._parts
         assert parts is not None
-        found = await delivery_of(parts.store, conversation_id, message_id)
+        found = await turn_of(parts.store, conversation_id, message_id)
         if found is None:
             return
-        view, message = found
+        view, message, state = found.view, found.message, found.state
         bot = self._bot_for(view)
         if view["state"] != "bot" or bot is None:
             return
         self.handled += 1
-        state = await bot_state(parts.store, conversation_id)
         variables = dict(state.variables) if state is not None else {}
         choice = chosen(offered_choices(variables), message.get("text"), message.get("payload"))
         if choice is None and asks_for_person(bot, message.get("text")):
@@ -186,7 +189,9 @@ class BotRunner:
         if answer.variables is not None or answer.step != turn.step:
             kept = dict(answer.variables if answer.variables is not None else variables)
             await save_progress(parts.store, conversation_id, bot.id, answer.step, kept, parts.clock())
-        await self._perform(bot, conversation_id, answer)
+        await self._perform(
+            bot, conversation_id, answer, ReadByTurn(conversation=found.conversation, identity=found.identity)
+        )
 
     async def _ask(self, bot: BotSettings, turn: Turn) -> Answer | None:
         """The bot's answer, retried after each of ``retry_delays``; None when it never came."""
@@ -207,7 +212,7 @@ class BotRunner:
                 await asyncio.sleep(self.retry_delays[attempt])
         return None
 
-    async def _perform(self, bot: BotSettings, conversation_id: int, answer: Answer) -> None:
+    async def _perform(self, bot: BotSettings, conversation_id: int, answer: Answer, known: ReadByTurn) -> None:
         parts = self._parts
         assert parts is not None
         principal = Principal.of_bot(bot.id, bot.queues)
@@ -221,7 +226,7 @@ class BotRunner:
                             template=action.template,
                             variables=action.variables,
                         )
-                        await say(parts, principal, conversation_id, message)
+                        await say(parts, principal, conversation_id, message, known=known)
                     case HandOver(reason=reason, queue=queue, note=note):
                         await self._tell_if_closed(bot, conversation_id, queue)
                         await hand_off(

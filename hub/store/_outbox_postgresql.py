@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.model import Author, Channel, DeliveryState, Direction
+from hub.model import Channel, DeliveryState, Direction
 from hub.store._outbox_rows import (
     CLAIMED,
     JOB_COLUMNS,
@@ -66,6 +66,7 @@ def _queue_replies() -> Any:
             conversation_ids,
             bindparam("q_identity_ids", type_=ARRAY(BigInteger)),
             bindparam("q_account_ids", type_=ARRAY(messages.c.account_id.type)),
+            bindparam("q_authors", type_=ARRAY(messages.c.author.type)),
             bindparam("q_agent_ids", type_=ARRAY(BigInteger)),
             bindparam("q_kinds", type_=ARRAY(messages.c.kind.type)),
             bindparam("q_texts", type_=ARRAY(Text)),
@@ -79,6 +80,7 @@ def _queue_replies() -> Any:
             column("conversation_id", BigInteger),
             column("identity_id", BigInteger),
             column("account_id", messages.c.account_id.type),
+            column("author", messages.c.author.type),
             column("agent_id", BigInteger),
             column("kind", messages.c.kind.type),
             column("text", Text),
@@ -117,7 +119,7 @@ def _queue_replies() -> Any:
                 rows.c.identity_id,
                 rows.c.account_id,
                 literal(Direction.OUT.value, messages.c.direction.type),
-                literal(Author.AGENT.value, messages.c.author.type),
+                rows.c.author,
                 rows.c.agent_id,
                 rows.c.kind,
                 rows.c.text,
@@ -278,6 +280,7 @@ class PostgresqlOutbox:
                     "q_conversation_ids": [int(send.conversation_id or 0) for send in sends],
                     "q_identity_ids": [send.identity_id for send in sends],
                     "q_account_ids": [send.account_id for send in sends],
+                    "q_authors": [send.author.value for send in sends],
                     "q_agent_ids": [send.agent_id for send in sends],
                     "q_kinds": [send.kind.value for send in sends],
                     "q_texts": [send.text for send in sends],

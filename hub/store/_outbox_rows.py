@@ -61,7 +61,10 @@ class NewOutbound:
     template_version: int | None = None
     tag: str | None = None
     close_status: str | None = None  # close the conversation with this status once queued
-    author: Author = Author.AGENT  # or a bot (hub/usecases/bots.py), written one by one, never set-based
+    author: Author = Author.AGENT  # or a bot (hub/usecases/bots.py)
+    #: a bot's reply: written only while its conversation is with a bot and in one of these queues (the bot's),
+    #: as checked in the transaction that writes it (``hub.store.bots.with_bots``)
+    bot_queues: tuple[str, ...] = ()
     # the audit log's entries for this send (hub.audit.entry_values), given its conversation and message ids
     # once written: appended in the send's own transaction, so a queued send is never missing from the log
     audit: Callable[[int, int], Sequence[Mapping[str, Any]]] | None = None
@@ -118,9 +121,9 @@ class OutboxWriter(Protocol):
     async def insert_replies(
         self, connection: AsyncConnection, sends: Sequence[NewOutbound], now: datetime
     ) -> tuple[list[int], list[int]]:
-        """Queue replies in their existing conversations (each ``conversation_id`` set): the messages, their
-        outbox rows (due now) and the conversations' last activity. Returns the message ids and outbox ids,
-        in the order of ``sends``."""
+        """Queue replies in their existing conversations (each ``conversation_id`` set, each by its own
+        ``author``: an agent or a bot): the messages, their outbox rows (due now) and the conversations' last
+        activity. Returns the message ids and outbox ids, in the order of ``sends``."""
         ...
 
     async def claim(

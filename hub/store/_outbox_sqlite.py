@@ -52,6 +52,15 @@ _LOAD = (
     .order_by(outbox.c.id)
 )
 
+# queueing replies: the messages and their outbox rows (``executemany``), the conversations' last activity
+_INSERT_MESSAGES = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+_TOUCH = (
+    update(conversations)
+    .where(in_json_array(conversations.c.id, "touch_ids"))
+    .values(last_message_at=bindparam("touch_at", type_=UTCDateTime()))
+)
+
 _ACCEPTED_AT = bindparam("a_at", type_=UTCDateTime())
 _ACCEPT_MESSAGE = PerRow(
     update(messages)
@@ -84,7 +93,7 @@ class SqliteOutbox:
             int(i)
             for i in (
                 await connection.execute(
-                    insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                    _INSERT_MESSAGES,
                     [message_values(send, int(send.conversation_id or 0), now) for send in sends],
                 )
             ).scalars()
@@ -93,7 +102,7 @@ class SqliteOutbox:
             int(i)
             for i in (
                 await connection.execute(
-                    insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True),
+                    _INSERT_OUTBOX,
                     [
                         outbox_values(send, message_id, int(send.conversation_id or 0), now)
                         for send, message_id in zip(sends, message_ids, strict=True)
@@ -101,11 +110,8 @@ class SqliteOutbox:
                 )
             ).scalars()
         ]
-        await connection.execute(
-            update(conversations)
-            .where(conversations.c.id.in_({int(send.conversation_id or 0) for send in sends}))
-            .values(last_message_at=now)
-        )
+        touched = sorted({int(send.conversation_id or 0) for send in sends})
+        await connection.execute(_TOUCH, {"touch_ids": touched, "touch_at": now})
         return message_ids, outbox_ids
 
     async def claim(

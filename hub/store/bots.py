@@ -1,17 +1,20 @@
 """A conversation's part with a bot: hand-off and return (the lifecycle's ``HandOff`` / ``ToBot``, applied as
 every other action is, in one guarded update), and the bot's bookkeeping in ``bot_conversations``: which
 bot, the customer's oldest message it has not answered (for the silence rule), failures in a row, a
-rules bot's step and the variables it collected.
+rules bot's step and the variables it collected. A bot's turn reads what it needs once (``turn_of``); its
+replies are checked and its silence clock stopped in the transaction that queues them (``with_bots``,
+``answered``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import lifecycle
@@ -25,28 +28,35 @@ from hub.events import (
     ConversationWithBot,
     OfferWithdrawn,
 )
-from hub.model import ConversationState
+from hub.model import Channel, Conversation, ConversationState, Identity, Subscription
 from hub.store._changes import Change, RoutingRefused, apply_change, load_facts  # the one way an action is applied
-from hub.store._db import Store, upsert
+from hub.store._db import Store, in_json_array, upsert
+from hub.store._per_row import PerRow
 from hub.store.catalogue import load_queue
-from hub.store.conversations import conversation_view
+from hub.store.conversations import (  # a conversation as the API renders it
+    _view_query,
+    _views,
+    conversation_from_row,
+)
 from hub.store.history import _message as history_item  # a message as the history renders it
-from hub.store.tables import bot_conversations, conversations, messages, statuses
+from hub.store.tables import UTCDateTime, bot_conversations, conversations, identities, messages, statuses
 from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "BotState",
+    "BotTurn",
     "answered",
     "bot_state",
     "close_by_bot",
     "count_with_bots",
-    "delivery_of",
     "failed",
     "hand_off",
     "save_progress",
     "silent_since",
     "to_bot",
+    "turn_of",
     "waiting_for_bot",
+    "with_bots",
 ]
 
 
@@ -119,26 +129,61 @@ async def waiting_for_bot(store: Store, conversation_id: int, bot_id: str, since
         )
 
 
-async def answered(store: Store, conversation_id: int, now: datetime) -> None:
-    """The bot answered: nothing is awaited, and its failures in a row are forgotten (a read first: most
-    answers come in the turn itself, with nothing to forget, and need no write)."""
-    c = bot_conversations.c
-    async with store.read() as connection:
-        pending = (
-            await connection.execute(
-                select(c.conversation_id).where(
-                    c.conversation_id == conversation_id, (c.awaiting_since.is_not(None)) | (c.failures > 0)
-                )
-            )
-        ).first()
-    if pending is None:
-        return
-    async with store.write() as connection:
-        await connection.execute(
-            update(bot_conversations)
-            .where(bot_conversations.c.conversation_id == conversation_id)
-            .values(awaiting_since=None, failures=0, updated_at=now)
-        )
+_ANSWERED_AT = bindparam("answered_at", type_=UTCDateTime())
+_ANSWERED = PerRow(
+    update(bot_conversations)
+    .where(
+        bot_conversations.c.conversation_id == bindparam("answered_id"),
+        bot_conversations.c.awaiting_since.is_not(None) | (bot_conversations.c.failures > 0),
+    )
+    .values(awaiting_since=None, failures=0, updated_at=_ANSWERED_AT),
+    ("answered_id", "answered_at"),
+)
+
+
+async def answered(connection: AsyncConnection, conversation_ids: Collection[int], now: datetime) -> None:
+    """The bot answered: nothing is awaited, and its failures in a row are forgotten. Run in the transaction
+    that queues the bot's reply (``hub.store.outbound``), so the reply and the stopped clock are one change;
+    a conversation with nothing to forget (most answers come in the turn itself) is left unwritten."""
+    await _ANSWERED.run(connection, [(conversation_id, now) for conversation_id in sorted(set(conversation_ids))])
+
+
+def _with_bots(ids: Any) -> Any:
+    return (
+        select(conversations.c.id, conversations.c.queue_id, conversations.c.state)
+        .where(ids)
+        .order_by(conversations.c.id)
+        .with_for_update(key_share=True)  # PostgreSQL: until the replies are written, no hand-off or take commits
+    )
+
+
+# the ids as one parameter, so one statement text (and one prepared statement) whatever their number
+_WITH_BOTS = {
+    "sqlite": _with_bots(in_json_array(conversations.c.id, "with_bots_ids")),
+    "postgresql": _with_bots(conversations.c.id == any_(bindparam("with_bots_ids", type_=ARRAY(BigInteger)))),
+}
+
+
+async def with_bots(connection: AsyncConnection, replies: Sequence[tuple[int, Sequence[str]]]) -> list[str | None]:
+    """For each bot's reply about to be written (its conversation, the bot's queues), None when the bot may still
+    answer, else why not: ``not_found`` (gone, or no longer in one of its queues: a bot never sees a
+    conversation outside them) or ``not_with_bot`` (an agent has it now). Run in the transaction that writes
+    the replies, so what it finds holds until they are written (on PostgreSQL the rows stay locked)."""
+    if not replies:
+        return []
+    ids = sorted({conversation_id for conversation_id, _ in replies})
+    found = await connection.execute(_WITH_BOTS[connection.dialect.name], {"with_bots_ids": ids})
+    rows = {int(row.id): row for row in found}
+    refused: list[str | None] = []
+    for conversation_id, queues in replies:
+        row = rows.get(conversation_id)
+        if row is None or row.queue_id not in queues:
+            refused.append("not_found")
+        elif row.state != ConversationState.BOT.value:
+            refused.append("not_with_bot")
+        else:
+            refused.append(None)
+    return refused
 
 
 async def failed(store: Store, conversation_id: int, now: datetime) -> int:
@@ -287,20 +332,85 @@ async def to_bot(
         return Change(conversation, events)
 
 
-async def delivery_of(
-    store: Store, conversation_id: int, message_id: int
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The conversation and the customer's message, as the API renders them (datetimes still datetimes)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BotTurn:
+    """What one turn of a bot reads, once, before the bot is asked: the conversation and the customer's message
+    as the API renders them (what the bot is sent), the bot's bookkeeping, and the conversation and its identity
+    as the reply needs them (its policy and its template context)."""
+
+    view: dict[str, Any]
+    message: dict[str, Any]
+    state: BotState | None
+    conversation: Conversation
+    identity: Identity
+
+
+_TURN_CONVERSATION = (
+    _view_query()
+    .add_columns(
+        identities.c.account_id.label("identity_account_id"),
+        identities.c.channel.label("identity_channel"),
+        identities.c.first_inbound_at,
+        identities.c.last_inbound_at,
+        identities.c.subscription,
+        identities.c.subscription_changed_at,
+        identities.c.welcome_sent,
+        bot_conversations.c.awaiting_since,
+        bot_conversations.c.failures,
+        bot_conversations.c.step,
+    )
+    .where(conversations.c.id == bindparam("turn_conversation_id"))
+)
+_TURN_MESSAGE = select(messages).where(
+    messages.c.id == bindparam("turn_message_id"), messages.c.conversation_id == bindparam("turn_conversation_id")
+)
+
+
+async def turn_of(store: Store, conversation_id: int, message_id: int) -> BotTurn | None:
+    """Everything a bot's turn reads, in one read (None: no such conversation or message)."""
+    ids = {"turn_conversation_id": conversation_id, "turn_message_id": message_id}
     async with store.read() as connection:
-        view = await conversation_view(connection, conversation_id)
-        row = (
-            await connection.execute(
-                select(messages).where(messages.c.id == message_id, messages.c.conversation_id == conversation_id)
-            )
-        ).first()
-    if view is None or row is None:
-        return None
-    return view, history_item(row)
+        row = (await connection.execute(_TURN_CONVERSATION, ids)).first()
+        if row is None:
+            return None
+        message = (await connection.execute(_TURN_MESSAGE, ids)).first()
+        if message is None:
+            return None
+        (view,) = await _views(connection, [row])
+    state = None
+    if row.bot_id is not None:
+        state = BotState(
+            conversation_id=int(row.id),
+            bot_id=str(row.bot_id),
+            awaiting_since=row.awaiting_since,
+            failures=int(row.failures),
+            step=row.step,
+            variables=dict(row.bot_variables or {}),
+            handoff_reason=row.handoff_reason,
+            handoff_note=row.handoff_note,
+        )
+    identity = Identity(
+        id=int(row.identity_id),
+        account_id=row.identity_account_id,
+        channel=Channel(row.identity_channel),
+        external_id=row.external_id,
+        display_name=row.display_name,
+        avatar_url=row.avatar_url,
+        phone=row.phone,
+        first_inbound_at=row.first_inbound_at,
+        last_inbound_at=row.last_inbound_at,
+        subscription=Subscription(row.subscription) if row.subscription else None,
+        subscription_changed_at=row.subscription_changed_at,
+        contact_id=row.contact_id,
+        welcome_sent=bool(row.welcome_sent),
+    )
+    return BotTurn(
+        view=view,
+        message=history_item(message),
+        state=state,
+        conversation=conversation_from_row(row),
+        identity=identity,
+    )
 
 
 async def close_by_bot(store: Store, conversation_id: int, *, bot_id: str, status: str | None, now: datetime) -> Change:

@@ -23,6 +23,7 @@ from hub.store._db import Store
 from hub.store._opening import insert_open
 from hub.store._outbox_rows import NewOutbound, message_values, outbox_values
 from hub.store.audit import append_entries
+from hub.store.bots import answered, with_bots
 from hub.store.conversations import conversation_from_row
 from hub.store.media import insert_sent_attachments
 from hub.store.messages import load_identity, open_conversation_of
@@ -34,6 +35,7 @@ from hub.store.webhooks_out import record_outgoing
 __all__ = [
     "ConversationTaken",
     "NewOutbound",
+    "NotTheBots",
     "Queued",
     "load_identity",  # the API reads these from here
     "open_conversation_of",
@@ -49,6 +51,16 @@ class ConversationTaken(Exception):
     def __init__(self, conversation_id: int | None) -> None:
         super().__init__(f"conversation {conversation_id} is already open")
         self.conversation_id = conversation_id
+
+
+class NotTheBots(Exception):
+    """A bot's reply in a conversation the bot may no longer answer, as found when it was to be written:
+    ``reason`` ``not_found`` (gone from the bot's queues) or ``not_with_bot`` (an agent has it now)."""
+
+    def __init__(self, conversation_id: int, reason: str) -> None:
+        super().__init__(f"conversation {conversation_id}: {reason}")
+        self.conversation_id = conversation_id
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,17 +84,26 @@ async def queue_outbound_group(
     store: Store, sends: Sequence[NewOutbound], now: datetime
 ) -> list[Queued | BaseException]:
     """Several accepted sends in one transaction (group commit). Replies in an existing
-    conversation (the common case) are written set-based, three statements for the whole group;
-    a send that opens or closes a conversation gets its own savepoint, so one that fails (say, a
-    conversation opened meanwhile) is reported and does not sink the others. Raises only when the
-    commit itself fails (then none of them was accepted)."""
+    conversation (the common case, an agent's or a bot's) are written set-based, three statements for the
+    whole group; a send that opens or closes a conversation gets its own savepoint, so one that fails (say, a
+    conversation opened meanwhile) is reported and does not sink the others. A bot's reply is written only
+    while its conversation is still the bot's (``NotTheBots`` otherwise), and stops the bot's silence clock
+    in the same transaction. Raises only when the commit itself fails (then none of them was accepted)."""
     results: list[Queued | BaseException | None] = [None] * len(sends)
-    simple = [
-        i
-        for i, send in enumerate(sends)
-        if send.conversation_id is not None and send.close_status is None and send.author is Author.AGENT
-    ]
+    bots = [i for i, send in enumerate(sends) if send.author is Author.BOT and send.conversation_id is not None]
     async with store.write() as connection:
+        checked = await with_bots(connection, [(int(sends[i].conversation_id or 0), sends[i].bot_queues) for i in bots])
+        for i, reason in zip(bots, checked, strict=True):
+            if reason is not None:
+                results[i] = NotTheBots(int(sends[i].conversation_id or 0), reason)
+        simple = [
+            i
+            for i, send in enumerate(sends)
+            if results[i] is None
+            and send.conversation_id is not None
+            and send.close_status is None
+            and send.author in _SET_BASED
+        ]
         if simple:
             for i, queued in zip(
                 simple, await _queue_replies(connection, store, [sends[i] for i in simple], now), strict=True
@@ -101,10 +122,17 @@ async def queue_outbound_group(
         for result in results:  # an agent's uploaded files: kept with the message, in its transaction
             if isinstance(result, Queued) and any(a.upload_id for a in result.message.attachments):
                 await insert_sent_attachments(connection, result.message.id, result.message.attachments, now)
+        # the bots that answered: their silence clocks stop with the reply
+        await answered(
+            connection, [int(sends[i].conversation_id or 0) for i in bots if isinstance(results[i], Queued)], now
+        )
         accepted = [event for r in results if isinstance(r, Queued) for event in r.events]
         await record_outgoing(connection, accepted, now=now)
         await append_entries(connection, _audit_entries(sends, results))
     return [r for r in results if r is not None]
+
+
+_SET_BASED = (Author.AGENT, Author.BOT)
 
 
 def _audit_entries(sends: Sequence[NewOutbound], results: Sequence[Queued | BaseException | None]) -> list[Any]:

@@ -21,7 +21,7 @@ from hub.store.bots import hand_off as store_hand_off
 from hub.usecases._parts import HubParts
 from hub.usecases.access import conversation_for
 from hub.usecases.conversations import Changed, _done, _run
-from hub.usecases.outbound import Replied, Send, reply
+from hub.usecases.outbound import ReadByTurn, Replied, Send, reply
 from hub.usecases.permissions import is_bot, is_supervisor
 from hub.usecases.principal import Principal
 
@@ -59,15 +59,18 @@ def bot_of_queue(hub: HubParts, queue_id: str) -> str | None:
     return None
 
 
-async def say(hub: HubParts, actor: Principal, conversation_id: int, message: BotSay) -> Replied:
+async def say(
+    hub: HubParts, actor: Principal, conversation_id: int, message: BotSay, *, known: ReadByTurn | None = None
+) -> Replied:
     """The bot's message, through the agents' reply (policy, outbox); its choices are remembered so that a
-    customer who answers with a number or a title has chosen that button."""
+    customer who answers with a number or a title has chosen that button. ``known``: what the bot's turn read
+    (hub/bots/runner.py), not read again."""
     if not is_bot(actor):
         raise Forbidden("forbidden", "only a bot speaks as a bot")
     send = Send(text=message.text, buttons=message.buttons)
     if message.template is not None:
         send = Send(template=message.template, variables=dict(message.variables))
-    replied = await reply(hub, actor, conversation_id, send)
+    replied = await reply(hub, actor, conversation_id, send, known=known)
     if message.buttons:
         assert actor.bot_id is not None
         state = await bot_state(hub.store, conversation_id)

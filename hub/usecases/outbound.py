@@ -14,7 +14,7 @@ from typing import Any
 
 from hub.audit import entry_values, record
 from hub.bus import BusEvent
-from hub.errors import Conflict, Invalid, NotFound, PolicyRefusal
+from hub.errors import Conflict, Forbidden, Invalid, NotFound, PolicyRefusal
 from hub.events import ConversationOpened, ConversationUpdated
 from hub.metrics import template_render_refused
 from hub.model import (
@@ -47,10 +47,9 @@ from hub.quick_replies import with_choices
 from hub.registry import provider_facts
 from hub.routing import close_refusal
 from hub.store.admin import get_queue, list_statuses
-from hub.store.bots import answered
 from hub.store.contacts import get_contact
 from hub.store.conversations import ConversationAccess, get_conversation
-from hub.store.outbound import ConversationTaken, NewOutbound, load_identity, open_conversation_of
+from hub.store.outbound import ConversationTaken, NewOutbound, NotTheBots, load_identity, open_conversation_of
 from hub.store.outbound import start_chat as open_owned_chat
 from hub.store.templates import get_template, list_templates
 from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
@@ -61,6 +60,7 @@ from hub.usecases.principal import ActorKind, Principal
 
 __all__ = [
     "PROVIDER_KEYS",
+    "ReadByTurn",
     "Replied",
     "Send",
     "Sent",
@@ -84,6 +84,17 @@ class Send:
     tag: str | None = None  # a Messenger message tag, upper case
     attachments: tuple[Attachment, ...] = ()
     buttons: tuple[Button, ...] = ()  # quick replies: native where the channel shows them, else numbered text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadByTurn:
+    """A bot's reply's conversation and identity as its turn read them before the bot was asked
+    (hub/bots/runner.py): not read again. Whether the conversation is still the bot's is checked where the
+    reply is written (``hub.store.outbound.NotTheBots``); the identity's window facts are asked again by the
+    outbox before it sends."""
+
+    conversation: Conversation
+    identity: Identity
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,15 +147,25 @@ class _Reads:
 
 
 async def _read(
-    hub: HubParts, send: Send, *, conversation_id: int | None = None, identity_id: int | None = None
+    hub: HubParts,
+    send: Send,
+    *,
+    conversation_id: int | None = None,
+    identity_id: int | None = None,
+    known: ReadByTurn | None = None,
 ) -> _Reads:
-    """What a reply (``conversation_id``) or a new message (``identity_id``) needs to be decided."""
+    """What a reply (``conversation_id``) or a new message (``identity_id``) needs to be decided (``known``: a
+    bot's reply whose turn read the conversation and identity already; only a bot's, so no participants)."""
     store = hub.store
     found = open_ = None
-    if conversation_id is not None:
+    identity: Identity | None = None
+    if known is not None:
+        found, identity = ConversationAccess(known.conversation, {}, set()), known.identity
+    elif conversation_id is not None:
         found = await get_conversation(store, conversation_id)
         identity_id = found.conversation.identity_id if found is not None else None
-    identity = await load_identity(store, identity_id) if identity_id is not None else None
+    if identity is None and identity_id is not None:
+        identity = await load_identity(store, identity_id)
     if identity is not None and conversation_id is None:
         open_ = await open_conversation_of(store, identity.id)
     template = queue = contact = None
@@ -277,6 +298,7 @@ async def _plan(
             template_name=send.template,
             template_version=version,
             tag=(decision.tag or tag) if identity.channel is Channel.MESSENGER else None,
+            bot_queues=actor.queues if is_bot(actor) else (),
         ),
         plan,
     )
@@ -350,21 +372,30 @@ async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, 
     return identity, eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
 
 
-async def reply(hub: HubParts, actor: Principal, conversation_id: int, send: Send) -> Replied:
-    """Queue a reply in an open conversation the actor takes part in (or supervises)."""
+async def reply(
+    hub: HubParts, actor: Principal, conversation_id: int, send: Send, *, known: ReadByTurn | None = None
+) -> Replied:
+    """Queue a reply in an open conversation the actor takes part in (or supervises); ``known``: a bot's
+    turn read the conversation and identity already."""
+    if known is not None and (not is_bot(actor) or known.conversation.id != conversation_id):
+        raise ValueError("only a bot's turn passes what it read, of its own conversation")
     outbox = _outbox(hub)
     send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
-    reads = await _read(hub, send, conversation_id=conversation_id)
+    reads = await _read(hub, send, conversation_id=conversation_id, known=known)
     conversation = permitted(actor, reads.found, conversation_id, act=True)
     if conversation.state is ConversationState.CLOSED:
         raise Conflict("conversation_closed", "the conversation is closed; start a new one with /api/v1/outbound")
     if reads.identity is None:
         raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
     new, plan = await _plan(hub, actor, reads, send, conversation)
-    queued = await outbox.accept(replace(new, audit=_send_audit(hub, actor, send)), hub.clock())
+    try:
+        # a bot's reply also stops its silence clock, in the same transaction (hub/store/bots.py ``answered``)
+        queued = await outbox.accept(replace(new, audit=_send_audit(hub, actor, send)), hub.clock())
+    except NotTheBots as exc:  # taken from the bot meanwhile: refused as ``permitted`` refuses it
+        if exc.reason == "not_found":
+            raise NotFound("not_found", f"no conversation {conversation_id}") from None
+        raise Forbidden("not_with_bot", "the conversation is no longer with a bot") from None
     hub.bus.publish_all(queued.events)
-    if is_bot(actor):  # the bot answered: its silence clock stops (hub/bots/runner.py)
-        await answered(hub.store, conversation.id, hub.clock())
     return Replied(message=queued.message, plan=plan, tag=new.tag, events=list(queued.events))
 
 

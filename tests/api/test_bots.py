@@ -4,6 +4,7 @@ moves between the bot and people as issue 18 says."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,17 @@ class BotServer:
     received: list[dict[str, Any]] = field(default_factory=list)
     script: list[tuple[int, Any]] = field(default_factory=list)
     otherwise: tuple[int, Any] = (200, {"actions": []})
+    hold: asyncio.Event | None = None  # set: the bot answers only once it is set ("thinking" until then)
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         # raises WebhookVerificationError (a 500 here, and the test fails) when the signature is wrong
         payload = Webhook(SECRET).verify(body, dict(request.headers))
         self.received.append(payload)
+        self.asked.set()
+        if self.hold is not None:
+            await self.hold.wait()
         status, answer = self.script.pop(0) if self.script else self.otherwise
         if answer is None:
             return web.Response(status=status)
@@ -256,6 +262,27 @@ async def test_an_agent_takes_over_mid_bot_and_hands_it_back(make_api: MakeApi, 
 
     refused = await agent.post(f"/api/v1/conversations/{conversation_id}/bot", json={"bot": "nobody"})
     assert refused.status in (403, 409, 422)
+
+
+async def test_an_agent_who_takes_over_while_the_bot_thinks_gets_the_conversation_without_its_answer(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """The turn read the conversation before asking the bot; the answer is checked where it is written."""
+    bot_server.otherwise = (200, {"actions": [{"text": "bot here, too late"}]})
+    bot_server.hold = asyncio.Event()
+    api = await make_api(bot_config(bot_server.url, handoff_after="30"))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(text="hello")
+    await asyncio.wait_for(bot_server.asked.wait(), timeout=5)
+    taken = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    assert taken["state"] == "active"
+
+    bot_server.hold.set()
+    await api.app[HUB].bots.idle()
+    assert bot_messages(await history(api, conversation_id)) == [], "no bot message once an agent has it"
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["owner"]) == ("active", agent.id)
+    assert handoffs(await history(api, conversation_id)) == []
 
 
 async def _asked(server: BotServer, times: int) -> bool:

@@ -12,14 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from hub.audit import entry_values
 from hub.bus import BusEvent, EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
 from hub.model import (
     Attachment,
+    Author,
     Channel,
+    ConversationState,
     DeliveryReceipt,
     DeliveryState,
     InboundMessage,
@@ -35,9 +37,18 @@ from hub.settings import Settings
 from hub.store import Store, store_group
 from hub.store.agents import create_agent
 from hub.store.messages import load_identity, open_conversation_of
-from hub.store.outbound import ConversationTaken, NewOutbound, queue_outbound, queue_outbound_group
+from hub.store.outbound import ConversationTaken, NewOutbound, NotTheBots, queue_outbound, queue_outbound_group
 from hub.store.outbox import Accepted, OutboxState, claim_outbox, outbox_counts, outbox_upkeep, record_and_claim
-from hub.store.tables import account_health, audit_log, conversations, identities, messages, outbox, pending_receipts
+from hub.store.tables import (
+    account_health,
+    audit_log,
+    bot_conversations,
+    conversations,
+    identities,
+    messages,
+    outbox,
+    pending_receipts,
+)
 from tests.fakes import RecordingAdapter
 
 ACCOUNTS = """
@@ -552,6 +563,82 @@ async def test_a_group_of_accepted_sends_reports_a_failed_one_and_keeps_the_othe
     ]
     await hub.outbox().drain()
     assert texts(hub.adapters["wa"]) == ["first", "second"]
+
+
+async def test_a_bots_reply_is_written_only_while_the_conversation_is_the_bots_and_stops_its_silence_clock(
+    hub: Hub,
+) -> None:
+    """Checked in the group's own transaction: a conversation an agent has now, or one outside the bot's queues,
+    refuses the bot's reply and nothing else of the group; an answered conversation forgets what it awaited."""
+    with_bot, taken = [await hub.customer_writes(f"+42060000000{i}") for i in (1, 2)]
+    ids = {}
+    for identity in (with_bot, taken):
+        found = await open_conversation_of(hub.store, identity)
+        assert found is not None
+        ids[identity] = found[0].id
+    async with hub.store.write() as connection:
+        await connection.execute(
+            update(conversations).where(conversations.c.id == ids[with_bot]).values(state=ConversationState.BOT.value)
+        )
+        await connection.execute(
+            insert(bot_conversations).values(
+                conversation_id=ids[with_bot],
+                bot_id="faq",
+                awaiting_since=hub.clock(),
+                failures=2,
+                variables={},
+                updated_at=hub.clock(),
+            )
+        )
+    decision = decide(
+        facts_for(await load_identity(hub.store, with_bot), "twilio"),  # type: ignore[arg-type]
+        Draft(text="x"),
+        hub.clock(),
+    )
+    assert isinstance(decision, Allowed)
+
+    def reply(identity: int, text: str, *, queues: tuple[str, ...] = ("support",), bot: bool = True) -> NewOutbound:
+        return NewOutbound(
+            account_id="wa",
+            identity_id=identity,
+            agent_id=None if bot else hub.agent_id,
+            author=Author.BOT if bot else Author.AGENT,
+            bot_queues=queues if bot else (),
+            kind=MessageKind.TEXT,
+            send_plan=send_plan(decision),
+            conversation_id=ids[identity],
+            text=text,
+        )
+
+    results = await queue_outbound_group(
+        hub.store,
+        [
+            reply(with_bot, "bot answers"),
+            reply(taken, "too late"),
+            reply(with_bot, "not my queue", queues=("sales",)),
+            reply(taken, "agent answers", bot=False),
+        ],
+        hub.clock(),
+    )
+    assert [r.reason if isinstance(r, NotTheBots) else type(r).__name__ for r in results] == [
+        "Queued",
+        "not_with_bot",
+        "not_found",
+        "Queued",
+    ]
+    async with hub.store.read() as connection:
+        written = (
+            await connection.execute(select(messages.c.text, messages.c.author).where(messages.c.direction == "out"))
+        ).all()
+        clock = (
+            await connection.execute(
+                select(bot_conversations.c.awaiting_since, bot_conversations.c.failures).where(
+                    bot_conversations.c.conversation_id == ids[with_bot]
+                )
+            )
+        ).one()
+    assert sorted(written) == [("agent answers", "agent"), ("bot answers", "bot")]
+    assert (clock.awaiting_since, clock.failures) == (None, 0)
 
 
 async def test_a_group_of_replies_is_stored_whole_and_in_order(hub: Hub) -> None:

@@ -3,13 +3,14 @@ behaviour on both (queue replies, claim heads and the rows behind them, store ac
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, update
 
-from hub.model import Channel, DeliveryState, MessageKind, Role, Subscription
+from hub.model import Author, Channel, DeliveryState, MessageKind, Role, Subscription
 from hub.store import Store
 from hub.store._outbox_postgresql import PostgresqlOutbox
 from hub.store._outbox_sqlite import SqliteOutbox
@@ -119,6 +120,22 @@ async def test_replies_are_queued_in_the_order_given(store: Store) -> None:
         (o, m, OutboxState.PENDING, 0, NOW) for o, m in zip(outbox_ids, message_ids, strict=True)
     ]
     assert touched == [NOW, NOW]
+
+
+async def test_a_bots_replies_are_queued_with_the_agents_in_one_set(store: Store) -> None:
+    agent_id, [(i1, c1), (i2, c2)] = await _conversations(store, 2)
+    sends = [
+        _reply(agent_id, i1, c1, "from ana"),
+        replace(_reply(agent_id, i2, c2, "from the bot"), agent_id=None, author=Author.BOT, bot_queues=("sales",)),
+    ]
+    message_ids, outbox_ids = await _queue(store, sends)
+    assert len(message_ids) == len(outbox_ids) == 2
+    async with store.read() as connection:
+        stored = (await connection.execute(select(messages).order_by(messages.c.id))).all()
+    assert [(m.id, m.text, m.author, m.agent_id, m.conversation_id) for m in stored] == [
+        (message_ids[0], "from ana", "agent", agent_id, c1),
+        (message_ids[1], "from the bot", "bot", None, c2),
+    ]
 
 
 async def test_a_claim_takes_only_the_oldest_unfinished_row_of_each_conversation(store: Store) -> None:
