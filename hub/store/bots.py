@@ -34,11 +34,11 @@ from hub.store._db import Store, in_json_array, upsert
 from hub.store._per_row import PerRow
 from hub.store.catalogue import load_queue
 from hub.store.conversations import (  # a conversation as the API renders it
-    _view_query,
-    _views,
     conversation_from_row,
+    view_query,
+    views_of_rows,
 )
-from hub.store.history import _message as history_item  # a message as the history renders it
+from hub.store.history import message_view as history_item  # a message as the history renders it
 from hub.store.tables import UTCDateTime, bot_conversations, conversations, identities, messages, statuses
 from hub.store.webhooks_out import record_outgoing
 
@@ -346,7 +346,7 @@ class BotTurn:
 
 
 _TURN_CONVERSATION = (
-    _view_query()
+    view_query()
     .add_columns(
         identities.c.account_id.label("identity_account_id"),
         identities.c.channel.label("identity_channel"),
@@ -376,7 +376,7 @@ async def turn_of(store: Store, conversation_id: int, message_id: int) -> BotTur
         message = (await connection.execute(_TURN_MESSAGE, ids)).first()
         if message is None:
             return None
-        (view,) = await _views(connection, [row])
+        (view,) = await views_of_rows(connection, [row])
     state = None
     if row.bot_id is not None:
         state = BotState(

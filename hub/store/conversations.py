@@ -25,6 +25,8 @@ __all__ = [
     "load_conversation",
     "load_former_participants",
     "load_participants",
+    "view_query",
+    "views_of_rows",
     "waiting_lists",
 ]
 
@@ -158,7 +160,8 @@ def _url_fields(row: Any) -> dict[str, Any]:
     }
 
 
-def _view_query() -> Any:
+def view_query() -> Any:
+    """The SELECT of a conversation as the API shows it (identity, contact, bot columns); add its WHERE."""
     return (
         select(
             conversations,
@@ -181,7 +184,8 @@ def _view_query() -> Any:
     )
 
 
-async def _views(connection: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+async def views_of_rows(connection: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows of ``view_query()`` as the API shows them, with their participants and queues, in two reads."""
     ids = [int(r.id) for r in rows]
     people: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     closed_parts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
@@ -215,13 +219,13 @@ async def conversation_views(connection: AsyncConnection, conversation_ids: Sequ
     ids = sorted(set(conversation_ids))
     if not ids:
         return {}
-    rows = (await connection.execute(_view_query().where(conversations.c.id.in_(ids)))).all()
-    return {int(view["id"]): view for view in await _views(connection, rows)}
+    rows = (await connection.execute(view_query().where(conversations.c.id.in_(ids)))).all()
+    return {int(view["id"]): view for view in await views_of_rows(connection, rows)}
 
 
 async def conversation_view(connection: AsyncConnection, conversation_id: int) -> dict[str, Any] | None:
-    rows = (await connection.execute(_view_query().where(conversations.c.id == conversation_id))).all()
-    views = await _views(connection, rows)
+    rows = (await connection.execute(view_query().where(conversations.c.id == conversation_id))).all()
+    views = await views_of_rows(connection, rows)
     return views[0] if views else None
 
 
@@ -237,7 +241,7 @@ async def list_conversations(
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Newest first, keyset-paged by id; an agent sees only their own and their queues' waiting list."""
     c = conversations.c
-    query = _view_query()
+    query = view_query()
     if not everything:
         # a UNION of three indexed lookups: an OR with EXISTS made SQLite scan every conversation
         visible = union_all(
@@ -264,7 +268,7 @@ async def list_conversations(
         rows = (await connection.execute(query)).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        items = await _views(connection, rows)
+        items = await views_of_rows(connection, rows)
     return items, (int(rows[-1].id) if more and rows else None)
 
 
