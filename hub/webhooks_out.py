@@ -3,7 +3,7 @@
 Owned by the ``Hub`` (started after the notifier, stopped before it). ``concurrency`` senders take leased
 deliveries from a local queue and POST them, each signed with the Standard Webhooks scheme. One recorder
 runs rounds back to back while attempts finish: each round stores the attempts finished since the last one
-and leases more due deliveries (the head of each conversation's line, hub/store/webhooks_out.py) in one
+and leases more due deliveries (the head of each conversation's line, hub/store/webhooks_out_dispatch.py) in one
 transaction, so the next delivery of a line is sent as soon as its previous one is recorded, not when a
 whole batch is done. The bus only wakes it early; deliveries are found in the database, so those another
 process recorded are sent too, and a process that stops mid-delivery leaves nothing behind (what it sent is
@@ -30,15 +30,14 @@ from hub._tasks import cancel_and_wait
 from hub.bus import BusEvent, EventBus
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.webhooks_out import (
+from hub.store.webhooks_out import has_subscriptions, seed_subscriptions
+from hub.store.webhooks_out_dispatch import (
     AttemptResult,
     DueDelivery,
     any_due,
-    has_subscriptions,
     record_and_claim,
     record_attempts,
     release_claims,
-    seed_subscriptions,
 )
 from hub.webhooks_out_events import outgoing_of
 

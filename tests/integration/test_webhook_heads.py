@@ -17,17 +17,13 @@ from sqlalchemy import select
 from hub.store import Store
 from hub.store.tables import webhook_deliveries, webhook_heads
 from hub.store.webhooks_out import (
-    AttemptResult,
-    DueDelivery,
-    any_due,
-    claim_due,
     get_subscription,
     insert_deliveries,
-    record_attempts,
     replay_delivery,
     resume_subscription,
     seed_subscriptions,
 )
+from hub.store.webhooks_out_dispatch import AttemptResult, DueDelivery, any_due, claim_due, record_attempts
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
