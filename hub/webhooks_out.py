@@ -7,7 +7,8 @@ and leases more due deliveries (the head of each conversation's line, hub/store/
 transaction, so the next delivery of a line is sent as soon as its previous one is recorded, not when a
 whole batch is done. The bus only wakes it early; deliveries are found in the database, so those another
 process recorded are sent too, and a process that stops mid-delivery leaves nothing behind (what it sent is
-recorded, its other leases are given back or run out).
+recorded, its other leases are given back or run out). Delivered deliveries are deleted ``keep_days`` after
+delivery, by a sweep at start and every hour.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,7 @@ from hub.store.webhooks_out_dispatch import (
     AttemptResult,
     DueDelivery,
     any_due,
+    prune_delivered,
     record_and_claim,
     record_attempts,
     release_claims,
@@ -53,6 +55,7 @@ _RECORDERS = 2  # rounds that may run at once (PostgreSQL overlaps them; SQLite'
 # PostgreSQL's rounds overlap and mostly wait for round trips: one starts as soon as an attempt finished.
 _ROUND_EVERY = {"sqlite": 4}
 _QUEUE_LOW = 2
+_PRUNE_EVERY = 3600.0  # seconds between retention sweeps of delivered deliveries (the first at start)
 
 
 def webhook_id(delivery_id: int) -> str:
@@ -129,6 +132,7 @@ class WebhookDispatcher:
         self._tasks += [
             asyncio.create_task(self._send(), name=f"webhooks-out-sender-{n}") for n in range(self._tuning.concurrency)
         ]
+        self._tasks.append(asyncio.create_task(self._retention(), name="webhooks-out-retention"))
 
     async def stop(self) -> None:
         """Stop sending; finished attempts are recorded, the leases of the others (queued or cut short) given
@@ -158,6 +162,23 @@ class WebhookDispatcher:
         """Look for due deliveries now (an admin subscribed, resumed or replayed something)."""
         self._subscribed_checked = -math.inf
         self._wake.set()
+
+    async def prune(self) -> int:
+        """The retention sweep: deliveries delivered more than ``keep_days`` ago go, with their attempts."""
+        return await prune_delivered(self._store, before=self._clock() - timedelta(days=self._tuning.keep_days))
+
+    async def _retention(self) -> None:
+        """``prune`` at start and then every hour; a failed sweep is tried again at the next."""
+        while True:
+            try:
+                removed = await self.prune()
+                if removed:
+                    logger.info("outgoing webhooks retention removed %d delivered deliveries", removed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outgoing webhooks retention sweep failed")
+            await asyncio.sleep(_PRUNE_EVERY)
 
     async def _listen(self) -> None:
         async with self._bus.subscribe(_Wake(self._wake)):

@@ -481,7 +481,9 @@ async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, 
                 .where(here)
                 .values(status=PENDING, next_attempt_at=now, leased_until=None, lease_owner=None, delivered_at=None)
             )
-        row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).one()
+        row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).first()
+        if row is None:  # pruned since its status was read (the retention sweep)
+            return None
         if status != PENDING:
             await _rejoin_line(connection, row.subscription_id, row.order_key, int(row.id))
     return _delivery(row, [])

@@ -4,8 +4,8 @@ Each line of deliveries (one subscription's, one ``order_key``'s) has a head row
 next (ADR 0035; hub/store/webhooks_out.py writes deliveries and keeps the heads when a line grows or a delivery
 is replayed). ``claim_due`` leases due heads with one guarded update, so several processes never send one twice
 at once; ``record_attempts`` stores what each attempt got, schedules the next, counts each subscription's
-failures, and moves a finished head's line on; ``record_and_claim`` does both in one transaction. The HTTP side
-is hub/webhooks_out.py.
+failures, and moves a finished head's line on; ``record_and_claim`` does both in one transaction.
+``prune_delivered`` is the retention sweep. The HTTP side is hub/webhooks_out.py.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "DueDelivery",
     "any_due",
     "claim_due",
+    "prune_delivered",
     "record_and_claim",
     "record_attempts",
     "release_claims",
@@ -385,3 +386,65 @@ async def _count_failures(
         values.update(paused_at=now, paused_reason=f"paused after {streak} consecutive failed attempts")
         logger.warning("outgoing webhook %s paused after %d consecutive failed attempts", subscription_id, streak)
     await connection.execute(update(webhook_subscriptions).where(S.id == subscription_id).values(**values))
+
+
+# ------------------------------------------------------------------ retention
+
+_PRUNE_BATCH = 500  # deliveries read per transaction: a sweep never holds the write lock long
+
+
+async def prune_delivered(store: Store, *, before: datetime, batch: int = _PRUNE_BATCH) -> int:
+    """Delete the deliveries delivered before ``before``, with their attempts (``[webhooks_delivery] keep_days``);
+    returns how many. Pending and failed ones stay, however old (they wait, or may be replayed).
+
+    Each subscription's deliveries are walked in id order on its listing index, a batch per transaction, from the
+    oldest up to the first one created at ``before`` or later (ids follow creation, and a delivery is delivered
+    after it was created): a sweep reads what is older than the retention and one batch more, never the table.
+    """
+    async with store.read() as connection:
+        subscriptions = list((await connection.execute(select(S.id).order_by(S.id))).scalars())
+    pruned = 0
+    for subscription_id in subscriptions:
+        after = 0
+        while True:
+            async with store.write() as connection:
+                rows = (
+                    await connection.execute(
+                        select(D.id, D.status, D.delivered_at, D.created_at)
+                        .where(D.subscription_id == subscription_id, D.id > after)
+                        .order_by(D.id)
+                        .limit(batch)
+                    )
+                ).all()
+                old = [r for r in rows if r.created_at < before]
+                doomed = [
+                    int(r.id)
+                    for r in old
+                    if r.status == DELIVERED and r.delivered_at is not None and r.delivered_at < before
+                ]
+                if doomed:
+                    pruned += await _delete_delivered(connection, doomed, before=before)
+            if len(old) < batch:  # the rest was created within the retention (or there is no rest)
+                break
+            after = int(rows[-1].id)
+    return pruned
+
+
+async def _delete_delivered(connection: AsyncConnection, ids: Sequence[int], *, before: datetime) -> int:
+    """Delete ``ids`` that are still delivered before ``before`` and no line's head, attempts first (not left to
+    the foreign key's cascade). On PostgreSQL the rows are locked first, so a replay that committed since they
+    were read keeps its delivery and its attempts; one that comes later finds no delivery."""
+    still = select(D.id).where(
+        D.id.in_(sorted(ids)),
+        D.status == DELIVERED,
+        D.delivered_at < before,
+        ~select(H.delivery_id).where(H.delivery_id == D.id).exists(),
+    )
+    if connection.dialect.name == "postgresql":
+        still = still.with_for_update()
+    doomed = sorted(int(i) for i in (await connection.execute(still)).scalars())
+    if not doomed:
+        return 0
+    await connection.execute(delete(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(doomed)))
+    await connection.execute(delete(webhook_deliveries).where(D.id.in_(doomed)))
+    return len(doomed)
