@@ -10,6 +10,7 @@ failures, and moves a finished head's line on; ``record_and_claim`` does both in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -17,12 +18,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Text, and_, any_, bindparam, cast, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store._db import Store, in_json_array
-from hub.store.tables import webhook_attempts, webhook_deliveries, webhook_heads, webhook_subscriptions
+from hub.store.tables import UTCDateTime, webhook_attempts, webhook_deliveries, webhook_heads, webhook_subscriptions
 from hub.store.webhooks_out import DELIVERED, FAILED, PENDING
 from hub.webhooks_out_config import WebhooksDelivery
 
@@ -97,9 +114,10 @@ class _Statements:
     due_heads: Any  # SQLite: the due heads, leased by ``lease``
     lease: Any  # SQLite: the found heads; PostgreSQL: finds and leases the due heads in one statement
     delivered: Any
-    lock_lines: Any
     move_on: Any
     lines_done: Any
+    recorded: Any = None  # PostgreSQL: the attempts, the delivered rows, streaks over and the lines' locks
+    moved_and_leased: Any = None  # PostgreSQL: the finished lines moved on or gone, and the lease
 
 
 @functools.cache
@@ -159,18 +177,122 @@ def _statements(dialect: str) -> _Statements:
         )
         .scalar_subquery()
     )
-    return _Statements(
+    lock_lines = (
+        select(H.subscription_id, H.order_key)
+        .where(finished)
+        .order_by(H.subscription_id, H.order_key)
+        .with_for_update()
+    )
+    statements = _Statements(
         due_heads=due_heads,
         lease=lease,
         delivered=delivered,
-        lock_lines=(
-            select(H.subscription_id, H.order_key)
-            .where(finished)
-            .order_by(H.subscription_id, H.order_key)
-            .with_for_update()
-        ),
         move_on=update(webhook_heads).where(finished).values(delivery_id=func.coalesce(following, H.delivery_id)),
         lines_done=delete(webhook_heads).where(finished),  # still a finished one: nothing left in line
+    )
+    if dialect != "postgresql":
+        return statements
+    return dataclasses.replace(
+        statements,
+        recorded=_recorded(lock_lines),
+        moved_and_leased=_moved_and_leased(due_heads, finished, following, guard, leased, body),
+    )
+
+
+def _recorded(lock_lines: Any) -> Any:
+    """PostgreSQL: what a round records, in one statement (data-modifying CTEs), the attempts bound as arrays:
+    every attempt, the delivered ones' rows, the streaks of the subscriptions whose last attempt succeeded, and
+    a lock on the heads of the lines whose head is finished (``_advance``: the next statement reads their
+    lines). Returns how many heads it locked."""
+    now = bindparam("b_now", type_=UTCDateTime())
+    rows = (
+        select(
+            func.unnest(
+                bindparam("b_ids", type_=ARRAY(BigInteger)),
+                bindparam("b_codes", type_=ARRAY(Integer)),
+                bindparam("b_errors", type_=ARRAY(Text)),
+                bindparam("b_durations", type_=ARRAY(Integer)),
+            )
+            .table_valued(
+                column("delivery_id", BigInteger),
+                column("status_code", Integer),
+                column("error", Text),
+                column("duration_ms", Integer),
+            )
+            .render_derived(name="result")
+        )
+    ).cte("results")
+    attempts = (
+        insert(webhook_attempts)
+        .from_select(
+            ["delivery_id", "attempted_at", "status_code", "error", "duration_ms"],
+            select(rows.c.delivery_id, now, rows.c.status_code, rows.c.error, rows.c.duration_ms),
+        )
+        .cte("attempts")
+    )
+    delivered = (
+        update(webhook_deliveries)
+        .where(D.id == rows.c.delivery_id, rows.c.status_code.between(200, 299), D.status == PENDING)
+        .values(
+            status=DELIVERED,
+            delivered_at=now,
+            last_status_code=rows.c.status_code,
+            last_error=None,
+            **_LEASE_ENDS,
+        )
+        .cte("delivered")
+    )
+    streaks_over = (
+        update(webhook_subscriptions)
+        .where(S.id == any_(bindparam("b_streaks_over", type_=ARRAY(Text))), S.consecutive_failures != 0)
+        .values(consecutive_failures=0)
+        .cte("streaks_over")
+    )
+    locked = lock_lines.cte("locked")
+    return select(func.count()).select_from(locked).add_cte(attempts, delivered, streaks_over)
+
+
+def _moved_and_leased(
+    due_heads: Any, finished: Any, following: Any, guard: Any, leased: dict[str, Any], body: Any
+) -> Any:
+    """PostgreSQL: after ``_recorded`` (whose locks it relies on), in one statement: each finished head's line
+    points at its next pending delivery, or is gone when it has none, and due deliveries are leased, the next
+    ones of the lines just moved on among them (this statement's reads do not see its own CTEs' changes:
+    those come from the move's RETURNING). The oldest due first, as ``due_heads``."""
+    now: Any = bindparam("b_now")
+    waiting = webhook_deliveries.alias("waiting")
+    more = (
+        select(waiting.c.id)
+        .where(
+            waiting.c.subscription_id == H.subscription_id,
+            waiting.c.order_key == H.order_key,
+            waiting.c.status == PENDING,
+        )
+        .exists()
+    )
+    moved = (
+        update(webhook_heads).where(finished, more).values(delivery_id=following).returning(H.delivery_id).cte("moved")
+    )
+    gone = delete(webhook_heads).where(finished, ~more).cte("gone")
+    due = and_(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now))
+    nexts = (
+        select(D.id, S.id.label("subscription_id"), S.url, S.secret)
+        .select_from(
+            moved.join(webhook_deliveries, D.id == moved.c.delivery_id).join(
+                webhook_subscriptions, S.id == D.subscription_id
+            )
+        )
+        .where(due)
+    )
+    others = due_heads.with_for_update(of=webhook_deliveries, skip_locked=True).cte("others")
+    candidates = union_all(nexts, select(others)).subquery("candidates")
+    picked = select(candidates).order_by(candidates.c.id).limit(bindparam("b_limit")).cte("picked")
+    return (
+        update(webhook_deliveries)
+        .where(D.id == picked.c.id, guard)
+        .values(**leased)
+        .returning(D.id, picked.c.subscription_id, picked.c.url, picked.c.secret, body, D.created_at)
+        .add_cte(gone)
     )
 
 
@@ -203,33 +325,22 @@ async def record_and_claim(
     tuning: WebhooksDelivery,
 ) -> list[DueDelivery]:
     """``record_attempts`` and ``claim_due`` in one transaction: one commit per round instead of two, and the
-    next delivery of each conversation just delivered is already due."""
+    next delivery of each conversation just delivered is already due. On PostgreSQL a round is two statements
+    (``_recorded``, ``_moved_and_leased``) besides the failed attempts' own."""
     async with store.write() as connection:
-        await _record(connection, results, now=now, tuning=tuning)
+        finished = await _record(connection, results, now=now, tuning=tuning)
+        if connection.dialect.name == "postgresql" and limit > 0:
+            return await _move_on_and_claim(connection, finished, owner=owner, now=now, lease=lease, limit=limit)
+        await _advance(connection, finished)
         return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
 
 
-async def _claim(
-    connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
-) -> list[DueDelivery]:
-    if limit <= 0:
-        return []
-    statements = _statements(connection.dialect.name)
-    parameters: dict[str, Any] = {
-        "b_now": now,
-        "b_limit": limit,
-        "b_until": now + timedelta(seconds=lease),
-        "b_owner": owner,
-    }
-    pairs: list[tuple[Any, Any]]  # (the leased delivery, its subscription's url and secret)
-    if connection.dialect.name == "postgresql":
-        pairs = [(r, r) for r in await connection.execute(statements.lease, parameters)]
-    else:
-        found = {int(r.id): r for r in await connection.execute(statements.due_heads, parameters)}
-        if not found:
-            return []
-        claimed = await connection.execute(statements.lease, {**parameters, "b_ids": sorted(found)})
-        pairs = [(r, found[int(r.id)]) for r in claimed]
+def _lease_parameters(*, owner: str, now: datetime, lease: float, limit: int) -> dict[str, Any]:
+    return {"b_now": now, "b_limit": limit, "b_until": now + timedelta(seconds=lease), "b_owner": owner}
+
+
+def _due(pairs: Sequence[tuple[Any, Any]]) -> list[DueDelivery]:
+    """(the leased delivery, its subscription's url and secret) as what a sender needs, in id order."""
     due = [
         DueDelivery(
             id=int(r.id),
@@ -242,6 +353,31 @@ async def _claim(
         for r, head in pairs
     ]
     return sorted(due, key=lambda d: d.id)
+
+
+async def _move_on_and_claim(
+    connection: AsyncConnection, finished: Sequence[int], *, owner: str, now: datetime, lease: float, limit: int
+) -> list[DueDelivery]:
+    """PostgreSQL, after ``_record`` locked the finished heads: ``_advance`` and ``_claim`` in one statement."""
+    parameters = {**_lease_parameters(owner=owner, now=now, lease=lease, limit=limit), "b_finished": list(finished)}
+    rows = await connection.execute(_statements("postgresql").moved_and_leased, parameters)
+    return _due([(r, r) for r in rows])
+
+
+async def _claim(
+    connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
+) -> list[DueDelivery]:
+    if limit <= 0:
+        return []
+    statements = _statements(connection.dialect.name)
+    parameters = _lease_parameters(owner=owner, now=now, lease=lease, limit=limit)
+    if connection.dialect.name == "postgresql":
+        return _due([(r, r) for r in await connection.execute(statements.lease, parameters)])
+    found = {int(r.id): r for r in await connection.execute(statements.due_heads, parameters)}
+    if not found:
+        return []
+    claimed = await connection.execute(statements.lease, {**parameters, "b_ids": sorted(found)})
+    return _due([(r, found[int(r.id)]) for r in claimed])
 
 
 async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
@@ -270,37 +406,21 @@ async def record_attempts(
     if not results:
         return
     async with store.write() as connection:
-        await _record(connection, results, now=now, tuning=tuning)
+        await _advance(connection, await _record(connection, results, now=now, tuning=tuning))
 
 
 async def _record(
     connection: AsyncConnection, results: Sequence[AttemptResult], *, now: datetime, tuning: WebhooksDelivery
-) -> None:
+) -> list[int]:
+    """Store the attempts and their outcomes; returns the finished deliveries (delivered or given up), whose
+    lines ``_advance`` moves on. On PostgreSQL their heads' rows are locked by then."""
     if not results:
-        return
+        return []
     give_up = timedelta(hours=tuning.give_up_after_hours)
     delivered = [r for r in results if r.delivered]
     failed = [r for r in results if not r.delivered]
-    await connection.execute(
-        insert(webhook_attempts),
-        [
-            {
-                "delivery_id": r.delivery_id,
-                "attempted_at": now,
-                "status_code": r.status_code,
-                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
-                "duration_ms": r.duration_ms,
-            }
-            for r in results
-        ],
-    )
-    statements = _statements(connection.dialect.name)
-    by_code: dict[int | None, list[int]] = {}
-    for r in delivered:
-        by_code.setdefault(r.status_code, []).append(r.delivery_id)
-    for code, ids in sorted(by_code.items(), key=lambda item: item[0] or 0):  # one statement per status code
-        await connection.execute(statements.delivered, {"b_ids": sorted(ids), "b_code": code, "b_now": now})
     given_up = {r.delivery_id for r in failed if now - r.created_at >= give_up}
+    finished = sorted({r.delivery_id for r in delivered} | given_up)
     if failed:
         counts = {
             int(r.id): int(r.attempts)
@@ -319,12 +439,49 @@ async def _record(
                 for r in failed
             ],
         )
-    await _advance(connection, sorted({r.delivery_id for r in delivered} | given_up))
     streaks: dict[str, list[bool]] = {}
     for r in results:
         streaks.setdefault(r.subscription_id, []).append(r.delivered)
+    if connection.dialect.name == "postgresql":
+        await connection.execute(
+            _statements("postgresql").recorded,
+            {
+                "b_now": now,
+                "b_ids": [r.delivery_id for r in results],
+                "b_codes": [r.status_code for r in results],
+                "b_errors": [None if r.delivered else (r.error or f"HTTP {r.status_code}") for r in results],
+                "b_durations": [r.duration_ms for r in results],
+                "b_streaks_over": sorted(s for s, outcomes in streaks.items() if outcomes[-1]),
+                "b_finished": finished,
+            },
+        )
+        for subscription_id, outcomes in streaks.items():
+            if not outcomes[-1]:
+                await _count_failures(connection, subscription_id, outcomes, now)
+        return finished
+    await connection.execute(
+        insert(webhook_attempts),
+        [
+            {
+                "delivery_id": r.delivery_id,
+                "attempted_at": now,
+                "status_code": r.status_code,
+                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
+                "duration_ms": r.duration_ms,
+            }
+            for r in results
+        ],
+    )
+    by_code: dict[int | None, list[int]] = {}
+    for r in delivered:
+        by_code.setdefault(r.status_code, []).append(r.delivery_id)
+    for code, ids in sorted(by_code.items(), key=lambda item: item[0] or 0):  # one statement per status code
+        await connection.execute(
+            _statements(connection.dialect.name).delivered, {"b_ids": sorted(ids), "b_code": code, "b_now": now}
+        )
     for subscription_id, outcomes in streaks.items():
         await _count_failures(connection, subscription_id, outcomes, now)
+    return finished
 
 
 _STREAK_OVER = (
@@ -350,15 +507,14 @@ async def _advance(connection: AsyncConnection, finished: Sequence[int]) -> None
     """The lines whose heads are among ``finished`` (no longer pending): the next pending delivery of each
     becomes its head, or the line is gone.
 
-    On PostgreSQL the heads' rows are locked first, and the next ones read by a later statement: a writer
-    adding to one of these lines holds its head's row (``_join_lines``) until it commits, so the read sees its
-    delivery; a writer that comes after the lock waits, and finds the line gone or moved on."""
+    On PostgreSQL ``_record`` locked the heads' rows (``_recorded``), and the next ones are read by a later
+    statement (this one, or ``_moved_and_leased``): a writer adding to one of these lines holds its head's row
+    (``_join_lines``) until it commits, so the read sees its delivery; a writer that comes after the lock waits,
+    and finds the line gone or moved on."""
     if not finished:
         return
     statements = _statements(connection.dialect.name)
     parameters = {"b_finished": list(finished)}
-    if connection.dialect.name == "postgresql":
-        await connection.execute(statements.lock_lines, parameters)
     await connection.execute(statements.move_on, parameters)
     await connection.execute(statements.lines_done, parameters)
 

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from hub.store import Store
@@ -29,6 +30,7 @@ from hub.store.webhooks_out_dispatch import (
     any_due,
     claim_due,
     prune_delivered,
+    record_and_claim,
     record_attempts,
     release_claims,
 )
@@ -195,13 +197,18 @@ async def test_two_claimers_at_once_never_lease_the_same_delivery_or_two_of_one_
     assert await heads(store) == {} == await first_pending(store)
 
 
-async def test_a_writer_adding_to_a_line_while_its_head_is_recorded_leaves_the_line_a_head(store: Store) -> None:
+@pytest.mark.parametrize("and_claim", [False, True], ids=["record", "record-and-claim"])
+async def test_a_writer_adding_to_a_line_while_its_head_is_recorded_leaves_the_line_a_head(
+    store: Store, and_claim: bool
+) -> None:
     """The writer's transaction is open (its delivery not yet visible) while the dispatcher records the head
-    delivered: once both committed, the writer's delivery is the line's head, in whichever order they ran."""
+    delivered (and, in a round, leases what is due): once both committed, the writer's delivery is the line's
+    head, in whichever order they ran."""
     await subscribe(store)
-    await add(store, row("a", 1))
-    head = await claim(store)
+    await add(store, row("a", 1), row("b", 1), row("b", 2))
+    head = [d for d in await claim(store) if numbers([d]) == [("a", 1)]]
     written = asyncio.Event()
+    leased: list[DueDelivery] = []
 
     async def writer() -> None:
         async with store.write() as connection:
@@ -211,10 +218,17 @@ async def test_a_writer_adding_to_a_line_while_its_head_is_recorded_leaves_the_l
 
     async def dispatcher() -> None:
         await written.wait()
-        await record_attempts(store, answered(head, 204), owner="one", now=T0, tuning=TUNING)
+        if and_claim:
+            leased.extend(
+                await record_and_claim(
+                    store, answered(head, 204), owner="one", now=T0, lease=30, limit=100, tuning=TUNING
+                )
+            )
+        else:
+            await record_attempts(store, answered(head, 204), owner="one", now=T0, tuning=TUNING)
 
     await asyncio.gather(writer(), dispatcher())
-    assert numbers(await claim(store)) == [("a", 2)]
+    assert numbers(leased + await claim(store)) == [("a", 2)]  # b1 is still leased: b2 waits
     assert await heads(store) == await first_pending(store)
 
 
