@@ -329,8 +329,10 @@ async def record_and_claim(
     (``_recorded``, ``_moved_and_leased``) besides the failed attempts' own."""
     async with store.write() as connection:
         finished = await _record(connection, results, now=now, tuning=tuning)
-        if connection.dialect.name == "postgresql" and limit > 0:
-            return await _move_on_and_claim(connection, finished, owner=owner, now=now, lease=lease, limit=limit)
+        if connection.dialect.name == "postgresql" and (finished or limit > 0):
+            return await _move_on_and_claim(
+                connection, finished, owner=owner, now=now, lease=lease, limit=max(limit, 0)
+            )
         await _advance(connection, finished)
         return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
 
