@@ -50,10 +50,11 @@ logger = logging.getLogger(__name__)
 _USER_AGENT = "channelhub-webhooks/1"
 _AHEAD = 12  # deliveries leased and not yet finished, per request in flight allowed: the senders' queue
 _RECORDERS = 2  # rounds that may run at once (PostgreSQL overlaps them; SQLite's writers take turns)
-# SQLite: a round waits for this many finished attempts per request in flight allowed, unless the senders' queue
-# is below _QUEUE_LOW per request: its rounds take turns and cost the event loop's thread, so fewer and larger.
-# PostgreSQL's rounds overlap and mostly wait for round trips: one starts as soon as an attempt finished.
-_ROUND_EVERY = {"sqlite": 4}
+# A round waits for this many finished attempts per request in flight allowed, unless the senders' queue is below
+# _QUEUE_LOW per request: every round costs the event loop's thread (SQLite: its rounds also take turns; PostgreSQL:
+# its rounds overlap, but each round trip is a send and a wake-up), so fewer and larger ones while the senders are
+# busy, and none held back when they are about to run dry.
+_ROUND_EVERY = {"sqlite": 4, "postgresql": 1}
 _QUEUE_LOW = 2
 _PRUNE_EVERY = 3600.0  # seconds between retention sweeps of delivered deliveries (the first at start)
 
