@@ -555,9 +555,10 @@ async def prune_delivered(store: Store, *, before: datetime, batch: int = _PRUNE
     """Delete the deliveries delivered before ``before``, with their attempts (``[webhooks_delivery] keep_days``);
     returns how many. Pending and failed ones stay, however old (they wait, or may be replayed).
 
-    Each subscription's deliveries are walked in id order on its listing index, a batch per transaction, from the
+    Each subscription's deliveries are walked in id order on its listing index, a batch at a time, from the
     oldest up to the first one created at ``before`` or later (ids follow creation, and a delivery is delivered
     after it was created): a sweep reads what is older than the retention and one batch more, never the table.
+    Each batch is read without the write lock; the deletes check again under it.
     """
     async with store.read() as connection:
         subscriptions = list((await connection.execute(select(S.id).order_by(S.id))).scalars())
@@ -565,7 +566,7 @@ async def prune_delivered(store: Store, *, before: datetime, batch: int = _PRUNE
     for subscription_id in subscriptions:
         after = 0
         while True:
-            async with store.write() as connection:
+            async with store.read() as connection:  # the write lock only when there is something to delete
                 rows = (
                     await connection.execute(
                         select(D.id, D.status, D.delivered_at, D.created_at)
@@ -574,13 +575,10 @@ async def prune_delivered(store: Store, *, before: datetime, batch: int = _PRUNE
                         .limit(batch)
                     )
                 ).all()
-                old = [r for r in rows if r.created_at < before]
-                doomed = [
-                    int(r.id)
-                    for r in old
-                    if r.status == DELIVERED and r.delivered_at is not None and r.delivered_at < before
-                ]
-                if doomed:
+            old = [r for r in rows if r.created_at < before]
+            doomed = [int(r.id) for r in old if r.status == DELIVERED and r.delivered_at and r.delivered_at < before]
+            if doomed:
+                async with store.write() as connection:
                     pruned += await _delete_delivered(connection, doomed, before=before)
             if len(old) < batch:  # the rest was created within the retention (or there is no rest)
                 break
