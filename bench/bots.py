@@ -1,12 +1,14 @@
 """Bots and integrations: one function per measure, and a ``main`` that runs them all (or those named).
 
     python bench/bots.py [--only outgoing] [--engine sqlite|postgres] [--deliveries 2000] [--conversations 200]
+                         [--receiver process|inline]
 
 **outgoing** — outgoing webhook deliveries per second: the hub's dispatcher (lease a batch of due deliveries,
 sign each with the Standard Webhooks scheme, POST them concurrently, record every attempt) against direct POSTs
 of the same bodies, with the same concurrency, to the same loopback receiver, in the same run. The deliveries
 are spread over ``--conversations`` conversations (each conversation's are sent one after another, in order).
-Target: the hub at least 70% of the direct rate.
+The receiver runs in a process of its own (``--receiver inline``: on the event loop of the hub and the direct
+senders, as the first measurements did). Target: the hub at least 70% of the direct rate.
 
 **bot-replies** — the time the hub adds to a bot's reply (``bench/bot_replies.py``'s ``run``), listed when that
 file is in the tree. Further measures go beside these, each a function returning its figures, and a line in
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing
 import socket
 import sys
 import time
@@ -84,6 +87,61 @@ class Receiver:
     async def __aexit__(self, *exc: object) -> None:
         assert self._runner is not None
         await self._runner.cleanup()
+
+    async def count(self) -> int:
+        return self.received
+
+
+def _serve(port: int, ready: Any) -> None:
+    """A receiver process: answers 204 to ``POST /hook`` and the number received to ``GET /count``."""
+
+    async def run() -> None:
+        received = 0
+
+        async def receive(request: web.Request) -> web.Response:
+            nonlocal received
+            await request.read()
+            received += 1
+            return web.Response(status=204)
+
+        async def count(_: web.Request) -> web.Response:
+            return web.Response(text=str(received))
+
+        app = web.Application()
+        app.router.add_post("/hook", receive)
+        app.router.add_get("/count", count)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()  # until terminated
+
+    asyncio.run(run())
+
+
+class ReceiverProcess(Receiver):
+    """The same receiver in a process of its own, so that it does not share the event loop (and its share of a
+    core) with the senders being measured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        context = multiprocessing.get_context("spawn")
+        self._ready = context.Event()
+        self._process = context.Process(target=_serve, args=(self.port, self._ready), daemon=True)
+
+    async def __aenter__(self) -> Receiver:
+        self._process.start()
+        if not await asyncio.to_thread(self._ready.wait, 30):
+            raise RuntimeError("the receiver process did not start")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._process.terminate()
+        await asyncio.to_thread(self._process.join, 10)
+
+    async def count(self) -> int:
+        async with aiohttp.ClientSession() as session, session.get(self.url.replace("/hook", "/count")) as answer:
+            return int(await answer.text())
 
 
 def payload(n: int, conversation: int, now: datetime) -> dict[str, Any]:
@@ -150,7 +208,7 @@ async def _delivered(store: Any) -> int:
 
 
 async def measure_outgoing(
-    engine: str, deliveries: int, conversations: int, concurrency: int, rounds: int = 3
+    engine: str, deliveries: int, conversations: int, concurrency: int, rounds: int = 3, receiver_in: str = "process"
 ) -> dict[str, float]:
     """Outgoing webhook deliveries/s through the dispatcher, and direct POSTs/s, to one loopback receiver.
 
@@ -158,7 +216,8 @@ async def measure_outgoing(
     shared machine a round's rate is what the load around it left, and alternating exposes both to the same.
     """
     direct_best = hub_best = 0.0
-    async with Receiver() as receiver, database(engine) as store:
+    direct_cpu = hub_cpu = float("inf")  # the bench process's CPU seconds per delivery, the least of the rounds
+    async with ReceiverProcess() if receiver_in == "process" else Receiver() as receiver, database(engine) as store:
         hook = WebhookOut(id="bench", url=receiver.url, secret=SECRET, events=("message.created",))
         tuning = WebhooksDelivery(concurrency=concurrency, poll_seconds=0.05)
         settings = Settings(webhooks_out=(hook,), webhooks_delivery=tuning)
@@ -170,19 +229,28 @@ async def measure_outgoing(
                 first = round_ * deliveries
                 rows = [_row(n, n % conversations, now) for n in range(first, first + deliveries)]
                 bodies = [(n, json.dumps(r["payload"], separators=(",", ":")).encode()) for n, r in enumerate(rows)]
+                cpu = time.process_time()
                 direct_best = max(direct_best, deliveries / await _direct(receiver.url, bodies, concurrency))
+                direct_cpu = min(direct_cpu, (time.process_time() - cpu) / deliveries)
                 async with store.write() as connection:
                     await insert_deliveries(connection, rows)
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 dispatcher.kick()
                 while dispatcher.delivered < first + deliveries:  # noqa: ASYNC110 - polling a counter is the point
                     await asyncio.sleep(0.002)
                 hub_best = max(hub_best, deliveries / (time.perf_counter() - started))
+                hub_cpu = min(hub_cpu, (time.process_time() - cpu) / deliveries)
         finally:
             await dispatcher.stop()
         assert await _delivered(store) == rounds * deliveries
-        assert receiver.received == 2 * rounds * deliveries
-    return {"direct_per_s": direct_best, "hub_per_s": hub_best, "ratio": hub_best / direct_best}
+        assert await receiver.count() == 2 * rounds * deliveries
+    return {
+        "direct_per_s": direct_best,
+        "hub_per_s": hub_best,
+        "ratio": hub_best / direct_best,
+        "direct_cpu_us": direct_cpu * 1e6,
+        "hub_cpu_us": hub_cpu * 1e6,
+    }
 
 
 def _row(n: int, conversation: int, now: datetime) -> dict[str, Any]:
@@ -203,12 +271,15 @@ def _row(n: int, conversation: int, now: datetime) -> dict[str, Any]:
 def _outgoing(args: argparse.Namespace) -> Awaitable[None]:
     async def run() -> None:
         figures = await measure_outgoing(
-            args.engine, args.deliveries, args.conversations, args.concurrency, args.rounds
+            args.engine, args.deliveries, args.conversations, args.concurrency, args.rounds, args.receiver
         )
         print(
             f"outgoing webhooks ({args.engine}, {args.deliveries} deliveries over {args.conversations} conversations, "
-            f"concurrency {args.concurrency}, best of {args.rounds} rounds): hub {figures['hub_per_s']:,.0f}/s, "
-            f"direct {figures['direct_per_s']:,.0f}/s, ratio {figures['ratio']:.0%} (target >= 70%)"
+            f"concurrency {args.concurrency}, receiver {args.receiver}, best of {args.rounds} rounds): "
+            f"hub {figures['hub_per_s']:,.0f}/s, "
+            f"direct {figures['direct_per_s']:,.0f}/s, ratio {figures['ratio']:.0%} (target >= 70%); "
+            f"this process's CPU per delivery: hub {figures['hub_cpu_us']:.0f} us, "
+            f"direct {figures['direct_cpu_us']:.0f} us"
         )
 
     return run()
@@ -233,6 +304,9 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="direct and hub alternate; the best of each counts")
+    parser.add_argument(
+        "--receiver", choices=["process", "inline"], default="process", help="outgoing: where the receiver runs"
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="bot-replies: new conversations per second")
     parser.add_argument("--seconds", type=float, default=5.0, help="bot-replies: how long")
     args = parser.parse_args()

@@ -3,11 +3,12 @@
 Owned by the ``Hub`` (started after the notifier, stopped before it). ``concurrency`` senders take leased
 deliveries from a local queue and POST them, each signed with the Standard Webhooks scheme. One recorder
 runs rounds back to back while attempts finish: each round stores the attempts finished since the last one
-and leases more due deliveries (the head of each conversation's line, hub/store/webhooks_out.py) in one
+and leases more due deliveries (the head of each conversation's line, hub/store/webhooks_out_dispatch.py) in one
 transaction, so the next delivery of a line is sent as soon as its previous one is recorded, not when a
 whole batch is done. The bus only wakes it early; deliveries are found in the database, so those another
 process recorded are sent too, and a process that stops mid-delivery leaves nothing behind (what it sent is
-recorded, its other leases are given back or run out).
+recorded, its other leases are given back or run out). Delivered deliveries are deleted ``keep_days`` after
+delivery, by a sweep at start and every hour.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -30,15 +31,15 @@ from hub._tasks import cancel_and_wait
 from hub.bus import BusEvent, EventBus
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.webhooks_out import (
+from hub.store.webhooks_out import has_subscriptions, seed_subscriptions
+from hub.store.webhooks_out_dispatch import (
     AttemptResult,
     DueDelivery,
     any_due,
-    has_subscriptions,
+    prune_delivered,
     record_and_claim,
     record_attempts,
     release_claims,
-    seed_subscriptions,
 )
 from hub.webhooks_out_events import outgoing_of
 
@@ -49,11 +50,13 @@ logger = logging.getLogger(__name__)
 _USER_AGENT = "channelhub-webhooks/1"
 _AHEAD = 12  # deliveries leased and not yet finished, per request in flight allowed: the senders' queue
 _RECORDERS = 2  # rounds that may run at once (PostgreSQL overlaps them; SQLite's writers take turns)
-# SQLite: a round waits for this many finished attempts per request in flight allowed, unless the senders' queue
-# is below _QUEUE_LOW per request: its rounds take turns and cost the event loop's thread, so fewer and larger.
-# PostgreSQL's rounds overlap and mostly wait for round trips: one starts as soon as an attempt finished.
-_ROUND_EVERY = {"sqlite": 4}
+# A round waits for this many finished attempts per request in flight allowed, unless the senders' queue is below
+# _QUEUE_LOW per request: every round costs the event loop's thread (SQLite: its rounds also take turns; PostgreSQL:
+# its rounds overlap, but each round trip is a send and a wake-up), so fewer and larger ones while the senders are
+# busy, and none held back when they are about to run dry.
+_ROUND_EVERY = {"sqlite": 4, "postgresql": 1}
 _QUEUE_LOW = 2
+_PRUNE_EVERY = 3600.0  # seconds between retention sweeps of delivered deliveries (the first at start)
 
 
 def webhook_id(delivery_id: int) -> str:
@@ -130,6 +133,7 @@ class WebhookDispatcher:
         self._tasks += [
             asyncio.create_task(self._send(), name=f"webhooks-out-sender-{n}") for n in range(self._tuning.concurrency)
         ]
+        self._tasks.append(asyncio.create_task(self._retention(), name="webhooks-out-retention"))
 
     async def stop(self) -> None:
         """Stop sending; finished attempts are recorded, the leases of the others (queued or cut short) given
@@ -159,6 +163,23 @@ class WebhookDispatcher:
         """Look for due deliveries now (an admin subscribed, resumed or replayed something)."""
         self._subscribed_checked = -math.inf
         self._wake.set()
+
+    async def prune(self) -> int:
+        """The retention sweep: deliveries delivered more than ``keep_days`` ago go, with their attempts."""
+        return await prune_delivered(self._store, before=self._clock() - timedelta(days=self._tuning.keep_days))
+
+    async def _retention(self) -> None:
+        """``prune`` at start and then every hour; a failed sweep is tried again at the next."""
+        while True:
+            try:
+                removed = await self.prune()
+                if removed:
+                    logger.info("outgoing webhooks retention removed %d delivered deliveries", removed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outgoing webhooks retention sweep failed")
+            await asyncio.sleep(_PRUNE_EVERY)
 
     async def _listen(self) -> None:
         async with self._bus.subscribe(_Wake(self._wake)):

@@ -65,6 +65,7 @@ class WebhooksDelivery:
     concurrency: int = 16  # attempts in flight per hub process
     lease_seconds: float = 60.0  # a claimed delivery is another process's to retry after this
     poll_seconds: float = 1.0  # how often the dispatcher looks for due deliveries when nothing wakes it
+    keep_days: float = 30.0  # delivered deliveries (and their attempts) are deleted this long after delivery
 
 
 def check_secret(secret: str, key: str) -> str:

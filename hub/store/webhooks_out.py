@@ -1,31 +1,28 @@
-"""Outgoing webhooks in the database: subscriptions, deliveries written with their change, attempts.
+"""Outgoing webhooks in the database: subscriptions, deliveries written with their change, admin views.
 
 ``record_outgoing`` runs inside the write transaction of the change it reports (the ingest's group, a routing
 change, a queued send, a delivery report, a contact's edit), so a delivery exists exactly when its change
 committed. Deliveries of one subscription and ``order_key`` (a conversation's, a contact's) form a line that is
-sent one at a time, in order: ``webhook_heads`` names the delivery at the front of each line (ADR 0035), kept in
-the transactions that add to a line, finish its head or replay one of its deliveries. ``claim_due`` leases due
-heads with one guarded update, so several processes never send one twice at once; ``record_attempts`` stores
-what each attempt got, schedules the next, and moves a finished head's line on. The HTTP side is
-hub/webhooks_out.py.
+sent one at a time, in order: ``webhook_heads`` names the delivery at the front of each line (ADR 0035). This
+module keeps it in the transactions that add to a line or replay one of its deliveries; the dispatcher's side
+(leasing due heads, recording attempts, moving a finished head's line on, pruning) is
+hub/store/webhooks_out_dispatch.py, and the HTTP side hub/webhooks_out.py.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Text, and_, any_, bindparam, case, cast, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, case, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store._db import Store, in_json_array, upsert
+from hub.store._db import Store, upsert
 from hub.store.conversations import conversation_views
 from hub.store.history import message_view
 from hub.store.tables import (
@@ -37,17 +34,13 @@ from hub.store.tables import (
     webhook_subscriptions,
 )
 from hub.views import jsonable
-from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
+from hub.webhooks_out_config import WebhookOut
 from hub.webhooks_out_events import Outgoing, OutgoingSource, outgoing_of
 
 __all__ = [
     "Attempt",
-    "AttemptResult",
     "Delivery",
-    "DueDelivery",
     "Subscription",
-    "any_due",
-    "claim_due",
     "create_subscription",
     "delete_subscription",
     "get_subscription",
@@ -56,9 +49,7 @@ __all__ = [
     "insert_deliveries",
     "list_deliveries",
     "list_subscriptions",
-    "record_attempts",
     "record_outgoing",
-    "release_claims",
     "replay_delivery",
     "resume_subscription",
     "seed_subscriptions",
@@ -116,35 +107,6 @@ class Delivery:
     created_at: datetime
     payload: dict[str, Any]
     history: tuple[Attempt, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DueDelivery:
-    """A delivery leased to one dispatcher: what it needs to send it. ``body`` is the payload as stored, sent
-    as it is (the same bytes on every attempt and replay)."""
-
-    id: int
-    subscription_id: str
-    url: str
-    secret: str
-    body: bytes
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptResult:
-    """What one attempt got: a status code (2xx: delivered) and/or an error, and how long it took."""
-
-    delivery_id: int
-    subscription_id: str
-    created_at: datetime
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 def _subscription(row: Any) -> Subscription:
@@ -277,6 +239,12 @@ async def resume_subscription(store: Store, subscription_id: str, *, now: dateti
     return _subscription(row)
 
 
+async def has_subscriptions(store: Store) -> bool:
+    """Whether any outgoing webhook subscription exists (paused ones included: they are resumed in place)."""
+    async with store.read() as connection:
+        return (await connection.execute(select(S.id).limit(1))).first() is not None
+
+
 # ------------------------------------------------------------------ recording
 
 _HEARD_FOR = 2.0  # seconds a process trusts what it read of the subscribed event types
@@ -368,8 +336,8 @@ async def insert_deliveries(connection: AsyncConnection, rows: Sequence[Mapping[
 async def _join_lines(connection: AsyncConnection, firsts: Mapping[tuple[str, str], int]) -> None:
     """Each delivery becomes the head of its line when the line has none. A line that has one keeps it, and
     the upsert's (unchanged) update locks that head's row until this transaction ends: a dispatcher moving the
-    line on waits for it and then sees this transaction's delivery (PostgreSQL; ``_advance``). Lines in key
-    order, so two writers lock in the same order."""
+    line on waits for it and then sees this transaction's delivery (PostgreSQL; ``_advance``,
+    hub/store/webhooks_out_dispatch.py). Lines in key order, so two writers lock in the same order."""
     statement = _head_upsert(connection, lambda _proposed: H.delivery_id)
     heads = [{"subscription_id": s, "order_key": k, "delivery_id": i} for (s, k), i in sorted(firsts.items())]
     await connection.execute(statement, heads)
@@ -447,325 +415,6 @@ async def _contacts(connection: AsyncConnection, ids: set[int]) -> dict[int, dic
     return {int(r.id): dict(r._mapping) for r in rows}
 
 
-# ------------------------------------------------------------------ dispatching
-
-
-def _free(now: Any) -> Any:
-    return or_(D.leased_until.is_(None), D.leased_until < now)
-
-
-def _among(column: Any, name: str, dialect: str) -> Any:
-    """``column`` is one of the ids bound as ``name``, one parameter whatever their number (PostgreSQL: an
-    array; SQLite: a JSON array), so the statement's text never changes with it."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
-    return in_json_array(column, name)
-
-
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    """The dispatcher's statements, built once per dialect."""
-
-    due_heads: Any  # SQLite: the due heads, leased by ``lease``
-    lease: Any  # SQLite: the found heads; PostgreSQL: finds and leases the due heads in one statement
-    delivered: Any
-    lock_lines: Any
-    move_on: Any
-    lines_done: Any
-
-
-@functools.cache
-def _statements(dialect: str) -> _Statements:
-    now: Any = bindparam("b_now")
-    due = and_(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now))
-    due_heads = (  # only the heads: one row per line, however many wait behind them
-        select(D.id, S.id.label("subscription_id"), S.url, S.secret)
-        .select_from(
-            webhook_heads.join(webhook_deliveries, D.id == H.delivery_id).join(
-                webhook_subscriptions, S.id == H.subscription_id
-            )
-        )
-        .where(due)
-        .order_by(D.id)
-        .limit(bindparam("b_limit"))
-    )
-    body = cast(D.payload, Text).label("body")
-    leased: dict[str, Any] = {"leased_until": bindparam("b_until"), "lease_owner": bindparam("b_owner")}
-    # guarded: still pending and nobody else's, whatever another process did since the heads were read
-    guard = and_(D.status == PENDING, _free(now))
-    if dialect == "postgresql":
-        # one round trip; the due heads' rows that another process is leasing are skipped, not waited for
-        picked = due_heads.with_for_update(of=webhook_deliveries, skip_locked=True).cte("picked")
-        lease = (
-            update(webhook_deliveries)
-            .where(D.id == picked.c.id, guard)
-            .values(**leased)
-            .returning(D.id, picked.c.subscription_id, picked.c.url, picked.c.secret, body, D.created_at)
-        )
-    else:
-        lease = (
-            update(webhook_deliveries)
-            .where(_among(D.id, "b_ids", dialect), guard)
-            .values(**leased)
-            .returning(D.id, D.subscription_id, body, D.created_at)
-        )
-    delivered = (
-        update(webhook_deliveries)
-        .where(_among(D.id, "b_ids", dialect), D.status == PENDING)
-        .values(
-            status=DELIVERED,
-            delivered_at=now,
-            last_status_code=bindparam("b_code"),
-            last_error=None,
-            **_LEASE_ENDS,
-        )
-    )
-    finished = _among(H.delivery_id, "b_finished", dialect)
-    waiting = webhook_deliveries.alias("waiting")
-    following = (
-        select(func.min(waiting.c.id))
-        .where(
-            waiting.c.subscription_id == H.subscription_id,
-            waiting.c.order_key == H.order_key,
-            waiting.c.status == PENDING,
-        )
-        .scalar_subquery()
-    )
-    return _Statements(
-        due_heads=due_heads,
-        lease=lease,
-        delivered=delivered,
-        lock_lines=(
-            select(H.subscription_id, H.order_key)
-            .where(finished)
-            .order_by(H.subscription_id, H.order_key)
-            .with_for_update()
-        ),
-        move_on=update(webhook_heads).where(finished).values(delivery_id=func.coalesce(following, H.delivery_id)),
-        lines_done=delete(webhook_heads).where(finished),  # still a finished one: nothing left in line
-    )
-
-
-async def has_subscriptions(store: Store) -> bool:
-    """Whether any outgoing webhook subscription exists (paused ones included: they are resumed in place)."""
-    async with store.read() as connection:
-        return (await connection.execute(select(S.id).limit(1))).first() is not None
-
-
-async def any_due(store: Store, *, now: datetime) -> bool:
-    """Whether the claim would find a due head now (the claim's own query, one row): read without the write
-    lock, so that a dispatcher with nothing to do, or only paused subscriptions' deliveries, never takes it."""
-    async with store.read() as connection:
-        due_heads = _statements(connection.dialect.name).due_heads
-        return (await connection.execute(due_heads, {"b_now": now, "b_limit": 1})).first() is not None
-
-
-async def claim_due(store: Store, *, owner: str, now: datetime, lease: float, limit: int) -> list[DueDelivery]:
-    """Lease up to ``limit`` due deliveries, each the head of its conversation's line, to ``owner``.
-
-    The lease is taken by one guarded update (still pending and not leased by someone else), so two
-    processes that found the same rows never both send them; a crashed owner's lease simply runs out.
-    """
-    async with store.write() as connection:
-        return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
-
-
-async def record_and_claim(
-    store: Store,
-    results: Sequence[AttemptResult],
-    *,
-    owner: str,
-    now: datetime,
-    lease: float,
-    limit: int,
-    tuning: WebhooksDelivery,
-) -> list[DueDelivery]:
-    """``record_attempts`` and ``claim_due`` in one transaction: one commit per round instead of two, and the
-    next delivery of each conversation just delivered is already due."""
-    async with store.write() as connection:
-        await _record(connection, results, now=now, tuning=tuning)
-        return await _claim(connection, owner=owner, now=now, lease=lease, limit=limit)
-
-
-async def _claim(
-    connection: AsyncConnection, *, owner: str, now: datetime, lease: float, limit: int
-) -> list[DueDelivery]:
-    if limit <= 0:
-        return []
-    statements = _statements(connection.dialect.name)
-    parameters: dict[str, Any] = {
-        "b_now": now,
-        "b_limit": limit,
-        "b_until": now + timedelta(seconds=lease),
-        "b_owner": owner,
-    }
-    pairs: list[tuple[Any, Any]]  # (the leased delivery, its subscription's url and secret)
-    if connection.dialect.name == "postgresql":
-        pairs = [(r, r) for r in await connection.execute(statements.lease, parameters)]
-    else:
-        found = {int(r.id): r for r in await connection.execute(statements.due_heads, parameters)}
-        if not found:
-            return []
-        claimed = await connection.execute(statements.lease, {**parameters, "b_ids": sorted(found)})
-        pairs = [(r, found[int(r.id)]) for r in claimed]
-    due = [
-        DueDelivery(
-            id=int(r.id),
-            subscription_id=head.subscription_id,
-            url=head.url,
-            secret=head.secret,
-            body=r.body.encode(),
-            created_at=r.created_at,
-        )
-        for r, head in pairs
-    ]
-    return sorted(due, key=lambda d: d.id)
-
-
-async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
-    """Give back leases whose attempts never finished (the dispatcher is stopping): due again at once."""
-    if not ids:
-        return
-    async with store.write() as connection:
-        await connection.execute(
-            update(webhook_deliveries)
-            .where(D.id.in_(sorted(ids)), D.lease_owner == owner, D.status == PENDING)
-            .values(leased_until=None, lease_owner=None)
-        )
-
-
-def retry_delay(attempts: int, tuning: WebhooksDelivery) -> float:
-    """Seconds before the next attempt after ``attempts`` failed ones: doubling from the first, capped."""
-    return float(min(tuning.first_retry_seconds * (2 ** max(0, attempts - 1)), tuning.max_retry_seconds))
-
-
-async def record_attempts(
-    store: Store, results: Sequence[AttemptResult], *, owner: str, now: datetime, tuning: WebhooksDelivery
-) -> None:
-    """Store each attempt, move its delivery on (delivered, retried later, or failed for good once it is
-    older than the retry window), and count each subscription's consecutive failures, pausing it at its
-    threshold. One transaction for the whole batch."""
-    if not results:
-        return
-    async with store.write() as connection:
-        await _record(connection, results, now=now, tuning=tuning)
-
-
-async def _record(
-    connection: AsyncConnection, results: Sequence[AttemptResult], *, now: datetime, tuning: WebhooksDelivery
-) -> None:
-    if not results:
-        return
-    give_up = timedelta(hours=tuning.give_up_after_hours)
-    delivered = [r for r in results if r.delivered]
-    failed = [r for r in results if not r.delivered]
-    await connection.execute(
-        insert(webhook_attempts),
-        [
-            {
-                "delivery_id": r.delivery_id,
-                "attempted_at": now,
-                "status_code": r.status_code,
-                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
-                "duration_ms": r.duration_ms,
-            }
-            for r in results
-        ],
-    )
-    statements = _statements(connection.dialect.name)
-    by_code: dict[int | None, list[int]] = {}
-    for r in delivered:
-        by_code.setdefault(r.status_code, []).append(r.delivery_id)
-    for code, ids in sorted(by_code.items(), key=lambda item: item[0] or 0):  # one statement per status code
-        await connection.execute(statements.delivered, {"b_ids": sorted(ids), "b_code": code, "b_now": now})
-    given_up = {r.delivery_id for r in failed if now - r.created_at >= give_up}
-    if failed:
-        counts = {
-            int(r.id): int(r.attempts)
-            for r in await connection.execute(select(D.id, D.attempts).where(D.id.in_([r.delivery_id for r in failed])))
-        }
-        await connection.execute(
-            _FAILED,
-            [
-                {
-                    "b_id": r.delivery_id,
-                    "b_code": r.status_code,
-                    "b_status": FAILED if r.delivery_id in given_up else PENDING,
-                    "b_error": r.error or f"HTTP {r.status_code}",
-                    "b_next": now + timedelta(seconds=retry_delay(counts.get(r.delivery_id, 0) + 1, tuning)),
-                }
-                for r in failed
-            ],
-        )
-    await _advance(connection, sorted({r.delivery_id for r in delivered} | given_up))
-    streaks: dict[str, list[bool]] = {}
-    for r in results:
-        streaks.setdefault(r.subscription_id, []).append(r.delivered)
-    for subscription_id, outcomes in streaks.items():
-        await _count_failures(connection, subscription_id, outcomes, now)
-
-
-_STREAK_OVER = (
-    update(webhook_subscriptions)
-    .where(S.id == bindparam("b_subscription"), S.consecutive_failures != 0)
-    .values(consecutive_failures=0)
-)
-_LEASE_ENDS = {"leased_until": None, "lease_owner": None, "attempts": D.attempts + 1}
-_FAILED = (
-    update(webhook_deliveries)
-    .where(D.id == bindparam("b_id"), D.status == PENDING)
-    .values(
-        status=bindparam("b_status"),
-        last_status_code=bindparam("b_code"),
-        last_error=bindparam("b_error"),
-        next_attempt_at=bindparam("b_next"),
-        **_LEASE_ENDS,
-    )
-)
-
-
-async def _advance(connection: AsyncConnection, finished: Sequence[int]) -> None:
-    """The lines whose heads are among ``finished`` (no longer pending): the next pending delivery of each
-    becomes its head, or the line is gone.
-
-    On PostgreSQL the heads' rows are locked first, and the next ones read by a later statement: a writer
-    adding to one of these lines holds its head's row (``_join_lines``) until it commits, so the read sees its
-    delivery; a writer that comes after the lock waits, and finds the line gone or moved on."""
-    if not finished:
-        return
-    statements = _statements(connection.dialect.name)
-    parameters = {"b_finished": list(finished)}
-    if connection.dialect.name == "postgresql":
-        await connection.execute(statements.lock_lines, parameters)
-    await connection.execute(statements.move_on, parameters)
-    await connection.execute(statements.lines_done, parameters)
-
-
-async def _count_failures(
-    connection: AsyncConnection, subscription_id: str, outcomes: list[bool], now: datetime
-) -> None:
-    """Consecutive failures after this batch: the failures since its last success, added to the earlier
-    streak when the batch had no success at all. Paused when the streak reaches the threshold."""
-    if outcomes and outcomes[-1]:  # ends with a success: the streak is over, nothing to pause
-        await connection.execute(_STREAK_OVER, {"b_subscription": subscription_id})
-        return
-    row = (
-        await connection.execute(
-            select(S.consecutive_failures, S.pause_after, S.paused_at).where(S.id == subscription_id)
-        )
-    ).first()
-    if row is None:
-        return
-    last_success = max((i for i, ok in enumerate(outcomes) if ok), default=-1)
-    trailing = len(outcomes) - (last_success + 1)
-    streak = trailing if last_success >= 0 else int(row.consecutive_failures) + trailing
-    values: dict[str, Any] = {"consecutive_failures": streak}
-    if row.paused_at is None and streak >= int(row.pause_after):
-        values.update(paused_at=now, paused_reason=f"paused after {streak} consecutive failed attempts")
-        logger.warning("outgoing webhook %s paused after %d consecutive failed attempts", subscription_id, streak)
-    await connection.execute(update(webhook_subscriptions).where(S.id == subscription_id).values(**values))
-
-
 # ------------------------------------------------------------------ admin views
 
 
@@ -832,7 +481,9 @@ async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, 
                 .where(here)
                 .values(status=PENDING, next_attempt_at=now, leased_until=None, lease_owner=None, delivered_at=None)
             )
-        row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).one()
+        row = (await connection.execute(select(webhook_deliveries).where(D.id == delivery_id))).first()
+        if row is None:  # pruned since its status was read (the retention sweep)
+            return None
         if status != PENDING:
             await _rejoin_line(connection, row.subscription_id, row.order_key, int(row.id))
     return _delivery(row, [])

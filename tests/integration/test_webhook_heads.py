@@ -1,7 +1,7 @@
 """The head of each delivery line (``webhook_heads``) on both engines: a claim leases only heads, a line moves
 on when its head is delivered or given up (not when it is retried), a replayed delivery takes its place back,
 a paused subscription's heads wait, and concurrent writers and claimers never leave a line with two heads or
-none.
+none. The retention sweep deletes only what was delivered before it, with its attempts.
 """
 
 from __future__ import annotations
@@ -12,21 +12,27 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from hub.store import Store
-from hub.store.tables import webhook_deliveries, webhook_heads
+from hub.store.tables import webhook_attempts, webhook_deliveries, webhook_heads
 from hub.store.webhooks_out import (
+    get_subscription,
+    insert_deliveries,
+    replay_delivery,
+    resume_subscription,
+    seed_subscriptions,
+)
+from hub.store.webhooks_out_dispatch import (
     AttemptResult,
     DueDelivery,
     any_due,
     claim_due,
-    get_subscription,
-    insert_deliveries,
+    prune_delivered,
+    record_and_claim,
     record_attempts,
-    replay_delivery,
-    resume_subscription,
-    seed_subscriptions,
+    release_claims,
 )
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
 
@@ -191,13 +197,18 @@ async def test_two_claimers_at_once_never_lease_the_same_delivery_or_two_of_one_
     assert await heads(store) == {} == await first_pending(store)
 
 
-async def test_a_writer_adding_to_a_line_while_its_head_is_recorded_leaves_the_line_a_head(store: Store) -> None:
+@pytest.mark.parametrize("and_claim", [False, True], ids=["record", "record-and-claim"])
+async def test_a_writer_adding_to_a_line_while_its_head_is_recorded_leaves_the_line_a_head(
+    store: Store, and_claim: bool
+) -> None:
     """The writer's transaction is open (its delivery not yet visible) while the dispatcher records the head
-    delivered: once both committed, the writer's delivery is the line's head, in whichever order they ran."""
+    delivered (and, in a round, leases what is due): once both committed, the writer's delivery is the line's
+    head, in whichever order they ran."""
     await subscribe(store)
-    await add(store, row("a", 1))
-    head = await claim(store)
+    await add(store, row("a", 1), row("b", 1), row("b", 2))
+    head = [d for d in await claim(store) if numbers([d]) == [("a", 1)]]
     written = asyncio.Event()
+    leased: list[DueDelivery] = []
 
     async def writer() -> None:
         async with store.write() as connection:
@@ -207,10 +218,17 @@ async def test_a_writer_adding_to_a_line_while_its_head_is_recorded_leaves_the_l
 
     async def dispatcher() -> None:
         await written.wait()
-        await record_attempts(store, answered(head, 204), owner="one", now=T0, tuning=TUNING)
+        if and_claim:
+            leased.extend(
+                await record_and_claim(
+                    store, answered(head, 204), owner="one", now=T0, lease=30, limit=100, tuning=TUNING
+                )
+            )
+        else:
+            await record_attempts(store, answered(head, 204), owner="one", now=T0, tuning=TUNING)
 
     await asyncio.gather(writer(), dispatcher())
-    assert numbers(await claim(store)) == [("a", 2)]
+    assert numbers(leased + await claim(store)) == [("a", 2)]  # b1 is still leased: b2 waits
     assert await heads(store) == await first_pending(store)
 
 
@@ -227,3 +245,53 @@ async def test_writers_adding_to_one_line_at_once_leave_it_one_head(store: Store
     due = await claim(store)
     assert len(due) == 2  # one per line
     assert {line for line, _ in numbers(due)} == {"a", "b"}
+
+
+async def attempts_of(store: Store) -> dict[int, int]:
+    a = webhook_attempts.c
+    async with store.read() as connection:
+        rows = await connection.execute(select(a.delivery_id, func.count()).group_by(a.delivery_id))
+        return {int(i): int(n) for i, n in rows}
+
+
+async def test_the_retention_sweep_deletes_only_deliveries_delivered_before_it_with_their_attempts(
+    store: Store,
+) -> None:
+    await subscribe(store)
+    await add(store, row("a", 1), row("b", 1), row("a", 2), row("f", 1))
+    first = await claim(store)  # a1, b1, f1
+    by_line = {line: d for (line, _), d in zip(numbers(first), first, strict=True)}
+    delivered = [by_line["a"], by_line["b"]]
+    await record_attempts(store, answered(delivered, 204), owner="one", now=T0, tuning=TUNING)
+    a2 = await claim(store)  # the next of line a: fails and waits (pending) with its attempt
+    await record_attempts(store, answered(a2, 503, error="HTTP 503"), owner="one", now=T0, tuning=TUNING)
+    late = T0 + timedelta(hours=25)  # f1 is given up (failed), and stays to be replayed
+    await record_attempts(store, answered([by_line["f"]], None, error="refused"), owner="one", now=late, tuning=TUNING)
+    replayed_at = T0 + timedelta(days=35)  # b1, created long ago, delivered again within the retention: kept
+    await replay_delivery(store, "crm", by_line["b"].id, now=replayed_at)
+    again = await claim(store, replayed_at)
+    assert sorted(d.id for d in again) == sorted([by_line["b"].id, a2[0].id])  # a2's retry is due too
+    redelivered = [d for d in again if d.id == by_line["b"].id]
+    await record_attempts(store, answered(redelivered, 204), owner="one", now=replayed_at, tuning=TUNING)
+    await release_claims(store, [a2[0].id], owner="one")
+    await add(store, row("c", 1, T0 + timedelta(days=40)))  # newer than the retention
+    cutoff = T0 + timedelta(days=30)
+
+    assert await prune_delivered(store, before=cutoff, batch=2) == 1  # batches of 2: the walk goes past kept ones
+
+    d = webhook_deliveries.c
+    async with store.read() as connection:
+        left = {int(i): str(s) for i, s in await connection.execute(select(d.id, d.status))}
+    assert by_line["a"].id not in left
+    assert left[by_line["b"].id] == "delivered"
+    assert left[by_line["f"].id] == "failed"
+    assert left[a2[0].id] == "pending"
+    assert len(left) == 4  # and c1
+    remaining = await attempts_of(store)
+    assert by_line["a"].id not in remaining
+    assert remaining[by_line["b"].id] == 2
+    assert remaining[by_line["f"].id] == 1
+    assert remaining[a2[0].id] == 1
+    assert await heads(store) == await first_pending(store)
+    assert await prune_delivered(store, before=cutoff) == 0  # nothing more to do
+    assert await replay_delivery(store, "crm", by_line["a"].id, now=cutoff) is None  # gone for good

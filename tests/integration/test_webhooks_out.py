@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,7 +25,7 @@ from hub.store.agents import create_agent
 from hub.store.bots import hand_off
 from hub.store.contacts import create_contact, update_contact
 from hub.store.routing import RoutingRefused, close_conversation, take, transfer_to_queue
-from hub.store.tables import conversations, webhook_deliveries
+from hub.store.tables import conversations, webhook_attempts, webhook_deliveries
 from hub.store.webhooks_out import get_subscription, list_deliveries, replay_delivery, resume_subscription
 from hub.webhooks_out import WebhookDispatcher
 from tests.fakes import recording_factory
@@ -300,6 +301,32 @@ async def test_two_dispatchers_on_one_database_never_send_a_delivery_twice(
     finally:
         await receiver.stop()
     assert len(receiver.accepted) == 40 == len(receiver.unique())
+
+
+async def test_delivered_deliveries_are_swept_keep_days_after_delivery_with_their_attempts(
+    settings_for: Callable[[str], Settings], store: Store
+) -> None:
+    receiver = Receiver(SECRET)
+    settings = settings_for(hook("crm", receiver.url, '"message.created"'))
+    settings = replace(settings, webhooks_delivery=replace(settings.webhooks_delivery, keep_days=7))
+    await receiver.start()
+    try:
+        async with build_hub(settings, store=store) as hub:
+            await ingest(hub, customers=2, each=2)
+            await until(lambda: hub.webhooks_out.delivered == 4)
+            delivered_at = hub.clock()
+
+            def sweeper(days: float) -> WebhookDispatcher:
+                return WebhookDispatcher(store, hub.bus, settings, clock=lambda: delivered_at + timedelta(days=days))
+
+            assert await sweeper(6).prune() == 0  # within the retention
+            assert await statuses(store) == {"delivered": 4}
+            assert await sweeper(8).prune() == 4
+    finally:
+        await receiver.stop()
+    assert await statuses(store) == {}
+    async with store.read() as connection:
+        assert (await connection.execute(select(func.count()).select_from(webhook_attempts))).scalar_one() == 0
 
 
 def test_the_free_port_helper_gives_a_port() -> None:

@@ -97,6 +97,16 @@ def test_delivery_tuning_keeps_retrying_for_at_least_a_day(make_settings: Callab
     assert refused.value.key == "webhooks_delivery.concurrency"
 
 
+def test_delivered_deliveries_are_kept_30_days_unless_keep_days_says_otherwise(
+    make_settings: Callable[..., Settings],
+) -> None:
+    assert make_settings("").webhooks_delivery.keep_days == 30
+    assert make_settings("\n[webhooks_delivery]\nkeep_days = 7\n").webhooks_delivery.keep_days == 7
+    with pytest.raises(ConfigError) as refused:
+        make_settings("\n[webhooks_delivery]\nkeep_days = 0\n")
+    assert refused.value.key == "webhooks_delivery.keep_days"
+
+
 def test_each_hub_event_maps_to_its_outgoing_type_and_offers_to_none() -> None:
     mapped = [
         outgoing_of(MessageCreated(conversation_id=1, message_id=2, direction="in", identity_id=3)),
