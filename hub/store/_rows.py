@@ -19,11 +19,15 @@ from hub.model import (
 __all__ = ["identity_from_row", "message_from_row"]
 
 
-def identity_from_row(row: Any) -> Identity:
+def identity_from_row(
+    row: Any, *, id_column: str = "id", account_column: str = "account_id", channel_column: str = "channel"
+) -> Identity:
+    """An ``identities`` row as the model's Identity. A row that joins the identity to other tables names the
+    three columns that clash with theirs (``id_column="identity_id"``, ...)."""
     return Identity(
-        id=int(row.id),
-        account_id=row.account_id,
-        channel=Channel(row.channel),
+        id=int(getattr(row, id_column)),
+        account_id=getattr(row, account_column),
+        channel=Channel(getattr(row, channel_column)),
         external_id=row.external_id,
         display_name=row.display_name,
         avatar_url=row.avatar_url,

@@ -28,10 +28,11 @@ from hub.events import (
     ConversationWithBot,
     OfferWithdrawn,
 )
-from hub.model import Channel, Conversation, ConversationState, Identity, Subscription
+from hub.model import Conversation, ConversationState, Identity
 from hub.store._changes import Change, RoutingRefused, apply_change, load_facts  # the one way an action is applied
 from hub.store._db import Store, in_json_array, upsert
 from hub.store._per_row import PerRow
+from hub.store._rows import identity_from_row
 from hub.store.catalogue import load_queue
 from hub.store.conversations import (  # a conversation as the API renders it
     conversation_from_row,
@@ -74,14 +75,15 @@ class BotState:
     handoff_note: str | None = None
 
 
-def _state(row: Any) -> BotState:
+def _state(row: Any, *, conversation_id: str = "conversation_id", variables: str = "variables") -> BotState:
+    """A ``bot_conversations`` row as BotState; a joined row names its two clashing columns."""
     return BotState(
-        conversation_id=int(row.conversation_id),
+        conversation_id=int(getattr(row, conversation_id)),
         bot_id=str(row.bot_id),
         awaiting_since=row.awaiting_since,
         failures=int(row.failures),
         step=row.step,
-        variables=dict(row.variables or {}),
+        variables=dict(getattr(row, variables) or {}),
         handoff_reason=row.handoff_reason,
         handoff_note=row.handoff_note,
     )
@@ -377,32 +379,9 @@ async def turn_of(store: Store, conversation_id: int, message_id: int) -> BotTur
         if message is None:
             return None
         (view,) = await views_of_rows(connection, [row])
-    state = None
-    if row.bot_id is not None:
-        state = BotState(
-            conversation_id=int(row.id),
-            bot_id=str(row.bot_id),
-            awaiting_since=row.awaiting_since,
-            failures=int(row.failures),
-            step=row.step,
-            variables=dict(row.bot_variables or {}),
-            handoff_reason=row.handoff_reason,
-            handoff_note=row.handoff_note,
-        )
-    identity = Identity(
-        id=int(row.identity_id),
-        account_id=row.identity_account_id,
-        channel=Channel(row.identity_channel),
-        external_id=row.external_id,
-        display_name=row.display_name,
-        avatar_url=row.avatar_url,
-        phone=row.phone,
-        first_inbound_at=row.first_inbound_at,
-        last_inbound_at=row.last_inbound_at,
-        subscription=Subscription(row.subscription) if row.subscription else None,
-        subscription_changed_at=row.subscription_changed_at,
-        contact_id=row.contact_id,
-        welcome_sent=bool(row.welcome_sent),
+    state = _state(row, conversation_id="id", variables="bot_variables") if row.bot_id is not None else None
+    identity = identity_from_row(
+        row, id_column="identity_id", account_column="identity_account_id", channel_column="identity_channel"
     )
     return BotTurn(
         view=view,
