@@ -6,20 +6,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import select, update
 
 from hub.api.keys import HUB
 from hub.api.server import create_app
 from hub.media import LocalBlobStore
-from hub.model import Attachment, InboundMessage, MessageKind
 from hub.settings import Settings
-from hub.store.ingest import store_group
-from hub.store.tables import attachments, messages
-from tests.media.test_serving_from_s3 import ACCOUNT
+from tests.media._serving import ACCOUNT, stored_video
 
 
 async def test_a_file_kept_in_the_old_layout_is_served_whole_and_by_range(
@@ -35,36 +29,7 @@ async def test_a_file_kept_in_the_old_layout_is_served_whole_and_by_range(
     old = tmp_path / "media" / "blobs" / key[:2] / key[2:4] / key  # where an older hub put it
     old.parent.mkdir(parents=True)
     old.write_bytes(video)
-    now = hub.clock()
-    event = InboundMessage(
-        channel=settings.account("fb").channel,
-        account_id="fb",
-        sender_id="psid-1",
-        provider_message_id="m-old-video",
-        sent_at=now,
-        kind=MessageKind.VIDEO,
-        attachments=(Attachment(kind=MessageKind.VIDEO, url="https://cdn.test/v.mp4"),),
-    )
-    await store_group(hub.store, [[event]], {a.id: a for a in settings.accounts}, now)
-    token = secrets.token_urlsafe(32)
-    async with hub.store.write() as connection:
-        message_id = (await connection.execute(select(messages.c.id))).scalar_one()
-        await connection.execute(
-            update(attachments)
-            .where(attachments.c.message_id == message_id)
-            .values(
-                state="stored",
-                blob_key=key,
-                sha256=key,
-                size=len(video),
-                mime="video/mp4",
-                link_token=token,
-                link_expires_at=now + timedelta(days=1),
-                stored_at=now,
-                locked_until=None,
-                next_attempt_at=None,
-            )
-        )
+    token = await stored_video(hub, settings, key=key, size=len(video))
     whole = await client.get(f"/media/{token}")
     assert whole.status == 200
     assert whole.headers["Content-Type"] == "video/mp4"
