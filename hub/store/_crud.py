@@ -38,12 +38,20 @@ class Conflict(Exception):
 
 
 class Invalid(Exception):
-    """A reference in the input names nothing (unknown contact, agent, queue). The API answers 422."""
+    """A reference in the input names nothing (unknown contact, agent, queue). The API answers 422 with
+    ``code``: ``unknown_`` and what the field names, in the singular (``queues`` → ``unknown_queue``)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+
+    @property
+    def code(self) -> str:
+        return f"unknown_{_SINGULAR.get(self.field, self.field)}"
+
+
+_SINGULAR = {"agents": "agent", "queues": "queue", "statuses": "status"}
 
 
 class BadCursor(ValueError):

@@ -144,7 +144,7 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
             actor_id=actor.id,
         )
     except _crud.Invalid as exc:
-        raise Invalid(f"unknown_{exc.field.rstrip('s')}", exc.message, field=exc.field) from None
+        raise Invalid(exc.code, exc.message, field=exc.field) from None
     except RoutingRefused:
         raise Conflict("conflict", "the agent's conversations changed meanwhile; try again") from None
     if updated is None:

@@ -116,7 +116,7 @@ async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> 
     try:
         event = await create_event(hub.store, actor.agent_id(), fields, hub.clock())
     except _crud.Invalid as exc:
-        raise Invalid(f"unknown_{exc.field}", exc.message, field=exc.field) from None
+        raise Invalid(exc.code, exc.message, field=exc.field) from None
     return Scheduled(event, await window_warnings(hub, event))
 
 
@@ -130,7 +130,7 @@ async def update(hub: HubParts, actor: Principal, event_id: int, fields: Mapping
     try:
         event = await update_event(hub.store, actor.agent_id(), event_id, fields, hub.clock())
     except _crud.Invalid as exc:
-        raise Invalid(f"unknown_{exc.field}", exc.message, field=exc.field) from None
+        raise Invalid(exc.code, exc.message, field=exc.field) from None
     if event is None:
         raise _no_event(event_id)
     return Scheduled(event, await window_warnings(hub, event))

@@ -27,7 +27,7 @@ async def pair(hub: HubParts, actor: Principal, identity_id: int, contact_id: in
     try:
         identity = await pair_identity(hub.store, identity_id, contact_id)
     except _crud.Invalid as exc:
-        raise Invalid("unknown_contact", exc.message, field=exc.field) from None
+        raise Invalid(exc.code, exc.message, field=exc.field) from None
     if identity is None:
         raise _no_identity(identity_id)
     await _audit(hub, actor, "identity.paired", identity_id, identity)

@@ -38,9 +38,8 @@ def _conflict(exc: _crud.Conflict) -> Conflict:
 
 
 def _unknown(exc: _crud.Invalid) -> Invalid:
-    """A status or an agent the change names does not exist. The code is ``unknown_`` and the field with its
-    trailing s's stripped, as the API has always answered: ``unknown_agent``, ``unknown_statuse``."""
-    return Invalid(f"unknown_{exc.field.rstrip('s')}", exc.message, field=exc.field)
+    """A status or an agent the change names does not exist: ``unknown_status``, ``unknown_agent``."""
+    return Invalid(exc.code, exc.message, field=exc.field)
 
 
 def _no_queue(queue_id: str) -> NotFound:

@@ -23,7 +23,7 @@ __all__ = ["TicketAssigned", "assign", "create", "favourite", "update"]
 
 
 def _unknown(exc: _crud.Invalid) -> Invalid:
-    return Invalid(f"unknown_{exc.field}", exc.message, field=exc.field)
+    return Invalid(exc.code, exc.message, field=exc.field)
 
 
 def _no_ticket(ticket_id: int) -> NotFound:

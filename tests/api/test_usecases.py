@@ -293,7 +293,11 @@ async def test_queues_statuses_and_new_agents_are_changed_through_use_cases_that
     vip = Queue(id="vip", name="VIP", number=77, offer_timeout=30, statuses=("won",))
     with pytest.raises(Invalid) as no_status:
         await queues.create_queue(hub, root, vip)
-    assert (no_status.value.message, no_status.value.fields) == ("unknown status 'won'", {"field": "statuses"})
+    assert (no_status.value.code, no_status.value.message, no_status.value.fields) == (
+        "unknown_status",
+        "unknown status 'won'",
+        {"field": "statuses"},
+    )
     with pytest.raises(Forbidden):
         await queues.create_status(hub, sup, Status(id="won", name="Won"))
     await queues.create_status(hub, root, Status(id="won", name="Won"))
