@@ -16,7 +16,7 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.store.outbound import NewOutbound, Queued
 
-__all__ = ["HubParts", "OutboxPort", "Parts", "RouterPort"]
+__all__ = ["DispatcherPort", "HubParts", "OutboxPort", "Parts", "RouterPort"]
 
 
 class RouterPort(Protocol):
@@ -33,8 +33,16 @@ class OutboxPort(Protocol):
     async def accept(self, send: NewOutbound, now: datetime) -> Queued: ...
 
 
+class DispatcherPort(Protocol):
+    """What a use case asks of the outgoing-webhook dispatcher: look for due deliveries now, not at its next
+    poll (an admin subscribed, resumed or replayed something)."""
+
+    def kick(self) -> None: ...
+
+
 class HubParts(Protocol):
-    """The hub's parts that use cases use. ``router`` and ``outbox`` are None outside a running hub."""
+    """The hub's parts that use cases use. ``router``, ``outbox`` and ``webhooks_out`` are None outside a
+    running hub."""
 
     @property
     def settings(self) -> Settings: ...
@@ -54,6 +62,9 @@ class HubParts(Protocol):
     @property
     def outbox(self) -> OutboxPort | None: ...
 
+    @property
+    def webhooks_out(self) -> DispatcherPort | None: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parts:
@@ -66,3 +77,4 @@ class Parts:
     clock: Callable[[], datetime]
     router: RouterPort | None = None
     outbox: OutboxPort | None = None
+    webhooks_out: DispatcherPort | None = None

@@ -122,7 +122,14 @@ async def create(hub: HubParts, actor: Principal, draft: WebhookDraft) -> Create
     created = await create_subscription(hub.store, hook, now=hub.clock())
     if created is None:
         raise Conflict("webhook_exists", f"an outgoing webhook {hook.id!r} exists already")
+    _deliver_now(hub)
     return Created(subscription=created, secret=hook.secret)
+
+
+def _deliver_now(hub: HubParts) -> None:
+    """A running hub's dispatcher looks at once (another process's within its ``poll_seconds``)."""
+    if hub.webhooks_out is not None:
+        hub.webhooks_out.kick()
 
 
 def _not_configured(found: Subscription) -> None:
@@ -159,6 +166,7 @@ async def update(hub: HubParts, actor: Principal, webhook_id: str, draft: Webhoo
     changed = await update_subscription(hub.store, webhook_id, fields, now=hub.clock())
     if changed is None:
         raise NotFound("not_found", f"no outgoing webhook {webhook_id!r}")
+    _deliver_now(hub)
     return changed
 
 
@@ -176,6 +184,7 @@ async def resume(hub: HubParts, actor: Principal, webhook_id: str) -> Subscripti
     resumed = await resume_subscription(hub.store, webhook_id, now=hub.clock())
     if resumed is None:
         raise NotFound("not_found", f"no outgoing webhook {webhook_id!r}")
+    _deliver_now(hub)
     return resumed
 
 
@@ -195,4 +204,5 @@ async def replay(hub: HubParts, actor: Principal, webhook_id: str, delivery_id: 
     replayed = await replay_delivery(hub.store, webhook_id, delivery_id, now=hub.clock())
     if replayed is None:
         raise NotFound("not_found", f"outgoing webhook {webhook_id!r} has no delivery {delivery_id}")
+    _deliver_now(hub)
     return replayed

@@ -27,6 +27,9 @@ from hub.store.contacts import create_contact, update_contact
 from hub.store.routing import RoutingRefused, close_conversation, take, transfer_to_queue
 from hub.store.tables import conversations, webhook_attempts, webhook_deliveries
 from hub.store.webhooks_out import get_subscription, list_deliveries, replay_delivery, resume_subscription
+from hub.usecases import Principal
+from hub.usecases import webhooks_out as webhooks_out_usecases
+from hub.usecases.webhooks_out import WebhookDraft
 from hub.webhooks_out import WebhookDispatcher
 from tests.fakes import recording_factory
 from tests.webhook_receiver import Receiver, free_port
@@ -383,3 +386,28 @@ token = "bot-token-0123456789"
     assert handed_off.data["queue"] == "support"
     assert handed_off.data["reason"] in ("bot_asked", "bot_failed")
     assert handed_off.data["conversation"]["state"] == "waiting"
+
+
+async def test_a_subscription_and_a_replay_made_through_the_use_cases_are_delivered_without_waiting_for_a_poll(
+    make_settings: Callable[..., Settings], database_url: str, store: Store
+) -> None:
+    """The dispatcher polls only every ``poll_seconds`` (here far longer than the test may wait): an admin's new
+    subscription, and a replay, wake it themselves."""
+    receiver = Receiver(SECRET)
+    slow_poll = ACCOUNT.replace("poll_seconds = 0.05", "poll_seconds = 600")
+    settings = make_settings(slow_poll, database_url=database_url)
+    admin = Principal.operator()
+    await receiver.start()
+    try:
+        async with build_hub(settings, store=store) as hub:
+            await asyncio.sleep(0.1)  # the dispatcher has looked, found no subscription, and will not look for 600 s
+            draft = WebhookDraft(id="crm", url=receiver.url, secret=SECRET, events=["message.created"])
+            await webhooks_out_usecases.create(hub, admin, draft)
+            await ingest(hub, customers=1, each=1)
+            await until(lambda: hub.webhooks_out.delivered == 1, within=10)
+            (delivery,), _ = await list_deliveries(store, "crm", before=None, limit=10)
+            await webhooks_out_usecases.replay(hub, admin, "crm", delivery.id)
+            await until(lambda: hub.webhooks_out.delivered == 2, within=10)
+    finally:
+        await receiver.stop()
+    assert [r.webhook_id for r in receiver.accepted] == [f"dlv_{delivery.id}"] * 2
