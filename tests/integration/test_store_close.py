@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,14 +19,20 @@ from hub.store import Store
 from tests.conftest import PG_ADMIN_URL
 
 
-async def _hold_until_cancelled(store: Store, held: asyncio.Event, pid: list[int]) -> None:
+async def _hold_until_cancelled(store: Store, held: asyncio.Event, drivers: list[Any], pid: list[int]) -> None:
     async with store.read() as connection:
         if store.dialect == "postgresql":
             pid.append(int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()))
         else:
             await connection.execute(text("SELECT 1"))
+        drivers.append((await connection.get_raw_connection()).driver_connection)
         held.set()
         await asyncio.Event().wait()
+
+
+def _closed(driver: Any) -> bool:
+    """The driver's own word: asyncpg's ``is_closed()``; aiosqlite drops its sqlite3 connection when closed."""
+    return bool(driver.is_closed()) if hasattr(driver, "is_closed") else driver._connection is None
 
 
 async def _backend_alive(pid: int) -> bool:
@@ -38,18 +45,21 @@ async def _backend_alive(pid: int) -> bool:
 
 async def test_a_connection_still_held_when_the_store_closes_is_closed_with_it(database_url: str) -> None:
     store = Store(database_url)
-    held, pid = asyncio.Event(), []
-    holder = asyncio.create_task(_hold_until_cancelled(store, held, pid))
+    held, drivers, pid = asyncio.Event(), [], []
+    holder = asyncio.create_task(_hold_until_cancelled(store, held, drivers, pid))
     await held.wait()
+    (driver,) = drivers
+    gc.collect()  # what earlier tests left behind is collected before this test looks at warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         await store.close()
+        assert _closed(driver)  # closed by the store, not left for the garbage collector
         holder.cancel()
         with pytest.raises(asyncio.CancelledError):
             async with asyncio.timeout(30):  # the holder's way out must not wait for a closed connection forever
                 await holder
-        del holder
+        del holder, drivers, driver
         gc.collect()
 
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
