@@ -17,12 +17,12 @@ from hub.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.events import AgentDeactivated, AgentPresence, QueueChanged
 from hub.model import Agent, Role
 from hub.passwords import hash_password
-from hub.store import _crud
 from hub.store import agents as agent_store
 from hub.store.admin import AgentUpdate, agent_loads, list_queues, update_agent
 from hub.store.agents import AgentExists, get_agent
 from hub.store.routing import RoutingRefused
 from hub.usecases._parts import HubParts
+from hub.usecases._store_refusals import store_refusals
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 from hub.views import agent_json
@@ -134,17 +134,16 @@ async def change_agent(hub: HubParts, actor: Principal, agent_id: int, change: A
     password_hash = await hash_password(change.password) if change.password is not None else None
     before = await get_agent(hub.store, agent_id)
     try:  # a hand-off racing a deactivation is retried inside update_agent
-        updated = await update_agent(
-            hub.store,
-            agent_id,
-            change.fields(),
-            now=hub.clock(),
-            queue_ids=list(change.queues) if change.queues is not None else None,
-            password_hash=password_hash,
-            actor_id=actor.id,
-        )
-    except _crud.Invalid as exc:
-        raise Invalid(exc.code, exc.message, field=exc.field) from None
+        with store_refusals():
+            updated = await update_agent(
+                hub.store,
+                agent_id,
+                change.fields(),
+                now=hub.clock(),
+                queue_ids=list(change.queues) if change.queues is not None else None,
+                password_hash=password_hash,
+                actor_id=actor.id,
+            )
     except RoutingRefused:
         raise Conflict("conflict", "the agent's conversations changed meanwhile; try again") from None
     if updated is None:

@@ -17,7 +17,6 @@ from typing import Any
 from hub.errors import Invalid, NotFound
 from hub.outbox import facts_for
 from hub.policy import TemplateOption, eligibility
-from hub.store import _crud
 from hub.store.calendar import (
     create_event,
     delete_event,
@@ -32,6 +31,7 @@ from hub.store.calendar import (
 from hub.store.messages import load_identity
 from hub.store.templates import list_templates
 from hub.usecases._parts import HubParts
+from hub.usecases._store_refusals import store_refusals
 from hub.usecases.access import conversation_for
 from hub.usecases.principal import Principal
 
@@ -113,10 +113,8 @@ async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> 
     """A new event of the actor's; Invalid when it names a ticket that does not exist."""
     _check_times(fields.get("starts_at"), fields.get("ends_at"))
     await _check_conversation(hub, actor, fields)
-    try:
+    with store_refusals():
         event = await create_event(hub.store, actor.agent_id(), fields, hub.clock())
-    except _crud.Invalid as exc:
-        raise Invalid(exc.code, exc.message, field=exc.field) from None
     return Scheduled(event, await window_warnings(hub, event))
 
 
@@ -127,10 +125,8 @@ async def update(hub: HubParts, actor: Principal, event_id: int, fields: Mapping
         raise _no_event(event_id)
     _check_times(fields.get("starts_at", current["starts_at"]), fields.get("ends_at", current["ends_at"]))
     await _check_conversation(hub, actor, fields)
-    try:
+    with store_refusals():
         event = await update_event(hub.store, actor.agent_id(), event_id, fields, hub.clock())
-    except _crud.Invalid as exc:
-        raise Invalid(exc.code, exc.message, field=exc.field) from None
     if event is None:
         raise _no_event(event_id)
     return Scheduled(event, await window_warnings(hub, event))

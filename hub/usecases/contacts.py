@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from hub.audit import record
-from hub.errors import Invalid, NotFound
-from hub.store import _crud
+from hub.errors import NotFound
 from hub.store.identities import create_contact_and_pair, pair_identity, unpair_identity
 from hub.usecases._parts import HubParts
+from hub.usecases._store_refusals import store_refusals
 from hub.usecases.principal import Principal
 
 __all__ = ["new_contact_for", "pair", "unpair"]
@@ -24,10 +24,8 @@ def _no_identity(identity_id: int) -> NotFound:
 
 async def pair(hub: HubParts, actor: Principal, identity_id: int, contact_id: int) -> Mapping[str, Any]:
     """Pair (or re-pair) the identity with an existing contact; the identity as it is now."""
-    try:
+    with store_refusals():
         identity = await pair_identity(hub.store, identity_id, contact_id)
-    except _crud.Invalid as exc:
-        raise Invalid(exc.code, exc.message, field=exc.field) from None
     if identity is None:
         raise _no_identity(identity_id)
     await _audit(hub, actor, "identity.paired", identity_id, identity)

@@ -11,12 +11,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from hub.audit import record
-from hub.errors import Conflict, Invalid, NotFound
+from hub.errors import NotFound
 from hub.events import QueueChanged
 from hub.model import Queue, Role, Status
-from hub.store import _crud
 from hub.store import admin as admin_store
 from hub.usecases._parts import HubParts
+from hub.usecases._store_refusals import store_refusals
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 
@@ -31,15 +31,6 @@ __all__ = [
 ]
 
 _SUPERVISION = (Role.SUPERVISOR, Role.ADMIN)
-
-
-def _conflict(exc: _crud.Conflict) -> Conflict:
-    return Conflict(exc.code, exc.message, **exc.extra)
-
-
-def _unknown(exc: _crud.Invalid) -> Invalid:
-    """A status or an agent the change names does not exist: ``unknown_status``, ``unknown_agent``."""
-    return Invalid(exc.code, exc.message, field=exc.field)
 
 
 def _no_queue(queue_id: str) -> NotFound:
@@ -78,12 +69,8 @@ def _changed(hub: HubParts, queue_id: str, action: str) -> None:
 async def create_queue(hub: HubParts, actor: Principal, queue: Queue) -> Queue:
     """Conflict when the id or number is taken; Invalid when a status it allows does not exist."""
     require_role(actor, Role.ADMIN)
-    try:
+    with store_refusals():
         await admin_store.create_queue(hub.store, queue)
-    except _crud.Conflict as exc:
-        raise _conflict(exc) from None
-    except _crud.Invalid as exc:
-        raise _unknown(exc) from None
     await _audit(hub, actor, "queue.created", f"queue:{queue.id}", after=_audited(queue))
     _changed(hub, queue.id, "created")
     return queue
@@ -93,10 +80,8 @@ async def update_queue(hub: HubParts, actor: Principal, queue_id: str, fields: M
     """Change the given fields (those of ``hub.store.admin.update_queue``); the queue as it is now."""
     require_role(actor, Role.ADMIN)
     before = await admin_store.get_queue(hub.store, queue_id)
-    try:
+    with store_refusals():
         queue = await admin_store.update_queue(hub.store, queue_id, fields)
-    except _crud.Invalid as exc:
-        raise _unknown(exc) from None
     if queue is None:
         raise _no_queue(queue_id)
     await _audit(
@@ -118,10 +103,8 @@ async def delete_queue(hub: HubParts, actor: Principal, queue_id: str) -> None:
     if before is None:
         raise _no_queue(queue_id)
     used_by = [a.id for a in hub.settings.accounts if a.queue == queue_id]
-    try:
+    with store_refusals():
         deleted = await admin_store.delete_queue(hub.store, queue_id, used_by_accounts=used_by)
-    except _crud.Conflict as exc:
-        raise _conflict(exc) from None
     if not deleted:
         raise _no_queue(queue_id)
     await _audit(hub, actor, "queue.deleted", f"queue:{queue_id}", before=_audited(before))
@@ -132,10 +115,8 @@ async def set_members(hub: HubParts, actor: Principal, queue_id: str, agent_ids:
     """Replace the queue's members; Invalid when an agent does not exist or is deactivated."""
     require_role(actor, *_SUPERVISION)
     members_before = (await admin_store.queue_members(hub.store)).get(queue_id, [])
-    try:
+    with store_refusals():
         members = await admin_store.set_queue_members(hub.store, queue_id, agent_ids)
-    except _crud.Invalid as exc:
-        raise _unknown(exc) from None
     if members is None:
         raise _no_queue(queue_id)
     queue = await admin_store.get_queue(hub.store, queue_id)
@@ -158,10 +139,8 @@ async def set_members(hub: HubParts, actor: Principal, queue_id: str, agent_ids:
 async def create_status(hub: HubParts, actor: Principal, status: Status) -> Status:
     """Conflict when the id is taken."""
     require_role(actor, Role.ADMIN)
-    try:
+    with store_refusals():
         created = await admin_store.create_status(hub.store, status)
-    except _crud.Conflict as exc:
-        raise _conflict(exc) from None
     await _audit(hub, actor, "status.created", f"status:{created.id}", after={"name": created.name})
     return created
 
@@ -179,10 +158,8 @@ async def rename_status(hub: HubParts, actor: Principal, status_id: str, name: s
 async def delete_status(hub: HubParts, actor: Principal, status_id: str) -> None:
     """Conflict (``status_in_use``) while a queue allows it at close."""
     require_role(actor, Role.ADMIN)
-    try:
+    with store_refusals():
         deleted = await admin_store.delete_status(hub.store, status_id)
-    except _crud.Conflict as exc:
-        raise _conflict(exc) from None
     if not deleted:
         raise NotFound("not_found", f"no status {status_id!r}")
     await _audit(hub, actor, "status.deleted", f"status:{status_id}")

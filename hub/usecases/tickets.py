@@ -11,19 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.audit import record
-from hub.errors import Invalid, NotFound
+from hub.errors import NotFound
 from hub.events import ConversationTicket
-from hub.store import _crud
 from hub.store.tickets import assign_ticket, create_ticket, set_favourite, update_ticket
 from hub.usecases._parts import HubParts
+from hub.usecases._store_refusals import store_refusals
 from hub.usecases.access import conversation_for
 from hub.usecases.principal import Principal
 
 __all__ = ["TicketAssigned", "assign", "create", "favourite", "update"]
-
-
-def _unknown(exc: _crud.Invalid) -> Invalid:
-    return Invalid(exc.code, exc.message, field=exc.field)
 
 
 def _no_ticket(ticket_id: int) -> NotFound:
@@ -32,10 +28,8 @@ def _no_ticket(ticket_id: int) -> NotFound:
 
 async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> Mapping[str, Any]:
     """A new ticket by the actor; Invalid when it names a contact or an agent that does not exist."""
-    try:
+    with store_refusals():
         ticket = await create_ticket(hub.store, fields, actor.agent_id(), hub.clock())
-    except _crud.Invalid as exc:
-        raise _unknown(exc) from None
     await _audit(hub, actor, "ticket.created", ticket, fields)
     return ticket
 
@@ -61,10 +55,8 @@ async def _audit(
 
 
 async def update(hub: HubParts, actor: Principal, ticket_id: int, fields: Mapping[str, Any]) -> Mapping[str, Any]:
-    try:
+    with store_refusals():
         ticket = await update_ticket(hub.store, ticket_id, fields, actor.agent_id(), hub.clock())
-    except _crud.Invalid as exc:
-        raise _unknown(exc) from None
     if ticket is None:
         raise _no_ticket(ticket_id)
     await _audit(hub, actor, "ticket.updated", ticket, fields)
@@ -90,10 +82,8 @@ class TicketAssigned:
 async def assign(hub: HubParts, actor: Principal, conversation_id: int, ticket_id: int) -> TicketAssigned:
     """Set the conversation's ticket (a ``ticket_assigned`` timeline event, none when it already had it)."""
     await conversation_for(hub.store, actor, conversation_id, act=True)
-    try:
+    with store_refusals():
         ticket = await assign_ticket(hub.store, conversation_id, ticket_id, actor.agent_id(), hub.clock())
-    except _crud.Invalid as exc:
-        raise _unknown(exc) from None
     if ticket is None:
         raise NotFound("not_found", f"no conversation {conversation_id}")
     # no agent_id: that would address the event to the actor alone; every participant's console wants it
