@@ -4,38 +4,36 @@ Writes, preview, diff and restore need the admin role; any agent may list and
 read templates and render one into a conversation they act on. Validation and
 rendering are CPU-bound and run in a worker thread (each bounded by the
 template budget in ``hub.templates``). At start-up an empty template store is
-seeded from the ``templates/`` folder (setting ``templates.dir``).
+seeded from the ``templates/`` folder (setting ``templates.dir``; see
+``hub.usecases.templates.seed_shipped``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import difflib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, path_id
-from hub.api._hub import hub_of, principal
+from hub.api._hub import hub_of, parts_of, principal
 from hub.api.access import conversation_for
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import CLOCK, SETTINGS, STORE
+from hub.api.keys import SETTINGS, STORE
 from hub.api.openapi import documented, schema
 from hub.model import Agent, Channel, Role
 from hub.store.contacts import get_contact
 from hub.store.identities import get_identity
 from hub.store.templates import (
     get_template,
-    import_templates,
     list_templates,
     template_versions_of,
 )
-from hub.template_files import TemplateFileError, dump_template, read_dir
+from hub.template_files import dump_template
 from hub.templates import (
     TemplateDraft,
     TemplateError,
@@ -48,13 +46,11 @@ from hub.templates import (
     render_context,
     source_for,
     usable_on,
-    validate,
 )
 from hub.usecases import templates as template_usecases
 
-__all__ = ["default_templates_dir", "seed_templates", "setup"]
+__all__ = ["setup"]
 
-logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 T = TypeVar("T")
 
@@ -516,41 +512,8 @@ async def conversation_template_render(request: web.Request) -> web.Response:
 # ----------------------------------------------------------------- seeding
 
 
-def default_templates_dir() -> Path | None:
-    """The ``templates/`` folder beside the package (a source checkout), if there is one."""
-    candidate = Path(__file__).resolve().parents[2] / "templates"
-    return candidate if candidate.is_dir() else None
-
-
-async def seed_templates(app: web.Application) -> dict[str, str]:
-    """Import the shipped templates into an empty store; invalid files are logged and skipped."""
-    configured = app[SETTINGS].templates_dir
-    directory = Path(configured) if configured else default_templates_dir()
-    if directory is None or not directory.is_dir():
-        if configured:
-            logger.warning("templates.dir %s is not a folder; no templates seeded", configured)
-        return {}
-    try:
-        drafts = read_dir(directory)
-    except (TemplateFileError, OSError) as exc:
-        logger.error("templates not seeded: %s", exc)
-        return {}
-    valid = []
-    for draft in drafts:
-        try:
-            await _off_loop(validate, draft)
-        except TemplateError as exc:
-            logger.error("template %s not seeded: %s", draft.name, exc)
-            continue
-        valid.append(draft)
-    outcome = await import_templates(app[STORE], valid, now=app[CLOCK](), only_if_empty=True)
-    if outcome:
-        logger.info("seeded %d message templates", len(outcome))
-    return outcome
-
-
 async def _seed(app: web.Application) -> AsyncIterator[None]:
-    await seed_templates(app)
+    await template_usecases.seed_shipped(parts_of(app))
     yield
 
 

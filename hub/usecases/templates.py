@@ -7,8 +7,10 @@ bounded by hub.templates' budget); an import saves all its drafts in one transac
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from hub.audit import record
 from hub.errors import Conflict, Invalid, NotFound
@@ -21,6 +23,7 @@ from hub.store.templates import (
     restore_template,
     update_template,
 )
+from hub.template_files import TemplateFileError, read_dir
 from hub.templates import (
     TemplateDraft,
     TemplateError,
@@ -34,13 +37,17 @@ from hub.usecases._parts import HubParts
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "TemplateRefused",
     "create",
+    "default_templates_dir",
     "delete",
     "import_drafts",
     "restore",
     "save",
+    "seed_shipped",
 ]
 
 
@@ -149,3 +156,43 @@ async def _audit(
         before={"version": before.version, **before.draft().content()} if before is not None else None,
         after={"version": after.version, **after.draft().content()} if after is not None else None,
     )
+
+
+# ----------------------------------------------------------------- seeding
+
+
+def default_templates_dir() -> Path | None:
+    """The ``templates/`` folder beside the package (a source checkout), if there is one."""
+    candidate = Path(__file__).resolve().parents[2] / "templates"
+    return candidate if candidate.is_dir() else None
+
+
+async def seed_shipped(hub: HubParts) -> dict[str, str]:
+    """Import the shipped templates (``templates.dir``, else the checkout's folder) into an empty store.
+
+    Seeding must never stop the hub from starting: an unreadable folder or an invalid file is logged and
+    skipped, and a store that already holds templates is left as it is (another process may have seeded it).
+    """
+    configured = hub.settings.templates_dir
+    directory = Path(configured) if configured else default_templates_dir()
+    if directory is None or not directory.is_dir():
+        if configured:
+            logger.warning("templates.dir %s is not a folder; no templates seeded", configured)
+        return {}
+    try:
+        drafts = read_dir(directory)
+    except (TemplateFileError, OSError) as exc:
+        logger.error("templates not seeded: %s", exc)
+        return {}
+    valid = []
+    for draft in drafts:
+        try:
+            await asyncio.to_thread(validate, draft)
+        except TemplateError as exc:
+            logger.error("template %s not seeded: %s", draft.name, exc)
+            continue
+        valid.append(draft)
+    outcome = await import_templates(hub.store, valid, now=hub.clock(), only_if_empty=True)
+    if outcome:
+        logger.info("seeded %d message templates", len(outcome))
+    return outcome
