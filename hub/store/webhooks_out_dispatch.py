@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -291,15 +292,21 @@ def _moved_and_leased(
         update(webhook_heads).where(finished, more).values(delivery_id=following).returning(H.delivery_id).cte("moved")
     )
     gone = delete(webhook_heads).where(finished, ~more).cte("gone")
-    due = and_(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now))
+    # each moved line's next delivery looked up by its id (a lateral subquery per moved row): joined to the CTE
+    # instead, the planner (which cannot tell how few rows it returns) walked every pending delivery of the
+    # subscription and matched each against it, a round costing more the longer the backlog
+    following_due = (
+        select(D.id, D.subscription_id)
+        .where(D.id == moved.c.delivery_id, D.status == PENDING, D.next_attempt_at <= now, _free(now))
+        .limit(1)  # one row by its key anyway; a LIMIT also keeps the planner from flattening it into a join
+        .lateral("following_due")
+    )
     nexts = (
-        select(D.id, S.id.label("subscription_id"), S.url, S.secret)
+        select(following_due.c.id, S.id.label("subscription_id"), S.url, S.secret)
         .select_from(
-            moved.join(webhook_deliveries, D.id == moved.c.delivery_id).join(
-                webhook_subscriptions, S.id == D.subscription_id
-            )
+            moved.join(following_due, true()).join(webhook_subscriptions, S.id == following_due.c.subscription_id)
         )
-        .where(due)
+        .where(S.paused_at.is_(None))
     )
     others = due_heads.with_for_update(of=webhook_deliveries, skip_locked=True).cte("others")
     candidates = union_all(nexts, select(others)).subquery("candidates")

@@ -316,3 +316,29 @@ async def test_on_sqlite_finding_due_heads_walks_the_heads_not_every_delivery(st
     assert not any(step.startswith("SCAN webhook_deliveries") for step in plan), plan
     assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
     assert found == sorted((await first_pending(store)).values())
+
+
+async def test_on_postgresql_a_round_looks_up_each_moved_lines_next_delivery_by_its_id(store: Store) -> None:
+    """The lease that follows a record finds the next delivery of each line it moved on by that delivery's id,
+    never by walking the subscription's pending deliveries (a cost that grew with the backlog)."""
+    if store.dialect != "postgresql":
+        pytest.skip("the statement checked here is PostgreSQL's (SQLite moves lines on in statements of its own)")
+    await subscribe(store)
+    await add(store, *(row(f"conversation:{n % 20}", n) for n in range(2000)))
+    leased = await claim(store)
+    statement = dispatch_statements("postgresql").moved_and_leased
+    parameters = {
+        "b_now": T0,
+        "b_limit": 16,
+        "b_until": T0 + timedelta(seconds=30),
+        "b_owner": "one",
+        "b_finished": [d.id for d in leased],
+    }
+    async with store.write() as connection:
+        compiled = statement.compile(dialect=connection.dialect)
+        values = compiled.construct_params(parameters)
+        arguments = tuple(values[name] for name in compiled.positiontup or ())
+        explained = await connection.exec_driver_sql(f"EXPLAIN (COSTS OFF) {compiled}", arguments)
+        plan = "\n".join(str(r[0]) for r in explained)
+
+    assert "Index Cond: (id = moved.delivery_id)" in plan, plan
