@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Integer,
     Text,
@@ -117,6 +118,7 @@ class _Statements:
     delivered: Any
     move_on: Any
     lines_done: Any
+    attempts: Any = None  # SQLite: every attempt of a round, bound as one JSON array
     recorded: Any = None  # PostgreSQL: the attempts, the delivered rows, streaks over and the lines' locks
     moved_and_leased: Any = None  # PostgreSQL: the finished lines moved on or gone, and the lease
 
@@ -194,7 +196,7 @@ def _statements(dialect: str) -> _Statements:
         lines_done=delete(webhook_heads).where(finished),  # still a finished one: nothing left in line
     )
     if dialect != "postgresql":
-        return statements
+        return dataclasses.replace(statements, attempts=_attempts_from_json())
     return dataclasses.replace(
         statements,
         recorded=_recorded(lock_lines),
@@ -214,6 +216,18 @@ def _due_heads_sqlite(now: Any) -> Any:
         .where(S.paused_at.is_(None), due)
         .order_by(H.delivery_id)
         .limit(bindparam("b_limit"))
+    )
+
+
+def _attempts_from_json() -> Any:
+    """SQLite: insert a round's attempts from one JSON array of ``[delivery_id, status_code, error, duration_ms]``
+    (``json_each``), all at ``b_now``. An ``executemany`` of one parameter set per attempt cost SQLAlchemy a
+    parameter set to build and process per row, most of a round's Python."""
+    rows = func.json_each(bindparam("b_attempts", type_=JSON())).table_valued("value").alias("attempt")
+    field = functools.partial(func.json_extract, rows.c.value)
+    return insert(webhook_attempts).from_select(
+        ["delivery_id", "attempted_at", "status_code", "error", "duration_ms"],
+        select(field("$[0]"), bindparam("b_now", type_=UTCDateTime()), field("$[1]"), field("$[2]"), field("$[3]")),
     )
 
 
@@ -486,17 +500,19 @@ async def _record(
                 await _count_failures(connection, subscription_id, outcomes, now)
         return finished
     await connection.execute(
-        insert(webhook_attempts),
-        [
-            {
-                "delivery_id": r.delivery_id,
-                "attempted_at": now,
-                "status_code": r.status_code,
-                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
-                "duration_ms": r.duration_ms,
-            }
-            for r in results
-        ],
+        _statements(connection.dialect.name).attempts,
+        {
+            "b_now": now,
+            "b_attempts": [
+                [
+                    r.delivery_id,
+                    r.status_code,
+                    None if r.delivered else (r.error or f"HTTP {r.status_code}"),
+                    r.duration_ms,
+                ]
+                for r in results
+            ],
+        },
     )
     by_code: dict[int | None, list[int]] = {}
     for r in delivered:
