@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
 from hub._tasks import cancel_and_wait
 from hub.bus import BusEvent, EventBus
@@ -59,7 +58,6 @@ _RECORDERS = 2  # rounds that may run at once (PostgreSQL overlaps them; SQLite'
 # busy, and none held back when they are about to run dry.
 _ROUND_EVERY = {"sqlite": 4, "postgresql": 1}
 _QUEUE_LOW = 2
-_URLS_KEPT = 1024  # parsed subscription URLs kept
 _PRUNE_EVERY = 3600.0  # seconds between retention sweeps of delivered deliveries (the first at start)
 
 
@@ -136,7 +134,6 @@ class WebhookDispatcher:
         self._queue: asyncio.Queue[DueDelivery] = asyncio.Queue()
         self._finished: list[AttemptResult] = []  # attempts not yet recorded
         self._nudge = asyncio.Event()  # set when a waiting recorder should look again (woken, worth a round)
-        self._urls: dict[str, URL] = {}  # each subscription's URL, parsed once
         self._leasing = 0  # leases asked for by rounds in progress
         self._round_every = _ROUND_EVERY.get(store.dialect, 0) * self._tuning.concurrency
         self._subscribed_checked = -math.inf  # monotonic time of the last look at whether any subscription exists
@@ -306,15 +303,6 @@ class WebhookDispatcher:
         self.delivered += delivered
         self.failed_attempts += len(results) - delivered
 
-    def _url(self, url: str) -> URL:
-        """``url`` parsed, once per subscription URL rather than once per request."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= _URLS_KEPT:  # URLs an admin changed since: start over
-                self._urls.clear()
-            parsed = self._urls[url] = URL(url)
-        return parsed
-
     async def _attempt(self, delivery: DueDelivery) -> AttemptResult:
         assert self._http is not None
         body = delivery.body
@@ -324,9 +312,7 @@ class WebhookDispatcher:
         try:
             # the receiver checks the timestamp against its own clock: the wall clock, not the hub's
             headers = _signed(delivery.secret, webhook_id(delivery.id), body, int(time.time()))
-            async with self._http.post(
-                self._url(delivery.url), data=body, headers=headers, allow_redirects=False
-            ) as answer:
+            async with self._http.post(delivery.url, data=body, headers=headers, allow_redirects=False) as answer:
                 status = answer.status
                 if not 200 <= status < 300:
                     error = f"HTTP {status}: {(await answer.text(errors='replace'))[:300]}"
