@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Integer,
     Text,
@@ -32,6 +33,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     union_all,
     update,
 )
@@ -111,11 +113,12 @@ def _among(column: Any, name: str, dialect: str) -> Any:
 class _Statements:
     """The dispatcher's statements, built once per dialect."""
 
-    due_heads: Any  # SQLite: the due heads, leased by ``lease``
+    due_heads: Any  # the due heads, oldest first (SQLite: leased by ``lease``; both: ``any_due``)
     lease: Any  # SQLite: the found heads; PostgreSQL: finds and leases the due heads in one statement
     delivered: Any
     move_on: Any
     lines_done: Any
+    attempts: Any = None  # SQLite: every attempt of a round, bound as one JSON array
     recorded: Any = None  # PostgreSQL: the attempts, the delivered rows, streaks over and the lines' locks
     moved_and_leased: Any = None  # PostgreSQL: the finished lines moved on or gone, and the lease
 
@@ -135,6 +138,8 @@ def _statements(dialect: str) -> _Statements:
         .order_by(D.id)
         .limit(bindparam("b_limit"))
     )
+    if dialect == "sqlite":
+        due_heads = _due_heads_sqlite(now)
     body = cast(D.payload, Text).label("body")
     leased: dict[str, Any] = {"leased_until": bindparam("b_until"), "lease_owner": bindparam("b_owner")}
     # guarded: still pending and nobody else's, whatever another process did since the heads were read
@@ -191,11 +196,38 @@ def _statements(dialect: str) -> _Statements:
         lines_done=delete(webhook_heads).where(finished),  # still a finished one: nothing left in line
     )
     if dialect != "postgresql":
-        return statements
+        return dataclasses.replace(statements, attempts=_attempts_from_json())
     return dataclasses.replace(
         statements,
         recorded=_recorded(lock_lines),
         moved_and_leased=_moved_and_leased(due_heads, finished, following, guard, leased, body),
+    )
+
+
+def _due_heads_sqlite(now: Any) -> Any:
+    """SQLite: the due heads read from the heads, in delivery order on their ``delivery_id`` index, each one's
+    delivery looked up by id: the read stops at its limit after at most one row per line. Written as a join,
+    SQLite's planner walked every delivery in id order (delivered ones too, kept ``keep_days``) to find the
+    few that are heads, which cost a round more with every delivery the table held."""
+    due = select(D.id).where(D.id == H.delivery_id, D.status == PENDING, D.next_attempt_at <= now, _free(now)).exists()
+    return (
+        select(H.delivery_id.label("id"), S.id.label("subscription_id"), S.url, S.secret)
+        .select_from(webhook_heads.join(webhook_subscriptions, S.id == H.subscription_id))
+        .where(S.paused_at.is_(None), due)
+        .order_by(H.delivery_id)
+        .limit(bindparam("b_limit"))
+    )
+
+
+def _attempts_from_json() -> Any:
+    """SQLite: insert a round's attempts from one JSON array of ``[delivery_id, status_code, error, duration_ms]``
+    (``json_each``), all at ``b_now``. An ``executemany`` of one parameter set per attempt cost SQLAlchemy a
+    parameter set to build and process per row, most of a round's Python."""
+    rows = func.json_each(bindparam("b_attempts", type_=JSON())).table_valued("value").alias("attempt")
+    field = functools.partial(func.json_extract, rows.c.value)
+    return insert(webhook_attempts).from_select(
+        ["delivery_id", "attempted_at", "status_code", "error", "duration_ms"],
+        select(field("$[0]"), bindparam("b_now", type_=UTCDateTime()), field("$[1]"), field("$[2]"), field("$[3]")),
     )
 
 
@@ -274,15 +306,21 @@ def _moved_and_leased(
         update(webhook_heads).where(finished, more).values(delivery_id=following).returning(H.delivery_id).cte("moved")
     )
     gone = delete(webhook_heads).where(finished, ~more).cte("gone")
-    due = and_(D.status == PENDING, D.next_attempt_at <= now, S.paused_at.is_(None), _free(now))
+    # each moved line's next delivery looked up by its id (a lateral subquery per moved row): joined to the CTE
+    # instead, the planner (which cannot tell how few rows it returns) walked every pending delivery of the
+    # subscription and matched each against it, a round costing more the longer the backlog
+    following_due = (
+        select(D.id, D.subscription_id)
+        .where(D.id == moved.c.delivery_id, D.status == PENDING, D.next_attempt_at <= now, _free(now))
+        .limit(1)  # one row by its key anyway; a LIMIT also keeps the planner from flattening it into a join
+        .lateral("following_due")
+    )
     nexts = (
-        select(D.id, S.id.label("subscription_id"), S.url, S.secret)
+        select(following_due.c.id, S.id.label("subscription_id"), S.url, S.secret)
         .select_from(
-            moved.join(webhook_deliveries, D.id == moved.c.delivery_id).join(
-                webhook_subscriptions, S.id == D.subscription_id
-            )
+            moved.join(following_due, true()).join(webhook_subscriptions, S.id == following_due.c.subscription_id)
         )
-        .where(due)
+        .where(S.paused_at.is_(None))
     )
     others = due_heads.with_for_update(of=webhook_deliveries, skip_locked=True).cte("others")
     candidates = union_all(nexts, select(others)).subquery("candidates")
@@ -462,17 +500,19 @@ async def _record(
                 await _count_failures(connection, subscription_id, outcomes, now)
         return finished
     await connection.execute(
-        insert(webhook_attempts),
-        [
-            {
-                "delivery_id": r.delivery_id,
-                "attempted_at": now,
-                "status_code": r.status_code,
-                "error": None if r.delivered else (r.error or f"HTTP {r.status_code}"),
-                "duration_ms": r.duration_ms,
-            }
-            for r in results
-        ],
+        _statements(connection.dialect.name).attempts,
+        {
+            "b_now": now,
+            "b_attempts": [
+                [
+                    r.delivery_id,
+                    r.status_code,
+                    None if r.delivered else (r.error or f"HTTP {r.status_code}"),
+                    r.duration_ms,
+                ]
+                for r in results
+            ],
+        },
     )
     by_code: dict[int | None, list[int]] = {}
     for r in delivered:

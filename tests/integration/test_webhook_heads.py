@@ -34,6 +34,7 @@ from hub.store.webhooks_out_dispatch import (
     record_attempts,
     release_claims,
 )
+from hub.store.webhooks_out_dispatch import _statements as dispatch_statements
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -295,3 +296,49 @@ async def test_the_retention_sweep_deletes_only_deliveries_delivered_before_it_w
     assert await heads(store) == await first_pending(store)
     assert await prune_delivered(store, before=cutoff) == 0  # nothing more to do
     assert await replay_delivery(store, "crm", by_line["a"].id, now=cutoff) is None  # gone for good
+
+
+async def test_on_sqlite_finding_due_heads_walks_the_heads_not_every_delivery(store: Store) -> None:
+    """Delivered deliveries stay ``keep_days``: the due heads must be found from the heads (one per line), each
+    delivery looked up by id, never by walking the deliveries in id order (which visits every delivered one)."""
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL plans from its statistics; the shape checked here is SQLite's")
+    await subscribe(store)
+    await add(store, *(row(f"conversation:{n % 5}", n) for n in range(50)))
+    query = dispatch_statements("sqlite").due_heads
+    async with store.read() as connection:
+        compiled = query.compile(dialect=connection.dialect)
+        unbound = tuple(None for _ in compiled.positiontup or ())  # a plan does not depend on the values
+        plan = [str(r[-1]) for r in await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", unbound)]
+        found = [int(r.id) for r in await connection.execute(query, {"b_now": T0, "b_limit": 10})]
+
+    assert plan[0].startswith("SCAN webhook_heads USING INDEX ix_webhook_heads_delivery"), plan
+    assert not any(step.startswith("SCAN webhook_deliveries") for step in plan), plan
+    assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+    assert found == sorted((await first_pending(store)).values())
+
+
+async def test_on_postgresql_a_round_looks_up_each_moved_lines_next_delivery_by_its_id(store: Store) -> None:
+    """The lease that follows a record finds the next delivery of each line it moved on by that delivery's id,
+    never by walking the subscription's pending deliveries (a cost that grew with the backlog)."""
+    if store.dialect != "postgresql":
+        pytest.skip("the statement checked here is PostgreSQL's (SQLite moves lines on in statements of its own)")
+    await subscribe(store)
+    await add(store, *(row(f"conversation:{n % 20}", n) for n in range(2000)))
+    leased = await claim(store)
+    statement = dispatch_statements("postgresql").moved_and_leased
+    parameters = {
+        "b_now": T0,
+        "b_limit": 16,
+        "b_until": T0 + timedelta(seconds=30),
+        "b_owner": "one",
+        "b_finished": [d.id for d in leased],
+    }
+    async with store.write() as connection:
+        compiled = statement.compile(dialect=connection.dialect)
+        values = compiled.construct_params(parameters)
+        arguments = tuple(values[name] for name in compiled.positiontup or ())
+        explained = await connection.exec_driver_sql(f"EXPLAIN (COSTS OFF) {compiled}", arguments)
+        plan = "\n".join(str(r[0]) for r in explained)
+
+    assert "Index Cond: (id = moved.delivery_id)" in plan, plan
