@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +38,7 @@ from hub.ports import ChannelAdapter
 from hub.send_rate import SharedTokenBucket
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.outbound import NewOutbound, Queued, queue_outbound_group
+from hub.store.outbound import HandOff, NewOutbound, Queued, queue_outbound_group
 from hub.store.outbox import (
     Accepted,
     OutboxJob,
@@ -149,6 +149,55 @@ def _runs(jobs: Sequence[OutboxJob]) -> list[list[OutboxJob]]:
     return sorted(runs.values(), key=lambda run: run[0].id)
 
 
+class _Lane:
+    """One delivery worker's runs: those waiting to start (claimed by the worker, or handed to it by the queueing
+    transaction) and those in flight, at most ``batch`` at once. ``changed`` is set whenever a run is done."""
+
+    def __init__(
+        self,
+        worker: str,
+        batch: int,
+        send: Callable[[list[OutboxJob], float], Coroutine[Any, Any, int]],
+        stopping: Callable[[], bool],
+        done: Callable[[_Lane, list[OutboxJob]], None],
+    ) -> None:
+        self.worker = worker
+        self.ready: deque[tuple[list[OutboxJob], float]] = deque()
+        self.in_flight: dict[asyncio.Task[Any], list[OutboxJob]] = {}
+        self.changed = asyncio.Event()
+        self.closed = False  # the worker stopped taking runs
+        self._batch = batch
+        self._send = send
+        self._stopping = stopping
+        self._done = done
+
+    @property
+    def held(self) -> int:
+        return len(self.ready) + len(self.in_flight)
+
+    def launch(self) -> None:
+        while self.ready and len(self.in_flight) < self._batch and not self._stopping():
+            run, deadline = self.ready.popleft()
+            task = asyncio.create_task(self._send(run, deadline))
+            self.in_flight[task] = run
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        run = self.in_flight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("outbox worker %s: storing an outcome failed", self.worker, exc_info=task.exception())
+        self.launch()
+        self.changed.set()
+        if run is not None:
+            self._done(self, run)
+
+    def conversations(self) -> set[int]:
+        """The conversations of the runs this lane holds."""
+        return {run[0].conversation_id for run, _ in self.ready} | {
+            run[0].conversation_id for run in self.in_flight.values()
+        }
+
+
 class Outbox:
     """The delivery workers of one hub process; several processes may share one database."""
 
@@ -195,7 +244,11 @@ class Outbox:
         )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._changed: set[asyncio.Event] = set()  # one per running worker: set when a run of theirs is done
+        self._lanes: list[_Lane] = []  # one per running worker: its runs claimed or handed, and in flight
+        # conversations where a reply was queued behind a run a lane holds: when that run is done, its lane
+        # claims at once (after the run's acceptance, in the writer), not at the next wake or poll
+        self._behind: set[int] = set()
+        self._follow_ups: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._accepted: list[tuple[Accepted, asyncio.Future[None]]] = []
         # (worker, runs wanted, rows wanted behind each run's first, answer)
@@ -225,22 +278,34 @@ class Outbox:
         result = await asyncio.shield(future)
         if isinstance(result, BaseException):
             raise result
-        self.wake()
+        if result.handed is None:  # a claim must find it; one handed to a worker is on its way already
+            self.wake()
         return result
 
     async def _commit_incoming(self) -> None:
+        """Queue the sends that arrived, a group per transaction. While workers run, the group's replies that
+        are heads of their conversations are claimed in that transaction and handed to the workers' lanes
+        (ADR 0041): no claim has to be woken, wait for the writer and find them."""
         while self._incoming:
             batch, self._incoming = self._incoming[:_MAX_GROUP], self._incoming[_MAX_GROUP:]
+            room = self._room()
+            hand_off = HandOff(worker=self.name, lease=self._lease, limit=room) if room else None
             try:
                 # one clock reading per group: the latest of the callers' (they arrived within one commit)
                 async with self._writing():
                     results = await queue_outbound_group(
-                        self._store, [send for send, _, _ in batch], max(n for _, n, _ in batch)
+                        self._store, [send for send, _, _ in batch], max(n for _, n, _ in batch), hand_off=hand_off
                     )
             except Exception as exc:  # the commit failed: none of them was accepted
                 for _, _, future in batch:
                     future.set_result(exc)
                 continue
+            handed = [r.handed for r in results if isinstance(r, Queued) and r.handed is not None]
+            if handed:
+                await self._hand(handed)
+            waiting = {r.message.conversation_id for r in results if isinstance(r, Queued) and r.handed is None}
+            if waiting and self._lanes:
+                self._behind |= waiting & {c for lane in self._lanes for c in lane.conversations()}
             for (_, _, future), result in zip(batch, results, strict=True):
                 future.set_result(result)
 
@@ -260,8 +325,8 @@ class Outbox:
         any worker."""
         self._stopping = True
         self._wake.set()
-        for changed in self._changed:  # workers waiting for a send to finish look up now
-            changed.set()
+        for lane in self._lanes:  # workers waiting for a send to finish look up now
+            lane.changed.set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
@@ -270,6 +335,9 @@ class Outbox:
                 with suppress(asyncio.CancelledError):
                     await task
         self._tasks.clear()
+        if self._follow_ups:  # their claims are given back: the lanes are closed
+            await asyncio.gather(*self._follow_ups, return_exceptions=True)
+        self._behind.clear()
         if self._writer is not None:
             await self._writer  # acceptances already in hand are always stored
         await self._upkept()
@@ -282,34 +350,18 @@ class Outbox:
         conversation's due rows, up to ``_RUN``, claimed together and sent one after another, each as
         soon as the provider accepted the one before (ADR 0015): a conversation's next message need not
         wait for the writer to store the previous one and claim it. A finished run is followed by the
-        next one at once, and the claim's round trips overlap with sends."""
+        next one at once, and the claim's round trips overlap with sends. Replies claimed where they were
+        queued (ADR 0041) are handed to a worker's lane and sent as its own runs."""
         poll = self._settings.outbox.poll_seconds
         batch = self._settings.outbox.batch
-        ready: deque[tuple[list[OutboxJob], float]] = deque()
-        in_flight: set[asyncio.Task[Any]] = set()
-        changed = asyncio.Event()
-        self._changed.add(changed)
-
-        def launch() -> None:
-            while ready and len(in_flight) < batch and not self._stopping:
-                run, deadline = ready.popleft()
-                task = asyncio.create_task(self._send_run(run, deadline))
-                in_flight.add(task)
-                task.add_done_callback(finished)
-
-        def finished(task: asyncio.Task[Any]) -> None:
-            in_flight.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                logger.error("outbox worker %s: storing an outcome failed", worker, exc_info=task.exception())
-            launch()
-            changed.set()
-
+        lane = _Lane(worker, batch, self._send_run, lambda: self._stopping, self._run_done)
+        self._lanes.append(lane)
         try:
             while not self._stopping:
-                held = len(ready) + len(in_flight)
+                held = lane.held
                 if held >= 2 * batch:  # enough in hand: wait until a run is done
-                    changed.clear()
-                    await changed.wait()
+                    lane.changed.clear()
+                    await lane.changed.wait()
                     continue
                 asked = 2 * batch - held
                 try:
@@ -321,17 +373,17 @@ class Outbox:
                     runs = []
                 # the rows behind a run's first are sent only while their lease has well over half to go
                 deadline = time.monotonic() + self._lease.total_seconds() / 2
-                ready.extend((run, deadline) for run in runs)
-                launch()
+                lane.ready.extend((run, deadline) for run in runs)
+                lane.launch()
                 if len(runs) == asked:  # there may be more due: ask again at once
                     continue
-                if in_flight:
+                if lane.in_flight:
                     # nothing more due now: claim again once a run of ours is done, in the transaction that
                     # stores its acceptances (which may free the next message of its conversation), not in
                     # a transaction of its own that finds nothing (on PostgreSQL under load such a claim held
                     # the writer, and the acceptances queued behind it, for 100 ms)
-                    changed.clear()
-                    await changed.wait()
+                    lane.changed.clear()
+                    await lane.changed.wait()
                     continue
                 if self._stopping:
                     break
@@ -339,17 +391,67 @@ class Outbox:
                 with suppress(TimeoutError):
                     async with asyncio.timeout(poll):  # not wait_for: see Router._loop
                         await self._wake.wait()
-            if ready:  # stopping: runs claimed but not started go back now, not when their lease runs out
-                rows = [job.id for run, _ in ready for job in run]
-                ready.clear()
+            lane.closed = True  # hand-offs from now on go to another lane, or back to the table
+            if lane.ready:  # stopping: runs claimed but not started go back now, not when their lease runs out
+                rows = [job.id for run, _ in lane.ready for job in run]
+                lane.ready.clear()
                 await release_claims(self._store, rows, worker=self.name)
-            while in_flight:  # stopping: the runs in hand are sent (stop() cancels us, and them, after its grace)
-                changed.clear()
-                await changed.wait()
+            while lane.in_flight:  # stopping: the runs in hand are sent (stop() cancels us, and them, after its grace)
+                lane.changed.clear()
+                await lane.changed.wait()
         finally:
-            self._changed.discard(changed)
-            for task in in_flight:
+            lane.closed = True
+            self._lanes.remove(lane)
+            for task in lane.in_flight:
                 task.cancel()
+
+    def _room(self) -> int:
+        """How many runs the running workers' lanes can take now (0 when none run or they are stopping)."""
+        if self._stopping:
+            return 0
+        batch = self._settings.outbox.batch
+        return sum(max(0, 2 * batch - lane.held) for lane in self._lanes if not lane.closed)
+
+    async def _hand(self, jobs: list[OutboxJob]) -> None:
+        """Rows claimed where they were queued: each a run of its own in the least busy lane. With no lane
+        open (stopping meanwhile) they go back to the table at once, not when their lease runs out."""
+        deadline = time.monotonic() + self._lease.total_seconds() / 2
+        lanes = [lane for lane in self._lanes if not lane.closed]
+        if self._stopping or not lanes:
+            await release_claims(self._store, [job.id for job in jobs], worker=self.name)
+            return
+        for job in jobs:
+            lane = min(lanes, key=lambda candidate: candidate.held)
+            lane.ready.append(([job], deadline))
+            lane.launch()
+
+    def _run_done(self, lane: _Lane, run: list[OutboxJob]) -> None:
+        """A run is done. If a reply was queued behind it meanwhile, its lane claims now: the claim reaches the
+        writer after the run's acceptance and sees it, so the reply is due. (The worker may be idle, waiting for
+        a wake, when the run was handed to it; or its own claim, begun before the acceptance, found nothing.)"""
+        conversation = run[0].conversation_id
+        if conversation not in self._behind:
+            return
+        self._behind.discard(conversation)
+        if self._stopping or lane.closed:
+            return
+        task = asyncio.create_task(self._follow_up(lane), name="outbox-follow-up")
+        self._follow_ups.add(task)
+        task.add_done_callback(self._follow_ups.discard)
+
+    async def _follow_up(self, lane: _Lane) -> None:
+        batch = self._settings.outbox.batch
+        try:
+            runs = await self._claim(lane.worker, max(1, 2 * batch - lane.held), follow=_RUN - 1)
+        except Exception:  # the next claim or poll finds them
+            logger.exception("outbox worker %s: claiming failed", lane.worker)
+            return
+        if self._stopping or lane.closed:
+            await release_claims(self._store, [job.id for run in runs for job in run], worker=self.name)
+            return
+        deadline = time.monotonic() + self._lease.total_seconds() / 2
+        lane.ready.extend((run, deadline) for run in runs)
+        lane.launch()
 
     async def _send_run(self, run: list[OutboxJob], deadline: float, *, settle: bool = False) -> int:
         """A conversation's claimed rows in order, each once the provider has taken the one before. A

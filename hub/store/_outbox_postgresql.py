@@ -43,6 +43,7 @@ from hub.store._outbox_rows import (
     attachments_json,
     claim_heads,
     due,
+    is_head,
     job,
     now_sent,
     unfinished,
@@ -210,6 +211,27 @@ def _claim() -> Any:
     )
 
 
+def _hand() -> Any:
+    """Of the rows just queued, the heads claimed and what their delivery needs, in one statement (as
+    ``_claim``: a data-modifying CTE, read through its ``RETURNING``)."""
+    handed = (
+        update(outbox)
+        .where(outbox.c.id == any_(bindparam("hand_ids", type_=ARRAY(BigInteger))), is_head())
+        .values(CLAIMED)
+        .returning(outbox.c.id, outbox.c.message_id, outbox.c.attempts)
+        .cte("handed")
+    )
+    return (
+        select(handed.c.id, handed.c.attempts, *JOB_COLUMNS)
+        .select_from(
+            handed.join(messages, messages.c.id == handed.c.message_id).join(
+                identities, identities.c.id == messages.c.identity_id
+            )
+        )
+        .order_by(handed.c.id)
+    )
+
+
 def _accept() -> Any:
     """Both acceptance updates and the early-receipts lookup in one statement, the rows as arrays. The
     writer's transactions run while a hundred sends are in flight, and each round trip then waits a turn of
@@ -261,6 +283,7 @@ def _accept() -> Any:
 
 _QUEUE_REPLIES = _queue_replies()
 _CLAIM = _claim()
+_HAND = _hand()
 _ACCEPT = _accept()
 
 
@@ -320,6 +343,16 @@ class PostgresqlOutbox:
             },
         )
         return [job(row) for row in claimed.all()]
+
+    async def claim_queued(
+        self, connection: AsyncConnection, outbox_ids: Sequence[int], *, now: datetime, worker: str, lease: timedelta
+    ) -> list[OutboxJob]:
+        if not outbox_ids:
+            return []
+        handed = await connection.execute(
+            _HAND, {"hand_ids": list(outbox_ids), "claim_until": now + lease, "claim_worker": worker}
+        )
+        return [job(row) for row in handed.all()]
 
     async def accept(
         self, connection: AsyncConnection, items: Sequence[Accepted], channels: Mapping[str, Channel]

@@ -26,6 +26,7 @@ __all__ = [
     "attachments_json",
     "claim_heads",
     "due",
+    "is_head",
     "job",
     "message_values",
     "now_sent",
@@ -142,6 +143,15 @@ class OutboxWriter(Protocol):
         id, so each conversation's rows come in the order they must leave."""
         ...
 
+    async def claim_queued(
+        self, connection: AsyncConnection, outbox_ids: Sequence[int], *, now: datetime, worker: str, lease: timedelta
+    ) -> list[OutboxJob]:
+        """Claim, of the rows just queued as ``outbox_ids`` in this transaction, those that are the head of their
+        conversation, exactly as ``claim`` marks a row (sending under ``worker``'s lease until ``now + lease``,
+        one attempt counted), and return them as ``claim`` does: the queueing transaction hands them to a sender
+        (ADR 0041). A row behind an unfinished one stays pending for a claim."""
+        ...
+
     async def accept(
         self, connection: AsyncConnection, items: Sequence[Accepted], channels: Mapping[str, Channel]
     ) -> list[Any]:
@@ -250,10 +260,9 @@ def unfinished(table: Any) -> Any:
     return table.c.state.in_([literal_column(f"'{state}'") for state in _UNFINISHED])
 
 
-def claim_heads(*, skip_locked: bool) -> Any:
-    """Claim up to ``claim_limit`` heads, each the oldest unfinished row of its conversation (only a head is
-    ever due on its own, so a conversation's messages leave in order); returns their ids and conversations.
-    ``skip_locked``: candidates another transaction holds are passed over (``FOR UPDATE SKIP LOCKED``)."""
+def is_head() -> Any:
+    """The outbox row is the oldest unfinished row of its conversation: no earlier one waits or is being sent
+    (only a head may be sent, so a conversation's messages leave in order)."""
     earlier = outbox.alias("earlier")
     # A scalar subquery, not NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join, and with the stale
     # statistics of a queue that just filled up it picked a nested loop over the whole backlog (about 160 ms
@@ -264,9 +273,16 @@ def claim_heads(*, skip_locked: bool) -> Any:
         .limit(1)
         .scalar_subquery()
     )
+    return blocked.is_(None)
+
+
+def claim_heads(*, skip_locked: bool) -> Any:
+    """Claim up to ``claim_limit`` heads, each the oldest unfinished row of its conversation (only a head is
+    ever due on its own, so a conversation's messages leave in order); returns their ids and conversations.
+    ``skip_locked``: candidates another transaction holds are passed over (``FOR UPDATE SKIP LOCKED``)."""
     candidates = (
         select(outbox.c.id)
-        .where(due(outbox), blocked.is_(None))
+        .where(due(outbox), is_head())
         .order_by(outbox.c.next_attempt_at, outbox.c.id)
         .limit(bindparam("claim_limit", type_=Integer()))
     )

@@ -24,6 +24,7 @@ from hub.store._outbox_rows import (
     OutboxState,
     claim_heads,
     due,
+    is_head,
     job,
     message_values,
     now_sent,
@@ -51,6 +52,9 @@ _LOAD = (
     .where(in_json_array(outbox.c.id, "claim_ids"))
     .order_by(outbox.c.id)
 )
+
+# handing just-queued rows to a sender: those of them that are heads, claimed (then loaded with ``_LOAD``)
+_HAND = update(outbox).where(in_json_array(outbox.c.id, "hand_ids"), is_head()).values(CLAIMED).returning(outbox.c.id)
 
 # queueing replies: the messages and their outbox rows (``executemany``), the conversations' last activity
 _INSERT_MESSAGES = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
@@ -138,6 +142,19 @@ class SqliteOutbox:
                     _TAKE, {"follow_ids": followers, "claim_until": now + lease, "claim_worker": worker}
                 )
                 ids += followers
+        return [job(row) for row in (await connection.execute(_LOAD, {"claim_ids": ids})).all()]
+
+    async def claim_queued(
+        self, connection: AsyncConnection, outbox_ids: Sequence[int], *, now: datetime, worker: str, lease: timedelta
+    ) -> list[OutboxJob]:
+        if not outbox_ids:
+            return []
+        handed = await connection.execute(
+            _HAND, {"hand_ids": list(outbox_ids), "claim_until": now + lease, "claim_worker": worker}
+        )
+        ids = sorted(int(outbox_id) for outbox_id in handed.scalars())
+        if not ids:
+            return []
         return [job(row) for row in (await connection.execute(_LOAD, {"claim_ids": ids})).all()]
 
     async def accept(

@@ -60,5 +60,8 @@ async def load_queue(connection: AsyncConnection, queue_id: str) -> Queue | None
     return None if row is None else _queue(row)
 
 
+_ALL_QUEUES = select(queues)  # built once: every conversation view reads it
+
+
 async def load_queues(connection: AsyncConnection) -> dict[str, Queue]:
-    return {row.id: _queue(row) for row in await connection.execute(select(queues))}
+    return {row.id: _queue(row) for row in await connection.execute(_ALL_QUEUES)}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, union_all
+from sqlalchemy import bindparam, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Agent, Channel, Conversation, ConversationState, Queue
@@ -184,18 +184,30 @@ def view_query() -> Any:
     )
 
 
+def _participants_of(where: Any) -> Any:
+    """The participants a view shows: those in it now and those who closed their part (ADR 0030)."""
+    p = participants.c
+    return (
+        select(p.conversation_id, p.agent_id, p.role, p.joined_at, p.left_at, p.status_id)
+        .where(where, or_(p.left_at.is_(None), p.status_id.is_not(None)))
+        .order_by(p.joined_at, p.agent_id)
+    )
+
+
+# one conversation's, built once: the view of a single conversation is read on every bot turn and console open
+_PARTICIPANTS_OF_ONE = _participants_of(participants.c.conversation_id == bindparam("view_conversation_id"))
+
+
 async def views_of_rows(connection: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Rows of ``view_query()`` as the API shows them, with their participants and queues, in two reads."""
     ids = [int(r.id) for r in rows]
     people: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     closed_parts: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
     if ids:
-        p = participants.c
-        found = await connection.execute(
-            select(p.conversation_id, p.agent_id, p.role, p.joined_at, p.left_at, p.status_id)
-            .where(p.conversation_id.in_(ids), or_(p.left_at.is_(None), p.status_id.is_not(None)))
-            .order_by(p.joined_at, p.agent_id)
-        )
+        if len(ids) == 1:
+            found = await connection.execute(_PARTICIPANTS_OF_ONE, {"view_conversation_id": ids[0]})
+        else:
+            found = await connection.execute(_participants_of(participants.c.conversation_id.in_(ids)))
         for part in found:
             if part.left_at is None:
                 people[int(part.conversation_id)].append(

@@ -8,8 +8,8 @@ by the engine's ``OutboxWriter``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -21,7 +21,7 @@ from hub.events import ConversationClosed, ConversationOpened, MessageCreated
 from hub.model import Author, Conversation, ConversationState, DeliveryState, Direction, Message
 from hub.store._db import Store
 from hub.store._opening import insert_open
-from hub.store._outbox_rows import NewOutbound, message_values, outbox_values
+from hub.store._outbox_rows import NewOutbound, OutboxJob, message_values, outbox_values
 from hub.store.audit import append_entries
 from hub.store.bots import answered, with_bots
 from hub.store.conversations import conversation_from_row
@@ -34,6 +34,7 @@ from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
     "ConversationTaken",
+    "HandOff",
     "NewOutbound",
     "NotTheBots",
     "Queued",
@@ -64,12 +65,25 @@ class NotTheBots(Exception):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HandOff:
+    """Claim replies for a sender in the transaction that queues them (ADR 0041): up to ``limit`` rows, marked
+    as a claim by ``worker`` would mark them (sending, leased until the group's now + ``lease``)."""
+
+    worker: str
+    lease: timedelta
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Queued:
     message: Message
     conversation: Conversation | None  # read back when the send opened or closed it
     outbox_id: int
     opened: bool
     events: list[BusEvent] = field(default_factory=list)
+    #: claimed for a sender in the queueing transaction (``HandOff``): the caller must send it, or leave it to
+    #: be claimed again once its lease runs out
+    handed: OutboxJob | None = None
 
 
 async def queue_outbound(store: Store, send: NewOutbound, now: datetime) -> Queued:
@@ -81,14 +95,16 @@ async def queue_outbound(store: Store, send: NewOutbound, now: datetime) -> Queu
 
 
 async def queue_outbound_group(
-    store: Store, sends: Sequence[NewOutbound], now: datetime
+    store: Store, sends: Sequence[NewOutbound], now: datetime, *, hand_off: HandOff | None = None
 ) -> list[Queued | BaseException]:
     """Several accepted sends in one transaction (group commit). Replies in an existing
     conversation (the common case, an agent's or a bot's) are written set-based, three statements for the
     whole group; a send that opens or closes a conversation gets its own savepoint, so one that fails (say, a
     conversation opened meanwhile) is reported and does not sink the others. A bot's reply is written only
     while its conversation is still the bot's (``NotTheBots`` otherwise), and stops the bot's silence clock
-    in the same transaction. Raises only when the commit itself fails (then none of them was accepted)."""
+    in the same transaction. With ``hand_off``, the set-based replies that are the head of their conversation
+    are claimed in the same transaction (``Queued.handed``), so that no claim of its own has to find them.
+    Raises only when the commit itself fails (then none of them was accepted)."""
     results: list[Queued | BaseException | None] = [None] * len(sends)
     bots = [i for i, send in enumerate(sends) if send.author is Author.BOT and send.conversation_id is not None]
     async with store.write() as connection:
@@ -105,9 +121,10 @@ async def queue_outbound_group(
             and send.author in _SET_BASED
         ]
         if simple:
-            for i, queued in zip(
-                simple, await _queue_replies(connection, store, [sends[i] for i in simple], now), strict=True
-            ):
+            replies = await _queue_replies(connection, store, [sends[i] for i in simple], now)
+            if hand_off is not None and hand_off.limit > 0:
+                replies = await _hand_off(connection, store, replies, hand_off, now)
+            for i, queued in zip(simple, replies, strict=True):
                 results[i] = queued
         for i, send in enumerate(sends):
             if results[i] is not None:
@@ -187,6 +204,21 @@ async def _queue_replies(
             )
         )
     return queued
+
+
+async def _hand_off(
+    connection: AsyncConnection, store: Store, replies: list[Queued], hand_off: HandOff, now: datetime
+) -> list[Queued]:
+    """The first ``hand_off.limit`` replies that are heads of their conversations, claimed for a sender."""
+    jobs = await outbox_writer(store).claim_queued(
+        connection,
+        [queued.outbox_id for queued in replies[: hand_off.limit]],
+        now=now,
+        worker=hand_off.worker,
+        lease=hand_off.lease,
+    )
+    by_id = {job.id: job for job in jobs}
+    return [replace(queued, handed=by_id.get(queued.outbox_id)) for queued in replies]
 
 
 def _sender(send: NewOutbound) -> int:

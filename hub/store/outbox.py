@@ -1,11 +1,12 @@
 """The outbox: claiming due rows with a lease, storing what came of each attempt, and its upkeep.
 
 Delivery workers claim due rows with a lease (``locked_until``), only the oldest unfinished row of each
-conversation (order within a conversation). Acceptances are stored together with the next claim in one
-transaction (``record_and_claim``; on PostgreSQL acceptances without a claim are one statement that
-commits on its own, ADR 0019); failures and retries in their own short ones. The statements that differ
-per engine sit behind ``OutboxWriter``, one module per engine, chosen by the Store's dialect in
-``outbox_writer``. See docs/decisions/0010-outbox-delivery.md and 0011.
+conversation (order within a conversation); a reply that is its conversation's head may instead be claimed
+by the transaction that queues it (``OutboxWriter.claim_queued``, ADR 0041). Acceptances are stored together
+with the next claim in one transaction (``record_and_claim``; on PostgreSQL acceptances without a claim are
+one statement that commits on its own, ADR 0019); failures and retries in their own short ones. The
+statements that differ per engine sit behind ``OutboxWriter``, one module per engine, chosen by the Store's
+dialect in ``outbox_writer``. See docs/decisions/0010-outbox-delivery.md and 0011.
 """
 
 from __future__ import annotations
