@@ -237,11 +237,16 @@ _PARTICIPANTS = (
 async def load_facts(
     connection: AsyncConnection, dialect: str, conversation_id: int, *, people: bool = True, lock: bool = True
 ) -> Facts:
-    """The conversation (locked ``FOR UPDATE`` on PostgreSQL, so a concurrent change waits for this one
-    and then reads its outcome) with its row version, and, with ``people``, everyone who is or was in it."""
+    """The conversation (locked on PostgreSQL, so a concurrent change waits for this one and then reads its
+    outcome) with its row version, and, with ``people``, everyone who is or was in it.
+
+    The lock is ``FOR NO KEY UPDATE``: a change never alters the conversation's id, and a plain ``FOR UPDATE``
+    would also make every insert that references the row (its foreign-key check takes ``FOR KEY SHARE``) wait
+    for the change. A bot's bookkeeping row inserted meanwhile then waited for this transaction while this
+    transaction waited for that row: a deadlock."""
     query = select(conversations).where(conversations.c.id == conversation_id)
     if lock and dialect == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     row = (await connection.execute(query)).first()
     if row is None:
         raise RoutingRefused("not_found", "not_found", f"no conversation {conversation_id}")
