@@ -200,15 +200,7 @@ def _claim() -> Any:
         select(heads.c.id, heads.c.message_id, heads.c.attempts),
         select(taken.c.id, taken.c.message_id, taken.c.attempts),
     ).subquery("claimed")
-    return (
-        select(claimed.c.id, claimed.c.attempts, *JOB_COLUMNS)
-        .select_from(
-            claimed.join(messages, messages.c.id == claimed.c.message_id).join(
-                identities, identities.c.id == messages.c.identity_id
-            )
-        )
-        .order_by(claimed.c.id)
-    )
+    return _jobs_of(claimed)
 
 
 def _hand() -> Any:
@@ -221,14 +213,20 @@ def _hand() -> Any:
         .returning(outbox.c.id, outbox.c.message_id, outbox.c.attempts)
         .cte("handed")
     )
+    return _jobs_of(handed)
+
+
+def _jobs_of(rows: Any) -> Any:
+    """The claimed ``rows`` (their ``id``, ``message_id`` and ``attempts``) with what their delivery needs, in id
+    order: the claim's and the hand-off's last step alike."""
     return (
-        select(handed.c.id, handed.c.attempts, *JOB_COLUMNS)
+        select(rows.c.id, rows.c.attempts, *JOB_COLUMNS)
         .select_from(
-            handed.join(messages, messages.c.id == handed.c.message_id).join(
+            rows.join(messages, messages.c.id == rows.c.message_id).join(
                 identities, identities.c.id == messages.c.identity_id
             )
         )
-        .order_by(handed.c.id)
+        .order_by(rows.c.id)
     )
 
 
