@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -174,6 +174,11 @@ class _Lane:
     @property
     def held(self) -> int:
         return len(self.ready) + len(self.in_flight)
+
+    def take(self, runs: Iterable[list[OutboxJob]], deadline: float) -> None:
+        """Queue ``runs`` (claimed by this worker or handed to it) and start what the lane has room for."""
+        self.ready.extend((run, deadline) for run in runs)
+        self.launch()
 
     def launch(self) -> None:
         while self.ready and len(self.in_flight) < self._batch and not self._stopping():
@@ -371,10 +376,7 @@ class Outbox:
                 except Exception:  # the database may be away for a moment; try again after a poll
                     logger.exception("outbox worker %s: claiming failed", worker)
                     runs = []
-                # the rows behind a run's first are sent only while their lease has well over half to go
-                deadline = time.monotonic() + self._lease.total_seconds() / 2
-                lane.ready.extend((run, deadline) for run in runs)
-                lane.launch()
+                lane.take(runs, self._run_deadline())
                 if len(runs) == asked:  # there may be more due: ask again at once
                     continue
                 if lane.in_flight:
@@ -415,15 +417,14 @@ class Outbox:
     async def _hand(self, jobs: list[OutboxJob]) -> None:
         """Rows claimed where they were queued: each a run of its own in the least busy lane. With no lane
         open (stopping meanwhile) they go back to the table at once, not when their lease runs out."""
-        deadline = time.monotonic() + self._lease.total_seconds() / 2
+        deadline = self._run_deadline()
         lanes = [lane for lane in self._lanes if not lane.closed]
         if self._stopping or not lanes:
             await release_claims(self._store, [job.id for job in jobs], worker=self.name)
             return
         for job in jobs:
             lane = min(lanes, key=lambda candidate: candidate.held)
-            lane.ready.append(([job], deadline))
-            lane.launch()
+            lane.take([[job]], deadline)
 
     def _run_done(self, lane: _Lane, run: list[OutboxJob]) -> None:
         """A run is done. If a reply was queued behind it meanwhile, its lane claims now: the claim reaches the
@@ -449,9 +450,12 @@ class Outbox:
         if self._stopping or lane.closed:
             await release_claims(self._store, [job.id for run in runs for job in run], worker=self.name)
             return
-        deadline = time.monotonic() + self._lease.total_seconds() / 2
-        lane.ready.extend((run, deadline) for run in runs)
-        lane.launch()
+        lane.take(runs, self._run_deadline())
+
+    def _run_deadline(self) -> float:
+        """When a run claimed now stops sending: the rows behind a run's first are sent only while their lease
+        has well over half to go (a monotonic time)."""
+        return time.monotonic() + self._lease.total_seconds() / 2
 
     async def _send_run(self, run: list[OutboxJob], deadline: float, *, settle: bool = False) -> int:
         """A conversation's claimed rows in order, each once the provider has taken the one before. A
@@ -482,7 +486,7 @@ class Outbox:
         worker = worker or self.name
         runs = await self._claim(worker, self._settings.outbox.batch)
         # runs only hold one row unless workers of this process asked for longer ones in the same transaction
-        deadline = time.monotonic() + self._lease.total_seconds() / 2
+        deadline = self._run_deadline()
         handled = sum(await asyncio.gather(*(self._send_run(run, deadline, settle=True) for run in runs)))
         await self._upkept()
         return handled
