@@ -5,7 +5,7 @@ path that renders without Jinja. Compiled once per (name, version, source)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from jinja2 import TemplateSyntaxError, meta, nodes
@@ -58,6 +58,10 @@ class Compiled:
     # a list of parts joined without Jinja: (None, text) or (name, field-or-None)
     pattern: str | None = None  # those parts as a str.format_map pattern (braces of the text doubled)
     records: tuple[str, ...] = ()  # context objects the pattern indexes ({contact[name]})
+
+    def first_line(self, names: Iterable[str]) -> int | None:
+        """The first line any of ``names`` appears on (None when unknown): where an error about them points."""
+        return min(self.lines.get(name, 0) for name in names) or None
 
 
 def _format_pattern(parts: tuple[tuple[str | None, str | None], ...] | None) -> str | None:

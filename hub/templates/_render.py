@@ -168,7 +168,7 @@ def render_source(
             values[key] = value
     if not compiled.names <= values.keys():
         missing = sorted(compiled.names - values.keys())
-        first = min(compiled.lines.get(name, 0) for name in missing) or None
+        first = compiled.first_line(missing)
         raise TemplateError(
             "missing_variables",
             f"missing value(s) for {', '.join(missing)}",

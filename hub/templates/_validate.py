@@ -44,7 +44,7 @@ def validate(template: TemplateDraft | TemplateVersion) -> None:
             raise
         undeclared = sorted(compiled.names - declared)
         if undeclared:
-            first = min(compiled.lines.get(name, 0) for name in undeclared) or None
+            first = compiled.first_line(undeclared)
             raise TemplateError(
                 "undeclared_variables",
                 f"undeclared variable(s) {', '.join(undeclared)}; declare them with an example value",
