@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import lifecycle
@@ -54,6 +54,7 @@ __all__ = [
     "load_candidates",
     "load_facts",
     "load_of",
+    "locked_for_change",
     "queue_config",
     "queue_event",
     "reported",
@@ -234,19 +235,26 @@ _PARTICIPANTS = (
 )
 
 
+def locked_for_change(query: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+    """``query`` locking the conversation rows it reads for a change (PostgreSQL), ``FOR NO KEY UPDATE``.
+
+    Changes exclude each other as with ``FOR UPDATE``, but a change never alters a conversation's id, and a plain
+    ``FOR UPDATE`` would also make every insert that references the row (its foreign-key check takes ``FOR KEY
+    SHARE``) wait for the change. A bot's bookkeeping row inserted meanwhile then waited for the change while the
+    change waited for that row: a deadlock."""
+    return query.with_for_update(key_share=True, skip_locked=skip_locked, of=conversations)
+
+
 async def load_facts(
     connection: AsyncConnection, dialect: str, conversation_id: int, *, people: bool = True, lock: bool = True
 ) -> Facts:
     """The conversation (locked on PostgreSQL, so a concurrent change waits for this one and then reads its
     outcome) with its row version, and, with ``people``, everyone who is or was in it.
 
-    The lock is ``FOR NO KEY UPDATE``: a change never alters the conversation's id, and a plain ``FOR UPDATE``
-    would also make every insert that references the row (its foreign-key check takes ``FOR KEY SHARE``) wait
-    for the change. A bot's bookkeeping row inserted meanwhile then waited for this transaction while this
-    transaction waited for that row: a deadlock."""
+    The lock is the one every change takes (``locked_for_change``)."""
     query = select(conversations).where(conversations.c.id == conversation_id)
     if lock and dialect == "postgresql":
-        query = query.with_for_update(key_share=True)
+        query = locked_for_change(query)
     row = (await connection.execute(query)).first()
     if row is None:
         raise RoutingRefused("not_found", "not_found", f"no conversation {conversation_id}")

@@ -38,6 +38,7 @@ from hub.store._changes import (
     apply_change,
     column_value,
     load_of,
+    locked_for_change,
     queue_config,
     queue_event,
     withdrawn_event,
@@ -181,7 +182,7 @@ async def _offer_batch(
             .limit(batch)
         )
         if postgres:
-            query = query.with_for_update(skip_locked=True, of=conversations)
+            query = locked_for_change(query, skip_locked=True)
         waiting = (await connection.execute(query)).all()
         if not waiting:
             return [], [], False

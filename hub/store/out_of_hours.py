@@ -13,6 +13,7 @@ from sqlalchemy import delete, select
 
 from hub.model import EventKind
 from hub.store import Store
+from hub.store._changes import locked_for_change
 from hub.store.tables import conversations, timeline_events
 
 __all__ = ["claim_out_of_hours", "out_of_hours_answered", "release_out_of_hours"]
@@ -37,7 +38,7 @@ async def claim_out_of_hours(store: Store, conversation_id: int, *, opening: str
     async with store.write() as connection:
         lock = select(conversations.c.id).where(conversations.c.id == conversation_id)
         if store.dialect == "postgresql":
-            lock = lock.with_for_update()
+            lock = locked_for_change(lock)
         if (await connection.execute(lock)).first() is None:
             return None
         before = await connection.execute(

@@ -31,6 +31,7 @@ from hub.store._changes import (
     is_active,
     load_candidates,
     load_facts,
+    locked_for_change,
     queue_config,
     queue_event,
     reported,
@@ -368,5 +369,5 @@ async def _held_by(connection: AsyncConnection, dialect: str, agent_id: int) -> 
         return []
     lock = select(c.id).where(c.id.in_(ids), c.state != CLOSED).order_by(c.id)
     if dialect == "postgresql":
-        lock = lock.with_for_update()
+        lock = locked_for_change(lock)
     return [int(i) for i in (await connection.execute(lock)).scalars()]
