@@ -97,6 +97,15 @@ class AttemptResult:
 # ------------------------------------------------------------------ leasing and recording
 
 
+# the pending deliveries of the line whose head row a statement changes (the line's next one, or whether any is left)
+_waiting = webhook_deliveries.alias("waiting")
+_pending_in_line = and_(
+    _waiting.c.subscription_id == H.subscription_id,
+    _waiting.c.order_key == H.order_key,
+    _waiting.c.status == PENDING,
+)
+
+
 def _free(now: Any) -> Any:
     return or_(D.leased_until.is_(None), D.leased_until < now)
 
@@ -172,16 +181,7 @@ def _statements(dialect: str) -> _Statements:
         )
     )
     finished = _among(H.delivery_id, "b_finished", dialect)
-    waiting = webhook_deliveries.alias("waiting")
-    following = (
-        select(func.min(waiting.c.id))
-        .where(
-            waiting.c.subscription_id == H.subscription_id,
-            waiting.c.order_key == H.order_key,
-            waiting.c.status == PENDING,
-        )
-        .scalar_subquery()
-    )
+    following = select(func.min(_waiting.c.id)).where(_pending_in_line).scalar_subquery()
     lock_lines = (
         select(H.subscription_id, H.order_key)
         .where(finished)
@@ -292,16 +292,7 @@ def _moved_and_leased(
     ones of the lines just moved on among them (this statement's reads do not see its own CTEs' changes:
     those come from the move's RETURNING). The oldest due first, as ``due_heads``."""
     now: Any = bindparam("b_now")
-    waiting = webhook_deliveries.alias("waiting")
-    more = (
-        select(waiting.c.id)
-        .where(
-            waiting.c.subscription_id == H.subscription_id,
-            waiting.c.order_key == H.order_key,
-            waiting.c.status == PENDING,
-        )
-        .exists()
-    )
+    more = select(_waiting.c.id).where(_pending_in_line).exists()
     moved = (
         update(webhook_heads).where(finished, more).values(delivery_id=following).returning(H.delivery_id).cte("moved")
     )
