@@ -8,18 +8,26 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._fields import MISSING, invalid
+from hub.api._fields import MISSING, invalid, text
 from hub.api._hub import principal
 from hub.api.auth import authenticated, require_role
 from hub.model import Role
 from hub.usecases import Principal
 
-__all__ = ["ADMIN", "ID", "SUPERVISION", "acting_as", "string_list"]
+__all__ = ["ADMIN", "ID", "SUPERVISION", "acting_as", "new_id", "string_list"]
 
 #: a queue's or a status's id
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ADMIN = (Role.ADMIN,)
 SUPERVISION = (Role.SUPERVISOR, Role.ADMIN)
+
+
+def new_id(body: dict[str, Any]) -> str:
+    """``body["id"]`` of a queue or status to create: required, and 422 unless it matches ``ID``."""
+    value: str = text(body, "id", required=True, nullable=False, max_length=64)
+    if not ID.match(value):
+        raise invalid("id", "'id' may hold letters, digits, '_', '-' and '.' (at most 64)")
+    return value
 
 
 def string_list(body: dict[str, Any], key: str, pattern: re.Pattern[str] = ID) -> Any:

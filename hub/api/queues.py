@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, ID, SUPERVISION, acting_as, string_list
+from hub.api._admin import ADMIN, ID, SUPERVISION, acting_as, new_id, string_list
 from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, text
 from hub.api._hub import hub_of
@@ -185,9 +185,7 @@ async def queues_index(request: web.Request) -> web.Response:
 async def queues_create(request: web.Request) -> web.Response:
     acting = await acting_as(request, *ADMIN)
     body = await json_body(request)
-    queue_id = text(body, "id", required=True, nullable=False, max_length=64)
-    if not ID.match(queue_id):
-        raise invalid("id", "'id' may hold letters, digits, '_', '-' and '.' (at most 64)")
+    queue_id = new_id(body)
     fields = _queue_fields(body, creating=True)
     queue = Queue(
         id=queue_id,

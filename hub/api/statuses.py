@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api._admin import ADMIN, ID, acting_as
+from hub.api._admin import ADMIN, ID, acting_as, new_id
 from hub.api._body import json_body
-from hub.api._fields import invalid, json_ok, only_fields, text
+from hub.api._fields import json_ok, only_fields, text
 from hub.api._hub import hub_of
 from hub.api.auth import authenticated
 from hub.api.keys import STORE
@@ -54,9 +54,7 @@ async def statuses_create(request: web.Request) -> web.Response:
     acting = await acting_as(request, *ADMIN)
     body = await json_body(request)
     only_fields(body, ("id", "name"))
-    status_id = text(body, "id", required=True, nullable=False, max_length=64)
-    if not ID.match(status_id):
-        raise invalid("id", "'id' may hold letters, digits, '_', '-' and '.' (at most 64)")
+    status_id = new_id(body)
     name = text(body, "name", required=True, nullable=False)
     status = await queue_usecases.create_status(hub_of(request), acting, Status(id=status_id, name=name))
     return json_ok({"id": status.id, "name": status.name}, status=201)
