@@ -8,7 +8,10 @@ sign each with the Standard Webhooks scheme, POST them concurrently, record ever
 of the same bodies, with the same concurrency, to the same loopback receiver, in the same run. The deliveries
 are spread over ``--conversations`` conversations (each conversation's are sent one after another, in order).
 The receiver runs in a process of its own (``--receiver inline``: on the event loop of the hub and the direct
-senders, as the first measurements did). Target: the hub at least 70% of the direct rate.
+senders, as the first measurements did). Target: the hub at least 70% of the direct rate. Besides the rates it
+prints the CPU per delivery, the least of the rounds, of this process, of the receiver's process and (PostgreSQL
+on this machine) of the database server's backends for the bench database: where a delivery's cost goes on the
+shared cores.
 
 **bot-replies** — the time the hub adds to a bot's reply (``bench/bot_replies.py``'s ``run``), listed when that
 file is in the tree. Further measures go beside these, each a function returning its figures, and a line in
@@ -24,6 +27,7 @@ import asyncio
 import base64
 import json
 import multiprocessing
+import os
 import socket
 import sys
 import time
@@ -38,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiohttp
 from _databases import database
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from hub.bus import EventBus
 from hub.settings import Settings
@@ -91,6 +95,11 @@ class Receiver:
     async def count(self) -> int:
         return self.received
 
+    @property
+    def pid(self) -> int | None:
+        """The receiver's own process, when it has one (its CPU is read apart)."""
+        return None
+
 
 def _serve(port: int, ready: Any) -> None:
     """A receiver process: answers 204 to ``POST /hook`` and the number received to ``GET /count``."""
@@ -142,6 +151,58 @@ class ReceiverProcess(Receiver):
     async def count(self) -> int:
         async with aiohttp.ClientSession() as session, session.get(self.url.replace("/hook", "/count")) as answer:
             return int(await answer.text())
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system time of a process, all its threads (Linux's /proc; None elsewhere, or for a process of
+    another machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backends(store: Any) -> list[int]:
+    """PostgreSQL: the server processes of the bench database's connections (none on SQLite)."""
+    if store.dialect != "postgresql":
+        return []
+    async with store.read() as connection:
+        query = text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [int(pid) for pid in (await connection.execute(query)).scalars()]
+
+
+class _Spent:
+    """CPU seconds the receiver and the database server (PostgreSQL on this machine: its backends for the bench
+    database) spend from ``start`` to ``stop``; a backend that appears meanwhile counts from zero, one that
+    exits meanwhile is missed. None when a process cannot be read."""
+
+    def __init__(self, store: Any, receiver: Receiver) -> None:
+        self._store = store
+        self._receiver = receiver
+        self._before: dict[str, dict[int, float]] = {}
+
+    async def _read(self) -> dict[str, dict[int, float]]:
+        receiver = [] if self._receiver.pid is None else [self._receiver.pid]
+        read: dict[str, dict[int, float]] = {}
+        for name, pids in (("receiver", receiver), ("server", await _backends(self._store))):
+            seconds = {pid: _cpu_seconds(pid) for pid in pids}
+            read[name] = {pid: spent for pid, spent in seconds.items() if spent is not None}
+        return read
+
+    async def start(self) -> None:
+        self._before = await self._read()
+
+    async def stop(self) -> dict[str, float | None]:
+        after = await self._read()
+        return {
+            name: sum(seconds - self._before[name].get(pid, 0.0) for pid, seconds in pids.items()) if pids else None
+            for name, pids in after.items()
+        }
 
 
 def payload(n: int, conversation: int, now: datetime) -> dict[str, Any]:
@@ -217,12 +278,15 @@ async def measure_outgoing(
     """
     direct_best = hub_best = 0.0
     direct_cpu = hub_cpu = float("inf")  # the bench process's CPU seconds per delivery, the least of the rounds
+    # the receiver's and the database server's, the least of the rounds (None: not readable here)
+    others: dict[str, float] = {}
     async with ReceiverProcess() if receiver_in == "process" else Receiver() as receiver, database(engine) as store:
         hook = WebhookOut(id="bench", url=receiver.url, secret=SECRET, events=("message.created",))
         tuning = WebhooksDelivery(concurrency=concurrency, poll_seconds=0.05)
         settings = Settings(webhooks_out=(hook,), webhooks_delivery=tuning)
         dispatcher = WebhookDispatcher(store, EventBus(), settings, clock=lambda: datetime.now(UTC))
         await dispatcher.start()
+        spent = _Spent(store, receiver)
         try:
             for round_ in range(rounds):
                 now = datetime.now(UTC)
@@ -230,17 +294,21 @@ async def measure_outgoing(
                 rows = [_row(n, n % conversations, now) for n in range(first, first + deliveries)]
                 # the bytes the hub sends: the payload as the store serialises it (json.dumps' defaults)
                 bodies = [(n, json.dumps(r["payload"]).encode()) for n, r in enumerate(rows)]
+                await spent.start()
                 cpu = time.process_time()
                 direct_best = max(direct_best, deliveries / await _direct(receiver.url, bodies, concurrency))
                 direct_cpu = min(direct_cpu, (time.process_time() - cpu) / deliveries)
+                _least(others, "direct", await spent.stop(), deliveries)
                 async with store.write() as connection:
                     await insert_deliveries(connection, rows)
+                await spent.start()
                 started, cpu = time.perf_counter(), time.process_time()
                 dispatcher.kick()
                 while dispatcher.delivered < first + deliveries:  # noqa: ASYNC110 - polling a counter is the point
                     await asyncio.sleep(0.002)
                 hub_best = max(hub_best, deliveries / (time.perf_counter() - started))
                 hub_cpu = min(hub_cpu, (time.process_time() - cpu) / deliveries)
+                _least(others, "hub", await spent.stop(), deliveries)
         finally:
             await dispatcher.stop()
         assert await _delivered(store) == rounds * deliveries
@@ -251,7 +319,16 @@ async def measure_outgoing(
         "ratio": hub_best / direct_best,
         "direct_cpu_us": direct_cpu * 1e6,
         "hub_cpu_us": hub_cpu * 1e6,
+        **{f"{name}_us": seconds * 1e6 for name, seconds in others.items()},
     }
+
+
+def _least(figures: dict[str, float], side: str, spent: dict[str, float | None], deliveries: int) -> None:
+    """Keep the least CPU seconds per delivery of each process read so far, as ``{side}_{process}_cpu``."""
+    for process, seconds in spent.items():
+        if seconds is not None:
+            key = f"{side}_{process}_cpu"
+            figures[key] = min(figures.get(key, float("inf")), seconds / deliveries)
 
 
 def _row(n: int, conversation: int, now: datetime) -> dict[str, Any]:
@@ -281,6 +358,12 @@ def _outgoing(args: argparse.Namespace) -> Awaitable[None]:
             f"direct {figures['direct_per_s']:,.0f}/s, ratio {figures['ratio']:.0%} (target >= 70%); "
             f"this process's CPU per delivery: hub {figures['hub_cpu_us']:.0f} us, "
             f"direct {figures['direct_cpu_us']:.0f} us"
+            + "".join(
+                f"; {process}'s: hub {figures[f'hub_{process}_cpu_us']:.0f} us, "
+                f"direct {figures[f'direct_{process}_cpu_us']:.0f} us"
+                for process in ("receiver", "server")
+                if f"hub_{process}_cpu_us" in figures and f"direct_{process}_cpu_us" in figures
+            )
         )
 
     return run()
