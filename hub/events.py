@@ -272,7 +272,9 @@ class ConversationClosedByBot:
 class MessageCreated:
     """A message was stored: a customer's (``direction`` in), an echo of ours or an agent's (out).
 
-    An agent's message is addressed to that agent (``agent_id``) and carries its first delivery ``state``.
+    An agent's message is addressed to that agent (``agent_id``) and carries its first delivery ``state``. A
+    customer's message says whether it brought attachments (``with_attachments``): only those wake the media
+    fetcher, which otherwise would look for due rows after every message.
     """
 
     kind: ClassVar[str] = "message.created"
@@ -284,6 +286,7 @@ class MessageCreated:
     queue_id: str | None = None
     agent_id: int | None = None
     state: str | None = None
+    with_attachments: bool = False
 
     @property
     def data(self) -> dict[str, Any]:

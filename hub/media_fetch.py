@@ -104,7 +104,8 @@ class MediaFetcher:
         self._locates: dict[type, bool] = {}  # adapter class: whether it is a MediaSource
 
     async def start(self, http: aiohttp.ClientSession | None) -> None:
-        """Begin fetching (on ``http``, or a session of its own), woken by every customer's message."""
+        """Begin fetching (on ``http``, or a session of its own), woken by every customer's message with
+        attachments."""
         if http is None:
             self._http = aiohttp.ClientSession(timeout=_TIMEOUT)
             self._owns_http = True
@@ -133,7 +134,7 @@ class MediaFetcher:
         async with self.bus.subscribe() as queue:
             while True:
                 event = unwrapped(await queue.get())
-                if isinstance(event, MessageCreated) and event.direction == "in":
+                if isinstance(event, MessageCreated) and event.with_attachments:
                     self._wake.set()
 
     async def _retention(self) -> None:

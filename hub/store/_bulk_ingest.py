@@ -87,6 +87,7 @@ async def store_messages_bulk(
                     message_id=message_id,
                     direction="in",
                     identity_id=identity_id,
+                    with_attachments=bool(event.attachments),
                 )
             )
         results.append((stored, duplicates, events))

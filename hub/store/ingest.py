@@ -263,6 +263,7 @@ async def _store_message(
             message_id=message_id,
             direction="in",
             identity_id=identity_id,
+            with_attachments=bool(event.attachments),
         )
     )
 

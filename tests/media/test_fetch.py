@@ -19,8 +19,9 @@ from aioresponses import CallbackResult, aioresponses
 from PIL import Image
 from sqlalchemy import func, select
 
+from hub import media_fetch
 from hub.bus import EventBus
-from hub.events import AttachmentChanged
+from hub.events import AttachmentChanged, MessageCreated
 from hub.media import LocalBlobStore, StoredBlob
 from hub.media_fetch import FetchPolicy, MediaFetcher
 from hub.model import Attachment, InboundMessage, MessageKind
@@ -29,7 +30,7 @@ from hub.registry import build_adapter
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.ingest import store_group
-from hub.store.media import claim_fetches, record_and_claim_fetches
+from hub.store.media import any_fetch_due, claim_fetches, record_and_claim_fetches
 from hub.store.tables import attachments, messages
 from tests.adapters.conftest import _aioresponses_compat  # noqa: F401 -- aioresponses on aiohttp 3.14 (autouse)
 
@@ -344,6 +345,69 @@ async def test_a_file_past_max_bytes_fails_with_the_limit_named(
             assert "max_bytes = 10" in row.error
     finally:
         await store.close()
+
+
+async def test_only_a_customer_message_with_attachments_wakes_the_fetcher(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text message brings nothing to fetch: the fetcher is not woken to look (a read per message)."""
+    accounts = {a.id: a for a in rig.settings.accounts}
+
+    def inbound(message_id: str, *found: Attachment) -> InboundMessage:
+        return InboundMessage(
+            channel=accounts["fb"].channel,
+            account_id="fb",
+            sender_id="psid-wake",
+            provider_message_id=message_id,
+            sent_at=rig.clock(),
+            kind=MessageKind.FILE if found else MessageKind.TEXT,
+            text=None if found else "hello",
+            attachments=found,
+        )
+
+    url = "https://cdn.test/wake.bin"
+    file = Attachment(kind=MessageKind.FILE, url=url)
+    [text_outcome, file_outcome] = await store_group(
+        rig.store, [[inbound("m-text")], [inbound("m-file", file)]], accounts, rig.clock()
+    )
+    assert not isinstance(text_outcome, BaseException)
+    assert not isinstance(file_outcome, BaseException)
+    [text_created] = [e for e in text_outcome.events if isinstance(e, MessageCreated)]
+    [file_created] = [e for e in file_outcome.events if isinstance(e, MessageCreated)]
+    assert (text_created.with_attachments, file_created.with_attachments) == (False, True)
+
+    looked = 0
+
+    async def counted(store: Store, *, now: datetime) -> bool:
+        nonlocal looked
+        looked += 1
+        return await any_fetch_due(store, now=now)
+
+    monkeypatch.setattr(media_fetch, "any_fetch_due", counted)
+    rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, poll_seconds=60)
+    with aioresponses() as mock:
+        mock.get(url, body=b"the file")
+        async with aiohttp.ClientSession() as http:
+            await rig.fetcher.start(http)
+            try:
+                await wait_for(lambda: bool(rig.events))  # the look at start fetched m-file's attachment
+                await asyncio.sleep(0.3)  # and the fetcher looked once more, found nothing and sleeps
+                settled = looked
+                rig.bus.publish(text_created)
+                await asyncio.sleep(0.3)
+                assert looked == settled
+                rig.bus.publish(file_created)
+                await wait_for(lambda: looked == settled + 1)
+            finally:
+                await rig.fetcher.stop()
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the condition never held")
 
 
 async def test_a_drain_fetches_every_due_row_keeping_at_most_a_batch_in_flight(rig: Rig) -> None:
