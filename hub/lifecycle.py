@@ -69,6 +69,7 @@ __all__ = [
     "TransferToQueue",
     "Verb",
     "WithdrawOffer",
+    "allowed",
     "decide",
     "heir",
     "may",
@@ -408,7 +409,7 @@ def _offer(c: Conversation, ps: Sequence[Participant], a: Offer, now: datetime) 
     return _change(Outcome.OFFERED, c, sets, Entry(EventKind.OFFERED, a.agent_id), restarts_idle=a.agent_id)
 
 
-def _offered_to(c: Conversation, agent_id: int) -> bool:
+def _offered_to(c: Conversation, agent_id: int | None) -> bool:
     return c.state is OFFERED and c.offered_agent_id == agent_id
 
 
@@ -674,26 +675,49 @@ def verb_of(action: Action) -> Verb:
 
 
 def may(actor: Actor, verb: Verb, conversation: Conversation, participants: Collection[Participant]) -> bool:
-    """Whether ``actor`` may ``verb`` the conversation at all.
+    """Whether ``actor`` may ``verb`` the conversation at all (``allowed``, for an actor of these rules)."""
+    return allowed(
+        verb,
+        conversation,
+        agent_id=actor.agent_id,
+        supervises=actor.supervises,
+        queues=actor.queues,
+        present=present(participants),
+        former={p.agent_id for p in participants if not p.present},
+    )
+
+
+def allowed(
+    verb: Verb,
+    conversation: Conversation,
+    *,
+    agent_id: int | None,
+    supervises: bool,
+    queues: Collection[str],
+    present: Collection[int],
+    former: Collection[int],
+) -> bool:
+    """The access rule, the one every actor and route asks (``may`` here, ``hub.usecases.permissions`` for the
+    API's principals): whether the agent ``agent_id`` may ``verb`` the conversation, given who is in it now
+    (``present``) and who was (``former``).
 
     An agent sees conversations offered to them, owned by them or shared with them (now or before), and
-    the waiting list of their own queues; they act only on those they take part in. Members of the
-    queue may try to take whatever state was read (the write decides a race and answers 409, so a member
-    who lost is not told 403). Supervisors and admins see and act on everything."""
-    if actor.supervises:
+    the waiting list of their own queues, bots' conversations included; they act only on those they take part
+    in. Members of the queue may try to take whatever state was read (the write decides a race and answers
+    409, so a member who lost is not told 403). Supervisors and admins see and act on everything."""
+    if supervises:
         return True
-    here = present(participants)
     if verb is Verb.ACT:
-        return actor.agent_id in here
-    if verb is Verb.TAKE and conversation.queue_id in actor.queues:
+        return agent_id in present
+    if verb is Verb.TAKE and conversation.queue_id in queues:
         return True
-    if any(p.agent_id == actor.agent_id for p in participants):
+    if agent_id in present or agent_id in former:
         return True
-    if _offered_to(conversation, actor.agent_id):
+    if _offered_to(conversation, agent_id):
         return True
-    if conversation.owner_agent_id == actor.agent_id and conversation.state is not CLOSED:
+    if conversation.owner_agent_id == agent_id and conversation.state is not CLOSED:
         return True
-    return conversation.state in TAKEABLE and conversation.queue_id in actor.queues
+    return conversation.state in TAKEABLE and conversation.queue_id in queues
 
 
 def decide(

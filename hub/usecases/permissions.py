@@ -1,9 +1,11 @@
-"""Who may see and act on a conversation, and who may do admin work. Pure rules: no I/O.
+"""Who may see and act on a conversation, and who may do admin work, for the API's principals (agents, bots,
+operators). Pure rules: no I/O.
 
-One place, so every actor and every route agrees. An agent sees conversations
-offered to them, owned by them or shared with them (an active participant), and
-the waiting conversations of their own queues; they act only on those they own or
-take part in. Supervisors and admins see and act on everything.
+The access rule itself is ``hub.lifecycle.allowed``, the one the conversation's state machine asks too, so every
+actor and every route agrees: an agent sees conversations offered to them, owned by them or shared with them, and
+the waiting conversations of their own queues; they act only on those they take part in. Supervisors and admins
+see and act on everything. What is added here is the principals' side: a bot sees only its queues' conversations
+while they are with a bot, and a refusal's error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Collection
 from typing import Protocol
 
 from hub.errors import Forbidden, NotFound
+from hub.lifecycle import Verb, allowed
 from hub.model import Conversation, ConversationState, Role
 
 __all__ = ["Actor", "Found", "can_act", "can_see", "can_take", "is_bot", "is_supervisor", "permitted", "require_role"]
@@ -55,15 +58,7 @@ def can_see(
     participants: Collection[int],
     former: Collection[int] = frozenset(),
 ) -> bool:
-    if is_supervisor(actor) or actor.id in participants or actor.id in former:
-        return True
-    if conversation.state is ConversationState.OFFERED and conversation.offered_agent_id == actor.id:
-        return True
-    if conversation.owner_agent_id == actor.id and conversation.state is not ConversationState.CLOSED:
-        return True
-    # the waiting list of their queues, and what their queues' bots are answering
-    waiting = conversation.state in (ConversationState.WAITING, ConversationState.OFFERED, ConversationState.BOT)
-    return waiting and conversation.queue_id in actor.queues
+    return _allowed(Verb.SEE, actor, conversation, participants, former)
 
 
 def can_take(
@@ -78,11 +73,25 @@ def can_take(
     write decides the race and answers 409, so a member who lost must not be
     told 403 because the read happened after the winner's commit.
     """
-    return conversation.queue_id in actor.queues or can_see(actor, conversation, participants, former)
+    return _allowed(Verb.TAKE, actor, conversation, participants, former)
 
 
 def can_act(actor: Actor, conversation: Conversation, participants: Collection[int]) -> bool:
-    return is_supervisor(actor) or actor.id in participants
+    return _allowed(Verb.ACT, actor, conversation, participants, frozenset())
+
+
+def _allowed(
+    verb: Verb, actor: Actor, conversation: Conversation, participants: Collection[int], former: Collection[int]
+) -> bool:
+    return allowed(
+        verb,
+        conversation,
+        agent_id=actor.id,
+        supervises=is_supervisor(actor),
+        queues=actor.queues,
+        present=participants,
+        former=former,
+    )
 
 
 def permitted(
