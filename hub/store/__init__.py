@@ -1,6 +1,6 @@
 """Storage: the only package that imports SQLAlchemy."""
 
-from hub.store._db import Store, database_unavailable, lost_to_a_concurrent_change
+from hub.store._db import Store, StoreClosed, database_unavailable, lost_to_a_concurrent_change
 from hub.store.events import Journal
 from hub.store.ingest import DeliveryOutcome, store_group, store_profile
 
@@ -8,6 +8,7 @@ __all__ = [
     "DeliveryOutcome",
     "Journal",
     "Store",
+    "StoreClosed",
     "database_unavailable",
     "lost_to_a_concurrent_change",
     "store_group",

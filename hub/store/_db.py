@@ -26,7 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["Store", "database_unavailable", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
+__all__ = ["Store", "StoreClosed", "database_unavailable", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
+
+
+class StoreClosed(ConnectionError):
+    """The store was closed: no connection is opened any more. A task still running as the hub stops meets this
+    (an ``OSError``, so it is "the database is unavailable" to every caller) instead of opening a connection in
+    a new pool that nobody would close."""
 
 
 class Store:
@@ -59,9 +65,15 @@ class Store:
         if self.dialect == "postgresql":
             _remember_backend_pids(self.writer, self.backend_pids)
         self._lent = [_lent_connections(engine) for engine in {self.writer, self.reader}]
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
+        self._check_open()
         if self._write_turns is None:
             async with self.writer.begin() as connection:
                 yield connection
@@ -83,6 +95,7 @@ class Store:
         """A connection whose every statement commits on its own: for a write that is one statement, atomic
         by itself. On PostgreSQL that saves the transaction's ``BEGIN`` and ``COMMIT`` round trips. SQLite:
         the same write lock turn as ``write()``."""
+        self._check_open()
         if self._write_turns is not None:
             async with self.write() as connection:
                 yield connection
@@ -92,10 +105,12 @@ class Store:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        self._check_open()
         async with self.reader.connect() as connection:
             yield connection
 
     async def migrate(self) -> None:
+        self._check_open()
         await upgrade(self.writer)
 
     async def is_ready(self) -> tuple[bool, str]:
@@ -123,7 +138,9 @@ class Store:
 
         PostgreSQL: ``terminate()`` drops the socket at once. SQLite: the connection is closed on its own thread
         (``terminate()`` would stop that thread, and a later ``close()`` by the pool would then wait forever for
-        it)."""
+        it). After this the store opens no connection (``StoreClosed``): ``dispose()`` would let the engine
+        start a new pool, and a late task's connection there would be collected unclosed too."""
+        self._closed = True
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

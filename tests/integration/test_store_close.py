@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from hub.store import Store
+from hub.store import Store, StoreClosed, database_unavailable
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -81,3 +81,24 @@ async def test_a_store_closes_cleanly_when_nothing_is_held(database_url: str) ->
         await store.close()
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_a_closed_store_opens_no_connection(database_url: str) -> None:
+    """A task still running as the hub stops must not open a connection in a new pool nobody would close: it
+    meets StoreClosed, which every caller reads as "the database is unavailable"."""
+    store = Store(database_url)
+    await store.migrate()
+    await store.close()
+    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for opening in (store.read, store.write, store.autocommit):
+            with pytest.raises(StoreClosed) as refused:
+                async with opening() as connection:
+                    await connection.execute(text("SELECT 1"))
+            assert database_unavailable(refused.value)
+        with pytest.raises(StoreClosed):
+            await store.migrate()
+        del store
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
