@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -157,6 +157,9 @@ class HubMetrics:
         )
         self._counts = _ProcessCounts()
         r.register(self._counts)
+        # the process's CPU, memory and open files (Linux): one event loop near a whole core of CPU is the sign to
+        # add a process (docs/scaling.md)
+        ProcessCollector(namespace="channelhub", registry=r)
         for presence in _PRESENCES:
             self.agents.labels(presence=presence).set(0)
         for state in _OUTBOX_STATES:

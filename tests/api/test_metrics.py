@@ -205,6 +205,16 @@ async def test_waiting_conversations_and_the_longest_wait_per_queue(make_api: Ma
     assert value(samples, "channelhub_longest_wait_seconds", queue="support") == 45
 
 
+async def test_the_process_reports_its_cpu_and_memory(make_api: MakeApi) -> None:
+    """What says a process is busy (docs/scaling.md: when to add one), under the hub's own prefix."""
+    api = await make_api(WITH_TOKEN)
+    samples = await scrape(api)
+    assert value(samples, "channelhub_process_cpu_seconds_total") > 0
+    assert value(samples, "channelhub_process_resident_memory_bytes") > 0
+    assert value(samples, "channelhub_process_open_fds") > 0
+    assert all(name.startswith("channelhub_") for name, _labels in samples)
+
+
 async def test_without_the_token_metrics_are_refused(make_api: MakeApi) -> None:
     api = await make_api(WITH_TOKEN)
     for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN}):
