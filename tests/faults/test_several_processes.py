@@ -249,7 +249,10 @@ async def test_two_processes_share_offers_takes_and_survive_a_sigkill(tmp_path: 
             # what alice was offered but could not accept any more (her process died) went to bob, through B; an
             # accept she sent as the process died may have been committed first, and is hers
             missed = set(alice.offers) - set(alice.accepted)
-            assert missed - alice.unanswered <= set(bob.accepted)
+            assert missed - alice.unanswered <= set(bob.accepted), (
+                f"missed by alice: {sorted(missed)}; of those, accepts without an answer: "
+                f"{sorted(missed & alice.unanswered)}; accepted by bob: {sorted(bob.accepted)}"
+            )
             assignees = await assigned_to(postgres_url, missed & alice.unanswered)
             assert set(assignees.values()) <= {"alice", "bob"}, assignees
     finally:
