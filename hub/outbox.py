@@ -175,6 +175,11 @@ class _Lane:
     def held(self) -> int:
         return len(self.ready) + len(self.in_flight)
 
+    @property
+    def room(self) -> int:
+        """How many more runs the lane holds: two batches' worth in all (one in flight, one ready)."""
+        return max(0, 2 * self._batch - self.held)
+
     def take(self, runs: Iterable[list[OutboxJob]], deadline: float) -> None:
         """Queue ``runs`` (claimed by this worker or handed to it) and start what the lane has room for."""
         self.ready.extend((run, deadline) for run in runs)
@@ -363,12 +368,11 @@ class Outbox:
         self._lanes.append(lane)
         try:
             while not self._stopping:
-                held = lane.held
-                if held >= 2 * batch:  # enough in hand: wait until a run is done
+                asked = lane.room
+                if not asked:  # enough in hand: wait until a run is done
                     lane.changed.clear()
                     await lane.changed.wait()
                     continue
-                asked = 2 * batch - held
                 try:
                     runs = await self._claim(worker, asked, follow=_RUN - 1)
                 except asyncio.CancelledError:
@@ -411,8 +415,7 @@ class Outbox:
         """How many runs the running workers' lanes can take now (0 when none run or they are stopping)."""
         if self._stopping:
             return 0
-        batch = self._settings.outbox.batch
-        return sum(max(0, 2 * batch - lane.held) for lane in self._lanes if not lane.closed)
+        return sum(lane.room for lane in self._lanes if not lane.closed)
 
     async def _hand(self, jobs: list[OutboxJob]) -> None:
         """Rows claimed where they were queued: each a run of its own in the least busy lane. With no lane
@@ -441,9 +444,8 @@ class Outbox:
         task.add_done_callback(self._follow_ups.discard)
 
     async def _follow_up(self, lane: _Lane) -> None:
-        batch = self._settings.outbox.batch
         try:
-            runs = await self._claim(lane.worker, max(1, 2 * batch - lane.held), follow=_RUN - 1)
+            runs = await self._claim(lane.worker, max(1, lane.room), follow=_RUN - 1)
         except Exception:  # the next claim or poll finds them
             logger.exception("outbox worker %s: claiming failed", lane.worker)
             return
