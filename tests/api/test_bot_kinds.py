@@ -62,6 +62,14 @@ class Rasa:
         sender, text = body["sender"], body["message"]
         if text == "/human":
             return web.json_response([{"recipient_id": sender, "custom": {"handoff": True, "note": "asked Rasa"}}])
+        if text == "/complaint":  # an intent whose response says something, then asks for a person
+            return web.json_response(
+                [
+                    {"recipient_id": sender, "text": "Sorry to hear that. A colleague will take over."},
+                    {"recipient_id": sender, "custom": {"handoff": True, "note": "complaint"}},
+                    {"recipient_id": sender, "text": "never sent: the conversation is people's by now"},
+                ]
+            )
         if text == "/pricing":
             return web.json_response(
                 [
@@ -118,6 +126,19 @@ async def test_a_rasa_assistant_answers_with_buttons_and_hands_off_on_its_custom
     (event,) = [i for i in found if i["type"] == "event" and i["kind"] == "handed_off"]
     assert event["data"]["reason"] == "bot_asked"
     assert event["data"]["note"] == "asked Rasa"
+
+
+async def test_a_rasa_answer_says_what_comes_before_its_hand_off_and_nothing_after(
+    make_api: MakeApi, rasa: tuple[Rasa, str]
+) -> None:
+    _, url = rasa
+    api = await make_api(f'[[bots]]\nid = "rasa"\nkind = "rasa"\nqueues = ["support"]\nurl = "{url}"\n')
+    conversation_id = await api.customer_writes(text="/complaint")
+    await eventually(lambda: state_is(api, conversation_id, "waiting"), "the hand-off Rasa's response asked for")
+    found = await items(api, conversation_id)
+    assert said(found) == ["Sorry to hear that. A colleague will take over."]
+    (event,) = [i for i in found if i["type"] == "event" and i["kind"] == "handed_off"]
+    assert (event["data"]["reason"], event["data"]["note"]) == ("bot_asked", "complaint")
 
 
 async def test_rasa_down_is_a_failed_bot(make_api: MakeApi) -> None:
