@@ -78,26 +78,41 @@ _SECURITY_HEADERS = {
 # ------------------------------------------------------------------ uploads
 
 
+def _malformed_form() -> ApiError:
+    return ApiError(400, "invalid_form", "the body is not a complete multipart/form-data form (a boundary is missing)")
+
+
 async def _file_part(request: web.Request) -> BodyPartReader:
     if not request.content_type.startswith("multipart/"):
         raise ApiError(415, "unsupported_media_type", "send the file as multipart/form-data, in the field 'file'")
-    reader = await request.multipart()
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise ApiError(422, "missing_field", "the form has no field 'file'", field="file")
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            return part
-        if isinstance(part, BodyPartReader):
-            await part.release()
+    try:  # aiohttp's reader raises ValueError for a form without its boundary
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise ApiError(422, "missing_field", "the form has no field 'file'", field="file")
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return part
+            if isinstance(part, BodyPartReader):
+                await part.release()
+    except ValueError:
+        raise _malformed_form() from None
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    """The file's bytes; a body that ends before the part's closing boundary is refused (its file was cut
+    short), so a truncated upload is never kept as if it were whole."""
     while True:
-        chunk = await part.read_chunk(CHUNK_BYTES)
-        if not chunk:
+        try:
+            chunk = await part.read_chunk(CHUNK_BYTES)
+        except ValueError:
+            raise _malformed_form() from None
+        if chunk:
+            yield chunk
+        elif not part.at_eof():
+            raise _malformed_form()
+        else:
             return
-        yield chunk
 
 
 @routes.post("/api/v1/uploads")
@@ -105,7 +120,8 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     "Upload a file to attach to a message",
     description="multipart/form-data with the file in the field `file`. Up to `[media] max_bytes` (413 "
     "`file_too_large`). The type is sniffed from the bytes; a file whose bytes disagree with its name or "
-    'declared type is refused (422 `type_mismatch`). Attach it with `"attachments": [{"upload": id}]`.',
+    "declared type is refused (422 `type_mismatch`); a form cut short or without its boundary is 400 "
+    '`invalid_form`. Attach it with `"attachments": [{"upload": id}]`.',
     ok=(201, UPLOAD),
     errors=(400, 413, 415, 422),
     tag="media",

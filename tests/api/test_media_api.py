@@ -94,6 +94,29 @@ async def test_bad_uploads_are_clear_4xx(make_api: MakeApi, send: str, status: i
     assert (await response.json())["error"]["code"] == code
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"no boundary was named"),
+        ("multipart/form-data; boundary=XX", b"no boundary in the body"),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="file"; filename="cut.txt"\r\n\r\n' + b"a" * 70000,
+        ),
+    ],
+    ids=["no-boundary", "no-starting-boundary", "no-closing-boundary"],
+)
+async def test_a_malformed_form_is_400_and_keeps_nothing(make_api: MakeApi, content_type: str, body: bytes) -> None:
+    api = await make_api()
+    alice = await api.agent("alice")
+    response = await alice.client.post(
+        "/api/v1/uploads", data=body, headers={**alice.headers, "Content-Type": content_type}
+    )
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] == "invalid_form"
+    assert await _blob_count(api) == 0
+
+
 async def test_uploading_needs_a_login(api: Api) -> None:
     form = aiohttp.FormData()
     form.add_field("file", b"hello", filename="a.txt")
