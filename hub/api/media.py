@@ -11,6 +11,7 @@ the kernel sends the file (``FileResponse``: sendfile, ranges); from S3 the chun
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -19,7 +20,7 @@ from aiohttp import BodyPartReader, web
 
 from hub.api._fields import json_ok, path_id, query_flag
 from hub.api._hub import actor, hub_of
-from hub.api.errors import ApiError
+from hub.api.errors import ApiError, error_response
 from hub.api.openapi import documented, schema
 from hub.errors import Invalid
 from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable
@@ -67,7 +68,6 @@ ATTACHMENT = schema(
 _INLINE = ("image/", "audio/", "video/")
 #: types a browser would run as a document or script: always downloads, whatever they claim
 _ACTIVE = frozenset({"text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml"})
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; media-src 'self'; img-src 'self'; sandbox",
@@ -198,18 +198,35 @@ def _disposition(record: AttachmentRecord, mime: str, *, thumbnail: bool) -> str
     return f"{'inline' if inline else 'attachment'}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
-def _range(request: web.Request, size: int) -> tuple[int | None, int | None]:
-    header = request.headers.get("Range")
-    if not header:
-        return None, None
-    match = _RANGE.match(header.strip())
-    if match is None or not (match.group(1) or match.group(2)):
-        return None, None  # a form we do not serve: the whole file, as HTTP allows
-    first, last = match.group(1), match.group(2)
-    if not first:  # the last N bytes
-        count = int(last)
-        return (max(size - count, 0), size - 1) if count else (None, None)
-    return int(first), int(last) if last else None
+class _Unsatisfiable(Exception):
+    """A Range header the hub cannot serve: malformed, several ranges, or starting past the end."""
+
+
+def _asked_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range the ``Range`` header asks for, read as aiohttp's ``FileResponse`` reads it (it
+    sends a local file's ranges), so both stores answer alike; None without one. _Unsatisfiable otherwise."""
+    if "Range" not in request.headers:
+        return None
+    try:
+        asked = request.http_range
+    except ValueError:
+        raise _Unsatisfiable from None
+    start, stop = asked.start, asked.stop
+    if start is None:
+        return None
+    if start < 0:  # the last N bytes
+        return max(size + start, 0), size - 1
+    if start >= size:
+        raise _Unsatisfiable
+    return start, size - 1 if stop is None else min(stop, size) - 1
+
+
+def _unsatisfiable(size: int) -> web.Response:
+    response = error_response(
+        416, "range_not_satisfiable", f"the range asked for is not within the file's {size} bytes", size=size
+    )
+    response.headers.update({**_SECURITY_HEADERS, "Content-Range": f"bytes */{size}"})
+    return response
 
 
 async def _stream(
@@ -231,15 +248,26 @@ async def _stream(
             path = await blobs.locate(key)
         except BlobNotFound:
             raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
+        if "Range" in request.headers and request.if_range is None:
+            size = (await asyncio.to_thread(path.stat)).st_size
+            try:
+                _asked_range(request, size)  # checked here: FileResponse's own 416 has no JSON body
+            except _Unsatisfiable:
+                return _unsatisfiable(size)
         return web.FileResponse(path, headers=headers)
     start = end = None
     if ranged:
         size = record.size if record.size is not None else (await blobs.stat(key)).size
-        start, end = _range(request, size)
+        try:
+            asked = _asked_range(request, size)
+        except _Unsatisfiable:
+            return _unsatisfiable(size)
+        if asked is not None:
+            start, end = asked
     try:
         stream = await blobs.open(key, start, end)
     except RangeNotSatisfiable as exc:
-        raise ApiError(416, "range_not_satisfiable", str(exc), size=exc.size) from None
+        return _unsatisfiable(exc.size)
     except BlobNotFound:
         raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
     async with stream:
