@@ -385,11 +385,16 @@ def _stored_parameters(row_id: int, found: StoredFile, now: datetime) -> dict[st
 
 async def retry_failed(store: Store, attachment_id: int, *, now: datetime) -> bool:
     """An admin asks for a failed fetch again: pending, due now, attempts counted afresh. False unless it
-    was failed."""
+    was failed and the provider's media id or URL is still known (a contact's deleted data names none)."""
+    a = attachments.c
     async with store.write() as connection:
         result = await connection.execute(
             update(attachments)
-            .where(attachments.c.id == attachment_id, attachments.c.state == FAILED)
+            .where(
+                a.id == attachment_id,
+                a.state == FAILED,
+                or_(a.provider_media_id.is_not(None), a.provider_url.is_not(None)),
+            )
             .values(state=PENDING, attempts=0, next_attempt_at=now, locked_until=None, error=None)
         )
         return bool(result.rowcount)

@@ -22,6 +22,7 @@ from hub.media.sniff import UNKNOWN
 from hub.model import Attachment, MessageKind, Role
 from hub.store.contacts import get_contact
 from hub.store.media import (
+    FAILED,
     STORED,
     AttachmentRecord,
     Upload,
@@ -191,12 +192,15 @@ async def linked_attachment(hub: HubParts, token: str) -> AttachmentRecord:
 
 async def retry_fetch(hub: HubParts, actor: Principal, attachment_id: int) -> dict[str, object]:
     """An admin asks for a failed fetch again: the attachment is pending and due now (the caller wakes the
-    fetcher). Forbidden unless admin; NotFound; Conflict ``not_failed``."""
+    fetcher). Forbidden unless admin; NotFound; Conflict ``not_failed``, or ``not_refetchable`` for a failed
+    attachment the hub no longer knows where to fetch (its contact's data was deleted)."""
     require_role(actor, Role.ADMIN)
     record = await load_attachment(hub.store, attachment_id)
     if record is None:
         raise NotFound("not_found", f"no attachment {attachment_id}")
     if not await retry_failed(hub.store, attachment_id, now=hub.clock()):
+        if record.state == FAILED:
+            raise Conflict("not_refetchable", f"there is nothing to fetch again: {record.error}", state=record.state)
         raise Conflict("not_failed", f"the attachment is {record.state}; only a failed fetch is tried again")
     found = await load_attachment_row(hub.store, attachment_id)
     assert found is not None

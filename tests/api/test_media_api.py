@@ -383,3 +383,7 @@ async def test_deleting_a_contacts_data_removes_their_media(make_api: MakeApi, p
     assert removed["id"] == stored["id"]
     assert (removed["file_name"], removed["sha256"], removed["url"]) == (None, None, None)
     assert (await admin.get(stored["url"])).status == 409
+    retried = await admin.post(f"/api/v1/media/{stored['id']}/retry")  # nothing left to fetch, by design
+    assert (retried.status, (await retried.json())["error"]["code"]) == (409, "not_refetchable")
+    kept = await _attachment(admin, conversation_id, "failed")
+    assert kept["error"] == removed["error"]
