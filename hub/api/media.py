@@ -23,10 +23,17 @@ from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError, error_response
 from hub.api.openapi import documented, schema
 from hub.errors import Invalid
-from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable
+from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable, StoreUnavailable
 from hub.media.blobs import CHUNK_BYTES
 from hub.store.media import AttachmentRecord
-from hub.usecases.media import attachment_for, delete_contact_media, linked_attachment, retry_fetch, upload_file
+from hub.usecases.media import (
+    attachment_for,
+    delete_contact_media,
+    linked_attachment,
+    retry_fetch,
+    store_unavailable,
+    upload_file,
+)
 
 __all__ = ["setup"]
 
@@ -121,9 +128,10 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     description="multipart/form-data with the file in the field `file`. Up to `[media] max_bytes` (413 "
     "`file_too_large`). The type is sniffed from the bytes; a file whose bytes disagree with its name or "
     "declared type is refused (422 `type_mismatch`); a form cut short or without its boundary is 400 "
-    '`invalid_form`. Attach it with `"attachments": [{"upload": id}]`.',
+    "`invalid_form`; a media store that cannot be used now (unreachable, credentials refused, no bucket) is 503 "
+    '`media_store_unavailable`, with nothing kept. Attach it with `"attachments": [{"upload": id}]`.',
     ok=(201, UPLOAD),
-    errors=(400, 413, 415, 422),
+    errors=(400, 413, 415, 422, 503),
     tag="media",
 )
 async def post_upload(request: web.Request) -> web.Response:
@@ -149,10 +157,11 @@ async def post_upload(request: web.Request) -> web.Response:
     description="Streams a stored attachment of a conversation the caller may see. `?thumbnail=1`: an "
     "image's small WebP thumbnail. Audio and video answer `Range` requests (206). Anything but an image, "
     "audio or video comes as a download (`Content-Disposition: attachment`). 409 `media_not_stored` while "
-    "the fetch is pending, or when it failed.",
+    "the fetch is pending, or when it failed; 503 `media_store_unavailable` when the media store cannot be used "
+    "now.",
     query={"thumbnail": {"type": "integer", "enum": [0, 1]}},
     ok=(200, None),
-    errors=(403, 404, 409, 416),
+    errors=(403, 404, 409, 416, 503),
     tag="media",
 )
 async def get_media(request: web.Request) -> web.StreamResponse:
@@ -256,20 +265,22 @@ async def _stream(
                 return _unsatisfiable(size)
         return web.FileResponse(path, headers=headers)
     start = end = None
-    if ranged:
-        size = record.size if record.size is not None else (await blobs.stat(key)).size
-        try:
-            asked = _asked_range(request, size)
-        except _Unsatisfiable:
-            return _unsatisfiable(size)
-        if asked is not None:
-            start, end = asked
     try:
+        if ranged:
+            size = record.size if record.size is not None else (await blobs.stat(key)).size
+            try:
+                asked = _asked_range(request, size)
+            except _Unsatisfiable:
+                return _unsatisfiable(size)
+            if asked is not None:
+                start, end = asked
         stream = await blobs.open(key, start, end)
     except RangeNotSatisfiable as exc:
         return _unsatisfiable(exc.size)
     except BlobNotFound:
         raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
+    except StoreUnavailable as exc:  # before the first byte: the answer can still say so
+        raise store_unavailable(exc, "read") from None
     async with stream:
         response = web.StreamResponse(status=206 if start is not None else 200, headers=headers)
         response.content_length = stream.length

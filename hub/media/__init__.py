@@ -19,6 +19,7 @@ from hub.media.blobs import (
     MediaError,
     RangeNotSatisfiable,
     StoredBlob,
+    StoreUnavailable,
 )
 from hub.media.images import ImageFacts, ImageRefused, describe_image, describe_stored_image
 from hub.media.local import LocalBlobStore
@@ -39,6 +40,7 @@ __all__ = [
     "MediaError",
     "RangeNotSatisfiable",
     "S3BlobStore",
+    "StoreUnavailable",
     "StoredBlob",
     "default_media_path",
     "describe_image",

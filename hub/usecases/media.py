@@ -7,6 +7,7 @@ The bytes go through ``hub.media`` (the blob store); the metadata through ``hub.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import secrets
@@ -15,9 +16,17 @@ from dataclasses import replace
 from datetime import timedelta
 
 from hub.audit import record
-from hub.errors import Conflict, Forbidden, Invalid, NotFound
+from hub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from hub.events import AttachmentChanged
-from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image, types_disagree
+from hub.media import (
+    BlobStore,
+    BlobTooLarge,
+    ImageRefused,
+    MediaError,
+    StoreUnavailable,
+    describe_stored_image,
+    types_disagree,
+)
 from hub.media.sniff import UNKNOWN
 from hub.model import Attachment, MessageKind, Role
 from hub.store.contacts import get_contact
@@ -51,6 +60,7 @@ __all__ = [
     "linked_attachment",
     "resolve_uploads",
     "retry_fetch",
+    "store_unavailable",
     "sweep_media",
     "upload_file",
 ]
@@ -96,8 +106,43 @@ async def upload_file(
 ) -> Upload:
     """Keep an agent's file (streamed, up to ``[media] max_bytes``), sniff its real type and, for images,
     its dimensions and a thumbnail. Refusals: ``file_too_large`` (Invalid with ``limit``), ``empty_file``,
-    ``type_mismatch`` (the bytes are not what the name or the declared type says); nothing is kept then."""
+    ``type_mismatch`` (the bytes are not what the name or the declared type says); ``media_store_unavailable``
+    (Unavailable) when the blob store cannot be used now. Nothing is kept then: the upload's row is written
+    only once its bytes (and thumbnail) are."""
     agent_id = actor.agent_id()
+    kept: list[str] = []
+    try:
+        upload = await _keep_upload(
+            hub, blobs, agent_id, chunks, kept, file_name=file_name, declared_mime=declared_mime
+        )
+    except StoreUnavailable as exc:
+        with contextlib.suppress(MediaError):  # the store may still take a delete; if not, the bytes are orphans
+            for key in kept:
+                if not await blob_in_use(hub.store, key):
+                    await blobs.delete(key)
+        raise store_unavailable(exc, "upload") from None
+    await create_upload(hub.store, upload, hub.clock())
+    return upload
+
+
+def store_unavailable(exc: StoreUnavailable, action: str) -> Unavailable:
+    """The refusal for a blob store that cannot be used now (503 ``media_store_unavailable``), logged once with
+    its reason: the caller sees that the hub's storage, not their request, is at fault."""
+    logger.warning("media store unavailable (%s): %s", action, exc.reason)
+    return Unavailable("media_store_unavailable", "the media store cannot be used now; try again later")
+
+
+async def _keep_upload(
+    hub: HubParts,
+    blobs: BlobStore,
+    agent_id: int,
+    chunks: AsyncIterable[bytes],
+    kept: list[str],
+    *,
+    file_name: str | None,
+    declared_mime: str | None,
+) -> Upload:
+    """The upload's bytes in the blob store (their keys added to ``kept`` as they are), and the row to write."""
     limit = hub.settings.media.max_bytes
     try:
         blob = await blobs.put(chunks, max_bytes=limit)
@@ -105,6 +150,7 @@ async def upload_file(
         raise Invalid(
             "file_too_large", f"the file is larger than {limit} bytes, the most the hub takes", limit=limit
         ) from None
+    kept.append(blob.key)
     name = _clean_name(file_name)
     refusal = _refusal(blob.size, blob.mime, name, declared_mime)
     if refusal is not None:
@@ -124,7 +170,8 @@ async def upload_file(
         if facts is not None:
             width, height = facts.width, facts.height
             thumbnail_key = (await blobs.put(_one(facts.thumbnail))).key
-    upload = Upload(
+            kept.append(thumbnail_key)
+    return Upload(
         id=secrets.token_hex(16),
         agent_id=agent_id,
         mime=mime,
@@ -135,8 +182,6 @@ async def upload_file(
         height=height,
         thumbnail_key=thumbnail_key,
     )
-    await create_upload(hub.store, upload, hub.clock())
-    return upload
 
 
 def _refusal(size: int, sniffed: str, name: str | None, declared: str | None) -> Invalid | None:
