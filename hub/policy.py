@@ -447,11 +447,10 @@ def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
                 message=f"{channel} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
             )
         if attachment.size is not None and attachment.size > kinds[attachment.kind]:
-            most = kinds[attachment.kind] / _MB
-            shown = f"{most:g} MB" if most >= 1 else f"{kinds[attachment.kind] // 1024} KB"
+            most, this = _sizes(kinds[attachment.kind], attachment.size)
             return Refused(
                 rule=Rule.ATTACHMENT_TOO_LARGE,
-                message=f"{channel} takes {kind} attachments up to {shown}; this one is {attachment.size / _MB:.1f} MB",
+                message=f"{channel} takes {kind} attachments up to {most}; this one is {this}",
             )
         if draft.text and attachment.kind in UNCAPTIONED.get(facts.channel, frozenset()):
             return Refused(
@@ -459,6 +458,20 @@ def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
                 message=f"{channel} cannot caption {kind}; send the text in a message of its own",
             )
     return None
+
+
+def _sizes(limit: int, size: int) -> tuple[str, str]:
+    """A limit and a file's size in words an agent can tell apart: MB to a tenth (KB under one MB), and the exact
+    bytes of both when those figures are the same (a file one byte over 1 MB is not "1.0 MB" against "1 MB")."""
+    most, this = _rounded(limit), _rounded(size)
+    if most == this:
+        return f"{most} ({limit:,} bytes)", f"{size:,} bytes"
+    return most, this
+
+
+def _rounded(size: int) -> str:
+    unit, scale = ("MB", _MB) if size >= _MB else ("KB", 1024)
+    return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
