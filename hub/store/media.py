@@ -221,6 +221,7 @@ _RECORD_STORED = (
         blob_key=bindparam("key"),
         size=bindparam("size"),
         mime=bindparam("mime"),
+        kind=bindparam("kind"),
         file_name=bindparam("name"),
         width=bindparam("image_width"),
         height=bindparam("image_height"),
@@ -319,11 +320,13 @@ async def _release(connection: AsyncConnection, jobs: Sequence[FetchJob], *, now
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredFile:
-    """Bytes a fetch kept: the blob key (SHA-256), size, sniffed type, name, and for images their facts."""
+    """Bytes a fetch kept: the blob key (SHA-256), size, sniffed type, the kind the bytes are (the provider's,
+    unless its image, audio or video disagrees with them), name, and for images their facts."""
 
     key: str
     size: int
     mime: str
+    kind: str
     file_name: str | None
     image: ImageFacts | None = None
 
@@ -375,6 +378,7 @@ def _stored_parameters(row_id: int, found: StoredFile, now: datetime) -> dict[st
         "key": found.key,
         "size": found.size,
         "mime": found.mime,
+        "kind": found.kind,
         "name": found.file_name,
         "image_width": None if image is None else image.width,
         "image_height": None if image is None else image.height,

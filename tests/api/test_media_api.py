@@ -283,6 +283,20 @@ async def test_a_customers_image_is_fetched_and_served_with_its_thumbnail(
     assert (await outsider.get(attachment["url"])).status == 403
 
 
+async def test_a_pdf_sent_as_an_image_is_a_file_in_the_message_json(
+    make_api: MakeApi, provider: tuple[Provider, str]
+) -> None:
+    host, base = provider
+    host.files["scan"] = PDF
+    api = await make_api()
+    boss = await api.agent("boss", role="supervisor")
+    conversation_id = await _customer_sends(api, base + "scan", MessageKind.IMAGE, "MM-scan")
+    attachment = await _attachment(boss, conversation_id, "stored")
+    assert (attachment["kind"], attachment["mime"]) == ("file", "application/pdf")
+    served = await boss.get(attachment["url"])
+    assert served.headers["Content-Disposition"].startswith("attachment;")
+
+
 async def test_a_voice_note_answers_range_requests(make_api: MakeApi, provider: tuple[Provider, str]) -> None:
     host, base = provider
     voice = ogg()

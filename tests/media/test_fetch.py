@@ -223,6 +223,20 @@ async def test_messenger_and_viber_cdn_links_are_fetched_without_credentials(rig
     assert (row.state, row.kind, row.mime, row.size) == ("stored", "audio", "audio/ogg", len(ogg))
 
 
+async def test_a_pdf_sent_as_an_image_is_kept_as_a_file_and_announced_so(rig: Rig) -> None:
+    url = "https://cdn.test/fb/photo.jpg"
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.IMAGE, url=url))
+    pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    with aioresponses() as mock:
+        mock.get(url, body=pdf)
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert (row.state, row.kind, row.mime) == ("stored", "file", "application/pdf")
+    [event] = rig.events
+    assert (event.attachment["kind"], event.attachment["mime"]) == ("file", "application/pdf")
+    assert event.data["attachment"]["kind"] == "file"  # what consoles get as message.attachment
+
+
 async def test_a_5xx_is_retried_and_the_attachment_arrives_once(rig: Rig) -> None:
     await rig.customer_sends("wa-cloud", Attachment(kind=MessageKind.IMAGE, provider_media_id="M5"))
     with aioresponses() as mock:
