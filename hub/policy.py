@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.model import TEXT_LIMITS, Attachment, Button, Channel, MessageKind, Subscription, TemplateBinding
-from hub.ports import ButtonLimits
+from hub.ports import ButtonLimits, MediaRules
 
 __all__ = [
     "ATTACHMENT_LIMITS",
@@ -45,6 +45,7 @@ __all__ = [
     "button_refusal",
     "decide",
     "eligibility",
+    "media_refusal",
 ]
 
 #: Messenger standard messaging window (channels.md 1.5)
@@ -646,5 +647,31 @@ def button_refusal(buttons: Sequence[Button], limits: ButtonLimits | None) -> Re
             return Refused(
                 rule="button_payload_too_long",
                 message=f"a button payload is longer than this channel's {limits.payload_length} characters",
+            )
+    return None
+
+
+# ------------------------------------------------------------------ a provider's own media rules
+
+
+def media_refusal(draft: Draft, provider: str, rules: MediaRules | None) -> Refused | None:
+    """Whether ``provider`` (its registry name, e.g. ``whatsapp.twilio``) takes the draft's attachments under its
+    own rules, beyond its channel's (``decide`` checks those): a type it does not take for the kind, or text
+    with a kind it cannot caption. ``rules`` None: nothing more to check."""
+    if rules is None:
+        return None
+    for attachment in draft.attachments:
+        kind = attachment.kind.value
+        types = rules.types.get(attachment.kind)
+        mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
+        if types is not None and mime and mime not in types:
+            return Refused(
+                rule=Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
+                message=f"{provider} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
+            )
+        if draft.text and attachment.kind in rules.uncaptioned:
+            return Refused(
+                rule=Rule.CAPTION_NOT_ALLOWED,
+                message=f"{provider} cannot caption {kind}; send the text in a message of its own",
             )
     return None

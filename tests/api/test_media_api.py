@@ -142,7 +142,7 @@ async def test_a_reply_sends_an_upload_by_the_hubs_public_link(make_api: MakeApi
     sent = await alice.json(
         "POST",
         f"/api/v1/conversations/{conversation_id}/messages",
-        {"text": "Your invoice", "attachments": [{"upload": pdf["id"]}]},
+        {"attachments": [{"upload": pdf["id"]}]},  # no caption: WhatsApp through Twilio sends a document without
         status=201,
     )
     [attachment] = sent["attachments"]
@@ -198,6 +198,36 @@ async def test_the_policy_refuses_an_upload_too_big_for_whatsapp_images(make_api
     error = (await response.json())["error"]
     assert error["rule"] == "attachment_too_large"
     assert "5 MB" in error["message"]
+    assert api.adapter.sent == []
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "text", "rule"),
+    [
+        (b"plain notes\n" * 10, "notes.txt", None, "attachment_type_not_allowed"),  # not a document Twilio takes
+        (PDF, "invoice.pdf", "your invoice", "caption_not_allowed"),  # Twilio sends no caption with a document
+        (PDF, "invoice.pdf", None, None),
+    ],
+    ids=["text-file", "captioned-pdf", "pdf"],
+)
+async def test_whatsapp_through_twilio_takes_only_its_document_types_and_no_caption(
+    make_api: MakeApi, data: bytes, name: str, text: str | None, rule: str | None
+) -> None:
+    api = await make_api(fake_adapter=True)
+    alice = await api.agent("alice", ready=True)
+    conversation_id = await _active(api, alice)
+    kept = await (await upload(alice, data, name)).json()
+    body: dict[str, Any] = {"attachments": [{"upload": kept["id"]}]}
+    if text:
+        body["text"] = text
+    response = await alice.post(f"/api/v1/conversations/{conversation_id}/messages", body)
+    if rule is None:
+        assert response.status < 300, await response.text()
+        return
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["rule"] == rule
+    assert "whatsapp.twilio" in error["message"]
     assert api.adapter.sent == []
 
 
