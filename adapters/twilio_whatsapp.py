@@ -37,12 +37,13 @@ from hub.model import (
     OutboundMessage,
     SendReceipt,
 )
-from hub.ports import MediaLocation, MediaReference, ProviderFacts
+from hub.ports import MediaLocation, MediaReference, MediaRules, ProviderFacts
 
 __all__ = [
     "ERROR_REASONS",
     "MAX_FORM_BYTES",
     "MAX_FORM_FIELDS",
+    "MEDIA_RULES",
     "STATUS_CALLBACK_PATH",
     "TwilioWhatsAppAdapter",
     "adapter_for_delivery",
@@ -61,6 +62,26 @@ STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 _PREFIX = "whatsapp:"
 _API_VERSION = "2010-04-01"
 _TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+
+#: what WhatsApp through Twilio takes beyond the channel's rules (Twilio, "Guidance on WhatsApp Media Messages",
+#: docs/channels.md "Media limits"): documents only as PDF, Word (DOC, DOCX), PowerPoint (PPTX) and Excel (XLSX), and
+#: contacts as vCard; and "Twilio does not support setting a filename or caption for documents"
+MEDIA_RULES = MediaRules(
+    types={
+        MessageKind.FILE: frozenset(
+            {
+                "application/pdf",
+                "application/msword",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                "text/vcard",
+                "text/x-vcard",
+            }
+        ),
+    },
+    uncaptioned=frozenset({MessageKind.FILE}),
+)
 
 #: Twilio error codes -> a sentence an agent understands (channels.md §2.5)
 ERROR_REASONS: dict[str, str] = {
@@ -179,6 +200,7 @@ class TwilioWhatsAppAdapter:
         public=frozenset({"account_sid", "from_number"}),
         address="from_number",
         api_base="https://api.twilio.com",
+        media=MEDIA_RULES,
     )
 
     def __init__(

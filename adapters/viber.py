@@ -89,6 +89,9 @@ STATUS_REASONS: dict[int, str] = {
 _TRANSIENT_STATUSES = frozenset({12})
 _RECEIPTS = {"delivered": DeliveryState.DELIVERED, "seen": DeliveryState.READ, "failed": DeliveryState.FAILED}
 _UNKNOWN_MEMORY = 1024  # sends that already got an unknown status once (the second time is permanent)
+#: a picture's caption and a file's name, at most (docs/channels.md, "Media limits")
+_CAPTION_CHARACTERS = 512
+_FILE_NAME_CHARACTERS = 256
 
 
 def _utc_now() -> datetime:
@@ -322,12 +325,13 @@ class ViberAdapter:
             if not attachment.url:
                 continue
             if attachment.kind is MessageKind.IMAGE:
-                bodies.append(PictureMessage(media=attachment.url, text=text or "").to_dict())
-                text = None
+                caption = text if text and len(text) <= _CAPTION_CHARACTERS else ""
+                bodies.append(PictureMessage(media=attachment.url, text=caption).to_dict())
+                text = None if caption else text  # a longer text goes first, as a message of its own
             elif attachment.kind is MessageKind.VIDEO and attachment.size:
                 bodies.append(VideoMessage(media=attachment.url, size=attachment.size).to_dict())
             elif attachment.kind in (MessageKind.FILE, MessageKind.VIDEO, MessageKind.AUDIO):
-                name = attachment.file_name or attachment.url.rstrip("/").rsplit("/", 1)[-1] or "file"
+                name = _file_name(attachment.file_name or attachment.url.rstrip("/").rsplit("/", 1)[-1] or "file")
                 bodies.append(FileMessage(media=attachment.url, size=attachment.size or 0, file_name=name).to_dict())
             else:
                 bodies.append(URLMessage(media=attachment.url).to_dict())
@@ -441,6 +445,16 @@ _MESSAGE_TYPES = frozenset({"text", "picture", "video", "file", "sticker", "cont
 
 
 _CHOOSE = "Please choose:"
+
+
+def _file_name(name: str) -> str:
+    """``name`` within Viber's 256 characters, its extension kept (a device opens a file by it)."""
+    if len(name) <= _FILE_NAME_CHARACTERS:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not dot or len(extension) >= _FILE_NAME_CHARACTERS // 2:
+        return name[:_FILE_NAME_CHARACTERS]
+    return stem[: _FILE_NAME_CHARACTERS - len(extension) - 1] + "." + extension
 
 
 def _keyboard(buttons: Sequence[Button]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ Start-up order (stop is the reverse):
 3. the notifier, so that it numbers and sends everything that follows; then the outgoing webhooks'
    dispatcher, which seeds the configured integrations before any change is recorded for them;
 4. the ingest and the router, which record their events through the notifier's journal;
-5. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session;
+5. the media fetcher (customers' attachments into the blob store), on the adapters' HTTP session; a blob store
+   that cannot be used (an S3 bucket missing or unreachable) is said once in the log, and the hub starts anyway;
 6. the bot runner (hub/bots/runner.py), which answers through the same use cases as agents, and the
    out-of-hours answer of queues without a bot (hub/out_of_hours.py);
 7. the outbox's delivery workers: nothing is sent before everything that reports on it runs;
@@ -26,6 +27,7 @@ closes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -37,7 +39,7 @@ from hub.audit import AuditKeeper
 from hub.bots.runner import BotRunner
 from hub.bus import EventBus
 from hub.ingest import Ingestor
-from hub.media import BlobStore
+from hub.media import BlobStore, StoreUnavailable
 from hub.media_fetch import MediaFetcher
 from hub.metrics import HubMetrics
 from hub.model import Role
@@ -58,6 +60,8 @@ __all__ = ["Hub"]
 logger = logging.getLogger(__name__)
 
 _HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+#: how long start-up waits for the blob store to say whether it can be used
+_STORE_CHECK_SECONDS = 5.0
 
 
 class Hub:
@@ -155,6 +159,7 @@ class Hub:
         await self.webhooks_out.start()
         await self.ingestor.start()
         await self.router.start()
+        await self._check_blobs()
         await self.media.start(self._http)
         await self.bots.start(self, self._http)
         await self.out_of_hours.start(self)
@@ -162,6 +167,26 @@ class Hub:
         await self.audit.start()
         self.started = True
         logger.debug("hub started", extra={"workers": self.settings.outbox.workers})
+
+    async def _check_blobs(self) -> None:
+        """One warning, naming ``[media] url``, when the configured store cannot be used now. Not a refusal to
+        start: the bucket or its server may come up later, and until then uploads and media reads answer 503."""
+        where = f"[media] url = {self.settings.media.url!r}" if self.settings.media.url else "[media] path"
+        try:
+            async with asyncio.timeout(_STORE_CHECK_SECONDS):
+                await self.blobs.check()
+        except StoreUnavailable as exc:
+            reason = exc.reason
+        except TimeoutError:
+            reason = f"no answer within {_STORE_CHECK_SECONDS:g} seconds"
+        else:
+            return
+        logger.warning(
+            "%s: the media store cannot be used: %s; the hub starts anyway, and uploads and media reads answer "
+            "503 media_store_unavailable until it can",
+            where,
+            reason,
+        )
 
     async def stop(self) -> None:
         """Stop every part in the reverse order; the ingest drains before the database closes."""

@@ -16,6 +16,7 @@ Our exception hierarchy:
     x Conflict             -- the state is not what the action needs, or someone got there first (409)
     x Invalid              -- the request itself is wrong: a status, queue or agent that does not fit (422)
       x PolicyRefusal      -- the outbound policy forbids this send now: rule, window_closed_at, alternatives
+    x Unavailable          -- something the action needs (the media store, ...) cannot be used now (503)
 
 The API answers a refusal from its fields alone (``hub.api.errors``); a CLI prints its message.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "ProviderUnavailable",
     "Refusal",
     "SignatureInvalid",
+    "Unavailable",
     "UnknownAccount",
 ]
 
@@ -151,6 +153,13 @@ class Invalid(Refusal):
     kind = "invalid"
 
 
+class Unavailable(Refusal):
+    """A dependency of the action is in a bad state (unreachable, misconfigured): nothing changed, and the
+    same request may succeed later. Not the caller's fault, so not a 4xx; never a bare 500 either."""
+
+    kind = "unavailable"
+
+
 class PolicyRefusal(Invalid):
     """hub.policy refused the send: the ``rule`` (also the code), when the window closed, and what is
     still allowed instead (``alternatives``, as the API shows them: kind, name, until)."""
@@ -175,4 +184,4 @@ class PolicyRefusal(Invalid):
         self.alternatives = tuple(alternatives)
 
 
-_BY_KIND: dict[str, type[Refusal]] = {c.kind: c for c in (NotFound, Forbidden, Conflict, Invalid)}
+_BY_KIND: dict[str, type[Refusal]] = {c.kind: c for c in (NotFound, Forbidden, Conflict, Invalid, Unavailable)}

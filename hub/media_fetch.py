@@ -6,10 +6,13 @@ rows with a lease (hub/store/media.py ``claim_fetches``), asks the account's ada
 (``hub.ports.MediaSource.locate_media``: WhatsApp Cloud's two-step lookup with the token, Twilio's basic auth,
 Messenger's and Viber's CDN links), streams them into the blob store (identical bytes are kept once, under
 their SHA-256), sniffs their real type, and for images keeps the dimensions and a thumbnail. A transient
-failure (5xx, 429, a timeout, a refused connection) is tried again later, with exponential back-off; a
+failure (5xx, 429, a timeout, a refused connection, a blob store that cannot be used now) is tried again later,
+with exponential back-off; a
 permanent one (404, 410, a provider's refusal, a file past ``[media] max_bytes``) marks the row ``failed``
-with the reason. A fetch cut short by a stop or a crash is taken up again when its lease runs out. Every
-change is published as ``AttachmentChanged`` so consoles update live.
+with the reason. A file whose bytes are not of the image, audio or video family the provider named is kept as
+what the bytes are (``hub.media.kind_of_bytes``: a PDF sent as an image is a ``file``). A fetch cut short by a
+stop or a crash is taken up again when its lease runs out. Every change is published as ``AttachmentChanged``
+so consoles update live.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from hub._tasks import cancel_and_wait
 from hub.bus import EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
 from hub.events import AttachmentChanged, MessageCreated, unwrapped
-from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image
+from hub.media import BlobStore, BlobTooLarge, ImageRefused, StoreUnavailable, describe_stored_image, kind_of_bytes
 from hub.media.sniff import UNKNOWN
 from hub.ports import ChannelAdapter, MediaLocation, MediaReference, MediaSource
 from hub.settings import Settings
@@ -186,7 +189,7 @@ class MediaFetcher:
             return await self._fetch(job)
         except _Permanent as exc:
             return self._failed(job, str(exc))
-        except (_Transient, ProviderUnavailable, aiohttp.ClientError, TimeoutError) as exc:
+        except (_Transient, ProviderUnavailable, StoreUnavailable, aiohttp.ClientError, TimeoutError) as exc:
             reason = _reason(exc)
             if job.attempts >= self.policy.max_attempts:
                 return self._failed(job, f"gave up after {job.attempts} attempts: {reason}")
@@ -212,9 +215,15 @@ class MediaFetcher:
         if mime == UNKNOWN and declared:
             mime = declared.split(";", 1)[0].strip()
         image = await self._describe(stored.key) if mime.startswith("image/") else None
-        return FetchOutcome(
-            job.id, stored=StoredFile(key=stored.key, size=stored.size, mime=mime, file_name=job.file_name, image=image)
+        stored_file = StoredFile(
+            key=stored.key,
+            size=stored.size,
+            mime=mime,
+            kind=kind_of_bytes(job.kind, mime),
+            file_name=job.file_name,
+            image=image,
         )
+        return FetchOutcome(job.id, stored=stored_file)
 
     def _source(self, account_id: str) -> MediaSource | None:
         """The account's adapter if it locates media itself. The check against the runtime protocol is made once

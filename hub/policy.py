@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.model import TEXT_LIMITS, Attachment, Button, Channel, MessageKind, Subscription, TemplateBinding
-from hub.ports import ButtonLimits
+from hub.ports import ButtonLimits, MediaRules
 
 __all__ = [
     "ATTACHMENT_LIMITS",
@@ -45,6 +45,7 @@ __all__ = [
     "button_refusal",
     "decide",
     "eligibility",
+    "media_refusal",
 ]
 
 #: Messenger standard messaging window (channels.md 1.5)
@@ -447,11 +448,10 @@ def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
                 message=f"{channel} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
             )
         if attachment.size is not None and attachment.size > kinds[attachment.kind]:
-            most = kinds[attachment.kind] / _MB
-            shown = f"{most:g} MB" if most >= 1 else f"{kinds[attachment.kind] // 1024} KB"
+            most, this = _sizes(kinds[attachment.kind], attachment.size)
             return Refused(
                 rule=Rule.ATTACHMENT_TOO_LARGE,
-                message=f"{channel} takes {kind} attachments up to {shown}; this one is {attachment.size / _MB:.1f} MB",
+                message=f"{channel} takes {kind} attachments up to {most}; this one is {this}",
             )
         if draft.text and attachment.kind in UNCAPTIONED.get(facts.channel, frozenset()):
             return Refused(
@@ -459,6 +459,20 @@ def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
                 message=f"{channel} cannot caption {kind}; send the text in a message of its own",
             )
     return None
+
+
+def _sizes(limit: int, size: int) -> tuple[str, str]:
+    """A limit and a file's size in words an agent can tell apart: MB to a tenth (KB under one MB), and the exact
+    bytes of both when those figures are the same (a file one byte over 1 MB is not "1.0 MB" against "1 MB")."""
+    most, this = _rounded(limit), _rounded(size)
+    if most == this:
+        return f"{most} ({limit:,} bytes)", f"{size:,} bytes"
+    return most, this
+
+
+def _rounded(size: int) -> str:
+    unit, scale = ("MB", _MB) if size >= _MB else ("KB", 1024)
+    return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
@@ -633,5 +647,31 @@ def button_refusal(buttons: Sequence[Button], limits: ButtonLimits | None) -> Re
             return Refused(
                 rule="button_payload_too_long",
                 message=f"a button payload is longer than this channel's {limits.payload_length} characters",
+            )
+    return None
+
+
+# ------------------------------------------------------------------ a provider's own media rules
+
+
+def media_refusal(draft: Draft, provider: str, rules: MediaRules | None) -> Refused | None:
+    """Whether ``provider`` (its registry name, e.g. ``whatsapp.twilio``) takes the draft's attachments under its
+    own rules, beyond its channel's (``decide`` checks those): a type it does not take for the kind, or text
+    with a kind it cannot caption. ``rules`` None: nothing more to check."""
+    if rules is None:
+        return None
+    for attachment in draft.attachments:
+        kind = attachment.kind.value
+        types = rules.types.get(attachment.kind)
+        mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
+        if types is not None and mime and mime not in types:
+            return Refused(
+                rule=Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
+                message=f"{provider} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
+            )
+        if draft.text and attachment.kind in rules.uncaptioned:
+            return Refused(
+                rule=Rule.CAPTION_NOT_ALLOWED,
+                message=f"{provider} cannot caption {kind}; send the text in a message of its own",
             )
     return None

@@ -28,6 +28,7 @@ __all__ = [
     "FileUploader",
     "MediaLocation",
     "MediaReference",
+    "MediaRules",
     "MediaSource",
     "ProviderFacts",
     "StoredFile",
@@ -42,6 +43,16 @@ class ButtonLimits:
     most: int
     title_length: int
     payload_length: int = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaRules:
+    """A provider's own media rules, tighter than its channel's (hub/policy.py ``media_refusal`` enforces them;
+    docs/channels.md gives the sources): the only file types it takes for a kind, and the kinds it sends
+    without a caption (the text must go in a message of its own)."""
+
+    types: Mapping[MessageKind, frozenset[str]] = field(default_factory=dict)
+    uncaptioned: frozenset[MessageKind] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +77,8 @@ class ProviderFacts:
     echoes_own_sends: bool = False
     # quick replies / buttons the provider shows natively; None: they are sent as numbered text
     buttons: ButtonLimits | None = None
+    # media rules of the provider beyond its channel's (None: the channel's alone)
+    media: MediaRules | None = None
 
     def __post_init__(self) -> None:
         strangers = self.public - set(self.credentials)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,9 @@ from hub.model import ChannelAccount
 __all__ = ["PREFIX", "say", "setup"]
 
 PREFIX = "/viber/pa"
-_TOKENS = itertools.count(5_466_297_578_174_182_639)  # Viber-sized: beyond float precision
+# Viber-sized (beyond float precision), and from a random start: a demo restarted on the same database must not
+# hand out its last run's tokens, which the hub would take for redeliveries of messages it already has
+_TOKENS = itertools.count(5_466_297_578_174_182_639 + secrets.randbelow(2**61))
 _HOSTNAME = "SN-CHAT-05_"
 _STATUS_MESSAGES = {
     0: "ok",

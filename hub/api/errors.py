@@ -37,7 +37,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, default=str))
 
 
-REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422}
+REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422, "unavailable": 503}
 """A refusal's HTTP status by its kind; the one mapping from use-case refusals to HTTP."""
 
 
@@ -57,6 +57,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "unprocessable",
     429: "too_many_requests",
+    503: "unavailable",
 }
 
 

@@ -11,6 +11,7 @@ the kernel sends the file (``FileResponse``: sendfile, ranges); from S3 the chun
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -19,13 +20,20 @@ from aiohttp import BodyPartReader, web
 
 from hub.api._fields import json_ok, path_id, query_flag
 from hub.api._hub import actor, hub_of
-from hub.api.errors import ApiError
+from hub.api.errors import ApiError, error_response
 from hub.api.openapi import documented, schema
 from hub.errors import Invalid
-from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable
+from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable, StoreUnavailable
 from hub.media.blobs import CHUNK_BYTES
 from hub.store.media import AttachmentRecord
-from hub.usecases.media import attachment_for, delete_contact_media, linked_attachment, retry_fetch, upload_file
+from hub.usecases.media import (
+    attachment_for,
+    delete_contact_media,
+    linked_attachment,
+    retry_fetch,
+    store_unavailable,
+    upload_file,
+)
 
 __all__ = ["setup"]
 
@@ -67,7 +75,6 @@ ATTACHMENT = schema(
 _INLINE = ("image/", "audio/", "video/")
 #: types a browser would run as a document or script: always downloads, whatever they claim
 _ACTIVE = frozenset({"text/html", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/xml"})
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; media-src 'self'; img-src 'self'; sandbox",
@@ -78,26 +85,41 @@ _SECURITY_HEADERS = {
 # ------------------------------------------------------------------ uploads
 
 
+def _malformed_form() -> ApiError:
+    return ApiError(400, "invalid_form", "the body is not a complete multipart/form-data form (a boundary is missing)")
+
+
 async def _file_part(request: web.Request) -> BodyPartReader:
     if not request.content_type.startswith("multipart/"):
         raise ApiError(415, "unsupported_media_type", "send the file as multipart/form-data, in the field 'file'")
-    reader = await request.multipart()
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise ApiError(422, "missing_field", "the form has no field 'file'", field="file")
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            return part
-        if isinstance(part, BodyPartReader):
-            await part.release()
+    try:  # aiohttp's reader raises ValueError for a form without its boundary
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                raise ApiError(422, "missing_field", "the form has no field 'file'", field="file")
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return part
+            if isinstance(part, BodyPartReader):
+                await part.release()
+    except ValueError:
+        raise _malformed_form() from None
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    """The file's bytes; a body that ends before the part's closing boundary is refused (its file was cut
+    short), so a truncated upload is never kept as if it were whole."""
     while True:
-        chunk = await part.read_chunk(CHUNK_BYTES)
-        if not chunk:
+        try:
+            chunk = await part.read_chunk(CHUNK_BYTES)
+        except ValueError:
+            raise _malformed_form() from None
+        if chunk:
+            yield chunk
+        elif not part.at_eof():
+            raise _malformed_form()
+        else:
             return
-        yield chunk
 
 
 @routes.post("/api/v1/uploads")
@@ -105,9 +127,11 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     "Upload a file to attach to a message",
     description="multipart/form-data with the file in the field `file`. Up to `[media] max_bytes` (413 "
     "`file_too_large`). The type is sniffed from the bytes; a file whose bytes disagree with its name or "
-    'declared type is refused (422 `type_mismatch`). Attach it with `"attachments": [{"upload": id}]`.',
+    "declared type is refused (422 `type_mismatch`); a form cut short or without its boundary is 400 "
+    "`invalid_form`; a media store that cannot be used now (unreachable, credentials refused, no bucket) is 503 "
+    '`media_store_unavailable`, with nothing kept. Attach it with `"attachments": [{"upload": id}]`.',
     ok=(201, UPLOAD),
-    errors=(400, 413, 415, 422),
+    errors=(400, 413, 415, 422, 503),
     tag="media",
 )
 async def post_upload(request: web.Request) -> web.Response:
@@ -133,10 +157,11 @@ async def post_upload(request: web.Request) -> web.Response:
     description="Streams a stored attachment of a conversation the caller may see. `?thumbnail=1`: an "
     "image's small WebP thumbnail. Audio and video answer `Range` requests (206). Anything but an image, "
     "audio or video comes as a download (`Content-Disposition: attachment`). 409 `media_not_stored` while "
-    "the fetch is pending, or when it failed.",
+    "the fetch is pending, or when it failed; 503 `media_store_unavailable` when the media store cannot be used "
+    "now.",
     query={"thumbnail": {"type": "integer", "enum": [0, 1]}},
     ok=(200, None),
-    errors=(403, 404, 409, 416),
+    errors=(403, 404, 409, 416, 503),
     tag="media",
 )
 async def get_media(request: web.Request) -> web.StreamResponse:
@@ -182,18 +207,35 @@ def _disposition(record: AttachmentRecord, mime: str, *, thumbnail: bool) -> str
     return f"{'inline' if inline else 'attachment'}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
 
 
-def _range(request: web.Request, size: int) -> tuple[int | None, int | None]:
-    header = request.headers.get("Range")
-    if not header:
-        return None, None
-    match = _RANGE.match(header.strip())
-    if match is None or not (match.group(1) or match.group(2)):
-        return None, None  # a form we do not serve: the whole file, as HTTP allows
-    first, last = match.group(1), match.group(2)
-    if not first:  # the last N bytes
-        count = int(last)
-        return (max(size - count, 0), size - 1) if count else (None, None)
-    return int(first), int(last) if last else None
+class _Unsatisfiable(Exception):
+    """A Range header the hub cannot serve: malformed, several ranges, or starting past the end."""
+
+
+def _asked_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range the ``Range`` header asks for, read as aiohttp's ``FileResponse`` reads it (it
+    sends a local file's ranges), so both stores answer alike; None without one. _Unsatisfiable otherwise."""
+    if "Range" not in request.headers:
+        return None
+    try:
+        asked = request.http_range
+    except ValueError:
+        raise _Unsatisfiable from None
+    start, stop = asked.start, asked.stop
+    if start is None:
+        return None
+    if start < 0:  # the last N bytes
+        return max(size + start, 0), size - 1
+    if start >= size:
+        raise _Unsatisfiable
+    return start, size - 1 if stop is None else min(stop, size) - 1
+
+
+def _unsatisfiable(size: int) -> web.Response:
+    response = error_response(
+        416, "range_not_satisfiable", f"the range asked for is not within the file's {size} bytes", size=size
+    )
+    response.headers.update({**_SECURITY_HEADERS, "Content-Range": f"bytes */{size}"})
+    return response
 
 
 async def _stream(
@@ -215,17 +257,30 @@ async def _stream(
             path = await blobs.locate(key)
         except BlobNotFound:
             raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
+        if "Range" in request.headers and request.if_range is None:
+            size = (await asyncio.to_thread(path.stat)).st_size
+            try:
+                _asked_range(request, size)  # checked here: FileResponse's own 416 has no JSON body
+            except _Unsatisfiable:
+                return _unsatisfiable(size)
         return web.FileResponse(path, headers=headers)
     start = end = None
-    if ranged:
-        size = record.size if record.size is not None else (await blobs.stat(key)).size
-        start, end = _range(request, size)
     try:
+        if ranged:
+            size = record.size if record.size is not None else (await blobs.stat(key)).size
+            try:
+                asked = _asked_range(request, size)
+            except _Unsatisfiable:
+                return _unsatisfiable(size)
+            if asked is not None:
+                start, end = asked
         stream = await blobs.open(key, start, end)
     except RangeNotSatisfiable as exc:
-        raise ApiError(416, "range_not_satisfiable", str(exc), size=exc.size) from None
+        return _unsatisfiable(exc.size)
     except BlobNotFound:
         raise ApiError(404, "not_found", "the attachment's bytes are no longer kept") from None
+    except StoreUnavailable as exc:  # before the first byte: the answer can still say so
+        raise store_unavailable(exc, "read") from None
     async with stream:
         response = web.StreamResponse(status=206 if start is not None else 200, headers=headers)
         response.content_length = stream.length

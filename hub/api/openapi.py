@@ -86,6 +86,7 @@ _REASONS = {
     415: "Unsupported media type",
     422: "Invalid input; nothing changed",
     429: "Too many requests",
+    503: "A service the hub needs (the media store, ...) cannot be used now; nothing changed; try again later",
 }
 
 

@@ -19,11 +19,12 @@ from hub.media.blobs import (
     MediaError,
     RangeNotSatisfiable,
     StoredBlob,
+    StoreUnavailable,
 )
 from hub.media.images import ImageFacts, ImageRefused, describe_image, describe_stored_image
 from hub.media.local import LocalBlobStore
 from hub.media.s3 import S3BlobStore
-from hub.media.sniff import sniff_mime, types_disagree
+from hub.media.sniff import kind_of_bytes, sniff_mime, types_disagree
 from hub.settings import Settings
 
 __all__ = [
@@ -39,10 +40,12 @@ __all__ = [
     "MediaError",
     "RangeNotSatisfiable",
     "S3BlobStore",
+    "StoreUnavailable",
     "StoredBlob",
     "default_media_path",
     "describe_image",
     "describe_stored_image",
+    "kind_of_bytes",
     "open_blob_store",
     "sniff_mime",
     "types_disagree",

@@ -11,6 +11,7 @@ Our exception hierarchy:
   + RangeNotSatisfiable      -- a byte range that starts past the end (HTTP 416); carries the blob's size
   + BlobTooLarge             -- more bytes than the store's limit; nothing is kept
   + InvalidKey               -- not a SHA-256 hex digest (never reaches a path or an object name)
+  + StoreUnavailable         -- the store cannot be used now (unreachable, credentials refused, no bucket)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidKey",
     "MediaError",
     "RangeNotSatisfiable",
+    "StoreUnavailable",
     "StoredBlob",
     "check_key",
     "is_key",
@@ -75,6 +77,15 @@ class InvalidKey(MediaError):
     def __init__(self, key: str) -> None:
         super().__init__(f"{key!r} is not a blob key (a SHA-256 hex digest)")
         self.key = key
+
+
+class StoreUnavailable(MediaError):
+    """The store cannot be used now: its server cannot be reached, refuses the credentials, or has no such
+    bucket. A fault of the store's state, not of the request: worth trying again later. ``reason`` in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def is_key(name: str) -> bool:
@@ -184,6 +195,10 @@ class BlobStore(Protocol):
 
     def scan(self) -> AsyncIterator[BlobStat]:
         """Every blob, in no particular order: what a retention sweep walks to find orphans."""
+
+    async def check(self) -> None:
+        """Return quietly if the store can be used now; StoreUnavailable (with the reason) otherwise. Asked
+        once at start-up, so that a missing bucket is said before the first upload fails."""
 
     async def close(self) -> None:
         """Release connections; the store is not used after."""

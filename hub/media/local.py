@@ -126,6 +126,9 @@ class LocalBlobStore:
             for stat in await asyncio.to_thread(_stats_under, self._blobs / first):
                 yield stat
 
+    async def check(self) -> None:
+        return None  # the directory is made on the first write; a disk fault is the operating system's to say
+
     async def close(self) -> None:
         return None
 

@@ -11,13 +11,21 @@ import contextlib
 import io
 import re
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from datetime import UTC
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from aiobotocore.session import get_session
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
 from hub.media.blobs import (
     CHUNK_BYTES,
@@ -27,6 +35,7 @@ from hub.media.blobs import (
     Digest,
     RangeNotSatisfiable,
     StoredBlob,
+    StoreUnavailable,
     byte_range,
     check_key,
     is_key,
@@ -37,6 +46,44 @@ __all__ = ["S3BlobStore"]
 #: the size of each part of a multipart upload (S3's minimum is 5 MiB for every part but the last)
 PART_BYTES = 8 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+#: S3's answers that mean the credentials or the account are refused, whatever the object
+_REFUSED = frozenset(
+    {
+        "AccessDenied",
+        "AccountProblem",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "RequestTimeTooSkewed",
+        "SignatureDoesNotMatch",
+    }
+)
+#: the client's own faults that mean the server was not reached (or stopped answering)
+_UNREACHED = (BotoConnectionError, HTTPClientError, NoCredentialsError, PartialCredentialsError)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _store_faults(
+    method: Callable[Concatenate[S3BlobStore, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[S3BlobStore, _P], Coroutine[Any, Any, _R]]:
+    """The bucket's bad state (missing, credentials refused, server down or failing) as StoreUnavailable with
+    the reason in words; a refusal about one object (no such key, a range) is the method's own to say."""
+
+    async def translated(self: S3BlobStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(self, *args, **kwargs)
+        except ClientError as exc:
+            reason = _fault(exc, self.bucket)
+            if reason is None:
+                raise
+            raise StoreUnavailable(reason) from exc
+        except _UNREACHED as exc:
+            raise StoreUnavailable(f"the S3 server cannot be reached: {exc}") from exc
+
+    return translated
 
 
 class S3BlobStore:
@@ -78,6 +125,7 @@ class S3BlobStore:
         """The object that holds the blob ``key``."""
         return f"{self.prefix}blobs/{check_key(key)}"
 
+    @_store_faults
     async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None, sync: bool = True) -> StoredBlob:
         # an object S3 acknowledged is durable: nothing is left for ``sync``
         s3 = await self._s3()
@@ -121,6 +169,7 @@ class S3BlobStore:
     async def sync(self, keys: Iterable[str]) -> None:
         return None
 
+    @_store_faults
     async def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
         s3 = await self._s3()
         name = self.object_name(key)
@@ -153,6 +202,7 @@ class S3BlobStore:
             key=key, size=size, start=first, end=last, chunks=body.iter_chunks(CHUNK_BYTES), release=release
         )
 
+    @_store_faults
     async def stat(self, key: str) -> BlobStat:
         s3 = await self._s3()
         try:
@@ -163,6 +213,7 @@ class S3BlobStore:
             raise
         return BlobStat(key=key, size=int(head["ContentLength"]), stored_at=head["LastModified"].astimezone(UTC))
 
+    @_store_faults
     async def delete(self, key: str) -> bool:
         name = self.object_name(key)
         if not await self._exists(name):
@@ -182,6 +233,15 @@ class S3BlobStore:
                     size=int(item["Size"]),
                     stored_at=item["LastModified"].astimezone(UTC),
                 )
+
+    @_store_faults
+    async def check(self) -> None:
+        try:
+            await (await self._s3()).head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchBucket", "404", "NotFound"):  # a HEAD's answer has no body, so no code
+                raise StoreUnavailable(f"the bucket {self.bucket!r} does not exist") from exc
+            raise
 
     async def close(self) -> None:
         await self._exits.aclose()
@@ -229,3 +289,16 @@ class S3BlobStore:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _fault(exc: ClientError, bucket: str) -> str | None:
+    """The reason the store as a whole cannot be used now, in words; None for an answer about one object."""
+    code = _code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code == "NoSuchBucket":
+        return f"the bucket {bucket!r} does not exist"
+    if code in _REFUSED or status in (401, 403):
+        return f"the S3 server refused the credentials or access to the bucket {bucket!r} ({code or status})"
+    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+        return f"the S3 server failed (HTTP {status}, {code or 'no code'})"
+    return None

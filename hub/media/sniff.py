@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import filetype
 
-__all__ = ["SNIFF_BYTES", "UNKNOWN", "sniff_mime", "types_disagree"]
+__all__ = ["SNIFF_BYTES", "UNKNOWN", "kind_of_bytes", "sniff_mime", "types_disagree"]
 
 #: how many leading bytes sniffing looks at (filetype needs 261; text needs a little more to be sure)
 SNIFF_BYTES = 8192
@@ -26,6 +26,8 @@ _ALIASES = {
     "image/pjpeg": "image/jpeg",
     "application/x-pdf": "application/pdf",
 }
+# the attachment kinds that name a family of types (the first part of a MIME type)
+_FAMILIES = frozenset({"image", "audio", "video"})
 # declared types whose bytes are plain text
 _TEXTUAL = frozenset({"application/json", "application/xml", "application/javascript", "image/svg+xml"})
 
@@ -60,3 +62,19 @@ def types_disagree(declared: str | None, sniffed: str) -> bool:
     if sniffed == "text/plain":
         return not _normal(declared).startswith("text/") and _normal(declared) not in _TEXTUAL
     return _normal(declared) != _normal(sniffed)
+
+
+def kind_of_bytes(said: str, mime: str) -> str:
+    """The kind a customer's attachment is kept as, once its bytes' type ``mime`` is known: the provider's word
+    ``said``, unless it names a family (image, audio, video) that the bytes are not of. Then the bytes' family,
+    or ``file`` for anything else (a PDF sent as an image is a file, so the console does not show it as one).
+
+    Other kinds (sticker, file, location, ...) are kept as said; so is audio against video, as one container
+    (MP4, 3GPP, Ogg, WebM) holds either and a voice note's bytes may sniff as video; and a type the sniff could
+    not tell (``application/octet-stream``) contradicts nothing."""
+    if said not in _FAMILIES or _normal(mime) == UNKNOWN:
+        return said
+    family = _normal(mime).split("/", 1)[0]
+    if family == said or {family, said} <= {"audio", "video"}:
+        return said
+    return family if family in _FAMILIES else "file"

@@ -221,6 +221,7 @@ _RECORD_STORED = (
         blob_key=bindparam("key"),
         size=bindparam("size"),
         mime=bindparam("mime"),
+        kind=bindparam("kind"),
         file_name=bindparam("name"),
         width=bindparam("image_width"),
         height=bindparam("image_height"),
@@ -319,11 +320,13 @@ async def _release(connection: AsyncConnection, jobs: Sequence[FetchJob], *, now
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredFile:
-    """Bytes a fetch kept: the blob key (SHA-256), size, sniffed type, name, and for images their facts."""
+    """Bytes a fetch kept: the blob key (SHA-256), size, sniffed type, the kind the bytes are (the provider's,
+    unless its image, audio or video disagrees with them), name, and for images their facts."""
 
     key: str
     size: int
     mime: str
+    kind: str
     file_name: str | None
     image: ImageFacts | None = None
 
@@ -375,6 +378,7 @@ def _stored_parameters(row_id: int, found: StoredFile, now: datetime) -> dict[st
         "key": found.key,
         "size": found.size,
         "mime": found.mime,
+        "kind": found.kind,
         "name": found.file_name,
         "image_width": None if image is None else image.width,
         "image_height": None if image is None else image.height,
@@ -385,11 +389,16 @@ def _stored_parameters(row_id: int, found: StoredFile, now: datetime) -> dict[st
 
 async def retry_failed(store: Store, attachment_id: int, *, now: datetime) -> bool:
     """An admin asks for a failed fetch again: pending, due now, attempts counted afresh. False unless it
-    was failed."""
+    was failed and the provider's media id or URL is still known (a contact's deleted data names none)."""
+    a = attachments.c
     async with store.write() as connection:
         result = await connection.execute(
             update(attachments)
-            .where(attachments.c.id == attachment_id, attachments.c.state == FAILED)
+            .where(
+                a.id == attachment_id,
+                a.state == FAILED,
+                or_(a.provider_media_id.is_not(None), a.provider_url.is_not(None)),
+            )
             .values(state=PENDING, attempts=0, next_attempt_at=now, locked_until=None, error=None)
         )
         return bool(result.rowcount)

@@ -7,6 +7,7 @@ The bytes go through ``hub.media`` (the blob store); the metadata through ``hub.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import secrets
@@ -14,13 +15,23 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
-from hub.errors import Conflict, Forbidden, Invalid, NotFound
+from hub.audit import record
+from hub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from hub.events import AttachmentChanged
-from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image, types_disagree
+from hub.media import (
+    BlobStore,
+    BlobTooLarge,
+    ImageRefused,
+    MediaError,
+    StoreUnavailable,
+    describe_stored_image,
+    types_disagree,
+)
 from hub.media.sniff import UNKNOWN
 from hub.model import Attachment, MessageKind, Role
 from hub.store.contacts import get_contact
 from hub.store.media import (
+    FAILED,
     STORED,
     AttachmentRecord,
     Upload,
@@ -49,6 +60,7 @@ __all__ = [
     "linked_attachment",
     "resolve_uploads",
     "retry_fetch",
+    "store_unavailable",
     "sweep_media",
     "upload_file",
 ]
@@ -94,8 +106,43 @@ async def upload_file(
 ) -> Upload:
     """Keep an agent's file (streamed, up to ``[media] max_bytes``), sniff its real type and, for images,
     its dimensions and a thumbnail. Refusals: ``file_too_large`` (Invalid with ``limit``), ``empty_file``,
-    ``type_mismatch`` (the bytes are not what the name or the declared type says); nothing is kept then."""
+    ``type_mismatch`` (the bytes are not what the name or the declared type says); ``media_store_unavailable``
+    (Unavailable) when the blob store cannot be used now. Nothing is kept then: the upload's row is written
+    only once its bytes (and thumbnail) are."""
     agent_id = actor.agent_id()
+    kept: list[str] = []
+    try:
+        upload = await _keep_upload(
+            hub, blobs, agent_id, chunks, kept, file_name=file_name, declared_mime=declared_mime
+        )
+    except StoreUnavailable as exc:
+        with contextlib.suppress(MediaError):  # the store may still take a delete; if not, the bytes are orphans
+            for key in kept:
+                if not await blob_in_use(hub.store, key):
+                    await blobs.delete(key)
+        raise store_unavailable(exc, "upload") from None
+    await create_upload(hub.store, upload, hub.clock())
+    return upload
+
+
+def store_unavailable(exc: StoreUnavailable, action: str) -> Unavailable:
+    """The refusal for a blob store that cannot be used now (503 ``media_store_unavailable``), logged once with
+    its reason: the caller sees that the hub's storage, not their request, is at fault."""
+    logger.warning("media store unavailable (%s): %s", action, exc.reason)
+    return Unavailable("media_store_unavailable", "the media store cannot be used now; try again later")
+
+
+async def _keep_upload(
+    hub: HubParts,
+    blobs: BlobStore,
+    agent_id: int,
+    chunks: AsyncIterable[bytes],
+    kept: list[str],
+    *,
+    file_name: str | None,
+    declared_mime: str | None,
+) -> Upload:
+    """The upload's bytes in the blob store (their keys added to ``kept`` as they are), and the row to write."""
     limit = hub.settings.media.max_bytes
     try:
         blob = await blobs.put(chunks, max_bytes=limit)
@@ -103,6 +150,7 @@ async def upload_file(
         raise Invalid(
             "file_too_large", f"the file is larger than {limit} bytes, the most the hub takes", limit=limit
         ) from None
+    kept.append(blob.key)
     name = _clean_name(file_name)
     refusal = _refusal(blob.size, blob.mime, name, declared_mime)
     if refusal is not None:
@@ -122,7 +170,8 @@ async def upload_file(
         if facts is not None:
             width, height = facts.width, facts.height
             thumbnail_key = (await blobs.put(_one(facts.thumbnail))).key
-    upload = Upload(
+            kept.append(thumbnail_key)
+    return Upload(
         id=secrets.token_hex(16),
         agent_id=agent_id,
         mime=mime,
@@ -133,8 +182,6 @@ async def upload_file(
         height=height,
         thumbnail_key=thumbnail_key,
     )
-    await create_upload(hub.store, upload, hub.clock())
-    return upload
 
 
 def _refusal(size: int, sniffed: str, name: str | None, declared: str | None) -> Invalid | None:
@@ -190,12 +237,15 @@ async def linked_attachment(hub: HubParts, token: str) -> AttachmentRecord:
 
 async def retry_fetch(hub: HubParts, actor: Principal, attachment_id: int) -> dict[str, object]:
     """An admin asks for a failed fetch again: the attachment is pending and due now (the caller wakes the
-    fetcher). Forbidden unless admin; NotFound; Conflict ``not_failed``."""
+    fetcher). Forbidden unless admin; NotFound; Conflict ``not_failed``, or ``not_refetchable`` for a failed
+    attachment the hub no longer knows where to fetch (its contact's data was deleted)."""
     require_role(actor, Role.ADMIN)
     record = await load_attachment(hub.store, attachment_id)
     if record is None:
         raise NotFound("not_found", f"no attachment {attachment_id}")
     if not await retry_failed(hub.store, attachment_id, now=hub.clock()):
+        if record.state == FAILED:
+            raise Conflict("not_refetchable", f"there is nothing to fetch again: {record.error}", state=record.state)
         raise Conflict("not_failed", f"the attachment is {record.state}; only a failed fetch is tried again")
     found = await load_attachment_row(hub.store, attachment_id)
     assert found is not None
@@ -257,19 +307,19 @@ async def sweep_media(hub: HubParts, blobs: BlobStore) -> int:
 
 async def delete_contact_media(hub: HubParts, blobs: BlobStore, actor: Principal, contact_id: int) -> dict[str, int]:
     """An admin deletes a contact's data: the media of every conversation of their identities goes (rows
-    keep their place, without facts; blobs go once nothing names them). Logged for the audit trail."""
+    keep their place, without facts; blobs go once nothing names them). Recorded in the audit log
+    (``contact.data_deleted``, with the counts)."""
     require_role(actor, Role.ADMIN)
     if await get_contact(hub.store, contact_id) is None:
         raise NotFound("not_found", f"no contact {contact_id}")
     count, keys = await forget_contact_media(hub.store, contact_id)
     removed = await drop_unused_blobs(hub, blobs, keys)
-    logger.info(
-        "contact data deleted: %s attachments, %s blobs",
-        count,
-        removed,
-        extra={"audit": "contact.data_deleted", "contact_id": contact_id, "by": actor.id},
+    outcome = {"attachments": count, "blobs": removed}
+    logger.info("contact data deleted: %s attachments, %s blobs", count, removed)
+    await record(
+        hub.store, "contact.data_deleted", actor=actor, at=hub.clock(), target=f"contact:{contact_id}", after=outcome
     )
-    return {"attachments": count, "blobs": removed}
+    return outcome
 
 
 def may_upload(actor: Principal) -> None:

@@ -285,6 +285,30 @@ async def test_a_picture_carries_the_text_as_caption(adapter: ViberAdapter) -> N
     assert (body["type"], body["media"], body["text"]) == ("picture", "https://cdn.example.test/a.jpg", "look")
 
 
+async def test_a_text_longer_than_a_caption_goes_before_the_picture(adapter: ViberAdapter) -> None:
+    picture = Attachment(kind=MessageKind.IMAGE, url="https://cdn.example.test/a.jpg")
+    long_text = "x" * 513  # Viber captions a picture with up to 512 characters (docs/channels.md)
+    with aioresponses() as mocked:
+        mocked.post(f"{API}/send_message", payload={"status": 0, "status_message": "ok", "message_token": 5})
+        mocked.post(f"{API}/send_message", payload={"status": 0, "status_message": "ok", "message_token": 6})
+        outbound = OutboundMessage(account_id="viber-main", recipient_id=USER, text=long_text, attachments=(picture,))
+        await adapter.send(outbound)
+        first, second = sent_json(mocked, 0), sent_json(mocked, 1)
+    assert (first["type"], first["text"]) == ("text", long_text)
+    assert (second["type"], second["text"]) == ("picture", "")
+
+
+async def test_a_file_name_is_cut_to_vibers_256_characters_keeping_its_extension(adapter: ViberAdapter) -> None:
+    name = "r" * 300 + ".pdf"
+    pdf = Attachment(kind=MessageKind.FILE, url="https://cdn.example.test/f", size=2048, file_name=name)
+    with aioresponses() as mocked:
+        mocked.post(f"{API}/send_message", payload={"status": 0, "status_message": "ok", "message_token": 7})
+        await adapter.send(OutboundMessage(account_id="viber-main", recipient_id=USER, attachments=(pdf,)))
+        body = sent_json(mocked)
+    assert len(body["file_name"]) == 256
+    assert body["file_name"].endswith(".pdf")
+
+
 async def test_a_file_goes_out_after_its_text(adapter: ViberAdapter) -> None:
     pdf = Attachment(kind=MessageKind.FILE, url="https://cdn.example.test/invoice.pdf", size=2048)
     with aioresponses() as mocked:

@@ -94,6 +94,29 @@ async def test_bad_uploads_are_clear_4xx(make_api: MakeApi, send: str, status: i
     assert (await response.json())["error"]["code"] == code
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"no boundary was named"),
+        ("multipart/form-data; boundary=XX", b"no boundary in the body"),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="file"; filename="cut.txt"\r\n\r\n' + b"a" * 70000,
+        ),
+    ],
+    ids=["no-boundary", "no-starting-boundary", "no-closing-boundary"],
+)
+async def test_a_malformed_form_is_400_and_keeps_nothing(make_api: MakeApi, content_type: str, body: bytes) -> None:
+    api = await make_api()
+    alice = await api.agent("alice")
+    response = await alice.client.post(
+        "/api/v1/uploads", data=body, headers={**alice.headers, "Content-Type": content_type}
+    )
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"]["code"] == "invalid_form"
+    assert await _blob_count(api) == 0
+
+
 async def test_uploading_needs_a_login(api: Api) -> None:
     form = aiohttp.FormData()
     form.add_field("file", b"hello", filename="a.txt")
@@ -119,7 +142,7 @@ async def test_a_reply_sends_an_upload_by_the_hubs_public_link(make_api: MakeApi
     sent = await alice.json(
         "POST",
         f"/api/v1/conversations/{conversation_id}/messages",
-        {"text": "Your invoice", "attachments": [{"upload": pdf["id"]}]},
+        {"attachments": [{"upload": pdf["id"]}]},  # no caption: WhatsApp through Twilio sends a document without
         status=201,
     )
     [attachment] = sent["attachments"]
@@ -175,6 +198,36 @@ async def test_the_policy_refuses_an_upload_too_big_for_whatsapp_images(make_api
     error = (await response.json())["error"]
     assert error["rule"] == "attachment_too_large"
     assert "5 MB" in error["message"]
+    assert api.adapter.sent == []
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "text", "rule"),
+    [
+        (b"plain notes\n" * 10, "notes.txt", None, "attachment_type_not_allowed"),  # not a document Twilio takes
+        (PDF, "invoice.pdf", "your invoice", "caption_not_allowed"),  # Twilio sends no caption with a document
+        (PDF, "invoice.pdf", None, None),
+    ],
+    ids=["text-file", "captioned-pdf", "pdf"],
+)
+async def test_whatsapp_through_twilio_takes_only_its_document_types_and_no_caption(
+    make_api: MakeApi, data: bytes, name: str, text: str | None, rule: str | None
+) -> None:
+    api = await make_api(fake_adapter=True)
+    alice = await api.agent("alice", ready=True)
+    conversation_id = await _active(api, alice)
+    kept = await (await upload(alice, data, name)).json()
+    body: dict[str, Any] = {"attachments": [{"upload": kept["id"]}]}
+    if text:
+        body["text"] = text
+    response = await alice.post(f"/api/v1/conversations/{conversation_id}/messages", body)
+    if rule is None:
+        assert response.status < 300, await response.text()
+        return
+    assert response.status == 422
+    error = (await response.json())["error"]
+    assert error["rule"] == rule
+    assert "whatsapp.twilio" in error["message"]
     assert api.adapter.sent == []
 
 
@@ -258,6 +311,20 @@ async def test_a_customers_image_is_fetched_and_served_with_its_thumbnail(
     assert (thumbnail.status, thumbnail.headers["Content-Type"]) == (200, "image/webp")
     outsider = await api.agent("outsider", queues=("sales",))
     assert (await outsider.get(attachment["url"])).status == 403
+
+
+async def test_a_pdf_sent_as_an_image_is_a_file_in_the_message_json(
+    make_api: MakeApi, provider: tuple[Provider, str]
+) -> None:
+    host, base = provider
+    host.files["scan"] = PDF
+    api = await make_api()
+    boss = await api.agent("boss", role="supervisor")
+    conversation_id = await _customer_sends(api, base + "scan", MessageKind.IMAGE, "MM-scan")
+    attachment = await _attachment(boss, conversation_id, "stored")
+    assert (attachment["kind"], attachment["mime"]) == ("file", "application/pdf")
+    served = await boss.get(attachment["url"])
+    assert served.headers["Content-Disposition"].startswith("attachment;")
 
 
 async def test_a_voice_note_answers_range_requests(make_api: MakeApi, provider: tuple[Provider, str]) -> None:
@@ -352,8 +419,15 @@ async def test_deleting_a_contacts_data_removes_their_media(make_api: MakeApi, p
     assert (await admin.delete("/api/v1/contacts/999999/data")).status == 404
     outcome = await admin.json("DELETE", f"/api/v1/contacts/{contact_id}/data")
     assert outcome == {"attachments": 1, "blobs": 2}
+    audit = await admin.json("GET", "/api/v1/audit?action=contact.data_deleted")
+    [entry] = audit["items"]
+    assert (entry["actor"], entry["target"], entry["after"]) == ("root", f"contact:{contact_id}", outcome)
     assert await _blob_count(api) == 0
     removed = await _attachment(admin, conversation_id, "failed")
     assert removed["id"] == stored["id"]
     assert (removed["file_name"], removed["sha256"], removed["url"]) == (None, None, None)
     assert (await admin.get(stored["url"])).status == 409
+    retried = await admin.post(f"/api/v1/media/{stored['id']}/retry")  # nothing left to fetch, by design
+    assert (retried.status, (await retried.json())["error"]["code"]) == (409, "not_refetchable")
+    kept = await _attachment(admin, conversation_id, "failed")
+    assert kept["error"] == removed["error"]

@@ -87,6 +87,8 @@ async def test_a_customers_photo_appears_and_a_dropped_file_is_delivered(
     await widget.get_by_role("button", name="Send", exact=True).click()
     card = history.get_by_test_id("file-card")
     await expect(card).to_contain_text("invoice.pdf")
+    # WhatsApp through Twilio captions no document: the text went as a message of its own
+    await expect(history).to_contain_text("Here is your invoice")
     await expect(card).to_contain_text("application/pdf")
     await expect(pending).to_have_count(0)
 

@@ -125,10 +125,12 @@ async def test_a_customers_photo_arrives_on_every_provider(world: World) -> None
     assert len({row.blob_key for row in rows}) == 1  # the same picture four times: kept once
 
 
-async def agent_replies_with_an_upload(world: World, account: str, fault: dict[str, Any] | None = None) -> str:
+async def agent_replies_with_an_upload(
+    world: World, account: str, fault: dict[str, Any] | None = None, text: str | None = "here it is"
+) -> str:
     """A customer writes on ``account``; an agent takes the conversation, uploads the invoice through
-    ``POST /api/v1/uploads`` and replies with it (the provider's next call failing with ``fault`` if given).
-    The hub's base URL."""
+    ``POST /api/v1/uploads`` and replies with it, captioned with ``text`` (the provider's next call failing with
+    ``fault`` if given). The hub's base URL."""
     await world.say(account, text="please send the invoice")
     if fault is not None:
         world.state.add_fault(account, fault)
@@ -154,7 +156,7 @@ async def agent_replies_with_an_upload(world: World, account: str, fault: dict[s
         upload = await (await session.post(f"{base}/api/v1/uploads", data=form, headers=auth)).json()
         sent = await session.post(
             f"{base}/api/v1/conversations/{conversation['id']}/messages",
-            json={"text": "here it is", "attachments": [{"upload": upload["id"]}]},
+            json={"attachments": [{"upload": upload["id"]}], **({"text": text} if text else {})},
             headers=auth,
         )
         assert sent.status == 201, await sent.text()
@@ -172,7 +174,7 @@ async def media_fetched(world: World) -> list[Any]:
 
 
 async def test_an_agents_upload_is_downloaded_by_the_provider_from_the_hub(world: World) -> None:
-    base = await agent_replies_with_an_upload(world, "wa-twilio")
+    base = await agent_replies_with_an_upload(world, "wa-twilio", text=None)  # Twilio captions no document
     [[result]] = await media_fetched(world)
     assert (result["status"], result["bytes"], result["type"]) == (200, len(PDF), "application/pdf")
     assert result["url"].startswith(base + "/media/")

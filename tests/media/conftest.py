@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from hub.media import BlobStore, LocalBlobStore, S3BlobStore
+from tests.api.conftest import make_api  # noqa: F401 -- a hub on both engines, for the tests of a store in a bad state
 
 S3_CREDENTIALS = {"access_key": "test-access", "secret_key": "test-secret"}
 #: S3's smallest part, so that the multipart path is taken by blobs of a few MiB
@@ -29,11 +31,27 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3-compatible server, started once for the test session in its own process."""
+    yield from _moto_server()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint_checking_credentials() -> Iterator[str]:
+    """A second moto server that checks every request's credentials, and knows none: each is refused (403)."""
+    yield from _moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+
+
+def unreachable_endpoint() -> str:
+    """An S3 endpoint on a loopback port nothing listens on."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+def _moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 60
     while True:

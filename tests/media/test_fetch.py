@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from hub import media_fetch
 from hub.bus import EventBus
 from hub.events import AttachmentChanged, MessageCreated
-from hub.media import LocalBlobStore, StoredBlob
+from hub.media import LocalBlobStore, S3BlobStore, StoredBlob
 from hub.media_fetch import FetchPolicy, MediaFetcher
 from hub.model import Attachment, InboundMessage, MessageKind
 from hub.ports import ChannelAdapter
@@ -33,6 +33,7 @@ from hub.store.ingest import store_group
 from hub.store.media import any_fetch_due, claim_fetches, record_and_claim_fetches
 from hub.store.tables import attachments, messages
 from tests.adapters.conftest import _aioresponses_compat  # noqa: F401 -- aioresponses on aiohttp 3.14 (autouse)
+from tests.media.conftest import S3_CREDENTIALS
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GRAPH = "http://graph.test/v21.0"
@@ -221,6 +222,36 @@ async def test_messenger_and_viber_cdn_links_are_fetched_without_credentials(rig
     assert _header(call, "Authorization") is None
     [row] = await rig.rows()
     assert (row.state, row.kind, row.mime, row.size) == ("stored", "audio", "audio/ogg", len(ogg))
+
+
+async def test_a_pdf_sent_as_an_image_is_kept_as_a_file_and_announced_so(rig: Rig) -> None:
+    url = "https://cdn.test/fb/photo.jpg"
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.IMAGE, url=url))
+    pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+    with aioresponses() as mock:
+        mock.get(url, body=pdf)
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert (row.state, row.kind, row.mime) == ("stored", "file", "application/pdf")
+    [event] = rig.events
+    assert (event.attachment["kind"], event.attachment["mime"]) == ("file", "application/pdf")
+    assert event.data["attachment"]["kind"] == "file"  # what consoles get as message.attachment
+
+
+async def test_a_media_store_in_a_bad_state_is_tried_again_later_with_the_reason(rig: Rig, s3_endpoint: str) -> None:
+    url = "https://cdn.test/fb/photo.png"
+    await rig.customer_sends("fb", Attachment(kind=MessageKind.IMAGE, url=url))
+    rig.fetcher.blobs = S3BlobStore("s3://no-such-bucket/hub", endpoint_url=s3_endpoint, **S3_CREDENTIALS)
+    try:
+        with aioresponses(passthrough=[s3_endpoint]) as mock:
+            mock.get(url, body=png())
+            assert await rig.fetch() == 1
+    finally:
+        await rig.fetcher.blobs.close()
+    [row] = await rig.rows()
+    assert (row.state, row.attempts) == ("pending", 1)
+    assert "does not exist" in row.error
+    assert row.next_attempt_at > rig.clock.now
 
 
 async def test_a_5xx_is_retried_and_the_attachment_arrives_once(rig: Rig) -> None:

@@ -16,6 +16,7 @@ from hub.media import (
     LocalBlobStore,
     describe_image,
     describe_stored_image,
+    kind_of_bytes,
     sniff_mime,
     types_disagree,
 )
@@ -81,6 +82,27 @@ def test_a_declared_type_disagrees_only_when_the_bytes_say_otherwise(
     declared: str | None, sniffed: str, disagree: bool
 ) -> None:
     assert types_disagree(declared, sniffed) is disagree
+
+
+@pytest.mark.parametrize(
+    ("said", "mime", "kept"),
+    [
+        ("image", "application/pdf", "file"),  # a PDF sent as a photo: a file, not an image the console shows
+        ("image", "video/mp4", "video"),
+        ("audio", "image/jpeg", "image"),
+        ("video", "text/plain", "file"),
+        ("image", "image/png", "image"),
+        ("image", "image/jpg", "image"),
+        ("audio", "video/mp4", "audio"),  # a voice note in an MP4 container stays a voice note
+        ("video", "audio/ogg", "video"),
+        ("image", "application/octet-stream", "image"),  # the sniff found nothing to contradict the provider
+        ("sticker", "application/pdf", "sticker"),  # kinds that are not a family of types are kept as said
+        ("file", "image/png", "file"),  # a photo sent as a document keeps its full quality as a file
+        ("location", "text/plain", "location"),
+    ],
+)
+def test_a_kind_the_bytes_contradict_becomes_what_the_bytes_are(said: str, mime: str, kept: str) -> None:
+    assert kind_of_bytes(said, mime) == kept
 
 
 def test_an_image_has_its_dimensions_and_a_small_thumbnail() -> None:

@@ -348,3 +348,20 @@ def test_an_unknown_tag_offers_only_the_tags_still_valid() -> None:
     assert isinstance(decision, Refused)
     assert decision.rule == Rule.TAG_UNKNOWN
     assert "HUMAN_AGENT" not in _tag_names(decision)
+
+
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        (1024 * 1024 + 1, "up to 1 MB (1,048,576 bytes); this one is 1,048,577 bytes"),
+        (1024 * 1024 + 40 * 1024, "up to 1 MB (1,048,576 bytes); this one is 1,089,536 bytes"),
+        (1024 * 1024 + 60 * 1024, "up to 1 MB; this one is 1.1 MB"),
+        (3 * 1024 * 1024 // 2, "up to 1 MB; this one is 1.5 MB"),
+    ],
+)
+def test_a_size_refusal_shows_the_difference_even_for_one_byte_over(size: int, said: str) -> None:
+    draft = Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=size),))
+    decision = decide(VIBER, draft, LAST)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.ATTACHMENT_TOO_LARGE
+    assert said in decision.message

@@ -279,8 +279,11 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   // ------------------------------------------------------------- composer
 
+  let lastRule = null; // the rule of the last refused send, if any
+
   async function send(body, controls) {
     composerError.clear();
+    lastRule = null;
     return busy(controls, async () => {
       try {
         const answer = await post(`conversations/${id}/messages`, body);
@@ -294,6 +297,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
           const names = alternativeNames(alts);
           if (names.length) msg += ` Allowed instead: ${names.join(", ")}.`;
         }
+        lastRule = err.details?.rule || err.details?.code || null;
         composerError.show(msg);
         if (err.status === 422) refreshWindow();
         return false;
@@ -316,7 +320,18 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
       const one = { ...(first ? body : {}), ...(body.tag ? { tag: body.tag } : {}) };
       const a = files[0];
       if (a) one.attachments = [a.upload ? { upload: a.upload } : { kind: a.kind, url: a.url, file_name: a.file_name, mime_type: a.mime_type }];
-      if (!(await send(one, [sendButton, text]))) {
+      let ok = await send(one, [sendButton, text]);
+      if (!ok && lastRule === "caption_not_allowed" && one.text && one.attachments) {
+        // this file goes without text on its channel (WhatsApp audio, a document through Twilio): the text first, alone
+        const { attachments, ...words } = one;
+        ok = await send(words, [sendButton, text]);
+        if (ok) {
+          text.value = "";
+          delete words.text;
+          ok = await send({ ...words, attachments }, [sendButton, text]);
+        }
+      }
+      if (!ok) {
         renderPending();
         return;
       }

@@ -24,7 +24,7 @@ export const RULE_TEXT = {
   attachment_too_large: "The file is larger than the channel takes for its kind (see the channel's limits below).",
   attachment_type_not_allowed: "The channel does not take this file type for its kind.",
   too_many_attachments: "One file per message on every channel: send several files as several messages.",
-  caption_not_allowed: "The channel takes no text with this kind of file (WhatsApp audio and stickers).",
+  caption_not_allowed: "The channel takes no text with this kind of file (WhatsApp audio and stickers, documents through Twilio): the console sends the text as a message of its own.",
   empty_message: "The message has no text, attachment or template.",
 };
 
@@ -40,7 +40,7 @@ export const CHANNEL_RESTRICTIONS = {
     "Only customers who wrote to this number can be messaged (no_previous_contact).",
     "Free text within 24 hours of the customer's last message: the customer-service window (window_closed).",
     "After that, only an approved WhatsApp template (template_binding_required).",
-    "Files: images up to 5 MB (JPEG, PNG), audio and video up to 16 MB, documents up to 100 MB (16 MB through Twilio); no caption on audio or stickers (attachment_too_large, caption_not_allowed).",
+    "Files: images up to 5 MB (JPEG, PNG), audio and video up to 16 MB, documents up to 100 MB (16 MB through Twilio, and only PDF, Word, PowerPoint PPTX or Excel XLSX); no caption on audio or stickers, nor on documents through Twilio (attachment_too_large, attachment_type_not_allowed, caption_not_allowed).",
   ],
   viber: [
     "Only users subscribed to the bot, or who wrote to it, can be messaged (not_subscribed, welcome_only).",
