@@ -281,10 +281,20 @@ async def test_bad_queries_are_422(api: Api) -> None:
         ("conversation=abc", "conversation"),
         ("from=2026-03-02T10:00:00Z&to=2026-03-02T09:00:00Z", "to"),
         ("limit=1000", "limit"),
+        ("from=0001-01-01T00:00:00%2B05:00", "from"),  # in UTC, before year 1
+        ("to=9999-12-31T23:00:00-05:00", "to"),  # in UTC, after year 9999
     ):
         response = await admin.get(f"/api/v1/audit?{query}")
         assert response.status == 422, query
         assert (await response.json())["error"]["field"] == field
+
+
+async def test_exports_refuse_a_date_out_of_range_before_they_start(api: Api) -> None:
+    admin = await _admin(api)
+    for path in ("/api/v1/audit.csv", "/api/v1/audit.jsonl"):
+        response = await admin.get(f"{path}?from=0001-01-01T00:00:00%2B05:00")
+        assert response.status == 422, path
+        assert (await response.json())["error"]["field"] == "from"
 
 
 async def test_only_admins_read_it(api: Api) -> None:
