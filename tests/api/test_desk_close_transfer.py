@@ -98,6 +98,22 @@ async def test_a_supervisor_who_is_not_taking_part_closes_it_for_everyone(api: A
     assert (view["state"], view["participants"]) == ("closed", [])
 
 
+async def test_a_colleague_invited_back_after_closing_is_no_closed_part_when_they_leave(api: Api) -> None:
+    alice, bob = await api.agent("alice"), await api.agent("bob")
+    sue = await api.agent("sue", role="supervisor")
+    conversation_id = await owned_with_guests(api, alice, bob)
+    assert closed_parts(await close(bob, conversation_id, "spam")) == {bob.id: "spam"}
+    view = await alice.json("POST", f"/api/v1/conversations/{conversation_id}/invite", {"agent": bob.id})
+    assert present(view) == {alice.id: "owner", bob.id: "invited"}
+    assert closed_parts(view) == {}
+    # this time bob leaves without closing: his earlier status is not his part's any more
+    view = await bob.json("POST", f"/api/v1/conversations/{conversation_id}/leave")
+    assert closed_parts(view) == {}
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/invite", {"agent": bob.id})
+    view = await close(sue, conversation_id)  # closed for everyone: nobody closed a part of their own
+    assert (view["state"], closed_parts(view)) == ("closed", {})
+
+
 async def test_a_participants_close_without_a_status_changes_nothing(api: Api) -> None:
     alice, bob = await api.agent("alice"), await api.agent("bob")
     conversation_id = await owned_with_guests(api, alice, bob)
