@@ -167,6 +167,29 @@ async def test_template_edits_are_recorded_with_before_and_after(api: Api) -> No
     assert {i["target"] for i in items} == {"template:greeting"}
 
 
+async def test_article_edits_are_recorded_with_before_and_after(api: Api) -> None:
+    admin = await _admin(api)
+    made = await admin.json(
+        "POST", "/api/v1/articles", {"title": "Returns", "body": "Send it back.", "tags": ["post"]}, status=201
+    )
+    await admin.json("PUT", f"/api/v1/articles/{made['id']}", {"body": "Send it back within 30 days."})
+    await admin.json("DELETE", f"/api/v1/articles/{made['id']}", status=204)
+
+    items = await entries(api, "&action=article.")
+
+    created, updated, deleted = reversed(items)
+    assert (created["action"], created["before"], created["after"]["title"]) == ("article.created", None, "Returns")
+    assert (updated["action"], updated["before"]["body"], updated["after"]["body"]) == (
+        "article.updated",
+        "Send it back.",
+        "Send it back within 30 days.",
+    )
+    assert (updated["before"]["version"], updated["after"]["version"]) == (1, 2)
+    assert (deleted["action"], deleted["before"]["version"], deleted["after"]) == ("article.deleted", 2, None)
+    assert {i["target"] for i in items} == {f"article:{made['id']}"}
+    assert {i["actor"] for i in items} == {"auditor"}
+
+
 async def test_the_command_line_is_recorded_as_cli(api: Api) -> None:
     hub = api.app[HUB]
     parts = Parts(settings=hub.settings, store=hub.store, bus=hub.bus, clock=hub.clock)
