@@ -14,6 +14,7 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+from hub.audit import record
 from hub.errors import Conflict, Forbidden, Invalid, NotFound
 from hub.events import AttachmentChanged
 from hub.media import BlobStore, BlobTooLarge, ImageRefused, describe_stored_image, types_disagree
@@ -257,7 +258,7 @@ async def sweep_media(hub: HubParts, blobs: BlobStore) -> int:
 
 async def delete_contact_media(hub: HubParts, blobs: BlobStore, actor: Principal, contact_id: int) -> dict[str, int]:
     """An admin deletes a contact's data: the media of every conversation of their identities goes (rows
-    keep their place, without facts; blobs go once nothing names them). Logged for the audit trail."""
+    keep their place, without facts; blobs go once nothing names them). Recorded in the audit log."""
     require_role(actor, Role.ADMIN)
     if await get_contact(hub.store, contact_id) is None:
         raise NotFound("not_found", f"no contact {contact_id}")
@@ -269,7 +270,11 @@ async def delete_contact_media(hub: HubParts, blobs: BlobStore, actor: Principal
         removed,
         extra={"audit": "contact.data_deleted", "contact_id": contact_id, "by": actor.id},
     )
-    return {"attachments": count, "blobs": removed}
+    outcome = {"attachments": count, "blobs": removed}
+    await record(
+        hub.store, "contact.data_deleted", actor=actor, at=hub.clock(), target=f"contact:{contact_id}", after=outcome
+    )
+    return outcome
 
 
 def may_upload(actor: Principal) -> None:

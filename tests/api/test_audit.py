@@ -239,6 +239,18 @@ async def test_deleting_a_contact_is_recorded_without_its_data(api: Api) -> None
     assert "+420600000009" not in json.dumps(items)
 
 
+async def test_deleting_a_contacts_data_is_recorded(api: Api) -> None:
+    admin = await _admin(api)
+    contact = await admin.json("POST", "/api/v1/contacts", {"name": "Jane Private"}, 201)
+    await admin.json("DELETE", f"/api/v1/contacts/{contact['id']}/data")
+
+    [deleted] = await entries(api, "&action=contact.data_deleted")
+
+    assert (deleted["actor"], deleted["target"]) == ("auditor", f"contact:{contact['id']}")
+    assert deleted["after"] == {"attachments": 0, "blobs": 0}
+    assert "Jane" not in json.dumps(deleted)
+
+
 async def test_ticket_changes_are_recorded_without_their_text(api: Api) -> None:
     ana = await api.agent("ana", ready=True)
     conversation_id = await api.customer_writes()
