@@ -226,6 +226,15 @@ async def test_agent_and_queue_changes_are_recorded(api: Api) -> None:
     assert (members["target"], members["after"]["members"]) == ("queue:sales", [admin.id])
 
 
+async def test_allowing_transfer_back_is_recorded_as_a_queue_change(api: Api) -> None:
+    admin = await _admin(api)
+    await admin.json("PUT", "/api/v1/queues/support", {"transfer_back": True})
+
+    [updated] = await entries(api, "&action=queue.updated")
+
+    assert (updated["before"]["transfer_back"], updated["after"]["transfer_back"]) == (False, True)
+
+
 async def test_deleting_a_contact_is_recorded_without_its_data(api: Api) -> None:
     admin = await _admin(api)
     contact = await admin.json("POST", "/api/v1/contacts", {"name": "Jane Private", "phone": "+420600000009"}, 201)
