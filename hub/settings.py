@@ -335,7 +335,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         demo=demo,
         media=_media(raw),
         rooms=rooms_settings(_table(raw, "rooms")),
-        metrics=_metrics(raw),
+        metrics=_metrics(raw, server),
         audit=_audit(raw),
         bots=bots,
         queue_hours=queue_hours,
@@ -369,7 +369,7 @@ def _media(raw: Mapping[str, Any]) -> MediaSettings:
     return media
 
 
-def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
+def _metrics(raw: Mapping[str, Any], server: ServerSettings) -> MetricsSettings:
     table = _table(raw, "metrics")
     _only(table, "metrics", {"token", "port", "host"})
     token = table.get("token")
@@ -379,6 +379,9 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError("metrics.port", f"{port} is not a TCP port")
     host = _str(table, "metrics", "host", "127.0.0.1")
+    wildcards = {"", "0.0.0.0", "::"}  # noqa: S104 -- compared with, not bound: every address clashes
+    if port and port == server.port and (host == server.host or {host, server.host} & wildcards):
+        raise ConfigError("metrics.port", f"{port} is server.port on the same address: give the metrics another port")
     return MetricsSettings(token=token, port=port, host=host)
 
 
