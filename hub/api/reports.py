@@ -128,11 +128,17 @@ async def _items(request: web.Request, kind: ReportKind) -> list[dict[str, Any]]
     return await report_usecases.report(hub_of(request), await actor(request), query)
 
 
+# text a spreadsheet would run as a formula starts with one of these (as in the audit log's CSV)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return ";".join(f"{k}={v}" for k, v in value.items())
+        value = ";".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # an agent's or a queue's name is text, never a formula
     return "" if value is None else value
 
 
