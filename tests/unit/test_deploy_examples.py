@@ -78,3 +78,18 @@ def test_behind_the_shipped_proxies_the_hub_trusts_them_and_they_forward_the_cli
     config = KUBERNETES / "channelhub.toml"
     settings = load_settings(config, dict.fromkeys(_env_references(config), "x"))
     assert settings.server.trusted_proxies  # the Ingress controller's network
+
+
+def test_on_kubernetes_metrics_have_a_port_of_their_own_that_prometheus_is_told_of() -> None:
+    config = KUBERNETES / "channelhub.toml"
+    settings = load_settings(config, dict.fromkeys(_env_references(config), "x"))
+    port = settings.metrics.port
+    assert port is not None  # else /metrics answers loopback clients only
+    assert port != settings.server.port
+    assert settings.metrics.host == "0.0.0.0"  # noqa: S104 - Prometheus scrapes from another pod
+    deployment = (KUBERNETES / "deployment.yaml").read_text(encoding="utf-8")
+    assert re.search(rf"\{{name: metrics, containerPort: {port}\}}", deployment)
+    assert 'prometheus.io/scrape: "true"' in deployment
+    assert f'prometheus.io/port: "{port}"' in deployment
+    service = (KUBERNETES / "service.yaml").read_text(encoding="utf-8")
+    assert re.search(r"\{name: metrics, port: \d+, targetPort: metrics\}", service)
