@@ -8,6 +8,7 @@ they are its only member.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.api.conftest import AgentHandle, Api, MakeApi
@@ -195,3 +196,18 @@ async def test_transfer_back_is_only_for_the_only_member(make_api: MakeApi) -> N
     api.clock.advance(60)
     view = await alice.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "solo"})
     assert (view["state"], view["offered_to"]) == ("waiting", None)
+
+
+ROUTING_DOCS = Path(__file__).resolve().parents[2] / "docs" / "agents-and-routing.md"
+
+
+async def test_allowing_transfer_back_is_an_admins_setting_as_the_docs_say(api: Api) -> None:
+    supervisor = await api.agent("sue", role="supervisor")
+    refused = await supervisor.put("/api/v1/queues/support", {"transfer_back": True})
+    assert refused.status == 403
+    admin = await api.agent("ada", role="admin")
+    assert (await admin.json("PUT", "/api/v1/queues/support", {"transfer_back": True}))["transfer_back"] is True
+    docs = ROUTING_DOCS.read_text(encoding="utf-8")
+    [allowing] = [part for part in docs.split("\n- ") if "transfer_back = true" in part]
+    assert "An admin can allow" in " ".join(allowing.split())
+    assert "supervisor can allow" not in " ".join(allowing.split())
