@@ -348,3 +348,15 @@ def test_an_unknown_tag_offers_only_the_tags_still_valid() -> None:
     assert isinstance(decision, Refused)
     assert decision.rule == Rule.TAG_UNKNOWN
     assert "HUMAN_AGENT" not in _tag_names(decision)
+
+
+def test_messenger_window_closed_after_the_human_agent_week_suggests_only_what_it_offers() -> None:
+    decision = decide(MESSENGER, Draft(text="hi"), LAST + WEEK + 2 * DAY, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.rule is Rule.WINDOW_CLOSED
+    tags = [a.name for a in decision.alternatives if a.kind == "tag"]
+    assert "HUMAN_AGENT" not in tags
+    assert tags  # the tags without a time limit
+    assert all(tag in decision.message for tag in tags)
+    assert "HUMAN_AGENT for a person's reply" not in decision.message
+    assert "HUMAN_AGENT tag's 7 days ended 2 days ago" in decision.message
