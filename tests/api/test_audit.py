@@ -22,6 +22,7 @@ from hub.templates import TemplateDraft
 from hub.usecases import Parts, Principal
 from hub.usecases import templates as template_usecases
 from tests.api.conftest import Api, MakeApi
+from tests.api.test_desk_close_transfer import close, owned_with_guests
 
 SIMPLE = {"name": "greeting", "body": "Hello {{ name }}!", "variables": {"name": "Ann"}}
 
@@ -429,3 +430,18 @@ async def test_a_running_hub_sweeps_old_entries_itself(make_api: MakeApi) -> Non
         await asyncio.sleep(0.02)
     assert sum(k.swept for k in keepers) == 1
     assert "system.ancient" not in [i["action"] for i in await entries(second)]
+
+
+async def test_closing_only_ones_part_is_audited_apart_from_closing_the_conversation(api: Api) -> None:
+    alice, bob = await api.agent("alice"), await api.agent("bob")
+    conversation_id = await owned_with_guests(api, alice, bob)
+    await close(bob, conversation_id, "spam")  # alice goes on with the customer
+
+    [part] = await entries(api, "&action=conversation.part_closed")
+    assert (part["actor"], part["target"]) == ("bob", f"conversation:{conversation_id}")
+    assert (part["after"]["state"], part["after"]["owner"]) == ("active", alice.id)
+    assert await entries(api, "&action=conversation.closed") == []
+
+    await close(alice, conversation_id)
+    [closed] = await entries(api, "&action=conversation.closed")
+    assert (closed["actor"], closed["after"]["state"]) == ("alice", "closed")
