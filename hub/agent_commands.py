@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+from hub.audit import record
 from hub.bootstrap import build_store
 from hub.bus import BusEvent, EventBus
 from hub.cli import add_config_argument, settings_from_args
@@ -185,7 +186,7 @@ async def create(
     store = build_store(settings)
     try:
         await store.migrate()
-        return await create_agent(
+        agent = await create_agent(
             store,
             login=login,
             password=password,
@@ -195,6 +196,17 @@ async def create(
             capacity=capacity,
             queues=queues,
         )
+        # recorded as the admin API's use case records it; not through it, as --queue may name a queue of the
+        # configuration file that reaches the database only when the hub starts
+        await record(
+            store,
+            "agent.created",
+            actor=Principal.operator(),
+            at=datetime.now(UTC),
+            target=f"agent:{agent.login}",
+            after={"role": agent.role.value, "capacity": agent.capacity, "queues": sorted(agent.queues)},
+        )
+        return agent
     finally:
         await store.close()
 

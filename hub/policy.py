@@ -485,6 +485,20 @@ def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
     return tags
 
 
+def _tags_still_open(last: datetime, now: datetime) -> str:
+    """What a window_closed refusal suggests: the same tags its alternatives offer (HUMAN_AGENT only while its
+    own 7 days last)."""
+    human = MESSENGER_TAGS["HUMAN_AGENT"]
+    assert human is not None
+    if _is_open(last, human, now):
+        return "send with an allowed message tag (HUMAN_AGENT for a person's reply within 7 days)"
+    others = ", ".join(t.tag for t in _valid_tags(last, now))
+    ended = f"the HUMAN_AGENT tag's {human.days} days ended {_ago(now - (last + human))}"
+    if not others:
+        return f"{ended}; wait for the customer to write"
+    return f"{ended}; send with a message tag that still applies ({others}) or wait for the customer to write"
+
+
 def _tag_alternatives(last: datetime, now: datetime, templates: Iterable[TemplateOption]) -> tuple[Alternative, ...]:
     valid = _valid_tags(last, now)
     names = {t.tag for t in valid}
@@ -502,10 +516,8 @@ def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Seq
     if draft.tag is None:
         return Refused(
             rule=Rule.WINDOW_CLOSED,
-            message=(
-                f"the 24-hour standard messaging window closed {_ago(now - window_end)}: "
-                "send with an allowed message tag (HUMAN_AGENT for a person's reply within 7 days)"
-            ),
+            message=f"the 24-hour standard messaging window closed {_ago(now - window_end)}: "
+            + _tags_still_open(last, now),
             window_closed_at=window_end,
             alternatives=_tag_alternatives(last, now, templates),
         )

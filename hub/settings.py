@@ -17,6 +17,7 @@ Environment overrides:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -54,6 +55,8 @@ class ServerSettings:
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout: float = 10.0
     read_timeout: float = 30.0  # a request body (or the next request's headers) may pause this long
+    #: reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed (hub/api/proxies.py)
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -288,6 +291,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     server = _section(raw, "server", ServerSettings)
     if not server.read_timeout > 0:
         raise ConfigError("server.read_timeout", "must be greater than 0")
+    server = replace(server, trusted_proxies=_trusted_proxies(server.trusted_proxies))
     database = _table(raw, "database")
     _only(database, "database", {"url", "pool_size"})
     database_url = _str(database, "database", "url", "sqlite:///channelhub.db")
@@ -335,7 +339,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         demo=demo,
         media=_media(raw),
         rooms=rooms_settings(_table(raw, "rooms")),
-        metrics=_metrics(raw),
+        metrics=_metrics(raw, server),
         audit=_audit(raw),
         bots=bots,
         queue_hours=queue_hours,
@@ -369,7 +373,7 @@ def _media(raw: Mapping[str, Any]) -> MediaSettings:
     return media
 
 
-def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
+def _metrics(raw: Mapping[str, Any], server: ServerSettings) -> MetricsSettings:
     table = _table(raw, "metrics")
     _only(table, "metrics", {"token", "port", "host"})
     token = table.get("token")
@@ -379,7 +383,26 @@ def _metrics(raw: Mapping[str, Any]) -> MetricsSettings:
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError("metrics.port", f"{port} is not a TCP port")
     host = _str(table, "metrics", "host", "127.0.0.1")
+    wildcards = {"", "0.0.0.0", "::"}  # noqa: S104 -- compared with, not bound: every address clashes
+    if port and port == server.port and (host == server.host or {host, server.host} & wildcards):
+        raise ConfigError("metrics.port", f"{port} is server.port on the same address: give the metrics another port")
     return MetricsSettings(token=token, port=port, host=host)
+
+
+def _trusted_proxies(value: Any) -> tuple[str, ...]:
+    """A list of addresses or CIDR networks (a comma-separated string from the environment), normalised."""
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, list | tuple) or not all(isinstance(e, str) for e in entries):
+        raise ConfigError("server.trusted_proxies", "must be a list of addresses or CIDR networks")
+    networks = []
+    for entry in (e.strip() for e in entries):
+        if not entry:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ConfigError("server.trusted_proxies", f"{entry!r} is not an address or a CIDR network") from None
+    return tuple(networks)
 
 
 def _audit(raw: Mapping[str, Any]) -> AuditSettings:

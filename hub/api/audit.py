@@ -85,9 +85,10 @@ def _when(request: web.Request, name: str) -> datetime | None:
         return None
     try:
         when = datetime.fromisoformat(value)
-    except ValueError:
+        # in UTC, as the store compares it: year 1 or 9999 with an offset may not fit
+        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise ApiError(422, "invalid_query", f"'{name}' must be an ISO 8601 date or time", field=name) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _filters(request: web.Request) -> AuditFilter:

@@ -159,17 +159,15 @@ AGENT = schema(
             },
         },
     ),
-    errors=(400, 401, 429),
+    errors=(400, 401, 422, 429),
     tag="auth",
     auth=False,
 )
 async def login(request: web.Request) -> web.Response:
     """Password login: a bearer token in the body and the console session as a cookie."""
     body = await json_body(request)
-    login_name = body.get("login")
-    password = body.get("password")
-    if not isinstance(login_name, str) or not isinstance(password, str) or not login_name or not password:
-        raise ApiError(401, "invalid_credentials", "wrong login or password")
+    # a malformed request is 422 naming the field, not a wrong guess (and not counted as one)
+    login_name, password = required_str(body, "login"), required_str(body, "password")
     store = request.app[STORE]
     limiter = request.app[LOGIN_LIMITER]
     try:

@@ -1,7 +1,7 @@
 """The agent's side-panel layout: ``GET|PUT /api/v1/me/layout`` ``{"widgets": [...]}`` (ADR 0030).
 
 ``widgets`` lists the ids of the widgets shown beside the message widget, in order; a widget not listed
-is hidden. ``null`` (GET only): never saved, the console shows its default layout.
+is hidden. ``null``: never saved (GET), or back to the default (PUT): the console shows its default layout.
 """
 
 from __future__ import annotations
@@ -62,12 +62,13 @@ async def get_layout(request: web.Request) -> web.Response:
 @documented(
     "Save my side-panel widget layout",
     description="`widgets`: the ids of the widgets to show, in order (an empty list hides them all; the message "
-    f"widget is always shown). At most {MAX_WIDGETS}, each once.",
+    f"widget is always shown). At most {MAX_WIDGETS}, each once. `null` forgets the saved layout: the console "
+    "shows its default again.",
     body={
         "type": "object",
         "required": ["widgets"],
         "additionalProperties": False,
-        "properties": {"widgets": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_WIDGETS}},
+        "properties": {"widgets": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": MAX_WIDGETS}},
     },
     ok=(200, LAYOUT),
     errors=(400, 401, 422),
@@ -77,9 +78,11 @@ async def put_layout(request: web.Request) -> web.Response:
     by = await actor(request)
     body = await json_body(request)
     only_fields(body, ("widgets",))
-    widgets = body.get("widgets")
-    if not isinstance(widgets, list) or not all(isinstance(w, str) for w in widgets):
-        raise ApiError(422, "invalid_field", "'widgets' must be a list of widget ids", field="widgets")
+    if "widgets" not in body:
+        raise ApiError(422, "invalid_field", "'widgets' is required: a list of widget ids, or null", field="widgets")
+    widgets = body["widgets"]
+    if widgets is not None and (not isinstance(widgets, list) or not all(isinstance(w, str) for w in widgets)):
+        raise ApiError(422, "invalid_field", "'widgets' must be a list of widget ids, or null", field="widgets")
     return json_ok(_layout_json(await set_my_layout(hub_of(request), by, widgets)))
 
 

@@ -112,8 +112,9 @@ async def metrics(request: web.Request) -> web.Response:
 async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
     """Serve ``/metrics`` on ``[metrics] host``:``port`` while the server runs (after the hub has started)."""
     settings = app[HUB].settings.metrics
-    side = web.Application()
+    side = web.Application(middlewares=[observe_middleware])  # a request id and a latency here too
     side[HUB] = app[HUB]
+    side.on_response_prepare.append(_stamp_request_id)
     side.router.add_get("/metrics", metrics)
     runner = web.AppRunner(side, access_log=None)
     await runner.setup()

@@ -361,7 +361,8 @@ async def post_reply(request: web.Request) -> web.Response:
         "type": "object",
         "required": ["identity"],
         "properties": {
-            **SEND_PROPERTIES,
+            # quick replies go in replies only: a new message takes no buttons
+            **{name: value for name, value in SEND_PROPERTIES.items() if name != "buttons"},
             "identity": {"type": "integer"},
             "mode": {"enum": ["chat", "close"]},
             "status": {"type": "string"},

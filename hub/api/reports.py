@@ -100,9 +100,10 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     try:
         # an unescaped "+" in a query string arrives as a space: only the date may be followed by one
         value = datetime.fromisoformat(raw[:11] + raw[11:].replace(" ", "+"))
-    except ValueError:
+        # year 1 or 9999 with an offset may not fit in UTC
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise invalid(name, f"{name!r} must be an ISO 8601 date or date-time", code="invalid_date") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _query(request: web.Request, kind: ReportKind) -> ReportQuery:
@@ -112,7 +113,12 @@ def _query(request: web.Request, kind: ReportKind) -> ReportQuery:
     except ValueError:
         raise invalid("bucket", "'bucket' must be 'hour' or 'day'", code="invalid_bucket") from None
     end = _instant(request, "to") or hub_of(request).clock()
-    start = _instant(request, "from") or end - timedelta(days=DEFAULT_DAYS)
+    try:
+        start = _instant(request, "from") or end - timedelta(days=DEFAULT_DAYS)
+    except OverflowError:  # the default 'from' would be before year 1
+        raise invalid(
+            "to", "'to' is too early: the default 'from', seven days before it, is before year 1", code="invalid_date"
+        ) from None
     queue = request.query.get("queue") or None
     return ReportQuery(kind=kind, start=start, end=end, bucket=bucket, queue=queue)
 
@@ -122,11 +128,17 @@ async def _items(request: web.Request, kind: ReportKind) -> list[dict[str, Any]]
     return await report_usecases.report(hub_of(request), await actor(request), query)
 
 
+# text a spreadsheet would run as a formula starts with one of these (as in the audit log's CSV)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return ";".join(f"{k}={v}" for k, v in value.items())
+        value = ";".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # an agent's or a queue's name is text, never a formula
     return "" if value is None else value
 
 

@@ -17,7 +17,8 @@ from datetime import datetime
 
 from aiohttp import WSMsgType, web
 
-from hub.api._fields import json_ok, path_id
+from hub.api._body import json_body
+from hub.api._fields import json_ok, only_fields, path_id
 from hub.api._hub import actor, hub_of
 from hub.api._origin import origin_allowed
 from hub.api.auth import SESSION_COOKIE, authenticated
@@ -91,13 +92,16 @@ ROOM = schema(
 @documented(
     "Create a co-browsing video room",
     description="Needs act access on the conversation. The customer is sent the room's link as a reply, under "
-    "the same outbound rules as any reply; a refusal is reported in `warnings` and the room is made anyway.",
+    "the same outbound rules as any reply; a refusal is reported in `warnings` and the room is made anyway. "
+    "The body is empty or `{}`: a field is 422 `unknown_field`, as on every route.",
+    body={"type": "object", "additionalProperties": False, "properties": {}},
     ok=(201, ROOM),
-    errors=(400, 403, 404),
+    errors=(400, 403, 404, 422),
     tag="rooms",
 )
 async def rooms_create(request: web.Request) -> web.Response:
     principal = await actor(request)
+    only_fields(await json_body(request, allow_empty=True), ())
     opened = await room_usecases.create(hub_of(request), principal, path_id(request))
     return json_ok(opened.to_json(), status=201)
 

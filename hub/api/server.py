@@ -22,6 +22,7 @@ from hub.api.errors import error_middleware
 from hub.api.extensions import EXTENSIONS
 from hub.api.keys import ADAPTERS, BUS, CLOCK, HTTP, HUB, INGESTOR, NOTIFIER, OUTBOX, ROUTER, SETTINGS, STORE
 from hub.api.observe import observe_middleware
+from hub.api.proxies import parse_networks, trusted_proxies_middleware
 from hub.app import Hub
 from hub.bootstrap import build_hub
 from hub.registry import emulator_contexts, webhook_setups
@@ -46,7 +47,13 @@ def create_app(
         hub = build_hub(settings, store=store, clock=clock, http=http)
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[observe_middleware, error_middleware, read_timeout_middleware(settings.server.read_timeout)],
+        middlewares=[
+            observe_middleware,
+            # before anything reads request.remote: the client's address behind [server] trusted_proxies
+            trusted_proxies_middleware(parse_networks(settings.server.trusted_proxies)),
+            error_middleware,
+            read_timeout_middleware(settings.server.read_timeout),
+        ],
     )
     app[HUB] = hub
     # views of the hub's parts, for the handlers and tests that use them

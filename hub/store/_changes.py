@@ -189,16 +189,10 @@ def withdrawn_event(conversation_id: int, agent_id: int, reason: str) -> BusEven
 async def join(
     connection: AsyncConnection, dialect: str, conversation_id: int, agent_id: int, role: str, now: datetime
 ) -> None:
-    stmt = upsert(
-        dialect,
-        participants,
-        {"conversation_id": conversation_id, "agent_id": agent_id, "role": role, "joined_at": now, "left_at": None},
-    )
-    await connection.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["conversation_id", "agent_id"], set_={"role": role, "joined_at": now, "left_at": None}
-        )
-    )
+    # a new part: the status of a part the agent closed before is not this one's (ADR 0030)
+    fresh = {"role": role, "joined_at": now, "left_at": None, "status_id": None}
+    stmt = upsert(dialect, participants, {"conversation_id": conversation_id, "agent_id": agent_id, **fresh})
+    await connection.execute(stmt.on_conflict_do_update(index_elements=["conversation_id", "agent_id"], set_=fresh))
 
 
 async def is_active(connection: AsyncConnection, dialect: str, agent_id: int) -> bool:

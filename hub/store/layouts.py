@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from hub.store._db import Store, upsert
 from hub.store.tables import agent_layouts
 
-__all__ = ["SavedLayout", "load_layout", "save_layout"]
+__all__ = ["SavedLayout", "forget_layout", "load_layout", "save_layout"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,3 +46,9 @@ async def save_layout(store: Store, agent_id: int, widgets: Sequence[str], now: 
             )
         )
     return SavedLayout(widgets=tuple(widgets), updated_at=now)
+
+
+async def forget_layout(store: Store, agent_id: int) -> None:
+    """Delete the agent's saved layout: the console shows its default again."""
+    async with store.write() as connection:
+        await connection.execute(delete(agent_layouts).where(agent_layouts.c.agent_id == agent_id))

@@ -1,8 +1,9 @@
 """Knowledge articles: admins write them, agents search and read those of their queues.
 
 An article with no queues is for everyone. Supervisors and admins read every article. Writing
-(create, edit, delete, preview) is admin work. The Markdown is rendered and sanitised once, when
-a version is saved (off the event loop: a long body is CPU work), and stored with the version.
+(create, edit, delete, preview) is admin work, recorded in the audit log with the article before and
+after. The Markdown is rendered and sanitised once, when a version is saved (off the event loop: a long
+body is CPU work), and stored with the version.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from hub.articles import Article, ArticleDraft, ArticleNotFound, ArticleVersion, render_markdown
+from hub.audit import record
 from hub.errors import Invalid, NotFound
 from hub.model import Role
 from hub.store.articles import (
@@ -46,6 +48,33 @@ async def _known_queues(hub: HubParts, draft: ArticleDraft) -> None:
         raise Invalid("unknown_queue", f"no queue {missing[0]!r}", field="queues")
 
 
+async def _audit(
+    hub: HubParts, actor: Principal, action: str, article_id: int, before: Article | None, after: Article | None
+) -> None:
+    """The article's content before and after, in the audit log (as a template's)."""
+
+    def content(article: Article | None) -> dict[str, Any] | None:
+        if article is None:
+            return None
+        return {
+            "version": article.version,
+            "title": article.title,
+            "body": article.body,
+            "tags": list(article.tags),
+            "queues": list(article.queues),
+        }
+
+    await record(
+        hub.store,
+        action,
+        actor=actor,
+        at=hub.clock(),
+        target=f"article:{article_id}",
+        before=content(before),
+        after=content(after),
+    )
+
+
 async def preview(hub: HubParts, actor: Principal, body: str) -> str:
     """The Markdown as the article would show it (sanitised HTML); nothing is saved."""
     require_role(actor, Role.ADMIN)
@@ -57,7 +86,9 @@ async def create(hub: HubParts, actor: Principal, draft: ArticleDraft) -> Articl
     require_role(actor, Role.ADMIN)
     await _known_queues(hub, draft)
     html = await asyncio.to_thread(render_markdown, draft.body)
-    return await create_article(hub.store, draft, html, now=hub.clock(), created_by=actor.id)
+    article = await create_article(hub.store, draft, html, now=hub.clock(), created_by=actor.id)
+    await _audit(hub, actor, "article.created", article.id, None, article)
+    return article
 
 
 async def save(hub: HubParts, actor: Principal, article_id: int, changes: Mapping[str, Any]) -> Article:
@@ -73,18 +104,22 @@ async def save(hub: HubParts, actor: Principal, article_id: int, changes: Mappin
     await _known_queues(hub, draft)
     html = await asyncio.to_thread(render_markdown, draft.body)
     try:
-        return await update_article(hub.store, article_id, draft, html, now=hub.clock(), created_by=actor.id)
+        saved = await update_article(hub.store, article_id, draft, html, now=hub.clock(), created_by=actor.id)
     except ArticleNotFound:  # deleted meanwhile
         raise _no_article(article_id) from None
+    await _audit(hub, actor, "article.updated", article_id, current, saved)
+    return saved
 
 
 async def delete(hub: HubParts, actor: Principal, article_id: int) -> None:
     """The article and its history."""
     require_role(actor, Role.ADMIN)
     try:
+        current = await get_article(hub.store, article_id)
         await delete_article(hub.store, article_id)
     except ArticleNotFound:
         raise _no_article(article_id) from None
+    await _audit(hub, actor, "article.deleted", article_id, current, None)
 
 
 async def show(hub: HubParts, actor: Principal, article_id: int) -> Article:

@@ -16,7 +16,7 @@ from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, Refusal
 from hub.events import ConversationUpdated, unwrapped
-from hub.model import Conversation
+from hub.model import Conversation, ConversationState
 from hub.store import lost_to_a_concurrent_change
 from hub.store.agents import find_agent_by_login
 from hub.store.conversations import conversation_view
@@ -210,8 +210,10 @@ async def invite_to(hub: HubParts, actor: Principal, conversation_id: int, targe
 
 
 async def close(hub: HubParts, actor: Principal, conversation_id: int, status: str | None) -> Changed:
-    """Close with a status from the queue's allowed set."""
+    """Close with a status from the queue's allowed set. One of several participants closes only their part
+    (the others go on): audited as ``conversation.part_closed``, not ``conversation.closed``."""
     conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
     now, me = hub.clock(), actor.agent_id()
     change = await _run(lambda: close_conversation(hub.store, conversation.id, me, status or None, now=now))
-    return await _done(hub, actor, "closed", conversation, change, sweep=True)
+    action = "closed" if change.conversation.state is ConversationState.CLOSED else "part_closed"
+    return await _done(hub, actor, action, conversation, change, sweep=True)

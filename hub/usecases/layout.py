@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hub.errors import Invalid
-from hub.store.layouts import load_layout, save_layout
+from hub.store.layouts import forget_layout, load_layout, save_layout
 from hub.usecases._parts import HubParts
 from hub.usecases.principal import Principal
 
@@ -40,11 +40,15 @@ async def my_layout(hub: HubParts, actor: Principal) -> Layout:
     return Layout(widgets=saved.widgets, updated_at=saved.updated_at)
 
 
-async def set_my_layout(hub: HubParts, actor: Principal, widgets: Sequence[str]) -> Layout:
-    """Save the widgets the actor's side panel shows, in order (an empty list hides them all).
+async def set_my_layout(hub: HubParts, actor: Principal, widgets: Sequence[str] | None) -> Layout:
+    """Save the widgets the actor's side panel shows, in order (an empty list hides them all); None forgets the
+    saved layout, so the console shows its default again.
 
     Invalid ``invalid_widget`` for a malformed id, ``duplicate_widget`` for one named twice,
     ``too_many_widgets`` past ``MAX_WIDGETS``; nothing is saved then."""
+    if widgets is None:
+        await forget_layout(hub.store, actor.agent_id())
+        return Layout(widgets=None, updated_at=None)
     if len(widgets) > MAX_WIDGETS:
         raise Invalid("too_many_widgets", f"at most {MAX_WIDGETS} widgets", field="widgets")
     seen: set[str] = set()

@@ -44,6 +44,7 @@ def _audited(queue: Queue) -> dict[str, Any]:
         "offer_timeout": queue.offer_timeout,
         "statuses": list(queue.statuses),
         "url_template": queue.url_template,
+        "transfer_back": queue.transfer_back,
     }
 
 

@@ -3,7 +3,7 @@
 Use them in your own tests (they run on SQLite and PostgreSQL through the
 parametrised ``database_url`` fixture):
 
-``api`` -- ``await make_api()``; ``make_api(extra_toml="", *, fake_adapter=False) -> Api``
+``api`` -- ``await make_api()``; ``make_api(extra_toml="", *, fake_adapter=False, clock=None, env=None) -> Api``
     builds ``create_app`` with ``make_settings(API_CONFIG + extra_toml)`` on the test
     database and a controllable clock, and serves it with ``aiohttp_client``.
     ``API_CONFIG`` adds the WhatsApp (Twilio) account ``wa-test`` (queue ``support``,
@@ -215,8 +215,14 @@ async def make_api(
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> MakeApi:
-    async def make(extra_toml: str = "", *, fake_adapter: bool = False, clock: Clock | None = None) -> Api:
-        settings = make_settings(API_CONFIG + extra_toml, database_url=database_url)
+    async def make(
+        extra_toml: str = "",
+        *,
+        fake_adapter: bool = False,
+        clock: Clock | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Api:
+        settings = make_settings(API_CONFIG + extra_toml, env=env, database_url=database_url)
         factories = adapter_factories()
         for account in settings.accounts:
             if fake_adapter or account.adapter_name not in factories:

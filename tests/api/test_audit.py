@@ -22,6 +22,7 @@ from hub.templates import TemplateDraft
 from hub.usecases import Parts, Principal
 from hub.usecases import templates as template_usecases
 from tests.api.conftest import Api, MakeApi
+from tests.api.test_desk_close_transfer import close, owned_with_guests
 
 SIMPLE = {"name": "greeting", "body": "Hello {{ name }}!", "variables": {"name": "Ann"}}
 
@@ -167,6 +168,29 @@ async def test_template_edits_are_recorded_with_before_and_after(api: Api) -> No
     assert {i["target"] for i in items} == {"template:greeting"}
 
 
+async def test_article_edits_are_recorded_with_before_and_after(api: Api) -> None:
+    admin = await _admin(api)
+    made = await admin.json(
+        "POST", "/api/v1/articles", {"title": "Returns", "body": "Send it back.", "tags": ["post"]}, status=201
+    )
+    await admin.json("PUT", f"/api/v1/articles/{made['id']}", {"body": "Send it back within 30 days."})
+    await admin.json("DELETE", f"/api/v1/articles/{made['id']}", status=204)
+
+    items = await entries(api, "&action=article.")
+
+    created, updated, deleted = reversed(items)
+    assert (created["action"], created["before"], created["after"]["title"]) == ("article.created", None, "Returns")
+    assert (updated["action"], updated["before"]["body"], updated["after"]["body"]) == (
+        "article.updated",
+        "Send it back.",
+        "Send it back within 30 days.",
+    )
+    assert (updated["before"]["version"], updated["after"]["version"]) == (1, 2)
+    assert (deleted["action"], deleted["before"]["version"], deleted["after"]) == ("article.deleted", 2, None)
+    assert {i["target"] for i in items} == {f"article:{made['id']}"}
+    assert {i["actor"] for i in items} == {"auditor"}
+
+
 async def test_the_command_line_is_recorded_as_cli(api: Api) -> None:
     hub = api.app[HUB]
     parts = Parts(settings=hub.settings, store=hub.store, bus=hub.bus, clock=hub.clock)
@@ -203,6 +227,15 @@ async def test_agent_and_queue_changes_are_recorded(api: Api) -> None:
     assert (members["target"], members["after"]["members"]) == ("queue:sales", [admin.id])
 
 
+async def test_allowing_transfer_back_is_recorded_as_a_queue_change(api: Api) -> None:
+    admin = await _admin(api)
+    await admin.json("PUT", "/api/v1/queues/support", {"transfer_back": True})
+
+    [updated] = await entries(api, "&action=queue.updated")
+
+    assert (updated["before"]["transfer_back"], updated["after"]["transfer_back"]) == (False, True)
+
+
 async def test_deleting_a_contact_is_recorded_without_its_data(api: Api) -> None:
     admin = await _admin(api)
     contact = await admin.json("POST", "/api/v1/contacts", {"name": "Jane Private", "phone": "+420600000009"}, 201)
@@ -214,6 +247,18 @@ async def test_deleting_a_contact_is_recorded_without_its_data(api: Api) -> None
     assert items[0]["target"] == f"contact:{contact['id']}"
     assert "Jane" not in json.dumps(items)
     assert "+420600000009" not in json.dumps(items)
+
+
+async def test_deleting_a_contacts_data_is_recorded(api: Api) -> None:
+    admin = await _admin(api)
+    contact = await admin.json("POST", "/api/v1/contacts", {"name": "Jane Private"}, 201)
+    await admin.json("DELETE", f"/api/v1/contacts/{contact['id']}/data")
+
+    [deleted] = await entries(api, "&action=contact.data_deleted")
+
+    assert (deleted["actor"], deleted["target"]) == ("auditor", f"contact:{contact['id']}")
+    assert deleted["after"] == {"attachments": 0, "blobs": 0}
+    assert "Jane" not in json.dumps(deleted)
 
 
 async def test_ticket_changes_are_recorded_without_their_text(api: Api) -> None:
@@ -281,10 +326,20 @@ async def test_bad_queries_are_422(api: Api) -> None:
         ("conversation=abc", "conversation"),
         ("from=2026-03-02T10:00:00Z&to=2026-03-02T09:00:00Z", "to"),
         ("limit=1000", "limit"),
+        ("from=0001-01-01T00:00:00%2B05:00", "from"),  # in UTC, before year 1
+        ("to=9999-12-31T23:00:00-05:00", "to"),  # in UTC, after year 9999
     ):
         response = await admin.get(f"/api/v1/audit?{query}")
         assert response.status == 422, query
         assert (await response.json())["error"]["field"] == field
+
+
+async def test_exports_refuse_a_date_out_of_range_before_they_start(api: Api) -> None:
+    admin = await _admin(api)
+    for path in ("/api/v1/audit.csv", "/api/v1/audit.jsonl"):
+        response = await admin.get(f"{path}?from=0001-01-01T00:00:00%2B05:00")
+        assert response.status == 422, path
+        assert (await response.json())["error"]["field"] == "from"
 
 
 async def test_only_admins_read_it(api: Api) -> None:
@@ -375,3 +430,18 @@ async def test_a_running_hub_sweeps_old_entries_itself(make_api: MakeApi) -> Non
         await asyncio.sleep(0.02)
     assert sum(k.swept for k in keepers) == 1
     assert "system.ancient" not in [i["action"] for i in await entries(second)]
+
+
+async def test_closing_only_ones_part_is_audited_apart_from_closing_the_conversation(api: Api) -> None:
+    alice, bob = await api.agent("alice"), await api.agent("bob")
+    conversation_id = await owned_with_guests(api, alice, bob)
+    await close(bob, conversation_id, "spam")  # alice goes on with the customer
+
+    [part] = await entries(api, "&action=conversation.part_closed")
+    assert (part["actor"], part["target"]) == ("bob", f"conversation:{conversation_id}")
+    assert (part["after"]["state"], part["after"]["owner"]) == ("active", alice.id)
+    assert await entries(api, "&action=conversation.closed") == []
+
+    await close(alice, conversation_id)
+    [closed] = await entries(api, "&action=conversation.closed")
+    assert (closed["actor"], closed["after"]["state"]) == ("alice", "closed")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.api.conftest import Api
 
 
@@ -24,10 +28,30 @@ async def test_login_gives_a_bearer_token_and_an_httponly_strict_session_cookie(
 
 async def test_wrong_password_or_unknown_login_is_401(api: Api) -> None:
     await api.agent("alice")
-    for body in ({"login": "alice", "password": "nope"}, {"login": "bob", "password": "x"}, {"login": "alice"}):
+    for body in ({"login": "alice", "password": "nope"}, {"login": "bob", "password": "x"}):
         response = await api.client.post("/api/v1/auth/login", json=body)
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "invalid_credentials"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"login": "alice"}, "password"),
+        ({"password": "secret words"}, "login"),
+        ({}, "login"),
+        ({"login": "alice", "password": 7}, "password"),
+        ({"login": "", "password": "secret words"}, "login"),
+    ],
+)
+async def test_a_login_without_its_fields_is_422_naming_the_field(api: Api, body: dict[str, Any], field: str) -> None:
+    response = await api.client.post("/api/v1/auth/login", json=body)
+    assert response.status == 422
+    assert (await response.json())["error"] | {"message": ""} == {
+        "code": "invalid_field",
+        "field": field,
+        "message": "",
+    }
 
 
 async def test_requests_without_credentials_or_with_a_bad_token_are_401(api: Api) -> None:

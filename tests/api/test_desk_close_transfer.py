@@ -8,6 +8,7 @@ they are its only member.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tests.api.conftest import AgentHandle, Api, MakeApi
@@ -98,6 +99,22 @@ async def test_a_supervisor_who_is_not_taking_part_closes_it_for_everyone(api: A
     assert (view["state"], view["participants"]) == ("closed", [])
 
 
+async def test_a_colleague_invited_back_after_closing_is_no_closed_part_when_they_leave(api: Api) -> None:
+    alice, bob = await api.agent("alice"), await api.agent("bob")
+    sue = await api.agent("sue", role="supervisor")
+    conversation_id = await owned_with_guests(api, alice, bob)
+    assert closed_parts(await close(bob, conversation_id, "spam")) == {bob.id: "spam"}
+    view = await alice.json("POST", f"/api/v1/conversations/{conversation_id}/invite", {"agent": bob.id})
+    assert present(view) == {alice.id: "owner", bob.id: "invited"}
+    assert closed_parts(view) == {}
+    # this time bob leaves without closing: his earlier status is not his part's any more
+    view = await bob.json("POST", f"/api/v1/conversations/{conversation_id}/leave")
+    assert closed_parts(view) == {}
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/invite", {"agent": bob.id})
+    view = await close(sue, conversation_id)  # closed for everyone: nobody closed a part of their own
+    assert (view["state"], closed_parts(view)) == ("closed", {})
+
+
 async def test_a_participants_close_without_a_status_changes_nothing(api: Api) -> None:
     alice, bob = await api.agent("alice"), await api.agent("bob")
     conversation_id = await owned_with_guests(api, alice, bob)
@@ -179,3 +196,18 @@ async def test_transfer_back_is_only_for_the_only_member(make_api: MakeApi) -> N
     api.clock.advance(60)
     view = await alice.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "solo"})
     assert (view["state"], view["offered_to"]) == ("waiting", None)
+
+
+ROUTING_DOCS = Path(__file__).resolve().parents[2] / "docs" / "agents-and-routing.md"
+
+
+async def test_allowing_transfer_back_is_an_admins_setting_as_the_docs_say(api: Api) -> None:
+    supervisor = await api.agent("sue", role="supervisor")
+    refused = await supervisor.put("/api/v1/queues/support", {"transfer_back": True})
+    assert refused.status == 403
+    admin = await api.agent("ada", role="admin")
+    assert (await admin.json("PUT", "/api/v1/queues/support", {"transfer_back": True}))["transfer_back"] is True
+    docs = ROUTING_DOCS.read_text(encoding="utf-8")
+    [allowing] = [part for part in docs.split("\n- ") if "transfer_back = true" in part]
+    assert "An admin can allow" in " ".join(allowing.split())
+    assert "supervisor can allow" not in " ".join(allowing.split())

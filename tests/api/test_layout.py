@@ -48,3 +48,12 @@ async def test_a_bad_layout_is_422_with_its_code_and_saves_nothing(api: Api, bod
 async def test_the_layout_needs_a_login(api: Api) -> None:
     assert (await api.client.get("/api/v1/me/layout")).status == 401
     assert (await api.client.put("/api/v1/me/layout", json={"widgets": []})).status == 401
+
+
+async def test_null_puts_the_default_layout_back(api: Api) -> None:
+    ana = await api.agent("ana")
+    await ana.json("PUT", "/api/v1/me/layout", {"widgets": ["contact"]})
+    reset = await ana.json("PUT", "/api/v1/me/layout", {"widgets": None})
+    assert reset == {"widgets": None, "updated_at": None}
+    assert await ana.json("GET", "/api/v1/me/layout") == {"widgets": None, "updated_at": None}
+    assert (await ana.json("PUT", "/api/v1/me/layout", {"widgets": None}))["widgets"] is None  # nothing saved: fine

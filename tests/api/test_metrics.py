@@ -246,6 +246,7 @@ async def test_a_port_of_their_own_serves_metrics_there_and_not_on_the_main_list
     assert port
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as response:
         assert response.status == 200
+        assert len(response.headers.get("X-Request-Id", "")) == 32  # every answer carries one, here too
         samples = parse(await response.text())
     assert ("channelhub_outbox_depth", ()) in samples
 

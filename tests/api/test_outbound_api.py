@@ -620,3 +620,13 @@ async def test_the_openapi_document_gives_start_chat_its_200(hub: Api) -> None:
     responses = document["paths"]["/outbound"]["post"]["responses"]
     assert {"200", "201"} <= set(responses)
     assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ChatStarted"}
+
+
+async def test_the_openapi_body_of_a_new_message_lists_only_fields_the_route_takes(hub: Api) -> None:
+    document = await (await hub.client.get("/api/v1/openapi.json")).json()
+    fields = document["paths"]["/outbound"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    alice = await hub.agent("alice")
+    for field in fields["properties"]:
+        response = await alice.post("/api/v1/outbound", {"identity": 999999, field: None})
+        error = (await response.json())["error"]
+        assert (error["code"], error.get("field")) != ("unknown_field", field), field

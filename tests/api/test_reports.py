@@ -205,6 +205,31 @@ async def test_bad_parameters_are_refused_with_codes(api: Api) -> None:
             assert (await response.json())["error"]["code"] == code
 
 
+async def test_dates_at_the_ends_of_the_calendar_are_refused_not_a_500(api: Api) -> None:
+    sue = await api.agent("sue", role="supervisor", queues=())
+    for query in (
+        "to=0001-01-03",  # the default 'from', seven days earlier, is before year 1
+        "from=0001-01-01T00:00:00%2B05:00&to=0001-01-02",  # in UTC, before year 1
+        "from=2026-03-01&to=9999-12-31T23:00:00-05:00",  # in UTC, after year 9999
+    ):
+        for path in ("/api/v1/reports/queues", "/api/v1/reports/agents.csv"):
+            response = await sue.get(f"{path}?{query}")
+            assert response.status == 422, (path, query)
+            assert (await response.json())["error"]["code"] == "invalid_date"
+
+
+async def test_the_csv_quotes_a_name_a_spreadsheet_would_run_as_a_formula(api: Api) -> None:
+    admin = await api.agent("root", role="admin", queues=())
+    eve = await api.agent("eve", ready=True)
+    await admin.json("PUT", f"/api/v1/agents/{eve.id}", {"display_name": '=HYPERLINK("http://x.example/","y")'})
+    await api.customer_writes()
+    await api.sweep()
+    api.clock.advance(60)
+    response = await admin.get("/api/v1/reports/agents.csv")
+    [row] = list(csv.DictReader(io.StringIO(await response.text())))
+    assert row["agent_name"] == '\'=HYPERLINK("http://x.example/","y")'
+
+
 async def test_agents_may_not_read_reports(api: Api) -> None:
     agent = await api.agent("alice")
     for path in ("/api/v1/reports/queues", "/api/v1/reports/channels.csv"):

@@ -167,3 +167,15 @@ async def test_a_connection_still_open_when_the_links_expire_is_closed(api: Api)
     closing = await customer.receive()
     assert closing.type is aiohttp.WSMsgType.CLOSE
     assert customer.close_code == 4410
+
+
+async def test_a_field_in_a_new_rooms_body_is_refused_like_on_every_route(api: Api) -> None:
+    alice = await api.agent("alice")
+    conversation_id = await api.customer_writes()
+    await make_owner(api, conversation_id, alice)
+    refused = await alice.post(f"/api/v1/conversations/{conversation_id}/rooms", {"link_minutes": 5})
+    assert refused.status == 422
+    assert (await refused.json())["error"]["code"] == "unknown_field"
+    async with api.store.read() as connection:
+        assert (await connection.execute(select(rooms.c.id))).all() == []  # nothing made, nothing sent
+    await alice.json("POST", f"/api/v1/conversations/{conversation_id}/rooms", {}, status=201)

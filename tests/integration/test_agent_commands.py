@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from hub.model import Presence, Queue, Role
 from hub.passwords import verify_password
@@ -31,6 +32,7 @@ from hub.store.agents import (
     lookup_token,
     set_presence,
 )
+from hub.store.tables import audit_log
 from tests.conftest import BASE_CONFIG
 
 
@@ -104,6 +106,15 @@ async def test_agents_create_reads_the_password_from_stdin(
     again = run_cli(config, database_url, "create", "root", "--role", "agent", stdin="another-pass\n")
     assert again.returncode == 1
     assert "already exists" in again.stderr
+
+
+async def test_agents_create_is_recorded_in_the_audit_log_as_the_command_line(config: Path, database_url: str) -> None:
+    done = run_cli(config, database_url, "create", "root", "--role", "admin", stdin="s3cret-pass\n")
+    assert done.returncode == 0, done.stderr
+    async with opened(database_url) as store, store.read() as connection:
+        rows = (await connection.execute(select(audit_log).where(audit_log.c.action == "agent.created"))).all()
+    assert [(r.actor, r.actor_kind, r.target) for r in rows] == [(None, "cli", "agent:root")]
+    assert rows[0].after == {"role": "admin", "capacity": 2, "queues": []}
 
 
 def test_agents_create_refuses_a_short_password_or_an_unknown_queue(config: Path, sqlite_url: str) -> None:

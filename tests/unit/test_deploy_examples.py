@@ -67,3 +67,29 @@ def test_the_probes_point_at_the_health_routes() -> None:
     text = (KUBERNETES / "deployment.yaml").read_text(encoding="utf-8")
     assert re.search(r"readinessProbe:\s+httpGet: \{path: /readyz", text)
     assert re.search(r"livenessProbe:\s+httpGet: \{path: /healthz", text)
+
+
+def test_behind_the_shipped_proxies_the_hub_trusts_them_and_they_forward_the_client() -> None:
+    compose = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+    [trusted] = re.findall(r"CHANNELHUB_SERVER_TRUSTED_PROXIES: ([\d.]+)", compose)
+    assert re.search(rf"ipv4_address: {re.escape(trusted)}\b", compose)  # nginx's own address, nobody else's
+    nginx = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in nginx
+    config = KUBERNETES / "channelhub.toml"
+    settings = load_settings(config, dict.fromkeys(_env_references(config), "x"))
+    assert settings.server.trusted_proxies  # the Ingress controller's network
+
+
+def test_on_kubernetes_metrics_have_a_port_of_their_own_that_prometheus_is_told_of() -> None:
+    config = KUBERNETES / "channelhub.toml"
+    settings = load_settings(config, dict.fromkeys(_env_references(config), "x"))
+    port = settings.metrics.port
+    assert port is not None  # else /metrics answers loopback clients only
+    assert port != settings.server.port
+    assert settings.metrics.host == "0.0.0.0"  # noqa: S104 - Prometheus scrapes from another pod
+    deployment = (KUBERNETES / "deployment.yaml").read_text(encoding="utf-8")
+    assert re.search(rf"\{{name: metrics, containerPort: {port}\}}", deployment)
+    assert 'prometheus.io/scrape: "true"' in deployment
+    assert f'prometheus.io/port: "{port}"' in deployment
+    service = (KUBERNETES / "service.yaml").read_text(encoding="utf-8")
+    assert re.search(r"\{name: metrics, port: \d+, targetPort: metrics\}", service)

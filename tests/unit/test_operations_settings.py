@@ -28,6 +28,12 @@ def test_the_environment_sets_metrics_and_audit_keys(make_settings: Callable[...
     assert (settings.metrics.port, settings.audit.keep_days) == (9200, 30)
 
 
+def test_a_metrics_port_that_is_the_servers_own_is_refused_by_name(make_settings: Callable[..., Settings]) -> None:
+    # both listeners would bind the same address: the second failed at start with a traceback
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
+        make_settings(env={"CHANNELHUB_SERVER_PORT": "9100", "CHANNELHUB_METRICS_PORT": "9100"})
+
+
 @pytest.mark.parametrize(
     ("toml", "key"),
     [

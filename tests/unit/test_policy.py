@@ -365,3 +365,15 @@ def test_a_size_refusal_shows_the_difference_even_for_one_byte_over(size: int, s
     assert isinstance(decision, Refused)
     assert decision.rule == Rule.ATTACHMENT_TOO_LARGE
     assert said in decision.message
+
+
+def test_messenger_window_closed_after_the_human_agent_week_suggests_only_what_it_offers() -> None:
+    decision = decide(MESSENGER, Draft(text="hi"), LAST + WEEK + 2 * DAY, TEMPLATES)
+    assert isinstance(decision, Refused)
+    assert decision.rule is Rule.WINDOW_CLOSED
+    tags = [a.name for a in decision.alternatives if a.kind == "tag"]
+    assert "HUMAN_AGENT" not in tags
+    assert tags  # the tags without a time limit
+    assert all(tag in decision.message for tag in tags)
+    assert "HUMAN_AGENT for a person's reply" not in decision.message
+    assert "HUMAN_AGENT tag's 7 days ended 2 days ago" in decision.message

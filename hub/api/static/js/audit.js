@@ -16,6 +16,7 @@ const ACTIONS = [
   "presence.changed",
   "conversation.",
   "conversation.closed",
+  "conversation.part_closed",
   "message.sent",
   "template.",
   "agent.",
