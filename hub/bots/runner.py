@@ -204,7 +204,7 @@ class BotRunner:
             except BotUnavailable as exc:
                 since = turn.message["created_at"]
                 await waiting_for_bot(parts.store, conversation_id, bot.id, since, parts.clock())
-                failures = await failed(parts.store, conversation_id, parts.clock())
+                failures = await failed(parts.store, conversation_id, bot.id, parts.clock())
                 logger.warning(
                     "bot %s failed: %s", bot.id, exc, extra={"conversation_id": conversation_id, "failures": failures}
                 )

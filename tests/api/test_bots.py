@@ -484,3 +484,56 @@ async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bo
     (event,) = handoffs(await history(api, refused))
     assert event["data"]["reason"] == "bot_failed"
     assert event["data"]["note"].startswith("status_not_allowed")
+
+
+async def test_a_late_failing_turn_of_a_former_bot_does_not_take_the_conversation_from_its_new_bot(
+    make_api: MakeApi, bot_server: BotServer, aiohttp_server: Any
+) -> None:
+    """Handed to people and then to another queue's bot while its first bot was still thinking: the first bot's
+    failures that come in afterwards neither make the conversation its own again nor show it that bot."""
+    triage = BotServer(otherwise=(500, {"error": "down"}), hold=asyncio.Event())
+    app = web.Application()
+    app.router.add_post("/bot", triage.handle)
+    triage.url = str((await aiohttp_server(app)).make_url("/bot"))
+    bot_server.otherwise = (202, None)
+    sales = f"""
+[[bots]]
+id = "triage"
+kind = "webhook"
+queues = ["sales"]
+url = "{triage.url}"
+secret = "{SECRET}"
+
+[[accounts]]
+id = "wa-sales"
+channel = "whatsapp"
+provider = "twilio"
+queue = "sales"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACsales"
+auth_token = "sales-auth-token"
+from_number = "+15550002222"
+"""
+    api = await make_api(bot_config(bot_server.url) + sales, fake_adapter=True)
+    api.app[HUB].bots.retry_delays = (0.01, 0.01)
+    supervisor = await api.agent("sue", role="supervisor", queues=("sales", "support"))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(account_id="wa-sales", sender="+420600000005", text="hi")
+    await asyncio.wait_for(triage.asked.wait(), timeout=5)  # the triage bot is thinking
+
+    handed = {"reason": "bot_asked", "queue": "support"}
+    await supervisor.json("POST", f"/api/v1/conversations/{conversation_id}/handoff", handed)
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    back = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/bot", {"bot": "faq"})
+    assert (back["state"], back["bot"]) == ("bot", "faq")
+
+    triage.hold.set()  # the triage bot fails now, three times
+    await api.app[HUB].bots.idle()
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["bot"]) == ("bot", "faq"), "the former bot's failures took it back"
+
+    asked = len(triage.received)
+    await api.customer_writes(account_id="wa-sales", sender="+420600000005", text="still there?")
+    await eventually(lambda: _asked(bot_server, 1), "the new bot is asked")
+    await api.app[HUB].bots.idle()
+    assert len(triage.received) == asked, "a bot never sees a conversation outside its queues"
