@@ -368,7 +368,7 @@ async def post_reply(request: web.Request) -> web.Response:
         },
     },
     ok=(201, None),
-    errors=(400, 401, 404, 409, 422),
+    errors=(400, 401, 403, 404, 409, 422),
     headers=IDEMPOTENCY,
     tag="outbound",
     also_ok=((200, STARTED),),

@@ -403,7 +403,10 @@ async def send_new(
     hub: HubParts, actor: Principal, identity_id: int, send: Send, *, close: bool = False, status: str | None = None
 ) -> Sent:
     """Send to an identity that wrote before: in their open conversation when the actor may act on it,
-    else in a new active one the actor owns; ``close`` closes it with ``status`` once queued."""
+    else in a new active one the actor owns; ``close`` closes it with ``status`` once queued. A bot answers in
+    its own conversations (``reply``) and never starts or owns one: refused."""
+    if is_bot(actor):
+        raise Forbidden("agents_only", "a bot replies, hands off or closes; this action is for agents")
     outbox = _outbox(hub)
     send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
     reads = await _read(hub, send, identity_id=identity_id)

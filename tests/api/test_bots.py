@@ -460,6 +460,27 @@ async def test_a_bot_on_an_agents_action_is_refused_not_a_fault(
     assert await state_is(api, conversation_id, "bot")
 
 
+@pytest.mark.parametrize("closed", [False, True])
+async def test_a_bot_that_writes_to_a_customer_as_a_new_message_is_refused_not_a_fault(
+    make_api: MakeApi, bot_server: BotServer, closed: bool
+) -> None:
+    """``POST /api/v1/outbound`` starts a conversation an agent owns: a bot's token there is a 403, never a
+    500, whether the customer's conversation is still the bot's or closed already, and nothing is queued."""
+    bot_server.otherwise = (200, {"actions": [{"type": "close", "status": "resolved"}]} if closed else None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: state_is(api, conversation_id, "closed" if closed else "bot"), "the bot's turn")
+    await api.app[HUB].bots.idle()
+    identity = (await conversation(api, conversation_id))["identity"]["id"]
+    before = await history(api, conversation_id)
+    response = await api.client.post(
+        "/api/v1/outbound", json={"identity": identity, "text": "Hello again"}, headers=as_bot(api)
+    )
+    assert response.status == 403, await response.text()
+    assert (await response.json())["error"]["code"] == "agents_only"
+    assert await history(api, conversation_id) == before
+
+
 async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
     bot_server.script = [
         (200, {"actions": [{"text": "Glad I could help."}, {"type": "close", "status": "resolved"}]}),
