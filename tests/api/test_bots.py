@@ -361,6 +361,30 @@ async def test_a_bad_hand_off_is_a_clear_422_and_changes_nothing(
     assert await state_is(api, conversation_id, "bot")
 
 
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "invalid_field"),
+        ({"bot": 7}, "invalid_field"),
+        ({"bot": "faq", "colour": "red"}, "unknown_field"),
+        ({"bot": "nobody"}, "unknown_bot"),
+    ],
+)
+async def test_a_bad_return_to_bot_is_a_clear_422_and_changes_nothing(
+    make_api: MakeApi, bot_server: BotServer, body: dict[str, Any], code: str
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(text="hello")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    response = await agent.post(f"/api/v1/conversations/{conversation_id}/bot", json=body)
+    assert response.status == 422, await response.text()
+    assert (await response.json())["error"]["code"] == code
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["owner"]) == ("active", agent.id)
+
+
 NIGHT = """
 [[queues]]
 id = "night"
