@@ -505,6 +505,23 @@ async def test_a_bot_that_writes_to_a_customer_as_a_new_message_is_refused_not_a
     assert await history(api, conversation_id) == before
 
 
+async def test_the_audit_log_names_the_bot_that_acted(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    for path, body in (("messages", {"text": "One moment."}), ("handoff", {"reason": "bot_asked"})):
+        response = await api.client.post(
+            f"/api/v1/conversations/{conversation_id}/{path}", json=body, headers=as_bot(api)
+        )
+        assert response.status in (200, 201), await response.text()
+    await conversation(api, conversation_id)
+    admin = api._bots_admin  # type: ignore[attr-defined]
+    entries = (await admin.json("GET", f"/api/v1/audit?conversation={conversation_id}"))["items"]
+    by_bot = {e["action"]: e["actor"] for e in entries if e["actor_kind"] == "bot"}
+    assert by_bot == {"message.sent": "faq", "conversation.handed_off": "faq"}, entries
+
+
 async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
     bot_server.script = [
         (200, {"actions": [{"text": "Glad I could help."}, {"type": "close", "status": "resolved"}]}),
