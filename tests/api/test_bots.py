@@ -522,6 +522,23 @@ async def test_the_audit_log_names_the_bot_that_acted(make_api: MakeApi, bot_ser
     assert by_bot == {"message.sent": "faq", "conversation.handed_off": "faq"}, entries
 
 
+async def test_a_bot_that_retries_with_its_idempotency_key_sends_once(make_api: MakeApi, bot_server: BotServer) -> None:
+    """``Idempotency-Key`` holds for a bot's token as for an agent's: the retry gets the first answer again."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    headers = {**as_bot(api), "Idempotency-Key": "reply-1"}
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    first = await api.client.post(path, json={"text": "Only once, please."}, headers=headers)
+    assert first.status == 201, await first.text()
+    again = await api.client.post(path, json={"text": "Only once, please."}, headers=headers)
+    assert again.status == 201, await again.text()
+    assert again.headers.get("Idempotency-Replayed") == "true"
+    assert (await again.json())["id"] == (await first.json())["id"]
+    assert bot_messages(await history(api, conversation_id)) == ["Only once, please."]
+
+
 async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
     bot_server.script = [
         (200, {"actions": [{"text": "Glad I could help."}, {"type": "close", "status": "resolved"}]}),
