@@ -539,6 +539,27 @@ async def test_a_bot_that_retries_with_its_idempotency_key_sends_once(make_api: 
     assert bot_messages(await history(api, conversation_id)) == ["Only once, please."]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations/{id}"),
+        ("GET", "/api/v1/conversations/{id}/messages"),
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/contacts"),
+    ],
+)
+async def test_a_bot_on_an_agents_reading_route_is_told_so_not_that_its_token_is_unknown(
+    make_api: MakeApi, bot_server: BotServer, method: str, path: str
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    response = await api.client.request(method, path.format(id=conversation_id), headers=as_bot(api))
+    assert response.status == 403, await response.text()
+    assert (await response.json())["error"]["code"] == "agents_only"
+
+
 async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
     bot_server.script = [
         (200, {"actions": [{"text": "Glad I could help."}, {"type": "close", "status": "resolved"}]}),
