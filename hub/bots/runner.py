@@ -38,10 +38,8 @@ from hub.bots.turns import Answer, BotKind, BotUnavailable, Close, HandOver, Say
 from hub.bots.webhook import WebhookBot
 from hub.errors import Refusal
 from hub.events import MessageCreated, unwrapped
-from hub.hours import is_open, opening_text
 from hub.quick_replies import chosen
 from hub.store.bots import failed, save_progress, silent_since, turn_of, waiting_for_bot
-from hub.store.conversations import get_conversation
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
 from hub.usecases.outbound import ReadByTurn
@@ -228,7 +226,6 @@ class BotRunner:
                         )
                         await say(parts, principal, conversation_id, message, known=known)
                     case HandOver(reason=reason, queue=queue, note=note):
-                        await self._tell_if_closed(bot, conversation_id, queue)
                         await hand_off(
                             parts, principal, conversation_id, HandOffRequest(reason=reason, queue=queue, note=note)
                         )
@@ -247,28 +244,7 @@ class BotRunner:
         parts = self._parts
         assert parts is not None
         with suppress(Refusal):  # taken over meanwhile: nothing to hand off
-            await self._tell_if_closed(bot, conversation_id, request.queue)
             await hand_off(parts, Principal.of_bot(bot.id, bot.queues), conversation_id, request)
-
-    async def _tell_if_closed(self, bot: BotSettings, conversation_id: int, queue_id: str | None) -> None:
-        """Outside the receiving queue's business hours, tell the customer when it opens (the queue's message
-        or template), before the conversation goes to wait there."""
-        parts = self._parts
-        assert parts is not None
-        if queue_id is None:
-            found = await get_conversation(parts.store, conversation_id)
-            if found is None:
-                return
-            queue_id = found[0].queue_id
-        hours = parts.settings.queue_hours.get(queue_id)
-        now = parts.clock()
-        if hours is None or is_open(hours, now):
-            return
-        when = opening_text(hours, now)
-        message = BotSay(text=hours.message.replace("{opening}", when))
-        if hours.template is not None:
-            message = BotSay(template=hours.template, variables={"opening": when})
-        await say(parts, Principal.of_bot(bot.id, bot.queues), conversation_id, message)
 
     # ------------------------------------------------------------------ silence
 

@@ -434,6 +434,24 @@ async def test_out_of_hours_the_bot_answers_and_the_conversation_waits_for_the_o
     assert queues["night"]["figures"]["waiting"] == 1
 
 
+async def test_a_bot_that_hands_off_to_a_closed_queue_through_the_api_has_the_customer_told_when_it_opens(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """As when it hands off in its answer: the customer hears when the queue opens, then it waits there."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(NIGHT + bot_config(bot_server.url), fake_adapter=True)  # Monday 09:00, night opens 12:00
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    handed = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/handoff",
+        json={"reason": "bot_asked", "queue": "night"},
+        headers=as_bot(api),
+    )
+    assert handed.status == 200, await handed.text()
+    assert (await handed.json())["state"] == "waiting"
+    assert bot_messages(await history(api, conversation_id)) == ["We are closed; we open Mon 02 Mar 12:00."]
+
+
 async def test_the_example_faq_bot_answers_and_hands_off_on_agent(make_api: MakeApi, aiohttp_server: Any) -> None:
     import importlib.util
 
