@@ -486,7 +486,6 @@ async def _bot_said(api: Api, conversation_id: int, count: int) -> bool:
         ("accept", {}),
         ("leave", {}),
         ("important", {}),
-        ("close", {"status": "resolved"}),
         ("transfer", {"queue": "sales"}),
         ("bot", {"bot": "faq"}),
     ],
@@ -602,6 +601,61 @@ async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bo
     (event,) = handoffs(await history(api, refused))
     assert event["data"]["reason"] == "bot_failed"
     assert event["data"]["note"].startswith("status_not_allowed")
+
+
+async def test_a_bot_closes_its_conversation_through_the_api_with_a_status(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """``POST /api/v1/conversations/{id}/close`` with the bot's token closes a conversation the bot holds, as
+    the ``close`` action of its answer does (the same use case): the status checked against its queue, the
+    timeline naming the bot; outside its queues it is a 404, and no longer with a bot a 403."""
+    extra = """
+[[accounts]]
+id = "wa-sales"
+channel = "whatsapp"
+provider = "twilio"
+queue = "sales"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACsales"
+auth_token = "sales-auth-token"
+from_number = "+15550002222"
+"""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url) + extra, fake_adapter=True)
+    conversation_id = await api.customer_writes(text="thanks, that was all")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    path = f"/api/v1/conversations/{conversation_id}/close"
+
+    wrong = await api.client.post(path, json={"status": "nonsense"}, headers=as_bot(api))
+    assert wrong.status == 422, await wrong.text()
+    assert (await wrong.json())["error"]["code"] == "status_not_allowed"
+    assert await state_is(api, conversation_id, "bot"), "a refused close changes nothing"
+
+    async with api.app[HUB].bus.subscribe() as heard:
+        response = await api.client.post(path, json={"status": "resolved"}, headers=as_bot(api))
+        assert response.status == 200, await response.text()
+        published = [unwrapped(heard.get_nowait()) for _ in range(heard.qsize())]
+    body = await response.json()
+    assert (body["state"], body["status"], body["bot"]) == ("closed", "resolved", "faq")
+    assert (
+        ConversationClosedByBot(conversation_id=conversation_id, queue_id="support", bot="faq", status="resolved")
+        in published
+    )
+    events = [i for i in await history(api, conversation_id) if i["type"] == "event" and i["kind"] == "closed"]
+    assert [e["data"] for e in events] == [{"status": "resolved", "bot": "faq"}]
+    admin = api._bots_admin  # type: ignore[attr-defined]
+    entries = (await admin.json("GET", f"/api/v1/audit?conversation={conversation_id}"))["items"]
+    assert [(e["action"], e["actor"]) for e in entries if e["actor_kind"] == "bot"] == [("conversation.closed", "faq")]
+
+    again = await api.client.post(path, json={"status": "resolved"}, headers=as_bot(api))
+    assert again.status == 403, await again.text()
+    assert (await again.json())["error"]["code"] == "not_with_bot"
+    other = await api.customer_writes(account_id="wa-sales", sender="+420600000002", text="hi sales")
+    outside = await api.client.post(
+        f"/api/v1/conversations/{other}/close", json={"status": "resolved"}, headers=as_bot(api)
+    )
+    assert outside.status == 404, await outside.text()
+    assert await state_is(api, other, "waiting")
 
 
 async def test_a_late_failing_turn_of_a_former_bot_does_not_take_the_conversation_from_its_new_bot(
