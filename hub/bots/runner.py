@@ -38,12 +38,14 @@ from hub.bots.turns import Answer, BotKind, BotUnavailable, Close, HandOver, Say
 from hub.bots.webhook import WebhookBot
 from hub.errors import Refusal
 from hub.events import MessageCreated, unwrapped
+from hub.model import Identity
 from hub.quick_replies import chosen
 from hub.store.bots import failed, save_progress, silent_since, turn_of, waiting_for_bot
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
-from hub.usecases.outbound import ReadByTurn
+from hub.usecases.outbound import ReadByTurn, may_send_now
 from hub.usecases.principal import Principal
+from hub.views import eligibility_json
 
 __all__ = ["BotRunner", "asks_for_person"]
 
@@ -177,6 +179,7 @@ class BotRunner:
             choice=choice,
             step=state.step if state is not None else None,
             variables=variables,
+            eligibility=await self._may_send(bot, found.identity),
         )
         answer = await self._ask(bot, turn)
         if answer is not None and not answer.actions:  # it answers later, through the API: the silence clock runs
@@ -190,6 +193,18 @@ class BotRunner:
         await self._perform(
             bot, conversation_id, answer, ReadByTurn(conversation=found.conversation, identity=found.identity)
         )
+
+    async def _may_send(self, bot: BotSettings, identity: Identity) -> dict[str, Any] | None:
+        """What may be sent now, for a webhook bot's body (the console's use case and JSON); None for the other
+        kinds, or when the identity's account is no longer configured."""
+        parts = self._parts
+        assert parts is not None
+        if bot.kind != "webhook":
+            return None
+        try:
+            return eligibility_json(identity, await may_send_now(parts, identity))
+        except Refusal:
+            return None
 
     async def _ask(self, bot: BotSettings, turn: Turn) -> Answer | None:
         """The bot's answer, retried after each of ``retry_delays``; None when it never came."""

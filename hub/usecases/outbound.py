@@ -66,6 +66,7 @@ __all__ = [
     "Sent",
     "Started",
     "check_eligibility",
+    "may_send_now",
     "reply",
     "send_new",
     "start_chat",
@@ -362,14 +363,19 @@ def _send_audit(
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
     """What may be sent to the identity now, by the policy, with the templates there are."""
     identity = await load_identity(hub.store, identity_id)
-    templates = await list_templates(hub.store)
     if identity is None:
         raise NotFound("identity_not_found", f"no identity {identity_id}")
+    return identity, await may_send_now(hub, identity)
+
+
+async def may_send_now(hub: HubParts, identity: Identity) -> Eligibility:
+    """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility``)."""
+    templates = await list_templates(hub.store)
     try:
         account = hub.settings.account(identity.account_id)
     except KeyError:
         raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
-    return identity, eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
+    return eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
 
 
 async def reply(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from aiohttp import web
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from hub.api.keys import HUB
+from hub.api.keys import HUB, INGESTOR
 from hub.events import ConversationClosedByBot, unwrapped
+from hub.model import Channel, InboundMessage
 from hub.store.tables import bot_conversations
 from tests.api.conftest import Api, MakeApi, eventually
 
@@ -147,6 +149,45 @@ async def test_the_bot_answers_first_then_hands_off_with_its_transcript(
 
 async def _has_bot_message(api: Api, conversation_id: int) -> bool:
     return bool(bot_messages(await history(api, conversation_id)))
+
+
+async def test_a_webhook_bot_is_told_what_may_be_sent_now(make_api: MakeApi, bot_server: BotServer) -> None:
+    """Each message's body says what may be sent now, as the console's window badge does (the same JSON as
+    ``GET /api/v1/identities/{id}/eligibility``): free text until the WhatsApp customer-service window closes,
+    and nothing but templates once it has (here a message the provider delivered 25 hours late)."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    admin = await api.agent("root", role="admin", queues=())
+    wrote_at = api.clock()
+    open_window = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, open_window), "the bot was asked")
+    (body,) = bot_server.received
+    identity = body["conversation"]["identity"]["id"]
+    console = await admin.json("GET", f"/api/v1/identities/{identity}/eligibility")
+    assert body["eligibility"] == console
+    assert body["eligibility"]["free_text"] is True
+    assert body["eligibility"]["free_text_until"] == (wrote_at + timedelta(hours=24)).isoformat()
+    assert body["eligibility"]["rule"] is None
+
+    late = InboundMessage(
+        channel=Channel.WHATSAPP,
+        account_id="wa-test",
+        sender_id="+420600000055",
+        provider_message_id="late-1",
+        sent_at=api.clock(),
+        text="are you there?",
+    )
+    api.clock.advance(25 * 3600)
+    await api.app[INGESTOR].submit([late])
+    closed_window = await api.open_conversation("wa-test", "+420600000055")
+    await eventually(lambda: _awaited(api, closed_window), "the bot was asked")
+    told = bot_server.received[-1]["eligibility"]
+    assert (told["free_text"], told["free_text_until"]) == (False, None)
+    assert told["rule"]
+    assert told["window_closed_at"] == (late.sent_at + timedelta(hours=24)).isoformat()
+    closed_identity = bot_server.received[-1]["conversation"]["identity"]["id"]
+    later = await api.agent("root-again", role="admin", queues=())  # the first one's session has expired
+    assert told == await later.json("GET", f"/api/v1/identities/{closed_identity}/eligibility")
 
 
 async def test_a_customer_who_asks_for_a_person_is_handed_off(make_api: MakeApi, bot_server: BotServer) -> None:
