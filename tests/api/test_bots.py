@@ -190,6 +190,48 @@ async def test_a_webhook_bot_is_told_what_may_be_sent_now(make_api: MakeApi, bot
     assert told == await later.json("GET", f"/api/v1/identities/{closed_identity}/eligibility")
 
 
+async def test_the_bot_is_named_from_the_moment_the_conversation_is_its_own(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """The conversation's ``bot`` names its bot as soon as it is in state ``bot``: before the bot's first
+    answer, and in the first message's body the bot is sent; reopened with the bot, the last part's hand-off is
+    no longer shown as this part's."""
+    reopening = """
+[[accounts]]
+id = "wa-again"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+after_close = "reopen"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACagain"
+auth_token = "again-auth-token"
+from_number = "+15550003333"
+"""
+    bot_server.hold = asyncio.Event()
+    api = await make_api(bot_config(bot_server.url) + reopening, fake_adapter=True)
+    conversation_id = await api.customer_writes(text="hello")
+    await asyncio.wait_for(bot_server.asked.wait(), 10)
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["bot"], view["handoff"]) == ("bot", "faq", None)
+    assert bot_server.received[0]["conversation"]["bot"] == "faq"
+    bot_server.hold.set()
+
+    bot_server.hold = None
+    bot_server.otherwise = (200, {"actions": [{"type": "handoff", "reason": "bot_asked"}]})
+    again = await api.customer_writes(account_id="wa-again", sender="+420600000066", text="hi")
+    assert (await conversation(api, again))["bot"] == "faq"
+    await eventually(lambda: state_is(api, again, "waiting"), "the hand-off")
+    agent = await api.agent("ann")
+    await agent.json("POST", f"/api/v1/conversations/{again}/take")
+    await agent.json("POST", f"/api/v1/conversations/{again}/close", {"status": "resolved"})
+    bot_server.otherwise = (202, None)
+    reopened = await api.customer_writes(account_id="wa-again", sender="+420600000066", text="me again")
+    assert reopened == again
+    view = await conversation(api, again)
+    assert (view["state"], view["bot"], view["handoff"]) == ("bot", "faq", None)
+
+
 async def test_a_customer_who_asks_for_a_person_is_handed_off(make_api: MakeApi, bot_server: BotServer) -> None:
     api = await make_api(bot_config(bot_server.url, handoff_keywords='{ en = ["agent"], de = ["mitarbeiter"] }'))
     conversation_id = await api.customer_writes(text="Ich möchte einen Mitarbeiter sprechen")
