@@ -108,6 +108,7 @@ _STATUSES = {
 }
 #: an uploaded media id lives 30 days at Meta; reused for a day less, then the file is uploaded again
 _MEDIA_ID_REUSE = timedelta(days=29)
+_REPLY_BUTTONS_MOST = 3  # an interactive message's reply buttons; more go as a list
 _MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
 #: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
@@ -175,8 +176,9 @@ class WhatsAppCloudAdapter:
         address="phone_number_id",
         api_base=_graph.DEFAULT_API_BASE,
         # interactive messages: up to 3 reply buttons, or a list of up to 10 rows; titles up to 20 characters
-        # (a row may take 24, a button 20: one limit for both); ids up to 256 (docs/channels.md)
-        buttons=ButtonLimits(most=10, title_length=20, payload_length=200),
+        # (a row may take 24, a button 20: one limit for both), a reply button's unique within the message; ids
+        # up to 256 (docs/channels.md)
+        buttons=ButtonLimits(most=10, title_length=20, payload_length=200, unique_titles_up_to=_REPLY_BUTTONS_MOST),
     )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:
@@ -703,7 +705,6 @@ def _contacts_text(contacts: Any) -> str | None:
 
 _CHOOSE = "Please choose:"
 _INTERACTIVE_BODY = 1024  # an interactive message's body text
-_REPLY_BUTTONS_MOST = 3
 
 
 def _interactive(text: str, buttons: Sequence[Button]) -> dict[str, Any]:

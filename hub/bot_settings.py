@@ -108,7 +108,10 @@ class BotSettings:
     token: str | None = field(default=None, repr=False)  # the bot's bearer token for the API
     handoff_after: float = 60.0  # seconds the bot may stay silent after a customer's message
     handoff_keywords: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_HANDOFF_KEYWORDS))
-    handoff_payload: str = "handoff"  # rasa: a custom payload (or a button payload) that asks for a person
+    # rasa: the key (or string) of a ``custom`` payload in Rasa's answer that asks for a person. A button whose
+    # payload it is hands nothing off by itself: pressed, its payload goes to Rasa like any other, and Rasa's
+    # response to it (that custom payload) hands over.
+    handoff_payload: str = "handoff"
     timeout: float = 10.0  # seconds one call to the bot may take
     flow: RulesFlow | None = None
 

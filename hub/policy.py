@@ -648,6 +648,16 @@ def button_refusal(buttons: Sequence[Button], limits: ButtonLimits | None) -> Re
         return Refused(
             rule="too_many_buttons", message=f"this channel shows at most {limits.most} buttons; {len(buttons)} given"
         )
+    if len(buttons) <= limits.unique_titles_up_to:
+        seen: set[str] = set()
+        for button in buttons:
+            if button.title in seen:
+                return Refused(
+                    rule="button_title_not_unique",
+                    message=f"the title {button.title!r} is on more than one button; this channel's buttons need "
+                    "titles unique within the message",
+                )
+            seen.add(button.title)
     for button in buttons:
         if len(button.title) > limits.title_length:
             return Refused(

@@ -43,6 +43,8 @@ class ButtonLimits:
     most: int
     title_length: int
     payload_length: int = 256
+    # titles must differ within a message of at most this many buttons (WhatsApp Cloud's reply buttons: 3)
+    unique_titles_up_to: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -42,6 +42,7 @@ ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
 _ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media", "rooms")
 _OPERATIONS_SECTIONS = ("metrics", "audit")  # [metrics] and [audit]: docs/operations.md
+_ENV_LONG_SECTIONS = ("webhooks_delivery",)  # whose names hold a '_': CHANNELHUB_WEBHOOKS_DELIVERY_TIMEOUT_SECONDS
 
 T = TypeVar("T")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -249,7 +250,10 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             continue
         section, _, key = rest.partition("_")
         section = section.lower()
-        if not key or section not in (*_ENV_SECTIONS, *_OPERATIONS_SECTIONS):
+        for long_name in _ENV_LONG_SECTIONS:
+            if rest.lower().startswith(long_name + "_"):
+                section, key = long_name, rest[len(long_name) + 1 :]
+        if not key or section not in (*_ENV_SECTIONS, *_OPERATIONS_SECTIONS, *_ENV_LONG_SECTIONS):
             continue  # not ours to read (CHANNELHUB_REQUIRE_POSTGRES and such belong to other tools)
         if section in ("log",):
             raw[f"log_{key.lower()}"] = value

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from hub.model import Agent, Role
+from hub.model import Agent, Identity, Role
+from hub.policy import Eligibility
 
-__all__ = ["agent_json", "is_supervisor", "jsonable"]
+__all__ = ["agent_json", "eligibility_json", "is_supervisor", "jsonable"]
 
 
 def is_supervisor(agent: Agent) -> bool:
@@ -33,6 +34,19 @@ def agent_json(agent: Agent) -> dict[str, Any]:
             "paid": agent.pause_paid,
             "since": agent.presence_since.isoformat() if agent.presence_since else None,
         },
+    }
+
+
+def eligibility_json(identity: Identity, allowed: Eligibility) -> dict[str, Any]:
+    """What may be sent to ``identity`` now, as ``GET /api/v1/identities/{id}/eligibility`` answers and a webhook
+    bot is told with each message."""
+    blocking = allowed.blocking
+    return {
+        "identity": identity.id,
+        "channel": identity.channel.value,
+        "account": identity.account_id,
+        **allowed.to_json(),
+        "alternatives": [a.to_json() for a in blocking.alternatives] if blocking else [],
     }
 
 

@@ -147,20 +147,34 @@ def parse_webhooks_out(value: Any, queue_ids: set[str]) -> tuple[WebhookOut, ...
                 secret=check_secret(secret, f"{where}.secret"),
                 events=check_events(entry["events"], f"{where}.events"),
                 queues=check_queues(entry["queues"], f"{where}.queues", queue_ids) if "queues" in entry else None,
-                pause_after=check_pause_after(entry.get("pause_after", 20), f"{where}.pause_after"),
+                pause_after=check_pause_after(_number(entry.get("pause_after", 20)), f"{where}.pause_after"),
             )
         )
     return tuple(found)
+
+
+def _number(value: Any) -> Any:
+    """A number given as text (an environment variable's value) as that number; anything else as it is, for the
+    checks to refuse."""
+    if not isinstance(value, str):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
 
 
 def parse_webhooks_delivery(table: Mapping[str, Any]) -> WebhooksDelivery:
     """``[webhooks_delivery]``: positive numbers; retries last at least 24 hours."""
     numbers: dict[str, float | int] = {}
     fields: Sequence[str] = WebhooksDelivery.__dataclass_fields__.keys()  # type: ignore[assignment]
-    for key, value in table.items():
+    for key, raw in table.items():
         where = f"webhooks_delivery.{key}"
         if key not in fields:
             raise ConfigError(where, "unknown key")
+        value = _number(raw)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(where, "must be a positive number")
         if key == "concurrency" and (not isinstance(value, int) or value > 256):

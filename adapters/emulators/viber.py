@@ -254,9 +254,12 @@ async def say(
     """A Viber user writes to the bot (or subscribes, unsubscribes, opens the chat): a signed callback.
 
     ``kind``: text, picture (also ``image``), video, file, sticker, contact, location,
-    url; or the events subscribed, unsubscribed, conversation_started.
+    url; or the events subscribed, unsubscribed, conversation_started. ``payload`` presses a keyboard button:
+    Viber sends its payload as the text.
     """
     kind = {"image": "picture"}.get(kind, kind)
+    if kind == "text" and extra.get("payload"):
+        text = str(extra["payload"])  # a pressed reply button sends its ActionBody as the text
     token = next(_TOKENS)
     at = _millis(state)
     remembered = state.customer(account.id, customer)

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._body import json_body, optional_str, required_str
+from hub.api._bot_auth import bot_principal
 from hub.api.errors import ApiError, error_response
 from hub.api.keys import BUS, CLOCK, ROUTER, SETTINGS, STORE
 from hub.api.openapi import documented, schema
@@ -85,6 +86,8 @@ async def authenticated(request: web.Request) -> Agent:
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthenticated("Authorization must be 'Bearer <token>'")
         session = await session_for_token(request, token.strip(), BEARER)
+        if session is None and bot_principal(request) is not None:  # a bot's token on an agent's route
+            raise ApiError(403, "agents_only", "a bot replies, hands off or closes; this action is for agents")
         if session is None:
             raise _unauthenticated("the token is unknown, expired or revoked")
     else:

@@ -83,6 +83,9 @@ async def post_bot(request: web.Request) -> web.Response:
     by = await actor(request)
     conversation_id = _conversation_id(request)
     body = await json_body(request)
+    unknown = sorted(set(body) - {"bot"})
+    if unknown:
+        raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}", field=unknown[0])
     bot = body.get("bot")
     if not isinstance(bot, str) or not bot.strip():
         raise ApiError(422, "invalid_field", "'bot' must be a bot id", field="bot")

@@ -29,6 +29,7 @@ from hub.model import ConversationState
 from hub.store.conversations import conversation_view, list_conversations
 from hub.store.history import HistoryCursor, history_page
 from hub.usecases import HubParts, Principal
+from hub.usecases.bots import bot_close
 from hub.usecases.conversations import (
     Changed,
     Target,
@@ -41,6 +42,7 @@ from hub.usecases.conversations import (
     take_over,
     transfer,
 )
+from hub.usecases.permissions import is_bot
 from hub.views import jsonable
 
 __all__ = ["conversation_json", "jsonable", "setup"]
@@ -408,7 +410,8 @@ async def invite_(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/conversations/{id}/close")
 @_action(
-    "Close with a status from the queue's allowed set (422 status_required / status_not_allowed)",
+    "Close with a status from the queue's allowed set (422 status_required / status_not_allowed); a bot (its "
+    "token) closes a conversation it holds (403 not_with_bot once it is no longer with a bot)",
     body={"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     errors=(401, 403, 404, 409, 422),
 )
@@ -419,7 +422,8 @@ async def close_(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and not isinstance(status, str):
         raise ApiError(422, "status_not_allowed", "'status' must be a status id", field="status")
-    changed = await close(hub_of(request), by, conversation_id, status or None)
+    closing = bot_close if is_bot(by) else close  # a bot closes as its answer's ``close`` action does
+    changed = await closing(hub_of(request), by, conversation_id, status or None)
     return web.json_response(conversation_json(dict(changed.view)))
 
 

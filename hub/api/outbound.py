@@ -25,6 +25,7 @@ from hub.api.openapi import documented, schema
 from hub.model import Attachment, Button, Conversation, Message, MessageKind
 from hub.store.media import attachments_json, render_attachments
 from hub.usecases.outbound import Send, check_eligibility, reply, send_new, start_chat
+from hub.views import eligibility_json
 
 __all__ = ["OUTBOX", "message_json", "setup"]
 
@@ -319,16 +320,7 @@ def _attachment(item: Any, index: int) -> Attachment:
 async def get_eligibility(request: web.Request) -> web.Response:
     await authenticated(request)
     identity, result = await check_eligibility(hub_of(request), path_id(request))
-    blocking = result.blocking
-    return json_ok(
-        {
-            "identity": identity.id,
-            "channel": identity.channel.value,
-            "account": identity.account_id,
-            **result.to_json(),
-            "alternatives": [a.to_json() for a in blocking.alternatives] if blocking else [],
-        }
-    )
+    return json_ok(eligibility_json(identity, result))
 
 
 @routes.post("/api/v1/conversations/{id}/messages")
@@ -369,7 +361,7 @@ async def post_reply(request: web.Request) -> web.Response:
         },
     },
     ok=(201, None),
-    errors=(400, 401, 404, 409, 422),
+    errors=(400, 401, 403, 404, 409, 422),
     headers=IDEMPOTENCY,
     tag="outbound",
     also_ok=((200, STARTED),),

@@ -243,7 +243,9 @@ async def webhooks_out_resume(request: web.Request) -> web.Response:
 )
 async def webhooks_out_deliveries(request: web.Request) -> web.Response:
     principal = await actor(request)
-    limit = query_int(request, "limit") or 50
+    limit = query_int(request, "limit")
+    if limit is None:
+        limit = 50
     if not 1 <= limit <= 200:
         raise ApiError(422, "invalid_query", "'limit' must be from 1 to 200", field="limit")
     after = request.query.get("after")

@@ -2,7 +2,8 @@
 ``message``; the answer is a list of messages, each with ``text`` (and maybe ``buttons``), ``image`` or
 ``custom``. A pressed button's payload is sent back as the customer's message, as Rasa's own channels do.
 A ``custom`` payload naming the bot's ``handoff_payload`` (``{"handoff": true, "queue": ..., "note": ...}``
-or the plain string) hands the conversation to a person.
+or the plain string) hands the conversation to a person; a button carrying that payload does not (pressed, it
+goes to Rasa as the customer's message like any other, and Rasa's response hands over).
 """
 
 from __future__ import annotations

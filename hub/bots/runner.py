@@ -38,14 +38,14 @@ from hub.bots.turns import Answer, BotKind, BotUnavailable, Close, HandOver, Say
 from hub.bots.webhook import WebhookBot
 from hub.errors import Refusal
 from hub.events import MessageCreated, unwrapped
-from hub.hours import is_open, opening_text
+from hub.model import Identity
 from hub.quick_replies import chosen
 from hub.store.bots import failed, save_progress, silent_since, turn_of, waiting_for_bot
-from hub.store.conversations import get_conversation
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
-from hub.usecases.outbound import ReadByTurn
+from hub.usecases.outbound import ReadByTurn, may_send_now
 from hub.usecases.principal import Principal
+from hub.views import eligibility_json
 
 __all__ = ["BotRunner", "asks_for_person"]
 
@@ -179,6 +179,7 @@ class BotRunner:
             choice=choice,
             step=state.step if state is not None else None,
             variables=variables,
+            eligibility=await self._may_send(bot, found.identity),
         )
         answer = await self._ask(bot, turn)
         if answer is not None and not answer.actions:  # it answers later, through the API: the silence clock runs
@@ -193,6 +194,18 @@ class BotRunner:
             bot, conversation_id, answer, ReadByTurn(conversation=found.conversation, identity=found.identity)
         )
 
+    async def _may_send(self, bot: BotSettings, identity: Identity) -> dict[str, Any] | None:
+        """What may be sent now, for a webhook bot's body (the console's use case and JSON); None for the other
+        kinds, or when the identity's account is no longer configured."""
+        parts = self._parts
+        assert parts is not None
+        if bot.kind != "webhook":
+            return None
+        try:
+            return eligibility_json(identity, await may_send_now(parts, identity))
+        except Refusal:
+            return None
+
     async def _ask(self, bot: BotSettings, turn: Turn) -> Answer | None:
         """The bot's answer, retried after each of ``retry_delays``; None when it never came."""
         parts = self._parts
@@ -204,7 +217,7 @@ class BotRunner:
             except BotUnavailable as exc:
                 since = turn.message["created_at"]
                 await waiting_for_bot(parts.store, conversation_id, bot.id, since, parts.clock())
-                failures = await failed(parts.store, conversation_id, parts.clock())
+                failures = await failed(parts.store, conversation_id, bot.id, parts.clock())
                 logger.warning(
                     "bot %s failed: %s", bot.id, exc, extra={"conversation_id": conversation_id, "failures": failures}
                 )
@@ -228,7 +241,6 @@ class BotRunner:
                         )
                         await say(parts, principal, conversation_id, message, known=known)
                     case HandOver(reason=reason, queue=queue, note=note):
-                        await self._tell_if_closed(bot, conversation_id, queue)
                         await hand_off(
                             parts, principal, conversation_id, HandOffRequest(reason=reason, queue=queue, note=note)
                         )
@@ -247,28 +259,7 @@ class BotRunner:
         parts = self._parts
         assert parts is not None
         with suppress(Refusal):  # taken over meanwhile: nothing to hand off
-            await self._tell_if_closed(bot, conversation_id, request.queue)
             await hand_off(parts, Principal.of_bot(bot.id, bot.queues), conversation_id, request)
-
-    async def _tell_if_closed(self, bot: BotSettings, conversation_id: int, queue_id: str | None) -> None:
-        """Outside the receiving queue's business hours, tell the customer when it opens (the queue's message
-        or template), before the conversation goes to wait there."""
-        parts = self._parts
-        assert parts is not None
-        if queue_id is None:
-            found = await get_conversation(parts.store, conversation_id)
-            if found is None:
-                return
-            queue_id = found[0].queue_id
-        hours = parts.settings.queue_hours.get(queue_id)
-        now = parts.clock()
-        if hours is None or is_open(hours, now):
-            return
-        when = opening_text(hours, now)
-        message = BotSay(text=hours.message.replace("{opening}", when))
-        if hours.template is not None:
-            message = BotSay(template=hours.template, variables={"opening": when})
-        await say(parts, Principal.of_bot(bot.id, bot.queues), conversation_id, message)
 
     # ------------------------------------------------------------------ silence
 

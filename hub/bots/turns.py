@@ -43,7 +43,8 @@ Action = Say | HandOver | Close
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Turn:
     """One customer message for the bot: the conversation and the message as the API renders them, the
-    choice it makes among the buttons the bot offered last (if any), and the bot's saved progress."""
+    choice it makes among the buttons the bot offered last (if any), the bot's saved progress, and what may be
+    sent now as the API renders it (a webhook bot's; None for the other kinds)."""
 
     bot: BotSettings
     conversation: Mapping[str, Any]
@@ -51,6 +52,7 @@ class Turn:
     choice: Button | None = None
     step: str | None = None
     variables: Mapping[str, Any] = field(default_factory=dict)
+    eligibility: Mapping[str, Any] | None = None
 
     @property
     def text(self) -> str:

@@ -1,7 +1,8 @@
 """A webhook bot: each customer message is POSTed to the bot's URL, signed with the Standard Webhooks scheme.
 
-The body is ``{"type": "message.created", "conversation": {...}, "message": {...}}``, the conversation and
-the message as the API renders them. The bot answers in the response body (``{"actions": [...]}``, see
+The body is ``{"type": "message.created", "conversation": {...}, "message": {...}, "eligibility": {...}}``, the
+conversation and the message as the API renders them and what may be sent now as
+``GET /api/v1/identities/{id}/eligibility`` answers. The bot answers in the response body (``{"actions": [...]}``, see
 ``hub.bots.turns.actions_from_json``) or later through the API with its token (an empty 2xx).
 """
 
@@ -42,6 +43,7 @@ class WebhookBot:
             "type": "message.created",
             "conversation": jsonable(dict(turn.conversation)),
             "message": jsonable(dict(turn.message)),
+            "eligibility": jsonable(dict(turn.eligibility)) if turn.eligibility is not None else None,
         }
         if turn.choice is not None:
             payload["choice"] = turn.choice.to_json()

@@ -21,7 +21,7 @@ from hub.bus import BusEvent
 from hub.events import MessageCreated
 from hub.model import ChannelAccount, ConversationState, InboundMessage
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
-from hub.store._opening import entered, insert_open, open_conversation, waiting_row
+from hub.store._opening import entered, insert_open, name_the_bot, open_conversation, waiting_row
 from hub.store.media import attachment_rows, insert_attachments
 from hub.store.tables import conversations, messages
 
@@ -129,9 +129,15 @@ async def _open_conversations(
             continue
         to_insert.append(waiting_row(account, identity_id, now))
     if to_insert:
+        bot_of = {row["identity_id"]: accounts[row["account_id"]].bot for row in to_insert}
+        with_bots: list[tuple[int, str]] = []
         for row in await insert_open(connection, dialect, to_insert, now):
             found[int(row.identity_id)] = (int(row.id), str(row.queue_id))
             opened[int(row.id)] = int(row.identity_id)
+            bot = bot_of[int(row.identity_id)]
+            if bot is not None:
+                with_bots.append((int(row.id), bot))
+        await name_the_bot(connection, dialect, with_bots, now)
         late = [int(row["identity_id"]) for row in to_insert if row["identity_id"] not in found]
         if late:  # another writer opened them a moment ago
             found.update(await _open_rows(connection, late))

@@ -20,9 +20,9 @@ from hub.bus import BusEvent
 from hub.events import ConversationWaiting, ConversationWithBot
 from hub.model import ChannelAccount, ConversationState, EventKind
 from hub.store._db import upsert
-from hub.store.tables import conversations, timeline_events
+from hub.store.tables import bot_conversations, conversations, timeline_events
 
-__all__ = ["add_timeline_event", "entered", "insert_open", "open_conversation", "waiting_row"]
+__all__ = ["add_timeline_event", "entered", "insert_open", "name_the_bot", "open_conversation", "waiting_row"]
 
 
 @cache
@@ -59,6 +59,43 @@ def entered(account: ChannelAccount, conversation_id: int, queue_id: str) -> Bus
     if account.bot is not None:
         return ConversationWithBot(conversation_id=conversation_id, queue_id=queue_id, bot=account.bot)
     return ConversationWaiting(conversation_id=conversation_id, queue_id=queue_id)
+
+
+# what a conversation's part with a bot starts from: nothing awaited, no failures, no step, no hand-off yet
+_FRESH_PART = ("bot_id", "awaiting_since", "failures", "step", "handoff_reason", "handoff_note", "handed_off_at")
+
+
+@cache
+def _name_the_bot(dialect: str) -> Any:
+    stmt = upsert(dialect, bot_conversations)
+    changes = {column: stmt.excluded[column] for column in (*_FRESH_PART, "updated_at")}
+    return stmt.on_conflict_do_update(index_elements=["conversation_id"], set_=changes)
+
+
+async def name_the_bot(
+    connection: AsyncConnection, dialect: str, opened: Sequence[tuple[int, str]], now: datetime
+) -> None:
+    """Conversations that (re)opened with their queue's bot, as (conversation id, bot id): the conversation's
+    ``bot`` names it from now on, before its first turn, and a reopened one starts its part afresh (as a
+    return to the bot does; the variables collected before are kept)."""
+    if not opened:
+        return
+    rows: list[dict[str, Any]] = [
+        {
+            "conversation_id": conversation_id,
+            "bot_id": bot_id,
+            "awaiting_since": None,
+            "failures": 0,
+            "step": None,
+            "variables": {},
+            "handoff_reason": None,
+            "handoff_note": None,
+            "handed_off_at": None,
+            "updated_at": now,
+        }
+        for conversation_id, bot_id in opened
+    ]
+    await connection.execute(_name_the_bot(dialect), rows)
 
 
 async def insert_open(
@@ -135,6 +172,8 @@ async def open_conversation(
                 )
             )
             await add_timeline_event(connection, int(last.id), EventKind.REOPENED, now)
+            if account.bot is not None:
+                await name_the_bot(connection, dialect, [(int(last.id), account.bot)], now)
             return int(last.id), str(last.queue_id), True
     inserted = await insert_open(connection, dialect, [waiting_row(account, identity_id, now)], now)
     if not inserted:  # another writer opened it a moment ago
@@ -147,6 +186,8 @@ async def open_conversation(
             )
         ).one()
         return int(row.id), str(row.queue_id), False
+    if account.bot is not None:
+        await name_the_bot(connection, dialect, [(int(inserted[0].id), account.bot)], now)
     return int(inserted[0].id), account.queue, True
 
 

@@ -109,7 +109,8 @@ async def _put(connection: AsyncConnection, dialect: str, conversation_id: int, 
 
 async def waiting_for_bot(store: Store, conversation_id: int, bot_id: str, since: datetime, now: datetime) -> None:
     """The customer wrote at ``since`` and the bot has to answer: the silence clock runs from the oldest
-    message not answered yet."""
+    message not answered yet. A conversation given to another bot meanwhile is left as it is: a late turn of
+    its former bot never makes it that bot's again."""
     c = bot_conversations.c
     async with store.write() as connection:
         stmt = upsert(
@@ -126,7 +127,8 @@ async def waiting_for_bot(store: Store, conversation_id: int, bot_id: str, since
         await connection.execute(
             stmt.on_conflict_do_update(
                 index_elements=["conversation_id"],
-                set_={"bot_id": bot_id, "awaiting_since": func.coalesce(c.awaiting_since, since), "updated_at": now},
+                set_={"awaiting_since": func.coalesce(c.awaiting_since, since), "updated_at": now},
+                where=c.bot_id == bot_id,
             )
         )
 
@@ -188,13 +190,14 @@ async def with_bots(connection: AsyncConnection, replies: Sequence[tuple[int, Se
     return refused
 
 
-async def failed(store: Store, conversation_id: int, now: datetime) -> int:
-    """One more failed call to the bot; returns the failures in a row."""
+async def failed(store: Store, conversation_id: int, bot_id: str, now: datetime) -> int:
+    """One more failed call to ``bot_id``; returns its failures in a row (0: the conversation is another bot's
+    now, and that bot's count is left alone)."""
     c = bot_conversations.c
     async with store.write() as connection:
         result = await connection.execute(
             update(bot_conversations)
-            .where(c.conversation_id == conversation_id)
+            .where(c.conversation_id == conversation_id, c.bot_id == bot_id)
             .values(failures=c.failures + 1, updated_at=now)
             .returning(c.failures)
         )

@@ -417,6 +417,19 @@ idempotency_keys = Table(
     _now_column(),
 )
 
+# the same for bots, which act with their configured token and have no row in agents
+bot_idempotency_keys = Table(
+    "bot_idempotency_keys",
+    metadata,
+    Column("bot_id", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("status", Integer),  # null while the first request is still running
+    Column("response", JSON),
+    _now_column(),
+)
+
 bus_log = Table(
     "bus_log",
     metadata,

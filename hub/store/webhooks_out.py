@@ -429,22 +429,28 @@ async def list_deliveries(
         rows = list(await connection.execute(query.order_by(D.id.desc()).limit(limit + 1)))
         page = rows[:limit]
         ids = [int(r.id) for r in page]
-        attempts: dict[int, list[Attempt]] = {i: [] for i in ids}
-        if ids:
-            a = webhook_attempts.c
-            for r in await connection.execute(
-                select(webhook_attempts).where(a.delivery_id.in_(ids)).order_by(a.delivery_id, a.id)
-            ):
-                attempts[int(r.delivery_id)].append(
-                    Attempt(
-                        attempted_at=r.attempted_at,
-                        status_code=r.status_code,
-                        error=r.error,
-                        duration_ms=int(r.duration_ms),
-                    )
-                )
+        attempts = await _attempts(connection, ids)
     deliveries = [_delivery(r, attempts.get(int(r.id), [])) for r in page]
     return deliveries, (ids[-1] if len(rows) > limit else None)
+
+
+async def _attempts(connection: AsyncConnection, ids: list[int]) -> dict[int, list[Attempt]]:
+    """Each delivery's attempts, oldest first."""
+    attempts: dict[int, list[Attempt]] = {i: [] for i in ids}
+    if ids:
+        a = webhook_attempts.c
+        for r in await connection.execute(
+            select(webhook_attempts).where(a.delivery_id.in_(ids)).order_by(a.delivery_id, a.id)
+        ):
+            attempts[int(r.delivery_id)].append(
+                Attempt(
+                    attempted_at=r.attempted_at,
+                    status_code=r.status_code,
+                    error=r.error,
+                    duration_ms=int(r.duration_ms),
+                )
+            )
+    return attempts
 
 
 def _delivery(row: Any, history: list[Attempt]) -> Delivery:
@@ -486,7 +492,8 @@ async def replay_delivery(store: Store, subscription_id: str, delivery_id: int, 
             return None
         if status != PENDING:
             await _rejoin_line(connection, row.subscription_id, row.order_key, int(row.id))
-    return _delivery(row, [])
+        attempts = await _attempts(connection, [delivery_id])
+    return _delivery(row, attempts[delivery_id])
 
 
 async def _rejoin_line(connection: AsyncConnection, subscription_id: str, order_key: str, delivery_id: int) -> None:

@@ -10,10 +10,12 @@ queue. Each is one atomic change (hub/store/bots.py) checked against who may act
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.errors import Forbidden, Invalid
+from hub.errors import Forbidden, Invalid, Refusal
+from hub.hours import is_open, opening_text
 from hub.lifecycle import HANDOFF_REASONS
 from hub.model import Button
 from hub.store.bots import bot_state, close_by_bot, save_progress, to_bot
@@ -96,6 +98,9 @@ async def hand_off(hub: HubParts, actor: Principal, conversation_id: int, reques
     conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
     if not is_bot(actor) and not is_supervisor(actor):
         raise Forbidden("forbidden", "only the bot, a supervisor or an admin hands a bot's conversation off")
+    if is_bot(actor):
+        with suppress(Refusal):  # a courtesy: the hand-off happens even when the policy refuses the message
+            await _tell_if_closed(hub, actor, conversation.id, request.queue or conversation.queue_id)
     bot_id = actor.bot_id
     if bot_id is None:
         state = await bot_state(hub.store, conversation.id)
@@ -115,6 +120,20 @@ async def hand_off(hub: HubParts, actor: Principal, conversation_id: int, reques
         )
     )
     return await _done(hub, actor, "handed_off", conversation, change, sweep=True)
+
+
+async def _tell_if_closed(hub: HubParts, actor: Principal, conversation_id: int, queue_id: str) -> None:
+    """Outside the receiving queue's business hours, the bot tells the customer when it opens (the queue's
+    message or template) before the conversation goes to wait there."""
+    hours = hub.settings.queue_hours.get(queue_id)
+    now = hub.clock()
+    if hours is None or is_open(hours, now):
+        return
+    when = opening_text(hours, now)
+    message = BotSay(text=hours.message.replace("{opening}", when))
+    if hours.template is not None:
+        message = BotSay(template=hours.template, variables={"opening": when})
+    await say(hub, actor, conversation_id, message)
 
 
 async def return_to_bot(hub: HubParts, actor: Principal, conversation_id: int, bot_id: str) -> Changed:

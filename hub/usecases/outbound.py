@@ -67,6 +67,7 @@ __all__ = [
     "Sent",
     "Started",
     "check_eligibility",
+    "may_send_now",
     "reply",
     "send_new",
     "start_chat",
@@ -371,14 +372,19 @@ def _send_audit(
 async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
     """What may be sent to the identity now, by the policy, with the templates there are."""
     identity = await load_identity(hub.store, identity_id)
-    templates = await list_templates(hub.store)
     if identity is None:
         raise NotFound("identity_not_found", f"no identity {identity_id}")
+    return identity, await may_send_now(hub, identity)
+
+
+async def may_send_now(hub: HubParts, identity: Identity) -> Eligibility:
+    """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility``)."""
+    templates = await list_templates(hub.store)
     try:
         account = hub.settings.account(identity.account_id)
     except KeyError:
         raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
-    return identity, eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
+    return eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
 
 
 async def reply(
@@ -412,7 +418,10 @@ async def send_new(
     hub: HubParts, actor: Principal, identity_id: int, send: Send, *, close: bool = False, status: str | None = None
 ) -> Sent:
     """Send to an identity that wrote before: in their open conversation when the actor may act on it,
-    else in a new active one the actor owns; ``close`` closes it with ``status`` once queued."""
+    else in a new active one the actor owns; ``close`` closes it with ``status`` once queued. A bot answers in
+    its own conversations (``reply``) and never starts or owns one: refused."""
+    if is_bot(actor):
+        raise Forbidden("agents_only", "a bot replies, hands off or closes; this action is for agents")
     outbox = _outbox(hub)
     send = replace(send, attachments=await resolve_uploads(hub, actor, send.attachments))
     reads = await _read(hub, send, identity_id=identity_id)

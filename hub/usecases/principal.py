@@ -48,7 +48,9 @@ class Principal:
 
     @property
     def login(self) -> str | None:
-        """The acting agent's (or bot's) login, as the audit log names them; None for the command line."""
+        """The acting agent's login (a bot's id), as the audit log names them; None for the command line."""
+        if self.bot_id is not None:
+            return self.bot_id
         return self.agent.login if self.agent is not None else None
 
     @classmethod

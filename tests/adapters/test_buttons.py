@@ -139,6 +139,17 @@ def test_each_provider_declares_its_limits_and_the_policy_keeps_them(adapter: An
     assert refused.rule == "button_title_too_long"
 
 
+def test_whatsapp_cloud_reply_buttons_need_titles_unique_within_the_message() -> None:
+    limits = WhatsAppCloudAdapter.facts.buttons
+    alike = (Button(title="Yes", payload="a"), Button(title="Yes", payload="b"))
+    refused = button_refusal(alike, limits)
+    assert refused is not None
+    assert refused.rule == "button_title_not_unique"
+    # four or more go as a list, whose rows the rule (documented for reply buttons) does not cover
+    assert button_refusal((*alike, *buttons(2)), limits) is None
+    assert button_refusal(alike, MessengerAdapter.facts.buttons) is None
+
+
 def test_twilio_shows_no_buttons_so_they_go_as_text() -> None:
     assert TwilioWhatsAppAdapter.facts.buttons is None
     assert button_refusal(buttons(30), None) is None

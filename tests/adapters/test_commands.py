@@ -182,3 +182,13 @@ async def test_emulate_say_presses_a_button(running: Running) -> None:
     first, second = await inbound(running.store, "wa-twilio")
     assert (first.text, first.payload) == ("Yes", "confirm_yes")
     assert (second.text, second.payload) == ("Call me", "call_me")
+
+
+async def test_emulate_say_presses_a_viber_keyboard_button(running: Running) -> None:
+    """A Viber reply button sends its payload (``ActionBody``) as the message's text, the title is not sent."""
+    argv = ["emulate", "say", "--config", str(running.config), "--emulator", running.emulator_url]
+    assert await run(*argv, "--channel", "viber", "--from", VIBER_USER, "--payload", "hours") == 0
+    direct = ["emulate", "say", "--config", str(running.config), "--direct", "--account", "viber-main"]
+    assert await run(*direct, "--from", VIBER_USER, "--payload", "returns", "Returns") == 0
+    first, second = await inbound(running.store, "viber-main")
+    assert (first.text, second.text) == ("hours", "returns")

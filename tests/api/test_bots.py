@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from aiohttp import web
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from hub.api.keys import HUB
+from hub.api.keys import HUB, INGESTOR
 from hub.events import ConversationClosedByBot, unwrapped
+from hub.model import Channel, InboundMessage
 from hub.store.tables import bot_conversations
 from tests.api.conftest import Api, MakeApi, eventually
 
@@ -147,6 +149,87 @@ async def test_the_bot_answers_first_then_hands_off_with_its_transcript(
 
 async def _has_bot_message(api: Api, conversation_id: int) -> bool:
     return bool(bot_messages(await history(api, conversation_id)))
+
+
+async def test_a_webhook_bot_is_told_what_may_be_sent_now(make_api: MakeApi, bot_server: BotServer) -> None:
+    """Each message's body says what may be sent now, as the console's window badge does (the same JSON as
+    ``GET /api/v1/identities/{id}/eligibility``): free text until the WhatsApp customer-service window closes,
+    and nothing but templates once it has (here a message the provider delivered 25 hours late)."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    admin = await api.agent("root", role="admin", queues=())
+    wrote_at = api.clock()
+    open_window = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, open_window), "the bot was asked")
+    (body,) = bot_server.received
+    identity = body["conversation"]["identity"]["id"]
+    console = await admin.json("GET", f"/api/v1/identities/{identity}/eligibility")
+    assert body["eligibility"] == console
+    assert body["eligibility"]["free_text"] is True
+    assert body["eligibility"]["free_text_until"] == (wrote_at + timedelta(hours=24)).isoformat()
+    assert body["eligibility"]["rule"] is None
+
+    late = InboundMessage(
+        channel=Channel.WHATSAPP,
+        account_id="wa-test",
+        sender_id="+420600000055",
+        provider_message_id="late-1",
+        sent_at=api.clock(),
+        text="are you there?",
+    )
+    api.clock.advance(25 * 3600)
+    await api.app[INGESTOR].submit([late])
+    closed_window = await api.open_conversation("wa-test", "+420600000055")
+    await eventually(lambda: _awaited(api, closed_window), "the bot was asked")
+    told = bot_server.received[-1]["eligibility"]
+    assert (told["free_text"], told["free_text_until"]) == (False, None)
+    assert told["rule"]
+    assert told["window_closed_at"] == (late.sent_at + timedelta(hours=24)).isoformat()
+    closed_identity = bot_server.received[-1]["conversation"]["identity"]["id"]
+    later = await api.agent("root-again", role="admin", queues=())  # the first one's session has expired
+    assert told == await later.json("GET", f"/api/v1/identities/{closed_identity}/eligibility")
+
+
+async def test_the_bot_is_named_from_the_moment_the_conversation_is_its_own(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """The conversation's ``bot`` names its bot as soon as it is in state ``bot``: before the bot's first
+    answer, and in the first message's body the bot is sent; reopened with the bot, the last part's hand-off is
+    no longer shown as this part's."""
+    reopening = """
+[[accounts]]
+id = "wa-again"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+after_close = "reopen"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACagain"
+auth_token = "again-auth-token"
+from_number = "+15550003333"
+"""
+    bot_server.hold = asyncio.Event()
+    api = await make_api(bot_config(bot_server.url) + reopening, fake_adapter=True)
+    conversation_id = await api.customer_writes(text="hello")
+    await asyncio.wait_for(bot_server.asked.wait(), 10)
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["bot"], view["handoff"]) == ("bot", "faq", None)
+    assert bot_server.received[0]["conversation"]["bot"] == "faq"
+    bot_server.hold.set()
+
+    bot_server.hold = None
+    bot_server.otherwise = (200, {"actions": [{"type": "handoff", "reason": "bot_asked"}]})
+    again = await api.customer_writes(account_id="wa-again", sender="+420600000066", text="hi")
+    assert (await conversation(api, again))["bot"] == "faq"
+    await eventually(lambda: state_is(api, again, "waiting"), "the hand-off")
+    agent = await api.agent("ann")
+    await agent.json("POST", f"/api/v1/conversations/{again}/take")
+    await agent.json("POST", f"/api/v1/conversations/{again}/close", {"status": "resolved"})
+    bot_server.otherwise = (202, None)
+    reopened = await api.customer_writes(account_id="wa-again", sender="+420600000066", text="me again")
+    assert reopened == again
+    view = await conversation(api, again)
+    assert (view["state"], view["bot"], view["handoff"]) == ("bot", "faq", None)
 
 
 async def test_a_customer_who_asks_for_a_person_is_handed_off(make_api: MakeApi, bot_server: BotServer) -> None:
@@ -361,6 +444,30 @@ async def test_a_bad_hand_off_is_a_clear_422_and_changes_nothing(
     assert await state_is(api, conversation_id, "bot")
 
 
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "invalid_field"),
+        ({"bot": 7}, "invalid_field"),
+        ({"bot": "faq", "colour": "red"}, "unknown_field"),
+        ({"bot": "nobody"}, "unknown_bot"),
+    ],
+)
+async def test_a_bad_return_to_bot_is_a_clear_422_and_changes_nothing(
+    make_api: MakeApi, bot_server: BotServer, body: dict[str, Any], code: str
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(text="hello")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    response = await agent.post(f"/api/v1/conversations/{conversation_id}/bot", json=body)
+    assert response.status == 422, await response.text()
+    assert (await response.json())["error"]["code"] == code
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["owner"]) == ("active", agent.id)
+
+
 NIGHT = """
 [[queues]]
 id = "night"
@@ -410,6 +517,24 @@ async def test_out_of_hours_the_bot_answers_and_the_conversation_waits_for_the_o
     assert queues["night"]["figures"]["waiting"] == 1
 
 
+async def test_a_bot_that_hands_off_to_a_closed_queue_through_the_api_has_the_customer_told_when_it_opens(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """As when it hands off in its answer: the customer hears when the queue opens, then it waits there."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(NIGHT + bot_config(bot_server.url), fake_adapter=True)  # Monday 09:00, night opens 12:00
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    handed = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/handoff",
+        json={"reason": "bot_asked", "queue": "night"},
+        headers=as_bot(api),
+    )
+    assert handed.status == 200, await handed.text()
+    assert (await handed.json())["state"] == "waiting"
+    assert bot_messages(await history(api, conversation_id)) == ["We are closed; we open Mon 02 Mar 12:00."]
+
+
 async def test_the_example_faq_bot_answers_and_hands_off_on_agent(make_api: MakeApi, aiohttp_server: Any) -> None:
     import importlib.util
 
@@ -444,7 +569,6 @@ async def _bot_said(api: Api, conversation_id: int, count: int) -> bool:
         ("accept", {}),
         ("leave", {}),
         ("important", {}),
-        ("close", {"status": "resolved"}),
         ("transfer", {"queue": "sales"}),
         ("bot", {"bot": "faq"}),
     ],
@@ -458,6 +582,82 @@ async def test_a_bot_on_an_agents_action_is_refused_not_a_fault(
     response = await api.client.post(f"/api/v1/conversations/{conversation_id}/{path}", json=body, headers=as_bot(api))
     assert response.status == 403, await response.text()
     assert await state_is(api, conversation_id, "bot")
+
+
+@pytest.mark.parametrize("closed", [False, True])
+async def test_a_bot_that_writes_to_a_customer_as_a_new_message_is_refused_not_a_fault(
+    make_api: MakeApi, bot_server: BotServer, closed: bool
+) -> None:
+    """``POST /api/v1/outbound`` starts a conversation an agent owns: a bot's token there is a 403, never a
+    500, whether the customer's conversation is still the bot's or closed already, and nothing is queued."""
+    bot_server.otherwise = (200, {"actions": [{"type": "close", "status": "resolved"}]} if closed else None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: state_is(api, conversation_id, "closed" if closed else "bot"), "the bot's turn")
+    await api.app[HUB].bots.idle()
+    identity = (await conversation(api, conversation_id))["identity"]["id"]
+    before = await history(api, conversation_id)
+    response = await api.client.post(
+        "/api/v1/outbound", json={"identity": identity, "text": "Hello again"}, headers=as_bot(api)
+    )
+    assert response.status == 403, await response.text()
+    assert (await response.json())["error"]["code"] == "agents_only"
+    assert await history(api, conversation_id) == before
+
+
+async def test_the_audit_log_names_the_bot_that_acted(make_api: MakeApi, bot_server: BotServer) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    for path, body in (("messages", {"text": "One moment."}), ("handoff", {"reason": "bot_asked"})):
+        response = await api.client.post(
+            f"/api/v1/conversations/{conversation_id}/{path}", json=body, headers=as_bot(api)
+        )
+        assert response.status in (200, 201), await response.text()
+    await conversation(api, conversation_id)
+    admin = api._bots_admin  # type: ignore[attr-defined]
+    entries = (await admin.json("GET", f"/api/v1/audit?conversation={conversation_id}"))["items"]
+    by_bot = {e["action"]: e["actor"] for e in entries if e["actor_kind"] == "bot"}
+    assert by_bot == {"message.sent": "faq", "conversation.handed_off": "faq"}, entries
+
+
+async def test_a_bot_that_retries_with_its_idempotency_key_sends_once(make_api: MakeApi, bot_server: BotServer) -> None:
+    """``Idempotency-Key`` holds for a bot's token as for an agent's: the retry gets the first answer again."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    headers = {**as_bot(api), "Idempotency-Key": "reply-1"}
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    first = await api.client.post(path, json={"text": "Only once, please."}, headers=headers)
+    assert first.status == 201, await first.text()
+    again = await api.client.post(path, json={"text": "Only once, please."}, headers=headers)
+    assert again.status == 201, await again.text()
+    assert again.headers.get("Idempotency-Replayed") == "true"
+    assert (await again.json())["id"] == (await first.json())["id"]
+    assert bot_messages(await history(api, conversation_id)) == ["Only once, please."]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/conversations"),
+        ("GET", "/api/v1/conversations/{id}"),
+        ("GET", "/api/v1/conversations/{id}/messages"),
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/contacts"),
+    ],
+)
+async def test_a_bot_on_an_agents_reading_route_is_told_so_not_that_its_token_is_unknown(
+    make_api: MakeApi, bot_server: BotServer, method: str, path: str
+) -> None:
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url))
+    conversation_id = await api.customer_writes(text="hello")
+    response = await api.client.request(method, path.format(id=conversation_id), headers=as_bot(api))
+    assert response.status == 403, await response.text()
+    assert (await response.json())["error"]["code"] == "agents_only"
 
 
 async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bot_server: BotServer) -> None:
@@ -484,3 +684,111 @@ async def test_a_bot_closes_with_a_status_its_queue_allows(make_api: MakeApi, bo
     (event,) = handoffs(await history(api, refused))
     assert event["data"]["reason"] == "bot_failed"
     assert event["data"]["note"].startswith("status_not_allowed")
+
+
+async def test_a_bot_closes_its_conversation_through_the_api_with_a_status(
+    make_api: MakeApi, bot_server: BotServer
+) -> None:
+    """``POST /api/v1/conversations/{id}/close`` with the bot's token closes a conversation the bot holds, as
+    the ``close`` action of its answer does (the same use case): the status checked against its queue, the
+    timeline naming the bot; outside its queues it is a 404, and no longer with a bot a 403."""
+    extra = """
+[[accounts]]
+id = "wa-sales"
+channel = "whatsapp"
+provider = "twilio"
+queue = "sales"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACsales"
+auth_token = "sales-auth-token"
+from_number = "+15550002222"
+"""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url) + extra, fake_adapter=True)
+    conversation_id = await api.customer_writes(text="thanks, that was all")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    path = f"/api/v1/conversations/{conversation_id}/close"
+
+    wrong = await api.client.post(path, json={"status": "nonsense"}, headers=as_bot(api))
+    assert wrong.status == 422, await wrong.text()
+    assert (await wrong.json())["error"]["code"] == "status_not_allowed"
+    assert await state_is(api, conversation_id, "bot"), "a refused close changes nothing"
+
+    async with api.app[HUB].bus.subscribe() as heard:
+        response = await api.client.post(path, json={"status": "resolved"}, headers=as_bot(api))
+        assert response.status == 200, await response.text()
+        published = [unwrapped(heard.get_nowait()) for _ in range(heard.qsize())]
+    body = await response.json()
+    assert (body["state"], body["status"], body["bot"]) == ("closed", "resolved", "faq")
+    assert (
+        ConversationClosedByBot(conversation_id=conversation_id, queue_id="support", bot="faq", status="resolved")
+        in published
+    )
+    events = [i for i in await history(api, conversation_id) if i["type"] == "event" and i["kind"] == "closed"]
+    assert [e["data"] for e in events] == [{"status": "resolved", "bot": "faq"}]
+    admin = api._bots_admin  # type: ignore[attr-defined]
+    entries = (await admin.json("GET", f"/api/v1/audit?conversation={conversation_id}"))["items"]
+    assert [(e["action"], e["actor"]) for e in entries if e["actor_kind"] == "bot"] == [("conversation.closed", "faq")]
+
+    again = await api.client.post(path, json={"status": "resolved"}, headers=as_bot(api))
+    assert again.status == 403, await again.text()
+    assert (await again.json())["error"]["code"] == "not_with_bot"
+    other = await api.customer_writes(account_id="wa-sales", sender="+420600000002", text="hi sales")
+    outside = await api.client.post(
+        f"/api/v1/conversations/{other}/close", json={"status": "resolved"}, headers=as_bot(api)
+    )
+    assert outside.status == 404, await outside.text()
+    assert await state_is(api, other, "waiting")
+
+
+async def test_a_late_failing_turn_of_a_former_bot_does_not_take_the_conversation_from_its_new_bot(
+    make_api: MakeApi, bot_server: BotServer, aiohttp_server: Any
+) -> None:
+    """Handed to people and then to another queue's bot while its first bot was still thinking: the first bot's
+    failures that come in afterwards neither make the conversation its own again nor show it that bot."""
+    triage = BotServer(otherwise=(500, {"error": "down"}), hold=asyncio.Event())
+    app = web.Application()
+    app.router.add_post("/bot", triage.handle)
+    triage.url = str((await aiohttp_server(app)).make_url("/bot"))
+    bot_server.otherwise = (202, None)
+    sales = f"""
+[[bots]]
+id = "triage"
+kind = "webhook"
+queues = ["sales"]
+url = "{triage.url}"
+secret = "{SECRET}"
+
+[[accounts]]
+id = "wa-sales"
+channel = "whatsapp"
+provider = "twilio"
+queue = "sales"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACsales"
+auth_token = "sales-auth-token"
+from_number = "+15550002222"
+"""
+    api = await make_api(bot_config(bot_server.url) + sales, fake_adapter=True)
+    api.app[HUB].bots.retry_delays = (0.01, 0.01)
+    supervisor = await api.agent("sue", role="supervisor", queues=("sales", "support"))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(account_id="wa-sales", sender="+420600000005", text="hi")
+    await asyncio.wait_for(triage.asked.wait(), timeout=5)  # the triage bot is thinking
+
+    handed = {"reason": "bot_asked", "queue": "support"}
+    await supervisor.json("POST", f"/api/v1/conversations/{conversation_id}/handoff", handed)
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    back = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/bot", {"bot": "faq"})
+    assert (back["state"], back["bot"]) == ("bot", "faq")
+
+    triage.hold.set()  # the triage bot fails now, three times
+    await api.app[HUB].bots.idle()
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["bot"]) == ("bot", "faq"), "the former bot's failures took it back"
+
+    asked = len(triage.received)
+    await api.customer_writes(account_id="wa-sales", sender="+420600000005", text="still there?")
+    await eventually(lambda: _asked(bot_server, 1), "the new bot is asked")
+    await api.app[HUB].bots.idle()
+    assert len(triage.received) == asked, "a bot never sees a conversation outside its queues"

@@ -3,6 +3,8 @@ buttons; past them the policy answers 422 naming the rule; a channel without the
 
 from __future__ import annotations
 
+import pytest
+
 from hub.api.keys import ADAPTERS
 from tests.api.conftest import MakeApi, delivered
 
@@ -14,6 +16,19 @@ queue = "support"
 api_base = "http://127.0.0.1:9"
 auth_token = "viber-token"
 name = "Shop"
+"""
+
+WHATSAPP_CLOUD = """
+[[accounts]]
+id = "wa-cloud"
+channel = "whatsapp"
+provider = "cloud"
+queue = "support"
+api_base = "http://127.0.0.1:9"
+phone_number_id = "1065"
+app_secret = "s"
+verify_token = "v"
+access_token = "cloud-token"
 """
 
 
@@ -54,3 +69,24 @@ async def test_a_channel_without_buttons_gets_them_as_numbered_text(make_api: Ma
     (sent,) = api.adapter.sent
     assert sent.text == "Shall we call you?\n\n1. Yes\n2. No"
     assert sent.buttons == ()
+
+
+@pytest.mark.parametrize("titles", [("Yes", "Yes"), ("Call me", "Write to me", "Call me")])
+async def test_whatsapp_reply_buttons_with_the_same_title_are_a_422_naming_the_rule(
+    make_api: MakeApi, titles: tuple[str, ...]
+) -> None:
+    """WhatsApp Cloud's reply buttons (up to three) need titles unique within the message (docs/channels.md):
+    two alike are refused before anything is queued, whatever their payloads."""
+    api = await make_api(WHATSAPP_CLOUD, fake_adapter=True)
+    agent = await api.agent("ann", ready=True)
+    conversation_id = await api.customer_writes(account_id="wa-cloud", sender="420600000001", text="hi")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    buttons = [{"title": t, "payload": f"p{i}"} for i, t in enumerate(titles)]
+    body = {"text": "Pick", "buttons": buttons}
+    refused = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", body, status=422)
+    assert refused["error"]["code"] == "button_title_not_unique"
+    assert titles[-1] in refused["error"]["message"]
+    await delivered(api)
+    assert api.app[ADAPTERS]["wa-cloud"].sent == []
+    distinct = {"text": "Pick", "buttons": [{"title": "Yes", "payload": "y"}, {"title": "No", "payload": "n"}]}
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", distinct, status=201)

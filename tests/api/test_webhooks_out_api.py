@@ -117,6 +117,9 @@ async def test_failed_attempts_show_with_their_error_and_pause_the_endpoint_unti
     assert (resumed["paused"], resumed["consecutive_failures"]) == (False, 0)
     replayed = await root.json("POST", f"/api/v1/webhooks-out/down/deliveries/{every[0]['id']}/replay", status=202)
     assert replayed["status"] == "pending"
+    again = await root.json("POST", f"/api/v1/webhooks-out/down/deliveries/{tried[0]['id']}/replay", status=202)
+    assert again["attempts"] > 0
+    assert len(again["attempt_log"]) == again["attempts"], "the answer shows the delivery with every attempt"
 
 
 async def test_bad_input_is_refused_with_a_code_and_changes_nothing(make_api: Callable[..., Awaitable[Api]]) -> None:
@@ -147,6 +150,9 @@ async def test_bad_input_is_refused_with_a_code_and_changes_nothing(make_api: Ca
     assert (await root.json("GET", "/api/v1/webhooks-out/crm/deliveries?after=zz", status=422))["error"]["code"] == (
         "invalid_cursor"
     )
+    for limit in ("0", "201", "-1"):
+        page = await root.json("GET", f"/api/v1/webhooks-out/crm/deliveries?limit={limit}", status=422)
+        assert page["error"]["code"] == "invalid_query", limit
     await root.json("POST", "/api/v1/webhooks-out", good, status=201)
     assert (await root.json("PUT", "/api/v1/webhooks-out/x", {"id": "y"}, status=422))["error"][
         "code"

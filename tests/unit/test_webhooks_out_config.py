@@ -149,3 +149,25 @@ def test_each_hub_event_maps_to_its_outgoing_type_and_offers_to_none() -> None:
     assert outgoing_of(ConversationWaiting(conversation_id=1, queue_id="q")) is None  # requeued, not opened
     assert outgoing_of(ConversationUpdated(conversation_id=1, action="invited", by=4, audience=(4,))) is None
     assert outgoing_of(Offer(conversation_id=1, agent_id=4, queue_id="q", deadline=None)) is None  # type: ignore[arg-type]
+
+
+def test_the_environment_sets_an_integrations_numbers_and_the_delivery_tuning(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Every value can come from the environment (README): the variables' text is read as the number it says."""
+    settings = make_settings(
+        entry(),
+        env={
+            "CHANNELHUB_WEBHOOKS_OUT_CRM_PAUSE_AFTER": "7",
+            "CHANNELHUB_WEBHOOKS_DELIVERY_TIMEOUT_SECONDS": "2.5",
+            "CHANNELHUB_WEBHOOKS_DELIVERY_CONCURRENCY": "4",
+        },
+    )
+    assert settings.webhooks_out[0].pause_after == 7
+    assert (settings.webhooks_delivery.timeout_seconds, settings.webhooks_delivery.concurrency) == (2.5, 4)
+    with pytest.raises(ConfigError) as caught:
+        make_settings(entry(), env={"CHANNELHUB_WEBHOOKS_DELIVERY_GIVE_UP_AFTER_HOURS": "2"})
+    assert caught.value.key == "webhooks_delivery.give_up_after_hours"
+    with pytest.raises(ConfigError) as caught:
+        make_settings(entry(), env={"CHANNELHUB_WEBHOOKS_DELIVERY_CONCURRENCY": "lots"})
+    assert caught.value.key == "webhooks_delivery.concurrency"
