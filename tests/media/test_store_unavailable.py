@@ -145,5 +145,8 @@ async def test_start_up_warns_once_naming_the_setting_and_starts_anyway(
     logged = [r.getMessage() for r in caplog.records if "[media] url" in r.getMessage()]
     assert len(logged) == 1, logged
     assert url in logged[0]
-    assert REASONS[fault] in logged[0]
+    # a closed port is refused at once, but the client's retries with back-off may outlast the start-up check's
+    # time on a busy machine: either reason is the truth about a server that cannot be reached
+    reasons = (REASONS[fault], "no answer within") if fault == "unreachable" else (REASONS[fault],)
+    assert any(reason in logged[0] for reason in reasons), logged[0]
     assert (await api.client.get("/healthz")).status == 200
