@@ -20,12 +20,14 @@ from sqlalchemy import select, update
 
 from hub.api.keys import HUB
 from hub.bus import EventBus
-from hub.media import BlobNotFound, BlobStore, LocalBlobStore, S3BlobStore
+from hub.media import BlobNotFound, BlobStat, BlobStore, LocalBlobStore, S3BlobStore, StoreUnavailable
+from hub.media_fetch import FetchPolicy, MediaFetcher
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.media import blobs_named
 from hub.store.tables import attachments, messages
 from hub.usecases import Parts
+from hub.usecases import media as media_usecases
 from hub.usecases.media import ORPHAN_GRACE, drop_orphan_blobs, sweep_media
 from tests.api.conftest import Clock, MakeApi
 from tests.media._serving import ACCOUNT, stored_video
@@ -259,3 +261,55 @@ async def test_deleting_a_contacts_data_with_the_store_down_answers_200_and_the_
     api.clock.advance((ORPHAN_GRACE + MINUTE).total_seconds())
     assert await drop_orphan_blobs(hub, hub.blobs) == 1
     assert not await _exists(hub.blobs, blob.key)
+
+
+class _OutageOnce(LocalBlobStore):
+    """A directory whose first listing fails as a store in an outage does."""
+
+    scans = 0
+
+    async def scan(self) -> AsyncIterator[BlobStat]:
+        self.scans += 1
+        if self.scans == 1:
+            raise StoreUnavailable("the S3 server cannot be reached")
+        async for stat in super().scan():
+            yield stat
+
+
+async def test_the_sweeper_walks_at_start_again_after_an_outage_and_then_not_within_the_day(
+    parts: Parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweeps = 0
+    sweep = media_usecases.sweep_media
+
+    async def counted(hub: Parts, blobs: BlobStore) -> int:
+        nonlocal sweeps
+        sweeps += 1
+        return await sweep(hub, blobs)
+
+    async def after_sweeps(count: int) -> None:
+        target = sweeps + count
+        for _ in range(2000):  # bounded: the sweeper runs every hundredth of a second here
+            if sweeps >= target:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"the sweeper did not sweep {count} times")
+
+    monkeypatch.setattr(media_usecases, "sweep_media", counted)
+    blobs = _OutageOnce(tmp_path / "media")
+    first = await _put(blobs, b"left by a process that stopped between a row and its blob")
+    _clock(parts).advance((ORPHAN_GRACE + MINUTE).total_seconds())
+    fetcher = MediaFetcher(
+        parts.store, parts.bus, {}, blobs, parts.settings, clock=parts.clock, policy=FetchPolicy(sweep_seconds=0.01)
+    )
+    await fetcher.start(None)
+    try:
+        await after_sweeps(3)
+        assert blobs.scans == 2  # at start, cut short by the store; walked again at the next sweep, and done
+        assert not await _exists(blobs, first)
+        second = await _put(blobs, b"another orphan, as old for the hub's clock")
+        await after_sweeps(5)
+        assert blobs.scans == 2  # not again within the day
+        assert await _exists(blobs, second)
+    finally:
+        await fetcher.stop()
