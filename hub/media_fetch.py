@@ -60,7 +60,8 @@ _TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10, sock_read=60)
 class FetchPolicy:
     """How hard the fetcher tries: ``max_attempts`` claims per row, back-off doubling from ``base_backoff``
     seconds up to ``max_backoff``; ``lease`` seconds before another worker may take a claimed row over;
-    ``batch`` downloads in flight at once."""
+    ``batch`` downloads in flight at once; the retention sweep every ``sweep_seconds``, and the walk for orphan
+    blobs at start and then every ``orphan_walk_seconds``."""
 
     max_attempts: int = 10
     base_backoff: float = 2.0
@@ -69,6 +70,7 @@ class FetchPolicy:
     poll_seconds: float = 2.0
     batch: int = 8
     sweep_seconds: float = 3600.0
+    orphan_walk_seconds: float = 86400.0
 
 
 class _Transient(Exception):
@@ -141,11 +143,14 @@ class MediaFetcher:
                     self._wake.set()
 
     async def _retention(self) -> None:
-        """The retention sweep (``[media] keep_days``, unsent uploads) at start and then every hour."""
+        """The retention sweep (``[media] keep_days``, unsent uploads) at start and then every ``sweep_seconds``;
+        the orphan walk (``drop_orphan_blobs``) with the first sweep and then every ``orphan_walk_seconds`` (a
+        day: the store may hold millions of blobs), or at the next sweep when the store cut a walk short."""
         from hub.usecases import Parts
-        from hub.usecases.media import sweep_media
+        from hub.usecases.media import drop_orphan_blobs, sweep_media
 
         parts = Parts(settings=self.settings, store=self.store, bus=self.bus, clock=self.clock)
+        next_walk = time.monotonic()
         while True:
             try:
                 removed = await sweep_media(parts, self.blobs)
@@ -153,6 +158,16 @@ class MediaFetcher:
                     logger.info("media retention removed %s blobs", removed)
             except Exception:
                 logger.exception("media retention sweep failed")
+            if time.monotonic() >= next_walk:
+                try:
+                    orphans = await drop_orphan_blobs(parts, self.blobs)
+                except Exception:
+                    logger.exception("media orphan walk failed")
+                    orphans = None
+                if orphans is not None:
+                    next_walk = time.monotonic() + self.policy.orphan_walk_seconds
+                    if orphans:
+                        logger.info("media orphan walk removed %s blobs no row names", orphans)
             await asyncio.sleep(self.policy.sweep_seconds)
 
     async def _run(self) -> None:

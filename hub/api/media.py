@@ -70,6 +70,23 @@ ATTACHMENT = schema(
         },
     },
 )
+CONTACT_DATA_DELETED = schema(
+    "ContactDataDeleted",
+    {
+        "type": "object",
+        "required": ["attachments", "blobs", "blobs_pending"],
+        "properties": {
+            "attachments": {"type": "integer", "description": "attachments whose media were removed"},
+            "blobs": {"type": "integer", "description": "files deleted from the blob store"},
+            "blobs_pending": {
+                "type": "integer",
+                "description": "files the blob store could not delete now (an outage): no attachment names them "
+                "any more, so nobody gets them through the hub, and the orphan walk deletes them once the store "
+                "is back",
+            },
+        },
+    },
+)
 
 #: shown in the page (inline); everything else is a download
 _INLINE = ("image/", "audio/", "video/")
@@ -301,8 +318,10 @@ async def _stream(
     "Delete a contact's data (admin)",
     description="Removes the media of every conversation of the contact's identities: the bytes go from the "
     "blob store (unless another message still has the same file) and each attachment keeps only its place, "
-    "`failed` with the reason. Answers how many attachments and blobs went.",
-    ok=(200, None),
+    "`failed` with the reason. Answers how many attachments and blobs went. A blob store that cannot delete now "
+    "(an outage) does not fail the deletion: its files are counted in `blobs_pending` and deleted by the "
+    "media sweep's orphan walk once the store is back.",
+    ok=(200, CONTACT_DATA_DELETED),
     errors=(403, 404),
     tag="contacts",
 )

@@ -174,7 +174,9 @@ class BlobStore(Protocol):
 
     async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None, sync: bool = True) -> StoredBlob:
         """Keep the bytes, streamed: SHA-256 and type computed on the way, the blob visible under its key only
-        once complete. The same content twice is kept once. BlobTooLarge (nothing kept) past ``max_bytes``.
+        once complete. The same content twice is kept once, its time stored renewed (S3: when older than a few
+        minutes), so that the orphan walk, which goes by that time, never takes a blob just handed out again.
+        BlobTooLarge (nothing kept) past ``max_bytes``.
 
         Returned, the blob survives a crash; with ``sync=False`` only once ``sync`` was called with its key
         (its bytes are written, the last step that makes it durable is left to ``sync``)."""

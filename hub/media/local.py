@@ -1,7 +1,8 @@
 """Blobs in a directory on local disk: ``blobs/ab/<sha256>`` (fan-out by the first byte of the hash: 256 folders,
 so none grows huge; all made with the store's first blob), written to ``incoming/`` first and renamed into place
 once complete and synced. Stores written before kept ``blobs/ab/cd/<sha256>``: a blob is looked for there too, and
-the old folders are left as they are. Every blocking call runs in a worker thread, never on the event loop.
+the old folders are left as they are. Every blocking call runs in a worker thread, never on the event loop. A
+blob's time stored is its file's modification time, renewed by a put of the same content.
 
 A blob is durable once its file is synced (before the rename) and its folder is synced (after the rename, so that
 the folder keeps its name). ``put`` does both, unless told ``sync=False``: then the folder's sync waits for
@@ -170,9 +171,10 @@ class LocalBlobStore:
     def _move_into_place(self, temp: str, key: str, sync: bool) -> None:
         final = str(self.path(key))
         folder = os.path.dirname(final)
-        if os.path.exists(final):  # the same content is here already: keep one copy
+        # the same content is here already: keep one copy, its time renewed (the orphan walk goes by it)
+        if _renewed(final):
             os.unlink(temp)
-        elif os.path.exists(legacy := str(self.legacy_path(key))):  # kept by an older store, in the old layout
+        elif _renewed(legacy := str(self.legacy_path(key))):  # kept by an older store, in the old layout
             os.unlink(temp)
             _sync_directory(os.path.dirname(legacy))  # a rare path: synced now, ``sync`` looks in the new layout
             return
@@ -239,6 +241,15 @@ def _sync_directories(paths: list[str]) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             _sync_directory(path)
+
+
+def _renewed(path: str) -> bool:
+    """Whether the file ``path`` exists, its modification time set to now if so."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _first_file(*paths: Path) -> Path | None:

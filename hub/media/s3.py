@@ -12,7 +12,7 @@ import io
 import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from aiobotocore.session import get_session
@@ -46,6 +46,9 @@ __all__ = ["S3BlobStore"]
 #: the size of each part of a multipart upload (S3's minimum is 5 MiB for every part but the last)
 PART_BYTES = 8 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+#: a put of content already kept renews the object's time when it is older than this (one server-side copy): well
+#: inside the orphan walk's grace (an hour), and rare enough that repeated puts of one file cost nothing more
+_RENEW_AFTER = timedelta(minutes=10)
 #: S3's answers that mean the credentials or the account are refused, whatever the object
 _REFUSED = frozenset(
     {
@@ -75,15 +78,22 @@ def _store_faults(
     async def translated(self: S3BlobStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return await method(self, *args, **kwargs)
-        except ClientError as exc:
-            reason = _fault(exc, self.bucket)
-            if reason is None:
+        except (ClientError, *_UNREACHED) as exc:
+            unavailable = _unavailable(exc, self.bucket)
+            if unavailable is None:
                 raise
-            raise StoreUnavailable(reason) from exc
-        except _UNREACHED as exc:
-            raise StoreUnavailable(f"the S3 server cannot be reached: {exc}") from exc
+            raise unavailable from exc
 
     return translated
+
+
+def _unavailable(exc: Exception, bucket: str) -> StoreUnavailable | None:
+    """The client's error as StoreUnavailable when it says the store as a whole cannot be used now; None for an
+    answer about one object."""
+    if isinstance(exc, ClientError):
+        reason = _fault(exc, bucket)
+        return None if reason is None else StoreUnavailable(reason)
+    return StoreUnavailable(f"the S3 server cannot be reached: {exc}")
 
 
 class S3BlobStore:
@@ -147,7 +157,7 @@ class S3BlobStore:
             blob = digest.result()
             name = self.object_name(blob.key)
             if upload_id is None:  # one part: straight to its name
-                if not await self._exists(name):
+                if not await self._kept_renewed(name, blob.mime):
                     part.seek(0)
                     await s3.put_object(Bucket=self.bucket, Key=name, Body=part, ContentType=blob.mime)
                 return blob
@@ -222,9 +232,19 @@ class S3BlobStore:
         return True
 
     async def scan(self) -> AsyncIterator[BlobStat]:
-        s3 = await self._s3()
+        # a generator, so ``_store_faults`` cannot wrap it: the bucket's bad state is said here, page by page
         listed = f"{self.prefix}blobs/"
-        async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed):
+        pages = aiter((await self._s3()).get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed))
+        while True:
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
+                return
+            except (ClientError, *_UNREACHED) as exc:
+                unavailable = _unavailable(exc, self.bucket)
+                if unavailable is None:
+                    raise
+                raise unavailable from exc
             for item in page.get("Contents", []):
                 if not is_key(item["Key"][len(listed) :]):
                     continue
@@ -266,7 +286,7 @@ class S3BlobStore:
         remove the upload."""
         s3 = await self._s3()
         try:
-            if not await self._exists(name):
+            if not await self._kept_renewed(name, mime):
                 await s3.copy_object(
                     Bucket=self.bucket,
                     Key=name,
@@ -276,6 +296,26 @@ class S3BlobStore:
                 )
         finally:
             await s3.delete_object(Bucket=self.bucket, Key=incoming)
+
+    async def _kept_renewed(self, name: str, mime: str) -> bool:
+        """Whether the object ``name`` exists; if it was stored more than ``_RENEW_AFTER`` ago, it is copied onto
+        itself, so that its ``LastModified`` says a put has just handed it out (the orphan walk goes by it)."""
+        s3 = await self._s3()
+        try:
+            head = await s3.head_object(Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        if datetime.now(UTC) - head["LastModified"] > _RENEW_AFTER:
+            await s3.copy_object(
+                Bucket=self.bucket,
+                Key=name,
+                CopySource={"Bucket": self.bucket, "Key": name},
+                ContentType=mime,
+                MetadataDirective="REPLACE",
+            )
+        return True
 
     async def _exists(self, name: str) -> bool:
         try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import Attachment, Message, MessageKind
@@ -35,6 +35,7 @@ __all__ = [
     "attachments_by_message",
     "attachments_json",
     "blob_in_use",
+    "blobs_named",
     "claim_fetches",
     "create_upload",
     "expire_attachments",
@@ -625,6 +626,20 @@ async def blob_in_use(store: Store, key: str) -> bool:
             )
         ).scalar_one()
     return bool(kept)
+
+
+async def blobs_named(store: Store, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` an attachment or upload still names (as its bytes or thumbnail), in one query for the
+    lot: the orphan walk asks this for a few hundred blobs at a time, not twice per blob. Give it a few hundred
+    keys at most (each key is a bound parameter four times over)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return set()
+    a, u = attachments.c, uploads.c
+    columns = (a.blob_key, a.thumbnail_key, u.sha256, u.thumbnail_key)
+    query = union(*(select(column.label("key")).where(column.in_(wanted)) for column in columns))
+    async with store.read() as connection:
+        return {str(key) for key in (await connection.execute(query)).scalars()}
 
 
 async def prune_uploads(store: Store, *, before: datetime) -> set[str]:

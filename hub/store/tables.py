@@ -641,6 +641,7 @@ attachments = Table(
     UniqueConstraint("message_id", "position", name="uq_attachments_message_position"),
     Index("ix_attachments_due", "state", "next_attempt_at"),
     Index("ix_attachments_blob", "blob_key"),
+    Index("ix_attachments_thumbnail", "thumbnail_key"),  # the orphan walk asks which keys are named
     Index("ix_attachments_stored", "stored_at"),
     Index("ix_attachments_link", "link_token", unique=True),
 )

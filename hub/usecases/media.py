@@ -12,13 +12,15 @@ import logging
 import mimetypes
 import secrets
 from collections.abc import AsyncIterable, Sequence
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from hub.audit import record
 from hub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from hub.events import AttachmentChanged
 from hub.media import (
+    BlobNotFound,
+    BlobStat,
     BlobStore,
     BlobTooLarge,
     ImageRefused,
@@ -36,6 +38,7 @@ from hub.store.media import (
     AttachmentRecord,
     Upload,
     blob_in_use,
+    blobs_named,
     create_upload,
     expire_attachments,
     forget_contact_media,
@@ -53,8 +56,11 @@ from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 
 __all__ = [
+    "ORPHAN_GRACE",
+    "BlobsDropped",
     "attachment_for",
     "delete_contact_media",
+    "drop_orphan_blobs",
     "drop_unused_blobs",
     "kind_of",
     "linked_attachment",
@@ -71,6 +77,14 @@ logger = logging.getLogger(__name__)
 _NAME_LENGTH = 300
 #: how long an upload no message sent is kept
 UPLOADS_KEPT = timedelta(days=1)
+#: how long a blob that no row names is left alone by the orphan walk. A fetch or an upload puts the bytes first
+#: and writes the row that names them right after (seconds; a fetch at most its lease, minutes), and a put of
+#: content already kept renews the blob's time: an hour never takes a blob whose row is on its way, and allows
+#: for the store's clock (S3's ``LastModified``) being a few minutes off the hub's.
+ORPHAN_GRACE = timedelta(hours=1)
+#: blob keys looked up in the database at once by the orphan walk (one query each time; a few hundred keep the
+#: query's bound parameters under SQLite's oldest limit)
+_NAMES_BATCH = 200
 
 
 def kind_of(mime: str) -> MessageKind:
@@ -285,37 +299,121 @@ async def resolve_uploads(hub: HubParts, actor: Principal, attachments: Sequence
     return tuple(resolved)
 
 
-async def drop_unused_blobs(hub: HubParts, blobs: BlobStore, keys: set[str]) -> int:
-    """Delete the blobs of ``keys`` that no attachment or upload names any more; how many went."""
+@dataclass(frozen=True, slots=True)
+class BlobsDropped:
+    """What deleting blobs came to: how many went, and how many no row names any more but the store could not
+    delete now (``pending``: the orphan walk takes them once the store is back)."""
+
+    removed: int = 0
+    pending: int = 0
+
+
+async def drop_unused_blobs(hub: HubParts, blobs: BlobStore, keys: set[str], *, action: str) -> BlobsDropped:
+    """Delete the blobs of ``keys`` that no attachment or upload names any more. Never raises for the store: the
+    rows that named the blobs are gone already, so a store that fails (an outage) leaves the rest ``pending``,
+    said in one warning naming ``action``, for the orphan walk."""
+    ordered = sorted(keys)
     removed = 0
-    for key in sorted(keys):
-        if not await blob_in_use(hub.store, key) and await blobs.delete(key):
-            removed += 1
-    return removed
+    for done, key in enumerate(ordered):
+        try:
+            if not await blob_in_use(hub.store, key) and await blobs.delete(key):
+                removed += 1
+        except Exception as exc:  # whatever the store says, the blobs are the orphan walk's now (see the docstring)
+            pending = await _unnamed(hub, ordered[done:])
+            _store_fault("%s: %d blobs left for the orphan walk", exc, action, pending)
+            return BlobsDropped(removed, pending)
+    return BlobsDropped(removed)
+
+
+async def _unnamed(hub: HubParts, keys: Sequence[str]) -> int:
+    """How many of ``keys`` no row names."""
+    count = 0
+    for first in range(0, len(keys), _NAMES_BATCH):
+        batch = keys[first : first + _NAMES_BATCH]
+        count += len(set(batch) - await blobs_named(hub.store, batch))
+    return count
+
+
+def _store_fault(message: str, exc: Exception, *args: object) -> None:
+    """One warning for a store that failed; the traceback only for a failure that is not the store's known
+    bad state (StoreUnavailable says its reason in words)."""
+    if isinstance(exc, StoreUnavailable):
+        logger.warning(message + " (the media store cannot be used now: %s)", *args, exc.reason)
+    else:
+        logger.warning(message + " (the media store failed: %s)", *args, exc, exc_info=exc)
 
 
 async def sweep_media(hub: HubParts, blobs: BlobStore) -> int:
     """Retention: attachments stored more than ``[media] keep_days`` ago lose their bytes (0: kept), uploads
-    never sent are forgotten after a day; their blobs go once nothing names them. How many blobs went."""
+    never sent are forgotten after a day; their blobs go once nothing names them. How many blobs went. A store
+    that cannot delete now does not stop the sweep: its blobs are left to the orphan walk."""
     now = hub.clock()
     keys = await prune_uploads(hub.store, before=now - UPLOADS_KEPT)
     keep_days = hub.settings.media.keep_days
     if keep_days > 0:
         keys |= await expire_attachments(hub.store, before=now - timedelta(days=keep_days))
-    return await drop_unused_blobs(hub, blobs, keys)
+    return (await drop_unused_blobs(hub, blobs, keys, action="media retention")).removed
+
+
+async def drop_orphan_blobs(hub: HubParts, blobs: BlobStore) -> int | None:
+    """The orphan walk: delete every blob of the store that no attachment or upload names and that was stored
+    more than ``ORPHAN_GRACE`` ago. Orphans are what a deletion left when the store could not delete (an outage,
+    ``BlobsDropped.pending``) or a process stopped between forgetting a row and deleting its blob, and the bytes
+    of a fetch or an upload that stopped before its row was written. Names are looked up a few hundred blobs at
+    a time. How many went; None when the store failed on the way (one warning: the walk starts again next time,
+    and what it deleted before stays deleted)."""
+    cutoff = hub.clock() - ORPHAN_GRACE
+    removed = 0
+    old: list[BlobStat] = []
+    try:
+        async for stat in blobs.scan():
+            if stat.stored_at < cutoff:
+                old.append(stat)
+            if len(old) >= _NAMES_BATCH:
+                removed += await _drop_orphans(hub, blobs, old, cutoff)
+                old = []
+        removed += await _drop_orphans(hub, blobs, old, cutoff)
+    except (MediaError, OSError) as exc:
+        _store_fault("media orphan walk stopped after %d blobs removed; it walks again next time", exc, removed)
+        return None
+    return removed
+
+
+async def _drop_orphans(hub: HubParts, blobs: BlobStore, found: Sequence[BlobStat], cutoff: datetime) -> int:
+    """Delete the blobs of ``found`` that no row names. Each is looked at again just before: the scan's view may
+    be old, and a put of the same content since (whose row is on its way) has renewed its time."""
+    named = await blobs_named(hub.store, [stat.key for stat in found])
+    removed = 0
+    for stat in found:
+        if stat.key in named:
+            continue
+        try:
+            now = await blobs.stat(stat.key)
+        except BlobNotFound:
+            continue
+        if now.stored_at < cutoff and await blobs.delete(stat.key):
+            removed += 1
+    return removed
 
 
 async def delete_contact_media(hub: HubParts, blobs: BlobStore, actor: Principal, contact_id: int) -> dict[str, int]:
     """An admin deletes a contact's data: the media of every conversation of their identities goes (rows
     keep their place, without facts; blobs go once nothing names them). Recorded in the audit log
-    (``contact.data_deleted``, with the counts)."""
+    (``contact.data_deleted``, with the counts). A store that cannot delete now (an S3 outage) does not undo or
+    fail the deletion: no row names the blobs any more, so nobody gets them through the hub, and the answer
+    counts them as ``blobs_pending``, for the orphan walk to delete once the store is back."""
     require_role(actor, Role.ADMIN)
     if await get_contact(hub.store, contact_id) is None:
         raise NotFound("not_found", f"no contact {contact_id}")
     count, keys = await forget_contact_media(hub.store, contact_id)
-    removed = await drop_unused_blobs(hub, blobs, keys)
-    outcome = {"attachments": count, "blobs": removed}
-    logger.info("contact data deleted: %s attachments, %s blobs", count, removed)
+    dropped = await drop_unused_blobs(hub, blobs, keys, action=f"contact {contact_id}'s data deleted")
+    outcome = {"attachments": count, "blobs": dropped.removed, "blobs_pending": dropped.pending}
+    logger.info(
+        "contact data deleted: %s attachments, %s blobs, %s left for the orphan walk",
+        count,
+        dropped.removed,
+        dropped.pending,
+    )
     await record(
         hub.store, "contact.data_deleted", actor=actor, at=hub.clock(), target=f"contact:{contact_id}", after=outcome
     )

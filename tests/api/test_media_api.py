@@ -418,7 +418,7 @@ async def test_deleting_a_contacts_data_removes_their_media(make_api: MakeApi, p
     assert (await agent.delete(f"/api/v1/contacts/{contact_id}/data")).status == 403
     assert (await admin.delete("/api/v1/contacts/999999/data")).status == 404
     outcome = await admin.json("DELETE", f"/api/v1/contacts/{contact_id}/data")
-    assert outcome == {"attachments": 1, "blobs": 2}
+    assert outcome == {"attachments": 1, "blobs": 2, "blobs_pending": 0}
     audit = await admin.json("GET", "/api/v1/audit?action=contact.data_deleted")
     [entry] = audit["items"]
     assert (entry["actor"], entry["target"], entry["after"]) == ("root", f"contact:{contact_id}", outcome)
