@@ -257,7 +257,7 @@ async def test_deleting_a_contacts_data_is_recorded(api: Api) -> None:
     [deleted] = await entries(api, "&action=contact.data_deleted")
 
     assert (deleted["actor"], deleted["target"]) == ("auditor", f"contact:{contact['id']}")
-    assert deleted["after"] == {"attachments": 0, "blobs": 0}
+    assert deleted["after"] == {"attachments": 0, "blobs": 0, "blobs_pending": 0}
     assert "Jane" not in json.dumps(deleted)
 
 
