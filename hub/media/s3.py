@@ -287,13 +287,7 @@ class S3BlobStore:
         s3 = await self._s3()
         try:
             if not await self._kept_renewed(name, mime):
-                await s3.copy_object(
-                    Bucket=self.bucket,
-                    Key=name,
-                    CopySource={"Bucket": self.bucket, "Key": incoming},
-                    ContentType=mime,
-                    MetadataDirective="REPLACE",
-                )
+                await self._copy(incoming, name, mime)
         finally:
             await s3.delete_object(Bucket=self.bucket, Key=incoming)
 
@@ -308,14 +302,18 @@ class S3BlobStore:
                 return False
             raise
         if datetime.now(UTC) - head["LastModified"] > _RENEW_AFTER:
-            await s3.copy_object(
-                Bucket=self.bucket,
-                Key=name,
-                CopySource={"Bucket": self.bucket, "Key": name},
-                ContentType=mime,
-                MetadataDirective="REPLACE",
-            )
+            await self._copy(name, name, mime)
         return True
+
+    async def _copy(self, source: str, name: str, mime: str) -> None:
+        """Copy the object ``source`` to ``name`` inside the server (onto itself: only its time changes)."""
+        await (await self._s3()).copy_object(
+            Bucket=self.bucket,
+            Key=name,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            ContentType=mime,
+            MetadataDirective="REPLACE",
+        )
 
     async def _exists(self, name: str) -> bool:
         try:

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
@@ -68,15 +69,20 @@ def _moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
     process.wait(timeout=10)
 
 
-async def make_bucket(endpoint: str) -> str:
-    name = f"media-{uuid.uuid4().hex[:12]}"
-    async with get_session().create_client(
+def s3_client(endpoint: str) -> Any:
+    """A client of the test's S3 server, for what a test does to the bucket behind the hub's back."""
+    return get_session().create_client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=S3_CREDENTIALS["access_key"],
         aws_secret_access_key=S3_CREDENTIALS["secret_key"],
-    ) as s3:
+    )
+
+
+async def make_bucket(endpoint: str) -> str:
+    name = f"media-{uuid.uuid4().hex[:12]}"
+    async with s3_client(endpoint) as s3:
         await s3.create_bucket(Bucket=name)
     return name
 

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiobotocore.session import get_session
 from sqlalchemy import func, select
 
 from hub.api.keys import HUB
@@ -20,7 +19,7 @@ from hub.media import S3BlobStore, StoreUnavailable
 from hub.store.tables import uploads
 from tests.api.conftest import MakeApi
 from tests.media._serving import ACCOUNT, stored_video
-from tests.media.conftest import S3_CREDENTIALS, make_bucket, unreachable_endpoint
+from tests.media.conftest import S3_CREDENTIALS, make_bucket, s3_client, unreachable_endpoint
 
 FAULTS = ("no_bucket", "credentials_refused", "unreachable")
 #: what the reason says for each fault
@@ -50,13 +49,7 @@ def _media_toml(url: str, endpoint: str) -> str:
 
 async def _drop_bucket(endpoint: str, bucket: str) -> None:
     """The bucket goes away under a running hub (removed by hand, a lifecycle rule, another deployment)."""
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=S3_CREDENTIALS["access_key"],
-        aws_secret_access_key=S3_CREDENTIALS["secret_key"],
-    ) as s3:
+    async with s3_client(endpoint) as s3:
         listed = await s3.list_objects_v2(Bucket=bucket)
         for item in listed.get("Contents", []):
             await s3.delete_object(Bucket=bucket, Key=item["Key"])
