@@ -66,3 +66,25 @@ async def test_an_admin_subscribes_a_receiver_sees_the_delivery_and_replays_it(h
         assert admin.errors == []
     finally:
         await receiver.stop()
+
+
+async def test_a_section_chosen_while_the_first_still_loads_stays_on_screen(hub: RunningHub, browser: Any) -> None:
+    admin = await open_console(browser, hub, "admin")
+    page = admin.page
+    answered = asyncio.Event()
+
+    async def slow_accounts(route: Any) -> None:  # the first section's list arrives after the admin chose another
+        await asyncio.sleep(1.0)
+        await route.continue_()
+        answered.set()
+
+    await page.route("**/api/v1/accounts*", slow_accounts)
+    await page.get_by_role("button", name="Admin", exact=True).click()
+    await page.get_by_role("tab", name="Outgoing webhooks").click()
+    await expect(page.get_by_test_id("webhooks-empty")).to_be_visible()
+    await asyncio.wait_for(answered.wait(), 10)
+    await page.wait_for_timeout(300)  # the late answer has been handled by now
+    await expect(page.get_by_test_id("webhooks-empty")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Channel accounts")).to_have_count(0)
+    await expect(page.get_by_role("tab", name="Outgoing webhooks")).to_have_attribute("aria-selected", "true")
+    assert admin.errors == []

@@ -18,16 +18,24 @@ const SECTIONS = [
   ["webhooks-out", "Outgoing webhooks"],
 ];
 
+// The section shown, kept when the screen is drawn again (a reconnect redraws it).
+let current = "accounts";
+
 export function renderAdmin(main) {
   const tabs = h("div", { class: "subnav", role: "tablist", "aria-label": "Admin sections" });
   const body = h("section", { class: "panel admin-body" });
   clear(main, tabs, body);
   const open = (name) => {
+    current = name;
     for (const b of tabs.children) b.setAttribute("aria-selected", String(b.dataset.section === name));
-    ({ accounts, queues, statuses, agents, rejected, "webhooks-out": renderWebhooksOut })[name](body);
+    // Each opening draws into an element of its own: a section still loading when another is chosen
+    // finishes into a detached element instead of painting over the one chosen.
+    const section = h("div", { class: "admin-section" });
+    clear(body, section);
+    ({ accounts, queues, statuses, agents, rejected, "webhooks-out": renderWebhooksOut })[name](section);
   };
   for (const [name, label] of SECTIONS) tabs.appendChild(h("button", { type: "button", role: "tab", dataset: { section: name }, onclick: () => open(name) }, label));
-  open("accounts");
+  open(current);
 }
 
 function unavailable(body, title, err) {
