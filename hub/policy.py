@@ -14,7 +14,7 @@ Shape:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -440,25 +440,43 @@ def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
                 rule=Rule.ATTACHMENT_NOT_SUPPORTED,
                 message=f"{channel} does not take {kind} attachments (it takes {takes})",
             )
-        types = ATTACHMENT_TYPES[facts.channel].get(attachment.kind)
-        mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
-        if types is not None and mime and mime not in types:
-            return Refused(
-                rule=Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
-                message=f"{channel} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
-            )
+        refused = _type_refusal(channel, attachment, ATTACHMENT_TYPES[facts.channel].get(attachment.kind))
+        if refused is not None:
+            return refused
         if attachment.size is not None and attachment.size > kinds[attachment.kind]:
             most, this = _sizes(kinds[attachment.kind], attachment.size)
             return Refused(
                 rule=Rule.ATTACHMENT_TOO_LARGE,
                 message=f"{channel} takes {kind} attachments up to {most}; this one is {this}",
             )
-        if draft.text and attachment.kind in UNCAPTIONED.get(facts.channel, frozenset()):
-            return Refused(
-                rule=Rule.CAPTION_NOT_ALLOWED,
-                message=f"{channel} cannot caption {kind}; send the text in a message of its own",
-            )
+        refused = _caption_refusal(channel, attachment, draft.text, UNCAPTIONED.get(facts.channel, frozenset()))
+        if refused is not None:
+            return refused
     return None
+
+
+def _type_refusal(who: str, attachment: Attachment, types: frozenset[str] | None) -> Refused | None:
+    """``who`` (a channel, or a provider with rules of its own) does not take the attachment's file type for its
+    kind; ``types`` None: any type."""
+    mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
+    if types is None or not mime or mime in types:
+        return None
+    return Refused(
+        rule=Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
+        message=f"{who} does not take {mime} as {attachment.kind.value} (it takes {', '.join(sorted(types))})",
+    )
+
+
+def _caption_refusal(
+    who: str, attachment: Attachment, text: str | None, uncaptioned: Collection[MessageKind]
+) -> Refused | None:
+    """``who`` sends the attachment's kind without a caption, and the draft has text."""
+    if not text or attachment.kind not in uncaptioned:
+        return None
+    return Refused(
+        rule=Rule.CAPTION_NOT_ALLOWED,
+        message=f"{who} cannot caption {attachment.kind.value}; send the text in a message of its own",
+    )
 
 
 def _sizes(limit: int, size: int) -> tuple[str, str]:
@@ -683,17 +701,9 @@ def media_refusal(draft: Draft, provider: str, rules: MediaRules | None) -> Refu
     if rules is None:
         return None
     for attachment in draft.attachments:
-        kind = attachment.kind.value
-        types = rules.types.get(attachment.kind)
-        mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
-        if types is not None and mime and mime not in types:
-            return Refused(
-                rule=Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
-                message=f"{provider} does not take {mime} as {kind} (it takes {', '.join(sorted(types))})",
-            )
-        if draft.text and attachment.kind in rules.uncaptioned:
-            return Refused(
-                rule=Rule.CAPTION_NOT_ALLOWED,
-                message=f"{provider} cannot caption {kind}; send the text in a message of its own",
-            )
+        refused = _type_refusal(provider, attachment, rules.types.get(attachment.kind)) or _caption_refusal(
+            provider, attachment, draft.text, rules.uncaptioned
+        )
+        if refused is not None:
+            return refused
     return None
