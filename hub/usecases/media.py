@@ -7,7 +7,6 @@ The bytes go through ``hub.media`` (the blob store); the metadata through ``hub.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import mimetypes
 import secrets
@@ -130,10 +129,8 @@ async def upload_file(
             hub, blobs, agent_id, chunks, kept, file_name=file_name, declared_mime=declared_mime
         )
     except StoreUnavailable as exc:
-        with contextlib.suppress(MediaError):  # the store may still take a delete; if not, the bytes are orphans
-            for key in kept:
-                if not await blob_in_use(hub.store, key):
-                    await blobs.delete(key)
+        # the store may still take a delete; if not, the bytes are the orphan walk's
+        await drop_unused_blobs(hub, blobs, set(kept), action="upload refused")
         raise store_unavailable(exc, "upload") from None
     await create_upload(hub.store, upload, hub.clock())
     return upload
