@@ -294,13 +294,9 @@ class S3BlobStore:
     async def _kept_renewed(self, name: str, mime: str) -> bool:
         """Whether the object ``name`` exists; if it was stored more than ``_RENEW_AFTER`` ago, it is copied onto
         itself, so that its ``LastModified`` says a put has just handed it out (the orphan walk goes by it)."""
-        s3 = await self._s3()
-        try:
-            head = await s3.head_object(Bucket=self.bucket, Key=name)
-        except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise
+        head = await self._head(name)
+        if head is None:
+            return False
         if datetime.now(UTC) - head["LastModified"] > _RENEW_AFTER:
             await self._copy(name, name, mime)
         return True
@@ -316,13 +312,17 @@ class S3BlobStore:
         )
 
     async def _exists(self, name: str) -> bool:
+        return await self._head(name) is not None
+
+    async def _head(self, name: str) -> dict[str, Any] | None:
+        """The object's metadata (``LastModified``, ...), or None when there is no such object."""
         try:
-            await (await self._s3()).head_object(Bucket=self.bucket, Key=name)
+            head: dict[str, Any] = await (await self._s3()).head_object(Bucket=self.bucket, Key=name)
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return False
+                return None
             raise
-        return True
+        return head
 
 
 def _code(exc: ClientError) -> str:
