@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,8 @@ class RecordingAdapter:
     """Satisfies hub.ports.ChannelAdapter. Records every send; fails on demand.
 
     ``adapter.fail_next(exc)`` makes the next send raise ``exc`` (e.g.
-    ``ProviderUnavailable("down", retry_after=1)`` or ``ProviderRejected("131047", "window closed")``);
+    ``ProviderUnavailable("down", retry_after=1)`` or ``ProviderRejected("131047", "window closed")``), or the
+    next send of a message ``when`` accepts (sends of several conversations run concurrently, in no set order);
     ``adapter.fail_always = exc`` makes every send raise it until reset to None.
     """
 
@@ -30,11 +31,16 @@ class RecordingAdapter:
         self.text_limit = 4096
         self.sent: list[OutboundMessage] = []
         self.attempts: list[OutboundMessage] = []
-        self._failures: list[Exception] = []
+        self._failures: list[tuple[Exception, Callable[[OutboundMessage], bool] | None]] = []
         self.fail_always: Exception | None = None
 
-    def fail_next(self, exc: ProviderRejected | ProviderUnavailable | Exception) -> None:
-        self._failures.append(exc)
+    def fail_next(
+        self,
+        exc: ProviderRejected | ProviderUnavailable | Exception,
+        *,
+        when: Callable[[OutboundMessage], bool] | None = None,
+    ) -> None:
+        self._failures.append((exc, when))
 
     def verify(self, url: str, headers: Mapping[str, str], body: bytes) -> None:
         return None
@@ -46,8 +52,10 @@ class RecordingAdapter:
         self.attempts.append(message)
         if self.fail_always is not None:
             raise self.fail_always
-        if self._failures:
-            raise self._failures.pop(0)
+        for i, (exc, when) in enumerate(self._failures):
+            if when is None or when(message):
+                del self._failures[i]
+                raise exc
         self.sent.append(message)
         return SendReceipt(provider_message_id=f"fake-{next(_ids)}", accepted_at=datetime.now(UTC))
 
