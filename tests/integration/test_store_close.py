@@ -43,17 +43,21 @@ async def _backend_alive(pid: int) -> bool:
         await connection.close()
 
 
+def _collect_earlier_leftovers() -> None:
+    """What earlier tests of this worker left for the garbage collector goes now, unheard: each test here judges
+    only what its own store's close leaves behind."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 async def test_a_connection_still_held_when_the_store_closes_is_closed_with_it(database_url: str) -> None:
     store = Store(database_url)
     held, drivers, pid = asyncio.Event(), [], []
     holder = asyncio.create_task(_hold_until_cancelled(store, held, drivers, pid))
     await held.wait()
     (driver,) = drivers
-    with warnings.catch_warnings():
-        # what earlier tests of this worker left for the collector goes now, unheard: this test judges only what
-        # its own store's close leaves behind (below)
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    _collect_earlier_leftovers()
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -77,6 +81,7 @@ async def test_a_connection_still_held_when_the_store_closes_is_closed_with_it(d
 
 
 async def test_a_store_closes_cleanly_when_nothing_is_held(database_url: str) -> None:
+    _collect_earlier_leftovers()
     store = Store(database_url)
     async with store.read() as connection:
         await connection.execute(text("SELECT 1"))
@@ -93,7 +98,7 @@ async def test_a_closed_store_opens_no_connection(database_url: str) -> None:
     store = Store(database_url)
     await store.migrate()
     await store.close()
-    gc.collect()
+    _collect_earlier_leftovers()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for opening in (store.read, store.write, store.autocommit):
