@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 MISSING: Any = object()
+DEFAULT_PAGE = 50
 MAX_PAGE = 200
 _MAX_ID = 2**63 - 1
 _MAX_ID_DIGITS = len(str(_MAX_ID))
@@ -169,12 +170,22 @@ def query_flag(request: web.Request, key: str) -> bool:
     raise ApiError(422, "invalid_query", f"{key!r} must be 1 or 0", field=key)
 
 
+def page_limit(request: web.Request) -> int:
+    """``?limit=N``: how many items a page holds, 50 when not given, from 1 to 200.
+
+    Every paged route reads it here, so ``limit=0`` or ``limit=201`` is the same 422 everywhere rather than
+    a default on one route and an empty page on another."""
+    limit = query_int(request, "limit")
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(422, "invalid_query", f"'limit' must be from 1 to {MAX_PAGE}", field="limit")
+    return limit
+
+
 def page(request: web.Request) -> tuple[str | None, int]:
-    """``?after=<next cursor>&limit=N`` (default 50, at most 200)."""
-    limit = query_int(request, "limit") or 50
-    if limit > MAX_PAGE:
-        raise ApiError(422, "invalid_query", f"'limit' must be at most {MAX_PAGE}", field="limit")
-    return request.query.get("after") or None, limit
+    """``?after=<next cursor>&limit=N`` (see ``page_limit``)."""
+    return request.query.get("after") or None, page_limit(request)
 
 
 def bad_cursor(exc: BadCursor) -> ApiError:

@@ -180,8 +180,6 @@ def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 async def articles_index(request: web.Request) -> web.Response:
     principal = await actor(request)
     after, limit = page(request)
-    if limit < 1:
-        raise ApiError(422, "invalid_query", "'limit' must be at least 1", field="limit")
     q = request.query.get("q")
     if q is not None and len(q) > 500:
         raise ApiError(422, "invalid_query", "'q' is longer than 500 characters", field="q")

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._body import json_body, parse_json
-from hub.api._fields import parse_id
+from hub.api._fields import page_limit, parse_id
 from hub.api._hub import actor, hub_of
 from hub.api.access import conversation_for, is_supervisor
 from hub.api.auth import authenticated
@@ -196,17 +196,6 @@ def _decode(cursor: str) -> dict[str, Any]:
     return value
 
 
-def _limit(request: web.Request, default: int = 50, most: int = 200) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_limit", "limit must be a number") from None
-    return max(1, min(value, most))
-
-
 # ------------------------------------------------------------------ reading
 
 
@@ -245,7 +234,7 @@ async def list_(request: web.Request) -> web.Response:
         state=state,
         queue=request.query.get("queue") or None,
         before_id=before,
-        limit=_limit(request),
+        limit=page_limit(request),
     )
     return web.json_response(
         {"items": [conversation_json(i) for i in items], "next": _encode({"before": last}) if last else None}
@@ -287,7 +276,7 @@ async def history(request: web.Request) -> web.Response:
             before = HistoryCursor(int(raw["c"]), datetime.fromisoformat(raw["t"]), int(raw["r"]), int(raw["i"]))
         except (KeyError, TypeError, ValueError):
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
-    items, cursor = await history_page(request.app[STORE], conversation, before=before, limit=_limit(request))
+    items, cursor = await history_page(request.app[STORE], conversation, before=before, limit=page_limit(request))
     next_cursor = None
     if cursor is not None:
         next_cursor = _encode(

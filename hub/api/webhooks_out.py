@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._body import json_body
-from hub.api._fields import json_ok, only_fields, parse_id, query_int
+from hub.api._fields import json_ok, only_fields, page_limit, parse_id
 from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
 from hub.api.openapi import PAGE_QUERY, documented, list_schema, page_schema, ref, schema
@@ -243,11 +243,7 @@ async def webhooks_out_resume(request: web.Request) -> web.Response:
 )
 async def webhooks_out_deliveries(request: web.Request) -> web.Response:
     principal = await actor(request)
-    limit = query_int(request, "limit")
-    if limit is None:
-        limit = 50
-    if not 1 <= limit <= 200:
-        raise ApiError(422, "invalid_query", "'limit' must be from 1 to 200", field="limit")
+    limit = page_limit(request)
     after = request.query.get("after")
     before = parse_id(after) if after else None
     if after and before is None:
