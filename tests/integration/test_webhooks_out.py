@@ -206,6 +206,38 @@ async def test_a_replayed_delivery_is_sent_again_with_the_same_webhook_id(
     assert len(receiver.unique()) == 1
 
 
+async def test_a_replay_to_a_paused_integration_waits_for_its_resume(
+    settings_for: Callable[[str], Settings], store: Store
+) -> None:
+    receiver = Receiver(SECRET, answer=500)
+    settings = settings_for(hook("flaky", receiver.url, '"message.created"', extra="pause_after = 1"))
+    await receiver.start()
+    try:
+        async with build_hub(settings, store=store) as hub:
+            await ingest(hub, customers=1, each=1)
+            await until(lambda: receiver.requests == 1)
+            for _ in range(200):  # the failure's transaction, which pauses it, commits after the request
+                subscription = await get_subscription(store, "flaky")
+                if subscription is not None and subscription.paused_at is not None:
+                    break
+                await asyncio.sleep(0.02)
+            (delivery,), _ = await list_deliveries(store, "flaky", before=None, limit=10)
+            receiver.answer = 204
+            replayed = await replay_delivery(store, "flaky", delivery.id, now=datetime.now(UTC))
+            assert replayed is not None
+            assert replayed.status == "pending"
+            hub.webhooks_out.kick()
+            await asyncio.sleep(0.3)  # paused: the replay waits with the rest
+            assert receiver.requests == 1
+            await resume_subscription(store, "flaky", now=datetime.now(UTC))
+            hub.webhooks_out.kick()
+            await until(lambda: hub.webhooks_out.delivered == 1)
+    finally:
+        await receiver.stop()
+    assert [r.webhook_id for r in receiver.accepted] == [f"dlv_{delivery.id}"]
+    assert (await statuses(store)) == {"delivered": 1}
+
+
 async def test_an_integration_scoped_to_queues_never_hears_of_a_conversation_outside_them(
     settings_for: Callable[[str], Settings], store: Store
 ) -> None:
