@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.errors import Forbidden, Invalid, Refusal
-from hub.hours import is_open, opening_text
 from hub.lifecycle import HANDOFF_REASONS
 from hub.model import Button
 from hub.store.bots import bot_state, close_by_bot, save_progress, to_bot
 from hub.store.bots import hand_off as store_hand_off
 from hub.usecases._parts import HubParts
 from hub.usecases.access import conversation_for
+from hub.usecases.closed_queue import closed_now
 from hub.usecases.conversations import Changed, _done, _run
 from hub.usecases.outbound import ReadByTurn, Replied, Send, reply
 from hub.usecases.permissions import is_bot, is_supervisor
@@ -124,16 +124,11 @@ async def hand_off(hub: HubParts, actor: Principal, conversation_id: int, reques
 
 async def _tell_if_closed(hub: HubParts, actor: Principal, conversation_id: int, queue_id: str) -> None:
     """Outside the receiving queue's business hours, the bot tells the customer when it opens (the queue's
-    message or template) before the conversation goes to wait there."""
-    hours = hub.settings.queue_hours.get(queue_id)
-    now = hub.clock()
-    if hours is None or is_open(hours, now):
-        return
-    when = opening_text(hours, now)
-    message = BotSay(text=hours.message.replace("{opening}", when))
-    if hours.template is not None:
-        message = BotSay(template=hours.template, variables={"opening": when})
-    await say(hub, actor, conversation_id, message)
+    message or template, hub/usecases/closed_queue.py) before the conversation goes to wait there. Sent as the
+    bot's reply; it offers no choices, so there are none to remember."""
+    answer = closed_now(hub.settings.queue_hours.get(queue_id), hub.clock())
+    if answer is not None:
+        await reply(hub, actor, conversation_id, answer)
 
 
 async def return_to_bot(hub: HubParts, actor: Principal, conversation_id: int, bot_id: str) -> Changed:

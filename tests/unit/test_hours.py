@@ -8,7 +8,7 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.hours import DAYS, closed_queues, is_open, next_opening, opening_text, parse_hours
-from hub.usecases.out_of_hours import closed_answer
+from hub.usecases.closed_queue import closed_answer
 from hub.usecases.outbound import Send
 
 PRAGUE = parse_hours(
