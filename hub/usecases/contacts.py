@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hub.audit import record
+from hub.audit import field_names, record
 from hub.errors import NotFound
 from hub.model import Contact, Role
 from hub.store.contacts import create_contact, delete_contact, update_contact
@@ -64,7 +64,7 @@ async def _audit_contact(
         actor=actor,
         at=hub.clock(),
         target=f"contact:{contact_id}",
-        after={"fields": sorted(fields)} if fields else None,
+        after=field_names(fields),
     )
 
 
