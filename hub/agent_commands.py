@@ -4,7 +4,9 @@ nobody can log in to the console.
 ``create LOGIN --role agent|supervisor|admin [--queue ID ...]`` is how the first
 admin of an empty database is created. ``--queue`` takes any queue that exists:
 one from the configuration file or one created through the admin API (the
-database). ``list [--inactive]`` prints one aligned line per agent, by login.
+database). It is the admin API's use case (``hub.usecases.agents.create_agent``), acting
+as the operator, so the account and its ``agent.created`` audit entry are the same either way.
+``list [--inactive]`` prints one aligned line per agent, by login.
 
 ``deactivate LOGIN`` and ``reactivate LOGIN`` are the admin API's
 ``PUT {"active": false|true}``, through the same use case
@@ -31,14 +33,10 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TextIO
 
-from hub.audit import record
-from hub.bootstrap import build_store
+from hub.bootstrap import build_store, command_parts
 from hub.bus import BusEvent, EventBus
 from hub.cli import add_config_argument, settings_from_args
 from hub.errors import Conflict
@@ -46,12 +44,19 @@ from hub.events import AgentDeactivated
 from hub.model import Agent, Presence, Role
 from hub.settings import Settings
 from hub.store.admin import AgentUpdate, list_agents
-from hub.store.agents import AgentExists, create_agent
+from hub.store.agents import AgentExists
 from hub.store.catalogue import load_queues
 from hub.store.events import log_events
 from hub.store.routing import Released
-from hub.usecases import Parts, Principal
-from hub.usecases.agents import AgentChange, change_agent, deactivate_agent, reactivate_agent
+from hub.usecases import Principal
+from hub.usecases.agents import (
+    AgentChange,
+    NewAgent,
+    change_agent,
+    create_agent,
+    deactivate_agent,
+    reactivate_agent,
+)
 
 __all__ = [
     "Deactivation",
@@ -121,21 +126,6 @@ class Deactivation:
     events: list[BusEvent] = field(default_factory=list)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@asynccontextmanager
-async def _hub(settings: Settings, bus: EventBus | None = None) -> AsyncIterator[Parts]:
-    """The hub's parts a command needs: the database and a bus of its own (no router, no outbox)."""
-    store = build_store(settings)
-    try:
-        await store.migrate()
-        yield Parts(settings=settings, store=store, bus=bus or EventBus(), clock=_now)
-    finally:
-        await store.close()
-
-
 def read_password(stdin: TextIO = sys.stdin) -> str:
     if stdin.isatty():
         first = getpass.getpass("Password: ")
@@ -183,32 +173,16 @@ async def create(
     name: str | None = None,
     capacity: int = 2,
 ) -> Agent:
-    store = build_store(settings)
-    try:
-        await store.migrate()
-        agent = await create_agent(
-            store,
-            login=login,
-            password=password,
-            role=role,
-            now=datetime.now(UTC),
-            display_name=name,
-            capacity=capacity,
-            queues=queues,
-        )
-        # recorded as the admin API's use case records it; not through it, as --queue may name a queue of the
-        # configuration file that reaches the database only when the hub starts
-        await record(
-            store,
-            "agent.created",
-            actor=Principal.operator(),
-            at=datetime.now(UTC),
-            target=f"agent:{agent.login}",
-            after={"role": agent.role.value, "capacity": agent.capacity, "queues": sorted(agent.queues)},
-        )
-        return agent
-    finally:
-        await store.close()
+    """Create the agent through the admin API's use case, acting as the operator; ``queues`` may name the
+    configuration file's queues too. Raises AgentExists (the login is taken)."""
+    new = NewAgent(
+        login=login, password=password, role=role, display_name=name, capacity=capacity, queues=tuple(queues)
+    )
+    async with command_parts(settings) as hub:
+        try:
+            return await create_agent(hub, Principal.operator(), new, also_known=[q.id for q in settings.queues])
+        except Conflict:
+            raise AgentExists(login) from None
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -298,7 +272,7 @@ async def deactivate(settings: Settings, login: str, *, bus: EventBus | None = N
     """Deactivate as ``DELETE /api/v1/agents/{id}`` does, publishing its events on ``bus``. Raises UnknownAgent,
     or hub.errors.Conflict when hand-offs on the agent's conversations kept getting there first (nothing
     changed)."""
-    async with _hub(settings, bus) as hub:
+    async with command_parts(settings, bus) as hub:
         everyone = await list_agents(hub.store, include_inactive=True)
         agent, _ = _find(everyone, login)
         changed = await deactivate_agent(hub, Principal.operator(), agent.id)
@@ -342,7 +316,7 @@ def _ids(ids: list[int]) -> str:
 
 async def reactivate(settings: Settings, login: str) -> tuple[Agent, bool]:
     """The agent and whether this changed anything, as ``PUT {"active": true}``. Raises UnknownAgent."""
-    async with _hub(settings) as hub:
+    async with command_parts(settings) as hub:
         agent, active = _find(await list_agents(hub.store, include_inactive=True), login)
         if active:
             return agent, False
@@ -392,7 +366,7 @@ async def find(settings: Settings, login: str) -> tuple[Agent, bool]:
 async def change_password(settings: Settings, login: str, password: str) -> AgentUpdate:
     """A new password, hashed as ``create`` hashes it; every live token is revoked in the same
     transaction (the API's reset, through the same use case). Raises UnknownAgent."""
-    async with _hub(settings) as hub:
+    async with command_parts(settings) as hub:
         agent, _ = _find(await list_agents(hub.store, include_inactive=True), login)
         changed = await change_agent(hub, Principal.operator(), agent.id, AgentChange(password=password))
     return changed.update

@@ -27,7 +27,7 @@ from hub.store import Store
 from hub.store.audit import append_entry, delete_entries_before
 from hub.usecases.principal import ActorKind, Principal
 
-__all__ = ["ACTOR_KINDS", "AuditKeeper", "actor_kind_of", "entry_values", "record"]
+__all__ = ["ACTOR_KINDS", "AuditKeeper", "actor_kind_of", "entry_values", "field_names", "record"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ _KINDS = {ActorKind.AGENT: "agent", ActorKind.BOT: "bot", ActorKind.OPERATOR: "c
 _MAX_ADDRESS = 64
 _MAX_ACTOR = 100
 _MAX_TARGET = 200
+
+
+def field_names(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What an entry keeps of a change to customers' data (a contact, a ticket): the names of the fields
+    set, never their values; None when none was."""
+    return {"fields": sorted(fields)} if fields else None
 
 
 def actor_kind_of(actor: Principal | None) -> str:

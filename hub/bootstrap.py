@@ -12,7 +12,8 @@ numbered for the consoles in the transaction that made the change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,9 +35,10 @@ from hub.registry import build_adapter
 from hub.router import Router
 from hub.settings import Settings
 from hub.store import Store
+from hub.usecases import Parts
 from hub.webhooks_out import WebhookDispatcher
 
-__all__ = ["build_hub", "build_store", "utc_now"]
+__all__ = ["build_hub", "build_store", "command_parts", "utc_now"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,18 @@ def utc_now() -> datetime:
 def build_store(settings: Settings) -> Store:
     """The configured database (not migrated yet): for the hub, and for commands that need nothing else."""
     return Store(settings.database_url, pool_size=settings.database_pool_size)
+
+
+@asynccontextmanager
+async def command_parts(settings: Settings, bus: EventBus | None = None) -> AsyncIterator[Parts]:
+    """The parts a command runs use cases with: the database (migrated, closed on the way out) and a bus of its
+    own; no router and no outbox, as a command runs outside the hub's process."""
+    store = build_store(settings)
+    try:
+        await store.migrate()
+        yield Parts(settings=settings, store=store, bus=bus or EventBus(), clock=utc_now)
+    finally:
+        await store.close()
 
 
 def _blob_store(settings: Settings) -> BlobStore:

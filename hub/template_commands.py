@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-from hub.bootstrap import build_store
-from hub.bus import EventBus
+from hub.bootstrap import build_store, command_parts
 from hub.cli import add_config_argument, settings_from_args
 from hub.settings import Settings
 from hub.store.templates import list_templates
 from hub.template_files import TemplateFileError, read_dir, write_dir
-from hub.usecases import Parts, Principal
+from hub.usecases import Principal
 from hub.usecases.templates import TemplateRefused, import_drafts
 
 __all__ = ["export_dir", "import_dir", "register"]
@@ -43,15 +41,11 @@ async def import_dir(settings: Settings, directory: Path) -> dict[str, str]:
     """Validate every file, then save all in one transaction (``hub.usecases.templates.import_drafts``, as the
     operator). Raises TemplateFileError naming the file that failed."""
     drafts = read_dir(directory)
-    store = build_store(settings)
     try:
-        await store.migrate()
-        hub = Parts(settings=settings, store=store, bus=EventBus(), clock=lambda: datetime.now(UTC))
-        return await import_drafts(hub, Principal.operator(), drafts)
+        async with command_parts(settings) as hub:
+            return await import_drafts(hub, Principal.operator(), drafts)
     except TemplateRefused as exc:
         raise TemplateFileError(f"{exc.name}.j2", str(exc.error), exc.error.line) from None
-    finally:
-        await store.close()
 
 
 async def export_dir(settings: Settings, directory: Path) -> list[Path]:

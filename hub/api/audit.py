@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.api._csv import as_text
 from hub.api._fields import bad_cursor, json_ok, page
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
@@ -32,8 +33,6 @@ routes = web.RouteTableDef()
 
 _EXPORT_PAGE = 500
 _COLUMNS = ("id", "at", "actor", "actor_kind", "action", "address", "target", "conversation", "before", "after")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
 AUDIT_ENTRY = schema(
     "AuditEntry",
     {
@@ -166,7 +165,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return as_text(text)
 
 
 def _csv_lines(row: AuditRow | None) -> list[bytes]:

@@ -6,39 +6,29 @@ the browser on its own, so unsafe methods on a cookie session also need the
 session's CSRF token in ``X-CSRF-Token``; a bearer token is never sent
 implicitly and needs none.
 
-Other API modules call ``authenticated(request)`` and ``require_role(agent, ...)``.
+Other API modules call ``authenticated(request)`` and ``require_role(agent, ...)`` (the use cases' rule,
+hub/usecases/permissions.py, handed on: a 403 ``forbidden`` either way).
 """
 
 from __future__ import annotations
 
 import hmac
 from datetime import timedelta
-from typing import Any
 
 from aiohttp import web
 
 from hub.api._body import json_body, optional_str, required_str
 from hub.api._bot_auth import bot_principal
 from hub.api.errors import ApiError, error_response
-from hub.api.keys import BUS, CLOCK, ROUTER, SETTINGS, STORE
+from hub.api.keys import CLOCK, HUB, SETTINGS, STORE
 from hub.api.openapi import documented, schema
-from hub.audit import record
-from hub.events import AgentPresence
 from hub.login_limits import LoginLimiter, LoginLimits, TooManyAttempts
 from hub.model import Agent, Presence, Role
-from hub.passwords import verify_password
-from hub.store.agents import (
-    BEARER,
-    SESSION,
-    TokenSession,
-    create_token,
-    find_agent_by_login,
-    lookup_token,
-    revoke_token,
-    set_presence,
-)
-from hub.store.offers import withdraw_offers
+from hub.store.agents import BEARER, SESSION, TokenSession, lookup_token
+from hub.usecases.permissions import require_role
+from hub.usecases.presence import set_my_presence
 from hub.usecases.principal import Principal
+from hub.usecases.sessions import InvalidCredentials, log_in, log_out
 from hub.views import agent_json
 
 __all__ = [
@@ -107,12 +97,6 @@ async def authenticated(request: web.Request) -> Agent:
     return session.agent
 
 
-def require_role(agent: Agent, *roles: Role) -> None:
-    """403 unless the agent has one of ``roles``."""
-    if agent.role not in roles:
-        raise ApiError(403, "forbidden", f"this needs the role {' or '.join(r.value for r in roles)}")
-
-
 # ------------------------------------------------------------------- routes
 
 
@@ -171,33 +155,21 @@ async def login(request: web.Request) -> web.Response:
     body = await json_body(request)
     # a malformed request is 422 naming the field, not a wrong guess (and not counted as one)
     login_name, password = required_str(body, "login"), required_str(body, "password")
-    store = request.app[STORE]
-    limiter = request.app[LOGIN_LIMITER]
     try:
-        await limiter.admit(store, login_name, request.remote, now=request.app[CLOCK]())
+        done = await log_in(request.app[HUB], request.app[LOGIN_LIMITER], login_name, password, address=request.remote)
     except TooManyAttempts as exc:
-        await _audit_failed_login(request, login_name, "too_many_attempts")
         refused = error_response(429, "too_many_attempts", str(exc), retry_after=exc.retry_after)
         refused.headers["Retry-After"] = str(exc.retry_after)
         return refused
-    found = await find_agent_by_login(store, login_name)
-    async with limiter.checking():
-        ok = await verify_password(found[1] if found else None, password)
-    if found is None or not ok:
-        await _audit_failed_login(request, login_name, "invalid_credentials")
-        raise ApiError(401, "invalid_credentials", "wrong login or password")
-    await limiter.succeeded(store, login_name, request.remote)
-    agent = found[0]
-    now = request.app[CLOCK]()
-    await record(store, "auth.login", actor=Principal.of_agent(agent, address=request.remote), at=now)
-    ttl = timedelta(hours=request.app[SETTINGS].auth.session_hours)
-    bearer = await create_token(store, agent.id, BEARER, now=now, ttl=ttl)
-    session = await create_token(store, agent.id, SESSION, now=now, ttl=ttl)
-    response = web.json_response({"token": bearer.token, "agent": agent_json(agent), "csrf_token": session.csrf_token})
+    except InvalidCredentials:
+        raise ApiError(401, "invalid_credentials", "wrong login or password") from None
+    response = web.json_response(
+        {"token": done.bearer.token, "agent": agent_json(done.agent), "csrf_token": done.session.csrf_token}
+    )
     response.set_cookie(
         SESSION_COOKIE,
-        session.token,
-        max_age=int(ttl.total_seconds()),
+        done.session.token,
+        max_age=int(done.ttl.total_seconds()),
         path="/",
         httponly=True,
         samesite="Strict",
@@ -211,9 +183,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """Ends the session, or revokes the bearer token, that made this request."""
     agent = await authenticated(request)
-    await revoke_token(request.app[STORE], request[AUTH_TOKEN], now=request.app[CLOCK]())
-    actor = Principal.of_agent(agent, address=request.remote)
-    await record(request.app[STORE], "auth.logout", actor=actor, at=request.app[CLOCK]())
+    await log_out(request.app[HUB], Principal.of_agent(agent, address=request.remote), request[AUTH_TOKEN])
     response = web.Response(status=204)
     if request[AUTH].kind == SESSION:
         response.del_cookie(SESSION_COOKIE, path="/")
@@ -257,47 +227,12 @@ async def put_presence(request: web.Request) -> web.Response:
     paid = body.get("paid")
     if paid is not None and not isinstance(paid, bool):
         raise ApiError(422, "invalid_field", "'paid' must be true or false", field="paid")
-    if presence is Presence.PAUSED and not reason:
-        reason = "pause"
-    now = request.app[CLOCK]()
-    async with request.app[STORE].write() as connection:
-        updated = await set_presence(connection, agent.id, presence, now=now, reason=reason, paid=paid)
-        if updated is not None:  # in the same transaction as the change
-            await record(
-                request.app[STORE],
-                "presence.changed",
-                actor=Principal.of_agent(agent, address=request.remote),
-                at=now,
-                target=f"agent:{agent.login}",
-                before=_presence_of(agent),
-                after=_presence_of(updated),
-                connection=connection,
-            )
+    updated = await set_my_presence(
+        request.app[HUB], Principal.of_agent(agent, address=request.remote), presence, reason=reason, paid=paid
+    )
     if updated is None:
         raise _unauthenticated()
-    request.app[BUS].publish(AgentPresence(agent_id=agent.id))
-    if presence is not Presence.READY:
-        request.app[BUS].publish_all(await withdraw_offers(request.app[STORE], agent.id, now=request.app[CLOCK]()))
-    if ROUTER in request.app:
-        await request.app[ROUTER].sweep()  # an offer may wait for this agent, or move on from them
     return web.json_response(agent_json(updated))
-
-
-def _presence_of(agent: Agent) -> dict[str, Any]:
-    return {"state": agent.presence.value, "reason": agent.pause_reason, "paid": agent.pause_paid}
-
-
-async def _audit_failed_login(request: web.Request, login_name: str, reason: str) -> None:
-    """``auth.login_failed``: the login that was tried (it may name nobody) and why it failed."""
-    await record(
-        request.app[STORE],
-        "auth.login_failed",
-        actor=None,
-        login=login_name,
-        address=request.remote,
-        at=request.app[CLOCK](),
-        after={"reason": reason},
-    )
 
 
 def setup(app: web.Application) -> None:

@@ -13,7 +13,7 @@ from hub.api.conversations import CONVERSATION, IDEMPOTENCY, _conversation_id, c
 from hub.api.errors import ApiError
 from hub.api.openapi import documented
 from hub.lifecycle import HANDOFF_REASONS
-from hub.usecases.bots import HandOffRequest, hand_off, return_to_bot
+from hub.usecases.bots import HandOffRequest, hand_off, handoff_reason, return_to_bot
 
 __all__ = ["setup"]
 
@@ -59,10 +59,7 @@ async def post_handoff(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"reason", "queue", "note"})
     if unknown:
         raise ApiError(422, "unknown_field", f"unknown field {unknown[0]!r}", field=unknown[0])
-    reason = body.get("reason")
-    if not isinstance(reason, str) or reason not in HANDOFF_REASONS:
-        reasons = ", ".join(sorted(HANDOFF_REASONS))
-        raise ApiError(422, "invalid_reason", f"'reason' must be one of {reasons}", field="reason")
+    reason = handoff_reason(body.get("reason"))
     request_ = HandOffRequest(
         reason=reason, queue=_optional_text(body, "queue", 64), note=_optional_text(body, "note", 2000)
     )

@@ -7,7 +7,6 @@ console's Contact widget); deleting a contact is for supervisors and admins.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,22 +25,18 @@ from hub.api._fields import (
     query_flag,
     text,
 )
-from hub.api._hub import actor, hub_of
+from hub.api._hub import actor, hub_of, principal
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import CLOCK, STORE
+from hub.api.keys import STORE
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
-from hub.audit import record
-from hub.model import Channel, Contact, Role
+from hub.model import Channel, Contact
 from hub.store._crud import BadCursor
 from hub.store.contacts import (
     contact_conversations,
     contact_identities,
-    create_contact,
-    delete_contact,
     get_contact,
     list_contacts,
-    update_contact,
 )
 from hub.store.identities import (
     get_identity,
@@ -219,10 +214,9 @@ async def contacts_index(request: web.Request) -> web.Response:
 @routes.post("/api/v1/contacts")
 @documented("Create a contact", body=CONTACT_INPUT, ok=(201, CONTACT), errors=(400, 422), tag="contacts")
 async def contacts_create(request: web.Request) -> web.Response:
-    await authenticated(request)
+    by = principal(request, await authenticated(request))
     fields = parse_contact(await json_body(request), creating=True)
-    contact = await create_contact(request.app[STORE], fields, request.app[CLOCK]())
-    await _audit(request, "contact.created", contact.id, fields)
+    contact = await contact_usecases.create(hub_of(request), by, fields)
     return json_ok(contact_json(contact), status=201)
 
 
@@ -248,13 +242,10 @@ async def contacts_show(request: web.Request) -> web.Response:
     tag="contacts",
 )
 async def contacts_update(request: web.Request) -> web.Response:
-    await authenticated(request)
+    by = principal(request, await authenticated(request))
     contact_id = path_id(request)
     fields = parse_contact(await json_body(request), creating=False)
-    contact = await update_contact(request.app[STORE], contact_id, fields, request.app[CLOCK]())
-    if contact is None:
-        raise _no_contact(contact_id)
-    await _audit(request, "contact.updated", contact_id, fields)
+    contact = await contact_usecases.update(hub_of(request), by, contact_id, fields)
     return json_ok(contact_json(contact))
 
 
@@ -268,25 +259,9 @@ async def contacts_update(request: web.Request) -> web.Response:
 )
 async def contacts_delete(request: web.Request) -> web.Response:
     agent = await authenticated(request)
-    require_role(agent, Role.SUPERVISOR, Role.ADMIN)
-    contact_id = path_id(request)
-    if not await delete_contact(request.app[STORE], contact_id):
-        raise _no_contact(contact_id)
-    await _audit(request, "contact.deleted", contact_id, {})
+    require_role(agent, *contact_usecases.DELETERS)  # before the id is read: 403, not 404, for a malformed one
+    await contact_usecases.delete(hub_of(request), principal(request, agent), path_id(request))
     return json_ok(None, status=204)
-
-
-async def _audit(request: web.Request, action: str, contact_id: int, fields: Mapping[str, Any]) -> None:
-    """The change in the audit log: which contact and which fields, never their values (customers' data)."""
-    after = {"fields": sorted(fields)} if fields else None
-    await record(
-        request.app[STORE],
-        action,
-        actor=await actor(request),
-        at=request.app[CLOCK](),
-        target=f"contact:{contact_id}",
-        after=after,
-    )
 
 
 @routes.get("/api/v1/contacts/{id}/conversations")

@@ -29,12 +29,11 @@ from hub.model import ConversationState
 from hub.store.conversations import conversation_view, list_conversations
 from hub.store.history import HistoryCursor, history_page
 from hub.usecases import HubParts, Principal
-from hub.usecases.bots import bot_close
+from hub.usecases.bots import close_as_actor
 from hub.usecases.conversations import (
     Changed,
     Target,
     accept,
-    close,
     invite_to,
     leave_conversation,
     mark_important,
@@ -42,7 +41,6 @@ from hub.usecases.conversations import (
     take_over,
     transfer,
 )
-from hub.usecases.permissions import is_bot
 from hub.views import jsonable
 
 __all__ = ["conversation_json", "jsonable", "setup"]
@@ -411,8 +409,7 @@ async def close_(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and not isinstance(status, str):
         raise ApiError(422, "status_not_allowed", "'status' must be a status id", field="status")
-    closing = bot_close if is_bot(by) else close  # a bot closes as its answer's ``close`` action does
-    changed = await closing(hub_of(request), by, conversation_id, status or None)
+    changed = await close_as_actor(hub_of(request), by, conversation_id, status or None)
     return web.json_response(conversation_json(dict(changed.view)))
 
 

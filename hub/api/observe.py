@@ -13,7 +13,6 @@ neither it answers loopback clients only, and never a request that came through 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from hub.api.errors import error_response
 from hub.api.keys import HUB
+from hub.api.proxies import ip_of
 from hub.logs import correlated, new_correlation_id, sane_correlation_id
 from hub.metrics import CONTENT_TYPE
 
@@ -87,10 +87,8 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 def _loopback(request: web.Request) -> bool:
     if "Forwarded" in request.headers or "X-Forwarded-For" in request.headers:
         return False  # came through a proxy: the proxy's address says nothing of the client
-    try:
-        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
-    except ValueError:
-        return False
+    address = ip_of(request.remote or "")  # a dual-stack listener's IPv4 loopback peer is ::ffff:127.0.0.1
+    return address is not None and address.is_loopback
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ from typing import TypeAlias
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-__all__ = ["client_address", "parse_networks", "trusted_proxies_middleware"]
+__all__ = ["client_address", "ip_of", "parse_networks", "trusted_proxies_middleware"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -34,7 +34,9 @@ def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
-def _address(text: str) -> Address | None:
+def ip_of(text: str) -> Address | None:
+    """The IP address ``text`` names, without its zone (``fe80::1%eth0``), an IPv4-mapped IPv6 address as the
+    IPv4 one; None when it is no address. The one reading of a peer's or a forwarded address."""
     try:
         address = ipaddress.ip_address(text.strip().split("%")[0])
     except ValueError:
@@ -50,7 +52,7 @@ def _trusted(address: Address, networks: tuple[Network, ...]) -> bool:
 
 def client_address(peer: str | None, forwarded_for: list[str], networks: tuple[Network, ...]) -> str | None:
     """The client's address given the direct ``peer`` and the ``X-Forwarded-For`` values (module docstring)."""
-    peer_address = _address(peer or "")
+    peer_address = ip_of(peer or "")
     if not networks or peer_address is None or not _trusted(peer_address, networks):
         return peer
     entries = [entry for value in forwarded_for for entry in value.split(",")]
@@ -58,7 +60,7 @@ def client_address(peer: str | None, forwarded_for: list[str], networks: tuple[N
         return peer
     address: Address | None = None
     for entry in reversed(entries):
-        address = _address(entry)
+        address = ip_of(entry)
         if address is None:
             return peer  # an entry that is no address: the header cannot be read, trust nothing in it
         if not _trusted(address, networks):

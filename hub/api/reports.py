@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.api._csv import as_text
 from hub.api._fields import invalid, json_ok
 from hub.api._hub import actor, hub_of
 from hub.api.openapi import documented, list_schema, schema
@@ -128,17 +129,13 @@ async def _items(request: web.Request, kind: ReportKind) -> list[dict[str, Any]]
     return await report_usecases.report(hub_of(request), await actor(request), query)
 
 
-# text a spreadsheet would run as a formula starts with one of these (as in the audit log's CSV)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
         value = ";".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value  # an agent's or a queue's name is text, never a formula
+    if isinstance(value, str):
+        return as_text(value)  # an agent's or a queue's name is text, never a formula
     return "" if value is None else value
 
 

@@ -8,6 +8,7 @@ exactly the same thing. Nobody changes their own role or deactivates themselves.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +83,14 @@ class AgentChanged:
     events: list[BusEvent]
 
 
-async def create_agent(hub: HubParts, actor: Principal, new: NewAgent) -> Agent:
+async def create_agent(hub: HubParts, actor: Principal, new: NewAgent, *, also_known: Collection[str] = ()) -> Agent:
     """Create the agent as an admin (active, offline). Raises Forbidden (not an admin), Invalid (an unknown
-    queue) or Conflict (``agent_exists``: the login is taken)."""
+    queue) or Conflict (``agent_exists``: the login is taken).
+
+    ``also_known``: queue ids that exist besides the database's. ``channelhub agents create`` passes the
+    configuration file's, which reach the database only when the hub starts."""
     require_role(actor, Role.ADMIN)
-    await _require_known_queues(hub, new.queues)
+    await _require_known_queues(hub, new.queues, also_known)
     try:
         agent = await agent_store.create_agent(
             hub.store,
@@ -111,8 +115,8 @@ async def create_agent(hub: HubParts, actor: Principal, new: NewAgent) -> Agent:
     return agent
 
 
-async def _require_known_queues(hub: HubParts, wanted: tuple[str, ...]) -> None:
-    known = {q.id for q in await list_queues(hub.store)}
+async def _require_known_queues(hub: HubParts, wanted: tuple[str, ...], also_known: Collection[str] = ()) -> None:
+    known = {q.id for q in await list_queues(hub.store)} | set(also_known)
     missing = [q for q in wanted if q not in known]
     if missing:
         raise Invalid("unknown_queue", f"unknown queue {missing[0]!r}", field="queues")

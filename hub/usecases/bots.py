@@ -15,19 +15,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.errors import Forbidden, Invalid, Refusal
-from hub.hours import is_open, opening_text
 from hub.lifecycle import HANDOFF_REASONS
 from hub.model import Button
 from hub.store.bots import bot_state, close_by_bot, save_progress, to_bot
 from hub.store.bots import hand_off as store_hand_off
 from hub.usecases._parts import HubParts
 from hub.usecases.access import conversation_for
-from hub.usecases.conversations import Changed, _done, _run
+from hub.usecases.closed_queue import closed_now
+from hub.usecases.conversations import Changed, _done, _run, close
 from hub.usecases.outbound import ReadByTurn, Replied, Send, reply
 from hub.usecases.permissions import is_bot, is_supervisor
 from hub.usecases.principal import Principal
 
-__all__ = ["BotSay", "HandOffRequest", "bot_close", "bot_of_queue", "hand_off", "return_to_bot", "say"]
+__all__ = [
+    "BotSay",
+    "HandOffRequest",
+    "bot_close",
+    "bot_of_queue",
+    "close_as_actor",
+    "hand_off",
+    "handoff_reason",
+    "return_to_bot",
+    "say",
+]
 
 #: where the last choices offered are remembered between a bot's message and the customer's answer
 CHOICES_KEY = "_choices"
@@ -51,6 +61,15 @@ class HandOffRequest:
     reason: str = "bot_asked"
     queue: str | None = None
     note: str | None = None
+
+
+def handoff_reason(value: object) -> str:
+    """``value`` when it is a hand-off reason; Invalid ``invalid_reason`` otherwise (the API checks a body's
+    ``reason`` with it before anything else, the use case every request)."""
+    if not isinstance(value, str) or value not in HANDOFF_REASONS:
+        reasons = ", ".join(sorted(HANDOFF_REASONS))
+        raise Invalid("invalid_reason", f"'reason' must be one of {reasons}", field="reason")
+    return value
 
 
 def bot_of_queue(hub: HubParts, queue_id: str) -> str | None:
@@ -92,9 +111,7 @@ def offered_choices(variables: Mapping[str, Any]) -> Sequence[Button]:
 async def hand_off(hub: HubParts, actor: Principal, conversation_id: int, request: HandOffRequest) -> Changed:
     """The bot's part ends: the conversation waits in its queue (or ``request.queue``) with the reason and the
     note for the agent. A bot hands off its own conversations; supervisors and admins any bot's."""
-    if request.reason not in HANDOFF_REASONS:
-        reasons = ", ".join(sorted(HANDOFF_REASONS))
-        raise Invalid("invalid_reason", f"reason must be one of {reasons}", field="reason")
+    handoff_reason(request.reason)
     conversation = await conversation_for(hub.store, actor, conversation_id, act=True)
     if not is_bot(actor) and not is_supervisor(actor):
         raise Forbidden("forbidden", "only the bot, a supervisor or an admin hands a bot's conversation off")
@@ -124,16 +141,11 @@ async def hand_off(hub: HubParts, actor: Principal, conversation_id: int, reques
 
 async def _tell_if_closed(hub: HubParts, actor: Principal, conversation_id: int, queue_id: str) -> None:
     """Outside the receiving queue's business hours, the bot tells the customer when it opens (the queue's
-    message or template) before the conversation goes to wait there."""
-    hours = hub.settings.queue_hours.get(queue_id)
-    now = hub.clock()
-    if hours is None or is_open(hours, now):
-        return
-    when = opening_text(hours, now)
-    message = BotSay(text=hours.message.replace("{opening}", when))
-    if hours.template is not None:
-        message = BotSay(template=hours.template, variables={"opening": when})
-    await say(hub, actor, conversation_id, message)
+    message or template, hub/usecases/closed_queue.py) before the conversation goes to wait there. Sent as the
+    bot's reply; it offers no choices, so there are none to remember."""
+    answer = closed_now(hub.settings.queue_hours.get(queue_id), hub.clock())
+    if answer is not None:
+        await reply(hub, actor, conversation_id, answer)
 
 
 async def return_to_bot(hub: HubParts, actor: Principal, conversation_id: int, bot_id: str) -> Changed:
@@ -157,3 +169,10 @@ async def bot_close(hub: HubParts, actor: Principal, conversation_id: int, statu
     bot_id, now = actor.bot_id, hub.clock()
     change = await _run(lambda: close_by_bot(hub.store, conversation.id, bot_id=bot_id, status=status, now=now))
     return await _done(hub, actor, "closed", conversation, change)
+
+
+async def close_as_actor(hub: HubParts, actor: Principal, conversation_id: int, status: str | None) -> Changed:
+    """Close the conversation as the actor closes one: a bot as its answer's ``close`` action does
+    (``bot_close``), an agent, supervisor or admin as an agent (``hub.usecases.conversations.close``)."""
+    closing = bot_close if is_bot(actor) else close
+    return await closing(hub, actor, conversation_id, status)

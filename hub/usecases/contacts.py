@@ -1,6 +1,8 @@
-"""Pair an identity (a customer on one channel) with a contact, create one for it, or unpair it.
+"""Contacts (CRM-lite) and identities: create, edit and delete a contact; pair an identity (a customer on one
+channel) with a contact, create one for it, or unpair it.
 
-Any agent may do these: contacts are the desk's shared address book.
+Any agent may do these (contacts are the desk's shared address book) but deleting a contact, which is for
+supervisors and admins. Each change is audited by ids and field names only: never a customer's data.
 """
 
 from __future__ import annotations
@@ -8,14 +10,62 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hub.audit import record
+from hub.audit import field_names, record
 from hub.errors import NotFound
+from hub.model import Contact, Role
+from hub.store.contacts import create_contact, delete_contact, update_contact
 from hub.store.identities import create_contact_and_pair, pair_identity, unpair_identity
 from hub.usecases._parts import HubParts
 from hub.usecases._store_refusals import store_refusals
+from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 
-__all__ = ["new_contact_for", "pair", "unpair"]
+__all__ = ["DELETERS", "create", "delete", "new_contact_for", "pair", "unpair", "update"]
+
+#: who may delete a contact
+DELETERS = (Role.SUPERVISOR, Role.ADMIN)
+
+
+def _no_contact(contact_id: int) -> NotFound:
+    return NotFound("not_found", f"no contact {contact_id}")
+
+
+async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> Contact:
+    """A new contact from validated ``fields``."""
+    contact = await create_contact(hub.store, fields, hub.clock())
+    await _audit_contact(hub, actor, "contact.created", contact.id, fields)
+    return contact
+
+
+async def update(hub: HubParts, actor: Principal, contact_id: int, fields: Mapping[str, Any]) -> Contact:
+    """The fields given replace the stored ones (None clears an optional one); the contact as it is now."""
+    contact = await update_contact(hub.store, contact_id, fields, hub.clock())
+    if contact is None:
+        raise _no_contact(contact_id)
+    await _audit_contact(hub, actor, "contact.updated", contact_id, fields)
+    return contact
+
+
+async def delete(hub: HubParts, actor: Principal, contact_id: int) -> None:
+    """Delete the contact (supervisors and admins): its identities are unpaired, its tickets keep no contact."""
+    require_role(actor, *DELETERS)
+    if not await delete_contact(hub.store, contact_id):
+        raise _no_contact(contact_id)
+    await _audit_contact(hub, actor, "contact.deleted", contact_id, {})
+
+
+async def _audit_contact(
+    hub: HubParts, actor: Principal, action: str, contact_id: int, fields: Mapping[str, Any]
+) -> None:
+    """The change in the audit log: which contact and which fields, never their values (customers' data)."""
+    await record(
+        hub.store,
+        action,
+        actor=actor,
+        at=hub.clock(),
+        target=f"contact:{contact_id}",
+        after=field_names(fields),
+    )
 
 
 def _no_identity(identity_id: int) -> NotFound:

@@ -2,33 +2,25 @@
 
 A customer who writes while their conversation waits in a closed queue (``[queues.hours]``) is told once per
 conversation when the queue opens: the queue's ``template`` (with the variable ``opening``) or its ``message``.
-It is sent as any reply is (hub/usecases/outbound.py: policy, outbox), by the hub itself (author ``system``).
+It is the closed queue's answer (hub/usecases/closed_queue.py), sent as any reply is (hub/usecases/outbound.py:
+policy, outbox), by the hub itself (author ``system``).
 A queue with a bot leaves this to its bot (hub/bots/runner.py); the router offers the conversation at the
 opening (hub/router.py).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from hub.hours import BusinessHours, is_open, opening_text
+from hub.hours import opening_text
 from hub.model import ConversationState
 from hub.store.conversations import get_conversation
 from hub.store.out_of_hours import claim_out_of_hours, out_of_hours_answered, release_out_of_hours
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import bot_of_queue
-from hub.usecases.outbound import Replied, Send, reply
+from hub.usecases.closed_queue import closed_now
+from hub.usecases.outbound import Replied, reply
 from hub.usecases.principal import Principal
 
-__all__ = ["answer_out_of_hours", "closed_answer"]
-
-
-def closed_answer(hours: BusinessHours, now: datetime) -> Send:
-    """What a closed queue says at ``now``: its template with ``opening``, else its message with ``{opening}``."""
-    when = opening_text(hours, now)
-    if hours.template is not None:
-        return Send(template=hours.template, variables={"opening": when})
-    return Send(text=hours.message.replace("{opening}", when))
+__all__ = ["answer_out_of_hours"]
 
 
 async def answer_out_of_hours(hub: HubParts, conversation_id: int) -> Replied | None:
@@ -47,15 +39,16 @@ async def answer_out_of_hours(hub: HubParts, conversation_id: int) -> Replied | 
         hours is None
         or conversation.state is not ConversationState.WAITING
         or bot_of_queue(hub, conversation.queue_id) is not None
-        or is_open(hours, now)
-        or await out_of_hours_answered(hub.store, conversation_id)
     ):
+        return None
+    answer = closed_now(hours, now)  # None while the queue is open
+    if answer is None or await out_of_hours_answered(hub.store, conversation_id):
         return None
     claim = await claim_out_of_hours(hub.store, conversation_id, opening=opening_text(hours, now), now=now)
     if claim is None:  # another process answered meanwhile
         return None
     try:
-        return await reply(hub, Principal.system(), conversation_id, closed_answer(hours, now))
+        return await reply(hub, Principal.system(), conversation_id, answer)
     except Exception:  # refused (the policy, the template) or failed: a later message may try again
         await release_out_of_hours(hub.store, claim)
         raise

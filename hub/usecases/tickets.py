@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.audit import record
+from hub.audit import field_names, record
 from hub.errors import NotFound
 from hub.events import ConversationTicket
 from hub.store.tickets import assign_ticket, create_ticket, set_favourite, update_ticket
@@ -50,7 +50,7 @@ async def _audit(
         at=hub.clock(),
         target=f"ticket:{ticket['id']}",
         conversation_id=conversation_id,
-        after={"fields": sorted(fields)} if fields else None,
+        after=field_names(fields),
     )
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
+from aiohttp.test_utils import make_mocked_request
 
+from hub.api.observe import _loopback
 from hub.api.proxies import client_address, parse_networks
 from hub.errors import ConfigError
 from tests.api.conftest import Api, MakeApi
@@ -85,3 +87,17 @@ def test_an_ipv4_peer_seen_on_a_dual_stack_listener_is_still_trusted() -> None:
     networks = parse_networks(["127.0.0.1"])
     assert client_address("::ffff:127.0.0.1", ["203.0.113.9"], networks) == "203.0.113.9"
     assert client_address("2001:db8::1", ["203.0.113.9"], networks) == "2001:db8::1"
+
+
+def test_metrics_reads_a_peer_as_the_proxies_middleware_does() -> None:
+    """One reading of a peer's address: its zone dropped, an IPv4-mapped one as IPv4 (so a dual-stack listener's
+    loopback client is a loopback one for /metrics, as 127.0.0.1 is)."""
+
+    def peer(remote: str) -> Any:
+        return make_mocked_request("GET", "/metrics").clone(remote=remote)
+
+    assert _loopback(peer("::ffff:127.0.0.1"))
+    assert _loopback(peer("::1%lo"))
+    assert _loopback(peer("127.0.0.1"))
+    assert not _loopback(peer("::ffff:203.0.113.9"))
+    assert not _loopback(peer("not an address"))

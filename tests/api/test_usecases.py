@@ -323,3 +323,47 @@ async def test_queues_statuses_and_new_agents_are_changed_through_use_cases_that
     with pytest.raises(Conflict) as taken_login:
         await create_agent(hub, root, NewAgent(login="carol", password="long enough"))
     assert taken_login.value.code == "agent_exists"
+
+
+async def test_contacts_are_created_edited_and_deleted_through_use_cases_audited_by_field_names(api: Api) -> None:
+    from hub.store.audit import AuditFilter, list_entries
+    from hub.usecases import contacts
+
+    await api.agent("alice")
+    await api.agent("sup", role="supervisor")
+    hub = parts_of(api.app)
+    alice, sup = await principal(api, "alice"), await principal(api, "sup")
+    created = await contacts.create(hub, alice, {"name": "Ann Example", "phone": "+420600000009"})
+    edited = await contacts.update(hub, alice, created.id, {"company": "Example Ltd"})
+    assert (edited.name, edited.company) == ("Ann Example", "Example Ltd")
+    with pytest.raises(NotFound):
+        await contacts.update(hub, alice, 999_999, {"company": "nobody"})
+    with pytest.raises(Forbidden):
+        await contacts.delete(hub, alice, created.id)  # agents edit contacts; deleting one is supervision
+    await contacts.delete(hub, sup, created.id)
+    with pytest.raises(NotFound):
+        await contacts.delete(hub, sup, created.id)
+    entries = await list_entries(api.store, AuditFilter(action="contact."), limit=10)
+    assert [(e.action, e.after) for e in reversed(entries)] == [
+        ("contact.created", {"fields": ["name", "phone"]}),  # the names, never the customer's values
+        ("contact.updated", {"fields": ["company"]}),
+        ("contact.deleted", None),
+    ]
+
+
+async def test_an_agent_who_pauses_through_the_use_case_is_audited_told_and_has_a_default_reason(api: Api) -> None:
+    from hub.events import AgentPresence
+    from hub.model import Presence
+    from hub.usecases.presence import DEFAULT_PAUSE_REASON, set_my_presence
+
+    await api.agent("alice")
+    hub = parts_of(api.app)
+    alice = await principal(api, "alice")
+    async with api.app[BUS].subscribe() as bus:
+        paused = await set_my_presence(hub, alice, Presence.PAUSED)
+        published = [unwrapped(e) for e in drain(bus)]
+    assert paused is not None
+    assert (paused.presence, paused.pause_reason, paused.pause_paid) == (Presence.PAUSED, DEFAULT_PAUSE_REASON, True)
+    assert AgentPresence(agent_id=alice.id) in published
+    with pytest.raises(Forbidden):
+        await set_my_presence(hub, Principal.operator(), Presence.READY)  # only an agent has a presence

@@ -8,7 +8,7 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.hours import DAYS, closed_queues, is_open, next_opening, opening_text, parse_hours
-from hub.usecases.out_of_hours import closed_answer
+from hub.usecases.closed_queue import closed_answer, closed_now
 from hub.usecases.outbound import Send
 
 PRAGUE = parse_hours(
@@ -81,3 +81,12 @@ def test_a_closed_queue_answers_with_its_template_or_its_message() -> None:
     assert closed_answer(message, now) == Send(text="Back at Mon 02 Mar 12:00.")
     template = parse_hours({"time_zone": "UTC", "mon": "12:00-17:00", "template": "out_of_hours"}, "q")
     assert closed_answer(template, now) == Send(template="out_of_hours", variables={"opening": "Mon 02 Mar 12:00"})
+
+
+def test_only_a_closed_queue_with_hours_has_an_answer_now() -> None:
+    """What the out-of-hours answer and a bot's hand-off both ask: the same words, or nothing while open."""
+    hours = parse_hours({"time_zone": "UTC", "mon": "12:00-17:00", "message": "Back at {opening}."}, "q")
+    closed, open_ = datetime(2026, 3, 2, 11, 30, tzinfo=UTC), datetime(2026, 3, 2, 12, 30, tzinfo=UTC)
+    assert closed_now(hours, closed) == closed_answer(hours, closed) == Send(text="Back at Mon 02 Mar 12:00.")
+    assert closed_now(hours, open_) is None
+    assert closed_now(None, closed) is None
