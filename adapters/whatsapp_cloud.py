@@ -112,7 +112,7 @@ _REPLY_BUTTONS_MOST = 3  # an interactive message's reply buttons; more go as a 
 _MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
 #: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
-_IGNORED_TYPES = {"reaction", "system", "unsupported", "ephemeral", "request_welcome", "unknown"}
+_IGNORED_TYPES = {"reaction", "system", "ephemeral", "request_welcome", "unknown"}
 _FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
 
 
@@ -325,6 +325,11 @@ class WhatsAppCloudAdapter:
             text = _order_text(body)
             if isinstance(body.get("catalog_id"), str | int):
                 extra.append(("catalog_id", str(body["catalog_id"])))
+        elif kind_name == "unsupported":
+            # the customer wrote something Cloud API does not carry (a poll, a view-once message, ...) or that is
+            # not available yet (131060): the agent must still see that they wrote, and may ask them to resend
+            text, unsupported_facts = _unsupported_text(body, message.get("errors"))
+            extra.extend(unsupported_facts)
         else:
             return self._ignored(f"message:{kind_name}")
         context = message.get("context") if isinstance(message.get("context"), dict) else {}
@@ -687,6 +692,22 @@ def _required(body: Mapping[str, Any] | None, key: str, what: str) -> str:
     if not isinstance(value, str | int) or value == "":
         raise PayloadMalformed(f"a {what} message has no '{key}'", code="missing_field")
     return str(value)
+
+
+def _unsupported_text(body: Mapping[str, Any] | None, errors: Any) -> tuple[str, list[tuple[str, str]]]:
+    """What an agent reads for a message Cloud API did not pass on, and the facts kept with it.
+
+    Meta sends ``unsupported.type`` (what the customer sent, e.g. ``poll_update``) and an ``errors``
+    entry (131051 "Message type unknown", or 131060 "This message is currently unavailable").
+    """
+    what = _text(body.get("type")) if body else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    title = _text(first.get("title")) or _text(first.get("message"))
+    facts = [("unsupported_type", what)] if what else []
+    if isinstance(first.get("code"), int | str) and not isinstance(first.get("code"), bool):
+        facts.append(("error_code", str(first["code"])))
+    described = (f" ({what})" if what else "") + (f": {title}" if title else "")
+    return f"[A message WhatsApp did not pass on{described}]", facts
 
 
 def _contacts_text(contacts: Any) -> str | None:

@@ -154,11 +154,35 @@ def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
     assert message(adapter, "reply_context").reply_to == "wamid.earlier_out_1"
 
 
-@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
+@pytest.mark.parametrize("name", ["reaction", "system"])
 def test_unhandled_message_types_are_ignored(adapter: WhatsAppCloudAdapter, name: str) -> None:
     assert list(adapter.parse(payload(name))) == [
         IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind=name)
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "facts"),
+    [
+        (
+            "unsupported_poll",
+            "[A message WhatsApp did not pass on (poll_creation): Message type unknown]",
+            {"unsupported_type": "poll_creation", "error_code": "131051"},
+        ),
+        (
+            "unsupported_unavailable",
+            "[A message WhatsApp did not pass on (media_placeholder): This message is currently unavailable.]",
+            {"unsupported_type": "media_placeholder", "error_code": "131060"},
+        ),
+        ("unsupported", "[A message WhatsApp did not pass on: Message type unknown]", {"error_code": "131051"}),
+    ],
+)
+def test_a_message_cloud_api_does_not_carry_still_reaches_the_agent(
+    adapter: WhatsAppCloudAdapter, name: str, text: str, facts: dict[str, str]
+) -> None:
+    """The customer wrote (a poll, or a first message not available yet): the agent sees that they did."""
+    event = message(adapter, name)
+    assert (event.kind, event.text, dict(event.extra)) == (MessageKind.TEXT, text, facts)
 
 
 @pytest.mark.parametrize(

@@ -222,7 +222,7 @@ async def test_failed_status_stores_code_and_reason(client: TestClient, store: S
     assert "approved template" in row.error_reason
 
 
-@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
+@pytest.mark.parametrize("name", ["reaction", "system"])
 async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, store: Store, name: str) -> None:
     response = await post(client, payload(name))
     assert (response.status, (await response.json())["ignored"]) == (200, 1)
@@ -316,3 +316,15 @@ async def test_location_url_is_kept(client: TestClient, store: Store) -> None:
     assert (await post(client, payload("location"))).status == 200
     (row,) = await rows(store)
     assert row.location["url"] == "https://meta.com"
+
+
+async def test_a_message_cloud_api_does_not_carry_opens_a_conversation_the_agent_can_read(
+    client: TestClient, store: Store
+) -> None:
+    """Meta's unsupported-message webhook (a poll here): before, acknowledged and dropped unseen."""
+    response = await post(client, payload("unsupported_poll"))
+    assert (response.status, (await response.json())["stored"]) == (200, 1)
+    [row] = await rows(store)
+    assert (row.kind, row.provider_message_id) == ("text", "wamid.unsupported_poll_7")
+    assert row.text == "[A message WhatsApp did not pass on (poll_creation): Message type unknown]"
+    assert await count(store, conversations) == 1
