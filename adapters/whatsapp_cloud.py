@@ -219,10 +219,27 @@ class WhatsAppCloudAdapter:
         events: list[InboundEvent] = [self._parse_message(m, names) for m in _list(value, "messages")]
         events.extend(self._parse_status(s) for s in _list(value, "statuses"))
         if isinstance(value.get("errors"), list):
-            events.extend(self._ignored("system_error") for _ in value["errors"])
+            for error in value["errors"]:
+                self._warn_system_error(error)
+                events.append(self._ignored("system_error"))
         if not events:
             events.append(self._ignored("empty_change"))
         return events
+
+    def _warn_system_error(self, error: Any) -> None:
+        """Meta's errors webhook: a system-, app- or account-level problem kept a request from being processed
+        (e.g. 130429, throughput reached). Nothing to store, but an operator must hear of it: a warning, not the
+        DEBUG line every ignored event gets."""
+        found = error if isinstance(error, dict) else {}
+        details = found.get("error_data", {}).get("details") if isinstance(found.get("error_data"), dict) else None
+        logger.warning(
+            "WhatsApp reported an error for number %s: %s %s%s",
+            self.phone_number_id,
+            found.get("code", "?"),
+            found.get("title") or found.get("message") or "(no title)",
+            f" ({details})" if details else "",
+            extra={"account": self.account.id, "code": found.get("code")},
+        )
 
     def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
         wamid = message.get("id")

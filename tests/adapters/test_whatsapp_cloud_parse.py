@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,3 +256,15 @@ def test_malformed_bodies_name_the_problem(adapter: WhatsAppCloudAdapter, body: 
     with pytest.raises(PayloadMalformed) as caught:
         adapter.parse(body)
     assert caught.value.code == code
+
+
+def test_an_errors_webhook_is_acknowledged_and_logged_as_a_warning(
+    adapter: WhatsAppCloudAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Meta's errors webhook (value-level ``errors``): nothing to store, but not silent either."""
+    with caplog.at_level(logging.WARNING, logger="adapters.whatsapp_cloud"):
+        events = adapter.parse(payload("value_error"))
+    assert list(events) == [IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="system_error")]
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "130429 Rate limit hit (Throughput for this number was reached" in record.getMessage()
