@@ -96,7 +96,7 @@ _SEND_TYPES = {
 }
 _MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
 #: the messaging items the hub stores; every other kind is acknowledged and counted
-_HANDLED = ("message", "postback", "delivery", "read")
+_HANDLED = ("message", "message_edit", "postback", "delivery", "read")
 #: what an agent reads for a share Meta sends as a ``fallback`` with nothing in it ("for unsupported shares
 #: made by users to your Page a fallback with no payload might be sent", Meta's messages webhook reference)
 _UNSHOWN_SHARE = "[The customer shared something Messenger does not pass on]"
@@ -208,6 +208,8 @@ class MessengerAdapter:
         at = _item_time(item.get("timestamp"), entry_time, received_at)
         if "message" in item:
             return self._parse_message(item["message"], sender, recipient, at)
+        if "message_edit" in item:
+            return self._parse_edit(item["message_edit"], sender, at)
         if "postback" in item:
             return self._parse_postback(item["postback"], sender, at)
         if "delivery" in item:
@@ -310,6 +312,37 @@ class MessengerAdapter:
             location=location,
             payload=payload,
             reply_to=str(reply_to) if reply_to else None,
+            extra=tuple(extra),
+        )
+
+    def _parse_edit(self, edit: Any, sender: str, at: datetime) -> InboundEvent:
+        """A customer's edit of a message they sent (``message_edits``): the new text, as a message of its own
+        that answers the one edited, so the agent reads what the customer now says and what they changed.
+
+        Its id is the edited message's ``mid`` with the edit's number (a customer may edit up to five times),
+        so a redelivered edit is stored once.
+        """
+        if not isinstance(edit, dict):
+            raise PayloadMalformed("'message_edit' must be an object", code="missing_field")
+        mid = edit.get("mid")
+        if not isinstance(mid, str) or not mid:
+            raise PayloadMalformed("a message edit has no 'mid'", code="missing_field")
+        text = edit.get("text")
+        if sender == self.page_id or not isinstance(text, str) or not text:
+            return self._ignored("message_edit")
+        number = edit.get("num_edit")
+        count = str(number) if isinstance(number, int | str) and str(number).isdigit() else None
+        edit_key = count or str(int(at.timestamp() * 1000))
+        extra = [("edit_of", mid)] + ([("edit_number", count)] if count else [])
+        return InboundMessage(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            sender_id=sender,
+            provider_message_id=f"{mid}#edit{edit_key}",
+            sent_at=at,
+            kind=MessageKind.TEXT,
+            text=text,
+            reply_to=mid,
             extra=tuple(extra),
         )
 

@@ -324,3 +324,21 @@ def test_a_message_from_a_user_ref_names_why_it_cannot_be_answered(adapter: Mess
     )
     with pytest.raises(PayloadMalformed, match="user_ref"):
         adapter.parse(body)
+
+
+def test_a_customers_edit_is_the_new_text_answering_the_message_edited(adapter: MessengerAdapter) -> None:
+    """``message_edits``: the agent reads what the customer now says, and which message they changed."""
+    event = one(adapter, "message_edit")
+    assert isinstance(event, InboundMessage)
+    assert (event.kind, event.text, event.reply_to) == (
+        MessageKind.TEXT,
+        "Sorry, I meant size 42, not 40",
+        "m_order_size_40",
+    )
+    assert event.provider_message_id == "m_order_size_40#edit1"
+    assert dict(event.extra) == {"edit_of": "m_order_size_40", "edit_number": "1"}
+
+
+def test_an_edit_without_text_is_acknowledged(adapter: MessengerAdapter) -> None:
+    body = payload("message_edit").replace(b'"text":"Sorry, I meant size 42, not 40",', b"")
+    assert one_from(adapter, body) == IgnoredEvent(channel=Channel.MESSENGER, account_id="fb-main", kind="message_edit")

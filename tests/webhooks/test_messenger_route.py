@@ -479,3 +479,19 @@ async def test_a_nul_character_in_a_text_is_stored_as_a_replacement_character(cl
     assert response.status == 200
     (row,) = await rows(store)
     assert row.text == "Hello\ufffd, I need help with my order"
+
+
+async def test_a_customers_edit_is_stored_once_as_a_message_answering_the_edited_one(
+    client: TestClient, store: Store
+) -> None:
+    """Before, an ignored event: the agent went on reading the text the customer had corrected."""
+    for _ in range(2):  # Meta's redelivery of the same edit
+        response = await post(client, payload("message_edit"))
+        assert response.status == 200
+    [row] = await rows(store)
+    assert (row.kind, row.text, row.reply_to, row.provider_message_id) == (
+        "text",
+        "Sorry, I meant size 42, not 40",
+        "m_order_size_40",
+        "m_order_size_40#edit1",
+    )
