@@ -355,6 +355,14 @@ class WhatsAppCloudAdapter:
             extra.append(("forwarded", "true"))
         if context and context.get("frequently_forwarded"):
             extra.append(("frequently_forwarded", "true"))
+        product = context.get("referred_product") if context else None
+        if isinstance(product, dict):
+            # the customer tapped "Message business" on a product: the product is what brought them
+            extra.extend(
+                (f"referral_{key}", str(product[key]))
+                for key in ("catalog_id", "product_retailer_id")
+                if isinstance(product.get(key), str | int) and not isinstance(product.get(key), bool)
+            )
         if wa_id and user_id:
             extra.append(("user_id", str(user_id)))  # the BSUID, for when the number disappears
         referral = message.get("referral")

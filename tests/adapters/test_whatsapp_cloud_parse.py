@@ -268,3 +268,10 @@ def test_an_errors_webhook_is_acknowledged_and_logged_as_a_warning(
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "130429 Rate limit hit (Throughput for this number was reached" in record.getMessage()
+
+
+def test_a_question_about_a_product_keeps_the_product_as_its_referral(adapter: WhatsAppCloudAdapter) -> None:
+    """``context.referred_product``: the customer tapped "Message business" on a catalog product."""
+    event = message(adapter, "product_enquiry")
+    assert (event.text, event.reply_to) == ("Does this lamp come with a bulb?", "wamid.catalog_card_2")
+    assert dict(event.extra) == {"referral_catalog_id": "880011223344", "referral_product_retailer_id": "lamp-oak-01"}

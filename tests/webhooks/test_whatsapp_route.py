@@ -17,6 +17,7 @@ from hub.api.keys import INGESTOR
 from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
+from hub.store.history import message_view
 from hub.store.tables import conversations, identities, messages, rejected_webhooks
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
@@ -328,3 +329,11 @@ async def test_a_message_cloud_api_does_not_carry_opens_a_conversation_the_agent
     assert (row.kind, row.provider_message_id) == ("text", "wamid.unsupported_poll_7")
     assert row.text == "[A message WhatsApp did not pass on (poll_creation): Message type unknown]"
     assert await count(store, conversations) == 1
+
+
+async def test_a_product_question_reaches_the_history_with_the_product_as_referral(
+    client: TestClient, store: Store
+) -> None:
+    assert (await post(client, payload("product_enquiry"))).status == 200
+    [row] = await rows(store)
+    assert message_view(row)["referral"] == {"catalog_id": "880011223344", "product_retailer_id": "lamp-oak-01"}
