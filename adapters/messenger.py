@@ -95,6 +95,11 @@ _SEND_TYPES = {
     MessageKind.STICKER: "image",
 }
 _MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+#: the messaging items the hub stores; every other kind is acknowledged and counted
+_HANDLED = ("message", "message_edit", "postback", "delivery", "read")
+#: what an agent reads for a share Meta sends as a ``fallback`` with nothing in it ("for unsupported shares
+#: made by users to your Page a fallback with no payload might be sent", Meta's messages webhook reference)
+_UNSHOWN_SHARE = "[The customer shared something Messenger does not pass on]"
 
 
 def page_ids(data: Mapping[str, Any]) -> list[str]:
@@ -191,11 +196,20 @@ class MessengerAdapter:
     def _parse_item(self, item: Any, entry_time: Any, received_at: datetime) -> InboundEvent:
         if not isinstance(item, dict):
             raise PayloadMalformed("a messaging item must be an object", code="missing_field")
+        named = [k for k in item if k not in ("sender", "recipient", "timestamp")]
+        if named and not any(key in item for key in _HANDLED):
+            # optins, referrals, reactions, edits, handovers: acknowledged whoever sent them (the checkbox
+            # plugin's optin names the person by ``sender.user_ref``, not by a page-scoped id)
+            return self._ignored(named[0])
         sender = _id_of(item, "sender")
         recipient = _id_of(item, "recipient")
+        if not named:
+            return self._ignored("empty")
         at = _item_time(item.get("timestamp"), entry_time, received_at)
         if "message" in item:
             return self._parse_message(item["message"], sender, recipient, at)
+        if "message_edit" in item:
+            return self._parse_edit(item["message_edit"], sender, at)
         if "postback" in item:
             return self._parse_postback(item["postback"], sender, at)
         if "delivery" in item:
@@ -215,20 +229,18 @@ class MessengerAdapter:
                 provider_message_ids=tuple(str(m) for m in mids),
                 watermark=_watermark(raw_watermark, received_at) if raw_watermark is not None else None,
             )
-        if "read" in item:
-            raw_watermark = _obj(item, "read").get("watermark")
-            if raw_watermark is None:
-                raise PayloadMalformed("a read event has no 'watermark'", code="missing_field")
-            return DeliveryReceipt(
-                channel=Channel.MESSENGER,
-                account_id=self.account.id,
-                recipient_id=sender,
-                state=DeliveryState.READ,
-                occurred_at=at,
-                watermark=_watermark(raw_watermark, received_at),
-            )
-        known = [k for k in item if k not in ("sender", "recipient", "timestamp")]
-        return self._ignored(known[0] if known else "empty")
+        # what is left of _HANDLED: a read receipt
+        raw_watermark = _obj(item, "read").get("watermark")
+        if raw_watermark is None:
+            raise PayloadMalformed("a read event has no 'watermark'", code="missing_field")
+        return DeliveryReceipt(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            recipient_id=sender,
+            state=DeliveryState.READ,
+            occurred_at=at,
+            watermark=_watermark(raw_watermark, received_at),
+        )
 
     def _parse_message(self, message: Any, sender: str, recipient: str, at: datetime) -> InboundEvent:
         if not isinstance(message, dict):
@@ -269,7 +281,12 @@ class MessengerAdapter:
             payload = str(quick_reply["payload"])
         reply_to = message.get("reply_to", {}).get("mid") if isinstance(message.get("reply_to"), dict) else None
         if text is None and not attachments and location is None and payload is None:
-            return self._ignored("message_without_content")
+            if not raw_attachments or message.get("is_echo"):
+                return self._ignored("message_without_content")
+            text = _UNSHOWN_SHARE  # the customer did send something: the agent must see that they did
+        referral = message.get("referral")
+        if isinstance(referral, dict):  # the ad or link that brought the customer (click-to-Messenger ads)
+            extra.extend(_referral_facts(referral))
         if message.get("is_echo"):
             if message.get("metadata") == PART_METADATA:
                 return self._ignored("echo_of_a_message_part")
@@ -298,6 +315,37 @@ class MessengerAdapter:
             extra=tuple(extra),
         )
 
+    def _parse_edit(self, edit: Any, sender: str, at: datetime) -> InboundEvent:
+        """A customer's edit of a message they sent (``message_edits``): the new text, as a message of its own
+        that answers the one edited, so the agent reads what the customer now says and what they changed.
+
+        Its id is the edited message's ``mid`` with the edit's number (a customer may edit up to five times),
+        so a redelivered edit is stored once.
+        """
+        if not isinstance(edit, dict):
+            raise PayloadMalformed("'message_edit' must be an object", code="missing_field")
+        mid = edit.get("mid")
+        if not isinstance(mid, str) or not mid:
+            raise PayloadMalformed("a message edit has no 'mid'", code="missing_field")
+        text = edit.get("text")
+        if sender == self.page_id or not isinstance(text, str) or not text:
+            return self._ignored("message_edit")
+        number = edit.get("num_edit")
+        count = str(number) if isinstance(number, int | str) and str(number).isdigit() else None
+        edit_key = count or str(int(at.timestamp() * 1000))
+        extra = [("edit_of", mid)] + ([("edit_number", count)] if count else [])
+        return InboundMessage(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            sender_id=sender,
+            provider_message_id=f"{mid}#edit{edit_key}",
+            sent_at=at,
+            kind=MessageKind.TEXT,
+            text=text,
+            reply_to=mid,
+            extra=tuple(extra),
+        )
+
     def _parse_postback(self, postback: Any, sender: str, at: datetime) -> InboundEvent:
         if not isinstance(postback, dict):
             raise PayloadMalformed("'postback' must be an object", code="missing_field")
@@ -306,7 +354,7 @@ class MessengerAdapter:
         extra: list[tuple[str, str]] = []
         referral = postback.get("referral")
         if isinstance(referral, dict):
-            extra.extend((f"referral_{k}", str(v)) for k, v in referral.items() if isinstance(v, str | int))
+            extra.extend(_referral_facts(referral))
         return InboundMessage(
             channel=Channel.MESSENGER,
             account_id=self.account.id,
@@ -479,8 +527,28 @@ def _id_of(item: Mapping[str, Any], key: str) -> str:
     value = item.get(key)
     ident = value.get("id") if isinstance(value, dict) else None
     if not isinstance(ident, str | int) or not str(ident):
+        if isinstance(value, dict) and value.get("user_ref"):
+            raise PayloadMalformed(
+                f"'{key}' is a plugin's user_ref, not a page-scoped id the page can answer", code="missing_field"
+            )
         raise PayloadMalformed(f"a messaging item has no '{key}.id'", code="missing_field")
     return str(ident)
+
+
+def _referral_facts(referral: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``referral_*`` facts from Meta's referral object; an ad's ``ads_context_data`` (its title, picture,
+    post, product) is read into the same level, so the history's ``referral`` has ``ad_title`` and so on."""
+    facts: list[tuple[str, str]] = []
+    for key, value in referral.items():
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            facts.append((f"referral_{key}", str(value)))
+        elif key == "ads_context_data" and isinstance(value, dict):
+            facts.extend(
+                (f"referral_{inner}", str(found))
+                for inner, found in value.items()
+                if isinstance(found, str | int) and not isinstance(found, bool) and inner not in referral
+            )
+    return facts
 
 
 def _parse_attachment(

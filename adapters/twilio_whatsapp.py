@@ -23,6 +23,7 @@ import aiohttp
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
+from adapters._checks import coordinate
 from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, SignatureInvalid, UnknownAccount
 from hub.model import (
     Attachment,
@@ -325,13 +326,14 @@ class TwilioWhatsAppAdapter:
             return None
         try:
             return Location(
-                latitude=float(latitude),
-                longitude=float(longitude),
+                latitude=coordinate(latitude, 90),
+                longitude=coordinate(longitude, 180),
                 name=form.get("Label") or None,
                 address=form.get("Address") or None,
             )
         except ValueError:
-            raise PayloadMalformed("Latitude/Longitude are not numbers", code="invalid_field") from None
+            # NaN, infinities or a point off the globe: no map can show it (and PostgreSQL refuses NaN in JSON)
+            raise PayloadMalformed("Latitude/Longitude are not a point on the globe", code="invalid_field") from None
 
     def _parse_status(self, form: MultiDict[str]) -> list[InboundEvent]:
         sid = form.get("MessageSid") or form.get("SmsSid")

@@ -112,7 +112,7 @@ _REPLY_BUTTONS_MOST = 3  # an interactive message's reply buttons; more go as a 
 _MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
 #: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
-_IGNORED_TYPES = {"reaction", "system", "unsupported", "ephemeral", "request_welcome", "unknown"}
+_IGNORED_TYPES = {"reaction", "system", "ephemeral", "request_welcome", "unknown"}
 _FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
 
 
@@ -219,10 +219,27 @@ class WhatsAppCloudAdapter:
         events: list[InboundEvent] = [self._parse_message(m, names) for m in _list(value, "messages")]
         events.extend(self._parse_status(s) for s in _list(value, "statuses"))
         if isinstance(value.get("errors"), list):
-            events.extend(self._ignored("system_error") for _ in value["errors"])
+            for error in value["errors"]:
+                self._warn_system_error(error)
+                events.append(self._ignored("system_error"))
         if not events:
             events.append(self._ignored("empty_change"))
         return events
+
+    def _warn_system_error(self, error: Any) -> None:
+        """Meta's errors webhook: a system-, app- or account-level problem kept a request from being processed
+        (e.g. 130429, throughput reached). Nothing to store, but an operator must hear of it: a warning, not the
+        DEBUG line every ignored event gets."""
+        found = error if isinstance(error, dict) else {}
+        details = found.get("error_data", {}).get("details") if isinstance(found.get("error_data"), dict) else None
+        logger.warning(
+            "WhatsApp reported an error for number %s: %s %s%s",
+            self.phone_number_id,
+            found.get("code", "?"),
+            found.get("title") or found.get("message") or "(no title)",
+            f" ({details})" if details else "",
+            extra={"account": self.account.id, "code": found.get("code")},
+        )
 
     def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
         wamid = message.get("id")
@@ -325,6 +342,11 @@ class WhatsAppCloudAdapter:
             text = _order_text(body)
             if isinstance(body.get("catalog_id"), str | int):
                 extra.append(("catalog_id", str(body["catalog_id"])))
+        elif kind_name == "unsupported":
+            # the customer wrote something Cloud API does not carry (a poll, a view-once message, ...) or that is
+            # not available yet (131060): the agent must still see that they wrote, and may ask them to resend
+            text, unsupported_facts = _unsupported_text(body, message.get("errors"))
+            extra.extend(unsupported_facts)
         else:
             return self._ignored(f"message:{kind_name}")
         context = message.get("context") if isinstance(message.get("context"), dict) else {}
@@ -333,6 +355,14 @@ class WhatsAppCloudAdapter:
             extra.append(("forwarded", "true"))
         if context and context.get("frequently_forwarded"):
             extra.append(("frequently_forwarded", "true"))
+        product = context.get("referred_product") if context else None
+        if isinstance(product, dict):
+            # the customer tapped "Message business" on a product: the product is what brought them
+            extra.extend(
+                (f"referral_{key}", str(product[key]))
+                for key in ("catalog_id", "product_retailer_id")
+                if isinstance(product.get(key), str | int) and not isinstance(product.get(key), bool)
+            )
         if wa_id and user_id:
             extra.append(("user_id", str(user_id)))  # the BSUID, for when the number disappears
         referral = message.get("referral")
@@ -687,6 +717,22 @@ def _required(body: Mapping[str, Any] | None, key: str, what: str) -> str:
     if not isinstance(value, str | int) or value == "":
         raise PayloadMalformed(f"a {what} message has no '{key}'", code="missing_field")
     return str(value)
+
+
+def _unsupported_text(body: Mapping[str, Any] | None, errors: Any) -> tuple[str, list[tuple[str, str]]]:
+    """What an agent reads for a message Cloud API did not pass on, and the facts kept with it.
+
+    Meta sends ``unsupported.type`` (what the customer sent, e.g. ``poll_update``) and an ``errors``
+    entry (131051 "Message type unknown", or 131060 "This message is currently unavailable").
+    """
+    what = _text(body.get("type")) if body else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    title = _text(first.get("title")) or _text(first.get("message"))
+    facts = [("unsupported_type", what)] if what else []
+    if isinstance(first.get("code"), int | str) and not isinstance(first.get("code"), bool):
+        facts.append(("error_code", str(first["code"])))
+    described = (f" ({what})" if what else "") + (f": {title}" if title else "")
+    return f"[A message WhatsApp did not pass on{described}]", facts
 
 
 def _contacts_text(contacts: Any) -> str | None:

@@ -223,6 +223,7 @@ def test_echo_is_our_own_message_to_the_customer(adapter: MessengerAdapter) -> N
         ("reaction", "reaction"),
         ("handover", "pass_thread_control"),
         ("standby", "standby"),
+        ("optin_user_ref", "optin"),
     ],
 )
 def test_unhandled_kinds_are_ignored_not_refused(adapter: MessengerAdapter, name: str, kind: str) -> None:
@@ -285,3 +286,59 @@ def test_echo_of_a_leading_message_part_is_ours_and_ignored(adapter: MessengerAd
 def one_from(adapter: MessengerAdapter, body: bytes) -> object:
     (event,) = adapter.parse(body)
     return event
+
+
+def test_a_share_messenger_sends_as_an_empty_fallback_still_reaches_the_agent(adapter: MessengerAdapter) -> None:
+    """Meta: "for unsupported shares made by users to your Page a fallback with no payload might be sent"."""
+    event = one(adapter, "fallback_unshown_share")
+    assert isinstance(event, InboundMessage)
+    assert (event.kind, event.provider_message_id) == (MessageKind.TEXT, "m_shared_unshown_31")
+    assert event.text == "[The customer shared something Messenger does not pass on]"
+
+
+def test_an_empty_fallback_echo_is_still_ignored(adapter: MessengerAdapter) -> None:
+    body = payload("fallback_unshown_share").replace(b'"mid"', b'"is_echo":true,"app_id":1517776481860111,"mid"')
+    assert one_from(adapter, body) == IgnoredEvent(
+        channel=Channel.MESSENGER, account_id="fb-main", kind="message_without_content"
+    )
+
+
+def test_a_message_from_an_ad_keeps_the_ad_referral(adapter: MessengerAdapter) -> None:
+    event = one(adapter, "message_ad_referral")
+    assert isinstance(event, InboundMessage)
+    assert event.text == "Is the blue kettle still in stock?"
+    assert dict(event.extra) == {
+        "referral_ref": "winter-kettles",
+        "referral_ad_id": "120210000000000077",
+        "referral_source": "ADS",
+        "referral_type": "OPEN_THREAD",
+        "referral_ad_title": "Kettles for winter",
+        "referral_photo_url": "https://scontent.example.net/v/kettle-ad.jpg",
+        "referral_post_id": "104729435879226_990001",
+    }
+
+
+def test_a_message_from_a_user_ref_names_why_it_cannot_be_answered(adapter: MessengerAdapter) -> None:
+    body = payload("optin_user_ref").replace(
+        b'"optin":{"ref":"checkout_page","user_ref":"ur_checkout_58121"}', b'"message":{"mid":"m_ur_1","text":"hi"}'
+    )
+    with pytest.raises(PayloadMalformed, match="user_ref"):
+        adapter.parse(body)
+
+
+def test_a_customers_edit_is_the_new_text_answering_the_message_edited(adapter: MessengerAdapter) -> None:
+    """``message_edits``: the agent reads what the customer now says, and which message they changed."""
+    event = one(adapter, "message_edit")
+    assert isinstance(event, InboundMessage)
+    assert (event.kind, event.text, event.reply_to) == (
+        MessageKind.TEXT,
+        "Sorry, I meant size 42, not 40",
+        "m_order_size_40",
+    )
+    assert event.provider_message_id == "m_order_size_40#edit1"
+    assert dict(event.extra) == {"edit_of": "m_order_size_40", "edit_number": "1"}
+
+
+def test_an_edit_without_text_is_acknowledged(adapter: MessengerAdapter) -> None:
+    body = payload("message_edit").replace(b'"text":"Sorry, I meant size 42, not 40",', b"")
+    assert one_from(adapter, body) == IgnoredEvent(channel=Channel.MESSENGER, account_id="fb-main", kind="message_edit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,11 +155,35 @@ def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
     assert message(adapter, "reply_context").reply_to == "wamid.earlier_out_1"
 
 
-@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
+@pytest.mark.parametrize("name", ["reaction", "system"])
 def test_unhandled_message_types_are_ignored(adapter: WhatsAppCloudAdapter, name: str) -> None:
     assert list(adapter.parse(payload(name))) == [
         IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind=name)
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "facts"),
+    [
+        (
+            "unsupported_poll",
+            "[A message WhatsApp did not pass on (poll_creation): Message type unknown]",
+            {"unsupported_type": "poll_creation", "error_code": "131051"},
+        ),
+        (
+            "unsupported_unavailable",
+            "[A message WhatsApp did not pass on (media_placeholder): This message is currently unavailable.]",
+            {"unsupported_type": "media_placeholder", "error_code": "131060"},
+        ),
+        ("unsupported", "[A message WhatsApp did not pass on: Message type unknown]", {"error_code": "131051"}),
+    ],
+)
+def test_a_message_cloud_api_does_not_carry_still_reaches_the_agent(
+    adapter: WhatsAppCloudAdapter, name: str, text: str, facts: dict[str, str]
+) -> None:
+    """The customer wrote (a poll, or a first message not available yet): the agent sees that they did."""
+    event = message(adapter, name)
+    assert (event.kind, event.text, dict(event.extra)) == (MessageKind.TEXT, text, facts)
 
 
 @pytest.mark.parametrize(
@@ -231,3 +256,22 @@ def test_malformed_bodies_name_the_problem(adapter: WhatsAppCloudAdapter, body: 
     with pytest.raises(PayloadMalformed) as caught:
         adapter.parse(body)
     assert caught.value.code == code
+
+
+def test_an_errors_webhook_is_acknowledged_and_logged_as_a_warning(
+    adapter: WhatsAppCloudAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Meta's errors webhook (value-level ``errors``): nothing to store, but not silent either."""
+    with caplog.at_level(logging.WARNING, logger="adapters.whatsapp_cloud"):
+        events = adapter.parse(payload("value_error"))
+    assert list(events) == [IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="system_error")]
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "130429 Rate limit hit (Throughput for this number was reached" in record.getMessage()
+
+
+def test_a_question_about_a_product_keeps_the_product_as_its_referral(adapter: WhatsAppCloudAdapter) -> None:
+    """``context.referred_product``: the customer tapped "Message business" on a catalog product."""
+    event = message(adapter, "product_enquiry")
+    assert (event.text, event.reply_to) == ("Does this lamp come with a bulb?", "wamid.catalog_card_2")
+    assert dict(event.extra) == {"referral_catalog_id": "880011223344", "referral_product_retailer_id": "lamp-oak-01"}

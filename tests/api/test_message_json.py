@@ -97,6 +97,22 @@ async def test_a_postback_referral_reaches_the_history(make_api: MakeApi) -> Non
     assert message["provider_message_id"]
 
 
+async def test_a_messenger_message_from_an_ad_has_the_ad_in_its_referral(make_api: MakeApi) -> None:
+    api = await make_api(MESSENGER)
+    boss = await api.agent("boss", role="supervisor")
+    await _messenger(api, "message_ad_referral")
+    [message] = await _history(api, boss)
+    assert message["referral"] == {
+        "ref": "winter-kettles",
+        "ad_id": "120210000000000077",
+        "source": "ADS",
+        "type": "OPEN_THREAD",
+        "ad_title": "Kettles for winter",
+        "photo_url": "https://scontent.example.net/v/kettle-ad.jpg",
+        "post_id": "104729435879226_990001",
+    }
+
+
 async def test_a_sent_message_has_the_same_fields(make_api: MakeApi) -> None:
     api = await make_api(fake_adapter=True)
     alice = await api.agent("alice", ready=True)

@@ -284,7 +284,7 @@ async def test_echo_of_a_message_sent_outside_the_hub_is_added(client: TestClien
     assert (echo.direction, echo.provider_message_id, echo.text) == ("out", "m_echo1", "Hi, this is Anna from support")
 
 
-@pytest.mark.parametrize("name", ["referral", "optin", "reaction", "handover", "standby"])
+@pytest.mark.parametrize("name", ["referral", "optin", "reaction", "handover", "standby", "optin_user_ref"])
 async def test_unhandled_kinds_are_acknowledged_counted_and_not_stored(
     client: TestClient, store: Store, name: str
 ) -> None:
@@ -293,6 +293,17 @@ async def test_unhandled_kinds_are_acknowledged_counted_and_not_stored(
     assert (await response.json())["ignored"] == 1
     assert await count(store, messages) == 0
     assert sum(client.app[INGESTOR].ignored_counts.values()) == 1
+    assert await count(store, rejected_webhooks) == 0
+
+
+async def test_a_share_sent_as_an_empty_fallback_is_stored_for_the_agent(client: TestClient, store: Store) -> None:
+    """Before, acknowledged and dropped: the customer had written and nobody saw it."""
+    response = await post(client, payload("fallback_unshown_share"))
+    assert (response.status, (await response.json())["stored"]) == (200, 1)
+    [row] = await rows(store)
+    assert (row.kind, row.provider_message_id) == ("text", "m_shared_unshown_31")
+    assert row.text == "[The customer shared something Messenger does not pass on]"
+    assert await count(store, conversations) == 1
 
 
 # ------------------------------------------------------------------ refusals
@@ -468,3 +479,19 @@ async def test_a_nul_character_in_a_text_is_stored_as_a_replacement_character(cl
     assert response.status == 200
     (row,) = await rows(store)
     assert row.text == "Hello\ufffd, I need help with my order"
+
+
+async def test_a_customers_edit_is_stored_once_as_a_message_answering_the_edited_one(
+    client: TestClient, store: Store
+) -> None:
+    """Before, an ignored event: the agent went on reading the text the customer had corrected."""
+    for _ in range(2):  # Meta's redelivery of the same edit
+        response = await post(client, payload("message_edit"))
+        assert response.status == 200
+    [row] = await rows(store)
+    assert (row.kind, row.text, row.reply_to, row.provider_message_id) == (
+        "text",
+        "Sorry, I meant size 42, not 40",
+        "m_order_size_40",
+        "m_order_size_40#edit1",
+    )

@@ -377,3 +377,18 @@ async def test_a_nul_character_in_a_form_is_stored_as_a_replacement_character(cl
     assert response.status == 200
     (row,) = await rows(store)
     assert row.text.startswith("\ufffd")
+
+
+@pytest.mark.parametrize(("latitude", "longitude"), [("nan", "14.4213"), ("50.0875", "inf"), ("91", "14.4213")])
+async def test_a_location_with_unusable_coordinates_is_kept_as_a_dead_letter(
+    client: TestClient, store: Store, latitude: str, longitude: str
+) -> None:
+    """Signed coordinates no map can show (NaN would not even be stored as JSON by PostgreSQL) are a
+    dead letter, as for Meta's and Viber's locations, never a 500."""
+    body = form("inbound_location").replace(b"Latitude=50.0875", f"Latitude={latitude}".encode())
+    body = body.replace(b"Longitude=14.4213", f"Longitude={longitude}".encode())
+    response = await post(client, body)
+    assert response.status == 200
+    assert await rows(store) == []
+    [letter] = await rows(store, rejected_webhooks)
+    assert (letter.channel, letter.reason_code) == ("whatsapp", "invalid_field")

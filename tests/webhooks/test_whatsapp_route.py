@@ -17,6 +17,7 @@ from hub.api.keys import INGESTOR
 from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
+from hub.store.history import message_view
 from hub.store.tables import conversations, identities, messages, rejected_webhooks
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
@@ -222,7 +223,7 @@ async def test_failed_status_stores_code_and_reason(client: TestClient, store: S
     assert "approved template" in row.error_reason
 
 
-@pytest.mark.parametrize("name", ["reaction", "system", "unsupported"])
+@pytest.mark.parametrize("name", ["reaction", "system"])
 async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, store: Store, name: str) -> None:
     response = await post(client, payload(name))
     assert (response.status, (await response.json())["ignored"]) == (200, 1)
@@ -316,3 +317,23 @@ async def test_location_url_is_kept(client: TestClient, store: Store) -> None:
     assert (await post(client, payload("location"))).status == 200
     (row,) = await rows(store)
     assert row.location["url"] == "https://meta.com"
+
+
+async def test_a_message_cloud_api_does_not_carry_opens_a_conversation_the_agent_can_read(
+    client: TestClient, store: Store
+) -> None:
+    """Meta's unsupported-message webhook (a poll here): before, acknowledged and dropped unseen."""
+    response = await post(client, payload("unsupported_poll"))
+    assert (response.status, (await response.json())["stored"]) == (200, 1)
+    [row] = await rows(store)
+    assert (row.kind, row.provider_message_id) == ("text", "wamid.unsupported_poll_7")
+    assert row.text == "[A message WhatsApp did not pass on (poll_creation): Message type unknown]"
+    assert await count(store, conversations) == 1
+
+
+async def test_a_product_question_reaches_the_history_with_the_product_as_referral(
+    client: TestClient, store: Store
+) -> None:
+    assert (await post(client, payload("product_enquiry"))).status == 200
+    [row] = await rows(store)
+    assert message_view(row)["referral"] == {"catalog_id": "880011223344", "product_retailer_id": "lamp-oak-01"}
