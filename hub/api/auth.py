@@ -20,7 +20,7 @@ from aiohttp import web
 from hub.api._body import json_body, optional_str, required_str
 from hub.api._bot_auth import bot_principal
 from hub.api.errors import ApiError, error_response
-from hub.api.keys import BUS, CLOCK, ROUTER, SETTINGS, STORE
+from hub.api.keys import BUS, CLOCK, HUB, ROUTER, SETTINGS, STORE
 from hub.api.openapi import documented, schema
 from hub.audit import record
 from hub.events import AgentPresence
@@ -34,11 +34,11 @@ from hub.store.agents import (
     create_token,
     find_agent_by_login,
     lookup_token,
-    revoke_token,
     set_presence,
 )
 from hub.store.offers import withdraw_offers
 from hub.usecases.principal import Principal
+from hub.usecases.sessions import log_out
 from hub.views import agent_json
 
 __all__ = [
@@ -207,13 +207,17 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/logout")
-@documented("Log out: end this session or revoke this bearer token", ok=(204, None), errors=(401,), tag="auth")
+@documented(
+    "Log out: end this session or revoke this bearer token",
+    description="The agent goes offline, as with PUT /api/v1/me/presence: their open offers go to the next agent.",
+    ok=(204, None),
+    errors=(401,),
+    tag="auth",
+)
 async def logout(request: web.Request) -> web.Response:
-    """Ends the session, or revokes the bearer token, that made this request."""
+    """Ends the session, or revokes the bearer token, that made this request; the agent goes offline."""
     agent = await authenticated(request)
-    await revoke_token(request.app[STORE], request[AUTH_TOKEN], now=request.app[CLOCK]())
-    actor = Principal.of_agent(agent, address=request.remote)
-    await record(request.app[STORE], "auth.logout", actor=actor, at=request.app[CLOCK]())
+    await log_out(request.app[HUB], Principal.of_agent(agent, address=request.remote), request[AUTH_TOKEN])
     response = web.Response(status=204)
     if request[AUTH].kind == SESSION:
         response.del_cookie(SESSION_COOKIE, path="/")

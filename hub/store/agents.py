@@ -25,10 +25,12 @@ from hub.store.tables import agent_queues, agents, auth_tokens
 __all__ = [
     "AgentExists",
     "IssuedToken",
+    "SessionEnded",
     "TokenSession",
     "count_agents",
     "create_agent",
     "create_token",
+    "end_session",
     "find_agent_by_login",
     "get_agent",
     "load_agent",
@@ -245,6 +247,33 @@ async def revoke_token(store: Store, token: str, *, now: datetime) -> bool:
             .values(revoked_at=now)
         )
     return bool(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """A logout: whether the token was live and revoked, and the agent before and after when it set them offline
+    (both None: they were offline already)."""
+
+    revoked: bool
+    before: Agent | None = None
+    offline: Agent | None = None
+
+
+async def end_session(store: Store, token: str, agent_id: int, *, now: datetime) -> SessionEnded:
+    """Revoke ``token`` and set the agent offline in the same transaction (their open offers are the caller's
+    to give back): an agent who logged out is not at the desk, so nothing may be offered to them."""
+    async with store.write() as connection:
+        result = await connection.execute(
+            update(auth_tokens)
+            .where(auth_tokens.c.token_hash == token_digest(token), auth_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        revoked = bool(result.rowcount)
+        before = await load_agent(connection, agent_id)
+        if before is None or before.presence is Presence.OFFLINE:
+            return SessionEnded(revoked)
+        offline = await set_presence(connection, agent_id, Presence.OFFLINE, now=now)
+    return SessionEnded(revoked, before, offline)
 
 
 async def revoke_agent_tokens(store: Store, agent_id: int, *, now: datetime) -> int:

@@ -204,3 +204,34 @@ async def test_send_a_new_message_from_the_contact_and_the_ticket_and_start_a_ch
     await page.screenshot(path=str(screenshots / "start-chat-without-message.png"))
     assert [s for s in await hub.sent() if number in str(s.get("recipient"))] == []  # nothing was sent
     assert alice.errors == []
+
+
+async def test_logging_out_with_an_offer_open_passes_it_to_a_colleague_and_leaves_the_agent_offline(
+    hub: RunningHub, browser: Any
+) -> None:
+    """An agent who logs out is no longer at the desk: the offer in front of them goes to a ready colleague at
+    once (not after the offer time, with them paused for missing it), and they come back offline."""
+    alice = await open_console(browser, hub, "alice")
+    bob = await open_console(browser, hub, "bob")
+    page = alice.page
+    await set_presence(page, "ready")
+    number, name = JANA
+    await hub.say(number, "Is anyone there?", name=name)
+    await expect(page.locator(".offer-card")).to_contain_text(name)
+    await set_presence(bob.page, "ready")
+
+    await page.wait_for_load_state("networkidle")
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+
+    # the queue's offer time is two minutes: the colleague's offer comes well within the test's timeout
+    bob_offer = bob.page.locator(".offer-card")
+    await expect(bob_offer).to_contain_text(name)
+    await bob_offer.get_by_role("button", name="Accept").click()
+    await expect(bob.page.locator(".message-widget .history")).to_contain_text("Is anyone there?")
+
+    again = await open_console(browser, hub, "alice")
+    await expect(again.page.get_by_test_id("presence-badge")).to_contain_text("Offline")
+    assert alice.errors == []
+    assert bob.errors == []
+    assert again.errors == []
