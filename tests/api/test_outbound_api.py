@@ -407,6 +407,23 @@ async def test_outbound_chat_opens_an_active_conversation_owned_by_the_agent(hub
     assert seen["state"] == "active"
 
 
+async def test_an_agent_may_start_a_message_to_a_customer_of_a_queue_they_are_not_in(hub: Api) -> None:
+    """The manual's only conditions for "Send a new message" are that the customer contacted us before and the
+    channel's rules, from the static panel, the CRM contact or a ticket alike: not the agent's queues. The new
+    conversation is in the channel account's queue, theirs to answer and to close with that queue's statuses."""
+    outsider = await hub.agent("olga", queues=("sales",))
+    identity = await identity_of(hub, await hub.customer_writes())  # wa-test feeds the support queue
+    await close_all(hub)
+    started = await outsider.json("POST", "/api/v1/outbound", {"identity": identity, "mode": "chat"})
+    conversation = started["conversation"]
+    assert (conversation["state"], conversation["queue"], conversation["owner"]) == ("active", "support", outsider.id)
+    await outsider.json("POST", f"/api/v1/conversations/{conversation['id']}/messages", {"text": "Hello"}, 201)
+    refused = await outsider.post(f"/api/v1/conversations/{conversation['id']}/close", json={"status": "callback"})
+    assert (await refused.json())["error"]["code"] == "status_not_allowed"
+    closed = await outsider.json("POST", f"/api/v1/conversations/{conversation['id']}/close", {"status": "resolved"})
+    assert (closed["state"], closed["status"]) == ("closed", "resolved")
+
+
 async def test_outbound_reuses_the_agents_own_open_conversation(hub: Api) -> None:
     agent = await hub.agent("ana")
     conversation_id = await owned_conversation(hub, agent)
