@@ -235,3 +235,33 @@ async def test_logging_out_with_an_offer_open_passes_it_to_a_colleague_and_leave
     assert alice.errors == []
     assert bob.errors == []
     assert again.errors == []
+
+
+async def test_a_message_offered_to_a_colleague_is_in_the_waiting_list_and_can_be_accepted_from_there(
+    hub: RunningHub, browser: Any
+) -> None:
+    """The manual: "You may be able to answer messages even if you don't receive a black notification (e.g.
+    ... because the message is being routed to one of your colleagues). Click the Waiting activities button
+    and Accept the message." """
+    alice = await open_console(browser, hub, "alice")
+    bob = await open_console(browser, hub, "bob")
+    await set_presence(alice.page, "ready")
+    number, name = JANA
+    await hub.say(number, "Can somebody help?", name=name)
+    await expect(alice.page.locator(".offer-card")).to_contain_text(name)
+
+    # bob is not ready and gets no offer, but the message is among his waiting activities, marked as offered
+    page = bob.page
+    await expect(page.locator(".offer-card")).to_have_count(0)
+    await expect(page.get_by_test_id("waiting-count")).to_have_text("1")
+    await page.get_by_role("button", name=re.compile("^Waiting")).click()
+    dialog = page.locator("dialog[open]")
+    row = dialog.locator(".list-row", has_text=name)
+    await expect(row).to_contain_text("offered")
+    await row.get_by_role("button", name="Take").click()
+    await expect(page.get_by_role("tab", name=re.compile(name))).to_be_visible()
+    await expect(page.locator(".message-widget .history")).to_contain_text("Can somebody help?")
+    # the colleague's offer is withdrawn
+    await expect(alice.page.locator(".offer-card")).to_have_count(0)
+    assert alice.errors == []
+    assert bob.errors == []

@@ -294,7 +294,13 @@ export async function refreshConversations() {
       dropConversation(key);
     }
   }
-  state.waiting = items(waiting);
+  // the manual: a message "being routed to one of your colleagues" is among the Waiting activities too, to
+  // accept from there (the hub lets a queue's member take it while it is offered to someone else)
+  const routedToColleagues = items(offered).filter((c) => {
+    const to = offeredTo(c);
+    return to !== undefined && to !== null && String(to) !== me;
+  });
+  state.waiting = [...items(waiting), ...routedToColleagues];
   if (state.missing.has("conversations")) state.apiMissing = true;
   renderChrome();
 }
