@@ -10,10 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import OLD_CUSTOMER, RunningHub
+from tests.browser.conftest import OLD_CUSTOMER, PASSWORDS, RunningHub
 from tests.browser.test_console import open_console, set_presence
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -265,3 +266,44 @@ async def test_a_message_offered_to_a_colleague_is_in_the_waiting_list_and_can_b
     await expect(alice.page.locator(".offer-card")).to_have_count(0)
     assert alice.errors == []
     assert bob.errors == []
+
+
+async def _as(hub: RunningHub, login: str) -> tuple[aiohttp.ClientSession, dict[str, str]]:
+    session = aiohttp.ClientSession(base_url=hub.url, timeout=aiohttp.ClientTimeout(total=10))
+    async with session.post("/api/v1/auth/login", json={"login": login, "password": PASSWORDS[login]}) as response:
+        token = (await response.json())["token"]
+    return session, {"Authorization": f"Bearer {token}"}
+
+
+async def test_send_a_new_message_from_the_contacts_screen(hub: RunningHub, browser: Any) -> None:
+    """The manual's "From the CRM module": open Contacts in the main menu, find the contact, click the channel
+    next to their name, and the Send message window opens for them; a contact who never wrote has no button."""
+    number, name = OLD_CUSTOMER
+    session, auth = await _as(hub, "admin")
+    async with session:
+        async with session.get("/api/v1/identities", params={"q": number, "contacted": "1"}, headers=auth) as found:
+            identity = (await found.json())["items"][0]["id"]
+        body = {"name": name, "company": "Stary Transport"}
+        async with session.post(f"/api/v1/identities/{identity}/contact", json=body, headers=auth) as paired:
+            assert paired.status in (200, 201), await paired.text()
+        async with session.post("/api/v1/contacts", json={"name": "Petra Stara"}, headers=auth) as created:
+            assert created.status == 201, await created.text()
+
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await page.get_by_role("button", name="Contacts", exact=True).click()
+    await page.get_by_label("Search contacts").fill("Star")
+    rows = page.get_by_test_id("contacts-list")
+    petr = rows.locator(".list-row", has_text=name)
+    await expect(petr).to_contain_text("Stary Transport")
+    await expect(rows.locator(".list-row", has_text="Petra Stara")).to_contain_text("no channel")
+    await petr.get_by_role("button", name=f"Send a new message to {name} on WhatsApp").click()
+
+    dialog = page.locator("dialog[data-dialog=outbound]")
+    await expect(dialog.get_by_test_id("outbound-identities").get_by_role("radio")).to_be_checked()
+    await expect(dialog.locator(".chosen")).to_contain_text(number)
+    await expect(dialog.get_by_test_id("outbound-channel")).to_have_value("whatsapp")
+    await dialog.get_by_role("button", name="Start chat").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.get_by_role("tab", name=re.compile(name))).to_be_visible()
+    assert alice.errors == []

@@ -19,6 +19,7 @@ import { renderTemplates } from "./js/templates.js";
 import { renderArticlePage } from "./js/articles.js";
 import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
+import { renderContacts } from "./js/contacts.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
 import { startReminders, stopReminders } from "./js/calendar.js";
@@ -174,7 +175,7 @@ function buildShell() {
   const presence = buildPresence();
   const waitingButton = h("button", { type: "button", class: "badge-button", "aria-haspopup": "dialog", onclick: openWaiting }, "Waiting ", h("span", { class: "badge", "data-testid": "waiting-count" }, "0"));
   const nav = h("nav", { class: "main-nav", "aria-label": "Screens" });
-  const navItems = [["desk", "Desk"]];
+  const navItems = [["desk", "Desk"], ["contacts", "Contacts"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isSupervisor()) navItems.push(["reports", "Reports"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
@@ -589,7 +590,8 @@ export function show(view) {
         onChanged: () => renderChrome(),
       });
     }
-  } else if (view === "supervisor") renderSupervisor(main);
+  } else if (view === "contacts") renderContacts(main);
+  else if (view === "supervisor") renderSupervisor(main);
   else if (view === "reports") renderReports(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);
