@@ -147,6 +147,18 @@ async def test_eligibility_inside_the_window_allows_free_text_until_24_hours_aft
     assert {"test-order", "test-hello"} <= set(body["templates"])
 
 
+async def test_eligibility_names_the_queue_a_new_message_goes_in_for_its_statuses(hub: Api) -> None:
+    """The Send message window offers the statuses of the queue the message will be in: the customer's open
+    conversation's (here moved to sales), else their account's."""
+    agent = await hub.agent("ana", queues=("support", "sales"))
+    conversation_id = await owned_conversation(hub, agent)
+    identity = await identity_of(hub, conversation_id)
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "sales"})
+    assert (await agent.json("GET", f"/api/v1/identities/{identity}/eligibility"))["queue"] == "sales"
+    await close_all(hub)
+    assert (await agent.json("GET", f"/api/v1/identities/{identity}/eligibility"))["queue"] == "support"
+
+
 async def test_eligibility_after_the_window_names_the_rule_and_only_bound_templates(hub: Api) -> None:
     agent = await hub.agent("ana")
     identity = await identity_of(hub, await hub.customer_writes())
