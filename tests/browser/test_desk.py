@@ -307,3 +307,37 @@ async def test_send_a_new_message_from_the_contacts_screen(hub: RunningHub, brow
     await expect(dialog).to_be_hidden()
     await expect(page.get_by_role("tab", name=re.compile(name))).to_be_visible()
     assert alice.errors == []
+
+
+async def test_send_a_new_message_from_the_tickets_screen(hub: RunningHub, browser: Any) -> None:
+    """The manual's "From a ticket": open Tickets in the main menu, find the ticket, and the Send message window
+    opens for its contact's number that wrote to us."""
+    number, name = OLD_CUSTOMER
+    session, auth = await _as(hub, "admin")
+    async with session:
+        async with session.get("/api/v1/identities", params={"q": number, "contacted": "1"}, headers=auth) as found:
+            identity = (await found.json())["items"][0]["id"]
+        async with session.post(f"/api/v1/identities/{identity}/contact", json={"name": name}, headers=auth) as paired:
+            contact = (await paired.json())["contact"]
+            contact_id = contact["id"] if isinstance(contact, dict) else contact
+        body = {"title": "Parcel lost in transit", "contact": contact_id}
+        async with session.post("/api/v1/tickets", json=body, headers=auth) as created:
+            assert created.status == 201, await created.text()
+            ticket = (await created.json())["id"]
+        async with session.post("/api/v1/tickets", json={"title": "Parcel without a contact"}, headers=auth) as other:
+            assert other.status == 201, await other.text()
+
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await page.get_by_role("button", name="Tickets", exact=True).click()
+    await page.get_by_label("Search tickets").fill("parcel")
+    rows = page.get_by_test_id("tickets-list")
+    await expect(rows.locator(".list-row", has_text="without a contact")).to_contain_text("no contact")
+    row = rows.locator(".list-row", has_text="lost in transit")
+    await expect(row).to_contain_text(name)
+    await row.get_by_role("button", name=f"Send a new message about ticket #{ticket}").click()
+
+    dialog = page.locator("dialog[data-dialog=outbound]")
+    await expect(dialog.get_by_test_id("outbound-identities").get_by_role("radio")).to_be_checked()
+    await expect(dialog.locator(".chosen")).to_contain_text(number)
+    assert alice.errors == []

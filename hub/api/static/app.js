@@ -20,6 +20,7 @@ import { renderArticlePage } from "./js/articles.js";
 import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { renderContacts } from "./js/contacts.js";
+import { renderTicketsScreen } from "./js/tickets.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
 import { startReminders, stopReminders } from "./js/calendar.js";
@@ -175,7 +176,7 @@ function buildShell() {
   const presence = buildPresence();
   const waitingButton = h("button", { type: "button", class: "badge-button", "aria-haspopup": "dialog", onclick: openWaiting }, "Waiting ", h("span", { class: "badge", "data-testid": "waiting-count" }, "0"));
   const nav = h("nav", { class: "main-nav", "aria-label": "Screens" });
-  const navItems = [["desk", "Desk"], ["contacts", "Contacts"]];
+  const navItems = [["desk", "Desk"], ["contacts", "Contacts"], ["tickets", "Tickets"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isSupervisor()) navItems.push(["reports", "Reports"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
@@ -591,6 +592,7 @@ export function show(view) {
       });
     }
   } else if (view === "contacts") renderContacts(main);
+  else if (view === "tickets") renderTicketsScreen(main);
   else if (view === "supervisor") renderSupervisor(main);
   else if (view === "reports") renderReports(main);
   else if (view === "templates") renderTemplates(main);

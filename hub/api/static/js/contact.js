@@ -44,7 +44,7 @@ export function renderContactPanel(side, conv, { onChanged } = {}) {
 }
 
 // "Send a new message" to this contact: their identities that wrote to us, preselected in the Send message window
-async function messageContact(contact, fallbackIdentity) {
+export async function messageContact(contact, fallbackIdentity) {
   let identities = Array.isArray(contact.identities) ? contact.identities : [];
   if (!identities.length) {
     try {
