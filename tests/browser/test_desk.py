@@ -341,3 +341,30 @@ async def test_send_a_new_message_from_the_tickets_screen(hub: RunningHub, brows
     await expect(dialog.get_by_test_id("outbound-identities").get_by_role("radio")).to_be_checked()
     await expect(dialog.locator(".chosen")).to_contain_text(number)
     assert alice.errors == []
+
+
+async def test_a_past_conversation_opens_from_the_past_conversations_widget(hub: RunningHub, browser: Any) -> None:
+    """The manual's Activities tab: "view the contact's past activities" and "Open activity detail". The earlier
+    conversation opens where the history already runs on into it, brought into view."""
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await set_presence(page, "ready")
+    await accept_new_customer(hub, page, "Where is my parcel?")
+    first = await page.locator(".conversation").get_attribute("data-conversation")
+    contact = page.locator(".contact-widget")
+    await contact.get_by_role("button", name="Add new contact").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_role("button", name="Create and pair").click()
+    await expect(dialog).to_be_hidden()
+    widget = page.locator(".message-widget")
+    await widget.get_by_test_id("status").select_option("resolved")
+    await widget.get_by_role("button", name="Close").click()
+    await expect(page.get_by_role("tab", name=re.compile(JANA[1]))).to_have_count(0)
+
+    await accept_new_customer(hub, page, "It came, thank you.")
+    past = page.locator(".widget-activities")
+    await past.get_by_role("button", name=f"Open conversation #{first}").click()
+    start = widget.locator(".history .shown-earlier")
+    await expect(start).to_have_text(f"Earlier conversation #{first}")
+    await expect(start).to_be_in_viewport()
+    assert alice.errors == []
