@@ -25,6 +25,7 @@ __all__ = [
     "bucket_start",
     "contacts_of",
     "figures_by",
+    "handled_since",
     "percentile",
     "whole",
 ]
@@ -87,6 +88,9 @@ class Contact:
     offered_to: frozenset[int] = frozenset()
     missed_by: tuple[int, ...] = ()  # one entry per rejected or timed-out offer
     transferred_by: tuple[int | None, ...] = ()
+    # every agent who took charge of it (accepted, took, or was transferred it by name), with when: the first
+    # is ``handled_by``; one who got it from a colleague handled it too, from that moment
+    handlers: tuple[tuple[int, datetime], ...] = ()
     # how many of each; counted in SQL where the agents are not read (queue and channel reports)
     missed_offers: int = 0
     transfers: int = 0
@@ -171,6 +175,13 @@ def _handled(contact: Contact, agent: int | None, at: datetime) -> None:
     if contact.handled_at is None:
         contact.handled_at = at
         contact.handled_by = agent
+    if agent is not None and all(known != agent for known, _ in contact.handlers):
+        contact.handlers += ((agent, at),)
+
+
+def handled_since(contact: Contact, agent: int) -> datetime | None:
+    """When ``agent`` first took charge of the contact (None: they never did)."""
+    return next((at for known, at in contact.handlers if known == agent), None)
 
 
 def _first_response(contact: Contact, timeline: Timeline) -> None:
@@ -241,7 +252,7 @@ class Figures:
             self.handled += 1
         _add(self.wait, _seconds(contact.handled_at, contact.started_at))
         _add(self.first_response, _seconds(contact.first_response_at, contact.started_at))
-        _add(self.handle, _seconds(contact.closed_at, contact.handled_at))
+        _add(self.handle, _seconds(contact.closed_at, part.since or contact.handled_at))
         if sla is not None:
             _judge(self.sla_accept, contact.started_at, contact.handled_at, contact.closed_at, sla.accept_seconds, now)
             _judge(
@@ -305,11 +316,14 @@ def _share(verdicts: Sequence[bool]) -> float | None:
 @dataclass(frozen=True, slots=True)
 class Part:
     """A key's part in a contact: whether the figures after acceptance are its own (a queue's and a
-    channel's always; an agent's when they handled it), and the missed offers and transfers it counts."""
+    channel's always; an agent's when they handled it), and the missed offers and transfers it counts.
+    ``since``: when the key's own handling began, where it is not the contact's first acceptance (an agent
+    who got it from a colleague); the handling time runs from there."""
 
     handled: bool
     missed: int
     transfers: int
+    since: datetime | None = None
 
 
 def whole(contact: Contact, key: Any) -> Part:

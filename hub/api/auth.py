@@ -179,9 +179,15 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/logout")
-@documented("Log out: end this session or revoke this bearer token", ok=(204, None), errors=(401,), tag="auth")
+@documented(
+    "Log out: end this session or revoke this bearer token",
+    description="The agent goes offline, as with PUT /api/v1/me/presence: their open offers go to the next agent.",
+    ok=(204, None),
+    errors=(401,),
+    tag="auth",
+)
 async def logout(request: web.Request) -> web.Response:
-    """Ends the session, or revokes the bearer token, that made this request."""
+    """Ends the session, or revokes the bearer token, that made this request; the agent goes offline."""
     agent = await authenticated(request)
     await log_out(request.app[HUB], Principal.of_agent(agent, address=request.remote), request[AUTH_TOKEN])
     response = web.Response(status=204)

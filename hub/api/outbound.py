@@ -102,6 +102,11 @@ ELIGIBILITY = schema(
             "message": {"type": ["string", "null"]},
             "window_closed_at": {"type": ["string", "null"], "format": "date-time"},
             "billable": {"type": "boolean"},
+            "queue": {
+                "type": ["string", "null"],
+                "description": "the queue a new message goes in (the customer's open conversation's, else the "
+                "account's): send and close takes a status that queue allows",
+            },
         },
     },
 )
@@ -319,8 +324,8 @@ def _attachment(item: Any, index: int) -> Attachment:
 )
 async def get_eligibility(request: web.Request) -> web.Response:
     await authenticated(request)
-    identity, result = await check_eligibility(hub_of(request), path_id(request))
-    return json_ok(eligibility_json(identity, result))
+    checked = await check_eligibility(hub_of(request), path_id(request))
+    return json_ok({**eligibility_json(checked.identity, checked.eligibility), "queue": checked.queue})
 
 
 @routes.post("/api/v1/conversations/{id}/messages")

@@ -61,6 +61,7 @@ from hub.usecases.principal import ActorKind, Principal
 
 __all__ = [
     "PROVIDER_KEYS",
+    "Checked",
     "ReadByTurn",
     "Replied",
     "Send",
@@ -369,12 +370,25 @@ def _send_audit(
     return entries
 
 
-async def check_eligibility(hub: HubParts, identity_id: int) -> tuple[Identity, Eligibility]:
-    """What may be sent to the identity now, by the policy, with the templates there are."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checked:
+    """What may be sent to an identity now, and the queue a new message to them goes in (their open
+    conversation's, else their account's): its statuses are the ones *Send and close* may use."""
+
+    identity: Identity
+    eligibility: Eligibility
+    queue: str | None
+
+
+async def check_eligibility(hub: HubParts, identity_id: int) -> Checked:
+    """What may be sent to the identity now, by the policy, with the templates there are; and where it goes."""
     identity = await load_identity(hub.store, identity_id)
     if identity is None:
         raise NotFound("identity_not_found", f"no identity {identity_id}")
-    return identity, await may_send_now(hub, identity)
+    allowed = await may_send_now(hub, identity)
+    found = await open_conversation_of(hub.store, identity.id)
+    queue = found[0].queue_id if found is not None else _home_queue(hub, identity)
+    return Checked(identity=identity, eligibility=allowed, queue=queue)
 
 
 async def may_send_now(hub: HubParts, identity: Identity) -> Eligibility:

@@ -14,7 +14,17 @@ from typing import Any
 
 from hub.errors import Invalid
 from hub.model import Role
-from hub.reports import Bucket, Contact, Part, SlaTargets, bucket_start, contacts_of, figures_by, whole
+from hub.reports import (
+    Bucket,
+    Contact,
+    Part,
+    SlaTargets,
+    bucket_start,
+    contacts_of,
+    figures_by,
+    handled_since,
+    whole,
+)
 from hub.store.reports import agent_names, report_contacts, report_timelines
 from hub.usecases._parts import HubParts
 from hub.usecases.permissions import require_role
@@ -86,13 +96,21 @@ async def _contacts(
 def _agents_in(contact: Contact) -> set[int]:
     involved = set(contact.offered_to) | set(contact.missed_by)
     involved |= {a for a in contact.transferred_by if a is not None}
-    if contact.handled_by is not None:
-        involved.add(contact.handled_by)
+    involved |= {a for a, _ in contact.handlers}
     return involved
 
 
 def _agent_part(contact: Contact, agent: int) -> Part:
-    return Part(contact.handled_by == agent, contact.missed_by.count(agent), contact.transferred_by.count(agent))
+    """An agent handled a contact when they accepted or took it, or a colleague transferred it to them (the
+    manual: "the customer will be transferred"): the one who got it carries on with the customer, so it is
+    theirs as well, its handling time from when they got it."""
+    since = handled_since(contact, agent)
+    return Part(
+        since is not None,
+        contact.missed_by.count(agent),
+        contact.transferred_by.count(agent),
+        since=since,
+    )
 
 
 _KEYS: dict[ReportKind, Callable[[Contact], Iterable[Any]]] = {

@@ -4,6 +4,11 @@ One login gives two credentials (a bearer token for API clients and a console se
 each living ``[auth] session_hours``. A refused login is recorded as ``auth.login_failed`` with the login that
 was tried (it may name nobody) and why; a successful one as ``auth.login``; a logout as ``auth.logout``. How the
 credentials travel (a body, a cookie) is the HTTP server's (hub/api/auth.py).
+
+Logging out also takes the agent off the desk. An agent who logged out sees no offers, so one made to them
+would only run out and pause them (unpaid, "missed offer") while the customer waited the queue's whole offer
+time: they go offline, as choosing *Offline* does (hub/usecases/presence.py), and their open offers move on at
+once. The conversations they own stay theirs, as they do for an agent who goes offline.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from datetime import timedelta
 
 from hub.audit import record
 from hub.login_limits import LoginLimiter, TooManyAttempts
-from hub.model import Agent
+from hub.model import Agent, Presence
 from hub.passwords import verify_password
 from hub.store.agents import BEARER, SESSION, IssuedToken, create_token, find_agent_by_login, revoke_token
 from hub.usecases._parts import HubParts
+from hub.usecases.presence import set_my_presence
 from hub.usecases.principal import Principal
 
 __all__ = ["InvalidCredentials", "LoggedIn", "log_in", "log_out"]
@@ -76,6 +82,9 @@ async def _failed(hub: HubParts, login: str, address: str | None, reason: str) -
 
 
 async def log_out(hub: HubParts, actor: Principal, token: str) -> None:
-    """End the session, or revoke the bearer token, ``token`` (the one the actor logged out with)."""
+    """End the session, or revoke the bearer token, ``token`` (the one the actor logged out with), and set the
+    agent offline unless they are already."""
     await revoke_token(hub.store, token, now=hub.clock())
     await record(hub.store, "auth.logout", actor=actor, at=hub.clock())
+    if actor.agent is not None and actor.agent.presence is not Presence.OFFLINE:
+        await set_my_presence(hub, actor, Presence.OFFLINE)

@@ -97,6 +97,36 @@ async def test_logout_of_a_session_ends_it(api: Api) -> None:
     assert again.status == 401
 
 
+async def test_logging_out_sets_the_agent_offline_and_gives_their_offer_to_the_next_agent(api: Api) -> None:
+    """An agent who logged out sees no offers: one left with them would run out and pause them while the
+    customer waited the whole offer time."""
+    alice = await api.agent("alice", ready=True)
+    conversation = await api.customer_writes()
+    await api.sweep()
+    offered = await alice.json("GET", f"/api/v1/conversations/{conversation}")
+    assert (offered["state"], offered["offered_to"]) == ("offered", alice.id)
+    bob = await api.agent("bob", ready=True)
+
+    response = await alice.post("/api/v1/auth/logout")
+    assert response.status == 204
+
+    agents = {
+        a["login"]: a
+        for a in (await (await api.agent("sue", role="supervisor")).json("GET", "/api/v1/agents"))["items"]
+    }
+    assert agents["alice"]["presence"]["state"] == "offline"
+    now = await bob.json("GET", f"/api/v1/conversations/{conversation}")
+    assert (now["state"], now["offered_to"]) == ("offered", bob.id)
+    # logging in again starts offline, as any login does; nothing was paused for a missed offer
+    again = await api.client.post("/api/v1/auth/login", json={"login": "alice", "password": "correct horse battery"})
+    assert (await again.json())["agent"]["presence"] == {
+        "state": "offline",
+        "reason": None,
+        "paid": None,
+        "since": agents["alice"]["presence"]["since"],
+    }
+
+
 async def test_tokens_expire_after_the_session_lifetime(api: Api) -> None:
     handle = await api.agent("alice")
     api.clock.advance(api.settings.auth.session_hours * 3600 + 1)

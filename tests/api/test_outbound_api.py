@@ -147,6 +147,18 @@ async def test_eligibility_inside_the_window_allows_free_text_until_24_hours_aft
     assert {"test-order", "test-hello"} <= set(body["templates"])
 
 
+async def test_eligibility_names_the_queue_a_new_message_goes_in_for_its_statuses(hub: Api) -> None:
+    """The Send message window offers the statuses of the queue the message will be in: the customer's open
+    conversation's (here moved to sales), else their account's."""
+    agent = await hub.agent("ana", queues=("support", "sales"))
+    conversation_id = await owned_conversation(hub, agent)
+    identity = await identity_of(hub, conversation_id)
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/transfer", {"queue": "sales"})
+    assert (await agent.json("GET", f"/api/v1/identities/{identity}/eligibility"))["queue"] == "sales"
+    await close_all(hub)
+    assert (await agent.json("GET", f"/api/v1/identities/{identity}/eligibility"))["queue"] == "support"
+
+
 async def test_eligibility_after_the_window_names_the_rule_and_only_bound_templates(hub: Api) -> None:
     agent = await hub.agent("ana")
     identity = await identity_of(hub, await hub.customer_writes())
@@ -405,6 +417,23 @@ async def test_outbound_chat_opens_an_active_conversation_owned_by_the_agent(hub
     assert body["message"]["delivery_state"] == "queued"
     seen = await agent.json("GET", f"/api/v1/conversations/{conversation['id']}")
     assert seen["state"] == "active"
+
+
+async def test_an_agent_may_start_a_message_to_a_customer_of_a_queue_they_are_not_in(hub: Api) -> None:
+    """The manual's only conditions for "Send a new message" are that the customer contacted us before and the
+    channel's rules, from the static panel, the CRM contact or a ticket alike: not the agent's queues. The new
+    conversation is in the channel account's queue, theirs to answer and to close with that queue's statuses."""
+    outsider = await hub.agent("olga", queues=("sales",))
+    identity = await identity_of(hub, await hub.customer_writes())  # wa-test feeds the support queue
+    await close_all(hub)
+    started = await outsider.json("POST", "/api/v1/outbound", {"identity": identity, "mode": "chat"})
+    conversation = started["conversation"]
+    assert (conversation["state"], conversation["queue"], conversation["owner"]) == ("active", "support", outsider.id)
+    await outsider.json("POST", f"/api/v1/conversations/{conversation['id']}/messages", {"text": "Hello"}, 201)
+    refused = await outsider.post(f"/api/v1/conversations/{conversation['id']}/close", json={"status": "callback"})
+    assert (await refused.json())["error"]["code"] == "status_not_allowed"
+    closed = await outsider.json("POST", f"/api/v1/conversations/{conversation['id']}/close", {"status": "resolved"})
+    assert (closed["state"], closed["status"]) == ("closed", "resolved")
 
 
 async def test_outbound_reuses_the_agents_own_open_conversation(hub: Api) -> None:

@@ -176,6 +176,42 @@ async def test_day_buckets_agents_and_channels_and_a_second_hub_reads_the_same(m
     assert (await other.json("GET", f"/api/v1/reports/agents?{HOUR}"))["items"] == agents
 
 
+async def test_a_contact_transferred_to_a_colleague_counts_as_handled_by_them_too(make_api: MakeApi) -> None:
+    """The manual: "Your message will end and the customer will be transferred." The colleague who gets it
+    carries on with the customer: the contact is theirs in the agent report, handled from when they got it.
+
+    Written at 0, offered to alice at once, accepted at 20, answered at 30, transferred by name to bob at 100,
+    closed by bob at 400: alice handled it 20..(400) as before; bob handled it from 100, so 300 s."""
+    api = await make_api(CARE, fake_adapter=True)
+    alice = await api.agent("alice", queues=("care",))
+    bob = await api.agent("bob", queues=("care",))
+    sue = await api.agent("sue", role="supervisor", queues=())
+    await _presence(alice, "ready")
+    a = await api.customer_writes("wa-care", sender="+420600000201")
+    await api.sweep()
+    await _at(api, 20)
+    await alice.json("POST", f"/api/v1/conversations/{a}/accept")
+    await _at(api, 30)
+    await alice.json("POST", f"/api/v1/conversations/{a}/messages", {"text": "Let me find a colleague."}, status=201)
+    await _at(api, 100)
+    await alice.json("POST", f"/api/v1/conversations/{a}/transfer", {"agent": "bob"})
+    await _at(api, 400)
+    await bob.json("POST", f"/api/v1/conversations/{a}/close", {"status": "resolved"})
+
+    agents = (await sue.json("GET", f"/api/v1/reports/agents?{HOUR}"))["items"]
+    nine = "2026-03-02T09:00:00+00:00"
+    first = _row(agents, "agent", alice.id, nine)
+    assert (first["received"], first["handled"], first["transfers"], first["handle_p50_s"]) == (1, 1, 1, 380)
+    second = _row(agents, "agent", bob.id, nine)
+    assert (second["agent_login"], second["received"], second["handled"], second["transfers"]) == ("bob", 1, 1, 0)
+    assert second["handle_p50_s"] == 300
+    # the customer's wait and first answer are the contact's, whoever carried on
+    assert (second["wait_p50_s"], second["first_response_p50_s"], second["by_status"]) == (20, 30, {"resolved": 1})
+    # the queue counts the contact once
+    queue = _row((await sue.json("GET", f"/api/v1/reports/queues?{HOUR}"))["items"], "queue", "care", nine)
+    assert (queue["received"], queue["handled"], queue["transfers"], queue["handle_p50_s"]) == (1, 1, 1, 380)
+
+
 async def test_todays_service_level_per_queue_is_live(make_api: MakeApi) -> None:
     api = await make_api(CARE, fake_adapter=True)
     people = await _play(api)

@@ -10,10 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import OLD_CUSTOMER, RunningHub
+from tests.browser.conftest import OLD_CUSTOMER, PASSWORDS, RunningHub
 from tests.browser.test_console import open_console, set_presence
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -203,4 +204,167 @@ async def test_send_a_new_message_from_the_contact_and_the_ticket_and_start_a_ch
     await expect(badge).to_contain_text("Templates only")
     await page.screenshot(path=str(screenshots / "start-chat-without-message.png"))
     assert [s for s in await hub.sent() if number in str(s.get("recipient"))] == []  # nothing was sent
+    assert alice.errors == []
+
+
+async def test_logging_out_with_an_offer_open_passes_it_to_a_colleague_and_leaves_the_agent_offline(
+    hub: RunningHub, browser: Any
+) -> None:
+    """An agent who logs out is no longer at the desk: the offer in front of them goes to a ready colleague at
+    once (not after the offer time, with them paused for missing it), and they come back offline."""
+    alice = await open_console(browser, hub, "alice")
+    bob = await open_console(browser, hub, "bob")
+    page = alice.page
+    await set_presence(page, "ready")
+    number, name = JANA
+    await hub.say(number, "Is anyone there?", name=name)
+    await expect(page.locator(".offer-card")).to_contain_text(name)
+    await set_presence(bob.page, "ready")
+
+    await page.wait_for_load_state("networkidle")
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("button", name="Log in")).to_be_visible()
+
+    # the queue's offer time is two minutes: the colleague's offer comes well within the test's timeout
+    bob_offer = bob.page.locator(".offer-card")
+    await expect(bob_offer).to_contain_text(name)
+    await bob_offer.get_by_role("button", name="Accept").click()
+    await expect(bob.page.locator(".message-widget .history")).to_contain_text("Is anyone there?")
+
+    again = await open_console(browser, hub, "alice")
+    await expect(again.page.get_by_test_id("presence-badge")).to_contain_text("Offline")
+    assert alice.errors == []
+    assert bob.errors == []
+    assert again.errors == []
+
+
+async def test_a_message_offered_to_a_colleague_is_in_the_waiting_list_and_can_be_accepted_from_there(
+    hub: RunningHub, browser: Any
+) -> None:
+    """The manual: "You may be able to answer messages even if you don't receive a black notification (e.g.
+    ... because the message is being routed to one of your colleagues). Click the Waiting activities button
+    and Accept the message." """
+    alice = await open_console(browser, hub, "alice")
+    bob = await open_console(browser, hub, "bob")
+    await set_presence(alice.page, "ready")
+    number, name = JANA
+    await hub.say(number, "Can somebody help?", name=name)
+    await expect(alice.page.locator(".offer-card")).to_contain_text(name)
+
+    # bob is not ready and gets no offer, but the message is among his waiting activities, marked as offered
+    page = bob.page
+    await expect(page.locator(".offer-card")).to_have_count(0)
+    await expect(page.get_by_test_id("waiting-count")).to_have_text("1")
+    await page.get_by_role("button", name=re.compile("^Waiting")).click()
+    dialog = page.locator("dialog[open]")
+    row = dialog.locator(".list-row", has_text=name)
+    await expect(row).to_contain_text("offered")
+    await row.get_by_role("button", name="Take").click()
+    await expect(page.get_by_role("tab", name=re.compile(name))).to_be_visible()
+    await expect(page.locator(".message-widget .history")).to_contain_text("Can somebody help?")
+    # the colleague's offer is withdrawn
+    await expect(alice.page.locator(".offer-card")).to_have_count(0)
+    assert alice.errors == []
+    assert bob.errors == []
+
+
+async def _as(hub: RunningHub, login: str) -> tuple[aiohttp.ClientSession, dict[str, str]]:
+    session = aiohttp.ClientSession(base_url=hub.url, timeout=aiohttp.ClientTimeout(total=10))
+    async with session.post("/api/v1/auth/login", json={"login": login, "password": PASSWORDS[login]}) as response:
+        token = (await response.json())["token"]
+    return session, {"Authorization": f"Bearer {token}"}
+
+
+async def test_send_a_new_message_from_the_contacts_screen(hub: RunningHub, browser: Any) -> None:
+    """The manual's "From the CRM module": open Contacts in the main menu, find the contact, click the channel
+    next to their name, and the Send message window opens for them; a contact who never wrote has no button."""
+    number, name = OLD_CUSTOMER
+    session, auth = await _as(hub, "admin")
+    async with session:
+        async with session.get("/api/v1/identities", params={"q": number, "contacted": "1"}, headers=auth) as found:
+            identity = (await found.json())["items"][0]["id"]
+        body = {"name": name, "company": "Stary Transport"}
+        async with session.post(f"/api/v1/identities/{identity}/contact", json=body, headers=auth) as paired:
+            assert paired.status in (200, 201), await paired.text()
+        async with session.post("/api/v1/contacts", json={"name": "Petra Stara"}, headers=auth) as created:
+            assert created.status == 201, await created.text()
+
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await page.get_by_role("button", name="Contacts", exact=True).click()
+    await page.get_by_label("Search contacts").fill("Star")
+    rows = page.get_by_test_id("contacts-list")
+    petr = rows.locator(".list-row", has_text=name)
+    await expect(petr).to_contain_text("Stary Transport")
+    await expect(rows.locator(".list-row", has_text="Petra Stara")).to_contain_text("no channel")
+    await petr.get_by_role("button", name=f"Send a new message to {name} on WhatsApp").click()
+
+    dialog = page.locator("dialog[data-dialog=outbound]")
+    await expect(dialog.get_by_test_id("outbound-identities").get_by_role("radio")).to_be_checked()
+    await expect(dialog.locator(".chosen")).to_contain_text(number)
+    await expect(dialog.get_by_test_id("outbound-channel")).to_have_value("whatsapp")
+    await dialog.get_by_role("button", name="Start chat").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.get_by_role("tab", name=re.compile(name))).to_be_visible()
+    assert alice.errors == []
+
+
+async def test_send_a_new_message_from_the_tickets_screen(hub: RunningHub, browser: Any) -> None:
+    """The manual's "From a ticket": open Tickets in the main menu, find the ticket, and the Send message window
+    opens for its contact's number that wrote to us."""
+    number, name = OLD_CUSTOMER
+    session, auth = await _as(hub, "admin")
+    async with session:
+        async with session.get("/api/v1/identities", params={"q": number, "contacted": "1"}, headers=auth) as found:
+            identity = (await found.json())["items"][0]["id"]
+        async with session.post(f"/api/v1/identities/{identity}/contact", json={"name": name}, headers=auth) as paired:
+            contact = (await paired.json())["contact"]
+            contact_id = contact["id"] if isinstance(contact, dict) else contact
+        body = {"title": "Parcel lost in transit", "contact": contact_id}
+        async with session.post("/api/v1/tickets", json=body, headers=auth) as created:
+            assert created.status == 201, await created.text()
+            ticket = (await created.json())["id"]
+        async with session.post("/api/v1/tickets", json={"title": "Parcel without a contact"}, headers=auth) as other:
+            assert other.status == 201, await other.text()
+
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await page.get_by_role("button", name="Tickets", exact=True).click()
+    await page.get_by_label("Search tickets").fill("parcel")
+    rows = page.get_by_test_id("tickets-list")
+    await expect(rows.locator(".list-row", has_text="without a contact")).to_contain_text("no contact")
+    row = rows.locator(".list-row", has_text="lost in transit")
+    await expect(row).to_contain_text(name)
+    await row.get_by_role("button", name=f"Send a new message about ticket #{ticket}").click()
+
+    dialog = page.locator("dialog[data-dialog=outbound]")
+    await expect(dialog.get_by_test_id("outbound-identities").get_by_role("radio")).to_be_checked()
+    await expect(dialog.locator(".chosen")).to_contain_text(number)
+    assert alice.errors == []
+
+
+async def test_a_past_conversation_opens_from_the_past_conversations_widget(hub: RunningHub, browser: Any) -> None:
+    """The manual's Activities tab: "view the contact's past activities" and "Open activity detail". The earlier
+    conversation opens where the history already runs on into it, brought into view."""
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+    await set_presence(page, "ready")
+    await accept_new_customer(hub, page, "Where is my parcel?")
+    first = await page.locator(".conversation").get_attribute("data-conversation")
+    contact = page.locator(".contact-widget")
+    await contact.get_by_role("button", name="Add new contact").click()
+    dialog = page.locator("dialog[open]")
+    await dialog.get_by_role("button", name="Create and pair").click()
+    await expect(dialog).to_be_hidden()
+    widget = page.locator(".message-widget")
+    await widget.get_by_test_id("status").select_option("resolved")
+    await widget.get_by_role("button", name="Close").click()
+    await expect(page.get_by_role("tab", name=re.compile(JANA[1]))).to_have_count(0)
+
+    await accept_new_customer(hub, page, "It came, thank you.")
+    past = page.locator(".widget-activities")
+    await past.get_by_role("button", name=f"Open conversation #{first}").click()
+    start = widget.locator(".history .shown-earlier")
+    await expect(start).to_have_text(f"Earlier conversation #{first}")
+    await expect(start).to_be_in_viewport()
     assert alice.errors == []

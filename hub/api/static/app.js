@@ -19,6 +19,8 @@ import { renderTemplates } from "./js/templates.js";
 import { renderArticlePage } from "./js/articles.js";
 import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
+import { renderContacts } from "./js/contacts.js";
+import { renderTicketsScreen } from "./js/tickets.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
 import { startReminders, stopReminders } from "./js/calendar.js";
@@ -174,7 +176,7 @@ function buildShell() {
   const presence = buildPresence();
   const waitingButton = h("button", { type: "button", class: "badge-button", "aria-haspopup": "dialog", onclick: openWaiting }, "Waiting ", h("span", { class: "badge", "data-testid": "waiting-count" }, "0"));
   const nav = h("nav", { class: "main-nav", "aria-label": "Screens" });
-  const navItems = [["desk", "Desk"]];
+  const navItems = [["desk", "Desk"], ["contacts", "Contacts"], ["tickets", "Tickets"]];
   if (isSupervisor()) navItems.push(["supervisor", "Overview"]);
   if (isSupervisor()) navItems.push(["reports", "Reports"]);
   if (isAdmin()) navItems.push(["templates", "Templates"], ["admin", "Admin"]);
@@ -294,7 +296,13 @@ export async function refreshConversations() {
       dropConversation(key);
     }
   }
-  state.waiting = items(waiting);
+  // the manual: a message "being routed to one of your colleagues" is among the Waiting activities too, to
+  // accept from there (the hub lets a queue's member take it while it is offered to someone else)
+  const routedToColleagues = items(offered).filter((c) => {
+    const to = offeredTo(c);
+    return to !== undefined && to !== null && String(to) !== me;
+  });
+  state.waiting = [...items(waiting), ...routedToColleagues];
   if (state.missing.has("conversations")) state.apiMissing = true;
   renderChrome();
 }
@@ -583,7 +591,9 @@ export function show(view) {
         onChanged: () => renderChrome(),
       });
     }
-  } else if (view === "supervisor") renderSupervisor(main);
+  } else if (view === "contacts") renderContacts(main);
+  else if (view === "tickets") renderTicketsScreen(main);
+  else if (view === "supervisor") renderSupervisor(main);
   else if (view === "reports") renderReports(main);
   else if (view === "templates") renderTemplates(main);
   else if (view === "admin") renderAdmin(main);

@@ -25,7 +25,7 @@ function contactGroup(conv, ctx) {
   if (!ctx.shared.contactGroup) {
     const boxes = {};
     ctx.shared.contactGroup = boxes;
-    Promise.resolve().then(() => fillContactWidgets(boxes, conv, { onChanged: ctx.onChanged }));
+    Promise.resolve().then(() => fillContactWidgets(boxes, conv, { onChanged: ctx.onChanged, showEarlier: ctx.showEarlier }));
   }
   return ctx.shared.contactGroup;
 }
@@ -44,7 +44,7 @@ export function renderContactPanel(side, conv, { onChanged } = {}) {
 }
 
 // "Send a new message" to this contact: their identities that wrote to us, preselected in the Send message window
-async function messageContact(contact, fallbackIdentity) {
+export async function messageContact(contact, fallbackIdentity) {
   let identities = Array.isArray(contact.identities) ? contact.identities : [];
   if (!identities.length) {
     try {
@@ -63,7 +63,7 @@ function newMessageButton(contact, ident) {
   return button("Send a new message", () => messageContact(contact, ident), { "data-testid": "contact-new-message" });
 }
 
-function fillContactWidgets(boxes, conv, { onChanged } = {}) {
+function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
   const contactBox = boxes.contact || h("section");
   const activitiesBox = boxes.activities || null;
   const ticketBox = boxes.ticket || null;
@@ -236,7 +236,9 @@ function fillContactWidgets(boxes, conv, { onChanged } = {}) {
       clear(activitiesBox, head, list.length
         ? h("ul", { class: "list compact" }, list.slice(0, 20).map((c) => h("li", {},
             h("span", { class: `chip ch-${c.channel}` }, channelLabel[c.channel] || c.channel),
-            ` #${c.id} ${dateTime(c.opened_at)} · ${queueOf(c).name || ""} · ${c.state}${c.status ? ` (${c.status})` : ""}`)))
+            ` #${c.id} ${dateTime(c.opened_at)} · ${queueOf(c).name || ""} · ${c.state}${c.status ? ` (${c.status})` : ""} `,
+            // open it in the history beside (which runs on into the customer's earlier conversations)
+            showEarlier ? button("Open", () => showEarlier(c.id), { class: "link", "aria-label": `Open conversation #${c.id}` }) : null)))
         : h("p", { class: "muted" }, "No earlier conversations."));
     } catch (err) {
       clear(activitiesBox, head, h("p", { class: "muted" }, isMissingRoute(err) ? "Past conversations are not available on this hub." : describeFailure(err)));

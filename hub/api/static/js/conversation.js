@@ -226,22 +226,43 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
     }
   }
 
-  olderButton.addEventListener("click", () =>
-    busy(olderButton, async () => {
-      try {
-        const page = await get(`conversations/${id}/messages?before=${encodeURIComponent(nextCursor || "")}`);
-        const list = items(page).slice();
-        sortByTime(list);
-        for (const item of list.reverse()) addItem(item, { prepend: true });
-        markConversations();
-        nextCursor = pick(page, "next", "before", "cursor") || null;
-        olderButton.hidden = !nextCursor;
-        if (!list.length) toast("No older messages.");
-      } catch (err) {
-        fail(err, "Older messages");
+  async function loadOlder() {
+    try {
+      const page = await get(`conversations/${id}/messages?before=${encodeURIComponent(nextCursor || "")}`);
+      const list = items(page).slice();
+      sortByTime(list);
+      for (const item of list.reverse()) addItem(item, { prepend: true });
+      markConversations();
+      nextCursor = pick(page, "next", "before", "cursor") || null;
+      olderButton.hidden = !nextCursor;
+      if (!list.length) toast("No older messages.");
+      return list.length > 0;
+    } catch (err) {
+      fail(err, "Older messages");
+      return false;
+    }
+  }
+
+  olderButton.addEventListener("click", () => busy(olderButton, loadOlder));
+
+  // the Past conversations widget opens one (the manual's "Open activity detail"): the history runs on into
+  // the customer's earlier conversations, so read older pages until it is there, then bring its start into view
+  async function showEarlier(conversationId) {
+    const key = String(conversationId);
+    for (let pages = 0; pages <= 50; pages++) {
+      const first = history.querySelector(`[data-conv="${CSS.escape(key)}"]`);
+      if (first) {
+        const start = first.previousElementSibling?.classList.contains("divider") ? first.previousElementSibling : first;
+        for (const el of history.querySelectorAll(".shown-earlier")) el.classList.remove("shown-earlier");
+        start.classList.add("shown-earlier");
+        start.scrollIntoView({ block: "start" });
+        return true;
       }
-    }),
-  );
+      if (!nextCursor || !(await loadOlder())) break;
+    }
+    toast(`Conversation #${key} is not in this customer's history.`);
+    return false;
+  }
 
   function updateDelivery(data) {
     const mid = data.message_id ?? data.id ?? data.message?.id;
@@ -592,7 +613,7 @@ export function renderConversation(main, conv, { onGone: whenGone, onChanged }) 
 
   // ------------------------------------------------------------- start
 
-  renderSidePanel(side, conv, { onChanged: () => reloadHistory(), insertText: insertIntoComposer });
+  renderSidePanel(side, conv, { onChanged: () => reloadHistory(), insertText: insertIntoComposer, showEarlier });
   reloadHistory();
   refreshWindow();
   loadTemplates();

@@ -6,7 +6,7 @@
 import { get, post, toast, describeFailure, alternativeNames, isMissingRoute } from "./api.js";
 import { navigate } from "./nav.js";
 import { h, clear, field, select, dateTime, items, debounce, channelLabel, pick } from "./util.js";
-import { state, upsertConversation, isAdmin } from "./state.js";
+import { state, upsertConversation, isAdmin, statusesFor } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { CHANNEL_RESTRICTIONS, ruleText, describeWindow } from "./restrictions.js";
 
@@ -116,11 +116,20 @@ export function openOutbound({ channel = "whatsapp", identity = null, identities
     await refreshEligibility();
   }
 
+  // the manual: "Select a status" before sending; only those the conversation's queue allows at close
+  function syncStatuses(queueId) {
+    const kept = statusSelect.value;
+    const allowed = queueId ? statusesFor({ queue: queueId }) : state.statuses;
+    clear(statusSelect, h("option", { value: "" }, "Status (needed to send and close)…"), ...allowed.map((s) => h("option", { value: s.id }, s.name || s.id)));
+    statusSelect.value = allowed.some((s) => s.id === kept) ? kept : "";
+  }
+
   async function refreshEligibility() {
     if (!identity_) return;
     clear(allowedBox, h("p", { class: "muted" }, "Checking what is allowed now…"));
     try {
       eligibility = await get(`identities/${identity_.id}/eligibility`);
+      syncStatuses(eligibility.queue);
       const w = describeWindow(eligibility);
       const closed = pick(eligibility, "window_closed_at", "closed_at");
       const rule = eligibility.rule || "";

@@ -64,9 +64,10 @@ export async function saveLayout(widgets) {
 }
 
 // Fill the side panel of conversation `conv`: the layout control, then each shown widget in order.
-export async function renderSidePanel(side, conv, { onChanged, insertText } = {}) {
+// `showEarlier(id)` brings one of the customer's earlier conversations into view in the history beside.
+export async function renderSidePanel(side, conv, { onChanged, insertText, showEarlier } = {}) {
   await loadLayout();
-  const ctx = { onChanged: onChanged || (() => {}), insertText: insertText || (() => {}), shared: {} };
+  const ctx = { onChanged: onChanged || (() => {}), insertText: insertText || (() => {}), showEarlier, shared: {} };
   const draw = () => {
     ctx.shared = {};
     const head = h("div", { class: "side-head" },
