@@ -67,6 +67,36 @@ async def test_numbers_json_does_not_have_and_nul_characters_are_400(api: Api, r
     assert await _error(response, 400) in {"invalid_json", "number_out_of_range"}
 
 
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/api/v1/contacts", b'{"name": "a\\ud800b"}'),
+        ("/api/v1/contacts", b'{"name": "\\uDFFF"}'),
+        ("/api/v1/contacts", b'{"name": "x", "\\ud800": 1}'),
+        ("/api/v1/contacts", b'{"name": "a\xed\xa0\x80b"}'),  # the surrogate's bytes, which json.loads lets through
+        ("/api/v1/tickets", b'{"title": "t", "description": "\\udbff"}'),
+        ("/api/v1/articles/preview", b'{"body": "# \\ud800"}'),
+    ],
+)
+async def test_a_lone_surrogate_in_a_body_is_400_and_nothing_is_written(api: Api, path: str, raw: bytes) -> None:
+    """No database, log line or Markdown renderer can write a lone surrogate as UTF-8: it was a 500."""
+    admin = await api.agent("root", role="admin")
+    response = await admin.client.post(path, data=raw, headers={**admin.headers, "Content-Type": "application/json"})
+    assert await _error(response, 400) == "invalid_json"
+    assert (await admin.json("GET", "/api/v1/contacts"))["items"] == []
+    assert (await admin.json("GET", "/api/v1/tickets"))["items"] == []
+
+
+async def test_a_surrogate_pair_written_as_two_escapes_is_its_character(api: Api) -> None:
+    admin = await api.agent("root", role="admin")
+    raw = b'{"name": "Jana \\ud83d\\ude00"}'
+    response = await admin.client.post(
+        "/api/v1/contacts", data=raw, headers={**admin.headers, "Content-Type": "application/json"}
+    )
+    assert response.status == 201
+    assert (await response.json())["name"] == "Jana \U0001f600"
+
+
 async def test_integers_past_64_bits_in_a_body_are_400(api: Api) -> None:
     agent = await api.agent("alice", ready=True)
     conversation = await api.customer_writes()
