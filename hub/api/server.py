@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from hub.api import observe
+from hub.api._headers import latin1_headers_middleware
 from hub.api._timeouts import read_timeout_middleware
 from hub.api.errors import error_middleware
 from hub.api.extensions import EXTENSIONS
@@ -49,6 +50,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             observe_middleware,
+            latin1_headers_middleware,  # before anything reads a header
             # before anything reads request.remote: the client's address behind [server] trusted_proxies
             trusted_proxies_middleware(parse_networks(settings.server.trusted_proxies)),
             error_middleware,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import logging
 from typing import Any
 
@@ -188,3 +190,44 @@ async def test_an_outbound_attachment_url_that_is_not_http_is_refused(api: Api, 
     response = await agent.post(f"/api/v1/conversations/{conversation}/messages", json=body)
     assert await _error(response, 422) == "invalid_field"
     assert (await response.json())["error"]["field"] == "attachments[0].url"
+
+
+async def _raw(api: Api, method: str, path: str, headers: list[bytes], body: bytes = b"") -> tuple[int, Any]:
+    """One request written byte for byte (the client library would not send a header that is not UTF-8)."""
+    url = api.client.make_url("/")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    head = [f"{method} {path} HTTP/1.1".encode(), b"Host: hub", b"Connection: close", b"Content-Length: %d" % len(body)]
+    writer.write(b"\r\n".join([*head, *headers, b"", body]))
+    data = await reader.read()
+    writer.close()
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Authorization: Bearer \xff\xfe", b"Authorization: Bearer \xed\xa0\x80", b"Cookie: channelhub_session=\xff"],
+)
+async def test_a_credential_that_is_not_utf8_is_401(api: Api, header: bytes) -> None:
+    """aiohttp keeps such bytes as lone surrogates; hashing the token to look it up was a 500."""
+    status, body = await _raw(api, "GET", "/api/v1/me", [header])
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+
+
+async def test_an_idempotency_key_that_is_not_utf8_is_kept_and_replayed(api: Api) -> None:
+    admin = await api.agent("root", role="admin")
+    headers = [f"Authorization: Bearer {admin.token}".encode(), b"Content-Type: application/json"]
+    headers.append(b"Idempotency-Key: k\xff\xfe")
+    first = await _raw(api, "POST", "/api/v1/contacts", headers, b'{"name": "Jana"}')
+    again = await _raw(api, "POST", "/api/v1/contacts", headers, b'{"name": "Jana"}')
+    assert first[0] == again[0] == 201
+    assert first[1]["id"] == again[1]["id"]
+    assert len((await admin.json("GET", "/api/v1/contacts"))["items"]) == 1
+
+
+async def test_a_webhook_signature_that_is_not_utf8_is_403(api: Api) -> None:
+    headers = [b"Content-Type: application/x-www-form-urlencoded", b"X-Twilio-Signature: \xff"]
+    status, body = await _raw(
+        api, "POST", "/webhooks/twilio", headers, b"To=whatsapp%3A%2B15550001111&From=whatsapp%3A%2B1"
+    )
+    assert (status, body["error"]["code"]) == (403, "signature_invalid")
