@@ -231,3 +231,13 @@ async def test_a_webhook_signature_that_is_not_utf8_is_403(api: Api) -> None:
         api, "POST", "/webhooks/twilio", headers, b"To=whatsapp%3A%2B15550001111&From=whatsapp%3A%2B1"
     )
     assert (status, body["error"]["code"]) == (403, "signature_invalid")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_whose_content_encoding_does_not_decode_is_400(api: Api, encoding: str) -> None:
+    admin = await api.agent("root", role="admin")
+    headers = [f"Authorization: Bearer {admin.token}".encode(), b"Content-Type: application/json"]
+    headers.append(f"Content-Encoding: {encoding}".encode())
+    status, body = await _raw(api, "POST", "/api/v1/contacts", headers, b'{"name": "Jana"}')
+    assert (status, body["error"]["code"]) == (400, "invalid_body")
+    assert (await admin.json("GET", "/api/v1/contacts"))["items"] == []
