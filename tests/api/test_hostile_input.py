@@ -157,6 +157,28 @@ async def test_a_history_cursor_with_numbers_this_api_never_wrote_is_400(api: Ap
     assert await _error(response, 400) == "invalid_cursor"
 
 
+@pytest.mark.parametrize(
+    "time",
+    ['"2026-01-01T00:00:00"', '"2026-01-01"', '"0001-01-01T00:00:00+14:00"', '"9999-12-31T23:59:59-14:00"'],
+)
+async def test_a_history_cursor_with_a_time_this_api_never_wrote_is_400(api: Api, time: str) -> None:
+    """A time without its offset or one outside the years UTC can hold was a 500 in the store."""
+    conversation_id = await api.customer_writes()
+    admin = await api.agent("root", role="admin")
+    payload = f'{{"c": {conversation_id}, "t": {time}, "r": 0, "i": 1}}'
+    cursor = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    response = await admin.get(f"/api/v1/conversations/{conversation_id}/messages?before={cursor}")
+    assert await _error(response, 400) == "invalid_cursor"
+
+
+@pytest.mark.parametrize("before", ["true", "false"])
+async def test_a_conversation_cursor_with_a_boolean_is_400(api: Api, before: str) -> None:
+    admin = await api.agent("root", role="admin")
+    cursor = base64.urlsafe_b64encode(f'{{"before": {before}}}'.encode()).decode().rstrip("=")
+    response = await admin.get(f"/api/v1/conversations?cursor={cursor}")
+    assert await _error(response, 400) == "invalid_cursor"
+
+
 @pytest.mark.parametrize("since", [str(HUGE), str(2**63), "-1", "%C2%B2", "1_0", "abc"])
 async def test_a_websocket_since_that_is_no_sequence_number_is_400(api: Api, since: str) -> None:
     agent = await api.agent("alice")
