@@ -697,8 +697,9 @@ def _contacts_text(contacts: Any) -> str | None:
     for card in contacts:
         if not isinstance(card, dict):
             continue
-        name = card.get("name", {}).get("formatted_name") if isinstance(card.get("name"), dict) else None
-        phones = [str(p.get("phone")) for p in card.get("phones", []) if isinstance(p, dict) and p.get("phone")]
+        name = _text(card["name"].get("formatted_name")) if isinstance(card.get("name"), dict) else None
+        listed = card["phones"] if isinstance(card.get("phones"), list) else []
+        phones = [phone for p in listed if isinstance(p, dict) and (phone := _text(p.get("phone")))]
         lines.append(": ".join(x for x in (name, ", ".join(phones)) if x))
     return "\n".join(line for line in lines if line) or None
 
