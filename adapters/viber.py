@@ -123,6 +123,11 @@ def _joined(text: str | None, addition: str | None) -> str | None:
     return f"{text}\n{addition}"
 
 
+def _text(value: Any) -> str | None:
+    """A name or avatar URL as Viber sends it, a string; anything else (a number, a list) is no name."""
+    return value if isinstance(value, str) and value else None
+
+
 def _token(value: Any) -> str:
     """message_token as an exact decimal string (a float would have lost digits)."""
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
@@ -269,8 +274,8 @@ class ViberAdapter:
             text=text,
             attachments=attachments,
             location=location,
-            sender_name=sender.name or None,
-            sender_avatar=sender.avatar or None,
+            sender_name=_text(sender.name),
+            sender_avatar=_text(sender.avatar),
             extra=tuple((k, v) for k, v in extra if v),
         )
 
@@ -310,8 +315,8 @@ class ViberAdapter:
             user_id=str(user_id),
             state=state,
             occurred_at=at,
-            display_name=name or None,
-            avatar=avatar or None,
+            display_name=_text(name),
+            avatar=_text(avatar),
             provider_event_id=event_id,
         )
 

@@ -398,3 +398,21 @@ async def test_user_details_become_a_profile_update(adapter: ViberAdapter) -> No
         )
         update = await adapter.user_details(USER)
     assert (update.external_id, update.display_name, update.avatar) == (USER, "John", "https://a/b")
+
+
+@pytest.mark.parametrize("value", [2**70, -1, 1.5, True, [{}], {"a": 1}, ""])
+@pytest.mark.parametrize(
+    ("name", "person"), [("subscribed", "user"), ("conversation_started", "user"), ("message_text", "sender")]
+)
+def test_a_name_or_avatar_that_is_not_text_is_no_name(
+    adapter: ViberAdapter, value: object, name: str, person: str
+) -> None:
+    """Passed on as sent, 2^70 overflowed the store and a list could not be bound: a 500 Viber retried for ever."""
+    data = json.loads(payload(name))
+    data[person]["name"] = data[person]["avatar"] = value
+    (event,) = adapter.parse(json.dumps(data).encode(), {})
+    if isinstance(event, InboundMessage):
+        assert (event.sender_name, event.sender_avatar) == (None, None)
+    else:
+        assert isinstance(event, SubscriptionChanged)
+        assert (event.display_name, event.avatar) == (None, None)
