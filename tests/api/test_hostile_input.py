@@ -223,7 +223,8 @@ async def _raw(api: Api, method: str, path: str, headers: list[bytes], body: byt
     data = await reader.read()
     writer.close()
     status_line, _, rest = data.partition(b"\r\n")
-    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+    body = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(body) if body.startswith(b"{") else body
 
 
 @pytest.mark.parametrize(
@@ -263,3 +264,26 @@ async def test_a_body_whose_content_encoding_does_not_decode_is_400(api: Api, en
     status, body = await _raw(api, "POST", "/api/v1/contacts", headers, b'{"name": "Jana"}')
     assert (status, body["error"]["code"]) == (400, "invalid_body")
     assert (await admin.json("GET", "/api/v1/contacts"))["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/v1/" + "x" * 9000, []),
+        ("/api/v1/me", [b"Authorization: Bearer \x00"]),
+        ("/api/v1/me", [b"X-Long: " + b"y" * 9000]),
+        ("/api/v1/me?q=\xff", []),
+        ("/api/v1/me", [b"Transfer-Encoding: chunked"]),
+    ],
+    ids=["long-line", "nul-header", "long-header", "raw-byte-query", "chunked-and-length"],
+)
+async def test_a_request_the_http_parser_refuses_is_400_without_a_logged_traceback(
+    api: Api, path: str, headers: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp logged each at ERROR with the parser's traceback: anyone could fill the error log."""
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
+    status, _ = await _raw(api, "GET", path, headers)
+    assert status == 400
+    (record,) = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert (record.levelno, record.exc_info) == (logging.INFO, None)
+    assert "Error handling request" in record.getMessage()
