@@ -256,8 +256,8 @@ class WhatsAppCloudAdapter:
                 Attachment(
                     kind=kind,
                     provider_media_id=media_id,
-                    mime_type=body.get("mime_type"),
-                    file_name=body.get("filename"),
+                    mime_type=_text(body.get("mime_type")),
+                    file_name=_text(body.get("filename")),
                     url=body.get("url") if isinstance(body.get("url"), str) else None,
                 ),
             )
@@ -301,7 +301,7 @@ class WhatsAppCloudAdapter:
             text = _contacts_text(message.get("contacts"))
         elif kind_name == "button":
             kind = MessageKind.POSTBACK
-            text = body.get("text") if body else None
+            text = _text(body.get("text")) if body else None
             payload = str(body["payload"]) if body and body.get("payload") is not None else None
         elif kind_name == "interactive":
             if body is None:
