@@ -124,7 +124,7 @@ def _joined(text: str | None, addition: str | None) -> str | None:
 
 
 def _text(value: Any) -> str | None:
-    """A name or avatar URL as Viber sends it, a string; anything else (a number, a list) is no name."""
+    """A name, file name or URL as Viber sends it, a string; anything else (a number, a list) is none."""
     return value if isinstance(value, str) and value else None
 
 
@@ -221,15 +221,18 @@ class ViberAdapter:
                     raise PayloadMalformed("a text message has no text", code="missing_field")
             case "picture" | "video" | "file":
                 kind = {"picture": MessageKind.IMAGE, "video": MessageKind.VIDEO, "file": MessageKind.FILE}[raw["type"]]
-                if not message.media:
-                    raise PayloadMalformed(f"a {raw['type']} message has no media", code="missing_field")
+                media = _text(message.media)
+                if media is None:
+                    raise PayloadMalformed(f"a {raw['type']} message has no media URL", code="missing_field")
                 size = raw.get("file_size", raw.get("size"))
                 attachments = (
                     Attachment(
                         kind=kind,
-                        url=message.media,
-                        file_name=raw.get("file_name") or None,
-                        size=int(size) if isinstance(size, int) else None,
+                        url=media,
+                        file_name=_text(raw.get("file_name")),
+                        size=size
+                        if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**63
+                        else None,
                     ),
                 )
             case "sticker":
@@ -238,7 +241,7 @@ class ViberAdapter:
                 attachments = (
                     Attachment(
                         kind=MessageKind.STICKER,
-                        url=raw.get("media") or None,
+                        url=_text(raw.get("media")),
                         provider_media_id=str(sticker_id) if sticker_id is not None else None,
                     ),
                 )
