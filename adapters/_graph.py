@@ -98,10 +98,48 @@ def handshake_challenge(query: Mapping[str, str], verify_tokens: Iterable[str]) 
 #: ``\u0000`` not itself escaped (an odd number of backslashes before the ``u``): PostgreSQL cannot store NUL in
 #: text, so a customer's NUL becomes U+FFFD before anything is read
 _NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+#: an escape of a UTF-16 surrogate (``\ud800`` .. ``\udfff``); one with no partner is no character
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _whole(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a pair written as two halves becomes its character)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """Every string and key of a parsed JSON value made writable as UTF-8; containers changed in place.
+
+    ``json.loads`` lets a lone surrogate through (``"\\ud800"`` or its bytes): no database, log line or
+    outgoing request can encode it, so the customer's message would fail to store for ever."""
+    if isinstance(value, str):
+        return _whole(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            for index, child in enumerate(item):
+                if isinstance(child, str):
+                    item[index] = _whole(child)
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+        elif isinstance(item, dict):
+            for key in list(item):
+                child = item[key]
+                if isinstance(child, str):
+                    item[key] = child = _whole(child)
+                elif isinstance(child, dict | list):
+                    stack.append(child)
+                if (whole := _whole(key)) != key:
+                    del item[key]
+                    item[whole] = child
+    return value
 
 
 def strict_json(body: bytes) -> Any:
@@ -109,16 +147,20 @@ def strict_json(body: bytes) -> Any:
 
     Nesting deeper than the interpreter's recursion limit is refused as ``too_deep``
     instead of escaping as a RecursionError (a 500 the provider would retry for ever). An
-    escaped NUL character becomes U+FFFD (the database's text columns cannot hold it).
+    escaped NUL character (the database's text columns cannot hold it) and a lone surrogate
+    (no character at all) become U+FFFD: the rest of the customer's message is kept.
     """
     if b"\\u0000" in body:
         body = _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
     try:
-        return json.loads(body, parse_constant=_not_json)
+        value = json.loads(body, parse_constant=_not_json)
     except RecursionError:
         raise PayloadMalformed("the JSON is nested too deeply", code="too_deep") from None
     except (ValueError, UnicodeDecodeError):
         raise PayloadMalformed("the body is not JSON", code="invalid_json") from None
+    if not body.isascii() or _SURROGATE_ESCAPE.search(body):
+        value = _without_lone_surrogates(value)
+    return value
 
 
 def load_json(body: bytes, expected_object: str) -> dict[str, Any]:

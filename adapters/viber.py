@@ -123,6 +123,11 @@ def _joined(text: str | None, addition: str | None) -> str | None:
     return f"{text}\n{addition}"
 
 
+def _text(value: Any) -> str | None:
+    """A name, file name or URL as Viber sends it, a string; anything else (a number, a list) is none."""
+    return value if isinstance(value, str) and value else None
+
+
 def _token(value: Any) -> str:
     """message_token as an exact decimal string (a float would have lost digits)."""
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
@@ -216,15 +221,18 @@ class ViberAdapter:
                     raise PayloadMalformed("a text message has no text", code="missing_field")
             case "picture" | "video" | "file":
                 kind = {"picture": MessageKind.IMAGE, "video": MessageKind.VIDEO, "file": MessageKind.FILE}[raw["type"]]
-                if not message.media:
-                    raise PayloadMalformed(f"a {raw['type']} message has no media", code="missing_field")
+                media = _text(message.media)
+                if media is None:
+                    raise PayloadMalformed(f"a {raw['type']} message has no media URL", code="missing_field")
                 size = raw.get("file_size", raw.get("size"))
                 attachments = (
                     Attachment(
                         kind=kind,
-                        url=message.media,
-                        file_name=raw.get("file_name") or None,
-                        size=int(size) if isinstance(size, int) else None,
+                        url=media,
+                        file_name=_text(raw.get("file_name")),
+                        size=size
+                        if isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 2**63
+                        else None,
                     ),
                 )
             case "sticker":
@@ -233,7 +241,7 @@ class ViberAdapter:
                 attachments = (
                     Attachment(
                         kind=MessageKind.STICKER,
-                        url=raw.get("media") or None,
+                        url=_text(raw.get("media")),
                         provider_media_id=str(sticker_id) if sticker_id is not None else None,
                     ),
                 )
@@ -269,8 +277,8 @@ class ViberAdapter:
             text=text,
             attachments=attachments,
             location=location,
-            sender_name=sender.name or None,
-            sender_avatar=sender.avatar or None,
+            sender_name=_text(sender.name),
+            sender_avatar=_text(sender.avatar),
             extra=tuple((k, v) for k, v in extra if v),
         )
 
@@ -310,8 +318,8 @@ class ViberAdapter:
             user_id=str(user_id),
             state=state,
             occurred_at=at,
-            display_name=name or None,
-            avatar=avatar or None,
+            display_name=_text(name),
+            avatar=_text(avatar),
             provider_event_id=event_id,
         )
 

@@ -273,8 +273,8 @@ class WhatsAppCloudAdapter:
                 Attachment(
                     kind=kind,
                     provider_media_id=media_id,
-                    mime_type=body.get("mime_type"),
-                    file_name=body.get("filename"),
+                    mime_type=_text(body.get("mime_type")),
+                    file_name=_text(body.get("filename")),
                     url=body.get("url") if isinstance(body.get("url"), str) else None,
                 ),
             )
@@ -318,7 +318,7 @@ class WhatsAppCloudAdapter:
             text = _contacts_text(message.get("contacts"))
         elif kind_name == "button":
             kind = MessageKind.POSTBACK
-            text = body.get("text") if body else None
+            text = _text(body.get("text")) if body else None
             payload = str(body["payload"]) if body and body.get("payload") is not None else None
         elif kind_name == "interactive":
             if body is None:
@@ -743,8 +743,9 @@ def _contacts_text(contacts: Any) -> str | None:
     for card in contacts:
         if not isinstance(card, dict):
             continue
-        name = card.get("name", {}).get("formatted_name") if isinstance(card.get("name"), dict) else None
-        phones = [str(p.get("phone")) for p in card.get("phones", []) if isinstance(p, dict) and p.get("phone")]
+        name = _text(card["name"].get("formatted_name")) if isinstance(card.get("name"), dict) else None
+        listed = card["phones"] if isinstance(card.get("phones"), list) else []
+        phones = [phone for p in listed if isinstance(p, dict) and (phone := _text(p.get("phone")))]
         lines.append(": ".join(x for x in (name, ", ".join(phones)) if x))
     return "\n".join(line for line in lines if line) or None
 

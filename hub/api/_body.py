@@ -3,14 +3,17 @@
 ``parse_json`` is the one JSON reader for what a client sends (bodies, cursors): it
 refuses what would otherwise fail later as a 500 — nesting deeper than ``MAX_DEPTH``
 (100,000 levels would exhaust the recursion of any reader), integers outside 64 bits
-(the database drivers overflow), ``NaN``/``Infinity``, and NUL characters (PostgreSQL
-cannot store them in text).
+(the database drivers overflow), ``NaN``/``Infinity``, NUL characters (PostgreSQL
+cannot store them in text) and lone surrogates such as ``"\\ud800"`` (valid JSON escapes
+that name no character: they cannot be written as UTF-8, so no database, log or
+Markdown renderer takes them).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +25,7 @@ __all__ = ["MAX_DEPTH", "JsonRefused", "json_body", "optional_str", "parse_json"
 MAX_DEPTH = 64
 _INT64 = 2**63
 _MAX_INT_DIGITS = len(str(_INT64)) + 1  # a sign and the digits of 2**63
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 class JsonRefused(ValueError):
@@ -51,8 +55,20 @@ def _constant(name: str) -> Any:
     raise JsonRefused("invalid_json", f"{name} is not a JSON number")
 
 
+def _refused_string(text: str, *, nul: bool) -> JsonRefused | None:
+    if nul and "\x00" in text:
+        return JsonRefused("invalid_json", "strings must not contain NUL characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return JsonRefused("invalid_json", "strings must be valid Unicode: a lone surrogate is not a character")
+    return None
+
+
 def _check_tree(value: Any, *, nul: bool) -> None:
-    """Depth at most MAX_DEPTH and, when ``nul``, no NUL character in a key or string; no recursion."""
+    """Depth at most MAX_DEPTH, no lone surrogate and, when ``nul``, no NUL character in a key or string;
+    no recursion."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -61,11 +77,14 @@ def _check_tree(value: Any, *, nul: bool) -> None:
                 raise JsonRefused("json_too_deep", f"the JSON is nested deeper than {MAX_DEPTH} levels")
             children = item.items() if isinstance(item, dict) else ((None, child) for child in item)
             for key, child in children:
-                if nul and isinstance(key, str) and "\x00" in key:
-                    raise JsonRefused("invalid_json", "strings must not contain NUL characters")
+                refused = _refused_string(key, nul=nul) if isinstance(key, str) else None
+                if refused is not None:
+                    raise refused
                 stack.append((child, depth + 1))
-        elif nul and isinstance(item, str) and "\x00" in item:
-            raise JsonRefused("invalid_json", "strings must not contain NUL characters")
+        elif isinstance(item, str):
+            refused = _refused_string(item, nul=nul)
+            if refused is not None:
+                raise refused
 
 
 def parse_json(raw: bytes | str) -> Any:
@@ -76,7 +95,9 @@ def parse_json(raw: bytes | str) -> Any:
         raise JsonRefused("json_too_deep", f"the JSON is nested deeper than {MAX_DEPTH} levels") from None
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     nul = b"\\u0000" in data
-    if nul or data.count(b"[") + data.count(b"{") > MAX_DEPTH:  # else neither can be there
+    # a lone surrogate comes from an escape or from bytes outside ASCII (json.loads lets both through)
+    surrogates = not data.isascii() or _SURROGATE_ESCAPE.search(data) is not None
+    if nul or surrogates or data.count(b"[") + data.count(b"{") > MAX_DEPTH:  # else none can be there
         _check_tree(value, nul=nul)
     return value
 

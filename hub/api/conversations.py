@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -223,7 +223,7 @@ async def list_(request: web.Request) -> web.Response:
     before = None
     if request.query.get("cursor"):
         before = _decode(request.query["cursor"]).get("before")
-        if not isinstance(before, int):
+        if not isinstance(before, int) or isinstance(before, bool):  # True is an int to Python, not to SQL
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out")
     items, last = await list_conversations(
         request.app[STORE],
@@ -271,8 +271,12 @@ async def history(request: web.Request) -> web.Response:
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out")
         try:
-            before = HistoryCursor(int(raw["c"]), datetime.fromisoformat(raw["t"]), int(raw["r"]), int(raw["i"]))
-        except (KeyError, TypeError, ValueError):
+            # with its offset, as written; in UTC, as the store compares it (year 1 with an offset may not fit)
+            at = datetime.fromisoformat(raw["t"])
+            if at.tzinfo is None:
+                raise ValueError("a cursor's time has its offset")
+            before = HistoryCursor(int(raw["c"]), at.astimezone(UTC), int(raw["r"]), int(raw["i"]))
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
     items, cursor = await history_page(request.app[STORE], conversation, before=before, limit=page_limit(request))
     next_cursor = None

@@ -75,6 +75,11 @@ async def error_middleware(
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    except web.RequestPayloadError:
+        # raised while reading the body as sent; a retry of the same bytes cannot help
+        return error_response(
+            400, "invalid_body", "the request body could not be read: its Content-Encoding or chunks are broken"
+        )
     except Exception:
         # the provider or client will retry; nothing was acknowledged
         logger.exception("unhandled error on %s %s", request.method, request.path)

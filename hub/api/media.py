@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from hub.api._fields import json_ok, path_id, query_flag
 from hub.api._hub import actor, hub_of
@@ -119,7 +120,7 @@ async def _file_part(request: web.Request) -> BodyPartReader:
                 return part
             if isinstance(part, BodyPartReader):
                 await part.release()
-    except ValueError:
+    except (ValueError, BadHttpMessage):  # BadHttpMessage: a part's headers that are no headers
         raise _malformed_form() from None
 
 
@@ -129,7 +130,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while True:
         try:
             chunk = await part.read_chunk(CHUNK_BYTES)
-        except ValueError:
+        except (ValueError, BadHttpMessage):
             raise _malformed_form() from None
         if chunk:
             yield chunk

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from hub.api._headers import latin1_headers_middleware
 from hub.api.errors import error_response
 from hub.api.keys import HUB
 from hub.api.proxies import ip_of
@@ -110,7 +111,8 @@ async def metrics(request: web.Request) -> web.Response:
 async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
     """Serve ``/metrics`` on ``[metrics] host``:``port`` while the server runs (after the hub has started)."""
     settings = app[HUB].settings.metrics
-    side = web.Application(middlewares=[observe_middleware])  # a request id and a latency here too
+    # a request id and a latency here too, and headers read as on the main listener
+    side = web.Application(middlewares=[observe_middleware, latin1_headers_middleware])
     side[HUB] = app[HUB]
     side.on_response_prepare.append(_stamp_request_id)
     side.router.add_get("/metrics", metrics)

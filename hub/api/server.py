@@ -17,6 +17,8 @@ import aiohttp
 from aiohttp import web
 
 from hub.api import observe
+from hub.api._headers import latin1_headers_middleware
+from hub.api._protocol_log import quiet_client_protocol_errors
 from hub.api._timeouts import read_timeout_middleware
 from hub.api.errors import error_middleware
 from hub.api.extensions import EXTENSIONS
@@ -45,10 +47,12 @@ def create_app(
     """The server around ``hub``, or around a hub built here from the other arguments (see ``build_hub``)."""
     if hub is None:
         hub = build_hub(settings, store=store, clock=clock, http=http)
+    quiet_client_protocol_errors()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             observe_middleware,
+            latin1_headers_middleware,  # before anything reads a header
             # before anything reads request.remote: the client's address behind [server] trusted_proxies
             trusted_proxies_middleware(parse_networks(settings.server.trusted_proxies)),
             error_middleware,

@@ -33,6 +33,7 @@ __all__ = [
 
 TICKET_FIELDS = ("title", "description", "state", "contact_id", "company", "assignee_agent_id")
 TICKET_STATES = ("open", "pending", "closed")
+_NO_ID = 2**63  # ids are 64-bit signed integers: nothing at or past this
 
 
 def _query(agent_id: int) -> Select[Any]:
@@ -87,8 +88,10 @@ async def list_tickets(
             tickets.c.title.ilike(pattern, escape="\\"),
             tickets.c.description.ilike(pattern, escape="\\"),
         ]
-        if text.lstrip("#").isdigit():
-            matches.append(tickets.c.id == int(text.lstrip("#")))
+        number = text.lstrip("#")
+        # "#42" finds ticket 42; "²" (a digit to isdigit, not to int) or 2^70 can name no ticket
+        if number.isascii() and number.isdigit() and int(number) < _NO_ID:
+            matches.append(tickets.c.id == int(number))
         query = query.where(or_(*matches))
     if mine:
         query = query.where(

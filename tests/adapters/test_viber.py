@@ -398,3 +398,57 @@ async def test_user_details_become_a_profile_update(adapter: ViberAdapter) -> No
         )
         update = await adapter.user_details(USER)
     assert (update.external_id, update.display_name, update.avatar) == (USER, "John", "https://a/b")
+
+
+@pytest.mark.parametrize("value", [2**70, -1, 1.5, True, [{}], {"a": 1}, ""])
+@pytest.mark.parametrize(
+    ("name", "person"), [("subscribed", "user"), ("conversation_started", "user"), ("message_text", "sender")]
+)
+def test_a_name_or_avatar_that_is_not_text_is_no_name(
+    adapter: ViberAdapter, value: object, name: str, person: str
+) -> None:
+    """Passed on as sent, 2^70 overflowed the store and a list could not be bound: a 500 Viber retried for ever."""
+    data = json.loads(payload(name))
+    data[person]["name"] = data[person]["avatar"] = value
+    (event,) = adapter.parse(json.dumps(data).encode(), {})
+    if isinstance(event, InboundMessage):
+        assert (event.sender_name, event.sender_avatar) == (None, None)
+    else:
+        assert isinstance(event, SubscriptionChanged)
+        assert (event.display_name, event.avatar) == (None, None)
+
+
+@pytest.mark.parametrize("value", [2**70, 1.5, True, [{}], {"a": 1}])
+def test_a_file_name_or_size_of_the_wrong_type_is_left_out(adapter: ViberAdapter, value: object) -> None:
+    """A file name of 2^70 or a list reached the store as sent: a 500 Viber retried for ever."""
+    data = json.loads(payload("message_file"))
+    data["message"]["file_name"] = data["message"]["file_size"] = value
+    (event,) = adapter.parse(json.dumps(data).encode(), {})
+    assert isinstance(event, InboundMessage)
+    (attachment,) = event.attachments
+    assert (attachment.url, attachment.file_name, attachment.size) == (
+        "https://dl-media.viber.com/invoice.pdf",
+        None,
+        None,
+    )
+
+
+@pytest.mark.parametrize("name", ["message_file", "message_picture", "message_video"])
+@pytest.mark.parametrize("value", [7, True, [{}], {"a": 1}])
+def test_a_media_url_that_is_not_text_is_a_malformed_message(adapter: ViberAdapter, name: str, value: object) -> None:
+    """The store called .startswith on it (AttributeError, a 500); a file without its URL cannot be used."""
+    data = json.loads(payload(name))
+    data["message"]["media"] = value
+    with pytest.raises(PayloadMalformed):
+        adapter.parse(json.dumps(data).encode(), {})
+
+
+@pytest.mark.parametrize("value", [7, True, [{}], {"a": 1}])
+def test_a_sticker_whose_media_is_not_text_keeps_its_sticker_id(adapter: ViberAdapter, value: object) -> None:
+    data = json.loads(payload("message_sticker"))
+    data["message"]["media"] = value
+    (event,) = adapter.parse(json.dumps(data).encode(), {})
+    assert isinstance(event, InboundMessage)
+    (attachment,) = event.attachments
+    assert attachment.url is None
+    assert attachment.provider_media_id is not None

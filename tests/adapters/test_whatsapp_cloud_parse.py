@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -129,6 +130,42 @@ def test_contacts_are_readable_text(adapter: WhatsAppCloudAdapter) -> None:
     event = message(adapter, "contacts")
     assert event.kind is MessageKind.CONTACT
     assert event.text == "Barbara J. Johnson: +1 (940) 555-1234"
+
+
+@pytest.mark.parametrize("name", [1.5, True, 7, None, [{}], {"a": 1}])
+@pytest.mark.parametrize("phones", [1.5, True, 7, None, "+1 555", {"phone": "1"}, [{"phone": 7}, {"phone": ["x"]}]])
+def test_a_contact_card_with_fields_of_the_wrong_type_is_read_as_far_as_it_can_be(
+    adapter: WhatsAppCloudAdapter, name: object, phones: object
+) -> None:
+    """A signed card whose name or phones were not text raised TypeError: a 500 the provider retried for ever."""
+    data = json.loads(payload("contacts"))
+    card = data["entry"][0]["changes"][0]["value"]["messages"][0]["contacts"][0]
+    card["name"]["formatted_name"] = name
+    card["phones"] = phones
+    (event,) = adapter.parse(json.dumps(data).encode())
+    assert isinstance(event, InboundMessage)
+    assert event.kind is MessageKind.CONTACT
+    assert event.text is None  # nothing in the card is text an agent could read
+
+
+@pytest.mark.parametrize("value", [1.5, 7, True, [{}], {"a": 1}])
+def test_a_file_name_or_mime_type_that_is_not_text_is_left_out(adapter: WhatsAppCloudAdapter, value: object) -> None:
+    """Passed on as sent, a list or an object could not be bound by the store: a 500 Meta retried for ever."""
+    data = json.loads(payload("document"))
+    data["entry"][0]["changes"][0]["value"]["messages"][0]["document"].update(filename=value, mime_type=value)
+    (event,) = adapter.parse(json.dumps(data).encode())
+    assert isinstance(event, InboundMessage)
+    (attachment,) = event.attachments
+    assert (attachment.file_name, attachment.mime_type) == (None, None)
+
+
+@pytest.mark.parametrize("value", [7, True, [{}], {"a": 1}])
+def test_a_button_reply_whose_text_is_not_text_has_none(adapter: WhatsAppCloudAdapter, value: object) -> None:
+    data = json.loads(payload("button"))
+    data["entry"][0]["changes"][0]["value"]["messages"][0]["button"]["text"] = value
+    (event,) = adapter.parse(json.dumps(data).encode())
+    assert isinstance(event, InboundMessage)
+    assert (event.text, event.payload) == (None, "confirm_yes")
 
 
 @pytest.mark.parametrize(

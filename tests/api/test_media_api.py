@@ -103,8 +103,13 @@ async def test_bad_uploads_are_clear_4xx(make_api: MakeApi, send: str, status: i
             "multipart/form-data; boundary=XX",
             b'--XX\r\nContent-Disposition: form-data; name="file"; filename="cut.txt"\r\n\r\n' + b"a" * 70000,
         ),
+        ("multipart/form-data; boundary=XX", b"--XX\r\ngarbage\r\n\r\nx\r\n--XX--\r\n"),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a\x00b"\r\n\r\nx\r\n--XX--\r\n',
+        ),
     ],
-    ids=["no-boundary", "no-starting-boundary", "no-closing-boundary"],
+    ids=["no-boundary", "no-starting-boundary", "no-closing-boundary", "part-header-garbage", "nul-in-part-header"],
 )
 async def test_a_malformed_form_is_400_and_keeps_nothing(make_api: MakeApi, content_type: str, body: bytes) -> None:
     api = await make_api()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select, update
 
 from hub.store.tables import conversations, participants, tickets, timeline_events
@@ -199,3 +200,14 @@ async def test_every_participant_hears_of_the_assigned_ticket(api: Api) -> None:
     assert event["conversation_id"] == conversation_id
     assert event["data"]["ticket"] == ticket["id"]
     assert event["data"]["by"] == alice.id
+
+
+@pytest.mark.parametrize("q", ["99999999999999999999999", "%23" + str(2**63), "%C2%B2", "%23%C2%B2"])
+async def test_a_search_for_a_number_no_ticket_can_have_is_a_text_search(api: Api, q: str) -> None:
+    """ "#42" finds ticket 42; a number past 64 bits overflowed the driver and "²" failed int(): both were 500."""
+    agent = await api.agent("alice")
+    await agent.json("POST", "/api/v1/tickets", {"title": "Invoice 99999999999999999999999 and ²"}, status=201)
+    response = await agent.get(f"/api/v1/tickets?q={q}")
+    assert response.status == 200, await response.text()
+    titles = [item["title"] for item in (await response.json())["items"]]
+    assert titles == (["Invoice 99999999999999999999999 and ²"] if q in ("99999999999999999999999", "%C2%B2") else [])

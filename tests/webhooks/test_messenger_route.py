@@ -495,3 +495,24 @@ async def test_a_customers_edit_is_stored_once_as_a_message_answering_the_edited
         "m_order_size_40",
         "m_order_size_40#edit1",
     )
+
+
+@pytest.mark.parametrize("lone", [b"\\ud800", b"\\uDFFF", b"\xed\xa0\x80"], ids=["escape", "low-escape", "utf8-bytes"])
+async def test_a_lone_surrogate_in_a_text_is_stored_as_a_replacement_character(
+    client: TestClient, store: Store, lone: bytes
+) -> None:
+    """Valid JSON escapes that name no character cannot be written as UTF-8: every retry was a 500."""
+    body = payload("text").replace(b"Hello, I need", b"Hello" + lone + b", I need")
+    response = await post(client, body)
+    assert response.status == 200
+    (row,) = await rows(store)
+    assert row.text == "Hello\ufffd, I need help with my order"
+
+
+async def test_a_surrogate_pair_written_as_two_escapes_is_kept_as_its_character(
+    client: TestClient, store: Store
+) -> None:
+    body = payload("text").replace(b"Hello, I need", b"Hello \\ud83d\\ude00, I need")
+    assert (await post(client, body)).status == 200
+    (row,) = await rows(store)
+    assert row.text == "Hello \U0001f600, I need help with my order"
