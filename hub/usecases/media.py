@@ -358,11 +358,17 @@ async def drop_orphan_blobs(hub: HubParts, blobs: BlobStore) -> int | None:
     ``BlobsDropped.pending``) or a process stopped between forgetting a row and deleting its blob, and the bytes
     of a fetch or an upload that stopped before its row was written. Names are looked up a few hundred blobs at
     a time. How many went; None when the store failed on the way (one warning: the walk starts again next time,
-    and what it deleted before stays deleted)."""
+    and what it deleted before stays deleted).
+
+    The walk first deletes what writes left unfinished in the store's ``incoming/`` area more than the same
+    grace ago (a process stopped mid-write): no blob, so not counted, but logged."""
     cutoff = hub.clock() - ORPHAN_GRACE
     removed = 0
     old: list[BlobStat] = []
     try:
+        unfinished = await blobs.drop_unfinished(cutoff)
+        if unfinished:
+            logger.info("media orphan walk removed %s unfinished writes", unfinished)
         async for stat in blobs.scan():
             if stat.stored_at < cutoff:
                 old.append(stat)
