@@ -26,6 +26,7 @@ from hub.media import (
     MediaError,
     StoreUnavailable,
     describe_stored_image,
+    refined_mime,
     types_disagree,
 )
 from hub.media.sniff import UNKNOWN
@@ -168,7 +169,7 @@ async def _keep_upload(
         if not await blob_in_use(hub.store, blob.key):
             await blobs.delete(blob.key)
         raise refusal
-    mime = blob.mime
+    mime = refined_mime(blob.mime, declared=declared_mime, file_name=name)  # a CSV or a vCard is more than text
     if mime == UNKNOWN and declared_mime and declared_mime.split("/", 1)[0] not in ("image", "audio", "video"):
         mime = declared_mime.split(";", 1)[0].strip() or UNKNOWN
     width = height = None

@@ -200,6 +200,27 @@ async def test_twilio_media_are_fetched_with_the_account_credentials(rig: Rig) -
     assert (row.state, row.mime) == ("stored", "application/pdf")
 
 
+@pytest.mark.parametrize(
+    ("body", "said", "kept"),
+    [
+        (b"order,parcel\n1042,CZ123\n", "text/csv", "text/csv"),  # the bytes are only text: the provider's word
+        (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jana\r\nEND:VCARD\r\n", "text/x-vcard", "text/vcard"),
+        (b"%PDF-1.4\n%fake\n", "text/csv", "application/pdf"),  # the bytes beat the word for a binary kind
+    ],
+    ids=["csv", "vcard", "pdf-said-csv"],
+)
+async def test_a_customers_text_file_keeps_the_text_type_the_provider_gave(
+    rig: Rig, body: bytes, said: str, kept: str
+) -> None:
+    url = f"{TWILIO}/2010-04-01/Accounts/ACsid/Messages/MM1/Media/ME2"
+    await rig.customer_sends("wa-twilio", Attachment(kind=MessageKind.FILE, url=url, mime_type=said))
+    with aioresponses() as mock:
+        mock.get(url, body=body)
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert (row.state, row.kind, row.mime) == ("stored", "file", kept)
+
+
 async def test_twilio_credentials_never_go_to_another_host(rig: Rig) -> None:
     url = "http://elsewhere.test/file"
     await rig.customer_sends("wa-twilio", Attachment(kind=MessageKind.FILE, url=url))
