@@ -516,20 +516,30 @@ async def test_a_claimed_row_given_back_unfetched_is_due_again_without_a_spent_a
     assert (row.state, row.attempts, row.locked_until, row.next_attempt_at) == ("pending", 0, None, rig.clock.now)
 
 
-async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_rest(rig: Rig) -> None:
+async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_rest(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, batch=2)
     quick, *slow = [f"https://cdn.test/stop/{n}.bin" for n in range(5)]
     for url in (quick, *slow):
         await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=url))
     quick_done = asyncio.Event()
+    fetch = rig.fetcher.fetch
+
+    async def watched(job: Any) -> Any:
+        outcome = await fetch(job)
+        if outcome.stored is not None:
+            quick_done.set()  # the quick one is fetched and stored (a sleep was not always long enough for that)
+        return outcome
 
     async def hang(url: Any, **_: Any) -> CallbackResult:
         await asyncio.sleep(60)
         return CallbackResult(body=b"never")
 
     async def fast(url: Any, **_: Any) -> CallbackResult:
-        quick_done.set()
         return CallbackResult(body=b"quick bytes")
+
+    monkeypatch.setattr(rig.fetcher, "fetch", watched)
 
     with aioresponses() as mock:
         mock.get(quick, callback=fast)
@@ -537,7 +547,8 @@ async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_r
             mock.get(url, callback=hang)
         drain = asyncio.create_task(rig.fetcher.drain())
         await quick_done.wait()
-        await asyncio.sleep(0.05)  # the quick one finished; one slow one runs, the rest wait in the reserve
+        for _ in range(10):
+            await asyncio.sleep(0)  # its task's end is seen; one slow one runs, the rest wait in the reserve
         drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await drain
