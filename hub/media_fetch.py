@@ -34,7 +34,15 @@ from hub._tasks import cancel_and_wait
 from hub.bus import EventBus
 from hub.errors import ProviderRejected, ProviderUnavailable
 from hub.events import AttachmentChanged, MessageCreated, unwrapped
-from hub.media import BlobStore, BlobTooLarge, ImageRefused, StoreUnavailable, describe_stored_image, kind_of_bytes
+from hub.media import (
+    BlobStore,
+    BlobTooLarge,
+    ImageRefused,
+    StoreUnavailable,
+    describe_stored_image,
+    kind_of_bytes,
+    refined_mime,
+)
 from hub.media.sniff import UNKNOWN
 from hub.ports import ChannelAdapter, MediaLocation, MediaReference, MediaSource
 from hub.settings import Settings
@@ -225,8 +233,8 @@ class MediaFetcher:
         else:
             raise _Transient(f"no adapter for account {job.account_id} can fetch this media")
         stored = await self._download(location)
-        mime = stored.mime
         declared = location.mime or job.mime
+        mime = refined_mime(stored.mime, declared=declared, file_name=job.file_name)  # a vCard is more than text
         if mime == UNKNOWN and declared:
             mime = declared.split(";", 1)[0].strip()
         image = await self._describe(stored.key) if mime.startswith("image/") else None

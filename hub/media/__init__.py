@@ -24,7 +24,7 @@ from hub.media.blobs import (
 from hub.media.images import ImageFacts, ImageRefused, describe_image, describe_stored_image
 from hub.media.local import LocalBlobStore
 from hub.media.s3 import S3BlobStore
-from hub.media.sniff import kind_of_bytes, sniff_mime, types_disagree
+from hub.media.sniff import kind_of_bytes, refined_mime, sniff_mime, types_disagree
 from hub.settings import Settings
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "describe_stored_image",
     "kind_of_bytes",
     "open_blob_store",
+    "refined_mime",
     "sniff_mime",
     "types_disagree",
 ]

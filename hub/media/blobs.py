@@ -198,6 +198,11 @@ class BlobStore(Protocol):
     def scan(self) -> AsyncIterator[BlobStat]:
         """Every blob, in no particular order: what a retention sweep walks to find orphans."""
 
+    async def drop_unfinished(self, before: datetime) -> int:
+        """Delete what writes left unfinished in the store's ``incoming/`` area (a process stopped mid-write:
+        a temporary file, an S3 upload never completed) and last written before ``before``; how many went. A
+        write still under way is never that old (the orphan walk passes ``ORPHAN_GRACE`` ago)."""
+
     async def check(self) -> None:
         """Return quietly if the store can be used now; StoreUnavailable (with the reason) otherwise. Asked
         once at start-up, so that a missing bucket is said before the first upload fails."""

@@ -1,6 +1,7 @@
 """Blobs in a directory on local disk: ``blobs/ab/<sha256>`` (fan-out by the first byte of the hash: 256 folders,
 so none grows huge; all made with the store's first blob), written to ``incoming/`` first and renamed into place
-once complete and synced. Stores written before kept ``blobs/ab/cd/<sha256>``: a blob is looked for there too, and
+once complete and synced (a file that a process stopped mid-write left there goes with the orphan walk,
+``drop_unfinished``). Stores written before kept ``blobs/ab/cd/<sha256>``: a blob is looked for there too, and
 the old folders are left as they are. Every blocking call runs in a worker thread, never on the event loop. A
 blob's time stored is its file's modification time, renewed by a put of the same content.
 
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from hub.media.blobs import (
@@ -126,6 +128,9 @@ class LocalBlobStore:
         for first in sorted(await asyncio.to_thread(os.listdir, self._blobs)):
             for stat in await asyncio.to_thread(_stats_under, self._blobs / first):
                 yield stat
+
+    async def drop_unfinished(self, before: datetime) -> int:
+        return await asyncio.to_thread(_unlink_older, str(self._incoming), before.timestamp())
 
     async def check(self) -> None:
         return None  # the directory is made on the first write; a disk fault is the operating system's to say
@@ -250,6 +255,24 @@ def _renewed(path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _unlink_older(folder: str, cutoff: float) -> int:
+    """Remove the files of ``folder`` last modified before ``cutoff`` (a POSIX time); how many went. A write
+    under way touches its file with every write, so only one that stopped long ago is that old."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:  # no blob was ever written here
+        return 0
+    removed = 0
+    for name in names:
+        path = os.path.join(folder, name)
+        with contextlib.suppress(FileNotFoundError):  # finished (renamed) or removed while we look
+            info = os.lstat(path)
+            if S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                os.unlink(path)
+                removed += 1
+    return removed
 
 
 def _first_file(*paths: Path) -> Path | None:

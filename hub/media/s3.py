@@ -2,7 +2,8 @@
 
 The key is known only once every byte went by, so a blob larger than one part is uploaded in parts to
 ``<prefix>incoming/<random>``, then copied to its key inside the server and the upload removed; a small one is
-sent once, straight to its key. Reads are ranged GETs streamed in chunks.
+sent once, straight to its key. Reads are ranged GETs streamed in chunks. What a process that stopped mid-upload
+left under ``incoming/`` goes with the orphan walk (``drop_unfinished``).
 """
 
 from __future__ import annotations
@@ -253,6 +254,25 @@ class S3BlobStore:
                     size=int(item["Size"]),
                     stored_at=item["LastModified"].astimezone(UTC),
                 )
+
+    @_store_faults
+    async def drop_unfinished(self, before: datetime) -> int:
+        # a multipart upload never completed (its parts are kept, and billed, until aborted), and an upload
+        # completed but never copied to its key
+        s3 = await self._s3()
+        incoming = f"{self.prefix}incoming/"
+        removed = 0
+        async for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=incoming):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < before:
+                    await s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    removed += 1
+        async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=incoming):
+            for item in page.get("Contents", []):
+                if item["LastModified"] < before:
+                    await s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+                    removed += 1
+        return removed
 
     @_store_faults
     async def check(self) -> None:

@@ -66,6 +66,8 @@ class Store:
             _remember_backend_pids(self.writer, self.backend_pids)
         self._lent = [_lent_connections(engine) for engine in {self.writer, self.reader}]
         self._closed = False
+        for engine in {self.writer, self.reader}:
+            _refuse_once_closed(engine, self)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -78,8 +80,10 @@ class Store:
             async with self.writer.begin() as connection:
                 yield connection
             return
-        async with self._write_turn(), self.writer.begin() as connection:
-            yield connection
+        async with self._write_turn():
+            self._check_open()  # the store may have closed while this writer waited for its turn
+            async with self.writer.begin() as connection:
+                yield connection
 
     def _write_turn(self) -> asyncio.Lock:
         # one lock per event loop: a Store may outlive the loop it was first used on (CLI, tests)
@@ -175,6 +179,19 @@ def _lent_connections(engine: AsyncEngine) -> set[Any]:
         lent.discard(record)
 
     return lent
+
+
+def _refuse_once_closed(engine: AsyncEngine, store: Store) -> None:
+    """A connection that the pool finishes opening after the store closed is closed at once (SQLAlchemy closes a
+    connection whose ``connect`` event fails) and its opener gets StoreClosed. ``close()`` ends the connections
+    lent out when it runs, and ``dispose()`` leaves the engine a new pool: without this, a task that was already
+    on its way to a connection (connecting, or queued for SQLite's write turn) when the store closed would get
+    one in that new pool, which nobody closes, and the driver would warn from the garbage collector. Registered
+    after the engine's own ``connect`` hook, so it looks once that hook's statements are done."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _refuse(_dbapi_connection: Any, _record: Any) -> None:
+        store._check_open()
 
 
 def _remember_backend_pids(engine: AsyncEngine, pids: set[int]) -> None:

@@ -26,6 +26,7 @@ from hub.media import (
     MediaError,
     StoreUnavailable,
     describe_stored_image,
+    refined_mime,
     types_disagree,
 )
 from hub.media.sniff import UNKNOWN
@@ -168,7 +169,7 @@ async def _keep_upload(
         if not await blob_in_use(hub.store, blob.key):
             await blobs.delete(blob.key)
         raise refusal
-    mime = blob.mime
+    mime = refined_mime(blob.mime, declared=declared_mime, file_name=name)  # a CSV or a vCard is more than text
     if mime == UNKNOWN and declared_mime and declared_mime.split("/", 1)[0] not in ("image", "audio", "video"):
         mime = declared_mime.split(";", 1)[0].strip() or UNKNOWN
     width = height = None
@@ -358,11 +359,17 @@ async def drop_orphan_blobs(hub: HubParts, blobs: BlobStore) -> int | None:
     ``BlobsDropped.pending``) or a process stopped between forgetting a row and deleting its blob, and the bytes
     of a fetch or an upload that stopped before its row was written. Names are looked up a few hundred blobs at
     a time. How many went; None when the store failed on the way (one warning: the walk starts again next time,
-    and what it deleted before stays deleted)."""
+    and what it deleted before stays deleted).
+
+    The walk first deletes what writes left unfinished in the store's ``incoming/`` area more than the same
+    grace ago (a process stopped mid-write): no blob, so not counted, but logged."""
     cutoff = hub.clock() - ORPHAN_GRACE
     removed = 0
     old: list[BlobStat] = []
     try:
+        unfinished = await blobs.drop_unfinished(cutoff)
+        if unfinished:
+            logger.info("media orphan walk removed %s unfinished writes", unfinished)
         async for stat in blobs.scan():
             if stat.stored_at < cutoff:
                 old.append(stat)

@@ -18,6 +18,7 @@ from hub.model import Attachment, InboundMessage, MessageKind
 from tests.api.conftest import AgentHandle, Api, MakeApi
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+VCARD = b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jana Novak\r\nTEL;TYPE=CELL:+420600123456\r\nEND:VCARD\r\n"
 
 
 def png(size: tuple[int, int] = (64, 48)) -> bytes:
@@ -69,6 +70,28 @@ async def test_a_file_whose_bytes_disagree_with_its_name_is_refused(make_api: Ma
     error = (await response.json())["error"]
     assert error["code"] == "type_mismatch"
     assert error["sniffed"] == "application/pdf"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "declared", "kept"),
+    [
+        (VCARD, "jana.vcf", "text/x-vcard", "text/vcard"),
+        (VCARD, "jana.vcf", None, "text/vcard"),  # the browser knew no type for it
+        (b"order,parcel\n1042,CZ123\n", "orders.csv", None, "text/csv"),  # by its name: the bytes are only text
+        (b"order,parcel\n1042,CZ123\n", "orders", "text/csv", "text/csv"),  # by the declared type
+        (b"<p>hello</p>\n", "page.html", "text/html", "text/plain"),  # never a type a browser would run
+        (b"plain notes\n", "notes.txt", "text/plain", "text/plain"),
+    ],
+    ids=["vcard", "vcard-undeclared", "csv-by-name", "csv-declared", "html", "text"],
+)
+async def test_an_uploaded_text_file_keeps_the_text_type_its_bytes_cannot_tell(
+    make_api: MakeApi, data: bytes, name: str, declared: str | None, kept: str
+) -> None:
+    api = await make_api()
+    alice = await api.agent("alice")
+    response = await upload(alice, data, name, declared)
+    assert response.status == 201, await response.text()
+    assert (await response.json())["mime"] == kept
 
 
 @pytest.mark.parametrize(
@@ -212,8 +235,9 @@ async def test_the_policy_refuses_an_upload_too_big_for_whatsapp_images(make_api
         (b"plain notes\n" * 10, "notes.txt", None, "attachment_type_not_allowed"),  # not a document Twilio takes
         (PDF, "invoice.pdf", "your invoice", "caption_not_allowed"),  # Twilio sends no caption with a document
         (PDF, "invoice.pdf", None, None),
+        (VCARD, "jana.vcf", None, None),  # a contact: Twilio takes vCards
     ],
-    ids=["text-file", "captioned-pdf", "pdf"],
+    ids=["text-file", "captioned-pdf", "pdf", "vcard"],
 )
 async def test_whatsapp_through_twilio_takes_only_its_document_types_and_no_caption(
     make_api: MakeApi, data: bytes, name: str, text: str | None, rule: str | None

@@ -13,7 +13,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.util import await_
 
 from hub.store import Store, StoreClosed, database_unavailable
 from tests.conftest import PG_ADMIN_URL
@@ -111,3 +112,73 @@ async def test_a_closed_store_opens_no_connection(database_url: str) -> None:
         del store
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def _unclosed(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+async def test_a_connection_still_opening_when_the_store_closes_is_closed_and_refused(database_url: str) -> None:
+    """A reader that passed the store's own check and was still connecting when the store closed got its
+    connection in the fresh pool that ``dispose()`` leaves behind, which nobody closed: the driver warned from the
+    garbage collector, in whichever later test happened to collect it. It is refused (StoreClosed) and closed."""
+    store = Store(database_url)  # no connection yet: the reader's is the one being opened
+    connecting, go_on = asyncio.Event(), asyncio.Event()
+
+    def pause(_dbapi_connection: Any, _record: Any) -> None:
+        connecting.set()
+        await_(go_on.wait())  # the pool's connect hooks run in SQLAlchemy's greenlet: this waits on the loop
+
+    event.listen(store.reader.sync_engine, "connect", pause, insert=True)
+
+    async def reader() -> None:
+        async with store.read() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    reading = asyncio.create_task(reader())
+    await connecting.wait()
+    _collect_earlier_leftovers()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await store.close()
+        go_on.set()
+        with pytest.raises(StoreClosed):
+            await reading
+        del reading
+        gc.collect()
+    assert _unclosed(caught) == []
+
+
+async def test_a_writer_waiting_for_its_turn_when_the_store_closes_opens_no_connection(sqlite_url: str) -> None:
+    """SQLite: a writer queued behind another for the write turn had passed the store's check before it closed,
+    and opened a connection nobody would close once its turn came. It meets StoreClosed instead."""
+    store = Store(sqlite_url)
+    await store.migrate()
+    writing, finish = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with store.write() as connection:
+            await connection.execute(text("SELECT 1"))
+            writing.set()
+            await finish.wait()
+
+    async def queued() -> None:
+        async with store.write() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    holder = asyncio.create_task(first())
+    await writing.wait()
+    waiter = asyncio.create_task(queued())
+    for _ in range(10):
+        await asyncio.sleep(0)  # the second writer is past the check, queued for the turn
+    _collect_earlier_leftovers()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await store.close()
+        finish.set()
+        await asyncio.gather(holder, return_exceptions=True)  # its connection was closed under it
+        with pytest.raises(StoreClosed):
+            await waiter
+        del holder, waiter
+        gc.collect()
+    assert _unclosed(caught) == []

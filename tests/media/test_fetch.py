@@ -200,6 +200,27 @@ async def test_twilio_media_are_fetched_with_the_account_credentials(rig: Rig) -
     assert (row.state, row.mime) == ("stored", "application/pdf")
 
 
+@pytest.mark.parametrize(
+    ("body", "said", "kept"),
+    [
+        (b"order,parcel\n1042,CZ123\n", "text/csv", "text/csv"),  # the bytes are only text: the provider's word
+        (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jana\r\nEND:VCARD\r\n", "text/x-vcard", "text/vcard"),
+        (b"%PDF-1.4\n%fake\n", "text/csv", "application/pdf"),  # the bytes beat the word for a binary kind
+    ],
+    ids=["csv", "vcard", "pdf-said-csv"],
+)
+async def test_a_customers_text_file_keeps_the_text_type_the_provider_gave(
+    rig: Rig, body: bytes, said: str, kept: str
+) -> None:
+    url = f"{TWILIO}/2010-04-01/Accounts/ACsid/Messages/MM1/Media/ME2"
+    await rig.customer_sends("wa-twilio", Attachment(kind=MessageKind.FILE, url=url, mime_type=said))
+    with aioresponses() as mock:
+        mock.get(url, body=body)
+        assert await rig.fetch() == 1
+    [row] = await rig.rows()
+    assert (row.state, row.kind, row.mime) == ("stored", "file", kept)
+
+
 async def test_twilio_credentials_never_go_to_another_host(rig: Rig) -> None:
     url = "http://elsewhere.test/file"
     await rig.customer_sends("wa-twilio", Attachment(kind=MessageKind.FILE, url=url))
@@ -495,20 +516,30 @@ async def test_a_claimed_row_given_back_unfetched_is_due_again_without_a_spent_a
     assert (row.state, row.attempts, row.locked_until, row.next_attempt_at) == ("pending", 0, None, rig.clock.now)
 
 
-async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_rest(rig: Rig) -> None:
+async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_rest(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rig.fetcher.policy = FetchPolicy(max_attempts=3, lease=60, batch=2)
     quick, *slow = [f"https://cdn.test/stop/{n}.bin" for n in range(5)]
     for url in (quick, *slow):
         await rig.customer_sends("fb", Attachment(kind=MessageKind.FILE, url=url))
     quick_done = asyncio.Event()
+    fetch = rig.fetcher.fetch
+
+    async def watched(job: Any) -> Any:
+        outcome = await fetch(job)
+        if outcome.stored is not None:
+            quick_done.set()  # the quick one is fetched and stored (a sleep was not always long enough for that)
+        return outcome
 
     async def hang(url: Any, **_: Any) -> CallbackResult:
         await asyncio.sleep(60)
         return CallbackResult(body=b"never")
 
     async def fast(url: Any, **_: Any) -> CallbackResult:
-        quick_done.set()
         return CallbackResult(body=b"quick bytes")
+
+    monkeypatch.setattr(rig.fetcher, "fetch", watched)
 
     with aioresponses() as mock:
         mock.get(quick, callback=fast)
@@ -516,7 +547,8 @@ async def test_a_drain_stopped_midway_records_what_finished_and_gives_back_the_r
             mock.get(url, callback=hang)
         drain = asyncio.create_task(rig.fetcher.drain())
         await quick_done.wait()
-        await asyncio.sleep(0.05)  # the quick one finished; one slow one runs, the rest wait in the reserve
+        for _ in range(10):
+            await asyncio.sleep(0)  # its task's end is seen; one slow one runs, the rest wait in the reserve
         drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await drain

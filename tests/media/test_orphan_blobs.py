@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -311,5 +312,65 @@ async def test_the_sweeper_walks_at_start_again_after_an_outage_and_then_not_wit
         await after_sweeps(5)
         assert blobs.scans == 2  # not again within the day
         assert await _exists(blobs, second)
+    finally:
+        await fetcher.stop()
+
+
+_CRASH_MID_WRITE = """
+import asyncio, os, sys
+from hub.media import LocalBlobStore
+
+async def chunks():
+    yield b"x" * (2 * 1024 * 1024)  # past one write: the incoming file is on disk
+    os._exit(3)  # the process dies mid-write, before the blob is complete
+
+asyncio.run(LocalBlobStore(sys.argv[1]).put(chunks()))
+"""
+
+
+async def _crash_mid_write(root: Path) -> list[Path]:
+    """Run a process that dies while it writes a blob to the store in ``root``; what it left in ``incoming/``."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", _CRASH_MID_WRITE, str(root))
+    assert await asyncio.wait_for(process.wait(), 60) == 3
+    return sorted((root / "incoming").iterdir())
+
+
+async def test_the_walk_removes_what_a_crash_left_in_incoming_once_older_than_the_grace(
+    parts: Parts, tmp_path: Path
+) -> None:
+    root = tmp_path / "media"
+    blobs = LocalBlobStore(root)
+    named = await _put(blobs, b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 512)
+    await stored_video(parts, parts.settings, key=named, size=528)
+    [left] = await _crash_mid_write(root)
+    assert left.stat().st_size == 2 * 1024 * 1024
+    started = parts.clock()
+
+    _clock(parts).now = started + ORPHAN_GRACE - MINUTE  # as old as a write that may still be under way
+    assert await drop_orphan_blobs(parts, blobs) == 0
+    assert left.exists()
+
+    _clock(parts).now = started + ORPHAN_GRACE + MINUTE
+    assert await drop_orphan_blobs(parts, blobs) == 0  # no blob went: the leftover is not one
+    assert list((root / "incoming").iterdir()) == []
+    assert await _exists(blobs, named)
+    assert [stat.key async for stat in blobs.scan()] == [named]
+
+
+async def test_the_sweeper_removes_old_unfinished_writes_at_start(parts: Parts, tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    [left] = await _crash_mid_write(root)
+    _clock(parts).advance((ORPHAN_GRACE + MINUTE).total_seconds())
+    blobs = LocalBlobStore(root)
+    fetcher = MediaFetcher(
+        parts.store, parts.bus, {}, blobs, parts.settings, clock=parts.clock, policy=FetchPolicy(sweep_seconds=60)
+    )
+    await fetcher.start(None)
+    try:
+        for _ in range(1000):  # bounded: the walk at start takes a moment
+            if not left.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert not left.exists()
     finally:
         await fetcher.stop()

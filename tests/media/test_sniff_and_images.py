@@ -17,6 +17,7 @@ from hub.media import (
     describe_image,
     describe_stored_image,
     kind_of_bytes,
+    refined_mime,
     sniff_mime,
     types_disagree,
 )
@@ -49,6 +50,10 @@ def png_claiming(width: int, height: int) -> bytes:
         (b"OggS\x00\x02" + bytes(22) + b"\x01\x13OpusHead", "audio/ogg"),
         (b"MZ\x90\x00" + bytes(300), "application/x-msdownload"),
         ("Здравствуйте, посылка пришла повреждённой.\n".encode(), "text/plain"),
+        (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jana Novak\r\nTEL:+420600123456\r\nEND:VCARD\r\n", "text/vcard"),
+        (b"\xef\xbb\xbf\r\nbegin:vcard\nversion:4.0\nfn:Jana\nend:vcard\n", "text/vcard"),  # a BOM, a blank line
+        (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n", "text/calendar"),
+        (b"name,phone\nJana,+420600123456\n", "text/plain"),  # CSV: its bytes alone cannot say so
         (b"\x00\x01\x02\x03 not anything", "application/octet-stream"),
         (b"", "application/octet-stream"),
     ],
@@ -63,6 +68,31 @@ def test_text_cut_inside_a_character_is_still_text() -> None:
 
 
 @pytest.mark.parametrize(
+    ("sniffed", "declared", "name", "kept"),
+    [
+        ("text/plain", "text/csv", "orders.csv", "text/csv"),
+        ("text/plain", "application/octet-stream", "orders.csv", "text/csv"),  # by its name
+        ("text/plain", None, "contact.vcf", "text/vcard"),
+        ("text/plain", "text/x-vcard; charset=utf-8", None, "text/vcard"),
+        ("text/plain", "text/plain", "orders.csv", "text/csv"),
+        ("text/plain", "text/html", "page.html", "text/plain"),  # never a type a browser would run
+        ("text/plain", "application/json", None, "text/plain"),  # not a text type
+        ("text/plain", "text/<b>", None, "text/plain"),  # not a type's name
+        ("text/plain", None, "notes.txt", "text/plain"),
+        ("text/plain", None, None, "text/plain"),
+        ("image/png", "text/csv", "orders.csv", "image/png"),  # the bytes beat the word for a binary kind
+        ("application/pdf", None, "contact.vcf", "application/pdf"),
+        ("application/octet-stream", "text/csv", "orders.csv", "application/octet-stream"),  # not text at all
+        ("text/vcard", "text/plain", "contact.txt", "text/vcard"),  # the bytes say more than the word
+    ],
+)
+def test_text_bytes_take_the_text_type_declared_or_named(
+    sniffed: str, declared: str | None, name: str | None, kept: str
+) -> None:
+    assert refined_mime(sniffed, declared=declared, file_name=name) == kept
+
+
+@pytest.mark.parametrize(
     ("declared", "sniffed", "disagree"),
     [
         ("image/png", "image/jpeg", True),  # a JPEG sent as a PNG
@@ -72,6 +102,9 @@ def test_text_cut_inside_a_character_is_still_text() -> None:
         ("audio/ogg; codecs=opus", "audio/ogg", False),
         ("IMAGE/JPEG", "image/jpeg", False),
         ("text/csv", "text/plain", False),
+        ("text/x-vcard", "text/vcard", False),  # the older name of the same type
+        ("text/plain", "text/vcard", False),  # a vCard is text, whatever else it is
+        ("application/pdf", "text/vcard", True),
         ("application/json", "text/plain", False),
         ("application/octet-stream", "image/png", False),  # nothing declared really
         (None, "image/png", False),
