@@ -128,6 +128,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _user_id(value: Any, where: str) -> str:
+    """A Viber user id as Viber sends it: a non-empty string (a number or a list would name nobody we can answer)."""
+    if not value:
+        raise PayloadMalformed(f"{where} has no user id", code="missing_field")
+    if not isinstance(value, str):
+        raise PayloadMalformed(f"{where}'s user id is not a string", code="invalid_field")
+    return value
+
+
 def _token(value: Any) -> str:
     """message_token as an exact decimal string (a float would have lost digits)."""
     if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
@@ -209,8 +218,7 @@ class ViberAdapter:
         raw = data["message"]
         message = request.message
         sender = request.sender
-        if not sender.id:
-            raise PayloadMalformed("the message has no sender.id", code="missing_field")
+        sender_id = _user_id(sender.id, "the message's sender")
         kind, location = MessageKind.TEXT, None
         text = raw["text"] if isinstance(raw.get("text"), str) and raw["text"] else None
         attachments: tuple[Attachment, ...] = ()
@@ -270,7 +278,7 @@ class ViberAdapter:
         return InboundMessage(
             channel=Channel.VIBER,
             account_id=self.account.id,
-            sender_id=str(sender.id),
+            sender_id=sender_id,
             provider_message_id=_token(data.get("message_token")),
             sent_at=at,
             kind=kind,
@@ -288,7 +296,7 @@ class ViberAdapter:
         return DeliveryReceipt(
             channel=Channel.VIBER,
             account_id=self.account.id,
-            recipient_id=str(user_id) if user_id else None,
+            recipient_id=_user_id(user_id, f"a {event} callback") if user_id else None,
             state=state,
             occurred_at=at,
             provider_message_ids=(_token(data.get("message_token")),),
@@ -310,12 +318,10 @@ class ViberAdapter:
             state = Subscription.SUBSCRIBED
             if event == "conversation_started" and not data.get("subscribed"):
                 state = Subscription.OPENED
-        if not user_id:
-            raise PayloadMalformed(f"a {event} callback has no user id", code="missing_field")
         return SubscriptionChanged(
             channel=Channel.VIBER,
             account_id=self.account.id,
-            user_id=str(user_id),
+            user_id=_user_id(user_id, f"a {event} callback"),
             state=state,
             occurred_at=at,
             display_name=_text(name),

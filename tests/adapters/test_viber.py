@@ -452,3 +452,28 @@ def test_a_sticker_whose_media_is_not_text_keeps_its_sticker_id(adapter: ViberAd
     (attachment,) = event.attachments
     assert attachment.url is None
     assert attachment.provider_media_id is not None
+
+
+@pytest.mark.parametrize("value", [7, 2**70, True, [{}], {"a": 1}])
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("message_text", ("sender", "id")),
+        ("subscribed", ("user", "id")),
+        ("conversation_started", ("user", "id")),
+        ("unsubscribed", ("user_id",)),
+        ("delivered", ("user_id",)),
+    ],
+)
+def test_a_user_id_that_is_not_a_string_is_a_malformed_callback(
+    adapter: ViberAdapter, value: object, name: str, path: tuple[str, ...]
+) -> None:
+    """Stored as ``str(value)`` ("[{}]"), it named an identity nobody could answer; Viber's ids are strings."""
+    data = json.loads(payload(name))
+    holder = data
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    with pytest.raises(PayloadMalformed) as refused:
+        adapter.parse(json.dumps(data).encode(), {})
+    assert refused.value.code == "invalid_field"
