@@ -81,8 +81,10 @@ async def test_a_file_whose_bytes_disagree_with_its_name_is_refused(make_api: Ma
         (b"order,parcel\n1042,CZ123\n", "orders", "text/csv", "text/csv"),  # by the declared type
         (b"<p>hello</p>\n", "page.html", "text/html", "text/plain"),  # never a type a browser would run
         (b"plain notes\n", "notes.txt", "text/plain", "text/plain"),
+        # Windows with Excel installed: browsers there declare a .csv as Excel's type, from the name alone
+        (b"order,parcel\n1042,CZ123\n", "orders.csv", "application/vnd.ms-excel", "text/csv"),
     ],
-    ids=["vcard", "vcard-undeclared", "csv-by-name", "csv-declared", "html", "text"],
+    ids=["vcard", "vcard-undeclared", "csv-by-name", "csv-declared", "html", "text", "csv-as-excel"],
 )
 async def test_an_uploaded_text_file_keeps_the_text_type_its_bytes_cannot_tell(
     make_api: MakeApi, data: bytes, name: str, declared: str | None, kept: str
