@@ -37,9 +37,10 @@ def agent_json(agent: Agent) -> dict[str, Any]:
     }
 
 
-def eligibility_json(identity: Identity, allowed: Eligibility) -> dict[str, Any]:
+def eligibility_json(identity: Identity, allowed: Eligibility, queue: str | None) -> dict[str, Any]:
     """What may be sent to ``identity`` now, as ``GET /api/v1/identities/{id}/eligibility`` answers and a webhook
-    bot is told with each message."""
+    bot is told with each message; ``queue``: the queue a message to them goes in (its statuses are the ones a
+    send-and-close may use)."""
     blocking = allowed.blocking
     return {
         "identity": identity.id,
@@ -47,6 +48,7 @@ def eligibility_json(identity: Identity, allowed: Eligibility) -> dict[str, Any]
         "account": identity.account_id,
         **allowed.to_json(),
         "alternatives": [a.to_json() for a in blocking.alternatives] if blocking else [],
+        "queue": queue,
     }
 
 

@@ -325,7 +325,7 @@ def _attachment(item: Any, index: int) -> Attachment:
 async def get_eligibility(request: web.Request) -> web.Response:
     await authenticated(request)
     checked = await check_eligibility(hub_of(request), path_id(request))
-    return json_ok({**eligibility_json(checked.identity, checked.eligibility), "queue": checked.queue})
+    return json_ok(eligibility_json(checked.identity, checked.eligibility, checked.queue))
 
 
 @routes.post("/api/v1/conversations/{id}/messages")

@@ -179,7 +179,7 @@ class BotRunner:
             choice=choice,
             step=state.step if state is not None else None,
             variables=variables,
-            eligibility=await self._may_send(bot, found.identity),
+            eligibility=await self._may_send(bot, found.identity, str(view["queue"])),
         )
         answer = await self._ask(bot, turn)
         if answer is not None and not answer.actions:  # it answers later, through the API: the silence clock runs
@@ -194,15 +194,15 @@ class BotRunner:
             bot, conversation_id, answer, ReadByTurn(conversation=found.conversation, identity=found.identity)
         )
 
-    async def _may_send(self, bot: BotSettings, identity: Identity) -> dict[str, Any] | None:
-        """What may be sent now, for a webhook bot's body (the console's use case and JSON); None for the other
-        kinds, or when the identity's account is no longer configured."""
+    async def _may_send(self, bot: BotSettings, identity: Identity, queue: str) -> dict[str, Any] | None:
+        """What may be sent now, for a webhook bot's body (the console's use case and JSON; ``queue``: the
+        conversation's); None for the other kinds, or when the identity's account is no longer configured."""
         parts = self._parts
         assert parts is not None
         if bot.kind != "webhook":
             return None
         try:
-            return eligibility_json(identity, await may_send_now(parts, identity))
+            return eligibility_json(identity, await may_send_now(parts, identity), queue)
         except Refusal:
             return None
 
