@@ -36,6 +36,7 @@ from hub.store.contacts import (
     contact_conversations,
     contact_identities,
     get_contact,
+    identities_of_contacts,
     list_contacts,
 )
 from hub.store.identities import (
@@ -90,7 +91,7 @@ CONTACT_DETAIL = schema(
         ]
     },
 )
-CONTACT_PAGE = page_schema("ContactPage", ref("Contact"))
+CONTACT_PAGE = page_schema("ContactPage", ref("ContactDetail"))
 CONTACT_CONVERSATIONS = page_schema(
     "ContactConversationPage",
     {
@@ -195,7 +196,10 @@ def _no_identity(identity_id: int) -> ApiError:
 @routes.get("/api/v1/contacts")
 @documented(
     "Search contacts",
-    description="`q` matches name, company or phone (case-insensitive, part of the value). Ordered by name.",
+    description=(
+        "`q` matches name, company or phone (case-insensitive, part of the value). Ordered by name. Each contact"
+        " comes with its paired `identities`, as `GET /api/v1/contacts/{id}` gives them."
+    ),
     query={"q": {"type": "string"}, **PAGE_QUERY},
     ok=(200, CONTACT_PAGE),
     errors=(422,),
@@ -208,7 +212,8 @@ async def contacts_index(request: web.Request) -> web.Response:
         items, cursor = await list_contacts(request.app[STORE], q=request.query.get("q"), after=after, limit=limit)
     except BadCursor as exc:
         raise bad_cursor(exc) from None
-    return json_ok({"items": [contact_json(c) for c in items], "next": cursor})
+    paired = await identities_of_contacts(request.app[STORE], [c.id for c in items])
+    return json_ok({"items": [{**contact_json(c), "identities": paired[c.id]} for c in items], "next": cursor})
 
 
 @routes.post("/api/v1/contacts")

@@ -7,7 +7,7 @@ is one transaction; input is validated by the API before it gets here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "create_contact",
     "delete_contact",
     "get_contact",
+    "identities_of_contacts",
     "list_contacts",
     "update_contact",
 ]
@@ -92,31 +93,41 @@ async def get_contact(store: Store, contact_id: int) -> Contact | None:
 
 async def contact_identities(store: Store, contact_id: int) -> list[dict[str, Any]]:
     """The channel identities paired with a contact ("External contacts" in the CRM card)."""
+    return (await identities_of_contacts(store, [contact_id]))[contact_id]
+
+
+async def identities_of_contacts(store: Store, contact_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each contact's paired identities in one read, so that a page of contacts shows their channels at once."""
+    paired: dict[int, list[dict[str, Any]]] = {contact_id: [] for contact_id in contact_ids}
+    if not paired:
+        return paired
     query = (
         select(
             identities.c.id,
+            identities.c.contact_id,
             identities.c.account_id,
             identities.c.channel,
             identities.c.external_id,
             identities.c.display_name,
             identities.c.last_inbound_at,
         )
-        .where(identities.c.contact_id == contact_id)
+        .where(identities.c.contact_id.in_(list(paired)))
         .order_by(identities.c.id)
     )
     async with store.read() as connection:
         rows = (await connection.execute(query)).mappings().all()
-    return [
-        {
-            "id": int(r["id"]),
-            "account": r["account_id"],
-            "channel": r["channel"],
-            "external_id": r["external_id"],
-            "display_name": r["display_name"],
-            "last_inbound_at": r["last_inbound_at"],
-        }
-        for r in rows
-    ]
+    for r in rows:
+        paired[int(r["contact_id"])].append(
+            {
+                "id": int(r["id"]),
+                "account": r["account_id"],
+                "channel": r["channel"],
+                "external_id": r["external_id"],
+                "display_name": r["display_name"],
+                "last_inbound_at": r["last_inbound_at"],
+            }
+        )
+    return paired
 
 
 async def create_contact(store: Store, fields: Mapping[str, Any], now: datetime) -> Contact:

@@ -169,6 +169,23 @@ async def test_contact_conversations_come_through_every_paired_identity(api: Api
     assert sorted(i["external_id"] for i in detail["identities"]) == ["+420600000001", "+420600000002"]
 
 
+async def test_a_page_of_contacts_carries_each_contacts_identities(api: Api) -> None:
+    alice = await api.agent("alice")
+    await api.customer_writes(sender="+420600000001")
+    await api.customer_writes(sender="+420600000002")
+    jana = await alice.json("POST", "/api/v1/contacts", {"name": "Jana"}, status=201)
+    await alice.json("POST", "/api/v1/contacts", {"name": "Karel"}, status=201)
+    for identity in (await alice.json("GET", "/api/v1/identities"))["items"]:
+        await alice.json("PUT", f"/api/v1/identities/{identity['id']}/contact", {"contact": jana["id"]})
+    body = await alice.json("GET", "/api/v1/contacts")
+    by_name = {c["name"]: c for c in body["items"]}
+    assert sorted(i["external_id"] for i in by_name["Jana"]["identities"]) == ["+420600000001", "+420600000002"]
+    assert all(i["last_inbound_at"] for i in by_name["Jana"]["identities"])
+    assert by_name["Karel"]["identities"] == []
+    detail = await alice.json("GET", f"/api/v1/contacts/{jana['id']}")
+    assert by_name["Jana"]["identities"] == detail["identities"]
+
+
 async def test_contacts_need_authentication(api: Api) -> None:
     response = await api.client.get("/api/v1/contacts")
     assert response.status == 401

@@ -48,30 +48,25 @@ function contactRow(contact) {
     contact.phone ? h("span", {}, contact.phone) : null,
     channels,
   );
-  // the list answers without identities: read the contact's, then show a button per channel that wrote to us
-  get(`contacts/${contact.id}`)
-    .then((full) => {
-      const identities = Array.isArray(full.identities) ? full.identities : [];
-      const wrote = identities.filter((i) => i.last_inbound_at).sort((a, b) => String(b.last_inbound_at).localeCompare(String(a.last_inbound_at)));
-      if (!wrote.length) {
-        clear(channels, h("span", { class: "muted" }, identities.length ? "never wrote to us" : "no channel"));
-        return;
-      }
-      clear(
-        channels,
-        ...wrote.map((ident) =>
-          button(
-            `${channelLabel[ident.channel] || ident.channel}`,
-            () => openOutbound({ channel: ident.channel, identities: [ident, ...wrote.filter((i) => i !== ident)], contact: full }),
-            {
-              class: `chip ch-${ident.channel}`,
-              title: `Send a new message on ${channelLabel[ident.channel] || ident.channel} (last wrote ${dateTime(ident.last_inbound_at)})`,
-              "aria-label": `Send a new message to ${contact.name} on ${channelLabel[ident.channel] || ident.channel}`,
-            },
-          ),
-        ),
-      );
-    })
-    .catch((err) => clear(channels, h("span", { class: "error-text" }, describeFailure(err))));
+  // the page carries each contact's identities: a button per channel that wrote to us
+  const identities = Array.isArray(contact.identities) ? contact.identities : [];
+  const wrote = identities.filter((i) => i.last_inbound_at).sort((a, b) => String(b.last_inbound_at).localeCompare(String(a.last_inbound_at)));
+  if (!wrote.length) {
+    channels.append(h("span", { class: "muted" }, identities.length ? "never wrote to us" : "no channel"));
+    return row;
+  }
+  channels.append(
+    ...wrote.map((ident) =>
+      button(
+        `${channelLabel[ident.channel] || ident.channel}`,
+        () => openOutbound({ channel: ident.channel, identities: [ident, ...wrote.filter((i) => i !== ident)], contact }),
+        {
+          class: `chip ch-${ident.channel}`,
+          title: `Send a new message on ${channelLabel[ident.channel] || ident.channel} (last wrote ${dateTime(ident.last_inbound_at)})`,
+          "aria-label": `Send a new message to ${contact.name} on ${channelLabel[ident.channel] || ident.channel}`,
+        },
+      ),
+    ),
+  );
   return row;
 }
