@@ -109,6 +109,10 @@ _SENT_OR_LATER = {
     "canceled": DeliveryState.FAILED,
 }
 _BEFORE_SENT = frozenset({"accepted", "scheduled", "queued", "sending"})
+#: statuses of a message the customer sent us (its From is the customer), and of a group MMS that reached some of
+#: its recipients: none is about a message of ours an agent could follow
+_INBOUND_STATUSES = frozenset({"receiving", "received"})
+_NOT_OURS = _INBOUND_STATUSES | {"partially_delivered"}
 _EXTRA_FIELDS = ("Forwarded", "FrequentlyForwarded", "OriginalRepliedMessageSender")
 
 
@@ -159,11 +163,12 @@ def sign(url: str, params: Iterable[tuple[str, str]] | Mapping[str, str], auth_t
 
 
 def adapter_for_delivery(adapters: Sequence[TwilioWhatsAppAdapter], body: bytes) -> TwilioWhatsAppAdapter:
-    """The account a delivery is for: our number is ``To`` on inbound messages and
-    ``From`` on status callbacks. Read before the signature check (the account's
-    auth token is the key), so nothing else from the body is trusted yet."""
+    """The account a delivery is for: our number is ``To`` on inbound messages and on the statuses of
+    one (``received``), and ``From`` on the statuses of ours. Read before the signature check (the
+    account's auth token is the key), so nothing else from the body is trusted yet."""
     form = parse_form(body)
-    field = "From" if "MessageStatus" in form else "To"
+    status = (form.get("MessageStatus") or "").lower()
+    field = "From" if "MessageStatus" in form and status not in _INBOUND_STATUSES else "To"
     number = form.get(field)
     if not number:
         raise PayloadMalformed(f"the form has no {field}", code="missing_field")
@@ -340,6 +345,8 @@ class TwilioWhatsAppAdapter:
         status = (form.get("MessageStatus") or "").lower()
         if not sid or not status:
             raise PayloadMalformed("a status callback needs MessageSid and MessageStatus", code="missing_field")
+        if status in _NOT_OURS:
+            return []
         sender = form.get("From")
         if sender and _address(sender) != self.from_number:
             raise UnknownAccount(f"this status callback is for {_address(sender)}, not {self.from_number}")

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 import pytest
@@ -230,6 +230,24 @@ def test_an_undelivered_status_is_a_failure(adapter: TwilioWhatsAppAdapter) -> N
 
 def test_statuses_before_sent_are_ignored_without_error(adapter: TwilioWhatsAppAdapter) -> None:
     assert adapter.parse(form("status_queued"), {}) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "sender", "to"),
+    [
+        # the status of a message the customer sent us: our number is To
+        ("received", "whatsapp:+447700900123", "whatsapp:+14155238886"),
+        ("receiving", "whatsapp:+447700900123", "whatsapp:+14155238886"),
+        # a group MMS that reached some of its recipients: nothing WhatsApp sends
+        ("partially_delivered", "whatsapp:+14155238886", "whatsapp:+447700900123"),
+    ],
+)
+def test_statuses_that_are_not_about_a_message_of_ours_are_ignored(
+    adapter: TwilioWhatsAppAdapter, status: str, sender: str, to: str
+) -> None:
+    body = urlencode({"MessageSid": "SM0123", "MessageStatus": status, "From": sender, "To": to}).encode()
+    assert adapter_for_delivery([adapter], body) is adapter
+    assert adapter.parse(body, {}) == []
 
 
 def test_a_form_without_message_sid_is_malformed(adapter: TwilioWhatsAppAdapter) -> None:
