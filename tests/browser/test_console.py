@@ -394,7 +394,7 @@ async def test_a_missed_offer_pauses_the_agent_and_the_console_says_why(hub: Run
     await page.get_by_role("button", name=re.compile("^Waiting")).click()
     dialog = page.locator("dialog[open]")
     await expect(dialog).to_contain_text("Olga Rychla")
-    await dialog.get_by_role("button", name="Take").first.click()
+    await dialog.get_by_role("button", name="Accept").first.click()
     await expect(page.get_by_role("tab", name=re.compile("Olga Rychla"))).to_be_visible()
 
     # logout ends the session: the login form again (after the page's own reads settled, so that

@@ -402,6 +402,7 @@ function renderChrome() {
   shell.waitingButton.classList.toggle("has-waiting", state.waiting.length > 0);
   for (const b of shell.nav.querySelectorAll("button")) b.setAttribute("aria-current", state.view === b.dataset.view ? "page" : "false");
   if (state.view === "desk") renderDesk();
+  if (followWaiting) followWaiting();
 }
 
 function renderTabs() {
@@ -521,18 +522,27 @@ function tookFromBot(conv) {
   show(`conv:${conv.id}`);
 }
 
+// the open Waiting activities dialog's refresh, so that it follows the list live (a colleague accepts, a customer
+// starts waiting) instead of showing what was waiting when it opened
+let followWaiting = null;
+
 async function openWaiting() {
-  const dlg = modal("Waiting conversations", { wide: true, label: "waiting" });
+  const dlg = modal("Waiting activities", { wide: true, label: "waiting", onClose: () => { followWaiting = null; } });
   const list = h("ul", { class: "list" });
   dlg.body.appendChild(list);
+  let shown = null;
   const render = () => {
+    const waiting = [...state.waiting].sort((a, b) => (parseTime(a.waiting_since) || 0) - (parseTime(b.waiting_since) || 0));
+    const key = waiting.map((c) => `${c.id}:${c.state}`).join(",");
+    if (key === shown) return; // unchanged: keep the rows (and an error shown on one)
+    shown = key;
     clear(list);
-    if (!state.waiting.length) list.appendChild(h("li", { class: "muted" }, "Nobody is waiting in your queues."));
-    for (const conv of [...state.waiting].sort((a, b) => (parseTime(a.waiting_since) || 0) - (parseTime(b.waiting_since) || 0))) {
+    if (!waiting.length) list.appendChild(h("li", { class: "muted" }, "Nobody is waiting in your queues."));
+    for (const conv of waiting) {
       const error = errorBox();
-      const take = h("button", { type: "button", class: "primary" }, "Take");
-      take.addEventListener("click", () =>
-        busy(take, async () => {
+      const accept = h("button", { type: "button", class: "primary" }, "Accept");
+      accept.addEventListener("click", () =>
+        busy(accept, async () => {
           try {
             const answer = await post(`conversations/${conv.id}/take`, {});
             upsertConversation({ ...conv, ...(answer?.conversation || answer || {}), state: "active" });
@@ -547,18 +557,19 @@ async function openWaiting() {
       );
       const queue = queueOf(conv);
       list.appendChild(
-        h("li", { class: "list-row" },
+        h("li", { class: "list-row", dataset: { conversation: String(conv.id) } },
           h("span", { class: `chip ch-${conv.channel}` }, channelLabel[conv.channel] || conv.channel),
           h("strong", {}, customerName(conv)),
           h("span", { class: "muted" }, `${queue.number ? `${queue.number} ` : ""}${queue.name || ""}`),
           h("span", { "data-since": conv.waiting_since || "" }, since(conv.waiting_since)),
           conv.state === "offered" ? h("span", { class: "chip" }, "offered") : null,
-          take,
+          accept,
           error.el,
         ),
       );
     }
   };
+  followWaiting = render;
   await refreshConversations();
   render();
 }
