@@ -39,6 +39,7 @@ from hub.model import (
     InboundMessage,
     Location,
     MessageKind,
+    NumberChanged,
     OutboundMessage,
     SendReceipt,
 )
@@ -112,7 +113,9 @@ _REPLY_BUTTONS_MOST = 3  # an interactive message's reply buttons; more go as a 
 _MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
 #: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
-_IGNORED_TYPES = {"reaction", "system", "ephemeral", "request_welcome", "unknown"}
+_IGNORED_TYPES = {"reaction", "ephemeral", "request_welcome", "unknown"}
+#: a ``system`` message saying the customer's number changed (``customer_changed_number`` before Graph v12)
+_NUMBER_CHANGES = {"user_changed_number", "customer_changed_number"}
 _FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
 
 
@@ -241,6 +244,24 @@ class WhatsAppCloudAdapter:
             extra={"account": self.account.id, "code": found.get("code")},
         )
 
+    def _system(self, system: Any, sender: str, at: datetime) -> InboundEvent:
+        """A notice from WhatsApp about the customer, not a message of theirs. A changed number names the new
+        one in ``wa_id`` (``new_wa_id`` in older payloads); other notices (a changed business-scoped user id,
+        a changed security code) change nothing the hub keeps."""
+        notice = system if isinstance(system, dict) else {}
+        what = _text(notice.get("type")) or "unknown"
+        new = notice.get("wa_id") or notice.get("new_wa_id")
+        if what not in _NUMBER_CHANGES or not isinstance(new, str | int) or isinstance(new, bool) or str(new) == sender:
+            return self._ignored(f"system:{what}")
+        return NumberChanged(
+            channel=Channel.WHATSAPP,
+            account_id=self.account.id,
+            user_id=sender,
+            new_user_id=str(new),
+            occurred_at=at,
+            description=_text(notice.get("body")),
+        )
+
     def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
         wamid = message.get("id")
         if not isinstance(wamid, str) or not wamid:
@@ -256,6 +277,8 @@ class WhatsAppCloudAdapter:
             raise PayloadMalformed("a message has no 'type'", code="missing_field")
         if kind_name in _IGNORED_TYPES:
             return self._ignored(str(kind_name))
+        if kind_name == "system":
+            return self._system(message.get("system"), sender, at)
         body = message.get(str(kind_name)) if isinstance(message.get(str(kind_name)), dict) else None
         kind = MessageKind.TEXT
         text: str | None = None

@@ -36,6 +36,7 @@ __all__ = [
     "Location",
     "Message",
     "MessageKind",
+    "NumberChanged",
     "OutboundMessage",
     "Presence",
     "ProfileUpdate",
@@ -146,6 +147,7 @@ class EventKind(StrEnum):
     HANDED_OFF = "handed_off"  # the bot's part ended: ``reason`` bot_asked | customer_asked | bot_silent | bot_failed
     BOT_TOOK_OVER = "bot_took_over"  # handed (back) to a bot
     OUT_OF_HOURS = "out_of_hours"  # the hub answered outside the queue's business hours (``opening``)
+    NUMBER_CHANGED = "number_changed"  # the customer writes from ``new_address`` now (``identity``: its id)
 
 
 class Role(StrEnum):
@@ -303,6 +305,21 @@ class SubscriptionChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NumberChanged:
+    """The customer now writes from another address on the same channel (WhatsApp: a changed phone number).
+
+    Not a message: the customer wrote nothing, so no window opens. The new address becomes an identity of the
+    same contact, and the agents of the old address's open conversation are told where the customer went."""
+
+    channel: Channel
+    account_id: str
+    user_id: str  # the address the customer had
+    new_user_id: str
+    occurred_at: datetime
+    description: str | None = None  # the provider's own sentence, for the timeline
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Echo:
     """A message sent from our side of the channel, echoed back by the provider."""
 
@@ -336,7 +353,7 @@ class IgnoredEvent:
     kind: str
 
 
-InboundEvent = InboundMessage | DeliveryReceipt | SubscriptionChanged | Echo | IgnoredEvent
+InboundEvent = InboundMessage | DeliveryReceipt | SubscriptionChanged | NumberChanged | Echo | IgnoredEvent
 
 
 # ------------------------------------------------------------------- outbound side

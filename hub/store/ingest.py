@@ -31,6 +31,7 @@ from hub.model import (
     IgnoredEvent,
     InboundEvent,
     InboundMessage,
+    NumberChanged,
     ProfileUpdate,
     Subscription,
     SubscriptionChanged,
@@ -48,6 +49,7 @@ from hub.store.tables import (
     identities,
     messages,
     pending_receipts,
+    timeline_events,
 )
 from hub.store.webhooks_out import record_outgoing
 
@@ -179,6 +181,8 @@ async def _store_event(
             await _store_receipt(connection, event, now, outcome)
         case SubscriptionChanged():
             await _store_subscription(connection, dialect, event, now, outcome)
+        case NumberChanged():
+            await _store_number_change(connection, dialect, event, now, outcome)
         case Echo():
             await _store_echo(connection, event, now, outcome)
         case IgnoredEvent():
@@ -475,6 +479,65 @@ async def _store_subscription(
         if open_id is not None:
             kind = EventKind.SUBSCRIBED if event.state is Subscription.SUBSCRIBED else EventKind.UNSUBSCRIBED
             await add_timeline_event(connection, int(open_id), kind, now)
+
+
+# ----------------------------------------------------------- changed numbers
+
+
+async def _store_number_change(
+    connection: AsyncConnection, dialect: str, event: NumberChanged, now: datetime, outcome: DeliveryOutcome
+) -> None:
+    """The new address becomes an identity of the old one's contact (it keeps a contact it already has), and the
+    old address's open conversation gets a timeline row naming it. Neither identity's window moves: the customer
+    wrote nothing. A redelivery changes nothing more."""
+    c = identities.c
+    old = (
+        await connection.execute(
+            select(c.id, c.contact_id, c.display_name).where(
+                c.account_id == event.account_id, c.external_id == event.user_id
+            )
+        )
+    ).first()
+    if old is None:  # a customer we never heard from: nothing to move
+        outcome.ignored.append(f"{event.channel.value}:number_changed")
+        return
+    new_address = event.new_user_id
+    new_id = await _upsert_identity(
+        connection,
+        dialect,
+        account_id=event.account_id,
+        channel=event.channel.value,
+        external_id=new_address,
+        now=now,
+        values={
+            "contact_id": old.contact_id,
+            "display_name": old.display_name,
+            "phone": f"+{new_address}" if new_address.isdigit() else None,
+        },
+        update_set={"contact_id": func.coalesce(c.contact_id, old.contact_id)},
+    )
+    outcome.updated += 1
+    open_id = (
+        await connection.execute(
+            select(conversations.c.id).where(
+                conversations.c.identity_id == old.id, conversations.c.state != ConversationState.CLOSED.value
+            )
+        )
+    ).scalar_one_or_none()
+    if open_id is None:
+        return
+    data = {"identity": new_id, "new_address": f"+{new_address}" if new_address.isdigit() else new_address}
+    if event.description:
+        data["description"] = event.description
+    noted = await connection.execute(
+        select(timeline_events.c.data).where(
+            timeline_events.c.conversation_id == open_id,
+            timeline_events.c.kind == EventKind.NUMBER_CHANGED.value,
+        )
+    )
+    if any(row.data.get("identity") == new_id for row in noted):  # a redelivery, or the change told twice
+        return
+    await add_timeline_event(connection, int(open_id), EventKind.NUMBER_CHANGED, now, data)
 
 
 # -------------------------------------------------------------------- echoes

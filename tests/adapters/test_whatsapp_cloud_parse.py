@@ -23,6 +23,7 @@ from hub.model import (
     InboundMessage,
     Location,
     MessageKind,
+    NumberChanged,
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
@@ -192,10 +193,57 @@ def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
     assert message(adapter, "reply_context").reply_to == "wamid.earlier_out_1"
 
 
-@pytest.mark.parametrize("name", ["reaction", "system"])
-def test_unhandled_message_types_are_ignored(adapter: WhatsAppCloudAdapter, name: str) -> None:
-    assert list(adapter.parse(payload(name))) == [
-        IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind=name)
+def test_a_reaction_is_ignored(adapter: WhatsAppCloudAdapter) -> None:
+    assert list(adapter.parse(payload("reaction"))) == [
+        IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="reaction")
+    ]
+
+
+def test_a_changed_number_names_the_old_and_the_new_one(adapter: WhatsAppCloudAdapter) -> None:
+    """Meta's system messages webhook reference: ``system.type`` ``user_changed_number``, the new id in ``wa_id``."""
+    assert list(adapter.parse(payload("system"))) == [
+        NumberChanged(
+            channel=Channel.WHATSAPP,
+            account_id="wa-cloud",
+            user_id=WA_ID,
+            new_user_id="16505559999",
+            occurred_at=datetime.fromtimestamp(1749416530, UTC),
+            description="User A changed from +1 650-555-1234 to +1 650-555-9999",
+        )
+    ]
+
+
+def _system_message(system: dict[str, object]) -> bytes:
+    body = json.loads(payload("system"))
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["system"] = system
+    return json.dumps(body).encode()
+
+
+def test_a_changed_number_in_the_older_form_is_understood(adapter: WhatsAppCloudAdapter) -> None:
+    (event,) = adapter.parse(
+        _system_message({"body": "changed", "new_wa_id": 16505559999, "type": "customer_changed_number"})
+    )
+    assert isinstance(event, NumberChanged)
+    assert (event.user_id, event.new_user_id) == (WA_ID, "16505559999")
+
+
+@pytest.mark.parametrize(
+    ("system", "kind"),
+    [
+        ({"body": "id changed", "user_id": "US.new", "type": "user_changed_user_id"}, "system:user_changed_user_id"),
+        (
+            {"body": "code changed", "identity": "abc", "type": "customer_identity_changed"},
+            "system:customer_identity_changed",
+        ),
+        ({"body": "no new number", "type": "user_changed_number"}, "system:user_changed_number"),
+        ({"body": "the same number", "wa_id": WA_ID, "type": "user_changed_number"}, "system:user_changed_number"),
+        ({"body": "a bool", "wa_id": True, "type": "user_changed_number"}, "system:user_changed_number"),
+        ({}, "system:unknown"),
+    ],
+)
+def test_other_system_notices_are_ignored(adapter: WhatsAppCloudAdapter, system: dict[str, object], kind: str) -> None:
+    assert list(adapter.parse(_system_message(system))) == [
+        IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind=kind)
     ]
 
 

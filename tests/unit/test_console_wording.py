@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hub.model import Channel
+from hub.model import Channel, EventKind
 from hub.policy import Rule
 
 RESTRICTIONS = Path(__file__).resolve().parents[2] / "hub" / "api" / "static" / "js" / "restrictions.js"
+CONVERSATION = RESTRICTIONS.with_name("conversation.js")
 
 
 def _block(source: str, name: str) -> str:
@@ -38,3 +39,12 @@ def test_each_channels_restrictions_name_the_codes_that_enforce_them() -> None:
     codes = {code for pair in named for code in pair if code}
     assert codes <= _rule_codes()  # every code named is a real one
     assert {Rule.WINDOW_CLOSED, Rule.TEMPLATE_BINDING_REQUIRED, Rule.TAG_RETIRED, Rule.NOT_SUBSCRIBED} <= codes
+
+
+def test_every_timeline_event_has_the_consoles_words() -> None:
+    """A timeline row the console has no sentence for shows as its bare kind ("number changed")."""
+    source = CONVERSATION.read_text(encoding="utf-8")
+    start = source.index("const EVENT_TEXT = {")
+    block = source[start : source.index("\n};", start)]
+    keys = set(re.findall(r"^  ([a-z_]+):", block, flags=re.MULTILINE))
+    assert {kind.value for kind in EventKind} <= keys

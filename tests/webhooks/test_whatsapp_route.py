@@ -18,7 +18,7 @@ from hub.api.server import create_app
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.history import message_view
-from hub.store.tables import conversations, identities, messages, rejected_webhooks
+from hub.store.tables import contacts, conversations, identities, messages, rejected_webhooks, timeline_events
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "whatsapp_cloud"
 NUMBER = "106540352242922"
@@ -223,12 +223,69 @@ async def test_failed_status_stores_code_and_reason(client: TestClient, store: S
     assert "approved template" in row.error_reason
 
 
-@pytest.mark.parametrize("name", ["reaction", "system"])
-async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, store: Store, name: str) -> None:
-    response = await post(client, payload(name))
+async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, store: Store) -> None:
+    response = await post(client, payload("reaction"))
     assert (response.status, (await response.json())["ignored"]) == (200, 1)
     assert await count(store, messages) == 0
-    assert client.app[INGESTOR].ignored_counts[f"whatsapp:{name}"] == 1
+    assert client.app[INGESTOR].ignored_counts["whatsapp:reaction"] == 1
+
+
+async def test_a_changed_number_joins_the_contact_and_tells_the_open_conversation(
+    client: TestClient, store: Store
+) -> None:
+    """Meta's ``system`` message ``user_changed_number``: the customer writes from ``wa_id`` from now on."""
+    assert (await post(client, payload("text"))).status == 200
+    async with store.write() as connection:
+        contact_id = (
+            await connection.execute(
+                contacts.insert().values(
+                    name="Sheena Nelson", created_at=datetime.now(UTC), updated_at=datetime.now(UTC)
+                )
+            )
+        ).inserted_primary_key[0]
+        await connection.execute(identities.update().values(contact_id=contact_id))
+    (old,) = await rows(store, identities)
+
+    for _ in range(2):  # a redelivery changes nothing more
+        response = await post(client, payload("system"))
+        assert response.status == 200
+        assert (await response.json())["ignored"] == 0
+
+    old_now, new = await rows(store, identities)
+    assert (new.external_id, new.contact_id, new.display_name, new.phone) == (
+        "16505559999",
+        contact_id,
+        "Sheena Nelson",
+        "+16505559999",
+    )
+    # the customer wrote nothing: no window opens for either address
+    assert (old_now.last_inbound_at, new.last_inbound_at) == (old.last_inbound_at, None)
+    assert await count(store, messages) == 1
+    (conversation,) = await rows(store, conversations)
+    async with store.read() as connection:
+        notes = (
+            await connection.execute(
+                select(timeline_events.c.data).where(
+                    timeline_events.c.conversation_id == conversation.id, timeline_events.c.kind == "number_changed"
+                )
+            )
+        ).all()
+    assert [n.data for n in notes] == [
+        {
+            "identity": new.id,
+            "new_address": "+16505559999",
+            "description": "User A changed from +1 650-555-1234 to +1 650-555-9999",
+        }
+    ]
+
+
+async def test_a_changed_number_of_someone_who_never_wrote_is_acknowledged_and_ignored(
+    client: TestClient, store: Store
+) -> None:
+    response = await post(client, payload("system"))
+    assert (response.status, (await response.json())["ignored"]) == (200, 1)
+    assert await count(store, identities) == 0
+    assert client.app[INGESTOR].ignored_counts["whatsapp:number_changed"] == 1
 
 
 @pytest.mark.parametrize("variant", ["missing", "wrong-secret", "altered"])

@@ -52,6 +52,7 @@ const EVENT_TEXT = {
   handed_off: "The bot handed over {target} ({reason})",
   bot_took_over: "Handed to the bot {bot}",
   out_of_hours: "Answered outside business hours (opens {opening})",
+  number_changed: "The customer changed their number: they write from {address} now",
 };
 
 export function renderConversation(main, conv, { onGone: whenGone, onChanged }) {
@@ -711,6 +712,7 @@ function eventEl(e) {
     reason: (data.reason || "").replace(/_/g, " "),
     bot: data.bot || "",
     opening: data.opening || "",
+    address: data.new_address || "",
   };
   if (kind === "invited") values.target = agentName(data.agent_id ?? data.invited ?? data.to_agent ?? data.agent) || (data.queue_id || data.queue ? `a member of ${queueOf({ queue: data.queue_id ?? data.queue }).name}` : "");
   let line = template.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? "").replace(/\s+/g, " ").trim();
