@@ -32,6 +32,7 @@ from webhooks._common import (
     run_after_response,
     verified_adapters,
 )
+from webhooks._store_limits import fit_to_store
 
 __all__ = ["setup"]
 
@@ -71,7 +72,7 @@ async def receive_messenger_webhook(request: web.Request) -> web.Response:
     with adapter_errors():
         trusted = {a.account.id for a in verified_adapters(adapters, request, body)}
         try:
-            events = parse_delivery(body, {a.page_id: a for a in adapters})
+            events = fit_to_store(parse_delivery(body, {a.page_id: a for a in adapters}))
         except PayloadMalformed as exc:  # signed, and never usable: a dead letter, not a retry
             account = next(iter(trusted)) if len(trusted) == 1 else None
             await keep_unusable(request, channel=Channel.MESSENGER, account_id=account, error=exc, body=body)

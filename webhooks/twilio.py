@@ -28,6 +28,7 @@ from webhooks._common import (
     keep_unusable,
     read_body,
 )
+from webhooks._store_limits import fit_to_store
 
 __all__ = ["INBOUND_PATH", "STATUS_PATH", "setup"]
 
@@ -52,7 +53,7 @@ async def _receive(request: web.Request) -> IngestResult | None:
         adapter = adapter_for_delivery(_adapters(request.app), body)
         adapter.verify(public_url + request.raw_path, request.headers, body)
         try:
-            events = adapter.parse(body, request.headers)
+            events = fit_to_store(adapter.parse(body, request.headers))
         except PayloadMalformed as exc:
             await keep_unusable(request, channel=Channel.WHATSAPP, account_id=adapter.account.id, error=exc, body=body)
             return None

@@ -30,6 +30,7 @@ from webhooks._common import (
     rejected,
     run_after_response,
 )
+from webhooks._store_limits import fit_to_store
 
 __all__ = ["PATH", "setup", "webhook_path"]
 
@@ -58,7 +59,7 @@ async def callback(request: web.Request) -> web.Response:
     with adapter_errors():
         adapter.verify(public_url + request.raw_path, request.headers, body)
         try:
-            events = adapter.parse(body, request.headers)
+            events = fit_to_store(adapter.parse(body, request.headers))
         except PayloadMalformed as exc:  # signed, and never usable: a dead letter, not a retry
             await keep_unusable(request, channel=Channel.VIBER, account_id=adapter.account.id, error=exc, body=body)
             return rejected()

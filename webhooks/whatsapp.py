@@ -29,6 +29,7 @@ from webhooks._common import (
     rejected,
     verified_adapters,
 )
+from webhooks._store_limits import fit_to_store
 
 __all__ = ["setup"]
 
@@ -62,7 +63,7 @@ async def receive_whatsapp_webhook(request: web.Request) -> web.Response:
     with adapter_errors():
         trusted = {a.account.id for a in verified_adapters(adapters, request, body)}
         try:
-            events = parse_delivery(body, {a.phone_number_id: a for a in adapters})
+            events = fit_to_store(parse_delivery(body, {a.phone_number_id: a for a in adapters}))
         except PayloadMalformed as exc:  # signed, and never usable: a dead letter, not a retry
             account = next(iter(trusted)) if len(trusted) == 1 else None
             await keep_unusable(request, channel=Channel.WHATSAPP, account_id=account, error=exc, body=body)

@@ -394,3 +394,37 @@ async def test_a_product_question_reaches_the_history_with_the_product_as_referr
     assert (await post(client, payload("product_enquiry"))).status == 200
     [row] = await rows(store)
     assert message_view(row)["referral"] == {"catalog_id": "880011223344", "product_retailer_id": "lamp-oak-01"}
+
+
+def _text_with(**changes: Any) -> bytes:
+    body = json.loads(payload("text"))
+    value = body["entry"][0]["changes"][0]["value"]
+    message = value["messages"][0]
+    if "id" in changes:
+        message["id"] = changes["id"]
+    if "sender" in changes:
+        message["from"] = value["contacts"][0]["wa_id"] = changes["sender"]
+    if "name" in changes:
+        value["contacts"][0]["profile"]["name"] = changes["name"]
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("field", ["id", "sender"])
+async def test_a_signed_id_longer_than_the_store_keeps_is_a_dead_letter_on_both_engines(
+    client: TestClient, store: Store, field: str
+) -> None:
+    """PostgreSQL refused the delivery (500, retried by Meta until it disables the webhook); SQLite kept it."""
+    response = await post(client, _text_with(**{field: "1" * 201}))
+    assert response.status == 200
+    assert await count(store, messages) == 0
+    (dead,) = await rows(store, rejected_webhooks)
+    assert dead.reason_code == "invalid_field"
+
+
+async def test_an_id_of_the_longest_length_kept_and_a_long_name_are_stored(client: TestClient, store: Store) -> None:
+    response = await post(client, _text_with(id="w" * 200, name="N" * 500))
+    assert (response.status, (await response.json())["stored"]) == (200, 1)
+    (row,) = await rows(store)
+    assert row.provider_message_id == "w" * 200
+    (identity,) = await rows(store, identities)
+    assert identity.display_name == "N" * 199 + "…"
