@@ -13,9 +13,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from hub.errors import PayloadMalformed
-from hub.model import DeliveryReceipt, Echo, InboundEvent, InboundMessage, NumberChanged, SubscriptionChanged
+from hub.model import (
+    DeliveryReceipt,
+    Echo,
+    InboundEvent,
+    InboundMessage,
+    NumberChanged,
+    ProfileUpdate,
+    SubscriptionChanged,
+)
 
-__all__ = ["ID_LENGTH", "fit_to_store"]
+__all__ = ["ID_LENGTH", "fit_profile", "fit_to_store"]
 
 ID_LENGTH = 200  # provider message ids, customers' ids and quoted ids (hub/store/tables.py)
 NAME_LENGTH = 200  # identities.display_name
@@ -34,6 +42,13 @@ def fit_to_store(events: Sequence[InboundEvent]) -> list[InboundEvent]:
                 )
         fitted.append(_described(event))
     return fitted
+
+
+def fit_profile(update: ProfileUpdate) -> ProfileUpdate:
+    """A profile the provider gave after the fact, its name shortened to what the store keeps."""
+    if not _too_long(update.display_name, NAME_LENGTH):
+        return update
+    return replace(update, display_name=_shortened(update.display_name, NAME_LENGTH))
 
 
 def _ids(event: InboundEvent) -> Iterable[tuple[str, str | None]]:

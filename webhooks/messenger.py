@@ -32,7 +32,7 @@ from webhooks._common import (
     run_after_response,
     verified_adapters,
 )
-from webhooks._store_limits import fit_to_store
+from webhooks._store_limits import fit_profile, fit_to_store
 
 __all__ = ["setup"]
 
@@ -104,4 +104,4 @@ def _enrich_profiles(app: web.Application, adapters: list[MessengerAdapter], eve
 async def _fetch_profile(adapter: MessengerAdapter, psid: str, store: Store) -> None:
     update = await adapter.profile(psid)
     if update is not None:
-        await store_profile(store, update)
+        await store_profile(store, fit_profile(update))

@@ -30,7 +30,7 @@ from webhooks._common import (
     rejected,
     run_after_response,
 )
-from webhooks._store_limits import fit_to_store
+from webhooks._store_limits import fit_profile, fit_to_store
 
 __all__ = ["PATH", "setup", "webhook_path"]
 
@@ -92,7 +92,7 @@ def _enrich_later(app: web.Application, adapter: ViberAdapter, events: Sequence[
 
 async def _enrich(app: web.Application, adapter: ViberAdapter, user_id: str) -> None:
     update = await adapter.user_details(user_id)
-    await store_profile(hub_of(app).store, update)
+    await store_profile(hub_of(app).store, fit_profile(update))
 
 
 def setup(app: web.Application, hub: Hub) -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from hub.errors import PayloadMalformed
-from hub.model import Channel, DeliveryReceipt, DeliveryState, InboundEvent, InboundMessage
+from hub.model import Channel, DeliveryReceipt, DeliveryState, InboundEvent, InboundMessage, ProfileUpdate
 from hub.store.tables import identities, messages, pending_receipts
-from webhooks._store_limits import ERROR_CODE_LENGTH, ID_LENGTH, NAME_LENGTH, PHONE_LENGTH, fit_to_store
+from webhooks._store_limits import ERROR_CODE_LENGTH, ID_LENGTH, NAME_LENGTH, PHONE_LENGTH, fit_profile, fit_to_store
 
 AT = datetime(2026, 12, 7, tzinfo=UTC)
 
@@ -73,3 +73,10 @@ def test_descriptions_that_do_not_fit_are_shortened_or_left_out() -> None:
     assert isinstance(receipt, DeliveryReceipt)
     assert (message.sender_name, message.sender_phone) == ("N" * 199 + "…", None)
     assert receipt.error_code == "E" * 63 + "…"
+
+
+def test_a_profile_learned_later_has_its_name_shortened_to_fit() -> None:
+    short = ProfileUpdate(channel=Channel.VIBER, account_id="vb", external_id="u1", display_name="Jana")
+    assert fit_profile(short) is short
+    long = ProfileUpdate(channel=Channel.VIBER, account_id="vb", external_id="u1", display_name="N" * 201)
+    assert fit_profile(long).display_name == "N" * 199 + "…"
