@@ -234,6 +234,35 @@ async def test_reply_with_a_bound_template_after_the_window_uses_the_content_sid
     assert sent.text is None
 
 
+async def test_a_bound_template_reads_an_unpaired_customers_name_as_its_text_does(hub: Api) -> None:
+    """A customer nobody paired with a contact yet is ``contact`` by their channel name in the text; the binding's
+    ``contact.name`` placeholder reads the same name instead of refusing the send as a missing variable."""
+    await create_template(
+        hub.store,
+        TemplateDraft(
+            name="test-greet",
+            body="Hi {{ contact.name }}, about {{ topic }}.",
+            variables={"topic": "your order"},
+            bindings={"twilio": {"content_sid": "HX0124", "variables": {"1": "contact.name", "2": "topic"}}},
+        ),
+        now=hub.clock(),
+    )
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent)
+    hub.clock.advance(3 * DAY)
+    body = await agent.json(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        {"template": "test-greet", "variables": {"topic": "a refund"}},
+        201,
+    )
+    assert body["text"] == "Hi Customer +420600000001, about a refund."
+    await delivered(hub)
+    (sent,) = hub.adapter.sent
+    assert sent.template is not None
+    assert dict(sent.template.content_variables) == {"1": "Customer +420600000001", "2": "a refund"}
+
+
 async def test_reply_after_the_window_is_refused_with_the_edge_and_the_templates(hub: Api) -> None:
     agent = await hub.agent("ana")
     conversation_id = await owned_conversation(hub, agent)
