@@ -376,7 +376,9 @@ def _previous_contact(facts: IdentityFacts, templates: Sequence[TemplateOption])
         return None
     return Refused(
         rule=Rule.NO_PREVIOUS_CONTACT,
-        message="this customer never wrote to this channel account; we never write first",
+        message="this customer never wrote to this channel account; we never write first: "
+        "they can be answered once they write to it",
+        alternatives=(Alternative(kind="wait_for_customer"),),
     )
 
 
@@ -398,7 +400,7 @@ def _content(
         if facts.channel is not Channel.MESSENGER:
             return Refused(
                 rule=Rule.TAG_NOT_SUPPORTED,
-                message=f"message tags exist only on Messenger, not on {facts.channel.value}",
+                message=f"message tags exist only on Messenger, not on {facts.channel.value}: send it without a tag",
             )
         if tag in RETIRED_TAGS:
             return Refused(
@@ -564,14 +566,20 @@ def _whatsapp(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequ
     if draft.template is not None and not draft.attachments and binding_fits(draft.binding, facts.provider):
         return Allowed(basis="template", use_template_binding=True)
     if draft.template is not None:
+        instead = (
+            f"send one that has ({', '.join(a.name for a in usable if a.name)})"
+            if usable
+            else "no template has one, so wait for the customer to write"
+        )
         return Refused(
             rule=Rule.TEMPLATE_BINDING_REQUIRED,
             message=(
                 f"the 24-hour customer-service window closed {_ago(now - window_end)}; template "
-                f"{draft.template!r} has no approved WhatsApp template for {facts.provider}, so it cannot be sent"
+                f"{draft.template!r} has no approved WhatsApp template for {facts.provider}, so it cannot be sent: "
+                + instead
             ),
             window_closed_at=window_end,
-            alternatives=usable,
+            alternatives=usable or (Alternative(kind="wait_for_customer"),),
         )
     return Refused(
         rule=Rule.WINDOW_CLOSED,

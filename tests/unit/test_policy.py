@@ -253,6 +253,46 @@ def test_viber_user_who_wrote_then_unsubscribed_is_refused() -> None:
     assert decision.rule == Rule.NOT_SUBSCRIBED
 
 
+# refusals about who may be written to and when: each must say what is still allowed (an alternative)
+_WHO_AND_WHEN = {
+    Rule.NO_PREVIOUS_CONTACT,
+    Rule.WINDOW_CLOSED,
+    Rule.TEMPLATE_BINDING_REQUIRED,
+    Rule.TAG_RETIRED,
+    Rule.TAG_EXPIRED,
+    Rule.TAG_UNKNOWN,
+    Rule.NOT_SUBSCRIBED,
+    Rule.WELCOME_ONLY,
+}
+
+
+@pytest.mark.parametrize("templates", [TEMPLATES, ()], ids=["with templates", "without templates"])
+@pytest.mark.parametrize(("name", "identity", "draft", "now", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_every_refusal_of_who_or_when_names_what_is_allowed_instead(
+    name: str,
+    identity: IdentityFacts,
+    draft: Draft,
+    now: datetime,
+    expected: str | None,
+    templates: tuple[TemplateOption, ...],
+) -> None:
+    decision = decide(identity, draft, now, templates)
+    if isinstance(decision, Refused) and decision.rule in _WHO_AND_WHEN:
+        assert decision.to_json()["alternatives"], name
+
+
+def test_a_template_without_the_providers_binding_names_the_ones_that_have_it() -> None:
+    draft = Draft(template="plain_hello", text="hello")
+    with_bound = decide(TWILIO, draft, LAST + 2 * DAY, TEMPLATES)
+    without = decide(TWILIO, draft, LAST + 2 * DAY, ())
+    assert isinstance(with_bound, Refused)
+    assert isinstance(without, Refused)
+    assert [a.to_json() for a in with_bound.alternatives] == [{"kind": "template", "name": "order_update"}]
+    assert "send one that has (order_update)" in with_bound.message
+    assert [a.to_json() for a in without.alternatives] == [{"kind": "wait_for_customer"}]
+    assert "wait for the customer to write" in without.message
+
+
 def test_refusal_json_names_rule_edge_and_alternatives() -> None:
     decision = decide(CLOUD, Draft(text="hi"), LAST + 2 * DAY, TEMPLATES)
     assert isinstance(decision, Refused)
