@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from hub.api.keys import INGESTOR
 from hub.api.outbound import OUTBOX
-from hub.model import Channel, ConversationState, InboundMessage, Subscription, SubscriptionChanged
+from hub.model import (
+    Channel,
+    ConversationState,
+    CustomerActivity,
+    InboundMessage,
+    Subscription,
+    SubscriptionChanged,
+)
 from hub.store.outbound import load_identity
 from hub.store.tables import conversations, identities, messages, outbox
 from hub.store.templates import create_template
@@ -377,6 +385,32 @@ async def test_messenger_human_agent_tag_after_seven_days_is_refused(hub: Api) -
         {"text": "still there?", "tag": "HUMAN_AGENT"},
         "tag_expired",
     )
+
+
+async def test_a_messenger_customer_who_reacts_opens_the_standard_window_again(hub: Api) -> None:
+    """Two days after their last message the window is closed; their reaction to our message reopens it (Meta
+    counts a reaction among the actions that open the standard messaging window), measured from the reaction."""
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent, "fb-test", "psid-1")
+    hub.clock.advance(2 * DAY)
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    await refused(hub, agent, path, {"text": "still there?"}, "window_closed")
+    reacted_at = hub.clock()
+    await hub.app[INGESTOR].submit(
+        [
+            CustomerActivity(
+                channel=Channel.MESSENGER,
+                account_id="fb-test",
+                sender_id="psid-1",
+                kind="reaction",
+                occurred_at=reacted_at,
+            )
+        ]
+    )
+    hub.clock.advance(DAY - 1)
+    body = await agent.json("POST", path, {"text": "glad it helped"}, 201)
+    assert (body["plan"]["basis"], body["plan"]["messaging_type"]) == ("window", "RESPONSE")
+    assert body["plan"]["free_text_until"] == (reacted_at + timedelta(days=1)).isoformat()
 
 
 async def test_viber_user_who_unsubscribed_is_refused(hub: Api) -> None:
