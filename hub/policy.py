@@ -63,6 +63,7 @@ MESSENGER_TAGS: dict[str, timedelta | None] = {
     "POST_PURCHASE_UPDATE": None,
     "ACCOUNT_UPDATE": None,
 }
+_HUMAN = "HUMAN_AGENT"
 #: tags Meta retired on 4 March 2020 (and the News-Page-only one); refused by name
 RETIRED_TAGS: frozenset[str] = frozenset(
     {
@@ -152,6 +153,7 @@ class Rule:
     TAG_EXPIRED = "tag_expired"
     TAG_UNKNOWN = "tag_unknown"
     TAG_NOT_SUPPORTED = "tag_not_supported"
+    TAG_HUMAN_ONLY = "tag_human_only"
     NOT_SUBSCRIBED = "not_subscribed"
     WELCOME_ONLY = "welcome_only"
     TEXT_TOO_LONG = "text_too_long"
@@ -188,6 +190,8 @@ class Draft:
     template: str | None = None
     binding: TemplateBinding | None = None
     tag: str | None = None
+    #: written by a bot or the hub itself, not by a person: Meta prohibits automated messages with HUMAN_AGENT
+    automated: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -382,12 +386,14 @@ def _previous_contact(facts: IdentityFacts, templates: Sequence[TemplateOption])
     )
 
 
-def _tags_instead(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption]) -> tuple[Alternative, ...]:
+def _tags_instead(
+    facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption], *, automated: bool = False
+) -> tuple[Alternative, ...]:
     """The tags (and tagged templates) a refused tag can be swapped for now: only those whose own window
-    is still open (HUMAN_AGENT: 7 days after the customer's last message), each with its end."""
+    is still open (HUMAN_AGENT: 7 days after the customer's last message, and only for a person), each with its end."""
     if facts.last_inbound_at is None:
         return ()
-    return _tag_alternatives(facts.last_inbound_at, now, templates)
+    return _tag_alternatives(facts.last_inbound_at, now, templates, automated=automated)
 
 
 def _content(
@@ -406,13 +412,13 @@ def _content(
             return Refused(
                 rule=Rule.TAG_RETIRED,
                 message=f"the message tag {tag} was retired by Meta and is no longer accepted",
-                alternatives=_tags_instead(facts, now, templates),
+                alternatives=_tags_instead(facts, now, templates, automated=draft.automated),
             )
         if tag not in MESSENGER_TAGS:
             return Refused(
                 rule=Rule.TAG_UNKNOWN,
                 message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(MESSENGER_TAGS)})",
-                alternatives=_tags_instead(facts, now, templates),
+                alternatives=_tags_instead(facts, now, templates, automated=draft.automated),
             )
     limit = TEXT_LIMITS[facts.channel]
     if draft.text is not None and len(draft.text) > limit:
@@ -495,9 +501,12 @@ def _rounded(size: int) -> str:
     return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
 
 
-def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
+def _valid_tags(last: datetime, now: datetime, *, automated: bool = False) -> list[TagWindow]:
+    """The tags that may be used now; for an automated message, never HUMAN_AGENT (a person's reply only)."""
     tags = []
     for tag, limit in MESSENGER_TAGS.items():
+        if automated and tag == _HUMAN:
+            continue
         if limit is None:
             tags.append(TagWindow(tag=tag, until=None))
         elif _is_open(last, limit, now):
@@ -505,22 +514,29 @@ def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
     return tags
 
 
-def _tags_still_open(last: datetime, now: datetime) -> str:
+def _tags_still_open(last: datetime, now: datetime, *, automated: bool = False) -> str:
     """What a window_closed refusal suggests: the same tags its alternatives offer (HUMAN_AGENT only while its
-    own 7 days last)."""
-    human = MESSENGER_TAGS["HUMAN_AGENT"]
+    own 7 days last, and only to a person)."""
+    human = MESSENGER_TAGS[_HUMAN]
     assert human is not None
+    others = ", ".join(t.tag for t in _valid_tags(last, now, automated=automated))
+    if automated:
+        return (
+            f"an automated message may use a message tag that applies ({others}) but never HUMAN_AGENT, "
+            "which is for a person's reply; or wait for the customer to write"
+        )
     if _is_open(last, human, now):
         return "send with an allowed message tag (HUMAN_AGENT for a person's reply within 7 days)"
-    others = ", ".join(t.tag for t in _valid_tags(last, now))
     ended = f"the HUMAN_AGENT tag's {human.days} days ended {_ago(now - (last + human))}"
     if not others:
         return f"{ended}; wait for the customer to write"
     return f"{ended}; send with a message tag that still applies ({others}) or wait for the customer to write"
 
 
-def _tag_alternatives(last: datetime, now: datetime, templates: Iterable[TemplateOption]) -> tuple[Alternative, ...]:
-    valid = _valid_tags(last, now)
+def _tag_alternatives(
+    last: datetime, now: datetime, templates: Iterable[TemplateOption], *, automated: bool = False
+) -> tuple[Alternative, ...]:
+    valid = _valid_tags(last, now, automated=automated)
     names = {t.tag for t in valid}
     alternatives = [Alternative(kind="tag", name=t.tag, until=t.until) for t in valid]
     alternatives += [Alternative(kind="template", name=t.name) for t in templates if t.tag and t.tag.upper() in names]
@@ -533,15 +549,25 @@ def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Seq
     window_end = last + STANDARD_WINDOW
     if _is_open(last, STANDARD_WINDOW, now):
         return Allowed(basis="window", messaging_type="RESPONSE", free_text_until=window_end)
+    automated = draft.automated
     if draft.tag is None:
         return Refused(
             rule=Rule.WINDOW_CLOSED,
             message=f"the 24-hour standard messaging window closed {_ago(now - window_end)}: "
-            + _tags_still_open(last, now),
+            + _tags_still_open(last, now, automated=automated),
             window_closed_at=window_end,
-            alternatives=_tag_alternatives(last, now, templates),
+            alternatives=_tag_alternatives(last, now, templates, automated=automated),
         )
     tag = draft.tag.strip().upper()
+    if tag == _HUMAN and automated:
+        return Refused(
+            rule=Rule.TAG_HUMAN_ONLY,
+            message="the HUMAN_AGENT tag is only for a person's reply (Meta prohibits automated messages with it), "
+            f"and the 24-hour standard messaging window closed {_ago(now - window_end)}: "
+            + _tags_still_open(last, now, automated=True),
+            window_closed_at=window_end,
+            alternatives=_tag_alternatives(last, now, templates, automated=True),
+        )
     limit = MESSENGER_TAGS[tag]
     if limit is not None and not _is_open(last, limit, now):
         closed = last + limit
@@ -550,7 +576,7 @@ def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Seq
             message=f"the {tag} tag may be used up to {limit.days} days after the customer's last message; "
             f"that ended {_ago(now - closed)}",
             window_closed_at=closed,
-            alternatives=_tag_alternatives(last, now, templates),
+            alternatives=_tag_alternatives(last, now, templates, automated=automated),
         )
     return Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag=tag)
 
@@ -605,8 +631,11 @@ def _viber(facts: IdentityFacts, draft: Draft, now: datetime) -> Allowed:
 # ----------------------------------------------------------------- eligibility
 
 
-def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption] = ()) -> Eligibility:
-    """Everything an agent may send right now, for the console's "send a message" panel."""
+def eligibility(
+    facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption] = (), *, automated: bool = False
+) -> Eligibility:
+    """Everything an agent may send right now, for the console's "send a message" panel (``automated``: what a
+    bot may send, which is never with the HUMAN_AGENT tag)."""
     blocked = _previous_contact(facts, templates)
     if blocked is not None:
         return Eligibility(free_text=False, free_text_until=None, tags=(), templates=(), blocking=blocked)
@@ -615,12 +644,12 @@ def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[Templat
         case Channel.MESSENGER:
             assert facts.last_inbound_at is not None
             last = facts.last_inbound_at
-            tags = tuple(_valid_tags(last, now))
+            tags = tuple(_valid_tags(last, now, automated=automated))
             if _is_open(last, STANDARD_WINDOW, now):
                 return Eligibility(free_text=True, free_text_until=last + STANDARD_WINDOW, tags=tags, templates=names)
             valid = {t.tag for t in tags}
             usable = tuple(t.name for t in templates if t.tag and t.tag.upper() in valid)
-            refused = _messenger(facts, Draft(text="x"), now, templates)
+            refused = _messenger(facts, Draft(text="x", automated=automated), now, templates)
             assert isinstance(refused, Refused)
             return Eligibility(
                 free_text=False,

@@ -304,7 +304,14 @@ async def _plan(
             raise PolicyRefusal(refused.rule, refused.message)
         if limits is None:  # the channel cannot show them: the text lists them, numbered
             text, buttons = with_choices(text, buttons), ()
-    draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
+    draft = Draft(
+        text=text,
+        attachments=send.attachments,
+        template=send.template,
+        binding=binding,
+        tag=tag,
+        automated=_author(actor) is not Author.AGENT,
+    )
     refused = media_refusal(draft, account.adapter_name, _media_rules(account.adapter_name))
     if refused is not None:
         raise PolicyRefusal(refused.rule, refused.message)
@@ -432,14 +439,15 @@ async def check_eligibility(hub: HubParts, identity_id: int) -> Checked:
     return Checked(identity=identity, eligibility=allowed, queue=queue)
 
 
-async def may_send_now(hub: HubParts, identity: Identity) -> Eligibility:
-    """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility``)."""
+async def may_send_now(hub: HubParts, identity: Identity, *, automated: bool = False) -> Eligibility:
+    """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility`` with
+    ``automated``: never the HUMAN_AGENT tag)."""
     templates = await list_templates(hub.store)
     try:
         account = hub.settings.account(identity.account_id)
     except KeyError:
         raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
-    return eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
+    return eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates), automated=automated)
 
 
 async def render_reply(

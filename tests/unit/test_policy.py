@@ -417,3 +417,43 @@ def test_messenger_window_closed_after_the_human_agent_week_suggests_only_what_i
     assert all(tag in decision.message for tag in tags)
     assert "HUMAN_AGENT for a person's reply" not in decision.message
     assert "HUMAN_AGENT tag's 7 days ended 2 days ago" in decision.message
+
+
+# ------------------------------------------------------------------ HUMAN_AGENT is a person's tag
+
+
+def test_an_automated_message_outside_the_window_cannot_use_human_agent() -> None:
+    """Meta prohibits automated messages with HUMAN_AGENT: a bot's (or the hub's own) is refused and offered the
+    tags it may use instead; a person's is sent with the tag."""
+    now = LAST + 2 * DAY
+    bot = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT", automated=True), now, TEMPLATES)
+    assert isinstance(bot, Refused)
+    assert bot.rule == Rule.TAG_HUMAN_ONLY == "tag_human_only"
+    assert bot.window_closed_at == LAST + DAY
+    offered = [a.name for a in bot.alternatives]
+    assert "HUMAN_AGENT" not in offered
+    assert "refund_done" not in offered  # a template tagged HUMAN_AGENT is no way out either
+    assert "POST_PURCHASE_UPDATE" in offered
+    person = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), now, TEMPLATES)
+    assert person == Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+
+
+def test_an_automated_message_keeps_the_window_and_the_other_tags() -> None:
+    inside = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT", automated=True), LAST + DAY - SECOND)
+    assert isinstance(inside, Allowed)
+    assert (inside.messaging_type, inside.tag) == ("RESPONSE", None)
+    tagged = decide(MESSENGER, Draft(text="hi", tag="POST_PURCHASE_UPDATE", automated=True), LAST + 3 * DAY)
+    assert tagged == Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag="POST_PURCHASE_UPDATE")
+
+
+def test_a_bots_window_closed_refusal_and_eligibility_never_offer_human_agent() -> None:
+    now = LAST + 2 * DAY
+    refused = decide(MESSENGER, Draft(text="hi", automated=True), now, TEMPLATES)
+    assert isinstance(refused, Refused)
+    assert refused.rule == Rule.WINDOW_CLOSED
+    assert "HUMAN_AGENT" not in [a.name for a in refused.alternatives]
+    assert "never HUMAN_AGENT" in refused.message
+    told = eligibility(MESSENGER, now, TEMPLATES, automated=True)
+    assert "HUMAN_AGENT" not in [t.tag for t in told.tags]
+    assert "refund_done" not in told.templates
+    assert "HUMAN_AGENT" in [t.tag for t in eligibility(MESSENGER, now, TEMPLATES).tags]
