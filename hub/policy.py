@@ -320,14 +320,17 @@ def binding_fits(binding: TemplateBinding | None, provider: str) -> bool:
 
 
 def _ago(delta: timedelta) -> str:
+    """How long ago, in words an agent reads ("1 second ago", "2 hours ago", "1 day ago")."""
     seconds = int(delta.total_seconds())
     if seconds < 90:
-        return f"{max(seconds, 0)} seconds ago"
-    if seconds < 90 * 60:
-        return f"{seconds // 60} minutes ago"
-    if seconds < 36 * 3600:
-        return f"{seconds // 3600} hours ago"
-    return f"{seconds // 86400} days ago"
+        count, unit = max(seconds, 0), "second"
+    elif seconds < 90 * 60:
+        count, unit = seconds // 60, "minute"
+    elif seconds < 36 * 3600:
+        count, unit = seconds // 3600, "hour"
+    else:
+        count, unit = seconds // 86400, "day"
+    return f"{count} {unit}{'' if count == 1 else 's'} ago"
 
 
 def _is_open(last: datetime, length: timedelta, now: datetime) -> bool:

@@ -457,3 +457,14 @@ def test_a_bots_window_closed_refusal_and_eligibility_never_offer_human_agent() 
     assert "HUMAN_AGENT" not in [t.tag for t in told.tags]
     assert "refund_done" not in told.templates
     assert "HUMAN_AGENT" in [t.tag for t in eligibility(MESSENGER, now, TEMPLATES).tags]
+
+
+@pytest.mark.parametrize(
+    ("after", "words"),
+    [(SECOND, "1 second ago"), (2 * SECOND, "2 seconds ago"), (timedelta(hours=1, minutes=30), "1 hour ago"),
+     (timedelta(hours=36), "1 day ago"), (3 * DAY, "3 days ago")],
+)  # fmt: skip
+def test_a_refusal_says_how_long_ago_in_plain_words(after: timedelta, words: str) -> None:
+    decision = decide(TWILIO, Draft(text="hi"), LAST + DAY + after)
+    assert isinstance(decision, Refused)
+    assert f"closed {words}:" in decision.message
