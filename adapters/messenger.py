@@ -25,6 +25,7 @@ from hub.model import (
     Button,
     Channel,
     ChannelAccount,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     Echo,
@@ -197,6 +198,10 @@ class MessengerAdapter:
         if not isinstance(item, dict):
             raise PayloadMalformed("a messaging item must be an object", code="missing_field")
         named = [k for k in item if k not in ("sender", "recipient", "timestamp")]
+        if "reaction" in item or "referral" in item:
+            activity = self._activity(item, entry_time, received_at)
+            if activity is not None:
+                return activity
         if named and not any(key in item for key in _HANDLED):
             # optins, referrals, reactions, edits, handovers: acknowledged whoever sent them (the checkbox
             # plugin's optin names the person by ``sender.user_ref``, not by a page-scoped id)
@@ -240,6 +245,29 @@ class MessengerAdapter:
             state=DeliveryState.READ,
             occurred_at=at,
             watermark=_watermark(raw_watermark, received_at),
+        )
+
+    def _activity(self, item: Mapping[str, Any], entry_time: Any, received_at: datetime) -> CustomerActivity | None:
+        """A customer's reaction to a message, or an m.me link or ad opened on their existing thread
+        (``messaging_referrals``): Meta counts both among the actions that open the standard messaging window
+        (docs/channels.md, "What counts as the customer writing"). None for what is not a customer's (no
+        page-scoped id, the page itself, a reaction taken back)."""
+        sender = item.get("sender")
+        psid = sender.get("id") if isinstance(sender, dict) else None
+        if not isinstance(psid, str | int) or isinstance(psid, bool) or not str(psid) or str(psid) == self.page_id:
+            return None
+        kind = "referral"
+        if "reaction" in item:
+            reaction = item["reaction"]
+            if not isinstance(reaction, dict) or reaction.get("action", "react") != "react":
+                return None
+            kind = "reaction"
+        return CustomerActivity(
+            channel=Channel.MESSENGER,
+            account_id=self.account.id,
+            sender_id=str(psid),
+            kind=kind,
+            occurred_at=_item_time(item.get("timestamp"), entry_time, received_at),
         )
 
     def _parse_message(self, message: Any, sender: str, recipient: str, at: datetime) -> InboundEvent:

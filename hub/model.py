@@ -24,6 +24,7 @@ __all__ = [
     "Contact",
     "Conversation",
     "ConversationState",
+    "CustomerActivity",
     "DeliveryReceipt",
     "DeliveryState",
     "Direction",
@@ -320,6 +321,20 @@ class NumberChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CustomerActivity:
+    """The customer did something that is not a message but that the provider counts as contact: it opens the
+    window again (Messenger: a reaction to a message, an m.me link or ad opened on an existing thread). It moves
+    the identity's last inbound time forward and stores no message; it never makes a customer who never wrote
+    one who did (no identity is created)."""
+
+    channel: Channel
+    account_id: str
+    sender_id: str
+    kind: str  # what they did, e.g. "reaction", "referral"
+    occurred_at: datetime  # provider clock
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Echo:
     """A message sent from our side of the channel, echoed back by the provider."""
 
@@ -353,7 +368,9 @@ class IgnoredEvent:
     kind: str
 
 
-InboundEvent = InboundMessage | DeliveryReceipt | SubscriptionChanged | NumberChanged | Echo | IgnoredEvent
+InboundEvent = (
+    InboundMessage | DeliveryReceipt | SubscriptionChanged | CustomerActivity | NumberChanged | Echo | IgnoredEvent
+)
 
 
 # ------------------------------------------------------------------- outbound side

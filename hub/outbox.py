@@ -515,6 +515,7 @@ class Outbox:
             template=job.template_name,
             binding=binding,
             tag=job.tag,
+            automated=job.automated,
         )
         decision = decide(facts_for(job, provider), draft, now)
         if isinstance(decision, Refused):

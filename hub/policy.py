@@ -63,6 +63,7 @@ MESSENGER_TAGS: dict[str, timedelta | None] = {
     "POST_PURCHASE_UPDATE": None,
     "ACCOUNT_UPDATE": None,
 }
+_HUMAN = "HUMAN_AGENT"
 #: tags Meta retired on 4 March 2020 (and the News-Page-only one); refused by name
 RETIRED_TAGS: frozenset[str] = frozenset(
     {
@@ -152,6 +153,7 @@ class Rule:
     TAG_EXPIRED = "tag_expired"
     TAG_UNKNOWN = "tag_unknown"
     TAG_NOT_SUPPORTED = "tag_not_supported"
+    TAG_HUMAN_ONLY = "tag_human_only"
     NOT_SUBSCRIBED = "not_subscribed"
     WELCOME_ONLY = "welcome_only"
     TEXT_TOO_LONG = "text_too_long"
@@ -188,6 +190,8 @@ class Draft:
     template: str | None = None
     binding: TemplateBinding | None = None
     tag: str | None = None
+    #: written by a bot or the hub itself, not by a person: Meta prohibits automated messages with HUMAN_AGENT
+    automated: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -316,14 +320,17 @@ def binding_fits(binding: TemplateBinding | None, provider: str) -> bool:
 
 
 def _ago(delta: timedelta) -> str:
+    """How long ago, in words an agent reads ("1 second ago", "2 hours ago", "1 day ago")."""
     seconds = int(delta.total_seconds())
     if seconds < 90:
-        return f"{max(seconds, 0)} seconds ago"
-    if seconds < 90 * 60:
-        return f"{seconds // 60} minutes ago"
-    if seconds < 36 * 3600:
-        return f"{seconds // 3600} hours ago"
-    return f"{seconds // 86400} days ago"
+        count, unit = max(seconds, 0), "second"
+    elif seconds < 90 * 60:
+        count, unit = seconds // 60, "minute"
+    elif seconds < 36 * 3600:
+        count, unit = seconds // 3600, "hour"
+    else:
+        count, unit = seconds // 86400, "day"
+    return f"{count} {unit}{'' if count == 1 else 's'} ago"
 
 
 def _is_open(last: datetime, length: timedelta, now: datetime) -> bool:
@@ -376,16 +383,20 @@ def _previous_contact(facts: IdentityFacts, templates: Sequence[TemplateOption])
         return None
     return Refused(
         rule=Rule.NO_PREVIOUS_CONTACT,
-        message="this customer never wrote to this channel account; we never write first",
+        message="this customer never wrote to this channel account; we never write first: "
+        "they can be answered once they write to it",
+        alternatives=(Alternative(kind="wait_for_customer"),),
     )
 
 
-def _tags_instead(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption]) -> tuple[Alternative, ...]:
+def _tags_instead(
+    facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption], *, automated: bool = False
+) -> tuple[Alternative, ...]:
     """The tags (and tagged templates) a refused tag can be swapped for now: only those whose own window
-    is still open (HUMAN_AGENT: 7 days after the customer's last message), each with its end."""
+    is still open (HUMAN_AGENT: 7 days after the customer's last message, and only for a person), each with its end."""
     if facts.last_inbound_at is None:
         return ()
-    return _tag_alternatives(facts.last_inbound_at, now, templates)
+    return _tag_alternatives(facts.last_inbound_at, now, templates, automated=automated)
 
 
 def _content(
@@ -398,19 +409,19 @@ def _content(
         if facts.channel is not Channel.MESSENGER:
             return Refused(
                 rule=Rule.TAG_NOT_SUPPORTED,
-                message=f"message tags exist only on Messenger, not on {facts.channel.value}",
+                message=f"message tags exist only on Messenger, not on {facts.channel.value}: send it without a tag",
             )
         if tag in RETIRED_TAGS:
             return Refused(
                 rule=Rule.TAG_RETIRED,
                 message=f"the message tag {tag} was retired by Meta and is no longer accepted",
-                alternatives=_tags_instead(facts, now, templates),
+                alternatives=_tags_instead(facts, now, templates, automated=draft.automated),
             )
         if tag not in MESSENGER_TAGS:
             return Refused(
                 rule=Rule.TAG_UNKNOWN,
                 message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(MESSENGER_TAGS)})",
-                alternatives=_tags_instead(facts, now, templates),
+                alternatives=_tags_instead(facts, now, templates, automated=draft.automated),
             )
     limit = TEXT_LIMITS[facts.channel]
     if draft.text is not None and len(draft.text) > limit:
@@ -493,9 +504,12 @@ def _rounded(size: int) -> str:
     return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
 
 
-def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
+def _valid_tags(last: datetime, now: datetime, *, automated: bool = False) -> list[TagWindow]:
+    """The tags that may be used now; for an automated message, never HUMAN_AGENT (a person's reply only)."""
     tags = []
     for tag, limit in MESSENGER_TAGS.items():
+        if automated and tag == _HUMAN:
+            continue
         if limit is None:
             tags.append(TagWindow(tag=tag, until=None))
         elif _is_open(last, limit, now):
@@ -503,22 +517,29 @@ def _valid_tags(last: datetime, now: datetime) -> list[TagWindow]:
     return tags
 
 
-def _tags_still_open(last: datetime, now: datetime) -> str:
+def _tags_still_open(last: datetime, now: datetime, *, automated: bool = False) -> str:
     """What a window_closed refusal suggests: the same tags its alternatives offer (HUMAN_AGENT only while its
-    own 7 days last)."""
-    human = MESSENGER_TAGS["HUMAN_AGENT"]
+    own 7 days last, and only to a person)."""
+    human = MESSENGER_TAGS[_HUMAN]
     assert human is not None
+    others = ", ".join(t.tag for t in _valid_tags(last, now, automated=automated))
+    if automated:
+        return (
+            f"an automated message may use a message tag that applies ({others}) but never HUMAN_AGENT, "
+            "which is for a person's reply; or wait for the customer to write"
+        )
     if _is_open(last, human, now):
         return "send with an allowed message tag (HUMAN_AGENT for a person's reply within 7 days)"
-    others = ", ".join(t.tag for t in _valid_tags(last, now))
     ended = f"the HUMAN_AGENT tag's {human.days} days ended {_ago(now - (last + human))}"
     if not others:
         return f"{ended}; wait for the customer to write"
     return f"{ended}; send with a message tag that still applies ({others}) or wait for the customer to write"
 
 
-def _tag_alternatives(last: datetime, now: datetime, templates: Iterable[TemplateOption]) -> tuple[Alternative, ...]:
-    valid = _valid_tags(last, now)
+def _tag_alternatives(
+    last: datetime, now: datetime, templates: Iterable[TemplateOption], *, automated: bool = False
+) -> tuple[Alternative, ...]:
+    valid = _valid_tags(last, now, automated=automated)
     names = {t.tag for t in valid}
     alternatives = [Alternative(kind="tag", name=t.tag, until=t.until) for t in valid]
     alternatives += [Alternative(kind="template", name=t.name) for t in templates if t.tag and t.tag.upper() in names]
@@ -531,15 +552,25 @@ def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Seq
     window_end = last + STANDARD_WINDOW
     if _is_open(last, STANDARD_WINDOW, now):
         return Allowed(basis="window", messaging_type="RESPONSE", free_text_until=window_end)
+    automated = draft.automated
     if draft.tag is None:
         return Refused(
             rule=Rule.WINDOW_CLOSED,
             message=f"the 24-hour standard messaging window closed {_ago(now - window_end)}: "
-            + _tags_still_open(last, now),
+            + _tags_still_open(last, now, automated=automated),
             window_closed_at=window_end,
-            alternatives=_tag_alternatives(last, now, templates),
+            alternatives=_tag_alternatives(last, now, templates, automated=automated),
         )
     tag = draft.tag.strip().upper()
+    if tag == _HUMAN and automated:
+        return Refused(
+            rule=Rule.TAG_HUMAN_ONLY,
+            message="the HUMAN_AGENT tag is only for a person's reply (Meta prohibits automated messages with it), "
+            f"and the 24-hour standard messaging window closed {_ago(now - window_end)}: "
+            + _tags_still_open(last, now, automated=True),
+            window_closed_at=window_end,
+            alternatives=_tag_alternatives(last, now, templates, automated=True),
+        )
     limit = MESSENGER_TAGS[tag]
     if limit is not None and not _is_open(last, limit, now):
         closed = last + limit
@@ -548,7 +579,7 @@ def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Seq
             message=f"the {tag} tag may be used up to {limit.days} days after the customer's last message; "
             f"that ended {_ago(now - closed)}",
             window_closed_at=closed,
-            alternatives=_tag_alternatives(last, now, templates),
+            alternatives=_tag_alternatives(last, now, templates, automated=automated),
         )
     return Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag=tag)
 
@@ -564,14 +595,20 @@ def _whatsapp(facts: IdentityFacts, draft: Draft, now: datetime, templates: Sequ
     if draft.template is not None and not draft.attachments and binding_fits(draft.binding, facts.provider):
         return Allowed(basis="template", use_template_binding=True)
     if draft.template is not None:
+        instead = (
+            f"send one that has ({', '.join(a.name for a in usable if a.name)})"
+            if usable
+            else "no template has one, so wait for the customer to write"
+        )
         return Refused(
             rule=Rule.TEMPLATE_BINDING_REQUIRED,
             message=(
                 f"the 24-hour customer-service window closed {_ago(now - window_end)}; template "
-                f"{draft.template!r} has no approved WhatsApp template for {facts.provider}, so it cannot be sent"
+                f"{draft.template!r} has no approved WhatsApp template for {facts.provider}, so it cannot be sent: "
+                + instead
             ),
             window_closed_at=window_end,
-            alternatives=usable,
+            alternatives=usable or (Alternative(kind="wait_for_customer"),),
         )
     return Refused(
         rule=Rule.WINDOW_CLOSED,
@@ -597,8 +634,11 @@ def _viber(facts: IdentityFacts, draft: Draft, now: datetime) -> Allowed:
 # ----------------------------------------------------------------- eligibility
 
 
-def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption] = ()) -> Eligibility:
-    """Everything an agent may send right now, for the console's "send a message" panel."""
+def eligibility(
+    facts: IdentityFacts, now: datetime, templates: Sequence[TemplateOption] = (), *, automated: bool = False
+) -> Eligibility:
+    """Everything an agent may send right now, for the console's "send a message" panel (``automated``: what a
+    bot may send, which is never with the HUMAN_AGENT tag)."""
     blocked = _previous_contact(facts, templates)
     if blocked is not None:
         return Eligibility(free_text=False, free_text_until=None, tags=(), templates=(), blocking=blocked)
@@ -607,12 +647,12 @@ def eligibility(facts: IdentityFacts, now: datetime, templates: Sequence[Templat
         case Channel.MESSENGER:
             assert facts.last_inbound_at is not None
             last = facts.last_inbound_at
-            tags = tuple(_valid_tags(last, now))
+            tags = tuple(_valid_tags(last, now, automated=automated))
             if _is_open(last, STANDARD_WINDOW, now):
                 return Eligibility(free_text=True, free_text_until=last + STANDARD_WINDOW, tags=tags, templates=names)
             valid = {t.tag for t in tags}
             usable = tuple(t.name for t in templates if t.tag and t.tag.upper() in valid)
-            refused = _messenger(facts, Draft(text="x"), now, templates)
+            refused = _messenger(facts, Draft(text="x", automated=automated), now, templates)
             assert isinstance(refused, Refused)
             return Eligibility(
                 free_text=False,

@@ -20,14 +20,11 @@ from aiohttp import web
 from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, path_id
 from hub.api._hub import hub_of, parts_of, principal
-from hub.api.access import conversation_for
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import SETTINGS, STORE
+from hub.api.keys import STORE
 from hub.api.openapi import documented, schema
 from hub.model import Agent, Channel, Role
-from hub.store.contacts import get_contact
-from hub.store.identities import get_identity
 from hub.store.templates import (
     get_template,
     list_templates,
@@ -43,10 +40,10 @@ from hub.templates import (
     TemplateVersion,
     preview_context,
     render,
-    render_context,
     source_for,
     usable_on,
 )
+from hub.usecases import outbound
 from hub.usecases import templates as template_usecases
 
 __all__ = ["setup"]
@@ -478,35 +475,13 @@ async def templates_delete(request: web.Request) -> web.Response:
 )
 async def conversation_template_render(request: web.Request) -> web.Response:
     agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, path_id(request), act=True)
+    conversation_id = path_id(request)
     body = await json_body(request, allow_empty=True)
     only_fields(body, ("variables",))
-    variables = _variables(body)
-    store = request.app[STORE]
-    template = await _guard(get_template(store, _name(request)))
-    settings = request.app[SETTINGS]
-    identity = await get_identity(store, conversation.identity_id) or {}
-    contact_id = (identity.get("contact") or {}).get("id")
-    contact = await get_contact(store, contact_id) if contact_id else None
-    try:
-        queue: Any = settings.queue(conversation.queue_id)
-    except KeyError:
-        queue = {"id": conversation.queue_id, "name": conversation.queue_id}
-    try:
-        provider: str | None = settings.account(conversation.account_id).provider
-    except KeyError:
-        provider = None
-    context = render_context(
-        contact=contact,
-        identity={k: v for k, v in identity.items() if k != "contact"},
-        agent=agent,
-        conversation=conversation,
-        queue=queue,
+    rendered = await outbound.render_reply(
+        hub_of(request), principal(request, agent), conversation_id, _name(request), _variables(body)
     )
-    rendered = await _guard(
-        _off_loop(render, template, variables, channel=conversation.channel, context=context, provider=provider)
-    )
-    return json_ok({**rendered.to_json(), "channel": conversation.channel.value})
+    return json_ok({**rendered.template.to_json(), "channel": rendered.channel.value})
 
 
 # ----------------------------------------------------------------- seeding

@@ -202,7 +202,7 @@ class BotRunner:
         if bot.kind != "webhook":
             return None
         try:
-            return eligibility_json(identity, await may_send_now(parts, identity), queue)
+            return eligibility_json(identity, await may_send_now(parts, identity, automated=True), queue)
         except Refusal:
             return None
 

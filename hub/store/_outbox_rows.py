@@ -97,6 +97,7 @@ class OutboxJob:
     subscription: Subscription | None
     welcome_sent: bool
     buttons: tuple[Button, ...] = ()  # the send plan's quick replies, for a provider that shows them
+    automated: bool = False  # written by a bot or the hub itself (the policy: never with HUMAN_AGENT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +236,7 @@ JOB_COLUMNS = (
     identities.c.subscription,
     identities.c.welcome_sent,
     messages.c.send_plan["buttons"],  # quick replies (hub/quick_replies.py); JSON null when there are none
+    messages.c.author,
 )
 _CLAIM_NOW = bindparam("claim_now", type_=outbox.c.next_attempt_at.type)
 # a claimed row: sending under this worker's lease, one more attempt counted
@@ -298,6 +300,7 @@ def claim_heads(*, skip_locked: bool) -> Any:
 
 # value -> member, looked up per claimed row (calling the Enum class costs several times more)
 _KINDS = {k.value: k for k in MessageKind}
+_AUTOMATED = frozenset({Author.BOT.value, Author.SYSTEM.value})
 _CHANNELS = {c.value: c for c in Channel}
 _SUBSCRIPTIONS = {s.value: s for s in Subscription}
 
@@ -325,6 +328,7 @@ def job(row: Any) -> OutboxJob:
         subscription,
         welcome_sent,
         buttons,
+        author,
     ) = row
     return OutboxJob(
         id=int(outbox_id),
@@ -347,4 +351,5 @@ def job(row: Any) -> OutboxJob:
         subscription=_SUBSCRIPTIONS[subscription] if subscription else None,
         welcome_sent=bool(welcome_sent),
         buttons=tuple(Button(title=str(b["title"]), payload=str(b["payload"])) for b in buttons or ()),
+        automated=author in _AUTOMATED,
     )

@@ -23,6 +23,7 @@ from hub.model import (
     Channel,
     ChannelAccount,
     ConversationState,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     Direction,
@@ -183,6 +184,8 @@ async def _store_event(
             await _store_subscription(connection, dialect, event, now, outcome)
         case NumberChanged():
             await _store_number_change(connection, dialect, event, now, outcome)
+        case CustomerActivity():
+            await _store_activity(connection, event, outcome)
         case Echo():
             await _store_echo(connection, event, now, outcome)
         case IgnoredEvent():
@@ -538,6 +541,28 @@ async def _store_number_change(
     if any(row.data.get("identity") == new_id for row in noted):  # a redelivery, or the change told twice
         return
     await add_timeline_event(connection, int(open_id), EventKind.NUMBER_CHANGED, now, data)
+
+
+# ------------------------------------------------------------ customer activity
+
+
+async def _store_activity(connection: AsyncConnection, event: CustomerActivity, outcome: DeliveryOutcome) -> None:
+    """A reaction or a link opened on an existing thread: the customer's last inbound time moves forward (never
+    back), so the window it opens is open. Only for a customer who wrote before: nobody becomes contactable by it."""
+    c = identities.c
+    result = await connection.execute(
+        update(identities)
+        .where(
+            c.account_id == event.account_id,
+            c.external_id == event.sender_id,
+            c.first_inbound_at.is_not(None),
+        )
+        .values(last_inbound_at=_later(c.last_inbound_at, event.occurred_at))
+    )
+    if result.rowcount:
+        outcome.updated += 1
+    else:
+        outcome.ignored.append(f"{event.channel.value}:{event.kind}_from_unknown_customer")
 
 
 # -------------------------------------------------------------------- echoes

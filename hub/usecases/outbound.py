@@ -53,7 +53,14 @@ from hub.store.conversations import ConversationAccess, get_conversation
 from hub.store.outbound import ConversationTaken, NewOutbound, NotTheBots, load_identity, open_conversation_of
 from hub.store.outbound import start_chat as open_owned_chat
 from hub.store.templates import get_template, list_templates
-from hub.templates import TemplateError, TemplateNotFound, TemplateVersion, render
+from hub.templates import (
+    RenderedTemplate,
+    TemplateError,
+    TemplateNotFound,
+    TemplateVersion,
+    render,
+    render_context,
+)
 from hub.usecases._parts import HubParts, OutboxPort
 from hub.usecases.media import resolve_uploads
 from hub.usecases.permissions import can_act, is_bot, permitted
@@ -63,12 +70,14 @@ __all__ = [
     "PROVIDER_KEYS",
     "Checked",
     "ReadByTurn",
+    "RenderedReply",
     "Replied",
     "Send",
     "Sent",
     "Started",
     "check_eligibility",
     "may_send_now",
+    "render_reply",
     "reply",
     "send_new",
     "start_chat",
@@ -121,6 +130,14 @@ class Sent:
     opened: bool
     closed: bool
     events: list[BusEvent]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderedReply:
+    """A template rendered into a conversation (nothing queued) and the channel it was rendered for."""
+
+    template: RenderedTemplate
+    channel: Channel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +231,39 @@ def _outbox(hub: HubParts) -> OutboxPort:
     return hub.outbox
 
 
+async def _rendered(
+    actor: Principal,
+    reads: _Reads,
+    variables: dict[str, Any],
+    template: TemplateVersion,
+    conversation: Conversation | None,
+    provider: str | None,
+) -> RenderedTemplate:
+    """``template`` rendered for the identity's channel with the conversation's context: what a send queues and
+    what an agent's render of it shows, built in this one place so the two cannot differ. Refusals are Invalid."""
+    identity = reads.identity
+    assert identity is not None
+    context = render_context(
+        contact=reads.contact if identity.contact_id is not None else None,
+        identity=identity,
+        agent=actor.agent,
+        conversation=conversation,
+        queue=reads.queue,
+    )
+    try:
+        # bounded, but up to a second of CPU: never on the event loop
+        return await asyncio.to_thread(
+            render,
+            template,
+            variables,
+            channel=identity.channel,
+            context=context,
+            provider=provider if provider in PROVIDER_KEYS else None,
+        )
+    except TemplateError as exc:
+        raise Invalid(exc.code, exc.message, **exc.to_json()) from None
+
+
 async def _plan(
     hub: HubParts,
     actor: Principal,
@@ -238,20 +288,11 @@ async def _plan(
         template = reads.template
         if template is None:
             raise Invalid("template_not_found", f"no template {send.template!r}", field="template")
-        context: dict[str, Any] = {"identity": identity, "agent": actor.agent, "conversation": conversation}
-        if reads.queue is not None:
-            context["queue"] = reads.queue
-        if identity.contact_id is not None:
-            context["contact"] = reads.contact
-        provider = account.provider if account.provider in PROVIDER_KEYS else None
         try:
-            # bounded, but up to a second of CPU: never on the event loop
-            rendered = await asyncio.to_thread(
-                render, template, send.variables, channel=identity.channel, context=context, provider=provider
-            )
-        except TemplateError as exc:
+            rendered = await _rendered(actor, reads, send.variables, template, conversation, account.provider)
+        except Invalid as exc:
             template_render_refused(hub, exc.code)
-            raise Invalid(exc.code, exc.message, **exc.to_json()) from None
+            raise
         text, version = rendered.text, rendered.version
         binding = rendered.binding if binding_fits(rendered.binding, account.provider) else None
         tag = tag or rendered.tag
@@ -263,7 +304,14 @@ async def _plan(
             raise PolicyRefusal(refused.rule, refused.message)
         if limits is None:  # the channel cannot show them: the text lists them, numbered
             text, buttons = with_choices(text, buttons), ()
-    draft = Draft(text=text, attachments=send.attachments, template=send.template, binding=binding, tag=tag)
+    draft = Draft(
+        text=text,
+        attachments=send.attachments,
+        template=send.template,
+        binding=binding,
+        tag=tag,
+        automated=_author(actor) is not Author.AGENT,
+    )
     refused = media_refusal(draft, account.adapter_name, _media_rules(account.adapter_name))
     if refused is not None:
         raise PolicyRefusal(refused.rule, refused.message)
@@ -391,14 +439,35 @@ async def check_eligibility(hub: HubParts, identity_id: int) -> Checked:
     return Checked(identity=identity, eligibility=allowed, queue=queue)
 
 
-async def may_send_now(hub: HubParts, identity: Identity) -> Eligibility:
-    """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility``)."""
+async def may_send_now(hub: HubParts, identity: Identity, *, automated: bool = False) -> Eligibility:
+    """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility`` with
+    ``automated``: never the HUMAN_AGENT tag)."""
     templates = await list_templates(hub.store)
     try:
         account = hub.settings.account(identity.account_id)
     except KeyError:
         raise Invalid("account_not_configured", _NOT_CONFIGURED.format(identity.account_id)) from None
-    return eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates))
+    return eligibility(facts_for(identity, account.provider), hub.clock(), _options(templates), automated=automated)
+
+
+async def render_reply(
+    hub: HubParts, actor: Principal, conversation_id: int, template: str, variables: dict[str, Any]
+) -> RenderedReply:
+    """What a reply with ``template`` in the conversation would say, rendered as the reply renders it (the same
+    context: the identity, its contact, the conversation's queue, the actor); nothing is queued. NotFound for no
+    such conversation or template, Forbidden when the actor may not act on it, Invalid when it cannot render."""
+    reads = await _read(hub, Send(template=template, variables=variables), conversation_id=conversation_id)
+    conversation = permitted(actor, reads.found, conversation_id, act=True)
+    if reads.identity is None:
+        raise NotFound("identity_not_found", f"no identity {conversation.identity_id}")
+    if reads.template is None:
+        raise NotFound("not_found", str(TemplateNotFound(template)))
+    try:
+        provider: str | None = hub.settings.account(reads.identity.account_id).provider
+    except KeyError:
+        provider = None
+    rendered = await _rendered(actor, reads, variables, reads.template, conversation, provider)
+    return RenderedReply(template=rendered, channel=reads.identity.channel)
 
 
 async def reply(

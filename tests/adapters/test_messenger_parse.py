@@ -16,6 +16,7 @@ from hub.errors import PayloadMalformed, SignatureInvalid, UnknownAccount
 from hub.model import (
     Channel,
     ChannelAccount,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     Echo,
@@ -218,9 +219,7 @@ def test_echo_is_our_own_message_to_the_customer(adapter: MessengerAdapter) -> N
 @pytest.mark.parametrize(
     ("name", "kind"),
     [
-        ("referral", "referral"),
         ("optin", "optin"),
-        ("reaction", "reaction"),
         ("handover", "pass_thread_control"),
         ("standby", "standby"),
         ("optin_user_ref", "optin"),
@@ -228,6 +227,27 @@ def test_echo_is_our_own_message_to_the_customer(adapter: MessengerAdapter) -> N
 )
 def test_unhandled_kinds_are_ignored_not_refused(adapter: MessengerAdapter, name: str, kind: str) -> None:
     assert one(adapter, name) == IgnoredEvent(channel=Channel.MESSENGER, account_id="fb-main", kind=kind)
+
+
+@pytest.mark.parametrize("name", ["reaction", "referral"])
+def test_a_reaction_or_a_link_opened_on_the_thread_is_the_customer_s_activity(
+    adapter: MessengerAdapter, name: str
+) -> None:
+    """Meta counts both among the actions that open the standard messaging window."""
+    event = one(adapter, name)
+    millis = json.loads(payload(name))["entry"][0]["messaging"][0]["timestamp"]
+    assert event == CustomerActivity(
+        channel=Channel.MESSENGER,
+        account_id="fb-main",
+        sender_id=PSID,
+        kind=name,
+        occurred_at=datetime.fromtimestamp(millis / 1000, tz=UTC),
+    )
+
+
+def test_a_reaction_taken_back_is_not_activity(adapter: MessengerAdapter) -> None:
+    body = payload("reaction").replace(b'"action":"react"', b'"action":"unreact"')
+    assert adapter.parse(body) == [IgnoredEvent(channel=Channel.MESSENGER, account_id="fb-main", kind="reaction")]
 
 
 def test_batch_returns_every_event_in_order(adapter: MessengerAdapter) -> None:

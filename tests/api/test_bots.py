@@ -792,3 +792,47 @@ from_number = "+15550002222"
     await eventually(lambda: _asked(bot_server, 1), "the new bot is asked")
     await api.app[HUB].bots.idle()
     assert len(triage.received) == asked, "a bot never sees a conversation outside its queues"
+
+
+MESSENGER_PAGE = """
+[[accounts]]
+id = "fb-test"
+channel = "messenger"
+queue = "support"
+api_base = "http://127.0.0.1:9"
+page_id = "100"
+app_secret = "app-secret"
+verify_token = "verify"
+page_access_token = "page-token"
+"""
+
+
+async def test_a_bot_cannot_send_with_the_human_agent_tag(make_api: MakeApi, bot_server: BotServer) -> None:
+    """Meta prohibits automated messages with HUMAN_AGENT (a person's reply up to 7 days after the customer's last
+    message): outside the 24-hour window a bot is refused with ``tag_human_only`` and told the tags it may use,
+    nothing is queued, and what it is told may be sent never offers the tag."""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url, handoff_after="10000000") + MESSENGER_PAGE, fake_adapter=True)
+    conversation_id = await api.customer_writes("fb-test", "psid-1", "my parcel?")
+    await eventually(lambda: _awaited(api, conversation_id), "the bot was asked")
+    api.clock.advance(2 * 24 * 3600)
+    before = await history(api, conversation_id)
+    response = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"text": "Still looking into it.", "tag": "HUMAN_AGENT"},
+        headers=as_bot(api),
+    )
+    assert response.status == 422, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "tag_human_only"
+    assert "HUMAN_AGENT" not in [a.get("name") for a in error["alternatives"]]
+    assert {"kind": "tag", "name": "POST_PURCHASE_UPDATE", "until": None} in error["alternatives"]
+    assert await history(api, conversation_id) == before
+    tagged = await api.client.post(
+        f"/api/v1/conversations/{conversation_id}/messages",
+        json={"text": "Your parcel left the depot.", "tag": "POST_PURCHASE_UPDATE"},
+        headers=as_bot(api),
+    )
+    assert tagged.status == 201, await tagged.text()
+    told = bot_server.received[0]["eligibility"]
+    assert "HUMAN_AGENT" not in [t["tag"] for t in told["tags"]]

@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from hub.api.keys import INGESTOR
 from hub.api.outbound import OUTBOX
-from hub.model import Channel, ConversationState, InboundMessage, Subscription, SubscriptionChanged
+from hub.model import (
+    Channel,
+    ConversationState,
+    CustomerActivity,
+    InboundMessage,
+    Subscription,
+    SubscriptionChanged,
+)
 from hub.store.outbound import load_identity
 from hub.store.tables import conversations, identities, messages, outbox
 from hub.store.templates import create_template
@@ -234,6 +242,35 @@ async def test_reply_with_a_bound_template_after_the_window_uses_the_content_sid
     assert sent.text is None
 
 
+async def test_a_bound_template_reads_an_unpaired_customers_name_as_its_text_does(hub: Api) -> None:
+    """A customer nobody paired with a contact yet is ``contact`` by their channel name in the text; the binding's
+    ``contact.name`` placeholder reads the same name instead of refusing the send as a missing variable."""
+    await create_template(
+        hub.store,
+        TemplateDraft(
+            name="test-greet",
+            body="Hi {{ contact.name }}, about {{ topic }}.",
+            variables={"topic": "your order"},
+            bindings={"twilio": {"content_sid": "HX0124", "variables": {"1": "contact.name", "2": "topic"}}},
+        ),
+        now=hub.clock(),
+    )
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent)
+    hub.clock.advance(3 * DAY)
+    body = await agent.json(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        {"template": "test-greet", "variables": {"topic": "a refund"}},
+        201,
+    )
+    assert body["text"] == "Hi Customer +420600000001, about a refund."
+    await delivered(hub)
+    (sent,) = hub.adapter.sent
+    assert sent.template is not None
+    assert dict(sent.template.content_variables) == {"1": "Customer +420600000001", "2": "a refund"}
+
+
 async def test_reply_after_the_window_is_refused_with_the_edge_and_the_templates(hub: Api) -> None:
     agent = await hub.agent("ana")
     conversation_id = await owned_conversation(hub, agent)
@@ -348,6 +385,32 @@ async def test_messenger_human_agent_tag_after_seven_days_is_refused(hub: Api) -
         {"text": "still there?", "tag": "HUMAN_AGENT"},
         "tag_expired",
     )
+
+
+async def test_a_messenger_customer_who_reacts_opens_the_standard_window_again(hub: Api) -> None:
+    """Two days after their last message the window is closed; their reaction to our message reopens it (Meta
+    counts a reaction among the actions that open the standard messaging window), measured from the reaction."""
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent, "fb-test", "psid-1")
+    hub.clock.advance(2 * DAY)
+    path = f"/api/v1/conversations/{conversation_id}/messages"
+    await refused(hub, agent, path, {"text": "still there?"}, "window_closed")
+    reacted_at = hub.clock()
+    await hub.app[INGESTOR].submit(
+        [
+            CustomerActivity(
+                channel=Channel.MESSENGER,
+                account_id="fb-test",
+                sender_id="psid-1",
+                kind="reaction",
+                occurred_at=reacted_at,
+            )
+        ]
+    )
+    hub.clock.advance(DAY - 1)
+    body = await agent.json("POST", path, {"text": "glad it helped"}, 201)
+    assert (body["plan"]["basis"], body["plan"]["messaging_type"]) == ("window", "RESPONSE")
+    assert body["plan"]["free_text_until"] == (reacted_at + timedelta(days=1)).isoformat()
 
 
 async def test_viber_user_who_unsubscribed_is_refused(hub: Api) -> None:

@@ -277,3 +277,29 @@ async def _mark_sent(api: Api, message_id: int) -> None:
         await connection.execute(
             messages.update().where(messages.c.id == message_id).values(delivery_state=DeliveryState.SENT.value)
         )
+
+
+async def test_rendering_into_a_conversation_gives_the_text_a_send_of_it_queues(api: Api) -> None:
+    """The console's render is the agent's preview of a send: every context field a saved template may read
+    (the example context's) renders the same there as in the message that a reply with it queues."""
+    admin = await api.agent("root", role="admin")
+    fields = {
+        "contact": ("name",),
+        "identity": ("id", "account_id", "channel", "external_id", "display_name"),
+        "agent": ("id", "login", "display_name", "role"),
+        "conversation": ("id", "account_id", "channel", "queue_id", "state", "important"),
+        "queue": ("id", "name", "number"),
+    }
+    body = "\n".join(f"{obj}.{field}={{{{ {obj}.{field} }}}}" for obj, names in fields.items() for field in names)
+    await admin.json("POST", "/api/v1/templates", {"name": "everything", "body": body}, status=201)
+    agent = await api.agent("ann", ready=True)
+    conversation_id = await api.customer_writes(sender="+420600000001", text="hi")
+    await api.sweep()
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/accept", {})
+    rendered = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/templates/everything/render", {})
+    sent = await agent.json(
+        "POST", f"/api/v1/conversations/{conversation_id}/messages", {"template": "everything"}, status=201
+    )
+    assert rendered["text"] == sent["text"]
+    assert "identity.account_id=wa-test" in rendered["text"]
+    assert (rendered["name"], rendered["version"]) == (sent["template"]["name"], sent["template"]["version"])

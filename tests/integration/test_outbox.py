@@ -139,13 +139,15 @@ class Hub:
                 ).scalar_one()
             )
 
-    async def queue(self, identity_id: int, text: str, *, tag: str | None = None) -> int:
+    async def queue(self, identity_id: int, text: str, *, tag: str | None = None, author: Author = Author.AGENT) -> int:
         """Queue a reply in the identity's open conversation, as the API does; returns the message id."""
         identity = await load_identity(self.store, identity_id)
         assert identity is not None
         account = self.settings.account(identity.account_id)
 
-        decision = decide(facts_for(identity, account.provider), Draft(text=text, tag=tag), self.clock())
+        automated = author is not Author.AGENT
+        draft = Draft(text=text, tag=tag, automated=automated)
+        decision = decide(facts_for(identity, account.provider), draft, self.clock())
         assert isinstance(decision, Allowed), decision
         found = await open_conversation_of(self.store, identity_id)
         assert found is not None
@@ -154,7 +156,8 @@ class Hub:
             NewOutbound(
                 account_id=identity.account_id,
                 identity_id=identity_id,
-                agent_id=self.agent_id,
+                agent_id=None if automated else self.agent_id,
+                author=author,
                 kind=MessageKind.TEXT,
                 send_plan=send_plan(decision),
                 conversation_id=found[0].id,
@@ -487,6 +490,19 @@ async def test_messenger_reply_after_the_window_goes_with_its_tag(hub: Hub) -> N
     await hub.outbox().drain()
     (sent,) = hub.adapters["fb"].sent
     assert (sent.messaging_type, sent.tag, sent.recipient_id) == ("MESSAGE_TAG", "HUMAN_AGENT", "psid-1")
+
+
+async def test_an_automated_reply_queued_in_the_window_never_leaves_with_human_agent_after_it(hub: Hub) -> None:
+    """Queued inside the window (a RESPONSE), the hub's own message keeps the tag it asked for; when the window
+    closes before it leaves, the policy asked again refuses HUMAN_AGENT for an automated message (Meta prohibits
+    it)."""
+    identity = await hub.customer_writes("psid-1", account="fb", ago=24 * 3600 - 60)  # one minute of window left
+    message_id = await hub.queue(identity, "still on it", tag="HUMAN_AGENT", author=Author.SYSTEM)
+    hub.clock.advance(61)
+    await hub.outbox().run_once()
+    message = await hub.message(message_id)
+    assert (message.delivery_state, message.error_code) == (DeliveryState.FAILED.value, "tag_human_only")
+    assert hub.adapters["fb"].attempts == []
 
 
 async def test_the_send_rate_is_one_bucket_shared_by_every_process(

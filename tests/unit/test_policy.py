@@ -253,6 +253,46 @@ def test_viber_user_who_wrote_then_unsubscribed_is_refused() -> None:
     assert decision.rule == Rule.NOT_SUBSCRIBED
 
 
+# refusals about who may be written to and when: each must say what is still allowed (an alternative)
+_WHO_AND_WHEN = {
+    Rule.NO_PREVIOUS_CONTACT,
+    Rule.WINDOW_CLOSED,
+    Rule.TEMPLATE_BINDING_REQUIRED,
+    Rule.TAG_RETIRED,
+    Rule.TAG_EXPIRED,
+    Rule.TAG_UNKNOWN,
+    Rule.NOT_SUBSCRIBED,
+    Rule.WELCOME_ONLY,
+}
+
+
+@pytest.mark.parametrize("templates", [TEMPLATES, ()], ids=["with templates", "without templates"])
+@pytest.mark.parametrize(("name", "identity", "draft", "now", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_every_refusal_of_who_or_when_names_what_is_allowed_instead(
+    name: str,
+    identity: IdentityFacts,
+    draft: Draft,
+    now: datetime,
+    expected: str | None,
+    templates: tuple[TemplateOption, ...],
+) -> None:
+    decision = decide(identity, draft, now, templates)
+    if isinstance(decision, Refused) and decision.rule in _WHO_AND_WHEN:
+        assert decision.to_json()["alternatives"], name
+
+
+def test_a_template_without_the_providers_binding_names_the_ones_that_have_it() -> None:
+    draft = Draft(template="plain_hello", text="hello")
+    with_bound = decide(TWILIO, draft, LAST + 2 * DAY, TEMPLATES)
+    without = decide(TWILIO, draft, LAST + 2 * DAY, ())
+    assert isinstance(with_bound, Refused)
+    assert isinstance(without, Refused)
+    assert [a.to_json() for a in with_bound.alternatives] == [{"kind": "template", "name": "order_update"}]
+    assert "send one that has (order_update)" in with_bound.message
+    assert [a.to_json() for a in without.alternatives] == [{"kind": "wait_for_customer"}]
+    assert "wait for the customer to write" in without.message
+
+
 def test_refusal_json_names_rule_edge_and_alternatives() -> None:
     decision = decide(CLOUD, Draft(text="hi"), LAST + 2 * DAY, TEMPLATES)
     assert isinstance(decision, Refused)
@@ -377,3 +417,54 @@ def test_messenger_window_closed_after_the_human_agent_week_suggests_only_what_i
     assert all(tag in decision.message for tag in tags)
     assert "HUMAN_AGENT for a person's reply" not in decision.message
     assert "HUMAN_AGENT tag's 7 days ended 2 days ago" in decision.message
+
+
+# ------------------------------------------------------------------ HUMAN_AGENT is a person's tag
+
+
+def test_an_automated_message_outside_the_window_cannot_use_human_agent() -> None:
+    """Meta prohibits automated messages with HUMAN_AGENT: a bot's (or the hub's own) is refused and offered the
+    tags it may use instead; a person's is sent with the tag."""
+    now = LAST + 2 * DAY
+    bot = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT", automated=True), now, TEMPLATES)
+    assert isinstance(bot, Refused)
+    assert bot.rule == Rule.TAG_HUMAN_ONLY == "tag_human_only"
+    assert bot.window_closed_at == LAST + DAY
+    offered = [a.name for a in bot.alternatives]
+    assert "HUMAN_AGENT" not in offered
+    assert "refund_done" not in offered  # a template tagged HUMAN_AGENT is no way out either
+    assert "POST_PURCHASE_UPDATE" in offered
+    person = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), now, TEMPLATES)
+    assert person == Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag="HUMAN_AGENT")
+
+
+def test_an_automated_message_keeps_the_window_and_the_other_tags() -> None:
+    inside = decide(MESSENGER, Draft(text="hi", tag="HUMAN_AGENT", automated=True), LAST + DAY - SECOND)
+    assert isinstance(inside, Allowed)
+    assert (inside.messaging_type, inside.tag) == ("RESPONSE", None)
+    tagged = decide(MESSENGER, Draft(text="hi", tag="POST_PURCHASE_UPDATE", automated=True), LAST + 3 * DAY)
+    assert tagged == Allowed(basis="tag", messaging_type="MESSAGE_TAG", tag="POST_PURCHASE_UPDATE")
+
+
+def test_a_bots_window_closed_refusal_and_eligibility_never_offer_human_agent() -> None:
+    now = LAST + 2 * DAY
+    refused = decide(MESSENGER, Draft(text="hi", automated=True), now, TEMPLATES)
+    assert isinstance(refused, Refused)
+    assert refused.rule == Rule.WINDOW_CLOSED
+    assert "HUMAN_AGENT" not in [a.name for a in refused.alternatives]
+    assert "never HUMAN_AGENT" in refused.message
+    told = eligibility(MESSENGER, now, TEMPLATES, automated=True)
+    assert "HUMAN_AGENT" not in [t.tag for t in told.tags]
+    assert "refund_done" not in told.templates
+    assert "HUMAN_AGENT" in [t.tag for t in eligibility(MESSENGER, now, TEMPLATES).tags]
+
+
+@pytest.mark.parametrize(
+    ("after", "words"),
+    [(SECOND, "1 second ago"), (2 * SECOND, "2 seconds ago"), (timedelta(hours=1, minutes=30), "1 hour ago"),
+     (timedelta(hours=36), "1 day ago"), (3 * DAY, "3 days ago")],
+)  # fmt: skip
+def test_a_refusal_says_how_long_ago_in_plain_words(after: timedelta, words: str) -> None:
+    decision = decide(TWILIO, Draft(text="hi"), LAST + DAY + after)
+    assert isinstance(decision, Refused)
+    assert f"closed {words}:" in decision.message

@@ -284,7 +284,7 @@ async def test_echo_of_a_message_sent_outside_the_hub_is_added(client: TestClien
     assert (echo.direction, echo.provider_message_id, echo.text) == ("out", "m_echo1", "Hi, this is Anna from support")
 
 
-@pytest.mark.parametrize("name", ["referral", "optin", "reaction", "handover", "standby", "optin_user_ref"])
+@pytest.mark.parametrize("name", ["optin", "handover", "standby", "optin_user_ref"])
 async def test_unhandled_kinds_are_acknowledged_counted_and_not_stored(
     client: TestClient, store: Store, name: str
 ) -> None:
@@ -294,6 +294,34 @@ async def test_unhandled_kinds_are_acknowledged_counted_and_not_stored(
     assert await count(store, messages) == 0
     assert sum(client.app[INGESTOR].ignored_counts.values()) == 1
     assert await count(store, rejected_webhooks) == 0
+
+
+@pytest.mark.parametrize("name", ["reaction", "referral"])
+async def test_a_reaction_or_a_link_opened_by_a_customer_who_wrote_moves_their_window(
+    client: TestClient, store: Store, name: str
+) -> None:
+    """Meta opens the standard messaging window again when the customer reacts to a message or opens their thread
+    by an m.me link or ad: the identity's last inbound time moves to it (no message is stored)."""
+    await post(client, payload("text"))
+    response = await post(client, payload(name))
+    assert (response.status, (await response.json())["ignored"]) == (200, 0)
+    millis = json.loads(payload(name))["entry"][0]["messaging"][0]["timestamp"]
+    [identity] = await rows(store, identities)
+    assert identity.last_inbound_at == datetime.fromtimestamp(millis / 1000, tz=UTC)
+    assert identity.first_inbound_at == datetime.fromtimestamp(1_700_000_000, tz=UTC)
+    assert await count(store, messages) == 1
+    # an older one (a redelivery, or out of order) never moves it back
+    await post(client, payload(name).replace(str(millis).encode(), b"1690000000000"))
+    assert (await rows(store, identities))[0].last_inbound_at == identity.last_inbound_at
+
+
+@pytest.mark.parametrize("name", ["reaction", "referral"])
+async def test_a_reaction_from_someone_who_never_wrote_makes_no_customer(
+    client: TestClient, store: Store, name: str
+) -> None:
+    response = await post(client, payload(name))
+    assert (response.status, (await response.json())["ignored"]) == (200, 1)
+    assert await count(store, identities) == 0
 
 
 async def test_a_share_sent_as_an_empty_fallback_is_stored_for_the_agent(client: TestClient, store: Store) -> None:
