@@ -291,7 +291,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
-            raise ConfigError(key, "unknown section")
+            raise ConfigError.unknown(key, known, what="section")
     server = _section(raw, "server", ServerSettings)
     if not server.read_timeout > 0:
         raise ConfigError("server.read_timeout", "must be greater than 0")
@@ -451,7 +451,7 @@ def _table(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
 def _only(table: Mapping[str, Any], where: str, allowed: set[str]) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", allowed)
 
 
 def _section(raw: Mapping[str, Any], key: str, cls: type[T]) -> T:
@@ -463,7 +463,7 @@ def _coerce_dataclass(cls: type[T], table: Mapping[str, Any], where: str, extra:
     values: dict[str, Any] = dict(extra or {})
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", fields)
         kind = type(fields[key].default) if fields[key].default is not None else str
         values[key] = _coerce(value, kind, f"{where}.{key}")
     return cls(**values)

@@ -70,6 +70,27 @@ def test_a_wrong_value_names_its_key(make_settings: Callable[..., Settings], tom
     assert caught.value.key == key
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("\n[outbox]\nworkrs = 2\n", "outbox.workrs: unknown key; did you mean 'workers'?"),
+        ("\n[servr]\nport = 8080\n", "servr: unknown section; did you mean 'server'?"),
+        ('\n[[bot]]\nid = "faq"\n', "bot: unknown section; did you mean 'bots'?"),
+        (MESSENGER.replace("[[accounts]]", '[[accounts]]\npage_token = "x"'), "did you mean 'page_access_token'?"),
+        (
+            "\n[routing]\ncolour = 1\n",
+            "routing.colour: unknown key; known: missed_offer_reason, tick_seconds, waiting_update_seconds",
+        ),
+    ],
+)
+def test_a_misspelt_key_or_section_is_refused_with_the_one_meant(
+    make_settings: Callable[..., Settings], toml: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(toml)
+    assert str(caught.value).endswith(message)
+
+
 def test_environment_overrides_scalars_and_list_entries(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(
         MESSENGER,
