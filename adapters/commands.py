@@ -203,17 +203,20 @@ async def _say_direct(settings: Settings, request: dict[str, Any]) -> tuple[int,
         module = provider_module(PROVIDER_MODULES[account.adapter_name])
         if module is None:
             return 501, {"error": {"code": "no_emulator", "message": f"no emulator for {account.adapter_name}"}}
-        result: dict[str, Any] = await module.say(
-            state,
-            account,
-            request["from"],
-            request.get("text"),
-            kind=request.get("kind", "text"),
-            media_url=request.get("media_url"),
-            name=request.get("name"),
-            repeat=int(request.get("repeat", 1)),
-            **({"payload": request["payload"]} if request.get("payload") else {}),
-        )
+        try:
+            result: dict[str, Any] = await module.say(
+                state,
+                account,
+                request["from"],
+                request.get("text"),
+                kind=request.get("kind", "text"),
+                media_url=request.get("media_url"),
+                name=request.get("name"),
+                repeat=int(request.get("repeat", 1)),
+                **({"payload": request["payload"]} if request.get("payload") else {}),
+            )
+        except ValueError as exc:  # a kind or a sender the provider does not have: as the emulator answers it
+            return 400, {"error": {"code": "bad_request", "message": str(exc)}}
         return 200, {"account": account.id, **result}
     finally:
         await state.close()

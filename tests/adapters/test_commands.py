@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,20 @@ async def test_emulate_say_direct_posts_the_signed_webhook_without_an_emulator(r
     assert await run(*argv, "--from", "+420601234568", "Straight to the hub") == 0
     (message,) = await inbound(running.store, "wa-twilio")
     assert message.text == "Straight to the hub"
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_emulate_say_with_a_kind_the_provider_lacks_says_which_it_has(
+    running: Running, capsys: pytest.CaptureFixture[str], direct: bool
+) -> None:
+    argv = ["emulate", "say", "--config", str(running.config), "--account", "wa-twilio", "--from", "+420601234570"]
+    how = ["--direct"] if direct else ["--emulator", running.emulator_url]
+    assert await run(*argv, *how, "--kind", "quick_reply", "--payload", "yes", "Yes") == 1  # Twilio's is "button"
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["error"]["code"] == "bad_request"
+    assert answer["error"]["message"].startswith("unknown kind 'quick_reply' for WhatsApp (Twilio); it plays text,")
+    assert answer["error"]["message"].endswith(", location, button")
+    assert await inbound(running.store, "wa-twilio") == []
 
 
 async def test_emulate_say_fails_when_nothing_listens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
