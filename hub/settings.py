@@ -229,7 +229,7 @@ def _env_id(value: str) -> str:
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     lists = {name for name, value in raw.items() if isinstance(value, list)} | {"accounts", "queues", "statuses"}
-    lists |= {"bots"}
+    lists |= {"bots", "webhooks_out"}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
             continue
@@ -239,13 +239,20 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             prefix = list_name.upper() + "_"
             if not rest.startswith(prefix):
                 continue
+            ids = []
             for entry in raw.get(list_name, []):
                 if not isinstance(entry, dict) or "id" not in entry:
                     continue
+                ids.append(str(entry["id"]))
                 entry_prefix = prefix + _env_id(str(entry["id"])) + "_"
                 if rest.startswith(entry_prefix):
                     entry[rest[len(entry_prefix) :].lower()] = value
                     matched = True
+            if not matched:  # a misspelt id would leave the file's value in force without a word
+                known = ", ".join(_env_id(i) for i in ids) or "none in the file"
+                raise ConfigError(
+                    name, f"names no [[{list_name}]] entry (their ids, as the variable spells them: {known})"
+                )
         if matched:
             continue
         section, _, key = rest.partition("_")

@@ -107,6 +107,28 @@ def test_environment_overrides_scalars_and_list_entries(make_settings: Callable[
     assert settings.queue("support").offer_timeout == 45
 
 
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "CHANNELHUB_ACCOUNTS_FB_MAIM_APP_SECRET",
+            "names no [[accounts]] entry (their ids, as the variable spells them: FB_MAIN)",
+        ),
+        (
+            "CHANNELHUB_WEBHOOKS_OUT_CRM_PAUSE_AFTER",
+            "names no [[webhooks_out]] entry (their ids, as the variable spells them: none in the file)",
+        ),
+    ],
+)
+def test_a_variable_for_an_entry_that_does_not_exist_is_refused(
+    make_settings: Callable[..., Settings], variable: str, message: str
+) -> None:
+    # a misspelt id used to be ignored, leaving the file's value in force
+    with pytest.raises(ConfigError) as caught:
+        make_settings(MESSENGER, env={variable: "from-env"})
+    assert (caught.value.key, caught.value.problem) == (variable, message)
+
+
 def test_other_tools_variables_with_our_prefix_are_not_configuration(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(
         env={"CHANNELHUB_REQUIRE_POSTGRES": "1", "CHANNELHUB_TEST_POSTGRES_URL": "postgresql://x/y"}
