@@ -133,7 +133,7 @@ def register_emulate(subparsers: Any) -> None:
         help="press a quick reply or button: its payload (with --kind quick_reply or postback on Messenger, "
         "button_reply or list_reply on WhatsApp Cloud, button on Twilio; on Viber a button sends its payload as text)",
     )
-    say.add_argument("--repeat", type=int, default=1, help="deliver the same webhook this many times")
+    say.add_argument("--repeat", type=int, default=1, help="deliver the same webhook this many times (a few)")
     say.add_argument("--emulator", help="the running emulator (default: http://demo.emulator_host:emulator_port)")
     say.add_argument("--direct", action="store_true", help="no emulator: sign and post the webhook to the hub")
     say.add_argument("text", nargs="?", help="what the customer writes")
@@ -157,9 +157,14 @@ def _emulate(args: argparse.Namespace) -> int:
 
 
 def _say(args: argparse.Namespace) -> int:
+    from adapters.emulators.core import MAX_REPEAT
+
     settings = settings_from_args(args)
     if not args.account and not args.channel:
         print("channelhub: give --channel or --account", file=sys.stderr)
+        return 2
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        print(f"channelhub: --repeat must be from 1 to {MAX_REPEAT}", file=sys.stderr)
         return 2
     request: dict[str, Any] = {"from": args.sender, "text": args.text, "kind": args.kind, "repeat": args.repeat}
     for key, value in (("account", args.account), ("channel", args.channel), ("name", args.name)):
@@ -203,17 +208,20 @@ async def _say_direct(settings: Settings, request: dict[str, Any]) -> tuple[int,
         module = provider_module(PROVIDER_MODULES[account.adapter_name])
         if module is None:
             return 501, {"error": {"code": "no_emulator", "message": f"no emulator for {account.adapter_name}"}}
-        result: dict[str, Any] = await module.say(
-            state,
-            account,
-            request["from"],
-            request.get("text"),
-            kind=request.get("kind", "text"),
-            media_url=request.get("media_url"),
-            name=request.get("name"),
-            repeat=int(request.get("repeat", 1)),
-            **({"payload": request["payload"]} if request.get("payload") else {}),
-        )
+        try:
+            result: dict[str, Any] = await module.say(
+                state,
+                account,
+                request["from"],
+                request.get("text"),
+                kind=request.get("kind", "text"),
+                media_url=request.get("media_url"),
+                name=request.get("name"),
+                repeat=int(request.get("repeat", 1)),
+                **({"payload": request["payload"]} if request.get("payload") else {}),
+            )
+        except ValueError as exc:  # a kind or a sender the provider does not have: as the emulator answers it
+            return 400, {"error": {"code": "bad_request", "message": str(exc)}}
         return 200, {"account": account.id, **result}
     finally:
         await state.close()

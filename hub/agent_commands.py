@@ -133,7 +133,13 @@ def read_password(stdin: TextIO = sys.stdin) -> str:
             raise PasswordError("the passwords differ")
         password = first
     else:
-        password = stdin.readline().rstrip("\r\n")
+        line = stdin.readline()
+        if not line:  # nothing piped in (< /dev/null, a script's closed stdin): say how to give one
+            raise PasswordError(
+                "no password on standard input: run the command at a terminal to be asked for it, "
+                "or pipe it in (printf '%s\\n' \"$PASSWORD\" | channelhub agents ...)"
+            )
+        password = line.rstrip("\r\n")
     if len(password) < MIN_PASSWORD:
         raise PasswordError(f"the password needs at least {MIN_PASSWORD} characters")
     return password

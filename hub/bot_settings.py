@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.errors import ConfigError
+from hub.errors import WHSEC_RECIPE, ConfigError
 
 __all__ = [
     "BOT_KINDS",
@@ -155,7 +155,7 @@ def parse_bots(value: Any, queue_ids: set[str], base_dir: Path | None = None) ->
 def _bot(entry: Mapping[str, Any], where: str, queue_ids: set[str], base_dir: Path | None) -> BotSettings:
     for key in entry:
         if key not in _KEYS:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", _KEYS)
     bot_id = _text(entry, where, "id")
     if not _ID.match(bot_id):
         raise ConfigError(f"{where}.id", f"{bot_id!r} is not a valid id (letters, digits, '_', '-', '.')")
@@ -223,15 +223,17 @@ def _seconds(entry: Mapping[str, Any], where: str, key: str, default: float) -> 
 
 def _secret(entry: Mapping[str, Any], where: str) -> str:
     """A Standard Webhooks secret: ``whsec_`` and the base64 of at least 24 random bytes."""
+    if entry.get("secret") is None:
+        raise ConfigError(f"{where}.secret", f"is required; {WHSEC_RECIPE}")
     secret = _text(entry, where, "secret")
     if not secret.startswith("whsec_"):
-        raise ConfigError(f"{where}.secret", "must be whsec_<base64> (Standard Webhooks form)")
+        raise ConfigError(f"{where}.secret", f"must be whsec_<base64> (Standard Webhooks form); {WHSEC_RECIPE}")
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(f"{where}.secret", "the part after whsec_ is not valid base64") from None
+        raise ConfigError(f"{where}.secret", f"the part after whsec_ is not valid base64; {WHSEC_RECIPE}") from None
     if len(key) < 24:
-        raise ConfigError(f"{where}.secret", "must hold at least 24 bytes (32 recommended)")
+        raise ConfigError(f"{where}.secret", f"must hold at least 24 bytes (32 recommended); {WHSEC_RECIPE}")
     return secret
 
 
@@ -274,7 +276,7 @@ def parse_flow(raw: Mapping[str, Any], where: str, queue_ids: set[str]) -> Rules
     allowed = {"greeting", "greeting_template", "menu_text", "menu", "keywords", "collect", "handoff_text", "fallback"}
     for key in raw:
         if key not in allowed:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", allowed)
     strings = {
         k: _text(raw, where, k)
         for k in ("greeting", "greeting_template", "menu_text", "handoff_text", "fallback")
@@ -319,7 +321,7 @@ def _queue(entry: Mapping[str, Any], where: str, queue_ids: set[str]) -> str | N
 def _choice(entry: Mapping[str, Any], where: str, queue_ids: set[str]) -> FlowChoice:
     for key in entry:
         if key not in {"title", "payload", "queue", "reply"}:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", {"title", "payload", "queue", "reply"})
     title = _text(entry, where, "title")
     queue = _queue(entry, where, queue_ids)
     reply = _text(entry, where, "reply") if "reply" in entry else None
@@ -332,7 +334,7 @@ def _choice(entry: Mapping[str, Any], where: str, queue_ids: set[str]) -> FlowCh
 def _rule(entry: Mapping[str, Any], where: str, queue_ids: set[str]) -> FlowKeyword:
     for key in entry:
         if key not in {"match", "reply", "handoff", "queue"}:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", {"match", "reply", "handoff", "queue"})
     match = entry.get("match")
     if isinstance(match, str):
         match = [match]
@@ -353,7 +355,7 @@ def _rule(entry: Mapping[str, Any], where: str, queue_ids: set[str]) -> FlowKeyw
 def _field(entry: Mapping[str, Any], where: str) -> FlowField:
     for key in entry:
         if key not in {"name", "ask", "pattern", "invalid"}:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", {"name", "ask", "pattern", "invalid"})
     name = _text(entry, where, "name")
     if not _ID.match(name):
         raise ConfigError(f"{where}.name", f"{name!r} is not a valid variable name")

@@ -23,11 +23,13 @@ The API answers a refusal from its fields alone (``hub.api.errors``); a CLI prin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 __all__ = [
+    "WHSEC_RECIPE",
     "AdapterError",
     "ChannelhubError",
     "ConfigError",
@@ -50,11 +52,30 @@ class ChannelhubError(Exception):
     """Base of everything we raise on purpose."""
 
 
+#: what a configuration error about a Standard Webhooks secret tells its reader to do
+WHSEC_RECIPE = (
+    'make one with: python -c "import base64, secrets; '
+    "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\""
+)
+
+
 class ConfigError(ChannelhubError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+    @classmethod
+    def unknown(cls, key: str, known: Iterable[str], *, what: str = "key") -> ConfigError:
+        """``key`` (dotted, ``where.name``) is not one of ``known``: say the likely one meant, or list them.
+
+        A typo (``prot``, ``[[bot]]``) is the usual cause, and "unknown key" alone leaves the reader to find
+        the right spelling in the docs."""
+        name = key.rsplit(".", 1)[-1]
+        choices = sorted(known)
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(choices)}"
+        return cls(key, f"unknown {what}; {hint}")
 
 
 class AdapterError(ChannelhubError):

@@ -58,9 +58,10 @@ class RoomsSettings:
 def _ice_server(entry: Any, where: str) -> IceServer:
     if not isinstance(entry, dict):
         raise ConfigError(where, "must be a table")
-    unknown = set(entry) - {"urls", "username", "credential", "shared_secret"}
+    known = {"urls", "username", "credential", "shared_secret"}
+    unknown = set(entry) - known
     if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+        raise ConfigError.unknown(f"{where}.{sorted(unknown)[0]}", known)
     urls = entry.get("urls")
     if isinstance(urls, str):
         urls = [urls]
@@ -85,9 +86,10 @@ def _ice_server(entry: Any, where: str) -> IceServer:
 
 def rooms_settings(table: Mapping[str, Any]) -> RoomsSettings:
     """``[rooms]`` as read from the file (``env:`` references already replaced)."""
-    unknown = set(table) - {"link_minutes", "ice_servers"}
+    known = {"link_minutes", "ice_servers"}
+    unknown = set(table) - known
     if unknown:
-        raise ConfigError(f"rooms.{sorted(unknown)[0]}", "unknown key")
+        raise ConfigError.unknown(f"rooms.{sorted(unknown)[0]}", known)
     try:
         raw_minutes = table.get("link_minutes", 60)
         if isinstance(raw_minutes, bool):

@@ -229,7 +229,7 @@ def _env_id(value: str) -> str:
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     lists = {name for name, value in raw.items() if isinstance(value, list)} | {"accounts", "queues", "statuses"}
-    lists |= {"bots"}
+    lists |= {"bots", "webhooks_out"}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
             continue
@@ -239,13 +239,20 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             prefix = list_name.upper() + "_"
             if not rest.startswith(prefix):
                 continue
+            ids = []
             for entry in raw.get(list_name, []):
                 if not isinstance(entry, dict) or "id" not in entry:
                     continue
+                ids.append(str(entry["id"]))
                 entry_prefix = prefix + _env_id(str(entry["id"])) + "_"
                 if rest.startswith(entry_prefix):
                     entry[rest[len(entry_prefix) :].lower()] = value
                     matched = True
+            if not matched:  # a misspelt id would leave the file's value in force without a word
+                known = ", ".join(_env_id(i) for i in ids) or "none in the file"
+                raise ConfigError(
+                    name, f"names no [[{list_name}]] entry (their ids, as the variable spells them: {known})"
+                )
         if matched:
             continue
         section, _, key = rest.partition("_")
@@ -291,7 +298,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     known |= {"log_level", "log_format", "templates_dir"}
     for key in raw:
         if key not in known:
-            raise ConfigError(key, "unknown section")
+            raise ConfigError.unknown(key, known, what="section")
     server = _section(raw, "server", ServerSettings)
     if not server.read_timeout > 0:
         raise ConfigError("server.read_timeout", "must be greater than 0")
@@ -451,7 +458,7 @@ def _table(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
 def _only(table: Mapping[str, Any], where: str, allowed: set[str]) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", allowed)
 
 
 def _section(raw: Mapping[str, Any], key: str, cls: type[T]) -> T:
@@ -463,7 +470,7 @@ def _coerce_dataclass(cls: type[T], table: Mapping[str, Any], where: str, extra:
     values: dict[str, Any] = dict(extra or {})
     for key, value in table.items():
         if key not in fields:
-            raise ConfigError(f"{where}.{key}", "unknown key")
+            raise ConfigError.unknown(f"{where}.{key}", fields)
         kind = type(fields[key].default) if fields[key].default is not None else str
         values[key] = _coerce(value, kind, f"{where}.{key}")
     return cls(**values)

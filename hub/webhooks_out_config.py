@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from hub.errors import ConfigError
+from hub.errors import WHSEC_RECIPE, ConfigError
 
 __all__ = [
     "EVENT_TYPES",
@@ -127,10 +127,10 @@ def parse_webhooks_out(value: Any, queue_ids: set[str]) -> tuple[WebhookOut, ...
         where = f"webhooks_out[{i}]"
         for key in entry:
             if key not in _KEYS:
-                raise ConfigError(f"{where}.{key}", "unknown key")
+                raise ConfigError.unknown(f"{where}.{key}", _KEYS)
         for key in ("id", "url", "secret", "events"):
             if key not in entry:
-                raise ConfigError(f"{where}.{key}", "is required")
+                raise ConfigError(f"{where}.{key}", "is required" + (f"; {WHSEC_RECIPE}" if key == "secret" else ""))
         hook_id = entry["id"]
         if not isinstance(hook_id, str) or not _ID.match(hook_id):
             raise ConfigError(f"{where}.id", f"{hook_id!r} is not a valid id (letters, digits, '_', '-', '.')")
@@ -144,13 +144,21 @@ def parse_webhooks_out(value: Any, queue_ids: set[str]) -> tuple[WebhookOut, ...
             WebhookOut(
                 id=hook_id,
                 url=check_url(url, f"{where}.url"),
-                secret=check_secret(secret, f"{where}.secret"),
+                secret=_secret(secret, f"{where}.secret"),
                 events=check_events(entry["events"], f"{where}.events"),
                 queues=check_queues(entry["queues"], f"{where}.queues", queue_ids) if "queues" in entry else None,
                 pause_after=check_pause_after(_number(entry.get("pause_after", 20)), f"{where}.pause_after"),
             )
         )
     return tuple(found)
+
+
+def _secret(secret: str, key: str) -> str:
+    """``check_secret`` for the configuration file, whose reader is told how to make a good one."""
+    try:
+        return check_secret(secret, key)
+    except ConfigError as error:
+        raise ConfigError(key, f"{error.problem}; {WHSEC_RECIPE}") from None
 
 
 def _number(value: Any) -> Any:
@@ -173,7 +181,7 @@ def parse_webhooks_delivery(table: Mapping[str, Any]) -> WebhooksDelivery:
     for key, raw in table.items():
         where = f"webhooks_delivery.{key}"
         if key not in fields:
-            raise ConfigError(where, "unknown key")
+            raise ConfigError.unknown(where, fields)
         value = _number(raw)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(where, "must be a positive number")

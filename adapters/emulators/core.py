@@ -32,6 +32,7 @@ from hub.settings import Settings
 
 __all__ = [
     "EMULATOR_STATE",
+    "MAX_REPEAT",
     "PROVIDER_MODULES",
     "Customer",
     "EmulatorState",
@@ -313,6 +314,7 @@ async def _json(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 _SAY_KEYS = {"account", "channel", "provider", "from", "text", "kind", "media_url", "name", "repeat"}
+MAX_REPEAT = 100  # a provider redelivers a few times; a slip of the keyboard must not post millions of webhooks
 
 
 async def _say(request: web.Request) -> web.Response:
@@ -326,6 +328,9 @@ async def _say(request: web.Request) -> web.Response:
     customer = data.get("from")
     if not customer:
         return _error(400, "missing_field", "'from' (the customer's id or number) is required")
+    repeat = 1 if data.get("repeat") is None else data["repeat"]
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        return _error(400, "invalid_field", f"'repeat' must be a whole number from 1 to {MAX_REPEAT}")
     shelf = shelf_of(state)
     shelf.base = shelf.base or str(request.url.origin())
     kind = str(data.get("kind") or "text")
@@ -343,7 +348,7 @@ async def _say(request: web.Request) -> web.Response:
             kind=str(data.get("kind") or "text"),
             media_url=data.get("media_url"),
             name=data.get("name"),
-            repeat=int(data.get("repeat") or 1),
+            repeat=repeat,
             **extra,
         )
     except (aiohttp.ClientError, OSError) as exc:

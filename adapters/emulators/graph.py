@@ -445,7 +445,8 @@ async def _messenger_say(
                 {"type": "location", "title": text or "Pinned location", "payload": {"coordinates": coordinates}}
             ]
         else:
-            raise ValueError(f"unknown kind {kind!r} for Messenger")
+            known = ", ".join(("text", "quick_reply", "postback", *_MEDIA, "sticker", "location"))
+            raise ValueError(f"unknown kind {kind!r} for Messenger; it plays {known}")
         if extra.get("reply_to"):
             message["reply_to"] = {"mid": str(extra["reply_to"])}
         item["message"] = message
@@ -506,7 +507,8 @@ async def _whatsapp_say(
         card = {"name": {"formatted_name": text or "Contact"}, "phones": [{"phone": str(extra.get("phone", ""))}]}
         message |= {"type": "contacts", "contacts": [card]}
     else:
-        raise ValueError(f"unknown kind {kind!r} for WhatsApp (Cloud API)")
+        known = ", ".join(("text", *_WA_MEDIA, "location", "button", "button_reply", "list_reply", "contacts"))
+        raise ValueError(f"unknown kind {kind!r} for WhatsApp (Cloud API); it plays {known}")
     if extra.get("reply_to"):
         message["context"] = {"from": account.credentials["phone_number_id"], "id": str(extra["reply_to"])}
     remembered = state.record_inbound(account.id, wa_id, now, name)

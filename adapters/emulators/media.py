@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from PIL import Image
 
 __all__ = ["MEDIA_SHELF", "MediaShelf", "fetch_sent_media", "sample", "setup"]
@@ -117,16 +118,27 @@ async def _serve(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=mime)
 
 
+def _refused(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
 async def _keep(request: web.Request) -> web.Response:
+    """Keep the form's ``file``; a body that is not a whole multipart form is a 4xx saying how to send one,
+    never a 500 (aiohttp's reader asserts on another type and raises ValueError without a boundary)."""
     shelf = request.app[MEDIA_SHELF]
     shelf.base = shelf.base or str(request.url.origin())
-    reader = await request.multipart()
-    async for part in reader:
-        if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
-            data = await part.read(decode=False)
-            mime = part.headers.get("Content-Type") or "application/octet-stream"
-            return web.json_response({"media_url": shelf.keep(bytes(data), mime), "mime": mime})
-    return web.json_response({"error": {"code": "missing_field", "message": "no field 'file'"}}, status=400)
+    if not request.content_type.startswith("multipart/"):
+        return _refused(415, "unsupported_media_type", "send the file as multipart/form-data, in the field 'file'")
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
+                data = await part.read(decode=False)
+                mime = part.headers.get("Content-Type") or "application/octet-stream"
+                return web.json_response({"media_url": shelf.keep(bytes(data), mime), "mime": mime})
+    except (ValueError, BadHttpMessage):
+        return _refused(400, "invalid_form", "the body is not a complete multipart/form-data form")
+    return _refused(400, "missing_field", "no field 'file'")
 
 
 def media_urls(body: dict[str, Any]) -> list[str]:

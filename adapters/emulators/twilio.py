@@ -286,7 +286,8 @@ async def say(
     elif kind == "button":
         params += [("ButtonText", text or ""), ("ButtonPayload", str(extra.get("payload") or text or ""))]
     elif kind not in ("text", *_CONTENT_TYPES):
-        raise ValueError(f"unknown kind {kind!r} for WhatsApp (Twilio)")
+        known = ", ".join(("text", *_CONTENT_TYPES, "location", "button"))
+        raise ValueError(f"unknown kind {kind!r} for WhatsApp (Twilio); it plays {known}")
     if extra.get("reply_to"):
         params.append(("OriginalRepliedMessageSid", str(extra["reply_to"])))
     params.append(("MessageType", message_type))

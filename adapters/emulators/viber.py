@@ -237,6 +237,7 @@ def setup(app: web.Application, state: EmulatorState) -> None:
 
 
 _MEDIA_TYPES = {"picture": "jpg", "video": "mp4", "file": "pdf"}
+_EVENTS = ("subscribed", "unsubscribed", "conversation_started")  # kinds that are Viber events, not messages
 
 
 async def say(
@@ -331,4 +332,5 @@ def _message(kind: str, text: str | None, media_url: str | None, extra: dict[str
         return {"type": "location", "location": point}
     if kind == "url":
         return {"type": "url", "media": media_url or text or "https://example.com"}
-    raise ValueError(f"unknown kind {kind!r} for Viber")
+    known = ", ".join(("text", *_MEDIA_TYPES, "sticker", "contact", "location", "url", *_EVENTS))
+    raise ValueError(f"unknown kind {kind!r} for Viber; it plays {known} (a button sends its payload as text)")

@@ -29,6 +29,7 @@ __all__ = [
     "path_id",
     "query_flag",
     "query_int",
+    "query_time_text",
     "text",
 ]
 
@@ -62,7 +63,9 @@ def only_fields(body: dict[str, Any], allowed: tuple[str, ...] | set[str]) -> No
         raise ApiError(
             422,
             "unknown_field",
-            f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
+            if allowed
+            else f"unknown field {unknown[0]!r}; this body takes no fields (send {{}} or nothing)",
             field=unknown[0],
         )
 
@@ -159,6 +162,15 @@ def query_int(request: web.Request, key: str) -> int | None:
     if value is None:
         raise ApiError(422, "invalid_query", f"{key!r} must be an integer id", field=key)
     return value
+
+
+def query_time_text(raw: str) -> str:
+    """A date-time from a query string with its offset's ``+`` put back.
+
+    ``?from=2026-03-03T10:00:00+01:00`` typed as it is arrives with a space for the ``+`` (form encoding), and
+    refusing it would tell the caller to use the very format they used. Only the part after the date may hold
+    one, so a space there can only have been a ``+``. Every route that reads a time from its query uses this."""
+    return raw[:11] + raw[11:].replace(" ", "+")
 
 
 def query_flag(request: web.Request, key: str) -> bool:

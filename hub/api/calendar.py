@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._body import json_body
-from hub.api._fields import MISSING, given, integer, invalid, json_ok, only_fields, path_id, text
+from hub.api._fields import MISSING, given, integer, invalid, json_ok, only_fields, path_id, query_time_text, text
 from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
 from hub.api.openapi import documented, ref, schema
@@ -135,8 +135,8 @@ def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 )
 async def events_index(request: web.Request) -> web.Response:
     principal = await actor(request)
-    start = _moment(request.query["from"], "from", query=True) if request.query.get("from") else None
-    end = _moment(request.query["to"], "to", query=True) if request.query.get("to") else None
+    start = _moment(query_time_text(request.query["from"]), "from", query=True) if request.query.get("from") else None
+    end = _moment(query_time_text(request.query["to"]), "to", query=True) if request.query.get("to") else None
     items = await calendar_usecases.events(hub_of(request), principal, start, end)
     return json_ok({"items": items})
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._csv import as_text
-from hub.api._fields import invalid, json_ok
+from hub.api._fields import invalid, json_ok, query_time_text
 from hub.api._hub import actor, hub_of
 from hub.api.openapi import documented, list_schema, schema
 from hub.reports import Bucket
@@ -99,8 +99,7 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        # an unescaped "+" in a query string arrives as a space: only the date may be followed by one
-        value = datetime.fromisoformat(raw[:11] + raw[11:].replace(" ", "+"))
+        value = datetime.fromisoformat(query_time_text(raw))
         # year 1 or 9999 with an offset may not fit in UTC
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except (ValueError, OverflowError):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -162,6 +164,37 @@ async def test_emulate_say_direct_posts_the_signed_webhook_without_an_emulator(r
     assert await run(*argv, "--from", "+420601234568", "Straight to the hub") == 0
     (message,) = await inbound(running.store, "wa-twilio")
     assert message.text == "Straight to the hub"
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_emulate_say_with_a_kind_the_provider_lacks_says_which_it_has(
+    running: Running, capsys: pytest.CaptureFixture[str], direct: bool
+) -> None:
+    argv = ["emulate", "say", "--config", str(running.config), "--account", "wa-twilio", "--from", "+420601234570"]
+    how = ["--direct"] if direct else ["--emulator", running.emulator_url]
+    assert await run(*argv, *how, "--kind", "quick_reply", "--payload", "yes", "Yes") == 1  # Twilio's is "button"
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["error"]["code"] == "bad_request"
+    assert answer["error"]["message"].startswith("unknown kind 'quick_reply' for WhatsApp (Twilio); it plays text,")
+    assert answer["error"]["message"].endswith(", location, button")
+    assert await inbound(running.store, "wa-twilio") == []
+
+
+async def test_a_repeat_out_of_bounds_is_refused_before_anything_is_posted(
+    running: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a repeat of 100000000 used to post webhooks until the process was killed; a list was a 500
+    argv = ["emulate", "say", "--config", str(running.config), "--account", "viber-main", "--from", VIBER_USER]
+    for how in (["--direct"], ["--emulator", running.emulator_url]):
+        assert await run(*argv, *how, "--repeat", "101", "x") == 2
+        assert capsys.readouterr().err.strip() == "channelhub: --repeat must be from 1 to 100"
+    async with aiohttp.ClientSession() as session:
+        for repeat in (101, 0, [2], "2", True):
+            request = {"account": "viber-main", "from": VIBER_USER, "text": "x", "repeat": repeat}
+            async with session.post(f"{running.emulator_url}/_emulator/say", json=request) as refused:
+                assert refused.status == 400, repeat
+                assert (await refused.json())["error"]["code"] == "invalid_field"
+    assert await inbound(running.store, "viber-main") == []
 
 
 async def test_emulate_say_fails_when_nothing_listens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

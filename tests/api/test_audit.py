@@ -301,6 +301,20 @@ async def test_filters_by_actor_action_and_time(api: Api) -> None:
     assert await entries(api, "&action=auth.") == by_action(await entries(api), "auth.login")
 
 
+async def test_a_time_typed_with_its_offset_unescaped_is_read_as_written(api: Api) -> None:
+    # ?from=...+00:00 as typed in a shell arrives with a space for the "+"; the reports already read it so
+    ana = await api.agent("ana")
+    api.clock.advance(60)
+    middle = api.clock().isoformat()
+    api.clock.advance(60)
+    await ana.json("PUT", "/api/v1/me/presence", {"state": "ready"})
+    assert "+" in middle
+    escaped = await entries(api, "&action=presence.changed&from=" + middle.replace("+", "%2B"))
+    typed = await entries(api, "&action=presence.changed&from=" + middle)
+    assert [i["after"]["state"] for i in typed] == ["ready"]
+    assert typed == escaped
+
+
 async def test_pages_follow_the_next_cursor(api: Api) -> None:
     ana = await api.agent("ana")
     for state in ("ready", "paused", "ready", "offline", "ready"):

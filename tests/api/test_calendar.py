@@ -44,6 +44,9 @@ async def test_event_is_created_listed_edited_and_deleted(api: Api) -> None:
     assert [e["id"] for e in listed["items"]] == [created["id"], later["id"]]  # earliest first
     window = await alice.json("GET", "/api/v1/events?from=2026-03-03T00:00:00Z&to=2026-03-04T00:00:00Z")
     assert [e["id"] for e in window["items"]] == [created["id"]]
+    # the offset typed as it is: the "+" arrives as a space and is read back as the "+" it was
+    typed = await alice.json("GET", "/api/v1/events?from=2026-03-03T01:00:00+01:00&to=2026-03-04T01:00:00+01:00")
+    assert [e["id"] for e in typed["items"]] == [created["id"]]
 
     edited = await alice.json(
         "PUT", f"/api/v1/events/{created['id']}", {"ends_at": "2026-03-03T09:30:00Z", "note": None}

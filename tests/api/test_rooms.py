@@ -176,6 +176,10 @@ async def test_a_field_in_a_new_rooms_body_is_refused_like_on_every_route(api: A
     refused = await alice.post(f"/api/v1/conversations/{conversation_id}/rooms", {"link_minutes": 5})
     assert refused.status == 422
     assert (await refused.json())["error"]["code"] == "unknown_field"
+    # the message says what to send instead, not an empty list of allowed fields
+    assert (await refused.json())["error"]["message"] == (
+        "unknown field 'link_minutes'; this body takes no fields (send {} or nothing)"
+    )
     async with api.store.read() as connection:
         assert (await connection.execute(select(rooms.c.id))).all() == []  # nothing made, nothing sent
     await alice.json("POST", f"/api/v1/conversations/{conversation_id}/rooms", {}, status=201)

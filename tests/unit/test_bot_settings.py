@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.errors import ConfigError
+from hub.errors import WHSEC_RECIPE, ConfigError
 from hub.settings import Settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -81,6 +81,14 @@ def test_mistakes_name_their_key(make_settings: Callable[..., Settings], keys: d
     with pytest.raises(ConfigError) as caught:
         make_settings(webhook(**keys))
     assert caught.value.key == key
+
+
+@pytest.mark.parametrize("secret", ["", '"plain-secret"', '"whsec_c2hvcnQ="'])
+def test_a_bad_or_missing_secret_says_how_to_make_one(make_settings: Callable[..., Settings], secret: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(webhook(secret=secret))
+    assert caught.value.key == "bots[0].secret"
+    assert caught.value.problem.endswith("; " + WHSEC_RECIPE)
 
 
 def test_one_queue_has_one_bot(make_settings: Callable[..., Settings]) -> None:

@@ -70,6 +70,27 @@ def test_a_wrong_value_names_its_key(make_settings: Callable[..., Settings], tom
     assert caught.value.key == key
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("\n[outbox]\nworkrs = 2\n", "outbox.workrs: unknown key; did you mean 'workers'?"),
+        ("\n[servr]\nport = 8080\n", "servr: unknown section; did you mean 'server'?"),
+        ('\n[[bot]]\nid = "faq"\n', "bot: unknown section; did you mean 'bots'?"),
+        (MESSENGER.replace("[[accounts]]", '[[accounts]]\npage_token = "x"'), "did you mean 'page_access_token'?"),
+        (
+            "\n[routing]\ncolour = 1\n",
+            "routing.colour: unknown key; known: missed_offer_reason, tick_seconds, waiting_update_seconds",
+        ),
+    ],
+)
+def test_a_misspelt_key_or_section_is_refused_with_the_one_meant(
+    make_settings: Callable[..., Settings], toml: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_settings(toml)
+    assert str(caught.value).endswith(message)
+
+
 def test_environment_overrides_scalars_and_list_entries(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(
         MESSENGER,
@@ -84,6 +105,28 @@ def test_environment_overrides_scalars_and_list_entries(make_settings: Callable[
     assert settings.database_url == "postgresql://hub@db/hub"
     assert settings.account("fb-main").credentials["app_secret"] == "from-env"
     assert settings.queue("support").offer_timeout == 45
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "CHANNELHUB_ACCOUNTS_FB_MAIM_APP_SECRET",
+            "names no [[accounts]] entry (their ids, as the variable spells them: FB_MAIN)",
+        ),
+        (
+            "CHANNELHUB_WEBHOOKS_OUT_CRM_PAUSE_AFTER",
+            "names no [[webhooks_out]] entry (their ids, as the variable spells them: none in the file)",
+        ),
+    ],
+)
+def test_a_variable_for_an_entry_that_does_not_exist_is_refused(
+    make_settings: Callable[..., Settings], variable: str, message: str
+) -> None:
+    # a misspelt id used to be ignored, leaving the file's value in force
+    with pytest.raises(ConfigError) as caught:
+        make_settings(MESSENGER, env={variable: "from-env"})
+    assert (caught.value.key, caught.value.problem) == (variable, message)
 
 
 def test_other_tools_variables_with_our_prefix_are_not_configuration(make_settings: Callable[..., Settings]) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 
-from hub.errors import ConfigError
+from hub.errors import WHSEC_RECIPE, ConfigError
 from hub.events import (
     ContactUpdated,
     ConversationClosedByBot,
@@ -78,6 +80,16 @@ def test_a_bad_webhook_entry_is_refused_naming_its_key(
     with pytest.raises(ConfigError) as refused:
         make_settings(entry(**overrides))
     assert refused.value.key == key
+
+
+@pytest.mark.parametrize("secret", ['"not-a-secret"', '"whsec_c2hvcnQ="', ""])
+def test_a_bad_or_missing_secret_says_how_to_make_one(make_settings: Callable[..., Settings], secret: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        make_settings(entry(secret=secret))
+    assert refused.value.problem.endswith("; " + WHSEC_RECIPE)
+    code = WHSEC_RECIPE.split('python -c "', 1)[1].removesuffix('"')  # the recipe, run as the reader would
+    made = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert make_settings(entry(secret=f'"{made}"')).webhooks_out[0].id == "crm"
 
 
 def test_two_webhooks_with_one_id_are_refused(make_settings: Callable[..., Settings]) -> None:
