@@ -45,7 +45,7 @@ from hub.store.webhooks_out_dispatch import (
 )
 from hub.webhooks_out_events import outgoing_of
 
-__all__ = ["WebhookDispatcher", "signed_headers", "webhook_id"]
+__all__ = ["WebhookDispatcher", "delivery_number", "signed_headers", "webhook_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,17 @@ _QUEUE_LOW = 2
 _PRUNE_EVERY = 3600.0  # seconds between retention sweeps of delivered deliveries (the first at start)
 
 
+_WEBHOOK_ID_PREFIX = "dlv_"
+
+
 def webhook_id(delivery_id: int) -> str:
     """The ``webhook-id`` of a delivery: the same for every attempt and replay, so receivers deduplicate."""
-    return f"dlv_{delivery_id}"
+    return f"{_WEBHOOK_ID_PREFIX}{delivery_id}"
+
+
+def delivery_number(text: str) -> str:
+    """The delivery's number in ``text``, which is either that number or the ``webhook-id`` a receiver saw."""
+    return text.removeprefix(_WEBHOOK_ID_PREFIX)
 
 
 def signed_headers(secret: str, delivery_id: int, body: bytes, at: datetime) -> dict[str, str]:

@@ -91,7 +91,8 @@ def outgoing_of(source: OutgoingSource, *, new_conversation: bool = False) -> Ou
         case ConversationUpdated(conversation_id=cid, action="closed", by=by, details=details):
             return _conversation("conversation.closed", cid, **_acted(by, details))
         case ConversationClosed(conversation_id=cid, agent_id=agent, status=status):
-            return _conversation("conversation.closed", cid, by=agent, status=status)
+            # ``bot`` is there on every close (null here), so that receivers read one shape
+            return _conversation("conversation.closed", cid, by=agent, status=status, bot=None)
         case ConversationClosedByBot(conversation_id=cid, bot=bot, status=status):
             return _conversation("conversation.closed", cid, by=None, bot=bot, status=status)
         case ConversationHandedOff(conversation_id=cid, queue_id=queue, reason=reason):

@@ -14,7 +14,7 @@ from hub.api.errors import ApiError
 from hub.api.openapi import PAGE_QUERY, documented, list_schema, page_schema, ref, schema
 from hub.store.webhooks_out import Delivery, Subscription
 from hub.usecases import webhooks_out as usecases
-from hub.webhooks_out import webhook_id
+from hub.webhooks_out import delivery_number, webhook_id
 from hub.webhooks_out_config import EVENT_TYPES
 
 __all__ = ["setup"]
@@ -255,13 +255,14 @@ async def webhooks_out_deliveries(request: web.Request) -> web.Response:
 @routes.post("/api/v1/webhooks-out/{id}/deliveries/{delivery}/replay")
 @documented(
     "Send a delivery again, with the same webhook-id and body (admins)",
+    description="`{delivery}` is the delivery's `id` from the listing, or the `webhook-id` its receiver saw (`dlv_12`).",
     ok=(202, DELIVERY),
     errors=(401, 403, 404),
     tag="webhooks-out",
 )
 async def webhooks_out_replay(request: web.Request) -> web.Response:
     principal = await actor(request)
-    delivery_id = parse_id(request.match_info["delivery"])
+    delivery_id = parse_id(delivery_number(request.match_info["delivery"]))  # the number, or the webhook-id
     if delivery_id is None:
         raise ApiError(404, "not_found", "no such delivery")
     replayed = await usecases.replay(hub_of(request), principal, _webhook(request), delivery_id)

@@ -120,6 +120,11 @@ async def test_failed_attempts_show_with_their_error_and_pause_the_endpoint_unti
     again = await root.json("POST", f"/api/v1/webhooks-out/down/deliveries/{tried[0]['id']}/replay", status=202)
     assert again["attempts"] > 0
     assert len(again["attempt_log"]) == again["attempts"], "the answer shows the delivery with every attempt"
+    # the receiver knows a delivery by its webhook-id: that names it as well as its number does
+    by_webhook_id = await root.json(
+        "POST", f"/api/v1/webhooks-out/down/deliveries/dlv_{every[0]['id']}/replay", status=202
+    )
+    assert by_webhook_id["id"] == every[0]["id"]
 
 
 async def test_bad_input_is_refused_with_a_code_and_changes_nothing(make_api: Callable[..., Awaitable[Api]]) -> None:
@@ -147,6 +152,9 @@ async def test_bad_input_is_refused_with_a_code_and_changes_nothing(make_api: Ca
     assert (await root.json("GET", "/api/v1/webhooks-out/nope", status=404))["error"]["code"] == "not_found"
     missing = await root.json("POST", "/api/v1/webhooks-out/crm/deliveries/999999/replay", status=404)
     assert missing["error"]["code"] == "not_found"
+    for bad in ("dlv_", "dlv_x", "msg_12"):
+        answer = await root.json("POST", f"/api/v1/webhooks-out/crm/deliveries/{bad}/replay", status=404)
+        assert answer["error"]["code"] == "not_found"
     assert (await root.json("GET", "/api/v1/webhooks-out/crm/deliveries?after=zz", status=422))["error"]["code"] == (
         "invalid_cursor"
     )

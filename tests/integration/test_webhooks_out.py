@@ -279,6 +279,8 @@ async def test_an_integration_scoped_to_queues_never_hears_of_a_conversation_out
         "conversation.assigned",
         "conversation.closed",
     ]
+    (closed,) = [r for r in later if r.type == "conversation.closed"]
+    assert (closed.data["by"], closed.data["status"], closed.data["bot"]) == (agent.id, "resolved", None)
     (changed,) = [r for r in later if r.type == "contact.updated"]
     assert changed.data["contact"]["company"] == "Acme"
     # the scoped one heard only of the conversation once it was in "sales", and of no contact
