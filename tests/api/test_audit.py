@@ -4,6 +4,7 @@ that it is kept only ``[audit] keep_days``."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
@@ -277,6 +278,36 @@ async def test_ticket_changes_are_recorded_without_their_text(api: Api) -> None:
     assert items[0]["conversation"] == conversation_id
     assert items[1]["after"] == {"fields": ["title"]}
     assert "Jane" not in json.dumps(items)
+
+
+async def test_outgoing_webhook_changes_are_recorded_without_their_secret(api: Api) -> None:
+    admin = await _admin(api)
+    hook = {"id": "crm", "url": "https://bob:pw-in-url@crm.example/hook?token=tok-in-url", "events": ["message.created"]}
+    created = await admin.json("POST", "/api/v1/webhooks-out", hook, 201)
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    await admin.json("PUT", "/api/v1/webhooks-out/crm", {"secret": secret, "queues": ["support"]})
+    await api.customer_writes()
+    page = await admin.json("GET", "/api/v1/webhooks-out/crm/deliveries")
+    delivery = page["items"][0]["id"]
+    await admin.json("POST", f"/api/v1/webhooks-out/crm/deliveries/{delivery}/replay", status=202)
+    await admin.json("DELETE", "/api/v1/webhooks-out/crm", status=204)
+
+    items = list(reversed(await entries(api, "&action=webhook_out.")))
+
+    assert [i["action"] for i in items] == [
+        "webhook_out.created",
+        "webhook_out.updated",
+        "webhook_out.replayed",
+        "webhook_out.deleted",
+    ]
+    assert {(i["actor"], i["target"]) for i in items} == {("auditor", "webhook_out:crm")}
+    assert items[0]["after"]["url"] == "https://crm.example/hook"
+    assert (items[1]["before"]["queues"], items[1]["after"]["queues"]) == (None, ["support"])
+    assert items[1]["after"]["secret_changed"] is True
+    assert items[2]["after"] == {"delivery": delivery}
+    written = json.dumps(items)
+    assert created["secret"] not in written and secret not in written
+    assert "pw-in-url" not in written and "tok-in-url" not in written
 
 
 # ------------------------------------------------------------------ searching and paging
