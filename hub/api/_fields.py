@@ -7,7 +7,7 @@ message next to the right input; nothing is written before every field passed.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +28,7 @@ __all__ = [
     "parse_id",
     "path_id",
     "query_flag",
+    "query_instant",
     "query_int",
     "text",
 ]
@@ -159,6 +160,14 @@ def query_int(request: web.Request, key: str) -> int | None:
     if value is None:
         raise ApiError(422, "invalid_query", f"{key!r} must be an integer id", field=key)
     return value
+
+
+def query_instant(raw: str) -> datetime:
+    """An ISO 8601 date or date-time from a query string, in UTC (one without an offset is UTC). The "+" of an
+    offset left unescaped in a URL arrives as a space: after the date it is read as the "+" it was. Raises
+    ValueError when it is no date, OverflowError when it does not fit in UTC (year 1 or 9999 with an offset)."""
+    value = datetime.fromisoformat(raw[:11] + raw[11:].replace(" ", "+"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def query_flag(request: web.Request, key: str) -> bool:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from hub.api._csv import as_text
-from hub.api._fields import invalid, json_ok
+from hub.api._fields import invalid, json_ok, query_instant
 from hub.api._hub import actor, hub_of
 from hub.api.openapi import documented, list_schema, schema
 from hub.reports import Bucket
@@ -99,10 +99,7 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        # an unescaped "+" in a query string arrives as a space: only the date may be followed by one
-        value = datetime.fromisoformat(raw[:11] + raw[11:].replace(" ", "+"))
-        # year 1 or 9999 with an offset may not fit in UTC
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return query_instant(raw)
     except (ValueError, OverflowError):
         raise invalid(name, f"{name!r} must be an ISO 8601 date or date-time", code="invalid_date") from None
 

@@ -8,7 +8,7 @@ import base64
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +330,22 @@ async def test_filters_by_actor_action_and_time(api: Api) -> None:
     until = await entries(api, "&action=presence.changed&to=" + middle.replace("+", "%2B"))
     assert [i["after"]["state"] for i in until] == ["ready"]
     assert await entries(api, "&action=auth.") == by_action(await entries(api), "auth.login")
+
+
+async def test_an_offset_written_unescaped_in_the_query_still_parses(api: Api) -> None:
+    """``from=...T10:00:00+01:00`` typed into curl or a browser: the query string turns the "+" into a space."""
+    ana = await api.agent("ana")
+    await ana.json("PUT", "/api/v1/me/presence", {"state": "ready"})
+    api.clock.advance(60)
+    middle = api.clock().astimezone(timezone(timedelta(hours=1))).isoformat()  # 10:01:00+01:00
+    api.clock.advance(60)
+    await ana.json("PUT", "/api/v1/me/presence", {"state": "offline"})
+
+    since = await entries(api, f"&action=presence.changed&from={middle}")
+    assert [i["after"]["state"] for i in since] == ["offline"]
+    exported = await (await _admin(api)).get(f"/api/v1/audit.jsonl?action=presence.changed&to={middle}")
+    assert exported.status == 200
+    assert [json.loads(line)["after"]["state"] for line in (await exported.text()).splitlines()] == ["ready"]
 
 
 async def test_pages_follow_the_next_cursor(api: Api) -> None:
