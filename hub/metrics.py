@@ -7,8 +7,8 @@ by the part that knows it, through one small hook each: the ingest's group sizes
 (``Ingestor.on_group``), webhook outcomes per channel (webhooks/_common.py), refused template renders
 (``template_render_refused``), media fetches (``media_fetches``, from the fetcher's ``AttachmentChanged``),
 and HTTP latency (hub/api/observe.py). Gauges of what the database holds (waiting conversations and the longest wait per
-queue, agents per presence, outbox rows per state) and the outbox's retry count are read when scraped
-(``HubMetrics.scrape``). Every name starts with ``channelhub_``; docs/operations.md lists them.
+queue, agents per presence, outbox rows per state), the outbox's retry count and the outgoing webhooks' attempts are
+read when scraped (``HubMetrics.scrape``). Every name starts with ``channelhub_``; docs/operations.md lists them.
 """
 
 from __future__ import annotations
@@ -57,11 +57,19 @@ class _Counts(Protocol):
     retried: int
 
 
+class _Deliveries(Protocol):
+    """What the scrape-time collector reads of the outgoing webhooks' dispatcher: its attempts (hub/webhooks_out.py)."""
+
+    delivered: int
+    failed_attempts: int
+
+
 class _ProcessCounts(Collector):
     """Counters the hub's parts keep themselves, read when scraped (no second bookkeeping)."""
 
     def __init__(self) -> None:
         self.outbox: _Counts | None = None
+        self.webhooks_out: _Deliveries | None = None
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         retries = CounterMetricFamily(
@@ -69,6 +77,15 @@ class _ProcessCounts(Collector):
         )
         retries.add_metric([], self.outbox.retried if self.outbox is not None else 0)
         yield retries
+        attempts = CounterMetricFamily(
+            "channelhub_webhooks_out_attempts",
+            "Outgoing webhook delivery attempts, by result (delivered, failed).",
+            labels=["result"],
+        )
+        dispatcher = self.webhooks_out
+        attempts.add_metric(["delivered"], dispatcher.delivered if dispatcher is not None else 0)
+        attempts.add_metric(["failed"], dispatcher.failed_attempts if dispatcher is not None else 0)
+        yield attempts
 
 
 class HubMetrics:
@@ -174,6 +191,10 @@ class HubMetrics:
     def watch_outbox(self, outbox: _Counts) -> None:
         """Read the outbox's own retry count when scraped."""
         self._counts.outbox = outbox
+
+    def watch_webhooks_out(self, dispatcher: _Deliveries) -> None:
+        """Read the outgoing webhooks' dispatcher's own attempt counts when scraped."""
+        self._counts.webhooks_out = dispatcher
 
     def observe_ingest_group(self, deliveries: int, seconds: float) -> None:
         """``Ingestor.on_group``: one group committed."""

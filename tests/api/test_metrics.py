@@ -3,6 +3,7 @@ read it (a bearer token, a listener of its own, or loopback clients only)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ from hub.metrics import HubMetrics
 from hub.settings import Settings
 from hub.store.templates import create_template
 from hub.templates import TemplateDraft
-from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi, delivered
+from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi, delivered, eventually
+from tests.webhook_receiver import Receiver, free_port
 
 TOKEN = "metrics-token-0123456789"
 WITH_TOKEN = f"""
@@ -190,6 +192,32 @@ async def test_a_refused_template_render_is_counted_by_its_code(make_api: MakeAp
 
     assert value(samples, "channelhub_template_renders_refused_total", code="missing_variables") == 1
     assert value(samples, "channelhub_sends_total", result="sent") == 0
+
+
+async def test_outgoing_webhook_attempts_are_counted_by_result(make_api: MakeApi) -> None:
+    secret = "whsec_" + base64.b64encode(b"m" * 32).decode()
+    receiver = Receiver(secret)
+    await receiver.start()
+    try:
+        hooks = "".join(
+            f'\n[[webhooks_out]]\nid = "{name}"\nurl = "{url}"\nsecret = "{secret}"\nevents = ["message.created"]\n'
+            for name, url in (("up", receiver.url), ("down", f"http://127.0.0.1:{free_port()}/hook"))
+        )
+        api = await make_api(WITH_TOKEN + hooks + "\n[webhooks_delivery]\npoll_seconds = 0.05\n", fake_adapter=True)
+        await api.customer_writes(text="a message both integrations hear of")
+
+        async def both_tried() -> bool:
+            samples = await scrape(api)
+            return all(
+                value(samples, "channelhub_webhooks_out_attempts_total", result=result) >= 1
+                for result in ("delivered", "failed")
+            )
+
+        await eventually(both_tried, "an attempt of each integration counted")
+    finally:
+        await receiver.stop()
+    samples = await scrape(api)
+    assert value(samples, "channelhub_webhooks_out_attempts_total", result="delivered") == len(receiver.accepted) == 1
 
 
 async def test_waiting_conversations_and_the_longest_wait_per_queue(make_api: MakeApi) -> None:
