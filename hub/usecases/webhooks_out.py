@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from hub.audit import record
-
 from hub.errors import ConfigError, Conflict, Invalid, NotFound
 from hub.model import Role
 from hub.store.catalogue import load_queues
@@ -235,9 +234,7 @@ async def resume(hub: HubParts, actor: Principal, webhook_id: str) -> Subscripti
     if resumed is None:
         raise NotFound("not_found", f"no outgoing webhook {webhook_id!r}")
     if current.paused_at is not None:
-        await _audit(
-            hub, actor, "webhook_out.resumed", webhook_id, before={"paused_reason": current.paused_reason}
-        )
+        await _audit(hub, actor, "webhook_out.resumed", webhook_id, before={"paused_reason": current.paused_reason})
     _deliver_now(hub)
     return resumed
 

@@ -282,7 +282,8 @@ async def test_ticket_changes_are_recorded_without_their_text(api: Api) -> None:
 
 async def test_outgoing_webhook_changes_are_recorded_without_their_secret(api: Api) -> None:
     admin = await _admin(api)
-    hook = {"id": "crm", "url": "https://bob:pw-in-url@crm.example/hook?token=tok-in-url", "events": ["message.created"]}
+    url = "https://bob:pw-in-url@crm.example/hook?token=tok-in-url"
+    hook = {"id": "crm", "url": url, "events": ["message.created"]}
     created = await admin.json("POST", "/api/v1/webhooks-out", hook, 201)
     secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
     await admin.json("PUT", "/api/v1/webhooks-out/crm", {"secret": secret, "queues": ["support"]})
@@ -306,8 +307,8 @@ async def test_outgoing_webhook_changes_are_recorded_without_their_secret(api: A
     assert items[1]["after"]["secret_changed"] is True
     assert items[2]["after"] == {"delivery": delivery}
     written = json.dumps(items)
-    assert created["secret"] not in written and secret not in written
-    assert "pw-in-url" not in written and "tok-in-url" not in written
+    for hidden in (created["secret"], secret, "pw-in-url", "tok-in-url"):
+        assert hidden not in written
 
 
 # ------------------------------------------------------------------ searching and paging
