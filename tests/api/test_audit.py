@@ -91,6 +91,20 @@ async def test_presence_is_recorded_with_before_and_after(api: Api) -> None:
     assert change["after"] == {"state": "paused", "reason": "lunch", "paid": False}
 
 
+async def test_the_unpaid_pause_after_a_missed_offer_is_recorded_as_the_systems(api: Api) -> None:
+    ana = await api.agent("ana", ready=True)
+    conversation_id = await api.customer_writes()
+    await api.sweep()
+    api.clock.advance(3600)
+    await api.sweep()  # the offer ran out: ana is paused, unpaid
+
+    [paused] = [i for i in await entries(api, "&action=presence.changed") if i["actor_kind"] == "system"]
+
+    assert (paused["actor"], paused["target"], paused["conversation"]) == (None, f"agent:{ana.login}", conversation_id)
+    assert paused["before"] == {"state": "ready"}
+    assert paused["after"] == {"state": "paused", "reason": "missed offer", "paid": False}
+
+
 async def test_conversation_actions_and_sends_are_recorded(api: Api) -> None:
     ana = await api.agent("ana", ready=True)
     bob = await api.agent("bob")
