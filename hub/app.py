@@ -111,6 +111,7 @@ class Hub:
         self.webhooks_out = (
             webhooks_out if webhooks_out is not None else WebhookDispatcher(store, bus, settings, clock=clock)
         )
+        self.metrics.watch_webhooks_out(self.webhooks_out)  # its attempts, read when /metrics is scraped
         self._http = http
         self._adapters = adapters
         self._owns_store = owns_store

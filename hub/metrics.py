@@ -7,8 +7,10 @@ by the part that knows it, through one small hook each: the ingest's group sizes
 (``Ingestor.on_group``), webhook outcomes per channel (webhooks/_common.py), refused template renders
 (``template_render_refused``), media fetches (``media_fetches``, from the fetcher's ``AttachmentChanged``),
 and HTTP latency (hub/api/observe.py). Gauges of what the database holds (waiting conversations and the longest wait per
-queue, agents per presence, outbox rows per state) and the outbox's retry count are read when scraped
-(``HubMetrics.scrape``). Every name starts with ``channelhub_``; docs/operations.md lists them.
+queue, agents per presence, outbox rows per state), the outbox's retry count and the outgoing webhooks' attempts are
+read when scraped (``HubMetrics.scrape``). The database's gauges live in a registry of their own: when the database
+cannot be read, a scrape leaves them out (never a stale figure) and still reports the process's own counts, which
+are what tells of the outage. Every name starts with ``channelhub_``; docs/operations.md lists them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.events import (
     AttachmentChanged,
@@ -57,11 +60,19 @@ class _Counts(Protocol):
     retried: int
 
 
+class _Deliveries(Protocol):
+    """What the scrape-time collector reads of the outgoing webhooks' dispatcher: its attempts (hub/webhooks_out.py)."""
+
+    delivered: int
+    failed_attempts: int
+
+
 class _ProcessCounts(Collector):
     """Counters the hub's parts keep themselves, read when scraped (no second bookkeeping)."""
 
     def __init__(self) -> None:
         self.outbox: _Counts | None = None
+        self.webhooks_out: _Deliveries | None = None
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         retries = CounterMetricFamily(
@@ -69,14 +80,25 @@ class _ProcessCounts(Collector):
         )
         retries.add_metric([], self.outbox.retried if self.outbox is not None else 0)
         yield retries
+        attempts = CounterMetricFamily(
+            "channelhub_webhooks_out_attempts",
+            "Outgoing webhook delivery attempts, by result (delivered, failed).",
+            labels=["result"],
+        )
+        dispatcher = self.webhooks_out
+        attempts.add_metric(["delivered"], dispatcher.delivered if dispatcher is not None else 0)
+        attempts.add_metric(["failed"], dispatcher.failed_attempts if dispatcher is not None else 0)
+        yield attempts
 
 
 class HubMetrics:
-    """Every metric of one hub; ``registry`` is what ``/metrics`` renders."""
+    """Every metric of one hub; ``registry`` (the process's own) and ``database`` (the gauges read from the
+    database when scraped) are what ``/metrics`` renders."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self.database = CollectorRegistry(auto_describe=True)
+        r, d = self.registry, self.database
         self.webhooks_received = Counter(
             "channelhub_webhooks_received", "Webhook deliveries received, per channel.", ["channel"], registry=r
         )
@@ -142,18 +164,18 @@ class HubMetrics:
             registry=r,
         )
         self.waiting = Gauge(
-            "channelhub_conversations_waiting", "Conversations waiting in each queue.", ["queue"], registry=r
+            "channelhub_conversations_waiting", "Conversations waiting in each queue.", ["queue"], registry=d
         )
         self.longest_wait = Gauge(
             "channelhub_longest_wait_seconds",
             "How long the longest-waiting conversation of each queue has waited.",
             ["queue"],
-            registry=r,
+            registry=d,
         )
-        self.agents = Gauge("channelhub_agents", "Active agents per presence state.", ["presence"], registry=r)
-        self.outbox_rows = Gauge("channelhub_outbox_rows", "Outbox rows per state.", ["state"], registry=r)
+        self.agents = Gauge("channelhub_agents", "Active agents per presence state.", ["presence"], registry=d)
+        self.outbox_rows = Gauge("channelhub_outbox_rows", "Outbox rows per state.", ["state"], registry=d)
         self.outbox_depth = Gauge(
-            "channelhub_outbox_depth", "Messages queued to send and not sent yet (pending or sending).", registry=r
+            "channelhub_outbox_depth", "Messages queued to send and not sent yet (pending or sending).", registry=d
         )
         self._counts = _ProcessCounts()
         r.register(self._counts)
@@ -174,6 +196,10 @@ class HubMetrics:
     def watch_outbox(self, outbox: _Counts) -> None:
         """Read the outbox's own retry count when scraped."""
         self._counts.outbox = outbox
+
+    def watch_webhooks_out(self, dispatcher: _Deliveries) -> None:
+        """Read the outgoing webhooks' dispatcher's own attempt counts when scraped."""
+        self._counts.webhooks_out = dispatcher
 
     def observe_ingest_group(self, deliveries: int, seconds: float) -> None:
         """``Ingestor.on_group``: one group committed."""
@@ -221,21 +247,26 @@ class HubMetrics:
     # ---------------------------------------------------------------- scraping
 
     async def scrape(self, store: Store, now: datetime) -> bytes:
-        """The text exposition, after reading the gauges of what the database holds now."""
-        figures = await queue_figures(store, now)
+        """The text exposition, after reading the gauges of what the database holds now; without them when the
+        database cannot be read (logged), so an outage does not hide the process's own counts."""
+        try:
+            figures = await queue_figures(store, now)
+            presences = await presence_counts(store)
+            rows = await outbox_counts(store)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("metrics: the database's gauges are left out of this scrape (%s)", exc)
+            return generate_latest(self.registry)
         self.waiting.clear()
         self.longest_wait.clear()
         for queue_id, queue in sorted(figures.items()):
             self.waiting.labels(queue=queue_id).set(queue.waiting)
             self.longest_wait.labels(queue=queue_id).set(queue.longest_wait_seconds or 0)
-        presences = await presence_counts(store)
         for presence in sorted(set(_PRESENCES) | set(presences)):
             self.agents.labels(presence=presence).set(presences.get(presence, 0))
-        rows = await outbox_counts(store)
         for state in sorted(set(_OUTBOX_STATES) | set(rows)):
             self.outbox_rows.labels(state=state).set(rows.get(state, 0))
         self.outbox_depth.set(rows.get("pending", 0) + rows.get("sending", 0))
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + generate_latest(self.database)
 
 
 def template_render_refused(parts: Any, code: str) -> None:

@@ -7,7 +7,7 @@ message next to the right input; nothing is written before every field passed.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +28,7 @@ __all__ = [
     "parse_id",
     "path_id",
     "query_flag",
+    "query_instant",
     "query_int",
     "query_time_text",
     "text",
@@ -171,6 +172,14 @@ def query_time_text(raw: str) -> str:
     refusing it would tell the caller to use the very format they used. Only the part after the date may hold
     one, so a space there can only have been a ``+``. Every route that reads a time from its query uses this."""
     return raw[:11] + raw[11:].replace(" ", "+")
+
+
+def query_instant(raw: str) -> datetime:
+    """An ISO 8601 date or date-time from a query string, in UTC (one without an offset is UTC). The "+" of an
+    offset left unescaped in a URL arrives as a space: after the date it is read as the "+" it was. Raises
+    ValueError when it is no date, OverflowError when it does not fit in UTC (year 1 or 9999 with an offset)."""
+    value = datetime.fromisoformat(query_time_text(raw))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def query_flag(request: web.Request, key: str) -> bool:

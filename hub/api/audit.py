@@ -11,13 +11,13 @@ import csv
 import io
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from hub.api._csv import as_text
-from hub.api._fields import bad_cursor, json_ok, page, query_time_text
+from hub.api._fields import bad_cursor, json_ok, page, query_instant
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
@@ -83,9 +83,7 @@ def _when(request: web.Request, name: str) -> datetime | None:
     if not value:
         return None
     try:
-        when = datetime.fromisoformat(query_time_text(value))
-        # in UTC, as the store compares it: year 1 or 9999 with an offset may not fit
-        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return query_instant(value)  # in UTC, as the store compares it
     except (ValueError, OverflowError):
         raise ApiError(422, "invalid_query", f"'{name}' must be an ISO 8601 date or time", field=name) from None
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from hub.api._csv import as_text
-from hub.api._fields import invalid, json_ok, query_time_text
+from hub.api._fields import invalid, json_ok, query_instant
 from hub.api._hub import actor, hub_of
 from hub.api.openapi import documented, list_schema, schema
 from hub.reports import Bucket
@@ -99,9 +99,7 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        value = datetime.fromisoformat(query_time_text(raw))
-        # year 1 or 9999 with an offset may not fit in UTC
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return query_instant(raw)
     except (ValueError, OverflowError):
         raise invalid(name, f"{name!r} must be an ISO 8601 date or date-time", code="invalid_date") from None
 

@@ -255,7 +255,7 @@ async def webhooks_out_deliveries(request: web.Request) -> web.Response:
 @routes.post("/api/v1/webhooks-out/{id}/deliveries/{delivery}/replay")
 @documented(
     "Send a delivery again, with the same webhook-id and body (admins)",
-    description="`{delivery}` is the delivery's `id` from the listing, or the `webhook-id` its receiver saw (`dlv_12`).",
+    description="`{delivery}` is the delivery's `id` in the listing, or the `webhook-id` its receiver saw (`dlv_12`).",
     ok=(202, DELIVERY),
     errors=(401, 403, 404),
     tag="webhooks-out",

@@ -45,6 +45,7 @@ from hub.store._changes import (
 )
 from hub.store._db import Store
 from hub.store.agents import set_presence
+from hub.store.audit import append_entry
 from hub.store.conversations import conversation_from_row
 from hub.store.events import Journal, journal_events
 from hub.store.tables import agent_queues, agents, conversations, timeline_events
@@ -117,6 +118,9 @@ async def expire_offers(
                         )
                         if agent is not None:
                             events.append(AgentPresence(agent_id=agent_id))
+                            await append_entry(
+                                store, _paused_by_system(agent.login, int(row.id), reason, now), connection=connection
+                            )
                     events.append(withdrawn_event(row.id, agent_id, "timeout"))
                     result.expired.append((int(row.id), agent_id))
                 events.append(queue_event(int(row.id), facts.conversation.queue_id, waiting=True))
@@ -126,6 +130,22 @@ async def expire_offers(
         except DBAPIError:
             logger.warning("offer expiry of conversation %s failed; retried next sweep", row.id, exc_info=True)
     return result
+
+
+def _paused_by_system(login: str, conversation_id: int, reason: str, now: datetime) -> dict[str, Any]:
+    """The audit log's entry (hub/audit.py) for the unpaid pause an offer that ran out puts its agent on, written
+    with the change: the system acted (no actor), for the conversation whose offer it was."""
+    return {
+        "at": now,
+        "actor": None,
+        "actor_kind": "system",
+        "action": "presence.changed",
+        "address": None,
+        "target": f"agent:{login}"[:200],
+        "conversation_id": conversation_id,
+        "before": {"state": Presence.READY.value},
+        "after": {"state": Presence.PAUSED.value, "reason": reason, "paid": False},
+    }
 
 
 async def assign_waiting(

@@ -256,17 +256,26 @@ async def retry_fetch(hub: HubParts, actor: Principal, attachment_id: int) -> di
     fetcher). Forbidden unless admin; NotFound; Conflict ``not_failed``, or ``not_refetchable`` for a failed
     attachment the hub no longer knows where to fetch (its contact's data was deleted)."""
     require_role(actor, Role.ADMIN)
-    record = await load_attachment(hub.store, attachment_id)
-    if record is None:
+    failed = await load_attachment(hub.store, attachment_id)
+    if failed is None:
         raise NotFound("not_found", f"no attachment {attachment_id}")
     if not await retry_failed(hub.store, attachment_id, now=hub.clock()):
-        if record.state == FAILED:
-            raise Conflict("not_refetchable", f"there is nothing to fetch again: {record.error}", state=record.state)
-        raise Conflict("not_failed", f"the attachment is {record.state}; only a failed fetch is tried again")
+        if failed.state == FAILED:
+            raise Conflict("not_refetchable", f"there is nothing to fetch again: {failed.error}", state=failed.state)
+        raise Conflict("not_failed", f"the attachment is {failed.state}; only a failed fetch is tried again")
     found = await load_attachment_row(hub.store, attachment_id)
     assert found is not None
+    await record(
+        hub.store,
+        "media.retried",
+        actor=actor,
+        at=hub.clock(),
+        target=f"attachment:{attachment_id}",
+        conversation_id=failed.conversation_id,
+        after={"state": found["state"]},  # not the fetch's error: it may quote the provider's signed link
+    )
     hub.bus.publish(
-        AttachmentChanged(conversation_id=record.conversation_id, message_id=record.message_id, attachment=found)
+        AttachmentChanged(conversation_id=failed.conversation_id, message_id=failed.message_id, attachment=found)
     )
     return found
 

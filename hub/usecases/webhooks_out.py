@@ -1,6 +1,10 @@
 """Admin work on the outgoing webhooks: list, create, change, delete, resume an integration; read its
 deliveries with their attempts; replay one. For the API and the console alike; admins only.
 
+Every change is recorded in the audit log (``webhook_out.*``, hub/audit.py) without the secret (a change of it is
+``secret_changed``) and with the URL cut to its scheme, host and path (its user, password and query may carry
+the receiver's credentials).
+
 Integrations defined in the configuration (``[[webhooks_out]]``) are the configuration's: admins may
 resume them and replay their deliveries, but change or delete them only there.
 """
@@ -9,9 +13,12 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from hub.audit import record
 from hub.errors import ConfigError, Conflict, Invalid, NotFound
 from hub.model import Role
 from hub.store.catalogue import load_queues
@@ -122,8 +129,44 @@ async def create(hub: HubParts, actor: Principal, draft: WebhookDraft) -> Create
     created = await create_subscription(hub.store, hook, now=hub.clock())
     if created is None:
         raise Conflict("webhook_exists", f"an outgoing webhook {hook.id!r} exists already")
+    await _audit(hub, actor, "webhook_out.created", created.id, after=_audited(created))
     _deliver_now(hub)
     return Created(subscription=created, secret=hook.secret)
+
+
+def _bare_url(url: str) -> str:
+    """``url`` without what may be a credential: its user and password, query and fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _audited(subscription: Subscription) -> dict[str, Any]:
+    """What the audit log keeps of an integration: never its secret, the URL without credentials."""
+    return {
+        "url": _bare_url(subscription.url),
+        "events": list(subscription.events),
+        "queues": list(subscription.queues) if subscription.queues is not None else None,
+        "pause_after": subscription.pause_after,
+        "paused": subscription.paused_at is not None,
+    }
+
+
+async def _audit(
+    hub: HubParts,
+    actor: Principal,
+    action: str,
+    webhook_id: str,
+    *,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> None:
+    await record(
+        hub.store, action, actor=actor, at=hub.clock(), target=f"webhook_out:{webhook_id}", before=before, after=after
+    )
 
 
 def _deliver_now(hub: HubParts) -> None:
@@ -142,7 +185,8 @@ def _not_configured(found: Subscription) -> None:
 async def update(hub: HubParts, actor: Principal, webhook_id: str, draft: WebhookDraft) -> Subscription:
     """Change the fields given; ``queues`` null widens it to every queue."""
     require_role(actor, Role.ADMIN)
-    _not_configured(await _found(hub, webhook_id))
+    current = await _found(hub, webhook_id)
+    _not_configured(current)
     fields: dict[str, Any] = {}
     try:
         if "url" in draft.given:
@@ -166,6 +210,8 @@ async def update(hub: HubParts, actor: Principal, webhook_id: str, draft: Webhoo
     changed = await update_subscription(hub.store, webhook_id, fields, now=hub.clock())
     if changed is None:
         raise NotFound("not_found", f"no outgoing webhook {webhook_id!r}")
+    after = _audited(changed) | ({"secret_changed": True} if "secret" in fields else {})
+    await _audit(hub, actor, "webhook_out.updated", webhook_id, before=_audited(current), after=after)
     _deliver_now(hub)
     return changed
 
@@ -173,17 +219,22 @@ async def update(hub: HubParts, actor: Principal, webhook_id: str, draft: Webhoo
 async def delete(hub: HubParts, actor: Principal, webhook_id: str) -> None:
     """Remove an admin-created integration with its deliveries."""
     require_role(actor, Role.ADMIN)
-    _not_configured(await _found(hub, webhook_id))
+    current = await _found(hub, webhook_id)
+    _not_configured(current)
     if not await delete_subscription(hub.store, webhook_id):
         raise NotFound("not_found", f"no outgoing webhook {webhook_id!r}")
+    await _audit(hub, actor, "webhook_out.deleted", webhook_id, before=_audited(current))
 
 
 async def resume(hub: HubParts, actor: Principal, webhook_id: str) -> Subscription:
     """Deliver to a paused integration again; what waited is due at once (idempotent when not paused)."""
     require_role(actor, Role.ADMIN)
+    current = await _found(hub, webhook_id)
     resumed = await resume_subscription(hub.store, webhook_id, now=hub.clock())
     if resumed is None:
         raise NotFound("not_found", f"no outgoing webhook {webhook_id!r}")
+    if current.paused_at is not None:
+        await _audit(hub, actor, "webhook_out.resumed", webhook_id, before={"paused_reason": current.paused_reason})
     _deliver_now(hub)
     return resumed
 
@@ -204,5 +255,6 @@ async def replay(hub: HubParts, actor: Principal, webhook_id: str, delivery_id: 
     replayed = await replay_delivery(hub.store, webhook_id, delivery_id, now=hub.clock())
     if replayed is None:
         raise NotFound("not_found", f"outgoing webhook {webhook_id!r} has no delivery {delivery_id}")
+    await _audit(hub, actor, "webhook_out.replayed", webhook_id, after={"delivery": delivery_id})
     _deliver_now(hub)
     return replayed

@@ -4,10 +4,11 @@ that it is kept only ``[audit] keep_days``."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,20 @@ async def test_presence_is_recorded_with_before_and_after(api: Api) -> None:
     assert (change["actor"], change["target"]) == ("ana", "agent:ana")
     assert change["before"]["state"] == "offline"
     assert change["after"] == {"state": "paused", "reason": "lunch", "paid": False}
+
+
+async def test_the_unpaid_pause_after_a_missed_offer_is_recorded_as_the_systems(api: Api) -> None:
+    ana = await api.agent("ana", ready=True)
+    conversation_id = await api.customer_writes()
+    await api.sweep()
+    api.clock.advance(3600)
+    await api.sweep()  # the offer ran out: ana is paused, unpaid
+
+    [paused] = [i for i in await entries(api, "&action=presence.changed") if i["actor_kind"] == "system"]
+
+    assert (paused["actor"], paused["target"], paused["conversation"]) == (None, f"agent:{ana.login}", conversation_id)
+    assert paused["before"] == {"state": "ready"}
+    assert paused["after"] == {"state": "paused", "reason": "missed offer", "paid": False}
 
 
 async def test_conversation_actions_and_sends_are_recorded(api: Api) -> None:
@@ -279,6 +294,37 @@ async def test_ticket_changes_are_recorded_without_their_text(api: Api) -> None:
     assert "Jane" not in json.dumps(items)
 
 
+async def test_outgoing_webhook_changes_are_recorded_without_their_secret(api: Api) -> None:
+    admin = await _admin(api)
+    url = "https://bob:pw-in-url@crm.example/hook?token=tok-in-url"
+    hook = {"id": "crm", "url": url, "events": ["message.created"]}
+    created = await admin.json("POST", "/api/v1/webhooks-out", hook, 201)
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    await admin.json("PUT", "/api/v1/webhooks-out/crm", {"secret": secret, "queues": ["support"]})
+    await api.customer_writes()
+    page = await admin.json("GET", "/api/v1/webhooks-out/crm/deliveries")
+    delivery = page["items"][0]["id"]
+    await admin.json("POST", f"/api/v1/webhooks-out/crm/deliveries/{delivery}/replay", status=202)
+    await admin.json("DELETE", "/api/v1/webhooks-out/crm", status=204)
+
+    items = list(reversed(await entries(api, "&action=webhook_out.")))
+
+    assert [i["action"] for i in items] == [
+        "webhook_out.created",
+        "webhook_out.updated",
+        "webhook_out.replayed",
+        "webhook_out.deleted",
+    ]
+    assert {(i["actor"], i["target"]) for i in items} == {("auditor", "webhook_out:crm")}
+    assert items[0]["after"]["url"] == "https://crm.example/hook"
+    assert (items[1]["before"]["queues"], items[1]["after"]["queues"]) == (None, ["support"])
+    assert items[1]["after"]["secret_changed"] is True
+    assert items[2]["after"] == {"delivery": delivery}
+    written = json.dumps(items)
+    for hidden in (created["secret"], secret, "pw-in-url", "tok-in-url"):
+        assert hidden not in written
+
+
 # ------------------------------------------------------------------ searching and paging
 
 
@@ -313,6 +359,22 @@ async def test_a_time_typed_with_its_offset_unescaped_is_read_as_written(api: Ap
     typed = await entries(api, "&action=presence.changed&from=" + middle)
     assert [i["after"]["state"] for i in typed] == ["ready"]
     assert typed == escaped
+
+
+async def test_an_offset_written_unescaped_in_the_query_still_parses(api: Api) -> None:
+    """``from=...T10:00:00+01:00`` typed into curl or a browser: the query string turns the "+" into a space."""
+    ana = await api.agent("ana")
+    await ana.json("PUT", "/api/v1/me/presence", {"state": "ready"})
+    api.clock.advance(60)
+    middle = api.clock().astimezone(timezone(timedelta(hours=1))).isoformat()  # 10:01:00+01:00
+    api.clock.advance(60)
+    await ana.json("PUT", "/api/v1/me/presence", {"state": "offline"})
+
+    since = await entries(api, f"&action=presence.changed&from={middle}")
+    assert [i["after"]["state"] for i in since] == ["offline"]
+    exported = await (await _admin(api)).get(f"/api/v1/audit.jsonl?action=presence.changed&to={middle}")
+    assert exported.status == 200
+    assert [json.loads(line)["after"]["state"] for line in (await exported.text()).splitlines()] == ["ready"]
 
 
 async def test_pages_follow_the_next_cursor(api: Api) -> None:

@@ -392,6 +392,12 @@ async def test_a_failed_fetch_is_shown_and_an_admin_retries_it(
     host.files["late"] = PDF
     retried = await admin.json("POST", f"/api/v1/media/{failed['id']}/retry")
     assert retried["state"] == "pending"
+    [audited] = (await admin.json("GET", "/api/v1/audit?action=media.retried"))["items"]
+    assert (audited["actor"], audited["target"], audited["conversation"]) == (
+        "root",
+        f"attachment:{failed['id']}",
+        conversation_id,
+    )
     stored = await _attachment(admin, conversation_id, "stored")
     assert stored["mime"] == "application/pdf"
     again = await admin.post(f"/api/v1/media/{failed['id']}/retry")

@@ -3,6 +3,7 @@ read it (a bearer token, a listener of its own, or loopback clients only)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +12,11 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url
 
 from adapters.emulators.core import EmulatorState, build_emulator_app
 from adapters.twilio_whatsapp import sign
+from hub.api.keys import CLOCK
 from hub.api.observe import METRICS_LISTENER
 from hub.api.server import create_app
 from hub.errors import ProviderRejected
@@ -22,7 +25,9 @@ from hub.metrics import HubMetrics
 from hub.settings import Settings
 from hub.store.templates import create_template
 from hub.templates import TemplateDraft
-from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi, delivered
+from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi, delivered, eventually
+from tests.faults._proxy import CuttableProxy
+from tests.webhook_receiver import Receiver, free_port
 
 TOKEN = "metrics-token-0123456789"
 WITH_TOKEN = f"""
@@ -190,6 +195,64 @@ async def test_a_refused_template_render_is_counted_by_its_code(make_api: MakeAp
 
     assert value(samples, "channelhub_template_renders_refused_total", code="missing_variables") == 1
     assert value(samples, "channelhub_sends_total", result="sent") == 0
+
+
+async def test_outgoing_webhook_attempts_are_counted_by_result(make_api: MakeApi) -> None:
+    secret = "whsec_" + base64.b64encode(b"m" * 32).decode()
+    receiver = Receiver(secret)
+    await receiver.start()
+    try:
+        hooks = "".join(
+            f'\n[[webhooks_out]]\nid = "{name}"\nurl = "{url}"\nsecret = "{secret}"\nevents = ["message.created"]\n'
+            for name, url in (("up", receiver.url), ("down", f"http://127.0.0.1:{free_port()}/hook"))
+        )
+        api = await make_api(WITH_TOKEN + hooks + "\n[webhooks_delivery]\npoll_seconds = 0.05\n", fake_adapter=True)
+        await api.customer_writes(text="a message both integrations hear of")
+
+        async def both_tried() -> bool:
+            samples = await scrape(api)
+            return all(
+                value(samples, "channelhub_webhooks_out_attempts_total", result=result) >= 1
+                for result in ("delivered", "failed")
+            )
+
+        await eventually(both_tried, "an attempt of each integration counted")
+    finally:
+        await receiver.stop()
+    samples = await scrape(api)
+    assert value(samples, "channelhub_webhooks_out_attempts_total", result="delivered") == len(receiver.accepted) == 1
+
+
+async def test_with_the_database_gone_the_process_still_reports_its_own_counts(
+    aiohttp_client: Any, make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """A database outage is when the process's own counts matter (webhooks refused, sends failed, CPU): the
+    scrape leaves out only the gauges it reads from the database, instead of failing whole."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("cuts the connection to PostgreSQL (a proxy on loopback)")
+    real = make_url(database_url)
+    proxy = CuttableProxy(real.host or "127.0.0.1", real.port or 5432, free_port())
+    await proxy.start()
+    try:
+        through_proxy = real.set(port=proxy.port).render_as_string(hide_password=False)
+        app = create_app(make_settings(API_CONFIG + WITH_TOKEN, database_url=through_proxy), clock=Clock())
+        api = Api(client=await aiohttp_client(app), app=app, clock=app[CLOCK])
+        await api.customer_writes()
+        assert value(await scrape(api), "channelhub_conversations_waiting", queue="support") == 1
+        await proxy.cut()
+
+        response = await api.client.get("/metrics", headers=BEARER)
+
+        assert response.status == 200, await response.text()
+        samples = parse(await response.text())
+        assert value(samples, "channelhub_process_cpu_seconds_total") > 0
+        assert value(samples, "channelhub_ingest_group_size_count") == 1
+        assert ("channelhub_conversations_waiting", (("queue", "support"),)) not in samples  # not a stale figure
+        assert ("channelhub_outbox_depth", ()) not in samples
+        await proxy.restore()
+        assert value(await scrape(api), "channelhub_conversations_waiting", queue="support") == 1
+    finally:
+        await proxy.close()
 
 
 async def test_waiting_conversations_and_the_longest_wait_per_queue(make_api: MakeApi) -> None:

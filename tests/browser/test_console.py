@@ -45,8 +45,12 @@ class Session:
         self.errors.append(text)
 
 
-async def open_console(browser: Any, hub: RunningHub, login: str, viewport: dict[str, int] = WIDE) -> Session:
-    context = await browser.new_context(viewport=viewport, base_url=hub.url)
+async def open_console(
+    browser: Any, hub: RunningHub, login: str, viewport: dict[str, int] = WIDE, *, timezone_id: str | None = None
+) -> Session:
+    """A console logged in as ``login``; ``timezone_id`` (an IANA zone) is the browser's own, where it matters."""
+    options: dict[str, Any] = {"timezone_id": timezone_id} if timezone_id is not None else {}
+    context = await browser.new_context(viewport=viewport, base_url=hub.url, **options)
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT)
     session = Session(page)

@@ -93,3 +93,28 @@ def test_on_kubernetes_metrics_have_a_port_of_their_own_that_prometheus_is_told_
     assert f'prometheus.io/port: "{port}"' in deployment
     service = (KUBERNETES / "service.yaml").read_text(encoding="utf-8")
     assert re.search(r"\{name: metrics, port: \d+, targetPort: metrics\}", service)
+
+
+def test_the_compose_replicas_share_one_media_directory_the_hub_user_may_write() -> None:
+    """Several replicas each keeping files in its own container would serve a file only from the one that fetched
+    it, and lose it when recreated: one named volume, mounted in every replica where the media path points."""
+    compose = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+    [replicas] = re.findall(r"replicas: (\d+)", compose)
+    assert int(replicas) > 1
+    [path] = re.findall(r"CHANNELHUB_MEDIA_PATH: (\S+)", compose)
+    [volume] = re.findall(rf"\b(\w+):{re.escape(path)}\]", compose)
+    assert re.search(rf"^volumes:\n(?:  \w+:\n)*  {volume}:$", compose, flags=re.MULTILINE)
+    # a fresh named volume takes the image's directory's owner: the hub's user must own it to write there
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(rf"mkdir -p {re.escape(path)} && chown -R channelhub /data\b", dockerfile)
+    assert path.startswith("/data/")
+
+
+def test_the_kubernetes_pods_share_one_media_store() -> None:
+    """A pod's /data is an emptyDir of its own: the pods must keep files in one bucket (or a shared volume)."""
+    config = KUBERNETES / "channelhub.toml"
+    settings = load_settings(config, dict.fromkeys(_env_references(config), "x"))
+    deployment = (KUBERNETES / "deployment.yaml").read_text(encoding="utf-8")
+    assert int(re.findall(r"replicas: (\d+)", deployment)[0]) > 1
+    shared_volume = settings.media.path is not None and "ReadWriteMany" in deployment
+    assert (settings.media.url or "").startswith("s3://") or shared_volume

@@ -34,6 +34,13 @@ function isoDay(date) {
   return date.toISOString().slice(0, 10);
 }
 
+// The hub's buckets are UTC hours or days (docs/reports.md), and the form's dates are UTC days: a bucket is named
+// in UTC too. In the browser's zone a day bucket west of Greenwich would read as the evening before.
+function bucketLabel(iso, bucket) {
+  const text = new Date(iso).toISOString();
+  return bucket === "day" ? text.slice(0, 10) : `${text.slice(0, 10)} ${text.slice(11, 16)}`;
+}
+
 function cell(value, unit) {
   if (value === null || value === undefined) return "–";
   if (unit === "s") return duration(value);
@@ -70,6 +77,7 @@ export function renderReports(main) {
     const path = kind.value;
     const key = KINDS.find(([v]) => v === path)[2];
     const q = query();
+    const by = bucket.value;
     clear(links,
       h("a", { href: `/api/v1/reports/${path}.csv?${q}`, download: `report-${path}.csv`, "data-testid": "report-csv" }, "Export CSV"));
     clear(output, h("p", { class: "muted" }, "Loading…"));
@@ -80,10 +88,10 @@ export function renderReports(main) {
       clear(output, h("p", { class: "error-text" }, describeFailure(err)));
       return;
     }
-    show(body.items || [], key);
+    show(body.items || [], key, by);
   }
 
-  function show(rows, key) {
+  function show(rows, key, by) {
     for (const chart of charts) chart.destroy();
     charts = [];
     if (!rows.length) {
@@ -93,22 +101,22 @@ export function renderReports(main) {
     const volume = h("canvas", { "aria-label": "Contacts received, handled and abandoned", role: "img", "data-testid": "report-chart" });
     const waits = h("canvas", { "aria-label": "Wait until accepted, p50 and p90", role: "img" });
     const table = h("table", { class: "report-table", "data-testid": "report-table" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, key[0].toUpperCase() + key.slice(1)), h("th", { scope: "col" }, "From"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, key[0].toUpperCase() + key.slice(1)), h("th", { scope: "col" }, "From (UTC)"),
         COLUMNS.map(([, label]) => h("th", { scope: "col" }, label)))),
       h("tbody", {}, rows.map((r) => h("tr", { dataset: { key: String(r[key]) } },
         h("th", { scope: "row" }, keyLabel(r, key)),
-        h("td", {}, new Date(r.bucket_start).toLocaleString()),
+        h("td", { dataset: { figure: "bucket_start" } }, bucketLabel(r.bucket_start, by)),
         COLUMNS.map(([name, , unit]) => h("td", { class: "num", dataset: { figure: name } }, cell(r[name], unit)))))));
     clear(output, h("div", { class: "report-charts" }, h("div", { class: "chart-box" }, volume), h("div", { class: "chart-box" }, waits)), table);
-    draw(volume, waits, rows, key);
+    draw(volume, waits, rows, key, by);
   }
 }
 
-function draw(volume, waits, rows, key) {
+function draw(volume, waits, rows, key, by) {
   const Chart = globalThis.Chart;
   if (!Chart) return; // the figures are in the table all the same
   const buckets = [...new Set(rows.map((r) => r.bucket_start))].sort();
-  const labels = buckets.map((b) => new Date(b).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit" }));
+  const labels = buckets.map((b) => bucketLabel(b, by));
   const total = (name) => buckets.map((b) => rows.filter((r) => r.bucket_start === b).reduce((s, r) => s + (r[name] || 0), 0));
   const worst = (name) => buckets.map((b) => Math.max(0, ...rows.filter((r) => r.bucket_start === b).map((r) => r[name] ?? 0)));
   const common = { responsive: true, maintainAspectRatio: false, animation: false };
