@@ -152,6 +152,7 @@ async def test_a_webhook_an_offer_and_a_send_are_counted(served: MakeServed) -> 
     routes = {dict(labels).get("route") for name, labels in samples if name == "channelhub_http_requests_total"}
     assert f"/api/v1/conversations/{conversation_id}/accept" not in routes  # the declared path, never the URL
     assert all(name.startswith("channelhub_") for name, _ in samples if not name.startswith(("python_", "process_")))
+    assert not [name for name, _ in samples if name.endswith("_created")]  # no timestamp series beside each one
 
 
 async def test_a_missed_offer_and_a_provider_failure_are_counted(make_api: MakeApi) -> None:
