@@ -88,10 +88,10 @@ def outgoing_of(source: OutgoingSource, *, new_conversation: bool = False) -> Ou
             return _conversation("conversation.assigned", cid, by=by, how=action)
         case ConversationUpdated(conversation_id=cid, action="transferred", by=by, details=details):
             return _conversation("conversation.transferred", cid, **_acted(by, details))
+        # ``bot`` is in every close's data (null when an agent closed it), so that receivers read one shape
         case ConversationUpdated(conversation_id=cid, action="closed", by=by, details=details):
-            return _conversation("conversation.closed", cid, **_acted(by, details))
+            return _conversation("conversation.closed", cid, **{"bot": None, **_acted(by, details)})
         case ConversationClosed(conversation_id=cid, agent_id=agent, status=status):
-            # ``bot`` is there on every close (null here), so that receivers read one shape
             return _conversation("conversation.closed", cid, by=agent, status=status, bot=None)
         case ConversationClosedByBot(conversation_id=cid, bot=bot, status=status):
             return _conversation("conversation.closed", cid, by=None, bot=bot, status=status)
