@@ -416,7 +416,7 @@ async def templates_diff(request: web.Request) -> web.Response:
     name = _name(request)
     history = {t.version: t for t in await _guard(template_versions_of(request.app[STORE], name))}
     to = _query_version(request, "to") or max(history)
-    start = _query_version(request, "from") or max(to - 1, 1)
+    start = _query_version(request, "from") or max((v for v in history if v < to), default=to)
     for version in (start, to):
         if version not in history:
             raise ApiError(404, "not_found", f"template {name!r} has no version {version}")

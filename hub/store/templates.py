@@ -89,10 +89,18 @@ async def _load(connection: AsyncConnection, name: str, version: int) -> Templat
 async def _insert_new(
     connection: AsyncConnection, draft: TemplateDraft, created_by: int | None, now: datetime
 ) -> TemplateVersion:
+    """The template's first version: 1, or for a name deleted and made again, one past the last version a message
+    was sent with, so that a sent message's (name, version) never names another text."""
+    sent = (
+        await connection.execute(
+            select(func.max(messages.c.template_version)).where(messages.c.template_name == draft.name)
+        )
+    ).scalar_one()
+    first = int(sent or 0) + 1
     await connection.execute(
-        insert(message_templates).values(name=draft.name, current_version=1, created_at=now, updated_at=now)
+        insert(message_templates).values(name=draft.name, current_version=first, created_at=now, updated_at=now)
     )
-    values = _version_values(draft, 1, created_by, now)
+    values = _version_values(draft, first, created_by, now)
     await connection.execute(insert(template_versions).values(**values))
     return _version_from_row(values)
 

@@ -189,6 +189,13 @@ async def test_delete_is_refused_while_a_queued_message_uses_the_template(api: A
     await _mark_sent(api, message_id)
     await admin.json("DELETE", "/api/v1/templates/order_update", status=204)
     await admin.json("GET", "/api/v1/templates/order_update", status=404)
+    # made again under the same name, it goes on from the last version a message was sent with, so that the sent
+    # message's (name, version) never names another text
+    again = await admin.json("POST", "/api/v1/templates", ORDER, status=201)
+    assert again["version"] == 2
+    assert [v["version"] for v in (await admin.json("GET", "/api/v1/templates/order_update"))["versions"]] == [2]
+    diff = await admin.json("GET", "/api/v1/templates/order_update/diff")
+    assert (diff["from"], diff["to"], diff["diff"]) == (2, 2, "")
 
 
 async def test_agents_list_templates_for_their_channel(api: Api) -> None:
