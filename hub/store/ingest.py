@@ -505,6 +505,7 @@ async def _store_number_change(
         outcome.ignored.append(f"{event.channel.value}:number_changed")
         return
     new_address = event.new_user_id
+    phone = f"+{new_address}" if new_address.isdigit() else None  # a WhatsApp id is the number without its "+"
     new_id = await _upsert_identity(
         connection,
         dialect,
@@ -515,7 +516,7 @@ async def _store_number_change(
         values={
             "contact_id": old.contact_id,
             "display_name": old.display_name,
-            "phone": f"+{new_address}" if new_address.isdigit() else None,
+            "phone": phone,
         },
         update_set={"contact_id": func.coalesce(c.contact_id, old.contact_id)},
     )
@@ -529,7 +530,7 @@ async def _store_number_change(
     ).scalar_one_or_none()
     if open_id is None:
         return
-    data = {"identity": new_id, "new_address": f"+{new_address}" if new_address.isdigit() else new_address}
+    data = {"identity": new_id, "new_address": phone or new_address}
     if event.description:
         data["description"] = event.description
     noted = await connection.execute(
