@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any, cast
+
+from sqlalchemy import Column, String
 
 from hub.errors import PayloadMalformed
 from hub.model import (
@@ -22,13 +25,22 @@ from hub.model import (
     ProfileUpdate,
     SubscriptionChanged,
 )
+from hub.store.tables import identities, messages
 
 __all__ = ["ID_LENGTH", "fit_profile", "fit_to_store"]
 
-ID_LENGTH = 200  # provider message ids, customers' ids and quoted ids (hub/store/tables.py)
-NAME_LENGTH = 200  # identities.display_name
-PHONE_LENGTH = 64  # identities.phone
-ERROR_CODE_LENGTH = 64  # messages.error_code, pending_receipts.error_code
+
+def _length(column: Column[Any]) -> int:
+    """The most characters ``column`` keeps (its ``String`` length)."""
+    kept = cast(String, column.type).length
+    assert kept is not None, column
+    return kept
+
+
+ID_LENGTH = _length(messages.c.provider_message_id)  # also customers' ids and quoted ids (tests/unit: the same)
+NAME_LENGTH = _length(identities.c.display_name)
+PHONE_LENGTH = _length(identities.c.phone)
+ERROR_CODE_LENGTH = _length(messages.c.error_code)  # pending_receipts.error_code is as long
 
 
 def fit_to_store(events: Sequence[InboundEvent]) -> list[InboundEvent]:
