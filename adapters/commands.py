@@ -19,7 +19,7 @@ import aiohttp
 from hub.cli import add_config_argument, settings_from_args
 from hub.errors import AdapterError, ConfigError
 from hub.model import ChannelAccount
-from hub.settings import Settings
+from hub.settings import Narrowing, Settings
 
 __all__ = ["register_channels", "register_emulate"]
 
@@ -159,7 +159,7 @@ def _emulate(args: argparse.Namespace) -> int:
 def _say(args: argparse.Namespace) -> int:
     from adapters.emulators.core import MAX_REPEAT
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, narrow=_say_reads(args.account, args.channel, direct=args.direct))
     if not args.account and not args.channel:
         print("channelhub: give --channel or --account", file=sys.stderr)
         return 2
@@ -185,6 +185,44 @@ def _say(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(answer))
     return 0 if status == 200 and answer.get("status") == 200 else 1
+
+
+#: the tables ``emulate say`` reads besides its account: where the emulator and the hub listen, and what
+#: an account entry is checked against (its queue); none of them holds a secret
+_SAY_TABLES = ("server", "queues", "statuses", "log_level", "log_format")
+
+
+def _say_reads(account_id: str | None, channel: str | None, *, direct: bool) -> Narrowing:
+    """The part of the configuration ``emulate say`` reads: the tables above, where the emulator listens,
+    and -- with ``--direct``, which signs the webhook itself -- the one account it speaks as.
+
+    So only that account's ``env:`` secrets must be set (a missing one is named by the usual configuration
+    error); other accounts, bots, outgoing webhooks, the database and the demo logins are not read, and a
+    secret of theirs kept in the environment of the hub's host need not be copied to where this runs.
+    Through the emulator no secret at all is read: the emulator has its own configuration."""
+
+    def narrow(raw: dict[str, Any]) -> dict[str, Any]:
+        kept = {key: raw[key] for key in _SAY_TABLES if key in raw}
+        demo = raw.get("demo", {})
+        if isinstance(demo, dict):
+            kept["demo"] = {key: demo[key] for key in ("emulator_host", "emulator_port") if key in demo}
+        if direct:
+            kept["accounts"] = _say_account(raw.get("accounts", []), account_id, channel)
+        return kept
+
+    return narrow
+
+
+def _say_account(entries: Any, account_id: str | None, channel: str | None) -> list[Any]:
+    """The entry ``_pick`` would pick, as a list of it (empty when there is none: ``unknown_account``)."""
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        if account_id and str(entry.get("id")) == account_id:
+            return [entry]
+        if not account_id and channel and entry.get("channel") == channel:
+            return [entry]
+    return []
 
 
 async def _say_via_emulator(base: str, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:

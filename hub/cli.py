@@ -17,7 +17,7 @@ from typing import Any
 from hub.errors import ConfigError
 from hub.logs import configure_logging
 from hub.registry import command_registrars
-from hub.settings import Settings, load_settings
+from hub.settings import Narrowing, Settings, load_settings
 
 __all__ = ["add_config_argument", "main", "settings_from_args"]
 
@@ -28,10 +28,11 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (default: $CHANNELHUB_CONFIG)")
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Read and validate the configuration; exit with one line naming the key when it is wrong."""
+def settings_from_args(args: argparse.Namespace, *, narrow: Narrowing | None = None) -> Settings:
+    """Read and validate the configuration (only the part ``narrow`` keeps, when given: see
+    ``load_settings``); exit with one line naming the key when it is wrong."""
     try:
-        settings = load_settings(getattr(args, "config", None), os.environ)
+        settings = load_settings(getattr(args, "config", None), os.environ, narrow=narrow)
     except ConfigError as exc:
         print(f"channelhub: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

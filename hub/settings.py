@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +36,15 @@ from hub.registry import provider_facts
 from hub.room_settings import RoomsSettings, rooms_settings
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery, parse_webhooks_delivery, parse_webhooks_out
 
-__all__ = ["AuditSettings", "MediaSettings", "MetricsSettings", "ServerSettings", "Settings", "load_settings"]
+__all__ = [
+    "AuditSettings",
+    "MediaSettings",
+    "MetricsSettings",
+    "Narrowing",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+]
 
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
@@ -202,9 +210,18 @@ class Settings:
         return frozenset(values)
 
 
-def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
+#: takes the raw configuration (environment overrides applied, ``env:`` references not yet resolved) and
+#: returns the part of it to resolve and build
+Narrowing = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str], *, narrow: Narrowing | None = None) -> Settings:
     """Read ``path`` (or ``CHANNELHUB_CONFIG``; none means defaults), apply the
-    environment, validate everything. Raises ConfigError naming the key."""
+    environment, validate everything. Raises ConfigError naming the key.
+
+    ``narrow`` is for a command that reads only a few tables (``emulate say``): what it leaves out is
+    neither resolved nor checked, so an ``env:`` secret the command never uses need not be set. ``serve``
+    and every other command read the whole file, every reference resolved."""
     raw: dict[str, Any] = {}
     path = path or environ.get(f"{ENV_PREFIX}CONFIG")
     if path:
@@ -216,6 +233,8 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{file}: not valid TOML ({exc})") from None
     _apply_environment(raw, environ)
+    if narrow is not None:
+        raw = narrow(raw)
     raw = _resolve_env_references(raw, environ, "")
     return _build(raw)
 

@@ -14,6 +14,14 @@ message at a time per conversation:
 A turn reads once, before the bot is asked (``hub.store.bots.turn_of``): what the bot is sent, and what its
 replies need; whether the conversation is still the bot's is checked again where each reply is written.
 
+While a turn asks its bot (the call, up to the HTTP timeout, and each retry's back-off) the next turn of the
+same conversation waits for it. So whenever something happens to that conversation meanwhile (an event of it on
+the bus: a hand-off, a take, a return to a bot, a close, a new customer message) the turn reads again whose the
+conversation is; no longer its bot's, the turn is dropped there and then -- the call or back-off abandoned, no
+retry, no ``bot_failed`` hand-off -- so a former bot that is failing does not hold up the bot (or the person)
+the conversation went to. Still its bot's, the turn goes on: a failing bot keeps its back-off. (The bus is this
+process's: a change made by another hub process is noticed at the turn's next retry, which reads again first.)
+
 A second loop hands off conversations whose bot stayed silent ``handoff_after`` seconds (``bot_silent``),
 by the hub's clock, so a test can move time and call ``check_silence``.
 """
@@ -23,10 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -54,6 +62,13 @@ logger = logging.getLogger(__name__)
 _TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5)
 
 
+T = TypeVar("T")
+
+
+class _NoLongerItsBots(Exception):
+    """A turn's conversation left its bot while the bot was being asked: the turn is dropped."""
+
+
 def asks_for_person(bot: BotSettings, text: str | None) -> bool:
     """Whether the customer's text holds one of the bot's hand-off keywords as a whole word (any language)."""
     if not text:
@@ -79,6 +94,8 @@ class BotRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._turns: set[asyncio.Task[None]] = set()
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}  # conversation -> its lock, turns using it
+        #: conversation -> set when something happened to it while its turn runs: the turn looks again whose it is
+        self._look_again: dict[int, asyncio.Event] = {}
         self.handled = 0
 
     @property
@@ -118,6 +135,9 @@ class BotRunner:
         async with self._parts.bus.subscribe() as queue:
             while True:
                 event = unwrapped(await queue.get())
+                concerned = getattr(event, "conversation_id", None)
+                if concerned in self._look_again:
+                    self._look_again[concerned].set()
                 match event:
                     case MessageCreated(direction="in", queue_id=queue_id) if queue_id in self._by_queue:
                         self._spawn(event.conversation_id, event.message_id)
@@ -135,7 +155,11 @@ class BotRunner:
         self._locks[conversation_id] = (lock, users + 1)
         try:
             async with lock:
-                await self.handle(conversation_id, message_id)
+                self._look_again[conversation_id] = asyncio.Event()  # before the turn reads: nothing is missed
+                try:
+                    await self.handle(conversation_id, message_id)
+                finally:
+                    del self._look_again[conversation_id]
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -181,7 +205,11 @@ class BotRunner:
             variables=variables,
             eligibility=await self._may_send(bot, found.identity, str(view["queue"])),
         )
-        answer = await self._ask(bot, turn)
+        try:
+            answer = await self._ask(bot, turn)
+        except _NoLongerItsBots:
+            logger.info("bot %s's turn dropped: the conversation is no longer its", bot.id)
+            return
         if answer is not None and not answer.actions:  # it answers later, through the API: the silence clock runs
             await waiting_for_bot(parts.store, conversation_id, bot.id, message["created_at"], parts.clock())
         if answer is None:
@@ -207,13 +235,17 @@ class BotRunner:
             return None
 
     async def _ask(self, bot: BotSettings, turn: Turn) -> Answer | None:
-        """The bot's answer, retried after each of ``retry_delays``; None when it never came."""
+        """The bot's answer, retried after each of ``retry_delays``; None when it never came. Raises
+        ``_NoLongerItsBots`` when the conversation leaves the bot meanwhile (see ``_while_its``)."""
         parts = self._parts
         assert parts is not None
         conversation_id = int(turn.conversation["id"])
         for attempt in range(len(self.retry_delays) + 1):
+            # a change made by another hub process is not on this process's bus: read again before a retry
+            if attempt and not await self._still_its(bot, conversation_id, int(turn.message["id"])):
+                raise _NoLongerItsBots
             try:
-                return await self._kinds[bot.kind].answer(turn)
+                return await self._while_its(bot, turn, self._kinds[bot.kind].answer(turn))
             except BotUnavailable as exc:
                 since = turn.message["created_at"]
                 await waiting_for_bot(parts.store, conversation_id, bot.id, since, parts.clock())
@@ -222,8 +254,48 @@ class BotRunner:
                     "bot %s failed: %s", bot.id, exc, extra={"conversation_id": conversation_id, "failures": failures}
                 )
             if attempt < len(self.retry_delays):
-                await asyncio.sleep(self.retry_delays[attempt])
+                await self._while_its(bot, turn, asyncio.sleep(self.retry_delays[attempt]))
         return None
+
+    async def _while_its(self, bot: BotSettings, turn: Turn, step: Coroutine[Any, Any, T]) -> T:
+        """``step`` (a call to the bot or a retry's back-off), abandoned as soon as the conversation is found
+        to be no longer ``bot``'s (``_NoLongerItsBots``).
+
+        Why: the conversation's next turn waits for this one, and its next turn may be another bot's (handed
+        to another queue's bot, or to people and back to a bot) -- which would otherwise wait out this bot's
+        HTTP timeout and back-offs, about half a minute, before its first word. The conversation is read again
+        only when something happened to it (``_look_again``), not on a timer."""
+        conversation_id = int(turn.conversation["id"])
+        look_again = self._look_again.get(conversation_id) or asyncio.Event()
+        task = asyncio.ensure_future(step)
+        try:
+            while True:
+                nudged = asyncio.ensure_future(look_again.wait())
+                try:
+                    await asyncio.wait((task, nudged), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    nudged.cancel()
+                if task.done():
+                    return task.result()
+                look_again.clear()
+                if not await self._still_its(bot, conversation_id, int(turn.message["id"])):
+                    raise _NoLongerItsBots
+        finally:
+            if not task.done():  # abandoned (or the runner stops): what it would have answered is not wanted
+                task.cancel()
+                await asyncio.wait((task,))
+                if not task.cancelled():
+                    task.exception()  # retrieved, so that it is not reported as never retrieved
+
+    async def _still_its(self, bot: BotSettings, conversation_id: int, message_id: int) -> bool:
+        """Whether the conversation is (still) ``bot``'s, read as a turn reads it."""
+        parts = self._parts
+        assert parts is not None
+        found = await turn_of(parts.store, conversation_id, message_id)
+        if found is None or found.view["state"] != "bot":
+            return False
+        now_with = self._bot_for(found.view)
+        return now_with is not None and now_with.id == bot.id
 
     async def _perform(self, bot: BotSettings, conversation_id: int, answer: Answer, known: ReadByTurn) -> None:
         parts = self._parts

@@ -8,7 +8,7 @@ hub.routing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.model import Agent, Presence, Role
 from hub.passwords import hash_password, new_token, token_digest
 from hub.store._db import Store
+from hub.store.audit import append_entry
 from hub.store.tables import agent_queues, agents, auth_tokens
 
 __all__ = [
@@ -237,13 +238,17 @@ async def lookup_token(store: Store, token: str, *, now: datetime) -> TokenSessi
     )
 
 
-async def revoke_token(store: Store, token: str, *, now: datetime) -> bool:
+async def revoke_token(store: Store, token: str, *, now: datetime, audit: Mapping[str, Any] | None = None) -> bool:
+    """Revoke one live token; False when it was not live. ``audit`` (an entry, ``hub.audit.entry_values``) is
+    appended in the same transaction when the token was revoked: a logout and its entry, both or neither."""
     async with store.write() as connection:
         result = await connection.execute(
             update(auth_tokens)
             .where(auth_tokens.c.token_hash == token_digest(token), auth_tokens.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+        if result.rowcount and audit is not None:
+            await append_entry(store, audit, connection=connection)
     return bool(result.rowcount)
 
 

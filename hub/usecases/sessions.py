@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from hub.audit import record
+from hub.audit import entry_values, record
 from hub.login_limits import LoginLimiter, TooManyAttempts
 from hub.model import Agent, Presence
 from hub.passwords import verify_password
@@ -83,8 +83,12 @@ async def _failed(hub: HubParts, login: str, address: str | None, reason: str) -
 
 async def log_out(hub: HubParts, actor: Principal, token: str) -> None:
     """End the session, or revoke the bearer token, ``token`` (the one the actor logged out with), and set the
-    agent offline unless they are already."""
-    await revoke_token(hub.store, token, now=hub.clock())
-    await record(hub.store, "auth.logout", actor=actor, at=hub.clock())
+    agent offline unless they are already.
+
+    The token is revoked and ``auth.logout`` recorded in one transaction: the log never shows a logout that did
+    not happen, nor misses one that did. A token already revoked (a second logout racing the first) records
+    nothing more."""
+    now = hub.clock()
+    await revoke_token(hub.store, token, now=now, audit=entry_values("auth.logout", actor=actor, at=now))
     if actor.agent is not None and actor.agent.presence is not Presence.OFFLINE:
         await set_my_presence(hub, actor, Presence.OFFLINE)

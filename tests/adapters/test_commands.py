@@ -166,6 +166,64 @@ async def test_emulate_say_direct_posts_the_signed_webhook_without_an_emulator(r
     assert message.text == "Straight to the hub"
 
 
+# secrets of everything but the Twilio account, each kept in a variable the tests below leave unset
+_OTHER_SECRETS = """
+[metrics]
+token = "env:CHANNELHUB_TEST_UNSET_METRICS_TOKEN"
+
+[[accounts]]
+id = "viber-other"
+channel = "viber"
+queue = "support"
+auth_token = "env:CHANNELHUB_TEST_UNSET_VIBER_TOKEN"
+"""
+
+
+def _secrets_from_environment(running: Running, path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The running configuration with the Twilio token kept in a variable (set) and the secrets of other
+    parts of the configuration in variables that are not set; the database URL too."""
+    text = running.config.read_text(encoding="utf-8").replace('"twilio-auth-token"', '"env:CHANNELHUB_TEST_TWILIO"')
+    text = text.replace(f'url = "{running.settings.database_url}"', 'url = "env:CHANNELHUB_TEST_UNSET_DATABASE"')
+    path.write_text(text + _OTHER_SECRETS, encoding="utf-8")
+    monkeypatch.setenv("CHANNELHUB_TEST_TWILIO", "twilio-auth-token")
+    return path
+
+
+async def test_emulate_say_reads_only_the_secrets_of_the_account_it_speaks_as(
+    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _secrets_from_environment(running, tmp_path / "env.toml", monkeypatch)
+    direct = ["emulate", "say", "--config", str(config), "--direct", "--account", "wa-twilio"]
+    assert await run(*direct, "--from", "+420601234571", "Signed with the one secret") == 0
+    through = ["emulate", "say", "--config", str(config), "--emulator", running.emulator_url]
+    assert await run(*through, "--channel", "whatsapp", "--from", "+420601234571", "Through the emulator") == 0
+    assert [m.text for m in await inbound(running.store, "wa-twilio")] == [
+        "Signed with the one secret",
+        "Through the emulator",
+    ]
+    assert "configuration error" not in capsys.readouterr().err
+    # serve still reads everything: the first unset reference stops it
+    with pytest.raises(SystemExit) as exit_:
+        await run("serve", "--config", str(config))
+    assert exit_.value.code == 2
+    assert "CHANNELHUB_TEST_UNSET_" in capsys.readouterr().err
+
+
+async def test_emulate_say_names_the_unset_variable_of_its_own_account(
+    running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _secrets_from_environment(running, tmp_path / "env.toml", monkeypatch)
+    monkeypatch.delenv("CHANNELHUB_TEST_TWILIO")
+    argv = ["emulate", "say", "--config", str(config), "--direct", "--channel", "whatsapp", "--from", "+420601234572"]
+    with pytest.raises(SystemExit) as exit_:
+        await run(*argv, "Unsigned")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "auth_token: refers to environment variable CHANNELHUB_TEST_TWILIO which is not set" in err
+    assert "UNSET" not in err
+    assert await inbound(running.store, "wa-twilio") == []
+
+
 @pytest.mark.parametrize("direct", [True, False])
 async def test_emulate_say_with_a_kind_the_provider_lacks_says_which_it_has(
     running: Running, capsys: pytest.CaptureFixture[str], direct: bool

@@ -80,6 +80,26 @@ async def test_logins_and_failed_logins_are_recorded_with_the_address(api: Api) 
     assert set(login) >= {"id", "at", "actor", "actor_kind", "action", "address", "target", "before", "after"}
 
 
+async def test_a_logout_and_its_entry_are_written_together(api: Api) -> None:
+    """The database refuses the entry (its table is away): the logout fails as a whole and the token still
+    works; the next logout is recorded once."""
+    ana = await api.agent("ana")
+    async with api.store.write() as connection:
+        await connection.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_away")
+    try:
+        assert (await ana.post("/api/v1/auth/logout")).status == 500
+    finally:
+        async with api.store.write() as connection:
+            await connection.exec_driver_sql("ALTER TABLE audit_log_away RENAME TO audit_log")
+    assert (await ana.get("/api/v1/me")).status == 200, "no entry, no logout"
+    assert by_action(await entries(api), "auth.logout") == []
+
+    assert (await ana.post("/api/v1/auth/logout")).status == 204
+    assert (await ana.get("/api/v1/me")).status == 401
+    [logout] = by_action(await entries(api), "auth.logout")
+    assert (logout["actor"], logout["actor_kind"], logout["address"]) == ("ana", "agent", "127.0.0.1")
+
+
 async def test_presence_is_recorded_with_before_and_after(api: Api) -> None:
     ana = await api.agent("ana")
     await ana.json("PUT", "/api/v1/me/presence", {"state": "paused", "reason": "lunch", "paid": False})

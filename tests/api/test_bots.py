@@ -794,6 +794,67 @@ from_number = "+15550002222"
     assert len(triage.received) == asked, "a bot never sees a conversation outside its queues"
 
 
+async def _triage_then_faq(make_api: MakeApi, bot_server: BotServer, triage: BotServer, aiohttp_server: Any) -> Api:
+    """The hub with a triage bot on ``sales`` (served by ``triage``) and the faq bot on ``support``; retries wait
+    half a minute, as a slow bot's call can."""
+    app = web.Application()
+    app.router.add_post("/bot", triage.handle)
+    triage.url = str((await aiohttp_server(app)).make_url("/bot"))
+    sales = f"""
+[[bots]]
+id = "triage"
+kind = "webhook"
+queues = ["sales"]
+url = "{triage.url}"
+secret = "{SECRET}"
+
+[[accounts]]
+id = "wa-sales"
+channel = "whatsapp"
+provider = "twilio"
+queue = "sales"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACsales"
+auth_token = "sales-auth-token"
+from_number = "+15550002222"
+"""
+    api = await make_api(bot_config(bot_server.url) + sales, fake_adapter=True)
+    api.app[HUB].bots.retry_delays = (30.0, 30.0)
+    return api
+
+
+@pytest.mark.parametrize("triage_is", ["failing", "thinking"])
+async def test_a_former_bots_retries_do_not_hold_up_the_bot_the_conversation_went_to(
+    make_api: MakeApi, bot_server: BotServer, aiohttp_server: Any, triage_is: str
+) -> None:
+    """The triage bot fails and waits to retry (or is still thinking) when its conversation is handed to people
+    and on to the faq bot: the faq bot is asked at the customer's next message, not after the triage bot's
+    back-offs, and the triage bot is not asked again."""
+    hold = asyncio.Event() if triage_is == "thinking" else None
+    triage = BotServer(otherwise=(500, {"error": "down"}), hold=hold)
+    bot_server.otherwise = (200, {"actions": [{"text": "faq here"}]})
+    api = await _triage_then_faq(make_api, bot_server, triage, aiohttp_server)
+    supervisor = await api.agent("sue", role="supervisor", queues=("sales", "support"))
+    agent = await api.agent("ann")
+    conversation_id = await api.customer_writes(account_id="wa-sales", sender="+420600000006", text="hi")
+    await asyncio.wait_for(triage.asked.wait(), timeout=5)
+
+    handed = {"reason": "bot_asked", "queue": "support"}
+    await supervisor.json("POST", f"/api/v1/conversations/{conversation_id}/handoff", handed)
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/take")
+    await agent.json("POST", f"/api/v1/conversations/{conversation_id}/bot", {"bot": "faq"})
+    await api.customer_writes(account_id="wa-sales", sender="+420600000006", text="still there?")
+    await asyncio.wait_for(bot_server.asked.wait(), timeout=2)  # not after the triage bot's 30 s back-off
+    await asyncio.wait_for(api.app[HUB].bots.idle(), timeout=2)
+    assert bot_messages(await history(api, conversation_id)) == ["faq here"]
+    assert len(triage.received) == 1, "the former bot's retry is dropped"
+    view = await conversation(api, conversation_id)
+    assert (view["state"], view["bot"]) == ("bot", "faq")
+    assert handoffs(await history(api, conversation_id))[-1]["data"]["reason"] == "bot_asked", "no bot_failed"
+    if hold is not None:
+        hold.set()
+
+
 MESSENGER_PAGE = """
 [[accounts]]
 id = "fb-test"
