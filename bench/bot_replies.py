@@ -42,6 +42,8 @@ sys.path.insert(0, str(Path.cwd()))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _databases import database
+from _loop import add_loop_argument
+from _loop import run as run_on_loop
 from aiohttp import web
 
 from hub.bootstrap import build_hub
@@ -279,7 +281,9 @@ def main() -> None:
         "--together", action="store_true", help="run the bot and the provider in the hub's process (the old structure)"
     )
     parser.add_argument("--warmup", type=int, default=0, help="conversations first, one at a time, not measured")
-    asyncio.run(run(parser.parse_args()))
+    add_loop_argument(parser)
+    args = parser.parse_args()
+    run_on_loop(run(args), args.loop)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 from _databases import database
+from _loop import add_loop_argument
+from _loop import run as run_on_loop
 from aiohttp import web
 from sqlalchemy import func, select, text
 
@@ -393,13 +395,14 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=100.0, help="bot-replies: new conversations per second")
     parser.add_argument("--seconds", type=float, default=5.0, help="bot-replies: how long")
+    add_loop_argument(parser)
     args = parser.parse_args()
 
     async def run_all() -> None:
         for name in args.only or list(MEASURES):
             await MEASURES[name](args)
 
-    asyncio.run(run_all())
+    run_on_loop(run_all(), args.loop)
 
 
 if __name__ == "__main__":

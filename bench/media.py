@@ -38,12 +38,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
+from _loop import add_loop_argument
+from _loop import run as run_on_loop
 from aiohttp import web
+
+from hub.event_loop import new_event_loop
 
 CONFIG = """
 log_level = "WARNING"
 [server]
 port = {port}
+event_loop = "{loop}"
 public_url = "http://127.0.0.1:{port}"
 [database]
 url = "sqlite:///{folder}/bench.db"
@@ -66,11 +71,11 @@ page_access_token = "t"
 """
 
 
-def write_config(folder: Path, name: str, port: int, max_bytes: int) -> Path:
-    """The hub's configuration in ``folder`` (made if missing)."""
+def write_config(folder: Path, name: str, port: int, max_bytes: int, loop: str = "asyncio") -> Path:
+    """The hub's configuration in ``folder`` (made if missing); ``loop`` is the served hub's event loop."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / name
-    config.write_text(CONFIG.format(port=port, folder=folder, max_bytes=max_bytes))
+    config.write_text(CONFIG.format(port=port, folder=folder, max_bytes=max_bytes, loop=loop))
     return config
 
 
@@ -120,13 +125,15 @@ def provider_server(port: int, files: int, size: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def file_server(port: int, path: str) -> None:
+def file_server(port: int, path: str, loop: str) -> None:
+    """aiohttp's own ``FileResponse`` of the file, on the same event loop as the hub it is compared with."""
+
     async def one(request: web.Request) -> web.FileResponse:
         return web.FileResponse(path)
 
     app = web.Application()
     app.router.add_get("/file", one)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop(loop))
 
 
 # ------------------------------------------------------------------ 1. fetch
@@ -359,9 +366,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         token, blob_path = await seed_served_file(serve_folder, args.serve_mib)
         big_token, _ = await seed_served_file(serve_folder, args.big_mib)
         hub_port, file_port = free_port(), free_port()
-        config = write_config(serve_folder, "hub.toml", hub_port, 1 << 31)
+        config = write_config(serve_folder, "hub.toml", hub_port, 1 << 31, loop=args.loop)
         hub_process = start([sys.executable, "-m", "hub.cli", "serve", "--config", str(config)])
-        file_process = start([sys.executable, __file__, "--file-server", str(file_port), str(blob_path)])
+        file_process = start([sys.executable, __file__, "--file-server", str(file_port), str(blob_path), args.loop])
         try:
             await wait_up(f"http://127.0.0.1:{hub_port}/healthz")
             await wait_up(f"http://127.0.0.1:{file_port}/file")
@@ -402,7 +409,7 @@ def main() -> None:
         provider_server(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--file-server":
-        file_server(int(sys.argv[2]), sys.argv[3])
+        file_server(int(sys.argv[2]), sys.argv[3], sys.argv[4])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=200)
@@ -413,9 +420,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--big-mib", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    add_loop_argument(parser)
     args = parser.parse_args()
     os.environ.setdefault("CHANNELHUB_LOG_LEVEL", "WARNING")
-    print(json.dumps(asyncio.run(run(args)), indent=2))
+    print(json.dumps(run_on_loop(run(args), args.loop), indent=2))
 
 
 if __name__ == "__main__":

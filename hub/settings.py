@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
+from hub.event_loop import check_event_loop
 from hub.hours import BusinessHours, parse_hours
 from hub.iframe import IframeRefused, check_iframe_template, normalise_host
 from hub.model import Channel, ChannelAccount, Queue, Status
@@ -66,6 +67,8 @@ class ServerSettings:
     read_timeout: float = 30.0  # a request body (or the next request's headers) may pause this long
     #: reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed (hub/api/proxies.py)
     trusted_proxies: tuple[str, ...] = ()
+    #: the event loop ``serve`` runs on: "uvloop" or "asyncio" (hub/event_loop.py)
+    event_loop: str = "uvloop"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +325,8 @@ def _build(raw: dict[str, Any]) -> Settings:
     if not server.read_timeout > 0:
         raise ConfigError("server.read_timeout", "must be greater than 0")
     server = replace(server, trusted_proxies=_trusted_proxies(server.trusted_proxies))
+    if (problem := check_event_loop(server.event_loop)) is not None:
+        raise ConfigError("server.event_loop", problem)
     database = _table(raw, "database")
     _only(database, "database", {"url", "pool_size"})
     database_url = _str(database, "database", "url", "sqlite:///channelhub.db")

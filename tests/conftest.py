@@ -22,12 +22,20 @@ from typing import Any
 
 import pytest
 
-from hub.settings import Settings, load_settings
+from hub.event_loop import new_event_loop
+from hub.settings import ServerSettings, Settings, load_settings
 from hub.store import Store
 
 PG_ADMIN_URL = os.environ.get("CHANNELHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("CHANNELHUB_REQUIRE_POSTGRES") == "1"
 ENGINES = ["sqlite", "postgres"]
+#: the event loop the tests run on: serve's default unless CHANNELHUB_TEST_EVENT_LOOP names the other one
+TEST_EVENT_LOOP = os.environ.get("CHANNELHUB_TEST_EVENT_LOOP") or ServerSettings().event_loop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Every async test and fixture runs on the loop ``channelhub serve`` runs on (hub/event_loop.py)."""
+    return {TEST_EVENT_LOOP: functools.partial(new_event_loop, TEST_EVENT_LOOP)}
 
 
 @functools.cache

@@ -8,6 +8,7 @@ reaches it as ``request.app[HUB]``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +28,7 @@ from hub.api.observe import observe_middleware
 from hub.api.proxies import parse_networks, trusted_proxies_middleware
 from hub.app import Hub
 from hub.bootstrap import build_hub
+from hub.event_loop import new_event_loop
 from hub.registry import emulator_contexts, webhook_setups
 from hub.settings import Settings
 from hub.store import Store
@@ -134,6 +136,7 @@ def run_server(settings: Settings) -> None:
     )
     web.run_app(
         app,
+        loop=new_event_loop(settings.server.event_loop),
         host=settings.server.host,
         port=settings.server.port,
         shutdown_timeout=settings.server.shutdown_timeout,
@@ -161,6 +164,9 @@ def settle_garbage_collector() -> None:
 
 async def _settle_after_start_up(app: web.Application) -> None:
     settle_garbage_collector()
+    # the loop that really runs, named by its package ("uvloop" or "asyncio"): what [server] event_loop chose
+    running = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    logger.info("channelhub started", extra={"event_loop": running})
 
 
 def _safe_url(url: str) -> str:

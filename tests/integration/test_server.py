@@ -117,4 +117,10 @@ def test_serve_starts_migrates_answers_and_stops_gracefully_on_sigterm(tmp_path:
         log_file.close()
     logs = log_path.read_text(encoding="utf-8")
     assert "channelhub listening" in logs
+    started = [entry for entry in map(json.loads, _json_lines(logs)) if entry["message"] == "channelhub started"]
+    assert [entry["event_loop"] for entry in started] == ["uvloop"]  # serve's default loop
     assert (tmp_path / "hub.db").exists()
+
+
+def _json_lines(logs: str) -> list[str]:
+    return [line for line in logs.splitlines() if line.startswith("{")]
