@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from hub.store.tables import bot_conversations
 from tests.api.conftest import START, Api, MakeApi, eventually
-from tests.api.test_bots import BotServer, as_bot, bot_config, bot_server  # noqa: F401 (a fixture)
+from tests.api.test_bots import BotServer, as_bot, bot_config, bot_server, history  # noqa: F401 (a fixture)
 
 HOUR = "from=2026-03-02T09:00:00Z&to=2026-03-02T10:00:00Z&bucket=hour"
 
@@ -20,6 +20,10 @@ async def _asked(api: Api, conversation_id: int) -> bool:
             )
         ).first()
     return row is not None and row.awaiting_since is not None
+
+
+async def _bot_was_asked(api: Api, conversation_id: int) -> None:
+    await eventually(lambda: _asked(api, conversation_id), "the bot was asked")
 
 
 async def _at(api: Api, seconds: float) -> None:
@@ -39,7 +43,7 @@ async def test_a_bot_resolved_contact_is_not_abandoned_and_the_wait_starts_at_th
     a = await api.customer_writes(sender="+420600000301", text="opening hours?")
     b = await api.customer_writes(sender="+420600000302", text="where is my parcel?")
     for conversation_id in (a, b):
-        await eventually(lambda cid=conversation_id: _asked(api, cid), "the bot was asked")  # type: ignore[misc]
+        await _bot_was_asked(api, conversation_id)
     await _at(api, 30)
     closed = await api.client.post(f"/api/v1/conversations/{a}/close", json={"status": "resolved"}, headers=as_bot(api))
     assert closed.status == 200, await closed.text()
@@ -68,3 +72,42 @@ async def test_a_bot_resolved_contact_is_not_abandoned_and_the_wait_starts_at_th
     # the agent report counts the same contact for alice, with the same wait
     (mine,) = (await sue.json("GET", f"/api/v1/reports/agents?{HOUR}"))["items"]
     assert (mine["agent_login"], mine["received"], mine["handled"], mine["wait_p50_s"]) == ("alice", 1, 1, 10)
+
+
+async def test_a_conversation_reopened_with_the_bot_names_it_and_is_a_second_contact_the_bot_resolved(
+    make_api: MakeApi,
+    bot_server: BotServer,  # noqa: F811 (the fixture imported above)
+) -> None:
+    reopening = """
+[[accounts]]
+id = "wa-again"
+channel = "whatsapp"
+provider = "twilio"
+queue = "support"
+after_close = "reopen"
+api_base = "http://127.0.0.1:9"
+account_sid = "ACagain"
+auth_token = "again-auth-token"
+from_number = "+15550003333"
+"""
+    bot_server.otherwise = (202, None)
+    api = await make_api(bot_config(bot_server.url) + reopening, fake_adapter=True)
+    sue = await api.agent("sue", role="supervisor", queues=())
+    for seconds in (0, 600):
+        await _at(api, seconds)
+        conversation_id = await api.customer_writes("wa-again", sender="+420600000501", text="opening hours?")
+        await _bot_was_asked(api, conversation_id)
+        await _at(api, seconds + 20)
+        closed = await api.client.post(
+            f"/api/v1/conversations/{conversation_id}/close", json={"status": "resolved"}, headers=as_bot(api)
+        )
+        assert closed.status == 200, await closed.text()
+    starts = [
+        (i["kind"], i["data"])
+        for i in await history(api, conversation_id)
+        if i["type"] == "event" and i["kind"] in ("opened", "reopened")
+    ]
+    assert starts == [("opened", {"bot": "faq"}), ("reopened", {"bot": "faq"})]
+    (support,) = (await sue.json("GET", f"/api/v1/reports/queues?{HOUR}"))["items"]
+    assert (support["received"], support["bot_resolved"], support["abandoned"]) == (2, 2, 0)
+    assert support["by_status"] == {"resolved": 2}
