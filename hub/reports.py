@@ -3,16 +3,20 @@
 The unit is the *contact*: one waiting period that a customer started (an ``opened`` event that no agent
 made, or a ``reopened`` one), up to the next one of the same conversation. Everything that happened in
 that period is counted in the bucket where it started, for the queue it started in, so a figure never
-moves between buckets when the report is read again later. docs/reports.md defines each figure.
+moves between buckets when the report is read again later. A contact that started with a queue's bot (its
+start names the bot) reaches people when the bot hands it off (or an agent takes it over): its waits run from
+there, and one the bot closed itself is ``bot_resolved``, never ``abandoned``. Buckets are hours or days of a
+time zone (UTC unless asked). docs/reports.md defines each figure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "Bucket",
@@ -26,6 +30,7 @@ __all__ = [
     "contacts_of",
     "figures_by",
     "handled_since",
+    "named_zone",
     "percentile",
     "whole",
 ]
@@ -77,6 +82,13 @@ class Contact:
     queue_id: str
     channel: str
     started_at: datetime
+    with_bot: bool = False  # it started with the queue's bot (its start names the bot)
+    # when it reached people, for one that started with a bot: its first hand-off, or the first acceptance,
+    # take-over or transfer if none came before (None: the bot has it still, or closed it)
+    queued_at: datetime | None = None
+    handoffs: int = 0  # hand-offs from a bot to people
+    handoff_reason: str | None = None  # the first hand-off's reason
+    closed_by_bot: bool = False
     first_offer_at: datetime | None = None
     handled_at: datetime | None = None
     handled_by: int | None = None
@@ -97,12 +109,26 @@ class Contact:
 
     @property
     def abandoned(self) -> bool:
-        """Closed before any agent accepted or took it."""
-        return self.closed_at is not None and self.handled_at is None
+        """Closed before any agent accepted or took it, and not by a bot (that is ``bot_resolved``)."""
+        return self.closed_at is not None and self.handled_at is None and not self.closed_by_bot
+
+    @property
+    def bot_resolved(self) -> bool:
+        """Closed by a bot before any agent accepted or took it."""
+        return self.closed_at is not None and self.handled_at is None and self.closed_by_bot
+
+    @property
+    def reached_people_at(self) -> datetime | None:
+        """When the customer began to wait for people: the start, or, for a contact that started with a bot,
+        when it reached them (None: it has not). The waits and the service level run from here."""
+        return self.queued_at if self.with_bot else self.started_at
 
 
 _STARTS = frozenset({"opened", "reopened"})
 _MISSES = frozenset({"rejected", "timed_out"})
+# what brings a bot's contact to people: a hand-off, or an agent who takes it over (or is given it)
+_TO_PEOPLE = frozenset({"handed_off", "accepted", "taken", "transferred"})
+_MOVES = frozenset({"transferred", "handed_off"})  # what may move a conversation to another queue
 
 
 def _starts(event: TimelineEvent) -> bool:
@@ -111,10 +137,10 @@ def _starts(event: TimelineEvent) -> bool:
 
 
 def _queue_at(timeline: Timeline, index: int) -> str:
-    """The queue a conversation was in at its ``index``-th event: only a transfer to a queue moves it, and
-    that transfer names where it came from."""
+    """The queue a conversation was in at its ``index``-th event: only a transfer or a bot's hand-off to a
+    queue moves it, and each names where it came from."""
     for event in timeline.events[index:]:
-        if event.kind == "transferred" and event.data.get("from_queue") is not None:
+        if event.kind in _MOVES and event.data.get("from_queue") is not None:
             return str(event.data["from_queue"])
     return timeline.queue_id
 
@@ -135,6 +161,7 @@ def contacts_of(timeline: Timeline, start: datetime, end: datetime) -> list[Cont
                     queue_id=_queue_at(timeline, index),
                     channel=timeline.channel,
                     started_at=event.at,
+                    with_bot=event.data.get("bot") is not None,
                 )
                 found.append(current)
             continue
@@ -149,7 +176,14 @@ def _apply(contact: Contact, event: TimelineEvent) -> None:
     kind, agent = event.kind, event.agent_id
     if contact.closed_at is not None:
         return
-    if kind == "offered":
+    if kind in _TO_PEOPLE and contact.queued_at is None:
+        contact.queued_at = event.at
+    if kind == "handed_off":
+        if contact.handoffs == 0:
+            reason = event.data.get("reason")
+            contact.handoff_reason = None if reason is None else str(reason)
+        contact.handoffs += 1
+    elif kind == "offered":
         if contact.first_offer_at is None:
             contact.first_offer_at = event.at
         if agent is not None:
@@ -169,6 +203,7 @@ def _apply(contact: Contact, event: TimelineEvent) -> None:
         contact.closed_at = event.at
         status = event.data.get("status")
         contact.status = None if status is None else str(status)
+        contact.closed_by_bot = event.data.get("bot") is not None
 
 
 def _handled(contact: Contact, agent: int | None, at: datetime) -> None:
@@ -195,12 +230,27 @@ def _first_response(contact: Contact, timeline: Timeline) -> None:
     contact.first_response_at = answered
 
 
-def bucket_start(at: datetime, bucket: Bucket) -> datetime:
-    """The start (UTC) of the hour or day ``at`` falls in."""
-    at = at.astimezone(UTC)
+def named_zone(name: str) -> ZoneInfo:
+    """The IANA time zone called ``name`` (``Europe/Prague``, ``UTC``); ValueError when there is none (an unknown
+    name, a folder of zones such as ``Europe``, or no name at all)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, or a name too long for a file
+        raise ValueError(f"{name!r} is not a known time zone (an IANA name such as Europe/Prague)") from None
+
+
+def bucket_start(at: datetime, bucket: Bucket, zone: tzinfo = UTC) -> datetime:
+    """The start of the hour or day of ``zone`` that ``at`` falls in, as a UTC instant (a key that compares
+    and hashes as the instant it is; ``.astimezone(zone)`` names it). An hour of a zone a half-hour off UTC
+    starts at half past in UTC; a day is the zone's date, 23 or 25 hours long across a change of clocks."""
+    local = at.astimezone(zone)
     if bucket is Bucket.HOUR:
-        return at.replace(minute=0, second=0, microsecond=0)
-    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+        # back to the zone's full hour, counted on the UTC clock: the wall clock's arithmetic would lose which of
+        # autumn's two 01:00 hours it is
+        past = timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+        return at.astimezone(UTC) - past
+    midnight = datetime.combine(local.date(), datetime.min.time(), tzinfo=zone)
+    return midnight.astimezone(UTC)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -213,9 +263,10 @@ def percentile(values: Sequence[float], share: float) -> float | None:
 
 
 def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
+    """From ``earlier`` to ``later``; none before ``earlier`` (an agent who wrote while a bot still had it)."""
     if later is None or earlier is None:
         return None
-    return (later - earlier).total_seconds()
+    return max(0.0, (later - earlier).total_seconds())
 
 
 @dataclass(slots=True)
@@ -225,6 +276,8 @@ class Figures:
     received: int = 0
     handled: int = 0
     abandoned: int = 0
+    bot_resolved: int = 0
+    handed_off: int = 0
     missed_offers: int = 0
     transfers: int = 0
     first_offer: list[float] = field(default_factory=list)
@@ -234,6 +287,7 @@ class Figures:
     sla_accept: list[bool] = field(default_factory=list)
     sla_first_response: list[bool] = field(default_factory=list)
     by_status: dict[str, int] = field(default_factory=dict)
+    handed_off_by_reason: dict[str, int] = field(default_factory=dict)
 
     def add(self, contact: Contact, part: Part, sla: SlaTargets | None, now: datetime) -> None:
         """Count a contact this key received; what followed its acceptance only if ``part.handled``."""
@@ -242,22 +296,30 @@ class Figures:
         self.transfers += part.transfers
         if contact.abandoned:
             self.abandoned += 1
+        elif contact.bot_resolved:
+            self.bot_resolved += 1
+        if contact.handoffs:
+            self.handed_off += 1
+            reason = contact.handoff_reason or "none"
+            self.handed_off_by_reason[reason] = self.handed_off_by_reason.get(reason, 0) + 1
         if contact.closed_at is not None:
             status = contact.status or "none"
             self.by_status[status] = self.by_status.get(status, 0) + 1
-        _add(self.first_offer, _seconds(contact.first_offer_at, contact.started_at))
+        # the customer's waits run from when they began to wait for people (a bot's time is not one)
+        reached = contact.reached_people_at
+        _add(self.first_offer, _seconds(contact.first_offer_at, reached))
         if not part.handled:
             return
         if contact.handled_at is not None:
             self.handled += 1
-        _add(self.wait, _seconds(contact.handled_at, contact.started_at))
-        _add(self.first_response, _seconds(contact.first_response_at, contact.started_at))
+        _add(self.wait, _seconds(contact.handled_at, reached))
+        _add(self.first_response, _seconds(contact.first_response_at, reached))
         _add(self.handle, _seconds(contact.closed_at, part.since or contact.handled_at))
-        if sla is not None:
-            _judge(self.sla_accept, contact.started_at, contact.handled_at, contact.closed_at, sla.accept_seconds, now)
+        if sla is not None and reached is not None:  # one that never reached people is not judged
+            _judge(self.sla_accept, reached, contact.handled_at, contact.closed_at, sla.accept_seconds, now)
             _judge(
                 self.sla_first_response,
-                contact.started_at,
+                reached,
                 contact.first_response_at,
                 contact.closed_at,
                 sla.first_response_seconds,
@@ -269,6 +331,8 @@ class Figures:
             "received": self.received,
             "handled": self.handled,
             "abandoned": self.abandoned,
+            "bot_resolved": self.bot_resolved,
+            "handed_off": self.handed_off,
             "missed_offers": self.missed_offers,
             "transfers": self.transfers,
             "first_offer_p50_s": percentile(self.first_offer, 0.5),
@@ -282,6 +346,7 @@ class Figures:
             "sla_met_share": _share(self.sla_accept),
             "sla_first_response_met_share": _share(self.sla_first_response),
             "by_status": dict(sorted(self.by_status.items())),
+            "handed_off_by_reason": dict(sorted(self.handed_off_by_reason.items())),
         }
 
 
@@ -339,12 +404,14 @@ def figures_by(
     now: datetime,
     *,
     part: Callable[[Contact, Any], Part] = whole,
+    zone: tzinfo = UTC,
 ) -> dict[tuple[Any, datetime], Figures]:
-    """Figures per (key, bucket start). ``keys`` names the keys a contact counts for (its queue, its
-    channel, the agents involved); ``part`` says what of it each key counts."""
+    """Figures per (key, bucket start as a UTC instant, see ``bucket_start``). ``keys`` names the keys a
+    contact counts for (its queue, its channel, the agents involved); ``part`` says what of it each key
+    counts; ``zone`` whose hours or days the buckets are."""
     table: dict[tuple[Any, datetime], Figures] = {}
     for contact in contacts:
-        start = bucket_start(contact.started_at, bucket)
+        start = bucket_start(contact.started_at, bucket, zone)
         sla = sla_of(contact.queue_id)
         for key in keys(contact):
             figures = table.get((key, start))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from hub.bot_settings import BotSettings, bot_for_queue, parse_bots
 from hub.errors import ConfigError
@@ -34,6 +35,7 @@ from hub.iframe import IframeRefused, check_iframe_template, normalise_host
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
+from hub.reports import named_zone
 from hub.room_settings import RoomsSettings, rooms_settings
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery, parse_webhooks_delivery, parse_webhooks_out
 
@@ -42,6 +44,7 @@ __all__ = [
     "MediaSettings",
     "MetricsSettings",
     "Narrowing",
+    "ReportsSettings",
     "ServerSettings",
     "Settings",
     "load_settings",
@@ -50,6 +53,7 @@ __all__ = [
 ENV_PREFIX = "CHANNELHUB_"
 #: the tables an environment variable may set a key of; other CHANNELHUB_* variables are not configuration
 _ENV_SECTIONS = ("server", "database", "outbox", "routing", "auth", "demo", "templates", "log", "media", "rooms")
+_REPORTS_SECTIONS = ("reports",)  # [reports]: docs/reports.md
 _OPERATIONS_SECTIONS = ("metrics", "audit")  # [metrics] and [audit]: docs/operations.md
 _ENV_LONG_SECTIONS = ("webhooks_delivery",)  # whose names hold a '_': CHANNELHUB_WEBHOOKS_DELIVERY_TIMEOUT_SECONDS
 
@@ -149,6 +153,18 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReportsSettings:
+    """``[reports]``: ``timezone``, the IANA zone whose hours and days reports count in unless a request names
+    another (``?tz=``), and whose midnight starts today's service level (docs/reports.md)."""
+
+    timezone: str = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return named_zone(self.timezone)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database_url: str = "sqlite:///channelhub.db"
@@ -165,6 +181,7 @@ class Settings:
     rooms: RoomsSettings = field(default_factory=RoomsSettings)  # co-browsing rooms (hub/room_settings.py)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    reports: ReportsSettings = field(default_factory=ReportsSettings)
     bots: tuple[BotSettings, ...] = ()  # [[bots]] (hub/bot_settings.py)
     queue_hours: Mapping[str, BusinessHours] = field(default_factory=dict)  # [queues.hours] (hub/hours.py)
     templates_dir: str | None = None
@@ -282,7 +299,7 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         for long_name in _ENV_LONG_SECTIONS:
             if rest.lower().startswith(long_name + "_"):
                 section, key = long_name, rest[len(long_name) + 1 :]
-        if not key or section not in (*_ENV_SECTIONS, *_OPERATIONS_SECTIONS, *_ENV_LONG_SECTIONS):
+        if not key or section not in (*_ENV_SECTIONS, *_OPERATIONS_SECTIONS, *_REPORTS_SECTIONS, *_ENV_LONG_SECTIONS):
             continue  # not ours to read (CHANNELHUB_REQUIRE_POSTGRES and such belong to other tools)
         if section in ("log",):
             raw[f"log_{key.lower()}"] = value
@@ -315,6 +332,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     known |= {"media"}
     known |= {"rooms"}
     known |= {"metrics", "audit"}
+    known |= {"reports"}
     known |= {"bots"}
     known |= {"webhooks_out", "webhooks_delivery"}
     known |= {"log_level", "log_format", "templates_dir"}
@@ -376,6 +394,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         rooms=rooms_settings(_table(raw, "rooms")),
         metrics=_metrics(raw, server),
         audit=_audit(raw),
+        reports=_reports(raw),
         bots=bots,
         queue_hours=queue_hours,
         templates_dir=str(templates_dir) if templates_dir else None,
@@ -438,6 +457,15 @@ def _trusted_proxies(value: Any) -> tuple[str, ...]:
         except ValueError:
             raise ConfigError("server.trusted_proxies", f"{entry!r} is not an address or a CIDR network") from None
     return tuple(networks)
+
+
+def _reports(raw: Mapping[str, Any]) -> ReportsSettings:
+    reports = _section(raw, "reports", ReportsSettings)
+    try:
+        named_zone(reports.timezone)
+    except ValueError as exc:
+        raise ConfigError("reports.timezone", str(exc)) from None
+    return reports
 
 
 def _audit(raw: Mapping[str, Any]) -> AuditSettings:

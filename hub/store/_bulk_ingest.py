@@ -131,7 +131,8 @@ async def _open_conversations(
     if to_insert:
         bot_of = {row["identity_id"]: accounts[row["account_id"]].bot for row in to_insert}
         with_bots: list[tuple[int, str]] = []
-        for row in await insert_open(connection, dialect, to_insert, now):
+        named = {identity: bot for identity, bot in bot_of.items() if bot is not None}
+        for row in await insert_open(connection, dialect, to_insert, now, bots=named):
             found[int(row.identity_id)] = (int(row.id), str(row.queue_id))
             opened[int(row.id)] = int(row.identity_id)
             bot = bot_of[int(row.identity_id)]

@@ -8,7 +8,7 @@ identity has one by now is skipped, and every conversation inserted gets its "op
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -106,12 +106,15 @@ async def insert_open(
     *,
     agent_id: int | None = None,
     data: dict[str, Any] | None = None,
+    bots: Mapping[int, str] | None = None,
 ) -> list[Any]:
-    """Insert open conversations and their "opened" timeline events (by ``agent_id``, with ``data``).
+    """Insert open conversations and their "opened" timeline events (by ``agent_id``, with ``data``; one that
+    opens with its queue's bot, named in ``bots`` by identity id, says ``{"bot": id}``, as reports read).
     Returns (id, identity_id, queue_id) of those inserted; a row whose identity has an open conversation
     already (another writer opened it a moment ago) is left out."""
     inserted = list((await connection.execute(_insert(dialect), list(rows))).all())
     if inserted:
+        bots = bots or {}
         await connection.execute(
             timeline_events.insert(),
             [
@@ -119,13 +122,18 @@ async def insert_open(
                     "conversation_id": int(row.id),
                     "kind": EventKind.OPENED.value,
                     "agent_id": agent_id,
-                    "data": data or {},
+                    "data": data or _with_bot(bots.get(int(row.identity_id))),
                     "created_at": now,
                 }
                 for row in inserted
             ],
         )
     return inserted
+
+
+def _with_bot(bot_id: str | None) -> dict[str, Any]:
+    """The data of a start: the bot it starts with, if any."""
+    return {} if bot_id is None else {"bot": bot_id}
 
 
 async def open_conversation(
@@ -171,11 +179,12 @@ async def open_conversation(
                     version=conversations.c.version + 1,
                 )
             )
-            await add_timeline_event(connection, int(last.id), EventKind.REOPENED, now)
+            await add_timeline_event(connection, int(last.id), EventKind.REOPENED, now, _with_bot(account.bot))
             if account.bot is not None:
                 await name_the_bot(connection, dialect, [(int(last.id), account.bot)], now)
             return int(last.id), str(last.queue_id), True
-    inserted = await insert_open(connection, dialect, [waiting_row(account, identity_id, now)], now)
+    bots = {} if account.bot is None else {identity_id: account.bot}
+    inserted = await insert_open(connection, dialect, [waiting_row(account, identity_id, now)], now, bots=bots)
     if not inserted:  # another writer opened it a moment ago
         row = (
             await connection.execute(

@@ -6,6 +6,10 @@ channel and queue and the first agent message at or after each (one probe of the
 ``start`` on in the same statement (joined by the timeline's ``(conversation_id, created_at)`` index); the
 conversations read row by row afterwards are named by their ids bound as one array. Nothing is counted as it
 happens: the figures are whatever the timeline says, so they agree across restarts and processes.
+
+Both paths read the same facts of a bot's part: whether a period started with a bot (its start's ``bot``), its
+hand-offs (``handed_off``, with the reason) and whether a bot closed it (the close's ``bot``); a conversation
+handed off more than once in the report is read row by row, so its first hand-off's reason is the one counted.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ from hub.store.tables import agents, conversations, messages, timeline_events
 __all__ = ["agent_names", "report_contacts", "report_timelines"]
 
 _STARTS = ("opened", "reopened")
-# what the figures are made of; the rest (important, invited, left, ...) is not read
-_READ = (*_STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "transferred", "closed")
-# only these rows' data is read (where a transfer went, the status at close): the rest is not decoded
-_data_read = case((timeline_events.c.kind.in_(("transferred", "closed")), timeline_events.c.data), else_=null()).label(
-    "data"
-)
+# what the figures are made of; the rest (important, invited, left, bot_took_over, ...) is not read
+_READ = (*_STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "transferred", "handed_off", "closed")
+# what brings a contact that started with a bot to people (hub.reports._TO_PEOPLE)
+_TO_PEOPLE = ("handed_off", "accepted", "taken", "transferred")
+_MOVES = ("transferred", "handed_off")  # what may move a conversation to another queue (naming where from)
+# only these rows' data is read (a start's bot, where a transfer or hand-off went and why, the status at close
+# and who closed): the rest is not decoded
+_data_read = case(
+    (timeline_events.c.kind.in_((*_STARTS, "transferred", "handed_off", "closed")), timeline_events.c.data),
+    else_=null(),
+).label("data")
 _NO_DATA: Mapping[str, Any] = MappingProxyType({})  # one for every row without data, not a new dict each
 
 # SET LOCAL jit = off, as a function: a report's statements touch many rows each, so PostgreSQL's estimates may
@@ -72,8 +81,8 @@ class _Starts(NamedTuple):
 async def report_timelines(store: Store, start: datetime, end: datetime, *, queue: str | None = None) -> list[Timeline]:
     """The timelines of every conversation with a period starting in ``[start, end)``, from ``start`` on.
 
-    With ``queue``, only conversations that may have started in it: those in it now, and those transferred
-    since ``start`` (a transfer names the queue it left); the caller keeps the contacts that did."""
+    With ``queue``, only conversations that may have started in it: those in it now, and those transferred or
+    handed off since ``start`` (each names the queue it left); the caller keeps the contacts that did."""
     async with _reading(store) as connection:
         starts = await _starts(connection, start, end, queue)
         if not starts:
@@ -123,7 +132,7 @@ def _periods(start: datetime, end: datetime, queue: str | None) -> Any:
         return query
     moved = timeline_events.alias("moved")
     transferred = exists().where(
-        moved.c.conversation_id == e.conversation_id, moved.c.kind == "transferred", moved.c.created_at >= start
+        moved.c.conversation_id == e.conversation_id, moved.c.kind.in_(_MOVES), moved.c.created_at >= start
     )
     return query.where(or_(c.queue_id == queue, transferred))
 
@@ -176,8 +185,8 @@ async def report_contacts(
 
 
 async def _where_started(connection: AsyncConnection, transferred: list[Contact], start: datetime) -> None:
-    """Put each transferred contact in the queue it was in before its first transfer (since ``start``), which
-    the transfer names; the others stay in the queue their conversation is in now."""
+    """Put each moved contact in the queue it was in before its first transfer or hand-off (since ``start``),
+    which that names; the others stay in the queue their conversation is in now."""
     if not transferred:
         return
     e = timeline_events.c
@@ -185,7 +194,7 @@ async def _where_started(connection: AsyncConnection, transferred: list[Contact]
     first_queue: dict[int, str] = {}
     moves = await connection.execute(
         select(e.conversation_id, e.data["from_queue"].as_string().label("from_queue"))
-        .where(_one_of(connection, e.conversation_id), e.kind == "transferred", e.created_at >= start)
+        .where(_one_of(connection, e.conversation_id), e.kind.in_(_MOVES), e.created_at >= start)
         .order_by(e.conversation_id, e.created_at, e.id),
         {"conversation_ids": ids},
     )
@@ -217,6 +226,15 @@ def _counted(start: datetime, end: datetime, queue: str | None) -> Any:
             func.sum(case((e.kind.in_(_STARTS), 1), else_=0)).label("periods"),
             # rows before its one period's start: the end of a period that began before the report
             (func.min(e.created_at) < func.min(case((e.kind.in_(_STARTS), e.created_at)))).label("began_before"),
+            # a bot's part: did the period start with one, when did it reach people, its hand-offs (the reason
+            # is the only one's: several are read row by row), and did a bot close it
+            func.max(case((p.data["bot"].as_string().is_not(None), 1), else_=0)).label("with_bot"),
+            func.min(case((e.kind.in_(_TO_PEOPLE), e.created_at))).label("queued_at"),
+            func.sum(case((e.kind == "handed_off", 1), else_=0)).label("handoffs"),
+            func.max(case((e.kind == "handed_off", e.data["reason"].as_string()))).label("handoff_reason"),
+            func.max(case((and_(e.kind == "closed", e.data["bot"].as_string().is_not(None)), 1), else_=0)).label(
+                "closed_by_bot"
+            ),
         )
         .join(timeline_events, and_(e.conversation_id == p.conversation_id, e.created_at >= start, e.kind.in_(_READ)))
         .group_by(p.id, p.conversation_id, p.created_at, p.kind, p.agent_id, c.channel, c.queue_id)
@@ -226,12 +244,14 @@ def _counted(start: datetime, end: datetime, queue: str | None) -> Any:
 async def _contacts(
     connection: AsyncConnection, start: datetime, end: datetime, queue: str | None
 ) -> tuple[list[Contact], list[Timeline]]:
-    several: dict[int, _Starts] = {}  # read row by row: several periods, or rows of one begun before the report
+    # read row by row: several periods, rows of one begun before the report, or several hand-offs
+    several: dict[int, _Starts] = {}
     contacts: list[Contact] = []
     for row in (await connection.execute(_counted(start, end, queue))).all():
         conversation_id, started_at, kind, agent_id, channel, queue_id, answered = row[:7]
-        first_offer, handled, closed, status, missed, transfers, periods, before = row[7:]
-        if periods > 1 or before:
+        first_offer, handled, closed, status, missed, transfers, periods, before = row[7:15]
+        with_bot, queued_at, handoffs, reason, by_bot = row[15:]
+        if periods > 1 or before or handoffs > 1:
             _add_period(several, row)
             continue
         if kind != "reopened" and agent_id is not None:  # an agent opened it to write first
@@ -242,6 +262,11 @@ async def _contacts(
                 queue_id=str(queue_id),
                 channel=str(channel),
                 started_at=started_at,
+                with_bot=bool(with_bot),
+                queued_at=queued_at,
+                handoffs=int(handoffs or 0),
+                handoff_reason=reason,
+                closed_by_bot=bool(by_bot),
                 first_offer_at=first_offer,
                 handled_at=handled,
                 first_response_at=answered,
@@ -251,7 +276,7 @@ async def _contacts(
                 transfers=int(transfers or 0),
             )
         )
-    await _where_started(connection, [c for c in contacts if c.transfers], start)
+    await _where_started(connection, [c for c in contacts if c.transfers or c.handoffs], start)
     if not several:
         return contacts, []
     events = await _events(connection, list(several), start)

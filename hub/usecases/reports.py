@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -51,6 +51,7 @@ class ReportQuery:
     end: datetime
     bucket: Bucket
     queue: str | None = None  # only the contacts that started in this queue
+    zone: tzinfo = UTC  # whose hours or days the buckets are
 
 
 def _check(query: ReportQuery) -> None:
@@ -127,11 +128,14 @@ async def report(hub: HubParts, actor: Principal, query: ReportQuery) -> list[di
     agents = query.kind is ReportKind.AGENTS
     contacts = await _contacts(hub, query.start, query.end, query.queue, agents=agents)
     part = _agent_part if agents else whole
-    table = figures_by(contacts, _KEYS[query.kind], query.bucket, sla_lookup(hub), hub.clock(), part=part)
+    table = figures_by(
+        contacts, _KEYS[query.kind], query.bucket, sla_lookup(hub), hub.clock(), part=part, zone=query.zone
+    )
     names = await agent_names(hub.store, {k for k, _ in table}) if query.kind is ReportKind.AGENTS else {}
     items = []
     for (key, start), figures in sorted(table.items(), key=lambda pair: (str(pair[0][0]), pair[0][1])):
-        item: dict[str, Any] = {query.kind.value: key, "bucket_start": start}
+        # named in the report's zone, with its offset: the zone's midnight, unmistakable wherever it is read
+        item: dict[str, Any] = {query.kind.value: key, "bucket_start": start.astimezone(query.zone)}
         if query.kind is ReportKind.AGENTS:
             login, display_name = names.get(key, (None, None))
             item |= {"agent_login": login, "agent_name": display_name}
@@ -139,14 +143,14 @@ async def report(hub: HubParts, actor: Principal, query: ReportQuery) -> list[di
     return items
 
 
-async def sla_today(hub: HubParts, actor: Principal) -> list[dict[str, Any]]:
+async def sla_today(hub: HubParts, actor: Principal, zone: tzinfo = UTC) -> list[dict[str, Any]]:
     """Per queue with targets (an agent: of their own queues), the targets and the share met so far today
-    (UTC), live: read from the timeline at each call."""
+    (since midnight in ``zone``), live: read from the timeline at each call."""
     now = hub.clock()
-    start = bucket_start(now, Bucket.DAY)
+    start = bucket_start(now, Bucket.DAY, zone)
     sla_of = sla_lookup(hub)
     contacts = await _contacts(hub, start, now + timedelta(microseconds=1))
-    table = figures_by(contacts, _KEYS[ReportKind.QUEUES], Bucket.DAY, sla_of, now)
+    table = figures_by(contacts, _KEYS[ReportKind.QUEUES], Bucket.DAY, sla_of, now, zone=zone)
     items = []
     for queue in hub.settings.queues:
         targets = sla_of(queue.id)
@@ -157,7 +161,7 @@ async def sla_today(hub: HubParts, actor: Principal) -> list[dict[str, Any]]:
         items.append(
             {
                 "queue": queue.id,
-                "since": start,
+                "since": start.astimezone(zone),
                 "sla_accept_seconds": targets.accept_seconds,
                 "sla_accept_share": targets.accept_share,
                 "sla_first_response_seconds": targets.first_response_seconds,

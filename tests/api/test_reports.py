@@ -233,6 +233,9 @@ async def test_bad_parameters_are_refused_with_codes(api: Api) -> None:
         "from=2026-03-02T10:00:00Z&to=2026-03-02T09:00:00+00:00": "bad_range",
         "from=2024-01-01T00:00:00Z&to=2026-03-02T00:00:00Z": "range_too_long",
         "from=2026-01-01T00:00:00Z&to=2026-03-30T00:00:00Z&bucket=hour": "too_many_buckets",
+        "tz=Mars/Base": "invalid_tz",
+        "tz=Europe": "invalid_tz",  # a folder of zones, not one
+        "tz=../../etc/passwd": "invalid_tz",
     }
     for query, code in cases.items():
         for path in ("/api/v1/reports/queues", "/api/v1/reports/agents.csv"):
@@ -281,3 +284,38 @@ async def test_an_offset_written_unescaped_in_the_query_still_parses(api: Api) -
     assert [(i["queue"], i["received"], i["bucket_start"]) for i in body["items"]] == [
         ("support", 1, "2026-03-02T00:00:00+00:00")
     ]
+
+
+async def test_days_are_counted_in_the_time_zone_asked_for_or_configured(make_api: MakeApi) -> None:
+    """Two customers write at 22:30 and 23:30 UTC on 2 March: the same UTC day, but 23:30 on the 2nd and 00:30
+    on the 3rd in Prague (UTC+1). A date without an offset is read in the report's zone."""
+    api = await make_api(CARE, fake_adapter=True, env={"CHANNELHUB_REPORTS_TIMEZONE": "Europe/Prague"})
+    await _at(api, 13.5 * 3600)
+    await api.customer_writes("wa-care", sender="+420600000401")
+    await _at(api, 14.5 * 3600)
+    await api.customer_writes("wa-care", sender="+420600000402")
+    await _at(api, 15 * 3600)
+    sue = await api.agent("sue", role="supervisor", queues=())
+
+    def days(body: dict[str, Any]) -> list[tuple[str, int]]:
+        return [(i["bucket_start"], i["received"]) for i in body["items"]]
+
+    configured = await sue.json("GET", "/api/v1/reports/queues?from=2026-03-02&to=2026-03-04")
+    assert configured["tz"] == "Europe/Prague"
+    assert days(configured) == [("2026-03-02T00:00:00+01:00", 1), ("2026-03-03T00:00:00+01:00", 1)]
+    asked = await sue.json("GET", "/api/v1/reports/queues?from=2026-03-02&to=2026-03-04&tz=UTC")
+    assert (asked["tz"], days(asked)) == ("UTC", [("2026-03-02T00:00:00+00:00", 2)])
+    # the same in the CSV, and per hour: the hours are Prague's
+    response = await sue.get("/api/v1/reports/channels.csv?from=2026-03-02T23:00:00&to=2026-03-03T01:00:00&bucket=hour")
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [(r["bucket_start"], r["received"]) for r in rows] == [
+        ("2026-03-02T23:00:00+01:00", "1"),
+        ("2026-03-03T00:00:00+01:00", "1"),
+    ]
+    # today's service level starts at Prague's midnight: only the second customer wrote today there
+    sla = await sue.json("GET", "/api/v1/reports/sla")
+    assert sla["tz"] == "Europe/Prague"
+    assert [(i["since"], i["received"]) for i in sla["items"]] == [("2026-03-03T00:00:00+01:00", 1)]
+    refused = await sue.get("/api/v1/reports/sla?tz=Nowhere/Else")
+    assert refused.status == 422
+    assert (await refused.json())["error"]["code"] == "invalid_tz"

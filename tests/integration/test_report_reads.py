@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from hub.reports import Bucket, contacts_of, figures_by
+from hub.reports import Bucket, SlaTargets, contacts_of, figures_by
 from hub.store import Store
 from hub.store.reports import report_contacts, report_timelines
 from hub.store.tables import agents, conversations, identities, messages, timeline_events
@@ -57,7 +57,7 @@ async def _conversation(
             )
 
 
-async def test_the_database_counts_what_the_rows_say(store: Store) -> None:
+async def _agents(store: Store) -> None:
     async with store.write() as connection:
         for agent in (7, 9):
             await connection.execute(
@@ -74,6 +74,10 @@ async def test_the_database_counts_what_the_rows_say(store: Store) -> None:
                     created_at=T0,
                 )
             )
+
+
+async def test_the_database_counts_what_the_rows_say(store: Store) -> None:
+    await _agents(store)
     # counted by the database: one period, all of it inside the report
     await _conversation(
         store,
@@ -162,3 +166,114 @@ async def test_a_queue_report_reads_the_conversations_that_started_in_it(store: 
     assert [t.first_responses for t in timelines] == [{at(400): at(420), at(500): at(510)}]
     slow = await report_timelines(store, start, end, queue="support")
     assert sorted(t.conversation_id for t in slow) == [1, 2, 4]
+
+
+BOT = {"bot": "faq"}
+
+
+def _handoff(reason: str, to_queue: str = "care") -> dict[str, Any]:
+    return {"reason": reason, "from_queue": "care", "to_queue": to_queue, "bot": "faq"}
+
+
+async def test_bot_contacts_count_the_same_on_both_paths(store: Store) -> None:
+    """A known timeline in the bot's queue "care" (seconds after 09:00; target: accepted within 60 s):
+
+    1. the bot answers at 0 and closes it at 120: bot-resolved, not abandoned, never judged.
+    2. the bot hands it to billing at 400 (bot_asked); offered at 410, accepted at 430, answered at 450,
+       closed at 900: counts for care, where it started; first offer 10 s, wait 30 s, first response 50 s.
+    3. the customer asks for a person at 260, it goes back to the bot at 300 and is handed off again at 500
+       (bot_silent); taken at 560, answered at 570: its wait runs from the first hand-off, 300 s, and the
+       first hand-off's reason counts (read row by row: two hand-offs).
+    4. the customer asks for a person at 330; nobody takes it, closed as spam at 700: abandoned.
+    5. an ordinary contact at 50 (no bot): offered at 55, accepted at 70, answered at 80: wait 20 s.
+    6. with the bot since 1000 and still with it: received, not judged.
+    """
+    await _agents(store)
+    await _conversation(
+        store, 1, "care", [("opened", 0, None, BOT), ("closed", 120, None, {"status": "resolved", **BOT})], []
+    )
+    await _conversation(
+        store,
+        2,
+        "billing",
+        [
+            ("opened", 100, None, BOT),
+            ("handed_off", 400, None, _handoff("bot_asked", to_queue="billing")),
+            ("offered", 410, 7, {}),
+            ("accepted", 430, 7, {}),
+            ("closed", 900, 7, {"status": "resolved"}),
+        ],
+        answers=[450],
+    )
+    await _conversation(
+        store,
+        3,
+        "care",
+        [
+            ("opened", 200, None, BOT),
+            ("handed_off", 260, None, _handoff("customer_asked")),
+            ("bot_took_over", 300, None, BOT),
+            ("handed_off", 500, None, _handoff("bot_silent")),
+            ("taken", 560, 9, {}),
+            ("closed", 1000, 9, {}),
+        ],
+        answers=[570],
+    )
+    await _conversation(
+        store,
+        4,
+        "care",
+        [
+            ("opened", 300, None, BOT),
+            ("handed_off", 330, None, _handoff("customer_asked")),
+            ("closed", 700, None, {"status": "spam"}),
+        ],
+        [],
+    )
+    await _conversation(
+        store,
+        5,
+        "care",
+        [
+            ("opened", 50, None, {}),
+            ("offered", 55, 7, {}),
+            ("accepted", 70, 7, {}),
+            ("closed", 300, 7, {"status": "resolved"}),
+        ],
+        answers=[80],
+    )
+    await _conversation(store, 6, "care", [("opened", 1000, None, BOT)], [])
+    async with store.write() as connection:
+        await connection.execute(conversations.update().where(conversations.c.id == 6).values(state="bot"))
+
+    start, end, now = at(-10), at(3600), at(3600)
+    counted, timelines = await report_contacts(store, start, end)
+    assert sorted(c.conversation_id for c in counted) == [1, 2, 4, 5, 6]
+    assert [t.conversation_id for t in timelines] == [3]
+    fast = counted + [c for t in timelines for c in contacts_of(t, start, end)]
+    slow = [c for t in await report_timelines(store, start, end) for c in contacts_of(t, start, end)]
+    sla = SlaTargets(accept_seconds=60, accept_share=0.8)
+
+    def table(contacts: list[Any]) -> dict[Any, Any]:
+        figures = figures_by(contacts, lambda c: (c.queue_id,), Bucket.HOUR, lambda q: sla, now)
+        return {key: f.as_json() for key, f in figures.items()}
+
+    assert table(fast) == table(slow)
+    care = table(fast)[("care", T0)]
+    assert {k: care[k] for k in ("received", "handled", "abandoned", "bot_resolved", "handed_off")} == {
+        "received": 6,
+        "handled": 3,
+        "abandoned": 1,
+        "bot_resolved": 1,
+        "handed_off": 3,
+    }
+    assert care["handed_off_by_reason"] == {"bot_asked": 1, "customer_asked": 2}
+    assert (care["first_offer_p50_s"], care["first_offer_p90_s"]) == (5, 10)
+    assert (care["wait_p50_s"], care["wait_p90_s"]) == (30, 300)
+    assert (care["first_response_p50_s"], care["first_response_p90_s"]) == (50, 310)
+    assert care["by_status"] == {"none": 1, "resolved": 3, "spam": 1}
+    # judged: 2 (30 s, met), 3 (300 s), 4 (closed unanswered), 5 (20 s, met); 1 and 6 never reached people
+    assert care["sla_met_share"] == 0.5
+    # a queue's report reads the conversation handed off to billing as care's
+    only_care, several = await report_contacts(store, start, end, queue="care")
+    assert 2 in {c.conversation_id for c in only_care} | {t.conversation_id for t in several}

@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 from hub.errors import ConfigError
-from hub.reports import Bucket, SlaTargets, Timeline, TimelineEvent, bucket_start, contacts_of, figures_by, percentile
+from hub.reports import (
+    Bucket,
+    SlaTargets,
+    Timeline,
+    TimelineEvent,
+    bucket_start,
+    contacts_of,
+    figures_by,
+    named_zone,
+    percentile,
+)
 from hub.settings import Settings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -105,3 +115,72 @@ def test_service_level_targets_are_read_from_the_queue(make_settings: Any) -> No
     care = settings.queue("care")
     assert (care.sla_accept_seconds, care.sla_accept_share, care.sla_first_response_seconds) == (60, 0.8, 300)
     assert settings.queue("support").sla_accept_seconds is None
+
+
+def test_buckets_are_the_hours_and_days_of_a_time_zone_across_a_change_of_clocks() -> None:
+    prague = named_zone("Europe/Prague")
+    # 23:30 UTC on 2 March is half past midnight on the 3rd in Prague (UTC+1)
+    late = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)
+    assert bucket_start(late, Bucket.DAY, prague) == datetime(2026, 3, 2, 23, tzinfo=UTC)
+    assert bucket_start(late, Bucket.DAY, prague).astimezone(prague).isoformat() == "2026-03-03T00:00:00+01:00"
+    # the clocks go forward on 29 March: that day starts at +01:00 and is 23 hours long
+    spring = bucket_start(datetime(2026, 3, 29, 12, tzinfo=UTC), Bucket.DAY, prague)
+    after = bucket_start(datetime(2026, 3, 30, 12, tzinfo=UTC), Bucket.DAY, prague)
+    assert (spring.astimezone(prague).isoformat(), after - spring) == ("2026-03-29T00:00:00+01:00", timedelta(hours=23))
+    assert after.astimezone(prague).isoformat() == "2026-03-30T00:00:00+02:00"
+    # they go back on 25 October: two hours named 02:00, each its own bucket, and a day of 25 hours
+    first = bucket_start(datetime(2026, 10, 25, 0, 30, tzinfo=UTC), Bucket.HOUR, prague)
+    second = bucket_start(datetime(2026, 10, 25, 1, 30, tzinfo=UTC), Bucket.HOUR, prague)
+    assert [b.astimezone(prague).isoformat() for b in (first, second)] == [
+        "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:00:00+01:00",
+    ]
+    autumn = bucket_start(datetime(2026, 10, 25, 12, tzinfo=UTC), Bucket.DAY, prague)
+    assert bucket_start(datetime(2026, 10, 26, 12, tzinfo=UTC), Bucket.DAY, prague) - autumn == timedelta(hours=25)
+    # an hour of a zone half an hour off UTC starts at half past, UTC
+    kolkata = named_zone("Asia/Kolkata")
+    assert bucket_start(datetime(2026, 3, 2, 9, 10, tzinfo=UTC), Bucket.HOUR, kolkata) == datetime(
+        2026, 3, 2, 8, 30, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("name", ["Mars/Base", "Europe", "", "../etc/passwd", "x" * 300])
+def test_a_name_that_is_no_time_zone_is_a_value_error(name: str) -> None:
+    with pytest.raises(ValueError, match="not a known time zone"):
+        named_zone(name)
+
+
+def test_the_reports_time_zone_is_read_and_checked_at_start_up(make_settings: Any) -> None:
+    assert make_settings().reports.timezone == "UTC"
+    assert str(make_settings('[reports]\ntimezone = "Europe/Prague"\n').reports.zone) == "Europe/Prague"
+    assert make_settings(env={"CHANNELHUB_REPORTS_TIMEZONE": "America/New_York"}).reports.timezone == (
+        "America/New_York"
+    )
+    with pytest.raises(ConfigError) as raised:
+        make_settings('[reports]\ntimezone = "Mars/Base"\n')
+    assert raised.value.key == "reports.timezone"
+    assert "Mars/Base" in str(raised.value)
+    with pytest.raises(ConfigError) as unknown:
+        make_settings('[reports]\nzone = "UTC"\n')
+    assert unknown.value.key == "reports.zone"
+
+
+def test_a_bots_contact_reaches_people_at_its_hand_off_or_when_an_agent_takes_it_over() -> None:
+    sla = SlaTargets(accept_seconds=60, accept_share=0.8)
+
+    def figures(*events: TimelineEvent, now: float = 3000) -> dict[str, Any]:
+        timeline = Timeline(conversation_id=5, channel="viber", queue_id="q", events=events, first_responses={})
+        contacts = contacts_of(timeline, T0, at(3600))
+        return figures_by(contacts, lambda c: (c.queue_id,), Bucket.HOUR, lambda q: sla, at(now))[("q", T0)].as_json()
+
+    # still with the bot long past the target: not judged, nobody has kept the customer waiting
+    assert figures(event("opened", 0, bot="faq"))["sla_met_share"] is None
+    # an agent takes it over from the bot at 500: the customer never waited for people
+    taken = figures(event("opened", 0, bot="faq"), event("taken", 500, 7))
+    assert (taken["handled"], taken["wait_p50_s"], taken["sla_met_share"], taken["handed_off"]) == (1, 0, 1.0, 0)
+    # a supervisor closes it while the bot has it: abandoned (no bot closed it), yet never judged
+    closed = figures(event("opened", 0, bot="faq"), event("closed", 100, 9, status="spam"))
+    assert (closed["abandoned"], closed["bot_resolved"], closed["sla_met_share"]) == (1, 0, None)
+    # without a bot, the same wait runs from the start
+    plain = figures(event("opened", 0), event("taken", 500, 7))
+    assert (plain["wait_p50_s"], plain["sla_met_share"]) == (500, 0.0)

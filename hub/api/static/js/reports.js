@@ -1,6 +1,7 @@
 // Reports (supervisors and admins): per queue, agent or channel and hour or day,
-// read from /api/v1/reports/*; a chart of contacts received / handled / abandoned
-// and of the waits, the figures as a table, and links to the same rows as CSV.
+// read from /api/v1/reports/*; a chart of contacts received / handled / abandoned /
+// resolved by a bot and of the waits, the figures as a table, and links to the same rows
+// as CSV. The days and hours are those of the hub's configured [reports] timezone.
 // Also the service level today: one line per queue for the overview, and the SLA
 // widget beside a conversation (the queue's targets and the share met today).
 
@@ -18,6 +19,8 @@ const COLUMNS = [
   ["received", "Received"],
   ["handled", "Handled"],
   ["abandoned", "Abandoned"],
+  ["bot_resolved", "Bot resolved"],
+  ["handed_off", "Handed off by bot"],
   ["missed_offers", "Missed offers"],
   ["transfers", "Transfers"],
   ["first_offer_p50_s", "First offer p50", "s"],
@@ -34,11 +37,11 @@ function isoDay(date) {
   return date.toISOString().slice(0, 10);
 }
 
-// The hub's buckets are UTC hours or days (docs/reports.md), and the form's dates are UTC days: a bucket is named
-// in UTC too. In the browser's zone a day bucket west of Greenwich would read as the evening before.
+// The hub counts hours or days of its configured zone (docs/reports.md) and writes each bucket's start in that zone,
+// with its offset ("2026-03-02T00:00:00+01:00"): the label is the date and time as written, never converted to the
+// browser's zone (a day bucket would read as the evening before west of the hub's zone).
 function bucketLabel(iso, bucket) {
-  const text = new Date(iso).toISOString();
-  return bucket === "day" ? text.slice(0, 10) : `${text.slice(0, 10)} ${text.slice(11, 16)}`;
+  return bucket === "day" ? iso.slice(0, 10) : `${iso.slice(0, 10)} ${iso.slice(11, 16)}`;
 }
 
 function cell(value, unit) {
@@ -67,10 +70,11 @@ export function renderReports(main) {
     button("Show", null, { type: "submit", class: "primary" }));
   clear(main, h("section", { class: "panel" }, h("h1", {}, "Reports"), form, links, output));
 
+  // dates without a time or offset: the hub reads them as days of the zone it counts in
   function query() {
     const end = new Date(`${to.value}T00:00:00Z`);
     end.setUTCDate(end.getUTCDate() + 1);
-    return `from=${from.value}T00:00:00Z&to=${end.toISOString().replace(".000Z", "Z")}&bucket=${bucket.value}`;
+    return `from=${from.value}&to=${isoDay(end)}&bucket=${bucket.value}`;
   }
 
   async function load() {
@@ -88,20 +92,20 @@ export function renderReports(main) {
       clear(output, h("p", { class: "error-text" }, describeFailure(err)));
       return;
     }
-    show(body.items || [], key, by);
+    show(body.items || [], key, by, body.tz || "UTC");
   }
 
-  function show(rows, key, by) {
+  function show(rows, key, by, zone) {
     for (const chart of charts) chart.destroy();
     charts = [];
     if (!rows.length) {
       clear(output, h("p", { class: "muted", "data-testid": "report-empty" }, "No contacts in this period."));
       return;
     }
-    const volume = h("canvas", { "aria-label": "Contacts received, handled and abandoned", role: "img", "data-testid": "report-chart" });
+    const volume = h("canvas", { "aria-label": "Contacts received, handled, abandoned and resolved by a bot", role: "img", "data-testid": "report-chart" });
     const waits = h("canvas", { "aria-label": "Wait until accepted, p50 and p90", role: "img" });
     const table = h("table", { class: "report-table", "data-testid": "report-table" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, key[0].toUpperCase() + key.slice(1)), h("th", { scope: "col" }, "From (UTC)"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, key[0].toUpperCase() + key.slice(1)), h("th", { scope: "col" }, `From (${zone})`),
         COLUMNS.map(([, label]) => h("th", { scope: "col" }, label)))),
       h("tbody", {}, rows.map((r) => h("tr", { dataset: { key: String(r[key]) } },
         h("th", { scope: "row" }, keyLabel(r, key)),
@@ -115,7 +119,8 @@ export function renderReports(main) {
 function draw(volume, waits, rows, key, by) {
   const Chart = globalThis.Chart;
   if (!Chart) return; // the figures are in the table all the same
-  const buckets = [...new Set(rows.map((r) => r.bucket_start))].sort();
+  // in time, not as text: the offsets of one zone differ across a change of clocks
+  const buckets = [...new Set(rows.map((r) => r.bucket_start))].sort((a, b) => new Date(a) - new Date(b));
   const labels = buckets.map((b) => bucketLabel(b, by));
   const total = (name) => buckets.map((b) => rows.filter((r) => r.bucket_start === b).reduce((s, r) => s + (r[name] || 0), 0));
   const worst = (name) => buckets.map((b) => Math.max(0, ...rows.filter((r) => r.bucket_start === b).map((r) => r[name] ?? 0)));
@@ -126,6 +131,7 @@ function draw(volume, waits, rows, key, by) {
       { label: "Received", data: total("received") },
       { label: "Handled", data: total("handled") },
       { label: "Abandoned", data: total("abandoned") },
+      { label: "Bot resolved", data: total("bot_resolved") },
     ] },
     options: { ...common, plugins: { title: { display: true, text: `Contacts (all ${key}s)` } } },
   }));
