@@ -32,6 +32,7 @@ from hub.model import (
     Button,
     Channel,
     ChannelAccount,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     IgnoredEvent,
@@ -113,7 +114,9 @@ _REPLY_BUTTONS_MOST = 3  # an interactive message's reply buttons; more go as a 
 _MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
 #: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
-_IGNORED_TYPES = {"reaction", "ephemeral", "request_welcome", "unknown"}
+#: a customer's reaction is not counted as contact: Meta does not say it opens the customer service window
+#: (docs/channels.md, *What counts as the customer writing*)
+_IGNORED_TYPES = {"reaction", "ephemeral", "unknown"}
 #: a ``system`` message saying the customer's number changed (``customer_changed_number`` before Graph v12)
 _NUMBER_CHANGES = {"user_changed_number", "customer_changed_number"}
 _FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
@@ -277,6 +280,16 @@ class WhatsAppCloudAdapter:
             raise PayloadMalformed("a message has no 'type'", code="missing_field")
         if kind_name in _IGNORED_TYPES:
             return self._ignored(str(kind_name))
+        if kind_name == "request_welcome":
+            # the customer opened a chat with no earlier thread (a welcome message is due): Meta says this opens
+            # the customer service window, so it is contact, not a message (docs/channels.md)
+            return CustomerActivity(
+                channel=Channel.WHATSAPP,
+                account_id=self.account.id,
+                sender_id=sender,
+                kind="welcome_request",
+                occurred_at=at,
+            )
         if kind_name == "system":
             return self._system(message.get("system"), sender, at)
         body = message.get(str(kind_name)) if isinstance(message.get(str(kind_name)), dict) else None

@@ -17,6 +17,7 @@ from hub.errors import PayloadMalformed, SignatureInvalid, UnknownAccount
 from hub.model import (
     Channel,
     ChannelAccount,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     IgnoredEvent,
@@ -194,8 +195,23 @@ def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
 
 
 def test_a_reaction_is_ignored(adapter: WhatsAppCloudAdapter) -> None:
+    """Meta does not say a reaction opens the customer service window: it is not counted as contact."""
     assert list(adapter.parse(payload("reaction"))) == [
         IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="reaction")
+    ]
+
+
+def test_a_welcome_request_is_the_customer_s_activity(adapter: WhatsAppCloudAdapter) -> None:
+    """Meta's conversational components: ``request_welcome`` (a chat opened with no earlier thread) triggers a
+    customer service window. Not a message: the customer wrote nothing."""
+    assert list(adapter.parse(payload("request_welcome"))) == [
+        CustomerActivity(
+            channel=Channel.WHATSAPP,
+            account_id="wa-cloud",
+            sender_id=WA_ID,
+            kind="welcome_request",
+            occurred_at=datetime.fromtimestamp(1749416510, UTC),
+        )
     ]
 
 
