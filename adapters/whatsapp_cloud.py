@@ -247,6 +247,20 @@ class WhatsAppCloudAdapter:
             extra={"account": self.account.id, "code": found.get("code")},
         )
 
+    def _group_message(self, message: Mapping[str, Any]) -> IgnoredEvent:
+        """A message written in a WhatsApp group the number is in (``group_id``, Meta's group messages webhook
+        reference). Groups are not supported: as a 1:1 conversation with its writer, an agent's reply would go to
+        that one member privately, not to the group. Acknowledged, logged and counted (``group_message``), never
+        stored; the text is not logged."""
+        logger.warning(
+            "WhatsApp group message %s for number %s not stored: groups are not supported (group %s)",
+            message.get("id"),
+            self.phone_number_id,
+            message.get("group_id"),
+            extra={"account": self.account.id},
+        )
+        return self._ignored("group_message")
+
     def _system(self, system: Any, sender: str, at: datetime) -> InboundEvent:
         """A notice from WhatsApp about the customer, not a message of theirs. A changed number names the new
         one in ``wa_id`` (``new_wa_id`` in older payloads); other notices (a changed business-scoped user id,
@@ -266,6 +280,8 @@ class WhatsAppCloudAdapter:
         )
 
     def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
+        if message.get("group_id"):
+            return self._group_message(message)
         wamid = message.get("id")
         if not isinstance(wamid, str) or not wamid:
             raise PayloadMalformed("a message has no 'id'", code="missing_field")

@@ -230,6 +230,19 @@ async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, 
     assert client.app[INGESTOR].ignored_counts["whatsapp:reaction"] == 1
 
 
+async def test_a_group_message_opens_no_conversation_and_is_counted(client: TestClient, store: Store) -> None:
+    """A message written in a WhatsApp group (``group_id``) is not a 1:1 conversation with its writer: nothing is
+    stored (no identity, no conversation an agent could answer privately), and it is counted."""
+    response = await post(client, payload("group_message"))
+    assert (response.status, (await response.json())["ignored"]) == (200, 1)
+    assert (await count(store, messages), await count(store, conversations), await count(store, identities)) == (
+        0,
+        0,
+        0,
+    )
+    assert client.app[INGESTOR].ignored_counts["whatsapp:group_message"] == 1
+
+
 async def test_a_welcome_request_moves_a_known_customers_window_and_makes_nobody_a_customer(
     client: TestClient, store: Store
 ) -> None:
