@@ -66,8 +66,8 @@ MESSENGER_TAGS: dict[str, timedelta | None] = {
 }
 _HUMAN = "HUMAN_AGENT"
 #: tags Meta allows only on one message type the hub never sends, with what that type is: such a tag is refused
-#: outside the standard window (free text, files and hub templates may not carry it) and offered nowhere. Meta:
-#: CUSTOMER_FEEDBACK "can only be used with the customer feedback template" (docs/channels.md, *Message tags*)
+#: outside the standard window (free text, files and hub templates may not carry it) and offered nowhere. Meta allows
+#: CUSTOMER_FEEDBACK on its Customer Feedback template alone (docs/channels.md, *Messenger message tags*; ADR 0046)
 TEMPLATE_ONLY_TAGS: dict[str, str] = {
     "CUSTOMER_FEEDBACK": "Meta's Customer Feedback template (a CSAT, NPS or CES survey form)",
 }
