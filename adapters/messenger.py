@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 
@@ -101,6 +102,11 @@ _HANDLED = ("message", "message_edit", "postback", "delivery", "read")
 #: what an agent reads for a share Meta sends as a ``fallback`` with nothing in it ("for unsupported shares
 #: made by users to your Page a fallback with no payload might be sent", Meta's messages webhook reference)
 _UNSHOWN_SHARE = "[The customer shared something Messenger does not pass on]"
+#: an ``appointment_booking`` attachment: the customer asked for (or changed) an appointment through the page's
+#: booking feature. No file: its payload is the booking (Meta's messages webhook reference), read into words and facts
+_BOOKING = "appointment_booking"
+#: how far ahead a booking's time is believed (appointments are in the future, unlike a message's timestamp)
+_BOOKING_AHEAD = timedelta(days=3660)
 
 
 def page_ids(data: Mapping[str, Any]) -> list[str]:
@@ -595,6 +601,8 @@ def _parse_attachment(
             None,
             [("sticker_id", sticker_id)] if sticker_id else [],
         )
+    if kind_name == _BOOKING:
+        return MessageKind.TEXT, None, None, _booking_facts(payload)
     kind = _ATTACHMENT_KINDS.get(str(kind_name))
     if kind is None:
         # a type Meta added after this was written: keep what we can, as a file
@@ -624,8 +632,51 @@ def _parse_attachment(
     return kind, Attachment(kind=kind, url=url), None, []
 
 
+def _booking_facts(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An appointment booking's id, status, time zone, start and end (ISO, UTC): those that are given."""
+    facts: list[tuple[str, str]] = []
+    for key, name in (("booking_id", "booking_id"), ("status", "booking_status"), ("timezone", "booking_timezone")):
+        value = payload.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            facts.append((name, str(value)))
+    for key, name in (("start_time", "booking_start"), ("end_time", "booking_end")):
+        when = _booking_time(payload.get(key))
+        if when is not None:
+            facts.append((name, when.isoformat()))
+    return facts
+
+
+def _booking_time(value: Any) -> datetime | None:
+    return plausible_time(value, unit="auto", received_at=utc_now() + _BOOKING_AHEAD)
+
+
+def _booking_text(payload: Mapping[str, Any]) -> str:
+    """What an agent reads for an appointment booking: its status and when, in the booking's own time zone
+    ("Appointment booking requested: Sat 15 Feb 2025, 10:00-11:00 (America/Los_Angeles)")."""
+    status = payload.get("status")
+    head = f"Appointment booking {status}" if isinstance(status, str) and status.strip() else "Appointment booking"
+    start, end = _booking_time(payload.get("start_time")), _booking_time(payload.get("end_time"))
+    if start is None:
+        return head
+    zone_name = payload.get("timezone") if isinstance(payload.get("timezone"), str) else None
+    try:
+        zone = ZoneInfo(zone_name) if zone_name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        zone, zone_name = UTC, None
+    label = zone_name or "UTC"
+    local_start = start.astimezone(zone)
+    when = local_start.strftime("%a %d %b %Y, %H:%M")
+    if end is not None and end > start:
+        local_end = end.astimezone(zone)
+        same_day = local_end.date() == local_start.date()
+        when += "-" + local_end.strftime("%H:%M" if same_day else "%a %d %b %Y, %H:%M")
+    return f"{head}: {when} ({label})"
+
+
 def _attachment_text(raw: Mapping[str, Any]) -> str | None:
-    """What an agent should read for an attachment that is not a file (link, template, place)."""
+    """What an agent should read for an attachment that is not a file (link, template, place, booking)."""
+    if raw.get("type") == _BOOKING:
+        return _booking_text(raw["payload"] if isinstance(raw.get("payload"), dict) else {})
     if isinstance(raw.get("title"), str) and raw["title"]:
         return str(raw["title"])
     payload = raw.get("payload") if isinstance(raw.get("payload"), dict) else None

@@ -32,6 +32,7 @@ from hub.model import (
     Button,
     Channel,
     ChannelAccount,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     IgnoredEvent,
@@ -113,7 +114,9 @@ _REPLY_BUTTONS_MOST = 3  # an interactive message's reply buttons; more go as a 
 _MEDIA_IDS_KEPT = 512  # the most recent uploads remembered (content key -> media id), per number
 #: an upload carries up to 100 MB (a document): the send's 10 seconds are far too short for it
 _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
-_IGNORED_TYPES = {"reaction", "ephemeral", "request_welcome", "unknown"}
+#: a customer's reaction is not counted as contact: Meta does not say it opens the customer service window
+#: (docs/channels.md, *What counts as the customer writing*)
+_IGNORED_TYPES = {"reaction", "ephemeral", "unknown"}
 #: a ``system`` message saying the customer's number changed (``customer_changed_number`` before Graph v12)
 _NUMBER_CHANGES = {"user_changed_number", "customer_changed_number"}
 _FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
@@ -244,6 +247,20 @@ class WhatsAppCloudAdapter:
             extra={"account": self.account.id, "code": found.get("code")},
         )
 
+    def _group_message(self, message: Mapping[str, Any]) -> IgnoredEvent:
+        """A message written in a WhatsApp group the number is in (``group_id``, Meta's group messages webhook
+        reference). Groups are not supported: as a 1:1 conversation with its writer, an agent's reply would go to
+        that one member privately, not to the group. Acknowledged, logged and counted (``group_message``), never
+        stored; the text is not logged."""
+        logger.warning(
+            "WhatsApp group message %s for number %s not stored: groups are not supported (group %s)",
+            message.get("id"),
+            self.phone_number_id,
+            message.get("group_id"),
+            extra={"account": self.account.id},
+        )
+        return self._ignored("group_message")
+
     def _system(self, system: Any, sender: str, at: datetime) -> InboundEvent:
         """A notice from WhatsApp about the customer, not a message of theirs. A changed number names the new
         one in ``wa_id`` (``new_wa_id`` in older payloads); other notices (a changed business-scoped user id,
@@ -263,6 +280,8 @@ class WhatsAppCloudAdapter:
         )
 
     def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
+        if message.get("group_id"):
+            return self._group_message(message)
         wamid = message.get("id")
         if not isinstance(wamid, str) or not wamid:
             raise PayloadMalformed("a message has no 'id'", code="missing_field")
@@ -277,6 +296,16 @@ class WhatsAppCloudAdapter:
             raise PayloadMalformed("a message has no 'type'", code="missing_field")
         if kind_name in _IGNORED_TYPES:
             return self._ignored(str(kind_name))
+        if kind_name == "request_welcome":
+            # the customer opened a chat with no earlier thread (a welcome message is due): Meta says this opens
+            # the customer service window, so it is contact, not a message (docs/channels.md)
+            return CustomerActivity(
+                channel=Channel.WHATSAPP,
+                account_id=self.account.id,
+                sender_id=sender,
+                kind="welcome_request",
+                occurred_at=at,
+            )
         if kind_name == "system":
             return self._system(message.get("system"), sender, at)
         body = message.get(str(kind_name)) if isinstance(message.get(str(kind_name)), dict) else None

@@ -107,6 +107,7 @@ def build_hub(
     bus.listen(metrics.on_event)
     ingestor.on_group = metrics.observe_ingest_group
     metrics.watch_outbox(outbox)
+    metrics.watch_ingestor(ingestor)
     blobs = blobs if blobs is not None else _blob_store(settings)
     media = MediaFetcher(store, bus, built, blobs, settings, clock=clock)
     bots = BotRunner(settings.bots, tick_seconds=settings.routing.tick_seconds)

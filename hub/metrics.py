@@ -16,7 +16,7 @@ are what tells of the outage. Every name starts with ``channelhub_``; docs/opera
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -79,12 +79,21 @@ class _Deliveries(Protocol):
     failed_attempts: int
 
 
+class _Ignored(Protocol):
+    """What the scrape-time collector reads of the ingestor: the inbound events it acknowledged without handling,
+    counted by ``channel:kind`` (hub/ingest.py)."""
+
+    @property
+    def ignored_counts(self) -> Mapping[str, int]: ...
+
+
 class _ProcessCounts(Collector):
     """Counters the hub's parts keep themselves, read when scraped (no second bookkeeping)."""
 
     def __init__(self) -> None:
         self.outbox: _Counts | None = None
         self.webhooks_out: _Deliveries | None = None
+        self.ingestor: _Ignored | None = None
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         retries = CounterMetricFamily(
@@ -101,6 +110,15 @@ class _ProcessCounts(Collector):
         attempts.add_metric(["delivered"], dispatcher.delivered if dispatcher is not None else 0)
         attempts.add_metric(["failed"], dispatcher.failed_attempts if dispatcher is not None else 0)
         yield attempts
+        ignored = CounterMetricFamily(
+            "channelhub_inbound_ignored",
+            "Inbound events acknowledged without being handled, by channel and kind (e.g. whatsapp, group_message).",
+            labels=["channel", "kind"],
+        )
+        for key, count in sorted(self.ingestor.ignored_counts.items()) if self.ingestor is not None else ():
+            channel, _, kind = key.partition(":")
+            ignored.add_metric([channel, kind], count)
+        yield ignored
 
 
 class HubMetrics:
@@ -208,6 +226,10 @@ class HubMetrics:
     def watch_outbox(self, outbox: _Counts) -> None:
         """Read the outbox's own retry count when scraped."""
         self._counts.outbox = outbox
+
+    def watch_ingestor(self, ingestor: _Ignored) -> None:
+        """Read the ingestor's own counts of the inbound events it acknowledged without handling when scraped."""
+        self._counts.ingestor = ingestor
 
     def watch_webhooks_out(self, dispatcher: _Deliveries) -> None:
         """Read the outgoing webhooks' dispatcher's own attempt counts when scraped."""

@@ -323,14 +323,15 @@ class NumberChanged:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CustomerActivity:
     """The customer did something that is not a message but that the provider counts as contact: it opens the
-    window again (Messenger: a reaction to a message, an m.me link or ad opened on an existing thread). It moves
+    window again (Messenger: a reaction to a message, an m.me link or ad opened on an existing thread; WhatsApp
+    Cloud: a chat opened with no earlier thread, ``request_welcome``). It moves
     the identity's last inbound time forward and stores no message; it never makes a customer who never wrote
     one who did (no identity is created)."""
 
     channel: Channel
     account_id: str
     sender_id: str
-    kind: str  # what they did, e.g. "reaction", "referral"
+    kind: str  # what they did, e.g. "reaction", "referral", "welcome_request"
     occurred_at: datetime  # provider clock
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "PROVIDER_ATTACHMENT_LIMITS",
     "RETIRED_TAGS",
     "STANDARD_WINDOW",
+    "TEMPLATE_ONLY_TAGS",
     "UNCAPTIONED",
     "Allowed",
     "Alternative",
@@ -64,6 +65,12 @@ MESSENGER_TAGS: dict[str, timedelta | None] = {
     "ACCOUNT_UPDATE": None,
 }
 _HUMAN = "HUMAN_AGENT"
+#: tags Meta allows only on one message type the hub never sends, with what that type is: such a tag is refused
+#: outside the standard window (free text, files and hub templates may not carry it) and offered nowhere. Meta allows
+#: CUSTOMER_FEEDBACK on its Customer Feedback template alone (docs/channels.md, *Messenger message tags*; ADR 0046)
+TEMPLATE_ONLY_TAGS: dict[str, str] = {
+    "CUSTOMER_FEEDBACK": "Meta's Customer Feedback template (a CSAT, NPS or CES survey form)",
+}
 #: tags Meta retired on 4 March 2020 (and the News-Page-only one); refused by name
 RETIRED_TAGS: frozenset[str] = frozenset(
     {
@@ -84,6 +91,9 @@ RETIRED_TAGS: frozenset[str] = frozenset(
         "NON_PROMOTIONAL_SUBSCRIPTION",
     }
 )
+
+#: the tags the hub may send a message with, in the order a refusal lists them
+_SENDABLE_TAGS = tuple(tag for tag in MESSENGER_TAGS if tag not in TEMPLATE_ONLY_TAGS)
 
 _MB = 1024 * 1024
 #: attachment kinds each channel takes, with the largest size in bytes (docs/channels.md, "Media limits")
@@ -154,6 +164,7 @@ class Rule:
     TAG_UNKNOWN = "tag_unknown"
     TAG_NOT_SUPPORTED = "tag_not_supported"
     TAG_HUMAN_ONLY = "tag_human_only"
+    TAG_TEMPLATE_ONLY = "tag_template_only"
     NOT_SUBSCRIBED = "not_subscribed"
     WELCOME_ONLY = "welcome_only"
     TEXT_TOO_LONG = "text_too_long"
@@ -420,7 +431,7 @@ def _content(
         if tag not in MESSENGER_TAGS:
             return Refused(
                 rule=Rule.TAG_UNKNOWN,
-                message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(MESSENGER_TAGS)})",
+                message=f"{draft.tag!r} is not a Messenger message tag (allowed: {', '.join(_SENDABLE_TAGS)})",
                 alternatives=_tags_instead(facts, now, templates, automated=draft.automated),
             )
     limit = TEXT_LIMITS[facts.channel]
@@ -505,10 +516,11 @@ def _rounded(size: int) -> str:
 
 
 def _valid_tags(last: datetime, now: datetime, *, automated: bool = False) -> list[TagWindow]:
-    """The tags that may be used now; for an automated message, never HUMAN_AGENT (a person's reply only)."""
+    """The tags that may be used now; for an automated message, never HUMAN_AGENT (a person's reply only); never a
+    tag for a message type the hub does not send (``TEMPLATE_ONLY_TAGS``)."""
     tags = []
     for tag, limit in MESSENGER_TAGS.items():
-        if automated and tag == _HUMAN:
+        if (automated and tag == _HUMAN) or tag in TEMPLATE_ONLY_TAGS:
             continue
         if limit is None:
             tags.append(TagWindow(tag=tag, until=None))
@@ -570,6 +582,15 @@ def _messenger(facts: IdentityFacts, draft: Draft, now: datetime, templates: Seq
             + _tags_still_open(last, now, automated=True),
             window_closed_at=window_end,
             alternatives=_tag_alternatives(last, now, templates, automated=True),
+        )
+    if tag in TEMPLATE_ONLY_TAGS:
+        return Refused(
+            rule=Rule.TAG_TEMPLATE_ONLY,
+            message=f"the {tag} tag may only carry {TEMPLATE_ONLY_TAGS[tag]}, which the hub does not send, not "
+            f"text, files or a hub template; the 24-hour standard messaging window closed {_ago(now - window_end)}: "
+            + _tags_still_open(last, now, automated=automated),
+            window_closed_at=window_end,
+            alternatives=_tag_alternatives(last, now, templates, automated=automated),
         )
     limit = MESSENGER_TAGS[tag]
     if limit is not None and not _is_open(last, limit, now):

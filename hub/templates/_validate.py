@@ -9,6 +9,7 @@ from typing import Any
 
 from hub.model import Channel
 from hub.policy import MESSENGER_TAGS as _POLICY_TAGS
+from hub.policy import TEMPLATE_ONLY_TAGS
 from hub.templates._compile import RESERVED_NAMES, compile_source
 from hub.templates._context import CONTEXT_NAMES, preview_context
 from hub.templates._model import TemplateDraft, TemplateError, TemplateVersion
@@ -17,9 +18,9 @@ from hub.templates._sandbox import ENV
 
 __all__ = ["MESSENGER_TAGS", "validate"]
 
-#: Messenger message tags a template may be sent with outside the standard window
-#: the tags a template may carry: exactly those the outbound policy accepts (one list, hub/policy.py)
-MESSENGER_TAGS = frozenset(_POLICY_TAGS)
+#: Messenger message tags a template may be sent with outside the standard window: exactly those the outbound
+#: policy accepts on a message the hub sends (one list, hub/policy.py; not a tag only Meta's own template may carry)
+MESSENGER_TAGS = frozenset(_POLICY_TAGS) - frozenset(TEMPLATE_ONLY_TAGS)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _VARIABLE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -87,6 +88,11 @@ def _validate_metadata(template: TemplateDraft | TemplateVersion) -> None:
             raise bad(f"variant {key!r} is not a channel ({', '.join(sorted(channels))})")
         if not isinstance(body, str) or not body.strip():
             raise TemplateError("empty_output", f"the {key} variant is empty", channel=Channel(key))
+    if template.tag in TEMPLATE_ONLY_TAGS:
+        raise bad(
+            f"tag {template.tag!r} may only carry {TEMPLATE_ONLY_TAGS[template.tag]}, not a hub template "
+            f"({', '.join(sorted(MESSENGER_TAGS))})"
+        )
     if template.tag is not None and template.tag not in MESSENGER_TAGS:
         raise bad(f"tag {template.tag!r} is not a Messenger message tag ({', '.join(sorted(MESSENGER_TAGS))})")
     _validate_bindings(template.bindings, set(template.variables))

@@ -144,6 +144,48 @@ def test_fallback_attachment_keeps_the_link(adapter: MessengerAdapter) -> None:
     assert ("fallback_url", "https://example.com/p/42") in event.extra
 
 
+def test_an_appointment_booking_is_read_as_text_and_facts_not_as_a_file(adapter: MessengerAdapter) -> None:
+    """Meta's messages webhook reference: an ``appointment_booking`` attachment carries the booking (id, status,
+    start and end in epoch seconds, time zone) and no URL. It was stored as a file with nothing to fetch."""
+    event = one(adapter, "appointment_booking")
+    assert isinstance(event, InboundMessage)
+    assert (event.kind, event.attachments) == (MessageKind.TEXT, ())
+    assert event.text == "Appointment booking requested: Sat 15 Feb 2025, 10:00-11:00 (America/Los_Angeles)"
+    assert set(event.extra) >= {
+        ("booking_id", "1183420563124877"),
+        ("booking_status", "requested"),
+        ("booking_timezone", "America/Los_Angeles"),
+        ("booking_start", "2025-02-15T18:00:00+00:00"),
+        ("booking_end", "2025-02-15T19:00:00+00:00"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("booking", "text"),
+    [
+        ({"booking_id": "1", "status": "cancelled"}, "Appointment booking cancelled"),
+        ({}, "Appointment booking"),
+        (
+            {"status": "confirmed", "start_time": 1739642400, "timezone": "Mars/Olympus"},
+            "Appointment booking confirmed: Sat 15 Feb 2025, 18:00 (UTC)",
+        ),
+        (
+            {"status": "declined", "start_time": 1739642400, "end_time": 1739642400 + 26 * 3600, "timezone": "UTC"},
+            "Appointment booking declined: Sat 15 Feb 2025, 18:00-Sun 16 Feb 2025, 20:00 (UTC)",
+        ),
+        ({"start_time": "soon", "end_time": -1}, "Appointment booking"),
+    ],
+)
+def test_a_booking_with_parts_missing_or_wrong_still_reads(
+    adapter: MessengerAdapter, booking: dict[str, object], text: str
+) -> None:
+    data = json.loads(payload("appointment_booking"))
+    data["entry"][0]["messaging"][0]["message"]["attachments"][0]["payload"] = booking
+    event = one_from(adapter, json.dumps(data).encode())
+    assert isinstance(event, InboundMessage)
+    assert (event.text, event.attachments) == (text, ())
+
+
 def test_template_attachment_is_readable(adapter: MessengerAdapter) -> None:
     event = one(adapter, "template")
     assert isinstance(event, InboundMessage)

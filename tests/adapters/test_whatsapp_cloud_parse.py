@@ -17,6 +17,7 @@ from hub.errors import PayloadMalformed, SignatureInvalid, UnknownAccount
 from hub.model import (
     Channel,
     ChannelAccount,
+    CustomerActivity,
     DeliveryReceipt,
     DeliveryState,
     IgnoredEvent,
@@ -194,8 +195,47 @@ def test_context_becomes_reply_to(adapter: WhatsAppCloudAdapter) -> None:
 
 
 def test_a_reaction_is_ignored(adapter: WhatsAppCloudAdapter) -> None:
+    """Meta does not say a reaction opens the customer service window: it is not counted as contact."""
     assert list(adapter.parse(payload("reaction"))) == [
         IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="reaction")
+    ]
+
+
+def test_a_group_message_is_not_a_conversation_with_its_writer(
+    adapter: WhatsAppCloudAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Meta's group messages webhook reference: a message written in a group carries ``group_id``. Taken as a 1:1
+    message, an agent's answer would go privately to the member who wrote: it is ignored, with a warning."""
+    with caplog.at_level(logging.WARNING, logger="adapters.whatsapp_cloud"):
+        events = list(adapter.parse(payload("group_message")))
+    assert events == [IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="group_message")]
+    (record,) = caplog.records
+    assert "groups are not supported" in record.getMessage()
+    assert "Y2FwaV9ncm91cDoxMjAzNjMwNDQ4NTU1MjE3" in record.getMessage()
+    assert "Sunday" not in record.getMessage()  # never the text
+
+
+def test_a_group_message_beside_a_customers_own_message_leaves_that_one_alone(adapter: WhatsAppCloudAdapter) -> None:
+    data = json.loads(payload("group_message"))
+    value = data["entry"][0]["changes"][0]["value"]
+    value["messages"].append(json.loads(payload("text"))["entry"][0]["changes"][0]["value"]["messages"][0])
+    group, own = adapter.parse(json.dumps(data).encode())
+    assert group == IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa-cloud", kind="group_message")
+    assert isinstance(own, InboundMessage)
+    assert own.sender_id == WA_ID
+
+
+def test_a_welcome_request_is_the_customer_s_activity(adapter: WhatsAppCloudAdapter) -> None:
+    """Meta's conversational components: ``request_welcome`` (a chat opened with no earlier thread) triggers a
+    customer service window. Not a message: the customer wrote nothing."""
+    assert list(adapter.parse(payload("request_welcome"))) == [
+        CustomerActivity(
+            channel=Channel.WHATSAPP,
+            account_id="wa-cloud",
+            sender_id=WA_ID,
+            kind="welcome_request",
+            occurred_at=datetime.fromtimestamp(1749416510, UTC),
+        )
     ]
 
 

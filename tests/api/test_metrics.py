@@ -335,3 +335,19 @@ def test_the_media_fetchers_outcomes_are_counted_from_its_events() -> None:
     assert value(samples, "channelhub_media_fetches_total", result="stored") == 2
     assert value(samples, "channelhub_media_fetches_total", result="failed") == 1
     assert value(samples, "channelhub_media_fetches_total", result="pending") == 0
+
+
+def test_inbound_events_acknowledged_without_handling_are_counted_by_channel_and_kind() -> None:
+    """A WhatsApp group message (not supported) must show in the metrics, not only in a log line."""
+
+    @dataclass
+    class Ingestor:
+        ignored_counts: dict[str, int]
+
+    metrics = HubMetrics()
+    metrics.watch_ingestor(Ingestor({"whatsapp:group_message": 2, "messenger:optin": 1}))
+
+    samples = parse(generate_latest(metrics.registry).decode())
+
+    assert value(samples, "channelhub_inbound_ignored_total", channel="whatsapp", kind="group_message") == 2
+    assert value(samples, "channelhub_inbound_ignored_total", channel="messenger", kind="optin") == 1

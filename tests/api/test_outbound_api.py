@@ -387,6 +387,25 @@ async def test_messenger_human_agent_tag_after_seven_days_is_refused(hub: Api) -
     )
 
 
+async def test_messenger_customer_feedback_tag_on_text_is_refused_with_what_is_allowed_instead(hub: Api) -> None:
+    """Meta lets CUSTOMER_FEEDBACK carry only its Customer Feedback template, which the hub does not send: text with
+    it after the window is refused (nothing queued), naming the tags that still apply, HUMAN_AGENT among them."""
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent, "fb-test", "psid-1")
+    hub.clock.advance(2 * DAY)
+    error = await refused(
+        hub,
+        agent,
+        f"/api/v1/conversations/{conversation_id}/messages",
+        {"text": "how did we do?", "tag": "CUSTOMER_FEEDBACK"},
+        "tag_template_only",
+    )
+    assert "Customer Feedback template" in error["message"]
+    tags = {a["name"] for a in error["alternatives"] if a["kind"] == "tag"}
+    assert "HUMAN_AGENT" in tags
+    assert "CUSTOMER_FEEDBACK" not in tags
+
+
 async def test_a_messenger_customer_who_reacts_opens_the_standard_window_again(hub: Api) -> None:
     """Two days after their last message the window is closed; their reaction to our message reopens it (Meta
     counts a reaction among the actions that open the standard messaging window), measured from the reaction."""

@@ -67,8 +67,16 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
      None),
     ("messenger HUMAN_AGENT 1s after 7 days", MESSENGER, Draft(text="hi", tag="HUMAN_AGENT"), LAST + WEEK + SECOND,
      Rule.TAG_EXPIRED),
-    ("messenger CUSTOMER_FEEDBACK 1s after 7 days", MESSENGER, Draft(text="hi", tag="CUSTOMER_FEEDBACK"),
-     LAST + WEEK + SECOND, Rule.TAG_EXPIRED),
+    ("messenger CUSTOMER_FEEDBACK text inside window", MESSENGER, Draft(text="hi", tag="CUSTOMER_FEEDBACK"),
+     LAST + DAY - SECOND, None),
+    ("messenger CUSTOMER_FEEDBACK text 1s after window", MESSENGER, Draft(text="hi", tag="CUSTOMER_FEEDBACK"),
+     LAST + DAY + SECOND, Rule.TAG_TEMPLATE_ONLY),
+    ("messenger CUSTOMER_FEEDBACK file 3 days after", MESSENGER,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f.pdf"),), tag="customer_feedback"),
+     LAST + 3 * DAY, Rule.TAG_TEMPLATE_ONLY),
+    ("messenger CUSTOMER_FEEDBACK hub template 1s after 7 days", MESSENGER,
+     Draft(template="survey", text="How did we do?", tag="CUSTOMER_FEEDBACK"), LAST + WEEK + SECOND,
+     Rule.TAG_TEMPLATE_ONLY),
     ("messenger ACCOUNT_UPDATE after 30 days", MESSENGER, Draft(text="hi", tag="ACCOUNT_UPDATE"), LAST + 30 * DAY,
      None),
     ("messenger POST_PURCHASE_UPDATE 1s after window", MESSENGER, Draft(text="hi", tag="POST_PURCHASE_UPDATE"),
@@ -261,6 +269,7 @@ _WHO_AND_WHEN = {
     Rule.TAG_RETIRED,
     Rule.TAG_EXPIRED,
     Rule.TAG_UNKNOWN,
+    Rule.TAG_TEMPLATE_ONLY,
     Rule.NOT_SUBSCRIBED,
     Rule.WELCOME_ONLY,
 }
@@ -374,7 +383,7 @@ def test_a_retired_tag_offers_human_agent_only_while_its_own_window_is_open(
     assert decision.rule == Rule.TAG_RETIRED
     tags = _tag_names(decision)
     assert ("HUMAN_AGENT" in tags) is offers_human_agent
-    assert ("CUSTOMER_FEEDBACK" in tags) is offers_human_agent  # the other 7-day tag
+    assert "CUSTOMER_FEEDBACK" not in tags  # only Meta's Customer Feedback template may carry it
     if offers_human_agent:
         assert tags["HUMAN_AGENT"] == LAST + WEEK  # with the end of its window
         assert any(a.kind == "template" and a.name == "refund_done" for a in decision.alternatives)
@@ -468,3 +477,39 @@ def test_a_refusal_says_how_long_ago_in_plain_words(after: timedelta, words: str
     decision = decide(TWILIO, Draft(text="hi"), LAST + DAY + after)
     assert isinstance(decision, Refused)
     assert f"closed {words}:" in decision.message
+
+
+# ------------------------------------------------------------------ a tag only Meta's own template may carry
+
+
+@pytest.mark.parametrize("automated", [False, True], ids=["person", "bot"])
+def test_customer_feedback_on_text_after_the_window_names_what_is_allowed_instead(automated: bool) -> None:
+    """Meta: CUSTOMER_FEEDBACK may only carry its Customer Feedback template (a survey form the hub does not
+    send); free text with it "is prohibited and will fail". The refusal says so and offers the tags that apply."""
+    now = LAST + 2 * DAY
+    tagged = (*TEMPLATES, TemplateOption(name="survey", tag="CUSTOMER_FEEDBACK"))
+    draft = Draft(text="How did we do?", tag="CUSTOMER_FEEDBACK", automated=automated)
+    decision = decide(MESSENGER, draft, now, tagged)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.TAG_TEMPLATE_ONLY == "tag_template_only"
+    assert "Customer Feedback template" in decision.message
+    assert "which the hub does not send" in decision.message
+    assert decision.window_closed_at == LAST + DAY
+    tags = _tag_names(decision)
+    assert "CUSTOMER_FEEDBACK" not in tags
+    assert all(a.name != "survey" for a in decision.alternatives)  # a template carrying it is no way out either
+    assert {"ACCOUNT_UPDATE", "POST_PURCHASE_UPDATE", "CONFIRMED_EVENT_UPDATE"} <= set(tags)
+    assert ("HUMAN_AGENT" in tags) is not automated
+    if not automated:
+        assert "HUMAN_AGENT for a person's reply within 7 days" in decision.message
+
+
+def test_customer_feedback_is_never_offered_by_eligibility_nor_named_as_allowed() -> None:
+    tagged = (*TEMPLATES, TemplateOption(name="survey", tag="CUSTOMER_FEEDBACK"))
+    for now in (LAST, LAST + 2 * DAY):
+        result = eligibility(MESSENGER, now, tagged)
+        assert "CUSTOMER_FEEDBACK" not in {t.tag for t in result.tags}
+        assert ("survey" in result.templates) is (now == LAST)  # inside the window every template goes as text
+    unknown = decide(MESSENGER, Draft(text="hi", tag="NOT_A_TAG"), LAST)
+    assert isinstance(unknown, Refused)
+    assert "CUSTOMER_FEEDBACK" not in unknown.message

@@ -357,3 +357,11 @@ def test_render_stands_in_a_contact_for_an_unpaired_identity() -> None:
     identity = Identity(id=4, account_id="wa", channel=Channel.WHATSAPP, external_id="+1", display_name="Jo")
     template = version("Hi {{ contact.name }}")
     assert render(template, {}, channel=Channel.WHATSAPP, context={"identity": identity}).text == "Hi Jo"
+
+
+def test_a_template_cannot_carry_a_tag_only_metas_own_template_may() -> None:
+    """CUSTOMER_FEEDBACK may only carry Meta's Customer Feedback template: a hub template is text, never that."""
+    draft = TemplateDraft(name="t", body="How did we do?", variables={}, tag="CUSTOMER_FEEDBACK")
+    error = refusal(draft)
+    assert error.code == "invalid_template"
+    assert "Customer Feedback template" in str(error)

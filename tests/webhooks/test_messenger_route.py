@@ -141,6 +141,12 @@ INBOUND = [
     ("quick_reply", "postback", "Yes", "CONFIRM_YES"),
     ("postback", "postback", "Get Started", "GET_STARTED"),
     ("reply_to", "text", "This one, please", None),
+    (
+        "appointment_booking",
+        "text",
+        "Appointment booking requested: Sat 15 Feb 2025, 10:00-11:00 (America/Los_Angeles)",
+        None,
+    ),
 ]
 
 
@@ -167,6 +173,8 @@ async def test_every_inbound_kind_is_stored(
         assert row.location["latitude"] == 50.0911
     if name == "reply_to":
         assert row.reply_to == "m_earlier_out_1"
+    if name == "appointment_booking":  # no file to fetch: the booking is in the text
+        assert not row.attachments
     (identity,) = await rows(store, identities)
     assert (identity.external_id, identity.channel) == (PSID, "messenger")
     assert identity.last_inbound_at == row.sent_at

@@ -230,6 +230,34 @@ async def test_unhandled_types_are_acknowledged_and_counted(client: TestClient, 
     assert client.app[INGESTOR].ignored_counts["whatsapp:reaction"] == 1
 
 
+async def test_a_group_message_opens_no_conversation_and_is_counted(client: TestClient, store: Store) -> None:
+    """A message written in a WhatsApp group (``group_id``) is not a 1:1 conversation with its writer: nothing is
+    stored (no identity, no conversation an agent could answer privately), and it is counted."""
+    response = await post(client, payload("group_message"))
+    assert (response.status, (await response.json())["ignored"]) == (200, 1)
+    assert (await count(store, messages), await count(store, conversations), await count(store, identities)) == (
+        0,
+        0,
+        0,
+    )
+    assert client.app[INGESTOR].ignored_counts["whatsapp:group_message"] == 1
+
+
+async def test_a_welcome_request_moves_a_known_customers_window_and_makes_nobody_a_customer(
+    client: TestClient, store: Store
+) -> None:
+    """``request_welcome`` opens the customer service window (Meta), so a customer who wrote before has their last
+    inbound time moved to it; from a number that never wrote it stores nothing (we never write first)."""
+    assert (await post(client, payload("request_welcome"))).status == 200
+    assert await count(store, identities) == 0
+    assert client.app[INGESTOR].ignored_counts["whatsapp:welcome_request_from_unknown_customer"] == 1
+    assert (await post(client, payload("text"))).status == 200  # timestamp 1749416383
+    assert (await post(client, payload("request_welcome"))).status == 200  # timestamp 1749416510
+    (identity,) = await rows(store, identities)
+    assert identity.last_inbound_at == datetime.fromtimestamp(1749416510, UTC)
+    assert await count(store, messages) == 1  # not a message
+
+
 async def test_a_changed_number_joins_the_contact_and_tells_the_open_conversation(
     client: TestClient, store: Store
 ) -> None:

@@ -18,6 +18,7 @@ export const RULE_TEXT = {
   tag_unknown: "That is not a Messenger message tag.",
   tag_not_supported: "Message tags exist only on Messenger.",
   tag_human_only: "The HUMAN_AGENT tag is for a person's reply only: an automated message outside the 24-hour window needs another tag that applies.",
+  tag_template_only: "The CUSTOMER_FEEDBACK tag may only carry Meta's Customer Feedback survey form, which the hub does not send: outside the 24-hour window use another tag that applies.",
   not_subscribed: "This Viber user unsubscribed from the bot: they can be messaged again once they write to it.",
   welcome_only: "This Viber user only opened the chat and did not subscribe: wait until they write.",
   text_too_long: "The text is longer than the channel takes in one message.",
@@ -34,7 +35,7 @@ export const CHANNEL_RESTRICTIONS = {
   messenger: [
     "Only customers who wrote to this Page can be messaged (no_previous_contact).",
     "Free text within 24 hours of the customer's last message: the standard messaging window (window_closed).",
-    "After that, only with a message tag: HUMAN_AGENT or CUSTOMER_FEEDBACK up to 7 days (tag_expired); ACCOUNT_UPDATE, CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE without a limit; retired tags are refused (tag_retired); HUMAN_AGENT never for a bot's message (tag_human_only).",
+    "After that, only with a message tag: HUMAN_AGENT up to 7 days (tag_expired); ACCOUNT_UPDATE, CONFIRMED_EVENT_UPDATE, POST_PURCHASE_UPDATE without a limit; retired tags are refused (tag_retired); HUMAN_AGENT never for a bot's message (tag_human_only); CUSTOMER_FEEDBACK only on Meta's Customer Feedback survey form, which the hub does not send (tag_template_only).",
     "Files: images up to 8 MB, video, audio and other files up to 25 MB, one per message (attachment_too_large, too_many_attachments).",
   ],
   whatsapp: [
