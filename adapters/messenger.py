@@ -11,7 +11,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
 
@@ -40,6 +39,7 @@ from hub.model import (
     SendReceipt,
 )
 from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
+from hub.time_zones import zone_or_none
 
 __all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
 
@@ -659,10 +659,9 @@ def _booking_text(payload: Mapping[str, Any]) -> str:
     if start is None:
         return head
     zone_name = payload.get("timezone") if isinstance(payload.get("timezone"), str) else None
-    try:
-        zone = ZoneInfo(zone_name) if zone_name else UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        zone, zone_name = UTC, None
+    zone = zone_or_none(zone_name) or UTC
+    if zone is UTC:
+        zone_name = None
     label = zone_name or "UTC"
     local_start = start.astimezone(zone)
     when = local_start.strftime("%a %d %b %Y, %H:%M")

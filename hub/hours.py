@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from hub.errors import ConfigError
+from hub.time_zones import named_zone
 
 __all__ = ["DAYS", "BusinessHours", "closed_queues", "is_open", "next_opening", "opening_text", "parse_hours"]
 
@@ -66,8 +67,8 @@ def parse_hours(raw: Any, where: str) -> BusinessHours:
     if not isinstance(zone, str) or not zone:
         raise ConfigError(f"{where}.time_zone", "is required (an IANA name such as Europe/Prague)")
     try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+        named_zone(zone)
+    except ValueError:
         raise ConfigError(f"{where}.time_zone", f"{zone!r} is not a known time zone") from None
     week = []
     for day in DAYS:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "Bucket",
@@ -30,7 +29,6 @@ __all__ = [
     "contacts_of",
     "figures_by",
     "handled_since",
-    "named_zone",
     "percentile",
     "whole",
 ]
@@ -228,15 +226,6 @@ def _first_response(contact: Contact, timeline: Timeline) -> None:
     if later and answered >= min(later):
         return
     contact.first_response_at = answered
-
-
-def named_zone(name: str) -> ZoneInfo:
-    """The IANA time zone called ``name`` (``Europe/Prague``, ``UTC``); ValueError when there is none (an unknown
-    name, a folder of zones such as ``Europe``, or no name at all)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, or a name too long for a file
-        raise ValueError(f"{name!r} is not a known time zone (an IANA name such as Europe/Prague)") from None
 
 
 def bucket_start(at: datetime, bucket: Bucket, zone: tzinfo = UTC) -> datetime:

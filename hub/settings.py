@@ -35,8 +35,8 @@ from hub.iframe import IframeRefused, check_iframe_template, normalise_host
 from hub.model import Channel, ChannelAccount, Queue, Status
 from hub.ports import ProviderFacts
 from hub.registry import provider_facts
-from hub.reports import named_zone
 from hub.room_settings import RoomsSettings, rooms_settings
+from hub.time_zones import named_zone
 from hub.webhooks_out_config import WebhookOut, WebhooksDelivery, parse_webhooks_delivery, parse_webhooks_out
 
 __all__ = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 
@@ -43,6 +42,7 @@ from hub.store.identities import (
     get_identity,
     list_identities,
 )
+from hub.time_zones import named_zone
 from hub.usecases import contacts as contact_usecases
 
 __all__ = ["contact_json", "parse_contact", "setup"]
@@ -176,8 +176,8 @@ def parse_contact(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         raise invalid("email", "'email' is not an e-mail address")
     if fields.get("time_zone"):
         try:
-            ZoneInfo(fields["time_zone"])
-        except (ZoneInfoNotFoundError, ValueError):
+            named_zone(fields["time_zone"])
+        except ValueError:
             raise invalid("time_zone", f"{fields['time_zone']!r} is not an IANA time zone") from None
     return fields
 

@@ -16,7 +16,8 @@ from hub.api._csv import as_text
 from hub.api._fields import invalid, json_ok, query_time_text
 from hub.api._hub import actor, hub_of
 from hub.api.openapi import documented, list_schema, schema
-from hub.reports import Bucket, named_zone
+from hub.reports import Bucket
+from hub.time_zones import named_zone
 from hub.usecases import reports as report_usecases
 from hub.usecases.reports import ReportKind, ReportQuery
 

@@ -7,26 +7,21 @@ import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from jinja2 import filters as jinja_filters
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from hub.templates._budget import MAX_OUTPUT_CHARS, LimitExceeded, check_argument, check_size, sized_text, tick
+from hub.time_zones import zone_or_none
 
 __all__ = ["join_filter", "replace_filter", "template_filters"]
 
 
 def _zone(context: Context) -> ZoneInfo | None:
     contact = context.get("contact")
-    name = contact.get("time_zone") if isinstance(contact, Mapping) else None
-    if not name or not isinstance(name, str):
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+    return zone_or_none(contact.get("time_zone") if isinstance(contact, Mapping) else None)
 
 
 def _as_datetime(value: Any) -> datetime | date:

@@ -170,6 +170,10 @@ def test_an_appointment_booking_is_read_as_text_and_facts_not_as_a_file(adapter:
             "Appointment booking confirmed: Sat 15 Feb 2025, 18:00 (UTC)",
         ),
         (
+            {"status": "confirmed", "start_time": 1739642400, "timezone": "Europe"},
+            "Appointment booking confirmed: Sat 15 Feb 2025, 18:00 (UTC)",
+        ),
+        (
             {"status": "declined", "start_time": 1739642400, "end_time": 1739642400 + 26 * 3600, "timezone": "UTC"},
             "Appointment booking declined: Sat 15 Feb 2025, 18:00-Sun 16 Feb 2025, 20:00 (UTC)",
         ),

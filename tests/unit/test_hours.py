@@ -48,6 +48,7 @@ def test_open_and_the_next_opening(utc: str, open_: bool, opening: str) -> None:
     [
         ({"mon": "09:00-17:00"}, "queues[0].hours.time_zone"),
         ({"time_zone": "Mars/Olympus", "mon": "09:00-17:00"}, "queues[0].hours.time_zone"),
+        ({"time_zone": "America", "mon": "09:00-17:00"}, "queues[0].hours.time_zone"),
         ({"time_zone": "UTC", "mon": "9-5"}, "queues[0].hours.mon"),
         ({"time_zone": "UTC", "mon": "17:00-09:00"}, "queues[0].hours.mon"),
         ({"time_zone": "UTC", "mon": "09:00-17:00", "closed": ["someday"]}, "queues[0].hours.closed"),

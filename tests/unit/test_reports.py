@@ -16,10 +16,10 @@ from hub.reports import (
     bucket_start,
     contacts_of,
     figures_by,
-    named_zone,
     percentile,
 )
 from hub.settings import Settings
+from hub.time_zones import named_zone
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

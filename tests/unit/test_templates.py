@@ -253,6 +253,7 @@ FILTER_CASES = [
     ("{{ when | datetime }}", "America/New_York", "01 Jul 2026 18:30"),
     ("{{ when | time }}", "Asia/Tokyo", "07:30"),
     ("{{ when | date('%Y-%m-%d') }}", "Not/AZone", "2026-07-01"),
+    ("{{ when | date('%Y-%m-%d') }}", "Europe", "2026-07-01"),
     ("{{ '2026-07-01T22:30:00Z' | datetime }}", "Europe/London", "01 Jul 2026 23:30"),
     ("{{ '2026-07-01' | date('%d.%m.') }}", "Europe/Prague", "01.07."),
     ("{{ '+14155550123' | phone }}", None, "+1 415 555 0123"),
