@@ -22,9 +22,12 @@ from hub.logs import correlated
 from hub.model import ChannelAccount, InboundEvent
 from hub.store import DeliveryOutcome, Journal, Store, store_group
 
-__all__ = ["IngestResult", "Ingestor"]
+__all__ = ["MAX_IGNORED_KINDS", "IngestResult", "Ingestor"]
 
 logger = logging.getLogger(__name__)
+
+#: distinct ignored-event kinds counted one by one (``channelhub_inbound_ignored_total``); later ones are "other"
+MAX_IGNORED_KINDS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ class Ingestor:
         await self._queue.put((events, future))
         outcome = await future
         for kind in outcome.ignored:
-            self.ignored_counts[kind] += 1
+            self.ignored_counts[self._counted_as(kind)] += 1
             logger.info("acknowledged an event kind we do not handle", extra={"event_kind": kind})
         return IngestResult(
             stored=outcome.stored,
@@ -108,6 +111,14 @@ class Ingestor:
             updated=outcome.updated,
             ignored=tuple(outcome.ignored),
         )
+
+    def _counted_as(self, kind: str) -> str:
+        """``kind`` (``channel:what``), or ``channel:other`` once ``MAX_IGNORED_KINDS`` kinds are counted: some
+        kinds carry a name from the provider's payload, and the counts are exported as metric labels, which must
+        stay few."""
+        if kind in self.ignored_counts or len(self.ignored_counts) < MAX_IGNORED_KINDS:
+            return kind
+        return f"{kind.partition(':')[0]}:other"
 
     async def _run(self) -> None:
         while True:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hub.bus import EventBus
-from hub.ingest import Ingestor
+from hub.ingest import MAX_IGNORED_KINDS, Ingestor
 from hub.model import (
     Channel,
     ChannelAccount,
@@ -386,6 +386,18 @@ async def test_ignored_kinds_are_acknowledged_and_counted(store: Store) -> None:
     await ingestor.stop()
     assert result.ignored == ("messenger:standby", "messenger:standby")
     assert ingestor.ignored_counts["messenger:standby"] == 2
+
+
+async def test_ignored_kinds_past_the_limit_are_counted_as_other_so_the_metrics_labels_stay_few(store: Store) -> None:
+    # some kinds carry a name from the provider's payload (WhatsApp's "message:<type>"); each would be a label
+    ingestor = make_ingestor(store)
+    kinds = [f"message:type{n}" for n in range(MAX_IGNORED_KINDS + 5)]
+    await ingestor.submit([IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa", kind=kind) for kind in kinds])
+    await ingestor.submit([IgnoredEvent(channel=Channel.WHATSAPP, account_id="wa", kind="message:type0")])
+    await ingestor.stop()
+    assert len(ingestor.ignored_counts) == MAX_IGNORED_KINDS + 1
+    assert ingestor.ignored_counts["whatsapp:other"] == 5
+    assert ingestor.ignored_counts["whatsapp:message:type0"] == 2  # a kind counted already goes on by name
 
 
 async def test_an_event_for_an_unconfigured_account_is_refused_before_storage(store: Store) -> None:
