@@ -45,7 +45,7 @@ from hub.store.identities import (
 from hub.time_zones import named_zone
 from hub.usecases import contacts as contact_usecases
 
-__all__ = ["contact_json", "parse_contact", "setup"]
+__all__ = ["CONVERSATION_SUMMARY", "contact_json", "parse_contact", "setup"]
 
 routes = web.RouteTableDef()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -92,10 +92,11 @@ CONTACT_DETAIL = schema(
     },
 )
 CONTACT_PAGE = page_schema("ContactPage", ref("ContactDetail"))
-CONTACT_CONVERSATIONS = page_schema(
-    "ContactConversationPage",
+CONVERSATION_SUMMARY = schema(
+    "ConversationSummary",
     {
         "type": "object",
+        "description": "A conversation as the CRM pages list it (a contact's, a ticket's).",
         "properties": {
             "id": {"type": "integer"},
             "state": {"type": "string"},
@@ -105,11 +106,15 @@ CONTACT_CONVERSATIONS = page_schema(
             "identity": {"type": "object"},
             "opened_at": {"type": "string", "format": "date-time"},
             "closed_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_message_at": {"type": ["string", "null"], "format": "date-time"},
             "status": {"type": ["string", "null"]},
             "ticket": {"type": ["integer", "null"]},
+            "important": {"type": "boolean"},
+            "owner": {"type": ["integer", "null"], "description": "agent id"},
         },
     },
 )
+CONTACT_CONVERSATIONS = page_schema("ContactConversationPage", CONVERSATION_SUMMARY)
 IDENTITY = schema(
     "Identity",
     {

@@ -1,4 +1,5 @@
-"""Tickets (lite): create, search, edit, favourites, and assign to a conversation.
+"""Tickets (lite): create, search, edit, favourites, assign to a conversation, and the conversations
+a ticket is assigned to.
 
 Every authenticated agent may read, create and edit tickets (the console's
 Ticket widget). Assigning one to a conversation needs act access on that
@@ -27,6 +28,7 @@ from hub.api._fields import (
 )
 from hub.api._hub import hub_of, principal
 from hub.api.auth import authenticated
+from hub.api.contacts import CONVERSATION_SUMMARY
 from hub.api.errors import ApiError
 from hub.api.keys import STORE
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
@@ -86,6 +88,7 @@ TICKET = schema(
     },
 )
 TICKET_PAGE = page_schema("TicketPage", ref("Ticket"))
+TICKET_CONVERSATIONS = page_schema("TicketConversationPage", CONVERSATION_SUMMARY)
 
 
 def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -177,6 +180,26 @@ async def tickets_update(request: web.Request) -> web.Response:
     fields = _parse(await json_body(request), creating=False)
     ticket = await ticket_usecases.update(hub_of(request), principal(request, agent), ticket_id, fields)
     return json_ok(ticket)
+
+
+@routes.get("/api/v1/tickets/{id}/conversations")
+@documented(
+    "The conversations a ticket is assigned to, newest first",
+    description="Listed as a contact's conversations are; opening one needs the right to see it, as ever.",
+    query=PAGE_QUERY,
+    ok=(200, TICKET_CONVERSATIONS),
+    errors=(404, 422),
+    tag="tickets",
+)
+async def tickets_conversations(request: web.Request) -> web.Response:
+    by = principal(request, await authenticated(request))
+    ticket_id = path_id(request)
+    after, limit = page(request)
+    try:
+        items, cursor = await ticket_usecases.conversations(hub_of(request), by, ticket_id, after=after, limit=limit)
+    except BadCursor as exc:
+        raise bad_cursor(exc) from None
+    return json_ok({"items": items, "next": cursor})
 
 
 @routes.put("/api/v1/tickets/{id}/favourite")

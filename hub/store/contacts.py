@@ -17,9 +17,10 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.events import ContactUpdated
 from hub.model import Contact
-from hub.store._crud import aware_datetime, decode_cursor, encode_cursor, like_pattern, normalise_phone
+from hub.store._conversation_page import conversation_page
+from hub.store._crud import decode_cursor, encode_cursor, like_pattern, normalise_phone
 from hub.store._db import Store
-from hub.store.tables import contacts, conversations, identities, tickets
+from hub.store.tables import contacts, identities, tickets
 from hub.store.webhooks_out import record_outgoing
 
 __all__ = [
@@ -169,63 +170,8 @@ async def contact_conversations(
     store: Store, contact_id: int, *, after: str | None = None, limit: int = 50
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A contact's conversations on every paired identity, newest first (by opened_at, id)."""
-    query = (
-        select(
-            conversations.c.id,
-            conversations.c.state,
-            conversations.c.queue_id,
-            conversations.c.channel,
-            conversations.c.account_id,
-            conversations.c.opened_at,
-            conversations.c.closed_at,
-            conversations.c.status_id,
-            conversations.c.ticket_id,
-            conversations.c.important,
-            conversations.c.owner_agent_id,
-            conversations.c.last_message_at,
-            identities.c.id.label("identity_id"),
-            identities.c.external_id,
-            identities.c.display_name,
-        )
-        .join(identities, identities.c.id == conversations.c.identity_id)
-        .where(identities.c.contact_id == contact_id)
-    )
-    if after:
-        opened_at, last_id = decode_cursor(after, aware_datetime, int)
-        query = query.where(
-            or_(
-                conversations.c.opened_at < opened_at,
-                and_(conversations.c.opened_at == opened_at, conversations.c.id < last_id),
-            )
-        )
-    query = query.order_by(conversations.c.opened_at.desc(), conversations.c.id.desc()).limit(limit + 1)
     async with store.read() as connection:
-        rows = (await connection.execute(query)).mappings().all()
-    items = [
-        {
-            "id": int(r["id"]),
-            "state": r["state"],
-            "queue": r["queue_id"],
-            "channel": r["channel"],
-            "account": r["account_id"],
-            "identity": {
-                "id": int(r["identity_id"]),
-                "external_id": r["external_id"],
-                "display_name": r["display_name"],
-            },
-            "opened_at": r["opened_at"],
-            "closed_at": r["closed_at"],
-            "last_message_at": r["last_message_at"],
-            "status": r["status_id"],
-            "ticket": r["ticket_id"],
-            "important": bool(r["important"]),
-            "owner": r["owner_agent_id"],
-        }
-        for r in rows[:limit]
-    ]
-    more = len(rows) > limit
-    cursor = encode_cursor(items[-1]["opened_at"].isoformat(), items[-1]["id"]) if more and items else None
-    return items, cursor
+        return await conversation_page(connection, identities.c.contact_id == contact_id, after=after, limit=limit)
 
 
 async def count_contacts(store: Store) -> int:

@@ -302,6 +302,7 @@ conversations = Table(
     Index("ix_conversations_owner", "owner_agent_id", "state"),
     Index("ix_conversations_offered", "offered_agent_id", "state"),  # an agent's load, counted on every sweep
     Index("ix_conversations_identity_opened", "identity_id", "opened_at"),
+    Index("ix_conversations_ticket_opened", "ticket_id", "opened_at"),  # a ticket's conversations, newest first
     Index("ix_conversations_state_id", "state", "id"),
 )
 

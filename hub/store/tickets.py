@@ -1,5 +1,6 @@
 """Tickets (lite): create, search (mine, a contact's, a company's, favourites), edit,
-favourite per agent, and assign to a conversation (with a timeline event).
+favourite per agent, assign to a conversation (with a timeline event), and the conversations
+a ticket is assigned to.
 
 "Mine" means assigned to me, or created by me and assigned to nobody.
 """
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.model import EventKind
+from hub.store._conversation_page import conversation_page
 from hub.store._crud import Invalid, decode_cursor, encode_cursor, like_pattern, upsert_ignore
 from hub.store._db import Store
 from hub.store.tables import agents, contacts, conversations, ticket_favourites, tickets, timeline_events
@@ -28,6 +30,7 @@ __all__ = [
     "get_ticket",
     "list_tickets",
     "set_favourite",
+    "ticket_conversations",
     "update_ticket",
 ]
 
@@ -195,6 +198,17 @@ async def set_favourite(store: Store, ticket_id: int, agent_id: int, favourite: 
                 )
             )
         return await _get(connection, ticket_id, agent_id)
+
+
+async def ticket_conversations(
+    store: Store, ticket_id: int, *, after: str | None = None, limit: int = 50
+) -> tuple[list[dict[str, Any]], str | None] | None:
+    """The conversations the ticket is assigned to, newest first (by opened_at, id), as a contact's are
+    listed; None when there is no such ticket. Raises BadCursor for a cursor not ours."""
+    async with store.read() as connection:
+        if (await connection.execute(select(tickets.c.id).where(tickets.c.id == ticket_id))).first() is None:
+            return None
+        return await conversation_page(connection, conversations.c.ticket_id == ticket_id, after=after, limit=limit)
 
 
 async def assign_ticket(

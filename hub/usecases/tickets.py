@@ -1,4 +1,5 @@
-"""Ticket actions: create, edit, mark as a favourite, assign to a conversation.
+"""Ticket actions: create, edit, mark as a favourite, assign to a conversation, and list the
+conversations a ticket is assigned to.
 
 Assigning needs act access on the conversation, like any other change to it, and tells
 every participant's console.
@@ -13,13 +14,13 @@ from typing import Any
 from hub.audit import field_names, record
 from hub.errors import NotFound
 from hub.events import ConversationTicket
-from hub.store.tickets import assign_ticket, create_ticket, set_favourite, update_ticket
+from hub.store.tickets import assign_ticket, create_ticket, set_favourite, ticket_conversations, update_ticket
 from hub.usecases._parts import HubParts
 from hub.usecases._store_refusals import store_refusals
 from hub.usecases.access import conversation_for
 from hub.usecases.principal import Principal
 
-__all__ = ["TicketAssigned", "assign", "create", "favourite", "update"]
+__all__ = ["TicketAssigned", "assign", "conversations", "create", "favourite", "update"]
 
 
 def _no_ticket(ticket_id: int) -> NotFound:
@@ -69,6 +70,18 @@ async def favourite(hub: HubParts, actor: Principal, ticket_id: int, favourite: 
     if ticket is None:
         raise _no_ticket(ticket_id)
     return ticket
+
+
+async def conversations(
+    hub: HubParts, actor: Principal, ticket_id: int, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The conversations the ticket is assigned to, newest first, and the next page's cursor. Every agent
+    may read tickets, and so this list, as a contact's conversations; opening one is checked as ever.
+    Raises the store's BadCursor for a cursor it did not hand out."""
+    page = await ticket_conversations(hub.store, ticket_id, after=after, limit=limit)
+    if page is None:
+        raise _no_ticket(ticket_id)
+    return page
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,6 +194,7 @@ TABLE: list[Route] = [
     Route("POST", "/api/v1/tickets", anyone, {"title": "New ticket"}, area="tickets", ok=201),
     Route("GET", "/api/v1/tickets/{ticket}", anyone, area="tickets", ok=200),
     Route("PUT", "/api/v1/tickets/{ticket}", anyone, {"state": "closed"}, area="tickets", ok=200),
+    Route("GET", "/api/v1/tickets/{ticket}/conversations", anyone, area="tickets", ok=200),
     Route("PUT", "/api/v1/tickets/{ticket}/favourite", anyone, area="tickets", ok=200),
     Route("DELETE", "/api/v1/tickets/{ticket}/favourite", anyone, area="tickets", ok=200),
     # admin

@@ -211,3 +211,42 @@ async def test_a_search_for_a_number_no_ticket_can_have_is_a_text_search(api: Ap
     assert response.status == 200, await response.text()
     titles = [item["title"] for item in (await response.json())["items"]]
     assert titles == (["Invoice 99999999999999999999999 and ²"] if q in ("99999999999999999999999", "%C2%B2") else [])
+
+
+async def test_a_tickets_conversations_are_listed_newest_first_to_any_agent(api: Api) -> None:
+    """The ticket page's conversations: those the ticket is assigned to, in pages, whoever asks."""
+    boss = await api.agent("boss", role="supervisor")
+    alice = await api.agent("alice")  # takes part in none of them
+    first = await api.customer_writes(sender="+420600000001")
+    second = await api.customer_writes(sender="+420600000002")
+    await api.customer_writes(sender="+420600000003")  # another conversation, not this ticket's
+    ticket = await boss.json("POST", "/api/v1/tickets", {"title": "Refund"}, status=201)
+    other = await boss.json("POST", "/api/v1/tickets", {"title": "Other"}, status=201)
+    for conversation_id in (first, second):
+        await boss.json("POST", f"/api/v1/conversations/{conversation_id}/ticket", {"ticket": ticket["id"]})
+    body = await alice.json("GET", f"/api/v1/tickets/{ticket['id']}/conversations")
+    assert [c["id"] for c in body["items"]] == [second, first]
+    assert body["next"] is None
+    assert body["items"][0]["identity"]["external_id"] == "+420600000002"
+    assert {c["ticket"] for c in body["items"]} == {ticket["id"]}
+    page = await alice.json("GET", f"/api/v1/tickets/{ticket['id']}/conversations?limit=1")
+    rest = await alice.json("GET", f"/api/v1/tickets/{ticket['id']}/conversations?limit=1&after={page['next']}")
+    assert [page["items"][0]["id"], rest["items"][0]["id"]] == [second, first]
+    assert rest["next"] is None
+    assert (await alice.json("GET", f"/api/v1/tickets/{other['id']}/conversations")) == {"items": [], "next": None}
+
+
+async def test_a_tickets_conversations_refuse_an_unknown_ticket_and_a_foreign_cursor(api: Api) -> None:
+    alice = await api.agent("alice")
+    for path in ("/api/v1/tickets/999/conversations", "/api/v1/tickets/abc/conversations"):
+        response = await alice.get(path)
+        assert response.status == 404, path
+        assert (await response.json())["error"]["code"] == "not_found"
+    ticket = await alice.json("POST", "/api/v1/tickets", {"title": "Refund"}, status=201)
+    response = await alice.get(f"/api/v1/tickets/{ticket['id']}/conversations?after=bogus")
+    assert response.status == 422
+    assert (await response.json())["error"] == {
+        "code": "invalid_cursor",
+        "message": "'after' is not a cursor this API handed out",
+        "field": "after",
+    }

@@ -12,7 +12,7 @@ import {
 import { modal, errorBox, busy, beep } from "./js/ui.js";
 import { renderConversation, conversationEvent, pollConversation } from "./js/conversation.js";
 import { openOutbound } from "./js/outbound.js";
-import { onNavigate } from "./js/nav.js";
+import { onNavigate, viewFromHash, hashOf } from "./js/nav.js";
 import { renderAdmin } from "./js/admin.js";
 import { renderAudit } from "./js/audit.js";
 import { renderTemplates } from "./js/templates.js";
@@ -21,6 +21,8 @@ import { renderArticlesAdmin } from "./js/articles-admin.js";
 import { renderSupervisor, supervisorEvent } from "./js/supervisor.js";
 import { renderContacts } from "./js/contacts.js";
 import { renderTicketsScreen } from "./js/tickets.js";
+import { renderContactPage } from "./js/contact-page.js";
+import { renderTicketPage } from "./js/ticket-page.js";
 import { openContact } from "./js/contact.js";
 import { forgetLayout } from "./js/widgets.js";
 import { startReminders, stopReminders } from "./js/calendar.js";
@@ -168,8 +170,8 @@ async function startShell(me) {
   }
   tickTimer = setInterval(tick, 1000);
   startReminders({ sound: () => state.sound }); // calendar reminders (js/calendar.js)
-  const linked = /^#article\/([0-9]+)$/.exec(window.location.hash); // an article's link, as "Insert link" writes it
-  show(linked ? `article:${linked[1]}` : state.view || "desk");
+  // a record's link (#contact/12, #ticket/7, an article's as "Insert link" writes it) opens that page
+  show(viewFromHash(window.location.hash) || state.view || "desk");
 }
 
 function buildShell() {
@@ -610,10 +612,28 @@ export function show(view) {
   else if (view === "admin") renderAdmin(main);
   else if (view === "audit") renderAudit(main);
   else if (view === "articles") renderArticlesAdmin(main);
-  else if (view.startsWith("article:")) renderArticlePage(main, view.slice(8), { onBack: () => show(state.previousView && state.previousView !== view ? state.previousView : "desk") });
+  else if (view.startsWith("article:")) renderArticlePage(main, view.slice(8), { onBack: () => goBack(view) });
+  else if (view.startsWith("contact:")) renderContactPage(main, view.slice(8), { onBack: () => goBack(view) });
+  else if (view.startsWith("ticket:")) renderTicketPage(main, view.slice(7), { onBack: () => goBack(view) });
   else renderDesk();
+  // the address names a record's page, so that a reload or a copied link opens it again (no new history entry)
+  const hash = hashOf(view);
+  if (window.location.hash !== hash) history.replaceState(null, "", hash || `${window.location.pathname}${window.location.search}`);
   renderChrome();
 }
+
+function goBack(view) {
+  show(state.previousView && state.previousView !== view ? state.previousView : "desk");
+}
+
+// a link to a record (#contact/12, #ticket/7, #article/3) opens its page
+window.addEventListener("hashchange", () => {
+  const view = viewFromHash(window.location.hash);
+  if (view && state.me && view !== state.view) {
+    for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close(); // the link may sit in one
+    show(view);
+  }
+});
 
 function renderDesk() {
   const main = shell.main;

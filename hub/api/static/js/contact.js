@@ -1,6 +1,6 @@
 // The contact panel beside a conversation: the paired contact (edit, unpair,
-// add new, pair existing), the contact's past conversations, and the ticket
-// widget (search, filters, create, assign).
+// add new, pair existing, open its record), the contact's past conversations, and the ticket
+// widget (search, filters, create, assign, open a ticket's page).
 
 import { get, post, put, del, toast, fail, describeFailure, isMissingRoute } from "./api.js";
 import { h, clear, button, field, dateTime, items, idOf, pick, debounce, channelLabel } from "./util.js";
@@ -10,7 +10,7 @@ import { registerWidget } from "./widgets.js";
 import { openOutbound } from "./outbound.js";
 import { slaWidget } from "./reports.js";
 
-const CONTACT_FIELDS = [
+export const CONTACT_FIELDS = [
   ["name", "Name", "text"],
   ["company", "Company", "text"],
   ["phone", "Phone", "tel"],
@@ -127,6 +127,8 @@ function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
       contactBox,
       head,
       h("p", { class: "contact-name" }, h("strong", {}, contact.name || ""), contact.company ? h("span", { class: "muted" }, ` · ${contact.company}`) : null),
+      // the manual's "View the record in the CRM module": the record's page (js/contact-page.js)
+      h("p", {}, recordLink(`#contact/${encodeURIComponent(contact.id)}`, "Open the CRM record", `Open the CRM record of ${contact.name || `contact #${contact.id}`}`)),
       facts([
         ["Phone", contact.phone || ""],
         ["E-mail", contact.email || ""],
@@ -282,8 +284,13 @@ function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
       if (target) messageContact(target, currentIdent);
       else openOutbound({ channel: conv.channel, identities: currentIdent ? [currentIdent] : [] });
     }
+    const showAssigned = (id, title) => {
+      if (!id) return clear(assigned, "No ticket assigned.");
+      // the manual's "Open ticket in the Ticket module": the ticket's page (js/ticket-page.js)
+      clear(assigned, `Assigned: ticket #${id}${title ? ` ${title}` : ""} `, recordLink(`#ticket/${encodeURIComponent(id)}`, "Open", `Open ticket #${id}`));
+    };
     const ticketId = idOf(conv.ticket) ?? conv.ticket_id;
-    assigned.textContent = ticketId ? `Assigned: ticket #${ticketId}${conv.ticket?.title ? ` ${conv.ticket.title}` : ""}` : "No ticket assigned.";
+    showAssigned(ticketId, conv.ticket?.title);
 
     const run = debounce(async () => {
       const params = new URLSearchParams();
@@ -301,6 +308,7 @@ function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
             h("span", {}, `#${t.id} ${t.title}`, h("small", { class: "muted" }, ` · ${t.state}${t.contact?.name ? ` · ${t.contact.name}` : ""}`)),
             button(t.favourite ? "★" : "☆", (ev) => favourite(t, ev.currentTarget), { class: "icon-button", "aria-label": t.favourite ? `Remove ticket ${t.id} from favourites` : `Add ticket ${t.id} to favourites`, "aria-pressed": String(Boolean(t.favourite)) }),
             button("Assign", (ev) => assign(t, ev.currentTarget)),
+            recordLink(`#ticket/${encodeURIComponent(t.id)}`, "Open", `Open ticket #${t.id}`),
           ));
         }
       } catch (err) {
@@ -327,7 +335,7 @@ function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
           await post(`conversations/${conv.id}/ticket`, { ticket: t.id });
           conv.ticket_id = t.id;
           conv.ticket = t;
-          assigned.textContent = `Assigned: ticket #${t.id} ${t.title}`;
+          showAssigned(t.id, t.title);
           toast(`Ticket #${t.id} assigned.`);
           if (onChanged) onChanged();
         } catch (err) {
@@ -356,7 +364,7 @@ function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
             const created = await post("tickets", body);
             if (assignToo.checked) await post(`conversations/${conv.id}/ticket`, { ticket: created.id });
             dlg.close();
-            assigned.textContent = assignToo.checked ? `Assigned: ticket #${created.id} ${created.title}` : assigned.textContent;
+            if (assignToo.checked) showAssigned(created.id, created.title);
             toast(`Ticket #${created.id} created.`);
             run();
             if (onChanged) onChanged();
@@ -374,6 +382,11 @@ function fillContactWidgets(boxes, conv, { onChanged, showEarlier } = {}) {
   }
 
   load();
+}
+
+// a link to a record's page; the offer's contact dialog closes as the page opens (app.js, on the hash change)
+function recordLink(href, text, label) {
+  return h("a", { href, class: "record-link", "aria-label": label }, text);
 }
 
 function facts(rows) {

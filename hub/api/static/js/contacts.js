@@ -1,7 +1,7 @@
 // The Contacts screen (the manual's "CRM module → Contacts"): find a contact by name, company or phone, see
 // their channels, and open the Send message window from one of them ("Click the Facebook/WhatsApp/Viber
 // icon next to the Contact name in External contacts"). Only the identities that wrote to us can be
-// messaged; the others are listed, without the button.
+// messaged; the others are listed, without the button. A contact's name opens their record.
 
 import { get, describeFailure } from "./api.js";
 import { h, clear, button, items, debounce, dateTime, channelLabel } from "./util.js";
@@ -41,19 +41,24 @@ export function renderContacts(main) {
 }
 
 function contactRow(contact) {
-  const channels = h("span", { class: "contact-channels" });
-  const row = h("li", { class: "list-row", dataset: { contact: String(contact.id) } },
-    h("strong", {}, contact.name || ""),
+  return h("li", { class: "list-row", dataset: { contact: String(contact.id) } },
+    // the name opens the contact's record (js/contact-page.js)
+    h("a", { href: `#contact/${encodeURIComponent(contact.id)}`, class: "record-link", "aria-label": `Open the record of ${contact.name || `contact #${contact.id}`}` }, h("strong", {}, contact.name || "")),
     contact.company ? h("span", { class: "muted" }, contact.company) : null,
     contact.phone ? h("span", {}, contact.phone) : null,
-    channels,
+    channelButtons(contact),
   );
-  // the page carries each contact's identities: a button per channel that wrote to us
+}
+
+// A button per channel on which the contact wrote to us, each opening the Send message window with that identity
+// preselected (the contact's record and a ticket's page show the same); the others are named, without a button.
+export function channelButtons(contact) {
+  const channels = h("span", { class: "contact-channels" });
   const identities = Array.isArray(contact.identities) ? contact.identities : [];
   const wrote = identities.filter((i) => i.last_inbound_at).sort((a, b) => String(b.last_inbound_at).localeCompare(String(a.last_inbound_at)));
   if (!wrote.length) {
     channels.append(h("span", { class: "muted" }, identities.length ? "never wrote to us" : "no channel"));
-    return row;
+    return channels;
   }
   channels.append(
     ...wrote.map((ident) =>
@@ -68,5 +73,5 @@ function contactRow(contact) {
       ),
     ),
   );
-  return row;
+  return channels;
 }

@@ -1,6 +1,7 @@
 // The Tickets screen (the manual's "From a ticket": open the Ticket module, open the ticket, click the channel
 // icon and choose the customer's number): find a ticket by text or #id, mine or my favourites, and open the
-// Send message window for its contact, with their identities that wrote to us to choose from.
+// Send message window for its contact, with their identities that wrote to us to choose from. A ticket's title
+// opens its page.
 
 import { get, describeFailure } from "./api.js";
 import { h, clear, button, items, debounce, idOf } from "./util.js";
@@ -53,7 +54,8 @@ function ticketRow(ticket) {
   const contactId = idOf(ticket.contact) ?? ticket.contact_id;
   const contactName = ticket.contact?.name || "";
   return h("li", { class: "list-row", dataset: { ticket: String(ticket.id) } },
-    h("strong", {}, `#${ticket.id} ${ticket.title || ""}`),
+    // the title opens the ticket's page (js/ticket-page.js)
+    h("a", { href: `#ticket/${encodeURIComponent(ticket.id)}`, class: "record-link" }, h("strong", {}, `#${ticket.id} ${ticket.title || ""}`)),
     h("span", { class: "chip" }, ticket.state || ""),
     contactName ? h("span", { class: "muted" }, contactName) : h("span", { class: "muted" }, "no contact"),
     contactId !== undefined && contactId !== null
