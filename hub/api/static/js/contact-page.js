@@ -7,7 +7,7 @@ import { h, clear, button, field, items, dateTime, channelLabel } from "./util.j
 import { errorBox, busy } from "./ui.js";
 import { CONTACT_FIELDS } from "./contact.js";
 import { channelButtons } from "./contacts.js";
-import { conversationsSection, recordFrame, recordFailure } from "./records.js";
+import { conversationsSection, recordFrame, recordFailure, showSaveFailure } from "./records.js";
 
 export async function renderContactPage(main, id, { onBack } = {}) {
   clear(main, h("p", { class: "muted" }, "Loading…"));
@@ -78,12 +78,7 @@ function contactForm(contact, onSaved) {
         toast("Contact saved.");
         onSaved(saved);
       } catch (err) {
-        error.show(describeFailure(err));
-        const named = inputs[err.details?.field];
-        if (named) {
-          named.setAttribute("aria-invalid", "true");
-          named.focus();
-        }
+        showSaveFailure(error, inputs, err);
       }
     });
   });

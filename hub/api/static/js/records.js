@@ -60,6 +60,16 @@ export function recordFrame(main, { title, onBack, testid }, ...children) {
   return heading;
 }
 
+// A save the hub refused: its reason in `error`, and the field it names (one of `inputs`) marked and focused.
+export function showSaveFailure(error, inputs, err) {
+  error.show(describeFailure(err));
+  const named = inputs[err.details?.field];
+  if (named) {
+    named.setAttribute("aria-invalid", "true");
+    named.focus();
+  }
+}
+
 // A page that could not be read: the hub's reason and the way back.
 export function recordFailure(main, err, onBack) {
   clear(main, h("section", { class: "panel" }, h("p", { class: "error-text", role: "alert" }, describeFailure(err)), onBack ? button("← Back", onBack, { class: "quiet" }) : null));

@@ -9,7 +9,7 @@ import { state, myId, agentName } from "./state.js";
 import { modal, errorBox, busy } from "./ui.js";
 import { openOutbound } from "./outbound.js";
 import { channelButtons } from "./contacts.js";
-import { conversationsSection, recordFrame, recordFailure } from "./records.js";
+import { conversationsSection, recordFrame, recordFailure, showSaveFailure } from "./records.js";
 
 const STATES = [["open", "Open"], ["pending", "Pending"], ["closed", "Closed"]];
 
@@ -143,12 +143,7 @@ function ticketForm(ticket, onSaved) {
         toast("Ticket saved.");
         onSaved(saved);
       } catch (err) {
-        error.show(describeFailure(err));
-        const named = inputs[err.details?.field];
-        if (named) {
-          named.setAttribute("aria-invalid", "true");
-          named.focus();
-        }
+        showSaveFailure(error, inputs, err);
       }
     });
   });
