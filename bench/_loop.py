@@ -1,8 +1,9 @@
 """The event loop a benchmark runs the hub on: the one ``channelhub serve`` runs on ([server] event_loop).
 
-Every in-process benchmark takes ``--loop uvloop|asyncio`` (default: serve's default), so that a figure is
-taken on the loop production runs and the two loops can be compared in one tree. A measure's baseline in the
-same process (direct POSTs, plain writes) runs on the same loop as the hub it is compared with.
+Every in-process benchmark of issues 18 and 19 takes ``--loop asyncio|uvloop`` (default: serve's default), so
+that a figure is taken on the loop production runs and the two loops can be compared in one tree (ADR 0047). A
+measure's baseline in the same process (direct POSTs, plain writes) runs on the same loop as the hub it is
+compared with.
 """
 
 from __future__ import annotations

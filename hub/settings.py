@@ -71,8 +71,8 @@ class ServerSettings:
     read_timeout: float = 30.0  # a request body (or the next request's headers) may pause this long
     #: reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed (hub/api/proxies.py)
     trusted_proxies: tuple[str, ...] = ()
-    #: the event loop ``serve`` runs on: "uvloop" or "asyncio" (hub/event_loop.py)
-    event_loop: str = "uvloop"
+    #: the event loop ``serve`` runs on: "asyncio" or "uvloop" (hub/event_loop.py, ADR 0047)
+    event_loop: str = "asyncio"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,9 +14,9 @@ from hub.event_loop import check_event_loop, new_event_loop
 from hub.settings import ServerSettings, Settings
 
 
-def test_serve_runs_on_uvloop_unless_told_otherwise(make_settings: Callable[..., Settings]) -> None:
-    assert make_settings().server.event_loop == "uvloop"
-    assert make_settings(env={"CHANNELHUB_SERVER_EVENT_LOOP": "asyncio"}).server.event_loop == "asyncio"
+def test_serve_runs_on_asyncios_loop_unless_told_otherwise(make_settings: Callable[..., Settings]) -> None:
+    assert make_settings().server.event_loop == "asyncio"
+    assert make_settings(env={"CHANNELHUB_SERVER_EVENT_LOOP": "uvloop"}).server.event_loop == "uvloop"
 
 
 @pytest.mark.parametrize(("name", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
@@ -30,15 +30,17 @@ def test_each_name_makes_its_own_kind_of_loop_and_it_runs(name: str, module: str
 
 
 def test_an_unknown_loop_is_refused_with_the_names_that_work(make_settings: Callable[..., Settings]) -> None:
-    with pytest.raises(ConfigError, match=r"server\.event_loop.*'uvloop', 'asyncio'.*'trio'"):
+    with pytest.raises(ConfigError, match=r"server\.event_loop.*'asyncio', 'uvloop'.*'trio'"):
         make_settings(env={"CHANNELHUB_SERVER_EVENT_LOOP": "trio"})
 
 
-def test_uvloop_missing_says_to_choose_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a platform without uvloop (Windows): the setting says what to write instead of failing at start-up
+def test_uvloop_asked_for_but_not_installed_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an optional dependency (and none on Windows): the setting says what to do instead of failing at start-up
     monkeypatch.setitem(sys.modules, "uvloop", None)
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None if name == "uvloop" else object())
-    assert check_event_loop("uvloop") == 'uvloop is not installed on this platform; set it to "asyncio"'
+    assert check_event_loop("uvloop") == (
+        'uvloop is not installed: install it (pip install "channelhub[uvloop]"; not on Windows) or use "asyncio"'
+    )
     assert check_event_loop("asyncio") is None
 
 
