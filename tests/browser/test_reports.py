@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import expect
@@ -73,3 +75,26 @@ async def test_reports_chart_the_figures_export_csv_and_show_the_service_level(
     await expect(page.get_by_test_id("report-table")).to_contain_text("alice")
     assert admin.errors == []
     assert alice.errors == []
+
+
+# A zone whose date differs from UTC's now (UTC+14 from 10:00 UTC, UTC-12 before 12:00 UTC), chosen as the hub starts.
+_HUBS_ZONE: dict[str, str] = {}
+
+
+def _far_from_utc(text: str, emulator_url: str) -> str:
+    _HUBS_ZONE["name"] = "Pacific/Kiritimati" if datetime.now(UTC).hour >= 12 else "Etc/GMT+12"
+    return f'{text}\n[reports]\ntimezone = "{_HUBS_ZONE["name"]}"\n'
+
+
+@pytest.mark.parametrize("hub_config_edit", [_far_from_utc])
+async def test_the_reports_default_week_ends_today_in_the_hubs_zone(hub: RunningHub, browser: Any) -> None:
+    # UTC's date is the day before or after the hub's here: a default week ending on it missed or added a day
+    admin = await open_console(browser, hub, "admin", timezone_id="UTC")
+    page = admin.page
+    await page.get_by_role("button", name="Reports", exact=True).click()
+    today = datetime.now(ZoneInfo(_HUBS_ZONE["name"])).date()
+    await expect(page.get_by_test_id("report-to")).to_have_value(today.isoformat())
+    await expect(page.get_by_test_id("report-from")).to_have_value((today - timedelta(days=6)).isoformat())
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_test_id("report-table").locator("thead")).to_contain_text(f"From ({_HUBS_ZONE['name']})")
+    assert admin.errors == []

@@ -37,6 +37,15 @@ function isoDay(date) {
   return date.toISOString().slice(0, 10);
 }
 
+// Today's date in `zone` (an IANA name) as YYYY-MM-DD, or null when this browser does not know the zone.
+function todayIn(zone) {
+  try {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  } catch {
+    return null;
+  }
+}
+
 // The hub counts hours or days of its configured zone (docs/reports.md) and writes each bucket's start in that zone,
 // with its offset ("2026-03-02T00:00:00+01:00"): the label is the date and time as written, never converted to the
 // browser's zone (a day bucket would read as the evening before west of the hub's zone).
@@ -69,6 +78,20 @@ export function renderReports(main) {
     field("Report", kind), field("From", from), field("To (inclusive)", to), field("By", bucket),
     button("Show", null, { type: "submit", class: "primary" }));
   clear(main, h("section", { class: "panel" }, h("h1", {}, "Reports"), form, links, output));
+  offerTheHubsDays();
+
+  // The default week ends today in the zone the hub counts in ([reports] timezone, which the service-level route
+  // names), not in UTC: east or west of it, UTC's date is the day before or after around midnight. Dates the
+  // user changed meanwhile are kept.
+  function offerTheHubsDays() {
+    const defaults = [from.value, to.value];
+    get("reports/sla").then((body) => {
+      const today = body.tz ? todayIn(body.tz) : null;
+      if (!today || from.value !== defaults[0] || to.value !== defaults[1]) return;
+      to.value = today;
+      from.value = isoDay(new Date(Date.parse(`${today}T00:00:00Z`) - 6 * 86400 * 1000));
+    }).catch(() => {}); // the browser's days stay: a report still names its zone
+  }
 
   // dates without a time or offset: the hub reads them as days of the zone it counts in
   function query() {
