@@ -18,6 +18,9 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "MOVES",
+    "STARTS",
+    "TO_PEOPLE",
     "Bucket",
     "Contact",
     "Figures",
@@ -122,11 +125,13 @@ class Contact:
         return self.queued_at if self.with_bot else self.started_at
 
 
-_STARTS = frozenset({"opened", "reopened"})
+# The timeline's kinds that mean the same to both ways of counting (here, and the grouped pass in
+# hub/store/reports.py): a period's start, what brings a bot's contact to people (a hand-off, or an agent who
+# takes it over or is given it), and what may move a conversation to another queue (naming where from).
+STARTS = ("opened", "reopened")
+TO_PEOPLE = ("handed_off", "accepted", "taken", "transferred")
+MOVES = ("transferred", "handed_off")
 _MISSES = frozenset({"rejected", "timed_out"})
-# what brings a bot's contact to people: a hand-off, or an agent who takes it over (or is given it)
-_TO_PEOPLE = frozenset({"handed_off", "accepted", "taken", "transferred"})
-_MOVES = frozenset({"transferred", "handed_off"})  # what may move a conversation to another queue
 
 
 def _starts(event: TimelineEvent) -> bool:
@@ -138,7 +143,7 @@ def _queue_at(timeline: Timeline, index: int) -> str:
     """The queue a conversation was in at its ``index``-th event: only a transfer or a bot's hand-off to a
     queue moves it, and each names where it came from."""
     for event in timeline.events[index:]:
-        if event.kind in _MOVES and event.data.get("from_queue") is not None:
+        if event.kind in MOVES and event.data.get("from_queue") is not None:
             return str(event.data["from_queue"])
     return timeline.queue_id
 
@@ -148,7 +153,7 @@ def contacts_of(timeline: Timeline, start: datetime, end: datetime) -> list[Cont
     found: list[Contact] = []
     current: Contact | None = None
     for index, event in enumerate(timeline.events):
-        if event.kind in _STARTS:
+        if event.kind in STARTS:
             if not _starts(event):
                 current = None
                 continue
@@ -174,7 +179,7 @@ def _apply(contact: Contact, event: TimelineEvent) -> None:
     kind, agent = event.kind, event.agent_id
     if contact.closed_at is not None:
         return
-    if kind in _TO_PEOPLE and contact.queued_at is None:
+    if kind in TO_PEOPLE and contact.queued_at is None:
         contact.queued_at = event.at
     if kind == "handed_off":
         if contact.handoffs == 0:
@@ -222,7 +227,7 @@ def _first_response(contact: Contact, timeline: Timeline) -> None:
     answered = timeline.first_responses.get(contact.started_at)
     if answered is None:
         return
-    later = [e.at for e in timeline.events if e.kind in _STARTS and e.at > contact.started_at]
+    later = [e.at for e in timeline.events if e.kind in STARTS and e.at > contact.started_at]
     if later and answered >= min(later):
         return
     contact.first_response_at = answered

@@ -7,7 +7,7 @@ message next to the right input; nothing is written before every field passed.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -174,12 +174,13 @@ def query_time_text(raw: str) -> str:
     return raw[:11] + raw[11:].replace(" ", "+")
 
 
-def query_instant(raw: str) -> datetime:
-    """An ISO 8601 date or date-time from a query string, in UTC (one without an offset is UTC). The "+" of an
-    offset left unescaped in a URL arrives as a space: after the date it is read as the "+" it was. Raises
-    ValueError when it is no date, OverflowError when it does not fit in UTC (year 1 or 9999 with an offset)."""
+def query_instant(raw: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO 8601 date or date-time from a query string, in UTC (one without an offset, a date too, is read in
+    ``zone``). The "+" of an offset left unescaped in a URL arrives as a space: after the date it is read as the
+    "+" it was. Raises ValueError when it is no date, OverflowError when it does not fit in UTC (year 1 or 9999
+    with an offset)."""
     value = datetime.fromisoformat(query_time_text(raw))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return (value if value.tzinfo is not None else value.replace(tzinfo=zone)).astimezone(UTC)
 
 
 def query_flag(request: web.Request, key: str) -> bool:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from hub.api._csv import as_text
-from hub.api._fields import invalid, json_ok, query_time_text
+from hub.api._fields import invalid, json_ok, query_instant
 from hub.api._hub import actor, hub_of
 from hub.api.openapi import documented, list_schema, schema
 from hub.reports import Bucket
@@ -159,8 +159,7 @@ def _instant(request: web.Request, name: str, zone: ZoneInfo) -> datetime | None
     if raw is None or raw == "":
         return None
     try:
-        value = datetime.fromisoformat(query_time_text(raw))
-        return (value if value.tzinfo is not None else value.replace(tzinfo=zone)).astimezone(UTC)
+        return query_instant(raw, zone)
     except (ValueError, OverflowError):
         raise invalid(name, f"{name!r} must be an ISO 8601 date or date-time", code="invalid_date") from None
 

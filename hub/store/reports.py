@@ -25,22 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import ARRAY
 
 from hub.model import Author, Direction
-from hub.reports import Contact, Timeline, TimelineEvent
+from hub.reports import MOVES, STARTS, TO_PEOPLE, Contact, Timeline, TimelineEvent
 from hub.store._db import Store, in_json_array
 from hub.store.tables import agents, conversations, messages, timeline_events
 
 __all__ = ["agent_names", "report_contacts", "report_timelines"]
 
-_STARTS = ("opened", "reopened")
 # what the figures are made of; the rest (important, invited, left, bot_took_over, ...) is not read
-_READ = (*_STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "transferred", "handed_off", "closed")
-# what brings a contact that started with a bot to people (hub.reports._TO_PEOPLE)
-_TO_PEOPLE = ("handed_off", "accepted", "taken", "transferred")
-_MOVES = ("transferred", "handed_off")  # what may move a conversation to another queue (naming where from)
+_READ = (*STARTS, "offered", "rejected", "timed_out", "accepted", "taken", "transferred", "handed_off", "closed")
 # only these rows' data is read (a start's bot, where a transfer or hand-off went and why, the status at close
 # and who closed): the rest is not decoded
 _data_read = case(
-    (timeline_events.c.kind.in_((*_STARTS, "transferred", "handed_off", "closed")), timeline_events.c.data),
+    (timeline_events.c.kind.in_((*STARTS, *MOVES, "closed")), timeline_events.c.data),
     else_=null(),
 ).label("data")
 _NO_DATA: Mapping[str, Any] = MappingProxyType({})  # one for every row without data, not a new dict each
@@ -126,13 +122,13 @@ def _periods(start: datetime, end: datetime, queue: str | None) -> Any:
             e.conversation_id, e.created_at, e.kind, e.agent_id, c.channel, c.queue_id, first_response.label("answered")
         )
         .join_from(_period, conversations, c.id == e.conversation_id)
-        .where(e.kind.in_(_STARTS), e.created_at >= start, e.created_at < end)
+        .where(e.kind.in_(STARTS), e.created_at >= start, e.created_at < end)
     )
     if queue is None:
         return query
     moved = timeline_events.alias("moved")
     transferred = exists().where(
-        moved.c.conversation_id == e.conversation_id, moved.c.kind.in_(_MOVES), moved.c.created_at >= start
+        moved.c.conversation_id == e.conversation_id, moved.c.kind.in_(MOVES), moved.c.created_at >= start
     )
     return query.where(or_(c.queue_id == queue, transferred))
 
@@ -194,7 +190,7 @@ async def _where_started(connection: AsyncConnection, transferred: list[Contact]
     first_queue: dict[int, str] = {}
     moves = await connection.execute(
         select(e.conversation_id, e.data["from_queue"].as_string().label("from_queue"))
-        .where(_one_of(connection, e.conversation_id), e.kind.in_(_MOVES), e.created_at >= start)
+        .where(_one_of(connection, e.conversation_id), e.kind.in_(MOVES), e.created_at >= start)
         .order_by(e.conversation_id, e.created_at, e.id),
         {"conversation_ids": ids},
     )
@@ -223,13 +219,13 @@ def _counted(start: datetime, end: datetime, queue: str | None) -> Any:
                 "missed"
             ),
             func.sum(case((e.kind == "transferred", 1), else_=0)).label("transfers"),
-            func.sum(case((e.kind.in_(_STARTS), 1), else_=0)).label("periods"),
+            func.sum(case((e.kind.in_(STARTS), 1), else_=0)).label("periods"),
             # rows before its one period's start: the end of a period that began before the report
-            (func.min(e.created_at) < func.min(case((e.kind.in_(_STARTS), e.created_at)))).label("began_before"),
+            (func.min(e.created_at) < func.min(case((e.kind.in_(STARTS), e.created_at)))).label("began_before"),
             # a bot's part: did the period start with one, when did it reach people, its hand-offs (the reason
             # is the only one's: several are read row by row), and did a bot close it
             func.max(case((p.data["bot"].as_string().is_not(None), 1), else_=0)).label("with_bot"),
-            func.min(case((e.kind.in_(_TO_PEOPLE), e.created_at))).label("queued_at"),
+            func.min(case((e.kind.in_(TO_PEOPLE), e.created_at))).label("queued_at"),
             func.sum(case((e.kind == "handed_off", 1), else_=0)).label("handoffs"),
             func.max(case((e.kind == "handed_off", e.data["reason"].as_string()))).label("handoff_reason"),
             func.max(case((and_(e.kind == "closed", e.data["bot"].as_string().is_not(None)), 1), else_=0)).label(
