@@ -10,13 +10,11 @@ on that (docs/decisions/0007).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -25,6 +23,7 @@ from adapters import _graph
 from adapters._checks import coordinate
 from adapters._graph import COMMON_ERRORS, ErrorRule
 from adapters._time import plausible_time, utc_now
+from adapters._whatsapp_texts import contacts_text, flow_reply_text, order_text, text_or_none, unsupported_text
 from hub.errors import PayloadMalformed, ProviderRejected, UnknownAccount
 from hub.model import (
     TEXT_LIMITS,
@@ -119,7 +118,6 @@ _UPLOAD_TIMEOUT = aiohttp.ClientTimeout(total=600, connect=5, sock_read=60)
 _IGNORED_TYPES = {"reaction", "ephemeral", "unknown"}
 #: a ``system`` message saying the customer's number changed (``customer_changed_number`` before Graph v12)
 _NUMBER_CHANGES = {"user_changed_number", "customer_changed_number"}
-_FLOW_TOKEN = "flow_token"  # noqa: S105 -- a field name, not a secret
 
 
 def phone_number_ids(data: Mapping[str, Any]) -> list[str]:
@@ -266,7 +264,7 @@ class WhatsAppCloudAdapter:
         one in ``wa_id`` (``new_wa_id`` in older payloads); other notices (a changed business-scoped user id,
         a changed security code) change nothing the hub keeps."""
         notice = system if isinstance(system, dict) else {}
-        what = _text(notice.get("type")) or "unknown"
+        what = text_or_none(notice.get("type")) or "unknown"
         new = notice.get("wa_id") or notice.get("new_wa_id")
         if what not in _NUMBER_CHANGES or not isinstance(new, str | int) or isinstance(new, bool) or str(new) == sender:
             return self._ignored(f"system:{what}")
@@ -276,7 +274,7 @@ class WhatsAppCloudAdapter:
             user_id=sender,
             new_user_id=str(new),
             occurred_at=at,
-            description=_text(notice.get("body")),
+            description=text_or_none(notice.get("body")),
         )
 
     def _parse_message(self, message: Mapping[str, Any], names: Mapping[str, str]) -> InboundEvent:
@@ -325,8 +323,8 @@ class WhatsAppCloudAdapter:
                 Attachment(
                     kind=kind,
                     provider_media_id=media_id,
-                    mime_type=_text(body.get("mime_type")),
-                    file_name=_text(body.get("filename")),
+                    mime_type=text_or_none(body.get("mime_type")),
+                    file_name=text_or_none(body.get("filename")),
                     url=body.get("url") if isinstance(body.get("url"), str) else None,
                 ),
             )
@@ -357,9 +355,9 @@ class WhatsAppCloudAdapter:
                 location = Location(
                     latitude=coordinate(body["latitude"], 90),
                     longitude=coordinate(body["longitude"], 180),
-                    name=_text(body.get("name")),
-                    address=_text(body.get("address")),
-                    url=_text(body.get("url")),
+                    name=text_or_none(body.get("name")),
+                    address=text_or_none(body.get("address")),
+                    url=text_or_none(body.get("url")),
                 )
             except (KeyError, TypeError, ValueError):
                 raise PayloadMalformed("a location has no usable coordinates", code="missing_field") from None
@@ -367,10 +365,10 @@ class WhatsAppCloudAdapter:
             text = location.name or location.address
         elif kind_name == "contacts":
             kind = MessageKind.CONTACT
-            text = _contacts_text(message.get("contacts"))
+            text = contacts_text(message.get("contacts"))
         elif kind_name == "button":
             kind = MessageKind.POSTBACK
-            text = _text(body.get("text")) if body else None
+            text = text_or_none(body.get("text")) if body else None
             payload = str(body["payload"]) if body and body.get("payload") is not None else None
         elif kind_name == "interactive":
             if body is None:
@@ -378,26 +376,26 @@ class WhatsAppCloudAdapter:
             reply_type = body.get("type")
             reply = body.get(str(reply_type)) if isinstance(body.get(str(reply_type)), dict) else None
             if reply_type == "nfm_reply" and reply is not None:
-                text, flow_facts = _flow_reply(reply)
+                text, flow_facts = flow_reply_text(reply)
                 extra.extend(flow_facts)
             elif reply_type not in ("button_reply", "list_reply") or reply is None:
                 return self._ignored(f"interactive:{reply_type}")
             else:
                 kind = MessageKind.POSTBACK
-                text = _text(reply.get("title"))
+                text = text_or_none(reply.get("title"))
                 payload = str(reply["id"]) if isinstance(reply.get("id"), str | int) else None
                 if reply.get("description"):
                     extra.append(("description", str(reply["description"])))
         elif kind_name == "order":
             if body is None:
                 raise PayloadMalformed("an order message has no 'order'", code="missing_field")
-            text = _order_text(body)
+            text = order_text(body)
             if isinstance(body.get("catalog_id"), str | int):
                 extra.append(("catalog_id", str(body["catalog_id"])))
         elif kind_name == "unsupported":
             # the customer wrote something Cloud API does not carry (a poll, a view-once message, ...) or that is
             # not available yet (131060): the agent must still see that they wrote, and may ask them to resend
-            text, unsupported_facts = _unsupported_text(body, message.get("errors"))
+            text, unsupported_facts = unsupported_text(body, message.get("errors"))
             extra.extend(unsupported_facts)
         else:
             return self._ignored(f"message:{kind_name}")
@@ -682,124 +680,11 @@ def _seconds(value: Any) -> datetime:
     return plausible_time(value, unit="s", received_at=received_at) or received_at
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _flow_reply(reply: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
-    """A WhatsApp Flows answer (``nfm_reply``): its fields as "name: value" lines an agent reads.
-
-    ``response_json`` is a JSON string chosen by the flow; one that does not parse is shown as sent.
-    """
-    raw = reply.get("response_json")
-    facts: list[tuple[str, str]] = []
-    if isinstance(reply.get("name"), str):
-        facts.append(("flow_name", reply["name"]))
-    lines: list[str] = []
-    if isinstance(raw, str) and raw:
-        facts.append(("flow_response", raw))
-        try:
-            fields = _graph.strict_json(raw.encode())
-        except PayloadMalformed:
-            fields = None
-        if isinstance(fields, dict):
-            for name, value in fields.items():
-                if name == _FLOW_TOKEN:
-                    facts.append((_FLOW_TOKEN, str(value)))
-                    continue
-                shown = value if isinstance(value, str) else _compact_json(value)
-                lines.append(f"{name}: {shown}")
-        else:
-            lines.append(raw)
-    heading = _text(reply.get("body"))
-    if not lines:
-        return heading or "[flow reply]", facts
-    return "\n".join(lines), facts
-
-
-def _compact_json(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    except (ValueError, RecursionError):
-        return str(type(value).__name__)
-
-
-def _order_text(order: Mapping[str, Any]) -> str:
-    """An order from a catalog as an agent reads it: the customer's note, one line per item, the total."""
-    lines = [order["text"]] if isinstance(order.get("text"), str) and order["text"] else []
-    totals: dict[str, Decimal] = {}
-    items = order.get("product_items")
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        product = str(item["product_retailer_id"]) if isinstance(item.get("product_retailer_id"), str | int) else "?"
-        quantity = _amount(item.get("quantity"))
-        price = _amount(item.get("item_price"))
-        currency = item["currency"] if isinstance(item.get("currency"), str) else ""
-        line = f"{_plain(quantity) if quantity is not None else '?'} x {product}"
-        if price is not None:
-            line += f" at {_plain(price)} {currency}".rstrip()
-            if quantity is not None:
-                totals[currency] = totals.get(currency, Decimal(0)) + quantity * price
-        lines.append(line)
-    if totals:
-        lines.append("Total: " + ", ".join(f"{_plain(v)} {c}".rstrip() for c, v in totals.items()))
-    return "\n".join(lines) or "[order]"
-
-
-_AMOUNT_LIMIT = Decimal(10) ** 15  # larger than any real price or quantity
-
-
-def _amount(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except (ArithmeticError, ValueError):
-        return None
-    return amount if amount.is_finite() and abs(amount) < _AMOUNT_LIMIT else None
-
-
-def _plain(amount: Decimal) -> str:
-    return f"{amount:f}"
-
-
 def _required(body: Mapping[str, Any] | None, key: str, what: str) -> str:
     value = body.get(key) if body else None
     if not isinstance(value, str | int) or value == "":
         raise PayloadMalformed(f"a {what} message has no '{key}'", code="missing_field")
     return str(value)
-
-
-def _unsupported_text(body: Mapping[str, Any] | None, errors: Any) -> tuple[str, list[tuple[str, str]]]:
-    """What an agent reads for a message Cloud API did not pass on, and the facts kept with it.
-
-    Meta sends ``unsupported.type`` (what the customer sent, e.g. ``poll_update``) and an ``errors``
-    entry (131051 "Message type unknown", or 131060 "This message is currently unavailable").
-    """
-    what = _text(body.get("type")) if body else None
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    title = _text(first.get("title")) or _text(first.get("message"))
-    facts = [("unsupported_type", what)] if what else []
-    if isinstance(first.get("code"), int | str) and not isinstance(first.get("code"), bool):
-        facts.append(("error_code", str(first["code"])))
-    described = (f" ({what})" if what else "") + (f": {title}" if title else "")
-    return f"[A message WhatsApp did not pass on{described}]", facts
-
-
-def _contacts_text(contacts: Any) -> str | None:
-    """A shared contact card, as an agent would read it: "Jane Doe: +1 555 0100"."""
-    if not isinstance(contacts, list):
-        return None
-    lines = []
-    for card in contacts:
-        if not isinstance(card, dict):
-            continue
-        name = _text(card["name"].get("formatted_name")) if isinstance(card.get("name"), dict) else None
-        listed = card["phones"] if isinstance(card.get("phones"), list) else []
-        phones = [phone for p in listed if isinstance(p, dict) and (phone := _text(p.get("phone")))]
-        lines.append(": ".join(x for x in (name, ", ".join(phones)) if x))
-    return "\n".join(line for line in lines if line) or None
 
 
 _CHOOSE = "Please choose:"
