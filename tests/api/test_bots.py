@@ -747,30 +747,8 @@ async def test_a_late_failing_turn_of_a_former_bot_does_not_take_the_conversatio
     """Handed to people and then to another queue's bot while its first bot was still thinking: the first bot's
     failures that come in afterwards neither make the conversation its own again nor show it that bot."""
     triage = BotServer(otherwise=(500, {"error": "down"}), hold=asyncio.Event())
-    app = web.Application()
-    app.router.add_post("/bot", triage.handle)
-    triage.url = str((await aiohttp_server(app)).make_url("/bot"))
     bot_server.otherwise = (202, None)
-    sales = f"""
-[[bots]]
-id = "triage"
-kind = "webhook"
-queues = ["sales"]
-url = "{triage.url}"
-secret = "{SECRET}"
-
-[[accounts]]
-id = "wa-sales"
-channel = "whatsapp"
-provider = "twilio"
-queue = "sales"
-api_base = "http://127.0.0.1:9"
-account_sid = "ACsales"
-auth_token = "sales-auth-token"
-from_number = "+15550002222"
-"""
-    api = await make_api(bot_config(bot_server.url) + sales, fake_adapter=True)
-    api.app[HUB].bots.retry_delays = (0.01, 0.01)
+    api = await _triage_then_faq(make_api, bot_server, triage, aiohttp_server, retry_delays=(0.01, 0.01))
     supervisor = await api.agent("sue", role="supervisor", queues=("sales", "support"))
     agent = await api.agent("ann")
     conversation_id = await api.customer_writes(account_id="wa-sales", sender="+420600000005", text="hi")
@@ -794,9 +772,16 @@ from_number = "+15550002222"
     assert len(triage.received) == asked, "a bot never sees a conversation outside its queues"
 
 
-async def _triage_then_faq(make_api: MakeApi, bot_server: BotServer, triage: BotServer, aiohttp_server: Any) -> Api:
+async def _triage_then_faq(
+    make_api: MakeApi,
+    bot_server: BotServer,
+    triage: BotServer,
+    aiohttp_server: Any,
+    *,
+    retry_delays: tuple[float, ...] = (30.0, 30.0),
+) -> Api:
     """The hub with a triage bot on ``sales`` (served by ``triage``) and the faq bot on ``support``; retries wait
-    half a minute, as a slow bot's call can."""
+    ``retry_delays`` (by default half a minute, as a slow bot's call can)."""
     app = web.Application()
     app.router.add_post("/bot", triage.handle)
     triage.url = str((await aiohttp_server(app)).make_url("/bot"))
@@ -819,7 +804,7 @@ auth_token = "sales-auth-token"
 from_number = "+15550002222"
 """
     api = await make_api(bot_config(bot_server.url) + sales, fake_adapter=True)
-    api.app[HUB].bots.retry_delays = (30.0, 30.0)
+    api.app[HUB].bots.retry_delays = retry_delays
     return api
 
 
