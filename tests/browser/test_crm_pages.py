@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import OLD_CUSTOMER, PASSWORDS, RunningHub
-from tests.browser.test_console import open_console
+from tests.browser.test_console import WIDE, open_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -39,6 +39,13 @@ async def _seed(hub: RunningHub) -> tuple[int, int, int]:
         async with session.post(f"/api/v1/conversations/{conversation}/ticket", json=assign, headers=auth) as done:
             assert done.status == 200, await done.text()
     return contact_id, conversation, ticket
+
+
+async def _screenshot(page: Any, path: Path) -> None:
+    """The whole record: the console scrolls its main pane, not the page, so a taller window shows every section."""
+    await page.set_viewport_size({**WIDE, "height": 950})
+    await page.screenshot(path=str(path))
+    await page.set_viewport_size(WIDE)
 
 
 async def test_a_contacts_record_and_a_tickets_page(hub: RunningHub, browser: Any, screenshots: Path) -> None:
@@ -68,7 +75,7 @@ async def test_a_contacts_record_and_a_tickets_page(hub: RunningHub, browser: An
     await record.get_by_label("Company").fill("Stary Transport")
     await record.get_by_role("button", name="Save").click()
     await expect(page.locator("#toasts")).to_contain_text("Contact saved.")
-    await page.screenshot(path=str(screenshots / "contact-record.png"), full_page=True)
+    await _screenshot(page, screenshots / "contact-record.png")
     await page.get_by_role("button", name="Contacts", exact=True).click()
     row = page.get_by_test_id("contacts-list").locator(".list-row", has_text=name)
     await expect(row).to_contain_text("Stary Transport")
@@ -94,7 +101,7 @@ async def test_a_contacts_record_and_a_tickets_page(hub: RunningHub, browser: An
     await ticket_page.get_by_label("State").select_option("pending")
     await ticket_page.get_by_role("button", name="Save").click()
     await expect(page.locator("#toasts")).to_contain_text("Ticket saved.")
-    await page.screenshot(path=str(screenshots / "ticket-page.png"), full_page=True)
+    await _screenshot(page, screenshots / "ticket-page.png")
     await ticket_page.get_by_role("button", name="Add to my favourites").click()
     favourite = ticket_page.get_by_role("button", name="Remove from my favourites")
     await expect(favourite).to_have_attribute("aria-pressed", "true")
@@ -104,3 +111,29 @@ async def test_a_contacts_record_and_a_tickets_page(hub: RunningHub, browser: An
     await expect(ticket_page.get_by_label("State")).to_have_value("pending")
     await expect(favourite).to_be_visible()
     assert admin.errors == []
+
+
+async def test_an_agent_sees_why_a_conversation_on_a_record_does_not_open(hub: RunningHub, browser: Any) -> None:
+    """A record lists every conversation of its contact; one the agent may not see (closed, never theirs) is refused
+    by the hub with 403, and the page says so where the agent clicked instead of leaving them on a blank screen."""
+    _, name = OLD_CUSTOMER
+    contact_id, conversation, _ = await _seed(hub)
+    alice = await open_console(browser, hub, "alice")
+    page = alice.page
+
+    await page.get_by_role("button", name="Contacts", exact=True).click()
+    await page.get_by_label("Search contacts").fill("Stary")
+    await page.get_by_role("link", name=f"Open the record of {name}").click()
+    record = page.get_by_test_id("contact-page")
+    await expect(record.get_by_role("heading", level=1)).to_have_text(name)
+    conversations = record.locator("section", has=page.get_by_test_id("record-conversations"))
+    await conversations.get_by_role("button", name=f"Open conversation #{conversation}").click()
+
+    refusal = conversations.get_by_role("alert")
+    await expect(refusal).to_contain_text(f"Conversation #{conversation}:")
+    await expect(page).to_have_url(re.compile(f"#contact/{contact_id}$"))
+    await expect(record.get_by_role("heading", level=1)).to_have_text(name)
+    # the browser logs the refused request itself; nothing else went wrong on the page
+    refused = [e for e in alice.errors if "status of 403" in e]
+    assert len(refused) == 1, alice.errors
+    assert [e for e in alice.errors if e not in refused] == []
