@@ -11,7 +11,8 @@ The receiver runs in a process of its own (``--receiver inline``: on the event l
 senders, as the first measurements did). Target: the hub at least 70% of the direct rate. Besides the rates it
 prints the CPU per delivery, the least of the rounds, of this process, of the receiver's process and (PostgreSQL
 on this machine) of the database server's backends for the bench database: where a delivery's cost goes on the
-shared cores.
+shared cores. The dispatcher runs in ``channelhub serve``, so the cycle collector is settled as ``serve`` settles it
+once the dispatcher has started (the direct POSTs share the process and the setting).
 
 **bot-replies** — the time the hub adds to a bot's reply (``bench/bot_replies.py``'s ``run``), listed when that
 file is in the tree. Further measures go beside these, each a function returning its figures, and a line in
@@ -46,6 +47,7 @@ from _loop import run as run_on_loop
 from aiohttp import web
 from sqlalchemy import func, select, text
 
+from hub.api.server import settle_garbage_collector
 from hub.bus import EventBus
 from hub.settings import Settings
 from hub.store.tables import webhook_deliveries
@@ -288,6 +290,7 @@ async def measure_outgoing(
         settings = Settings(webhooks_out=(hook,), webhooks_delivery=tuning)
         dispatcher = WebhookDispatcher(store, EventBus(), settings, clock=lambda: datetime.now(UTC))
         await dispatcher.start()
+        settle_garbage_collector()  # as `channelhub serve` does once started: the dispatcher runs there
         spent = _Spent(store, receiver)
         try:
             for round_ in range(rounds):
