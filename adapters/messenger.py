@@ -38,10 +38,10 @@ from hub.model import (
     ProfileUpdate,
     SendReceipt,
 )
-from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
+from hub.ports import MB, ButtonLimits, MediaLocation, MediaReference, MediaRules, ProviderFacts
 from hub.time_zones import zone_or_none
 
-__all__ = ["ERRORS", "MessengerAdapter", "page_ids", "parse_delivery"]
+__all__ = ["ERRORS", "MEDIA_RULES", "MessengerAdapter", "page_ids", "parse_delivery"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,25 @@ ERRORS: dict[int | tuple[int, int], ErrorRule] = {
     ),
     551: ErrorRule(False, "This person isn't available right now: they blocked the page or turned off messages."),
 }
+
+#: what Messenger takes (Meta, Messenger Platform "Saving assets"; docs/channels.md "Media limits"): images 8 MB by
+#: URL, which is how the hub sends them (25 MB uploaded), video, audio and files 25 MB; one attachment per message
+#: (text or attachment). The file types are the hub's choice of common formats: Meta lists none (docs/channels.md)
+MEDIA_RULES = MediaRules(
+    sizes={
+        MessageKind.IMAGE: 8 * MB,
+        MessageKind.VIDEO: 25 * MB,
+        MessageKind.AUDIO: 25 * MB,
+        MessageKind.FILE: 25 * MB,
+    },
+    types={
+        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"}),
+        MessageKind.VIDEO: frozenset({"video/mp4", "video/quicktime", "video/webm"}),
+        MessageKind.AUDIO: frozenset({"audio/mpeg", "audio/mp4", "audio/aac", "audio/ogg", "audio/wav"}),
+        MessageKind.FILE: None,
+    },
+    per_message=1,
+)
 
 _ATTACHMENT_KINDS = {
     "image": MessageKind.IMAGE,
@@ -155,6 +174,7 @@ class MessengerAdapter:
         echoes_own_sends=True,
         # quick replies: up to 13, titles up to 20 characters; payloads up to 1000 (docs/channels.md)
         buttons=ButtonLimits(most=13, title_length=20, payload_length=1000),
+        media=MEDIA_RULES,
     )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:

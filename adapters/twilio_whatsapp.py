@@ -24,6 +24,7 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from adapters._checks import coordinate
+from adapters._whatsapp_media import WHATSAPP_MEDIA
 from hub.errors import PayloadMalformed, ProviderRejected, ProviderUnavailable, SignatureInvalid, UnknownAccount
 from hub.model import (
     Attachment,
@@ -38,7 +39,7 @@ from hub.model import (
     OutboundMessage,
     SendReceipt,
 )
-from hub.ports import MediaLocation, MediaReference, MediaRules, ProviderFacts
+from hub.ports import MB, MediaLocation, MediaReference, ProviderFacts
 
 __all__ = [
     "ERROR_REASONS",
@@ -64,10 +65,18 @@ _PREFIX = "whatsapp:"
 _API_VERSION = "2010-04-01"
 _TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 
-#: what WhatsApp through Twilio takes beyond the channel's rules (Twilio, "Guidance on WhatsApp Media Messages",
-#: docs/channels.md "Media limits"): documents only as PDF, Word (DOC, DOCX), PowerPoint (PPTX) and Excel (XLSX), and
-#: contacts as vCard; and "Twilio does not support setting a filename or caption for documents"
-MEDIA_RULES = MediaRules(
+#: WhatsApp's media rules with Twilio's own on top (Twilio, "Guidance on WhatsApp Media Messages",
+#: twilio.com/docs/whatsapp/guidance-whatsapp-media-messages; Twilio errors 11751 and 63034; docs/channels.md
+#: "Media limits"): 16 MB for any media (5 MB for images), documents only as PDF, Word (DOC, DOCX), PowerPoint
+#: (PPTX) and Excel (XLSX), and contacts as vCard; and "Twilio does not support setting a filename or caption for
+#: documents"
+MEDIA_RULES = WHATSAPP_MEDIA.tightened(
+    sizes={
+        MessageKind.IMAGE: 5 * MB,
+        MessageKind.VIDEO: 16 * MB,
+        MessageKind.AUDIO: 16 * MB,
+        MessageKind.FILE: 16 * MB,
+    },
     types={
         MessageKind.FILE: frozenset(
             {

@@ -46,9 +46,9 @@ from hub.model import (
     Subscription,
     SubscriptionChanged,
 )
-from hub.ports import ButtonLimits, MediaLocation, MediaReference, ProviderFacts
+from hub.ports import MB, ButtonLimits, MediaLocation, MediaReference, MediaRules, ProviderFacts
 
-__all__ = ["EVENT_TYPES", "STATUS_REASONS", "ViberAdapter", "sign"]
+__all__ = ["EVENT_TYPES", "MEDIA_RULES", "STATUS_REASONS", "ViberAdapter", "sign"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,24 @@ STATUS_REASONS: dict[int, str] = {
     23: "This Viber bot used up its free messages outside a session this month.",
     24: "This Viber bot has no balance left for messages outside a session.",
 }
+
+#: what Viber takes (Viber REST bot API, message types, as also documented by Infobip; docs/channels.md "Media
+#: limits"): pictures 1 MB (JPEG, PNG or non-animated GIF), video 26 MB (MP4), files 50 MB of any type; audio is
+#: not a message type (send it as a file); one media per message
+MEDIA_RULES = MediaRules(
+    sizes={
+        MessageKind.IMAGE: 1 * MB,
+        MessageKind.VIDEO: 26 * MB,
+        MessageKind.FILE: 50 * MB,
+    },
+    types={
+        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png", "image/gif"}),
+        MessageKind.VIDEO: frozenset({"video/mp4"}),
+        MessageKind.FILE: None,
+    },
+    per_message=1,
+)
+
 _TRANSIENT_STATUSES = frozenset({12})
 _RECEIPTS = {"delivered": DeliveryState.DELIVERED, "seen": DeliveryState.READ, "failed": DeliveryState.FAILED}
 _UNKNOWN_MEMORY = 1024  # sends that already got an unknown status once (the second time is permanent)
@@ -160,6 +178,7 @@ class ViberAdapter:
         # a keyboard: one full-width reply button per row, up to 12 rows; a pressed button sends its
         # ActionBody back as the user's text (docs/channels.md)
         buttons=ButtonLimits(most=12, title_length=250, payload_length=250),
+        media=MEDIA_RULES,
     )
 
     def __init__(

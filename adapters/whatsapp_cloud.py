@@ -23,6 +23,7 @@ from adapters import _graph
 from adapters._checks import coordinate
 from adapters._graph import COMMON_ERRORS, ErrorRule
 from adapters._time import plausible_time, utc_now
+from adapters._whatsapp_media import WHATSAPP_MEDIA
 from adapters._whatsapp_texts import contacts_text, flow_reply_text, order_text, text_or_none, unsupported_text
 from hub.errors import PayloadMalformed, ProviderRejected, UnknownAccount
 from hub.model import (
@@ -183,6 +184,8 @@ class WhatsAppCloudAdapter:
         # (a row may take 24, a button 20: one limit for both), a reply button's unique within the message; ids
         # up to 256 (docs/channels.md)
         buttons=ButtonLimits(most=10, title_length=20, payload_length=200, unique_titles_up_to=_REPLY_BUTTONS_MOST),
+        # WhatsApp's media rules as they are (Meta, Cloud API "Supported media types"; adapters/_whatsapp_media.py)
+        media=WHATSAPP_MEDIA,
     )
 
     def __init__(self, account: ChannelAccount, session: aiohttp.ClientSession) -> None:

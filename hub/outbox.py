@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ from hub.logs import correlated, new_correlation_id
 from hub.model import MessageKind, OutboundMessage, TemplateBinding
 from hub.policy import Allowed, Draft, IdentityFacts, Refused, decide
 from hub.ports import ChannelAdapter
+from hub.registry import provider_facts
 from hub.send_rate import SharedTokenBucket
 from hub.settings import Settings
 from hub.store import Store
@@ -95,8 +96,9 @@ def send_plan(
 
 
 def facts_for(identity: Any, provider: str) -> IdentityFacts:
-    """The policy's view of a stored identity (``provider`` from its channel account)."""
-    return IdentityFacts(
+    """The policy's view of a stored identity (``provider`` from its channel account), with the media rules the
+    provider's adapter declares."""
+    facts = IdentityFacts(
         channel=identity.channel,
         provider=provider,
         first_inbound_at=identity.first_inbound_at,
@@ -104,6 +106,8 @@ def facts_for(identity: Any, provider: str) -> IdentityFacts:
         subscription=identity.subscription,
         welcome_sent=identity.welcome_sent,
     )
+    declared = provider_facts().get(facts.provider_name)
+    return facts if declared is None or declared.media is None else replace(facts, media=declared.media)
 
 
 _MAX_GROUP = 256  # accepted sends in one transaction at most

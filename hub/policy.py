@@ -5,6 +5,9 @@ The API (before queueing), the console (eligibility) and the delivery worker
 disagree. Every window is measured from the identity's last inbound message by
 the provider's clock (per identity, not per conversation). Facts and numbers:
 channels.md 1.5 (Messenger), 2.3 / 3.3 (WhatsApp), 4.7 (Viber), 5 (summary).
+Media rules are no facts of this module's: each provider's adapter declares its
+own (``IdentityFacts.media``, from ``hub.ports.ProviderFacts.media``), and
+``media_refusal`` checks a draft against them.
 
 Shape:
 
@@ -20,18 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.model import TEXT_LIMITS, Attachment, Button, Channel, MessageKind, Subscription, TemplateBinding
-from hub.ports import ButtonLimits, MediaRules
+from hub.ports import KB, MB, ButtonLimits, MediaRules
 
 __all__ = [
-    "ATTACHMENT_LIMITS",
-    "ATTACHMENT_TYPES",
     "CUSTOMER_SERVICE_WINDOW",
     "MESSENGER_TAGS",
-    "PROVIDER_ATTACHMENT_LIMITS",
     "RETIRED_TAGS",
     "STANDARD_WINDOW",
     "TEMPLATE_ONLY_TAGS",
-    "UNCAPTIONED",
     "Allowed",
     "Alternative",
     "Decision",
@@ -95,63 +94,6 @@ RETIRED_TAGS: frozenset[str] = frozenset(
 #: the tags the hub may send a message with, in the order a refusal lists them
 _SENDABLE_TAGS = tuple(tag for tag in MESSENGER_TAGS if tag not in TEMPLATE_ONLY_TAGS)
 
-_MB = 1024 * 1024
-#: attachment kinds each channel takes, with the largest size in bytes (docs/channels.md, "Media limits")
-ATTACHMENT_LIMITS: dict[Channel, dict[MessageKind, int]] = {
-    Channel.MESSENGER: {
-        MessageKind.IMAGE: 8 * _MB,  # by URL (the hub sends by link); 25 MB for an upload
-        MessageKind.VIDEO: 25 * _MB,
-        MessageKind.AUDIO: 25 * _MB,
-        MessageKind.FILE: 25 * _MB,
-    },
-    Channel.WHATSAPP: {
-        MessageKind.IMAGE: 5 * _MB,
-        MessageKind.VIDEO: 16 * _MB,
-        MessageKind.AUDIO: 16 * _MB,
-        MessageKind.FILE: 100 * _MB,
-    },
-    Channel.VIBER: {
-        MessageKind.IMAGE: 1 * _MB,
-        MessageKind.VIDEO: 26 * _MB,
-        MessageKind.FILE: 50 * _MB,
-    },
-}
-#: a provider's own limits where they are tighter than its channel's (Twilio: 16 MB for any WhatsApp media)
-PROVIDER_ATTACHMENT_LIMITS: dict[str, dict[MessageKind, int]] = {
-    "twilio": {
-        MessageKind.IMAGE: 5 * _MB,
-        MessageKind.VIDEO: 16 * _MB,
-        MessageKind.AUDIO: 16 * _MB,
-        MessageKind.FILE: 16 * _MB,
-    },
-}
-#: the file types each channel takes per kind (None: any type); sources in docs/channels.md
-ATTACHMENT_TYPES: dict[Channel, dict[MessageKind, frozenset[str] | None]] = {
-    Channel.MESSENGER: {
-        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"}),
-        MessageKind.VIDEO: frozenset({"video/mp4", "video/quicktime", "video/webm"}),
-        MessageKind.AUDIO: frozenset({"audio/mpeg", "audio/mp4", "audio/aac", "audio/ogg", "audio/wav"}),
-        MessageKind.FILE: None,
-    },
-    Channel.WHATSAPP: {
-        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png"}),
-        MessageKind.VIDEO: frozenset({"video/mp4", "video/3gpp"}),
-        MessageKind.AUDIO: frozenset({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}),
-        MessageKind.FILE: None,
-    },
-    Channel.VIBER: {
-        MessageKind.IMAGE: frozenset({"image/jpeg", "image/png", "image/gif"}),
-        MessageKind.VIDEO: frozenset({"video/mp4"}),
-        MessageKind.FILE: None,
-    },
-}
-#: kinds a WhatsApp message cannot caption: the text must go in a message of its own
-UNCAPTIONED: dict[Channel, frozenset[MessageKind]] = {
-    Channel.WHATSAPP: frozenset({MessageKind.AUDIO, MessageKind.STICKER}),
-}
-#: one provider call carries at most one attachment (Messenger: text or attachment; WhatsApp/Viber: one media)
-MAX_ATTACHMENTS = 1
-
 
 class Rule:
     """The machine-readable refusal codes (``Refused.rule``)."""
@@ -189,6 +131,16 @@ class IdentityFacts:
     last_inbound_at: datetime | None = None  # provider clock
     subscription: Subscription | None = None
     welcome_sent: bool = False
+    # the provider's media rules, as its adapter declares them (``ProviderFacts.media``; hub.outbox.facts_for
+    # reads them); None: it takes no attachments
+    media: MediaRules | None = None
+
+    @property
+    def provider_name(self) -> str:
+        """The provider's registry name, as refusals name it: the channel, or ``channel.provider`` when the
+        channel has several providers (``whatsapp.twilio``), as ``ChannelAccount.adapter_name``."""
+        channel = self.channel.value
+        return channel if self.provider == channel else f"{channel}.{self.provider}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -441,45 +393,11 @@ def _content(
             message=f"{facts.channel.value} takes at most {limit} characters in one message; "
             f"this one has {len(draft.text)}",
         )
-    return _media(facts, draft)
-
-
-def _media(facts: IdentityFacts, draft: Draft) -> Refused | None:
-    """The channel's media rules: how many per message, which kinds and types, how large, which captioned."""
-    channel = facts.channel.value
-    kinds = {**ATTACHMENT_LIMITS[facts.channel]}
-    kinds.update({k: v for k, v in PROVIDER_ATTACHMENT_LIMITS.get(facts.provider, {}).items() if k in kinds})
-    if len(draft.attachments) > MAX_ATTACHMENTS:
-        return Refused(
-            rule=Rule.TOO_MANY_ATTACHMENTS,
-            message=f"{channel} takes one attachment per message; send them one by one",
-        )
-    for attachment in draft.attachments:
-        kind = attachment.kind.value
-        if attachment.kind not in kinds:
-            takes = ", ".join(k.value for k in kinds)
-            return Refused(
-                rule=Rule.ATTACHMENT_NOT_SUPPORTED,
-                message=f"{channel} does not take {kind} attachments (it takes {takes})",
-            )
-        refused = _type_refusal(channel, attachment, ATTACHMENT_TYPES[facts.channel].get(attachment.kind))
-        if refused is not None:
-            return refused
-        if attachment.size is not None and attachment.size > kinds[attachment.kind]:
-            most, this = _sizes(kinds[attachment.kind], attachment.size)
-            return Refused(
-                rule=Rule.ATTACHMENT_TOO_LARGE,
-                message=f"{channel} takes {kind} attachments up to {most}; this one is {this}",
-            )
-        refused = _caption_refusal(channel, attachment, draft.text, UNCAPTIONED.get(facts.channel, frozenset()))
-        if refused is not None:
-            return refused
-    return None
+    return media_refusal(draft, facts.provider_name, facts.media)
 
 
 def _type_refusal(who: str, attachment: Attachment, types: frozenset[str] | None) -> Refused | None:
-    """``who`` (a channel, or a provider with rules of its own) does not take the attachment's file type for its
-    kind; ``types`` None: any type."""
+    """``who`` does not take the attachment's file type for its kind; ``types`` None: any type."""
     mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
     if types is None or not mime or mime in types:
         return None
@@ -502,8 +420,9 @@ def _caption_refusal(
 
 
 def _sizes(limit: int, size: int) -> tuple[str, str]:
-    """A limit and a file's size in words an agent can tell apart: MB to a tenth (KB under one MB), and the exact
-    bytes of both when those figures are the same (a file one byte over 1 MB is not "1.0 MB" against "1 MB")."""
+    """A limit and a file's size in words an agent can tell apart: MB to a tenth (KB under one MB), in the
+    decimal units providers' limits are read in (``hub.ports.MB``), and the exact bytes of both when those
+    figures are the same (a file one byte over 1 MB is not "1.0 MB" against "1 MB")."""
     most, this = _rounded(limit), _rounded(size)
     if most == this:
         return f"{most} ({limit:,} bytes)", f"{size:,} bytes"
@@ -511,7 +430,7 @@ def _sizes(limit: int, size: int) -> tuple[str, str]:
 
 
 def _rounded(size: int) -> str:
-    unit, scale = ("MB", _MB) if size >= _MB else ("KB", 1024)
+    unit, scale = ("MB", MB) if size >= MB else ("KB", KB)
     return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
 
 
@@ -752,19 +671,45 @@ def button_refusal(buttons: Sequence[Button], limits: ButtonLimits | None) -> Re
     return None
 
 
-# ------------------------------------------------------------------ a provider's own media rules
+# ------------------------------------------------------------------ media
 
 
-def media_refusal(draft: Draft, provider: str, rules: MediaRules | None) -> Refused | None:
-    """Whether ``provider`` (its registry name, e.g. ``whatsapp.twilio``) takes the draft's attachments under its
-    own rules, beyond its channel's (``decide`` checks those): a type it does not take for the kind, or text
-    with a kind it cannot caption. ``rules`` None: nothing more to check."""
-    if rules is None:
+def media_refusal(draft: Draft, who: str, rules: MediaRules | None) -> Refused | None:
+    """Whether the provider ``who`` (its registry name, e.g. ``whatsapp.twilio``, as the refusal names it) takes
+    the draft's attachments under its media rules (``rules`` None: it takes none), checked in this order: how
+    many in one message, then for each attachment its kind, its file type, its size, and whether the draft's text
+    can caption it. ``decide`` asks it with the identity's rules."""
+    if not draft.attachments:
         return None
-    for attachment in draft.attachments:
-        refused = _type_refusal(provider, attachment, rules.types.get(attachment.kind)) or _caption_refusal(
-            provider, attachment, draft.text, rules.uncaptioned
+    most = rules.per_message if rules is not None else 1
+    if len(draft.attachments) > most:
+        return Refused(
+            rule=Rule.TOO_MANY_ATTACHMENTS,
+            message=f"{who} takes {_attachments(most)} per message; send them one by one",
         )
+    for attachment in draft.attachments:
+        kind = attachment.kind.value
+        if rules is None or attachment.kind not in rules.sizes:
+            takes = ", ".join(k.value for k in rules.sizes) if rules is not None else "none"
+            return Refused(
+                rule=Rule.ATTACHMENT_NOT_SUPPORTED,
+                message=f"{who} does not take {kind} attachments (it takes {takes})",
+            )
+        refused = _type_refusal(who, attachment, rules.types.get(attachment.kind))
+        if refused is not None:
+            return refused
+        limit = rules.sizes[attachment.kind]
+        if attachment.size is not None and attachment.size > limit:
+            said, this = _sizes(limit, attachment.size)
+            return Refused(
+                rule=Rule.ATTACHMENT_TOO_LARGE,
+                message=f"{who} takes {kind} attachments up to {said}; this one is {this}",
+            )
+        refused = _caption_refusal(who, attachment, draft.text, rules.uncaptioned)
         if refused is not None:
             return refused
     return None
+
+
+def _attachments(count: int) -> str:
+    return "one attachment" if count == 1 else f"{count} attachments"

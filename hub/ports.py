@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import aiohttp
 
 __all__ = [
+    "KB",
+    "MB",
     "AdapterClass",
     "AdapterFactory",
     "ButtonLimits",
@@ -47,14 +49,50 @@ class ButtonLimits:
     unique_titles_up_to: int = 0
 
 
+#: how many bytes a provider's "MB" and "KB" are: decimal. Providers' pages write "MB" with no byte count, and
+#: 10^6 is the smaller of the two readings, so a file the hub lets through fits whichever the provider means
+#: (docs/decisions/0049-media-rules-are-provider-facts.md)
+MB = 1_000_000
+KB = 1_000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaRules:
-    """A provider's own media rules, tighter than its channel's (hub/policy.py ``media_refusal`` enforces them;
-    docs/channels.md gives the sources): the only file types it takes for a kind, and the kinds it sends
-    without a caption (the text must go in a message of its own)."""
+    """All a provider's media rules (hub/policy.py ``media_refusal`` enforces them before anything is queued and
+    again before the provider call; docs/channels.md "Media limits" gives the sources): the kinds it takes, each
+    with its largest size in bytes (write the provider's figures with ``MB`` and ``KB``); the file types it takes
+    per kind (a kind not listed, or None: any type); the kinds it sends without a caption (the text must go in a
+    message of its own); and how many attachments one message carries."""
 
-    types: Mapping[MessageKind, frozenset[str]] = field(default_factory=dict)
+    sizes: Mapping[MessageKind, int]
+    types: Mapping[MessageKind, frozenset[str] | None] = field(default_factory=dict)
     uncaptioned: frozenset[MessageKind] = frozenset()
+    per_message: int = 1
+
+    def __post_init__(self) -> None:
+        strangers = set(self.types) - set(self.sizes)
+        if strangers:
+            raise ValueError(f"file types for kinds not taken: {sorted(k.value for k in strangers)}")
+        if self.per_message < 1:
+            raise ValueError(f"per_message must be at least 1, not {self.per_message}")
+
+    def tightened(
+        self,
+        *,
+        sizes: Mapping[MessageKind, int] | None = None,
+        types: Mapping[MessageKind, frozenset[str] | None] | None = None,
+        uncaptioned: frozenset[MessageKind] = frozenset(),
+    ) -> MediaRules:
+        """These rules with a provider's own on top, for a provider that adds to its channel's (WhatsApp through
+        Twilio): ``sizes`` only lower a kind's limit (never add a kind), ``types`` replace a kind's list,
+        ``uncaptioned`` kinds are added."""
+        lowered = {kind: min(most, (sizes or {}).get(kind, most)) for kind, most in self.sizes.items()}
+        return MediaRules(
+            sizes=lowered,
+            types={**self.types, **(types or {})},
+            uncaptioned=self.uncaptioned | uncaptioned,
+            per_message=self.per_message,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,7 +117,7 @@ class ProviderFacts:
     echoes_own_sends: bool = False
     # quick replies / buttons the provider shows natively; None: they are sent as numbered text
     buttons: ButtonLimits | None = None
-    # media rules of the provider beyond its channel's (None: the channel's alone)
+    # the attachments the provider takes, all its rules (None: it takes none, and every attachment is refused)
     media: MediaRules | None = None
 
     def __post_init__(self) -> None:

@@ -41,9 +41,8 @@ from hub.policy import (
     button_refusal,
     decide,
     eligibility,
-    media_refusal,
 )
-from hub.ports import ButtonLimits, MediaRules
+from hub.ports import ButtonLimits
 from hub.quick_replies import with_choices
 from hub.registry import provider_facts
 from hub.routing import close_refusal
@@ -312,9 +311,6 @@ async def _plan(
         tag=tag,
         automated=_author(actor) is not Author.AGENT,
     )
-    refused = media_refusal(draft, account.adapter_name, _media_rules(account.adapter_name))
-    if refused is not None:
-        raise PolicyRefusal(refused.rule, refused.message)
     now = hub.clock()
     decision = decide(facts, draft, now)
     if isinstance(decision, Refused):
@@ -368,11 +364,6 @@ def _author(actor: Principal) -> Author:
 def _button_limits(adapter_name: str) -> ButtonLimits | None:
     facts = provider_facts().get(adapter_name)
     return facts.buttons if facts is not None else None
-
-
-def _media_rules(adapter_name: str) -> MediaRules | None:
-    facts = provider_facts().get(adapter_name)
-    return facts.media if facts is not None else None
 
 
 def _conversation_event(conversation_id: int, action: str, agent_id: int, **data: Any) -> ConversationUpdated:

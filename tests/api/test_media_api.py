@@ -15,6 +15,7 @@ from PIL import Image
 
 from hub.api.keys import INGESTOR
 from hub.model import Attachment, InboundMessage, MessageKind
+from hub.ports import MB
 from tests.api.conftest import AgentHandle, Api, MakeApi
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -214,16 +215,22 @@ async def test_someone_elses_upload_names_nothing(make_api: MakeApi) -> None:
     assert (await response.json())["error"]["code"] == "upload_not_found"
 
 
-async def test_the_policy_refuses_an_upload_too_big_for_whatsapp_images(make_api: MakeApi) -> None:
+@pytest.mark.parametrize(("size", "refused"), [(5 * MB, False), (5 * MB + 1, True)], ids=["at-5-MB", "one-byte-over"])
+async def test_the_policy_refuses_an_upload_too_big_for_whatsapp_images(
+    make_api: MakeApi, size: int, refused: bool
+) -> None:
     api = await make_api(fake_adapter=True)
     alice = await api.agent("alice", ready=True)
     conversation_id = await _active(api, alice)
     big = png((4000, 3000))
-    big += b"\x00" * (5 * 1024 * 1024 + 1 - len(big))  # a PNG with trailing bytes: one byte over 5 MB
+    big += b"\x00" * (size - len(big))  # a PNG with trailing bytes: at 5 MB (10^6 bytes each) or one byte over
     image = await (await upload(alice, big, "big.png", "image/png")).json()
     response = await alice.post(
         f"/api/v1/conversations/{conversation_id}/messages", {"attachments": [{"upload": image["id"]}]}
     )
+    if not refused:
+        assert response.status < 300, await response.text()
+        return
     assert response.status == 422
     error = (await response.json())["error"]
     assert error["rule"] == "attachment_too_large"

@@ -19,6 +19,7 @@ from hub.model import (
     Subscription,
     SubscriptionChanged,
 )
+from hub.ports import MB
 from hub.store.outbound import load_identity
 from hub.store.tables import conversations, identities, messages, outbox
 from hub.store.templates import create_template
@@ -309,9 +310,11 @@ async def test_text_over_the_channel_limit_is_refused(hub: Api) -> None:
     ("attachment", "rule"),
     [
         ({"url": "https://files.example/a.webp", "kind": "sticker"}, "attachment_not_supported"),
-        ({"url": "https://files.example/a.png", "kind": "image", "size": 6 * 1024 * 1024}, "attachment_too_large"),
+        ({"url": "https://files.example/a.png", "kind": "image", "size": 5 * MB + 1}, "attachment_too_large"),
+        # a provider's "MB" is read as 10^6 bytes: 5 * 2^20 bytes is over 5 MB whichever the provider means
+        ({"url": "https://files.example/a.png", "kind": "image", "size": 5 * 1024 * 1024}, "attachment_too_large"),
     ],
-    ids=["kind", "size"],
+    ids=["kind", "one-byte-over", "binary-megabytes"],
 )
 async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachment: dict[str, Any], rule: str) -> None:
     agent = await hub.agent("ana")
@@ -323,6 +326,14 @@ async def test_attachment_the_channel_does_not_take_is_refused(hub: Api, attachm
         {"attachments": [attachment]},
         rule,
     )
+
+
+async def test_an_image_at_the_channel_s_limit_is_queued(hub: Api) -> None:
+    agent = await hub.agent("ana")
+    conversation_id = await owned_conversation(hub, agent)
+    image = {"url": "https://files.example/a.png", "kind": "image", "size": 5 * MB}
+    body = await agent.json("POST", f"/api/v1/conversations/{conversation_id}/messages", {"attachments": [image]}, 201)
+    assert body["kind"] == "image"
 
 
 async def test_image_reply_is_queued_as_an_image(hub: Api) -> None:

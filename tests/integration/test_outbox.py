@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,7 +31,7 @@ from hub.model import (
     SendReceipt,
 )
 from hub.outbox import Outbox, facts_for, send_plan
-from hub.policy import Allowed, Draft, decide
+from hub.policy import Allowed, Draft, Refused, decide
 from hub.send_rate import SharedTokenBucket
 from hub.settings import Settings
 from hub.store import Store, store_group
@@ -415,6 +415,23 @@ async def test_provider_accepted_but_hub_died_before_recording_resends_with_the_
     assert len(sent) == 2
     assert sent[0].idempotency_key == sent[1].idempotency_key == f"channelhub-outbox-{job.id}"
     assert (await hub.message(message_id)).delivery_state == DeliveryState.SENT.value
+
+
+async def test_the_worker_checks_the_provider_s_own_media_rules_again_before_the_call(hub: Hub) -> None:
+    """Media rules are the provider's facts (ADR 0049): the worker's decision carries Twilio's complete rules, its
+    own document rules and its sizes in decimal megabytes included, as the send's did before queueing."""
+    identity = await hub.customer_writes("+420600000001")
+    await hub.queue(identity, "your invoice")
+    worker = hub.outbox(name="a")
+    (job,) = await claim_outbox(hub.store, now=hub.clock(), worker="a", lease=timedelta(seconds=30))
+    pdf = Attachment(kind=MessageKind.FILE, url="https://files.example/i.pdf", mime_type="application/pdf")
+    image = Attachment(kind=MessageKind.IMAGE, url="https://files.example/a.png", size=5 * 1024 * 1024)
+    for attachment, rule in [(pdf, "caption_not_allowed"), (image, "attachment_too_large")]:
+        decision, outbound = worker.plan(replace(job, kind=attachment.kind, attachments=(attachment,)), hub.clock())
+        assert (decision.rule if isinstance(decision, Refused) else None, outbound) == (rule, None)
+    decision, outbound = worker.plan(replace(job, kind=MessageKind.FILE, text=None, attachments=(pdf,)), hub.clock())
+    assert isinstance(decision, Allowed)
+    assert outbound is not None
 
 
 async def test_restart_after_the_provider_id_was_recorded_does_not_send_again(hub: Hub) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +18,10 @@ from hub.policy import (
     TemplateOption,
     decide,
     eligibility,
+    media_refusal,
 )
+from hub.ports import MB, MediaRules
+from hub.registry import provider_facts
 
 LAST = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -42,7 +46,10 @@ def facts(channel: Channel, provider: str | None = None, **overrides: object) ->
     if channel is Channel.VIBER:
         values["subscription"] = Subscription.SUBSCRIBED
     values.update(overrides)
-    return IdentityFacts(**values)  # type: ignore[arg-type]
+    identity = IdentityFacts(**values)  # type: ignore[arg-type]
+    if "media" in overrides:
+        return identity
+    return replace(identity, media=provider_facts()[identity.provider_name].media)  # as its adapter declares them
 
 
 MESSENGER = facts(Channel.MESSENGER)
@@ -94,8 +101,10 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
     ("messenger sticker not taken", MESSENGER,
      Draft(attachments=(Attachment(kind=MessageKind.STICKER, url="https://x/s"),)), LAST,
      Rule.ATTACHMENT_NOT_SUPPORTED),
-    ("messenger file too large", MESSENGER,
-     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=26 * 1024 * 1024),)), LAST,
+    ("messenger file at 25 MB", MESSENGER,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=25 * MB),)), LAST, None),
+    ("messenger file one byte over 25 MB", MESSENGER,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=25 * MB + 1),)), LAST,
      Rule.ATTACHMENT_TOO_LARGE),
     ("two attachments", MESSENGER, Draft(attachments=(
         Attachment(kind=MessageKind.IMAGE, url="https://x/1"), Attachment(kind=MessageKind.IMAGE, url="https://x/2"))),
@@ -122,8 +131,14 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
     ("whatsapp tag refused", TWILIO, Draft(text="hi", tag="HUMAN_AGENT"), LAST, Rule.TAG_NOT_SUPPORTED),
     ("whatsapp text at limit", CLOUD, Draft(text="x" * 4096), LAST, None),
     ("whatsapp text over limit", CLOUD, Draft(text="x" * 4097), LAST, Rule.TEXT_TOO_LONG),
-    ("whatsapp image over 5 MB", CLOUD,
-     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * 1024 * 1024 + 1),)), LAST,
+    ("whatsapp image at 5 MB", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * MB),)), LAST, None),
+    ("whatsapp image one byte over 5 MB", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * MB + 1),)), LAST,
+     Rule.ATTACHMENT_TOO_LARGE),
+    # a provider's "MB" is read as 10^6 bytes: a file of 5 * 2^20 bytes is refused whichever the provider means
+    ("whatsapp image of 5 binary megabytes", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * 1024 * 1024),)), LAST,
      Rule.ATTACHMENT_TOO_LARGE),
     # Viber: subscription, not a window
     ("viber subscribed long after", VIBER, Draft(text="hi"), LAST + 90 * DAY, None),
@@ -140,11 +155,28 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
     ("viber text over limit", VIBER, Draft(text="x" * 7001), LAST, Rule.TEXT_TOO_LONG),
     ("viber audio not taken", VIBER, Draft(attachments=(Attachment(kind=MessageKind.AUDIO, url="https://x/a"),)),
      LAST, Rule.ATTACHMENT_NOT_SUPPORTED),
-    ("twilio file over 16 MB", TWILIO,
-     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=16 * 1024 * 1024 + 1),)), LAST,
+    ("twilio file at 16 MB", TWILIO,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=16 * MB),)), LAST, None),
+    ("twilio file one byte over 16 MB", TWILIO,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=16 * MB + 1),)), LAST,
      Rule.ATTACHMENT_TOO_LARGE),
+    ("twilio image one byte over 5 MB", TWILIO,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=5 * MB + 1),)), LAST,
+     Rule.ATTACHMENT_TOO_LARGE),
+    ("twilio text file refused", TWILIO,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", mime_type="text/plain"),)), LAST,
+     Rule.ATTACHMENT_TYPE_NOT_ALLOWED),
+    ("twilio document with a caption", TWILIO,
+     Draft(text="your invoice", attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f.pdf"),)), LAST,
+     Rule.CAPTION_NOT_ALLOWED),
+    ("cloud document with a caption", CLOUD,
+     Draft(text="your invoice", attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f.pdf"),)), LAST,
+     None),
     ("cloud file at 100 MB", CLOUD,
-     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=100 * 1024 * 1024),)), LAST, None),
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=100 * MB),)), LAST, None),
+    ("cloud file one byte over 100 MB", CLOUD,
+     Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=100 * MB + 1),)), LAST,
+     Rule.ATTACHMENT_TOO_LARGE),
     ("whatsapp gif image refused", CLOUD,
      Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", mime_type="image/gif"),)), LAST,
      Rule.ATTACHMENT_TYPE_NOT_ALLOWED),
@@ -152,9 +184,9 @@ CASES: list[tuple[str, IdentityFacts, Draft, datetime, str | None]] = [
      Draft(text="listen", attachments=(Attachment(kind=MessageKind.AUDIO, url="https://x/a.ogg"),)), LAST,
      Rule.CAPTION_NOT_ALLOWED),
     ("viber image at 1 MB", VIBER,
-     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=1024 * 1024),)), LAST, None),
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=MB),)), LAST, None),
     ("viber image one byte over 1 MB", VIBER,
-     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=1024 * 1024 + 1),)), LAST,
+     Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a", size=MB + 1),)), LAST,
      Rule.ATTACHMENT_TOO_LARGE),
     ("viber tag refused", VIBER, Draft(text="hi", tag="HUMAN_AGENT"), LAST, Rule.TAG_NOT_SUPPORTED),
 ]  # fmt: skip
@@ -402,10 +434,10 @@ def test_an_unknown_tag_offers_only_the_tags_still_valid() -> None:
 @pytest.mark.parametrize(
     ("size", "said"),
     [
-        (1024 * 1024 + 1, "up to 1 MB (1,048,576 bytes); this one is 1,048,577 bytes"),
-        (1024 * 1024 + 40 * 1024, "up to 1 MB (1,048,576 bytes); this one is 1,089,536 bytes"),
-        (1024 * 1024 + 60 * 1024, "up to 1 MB; this one is 1.1 MB"),
-        (3 * 1024 * 1024 // 2, "up to 1 MB; this one is 1.5 MB"),
+        (MB + 1, "up to 1 MB (1,000,000 bytes); this one is 1,000,001 bytes"),
+        (MB + 40_000, "up to 1 MB (1,000,000 bytes); this one is 1,040,000 bytes"),
+        (MB + 60_000, "up to 1 MB; this one is 1.1 MB"),
+        (3 * MB // 2, "up to 1 MB; this one is 1.5 MB"),
     ],
 )
 def test_a_size_refusal_shows_the_difference_even_for_one_byte_over(size: int, said: str) -> None:
@@ -414,6 +446,66 @@ def test_a_size_refusal_shows_the_difference_even_for_one_byte_over(size: int, s
     assert isinstance(decision, Refused)
     assert decision.rule == Rule.ATTACHMENT_TOO_LARGE
     assert said in decision.message
+
+
+def test_a_media_refusal_names_the_provider_whose_rules_it_is() -> None:
+    draft = Draft(attachments=(Attachment(kind=MessageKind.FILE, url="https://x/f", size=16 * MB + 1),))
+    twilio = decide(TWILIO, draft, LAST)
+    assert isinstance(twilio, Refused)
+    assert twilio.message == (
+        "whatsapp.twilio takes file attachments up to 16 MB (16,000,000 bytes); this one is 16,000,001 bytes"
+    )
+    assert decide(CLOUD, draft, LAST) == Allowed(basis="window", free_text_until=LAST + DAY)
+    audio = decide(VIBER, Draft(attachments=(Attachment(kind=MessageKind.AUDIO, url="https://x/a"),)), LAST)
+    assert isinstance(audio, Refused)
+    assert audio.message == "viber does not take audio attachments (it takes image, video, file)"
+
+
+def test_a_provider_that_declares_no_media_rules_takes_no_attachments() -> None:
+    bare = facts(Channel.WHATSAPP, "relay", media=None)
+    assert decide(bare, Draft(text="hi"), LAST) == Allowed(basis="window", free_text_until=LAST + DAY)
+    decision = decide(bare, Draft(attachments=(Attachment(kind=MessageKind.IMAGE, url="https://x/a"),)), LAST)
+    assert isinstance(decision, Refused)
+    assert decision.rule == Rule.ATTACHMENT_NOT_SUPPORTED
+    assert decision.message == "whatsapp.relay does not take image attachments (it takes none)"
+
+
+RULES = MediaRules(
+    sizes={MessageKind.IMAGE: 10, MessageKind.FILE: 10},
+    types={MessageKind.IMAGE: frozenset({"image/png"})},
+    uncaptioned=frozenset({MessageKind.FILE}),
+    per_message=2,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "attachments", "rule"),
+    [
+        (None, [(MessageKind.IMAGE, "image/png", 10), (MessageKind.FILE, None, 10)], None),
+        (None, [(MessageKind.IMAGE, "image/png", 1)] * 3, Rule.TOO_MANY_ATTACHMENTS),  # the count first
+        ("t", [(MessageKind.VIDEO, "image/gif", 11)], Rule.ATTACHMENT_NOT_SUPPORTED),  # then the kind
+        ("t", [(MessageKind.IMAGE, "image/gif", 11)], Rule.ATTACHMENT_TYPE_NOT_ALLOWED),  # its type
+        ("t", [(MessageKind.FILE, "text/plain", 11)], Rule.ATTACHMENT_TOO_LARGE),  # its size (any file type)
+        ("t", [(MessageKind.FILE, "text/plain", 10)], Rule.CAPTION_NOT_ALLOWED),  # a caption last
+        (
+            "t",
+            [(MessageKind.IMAGE, "image/png", 10), (MessageKind.IMAGE, "image/gif", 1)],
+            Rule.ATTACHMENT_TYPE_NOT_ALLOWED,
+        ),
+    ],
+)
+def test_media_rules_are_checked_count_first_then_kind_type_size_and_caption(
+    text: str | None, attachments: list[tuple[MessageKind, str | None, int]], rule: str | None
+) -> None:
+    draft = Draft(
+        text=text,
+        attachments=tuple(Attachment(kind=k, url="https://x/a", mime_type=m, size=n) for k, m, n in attachments),
+    )
+    refused = media_refusal(draft, "relay", RULES)
+    assert (refused.rule if refused else None) == rule
+    if rule == Rule.TOO_MANY_ATTACHMENTS:
+        assert refused is not None
+        assert refused.message == "relay takes 2 attachments per message; send them one by one"
 
 
 def test_messenger_window_closed_after_the_human_agent_week_suggests_only_what_it_offers() -> None:

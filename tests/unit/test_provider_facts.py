@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hub.errors import ConfigError
-from hub.model import Channel
-from hub.ports import ProviderFacts
+from hub.model import Channel, MessageKind
+from hub.ports import MB, MediaRules, ProviderFacts
 from hub.registry import adapter_classes, adapter_factories, adapters_installed, provider_facts
 from hub.settings import Settings
 from tests.fakes import RecordingAdapter, RelayAdapter
@@ -163,3 +163,56 @@ def test_each_adapter_declares_its_defaults_address_and_behaviour(
     account = make_settings(toml).account("a")
     assert account.adapter_name == name
     assert (account.api_base, account.subscribes_on_message, account.echoes_own_sends) == (api_base, subscribes, echoes)
+
+
+# the largest size of each kind, in bytes, as docs/channels.md "Media limits" gives them (MB: 10^6 bytes)
+MEDIA_SIZES = {
+    "messenger": {"image": 8_000_000, "video": 25_000_000, "audio": 25_000_000, "file": 25_000_000},
+    "whatsapp.cloud": {"image": 5_000_000, "video": 16_000_000, "audio": 16_000_000, "file": 100_000_000},
+    "whatsapp.twilio": {"image": 5_000_000, "video": 16_000_000, "audio": 16_000_000, "file": 16_000_000},
+    "viber": {"image": 1_000_000, "video": 26_000_000, "file": 50_000_000},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEDIA_SIZES))
+def test_each_adapter_declares_its_media_rules_in_decimal_megabytes(name: str) -> None:
+    media = provider_facts()[name].media
+    assert media is not None
+    assert {kind.value: most for kind, most in media.sizes.items()} == MEDIA_SIZES[name]
+    assert media.per_message == 1
+
+
+def test_whatsapp_through_twilio_takes_the_channel_s_media_rules_with_its_own_on_top() -> None:
+    cloud, twilio = provider_facts()["whatsapp.cloud"].media, provider_facts()["whatsapp.twilio"].media
+    assert cloud is not None
+    assert twilio is not None
+    assert set(twilio.sizes) == set(cloud.sizes)
+    assert all(twilio.sizes[kind] <= most for kind, most in cloud.sizes.items())
+    assert {k: v for k, v in twilio.types.items() if k is not MessageKind.FILE} == {
+        k: v for k, v in cloud.types.items() if k is not MessageKind.FILE
+    }
+    assert cloud.types[MessageKind.FILE] is None
+    assert "application/pdf" in (twilio.types[MessageKind.FILE] or ())
+    assert twilio.uncaptioned == cloud.uncaptioned | {MessageKind.FILE}
+
+
+def test_tightened_media_rules_only_lower_a_limit_and_never_add_a_kind() -> None:
+    rules = MediaRules(sizes={MessageKind.IMAGE: 5 * MB, MessageKind.FILE: 100 * MB}, per_message=2)
+    tighter = rules.tightened(
+        sizes={MessageKind.IMAGE: 9 * MB, MessageKind.FILE: 16 * MB, MessageKind.VIDEO: 1 * MB},
+        types={MessageKind.FILE: frozenset({"application/pdf"})},
+        uncaptioned=frozenset({MessageKind.FILE}),
+    )
+    assert tighter == MediaRules(
+        sizes={MessageKind.IMAGE: 5 * MB, MessageKind.FILE: 16 * MB},
+        types={MessageKind.FILE: frozenset({"application/pdf"})},
+        uncaptioned=frozenset({MessageKind.FILE}),
+        per_message=2,
+    )
+
+
+def test_media_rules_refuse_file_types_for_a_kind_not_taken_or_no_attachment_per_message() -> None:
+    with pytest.raises(ValueError, match="kinds not taken"):
+        MediaRules(sizes={MessageKind.FILE: MB}, types={MessageKind.IMAGE: frozenset({"image/png"})})
+    with pytest.raises(ValueError, match="at least 1"):
+        MediaRules(sizes={MessageKind.FILE: MB}, per_message=0)
