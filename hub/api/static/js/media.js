@@ -8,8 +8,10 @@ import { h, safeHref, fileNameOf } from "./util.js";
 import { isAdmin } from "./state.js";
 import { modal } from "./ui.js";
 
-const KB = 1024;
-const MB = 1024 * 1024;
+// decimal units, as the hub's refusals count a provider's limits (docs/decisions/0049): a file the card calls
+// "5.1 MB" is the file a refusal calls 5.1 MB
+const KB = 1000;
+const MB = 1000 * 1000;
 
 export function humanSize(bytes) {
   if (bytes === null || bytes === undefined) return "";
