@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from hub.cli import add_config_argument, settings_from_args
+from hub.command_args import add_config_argument, settings_from_args
 from hub.errors import AdapterError, ConfigError
 from hub.model import ChannelAccount
 from hub.settings import Narrowing, Settings

@@ -38,7 +38,7 @@ from typing import TextIO
 
 from hub.bootstrap import build_store, command_parts
 from hub.bus import BusEvent, EventBus
-from hub.cli import add_config_argument, settings_from_args
+from hub.command_args import add_config_argument, settings_from_args
 from hub.errors import Conflict
 from hub.events import AgentDeactivated
 from hub.model import Agent, Presence, Role

@@ -2,42 +2,26 @@
 
 ``serve`` and ``migrate`` live here; other packages contribute subcommands
 (``channels``, ``emulate``, ...) through the ``channelhub.commands`` entry
-points, each a ``register(subparsers)`` function. Settings are read once, here.
+points, each a ``register(subparsers)`` function that takes ``--config`` and reads the settings once through
+``hub.command_args``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hub.command_args import add_config_argument, settings_from_args
 from hub.errors import ConfigError
-from hub.logs import configure_logging
 from hub.registry import command_registrars
-from hub.settings import Narrowing, Settings, load_settings
+from hub.settings import Settings
 
-__all__ = ["add_config_argument", "main", "settings_from_args"]
+__all__ = ["main"]
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (default: $CHANNELHUB_CONFIG)")
-
-
-def settings_from_args(args: argparse.Namespace, *, narrow: Narrowing | None = None) -> Settings:
-    """Read and validate the configuration (only the part ``narrow`` keeps, when given: see
-    ``load_settings``); exit with one line naming the key when it is wrong."""
-    try:
-        settings = load_settings(getattr(args, "config", None), os.environ, narrow=narrow)
-    except ConfigError as exc:
-        print(f"channelhub: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(settings.log_level, settings.log_format, settings.secrets())
-    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from hub.settings import Settings
 from hub.store import Journal, Store
 from hub.store.offers import SweepResult, sweep
 
-__all__ = ["Router", "wakes_the_router"]
+__all__ = ["Router", "SweepResult", "wakes_the_router"]
 
 logger = logging.getLogger(__name__)
 

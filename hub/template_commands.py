@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from hub.bootstrap import build_store, command_parts
-from hub.cli import add_config_argument, settings_from_args
+from hub.command_args import add_config_argument, settings_from_args
 from hub.settings import Settings
 from hub.store.templates import list_templates
 from hub.template_files import TemplateFileError, read_dir, write_dir

@@ -13,11 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from hub.api.errors import ApiError
-from hub.store._crud import BadCursor
 
 __all__ = [
     "MISSING",
-    "bad_cursor",
     "boolean",
     "given",
     "integer",
@@ -208,7 +206,3 @@ def page_limit(request: web.Request) -> int:
 def page(request: web.Request) -> tuple[str | None, int]:
     """``?after=<next cursor>&limit=N`` (see ``page_limit``)."""
     return request.query.get("after") or None, page_limit(request)
-
-
-def bad_cursor(exc: BadCursor) -> ApiError:
-    return ApiError(422, "invalid_cursor", "'after' is not a cursor this API handed out", field="after")

@@ -7,11 +7,10 @@ from aiohttp import web
 
 from hub.api._admin import SUPERVISION
 from hub.api._fields import json_ok
+from hub.api._hub import hub_of
 from hub.api.auth import authenticated, require_role
-from hub.api.keys import SETTINGS, STORE
 from hub.api.openapi import documented, list_schema, schema
-from hub.registry import provider_facts
-from hub.store.admin import AccountHealth, list_account_health
+from hub.usecases.accounts import AccountHealth, accounts_with_health
 
 __all__ = ["setup"]
 
@@ -63,19 +62,16 @@ def _health_state(health: AccountHealth | None) -> str:
 )
 async def accounts_index(request: web.Request) -> web.Response:
     require_role(await authenticated(request), *SUPERVISION)
-    health = await list_account_health(request.app[STORE])
     items = []
-    for account in request.app[SETTINGS].accounts:
-        h = health.get(account.id)
-        facts = provider_facts().get(account.adapter_name)  # names the credential that is the account's address
-        address = (account.credentials.get(facts.address) or None) if facts and facts.address else None
+    for seen in await accounts_with_health(hub_of(request)):
+        account, h = seen.account, seen.health
         items.append(
             {
                 "id": account.id,
                 "channel": account.channel.value,
                 "provider": account.provider,
                 "queue": account.queue,
-                "address": address,
+                "address": seen.address,
                 "health": {
                     "state": _health_state(h),
                     "last_webhook_at": h.last_webhook_at if h else None,

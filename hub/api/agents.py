@@ -13,13 +13,19 @@ from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, path_id, text
 from hub.api._hub import hub_of
 from hub.api.auth import agent_json, authenticated, require_role
-from hub.api.errors import ApiError
-from hub.api.keys import STORE
 from hub.api.openapi import documented, list_schema, ref, schema
 from hub.model import Agent, Role
-from hub.store.admin import AgentUpdate, agent_loads, list_agents
-from hub.store.routing import Released
-from hub.usecases.agents import AgentChange, NewAgent, change_agent, create_agent, deactivate_agent
+from hub.usecases.agents import (
+    AgentChange,
+    AgentUpdate,
+    NewAgent,
+    Released,
+    agent_with_load,
+    agents_with_loads,
+    change_agent,
+    create_agent,
+    deactivate_agent,
+)
 
 __all__ = ["setup"]
 
@@ -137,21 +143,16 @@ def _agent_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 async def agents_index(request: web.Request) -> web.Response:
     require_role(await authenticated(request), *SUPERVISION)
     include = request.query.get("inactive") in ("1", "true")
-    loads = await agent_loads(request.app[STORE])
-    found = await list_agents(request.app[STORE], include_inactive=include)
-    return json_ok({"items": [_admin_agent_json(a, active, loads.get(a.id, 0)) for a, active in found]})
+    found = await agents_with_loads(hub_of(request), include_inactive=include)
+    return json_ok({"items": [_admin_agent_json(a.agent, a.active, a.load) for a in found]})
 
 
 @routes.get("/api/v1/agents/{id}")
 @documented("One agent (supervisor, admin)", ok=(200, ADMIN_AGENT), errors=(403, 404), tag="admin")
 async def agents_show(request: web.Request) -> web.Response:
     require_role(await authenticated(request), *SUPERVISION)
-    agent_id = path_id(request)
-    for agent, active in await list_agents(request.app[STORE], include_inactive=True):
-        if agent.id == agent_id:
-            loads = await agent_loads(request.app[STORE])
-            return json_ok(_admin_agent_json(agent, active, loads.get(agent.id, 0)))
-    raise ApiError(404, "not_found", f"no agent {agent_id}")
+    found = await agent_with_load(hub_of(request), path_id(request))
+    return json_ok(_admin_agent_json(found.agent, found.active, found.load))
 
 
 @routes.post("/api/v1/agents")

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._body import json_body
-from hub.api._fields import bad_cursor, invalid, json_ok, only_fields, page, path_id
+from hub.api._fields import invalid, json_ok, only_fields, page, path_id
 from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
@@ -26,7 +26,6 @@ from hub.articles import (
     normalise_tags,
     plain_text,
 )
-from hub.store._crud import BadCursor
 from hub.usecases import articles as article_usecases
 
 __all__ = ["article_json", "setup"]
@@ -183,10 +182,7 @@ async def articles_index(request: web.Request) -> web.Response:
     q = request.query.get("q")
     if q is not None and len(q) > 500:
         raise ApiError(422, "invalid_query", "'q' is longer than 500 characters", field="q")
-    try:
-        items, cursor = await article_usecases.search(hub_of(request), principal, q=q, after=after, limit=limit)
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
+    items, cursor = await article_usecases.search(hub_of(request), principal, q=q, after=after, limit=limit)
     return json_ok({"items": [article_json(a) for a in items], "next": cursor})
 
 

@@ -17,21 +17,19 @@ from typing import Any
 from aiohttp import web
 
 from hub.api._csv import as_text
-from hub.api._fields import bad_cursor, json_ok, page, query_instant
+from hub.api._fields import json_ok, page, query_instant
+from hub.api._hub import hub_of
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import STORE
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, schema
 from hub.audit import ACTOR_KINDS
 from hub.model import Role
-from hub.store._crud import BadCursor, decode_cursor, encode_cursor
-from hub.store.audit import AuditFilter, AuditRow, list_entries
+from hub.usecases.audit import AuditFilter, AuditRow, audit_page, every_entry
 
 __all__ = ["audit_json", "setup"]
 
 routes = web.RouteTableDef()
 
-_EXPORT_PAGE = 500
 _COLUMNS = ("id", "at", "actor", "actor_kind", "action", "address", "target", "conversation", "before", "after")
 AUDIT_ENTRY = schema(
     "AuditEntry",
@@ -122,19 +120,8 @@ async def audit_index(request: web.Request) -> web.Response:
     await _admin(request)
     wanted = _filters(request)
     after, limit = page(request)
-    if after is not None:
-        try:
-            (before_id,) = decode_cursor(after, int)
-        except BadCursor as exc:
-            raise bad_cursor(exc) from None
-        wanted = AuditFilter(**{**_fields_of(wanted), "before_id": before_id})
-    rows = await list_entries(request.app[STORE], wanted, limit=limit + 1)
-    cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return json_ok({"items": [audit_json(row) for row in rows[:limit]], "next": cursor})
-
-
-def _fields_of(wanted: AuditFilter) -> dict[str, Any]:
-    return {name: getattr(wanted, name) for name in AuditFilter.__dataclass_fields__}
+    rows, cursor = await audit_page(hub_of(request), wanted, after=after, limit=limit)
+    return json_ok({"items": [audit_json(row) for row in rows], "next": cursor})
 
 
 async def _export(request: web.Request, content_type: str, filename: str, lines: Any) -> web.StreamResponse:
@@ -146,14 +133,9 @@ async def _export(request: web.Request, content_type: str, filename: str, lines:
     await response.prepare(request)
     for line in lines(None):
         await response.write(line)
-    while True:
-        rows = await list_entries(request.app[STORE], wanted, limit=_EXPORT_PAGE)
-        for row in rows:
-            for line in lines(row):
-                await response.write(line)
-        if len(rows) < _EXPORT_PAGE:
-            break
-        wanted = AuditFilter(**{**_fields_of(wanted), "before_id": rows[-1].id})
+    async for row in every_entry(hub_of(request), wanted):
+        for line in lines(row):
+            await response.write(line)
     await response.write_eof()
     return response
 

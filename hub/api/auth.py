@@ -20,15 +20,14 @@ from aiohttp import web
 from hub.api._body import json_body, optional_str, required_str
 from hub.api._bot_auth import bot_principal
 from hub.api.errors import ApiError, error_response
-from hub.api.keys import CLOCK, HUB, SETTINGS, STORE
+from hub.api.keys import HUB, SETTINGS
 from hub.api.openapi import documented, schema
 from hub.login_limits import LoginLimiter, LoginLimits, TooManyAttempts
 from hub.model import Agent, Presence, Role
-from hub.store.agents import BEARER, SESSION, TokenSession, lookup_token
 from hub.usecases.permissions import require_role
 from hub.usecases.presence import set_my_presence
 from hub.usecases.principal import Principal
-from hub.usecases.sessions import InvalidCredentials, log_in, log_out
+from hub.usecases.sessions import BEARER, SESSION, InvalidCredentials, TokenSession, log_in, log_out, session_of
 from hub.views import agent_json
 
 __all__ = [
@@ -58,10 +57,7 @@ def _unauthenticated(message: str = "log in first") -> ApiError:
 
 async def session_for_token(request: web.Request, token: str, kind: str) -> TokenSession | None:
     """The live token of that kind, or None (used by the WebSocket's ``?token=``)."""
-    session = await lookup_token(request.app[STORE], token, now=request.app[CLOCK]())
-    if session is None or session.kind != kind:
-        return None
-    return session
+    return await session_of(request.app[HUB], token, kind)
 
 
 async def authenticated(request: web.Request) -> Agent:

@@ -13,7 +13,6 @@ from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import (
-    bad_cursor,
     given,
     integer,
     invalid,
@@ -27,21 +26,8 @@ from hub.api._fields import (
 from hub.api._hub import actor, hub_of, principal
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import STORE
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
 from hub.model import Channel, Contact
-from hub.store._crud import BadCursor
-from hub.store.contacts import (
-    contact_conversations,
-    contact_identities,
-    get_contact,
-    identities_of_contacts,
-    list_contacts,
-)
-from hub.store.identities import (
-    get_identity,
-    list_identities,
-)
 from hub.time_zones import named_zone
 from hub.usecases import contacts as contact_usecases
 
@@ -164,6 +150,10 @@ def contact_json(contact: Contact) -> dict[str, Any]:
     }
 
 
+def _card_json(card: contact_usecases.ContactCard) -> dict[str, Any]:
+    return {**contact_json(card.contact), "identities": card.identities}
+
+
 def parse_contact(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """Validated contact fields (only those present when updating); 422 naming the first bad field."""
     only_fields(body, tuple(_CONTACT_PROPS))
@@ -187,14 +177,6 @@ def parse_contact(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return fields
 
 
-def _no_contact(contact_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no contact {contact_id}")
-
-
-def _no_identity(identity_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no identity {identity_id}")
-
-
 # ------------------------------------------------------------------ contacts
 
 
@@ -213,12 +195,10 @@ def _no_identity(identity_id: int) -> ApiError:
 async def contacts_index(request: web.Request) -> web.Response:
     await authenticated(request)
     after, limit = page(request)
-    try:
-        items, cursor = await list_contacts(request.app[STORE], q=request.query.get("q"), after=after, limit=limit)
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
-    paired = await identities_of_contacts(request.app[STORE], [c.id for c in items])
-    return json_ok({"items": [{**contact_json(c), "identities": paired[c.id]} for c in items], "next": cursor})
+    cards, cursor = await contact_usecases.find_contacts(
+        hub_of(request), q=request.query.get("q"), after=after, limit=limit
+    )
+    return json_ok({"items": [_card_json(card) for card in cards], "next": cursor})
 
 
 @routes.post("/api/v1/contacts")
@@ -234,12 +214,8 @@ async def contacts_create(request: web.Request) -> web.Response:
 @documented("One contact, with its paired identities", ok=(200, CONTACT_DETAIL), errors=(404,), tag="contacts")
 async def contacts_show(request: web.Request) -> web.Response:
     await authenticated(request)
-    contact_id = path_id(request)
-    contact = await get_contact(request.app[STORE], contact_id)
-    if contact is None:
-        raise _no_contact(contact_id)
-    identities = await contact_identities(request.app[STORE], contact_id)
-    return json_ok({**contact_json(contact), "identities": identities})
+    card = await contact_usecases.show(hub_of(request), path_id(request))
+    return json_ok(_card_json(card))
 
 
 @routes.put("/api/v1/contacts/{id}")
@@ -286,12 +262,7 @@ async def contacts_conversations(request: web.Request) -> web.Response:
     await authenticated(request)
     contact_id = path_id(request)
     after, limit = page(request)
-    if await get_contact(request.app[STORE], contact_id) is None:
-        raise _no_contact(contact_id)
-    try:
-        items, cursor = await contact_conversations(request.app[STORE], contact_id, after=after, limit=limit)
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
+    items, cursor = await contact_usecases.conversations_of(hub_of(request), contact_id, after=after, limit=limit)
     return json_ok({"items": items, "next": cursor})
 
 
@@ -322,18 +293,13 @@ async def identities_index(request: web.Request) -> web.Response:
     channel = request.query.get("channel") or None
     if channel is not None and channel not in {c.value for c in Channel}:
         raise ApiError(422, "invalid_query", f"'channel' must be one of {', '.join(c.value for c in Channel)}")
-    try:
-        items, cursor = await list_identities(
-            request.app[STORE],
-            q=request.query.get("q"),
-            channel=channel,
-            account=request.query.get("account") or None,
-            contacted=query_flag(request, "contacted"),
-            after=after,
-            limit=limit,
-        )
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
+    query = contact_usecases.IdentityQuery(
+        q=request.query.get("q"),
+        channel=channel,
+        account=request.query.get("account") or None,
+        contacted=query_flag(request, "contacted"),
+    )
+    items, cursor = await contact_usecases.find_identities(hub_of(request), query, after=after, limit=limit)
     return json_ok({"items": items, "next": cursor})
 
 
@@ -341,11 +307,7 @@ async def identities_index(request: web.Request) -> web.Response:
 @documented("One identity", ok=(200, IDENTITY), errors=(404,), tag="identities")
 async def identities_show(request: web.Request) -> web.Response:
     await authenticated(request)
-    identity_id = path_id(request)
-    identity = await get_identity(request.app[STORE], identity_id)
-    if identity is None:
-        raise _no_identity(identity_id)
-    return json_ok(identity)
+    return json_ok(await contact_usecases.show_identity(hub_of(request), path_id(request)))
 
 
 @routes.put("/api/v1/identities/{id}/contact")

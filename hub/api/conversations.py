@@ -20,24 +20,25 @@ from aiohttp import web
 from hub.api._body import json_body, parse_json
 from hub.api._fields import page_limit, parse_id
 from hub.api._hub import actor, hub_of
-from hub.api.access import conversation_for, is_supervisor
+from hub.api.access import conversation_for
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
-from hub.api.keys import STORE
 from hub.api.openapi import PAGE_LIMIT, documented, page_schema, schema
 from hub.model import ConversationState
-from hub.store.conversations import conversation_view, list_conversations
-from hub.store.history import HistoryCursor, history_page
 from hub.usecases import HubParts, Principal
 from hub.usecases.bots import close_as_actor
 from hub.usecases.conversations import (
     Changed,
+    HistoryCursor,
     Target,
     accept,
+    conversation_page,
+    history_of,
     invite_to,
     leave_conversation,
     mark_important,
     reject,
+    show,
     take_over,
     transfer,
 )
@@ -225,10 +226,9 @@ async def list_(request: web.Request) -> web.Response:
         before = _decode(request.query["cursor"]).get("before")
         if not isinstance(before, int) or isinstance(before, bool):  # True is an int to Python, not to SQL
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out")
-    items, last = await list_conversations(
-        request.app[STORE],
-        viewer=agent,
-        everything=is_supervisor(agent),
+    items, last = await conversation_page(
+        hub_of(request),
+        agent,
         state=state,
         queue=request.query.get("queue") or None,
         before_id=before,
@@ -243,10 +243,7 @@ async def list_(request: web.Request) -> web.Response:
 @documented("One conversation", ok=(200, CONVERSATION), errors=(401, 403, 404), tag="conversations")
 async def get_one(request: web.Request) -> web.Response:
     agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
-    async with request.app[STORE].read() as connection:
-        view = await conversation_view(connection, conversation.id)
-    assert view is not None
+    view = await show(hub_of(request), agent, _conversation_id(request))
     return web.json_response(conversation_json(view))
 
 
@@ -278,7 +275,7 @@ async def history(request: web.Request) -> web.Response:
             before = HistoryCursor(int(raw["c"]), at.astimezone(UTC), int(raw["r"]), int(raw["i"]))
         except (KeyError, TypeError, ValueError, OverflowError):
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
-    items, cursor = await history_page(request.app[STORE], conversation, before=before, limit=page_limit(request))
+    items, cursor = await history_of(hub_of(request), conversation, before=before, limit=page_limit(request))
     next_cursor = None
     if cursor is not None:
         next_cursor = _encode(

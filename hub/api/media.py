@@ -26,8 +26,8 @@ from hub.api.openapi import documented, schema
 from hub.errors import Invalid
 from hub.media import BlobNotFound, LocalBlobStore, RangeNotSatisfiable, StoreUnavailable
 from hub.media.blobs import CHUNK_BYTES
-from hub.store.media import AttachmentRecord
 from hub.usecases.media import (
+    AttachmentRecord,
     attachment_for,
     delete_contact_media,
     linked_attachment,

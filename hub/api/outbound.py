@@ -23,7 +23,7 @@ from hub.api.errors import ApiError
 from hub.api.keys import OUTBOX
 from hub.api.openapi import documented, schema
 from hub.model import Attachment, Button, Conversation, Message, MessageKind
-from hub.store.media import attachments_json, render_attachments
+from hub.usecases.media import attachments_of, render_attachments
 from hub.usecases.outbound import Send, check_eligibility, reply, send_new, start_chat
 from hub.views import eligibility_json
 
@@ -343,7 +343,7 @@ async def post_reply(request: web.Request) -> web.Response:
     body = await json_body(request)
     only_fields(body, ("text", "template", "variables", "tag", "attachments", "buttons"))
     replied = await reply(hub, by, conversation_id, _parse_send(body))
-    media = await attachments_json(hub_of(request).store, replied.message)
+    media = await attachments_of(hub, replied.message)
     return json_ok(message_json(replied.message, plan=replied.plan, tag=replied.tag, attachments=media), status=201)
 
 
@@ -395,7 +395,7 @@ async def post_outbound(request: web.Request) -> web.Response:
                 sent.message,
                 plan=sent.plan,
                 tag=sent.tag,
-                attachments=await attachments_json(hub_of(request).store, sent.message),
+                attachments=await attachments_of(hub_of(request), sent.message),
             ),
         },
         status=201,

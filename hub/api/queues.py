@@ -13,13 +13,10 @@ from hub.api._body import json_body
 from hub.api._fields import MISSING, boolean, given, integer, invalid, json_ok, only_fields, text
 from hub.api._hub import hub_of
 from hub.api.auth import authenticated
-from hub.api.bot_figures import add_bot_figures
-from hub.api.errors import ApiError
-from hub.api.keys import CLOCK, STORE
 from hub.api.openapi import documented, list_schema, schema
 from hub.model import Queue
-from hub.store.admin import QueueFigures, get_queue, list_queues, queue_figures, queue_members
 from hub.usecases import queues as queue_usecases
+from hub.usecases.queues import HoursNow, QueueFigures, QueueOverview
 
 __all__ = ["setup"]
 
@@ -102,8 +99,8 @@ QUEUE = schema(
 )
 
 
-def _queue_json(queue: Queue, members: list[int], figures: QueueFigures | None) -> dict[str, Any]:
-    f = figures or QueueFigures()
+def _queue_json(seen: QueueOverview) -> dict[str, Any]:
+    queue, f = seen.queue, seen.figures or QueueFigures()
     return {
         "id": queue.id,
         "name": queue.name,
@@ -112,24 +109,27 @@ def _queue_json(queue: Queue, members: list[int], figures: QueueFigures | None) 
         "statuses": list(queue.statuses),
         "url_template": queue.url_template,
         "transfer_back": queue.transfer_back,
-        "members": members,
+        "members": seen.members,
         "figures": {
             "waiting": f.waiting,
             "offered": f.offered,
             "active": f.active,
             "longest_wait_seconds": f.longest_wait_seconds,
             "agents": {"ready": f.ready, "busy": f.busy, "paused": f.paused, "offline": f.offline},
+            "bot": seen.with_bot,
         },
+        "hours": _hours_json(seen.hours),
     }
 
 
-async def _one_queue_json(request: web.Request, queue: Queue) -> dict[str, Any]:
-    store = request.app[STORE]
-    members = (await queue_members(store)).get(queue.id, [])
-    figures = (await queue_figures(store, request.app[CLOCK]())).get(queue.id)
-    found = _queue_json(queue, members, figures)
-    await add_bot_figures(request, [found])
-    return found
+def _hours_json(hours: HoursNow | None) -> dict[str, Any] | None:
+    if hours is None:
+        return None
+    return {
+        "open": hours.open,
+        "opens_at": hours.opens_at.isoformat() if hours.opens_at is not None else None,
+        "time_zone": hours.time_zone,
+    }
 
 
 def _url_template(value: Any) -> Any:
@@ -172,12 +172,7 @@ def _queue_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 )
 async def queues_index(request: web.Request) -> web.Response:
     await authenticated(request)
-    store = request.app[STORE]
-    members = await queue_members(store)
-    figures = await queue_figures(store, request.app[CLOCK]())
-    items = [_queue_json(q, members.get(q.id, []), figures.get(q.id)) for q in await list_queues(store)]
-    await add_bot_figures(request, items)
-    return json_ok({"items": items})
+    return json_ok({"items": [_queue_json(seen) for seen in await queue_usecases.overview(hub_of(request))]})
 
 
 @routes.post("/api/v1/queues")
@@ -197,17 +192,14 @@ async def queues_create(request: web.Request) -> web.Response:
         transfer_back=fields.get("transfer_back", False),
     )
     created = await queue_usecases.create_queue(hub_of(request), acting, queue)
-    return json_ok(await _one_queue_json(request, created), status=201)
+    return json_ok(_queue_json(await queue_usecases.overview_of(hub_of(request), created)), status=201)
 
 
 @routes.get("/api/v1/queues/{id}")
 @documented("One queue with members and live figures", ok=(200, QUEUE), errors=(404,), tag="admin")
 async def queues_show(request: web.Request) -> web.Response:
     await authenticated(request)
-    queue = await get_queue(request.app[STORE], request.match_info["id"])
-    if queue is None:
-        raise ApiError(404, "not_found", f"no queue {request.match_info['id']!r}")
-    return json_ok(await _one_queue_json(request, queue))
+    return json_ok(_queue_json(await queue_usecases.queue_overview(hub_of(request), request.match_info["id"])))
 
 
 @routes.put("/api/v1/queues/{id}")
@@ -216,7 +208,7 @@ async def queues_update(request: web.Request) -> web.Response:
     acting = await acting_as(request, *ADMIN)
     fields = _queue_fields(await json_body(request), creating=False)
     queue = await queue_usecases.update_queue(hub_of(request), acting, request.match_info["id"], fields)
-    return json_ok(await _one_queue_json(request, queue))
+    return json_ok(_queue_json(await queue_usecases.overview_of(hub_of(request), queue)))
 
 
 @routes.delete("/api/v1/queues/{id}")
@@ -258,7 +250,7 @@ async def queues_members(request: web.Request) -> web.Response:
             "missing_field" if "agents" not in body else "invalid_field",
         )
     queue = await queue_usecases.set_members(hub_of(request), acting, request.match_info["id"], agent_ids)
-    return json_ok(await _one_queue_json(request, queue))
+    return json_ok(_queue_json(await queue_usecases.overview_of(hub_of(request), queue)))
 
 
 def setup(app: web.Application) -> None:

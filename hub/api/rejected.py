@@ -12,13 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api._fields import bad_cursor, json_ok, page
+from hub.api._fields import json_ok, page
+from hub.api._hub import hub_of
 from hub.api.auth import authenticated, require_role
-from hub.api.keys import STORE
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, schema
 from hub.model import Role
-from hub.store._crud import BadCursor
-from hub.store.dead_letters import DeadLetter, list_dead_letters
+from hub.usecases.dead_letters import DeadLetter, rejected_deliveries
 
 __all__ = ["rejected_json", "setup"]
 
@@ -83,10 +82,7 @@ def rejected_json(letter: DeadLetter) -> dict[str, Any]:
 async def rejected_webhooks(request: web.Request) -> web.Response:
     require_role(await authenticated(request), Role.ADMIN)
     after, limit = page(request)
-    try:
-        letters, cursor = await list_dead_letters(request.app[STORE], after=after, limit=limit)
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
+    letters, cursor = await rejected_deliveries(hub_of(request), after=after, limit=limit)
     return json_ok({"items": [rejected_json(letter) for letter in letters], "next": cursor})
 
 

@@ -28,10 +28,9 @@ from hub.api.openapi import documented, schema
 from hub.api.room_relay import RELAY, RoomRelay
 from hub.errors import Refusal
 from hub.room_settings import ice_for_browsers
-from hub.store.rooms import StoredRoom
 from hub.usecases import Principal
 from hub.usecases import rooms as room_usecases
-from hub.usecases.rooms import Side
+from hub.usecases.rooms import Side, StoredRoom
 
 __all__ = ["setup"]
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from aiohttp import web
 
 from hub.api.keys import HUB, ROUTER
-from hub.store.offers import SweepResult
+from hub.router import SweepResult
 
 __all__ = ["ROUTER", "sweep_app"]
 

@@ -9,10 +9,8 @@ from hub.api._body import json_body
 from hub.api._fields import json_ok, only_fields, text
 from hub.api._hub import hub_of
 from hub.api.auth import authenticated
-from hub.api.keys import STORE
 from hub.api.openapi import documented, list_schema, schema
 from hub.model import Status
-from hub.store.admin import list_statuses
 from hub.usecases import queues as queue_usecases
 
 __all__ = ["setup"]
@@ -33,7 +31,7 @@ STATUS = schema(
 @documented("List the status catalogue", ok=(200, list_schema(STATUS)), tag="admin")
 async def statuses_index(request: web.Request) -> web.Response:
     await authenticated(request)
-    items = [{"id": s.id, "name": s.name} for s in await list_statuses(request.app[STORE])]
+    items = [{"id": s.id, "name": s.name} for s in await queue_usecases.statuses(hub_of(request))]
     return json_ok({"items": items})
 
 

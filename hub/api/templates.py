@@ -22,14 +22,8 @@ from hub.api._fields import json_ok, only_fields, path_id
 from hub.api._hub import hub_of, parts_of, principal
 from hub.api.auth import authenticated, require_role
 from hub.api.errors import ApiError
-from hub.api.keys import STORE
 from hub.api.openapi import documented, schema
 from hub.model import Agent, Channel, Role
-from hub.store.templates import (
-    get_template,
-    list_templates,
-    template_versions_of,
-)
 from hub.template_files import dump_template
 from hub.templates import (
     TemplateDraft,
@@ -306,7 +300,7 @@ async def templates_create(request: web.Request) -> web.Response:
 )
 async def templates_index(request: web.Request) -> web.Response:
     await authenticated(request)
-    templates = await list_templates(request.app[STORE])
+    templates = await template_usecases.current_templates(hub_of(request))
     raw = request.query.get("channel")
     if raw:
         channel = _channel(raw)
@@ -328,10 +322,7 @@ async def templates_show(request: web.Request) -> web.Response:
     await authenticated(request)
     name = _name(request)
     version = _query_version(request, "version")
-    history = await _guard(template_versions_of(request.app[STORE], name))
-    chosen = history[-1] if version is None else next((t for t in history if t.version == version), None)
-    if chosen is None:
-        raise ApiError(404, "not_found", f"template {name!r} has no version {version}")
+    chosen, history = await template_usecases.shown(hub_of(request), name, version)
     return json_ok(
         {**chosen.to_json(), "current_version": history[-1].version, "versions": [_version_summary(t) for t in history]}
     )
@@ -373,7 +364,7 @@ async def templates_preview(request: web.Request) -> web.Response:
     version = body.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
         raise ApiError(422, "invalid_field", "'version' must be an integer", field="version")
-    template = await _guard(get_template(request.app[STORE], _name(request), version))
+    template = await template_usecases.version_of(hub_of(request), _name(request), version)
     channel = _channel(body["channel"]) if body.get("channel") is not None else None
     variables = _variables(body, template.variables)
     shown = channel or _default_channel(template)
@@ -414,7 +405,7 @@ def _query_version(request: web.Request, key: str) -> int | None:
 async def templates_diff(request: web.Request) -> web.Response:
     await _admin(request)
     name = _name(request)
-    history = {t.version: t for t in await _guard(template_versions_of(request.app[STORE], name))}
+    history = {t.version: t for t in await template_usecases.history(hub_of(request), name)}
     to = _query_version(request, "to") or max(history)
     start = _query_version(request, "from") or max((v for v in history if v < to), default=to)
     for version in (start, to):

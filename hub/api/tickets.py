@@ -14,7 +14,6 @@ from aiohttp import web
 
 from hub.api._body import json_body
 from hub.api._fields import (
-    bad_cursor,
     given,
     integer,
     invalid,
@@ -30,15 +29,9 @@ from hub.api._hub import hub_of, principal
 from hub.api.auth import authenticated
 from hub.api.contacts import CONVERSATION_SUMMARY
 from hub.api.errors import ApiError
-from hub.api.keys import STORE
 from hub.api.openapi import PAGE_QUERY, documented, page_schema, ref, schema
-from hub.store._crud import BadCursor
-from hub.store.tickets import (
-    TICKET_STATES,
-    get_ticket,
-    list_tickets,
-)
 from hub.usecases import tickets as ticket_usecases
+from hub.usecases.tickets import TICKET_STATES
 
 __all__ = ["setup"]
 
@@ -106,10 +99,6 @@ def _parse(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return fields
 
 
-def _no_ticket(ticket_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"no ticket {ticket_id}")
-
-
 @routes.get("/api/v1/tickets")
 @documented(
     "Search tickets",
@@ -134,21 +123,17 @@ async def tickets_index(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     if state is not None and state not in TICKET_STATES:
         raise ApiError(422, "invalid_query", f"'state' must be one of {', '.join(TICKET_STATES)}", field="state")
-    try:
-        items, cursor = await list_tickets(
-            request.app[STORE],
-            agent.id,
-            q=request.query.get("q"),
-            mine=query_flag(request, "mine"),
-            contact_id=query_int(request, "contact"),
-            company=request.query.get("company") or None,
-            favourite=query_flag(request, "favourite"),
-            state=state,
-            after=after,
-            limit=limit,
-        )
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
+    query = ticket_usecases.TicketQuery(
+        q=request.query.get("q"),
+        mine=query_flag(request, "mine"),
+        contact_id=query_int(request, "contact"),
+        company=request.query.get("company") or None,
+        favourite=query_flag(request, "favourite"),
+        state=state,
+    )
+    items, cursor = await ticket_usecases.search(
+        hub_of(request), principal(request, agent), query, after=after, limit=limit
+    )
     return json_ok({"items": items, "next": cursor})
 
 
@@ -164,12 +149,8 @@ async def tickets_create(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tickets/{id}")
 @documented("One ticket", ok=(200, TICKET), errors=(404,), tag="tickets")
 async def tickets_show(request: web.Request) -> web.Response:
-    agent = await authenticated(request)
-    ticket_id = path_id(request)
-    ticket = await get_ticket(request.app[STORE], ticket_id, agent.id)
-    if ticket is None:
-        raise _no_ticket(ticket_id)
-    return json_ok(ticket)
+    by = principal(request, await authenticated(request))
+    return json_ok(await ticket_usecases.show(hub_of(request), by, path_id(request)))
 
 
 @routes.put("/api/v1/tickets/{id}")
@@ -195,10 +176,7 @@ async def tickets_conversations(request: web.Request) -> web.Response:
     by = principal(request, await authenticated(request))
     ticket_id = path_id(request)
     after, limit = page(request)
-    try:
-        items, cursor = await ticket_usecases.conversations(hub_of(request), by, ticket_id, after=after, limit=limit)
-    except BadCursor as exc:
-        raise bad_cursor(exc) from None
+    items, cursor = await ticket_usecases.conversations(hub_of(request), by, ticket_id, after=after, limit=limit)
     return json_ok({"items": items, "next": cursor})
 
 

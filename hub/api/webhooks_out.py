@@ -12,8 +12,8 @@ from hub.api._fields import json_ok, only_fields, page_limit, parse_id
 from hub.api._hub import actor, hub_of
 from hub.api.errors import ApiError
 from hub.api.openapi import PAGE_QUERY, documented, list_schema, page_schema, ref, schema
-from hub.store.webhooks_out import Delivery, Subscription
 from hub.usecases import webhooks_out as usecases
+from hub.usecases.webhooks_out import Delivery, Subscription
 from hub.webhooks_out import delivery_number, webhook_id
 from hub.webhooks_out_config import EVENT_TYPES
 

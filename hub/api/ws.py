@@ -18,16 +18,14 @@ from hub.api._fields import parse_id
 from hub.api._origin import origin_allowed
 from hub.api.auth import SESSION_COOKIE, session_for_token
 from hub.api.errors import ApiError
-from hub.api.keys import NOTIFIER, SETTINGS, STORE
+from hub.api.keys import HUB, NOTIFIER, SETTINGS
 from hub.api.openapi import document
 from hub.events import QueueWaiting
 from hub.model import Agent
 from hub.notifier import concerns, envelope, waiting_list
-from hub.store.agents import BEARER, SESSION
-from hub.store.catalogue import load_queues
-from hub.store.conversations import waiting_lists
-from hub.store.events import last_seq, oldest_seq, read_events
-from hub.views import agent_json, is_supervisor
+from hub.usecases.event_stream import events_after, last_event, too_far_behind, waiting_lists_of
+from hub.usecases.sessions import BEARER, SESSION
+from hub.views import agent_json
 
 __all__ = ["NOTIFIER", "setup"]
 
@@ -50,13 +48,12 @@ async def _authenticate(request: web.Request) -> Agent:
 
 
 async def _replay(request: web.Request, ws: web.WebSocketResponse, agent: Agent, since: int) -> int:
-    store = request.app[STORE]
-    oldest = await oldest_seq(store)
-    if oldest is not None and oldest > since + 1 and since > 0:
+    hub = request.app[HUB]
+    if await too_far_behind(hub, since):
         await ws.send_json({"seq": None, "kind": "resync", "data": {"reason": "too far behind; reload"}})
     last = since
     while True:
-        found = await read_events(store, after=last)
+        found = await events_after(hub, last)
         if not found:
             return last
         for event in found:
@@ -67,11 +64,7 @@ async def _replay(request: web.Request, ws: web.WebSocketResponse, agent: Agent,
 
 async def _send_waiting_list_snapshots(request: web.Request, ws: web.WebSocketResponse, agent: Agent) -> None:
     """Where the agent's waiting lists stand, on (re)connect: what the live stream then keeps current."""
-    queue_ids = sorted(agent.queues)
-    if is_supervisor(agent):
-        async with request.app[STORE].read() as connection:
-            queue_ids = sorted(await load_queues(connection))
-    for queue_id, state in (await waiting_lists(request.app[STORE], queue_ids)).items():
+    for queue_id, state in (await waiting_lists_of(request.app[HUB], agent)).items():
         snapshot = {
             "seq": None,
             "kind": QueueWaiting.kind,
@@ -96,7 +89,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         if "since" in request.query:
             last = await _replay(request, ws, agent, since)
         else:
-            last = await last_seq(request.app[STORE])
+            last = await last_event(request.app[HUB])
         await _send_waiting_list_snapshots(request, ws, agent)
 
         async def send_live() -> None:

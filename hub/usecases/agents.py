@@ -19,9 +19,9 @@ from hub.events import AgentDeactivated, AgentPresence, QueueChanged
 from hub.model import Agent, Role
 from hub.passwords import hash_password
 from hub.store import agents as agent_store
-from hub.store.admin import AgentUpdate, agent_loads, list_queues, update_agent
+from hub.store.admin import AgentUpdate, agent_loads, list_agents, list_queues, update_agent
 from hub.store.agents import AgentExists, get_agent
-from hub.store.routing import RoutingRefused
+from hub.store.routing import Released, RoutingRefused
 from hub.usecases._parts import HubParts
 from hub.usecases._store_refusals import store_refusals
 from hub.usecases.permissions import require_role
@@ -31,12 +31,43 @@ from hub.views import agent_json
 __all__ = [
     "AgentChange",
     "AgentChanged",
+    "AgentUpdate",
+    "ListedAgent",
     "NewAgent",
+    "Released",
+    "agent_with_load",
+    "agents_with_loads",
     "change_agent",
     "create_agent",
     "deactivate_agent",
     "reactivate_agent",
 ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListedAgent:
+    """An agent as supervisors list them: whether the account is active, and their load (active conversations
+    owned plus offers pending)."""
+
+    agent: Agent
+    active: bool
+    load: int
+
+
+async def agents_with_loads(hub: HubParts, *, include_inactive: bool) -> list[ListedAgent]:
+    """Every agent ordered by login (the deactivated ones too when asked), each with their load."""
+    loads = await agent_loads(hub.store)
+    found = await list_agents(hub.store, include_inactive=include_inactive)
+    return [ListedAgent(agent=a, active=active, load=loads.get(a.id, 0)) for a, active in found]
+
+
+async def agent_with_load(hub: HubParts, agent_id: int) -> ListedAgent:
+    """One agent, active or not, with their load."""
+    for agent, active in await list_agents(hub.store, include_inactive=True):
+        if agent.id == agent_id:
+            loads = await agent_loads(hub.store)
+            return ListedAgent(agent=agent, active=active, load=loads.get(agent.id, 0))
+    raise NotFound("not_found", f"no agent {agent_id}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,6 +27,7 @@ from hub.store.articles import (
     update_article,
 )
 from hub.usecases._parts import HubParts
+from hub.usecases._store_refusals import store_refusals
 from hub.usecases.permissions import is_supervisor, require_role
 from hub.usecases.principal import Principal
 
@@ -143,6 +144,6 @@ async def versions(hub: HubParts, actor: Principal, article_id: int) -> Sequence
 async def search(
     hub: HubParts, actor: Principal, *, q: str | None, after: str | None, limit: int
 ) -> tuple[list[Article], str | None]:
-    """The articles the actor may read: with ``q`` the best matches first, else the newest first.
-    Raises the store's BadCursor for a cursor it did not hand out."""
-    return await list_articles(hub.store, q=q, reader_queues=_reader_queues(actor), after=after, limit=limit)
+    """The articles the actor may read: with ``q`` the best matches first, else the newest first."""
+    with store_refusals():
+        return await list_articles(hub.store, q=q, reader_queues=_reader_queues(actor), after=after, limit=limit)

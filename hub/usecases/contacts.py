@@ -1,5 +1,5 @@
-"""Contacts (CRM-lite) and identities: create, edit and delete a contact; pair an identity (a customer on one
-channel) with a contact, create one for it, or unpair it.
+"""Contacts (CRM-lite) and identities: find and read them; create, edit and delete a contact; pair an identity
+(a customer on one channel) with a contact, create one for it, or unpair it.
 
 Any agent may do these (contacts are the desk's shared address book) but deleting a contact, which is for
 supervisors and admins. Each change is audited by ids and field names only: never a customer's data.
@@ -8,26 +8,106 @@ supervisors and admins. Each change is audited by ids and field names only: neve
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hub.audit import field_names, record
 from hub.errors import NotFound
 from hub.model import Contact, Role
-from hub.store.contacts import create_contact, delete_contact, update_contact
-from hub.store.identities import create_contact_and_pair, pair_identity, unpair_identity
+from hub.store.contacts import (
+    contact_conversations,
+    contact_identities,
+    create_contact,
+    delete_contact,
+    get_contact,
+    identities_of_contacts,
+    list_contacts,
+    update_contact,
+)
+from hub.store.identities import (
+    create_contact_and_pair,
+    get_identity,
+    list_identities,
+    pair_identity,
+    unpair_identity,
+)
 from hub.usecases._parts import HubParts
 from hub.usecases._store_refusals import store_refusals
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 
-__all__ = ["DELETERS", "create", "delete", "new_contact_for", "pair", "unpair", "update"]
+__all__ = [
+    "DELETERS",
+    "ContactCard",
+    "IdentityQuery",
+    "conversations_of",
+    "create",
+    "delete",
+    "find_contacts",
+    "find_identities",
+    "new_contact_for",
+    "pair",
+    "show",
+    "show_identity",
+    "unpair",
+    "update",
+]
 
 #: who may delete a contact
 DELETERS = (Role.SUPERVISOR, Role.ADMIN)
 
 
+Page = tuple[list[dict[str, Any]], str | None]
+"""One page of rows as JSON-ready mappings, and the cursor of the next (None on the last)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactCard:
+    """A contact with the channel identities paired with it, as the CRM card shows them."""
+
+    contact: Contact
+    identities: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentityQuery:
+    """What an identity search asks: ``q`` matches display name, phone, external id or the paired contact's
+    name; ``contacted`` keeps only identities that wrote to us."""
+
+    q: str | None = None
+    channel: str | None = None
+    account: str | None = None
+    contacted: bool = False
+
+
 def _no_contact(contact_id: int) -> NotFound:
     return NotFound("not_found", f"no contact {contact_id}")
+
+
+async def find_contacts(
+    hub: HubParts, *, q: str | None, after: str | None, limit: int
+) -> tuple[list[ContactCard], str | None]:
+    """One page of contacts ordered by name, each with its paired identities (read for the page at once)."""
+    with store_refusals():
+        found, cursor = await list_contacts(hub.store, q=q, after=after, limit=limit)
+    paired = await identities_of_contacts(hub.store, [c.id for c in found])
+    return [ContactCard(contact=c, identities=paired[c.id]) for c in found], cursor
+
+
+async def show(hub: HubParts, contact_id: int) -> ContactCard:
+    """One contact with its paired identities."""
+    contact = await get_contact(hub.store, contact_id)
+    if contact is None:
+        raise _no_contact(contact_id)
+    return ContactCard(contact=contact, identities=await contact_identities(hub.store, contact_id))
+
+
+async def conversations_of(hub: HubParts, contact_id: int, *, after: str | None, limit: int) -> Page:
+    """One page of the contact's conversations on every paired identity, newest first."""
+    if await get_contact(hub.store, contact_id) is None:
+        raise _no_contact(contact_id)
+    with store_refusals():
+        return await contact_conversations(hub.store, contact_id, after=after, limit=limit)
 
 
 async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> Contact:
@@ -70,6 +150,28 @@ async def _audit_contact(
 
 def _no_identity(identity_id: int) -> NotFound:
     return NotFound("not_found", f"no identity {identity_id}")
+
+
+async def find_identities(hub: HubParts, query: IdentityQuery, *, after: str | None, limit: int) -> Page:
+    """One page of identities, newest first."""
+    with store_refusals():
+        return await list_identities(
+            hub.store,
+            q=query.q,
+            channel=query.channel,
+            account=query.account,
+            contacted=query.contacted,
+            after=after,
+            limit=limit,
+        )
+
+
+async def show_identity(hub: HubParts, identity_id: int) -> Mapping[str, Any]:
+    """One identity, with its contact if paired."""
+    found = await get_identity(hub.store, identity_id)
+    if found is None:
+        raise _no_identity(identity_id)
+    return found
 
 
 async def pair(hub: HubParts, actor: Principal, identity_id: int, contact_id: int) -> Mapping[str, Any]:

@@ -1,4 +1,5 @@
-"""Hand-off actions on one conversation: accept, reject, take, leave, transfer, invite, close, mark important.
+"""Conversations as agents read them (the list, one conversation, its history), and the hand-off actions on one:
+accept, reject, take, leave, transfer, invite, close, mark important.
 
 Each is one atomic change in hub.store.routing, checked first against who may act
 (hub.usecases.access). The use case records it in the audit log (hub/audit.py), publishes
@@ -16,10 +17,11 @@ from hub.audit import record
 from hub.bus import BusEvent
 from hub.errors import Conflict, Invalid, Refusal
 from hub.events import ConversationUpdated, unwrapped
-from hub.model import Conversation, ConversationState
+from hub.model import Agent, Conversation, ConversationState
 from hub.store import lost_to_a_concurrent_change
 from hub.store.agents import find_agent_by_login
-from hub.store.conversations import conversation_view
+from hub.store.conversations import conversation_view, list_conversations
+from hub.store.history import HistoryCursor, history_page
 from hub.store.routing import (
     Change,
     RoutingRefused,
@@ -40,17 +42,65 @@ from hub.usecases.principal import Principal
 
 __all__ = [
     "Changed",
+    "HistoryCursor",
     "Target",
     "accept",
     "agent_named",
     "close",
+    "conversation_page",
+    "history_of",
     "invite_to",
     "leave_conversation",
     "mark_important",
     "reject",
+    "show",
     "take_over",
     "transfer",
 ]
+
+
+# ------------------------------------------------------------------ reading
+
+
+async def conversation_page(
+    hub: HubParts,
+    viewer: Agent,
+    *,
+    state: ConversationState | None,
+    queue: str | None,
+    before_id: int | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the conversations ``viewer`` may see, newest first, as the consoles show them, and the id to
+    page on (None on the last page). Agents see their own and their queues' waiting list; supervisors and
+    admins see all."""
+    return await list_conversations(
+        hub.store,
+        viewer=viewer,
+        everything=is_supervisor(viewer),
+        state=state,
+        queue=queue,
+        before_id=before_id,
+        limit=limit,
+    )
+
+
+async def show(hub: HubParts, viewer: Agent, conversation_id: int) -> dict[str, Any]:
+    """One conversation ``viewer`` may see, as the consoles show it (NotFound, Forbidden)."""
+    conversation = await conversation_for(hub.store, viewer, conversation_id, act=False)
+    async with hub.store.read() as connection:
+        view = await conversation_view(connection, conversation.id)
+    assert view is not None
+    return view
+
+
+async def history_of(
+    hub: HubParts, conversation: Conversation, *, before: HistoryCursor | None, limit: int
+) -> tuple[list[dict[str, Any]], HistoryCursor | None]:
+    """One page of a conversation's history (one its reader was found to see), oldest to newest within the page,
+    and the cursor of the page before it. Past its start, pages go on into the older closed conversations of the
+    same identity or paired contact."""
+    return await history_page(hub.store, conversation, before=before, limit=limit)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

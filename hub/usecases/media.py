@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from hub.audit import record
 from hub.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
@@ -30,13 +31,14 @@ from hub.media import (
     types_disagree,
 )
 from hub.media.sniff import UNKNOWN
-from hub.model import Attachment, MessageKind, Role
+from hub.model import Attachment, Message, MessageKind, Role
 from hub.store.contacts import get_contact
 from hub.store.media import (
     FAILED,
     STORED,
     AttachmentRecord,
     Upload,
+    attachments_json,
     blob_in_use,
     blobs_named,
     create_upload,
@@ -48,6 +50,7 @@ from hub.store.media import (
     load_upload,
     new_link_token,
     prune_uploads,
+    render_attachments,
     retry_failed,
 )
 from hub.usecases._parts import HubParts
@@ -57,13 +60,16 @@ from hub.usecases.principal import Principal
 
 __all__ = [
     "ORPHAN_GRACE",
+    "AttachmentRecord",
     "BlobsDropped",
     "attachment_for",
+    "attachments_of",
     "delete_contact_media",
     "drop_orphan_blobs",
     "drop_unused_blobs",
     "kind_of",
     "linked_attachment",
+    "render_attachments",
     "resolve_uploads",
     "retry_fetch",
     "store_unavailable",
@@ -225,6 +231,12 @@ def _refusal(size: int, sniffed: str, name: str | None, declared: str | None) ->
 
 async def _one(data: bytes) -> AsyncIterable[bytes]:
     yield data
+
+
+async def attachments_of(hub: HubParts, message: Message) -> list[dict[str, Any]]:
+    """A message's attachments as the message JSON gives them, read back from the store (their ids and states
+    as stored); what the message itself holds where a row is missing."""
+    return await attachments_json(hub.store, message)
 
 
 async def attachment_for(hub: HubParts, actor: Principal, attachment_id: int) -> AttachmentRecord:

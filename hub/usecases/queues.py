@@ -1,4 +1,4 @@
-"""Queues and the status catalogue as admins change them.
+"""Queues and the status catalogue: as every agent reads them, and as admins change them.
 
 Each use case checks who may, changes the store, writes the audit log and, for a queue, tells the consoles
 and the router (``QueueChanged``), so the admin API and any other caller do exactly the same thing. Admins
@@ -8,25 +8,37 @@ create, change and delete queues and statuses; supervisors and admins set a queu
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from hub.audit import record
 from hub.errors import NotFound
 from hub.events import QueueChanged
+from hub.hours import is_open, next_opening
 from hub.model import Queue, Role, Status
 from hub.store import admin as admin_store
+from hub.store.admin import QueueFigures
+from hub.store.bots import count_with_bots
 from hub.usecases._parts import HubParts
 from hub.usecases._store_refusals import store_refusals
 from hub.usecases.permissions import require_role
 from hub.usecases.principal import Principal
 
 __all__ = [
+    "HoursNow",
+    "QueueFigures",
+    "QueueOverview",
     "create_queue",
     "create_status",
     "delete_queue",
     "delete_status",
+    "overview",
+    "overview_of",
+    "queue_overview",
     "rename_status",
     "set_members",
+    "statuses",
     "update_queue",
 ]
 
@@ -62,6 +74,84 @@ async def _audit(
 
 def _changed(hub: HubParts, queue_id: str, action: str) -> None:
     hub.bus.publish(QueueChanged(queue_id=queue_id, action=action))
+
+
+# ------------------------------------------------------------- the overview
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoursNow:
+    """A queue's business hours as they stand now: open or not, and when it opens next (now when open; None:
+    not within the coming year)."""
+
+    open: bool
+    opens_at: datetime | None
+    time_zone: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueOverview:
+    """A queue as the supervisor overview shows it: its active members' ids, its live figures (None: nothing
+    to count yet), the conversations its bot has now, and its hours (None: it has none, always open)."""
+
+    queue: Queue
+    members: list[int]
+    figures: QueueFigures | None
+    with_bot: int
+    hours: HoursNow | None
+
+
+def _hours_now(hub: HubParts, queue_id: str, now: datetime) -> HoursNow | None:
+    hours = hub.settings.queue_hours.get(queue_id)
+    if hours is None:
+        return None
+    return HoursNow(open=is_open(hours, now), opens_at=next_opening(hours, now), time_zone=hours.time_zone)
+
+
+async def overview(hub: HubParts) -> list[QueueOverview]:
+    """Every queue, by number, with its members, figures, bot conversations and hours."""
+    members = await admin_store.queue_members(hub.store)
+    figures = await admin_store.queue_figures(hub.store, hub.clock())
+    queues = await admin_store.list_queues(hub.store)
+    with_bots = await count_with_bots(hub.store)
+    now = hub.clock()
+    return [
+        QueueOverview(
+            queue=q,
+            members=members.get(q.id, []),
+            figures=figures.get(q.id),
+            with_bot=with_bots.get(q.id, 0),
+            hours=_hours_now(hub, q.id, now),
+        )
+        for q in queues
+    ]
+
+
+async def queue_overview(hub: HubParts, queue_id: str) -> QueueOverview:
+    """One queue as the overview shows it."""
+    queue = await admin_store.get_queue(hub.store, queue_id)
+    if queue is None:
+        raise _no_queue(queue_id)
+    return await overview_of(hub, queue)
+
+
+async def overview_of(hub: HubParts, queue: Queue) -> QueueOverview:
+    """``queue`` (as a change just left it) as the overview shows it."""
+    members = (await admin_store.queue_members(hub.store)).get(queue.id, [])
+    figures = (await admin_store.queue_figures(hub.store, hub.clock())).get(queue.id)
+    with_bots = await count_with_bots(hub.store)
+    return QueueOverview(
+        queue=queue,
+        members=members,
+        figures=figures,
+        with_bot=with_bots.get(queue.id, 0),
+        hours=_hours_now(hub, queue.id, hub.clock()),
+    )
+
+
+async def statuses(hub: HubParts) -> list[Status]:
+    """The status catalogue, by id."""
+    return await admin_store.list_statuses(hub.store)
 
 
 # ------------------------------------------------------------------- queues

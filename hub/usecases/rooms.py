@@ -29,6 +29,7 @@ __all__ = [
     "ROOM_PATH",
     "Opened",
     "Side",
+    "StoredRoom",
     "admit_agent",
     "admit_customer",
     "create",

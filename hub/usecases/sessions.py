@@ -20,12 +20,30 @@ from hub.audit import entry_values, record
 from hub.login_limits import LoginLimiter, TooManyAttempts
 from hub.model import Agent, Presence
 from hub.passwords import verify_password
-from hub.store.agents import BEARER, SESSION, IssuedToken, create_token, find_agent_by_login, revoke_token
+from hub.store.agents import (
+    BEARER,
+    SESSION,
+    IssuedToken,
+    TokenSession,
+    create_token,
+    find_agent_by_login,
+    lookup_token,
+    revoke_token,
+)
 from hub.usecases._parts import HubParts
 from hub.usecases.presence import set_my_presence
 from hub.usecases.principal import Principal
 
-__all__ = ["InvalidCredentials", "LoggedIn", "log_in", "log_out"]
+__all__ = ["BEARER", "SESSION", "InvalidCredentials", "LoggedIn", "TokenSession", "log_in", "log_out", "session_of"]
+
+
+async def session_of(hub: HubParts, token: str, kind: str) -> TokenSession | None:
+    """The live token of that kind (``BEARER`` or ``SESSION``) and its agent, or None: unknown, expired, revoked,
+    or of the other kind."""
+    session = await lookup_token(hub.store, token, now=hub.clock())
+    if session is None or session.kind != kind:
+        return None
+    return session
 
 
 class InvalidCredentials(Exception):

@@ -1,4 +1,5 @@
-"""Save, restore, delete and import message templates (admin work), for the API and the CLI alike.
+"""Read message templates (any agent); save, restore, delete and import them (admin work), for the API and
+the CLI alike.
 
 Every draft is validated before anything is saved (off the event loop: validation is CPU work
 bounded by hub.templates' budget); an import saves all its drafts in one transaction or none.
@@ -20,7 +21,9 @@ from hub.store.templates import (
     delete_template,
     get_template,
     import_templates,
+    list_templates,
     restore_template,
+    template_versions_of,
     update_template,
 )
 from hub.template_files import TemplateFileError, read_dir
@@ -42,12 +45,16 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "TemplateRefused",
     "create",
+    "current_templates",
     "default_templates_dir",
     "delete",
+    "history",
     "import_drafts",
     "restore",
     "save",
     "seed_shipped",
+    "shown",
+    "version_of",
 ]
 
 
@@ -73,6 +80,32 @@ async def _refusals() -> AsyncIterator[None]:
         raise Conflict("template_exists", str(exc)) from None
     except TemplateInUse as exc:
         raise Conflict("template_in_use", str(exc), pending=exc.pending) from None
+
+
+async def current_templates(hub: HubParts) -> list[TemplateVersion]:
+    """The current version of every template, by name."""
+    return await list_templates(hub.store)
+
+
+async def history(hub: HubParts, name: str) -> list[TemplateVersion]:
+    """Every version of the template, oldest first."""
+    async with _refusals():
+        return await template_versions_of(hub.store, name)
+
+
+async def shown(hub: HubParts, name: str, version: int | None) -> tuple[TemplateVersion, list[TemplateVersion]]:
+    """The version asked for (None: the current one) and the whole history, oldest first."""
+    versions = await history(hub, name)
+    chosen = versions[-1] if version is None else next((t for t in versions if t.version == version), None)
+    if chosen is None:
+        raise NotFound("not_found", f"template {name!r} has no version {version}")
+    return chosen, versions
+
+
+async def version_of(hub: HubParts, name: str, version: int | None) -> TemplateVersion:
+    """One version of the template (None: the current one)."""
+    async with _refusals():
+        return await get_template(hub.store, name, version)
 
 
 async def _validated(draft: TemplateDraft) -> None:

@@ -1,4 +1,4 @@
-"""Ticket actions: create, edit, mark as a favourite, assign to a conversation, and list the
+"""Ticket actions: search and read, create, edit, mark as a favourite, assign to a conversation, and list the
 conversations a ticket is assigned to.
 
 Assigning needs act access on the conversation, like any other change to it, and tells
@@ -14,17 +14,78 @@ from typing import Any
 from hub.audit import field_names, record
 from hub.errors import NotFound
 from hub.events import ConversationTicket
-from hub.store.tickets import assign_ticket, create_ticket, set_favourite, ticket_conversations, update_ticket
+from hub.store.tickets import (
+    TICKET_STATES,
+    assign_ticket,
+    create_ticket,
+    get_ticket,
+    list_tickets,
+    set_favourite,
+    ticket_conversations,
+    update_ticket,
+)
 from hub.usecases._parts import HubParts
 from hub.usecases._store_refusals import store_refusals
 from hub.usecases.access import conversation_for
 from hub.usecases.principal import Principal
 
-__all__ = ["TicketAssigned", "assign", "conversations", "create", "favourite", "update"]
+__all__ = [
+    "TICKET_STATES",
+    "TicketAssigned",
+    "TicketQuery",
+    "assign",
+    "conversations",
+    "create",
+    "favourite",
+    "search",
+    "show",
+    "update",
+]
 
 
 def _no_ticket(ticket_id: int) -> NotFound:
     return NotFound("not_found", f"no ticket {ticket_id}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TicketQuery:
+    """The ticket widget's filters; every one given narrows the list. ``mine`` and ``favourite`` are the
+    actor's; ``state`` is one of ``TICKET_STATES``."""
+
+    q: str | None = None
+    mine: bool = False
+    contact_id: int | None = None
+    company: str | None = None
+    favourite: bool = False
+    state: str | None = None
+
+
+async def search(
+    hub: HubParts, actor: Principal, query: TicketQuery, *, after: str | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the tickets that match, as the actor sees them (their favourites marked), and the next
+    page's cursor."""
+    with store_refusals():
+        return await list_tickets(
+            hub.store,
+            actor.agent_id(),
+            q=query.q,
+            mine=query.mine,
+            contact_id=query.contact_id,
+            company=query.company,
+            favourite=query.favourite,
+            state=query.state,
+            after=after,
+            limit=limit,
+        )
+
+
+async def show(hub: HubParts, actor: Principal, ticket_id: int) -> Mapping[str, Any]:
+    """One ticket, as the actor sees it (whether it is their favourite)."""
+    ticket = await get_ticket(hub.store, ticket_id, actor.agent_id())
+    if ticket is None:
+        raise _no_ticket(ticket_id)
+    return ticket
 
 
 async def create(hub: HubParts, actor: Principal, fields: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -76,9 +137,9 @@ async def conversations(
     hub: HubParts, actor: Principal, ticket_id: int, *, after: str | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The conversations the ticket is assigned to, newest first, and the next page's cursor. Every agent
-    may read tickets, and so this list, as a contact's conversations; opening one is checked as ever.
-    Raises the store's BadCursor for a cursor it did not hand out."""
-    page = await ticket_conversations(hub.store, ticket_id, after=after, limit=limit)
+    may read tickets, and so this list, as a contact's conversations; opening one is checked as ever."""
+    with store_refusals():
+        page = await ticket_conversations(hub.store, ticket_id, after=after, limit=limit)
     if page is None:
         raise _no_ticket(ticket_id)
     return page

@@ -48,6 +48,8 @@ from hub.webhooks_out_config import (
 
 __all__ = [
     "Created",
+    "Delivery",
+    "Subscription",
     "WebhookDraft",
     "create",
     "delete",

@@ -23,6 +23,15 @@ def test_a_clash_becomes_conflict_with_its_extra_fields() -> None:
     assert (caught.value.code, caught.value.fields) == ("queue_in_use", {"accounts": ["wa"]})
 
 
+def test_a_cursor_the_store_did_not_hand_out_becomes_invalid_on_after() -> None:
+    with pytest.raises(Invalid) as caught, store_refusals():
+        raise _crud.BadCursor("not base64")
+    assert caught.value.code == "invalid_cursor"
+    assert caught.value.message == "'after' is not a cursor this API handed out"
+    assert caught.value.fields == {"field": "after"}
+    assert caught.value.__cause__ is None
+
+
 def test_anything_else_passes_through_untouched() -> None:
     with pytest.raises(KeyError), store_refusals():
         raise KeyError("x")
