@@ -41,6 +41,16 @@ async def _seed(hub: RunningHub) -> tuple[int, int, int]:
     return contact_id, conversation, ticket
 
 
+async def _open_record(page: Any, name: str) -> Any:
+    """The Contacts screen, a search for the old customer, and their record opened from the list."""
+    await page.get_by_role("button", name="Contacts", exact=True).click()
+    await page.get_by_label("Search contacts").fill("Stary")
+    await page.get_by_role("link", name=f"Open the record of {name}").click()
+    record = page.get_by_test_id("contact-page")
+    await expect(record.get_by_role("heading", level=1)).to_have_text(name)
+    return record
+
+
 async def _screenshot(page: Any, path: Path) -> None:
     """The whole record: the console scrolls its main pane, not the page, so a taller window shows every section."""
     await page.set_viewport_size({**WIDE, "height": 950})
@@ -55,11 +65,7 @@ async def test_a_contacts_record_and_a_tickets_page(hub: RunningHub, browser: An
     page = admin.page
 
     # Contacts -> the contact's name opens the record: fields, channels, conversations, tickets
-    await page.get_by_role("button", name="Contacts", exact=True).click()
-    await page.get_by_label("Search contacts").fill("Stary")
-    await page.get_by_role("link", name=f"Open the record of {name}").click()
-    record = page.get_by_test_id("contact-page")
-    await expect(record.get_by_role("heading", level=1)).to_have_text(name)
+    record = await _open_record(page, name)
     await expect(page).to_have_url(re.compile(f"#contact/{contact_id}$"))
     await expect(record.get_by_test_id("contact-identities")).to_contain_text(number)
     await expect(record.get_by_test_id("contact-identities")).to_contain_text("wrote to us")
@@ -121,11 +127,7 @@ async def test_an_agent_sees_why_a_conversation_on_a_record_does_not_open(hub: R
     alice = await open_console(browser, hub, "alice")
     page = alice.page
 
-    await page.get_by_role("button", name="Contacts", exact=True).click()
-    await page.get_by_label("Search contacts").fill("Stary")
-    await page.get_by_role("link", name=f"Open the record of {name}").click()
-    record = page.get_by_test_id("contact-page")
-    await expect(record.get_by_role("heading", level=1)).to_have_text(name)
+    record = await _open_record(page, name)
     conversations = record.locator("section", has=page.get_by_test_id("record-conversations"))
     await conversations.get_by_role("button", name=f"Open conversation #{conversation}").click()
 
