@@ -48,6 +48,7 @@ __all__ = [
     "Subscription",
     "SubscriptionChanged",
     "TimelineEvent",
+    "registry_name",
     "utc_from_millis",
     "utc_from_seconds",
 ]
@@ -415,6 +416,12 @@ class SendReceipt:
 # ---------------------------------------------------------------- domain objects
 
 
+def registry_name(channel: Channel, provider: str) -> str:
+    """The name a provider is registered and configured under: the channel, or ``channel.provider`` when the
+    channel has several providers (``messenger``, ``whatsapp.twilio``, ``whatsapp.cloud``, ``viber``)."""
+    return channel.value if provider == channel.value else f"{channel.value}.{provider}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelAccount:
     id: str
@@ -433,7 +440,7 @@ class ChannelAccount:
     def adapter_name(self) -> str:
         """The registry key: the channel, or ``channel.provider`` when the channel has several providers
         (``messenger``, ``whatsapp.twilio``, ``whatsapp.cloud``, ``viber``)."""
-        return self.channel.value if self.provider == self.channel.value else f"{self.channel.value}.{self.provider}"
+        return registry_name(self.channel, self.provider)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

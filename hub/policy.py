@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hub.model import TEXT_LIMITS, Attachment, Button, Channel, MessageKind, Subscription, TemplateBinding
+from hub.model import (
+    TEXT_LIMITS,
+    Attachment,
+    Button,
+    Channel,
+    MessageKind,
+    Subscription,
+    TemplateBinding,
+    registry_name,
+)
 from hub.ports import KB, MB, ButtonLimits, MediaRules
 
 __all__ = [
@@ -139,8 +148,7 @@ class IdentityFacts:
     def provider_name(self) -> str:
         """The provider's registry name, as refusals name it: the channel, or ``channel.provider`` when the
         channel has several providers (``whatsapp.twilio``), as ``ChannelAccount.adapter_name``."""
-        channel = self.channel.value
-        return channel if self.provider == channel else f"{channel}.{self.provider}"
+        return registry_name(self.channel, self.provider)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

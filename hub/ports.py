@@ -14,7 +14,16 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
-from hub.model import Attachment, Channel, ChannelAccount, InboundEvent, MessageKind, OutboundMessage, SendReceipt
+from hub.model import (
+    Attachment,
+    Channel,
+    ChannelAccount,
+    InboundEvent,
+    MessageKind,
+    OutboundMessage,
+    SendReceipt,
+    registry_name,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -131,7 +140,7 @@ class ProviderFacts:
     def name(self) -> str:
         """The registry name (the entry point's, and ``ChannelAccount.adapter_name``): the channel, or
         ``channel.provider`` when the channel has several providers (``whatsapp.twilio``)."""
-        return self.channel.value if self.provider == self.channel.value else f"{self.channel.value}.{self.provider}"
+        return registry_name(self.channel, self.provider)
 
 
 @runtime_checkable
