@@ -110,21 +110,12 @@ def _hours_now(hub: HubParts, queue_id: str, now: datetime) -> HoursNow | None:
 
 async def overview(hub: HubParts) -> list[QueueOverview]:
     """Every queue, by number, with its members, figures, bot conversations and hours."""
+    now = hub.clock()
     members = await admin_store.queue_members(hub.store)
-    figures = await admin_store.queue_figures(hub.store, hub.clock())
+    figures = await admin_store.queue_figures(hub.store, now)
     queues = await admin_store.list_queues(hub.store)
     with_bots = await count_with_bots(hub.store)
-    now = hub.clock()
-    return [
-        QueueOverview(
-            queue=q,
-            members=members.get(q.id, []),
-            figures=figures.get(q.id),
-            with_bot=with_bots.get(q.id, 0),
-            hours=_hours_now(hub, q.id, now),
-        )
-        for q in queues
-    ]
+    return [_overview(hub, q, members, figures, with_bots, now) for q in queues]
 
 
 async def queue_overview(hub: HubParts, queue_id: str) -> QueueOverview:
@@ -137,15 +128,28 @@ async def queue_overview(hub: HubParts, queue_id: str) -> QueueOverview:
 
 async def overview_of(hub: HubParts, queue: Queue) -> QueueOverview:
     """``queue`` (as a change just left it) as the overview shows it."""
-    members = (await admin_store.queue_members(hub.store)).get(queue.id, [])
-    figures = (await admin_store.queue_figures(hub.store, hub.clock())).get(queue.id)
+    now = hub.clock()
+    members = await admin_store.queue_members(hub.store)
+    figures = await admin_store.queue_figures(hub.store, now)
     with_bots = await count_with_bots(hub.store)
+    return _overview(hub, queue, members, figures, with_bots, now)
+
+
+def _overview(
+    hub: HubParts,
+    queue: Queue,
+    members: Mapping[str, list[int]],
+    figures: Mapping[str, QueueFigures],
+    with_bots: Mapping[str, int],
+    now: datetime,
+) -> QueueOverview:
+    """One queue's overview from the reads every queue's share (members, figures and bot conversations by queue)."""
     return QueueOverview(
         queue=queue,
-        members=members,
-        figures=figures,
+        members=members.get(queue.id, []),
+        figures=figures.get(queue.id),
         with_bot=with_bots.get(queue.id, 0),
-        hours=_hours_now(hub, queue.id, hub.clock()),
+        hours=_hours_now(hub, queue.id, now),
     )
 
 
