@@ -46,9 +46,8 @@ from hub.bots.turns import Answer, BotKind, BotUnavailable, Close, HandOver, Say
 from hub.bots.webhook import WebhookBot
 from hub.errors import Refusal
 from hub.events import MessageCreated, unwrapped
-from hub.model import Identity
 from hub.quick_replies import chosen
-from hub.store.bots import failed, save_progress, silent_since, turn_of, waiting_for_bot
+from hub.store.bots import BotTurn, failed, save_progress, silent_since, turn_of, waiting_for_bot
 from hub.usecases._parts import HubParts
 from hub.usecases.bots import BotSay, HandOffRequest, bot_close, hand_off, offered_choices, say
 from hub.usecases.outbound import ReadByTurn, may_send_now
@@ -101,6 +100,11 @@ class BotRunner:
     @property
     def active(self) -> bool:
         return bool(self._bots)
+
+    @property
+    def _tells_eligibility(self) -> bool:
+        """Whether a turn may need the templates: a webhook bot is told what may be sent now, which names them."""
+        return any(bot.kind == "webhook" for bot in self._bots.values())
 
     async def start(self, parts: HubParts, http: aiohttp.ClientSession | None) -> None:
         """Listen and sweep (nothing to do when no bot is configured)."""
@@ -183,7 +187,7 @@ class BotRunner:
         """Give one customer message to the conversation's bot and do what it answers."""
         parts = self._parts
         assert parts is not None
-        found = await turn_of(parts.store, conversation_id, message_id)
+        found = await turn_of(parts.store, conversation_id, message_id, with_templates=self._tells_eligibility)
         if found is None:
             return
         view, message, state = found.view, found.message, found.state
@@ -203,7 +207,7 @@ class BotRunner:
             choice=choice,
             step=state.step if state is not None else None,
             variables=variables,
-            eligibility=await self._may_send(bot, found.identity, str(view["queue"])),
+            eligibility=await self._may_send(bot, found, str(view["queue"])),
         )
         try:
             answer = await self._ask(bot, turn)
@@ -222,15 +226,17 @@ class BotRunner:
             bot, conversation_id, answer, ReadByTurn(conversation=found.conversation, identity=found.identity)
         )
 
-    async def _may_send(self, bot: BotSettings, identity: Identity, queue: str) -> dict[str, Any] | None:
+    async def _may_send(self, bot: BotSettings, found: BotTurn, queue: str) -> dict[str, Any] | None:
         """What may be sent now, for a webhook bot's body (the console's use case and JSON; ``queue``: the
         conversation's); None for the other kinds, or when the identity's account is no longer configured."""
         parts = self._parts
         assert parts is not None
         if bot.kind != "webhook":
             return None
+        identity = found.identity
         try:
-            return eligibility_json(identity, await may_send_now(parts, identity, automated=True), queue)
+            allowed = await may_send_now(parts, identity, automated=True, templates=found.templates)
+            return eligibility_json(identity, allowed, queue)
         except Refusal:
             return None
 

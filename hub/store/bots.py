@@ -41,7 +41,9 @@ from hub.store.conversations import (  # a conversation as the API renders it
 )
 from hub.store.history import message_view as history_item  # a message as the history renders it
 from hub.store.tables import UTCDateTime, bot_conversations, conversations, identities, messages, statuses
+from hub.store.templates import current_templates
 from hub.store.webhooks_out import record_outgoing
+from hub.templates import TemplateVersion
 
 __all__ = [
     "BotState",
@@ -348,6 +350,9 @@ class BotTurn:
     state: BotState | None
     conversation: Conversation
     identity: Identity
+    #: the current version of every template, when the turn asked for them (what a webhook bot is told it
+    #: may send now names them)
+    templates: list[TemplateVersion] | None = None
 
 
 _TURN_CONVERSATION = (
@@ -371,8 +376,11 @@ _TURN_MESSAGE = select(messages).where(
 )
 
 
-async def turn_of(store: Store, conversation_id: int, message_id: int) -> BotTurn | None:
-    """Everything a bot's turn reads, in one read (None: no such conversation or message)."""
+async def turn_of(
+    store: Store, conversation_id: int, message_id: int, *, with_templates: bool = False
+) -> BotTurn | None:
+    """Everything a bot's turn reads, in one read (None: no such conversation or message); ``with_templates``:
+    the current templates too."""
     ids = {"turn_conversation_id": conversation_id, "turn_message_id": message_id}
     async with store.read() as connection:
         row = (await connection.execute(_TURN_CONVERSATION, ids)).first()
@@ -382,6 +390,7 @@ async def turn_of(store: Store, conversation_id: int, message_id: int) -> BotTur
         if message is None:
             return None
         (view,) = await views_of_rows(connection, [row])
+        templates = await current_templates(connection) if with_templates else None
     state = _state(row, conversation_id="id", variables="bot_variables") if row.bot_id is not None else None
     identity = identity_from_row(
         row, id_column="identity_id", account_column="identity_account_id", channel_column="identity_channel"
@@ -392,6 +401,7 @@ async def turn_of(store: Store, conversation_id: int, message_id: int) -> BotTur
         state=state,
         conversation=conversation_from_row(row),
         identity=identity,
+        templates=templates,
     )
 
 

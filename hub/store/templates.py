@@ -24,6 +24,7 @@ from hub.templates import TemplateDraft, TemplateExists, TemplateInUse, Template
 __all__ = [
     "count_templates",
     "create_template",
+    "current_templates",
     "delete_template",
     "get_template",
     "import_templates",
@@ -169,19 +170,26 @@ async def get_template(store: Store, name: str, version: int | None = None) -> T
     return found
 
 
+_CURRENT_VERSIONS = (
+    select(template_versions)
+    .join(
+        message_templates,
+        (message_templates.c.name == template_versions.c.name)
+        & (message_templates.c.current_version == template_versions.c.version),
+    )
+    .order_by(template_versions.c.name)
+)
+
+
 async def list_templates(store: Store) -> list[TemplateVersion]:
     """The current version of every template, by name."""
-    query = (
-        select(template_versions)
-        .join(
-            message_templates,
-            (message_templates.c.name == template_versions.c.name)
-            & (message_templates.c.current_version == template_versions.c.version),
-        )
-        .order_by(template_versions.c.name)
-    )
     async with store.read() as connection:
-        rows = (await connection.execute(query)).mappings().all()
+        return await current_templates(connection)
+
+
+async def current_templates(connection: AsyncConnection) -> list[TemplateVersion]:
+    """``list_templates`` in a transaction the caller holds (a bot's turn reads them with the conversation)."""
+    rows = (await connection.execute(_CURRENT_VERSIONS)).mappings().all()
     return [_version_from_row(row) for row in rows]
 
 

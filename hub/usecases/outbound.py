@@ -430,10 +430,14 @@ async def check_eligibility(hub: HubParts, identity_id: int) -> Checked:
     return Checked(identity=identity, eligibility=allowed, queue=queue)
 
 
-async def may_send_now(hub: HubParts, identity: Identity, *, automated: bool = False) -> Eligibility:
+async def may_send_now(
+    hub: HubParts, identity: Identity, *, automated: bool = False, templates: list[TemplateVersion] | None = None
+) -> Eligibility:
     """What may be sent to ``identity`` now (the console's window badge, a webhook bot's ``eligibility`` with
-    ``automated``: never the HUMAN_AGENT tag)."""
-    templates = await list_templates(hub.store)
+    ``automated``: never the HUMAN_AGENT tag); ``templates``: the current ones, when the caller read them (a
+    bot's turn reads them with the conversation)."""
+    if templates is None:
+        templates = await list_templates(hub.store)
     try:
         account = hub.settings.account(identity.account_id)
     except KeyError:

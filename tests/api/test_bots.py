@@ -154,10 +154,12 @@ async def _has_bot_message(api: Api, conversation_id: int) -> bool:
 async def test_a_webhook_bot_is_told_what_may_be_sent_now(make_api: MakeApi, bot_server: BotServer) -> None:
     """Each message's body says what may be sent now, as the console's window badge does (the same JSON as
     ``GET /api/v1/identities/{id}/eligibility``): free text until the WhatsApp customer-service window closes,
-    and nothing but templates once it has (here a message the provider delivered 25 hours late)."""
+    and nothing but templates once it has (here a message the provider delivered 25 hours late). The templates
+    it names are read with the turn's conversation: one the admin has just saved is among them."""
     bot_server.otherwise = (202, None)
     api = await make_api(bot_config(bot_server.url))
     admin = await api.agent("root", role="admin", queues=())
+    await admin.json("POST", "/api/v1/templates", {"name": "bot-greeting", "body": "Hello {{ contact.name }}"}, 201)
     wrote_at = api.clock()
     open_window = await api.customer_writes(text="hello")
     await eventually(lambda: _awaited(api, open_window), "the bot was asked")
@@ -168,6 +170,7 @@ async def test_a_webhook_bot_is_told_what_may_be_sent_now(make_api: MakeApi, bot
     assert body["eligibility"]["free_text"] is True
     assert body["eligibility"]["free_text_until"] == (wrote_at + timedelta(hours=24)).isoformat()
     assert body["eligibility"]["rule"] is None
+    assert "bot-greeting" in body["eligibility"]["templates"]
 
     late = InboundMessage(
         channel=Channel.WHATSAPP,
