@@ -288,9 +288,8 @@ class Notifier:
         if not wanted:
             return []
         store = self._store
-        async with store.read() as connection:  # one checkout for audiences, views and agents
-            rows = await _rows(connection, wanted)
-        logged = await log_events(store, rows, now=self._clock())
+        async with store.write() as connection:  # audiences, views and agents read where the rows are written
+            logged = await insert_events(connection, store.dialect, await _rows(connection, wanted), now=self._clock())
         self.logged += len(logged)
         self._dispatch(logged)
         return logged
