@@ -40,6 +40,7 @@ __all__ = [
     "AgentUpdate",
     "QueueFigures",
     "agent_loads",
+    "agent_with_load",
     "create_queue",
     "create_status",
     "delete_queue",
@@ -364,6 +365,21 @@ async def list_agents(store: Store, *, include_inactive: bool = False) -> list[t
         for row in await connection.execute(select(agent_queues)):
             memberships.setdefault(int(row.agent_id), []).append(row.queue_id)
     return [(_agent(row, memberships.get(int(row.id), [])), bool(row.active)) for row in rows]
+
+
+async def agent_with_load(store: Store, agent_id: int) -> tuple[Agent, bool, int] | None:
+    """One agent, active or not: (agent, active, load), in one read; ``load`` as ``agent_loads`` counts it (0 for
+    an agent who is not active). None when there is no such agent."""
+    query = select(agents, _load_of(agents.c.id).label("load")).where(agents.c.id == agent_id)
+    async with store.read() as connection:
+        row = (await connection.execute(query)).first()
+        if row is None:
+            return None
+        queues = (
+            await connection.execute(select(agent_queues.c.queue_id).where(agent_queues.c.agent_id == agent_id))
+        ).scalars()
+        agent = _agent(row, list(queues))
+    return agent, bool(row.active), int(row.load) if row.active else 0
 
 
 _RACE_ATTEMPTS = 3

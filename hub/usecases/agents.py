@@ -20,6 +20,7 @@ from hub.model import Agent, Role
 from hub.passwords import hash_password
 from hub.store import agents as agent_store
 from hub.store.admin import AgentUpdate, agent_loads, list_agents, list_queues, update_agent
+from hub.store.admin import agent_with_load as store_agent_with_load
 from hub.store.agents import AgentExists, get_agent
 from hub.store.routing import Released, RoutingRefused
 from hub.usecases._parts import HubParts
@@ -63,11 +64,11 @@ async def agents_with_loads(hub: HubParts, *, include_inactive: bool) -> list[Li
 
 async def agent_with_load(hub: HubParts, agent_id: int) -> ListedAgent:
     """One agent, active or not, with their load."""
-    for agent, active in await list_agents(hub.store, include_inactive=True):
-        if agent.id == agent_id:
-            loads = await agent_loads(hub.store)
-            return ListedAgent(agent=agent, active=active, load=loads.get(agent.id, 0))
-    raise NotFound("not_found", f"no agent {agent_id}")
+    found = await store_agent_with_load(hub.store, agent_id)
+    if found is None:
+        raise NotFound("not_found", f"no agent {agent_id}")
+    agent, active, load = found
+    return ListedAgent(agent=agent, active=active, load=load)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -245,6 +245,30 @@ async def test_deactivated_agent_is_logged_out_and_cannot_log_in(api: Api) -> No
     assert back["active"] is True
 
 
+async def test_one_agent_is_read_with_their_load_active_or_not(api: Api) -> None:
+    """``GET /api/v1/agents/{id}``: the agent as the list shows them, their load counting the conversation they
+    own; after deactivation still found, not active, with no load; an unknown id is 404."""
+    root = await api.agent("root", role="admin")
+    alice = await api.agent("alice")
+    conversation_id = await api.customer_writes()
+    async with api.store.write() as connection:
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == conversation_id)
+            .values(state="active", owner_agent_id=alice.id, waiting_since=None)
+        )
+    one = await root.json("GET", f"/api/v1/agents/{alice.id}")
+    (listed,) = [a for a in (await root.json("GET", "/api/v1/agents"))["items"] if a["id"] == alice.id]
+    assert one == listed
+    assert (one["active"], one["load"], one["queues"]) == (True, 1, listed["queues"])
+    await root.json("DELETE", f"/api/v1/agents/{alice.id}", status=204)
+    gone = await root.json("GET", f"/api/v1/agents/{alice.id}")
+    assert (gone["login"], gone["active"], gone["load"]) == ("alice", False, 0)
+    response = await root.get("/api/v1/agents/999999")
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
+
+
 async def test_accounts_show_health_and_never_secrets(api: Api) -> None:
     boss = await api.agent("boss", role="supervisor")
     alice = await api.agent("alice")
