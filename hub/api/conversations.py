@@ -20,7 +20,6 @@ from aiohttp import web
 from hub.api._body import json_body, parse_json
 from hub.api._fields import page_limit, parse_id
 from hub.api._hub import actor, hub_of
-from hub.api.access import conversation_for
 from hub.api.auth import authenticated
 from hub.api.errors import ApiError
 from hub.api.openapi import PAGE_LIMIT, documented, page_schema, schema
@@ -259,7 +258,7 @@ async def get_one(request: web.Request) -> web.Response:
 )
 async def history(request: web.Request) -> web.Response:
     agent = await authenticated(request)
-    conversation = await conversation_for(request, agent, _conversation_id(request), act=False)
+    conversation_id = _conversation_id(request)
     before = None
     if request.query.get("before"):
         raw = _decode(request.query["before"])
@@ -275,7 +274,7 @@ async def history(request: web.Request) -> web.Response:
             before = HistoryCursor(int(raw["c"]), at.astimezone(UTC), int(raw["r"]), int(raw["i"]))
         except (KeyError, TypeError, ValueError, OverflowError):
             raise ApiError(400, "invalid_cursor", "the cursor is not one this API gave out") from None
-    items, cursor = await history_of(hub_of(request), conversation, before=before, limit=page_limit(request))
+    items, cursor = await history_of(hub_of(request), agent, conversation_id, before=before, limit=page_limit(request))
     next_cursor = None
     if cursor is not None:
         next_cursor = _encode(

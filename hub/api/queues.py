@@ -191,8 +191,7 @@ async def queues_create(request: web.Request) -> web.Response:
         url_template=fields.get("url_template"),
         transfer_back=fields.get("transfer_back", False),
     )
-    created = await queue_usecases.create_queue(hub_of(request), acting, queue)
-    return json_ok(_queue_json(await queue_usecases.overview_of(hub_of(request), created)), status=201)
+    return json_ok(_queue_json(await queue_usecases.create_queue(hub_of(request), acting, queue)), status=201)
 
 
 @routes.get("/api/v1/queues/{id}")
@@ -207,8 +206,9 @@ async def queues_show(request: web.Request) -> web.Response:
 async def queues_update(request: web.Request) -> web.Response:
     acting = await acting_as(request, *ADMIN)
     fields = _queue_fields(await json_body(request), creating=False)
-    queue = await queue_usecases.update_queue(hub_of(request), acting, request.match_info["id"], fields)
-    return json_ok(_queue_json(await queue_usecases.overview_of(hub_of(request), queue)))
+    return json_ok(
+        _queue_json(await queue_usecases.update_queue(hub_of(request), acting, request.match_info["id"], fields))
+    )
 
 
 @routes.delete("/api/v1/queues/{id}")
@@ -249,8 +249,8 @@ async def queues_members(request: web.Request) -> web.Response:
             "'agents' must be a list of agent ids",
             "missing_field" if "agents" not in body else "invalid_field",
         )
-    queue = await queue_usecases.set_members(hub_of(request), acting, request.match_info["id"], agent_ids)
-    return json_ok(_queue_json(await queue_usecases.overview_of(hub_of(request), queue)))
+    changed = await queue_usecases.set_members(hub_of(request), acting, request.match_info["id"], agent_ids)
+    return json_ok(_queue_json(changed))
 
 
 def setup(app: web.Application) -> None:

@@ -95,11 +95,12 @@ async def show(hub: HubParts, viewer: Agent, conversation_id: int) -> dict[str, 
 
 
 async def history_of(
-    hub: HubParts, conversation: Conversation, *, before: HistoryCursor | None, limit: int
+    hub: HubParts, reader: Agent, conversation_id: int, *, before: HistoryCursor | None, limit: int
 ) -> tuple[list[dict[str, Any]], HistoryCursor | None]:
-    """One page of a conversation's history (one its reader was found to see), oldest to newest within the page,
-    and the cursor of the page before it. Past its start, pages go on into the older closed conversations of the
-    same identity or paired contact."""
+    """One page of the history of a conversation ``reader`` may see (NotFound, Forbidden), oldest to newest within
+    the page, and the cursor of the page before it. Past its start, pages go on into the older closed
+    conversations of the same identity or paired contact."""
+    conversation = await conversation_for(hub.store, reader, conversation_id, act=False)
     return await history_page(hub.store, conversation, before=before, limit=limit)
 
 

@@ -34,7 +34,6 @@ __all__ = [
     "delete_queue",
     "delete_status",
     "overview",
-    "overview_of",
     "queue_overview",
     "rename_status",
     "set_members",
@@ -123,10 +122,10 @@ async def queue_overview(hub: HubParts, queue_id: str) -> QueueOverview:
     queue = await admin_store.get_queue(hub.store, queue_id)
     if queue is None:
         raise _no_queue(queue_id)
-    return await overview_of(hub, queue)
+    return await _overview_of(hub, queue)
 
 
-async def overview_of(hub: HubParts, queue: Queue) -> QueueOverview:
+async def _overview_of(hub: HubParts, queue: Queue) -> QueueOverview:
     """``queue`` (as a change just left it) as the overview shows it."""
     now = hub.clock()
     members = await admin_store.queue_members(hub.store)
@@ -161,18 +160,20 @@ async def statuses(hub: HubParts) -> list[Status]:
 # ------------------------------------------------------------------- queues
 
 
-async def create_queue(hub: HubParts, actor: Principal, queue: Queue) -> Queue:
-    """Conflict when the id or number is taken; Invalid when a status it allows does not exist."""
+async def create_queue(hub: HubParts, actor: Principal, queue: Queue) -> QueueOverview:
+    """The new queue as the overview shows it; Conflict when the id or number is taken; Invalid when a status it
+    allows does not exist."""
     require_role(actor, Role.ADMIN)
     with store_refusals():
         await admin_store.create_queue(hub.store, queue)
     await _audit(hub, actor, "queue.created", f"queue:{queue.id}", after=_audited(queue))
     _changed(hub, queue.id, "created")
-    return queue
+    return await _overview_of(hub, queue)
 
 
-async def update_queue(hub: HubParts, actor: Principal, queue_id: str, fields: Mapping[str, Any]) -> Queue:
-    """Change the given fields (those of ``hub.store.admin.update_queue``); the queue as it is now."""
+async def update_queue(hub: HubParts, actor: Principal, queue_id: str, fields: Mapping[str, Any]) -> QueueOverview:
+    """Change the given fields (those of ``hub.store.admin.update_queue``); the queue as the overview shows it
+    now."""
     require_role(actor, Role.ADMIN)
     before = await admin_store.get_queue(hub.store, queue_id)
     with store_refusals():
@@ -188,7 +189,7 @@ async def update_queue(hub: HubParts, actor: Principal, queue_id: str, fields: M
         after=_audited(queue),
     )
     _changed(hub, queue_id, "updated")
-    return queue
+    return await _overview_of(hub, queue)
 
 
 async def delete_queue(hub: HubParts, actor: Principal, queue_id: str) -> None:
@@ -206,8 +207,9 @@ async def delete_queue(hub: HubParts, actor: Principal, queue_id: str) -> None:
     _changed(hub, queue_id, "deleted")
 
 
-async def set_members(hub: HubParts, actor: Principal, queue_id: str, agent_ids: Collection[int]) -> Queue:
-    """Replace the queue's members; Invalid when an agent does not exist or is deactivated."""
+async def set_members(hub: HubParts, actor: Principal, queue_id: str, agent_ids: Collection[int]) -> QueueOverview:
+    """Replace the queue's members: the queue as the overview shows it now; Invalid when an agent does not exist
+    or is deactivated."""
     require_role(actor, *_SUPERVISION)
     members_before = (await admin_store.queue_members(hub.store)).get(queue_id, [])
     with store_refusals():
@@ -225,7 +227,7 @@ async def set_members(hub: HubParts, actor: Principal, queue_id: str, agent_ids:
         after={"members": sorted(members)},
     )
     _changed(hub, queue_id, "members")
-    return queue
+    return await _overview_of(hub, queue)
 
 
 # ----------------------------------------------------------------- statuses
