@@ -23,6 +23,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.store._sqlite_driver import OneTripConnection
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
@@ -108,9 +109,17 @@ class Store:
             yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, brief: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read transaction. ``brief``: a few statements by key, on the way of something waited for (a bot's
+        turn); on SQLite they run on the event loop's thread instead of crossing to the connection's, as a write
+        transaction's do (ADR 0050). A read that may be long (a report, a list, a search) is never brief: it
+        would hold the loop for its whole length."""
         self._check_open()
         async with self.reader.connect() as connection:
+            if brief and self.dialect == "sqlite":
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert isinstance(driver, OneTripConnection)
+                driver.read_here()
             yield connection
 
     async def migrate(self) -> None:

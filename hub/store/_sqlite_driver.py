@@ -17,8 +17,16 @@ statements took six turns (the outbox's writer: 60 to 180 ms while 100 sends
 were in flight). ``BEGIN IMMEDIATE`` is tried here without waiting and goes to
 the connection's thread only when a writer in another process holds the lock
 (SQLite's busy handler then waits there); the commit (which waits for the
-disk) and every reader's statement always go to the connection's thread.
+disk) always goes to the connection's thread.
 See docs/decisions/0016-sqlite-inline-writes.md.
+
+A reader's statements go to the connection's thread too, unless the read was
+declared brief (``read_here``: a few statements by key, on a bot's turn's way):
+then they run here as well, with SQLite's busy handler off. A reader of a WAL
+database does not wait for writers; in the rare case it would have to wait (a
+connection elsewhere recovering the WAL or holding an exclusive lock), SQLite
+answers SQLITE_BUSY at once and the read goes on on the connection's thread,
+where the busy handler may wait. See docs/decisions/0050-brief-reads-on-the-loop.md.
 
 The connection is an ``aiosqlite.Connection`` (SQLAlchemy's adapter uses its
 thread and queue); it is handed to SQLAlchemy through ``async_creator``, the
@@ -119,18 +127,46 @@ BEGIN_WRITE = "BEGIN IMMEDIATE"  # what the engine's begin hook sends for writer
 
 class OneTripConnection(aiosqlite.Connection):
     writing = False  # inside a write transaction: statements run on the caller's thread
-    _busy_timeout: int | None = None  # ms, as the engine set it (read once, restored after a no-wait BEGIN)
+    reading_here = False  # a brief read, until it ends or would wait: statements run on the caller's thread
+    _busy_timeout: int | None = None  # ms, as the engine set it (read once, restored after a no-wait statement)
 
     def cursor(self) -> PrefetchingCursor:  # type: ignore[override]  # a plain object, not a coroutine
         return PrefetchingCursor(self)
 
     async def run(self, function: Callable[..., _Outcome], sql: str, parameters: Any) -> _Outcome:
-        """``function(sqlite3_connection, sql, parameters)``: here inside a write transaction, else on the
-        connection's thread."""
+        """``function(sqlite3_connection, sql, parameters)``: here inside a write transaction or a brief read
+        (which goes on on the connection's thread once a statement would wait), else on the connection's
+        thread."""
         if self.writing:
             return function(self._conn, sql, parameters)
+        if self.reading_here:
+            try:
+                return function(self._conn, sql, parameters)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+                self._stop_reading_here()  # nothing was read: the statement is asked again, where it may wait
         outcome: _Outcome = await self._execute(function, self._conn, sql, parameters)  # type: ignore[no-untyped-call]
         return outcome
+
+    def read_here(self) -> None:
+        """The read transaction about to start is brief: its statements run on the caller's thread, without
+        waiting, until it ends (``rollback``, as the pool resets every connection it takes back)."""
+        if self.writing or self._conn.in_transaction:
+            raise RuntimeError("a brief read starts on a connection with no transaction open")
+        self._remembered_busy_timeout()  # as the engine set it, before it is changed
+        self._conn.execute("PRAGMA busy_timeout=0")
+        self.reading_here = True
+
+    def _stop_reading_here(self) -> None:
+        if self.reading_here:
+            self.reading_here = False
+            self._conn.execute(f"PRAGMA busy_timeout={self._remembered_busy_timeout()}")
+
+    def _remembered_busy_timeout(self) -> int:
+        if self._busy_timeout is None:
+            self._busy_timeout = int(self._conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        return self._busy_timeout
 
     async def begin_write(self) -> None:
         """``BEGIN IMMEDIATE`` here when the write lock is free; if a writer in another process holds it,
@@ -141,8 +177,7 @@ class OneTripConnection(aiosqlite.Connection):
 
     def _begin_without_waiting(self) -> bool:
         connection = self._conn
-        if self._busy_timeout is None:
-            self._busy_timeout = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+        busy_timeout = self._remembered_busy_timeout()
         connection.execute("PRAGMA busy_timeout=0")
         try:
             connection.execute(BEGIN_WRITE)
@@ -151,7 +186,7 @@ class OneTripConnection(aiosqlite.Connection):
                 raise
             return False
         finally:
-            connection.execute(f"PRAGMA busy_timeout={self._busy_timeout}")
+            connection.execute(f"PRAGMA busy_timeout={busy_timeout}")
         return True
 
     async def commit(self) -> None:
@@ -161,12 +196,17 @@ class OneTripConnection(aiosqlite.Connection):
             self.writing = False
 
     async def rollback(self) -> None:
-        """Nothing to cross for when no transaction is open: the pool "resets" every connection it takes back."""
+        """Nothing to cross for when no transaction is open: the pool "resets" every connection it takes back.
+        A brief read ends here, on the caller's thread."""
         try:
             if self._conn.in_transaction:
-                await super().rollback()
+                if self.reading_here:
+                    self._conn.rollback()
+                else:
+                    await super().rollback()
         finally:
             self.writing = False
+            self._stop_reading_here()
 
 
 def connect(database: str, **kwargs: Any) -> OneTripConnection:

@@ -214,8 +214,9 @@ async def create_token(store: Store, agent_id: int, kind: str, *, now: datetime,
 
 
 async def lookup_token(store: Store, token: str, *, now: datetime) -> TokenSession | None:
-    """The live (not expired, not revoked) token of an active agent, or None."""
-    async with store.read() as connection:
+    """The live (not expired, not revoked) token of an active agent, or None: on every request that logs in by
+    token, so a brief read (three statements by key)."""
+    async with store.read(brief=True) as connection:
         row = (
             await connection.execute(
                 select(auth_tokens)

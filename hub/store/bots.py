@@ -382,7 +382,7 @@ async def turn_of(
     """Everything a bot's turn reads, in one read (None: no such conversation or message); ``with_templates``:
     the current templates too."""
     ids = {"turn_conversation_id": conversation_id, "turn_message_id": message_id}
-    async with store.read() as connection:
+    async with store.read(brief=True) as connection:
         row = (await connection.execute(_TURN_CONVERSATION, ids)).first()
         if row is None:
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import Column, MetaData, String, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from hub.store import Store
+from hub.store import Store, _sqlite_driver
 from hub.store._sqlite_driver import OneTripConnection
 
 queues = Table("scratch", MetaData(), Column("id", String, primary_key=True), Column("name", String))
@@ -161,3 +162,63 @@ async def test_a_write_lock_held_by_another_process_is_waited_for_on_the_thread(
     assert trips[0] == "execute"  # the waiting BEGIN IMMEDIATE, on the thread
     async with sqlite_store.read() as connection:
         assert (await connection.execute(select(queues.c.name).where(queues.c.id == "waited"))).scalar() == "Waited"
+
+
+async def test_a_brief_read_runs_here_from_its_begin_to_its_end(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A brief read (ADR 0050) crosses to no thread at all, answers as any read does, and gives its connection
+    back to the pool with the busy timeout the engine set."""
+    async with sqlite_store.write() as connection:
+        await connection.execute(insert(queues).values(id="q1", name="Queue 1"))
+    async with sqlite_store.read() as connection:  # the reader's connection is opened (on its thread) first
+        await connection.execute(select(queues.c.id))
+    trips = count_trips(monkeypatch)
+    async with sqlite_store.read(brief=True) as connection:
+        assert (await connection.execute(select(queues.c.name).where(queues.c.id == "q1"))).scalar() == "Queue 1"
+        assert (await connection.execute(select(queues.c.name).where(queues.c.id == "none"))).first() is None
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(driver, OneTripConnection)
+        assert driver.reading_here
+    assert trips == []
+    assert not driver.reading_here
+    assert driver._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    async with sqlite_store.read() as connection:  # a read that is not brief crosses as before
+        assert (await connection.execute(select(queues.c.id))).scalars().all() == ["q1"]
+    assert "_run" in trips
+
+
+async def test_a_brief_read_that_would_wait_goes_on_on_the_thread(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader of a WAL database is refused with SQLITE_BUSY only while another connection recovers the WAL or
+    holds the file in exclusive locking mode, neither of which can start while this store's connections are
+    open; so the refusal is injected here, once, on the loop's thread. The statement is asked again on the
+    connection's thread, the rest of the read stays there, and the busy timeout is the engine's again."""
+    async with sqlite_store.write() as connection:
+        await connection.execute(insert(queues).values(id="q1", name="Queue 1"))
+    async with sqlite_store.read() as connection:
+        await connection.execute(select(queues.c.id))
+    loop_thread = threading.get_ident()
+    refused: list[str] = []
+    original = _sqlite_driver._run
+
+    def busy_once_here(connection: sqlite3.Connection, sql: str, parameters: object) -> object:
+        if threading.get_ident() == loop_thread and not refused and sql.startswith("SELECT"):
+            refused.append(sql)
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        return original(connection, sql, parameters)
+
+    monkeypatch.setattr(_sqlite_driver, "_run", busy_once_here)
+    trips = count_trips(monkeypatch)
+    async with sqlite_store.read(brief=True) as connection:
+        assert (await connection.execute(select(queues.c.name).where(queues.c.id == "q1"))).scalar() == "Queue 1"
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(driver, OneTripConnection)
+        assert not driver.reading_here
+        assert (await connection.execute(select(queues.c.id))).scalars().all() == ["q1"]
+    assert len(refused) == 1
+    assert trips.count("busy_once_here") == 2  # the refused statement asked again there, and the next one
+    assert driver._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
