@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -370,20 +370,17 @@ def _lease_parameters(*, owner: str, now: datetime, lease: float, limit: int) ->
     return {"b_now": now, "b_limit": limit, "b_until": now + timedelta(seconds=lease), "b_owner": owner}
 
 
-def _due(pairs: Sequence[tuple[Any, Any]]) -> list[DueDelivery]:
-    """(the leased delivery, its subscription's url and secret) as what a sender needs, in id order."""
-    due = [
-        DueDelivery(
-            id=int(r.id),
-            subscription_id=head.subscription_id,
-            url=head.url,
-            secret=head.secret,
-            body=r.body.encode(),
-            created_at=r.created_at,
-        )
-        for r, head in pairs
+def _due(rows: Iterable[Sequence[Any]]) -> list[DueDelivery]:
+    """Leased rows of (id, subscription id, url, secret, body, created_at) as what a sender needs, in id order.
+    Read by position: a round builds one per delivery, and a row's attributes cost a lookup by name each."""
+    return [
+        DueDelivery(id=int(i), subscription_id=s, url=u, secret=k, body=b.encode(), created_at=c)
+        for i, s, u, k, b, c in sorted(rows, key=_delivery_id)
     ]
-    return sorted(due, key=lambda d: d.id)
+
+
+def _delivery_id(row: Sequence[Any]) -> Any:
+    return row[0]
 
 
 async def _move_on_and_claim(
@@ -391,8 +388,7 @@ async def _move_on_and_claim(
 ) -> list[DueDelivery]:
     """PostgreSQL, after ``_record`` locked the finished heads: ``_advance`` and ``_claim`` in one statement."""
     parameters = {**_lease_parameters(owner=owner, now=now, lease=lease, limit=limit), "b_finished": list(finished)}
-    rows = await connection.execute(_statements("postgresql").moved_and_leased, parameters)
-    return _due([(r, r) for r in rows])
+    return _due(await connection.execute(_statements("postgresql").moved_and_leased, parameters))
 
 
 async def _claim(
@@ -403,12 +399,13 @@ async def _claim(
     statements = _statements(connection.dialect.name)
     parameters = _lease_parameters(owner=owner, now=now, lease=lease, limit=limit)
     if connection.dialect.name == "postgresql":
-        return _due([(r, r) for r in await connection.execute(statements.lease, parameters)])
-    found = {int(r.id): r for r in await connection.execute(statements.due_heads, parameters)}
+        return _due(await connection.execute(statements.lease, parameters))
+    # the heads' (subscription id, url, secret) by id; the lease returns (id, subscription id, body, created_at)
+    found = {int(i): (s, u, k) for i, s, u, k in await connection.execute(statements.due_heads, parameters)}
     if not found:
         return []
     claimed = await connection.execute(statements.lease, {**parameters, "b_ids": sorted(found)})
-    return _due([(r, found[int(r.id)]) for r in claimed])
+    return _due((i, *found[int(i)], b, c) for i, _, b, c in claimed)
 
 
 async def release_claims(store: Store, ids: Sequence[int], *, owner: str) -> None:
