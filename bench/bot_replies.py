@@ -1,6 +1,7 @@
 """Bots: the time the hub adds between a customer's message and the bot's reply reaching the provider.
 
     python bench/bot_replies.py [--engine sqlite|postgres] [--rate 100] [--seconds 5] [--together] [--warmup 0]
+                                [--processes 1]
 
 **reply** — customer message → bot webhook → bot reply → provider, at ``--rate`` new conversations per second for
 ``--seconds``. Each customer writes once (the ingest's submit, as the webhook route calls it after checking the
@@ -24,6 +25,12 @@ The bot and the provider are external systems: by default they run in a process 
 loopback), so the hub's event loop is the hub's alone, as in production. Both processes stamp times with the same
 system-wide monotonic clock. ``--together`` runs them in the hub's process instead, competing for its event loop
 (the structure of the first measurements, kept so that figures taken either way can be compared).
+
+``--processes N`` (PostgreSQL only): N hub processes on one database, as docs/scaling.md says to run the hub
+when one process's event loop has no time to spare. Each is a hub of its own (``build_hub``, its own bot runner and
+outbox) that receives every N-th conversation, as a proxy spreading webhooks over the processes would hand them
+out; together they keep the one schedule of ``--rate`` conversations a second. The CPU figure is then the sum of
+the hub processes' CPU per conversation.
 
 This is a measure of the bots work (issue 18); bench/bots.py (outgoing webhooks) lists it among its measures when
 both are in the tree. The code measured is the tree the script is run from.
@@ -150,6 +157,96 @@ class _Outside:
         return bot_own, arrived
 
 
+def _hub_process(config: str, url: str, schedule: tuple[float, int, int, int, int], pipe: Connection) -> None:
+    """One hub process of ``--processes N``: starts a hub on the shared database, says so, waits for the start
+    time, sends its share of the conversations (``schedule``: rate, warm-up, measured, processes, its index),
+    then sends back when each was sent; once told to stop (every reply has arrived), its CPU from the first
+    measured conversation on, and it stops its hub."""
+    rate, warmup, count, processes, index = schedule
+
+    async def serve() -> None:
+        settings = load_settings(Path(config), {})
+        store = Store(url)
+        try:
+            hub = build_hub(settings, store=store)
+            async with hub:
+                settle_garbage_collector()
+                pipe.send("ready")
+                start = await asyncio.to_thread(pipe.recv)
+                sent, cpu = await _send_share(hub, start, rate, range(index, warmup + count, processes), warmup)
+                pipe.send(sent)
+                await asyncio.to_thread(pipe.recv)  # stop
+                pipe.send(time.process_time() - cpu)
+        finally:
+            await store.close()
+
+    asyncio.run(serve())
+
+
+async def _send_share(
+    hub: Any, start: float, rate: float, indices: range, warmup: int
+) -> tuple[dict[str, float], float]:
+    """The conversations numbered ``indices``, each at ``start + i / rate``, the first ``warmup`` numbers not
+    measured: when each measured one was sent, and this process's CPU time (``time.process_time``) as the first
+    measured one was due."""
+    sent: dict[str, float] = {}
+    tasks, cpu = [], time.process_time()
+    measuring = False
+    for i in indices:
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if i >= warmup and not measuring:
+            measuring, cpu = True, time.process_time()
+        if i < warmup:
+            tasks.append(asyncio.create_task(_customer_writes(hub, {}, i, prefix="w")))
+        else:
+            tasks.append(asyncio.create_task(_customer_writes(hub, sent, i - warmup)))
+    await asyncio.gather(*tasks)
+    return sent, cpu
+
+
+class _HubProcesses:
+    """The parent's handle on the hub processes of ``--processes N``."""
+
+    def __init__(self, config: Path, url: str, rate: float, warmup: int, count: int, processes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipes, self._processes = [], []
+        for index in range(processes):
+            ours, theirs = context.Pipe()
+            schedule = (rate, warmup, count, processes, index)
+            self._pipes.append(ours)
+            self._processes.append(
+                context.Process(target=_hub_process, args=(str(config), url, schedule, theirs), daemon=True)
+            )
+
+    async def run(self) -> dict[str, float]:
+        """Start every hub, then the schedule at one start time: when each conversation was sent."""
+        for process in self._processes:
+            process.start()
+        for pipe in self._pipes:
+            if await asyncio.to_thread(pipe.recv) != "ready":
+                raise RuntimeError("a hub process did not start")
+        start = time.monotonic() + 0.5
+        for pipe in self._pipes:
+            pipe.send(start)
+        sent: dict[str, float] = {}
+        for pipe in self._pipes:
+            sent.update(await asyncio.to_thread(pipe.recv))
+        return sent
+
+    async def stop(self) -> float:
+        """Stop every hub: the CPU they spent since their first measured conversation, summed."""
+        cpu = 0.0
+        for pipe, process in zip(self._pipes, self._processes, strict=True):
+            if process.is_alive():
+                pipe.send("stop")
+                if await asyncio.to_thread(pipe.poll, 30):
+                    cpu += float(pipe.recv())
+            await asyncio.to_thread(process.join, 30)
+        return cpu
+
+
 def _config(folder: Path, bot_port: int, provider_port: int) -> Path:
     path = folder / "bench.toml"
     path.write_text(
@@ -199,14 +296,16 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
 
 
 async def measure_bot_reply(
-    engine: str, rate: float, seconds: float, *, together: bool = False, warmup: int = 0
+    engine: str, rate: float, seconds: float, *, together: bool = False, warmup: int = 0, processes: int = 1
 ) -> dict[str, Any]:
     """p50 / p99 / max of the time the hub adds (ms), and how many conversations were measured. ``together``:
     the bot and the provider share the hub's process and event loop; ``warmup``: conversations first, at
-    the same rate, not measured."""
+    the same rate, not measured; ``processes``: hub processes on one PostgreSQL database."""
+    if processes > 1 and (engine != "postgres" or together):
+        raise ValueError("several hub processes share a PostgreSQL database, with the bot in its own process")
     count = int(rate * seconds)
-    sent: dict[str, float] = {}
-    timings, outside, runners = Timings(count + warmup), None, []
+    timings, outside = Timings(count + warmup), None
+    runners: list[web.AppRunner] = []
     if together:
         runners, bot_port, provider_port = await timings.serve()
     else:
@@ -214,30 +313,28 @@ async def measure_bot_reply(
         bot_port, provider_port = await outside.start()
     try:
         with tempfile.TemporaryDirectory() as folder:
-            settings = load_settings(_config(Path(folder), bot_port, provider_port), {})
+            config = _config(Path(folder), bot_port, provider_port)
             store: Store
             async with database(engine) as store:
-                hub = build_hub(settings, store=store)
-                async with hub:
-                    settle_garbage_collector()  # as `channelhub serve` does once the hub has started
-                    start, cpu, tasks = time.monotonic(), time.process_time(), []
-                    for i in range(warmup + count):
-                        delay = start + i / rate - time.monotonic()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        if i == warmup:
-                            cpu = time.process_time()
-                        if i < warmup:
-                            tasks.append(asyncio.create_task(_customer_writes(hub, {}, i, prefix="w")))
-                        else:
-                            tasks.append(asyncio.create_task(_customer_writes(hub, sent, i - warmup)))
-                    await asyncio.gather(*tasks)
-                    if outside is not None:
+                if processes > 1:
+                    hubs = _HubProcesses(config, store.url, rate, warmup, count, processes)
+                    try:
+                        sent = await hubs.run()
+                        assert outside is not None
                         bot_own, arrived = await outside.results(60)
-                    else:
-                        await asyncio.wait_for(timings.done.wait(), timeout=60)
-                        bot_own, arrived = timings.bot_own, timings.arrived
-                    cpu = time.process_time() - cpu
+                    finally:
+                        cpu = await hubs.stop()
+                else:
+                    hub = build_hub(load_settings(config, {}), store=store)
+                    async with hub:
+                        settle_garbage_collector()  # as `channelhub serve` does once the hub has started
+                        sent, cpu = await _send_share(hub, time.monotonic(), rate, range(warmup + count), warmup)
+                        if outside is not None:
+                            bot_own, arrived = await outside.results(60)
+                        else:
+                            await asyncio.wait_for(timings.done.wait(), timeout=60)
+                            bot_own, arrived = timings.bot_own, timings.arrived
+                        cpu = time.process_time() - cpu
     finally:
         for runner in runners:
             await runner.cleanup()
@@ -270,15 +367,20 @@ async def run(args: argparse.Namespace) -> None:
     """The measure as bench/bots.py's ``MEASURES`` calls it."""
     together = bool(getattr(args, "together", False))
     warmup = int(getattr(args, "warmup", 0))
-    figures = await measure_bot_reply(args.engine, args.rate, args.seconds, together=together, warmup=warmup)
+    processes = int(getattr(args, "processes", 1))
+    figures = await measure_bot_reply(
+        args.engine, args.rate, args.seconds, together=together, warmup=warmup, processes=processes
+    )
     where = "bot and provider in the hub's process" if together else "bot and provider in their own process"
+    if processes > 1:
+        where = f"{processes} hub processes, {where}"
     if warmup:
         where += f", {warmup} conversations first not measured"
     print(
         f"bot replies ({args.engine}, {args.rate:g} conversations/s for {args.seconds:g} s, {where}): "
         f"{figures['conversations']} measured, time added by the hub p50 {figures['p50_ms']:.1f} ms, "
-        f"p99 {figures['p99_ms']:.1f} ms, max {figures['max_ms']:.1f} ms (target p99 < 50 ms); the hub's process "
-        f"CPU {figures['cpu_ms']:.1f} ms per conversation"
+        f"p99 {figures['p99_ms']:.1f} ms, max {figures['max_ms']:.1f} ms (target p99 < 50 ms); the hub's "
+        f"{'processes' if processes > 1 else 'process'} CPU {figures['cpu_ms']:.1f} ms per conversation"
     )
 
 
@@ -291,6 +393,9 @@ def main() -> None:
         "--together", action="store_true", help="run the bot and the provider in the hub's process (the old structure)"
     )
     parser.add_argument("--warmup", type=int, default=0, help="conversations first, at the same rate, not measured")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="hub processes on one PostgreSQL database (--engine postgres)"
+    )
     add_loop_argument(parser)
     args = parser.parse_args()
     run_on_loop(run(args), args.loop)
