@@ -35,7 +35,7 @@ from typing import Any
 
 import aiosqlite
 
-__all__ = ["BEGIN_WRITE", "OneTripConnection", "connect"]
+__all__ = ["BEGIN_READ", "BEGIN_WRITE", "OneTripConnection", "connect"]
 
 _Outcome = tuple[Any, list[Any], int, int | None]
 
@@ -87,6 +87,9 @@ class PrefetchingCursor:
         if sql == BEGIN_WRITE and not parameters:
             await self._connection.begin_write()
             return self._keep((None, [], -1, None))
+        if sql == BEGIN_READ and not parameters:
+            self._connection.begin_read()
+            return self._keep((None, [], -1, None))
         return self._keep(await self._connection.run(_run, sql, parameters))
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> PrefetchingCursor:
@@ -115,10 +118,18 @@ class PrefetchingCursor:
 
 
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # what the engine's begin hook sends for writers (hub.store.engine)
+BEGIN_READ = "BEGIN"  # and for readers: deferred, it takes no lock until the transaction's first statement
+
+
+def _begun(function: Callable[..., _Outcome], connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
+    """A reader's deferred ``BEGIN``, then the transaction's first statement: one trip for both."""
+    connection.execute(BEGIN_READ)
+    return function(connection, sql, parameters)
 
 
 class OneTripConnection(aiosqlite.Connection):
     writing = False  # inside a write transaction: statements run on the caller's thread
+    _begin_pending = False  # a reader's BEGIN, sent with the transaction's first statement
     _busy_timeout: int | None = None  # ms, as the engine set it (read once, restored after a no-wait BEGIN)
 
     def cursor(self) -> PrefetchingCursor:  # type: ignore[override]  # a plain object, not a coroutine
@@ -129,8 +140,17 @@ class OneTripConnection(aiosqlite.Connection):
         connection's thread."""
         if self.writing:
             return function(self._conn, sql, parameters)
+        if self._begin_pending:
+            self._begin_pending = False
+            begun: _Outcome = await self._execute(_begun, function, self._conn, sql, parameters)  # type: ignore[no-untyped-call]
+            return begun
         outcome: _Outcome = await self._execute(function, self._conn, sql, parameters)  # type: ignore[no-untyped-call]
         return outcome
+
+    def begin_read(self) -> None:
+        """A reader's ``BEGIN``, kept for its first statement's trip: a deferred BEGIN does nothing in SQLite
+        until that statement (no lock, no snapshot), so sending the two together changes nothing but the trip."""
+        self._begin_pending = True
 
     async def begin_write(self) -> None:
         """``BEGIN IMMEDIATE`` here when the write lock is free; if a writer in another process holds it,
@@ -155,6 +175,7 @@ class OneTripConnection(aiosqlite.Connection):
         return True
 
     async def commit(self) -> None:
+        self._begin_pending = False
         try:
             await super().commit()
         finally:
@@ -162,6 +183,7 @@ class OneTripConnection(aiosqlite.Connection):
 
     async def rollback(self) -> None:
         """Nothing to cross for when no transaction is open: the pool "resets" every connection it takes back."""
+        self._begin_pending = False
         try:
             if self._conn.in_transaction:
                 await super().rollback()
