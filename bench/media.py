@@ -1,7 +1,7 @@
 """Media: inbound fetch-and-store rate, serving a stored file to many clients, and memory while a big file streams.
 
     python bench/media.py [--files 200] [--file-kib 256] [--serve-mib 5] [--clients 32] [--rounds 4] [--big-mib 100]
-                          [--repeats 3]
+                          [--repeats 3] [--serve-only]
 
 1. Fetch: ``--files`` customers' attachments (distinct bytes, ``--file-kib`` each) served by a provider on loopback
    (its own process). The hub's media fetcher (``hub.media_fetch``, SQLite file, local blob store) claims, fetches,
@@ -331,40 +331,43 @@ async def stream_memory(url: str, pid: int) -> tuple[int, int]:
     return before, peak
 
 
+async def measure_fetch(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    """1.: the hub's fetch rate against the fsynced baseline's, taking turns."""
+    port = free_port()
+    provider = start([sys.executable, __file__, "--provider", str(port), str(args.files), str(args.file_kib * 1024)])
+    try:
+        await wait_up(f"http://127.0.0.1:{port}/f/0")
+        urls = [f"http://127.0.0.1:{port}/f/{n}" for n in range(args.files)]
+        # baselines and the hub take turns: each hub run is set against the baselines just before and after it
+        durable = [await fetch_baseline(urls, folder / "durable-0", args.concurrency, durable=True)]
+        plain = [await fetch_baseline(urls, folder / "plain-0", args.concurrency, durable=False)]
+        hub: list[float] = []
+        for n in range(1, args.repeats + 1):
+            hub.append(await fetch_hub(urls, folder / f"hub-{n}", args.concurrency))
+            durable.append(await fetch_baseline(urls, folder / f"durable-{n}", args.concurrency, durable=True))
+            plain.append(await fetch_baseline(urls, folder / f"plain-{n}", args.concurrency, durable=False))
+    finally:
+        stop(provider)
+    ratios = [rate / ((durable[n] + durable[n + 1]) / 2) for n, rate in enumerate(hub)]
+    unsynced = [rate / ((plain[n] + plain[n + 1]) / 2) for n, rate in enumerate(hub)]
+    return {
+        "hub_files_per_s": [round(rate, 1) for rate in hub],
+        "fsynced_files_per_s": [round(rate, 1) for rate in durable],
+        "written_files_per_s": [round(rate, 1) for rate in plain],
+        "ratios": [round(ratio, 3) for ratio in ratios],
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_to_unsynced_writes": round(statistics.median(unsynced), 3),
+        "target": 0.70,
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     results: dict[str, object] = {}
     settle_garbage_collector()  # as `channelhub serve` does once started: the fetcher runs there
     with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
         folder = Path(tmp)
-        # 1. fetch
-        port = free_port()
-        provider = start(
-            [sys.executable, __file__, "--provider", str(port), str(args.files), str(args.file_kib * 1024)]
-        )
-        try:
-            await wait_up(f"http://127.0.0.1:{port}/f/0")
-            urls = [f"http://127.0.0.1:{port}/f/{n}" for n in range(args.files)]
-            # baselines and the hub take turns: each hub run is set against the baselines just before and after it
-            durable = [await fetch_baseline(urls, folder / "durable-0", args.concurrency, durable=True)]
-            plain = [await fetch_baseline(urls, folder / "plain-0", args.concurrency, durable=False)]
-            hub: list[float] = []
-            for n in range(1, args.repeats + 1):
-                hub.append(await fetch_hub(urls, folder / f"hub-{n}", args.concurrency))
-                durable.append(await fetch_baseline(urls, folder / f"durable-{n}", args.concurrency, durable=True))
-                plain.append(await fetch_baseline(urls, folder / f"plain-{n}", args.concurrency, durable=False))
-        finally:
-            stop(provider)
-        ratios = [rate / ((durable[n] + durable[n + 1]) / 2) for n, rate in enumerate(hub)]
-        unsynced = [rate / ((plain[n] + plain[n + 1]) / 2) for n, rate in enumerate(hub)]
-        results["fetch"] = {
-            "hub_files_per_s": [round(rate, 1) for rate in hub],
-            "fsynced_files_per_s": [round(rate, 1) for rate in durable],
-            "written_files_per_s": [round(rate, 1) for rate in plain],
-            "ratios": [round(ratio, 3) for ratio in ratios],
-            "ratio": round(statistics.median(ratios), 3),
-            "ratio_to_unsynced_writes": round(statistics.median(unsynced), 3),
-            "target": 0.70,
-        }
+        if not args.serve_only:
+            results["fetch"] = await measure_fetch(args, folder)
         # 2. serve, 3. memory
         serve_folder = folder / "serve"
         token, blob_path = await seed_served_file(serve_folder, args.serve_mib)
@@ -424,6 +427,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--big-mib", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--serve-only", action="store_true", help="skip 1. (fetch): measure serving and memory")
     add_loop_argument(parser)
     args = parser.parse_args()
     os.environ.setdefault("CHANNELHUB_LOG_LEVEL", "WARNING")

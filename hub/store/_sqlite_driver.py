@@ -20,9 +20,11 @@ the connection's thread only when a writer in another process holds the lock
 disk) always goes to the connection's thread.
 See docs/decisions/0016-sqlite-inline-writes.md.
 
-A reader's statements go to the connection's thread too, unless the read was
-declared brief (``read_here``: a few statements by key, on a bot's turn's way):
-then they run here as well, with SQLite's busy handler off. A reader of a WAL
+A reader's statements go to the connection's thread too, its deferred
+``BEGIN`` with its first statement in one trip (SQLite begins nothing before
+that statement anyway: no lock, no snapshot), unless the read was declared
+brief (``read_here``: a few statements by key, on a bot's turn's way): then
+they run here as well, with SQLite's busy handler off. A reader of a WAL
 database does not wait for writers; in the rare case it would have to wait (a
 connection elsewhere recovering the WAL or holding an exclusive lock), SQLite
 answers SQLITE_BUSY at once and the read goes on on the connection's thread,
@@ -37,13 +39,14 @@ never stream from SQLite.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
-__all__ = ["BEGIN_WRITE", "OneTripConnection", "connect"]
+__all__ = ["BEGIN_READ", "BEGIN_WRITE", "OneTripConnection", "connect"]
 
 _Outcome = tuple[Any, list[Any], int, int | None]
 
@@ -95,6 +98,9 @@ class PrefetchingCursor:
         if sql == BEGIN_WRITE and not parameters:
             await self._connection.begin_write()
             return self._keep((None, [], -1, None))
+        if sql == BEGIN_READ and not parameters:
+            self._connection.begin_read()
+            return self._keep((None, [], -1, None))
         return self._keep(await self._connection.run(_run, sql, parameters))
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> PrefetchingCursor:
@@ -123,11 +129,19 @@ class PrefetchingCursor:
 
 
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # what the engine's begin hook sends for writers (hub.store.engine)
+BEGIN_READ = "BEGIN"  # and for readers: deferred, it takes no lock until the transaction's first statement
+
+
+def _begun(function: Callable[..., _Outcome], connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
+    """A reader's deferred ``BEGIN``, then the transaction's first statement: one trip for both."""
+    connection.execute(BEGIN_READ)
+    return function(connection, sql, parameters)
 
 
 class OneTripConnection(aiosqlite.Connection):
     writing = False  # inside a write transaction: statements run on the caller's thread
     reading_here = False  # a brief read, until it ends or would wait: statements run on the caller's thread
+    _begin_pending = False  # a reader's BEGIN, sent with the transaction's first statement
     _busy_timeout: int | None = None  # ms, as the engine set it (read once, restored after a no-wait statement)
 
     def cursor(self) -> PrefetchingCursor:  # type: ignore[override]  # a plain object, not a coroutine
@@ -139,6 +153,10 @@ class OneTripConnection(aiosqlite.Connection):
         thread."""
         if self.writing:
             return function(self._conn, sql, parameters)
+        plain = function
+        if self._begin_pending:  # a reader's BEGIN goes with its first statement
+            self._begin_pending = False
+            function = functools.partial(_begun, plain)
         if self.reading_here:
             try:
                 return function(self._conn, sql, parameters)
@@ -146,8 +164,15 @@ class OneTripConnection(aiosqlite.Connection):
                 if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
                     raise
                 self._stop_reading_here()  # nothing was read: the statement is asked again, where it may wait
+                if self._conn.in_transaction:  # its BEGIN went through (a deferred one waits for nothing)
+                    function = plain
         outcome: _Outcome = await self._execute(function, self._conn, sql, parameters)  # type: ignore[no-untyped-call]
         return outcome
+
+    def begin_read(self) -> None:
+        """A reader's ``BEGIN``, kept for its first statement's trip: a deferred BEGIN does nothing in SQLite
+        until that statement (no lock, no snapshot), so sending the two together changes nothing but the trip."""
+        self._begin_pending = True
 
     def read_here(self) -> None:
         """The read transaction about to start is brief: its statements run on the caller's thread, without
@@ -190,6 +215,7 @@ class OneTripConnection(aiosqlite.Connection):
         return True
 
     async def commit(self) -> None:
+        self._begin_pending = False
         try:
             await super().commit()
         finally:
@@ -198,6 +224,7 @@ class OneTripConnection(aiosqlite.Connection):
     async def rollback(self) -> None:
         """Nothing to cross for when no transaction is open: the pool "resets" every connection it takes back.
         A brief read ends here, on the caller's thread."""
+        self._begin_pending = False
         try:
             if self._conn.in_transaction:
                 if self.reading_here:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from hub.store._sqlite_driver import BEGIN_WRITE, OneTripConnection, connect
+from hub.store._sqlite_driver import BEGIN_READ, BEGIN_WRITE, OneTripConnection, connect
 
 __all__ = ["async_url", "create_engine", "sync_url"]
 
@@ -131,6 +131,6 @@ def _sqlite_engine(target: URL, *, echo: bool, immediate: bool, pool_size: int) 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # writers take the lock up front: no deadlock when a reader later writes
-        connection.exec_driver_sql(BEGIN_WRITE if immediate else "BEGIN")
+        connection.exec_driver_sql(BEGIN_WRITE if immediate else BEGIN_READ)
 
     return engine

@@ -431,6 +431,11 @@ def _record(row: Any) -> AttachmentRecord:
 _RECORD = select(attachments, messages.c.conversation_id, messages.c.identity_id).join(
     messages, messages.c.id == attachments.c.message_id
 )
+# built once and bound per call: every provider's fetch of a public link reads it, and building the two
+# comparisons cost more of the event loop than the rest of the read
+_LINKED = _RECORD.where(
+    attachments.c.link_token == bindparam("token"), attachments.c.link_expires_at > bindparam("now")
+)
 
 
 async def load_attachment(store: Store, attachment_id: int) -> AttachmentRecord | None:
@@ -443,11 +448,7 @@ async def load_attachment(store: Store, attachment_id: int) -> AttachmentRecord 
 async def load_linked(store: Store, token: str, *, now: datetime) -> AttachmentRecord | None:
     """The attachment whose public link carries ``token``, while the link is valid."""
     async with store.read() as connection:
-        row = (
-            await connection.execute(
-                _RECORD.where(attachments.c.link_token == token, attachments.c.link_expires_at > now)
-            )
-        ).first()
+        row = (await connection.execute(_LINKED, {"token": token, "now": now})).first()
     return None if row is None else _record(row)
 
 
