@@ -439,15 +439,16 @@ _LINKED = _RECORD.where(
 
 
 async def load_attachment(store: Store, attachment_id: int) -> AttachmentRecord | None:
-    """The attachment and the conversation of its message, or None."""
-    async with store.read() as connection:
+    """The attachment and the conversation of its message, or None (a brief read: every media request makes it)."""
+    async with store.read(brief=True) as connection:
         row = (await connection.execute(_RECORD.where(attachments.c.id == attachment_id))).first()
     return None if row is None else _record(row)
 
 
 async def load_linked(store: Store, token: str, *, now: datetime) -> AttachmentRecord | None:
-    """The attachment whose public link carries ``token``, while the link is valid."""
-    async with store.read() as connection:
+    """The attachment whose public link carries ``token``, while the link is valid (a brief read: every fetch of a
+    public link makes it)."""
+    async with store.read(brief=True) as connection:
         row = (await connection.execute(_LINKED, {"token": token, "now": now})).first()
     return None if row is None else _record(row)
 
