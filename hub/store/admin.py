@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from hub.model import Agent, ConversationState, Presence, Queue, Role, Status
+from hub.model import Agent, ConversationState, Presence, Queue, Status
 from hub.store._crud import Conflict, Invalid
 from hub.store._db import Store, lost_to_a_concurrent_change
-from hub.store.agents import load_agent
+from hub.store.agents import agent_from_row, load_agent
 from hub.store.catalogue import load_queue, load_queues
 from hub.store.routing import Released, RoutingRefused, release_agent
 from hub.store.tables import (
@@ -339,21 +339,6 @@ async def delete_status(store: Store, status_id: str) -> bool:
 # ------------------------------------------------------------------- agents
 
 
-def _agent(row: Any, queue_ids: Iterable[str]) -> Agent:
-    return Agent(
-        id=int(row.id),
-        login=row.login,
-        display_name=row.display_name,
-        role=Role(row.role),
-        capacity=int(row.capacity),
-        presence=Presence(row.presence),
-        queues=tuple(sorted(queue_ids)),
-        pause_reason=row.pause_reason,
-        pause_paid=row.pause_paid,
-        presence_since=row.presence_since,
-    )
-
-
 async def list_agents(store: Store, *, include_inactive: bool = False) -> list[tuple[Agent, bool]]:
     """(agent, active) ordered by login; two queries whatever the number of agents."""
     query = select(agents).order_by(agents.c.login)
@@ -364,21 +349,18 @@ async def list_agents(store: Store, *, include_inactive: bool = False) -> list[t
         rows = (await connection.execute(query)).all()
         for row in await connection.execute(select(agent_queues)):
             memberships.setdefault(int(row.agent_id), []).append(row.queue_id)
-    return [(_agent(row, memberships.get(int(row.id), [])), bool(row.active)) for row in rows]
+    return [(agent_from_row(row, memberships.get(int(row.id), [])), bool(row.active)) for row in rows]
 
 
 async def agent_with_load(store: Store, agent_id: int) -> tuple[Agent, bool, int] | None:
     """One agent, active or not: (agent, active, load), in one read; ``load`` as ``agent_loads`` counts it (0 for
     an agent who is not active). None when there is no such agent."""
-    query = select(agents, _load_of(agents.c.id).label("load")).where(agents.c.id == agent_id)
+    query = select(agents.c.active, _load_of(agents.c.id).label("load")).where(agents.c.id == agent_id)
     async with store.read() as connection:
         row = (await connection.execute(query)).first()
-        if row is None:
-            return None
-        queues = (
-            await connection.execute(select(agent_queues.c.queue_id).where(agent_queues.c.agent_id == agent_id))
-        ).scalars()
-        agent = _agent(row, list(queues))
+        agent = await load_agent(connection, agent_id) if row is not None else None
+    if row is None or agent is None:
+        return None
     return agent, bool(row.active), int(row.load) if row.active else 0
 
 

@@ -8,7 +8,7 @@ hub.routing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ __all__ = [
     "AgentExists",
     "IssuedToken",
     "TokenSession",
+    "agent_from_row",
     "count_agents",
     "create_agent",
     "create_token",
@@ -70,7 +71,8 @@ class TokenSession:
     expires_at: datetime
 
 
-def _agent(row: Any, queues: Sequence[str]) -> Agent:
+def agent_from_row(row: Any, queues: Iterable[str]) -> Agent:
+    """An agent from a row of ``agents`` and the ids of their queues."""
     return Agent(
         id=int(row.id),
         login=row.login,
@@ -93,7 +95,7 @@ async def load_agent(connection: AsyncConnection, agent_id: int) -> Agent | None
     queues = (
         await connection.execute(select(agent_queues.c.queue_id).where(agent_queues.c.agent_id == agent_id))
     ).scalars()
-    return _agent(row, list(queues))
+    return agent_from_row(row, queues)
 
 
 async def get_agent(store: Store, agent_id: int) -> Agent | None:
