@@ -288,7 +288,8 @@ class Notifier:
         if not wanted:
             return []
         store = self._store
-        async with store.write() as connection:  # audiences, views and agents read where the rows are written
+        # audiences, views and agents read where the rows are written; the writers on a reply's way go first
+        async with store.write(background=True) as connection:
             logged = await insert_events(connection, store.dialect, await _rows(connection, wanted), now=self._clock())
         self.logged += len(logged)
         self._dispatch(logged)
@@ -415,7 +416,7 @@ class Notifier:
             {"kind": QueueWaiting.kind, "queue_id": q, "data": waiting_list(q, lists[q], sorted(changed[q]))}
             for q in sorted(changed)
         ]
-        logged = await log_events(store, rows, now=self._clock())
+        logged = await log_events(store, rows, now=self._clock(), background=True)
         self.logged += len(logged)
         self._dispatch(logged)
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.store._sqlite_driver import OneTripConnection
+from hub.store._write_turns import WriteTurns
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
@@ -47,15 +48,16 @@ class Store:
     notifier, router, outbox) would meet at ``BEGIN IMMEDIATE`` and all but one
     would sleep in SQLite's busy handler, which backs off in steps of up to
     100 ms whether or not the lock is free by then. So on SQLite ``write()``
-    first queues on an asyncio lock (first come, first served); the busy
-    handler is left for writers in other processes.
+    first queues for the process's write turn (first come, first served, but a
+    background write gives way: ``WriteTurns``); the busy handler is left for
+    writers in other processes.
     """
 
     def __init__(self, url: str, *, pool_size: int | None = None) -> None:
         self.url = url
         self.writer: AsyncEngine = create_engine(url, pool_size=pool_size)
         self.dialect = self.writer.dialect.name
-        self._write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._write_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriteTurns] | None = None
         if self.dialect == "sqlite":
             self.reader: AsyncEngine = create_engine(url, pool_size=pool_size, immediate=False)
             self._write_turns = weakref.WeakKeyDictionary()
@@ -75,25 +77,28 @@ class Store:
             raise StoreClosed("the store is closed")
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, background: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. ``background``: nothing on its way waits for it (the consoles' event log); on
+        SQLite it gives way to the other writers waiting for the write turn, for a moment at most (ADR 0051).
+        PostgreSQL has no write turn: there it is an ordinary write."""
         self._check_open()
         if self._write_turns is None:
             async with self.writer.begin() as connection:
                 yield connection
             return
-        async with self._write_turn():
+        async with self._write_turn().turn(background=background):
             self._check_open()  # the store may have closed while this writer waited for its turn
             async with self.writer.begin() as connection:
                 yield connection
 
-    def _write_turn(self) -> asyncio.Lock:
-        # one lock per event loop: a Store may outlive the loop it was first used on (CLI, tests)
+    def _write_turn(self) -> WriteTurns:
+        # one per event loop: a Store may outlive the loop it was first used on (CLI, tests)
         loop = asyncio.get_running_loop()
         assert self._write_turns is not None
-        lock = self._write_turns.get(loop)
-        if lock is None:
-            lock = self._write_turns[loop] = asyncio.Lock()
-        return lock
+        turns = self._write_turns.get(loop)
+        if turns is None:
+            turns = self._write_turns[loop] = WriteTurns()
+        return turns
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:

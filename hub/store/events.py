@@ -81,11 +81,14 @@ def _row(row: Any) -> LoggedEvent:
     )
 
 
-async def log_events(store: Store, events: Sequence[dict[str, Any]], *, now: datetime) -> list[LoggedEvent]:
-    """Store events (dicts with kind, conversation_id, agent_id, queue_id, data); returns them numbered."""
+async def log_events(
+    store: Store, events: Sequence[dict[str, Any]], *, now: datetime, background: bool = False
+) -> list[LoggedEvent]:
+    """Store events (dicts with kind, conversation_id, agent_id, queue_id, data); returns them numbered.
+    ``background``: as ``Store.write`` takes it (the notifier's own logging)."""
     if not events:
         return []
-    async with store.write() as connection:
+    async with store.write(background=background) as connection:
         return await insert_events(connection, store.dialect, events, now=now)
 
 

@@ -73,32 +73,48 @@ async def test_a_statement_crosses_to_the_connection_thread_once(
         assert trips == 1  # aiosqlite's own cursor took four: open, execute, fetch, close
 
 
-async def test_writers_of_one_process_take_turns_in_arrival_order(sqlite_store: Store) -> None:
-    """No writer of this process sleeps in SQLite's busy handler: they queue, first come first served."""
-    order: list[int] = []
+async def served(store: Store, writers: list[tuple[str, bool]]) -> list[str]:
+    """Who got the write turn, in order, when ``writers`` (name, background) ask one after another while a first
+    writer holds it; each inserts a row named after itself."""
+    order: list[str] = []
     holding = asyncio.Event()
     release = asyncio.Event()
 
     async def first() -> None:
-        async with sqlite_store.write() as connection:
+        async with store.write() as connection:
             await connection.execute(insert(queues).values(id="first", name="First"))
             holding.set()
             await release.wait()
 
-    async def writer(n: int) -> None:
-        async with sqlite_store.write() as connection:
-            order.append(n)
-            await connection.execute(insert(queues).values(id=f"w{n}", name=f"Writer {n}"))
+    async def writer(name: str, background: bool) -> None:
+        async with store.write(background=background) as connection:
+            order.append(name)
+            await connection.execute(insert(queues).values(id=name, name=name))
 
     holder = asyncio.create_task(first())
     await holding.wait()
-    writers = []
-    for n in range(8):
-        writers.append(asyncio.create_task(writer(n)))
+    tasks = []
+    for name, background in writers:
+        tasks.append(asyncio.create_task(writer(name, background)))
         await asyncio.sleep(0)  # each has asked for its turn before the next is created
     release.set()
-    await asyncio.gather(holder, *writers)
-    assert order == list(range(8))
+    await asyncio.gather(holder, *tasks)
+    return order
+
+
+async def test_writers_of_one_process_take_turns_in_arrival_order(sqlite_store: Store) -> None:
+    """No writer of this process sleeps in SQLite's busy handler: they queue, first come first served."""
+    names = [f"w{n}" for n in range(8)]
+    assert await served(sqlite_store, [(name, False) for name in names]) == names
+
+
+async def test_a_background_write_gives_way_to_the_writers_waiting(sqlite_store: Store) -> None:
+    """The consoles' event log is written in the background: a reply's writers that ask after it go first."""
+    order = await served(sqlite_store, [("event log", True), ("ingest", False), ("outbox", False)])
+    assert order == ["ingest", "outbox", "event log"]
+    async with sqlite_store.read() as connection:
+        stored = (await connection.execute(select(queues.c.id).order_by(queues.c.id))).scalars().all()
+    assert stored == ["event log", "first", "ingest", "outbox"]
 
 
 def count_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
