@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -268,7 +268,6 @@ class Outbox:
         # (worker, runs wanted, rows wanted behind each run's first, answer)
         self._claims: list[tuple[str, int, int, asyncio.Future[list[list[OutboxJob]]]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._write_lock = asyncio.Lock()
         self._incoming: list[tuple[NewOutbound, datetime, asyncio.Future[Queued | BaseException]]] = []
         self._acceptor: asyncio.Task[None] | None = None
         self._health_at: dict[str, datetime] = {}
@@ -306,10 +305,9 @@ class Outbox:
             hand_off = HandOff(worker=self.name, lease=self._lease, limit=room) if room else None
             try:
                 # one clock reading per group: the latest of the callers' (they arrived within one commit)
-                async with self._writing():
-                    results = await queue_outbound_group(
-                        self._store, [send for send, _, _ in batch], max(n for _, n, _ in batch), hand_off=hand_off
-                    )
+                results = await queue_outbound_group(
+                    self._store, [send for send, _, _ in batch], max(n for _, n, _ in batch), hand_off=hand_off
+                )
             except Exception as exc:  # the commit failed: none of them was accepted
                 for _, _, future in batch:
                     future.set_result(exc)
@@ -704,10 +702,9 @@ class Outbox:
     ) -> tuple[list[Any], list[OutboxJob]]:
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), wait=wait_fixed(0.2), reraise=True):
             with attempt:
-                async with self._writing():
-                    return await record_and_claim(
-                        self._store, items, limit, worker=self.name, now=self._clock(), lease=self._lease, follow=follow
-                    )
+                return await record_and_claim(
+                    self._store, items, limit, worker=self.name, now=self._clock(), lease=self._lease, follow=follow
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _upkeep_if_due(self, accounts: set[str]) -> None:
@@ -727,8 +724,7 @@ class Outbox:
 
     async def _upkeep(self, accounts: list[str], now: datetime) -> None:
         try:
-            async with self._writing():
-                events = await outbox_upkeep(self._store, accounts, now=now)
+            events = await outbox_upkeep(self._store, accounts, now=now)
         except Exception:  # account health is a stamp, the rest waits: the next acceptances try again
             logger.exception("outbox: the upkeep of %s failed", ", ".join(accounts))
             for account in accounts:
@@ -755,11 +751,6 @@ class Outbox:
             self._store, job, next_attempt_at=now + timedelta(seconds=delay), error=f"{code}: {exc.reason}", now=now
         )
         return _Attempted(retrying=True)
-
-    def _writing(self) -> AbstractAsyncContextManager[Any]:
-        """SQLite has one writer at a time and its busy handler waits by sleeping: the workers of
-        this process take turns in memory instead (claims and acceptances are the hot writes)."""
-        return self._write_lock if self._store.dialect == "sqlite" else nullcontext()
 
     def _announce(self, events: list[Any]) -> None:
         """Publish what was stored. It is durable already, and a failure here must not stop the writer: the
