@@ -60,10 +60,10 @@ class WriteTurns:
         try:
             await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():  # given the turn as it was cancelled: the next one has it
+            # cancelled while waiting, its waiter stays queued, done, and is skipped when the turn comes to it;
+            # given the turn just as it was cancelled, it passes the turn on
+            if not waiter.cancelled():
                 self._pass_on()
-            else:
-                self._forget(waiter)
             raise
 
     def _pass_on(self) -> None:
@@ -83,8 +83,3 @@ class WriteTurns:
         if self._waiting:
             return self._waiting.popleft()
         return None
-
-    def _forget(self, waiter: asyncio.Future[None]) -> None:
-        if waiter in self._waiting:
-            self._waiting.remove(waiter)
-        self._background = deque(entry for entry in self._background if entry[1] is not waiter)
