@@ -1,5 +1,6 @@
 """The outgoing webhooks admin screen in a real browser: an admin subscribes a loopback receiver, a customer
-writes, the signed delivery arrives, the screen lists it with its attempt, and a replay sends it again."""
+writes, the signed delivery arrives, the screen lists it with its attempt, and a replay sends it again; a view
+still loading when the admin asked for another never paints over it."""
 
 from __future__ import annotations
 
@@ -57,12 +58,24 @@ async def test_an_admin_subscribes_a_receiver_sees_the_delivery_and_replays_it(h
         await expect(deliveries).to_contain_text(receiver.accepted[0].webhook_id)
         await deliveries.locator("summary").first.click()
         await expect(deliveries.locator("ol.attempts li").first).to_contain_text("200")
+        refreshed = asyncio.Event()
+
+        async def slow_refresh(route: Any) -> None:  # the replay's refresh of the list arrives after "Back"
+            await asyncio.sleep(1.0)
+            await route.continue_()
+            refreshed.set()
+
+        await page.route("**/api/v1/webhooks-out/crm/deliveries*", slow_refresh)
         await page.get_by_role("button", name=f"Replay {receiver.accepted[0].webhook_id}").click()
         await until_received(receiver, 2)
         assert receiver.bad_signatures == 0
         assert receiver.accepted[1].webhook_id == receiver.accepted[0].webhook_id  # the receiver can deduplicate
         await page.get_by_role("button", name="Back to webhooks").click()
         await expect(page.get_by_test_id("webhooks-out")).to_be_visible()
+        await asyncio.wait_for(refreshed.wait(), 10)
+        await page.wait_for_timeout(300)  # the late answer has been handled by now
+        await expect(page.get_by_test_id("webhooks-out")).to_be_visible()
+        await expect(page.get_by_test_id("webhook-deliveries")).to_have_count(0)
         assert admin.errors == []
     finally:
         await receiver.stop()

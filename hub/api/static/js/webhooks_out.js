@@ -20,14 +20,27 @@ const EVENT_TYPES = [
   "contact.updated",
 ];
 
+// The view asked for last owns the section. One still loading when another is asked for (the
+// list after "Back", while a replay's refresh of the deliveries is on its way) is dropped instead
+// of painting over it.
+const asked = new WeakMap();
+function ask(body) {
+  const mine = {};
+  asked.set(body, mine);
+  return () => asked.get(body) === mine;
+}
+
 export async function renderWebhooksOut(body) {
+  const current = ask(body);
   let list;
   try {
     if (!hasRoute("GET", PATH)) throw Object.assign(new Error("missing"), { status: 404, code: "not_found" });
     list = items(await get(PATH));
   } catch (err) {
+    if (!current()) return;
     return clear(body, h("h1", {}, "Outgoing webhooks"), h("p", { class: "notice" }, err && !isMissingRoute(err) ? describeFailure(err) : "This hub does not serve outgoing webhooks yet."));
   }
+  if (!current()) return;
   const refresh = () => renderWebhooksOut(body);
   clear(
     body,
@@ -114,6 +127,7 @@ function createWebhook(done) {
 }
 
 async function deliveries(body, w, after = null, shown = []) {
+  const current = ask(body);
   let page;
   try {
     const path = `${PATH}/${encodeURIComponent(w.id)}/deliveries`;
@@ -122,6 +136,7 @@ async function deliveries(body, w, after = null, shown = []) {
     toast(describeFailure(err), "error");
     return;
   }
+  if (!current()) return;
   const list = shown.concat(items(page));
   clear(
     body,
@@ -149,10 +164,11 @@ async function deliveries(body, w, after = null, shown = []) {
 }
 
 async function replay(body, w, d) {
+  const current = ask(body);
   try {
     await post(`${PATH}/${encodeURIComponent(w.id)}/deliveries/${d.id}/replay`);
     toast(`Delivery ${d.webhook_id} will be sent again.`);
-    deliveries(body, w);
+    if (current()) deliveries(body, w);
   } catch (err) {
     toast(describeFailure(err), "error");
   }
