@@ -3,7 +3,7 @@
 Webhook handlers call ``Ingestor.submit`` and answer the provider only when it
 returns: the delivery is then committed. Concurrent deliveries are grouped
 into one transaction (group commit): one fsync serves many requests, and each
-delivery still commits or rolls back on its own (a savepoint each).
+delivery still commits or rolls back on its own (``hub.store.ingest.store_group``).
 """
 
 from __future__ import annotations

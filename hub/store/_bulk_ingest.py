@@ -4,8 +4,8 @@ Storing one message one statement at a time costs five or six round trips; a gro
 all customer messages is stored instead with one lookup of known ids, one multi-row identity upsert, one
 lookup of open conversations, one insert of new conversations, one insert of messages and one update. The
 effects are those of ``ingest._store_message`` applied in order: both write their rows with the same builders
-and statements (``_inbound``, ``_opening``). If anything fails, the caller rolls the savepoint back and
-stores the deliveries one by one, so a bad delivery still fails alone.
+and statements (``_inbound``, ``_opening``). If anything fails, the caller rolls its transaction back and
+stores the deliveries again one by one in a new one, so a bad delivery still fails alone.
 """
 
 from __future__ import annotations

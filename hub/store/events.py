@@ -23,10 +23,12 @@ from hub.store.tables import bus_log, conversations, participants
 
 __all__ = [
     "Journal",
+    "JournalFailed",
     "LoggedEvent",
     "audiences",
     "insert_events",
     "journal_events",
+    "journal_or_raise",
     "last_seq",
     "log_events",
     "oldest_seq",
@@ -46,6 +48,10 @@ write lock behind every other writer.
 """
 
 
+class JournalFailed(Exception):
+    """The journal failed inside the caller's transaction, which PostgreSQL has then aborted: roll it back."""
+
+
 async def journal_events(
     connection: AsyncConnection, journal: Journal | None, events: list[HubEvent]
 ) -> list[HubEvent]:
@@ -58,14 +64,26 @@ async def journal_events(
         return events
     try:
         async with connection.begin_nested():
-            recorded = await journal(connection, events)
-            if len(recorded) != len(events):
-                raise RuntimeError(f"the journal returned {len(recorded)} events for {len(events)}")
+            return await journal_or_raise(connection, journal, events)
     except Exception:
         logger.warning(
             "could not record %d events in their transaction; publishing them as they are", len(events), exc_info=True
         )
         return events
+
+
+async def journal_or_raise(connection: AsyncConnection, journal: Journal, events: list[HubEvent]) -> list[HubEvent]:
+    """``events`` as ``journal`` recorded them, without a savepoint of its own: a failure raises
+    ``JournalFailed``, and the caller redoes its transaction without the journal (as the ingest does, whose
+    every group would otherwise pay a savepoint's two round trips for a failure that hardly happens)."""
+    if not events:
+        return events
+    try:
+        recorded = await journal(connection, events)
+    except Exception as exc:
+        raise JournalFailed(f"the journal failed on {len(events)} events") from exc
+    if len(recorded) != len(events):
+        raise JournalFailed(f"the journal returned {len(recorded)} events for {len(events)}")
     return recorded
 
 

@@ -1,8 +1,10 @@
 """Storing normalised inbound events: idempotent, all-or-nothing per delivery.
 
-``store_group`` writes several deliveries in one transaction (group commit),
-each inside its own savepoint, so one bad delivery never takes the others down
-and a commit (one fsync) serves them all.
+``store_group`` writes several deliveries in one transaction (group commit), so
+one commit (one fsync) serves them all, and one bad delivery never takes the
+others down: customer messages go together by a set-based path that is retried
+one delivery at a time in a new transaction if it fails, and other deliveries
+each go in a savepoint of their own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from hub.store._bulk_ingest import store_messages_bulk
 from hub.store._db import Store, upsert
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
 from hub.store._opening import add_timeline_event, entered, open_conversation
-from hub.store.events import Journal, journal_events
+from hub.store.events import Journal, JournalFailed, journal_or_raise
 from hub.store.health import webhook_stamp
 from hub.store.media import attachment_rows, insert_attachments
 from hub.store.tables import (
@@ -93,22 +95,53 @@ async def store_group(
     """Store each delivery atomically, all of them in one transaction.
 
     Deliveries made only of customer messages (the bulk of the traffic) take the set-based fast path
-    together; if that fails they are retried one by one, so only a bad delivery fails. ``journal``, if
-    given, records the stored deliveries' events before the commit; if it fails, the events are published
-    unrecorded (their subscribers record them as they would any other event) and the deliveries still commit.
+    together, first in the transaction; the others go one by one, each in a savepoint. ``journal``, if given,
+    records the stored deliveries' events before the commit.
+
+    Neither the fast path nor the journal has a savepoint of its own: on PostgreSQL that is two round trips
+    each on every group, to save a transaction on a failure that hardly happens (ADR 0052). If one fails, the
+    transaction is rolled back and the group stored again in a new one: one delivery at a time if the fast path
+    failed (so only a bad delivery fails), without the journal if it did (the events are then published
+    unrecorded, and their subscribers record them as they would any other event; the deliveries still commit).
     """
+    fast = [i for i, d in enumerate(deliveries) if d and all(isinstance(e, InboundMessage) for e in d)]
+    while True:
+        try:
+            return await _store_in_one_transaction(store, deliveries, accounts, now, journal, fast=fast)
+        except _FastPathFailed:
+            logger.warning("group ingest failed; storing its deliveries one by one", exc_info=True)
+            fast = []
+        except JournalFailed:
+            logger.warning("could not record a group's events in its transaction; storing it without", exc_info=True)
+            journal = None
+
+
+class _FastPathFailed(Exception):
+    """The set-based path failed: its transaction is rolled back and the group stored one by one."""
+
+
+async def _store_in_one_transaction(
+    store: Store,
+    deliveries: Sequence[Sequence[InboundEvent]],
+    accounts: Mapping[str, ChannelAccount],
+    now: datetime,
+    journal: Journal | None,
+    *,
+    fast: list[int],
+) -> list[DeliveryOutcome | BaseException]:
+    """``deliveries`` in one write transaction: those at the indexes ``fast`` by the set-based path (it
+    runs first, so its failure takes nothing else with it), the others each in a savepoint of its own.
+    Raises ``_FastPathFailed`` or ``JournalFailed`` for the caller to roll back and try the surer way."""
     results: dict[int, DeliveryOutcome | BaseException] = {}
     async with store.write() as connection:
-        plain = [i for i, d in enumerate(deliveries) if d and all(isinstance(e, InboundMessage) for e in d)]
-        if plain:
+        if fast:
+            batch = [cast(Sequence[InboundMessage], deliveries[i]) for i in fast]
             try:
-                async with connection.begin_nested():
-                    batch = [cast(Sequence[InboundMessage], deliveries[i]) for i in plain]
-                    stored = await store_messages_bulk(connection, store.dialect, batch, accounts, now)
-                for i, (count, duplicates, events) in zip(plain, stored, strict=True):
-                    results[i] = DeliveryOutcome(stored=count, duplicates=duplicates, events=events)
-            except Exception:
-                logger.warning("group ingest failed; storing its deliveries one by one", exc_info=True)
+                stored = await store_messages_bulk(connection, store.dialect, batch, accounts, now)
+            except Exception as exc:
+                raise _FastPathFailed from exc
+            for i, (count, duplicates, events) in zip(fast, stored, strict=True):
+                results[i] = DeliveryOutcome(stored=count, duplicates=duplicates, events=events)
         for i, delivery in enumerate(deliveries):
             if i not in results:
                 results[i] = await _store_one(connection, store.dialect, delivery, accounts, now)
@@ -118,10 +151,10 @@ async def store_group(
                 webhook_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
             )
         in_order = [results[i] for i in range(len(deliveries))]
-        await _record_outgoing(connection, [r for r in in_order if isinstance(r, DeliveryOutcome)], now)
+        stored_outcomes = [r for r in in_order if isinstance(r, DeliveryOutcome)]
+        await _record_outgoing(connection, stored_outcomes, now)
         if journal is not None:  # in delivery order: the fast path's results were filled in first
-            in_order = [results[i] for i in range(len(deliveries))]
-            await _record(connection, journal, [r for r in in_order if isinstance(r, DeliveryOutcome)])
+            await _record(connection, journal, stored_outcomes)
     return [results[i] for i in range(len(deliveries))]
 
 
@@ -135,7 +168,7 @@ async def _record_outgoing(connection: AsyncConnection, outcomes: list[DeliveryO
 
 async def _record(connection: AsyncConnection, journal: Journal, outcomes: list[DeliveryOutcome]) -> None:
     events = [event for outcome in outcomes for event in outcome.events]
-    recorded = await journal_events(connection, journal, events)
+    recorded = await journal_or_raise(connection, journal, events)
     position = 0
     for outcome in outcomes:
         count = len(outcome.events)

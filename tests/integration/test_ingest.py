@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from hub.bus import EventBus
 from hub.ingest import MAX_IGNORED_KINDS, Ingestor
@@ -186,6 +186,49 @@ async def test_a_failing_event_rolls_back_its_whole_delivery_only(
     assert await count(store, conversations) == 1
     [kept] = await rows(store, select(messages.c.provider_message_id))
     assert kept.provider_message_id == "wamid.99"
+
+
+async def test_a_group_of_customer_messages_needs_no_savepoint_of_its_own(store: Store) -> None:
+    statements: list[str] = []
+
+    def heard(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(store.writer.sync_engine, "before_cursor_execute", heard)
+    try:
+        results = await store_group(store, [[make_message(1)], [make_message(2, sender_id="2")]], ACCOUNTS, T0)
+    finally:
+        event.remove(store.writer.sync_engine, "before_cursor_execute", heard)
+    assert [r.stored for r in results if not isinstance(r, BaseException)] == [1, 1]
+    assert "INSERT" in statements
+    assert "SAVEPOINT" not in statements  # the fast path's failure is retried in a new transaction instead
+
+
+async def test_a_fast_path_failing_after_its_writes_leaves_each_message_stored_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = store_ingest.store_messages_bulk
+    calls = 0
+
+    async def write_then_fail(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await original(*args, **kwargs)  # every row written, then the failure: none of them may stay
+        raise RuntimeError("bulk boom")
+
+    monkeypatch.setattr(store_ingest, "store_messages_bulk", write_then_fail)
+    other = make_message(3, sender_id="420600000002")
+    results = await store_group(store, [[make_message(1), make_message(2)], [other]], ACCOUNTS, T0)
+    assert calls == 1  # the retry goes one delivery at a time
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert [(r.stored, r.duplicates) for r in stored] == [(2, 0), (1, 0)]
+    assert [type(e).__name__ for e in stored[0].events] == ["ConversationWaiting", "MessageCreated", "MessageCreated"]
+    assert await count(store, messages) == 3
+    assert await count(store, identities) == 2
+    assert await count(store, conversations) == 2
+    monkeypatch.setattr(store_ingest, "store_messages_bulk", original)
+    again = await store_group(store, [[make_message(1)], [other]], ACCOUNTS, T0)
+    assert [(r.stored, r.duplicates) for r in again if not isinstance(r, BaseException)] == [(0, 1), (0, 1)]
 
 
 async def test_a_submit_of_a_failing_delivery_raises_and_stores_nothing(
@@ -477,6 +520,37 @@ async def test_a_journal_records_a_groups_events_in_delivery_order(store: Store)
     in_order = [e for r in results if not isinstance(r, BaseException) for e in r.events]
     assert len(in_order) == 6  # three new customers: a waiting conversation and a message each
     assert seen == in_order
+
+
+@pytest.mark.parametrize("failure", ["raises", "miscounts"])
+async def test_a_journal_failing_after_its_writes_leaves_the_group_stored_and_its_events_unrecorded(
+    store: Store, failure: str
+) -> None:
+    """The journal has no savepoint (ADR 0052): the group is stored again without it, its writes are gone."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from hub.bus import BusEvent
+    from hub.store.events import insert_events
+    from hub.store.tables import bus_log
+
+    calls = 0
+
+    async def journal(connection: AsyncConnection, events: list[BusEvent]) -> list[BusEvent]:
+        nonlocal calls
+        calls += 1
+        await insert_events(connection, store.dialect, [{"kind": "message.created"}], now=T0)
+        if failure == "raises":
+            raise RuntimeError("journal on fire")
+        return events[:-1]
+
+    deliveries: list[list[InboundEvent]] = [[make_message(1)], [make_message(2, sender_id="second")]]
+    results = await store_group(store, deliveries, ACCOUNTS, T0 + timedelta(hours=1), journal=journal)
+    assert calls == 1
+    outcomes = [r for r in results if not isinstance(r, BaseException)]
+    assert [r.stored for r in outcomes] == [1, 1]
+    assert [type(e).__name__ for r in outcomes for e in r.events] == ["ConversationWaiting", "MessageCreated"] * 2
+    assert await count(store, messages) == 2
+    assert await count(store, bus_log) == 0  # the journal's row went with the first transaction
 
 
 async def test_a_delivery_stored_is_acknowledged_even_if_publishing_its_events_fails(
