@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import HubEvent, LoggedEvent
@@ -185,24 +185,25 @@ async def prune_events(store: Store, *, before: datetime) -> int:
 async def audiences(connection: AsyncConnection, conversation_ids: Sequence[int]) -> dict[int, list[int]]:
     """Who should hear about each conversation: its current participants and the agent it is offered to.
 
-    Takes a connection so the notifier reads audiences and conversation views in one checkout.
+    Takes a connection so the notifier reads audiences and conversation views in one checkout; one statement,
+    since it is read in the transaction of every change the consoles hear of (an ingest group's among them).
     """
     ids = sorted(set(conversation_ids))
     found: dict[int, set[int]] = {i: set() for i in ids}
     if not ids:
         return {}
-    for r in await connection.execute(_PARTICIPANTS, {"ids": ids}):
+    for r in await connection.execute(_AUDIENCE, {"ids": ids}):
         found[int(r.conversation_id)].add(int(r.agent_id))
-    for r in await connection.execute(_OFFERED_TO, {"ids": ids}):
-        found[int(r.id)].add(int(r.offered_agent_id))
     return {i: sorted(a) for i, a in found.items()}
 
 
-_PARTICIPANTS = select(participants.c.conversation_id, participants.c.agent_id).where(
-    participants.c.conversation_id.in_(bindparam("ids", expanding=True)), participants.c.left_at.is_(None)
-)
-_OFFERED_TO = select(conversations.c.id, conversations.c.offered_agent_id).where(
-    conversations.c.id.in_(bindparam("ids", expanding=True)),
-    conversations.c.state == ConversationState.OFFERED.value,
-    conversations.c.offered_agent_id.is_not(None),
+_AUDIENCE = union_all(
+    select(participants.c.conversation_id, participants.c.agent_id).where(
+        participants.c.conversation_id.in_(bindparam("ids", expanding=True)), participants.c.left_at.is_(None)
+    ),
+    select(conversations.c.id, conversations.c.offered_agent_id).where(
+        conversations.c.id.in_(bindparam("ids", expanding=True)),
+        conversations.c.state == ConversationState.OFFERED.value,
+        conversations.c.offered_agent_id.is_not(None),
+    ),
 )
