@@ -15,19 +15,23 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hub.bus import EventBus
 from hub.logs import correlated
 from hub.model import ChannelAccount, InboundEvent
 from hub.store import DeliveryOutcome, Journal, Store, store_group
 
-__all__ = ["MAX_IGNORED_KINDS", "IngestResult", "Ingestor"]
+__all__ = ["HEALTH_STAMP_EVERY", "MAX_IGNORED_KINDS", "IngestResult", "Ingestor"]
 
 logger = logging.getLogger(__name__)
 
 #: distinct ignored-event kinds counted one by one (``channelhub_inbound_ignored_total``); later ones are "other"
 MAX_IGNORED_KINDS = 100
+
+#: how often a process stamps an account's ``last_webhook_at`` at most (the admin API's account health): a stamp
+#: is a statement in the group's transaction, and under load nearly every group would otherwise make one
+HEALTH_STAMP_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class Ingestor:
         self.groups = 0
         self.deliveries = 0
         self.journal = journal  # records the events with the messages, in their transaction (the notifier's)
+        self._stamped: dict[str, datetime] = {}  # account id -> the last_webhook_at this process last stored
         # told of each committed group: (deliveries in it, seconds the transaction took); hub/metrics.py
         self.on_group: Callable[[int, float], None] | None = None
 
@@ -137,11 +142,23 @@ class Ingestor:
                 for _ in group:
                     self._queue.task_done()
 
+    def _stamps_due(self, accounts: set[str], now: datetime) -> list[str]:
+        """The accounts whose ``last_webhook_at`` this group stamps: those this process has not stamped for
+        ``HEALTH_STAMP_EVERY`` (or whose stamp is ahead of the clock)."""
+        due = []
+        for account_id in sorted(accounts):
+            last = self._stamped.get(account_id)
+            if last is None or not last <= now < last + HEALTH_STAMP_EVERY:
+                due.append(account_id)
+        return due
+
     async def _commit(self, group: list[tuple[Sequence[InboundEvent], asyncio.Future[DeliveryOutcome]]]) -> None:
         began = time.perf_counter()
+        now = self._clock()
+        stamp = self._stamps_due({event.account_id for events, _ in group for event in events}, now)
         try:
             results = await store_group(
-                self._store, [events for events, _ in group], self._accounts, self._clock(), journal=self.journal
+                self._store, [events for events, _ in group], self._accounts, now, journal=self.journal, stamp=stamp
             )
         except Exception as exc:  # the commit itself failed: every delivery in it fails
             logger.exception("ingest transaction failed; %d deliveries not acknowledged", len(group))
@@ -149,6 +166,7 @@ class Ingestor:
                 if not future.done():
                     future.set_exception(exc)
             return
+        self._stamped.update(dict.fromkeys(stamp, now))
         self.groups += 1
         self.deliveries += len(group)
         logger.debug("ingest group committed", extra={"deliveries": len(group)})

@@ -1,6 +1,7 @@
 """Account health: when an account last received a webhook and last sent, and its last send error.
 
-Written by ingest (each group's accounts) and by the outbox (sends about once a second, and errors);
+Written by ingest (an account at most once a second per process, ``hub.ingest.HEALTH_STAMP_EVERY``) and by the
+outbox (sends about once a second, and errors);
 read by the admin API (``admin.list_account_health``)."""
 
 from __future__ import annotations

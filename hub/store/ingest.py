@@ -10,7 +10,7 @@ each go in a savepoint of their own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -91,12 +91,14 @@ async def store_group(
     now: datetime,
     *,
     journal: Journal | None = None,
+    stamp: Collection[str] | None = None,
 ) -> list[DeliveryOutcome | BaseException]:
     """Store each delivery atomically, all of them in one transaction.
 
     Deliveries made only of customer messages (the bulk of the traffic) take the set-based fast path
     together, first in the transaction; the others go one by one, each in a savepoint. ``journal``, if given,
-    records the stored deliveries' events before the commit.
+    records the stored deliveries' events before the commit. ``stamp``: the accounts whose ``last_webhook_at``
+    becomes ``now`` (None: every account the group heard from).
 
     Neither the fast path nor the journal has a savepoint of its own: on PostgreSQL that is two round trips
     each on every group, to save a transaction on a failure that hardly happens (ADR 0052). If one fails, the
@@ -107,7 +109,7 @@ async def store_group(
     fast = [i for i, d in enumerate(deliveries) if d and all(isinstance(e, InboundMessage) for e in d)]
     while True:
         try:
-            return await _store_in_one_transaction(store, deliveries, accounts, now, journal, fast=fast)
+            return await _store_in_one_transaction(store, deliveries, accounts, now, journal, fast=fast, stamp=stamp)
         except _FastPathFailed:
             logger.warning("group ingest failed; storing its deliveries one by one", exc_info=True)
             fast = []
@@ -128,6 +130,7 @@ async def _store_in_one_transaction(
     journal: Journal | None,
     *,
     fast: list[int],
+    stamp: Collection[str] | None,
 ) -> list[DeliveryOutcome | BaseException]:
     """``deliveries`` in one write transaction: those at the indexes ``fast`` by the set-based path (it
     runs first, so its failure takes nothing else with it), the others each in a savepoint of its own.
@@ -145,10 +148,10 @@ async def _store_in_one_transaction(
         for i, delivery in enumerate(deliveries):
             if i not in results:
                 results[i] = await _store_one(connection, store.dialect, delivery, accounts, now)
-        touched_accounts = sorted({e.account_id for d in deliveries for e in d})
-        if touched_accounts:
+        stamped = sorted({e.account_id for d in deliveries for e in d} if stamp is None else stamp)
+        if stamped:
             await connection.execute(
-                webhook_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in touched_accounts]
+                webhook_stamp(store.dialect), [{"account_id": a, "last_webhook_at": now} for a in stamped]
             )
         in_order = [results[i] for i in range(len(deliveries))]
         stored_outcomes = [r for r in in_order if isinstance(r, DeliveryOutcome)]

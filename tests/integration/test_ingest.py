@@ -188,6 +188,32 @@ async def test_a_failing_event_rolls_back_its_whole_delivery_only(
     assert kept.provider_message_id == "wamid.99"
 
 
+async def test_an_accounts_last_webhook_is_stamped_at_most_once_a_second(store: Store) -> None:
+    from hub.ingest import HEALTH_STAMP_EVERY
+    from hub.store.tables import account_health
+
+    clock = [T0]
+    ingestor = make_ingestor(store, clock=lambda: clock[0])
+
+    async def stamps() -> dict[str, datetime]:
+        return {r.account_id: r.last_webhook_at for r in await rows(store, select(account_health))}
+
+    await ingestor.submit([make_message(1)])
+    assert await stamps() == {"wa": T0}
+    clock[0] = T0 + HEALTH_STAMP_EVERY / 2
+    await ingestor.submit([make_message(2)])
+    await ingestor.submit([make_message(3, account_id="vb", channel=Channel.VIBER)])  # another account: at once
+    assert await stamps() == {"wa": T0, "vb": clock[0]}
+    clock[0] = T0 + HEALTH_STAMP_EVERY
+    await ingestor.submit([make_message(4)])
+    assert (await stamps())["wa"] == clock[0]
+    clock[0] = T0  # a clock set back: stamped again rather than left ahead
+    await ingestor.submit([make_message(5)])
+    await ingestor.stop()
+    assert (await stamps())["wa"] == T0
+    assert await count(store, messages) == 5
+
+
 async def test_a_group_of_customer_messages_needs_no_savepoint_of_its_own(store: Store) -> None:
     statements: list[str] = []
 
