@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.bus import BusEvent
 from hub.events import MessageCreated
 from hub.model import ChannelAccount, ConversationState, InboundMessage
+from hub.store._db import one_of
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
 from hub.store._opening import entered, insert_open, name_the_bot, open_conversation, waiting_row
 from hub.store.media import attachment_rows, insert_attachments
@@ -59,7 +60,7 @@ async def store_messages_bulk(
     await insert_attachments(connection, media)  # pending: the media fetcher brings the bytes
     if message_ids:
         touched = sorted({conversation_of[identity_ids[(e.account_id, e.sender_id)]][0] for e in fresh.values()})
-        await connection.execute(_TOUCH_CONVERSATIONS, {"touched": touched, "now": now})
+        await connection.execute(_TOUCH_CONVERSATIONS[dialect], {"touched": touched, "now": now})
 
     results: list[tuple[int, int, list[BusEvent]]] = []
     announced: set[int] = set()
@@ -100,7 +101,7 @@ async def _known_message_ids(connection: AsyncConnection, flat: Sequence[Inbound
         by_account.setdefault(event.account_id, []).append(event.provider_message_id)
     known: set[tuple[str, str]] = set()
     for account_id, ids in by_account.items():
-        rows = await connection.execute(_KNOWN_IDS, {"account": account_id, "ids": ids})
+        rows = await connection.execute(_KNOWN_IDS[connection.dialect.name], {"account": account_id, "ids": ids})
         known.update((account_id, row.provider_message_id) for row in rows)
     return known
 
@@ -146,7 +147,7 @@ async def _open_conversations(
 
 
 async def _open_rows(connection: AsyncConnection, identity_ids: list[int]) -> dict[int, tuple[int, str]]:
-    rows = await connection.execute(_OPEN_ROWS, {"identities": identity_ids})
+    rows = await connection.execute(_OPEN_ROWS[connection.dialect.name], {"identities": identity_ids})
     return {int(row.identity_id): (int(row.id), str(row.queue_id)) for row in rows}
 
 
@@ -169,17 +170,23 @@ async def _insert_messages(
     return {(row.account_id, row.provider_message_id): int(row.id) for row in result}
 
 
-# The group's other statements, built once with bound parameters (expanding ones for the id lists).
-_KNOWN_IDS = select(messages.c.provider_message_id).where(
-    messages.c.account_id == bindparam("account"),
-    messages.c.provider_message_id.in_(bindparam("ids", expanding=True)),
-)
-_OPEN_ROWS = select(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id).where(
-    conversations.c.identity_id.in_(bindparam("identities", expanding=True)),
-    conversations.c.state != ConversationState.CLOSED.value,
-)
-_TOUCH_CONVERSATIONS = (
-    update(conversations)
-    .where(conversations.c.id.in_(bindparam("touched", expanding=True)))
+# The group's other statements, built once per engine; each list of ids is one parameter (``one_of``).
+_KNOWN_IDS = {
+    dialect: select(messages.c.provider_message_id).where(
+        messages.c.account_id == bindparam("account"), one_of(messages.c.provider_message_id, "ids", dialect)
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+_OPEN_ROWS = {
+    dialect: select(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id).where(
+        one_of(conversations.c.identity_id, "identities", dialect),
+        conversations.c.state != ConversationState.CLOSED.value,
+    )
+    for dialect in ("sqlite", "postgresql")
+}
+_TOUCH_CONVERSATIONS = {
+    dialect: update(conversations)
+    .where(one_of(conversations.c.id, "touched", dialect))
     .values(last_message_at=bindparam("now", type_=conversations.c.last_message_at.type))
-)
+    for dialect in ("sqlite", "postgresql")
+}

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, event, func, select, text
+from sqlalchemy import ARRAY, JSON, Table, any_, bindparam, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -28,7 +28,15 @@ from hub.store._write_turns import WriteTurns
 from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
-__all__ = ["Store", "StoreClosed", "database_unavailable", "in_json_array", "lost_to_a_concurrent_change", "upsert"]
+__all__ = [
+    "Store",
+    "StoreClosed",
+    "database_unavailable",
+    "in_json_array",
+    "lost_to_a_concurrent_change",
+    "one_of",
+    "upsert",
+]
 
 
 class StoreClosed(ConnectionError):
@@ -244,6 +252,16 @@ def upsert(dialect: str, table: Table, values: Mapping[str, Any] | None = None) 
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table)
     return stmt if values is None else stmt.values(values)
+
+
+def one_of(column: Any, name: str, dialect: str) -> Any:
+    """``column`` is one of the values bound as ``name``, a list sent as one parameter: an array on PostgreSQL
+    (``= ANY``), a JSON array on SQLite (``in_json_array``). One statement text whatever the list's length, so
+    one compilation in SQLAlchemy's cache and one prepared statement in the driver's; an expanding ``IN`` is
+    rendered anew on every execution, one parameter per value."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return in_json_array(column, name)
 
 
 def in_json_array(column: Any, name: str) -> Any:

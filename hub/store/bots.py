@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import lifecycle
@@ -30,7 +29,7 @@ from hub.events import (
 )
 from hub.model import Conversation, ConversationState, Identity
 from hub.store._changes import Change, RoutingRefused, apply_change, load_facts  # the one way an action is applied
-from hub.store._db import Store, in_json_array, upsert
+from hub.store._db import Store, one_of, upsert
 from hub.store._per_row import PerRow
 from hub.store._rows import identity_from_row
 from hub.store.catalogue import load_queue
@@ -165,8 +164,7 @@ def _with_bots(ids: Any) -> Any:
 
 # the ids as one parameter, so one statement text (and one prepared statement) whatever their number
 _WITH_BOTS = {
-    "sqlite": _with_bots(in_json_array(conversations.c.id, "with_bots_ids")),
-    "postgresql": _with_bots(conversations.c.id == any_(bindparam("with_bots_ids", type_=ARRAY(BigInteger)))),
+    dialect: _with_bots(one_of(conversations.c.id, "with_bots_ids", dialect)) for dialect in ("sqlite", "postgresql")
 }
 
 

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, union_all
+from sqlalchemy import delete, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import HubEvent, LoggedEvent
 from hub.model import ConversationState
-from hub.store._db import Store
+from hub.store._db import Store, one_of
 from hub.store.tables import bus_log, conversations, participants
 
 __all__ = [
@@ -192,18 +192,21 @@ async def audiences(connection: AsyncConnection, conversation_ids: Sequence[int]
     found: dict[int, set[int]] = {i: set() for i in ids}
     if not ids:
         return {}
-    for r in await connection.execute(_AUDIENCE, {"ids": ids}):
+    for r in await connection.execute(_AUDIENCE[connection.dialect.name], {"ids": ids}):
         found[int(r.conversation_id)].add(int(r.agent_id))
     return {i: sorted(a) for i, a in found.items()}
 
 
-_AUDIENCE = union_all(
-    select(participants.c.conversation_id, participants.c.agent_id).where(
-        participants.c.conversation_id.in_(bindparam("ids", expanding=True)), participants.c.left_at.is_(None)
-    ),
-    select(conversations.c.id, conversations.c.offered_agent_id).where(
-        conversations.c.id.in_(bindparam("ids", expanding=True)),
-        conversations.c.state == ConversationState.OFFERED.value,
-        conversations.c.offered_agent_id.is_not(None),
-    ),
-)
+_AUDIENCE = {
+    dialect: union_all(
+        select(participants.c.conversation_id, participants.c.agent_id).where(
+            one_of(participants.c.conversation_id, "ids", dialect), participants.c.left_at.is_(None)
+        ),
+        select(conversations.c.id, conversations.c.offered_agent_id).where(
+            one_of(conversations.c.id, "ids", dialect),
+            conversations.c.state == ConversationState.OFFERED.value,
+            conversations.c.offered_agent_id.is_not(None),
+        ),
+    )
+    for dialect in ("sqlite", "postgresql")
+}

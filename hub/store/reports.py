@@ -20,13 +20,12 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, and_, any_, bindparam, case, exists, func, null, or_, select, text
+from sqlalchemy import and_, case, exists, func, null, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import ARRAY
 
 from hub.model import Author, Direction
 from hub.reports import MOVES, STARTS, TO_PEOPLE, Contact, Timeline, TimelineEvent
-from hub.store._db import Store, in_json_array
+from hub.store._db import Store, one_of
 from hub.store.tables import agents, conversations, messages, timeline_events
 
 __all__ = ["agent_names", "report_contacts", "report_timelines"]
@@ -88,12 +87,9 @@ async def report_timelines(store: Store, start: datetime, end: datetime, *, queu
 
 
 def _one_of(connection: AsyncConnection, column: Any) -> Any:
-    """``column`` is one of the conversation ids bound as ``conversation_ids``: one array (PostgreSQL) or one
-    JSON array (SQLite). One parameter whatever the number of conversations (an expanding ``IN`` binds one
-    per value, past the drivers' limits for a busy year) and one statement text, so one prepared plan."""
-    if connection.dialect.name == "postgresql":
-        return column == any_(bindparam("conversation_ids", type_=ARRAY(BigInteger)))
-    return in_json_array(column, "conversation_ids")
+    """``column`` is one of the conversation ids bound as ``conversation_ids``, one parameter whatever their
+    number (an expanding ``IN`` binds one per value, past the drivers' limits for a busy year)."""
+    return one_of(column, "conversation_ids", connection.dialect.name)
 
 
 _period = timeline_events.alias("period")

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store._db import Store, in_json_array
+from hub.store._db import Store, one_of
 from hub.store.tables import UTCDateTime, webhook_attempts, webhook_deliveries, webhook_heads, webhook_subscriptions
 from hub.store.webhooks_out import DELIVERED, FAILED, PENDING
 from hub.webhooks_out_config import WebhooksDelivery
@@ -110,14 +110,6 @@ def _free(now: Any) -> Any:
     return or_(D.leased_until.is_(None), D.leased_until < now)
 
 
-def _among(column: Any, name: str, dialect: str) -> Any:
-    """``column`` is one of the ids bound as ``name``, one parameter whatever their number (PostgreSQL: an
-    array; SQLite: a JSON array), so the statement's text never changes with it."""
-    if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
-    return in_json_array(column, name)
-
-
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """The dispatcher's statements, built once per dialect."""
@@ -165,13 +157,13 @@ def _statements(dialect: str) -> _Statements:
     else:
         lease = (
             update(webhook_deliveries)
-            .where(_among(D.id, "b_ids", dialect), guard)
+            .where(one_of(D.id, "b_ids", dialect), guard)
             .values(**leased)
             .returning(D.id, D.subscription_id, body, D.created_at)
         )
     delivered = (
         update(webhook_deliveries)
-        .where(_among(D.id, "b_ids", dialect), D.status == PENDING)
+        .where(one_of(D.id, "b_ids", dialect), D.status == PENDING)
         .values(
             status=DELIVERED,
             delivered_at=now,
@@ -180,7 +172,7 @@ def _statements(dialect: str) -> _Statements:
             **_LEASE_ENDS,
         )
     )
-    finished = _among(H.delivery_id, "b_finished", dialect)
+    finished = one_of(H.delivery_id, "b_finished", dialect)
     following = select(func.min(_waiting.c.id)).where(_pending_in_line).scalar_subquery()
     lock_lines = (
         select(H.subscription_id, H.order_key)
