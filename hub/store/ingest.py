@@ -158,7 +158,7 @@ async def _store_in_one_transaction(
         await _record_outgoing(connection, stored_outcomes, now)
         if journal is not None:  # in delivery order: the fast path's results were filled in first
             await _record(connection, journal, stored_outcomes)
-    return [results[i] for i in range(len(deliveries))]
+    return in_order
 
 
 async def _record_outgoing(connection: AsyncConnection, outcomes: list[DeliveryOutcome], now: datetime) -> None:
