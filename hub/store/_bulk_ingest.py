@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.bus import BusEvent
 from hub.events import MessageCreated
 from hub.model import ChannelAccount, ConversationState, InboundMessage
-from hub.store._db import one_of
+from hub.store._db import DIALECTS, one_of
 from hub.store._inbound import message_insert, message_row, people, upsert_identities
 from hub.store._opening import entered, insert_open, name_the_bot, open_conversation, waiting_row
 from hub.store.media import attachment_rows, insert_attachments
@@ -175,18 +175,18 @@ _KNOWN_IDS = {
     dialect: select(messages.c.provider_message_id).where(
         messages.c.account_id == bindparam("account"), one_of(messages.c.provider_message_id, "ids", dialect)
     )
-    for dialect in ("sqlite", "postgresql")
+    for dialect in DIALECTS
 }
 _OPEN_ROWS = {
     dialect: select(conversations.c.id, conversations.c.identity_id, conversations.c.queue_id).where(
         one_of(conversations.c.identity_id, "identities", dialect),
         conversations.c.state != ConversationState.CLOSED.value,
     )
-    for dialect in ("sqlite", "postgresql")
+    for dialect in DIALECTS
 }
 _TOUCH_CONVERSATIONS = {
     dialect: update(conversations)
     .where(one_of(conversations.c.id, "touched", dialect))
     .values(last_message_at=bindparam("now", type_=conversations.c.last_message_at.type))
-    for dialect in ("sqlite", "postgresql")
+    for dialect in DIALECTS
 }

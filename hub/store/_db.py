@@ -29,6 +29,7 @@ from hub.store.engine import create_engine
 from hub.store.migrate import current_revision, head_revision, upgrade
 
 __all__ = [
+    "DIALECTS",
     "Store",
     "StoreClosed",
     "database_unavailable",
@@ -252,6 +253,10 @@ def upsert(dialect: str, table: Table, values: Mapping[str, Any] | None = None) 
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table)
     return stmt if values is None else stmt.values(values)
+
+
+DIALECTS = ("sqlite", "postgresql")
+"""The engines the store runs on, by SQLAlchemy dialect name: what a statement built once per dialect is built for."""
 
 
 def one_of(column: Any, name: str, dialect: str) -> Any:

@@ -29,7 +29,7 @@ from hub.events import (
 )
 from hub.model import Conversation, ConversationState, Identity
 from hub.store._changes import Change, RoutingRefused, apply_change, load_facts  # the one way an action is applied
-from hub.store._db import Store, one_of, upsert
+from hub.store._db import DIALECTS, Store, one_of, upsert
 from hub.store._per_row import PerRow
 from hub.store._rows import identity_from_row
 from hub.store.catalogue import load_queue
@@ -163,9 +163,7 @@ def _with_bots(ids: Any) -> Any:
 
 
 # the ids as one parameter, so one statement text (and one prepared statement) whatever their number
-_WITH_BOTS = {
-    dialect: _with_bots(one_of(conversations.c.id, "with_bots_ids", dialect)) for dialect in ("sqlite", "postgresql")
-}
+_WITH_BOTS = {dialect: _with_bots(one_of(conversations.c.id, "with_bots_ids", dialect)) for dialect in DIALECTS}
 
 
 async def with_bots(connection: AsyncConnection, replies: Sequence[tuple[int, Sequence[str]]]) -> list[str | None]:

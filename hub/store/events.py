@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import HubEvent, LoggedEvent
 from hub.model import ConversationState
-from hub.store._db import Store, one_of
+from hub.store._db import DIALECTS, Store, one_of
 from hub.store.tables import bus_log, conversations, participants
 
 __all__ = [
@@ -208,5 +208,5 @@ _AUDIENCE = {
             conversations.c.offered_agent_id.is_not(None),
         ),
     )
-    for dialect in ("sqlite", "postgresql")
+    for dialect in DIALECTS
 }
