@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
-__all__ = ["Received", "Receiver", "free_port"]
+from tests.ports import free_port
 
-
-def free_port() -> int:
-    """A loopback port nobody listens on (yet)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["Received", "Receiver"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ from hub.store.templates import create_template
 from hub.templates import TemplateDraft
 from tests.api.conftest import API_CONFIG, Api, Clock, MakeApi, delivered, eventually
 from tests.faults._proxy import CuttableProxy
-from tests.webhook_receiver import Receiver, free_port
+from tests.ports import free_port
+from tests.webhook_receiver import Receiver
 
 TOKEN = "metrics-token-0123456789"
 WITH_TOKEN = f"""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +30,8 @@ from typing import Any, BinaryIO
 
 import aiohttp
 import pytest
+
+from tests.ports import free_port
 
 CHROMIUM = os.environ.get("CHANNELHUB_CHROMIUM", "/usr/bin/chromium")
 REQUIRE_BROWSER = os.environ.get("CHANNELHUB_REQUIRE_BROWSER") == "1"
@@ -60,12 +61,6 @@ def _chromium_present() -> None:
     if REQUIRE_BROWSER:
         pytest.fail(f"Chromium is required (CHANNELHUB_REQUIRE_BROWSER=1) but {CHROMIUM} is missing")
     pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (or set CHANNELHUB_CHROMIUM)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(hub_port: int, emulator_port: int, database: Path) -> str:
@@ -261,7 +256,7 @@ async def hub(tmp_path: Path, hub_config_edit: Callable[[str, str], str]) -> Asy
     from adapters.emulators.core import EmulatorState, run_emulator
     from hub.settings import load_settings
 
-    hub_port, emulator_port = _free_port(), _free_port()
+    hub_port, emulator_port = free_port(), free_port()
     config = tmp_path / "hub.toml"
     text = _config(hub_port, emulator_port, tmp_path / "hub.db")
     config.write_text(hub_config_edit(text, f"http://127.0.0.1:{emulator_port}"), encoding="utf-8")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from playwright.async_api import expect
 
 from tests.browser.conftest import RunningHub
 from tests.browser.test_console import open_console, set_presence
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,12 +31,6 @@ ARTICLE_BODY = """## What to do
 
 <script>document.title = 'ran'</script>
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -58,7 +52,7 @@ async def page_server() -> AsyncIterator[str]:
     app.router.add_get("/card", card)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "localhost", port).start()
     try:
         yield f"http://localhost:{port}"

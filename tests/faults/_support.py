@@ -13,7 +13,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+from tests.ports import free_port
 
 READY_TIMEOUT = 60.0
 PAGE_ID = "100200300"
@@ -65,12 +66,6 @@ account_sid = "{twilio_sid}"
 auth_token = "{twilio_token}"
 from_number = "{twilio_from}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def hub_config(port: int, database_url: str, *, twilio_base: str = "http://127.0.0.1:9/twilio", extra: str = "") -> str:

@@ -30,7 +30,8 @@ from hub.store import Store
 from hub.store.tables import messages
 from tests.conftest import make_database_url
 from tests.faults._proxy import CuttableProxy
-from tests.faults._support import HubProcess, free_port, make_hub, messenger_delivery, wait_until
+from tests.faults._support import HubProcess, make_hub, messenger_delivery, wait_until
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow]
 

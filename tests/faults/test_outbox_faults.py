@@ -31,7 +31,8 @@ from tests.faults._outbox import (
     queue_sends,
     sent_count,
 )
-from tests.faults._support import HubProcess, free_port, make_hub, wait_until
+from tests.faults._support import HubProcess, make_hub, wait_until
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow]
 

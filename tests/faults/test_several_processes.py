@@ -30,7 +30,8 @@ from hub.store.agents import create_agent
 from hub.store.tables import agents, conversations, messages
 from tests.conftest import make_database_url
 from tests.faults._outbox import Provider, delivery_counts, queue_sends
-from tests.faults._support import HubProcess, free_port, make_hub, messenger_delivery, utc_now, wait_until
+from tests.faults._support import HubProcess, make_hub, messenger_delivery, utc_now, wait_until
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow]
 

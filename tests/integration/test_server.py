@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pytest_aiohttp import AiohttpClient
 from hub.api.server import create_app
 from hub.logs import JsonFormatter, RedactSecrets, configure_logging
 from hub.settings import Settings
+from tests.ports import free_port
 
 
 async def test_health_and_readiness_answer_on_each_engine(
@@ -76,16 +76,10 @@ def test_logs_are_json_off_a_terminal() -> None:
     assert entry["account"] == "fb"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("loop", [None, "uvloop"])
 def test_serve_starts_migrates_answers_and_stops_gracefully_on_sigterm(tmp_path: Path, loop: str | None) -> None:
     # on the default loop (asyncio's) and on the one [server] event_loop may choose instead
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "hub.toml"
     config.write_text(
         f'[server]\nport = {port}\n[database]\nurl = "sqlite:///{tmp_path / "hub.db"}"\n[[queues]]\nid = "support"\n',

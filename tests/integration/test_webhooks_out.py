@@ -32,7 +32,8 @@ from hub.usecases import webhooks_out as webhooks_out_usecases
 from hub.usecases.webhooks_out import WebhookDraft
 from hub.webhooks_out import WebhookDispatcher
 from tests.fakes import recording_factory
-from tests.webhook_receiver import Receiver, free_port
+from tests.ports import free_port
+from tests.webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -17,16 +17,11 @@ from aiobotocore.session import get_session
 
 from hub.media import BlobStore, LocalBlobStore, S3BlobStore
 from tests.api.conftest import make_api  # noqa: F401 -- a hub on both engines, for the tests of a store in a bad state
+from tests.ports import free_port
 
 S3_CREDENTIALS = {"access_key": "test-access", "secret_key": "test-secret"}
 #: S3's smallest part, so that the multipart path is taken by blobs of a few MiB
 PART_BYTES = 5 * 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +38,11 @@ def s3_endpoint_checking_credentials() -> Iterator[str]:
 
 def unreachable_endpoint() -> str:
     """An S3 endpoint on a loopback port nothing listens on."""
-    return f"http://127.0.0.1:{_free_port()}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def _moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -32,7 +32,8 @@ from hub.usecases import media as media_usecases
 from hub.usecases.media import ORPHAN_GRACE, drop_orphan_blobs, sweep_media
 from tests.api.conftest import Clock, MakeApi
 from tests.media._serving import ACCOUNT, stored_video
-from tests.media.conftest import S3_CREDENTIALS, _free_port, make_bucket
+from tests.media.conftest import S3_CREDENTIALS, make_bucket
+from tests.ports import free_port
 
 MINUTE = timedelta(minutes=1)
 
@@ -59,7 +60,7 @@ class Relay:
 
     def __init__(self, target: str) -> None:
         self.target_port = int(target.rsplit(":", 1)[1])
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
