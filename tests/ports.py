@@ -9,6 +9,7 @@ bind on purpose live, and each test worker draws from a block of its own.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -35,8 +36,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@functools.cache
 def _block() -> tuple[int, int]:
-    """This test worker's ports: gw0 the first block, gw1 the next, ...; all below the ephemeral range."""
+    """This test worker's ports: gw0 the first block, gw1 the next, ...; all below the ephemeral range. Read once:
+    neither the worker nor the kernel's range changes while the tests run."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     index = int(worker) if worker.isdigit() else 0
     ceiling = _ephemeral_low()
